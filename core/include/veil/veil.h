@@ -1,0 +1,364 @@
+/*
+ * veil.h — the plugin SDK: the only header a veil plugin includes.
+ *
+ * A plugin is a shared object that exports one symbol, veil_plugin_entry(),
+ * returning a `const struct veil_plugin *`. The host checks abi_version before
+ * it reads anything else from the struct, validates the plugin's `with:` block
+ * against its parameter table, and then calls init / process / destroy.
+ *
+ * A plugin sees typed events in batches and nothing else: it never includes
+ * librdkafka or Avro headers. Records it emits (recommendations, audit records,
+ * model updates…) are built with the veil_rec_* functions below and encoded by
+ * the host against the output's schema.
+ *
+ * Functions named veil_* in this header are implemented by the host and
+ * resolved when the plugin is loaded (the veil binary exports them); a plugin
+ * links against nothing.
+ *
+ * Conventions: functions return 0 on success or a negative VEIL_E* code, and
+ * fill a caller-provided `errstr, errstr_size` buffer with a message that names
+ * the thing, the place and what would be valid.
+ */
+#ifndef VEIL_VEIL_H
+#define VEIL_VEIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** ABI version. Bump on any change to the layout of a struct in this header
+ *  or to the meaning of a callback. The loader refuses a mismatch. */
+#define VEIL_ABI_VERSION 1
+
+/** The symbol the loader looks up in every plugin. */
+#define VEIL_PLUGIN_ENTRY_SYMBOL "veil_plugin_entry"
+
+/* Error codes (negated when returned). */
+#define VEIL_OK 0
+#define VEIL_EINVAL 1  /**< invalid argument or configuration */
+#define VEIL_ENOENT 2  /**< no such thing (file, field, plugin) */
+#define VEIL_ENOMEM 3  /**< allocation failed */
+#define VEIL_EDECODE 4 /**< input could not be decoded */
+#define VEIL_EIO 5     /**< I/O or Kafka failure */
+#define VEIL_EABI 6    /**< ABI mismatch */
+#define VEIL_ESTATE 7  /**< operation not valid in the current state */
+
+/* ------------------------------------------------------------------ */
+/* Parameters: a typed table the host validates and documents          */
+/* ------------------------------------------------------------------ */
+
+typedef enum veil_param_type {
+        VEIL_PARAM_STRING = 1,
+        VEIL_PARAM_INT,    /**< 64-bit signed integer */
+        VEIL_PARAM_DOUBLE, /**< accepts integers too */
+        VEIL_PARAM_BOOL,   /**< true/false */
+        VEIL_PARAM_LIST,   /**< a YAML sequence of scalars, read as strings */
+        VEIL_PARAM_MAP     /**< a YAML mapping of scalar to scalar, as strings */
+} veil_param_type_t;
+
+/** One parameter a plugin accepts in its `with:` block. Tables end with an
+ *  entry whose name is NULL. */
+struct veil_param_def {
+        const char *name;
+        veil_param_type_t type;
+        const char *default_value; /**< as YAML text; NULL = no default */
+        int required;              /**< 1: must be given (default ignored) */
+        const char *doc;           /**< one line, printed by `veil plugins` */
+};
+
+/** Validated parameters of one stage (opaque; valid for the stage's life). */
+typedef struct veil_params veil_params_t;
+
+/** Parameter accessors. The host has validated names and types against the
+ *  plugin's table and applied defaults, so a declared parameter of the right
+ *  type always answers; an undeclared name or a wrong type returns the
+ *  fallback (and is a plugin bug). A parameter with neither value nor default
+ *  answers NULL / fallback; veil_params_has() tells. */
+int veil_params_has(const veil_params_t *p, const char *name);
+const char *veil_params_str(const veil_params_t *p, const char *name);
+int64_t veil_params_int(const veil_params_t *p, const char *name,
+                        int64_t fallback);
+double veil_params_double(const veil_params_t *p, const char *name,
+                          double fallback);
+int veil_params_bool(const veil_params_t *p, const char *name, int fallback);
+/** LIST: number of items; item i with veil_params_list_at(). */
+size_t veil_params_list_size(const veil_params_t *p, const char *name);
+const char *veil_params_list_at(const veil_params_t *p, const char *name,
+                                size_t i);
+/** MAP: number of entries; key and value of entry i. */
+size_t veil_params_map_size(const veil_params_t *p, const char *name);
+const char *veil_params_map_key(const veil_params_t *p, const char *name,
+                                size_t i);
+const char *veil_params_map_value(const veil_params_t *p, const char *name,
+                                  size_t i);
+/** Where the parameter was written ("pipeline.yaml:12:7"), for messages. */
+const char *veil_params_where(const veil_params_t *p, const char *name);
+
+/* ------------------------------------------------------------------ */
+/* Records: Avro values the host encodes and decodes for plugins      */
+/* ------------------------------------------------------------------ */
+
+/** A record of some output or side-input schema (opaque). Fields are named by
+ *  dotted paths ("context.device"). Optional fields (unions with null) read as
+ *  absent when null and are set by value, the host choosing the branch. */
+typedef struct veil_rec veil_rec_t;
+
+/** Getters: 0 and the value, or -VEIL_ENOENT when the field is absent/null. */
+int veil_rec_get_str(const veil_rec_t *r, const char *path, const char **s,
+                     size_t *len);
+int veil_rec_get_long(const veil_rec_t *r, const char *path, int64_t *v);
+int veil_rec_get_double(const veil_rec_t *r, const char *path, double *v);
+int veil_rec_get_bool(const veil_rec_t *r, const char *path, int *v);
+/** Arrays: the size (0 when absent) and element i (a record or a scalar
+ *  wrapper readable with path ""). */
+size_t veil_rec_array_size(const veil_rec_t *r, const char *path);
+const veil_rec_t *veil_rec_array_at(const veil_rec_t *r, const char *path,
+                                    size_t i);
+/** Maps of string: the size and entry i. */
+size_t veil_rec_map_size(const veil_rec_t *r, const char *path);
+int veil_rec_map_at(const veil_rec_t *r, const char *path, size_t i,
+                    const char **key, const char **value);
+
+/** Setters: 0, or -VEIL_ENOENT (no such field) / -VEIL_EINVAL (wrong type). */
+int veil_rec_set_str(veil_rec_t *r, const char *path, const char *s);
+int veil_rec_set_long(veil_rec_t *r, const char *path, int64_t v);
+int veil_rec_set_double(veil_rec_t *r, const char *path, double v);
+int veil_rec_set_bool(veil_rec_t *r, const char *path, int v);
+int veil_rec_set_null(veil_rec_t *r, const char *path);
+/** Appends an element to the array at path and returns it for setting (its
+ *  fields by path, or a scalar element with path ""); NULL on error. */
+veil_rec_t *veil_rec_append(veil_rec_t *r, const char *path);
+/** Adds key=value to the string map at path. */
+int veil_rec_map_put(veil_rec_t *r, const char *path, const char *key,
+                     const char *value);
+
+/* ------------------------------------------------------------------ */
+/* Events and batches                                                 */
+/* ------------------------------------------------------------------ */
+
+typedef enum veil_tier {
+        VEIL_TIER_UNDECIDED = 0, /**< no consent stage has run */
+        VEIL_TIER_NONE,          /**< no personal processing */
+        VEIL_TIER_CONTEXTUAL,    /**< this event's context only */
+        VEIL_TIER_PERSONALIZED   /**< profile and history under a pseudonym */
+} veil_tier_t;
+
+typedef enum veil_status {
+        VEIL_PASS = 0,       /**< goes on to the next stage */
+        VEIL_DROP,           /**< stops here, counted by reason */
+        VEIL_DEAD_LETTER     /**< stops here, original bytes to the DLQ */
+} veil_status_t;
+
+struct veil_kv {
+        const char *key;
+        const char *value;
+};
+
+/** The typed interaction event (schemas/interaction.avsc). Strings are NUL
+ *  terminated and live in the batch arena; NULL means absent. A stage that
+ *  rewrites a field points it at new arena memory (veil_batch_strdup). */
+struct veil_event {
+        const char *event_id;
+        const char *user_id;   /**< raw id, or its pseudonym after pseudonymize */
+        int64_t ts_ms;         /**< event time, ms since the epoch, UTC */
+        const char *type;      /**< view, click, add_to_cart, purchase, rating… */
+        const char *item_id;
+        double value;          /**< quantity, rating, price… */
+        const char *tc_string; /**< IAB TCF v2 TC string sent with the event */
+        int gpc;               /**< Global Privacy Control: -1 absent, 0, 1 */
+        struct {
+                const char *device;
+                const char *ip;
+                const char *user_agent;
+                int has_geo;
+                double lat, lon;
+                const char *geohash; /**< set when lat/lon are generalized */
+                const char *country;
+                const char *session_id;
+                const char *timezone; /**< IANA name, when known */
+                struct veil_kv *attrs;
+                size_t n_attrs;
+        } ctx;
+
+        /* Set by stages. */
+        const char *subject;   /**< pseudonymous subject (host keyring) */
+        veil_tier_t tier;
+        int training;          /**< may contribute to the shared model */
+        veil_status_t status;
+        const char *reason;    /**< drop reason or dead-letter error */
+        const char *stage;     /**< the stage that set status */
+        uint32_t *features;    /**< sparse feature ids (context stage) */
+        size_t n_features;
+        const char **recent_items; /**< personalized profile, newest first */
+        size_t n_recent;
+        void *user;            /**< free slot for the stage that owns it */
+};
+
+/** A micro-batch. Events and everything hanging off them live in the batch
+ *  arena, which the host resets (not frees) between batches. */
+struct veil_batch {
+        struct veil_event *events;
+        size_t n;
+        int64_t now_ms; /**< wall clock when the batch was formed */
+        struct veil_batch_impl *impl; /**< host-private */
+};
+
+/** Arena allocation, 64-byte aligned, valid until the end of the batch.
+ *  Dense per-batch matrices (features n×d, scores n×k) are carved here. */
+void *veil_batch_alloc(struct veil_batch *b, size_t size);
+char *veil_batch_strdup(struct veil_batch *b, const char *s);
+
+/** Marks an event; the first stage to drop or dead-letter an event wins and
+ *  later stages do not see it (a process callback skips events whose status
+ *  is not VEIL_PASS). `reason` is copied. */
+void veil_event_drop(struct veil_batch *b, struct veil_event *ev,
+                     const char *reason);
+void veil_event_dead_letter(struct veil_batch *b, struct veil_event *ev,
+                            const char *error);
+
+/* ------------------------------------------------------------------ */
+/* The stage: what the host offers a running plugin                   */
+/* ------------------------------------------------------------------ */
+
+/** One plugin instance in one pipeline (opaque). */
+typedef struct veil_stage veil_stage_t;
+
+typedef enum veil_log_level {
+        VEIL_LOG_ERROR = 0,
+        VEIL_LOG_WARN,
+        VEIL_LOG_INFO,
+        VEIL_LOG_DEBUG
+} veil_log_level_t;
+
+/** Logs a line tagged with the stage. Never pass a raw identifier. */
+void veil_log(veil_stage_t *st, veil_log_level_t level, const char *fmt, ...)
+#if defined(__GNUC__)
+        __attribute__((format(printf, 3, 4)))
+#endif
+        ;
+
+/** Starts a record for the named output (one of the plugin's `outputs`), or
+ *  NULL when the pipeline does not bind that output (emitting is then a
+ *  no-op). One record per output is open at a time: emit it before starting
+ *  the next one. */
+veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output);
+/** Encodes and produces the open record with the given key. */
+int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
+                  size_t key_len);
+/** Encodes an event with the output's schema (the interaction schema) and
+ *  produces it, keyed by its user_id. */
+int veil_out_event(veil_stage_t *st, const char *output,
+                   const struct veil_event *ev);
+/** 1 when the pipeline binds this output to a topic. */
+int veil_out_bound(veil_stage_t *st, const char *output);
+
+/** A subject whose data is being erased or exported. Both forms are given so
+ *  stages on either side of pseudonymization find what they hold. */
+struct veil_subject {
+        const char *raw_id;    /**< NULL when only the pseudonym is known */
+        const char *pseudonym; /**< the keyring's subject pseudonym */
+};
+
+/** Asks the host to erase a subject in every stage before the next batch. */
+int veil_request_erase(veil_stage_t *st, const char *raw_id);
+
+/** Keyed pseudonym of `id` under the active key for the purpose `domain`
+ *  ("subject", "audit", a field path…): "<keyid>.<base64url>", NUL
+ *  terminated in `out`. Same id, key and domain, same pseudonym. Returns
+ *  the length, or a negative code when no keyring is configured. */
+int veil_pseudonym(veil_stage_t *st, const char *domain, const void *id,
+                   size_t id_len, char *out, size_t out_size);
+/** Size of the buffer veil_pseudonym needs, terminator included. */
+#define VEIL_PSEUDONYM_MAX 64
+
+/** The pipeline's current privacy spend, for records that report it. */
+void veil_privacy_set_spent(veil_stage_t *st, double epsilon, double delta);
+
+/** A record from a side-input topic (e.g. the consent topic). */
+struct veil_side_record {
+        const char *input;      /**< side-input name in the pipeline */
+        const void *key;
+        size_t key_len;
+        const veil_rec_t *value; /**< NULL for a tombstone */
+        int64_t timestamp_ms;
+        int32_t partition;
+        int64_t offset;
+};
+
+/** A plugin subcommand: `veil <plugin> <name> [args]`. argv[0] is the
+ *  command name. Returns the process exit code (0, 1 runtime, 2 usage). */
+struct veil_command {
+        const char *name;
+        const char *usage; /**< "decode TC_STRING" */
+        const char *doc;
+        int (*run)(int argc, char **argv);
+};
+
+/** How a stage treats an event field, declared for `veil lint`. */
+typedef enum veil_field_treatment {
+        VEIL_FIELD_KEPT = 1,      /**< passes unchanged (reason required) */
+        VEIL_FIELD_PSEUDONYMIZED, /**< replaced by a keyed pseudonym */
+        VEIL_FIELD_GENERALIZED,   /**< coarsened (IP prefix, geohash…) */
+        VEIL_FIELD_DROPPED        /**< removed */
+} veil_field_treatment_t;
+
+/** Sink for a plugin's lint declarations (opaque). */
+typedef struct veil_lint veil_lint_t;
+void veil_lint_field(veil_lint_t *l, const char *path,
+                     veil_field_treatment_t t, const char *reason);
+
+/* ------------------------------------------------------------------ */
+/* The plugin                                                         */
+/* ------------------------------------------------------------------ */
+
+struct veil_plugin {
+        uint32_t abi_version; /**< VEIL_ABI_VERSION; checked first */
+        uint32_t struct_size; /**< sizeof(struct veil_plugin) */
+        const char *name;     /**< the name `use:` refers to */
+        const char *version;
+        const char *description;
+        const struct veil_param_def *params; /**< ends with {NULL} */
+        const char *const *outputs;     /**< named outputs, NULL-terminated */
+        const char *const *side_inputs; /**< side inputs read, NULL-term. */
+
+        /** Creates the stage's state from validated parameters. */
+        int (*init)(veil_stage_t *st, const veil_params_t *params,
+                    void **state, char *errstr, size_t errstr_size);
+        /** Processes a batch. Per-event problems are statuses on events;
+         *  a negative return means the stage itself failed (the host stops
+         *  without committing the batch). */
+        int (*process)(void *state, struct veil_batch *batch);
+        void (*destroy)(void *state);
+
+        /* Optional (NULL when not provided). */
+        int (*on_side_record)(void *state, const struct veil_side_record *r,
+                              char *errstr, size_t errstr_size);
+        /** Deletes everything held about the subject. */
+        int (*erase)(void *state, const struct veil_subject *s);
+        /** Writes what is held about the subject into `out` (the access
+         *  record's section for this stage, a string map). */
+        int (*export_subject)(void *state, const struct veil_subject *s,
+                              veil_rec_t *out);
+        /** Serializes state to a malloc'd buffer the host frees. */
+        int (*checkpoint)(void *state, void **data, size_t *len);
+        int (*restore)(void *state, const void *data, size_t len,
+                       char *errstr, size_t errstr_size);
+        /** Declares field treatments for the privacy lint. */
+        void (*lint)(const veil_params_t *params, veil_lint_t *l);
+        const struct veil_command *commands; /**< ends with {NULL}; or NULL */
+};
+
+/** Every plugin defines this function (extern "C", default visibility). */
+const struct veil_plugin *veil_plugin_entry(void);
+
+/** Convenience for plugin sources. */
+#define VEIL_PLUGIN_EXPORT __attribute__((visibility("default")))
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VEIL_VEIL_H */
