@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# kafka.sh — the real Apache Kafka broker (KRaft, one node, loopback) that
+# veil's integration tests talk to. No tarball, no Docker: the broker's jars
+# come from Maven Central through pom.xml beside this script and java runs
+# them directly.
+#
+#   kafka.sh fetch                 copy the broker's runtime jars into the cache
+#   kafka.sh start                 fresh data dir, format, start in the background
+#   kafka.sh wait-ready [secs]     until kcat -L sees the broker (default 60)
+#   kafka.sh stop                  SIGTERM, wait, SIGKILL after a timeout
+#   kafka.sh status                exit 0 if running, 3 if not
+#   kafka.sh env                   print the settings in force
+#
+# Environment:
+#   VEIL_KAFKA_HOME             jar cache root        (~/.cache/veil-kafka)
+#   VEIL_KAFKA_PORT             PLAINTEXT client port (19092)
+#   VEIL_KAFKA_CONTROLLER_PORT  KRaft controller port (client port + 1: 19093)
+#   VEIL_KAFKA_DATA             data dir              (/tmp/veil-kafka-<port>)
+#   VEIL_KAFKA_JAVA             java binary           (java)
+#   VEIL_KAFKA_JVM_OPTS         extra JVM options, appended
+#   VEIL_KAFKA_STOP_TIMEOUT     seconds before SIGKILL on stop (30)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+pom="$here/pom.xml"
+
+# The pom is the one place the version is pinned; the cache dir is named
+# after it so two versions can sit side by side.
+version=$(sed -n 's|.*<kafka.version>\([^<]*\)</kafka.version>.*|\1|p' "$pom" | head -n1)
+[ -n "$version" ] || { echo "kafka.sh: no <kafka.version> in $pom" >&2; exit 2; }
+
+home="${VEIL_KAFKA_HOME:-$HOME/.cache/veil-kafka}/$version"
+libs="$home/libs"
+stamp="$libs/.veil-fetch-complete"
+port="${VEIL_KAFKA_PORT:-19092}"
+# Default next to the client port, so setting only VEIL_KAFKA_PORT is
+# enough to run a second broker beside the first.
+cport="${VEIL_KAFKA_CONTROLLER_PORT:-$((10#${port//[!0-9]/0} + 1))}"
+data="${VEIL_KAFKA_DATA:-/tmp/veil-kafka-$port}"
+java="${VEIL_KAFKA_JAVA:-java}"
+stop_timeout="${VEIL_KAFKA_STOP_TIMEOUT:-30}"
+pidfile="$data/kafka.pid"
+logfile="$data/kafka.log"
+marker="$data/.veil-kafka"
+
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+
+check_port() {
+        case "$1" in
+        ''|0*|*[!0-9]*) die "$2='$1' is not a port number (1-65535)";;
+        esac
+        if [ "${#1}" -gt 5 ] || [ "$((10#$1))" -lt 1 ] || [ "$((10#$1))" -gt 65535 ]; then
+                die "$2='$1' is not a port number (1-65535)"
+        fi
+}
+
+pom_sum() { sha256sum "$pom" | cut -d' ' -f1; }
+
+fetched() { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(pom_sum)" ]; }
+
+cmd_fetch() {
+        # The stamp (the pom's hash) is written last, after an atomic rename,
+        # so an interrupted fetch is never mistaken for a complete one, and a
+        # warm fetch needs neither Maven nor the network.
+        if fetched; then
+                echo "kafka $version: jars already in $libs"
+                return 0
+        fi
+        command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: apt-get install maven)"
+        mkdir -p "$home"
+        exec 9>"$home/.lock"
+        flock 9
+        if fetched; then
+                echo "kafka $version: jars already in $libs"
+                return 0
+        fi
+        local tmp="$home/libs.tmp.$$" mlog="$home/fetch.log"
+        rm -rf "$tmp"
+        local args=(-B -q -f "$pom" dependency:copy-dependencies
+                    -DincludeScope=runtime -DoutputDirectory="$tmp")
+        # Offline first: once ~/.m2 holds the jars this works with no network.
+        if ! mvn -o "${args[@]}" >"$mlog" 2>&1; then
+                echo "kafka $version: fetching jars from Maven Central..."
+                if ! mvn "${args[@]}" >"$mlog" 2>&1; then
+                        tail -n 30 "$mlog" >&2
+                        rm -rf "$tmp"
+                        die "could not fetch kafka $version jars (Maven log: $mlog)"
+                fi
+        fi
+        [ -f "$tmp/kafka_2.13-$version.jar" ] ||
+                die "Maven finished but $tmp has no kafka_2.13-$version.jar (log: $mlog)"
+        rm -rf "$libs"
+        mv "$tmp" "$libs"
+        pom_sum >"$stamp"
+        local jars=("$libs"/*.jar)
+        echo "kafka $version: ${#jars[@]} jars in $libs"
+}
+
+# pid of our broker if it is running, else nothing. The command line is
+# checked too, so a stale pid file whose pid was reused by something else
+# is never taken for the broker (and never killed).
+broker_pid() {
+        [ -f "$pidfile" ] || return 0
+        local pid
+        pid=$(cat "$pidfile" 2>/dev/null) || return 0
+        case "$pid" in ''|*[!0-9]*) return 0;; esac
+        [ -r "/proc/$pid/cmdline" ] || return 0
+        if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$data/server.properties"; then
+                echo "$pid"
+        fi
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+write_config() {
+        # Single node, loopback only, tuned to start fast and stay small:
+        # replication factors of 1, few partitions for the internal topics
+        # (offsets default 50, which makes the first group join slow), no
+        # initial rebalance delay, a small cleaner buffer (default 128 MiB
+        # would eat a quarter of the heap). Compaction stays on: veil keeps
+        # consent and checkpoints in compacted topics.
+        cat >"$data/server.properties" <<EOF
+# generated by deploy/local/kafka/kafka.sh start — edits are lost on restart
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$data/log-dirs
+
+auto.create.topics.enable=true
+delete.topic.enable=true
+num.partitions=3
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=3
+group.initial.rebalance.delay.ms=0
+
+num.network.threads=2
+num.io.threads=4
+background.threads=4
+num.recovery.threads.per.data.dir=1
+log.cleaner.threads=1
+log.cleaner.dedupe.buffer.size=16777216
+log.segment.bytes=67108864
+log.retention.hours=168
+EOF
+        cat >"$data/log4j.properties" <<EOF
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.log.LogCleaner=INFO
+EOF
+}
+
+# A KRaft cluster id is 16 random bytes in URL-safe base64 without padding;
+# making it here saves one JVM start (StorageTool random-uuid).
+cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
+
+cmd_start() {
+        check_port "$port" VEIL_KAFKA_PORT
+        check_port "$cport" VEIL_KAFKA_CONTROLLER_PORT
+        [ "$port" != "$cport" ] || die "VEIL_KAFKA_PORT and VEIL_KAFKA_CONTROLLER_PORT are both $port: they must differ"
+        local pid
+        pid=$(broker_pid)
+        if [ -n "$pid" ]; then
+                echo "kafka $version already running (pid $pid) on 127.0.0.1:$port, data $data"
+                return 0
+        fi
+        command -v "$java" >/dev/null || die "java not found ('$java'): install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless)"
+        for p in "$port" "$cport"; do
+                port_in_use "$p" && die "127.0.0.1:$p is already in use by another process: stop it or set VEIL_KAFKA_PORT / VEIL_KAFKA_CONTROLLER_PORT"
+        done
+        cmd_fetch >/dev/null
+
+        # Every start is a fresh cluster. Only a dir this script made (it
+        # holds the marker) or an empty one is wiped, so a mistyped
+        # VEIL_KAFKA_DATA cannot delete anything else.
+        if [ -e "$data" ]; then
+                [ -d "$data" ] || die "VEIL_KAFKA_DATA=$data exists and is not a directory"
+                if [ -f "$marker" ]; then
+                        rm -rf "$data"
+                elif [ -n "$(ls -A "$data")" ]; then
+                        die "VEIL_KAFKA_DATA=$data is not empty and was not made by kafka.sh: refusing to wipe it; use an empty or new directory"
+                fi
+        fi
+        mkdir -p "$data"
+        : >"$marker"
+        write_config
+
+        local cp="$libs/*"
+        if ! "$java" -Xmx256m -cp "$cp" \
+                -Dlog4j.configuration="file:$data/log4j.properties" \
+                kafka.tools.StorageTool format -t "$(cluster_id)" \
+                -c "$data/server.properties" >"$data/format.log" 2>&1; then
+                cat "$data/format.log" >&2
+                die "formatting KRaft storage in $data/log-dirs failed"
+        fi
+
+        # setsid: the broker outlives the shell (and the process group) that
+        # started it; the tests stop it explicitly.
+        # shellcheck disable=SC2086
+        setsid "$java" -Xms128m -Xmx512m -XX:+UseSerialGC \
+                -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+                -Dlog4j.configuration="file:$data/log4j.properties" \
+                -Dkafka.logs.dir="$data" \
+                ${VEIL_KAFKA_JVM_OPTS:-} \
+                -cp "$cp" kafka.Kafka "$data/server.properties" \
+                </dev/null >"$logfile" 2>&1 &
+        pid=$!
+        echo "$pid" >"$pidfile"
+        sleep 0.2
+        if [ -z "$(broker_pid)" ]; then
+                tail -n 30 "$logfile" >&2
+                die "broker exited at once (log: $logfile)"
+        fi
+        echo "kafka $version started (pid $pid) on 127.0.0.1:$port, controller 127.0.0.1:$cport, data $data, log $logfile"
+}
+
+kcat_sees_broker() {
+        kcat -L -b "127.0.0.1:$port" -m 2 2>/dev/null |
+                grep -qF "at 127.0.0.1:$port"
+}
+
+cmd_wait_ready() {
+        local timeout="${1:-60}"
+        case "$timeout" in ''|*[!0-9]*) die "wait-ready: timeout '$timeout' is not a whole number of seconds";; esac
+        command -v kcat >/dev/null || die "kcat not found (Debian: apt-get install kcat)"
+        local deadline=$((SECONDS + timeout))
+        while :; do
+                if kcat_sees_broker; then
+                        echo "kafka ready on 127.0.0.1:$port"
+                        return 0
+                fi
+                # A broker that died will never answer: say so now rather
+                # than at the deadline.
+                if [ -f "$pidfile" ] && [ -z "$(broker_pid)" ]; then
+                        echo "kafka.sh: broker process exited; last log lines ($logfile):" >&2
+                        tail -n 40 "$logfile" >&2 2>/dev/null || true
+                        return 1
+                fi
+                if [ "$SECONDS" -ge "$deadline" ]; then
+                        if [ ! -f "$pidfile" ]; then
+                                # Any log there is from an earlier run: showing it would mislead.
+                                echo "kafka.sh: nothing answers on 127.0.0.1:$port after ${timeout}s and kafka.sh started no broker there (no $pidfile): run kafka.sh start first" >&2
+                                return 1
+                        fi
+                        echo "kafka.sh: broker on 127.0.0.1:$port not ready after ${timeout}s; last log lines ($logfile):" >&2
+                        tail -n 40 "$logfile" >&2 2>/dev/null || true
+                        return 1
+                fi
+                sleep 0.5
+        done
+}
+
+cmd_stop() {
+        local pid
+        pid=$(broker_pid)
+        if [ -z "$pid" ]; then
+                rm -f "$pidfile"
+                echo "kafka on 127.0.0.1:$port not running"
+                return 0
+        fi
+        kill -TERM "$pid" 2>/dev/null || true
+        local deadline=$((SECONDS + stop_timeout))
+        while [ -d "/proc/$pid" ] && [ "$SECONDS" -lt "$deadline" ]; do
+                sleep 0.2
+        done
+        if [ -d "/proc/$pid" ]; then
+                echo "kafka.sh: broker (pid $pid) still up after ${stop_timeout}s: SIGKILL" >&2
+                kill -KILL "$pid" 2>/dev/null || true
+                while [ -d "/proc/$pid" ]; do sleep 0.1; done
+        fi
+        rm -f "$pidfile"
+        echo "kafka stopped (pid $pid)"
+}
+
+cmd_status() {
+        local pid
+        pid=$(broker_pid)
+        if [ -z "$pid" ]; then
+                echo "kafka $version not running (port $port, data $data)"
+                return 3
+        fi
+        local answers=no
+        command -v kcat >/dev/null && kcat_sees_broker && answers=yes
+        echo "kafka $version running (pid $pid) on 127.0.0.1:$port, answers metadata: $answers, data $data"
+}
+
+cmd_env() {
+        cat <<EOF
+version=$version
+libs=$libs
+fetched=$(fetched && echo yes || echo no)
+port=$port
+controller_port=$cport
+data=$data
+pidfile=$pidfile
+logfile=$logfile
+EOF
+}
+
+case "${1:-}" in
+fetch)          cmd_fetch;;
+start)          cmd_start;;
+wait-ready)     cmd_wait_ready "${2:-60}";;
+stop)           cmd_stop;;
+status)         cmd_status;;
+env)            cmd_env;;
+*)              echo "usage: $0 fetch|start|wait-ready [timeout_s]|stop|status|env" >&2; exit 2;;
+esac
