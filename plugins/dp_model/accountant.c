@@ -1,0 +1,750 @@
+/*
+ * accountant.c — zCDP accounting, the (ε, δ) conversion, and the durable
+ * record that keeps the spend from ever going down (see accountant.h).
+ */
+#include "accountant.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "veil/veil.h"
+
+#define RECORD_MAGIC "VEILACCT"
+#define RECORD_FORMAT 1u
+#define RECORD_BODY 104 /* bytes covered by the checksum */
+#define RECORD_SUM (VEIL_ACCOUNTANT_RECORD_SIZE - RECORD_BODY)
+#define FLAG_HAS_UNIT 1u
+#define FLAG_PENDING 2u
+
+/* The α search: log(α-1) on a grid from e^-14 to e^37 (the optimum is near
+ * √(log(1/δ)/ρ), so this covers ρ from ~10^-30 to 10^6), then golden-section
+ * refinement around the best grid point. */
+#define T_MIN (-14.0)
+#define T_MAX 37.0
+#define T_STEP 0.25
+#define GOLDEN_ITERS 60
+
+struct veil_accountant {
+        struct veil_dp_mech mech;
+        double rho;
+        uint64_t steps;
+        uint64_t version;
+        /* The unit (window or tree) the last release belonged to. */
+        int has_unit;
+        uint64_t unit;
+        uint64_t unit_steps;    /* releases in the unit, across sessions */
+        uint64_t classes;       /* tree: participations charged per user */
+        int pending;            /* tree: a restore opened a new session */
+        uint64_t session_steps; /* gaussian: releases in the unit since the
+                                 * last restore; deliberately not saved */
+};
+
+static void errf(char *errstr, size_t errstr_size, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void errf(char *errstr, size_t errstr_size, const char *fmt, ...) {
+        va_list ap;
+        if (!errstr || !errstr_size)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(errstr, errstr_size, fmt, ap);
+        va_end(ap);
+}
+
+/* Positive x computed with at most 3 roundings of relative 2^-53 each:
+ * the result is ≥ the exact value. */
+static double round_up(double x) {
+        return x + x * (4 * DBL_EPSILON);
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b) {
+        return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* ---------------------------------------------------------------- */
+/* Mechanisms and the (ε, δ) conversion                              */
+/* ---------------------------------------------------------------- */
+
+uint64_t veil_dp_tree_depth(uint64_t t) {
+        uint64_t d = 0;
+        while (t) {
+                d++;
+                t >>= 1;
+        }
+        return d; /* floor(log2 t) + 1 = ⌈log2(t+1)⌉ */
+}
+
+static int check_mech(const struct veil_dp_mech *m, int need_sigma,
+                      char *errstr, size_t errstr_size) {
+        if (!m) {
+                errf(errstr, errstr_size, "dp_model accountant: no mechanism");
+                return -VEIL_EINVAL;
+        }
+        if (m->kind != VEIL_DP_GAUSSIAN && m->kind != VEIL_DP_TREE) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: mechanism kind %d is unknown "
+                     "(valid: gaussian, tree)",
+                     (int)m->kind);
+                return -VEIL_EINVAL;
+        }
+        if (need_sigma && !(isfinite(m->sigma) && m->sigma > 0)) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: noise multiplier sigma must be a "
+                     "finite number > 0, got %g",
+                     m->sigma);
+                return -VEIL_EINVAL;
+        }
+        if (m->kind == VEIL_DP_GAUSSIAN && m->max_per_user == 0) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: gaussian needs max_per_user "
+                     "(examples per user per window) >= 1");
+                return -VEIL_EINVAL;
+        }
+        if (m->kind == VEIL_DP_TREE && m->tree_steps == 0) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: tree needs tree_steps (steps per "
+                     "tree) >= 1");
+                return -VEIL_EINVAL;
+        }
+        if (m->units == 0 || m->units > (1ull << 53)) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: units (windows or trees in the "
+                     "horizon) must be in [1, 2^53], got %llu",
+                     (unsigned long long)m->units);
+                return -VEIL_EINVAL;
+        }
+        return 0;
+}
+
+static double mech_rho(const struct veil_dp_mech *m, double sigma) {
+        double per = m->kind == VEIL_DP_GAUSSIAN
+                             ? (double)m->max_per_user
+                             : (double)veil_dp_tree_depth(m->tree_steps);
+        return round_up((double)m->units * per / (2.0 * sigma * sigma));
+}
+
+int veil_dp_rho(const struct veil_dp_mech *m, double *rho, char *errstr,
+                size_t errstr_size) {
+        int rc = check_mech(m, 1, errstr, errstr_size);
+        if (rc)
+                return rc;
+        *rho = mech_rho(m, m->sigma);
+        return 0;
+}
+
+/* ε at α = 1 + e^t, plus a margin far above its rounding error: each term
+ * carries a few ulps, so 1e-12 of their total magnitude is safe by ~10^3. */
+static double eps_at(double rho, double log_delta, double t) {
+        double u = exp(t); /* α - 1; any u is a valid order */
+        double l1u = log1p(u);
+        double a = rho + rho * u;             /* ρα */
+        double b = log(u) - l1u;              /* log((α-1)/α) */
+        double c = -(log_delta + l1u) / u;    /* -(log δ + log α)/(α-1) */
+        double mag = rho + fabs(rho * u) + fabs(log(u)) + l1u +
+                     fabs(log_delta / u) + fabs(l1u / u);
+        return (a + b + c) + 1e-12 * mag;
+}
+
+static int check_rho_delta(double rho, double delta, char *errstr,
+                           size_t errstr_size) {
+        if (!(isfinite(rho) && rho >= 0)) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: rho must be finite and >= 0, got %g",
+                     rho);
+                return -VEIL_EINVAL;
+        }
+        if (!(delta > 0 && delta < 1)) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: delta must be in (0, 1), got %g",
+                     delta);
+                return -VEIL_EINVAL;
+        }
+        return 0;
+}
+
+static double epsilon_of(double rho, double delta, double *alpha) {
+        double ld = log(delta);
+        double best_t = T_MIN, best = eps_at(rho, ld, T_MIN);
+        double lo, hi, x1, x2, f1, f2;
+        const double phi = 0.6180339887498949;
+
+        for (double t = T_MIN + T_STEP; t <= T_MAX; t += T_STEP) {
+                double e = eps_at(rho, ld, t);
+                if (e < best) {
+                        best = e;
+                        best_t = t;
+                }
+        }
+        /* Refine around the best grid point. Only values actually
+         * evaluated are ever kept, so refinement cannot make ε unsafe. */
+        lo = best_t - T_STEP;
+        hi = best_t + T_STEP;
+        x1 = hi - phi * (hi - lo);
+        x2 = lo + phi * (hi - lo);
+        f1 = eps_at(rho, ld, x1);
+        f2 = eps_at(rho, ld, x2);
+        for (int i = 0; i < GOLDEN_ITERS; i++) {
+                if (f1 < f2) {
+                        hi = x2;
+                        x2 = x1;
+                        f2 = f1;
+                        x1 = hi - phi * (hi - lo);
+                        f1 = eps_at(rho, ld, x1);
+                } else {
+                        lo = x1;
+                        x1 = x2;
+                        f1 = f2;
+                        x2 = lo + phi * (hi - lo);
+                        f2 = eps_at(rho, ld, x2);
+                }
+                if (f1 < best) {
+                        best = f1;
+                        best_t = x1;
+                }
+                if (f2 < best) {
+                        best = f2;
+                        best_t = x2;
+                }
+        }
+        if (alpha)
+                *alpha = 1.0 + exp(best_t);
+        /* Below 0 the bound says nothing more than ε = 0 does. */
+        return best > 0 ? best : 0.0;
+}
+
+int veil_dp_epsilon(double rho, double delta, double *eps, double *alpha,
+                    char *errstr, size_t errstr_size) {
+        int rc = check_rho_delta(rho, delta, errstr, errstr_size);
+        if (rc)
+                return rc;
+        *eps = epsilon_of(rho, delta, alpha);
+        return 0;
+}
+
+int veil_dp_noise_for_epsilon(const struct veil_dp_mech *m, double eps,
+                              double delta, double *sigma, char *errstr,
+                              size_t errstr_size) {
+        double lo, hi;
+        int rc = check_mech(m, 0, errstr, errstr_size);
+        if (rc)
+                return rc;
+        if (!(isfinite(eps) && eps > 0)) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: target epsilon must be finite and "
+                     "> 0, got %g",
+                     eps);
+                return -VEIL_EINVAL;
+        }
+        rc = check_rho_delta(0, delta, errstr, errstr_size);
+        if (rc)
+                return rc;
+        /* ε falls as σ grows: bracket, then bisect geometrically. hi
+         * always satisfies the target, and hi is what is returned. */
+        hi = 1.0;
+        while (epsilon_of(mech_rho(m, hi), delta, NULL) > eps) {
+                hi *= 2;
+                if (hi > 1e12) {
+                        errf(errstr, errstr_size,
+                             "dp_model accountant: epsilon %g at delta %g "
+                             "needs a noise multiplier above 1e12",
+                             eps, delta);
+                        return -VEIL_EINVAL;
+                }
+        }
+        lo = hi / 2;
+        while (epsilon_of(mech_rho(m, lo), delta, NULL) <= eps) {
+                hi = lo;
+                lo /= 2;
+                if (lo < 1e-12) {
+                        *sigma = hi;
+                        return 0;
+                }
+        }
+        while (hi / lo - 1 > 1e-10) {
+                double mid = sqrt(lo * hi);
+                if (epsilon_of(mech_rho(m, mid), delta, NULL) <= eps)
+                        hi = mid;
+                else
+                        lo = mid;
+        }
+        *sigma = hi;
+        return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* State                                                              */
+/* ---------------------------------------------------------------- */
+
+int veil_accountant_new(struct veil_accountant **out,
+                        const struct veil_dp_mech *m, char *errstr,
+                        size_t errstr_size) {
+        int rc = check_mech(m, 1, errstr, errstr_size);
+        *out = NULL;
+        if (rc)
+                return rc;
+        /* Picks the fast BLAKE2b; checksums are the same without it. */
+        if (sodium_init() < 0) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: libsodium failed to initialize");
+                return -VEIL_EIO;
+        }
+        *out = calloc(1, sizeof(**out));
+        if (!*out) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: out of memory");
+                return -VEIL_ENOMEM;
+        }
+        (*out)->mech = *m;
+        return 0;
+}
+
+void veil_accountant_free(struct veil_accountant *acc) {
+        free(acc);
+}
+
+double veil_accountant_rho(const struct veil_accountant *acc) {
+        return acc->rho;
+}
+
+uint64_t veil_accountant_steps(const struct veil_accountant *acc) {
+        return acc->steps;
+}
+
+uint64_t veil_accountant_version(const struct veil_accountant *acc) {
+        return acc->version;
+}
+
+const struct veil_dp_mech *
+veil_accountant_mech(const struct veil_accountant *acc) {
+        return &acc->mech;
+}
+
+int veil_accountant_epsilon(const struct veil_accountant *acc, double delta,
+                            double *eps, char *errstr, size_t errstr_size) {
+        return veil_dp_epsilon(acc->rho, delta, eps, NULL, errstr,
+                               errstr_size);
+}
+
+static void add_rho(struct veil_accountant *acc, double rho) {
+        if (rho > 0) {
+                /* Round the sum up: a thousand charges must not lose
+                 * a thousand half-ulps. */
+                acc->rho = nextafter(acc->rho + rho, INFINITY);
+        }
+}
+
+int veil_accountant_charge(struct veil_accountant *acc, double rho,
+                           uint64_t steps, char *errstr, size_t errstr_size) {
+        if (!(isfinite(rho) && rho >= 0)) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: a charge must be finite and >= 0 "
+                     "(the spend never goes down), got %g",
+                     rho);
+                return -VEIL_EINVAL;
+        }
+        add_rho(acc, rho);
+        acc->steps = sat_add(acc->steps, steps);
+        acc->version++;
+        return 0;
+}
+
+/* Cost of the next release in units of 1/(2σ²). */
+static uint64_t step_units(const struct veil_accountant *acc, uint64_t unit) {
+        int same = acc->has_unit && acc->unit == unit;
+        uint64_t k;
+
+        if (acc->mech.kind == VEIL_DP_GAUSSIAN)
+                return !same || acc->session_steps < acc->mech.max_per_user;
+        if (!same)
+                return 1; /* the first leaf of a new tree: one node */
+        k = acc->unit_steps + 1;
+        return acc->classes * (veil_dp_tree_depth(k) -
+                               veil_dp_tree_depth(k - 1)) +
+               (acc->pending ? veil_dp_tree_depth(k) : 0);
+}
+
+static double units_rho(const struct veil_accountant *acc, uint64_t n) {
+        double s = acc->mech.sigma;
+        return n ? round_up((double)n / (2.0 * s * s)) : 0.0;
+}
+
+int veil_accountant_step_cost(const struct veil_accountant *acc, uint64_t unit,
+                              double *rho, char *errstr, size_t errstr_size) {
+        (void)errstr;
+        (void)errstr_size;
+        *rho = units_rho(acc, step_units(acc, unit));
+        return 0;
+}
+
+int veil_accountant_charge_step(struct veil_accountant *acc, uint64_t unit,
+                                double *charged, char *errstr,
+                                size_t errstr_size) {
+        double rho = units_rho(acc, step_units(acc, unit));
+        (void)errstr;
+        (void)errstr_size;
+
+        if (!(acc->has_unit && acc->unit == unit)) {
+                acc->has_unit = 1;
+                acc->unit = unit;
+                acc->unit_steps = 0;
+                acc->session_steps = 0;
+                acc->classes = 1;
+                acc->pending = 0;
+        }
+        if (acc->pending) {
+                acc->classes = sat_add(acc->classes, 1);
+                acc->pending = 0;
+        }
+        acc->unit_steps = sat_add(acc->unit_steps, 1);
+        acc->session_steps = sat_add(acc->session_steps, 1);
+        add_rho(acc, rho);
+        acc->steps = sat_add(acc->steps, 1);
+        acc->version++;
+        if (charged)
+                *charged = rho;
+        return 0;
+}
+
+int veil_accountant_would_exceed(const struct veil_accountant *acc,
+                                 double rho_next, double eps_budget,
+                                 double delta, char *errstr,
+                                 size_t errstr_size) {
+        double total;
+        int rc = check_rho_delta(rho_next, delta, errstr, errstr_size);
+        if (rc)
+                return rc;
+        if (!(eps_budget >= 0)) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: epsilon budget must be >= 0, got %g",
+                     eps_budget);
+                return -VEIL_EINVAL;
+        }
+        total = acc->rho + rho_next;
+        if (rho_next > 0)
+                total = nextafter(total, INFINITY);
+        return epsilon_of(total, delta, NULL) > eps_budget;
+}
+
+/* ---------------------------------------------------------------- */
+/* The record                                                         */
+/* ---------------------------------------------------------------- */
+
+static void put32(unsigned char *p, uint32_t v) {
+        for (int i = 0; i < 4; i++)
+                p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p) {
+        uint32_t v = 0;
+        for (int i = 3; i >= 0; i--)
+                v = (v << 8) | p[i];
+        return v;
+}
+
+static uint64_t get64(const unsigned char *p) {
+        uint64_t v = 0;
+        for (int i = 7; i >= 0; i--)
+                v = (v << 8) | p[i];
+        return v;
+}
+
+static uint64_t dbits(double d) {
+        uint64_t v;
+        memcpy(&v, &d, sizeof(v));
+        return v;
+}
+
+static double bitsd(uint64_t v) {
+        double d;
+        memcpy(&d, &v, sizeof(d));
+        return d;
+}
+
+void veil_accountant_encode(const struct veil_accountant *acc,
+                            unsigned char buf[VEIL_ACCOUNTANT_RECORD_SIZE]) {
+        memset(buf, 0, VEIL_ACCOUNTANT_RECORD_SIZE);
+        memcpy(buf, RECORD_MAGIC, 8);
+        put32(buf + 8, RECORD_FORMAT);
+        put32(buf + 12, (uint32_t)acc->mech.kind);
+        put64(buf + 16, acc->version);
+        put64(buf + 24, dbits(acc->rho));
+        put64(buf + 32, acc->steps);
+        put64(buf + 40, dbits(acc->mech.sigma));
+        put64(buf + 48, acc->mech.max_per_user);
+        put64(buf + 56, acc->mech.tree_steps);
+        put64(buf + 64, acc->mech.units);
+        put64(buf + 72, acc->unit);
+        put64(buf + 80, acc->unit_steps);
+        put64(buf + 88, acc->classes);
+        put32(buf + 96, (acc->has_unit ? FLAG_HAS_UNIT : 0) |
+                                (acc->pending ? FLAG_PENDING : 0));
+        /* buf + 100: reserved, zero */
+        crypto_generichash(buf + RECORD_BODY, RECORD_SUM, buf, RECORD_BODY,
+                           NULL, 0);
+}
+
+struct record {
+        uint32_t kind, flags;
+        uint64_t version, steps, unit, unit_steps, classes;
+        double rho;
+};
+
+static int decode(const unsigned char *p, size_t len, struct record *r,
+                  const char *what, char *errstr, size_t errstr_size) {
+        unsigned char sum[RECORD_SUM];
+
+        if (len != VEIL_ACCOUNTANT_RECORD_SIZE) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant state %s: %zu bytes, a record has "
+                     "%d; refusing it (truncated or not an accountant "
+                     "record)",
+                     what, len, VEIL_ACCOUNTANT_RECORD_SIZE);
+                return -VEIL_EDECODE;
+        }
+        if (memcmp(p, RECORD_MAGIC, 8) != 0) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant state %s: no VEILACCT header; "
+                     "refusing it (not an accountant record)",
+                     what);
+                return -VEIL_EDECODE;
+        }
+        crypto_generichash(sum, sizeof(sum), p, RECORD_BODY, NULL, 0);
+        if (sodium_memcmp(sum, p + RECORD_BODY, sizeof(sum)) != 0) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant state %s: checksum mismatch, the "
+                     "record is corrupt; refusing it. The spend it held "
+                     "cannot be trusted: restore the record from the "
+                     "checkpoint topic or a backup, never reset it",
+                     what);
+                return -VEIL_EDECODE;
+        }
+        if (get32(p + 8) != RECORD_FORMAT) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant state %s: record format %u, this "
+                     "build reads format %u",
+                     what, get32(p + 8), RECORD_FORMAT);
+                return -VEIL_EDECODE;
+        }
+        r->kind = get32(p + 12);
+        r->version = get64(p + 16);
+        r->rho = bitsd(get64(p + 24));
+        r->steps = get64(p + 32);
+        r->unit = get64(p + 72);
+        r->unit_steps = get64(p + 80);
+        r->classes = get64(p + 88);
+        r->flags = get32(p + 96);
+        if ((r->kind != VEIL_DP_GAUSSIAN && r->kind != VEIL_DP_TREE) ||
+            !(isfinite(r->rho) && r->rho >= 0) ||
+            (r->flags & ~(FLAG_HAS_UNIT | FLAG_PENDING)) ||
+            get32(p + 100) != 0) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant state %s: checksum matches but "
+                     "the fields are invalid (mechanism kind %u, rho %g); "
+                     "refusing it",
+                     what, r->kind, r->rho);
+                return -VEIL_EDECODE;
+        }
+        return 0;
+}
+
+int veil_accountant_restore(struct veil_accountant *acc, const void *data,
+                            size_t len, char *errstr, size_t errstr_size) {
+        struct record r;
+        int rc = decode(data, len, &r, "record", errstr, errstr_size);
+        if (rc)
+                return rc;
+        if (r.rho > acc->rho)
+                acc->rho = r.rho;
+        if (r.steps > acc->steps)
+                acc->steps = r.steps;
+        /* Unit bookkeeping only carries over within one kind of
+         * mechanism; a unit count can only make later charges larger. */
+        if (r.kind == (uint32_t)acc->mech.kind && (r.flags & FLAG_HAS_UNIT)) {
+                if (acc->has_unit && acc->unit == r.unit) {
+                        if (r.unit_steps > acc->unit_steps)
+                                acc->unit_steps = r.unit_steps;
+                        if (r.classes > acc->classes)
+                                acc->classes = r.classes;
+                } else if (!acc->has_unit || r.version > acc->version) {
+                        acc->has_unit = 1;
+                        acc->unit = r.unit;
+                        acc->unit_steps = r.unit_steps;
+                        acc->classes = r.classes ? r.classes : 1;
+                }
+        }
+        /* The per-user bounds the plugin restored may predate this
+         * record: whoever already contributed to the current unit may
+         * contribute once more (see step_cost). */
+        acc->session_steps = 0;
+        acc->pending = acc->has_unit && acc->mech.kind == VEIL_DP_TREE;
+        if (r.version > acc->version)
+                acc->version = r.version;
+        acc->version++;
+        return 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* Files                                                              */
+/* ---------------------------------------------------------------- */
+
+static int write_all(int fd, const unsigned char *p, size_t n) {
+        while (n) {
+                ssize_t w = write(fd, p, n);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -1;
+                }
+                p += w;
+                n -= (size_t)w;
+        }
+        return 0;
+}
+
+static int fsync_dir_of(const char *path) {
+        const char *slash = strrchr(path, '/');
+        char *dir;
+        int fd, rc;
+
+        if (!slash)
+                dir = strdup(".");
+        else if (slash == path)
+                dir = strdup("/");
+        else
+                dir = strndup(path, (size_t)(slash - path));
+        if (!dir)
+                return -1;
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        free(dir);
+        if (fd < 0)
+                return -1;
+        rc = fsync(fd);
+        if (rc < 0) {
+                int e = errno;
+                close(fd);
+                errno = e;
+                return rc;
+        }
+        return close(fd);
+}
+
+int veil_accountant_save(const struct veil_accountant *acc, const char *path,
+                         char *errstr, size_t errstr_size) {
+        unsigned char buf[VEIL_ACCOUNTANT_RECORD_SIZE];
+        size_t plen = strlen(path);
+        char *tmp = malloc(plen + sizeof(".XXXXXX"));
+        const char *step = "create a temporary file beside";
+        int fd;
+
+        if (!tmp) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: out of memory saving %s", path);
+                return -VEIL_ENOMEM;
+        }
+        memcpy(tmp, path, plen);
+        memcpy(tmp + plen, ".XXXXXX", sizeof(".XXXXXX"));
+        veil_accountant_encode(acc, buf);
+
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                goto fail;
+        step = "write";
+        if (write_all(fd, buf, sizeof(buf)) < 0)
+                goto fail_fd;
+        step = "fsync";
+        if (fsync(fd) < 0)
+                goto fail_fd;
+        step = "close";
+        if (close(fd) < 0) {
+                fd = -1;
+                goto fail_tmp;
+        }
+        step = "rename a temporary file over";
+        if (rename(tmp, path) < 0)
+                goto fail_tmp;
+        free(tmp);
+        /* Without this the rename may not survive a power cut, and the
+         * release that follows would outlive the record of its cost. */
+        if (fsync_dir_of(path) < 0) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: cannot fsync the directory of %s: "
+                     "%s; do not release until a save succeeds",
+                     path, strerror(errno));
+                return -VEIL_EIO;
+        }
+        return 0;
+
+fail_fd:
+        {
+                int e = errno;
+                close(fd);
+                errno = e;
+        }
+fail_tmp:
+        {
+                int e = errno;
+                unlink(tmp);
+                errno = e;
+        }
+fail:
+        errf(errstr, errstr_size,
+             "dp_model accountant: cannot %s %s: %s; do not release until a "
+             "save succeeds",
+             step, path, strerror(errno));
+        free(tmp);
+        return -VEIL_EIO;
+}
+
+int veil_accountant_load(struct veil_accountant *acc, const char *path,
+                         char *errstr, size_t errstr_size) {
+        unsigned char buf[VEIL_ACCOUNTANT_RECORD_SIZE + 1];
+        size_t got = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct record r;
+        int rc;
+
+        if (fd < 0) {
+                int e = errno;
+                errf(errstr, errstr_size,
+                     "dp_model accountant: cannot open %s: %s", path,
+                     strerror(e));
+                return e == ENOENT ? -VEIL_ENOENT : -VEIL_EIO;
+        }
+        /* Read one byte more than a record so a longer file is caught. */
+        while (got < sizeof(buf)) {
+                ssize_t n = read(fd, buf + got, sizeof(buf) - got);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int e = errno;
+                        close(fd);
+                        errf(errstr, errstr_size,
+                             "dp_model accountant: cannot read %s: %s", path,
+                             strerror(e));
+                        return -VEIL_EIO;
+                }
+                if (n == 0)
+                        break;
+                got += (size_t)n;
+        }
+        close(fd);
+        rc = decode(buf, got, &r, path, errstr, errstr_size);
+        if (rc)
+                return rc;
+        return veil_accountant_restore(acc, buf, got, errstr, errstr_size);
+}

@@ -1,0 +1,142 @@
+/*
+ * accountant.h — the privacy accountant of the dp_model plugin.
+ *
+ * Privacy loss is tracked as ρ-zCDP (Bun–Steinke 2016): every mechanism the
+ * plugin runs is a Gaussian with L2 sensitivity 1 in units of the clipping
+ * norm C, zCDP composes by adding ρ, and ρ-zCDP is RDP of order α equal to
+ * ρα for every α > 1, so one number carries the whole RDP curve.
+ *
+ * Mechanisms (σ is the noise multiplier: noise std = σ·C):
+ *   gaussian  at most one example per user per batch and at most M per user
+ *             per accounting window: ρ = M/(2σ²) per window.
+ *   tree      DP-FTRL tree aggregation (Kairouz et al. 2021), one
+ *             participation per user per tree of T steps: every example is
+ *             in ⌈log2(T+1)⌉ noised nodes, ρ = ⌈log2(T+1)⌉/(2σ²) per tree
+ *             (TensorFlow Privacy, compute_rdp_tree_restart).
+ *
+ * (ε, δ): the tight RDP conversion (Canonne–Kamath–Steinke 2020, Prop. 12;
+ * Balle et al. 2020, Thm. 21) minimized over continuous α. Every reported ε
+ * is the conversion evaluated exactly at some α plus a margin larger than
+ * the rounding error, so it is never below the true bound.
+ *
+ * The accountant never goes down: there is no setter; charges only add;
+ * restoring saved state keeps the larger spend; and the state is meant to be
+ * saved (veil_accountant_save) before each noisy release leaves the process.
+ */
+#ifndef VEIL_DP_ACCOUNTANT_H
+#define VEIL_DP_ACCOUNTANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum veil_dp_kind {
+        VEIL_DP_GAUSSIAN = 1,
+        VEIL_DP_TREE = 2
+};
+
+/** A mechanism and the horizon its budget must last. */
+struct veil_dp_mech {
+        enum veil_dp_kind kind;
+        double sigma;          /**< noise multiplier, > 0 */
+        uint64_t max_per_user; /**< gaussian: M examples per user per window */
+        uint64_t tree_steps;   /**< tree: T steps per tree */
+        uint64_t units;        /**< horizon: windows (gaussian) or trees
+                                *   (tree: the restarts) */
+};
+
+/** ρ of the mechanism over its whole horizon (units windows or trees),
+ *  rounded up. */
+int veil_dp_rho(const struct veil_dp_mech *m, double *rho, char *errstr,
+                size_t errstr_size);
+
+/** ε of ρ-zCDP at δ, rounded up; *alpha (may be NULL) gets the order used. */
+int veil_dp_epsilon(double rho, double delta, double *eps, double *alpha,
+                    char *errstr, size_t errstr_size);
+
+/** The smallest σ (to a relative 1e-9) for which the mechanism, over its
+ *  horizon, spends at most eps at delta; the σ returned always does. The
+ *  sigma field of m is ignored. */
+int veil_dp_noise_for_epsilon(const struct veil_dp_mech *m, double eps,
+                              double delta, double *sigma, char *errstr,
+                              size_t errstr_size);
+
+/** ⌈log2(t+1)⌉: the nodes of a tree of t steps that cover one leaf. */
+uint64_t veil_dp_tree_depth(uint64_t t);
+
+/* ------------------------------------------------------------------ */
+
+struct veil_accountant; /* opaque: nothing outside can lower it */
+
+int veil_accountant_new(struct veil_accountant **out,
+                        const struct veil_dp_mech *m, char *errstr,
+                        size_t errstr_size);
+void veil_accountant_free(struct veil_accountant *acc);
+
+double veil_accountant_rho(const struct veil_accountant *acc);
+/** Noisy releases charged so far. */
+uint64_t veil_accountant_steps(const struct veil_accountant *acc);
+/** Bumped by every change of state; never decreases. */
+uint64_t veil_accountant_version(const struct veil_accountant *acc);
+const struct veil_dp_mech *
+veil_accountant_mech(const struct veil_accountant *acc);
+int veil_accountant_epsilon(const struct veil_accountant *acc, double delta,
+                            double *eps, char *errstr, size_t errstr_size);
+
+/** Adds rho (finite, ≥ 0) and steps. The sum is rounded up. */
+int veil_accountant_charge(struct veil_accountant *acc, double rho,
+                           uint64_t steps, char *errstr, size_t errstr_size);
+
+/** What the next noisy release costs under the configured mechanism.
+ *  unit names the accounting window (gaussian) or the tree (tree) the
+ *  release belongs to; a unit other than the current one starts a new one.
+ *
+ *  gaussian: 1/(2σ²) for each of the first M releases of a window, 0 after
+ *  (the plugin guarantees at most M examples per user per window).
+ *  tree: the k-th release of a tree completes nodes up to depth
+ *  ⌈log2(k+1)⌉, so it costs 1/(2σ²) when k is a power of two, else 0; a
+ *  tree of T releases costs ⌈log2(T+1)⌉/(2σ²) in all.
+ *
+ *  After a restore the per-user bounds the plugin kept may be older than
+ *  this state, so a user may contribute once more: in the current unit a
+ *  new session starts — gaussian windows allow M more charged releases, a
+ *  tree charges a second participation (⌈log2(k+1)⌉ at once, then its
+ *  share of every new level). */
+int veil_accountant_step_cost(const struct veil_accountant *acc, uint64_t unit,
+                              double *rho, char *errstr, size_t errstr_size);
+/** Charges the next release of unit (the cost step_cost reports). */
+int veil_accountant_charge_step(struct veil_accountant *acc, uint64_t unit,
+                                double *charged, char *errstr,
+                                size_t errstr_size);
+
+/** 1 when spending rho_next more would take ε at delta above eps_budget,
+ *  0 when it stays within, or a negative code. */
+int veil_accountant_would_exceed(const struct veil_accountant *acc,
+                                 double rho_next, double eps_budget,
+                                 double delta, char *errstr,
+                                 size_t errstr_size);
+
+/* ------------------------------------------------------------------ */
+/* Persistence: a 128-byte little-endian record with a BLAKE2b checksum */
+
+#define VEIL_ACCOUNTANT_RECORD_SIZE 128
+
+/** Writes the state into buf (VEIL_ACCOUNTANT_RECORD_SIZE bytes). */
+void veil_accountant_encode(const struct veil_accountant *acc,
+                            unsigned char buf[VEIL_ACCOUNTANT_RECORD_SIZE]);
+/** Merges a record into acc: ρ, steps and version keep the larger value,
+ *  and the next release of the current unit opens a new session (see
+ *  step_cost). Refuses a corrupt record (-VEIL_EDECODE) and changes
+ *  nothing then. */
+int veil_accountant_restore(struct veil_accountant *acc, const void *data,
+                            size_t len, char *errstr, size_t errstr_size);
+/** Writes the record to path atomically and durably: a temporary file in
+ *  the same directory, fsync, rename over path, fsync of the directory.
+ *  Call it, and check it returned 0, before a noisy release leaves. */
+int veil_accountant_save(const struct veil_accountant *acc, const char *path,
+                         char *errstr, size_t errstr_size);
+/** Reads path and restores it into acc. -VEIL_ENOENT when path does not
+ *  exist (a first start), -VEIL_EDECODE when it is corrupt, -VEIL_EIO. */
+int veil_accountant_load(struct veil_accountant *acc, const char *path,
+                         char *errstr, size_t errstr_size);
+
+#endif
