@@ -1,0 +1,271 @@
+#include "csv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_COLS 32
+#define MAX_LINE (64 * 1024)
+
+enum col {
+        C_NONE = 0, C_TS_S, C_TS_MS, C_USER, C_ITEM, C_VALUE, C_SESSION,
+        C_COUNTRY, C_EVENT_ID, C_TYPE, C_DEVICE, C_IP, C_UA, C_LAT, C_LON,
+        C_TC, C_GPC, C_TZ
+};
+
+static const struct {
+        const char *name;
+        enum col col;
+} names[] = {
+        {"ts", C_TS_S},           {"ts_ms", C_TS_MS},
+        {"user_id", C_USER},      {"item", C_ITEM},
+        {"item_id", C_ITEM},      {"qty", C_VALUE},
+        {"value", C_VALUE},       {"invoice", C_SESSION},
+        {"session_id", C_SESSION}, {"country", C_COUNTRY},
+        {"event_id", C_EVENT_ID}, {"type", C_TYPE},
+        {"device", C_DEVICE},     {"ip", C_IP},
+        {"user_agent", C_UA},     {"lat", C_LAT},
+        {"lon", C_LON},           {"tc_string", C_TC},
+        {"gpc", C_GPC},           {"timezone", C_TZ},
+};
+
+struct veil_csv {
+        FILE *f;
+        int is_pipe;
+        char *path;
+        long line;
+        long row; /**< data rows read, for generated event ids */
+        enum col cols[MAX_COLS];
+        int n_cols;
+        char buf[MAX_LINE];
+        char *fields[MAX_COLS];
+        char event_id[64];
+};
+
+/* Splits buf in place into fields (RFC 4180 quoting). Returns the count or
+ * -1 on an unterminated quote. */
+static int split(char *buf, char **fields, int max) {
+        int n = 0;
+        char *r = buf, *w = buf;
+        while (n < max) {
+                fields[n++] = w;
+                if (*r == '"') {
+                        r++;
+                        for (;;) {
+                                if (!*r)
+                                        return -1;
+                                if (*r == '"' && r[1] == '"') {
+                                        *w++ = '"';
+                                        r += 2;
+                                } else if (*r == '"') {
+                                        r++;
+                                        break;
+                                } else {
+                                        *w++ = *r++;
+                                }
+                        }
+                }
+                while (*r && *r != ',')
+                        *w++ = *r++;
+                if (!*r) {
+                        *w = '\0';
+                        return n;
+                }
+                *w++ = '\0';
+                r++;
+        }
+        return n;
+}
+
+static int read_line(struct veil_csv *c) {
+        if (!fgets(c->buf, sizeof(c->buf), c->f))
+                return 0;
+        c->line++;
+        size_t l = strlen(c->buf);
+        if (l == sizeof(c->buf) - 1 && c->buf[l - 1] != '\n')
+                return -1;
+        while (l && (c->buf[l - 1] == '\n' || c->buf[l - 1] == '\r'))
+                c->buf[--l] = '\0';
+        return 1;
+}
+
+int veil_csv_open(struct veil_csv **cp, const char *path, char *errstr,
+                  size_t errstr_size) {
+        struct veil_csv *c = calloc(1, sizeof(*c));
+        size_t pl = strlen(path);
+        if (!strcmp(path, "-")) {
+                c->f = stdin;
+        } else if (pl > 3 && !strcmp(path + pl - 3, ".gz")) {
+                if (access(path, R_OK) != 0) {
+                        snprintf(errstr, errstr_size, "%s: %s", path,
+                                 strerror(errno));
+                        free(c);
+                        return -VEIL_ENOENT;
+                }
+                char cmd[4200];
+                snprintf(cmd, sizeof(cmd), "gzip -dc -- '%s'", path);
+                c->f = popen(cmd, "r");
+                c->is_pipe = 1;
+        } else {
+                c->f = fopen(path, "r");
+        }
+        if (!c->f) {
+                snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+                free(c);
+                return -VEIL_ENOENT;
+        }
+        c->path = strdup(path);
+        int rc = read_line(c);
+        if (rc <= 0) {
+                snprintf(errstr, errstr_size, "%s:1: no header line", path);
+                veil_csv_close(c);
+                return -VEIL_EINVAL;
+        }
+        c->n_cols = split(c->buf, c->fields, MAX_COLS);
+        int have_user = 0, have_item = 0;
+        for (int i = 0; i < c->n_cols; i++) {
+                c->cols[i] = C_NONE;
+                for (size_t j = 0; j < sizeof(names) / sizeof(*names); j++)
+                        if (!strcmp(c->fields[i], names[j].name))
+                                c->cols[i] = names[j].col;
+                have_user |= c->cols[i] == C_USER;
+                have_item |= c->cols[i] == C_ITEM;
+        }
+        if (!have_user || !have_item) {
+                snprintf(errstr, errstr_size,
+                         "%s:1: the header needs the columns user_id and "
+                         "item (or item_id)",
+                         path);
+                veil_csv_close(c);
+                return -VEIL_EINVAL;
+        }
+        *cp = c;
+        return 0;
+}
+
+static int num(const char *s, double *v) {
+        char *end;
+        errno = 0;
+        *v = strtod(s, &end);
+        return *s && !*end && !errno ? 0 : -1;
+}
+
+int veil_csv_next(struct veil_csv *c, struct veil_event *ev, char *errstr,
+                  size_t errstr_size) {
+        int rc;
+        do {
+                rc = read_line(c);
+                if (rc == 0)
+                        return 0;
+                if (rc < 0) {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%ld: line longer than %d bytes", c->path,
+                                 c->line, MAX_LINE - 2);
+                        return -VEIL_EINVAL;
+                }
+        } while (!c->buf[0]);
+        int n = split(c->buf, c->fields, MAX_COLS);
+        if (n < 0) {
+                snprintf(errstr, errstr_size, "%s:%ld: unterminated quote",
+                         c->path, c->line);
+                return -VEIL_EINVAL;
+        }
+        if (n != c->n_cols) {
+                snprintf(errstr, errstr_size,
+                         "%s:%ld: %d fields, the header has %d", c->path,
+                         c->line, n, c->n_cols);
+                return -VEIL_EINVAL;
+        }
+        memset(ev, 0, sizeof(*ev));
+        ev->gpc = -1;
+        ev->type = "purchase";
+        c->row++;
+        double lat = 0, lon = 0;
+        int have_lat = 0, have_lon = 0;
+        for (int i = 0; i < n; i++) {
+                char *f = c->fields[i];
+                double v;
+                const char *bad = NULL;
+                switch (c->cols[i]) {
+                case C_TS_S:
+                case C_TS_MS:
+                        if (num(f, &v))
+                                bad = "a number";
+                        else
+                                ev->ts_ms = (int64_t)(c->cols[i] == C_TS_S
+                                                              ? v * 1000.0
+                                                              : v);
+                        break;
+                case C_USER: ev->user_id = f; break;
+                case C_ITEM: ev->item_id = f; break;
+                case C_VALUE:
+                        if (num(f, &v))
+                                bad = "a number";
+                        else
+                                ev->value = v;
+                        break;
+                case C_SESSION: ev->ctx.session_id = *f ? f : NULL; break;
+                case C_COUNTRY: ev->ctx.country = *f ? f : NULL; break;
+                case C_EVENT_ID: ev->event_id = f; break;
+                case C_TYPE: ev->type = f; break;
+                case C_DEVICE: ev->ctx.device = *f ? f : NULL; break;
+                case C_IP: ev->ctx.ip = *f ? f : NULL; break;
+                case C_UA: ev->ctx.user_agent = *f ? f : NULL; break;
+                case C_TZ: ev->ctx.timezone = *f ? f : NULL; break;
+                case C_TC: ev->tc_string = *f ? f : NULL; break;
+                case C_LAT:
+                        if (*f && num(f, &lat))
+                                bad = "a number";
+                        have_lat = *f != 0;
+                        break;
+                case C_LON:
+                        if (*f && num(f, &lon))
+                                bad = "a number";
+                        have_lon = *f != 0;
+                        break;
+                case C_GPC:
+                        ev->gpc = !*f ? -1
+                                  : (!strcmp(f, "1") || !strcmp(f, "true"))
+                                          ? 1
+                                          : 0;
+                        break;
+                case C_NONE: break;
+                }
+                if (bad) {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%ld: field %d must be %s", c->path,
+                                 c->line, i + 1, bad);
+                        return -VEIL_EINVAL;
+                }
+        }
+        if (!ev->user_id || !*ev->user_id || !ev->item_id || !*ev->item_id) {
+                snprintf(errstr, errstr_size,
+                         "%s:%ld: user_id and item must not be empty",
+                         c->path, c->line);
+                return -VEIL_EINVAL;
+        }
+        if (have_lat && have_lon) {
+                ev->ctx.has_geo = 1;
+                ev->ctx.lat = lat;
+                ev->ctx.lon = lon;
+        }
+        if (!ev->event_id) {
+                snprintf(c->event_id, sizeof(c->event_id), "e%ld", c->row);
+                ev->event_id = c->event_id;
+        }
+        return 1;
+}
+
+long veil_csv_line(const struct veil_csv *c) { return c->line; }
+
+void veil_csv_close(struct veil_csv *c) {
+        if (!c)
+                return;
+        if (c->is_pipe)
+                pclose(c->f);
+        else if (c->f && c->f != stdin)
+                fclose(c->f);
+        free(c->path);
+        free(c);
+}

@@ -1,0 +1,32 @@
+/*
+ * csv.h — events from CSV files (the demo's replay and `veil replay`).
+ *
+ * Columns are found by header name, so the online-retail export
+ * (ts,user_id,item,qty,invoice,country) works as it is: ts is unix seconds
+ * (or ts_ms milliseconds), item → item_id, qty → value, invoice →
+ * context.session_id. Any interaction field name is accepted as a column
+ * too (event_id, type, device, ip, user_agent, lat, lon, tc_string, gpc…).
+ */
+#ifndef VEIL_CSV_H
+#define VEIL_CSV_H
+
+#include <stdio.h>
+
+#include "veil/veil.h"
+
+struct veil_csv;
+
+/** Opens a CSV file ("-" for stdin; a ".gz" name is read through gzip -dc)
+ *  and reads its header. */
+int veil_csv_open(struct veil_csv **c, const char *path, char *errstr,
+                  size_t errstr_size);
+/** Reads the next event: 1 when read, 0 at the end, negative on a malformed
+ *  line (message names file:line). The event's strings stay valid until the
+ *  next call. */
+int veil_csv_next(struct veil_csv *c, struct veil_event *ev, char *errstr,
+                  size_t errstr_size);
+/** 1-based line number of the last line read. */
+long veil_csv_line(const struct veil_csv *c);
+void veil_csv_close(struct veil_csv *c);
+
+#endif

@@ -1,0 +1,762 @@
+#include "pipeline.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "arena.h"
+#include "codec.h"
+#include "keyring.h"
+#include "log.h"
+
+#define MAX_DROP_REASONS 64
+
+struct veil_output {
+        const struct veil_binding *b;
+        struct veil_codec *codec; /**< NULL for dead_letter (raw bytes) */
+        struct veil_buf buf;
+        uint64_t count;
+        int open; /**< a record was begun and not emitted */
+};
+
+struct veil_side {
+        const struct veil_binding *b;
+        struct veil_codec *codec;
+};
+
+struct veil_stage {
+        struct veil_pipeline *p;
+        size_t index;
+        const struct veil_stage_cfg *cfg;
+        struct veil_plugin_handle h;
+        veil_params_t *params;
+        void *state;
+        int inited;
+        struct veil_stage_stats stats;
+};
+
+struct veil_batch_impl {
+        struct veil_source *src; /**< parallel to events */
+        const char *cur_stage;
+};
+
+struct drop_reason {
+        char *reason;
+        uint64_t count;
+};
+
+struct veil_pipeline {
+        const struct veil_config *cfg;
+        struct veil_keyring *keyring;
+        struct veil_stage *stages;
+        size_t n_stages;
+        struct veil_codec *in_codec;
+        struct veil_output *outputs;
+        size_t n_outputs;
+        struct veil_output *dead_letter;
+        struct veil_side *sides;
+        size_t n_sides;
+        struct veil_sink sink;
+
+        struct veil_arena arena;
+        struct veil_batch batch;
+        struct veil_batch_impl impl;
+        size_t cap; /**< events the batch arrays hold */
+
+        char **erase_queue;
+        size_t n_erase, cap_erase;
+
+        uint64_t events_in, decode_errors, dead_letters;
+        struct drop_reason drops[MAX_DROP_REASONS];
+        size_t n_drops;
+        double eps_spent, delta;
+};
+
+/* ------------------------------------------------------------------ */
+/* SDK: batches and events                                            */
+/* ------------------------------------------------------------------ */
+
+void *veil_batch_alloc(struct veil_batch *b, size_t size) {
+        struct veil_pipeline *p = (struct veil_pipeline *)((char *)b -
+                                    offsetof(struct veil_pipeline, batch));
+        return veil_arena_alloc(&p->arena, size);
+}
+
+char *veil_batch_strdup(struct veil_batch *b, const char *s) {
+        if (!s)
+                return NULL;
+        size_t n = strlen(s);
+        char *d = veil_batch_alloc(b, n + 1);
+        if (d)
+                memcpy(d, s, n + 1);
+        return d;
+}
+
+static void set_status(struct veil_batch *b, struct veil_event *ev,
+                       veil_status_t st, const char *reason) {
+        if (ev->status != VEIL_PASS)
+                return;
+        ev->status = st;
+        ev->reason = veil_batch_strdup(b, reason ? reason : "unspecified");
+        ev->stage = b->impl->cur_stage;
+}
+
+void veil_event_drop(struct veil_batch *b, struct veil_event *ev,
+                     const char *reason) {
+        set_status(b, ev, VEIL_DROP, reason);
+}
+
+void veil_event_dead_letter(struct veil_batch *b, struct veil_event *ev,
+                            const char *error) {
+        set_status(b, ev, VEIL_DEAD_LETTER, error);
+}
+
+/* ------------------------------------------------------------------ */
+/* SDK: the stage                                                     */
+/* ------------------------------------------------------------------ */
+
+void veil_log(veil_stage_t *st, veil_log_level_t level, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        veil_log_vhost(level, st ? st->cfg->use : NULL, fmt, ap);
+        va_end(ap);
+}
+
+static struct veil_output *find_output(struct veil_pipeline *p,
+                                       const char *name) {
+        for (size_t i = 0; i < p->n_outputs; i++)
+                if (!strcmp(p->outputs[i].b->name, name))
+                        return &p->outputs[i];
+        return NULL;
+}
+
+int veil_out_bound(veil_stage_t *st, const char *output) {
+        return find_output(st->p, output) != NULL;
+}
+
+veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output) {
+        struct veil_output *o = find_output(st->p, output);
+        if (!o || !o->codec)
+                return NULL;
+        o->open = 1;
+        return veil_codec_rec_begin(o->codec);
+}
+
+static int produce(struct veil_pipeline *p, struct veil_output *o,
+                   const void *key, size_t key_len) {
+        if (!p->sink.produce)
+                return -VEIL_ESTATE;
+        int rc = p->sink.produce(p->sink.ctx, o->b->topic, key, key_len,
+                                 o->buf.data, o->buf.len, NULL);
+        if (rc == 0)
+                o->count++;
+        return rc;
+}
+
+int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
+                  size_t key_len) {
+        struct veil_output *o = find_output(st->p, output);
+        if (!o)
+                return 0; /* unbound output: emitting is a no-op */
+        if (!o->open) {
+                veil_log(st, VEIL_LOG_ERROR,
+                         "emit to output '%s' without veil_out_begin",
+                         output);
+                return -VEIL_ESTATE;
+        }
+        o->open = 0;
+        char err[256];
+        int rc = veil_codec_rec_encode(o->codec, &o->buf, err, sizeof(err));
+        if (rc) {
+                veil_log(st, VEIL_LOG_ERROR, "output '%s': %s", output, err);
+                return rc;
+        }
+        return produce(st->p, o, key, key_len);
+}
+
+int veil_out_event(veil_stage_t *st, const char *output,
+                   const struct veil_event *ev) {
+        struct veil_output *o = find_output(st->p, output);
+        if (!o)
+                return 0;
+        char err[256];
+        int rc = veil_codec_encode_event(o->codec, ev, &o->buf, err,
+                                         sizeof(err));
+        if (rc) {
+                veil_log(st, VEIL_LOG_ERROR, "output '%s': %s", output, err);
+                return rc;
+        }
+        const char *key = ev->user_id ? ev->user_id : "";
+        return produce(st->p, o, key, strlen(key));
+}
+
+int veil_request_erase(veil_stage_t *st, const char *raw_id) {
+        struct veil_pipeline *p = st->p;
+        if (p->n_erase == p->cap_erase) {
+                size_t cap = p->cap_erase ? p->cap_erase * 2 : 16;
+                char **q = realloc(p->erase_queue, cap * sizeof(char *));
+                if (!q)
+                        return -VEIL_ENOMEM;
+                p->erase_queue = q;
+                p->cap_erase = cap;
+        }
+        if (!(p->erase_queue[p->n_erase] = strdup(raw_id)))
+                return -VEIL_ENOMEM;
+        p->n_erase++;
+        return 0;
+}
+
+int veil_pseudonym(veil_stage_t *st, const char *domain, const void *id,
+                   size_t id_len, char *out, size_t out_size) {
+        if (!st->p->keyring)
+                return -VEIL_ESTATE;
+        return veil_keyring_pseudonym(st->p->keyring, domain, id, id_len, out,
+                                      out_size);
+}
+
+void veil_privacy_set_spent(veil_stage_t *st, double epsilon, double delta) {
+        st->p->eps_spent = epsilon;
+        st->p->delta = delta;
+}
+
+/* ------------------------------------------------------------------ */
+/* Construction                                                       */
+/* ------------------------------------------------------------------ */
+
+static int stage_declares(const struct veil_plugin *def, const char *output) {
+        for (const char *const *o = def->outputs; o && *o; o++)
+                if (!strcmp(*o, output))
+                        return 1;
+        return 0;
+}
+
+int veil_pipeline_new(struct veil_pipeline **pp, const struct veil_config *cfg,
+                      const struct veil_pipeline_opts *opts, char *errstr,
+                      size_t errstr_size) {
+        struct veil_pipeline *p = calloc(1, sizeof(*p));
+        if (!p)
+                return -VEIL_ENOMEM;
+        p->cfg = cfg;
+        p->keyring = opts ? opts->keyring : NULL;
+        veil_arena_init(&p->arena, 1 << 20, 0);
+        p->batch.impl = &p->impl;
+        int rc;
+
+        rc = veil_codec_new(&p->in_codec, cfg, &cfg->input, errstr,
+                            errstr_size);
+        if (rc)
+                goto fail;
+
+        p->outputs = calloc(cfg->n_outputs, sizeof(*p->outputs));
+        p->n_outputs = cfg->n_outputs;
+        for (size_t i = 0; i < cfg->n_outputs; i++) {
+                struct veil_output *o = &p->outputs[i];
+                o->b = &cfg->outputs[i];
+                if (!strcmp(o->b->name, "dead_letter")) {
+                        p->dead_letter = o;
+                        continue; /* original bytes, no schema */
+                }
+                rc = veil_codec_new(&o->codec, cfg, o->b, errstr, errstr_size);
+                if (rc)
+                        goto fail;
+        }
+        p->sides = calloc(cfg->n_side_inputs ? cfg->n_side_inputs : 1,
+                          sizeof(*p->sides));
+        p->n_sides = cfg->n_side_inputs;
+        for (size_t i = 0; i < cfg->n_side_inputs; i++) {
+                p->sides[i].b = &cfg->side_inputs[i];
+                rc = veil_codec_new(&p->sides[i].codec, cfg,
+                                    &cfg->side_inputs[i], errstr, errstr_size);
+                if (rc)
+                        goto fail;
+        }
+
+        /* The YAML's plugin_path first, then the caller's (VEIL_PLUGIN_PATH,
+         * the install directory): a pipeline can pin its own plugins. */
+        size_t n_path = cfg->n_plugin_path +
+                        (opts ? opts->n_extra_path : 0);
+        char **path = calloc(n_path ? n_path : 1, sizeof(char *));
+        for (size_t i = 0; i < cfg->n_plugin_path; i++)
+                path[i] = cfg->plugin_path[i];
+        for (size_t i = 0; opts && i < opts->n_extra_path; i++)
+                path[cfg->n_plugin_path + i] = opts->extra_path[i];
+
+        p->stages = calloc(cfg->n_stages, sizeof(*p->stages));
+        p->n_stages = cfg->n_stages;
+        for (size_t i = 0; i < cfg->n_stages; i++) {
+                struct veil_stage *s = &p->stages[i];
+                const struct veil_stage_cfg *sc = &cfg->stages[i];
+                s->p = p;
+                s->index = i;
+                s->cfg = sc;
+                char lerr[1024];
+                char *use = strchr(sc->use, '/') ? veil_config_path(cfg, sc->use)
+                                                 : strdup(sc->use);
+                rc = veil_plugin_load(&s->h, use, path, n_path, lerr,
+                                      sizeof(lerr));
+                free(use);
+                if (rc) {
+                        snprintf(errstr, errstr_size, "%s:%d:%d: %s",
+                                 cfg->file, sc->line, sc->col, lerr);
+                        free(path);
+                        goto fail;
+                }
+                rc = veil_params_build(&s->params, cfg, sc, s->h.def->name,
+                                       s->h.def->params, errstr, errstr_size);
+                if (rc) {
+                        free(path);
+                        goto fail;
+                }
+        }
+        free(path);
+
+        if (!opts || !opts->lint_only) {
+                for (size_t i = 0; i < p->n_stages; i++) {
+                        struct veil_stage *s = &p->stages[i];
+                        char ierr[1024] = "";
+                        rc = s->h.def->init(s, s->params, &s->state, ierr,
+                                            sizeof(ierr));
+                        if (rc) {
+                                snprintf(errstr, errstr_size,
+                                         "%s:%d:%d: plugin '%s' failed to "
+                                         "start: %s",
+                                         cfg->file, s->cfg->line, s->cfg->col,
+                                         s->h.def->name,
+                                         ierr[0] ? ierr : "(no message)");
+                                goto fail;
+                        }
+                        s->inited = 1;
+                }
+        }
+        *pp = p;
+        return 0;
+fail:
+        veil_pipeline_destroy(p);
+        return rc ? rc : -VEIL_EINVAL;
+}
+
+void veil_pipeline_destroy(struct veil_pipeline *p) {
+        if (!p)
+                return;
+        for (size_t i = p->n_stages; i-- > 0;) {
+                struct veil_stage *s = &p->stages[i];
+                if (s->inited)
+                        s->h.def->destroy(s->state);
+                veil_params_destroy(s->params);
+                veil_plugin_unload(&s->h);
+        }
+        free(p->stages);
+        for (size_t i = 0; i < p->n_outputs; i++) {
+                veil_codec_destroy(p->outputs[i].codec);
+                veil_buf_free(&p->outputs[i].buf);
+        }
+        free(p->outputs);
+        for (size_t i = 0; i < p->n_sides; i++)
+                veil_codec_destroy(p->sides[i].codec);
+        free(p->sides);
+        veil_codec_destroy(p->in_codec);
+        for (size_t i = 0; i < p->n_erase; i++)
+                free(p->erase_queue[i]);
+        free(p->erase_queue);
+        for (size_t i = 0; i < p->n_drops; i++)
+                free(p->drops[i].reason);
+        veil_arena_free(&p->arena);
+        free(p);
+}
+
+void veil_pipeline_set_sink(struct veil_pipeline *p, struct veil_sink sink) {
+        p->sink = sink;
+}
+
+int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
+                       size_t errstr_size) {
+        const struct veil_config *cfg = p->cfg;
+        /* An output nobody writes is a typo or a forgotten plugin. */
+        for (size_t i = 0; i < p->n_outputs; i++) {
+                const struct veil_binding *b = p->outputs[i].b;
+                if (!strcmp(b->name, "dead_letter"))
+                        continue;
+                int found = 0;
+                for (size_t s = 0; s < p->n_stages && !found; s++)
+                        found = stage_declares(p->stages[s].h.def, b->name);
+                if (!found) {
+                        char names[512] = "";
+                        size_t off = 0;
+                        for (size_t s = 0; s < p->n_stages; s++)
+                                for (const char *const *o =
+                                             p->stages[s].h.def->outputs;
+                                     o && *o && off < sizeof(names); o++)
+                                        off += (size_t)snprintf(
+                                                names + off,
+                                                sizeof(names) - off, "%s%s",
+                                                off ? ", " : "", *o);
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d:%d: output '%s' is produced by no "
+                                 "plugin of the pipeline; the plugins "
+                                 "produce: %s",
+                                 cfg->file, b->line, b->col, b->name,
+                                 off ? names : "(nothing)");
+                        return -VEIL_EINVAL;
+                }
+        }
+        /* A side input a plugin needs but the YAML does not bind would leave
+         * that plugin deciding on nothing (consent: deny everyone). */
+        for (size_t s = 0; s < p->n_stages; s++) {
+                const struct veil_plugin *def = p->stages[s].h.def;
+                for (const char *const *si = def->side_inputs; si && *si;
+                     si++) {
+                        int found = 0;
+                        for (size_t k = 0; k < p->n_sides && !found; k++)
+                                found = !strcmp(p->sides[k].b->name, *si);
+                        if (!found) {
+                                snprintf(errstr, errstr_size,
+                                         "%s:%d:%d: plugin '%s' reads the side "
+                                         "input '%s', which side_inputs does "
+                                         "not bind; add side_inputs: {%s: "
+                                         "{topic: ..., schema: ...}}",
+                                         cfg->file, p->stages[s].cfg->line,
+                                         p->stages[s].cfg->col, def->name, *si,
+                                         *si);
+                                return -VEIL_EINVAL;
+                        }
+                }
+        }
+        return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Batches                                                            */
+/* ------------------------------------------------------------------ */
+
+static void apply_erasures(struct veil_pipeline *p) {
+        for (size_t i = 0; i < p->n_erase; i++) {
+                char pseudo[VEIL_PSEUDONYM_MAX] = "";
+                const char *raw = p->erase_queue[i];
+                struct veil_subject subj = {raw, NULL};
+                if (p->keyring &&
+                    veil_keyring_pseudonym(p->keyring, "subject", raw,
+                                           strlen(raw), pseudo,
+                                           sizeof(pseudo)) > 0)
+                        subj.pseudonym = pseudo;
+                for (size_t s = 0; s < p->n_stages; s++) {
+                        struct veil_stage *st = &p->stages[s];
+                        if (st->inited && st->h.def->erase)
+                                st->h.def->erase(st->state, &subj);
+                }
+                free(p->erase_queue[i]);
+        }
+        p->n_erase = 0;
+}
+
+struct veil_batch *veil_pipeline_batch_begin(struct veil_pipeline *p) {
+        apply_erasures(p);
+        veil_arena_reset(&p->arena);
+        p->cap = (size_t)(p->cfg->max_events > 0 ? p->cfg->max_events : 256);
+        p->batch.events = veil_arena_alloc(&p->arena,
+                                           p->cap * sizeof(struct veil_event));
+        p->impl.src = veil_arena_alloc(&p->arena,
+                                       p->cap * sizeof(struct veil_source));
+        p->batch.n = 0;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        p->batch.now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        return &p->batch;
+}
+
+size_t veil_pipeline_batch_size(const struct veil_pipeline *p) {
+        return p->batch.n;
+}
+
+static int dead_letter(struct veil_pipeline *p, const struct veil_source *src,
+                       const char *stage, const char *error) {
+        p->dead_letters++;
+        if (!p->dead_letter || !p->sink.produce)
+                return -VEIL_ESTATE;
+        struct veil_dead_letter dl = {error, stage, src};
+        int rc = p->sink.produce(p->sink.ctx, p->dead_letter->b->topic,
+                                 src->key, src->key_len, src->value,
+                                 src->value_len, &dl);
+        if (rc == 0)
+                p->dead_letter->count++;
+        return rc;
+}
+
+/* The batch arrays are sized by max_events; a caller that adds more (replay
+ * with a larger chunk) grows them in the arena. */
+static int ensure_room(struct veil_pipeline *p) {
+        if (p->batch.n < p->cap)
+                return 0;
+        size_t cap = p->cap * 2;
+        struct veil_event *ev = veil_arena_alloc(&p->arena, cap * sizeof(*ev));
+        struct veil_source *src = veil_arena_alloc(&p->arena,
+                                                   cap * sizeof(*src));
+        if (!ev || !src)
+                return -VEIL_ENOMEM;
+        memcpy(ev, p->batch.events, p->batch.n * sizeof(*ev));
+        memcpy(src, p->impl.src, p->batch.n * sizeof(*src));
+        p->batch.events = ev;
+        p->impl.src = src;
+        p->cap = cap;
+        return 0;
+}
+
+/* The subject pseudonym is computed once, by the host, so erasure and
+ * export find a user's state on either side of pseudonymization. */
+static void set_subject(struct veil_pipeline *p, struct veil_event *ev) {
+        if (!p->keyring || !ev->user_id)
+                return;
+        char pseudo[VEIL_PSEUDONYM_MAX];
+        if (veil_keyring_pseudonym(p->keyring, "subject", ev->user_id,
+                                   strlen(ev->user_id), pseudo,
+                                   sizeof(pseudo)) > 0)
+                ev->subject = veil_batch_strdup(&p->batch, pseudo);
+}
+
+int veil_pipeline_batch_add(struct veil_pipeline *p,
+                            const struct veil_source *src) {
+        int rc = ensure_room(p);
+        if (rc)
+                return rc;
+        struct veil_event *ev = &p->batch.events[p->batch.n];
+        char err[512];
+        rc = veil_codec_decode_event(p->in_codec, src->value, src->value_len,
+                                     ev, &p->arena, err, sizeof(err));
+        if (rc) {
+                p->decode_errors++;
+                rc = dead_letter(p, src, "decode", err);
+                return rc ? rc : 0;
+        }
+        set_subject(p, ev);
+        p->impl.src[p->batch.n] = *src;
+        p->batch.n++;
+        p->events_in++;
+        return 1;
+}
+
+int veil_pipeline_batch_add_event(struct veil_pipeline *p,
+                                  const struct veil_event *in) {
+        int rc = ensure_room(p);
+        if (rc)
+                return rc;
+        struct veil_batch *b = &p->batch;
+        struct veil_event *ev = &b->events[b->n];
+        *ev = *in;
+        ev->event_id = veil_batch_strdup(b, in->event_id);
+        ev->user_id = veil_batch_strdup(b, in->user_id);
+        ev->type = veil_batch_strdup(b, in->type);
+        ev->item_id = veil_batch_strdup(b, in->item_id);
+        ev->tc_string = veil_batch_strdup(b, in->tc_string);
+        ev->ctx.device = veil_batch_strdup(b, in->ctx.device);
+        ev->ctx.ip = veil_batch_strdup(b, in->ctx.ip);
+        ev->ctx.user_agent = veil_batch_strdup(b, in->ctx.user_agent);
+        ev->ctx.geohash = veil_batch_strdup(b, in->ctx.geohash);
+        ev->ctx.country = veil_batch_strdup(b, in->ctx.country);
+        ev->ctx.session_id = veil_batch_strdup(b, in->ctx.session_id);
+        ev->ctx.timezone = veil_batch_strdup(b, in->ctx.timezone);
+        ev->ctx.attrs = NULL;
+        if (in->ctx.n_attrs) {
+                ev->ctx.attrs = veil_batch_alloc(
+                        b, in->ctx.n_attrs * sizeof(struct veil_kv));
+                if (!ev->ctx.attrs)
+                        return -VEIL_ENOMEM;
+                for (size_t i = 0; i < in->ctx.n_attrs; i++) {
+                        ev->ctx.attrs[i].key =
+                                veil_batch_strdup(b, in->ctx.attrs[i].key);
+                        ev->ctx.attrs[i].value =
+                                veil_batch_strdup(b, in->ctx.attrs[i].value);
+                }
+        }
+        ev->status = VEIL_PASS;
+        set_subject(p, ev);
+        memset(&p->impl.src[b->n], 0, sizeof(struct veil_source));
+        b->n++;
+        p->events_in++;
+        return 1;
+}
+
+static void count_drop(struct veil_pipeline *p, const char *reason) {
+        for (size_t i = 0; i < p->n_drops; i++) {
+                if (!strcmp(p->drops[i].reason, reason)) {
+                        p->drops[i].count++;
+                        return;
+                }
+        }
+        /* Reasons are a small fixed vocabulary of the plugins; past the cap
+         * they are folded so a plugin cannot grow the table without bound. */
+        if (p->n_drops == MAX_DROP_REASONS - 1)
+                reason = "other";
+        if (p->n_drops < MAX_DROP_REASONS) {
+                p->drops[p->n_drops].reason = strdup(reason);
+                p->drops[p->n_drops].count = 1;
+                p->n_drops++;
+        } else {
+                p->drops[MAX_DROP_REASONS - 1].count++;
+        }
+}
+
+int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
+                            size_t errstr_size) {
+        struct veil_batch *b = &p->batch;
+        for (size_t s = 0; s < p->n_stages; s++) {
+                struct veil_stage *st = &p->stages[s];
+                uint64_t in = 0;
+                for (size_t i = 0; i < b->n; i++)
+                        in += b->events[i].status == VEIL_PASS;
+                st->stats.in += in;
+                p->impl.cur_stage = st->h.def->name;
+                int rc = st->h.def->process(st->state, b);
+                if (rc < 0) {
+                        snprintf(errstr, errstr_size,
+                                 "stage %zu (%s) failed on a batch of %zu "
+                                 "events (code %d); the batch is not "
+                                 "committed",
+                                 s + 1, st->h.def->name, b->n, rc);
+                        return rc;
+                }
+                uint64_t out = 0, dropped = 0, dead = 0;
+                for (size_t i = 0; i < b->n; i++) {
+                        const struct veil_event *ev = &b->events[i];
+                        out += ev->status == VEIL_PASS;
+                        if (ev->stage == st->h.def->name) {
+                                dropped += ev->status == VEIL_DROP;
+                                dead += ev->status == VEIL_DEAD_LETTER;
+                        }
+                }
+                st->stats.out += out;
+                st->stats.dropped += dropped;
+                st->stats.dead_letters += dead;
+                for (const char *const *o = st->h.def->outputs; o && *o; o++) {
+                        struct veil_output *op = find_output(p, *o);
+                        if (op && op->open) {
+                                /* A record begun and never emitted is
+                                 * dropped here rather than leaked into the
+                                 * next one. */
+                                op->open = 0;
+                        }
+                }
+        }
+        p->impl.cur_stage = NULL;
+        for (size_t i = 0; i < b->n; i++) {
+                struct veil_event *ev = &b->events[i];
+                if (ev->status == VEIL_DROP) {
+                        count_drop(p, ev->reason);
+                } else if (ev->status == VEIL_DEAD_LETTER) {
+                        const struct veil_source *src = &p->impl.src[i];
+                        int rc = dead_letter(p, src, ev->stage, ev->reason);
+                        if (rc) {
+                                snprintf(errstr, errstr_size,
+                                         "dead-letter output failed (code "
+                                         "%d)",
+                                         rc);
+                                return rc;
+                        }
+                }
+        }
+        return 0;
+}
+
+int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
+                              const struct veil_source *src, char *errstr,
+                              size_t errstr_size) {
+        struct veil_side *sd = &p->sides[side];
+        const veil_rec_t *rec = NULL;
+        char err[512];
+        if (src->value) {
+                int rc = veil_codec_decode_rec(sd->codec, src->value,
+                                               src->value_len, &rec, err,
+                                               sizeof(err));
+                if (rc) {
+                        rc = dead_letter(p, src, "decode", err);
+                        return rc;
+                }
+        }
+        struct veil_side_record r = {sd->b->name,       src->key,
+                                     src->key_len,      rec,
+                                     src->timestamp_ms, src->partition,
+                                     src->offset};
+        for (size_t s = 0; s < p->n_stages; s++) {
+                struct veil_stage *st = &p->stages[s];
+                const struct veil_plugin *def = st->h.def;
+                if (!def->on_side_record || !st->inited)
+                        continue;
+                int reads = 0;
+                for (const char *const *si = def->side_inputs; si && *si; si++)
+                        reads |= !strcmp(*si, sd->b->name);
+                if (!reads)
+                        continue;
+                err[0] = '\0';
+                int rc = def->on_side_record(st->state, &r, err, sizeof(err));
+                if (rc) {
+                        /* A record the plugin rejects changes nothing and is
+                         * kept for inspection. */
+                        char msg[600];
+                        snprintf(msg, sizeof(msg), "%s",
+                                 err[0] ? err : "rejected");
+                        rc = dead_letter(p, src, def->name, msg);
+                        if (rc) {
+                                snprintf(errstr, errstr_size,
+                                         "dead-letter output failed (code "
+                                         "%d)",
+                                         rc);
+                                return rc;
+                        }
+                }
+        }
+        return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Introspection                                                      */
+/* ------------------------------------------------------------------ */
+
+const struct veil_config *veil_pipeline_config(const struct veil_pipeline *p) {
+        return p->cfg;
+}
+size_t veil_pipeline_n_stages(const struct veil_pipeline *p) {
+        return p->n_stages;
+}
+const char *veil_pipeline_stage_name(const struct veil_pipeline *p, size_t i) {
+        return p->stages[i].h.def->name;
+}
+const struct veil_plugin *veil_pipeline_stage_plugin(
+        const struct veil_pipeline *p, size_t i) {
+        return p->stages[i].h.def;
+}
+struct veil_stage_stats veil_pipeline_stage_stats(const struct veil_pipeline *p,
+                                                  size_t i) {
+        return p->stages[i].stats;
+}
+uint64_t veil_pipeline_events_in(const struct veil_pipeline *p) {
+        return p->events_in;
+}
+uint64_t veil_pipeline_decode_errors(const struct veil_pipeline *p) {
+        return p->decode_errors;
+}
+uint64_t veil_pipeline_dead_letters(const struct veil_pipeline *p) {
+        return p->dead_letters;
+}
+uint64_t veil_pipeline_output_count(const struct veil_pipeline *p,
+                                    const char *output) {
+        for (size_t i = 0; i < p->n_outputs; i++)
+                if (!strcmp(p->outputs[i].b->name, output))
+                        return p->outputs[i].count;
+        return 0;
+}
+size_t veil_pipeline_n_drop_reasons(const struct veil_pipeline *p) {
+        return p->n_drops;
+}
+const char *veil_pipeline_drop_reason(const struct veil_pipeline *p, size_t i,
+                                      uint64_t *count) {
+        *count = p->drops[i].count;
+        return p->drops[i].reason;
+}
+void veil_pipeline_privacy_spent(const struct veil_pipeline *p, double *eps,
+                                 double *delta) {
+        *eps = p->eps_spent;
+        *delta = p->delta;
+}
+struct veil_codec *veil_pipeline_input_codec(struct veil_pipeline *p) {
+        return p->in_codec;
+}

@@ -1,0 +1,117 @@
+/*
+ * pipeline.h — one pipeline: its plugins, codecs and outputs, and the run of
+ * one micro-batch through the chain. Knows nothing of Kafka: records come in
+ * as bytes with their source position and leave through a sink, so the same
+ * code serves `veil run` (Kafka), `veil replay` (in-process) and the tests.
+ */
+#ifndef VEIL_PIPELINE_H
+#define VEIL_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "plugin.h"
+#include "veil/veil.h"
+
+struct veil_keyring;
+
+/** Where a record came from (and, for dead letters, its original bytes). */
+struct veil_source {
+        const void *key;
+        size_t key_len;
+        const void *value;
+        size_t value_len;
+        const char *topic;
+        int32_t partition;
+        int64_t offset;
+        int64_t timestamp_ms;
+};
+
+/** Why a record goes to the dead-letter topic. */
+struct veil_dead_letter {
+        const char *error;
+        const char *stage; /**< "decode" or the stage's plugin name */
+        const struct veil_source *src;
+};
+
+/** Receives every record the pipeline produces. `dl` is non-NULL for dead
+ *  letters (then key/value are the original bytes). */
+struct veil_sink {
+        int (*produce)(void *ctx, const char *topic, const void *key,
+                       size_t key_len, const void *value, size_t value_len,
+                       const struct veil_dead_letter *dl);
+        void *ctx;
+};
+
+struct veil_stage_stats {
+        uint64_t in, out, dropped, dead_letters;
+};
+
+struct veil_pipeline_opts {
+        char *const *extra_path; /**< searched after the YAML's plugin_path */
+        size_t n_extra_path;
+        struct veil_keyring *keyring; /**< borrowed; NULL: no pseudonyms */
+        int lint_only; /**< load and validate, do not init plugins */
+};
+
+struct veil_pipeline;
+
+int veil_pipeline_new(struct veil_pipeline **pp, const struct veil_config *cfg,
+                      const struct veil_pipeline_opts *opts, char *errstr,
+                      size_t errstr_size);
+void veil_pipeline_destroy(struct veil_pipeline *p);
+void veil_pipeline_set_sink(struct veil_pipeline *p, struct veil_sink sink);
+
+/** Runs the checks of `veil lint` that need loaded plugins: outputs and side
+ *  inputs bound and declared consistently. */
+int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
+                       size_t errstr_size);
+
+/** Starts a batch: applies queued erasures and access requests, resets the
+ *  arena. Records added later must stay alive until batch_run returns. */
+struct veil_batch *veil_pipeline_batch_begin(struct veil_pipeline *p);
+/** Decodes a record into the batch; an undecodable one goes to the dead-letter
+ *  sink at once. Returns 1 when an event was added, 0 when dead-lettered,
+ *  negative when the sink failed. */
+int veil_pipeline_batch_add(struct veil_pipeline *p,
+                            const struct veil_source *src);
+/** Adds an already typed event (replay); strings are copied. */
+int veil_pipeline_batch_add_event(struct veil_pipeline *p,
+                                  const struct veil_event *ev);
+/** Runs the chain over the batch and dead-letters what stages rejected.
+ *  Negative when a stage or the sink failed. */
+int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
+                            size_t errstr_size);
+/** Events in the batch being formed. */
+size_t veil_pipeline_batch_size(const struct veil_pipeline *p);
+
+/** Hands a side-input record to the plugins that read that input. Decode
+ *  failures go to the dead-letter sink. */
+int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
+                              const struct veil_source *src, char *errstr,
+                              size_t errstr_size);
+
+/* Introspection for the summary, the metrics and the tests. */
+const struct veil_config *veil_pipeline_config(const struct veil_pipeline *p);
+size_t veil_pipeline_n_stages(const struct veil_pipeline *p);
+const char *veil_pipeline_stage_name(const struct veil_pipeline *p, size_t i);
+const struct veil_plugin *veil_pipeline_stage_plugin(
+        const struct veil_pipeline *p, size_t i);
+struct veil_stage_stats veil_pipeline_stage_stats(const struct veil_pipeline *p,
+                                                  size_t i);
+uint64_t veil_pipeline_events_in(const struct veil_pipeline *p);
+uint64_t veil_pipeline_decode_errors(const struct veil_pipeline *p);
+uint64_t veil_pipeline_dead_letters(const struct veil_pipeline *p);
+uint64_t veil_pipeline_output_count(const struct veil_pipeline *p,
+                                    const char *output);
+/** Drop reasons seen so far: the count and reason i with its count. */
+size_t veil_pipeline_n_drop_reasons(const struct veil_pipeline *p);
+const char *veil_pipeline_drop_reason(const struct veil_pipeline *p, size_t i,
+                                      uint64_t *count);
+void veil_pipeline_privacy_spent(const struct veil_pipeline *p, double *eps,
+                                 double *delta);
+/** The input codec (the demo encodes its replayed events with it). */
+struct veil_codec *veil_pipeline_input_codec(struct veil_pipeline *p);
+
+#endif

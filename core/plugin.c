@@ -1,0 +1,191 @@
+#include "plugin.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* A plugin file anyone else can write to would let them run code as us. */
+static int check_file(const char *file, char *errstr, size_t errstr_size) {
+        struct stat st;
+        if (stat(file, &st) != 0) {
+                snprintf(errstr, errstr_size, "plugin %s: %s", file,
+                         strerror(errno));
+                return -VEIL_ENOENT;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                snprintf(errstr, errstr_size,
+                         "plugin %s: not a regular file", file);
+                return -VEIL_EINVAL;
+        }
+        if (st.st_mode & S_IWOTH) {
+                snprintf(errstr, errstr_size,
+                         "plugin %s: refused, writable by others (mode %04o); "
+                         "fix with chmod o-w",
+                         file, (unsigned)(st.st_mode & 07777));
+                return -VEIL_EINVAL;
+        }
+        return 0;
+}
+
+static int load_file(struct veil_plugin_handle *h, const char *file,
+                     char *errstr, size_t errstr_size) {
+        int rc = check_file(file, errstr, errstr_size);
+        if (rc)
+                return rc;
+        /* RTLD_NOW: an unresolved symbol fails here, with a message, rather
+         * than in the middle of a batch. RTLD_LOCAL: plugins cannot see or
+         * interpose on each other's symbols. */
+        void *dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+        if (!dl) {
+                snprintf(errstr, errstr_size, "plugin %s: cannot load: %s",
+                         file, dlerror());
+                return -VEIL_EINVAL;
+        }
+        const struct veil_plugin *(*entry)(void);
+        *(void **)&entry = dlsym(dl, VEIL_PLUGIN_ENTRY_SYMBOL);
+        if (!entry) {
+                snprintf(errstr, errstr_size,
+                         "plugin %s: no entry symbol '%s'; a veil plugin "
+                         "defines const struct veil_plugin "
+                         "*veil_plugin_entry(void)",
+                         file, VEIL_PLUGIN_ENTRY_SYMBOL);
+                dlclose(dl);
+                return -VEIL_EINVAL;
+        }
+        const struct veil_plugin *def = entry();
+        if (!def) {
+                snprintf(errstr, errstr_size,
+                         "plugin %s: %s() returned NULL", file,
+                         VEIL_PLUGIN_ENTRY_SYMBOL);
+                dlclose(dl);
+                return -VEIL_EINVAL;
+        }
+        /* abi_version is the first member in every ABI version, so reading
+         * it is safe whatever the plugin was built against. */
+        if (def->abi_version != VEIL_ABI_VERSION) {
+                snprintf(errstr, errstr_size,
+                         "plugin %s: built for plugin ABI version %u, this "
+                         "veil has ABI version %u; rebuild it against this "
+                         "veil's SDK headers",
+                         file, def->abi_version, VEIL_ABI_VERSION);
+                dlclose(dl);
+                return -VEIL_EABI;
+        }
+        if (def->struct_size < sizeof(struct veil_plugin) || !def->name ||
+            !def->init || !def->process || !def->destroy) {
+                snprintf(errstr, errstr_size,
+                         "plugin %s: incomplete struct veil_plugin (a name "
+                         "and init, process and destroy are required)",
+                         file);
+                dlclose(dl);
+                return -VEIL_EINVAL;
+        }
+        h->def = def;
+        h->dl = dl;
+        h->path = strdup(file);
+        return 0;
+}
+
+int veil_plugin_load(struct veil_plugin_handle *h, const char *name,
+                     char *const *path, size_t n_path, char *errstr,
+                     size_t errstr_size) {
+        memset(h, 0, sizeof(*h));
+        if (strchr(name, '/'))
+                return load_file(h, name, errstr, errstr_size);
+
+        for (const char *c = name; *c; c++) {
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+                      *c == '_' || *c == '-')) {
+                        snprintf(errstr, errstr_size,
+                                 "plugin name '%s' is not valid: use "
+                                 "[a-z0-9_-] or a path containing '/'",
+                                 name);
+                        return -VEIL_EINVAL;
+                }
+        }
+        char searched[2048] = "";
+        size_t off = 0;
+        for (size_t i = 0; i < n_path; i++) {
+                char file[4096];
+                snprintf(file, sizeof(file), "%s/veil_%s.so", path[i], name);
+                if (access(file, F_OK) == 0)
+                        return load_file(h, file, errstr, errstr_size);
+                off += (size_t)snprintf(searched + off,
+                                        off < sizeof(searched)
+                                                ? sizeof(searched) - off
+                                                : 0,
+                                        "%s%s", i ? ", " : "", file);
+                if (off >= sizeof(searched))
+                        off = sizeof(searched) - 1;
+        }
+        snprintf(errstr, errstr_size,
+                 "plugin '%s' not found; searched: %s; set plugin_path in "
+                 "the pipeline or VEIL_PLUGIN_PATH, or give a path",
+                 name, n_path ? searched : "(no plugin path configured)");
+        return -VEIL_ENOENT;
+}
+
+void veil_plugin_unload(struct veil_plugin_handle *h) {
+        if (h->dl)
+                dlclose(h->dl);
+        free(h->path);
+        memset(h, 0, sizeof(*h));
+}
+
+static int cmpstr(const void *a, const void *b) {
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int veil_plugin_list(char *const *path, size_t n_path, char ***files) {
+        char **out = NULL;
+        size_t n = 0, cap = 0;
+        for (size_t i = 0; i < n_path; i++) {
+                DIR *d = opendir(path[i]);
+                if (!d)
+                        continue;
+                struct dirent *e;
+                char **dir_files = NULL;
+                size_t dn = 0, dcap = 0;
+                while ((e = readdir(d))) {
+                        size_t l = strlen(e->d_name);
+                        if (strncmp(e->d_name, "veil_", 5) || l < 9 ||
+                            strcmp(e->d_name + l - 3, ".so"))
+                                continue;
+                        int dup = 0;
+                        for (size_t j = 0; j < n && !dup; j++) {
+                                const char *base = strrchr(out[j], '/');
+                                dup = !strcmp(base ? base + 1 : out[j],
+                                              e->d_name);
+                        }
+                        if (dup)
+                                continue;
+                        if (dn == dcap) {
+                                dcap = dcap ? dcap * 2 : 8;
+                                dir_files = realloc(dir_files,
+                                                    dcap * sizeof(char *));
+                        }
+                        size_t fl = strlen(path[i]) + l + 2;
+                        dir_files[dn] = malloc(fl);
+                        snprintf(dir_files[dn], fl, "%s/%s", path[i],
+                                 e->d_name);
+                        dn++;
+                }
+                closedir(d);
+                qsort(dir_files, dn, sizeof(char *), cmpstr);
+                for (size_t j = 0; j < dn; j++) {
+                        if (n == cap) {
+                                cap = cap ? cap * 2 : 8;
+                                out = realloc(out, cap * sizeof(char *));
+                        }
+                        out[n++] = dir_files[j];
+                }
+                free(dir_files);
+        }
+        *files = out;
+        return (int)n;
+}

@@ -1,0 +1,26 @@
+/* A plugin built for another ABI version: the loader must refuse it. */
+#include <veil/veil.h>
+
+static int init(veil_stage_t *st, const veil_params_t *p, void **s, char *e,
+                size_t n) {
+        (void)st, (void)p, (void)s, (void)e, (void)n;
+        return 0;
+}
+static int process(void *s, struct veil_batch *b) {
+        (void)s, (void)b;
+        return 0;
+}
+static void destroy(void *s) { (void)s; }
+
+static const struct veil_plugin plugin = {
+        .abi_version = VEIL_ABI_VERSION + 41,
+        .struct_size = sizeof(struct veil_plugin),
+        .name = "bad_abi",
+        .init = init,
+        .process = process,
+        .destroy = destroy,
+};
+
+VEIL_PLUGIN_EXPORT const struct veil_plugin *veil_plugin_entry(void) {
+        return &plugin;
+}

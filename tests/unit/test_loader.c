@@ -1,0 +1,136 @@
+/*
+ * The plugin loader: a good plugin, one of another ABI version, one without
+ * the entry symbol, a missing one, and one writable by others.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "plugin.h"
+
+/* Set by CMake: the directory holding veil_passthrough.so and the test
+ * plugins. */
+#ifndef TEST_PLUGIN_DIR
+#error "TEST_PLUGIN_DIR must be defined"
+#endif
+
+static void test_good(void **state) {
+        (void)state;
+        char *path[] = {"/nonexistent", TEST_PLUGIN_DIR};
+        struct veil_plugin_handle h;
+        char err[1024] = "";
+        int rc = veil_plugin_load(&h, "passthrough", path, 2, err, sizeof(err));
+        assert_int_equal(rc, 0);
+        assert_string_equal(h.def->name, "passthrough");
+        assert_int_equal(h.def->abi_version, VEIL_ABI_VERSION);
+        assert_non_null(strstr(h.path, "veil_passthrough.so"));
+        veil_plugin_unload(&h);
+}
+
+static void test_other_abi(void **state) {
+        (void)state;
+        struct veil_plugin_handle h;
+        char err[1024] = "";
+        int rc = veil_plugin_load(&h, TEST_PLUGIN_DIR "/test_bad_abi.so", NULL,
+                                  0, err, sizeof(err));
+        assert_int_equal(rc, -VEIL_EABI);
+        assert_non_null(strstr(err, "test_bad_abi.so"));
+        char both[128];
+        snprintf(both, sizeof(both), "ABI version %d, this veil has ABI "
+                 "version %d", VEIL_ABI_VERSION + 41, VEIL_ABI_VERSION);
+        assert_non_null(strstr(err, both));
+}
+
+static void test_no_entry(void **state) {
+        (void)state;
+        struct veil_plugin_handle h;
+        char err[1024] = "";
+        int rc = veil_plugin_load(&h, TEST_PLUGIN_DIR "/test_no_entry.so",
+                                  NULL, 0, err, sizeof(err));
+        assert_int_equal(rc, -VEIL_EINVAL);
+        assert_non_null(strstr(err, "test_no_entry.so"));
+        assert_non_null(strstr(err, "no entry symbol 'veil_plugin_entry'"));
+}
+
+static void test_missing(void **state) {
+        (void)state;
+        char *path[] = {"/opt/a", "/opt/b"};
+        struct veil_plugin_handle h;
+        char err[1024] = "";
+        int rc = veil_plugin_load(&h, "nosuch", path, 2, err, sizeof(err));
+        assert_int_equal(rc, -VEIL_ENOENT);
+        assert_non_null(strstr(err, "plugin 'nosuch' not found"));
+        assert_non_null(strstr(err, "/opt/a/veil_nosuch.so"));
+        assert_non_null(strstr(err, "/opt/b/veil_nosuch.so"));
+}
+
+static void test_bad_name(void **state) {
+        (void)state;
+        struct veil_plugin_handle h;
+        char err[1024] = "";
+        assert_int_equal(veil_plugin_load(&h, "Bad Name", NULL, 0, err,
+                                          sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "not valid"));
+}
+
+static void test_writable_by_others(void **state) {
+        (void)state;
+        char tmp[] = "/tmp/veil-loader-XXXXXX";
+        assert_non_null(mkdtemp(tmp));
+        char dst[256];
+        snprintf(dst, sizeof(dst), "%s/veil_passthrough.so", tmp);
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "cp %s/veil_passthrough.so %s",
+                 TEST_PLUGIN_DIR, dst);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(chmod(dst, 0666), 0);
+        char *path[] = {tmp};
+        struct veil_plugin_handle h;
+        char err[1024] = "";
+        int rc = veil_plugin_load(&h, "passthrough", path, 1, err, sizeof(err));
+        assert_int_equal(rc, -VEIL_EINVAL);
+        assert_non_null(strstr(err, "writable by others"));
+        assert_int_equal(chmod(dst, 0644), 0);
+        rc = veil_plugin_load(&h, "passthrough", path, 1, err, sizeof(err));
+        assert_int_equal(rc, 0);
+        veil_plugin_unload(&h);
+        unlink(dst);
+        rmdir(tmp);
+}
+
+static void test_list(void **state) {
+        (void)state;
+        char *path[] = {TEST_PLUGIN_DIR};
+        char **files;
+        int n = veil_plugin_list(path, 1, &files);
+        assert_true(n >= 2);
+        int seen = 0;
+        for (int i = 0; i < n; i++) {
+                seen += strstr(files[i], "veil_passthrough.so") != NULL;
+                seen += strstr(files[i], "veil_popular.so") != NULL;
+                free(files[i]);
+        }
+        free(files);
+        assert_int_equal(seen, 2);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_good),
+                cmocka_unit_test(test_other_abi),
+                cmocka_unit_test(test_no_entry),
+                cmocka_unit_test(test_missing),
+                cmocka_unit_test(test_bad_name),
+                cmocka_unit_test(test_writable_by_others),
+                cmocka_unit_test(test_list),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
