@@ -1,0 +1,766 @@
+#include "kafka.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+/* A batch whose outputs are not all acknowledged yet. Batches complete in
+ * order of creation only by coincidence, so offsets are committed strictly
+ * from the front of this FIFO: a later batch never commits past an earlier
+ * one that still waits. */
+struct inflight {
+        struct inflight *next;
+        int64_t pending; /**< produced, not yet acknowledged */
+        int sealed;      /**< all of the batch's records are produced */
+        rd_kafka_topic_partition_list_t *offsets; /**< NULL: nothing to commit */
+};
+
+struct side_part {
+        int32_t partition;
+        int64_t high; /**< end offset when we started */
+        int done;
+};
+
+struct side_topic {
+        const char *topic;
+        size_t index; /**< in the pipeline's side inputs */
+        struct side_part *parts;
+        int n_parts;
+};
+
+struct kctx {
+        struct veil_pipeline *p;
+        const struct veil_config *cfg;
+        const struct veil_kafka_opts *o;
+        struct veil_kafka_stats st;
+        rd_kafka_t *consumer, *producer, *side;
+        struct side_topic *sides;
+        size_t n_sides;
+
+        struct inflight *head, *tail;
+        int n_inflight;
+        struct inflight *cur; /**< batch being produced; opaque of records */
+        struct inflight side_flight; /**< side-input dead letters */
+
+        rd_kafka_message_t **msgs; /**< input records of the open batch */
+        size_t n_msgs, cap_msgs;
+
+        int fatal;
+        char err[1024];
+};
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_fatal(struct kctx *k, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static void set_fatal(struct kctx *k, const char *fmt, ...) {
+        if (k->fatal)
+                return;
+        k->fatal = 1;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(k->err, sizeof(k->err), fmt, ap);
+        va_end(ap);
+}
+
+/* ------------------------------------------------------------------ */
+/* Producing                                                          */
+/* ------------------------------------------------------------------ */
+
+static int produce_raw(struct kctx *k, const char *topic, const void *key,
+                       size_t key_len, const void *value, size_t value_len,
+                       rd_kafka_headers_t *hdrs, struct inflight *f) {
+        for (;;) {
+                rd_kafka_resp_err_t err;
+                if (hdrs)
+                        err = rd_kafka_producev(
+                                k->producer, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY(key, key_len),
+                                RD_KAFKA_V_VALUE((void *)value, value_len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(f),
+                                RD_KAFKA_V_END);
+                else
+                        err = rd_kafka_producev(
+                                k->producer, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY(key, key_len),
+                                RD_KAFKA_V_VALUE((void *)value, value_len),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_OPAQUE(f), RD_KAFKA_V_END);
+                if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        f->pending++;
+                        k->st.produced++;
+                        return 0;
+                }
+                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                        /* Backpressure: serve delivery reports until the
+                         * local queue has room. */
+                        rd_kafka_poll(k->producer, 50);
+                        continue;
+                }
+                if (hdrs)
+                        rd_kafka_headers_destroy(hdrs);
+                set_fatal(k, "cannot produce to topic '%s': %s", topic,
+                          rd_kafka_err2str(err));
+                return -VEIL_EIO;
+        }
+}
+
+static int sink_produce(void *ctx, const char *topic, const void *key,
+                        size_t key_len, const void *value, size_t value_len,
+                        const struct veil_dead_letter *dl) {
+        struct kctx *k = ctx;
+        struct inflight *f = k->cur ? k->cur : &k->side_flight;
+        if (!dl)
+                return produce_raw(k, topic, key, key_len, value, value_len,
+                                   NULL, f);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        char part[16], off[24];
+        snprintf(part, sizeof(part), "%d", (int)dl->src->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)dl->src->offset);
+        rd_kafka_header_add(h, "veil.error", -1, dl->error, -1);
+        rd_kafka_header_add(h, "veil.stage", -1, dl->stage, -1);
+        rd_kafka_header_add(h, "veil.source.topic", -1,
+                            dl->src->topic ? dl->src->topic : "", -1);
+        rd_kafka_header_add(h, "veil.source.partition", -1, part, -1);
+        rd_kafka_header_add(h, "veil.source.offset", -1, off, -1);
+        return produce_raw(k, topic, key, key_len, value, value_len, h, f);
+}
+
+/* Errors after which producing the same record again cannot succeed. */
+static int permanent(rd_kafka_resp_err_t err) {
+        switch (err) {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+        case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+        case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+        case RD_KAFKA_RESP_ERR__INVALID_ARG:
+        case RD_KAFKA_RESP_ERR__FATAL:
+        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+                return 1;
+        default:
+                return 0;
+        }
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        (void)rk;
+        struct kctx *k = opaque;
+        struct inflight *f = m->_private;
+        if (!m->err) {
+                f->pending--;
+                k->st.acked++;
+                return;
+        }
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        if (permanent(m->err) || k->fatal) {
+                /* Not acknowledged, so the batch is never committed and its
+                 * input is read again after the restart. */
+                set_fatal(k, "delivery to topic '%s' failed permanently: %s",
+                          topic, rd_kafka_err2str(m->err));
+                return;
+        }
+        /* The idempotent producer has already retried until
+         * message.timeout.ms; a transient outage longer than that must not
+         * lose the record, so it goes round again. */
+        veil_log_host(VEIL_LOG_WARN, NULL,
+                      "delivery to topic '%s' failed (%s); producing again",
+                      topic, rd_kafka_err2str(m->err));
+        rd_kafka_headers_t *h = NULL, *copy = NULL;
+        if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+                copy = rd_kafka_headers_copy(h);
+        f->pending--;
+        k->st.retried++;
+        k->st.produced--; /* counted again by produce_raw */
+        produce_raw(k, topic, m->key, m->key_len, m->payload, m->len, copy,
+                    f);
+}
+
+/* ------------------------------------------------------------------ */
+/* Committing                                                         */
+/* ------------------------------------------------------------------ */
+
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+        (void)rk;
+        (void)offsets;
+        (void)opaque;
+        /* A lost commit costs duplicates after a restart, never loss. */
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+                veil_log_host(VEIL_LOG_WARN, NULL, "offset commit failed: %s",
+                              rd_kafka_err2str(err));
+}
+
+static void commit_ready(struct kctx *k, int sync) {
+        while (k->head && k->head->sealed && k->head->pending == 0) {
+                struct inflight *f = k->head;
+                k->head = f->next;
+                if (!k->head)
+                        k->tail = NULL;
+                k->n_inflight--;
+                if (f->offsets) {
+                        rd_kafka_resp_err_t err =
+                                rd_kafka_commit(k->consumer, f->offsets, !sync);
+                        if (err)
+                                veil_log_host(VEIL_LOG_WARN, NULL,
+                                              "offset commit failed: %s",
+                                              rd_kafka_err2str(err));
+                        k->st.commits++;
+                        rd_kafka_topic_partition_list_destroy(f->offsets);
+                }
+                free(f);
+        }
+}
+
+/* Waits until every batch is acknowledged and committed, or the timeout. */
+static int drain(struct kctx *k, int timeout_ms, int sync) {
+        int64_t deadline = now_ms() + timeout_ms;
+        while ((k->head || k->side_flight.pending) && !k->fatal) {
+                rd_kafka_poll(k->producer, 20);
+                commit_ready(k, sync);
+                if (now_ms() > deadline)
+                        return -1;
+        }
+        commit_ready(k, sync);
+        return k->head || k->side_flight.pending ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Batches                                                            */
+/* ------------------------------------------------------------------ */
+
+static void run_batch(struct kctx *k) {
+        if (!k->n_msgs) {
+                /* Idle: still apply queued erasures without delay. */
+                veil_pipeline_batch_begin(k->p);
+                return;
+        }
+        struct inflight *f = calloc(1, sizeof(*f));
+        k->cur = f;
+        if (k->tail)
+                k->tail->next = f;
+        else
+                k->head = f;
+        k->tail = f;
+        k->n_inflight++;
+
+        char err[1024];
+        int rc = 0;
+        for (size_t i = 0; i < k->n_msgs && rc >= 0; i++) {
+                rd_kafka_message_t *m = k->msgs[i];
+                rd_kafka_timestamp_type_t tt;
+                struct veil_source src = {
+                        m->key,
+                        m->key_len,
+                        m->payload,
+                        m->len,
+                        rd_kafka_topic_name(m->rkt),
+                        m->partition,
+                        m->offset,
+                        rd_kafka_message_timestamp(m, &tt)};
+                rc = veil_pipeline_batch_add(k->p, &src);
+        }
+        if (rc < 0)
+                set_fatal(k, "cannot produce a dead letter");
+        else if (veil_pipeline_batch_run(k->p, err, sizeof(err)) < 0)
+                set_fatal(k, "%s", err);
+
+        /* The next offset of each partition the batch read. */
+        rd_kafka_topic_partition_list_t *offs =
+                rd_kafka_topic_partition_list_new(4);
+        for (size_t i = 0; i < k->n_msgs; i++) {
+                rd_kafka_message_t *m = k->msgs[i];
+                const char *t = rd_kafka_topic_name(m->rkt);
+                rd_kafka_topic_partition_t *tp =
+                        rd_kafka_topic_partition_list_find(offs, t,
+                                                           m->partition);
+                if (!tp)
+                        tp = rd_kafka_topic_partition_list_add(offs, t,
+                                                               m->partition);
+                if (m->offset + 1 > tp->offset)
+                        tp->offset = m->offset + 1;
+        }
+        f->offsets = offs;
+        f->sealed = 1;
+        k->cur = NULL;
+        k->st.batches++;
+        for (size_t i = 0; i < k->n_msgs; i++)
+                rd_kafka_message_destroy(k->msgs[i]);
+        k->n_msgs = 0;
+        veil_pipeline_batch_begin(k->p);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+        struct kctx *k = opaque;
+        int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                veil_log_host(VEIL_LOG_INFO, NULL,
+                              "assigned %d partition(s)", parts->cnt);
+                if (coop)
+                        rd_kafka_incremental_assign(rk, parts);
+                else
+                        rd_kafka_assign(rk, parts);
+                k->st.assigned += parts->cnt;
+                return;
+        }
+        /* Revocation ends the open batch here, at a batch boundary: what
+         * was read is processed, produced and committed while the
+         * partitions are still ours. */
+        veil_log_host(VEIL_LOG_INFO, NULL, "revoking %d partition(s)",
+                      parts->cnt);
+        run_batch(k);
+        if (!rd_kafka_assignment_lost(rk))
+                drain(k, k->o->shutdown_timeout_ms, 1);
+        if (coop)
+                rd_kafka_incremental_unassign(rk, parts);
+        else
+                rd_kafka_assign(rk, NULL);
+        k->st.assigned -= parts->cnt;
+        if (k->st.assigned < 0)
+                k->st.assigned = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Clients                                                            */
+/* ------------------------------------------------------------------ */
+
+static int set(rd_kafka_conf_t *c, const char *name, const char *value,
+               char *errstr, size_t errstr_size) {
+        char e[512];
+        if (rd_kafka_conf_set(c, name, value, e, sizeof(e)) !=
+            RD_KAFKA_CONF_OK) {
+                snprintf(errstr, errstr_size, "kafka setting '%s': %s", name,
+                         e);
+                return -VEIL_EINVAL;
+        }
+        return 0;
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf) {
+        (void)rk;
+        veil_log_level_t l = level <= 3   ? VEIL_LOG_ERROR
+                             : level <= 4 ? VEIL_LOG_WARN
+                             : level <= 6 ? VEIL_LOG_INFO
+                                          : VEIL_LOG_DEBUG;
+        veil_log_host(l, NULL, "librdkafka %s: %s", fac, buf);
+}
+
+/* Defaults first, then the YAML's settings, so an operator can override any
+ * of them (TLS, SASL, timeouts…). */
+static rd_kafka_conf_t *base_conf(struct kctx *k, const char *const *defaults,
+                                  char *errstr, size_t errstr_size) {
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        const char *bs = k->o->bootstrap ? k->o->bootstrap
+                                         : k->cfg->kafka.bootstrap;
+        if (set(c, "bootstrap.servers", bs, errstr, errstr_size))
+                goto fail;
+        for (const char *const *d = defaults; *d; d += 2)
+                if (set(c, d[0], d[1], errstr, errstr_size))
+                        goto fail;
+        for (size_t i = 0; i < k->cfg->kafka.n_settings; i++) {
+                const struct veil_kvpair *kv = &k->cfg->kafka.settings[i];
+                char e[512];
+                rd_kafka_conf_res_t r =
+                        rd_kafka_conf_set(c, kv->key, kv->value, e, sizeof(e));
+                if (r != RD_KAFKA_CONF_OK) {
+                        snprintf(errstr, errstr_size,
+                                 "%s: kafka.settings.%s: %s", k->cfg->file,
+                                 kv->key, e);
+                        goto fail;
+                }
+        }
+        rd_kafka_conf_set_log_cb(c, log_cb);
+        rd_kafka_conf_set_opaque(c, k);
+        return c;
+fail:
+        rd_kafka_conf_destroy(c);
+        return NULL;
+}
+
+static rd_kafka_t *new_client(rd_kafka_type_t type, rd_kafka_conf_t *c,
+                              char *errstr, size_t errstr_size) {
+        char e[512];
+        rd_kafka_t *rk = rd_kafka_new(type, c, e, sizeof(e));
+        if (!rk) {
+                snprintf(errstr, errstr_size, "cannot create Kafka %s: %s",
+                         type == RD_KAFKA_PRODUCER ? "producer" : "consumer",
+                         e);
+                rd_kafka_conf_destroy(c);
+        }
+        return rk;
+}
+
+static int open_sides(struct kctx *k, char *errstr, size_t errstr_size) {
+        k->n_sides = k->cfg->n_side_inputs;
+        if (!k->n_sides) {
+                k->st.side_caught_up = 1;
+                return 0;
+        }
+        char group[512];
+        snprintf(group, sizeof(group), "%s.side", k->cfg->kafka.group);
+        static const char *const defaults[] = {
+                "group.id", NULL, "enable.auto.commit", "false",
+                "enable.partition.eof", "true", "auto.offset.reset",
+                "earliest", NULL};
+        const char *d[sizeof(defaults) / sizeof(*defaults)];
+        memcpy(d, defaults, sizeof(defaults));
+        d[1] = group;
+        rd_kafka_conf_t *c = base_conf(k, d, errstr, errstr_size);
+        if (!c)
+                return -VEIL_EINVAL;
+        if (!(k->side = new_client(RD_KAFKA_CONSUMER, c, errstr,
+                                   errstr_size)))
+                return -VEIL_EINVAL;
+
+        k->sides = calloc(k->n_sides, sizeof(*k->sides));
+        rd_kafka_topic_partition_list_t *assign =
+                rd_kafka_topic_partition_list_new(8);
+        for (size_t i = 0; i < k->n_sides; i++) {
+                struct side_topic *s = &k->sides[i];
+                s->topic = k->cfg->side_inputs[i].topic;
+                s->index = i;
+                const struct rd_kafka_metadata *md = NULL;
+                rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->side, s->topic,
+                                                           NULL);
+                int64_t deadline = now_ms() + 30000;
+                rd_kafka_resp_err_t err;
+                /* A side topic that is being created shows up after a
+                 * metadata refresh or two. */
+                for (;;) {
+                        err = rd_kafka_metadata(k->side, 0, rkt, &md, 5000);
+                        if (!err && md->topic_cnt == 1 &&
+                            !md->topics[0].err &&
+                            md->topics[0].partition_cnt > 0)
+                                break;
+                        if (!err)
+                                err = md->topic_cnt ? md->topics[0].err
+                                                    : RD_KAFKA_RESP_ERR_UNKNOWN;
+                        if (md)
+                                rd_kafka_metadata_destroy(md);
+                        md = NULL;
+                        if (now_ms() > deadline) {
+                                snprintf(errstr, errstr_size,
+                                         "side input '%s': topic '%s' is not "
+                                         "available: %s",
+                                         k->cfg->side_inputs[i].name,
+                                         s->topic, rd_kafka_err2str(err));
+                                rd_kafka_topic_destroy(rkt);
+                                rd_kafka_topic_partition_list_destroy(assign);
+                                return -VEIL_EIO;
+                        }
+                        struct timespec ts = {0, 200 * 1000 * 1000};
+                        nanosleep(&ts, NULL);
+                }
+                s->n_parts = md->topics[0].partition_cnt;
+                s->parts = calloc((size_t)s->n_parts, sizeof(*s->parts));
+                for (int j = 0; j < s->n_parts; j++) {
+                        int32_t pid = md->topics[0].partitions[j].id;
+                        int64_t lo = 0, hi = 0;
+                        err = rd_kafka_query_watermark_offsets(
+                                k->side, s->topic, pid, &lo, &hi, 10000);
+                        if (err) {
+                                snprintf(errstr, errstr_size,
+                                         "side input '%s': end offset of %s "
+                                         "[%d]: %s",
+                                         k->cfg->side_inputs[i].name, s->topic,
+                                         (int)pid, rd_kafka_err2str(err));
+                                rd_kafka_metadata_destroy(md);
+                                rd_kafka_topic_destroy(rkt);
+                                rd_kafka_topic_partition_list_destroy(assign);
+                                return -VEIL_EIO;
+                        }
+                        s->parts[j].partition = pid;
+                        s->parts[j].high = hi;
+                        s->parts[j].done = hi <= lo;
+                        rd_kafka_topic_partition_list_add(assign, s->topic, pid)
+                                ->offset = RD_KAFKA_OFFSET_BEGINNING;
+                }
+                rd_kafka_metadata_destroy(md);
+                rd_kafka_topic_destroy(rkt);
+        }
+        rd_kafka_resp_err_t err = rd_kafka_assign(k->side, assign);
+        rd_kafka_topic_partition_list_destroy(assign);
+        if (err) {
+                snprintf(errstr, errstr_size, "side inputs: assign: %s",
+                         rd_kafka_err2str(err));
+                return -VEIL_EIO;
+        }
+        return 0;
+}
+
+static struct side_part *side_part(struct kctx *k, const char *topic,
+                                   int32_t partition, size_t *index) {
+        for (size_t i = 0; i < k->n_sides; i++) {
+                if (strcmp(k->sides[i].topic, topic))
+                        continue;
+                *index = k->sides[i].index;
+                for (int j = 0; j < k->sides[i].n_parts; j++)
+                        if (k->sides[i].parts[j].partition == partition)
+                                return &k->sides[i].parts[j];
+        }
+        return NULL;
+}
+
+static void update_caught_up(struct kctx *k) {
+        int all = 1;
+        for (size_t i = 0; i < k->n_sides && all; i++)
+                for (int j = 0; j < k->sides[i].n_parts && all; j++)
+                        all = k->sides[i].parts[j].done;
+        if (all && !k->st.side_caught_up) {
+                k->st.side_caught_up = 1;
+                veil_log_host(VEIL_LOG_INFO, NULL,
+                              "side inputs caught up (%llu records)",
+                              (unsigned long long)k->st.side_records);
+        }
+}
+
+/* Reads side-input records; returns how many were handled. */
+static int poll_sides(struct kctx *k, int timeout_ms, int max) {
+        int n = 0;
+        while (k->side && n < max && !k->fatal) {
+                rd_kafka_message_t *m =
+                        rd_kafka_consumer_poll(k->side, n ? 0 : timeout_ms);
+                if (!m)
+                        break;
+                size_t idx = 0;
+                const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
+                struct side_part *sp = side_part(k, topic, m->partition, &idx);
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        if (sp && m->offset >= sp->high)
+                                sp->done = 1;
+                } else if (m->err) {
+                        veil_log_host(VEIL_LOG_WARN, NULL,
+                                      "side input %s: %s", topic,
+                                      rd_kafka_message_errstr(m));
+                } else if (sp) {
+                        rd_kafka_timestamp_type_t tt;
+                        struct veil_source src = {
+                                m->key,       m->key_len, m->payload,
+                                m->len,       topic,      m->partition,
+                                m->offset,    rd_kafka_message_timestamp(m, &tt)};
+                        char err[1024];
+                        if (veil_pipeline_side_record(k->p, idx, &src, err,
+                                                      sizeof(err)) < 0)
+                                set_fatal(k, "side input %s: %s", topic, err);
+                        k->st.side_records++;
+                        if (m->offset + 1 >= sp->high)
+                                sp->done = 1;
+                        n++;
+                }
+                rd_kafka_message_destroy(m);
+        }
+        if (!k->st.side_caught_up)
+                update_caught_up(k);
+        return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* The loop                                                           */
+/* ------------------------------------------------------------------ */
+
+static int should_stop(struct kctx *k) {
+        if (k->o->stop && *k->o->stop)
+                return 1;
+        return k->o->should_stop && k->o->should_stop(k->o->ctx, &k->st);
+}
+
+static void add_msg(struct kctx *k, rd_kafka_message_t *m) {
+        if (k->n_msgs == k->cap_msgs) {
+                k->cap_msgs = k->cap_msgs ? k->cap_msgs * 2 : 256;
+                k->msgs = realloc(k->msgs, k->cap_msgs * sizeof(*k->msgs));
+        }
+        k->msgs[k->n_msgs++] = m;
+        k->st.records_in++;
+}
+
+/* Fills the open batch up to max_events or max_wait_ms. */
+static void form_batch(struct kctx *k) {
+        int64_t deadline = now_ms() + k->cfg->max_wait_ms;
+        size_t max = (size_t)k->cfg->max_events;
+        while (k->n_msgs < max && !k->fatal) {
+                int64_t left = deadline - now_ms();
+                if (left < 0)
+                        left = 0;
+                rd_kafka_message_t *m =
+                        rd_kafka_consumer_poll(k->consumer, (int)left);
+                if (!m) {
+                        if (left == 0)
+                                break;
+                        continue;
+                }
+                if (m->err) {
+                        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                                veil_log_host(VEIL_LOG_WARN, NULL,
+                                              "consumer: %s",
+                                              rd_kafka_message_errstr(m));
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
+                add_msg(k, m);
+        }
+}
+
+static void close_all(struct kctx *k) {
+        if (k->consumer)
+                rd_kafka_destroy(k->consumer);
+        if (k->side) {
+                rd_kafka_consumer_close(k->side);
+                rd_kafka_destroy(k->side);
+        }
+        if (k->producer)
+                rd_kafka_destroy(k->producer);
+        for (size_t i = 0; i < k->n_msgs; i++)
+                rd_kafka_message_destroy(k->msgs[i]);
+        free(k->msgs);
+        for (size_t i = 0; i < k->n_sides; i++)
+                free(k->sides[i].parts);
+        free(k->sides);
+        while (k->head) {
+                struct inflight *f = k->head;
+                k->head = f->next;
+                if (f->offsets)
+                        rd_kafka_topic_partition_list_destroy(f->offsets);
+                free(f);
+        }
+}
+
+int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
+                   struct veil_kafka_stats *stats, char *errstr,
+                   size_t errstr_size) {
+        struct kctx k;
+        memset(&k, 0, sizeof(k));
+        k.p = p;
+        k.cfg = veil_pipeline_config(p);
+        k.o = o;
+        int max_inflight = o->max_inflight > 0 ? o->max_inflight : 16;
+        int shutdown_ms = o->shutdown_timeout_ms > 0 ? o->shutdown_timeout_ms
+                                                     : 10000;
+        int rc = 0;
+
+        if (k.cfg->kafka.guarantee == VEIL_EXACTLY_ONCE) {
+                snprintf(errstr, errstr_size,
+                         "%s: kafka.guarantee: exactly-once is not available "
+                         "in this version; use at-least-once",
+                         k.cfg->file);
+                return -VEIL_EINVAL;
+        }
+
+        static const char *const pdefaults[] = {
+                "enable.idempotence", "true", "acks", "all", "linger.ms", "5",
+                NULL};
+        rd_kafka_conf_t *pc = base_conf(&k, pdefaults, errstr, errstr_size);
+        if (!pc)
+                return -VEIL_EINVAL;
+        rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
+        if (!(k.producer = new_client(RD_KAFKA_PRODUCER, pc, errstr,
+                                      errstr_size)))
+                return -VEIL_EINVAL;
+
+        static const char *const cdefaults[] = {
+                "group.id", NULL, "enable.auto.commit", "false",
+                "enable.auto.offset.store", "false", "auto.offset.reset",
+                "earliest", "partition.assignment.strategy",
+                "cooperative-sticky", NULL};
+        const char *cd[sizeof(cdefaults) / sizeof(*cdefaults)];
+        memcpy(cd, cdefaults, sizeof(cdefaults));
+        cd[1] = k.cfg->kafka.group;
+        rd_kafka_conf_t *cc = base_conf(&k, cd, errstr, errstr_size);
+        if (!cc) {
+                close_all(&k);
+                return -VEIL_EINVAL;
+        }
+        rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(cc, commit_cb);
+        if (!(k.consumer = new_client(RD_KAFKA_CONSUMER, cc, errstr,
+                                      errstr_size))) {
+                close_all(&k);
+                return -VEIL_EINVAL;
+        }
+        rd_kafka_poll_set_consumer(k.consumer);
+
+        veil_pipeline_set_sink(p, (struct veil_sink){sink_produce, &k});
+        veil_pipeline_batch_begin(p);
+
+        if ((rc = open_sides(&k, errstr, errstr_size))) {
+                close_all(&k);
+                return rc;
+        }
+
+        /* Default deny: nothing is consumed until every side input (the
+         * consent ledger) has caught up with the end it had at start. */
+        while (!k.st.side_caught_up && !should_stop(&k) && !k.fatal) {
+                poll_sides(&k, 100, 10000);
+                rd_kafka_poll(k.producer, 0);
+        }
+
+        int subscribed = 0;
+        if (k.st.side_caught_up && !k.fatal && !should_stop(&k)) {
+                rd_kafka_topic_partition_list_t *sub =
+                        rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(sub, k.cfg->input.topic,
+                                                  RD_KAFKA_PARTITION_UA);
+                rd_kafka_resp_err_t err = rd_kafka_subscribe(k.consumer, sub);
+                rd_kafka_topic_partition_list_destroy(sub);
+                if (err) {
+                        snprintf(errstr, errstr_size,
+                                 "cannot subscribe to '%s': %s",
+                                 k.cfg->input.topic, rd_kafka_err2str(err));
+                        close_all(&k);
+                        return -VEIL_EIO;
+                }
+                subscribed = 1;
+                veil_log_host(VEIL_LOG_INFO, NULL,
+                              "consuming '%s' in group '%s'",
+                              k.cfg->input.topic, k.cfg->kafka.group);
+        }
+
+        while (subscribed && !should_stop(&k) && !k.fatal) {
+                poll_sides(&k, 0, 1000);
+                form_batch(&k);
+                run_batch(&k);
+                rd_kafka_poll(k.producer, 0);
+                commit_ready(&k, 0);
+                /* Bounded memory: stop reading while too many batches wait
+                 * for acknowledgement (an output that is down). */
+                while (k.n_inflight > max_inflight && !k.fatal &&
+                       !(o->stop && *o->stop)) {
+                        rd_kafka_poll(k.producer, 100);
+                        commit_ready(&k, 0);
+                }
+        }
+
+        /* Shutdown: finish the batch, flush, commit, leave the group. */
+        if (!k.fatal) {
+                run_batch(&k);
+                if (drain(&k, shutdown_ms, 1) != 0 && !k.fatal)
+                        set_fatal(&k,
+                                  "shutdown: outputs not acknowledged within "
+                                  "%d ms; their input is not committed and "
+                                  "will be read again",
+                                  shutdown_ms);
+        }
+        if (subscribed)
+                rd_kafka_consumer_close(k.consumer);
+        if (k.fatal) {
+                snprintf(errstr, errstr_size, "%s", k.err);
+                rc = -VEIL_EIO;
+        }
+        if (stats)
+                *stats = k.st;
+        veil_pipeline_set_sink(p, (struct veil_sink){NULL, NULL});
+        close_all(&k);
+        return rc;
+}

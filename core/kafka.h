@@ -1,0 +1,44 @@
+/*
+ * kafka.h — the pipeline on Kafka (librdkafka): a consumer group, side-input
+ * consumers, an idempotent producer, and at-least-once delivery: a batch's
+ * input offsets are committed only after every record it produced
+ * (outputs and dead letters) is acknowledged by the broker.
+ */
+#ifndef VEIL_KAFKA_H
+#define VEIL_KAFKA_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "pipeline.h"
+
+struct veil_kafka_stats {
+        uint64_t batches;
+        uint64_t records_in;   /**< input records consumed */
+        uint64_t produced;     /**< records handed to the producer */
+        uint64_t acked;        /**< records acknowledged by the broker */
+        uint64_t retried;      /**< records produced again after a failure */
+        uint64_t commits;      /**< offset commits issued */
+        uint64_t side_records; /**< side-input records consumed */
+        int side_caught_up;    /**< every side input reached its start end */
+        int assigned;          /**< partitions currently assigned */
+};
+
+struct veil_kafka_opts {
+        const char *bootstrap; /**< overrides cfg->kafka.bootstrap (mock) */
+        volatile sig_atomic_t *stop; /**< set by a signal handler */
+        /** Called once per loop turn; returning 1 ends the run cleanly. */
+        int (*should_stop)(void *ctx, const struct veil_kafka_stats *st);
+        void *ctx;
+        int shutdown_timeout_ms; /**< flush and commit at most this long */
+        int max_inflight;        /**< unacknowledged batches, default 16 */
+};
+
+/** Runs until *stop, should_stop or a fatal error. Returns 0 after a clean
+ *  shutdown (batch finished, outputs flushed, offsets committed, group
+ *  left), negative with a message otherwise. `stats` may be NULL. */
+int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
+                   struct veil_kafka_stats *stats, char *errstr,
+                   size_t errstr_size);
+
+#endif
