@@ -1,0 +1,146 @@
+/*
+ * cmd_plugins.c — `veil plugins [NAME]` (the plugins on the path, with the
+ * parameter tables the host validates) and `veil <plugin> <command>`.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "plugin.h"
+
+static const char *type_name(veil_param_type_t t) {
+        switch (t) {
+        case VEIL_PARAM_STRING: return "string";
+        case VEIL_PARAM_INT: return "int";
+        case VEIL_PARAM_DOUBLE: return "double";
+        case VEIL_PARAM_BOOL: return "bool";
+        case VEIL_PARAM_LIST: return "list";
+        case VEIL_PARAM_MAP: return "map";
+        }
+        return "?";
+}
+
+static void describe(const struct veil_plugin_handle *h, int full) {
+        const struct veil_plugin *d = h->def;
+        printf("%s %s — %s\n", d->name, d->version ? d->version : "",
+               d->description ? d->description : "");
+        printf("  file: %s\n", h->path);
+        if (d->outputs && d->outputs[0]) {
+                printf("  outputs:");
+                for (const char *const *o = d->outputs; *o; o++)
+                        printf(" %s", *o);
+                printf("\n");
+        }
+        if (d->side_inputs && d->side_inputs[0]) {
+                printf("  side inputs:");
+                for (const char *const *o = d->side_inputs; *o; o++)
+                        printf(" %s", *o);
+                printf("\n");
+        }
+        if (d->params && d->params[0].name) {
+                printf("  parameters (with:):\n");
+                for (const struct veil_param_def *p = d->params; p->name;
+                     p++) {
+                        char dflt[128];
+                        snprintf(dflt, sizeof(dflt), "default %s",
+                                 p->default_value ? p->default_value
+                                                  : "(none)");
+                        printf("    %-20s %-6s %-18s %s\n", p->name,
+                               type_name(p->type),
+                               p->required ? "required" : dflt,
+                               p->doc ? p->doc : "");
+                }
+        }
+        if (d->commands && d->commands[0].name) {
+                printf("  commands:\n");
+                for (const struct veil_command *c = d->commands; c->name; c++)
+                        printf("    veil %s %s\n        %s\n", d->name,
+                               c->usage ? c->usage : c->name,
+                               full && c->doc ? c->doc : "");
+        }
+}
+
+int veil_cmd_plugins(int argc, char **argv) {
+        if (veil_cli_wants_help(argc, argv)) {
+                printf("usage: veil plugins [NAME]\n"
+                       "Lists every plugin on the plugin path "
+                       "(VEIL_PLUGIN_PATH, then the plugins installed with "
+                       "veil) with its outputs, parameters (type, default, "
+                       "doc) and commands; with NAME, that plugin only.\n");
+                return VEIL_EXIT_OK;
+        }
+        char **dirs;
+        size_t n;
+        veil_cli_plugin_path(&dirs, &n);
+        int rc = VEIL_EXIT_OK;
+        if (argc > 1) {
+                struct veil_plugin_handle h;
+                char err[2048];
+                if (veil_plugin_load(&h, argv[1], dirs, n, err, sizeof(err))) {
+                        fprintf(stderr, "veil: %s\n", err);
+                        rc = VEIL_EXIT_USAGE;
+                } else {
+                        describe(&h, 1);
+                        veil_plugin_unload(&h);
+                }
+        } else {
+                char **files;
+                int nf = veil_plugin_list(dirs, n, &files);
+                for (int i = 0; i < nf; i++) {
+                        struct veil_plugin_handle h;
+                        char err[2048];
+                        if (veil_plugin_load(&h, files[i], NULL, 0, err,
+                                             sizeof(err)))
+                                fprintf(stderr, "veil: %s\n", err);
+                        else {
+                                describe(&h, 0);
+                                printf("\n");
+                                veil_plugin_unload(&h);
+                        }
+                        free(files[i]);
+                }
+                free(files);
+                if (nf <= 0)
+                        printf("no plugins found on the plugin path\n");
+        }
+        veil_cli_free_path(dirs, n);
+        return rc;
+}
+
+int veil_cmd_plugin(int argc, char **argv) {
+        char **dirs;
+        size_t n;
+        veil_cli_plugin_path(&dirs, &n);
+        struct veil_plugin_handle h;
+        char err[2048];
+        int rc = veil_plugin_load(&h, argv[0], dirs, n, err, sizeof(err));
+        veil_cli_free_path(dirs, n);
+        if (rc) {
+                fprintf(stderr,
+                        "veil: '%s' is neither a command nor a plugin (%s)\n"
+                        "Run `veil --help` for the commands.\n",
+                        argv[0], err);
+                return VEIL_EXIT_USAGE;
+        }
+        const struct veil_command *cmds = h.def->commands;
+        if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+                describe(&h, 1);
+                veil_plugin_unload(&h);
+                return argc < 2 ? VEIL_EXIT_USAGE : VEIL_EXIT_OK;
+        }
+        for (const struct veil_command *c = cmds; c && c->name; c++) {
+                if (strcmp(c->name, argv[1]))
+                        continue;
+                rc = c->run(argc - 1, argv + 1);
+                veil_plugin_unload(&h);
+                return rc;
+        }
+        fprintf(stderr, "veil: plugin '%s' has no command '%s'; it has:",
+                h.def->name, argv[1]);
+        for (const struct veil_command *c = cmds; c && c->name; c++)
+                fprintf(stderr, " %s", c->name);
+        fprintf(stderr, "%s\n", cmds && cmds[0].name ? "" : " (none)");
+        veil_plugin_unload(&h);
+        return VEIL_EXIT_USAGE;
+}
