@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine for veil and then runs the demo or the
+# whole test suite. Idempotent: installed packages and built trees are reused.
+#
+#   deploy/setup.sh demo    install, build, run `veil demo`
+#   deploy/setup.sh test    install, build, fetch the test broker, run every
+#                           test (unit, fault, integration; ASan+UBSan unit run)
+#   deploy/setup.sh build   install and build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BUILD=${VEIL_BUILD_DIR:-$ROOT/build}
+
+# Everything veil links or its tests run, from Debian.
+PACKAGES=(build-essential cmake pkg-config
+  librdkafka-dev libavro-dev libopenblas-dev libyaml-dev libcmocka-dev
+  libsodium-dev
+  kcat openjdk-17-jdk-headless maven gzip)
+
+log() { printf '\n== %s\n' "$*"; }
+
+install_packages() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+      || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends "${missing[@]}"
+}
+
+build() {
+  log "building in $BUILD"
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$BUILD" -j"$(nproc)"
+}
+
+build_asan() {
+  log "building with AddressSanitizer and UBSan in $BUILD-asan"
+  cmake -S "$ROOT" -B "$BUILD-asan" -DCMAKE_BUILD_TYPE=Debug -DVEIL_SANITIZE=ON \
+    -DVEIL_BENCH=OFF >/dev/null
+  cmake --build "$BUILD-asan" -j"$(nproc)"
+}
+
+cmd=${1:-}
+case "$cmd" in
+  demo)
+    install_packages
+    build
+    log "veil demo"
+    exec "$BUILD/veil" demo
+    ;;
+  test)
+    install_packages
+    build
+    log "fetching the test broker (Apache Kafka from Maven Central)"
+    deploy/local/kafka/kafka.sh fetch
+    log "test suite"
+    ctest --test-dir "$BUILD" --output-on-failure --timeout 600
+    build_asan
+    log "unit tests under AddressSanitizer and UBSan"
+    ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$BUILD-asan" -L unit \
+      --output-on-failure
+    ;;
+  build)
+    install_packages
+    build
+    ;;
+  *)
+    echo "usage: deploy/setup.sh demo|test|build" >&2
+    exit 2
+    ;;
+esac

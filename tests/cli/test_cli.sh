@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The veil command through its real interface: lint, plugins, plugin
+# commands, help and exit codes (0 ok, 1 runtime, 2 usage/configuration).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+VEIL=${VEIL:?}
+fails=0 passes=0
+check() { # NAME WANT_RC WANT_PATTERN -- CMD...
+  local name=$1 want=$2 pat=$3; shift 4
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    echo "FAIL $name: exit $rc, want $want"; echo "$out" | head -5; fails=$((fails + 1)); return
+  fi
+  if [ -n "$pat" ] && ! grep -qE -- "$pat" <<<"$out"; then
+    echo "FAIL $name: output lacks /$pat/"; echo "$out" | head -5; fails=$((fails + 1)); return
+  fi
+  passes=$((passes + 1)); echo "ok $name"
+}
+
+for f in "$root"/config/pipelines/*.yaml; do
+  check "lint $(basename "$f")" 0 ': ok$' -- "$VEIL" lint "$f"
+done
+check "lint broken guarantee" 2 "broken.yaml:4:14: .*guarantee.*at-least-once.*exactly-once" -- "$VEIL" lint "$here/broken.yaml"
+check "lint bad parameter" 2 "bad_param.yaml:9:10: plugin 'popular' parameter 'k' must be an integer" -- "$VEIL" lint "$here/bad_param.yaml"
+check "lint missing file" 2 "nope.yaml" -- "$VEIL" lint "$here/nope.yaml"
+check "lint unset variable" 2 "passthrough.yaml:.*VEIL_INPUT|KAFKA_BOOTSTRAP" -- env -u KAFKA_BOOTSTRAP -u VEIL_INPUT "$VEIL" lint "$root/tests/pipelines/flow.yaml"
+check "help" 0 "run PIPELINE.yaml" -- "$VEIL" --help
+check "no command" 2 "usage: veil" -- "$VEIL"
+check "unknown command" 2 "neither a command nor a plugin" -- "$VEIL" frobnicate
+check "unknown option" 2 "unknown option" -- "$VEIL" --frobnicate
+check "run help" 0 "at-least-once" -- "$VEIL" run --help
+check "run without file" 2 "usage: veil run" -- "$VEIL" run
+check "run bad log level" 2 "log-level" -- "$VEIL" run x.yaml --log-level loud
+check "lint help" 0 "file:line:column" -- "$VEIL" lint --help
+check "demo help" 0 "embedded broker" -- "$VEIL" demo --help
+check "plugins" 0 "popular .*max_items +int +default 1000000" -- bash -c "'$VEIL' plugins | tr '\n' ' '"
+check "plugins NAME" 0 "k +int +default 10" -- "$VEIL" plugins popular
+check "plugins missing" 2 "plugin 'nosuch' not found; searched:" -- "$VEIL" plugins nosuch
+check "plugin without commands" 2 "has no command 'x'" -- "$VEIL" popular x
+check "version" 0 "plugin ABI 1" -- "$VEIL" version
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
