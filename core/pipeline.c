@@ -65,8 +65,11 @@ struct veil_pipeline {
         struct veil_batch_impl impl;
         size_t cap; /**< events the batch arrays hold */
 
+        /* Subjects (raw ids) to erase or export before the next batch. */
         char **erase_queue;
         size_t n_erase, cap_erase;
+        char **export_queue;
+        size_t n_export, cap_export;
 
         uint64_t events_in, decode_errors, dead_letters;
         struct drop_reason drops[MAX_DROP_REASONS];
@@ -192,20 +195,33 @@ int veil_out_event(veil_stage_t *st, const char *output,
         return produce(st->p, o, key, strlen(key));
 }
 
+static int enqueue(char ***q, size_t *n, size_t *cap, const char *raw_id) {
+        if (*n == *cap) {
+                size_t c = *cap ? *cap * 2 : 16;
+                char **nq = realloc(*q, c * sizeof(char *));
+                if (!nq)
+                        return -VEIL_ENOMEM;
+                *q = nq;
+                *cap = c;
+        }
+        if (!((*q)[*n] = strdup(raw_id)))
+                return -VEIL_ENOMEM;
+        (*n)++;
+        return 0;
+}
+
 int veil_request_erase(veil_stage_t *st, const char *raw_id) {
         struct veil_pipeline *p = st->p;
-        if (p->n_erase == p->cap_erase) {
-                size_t cap = p->cap_erase ? p->cap_erase * 2 : 16;
-                char **q = realloc(p->erase_queue, cap * sizeof(char *));
-                if (!q)
-                        return -VEIL_ENOMEM;
-                p->erase_queue = q;
-                p->cap_erase = cap;
-        }
-        if (!(p->erase_queue[p->n_erase] = strdup(raw_id)))
-                return -VEIL_ENOMEM;
-        p->n_erase++;
-        return 0;
+        return enqueue(&p->erase_queue, &p->n_erase, &p->cap_erase, raw_id);
+}
+
+int veil_request_export(veil_stage_t *st, const char *raw_id) {
+        struct veil_pipeline *p = st->p;
+        return enqueue(&p->export_queue, &p->n_export, &p->cap_export, raw_id);
+}
+
+int veil_keygen(const char *path, char *errstr, size_t errstr_size) {
+        return veil_keyring_keygen(path, errstr, errstr_size);
 }
 
 int veil_pseudonym(veil_stage_t *st, const char *domain, const void *id,
@@ -360,6 +376,9 @@ void veil_pipeline_destroy(struct veil_pipeline *p) {
         for (size_t i = 0; i < p->n_erase; i++)
                 free(p->erase_queue[i]);
         free(p->erase_queue);
+        for (size_t i = 0; i < p->n_export; i++)
+                free(p->export_queue[i]);
+        free(p->export_queue);
         for (size_t i = 0; i < p->n_drops; i++)
                 free(p->drops[i].reason);
         veil_arena_free(&p->arena);
@@ -430,16 +449,65 @@ int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
 /* Batches                                                            */
 /* ------------------------------------------------------------------ */
 
+/* Both forms of a subject, so stages before and after pseudonymization
+ * find what they hold. */
+static struct veil_subject subject_of(struct veil_pipeline *p, const char *raw,
+                                      char *pseudo, size_t pseudo_size) {
+        struct veil_subject subj = {raw, NULL};
+        if (p->keyring &&
+            veil_keyring_pseudonym(p->keyring, "subject", raw, strlen(raw),
+                                   pseudo, pseudo_size) > 0)
+                subj.pseudonym = pseudo;
+        return subj;
+}
+
+/* One access record per request: each stage fills its own section. */
+static void apply_exports(struct veil_pipeline *p) {
+        for (size_t i = 0; i < p->n_export; i++) {
+                char pseudo[VEIL_PSEUDONYM_MAX] = "";
+                struct veil_subject subj = subject_of(p, p->export_queue[i],
+                                                      pseudo, sizeof(pseudo));
+                struct veil_output *o = find_output(p, "access");
+                veil_rec_t *r = o && o->codec ? veil_codec_rec_begin(o->codec)
+                                              : NULL;
+                if (!r || !subj.pseudonym) {
+                        veil_log_host(VEIL_LOG_WARN, NULL,
+                                      "access request dropped: the pipeline "
+                                      "binds no 'access' output or has no "
+                                      "keys");
+                } else {
+                        veil_rec_set_str(r, "subject", subj.pseudonym);
+                        veil_rec_set_long(r, "ts", p->batch.now_ms);
+                        for (size_t s = 0; s < p->n_stages; s++) {
+                                struct veil_stage *st = &p->stages[s];
+                                if (!st->inited || !st->h.def->export_subject)
+                                        continue;
+                                veil_rec_t *sec = veil_rec_map_add(
+                                        r, "sections", st->h.def->name);
+                                if (sec)
+                                        st->h.def->export_subject(st->state,
+                                                                  &subj, sec);
+                        }
+                        char err[256];
+                        if (veil_codec_rec_encode(o->codec, &o->buf, err,
+                                                  sizeof(err)) == 0)
+                                produce(p, o, subj.pseudonym,
+                                        strlen(subj.pseudonym));
+                        else
+                                veil_log_host(VEIL_LOG_ERROR, NULL,
+                                              "access record: %s", err);
+                }
+                free(p->export_queue[i]);
+        }
+        p->n_export = 0;
+}
+
 static void apply_erasures(struct veil_pipeline *p) {
         for (size_t i = 0; i < p->n_erase; i++) {
                 char pseudo[VEIL_PSEUDONYM_MAX] = "";
                 const char *raw = p->erase_queue[i];
-                struct veil_subject subj = {raw, NULL};
-                if (p->keyring &&
-                    veil_keyring_pseudonym(p->keyring, "subject", raw,
-                                           strlen(raw), pseudo,
-                                           sizeof(pseudo)) > 0)
-                        subj.pseudonym = pseudo;
+                struct veil_subject subj = subject_of(p, raw, pseudo,
+                                                      sizeof(pseudo));
                 for (size_t s = 0; s < p->n_stages; s++) {
                         struct veil_stage *st = &p->stages[s];
                         if (st->inited && st->h.def->erase)
@@ -451,6 +519,9 @@ static void apply_erasures(struct veil_pipeline *p) {
 }
 
 struct veil_batch *veil_pipeline_batch_begin(struct veil_pipeline *p) {
+        /* Exports first: an access request and an erasure in the same
+         * interval answer with what was held before the erasure. */
+        apply_exports(p);
         apply_erasures(p);
         veil_arena_reset(&p->arena);
         p->cap = (size_t)(p->cfg->max_events > 0 ? p->cfg->max_events : 256);
@@ -759,4 +830,17 @@ void veil_pipeline_privacy_spent(const struct veil_pipeline *p, double *eps,
 }
 struct veil_codec *veil_pipeline_input_codec(struct veil_pipeline *p) {
         return p->in_codec;
+}
+const veil_params_t *veil_pipeline_stage_params(const struct veil_pipeline *p,
+                                                size_t i) {
+        return p->stages[i].params;
+}
+const struct veil_stage_cfg *veil_pipeline_stage_cfg(
+        const struct veil_pipeline *p, size_t i) {
+        return p->stages[i].cfg;
+}
+struct veil_codec *veil_pipeline_output_codec(struct veil_pipeline *p,
+                                              const char *output) {
+        struct veil_output *o = find_output(p, output);
+        return o ? o->codec : NULL;
 }

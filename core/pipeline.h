@@ -113,5 +113,13 @@ void veil_pipeline_privacy_spent(const struct veil_pipeline *p, double *eps,
                                  double *delta);
 /** The input codec (the demo encodes its replayed events with it). */
 struct veil_codec *veil_pipeline_input_codec(struct veil_pipeline *p);
+/** A stage's validated parameters and its YAML entry (for the lint). */
+const veil_params_t *veil_pipeline_stage_params(const struct veil_pipeline *p,
+                                                size_t i);
+const struct veil_stage_cfg *veil_pipeline_stage_cfg(
+        const struct veil_pipeline *p, size_t i);
+/** The codec of a bound output, or NULL (dead_letter, or not bound). */
+struct veil_codec *veil_pipeline_output_codec(struct veil_pipeline *p,
+                                              const char *output);
 
 #endif

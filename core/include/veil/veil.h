@@ -265,6 +265,15 @@ struct veil_subject {
 
 /** Asks the host to erase a subject in every stage before the next batch. */
 int veil_request_erase(veil_stage_t *st, const char *raw_id);
+/** Asks the host to collect, before the next batch, what every stage holds
+ *  about a subject (their export_subject callbacks) and emit it as one
+ *  record on the pipeline's `access` output (schemas/access.avsc), keyed by
+ *  the subject pseudonym. */
+int veil_request_export(veil_stage_t *st, const char *raw_id);
+
+/** Writes a new random key file for the host keyring (mode 0600; refuses
+ *  to overwrite). For a plugin command such as `veil pseudonymize keygen`. */
+int veil_keygen(const char *path, char *errstr, size_t errstr_size);
 
 /** Keyed pseudonym of `id` under the active key for the purpose `domain`
  *  ("subject", "audit", a field path…): "<keyid>.<base64url>", NUL
@@ -339,8 +348,9 @@ struct veil_plugin {
                               char *errstr, size_t errstr_size);
         /** Deletes everything held about the subject. */
         int (*erase)(void *state, const struct veil_subject *s);
-        /** Writes what is held about the subject into `out` (the access
-         *  record's section for this stage, a string map). */
+        /** Writes what is held about the subject into `out`, this stage's
+         *  section of the access record: a string map, filled with
+         *  veil_rec_map_put(out, "", key, value). */
         int (*export_subject)(void *state, const struct veil_subject *s,
                               veil_rec_t *out);
         /** Serializes state to a malloc'd buffer the host frees. */
