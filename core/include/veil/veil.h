@@ -188,6 +188,9 @@ struct veil_event {
         const char *subject;   /**< pseudonymous subject (host keyring) */
         veil_tier_t tier;
         int training;          /**< may contribute to the shared model */
+        uint32_t special_features; /**< TCF special feature opt-ins the
+                                        consent stage found (bit i-1 =
+                                        feature i; 1 = precise geolocation) */
         veil_status_t status;
         const char *reason;    /**< drop reason or dead-letter error */
         const char *stage;     /**< the stage that set status */
@@ -320,6 +323,27 @@ typedef struct veil_lint veil_lint_t;
 void veil_lint_field(veil_lint_t *l, const char *path,
                      veil_field_treatment_t t, const char *reason);
 
+/** What a privacy notice says, by topic. `veil notice` asks every stage
+ *  what it does, from its configuration, and writes it for end users. */
+typedef enum veil_notice_topic {
+        VEIL_NOTICE_COLLECTED = 1, /**< which data is used */
+        VEIL_NOTICE_PURPOSE,       /**< for which purpose */
+        VEIL_NOTICE_CONSENT,       /**< under which consent */
+        VEIL_NOTICE_PROTECTION,    /**< pseudonymized or generalized, how */
+        VEIL_NOTICE_RETENTION,     /**< what is kept, how long, where */
+        VEIL_NOTICE_PRIVACY        /**< the differential-privacy guarantee */
+} veil_notice_topic_t;
+
+/** Sink for a plugin's notice statements (opaque). */
+typedef struct veil_notice veil_notice_t;
+/** Adds one plain-language sentence under a topic. */
+void veil_notice_add(veil_notice_t *n, veil_notice_topic_t topic,
+                     const char *fmt, ...)
+#if defined(__GNUC__)
+        __attribute__((format(printf, 3, 4)))
+#endif
+        ;
+
 /* ------------------------------------------------------------------ */
 /* The plugin                                                         */
 /* ------------------------------------------------------------------ */
@@ -359,6 +383,9 @@ struct veil_plugin {
                        char *errstr, size_t errstr_size);
         /** Declares field treatments for the privacy lint. */
         void (*lint)(const veil_params_t *params, veil_lint_t *l);
+        /** Describes, in plain words and from its parameters, what the
+         *  stage does with personal data (for `veil notice`). */
+        void (*notice)(const veil_params_t *params, veil_notice_t *n);
         const struct veil_command *commands; /**< ends with {NULL}; or NULL */
 };
 

@@ -1,0 +1,47 @@
+#include "notice.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void veil_notice_add(veil_notice_t *n, veil_notice_topic_t topic,
+                     const char *fmt, ...) {
+        if (!n || !fmt)
+                return;
+        if (n->n == n->cap) {
+                size_t cap = n->cap ? n->cap * 2 : 16;
+                struct veil_notice_line *l = realloc(n->l, cap * sizeof(*l));
+                if (!l)
+                        return;
+                n->l = l;
+                n->cap = cap;
+        }
+        char buf[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        n->l[n->n].topic = topic;
+        n->l[n->n].stage = strdup(n->stage ? n->stage : "");
+        n->l[n->n].text = strdup(buf);
+        n->n++;
+}
+
+void veil_notice_collect(struct veil_notice *n, const struct veil_plugin *def,
+                         const veil_params_t *params) {
+        if (!def->notice)
+                return;
+        n->stage = def->name;
+        def->notice(params, n);
+        n->stage = NULL;
+}
+
+void veil_notice_free(struct veil_notice *n) {
+        for (size_t i = 0; i < n->n; i++) {
+                free(n->l[i].stage);
+                free(n->l[i].text);
+        }
+        free(n->l);
+        memset(n, 0, sizeof(*n));
+}
