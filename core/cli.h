@@ -35,6 +35,16 @@ void veil_cli_free_path(char **dirs, size_t n);
  *  error and returns VEIL_EXIT_USAGE on a configuration error. */
 int veil_cli_open(struct veil_cli_pipeline *cp, const char *file,
                   int lint_only);
+/** The same steps (plus the http: and log: sections) returning the message
+ *  instead of printing it: 0 or negative. With `ephemeral` non-NULL and a
+ *  file whose keys are {ephemeral: true}, that keyring is used (and stays
+ *  the caller's: a reload keeps the pseudonyms of the running process)
+ *  instead of a new random key. */
+int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,
+                  int lint_only, struct veil_keyring *ephemeral, char *err,
+                  size_t err_size);
+/** 1 when the configuration's keys are {ephemeral: true}. */
+int veil_cli_config_is_ephemeral(const struct veil_config *cfg);
 void veil_cli_close(struct veil_cli_pipeline *cp);
 
 /** 1 when argv holds -h or --help. */
@@ -44,6 +54,8 @@ int veil_cmd_run(int argc, char **argv);
 int veil_cmd_lint(int argc, char **argv);
 int veil_cmd_demo(int argc, char **argv);
 int veil_cmd_plugins(int argc, char **argv);
+int veil_cmd_notice(int argc, char **argv);
+int veil_cmd_replay(int argc, char **argv);
 /** `veil <plugin> <command> ...`; VEIL_EXIT_USAGE with a message when the
  *  plugin or its command is unknown. */
 int veil_cmd_plugin(int argc, char **argv);

@@ -8,36 +8,65 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "http.h"
 #include "kafka.h"
 #include "keyring.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "mock.h"
+#include "ops.h"
+#include "reload.h"
 
-int veil_cli_open(struct veil_cli_pipeline *cp, const char *file,
-                  int lint_only) {
+int veil_cli_config_is_ephemeral(const struct veil_config *cfg) {
+        const struct veil_node *e = veil_config_get(cfg->keys, "ephemeral");
+        int on = 0;
+        return e && e->kind == VEIL_NODE_SCALAR &&
+               !veil_params_parse_bool(e->scalar, &on) && on;
+}
+
+int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,
+                  int lint_only, struct veil_keyring *ephemeral, char *err,
+                  size_t err_size) {
         memset(cp, 0, sizeof(*cp));
-        char err[2048];
-        if (veil_config_load(&cp->cfg, file, err, sizeof(err))) {
-                fprintf(stderr, "veil: %s\n", err);
-                return VEIL_EXIT_USAGE;
-        }
-        if (veil_keys_load(cp->cfg, &cp->keyring, err, sizeof(err))) {
-                fprintf(stderr, "veil: %s\n", err);
+        if (veil_config_load(&cp->cfg, file, err, err_size))
+                return -VEIL_EINVAL;
+        struct veil_http_config hc;
+        int level;
+        int rc = veil_http_config_parse(cp->cfg, &hc, err, err_size);
+        if (!rc)
+                rc = veil_log_config_parse(cp->cfg, &level, err, err_size);
+        if (!rc && ephemeral && veil_cli_config_is_ephemeral(cp->cfg))
+                cp->keyring = ephemeral;
+        else if (!rc)
+                rc = veil_keys_load(cp->cfg, &cp->keyring, err, err_size);
+        if (rc) {
                 veil_cli_close(cp);
-                return VEIL_EXIT_USAGE;
+                return rc;
         }
         char **dirs;
         size_t n;
         veil_cli_plugin_path(&dirs, &n);
         struct veil_pipeline_opts o = {dirs, n, cp->keyring, lint_only};
-        int rc = veil_pipeline_new(&cp->p, cp->cfg, &o, err, sizeof(err));
+        rc = veil_pipeline_new(&cp->p, cp->cfg, &o, err, err_size);
         veil_cli_free_path(dirs, n);
         if (!rc)
-                rc = veil_pipeline_lint(cp->p, err, sizeof(err));
+                rc = veil_pipeline_lint(cp->p, err, err_size);
         if (rc) {
-                fprintf(stderr, "veil: %s\n", err);
+                if (cp->keyring == ephemeral)
+                        cp->keyring = NULL; /* still the caller's */
                 veil_cli_close(cp);
+                return rc;
+        }
+        return 0;
+}
+
+int veil_cli_open(struct veil_cli_pipeline *cp, const char *file,
+                  int lint_only) {
+        /* Room for the privacy lint's one line per problem. */
+        char err[8192];
+        if (veil_cli_load(cp, file, lint_only, NULL, err, sizeof(err))) {
+                fprintf(stderr, "veil: %s\n", err);
                 return VEIL_EXIT_USAGE;
         }
         return VEIL_EXIT_OK;
@@ -57,8 +86,10 @@ int veil_cmd_lint(int argc, char **argv) {
                         "usage: veil lint PIPELINE.yaml...\n"
                         "Checks each pipeline without touching Kafka: the "
                         "YAML and ${VAR} substitution, the schemas, loading "
-                        "every plugin, the plugins' parameters, and that "
-                        "outputs and side inputs are bound. Prints 'ok' per "
+                        "every plugin, the plugins' parameters, that "
+                        "outputs and side inputs are bound, and that no "
+                        "field an output's schema marks \"pii\" can reach "
+                        "it in the clear. Prints 'ok' per "
                         "file; exits 2 on the first error, with "
                         "file:line:column.\n");
                 return argc < 2 ? VEIL_EXIT_USAGE : VEIL_EXIT_OK;
@@ -74,8 +105,9 @@ int veil_cmd_lint(int argc, char **argv) {
         return VEIL_EXIT_OK;
 }
 
-/* The signal handler's only state; main's, in spirit. */
+/* The signal handlers' only state; main's, in spirit. */
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reload_requested;
 
 static void on_signal(int sig) {
         if (stop_requested) {
@@ -86,8 +118,108 @@ static void on_signal(int sig) {
         stop_requested = 1;
 }
 
+static void on_hup(int sig) {
+        (void)sig;
+        reload_requested = 1;
+}
+
+/* The running pipeline and, during a reload, its replacement. */
+struct run {
+        const char *file;
+        struct veil_cli_pipeline cur, next;
+        int level_fixed; /* --log-level or VEIL_LOG_LEVEL beat the YAML */
+};
+
+static void apply_log_level(const struct run *r,
+                            const struct veil_config *cfg) {
+        int level;
+        char err[512];
+        if (!r->level_fixed &&
+            !veil_log_config_parse(cfg, &level, err, sizeof(err)) &&
+            level >= 0)
+                veil_log_set_level((veil_log_level_t)level);
+}
+
+static int reload_open(void *ctx, const struct veil_pipeline *cur,
+                       struct veil_pipeline **next, char *errstr,
+                       size_t errstr_size) {
+        struct run *r = ctx;
+        (void)cur;
+        /* An ephemeral key lives only in this process: keep it, or every
+         * pseudonym would change with the reload. */
+        struct veil_keyring *eph = veil_cli_config_is_ephemeral(r->cur.cfg)
+                                           ? r->cur.keyring
+                                           : NULL;
+        if (veil_cli_load(&r->next, r->file, 0, eph, errstr, errstr_size))
+                return -VEIL_EINVAL;
+        if (veil_reload_check(r->cur.cfg, r->next.cfg, errstr, errstr_size)) {
+                if (r->next.keyring == r->cur.keyring)
+                        r->next.keyring = NULL;
+                veil_cli_close(&r->next);
+                return -VEIL_EINVAL;
+        }
+        *next = r->next.p;
+        return 0;
+}
+
+static void reload_close(void *ctx, int swapped) {
+        struct run *r = ctx;
+        int shared = r->next.keyring == r->cur.keyring;
+        if (swapped) {
+                if (shared)
+                        r->cur.keyring = NULL;
+                veil_cli_close(&r->cur);
+                r->cur = r->next;
+                memset(&r->next, 0, sizeof(r->next));
+                apply_log_level(r, r->cur.cfg);
+        } else {
+                if (shared)
+                        r->next.keyring = NULL;
+                veil_cli_close(&r->next);
+        }
+}
+
+/* The HTTP endpoints, when the pipeline has an http: section. */
+struct ops_server {
+        struct veil_metrics *m;
+        struct veil_ops *ops;
+        struct veil_http *http;
+};
+
+static int ops_start(struct ops_server *s, const struct veil_config *cfg,
+                     char *err, size_t err_size) {
+        memset(s, 0, sizeof(*s));
+        struct veil_http_config hc;
+        int rc = veil_http_config_parse(cfg, &hc, err, err_size);
+        if (rc || !hc.enabled)
+                return rc;
+        if ((rc = veil_metrics_new(&s->m)) || (rc = veil_ops_new(&s->ops)) ||
+            (rc = veil_http_start(&s->http, &hc, s->m, s->ops, err,
+                                  err_size))) {
+                if (rc == -VEIL_ENOMEM)
+                        snprintf(err, err_size, "http: out of memory");
+                return rc;
+        }
+        const char *fields[] = {"address", veil_http_address(s->http),
+                                "reload", hc.reload ? "true" : "false", NULL};
+        veil_log_fields(VEIL_LOG_INFO, NULL, fields,
+                        "serving /metrics, /healthz and /readyz on %s%s",
+                        veil_http_address(s->http),
+                        hc.reload ? " (and POST /reload)" : "");
+        return 0;
+}
+
+static void ops_stop(struct ops_server *s) {
+        veil_http_stop(s->http);
+        veil_ops_destroy(s->ops);
+        veil_metrics_destroy(s->m);
+}
+
 int veil_cmd_run(int argc, char **argv) {
-        const char *file = NULL;
+        struct run r;
+        memset(&r, 0, sizeof(r));
+        const char *env = getenv("VEIL_LOG_LEVEL");
+        r.level_fixed = env && veil_log_level_parse(env) >= 0;
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
                         int l = veil_log_level_parse(argv[++i]);
@@ -98,17 +230,18 @@ int veil_cmd_run(int argc, char **argv) {
                                 return VEIL_EXIT_USAGE;
                         }
                         veil_log_set_level((veil_log_level_t)l);
+                        r.level_fixed = 1;
                 } else if (argv[i][0] == '-' && strcmp(argv[i], "-h") &&
                            strcmp(argv[i], "--help")) {
                         fprintf(stderr, "veil run: unknown option '%s'\n",
                                 argv[i]);
                         return VEIL_EXIT_USAGE;
-                } else if (!file && argv[i][0] != '-') {
-                        file = argv[i];
+                } else if (!r.file && argv[i][0] != '-') {
+                        r.file = argv[i];
                 }
         }
         int help = veil_cli_wants_help(argc, argv);
-        if (help || !file) {
+        if (help || !r.file) {
                 fprintf(help ? stdout : stderr,
                         "usage: veil run PIPELINE.yaml [--log-level "
                         "error|warn|info|debug]\n"
@@ -123,28 +256,45 @@ int veil_cmd_run(int argc, char **argv) {
                         "SIGINT/SIGTERM: finish the batch, flush, commit, "
                         "leave the group, exit 0 (a second signal exits at "
                         "once).\n"
-                        "Logs: JSON lines on stderr.\n");
+                        "SIGHUP: reload PIPELINE.yaml at the next batch "
+                        "boundary, validated as `veil lint` does; on any "
+                        "error the running pipeline stays (logged, and "
+                        "counted in veil_reload_failures_total).\n"
+                        "With an http: section: GET /metrics (Prometheus), "
+                        "/healthz, /readyz, and POST /reload when "
+                        "http.reload is true.\n"
+                        "Logs: JSON lines on stderr; level from --log-level, "
+                        "else VEIL_LOG_LEVEL, else the YAML's log.level.\n");
                 return help ? VEIL_EXIT_OK : VEIL_EXIT_USAGE;
         }
-        struct veil_cli_pipeline cp;
-        int rc = veil_cli_open(&cp, file, 0);
+        int rc = veil_cli_open(&r.cur, r.file, 0);
         if (rc)
                 return rc;
+        apply_log_level(&r, r.cur.cfg);
 
         struct veil_mock *mock = NULL;
         const char *bootstrap = NULL;
-        char err[2048];
-        if (!strcmp(cp.cfg->kafka.bootstrap, "embedded")) {
+        char err[8192];
+        if (!strcmp(r.cur.cfg->kafka.bootstrap, "embedded")) {
                 if (veil_mock_start(&mock, 1, err, sizeof(err)) ||
-                    veil_mock_create_topics(mock, cp.cfg, err, sizeof(err))) {
+                    veil_mock_create_topics(mock, r.cur.cfg, err,
+                                            sizeof(err))) {
                         fprintf(stderr, "veil: %s\n", err);
                         veil_mock_destroy(mock);
-                        veil_cli_close(&cp);
+                        veil_cli_close(&r.cur);
                         return VEIL_EXIT_RUNTIME;
                 }
                 bootstrap = veil_mock_bootstrap(mock);
                 veil_log_host(VEIL_LOG_INFO, NULL,
                               "embedded broker at %s", bootstrap);
+        }
+        struct ops_server ops;
+        if (ops_start(&ops, r.cur.cfg, err, sizeof(err))) {
+                veil_log_host(VEIL_LOG_ERROR, NULL, "%s", err);
+                ops_stop(&ops);
+                veil_cli_close(&r.cur);
+                veil_mock_destroy(mock);
+                return VEIL_EXIT_RUNTIME;
         }
 
         struct sigaction sa;
@@ -152,12 +302,20 @@ int veil_cmd_run(int argc, char **argv) {
         sa.sa_handler = on_signal;
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
+        sa.sa_handler = on_hup;
+        sigaction(SIGHUP, &sa, NULL);
 
         struct veil_kafka_opts ko = {0};
         ko.bootstrap = bootstrap;
         ko.stop = &stop_requested;
+        ko.metrics = ops.m;
+        ko.ops = ops.ops;
+        ko.reload = &reload_requested;
+        ko.reload_open = reload_open;
+        ko.reload_close = reload_close;
+        ko.reload_ctx = &r;
         struct veil_kafka_stats st;
-        rc = veil_kafka_run(cp.p, &ko, &st, err, sizeof(err));
+        rc = veil_kafka_run(r.cur.p, &ko, &st, err, sizeof(err));
         if (rc)
                 veil_log_host(VEIL_LOG_ERROR, NULL, "%s", err);
         else
@@ -167,7 +325,9 @@ int veil_cmd_run(int argc, char **argv) {
                               (unsigned long long)st.records_in,
                               (unsigned long long)st.acked,
                               (unsigned long long)st.batches);
-        veil_cli_close(&cp);
+        /* The server reads the registry: it stops first. */
+        ops_stop(&ops);
+        veil_cli_close(&r.cur);
         veil_mock_destroy(mock);
         return rc ? VEIL_EXIT_RUNTIME : VEIL_EXIT_OK;
 }

@@ -2529,7 +2529,7 @@ veil_rec_t *veil_codec_rec_begin(struct veil_codec *c) {
  * Avro-C fails on the one and would write garbage length for the other.
  * Find it so the message names the field. */
 static int find_unset(avro_value_t *v, char *path, size_t size, int depth) {
-        size_t n = 0, len = strlen(path);
+        size_t n = 0, len = path ? strlen(path) : 0;
         avro_value_t child;
         const char *name;
         if (depth > MAX_DEPTH)
@@ -2556,7 +2556,9 @@ static int find_unset(avro_value_t *v, char *path, size_t size, int depth) {
                         name = NULL;
                         if (avro_value_get_by_index(v, i, &child, &name))
                                 continue;
-                        if (avro_value_get_type(v) == AVRO_RECORD)
+                        if (!path)
+                                ; /* the quick walk: no names */
+                        else if (avro_value_get_type(v) == AVRO_RECORD)
                                 snprintf(path + len, size - len, "%s%s",
                                          len ? "." : "", name);
                         else if (avro_value_get_type(v) == AVRO_ARRAY)
@@ -2565,7 +2567,8 @@ static int find_unset(avro_value_t *v, char *path, size_t size, int depth) {
                                 snprintf(path + len, size - len, "[]");
                         if (find_unset(&child, path, size, depth + 1))
                                 return 1;
-                        path[len] = '\0';
+                        if (path)
+                                path[len] = '\0';
                 }
                 return 0;
         default:
@@ -2577,7 +2580,10 @@ int veil_codec_rec_encode(struct veil_codec *c, struct veil_buf *out,
                           char *errstr, size_t errstr_size) {
         char path[256] = "";
         size_t size;
-        if (find_unset(&c->out, path, sizeof(path), 0))
+        /* Walk without names first: naming costs a snprintf per field,
+         * and this runs for every record. */
+        if (find_unset(&c->out, NULL, 0, 0) &&
+            find_unset(&c->out, path, sizeof(path), 0))
                 return fail(errstr, errstr_size, -VEIL_EINVAL,
                             "record of %s: field %s was not set and has no "
                             "default",

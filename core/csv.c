@@ -1,9 +1,11 @@
 #include "csv.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_COLS 32
 #define MAX_LINE (64 * 1024)
@@ -31,8 +33,7 @@ static const struct {
 };
 
 struct veil_csv {
-        FILE *f;
-        int is_pipe;
+        gzFile f; /* zlib reads plain and gzip-compressed files alike */
         char *path;
         long line;
         long row; /**< data rows read, for generated event ids */
@@ -79,7 +80,7 @@ static int split(char *buf, char **fields, int max) {
 }
 
 static int read_line(struct veil_csv *c) {
-        if (!fgets(c->buf, sizeof(c->buf), c->f))
+        if (!gzgets(c->f, c->buf, sizeof(c->buf)))
                 return 0;
         c->line++;
         size_t l = strlen(c->buf);
@@ -90,44 +91,34 @@ static int read_line(struct veil_csv *c) {
         return 1;
 }
 
-int veil_csv_open(struct veil_csv **cp, const char *path, char *errstr,
-                  size_t errstr_size) {
-        struct veil_csv *c = calloc(1, sizeof(*c));
-        size_t pl = strlen(path);
-        if (!strcmp(path, "-")) {
-                c->f = stdin;
-        } else if (pl > 3 && !strcmp(path + pl - 3, ".gz")) {
-                if (access(path, R_OK) != 0) {
-                        snprintf(errstr, errstr_size, "%s: %s", path,
-                                 strerror(errno));
-                        free(c);
-                        return -VEIL_ENOENT;
-                }
-                char cmd[4200];
-                snprintf(cmd, sizeof(cmd), "gzip -dc -- '%s'", path);
-                c->f = popen(cmd, "r");
-                c->is_pipe = 1;
-        } else {
-                c->f = fopen(path, "r");
-        }
-        if (!c->f) {
-                snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
-                free(c);
-                return -VEIL_ENOENT;
-        }
-        c->path = strdup(path);
+/* Reads the header and maps its columns. */
+/* `map` renames columns ("NAME=FIELD": column NAME is read as FIELD). */
+static int read_header(struct veil_csv *c, const char *const *map,
+                       size_t n_map, char *errstr, size_t errstr_size) {
         int rc = read_line(c);
         if (rc <= 0) {
-                snprintf(errstr, errstr_size, "%s:1: no header line", path);
-                veil_csv_close(c);
+                snprintf(errstr, errstr_size, "%s:1: no header line", c->path);
                 return -VEIL_EINVAL;
         }
         c->n_cols = split(c->buf, c->fields, MAX_COLS);
+        if (c->n_cols < 0) {
+                snprintf(errstr, errstr_size, "%s:1: unterminated quote",
+                         c->path);
+                return -VEIL_EINVAL;
+        }
         int have_user = 0, have_item = 0;
         for (int i = 0; i < c->n_cols; i++) {
                 c->cols[i] = C_NONE;
+                const char *name = c->fields[i];
+                for (size_t m = 0; m < n_map; m++) {
+                        const char *eq = strchr(map[m], '=');
+                        size_t l = eq ? (size_t)(eq - map[m]) : 0;
+                        if (eq && strlen(name) == l &&
+                            !strncmp(map[m], name, l))
+                                name = eq + 1;
+                }
                 for (size_t j = 0; j < sizeof(names) / sizeof(*names); j++)
-                        if (!strcmp(c->fields[i], names[j].name))
+                        if (!strcmp(name, names[j].name))
                                 c->cols[i] = names[j].col;
                 have_user |= c->cols[i] == C_USER;
                 have_item |= c->cols[i] == C_ITEM;
@@ -136,12 +127,88 @@ int veil_csv_open(struct veil_csv **cp, const char *path, char *errstr,
                 snprintf(errstr, errstr_size,
                          "%s:1: the header needs the columns user_id and "
                          "item (or item_id)",
-                         path);
-                veil_csv_close(c);
+                         c->path);
                 return -VEIL_EINVAL;
+        }
+        return 0;
+}
+
+static int open_gz(struct veil_csv **cp, gzFile f, const char *name,
+                   const char *const *map, size_t n_map, char *errstr,
+                   size_t errstr_size) {
+        struct veil_csv *c = calloc(1, sizeof(*c));
+        if (!c || !(c->path = strdup(name))) {
+                free(c);
+                gzclose(f);
+                return -VEIL_ENOMEM;
+        }
+        c->f = f;
+        gzbuffer(f, 1 << 17);
+        int rc = read_header(c, map, n_map, errstr, errstr_size);
+        if (rc) {
+                veil_csv_close(c);
+                return rc;
         }
         *cp = c;
         return 0;
+}
+
+int veil_csv_open_fd(struct veil_csv **cp, int fd, const char *name,
+                     char *errstr, size_t errstr_size) {
+        /* gzclose closes the descriptor it was given: give it a copy. */
+        int copy = dup(fd);
+        gzFile f = copy >= 0 ? gzdopen(copy, "rb") : NULL;
+        if (!f) {
+                if (copy >= 0)
+                        close(copy);
+                snprintf(errstr, errstr_size, "%s: %s", name, strerror(errno));
+                return -VEIL_EIO;
+        }
+        return open_gz(cp, f, name, NULL, 0, errstr, errstr_size);
+}
+
+int veil_csv_open(struct veil_csv **cp, const char *path, char *errstr,
+                  size_t errstr_size) {
+        return veil_csv_open_mapped(cp, path, NULL, 0, errstr, errstr_size);
+}
+
+int veil_csv_open_mapped(struct veil_csv **cp, const char *path,
+                         const char *const *map, size_t n_map, char *errstr,
+                         size_t errstr_size) {
+        for (size_t m = 0; m < n_map; m++) {
+                const char *eq = strchr(map[m], '=');
+                int known = 0;
+                for (size_t j = 0; eq && j < sizeof(names) / sizeof(*names);
+                     j++)
+                        known |= !strcmp(eq + 1, names[j].name);
+                if (!eq || eq == map[m] || !known) {
+                        snprintf(errstr, errstr_size,
+                                 "column mapping '%s': want NAME=FIELD with "
+                                 "FIELD one of ts, ts_ms, user_id, item_id, "
+                                 "value, session_id, country, event_id, "
+                                 "type, device, ip, user_agent, lat, lon, "
+                                 "tc_string, gpc, timezone",
+                                 map[m]);
+                        return -VEIL_EINVAL;
+                }
+        }
+        if (!strcmp(path, "-")) {
+                gzFile in = gzdopen(dup(0), "rb");
+                if (!in) {
+                        snprintf(errstr, errstr_size, "stdin: %s",
+                                 strerror(errno));
+                        return -VEIL_EIO;
+                }
+                return open_gz(cp, in, "stdin", map, n_map, errstr,
+                               errstr_size);
+        }
+        gzFile f = gzopen(path, "rb");
+        if (!f) {
+                snprintf(errstr, errstr_size, "%s: %s", path,
+                         errno ? strerror(errno) : "cannot open");
+                return -VEIL_ENOENT;
+        }
+        return open_gz(cp, f, path, map, n_map, errstr, errstr_size);
 }
 
 static int num(const char *s, double *v) {
@@ -262,10 +329,8 @@ long veil_csv_line(const struct veil_csv *c) { return c->line; }
 void veil_csv_close(struct veil_csv *c) {
         if (!c)
                 return;
-        if (c->is_pipe)
-                pclose(c->f);
-        else if (c->f && c->f != stdin)
-                fclose(c->f);
+        if (c->f)
+                gzclose(c->f);
         free(c->path);
         free(c);
 }

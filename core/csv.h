@@ -10,16 +10,25 @@
 #ifndef VEIL_CSV_H
 #define VEIL_CSV_H
 
-#include <stdio.h>
+#include <stddef.h>
 
 #include "veil/veil.h"
 
 struct veil_csv;
 
-/** Opens a CSV file ("-" for stdin; a ".gz" name is read through gzip -dc)
- *  and reads its header. */
+/** Opens a CSV file ("-" for stdin; gzip-compressed files are read as
+ *  they are, through zlib) and reads its header. */
 int veil_csv_open(struct veil_csv **c, const char *path, char *errstr,
                   size_t errstr_size);
+/** Same, with columns renamed: map[i] is "NAME=FIELD" (column NAME is
+ *  read as the field FIELD, one of the names above). */
+int veil_csv_open_mapped(struct veil_csv **c, const char *path,
+                         const char *const *map, size_t n_map, char *errstr,
+                         size_t errstr_size);
+/** Same over an open file descriptor (not closed by veil_csv_close);
+ *  `name` is used in messages. */
+int veil_csv_open_fd(struct veil_csv **c, int fd, const char *name,
+                     char *errstr, size_t errstr_size);
 /** Reads the next event: 1 when read, 0 at the end, negative on a malformed
  *  line (message names file:line). The event's strings stay valid until the
  *  next call. */

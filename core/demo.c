@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "codec.h"
 #include "csv.h"
+#include "demo_side.h"
 #include "kafka.h"
 #include "log.h"
 #include "mock.h"
@@ -30,6 +31,7 @@ struct feeder {
         char *events_path;
         long garbage;
         long garbage_sent;
+        struct veil_demo_side *side; /**< consent records, some mid-stream */
         /* written by the feeder thread, read by the main one */
         volatile long fed;
         volatile int done;
@@ -87,6 +89,12 @@ static void *feed(void *arg) {
                 }
                 n++;
                 f->fed = n;
+                if (f->side && veil_demo_side_produce(f->side, rk, n) < 0) {
+                        snprintf(f->err, sizeof(f->err),
+                                 "feeder: cannot produce a side-input "
+                                 "record");
+                        goto out;
+                }
                 /* Spread the garbage records over the first events. */
                 if (f->garbage > 0 && ++every == 997) {
                         every = 0;
@@ -136,6 +144,31 @@ static int demo_should_stop(void *ctx, const struct veil_kafka_stats *st) {
                st->acked == st->produced;
 }
 
+/* One recommendation on a line: subject, event, tier, items, and the
+ * explanation the person would see. */
+static void print_recommendation(struct veil_codec *codec, const void *buf,
+                                 size_t len) {
+        const veil_rec_t *r;
+        char e[256];
+        const char *subject = "", *event = "", *tier = "", *why = "";
+        size_t l;
+        if (veil_codec_decode_rec(codec, buf, len, &r, e, sizeof(e)))
+                return;
+        veil_rec_get_str(r, "subject", &subject, &l);
+        veil_rec_get_str(r, "event_id", &event, &l);
+        veil_rec_get_str(r, "tier", &tier, &l);
+        veil_rec_get_str(r, "explanation", &why, &l);
+        printf("    %.12s… %s (%s):", subject, event, tier);
+        size_t n = veil_rec_array_size(r, "items");
+        for (size_t i = 0; i < n && i < 5; i++) {
+                const char *item = "";
+                veil_rec_get_str(veil_rec_array_at(r, "items", i), "item_id",
+                                 &item, &l);
+                printf(" %s", item);
+        }
+        printf("%s — \"%s\"\n", n > 5 ? " …" : "", why);
+}
+
 /* Reads an output topic from the beginning to its end: the count, and the
  * first `samples` records as JSON. */
 static long read_back(const char *bootstrap, const struct veil_config *cfg,
@@ -175,6 +208,10 @@ static long read_back(const char *bootstrap, const struct veil_config *cfg,
         int eofs = 0;
         count = 0;
         double deadline = now_s() + 20;
+        /* Recommendations: also the last few, from a model that has learned
+         * by then, with their explanations. */
+        int recs = codec && !strcmp(b->name, "recommendations");
+        struct veil_buf last[3] = {{0}};
         while (eofs < parts && now_s() < deadline) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
                 if (!m)
@@ -204,10 +241,23 @@ static long read_back(const char *bootstrap, const struct veil_config *cfg,
                                 }
                                 free(json);
                         }
+                        if (recs && !veil_buf_reserve(&last[count % 3], m->len)) {
+                                memcpy(last[count % 3].data, m->payload, m->len);
+                                last[count % 3].len = m->len;
+                        }
                         count++;
                 }
                 rd_kafka_message_destroy(m);
         }
+        if (recs && count > samples) {
+                printf("    … the latest ones, as the person sees them:\n");
+                for (long i = count - 3; i < count; i++)
+                        if (i >= 0)
+                                print_recommendation(codec, last[i % 3].data,
+                                                     last[i % 3].len);
+        }
+        for (int i = 0; i < 3; i++)
+                veil_buf_free(&last[i]);
         veil_codec_destroy(codec);
         rd_kafka_consumer_close(rk);
         rd_kafka_destroy(rk);
@@ -236,6 +286,28 @@ static char *default_pipeline(void) {
                 }
         }
         return strdup("config/pipelines/demo.yaml");
+}
+
+/* The side-input records due before any event, produced and flushed
+ * before the pipeline starts: its ledger then holds them when the first
+ * event is processed (default deny would drop everyone otherwise). */
+static int feed_sides_first(struct feeder *f, char *errstr,
+                            size_t errstr_size) {
+        char e[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        rd_kafka_conf_set(c, "bootstrap.servers", f->bootstrap, e, sizeof(e));
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof(e));
+        if (!rk) {
+                snprintf(errstr, errstr_size, "side-input feeder: %s", e);
+                return -1;
+        }
+        long n = veil_demo_side_produce(f->side, rk, 0);
+        int rc = n < 0 || rd_kafka_flush(rk, 30000) ? -1 : 0;
+        rd_kafka_destroy(rk);
+        if (rc)
+                snprintf(errstr, errstr_size,
+                         "side-input feeder: records not acknowledged");
+        return rc;
 }
 
 static void print_summary(const struct veil_cli_pipeline *cp,
@@ -278,6 +350,27 @@ static void print_summary(const struct veil_cli_pipeline *cp,
         }
         printf("  dead letters:   %llu\n",
                (unsigned long long)veil_pipeline_dead_letters(p));
+        long before, during;
+        veil_demo_side_counts(f->side, &before, &during);
+        if (before || during)
+                printf("  side records:   %ld before the events, %ld during "
+                       "them (consent changes, withdrawals)\n",
+                       before, during);
+        uint64_t tp = veil_pipeline_tier_count(p, VEIL_TIER_PERSONALIZED),
+                 tc = veil_pipeline_tier_count(p, VEIL_TIER_CONTEXTUAL),
+                 tn = veil_pipeline_tier_count(p, VEIL_TIER_NONE);
+        if (tp + tc + tn)
+                printf("  tiers:          personalized %llu   contextual %llu"
+                       "   none %llu\n",
+                       (unsigned long long)tp, (unsigned long long)tc,
+                       (unsigned long long)tn);
+        double emax, emean;
+        uint64_t ne = veil_pipeline_erasures(p, &emax, &emean);
+        if (ne || before || during)
+                printf("  erasures:       %llu applied in every stage "
+                       "(request to last stage's erase: max %.1f ms, mean "
+                       "%.1f ms)\n",
+                       (unsigned long long)ne, emax, emean);
         printf("  batches:        %llu, records produced and acknowledged: "
                "%llu\n",
                (unsigned long long)st->batches,
@@ -339,6 +432,15 @@ int veil_cmd_demo(int argc, char **argv) {
                 bootstrap = veil_mock_bootstrap(mock);
         }
         f.bootstrap = bootstrap;
+        if (veil_demo_side_load(&f.side, cp.cfg, err, sizeof(err)) ||
+            feed_sides_first(&f, err, sizeof(err))) {
+                fprintf(stderr, "veil demo: %s\n", err);
+                veil_demo_side_destroy(f.side);
+                veil_mock_destroy(mock);
+                free(f.events_path);
+                veil_cli_close(&cp);
+                return VEIL_EXIT_RUNTIME;
+        }
 
         double t0 = now_s();
         pthread_t th;
@@ -369,6 +471,7 @@ int veil_cmd_demo(int argc, char **argv) {
                 printf("    … %ld records\n", n);
         }
         free(f.events_path);
+        veil_demo_side_destroy(f.side);
         veil_cli_close(&cp);
         veil_mock_destroy(mock);
         return failed ? VEIL_EXIT_RUNTIME : VEIL_EXIT_OK;

@@ -8,6 +8,9 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
+#include "observe.h"
+#include "ops.h"
 
 /* A batch whose outputs are not all acknowledged yet. Batches complete in
  * order of creation only by coincidence, so offsets are committed strictly
@@ -18,11 +21,15 @@ struct inflight {
         int64_t pending; /**< produced, not yet acknowledged */
         int sealed;      /**< all of the batch's records are produced */
         rd_kafka_topic_partition_list_t *offsets; /**< NULL: nothing to commit */
+        int64_t formed_ms;  /**< for the commit latency */
+        size_t n_ts;
+        int64_t ts[];       /**< event times, for the end-to-end latency */
 };
 
 struct side_part {
         int32_t partition;
         int64_t high; /**< end offset when we started */
+        int64_t pos;  /**< next offset to read */
         int done;
 };
 
@@ -52,11 +59,25 @@ struct kctx {
 
         int fatal;
         char err[1024];
+
+        /* Operations: metrics, readiness, reloads. */
+        struct veil_batch *batch; /**< the pipeline's open batch */
+        struct veil_observe *obs; /**< NULL without a registry */
+        int subscribed;
+        int brokers_up;           /**< from statistics; -1 unknown */
+        int64_t last_publish_ms, last_lag_ms;
+        int lag_assigned; /**< assignment size the lag series are for */
 };
 
 static int64_t now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -201,6 +222,29 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                               rd_kafka_err2str(err));
 }
 
+/* Latencies of a batch whose outputs are all acknowledged. */
+static void observe_committed(struct kctx *k, const struct inflight *f) {
+        double secs = (double)(now_ms() - f->formed_ms) / 1000.0;
+        veil_metrics_observe(k->o->metrics, VEIL_M_COMMIT_SECONDS, "", &secs,
+                             1);
+        double lat[256];
+        int64_t wall = wall_ms();
+        size_t n = 0;
+        for (size_t i = 0; i < f->n_ts; i++) {
+                if (f->ts[i] <= 0)
+                        continue; /* no event time */
+                lat[n++] = (double)(wall - f->ts[i]) / 1000.0;
+                if (n == sizeof(lat) / sizeof(*lat)) {
+                        veil_metrics_observe(k->o->metrics,
+                                             VEIL_M_EVENT_SECONDS, "", lat, n);
+                        n = 0;
+                }
+        }
+        if (n)
+                veil_metrics_observe(k->o->metrics, VEIL_M_EVENT_SECONDS, "",
+                                     lat, n);
+}
+
 static void commit_ready(struct kctx *k, int sync) {
         while (k->head && k->head->sealed && k->head->pending == 0) {
                 struct inflight *f = k->head;
@@ -208,6 +252,8 @@ static void commit_ready(struct kctx *k, int sync) {
                 if (!k->head)
                         k->tail = NULL;
                 k->n_inflight--;
+                if (k->o->metrics)
+                        observe_committed(k, f);
                 if (f->offsets) {
                         rd_kafka_resp_err_t err =
                                 rd_kafka_commit(k->consumer, f->offsets, !sync);
@@ -240,12 +286,22 @@ static int drain(struct kctx *k, int timeout_ms, int sync) {
 /* ------------------------------------------------------------------ */
 
 static void run_batch(struct kctx *k) {
-        if (!k->n_msgs) {
-                /* Idle: still apply queued erasures without delay. */
-                veil_pipeline_batch_begin(k->p);
+        /* Erasures and access requests that side records queued since the
+         * last batch take effect before this batch is processed: it is
+         * still empty, so beginning it again only applies them (and an idle
+         * turn applies them without delay). */
+        k->batch = veil_pipeline_batch_begin(k->p);
+        if (!k->n_msgs)
+                return;
+        struct inflight *f = calloc(1, sizeof(*f) + (k->o->metrics
+                                                         ? k->n_msgs
+                                                         : 0) *
+                                                            sizeof(int64_t));
+        if (!f) {
+                set_fatal(k, "out of memory forming a batch");
                 return;
         }
-        struct inflight *f = calloc(1, sizeof(*f));
+        f->formed_ms = now_ms();
         k->cur = f;
         if (k->tail)
                 k->tail->next = f;
@@ -274,6 +330,18 @@ static void run_batch(struct kctx *k) {
                 set_fatal(k, "cannot produce a dead letter");
         else if (veil_pipeline_batch_run(k->p, err, sizeof(err)) < 0)
                 set_fatal(k, "%s", err);
+        if (k->o->metrics) {
+                double secs = (double)(now_ms() - f->formed_ms) / 1000.0,
+                       n = (double)k->n_msgs;
+                veil_metrics_observe(k->o->metrics, VEIL_M_BATCH_SECONDS, "",
+                                     &secs, 1);
+                veil_metrics_observe(k->o->metrics, VEIL_M_BATCH_SIZE, "", &n,
+                                     1);
+                for (size_t i = 0; k->batch && i < k->batch->n &&
+                                   i < k->n_msgs;
+                     i++)
+                        f->ts[f->n_ts++] = k->batch->events[i].ts_ms;
+        }
 
         /* The next offset of each partition the batch read. */
         rd_kafka_topic_partition_list_t *offs =
@@ -297,7 +365,7 @@ static void run_batch(struct kctx *k) {
         for (size_t i = 0; i < k->n_msgs; i++)
                 rd_kafka_message_destroy(k->msgs[i]);
         k->n_msgs = 0;
-        veil_pipeline_batch_begin(k->p);
+        k->batch = veil_pipeline_batch_begin(k->p);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -358,6 +426,43 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
         veil_log_host(l, NULL, "librdkafka %s: %s", fac, buf);
 }
 
+/* Errors that retrying cannot cure: librdkafka would reconnect with the
+ * same credentials or certificates forever while veil waits, unready, with
+ * nothing but log lines to show. Fatal instead: exit 1 with the reason, for
+ * the operator and the orchestrator's crash loop. librdkafka's reason names
+ * the broker and the mechanism, never the user name or the password.
+ * Returns 1 when `err` is one of them. */
+static int config_error(struct kctx *k, rd_kafka_resp_err_t err,
+                        const char *reason) {
+        if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION)
+                set_fatal(k,
+                          "Kafka authentication failed: %s; check "
+                          "kafka.settings sasl.username/sasl.password (and "
+                          "sasl.mechanisms)",
+                          reason);
+        else if (err == RD_KAFKA_RESP_ERR__SSL)
+                set_fatal(k,
+                          "Kafka TLS handshake failed: %s; check "
+                          "kafka.settings ssl.ca.location (the CA that signed "
+                          "the brokers' certificates) and that "
+                          "kafka.bootstrap names a TLS listener",
+                          reason);
+        else
+                return 0;
+        return 1;
+}
+
+/* Served by rd_kafka_poll() and rd_kafka_consumer_poll(), on the thread
+ * that polls: set_fatal() needs no lock. */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason,
+                     void *opaque) {
+        (void)rk;
+        if (!config_error(opaque, (rd_kafka_resp_err_t)err, reason))
+                /* As librdkafka logs it when no callback is set. */
+                veil_log_host(VEIL_LOG_ERROR, NULL, "librdkafka ERROR: %s",
+                              reason);
+}
+
 /* Defaults first, then the YAML's settings, so an operator can override any
  * of them (TLS, SASL, timeouts…). */
 static rd_kafka_conf_t *base_conf(struct kctx *k, const char *const *defaults,
@@ -383,6 +488,7 @@ static rd_kafka_conf_t *base_conf(struct kctx *k, const char *const *defaults,
                 }
         }
         rd_kafka_conf_set_log_cb(c, log_cb);
+        rd_kafka_conf_set_error_cb(c, error_cb);
         rd_kafka_conf_set_opaque(c, k);
         return c;
 fail:
@@ -424,6 +530,8 @@ static int open_sides(struct kctx *k, char *errstr, size_t errstr_size) {
         if (!(k->side = new_client(RD_KAFKA_CONSUMER, c, errstr,
                                    errstr_size)))
                 return -VEIL_EINVAL;
+        /* Its errors (a failed login) reach error_cb in poll_sides. */
+        rd_kafka_poll_set_consumer(k->side);
 
         k->sides = calloc(k->n_sides, sizeof(*k->sides));
         rd_kafka_topic_partition_list_t *assign =
@@ -451,6 +559,20 @@ static int open_sides(struct kctx *k, char *errstr, size_t errstr_size) {
                         if (md)
                                 rd_kafka_metadata_destroy(md);
                         md = NULL;
+                        /* Serves error_cb: nothing is assigned yet, so no
+                         * record comes back. */
+                        rd_kafka_message_t *m =
+                                rd_kafka_consumer_poll(k->side, 0);
+                        if (m)
+                                rd_kafka_message_destroy(m);
+                        if (k->fatal) {
+                                snprintf(errstr, errstr_size, "side input "
+                                         "'%s': %s",
+                                         k->cfg->side_inputs[i].name, k->err);
+                                rd_kafka_topic_destroy(rkt);
+                                rd_kafka_topic_partition_list_destroy(assign);
+                                return -VEIL_EIO;
+                        }
                         if (now_ms() > deadline) {
                                 snprintf(errstr, errstr_size,
                                          "side input '%s': topic '%s' is not "
@@ -484,6 +606,7 @@ static int open_sides(struct kctx *k, char *errstr, size_t errstr_size) {
                         }
                         s->parts[j].partition = pid;
                         s->parts[j].high = hi;
+                        s->parts[j].pos = lo;
                         s->parts[j].done = hi <= lo;
                         rd_kafka_topic_partition_list_add(assign, s->topic, pid)
                                 ->offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -527,6 +650,8 @@ static void update_caught_up(struct kctx *k) {
         }
 }
 
+static void publish(struct kctx *k, int force);
+
 /* Reads side-input records; returns how many were handled. */
 static int poll_sides(struct kctx *k, int timeout_ms, int max) {
         int n = 0;
@@ -539,12 +664,16 @@ static int poll_sides(struct kctx *k, int timeout_ms, int max) {
                 const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
                 struct side_part *sp = side_part(k, topic, m->partition, &idx);
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        if (sp && m->offset > sp->pos)
+                                sp->pos = m->offset;
                         if (sp && m->offset >= sp->high)
                                 sp->done = 1;
                 } else if (m->err) {
-                        veil_log_host(VEIL_LOG_WARN, NULL,
-                                      "side input %s: %s", topic,
-                                      rd_kafka_message_errstr(m));
+                        if (!config_error(k, m->err,
+                                          rd_kafka_message_errstr(m)))
+                                veil_log_host(VEIL_LOG_WARN, NULL,
+                                              "side input %s: %s", topic,
+                                              rd_kafka_message_errstr(m));
                 } else if (sp) {
                         rd_kafka_timestamp_type_t tt;
                         struct veil_source src = {
@@ -556,9 +685,13 @@ static int poll_sides(struct kctx *k, int timeout_ms, int max) {
                                                       sizeof(err)) < 0)
                                 set_fatal(k, "side input %s: %s", topic, err);
                         k->st.side_records++;
+                        sp->pos = m->offset + 1;
                         if (m->offset + 1 >= sp->high)
                                 sp->done = 1;
                         n++;
+                        /* A long catch-up still beats and shows its
+                         * progress (throttled inside). */
+                        publish(k, 0);
                 }
                 rd_kafka_message_destroy(m);
         }
@@ -568,8 +701,288 @@ static int poll_sides(struct kctx *k, int timeout_ms, int max) {
 }
 
 /* ------------------------------------------------------------------ */
+/* Operations: metrics and readiness                                  */
+/* ------------------------------------------------------------------ */
+
+/* Counts the brokers librdkafka reports UP. The statistics JSON lists each
+ * broker with "nodeid", "source", then "state"; bootstrap entries not yet
+ * resolved (nodeid -1) and logical ones (the group coordinator handle, a
+ * second view of a real broker) do not count. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+        (void)rk;
+        (void)len;
+        struct kctx *k = opaque;
+        const char *b = strstr(json, "\"brokers\":");
+        const char *end = b ? strstr(b, "\"topics\":") : NULL;
+        int up = 0;
+        for (const char *n = b; n && (n = strstr(n, "\"nodeid\":"));) {
+                if (end && n > end)
+                        break;
+                long id = strtol(n + 9, NULL, 10);
+                const char *src = strstr(n, "\"source\":\"");
+                const char *st = strstr(n, "\"state\":\"");
+                if (!st || (end && st > end))
+                        break;
+                int logical = src && src < st &&
+                              !strncmp(src + 10, "logical\"", 8);
+                up += id >= 0 && !logical && !strncmp(st + 9, "UP\"", 3);
+                n = st;
+        }
+        k->brokers_up = up;
+        return 0;
+}
+
+/* Lag of every assigned partition: high watermark (as last fetched) minus
+ * the position. After a rebalance, partitions no longer assigned drop out
+ * of the family. */
+static void publish_lag(struct kctx *k) {
+        struct veil_metrics *m = k->o->metrics;
+        if (k->st.assigned != k->lag_assigned) {
+                veil_metrics_clear(m, VEIL_M_LAG);
+                k->lag_assigned = k->st.assigned;
+        }
+        rd_kafka_topic_partition_list_t *a = NULL;
+        if (rd_kafka_assignment(k->consumer, &a) || !a)
+                return;
+        rd_kafka_position(k->consumer, a);
+        for (int i = 0; i < a->cnt; i++) {
+                rd_kafka_topic_partition_t *tp = &a->elems[i];
+                int64_t lo = 0, hi = 0;
+                if (rd_kafka_get_watermark_offsets(k->consumer, tp->topic,
+                                                   tp->partition, &lo,
+                                                   &hi) ||
+                    hi < 0)
+                        continue;
+                /* No position yet (nothing fetched since the assignment):
+                 * from the low watermark, an upper bound. */
+                int64_t lag = tp->offset >= 0 ? hi - tp->offset : hi - lo;
+                char lb[300], part[16];
+                snprintf(part, sizeof(part), "%d", (int)tp->partition);
+                veil_metrics_labels(lb, sizeof(lb), "topic", tp->topic,
+                                    "partition", part, NULL);
+                veil_metrics_set(m, VEIL_M_LAG, lb, lag < 0 ? 0 : (double)lag);
+        }
+        rd_kafka_topic_partition_list_destroy(a);
+}
+
+/* Side inputs: metrics, and the reason readiness waits ("consent
+ * (12000/40000)"). */
+static void publish_sides(struct kctx *k, char *why, size_t why_size) {
+        size_t o = 0;
+        why[0] = '\0';
+        for (size_t i = 0; i < k->n_sides; i++) {
+                const struct side_topic *s = &k->sides[i];
+                const char *name = k->cfg->side_inputs[s->index].name;
+                int64_t pos = 0, high = 0;
+                int done = 1;
+                for (int j = 0; j < s->n_parts; j++) {
+                        pos += s->parts[j].done ? s->parts[j].high
+                                                : s->parts[j].pos;
+                        high += s->parts[j].high;
+                        done &= s->parts[j].done;
+                }
+                if (k->o->metrics) {
+                        char lb[256];
+                        veil_metrics_labels(lb, sizeof(lb), "input", name,
+                                            NULL);
+                        veil_metrics_set(k->o->metrics, VEIL_M_SIDE_POSITION,
+                                         lb, (double)pos);
+                        veil_metrics_set(k->o->metrics, VEIL_M_SIDE_END, lb,
+                                         (double)high);
+                        veil_metrics_set(k->o->metrics, VEIL_M_SIDE_CAUGHT_UP,
+                                         lb, done);
+                }
+                if (!done && o < why_size) {
+                        int n = snprintf(why + o, why_size - o,
+                                         "%s%s (%lld/%lld)", o ? ", " : "",
+                                         name, (long long)pos,
+                                         (long long)high);
+                        o += n > 0 ? (size_t)n : 0;
+                }
+        }
+}
+
+/* Called every loop turn: the liveness beat always, the rest at most four
+ * times a second (counters only need to be fresh when scraped). */
+static void publish(struct kctx *k, int force) {
+        if (!k->o->metrics && !k->o->ops)
+                return;
+        if (k->o->ops)
+                veil_ops_beat(k->o->ops);
+        int64_t t = now_ms();
+        if (!force && t - k->last_publish_ms < 250)
+                return;
+        k->last_publish_ms = t;
+        struct veil_metrics *m = k->o->metrics;
+        char sides[400];
+        publish_sides(k, sides, sizeof(sides));
+        if (m) {
+                veil_observe_pipeline(k->obs, k->p);
+                const struct veil_kafka_stats *st = &k->st;
+                veil_metrics_set(m, VEIL_M_RECORDS_IN, "",
+                                 (double)st->records_in);
+                veil_metrics_set(m, VEIL_M_PRODUCED, "", (double)st->produced);
+                veil_metrics_set(m, VEIL_M_ACKED, "", (double)st->acked);
+                veil_metrics_set(m, VEIL_M_RETRIED, "", (double)st->retried);
+                veil_metrics_set(m, VEIL_M_COMMITS, "", (double)st->commits);
+                veil_metrics_set(m, VEIL_M_BATCHES, "", (double)st->batches);
+                veil_metrics_set(m, VEIL_M_SIDE_RECORDS, "",
+                                 (double)st->side_records);
+                veil_metrics_set(m, VEIL_M_ASSIGNED, "", st->assigned);
+                veil_metrics_set(m, VEIL_M_INFLIGHT, "", k->n_inflight);
+                veil_metrics_set(m, VEIL_M_QUEUE, "",
+                                 rd_kafka_outq_len(k->producer));
+                veil_metrics_set(m, VEIL_M_BROKERS_UP, "", k->brokers_up);
+                if (k->subscribed && t - k->last_lag_ms >= 1000) {
+                        k->last_lag_ms = t;
+                        publish_lag(k);
+                }
+        }
+        char why[512];
+        int ready = 0;
+        if (!k->st.side_caught_up)
+                snprintf(why, sizeof(why), "side inputs not caught up: %s",
+                         sides[0] ? sides : "opening them");
+        else if (k->brokers_up == 0)
+                snprintf(why, sizeof(why), "no connection to any broker");
+        else if (!k->subscribed)
+                snprintf(why, sizeof(why), "not consuming yet");
+        else if (k->st.assigned <= 0)
+                snprintf(why, sizeof(why),
+                         "no input partition assigned in group '%s'",
+                         k->cfg->kafka.group);
+        else
+                ready = 1;
+        if (k->o->ops)
+                veil_ops_set_ready(k->o->ops, ready, ready ? "" : why);
+        if (m)
+                veil_metrics_set(m, VEIL_M_READY, "", ready);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reload                                                             */
+/* ------------------------------------------------------------------ */
+
+static void free_sides(rd_kafka_t *side, struct side_topic *sides, size_t n) {
+        if (side) {
+                rd_kafka_consumer_close(side);
+                rd_kafka_destroy(side);
+        }
+        for (size_t i = 0; i < n; i++)
+                free(sides[i].parts);
+        free(sides);
+}
+
+/* Side inputs for the configuration `cfg`, read from the beginning by a new
+ * consumer: the new pipeline's stages rebuild what they derive from them
+ * (the consent ledger). On failure the current ones stay. */
+static int reopen_sides(struct kctx *k, const struct veil_config *cfg,
+                        char *errstr, size_t errstr_size) {
+        rd_kafka_t *old_side = k->side;
+        struct side_topic *old_sides = k->sides;
+        size_t old_n = k->n_sides;
+        const struct veil_config *old_cfg = k->cfg;
+        int old_caught_up = k->st.side_caught_up;
+        k->side = NULL;
+        k->sides = NULL;
+        k->n_sides = 0;
+        k->cfg = cfg;
+        k->st.side_caught_up = 0;
+        int rc = open_sides(k, errstr, errstr_size);
+        if (rc) {
+                free_sides(k->side, k->sides, k->sides ? k->n_sides : 0);
+                k->side = old_side;
+                k->sides = old_sides;
+                k->n_sides = old_n;
+                k->cfg = old_cfg;
+                k->st.side_caught_up = old_caught_up;
+                return rc;
+        }
+        free_sides(old_side, old_sides, old_n);
+        return 0;
+}
+
+static void reload_failed(struct kctx *k, const char *err) {
+        const char *fields[] = {"file", k->cfg->file, NULL};
+        veil_log_fields(VEIL_LOG_ERROR, NULL, fields,
+                        "reload failed, the running pipeline stays: %s", err);
+        if (k->o->metrics)
+                veil_metrics_add(k->o->metrics, VEIL_M_RELOAD_FAILURES, "", 1);
+        if (k->o->ops)
+                veil_ops_reload_done(k->o->ops, 0, err);
+}
+
+/* Between two batches (the open one has just run). */
+static void reload(struct kctx *k, int shutdown_ms) {
+        char err[8192] = ""; /* room for the privacy lint's lines */
+        struct veil_pipeline *np = NULL;
+        veil_log_host(VEIL_LOG_INFO, NULL, "reloading %s", k->cfg->file);
+        if (!k->o->reload_open) {
+                reload_failed(k, "this command does not reload");
+                return;
+        }
+        if (k->o->reload_open(k->o->reload_ctx, k->p, &np, err, sizeof(err))) {
+                reload_failed(k, err);
+                return;
+        }
+        /* Earlier batches finish under the pipeline that ran them; what is
+         * not acknowledged in time stays tracked and commits later. */
+        if (drain(k, shutdown_ms, 1) != 0 && !k->fatal)
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "reload: %d batch(es) not yet acknowledged; "
+                              "they commit when they are",
+                              k->n_inflight);
+        int rc = veil_pipeline_transfer(np, k->p, err, sizeof(err));
+        if (!rc)
+                rc = reopen_sides(k, veil_pipeline_config(np), err,
+                                  sizeof(err));
+        if (rc || k->fatal) {
+                k->o->reload_close(k->o->reload_ctx, 0);
+                if (!k->fatal)
+                        reload_failed(k, err);
+                return;
+        }
+        /* The old pipeline's last counts go out before its numbers stop. */
+        publish(k, 1);
+        veil_pipeline_set_sink(k->p, (struct veil_sink){NULL, NULL});
+        veil_pipeline_set_sink(np, (struct veil_sink){sink_produce, k});
+        k->p = np;
+        k->cfg = veil_pipeline_config(np);
+        k->batch = veil_pipeline_batch_begin(np);
+        k->o->reload_close(k->o->reload_ctx, 1);
+        if (k->obs)
+                veil_observe_reset(k->obs);
+        if (k->o->metrics)
+                veil_metrics_add(k->o->metrics, VEIL_M_RELOADS, "", 1);
+        char n_stages[16];
+        snprintf(n_stages, sizeof(n_stages), "%zu",
+                 veil_pipeline_n_stages(np));
+        const char *fields[] = {"file", k->cfg->file, "stages", n_stages,
+                                NULL};
+        veil_log_fields(VEIL_LOG_INFO, NULL, fields, "reloaded%s",
+                        k->n_sides ? "; reading the side inputs again "
+                                     "before events continue"
+                                   : "");
+        if (k->o->ops)
+                veil_ops_reload_done(k->o->ops, 1, "");
+}
+
+/* ------------------------------------------------------------------ */
 /* The loop                                                           */
 /* ------------------------------------------------------------------ */
+
+/* Default deny: nothing is consumed until every side input (the consent
+ * ledger) has caught up with the end it had when reading began. */
+static int should_stop(struct kctx *k);
+static void catch_up(struct kctx *k) {
+        while (!k->st.side_caught_up && !should_stop(k) && !k->fatal) {
+                poll_sides(k, 100, 10000);
+                rd_kafka_poll(k->producer, 0);
+                commit_ready(k, 0);
+                publish(k, 0);
+        }
+        publish(k, 1);
+}
 
 static int should_stop(struct kctx *k) {
         if (k->o->stop && *k->o->stop)
@@ -602,7 +1015,9 @@ static void form_batch(struct kctx *k) {
                         continue;
                 }
                 if (m->err) {
-                        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+                            !config_error(k, m->err,
+                                          rd_kafka_message_errstr(m)))
                                 veil_log_host(VEIL_LOG_WARN, NULL,
                                               "consumer: %s",
                                               rd_kafka_message_errstr(m));
@@ -649,6 +1064,7 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         int shutdown_ms = o->shutdown_timeout_ms > 0 ? o->shutdown_timeout_ms
                                                      : 10000;
         int rc = 0;
+        k.brokers_up = -1;
 
         if (k.cfg->kafka.guarantee == VEIL_EXACTLY_ONCE) {
                 snprintf(errstr, errstr_size,
@@ -669,19 +1085,25 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                                       errstr_size)))
                 return -VEIL_EINVAL;
 
+        /* Statistics (for readiness: is any broker up?) only when someone
+         * asks; the last pair is cut off otherwise. */
         static const char *const cdefaults[] = {
                 "group.id", NULL, "enable.auto.commit", "false",
                 "enable.auto.offset.store", "false", "auto.offset.reset",
                 "earliest", "partition.assignment.strategy",
-                "cooperative-sticky", NULL};
+                "cooperative-sticky", "statistics.interval.ms", "5000", NULL};
         const char *cd[sizeof(cdefaults) / sizeof(*cdefaults)];
         memcpy(cd, cdefaults, sizeof(cdefaults));
         cd[1] = k.cfg->kafka.group;
+        if (!o->metrics && !o->ops)
+                cd[10] = NULL;
         rd_kafka_conf_t *cc = base_conf(&k, cd, errstr, errstr_size);
         if (!cc) {
                 close_all(&k);
                 return -VEIL_EINVAL;
         }
+        if (o->metrics || o->ops)
+                rd_kafka_conf_set_stats_cb(cc, stats_cb);
         rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
         rd_kafka_conf_set_offset_commit_cb(cc, commit_cb);
         if (!(k.consumer = new_client(RD_KAFKA_CONSUMER, cc, errstr,
@@ -691,20 +1113,21 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         }
         rd_kafka_poll_set_consumer(k.consumer);
 
+        if (o->metrics && (rc = veil_observe_new(&k.obs, o->metrics))) {
+                snprintf(errstr, errstr_size, "metrics: cannot declare the "
+                                              "metric families");
+                close_all(&k);
+                return rc;
+        }
         veil_pipeline_set_sink(p, (struct veil_sink){sink_produce, &k});
-        veil_pipeline_batch_begin(p);
+        k.batch = veil_pipeline_batch_begin(p);
 
+        publish(&k, 1);
         if ((rc = open_sides(&k, errstr, errstr_size))) {
                 close_all(&k);
                 return rc;
         }
-
-        /* Default deny: nothing is consumed until every side input (the
-         * consent ledger) has caught up with the end it had at start. */
-        while (!k.st.side_caught_up && !should_stop(&k) && !k.fatal) {
-                poll_sides(&k, 100, 10000);
-                rd_kafka_poll(k.producer, 0);
-        }
+        catch_up(&k);
 
         int subscribed = 0;
         if (k.st.side_caught_up && !k.fatal && !should_stop(&k)) {
@@ -721,7 +1144,7 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                         close_all(&k);
                         return -VEIL_EIO;
                 }
-                subscribed = 1;
+                subscribed = k.subscribed = 1;
                 veil_log_host(VEIL_LOG_INFO, NULL,
                               "consuming '%s' in group '%s'",
                               k.cfg->input.topic, k.cfg->kafka.group);
@@ -733,12 +1156,24 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                 run_batch(&k);
                 rd_kafka_poll(k.producer, 0);
                 commit_ready(&k, 0);
+                publish(&k, 0);
                 /* Bounded memory: stop reading while too many batches wait
                  * for acknowledgement (an output that is down). */
                 while (k.n_inflight > max_inflight && !k.fatal &&
                        !(o->stop && *o->stop)) {
                         rd_kafka_poll(k.producer, 100);
                         commit_ready(&k, 0);
+                        publish(&k, 0);
+                }
+                /* A reload waits for a batch boundary: here. */
+                int want = o->reload && *o->reload;
+                if (o->ops)
+                        want |= veil_ops_take_reload(o->ops);
+                if (want && !k.fatal && !should_stop(&k)) {
+                        if (o->reload)
+                                *o->reload = 0;
+                        reload(&k, shutdown_ms);
+                        catch_up(&k);
                 }
         }
 
@@ -760,7 +1195,10 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         }
         if (stats)
                 *stats = k.st;
-        veil_pipeline_set_sink(p, (struct veil_sink){NULL, NULL});
+        if (k.obs)
+                publish(&k, 1);
+        veil_observe_destroy(k.obs);
+        veil_pipeline_set_sink(k.p, (struct veil_sink){NULL, NULL});
         close_all(&k);
         return rc;
 }

@@ -12,6 +12,9 @@
 
 #include "pipeline.h"
 
+struct veil_metrics;
+struct veil_ops;
+
 struct veil_kafka_stats {
         uint64_t batches;
         uint64_t records_in;   /**< input records consumed */
@@ -32,11 +35,35 @@ struct veil_kafka_opts {
         void *ctx;
         int shutdown_timeout_ms; /**< flush and commit at most this long */
         int max_inflight;        /**< unacknowledged batches, default 16 */
+
+        /* Operations (all optional). */
+        struct veil_metrics *metrics; /**< registry the loop publishes to */
+        struct veil_ops *ops; /**< liveness, readiness, HTTP reloads */
+        volatile sig_atomic_t *reload; /**< set by SIGHUP; cleared here */
+        /** A reload at a batch boundary: builds the replacement pipeline,
+         *  validated as `veil lint` does and started, or fails with a
+         *  message (leaving nothing to close). */
+        int (*reload_open)(void *ctx, const struct veil_pipeline *cur,
+                           struct veil_pipeline **next, char *errstr,
+                           size_t errstr_size);
+        /** Ends an opened reload: swapped = 1 when the new pipeline now
+         *  runs (free the old one), 0 when the old one stays (free the
+         *  new one). */
+        void (*reload_close)(void *ctx, int swapped);
+        void *reload_ctx;
 };
 
 /** Runs until *stop, should_stop or a fatal error. Returns 0 after a clean
  *  shutdown (batch finished, outputs flushed, offsets committed, group
- *  left), negative with a message otherwise. `stats` may be NULL. */
+ *  left), negative with a message otherwise. `stats` may be NULL.
+ *
+ *  A reload (*reload or an HTTP request through ops) happens between two
+ *  batches: the outputs of earlier batches are acknowledged and committed,
+ *  the new pipeline takes over the stages' state (veil_pipeline_transfer)
+ *  and re-reads the side inputs from the beginning — events wait until it
+ *  has caught up, as at start-up — and the old one is closed. Any failure
+ *  leaves the old pipeline running; it is logged and counted. After a
+ *  reload `p` is no longer the running pipeline. */
 int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                    struct veil_kafka_stats *stats, char *errstr,
                    size_t errstr_size);

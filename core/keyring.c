@@ -293,7 +293,8 @@ static int read_key_file(const char *path, unsigned char *buf, size_t *len,
         if (total > VEIL_KEYRING_KEY_MAX) {
                 seterr(errstr, errstr_size,
                        "key file '%s' is longer than %d bytes: a key file "
-                       "holds %d to %d bytes (veil keygen writes %d)",
+                       "holds %d to %d bytes (veil pseudonymize keygen "
+                       "writes %d)",
                        path, VEIL_KEYRING_KEY_MAX, VEIL_KEYRING_KEY_MIN,
                        VEIL_KEYRING_KEY_MAX, KEYGEN_BYTES);
                 rc = -VEIL_EINVAL;
@@ -302,7 +303,8 @@ static int read_key_file(const char *path, unsigned char *buf, size_t *len,
         if (total < VEIL_KEYRING_KEY_MIN) {
                 seterr(errstr, errstr_size,
                        "key file '%s' holds %zu bytes: a key needs at "
-                       "least %d (generate one with `veil keygen PATH`)",
+                       "least %d (generate one with `veil pseudonymize "
+                       "keygen PATH`)",
                        path, total, VEIL_KEYRING_KEY_MIN);
                 rc = -VEIL_EINVAL;
                 goto out;
@@ -405,7 +407,7 @@ int veil_keyring_add_file(struct veil_keyring *kr, const char *key_id,
                 seterr(errstr, errstr_size,
                        "key file '%s' (key id '%s') holds the same key as "
                        "key id '%s': a rotation needs a new key (veil "
-                       "keygen)",
+                       "pseudonymize keygen)",
                        path, key_id, dup->id);
                 rc = -VEIL_EINVAL;
                 goto out;

@@ -1,17 +1,24 @@
 #include "log.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-/* The one piece of process-wide state outside main: a logger threshold,
- * written once at start-up before any thread exists. */
-static veil_log_level_t threshold = VEIL_LOG_INFO;
+/* The one piece of process-wide state outside main: a logger threshold.
+ * Atomic because a reload may change it while librdkafka's and the HTTP
+ * server's threads log. */
+static _Atomic int threshold = VEIL_LOG_INFO;
 
 static const char *const names[] = {"error", "warn", "info", "debug"};
 
-void veil_log_set_level(veil_log_level_t level) { threshold = level; }
-veil_log_level_t veil_log_get_level(void) { return threshold; }
+void veil_log_set_level(veil_log_level_t level) {
+        atomic_store_explicit(&threshold, (int)level, memory_order_relaxed);
+}
+veil_log_level_t veil_log_get_level(void) {
+        return (veil_log_level_t)atomic_load_explicit(&threshold,
+                                                      memory_order_relaxed);
+}
 
 int veil_log_level_parse(const char *s) {
         for (int i = 0; i < 4; i++)
@@ -40,11 +47,12 @@ static size_t json_escape(char *out, size_t cap, const char *s) {
         return o;
 }
 
-void veil_log_vhost(veil_log_level_t level, const char *stage,
-                    const char *fmt, va_list ap) {
-        if (level > threshold)
+/* `fields`: NULL-terminated key/value pairs, or NULL. */
+static void vlog(veil_log_level_t level, const char *stage,
+                 const char *const *fields, const char *fmt, va_list ap) {
+        if ((int)level > atomic_load_explicit(&threshold, memory_order_relaxed))
                 return;
-        char msg[2048], esc[4096], st[256] = "";
+        char msg[2048], esc[4096], st[256] = "", fl[2048] = "";
         vsnprintf(msg, sizeof(msg), fmt, ap);
         json_escape(esc, sizeof(esc), msg);
         if (stage) {
@@ -52,6 +60,23 @@ void veil_log_vhost(veil_log_level_t level, const char *stage,
                 json_escape(s2, sizeof(s2), stage);
                 snprintf(st, sizeof(st), ",\"stage\":\"%s\"", s2);
         }
+        size_t fo = 0;
+        for (size_t i = 0; fields && fields[i] && fields[i + 1] &&
+                           fo + 16 < sizeof(fl);
+             i += 2) {
+                char k[128], v[1024];
+                json_escape(k, sizeof(k), fields[i]);
+                json_escape(v, sizeof(v), fields[i + 1]);
+                int n = snprintf(fl + fo, sizeof(fl) - fo, "%s\"%s\":\"%s\"",
+                                 fo ? "," : ",\"fields\":{", k, v);
+                if (n < 0 || (size_t)n >= sizeof(fl) - fo - 1) {
+                        fl[fo] = '\0'; /* drop the field that did not fit */
+                        break;
+                }
+                fo += (size_t)n;
+        }
+        if (fo)
+                fl[fo++] = '}', fl[fo] = '\0';
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         struct tm tm;
@@ -61,8 +86,22 @@ void veil_log_vhost(veil_log_level_t level, const char *stage,
         /* One fprintf per line: stdio locks the stream, so lines from
          * different threads do not interleave. */
         fprintf(stderr,
-                "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"%s\"%s}\n",
-                when, ts.tv_nsec / 1000000, names[level], esc, st);
+                "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"message\":\"%s\"%s%s}"
+                "\n",
+                when, ts.tv_nsec / 1000000, names[level], esc, st, fl);
+}
+
+void veil_log_vhost(veil_log_level_t level, const char *stage,
+                    const char *fmt, va_list ap) {
+        vlog(level, stage, NULL, fmt, ap);
+}
+
+void veil_log_fields(veil_log_level_t level, const char *stage,
+                     const char *const *fields, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vlog(level, stage, fields, fmt, ap);
+        va_end(ap);
 }
 
 void veil_log_host(veil_log_level_t level, const char *stage, const char *fmt,

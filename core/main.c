@@ -28,6 +28,11 @@ static const char usage[] =
         "                           pipeline on the embedded broker and print "
         "a summary\n"
         "  lint PIPELINE.yaml...    check pipelines without touching Kafka\n"
+        "  notice PIPELINE.yaml     write the privacy notice the pipeline "
+        "implements\n"
+        "  replay PIPELINE.yaml --events FILE.csv [--evaluate]\n"
+        "                           run the plugin chain in-process over a "
+        "CSV of events\n"
         "  plugins [NAME]           list plugins and their parameters\n"
         "  version                  print versions\n"
         "  <plugin> <command> ...   a command a plugin declares (see "
@@ -131,6 +136,10 @@ int main(int argc, char **argv) {
                 return veil_cmd_lint(argc, argv);
         if (!strcmp(cmd, "plugins"))
                 return veil_cmd_plugins(argc, argv);
+        if (!strcmp(cmd, "notice"))
+                return veil_cmd_notice(argc, argv);
+        if (!strcmp(cmd, "replay"))
+                return veil_cmd_replay(argc, argv);
         if (!strcmp(cmd, "version") || !strcmp(cmd, "--version"))
                 return cmd_version(argc, argv);
         if (cmd[0] == '-') {

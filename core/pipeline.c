@@ -10,8 +10,10 @@
 #include "codec.h"
 #include "keyring.h"
 #include "log.h"
+#include "privacy_lint.h"
 
 #define MAX_DROP_REASONS 64
+#define MAX_STAGE_GAUGES 16
 
 struct veil_output {
         const struct veil_binding *b;
@@ -35,6 +37,12 @@ struct veil_stage {
         void *state;
         int inited;
         struct veil_stage_stats stats;
+        /* veil_metric_set: read by the metrics publisher on this thread */
+        struct {
+                char name[49];
+                double value;
+        } gauges[MAX_STAGE_GAUGES];
+        size_t n_gauges;
 };
 
 struct veil_batch_impl {
@@ -68,13 +76,19 @@ struct veil_pipeline {
         /* Subjects (raw ids) to erase or export before the next batch. */
         char **erase_queue;
         size_t n_erase, cap_erase;
+        double *erase_at; /**< parallel: when each was requested (mono s) */
         char **export_queue;
         size_t n_export, cap_export;
 
         uint64_t events_in, decode_errors, dead_letters;
         struct drop_reason drops[MAX_DROP_REASONS];
         size_t n_drops;
+        uint64_t tiers[4]; /**< decoded events by tier after the chain */
+        uint64_t erasures; /**< erasures applied to every stage */
+        double erase_max_ms, erase_sum_ms; /**< request to last stage */
         double eps_spent, delta;
+        double eps_budget, delta_budget;
+        int has_budget;
 };
 
 /* ------------------------------------------------------------------ */
@@ -125,6 +139,8 @@ void veil_log(veil_stage_t *st, veil_log_level_t level, const char *fmt, ...) {
         va_start(ap, fmt);
         veil_log_vhost(level, st ? st->cfg->use : NULL, fmt, ap);
         va_end(ap);
+        if (st && level == VEIL_LOG_ERROR)
+                st->stats.errors++;
 }
 
 static struct veil_output *find_output(struct veil_pipeline *p,
@@ -210,9 +226,26 @@ static int enqueue(char ***q, size_t *n, size_t *cap, const char *raw_id) {
         return 0;
 }
 
+static double mono_s(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int veil_request_erase(veil_stage_t *st, const char *raw_id) {
         struct veil_pipeline *p = st->p;
-        return enqueue(&p->erase_queue, &p->n_erase, &p->cap_erase, raw_id);
+        int rc = enqueue(&p->erase_queue, &p->n_erase, &p->cap_erase, raw_id);
+        if (rc)
+                return rc;
+        /* The request time, for the erasure latency the summary reports. */
+        double *at = realloc(p->erase_at, p->cap_erase * sizeof(*at));
+        if (!at) {
+                free(p->erase_queue[--p->n_erase]);
+                return -VEIL_ENOMEM;
+        }
+        p->erase_at = at;
+        at[p->n_erase - 1] = mono_s();
+        return 0;
 }
 
 int veil_request_export(veil_stage_t *st, const char *raw_id) {
@@ -235,6 +268,34 @@ int veil_pseudonym(veil_stage_t *st, const char *domain, const void *id,
 void veil_privacy_set_spent(veil_stage_t *st, double epsilon, double delta) {
         st->p->eps_spent = epsilon;
         st->p->delta = delta;
+}
+
+void veil_privacy_set_budget(veil_stage_t *st, double epsilon, double delta) {
+        st->p->eps_budget = epsilon;
+        st->p->delta_budget = delta;
+        st->p->has_budget = 1;
+}
+
+int veil_metric_set(veil_stage_t *st, const char *name, double value) {
+        size_t n = name ? strlen(name) : 0;
+        int ok = n > 0 && n < sizeof(st->gauges[0].name) &&
+                 !(name[0] >= '0' && name[0] <= '9');
+        for (size_t i = 0; ok && i < n; i++)
+                ok = (name[i] >= 'a' && name[i] <= 'z') || name[i] == '_' ||
+                     (name[i] >= '0' && name[i] <= '9');
+        if (!ok)
+                return -VEIL_EINVAL;
+        for (size_t i = 0; i < st->n_gauges; i++) {
+                if (!strcmp(st->gauges[i].name, name)) {
+                        st->gauges[i].value = value;
+                        return 0;
+                }
+        }
+        if (st->n_gauges == MAX_STAGE_GAUGES)
+                return -VEIL_EINVAL;
+        memcpy(st->gauges[st->n_gauges].name, name, n + 1);
+        st->gauges[st->n_gauges++].value = value;
+        return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -376,6 +437,7 @@ void veil_pipeline_destroy(struct veil_pipeline *p) {
         for (size_t i = 0; i < p->n_erase; i++)
                 free(p->erase_queue[i]);
         free(p->erase_queue);
+        free(p->erase_at);
         for (size_t i = 0; i < p->n_export; i++)
                 free(p->export_queue[i]);
         free(p->export_queue);
@@ -442,7 +504,9 @@ int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
                         }
                 }
         }
-        return 0;
+        /* No field the output schemas mark "pii" reaches them raw. */
+        return veil_privacy_lint_check(p, p->keyring != NULL, errstr,
+                                       errstr_size);
 }
 
 /* ------------------------------------------------------------------ */
@@ -514,7 +578,20 @@ static void apply_erasures(struct veil_pipeline *p) {
                                 st->h.def->erase(st->state, &subj);
                 }
                 free(p->erase_queue[i]);
+                /* From the request (a withdrawal's arrival) to the last
+                 * stage's erase. */
+                double ms = (mono_s() - p->erase_at[i]) * 1e3;
+                p->erasures++;
+                p->erase_sum_ms += ms;
+                if (ms > p->erase_max_ms)
+                        p->erase_max_ms = ms;
         }
+        if (p->n_erase)
+                veil_log_host(VEIL_LOG_INFO, NULL,
+                              "erased %zu subject(s) in every stage, %.1f ms "
+                              "after the oldest request",
+                              p->n_erase,
+                              (mono_s() - p->erase_at[0]) * 1e3);
         p->n_erase = 0;
 }
 
@@ -679,6 +756,7 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                 p->impl.cur_stage = st->h.def->name;
                 int rc = st->h.def->process(st->state, b);
                 if (rc < 0) {
+                        st->stats.errors++;
                         snprintf(errstr, errstr_size,
                                  "stage %zu (%s) failed on a batch of %zu "
                                  "events (code %d); the batch is not "
@@ -711,6 +789,10 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
         p->impl.cur_stage = NULL;
         for (size_t i = 0; i < b->n; i++) {
                 struct veil_event *ev = &b->events[i];
+                /* Dropped events keep the tier that got them dropped. */
+                if (ev->status != VEIL_DEAD_LETTER &&
+                    (unsigned)ev->tier <= VEIL_TIER_PERSONALIZED)
+                        p->tiers[ev->tier]++;
                 if (ev->status == VEIL_DROP) {
                         count_drop(p, ev->reason);
                 } else if (ev->status == VEIL_DEAD_LETTER) {
@@ -760,6 +842,7 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                 err[0] = '\0';
                 int rc = def->on_side_record(st->state, &r, err, sizeof(err));
                 if (rc) {
+                        st->stats.errors++;
                         /* A record the plugin rejects changes nothing and is
                          * kept for inspection. */
                         char msg[600];
@@ -823,10 +906,90 @@ const char *veil_pipeline_drop_reason(const struct veil_pipeline *p, size_t i,
         *count = p->drops[i].count;
         return p->drops[i].reason;
 }
+uint64_t veil_pipeline_tier_count(const struct veil_pipeline *p,
+                                  veil_tier_t tier) {
+        return (unsigned)tier <= VEIL_TIER_PERSONALIZED ? p->tiers[tier] : 0;
+}
+uint64_t veil_pipeline_erasures(const struct veil_pipeline *p, double *max_ms,
+                                double *mean_ms) {
+        if (max_ms)
+                *max_ms = p->erase_max_ms;
+        if (mean_ms)
+                *mean_ms = p->erasures ? p->erase_sum_ms / (double)p->erasures
+                                       : 0.0;
+        return p->erasures;
+}
 void veil_pipeline_privacy_spent(const struct veil_pipeline *p, double *eps,
                                  double *delta) {
         *eps = p->eps_spent;
         *delta = p->delta;
+}
+int veil_pipeline_privacy_budget(const struct veil_pipeline *p, double *eps,
+                                 double *delta) {
+        *eps = p->eps_budget;
+        *delta = p->delta_budget;
+        return p->has_budget;
+}
+size_t veil_pipeline_stage_n_gauges(const struct veil_pipeline *p, size_t i) {
+        return p->stages[i].n_gauges;
+}
+const char *veil_pipeline_stage_gauge(const struct veil_pipeline *p, size_t i,
+                                      size_t j, double *value) {
+        *value = p->stages[i].gauges[j].value;
+        return p->stages[i].gauges[j].name;
+}
+
+/* The n-th stage running `def->name` in `p`, or NULL. */
+static struct veil_stage *same_stage(struct veil_pipeline *p, const char *name,
+                                     size_t nth) {
+        for (size_t i = 0; i < p->n_stages; i++)
+                if (!strcmp(p->stages[i].h.def->name, name) && nth-- == 0)
+                        return &p->stages[i];
+        return NULL;
+}
+
+int veil_pipeline_transfer(struct veil_pipeline *to,
+                           const struct veil_pipeline *from, char *errstr,
+                           size_t errstr_size) {
+        for (size_t i = 0; i < to->n_stages; i++) {
+                struct veil_stage *t = &to->stages[i];
+                size_t nth = 0; /* earlier stages running the same plugin */
+                for (size_t j = 0; j < i; j++)
+                        nth += !strcmp(to->stages[j].h.def->name,
+                                       t->h.def->name);
+                struct veil_stage *f = same_stage((struct veil_pipeline *)from,
+                                                  t->h.def->name, nth);
+                if (!f || !f->inited || !t->inited ||
+                    !f->h.def->checkpoint || !t->h.def->restore)
+                        continue;
+                void *data = NULL;
+                size_t len = 0;
+                int rc = f->h.def->checkpoint(f->state, &data, &len);
+                if (rc) {
+                        snprintf(errstr, errstr_size,
+                                 "stage %zu (%s): checkpoint of the running "
+                                 "state failed (code %d)",
+                                 i + 1, t->h.def->name, rc);
+                        free(data);
+                        return rc < 0 ? rc : -VEIL_ESTATE;
+                }
+                char err[1024] = "";
+                rc = t->h.def->restore(t->state, data, len, err, sizeof(err));
+                free(data);
+                if (rc) {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d:%d: stage %zu (%s) cannot take over "
+                                 "the running state: %s",
+                                 to->cfg->file, t->cfg->line, t->cfg->col,
+                                 i + 1, t->h.def->name,
+                                 err[0] ? err : "(no message)");
+                        return rc < 0 ? rc : -VEIL_ESTATE;
+                }
+        }
+        /* What was spent stays spent until the new stages report. */
+        to->eps_spent = from->eps_spent;
+        to->delta = from->delta;
+        return 0;
 }
 struct veil_codec *veil_pipeline_input_codec(struct veil_pipeline *p) {
         return p->in_codec;

@@ -46,6 +46,7 @@ struct veil_sink {
 
 struct veil_stage_stats {
         uint64_t in, out, dropped, dead_letters;
+        uint64_t errors; /**< failed calls and error log lines of the stage */
 };
 
 struct veil_pipeline_opts {
@@ -64,7 +65,8 @@ void veil_pipeline_destroy(struct veil_pipeline *p);
 void veil_pipeline_set_sink(struct veil_pipeline *p, struct veil_sink sink);
 
 /** Runs the checks of `veil lint` that need loaded plugins: outputs and side
- *  inputs bound and declared consistently. */
+ *  inputs bound and declared consistently, and the privacy lint
+ *  (privacy_lint.h; one line per problem in errstr). */
 int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
                        size_t errstr_size);
 
@@ -109,8 +111,32 @@ uint64_t veil_pipeline_output_count(const struct veil_pipeline *p,
 size_t veil_pipeline_n_drop_reasons(const struct veil_pipeline *p);
 const char *veil_pipeline_drop_reason(const struct veil_pipeline *p, size_t i,
                                       uint64_t *count);
+/** Decoded events by tier after the chain (dropped ones included, dead
+ *  letters not): what the consent stage decided. */
+uint64_t veil_pipeline_tier_count(const struct veil_pipeline *p,
+                                  veil_tier_t tier);
+/** Erasures applied to every stage so far, and the largest and mean time
+ *  from veil_request_erase to the last stage's erase (ms; may be NULL). */
+uint64_t veil_pipeline_erasures(const struct veil_pipeline *p, double *max_ms,
+                                double *mean_ms);
 void veil_pipeline_privacy_spent(const struct veil_pipeline *p, double *eps,
                                  double *delta);
+/** The budget a stage declared (veil_privacy_set_budget); 0 when none. */
+int veil_pipeline_privacy_budget(const struct veil_pipeline *p, double *eps,
+                                 double *delta);
+/** A stage's gauges (veil_metric_set): the count, and gauge j's name and
+ *  value. */
+size_t veil_pipeline_stage_n_gauges(const struct veil_pipeline *p, size_t i);
+const char *veil_pipeline_stage_gauge(const struct veil_pipeline *p, size_t i,
+                                      size_t j, double *value);
+/** Hands the running state of `from` to `to` before `to` replaces it (a
+ *  reload): each stage of `to` restores the checkpoint of the stage of
+ *  `from` that runs the same plugin at the same occurrence, when both have
+ *  the hooks. A refused restore fails the whole transfer, so a stage never
+ *  silently starts from nothing (a privacy accountant must not). */
+int veil_pipeline_transfer(struct veil_pipeline *to,
+                           const struct veil_pipeline *from, char *errstr,
+                           size_t errstr_size);
 /** The input codec (the demo encodes its replayed events with it). */
 struct veil_codec *veil_pipeline_input_codec(struct veil_pipeline *p);
 /** A stage's validated parameters and its YAML entry (for the lint). */

@@ -244,10 +244,10 @@ int veil_rec_get_double(const veil_rec_t *r, const char *path, double *out) {
         int rc = get_leaf(r, path, &v);
         if (rc)
                 return rc;
-        double d;
-        float f;
-        int64_t l;
-        int32_t i;
+        double d = 0;
+        float f = 0;
+        int64_t l = 0;
+        int32_t i = 0;
         switch (avro_value_get_type(&v)) {
         case AVRO_DOUBLE:
                 rc = avro_value_get_double(&v, &d);

@@ -289,6 +289,17 @@ int veil_pseudonym(veil_stage_t *st, const char *domain, const void *id,
 
 /** The pipeline's current privacy spend, for records that report it. */
 void veil_privacy_set_spent(veil_stage_t *st, double epsilon, double delta);
+/** The privacy budget the stage enforces (the total ε and δ it will spend),
+ *  so the host can report what remains on /metrics. */
+void veil_privacy_set_budget(veil_stage_t *st, double epsilon, double delta);
+
+/** Sets a gauge of the stage that the host exports on /metrics as
+ *  veil_plugin_<plugin>_<name>{stage="…"} (e.g. a consent ledger's size).
+ *  `name`: [a-z_][a-z0-9_]*, at most 48 characters; at most 16 names per
+ *  stage. A value must never describe one person. Call it from the
+ *  pipeline's thread (init, process, on_side_record…). Returns 0, or
+ *  -VEIL_EINVAL for a bad name or a full table. */
+int veil_metric_set(veil_stage_t *st, const char *name, double value);
 
 /** A record from a side-input topic (e.g. the consent topic). */
 struct veil_side_record {
@@ -312,6 +323,10 @@ struct veil_command {
 
 /** How a stage treats an event field, declared for `veil lint`. */
 typedef enum veil_field_treatment {
+        /** The stage's parameter for this field cannot be applied; `reason`
+         *  says why and what would be valid, and `veil lint` fails with it
+         *  (lint does not start plugins, so init cannot report it there). */
+        VEIL_FIELD_INVALID = 0,
         VEIL_FIELD_KEPT = 1,      /**< passes unchanged (reason required) */
         VEIL_FIELD_PSEUDONYMIZED, /**< replaced by a keyed pseudonym */
         VEIL_FIELD_GENERALIZED,   /**< coarsened (IP prefix, geohash…) */

@@ -1,0 +1,505 @@
+/*
+ * replay.c — `veil replay PIPELINE.yaml --events FILE.csv [--evaluate]`:
+ * the pipeline's plugin chain in-process over a CSV of events, without
+ * Kafka, in batches of the pipeline's max_events; prints throughput.
+ *
+ * --evaluate scores every recommendation against the same user's next
+ * event (prequential: the chain recommends, then learns, batch by batch)
+ * and prints hit-rate@10 and NDCG@10 next to those of the `popular`
+ * baseline on the same stream. The baseline is the popular plugin itself,
+ * run as a second in-process pipeline in lock-step (same batches, same
+ * events), and it is scored on exactly the events the pipeline answered,
+ * so both numbers describe the same predictions.
+ *
+ * Outputs are decoded with the output codec and kept in memory; side
+ * inputs are not replayed. User ids are held in memory to find each user's
+ * next event and are never printed.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "codec.h"
+#include "csv.h"
+#include "log.h"
+
+#define EVAL_K 10
+
+/* ---- string → int dictionaries (users, items, event ids) ----------- */
+
+struct dict {
+        char **key;
+        int *val;
+        size_t cap, n;
+};
+
+static uint64_t hash_str(const char *s) {
+        uint64_t h = 14695981039346656037ULL;
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h;
+}
+
+static void dict_free(struct dict *d) {
+        for (size_t i = 0; i < d->cap; i++)
+                free(d->key[i]);
+        free(d->key);
+        free(d->val);
+        memset(d, 0, sizeof(*d));
+}
+
+static void dict_clear(struct dict *d) {
+        for (size_t i = 0; i < d->cap; i++) {
+                free(d->key[i]);
+                d->key[i] = NULL;
+        }
+        d->n = 0;
+}
+
+/* Index of key (inserted with value `val` when absent), -1 on no memory. */
+static long dict_slot(struct dict *d, const char *key, int insert, int val) {
+        if (insert && (d->n + 1) * 2 > d->cap) {
+                size_t cap = d->cap ? d->cap * 2 : 1024;
+                char **k = calloc(cap, sizeof(char *));
+                int *v = calloc(cap, sizeof(int));
+                if (!k || !v) {
+                        free(k);
+                        free(v);
+                        return -1;
+                }
+                for (size_t i = 0; i < d->cap; i++) {
+                        if (!d->key[i])
+                                continue;
+                        size_t j = hash_str(d->key[i]) & (cap - 1);
+                        while (k[j])
+                                j = (j + 1) & (cap - 1);
+                        k[j] = d->key[i];
+                        v[j] = d->val[i];
+                }
+                free(d->key);
+                free(d->val);
+                d->key = k;
+                d->val = v;
+                d->cap = cap;
+        }
+        if (!d->cap)
+                return -1;
+        size_t j = hash_str(key) & (d->cap - 1);
+        while (d->key[j]) {
+                if (!strcmp(d->key[j], key))
+                        return (long)j;
+                j = (j + 1) & (d->cap - 1);
+        }
+        if (!insert || !(d->key[j] = strdup(key)))
+                return -1;
+        d->val[j] = val;
+        d->n++;
+        return (long)j;
+}
+
+/* ---- the evaluation -------------------------------------------------- */
+
+struct rec {
+        int n;
+        int item[EVAL_K];
+};
+
+/* One event of the batch being evaluated. */
+struct slot {
+        int user, item;
+        int answered; /* the pipeline emitted a recommendation */
+        struct rec model, pop;
+};
+
+struct pending {
+        int has;
+        struct rec model, pop;
+};
+
+struct eval {
+        struct dict items, users, ids; /* ids: event id → slot, per batch */
+        struct slot *slots;
+        size_t n_slots, cap_slots;
+        struct pending *pend; /* by user */
+        size_t cap_pend;
+        uint64_t scored;
+        double hits[2], ndcg[2];
+};
+
+struct capture {
+        struct veil_codec *codec;
+        const char *topic;
+        struct eval *ev; /* NULL: count only */
+        int which;       /* 0 the pipeline, 1 popular */
+        uint64_t records, dead_letters, other;
+};
+
+static int item_id(struct eval *e, const char *id) {
+        long j = dict_slot(&e->items, id, 1, (int)e->items.n);
+        return j < 0 ? -1 : e->items.val[j];
+}
+
+static int produce(void *ctx, const char *topic, const void *key,
+                   size_t key_len, const void *value, size_t value_len,
+                   const struct veil_dead_letter *dl) {
+        struct capture *c = ctx;
+        (void)key;
+        (void)key_len;
+        if (dl) {
+                c->dead_letters++;
+                return 0;
+        }
+        if (!c->topic || strcmp(topic, c->topic)) {
+                c->other++;
+                return 0;
+        }
+        c->records++;
+        if (!c->ev)
+                return 0;
+        const veil_rec_t *r;
+        char err[256];
+        if (veil_codec_decode_rec(c->codec, value, value_len, &r, err,
+                                  sizeof(err)))
+                return -VEIL_EDECODE;
+        const char *eid;
+        size_t len;
+        if (veil_rec_get_str(r, "event_id", &eid, &len))
+                return 0;
+        long j = dict_slot(&c->ev->ids, eid, 0, 0);
+        if (j < 0)
+                return 0; /* not an event of this batch */
+        struct slot *s = &c->ev->slots[c->ev->ids.val[j]];
+        struct rec *out = c->which ? &s->pop : &s->model;
+        if (!c->which)
+                s->answered = 1;
+        out->n = 0;
+        size_t n = veil_rec_array_size(r, "items");
+        for (size_t i = 0; i < n && out->n < EVAL_K; i++) {
+                const veil_rec_t *it = veil_rec_array_at(r, "items", i);
+                const char *item;
+                if (it && !veil_rec_get_str(it, "item_id", &item, &len))
+                        out->item[out->n++] = item_id(c->ev, item);
+        }
+        return 0;
+}
+
+static void score(struct eval *e, const struct rec *r, int target, int which) {
+        for (int i = 0; i < r->n; i++) {
+                if (r->item[i] == target) {
+                        e->hits[which] += 1;
+                        e->ndcg[which] += 1.0 / log2(i + 2.0);
+                        return;
+                }
+        }
+}
+
+/* After both pipelines ran the batch: each event closes its user's
+ * pending recommendation and opens its own. */
+static int eval_batch(struct eval *e) {
+        for (size_t i = 0; i < e->n_slots; i++) {
+                struct slot *s = &e->slots[i];
+                if ((size_t)s->user >= e->cap_pend) {
+                        size_t cap = e->cap_pend ? e->cap_pend : 1024;
+                        while (cap <= (size_t)s->user)
+                                cap *= 2;
+                        struct pending *p = realloc(e->pend,
+                                                    cap * sizeof(*p));
+                        if (!p)
+                                return -VEIL_ENOMEM;
+                        memset(p + e->cap_pend, 0,
+                               (cap - e->cap_pend) * sizeof(*p));
+                        e->pend = p;
+                        e->cap_pend = cap;
+                }
+                struct pending *p = &e->pend[s->user];
+                if (p->has) {
+                        e->scored++;
+                        score(e, &p->model, s->item, 0);
+                        score(e, &p->pop, s->item, 1);
+                        p->has = 0;
+                }
+                if (s->answered) {
+                        p->has = 1;
+                        p->model = s->model;
+                        p->pop = s->pop;
+                }
+        }
+        e->n_slots = 0;
+        dict_clear(&e->ids);
+        return 0;
+}
+
+static int eval_add(struct eval *e, const struct veil_event *ev) {
+        if (e->n_slots == e->cap_slots) {
+                size_t cap = e->cap_slots ? e->cap_slots * 2 : 1024;
+                struct slot *s = realloc(e->slots, cap * sizeof(*s));
+                if (!s)
+                        return -VEIL_ENOMEM;
+                e->slots = s;
+                e->cap_slots = cap;
+        }
+        struct slot *s = &e->slots[e->n_slots];
+        memset(s, 0, sizeof(*s));
+        long u = dict_slot(&e->users, ev->user_id, 1, (int)e->users.n);
+        s->item = item_id(e, ev->item_id);
+        if (u < 0 || s->item < 0 ||
+            dict_slot(&e->ids, ev->event_id ? ev->event_id : "", 1,
+                      (int)e->n_slots) < 0)
+                return -VEIL_ENOMEM;
+        s->user = e->users.val[u];
+        e->n_slots++;
+        return 0;
+}
+
+static void eval_free(struct eval *e) {
+        dict_free(&e->items);
+        dict_free(&e->users);
+        dict_free(&e->ids);
+        free(e->slots);
+        free(e->pend);
+}
+
+/* ---- the command ------------------------------------------------------ */
+
+static double now_s(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int usage(FILE *f, int rc) {
+        fprintf(f,
+                "usage: veil replay PIPELINE.yaml --events FILE.csv "
+                "[--evaluate] [--column NAME=FIELD]... [--limit N] "
+                "[--batch N]\n"
+                "Runs the pipeline's plugin chain in-process over a CSV of "
+                "events (plain or gzip; no Kafka, no side inputs) in batches "
+                "of the pipeline's max_events, and prints the throughput.\n"
+                "Columns are found by header name (ts, ts_ms, user_id, "
+                "item, qty, invoice, country and any interaction field: "
+                "event_id, type, device, timezone…); --column NAME=FIELD "
+                "reads column NAME as FIELD (e.g. --column "
+                "customer=user_id).\n"
+                "--evaluate: prequential evaluation: every recommendation "
+                "the pipeline emits is scored against the same user's next "
+                "event; prints hit-rate@10 and NDCG@10 next to the popular "
+                "plugin's, run in lock-step on the same events.\n"
+                "--limit N: the first N events only. --batch N: batches of "
+                "N events instead of max_events.\n");
+        return rc;
+}
+
+int veil_cmd_replay(int argc, char **argv) {
+        const char *file = NULL, *events = NULL;
+        int evaluate = 0;
+        long limit = -1, batch = 0;
+        const char **cols = calloc((size_t)argc + 1, sizeof(char *));
+        size_t n_cols = 0;
+        if (!cols)
+                return VEIL_EXIT_RUNTIME;
+        if (veil_cli_wants_help(argc, argv)) {
+                free(cols);
+                return usage(stdout, VEIL_EXIT_OK);
+        }
+        for (int i = 1; i < argc; i++) {
+                const char *a = argv[i];
+                if (!strcmp(a, "--events") && i + 1 < argc) {
+                        events = argv[++i];
+                } else if (!strcmp(a, "--evaluate")) {
+                        evaluate = 1;
+                } else if (!strcmp(a, "--column") && i + 1 < argc) {
+                        cols[n_cols++] = argv[++i];
+                } else if (!strcmp(a, "--limit") && i + 1 < argc) {
+                        limit = atol(argv[++i]);
+                } else if (!strcmp(a, "--batch") && i + 1 < argc) {
+                        batch = atol(argv[++i]);
+                        if (batch < 1 || batch > 1000000) {
+                                fprintf(stderr, "veil replay: --batch must "
+                                                "be 1..1000000\n");
+                                free(cols);
+                                return VEIL_EXIT_USAGE;
+                        }
+                } else if (a[0] == '-') {
+                        fprintf(stderr, "veil replay: unknown option '%s'\n",
+                                a);
+                        free(cols);
+                        return usage(stderr, VEIL_EXIT_USAGE);
+                } else if (!file) {
+                        file = a;
+                } else {
+                        fprintf(stderr, "veil replay: one pipeline only\n");
+                        free(cols);
+                        return VEIL_EXIT_USAGE;
+                }
+        }
+        if (!file || !events) {
+                free(cols);
+                return usage(stderr, VEIL_EXIT_USAGE);
+        }
+        if (veil_log_get_level() == VEIL_LOG_INFO)
+                veil_log_set_level(VEIL_LOG_WARN);
+        struct veil_cli_pipeline cp;
+        int rc = veil_cli_open(&cp, file, 0);
+        if (rc) {
+                free(cols);
+                return rc;
+        }
+        char err[2048];
+        struct veil_csv *csv = NULL;
+        if (veil_csv_open_mapped(&csv, events, cols, n_cols, err,
+                                 sizeof(err))) {
+                fprintf(stderr, "veil replay: %s\n", err);
+                veil_cli_close(&cp);
+                free(cols);
+                return VEIL_EXIT_USAGE;
+        }
+        free(cols);
+
+        const struct veil_binding *recb =
+                veil_config_output(cp.cfg, "recommendations");
+        struct eval ev;
+        memset(&ev, 0, sizeof(ev));
+        struct capture cap_main = {
+                veil_pipeline_output_codec(cp.p, "recommendations"),
+                recb ? recb->topic : NULL, evaluate ? &ev : NULL, 0, 0, 0, 0};
+        veil_pipeline_set_sink(cp.p, (struct veil_sink){produce, &cap_main});
+
+        /* The baseline: the same configuration with popular as its only
+         * stage (defaults: k = 10), sharing the keyring. */
+        struct veil_pipeline *pop = NULL;
+        struct veil_config pcfg;
+        char use[] = "popular";
+        struct veil_stage_cfg pstage = {use, NULL, 1, 1};
+        struct capture cap_pop = {NULL, recb ? recb->topic : NULL, &ev, 1,
+                                  0, 0, 0};
+        if (evaluate) {
+                if (!recb) {
+                        fprintf(stderr,
+                                "veil replay: %s binds no recommendations "
+                                "output: nothing to evaluate\n",
+                                cp.cfg->file);
+                        veil_csv_close(csv);
+                        veil_cli_close(&cp);
+                        return VEIL_EXIT_USAGE;
+                }
+                pcfg = *cp.cfg;
+                pcfg.stages = &pstage;
+                pcfg.n_stages = 1;
+                char **dirs;
+                size_t nd;
+                veil_cli_plugin_path(&dirs, &nd);
+                struct veil_pipeline_opts o = {dirs, nd, cp.keyring, 0};
+                rc = veil_pipeline_new(&pop, &pcfg, &o, err, sizeof(err));
+                veil_cli_free_path(dirs, nd);
+                if (rc) {
+                        fprintf(stderr, "veil replay: the popular baseline: "
+                                        "%s\n",
+                                err);
+                        veil_csv_close(csv);
+                        veil_cli_close(&cp);
+                        return VEIL_EXIT_RUNTIME;
+                }
+                cap_pop.codec = veil_pipeline_output_codec(pop,
+                                                           "recommendations");
+                veil_pipeline_set_sink(pop, (struct veil_sink){produce,
+                                                               &cap_pop});
+        }
+
+        size_t bsize = batch ? (size_t)batch
+                             : (size_t)(cp.cfg->max_events > 0
+                                                ? cp.cfg->max_events
+                                                : 256);
+        uint64_t n_events = 0, n_batches = 0;
+        double t0 = now_s(), chain = 0;
+        int done = 0, failed = 0;
+        while (!done && !failed) {
+                veil_pipeline_batch_begin(cp.p);
+                if (pop)
+                        veil_pipeline_batch_begin(pop);
+                size_t n = 0;
+                while (n < bsize) {
+                        if (limit >= 0 && n_events >= (uint64_t)limit) {
+                                done = 1;
+                                break;
+                        }
+                        struct veil_event e;
+                        rc = veil_csv_next(csv, &e, err, sizeof(err));
+                        if (rc <= 0) {
+                                failed = rc < 0;
+                                done = 1;
+                                break;
+                        }
+                        if (veil_pipeline_batch_add_event(cp.p, &e) < 0 ||
+                            (pop && veil_pipeline_batch_add_event(pop, &e) <
+                                            0) ||
+                            (evaluate && eval_add(&ev, &e))) {
+                                snprintf(err, sizeof(err), "out of memory");
+                                failed = 1;
+                                break;
+                        }
+                        n++;
+                        n_events++;
+                }
+                if (failed || !n)
+                        break;
+                double t = now_s();
+                rc = veil_pipeline_batch_run(cp.p, err, sizeof(err));
+                chain += now_s() - t;
+                if (!rc && pop)
+                        rc = veil_pipeline_batch_run(pop, err, sizeof(err));
+                if (!rc && evaluate)
+                        rc = eval_batch(&ev);
+                if (rc) {
+                        failed = 1;
+                        break;
+                }
+                n_batches++;
+        }
+        double secs = now_s() - t0;
+        if (failed)
+                fprintf(stderr, "veil replay: %s\n", err);
+        printf("veil replay — %s over %s\n", cp.cfg->file, events);
+        printf("  events:      %llu in %llu batches of up to %zu\n",
+               (unsigned long long)n_events, (unsigned long long)n_batches,
+               bsize);
+        printf("  throughput:  %.0f events/s through the chain (%.2f s in "
+               "the plugins; %.2f s in all, with CSV reading%s)\n",
+               chain > 0 ? (double)n_events / chain : 0.0, chain, secs,
+               evaluate ? " and the baseline" : "");
+        printf("  records:     %llu recommendations, %llu dead letters\n",
+               (unsigned long long)cap_main.records,
+               (unsigned long long)cap_main.dead_letters);
+        for (size_t i = 0; i < veil_pipeline_n_drop_reasons(cp.p); i++) {
+                uint64_t c;
+                const char *r = veil_pipeline_drop_reason(cp.p, i, &c);
+                printf("  dropped:     %llu (%s)\n", (unsigned long long)c, r);
+        }
+        if (n_events && !cap_main.records && cp.cfg->n_side_inputs)
+                printf("  note:        replay feeds no side inputs: a consent "
+                       "stage without its ledger denies every event (use a "
+                       "pipeline without one, such as "
+                       "config/pipelines/retail.yaml)\n");
+        if (evaluate && !failed) {
+                double n = ev.scored ? (double)ev.scored : 1.0;
+                printf("  evaluation:  prequential, each recommendation "
+                       "against the same user's next event (%llu scored)\n",
+                       (unsigned long long)ev.scored);
+                printf("    %-10s hit-rate@10 %.4f   NDCG@10 %.4f\n",
+                       "pipeline", ev.hits[0] / n, ev.ndcg[0] / n);
+                printf("    %-10s hit-rate@10 %.4f   NDCG@10 %.4f\n",
+                       "popular", ev.hits[1] / n, ev.ndcg[1] / n);
+                if (ev.hits[1] > 0)
+                        printf("    ratio      hit-rate %.2fx   NDCG %.2fx\n",
+                               ev.hits[0] / ev.hits[1],
+                               ev.ndcg[1] > 0 ? ev.ndcg[0] / ev.ndcg[1]
+                                              : 0.0);
+        }
+        eval_free(&ev);
+        veil_csv_close(csv);
+        veil_pipeline_destroy(pop);
+        veil_cli_close(&cp);
+        return failed ? VEIL_EXIT_RUNTIME : VEIL_EXIT_OK;
+}
