@@ -1,0 +1,80 @@
+/*
+ * consent.h — the consent stage's configuration and state, shared by its
+ * files: consent.c (the plugin: tiers per event, erase, export), record.c
+ * (consent-topic records into the ledger, audit) and notice.c (the privacy
+ * notice from the configuration).
+ */
+#ifndef VEIL_CONSENT_CONSENT_H
+#define VEIL_CONSENT_CONSENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <veil/veil.h>
+
+#include "ledger.h"
+#include "tcf.h"
+#include "tiermap.h"
+
+/** Longest user id accepted on the consent topic (bytes). */
+#define VEIL_CONSENT_ID_MAX 512
+
+/** Why an event got tier none (index into veil_consent_reasons). */
+enum veil_consent_reason {
+        VEIL_CONSENT_NO_RECORD = 0,
+        VEIL_CONSENT_NOT_GRANTED,
+        VEIL_CONSENT_GPC,
+        VEIL_CONSENT_EVENT_REFUSES,
+        VEIL_CONSENT_EVENT_INVALID,
+        VEIL_CONSENT_NO_USER,
+        VEIL_CONSENT_N_REASONS
+};
+extern const char *const veil_consent_reasons[VEIL_CONSENT_N_REASONS];
+
+/** Where a consent record says it came from; stored as an index. */
+extern const char *const veil_consent_sources[];
+size_t veil_consent_source_index(const char *s, size_t len);
+
+/** The validated `with:` block. */
+struct veil_consent_cfg {
+        struct veil_tiermap map;
+        uint8_t gpc_withdraws;  /**< VEIL_PURPOSE_* bits */
+        int serve_none;         /**< on_none: serve */
+        int require_ledger;
+        int64_t expected_users;
+};
+
+struct veil_consent {
+        veil_stage_t *st;
+        struct veil_consent_cfg cfg;
+        struct veil_ledger ledger;
+        struct veil_tcf tcf; /**< decode scratch, reused (no allocation) */
+        int audit;           /**< the audit output is bound (keys checked) */
+        /* counters, for the log at shutdown and the tests */
+        uint64_t tiers[4];
+        uint64_t none[VEIL_CONSENT_N_REASONS];
+        uint64_t records, rejected, stale, tombstones, access, erasures;
+};
+
+/** Reads and checks the parameters; errors name the parameter's place. */
+int veil_consent_cfg_load(struct veil_consent_cfg *c, const veil_params_t *p,
+                          char *errstr, size_t errstr_size);
+
+/** Our purposes in force for a ledger entry: its own grants, narrowed by
+ *  its TC string and its GPC flag. */
+uint8_t veil_consent_allowed(const struct veil_consent *s,
+                             const struct veil_ledger_entry *e);
+
+/** Applies one consent-topic record (on_side_record). */
+int veil_consent_record(struct veil_consent *s,
+                        const struct veil_side_record *r, char *errstr,
+                        size_t errstr_size);
+
+/** The plugin's notice callback. */
+void veil_consent_notice(const veil_params_t *params, veil_notice_t *n);
+
+/** "personalization, training" for a VEIL_PURPOSE_* mask (buf sized 64+);
+ *  "nothing" when empty. */
+const char *veil_consent_purpose_names(uint8_t mask, char *buf, size_t size);
+
+#endif

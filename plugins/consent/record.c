@@ -1,0 +1,256 @@
+/*
+ * record.c — consent-topic records into the ledger, and the audit trail.
+ *
+ * Kinds of record (schemas/consent.avsc), keyed by the user id:
+ *   consent    the person's choices. Applied when its ts is not older than
+ *              the entry in force; an older one (out of order) can only
+ *              narrow: the result is the stricter of both, its ts is kept.
+ *   access     a right-of-access request: nothing changes, the host
+ *              collects every stage's export for the person. Its key may be
+ *              anything (the person is its user_id): a key other than the
+ *              user id keeps compaction from replacing the consent record.
+ *   tombstone  (null value) withdraws everything: the entry goes.
+ * A record that cannot be used (no key, key and user_id differ, no
+ * purposes, an invalid TC string…) is rejected: the host puts it on the
+ * dead-letter topic and the ledger is left exactly as it was.
+ *
+ * Erasure: whenever personalization is not in force after a record and it
+ * was before, or everything is withdrawn, or the person had no entry (a
+ * stage may have restored a profile from a checkpoint older than the
+ * withdrawal), the host is asked to erase the person in every stage.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "consent.h"
+
+const char *const veil_consent_sources[] = {
+        "other", "cmp", "app", "support_desk", "import", "tombstone", NULL};
+
+size_t veil_consent_source_index(const char *s, size_t len) {
+        for (size_t i = 1; veil_consent_sources[i]; i++)
+                if (strlen(veil_consent_sources[i]) == len &&
+                    !memcmp(veil_consent_sources[i], s, len))
+                        return i;
+        return 0;
+}
+
+static void set_purposes(veil_rec_t *r, const char *path, uint8_t a) {
+        char p[64];
+        snprintf(p, sizeof(p), "%s.personalization", path);
+        veil_rec_set_bool(r, p, a & VEIL_PURPOSE_PERSONALIZATION);
+        snprintf(p, sizeof(p), "%s.training", path);
+        veil_rec_set_bool(r, p, (a & VEIL_PURPOSE_TRAINING) != 0);
+        snprintf(p, sizeof(p), "%s.analytics", path);
+        veil_rec_set_bool(r, p, (a & VEIL_PURPOSE_ANALYTICS) != 0);
+}
+
+/* One audit record, keyed and named by the "audit" pseudonym of the id. A
+ * failure to emit is logged, not returned: the record has been applied,
+ * and rejecting it now would dead-letter a consent that is in force. */
+static void audit(struct veil_consent *s, const char *id, size_t len,
+                  const char *action, const uint8_t *before,
+                  const uint8_t *after, const char *source, int64_t ts) {
+        if (!s->audit)
+                return;
+        char subj[VEIL_PSEUDONYM_MAX];
+        if (veil_pseudonym(s->st, "audit", id, len, subj, sizeof(subj)) < 0) {
+                veil_log(s->st, VEIL_LOG_ERROR,
+                         "audit: no pseudonym (keys unavailable); a consent "
+                         "change is not audited");
+                return;
+        }
+        veil_rec_t *r = veil_out_begin(s->st, "audit");
+        if (!r)
+                return;
+        veil_rec_set_str(r, "subject", subj);
+        veil_rec_set_str(r, "action", action);
+        if (before)
+                set_purposes(r, "purposes_before", *before);
+        else
+                veil_rec_set_null(r, "purposes_before");
+        if (after)
+                set_purposes(r, "purposes_after", *after);
+        else
+                veil_rec_set_null(r, "purposes_after");
+        veil_rec_set_str(r, "source", source);
+        veil_rec_set_long(r, "ts", ts);
+        if (veil_out_emit(s->st, "audit", subj, strlen(subj)) < 0)
+                veil_log(s->st, VEIL_LOG_ERROR,
+                         "audit: a consent change could not be produced");
+}
+
+static int reject(struct veil_consent *s, const struct veil_side_record *r,
+                  char *errstr, size_t errstr_size, const char *what) {
+        s->rejected++;
+        /* Position, not content: the key is a raw user id. */
+        snprintf(errstr, errstr_size,
+                 "consent record at %s[%d]@%lld rejected, the ledger is "
+                 "unchanged: %s",
+                 r->input, (int)r->partition, (long long)r->offset, what);
+        return -VEIL_EDECODE;
+}
+
+/* The record is applied whatever happens here: a queueing failure (out of
+ * memory) is logged rather than turning an applied record into a dead
+ * letter. */
+static void erase(struct veil_consent *s, const char *id) {
+        s->erasures++;
+        int rc = veil_request_erase(s->st, id);
+        if (rc)
+                veil_log(s->st, VEIL_LOG_ERROR,
+                         "cannot queue an erasure (code %d)", rc);
+}
+
+static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
+                     const char *id, size_t len) {
+        struct veil_ledger_key k;
+        s->tombstones++;
+        veil_ledger_key(&s->ledger, id, len, &k);
+        const struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
+        if (e) {
+                uint8_t before = veil_consent_allowed(s, e);
+                veil_ledger_remove(&s->ledger, &k);
+                audit(s, id, len, "withdrawn", &before, NULL, "tombstone",
+                      r->timestamp_ms);
+        }
+        /* Even without an entry: a stage may hold state restored from a
+         * checkpoint taken before the person's records were compacted. */
+        erase(s, id);
+        return 0;
+}
+
+static int access_request(struct veil_consent *s, const char *uid,
+                          size_t len, const char *source, int64_t ts) {
+        struct veil_ledger_key k;
+        s->access++;
+        veil_ledger_key(&s->ledger, uid, len, &k);
+        const struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
+        uint8_t now = e ? veil_consent_allowed(s, e) : 0;
+        audit(s, uid, len, "access", e ? &now : NULL, e ? &now : NULL, source,
+              ts);
+        return veil_request_export(s->st, uid);
+}
+
+int veil_consent_record(struct veil_consent *s,
+                        const struct veil_side_record *r, char *errstr,
+                        size_t errstr_size) {
+        if (strcmp(r->input, "consent"))
+                return 0;
+        s->records++;
+        char id[VEIL_CONSENT_ID_MAX + 1];
+        size_t len = r->key_len;
+        if (!r->key || !len)
+                return reject(s, r, errstr, errstr_size,
+                              "no key; consent records are keyed by the "
+                              "user id");
+        if (len > VEIL_CONSENT_ID_MAX || memchr(r->key, 0, len))
+                return reject(s, r, errstr, errstr_size,
+                              "the key is not a user id (longer than 512 "
+                              "bytes or holding a NUL byte)");
+        memcpy(id, r->key, len);
+        id[len] = '\0';
+        if (!r->value)
+                return tombstone(s, r, id, len);
+
+        const char *kind, *uid, *src;
+        size_t kind_len, uid_len, src_len;
+        int64_t ts;
+        if (veil_rec_get_str(r->value, "kind", &kind, &kind_len) ||
+            veil_rec_get_str(r->value, "user_id", &uid, &uid_len) ||
+            veil_rec_get_str(r->value, "source", &src, &src_len) ||
+            veil_rec_get_long(r->value, "ts", &ts))
+                return reject(s, r, errstr, errstr_size,
+                              "kind, user_id, source or ts missing");
+        if (!uid_len || uid_len > VEIL_CONSENT_ID_MAX ||
+            strlen(uid) != uid_len)
+                return reject(s, r, errstr, errstr_size,
+                              "user_id is empty, longer than 512 bytes or "
+                              "holds a NUL byte");
+        const char *source = veil_consent_sources[veil_consent_source_index(
+                src, src_len)];
+        if (!strcmp(kind, "access"))
+                return access_request(s, uid, uid_len, source, ts);
+        if (strcmp(kind, "consent"))
+                return reject(s, r, errstr, errstr_size,
+                              "kind is neither consent nor access");
+        /* The key is what compaction keeps one record per: a consent
+         * record under another key would outlive the person's tombstone. */
+        if (uid_len != len || memcmp(uid, id, len))
+                return reject(s, r, errstr, errstr_size,
+                              "the key and user_id differ; a consent record "
+                              "is keyed by its user_id");
+
+        int pers, train, anal, gpc = 0;
+        if (veil_rec_get_bool(r->value, "purposes.personalization", &pers) ||
+            veil_rec_get_bool(r->value, "purposes.training", &train) ||
+            veil_rec_get_bool(r->value, "purposes.analytics", &anal))
+                return reject(s, r, errstr, errstr_size,
+                              "a consent record needs purposes");
+        int g;
+        if (veil_rec_get_bool(r->value, "gpc", &g) == 0)
+                gpc = g;
+
+        struct veil_ledger_entry n;
+        memset(&n, 0, sizeof(n));
+        n.ts_ms = ts;
+        n.own = (uint8_t)((pers ? VEIL_PURPOSE_PERSONALIZATION : 0) |
+                          (train ? VEIL_PURPOSE_TRAINING : 0) |
+                          (anal ? VEIL_PURPOSE_ANALYTICS : 0));
+        /* Whoever allows any processing at all allows its least intrusive
+         * form: this event's context, nothing kept. */
+        if (n.own)
+                n.own |= VEIL_PURPOSE_CONTEXTUAL;
+        n.tcf = VEIL_PURPOSE_ALL;
+        n.flags = gpc ? VEIL_LEDGER_GPC : 0;
+        n.source = (uint8_t)veil_consent_source_index(src, src_len);
+        const char *tc;
+        size_t tc_len;
+        if (veil_rec_get_str(r->value, "tc_string", &tc, &tc_len) == 0) {
+                char e[256], msg[320];
+                if (veil_tcf_decode(tc, tc_len, &s->tcf, e, sizeof(e))) {
+                        snprintf(msg, sizeof(msg), "tc_string: %s", e);
+                        return reject(s, r, errstr, errstr_size, msg);
+                }
+                n.tcf = veil_tiermap_eval(&s->cfg.map, &s->tcf);
+                n.sf = s->tcf.special_feature_optins;
+                n.flags |= VEIL_LEDGER_HAS_TCF;
+        }
+
+        struct veil_ledger_key k;
+        veil_ledger_key(&s->ledger, id, len, &k);
+        struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
+        int had = e != NULL;
+        uint8_t before = had ? veil_consent_allowed(s, e) : 0;
+        if (had && ts < e->ts_ms) {
+                /* Out of order: a late withdrawal still counts, a late
+                 * grant cannot undo a newer refusal. */
+                s->stale++;
+                e->own &= n.own;
+                if (n.flags & VEIL_LEDGER_HAS_TCF) {
+                        int both = e->flags & VEIL_LEDGER_HAS_TCF;
+                        e->tcf = both ? e->tcf & n.tcf : n.tcf;
+                        e->sf = both ? e->sf & n.sf : n.sf;
+                        e->flags |= VEIL_LEDGER_HAS_TCF;
+                }
+                e->flags |= n.flags & VEIL_LEDGER_GPC;
+        } else {
+                int created;
+                e = veil_ledger_insert(&s->ledger, &k, &created);
+                if (!e)
+                        return reject(s, r, errstr, errstr_size,
+                                      "out of memory for the ledger");
+                n.key = k;
+                *e = n;
+        }
+        uint8_t after = veil_consent_allowed(s, e);
+        int own_none = e->own == 0;
+        if (!had || after != before)
+                audit(s, id, len,
+                      own_none ? "withdrawn" : had ? "changed" : "granted",
+                      had ? &before : NULL, &after, source, ts);
+        if (!(after & VEIL_PURPOSE_PERSONALIZATION) &&
+            (!had || (before & VEIL_PURPOSE_PERSONALIZATION) || !after))
+                erase(s, id);
+        return 0;
+}

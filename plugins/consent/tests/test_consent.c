@@ -1,0 +1,633 @@
+/*
+ * test_consent.c — the consent stage through the real host: the ledger
+ * (grant, narrow, withdraw, tombstone, out-of-order records), the tier
+ * mapping of TC strings (event and ledger, vendor, restrictions, LI), GPC,
+ * the audit trail, erasure reaching another stage, access requests,
+ * rejected records, the notice.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "notice.h"
+
+#define T0 1700000000000LL
+
+static int64_t get_long(const veil_rec_t *r, const char *path) {
+        int64_t v = -1;
+        assert_int_equal(veil_rec_get_long(r, path, &v), 0);
+        return v;
+}
+
+static int get_bool(const veil_rec_t *r, const char *path) {
+        int v = -1;
+        assert_int_equal(veil_rec_get_bool(r, path, &v), 0);
+        return v;
+}
+
+static void assert_str(const veil_rec_t *r, const char *path,
+                       const char *want) {
+        const char *s = NULL;
+        size_t n = 0;
+        assert_int_equal(veil_rec_get_str(r, path, &s, &n), 0);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(s, want, n);
+}
+
+/* A personalized event leaves per-person state in the holder stage. */
+static size_t holder_events(struct harness *h, const char *user) {
+        size_t before = h_count(h, "access");
+        assert_int_equal(h_consent(h, "access-req", user, "access", 0, 0, 0,
+                                   -1, NULL, "support_desk", T0),
+                         0);
+        h_tick(h);
+        assert_int_equal(h_count(h, "access"), before + 1);
+        char *sec = h_section(h, before, "holder");
+        const char *at = strstr(sec, "\"personalized_events\": \"");
+        size_t n = at ? (size_t)atol(at + 24) : 0;
+        free(sec);
+        return n;
+}
+
+static void test_grant(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "alice", 1, 1, 0, T0), 0);
+        const struct veil_event *ev = h_event(&h, "alice", NULL, -1);
+        assert_int_equal(ev->status, VEIL_PASS);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->training, 1);
+        assert_int_equal(ev->special_features, 0); /* no TC string anywhere */
+        char subject[VEIL_PSEUDONYM_MAX];
+        snprintf(subject, sizeof(subject), "%s", ev->subject);
+
+        assert_int_equal(h_count(&h, "audit"), 1);
+        const struct captured *c = h_at(&h, "audit", 0);
+        const veil_rec_t *a = h_audit(&h, 0);
+        assert_str(a, "action", "granted");
+        assert_str(a, "source", "app");
+        assert_int_equal(get_long(a, "ts"), T0);
+        assert_int_equal(veil_rec_get_bool(a, "purposes_before.training", NULL),
+                         -VEIL_ENOENT);
+        assert_int_equal(get_bool(a, "purposes_after.personalization"), 1);
+        assert_int_equal(get_bool(a, "purposes_after.training"), 1);
+        assert_int_equal(get_bool(a, "purposes_after.analytics"), 0);
+        /* Pseudonymous, in the audit domain: not the id, not the subject
+         * pseudonym the other outputs use. */
+        const char *subj;
+        size_t n;
+        assert_int_equal(veil_rec_get_str(a, "subject", &subj, &n), 0);
+        assert_true(n > 4 && !strncmp(subj, "eph.", 4));
+        assert_null(memmem(c->value, c->value_len, "alice", 5));
+        assert_null(strstr(c->key, "alice"));
+        assert_string_equal(c->key, subj);
+        assert_string_not_equal(subj, subject);
+
+        /* The same choice again is no change: no audit record. */
+        assert_int_equal(h_grant(&h, "alice", 1, 1, 0, T0 + 1), 0);
+        assert_int_equal(h_count(&h, "audit"), 1);
+        assert_int_equal(veil_pipeline_tier_count(h.p, VEIL_TIER_PERSONALIZED),
+                         1);
+        h_close(&h);
+}
+
+static void test_no_record_is_denied(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        const struct veil_event *ev = h_event(&h, "nobody", NULL, -1);
+        assert_int_equal(ev->status, VEIL_DROP);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_int_equal(ev->training, 0);
+        assert_string_equal(ev->reason, "consent: no record");
+        uint64_t cnt = 0;
+        assert_int_equal(veil_pipeline_n_drop_reasons(h.p), 1);
+        assert_string_equal(veil_pipeline_drop_reason(h.p, 0, &cnt),
+                            "consent: no record");
+        assert_int_equal(cnt, 1);
+        assert_int_equal(veil_pipeline_tier_count(h.p, VEIL_TIER_NONE), 1);
+        /* A TC string on the event alone does not grant by default. */
+        char tc[256];
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 10, 11, 0)};
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "nobody", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        h_close(&h);
+
+        /* Unless the operator says so. */
+        h_open(&h, "{require_ledger: false}");
+        ev = h_event(&h, "nobody", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->training, 1);
+        ev = h_event(&h, "nobody", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        h_close(&h);
+}
+
+static void test_narrow_erases(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "bob", 1, 1, 1, T0), 0);
+        h_event(&h, "bob", NULL, -1);
+        h_event(&h, "bob", NULL, -1);
+        assert_int_equal(holder_events(&h, "bob"), 2);
+        /* Personalization withdrawn, training kept. */
+        assert_int_equal(h_grant(&h, "bob", 0, 1, 1, T0 + 10), 0);
+        const veil_rec_t *a = h_audit(&h, h_count(&h, "audit") - 1);
+        assert_str(a, "action", "changed");
+        assert_int_equal(get_bool(a, "purposes_before.personalization"), 1);
+        assert_int_equal(get_bool(a, "purposes_after.personalization"), 0);
+        assert_int_equal(get_bool(a, "purposes_after.training"), 1);
+        /* The next batch: contextual, and the profile is gone. */
+        const struct veil_event *ev = h_event(&h, "bob", NULL, -1);
+        assert_int_equal(ev->status, VEIL_PASS);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        assert_int_equal(ev->training, 1);
+        assert_int_equal(holder_events(&h, "bob"), 0);
+        double max_ms = -1, mean_ms = -1;
+        assert_int_equal(veil_pipeline_erasures(h.p, &max_ms, &mean_ms), 1);
+        assert_true(max_ms >= 0 && max_ms < 5000);
+        /* The ledger keeps the remaining consent: its section says so. */
+        h_consent(&h, "access-2", "bob", "access", 0, 0, 0, -1, NULL, "app",
+                  T0);
+        h_tick(&h);
+        char *sec = h_section(&h, h_count(&h, "access") - 1, "consent");
+        assert_non_null(strstr(sec, "\"personalization\": \"not granted\""));
+        assert_non_null(strstr(sec, "\"training\": \"granted\""));
+        assert_non_null(strstr(sec, "\"in_force\": \"contextual, training, "
+                                    "analytics\""));
+        assert_null(strstr(sec, "bob"));
+        free(sec);
+        h_close(&h);
+}
+
+static void test_withdraw_everything(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "carol", 1, 0, 0, T0), 0);
+        h_event(&h, "carol", NULL, -1);
+        assert_int_equal(h_grant(&h, "carol", 0, 0, 0, T0 + 5), 0);
+        const veil_rec_t *a = h_audit(&h, 1);
+        assert_str(a, "action", "withdrawn");
+        assert_int_equal(get_bool(a, "purposes_after.personalization"), 0);
+        const struct veil_event *ev = h_event(&h, "carol", NULL, -1);
+        assert_int_equal(ev->status, VEIL_DROP);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        /* Nothing granted: the ledger entry itself went with the erasure. */
+        assert_string_equal(ev->reason, "consent: no record");
+        assert_int_equal(holder_events(&h, "carol"), 0);
+        char *sec = h_section(&h, h_count(&h, "access") - 1, "consent");
+        assert_string_equal(sec, "");
+        free(sec);
+        h_close(&h);
+}
+
+static void test_tombstone(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "dave", 1, 1, 1, T0), 0);
+        h_event(&h, "dave", NULL, -1);
+        assert_int_equal(holder_events(&h, "dave"), 1);
+        size_t n_audit = h_count(&h, "audit");
+        assert_int_equal(h_tombstone(&h, "dave"), 0);
+        assert_int_equal(h_count(&h, "audit"), n_audit + 1);
+        const veil_rec_t *a = h_audit(&h, n_audit);
+        assert_str(a, "action", "withdrawn");
+        assert_str(a, "source", "tombstone");
+        assert_int_equal(get_bool(a, "purposes_before.personalization"), 1);
+        assert_int_equal(veil_rec_get_bool(a, "purposes_after.training", NULL),
+                         -VEIL_ENOENT);
+        /* Every stage's section is empty after the erasure (an access
+         * request in the same interval would answer with what was held
+         * before it: the host applies exports first). */
+        h_tick(&h);
+        h_consent(&h, "access-3", "dave", "access", 0, 0, 0, -1, NULL, "app",
+                  T0);
+        h_tick(&h);
+        size_t last = h_count(&h, "access") - 1;
+        for (const char *const *st = (const char *const[]){"consent", "holder",
+                                                           NULL};
+             *st; st++) {
+                char *sec = h_section(&h, last, *st);
+                assert_string_equal(sec, "");
+                free(sec);
+        }
+        const struct veil_event *ev = h_event(&h, "dave", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        /* A tombstone for someone unknown still erases (state restored
+         * from a checkpoint), but audits no change. */
+        n_audit = h_count(&h, "audit");
+        uint64_t erased = veil_pipeline_erasures(h.p, NULL, NULL);
+        assert_int_equal(h_tombstone(&h, "stranger"), 0);
+        h_tick(&h);
+        assert_int_equal(h_count(&h, "audit"), n_audit);
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), erased + 1);
+        h_close(&h);
+}
+
+static void test_out_of_order(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "erin", 1, 1, 0, T0 + 2000), 0);
+        /* An older withdrawal of personalization arrives late: it narrows. */
+        assert_int_equal(h_grant(&h, "erin", 0, 1, 0, T0 + 1000), 0);
+        const struct veil_event *ev = h_event(&h, "erin", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        assert_int_equal(ev->training, 1);
+        /* An older grant cannot widen. */
+        assert_int_equal(h_grant(&h, "erin", 1, 1, 1, T0 + 1500), 0);
+        ev = h_event(&h, "erin", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        /* A newer one replaces. */
+        assert_int_equal(h_grant(&h, "erin", 1, 0, 0, T0 + 3000), 0);
+        ev = h_event(&h, "erin", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->training, 0);
+        /* Equal timestamps: the later record (offset) wins. */
+        assert_int_equal(h_grant(&h, "erin", 0, 1, 0, T0 + 3000), 0);
+        ev = h_event(&h, "erin", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        assert_int_equal(ev->training, 1);
+        h_close(&h);
+}
+
+static void test_event_tc_is_stricter(void **state) {
+        (void)state;
+        struct harness h;
+        char tc[512];
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "fay", 1, 1, 1, T0), 0);
+        /* 5 and 6 consented, no 10: personalized without training. */
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 11, 0),
+                             .special = 1};
+        h_tc(&m, tc, sizeof(tc));
+        const struct veil_event *ev = h_event(&h, "fay", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->training, 0);
+        assert_int_equal(ev->special_features, 1);
+        /* 5 without 6: contextual (11 by legitimate interest is enough). */
+        m = (struct tc_model){.purposes = h_purposes(5, 10, 0),
+                              .purposes_li = h_purposes(11, 0)};
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "fay", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        assert_int_equal(ev->training, 1);
+        /* LI for 5 and 6 is ignored under TCF 2.2, whatever the bits say. */
+        m = (struct tc_model){.purposes = h_purposes(11, 0),
+                              .purposes_li = h_purposes(5, 6, 0)};
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "fay", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        /* Nothing: none, counted by reason. */
+        m = (struct tc_model){0};
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "fay", tc, -1);
+        assert_int_equal(ev->status, VEIL_DROP);
+        assert_string_equal(ev->reason,
+                            "consent: refused by the event's TC string");
+        /* An invalid string means no consent. */
+        ev = h_event(&h, "fay", "not-a-tc-string!", -1);
+        assert_int_equal(ev->status, VEIL_DROP);
+        assert_string_equal(ev->reason,
+                            "consent: invalid TC string on the event");
+        h_close(&h);
+}
+
+static void test_ledger_tc_and_features(void **state) {
+        (void)state;
+        struct harness h;
+        char tc[512], tc2[512];
+        h_open(&h, "{}");
+        /* The record's own purposes say yes, its TC string lacks 6. */
+        struct tc_model m = {.purposes = h_purposes(5, 10, 11, 0),
+                             .special = 3};
+        h_tc(&m, tc, sizeof(tc));
+        assert_int_equal(h_consent(&h, "gil", "gil", "consent", 1, 1, 0, -1,
+                                   tc, "cmp", T0),
+                         0);
+        const struct veil_event *ev = h_event(&h, "gil", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        assert_int_equal(ev->training, 1);
+        assert_int_equal(ev->special_features, 3);
+        /* Both strings: the features both opted in to. */
+        m = (struct tc_model){.purposes = h_purposes(11, 0), .special = 2};
+        h_tc(&m, tc2, sizeof(tc2));
+        ev = h_event(&h, "gil", tc2, -1);
+        assert_int_equal(ev->special_features, 2);
+        assert_int_equal(ev->training, 0);
+        const veil_rec_t *a = h_audit(&h, 0);
+        assert_str(a, "source", "cmp");
+        assert_int_equal(get_bool(a, "purposes_after.personalization"), 0);
+        h_close(&h);
+}
+
+static void test_gpc(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "hal", 1, 1, 1, T0), 0);
+        const struct veil_event *ev = h_event(&h, "hal", NULL, 1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        assert_int_equal(ev->training, 0);
+        ev = h_event(&h, "hal", NULL, 0);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        /* GPC in the ledger: the same, and it is a withdrawal. */
+        assert_int_equal(h_consent(&h, "hal", "hal", "consent", 1, 1, 1, 1,
+                                   NULL, "app", T0 + 1),
+                         0);
+        ev = h_event(&h, "hal", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        assert_int_equal(ev->training, 0);
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), 1);
+        /* Personalization alone: GPC leaves nothing but context... */
+        assert_int_equal(h_grant(&h, "ivy", 1, 0, 0, T0), 0);
+        ev = h_event(&h, "ivy", NULL, 1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        h_close(&h);
+
+        /* ...and what GPC withdraws is configuration. */
+        h_open(&h, "{gpc_withdraws: [personalization, contextual]}");
+        assert_int_equal(h_grant(&h, "ivy", 1, 1, 0, T0), 0);
+        ev = h_event(&h, "ivy", NULL, 1);
+        assert_int_equal(ev->status, VEIL_DROP);
+        assert_string_equal(ev->reason, "consent: GPC");
+        h_close(&h);
+        h_open(&h, "{gpc_withdraws: []}");
+        assert_int_equal(h_grant(&h, "ivy", 1, 1, 0, T0), 0);
+        ev = h_event(&h, "ivy", NULL, 1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->training, 1);
+        h_close(&h);
+}
+
+static void test_vendor_and_restrictions(void **state) {
+        (void)state;
+        struct harness h;
+        char tc[2048];
+        static const int us[] = {7, 755}, others[] = {7};
+        h_open(&h, "{vendor_id: 755, contextual: [\"11|1\"]}");
+        assert_int_equal(h_grant(&h, "jo", 1, 1, 1, T0), 0);
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 10, 11, 0),
+                             .vendors = others, .n_vendors = 1};
+        h_tc(&m, tc, sizeof(tc));
+        /* Our vendor has no consent: nothing the string says counts. */
+        const struct veil_event *ev = h_event(&h, "jo", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        m.vendors = us;
+        m.n_vendors = 2;
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "jo", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        /* The publisher does not allow purpose 6 for us. */
+        m.restr[0].purpose = 6;
+        m.restr[0].type = 0;
+        m.restr[0].vendor = 755;
+        m.n_restr = 1;
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "jo", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        assert_int_equal(ev->training, 1);
+        /* A restriction on another vendor changes nothing for us. */
+        m.restr[0].vendor = 7;
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "jo", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        /* Contextual by LI on 11 needs our vendor's LI, and "require
+         * consent" removes the LI path; "11|1" lets consent to 1 do. */
+        static const int li_us[] = {755};
+        m = (struct tc_model){.purposes_li = h_purposes(11, 0),
+                              .vendors = us, .n_vendors = 2};
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "jo", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        m.vendors_li = li_us;
+        m.n_vendors_li = 1;
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "jo", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        m.restr[0].purpose = 11;
+        m.restr[0].type = 1;
+        m.restr[0].vendor = 755;
+        m.n_restr = 1;
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "jo", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        m.purposes = h_purposes(1, 0);
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "jo", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        h_close(&h);
+}
+
+static void test_bad_parameters(void **state) {
+        (void)state;
+        struct harness h;
+        char err[2048];
+        static const struct {
+                const char *with, *want;
+        } cases[] = {
+                {"{legitimate_interest: [5]}",
+                 "TCF 2.2 allows no legitimate interest for purpose 5"},
+                {"{personalization: [5, 25]}",
+                 "'25' is not a TCF purpose id 1..24"},
+                {"{contextual: [\"11|x\"]}", "alternatives"},
+                {"{gpc_withdraws: [everything]}",
+                 "'everything' is not one of personalization"},
+                {"{on_none: ignore}", "on_none must be drop or serve"},
+                {"{vendor_id: 70000}", "vendor_id must be an IAB vendor id"},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+                err[0] = '\0';
+                assert_int_not_equal(h_try_open(&h, cases[i].with, err,
+                                                 sizeof(err)),
+                                     0);
+                if (!strstr(err, cases[i].want))
+                        fail_msg("%s: got '%s'", cases[i].with, err);
+                /* Names the place in the pipeline file. */
+                assert_non_null(strstr(err, "t.yaml:"));
+        }
+}
+
+static void test_serve_none(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{on_none: serve}");
+        const struct veil_event *ev = h_event(&h, "kim", NULL, -1);
+        assert_int_equal(ev->status, VEIL_PASS);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_int_equal(veil_pipeline_n_drop_reasons(h.p), 0);
+        assert_int_equal(veil_pipeline_tier_count(h.p, VEIL_TIER_NONE), 1);
+        /* No user id at all. */
+        struct veil_batch *b = veil_pipeline_batch_begin(h.p);
+        struct veil_event e;
+        memset(&e, 0, sizeof(e));
+        e.event_id = "x";
+        e.type = "view";
+        e.item_id = "i";
+        e.gpc = -1;
+        assert_int_equal(veil_pipeline_batch_add_event(h.p, &e), 1);
+        char err[512];
+        assert_int_equal(veil_pipeline_batch_run(h.p, err, sizeof(err)), 0);
+        assert_int_equal(b->events[0].tier, VEIL_TIER_NONE);
+        h_close(&h);
+}
+
+static void test_rejected_records(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "lea", 1, 1, 0, T0), 0);
+        size_t n_audit = h_count(&h, "audit");
+        /* Not Avro: the host's decoder refuses it. */
+        assert_int_equal(h_raw(&h, "lea", 3, "\x01", 1), 0);
+        /* Valid Avro the stage refuses: a broken TC string, a key that is
+         * not the user id, an empty key. */
+        assert_int_equal(h_consent(&h, "lea", "lea", "consent", 0, 0, 0, -1,
+                                   "CPi8wgAPi8w!", "cmp", T0 + 10),
+                         0);
+        assert_int_equal(h_consent(&h, "lea", "someone-else", "consent", 0, 0,
+                                   0, -1, NULL, "app", T0 + 10),
+                         0);
+        assert_int_equal(h_raw(&h, "", 0, NULL, 0), 0);
+        assert_int_equal(h_count(&h, "dlq"), 4);
+        const struct captured *d = h_at(&h, "dlq", 0);
+        assert_string_equal(d->stage, "decode");
+        for (size_t i = 1; i < 4; i++) {
+                d = h_at(&h, "dlq", i);
+                assert_true(d->dead_letter);
+                assert_string_equal(d->stage, "consent");
+                assert_non_null(strstr(d->error, "ledger is unchanged"));
+                assert_null(strstr(d->error, "lea"));
+                assert_null(strstr(d->error, "someone-else"));
+        }
+        assert_non_null(strstr(h_at(&h, "dlq", 1)->error, "tc_string"));
+        assert_non_null(strstr(h_at(&h, "dlq", 2)->error, "key and user_id"));
+        /* Nothing changed. */
+        assert_int_equal(h_count(&h, "audit"), n_audit);
+        const struct veil_event *ev = h_event(&h, "lea", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), 0);
+        /* A person whose only record is broken has no consent. */
+        assert_int_equal(h_consent(&h, "max", "max", "consent", 1, 1, 1, -1,
+                                   "CPi8wgAPi8w!", "cmp", T0),
+                         0);
+        ev = h_event(&h, "max", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        h_close(&h);
+}
+
+static void test_access_request(void **state) {
+        (void)state;
+        struct harness h;
+        char tc[256];
+        h_open(&h, "{}");
+        struct tc_model m = {.purposes = h_purposes(5, 6, 11, 0), .special = 1};
+        h_tc(&m, tc, sizeof(tc));
+        assert_int_equal(h_consent(&h, "nia", "nia", "consent", 1, 0, 1, 0, tc,
+                                   "cmp", T0),
+                         0);
+        const struct veil_event *ev = h_event(&h, "nia", NULL, -1);
+        char subject[VEIL_PSEUDONYM_MAX];
+        snprintf(subject, sizeof(subject), "%s", ev->subject);
+        size_t n_audit = h_count(&h, "audit");
+        /* Any key: the person is the user_id. Nothing changes. */
+        assert_int_equal(h_consent(&h, "request-17", "nia", "access", 0, 0, 0,
+                                   -1, NULL, "support_desk", T0 + 5),
+                         0);
+        assert_int_equal(h_count(&h, "access"), 0); /* before the batch */
+        h_tick(&h);
+        assert_int_equal(h_count(&h, "access"), 1);
+        const struct captured *c = h_at(&h, "access", 0);
+        assert_string_equal(c->key, subject);
+        assert_null(memmem(c->value, c->value_len, "nia", 3));
+        const veil_rec_t *acc = h_access(&h, 0);
+        assert_str(acc, "subject", subject);
+        char *sec = h_section(&h, 0, "consent");
+        assert_non_null(strstr(sec, "\"personalization\": \"granted\""));
+        assert_non_null(strstr(sec, "\"training\": \"not granted\""));
+        assert_non_null(strstr(sec, "\"special_features\": \"1\""));
+        assert_non_null(strstr(sec, "\"source\": \"cmp\""));
+        assert_non_null(strstr(sec, "\"recorded_at\": \"2023-11-14T"));
+        free(sec);
+        sec = h_section(&h, 0, "holder");
+        assert_non_null(strstr(sec, "\"personalized_events\": \"1\""));
+        free(sec);
+        /* Audited as an access, purposes unchanged. */
+        assert_int_equal(h_count(&h, "audit"), n_audit + 1);
+        const veil_rec_t *a = h_audit(&h, n_audit);
+        assert_str(a, "action", "access");
+        assert_int_equal(get_bool(a, "purposes_before.personalization"), 1);
+        assert_int_equal(get_bool(a, "purposes_after.personalization"), 1);
+        ev = h_event(&h, "nia", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        h_close(&h);
+}
+
+static void test_notice(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{contextual: [\"11|1\"], vendor_id: 755}");
+        struct veil_notice n;
+        memset(&n, 0, sizeof(n));
+        veil_notice_collect(&n, veil_pipeline_stage_plugin(h.p, 0),
+                            veil_pipeline_stage_params(h.p, 0));
+        size_t len = 0;
+        for (size_t i = 0; i < n.n; i++)
+                len += strlen(n.l[i].text) + 1;
+        char *all = calloc(1, len + 1);
+        for (size_t i = 0; i < n.n; i++) {
+                strcat(all, n.l[i].text);
+                strcat(all, "\n");
+                assert_string_equal(n.l[i].stage, "consent");
+        }
+        static const char *const want[] = {
+                "personalization needs TCF purposes 5 and 6",
+                "contextual recommendations need TCF purposes 1 or 11",
+                "contributing to the shared model needs TCF purpose 10",
+                "For TCF purpose(s) 11 we accept legitimate interest",
+                "our vendor (IAB id 755)",
+                "withdraws personalization and contributing to the shared "
+                "model",
+                "every stage deletes what it holds",
+                "the interaction is not processed",
+                "never the id itself",
+        };
+        for (size_t i = 0; i < sizeof(want) / sizeof(*want); i++)
+                if (!strstr(all, want[i]))
+                        fail_msg("notice lacks '%s':\n%s", want[i], all);
+        free(all);
+        veil_notice_free(&n);
+        h_close(&h);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_grant),
+                cmocka_unit_test(test_no_record_is_denied),
+                cmocka_unit_test(test_narrow_erases),
+                cmocka_unit_test(test_withdraw_everything),
+                cmocka_unit_test(test_tombstone),
+                cmocka_unit_test(test_out_of_order),
+                cmocka_unit_test(test_event_tc_is_stricter),
+                cmocka_unit_test(test_ledger_tc_and_features),
+                cmocka_unit_test(test_gpc),
+                cmocka_unit_test(test_vendor_and_restrictions),
+                cmocka_unit_test(test_bad_parameters),
+                cmocka_unit_test(test_serve_none),
+                cmocka_unit_test(test_rejected_records),
+                cmocka_unit_test(test_access_request),
+                cmocka_unit_test(test_notice),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
