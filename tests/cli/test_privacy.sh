@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The privacy side of `veil` through its real interface: the privacy lint
+# (a leaking pipeline fails with exit 2, naming field, output and fix; the
+# shipped pipelines pass), the keys section (key file mode and length,
+# rotation) and `veil pseudonymize keygen` — and never a byte of key
+# material in what veil prints.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+VEIL=${VEIL:?}
+tmp=$(mktemp -d /tmp/veil-cli-privacy-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fails=0 passes=0
+check() { # NAME WANT_RC WANT_PATTERN -- CMD...
+  local name=$1 want=$2 pat=$3; shift 4
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  printf '%s\n' "$out" >>"$tmp/all-output"
+  if [ "$rc" -ne "$want" ]; then
+    echo "FAIL $name: exit $rc, want $want"; echo "$out" | head -5; fails=$((fails + 1)); return
+  fi
+  if [ -n "$pat" ] && ! grep -qE -- "$pat" <<<"$out"; then
+    echo "FAIL $name: output lacks /$pat/"; echo "$out" | head -5; fails=$((fails + 1)); return
+  fi
+  passes=$((passes + 1)); echo "ok $name"
+}
+# Every encoding of a key file's bytes someone might print.
+no_key_bytes() { # NAME FILE
+  local k raw hex b64
+  raw=""
+  # The text itself only for a one-line printable key: grep -F would read
+  # a binary key's newlines as many short patterns.
+  LC_ALL=C grep -qv '^[[:print:]]*$' "$2" || [ "$(wc -l <"$2")" -gt 0 ] || raw=$(cat "$2")
+  hex=$(od -An -tx1 -v "$2" | tr -d ' \n')
+  b64=$(base64 -w0 <"$2")
+  for k in "$raw" "${hex:0:32}" "${b64:0:24}"; do
+    if [ -n "$k" ] && grep -qaF -- "$k" "$tmp/all-output"; then
+      echo "FAIL $1: key material of $2 in veil's output"; fails=$((fails + 1)); return
+    fi
+  done
+  passes=$((passes + 1)); echo "ok $1"
+}
+
+# Shipped pipelines pass, and the test pipelines that pass raw events
+# through (each with a pseudonymize stage now).
+for f in "$root"/config/pipelines/*.yaml; do
+  check "lint $(basename "$f")" 0 ': ok$' -- "$VEIL" lint "$f"
+done
+for f in "$root"/tests/pipelines/flow.yaml "$root"/tests/pipelines/passthrough.yaml; do
+  check "lint tests/pipelines/$(basename "$f")" 0 ': ok$' -- env KAFKA_BOOTSTRAP=embedded \
+    VEIL_INPUT=i VEIL_OUTPUT=o VEIL_RECS=r VEIL_DLQ=d VEIL_GROUP=g "$VEIL" lint "$f"
+done
+
+# Leaks: exit 2, the position, the field, the output and the fix.
+check "lint leaking user_id" 2 \
+  "leak_user_id.yaml:9:5: field 'user_id' \(pii: identifier\) can reach output 'events' \(topic leak.out\) in the clear: stage 1 'passthrough' emits it and no earlier stage treats it; add a pseudonymize stage before it with user_id: pseudonym \(or drop\)" \
+  -- "$VEIL" lint "$here/leak_user_id.yaml"
+check "lint leaking context.ip" 2 \
+  "leak_user_id.yaml:9:5: field 'context.ip' \(pii: quasi\) can reach output 'events' \(topic leak.out\) in the clear: stage 1 'passthrough' emits it and no earlier stage treats it; add a pseudonymize stage before it with context.ip: truncate_ip \(or drop\), or keep it with a reason" \
+  -- "$VEIL" lint "$here/leak_user_id.yaml"
+check "lint context.ip kept without a reason" 2 \
+  "leak_ip.yaml:11:19: field 'context.ip' \(pii: quasi\) can reach output 'events' \(topic leak.out\) in the clear: stage 1 'pseudonymize' keeps it without a reason; write context.ip: 'keep: WHY IT IS NEEDED', or truncate_ip \(or drop\) instead" \
+  -- "$VEIL" lint "$here/leak_ip.yaml"
+out=$("$VEIL" lint "$here/leak_ip.yaml" 2>&1)
+[ "$(grep -c "can reach output" <<<"$out")" -eq 1 ] && { passes=$((passes + 1)); echo "ok only context.ip leaks"; } ||
+  { echo "FAIL only context.ip should leak:"; echo "$out"; fails=$((fails + 1)); }
+check "run refuses a leaking pipeline" 2 "field 'user_id' \(pii: identifier\) can reach output 'events'" \
+  -- "$VEIL" run "$here/leak_user_id.yaml"
+
+# Key files: refused when readable by others or too short, with the file
+# and the fix; never their bytes.
+printf 'THIS-IS-SECRET-KEY-MATERIAL-0123456789abcdef!' >"$tmp/k1"
+printf 'ANOTHER-SECRET-KEY-MATERIAL-9876543210fedcba?' >"$tmp/k2"
+chmod 600 "$tmp/k1" "$tmp/k2"
+export VEIL_TEST_KEY1="$tmp/k1" VEIL_TEST_KEY2="$tmp/k2"
+check "keys: lint with two keys" 0 ': ok$' -- "$VEIL" lint "$here/keyfile.yaml"
+chmod 644 "$tmp/k1"
+check "keys: a 0644 key file refused by lint" 2 \
+  "keyfile.yaml:14:9: keys: key file '$tmp/k1' has mode 0644: it is readable or writable by group or others; run \`chmod 600 $tmp/k1\`" \
+  -- "$VEIL" lint "$here/keyfile.yaml"
+check "keys: a 0644 key file refused by run" 2 "key file '$tmp/k1' has mode 0644.*chmod 600" \
+  -- "$VEIL" run "$here/keyfile.yaml"
+chmod 640 "$tmp/k1"
+check "keys: a 0640 key file refused" 2 "key file '$tmp/k1' has mode 0640" -- "$VEIL" lint "$here/keyfile.yaml"
+chmod 600 "$tmp/k1"
+printf 'short-key-16byte' >"$tmp/short"; chmod 600 "$tmp/short"
+check "keys: a 16-byte key refused" 2 \
+  "keyfile.yaml:15:9: keys: key file '$tmp/short' holds 16 bytes: a key needs at least 32 \(generate one with \`veil pseudonymize keygen PATH\`\)" \
+  -- env VEIL_TEST_KEY2="$tmp/short" "$VEIL" lint "$here/keyfile.yaml"
+# Rotation through the YAML: either key active; one material under two ids
+# (a rotation that unlinks nothing) and an unknown active id refused.
+check "keys: k2 active" 0 ': ok$' -- env VEIL_TEST_ACTIVE=k2 "$VEIL" lint "$here/keyfile.yaml"
+cp -p "$tmp/k1" "$tmp/k1copy"
+check "keys: same key under two ids" 2 "holds the same key as key id 'k1': a rotation needs a new key" \
+  -- env VEIL_TEST_KEY2="$tmp/k1copy" "$VEIL" lint "$here/keyfile.yaml"
+check "keys: unknown active id" 2 "active key 'k3' is not in the keyring: the keyring holds k1, k2" \
+  -- env VEIL_TEST_ACTIVE=k3 "$VEIL" lint "$here/keyfile.yaml"
+
+# keygen: mode 0600, 32 bytes, never overwrites, never prints the key.
+check "keygen" 0 "wrote a new key to $tmp/new.key \(mode 0600\)" -- "$VEIL" pseudonymize keygen "$tmp/new.key"
+if [ "$(stat -c '%a %s' "$tmp/new.key")" = "600 32" ]; then
+  passes=$((passes + 1)); echo "ok keygen wrote 32 bytes with mode 0600"
+else
+  echo "FAIL keygen: $(stat -c '%a %s' "$tmp/new.key")"; fails=$((fails + 1))
+fi
+check "keygen never overwrites" 1 "already exists" -- "$VEIL" pseudonymize keygen "$tmp/new.key"
+check "keygen usage" 2 "usage: veil pseudonymize keygen FILE" -- "$VEIL" pseudonymize keygen
+check "keys: a generated key rotates in" 0 ': ok$' \
+  -- env VEIL_TEST_KEY2="$tmp/new.key" VEIL_TEST_ACTIVE=k2 "$VEIL" lint "$here/keyfile.yaml"
+check "plugins pseudonymize" 0 "context.ip +string +default truncate_ip" -- "$VEIL" plugins pseudonymize
+
+for k in k1 k2 new.key; do no_key_bytes "no bytes of $k in any output" "$tmp/$k"; done
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
