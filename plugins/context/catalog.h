@@ -1,0 +1,71 @@
+/*
+ * catalog.h — the item catalog shared by the context and dp_model plugins:
+ * ids, categories, prices, descriptions, price bands, and an id → index
+ * table. Compiled into both plugins (each keeps its own copy).
+ *
+ * Items come from a CSV (id, category, price, description — the columns
+ * are found by name, see veil_catalog_load); items seen in events but not in
+ * the file are added by veil_catalog_intern, up to a cap, so memory stays
+ * bounded whatever ids a producer sends.
+ *
+ * When the file has no category column, an item's category is the last
+ * word of its description, lower-cased ("WHITE METAL LANTERN" → "lantern"):
+ * product names in the bundled data end with the noun that says what the
+ * thing is. Price bands are the catalog's price quantiles, so they mean
+ * "cheap for this shop", not a fixed currency amount.
+ */
+#ifndef VEIL_CONTEXT_CATALOG_H
+#define VEIL_CONTEXT_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VEIL_CATALOG_MAX_BANDS 10
+
+/** Column names of the CSV; NULL picks the first present of the defaults
+ *  (id: id, item, item_id; category: category; price: price,
+ *  median_unit_price, unit_price; description: description, name, title). */
+struct veil_catalog_columns {
+        const char *id, *category, *price, *description;
+};
+
+struct veil_catalog {
+        size_t n;        /**< items, file items first */
+        size_t n_file;   /**< items read from the CSV */
+        size_t cap;      /**< n_file + the cap on items added from events */
+        char **id;
+        char **category;    /**< never NULL ("item" when unknown) */
+        char **description; /**< NULL when unknown */
+        float *price;       /**< < 0 when unknown */
+        int8_t *band;       /**< 0..n_bands-1, -1 when the price is unknown */
+        char **phrase;      /**< "a lantern", for explanations */
+        int n_bands;
+        float band_edge[VEIL_CATALOG_MAX_BANDS]; /**< lower edges of bands 1.. */
+        uint32_t *tab;      /**< open addressing: index + 1, 0 = empty */
+        size_t tab_cap;     /**< power of two, > 2·cap */
+};
+
+/** An empty catalog that only grows from events (up to max_new items). */
+int veil_catalog_new(struct veil_catalog **out, size_t max_new, int n_bands,
+                     char *errstr, size_t errstr_size);
+/** Loads `path` (RFC 4180 CSV with a header line) and leaves room for
+ *  max_new more items. Errors name the file and line. */
+int veil_catalog_load(struct veil_catalog **out, const char *path,
+                      const struct veil_catalog_columns *cols, size_t max_new,
+                      int n_bands, char *errstr, size_t errstr_size);
+void veil_catalog_free(struct veil_catalog *c);
+
+/** Index of an id, or -1. */
+int32_t veil_catalog_find(const struct veil_catalog *c, const char *id);
+/** Index of an id, adding it (no category, price or description) when
+ *  there is room; -1 when the catalog is full or out of memory. */
+int32_t veil_catalog_intern(struct veil_catalog *c, const char *id);
+/** Price band of a price (-1 for a negative/unknown price). */
+int veil_catalog_band(const struct veil_catalog *c, double price);
+
+/** Resolves a path written in a pipeline file: absolute paths as they are,
+ *  relative ones against the directory of the YAML file named in `where`
+ *  ("dir/pipeline.yaml:12:7", from veil_params_where). malloc'd. */
+char *veil_catalog_path(const char *where, const char *path);
+
+#endif

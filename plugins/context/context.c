@@ -1,0 +1,467 @@
+/*
+ * context — context-aware feature extraction.
+ *
+ * For every event it derives sparse feature ids (featurize.h: hour and
+ * weekday in the event's time zone, device class, country, coarse geohash,
+ * position in the session and time since the previous event, event type,
+ * the item and its catalog category and price band) and hangs their kinds
+ * and words on the event for the model (context_info.h).
+ *
+ * Tiers: `personalized` users get a short-term profile under their subject
+ * pseudonym (profile.h: the last L items with times, the session, the
+ * previous event's features; bounded by a cap on users, LRU and a TTL,
+ * deleted on erase), handed to the model as ev->recent_items. `contextual`
+ * users get features of this event only and nothing is kept. `none`: no
+ * personal processing, no features. Events no consent stage decided take
+ * `default_tier`.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <veil/veil.h>
+
+#include "catalog.h"
+#include "context_info.h"
+#include "featurize.h"
+#include "profile.h"
+#include "tz.h"
+
+static const struct veil_param_def params[] = {
+        {"features", VEIL_PARAM_LIST,
+         "[hour, weekday, device, country, geohash, session_position, "
+         "since_previous, type, item, category, price_band]",
+         0, "feature kinds to extract (see the README for each)"},
+        {"hash_space", VEIL_PARAM_INT, "16384", 0,
+         "feature ids are hashed into [0, hash_space) (dp_model's "
+         "feature_space must match)"},
+        {"catalog", VEIL_PARAM_STRING, NULL, 0,
+         "item catalog CSV (id, category, price, description), relative to "
+         "the pipeline file"},
+        {"catalog_columns", VEIL_PARAM_MAP, NULL, 0,
+         "column names of the catalog: {id: item, price: median_unit_price, "
+         "category: …, description: …}"},
+        {"max_new_items", VEIL_PARAM_INT, "10000", 0,
+         "items seen in events but not in the catalog that are added"},
+        {"price_bands", VEIL_PARAM_INT, "5", 0,
+         "price bands (catalog price quantiles), 1..10"},
+        {"geohash_precision", VEIL_PARAM_INT, "4", 0,
+         "geohash characters kept as a feature (1..12; 4 ≈ 20 km)"},
+        {"session_gap_s", VEIL_PARAM_INT, "1800", 0,
+         "a gap longer than this (event time) starts a new session"},
+        {"profile_items", VEIL_PARAM_INT, "10", 0,
+         "items kept per personalized profile (L)"},
+        {"max_profiles", VEIL_PARAM_INT, "100000", 0,
+         "profiles kept; the least recently used one is replaced"},
+        {"profile_ttl_s", VEIL_PARAM_INT, "604800", 0,
+         "a profile unused this long (wall clock) is deleted"},
+        {"default_tier", VEIL_PARAM_STRING, "contextual", 0,
+         "tier of events no consent stage decided: none, contextual or "
+         "personalized"},
+        {"zoneinfo", VEIL_PARAM_STRING, "/usr/share/zoneinfo", 0,
+         "directory of the IANA time zone files"},
+        {NULL, 0, NULL, 0, NULL}};
+
+struct state {
+        veil_stage_t *st;
+        struct veil_features_cfg fcfg;
+        struct veil_catalog *cat;
+        struct veil_profiles *prof;
+        struct veil_tz_cache *tz;
+        veil_tier_t default_tier;
+        int64_t gap_ms;
+        uint32_t L;
+        uint64_t events, tz_unknown;
+};
+
+static uint64_t hash_str(const char *s) {
+        uint64_t h = 14695981039346656037ULL;
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h ? h : 1;
+}
+
+static int parse_tier(const char *s, veil_tier_t *t) {
+        if (!strcmp(s, "none"))
+                *t = VEIL_TIER_NONE;
+        else if (!strcmp(s, "contextual"))
+                *t = VEIL_TIER_CONTEXTUAL;
+        else if (!strcmp(s, "personalized"))
+                *t = VEIL_TIER_PERSONALIZED;
+        else
+                return -VEIL_EINVAL;
+        return 0;
+}
+
+static const char *attr(const struct veil_event *ev, const char *key) {
+        for (size_t i = 0; i < ev->ctx.n_attrs; i++)
+                if (ev->ctx.attrs[i].key && !strcmp(ev->ctx.attrs[i].key, key))
+                        return ev->ctx.attrs[i].value;
+        return NULL;
+}
+
+/* Contextual events keep nothing here, so their session features can only
+ * come from the front end, which knows the visit. */
+static void session_from_attrs(const struct veil_event *ev,
+                               struct veil_session_info *si) {
+        const char *pos = attr(ev, "session_position");
+        const char *gap = attr(ev, "since_previous_s");
+        char *end;
+        if (pos) {
+                long v = strtol(pos, &end, 10);
+                if (!*end && v >= 1 && v < 1000000)
+                        si->position = (uint32_t)v;
+        }
+        if (gap) {
+                double v = strtod(gap, &end);
+                if (!*end && v >= 0 && v < 1e12)
+                        si->since_prev_ms = (int64_t)(v * 1000.0);
+        }
+}
+
+/* Session continuation of a personalized profile, then the profile update
+ * once the features are known. */
+static void session_of(const struct state *s, const struct veil_profile *p,
+                       int created, const struct veil_event *ev,
+                       struct veil_session_info *si) {
+        uint64_t sh = ev->ctx.session_id ? hash_str(ev->ctx.session_id) : 0;
+        int fresh = created || p->position == 0 ||
+                    (sh && sh != p->session) ||
+                    ev->ts_ms - p->last_ts > s->gap_ms ||
+                    p->last_ts - ev->ts_ms > s->gap_ms;
+        if (fresh) {
+                si->position = 1;
+                si->since_prev_ms = -1;
+        } else {
+                si->position = p->position + 1;
+                si->since_prev_ms = ev->ts_ms > p->last_ts
+                                            ? ev->ts_ms - p->last_ts
+                                            : 0;
+        }
+}
+
+static int process(void *state, struct veil_batch *b) {
+        struct state *s = state;
+        veil_profiles_expire(s->prof, b->now_ms);
+        for (size_t i = 0; i < b->n; i++) {
+                struct veil_event *ev = &b->events[i];
+                if (ev->status != VEIL_PASS)
+                        continue;
+                s->events++;
+                veil_tier_t tier = ev->tier == VEIL_TIER_UNDECIDED
+                                           ? s->default_tier
+                                           : ev->tier;
+                ev->features = NULL;
+                ev->n_features = 0;
+                ev->recent_items = NULL;
+                ev->n_recent = 0;
+                struct veil_context_info *info =
+                        veil_batch_alloc(b, sizeof(*info));
+                if (!info)
+                        return -VEIL_ENOMEM;
+                info->magic = VEIL_CONTEXT_INFO_MAGIC;
+                info->version = VEIL_CONTEXT_INFO_VERSION;
+                info->space = s->fcfg.space;
+                info->tier = tier;
+                ev->user = info;
+                if (tier == VEIL_TIER_NONE)
+                        continue; /* no personal processing at all */
+
+                int32_t item = ev->item_id ? veil_catalog_intern(s->cat,
+                                                                 ev->item_id)
+                                           : -1;
+                int32_t off = 0;
+                if (ev->ctx.timezone &&
+                    veil_tz_offset(s->tz, ev->ctx.timezone, ev->ts_ms, &off))
+                        s->tz_unknown++;
+                int hour, wd;
+                veil_tz_local(ev->ts_ms, off, &hour, &wd);
+
+                struct veil_session_info si = {0, -1};
+                struct veil_profile *p = NULL;
+                if (tier == VEIL_TIER_PERSONALIZED) {
+                        const char *key = ev->subject ? ev->subject
+                                                      : ev->user_id;
+                        int created = 0;
+                        if (key)
+                                p = veil_profiles_touch(s->prof, key,
+                                                        b->now_ms, &created);
+                        if (p)
+                                session_of(s, p, created, ev, &si);
+                } else {
+                        session_from_attrs(ev, &si);
+                }
+                struct veil_feature_set fs;
+                veil_features_extract(&s->fcfg, ev, s->cat, item, hour, wd,
+                                      &si, &fs);
+                uint32_t *ids = veil_batch_alloc(b, fs.n * sizeof(uint32_t) +
+                                                            1);
+                uint8_t *kinds = veil_batch_alloc(b, fs.n + 1);
+                const char **words = veil_batch_alloc(
+                        b, (fs.n + 1) * sizeof(char *));
+                if (!ids || !kinds || !words)
+                        return -VEIL_ENOMEM;
+                memcpy(ids, fs.id, fs.n * sizeof(uint32_t));
+                memcpy(kinds, fs.kind, fs.n);
+                memcpy(words, fs.word, fs.n * sizeof(char *));
+                ev->features = ids;
+                ev->n_features = fs.n;
+                info->kinds = kinds;
+                info->words = words;
+                if (!p)
+                        continue;
+
+                /* What the model may use of the profile: the items before
+                 * this event and the previous event's features. */
+                if (p->n_items) {
+                        const char **rec = veil_batch_alloc(
+                                b, p->n_items * sizeof(char *));
+                        if (!rec)
+                                return -VEIL_ENOMEM;
+                        for (uint32_t k = 0; k < p->n_items; k++)
+                                rec[k] = s->cat->id[p->items[k]];
+                        ev->recent_items = rec;
+                        ev->n_recent = p->n_items;
+                }
+                if (p->n_prev) {
+                        uint32_t *prev = veil_batch_alloc(
+                                b, p->n_prev * sizeof(uint32_t));
+                        if (!prev)
+                                return -VEIL_ENOMEM;
+                        memcpy(prev, p->prev_features,
+                               p->n_prev * sizeof(uint32_t));
+                        info->prev_features = prev;
+                        info->n_prev = p->n_prev;
+                }
+                if (item >= 0)
+                        veil_profiles_push(s->prof, p, item, ev->ts_ms);
+                p->session = ev->ctx.session_id
+                                     ? hash_str(ev->ctx.session_id)
+                                     : 0;
+                p->last_ts = ev->ts_ms;
+                p->position = si.position;
+                memcpy(p->prev_features, fs.id, fs.n * sizeof(uint32_t));
+                p->n_prev = (uint32_t)fs.n;
+        }
+        return 0;
+}
+
+static int erase(void *state, const struct veil_subject *subj) {
+        struct state *s = state;
+        /* Profiles are keyed by the pseudonym; by the raw id only when no
+         * keyring was configured. */
+        veil_profiles_erase(s->prof, subj->pseudonym);
+        veil_profiles_erase(s->prof, subj->raw_id);
+        return 0;
+}
+
+static int export_subject(void *state, const struct veil_subject *subj,
+                          veil_rec_t *out) {
+        struct state *s = state;
+        /* Reading for an export must not expire (and so delete) what is
+         * being exported: ask with a "now" before any use. */
+        struct veil_profile *p = NULL;
+        if (subj->pseudonym)
+                p = veil_profiles_get(s->prof, subj->pseudonym, INT64_MIN / 2);
+        if (!p && subj->raw_id)
+                p = veil_profiles_get(s->prof, subj->raw_id, INT64_MIN / 2);
+        if (!p)
+                return 0; /* nothing held: an empty section */
+        char buf[4096];
+        size_t off = 0;
+        buf[0] = '\0';
+        for (uint32_t k = 0; k < p->n_items && off < sizeof(buf) - 1; k++)
+                off += (size_t)snprintf(buf + off, sizeof(buf) - off,
+                                        "%s%s@%lld", k ? " " : "",
+                                        s->cat->id[p->items[k]],
+                                        (long long)p->item_ts[k]);
+        int rc = veil_rec_map_put(out, "", "recent_items", buf);
+        snprintf(buf, sizeof(buf), "%u", p->position);
+        rc = rc ? rc : veil_rec_map_put(out, "", "session_position", buf);
+        snprintf(buf, sizeof(buf), "%lld", (long long)p->last_ts);
+        rc = rc ? rc : veil_rec_map_put(out, "", "last_event_ms", buf);
+        return rc;
+}
+
+static void notice(const veil_params_t *p, veil_notice_t *n) {
+        int64_t ttl = veil_params_int(p, "profile_ttl_s", 604800);
+        int64_t L = veil_params_int(p, "profile_items", 10);
+        veil_notice_add(n, VEIL_NOTICE_COLLECTED,
+                        "To recommend items, the time of day, weekday, "
+                        "device class, country or coarse area, the place in "
+                        "the visit and the item in hand are turned into "
+                        "anonymous feature numbers.");
+        veil_notice_add(n, VEIL_NOTICE_RETENTION,
+                        "If you allowed personalization, your last %lld "
+                        "items are kept under a pseudonym and deleted after "
+                        "%lld days without activity, when you withdraw, or "
+                        "earlier when memory is full; otherwise nothing "
+                        "about you is kept.",
+                        (long long)L, (long long)((ttl + 86399) / 86400));
+}
+
+static void destroy(void *state) {
+        struct state *s = state;
+        if (!s)
+                return;
+        veil_catalog_free(s->cat);
+        veil_profiles_free(s->prof);
+        veil_tz_free(s->tz);
+        free(s);
+}
+
+static int bad(char *errstr, size_t errstr_size, const veil_params_t *p,
+               const char *name, const char *valid) {
+        snprintf(errstr, errstr_size, "%s: %s must be %s",
+                 veil_params_where(p, name), name, valid);
+        return -VEIL_EINVAL;
+}
+
+static int init(veil_stage_t *st, const veil_params_t *p, void **state,
+                char *errstr, size_t errstr_size) {
+        int64_t space = veil_params_int(p, "hash_space", 16384);
+        int64_t max_new = veil_params_int(p, "max_new_items", 10000);
+        int64_t bands = veil_params_int(p, "price_bands", 5);
+        int64_t gh = veil_params_int(p, "geohash_precision", 4);
+        int64_t gap = veil_params_int(p, "session_gap_s", 1800);
+        int64_t L = veil_params_int(p, "profile_items", 10);
+        int64_t maxp = veil_params_int(p, "max_profiles", 100000);
+        int64_t ttl = veil_params_int(p, "profile_ttl_s", 604800);
+        if (space < 1 || space > (1 << 28))
+                return bad(errstr, errstr_size, p, "hash_space",
+                           "between 1 and 2^28");
+        if (max_new < 0 || max_new > 10000000)
+                return bad(errstr, errstr_size, p, "max_new_items",
+                           "between 0 and 10000000");
+        if (bands < 1 || bands > VEIL_CATALOG_MAX_BANDS)
+                return bad(errstr, errstr_size, p, "price_bands",
+                           "between 1 and 10");
+        if (gh < 1 || gh > 12)
+                return bad(errstr, errstr_size, p, "geohash_precision",
+                           "between 1 and 12");
+        if (gap < 1)
+                return bad(errstr, errstr_size, p, "session_gap_s",
+                           "at least 1");
+        if (L < 1 || L > 1000)
+                return bad(errstr, errstr_size, p, "profile_items",
+                           "between 1 and 1000");
+        if (maxp < 1 || maxp > 100000000)
+                return bad(errstr, errstr_size, p, "max_profiles",
+                           "between 1 and 100000000");
+        if (ttl < 1)
+                return bad(errstr, errstr_size, p, "profile_ttl_s",
+                           "at least 1");
+        veil_tier_t dt;
+        if (parse_tier(veil_params_str(p, "default_tier"), &dt))
+                return bad(errstr, errstr_size, p, "default_tier",
+                           "none, contextual or personalized");
+
+        struct state *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -VEIL_ENOMEM;
+        s->st = st;
+        s->default_tier = dt;
+        s->gap_ms = gap * 1000;
+        s->L = (uint32_t)L;
+        s->fcfg.space = (uint32_t)space;
+        s->fcfg.geohash_precision = (int)gh;
+        size_t nf = veil_params_list_size(p, "features");
+        for (size_t i = 0; i < nf; i++) {
+                const char *name = veil_params_list_at(p, "features", i);
+                int k = veil_features_kind(name);
+                if (k < 0) {
+                        snprintf(errstr, errstr_size,
+                                 "%s: unknown feature '%s'; valid: hour, "
+                                 "weekday, device, country, geohash, "
+                                 "session_position, since_previous, type, "
+                                 "item, category, price_band",
+                                 veil_params_where(p, "features"), name);
+                        destroy(s);
+                        return -VEIL_EINVAL;
+                }
+                s->fcfg.enabled |= 1u << k;
+        }
+        int rc;
+        char err[512];
+        if (veil_params_has(p, "catalog")) {
+                struct veil_catalog_columns cols = {0};
+                size_t nm = veil_params_map_size(p, "catalog_columns");
+                for (size_t i = 0; i < nm; i++) {
+                        const char *k = veil_params_map_key(p,
+                                                            "catalog_columns",
+                                                            i);
+                        const char *v = veil_params_map_value(
+                                p, "catalog_columns", i);
+                        if (!strcmp(k, "id"))
+                                cols.id = v;
+                        else if (!strcmp(k, "category"))
+                                cols.category = v;
+                        else if (!strcmp(k, "price"))
+                                cols.price = v;
+                        else if (!strcmp(k, "description"))
+                                cols.description = v;
+                        else {
+                                snprintf(errstr, errstr_size,
+                                         "%s: catalog_columns: unknown key "
+                                         "'%s'; valid: id, category, price, "
+                                         "description",
+                                         veil_params_where(p,
+                                                           "catalog_columns"),
+                                         k);
+                                destroy(s);
+                                return -VEIL_EINVAL;
+                        }
+                }
+                char *path = veil_catalog_path(veil_params_where(p, "catalog"),
+                                               veil_params_str(p, "catalog"));
+                rc = path ? veil_catalog_load(&s->cat, path, &cols,
+                                              (size_t)max_new, (int)bands, err,
+                                              sizeof(err))
+                          : -VEIL_ENOMEM;
+                free(path);
+                if (rc) {
+                        snprintf(errstr, errstr_size, "%s: %s",
+                                 veil_params_where(p, "catalog"), err);
+                        destroy(s);
+                        return rc;
+                }
+        } else if ((rc = veil_catalog_new(&s->cat, (size_t)max_new,
+                                          (int)bands, errstr, errstr_size))) {
+                destroy(s);
+                return rc;
+        }
+        if ((rc = veil_profiles_new(&s->prof, (size_t)maxp, (uint32_t)L,
+                                    ttl * 1000)) ||
+            !(s->tz = veil_tz_new(veil_params_str(p, "zoneinfo"), 256))) {
+                snprintf(errstr, errstr_size, "context: out of memory");
+                destroy(s);
+                return rc ? rc : -VEIL_ENOMEM;
+        }
+        veil_log(st, VEIL_LOG_INFO,
+                 "%zu catalog items (room for %lld more), %zu feature kinds "
+                 "in a space of %lld",
+                 s->cat->n_file, (long long)max_new, nf, (long long)space);
+        *state = s;
+        return 0;
+}
+
+static const struct veil_plugin plugin = {
+        .abi_version = VEIL_ABI_VERSION,
+        .struct_size = sizeof(struct veil_plugin),
+        .name = "context",
+        .version = "1.0.0",
+        .description = "Context-aware features: time, device, place, session "
+                       "and the item in hand as hashed ids; a bounded "
+                       "short-term profile for personalized users.",
+        .params = params,
+        .init = init,
+        .process = process,
+        .destroy = destroy,
+        .erase = erase,
+        .export_subject = export_subject,
+        .notice = notice,
+};
+
+VEIL_PLUGIN_EXPORT const struct veil_plugin *veil_plugin_entry(void) {
+        return &plugin;
+}

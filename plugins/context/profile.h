@@ -1,0 +1,59 @@
+/*
+ * profile.h — short-term profiles of personalized users, in bounded memory.
+ *
+ * A profile is keyed by the subject pseudonym and holds the user's last L
+ * items with their times, the current session (a hash of its id, the last
+ * event time, the position) and the feature ids of the previous event. The
+ * store is bounded three ways: at most max_users profiles (the least
+ * recently used one is replaced), a TTL after the last use (measured on the
+ * wall clock of the batches: it is a retention period), and erase.
+ *
+ * Slots live in one array grown by doubling up to max_users and are reused,
+ * so steady state allocates only the key copy of a new user. A pointer
+ * returned here is valid until the next call that may create a profile.
+ */
+#ifndef VEIL_CONTEXT_PROFILE_H
+#define VEIL_CONTEXT_PROFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "context_info.h"
+
+struct veil_profile {
+        int32_t *items;    /**< catalog indices, newest first (L slots) */
+        int64_t *item_ts;  /**< their event times (ms) */
+        uint32_t n_items;
+        uint64_t session;  /**< hash of the session id; 0 = none given */
+        int64_t last_ts;   /**< event time of the last event (ms) */
+        uint32_t position; /**< of the last event in its session */
+        uint32_t prev_features[VEIL_CTX_MAX_FEATURES];
+        uint32_t n_prev;   /**< 0: no previous event */
+};
+
+struct veil_profiles;
+
+int veil_profiles_new(struct veil_profiles **out, size_t max_users,
+                      uint32_t items_per_user, int64_t ttl_ms);
+void veil_profiles_free(struct veil_profiles *s);
+
+/** The profile of `key`, or NULL (none, or expired: then it is deleted). */
+struct veil_profile *veil_profiles_get(struct veil_profiles *s,
+                                       const char *key, int64_t now_ms);
+/** The profile of `key`, created empty when absent (replacing the least
+ *  recently used one when the store is full), marked used at now_ms. NULL
+ *  only when out of memory. *created tells whether it is new. */
+struct veil_profile *veil_profiles_touch(struct veil_profiles *s,
+                                         const char *key, int64_t now_ms,
+                                         int *created);
+/** Puts an item in front (dropping the oldest past L). */
+void veil_profiles_push(struct veil_profiles *s, struct veil_profile *p,
+                        int32_t item, int64_t ts_ms);
+/** Deletes the profile of `key`; 1 when there was one. */
+int veil_profiles_erase(struct veil_profiles *s, const char *key);
+/** Deletes every profile unused for longer than the TTL. */
+size_t veil_profiles_expire(struct veil_profiles *s, int64_t now_ms);
+size_t veil_profiles_count(const struct veil_profiles *s);
+uint32_t veil_profiles_items_per_user(const struct veil_profiles *s);
+
+#endif

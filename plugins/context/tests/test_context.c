@@ -1,0 +1,631 @@
+/*
+ * test_context — the context plugin: feature ids of known events against
+ * an independent FNV-1a, time zones, the catalog, profile bounds (cap,
+ * LRU, TTL, erase) on the module, and sessions, tiers, erase and export
+ * through the host (forget → context on an in-process pipeline).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "catalog.h"
+#include "codec.h"
+#include "config.h"
+#include "context_info.h"
+#include "featurize.h"
+#include "keyring.h"
+#include "keys.h"
+#include "pipeline.h"
+#include "profile.h"
+#include "tz.h"
+
+#ifndef FORGET_DIR
+#error "FORGET_DIR must be defined"
+#endif
+
+/* ---- an independent hash: the documented formula, written again ---- */
+
+static uint32_t expect_id(uint32_t space, const char *kind, const char *value) {
+        char buf[256];
+        snprintf(buf, sizeof(buf), "%s=%s", kind, value);
+        uint64_t h = 0xcbf29ce484222325ULL;
+        for (const unsigned char *p = (const unsigned char *)buf; *p; p++) {
+                h ^= *p;
+                h *= 0x100000001b3ULL;
+        }
+        return (uint32_t)(h % space);
+}
+
+static char *write_tmp(const char *text) {
+        char *path = strdup("/tmp/veil-test-catalog-XXXXXX");
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+        close(fd);
+        return path;
+}
+
+static const char catalog_csv[] =
+        "id,category,price,description\n"
+        "A1,Lighting,2.50,WHITE METAL LANTERN\n"
+        "B2,Kitchen,0.40,\"MUG, \"\"HOME\"\"\"\n"
+        "C3,Kitchen,12.00,TEA SET\n"
+        "D4,Garden,5.00,BIRD HOUSE\n"
+        "E5,Garden,1.00,\n";
+
+/* ---- features of a known event ------------------------------------- */
+
+static void test_feature_ids(void **st) {
+        (void)st;
+        char err[256];
+        char *path = write_tmp(catalog_csv);
+        struct veil_catalog *cat;
+        assert_int_equal(veil_catalog_load(&cat, path, NULL, 2, 5, err,
+                                           sizeof(err)),
+                         0);
+        unlink(path);
+        free(path);
+        struct veil_tz_cache *tz = veil_tz_new(NULL, 8);
+        assert_non_null(tz);
+        /* 2024-01-15T20:30:00Z, a Monday; in Tokyo (UTC+9) Tuesday 05:30. */
+        struct veil_event ev = {0};
+        ev.ts_ms = 1705350600000LL;
+        ev.type = "ADD_TO_CART";
+        ev.item_id = "A1";
+        ev.ctx.device = "Phone";
+        ev.ctx.country = "FR";
+        ev.ctx.geohash = "u09tvw0f";
+        ev.ctx.timezone = "Asia/Tokyo";
+        int32_t off;
+        assert_int_equal(veil_tz_offset(tz, ev.ctx.timezone, ev.ts_ms, &off),
+                         0);
+        assert_int_equal(off, 9 * 3600);
+        int hour, wd;
+        veil_tz_local(ev.ts_ms, off, &hour, &wd);
+        assert_int_equal(hour, 5);
+        assert_int_equal(wd, 2);
+
+        struct veil_features_cfg cfg = {1000003u, (1u << VEIL_CTX_N_KINDS) - 1,
+                                        4};
+        struct veil_session_info si = {3, 42000};
+        struct veil_feature_set fs;
+        int32_t item = veil_catalog_find(cat, "A1");
+        assert_int_equal(item, 0);
+        veil_features_extract(&cfg, &ev, cat, item, hour, wd, &si, &fs);
+        /* The lantern is in the middle band of five by price (0.40, 1.00,
+         * 2.50, 5.00, 12.00). */
+        const struct {
+                int kind;
+                const char *name, *value, *word;
+        } want[] = {
+                {VEIL_CTX_HOUR, "hour", "5", "at night"},
+                {VEIL_CTX_WEEKDAY, "weekday", "2", "on a Tuesday"},
+                {VEIL_CTX_DEVICE, "device", "mobile", "on mobile"},
+                {VEIL_CTX_COUNTRY, "country", "FR", "FR"},
+                {VEIL_CTX_GEOHASH, "geohash", "u09t", "nearby"},
+                {VEIL_CTX_SESSION_POSITION, "session_position", "3",
+                 "early in a visit"},
+                {VEIL_CTX_SINCE_PREVIOUS, "since_previous", "10-60s",
+                 "browsing quickly"},
+                {VEIL_CTX_TYPE, "type", "add_to_cart", "adding to the cart"},
+                {VEIL_CTX_ITEM, "item", "A1", "a lighting"},
+                {VEIL_CTX_CATEGORY, "category", "lighting", "lighting"},
+                {VEIL_CTX_PRICE_BAND, "price_band", "2", "mid-priced"},
+        };
+        size_t nw = sizeof(want) / sizeof(*want);
+        assert_int_equal(fs.n, nw);
+        for (size_t i = 0; i < nw; i++) {
+                assert_int_equal(fs.kind[i], want[i].kind);
+                assert_int_equal(fs.id[i], expect_id(cfg.space, want[i].name,
+                                                     want[i].value));
+                assert_string_equal(fs.word[i], want[i].word);
+        }
+        /* Only the kinds asked for; absent values give no feature. */
+        cfg.enabled = 1u << VEIL_CTX_DEVICE | 1u << VEIL_CTX_GEOHASH |
+                      1u << VEIL_CTX_SESSION_POSITION;
+        ev.ctx.geohash = NULL;
+        veil_features_extract(&cfg, &ev, cat, item, hour, wd, NULL, &fs);
+        assert_int_equal(fs.n, 1);
+        assert_int_equal(fs.kind[0], VEIL_CTX_DEVICE);
+        /* An item outside the catalog: its id only. */
+        cfg.enabled = (1u << VEIL_CTX_N_KINDS) - 1;
+        ev.item_id = "ZZ";
+        veil_features_extract(&cfg, &ev, cat, -1, hour, wd, NULL, &fs);
+        assert_int_equal(fs.kind[fs.n - 1], VEIL_CTX_ITEM);
+        assert_int_equal(fs.id[fs.n - 1], expect_id(cfg.space, "item", "ZZ"));
+        veil_tz_free(tz);
+        veil_catalog_free(cat);
+}
+
+static void test_normalization(void **st) {
+        (void)st;
+        assert_string_equal(veil_features_device("DESKTOP", NULL), "desktop");
+        assert_string_equal(veil_features_device("smartphone", NULL), "mobile");
+        assert_string_equal(veil_features_device("fridge", NULL), "other");
+        assert_null(veil_features_device(NULL, NULL));
+        assert_string_equal(veil_features_device(NULL,
+                                                 "Chrome 120 / Android / mobile"),
+                            "mobile");
+        assert_string_equal(
+                veil_features_device(NULL, "Mozilla/5.0 (iPad; CPU OS 17_0 "
+                                           "like Mac OS X) Mobile/15E148"),
+                "tablet");
+        assert_string_equal(veil_features_device(NULL, "Firefox 121 / Linux "
+                                                       "/ desktop"),
+                            "desktop");
+        assert_string_equal(veil_features_type("Purchase"), "purchase");
+        assert_string_equal(veil_features_type("wishlist"), "view");
+        assert_string_equal(veil_features_type(NULL), "view");
+        assert_string_equal(veil_features_position_bucket(1), "1");
+        assert_string_equal(veil_features_position_bucket(5), "4-5");
+        assert_string_equal(veil_features_position_bucket(11), "11-20");
+        assert_string_equal(veil_features_position_bucket(500), "21+");
+        assert_string_equal(veil_features_gap_bucket(0), "0-10s");
+        assert_string_equal(veil_features_gap_bucket(60000), "1-5m");
+        assert_string_equal(veil_features_gap_bucket(1800000), "30m+");
+        assert_int_equal(veil_features_kind("price_band"), VEIL_CTX_PRICE_BAND);
+        assert_int_equal(veil_features_kind("mood"), -1);
+}
+
+static void test_timezones(void **st) {
+        (void)st;
+        struct veil_tz_cache *tz = veil_tz_new(NULL, 2);
+        int32_t off;
+        /* Paris: +1 in winter, +2 in summer. */
+        assert_int_equal(veil_tz_offset(tz, "Europe/Paris", 1704110400000LL,
+                                        &off),
+                         0);
+        assert_int_equal(off, 3600);
+        assert_int_equal(veil_tz_offset(tz, "Europe/Paris", 1719835200000LL,
+                                        &off),
+                         0);
+        assert_int_equal(off, 7200);
+        /* New York, summer; more zones than the cache holds. */
+        assert_int_equal(veil_tz_offset(tz, "America/New_York",
+                                        1719835200000LL, &off),
+                         0);
+        assert_int_equal(off, -4 * 3600);
+        assert_int_equal(veil_tz_offset(tz, "Europe/Paris", 1704110400000LL,
+                                        &off),
+                         0);
+        assert_int_equal(off, 3600);
+        /* Unknown or unsafe names: UTC, and an error. */
+        assert_int_equal(veil_tz_offset(tz, "Mars/Olympus", 0, &off), -1);
+        assert_int_equal(off, 0);
+        assert_int_equal(veil_tz_offset(tz, "../../etc/passwd", 0, &off), -1);
+        assert_int_equal(veil_tz_offset(tz, "/etc/localtime", 0, &off), -1);
+        assert_int_equal(veil_tz_offset(tz, "", 0, &off), -1);
+        int h, wd;
+        veil_tz_local(0, 0, &h, &wd);
+        assert_int_equal(h, 0);
+        assert_int_equal(wd, 4); /* 1970-01-01 was a Thursday */
+        veil_tz_local(-1000, 0, &h, &wd);
+        assert_int_equal(h, 23);
+        assert_int_equal(wd, 3);
+        veil_tz_local(1705350600000LL, -5 * 3600, &h, &wd);
+        assert_int_equal(h, 15);
+        assert_int_equal(wd, 1);
+        veil_tz_free(tz);
+}
+
+static void test_catalog(void **st) {
+        (void)st;
+        char err[512];
+        char *path = write_tmp(
+                "item,median_unit_price,description\n"
+                "10,0.85,INFLATABLE POLITICAL GLOBE\n"
+                "11,1.25,HEART T-LIGHT HOLDER PINK\n"
+                "12,2.10,SET OF 3 CAKE TINS PANTRY DESIGN\n"
+                "10,9.99,DUPLICATE\n"
+                "13,,\n");
+        struct veil_catalog *c;
+        assert_int_equal(veil_catalog_load(&c, path, NULL, 2, 3, err,
+                                           sizeof(err)),
+                         0);
+        assert_int_equal(c->n_file, 4);
+        assert_string_equal(c->category[0], "globe");
+        assert_string_equal(c->category[1], "holder");
+        assert_string_equal(c->category[2], "pantry");
+        assert_string_equal(c->category[3], "item");
+        assert_string_equal(c->phrase[0], "a globe");
+        assert_true(c->price[0] > 0.84f && c->price[0] < 0.86f); /* first */
+        assert_int_equal(c->band[3], -1);
+        assert_int_equal(c->band[0], 0);
+        assert_int_equal(c->band[2], 2);
+        /* Items from events: up to the cap. */
+        assert_int_equal(veil_catalog_intern(c, "x"), 4);
+        assert_int_equal(veil_catalog_intern(c, "x"), 4);
+        assert_int_equal(veil_catalog_intern(c, "y"), 5);
+        assert_int_equal(veil_catalog_intern(c, "z"), -1);
+        assert_int_equal(veil_catalog_find(c, "12"), 2);
+        veil_catalog_free(c);
+        /* A named column that is absent: the message names it. */
+        struct veil_catalog_columns cols = {0};
+        cols.category = "kind";
+        assert_int_equal(veil_catalog_load(&c, path, &cols, 0, 3, err,
+                                           sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "'kind'"));
+        unlink(path);
+        free(path);
+        assert_int_equal(veil_catalog_load(&c, "/nonexistent/items.csv", NULL,
+                                           0, 5, err, sizeof(err)),
+                         -VEIL_ENOENT);
+        char *rel = veil_catalog_path("conf/x/p.yaml:3:9", "../items.csv");
+        assert_string_equal(rel, "conf/x/../items.csv");
+        free(rel);
+        rel = veil_catalog_path("p.yaml:3:9", "/abs/items.csv");
+        assert_string_equal(rel, "/abs/items.csv");
+        free(rel);
+}
+
+/* ---- the profile store ---------------------------------------------- */
+
+static void test_profile_bounds(void **st) {
+        (void)st;
+        struct veil_profiles *s;
+        assert_int_equal(veil_profiles_new(&s, 3, 2, 1000), 0);
+        int created;
+        struct veil_profile *p = veil_profiles_touch(s, "a", 0, &created);
+        assert_true(created);
+        veil_profiles_push(s, p, 1, 10);
+        veil_profiles_push(s, p, 2, 20);
+        veil_profiles_push(s, p, 3, 30); /* L = 2: item 1 goes */
+        assert_int_equal(p->n_items, 2);
+        assert_int_equal(p->items[0], 3);
+        assert_int_equal(p->items[1], 2);
+        assert_int_equal(p->item_ts[0], 30);
+        veil_profiles_touch(s, "b", 1, &created);
+        veil_profiles_touch(s, "c", 2, &created);
+        p = veil_profiles_touch(s, "a", 3, &created); /* a is fresh again */
+        assert_false(created);
+        veil_profiles_touch(s, "d", 4, &created); /* full: b (LRU) goes */
+        assert_true(created);
+        assert_int_equal(veil_profiles_count(s), 3);
+        assert_null(veil_profiles_get(s, "b", 5));
+        p = veil_profiles_get(s, "a", 5);
+        assert_non_null(p);
+        assert_int_equal(p->items[0], 3);
+        /* TTL: unused for longer than 1000 ms. */
+        assert_null(veil_profiles_get(s, "c", 1003));
+        assert_int_equal(veil_profiles_count(s), 2);
+        assert_int_equal(veil_profiles_expire(s, 1005), 2);
+        assert_int_equal(veil_profiles_count(s), 0);
+        /* Erase. */
+        veil_profiles_touch(s, "e", 2000, &created);
+        assert_int_equal(veil_profiles_erase(s, "e"), 1);
+        assert_int_equal(veil_profiles_erase(s, "e"), 0);
+        assert_null(veil_profiles_get(s, "e", 2000));
+        p = veil_profiles_touch(s, "e", 2001, &created);
+        assert_true(created);
+        assert_int_equal(p->n_items, 0); /* nothing of the old one */
+        veil_profiles_free(s);
+}
+
+/* Random touches and erasures against a plain list: the hash table with
+ * backward-shift deletion and the LRU never lose or confuse a key. */
+static void test_profile_stress(void **st) {
+        (void)st;
+        enum { MAX = 50, KEYS = 200, OPS = 20000 };
+        struct veil_profiles *s;
+        assert_int_equal(veil_profiles_new(&s, MAX, 1, 0), 0);
+        int64_t last_use[KEYS];
+        int held[KEYS];
+        memset(held, 0, sizeof(held));
+        uint64_t r = 12345;
+        char key[16];
+        for (int op = 0; op < OPS; op++) {
+                r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+                int k = (int)((r >> 33) % KEYS);
+                snprintf(key, sizeof(key), "k%d", k);
+                if ((r >> 20) % 5 == 0) {
+                        assert_int_equal(veil_profiles_erase(s, key),
+                                         held[k]);
+                        held[k] = 0;
+                } else {
+                        int created;
+                        struct veil_profile *p =
+                                veil_profiles_touch(s, key, op, &created);
+                        assert_non_null(p);
+                        assert_int_equal(created, !held[k]);
+                        if (created) {
+                                veil_profiles_push(s, p, k, op);
+                        } else {
+                                assert_int_equal(p->items[0], k);
+                        }
+                        if (!held[k]) {
+                                int n = 0, oldest = -1;
+                                for (int j = 0; j < KEYS; j++) {
+                                        if (!held[j])
+                                                continue;
+                                        n++;
+                                        if (oldest < 0 ||
+                                            last_use[j] < last_use[oldest])
+                                                oldest = j;
+                                }
+                                if (n == MAX) /* the store dropped the LRU */
+                                        held[oldest] = 0;
+                        }
+                        held[k] = 1;
+                        last_use[k] = op;
+                }
+                int n = 0;
+                for (int j = 0; j < KEYS; j++)
+                        n += held[j];
+                assert_int_equal(veil_profiles_count(s), n);
+        }
+        for (int j = 0; j < KEYS; j++) {
+                snprintf(key, sizeof(key), "k%d", j);
+                struct veil_profile *p = veil_profiles_get(s, key, OPS);
+                assert_int_equal(p != NULL, held[j]);
+        }
+        veil_profiles_free(s);
+}
+
+/* ---- through the host: forget → context ---------------------------- */
+
+struct harness {
+        struct veil_config *cfg;
+        struct veil_keyring *kr;
+        struct veil_pipeline *p;
+        char access[4096];
+        int n_access;
+        long seq;
+};
+
+static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
+                const void *value, size_t value_len,
+                const struct veil_dead_letter *dl) {
+        struct harness *h = ctx;
+        (void)key, (void)key_len;
+        if (dl || strcmp(topic, "acc"))
+                return 0;
+        char *json = veil_codec_rec_json(
+                veil_pipeline_output_codec(h->p, "access"), value, value_len);
+        assert_non_null(json);
+        snprintf(h->access, sizeof(h->access), "%s", json);
+        free(json);
+        h->n_access++;
+        return 0;
+}
+
+static void h_open(struct harness *h, const char *with) {
+        char yaml[2048], err[2048];
+        snprintf(yaml, sizeof(yaml),
+                 "kafka: {bootstrap: embedded, group: t}\n"
+                 "input: {topic: in, schema: ../../../schemas/interaction.avsc,"
+                 " batch: {max_events: 64, max_wait_ms: 10}}\n"
+                 "outputs:\n"
+                 "  access: {topic: acc, schema: "
+                 "../../../schemas/access.avsc}\n"
+                 "  dead_letter: {topic: dlq}\n"
+                 "plugins:\n"
+                 "  - use: %s/veil_forget.so\n"
+                 "  - use: context\n"
+                 "    with: {catalog: ../../../config/demo/items.csv, %s}\n"
+                 "keys: {ephemeral: true}\n",
+                 FORGET_DIR, with);
+        memset(h, 0, sizeof(*h));
+        char *dirs[] = {VEIL_PLUGIN_DIR_BUILD};
+        if (veil_config_parse(&h->cfg,
+                              VEIL_SRCDIR "/plugins/context/tests/t.yaml",
+                              yaml, strlen(yaml), err, sizeof(err)) ||
+            veil_keys_load(h->cfg, &h->kr, err, sizeof(err)))
+                fail_msg("%s", err);
+        struct veil_pipeline_opts o = {dirs, 1, h->kr, 0};
+        if (veil_pipeline_new(&h->p, h->cfg, &o, err, sizeof(err)))
+                fail_msg("%s", err);
+        veil_pipeline_set_sink(h->p, (struct veil_sink){sink, h});
+}
+
+static void h_close(struct harness *h) {
+        veil_pipeline_destroy(h->p);
+        veil_keyring_destroy(h->kr);
+        veil_config_destroy(h->cfg);
+}
+
+struct spec {
+        const char *user, *item, *session, *type;
+        int64_t ts_s;
+        veil_tier_t tier;
+};
+
+static struct veil_batch *h_run(struct harness *h, const struct spec *sp,
+                                size_t n) {
+        struct veil_batch *b = veil_pipeline_batch_begin(h->p);
+        char id[32];
+        for (size_t i = 0; i < n; i++) {
+                struct veil_event ev = {0};
+                snprintf(id, sizeof(id), "e%ld", ++h->seq);
+                ev.event_id = id;
+                ev.user_id = sp[i].user;
+                ev.item_id = sp[i].item;
+                ev.type = sp[i].type ? sp[i].type : "view";
+                ev.ts_ms = sp[i].ts_s * 1000;
+                ev.ctx.session_id = sp[i].session;
+                ev.tier = sp[i].tier;
+                ev.gpc = -1;
+                assert_int_equal(veil_pipeline_batch_add_event(h->p, &ev), 1);
+        }
+        char err[512];
+        assert_int_equal(veil_pipeline_batch_run(h->p, err, sizeof(err)), 0);
+        return b;
+}
+
+static const struct veil_context_info *info(const struct veil_event *ev) {
+        const struct veil_context_info *i = ev->user;
+        assert_non_null(i);
+        assert_int_equal(i->magic, VEIL_CONTEXT_INFO_MAGIC);
+        return i;
+}
+
+/* The id of the feature of `kind` on the event, or UINT32_MAX. */
+static uint32_t feature(const struct veil_event *ev, int kind) {
+        const struct veil_context_info *i = info(ev);
+        for (size_t k = 0; k < ev->n_features; k++)
+                if (i->kinds[k] == kind)
+                        return ev->features[k];
+        return UINT32_MAX;
+}
+
+#define P VEIL_TIER_PERSONALIZED
+#define C VEIL_TIER_CONTEXTUAL
+
+static void test_sessions(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "session_gap_s: 600, profile_items: 3");
+        const uint32_t S = 16384;
+        /* One visit of three events, a new session id, then a long gap. */
+        struct spec a[] = {
+                {"customer-17850", "85123A", "s1", NULL, 1000000, P},
+                {"customer-17850", "71053", "s1", NULL, 1000005, P},
+                {"customer-17850", "84406B", "s1", NULL, 1000100, P},
+                {"customer-17850", "22752", "s2", NULL, 1000200, P},
+                {"customer-17850", "21730", "s2", NULL, 1000200 + 601, P},
+        };
+        struct veil_batch *b = h_run(&h, a, 5);
+        const char *pos[] = {"1", "2", "3", "1", "1"};
+        for (int i = 0; i < 5; i++)
+                assert_int_equal(feature(&b->events[i],
+                                         VEIL_CTX_SESSION_POSITION),
+                                 expect_id(S, "session_position", pos[i]));
+        /* Time since the previous event only inside a session. */
+        assert_int_equal(feature(&b->events[0], VEIL_CTX_SINCE_PREVIOUS),
+                         UINT32_MAX);
+        assert_int_equal(feature(&b->events[1], VEIL_CTX_SINCE_PREVIOUS),
+                         expect_id(S, "since_previous", "0-10s"));
+        assert_int_equal(feature(&b->events[2], VEIL_CTX_SINCE_PREVIOUS),
+                         expect_id(S, "since_previous", "1-5m"));
+        assert_int_equal(feature(&b->events[4], VEIL_CTX_SINCE_PREVIOUS),
+                         UINT32_MAX);
+        /* Recent items: before this event, newest first, at most L = 3;
+         * the previous event's features travel with them. */
+        assert_int_equal(b->events[0].n_recent, 0);
+        assert_int_equal(info(&b->events[0])->n_prev, 0);
+        const struct veil_event *e4 = &b->events[4];
+        assert_int_equal(e4->n_recent, 3);
+        assert_string_equal(e4->recent_items[0], "22752");
+        assert_string_equal(e4->recent_items[1], "84406B");
+        assert_string_equal(e4->recent_items[2], "71053");
+        const struct veil_context_info *i4 = info(e4);
+        assert_int_equal(i4->n_prev, b->events[3].n_features);
+        assert_memory_equal(i4->prev_features, b->events[3].features,
+                            i4->n_prev * sizeof(uint32_t));
+        /* Subjects are pseudonyms: the profile never sees the raw id. */
+        assert_non_null(b->events[0].subject);
+        assert_null(strstr(b->events[0].subject, "17850"));
+
+        /* Contextual: nothing kept, nothing handed over, no session. */
+        struct spec c[] = {{"u2", "85123A", "s9", NULL, 2000000, C},
+                           {"u2", "71053", "s9", NULL, 2000001, C}};
+        b = h_run(&h, c, 2);
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(b->events[i].n_recent, 0);
+                assert_int_equal(info(&b->events[i])->n_prev, 0);
+                assert_int_equal(feature(&b->events[i],
+                                         VEIL_CTX_SESSION_POSITION),
+                                 UINT32_MAX);
+                assert_int_equal(info(&b->events[i])->tier, C);
+        }
+        /* none: no personal processing at all. */
+        struct spec n[] = {{"u3", "85123A", "s9", NULL, 2000000,
+                            VEIL_TIER_NONE}};
+        b = h_run(&h, n, 1);
+        assert_int_equal(b->events[0].n_features, 0);
+        assert_int_equal(info(&b->events[0])->tier, VEIL_TIER_NONE);
+        /* Undecided: default_tier (contextual here). */
+        struct spec u[] = {{"u4", "85123A", "s9", NULL, 2000000,
+                            VEIL_TIER_UNDECIDED},
+                           {"u4", "71053", "s9", NULL, 2000001,
+                            VEIL_TIER_UNDECIDED}};
+        b = h_run(&h, u, 2);
+        assert_int_equal(info(&b->events[1])->tier, C);
+        assert_int_equal(b->events[1].n_recent, 0);
+        h_close(&h);
+}
+
+static void test_contextual_attrs(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "default_tier: contextual");
+        struct veil_batch *b = veil_pipeline_batch_begin(h.p);
+        struct veil_kv attrs[] = {{"session_position", "7"},
+                                  {"since_previous_s", "30"}};
+        struct veil_event ev = {0};
+        ev.event_id = "x1";
+        ev.user_id = "u9";
+        ev.item_id = "85123A";
+        ev.type = "view";
+        ev.gpc = -1;
+        ev.ctx.attrs = attrs;
+        ev.ctx.n_attrs = 2;
+        assert_int_equal(veil_pipeline_batch_add_event(h.p, &ev), 1);
+        char err[256];
+        assert_int_equal(veil_pipeline_batch_run(h.p, err, sizeof(err)), 0);
+        assert_int_equal(feature(&b->events[0], VEIL_CTX_SESSION_POSITION),
+                         expect_id(16384, "session_position", "6-10"));
+        assert_int_equal(feature(&b->events[0], VEIL_CTX_SINCE_PREVIOUS),
+                         expect_id(16384, "since_previous", "10-60s"));
+        h_close(&h);
+}
+
+static void test_erase_export_cap(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "default_tier: personalized, max_profiles: 3");
+        struct spec a[] = {{"alice", "85123A", "s1", NULL, 100, P},
+                           {"alice", "71053", "s1", NULL, 101, P}};
+        h_run(&h, a, 2);
+        /* An access request: the context section lists alice's items. */
+        struct spec ex[] = {{"alice", "x", NULL, "export", 102, P}};
+        h_run(&h, ex, 1);
+        h_run(&h, NULL, 0); /* exports are answered before the next batch */
+        assert_int_equal(h.n_access, 1);
+        assert_non_null(strstr(h.access, "\"context\""));
+        assert_non_null(strstr(h.access, "71053@101000 85123A@100000"));
+        assert_null(strstr(h.access, "alice"));
+        /* Erased: the next event starts from nothing. */
+        struct spec f[] = {{"alice", "x", NULL, "forget", 103, P}};
+        h_run(&h, f, 1);
+        struct spec a2[] = {{"alice", "84406B", "s1", NULL, 104, P}};
+        struct veil_batch *b = h_run(&h, a2, 1);
+        assert_int_equal(b->events[0].n_recent, 0);
+        assert_int_equal(feature(&b->events[0], VEIL_CTX_SESSION_POSITION),
+                         expect_id(16384, "session_position", "1"));
+        h_run(&h, ex, 1);
+        h_run(&h, NULL, 0);
+        assert_int_equal(h.n_access, 2);
+        assert_null(strstr(h.access, "85123A"));
+        /* The cap: a fourth person replaces the least recently used. */
+        struct spec more[] = {{"bob", "85123A", "s", NULL, 200, P},
+                              {"carol", "85123A", "s", NULL, 201, P},
+                              {"dave", "85123A", "s", NULL, 202, P},
+                              {"bob", "71053", "s", NULL, 203, P},
+                              {"alice", "71053", "s1", NULL, 204, P}};
+        b = h_run(&h, more, 5);
+        assert_int_equal(b->events[3].n_recent, 1); /* bob kept */
+        assert_int_equal(b->events[4].n_recent, 0); /* alice was the LRU */
+        h_close(&h);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_feature_ids),
+                cmocka_unit_test(test_normalization),
+                cmocka_unit_test(test_timezones),
+                cmocka_unit_test(test_catalog),
+                cmocka_unit_test(test_profile_bounds),
+                cmocka_unit_test(test_profile_stress),
+                cmocka_unit_test(test_sessions),
+                cmocka_unit_test(test_contextual_attrs),
+                cmocka_unit_test(test_erase_export_cap),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

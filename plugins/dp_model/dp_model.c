@@ -1,0 +1,703 @@
+/*
+ * dp_model — scores every event's candidates with an item-embedding model
+ * and learns it incrementally from the events flagged for training.
+ *
+ * Per batch: one query per event (model.h: context feature embeddings, the
+ * item in hand and, for personalized users, the mean of their recent
+ * items), one sgemm for the whole batch (n × items), a top-k per event that
+ * skips the item in hand and the user's recent ones, and one
+ * recommendation record per event with the features that contributed most
+ * in words. Then one learning step (learn.h) over the training events:
+ * recommend first, learn after (prequential).
+ *
+ * Tiers: personalized uses the profile the context stage handed over,
+ * contextual this event alone, none (when serve_none) the items with the
+ * highest bias — the same list for everyone, computed from the model, not
+ * from a count of anyone's data.
+ *
+ * Not yet differentially private: clipping is in place (learn.c) and the
+ * noise hook is empty until the DP issue, so records say epsilon_spent
+ * null like the popular baseline.
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <veil/veil.h>
+
+#include "catalog.h"
+#include "context_info.h"
+#include "learn.h"
+#include "model.h"
+#include "topk.h"
+
+#define MAX_K 100
+
+static const struct veil_param_def params[] = {
+        {"k", VEIL_PARAM_INT, "10", 0, "items per recommendation (1..100)"},
+        {"dim", VEIL_PARAM_INT, "64", 0, "embedding dimension d (1..1024)"},
+        {"feature_space", VEIL_PARAM_INT, "16384", 0,
+         "rows of the context feature table: the context stage's hash_space"},
+        {"catalog", VEIL_PARAM_STRING, NULL, 0,
+         "item catalog CSV, relative to the pipeline file (the same as the "
+         "context stage's)"},
+        {"catalog_columns", VEIL_PARAM_MAP, NULL, 0,
+         "column names of the catalog: {id: …, price: …, category: …, "
+         "description: …}"},
+        {"max_new_items", VEIL_PARAM_INT, "10000", 0,
+         "items seen in events but not in the catalog that are added"},
+        {"recent_weight", VEIL_PARAM_DOUBLE, "1.0", 0,
+         "weight α of the mean of a personalized user's recent items"},
+        {"learning_rate", VEIL_PARAM_DOUBLE, "0.1", 0,
+         "Adagrad step size (0 freezes the model)"},
+        {"negatives", VEIL_PARAM_INT, "256", 0,
+         "items sampled uniformly per batch for the sampled softmax"},
+        {"clip_norm", VEIL_PARAM_DOUBLE, "1.0", 0,
+         "L2 bound C on each user's gradient contribution per batch"},
+        {"max_user_events", VEIL_PARAM_INT, "32", 0,
+         "events of one user learned per batch (the first ones)"},
+        {"init_scale", VEIL_PARAM_DOUBLE, "0.1", 0,
+         "standard deviation of the initial embeddings"},
+        {"seed", VEIL_PARAM_INT, "1", 0,
+         "seed of the initialization and of the negative sampling"},
+        {"default_tier", VEIL_PARAM_STRING, "contextual", 0,
+         "tier of events no consent stage decided: none, contextual or "
+         "personalized"},
+        {"default_training", VEIL_PARAM_BOOL, "false", 0,
+         "learn from events no consent stage decided (consent-less "
+         "pipelines such as offline replays)"},
+        {"serve_none", VEIL_PARAM_BOOL, "true", 0,
+         "answer tier-none events with the highest-bias items (else no "
+         "record)"},
+        {NULL, 0, NULL, 0, NULL}};
+static const char *const outputs[] = {"recommendations", NULL};
+
+/* What the batch needs per served event. */
+struct row {
+        size_t ev;          /* index in the batch */
+        veil_tier_t tier;
+        int32_t cur;        /* model row of the item in hand, -1 */
+        int32_t *recent;    /* model rows of the recent items (arena) */
+        size_t n_recent;
+        const struct veil_context_info *info;
+};
+
+struct state {
+        veil_stage_t *st;
+        struct veil_model *m;
+        struct veil_learner *L;
+        size_t k;
+        float alpha;
+        veil_tier_t default_tier;
+        int default_training, serve_none;
+        /* Buffers of the largest batch so far. */
+        float *Q, *S;
+        size_t cap_rows, cap_S;
+        struct row *rows;
+        uint32_t *mark, stamp; /* exclusions, per item row */
+        uint64_t served, learned_events;
+        int warned_space;
+};
+
+static const char *tier_name(veil_tier_t t) {
+        switch (t) {
+        case VEIL_TIER_NONE: return "none";
+        case VEIL_TIER_CONTEXTUAL: return "contextual";
+        case VEIL_TIER_PERSONALIZED: return "personalized";
+        default: return "undecided";
+        }
+}
+
+static int parse_tier(const char *s, veil_tier_t *t) {
+        if (!strcmp(s, "none"))
+                *t = VEIL_TIER_NONE;
+        else if (!strcmp(s, "contextual"))
+                *t = VEIL_TIER_CONTEXTUAL;
+        else if (!strcmp(s, "personalized"))
+                *t = VEIL_TIER_PERSONALIZED;
+        else
+                return -VEIL_EINVAL;
+        return 0;
+}
+
+static const struct veil_context_info *info_of(const struct veil_event *ev) {
+        const struct veil_context_info *i = ev->user;
+        return i && i->magic == VEIL_CONTEXT_INFO_MAGIC &&
+                               i->version == VEIL_CONTEXT_INFO_VERSION
+                       ? i
+                       : NULL;
+}
+
+/* Buffers for a batch of `rows` events; S (rows × items scores, the one
+ * sgemm's output) is sized once the batch's new items are known. Grown,
+ * never shrunk: steady state allocates nothing. */
+static int reserve_rows(struct state *s, size_t rows) {
+        if (rows <= s->cap_rows)
+                return 0;
+        free(s->Q);
+        free(s->rows);
+        s->Q = NULL;
+        s->rows = calloc(rows, sizeof(*s->rows));
+        if (posix_memalign((void **)&s->Q, 64,
+                           rows * s->m->d * sizeof(float)) ||
+            !s->rows) {
+                s->cap_rows = 0;
+                return -VEIL_ENOMEM;
+        }
+        s->cap_rows = rows;
+        return 0;
+}
+
+static int reserve_scores(struct state *s, size_t n) {
+        if (n <= s->cap_S)
+                return 0;
+        free(s->S);
+        s->S = NULL;
+        size_t c = n + n / 4;
+        if (posix_memalign((void **)&s->S, 64, c * sizeof(float))) {
+                s->cap_S = 0;
+                return -VEIL_ENOMEM;
+        }
+        s->cap_S = c;
+        return 0;
+}
+
+/* ---- explanations ---------------------------------------------------- */
+
+struct part {
+        float c;   /* contribution to the top item's score */
+        int order; /* where it goes in the sentence */
+        const char *w[3]; /* its words, concatenated */
+};
+
+/* Eight partial sums: independent chains the compiler turns into vector
+ * instructions (one running sum would be a serial chain of adds). */
+static float vdot(const float *a, const float *b, size_t n) {
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                for (size_t j = 0; j < 8; j++)
+                        acc[j] += a[i + j] * b[i + j];
+        for (; i < n; i++)
+                s += a[i] * b[i];
+        for (size_t j = 0; j < 8; j++)
+                s += acc[j];
+        return s;
+}
+
+/* Appends without the cost of a printf per word (this runs per event). */
+static size_t append(char *out, size_t off, size_t size, const char *s) {
+        size_t n = strlen(s);
+        if (off + n >= size)
+                n = off + 1 < size ? size - off - 1 : 0;
+        memcpy(out + off, s, n);
+        out[off + n] = '\0';
+        return off + n;
+}
+
+/* The three features that pushed the top item up the most, in words:
+ * "in the evening · on mobile · viewing a lantern". */
+static void explain(const struct state *s, const struct veil_event *ev,
+                    const struct row *rw, uint32_t top, char *out,
+                    size_t size) {
+        const struct veil_model *m = s->m;
+        size_t d = m->d;
+        const float *v = m->V + (size_t)top * d;
+        out[0] = '\0';
+        if (rw->tier == VEIL_TIER_NONE) {
+                append(out, 0, size, "popular with everyone (nothing about "
+                                     "you was used)");
+                return;
+        }
+        const struct veil_context_info *info = rw->info;
+        struct part parts[VEIL_CTX_MAX_FEATURES + 2];
+        size_t np = 0;
+        float item_c = 0;
+        int have_item = 0;
+        const char *verb = NULL, *phrase = NULL;
+        for (size_t i = 0; i < ev->n_features && info && info->kinds; i++) {
+                int kind = info->kinds[i];
+                const char *w = info->words ? info->words[i] : NULL;
+                float c = vdot(m->E + (size_t)(ev->features[i] % m->space) * d,
+                               v, d);
+                if (kind == VEIL_CTX_TYPE) {
+                        verb = w;
+                        item_c += c;
+                        continue;
+                }
+                if (veil_ctx_kind_is_item(kind)) {
+                        if (kind == VEIL_CTX_ITEM)
+                                phrase = w;
+                        item_c += c;
+                        have_item = 1;
+                        continue;
+                }
+                if (!w || !*w || np >= VEIL_CTX_MAX_FEATURES)
+                        continue;
+                parts[np++] = (struct part){
+                        c, kind, {kind == VEIL_CTX_COUNTRY ? "in " : "", w, ""}};
+        }
+        if (rw->cur >= 0) {
+                item_c += vdot(m->U + (size_t)rw->cur * d, v, d);
+                have_item = 1;
+        }
+        if (have_item || verb)
+                parts[np++] = (struct part){
+                        item_c,
+                        VEIL_CTX_ITEM,
+                        {verb ? verb : "viewing", have_item ? " " : "",
+                         have_item ? (phrase ? phrase : "this item") : ""}};
+        if (rw->n_recent) {
+                /* α·mean(U[recent])·v: the recent items' share. */
+                float c = 0;
+                for (size_t j = 0; j < rw->n_recent; j++)
+                        c += vdot(m->U + (size_t)rw->recent[j] * d, v, d);
+                parts[np++] = (struct part){
+                        s->alpha * c / (float)rw->n_recent,
+                        VEIL_CTX_N_KINDS,
+                        {"after your recent items", "", ""}};
+        }
+        /* The three largest positive contributions, in sentence order. */
+        int pick[3];
+        size_t npick = 0;
+        for (size_t t = 0; t < 3; t++) {
+                int best = -1;
+                for (size_t i = 0; i < np; i++) {
+                        int taken = 0;
+                        for (size_t j = 0; j < npick; j++)
+                                taken |= pick[j] == (int)i;
+                        if (!taken && parts[i].c > 0 &&
+                            (best < 0 || parts[i].c > parts[best].c))
+                                best = (int)i;
+                }
+                if (best < 0)
+                        break;
+                pick[npick++] = best;
+        }
+        for (size_t i = 1; i < npick; i++)
+                for (size_t j = i; j > 0 && parts[pick[j - 1]].order >
+                                                    parts[pick[j]].order;
+                     j--) {
+                        int x = pick[j];
+                        pick[j] = pick[j - 1];
+                        pick[j - 1] = x;
+                }
+        if (!npick) {
+                append(out, 0, size, "popular right now");
+                return;
+        }
+        size_t off = 0;
+        for (size_t i = 0; i < npick; i++) {
+                if (i)
+                        off = append(out, off, size, " · ");
+                for (int w = 0; w < 3; w++)
+                        off = append(out, off, size, parts[pick[i]].w[w]);
+        }
+}
+
+/* ---- serving ---------------------------------------------------------- */
+
+static int emit(struct state *s, const struct veil_batch *b,
+                const struct veil_event *ev, const struct row *rw,
+                const uint32_t *idx, const float *val, size_t n) {
+        veil_rec_t *r = veil_out_begin(s->st, "recommendations");
+        if (!r)
+                return 0;
+        const char *subject = ev->subject ? ev->subject : "";
+        veil_rec_set_str(r, "subject", subject);
+        veil_rec_set_str(r, "event_id", ev->event_id ? ev->event_id : "");
+        for (size_t i = 0; i < n; i++) {
+                veil_rec_t *it = veil_rec_append(r, "items");
+                if (!it)
+                        return -VEIL_EINVAL;
+                veil_rec_set_str(it, "item_id", s->m->cat->id[idx[i]]);
+                veil_rec_set_double(it, "score", (double)val[i]);
+        }
+        veil_rec_set_str(r, "tier", tier_name(rw->tier));
+        char why[320];
+        if (n)
+                explain(s, ev, rw, idx[0], why, sizeof(why));
+        else
+                append(why, 0, sizeof(why), "nothing to recommend yet");
+        veil_rec_set_str(r, "explanation", why);
+        veil_rec_set_long(r, "model_version", (int64_t)s->m->steps);
+        /* Not private until the DP issue adds noise (learn.h, step 4). */
+        veil_rec_set_null(r, "epsilon_spent");
+        veil_rec_set_double(r, "delta", 0.0);
+        veil_rec_set_long(r, "ts", b->now_ms);
+        return veil_out_emit(s->st, "recommendations", subject,
+                             strlen(subject));
+}
+
+/* ---- learning --------------------------------------------------------- */
+
+struct slot {
+        const char *key;
+        uint32_t id;
+};
+
+/* Compact user ids for the batch: the per-user bound is per subject. */
+static uint32_t user_id(struct slot *tab, size_t cap, const char *key,
+                        uint32_t *n) {
+        uint64_t h = 14695981039346656037ULL;
+        for (const char *p = key; *p; p++)
+                h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        size_t j = h & (cap - 1);
+        while (tab[j].key) {
+                if (!strcmp(tab[j].key, key))
+                        return tab[j].id;
+                j = (j + 1) & (cap - 1);
+        }
+        tab[j].key = key;
+        tab[j].id = (*n)++;
+        return tab[j].id;
+}
+
+static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
+        struct veil_example *ex = veil_batch_alloc(b, n_rows * sizeof(*ex) + 1);
+        size_t cap = 16;
+        while (cap < 2 * n_rows)
+                cap *= 2;
+        struct slot *tab = veil_batch_alloc(b, cap * sizeof(*tab));
+        if (!ex || !tab)
+                return -VEIL_ENOMEM;
+        size_t n = 0;
+        uint32_t n_users = 0;
+        for (size_t r = 0; r < n_rows; r++) {
+                const struct row *rw = &s->rows[r];
+                const struct veil_event *ev = &b->events[rw->ev];
+                int train = ev->tier == VEIL_TIER_UNDECIDED
+                                    ? s->default_training
+                                    : ev->training;
+                const char *key = ev->subject ? ev->subject : ev->user_id;
+                if (!train || rw->tier == VEIL_TIER_NONE || rw->cur < 0 || !key)
+                        continue;
+                struct veil_example *e = &ex[n];
+                memset(e, 0, sizeof(*e));
+                e->target = rw->cur;
+                e->item = -1;
+                const struct veil_context_info *info = rw->info;
+                if (rw->tier == VEIL_TIER_PERSONALIZED && info &&
+                    info->n_prev && rw->n_recent) {
+                        /* The state before this event: the previous
+                         * event's features, its item, the items before. */
+                        e->feat = info->prev_features;
+                        e->n_feat = info->n_prev;
+                        e->item = rw->recent[0];
+                        e->recent = rw->recent + 1;
+                        e->n_recent = rw->n_recent - 1;
+                } else {
+                        /* Nothing kept: this event's context without the
+                         * item itself (which is the answer). */
+                        uint32_t *f = veil_batch_alloc(
+                                b, ev->n_features * sizeof(uint32_t) + 1);
+                        if (!f)
+                                return -VEIL_ENOMEM;
+                        size_t nf = 0;
+                        for (size_t i = 0; i < ev->n_features; i++)
+                                if (!info || !info->kinds ||
+                                    !veil_ctx_kind_is_item(info->kinds[i]))
+                                        f[nf++] = ev->features[i];
+                        e->feat = f;
+                        e->n_feat = nf;
+                }
+                e->user = user_id(tab, cap, key, &n_users);
+                n++;
+        }
+        if (!n)
+                return 0;
+        char err[256];
+        int rc = veil_learn_step(s->L, s->m, ex, n, n_users, err, sizeof(err));
+        if (rc) {
+                veil_log(s->st, VEIL_LOG_ERROR, "learning step: %s", err);
+                return rc;
+        }
+        s->learned_events += veil_learn_last(s->L).examples;
+        return 0;
+}
+
+static int process(void *state, struct veil_batch *b) {
+        struct state *s = state;
+        struct veil_model *m = s->m;
+        size_t d = m->d;
+        if (reserve_rows(s, b->n))
+                return -VEIL_ENOMEM;
+        /* 1. Queries. */
+        size_t n_rows = 0;
+        for (size_t i = 0; i < b->n; i++) {
+                struct veil_event *ev = &b->events[i];
+                if (ev->status != VEIL_PASS)
+                        continue;
+                const struct veil_context_info *info = info_of(ev);
+                veil_tier_t tier = info ? info->tier : ev->tier;
+                if (tier == VEIL_TIER_UNDECIDED)
+                        tier = s->default_tier;
+                if (tier == VEIL_TIER_NONE && !s->serve_none)
+                        continue;
+                if (info && info->space != m->space && !s->warned_space) {
+                        veil_log(s->st, VEIL_LOG_WARN,
+                                 "the context stage hashes into %u features, "
+                                 "this stage has feature_space %zu: ids are "
+                                 "folded; set them equal",
+                                 info->space, m->space);
+                        s->warned_space = 1;
+                }
+                struct row *rw = &s->rows[n_rows];
+                memset(rw, 0, sizeof(*rw));
+                rw->ev = i;
+                rw->tier = tier;
+                rw->info = info;
+                rw->cur = -1;
+                float *q = s->Q + n_rows * d;
+                n_rows++;
+                if (tier == VEIL_TIER_NONE) {
+                        /* A zero query: the scores are the biases. */
+                        memset(q, 0, d * sizeof(float));
+                        continue;
+                }
+                if (ev->item_id)
+                        rw->cur = veil_model_item(m, ev->item_id, 1);
+                if (tier == VEIL_TIER_PERSONALIZED && ev->n_recent) {
+                        rw->recent = veil_batch_alloc(
+                                b, ev->n_recent * sizeof(int32_t));
+                        if (!rw->recent)
+                                return -VEIL_ENOMEM;
+                        for (size_t j = 0; j < ev->n_recent; j++) {
+                                int32_t r = ev->recent_items[j]
+                                                    ? veil_model_item(
+                                                              m,
+                                                              ev->recent_items[j],
+                                                              0)
+                                                    : -1;
+                                if (r >= 0)
+                                        rw->recent[rw->n_recent++] = r;
+                        }
+                }
+                /* A contextual query never reads the profile, even when
+                 * the context stage (or a mistaken one) supplied it. */
+                veil_model_query(m, ev->features, ev->n_features, rw->cur,
+                                 rw->recent, rw->n_recent, s->alpha, q);
+        }
+        size_t items = veil_model_items(m);
+        if (reserve_scores(s, n_rows * items))
+                return -VEIL_ENOMEM;
+        /* 2. Scores: one sgemm for the batch. */
+        veil_model_score(m, s->Q, n_rows, items, s->S, items);
+        /* 3. Top-k, from the last row to the first: the sgemm wrote the
+         * last rows last, so they are the ones still in cache. Then the
+         * records, in event order. */
+        uint32_t *idx = veil_batch_alloc(b, n_rows * s->k * sizeof(uint32_t) + 1);
+        float *val = veil_batch_alloc(b, n_rows * s->k * sizeof(float) + 1);
+        size_t *got = veil_batch_alloc(b, n_rows * sizeof(size_t) + 1);
+        if (!idx || !val || !got)
+                return -VEIL_ENOMEM;
+        for (size_t r = n_rows; r-- > 0;) {
+                const struct row *rw = &s->rows[r];
+                if (!++s->stamp) {
+                        memset(s->mark, 0, m->cap * sizeof(uint32_t));
+                        s->stamp = 1;
+                }
+                if (rw->cur >= 0)
+                        s->mark[rw->cur] = s->stamp;
+                for (size_t j = 0; j < rw->n_recent; j++)
+                        s->mark[rw->recent[j]] = s->stamp;
+                got[r] = veil_topk(s->S + r * items, m->b, items, s->mark,
+                                   s->stamp, s->k, idx + r * s->k,
+                                   val + r * s->k);
+        }
+        for (size_t r = 0; r < n_rows; r++) {
+                const struct row *rw = &s->rows[r];
+                int rc = emit(s, b, &b->events[rw->ev], rw, idx + r * s->k,
+                              val + r * s->k, got[r]);
+                if (rc < 0)
+                        return rc;
+                s->served++;
+        }
+        /* 4. Learn from what was just served (prequential). */
+        return learn(s, b, n_rows);
+}
+
+static void destroy(void *state) {
+        struct state *s = state;
+        if (!s)
+                return;
+        veil_learner_free(s->L);
+        veil_model_free(s->m);
+        free(s->Q);
+        free(s->S);
+        free(s->rows);
+        free(s->mark);
+        free(s);
+}
+
+static int bad(char *errstr, size_t errstr_size, const veil_params_t *p,
+               const char *name, const char *valid) {
+        snprintf(errstr, errstr_size, "%s: %s must be %s",
+                 veil_params_where(p, name), name, valid);
+        return -VEIL_EINVAL;
+}
+
+static int init(veil_stage_t *st, const veil_params_t *p, void **state,
+                char *errstr, size_t errstr_size) {
+        int64_t k = veil_params_int(p, "k", 10);
+        int64_t dim = veil_params_int(p, "dim", 64);
+        int64_t space = veil_params_int(p, "feature_space", 16384);
+        int64_t max_new = veil_params_int(p, "max_new_items", 10000);
+        double alpha = veil_params_double(p, "recent_weight", 1.0);
+        double lr = veil_params_double(p, "learning_rate", 0.1);
+        int64_t neg = veil_params_int(p, "negatives", 256);
+        double clip = veil_params_double(p, "clip_norm", 1.0);
+        int64_t mue = veil_params_int(p, "max_user_events", 32);
+        double init_scale = veil_params_double(p, "init_scale", 0.1);
+        int64_t seed = veil_params_int(p, "seed", 1);
+        if (k < 1 || k > MAX_K)
+                return bad(errstr, errstr_size, p, "k", "between 1 and 100");
+        if (dim < 1 || dim > 1024)
+                return bad(errstr, errstr_size, p, "dim", "between 1 and 1024");
+        if (space < 1 || space > (1 << 24))
+                return bad(errstr, errstr_size, p, "feature_space",
+                           "between 1 and 2^24");
+        if (max_new < 0 || max_new > 10000000)
+                return bad(errstr, errstr_size, p, "max_new_items",
+                           "between 0 and 10000000");
+        if (!(alpha >= 0 && alpha <= 100))
+                return bad(errstr, errstr_size, p, "recent_weight",
+                           "between 0 and 100");
+        if (!(lr >= 0 && lr <= 10))
+                return bad(errstr, errstr_size, p, "learning_rate",
+                           "between 0 and 10");
+        if (neg < 1 || neg > 65536)
+                return bad(errstr, errstr_size, p, "negatives",
+                           "between 1 and 65536");
+        if (!(clip > 0))
+                return bad(errstr, errstr_size, p, "clip_norm", "positive");
+        if (mue < 1 || mue > 4096)
+                return bad(errstr, errstr_size, p, "max_user_events",
+                           "between 1 and 4096");
+        if (!(init_scale >= 0 && init_scale <= 10))
+                return bad(errstr, errstr_size, p, "init_scale",
+                           "between 0 and 10");
+        veil_tier_t dt;
+        if (parse_tier(veil_params_str(p, "default_tier"), &dt))
+                return bad(errstr, errstr_size, p, "default_tier",
+                           "none, contextual or personalized");
+
+        /* One pipeline thread, one BLAS thread: the design's rule, and
+         * what the benchmark's sgemm ceiling is measured with. */
+        openblas_set_num_threads(1);
+
+        struct veil_catalog *cat = NULL;
+        char err[512];
+        int rc;
+        if (veil_params_has(p, "catalog")) {
+                struct veil_catalog_columns cols = {0};
+                size_t nm = veil_params_map_size(p, "catalog_columns");
+                for (size_t i = 0; i < nm; i++) {
+                        const char *key = veil_params_map_key(
+                                p, "catalog_columns", i);
+                        const char *v = veil_params_map_value(
+                                p, "catalog_columns", i);
+                        if (!strcmp(key, "id"))
+                                cols.id = v;
+                        else if (!strcmp(key, "category"))
+                                cols.category = v;
+                        else if (!strcmp(key, "price"))
+                                cols.price = v;
+                        else if (!strcmp(key, "description"))
+                                cols.description = v;
+                        else
+                                return bad(errstr, errstr_size, p,
+                                           "catalog_columns",
+                                           "a map with the keys id, "
+                                           "category, price, description");
+                }
+                char *path = veil_catalog_path(veil_params_where(p, "catalog"),
+                                               veil_params_str(p, "catalog"));
+                rc = path ? veil_catalog_load(&cat, path, &cols,
+                                              (size_t)max_new, 5, err,
+                                              sizeof(err))
+                          : -VEIL_ENOMEM;
+                free(path);
+                if (rc) {
+                        snprintf(errstr, errstr_size, "%s: %s",
+                                 veil_params_where(p, "catalog"), err);
+                        return rc;
+                }
+        } else if ((rc = veil_catalog_new(&cat, (size_t)max_new, 5, errstr,
+                                          errstr_size))) {
+                return rc;
+        }
+        if (!cat->cap)
+                return bad(errstr, errstr_size, p, "max_new_items",
+                           "at least 1 when there is no catalog");
+        struct state *s = calloc(1, sizeof(*s));
+        if (!s) {
+                veil_catalog_free(cat);
+                return -VEIL_ENOMEM;
+        }
+        s->st = st;
+        s->k = (size_t)k;
+        s->alpha = (float)alpha;
+        s->default_tier = dt;
+        s->default_training = veil_params_bool(p, "default_training", 0);
+        s->serve_none = veil_params_bool(p, "serve_none", 1);
+        rc = veil_model_new(&s->m, cat, (size_t)dim, (size_t)space,
+                            (float)init_scale, (uint64_t)seed, errstr,
+                            errstr_size);
+        if (rc) {
+                free(s);
+                return rc;
+        }
+        struct veil_learn_cfg lc = {(float)lr, (float)clip, (float)alpha,
+                                    (size_t)neg, (size_t)mue};
+        s->mark = calloc(s->m->cap, sizeof(uint32_t));
+        if (!s->mark ||
+            veil_learner_new(&s->L, &lc, s->m, (uint64_t)seed * 7919u + 1)) {
+                destroy(s);
+                snprintf(errstr, errstr_size, "dp_model: out of memory");
+                return -VEIL_ENOMEM;
+        }
+        veil_log(st, VEIL_LOG_INFO,
+                 "%zu catalog items (room for %zu), d=%lld, %lld feature "
+                 "rows, %lld negatives per step",
+                 cat->n_file, s->m->cap, (long long)dim, (long long)space,
+                 (long long)neg);
+        *state = s;
+        return 0;
+}
+
+static void notice(const veil_params_t *p, veil_notice_t *n) {
+        veil_notice_add(n, VEIL_NOTICE_PURPOSE,
+                        "With every interaction we recommend the %lld items "
+                        "a shared model scores highest for what you are doing "
+                        "now and, if you allowed personalization, for your "
+                        "recent items; each recommendation says which of "
+                        "these mattered most.",
+                        (long long)veil_params_int(p, "k", 10));
+        veil_notice_add(n, VEIL_NOTICE_PRIVACY,
+                        "A shared model learns from the events of people who "
+                        "allowed it; each person's contribution to each "
+                        "update is bounded. It is not yet differentially "
+                        "private: recommendations say so (no epsilon).");
+}
+
+static const struct veil_plugin plugin = {
+        .abi_version = VEIL_ABI_VERSION,
+        .struct_size = sizeof(struct veil_plugin),
+        .name = "dp_model",
+        .version = "1.0.0",
+        .description = "Item-embedding recommendations: one sgemm per batch, "
+                       "top-k with explanations, incremental learning with "
+                       "per-user clipping (noise: the DP issue).",
+        .params = params,
+        .outputs = outputs,
+        .init = init,
+        .process = process,
+        .destroy = destroy,
+        .notice = notice,
+};
+
+VEIL_PLUGIN_EXPORT const struct veil_plugin *veil_plugin_entry(void) {
+        return &plugin;
+}

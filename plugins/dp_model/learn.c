@@ -1,0 +1,779 @@
+#include "learn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <veil/veil.h>
+
+/* A weight of one E or U row in an example's query. */
+struct coef {
+        uint32_t table; /* 0: E, 1: U */
+        uint32_t row;
+        float w;
+};
+
+struct veil_learner {
+        struct veil_learn_cfg cfg;
+        uint64_t rng;
+        veil_noise_hook hook;
+        void *hook_ctx;
+        size_t d, cap_items, space;
+
+        /* Per-example buffers, grown to the largest batch. */
+        size_t cap_ex;
+        float *Q, *R, *G, *rpos;
+        int32_t *pos_col;
+        uint32_t *order, *ucount, *ustart;
+        size_t *coef_off;
+        struct coef *coef;
+        size_t cap_coef;
+        size_t cap_users;
+        float *norms, *scales;
+        float *gram; /* 4 m×m Gram matrices of the largest user group */
+        size_t cap_gram;
+        float *A;    /* a user's query weights, dense: m × (rows they use) */
+        size_t cap_A;
+        uint32_t *col_mark, *col_of; /* row → column of A (E rows, then U) */
+        uint32_t col_stamp;
+
+        /* The support: sampled items, their rows of V and b. */
+        uint32_t *perm;
+        size_t n_perm;
+        uint32_t *sup;
+        size_t n_sup;
+        float *VS, *bS, *GS, *colsum;
+        uint32_t *forced;
+        size_t n_forced;
+        uint32_t *colmark, *col;
+        uint32_t stamp;
+
+        /* The summed gradient and the rows it touched. */
+        struct veil_grad g;
+        uint32_t *vmark, *umark, *emark, *vrows, *urows, *erows;
+        uint32_t gstamp;
+
+        struct veil_learn_stats last;
+};
+
+static void *grow(void *p, size_t n, size_t size) {
+        void *q = realloc(p, (n ? n : 1) * size);
+        if (!q)
+                free(p);
+        return q;
+}
+
+static float *floats64(size_t n) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)))
+                return NULL;
+        memset(p, 0, (n ? n : 1) * sizeof(float));
+        return p;
+}
+
+void veil_learner_free(struct veil_learner *L) {
+        if (!L)
+                return;
+        free(L->Q);
+        free(L->R);
+        free(L->G);
+        free(L->rpos);
+        free(L->pos_col);
+        free(L->order);
+        free(L->ucount);
+        free(L->ustart);
+        free(L->coef_off);
+        free(L->coef);
+        free(L->norms);
+        free(L->scales);
+        free(L->gram);
+        free(L->A);
+        free(L->col_mark);
+        free(L->col_of);
+        free(L->perm);
+        free(L->sup);
+        free(L->VS);
+        free(L->bS);
+        free(L->GS);
+        free(L->colsum);
+        free(L->forced);
+        free(L->colmark);
+        free(L->col);
+        free(L->g.V);
+        free(L->g.U);
+        free(L->g.E);
+        free(L->g.b);
+        free(L->vmark);
+        free(L->umark);
+        free(L->emark);
+        free(L->vrows);
+        free(L->urows);
+        free(L->erows);
+        free(L);
+}
+
+int veil_learner_new(struct veil_learner **out,
+                     const struct veil_learn_cfg *cfg,
+                     const struct veil_model *m, uint64_t seed) {
+        struct veil_learner *L = calloc(1, sizeof(*L));
+        if (!L)
+                return -VEIL_ENOMEM;
+        L->cfg = *cfg;
+        if (!L->cfg.negatives)
+                L->cfg.negatives = 1;
+        if (!L->cfg.max_user_examples)
+                L->cfg.max_user_examples = 1;
+        L->rng = seed ^ 0x5deece66dULL;
+        L->d = m->d;
+        L->cap_items = m->cap;
+        L->space = m->space;
+        size_t d = m->d, S = L->cfg.negatives;
+        L->perm = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
+        L->sup = calloc(S, sizeof(uint32_t));
+        L->VS = floats64(S * d);
+        L->bS = floats64(S);
+        L->GS = floats64(S * d);
+        L->colsum = floats64(S);
+        L->colmark = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
+        L->col = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
+        L->g.V = floats64(m->cap * d);
+        L->g.U = floats64(m->cap * d);
+        L->g.E = floats64(m->space * d);
+        L->g.b = floats64(m->cap);
+        L->vmark = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
+        L->umark = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
+        L->emark = calloc(m->space, sizeof(uint32_t));
+        L->vrows = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
+        L->urows = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
+        L->erows = calloc(m->space, sizeof(uint32_t));
+        L->col_mark = calloc(m->space + m->cap, sizeof(uint32_t));
+        L->col_of = calloc(m->space + m->cap, sizeof(uint32_t));
+        if (!L->perm || !L->sup || !L->VS || !L->bS || !L->GS || !L->colsum ||
+            !L->colmark || !L->col || !L->g.V || !L->g.U || !L->g.E ||
+            !L->g.b || !L->vmark || !L->umark || !L->emark || !L->vrows ||
+            !L->urows || !L->erows || !L->col_mark || !L->col_of) {
+                veil_learner_free(L);
+                return -VEIL_ENOMEM;
+        }
+        L->g.d = d;
+        L->g.space = m->space;
+        L->g.clip = cfg->clip;
+        *out = L;
+        return 0;
+}
+
+void veil_learner_set_noise(struct veil_learner *L, veil_noise_hook hook,
+                            void *ctx) {
+        L->hook = hook;
+        L->hook_ctx = ctx;
+}
+
+struct veil_learn_stats veil_learn_last(const struct veil_learner *L) {
+        return L->last;
+}
+const float *veil_learn_norms(const struct veil_learner *L) {
+        return L->norms;
+}
+const float *veil_learn_scales(const struct veil_learner *L) {
+        return L->scales;
+}
+const uint32_t *veil_learn_support(const struct veil_learner *L, size_t *n) {
+        *n = L->n_sup;
+        return L->sup;
+}
+
+void veil_learn_force_support(struct veil_learner *L, const uint32_t *items,
+                              size_t n) {
+        free(L->forced);
+        L->forced = NULL;
+        L->n_forced = 0;
+        if (!n || n > L->cfg.negatives)
+                return;
+        L->forced = malloc(n * sizeof(uint32_t));
+        if (!L->forced)
+                return;
+        memcpy(L->forced, items, n * sizeof(uint32_t));
+        L->n_forced = n;
+}
+
+static int reserve(struct veil_learner *L, size_t n_ex, size_t n_users,
+                   size_t n_coef) {
+        size_t d = L->d, S = L->cfg.negatives;
+        if (n_ex > L->cap_ex) {
+                size_t c = n_ex * 2;
+                free(L->Q);
+                free(L->R);
+                free(L->G);
+                L->Q = floats64(c * d);
+                L->R = floats64(c * S);
+                L->G = floats64(c * d);
+                L->rpos = grow(L->rpos, c, sizeof(float));
+                L->pos_col = grow(L->pos_col, c, sizeof(int32_t));
+                L->order = grow(L->order, c, sizeof(uint32_t));
+                L->coef_off = grow(L->coef_off, c + 1, sizeof(size_t));
+                if (!L->Q || !L->R || !L->G || !L->rpos || !L->pos_col ||
+                    !L->order || !L->coef_off)
+                        return -VEIL_ENOMEM;
+                L->cap_ex = c;
+        }
+        if (n_users + 1 > L->cap_users) {
+                size_t c = (n_users + 1) * 2;
+                L->ucount = grow(L->ucount, c, sizeof(uint32_t));
+                L->ustart = grow(L->ustart, c + 1, sizeof(uint32_t));
+                L->norms = grow(L->norms, c, sizeof(float));
+                L->scales = grow(L->scales, c, sizeof(float));
+                if (!L->ucount || !L->ustart || !L->norms || !L->scales)
+                        return -VEIL_ENOMEM;
+                L->cap_users = c;
+        }
+        if (n_coef > L->cap_coef) {
+                size_t c = n_coef * 2;
+                L->coef = grow(L->coef, c, sizeof(struct coef));
+                if (!L->coef)
+                        return -VEIL_ENOMEM;
+                L->cap_coef = c;
+        }
+        return 0;
+}
+
+/* Uniform items without replacement: a partial Fisher–Yates shuffle of a
+ * permutation kept across steps. Independent of the data, so one user's
+ * example never depends on another's. */
+static void sample_support(struct veil_learner *L, size_t items) {
+        while (L->n_perm < items) {
+                L->perm[L->n_perm] = (uint32_t)L->n_perm;
+                L->n_perm++;
+        }
+        if (L->n_forced) {
+                memcpy(L->sup, L->forced, L->n_forced * sizeof(uint32_t));
+                L->n_sup = L->n_forced;
+                return;
+        }
+        size_t S = L->cfg.negatives < items ? L->cfg.negatives : items;
+        for (size_t t = 0; t < S; t++) {
+                size_t r = t + (size_t)(veil_model_uniform(&L->rng) *
+                                        (double)(items - t));
+                if (r >= items)
+                        r = items - 1;
+                uint32_t x = L->perm[t];
+                L->perm[t] = L->perm[r];
+                L->perm[r] = x;
+                L->sup[t] = L->perm[t];
+        }
+        L->n_sup = S;
+}
+
+static int coef_cmp(const struct coef *a, const struct coef *b) {
+        if (a->table != b->table)
+                return a->table < b->table ? -1 : 1;
+        return a->row < b->row ? -1 : a->row > b->row;
+}
+
+/* The weights of the rows in example e's query, sorted, duplicates merged
+ * (two features hashed to one row count once, with the summed weight). */
+static size_t build_coef(const struct veil_learner *L,
+                         const struct veil_example *e, struct coef *c) {
+        size_t n = 0;
+        for (size_t i = 0; i < e->n_feat; i++)
+                c[n++] = (struct coef){0, (uint32_t)(e->feat[i] % L->space),
+                                       1.0f};
+        if (e->item >= 0)
+                c[n++] = (struct coef){1, (uint32_t)e->item, 1.0f};
+        for (size_t i = 0; i < e->n_recent; i++)
+                c[n++] = (struct coef){1, (uint32_t)e->recent[i],
+                                       L->cfg.alpha / (float)e->n_recent};
+        for (size_t i = 1; i < n; i++) { /* insertion sort: n is small */
+                struct coef x = c[i];
+                size_t j = i;
+                while (j > 0 && coef_cmp(&c[j - 1], &x) > 0) {
+                        c[j] = c[j - 1];
+                        j--;
+                }
+                c[j] = x;
+        }
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (m && !coef_cmp(&c[m - 1], &c[i]))
+                        c[m - 1].w += c[i].w;
+                else
+                        c[m++] = c[i];
+        }
+        return m;
+}
+
+static double dot(const float *a, const float *b, size_t n) {
+        double s = 0;
+        for (size_t i = 0; i < n; i++)
+                s += (double)a[i] * b[i];
+        return s;
+}
+
+/* Accumulator rows are zeroed the first time a step touches them. */
+static float *touch(float *acc, uint32_t *mark, uint32_t *rows, size_t *n,
+                    uint32_t stamp, uint32_t row, size_t width) {
+        float *r = acc + (size_t)row * width;
+        if (mark[row] != stamp) {
+                mark[row] = stamp;
+                rows[(*n)++] = row;
+                memset(r, 0, width * sizeof(float));
+        }
+        return r;
+}
+
+void veil_grad_densify(struct veil_grad *g) {
+        /* Rows never touched by this step may hold an old step's values:
+         * the marks are not visible here, so zero every row that is not
+         * listed (lists are short, rows many: mark them on the side). */
+        size_t maxr = g->items > g->space ? g->items : g->space;
+        unsigned char *listed = calloc(maxr ? maxr : 1, 1);
+        if (!listed)
+                return;
+        for (size_t i = 0; i < g->n_v; i++)
+                listed[g->v_rows[i]] = 1;
+        for (size_t r = 0; r < g->items; r++)
+                if (!listed[r]) {
+                        memset(g->V + r * g->d, 0, g->d * sizeof(float));
+                        g->b[r] = 0;
+                }
+        memset(listed, 0, maxr);
+        for (size_t i = 0; i < g->n_u; i++)
+                listed[g->u_rows[i]] = 1;
+        for (size_t r = 0; r < g->items; r++)
+                if (!listed[r])
+                        memset(g->U + r * g->d, 0, g->d * sizeof(float));
+        memset(listed, 0, maxr);
+        for (size_t i = 0; i < g->n_e; i++)
+                listed[g->e_rows[i]] = 1;
+        for (size_t r = 0; r < g->space; r++)
+                if (!listed[r])
+                        memset(g->E + r * g->d, 0, g->d * sizeof(float));
+        free(listed);
+}
+
+/* Vector code for the machine it runs on (AVX2 where there is one, chosen
+ * at load time), for the loops that run over every coordinate touched. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+VECTOR_CLONES
+static void adagrad(float *w, float *a, const float *g, size_t n, float lr) {
+        for (size_t i = 0; i < n; i++) {
+                a[i] += g[i] * g[i];
+                w[i] -= lr * g[i] / (sqrtf(a[i]) + 1e-8f);
+        }
+}
+
+/* ---- 1. per-example gradients, factored --------------------------- */
+
+/* Eight running maxima / sums: independent chains that vectorize, where
+ * one running value is a serial chain of n dependent operations. */
+static float lanes_max(const float *x, size_t n, float init) {
+        float m[8] = {init, init, init, init, init, init, init, init};
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                for (size_t j = 0; j < 8; j++)
+                        m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+        for (; i < n; i++)
+                m[0] = x[i] > m[0] ? x[i] : m[0];
+        for (size_t j = 1; j < 8; j++)
+                m[0] = m[j] > m[0] ? m[j] : m[0];
+        return m[0];
+}
+
+static float lanes_sum(const float *x, size_t n) {
+        float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                for (size_t j = 0; j < 8; j++)
+                        m[j] += x[i + j];
+        for (; i < n; i++)
+                m[0] += x[i];
+        return ((m[0] + m[1]) + (m[2] + m[3])) + ((m[4] + m[5]) + (m[6] + m[7]));
+}
+
+/* e^x for x <= 0 (the softmax, after the max is subtracted), to ~2e-7
+ * relative: 2^k from the exponent bits, 2^r from its Taylor polynomial on
+ * [-1/2, 1/2]. Branch-free, so the softmax loop vectorizes (libm's expf
+ * does not). */
+static inline float exp_nonpos(float x) {
+        x = x > -87.0f ? x : -87.0f;
+        float t = x * 1.44269504088896341f;
+        float k = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
+        float r = t - k;
+        float p = 1.0f +
+                  r * (0.693147181f +
+                       r * (0.240226507f +
+                            r * (0.0555041087f +
+                                 r * (0.00961812911f +
+                                      r * (0.00133335581f +
+                                           r * 0.000154035304f)))));
+        int32_t bits = ((int32_t)k + 127) * (1 << 23);
+        float scale;
+        memcpy(&scale, &bits, sizeof(scale));
+        return p * scale;
+}
+
+VECTOR_CLONES
+static void softmax_exp(float *r, size_t n, float mx) {
+        for (size_t j = 0; j < n; j++)
+                r[j] = exp_nonpos(r[j] - mx);
+}
+
+static double forward(struct veil_learner *L, const struct veil_model *m,
+                      const struct veil_example *ex, size_t n_ex) {
+        size_t d = L->d, S = L->n_sup, ldr = L->cfg.negatives;
+        float *Q = L->Q, *R = L->R;
+        for (size_t i = 0; i < n_ex; i++) {
+                const struct veil_example *e = &ex[L->order[i]];
+                veil_model_query(m, e->feat, e->n_feat, e->item, e->recent,
+                                 e->n_recent, L->cfg.alpha, Q + i * d);
+        }
+        /* Logits over the support: one sgemm, then the bias. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_ex,
+                    (int)S, (int)d, 1.0f, Q, (int)d, L->VS, (int)d, 0.0f, R,
+                    (int)ldr);
+        double loss = 0;
+        for (size_t i = 0; i < n_ex; i++) {
+                const struct veil_example *e = &ex[L->order[i]];
+                float *r = R + i * ldr;
+                for (size_t j = 0; j < S; j++)
+                        r[j] += L->bS[j];
+                uint32_t t = (uint32_t)e->target;
+                int in = L->colmark[t] == L->stamp;
+                L->pos_col[i] = in ? (int32_t)L->col[t] : -1;
+                float lpos = in ? r[L->col[t]]
+                                : (float)dot(Q + i * d, m->V + (size_t)t * d,
+                                             d) + m->b[t];
+                float mx = lanes_max(r, S, lpos);
+                softmax_exp(r, S, mx);
+                double sum = (in ? 0.0 : exp((double)(lpos - mx))) +
+                             lanes_sum(r, S);
+                float inv = (float)(1.0 / sum);
+                for (size_t j = 0; j < S; j++)
+                        r[j] *= inv;
+                /* R = P − Y: the target's coordinate loses 1. */
+                if (in) {
+                        loss -= log((double)r[L->col[t]] + 1e-30);
+                        r[L->col[t]] -= 1.0f;
+                        L->rpos[i] = 0.0f;
+                } else {
+                        double p = exp((double)(lpos - mx)) / sum;
+                        loss -= log(p + 1e-30);
+                        L->rpos[i] = (float)(p - 1.0);
+                }
+        }
+        /* g_e = Vᵀ r_e: the gradient of the loss at the query. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_ex,
+                    (int)d, (int)S, 1.0f, R, (int)ldr, L->VS, (int)d, 0.0f,
+                    L->G, (int)d);
+        for (size_t i = 0; i < n_ex; i++) {
+                if (L->pos_col[i] >= 0)
+                        continue;
+                const float *v = m->V + (size_t)ex[L->order[i]].target * d;
+                float *g = L->G + i * d;
+                for (size_t k = 0; k < d; k++)
+                        g[k] += L->rpos[i] * v[k];
+        }
+        return loss;
+}
+
+/* ---- 2. per-user norms (Gram identity) and clipping ---------------- */
+
+/* Gram matrix X_g X_gᵀ of m consecutive rows: one small sgemm. */
+static void gram(const float *x, size_t m, size_t k, size_t ld, float *out) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)m,
+                    (int)k, 1.0f, x, (int)ld, x, (int)ld, 0.0f, out, (int)m);
+}
+
+/* The weights of a user's m examples on the E and U rows they touch, as a
+ * dense m × (distinct rows) matrix: a_e·a_e' becomes one more Gram. */
+static int dense_weights(struct veil_learner *L, size_t s, size_t m,
+                         size_t *n_cols) {
+        if (!++L->col_stamp) {
+                memset(L->col_mark, 0,
+                       (L->space + L->cap_items) * sizeof(uint32_t));
+                L->col_stamp = 1;
+        }
+        size_t nc = 0;
+        for (size_t c = L->coef_off[s]; c < L->coef_off[s + m]; c++) {
+                size_t key = L->coef[c].table ? L->space + L->coef[c].row
+                                              : L->coef[c].row;
+                if (L->col_mark[key] != L->col_stamp) {
+                        L->col_mark[key] = L->col_stamp;
+                        L->col_of[key] = (uint32_t)nc++;
+                }
+        }
+        if (m * nc > L->cap_A) {
+                free(L->A);
+                L->cap_A = 2 * m * nc;
+                L->A = floats64(L->cap_A);
+                if (!L->A) {
+                        L->cap_A = 0;
+                        return -VEIL_ENOMEM;
+                }
+        }
+        memset(L->A, 0, m * nc * sizeof(float));
+        for (size_t i = 0; i < m; i++)
+                for (size_t c = L->coef_off[s + i]; c < L->coef_off[s + i + 1];
+                     c++) {
+                        size_t key = L->coef[c].table
+                                             ? L->space + L->coef[c].row
+                                             : L->coef[c].row;
+                        L->A[i * nc + L->col_of[key]] += L->coef[c].w;
+                }
+        *n_cols = nc;
+        return 0;
+}
+
+static int clip(struct veil_learner *L, const struct veil_example *ex,
+                size_t n_users, size_t *n_clipped) {
+        size_t d = L->d, ldr = L->cfg.negatives, clipped = 0;
+        for (size_t u = 0; u < n_users; u++) {
+                size_t s = L->ustart[u], e = L->ustart[u + 1], m = e - s;
+                L->norms[u] = 0.0f;
+                L->scales[u] = 1.0f;
+                if (!m)
+                        continue;
+                if (4 * m * m > L->cap_gram) {
+                        free(L->gram);
+                        L->gram = floats64(4 * m * m);
+                        if (!L->gram) {
+                                L->cap_gram = 0;
+                                return -VEIL_ENOMEM;
+                        }
+                        L->cap_gram = 4 * m * m;
+                }
+                float *rr = L->gram, *qq = rr + m * m, *gg = qq + m * m,
+                      *aa = gg + m * m;
+                size_t nc;
+                if (dense_weights(L, s, m, &nc))
+                        return -VEIL_ENOMEM;
+                /* A user's examples are consecutive rows of R, Q and G. */
+                gram(L->R + s * ldr, m, L->n_sup, ldr, rr);
+                gram(L->Q + s * d, m, d, d, qq);
+                gram(L->G + s * d, m, d, d, gg);
+                gram(L->A, m, nc, nc, aa);
+                /* ‖user's gradient‖² = Σ_{e,e'} over its parts:
+                 *   V: (r·r')(q·q')   b: r·r'   E, U rows: (a·a')(g·g') */
+                double n2 = 0;
+                for (size_t i = 0; i < m; i++) {
+                        for (size_t j = 0; j < m; j++) {
+                                double r2 = rr[i * m + j];
+                                /* Targets outside the support are a
+                                 * coordinate of their own, shared only by
+                                 * equal targets. */
+                                if (L->pos_col[s + i] < 0 &&
+                                    L->pos_col[s + j] < 0 &&
+                                    ex[L->order[s + i]].target ==
+                                            ex[L->order[s + j]].target)
+                                        r2 += (double)L->rpos[s + i] *
+                                              L->rpos[s + j];
+                                n2 += r2 * ((double)qq[i * m + j] + 1.0) +
+                                      (double)aa[i * m + j] * gg[i * m + j];
+                        }
+                }
+                double norm = sqrt(n2 > 0 ? n2 : 0);
+                float c = norm > L->cfg.clip ? (float)(L->cfg.clip / norm)
+                                             : 1.0f;
+                L->norms[u] = (float)norm;
+                L->scales[u] = c;
+                if (c == 1.0f)
+                        continue;
+                clipped++;
+                /* Every part of the user's gradient is linear in their rows
+                 * of R: scaling those rows scales the whole contribution. */
+                for (size_t i = s; i < e; i++) {
+                        float *r = L->R + i * ldr, *g = L->G + i * d;
+                        for (size_t j = 0; j < L->n_sup; j++)
+                                r[j] *= c;
+                        for (size_t k = 0; k < d; k++)
+                                g[k] *= c;
+                        L->rpos[i] *= c;
+                }
+        }
+        *n_clipped = clipped;
+        return 0;
+}
+
+/* ---- 3. the sum over users ---------------------------------------- */
+
+static void sum(struct veil_learner *L, const struct veil_example *ex,
+                size_t n_ex) {
+        size_t d = L->d, S = L->n_sup, ldr = L->cfg.negatives;
+        struct veil_grad *g = &L->g;
+        g->n_v = g->n_u = g->n_e = 0;
+        g->dense = 0;
+        L->gstamp++;
+        if (!L->gstamp) { /* wrapped: old marks could collide */
+                memset(L->vmark, 0, L->cap_items * sizeof(uint32_t));
+                memset(L->umark, 0, L->cap_items * sizeof(uint32_t));
+                memset(L->emark, 0, L->space * sizeof(uint32_t));
+                L->gstamp = 1;
+        }
+        /* V rows of the support: Rᵀ · Q, one sgemm. */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)d,
+                    (int)n_ex, 1.0f, L->R, (int)ldr, L->Q, (int)d, 0.0f,
+                    L->GS, (int)d);
+        memset(L->colsum, 0, S * sizeof(float));
+        for (size_t i = 0; i < n_ex; i++) {
+                const float *r = L->R + i * ldr;
+                for (size_t j = 0; j < S; j++)
+                        L->colsum[j] += r[j];
+        }
+        for (size_t j = 0; j < S; j++) {
+                uint32_t row = L->sup[j];
+                float *gv = touch(g->V, L->vmark, L->vrows, &g->n_v,
+                                  L->gstamp, row, d);
+                memcpy(gv, L->GS + j * d, d * sizeof(float));
+                g->b[row] = L->colsum[j];
+        }
+        for (size_t i = 0; i < n_ex; i++) {
+                const struct veil_example *e = &ex[L->order[i]];
+                const float *q = L->Q + i * d, *gi = L->G + i * d;
+                if (L->pos_col[i] < 0) {
+                        uint32_t row = (uint32_t)e->target;
+                        int fresh = L->vmark[row] != L->gstamp;
+                        float *gv = touch(g->V, L->vmark, L->vrows, &g->n_v,
+                                          L->gstamp, row, d);
+                        if (fresh)
+                                g->b[row] = 0;
+                        for (size_t k = 0; k < d; k++)
+                                gv[k] += L->rpos[i] * q[k];
+                        g->b[row] += L->rpos[i];
+                }
+                for (size_t c = L->coef_off[i]; c < L->coef_off[i + 1]; c++) {
+                        const struct coef *cf = &L->coef[c];
+                        float *gr = cf->table == 0
+                                            ? touch(g->E, L->emark, L->erows,
+                                                    &g->n_e, L->gstamp,
+                                                    cf->row, d)
+                                            : touch(g->U, L->umark, L->urows,
+                                                    &g->n_u, L->gstamp,
+                                                    cf->row, d);
+                        for (size_t k = 0; k < d; k++)
+                                gr[k] += cf->w * gi[k];
+                }
+        }
+        g->v_rows = L->vrows;
+        g->u_rows = L->urows;
+        g->e_rows = L->erows;
+}
+
+/* ---- 5. apply ------------------------------------------------------ */
+
+static void apply(struct veil_learner *L, struct veil_model *m, size_t items) {
+        struct veil_grad *g = &L->g;
+        size_t d = L->d;
+        float lr = L->cfg.lr;
+        if (g->dense) {
+                adagrad(m->V, m->aV, g->V, items * d, lr);
+                adagrad(m->b, m->ab, g->b, items, lr);
+                adagrad(m->U, m->aU, g->U, items * d, lr);
+                adagrad(m->E, m->aE, g->E, m->space * d, lr);
+                return;
+        }
+        for (size_t i = 0; i < g->n_v; i++) {
+                size_t r = g->v_rows[i];
+                adagrad(m->V + r * d, m->aV + r * d, g->V + r * d, d, lr);
+                adagrad(m->b + r, m->ab + r, g->b + r, 1, lr);
+        }
+        for (size_t i = 0; i < g->n_u; i++) {
+                size_t r = g->u_rows[i];
+                adagrad(m->U + r * d, m->aU + r * d, g->U + r * d, d, lr);
+        }
+        for (size_t i = 0; i < g->n_e; i++) {
+                size_t r = g->e_rows[i];
+                adagrad(m->E + r * d, m->aE + r * d, g->E + r * d, d, lr);
+        }
+}
+
+/* ---- the step ------------------------------------------------------- */
+
+int veil_learn_step(struct veil_learner *L, struct veil_model *m,
+                    const struct veil_example *ex, size_t n, size_t n_users,
+                    char *errstr, size_t errstr_size) {
+        memset(&L->last, 0, sizeof(L->last));
+        size_t items = veil_model_items(m);
+        if (!n || !n_users || !items)
+                return 0;
+        size_t n_coef = 0;
+        for (size_t i = 0; i < n; i++)
+                n_coef += ex[i].n_feat + (ex[i].item >= 0) + ex[i].n_recent;
+        if (reserve(L, n, n_users, n_coef))
+                return -VEIL_ENOMEM;
+
+        /* The per-user bound: at most max_user_examples events of a user,
+         * the first ones in the batch, grouped by user (counting sort). */
+        memset(L->ucount, 0, n_users * sizeof(uint32_t));
+        for (size_t i = 0; i < n; i++)
+                if (ex[i].user < n_users && ex[i].target >= 0 &&
+                    (size_t)ex[i].target < items &&
+                    L->ucount[ex[i].user] < L->cfg.max_user_examples)
+                        L->ucount[ex[i].user]++;
+        L->ustart[0] = 0;
+        for (size_t u = 0; u < n_users; u++)
+                L->ustart[u + 1] = L->ustart[u] + L->ucount[u];
+        size_t n_ex = L->ustart[n_users];
+        if (!n_ex)
+                return 0;
+        memset(L->ucount, 0, n_users * sizeof(uint32_t));
+        for (size_t i = 0; i < n; i++) {
+                uint32_t u = ex[i].user;
+                if (u >= n_users || ex[i].target < 0 ||
+                    (size_t)ex[i].target >= items ||
+                    L->ustart[u] + L->ucount[u] >= L->ustart[u + 1])
+                        continue;
+                L->order[L->ustart[u] + L->ucount[u]++] = (uint32_t)i;
+        }
+
+        sample_support(L, items);
+        L->stamp++;
+        if (!L->stamp) {
+                memset(L->colmark, 0, L->cap_items * sizeof(uint32_t));
+                L->stamp = 1;
+        }
+        size_t d = L->d;
+        for (size_t j = 0; j < L->n_sup; j++) {
+                uint32_t it = L->sup[j];
+                L->colmark[it] = L->stamp;
+                L->col[it] = (uint32_t)j;
+                memcpy(L->VS + j * d, m->V + (size_t)it * d,
+                       d * sizeof(float));
+                L->bS[j] = m->b[it];
+        }
+        L->coef_off[0] = 0;
+        for (size_t i = 0; i < n_ex; i++) {
+                const struct veil_example *e = &ex[L->order[i]];
+                L->coef_off[i + 1] = L->coef_off[i] +
+                                     build_coef(L, e,
+                                                L->coef + L->coef_off[i]);
+        }
+
+        double loss = forward(L, m, ex, n_ex);   /* 1 */
+        size_t clipped = 0;
+        if (clip(L, ex, n_users, &clipped))      /* 2 */
+                return -VEIL_ENOMEM;
+        sum(L, ex, n_ex);                        /* 3 */
+        L->g.items = items;
+        L->g.n_users = 0;
+        for (size_t u = 0; u < n_users; u++)
+                L->g.n_users += L->ustart[u + 1] > L->ustart[u];
+        if (L->hook) {                           /* 4 */
+                int rc = L->hook(L->hook_ctx, &L->g, errstr, errstr_size);
+                if (rc)
+                        return rc;
+        }
+        apply(L, m, items);                      /* 5 */
+        m->steps++;
+
+        L->last.examples = n_ex;
+        L->last.users = L->g.n_users;
+        L->last.support = L->n_sup;
+        L->last.loss = loss / (double)n_ex;
+        L->last.clipped = clipped;
+        return 0;
+}

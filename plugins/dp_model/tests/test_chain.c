@@ -1,0 +1,369 @@
+/*
+ * test_chain — context → dp_model through the host (an in-process
+ * pipeline): one recommendation per event, never the item in hand or a
+ * recent one, explanations made of the event's own words, each tier using
+ * only what it may, and a model that learns (its version moves).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "config.h"
+#include "keyring.h"
+#include "keys.h"
+#include "pipeline.h"
+
+#define MAX_RECS 256
+
+struct rec {
+        char event_id[32], subject[80], tier[16], explanation[320];
+        char items[10][16];
+        double scores[10];
+        int n_items;
+        long version;
+};
+
+struct harness {
+        struct veil_config *cfg;
+        struct veil_keyring *kr;
+        struct veil_pipeline *p;
+        struct rec recs[MAX_RECS];
+        int n_recs;
+        long seq;
+};
+
+static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
+                const void *value, size_t value_len,
+                const struct veil_dead_letter *dl) {
+        struct harness *h = ctx;
+        assert_null(dl);
+        assert_string_equal(topic, "recs");
+        assert_true(h->n_recs < MAX_RECS);
+        const veil_rec_t *r;
+        char err[256];
+        assert_int_equal(veil_codec_decode_rec(
+                                 veil_pipeline_output_codec(h->p,
+                                                            "recommendations"),
+                                 value, value_len, &r, err, sizeof(err)),
+                         0);
+        struct rec *o = &h->recs[h->n_recs++];
+        memset(o, 0, sizeof(*o));
+        const char *s;
+        size_t l;
+        assert_int_equal(veil_rec_get_str(r, "event_id", &s, &l), 0);
+        snprintf(o->event_id, sizeof(o->event_id), "%s", s);
+        assert_int_equal(veil_rec_get_str(r, "subject", &s, &l), 0);
+        snprintf(o->subject, sizeof(o->subject), "%s", s);
+        /* keyed by the subject pseudonym */
+        assert_int_equal(key_len, strlen(o->subject));
+        assert_memory_equal(key, o->subject, key_len);
+        assert_int_equal(veil_rec_get_str(r, "tier", &s, &l), 0);
+        snprintf(o->tier, sizeof(o->tier), "%s", s);
+        assert_int_equal(veil_rec_get_str(r, "explanation", &s, &l), 0);
+        snprintf(o->explanation, sizeof(o->explanation), "%s", s);
+        int64_t v;
+        assert_int_equal(veil_rec_get_long(r, "model_version", &v), 0);
+        o->version = (long)v;
+        double eps;
+        assert_int_equal(veil_rec_get_double(r, "epsilon_spent", &eps),
+                         -VEIL_ENOENT); /* not private yet: null */
+        size_t n = veil_rec_array_size(r, "items");
+        assert_true(n <= 10);
+        for (size_t i = 0; i < n; i++) {
+                const veil_rec_t *it = veil_rec_array_at(r, "items", i);
+                assert_int_equal(veil_rec_get_str(it, "item_id", &s, &l), 0);
+                snprintf(o->items[i], sizeof(o->items[i]), "%s", s);
+                assert_int_equal(veil_rec_get_double(it, "score",
+                                                     &o->scores[i]),
+                                 0);
+                if (i)
+                        assert_true(o->scores[i] <= o->scores[i - 1]);
+        }
+        o->n_items = (int)n;
+        return 0;
+}
+
+static void h_open(struct harness *h, const char *ctx_with,
+                   const char *model_with) {
+        char yaml[2048], err[2048];
+        snprintf(yaml, sizeof(yaml),
+                 "kafka: {bootstrap: embedded, group: t}\n"
+                 "input: {topic: in, schema: ../../../schemas/interaction.avsc,"
+                 " batch: {max_events: 64, max_wait_ms: 10}}\n"
+                 "outputs:\n"
+                 "  recommendations: {topic: recs, schema: "
+                 "../../../schemas/recommendation.avsc}\n"
+                 "  dead_letter: {topic: dlq}\n"
+                 "plugins:\n"
+                 "  - use: context\n"
+                 "    with: {catalog: ../../../config/demo/items.csv%s%s}\n"
+                 "  - use: dp_model\n"
+                 "    with: {catalog: ../../../config/demo/items.csv, dim: 16,"
+                 " seed: 42%s%s}\n"
+                 "keys: {ephemeral: true}\n",
+                 *ctx_with ? ", " : "", ctx_with, *model_with ? ", " : "",
+                 model_with);
+        memset(h, 0, sizeof(*h));
+        char *dirs[] = {VEIL_PLUGIN_DIR_BUILD};
+        if (veil_config_parse(&h->cfg,
+                              VEIL_SRCDIR "/plugins/dp_model/tests/t.yaml",
+                              yaml, strlen(yaml), err, sizeof(err)) ||
+            veil_keys_load(h->cfg, &h->kr, err, sizeof(err)))
+                fail_msg("%s", err);
+        struct veil_pipeline_opts o = {dirs, 1, h->kr, 0};
+        if (veil_pipeline_new(&h->p, h->cfg, &o, err, sizeof(err)))
+                fail_msg("%s", err);
+        veil_pipeline_set_sink(h->p, (struct veil_sink){sink, h});
+}
+
+static void h_close(struct harness *h) {
+        veil_pipeline_destroy(h->p);
+        veil_keyring_destroy(h->kr);
+        veil_config_destroy(h->cfg);
+}
+
+struct spec {
+        const char *user, *item;
+        int64_t ts_s;
+        veil_tier_t tier;
+        int training;
+        const char *device;
+};
+
+/* Runs one batch; returns the index of its first record. */
+static int h_run(struct harness *h, const struct spec *sp, size_t n) {
+        int first = h->n_recs;
+        veil_pipeline_batch_begin(h->p);
+        char id[32];
+        for (size_t i = 0; i < n; i++) {
+                struct veil_event ev = {0};
+                snprintf(id, sizeof(id), "e%ld", ++h->seq);
+                ev.event_id = id;
+                ev.user_id = sp[i].user;
+                ev.item_id = sp[i].item;
+                ev.type = "view";
+                ev.ts_ms = sp[i].ts_s * 1000;
+                ev.ctx.session_id = "visit";
+                ev.ctx.device = sp[i].device;
+                ev.tier = sp[i].tier;
+                ev.training = sp[i].training;
+                ev.gpc = -1;
+                assert_int_equal(veil_pipeline_batch_add_event(h->p, &ev), 1);
+        }
+        char err[512];
+        assert_int_equal(veil_pipeline_batch_run(h->p, err, sizeof(err)), 0);
+        return first;
+}
+
+static int has_item(const struct rec *r, const char *item) {
+        for (int i = 0; i < r->n_items; i++)
+                if (!strcmp(r->items[i], item))
+                        return 1;
+        return 0;
+}
+
+#define P VEIL_TIER_PERSONALIZED
+#define C VEIL_TIER_CONTEXTUAL
+#define N VEIL_TIER_NONE
+
+/* Items of the bundled catalog. */
+static const char *const items[] = {"85123A", "71053", "84406B", "84029G",
+                                    "84029E", "22752", "21730", "22633",
+                                    "22632", "84879", "22745", "22748"};
+
+static void test_one_per_event_and_exclusions(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "", "");
+        struct spec sp[12];
+        for (int i = 0; i < 12; i++)
+                sp[i] = (struct spec){"customer-17850", items[i],
+                                      1291191960 + i, P, 0, "mobile"};
+        int first = h_run(&h, sp, 12);
+        assert_int_equal(h.n_recs - first, 12);
+        for (int i = 0; i < 12; i++) {
+                const struct rec *r = &h.recs[first + i];
+                char want[32];
+                snprintf(want, sizeof(want), "e%d", i + 1);
+                assert_string_equal(r->event_id, want);
+                assert_int_equal(r->n_items, 10);
+                assert_string_equal(r->tier, "personalized");
+                /* Never the item in hand, nor one of the last 10 before. */
+                for (int j = i - 10 > 0 ? i - 10 : 0; j <= i; j++)
+                        assert_false(has_item(r, items[j]));
+                assert_true(strlen(r->explanation) > 0);
+                assert_null(strstr(r->subject, "17850"));
+                assert_non_null(strstr(r->subject, "eph."));
+        }
+        /* Drops upstream are not answered: only PASS events get one. */
+        h_close(&h);
+}
+
+/* Every part of an explanation is words the context stage made for this
+ * event, or the model's own phrases. */
+static void test_explanations_in_words(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "default_tier: personalized", "");
+        static const char *const allowed[] = {
+                "at night", "in the morning", "in the afternoon",
+                "in the evening", "on a Monday", "on a Tuesday",
+                "on a Wednesday", "on a Thursday", "on a Friday",
+                "on a Saturday", "on a Sunday", "on mobile",
+                "at the start of a visit", "early in a visit",
+                "well into a visit", "deep into a visit", "browsing quickly",
+                "after a pause", "after a break", "after your recent items",
+                "popular right now"};
+        struct spec sp[8];
+        for (int i = 0; i < 8; i++)
+                sp[i] = (struct spec){"u-explain", items[i],
+                                      1291230000 + 20 * i, /* an evening */
+                                      VEIL_TIER_UNDECIDED, 0, "mobile"};
+        int first = h_run(&h, sp, 8);
+        int saw_item = 0;
+        for (int i = 0; i < 8; i++) {
+                char buf[320];
+                snprintf(buf, sizeof(buf), "%s", h.recs[first + i].explanation);
+                int parts = 0;
+                for (char *save = NULL, *t = strtok_r(buf, "·", &save); t;
+                     t = strtok_r(NULL, "·", &save)) {
+                        while (*t == ' ')
+                                t++;
+                        size_t l = strlen(t);
+                        while (l && t[l - 1] == ' ')
+                                t[--l] = '\0';
+                        int ok = !strncmp(t, "viewing ", 8);
+                        saw_item |= ok;
+                        for (size_t a = 0; a < sizeof(allowed) / sizeof(*allowed);
+                             a++)
+                                ok |= !strcmp(t, allowed[a]);
+                        if (!ok)
+                                fail_msg("unexpected words '%s' in '%s'", t,
+                                         h.recs[first + i].explanation);
+                        parts++;
+                }
+                assert_true(parts >= 1 && parts <= 3);
+                /* Undecided events take default_tier: personalized. */
+                assert_string_equal(h.recs[first + i].tier, "personalized");
+        }
+        assert_true(saw_item);
+        h_close(&h);
+}
+
+/* A contextual event's recommendation depends on that event alone: the
+ * same event after two different histories of the same person gets the
+ * same items with the same scores. A personalized one does not. (The
+ * histories are not training events, so the shared model is the same.) */
+static void test_tier_isolation(void **st) {
+        (void)st;
+        struct rec ctx_rec[2], pers_rec[2];
+        for (int run = 0; run < 2; run++) {
+                struct harness h;
+                h_open(&h, "", "");
+                struct spec hist[5];
+                for (int i = 0; i < 5; i++)
+                        hist[i] = (struct spec){"same-person",
+                                                items[run ? 6 + i : i],
+                                                1291191960 + i, P, 0,
+                                                "desktop"};
+                h_run(&h, hist, 5);
+                struct spec now[] = {
+                        {"same-person", "22745", 1291192000, C, 0, "desktop"},
+                        {"same-person", "22745", 1291192000, P, 0, "desktop"}};
+                int first = h_run(&h, now, 1);
+                ctx_rec[run] = h.recs[first];
+                first = h_run(&h, now + 1, 1);
+                pers_rec[run] = h.recs[first];
+                assert_string_equal(ctx_rec[run].tier, "contextual");
+                assert_string_equal(pers_rec[run].tier, "personalized");
+                h_close(&h);
+        }
+        assert_int_equal(ctx_rec[0].n_items, ctx_rec[1].n_items);
+        for (int i = 0; i < ctx_rec[0].n_items; i++) {
+                assert_string_equal(ctx_rec[0].items[i], ctx_rec[1].items[i]);
+                assert_true(ctx_rec[0].scores[i] == ctx_rec[1].scores[i]);
+        }
+        int differ = ctx_rec[0].n_items != pers_rec[0].n_items;
+        for (int i = 0; i < pers_rec[0].n_items && !differ; i++)
+                differ = strcmp(pers_rec[0].items[i], pers_rec[1].items[i]) ||
+                         pers_rec[0].scores[i] != pers_rec[1].scores[i];
+        assert_true(differ);
+        assert_null(strstr(ctx_rec[0].explanation, "recent"));
+}
+
+/* none: the same list for everyone and every context, from the model's
+ * biases; nothing about the person. With serve_none false, no record. */
+static void test_tier_none(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "", "");
+        struct spec sp[] = {{"a", "85123A", 1291191960, N, 0, "mobile"},
+                            {"b", "22745", 1291299999, N, 0, "desktop"},
+                            {"c", NULL, 1291000000, N, 0, NULL}};
+        int first = h_run(&h, sp, 3);
+        assert_int_equal(h.n_recs - first, 3);
+        for (int i = 1; i < 3; i++) {
+                assert_int_equal(h.recs[first + i].n_items, 10);
+                for (int j = 0; j < 10; j++)
+                        assert_string_equal(h.recs[first + i].items[j],
+                                            h.recs[first].items[j]);
+        }
+        assert_string_equal(h.recs[first].tier, "none");
+        assert_non_null(strstr(h.recs[first].explanation, "nothing about you"));
+        h_close(&h);
+        h_open(&h, "", "serve_none: false");
+        first = h_run(&h, sp, 3);
+        assert_int_equal(h.n_recs - first, 0);
+        h_close(&h);
+}
+
+/* Training events move the model; the version counts the steps. Events
+ * not flagged for training (and undecided ones without default_training)
+ * leave it where it is. */
+static void test_learning_moves_the_model(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "", "");
+        struct spec sp[12];
+        for (int i = 0; i < 12; i++)
+                sp[i] = (struct spec){i % 2 ? "p1" : "p2", items[i],
+                                      1291191960 + i, P, 0, NULL};
+        h_run(&h, sp, 12);
+        int first = h_run(&h, sp, 12);
+        assert_int_equal(h.recs[first].version, 0);
+        for (int i = 0; i < 12; i++)
+                sp[i].training = 1;
+        h_run(&h, sp, 12);
+        first = h_run(&h, sp, 12);
+        assert_int_equal(h.recs[first].version, 1);
+        first = h_run(&h, sp, 12);
+        assert_int_equal(h.recs[first].version, 2);
+        h_close(&h);
+        /* Undecided events learn only with default_training. */
+        h_open(&h, "", "default_training: true");
+        for (int i = 0; i < 12; i++) {
+                sp[i].training = 0;
+                sp[i].tier = VEIL_TIER_UNDECIDED;
+        }
+        h_run(&h, sp, 12);
+        first = h_run(&h, sp, 12);
+        assert_int_equal(h.recs[first].version, 1);
+        h_close(&h);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_one_per_event_and_exclusions),
+                cmocka_unit_test(test_explanations_in_words),
+                cmocka_unit_test(test_tier_isolation),
+                cmocka_unit_test(test_tier_none),
+                cmocka_unit_test(test_learning_moves_the_model),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

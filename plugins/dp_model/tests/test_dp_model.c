@@ -1,0 +1,550 @@
+/*
+ * test_dp_model — the model's modules on their own: the batch sgemm
+ * against naive dot products, top-k ties and exclusions against a full
+ * sort, learning on a stream with a planted structure against popular,
+ * and per-user clipping against gradients materialized in double (checked
+ * themselves by finite differences).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "learn.h"
+#include "model.h"
+#include "topk.h"
+
+static uint64_t rng_state = 88172645463325252ULL;
+static double urand(void) { return veil_model_uniform(&rng_state); }
+static size_t irand(size_t n) { return (size_t)(urand() * (double)n) % n; }
+
+static struct veil_model *new_model(size_t items, size_t extra, size_t d,
+                                    size_t space, uint64_t seed) {
+        char err[256], id[32];
+        struct veil_catalog *cat;
+        assert_int_equal(veil_catalog_new(&cat, items + extra, 5, err,
+                                          sizeof(err)),
+                         0);
+        struct veil_model *m;
+        assert_int_equal(veil_model_new(&m, cat, d, space, 0.3f, seed, err,
+                                        sizeof(err)),
+                         0);
+        for (size_t i = 0; i < items; i++) {
+                snprintf(id, sizeof(id), "i%zu", i);
+                assert_int_equal(veil_model_item(m, id, 1), (int32_t)i);
+        }
+        for (size_t i = 0; i < items; i++)
+                m->b[i] = (float)(urand() - 0.5);
+        return m;
+}
+
+/* ---- scoring ---------------------------------------------------------- */
+
+static void test_score_matches_naive(void **st) {
+        (void)st;
+        const size_t items = 37, d = 13, space = 29, n = 19, ld = 41;
+        struct veil_model *m = new_model(items, 4, d, space, 7);
+        float *Q = calloc(n * d, sizeof(float));
+        float *S = calloc(n * ld, sizeof(float));
+        for (size_t i = 0; i < n; i++) {
+                uint32_t feat[5];
+                int32_t recent[4];
+                size_t nf = irand(6), nr = irand(5);
+                for (size_t f = 0; f < nf; f++)
+                        feat[f] = (uint32_t)irand(1000); /* folded mod space */
+                for (size_t r = 0; r < nr; r++)
+                        recent[r] = (int32_t)irand(items);
+                int32_t item = i % 3 ? (int32_t)irand(items) : -1;
+                veil_model_query(m, feat, nf, item, recent, nr, 0.7f,
+                                 Q + i * d);
+                for (size_t k = 0; k < d; k++) {
+                        double q = 0;
+                        for (size_t f = 0; f < nf; f++)
+                                q += m->E[(feat[f] % space) * d + k];
+                        if (item >= 0)
+                                q += m->U[(size_t)item * d + k];
+                        for (size_t r = 0; r < nr; r++)
+                                q += 0.7 / (double)nr *
+                                     m->U[(size_t)recent[r] * d + k];
+                        assert_true(fabs(q - Q[i * d + k]) < 1e-5);
+                }
+        }
+        veil_model_score(m, Q, n, items, S, ld);
+        for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < items; j++) {
+                        double s = 0;
+                        for (size_t k = 0; k < d; k++)
+                                s += (double)Q[i * d + k] * m->V[j * d + k];
+                        assert_true(fabs(s - S[i * ld + j]) <
+                                    1e-5 * (1 + fabs(s)));
+                }
+        free(Q);
+        free(S);
+        veil_model_free(m);
+}
+
+/* ---- top-k ------------------------------------------------------------ */
+
+struct cand {
+        float v;
+        uint32_t j;
+};
+
+static int by_score(const void *a, const void *b) {
+        const struct cand *x = a, *y = b;
+        if (x->v != y->v)
+                return x->v > y->v ? -1 : 1;
+        return x->j < y->j ? -1 : 1;
+}
+
+static void test_topk_against_sort(void **st) {
+        (void)st;
+        const size_t sizes[] = {1, 5, 15, 16, 17, 31, 32, 33, 100, 1000, 3665};
+        const size_t ks[] = {1, 3, 10, 100};
+        float *s = malloc(4000 * sizeof(float)), *b = malloc(4000 * sizeof(float));
+        uint32_t *mark = calloc(4000, sizeof(uint32_t));
+        struct cand *all = malloc(4000 * sizeof(*all));
+        uint32_t idx[100], stamp = 0;
+        float val[100];
+        for (int trial = 0; trial < 300; trial++) {
+                size_t n = sizes[trial % 11], k = ks[(trial / 11) % 4];
+                int levels = trial % 3 == 0 ? 4 : 1000; /* many ties */
+                stamp++;
+                for (size_t j = 0; j < n; j++) {
+                        s[j] = (float)(irand((size_t)levels)) / 7.0f;
+                        b[j] = trial % 2 ? 0.0f : (float)irand(3) / 7.0f;
+                        if (urand() < 0.1)
+                                mark[j] = stamp;
+                }
+                if (trial % 5 == 0 && n > 3)
+                        s[n / 2] = NAN;
+                size_t ne = 0;
+                for (size_t j = 0; j < n; j++) {
+                        float v = s[j] + b[j];
+                        if (mark[j] != stamp && v == v)
+                                all[ne++] = (struct cand){v, (uint32_t)j};
+                }
+                qsort(all, ne, sizeof(*all), by_score);
+                size_t got = veil_topk(s, b, n, mark, stamp, k, idx, val);
+                assert_int_equal(got, ne < k ? ne : k);
+                for (size_t i = 0; i < got; i++) {
+                        assert_int_equal(idx[i], all[i].j);
+                        assert_true(val[i] == all[i].v);
+                        assert_int_not_equal(mark[idx[i]], stamp);
+                }
+        }
+        /* Everything excluded: nothing. */
+        stamp++;
+        for (size_t j = 0; j < 40; j++)
+                mark[j] = stamp;
+        assert_int_equal(veil_topk(s, b, 40, mark, stamp, 10, idx, val), 0);
+        /* Ties: equal scores come in index order. */
+        for (size_t j = 0; j < 50; j++)
+                s[j] = b[j] = 0;
+        s[7] = s[44] = 1;
+        assert_int_equal(veil_topk(s, b, 50, NULL, 0, 4, idx, val), 4);
+        assert_int_equal(idx[0], 7);
+        assert_int_equal(idx[1], 44);
+        assert_int_equal(idx[2], 0);
+        assert_int_equal(idx[3], 1);
+        free(s);
+        free(b);
+        free(mark);
+        free(all);
+}
+
+/* ---- learning on a planted structure ----------------------------------- */
+
+/* Items in clusters; within a visit a user mostly moves to the item's fixed
+ * successor. A model that learns item → next item beats the most popular
+ * items by far; one that learns nothing does not. */
+static void test_learning_beats_popular(void **st) {
+        (void)st;
+        enum { ITEMS = 200, CLUSTER = 10, USERS = 120, EVENTS = 24000,
+               BATCH = 64, K = 10 };
+        struct veil_model *m = new_model(ITEMS, 0, 16, 64, 3);
+        memset(m->b, 0, ITEMS * sizeof(float));
+        struct veil_learn_cfg lc = {0.1f, 1.0f, 1.0f, 64, 32};
+        struct veil_learner *L;
+        assert_int_equal(veil_learner_new(&L, &lc, m, 5), 0);
+        int succ[ITEMS], cur[USERS], pend[USERS][K], npend[USERS];
+        int pend_pop[USERS][K];
+        long count[ITEMS];
+        memset(count, 0, sizeof(count));
+        memset(npend, 0, sizeof(npend));
+        for (int i = 0; i < ITEMS; i++) {
+                int c = i / CLUSTER;
+                succ[i] = c * CLUSTER + (int)((i % CLUSTER) * 7 + 3) % CLUSTER;
+        }
+        for (int u = 0; u < USERS; u++)
+                cur[u] = -1;
+        double hits = 0, pop_hits = 0, scored = 0;
+        float Q[BATCH * 16], S[BATCH * ITEMS];
+        struct veil_example ex[BATCH];
+        int users[BATCH], items[BATCH];
+        uint32_t mark[ITEMS];
+        memset(mark, 0, sizeof(mark));
+        uint32_t stamp = 0;
+        for (int e = 0; e < EVENTS; e += BATCH) {
+                /* Popular: counts before the batch, top K + 1. */
+                int top[K + 1];
+                for (int t = 0; t <= K; t++) {
+                        int best = -1;
+                        for (int i = 0; i < ITEMS; i++) {
+                                int taken = 0;
+                                for (int q = 0; q < t; q++)
+                                        taken |= top[q] == i;
+                                if (!taken && (best < 0 || count[i] > count[best]))
+                                        best = i;
+                        }
+                        top[t] = best;
+                }
+                size_t n_ex = 0;
+                uint32_t uid[USERS];
+                int seen[USERS];
+                memset(seen, -1, sizeof(seen));
+                uint32_t n_users = 0;
+                for (int i = 0; i < BATCH; i++) {
+                        int u = (int)irand(USERS), prev = cur[u], next;
+                        if (prev < 0 || urand() < 0.1) /* a new visit */
+                                next = (int)irand(ITEMS / CLUSTER / 2) *
+                                               CLUSTER +
+                                       (int)irand(CLUSTER);
+                        else if (urand() < 0.8)
+                                next = succ[prev];
+                        else
+                                next = prev / CLUSTER * CLUSTER +
+                                       (int)irand(CLUSTER);
+                        /* Score the recommendations made at u's last event. */
+                        if (npend[u]) {
+                                scored++;
+                                for (int t = 0; t < npend[u]; t++) {
+                                        hits += pend[u][t] == next;
+                                        pop_hits += pend_pop[u][t] == next;
+                                }
+                        }
+                        users[i] = u;
+                        items[i] = next;
+                        veil_model_query(m, NULL, 0, next, NULL, 0, 1.0f,
+                                         Q + i * 16);
+                        if (prev >= 0) {
+                                if (seen[u] < 0)
+                                        seen[u] = (int)n_users++;
+                                uid[n_ex] = (uint32_t)seen[u];
+                                ex[n_ex] = (struct veil_example){
+                                        NULL, 0, prev, NULL, 0, next,
+                                        uid[n_ex]};
+                                n_ex++;
+                        }
+                        cur[u] = next;
+                }
+                veil_model_score(m, Q, BATCH, ITEMS, S, ITEMS);
+                for (int i = 0; i < BATCH; i++) {
+                        int u = users[i];
+                        mark[items[i]] = ++stamp;
+                        uint32_t idx[K];
+                        float val[K];
+                        size_t got = veil_topk(S + i * ITEMS, m->b, ITEMS,
+                                               mark, stamp, K, idx, val);
+                        npend[u] = (int)got;
+                        for (size_t t = 0; t < got; t++)
+                                pend[u][t] = (int)idx[t];
+                        int np = 0;
+                        for (int t = 0; t <= K && np < K; t++)
+                                if (top[t] != items[i])
+                                        pend_pop[u][np++] = top[t];
+                        count[items[i]]++;
+                }
+                char err[128];
+                assert_int_equal(veil_learn_step(L, m, ex, n_ex, n_users, err,
+                                                 sizeof(err)),
+                                 0);
+        }
+        double hr = hits / scored, pop = pop_hits / scored;
+        print_message("planted structure: model hit-rate@10 %.3f, popular "
+                      "%.3f over %.0f recommendations\n",
+                      hr, pop, scored);
+        assert_true(hr > 0.5);
+        assert_true(hr > 2.0 * pop);
+        assert_true(m->steps == EVENTS / BATCH);
+        veil_learner_free(L);
+        veil_model_free(m);
+}
+
+/* ---- clipping against materialized per-example gradients --------------- */
+
+enum { CI = 6, CD = 3, CS = 5 };
+
+struct dense {
+        double V[CI][CD], b[CI], E[CS][CD], U[CI][CD];
+};
+
+struct probe {
+        struct dense sum;
+        int calls;
+};
+
+static int probe_hook(void *ctx, struct veil_grad *g, char *errstr,
+                      size_t errstr_size) {
+        (void)errstr, (void)errstr_size;
+        struct probe *p = ctx;
+        veil_grad_densify(g);
+        memset(&p->sum, 0, sizeof(p->sum));
+        for (size_t i = 0; i < CI; i++) {
+                p->sum.b[i] = g->b[i];
+                for (size_t k = 0; k < CD; k++) {
+                        p->sum.V[i][k] = g->V[i * CD + k];
+                        p->sum.U[i][k] = g->U[i * CD + k];
+                }
+        }
+        for (size_t r = 0; r < CS; r++)
+                for (size_t k = 0; k < CD; k++)
+                        p->sum.E[r][k] = g->E[r * CD + k];
+        p->calls++;
+        return 0;
+}
+
+static double norm2(const struct dense *x) {
+        const double *p = (const double *)x;
+        double s = 0;
+        for (size_t i = 0; i < sizeof(*x) / sizeof(double); i++)
+                s += p[i] * p[i];
+        return s;
+}
+
+/* Loss of one example and its gradient, materialized in double. */
+static double example_grad(const struct veil_model *m,
+                           const struct veil_example *e, const uint32_t *sup,
+                           size_t n_sup, float alpha, struct dense *g) {
+        double q[CD] = {0};
+        for (size_t f = 0; f < e->n_feat; f++)
+                for (size_t k = 0; k < CD; k++)
+                        q[k] += m->E[(e->feat[f] % CS) * CD + k];
+        if (e->item >= 0)
+                for (size_t k = 0; k < CD; k++)
+                        q[k] += m->U[(size_t)e->item * CD + k];
+        for (size_t r = 0; r < e->n_recent; r++)
+                for (size_t k = 0; k < CD; k++)
+                        q[k] += alpha / (double)e->n_recent *
+                                m->U[(size_t)e->recent[r] * CD + k];
+        /* The support: the sampled items, and the target if not in it. */
+        uint32_t cols[CI + 1];
+        size_t nc = 0;
+        int in = 0;
+        for (size_t j = 0; j < n_sup; j++) {
+                cols[nc++] = sup[j];
+                in |= sup[j] == (uint32_t)e->target;
+        }
+        if (!in)
+                cols[nc++] = (uint32_t)e->target;
+        double l[CI + 1], mx = -1e300, z = 0;
+        for (size_t j = 0; j < nc; j++) {
+                l[j] = m->b[cols[j]];
+                for (size_t k = 0; k < CD; k++)
+                        l[j] += m->V[cols[j] * CD + k] * q[k];
+                mx = l[j] > mx ? l[j] : mx;
+        }
+        for (size_t j = 0; j < nc; j++)
+                z += exp(l[j] - mx);
+        double loss = 0, dq[CD] = {0};
+        for (size_t j = 0; j < nc; j++) {
+                double p = exp(l[j] - mx) / z;
+                double r = p - (cols[j] == (uint32_t)e->target);
+                if (cols[j] == (uint32_t)e->target)
+                        loss = -log(p);
+                if (g) {
+                        g->b[cols[j]] += r;
+                        for (size_t k = 0; k < CD; k++) {
+                                g->V[cols[j]][k] += r * q[k];
+                                dq[k] += r * m->V[cols[j] * CD + k];
+                        }
+                }
+        }
+        if (g) {
+                for (size_t f = 0; f < e->n_feat; f++)
+                        for (size_t k = 0; k < CD; k++)
+                                g->E[e->feat[f] % CS][k] += dq[k];
+                if (e->item >= 0)
+                        for (size_t k = 0; k < CD; k++)
+                                g->U[e->item][k] += dq[k];
+                for (size_t r = 0; r < e->n_recent; r++)
+                        for (size_t k = 0; k < CD; k++)
+                                g->U[e->recent[r]][k] +=
+                                        alpha / (double)e->n_recent * dq[k];
+        }
+        return loss;
+}
+
+static void test_clipping_matches_materialized(void **st) {
+        (void)st;
+        struct veil_model *m = new_model(CI, 0, CD, CS, 11);
+        const float alpha = 0.8f;
+        /* Feature 6 folds onto row 1 (mod 5): a collision inside one
+         * example; item 2 is both the item in hand and a recent one. */
+        static const uint32_t f0[] = {1, 3}, f1[] = {1, 6, 4}, f2[] = {0};
+        static const int32_t r0[] = {2, 3}, r1[] = {2};
+        const struct veil_example ex[] = {
+                {f0, 2, 2, r0, 2, 1, 0}, /* user 0, target outside */
+                {f1, 3, -1, NULL, 0, 2, 1}, /* user 1, target inside */
+                {f2, 1, 2, r1, 1, 1, 0}, /* user 0, same target again */
+                {f0, 2, 4, r0, 2, 4, 2}, /* user 2 */
+                {f1, 3, 5, NULL, 0, 3, 0}, /* user 0 */
+                {f2, 1, -1, r0, 2, 0, 2}, /* user 2 */
+        };
+        const size_t n = sizeof(ex) / sizeof(*ex), n_users = 3;
+        const uint32_t sup[] = {0, 2, 3, 5};
+
+        /* The reference: per-user sums of materialized gradients. */
+        struct dense G[3];
+        memset(G, 0, sizeof(G));
+        for (size_t i = 0; i < n; i++)
+                example_grad(m, &ex[i], sup, 4, alpha, &G[ex[i].user]);
+        /* ... which are the true gradients: central finite differences. */
+        for (size_t i = 0; i < n; i++) {
+                struct dense g;
+                memset(&g, 0, sizeof(g));
+                example_grad(m, &ex[i], sup, 4, alpha, &g);
+                float *params[] = {m->V + 1 * CD + 2, m->V + 3 * CD, m->b + 1,
+                                   m->E + 1 * CD + 1, m->U + 2 * CD + 1};
+                double want[] = {g.V[1][2], g.V[3][0], g.b[1], g.E[1][1],
+                                 g.U[2][1]};
+                for (size_t p = 0; p < 5; p++) {
+                        float keep = *params[p];
+                        const float h = 1e-3f;
+                        *params[p] = keep + h;
+                        double lp = example_grad(m, &ex[i], sup, 4, alpha,
+                                                 NULL);
+                        *params[p] = keep - h;
+                        double lm = example_grad(m, &ex[i], sup, 4, alpha,
+                                                 NULL);
+                        *params[p] = keep;
+                        assert_true(fabs((lp - lm) / (2 * h) - want[p]) <
+                                    2e-3);
+                }
+        }
+        double ref[3];
+        for (size_t u = 0; u < n_users; u++)
+                ref[u] = sqrt(norm2(&G[u]));
+
+        /* 1. No clipping: the norms and the sum. */
+        struct veil_learn_cfg lc = {0.0f, 1e9f, alpha, 4, 32};
+        struct veil_learner *L;
+        struct probe pr = {0};
+        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
+        veil_learner_set_noise(L, probe_hook, &pr);
+        veil_learn_force_support(L, sup, 4);
+        char err[128];
+        assert_int_equal(veil_learn_step(L, m, ex, n, n_users, err,
+                                         sizeof(err)),
+                         0);
+        assert_int_equal(pr.calls, 1);
+        const float *norms = veil_learn_norms(L);
+        for (size_t u = 0; u < n_users; u++) {
+                print_message("user %zu: gradient norm %.6f (materialized "
+                              "%.6f)\n",
+                              u, norms[u], ref[u]);
+                assert_true(fabs(norms[u] - ref[u]) < 1e-4 * (1 + ref[u]));
+        }
+        struct dense want;
+        memset(&want, 0, sizeof(want));
+        for (size_t u = 0; u < n_users; u++) {
+                const double *g = (const double *)&G[u];
+                double *w = (double *)&want;
+                for (size_t i = 0; i < sizeof(want) / sizeof(double); i++)
+                        w[i] += g[i];
+        }
+        const double *a = (const double *)&want, *b = (const double *)&pr.sum;
+        for (size_t i = 0; i < sizeof(want) / sizeof(double); i++)
+                assert_true(fabs(a[i] - b[i]) < 1e-5);
+        const struct dense unclipped = want;
+        veil_learner_free(L);
+
+        /* 2. C between the norms: some users scaled down to C exactly,
+         * the others untouched; the sum is the sum of the clipped ones. */
+        double lo = ref[0], hi = ref[0];
+        for (size_t u = 1; u < n_users; u++) {
+                lo = ref[u] < lo ? ref[u] : lo;
+                hi = ref[u] > hi ? ref[u] : hi;
+        }
+        const float C = (float)((lo + hi) / 2);
+        lc.clip = C;
+        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
+        veil_learner_set_noise(L, probe_hook, &pr);
+        veil_learn_force_support(L, sup, 4);
+        assert_int_equal(veil_learn_step(L, m, ex, n, n_users, err,
+                                         sizeof(err)),
+                         0);
+        const float *scale = veil_learn_scales(L);
+        memset(&want, 0, sizeof(want));
+        size_t clipped = 0;
+        for (size_t u = 0; u < n_users; u++) {
+                double c = ref[u] > C ? C / ref[u] : 1.0;
+                assert_true(fabs(scale[u] - c) < 1e-5);
+                clipped += c < 1;
+                /* Each user's clipped contribution is within the bound. */
+                assert_true(c * ref[u] <= C * (1 + 1e-5));
+                const double *g = (const double *)&G[u];
+                double *w = (double *)&want;
+                for (size_t i = 0; i < sizeof(want) / sizeof(double); i++)
+                        w[i] += c * g[i];
+        }
+        assert_true(clipped >= 1 && clipped < n_users);
+        assert_int_equal(veil_learn_last(L).clipped, clipped);
+        for (size_t i = 0; i < sizeof(want) / sizeof(double); i++)
+                assert_true(fabs(a[i] - b[i]) < 1e-5);
+        veil_learner_free(L);
+
+        /* 3. The per-user bound on events: at most 2 of user 0's three. */
+        lc.clip = 1e9f;
+        lc.max_user_examples = 2;
+        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
+        veil_learn_force_support(L, sup, 4);
+        assert_int_equal(veil_learn_step(L, m, ex, n, n_users, err,
+                                         sizeof(err)),
+                         0);
+        assert_int_equal(veil_learn_last(L).examples, 5);
+        assert_int_equal(veil_learn_last(L).users, 3);
+        veil_learner_free(L);
+
+        /* 4. Apply: Adagrad's first step moves each touched coordinate by
+         * lr against the sign of its gradient. */
+        lc.max_user_examples = 32;
+        lc.lr = 0.05f;
+        /* (the steps above ran with lr 0 but still summed squares) */
+        memset(m->aV, 0, m->cap * CD * sizeof(float));
+        memset(m->aU, 0, m->cap * CD * sizeof(float));
+        memset(m->aE, 0, CS * CD * sizeof(float));
+        memset(m->ab, 0, m->cap * sizeof(float));
+        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
+        veil_learn_force_support(L, sup, 4);
+        float v13 = m->V[1 * CD + 2], e11 = m->E[1 * CD + 1];
+        uint64_t steps = m->steps;
+        assert_int_equal(veil_learn_step(L, m, ex, n, n_users, err,
+                                         sizeof(err)),
+                         0);
+        assert_true(fabs(m->V[1 * CD + 2] -
+                         (v13 - (unclipped.V[1][2] > 0 ? 0.05f : -0.05f))) <
+                    1e-5);
+        assert_true(fabs(m->E[1 * CD + 1] -
+                         (e11 - (unclipped.E[1][1] > 0 ? 0.05f : -0.05f))) <
+                    1e-5);
+        assert_int_equal(m->steps, steps + 1);
+        veil_learner_free(L);
+        veil_model_free(m);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_score_matches_naive),
+                cmocka_unit_test(test_topk_against_sort),
+                cmocka_unit_test(test_learning_beats_popular),
+                cmocka_unit_test(test_clipping_matches_materialized),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
