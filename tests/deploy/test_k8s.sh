@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The container and Kubernetes manifests, checked without a cluster or a
+# Docker daemon:
+#  1. `kubectl kustomize` renders deploy/k8s/base and every overlay;
+#  2. check_manifests.js validates every rendered object against the
+#     Kubernetes API schemas (and KEDA's) and checks what veil needs;
+#  3. check_dockerfile.js lints deploy/Dockerfile (hadolint's rules,
+#     shellcheck on each RUN) and, with a build, that the runtime stage
+#     installs the package of every library veil and its plugins link;
+#  4. the init container's key copy runs on a Secret volume's layout;
+#  5. with a build, `veil lint` accepts the rendered pipeline with its
+#     paths pointed at this tree and at the copied keys;
+#  6. broken variants of a rendering and of the Dockerfile are refused, so
+#     the checks above can fail.
+#
+#   bash tests/deploy/test_k8s.sh     (VEIL=build/veil for steps 3 and 5)
+#
+# Needs kubectl (Debian: kubernetes-client), node, shellcheck, and the npm
+# packages of tests/deploy/package.json: `npm ci --prefix tests/deploy`.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+KUBECTL=${KUBECTL:-kubectl}
+VEIL=${VEIL:-}
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok - $*"; }
+not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
+
+need() {
+  command -v "$1" >/dev/null || { echo "test_k8s: $1 not found ($2)" >&2; exit 1; }
+}
+need "$KUBECTL" "Debian package kubernetes-client"
+need node "Debian packages nodejs npm"
+if [ ! -d "$HERE/node_modules/kubernetes-models" ]; then
+  echo "test_k8s: run 'npm ci --prefix tests/deploy' first (deploy/setup.sh test does)" >&2
+  exit 1
+fi
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+# 1. Render.
+renders=()
+for path in "$ROOT/deploy/k8s/base" "$ROOT"/deploy/k8s/overlays/*/; do
+  path=${path%/}
+  dir=${path#"$ROOT/deploy/k8s/"}
+  name=$(basename "$dir")
+  if "$KUBECTL" kustomize "$ROOT/deploy/k8s/$dir" >"$TMP/$name.yaml" 2>"$TMP/$name.err"; then
+    ok "kubectl kustomize deploy/k8s/$dir"
+    renders+=("$name=$TMP/$name.yaml")
+  else
+    not_ok "kubectl kustomize deploy/k8s/$dir: $(grep -v '^# Warning' "$TMP/$name.err" | head -5)"
+  fi
+done
+[ ${#renders[@]} -ge 3 ] && ok "base and at least two overlays rendered" \
+  || not_ok "base and at least two overlays rendered (${#renders[@]})"
+
+# 2. Validate the renderings.
+if node "$HERE/check_manifests.js" --dockerfile "$ROOT/deploy/Dockerfile" "${renders[@]}" \
+    >"$TMP/manifests.out"; then
+  ok "check_manifests.js: $(grep -c '^ok' "$TMP/manifests.out") checks"
+else
+  grep '^not ok' "$TMP/manifests.out" || true
+  not_ok "check_manifests.js"
+fi
+
+# 3. The Dockerfile.
+build_dir=()
+[ -n "$VEIL" ] && build_dir=("$(dirname "$VEIL")")
+if node "$HERE/check_dockerfile.js" "$ROOT/deploy/Dockerfile" "$ROOT/deploy/setup.sh" \
+    "${build_dir[@]}" >"$TMP/dockerfile.out"; then
+  ok "check_dockerfile.js: $(grep -c '^ok' "$TMP/dockerfile.out") checks"
+else
+  grep '^not ok' "$TMP/dockerfile.out" || true
+  not_ok "check_dockerfile.js"
+fi
+
+# 4. The init container's script on what the kubelet writes for a Secret:
+# ..<timestamp>/ holding the files, ..data -> it, and one symlink per key.
+node "$HERE/check_manifests.js" --print init-script "$TMP/base.yaml" >"$TMP/init.sh"
+secret=$TMP/secret keys=$TMP/keys
+mkdir -p "$secret/..2030_01_01_00_00_00.000000000" "$keys"
+head -c 32 /dev/urandom >"$secret/..2030_01_01_00_00_00.000000000/k1"
+head -c 48 /dev/urandom >"$secret/..2030_01_01_00_00_00.000000000/k2"
+chmod 0444 "$secret/..2030_01_01_00_00_00.000000000"/*
+ln -s ..2030_01_01_00_00_00.000000000 "$secret/..data"
+ln -s ..data/k1 "$secret/k1"
+ln -s ..data/k2 "$secret/k2"
+script=$(sed -e "s#/secrets/veil-keys#$secret#g" -e "s#/etc/veil/keys#$keys#g" "$TMP/init.sh")
+if grep -q /secrets/veil-keys "$TMP/init.sh" && grep -q /etc/veil/keys "$TMP/init.sh" \
+    && sh -c "$script"; then
+  copies_ok=1
+  for k in k1 k2; do
+    f=$keys/$k
+    [ -f "$f" ] && [ ! -L "$f" ] && [ "$(stat -c %a "$f")" = 400 ] \
+      && cmp -s "$f" "$secret/..data/$k" || copies_ok=0
+  done
+  [ "$(find "$keys" -mindepth 1 | wc -l)" -eq 2 ] || copies_ok=0
+  [ $copies_ok = 1 ] && ok "init container copies each key byte for byte, mode 0400, nothing else" \
+    || not_ok "init container copies each key byte for byte, mode 0400, nothing else: $(ls -la "$keys")"
+else
+  not_ok "init container script runs on a Secret layout"
+fi
+mkdir -p "$TMP/empty" "$TMP/keys2"
+script=$(sed -e "s#/secrets/veil-keys#$TMP/empty#g" -e "s#/etc/veil/keys#$TMP/keys2#g" "$TMP/init.sh")
+if ! sh -c "$script" 2>"$TMP/empty.err" && grep -q 'holds no key file' "$TMP/empty.err"; then
+  ok "init container fails, saying why, on an empty Secret"
+else
+  not_ok "init container fails, saying why, on an empty Secret"
+fi
+
+# 5. veil accepts the pipeline it is given in the pod.
+if [ -n "$VEIL" ]; then
+  node "$HERE/check_manifests.js" --print pipeline "$TMP/base.yaml" \
+    | sed -e "s#/usr/share/veil/schemas/#$ROOT/schemas/#g" -e "s#/etc/veil/keys/#$keys/#g" \
+    >"$TMP/pipeline.yaml"
+  mapfile -t envs < <(node "$HERE/check_manifests.js" --print env "$TMP/base.yaml")
+  if env "${envs[@]}" "$VEIL" lint "$TMP/pipeline.yaml" >"$TMP/lint.out" 2>&1; then
+    ok "veil lint accepts the rendered pipeline and the copied keys"
+  else
+    not_ok "veil lint accepts the rendered pipeline and the copied keys: $(head -5 "$TMP/lint.out")"
+  fi
+else
+  echo "# VEIL unset: the runtime-library and veil lint checks did not run"
+fi
+
+# 6. The checks can fail: each broken variant must be refused.
+refuse() { # NAME FILE-TO-BREAK SED-EXPR CHECKER-ARGS...
+  local what=$1 src=$2 expr=$3
+  shift 3
+  if ! sed -e "$expr" "$src" >"$TMP/broken"; then
+    not_ok "refuses $what (no $src)"
+  elif cmp -s "$src" "$TMP/broken"; then
+    not_ok "refuses $what (the edit changed nothing)"
+  elif node "$@" >/dev/null 2>&1; then
+    not_ok "refuses $what"
+  else
+    ok "refuses $what"
+  fi
+}
+refuse "a root-filesystem typo" "$TMP/base.yaml" 's/readOnlyRootFilesystem:/readOnlyRootFileSystem:/' \
+  "$HERE/check_manifests.js" "base=$TMP/broken"
+refuse "a pod without runAsNonRoot" "$TMP/base.yaml" '/runAsNonRoot: true/d' \
+  "$HERE/check_manifests.js" "base=$TMP/broken"
+refuse "a readiness probe on /healthz" "$TMP/base.yaml" 's#path: /readyz#path: /healthz#' \
+  "$HERE/check_manifests.js" "base=$TMP/broken"
+refuse "a ScaledObject on another consumer group" "$TMP/keda.yaml" 's/consumerGroup: veil/consumerGroup: other/' \
+  "$HERE/check_manifests.js" "keda=$TMP/broken"
+refuse "an image running as root" "$ROOT/deploy/Dockerfile" 's/^USER 10001:10001/USER root/' \
+  "$HERE/check_dockerfile.js" "$TMP/broken" "$ROOT/deploy/setup.sh"
+refuse "apt lists left in the image" "$ROOT/deploy/Dockerfile" 's# && rm -rf /var/lib/apt/lists/\*##' \
+  "$HERE/check_dockerfile.js" "$TMP/broken" "$ROOT/deploy/setup.sh"
+
+echo "test_k8s: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
