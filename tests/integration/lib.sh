@@ -4,6 +4,9 @@
 set -euo pipefail
 
 BROKER="127.0.0.1:${VEIL_KAFKA_PORT:-19092}"
+# Extra kcat options for every call below (-X security.protocol=... on a
+# secured listener); a test sets it after sourcing this file.
+KCAT_OPTS=()
 SCHEMA="$ROOT/schemas/interaction.avsc"
 REC_SCHEMA="$ROOT/schemas/recommendation.avsc"
 KDELIM='\x1f|K|\x1f'
@@ -25,25 +28,29 @@ ok() { echo "ok: $*"; }
 # topic NAME PARTITIONS: creates the topic (kcat has no admin API: producing
 # an empty-keyed probe would pollute it, so rely on auto-create with the
 # broker's num.partitions=3 by asking for metadata of the topic).
-topic() { kcat -b "$BROKER" -L -t "$1" >/dev/null 2>&1 || true; }
+topic() { kcat -b "$BROKER" "${KCAT_OPTS[@]}" -L -t "$1" >/dev/null 2>&1 || true; }
 
 # produce TOPIC CSV [GARBAGE_EVERY]
 produce() {
   "$AVROTOOL" encode "$SCHEMA" "$2" "${3:-0}" >"$WORK/produce.bin"
-  kcat -b "$BROKER" -P -t "$1" -K "$KDELIM" -D "$MDELIM" -z snappy \
+  kcat -b "$BROKER" "${KCAT_OPTS[@]}" -P -t "$1" -K "$KDELIM" -D "$MDELIM" -z snappy \
     <"$WORK/produce.bin" 2>"$WORK/kcat-produce.err" ||
     { cat "$WORK/kcat-produce.err" >&2; fail "kcat could not produce to $1"; }
 }
 
 # consume TOPIC SCHEMA > json lines (everything up to the end now)
 consume() {
-  kcat -b "$BROKER" -C -t "$1" -o beginning -e -q -f "$FRAME" 2>/dev/null |
+  kcat -b "$BROKER" "${KCAT_OPTS[@]}" -C -t "$1" -o beginning -e -q -f "$FRAME" 2>/dev/null |
     "$AVROTOOL" decode "$2"
 }
 
 # count TOPIC: records in the topic now
+# (0 while the topic does not exist yet: kcat fails, and under pipefail that
+# must not end the test)
 count() {
-  kcat -b "$BROKER" -C -t "$1" -o beginning -e -q -f 'x\n' 2>/dev/null | wc -l
+  local n
+  n=$(kcat -b "$BROKER" "${KCAT_OPTS[@]}" -C -t "$1" -o beginning -e -q -f 'x\n' 2>/dev/null | wc -l) || true
+  echo "${n:-0}"
 }
 
 # wait_count TOPIC N SECONDS: until the topic holds at least N records

@@ -19,6 +19,20 @@
 #   VEIL_KAFKA_JAVA             java binary           (java)
 #   VEIL_KAFKA_JVM_OPTS         extra JVM options, appended
 #   VEIL_KAFKA_STOP_TIMEOUT     seconds before SIGKILL on stop (30)
+#
+# A secured client listener, off unless VEIL_KAFKA_SASL_PORT is set: SASL_SSL
+# with SCRAM-SHA-512 beside the PLAINTEXT one (which the broker, the
+# controller and wait-ready keep using, on loopback):
+#   VEIL_KAFKA_SASL_PORT                  SASL_SSL client port
+#   VEIL_KAFKA_SSL_KEYSTORE               PKCS12 file: the broker's key and
+#                                         certificate (required with the port)
+#   VEIL_KAFKA_SSL_KEYSTORE_PASSWORD      its password (required)
+#   VEIL_KAFKA_SSL_TRUSTSTORE             PKCS12 truststore (optional; only
+#   VEIL_KAFKA_SSL_TRUSTSTORE_PASSWORD    used to check client certificates)
+#   VEIL_KAFKA_SCRAM_USERS                'name:password ...' (whitespace
+#                                         separated; letters, digits, . _ -)
+#                                         written into the fresh cluster at
+#                                         format time (StorageTool --add-scram)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -39,6 +53,7 @@ cport="${VEIL_KAFKA_CONTROLLER_PORT:-$((10#${port//[!0-9]/0} + 1))}"
 data="${VEIL_KAFKA_DATA:-/tmp/veil-kafka-$port}"
 java="${VEIL_KAFKA_JAVA:-java}"
 stop_timeout="${VEIL_KAFKA_STOP_TIMEOUT:-30}"
+sasl_port="${VEIL_KAFKA_SASL_PORT:-}"
 pidfile="$data/kafka.pid"
 logfile="$data/kafka.log"
 marker="$data/.veil-kafka"
@@ -124,9 +139,9 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport${sasl_port:+,SASL_SSL://127.0.0.1:$sasl_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:$port${sasl_port:+,SASL_SSL://127.0.0.1:$sasl_port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${sasl_port:+,SASL_SSL:SASL_SSL}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$data/log-dirs
@@ -163,6 +178,64 @@ log4j.logger.kafka.request.logger=WARN
 log4j.logger.state.change.logger=WARN
 log4j.logger.kafka.log.LogCleaner=INFO
 EOF
+        [ -z "$sasl_port" ] || write_sasl_config
+}
+
+# The SASL_SSL listener. SCRAM needs a JAAS entry per listener even with no
+# options (the credentials live in the cluster metadata, not here).
+write_sasl_config() {
+        chmod 600 "$data/server.properties"
+        cat >>"$data/server.properties" <<EOF
+
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$VEIL_KAFKA_SSL_KEYSTORE
+ssl.keystore.password=$VEIL_KAFKA_SSL_KEYSTORE_PASSWORD
+ssl.key.password=$VEIL_KAFKA_SSL_KEYSTORE_PASSWORD
+EOF
+        [ -n "${VEIL_KAFKA_SSL_TRUSTSTORE:-}" ] || return 0
+        cat >>"$data/server.properties" <<EOF
+ssl.truststore.type=PKCS12
+ssl.truststore.location=$VEIL_KAFKA_SSL_TRUSTSTORE
+ssl.truststore.password=$VEIL_KAFKA_SSL_TRUSTSTORE_PASSWORD
+EOF
+}
+
+# Checks the SASL_SSL settings and fills the array scram_args with the
+# StorageTool options that add the users. Values go into a properties file
+# and a StorageTool argument unescaped, hence the narrow character sets.
+check_sasl() {
+        scram_args=()
+        [ -n "$sasl_port" ] || return 0
+        check_port "$sasl_port" VEIL_KAFKA_SASL_PORT
+        if [ "$sasl_port" = "$port" ] || [ "$sasl_port" = "$cport" ]; then
+                die "VEIL_KAFKA_SASL_PORT=$sasl_port is also the client or controller port: it must differ from both"
+        fi
+        local v pw
+        for v in VEIL_KAFKA_SSL_KEYSTORE VEIL_KAFKA_SSL_TRUSTSTORE; do
+                [ -n "${!v:-}" ] || continue
+                case "${!v}" in /*) ;; *) die "$v='${!v}' must be an absolute path";; esac
+                [ -r "${!v}" ] || die "$v='${!v}' is not a readable file"
+                pw="${v}_PASSWORD"
+                case "${!pw:-}" in
+                '') die "$v is set but $pw is empty: give the PKCS12 file's password";;
+                *[!A-Za-z0-9._-]*) die "$pw may hold only letters, digits, '.', '_' and '-'";;
+                esac
+        done
+        [ -n "${VEIL_KAFKA_SSL_KEYSTORE:-}" ] ||
+                die "VEIL_KAFKA_SASL_PORT is set but VEIL_KAFKA_SSL_KEYSTORE is not: a PKCS12 file with the broker's key and certificate"
+        local u name
+        for u in ${VEIL_KAFKA_SCRAM_USERS:-}; do
+                name=${u%%:*}
+                pw=${u#*:}
+                case "$u" in *:*) ;; *) pw=;; esac
+                case "$name" in ''|*[!A-Za-z0-9._-]*) die "VEIL_KAFKA_SCRAM_USERS: user name '$name' must be letters, digits, '.', '_' or '-' (entries are name:password)";; esac
+                case "$pw" in ''|*[!A-Za-z0-9._-]*) die "VEIL_KAFKA_SCRAM_USERS: the password of '$name' must be non-empty letters, digits, '.', '_' or '-'";; esac
+                scram_args+=(--add-scram "SCRAM-SHA-512=[name=$name,password=$pw]")
+        done
+        [ ${#scram_args[@]} -gt 0 ] ||
+                die "VEIL_KAFKA_SASL_PORT is set but VEIL_KAFKA_SCRAM_USERS is empty: give at least one name:password"
 }
 
 # A KRaft cluster id is 16 random bytes in URL-safe base64 without padding;
@@ -173,6 +246,8 @@ cmd_start() {
         check_port "$port" VEIL_KAFKA_PORT
         check_port "$cport" VEIL_KAFKA_CONTROLLER_PORT
         [ "$port" != "$cport" ] || die "VEIL_KAFKA_PORT and VEIL_KAFKA_CONTROLLER_PORT are both $port: they must differ"
+        local scram_args
+        check_sasl
         local pid
         pid=$(broker_pid)
         if [ -n "$pid" ]; then
@@ -180,7 +255,7 @@ cmd_start() {
                 return 0
         fi
         command -v "$java" >/dev/null || die "java not found ('$java'): install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless)"
-        for p in "$port" "$cport"; do
+        for p in "$port" "$cport" $sasl_port; do
                 port_in_use "$p" && die "127.0.0.1:$p is already in use by another process: stop it or set VEIL_KAFKA_PORT / VEIL_KAFKA_CONTROLLER_PORT"
         done
         cmd_fetch >/dev/null
@@ -204,7 +279,8 @@ cmd_start() {
         if ! "$java" -Xmx256m -cp "$cp" \
                 -Dlog4j.configuration="file:$data/log4j.properties" \
                 kafka.tools.StorageTool format -t "$(cluster_id)" \
-                -c "$data/server.properties" >"$data/format.log" 2>&1; then
+                -c "$data/server.properties" ${scram_args[@]+"${scram_args[@]}"} \
+                >"$data/format.log" 2>&1; then
                 cat "$data/format.log" >&2
                 die "formatting KRaft storage in $data/log-dirs failed"
         fi
@@ -306,6 +382,7 @@ libs=$libs
 fetched=$(fetched && echo yes || echo no)
 port=$port
 controller_port=$cport
+sasl_port=${sasl_port:-none}
 data=$data
 pidfile=$pidfile
 logfile=$logfile
