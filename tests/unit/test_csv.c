@@ -1,0 +1,139 @@
+/*
+ * The CSV event reader: the online-retail columns as they are, gzip input,
+ * RFC 4180 quoting, and errors that name file:line.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cmocka.h>
+
+#include "csv.h"
+
+static char *write_tmp(const char *text, int gz) {
+        static char path[64];
+        snprintf(path, sizeof(path), "/tmp/veil-csv-XXXXXX");
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        if (gz) {
+                gzFile f = gzopen(path, "wb");
+                gzputs(f, text);
+                gzclose(f);
+        } else {
+                FILE *f = fopen(path, "w");
+                fputs(text, f);
+                fclose(f);
+        }
+        return path;
+}
+
+static void test_retail(void **state) {
+        (void)state;
+        for (int gz = 0; gz < 2; gz++) {
+                char *p = write_tmp("ts,user_id,item,qty,invoice,country\n"
+                                    "1291191960,17850,85123A,6,536365,"
+                                    "United Kingdom\n"
+                                    "1291191961,13047,22622,2.5,536367,\n",
+                                    gz);
+                struct veil_csv *c;
+                char err[256];
+                assert_int_equal(veil_csv_open(&c, p, err, sizeof(err)), 0);
+                struct veil_event ev;
+                assert_int_equal(veil_csv_next(c, &ev, err, sizeof(err)), 1);
+                assert_string_equal(ev.user_id, "17850");
+                assert_string_equal(ev.item_id, "85123A");
+                assert_int_equal(ev.ts_ms, 1291191960000LL);
+                assert_true(ev.value == 6.0);
+                assert_string_equal(ev.ctx.session_id, "536365");
+                assert_string_equal(ev.ctx.country, "United Kingdom");
+                assert_string_equal(ev.event_id, "e1");
+                assert_string_equal(ev.type, "purchase");
+                assert_int_equal(ev.gpc, -1);
+                assert_int_equal(veil_csv_next(c, &ev, err, sizeof(err)), 1);
+                assert_true(ev.value == 2.5);
+                assert_null(ev.ctx.country);
+                assert_string_equal(ev.event_id, "e2");
+                assert_int_equal(veil_csv_next(c, &ev, err, sizeof(err)), 0);
+                veil_csv_close(c);
+                unlink(p);
+        }
+}
+
+static void test_quoting_and_columns(void **state) {
+        (void)state;
+        char *p = write_tmp("event_id,user_id,item_id,type,ip,user_agent,lat,"
+                            "lon,gpc,ts_ms\n"
+                            "x1,u1,i1,view,203.0.113.9,\"Mozilla/5.0 (X11, "
+                            "\"\"Linux\"\")\",51.5,-0.12,1,1700000000123\n",
+                            0);
+        struct veil_csv *c;
+        char err[256];
+        assert_int_equal(veil_csv_open(&c, p, err, sizeof(err)), 0);
+        struct veil_event ev;
+        assert_int_equal(veil_csv_next(c, &ev, err, sizeof(err)), 1);
+        assert_string_equal(ev.event_id, "x1");
+        assert_string_equal(ev.type, "view");
+        assert_string_equal(ev.ctx.user_agent,
+                            "Mozilla/5.0 (X11, \"Linux\")");
+        assert_int_equal(ev.ctx.has_geo, 1);
+        assert_true(ev.ctx.lat == 51.5 && ev.ctx.lon == -0.12);
+        assert_int_equal(ev.gpc, 1);
+        assert_int_equal(ev.ts_ms, 1700000000123LL);
+        veil_csv_close(c);
+        unlink(p);
+}
+
+static void expect_error(const char *text, const char *want) {
+        char *p = write_tmp(text, 0);
+        struct veil_csv *c;
+        char err[256] = "";
+        int rc = veil_csv_open(&c, p, err, sizeof(err));
+        if (rc == 0) {
+                struct veil_event ev;
+                while ((rc = veil_csv_next(c, &ev, err, sizeof(err))) == 1)
+                        ;
+                veil_csv_close(c);
+        }
+        assert_true(rc < 0);
+        char full[512];
+        snprintf(full, sizeof(full), "%s:%s", p, want);
+        if (!strstr(err, full))
+                fail_msg("error '%s' lacks '%s'", err, full);
+        unlink(p);
+}
+
+static void test_errors(void **state) {
+        (void)state;
+        expect_error("", "1: no header line");
+        expect_error("ts,user,thing\n1,2,3\n", "1: the header needs");
+        expect_error("user_id,item\nu,i\nu,i,extra\n", "3: 3 fields, the header has 2");
+        expect_error("user_id,item,qty\nu,i,lots\n", "2: field 3 must be a number");
+        expect_error("user_id,item\n\"u,i\n", "2: unterminated quote");
+        expect_error("user_id,item\n,i\n", "2: user_id and item must not be empty");
+}
+
+static void test_missing_file(void **state) {
+        (void)state;
+        struct veil_csv *c;
+        char err[256];
+        assert_int_equal(veil_csv_open(&c, "/nonexistent/x.csv", err,
+                                       sizeof(err)),
+                         -VEIL_ENOENT);
+        assert_non_null(strstr(err, "/nonexistent/x.csv"));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_retail),
+                cmocka_unit_test(test_quoting_and_columns),
+                cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_missing_file),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
