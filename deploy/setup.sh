@@ -14,8 +14,13 @@ BUILD=${VEIL_BUILD_DIR:-$ROOT/build}
 # Everything veil links or its tests run, from Debian.
 PACKAGES=(build-essential cmake pkg-config
   librdkafka-dev libavro-dev libopenblas-dev libyaml-dev libcmocka-dev
-  libsodium-dev
-  kcat openjdk-17-jdk-headless maven gzip)
+  libsodium-dev zlib1g-dev libmicrohttpd-dev curl
+  kcat openjdk-17-jdk-headless maven gzip shellcheck openssl jq)
+# tests/deploy renders the Kubernetes manifests with kubectl and checks them
+# with node. A kubectl or node installed otherwise (Cloud SDK, NodeSource) is
+# kept: Debian's packages would conflict with it.
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 
 log() { printf '\n== %s\n' "$*"; }
 
@@ -60,6 +65,8 @@ case "$cmd" in
     build
     log "fetching the test broker (Apache Kafka from Maven Central)"
     deploy/local/kafka/kafka.sh fetch
+    log "npm packages of the deploy test (tests/deploy/package-lock.json)"
+    npm ci --prefix tests/deploy --no-audit --no-fund
     log "test suite"
     ctest --test-dir "$BUILD" --output-on-failure --timeout 600
     build_asan

@@ -211,6 +211,32 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         return 0;
 }
 
+/* For `veil notice`, from the parameters. */
+static void notice(const veil_params_t *p, veil_notice_t *n) {
+        long long k = (long long)veil_params_int(p, "k", 10);
+        long long max_items = (long long)veil_params_int(p, "max_items",
+                                                         1000000);
+        veil_notice_add(n, VEIL_NOTICE_COLLECTED,
+                        "To rank popular items we use only which item each "
+                        "interaction is about.");
+        veil_notice_add(n, VEIL_NOTICE_PURPOSE,
+                        "With every interaction we recommend the %lld items "
+                        "that everyone interacted with most so far; this is "
+                        "the same for everyone and does not depend on who "
+                        "you are.",
+                        k);
+        veil_notice_add(n, VEIL_NOTICE_RETENTION,
+                        "For popularity we keep one count per item (at most "
+                        "%lld items), in memory until the service restarts; "
+                        "a count records no person.",
+                        max_items);
+        veil_notice_add(n, VEIL_NOTICE_PRIVACY,
+                        "The popularity counts are exact, not "
+                        "differentially private: one interaction changes a "
+                        "count by one, so a recommended list can reveal "
+                        "that someone interacted with an item.");
+}
+
 static const struct veil_plugin plugin = {
         .abi_version = VEIL_ABI_VERSION,
         .struct_size = sizeof(struct veil_plugin),
@@ -224,6 +250,7 @@ static const struct veil_plugin plugin = {
         .init = init,
         .process = process,
         .destroy = destroy,
+        .notice = notice,
 };
 
 VEIL_PLUGIN_EXPORT const struct veil_plugin *veil_plugin_entry(void) {

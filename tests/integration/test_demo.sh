@@ -13,8 +13,25 @@ fail() { echo "FAIL: $*"; exit 1; }
 n=$(($(wc -l <"$ROOT/config/demo/events.csv") - 1))
 grep -q "decoded events: $n   undecodable: 3" "$out" || fail "not all $n events decoded"
 grep -qE "^  dead letters: +3$" "$out" || fail "dead letters"
-grep -qE "1\. popular +in $n +out $n" "$out" || fail "stage counts"
-grep -qE "… $n records" "$out" || fail "recommendations read back"
+# consent decides first: what it keeps (personalized, contextual) goes on,
+# tier none is dropped and counted by reason.
+kept=$(sed -nE 's/^ +1\. consent +in '"$n"' +out ([0-9]+) .*/\1/p' "$out")
+[ -n "$kept" ] && [ "$kept" -gt 0 ] && [ "$kept" -lt "$n" ] || fail "stage counts (consent)"
+grep -qE "2\. pseudonymize +in $kept +out $kept" "$out" || fail "stage counts (pseudonymize)"
+grep -qE "3\. context +in $kept +out $kept" "$out" || fail "stage counts (context)"
+grep -qE "4\. dp_model +in $kept +out $kept" "$out" || fail "stage counts (dp_model)"
+grep -qE "consent: no record +$((n - kept))$" "$out" || fail "drops by reason"
+read -r tp tc tn < <(sed -nE 's/^  tiers: +personalized ([0-9]+) +contextual ([0-9]+) +none ([0-9]+)$/\1 \2 \3/p' "$out")
+[ "$((tp + tc))" -eq "$kept" ] && [ "$tn" -eq $((n - kept)) ] && [ "$tp" -gt 0 ] && [ "$tc" -gt 0 ] || fail "tiers"
+w=$(grep -c ',true,[0-9]*$\|,app,[0-9]*,,[0-9][0-9]*$' "$ROOT/config/demo/consent.csv")
+grep -qE "^  side records: +[0-9]+ before the events, $w during them" "$out" || fail "mid-stream withdrawals fed"
+e=$(sed -nE 's/^  erasures: +([0-9]+) applied in every stage.*/\1/p' "$out")
+[ -n "$e" ] && [ "$e" -ge "$w" ] || fail "erasures"
+grep -qE "… $kept records" "$out" || fail "recommendations read back"
+# The latest recommendations as a person sees them: items and the features
+# that weighed most, in words.
+[ "$(grep -cE '^    eph\.[^ ]+ e[0-9]+ \((personalized|contextual)\):( [^ ]+){5} … — "[a-z].+"$' "$out")" -eq 3 ] ||
+  fail "recommendations with explanations"
 grep -q '"subject": "eph\.' "$out" || fail "no decoded recommendation with a pseudonymous subject"
 cut -d, -f2 "$ROOT/config/demo/events.csv" | sort -u | grep -v user_id >"$out.users"
 grep -oE '"subject": "[^"]*"' "$out" | grep -qFf "$out.users" && fail "a raw user id in the demo output"

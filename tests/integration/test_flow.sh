@@ -26,14 +26,16 @@ consume "$VEIL_DLQ" "$SCHEMA" >"$WORK/dlq.json"
 n_out=$(jq -r '.value.event_id' "$WORK/out.json" | sort -u | wc -l)
 [ "$n_out" -eq $N ] || fail "events output has $n_out distinct events, want $N"
 [ "$(wc -l <"$WORK/out.json")" -eq $N ] || fail "events output has duplicates"
-# Fields survive the round trip: compare user, item and value of event e17.
+# Fields survive the round trip: compare item and value of event e17; its
+# user id is the subject pseudonym (pseudonymize stage), also as the key.
 line=$(sed -n '18p' "$WORK/events.csv")
 IFS=, read -r ts user item qty inv country <<<"$line"
-jq -se --arg u "$user" --arg i "$item" --argjson q "$qty" --argjson t "$ts" \
+jq -se --arg i "$item" --argjson q "$qty" --argjson t "$ts" \
   'map(select(.value.event_id=="e17")) | length==1 and (.[0] |
-   .value.user_id==$u and .value.item_id==$i and .value.value==$q
-   and .value.ts==($t*1000) and .key==$u)' "$WORK/out.json" >/dev/null || fail "event e17 changed on its way"
-ok "$N events passed through, each once, fields intact"
+   (.value.user_id|test("^eph\\.[A-Za-z0-9_-]{22}$")) and .value.item_id==$i
+   and .value.value==$q and .value.ts==($t*1000) and .key==.value.user_id)' \
+  "$WORK/out.json" >/dev/null || fail "event e17 changed on its way"
+ok "$N events passed through, each once, fields intact, user ids pseudonymized"
 
 n_rec=$(jq -r '.value.event_id' "$WORK/recs.json" | sort -u | wc -l)
 [ "$n_rec" -eq $N ] || fail "$n_rec distinct recommendations, want $N"
@@ -44,6 +46,9 @@ jq -r '.key, .value.subject' "$WORK/recs.json" >"$WORK/subjects"
 tail -n +2 "$WORK/events.csv" | cut -d, -f2 | sort -u >"$WORK/users"
 grep -qxFf "$WORK/users" "$WORK/subjects" && fail "a raw user id in the recommendations"
 grep -qv '^eph\.[A-Za-z0-9_-]\{22\}$' "$WORK/subjects" && fail "a subject that is not a pseudonym"
+[ "$(jq -r 'select(.value.event_id=="e17") | .value.subject' "$WORK/recs.json")" = \
+  "$(jq -r 'select(.value.event_id=="e17") | .value.user_id' "$WORK/out.json")" ] ||
+  fail "e17's pseudonymized user id is not its recommendation's subject"
 ok "$N recommendations, keyed by pseudonyms"
 
 [ "$(wc -l <"$WORK/dlq.json")" -eq 3 ] || fail "want 3 dead letters"

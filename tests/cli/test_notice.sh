@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# `veil notice` through its real interface: for every shipped pipeline it
+# states each point (collected, purpose, consent, protection, retention,
+# differential privacy) in Markdown and HTML, and each statement follows
+# the configuration: change a value in a copy of a pipeline and the notice
+# changes with it.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+VEIL=${VEIL:?}
+fails=0 passes=0
+pass() { passes=$((passes + 1)); echo "ok $1"; }
+failed() { fails=$((fails + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && head -20 <<<"$2"; }
+
+HEADINGS=("What we collect" "Why we use it" "Your consent" "How we protect it"
+  "What we keep, where, and for how long" "Differential privacy")
+
+# A copy of the tree's layout whose config/pipelines holds writable copies,
+# so a changed pipeline resolves its relative paths (schemas, demo data)
+# exactly as the original does.
+T=$(mktemp -d /tmp/veil-notice-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+for e in "$root"/*; do [ "$(basename "$e")" = config ] || ln -s "$e" "$T/"; done
+mkdir -p "$T/config/pipelines"
+for e in "$root"/config/*; do [ "$(basename "$e")" = pipelines ] || ln -s "$e" "$T/config/"; done
+
+# section FILE HEADING: the bullets under a Markdown heading
+section() { awk -v h="## $2" '$0==h {on=1; next} /^## / {on=0} on && /^- /' "$1"; }
+
+for f in "$root"/config/pipelines/*.yaml; do
+  name=$(basename "$f")
+  md="$T/$name.md" html="$T/$name.html"
+  if ! "$VEIL" notice "$f" >"$md" 2>"$T/err" || ! "$VEIL" notice "$f" --format html >"$html" 2>>"$T/err"; then
+    failed "notice $name" "$(cat "$T/err")"; continue
+  fi
+  ok=1
+  for h in "${HEADINGS[@]}"; do
+    [ -n "$(section "$md" "$h")" ] || { failed "notice $name: nothing under '$h'" "$(cat "$md")"; ok=0; }
+    grep -qF "<h2>${h//&/&amp;}</h2>" "$html" || { failed "notice $name --format html: no '$h'"; ok=0; }
+  done
+  [ "$(grep -c '^- ' "$md")" = "$(grep -c '^<li>' "$html")" ] || { failed "notice $name: md and html differ"; ok=0; }
+  # Text is escaped in HTML: a list item holds no markup of its own.
+  grep '^<li>' "$html" | sed 's/^<li>//; s/<\/li>$//' | grep -q '[<>]' && { failed "notice $name: unescaped html"; ok=0; }
+  # Every topic of the pipeline is named where the data goes or comes from.
+  for t in $(grep -oE 'topic: *[^ ,}]+' "$f" | sed 's/topic: *//'); do
+    [[ $t == *'$'* ]] && continue
+    grep -q "'$t'" "$md" || { failed "notice $name does not name topic $t"; ok=0; }
+  done
+  # Numbers of the privacy guarantee come from the file, and follow it.
+  cp "$f" "$T/config/pipelines/$name"
+  for key in epsilon delta; do
+    grep -qE "^\s+$key: *[0-9.e-]+" "$f" || continue
+    sed -E "s/^(\s+$key:) *[0-9.e-]+/\1 0.000123/" "$f" >"$T/config/pipelines/$name"
+    "$VEIL" notice "$T/config/pipelines/$name" 2>&1 | grep -q '0.000123' ||
+      { failed "notice $name: changing $key does not show"; ok=0; }
+  done
+  [ $ok = 1 ] && pass "notice $name: six points, md and html, topics and privacy numbers from the file"
+done
+
+# The demo pipeline, changed one value at a time in a copy.
+demo="$root/config/pipelines/demo.yaml"
+copy="$T/config/pipelines/demo-copy.yaml"
+base="$T/base.md"
+"$VEIL" notice "$demo" >"$base" 2>&1 || failed "notice demo" "$(cat "$base")"
+# change SED_EXPR: the copy's notice in $T/new.md
+change() { sed -E "$1" "$demo" >"$copy"; "$VEIL" notice "$copy" >"$T/new.md" 2>"$T/new.err"; }
+
+change 's/k: 10\}/k: 7}/'
+if grep -q "recommend the 10 items" "$base" && grep -q "recommend the 7 items" "$T/new.md" &&
+   ! grep -q "recommend the 10 items" "$T/new.md"; then pass "popular's k is the notice's number"
+else failed "popular's k" "$(cat "$T/new.md" "$T/new.err")"; fi
+
+change 's/topic: recommendations$/topic: recs-for-notice/'
+if grep -q "'recs-for-notice'" "$T/new.md" && ! grep -q "'recommendations'" "$T/new.md"; then
+  pass "an output's topic is where the notice says results go"
+else failed "output topic" "$(cat "$T/new.md" "$T/new.err")"; fi
+
+change 's/dead_letter: \{topic: interactions.dlq\}/dead_letter: {topic: kept-for-notice}/'
+if section "$T/new.md" "What we keep, where, and for how long" | grep -q "unchanged, with any identifier in it, on Kafka topic 'kept-for-notice'"; then
+  pass "the dead-letter topic is named with what it keeps"
+else failed "dead-letter topic" "$(cat "$T/new.md" "$T/new.err")"; fi
+
+change 's/max_events: 256/max_events: 99/'
+if grep -q "at most 99 interactions" "$T/new.md" && grep -q "at most 256 interactions" "$base"; then
+  pass "the batch size bounds what is held in memory"
+else failed "max_events" "$(cat "$T/new.md" "$T/new.err")"; fi
+
+change 's/^keys: \{ephemeral: true\}/keys: {active: k9, files: {k8: \/nonexistent\/k8, k9: \/nonexistent\/k9}}/'
+if grep -q "secret key 'k9' (2 keys configured" "$T/new.md" && ! grep -q "every restart" "$T/new.md" &&
+   grep -q "every restart" "$base"; then
+  pass "the key id and count come from keys: (key files are not read)"
+else failed "keys" "$(cat "$T/new.md" "$T/new.err")"; fi
+
+# The schema's pii marks decide what is listed as collected.
+sed 's/"pii": "quasi",//' "$root/schemas/interaction.avsc" >"$T/nopii.avsc"
+change "s#schema: \.\./\.\./schemas/interaction\.avsc#schema: $T/nopii.avsc#"
+if section "$base" "What we collect" | grep -q "your IP address" &&
+   ! section "$T/new.md" "What we collect" | grep -q "your IP address" &&
+   section "$T/new.md" "What we collect" | grep -q "your user id"; then
+  pass "what is collected follows the schema's pii marks"
+else failed "pii marks" "$(cat "$T/new.md" "$T/new.err")"; fi
+
+# Without a consent stage the notice says so; with a dp-less pipeline too.
+if section "$base" "Your consent" | grep -q "does not check consent"; then
+  if grep -q "use: consent" "$demo"; then failed "demo has consent but the notice says it does not check"
+  else pass "no consent stage: the notice says consent is not checked"; fi
+elif grep -q "use: consent" "$demo"; then pass "consent stage: the notice states its consent rules"
+else failed "consent" "$(cat "$base")"; fi
+
+# A pipeline the privacy lint refuses gets no notice.
+change 's/^  - use: pseudonymize$/  - use: passthrough/; s#^  dead_letter:#  events: {topic: raw-events, schema: ../../schemas/interaction.avsc}\n  dead_letter:#'
+if [ ! -s "$T/new.md" ] && grep -q "in the clear" "$T/new.err"; then
+  pass "no notice for a pipeline that fails the privacy lint"
+else failed "privacy lint" "$(cat "$T/new.md" "$T/new.err")"; fi
+
+check_usage() { # NAME WANT_RC PATTERN -- CMD
+  local n=$1 want=$2 pat=$3; shift 4
+  local out rc; out=$("$@" 2>&1); rc=$?
+  if [ $rc -eq "$want" ] && grep -qE -- "$pat" <<<"$out"; then pass "$n"; else failed "$n (exit $rc)" "$out"; fi
+}
+check_usage "notice help" 0 "usage: veil notice PIPELINE.yaml" -- "$VEIL" notice --help
+check_usage "notice without file" 2 "usage: veil notice" -- "$VEIL" notice
+check_usage "notice bad format" 2 "--format must be md or html" -- "$VEIL" notice "$demo" --format pdf
+check_usage "notice missing file" 2 "nope.yaml" -- "$VEIL" notice "$T/nope.yaml"
+check_usage "veil help lists notice" 0 "notice PIPELINE.yaml" -- "$VEIL" --help
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]

@@ -1,0 +1,490 @@
+/*
+ * test_ops — the operations side of the host without Kafka: the metrics
+ * registry and its Prometheus text, the http: and log: sections, what a
+ * reload may change, and the HTTP endpoints over a real socket (the test
+ * plays the pipeline loop's part through the ops state).
+ */
+#include <arpa/inet.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "ops.h"
+#include "reload.h"
+
+/* ---- metrics ---- */
+
+static char *render(struct veil_metrics *m) {
+        char *out;
+        size_t len;
+        assert_int_equal(veil_metrics_render(m, &out, &len), 0);
+        assert_int_equal(strlen(out), len);
+        return out;
+}
+
+static void test_counters_gauges(void **st) {
+        (void)st;
+        struct veil_metrics *m;
+        assert_int_equal(veil_metrics_new(&m), 0);
+        assert_int_equal(veil_metrics_declare(m, "x_total",
+                                              VEIL_METRIC_COUNTER,
+                                              "Things.\nSecond line", NULL, 0),
+                         0);
+        assert_int_equal(veil_metrics_declare(m, "bad name",
+                                              VEIL_METRIC_GAUGE, "", NULL, 0),
+                         -VEIL_EINVAL);
+        assert_int_equal(veil_metrics_declare(m, "9x", VEIL_METRIC_GAUGE, "",
+                                              NULL, 0),
+                         -VEIL_EINVAL);
+        char lb[128];
+        veil_metrics_labels(lb, sizeof(lb), "stage", "a\"b\\c\nd", NULL);
+        assert_string_equal(lb, "stage=\"a\\\"b\\\\c\\nd\"");
+        assert_int_equal(veil_metrics_add(m, "x_total", lb, 2), 0);
+        assert_int_equal(veil_metrics_add(m, "x_total", lb, 3), 0);
+        assert_int_equal(veil_metrics_add(m, "nope_total", "", 1),
+                         -VEIL_ENOENT);
+        /* set declares a gauge for a plugin's value */
+        assert_int_equal(veil_metrics_set(m, "veil_plugin_p_size", "", 0.25),
+                         0);
+        double v;
+        assert_int_equal(veil_metrics_get(m, "x_total", lb, &v), 0);
+        assert_true(v == 5);
+        char *out = render(m);
+        assert_non_null(strstr(out, "# HELP x_total Things.\\nSecond line\n"
+                                    "# TYPE x_total counter\n"
+                                    "x_total{stage=\"a\\\"b\\\\c\\nd\"} 5\n"));
+        assert_non_null(strstr(out, "# TYPE veil_plugin_p_size gauge\n"
+                                    "veil_plugin_p_size 0.25\n"));
+        free(out);
+        veil_metrics_clear(m, "x_total");
+        assert_int_equal(veil_metrics_get(m, "x_total", lb, &v),
+                         -VEIL_ENOENT);
+        out = render(m);
+        assert_null(strstr(out, "x_total"));
+        free(out);
+        veil_metrics_destroy(m);
+}
+
+static void test_histogram(void **st) {
+        (void)st;
+        struct veil_metrics *m;
+        assert_int_equal(veil_metrics_new(&m), 0);
+        const double b[] = {0.005, 0.1, 1};
+        const double unsorted[] = {1, 0.5};
+        assert_int_equal(veil_metrics_declare(m, "h", VEIL_METRIC_HISTOGRAM,
+                                              "", unsorted, 2),
+                         -VEIL_EINVAL);
+        assert_int_equal(veil_metrics_declare(m, "h_seconds",
+                                              VEIL_METRIC_HISTOGRAM, "", b, 3),
+                         0);
+        const double obs[] = {0.001, 0.005, 0.05, 2, NAN, 0.5};
+        assert_int_equal(veil_metrics_observe(m, "h_seconds", "", obs, 6), 0);
+        assert_int_equal(veil_metrics_add(m, "h_seconds", "", 1),
+                         -VEIL_EINVAL);
+        char *out = render(m);
+        /* cumulative, bounds inclusive, NaN ignored, +Inf = count */
+        assert_non_null(strstr(out, "h_seconds_bucket{le=\"0.005\"} 2\n"
+                                    "h_seconds_bucket{le=\"0.1\"} 3\n"
+                                    "h_seconds_bucket{le=\"1\"} 4\n"
+                                    "h_seconds_bucket{le=\"+Inf\"} 5\n"
+                                    "h_seconds_sum 2.556\n"
+                                    "h_seconds_count 5\n"));
+        free(out);
+        veil_metrics_destroy(m);
+}
+
+static void test_series_cap(void **st) {
+        (void)st;
+        struct veil_metrics *m;
+        assert_int_equal(veil_metrics_new(&m), 0);
+        veil_metrics_declare(m, "g", VEIL_METRIC_GAUGE, "", NULL, 0);
+        char lb[64], n[16];
+        for (int i = 0; i < VEIL_METRICS_MAX_SERIES + 10; i++) {
+                snprintf(n, sizeof(n), "%d", i);
+                veil_metrics_labels(lb, sizeof(lb), "i", n, NULL);
+                int rc = veil_metrics_set(m, "g", lb, i);
+                assert_int_equal(rc, i < VEIL_METRICS_MAX_SERIES
+                                             ? 0
+                                             : -VEIL_ENOMEM);
+        }
+        char *out = render(m);
+        assert_non_null(strstr(out, "veil_metrics_series_dropped_total 10\n"));
+        free(out);
+        veil_metrics_destroy(m);
+}
+
+/* ---- http: and log: sections ---- */
+
+static int parse_http(const char *yaml_http, struct veil_http_config *hc,
+                      char *err, size_t err_size) {
+        char text[1024];
+        snprintf(text, sizeof(text),
+                 "kafka: {bootstrap: embedded, group: g}\n"
+                 "input: {topic: t, schema: s.avsc}\n"
+                 "outputs: {dead_letter: {topic: d}}\n"
+                 "plugins: [{use: popular}]\n"
+                 "%s\n",
+                 yaml_http);
+        struct veil_config *cfg;
+        int rc = veil_config_parse(&cfg, "p.yaml", text, strlen(text), err,
+                                   err_size);
+        assert_int_equal(rc, 0);
+        rc = veil_http_config_parse(cfg, hc, err, err_size);
+        veil_config_destroy(cfg);
+        return rc;
+}
+
+static void test_http_config(void **st) {
+        (void)st;
+        struct veil_http_config hc;
+        char err[512];
+        assert_int_equal(parse_http("", &hc, err, sizeof(err)), 0);
+        assert_int_equal(hc.enabled, 0);
+        assert_int_equal(parse_http("http: {}", &hc, err, sizeof(err)), 0);
+        assert_int_equal(hc.enabled, 1);
+        assert_string_equal(hc.host, "0.0.0.0");
+        assert_int_equal(hc.port, 9464);
+        assert_int_equal(hc.reload, 0);
+        assert_int_equal(hc.liveness_timeout_ms, 60000);
+        assert_int_equal(parse_http("http: {listen: \"[::1]:0\", reload: "
+                                    "true, liveness_timeout_ms: 5000}",
+                                    &hc, err, sizeof(err)),
+                         0);
+        assert_string_equal(hc.host, "::1");
+        assert_int_equal(hc.port, 0);
+        assert_int_equal(hc.reload, 1);
+        assert_int_equal(hc.liveness_timeout_ms, 5000);
+        assert_int_equal(parse_http("http: {listen: \":8080\"}", &hc, err,
+                                    sizeof(err)),
+                         0);
+        assert_string_equal(hc.host, "");
+        assert_int_equal(hc.port, 8080);
+
+        static const struct {
+                const char *yaml, *want;
+        } bad[] = {
+                {"http: {listen: localhost}", "p.yaml:5:16: http: listen "
+                                              "'localhost' must be HOST:PORT"},
+                {"http: {listen: \"h:70000\"}", "port from 0 to 65535"},
+                {"http: {listen: \"::1:80\"}", "[IPv6]:PORT"},
+                {"http: {listen: \"h:8x\"}", "HOST:PORT"},
+                {"http: {reload: yes}", "p.yaml:5:16: http: reload must be "
+                                        "true or false, got 'yes'"},
+                {"http: {liveness_timeout_ms: 10}", "from 1000 to 3600000"},
+                {"http: {port: 80}", "p.yaml:5:8: http: unknown key 'port'; "
+                                     "allowed keys: listen, reload, "
+                                     "liveness_timeout_ms"},
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+                assert_int_equal(parse_http(bad[i].yaml, &hc, err,
+                                            sizeof(err)),
+                                 -VEIL_EINVAL);
+                if (!strstr(err, bad[i].want))
+                        fail_msg("%s: got '%s', want '%s'", bad[i].yaml, err,
+                                 bad[i].want);
+        }
+}
+
+static struct veil_config *config(const char *extra) {
+        char text[2048], err[512];
+        snprintf(text, sizeof(text),
+                 "kafka: {bootstrap: b:9092, group: g, settings: "
+                 "{linger.ms: \"5\"}}\n"
+                 "input: {topic: t, schema: s.avsc}\n"
+                 "outputs: {dead_letter: {topic: d}}\n"
+                 "plugins: [{use: popular}]\n"
+                 "%s\n",
+                 extra);
+        struct veil_config *cfg;
+        if (veil_config_parse(&cfg, "p.yaml", text, strlen(text), err,
+                              sizeof(err)))
+                fail_msg("%s", err);
+        return cfg;
+}
+
+static void test_log_config(void **st) {
+        (void)st;
+        char err[512];
+        int level;
+        struct veil_config *c = config("");
+        assert_int_equal(veil_log_config_parse(c, &level, err, sizeof(err)),
+                         0);
+        assert_int_equal(level, -1);
+        veil_config_destroy(c);
+        c = config("log: {level: debug}");
+        assert_int_equal(veil_log_config_parse(c, &level, err, sizeof(err)),
+                         0);
+        assert_int_equal(level, VEIL_LOG_DEBUG);
+        veil_config_destroy(c);
+        c = config("log: {level: loud}");
+        assert_int_equal(veil_log_config_parse(c, &level, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_string_equal(err, "p.yaml:5:14: log: level must be error, "
+                                 "warn, info or debug");
+        veil_config_destroy(c);
+        c = config("log: {format: text}");
+        assert_int_equal(veil_log_config_parse(c, &level, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "unknown key 'format'"));
+        veil_config_destroy(c);
+}
+
+/* ---- reload ---- */
+
+static void reload_case(const char *a, const char *b, const char *want) {
+        struct veil_config *ca = config(a), *cb = config(b);
+        char err[1024] = "";
+        int rc = veil_reload_check(ca, cb, err, sizeof(err));
+        if (!want)
+                assert_int_equal(rc, 0);
+        else if (rc != -VEIL_EINVAL || !strstr(err, want))
+                fail_msg("'%s' -> '%s': rc %d, '%s', want '%s'", a, b, rc, err,
+                         want);
+        veil_config_destroy(ca);
+        veil_config_destroy(cb);
+}
+
+static void test_reload_check(void **st) {
+        (void)st;
+        reload_case("", "", NULL);
+        reload_case("log: {level: info}", "log: {level: debug}", NULL);
+        reload_case("http: {listen: \"h:1\"}", "http: {listen: \"h:1\"}",
+                    NULL);
+        reload_case("", "http: {listen: \"h:1\"}",
+                    "http changed from 'off, reload off");
+        reload_case("http: {reload: false}", "http: {reload: true}",
+                    "needs a restart");
+        /* kafka settings: changed, added, removed */
+        struct veil_config *a = config(""), *b = config("");
+        char err[1024];
+        free(b->kafka.settings[0].value);
+        b->kafka.settings[0].value = strdup("10");
+        assert_int_equal(veil_reload_check(a, b, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "kafka.settings.linger.ms changed from "
+                                    "'5' to '10'"));
+        b->kafka.n_settings = 0;
+        assert_int_equal(veil_reload_check(a, b, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "from '5' to '(unset)'"));
+        assert_int_equal(veil_reload_check(b, a, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "from '(unset)' to '5'"));
+        b->kafka.n_settings = 1;
+        free(b->kafka.group);
+        b->kafka.group = strdup("g2");
+        assert_int_equal(veil_reload_check(a, b, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "kafka.group changed from 'g' to 'g2'"));
+        free(b->kafka.group);
+        b->kafka.group = strdup("g");
+        free(b->input.topic);
+        b->input.topic = strdup("t2");
+        assert_int_equal(veil_reload_check(a, b, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "input.topic"));
+        free(b->input.topic);
+        b->input.topic = strdup("t");
+        free(b->kafka.bootstrap);
+        b->kafka.bootstrap = strdup("other:9092");
+        assert_int_equal(veil_reload_check(a, b, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "kafka.bootstrap"));
+        veil_config_destroy(a);
+        veil_config_destroy(b);
+}
+
+/* ---- the endpoints over a socket ---- */
+
+/* One request; returns the status and fills body. */
+static int request(int port, const char *method, const char *path,
+                   char *body, size_t body_size) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fd >= 0);
+        struct sockaddr_in a = {0};
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        char req[256];
+        int n = snprintf(req, sizeof(req),
+                         "%s %s HTTP/1.1\r\nHost: x\r\nConnection: "
+                         "close\r\nContent-Length: 0\r\n\r\n",
+                         method, path);
+        assert_int_equal(write(fd, req, (size_t)n), n);
+        static char resp[1 << 16];
+        size_t got = 0;
+        ssize_t r;
+        while ((r = read(fd, resp + got, sizeof(resp) - 1 - got)) > 0)
+                got += (size_t)r;
+        resp[got] = '\0';
+        close(fd);
+        int status = 0;
+        sscanf(resp, "HTTP/1.1 %d", &status);
+        const char *b = strstr(resp, "\r\n\r\n");
+        snprintf(body, body_size, "%s", b ? b + 4 : "");
+        return status;
+}
+
+struct loop {
+        struct veil_ops *ops;
+        int ok;
+        int served;
+};
+
+/* Plays the pipeline loop: takes a reload request and reports on it. */
+static void *loop(void *arg) {
+        struct loop *l = arg;
+        for (int i = 0; i < 500 && !l->served; i++) {
+                if (veil_ops_take_reload(l->ops)) {
+                        veil_ops_reload_done(l->ops, l->ok,
+                                             l->ok ? "" : "p.yaml:3:1: bad");
+                        l->served = 1;
+                }
+                usleep(10000);
+        }
+        return NULL;
+}
+
+static void test_endpoints(void **st) {
+        (void)st;
+        struct veil_metrics *m;
+        struct veil_ops *ops;
+        assert_int_equal(veil_metrics_new(&m), 0);
+        assert_int_equal(veil_ops_new(&ops), 0);
+        veil_metrics_declare(m, "veil_x_total", VEIL_METRIC_COUNTER, "X.",
+                             NULL, 0);
+        veil_metrics_add(m, "veil_x_total", "", 7);
+        struct veil_http_config hc = {0};
+        hc.enabled = 1;
+        snprintf(hc.listen, sizeof(hc.listen), "127.0.0.1:0");
+        snprintf(hc.host, sizeof(hc.host), "127.0.0.1");
+        hc.port = 0;
+        hc.reload = 1;
+        hc.liveness_timeout_ms = 1000;
+        struct veil_http *h;
+        char err[512], body[65536];
+        assert_int_equal(veil_http_start(&h, &hc, m, ops, err, sizeof(err)),
+                         0);
+        int port = atoi(strrchr(veil_http_address(h), ':') + 1);
+        assert_true(port > 0);
+        /* the port is taken now: a second server on it fails, clearly */
+        struct veil_http_config busy = hc;
+        busy.port = port;
+        struct veil_http *h2;
+        assert_int_equal(veil_http_start(&h2, &busy, m, ops, err,
+                                         sizeof(err)),
+                         -VEIL_EIO);
+        assert_non_null(strstr(err, "cannot listen on"));
+
+        assert_int_equal(request(port, "GET", "/metrics", body, sizeof(body)),
+                         200);
+        assert_non_null(strstr(body, "# TYPE veil_x_total counter\n"
+                                     "veil_x_total 7\n"));
+        /* not ready until the loop says so, with its reason */
+        assert_int_equal(request(port, "GET", "/readyz", body, sizeof(body)),
+                         503);
+        assert_string_equal(body, "starting\n");
+        veil_ops_set_ready(ops, 0, "side inputs not caught up: consent "
+                                   "(12000/40000)");
+        assert_int_equal(request(port, "GET", "/readyz", body, sizeof(body)),
+                         503);
+        assert_string_equal(body, "side inputs not caught up: consent "
+                                  "(12000/40000)\n");
+        veil_ops_set_ready(ops, 1, "");
+        assert_int_equal(request(port, "GET", "/readyz", body, sizeof(body)),
+                         200);
+        assert_string_equal(body, "ready\n");
+        /* live while the loop beats; not after the timeout */
+        veil_ops_beat(ops);
+        assert_int_equal(request(port, "GET", "/healthz", body, sizeof(body)),
+                         200);
+        usleep(1200 * 1000);
+        assert_int_equal(request(port, "GET", "/healthz", body, sizeof(body)),
+                         503);
+        assert_non_null(strstr(body, "has not turned for"));
+        veil_ops_beat(ops);
+        assert_int_equal(request(port, "GET", "/healthz", body, sizeof(body)),
+                         200);
+
+        assert_int_equal(request(port, "GET", "/nope", body, sizeof(body)),
+                         404);
+        assert_int_equal(request(port, "POST", "/metrics", body, sizeof(body)),
+                         405);
+        assert_int_equal(request(port, "GET", "/reload", body, sizeof(body)),
+                         405);
+
+        /* POST /reload waits for the loop's outcome */
+        for (int ok = 1; ok >= 0; ok--) {
+                struct loop l = {ops, ok, 0};
+                pthread_t t;
+                pthread_create(&t, NULL, loop, &l);
+                int status = request(port, "POST", "/reload", body,
+                                     sizeof(body));
+                pthread_join(t, NULL);
+                assert_true(l.served);
+                if (ok) {
+                        assert_int_equal(status, 200);
+                        assert_string_equal(body, "reloaded\n");
+                } else {
+                        assert_int_equal(status, 422);
+                        assert_non_null(strstr(body, "p.yaml:3:1: bad"));
+                }
+        }
+        veil_http_stop(h);
+
+        /* reload: false refuses POST /reload */
+        hc.reload = 0;
+        assert_int_equal(veil_http_start(&h, &hc, m, ops, err, sizeof(err)),
+                         0);
+        port = atoi(strrchr(veil_http_address(h), ':') + 1);
+        assert_int_equal(request(port, "POST", "/reload", body, sizeof(body)),
+                         403);
+        assert_non_null(strstr(body, "SIGHUP"));
+        assert_int_equal(veil_ops_take_reload(ops), 0);
+        veil_http_stop(h);
+        veil_ops_destroy(ops);
+        veil_metrics_destroy(m);
+}
+
+static void test_wait_timeout(void **st) {
+        (void)st;
+        struct veil_ops *ops;
+        assert_int_equal(veil_ops_new(&ops), 0);
+        uint64_t before = veil_ops_request_reload(ops);
+        char msg[512];
+        assert_int_equal(veil_ops_wait_reload(ops, before, 100, msg,
+                                              sizeof(msg)),
+                         -1);
+        assert_non_null(strstr(msg, "still pending"));
+        assert_int_equal(veil_ops_take_reload(ops), 1);
+        assert_int_equal(veil_ops_take_reload(ops), 0);
+        veil_ops_destroy(ops);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_counters_gauges),
+                cmocka_unit_test(test_histogram),
+                cmocka_unit_test(test_series_cap),
+                cmocka_unit_test(test_http_config),
+                cmocka_unit_test(test_log_config),
+                cmocka_unit_test(test_reload_check),
+                cmocka_unit_test(test_endpoints),
+                cmocka_unit_test(test_wait_timeout),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
