@@ -52,7 +52,6 @@ struct kctx {
         struct inflight *head, *tail;
         int n_inflight;
         struct inflight *cur; /**< batch being produced; opaque of records */
-        struct inflight side_flight; /**< side-input dead letters */
 
         rd_kafka_message_t **msgs; /**< input records of the open batch */
         size_t n_msgs, cap_msgs;
@@ -67,6 +66,9 @@ struct kctx {
         int brokers_up;           /**< from statistics; -1 unknown */
         int64_t last_publish_ms, last_lag_ms;
         int lag_assigned; /**< assignment size the lag series are for */
+        /* Side-input dead letters: never committed, only waited for. Last,
+         * because struct inflight ends in a flexible array. */
+        struct inflight side_flight;
 };
 
 static int64_t now_ms(void) {

@@ -4,7 +4,8 @@
 #
 #   deploy/setup.sh demo    install, build, run `veil demo`
 #   deploy/setup.sh test    install, build, fetch the test broker, run every
-#                           test (unit, fault, integration; ASan+UBSan unit run)
+#                           test (unit, fault, integration; ASan+UBSan unit run;
+#                           each libFuzzer target briefly)
 #   deploy/setup.sh build   install and build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ BUILD=${VEIL_BUILD_DIR:-$ROOT/build}
 PACKAGES=(build-essential cmake pkg-config
   librdkafka-dev libavro-dev libopenblas-dev libyaml-dev libcmocka-dev
   libsodium-dev zlib1g-dev libmicrohttpd-dev curl
-  kcat openjdk-17-jdk-headless maven gzip shellcheck openssl jq)
+  kcat openjdk-17-jdk-headless maven gzip shellcheck openssl jq clang)
 # tests/deploy renders the Kubernetes manifests with kubectl and checks them
 # with node. A kubectl or node installed otherwise (Cloud SDK, NodeSource) is
 # kept: Debian's packages would conflict with it.
@@ -43,6 +44,14 @@ build() {
   log "building in $BUILD"
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$BUILD" -j"$(nproc)"
+}
+
+build_fuzz() {
+  log "building the libFuzzer targets (clang, ASan+UBSan) in $BUILD-fuzz"
+  CC=clang cmake -S "$ROOT" -B "$BUILD-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DVEIL_FUZZ=ON -DVEIL_SANITIZE=ON -DVEIL_BENCH=OFF >/dev/null
+  cmake --build "$BUILD-fuzz" -j"$(nproc)" \
+    --target fuzz_codec fuzz_config fuzz_csv fuzz_tcf
 }
 
 build_asan() {
@@ -73,6 +82,9 @@ case "$cmd" in
     log "unit tests under AddressSanitizer and UBSan"
     ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$BUILD-asan" -L unit \
       --output-on-failure
+    build_fuzz
+    log "each fuzz target for a short run (tests/fuzz/run.sh runs them long)"
+    ctest --test-dir "$BUILD-fuzz" -L fuzz --output-on-failure
     ;;
   build)
     install_packages

@@ -44,8 +44,8 @@ static const char *tcf_words(const struct veil_tiermap *m, unsigned p,
 
 /* "personalization and training", "a, b and c". */
 static const char *and_list(uint8_t mask, char *buf, size_t size) {
-        static const char *const names[] = {"personalization", "contextual "
-                                            "recommendations",
+        static const char *const names[] = {"personalization",
+                                            "contextual recommendations",
                                             "contributing to the shared model",
                                             "analytics"};
         int total = __builtin_popcount(mask), k = 0;

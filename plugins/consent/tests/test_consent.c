@@ -597,8 +597,7 @@ static void test_notice(void **state) {
                 "contributing to the shared model needs TCF purpose 10",
                 "For TCF purpose(s) 11 we accept legitimate interest",
                 "our vendor (IAB id 755)",
-                "withdraws personalization and contributing to the shared "
-                "model",
+                "withdraws personalization and contributing to the shared model",
                 "every stage deletes what it holds",
                 "the interaction is not processed",
                 "never the id itself",
