@@ -654,23 +654,29 @@ static int put(struct veil_buf *b, const void *p, size_t n) {
         return 0;
 }
 
+/* The scalars are written in place, room for the longest made first:
+ * a memcpy call per number was a good part of encoding a record. */
 static int put_long(struct veil_buf *b, int64_t v) {
+        if (b->cap - b->len < 10 && veil_buf_reserve(b, b->len + 10))
+                return -VEIL_ENOMEM;
         uint64_t z = ((uint64_t)v << 1) ^ (v < 0 ? ~(uint64_t)0 : 0);
-        unsigned char t[10];
-        size_t n = 0;
+        unsigned char *o = b->data + b->len;
         while (z > 0x7f) {
-                t[n++] = (unsigned char)(0x80 | (z & 0x7f));
+                *o++ = (unsigned char)(0x80 | (z & 0x7f));
                 z >>= 7;
         }
-        t[n++] = (unsigned char)z;
-        return put(b, t, n);
+        *o++ = (unsigned char)z;
+        b->len = (size_t)(o - b->data);
+        return 0;
 }
 
 static int put_le(struct veil_buf *b, uint64_t v, size_t n) {
-        unsigned char t[8];
+        if (b->cap - b->len < 8 && veil_buf_reserve(b, b->len + 8))
+                return -VEIL_ENOMEM;
         for (size_t i = 0; i < n; i++)
-                t[i] = (unsigned char)(v >> (8 * i));
-        return put(b, t, n);
+                b->data[b->len + i] = (unsigned char)(v >> (8 * i));
+        b->len += n;
+        return 0;
 }
 
 static int put_double(struct veil_buf *b, double d) {
@@ -1062,6 +1068,17 @@ struct plan {
         struct pnode *root;
 };
 
+/* A default fill_rec() sets by value instead of reading its encoding back:
+ * avro_value_read() costs a reader and, for a string, an allocation, on
+ * every record. */
+struct scalar_def {
+        avro_type_t type; /* AVRO_NULL..; AVRO_UNION: null branch `l`;
+                             -1: read the encoding */
+        int64_t l;
+        double d;
+        char *s; /* NUL-terminated */
+};
+
 struct recdefs { /* fill_defaults() cache, per record type */
         struct recdefs *next; /* a list: entries must not move while
                                  fill_rec() recurses */
@@ -1070,6 +1087,7 @@ struct recdefs { /* fill_defaults() cache, per record type */
         int *field;
         unsigned char **bin;
         size_t *len;
+        struct scalar_def *val;
         size_t n_sub; /* record fields without a default: recurse */
         int *sub;
 };
@@ -1097,7 +1115,6 @@ struct veil_codec {
         struct veil_rec in_rec, out_rec;
         struct veil_rec_pool in_pool, out_pool;
         avro_reader_t dreader; /* reads pre-encoded defaults */
-        avro_writer_t writer;
         char *scratch; /* NUL-terminates strings for Avro-C */
         size_t scratch_cap;
         int event_ok;
@@ -2436,13 +2453,120 @@ static int compile_enc(struct veil_codec *c, avro_schema_t rec,
 static int fill_defaults(void *ctx, avro_value_t *v);
 
 static void recdefs_free(struct recdefs *r) {
-        for (size_t k = 0; k < r->n; k++)
+        for (size_t k = 0; k < r->n; k++) {
                 free(r->bin[k]);
+                free(r->val[k].s);
+        }
+        free(r->val);
         free(r->field);
         free(r->bin);
         free(r->len);
         free(r->sub);
         free(r);
+}
+
+/* A long from the start of an encoded default. */
+static int64_t unzigzag(const unsigned char *p, size_t n, size_t *used) {
+        uint64_t z = 0;
+        size_t i = 0;
+        for (int sh = 0; i < n && sh < 64; sh += 7) {
+                z |= (uint64_t)(p[i] & 0x7f) << sh;
+                if (!(p[i++] & 0x80))
+                        break;
+        }
+        *used = i;
+        return (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+}
+
+/* How fill_rec() sets the default of a field of schema fs, encoded as
+ * bin: by value for scalars, strings and a null union branch; anything else
+ * is read back from bin. Fails only for memory. */
+static int scalar_def(avro_schema_t fs, const unsigned char *bin, size_t len,
+                      struct scalar_def *v) {
+        size_t used = 0;
+        uint64_t u = 0;
+        v->type = (avro_type_t)-1;
+        switch (avro_typeof(fs)) {
+        case AVRO_NULL:
+                break;
+        case AVRO_BOOLEAN:
+                if (len != 1)
+                        return 0;
+                v->l = bin[0];
+                break;
+        case AVRO_INT32:
+        case AVRO_INT64:
+        case AVRO_ENUM:
+                v->l = unzigzag(bin, len, &used);
+                break;
+        case AVRO_FLOAT:
+        case AVRO_DOUBLE: {
+                size_t w = avro_typeof(fs) == AVRO_FLOAT ? 4 : 8;
+                if (len != w)
+                        return 0;
+                for (size_t i = 0; i < w; i++)
+                        u |= (uint64_t)bin[i] << (8 * i);
+                if (w == 4) {
+                        uint32_t u32 = (uint32_t)u;
+                        float f;
+                        memcpy(&f, &u32, 4);
+                        v->d = f;
+                } else {
+                        memcpy(&v->d, &u, 8);
+                }
+                break;
+        }
+        case AVRO_STRING: {
+                int64_t n = unzigzag(bin, len, &used);
+                /* Avro-C strings end at a NUL: one inside stays read */
+                if (n < 0 || (size_t)n != len - used ||
+                    memchr(bin + used, 0, (size_t)n))
+                        return 0;
+                if (!(v->s = malloc((size_t)n + 1)))
+                        return -VEIL_ENOMEM;
+                memcpy(v->s, bin + used, (size_t)n);
+                v->s[n] = '\0';
+                break;
+        }
+        case AVRO_UNION:
+                v->l = unzigzag(bin, len, &used);
+                if (used != len || v->l < 0 ||
+                    (size_t)v->l >= avro_schema_union_size(fs) ||
+                    avro_typeof(deref(avro_schema_union_branch(
+                            fs, (int)v->l))) != AVRO_NULL)
+                        return 0;
+                break;
+        default:
+                return 0;
+        }
+        v->type = avro_typeof(fs);
+        return 0;
+}
+
+static int set_scalar(avro_value_t *f, const struct scalar_def *v) {
+        avro_value_t b;
+        switch (v->type) {
+        case AVRO_NULL:
+                return avro_value_set_null(f);
+        case AVRO_BOOLEAN:
+                return avro_value_set_boolean(f, (int)v->l);
+        case AVRO_INT32:
+                return avro_value_set_int(f, (int32_t)v->l);
+        case AVRO_INT64:
+                return avro_value_set_long(f, v->l);
+        case AVRO_ENUM:
+                return avro_value_set_enum(f, (int)v->l);
+        case AVRO_FLOAT:
+                return avro_value_set_float(f, (float)v->d);
+        case AVRO_DOUBLE:
+                return avro_value_set_double(f, v->d);
+        case AVRO_STRING:
+                return avro_value_set_string(f, v->s);
+        case AVRO_UNION:
+                return avro_value_set_branch(f, (int)v->l, &b);
+        default:
+                return EINVAL;
+        }
 }
 
 static struct recdefs *recdefs_for(struct veil_codec *c, avro_schema_t rec) {
@@ -2458,7 +2582,8 @@ static struct recdefs *recdefs_for(struct veil_codec *c, avro_schema_t rec) {
         r->bin = calloc(n ? n : 1, sizeof(*r->bin));
         r->len = calloc(n ? n : 1, sizeof(*r->len));
         r->sub = calloc(n ? n : 1, sizeof(*r->sub));
-        if (!r->field || !r->bin || !r->len || !r->sub)
+        r->val = calloc(n ? n : 1, sizeof(*r->val));
+        if (!r->field || !r->bin || !r->len || !r->sub || !r->val)
                 goto nomem;
         for (size_t i = 0; i < n; i++) {
                 const char *fn = avro_schema_record_field_name(rec, (int)i);
@@ -2470,7 +2595,9 @@ static struct recdefs *recdefs_for(struct veil_codec *c, avro_schema_t rec) {
                          * compiled, so this cannot fail but for memory. */
                         if (encode_field_default(c->rs, rec, fn, d,
                                                  &r->bin[r->n], &r->len[r->n],
-                                                 NULL, 0))
+                                                 NULL, 0) ||
+                            scalar_def(fs, r->bin[r->n], r->len[r->n],
+                                       &r->val[r->n]))
                                 goto nomem;
                         r->field[r->n++] = (int)i;
                 } else if (avro_typeof(fs) == AVRO_RECORD) {
@@ -2495,6 +2622,11 @@ static int fill_rec(struct veil_codec *c, avro_value_t *v, int depth) {
                 avro_value_t f;
                 if (avro_value_get_by_index(v, (size_t)r->field[i], &f, NULL))
                         return -VEIL_EINVAL;
+                if (r->val[i].type != (avro_type_t)-1) {
+                        if (set_scalar(&f, &r->val[i]))
+                                return -VEIL_ENOMEM;
+                        continue;
+                }
                 avro_reader_memory_set_source(c->dreader,
                                               (const char *)r->bin[i],
                                               (int64_t)r->len[i]);
@@ -2576,34 +2708,127 @@ static int find_unset(avro_value_t *v, char *path, size_t size, int depth) {
         }
 }
 
+/* Avro binary of v, written as Avro-C's avro_value_write() writes it (the
+ * same calls in the same order, so the same bytes) but in one pass straight
+ * into the buffer: Avro-C needs a walk to size the output and another to
+ * write it, and the unset check was a third. 1 when a union or string was
+ * never set (find_unset() then names it), -VEIL_ENOMEM, -VEIL_EINVAL. */
+static int enc_value(struct veil_buf *b, avro_value_t *v, int depth) {
+        avro_value_t child;
+        const char *key;
+        const void *p;
+        size_t n;
+        int rc = 0, i;
+        int32_t i32;
+        int64_t i64;
+        double d;
+        float f;
+        if (depth > MAX_DEPTH)
+                return -VEIL_EINVAL;
+        switch (avro_value_get_type(v)) {
+        case AVRO_NULL:
+                return 0;
+        case AVRO_BOOLEAN: {
+                if (avro_value_get_boolean(v, &i))
+                        return -VEIL_EINVAL;
+                /* Avro-C writes the int it holds narrowed to a byte. */
+                unsigned char byte = (unsigned char)(int8_t)i;
+                return put(b, &byte, 1);
+        }
+        case AVRO_INT32:
+                if (avro_value_get_int(v, &i32))
+                        return -VEIL_EINVAL;
+                return put_long(b, i32);
+        case AVRO_INT64:
+                if (avro_value_get_long(v, &i64))
+                        return -VEIL_EINVAL;
+                return put_long(b, i64);
+        case AVRO_FLOAT:
+                if (avro_value_get_float(v, &f))
+                        return -VEIL_EINVAL;
+                return put_float(b, f);
+        case AVRO_DOUBLE:
+                if (avro_value_get_double(v, &d))
+                        return -VEIL_EINVAL;
+                return put_double(b, d);
+        case AVRO_STRING:
+                /* a set string counts its terminator: size 0 is unset */
+                if (avro_value_get_string(v, &key, &n) || n == 0)
+                        return 1;
+                return put_str(b, key, n - 1);
+        case AVRO_BYTES:
+                if (avro_value_get_bytes(v, &p, &n))
+                        return -VEIL_EINVAL;
+                return put_str(b, p, n);
+        case AVRO_FIXED:
+                if (avro_value_get_fixed(v, &p, &n))
+                        return -VEIL_EINVAL;
+                return put(b, p, n);
+        case AVRO_ENUM:
+                if (avro_value_get_enum(v, &i))
+                        return -VEIL_EINVAL;
+                return put_long(b, i);
+        case AVRO_UNION:
+                i = -1;
+                avro_value_get_discriminant(v, &i);
+                if (i < 0 || avro_value_get_current_branch(v, &child))
+                        return 1;
+                return (rc = put_long(b, i)) ? rc
+                                             : enc_value(b, &child, depth + 1);
+        case AVRO_RECORD:
+        case AVRO_ARRAY:
+        case AVRO_MAP: {
+                avro_type_t t = avro_value_get_type(v);
+                if (avro_value_get_size(v, &n))
+                        return -VEIL_EINVAL;
+                /* one block of all the items, then the empty block */
+                if (t != AVRO_RECORD && n && (rc = put_long(b, (int64_t)n)))
+                        return rc;
+                for (size_t k = 0; k < n; k++) {
+                        key = NULL;
+                        /* Asking a record for its field's name costs Avro-C
+                         * a hash lookup: only a map's keys are wanted. */
+                        if (avro_value_get_by_index(v, k, &child,
+                                                    t == AVRO_MAP ? &key
+                                                                  : NULL))
+                                return -VEIL_EINVAL;
+                        if (t == AVRO_MAP &&
+                            (rc = put_str(b, key, strlen(key))))
+                                return rc;
+                        if ((rc = enc_value(b, &child, depth + 1)))
+                                return rc;
+                }
+                return t == AVRO_RECORD ? 0 : put_long(b, 0);
+        }
+        default:
+                return -VEIL_EINVAL;
+        }
+}
+
 int veil_codec_rec_encode(struct veil_codec *c, struct veil_buf *out,
                           char *errstr, size_t errstr_size) {
         char path[256] = "";
-        size_t size;
-        /* Walk without names first: naming costs a snprintf per field,
-         * and this runs for every record. */
-        if (find_unset(&c->out, NULL, 0, 0) &&
-            find_unset(&c->out, path, sizeof(path), 0))
+        int rc = put_header(c, out, errstr, errstr_size);
+        if (rc)
+                return rc;
+        rc = enc_value(out, &c->out, 0);
+        if (rc == 0)
+                return 0;
+        out->len = 0;
+        if (rc == -VEIL_ENOMEM)
+                return fail(errstr, errstr_size, -VEIL_ENOMEM,
+                            "out of memory encoding a record of %s",
+                            c->rs->path);
+        /* Naming the field costs a snprintf per field: only now. */
+        if (rc == 1 && find_unset(&c->out, path, sizeof(path), 0))
                 return fail(errstr, errstr_size, -VEIL_EINVAL,
                             "record of %s: field %s was not set and has no "
                             "default",
                             c->rs->path, path[0] ? path : "(top)");
-        int rc = put_header(c, out, errstr, errstr_size);
-        if (rc)
-                return rc;
-        if (avro_value_sizeof(&c->out, &size) ||
-            veil_buf_reserve(out, out->len + size))
-                return fail(errstr, errstr_size, -VEIL_ENOMEM,
-                            "out of memory encoding a record of %s",
-                            c->rs->path);
-        avro_writer_memory_set_dest(c->writer, (const char *)out->data + out->len,
-                                    (int64_t)size);
-        if (avro_value_write(c->writer, &c->out))
-                return fail(errstr, errstr_size, -VEIL_EINVAL,
-                            "record of %s: Avro-C cannot write it: %s",
-                            c->rs->path, avro_strerror());
-        out->len += size;
-        return 0;
+        return fail(errstr, errstr_size, -VEIL_EINVAL,
+                    "record of %s: it cannot be written as Avro: a value "
+                    "does not match its schema",
+                    c->rs->path);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2716,8 +2941,6 @@ void veil_codec_destroy(struct veil_codec *c) {
                 avro_value_iface_decref(c->iface);
         if (c->dreader)
                 avro_reader_free(c->dreader);
-        if (c->writer)
-                avro_writer_free(c->writer);
         veil_rec_pool_free(&c->in_pool);
         veil_rec_pool_free(&c->out_pool);
         efields_free(c->enc, c->n_enc);
@@ -2758,8 +2981,7 @@ static int codec_create(struct veil_codec **out, const char *path,
         }
         if (avro_generic_value_new(c->iface, &c->in) ||
             avro_generic_value_new(c->iface, &c->out) ||
-            !(c->dreader = avro_reader_memory("", 0)) ||
-            !(c->writer = avro_writer_memory("", 0)))
+            !(c->dreader = avro_reader_memory("", 0)))
                 goto nomem;
         c->in_rec = (struct veil_rec){.v = c->in, .pool = &c->in_pool};
         c->out_rec = (struct veil_rec){.v = c->out, .pool = &c->out_pool};

@@ -7,6 +7,7 @@
  * plugin never deals with branches.
  */
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,11 +42,13 @@ struct veil_rec *veil_rec_pool_get(struct veil_rec_pool *p,
         h->pool = p;
         h->parent = parent;
         h->index = index;
+        h->cached = 0;
         memcpy(h->path, path, n + 1);
         return h;
 }
 
 void veil_rec_pool_reset(struct veil_rec_pool *p) {
+        p->epoch++;
         p->cur = p->head;
         if (p->cur)
                 p->cur->used = 0;
@@ -59,6 +62,21 @@ void veil_rec_pool_free(struct veil_rec_pool *p) {
                 c = n;
         }
         p->head = p->cur = NULL;
+}
+
+/* A handle to an element just added: its value is known, and nothing
+ * has moved since. */
+static struct veil_rec *pool_get_cached(struct veil_rec_pool *p,
+                                        const struct veil_rec *parent,
+                                        const char *path, size_t index,
+                                        const avro_value_t *v) {
+        struct veil_rec *h = veil_rec_pool_get(p, parent, path, index);
+        if (h) {
+                h->v = *v;
+                h->epoch = p->epoch;
+                h->cached = 1;
+        }
+        return h;
 }
 
 static avro_schema_t deref(avro_schema_t s) {
@@ -98,6 +116,9 @@ static int select_branch(struct veil_rec_pool *p, avro_value_t *v, int i) {
         if (i < 0)
                 return -VEIL_EINVAL;
         avro_value_get_discriminant(v, &cur);
+        /* Switching branch frees the old one, elements and all. */
+        if (cur != i)
+                p->epoch++;
         if (avro_value_set_branch(v, i, &b))
                 return -VEIL_ENOMEM;
         /* A record branch just chosen starts from its schema defaults, as
@@ -119,10 +140,10 @@ static int want(struct veil_rec_pool *p, avro_value_t *v, avro_type_t t) {
 static int walk_from(struct veil_rec_pool *pool, avro_value_t v,
                      const char *path, int set, avro_value_t *out);
 
-/* The value a handle stands for, found again from its root. */
+/* The value a handle stands for: cached, or found again from its root. */
 static int resolve(const struct veil_rec *r, avro_value_t *out, int depth) {
         avro_value_t parent, c;
-        if (!r->parent) {
+        if (!r->parent || (r->cached && r->epoch == r->pool->epoch)) {
                 *out = r->v;
                 return 0;
         }
@@ -134,15 +155,69 @@ static int resolve(const struct veil_rec *r, avro_value_t *out, int depth) {
         if (avro_value_get_type(&c) != AVRO_ARRAY &&
             avro_value_get_type(&c) != AVRO_MAP)
                 return -VEIL_ENOENT;
-        return avro_value_get_by_index(&c, r->index, out, NULL)
-                       ? -VEIL_ENOENT
-                       : 0;
+        if (avro_value_get_by_index(&c, r->index, out, NULL))
+                return -VEIL_ENOENT;
+        /* Handles live in the pool's own (non-const) chunks; the cache is
+         * not part of what a const handle promises to keep. */
+        struct veil_rec *w = (struct veil_rec *)r;
+        w->v = *out;
+        w->epoch = r->pool->epoch;
+        w->cached = 1;
+        return 0;
 }
 
-/* Walks `path` from v. Setters select the record branch of unions on the
- * way; getters stop at an absent one. */
-static int walk_from(struct veil_rec_pool *pool, avro_value_t v,
-                     const char *path, int set, avro_value_t *out) {
+/* A union on the way: setters select its record branch, getters stop at
+ * an absent one. */
+static int step_union(struct veil_rec_pool *pool, avro_value_t *v, int set) {
+        if (avro_value_get_type(v) != AVRO_UNION)
+                return 0;
+        int rc = set ? want(pool, v, AVRO_RECORD) : unwrap_get(v);
+        return rc == -VEIL_EINVAL ? -VEIL_ENOENT : rc;
+}
+
+/* The cache slot of a path: from its length and a few of its bytes (paths
+ * differ in length or at one end), not from every byte, since this runs on
+ * each call of a setter. Single-byte loads on purpose: gathering bytes
+ * into a word through memory stalls on store forwarding. */
+static size_t path_slot(const avro_value_iface_t *start, const char *path,
+                        size_t len) {
+        const unsigned char *p = (const unsigned char *)path;
+        uint64_t h = ((uint64_t)(uintptr_t)start >> 4) ^ len;
+        h = h * 0x9e3779b97f4a7c15ULL ^ p[0] ^ (uint64_t)p[len / 2] << 8 ^
+            (uint64_t)p[len - 1] << 16 ^ (uint64_t)p[len > 1 ? len - 2 : 0] << 24;
+        h *= 0x9e3779b97f4a7c15ULL;
+        return (size_t)(h >> 58) & (VEIL_REC_PATH_CACHE - 1);
+}
+
+/* The walk by cached indices; 1 when the entry does not fit the values met
+ * (a union holding another record type than when it was cached): the
+ * caller then walks by name. Selecting a branch already selected changes
+ * nothing, so walking again from the start after a partial walk is safe.
+ * Each step writes the child over *out in place: Avro-C stores a value as
+ * two words, and copying it out whole right after stalls the load. */
+static int walk_cached(struct veil_rec_pool *pool, const struct veil_rec_path *e,
+                       int set, avro_value_t *out) {
+        for (size_t k = 0; k < e->n; k++) {
+                if (out->iface != e->rec[k]) {
+                        int rc = step_union(pool, out, set);
+                        if (rc)
+                                return rc;
+                        if (out->iface != e->rec[k])
+                                return 1;
+                }
+                if (avro_value_get_by_index(out, (size_t)e->idx[k], out,
+                                            NULL))
+                        return -VEIL_ENOENT;
+        }
+        return 0;
+}
+
+/* Walks `path` from v by name, and keeps the indices in slot e. Apart from
+ * the fast path, so that one does not pay for this one's stack frame. */
+__attribute__((noinline)) static int
+walk_named(struct veil_rec_pool *pool, avro_value_t v, const char *path,
+           size_t len, struct veil_rec_path *e, int set, avro_value_t *out) {
+        struct veil_rec_path found = {.start = v.iface, .len = len};
         const char *p = path;
         while (*p) {
                 const char *dot = strchr(p, '.');
@@ -153,20 +228,89 @@ static int walk_from(struct veil_rec_pool *pool, avro_value_t v,
                 memcpy(seg, p, n);
                 seg[n] = '\0';
                 p = dot ? dot + 1 : p + n;
-                if (avro_value_get_type(&v) == AVRO_UNION) {
-                        int rc = set ? want(pool, &v, AVRO_RECORD)
-                                     : unwrap_get(&v);
-                        if (rc)
-                                return rc == -VEIL_EINVAL ? -VEIL_ENOENT : rc;
-                }
+                int rc = step_union(pool, &v, set);
+                if (rc)
+                        return rc;
                 avro_value_t child;
-                if (avro_value_get_type(&v) != AVRO_RECORD ||
-                    avro_value_get_by_name(&v, seg, &child, NULL))
+                if (avro_value_get_type(&v) != AVRO_RECORD)
                         return -VEIL_ENOENT;
+                int i = avro_schema_record_field_get_index(
+                        avro_value_get_schema(&v), seg);
+                if (i < 0 || avro_value_get_by_index(&v, (size_t)i, &child,
+                                                     NULL))
+                        return -VEIL_ENOENT;
+                if (found.n < VEIL_REC_PATH_SEGS) {
+                        found.rec[found.n] = v.iface;
+                        found.idx[found.n] = i;
+                }
+                found.n++;
                 v = child;
+        }
+        if (len < sizeof(found.path) && found.n <= VEIL_REC_PATH_SEGS) {
+                memcpy(found.path, path, len + 1);
+                *e = found;
         }
         *out = v;
         return 0;
+}
+
+/* strcmp() == 0 for the short paths of a record, inline: the call and its
+ * page-crossing checks cost more than the compare. */
+static int same_path(const char *a, const char *b) {
+        while (*a && *a == *b) {
+                a++;
+                b++;
+        }
+        return *a == *b;
+}
+
+/* Walks `path` from v. Setters select the record branch of unions on the
+ * way; getters stop at an absent one. */
+static int walk_from(struct veil_rec_pool *pool, avro_value_t v,
+                     const char *path, int set, avro_value_t *out) {
+        /* Two ways here too: the address picks a pair of slots. */
+        struct veil_rec_path_ref *ref =
+                &pool->by_addr[((uintptr_t)path ^ (uintptr_t)v.iface >> 4) *
+                                       0x9e3779b97f4a7c15ULL >> 57 &
+                               (VEIL_REC_PATH_CACHE - 2)];
+        if (ref->path != path && ref[1].path == path)
+                ref++;
+        if (ref->path == path && ref->e->start == v.iface &&
+            same_path(ref->e->path, path)) {
+                *out = v;
+                int rc = walk_cached(pool, ref->e, set, out);
+                if (rc <= 0)
+                        return rc;
+        }
+        /* A new address goes first; what was first becomes second. */
+        if (ref->path != path)
+                ref[1] = ref[0];
+        size_t len = strlen(path);
+        if (!len) {
+                *out = v;
+                return 0;
+        }
+        /* Two ways: a path lives in its slot or the next, so that two
+         * paths of one record meeting in a slot do not evict each other. */
+        size_t s = path_slot(v.iface, path, len);
+        for (size_t w = 0; w < 2; w++) {
+                struct veil_rec_path *e =
+                        &pool->paths[(s + w) & (VEIL_REC_PATH_CACHE - 1)];
+                if (e->start == v.iface && e->len == len &&
+                    !memcmp(e->path, path, len)) {
+                        *ref = (struct veil_rec_path_ref){path, e};
+                        *out = v;
+                        int rc = walk_cached(pool, e, set, out);
+                        if (rc <= 0)
+                                return rc;
+                        return walk_named(pool, v, path, len, e, set, out);
+                }
+        }
+        /* A new path goes first; what was first becomes second. */
+        struct veil_rec_path *e = &pool->paths[s];
+        if (e->start)
+                pool->paths[(s + 1) & (VEIL_REC_PATH_CACHE - 1)] = *e;
+        return walk_named(pool, v, path, len, e, set, out);
 }
 
 static int walk(const struct veil_rec *r, const char *path, int set,
@@ -460,9 +604,10 @@ veil_rec_t *veil_rec_append(veil_rec_t *r, const char *path) {
             avro_value_append(&v, &e, &i))
                 return NULL;
         struct veil_rec_pool *p = r->pool;
+        p->epoch++; /* the array may have grown into new storage */
         if (p->fill_defaults && p->fill_defaults(p->ctx, &e))
                 return NULL;
-        return veil_rec_pool_get(p, r, path, i);
+        return pool_get_cached(p, r, path, i, &e);
 }
 
 veil_rec_t *veil_rec_map_add(veil_rec_t *r, const char *path,
@@ -475,9 +620,10 @@ veil_rec_t *veil_rec_map_add(veil_rec_t *r, const char *path,
             avro_value_add(&v, key, &e, &i, &is_new))
                 return NULL;
         struct veil_rec_pool *p = r->pool;
+        p->epoch++; /* the map may have grown into new storage */
         if (is_new && p->fill_defaults && p->fill_defaults(p->ctx, &e))
                 return NULL;
-        return veil_rec_pool_get(p, r, path, i);
+        return pool_get_cached(p, r, path, i, &e);
 }
 
 int veil_rec_map_put(veil_rec_t *r, const char *path, const char *key,
@@ -488,6 +634,7 @@ int veil_rec_map_put(veil_rec_t *r, const char *path, const char *key,
                 return rc;
         if (!key || !value)
                 return -VEIL_EINVAL;
+        r->pool->epoch++; /* the map may grow into new storage */
         if (avro_value_add(&v, key, &e, NULL, NULL))
                 return -VEIL_ENOMEM;
         if ((rc = want(r->pool, &e, AVRO_STRING)))
