@@ -15,11 +15,15 @@
  * highest bias — the same list for everyone, computed from the model, not
  * from a count of anyone's data.
  *
- * Not yet differentially private: clipping is in place (learn.c) and the
- * noise hook is empty until the DP issue, so records say epsilon_spent
- * null like the popular baseline.
+ * Differential privacy (dp.h): with mechanism gaussian the learner's
+ * clipped sums are accumulated over step_size user contributions, noised
+ * once, charged to the accountant (saved before the update is applied) and
+ * applied; every record carries the ε spent so far. With mechanism none
+ * (clipping only) records say epsilon_spent null: the model is not
+ * private, and 0 would be a lie.
  */
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +31,10 @@
 #include <veil/veil.h>
 
 #include "catalog.h"
+#include "ckpt.h"
 #include "context_info.h"
+#include "dp.h"
+#include "dp_cmd.h"
 #include "learn.h"
 #include "model.h"
 #include "topk.h"
@@ -70,6 +77,40 @@ static const struct veil_param_def params[] = {
         {"serve_none", VEIL_PARAM_BOOL, "true", 0,
          "answer tier-none events with the highest-bias items (else no "
          "record)"},
+        {"mechanism", VEIL_PARAM_STRING, "none", 0,
+         "differential privacy of the learning: gaussian, or none (clipping "
+         "only; records then say epsilon_spent null)"},
+        {"noise_multiplier", VEIL_PARAM_DOUBLE, "1.0", 0,
+         "σ: noise standard deviation per coordinate is σ·clip_norm"},
+        {"dp_blocks", VEIL_PARAM_STRING, "all", 0,
+         "parameters learned privately: all, or bias (the item biases "
+         "alone: far less noise for small populations; embeddings stay "
+         "as initialized)"},
+        {"dp_optimizer", VEIL_PARAM_STRING, "adagrad", 0,
+         "how a noisy step is applied: adagrad (learning_rate) or sgd "
+         "(dp_learning_rate times the noisy mean)"},
+        {"dp_learning_rate", VEIL_PARAM_DOUBLE, "1.0", 0,
+         "SGD step size on the noisy mean gradient of a step"},
+        {"step_size", VEIL_PARAM_INT, "4096", 0,
+         "user contributions summed per noisy learning step"},
+        {"max_contributions", VEIL_PARAM_INT, "4", 0,
+         "M: learning steps one user may join per accounting window"},
+        {"window_steps", VEIL_PARAM_INT, "1000000000", 0,
+         "learning steps per accounting window (the default: one window, "
+         "so M bounds a user's steps over the whole stream)"},
+        {"user_slots", VEIL_PARAM_INT, "1048576", 0,
+         "users tracked per window for the bounds; users beyond 3/4 of it "
+         "are served, not learned from"},
+        {"epsilon_budget", VEIL_PARAM_DOUBLE, "8.0", 0,
+         "total ε the model may spend (0: no budget)"},
+        {"delta", VEIL_PARAM_DOUBLE, "1e-8", 0,
+         "δ of every reported ε (well below 1/users)"},
+        {"on_exhausted", VEIL_PARAM_STRING, "freeze", 0,
+         "what happens when the next step would exceed the budget: freeze "
+         "(stop learning, keep serving)"},
+        {"accountant_file", VEIL_PARAM_STRING, NULL, 0,
+         "file the accountant's state is saved to before every noisy "
+         "update (required with mechanism gaussian; a persistent volume)"},
         {NULL, 0, NULL, 0, NULL}};
 static const char *const outputs[] = {"recommendations", NULL};
 
@@ -98,6 +139,9 @@ struct state {
         uint32_t *mark, stamp; /* exclusions, per item row */
         uint64_t served, learned_events;
         int warned_space;
+        struct veil_dp *dp; /* NULL: mechanism none */
+        double eps_budget;
+        uint64_t batch_no;
 };
 
 static const char *tier_name(veil_tier_t t) {
@@ -322,9 +366,15 @@ static int emit(struct state *s, const struct veil_batch *b,
                 append(why, 0, sizeof(why), "nothing to recommend yet");
         veil_rec_set_str(r, "explanation", why);
         veil_rec_set_long(r, "model_version", (int64_t)s->m->steps);
-        /* Not private until the DP issue adds noise (learn.h, step 4). */
-        veil_rec_set_null(r, "epsilon_spent");
-        veil_rec_set_double(r, "delta", 0.0);
+        if (s->dp) {
+                struct veil_dp_stats ds = veil_dp_stats(s->dp);
+                veil_rec_set_double(r, "epsilon_spent", ds.epsilon);
+                veil_rec_set_double(r, "delta", ds.delta);
+        } else {
+                /* Clipping only: not private, so no ε at all. */
+                veil_rec_set_null(r, "epsilon_spent");
+                veil_rec_set_double(r, "delta", 0.0);
+        }
         veil_rec_set_long(r, "ts", b->now_ms);
         return veil_out_emit(s->st, "recommendations", subject,
                              strlen(subject));
@@ -371,7 +421,8 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                                     ? s->default_training
                                     : ev->training;
                 const char *key = ev->subject ? ev->subject : ev->user_id;
-                if (!train || rw->tier == VEIL_TIER_NONE || rw->cur < 0 || !key)
+                if (!train || rw->tier == VEIL_TIER_NONE || rw->cur < 0 ||
+                    !key || (s->dp && !veil_dp_admit(s->dp, key, s->batch_no)))
                         continue;
                 struct veil_example *e = &ex[n];
                 memset(e, 0, sizeof(*e));
@@ -414,6 +465,22 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                 return rc;
         }
         s->learned_events += veil_learn_last(s->L).examples;
+        if (!s->dp)
+                return 0;
+        rc = veil_dp_release(s->dp, s->L, s->m, err, sizeof(err));
+        if (rc < 0) {
+                veil_log(s->st, VEIL_LOG_ERROR, "noisy step: %s", err);
+                return rc;
+        }
+        struct veil_dp_stats ds = veil_dp_stats(s->dp);
+        if (ds.just_frozen)
+                veil_log(s->st, VEIL_LOG_WARN,
+                         "privacy budget exhausted: epsilon %.4g of %.4g "
+                         "spent at delta %.3g; learning stops, serving "
+                         "goes on",
+                         ds.epsilon, s->eps_budget, ds.delta);
+        if (rc == 1)
+                veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
         return 0;
 }
 
@@ -423,6 +490,7 @@ static int process(void *state, struct veil_batch *b) {
         size_t d = m->d;
         if (reserve_rows(s, b->n))
                 return -VEIL_ENOMEM;
+        s->batch_no++;
         /* 1. Queries. */
         size_t n_rows = 0;
         for (size_t i = 0; i < b->n; i++) {
@@ -522,6 +590,7 @@ static void destroy(void *state) {
         struct state *s = state;
         if (!s)
                 return;
+        veil_dp_free(s->dp);
         veil_learner_free(s->L);
         veil_model_free(s->m);
         free(s->Q);
@@ -536,6 +605,94 @@ static int bad(char *errstr, size_t errstr_size, const veil_params_t *p,
         snprintf(errstr, errstr_size, "%s: %s must be %s",
                  veil_params_where(p, name), name, valid);
         return -VEIL_EINVAL;
+}
+
+/* The mechanism's parameters; with gaussian, the accountant is loaded
+ * (a restart resumes at its saved spend) and the budget reported. */
+static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
+                    float clip, char *errstr, size_t errstr_size) {
+        const char *mech = veil_params_str(p, "mechanism");
+        if (!strcmp(mech, "none"))
+                return 0;
+        if (strcmp(mech, "gaussian"))
+                return bad(errstr, errstr_size, p, "mechanism",
+                           "gaussian or none");
+        if (strcmp(veil_params_str(p, "on_exhausted"), "freeze"))
+                return bad(errstr, errstr_size, p, "on_exhausted", "freeze");
+        double sigma = veil_params_double(p, "noise_multiplier", 1.0);
+        double dlr = veil_params_double(p, "dp_learning_rate", 1.0);
+        if (!(dlr >= 0 && dlr <= 1e6))
+                return bad(errstr, errstr_size, p, "dp_learning_rate",
+                           "between 0 and 10^6");
+        int64_t step = veil_params_int(p, "step_size", 4096);
+        int64_t m = veil_params_int(p, "max_contributions", 4);
+        int64_t win = veil_params_int(p, "window_steps", 1000000000);
+        int64_t slots = veil_params_int(p, "user_slots", 1 << 20);
+        double budget = veil_params_double(p, "epsilon_budget", 8.0);
+        double delta = veil_params_double(p, "delta", 1e-8);
+        if (!(sigma >= 0.01 && sigma <= 1e6))
+                return bad(errstr, errstr_size, p, "noise_multiplier",
+                           "between 0.01 and 1e6");
+        if (step < 1 || step > 100000000)
+                return bad(errstr, errstr_size, p, "step_size",
+                           "between 1 and 10^8");
+        if (m < 1 || m > 1000000)
+                return bad(errstr, errstr_size, p, "max_contributions",
+                           "between 1 and 10^6");
+        if (win < 1)
+                return bad(errstr, errstr_size, p, "window_steps", "≥ 1");
+        if (slots < 64 || slots > (1 << 28))
+                return bad(errstr, errstr_size, p, "user_slots",
+                           "between 64 and 2^28");
+        if (!(budget >= 0))
+                return bad(errstr, errstr_size, p, "epsilon_budget",
+                           "≥ 0 (0: no budget)");
+        if (!(delta > 0 && delta < 1))
+                return bad(errstr, errstr_size, p, "delta",
+                           "in (0, 1), well below 1/users");
+        if (!veil_params_has(p, "accountant_file"))
+                return bad(errstr, errstr_size, p, "accountant_file",
+                           "set with mechanism gaussian (a file on a "
+                           "persistent volume)");
+        const char *blocks = veil_params_str(p, "dp_blocks");
+        if (strcmp(blocks, "all") && strcmp(blocks, "bias"))
+                return bad(errstr, errstr_size, p, "dp_blocks", "all or bias");
+        const char *opt = veil_params_str(p, "dp_optimizer");
+        if (strcmp(opt, "sgd") && strcmp(opt, "adagrad"))
+                return bad(errstr, errstr_size, p, "dp_optimizer",
+                           "sgd or adagrad");
+        struct veil_dp_cfg c = {VEIL_DP_MODE_GAUSSIAN, sigma, dlr,
+                                !strcmp(opt, "adagrad"),
+                                !strcmp(veil_params_str(p, "dp_blocks"),
+                                        "bias"),
+                                clip,
+                                (uint64_t)step, (uint64_t)win, (uint32_t)m,
+                                (size_t)slots, budget, delta,
+                                veil_params_str(p, "accountant_file"), NULL};
+        char err[512];
+        int rc = veil_dp_new(&s->dp, &c, s->m, err, sizeof(err));
+        if (rc) {
+                snprintf(errstr, errstr_size, "%s: %s",
+                         veil_params_where(p, "mechanism"), err);
+                return rc;
+        }
+        veil_learner_set_noise(s->L, veil_dp_hook, s->dp);
+        s->eps_budget = budget;
+        struct veil_dp_stats ds = veil_dp_stats(s->dp);
+        veil_privacy_set_budget(st, budget > 0 ? budget : INFINITY, delta);
+        veil_privacy_set_spent(st, ds.epsilon, ds.delta);
+        veil_log(st, VEIL_LOG_INFO,
+                 "gaussian mechanism: noise multiplier %.4g (accounted "
+                 "%.6g), %lld contributions per step, at most %lld steps "
+                 "per user per %lld-step window; epsilon %.4g spent of "
+                 "%.4g at delta %.3g",
+                 sigma, ds.sigma_acc, (long long)step, (long long)m,
+                 (long long)win, ds.epsilon, budget, delta);
+        if (budget > 0 && ds.epsilon >= budget) {
+                veil_log(st, VEIL_LOG_WARN,
+                         "privacy budget already exhausted: serving only");
+        }
+        return 0;
 }
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **state,
@@ -658,6 +815,10 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 snprintf(errstr, errstr_size, "dp_model: out of memory");
                 return -VEIL_ENOMEM;
         }
+        if ((rc = dp_setup(s, st, p, (float)clip, errstr, errstr_size))) {
+                destroy(s);
+                return rc;
+        }
         veil_log(st, VEIL_LOG_INFO,
                  "%zu catalog items (room for %zu), d=%lld, %lld feature "
                  "rows, %lld negatives per step",
@@ -665,6 +826,28 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                  (long long)neg);
         *state = s;
         return 0;
+}
+
+/* The model and the accountant (ckpt.h); a DP step's unreleased sums are
+ * not in it. */
+static int checkpoint(void *state, void **data, size_t *len) {
+        struct state *s = state;
+        return veil_ckpt_write(s->m, s->dp ? veil_dp_accountant(s->dp) : NULL,
+                               data, len);
+}
+
+static int restore(void *state, const void *data, size_t len, char *errstr,
+                   size_t errstr_size) {
+        struct state *s = state;
+        int rc = veil_ckpt_read(s->m, s->dp ? veil_dp_accountant_mut(s->dp)
+                                            : NULL,
+                                data, len, errstr, errstr_size);
+        if (rc || !s->dp)
+                return rc;
+        rc = veil_dp_restored(s->dp, errstr, errstr_size);
+        struct veil_dp_stats ds = veil_dp_stats(s->dp);
+        veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
+        return rc;
 }
 
 static void notice(const veil_params_t *p, veil_notice_t *n) {
@@ -675,11 +858,31 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         "recent items; each recommendation says which of "
                         "these mattered most.",
                         (long long)veil_params_int(p, "k", 10));
-        veil_notice_add(n, VEIL_NOTICE_PRIVACY,
-                        "A shared model learns from the events of people who "
-                        "allowed it; each person's contribution to each "
-                        "update is bounded. It is not yet differentially "
-                        "private: recommendations say so (no epsilon).");
+        if (strcmp(veil_params_str(p, "mechanism"), "gaussian")) {
+                veil_notice_add(n, VEIL_NOTICE_PRIVACY,
+                                "A shared model learns from the events of "
+                                "people who allowed it; each person's "
+                                "contribution to each update is bounded. It "
+                                "is not differentially private: "
+                                "recommendations say so (no epsilon).");
+                return;
+        }
+        double budget = veil_params_double(p, "epsilon_budget", 8.0);
+        veil_notice_add(
+                n, VEIL_NOTICE_PRIVACY,
+                "A shared model learns from the events of people who allowed "
+                "it, with differential privacy: whatever anyone can learn "
+                "from the model and from every recommendation changes by at "
+                "most a factor e^%.3g (plus a probability %.3g) whether or "
+                "not any one person's events were used, over the whole "
+                "stream. Each person joins at most %lld noisy updates per "
+                "window of %lld; when the budget is spent the model stops "
+                "learning. Every recommendation states the epsilon spent so "
+                "far.",
+                budget > 0 ? budget : INFINITY,
+                veil_params_double(p, "delta", 1e-8),
+                (long long)veil_params_int(p, "max_contributions", 4),
+                (long long)veil_params_int(p, "window_steps", 1000000000));
 }
 
 static const struct veil_plugin plugin = {
@@ -689,13 +892,17 @@ static const struct veil_plugin plugin = {
         .version = "1.0.0",
         .description = "Item-embedding recommendations: one sgemm per batch, "
                        "top-k with explanations, incremental learning with "
-                       "per-user clipping (noise: the DP issue).",
+                       "per-user clipping and Gaussian noise (differential "
+                       "privacy, an accountant and a budget).",
         .params = params,
         .outputs = outputs,
         .init = init,
         .process = process,
         .destroy = destroy,
         .notice = notice,
+        .checkpoint = checkpoint,
+        .restore = restore,
+        .commands = veil_dp_model_commands,
 };
 
 VEIL_PLUGIN_EXPORT const struct veil_plugin *veil_plugin_entry(void) {

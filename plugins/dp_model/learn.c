@@ -665,8 +665,8 @@ static void sum(struct veil_learner *L, const struct veil_example *ex,
 
 /* ---- 5. apply ------------------------------------------------------ */
 
-static void apply(struct veil_learner *L, struct veil_model *m, size_t items) {
-        struct veil_grad *g = &L->g;
+static void apply(struct veil_learner *L, struct veil_model *m,
+                  const struct veil_grad *g, size_t items) {
         size_t d = L->d;
         float lr = L->cfg.lr;
         if (g->dense) {
@@ -689,6 +689,12 @@ static void apply(struct veil_learner *L, struct veil_model *m, size_t items) {
                 size_t r = g->e_rows[i];
                 adagrad(m->E + r * d, m->aE + r * d, g->E + r * d, d, lr);
         }
+}
+
+void veil_learn_apply(struct veil_learner *L, struct veil_model *m,
+                      const struct veil_grad *g) {
+        apply(L, m, g, g->items);
+        m->steps++;
 }
 
 /* ---- the step ------------------------------------------------------- */
@@ -762,13 +768,17 @@ int veil_learn_step(struct veil_learner *L, struct veil_model *m,
         L->g.n_users = 0;
         for (size_t u = 0; u < n_users; u++)
                 L->g.n_users += L->ustart[u + 1] > L->ustart[u];
+        int deferred = 0;
         if (L->hook) {                           /* 4 */
                 int rc = L->hook(L->hook_ctx, &L->g, errstr, errstr_size);
-                if (rc)
+                if (rc < 0)
                         return rc;
+                deferred = rc > 0;
         }
-        apply(L, m, items);                      /* 5 */
-        m->steps++;
+        if (!deferred) {
+                apply(L, m, &L->g, items);       /* 5 */
+                m->steps++;
+        }
 
         L->last.examples = n_ex;
         L->last.users = L->g.n_users;

@@ -20,8 +20,10 @@
  *      b and the input rows) without materializing any gradient; clipping
  *      to C is a scaling of that user's rows of R = P − Y;
  *   3. the sum over users (sgemm Rᵀ·Q for V, scatter for the rest);
- *   4. the noise hook (none yet: the DP issue adds Gaussian noise here);
- *   5. apply (Adagrad).
+ *   4. the noise hook: it may noise the sum in place, or take it (return
+ *      1) into a larger learning step that it noises and applies itself
+ *      with veil_learn_apply (dp.h: one DP step spans many batches);
+ *   5. apply (Adagrad), unless the hook took the sum.
  * Each user contributes at most one clipped contribution per batch (the
  * per-user bound the DP accounting needs) made of at most
  * max_user_examples of their events.
@@ -73,6 +75,8 @@ struct veil_grad {
  *  all of them). */
 void veil_grad_densify(struct veil_grad *g);
 
+/** Returns 0 (apply g now), 1 (the hook took g: nothing is applied and
+ *  the model version stays) or a negative code. */
 typedef int (*veil_noise_hook)(void *ctx, struct veil_grad *g, char *errstr,
                                size_t errstr_size);
 
@@ -90,6 +94,11 @@ void veil_learner_set_noise(struct veil_learner *L, veil_noise_hook hook,
 int veil_learn_step(struct veil_learner *L, struct veil_model *m,
                     const struct veil_example *ex, size_t n, size_t n_users,
                     char *errstr, size_t errstr_size);
+
+/** Applies g (dense when g->dense, else its listed rows; g->items rows of
+ *  V, U and b) with the learner's Adagrad, and bumps the model version. */
+void veil_learn_apply(struct veil_learner *L, struct veil_model *m,
+                      const struct veil_grad *g);
 
 /* What the last step did (for tests, logs and benchmarks). */
 struct veil_learn_stats {

@@ -1,0 +1,358 @@
+#include "dp.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include <veil/veil.h>
+
+/* One user's counters in the current accounting window. Slots of older
+ * windows count as free: within a window nothing is deleted, so a probe
+ * chain of current slots is never broken by a stale one. */
+struct uslot {
+        uint64_t h;
+        uint64_t window; /* window + 1; 0: never used */
+        uint64_t step;   /* the DP step the user last joined */
+        uint64_t batch;  /* the serving batch of that contribution */
+        uint32_t count;  /* steps joined in the window */
+};
+
+struct veil_dp {
+        struct veil_dp_cfg cfg;
+        char *path;
+        struct veil_accountant *acc;
+        struct veil_noise *ns;
+        struct veil_rng_stream rs;
+        struct veil_rng rng;
+        unsigned char hkey[crypto_shorthash_KEYBYTES];
+        struct uslot *tab;
+        size_t cap, used;
+        uint64_t used_window;
+        size_t d, space, items_cap;
+        float *V, *U, *E, *b; /* the step's clipped sum */
+        struct veil_dp_stats st;
+};
+
+static float *zfloats(size_t n) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)))
+                return NULL;
+        memset(p, 0, (n ? n : 1) * sizeof(float));
+        return p;
+}
+
+void veil_dp_free(struct veil_dp *dp) {
+        if (!dp)
+                return;
+        veil_accountant_free(dp->acc);
+        veil_noise_free(dp->ns);
+        veil_rng_stream_wipe(&dp->rs);
+        sodium_memzero(dp->hkey, sizeof(dp->hkey));
+        free(dp->tab);
+        free(dp->V);
+        free(dp->U);
+        free(dp->E);
+        free(dp->b);
+        free(dp->path);
+        free(dp);
+}
+
+static void update_epsilon(struct veil_dp *dp) {
+        double eps;
+        char err[128];
+        dp->st.rho = veil_accountant_rho(dp->acc);
+        dp->st.steps = veil_accountant_steps(dp->acc);
+        if (!veil_accountant_epsilon(dp->acc, dp->cfg.delta, &eps, err,
+                                     sizeof(err)))
+                dp->st.epsilon = eps;
+        else
+                dp->st.epsilon = INFINITY; /* never under-report */
+}
+
+int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
+                const struct veil_model *m, char *errstr, size_t errstr_size) {
+        *out = NULL;
+        if (!(cfg->sigma > 0 && isfinite(cfg->sigma)) || !(cfg->clip > 0) ||
+            !cfg->step_events || !cfg->window_steps || !cfg->max_contrib ||
+            !cfg->acc_path || !*cfg->acc_path ||
+            !(cfg->delta > 0 && cfg->delta < 1)) {
+                snprintf(errstr, errstr_size,
+                         "dp_model: the gaussian mechanism needs "
+                         "noise_multiplier > 0, clip_norm > 0, step_size, "
+                         "window_steps and max_contributions ≥ 1, delta in "
+                         "(0, 1) and an accountant_file");
+                return -VEIL_EINVAL;
+        }
+        if (sodium_init() < 0) {
+                snprintf(errstr, errstr_size, "dp_model: libsodium failed");
+                return -VEIL_EIO;
+        }
+        struct veil_dp *dp = calloc(1, sizeof(*dp));
+        if (!dp)
+                return -VEIL_ENOMEM;
+        dp->cfg = *cfg;
+        dp->path = strdup(cfg->acc_path);
+        dp->cfg.acc_path = dp->path;
+        dp->d = m->d;
+        dp->space = m->space;
+        dp->items_cap = m->cap;
+        dp->cap = 64;
+        while (dp->cap < cfg->user_slots)
+                dp->cap *= 2;
+        dp->tab = calloc(dp->cap, sizeof(*dp->tab));
+        dp->V = zfloats(m->cap * m->d);
+        dp->U = zfloats(m->cap * m->d);
+        dp->E = zfloats(m->space * m->d);
+        dp->b = zfloats(m->cap);
+        if (!dp->path || !dp->tab || !dp->V || !dp->U || !dp->E || !dp->b) {
+                veil_dp_free(dp);
+                return -VEIL_ENOMEM;
+        }
+        randombytes_buf(dp->hkey, sizeof(dp->hkey));
+        int rc = veil_rng_stream_init(&dp->rs, cfg->seed, &dp->rng);
+        double std = cfg->sigma * cfg->clip;
+        if (!rc)
+                rc = veil_noise_new(&dp->ns, std, errstr, errstr_size);
+        if (rc) {
+                veil_dp_free(dp);
+                return rc;
+        }
+        /* Rounding to the noise grid moves each of the n coordinates by
+         * less than g/2: the sensitivity is at most C + g√n. */
+        double n = 2.0 * (double)m->cap * (double)m->d +
+                   (double)m->space * (double)m->d + (double)m->cap;
+        double g = veil_noise_grid(dp->ns);
+        dp->st.sigma_acc = std / (cfg->clip + g * sqrt(n));
+        struct veil_dp_mech mech = {VEIL_DP_GAUSSIAN, dp->st.sigma_acc,
+                                    cfg->max_contrib, 0, 1};
+        rc = veil_accountant_new(&dp->acc, &mech, errstr, errstr_size);
+        if (!rc) {
+                char err[256];
+                rc = veil_accountant_load(dp->acc, dp->path, err, sizeof(err));
+                if (rc == -VEIL_ENOENT) {
+                        rc = 0;
+                } else if (rc) {
+                        /* A corrupt or unreadable state must stop the
+                         * stage: starting from zero would under-report. */
+                        snprintf(errstr, errstr_size,
+                                 "dp_model: accountant_file: %s", err);
+                }
+        }
+        if (rc) {
+                veil_dp_free(dp);
+                return rc;
+        }
+        dp->st.delta = cfg->delta;
+        update_epsilon(dp);
+        *out = dp;
+        return 0;
+}
+
+static uint64_t current_step(const struct veil_dp *dp) {
+        return veil_accountant_steps(dp->acc);
+}
+
+int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch) {
+        if (dp->st.frozen) {
+                dp->st.refused_frozen++;
+                return 0;
+        }
+        uint64_t step = current_step(dp);
+        uint64_t win = step / dp->cfg.window_steps + 1;
+        if (dp->used_window != win) {
+                dp->used_window = win;
+                dp->used = 0;
+        }
+        unsigned char hb[crypto_shorthash_BYTES];
+        crypto_shorthash(hb, (const unsigned char *)user, strlen(user),
+                         dp->hkey);
+        uint64_t h;
+        memcpy(&h, hb, sizeof(h));
+        size_t j = h & (dp->cap - 1);
+        for (;;) {
+                struct uslot *s = &dp->tab[j];
+                if (s->window != win)
+                        break;
+                if (s->h == h) {
+                        if (s->step == step + 1) {
+                                if (s->batch == batch)
+                                        return 1;
+                                dp->st.refused_step++;
+                                return 0;
+                        }
+                        if (s->count >= dp->cfg.max_contrib) {
+                                dp->st.refused_window++;
+                                return 0;
+                        }
+                        s->count++;
+                        s->step = step + 1;
+                        s->batch = batch;
+                        return 1;
+                }
+                j = (j + 1) & (dp->cap - 1);
+        }
+        if (dp->used >= dp->cap / 4 * 3) {
+                dp->st.refused_full++;
+                return 0;
+        }
+        dp->used++;
+        dp->tab[j] = (struct uslot){h, win, step + 1, batch, 1};
+        return 1;
+}
+
+static void add_rows(float *acc, const float *g, const uint32_t *rows,
+                     size_t n, size_t d) {
+        for (size_t i = 0; i < n; i++) {
+                float *a = acc + (size_t)rows[i] * d;
+                const float *x = g + (size_t)rows[i] * d;
+                for (size_t k = 0; k < d; k++)
+                        a[k] += x[k];
+        }
+}
+
+int veil_dp_hook(void *ctx, struct veil_grad *g, char *errstr,
+                 size_t errstr_size) {
+        struct veil_dp *dp = ctx;
+        (void)errstr;
+        (void)errstr_size;
+        size_t d = dp->d;
+        if (g->dense) {
+                for (size_t i = 0; i < g->items * d; i++) {
+                        dp->V[i] += g->V[i];
+                        dp->U[i] += g->U[i];
+                }
+                for (size_t i = 0; i < g->space * d; i++)
+                        dp->E[i] += g->E[i];
+                for (size_t i = 0; i < g->items; i++)
+                        dp->b[i] += g->b[i];
+        } else {
+                add_rows(dp->V, g->V, g->v_rows, g->n_v, d);
+                add_rows(dp->U, g->U, g->u_rows, g->n_u, d);
+                add_rows(dp->E, g->E, g->e_rows, g->n_e, d);
+                for (size_t i = 0; i < g->n_v; i++)
+                        dp->b[g->v_rows[i]] += g->b[g->v_rows[i]];
+        }
+        dp->st.pending += g->n_users;
+        return 1; /* taken: applied, noised, at the end of the DP step */
+}
+
+static void clear(struct veil_dp *dp) {
+        memset(dp->V, 0, dp->items_cap * dp->d * sizeof(float));
+        memset(dp->U, 0, dp->items_cap * dp->d * sizeof(float));
+        memset(dp->E, 0, dp->space * dp->d * sizeof(float));
+        memset(dp->b, 0, dp->items_cap * sizeof(float));
+        dp->st.pending = 0;
+}
+
+int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
+                    struct veil_model *m, char *errstr, size_t errstr_size) {
+        dp->st.just_frozen = 0;
+        if (dp->st.pending < dp->cfg.step_events)
+                return 0;
+        if (dp->st.frozen) {
+                clear(dp);
+                return 0;
+        }
+        uint64_t unit = current_step(dp) / dp->cfg.window_steps;
+        double cost;
+        int rc = veil_accountant_step_cost(dp->acc, unit, &cost, errstr,
+                                           errstr_size);
+        if (rc)
+                return rc;
+        if (dp->cfg.eps_budget > 0 && isfinite(dp->cfg.eps_budget)) {
+                rc = veil_accountant_would_exceed(dp->acc, cost,
+                                                  dp->cfg.eps_budget,
+                                                  dp->cfg.delta, errstr,
+                                                  errstr_size);
+                if (rc < 0)
+                        return rc;
+                if (rc == 1) {
+                        dp->st.frozen = 1;
+                        dp->st.just_frozen = 1;
+                        clear(dp);
+                        return 0;
+                }
+        }
+        /* Charged and durably saved before anything derived from the
+         * noisy sum exists: a crash after this point over-reports. */
+        rc = veil_accountant_charge_step(dp->acc, unit, &cost, errstr,
+                                         errstr_size);
+        if (!rc)
+                rc = veil_accountant_save(dp->acc, dp->path, errstr,
+                                          errstr_size);
+        update_epsilon(dp);
+        if (rc)
+                return rc;
+        size_t items = veil_model_items(m), d = dp->d;
+        /* Every coordinate of every block, touched or not: which rows a
+         * step touches depends on the data. With bias_only the other
+         * blocks are neither noised nor released (a sub-vector of a
+         * contribution has norm ≤ C too). */
+        if (dp->cfg.bias_only) {
+                memset(dp->V, 0, items * d * sizeof(float));
+                memset(dp->U, 0, items * d * sizeof(float));
+                memset(dp->E, 0, dp->space * d * sizeof(float));
+                if ((rc = veil_noise_add(dp->ns, &dp->rng, dp->b, items,
+                                         errstr, errstr_size))) {
+                        clear(dp);
+                        return rc;
+                }
+        } else if ((rc = veil_noise_add(dp->ns, &dp->rng, dp->V, items * d, errstr,
+                                 errstr_size)) ||
+            (rc = veil_noise_add(dp->ns, &dp->rng, dp->U, items * d, errstr,
+                                 errstr_size)) ||
+            (rc = veil_noise_add(dp->ns, &dp->rng, dp->E, dp->space * d,
+                                 errstr, errstr_size)) ||
+            (rc = veil_noise_add(dp->ns, &dp->rng, dp->b, items, errstr,
+                                 errstr_size))) {
+                clear(dp);
+                return rc;
+        }
+        /* Plain SGD on the noisy mean, not the learner's Adagrad: Adagrad
+         * divides by the running norm, so on coordinates that hold only
+         * noise it takes steps of the full learning rate whatever σ is. */
+        if (dp->cfg.adagrad) {
+                struct veil_grad g = {0};
+                g.V = dp->V;
+                g.U = dp->U;
+                g.E = dp->E;
+                g.b = dp->b;
+                g.d = d;
+                g.items = items;
+                g.space = dp->space;
+                g.clip = (float)dp->cfg.clip;
+                g.dense = 1;
+                veil_learn_apply(L, m, &g);
+                clear(dp);
+                return 1;
+        }
+        float a = -(float)(dp->cfg.lr / (double)dp->cfg.step_events);
+        cblas_saxpy((int)(items * d), a, dp->V, 1, m->V, 1);
+        cblas_saxpy((int)(items * d), a, dp->U, 1, m->U, 1);
+        cblas_saxpy((int)(dp->space * d), a, dp->E, 1, m->E, 1);
+        cblas_saxpy((int)items, a, dp->b, 1, m->b, 1);
+        m->steps++;
+        clear(dp);
+        return 1;
+}
+
+int veil_dp_restored(struct veil_dp *dp, char *errstr, size_t errstr_size) {
+        update_epsilon(dp);
+        return veil_accountant_save(dp->acc, dp->path, errstr, errstr_size);
+}
+
+struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp) {
+        return dp->st;
+}
+
+const struct veil_accountant *veil_dp_accountant(const struct veil_dp *dp) {
+        return dp->acc;
+}
+
+struct veil_accountant *veil_dp_accountant_mut(struct veil_dp *dp) {
+        return dp->acc;
+}

@@ -1,0 +1,104 @@
+/*
+ * dp.h — the differentially private learning step of the dp_model plugin.
+ *
+ * A DP step is not a serving batch: noising every parameter (V, U, E, b)
+ * costs ~10^6 samples, too much per 256 events, and the noise-to-signal
+ * ratio falls with the number of contributions summed. So the learner's
+ * clipped per-batch sums are taken by the noise hook (learn.h, step 4) and
+ * accumulated until step_events examples are in; then the whole block is
+ * noised once, the accountant is charged and saved, and only then is the
+ * noisy sum applied (veil_dp_release).
+ *
+ * Per-user bounds, keyed by a keyed 64-bit hash of the user's pseudonym in
+ * a bounded table (veil_dp_admit):
+ *   - one clipped contribution per user per DP step: the user's events of
+ *     the first serving batch in which they appear in the step (the
+ *     learner makes them one contribution of norm ≤ C); their events in
+ *     later batches of the same step are served, not learned from;
+ *   - at most M (max_contributions) steps per user per accounting window
+ *     of window_steps steps.
+ * When the table is full, users not in it are not learned from (counted).
+ *
+ * Gaussian mechanism: noise N(0, σ²C²) per coordinate of every block
+ * (discrete Gaussian on a grid, noise.h), so that a window is
+ * M/(2σ_acc²)-zCDP with σ_acc = σC/(C + g√n) (the grid's rounding).
+ */
+#ifndef VEIL_DP_MODEL_DP_H
+#define VEIL_DP_MODEL_DP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "accountant.h"
+#include "learn.h"
+#include "model.h"
+#include "noise.h"
+
+enum veil_dp_mode {
+        VEIL_DP_NONE = 0,   /**< clipping only: not private */
+        VEIL_DP_MODE_GAUSSIAN = 1
+};
+
+struct veil_dp_cfg {
+        enum veil_dp_mode mode;
+        double sigma;           /**< noise multiplier σ (std σ·C) */
+        double lr;              /**< SGD step on the noisy mean */
+        int adagrad;            /**< the learner's Adagrad instead of SGD */
+        int bias_only;          /**< learn (noise, release) b alone */
+        double clip;            /**< C */
+        uint64_t step_events;   /**< user contributions summed per DP step */
+        uint64_t window_steps;  /**< DP steps per accounting window */
+        uint32_t max_contrib;   /**< M: steps a user joins per window */
+        size_t user_slots;      /**< size of the per-user counter table */
+        double eps_budget;      /**< ε budget (≤ 0 or inf: none) */
+        double delta;
+        const char *acc_path;   /**< accountant state file (required) */
+        const unsigned char *seed; /**< 32 bytes, tests only; NULL: OS */
+};
+
+struct veil_dp;
+
+/** Loads the accountant from cfg->acc_path when it exists. */
+int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
+                const struct veil_model *m, char *errstr, size_t errstr_size);
+void veil_dp_free(struct veil_dp *dp);
+
+/** 1 when this user's examples of the current serving batch may be
+ *  learned (they are then counted against the user's bounds), 0 when not.
+ *  batch: a counter the caller bumps per serving batch. */
+int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch);
+
+/** The noise hook to give the learner (ctx: the veil_dp). */
+int veil_dp_hook(void *ctx, struct veil_grad *g, char *errstr,
+                 size_t errstr_size);
+
+/** When step_events contributions are accumulated: checks the budget,
+ *  charges and saves the accountant, noises the sum and applies it to the
+ *  model as an SGD step of lr on the noisy sum / step_events. Returns 1
+ *  when a noisy step was released, 0 when not (not full, or frozen), or a
+ *  negative code (nothing was applied then). */
+int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
+                    struct veil_model *m, char *errstr, size_t errstr_size);
+
+struct veil_dp_stats {
+        double epsilon;          /**< spent, at delta */
+        double delta;
+        double rho;
+        uint64_t steps;          /**< noisy releases charged (ever) */
+        uint64_t pending;        /**< examples accumulated, not released */
+        uint64_t refused_step;   /**< user already in this step */
+        uint64_t refused_window; /**< user at M in this window */
+        uint64_t refused_full;   /**< per-user table full */
+        uint64_t refused_frozen; /**< budget exhausted */
+        int frozen;
+        int just_frozen;         /**< set by the release that froze */
+        double sigma_acc;        /**< the noise multiplier accounted */
+};
+struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp);
+/** After the accountant was merged with a checkpoint's (which keeps the
+ *  larger spend): refreshes ε and saves the state file. */
+int veil_dp_restored(struct veil_dp *dp, char *errstr, size_t errstr_size);
+const struct veil_accountant *veil_dp_accountant(const struct veil_dp *dp);
+struct veil_accountant *veil_dp_accountant_mut(struct veil_dp *dp);
+
+#endif

@@ -1,0 +1,195 @@
+/*
+ * dp_cmd.c — the privacy calculator: `veil dp_model epsilon …` and
+ * `veil dp_model noise …`, the accountant's arithmetic for operators
+ * choosing a noise multiplier before a pipeline runs.
+ */
+#include "dp_cmd.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "accountant.h"
+
+struct calc {
+        struct veil_dp_mech m;
+        double delta, eps;
+        int have_sigma, have_eps, have_delta;
+};
+
+static int num(const char *s, double *out) {
+        char *end;
+        *out = strtod(s, &end);
+        return end != s && !*end && isfinite(*out);
+}
+
+static int whole(const char *s, uint64_t *out) {
+        char *end;
+        if (*s == '-')
+                return 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        *out = v;
+        return end != s && !*end && v > 0;
+}
+
+/* Parses the shared options; returns 0 or 2 (usage) after a message. */
+static int parse(int argc, char **argv, struct calc *c) {
+        memset(c, 0, sizeof(*c));
+        c->m.kind = VEIL_DP_GAUSSIAN;
+        c->m.max_per_user = 1;
+        c->m.tree_steps = 1;
+        c->m.units = 1;
+        for (int i = 1; i < argc; i++) {
+                const char *o = argv[i];
+                const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+                int ok = v != NULL;
+                if (!strcmp(o, "--mechanism") && v) {
+                        if (!strcmp(v, "gaussian"))
+                                c->m.kind = VEIL_DP_GAUSSIAN;
+                        else if (!strcmp(v, "tree"))
+                                c->m.kind = VEIL_DP_TREE;
+                        else
+                                ok = 0;
+                } else if (!strcmp(o, "--noise-multiplier") && v) {
+                        ok = num(v, &c->m.sigma) && c->m.sigma > 0;
+                        c->have_sigma = 1;
+                } else if (!strcmp(o, "--participations") && v) {
+                        ok = whole(v, &c->m.max_per_user);
+                } else if (!strcmp(o, "--windows") && v) {
+                        ok = whole(v, &c->m.units);
+                } else if (!strcmp(o, "--steps") && v) {
+                        ok = whole(v, &c->m.tree_steps);
+                } else if (!strcmp(o, "--restarts") && v) {
+                        ok = whole(v, &c->m.units);
+                } else if (!strcmp(o, "--delta") && v) {
+                        ok = num(v, &c->delta) && c->delta > 0 &&
+                             c->delta < 1;
+                        c->have_delta = 1;
+                } else if (!strcmp(o, "--epsilon") && v) {
+                        ok = num(v, &c->eps) && c->eps > 0;
+                        c->have_eps = 1;
+                } else {
+                        fprintf(stderr, "dp_model: unknown option %s\n", o);
+                        return 2;
+                }
+                if (!ok) {
+                        fprintf(stderr,
+                                "dp_model: %s needs a valid value (mechanism: "
+                                "gaussian or tree; numbers > 0; delta in "
+                                "(0, 1))\n",
+                                o);
+                        return 2;
+                }
+                i++;
+        }
+        if (!c->have_delta) {
+                fprintf(stderr, "dp_model: --delta is required\n");
+                return 2;
+        }
+        return 0;
+}
+
+static int cmd_epsilon(int argc, char **argv) {
+        struct calc c;
+        int rc = parse(argc, argv, &c);
+        if (rc)
+                return rc;
+        if (!c.have_sigma) {
+                fprintf(stderr, "dp_model epsilon: --noise-multiplier is "
+                                "required\n");
+                return 2;
+        }
+        double rho, eps, alpha;
+        char err[256];
+        if (veil_dp_rho(&c.m, &rho, err, sizeof(err)) ||
+            veil_dp_epsilon(rho, c.delta, &eps, &alpha, err, sizeof(err))) {
+                fprintf(stderr, "%s\n", err);
+                return 1;
+        }
+        printf("epsilon=%.6g\nrho=%.6g\ndelta=%.6g\n", eps, rho, c.delta);
+        return 0;
+}
+
+static int cmd_noise(int argc, char **argv) {
+        struct calc c;
+        int rc = parse(argc, argv, &c);
+        if (rc)
+                return rc;
+        if (!c.have_eps) {
+                fprintf(stderr, "dp_model noise: --epsilon is required\n");
+                return 2;
+        }
+        double sigma, rho, eps;
+        char err[256];
+        if (veil_dp_noise_for_epsilon(&c.m, c.eps, c.delta, &sigma, err,
+                                      sizeof(err))) {
+                fprintf(stderr, "%s\n", err);
+                return 1;
+        }
+        c.m.sigma = sigma;
+        if (veil_dp_rho(&c.m, &rho, err, sizeof(err)) ||
+            veil_dp_epsilon(rho, c.delta, &eps, NULL, err, sizeof(err))) {
+                fprintf(stderr, "%s\n", err);
+                return 1;
+        }
+        printf("noise_multiplier=%.9g\nepsilon=%.6g\nrho=%.6g\n", sigma, eps,
+               rho);
+        return 0;
+}
+
+/* What a saved accountant holds: for operators and for the restart test. */
+static int cmd_accountant(int argc, char **argv) {
+        const char *file = NULL;
+        double delta = 0;
+        for (int i = 1; i + 1 < argc; i += 2) {
+                if (!strcmp(argv[i], "--file"))
+                        file = argv[i + 1];
+                else if (!strcmp(argv[i], "--delta") &&
+                         num(argv[i + 1], &delta))
+                        ;
+                else
+                        break;
+        }
+        if (!file || !(delta > 0 && delta < 1) || argc % 2 == 0) {
+                fprintf(stderr, "usage: veil dp_model accountant --file F "
+                                "--delta D\n");
+                return 2;
+        }
+        struct veil_dp_mech m = {VEIL_DP_GAUSSIAN, 1, 1, 0, 1};
+        struct veil_accountant *acc;
+        char err[256];
+        double eps;
+        if (veil_accountant_new(&acc, &m, err, sizeof(err))) {
+                fprintf(stderr, "%s\n", err);
+                return 1;
+        }
+        if (veil_accountant_load(acc, file, err, sizeof(err)) ||
+            veil_accountant_epsilon(acc, delta, &eps, err, sizeof(err))) {
+                fprintf(stderr, "%s\n", err);
+                veil_accountant_free(acc);
+                return 1;
+        }
+        printf("epsilon=%.6g\nrho=%.6g\nsteps=%llu\ndelta=%.6g\n", eps,
+               veil_accountant_rho(acc),
+               (unsigned long long)veil_accountant_steps(acc), delta);
+        veil_accountant_free(acc);
+        return 0;
+}
+
+const struct veil_command veil_dp_model_commands[] = {
+        {"epsilon",
+         "epsilon --mechanism gaussian|tree --noise-multiplier S --delta D "
+         "[--participations M] [--windows W] [--steps T] [--restarts R]",
+         "ε spent over the horizon: gaussian, M participations per user in "
+         "each of W windows (ρ = W·M/(2S²)); tree, R trees of T steps, one "
+         "participation per tree (ρ = R·⌈log2(T+1)⌉/(2S²))",
+         cmd_epsilon},
+        {"noise",
+         "noise --epsilon E --delta D --mechanism gaussian|tree "
+         "[--participations M] [--windows W] [--steps T] [--restarts R]",
+         "the smallest noise multiplier S that keeps the horizon within E",
+         cmd_noise},
+        {"accountant", "accountant --file F --delta D",
+         "ε, ρ and releases a saved accountant state holds", cmd_accountant},
+        {NULL, NULL, NULL, NULL}};

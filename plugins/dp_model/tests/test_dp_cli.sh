@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The privacy calculator through `veil dp_model …`, and the accountant
+# through real runs: a replay SIGKILLed mid-stream leaves a state that a
+# restart resumes at or above; an exhausted budget freezes learning once
+# and keeps serving every event.
+set -uo pipefail
+: "${VEIL:?}" "${ROOT:?}"
+fails=0 passes=0
+check() { # NAME WANT_RC WANT_PATTERN -- CMD...
+  local name=$1 want=$2 pat=$3; shift 4
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    echo "FAIL $name: exit $rc, want $want"; echo "$out" | head -5; fails=$((fails + 1)); return
+  fi
+  if [ -n "$pat" ] && ! grep -qE -- "$pat" <<<"$out"; then
+    echo "FAIL $name: output lacks /$pat/"; echo "$out" | head -5; fails=$((fails + 1)); return
+  fi
+  passes=$((passes + 1)); echo "ok $name"
+}
+ok() { if "$@"; then passes=$((passes + 1)); echo "ok $*"; else fails=$((fails + 1)); echo "FAIL $*"; fi; }
+val() { sed -nE "s/^$1=//p"; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
+gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 > b + 0) }'; }
+near() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-6 * b) }'; }
+
+# --- the calculator ---------------------------------------------------
+# ρ = M/(2σ²) = 4/8; tree: R·⌈log2(T+1)⌉/(2σ²) = 2·10/2.
+check "epsilon gaussian" 0 "^rho=0.5$" -- "$VEIL" dp_model epsilon --mechanism gaussian --noise-multiplier 2 --participations 4 --delta 1e-8
+check "epsilon tree" 0 "^rho=10$" -- "$VEIL" dp_model epsilon --mechanism tree --noise-multiplier 1 --steps 1000 --restarts 2 --delta 1e-5
+eps=$("$VEIL" dp_model epsilon --mechanism gaussian --noise-multiplier 2 --participations 4 --delta 1e-8 | val epsilon)
+ok gt "$eps" 0
+sig=$("$VEIL" dp_model noise --mechanism gaussian --epsilon "$eps" --delta 1e-8 --participations 4 | val noise_multiplier)
+ok near "$sig" 2   # the inverse of epsilon, to its printed precision
+check "noise tree" 0 "^noise_multiplier=" -- "$VEIL" dp_model noise --mechanism tree --epsilon 4 --delta 1e-8 --steps 100 --restarts 3
+check "epsilon no delta" 2 "delta is required" -- "$VEIL" dp_model epsilon --noise-multiplier 2
+check "epsilon bad mechanism" 2 "mechanism" -- "$VEIL" dp_model epsilon --mechanism laplace --noise-multiplier 2 --delta 1e-8
+check "noise no epsilon" 2 "epsilon is required" -- "$VEIL" dp_model noise --delta 1e-8
+check "negative sigma" 2 "noise-multiplier" -- "$VEIL" dp_model epsilon --noise-multiplier -1 --delta 1e-8
+
+# --- runs -------------------------------------------------------------
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+events="$ROOT/config/demo/events.csv"
+n=$(($(wc -l <"$events") - 1))
+pipeline() { # ACC BUDGET STEP
+  sed -e "s|\.\./demo/|$ROOT/config/demo/|g" -e "s|\.\./\.\./schemas/|$ROOT/schemas/|g" \
+    "$ROOT/config/pipelines/retail.yaml" |
+    sed -e "s|      default_training: true|      default_training: true\n      mechanism: gaussian\n      noise_multiplier: 8\n      step_size: $3\n      max_contributions: 1000\n      epsilon_budget: $2\n      delta: 1e-8\n      accountant_file: $1|"
+}
+pipeline "$work/acc" 0 8 >"$work/p.yaml"
+"$VEIL" replay "$work/p.yaml" --events "$events" --batch 16 >"$work/run1" 2>&1 &
+pid=$!
+for _ in $(seq 100); do [ -s "$work/acc" ] && break; sleep 0.05; done
+sleep 0.3
+kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+ok test -s "$work/acc"
+st1=$("$VEIL" dp_model accountant --file "$work/acc" --delta 1e-8)
+e1=$(val epsilon <<<"$st1"); s1=$(val steps <<<"$st1")
+ok gt "$s1" 0
+ok gt "$e1" 0
+"$VEIL" replay "$work/p.yaml" --events "$events" --batch 16 --limit 2000 >"$work/run2" 2>&1
+ok grep -q "records: *2000 recommendations" "$work/run2"
+st2=$("$VEIL" dp_model accountant --file "$work/acc" --delta 1e-8)
+ok gt "$(val steps <<<"$st2")" "$s1"   # resumed from the saved state
+ok gt "$(val epsilon <<<"$st2")" "$e1"   # a replay is charged again
+
+# A budget of a few steps: frozen once, every event still answered.
+pipeline "$work/acc2" 1.0 8 >"$work/b.yaml"
+"$VEIL" replay "$work/b.yaml" --events "$events" --limit 3000 >"$work/run3" 2>&1
+ok grep -q "records: *3000 recommendations" "$work/run3"
+ok test "$(grep -c "privacy budget exhausted" "$work/run3")" -eq 1
+e3=$("$VEIL" dp_model accountant --file "$work/acc2" --delta 1e-8 | val epsilon)
+ok ge 1.0 "$e3"
+ok gt "$e3" 0
+# A restart on an exhausted budget keeps serving.
+"$VEIL" replay "$work/b.yaml" --events "$events" --limit 500 >"$work/run4" 2>&1
+ok grep -q "records: *500 recommendations" "$work/run4"
+ok test "$(val epsilon < <("$VEIL" dp_model accountant --file "$work/acc2" --delta 1e-8))" = "$e3"
+# A corrupt state file stops the stage instead of starting from zero.
+printf 'garbage' >"$work/acc3"
+pipeline "$work/acc3" 0 8 >"$work/c.yaml"
+check "corrupt accountant" 2 "accountant_file" -- "$VEIL" replay "$work/c.yaml" --events "$events" --limit 10
+check "no accountant_file" 2 "accountant_file" -- bash -c "sed '/accountant_file/d' '$work/c.yaml' >'$work/d.yaml'; '$VEIL' replay '$work/d.yaml' --events '$events' --limit 10"
+
+echo "$passes passed, $fails failed"
+[ "$fails" -eq 0 ]
