@@ -257,12 +257,19 @@ int veil_csv_next(struct veil_csv *c, struct veil_event *ev, char *errstr,
                 switch (c->cols[i]) {
                 case C_TS_S:
                 case C_TS_MS:
-                        if (num(f, &v))
+                        if (num(f, &v)) {
                                 bad = "a number";
+                                break;
+                        }
+                        if (c->cols[i] == C_TS_S)
+                                v *= 1000.0;
+                        /* Years 1677..2262 fit a signed 64-bit count of
+                         * ms; outside, the cast would be undefined. */
+                        if (!(v > -9.2e18 && v < 9.2e18))
+                                bad = "a time within the range of 64-bit "
+                                      "milliseconds";
                         else
-                                ev->ts_ms = (int64_t)(c->cols[i] == C_TS_S
-                                                              ? v * 1000.0
-                                                              : v);
+                                ev->ts_ms = (int64_t)v;
                         break;
                 case C_USER: ev->user_id = f; break;
                 case C_ITEM: ev->item_id = f; break;

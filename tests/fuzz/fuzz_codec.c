@@ -21,7 +21,18 @@ static struct veil_codec *codecs[N_SCHEMAS];
 static struct veil_codec *confluent;
 static struct veil_arena arena;
 
-static void init(void) {
+static void cleanup(void) {
+        for (size_t i = 0; i < N_SCHEMAS; i++)
+                veil_codec_destroy(codecs[i]);
+        veil_codec_destroy(confluent);
+        veil_arena_free(&arena);
+}
+
+/* Called once before fuzzing: what it allocates lives for the process and
+ * is not a leak of any input. */
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+        (void)argc;
+        (void)argv;
         char path[4096], err[512];
         for (size_t i = 0; i < N_SCHEMAS; i++) {
                 snprintf(path, sizeof(path), "%s/schemas/%s.avsc",
@@ -38,11 +49,11 @@ static void init(void) {
                                 err, sizeof(err)))
                 abort();
         veil_arena_init(&arena, 1 << 16, 64 << 20);
+        atexit(cleanup);
+        return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        if (!codecs[0])
-                init();
         if (size < 1)
                 return 0;
         unsigned sel = data[0];
