@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "checkpoint.h"
 #include "log.h"
 #include "metrics.h"
 #include "observe.h"
@@ -46,6 +48,7 @@ struct kctx {
         const struct veil_kafka_opts *o;
         struct veil_kafka_stats st;
         rd_kafka_t *consumer, *producer, *side;
+        int ever_assigned; /**< the group gave us an assignment once */
         struct side_topic *sides;
         size_t n_sides;
 
@@ -59,6 +62,14 @@ struct kctx {
         int fatal;
         char err[1024];
 
+        /* Exactly-once: one transaction at a time, opened by the first
+         * record produced (or the batch's offsets) and committed with the
+         * batch's input offsets. */
+        int eos;
+        int txn_open;
+        int rewind; /**< dropped read records: seek back before reading */
+        int paused; /**< input partitions paused (backpressure) */
+
         /* Operations: metrics, readiness, reloads. */
         struct veil_batch *batch; /**< the pipeline's open batch */
         struct veil_observe *obs; /**< NULL without a registry */
@@ -66,6 +77,11 @@ struct kctx {
         int brokers_up;           /**< from statistics; -1 unknown */
         int64_t last_publish_ms, last_lag_ms;
         int lag_assigned; /**< assignment size the lag series are for */
+        /* Checkpoints (the state: section): the next sequence number and
+         * when the last one was produced. */
+        struct veil_checkpoint_config ck;
+        uint64_t ck_seq;
+        int64_t ck_last_ms;
         /* Side-input dead letters: never committed, only waited for. Last,
          * because struct inflight ends in a flexible array. */
         struct inflight side_flight;
@@ -98,6 +114,20 @@ static void set_fatal(struct kctx *k, const char *fmt, ...) {
 /* ------------------------------------------------------------------ */
 /* Producing                                                          */
 /* ------------------------------------------------------------------ */
+
+static int eos_begin(struct kctx *k) {
+        if (k->txn_open)
+                return 0;
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(k->producer);
+        if (e) {
+                set_fatal(k, "cannot begin a transaction: %s",
+                          rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                return -VEIL_EIO;
+        }
+        k->txn_open = 1;
+        return 0;
+}
 
 static int produce_raw(struct kctx *k, const char *topic, const void *key,
                        size_t key_len, const void *value, size_t value_len,
@@ -143,6 +173,10 @@ static int sink_produce(void *ctx, const char *topic, const void *key,
                         const struct veil_dead_letter *dl) {
         struct kctx *k = ctx;
         struct inflight *f = k->cur ? k->cur : &k->side_flight;
+        /* Side-input dead letters, produced between batches, commit with
+         * the next batch's transaction. */
+        if (k->eos && eos_begin(k))
+                return -VEIL_EIO;
         if (!dl)
                 return produce_raw(k, topic, key, key_len, value, value_len,
                                    NULL, f);
@@ -186,6 +220,12 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
                 return;
         }
         const char *topic = rd_kafka_topic_name(m->rkt);
+        if (k->eos) {
+                /* The transaction fails as a whole: commit_transaction()
+                 * reports it, the batch is aborted and read again. */
+                f->pending--;
+                return;
+        }
         if (permanent(m->err) || k->fatal) {
                 /* Not acknowledged, so the batch is never committed and its
                  * input is read again after the restart. */
@@ -284,6 +324,173 @@ static int drain(struct kctx *k, int timeout_ms, int sync) {
 }
 
 /* ------------------------------------------------------------------ */
+/* Exactly-once                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Per call, so that a stop request or an outage shows between retries. */
+#define TXN_CALL_MS 10000
+
+static int should_stop(struct kctx *k);
+static void publish(struct kctx *k, int force);
+
+/* Serves delivery reports until the batch's records are all reported:
+ * `f` is their opaque and must outlive them. */
+static void settle(struct kctx *k, struct inflight *f) {
+        int64_t deadline = now_ms() + 60000;
+        while (f->pending > 0 && now_ms() < deadline)
+                rd_kafka_poll(k->producer, 10);
+}
+
+/* The records read but not committed are read again: every assigned
+ * partition goes back to its committed offset (the last committed
+ * transaction's). Records already read are dropped. */
+static void eos_rewind(struct kctx *k) {
+        for (size_t i = 0; i < k->n_msgs; i++)
+                rd_kafka_message_destroy(k->msgs[i]);
+        k->n_msgs = 0;
+        k->rewind = 0;
+        rd_kafka_topic_partition_list_t *a = NULL;
+        if (rd_kafka_assignment(k->consumer, &a) || !a)
+                return;
+        if (a->cnt) {
+                rd_kafka_resp_err_t err =
+                        rd_kafka_committed(k->consumer, a, TXN_CALL_MS);
+                for (int i = 0; !err && i < a->cnt; i++)
+                        if (a->elems[i].offset < 0)
+                                a->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+                rd_kafka_error_t *e = NULL;
+                if (!err)
+                        e = rd_kafka_seek_partitions(k->consumer, a,
+                                                     TXN_CALL_MS);
+                if (err || e) {
+                        /* Reading on would skip the aborted records. */
+                        set_fatal(k, "cannot rewind the input after an "
+                                     "aborted transaction: %s",
+                                  err ? rd_kafka_err2str(err)
+                                      : rd_kafka_error_string(e));
+                }
+                if (e)
+                        rd_kafka_error_destroy(e);
+        }
+        rd_kafka_topic_partition_list_destroy(a);
+}
+
+/* Aborts the open transaction: its records are never visible to
+ * read_committed consumers. Returns 0, or -1 after a fatal error. */
+static int eos_abort(struct kctx *k) {
+        if (!k->txn_open)
+                return 0;
+        for (;;) {
+                rd_kafka_error_t *e =
+                        rd_kafka_abort_transaction(k->producer, TXN_CALL_MS);
+                if (!e)
+                        break;
+                int again = rd_kafka_error_is_retriable(e) && !k->fatal;
+                if (!again)
+                        set_fatal(k, "cannot abort the transaction: %s",
+                                  rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                if (!again)
+                        return -1;
+                if (k->o->stop && *k->o->stop) {
+                        set_fatal(k, "stopped while aborting a transaction; "
+                                     "the next start aborts it");
+                        return -1;
+                }
+        }
+        k->txn_open = 0;
+        return 0;
+}
+
+/* librdkafka's three classes of transactional errors: retriable (call
+ * again), abort-requiring (abort, read the batch again), fatal (the
+ * producer is unusable, e.g. fenced by a newer instance with the same
+ * transactional.id: exit). Returns 0 done, 1 aborted, -1 fatal. */
+static int txn_failed(struct kctx *k, const char *what, rd_kafka_error_t *e) {
+        int rc;
+        if (rd_kafka_error_txn_requires_abort(e)) {
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "%s failed (%s); aborting the transaction and "
+                              "reading its input again",
+                              what, rd_kafka_error_string(e));
+                k->st.aborted++;
+                rc = eos_abort(k) ? -1 : 1;
+                /* Not here: this may run in the rebalance callback. */
+                k->rewind = rc == 1;
+        } else {
+                set_fatal(k, "%s failed fatally: %s", what,
+                          rd_kafka_error_string(e));
+                rc = -1;
+        }
+        rd_kafka_error_destroy(e);
+        return rc;
+}
+
+/* Commits the open transaction with the batch's input offsets (NULL: none).
+ * Returns 0 committed, 1 aborted, -1 fatal. */
+static int eos_commit(struct kctx *k,
+                      const rd_kafka_topic_partition_list_t *offsets) {
+        if (offsets && offsets->cnt && eos_begin(k))
+                return -1;
+        if (!k->txn_open)
+                return 0;
+        rd_kafka_error_t *e = NULL;
+        if (offsets && offsets->cnt) {
+                rd_kafka_consumer_group_metadata_t *md =
+                        rd_kafka_consumer_group_metadata(k->consumer);
+                for (;;) {
+                        e = rd_kafka_send_offsets_to_transaction(
+                                k->producer, offsets, md, TXN_CALL_MS);
+                        if (!e || !rd_kafka_error_is_retriable(e) ||
+                            (k->o->stop && *k->o->stop))
+                                break;
+                        rd_kafka_error_destroy(e);
+                        publish(k, 0);
+                }
+                rd_kafka_consumer_group_metadata_destroy(md);
+                if (e)
+                        return txn_failed(k, "sending the offsets", e);
+        }
+        for (;;) {
+                e = rd_kafka_commit_transaction(k->producer, TXN_CALL_MS);
+                if (!e || !rd_kafka_error_is_retriable(e) ||
+                    (k->o->stop && *k->o->stop))
+                        break;
+                rd_kafka_error_destroy(e);
+                publish(k, 0);
+        }
+        if (e)
+                return txn_failed(k, "committing the transaction", e);
+        k->txn_open = 0;
+        return 0;
+}
+
+/* After run_batch: the batch (the queue's only entry) commits atomically
+ * with its offsets, or is aborted and read again. */
+static void eos_end_batch(struct kctx *k) {
+        struct inflight *f = k->tail;
+        int rc = eos_commit(k, f ? f->offsets : NULL);
+        if (f)
+                settle(k, f);
+        settle(k, &k->side_flight);
+        if (rc == 0 && f && f->offsets) {
+                k->st.commits++;
+                rd_kafka_topic_partition_list_destroy(f->offsets);
+                f->offsets = NULL;
+        } else if (rc != 0 && f) {
+                /* Aborted or fatal: nothing of it is visible; no commit,
+                 * no latency. */
+                if (f->offsets)
+                        rd_kafka_topic_partition_list_destroy(f->offsets);
+                f->offsets = NULL;
+                f->pending = 0;
+                f->n_ts = 0;
+        }
+        k->side_flight.pending = 0;
+        commit_ready(k, 0);
+}
+
+/* ------------------------------------------------------------------ */
 /* Batches                                                            */
 /* ------------------------------------------------------------------ */
 
@@ -376,6 +583,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         struct kctx *k = opaque;
         int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                k->ever_assigned = 1;
                 veil_log_host(VEIL_LOG_INFO, NULL,
                               "assigned %d partition(s)", parts->cnt);
                 if (coop)
@@ -390,8 +598,21 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
          * partitions are still ours. */
         veil_log_host(VEIL_LOG_INFO, NULL, "revoking %d partition(s)",
                       parts->cnt);
-        run_batch(k);
-        if (!rd_kafka_assignment_lost(rk))
+        if (k->eos) {
+                /* Exactly-once: batches commit within their loop turn, so
+                 * what is open here is at most side-input dead letters: they
+                 * commit, without input offsets. What was read but not
+                 * processed is dropped: the new owner reads it from the
+                 * committed offsets, and partitions that stay ours
+                 * (cooperative) are rewound to them before reading on. */
+                eos_commit(k, NULL);
+                if (k->n_msgs)
+                        k->rewind = 1;
+                settle(k, &k->side_flight);
+                k->side_flight.pending = 0;
+        } else
+                run_batch(k);
+        if (!k->eos && !rd_kafka_assignment_lost(rk))
                 drain(k, k->o->shutdown_timeout_ms, 1);
         if (coop)
                 rd_kafka_incremental_unassign(rk, parts);
@@ -458,7 +679,14 @@ static int config_error(struct kctx *k, rd_kafka_resp_err_t err,
  * that polls: set_fatal() needs no lock. */
 static void error_cb(rd_kafka_t *rk, int err, const char *reason,
                      void *opaque) {
-        (void)rk;
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                /* E.g. fenced by a newer instance with the same
+                 * transactional.id: this one is a zombie and must stop. */
+                char why[512];
+                rd_kafka_fatal_error(rk, why, sizeof(why));
+                set_fatal(opaque, "Kafka fatal error: %s", why);
+                return;
+        }
         if (!config_error(opaque, (rd_kafka_resp_err_t)err, reason))
                 /* As librdkafka logs it when no callback is set. */
                 veil_log_host(VEIL_LOG_ERROR, NULL, "librdkafka ERROR: %s",
@@ -950,6 +1178,13 @@ static void reload(struct kctx *k, int shutdown_ms) {
         veil_pipeline_set_sink(np, (struct veil_sink){sink_produce, k});
         k->p = np;
         k->cfg = veil_pipeline_config(np);
+        /* The state section may have changed; a bad one keeps the old. */
+        struct veil_checkpoint_config ck;
+        if (veil_checkpoint_config_parse(k->cfg, &ck, err, sizeof(err)))
+                veil_log_host(VEIL_LOG_WARN, NULL, "%s; checkpoints continue "
+                              "as before", err);
+        else
+                k->ck = ck;
         k->batch = veil_pipeline_batch_begin(np);
         k->o->reload_close(k->o->reload_ctx, 1);
         if (k->obs)
@@ -967,6 +1202,173 @@ static void reload(struct kctx *k, int shutdown_ms) {
                                    : "");
         if (k->o->ops)
                 veil_ops_reload_done(k->o->ops, 1, "");
+}
+
+/* ------------------------------------------------------------------ */
+/* Checkpoints                                                        */
+/* ------------------------------------------------------------------ */
+
+/* Reads the state topic from its beginning to its end with an assign-only
+ * consumer and restores the stages from it. read_committed: a checkpoint
+ * whose transaction was aborted is never seen. */
+static int load_state(struct kctx *k, char *errstr, size_t errstr_size) {
+        const char *topic = k->ck.topic;
+        char group[512];
+        snprintf(group, sizeof(group), "%s.state", k->cfg->kafka.group);
+        static const char *const defaults[] = {
+                "group.id", NULL, "enable.auto.commit", "false",
+                "enable.partition.eof", "true", "auto.offset.reset",
+                "earliest", "isolation.level", "read_committed", NULL};
+        const char *d[sizeof(defaults) / sizeof(*defaults)];
+        memcpy(d, defaults, sizeof(defaults));
+        d[1] = group;
+        rd_kafka_conf_t *c = base_conf(k, d, errstr, errstr_size);
+        if (!c)
+                return -VEIL_EINVAL;
+        rd_kafka_t *rk = new_client(RD_KAFKA_CONSUMER, c, errstr, errstr_size);
+        if (!rk)
+                return -VEIL_EINVAL;
+        rd_kafka_poll_set_consumer(rk);
+        struct veil_checkpoint_reader *r = NULL;
+        rd_kafka_topic_partition_list_t *assign = NULL;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        int rc = veil_checkpoint_reader_new(&r, k->cfg->kafka.group);
+        int64_t deadline = now_ms() + 30000;
+        int n_left = 0;
+        while (!rc) {
+                rd_kafka_resp_err_t err =
+                        rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+                if (!err && md->topic_cnt == 1 && !md->topics[0].err &&
+                    md->topics[0].partition_cnt > 0)
+                        break;
+                if (!err)
+                        err = md->topic_cnt ? md->topics[0].err
+                                            : RD_KAFKA_RESP_ERR_UNKNOWN;
+                if (md)
+                        rd_kafka_metadata_destroy(md);
+                md = NULL;
+                /* No topic yet: no checkpoint yet (the first one creates
+                 * it where the brokers auto-create topics). */
+                if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+                        break;
+                if (now_ms() > deadline || k->fatal || should_stop(k)) {
+                        snprintf(errstr, errstr_size,
+                                 "state: topic '%s' is not available: %s",
+                                 topic, rd_kafka_err2str(err));
+                        rc = -VEIL_EIO;
+                        break;
+                }
+                struct timespec ts = {0, 200 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+        }
+        if (!rc && md) {
+                assign = rd_kafka_topic_partition_list_new(
+                        md->topics[0].partition_cnt);
+                for (int j = 0; j < md->topics[0].partition_cnt && !rc; j++) {
+                        int32_t pid = md->topics[0].partitions[j].id;
+                        int64_t lo = 0, hi = 0;
+                        rd_kafka_resp_err_t err =
+                                rd_kafka_query_watermark_offsets(
+                                        rk, topic, pid, &lo, &hi, 10000);
+                        if (err) {
+                                snprintf(errstr, errstr_size,
+                                         "state: end offset of %s [%d]: %s",
+                                         topic, (int)pid,
+                                         rd_kafka_err2str(err));
+                                rc = -VEIL_EIO;
+                        } else if (hi > lo) {
+                                rd_kafka_topic_partition_list_add(assign,
+                                                                  topic, pid)
+                                        ->offset = RD_KAFKA_OFFSET_BEGINNING;
+                                n_left++;
+                        }
+                }
+                if (!rc && n_left && rd_kafka_assign(rk, assign)) {
+                        snprintf(errstr, errstr_size,
+                                 "state: cannot assign '%s'", topic);
+                        rc = -VEIL_EIO;
+                }
+        }
+        /* To the end: a partition is done at its end-of-partition event
+         * (the last stable offset, for read_committed). */
+        uint64_t records = 0;
+        deadline = now_ms() + 60000;
+        while (!rc && n_left > 0 && !k->fatal && !should_stop(k)) {
+                if (now_ms() > deadline) {
+                        veil_log_host(VEIL_LOG_WARN, NULL,
+                                      "state: '%s' not read to its end within "
+                                      "60 s (an open transaction?); restoring "
+                                      "from what was read",
+                                      topic);
+                        break;
+                }
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                if (!m)
+                        continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        n_left--;
+                else if (m->err)
+                        veil_log_host(VEIL_LOG_WARN, NULL, "state: %s: %s",
+                                      topic, rd_kafka_message_errstr(m));
+                else {
+                        veil_checkpoint_reader_add(r, m->key, m->key_len,
+                                                   m->payload, m->len);
+                        records++;
+                }
+                rd_kafka_message_destroy(m);
+        }
+        if (!rc && k->fatal) {
+                snprintf(errstr, errstr_size, "state: %s", k->err);
+                rc = -VEIL_EIO;
+        }
+        size_t restored = 0;
+        if (!rc && !should_stop(k))
+                rc = veil_checkpoint_reader_restore(r, k->p, &k->ck_seq,
+                                                    &restored, errstr,
+                                                    errstr_size);
+        if (!rc)
+                veil_log_host(VEIL_LOG_INFO, NULL,
+                              "state: read %llu record(s) of '%s', restored "
+                              "%zu stage(s)",
+                              (unsigned long long)records, topic, restored);
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        if (assign)
+                rd_kafka_topic_partition_list_destroy(assign);
+        rd_kafka_topic_destroy(rkt);
+        veil_checkpoint_reader_free(r);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        return rc;
+}
+
+/* At a batch boundary, when the interval has passed (or force: at
+ * shutdown). Produced like any output: in exactly-once mode inside the
+ * batch's transaction, so a checkpoint commits with the offsets of the
+ * batches whose effects it holds. */
+static void save_state(struct kctx *k, int force) {
+        if (!k->ck.enabled || k->fatal)
+                return;
+        int64_t now = now_ms();
+        if (!force && now - k->ck_last_ms < k->ck.interval_ms)
+                return;
+        k->ck_last_ms = now;
+        struct veil_sink sink = {sink_produce, k};
+        char err[1024];
+        size_t n = 0;
+        if (veil_checkpoint_save(k->p, &sink, k->ck.topic,
+                                 k->cfg->kafka.group, k->ck_seq, &n, err,
+                                 sizeof(err))) {
+                veil_log_host(VEIL_LOG_WARN, NULL, "%s", err);
+                return;
+        }
+        if (n)
+                veil_log_host(VEIL_LOG_INFO, NULL,
+                              "state: checkpoint %llu of %zu stage(s) "
+                              "produced to '%s'",
+                              (unsigned long long)k->ck_seq, n, k->ck.topic);
+        k->ck_seq++;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1011,6 +1413,12 @@ static void form_batch(struct kctx *k) {
                         left = 0;
                 rd_kafka_message_t *m =
                         rd_kafka_consumer_poll(k->consumer, (int)left);
+                if (k->rewind) {
+                        /* A revocation dropped the batch (exactly-once). */
+                        if (m)
+                                rd_kafka_message_destroy(m);
+                        break;
+                }
                 if (!m) {
                         if (left == 0)
                                 break;
@@ -1031,8 +1439,18 @@ static void form_batch(struct kctx *k) {
 }
 
 static void close_all(struct kctx *k) {
-        if (k->consumer)
+        /* librdkafka before 2.3.0 asserts in
+         * rd_kafka_sticky_assignor_state_destroy when a cooperative-sticky
+         * consumer that joined a group but never received an assignment is
+         * destroyed (librdkafka issue #4312; Debian 12 ships 2.0.2). Such a
+         * consumer has been closed (it left the group) and holds nothing
+         * of ours, so it is left to the process exit instead. */
+        if (k->consumer && k->ever_assigned)
                 rd_kafka_destroy(k->consumer);
+        else if (k->consumer)
+                veil_log_host(VEIL_LOG_DEBUG, NULL,
+                              "consumer never assigned: not destroyed "
+                              "(librdkafka #4312)");
         if (k->side) {
                 rd_kafka_consumer_close(k->side);
                 rd_kafka_destroy(k->side);
@@ -1054,6 +1472,74 @@ static void close_all(struct kctx *k) {
         }
 }
 
+/* Backpressure: with the input partitions paused the consumer stops
+ * fetching, so records do not pile up in its queue while the output is
+ * down; resumed once the outputs are acknowledged again. */
+static void pause_input(struct kctx *k, int pause) {
+        if (k->paused == pause)
+                return;
+        rd_kafka_topic_partition_list_t *a = NULL;
+        if (rd_kafka_assignment(k->consumer, &a) || !a)
+                return;
+        rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(
+                                                  k->consumer, a)
+                                        : rd_kafka_resume_partitions(
+                                                  k->consumer, a);
+        if (err)
+                veil_log_host(VEIL_LOG_WARN, NULL, "cannot %s the input: %s",
+                              pause ? "pause" : "resume",
+                              rd_kafka_err2str(err));
+        else {
+                veil_log_host(VEIL_LOG_INFO, NULL,
+                              "%s %d input partition(s)%s",
+                              pause ? "paused" : "resumed", a->cnt,
+                              pause ? ": outputs not acknowledged" : "");
+                k->paused = pause;
+        }
+        rd_kafka_topic_partition_list_destroy(a);
+}
+
+/* "<group>-<instance>": stable per instance, so that a restarted instance
+ * fences its zombie (its predecessor with the same id) and aborts the
+ * transaction it left open. The instance is VEIL_INSTANCE_ID, else the
+ * host name (a StatefulSet pod's name). Group generation fences the rest
+ * (KIP-447): one id per instance suffices, whatever it is assigned. */
+static void transactional_id(struct kctx *k, char *buf, size_t size) {
+        const char *inst = getenv("VEIL_INSTANCE_ID");
+        char host[256] = "";
+        if (!inst || !*inst) {
+                if (gethostname(host, sizeof(host) - 1) || !host[0])
+                        snprintf(host, sizeof(host), "veil");
+                inst = host;
+        }
+        snprintf(buf, size, "%s-%s", k->cfg->kafka.group, inst);
+}
+
+static int init_transactions(struct kctx *k, char *errstr,
+                             size_t errstr_size) {
+        for (;;) {
+                rd_kafka_error_t *e =
+                        rd_kafka_init_transactions(k->producer, 30000);
+                if (!e)
+                        return 0;
+                int again = rd_kafka_error_is_retriable(e) && !should_stop(k);
+                if (!again)
+                        snprintf(errstr, errstr_size,
+                                 "kafka.guarantee exactly-once: cannot "
+                                 "initialise transactions: %s (the brokers "
+                                 "must support transactions, Kafka >= 2.5)",
+                                 rd_kafka_error_string(e));
+                else
+                        veil_log_host(VEIL_LOG_WARN, NULL,
+                                      "initialising transactions: %s; "
+                                      "retrying",
+                                      rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+                if (!again)
+                        return -VEIL_EIO;
+        }
+}
+
 int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                    struct veil_kafka_stats *stats, char *errstr,
                    size_t errstr_size) {
@@ -1068,24 +1554,37 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         int rc = 0;
         k.brokers_up = -1;
 
-        if (k.cfg->kafka.guarantee == VEIL_EXACTLY_ONCE) {
-                snprintf(errstr, errstr_size,
-                         "%s: kafka.guarantee: exactly-once is not available "
-                         "in this version; use at-least-once",
-                         k.cfg->file);
-                return -VEIL_EINVAL;
-        }
+        k.eos = k.cfg->kafka.guarantee == VEIL_EXACTLY_ONCE;
+        if ((rc = veil_checkpoint_config_parse(k.cfg, &k.ck, errstr,
+                                               errstr_size)))
+                return rc;
+        k.ck_seq = 1;
+        k.ck_last_ms = now_ms();
 
+        /* The last pair is the transactional.id, exactly-once only (a
+         * kafka.settings entry overrides it). */
         static const char *const pdefaults[] = {
                 "enable.idempotence", "true", "acks", "all", "linger.ms", "5",
-                NULL};
-        rd_kafka_conf_t *pc = base_conf(&k, pdefaults, errstr, errstr_size);
+                "transactional.id", NULL, NULL};
+        const char *pd[sizeof(pdefaults) / sizeof(*pdefaults)];
+        memcpy(pd, pdefaults, sizeof(pdefaults));
+        char tid[512];
+        if (k.eos) {
+                transactional_id(&k, tid, sizeof(tid));
+                pd[7] = tid;
+        } else
+                pd[6] = NULL;
+        rd_kafka_conf_t *pc = base_conf(&k, pd, errstr, errstr_size);
         if (!pc)
                 return -VEIL_EINVAL;
         rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
         if (!(k.producer = new_client(RD_KAFKA_PRODUCER, pc, errstr,
                                       errstr_size)))
                 return -VEIL_EINVAL;
+        if (k.eos && (rc = init_transactions(&k, errstr, errstr_size))) {
+                close_all(&k);
+                return rc;
+        }
 
         /* Statistics (for readiness: is any broker up?) only when someone
          * asks; the last pair is cut off otherwise. */
@@ -1093,12 +1592,17 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                 "group.id", NULL, "enable.auto.commit", "false",
                 "enable.auto.offset.store", "false", "auto.offset.reset",
                 "earliest", "partition.assignment.strategy",
-                "cooperative-sticky", "statistics.interval.ms", "5000", NULL};
+                "cooperative-sticky", "isolation.level", NULL,
+                "statistics.interval.ms", "5000", NULL};
         const char *cd[sizeof(cdefaults) / sizeof(*cdefaults)];
         memcpy(cd, cdefaults, sizeof(cdefaults));
         cd[1] = k.cfg->kafka.group;
+        /* Only committed records (librdkafka's default, explicit because
+         * exactly-once depends on it): an upstream transaction that is
+         * aborted never becomes input. */
+        cd[11] = "read_committed";
         if (!o->metrics && !o->ops)
-                cd[10] = NULL;
+                cd[12] = NULL;
         rd_kafka_conf_t *cc = base_conf(&k, cd, errstr, errstr_size);
         if (!cc) {
                 close_all(&k);
@@ -1130,6 +1634,13 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                 return rc;
         }
         catch_up(&k);
+        /* Stages start from their checkpoint, after the side inputs (a
+         * restore may depend on them) and before the first batch. */
+        if (k.ck.enabled && k.st.side_caught_up && !k.fatal &&
+            !should_stop(&k) && (rc = load_state(&k, errstr, errstr_size))) {
+                close_all(&k);
+                return rc;
+        }
 
         int subscribed = 0;
         if (k.st.side_caught_up && !k.fatal && !should_stop(&k)) {
@@ -1155,18 +1666,29 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         while (subscribed && !should_stop(&k) && !k.fatal) {
                 poll_sides(&k, 0, 1000);
                 form_batch(&k);
+                if (k.rewind)
+                        eos_rewind(&k);
                 run_batch(&k);
+                save_state(&k, 0);
+                if (k.eos) {
+                        eos_end_batch(&k);
+                        if (k.rewind)
+                                eos_rewind(&k);
+                }
                 rd_kafka_poll(k.producer, 0);
                 commit_ready(&k, 0);
                 publish(&k, 0);
                 /* Bounded memory: stop reading while too many batches wait
                  * for acknowledgement (an output that is down). */
+                if (k.n_inflight > max_inflight)
+                        pause_input(&k, 1);
                 while (k.n_inflight > max_inflight && !k.fatal &&
                        !(o->stop && *o->stop)) {
                         rd_kafka_poll(k.producer, 100);
                         commit_ready(&k, 0);
                         publish(&k, 0);
                 }
+                pause_input(&k, 0);
                 /* A reload waits for a batch boundary: here. */
                 int want = o->reload && *o->reload;
                 if (o->ops)
@@ -1181,7 +1703,13 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
 
         /* Shutdown: finish the batch, flush, commit, leave the group. */
         if (!k.fatal) {
+                if (k.rewind)
+                        eos_rewind(&k);
                 run_batch(&k);
+                if (subscribed)
+                        save_state(&k, 1);
+                if (k.eos)
+                        eos_end_batch(&k);
                 if (drain(&k, shutdown_ms, 1) != 0 && !k.fatal)
                         set_fatal(&k,
                                   "shutdown: outputs not acknowledged within "

@@ -2,7 +2,10 @@
  * kafka.h — the pipeline on Kafka (librdkafka): a consumer group, side-input
  * consumers, an idempotent producer, and at-least-once delivery: a batch's
  * input offsets are committed only after every record it produced
- * (outputs and dead letters) is acknowledged by the broker.
+ * (outputs and dead letters) is acknowledged by the broker. With
+ * kafka.guarantee exactly-once the producer is transactional and each
+ * batch's records commit atomically with its input offsets
+ * (send_offsets_to_transaction), one batch at a time.
  */
 #ifndef VEIL_KAFKA_H
 #define VEIL_KAFKA_H
@@ -22,6 +25,7 @@ struct veil_kafka_stats {
         uint64_t acked;        /**< records acknowledged by the broker */
         uint64_t retried;      /**< records produced again after a failure */
         uint64_t commits;      /**< offset commits issued */
+        uint64_t aborted;      /**< transactions aborted (exactly-once) */
         uint64_t side_records; /**< side-input records consumed */
         int side_caught_up;    /**< every side input reached its start end */
         int assigned;          /**< partitions currently assigned */
