@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "checkpoint.h"
 #include "http.h"
 #include "kafka.h"
 #include "keyring.h"
@@ -36,6 +37,10 @@ int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,
         int rc = veil_http_config_parse(cp->cfg, &hc, err, err_size);
         if (!rc)
                 rc = veil_log_config_parse(cp->cfg, &level, err, err_size);
+        struct veil_checkpoint_config ck;
+        if (!rc)
+                rc = veil_checkpoint_config_parse(cp->cfg, &ck, err,
+                                                  err_size);
         if (!rc && ephemeral && veil_cli_config_is_ephemeral(cp->cfg))
                 cp->keyring = ephemeral;
         else if (!rc)

@@ -31,7 +31,7 @@
  *     - use: popular                  # a name on plugin_path, or a path
  *       with: {k: 10}                 # checked by veil_params_build()
  *   plugin_path: [../../build/plugins]
- *   http: {...}                       # http, log, keys, demo: any mapping,
+ *   http: {...}                       # http, log, keys, demo, state: any mapping,
  *                                     # kept as node trees for their modules
  *
  * An empty value, ~ or null (unquoted) counts as absent for optional
@@ -1371,6 +1371,7 @@ static const struct keydef top_keys[] = {
         {"log", 0, NULL, offsetof(struct veil_config, log)},
         {"keys", 0, NULL, offsetof(struct veil_config, keys)},
         {"demo", 0, NULL, offsetof(struct veil_config, demo)},
+        {"state", 0, NULL, offsetof(struct veil_config, state)},
         {NULL, 0, NULL, 0}};
 
 static int validate(struct vctx *v) {

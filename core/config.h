@@ -83,7 +83,7 @@ struct veil_config {
         struct veil_node *root; /**< owns every node */
         /** Sections validated by their own modules (NULL when absent); each
          *  is a MAP node owned by root. */
-        const struct veil_node *http, *log, *keys, *demo;
+        const struct veil_node *http, *log, *keys, *demo, *state;
         int line, col; /**< the top-level mapping */
 };
 

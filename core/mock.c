@@ -1,5 +1,7 @@
 #include "mock.h"
 
+#include "checkpoint.h"
+
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <stdio.h>
@@ -61,6 +63,13 @@ int veil_mock_create_topics(struct veil_mock *m, const struct veil_config *cfg,
                 rc = veil_mock_create_topic(m, cfg->side_inputs[i].topic,
                                             cfg->side_inputs[i].partitions,
                                             errstr, errstr_size);
+        struct veil_checkpoint_config cc;
+        if (!rc)
+                rc = veil_checkpoint_config_parse(cfg, &cc, errstr,
+                                                  errstr_size);
+        if (!rc && cc.enabled)
+                rc = veil_mock_create_topic(m, cc.topic, 1, errstr,
+                                            errstr_size);
         return rc;
 }
 

@@ -878,6 +878,9 @@ const struct veil_plugin *veil_pipeline_stage_plugin(
         const struct veil_pipeline *p, size_t i) {
         return p->stages[i].h.def;
 }
+void *veil_pipeline_stage_state(struct veil_pipeline *p, size_t i) {
+        return p->stages[i].state;
+}
 struct veil_stage_stats veil_pipeline_stage_stats(const struct veil_pipeline *p,
                                                   size_t i) {
         return p->stages[i].stats;

@@ -102,6 +102,8 @@ const struct veil_plugin *veil_pipeline_stage_plugin(
         const struct veil_pipeline *p, size_t i);
 struct veil_stage_stats veil_pipeline_stage_stats(const struct veil_pipeline *p,
                                                   size_t i);
+/** A stage's state, for its checkpoint and restore hooks (checkpoint.c). */
+void *veil_pipeline_stage_state(struct veil_pipeline *p, size_t i);
 uint64_t veil_pipeline_events_in(const struct veil_pipeline *p);
 uint64_t veil_pipeline_decode_errors(const struct veil_pipeline *p);
 uint64_t veil_pipeline_dead_letters(const struct veil_pipeline *p);

@@ -283,6 +283,33 @@ static int export_subject(void *state, const struct veil_subject *subj,
         return rc;
 }
 
+static const char *item_id(void *ctx, int32_t item) {
+        const struct veil_catalog *c = ctx;
+        return item >= 0 ? c->id[item] : NULL;
+}
+
+static int32_t item_index(void *ctx, const char *id) {
+        return veil_catalog_intern(ctx, id);
+}
+
+/* The profiles (keyed by pseudonym, as held): the catalog comes from its
+ * file at start, items learnt at run time are interned again. */
+static int checkpoint(void *state, void **data, size_t *len) {
+        struct state *s = state;
+        return veil_profiles_save(s->prof, item_id, s->cat, data, len);
+}
+
+static int restore(void *state, const void *data, size_t len, char *errstr,
+                   size_t errstr_size) {
+        struct state *s = state;
+        int rc = veil_profiles_load(s->prof, data, len, item_index, s->cat,
+                                    errstr, errstr_size);
+        if (!rc)
+                veil_log(s->st, VEIL_LOG_INFO, "restored %zu profiles",
+                         veil_profiles_count(s->prof));
+        return rc;
+}
+
 static void notice(const veil_params_t *p, veil_notice_t *n) {
         int64_t ttl = veil_params_int(p, "profile_ttl_s", 604800);
         int64_t L = veil_params_int(p, "profile_items", 10);
@@ -459,6 +486,8 @@ static const struct veil_plugin plugin = {
         .destroy = destroy,
         .erase = erase,
         .export_subject = export_subject,
+        .checkpoint = checkpoint,
+        .restore = restore,
         .notice = notice,
 };
 

@@ -1,5 +1,6 @@
 #include "profile.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -282,4 +283,207 @@ size_t veil_profiles_expire(struct veil_profiles *s, int64_t now_ms) {
                 n++;
         }
         return n;
+}
+
+/* ---- checkpoint ---- */
+
+/* "VPRF", u8 format, u32 count, then per profile (big-endian):
+ * u16 key length, key, i64 last use, u64 session, i64 last event,
+ * u32 position, u32 n_prev, n_prev x u32, u32 n_items,
+ * n_items x (u16 id length, id, i64 time). */
+#define PRF_FORMAT 1
+
+struct wbuf {
+        unsigned char *p;
+        size_t n, cap;
+        int oom;
+};
+
+static void wput(struct wbuf *w, const void *src, size_t n) {
+        if (w->oom)
+                return;
+        if (w->n + n > w->cap) {
+                size_t cap = w->cap ? w->cap * 2 : 4096;
+                while (cap < w->n + n)
+                        cap *= 2;
+                unsigned char *q = realloc(w->p, cap);
+                if (!q) {
+                        w->oom = 1;
+                        return;
+                }
+                w->p = q;
+                w->cap = cap;
+        }
+        memcpy(w->p + w->n, src, n);
+        w->n += n;
+}
+
+static void wint(struct wbuf *w, uint64_t v, int bytes) {
+        unsigned char b[8];
+        for (int i = 0; i < bytes; i++)
+                b[i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+        wput(w, b, (size_t)bytes);
+}
+
+int veil_profiles_save(const struct veil_profiles *s,
+                       const char *(*item_id)(void *ctx, int32_t item),
+                       void *ctx, void **data, size_t *len) {
+        struct wbuf w = {0};
+        wput(&w, "VPRF", 4);
+        wint(&w, PRF_FORMAT, 1);
+        wint(&w, s->n, 4);
+        for (uint32_t i = s->tail; i != NIL; i = s->e[i].prev) {
+                const struct entry *x = &s->e[i];
+                size_t kl = strlen(x->key);
+                if (kl > UINT16_MAX)
+                        kl = UINT16_MAX;
+                wint(&w, kl, 2);
+                wput(&w, x->key, kl);
+                wint(&w, (uint64_t)x->used_ms, 8);
+                wint(&w, x->p.session, 8);
+                wint(&w, (uint64_t)x->p.last_ts, 8);
+                wint(&w, x->p.position, 4);
+                wint(&w, x->p.n_prev, 4);
+                for (uint32_t k = 0; k < x->p.n_prev; k++)
+                        wint(&w, x->p.prev_features[k], 4);
+                wint(&w, x->p.n_items, 4);
+                for (uint32_t k = 0; k < x->p.n_items; k++) {
+                        const char *id = item_id(ctx, x->p.items[k]);
+                        size_t il = id ? strlen(id) : 0;
+                        if (il > UINT16_MAX)
+                                il = UINT16_MAX;
+                        wint(&w, il, 2);
+                        wput(&w, id, il);
+                        wint(&w, (uint64_t)x->p.item_ts[k], 8);
+                }
+        }
+        if (w.oom) {
+                free(w.p);
+                return -VEIL_ENOMEM;
+        }
+        *data = w.p;
+        *len = w.n;
+        return 0;
+}
+
+struct rbuf {
+        const unsigned char *p;
+        size_t n, off;
+        int bad;
+};
+
+static uint64_t rd_int(struct rbuf *r, int bytes) {
+        if (r->bad || r->n - r->off < (size_t)bytes) {
+                r->bad = 1;
+                return 0;
+        }
+        uint64_t v = 0;
+        for (int i = 0; i < bytes; i++)
+                v = (v << 8) | r->p[r->off + (size_t)i];
+        r->off += (size_t)bytes;
+        return v;
+}
+
+static const char *rbytes(struct rbuf *r, size_t n) {
+        if (r->bad || r->n - r->off < n) {
+                r->bad = 1;
+                return NULL;
+        }
+        const char *q = (const char *)r->p + r->off;
+        r->off += n;
+        return q;
+}
+
+/* One pass over the buffer: apply = 0 only validates. */
+static int load_pass(struct veil_profiles *s, struct rbuf *r, int apply,
+                     int32_t (*item_index)(void *ctx, const char *id),
+                     void *ctx, char *key, char *id) {
+        uint64_t count = rd_int(r, 4);
+        for (uint64_t c = 0; c < count && !r->bad; c++) {
+                size_t kl = (size_t)rd_int(r, 2);
+                const char *k = rbytes(r, kl);
+                int64_t used = (int64_t)rd_int(r, 8);
+                uint64_t session = rd_int(r, 8);
+                int64_t last = (int64_t)rd_int(r, 8);
+                uint32_t pos = (uint32_t)rd_int(r, 4);
+                uint32_t n_prev = (uint32_t)rd_int(r, 4);
+                if (n_prev > VEIL_CTX_MAX_FEATURES || !kl)
+                        r->bad = 1;
+                if (r->bad)
+                        break;
+                uint32_t prev[VEIL_CTX_MAX_FEATURES];
+                for (uint32_t j = 0; j < n_prev; j++)
+                        prev[j] = (uint32_t)rd_int(r, 4);
+                struct veil_profile *p = NULL;
+                if (apply) {
+                        memcpy(key, k, kl);
+                        key[kl] = '\0';
+                        int created;
+                        /* Oldest first: the LRU order comes back too. */
+                        p = veil_profiles_touch(s, key, used, &created);
+                        if (!p)
+                                return -VEIL_ENOMEM;
+                        p->session = session;
+                        p->last_ts = last;
+                        p->position = pos;
+                        p->n_prev = n_prev;
+                        memcpy(p->prev_features, prev,
+                               n_prev * sizeof(uint32_t));
+                        p->n_items = 0;
+                }
+                uint32_t n_items = (uint32_t)rd_int(r, 4);
+                for (uint32_t j = 0; j < n_items && !r->bad; j++) {
+                        size_t il = (size_t)rd_int(r, 2);
+                        const char *q = rbytes(r, il);
+                        int64_t ts = (int64_t)rd_int(r, 8);
+                        if (r->bad || !apply || p->n_items >= s->L)
+                                continue;
+                        memcpy(id, q, il);
+                        id[il] = '\0';
+                        int32_t item = item_index(ctx, id);
+                        if (item < 0)
+                                continue;
+                        p->items[p->n_items] = item;
+                        p->item_ts[p->n_items] = ts;
+                        p->n_items++;
+                }
+        }
+        if (!r->bad && r->off != r->n)
+                r->bad = 1;
+        return r->bad ? -VEIL_EINVAL : 0;
+}
+
+int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
+                       int32_t (*item_index)(void *ctx, const char *id),
+                       void *ctx, char *errstr, size_t errstr_size) {
+        struct rbuf r = {data, len, 0, 0};
+        if (len < 5 || memcmp(data, "VPRF", 4) ||
+            ((const unsigned char *)data)[4] != PRF_FORMAT) {
+                snprintf(errstr, errstr_size,
+                         "profiles: not a profile checkpoint of format %d",
+                         PRF_FORMAT);
+                return -VEIL_EINVAL;
+        }
+        /* Room for the longest key and id the format can hold. */
+        char *key = malloc(2 * (UINT16_MAX + 1));
+        if (!key) {
+                snprintf(errstr, errstr_size, "profiles: out of memory");
+                return -VEIL_ENOMEM;
+        }
+        char *id = key + UINT16_MAX + 1;
+        r.off = 5;
+        if (load_pass(s, &r, 0, item_index, ctx, key, id)) {
+                free(key);
+                snprintf(errstr, errstr_size,
+                         "profiles: checkpoint truncated or malformed at "
+                         "byte %zu of %zu",
+                         r.off, len);
+                return -VEIL_EINVAL;
+        }
+        r.off = 5;
+        int rc = load_pass(s, &r, 1, item_index, ctx, key, id);
+        free(key);
+        if (rc)
+                snprintf(errstr, errstr_size, "profiles: out of memory");
+        return rc;
 }

@@ -54,6 +54,20 @@ int veil_profiles_erase(struct veil_profiles *s, const char *key);
 /** Deletes every profile unused for longer than the TTL. */
 size_t veil_profiles_expire(struct veil_profiles *s, int64_t now_ms);
 size_t veil_profiles_count(const struct veil_profiles *s);
+
+/** Serializes every profile, least recently used first, with its last-use
+ *  time (so the TTL still counts from it after a restore). Items are
+ *  written by id (item_id(ctx, index)): catalog indices of items learnt at
+ *  run time differ between runs. A malloc'd buffer. */
+int veil_profiles_save(const struct veil_profiles *s,
+                       const char *(*item_id)(void *ctx, int32_t item),
+                       void *ctx, void **data, size_t *len);
+/** Adds the profiles of a veil_profiles_save buffer (items resolved with
+ *  item_index(ctx, id); a negative index drops the item). Validates the
+ *  whole buffer before changing anything. */
+int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
+                       int32_t (*item_index)(void *ctx, const char *id),
+                       void *ctx, char *errstr, size_t errstr_size);
 uint32_t veil_profiles_items_per_user(const struct veil_profiles *s);
 
 #endif

@@ -310,6 +310,83 @@ static void test_profile_bounds(void **st) {
 
 /* Random touches and erasures against a plain list: the hash table with
  * backward-shift deletion and the LRU never lose or confuse a key. */
+static const char *const saved_ids[] = {"i0", "i1", "i2", "i3"};
+
+static const char *id_of(void *ctx, int32_t item) {
+        (void)ctx;
+        return saved_ids[item];
+}
+
+/* Restored into a store whose catalog numbers items differently. */
+static int32_t index_of(void *ctx, const char *id) {
+        int *calls = ctx;
+        (*calls)++;
+        if (!strcmp(id, "i3"))
+                return -1; /* a full catalog: the item is dropped */
+        return 10 + (id[1] - '0');
+}
+
+/* Checkpoint and restore: items by id, sessions, previous features, the
+ * LRU order, and the last-use time so the TTL still counts from it. */
+static void test_profile_checkpoint(void **st) {
+        (void)st;
+        struct veil_profiles *s, *t;
+        int created, calls = 0;
+        char err[256];
+        assert_int_equal(veil_profiles_new(&s, 10, 3, 1000), 0);
+        struct veil_profile *p = veil_profiles_touch(s, "ua", 100, &created);
+        veil_profiles_push(s, p, 0, 11);
+        veil_profiles_push(s, p, 3, 12);
+        veil_profiles_push(s, p, 1, 13);
+        p->session = 77;
+        p->position = 4;
+        p->n_prev = 2;
+        p->prev_features[0] = 5;
+        p->prev_features[1] = 6;
+        veil_profiles_touch(s, "ub", 500, &created);
+        void *data = NULL;
+        size_t len = 0;
+        assert_int_equal(veil_profiles_save(s, id_of, NULL, &data, &len), 0);
+
+        /* Truncated: refused as a whole, nothing added. */
+        assert_int_equal(veil_profiles_new(&t, 2, 2, 1000), 0);
+        assert_int_equal(veil_profiles_load(t, data, len - 1, index_of,
+                                            &calls, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "truncated"));
+        assert_int_equal(veil_profiles_count(t), 0);
+        assert_int_equal(calls, 0);
+
+        /* L = 2 here: the two newest items survive, i3 is dropped. */
+        assert_int_equal(veil_profiles_load(t, data, len, index_of, &calls,
+                                            err, sizeof(err)),
+                         0);
+        assert_int_equal(veil_profiles_count(t), 2);
+        struct veil_profile *q = veil_profiles_get(t, "ua", 600);
+        assert_non_null(q);
+        assert_int_equal(q->n_items, 2);
+        assert_int_equal(q->items[0], 11);
+        assert_int_equal(q->item_ts[0], 13);
+        assert_int_equal(q->items[1], 10);
+        assert_int_equal(q->item_ts[1], 11);
+        assert_int_equal(q->session, 77);
+        assert_int_equal(q->position, 4);
+        assert_int_equal(q->n_prev, 2);
+        assert_int_equal(q->prev_features[1], 6);
+        /* ua was last used at 100, ub at 500: the store is full, so a new
+         * user replaces ua, the least recently used. */
+        veil_profiles_touch(t, "uc", 700, &created);
+        assert_null(veil_profiles_get(t, "ua", 700));
+        assert_non_null(veil_profiles_get(t, "ub", 700));
+        /* The TTL counts from the restored last use (500), not from the
+         * restore. */
+        assert_int_equal(veil_profiles_expire(t, 1501), 1);
+        assert_null(veil_profiles_get(t, "ub", 1501));
+        veil_profiles_free(t);
+        veil_profiles_free(s);
+        free(data);
+}
+
 static void test_profile_stress(void **st) {
         (void)st;
         enum { MAX = 50, KEYS = 200, OPS = 20000 };
@@ -623,6 +700,7 @@ int main(void) {
                 cmocka_unit_test(test_catalog),
                 cmocka_unit_test(test_profile_bounds),
                 cmocka_unit_test(test_profile_stress),
+                cmocka_unit_test(test_profile_checkpoint),
                 cmocka_unit_test(test_sessions),
                 cmocka_unit_test(test_contextual_attrs),
                 cmocka_unit_test(test_erase_export_cap),

@@ -1,0 +1,557 @@
+/*
+ * checkpoint.c — framing, chunking and reassembly of stage checkpoints
+ * (checkpoint.h). Integers are big-endian.
+ *
+ * Manifest value: "VCKM" u8 version, u64 seq, u32 stage index, u32 chunks,
+ *   u64 total length, 32-byte BLAKE2b-256 of the blob, u16+plugin name,
+ *   u16+plugin version.
+ * Chunk value: "VCKC" u8 version, u64 seq, u32 chunk index, then bytes.
+ */
+#include "checkpoint.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "log.h"
+
+#define FORMAT 1
+#define HASH 32
+#define MAX_CHUNKS 4096 /* 3.6 GB: far beyond any stage's state */
+
+static void put16(unsigned char *p, uint16_t v) {
+        p[0] = (unsigned char)(v >> 8);
+        p[1] = (unsigned char)v;
+}
+static void put32(unsigned char *p, uint32_t v) {
+        for (int i = 0; i < 4; i++)
+                p[i] = (unsigned char)(v >> (24 - 8 * i));
+}
+static void put64(unsigned char *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (unsigned char)(v >> (56 - 8 * i));
+}
+static uint16_t get16(const unsigned char *p) {
+        return (uint16_t)((p[0] << 8) | p[1]);
+}
+static uint32_t get32(const unsigned char *p) {
+        uint32_t v = 0;
+        for (int i = 0; i < 4; i++)
+                v = (v << 8) | p[i];
+        return v;
+}
+static uint64_t get64(const unsigned char *p) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+                v = (v << 8) | p[i];
+        return v;
+}
+
+/* ---- configuration ---- */
+
+static int fail(const struct veil_config *cfg, const struct veil_node *n,
+                char *errstr, size_t errstr_size, const char *what) {
+        snprintf(errstr, errstr_size, "%s:%d:%d: state: %s", cfg->file,
+                 n ? n->line : cfg->line, n ? n->col : cfg->col, what);
+        return -VEIL_EINVAL;
+}
+
+int veil_checkpoint_config_parse(const struct veil_config *cfg,
+                                 struct veil_checkpoint_config *cc,
+                                 char *errstr, size_t errstr_size) {
+        memset(cc, 0, sizeof(*cc));
+        cc->interval_ms = 60000;
+        const struct veil_node *s = cfg->state;
+        if (!s)
+                return 0;
+        if (s->kind != VEIL_NODE_MAP)
+                return fail(cfg, s, errstr, errstr_size,
+                            "must be a mapping such as {topic: veil-state, "
+                            "interval_ms: 60000}");
+        char what[512];
+        for (size_t i = 0; i < s->n; i++) {
+                const char *k = s->keys[i]->scalar;
+                if (strcmp(k, "topic") && strcmp(k, "interval_ms")) {
+                        snprintf(what, sizeof(what),
+                                 "unknown key '%.64s'; allowed keys: topic, "
+                                 "interval_ms",
+                                 k);
+                        return fail(cfg, s->keys[i], errstr, errstr_size,
+                                    what);
+                }
+                if (s->items[i]->kind != VEIL_NODE_SCALAR) {
+                        snprintf(what, sizeof(what), "'%s' must be a scalar",
+                                 k);
+                        return fail(cfg, s->items[i], errstr, errstr_size,
+                                    what);
+                }
+        }
+        const struct veil_node *t = veil_config_get(s, "topic");
+        if (!t)
+                return fail(cfg, s, errstr, errstr_size,
+                            "missing key 'topic' (a compacted topic, e.g. "
+                            "{topic: veil-state})");
+        size_t tl = strlen(t->scalar);
+        if (!tl || tl > 249 || strspn(t->scalar, "abcdefghijklmnopqrstuvwxyz"
+                                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                 "0123456789._-") != tl)
+                return fail(cfg, t, errstr, errstr_size,
+                            "topic must be 1 to 249 characters of "
+                            "[a-zA-Z0-9._-]");
+        const struct veil_node *iv = veil_config_get(s, "interval_ms");
+        if (iv) {
+                int64_t ms;
+                if (veil_params_parse_int(iv->scalar, &ms) || ms < 1000 ||
+                    ms > 86400000) {
+                        snprintf(what, sizeof(what),
+                                 "interval_ms must be an integer from 1000 "
+                                 "to 86400000, got '%.64s'",
+                                 iv->scalar);
+                        return fail(cfg, iv, errstr, errstr_size, what);
+                }
+                cc->interval_ms = ms;
+        }
+        cc->enabled = 1;
+        snprintf(cc->topic, sizeof(cc->topic), "%s", t->scalar);
+        return 0;
+}
+
+/* ---- saving ---- */
+
+static int stage_prefix(char *buf, size_t size, const char *group, size_t i,
+                        const char *plugin) {
+        int n = snprintf(buf, size, "%s/%zu-%s/", group, i, plugin);
+        return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
+static int save_stage(const struct veil_sink *sink, const char *topic,
+                      const char *prefix, size_t idx,
+                      const struct veil_plugin *pl, uint64_t seq,
+                      const unsigned char *blob, size_t len, char *errstr,
+                      size_t errstr_size) {
+        size_t n_chunks = len ? (len + VEIL_CKPT_CHUNK - 1) / VEIL_CKPT_CHUNK
+                              : 0;
+        if (n_chunks > MAX_CHUNKS) {
+                snprintf(errstr, errstr_size,
+                         "state: stage %zu (%s): checkpoint of %zu bytes "
+                         "exceeds %d chunks",
+                         idx, pl->name, len, MAX_CHUNKS);
+                return -VEIL_EINVAL;
+        }
+        char key[600];
+        unsigned char *buf = malloc(17 + VEIL_CKPT_CHUNK);
+        if (!buf) {
+                snprintf(errstr, errstr_size, "state: out of memory");
+                return -VEIL_ENOMEM;
+        }
+        int rc = 0;
+        for (size_t c = 0; c < n_chunks && !rc; c++) {
+                size_t off = c * VEIL_CKPT_CHUNK;
+                size_t n = len - off < VEIL_CKPT_CHUNK ? len - off
+                                                       : VEIL_CKPT_CHUNK;
+                memcpy(buf, "VCKC", 4);
+                buf[4] = FORMAT;
+                put64(buf + 5, seq);
+                put32(buf + 13, (uint32_t)c);
+                memcpy(buf + 17, blob + off, n);
+                snprintf(key, sizeof(key), "%s%zu", prefix, c);
+                rc = sink->produce(sink->ctx, topic, key, strlen(key), buf,
+                                   17 + n, NULL);
+        }
+        if (!rc) {
+                const char *ver = pl->version ? pl->version : "";
+                size_t nl = strlen(pl->name), vl = strlen(ver);
+                if (nl > 255)
+                        nl = 255;
+                if (vl > 255)
+                        vl = 255;
+                unsigned char *m = buf, *q = m;
+                memcpy(q, "VCKM", 4);
+                q[4] = FORMAT;
+                put64(q + 5, seq);
+                put32(q + 13, (uint32_t)idx);
+                put32(q + 17, (uint32_t)n_chunks);
+                put64(q + 21, (uint64_t)len);
+                crypto_generichash(q + 29, HASH, blob, len, NULL, 0);
+                q += 29 + HASH;
+                put16(q, (uint16_t)nl);
+                memcpy(q + 2, pl->name, nl);
+                q += 2 + nl;
+                put16(q, (uint16_t)vl);
+                memcpy(q + 2, ver, vl);
+                q += 2 + vl;
+                snprintf(key, sizeof(key), "%smanifest", prefix);
+                rc = sink->produce(sink->ctx, topic, key, strlen(key), m,
+                                   (size_t)(q - m), NULL);
+        }
+        free(buf);
+        if (rc)
+                snprintf(errstr, errstr_size,
+                         "state: stage %zu (%s): cannot produce the "
+                         "checkpoint to '%s'",
+                         idx, pl->name, topic);
+        return rc;
+}
+
+int veil_checkpoint_save(struct veil_pipeline *p, const struct veil_sink *sink,
+                         const char *topic, const char *group, uint64_t seq,
+                         size_t *n_saved, char *errstr, size_t errstr_size) {
+        size_t saved = 0;
+        for (size_t i = 0; i < veil_pipeline_n_stages(p); i++) {
+                const struct veil_plugin *pl = veil_pipeline_stage_plugin(p, i);
+                void *state = veil_pipeline_stage_state(p, i);
+                if (!pl || !pl->checkpoint || !pl->restore)
+                        continue;
+                char prefix[512];
+                if (stage_prefix(prefix, sizeof(prefix), group, i, pl->name) <
+                    0) {
+                        snprintf(errstr, errstr_size,
+                                 "state: kafka.group is too long for a key");
+                        return -VEIL_EINVAL;
+                }
+                void *data = NULL;
+                size_t len = 0;
+                int rc = pl->checkpoint(state, &data, &len);
+                if (rc) {
+                        free(data);
+                        snprintf(errstr, errstr_size,
+                                 "state: stage %zu (%s): checkpoint failed "
+                                 "(%d)",
+                                 i, pl->name, rc);
+                        return rc < 0 ? rc : -VEIL_EIO;
+                }
+                rc = save_stage(sink, topic, prefix, i, pl, seq, data, len,
+                                errstr, errstr_size);
+                free(data);
+                if (rc)
+                        return rc;
+                saved++;
+        }
+        if (n_saved)
+                *n_saved = saved;
+        return 0;
+}
+
+/* ---- reading ---- */
+
+struct chunk {
+        uint64_t seq;
+        uint32_t index;
+        unsigned char *data;
+        size_t len;
+};
+
+struct manifest {
+        uint64_t seq;
+        uint32_t n_chunks;
+        uint64_t len;
+        unsigned char hash[HASH];
+        char version[256];
+};
+
+/* Everything read for one stage key prefix "<idx>-<plugin>". */
+struct stage_log {
+        char *name;
+        struct chunk *chunks;
+        size_t n_chunks, cap_chunks;
+        struct manifest *mans;
+        size_t n_mans, cap_mans;
+};
+
+struct veil_checkpoint_reader {
+        char *group;
+        struct stage_log *st;
+        size_t n_st;
+        uint64_t max_seq;
+        uint64_t skipped;
+};
+
+int veil_checkpoint_reader_new(struct veil_checkpoint_reader **out,
+                               const char *group) {
+        struct veil_checkpoint_reader *r = calloc(1, sizeof(*r));
+        if (!r || !(r->group = strdup(group))) {
+                free(r);
+                return -VEIL_ENOMEM;
+        }
+        *out = r;
+        return 0;
+}
+
+void veil_checkpoint_reader_free(struct veil_checkpoint_reader *r) {
+        if (!r)
+                return;
+        for (size_t i = 0; i < r->n_st; i++) {
+                for (size_t j = 0; j < r->st[i].n_chunks; j++)
+                        free(r->st[i].chunks[j].data);
+                free(r->st[i].chunks);
+                free(r->st[i].mans);
+                free(r->st[i].name);
+        }
+        free(r->st);
+        free(r->group);
+        free(r);
+}
+
+static struct stage_log *stage_log(struct veil_checkpoint_reader *r,
+                                   const char *name, size_t len) {
+        for (size_t i = 0; i < r->n_st; i++)
+                if (strlen(r->st[i].name) == len &&
+                    !memcmp(r->st[i].name, name, len))
+                        return &r->st[i];
+        struct stage_log *st = realloc(r->st, (r->n_st + 1) * sizeof(*st));
+        if (!st)
+                return NULL;
+        r->st = st;
+        struct stage_log *s = &st[r->n_st];
+        memset(s, 0, sizeof(*s));
+        if (!(s->name = strndup(name, len)))
+                return NULL;
+        r->n_st++;
+        return s;
+}
+
+static int parse_manifest(const unsigned char *v, size_t n,
+                          struct manifest *m) {
+        if (n < 29 + HASH + 4 || memcmp(v, "VCKM", 4) || v[4] != FORMAT)
+                return -1;
+        m->seq = get64(v + 5);
+        m->n_chunks = get32(v + 17);
+        m->len = get64(v + 21);
+        memcpy(m->hash, v + 29, HASH);
+        const unsigned char *q = v + 29 + HASH, *end = v + n;
+        uint16_t nl = get16(q);
+        if ((size_t)(end - q) < 2u + nl + 2u)
+                return -1;
+        q += 2 + nl;
+        uint16_t vl = get16(q);
+        if ((size_t)(end - q) < 2u + vl || vl >= sizeof(m->version))
+                return -1;
+        memcpy(m->version, q + 2, vl);
+        m->version[vl] = '\0';
+        if (m->n_chunks > MAX_CHUNKS ||
+            m->len > (uint64_t)m->n_chunks * VEIL_CKPT_CHUNK)
+                return -1;
+        return 0;
+}
+
+void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
+                                const void *key, size_t key_len,
+                                const void *value, size_t value_len) {
+        size_t gl = strlen(r->group);
+        const char *k = key;
+        const unsigned char *v = value;
+        /* "<group>/<idx>-<plugin>/<what>": a group name may hold '/', the
+         * stage part may not (plugin names are identifiers). */
+        if (!k || key_len <= gl + 1 || memcmp(k, r->group, gl) ||
+            k[gl] != '/')
+                return;
+        const char *name = k + gl + 1, *end = k + key_len;
+        const char *slash = memchr(name, '/', (size_t)(end - name));
+        if (!slash || slash == name || slash + 1 == end || !v) {
+                r->skipped++;
+                return;
+        }
+        struct stage_log *s = stage_log(r, name, (size_t)(slash - name));
+        if (!s) {
+                r->skipped++;
+                return;
+        }
+        size_t wl = (size_t)(end - slash - 1);
+        if (wl == 8 && !memcmp(slash + 1, "manifest", 8)) {
+                struct manifest m;
+                if (parse_manifest(v, value_len, &m)) {
+                        r->skipped++;
+                        return;
+                }
+                if (s->n_mans == s->cap_mans) {
+                        size_t cap = s->cap_mans ? s->cap_mans * 2 : 4;
+                        struct manifest *x =
+                                realloc(s->mans, cap * sizeof(*x));
+                        if (!x) {
+                                r->skipped++;
+                                return;
+                        }
+                        s->mans = x;
+                        s->cap_mans = cap;
+                }
+                s->mans[s->n_mans++] = m;
+                if (m.seq > r->max_seq)
+                        r->max_seq = m.seq;
+                return;
+        }
+        if (value_len < 17 || memcmp(v, "VCKC", 4) || v[4] != FORMAT ||
+            value_len - 17 > VEIL_CKPT_CHUNK) {
+                r->skipped++;
+                return;
+        }
+        uint64_t seq = get64(v + 5);
+        uint32_t idx = get32(v + 13);
+        if (seq > r->max_seq)
+                r->max_seq = seq;
+        /* A chunk written again for the same checkpoint (a retried
+         * produce) replaces the earlier copy. */
+        struct chunk *c = NULL;
+        for (size_t i = 0; i < s->n_chunks; i++)
+                if (s->chunks[i].seq == seq && s->chunks[i].index == idx)
+                        c = &s->chunks[i];
+        if (!c) {
+                if (s->n_chunks == s->cap_chunks) {
+                        size_t cap = s->cap_chunks ? s->cap_chunks * 2 : 4;
+                        struct chunk *x =
+                                realloc(s->chunks, cap * sizeof(*x));
+                        if (!x) {
+                                r->skipped++;
+                                return;
+                        }
+                        s->chunks = x;
+                        s->cap_chunks = cap;
+                }
+                c = &s->chunks[s->n_chunks++];
+                memset(c, 0, sizeof(*c));
+                c->seq = seq;
+                c->index = idx;
+        }
+        free(c->data);
+        c->len = value_len - 17;
+        c->data = malloc(c->len ? c->len : 1);
+        if (!c->data) {
+                c->len = 0;
+                r->skipped++;
+                return;
+        }
+        memcpy(c->data, v + 17, c->len);
+}
+
+static const struct chunk *find_chunk(const struct stage_log *s, uint64_t seq,
+                                      uint32_t idx) {
+        for (size_t i = 0; i < s->n_chunks; i++)
+                if (s->chunks[i].seq == seq && s->chunks[i].index == idx)
+                        return &s->chunks[i];
+        return NULL;
+}
+
+/* The blob of manifest m, or NULL with why (a chunk missing, a length or
+ * checksum mismatch). */
+static unsigned char *assemble(const struct stage_log *s,
+                               const struct manifest *m, char *why,
+                               size_t why_size) {
+        unsigned char *blob = malloc(m->len ? m->len : 1);
+        if (!blob) {
+                snprintf(why, why_size, "out of memory");
+                return NULL;
+        }
+        uint64_t off = 0;
+        for (uint32_t c = 0; c < m->n_chunks; c++) {
+                const struct chunk *ch = find_chunk(s, m->seq, c);
+                if (!ch) {
+                        snprintf(why, why_size, "chunk %" PRIu32 " of %" PRIu32
+                                                " is missing",
+                                 c, m->n_chunks);
+                        free(blob);
+                        return NULL;
+                }
+                if (off + ch->len > m->len) {
+                        snprintf(why, why_size, "chunks exceed the length");
+                        free(blob);
+                        return NULL;
+                }
+                memcpy(blob + off, ch->data, ch->len);
+                off += ch->len;
+        }
+        unsigned char h[HASH];
+        crypto_generichash(h, HASH, blob, (unsigned long long)off, NULL, 0);
+        if (off != m->len || sodium_memcmp(h, m->hash, HASH)) {
+                snprintf(why, why_size, "length or checksum mismatch");
+                free(blob);
+                return NULL;
+        }
+        return blob;
+}
+
+int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
+                                   struct veil_pipeline *p, uint64_t *next_seq,
+                                   size_t *n_restored, char *errstr,
+                                   size_t errstr_size) {
+        size_t restored = 0;
+        if (r->skipped)
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "state: %" PRIu64 " unrecognisable record(s) of "
+                              "group '%s' skipped",
+                              r->skipped, r->group);
+        for (size_t i = 0; i < veil_pipeline_n_stages(p); i++) {
+                const struct veil_plugin *pl = veil_pipeline_stage_plugin(p, i);
+                if (!pl || !pl->checkpoint || !pl->restore)
+                        continue;
+                char name[512];
+                snprintf(name, sizeof(name), "%zu-%s", i, pl->name);
+                const struct stage_log *s = NULL;
+                for (size_t j = 0; j < r->n_st; j++)
+                        if (!strcmp(r->st[j].name, name))
+                                s = &r->st[j];
+                if (!s || !s->n_mans) {
+                        veil_log_host(VEIL_LOG_INFO, NULL,
+                                      "state: stage %zu (%s): no checkpoint, "
+                                      "starting empty",
+                                      i, pl->name);
+                        continue;
+                }
+                /* Newest first; fall back to an older manifest that is still
+                 * in the log (before compaction removed it). */
+                int done = 0;
+                uint64_t tried = UINT64_MAX;
+                for (size_t left = s->n_mans; left && !done; left--) {
+                        const struct manifest *m = NULL;
+                        for (size_t j = 0; j < s->n_mans; j++)
+                                if (s->mans[j].seq < tried &&
+                                    (!m || s->mans[j].seq > m->seq))
+                                        m = &s->mans[j];
+                        if (!m)
+                                break;
+                        tried = m->seq;
+                        char why[128];
+                        unsigned char *blob =
+                                assemble(s, m, why, sizeof(why));
+                        if (!blob) {
+                                veil_log_host(VEIL_LOG_WARN, NULL,
+                                              "state: stage %zu (%s): "
+                                              "checkpoint %" PRIu64
+                                              " skipped: %s",
+                                              i, pl->name, m->seq, why);
+                                continue;
+                        }
+                        char err[512] = "";
+                        int rc = pl->restore(veil_pipeline_stage_state(p, i),
+                                             blob, (size_t)m->len, err,
+                                             sizeof(err));
+                        free(blob);
+                        if (rc) {
+                                snprintf(errstr, errstr_size,
+                                         "state: stage %zu (%s): restoring "
+                                         "checkpoint %" PRIu64
+                                         " (plugin version %s) failed: %s",
+                                         i, pl->name, m->seq, m->version, err);
+                                return rc < 0 ? rc : -VEIL_EINVAL;
+                        }
+                        veil_log_host(VEIL_LOG_INFO, NULL,
+                                      "state: stage %zu (%s): restored "
+                                      "checkpoint %" PRIu64 " (%" PRIu64
+                                      " bytes)",
+                                      i, pl->name, m->seq, m->len);
+                        restored++;
+                        done = 1;
+                }
+                if (!done)
+                        veil_log_host(VEIL_LOG_WARN, NULL,
+                                      "state: stage %zu (%s): no complete "
+                                      "checkpoint, starting empty",
+                                      i, pl->name);
+        }
+        if (next_seq)
+                *next_seq = r->max_seq + 1;
+        if (n_restored)
+                *n_restored = restored;
+        return 0;
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Stage state checkpointed to a state topic (the state: section): a run of
+# pseudonymize → context → dp_model (Gaussian mechanism) writes checkpoints
+# at its interval and on SIGTERM; a restart with an empty accountant
+# directory restores the profiles and the model, and its ε never goes below
+# what the first run had spent. A garbage record in the state topic is
+# skipped with a warning.
+source "$(dirname "$0")/lib.sh"
+
+export VEIL_INPUT="ckpt-in-$SUFFIX" VEIL_RECS="ckpt-recs-$SUFFIX" \
+  VEIL_DLQ="ckpt-dlq-$SUFFIX" VEIL_GROUP="ckpt-$SUFFIX" VEIL_STATE="ckpt-state-$SUFFIX"
+export VEIL_KEYFILE="$WORK/key" VEIL_ACCOUNTANT="$WORK/acc1/accountant"
+mkdir -p "$WORK/acc1" "$WORK/acc2"
+head -c 32 /dev/urandom >"$VEIL_KEYFILE"
+chmod 600 "$VEIL_KEYFILE"
+PIPE="$ROOT/tests/pipelines/checkpoint.yaml"
+
+N=2000
+head -n $((N + 1)) "$ROOT/config/demo/events.csv" >"$WORK/a.csv"
+produce "$VEIL_INPUT" "$WORK/a.csv"
+start_veil "$PIPE" "$WORK/veil1.log"
+wait_count "$VEIL_RECS" $N 40 || { tail -20 "$WORK/veil1.log"; fail "recommendations of run 1"; }
+sleep 3 # at least one checkpoint at the 2 s interval
+stop_veil 20
+grep -q 'state: stage 1 (context): no checkpoint, starting empty' "$WORK/veil1.log" || fail "run 1 should start without a checkpoint"
+n_ck=$(grep -c 'state: checkpoint [0-9]* of 2 stage(s) produced' "$WORK/veil1.log" || true)
+[ "$n_ck" -ge 2 ] || fail "run 1 wrote $n_ck checkpoints, want one at the interval and one on SIGTERM"
+n_state=$(count "$VEIL_STATE")
+[ "$n_state" -ge 4 ] || fail "state topic holds $n_state records"
+ok "$n_ck checkpoints of context and dp_model, $n_state records on the state topic"
+
+consume "$VEIL_RECS" "$REC_SCHEMA" >"$WORK/recs1.json"
+eps1=$(jq -s 'map(.value.epsilon_spent.double // 0) | max' "$WORK/recs1.json")
+jq -e -n --argjson e "$eps1" '$e > 0' >/dev/null || fail "run 1 spent no ε ($eps1)"
+
+# Garbage on a checkpoint key: unrecognisable, skipped with a warning.
+printf '%s/1-context/0\tnot a chunk\n' "$VEIL_GROUP" |
+  kcat -b "$BROKER" "${KCAT_OPTS[@]}" -P -t "$VEIL_STATE" -K $'\t' 2>/dev/null ||
+  fail "kcat could not produce the garbage record"
+
+# Restart with an empty accountant directory: ε comes from the checkpoint.
+export VEIL_ACCOUNTANT="$WORK/acc2/accountant"
+M=500
+{ head -n 1 "$ROOT/config/demo/events.csv"; sed -n "$((N + 2)),$((N + M + 1))p" "$ROOT/config/demo/events.csv"; } >"$WORK/b.csv"
+produce "$VEIL_INPUT" "$WORK/b.csv"
+start_veil "$PIPE" "$WORK/veil2.log"
+wait_count "$VEIL_RECS" $((N + M)) 40 || { tail -20 "$WORK/veil2.log"; fail "recommendations of run 2"; }
+stop_veil 20
+grep -q 'state: stage 1 (context): restored checkpoint' "$WORK/veil2.log" ||
+  { grep state "$WORK/veil2.log" | head; fail "context not restored"; }
+grep -q 'state: stage 2 (dp_model): restored checkpoint' "$WORK/veil2.log" || fail "dp_model not restored"
+grep -q 'unrecognisable record' "$WORK/veil2.log" || fail "the garbage record was not reported"
+users=$(tail -n +2 "$WORK/a.csv" | cut -d, -f2 | sort -u | wc -l)
+n_prof=$(grep -o 'restored [0-9]* profiles' "$WORK/veil2.log" | head -1 | grep -o '[0-9]*')
+[ "${n_prof:-0}" -eq "$users" ] || fail "restored ${n_prof:-0} profiles, want the $users users of run 1"
+ok "context restored $n_prof profiles (the $users users of run 1)"
+
+# Run 2's records: those not already there after run 1 (by position).
+consume "$VEIL_RECS" "$REC_SCHEMA" >"$WORK/recs_all.json"
+jq -sc --slurpfile one "$WORK/recs1.json" \
+  '($one | map("\(.partition):\(.offset)") | INDEX(.)) as $seen |
+   .[] | select($seen["\(.partition):\(.offset)"] == null)' \
+  "$WORK/recs_all.json" >"$WORK/recs2.json"
+[ "$(wc -l <"$WORK/recs2.json")" -ge $M ] || fail "run 2 has fewer than $M recommendations"
+[ -s "$WORK/recs2.json" ] || fail "no recommendations of run 2"
+eps2=$(jq -s 'map(.value.epsilon_spent.double // 0) | min' "$WORK/recs2.json")
+jq -e -n --argjson a "$eps1" --argjson b "$eps2" '$b >= $a' >/dev/null ||
+  fail "ε went down across the restart: $eps1 before, $eps2 after"
+ok "ε after the restart ($eps2) >= before ($eps1) with an empty accountant directory"
+grep -q '"level":"error"' "$WORK/veil1.log" "$WORK/veil2.log" && fail "errors in the log"
+echo "PASS test_checkpoint"

@@ -1,0 +1,329 @@
+/* Checkpoints (core/checkpoint.c) through real pipelines of the ckpt_blob
+ * test plugin: a state of 2 MB is framed, chunked, read back and restored
+ * byte for byte; missing, corrupted and foreign records never reach a
+ * restore hook; an older complete checkpoint is used when the newest is
+ * partial; the state: section's errors name file, line and column. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "checkpoint.h"
+#include "config.h"
+#include "pipeline.h"
+
+#define BIG 2000000
+
+struct rec {
+        char *key;
+        unsigned char *value;
+        size_t key_len, value_len;
+};
+
+struct cap {
+        struct rec r[64];
+        size_t n;
+};
+
+static int cap_produce(void *ctx, const char *topic, const void *key,
+                       size_t key_len, const void *value, size_t value_len,
+                       const struct veil_dead_letter *dl) {
+        struct cap *c = ctx;
+        assert_null(dl);
+        assert_string_equal(topic, "st");
+        assert_true(value_len <= VEIL_CKPT_CHUNK + 17);
+        assert_true(c->n < 64);
+        struct rec *r = &c->r[c->n++];
+        r->key = malloc(key_len);
+        r->value = malloc(value_len);
+        memcpy(r->key, key, key_len);
+        memcpy(r->value, value, value_len);
+        r->key_len = key_len;
+        r->value_len = value_len;
+        return 0;
+}
+
+static void cap_free(struct cap *c) {
+        for (size_t i = 0; i < c->n; i++) {
+                free(c->r[i].key);
+                free(c->r[i].value);
+        }
+        c->n = 0;
+}
+
+struct pl {
+        struct veil_config *cfg;
+        struct veil_pipeline *p;
+};
+
+static void open_pl_with(struct pl *x, int seed, const char *extra,
+                         const char *refuse) {
+        char yaml[2048], err[1024];
+        snprintf(yaml, sizeof(yaml),
+                 "kafka: {bootstrap: embedded, group: g}\n"
+                 "input: {topic: in, schema: ../../schemas/interaction.avsc}\n"
+                 "outputs: {dead_letter: {topic: dlq}}\n"
+                 "plugins:\n"
+                 "  - use: %s/test_ckpt_blob.so\n"
+                 "    with: {size: %d, seed: %d, refuse: %s}\n"
+                 "  - use: %s/test_ckpt_blob.so\n"
+                 "    with: {size: 0}\n"
+                 "state: {topic: st, interval_ms: 1000}\n%s",
+                 TEST_PLUGIN_DIR, BIG, seed, refuse, TEST_PLUGIN_DIR, extra);
+        if (veil_config_parse(&x->cfg, VEIL_SRCDIR "/tests/pipelines/t.yaml",
+                              yaml, strlen(yaml), err, sizeof(err)))
+                fail_msg("%s", err);
+        struct veil_pipeline_opts o = {NULL, 0, NULL, 0};
+        if (veil_pipeline_new(&x->p, x->cfg, &o, err, sizeof(err)))
+                fail_msg("%s", err);
+}
+
+static void open_pl(struct pl *x, int seed, const char *extra) {
+        open_pl_with(x, seed, extra, "false");
+}
+
+static void open_pl_refusing(struct pl *x) {
+        open_pl_with(x, 5, "", "true");
+}
+
+static void close_pl(struct pl *x) {
+        veil_pipeline_destroy(x->p);
+        veil_config_destroy(x->cfg);
+}
+
+static unsigned char *state_of(struct pl *x, size_t *len) {
+        void *d = NULL;
+        const struct veil_plugin *pl = veil_pipeline_stage_plugin(x->p, 0);
+        assert_int_equal(pl->checkpoint(veil_pipeline_stage_state(x->p, 0), &d,
+                                        len),
+                         0);
+        return d;
+}
+
+static void save(struct pl *x, struct cap *c, uint64_t seq) {
+        char err[512];
+        struct veil_sink s = {cap_produce, c};
+        size_t n = 0;
+        assert_int_equal(veil_checkpoint_save(x->p, &s, "st", "g", seq, &n,
+                                              err, sizeof(err)),
+                         0);
+        assert_int_equal(n, 2);
+}
+
+/* Feeds c (skipping record `skip`) to a fresh reader and restores x. */
+static int load(struct pl *x, const struct cap *c, size_t skip,
+                uint64_t *next, size_t *restored) {
+        struct veil_checkpoint_reader *r;
+        char err[512];
+        assert_int_equal(veil_checkpoint_reader_new(&r, "g"), 0);
+        for (size_t i = 0; i < c->n; i++)
+                if (i != skip)
+                        veil_checkpoint_reader_add(r, c->r[i].key,
+                                                   c->r[i].key_len,
+                                                   c->r[i].value,
+                                                   c->r[i].value_len);
+        int rc = veil_checkpoint_reader_restore(r, x->p, next, restored, err,
+                                                sizeof(err));
+        veil_checkpoint_reader_free(r);
+        return rc;
+}
+
+static int same_state(struct pl *a, struct pl *b) {
+        size_t la, lb;
+        unsigned char *da = state_of(a, &la), *db = state_of(b, &lb);
+        int same = la == lb && !memcmp(da, db, la);
+        free(da);
+        free(db);
+        return same;
+}
+
+static void test_roundtrip(void **st) {
+        (void)st;
+        struct pl a, b;
+        struct cap c = {0};
+        open_pl(&a, 1, "");
+        open_pl(&b, 2, "");
+        assert_false(same_state(&a, &b));
+        save(&a, &c, 7);
+        /* 2 MB: 3 chunks and a manifest; the empty stage: a manifest. */
+        assert_int_equal(c.n, 5);
+        assert_int_equal(c.r[0].key_len, strlen("g/0-ckpt_blob/0"));
+        assert_memory_equal(c.r[0].key, "g/0-ckpt_blob/0", c.r[0].key_len);
+        assert_memory_equal(c.r[3].key, "g/0-ckpt_blob/manifest",
+                            c.r[3].key_len);
+        assert_memory_equal(c.r[4].key, "g/1-ckpt_blob/manifest",
+                            c.r[4].key_len);
+        uint64_t next = 0;
+        size_t restored = 0;
+        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
+        assert_int_equal(restored, 2);
+        assert_int_equal(next, 8);
+        assert_true(same_state(&a, &b));
+        cap_free(&c);
+        close_pl(&a);
+        close_pl(&b);
+}
+
+static void test_partial_and_corrupt(void **st) {
+        (void)st;
+        struct pl a, b;
+        struct cap c = {0};
+        open_pl(&a, 1, "");
+        open_pl(&b, 2, "");
+        save(&a, &c, 1);
+        size_t restored = 9;
+        uint64_t next = 0;
+        /* A missing chunk: stage 0 is skipped, its state untouched. */
+        assert_int_equal(load(&b, &c, 1, &next, &restored), 0);
+        assert_int_equal(restored, 1);
+        assert_false(same_state(&a, &b));
+        /* A flipped byte: the checksum refuses it. */
+        c.r[2].value[100] ^= 1;
+        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
+        assert_int_equal(restored, 1);
+        assert_false(same_state(&a, &b));
+        /* A truncated manifest and garbage values are ignored. */
+        c.r[2].value[100] ^= 1;
+        c.r[3].value_len = 20;
+        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
+        assert_int_equal(restored, 1);
+        assert_false(same_state(&a, &b));
+        cap_free(&c);
+        close_pl(&a);
+        close_pl(&b);
+}
+
+static void test_older_complete(void **st) {
+        (void)st;
+        struct pl a, a2, b;
+        struct cap c = {0};
+        open_pl(&a, 1, "");
+        open_pl(&a2, 3, "");
+        open_pl(&b, 2, "");
+        save(&a, &c, 1);
+        size_t first = c.n;
+        save(&a2, &c, 2);
+        /* Checkpoint 2 lost its first chunk (a crash mid-write): 1 is used,
+         * and the next sequence number still passes 2. */
+        size_t restored = 0;
+        uint64_t next = 0;
+        assert_int_equal(load(&b, &c, first, &next, &restored), 0);
+        assert_int_equal(restored, 2);
+        assert_int_equal(next, 3);
+        assert_true(same_state(&a, &b));
+        /* Complete: the newest wins. */
+        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
+        assert_true(same_state(&a2, &b));
+        cap_free(&c);
+        close_pl(&a);
+        close_pl(&a2);
+        close_pl(&b);
+}
+
+static void test_foreign_and_refused(void **st) {
+        (void)st;
+        struct pl a, b;
+        struct cap c = {0};
+        open_pl(&a, 1, "");
+        open_pl(&b, 2, "");
+        save(&a, &c, 1);
+        /* Another group's records ("g2/…", and "gx" sharing a prefix) are
+         * not this pipeline's. */
+        for (size_t i = 0; i < c.n; i++) {
+                char *k = realloc(c.r[i].key, c.r[i].key_len + 1);
+                memmove(k + 2, k + 1, c.r[i].key_len - 1);
+                k[1] = '2';
+                c.r[i].key = k;
+                c.r[i].key_len++;
+        }
+        size_t restored = 9;
+        uint64_t next = 0;
+        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
+        assert_int_equal(restored, 0);
+        assert_int_equal(next, 1);
+        cap_free(&c);
+        /* A verified checkpoint the plugin refuses fails the restore. */
+        close_pl(&b);
+        open_pl(&b, 2, "");
+        struct pl r;
+        open_pl_refusing(&r);
+        save(&a, &c, 1);
+        assert_true(load(&r, &c, SIZE_MAX, &next, &restored) < 0);
+        cap_free(&c);
+        close_pl(&r);
+        close_pl(&a);
+        close_pl(&b);
+}
+
+static void test_config(void **st) {
+        (void)st;
+        struct {
+                const char *yaml, *err;
+        } cases[] = {
+                {"state: {interval_ms: 5000}\n", ":9:8: state: missing key 'topic'"},
+                {"state: {topic: st, every: 1}\n", ":9:20: state: unknown key 'every'"},
+                {"state: {topic: 'a b'}\n", ":9:16: state: topic must be"},
+                {"state: {topic: st, interval_ms: 10}\n",
+                 ":9:33: state: interval_ms must be an integer from 1000"},
+                /* Caught by the configuration itself. */
+                {"state: [st]\n", ":9:8: state must be a mapping"},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+                char yaml[1024], err[512] = "";
+                snprintf(yaml, sizeof(yaml),
+                         "kafka: {bootstrap: embedded, group: g}\n"
+                         "input: {topic: in, schema: x.avsc}\n"
+                         "outputs: {dead_letter: {topic: dlq}}\n"
+                         "plugins:\n"
+                         "  - use: passthrough\n"
+                         "\n\n\n%s",
+                         cases[i].yaml);
+                struct veil_config *cfg;
+                int rc = veil_config_parse(&cfg, "/p.yaml", yaml,
+                                           strlen(yaml), err, sizeof(err));
+                struct veil_checkpoint_config cc;
+                if (!rc) {
+                        rc = veil_checkpoint_config_parse(cfg, &cc, err,
+                                                          sizeof(err));
+                        veil_config_destroy(cfg);
+                }
+                assert_int_equal(rc, -VEIL_EINVAL);
+                if (!strstr(err, cases[i].err))
+                        fail_msg("case %zu: got '%s', want '%s'", i, err,
+                                 cases[i].err);
+        }
+        struct veil_config *cfg;
+        char err[512];
+        const char *ok = "kafka: {bootstrap: embedded, group: g}\n"
+                         "input: {topic: in, schema: x.avsc}\n"
+                         "outputs: {dead_letter: {topic: dlq}}\n"
+                         "plugins: [{use: passthrough}]\n"
+                         "state: {topic: veil-state}\n";
+        assert_int_equal(veil_config_parse(&cfg, "/p.yaml", ok, strlen(ok),
+                                           err, sizeof(err)),
+                         0);
+        struct veil_checkpoint_config cc;
+        assert_int_equal(veil_checkpoint_config_parse(cfg, &cc, err,
+                                                      sizeof(err)),
+                         0);
+        assert_int_equal(cc.enabled, 1);
+        assert_string_equal(cc.topic, "veil-state");
+        assert_int_equal(cc.interval_ms, 60000);
+        veil_config_destroy(cfg);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_roundtrip),
+                cmocka_unit_test(test_partial_and_corrupt),
+                cmocka_unit_test(test_older_complete),
+                cmocka_unit_test(test_foreign_and_refused),
+                cmocka_unit_test(test_config),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
