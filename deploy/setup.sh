@@ -16,7 +16,8 @@ BUILD=${VEIL_BUILD_DIR:-$ROOT/build}
 PACKAGES=(build-essential cmake pkg-config
   librdkafka-dev libavro-dev libopenblas-dev libyaml-dev libcmocka-dev
   libsodium-dev zlib1g-dev libmicrohttpd-dev curl
-  kcat openjdk-17-jdk-headless maven gzip shellcheck openssl jq clang)
+  kcat openjdk-17-jdk-headless maven gzip shellcheck openssl jq clang
+  valgrind)
 # tests/deploy renders the Kubernetes manifests with kubectl and checks them
 # with node. A kubectl or node installed otherwise (Cloud SDK, NodeSource) is
 # kept: Debian's packages would conflict with it.
@@ -82,6 +83,13 @@ case "$cmd" in
     log "unit tests under AddressSanitizer and UBSan"
     ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$BUILD-asan" -L unit \
       --output-on-failure
+    # The integration suite too, on the real broker; the crash test (long,
+    # timing-bound) and the SDK test (an install, no new code) only once.
+    log "integration tests under AddressSanitizer and UBSan"
+    ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$BUILD-asan" -L integration \
+      -E 'test_crash|test_sdk' --output-on-failure --timeout 600
+    log "unit tests under valgrind memcheck"
+    tests/valgrind/memcheck.sh "$BUILD"
     build_fuzz
     log "each fuzz target for a short run (tests/fuzz/run.sh runs them long)"
     ctest --test-dir "$BUILD-fuzz" -L fuzz --output-on-failure
