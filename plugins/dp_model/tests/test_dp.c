@@ -445,7 +445,7 @@ static void histogram(double sigma, float x, int n, int *hist, int bins,
         struct veil_learn_cfg lc = {0.1f, 1, 1, 2, 4};
         assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
         struct veil_dp_cfg c = cfg_of(path, sigma);
-        /* A fixed seed: the test must not fail at random (1 in ~400 at
+        /* A fixed seed: the test must not fail by chance (1 in ~400 at
          * 4 standard errors over 80 comparisons). The production stream
          * is exercised by test_noise. */
         struct veil_dp *dp;
