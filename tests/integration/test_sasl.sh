@@ -89,6 +89,9 @@ must_fail() {
   [ "$rc" -ne 137 ] || fail "$name: veil still running after 60 s (a hang, not an error)"
   [ "$rc" -eq 1 ] || { tail -5 "$WORK/$name.err" >&2; fail "$name: veil exited $rc, want 1"; }
   [ "$took" -le 30 ] || fail "$name: veil took $took s to give up, want <= 30"
+  # Exit 1 is also what a sanitizer build exits with on a leak or an error.
+  ! grep -q 'Sanitizer' "$WORK/$name.err" ||
+    { grep -A3 'Sanitizer' "$WORK/$name.err" | head -8 >&2; fail "$name: a sanitizer report"; }
   echo "$took"
 }
 

@@ -239,7 +239,9 @@ check_sasl() {
 }
 
 # A KRaft cluster id is 16 random bytes in URL-safe base64 without padding;
-# making it here saves one JVM start (StorageTool random-uuid).
+# one in 64 starts with '-', so it is passed as --cluster-id=ID, never as a
+# separate argument the option parser would take for an option. Making it
+# here saves one JVM start (StorageTool random-uuid).
 cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
 
 cmd_start() {
@@ -278,7 +280,7 @@ cmd_start() {
         local cp="$libs/*"
         if ! "$java" -Xmx256m -cp "$cp" \
                 -Dlog4j.configuration="file:$data/log4j.properties" \
-                kafka.tools.StorageTool format -t "$(cluster_id)" \
+                kafka.tools.StorageTool format --cluster-id="$(cluster_id)" \
                 -c "$data/server.properties" ${scram_args[@]+"${scram_args[@]}"} \
                 >"$data/format.log" 2>&1; then
                 cat "$data/format.log" >&2
