@@ -386,6 +386,13 @@ int veil_accountant_step_cost(const struct veil_accountant *acc, uint64_t unit,
         return 0;
 }
 
+int veil_accountant_unit(const struct veil_accountant *acc, uint64_t *unit) {
+        if (!acc->has_unit)
+                return 0;
+        *unit = acc->unit;
+        return 1;
+}
+
 int veil_accountant_charge_step(struct veil_accountant *acc, uint64_t unit,
                                 double *charged, char *errstr,
                                 size_t errstr_size) {

@@ -103,6 +103,10 @@ int veil_accountant_charge(struct veil_accountant *acc, double rho,
  *  share of every new level). */
 int veil_accountant_step_cost(const struct veil_accountant *acc, uint64_t unit,
                               double *rho, char *errstr, size_t errstr_size);
+/** 1 and *unit when a release was charged (or restored) with a unit, 0
+ *  before any: where a plugin that starts a new tree after a restart
+ *  numbers it from. */
+int veil_accountant_unit(const struct veil_accountant *acc, uint64_t *unit);
 /** Charges the next release of unit (the cost step_cost reports). */
 int veil_accountant_charge_step(struct veil_accountant *acc, uint64_t unit,
                                 double *charged, char *errstr,

@@ -10,6 +10,8 @@
 
 #include <veil/veil.h>
 
+#include "tree.h"
+
 /* One user's counters in the current accounting window. Slots of older
  * windows count as free: within a window nothing is deleted, so a probe
  * chain of current slots is never broken by a stale one. */
@@ -34,6 +36,7 @@ struct veil_dp {
         uint64_t used_window;
         size_t d, space, items_cap;
         float *V, *U, *E, *b; /* the step's clipped sum */
+        struct veil_tree *tree; /* tree: the aggregator's node keys */
         struct veil_dp_stats st;
 };
 
@@ -50,6 +53,7 @@ void veil_dp_free(struct veil_dp *dp) {
                 return;
         veil_accountant_free(dp->acc);
         veil_noise_free(dp->ns);
+        veil_tree_free(dp->tree);
         veil_rng_stream_wipe(&dp->rs);
         sodium_memzero(dp->hkey, sizeof(dp->hkey));
         free(dp->tab);
@@ -73,15 +77,37 @@ static void update_epsilon(struct veil_dp *dp) {
                 dp->st.epsilon = INFINITY; /* never under-report */
 }
 
+/* The tree's node keys are not saved (tree.h): after a restart or a
+ * restore, the next step opens a tree the accountant has not seen, which
+ * it charges as a new one; users may join it once. */
+static void new_tree_after_restart(struct veil_dp *dp) {
+        uint64_t unit;
+        if (!dp->tree)
+                return;
+        veil_tree_reset(dp->tree);
+        dp->st.tree_pos = 0;
+        if (veil_accountant_unit(dp->acc, &unit) && unit + 1 > dp->st.tree)
+                dp->st.tree = unit + 1;
+}
+
 int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
                 const struct veil_model *m, char *errstr, size_t errstr_size) {
         *out = NULL;
+        int tree = cfg->mode == VEIL_DP_MODE_TREE;
+        if (tree && !cfg->tree_steps) {
+                snprintf(errstr, errstr_size,
+                         "dp_model: the tree mechanism needs tree_steps ≥ 1");
+                return -VEIL_EINVAL;
+        }
         if (!(cfg->sigma > 0 && isfinite(cfg->sigma)) || !(cfg->clip > 0) ||
             !cfg->step_events || !cfg->window_steps || !cfg->max_contrib ||
             !cfg->acc_path || !*cfg->acc_path ||
             !(cfg->delta > 0 && cfg->delta < 1)) {
                 snprintf(errstr, errstr_size,
-                         "dp_model: the gaussian mechanism needs "
+                         "dp_model: the %s mechanism needs ",
+                         tree ? "tree" : "gaussian");
+                size_t o = strlen(errstr);
+                snprintf(errstr + o, errstr_size > o ? errstr_size - o : 0,
                          "noise_multiplier > 0, clip_norm > 0, step_size, "
                          "window_steps and max_contributions ≥ 1, delta in "
                          "(0, 1) and an accountant_file");
@@ -95,6 +121,8 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
         if (!dp)
                 return -VEIL_ENOMEM;
         dp->cfg = *cfg;
+        if (tree) /* one step per user per tree: the tree is the window */
+                dp->cfg.max_contrib = 1;
         dp->path = strdup(cfg->acc_path);
         dp->cfg.acc_path = dp->path;
         dp->d = m->d;
@@ -117,6 +145,9 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
         double std = cfg->sigma * cfg->clip;
         if (!rc)
                 rc = veil_noise_new(&dp->ns, std, errstr, errstr_size);
+        if (!rc && tree)
+                rc = veil_tree_new(&dp->tree, dp->ns, cfg->seed, errstr,
+                                   errstr_size);
         if (rc) {
                 veil_dp_free(dp);
                 return rc;
@@ -127,8 +158,9 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
                    (double)m->space * (double)m->d + (double)m->cap;
         double g = veil_noise_grid(dp->ns);
         dp->st.sigma_acc = std / (cfg->clip + g * sqrt(n));
-        struct veil_dp_mech mech = {VEIL_DP_GAUSSIAN, dp->st.sigma_acc,
-                                    cfg->max_contrib, 0, 1};
+        struct veil_dp_mech mech = {tree ? VEIL_DP_TREE : VEIL_DP_GAUSSIAN,
+                                    dp->st.sigma_acc, dp->cfg.max_contrib,
+                                    tree ? cfg->tree_steps : 0, 1};
         rc = veil_accountant_new(&dp->acc, &mech, errstr, errstr_size);
         if (!rc) {
                 char err[256];
@@ -148,6 +180,7 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
         }
         dp->st.delta = cfg->delta;
         update_epsilon(dp);
+        new_tree_after_restart(dp);
         *out = dp;
         return 0;
 }
@@ -156,13 +189,20 @@ static uint64_t current_step(const struct veil_dp *dp) {
         return veil_accountant_steps(dp->acc);
 }
 
+/* The accounting window: a window of window_steps steps, or the tree. */
+static uint64_t current_window(const struct veil_dp *dp) {
+        if (dp->tree)
+                return dp->st.tree;
+        return current_step(dp) / dp->cfg.window_steps;
+}
+
 int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch) {
         if (dp->st.frozen) {
                 dp->st.refused_frozen++;
                 return 0;
         }
         uint64_t step = current_step(dp);
-        uint64_t win = step / dp->cfg.window_steps + 1;
+        uint64_t win = current_window(dp) + 1;
         if (dp->used_window != win) {
                 dp->used_window = win;
                 dp->used = 0;
@@ -248,6 +288,39 @@ static void clear(struct veil_dp *dp) {
         dp->st.pending = 0;
 }
 
+/* The step's sum becomes the difference of the tree's consecutive noisy
+ * prefix sums (tree.h); a tree that is full starts the next one. With
+ * bias_only, the other blocks are neither noised nor released. */
+static int tree_release(struct veil_dp *dp, size_t items, char *errstr,
+                        size_t errstr_size) {
+        size_t d = dp->d;
+        struct veil_tree_block all[4] = {{dp->b, items, 1},
+                                         {dp->V, items, d},
+                                         {dp->U, items, d},
+                                         {dp->E, dp->space, d}};
+        size_t n = 4;
+        if (dp->cfg.bias_only) {
+                memset(dp->V, 0, items * d * sizeof(float));
+                memset(dp->U, 0, items * d * sizeof(float));
+                memset(dp->E, 0, dp->space * d * sizeof(float));
+                n = 1;
+        }
+        int rc = veil_tree_release(dp->tree, all, n, errstr, errstr_size);
+        if (rc) {
+                /* The tree is reset: the next step opens another. */
+                dp->st.tree++;
+                dp->st.tree_pos = 0;
+                return rc;
+        }
+        dp->st.tree_pos = veil_tree_position(dp->tree);
+        if (dp->st.tree_pos >= dp->cfg.tree_steps) {
+                veil_tree_reset(dp->tree);
+                dp->st.tree++;
+                dp->st.tree_pos = 0;
+        }
+        return 0;
+}
+
 int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
                     struct veil_model *m, char *errstr, size_t errstr_size) {
         dp->st.just_frozen = 0;
@@ -257,7 +330,7 @@ int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
                 clear(dp);
                 return 0;
         }
-        uint64_t unit = current_step(dp) / dp->cfg.window_steps;
+        uint64_t unit = current_window(dp);
         double cost;
         int rc = veil_accountant_step_cost(dp->acc, unit, &cost, errstr,
                                            errstr_size);
@@ -292,7 +365,12 @@ int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
          * step touches depends on the data. With bias_only the other
          * blocks are neither noised nor released (a sub-vector of a
          * contribution has norm ≤ C too). */
-        if (dp->cfg.bias_only) {
+        if (dp->tree) {
+                if ((rc = tree_release(dp, items, errstr, errstr_size))) {
+                        clear(dp);
+                        return rc;
+                }
+        } else if (dp->cfg.bias_only) {
                 memset(dp->V, 0, items * d * sizeof(float));
                 memset(dp->U, 0, items * d * sizeof(float));
                 memset(dp->E, 0, dp->space * d * sizeof(float));
@@ -342,6 +420,7 @@ int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
 
 int veil_dp_restored(struct veil_dp *dp, char *errstr, size_t errstr_size) {
         update_epsilon(dp);
+        new_tree_after_restart(dp);
         return veil_accountant_save(dp->acc, dp->path, errstr, errstr_size);
 }
 

@@ -22,6 +22,13 @@
  * Gaussian mechanism: noise N(0, σ²C²) per coordinate of every block
  * (discrete Gaussian on a grid, noise.h), so that a window is
  * M/(2σ_acc²)-zCDP with σ_acc = σC/(C + g√n) (the grid's rounding).
+ *
+ * Tree mechanism (DP-FTRL, tree.h): the step's sum becomes the difference
+ * of consecutive noisy prefix sums of a binary tree restarted every
+ * tree_steps steps. The accounting window is the tree and each user joins
+ * at most one step of it (max_contributions does not apply), so a tree of
+ * T steps is ⌈log2(T+1)⌉/(2σ_acc²)-zCDP and trees compose. After a restart
+ * a new tree begins (its node keys are never saved).
  */
 #ifndef VEIL_DP_MODEL_DP_H
 #define VEIL_DP_MODEL_DP_H
@@ -36,7 +43,8 @@
 
 enum veil_dp_mode {
         VEIL_DP_NONE = 0,   /**< clipping only: not private */
-        VEIL_DP_MODE_GAUSSIAN = 1
+        VEIL_DP_MODE_GAUSSIAN = 1,
+        VEIL_DP_MODE_TREE = 2
 };
 
 struct veil_dp_cfg {
@@ -54,6 +62,7 @@ struct veil_dp_cfg {
         double delta;
         const char *acc_path;   /**< accountant state file (required) */
         const unsigned char *seed; /**< 32 bytes, tests only; NULL: OS */
+        uint64_t tree_steps;    /**< tree: T steps per tree */
 };
 
 struct veil_dp;
@@ -93,6 +102,8 @@ struct veil_dp_stats {
         int frozen;
         int just_frozen;         /**< set by the release that froze */
         double sigma_acc;        /**< the noise multiplier accounted */
+        uint64_t tree;           /**< tree: the current tree (its number) */
+        uint64_t tree_pos;       /**< tree: steps released in it */
 };
 struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp);
 /** After the accountant was merged with a checkpoint's (which keeps the

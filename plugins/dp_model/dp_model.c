@@ -78,8 +78,11 @@ static const struct veil_param_def params[] = {
          "answer tier-none events with the highest-bias items (else no "
          "record)"},
         {"mechanism", VEIL_PARAM_STRING, "none", 0,
-         "differential privacy of the learning: gaussian, or none (clipping "
-         "only; records then say epsilon_spent null)"},
+         "differential privacy of the learning: gaussian, tree (DP-FTRL), "
+         "or none (clipping only; records then say epsilon_spent null)"},
+        {"tree_steps", VEIL_PARAM_INT, "64", 0,
+         "tree: steps per tree before it restarts; each user joins at most "
+         "one step of a tree"},
         {"noise_multiplier", VEIL_PARAM_DOUBLE, "1.0", 0,
          "σ: noise standard deviation per coordinate is σ·clip_norm"},
         {"dp_blocks", VEIL_PARAM_STRING, "all", 0,
@@ -614,9 +617,14 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         const char *mech = veil_params_str(p, "mechanism");
         if (!strcmp(mech, "none"))
                 return 0;
-        if (strcmp(mech, "gaussian"))
+        int tree = !strcmp(mech, "tree");
+        if (strcmp(mech, "gaussian") && !tree)
                 return bad(errstr, errstr_size, p, "mechanism",
-                           "gaussian or none");
+                           "gaussian, tree or none");
+        int64_t tsteps = veil_params_int(p, "tree_steps", 64);
+        if (tsteps < 1 || tsteps > (int64_t)1 << 40)
+                return bad(errstr, errstr_size, p, "tree_steps",
+                           "between 1 and 2^40");
         if (strcmp(veil_params_str(p, "on_exhausted"), "freeze"))
                 return bad(errstr, errstr_size, p, "on_exhausted", "freeze");
         double sigma = veil_params_double(p, "noise_multiplier", 1.0);
@@ -652,8 +660,8 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                            "in (0, 1), well below 1/users");
         if (!veil_params_has(p, "accountant_file"))
                 return bad(errstr, errstr_size, p, "accountant_file",
-                           "set with mechanism gaussian (a file on a "
-                           "persistent volume)");
+                           "set with mechanism gaussian or tree (a file on "
+                           "a persistent volume)");
         const char *blocks = veil_params_str(p, "dp_blocks");
         if (strcmp(blocks, "all") && strcmp(blocks, "bias"))
                 return bad(errstr, errstr_size, p, "dp_blocks", "all or bias");
@@ -661,14 +669,17 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         if (strcmp(opt, "sgd") && strcmp(opt, "adagrad"))
                 return bad(errstr, errstr_size, p, "dp_optimizer",
                            "sgd or adagrad");
-        struct veil_dp_cfg c = {VEIL_DP_MODE_GAUSSIAN, sigma, dlr,
+        struct veil_dp_cfg c = {tree ? VEIL_DP_MODE_TREE
+                                     : VEIL_DP_MODE_GAUSSIAN,
+                                sigma, dlr,
                                 !strcmp(opt, "adagrad"),
                                 !strcmp(veil_params_str(p, "dp_blocks"),
                                         "bias"),
                                 clip,
                                 (uint64_t)step, (uint64_t)win, (uint32_t)m,
                                 (size_t)slots, budget, delta,
-                                veil_params_str(p, "accountant_file"), NULL};
+                                veil_params_str(p, "accountant_file"), NULL,
+                                (uint64_t)tsteps};
         char err[512];
         int rc = veil_dp_new(&s->dp, &c, s->m, err, sizeof(err));
         if (rc) {
@@ -681,13 +692,22 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         struct veil_dp_stats ds = veil_dp_stats(s->dp);
         veil_privacy_set_budget(st, budget > 0 ? budget : INFINITY, delta);
         veil_privacy_set_spent(st, ds.epsilon, ds.delta);
-        veil_log(st, VEIL_LOG_INFO,
-                 "gaussian mechanism: noise multiplier %.4g (accounted "
-                 "%.6g), %lld contributions per step, at most %lld steps "
-                 "per user per %lld-step window; epsilon %.4g spent of "
-                 "%.4g at delta %.3g",
-                 sigma, ds.sigma_acc, (long long)step, (long long)m,
-                 (long long)win, ds.epsilon, budget, delta);
+        if (tree)
+                veil_log(st, VEIL_LOG_INFO,
+                         "tree mechanism (DP-FTRL): noise multiplier %.4g "
+                         "(accounted %.6g), %lld contributions per step, "
+                         "trees of %lld steps, one step per user per tree; "
+                         "epsilon %.4g spent of %.4g at delta %.3g",
+                         sigma, ds.sigma_acc, (long long)step,
+                         (long long)tsteps, ds.epsilon, budget, delta);
+        else
+                veil_log(st, VEIL_LOG_INFO,
+                         "gaussian mechanism: noise multiplier %.4g "
+                         "(accounted %.6g), %lld contributions per step, at "
+                         "most %lld steps per user per %lld-step window; "
+                         "epsilon %.4g spent of %.4g at delta %.3g",
+                         sigma, ds.sigma_acc, (long long)step, (long long)m,
+                         (long long)win, ds.epsilon, budget, delta);
         if (budget > 0 && ds.epsilon >= budget) {
                 veil_log(st, VEIL_LOG_WARN,
                          "privacy budget already exhausted: serving only");
@@ -858,7 +878,9 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         "recent items; each recommendation says which of "
                         "these mattered most.",
                         (long long)veil_params_int(p, "k", 10));
-        if (strcmp(veil_params_str(p, "mechanism"), "gaussian")) {
+        const char *mech = veil_params_str(p, "mechanism");
+        int tree = !strcmp(mech, "tree");
+        if (strcmp(mech, "gaussian") && !tree) {
                 veil_notice_add(n, VEIL_NOTICE_PRIVACY,
                                 "A shared model learns from the events of "
                                 "people who allowed it; each person's "
@@ -868,6 +890,24 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                 return;
         }
         double budget = veil_params_double(p, "epsilon_budget", 8.0);
+        if (tree) {
+                veil_notice_add(
+                        n, VEIL_NOTICE_PRIVACY,
+                        "A shared model learns from the events of people who "
+                        "allowed it, with differential privacy: whatever "
+                        "anyone can learn from the model and from every "
+                        "recommendation changes by at most a factor e^%.3g "
+                        "(plus a probability %.3g) whether or not any one "
+                        "person's events were used, over the whole stream. "
+                        "Each person joins at most one noisy update in every "
+                        "%lld; when the budget is spent the model stops "
+                        "learning. Every recommendation states the epsilon "
+                        "spent so far.",
+                        budget > 0 ? budget : INFINITY,
+                        veil_params_double(p, "delta", 1e-8),
+                        (long long)veil_params_int(p, "tree_steps", 64));
+                return;
+        }
         veil_notice_add(
                 n, VEIL_NOTICE_PRIVACY,
                 "A shared model learns from the events of people who allowed "

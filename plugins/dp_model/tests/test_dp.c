@@ -512,6 +512,76 @@ static void test_empirical_privacy(void **st) {
         assert_true(excess(c, d, BINS, N, eps, 1e-6) > 0);
 }
 
+/* ---- the tree mechanism ------------------------------------------------ */
+
+/* Trees of 4 steps: a user joins one step per tree; the accountant charges
+ * a tree ⌈log2(k+1)⌉/(2σ²) after k steps; a restart opens a new tree. */
+static void test_tree_mechanism(void **st) {
+        (void)st;
+        char path[256], err[256];
+        tmp_path(path, sizeof(path), "tree");
+        struct veil_model *m = new_model(4, 2, 4);
+        struct veil_learner *L;
+        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4};
+        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
+        struct veil_dp_cfg c = cfg_of(path, 2.0);
+        c.mode = VEIL_DP_MODE_TREE;
+        c.tree_steps = 4;
+        c.adagrad = 0;
+        struct veil_dp *dp;
+        assert_int_equal(veil_dp_new(&dp, &c, m, err, sizeof(err)), 0);
+        double s2 = 2 * pow(veil_dp_stats(dp).sigma_acc, 2);
+        struct fake f;
+        fake_init(&f, m);
+        uint64_t b = 0;
+        double want[] = {1, 2, 2, 3}; /* ⌈log2(k+1)⌉ */
+        for (int k = 1; k <= 4; k++) {
+                b++;
+                /* alice joins the first step of the tree only. */
+                assert_int_equal(veil_dp_admit(dp, "alice", b), k == 1);
+                assert_int_equal(veil_dp_admit(dp, "bob", b), k == 1);
+                assert_int_equal(veil_dp_hook(dp, fake_grad(&f, m, 1, 1), err,
+                                              sizeof(err)),
+                                 1);
+                assert_int_equal(veil_dp_release(dp, L, m, err, sizeof(err)),
+                                 1);
+                struct veil_dp_stats ds = veil_dp_stats(dp);
+                assert_true(fabs(ds.rho - want[k - 1] / s2) <
+                            1e-9 * ds.rho + 1e-15);
+                assert_int_equal(ds.tree, k < 4 ? 0 : 1);
+                assert_int_equal(ds.tree_pos, k < 4 ? (uint64_t)k : 0);
+        }
+        assert_int_equal(veil_dp_stats(dp).refused_step, 0);
+        assert_int_equal(veil_dp_stats(dp).refused_window, 6);
+        /* Tree 1: alice may join again. */
+        assert_int_equal(veil_dp_admit(dp, "alice", ++b), 1);
+        assert_int_equal(veil_dp_hook(dp, fake_grad(&f, m, 1, 1), err,
+                                      sizeof(err)),
+                         1);
+        assert_int_equal(veil_dp_release(dp, L, m, err, sizeof(err)), 1);
+        double rho = veil_dp_stats(dp).rho;
+        assert_true(fabs(rho - 4 / s2) < 1e-9 * rho);
+        veil_dp_free(dp);
+
+        /* A restart mid-tree: the saved spend is kept, and the next step
+         * opens tree 2 (its first leaf costs one node), where alice may
+         * join. */
+        assert_int_equal(veil_dp_new(&dp, &c, m, err, sizeof(err)), 0);
+        assert_true(veil_dp_stats(dp).rho >= rho);
+        assert_int_equal(veil_dp_stats(dp).tree, 2);
+        assert_int_equal(veil_dp_admit(dp, "alice", ++b), 1);
+        assert_int_equal(veil_dp_hook(dp, fake_grad(&f, m, 1, 1), err,
+                                      sizeof(err)),
+                         1);
+        assert_int_equal(veil_dp_release(dp, L, m, err, sizeof(err)), 1);
+        assert_true(fabs(veil_dp_stats(dp).rho - 5 / s2) < 1e-9 * rho);
+        veil_dp_free(dp);
+        fake_free(&f);
+        veil_learner_free(L);
+        veil_model_free(m);
+        unlink(path);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_admit_bounds),
@@ -520,6 +590,7 @@ int main(void) {
                 cmocka_unit_test(test_budget_freezes),
                 cmocka_unit_test(test_checkpoint_roundtrip),
                 cmocka_unit_test(test_empirical_privacy),
+                cmocka_unit_test(test_tree_mechanism),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

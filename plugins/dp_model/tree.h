@@ -1,0 +1,73 @@
+/*
+ * tree.h — the noise of DP-FTRL's tree aggregation (Kairouz et al. 2021).
+ *
+ * The model follows noisy prefix sums S̃_t = Σ_{i≤t} g_i + Σ (noise of the
+ * nodes covering [1, t]) of the steps' clipped gradient sums g_i, from a
+ * binary tree whose every node is noised once. What is applied at step t is
+ * S̃_t − S̃_{t−1}: post-processing of the released noisy nodes, so the
+ * privacy is the tree's. With z the trailing zeros of t, the decomposition
+ * of [1, t] is that of [1, t−1] without its nodes of levels 0..z−1 and with
+ * the new node of level z, so
+ *
+ *     S̃_t − S̃_{t−1} = g_t + n(new node) − Σ_{l<z} n(node l).
+ *
+ * On the noise lattice (noise.h: grid g) this is an identity of integers —
+ * round(g_t/g) plus the new node's integer noise minus the removed nodes' —
+ * exactly the difference of the noisy node values, not an approximation.
+ *
+ * A node's noise is not stored: each node has a fresh 32-byte key from the
+ * OS CSPRNG, its noise is the discrete Gaussian drawn from a ChaCha20
+ * stream under that key, regenerated once more (identically) when the node
+ * is removed, and the key is wiped then. Memory: one key per level. Noise
+ * drawn per step: the new node and, amortized, one removed node.
+ *
+ * Keys never leave the process (a checkpoint holding them would let its
+ * reader subtract the noise): after a restart the plugin starts a new tree,
+ * which the accountant charges as one (accountant.h).
+ *
+ * Parameter blocks keep their row order and only grow (items added from
+ * events get new rows): a node noises the rows that existed when it was
+ * made — rows made later have no gradient in its leaves — and is
+ * regenerated over those same rows in the same chunks.
+ */
+#ifndef VEIL_DP_MODEL_TREE_H
+#define VEIL_DP_MODEL_TREE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "noise.h"
+
+#define VEIL_TREE_MAX_BLOCKS 4
+
+/** One parameter block of the step's sum: rows × width floats. */
+struct veil_tree_block {
+        float *x;
+        size_t rows;
+        size_t width;
+};
+
+struct veil_tree;
+
+/** seed: 32 bytes for tests (node keys then derive from it); NULL in
+ *  production (node keys from randombytes_buf). */
+int veil_tree_new(struct veil_tree **out, const struct veil_noise *ns,
+                  const unsigned char *seed, char *errstr, size_t errstr_size);
+/** Wipes the keys. */
+void veil_tree_free(struct veil_tree *t);
+
+/** Starts a new tree: wipes every node key, position 0. */
+void veil_tree_reset(struct veil_tree *t);
+
+/** Leaves (steps) released in the current tree. */
+uint64_t veil_tree_position(const struct veil_tree *t);
+
+/** Releases the next leaf: each block's x (the step's clipped sum) becomes
+ *  S̃_t − S̃_{t−1} on the noise grid. n_blocks ≤ VEIL_TREE_MAX_BLOCKS, the
+ *  same blocks in the same order at every step of a tree, rows never
+ *  fewer than before. On an error nothing is released, x is undefined and
+ *  the tree must be reset. */
+int veil_tree_release(struct veil_tree *t, const struct veil_tree_block *b,
+                      size_t n_blocks, char *errstr, size_t errstr_size);
+
+#endif
