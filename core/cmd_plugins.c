@@ -38,6 +38,13 @@ static void describe(const struct veil_plugin_handle *h, int full) {
                         printf(" %s", *o);
                 printf("\n");
         }
+        const char *const *opt = veil_plugin_optional_sides(d);
+        if (opt && opt[0]) {
+                printf("  optional side inputs:");
+                for (const char *const *o = opt; *o; o++)
+                        printf(" %s", *o);
+                printf("\n");
+        }
         if (d->params && d->params[0].name) {
                 printf("  parameters (with:):\n");
                 for (const struct veil_param_def *p = d->params; p->name;

@@ -837,6 +837,9 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                 int reads = 0;
                 for (const char *const *si = def->side_inputs; si && *si; si++)
                         reads |= !strcmp(*si, sd->b->name);
+                for (const char *const *si = veil_plugin_optional_sides(def);
+                     si && *si; si++)
+                        reads |= !strcmp(*si, sd->b->name);
                 if (!reads)
                         continue;
                 err[0] = '\0';

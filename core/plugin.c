@@ -76,7 +76,11 @@ static int load_file(struct veil_plugin_handle *h, const char *file,
                 dlclose(dl);
                 return -VEIL_EABI;
         }
-        if (def->struct_size < sizeof(struct veil_plugin) || !def->name ||
+        /* Fields were appended since ABI 1: a plugin built before them is
+         * complete up to the commands. */
+        if (def->struct_size < offsetof(struct veil_plugin,
+                                        optional_side_inputs) ||
+            !def->name ||
             !def->init || !def->process || !def->destroy) {
                 snprintf(errstr, errstr_size,
                          "plugin %s: incomplete struct veil_plugin (a name "

@@ -12,6 +12,19 @@
 
 #include "veil/veil.h"
 
+#include <stddef.h>
+
+/** The plugin's optional side inputs; NULL for a plugin built before the
+ *  field existed (its struct ends before it). */
+static inline const char *const *
+veil_plugin_optional_sides(const struct veil_plugin *d) {
+        return d->struct_size >= offsetof(struct veil_plugin,
+                                          optional_side_inputs) +
+                                         sizeof(d->optional_side_inputs)
+                       ? d->optional_side_inputs
+                       : NULL;
+}
+
 struct veil_plugin_handle {
         const struct veil_plugin *def;
         void *dl;

@@ -358,6 +358,24 @@ int veil_rec_get_str(const veil_rec_t *r, const char *path, const char **s,
         return 0;
 }
 
+int veil_rec_get_bytes(const veil_rec_t *r, const char *path,
+                       const void **data, size_t *len) {
+        avro_value_t v;
+        int rc = get_leaf(r, path, &v);
+        if (rc)
+                return rc;
+        const void *p = NULL;
+        size_t n = 0;
+        if (avro_value_get_type(&v) != AVRO_BYTES ||
+            avro_value_get_bytes(&v, &p, &n))
+                return -VEIL_EINVAL;
+        if (data)
+                *data = p;
+        if (len)
+                *len = n;
+        return 0;
+}
+
 int veil_rec_get_long(const veil_rec_t *r, const char *path, int64_t *out) {
         avro_value_t v;
         int rc = get_leaf(r, path, &v);
@@ -522,6 +540,26 @@ int veil_rec_set_str(veil_rec_t *r, const char *path, const char *s) {
                 return avro_value_set_enum(&v, i) ? -VEIL_EINVAL : 0;
         }
         return -VEIL_EINVAL;
+}
+
+int veil_rec_set_bytes(veil_rec_t *r, const char *path, const void *data,
+                       size_t len) {
+        avro_value_t v;
+        int rc = set_leaf(r, path, &v);
+        if (rc)
+                return rc;
+        if (!data && len)
+                return -VEIL_EINVAL;
+        if (avro_value_get_type(&v) == AVRO_UNION &&
+            (rc = select_branch(r->pool, &v,
+                                branch_of_type(&v, AVRO_BYTES))))
+                return rc;
+        if (avro_value_get_type(&v) != AVRO_BYTES)
+                return -VEIL_EINVAL;
+        /* Avro-C copies the bytes. */
+        return avro_value_set_bytes(&v, (void *)(data ? data : ""), len)
+                       ? -VEIL_ENOMEM
+                       : 0;
 }
 
 int veil_rec_set_long(veil_rec_t *r, const char *path, int64_t l) {

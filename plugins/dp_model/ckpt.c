@@ -38,19 +38,21 @@ static const unsigned char *getf(const unsigned char *p, float *x, size_t n) {
 }
 
 int veil_ckpt_write(const struct veil_model *m,
-                    const struct veil_accountant *acc, void **data,
-                    size_t *len) {
+                    const struct veil_accountant *acc, const void *extra,
+                    size_t extra_len, void **data, size_t *len) {
         size_t items = veil_model_items(m), d = m->d;
         size_t n = HEAD;
         for (size_t i = 0; i < items; i++)
                 n += 2 + strlen(m->cat->id[i]);
         size_t nf = 2 * (2 * items * d + m->space * d + items);
-        n += 4 * nf;
+        n += 4 * nf + 4 + extra_len;
+        if (extra_len > UINT32_MAX)
+                return -VEIL_EINVAL;
         unsigned char *buf = malloc(n), *p = buf;
         if (!buf)
                 return -VEIL_ENOMEM;
         memcpy(p, "VDPM", 4);
-        p = put32(p + 4, 1);
+        p = put32(p + 4, 2);
         p = put32(p, (uint32_t)d);
         p = put32(p, (uint32_t)m->space);
         p = put32(p, (uint32_t)items);
@@ -79,7 +81,10 @@ int veil_ckpt_write(const struct veil_model *m,
         p = putf(p, m->aV, items * d);
         p = putf(p, m->aU, items * d);
         p = putf(p, m->aE, m->space * d);
-        putf(p, m->ab, items);
+        p = putf(p, m->ab, items);
+        p = put32(p, (uint32_t)extra_len);
+        if (extra_len)
+                memcpy(p, extra, extra_len);
         *data = buf;
         *len = n;
         return 0;
@@ -100,10 +105,13 @@ static const unsigned char *rows(const unsigned char *p, float *dst,
 }
 
 int veil_ckpt_read(struct veil_model *m, struct veil_accountant *acc,
-                   const void *data, size_t len, char *errstr,
-                   size_t errstr_size) {
+                   const void *data, size_t len, const void **extra,
+                   size_t *extra_len, char *errstr, size_t errstr_size) {
         const unsigned char *p = data, *end = p + len;
-        if (len < HEAD || memcmp(p, "VDPM", 4) || get32(p + 4) != 1)
+        uint32_t version = len >= HEAD ? get32(p + 4) : 0;
+        *extra = NULL;
+        *extra_len = 0;
+        if (len < HEAD || memcmp(p, "VDPM", 4) || version < 1 || version > 2)
                 return bad(errstr, errstr_size, "not a dp_model checkpoint");
         size_t d = get32(p + 8), space = get32(p + 12), items = get32(p + 16);
         uint64_t steps = get32(p + 20) | (uint64_t)get32(p + 24) << 32;
@@ -123,7 +131,11 @@ int veil_ckpt_read(struct veil_model *m, struct veil_accountant *acc,
                 q += 2 + l;
         }
         size_t nf = 2 * (2 * items * d + space * d + items);
-        if ((size_t)(end - q) != 4 * nf)
+        if ((size_t)(end - q) < 4 * nf)
+                return bad(errstr, errstr_size, "wrong parameter size");
+        const unsigned char *x = q + 4 * nf;
+        if (version == 1 ? x != end
+                         : end - x < 4 || (size_t)(end - x - 4) != get32(x))
                 return bad(errstr, errstr_size, "wrong parameter size");
         if (has_acc && acc) {
                 int rc = veil_accountant_restore(
@@ -157,6 +169,10 @@ int veil_ckpt_read(struct veil_model *m, struct veil_accountant *acc,
         q = getf(q, m->aE, space * d);
         rows(q, m->ab, map, items, 1);
         free(map);
+        if (version == 2 && get32(x)) {
+                *extra = x + 4;
+                *extra_len = get32(x);
+        }
         if (steps > m->steps)
                 m->steps = steps;
         return 0;

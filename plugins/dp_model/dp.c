@@ -424,6 +424,12 @@ int veil_dp_restored(struct veil_dp *dp, char *errstr, size_t errstr_size) {
         return veil_accountant_save(dp->acc, dp->path, errstr, errstr_size);
 }
 
+int veil_dp_bias_only(const struct veil_dp *dp) { return dp->cfg.bias_only; }
+
+int veil_dp_ready(const struct veil_dp *dp) {
+        return dp->st.pending >= dp->cfg.step_events && !dp->st.frozen;
+}
+
 struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp) {
         return dp->st;
 }

@@ -106,6 +106,11 @@ struct veil_dp_stats {
         uint64_t tree_pos;       /**< tree: steps released in it */
 };
 struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp);
+/** 1 when the next veil_dp_release will release a noisy step (enough
+ *  contributions, not frozen) unless the budget stops it. */
+int veil_dp_ready(const struct veil_dp *dp);
+/** 1 when only the item biases are noised and released (dp_blocks). */
+int veil_dp_bias_only(const struct veil_dp *dp);
 /** After the accountant was merged with a checkpoint's (which keeps the
  *  larger spend): refreshes ε and saves the state file. */
 int veil_dp_restored(struct veil_dp *dp, char *errstr, size_t errstr_size);

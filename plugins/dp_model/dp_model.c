@@ -23,6 +23,7 @@
  * private, and 0 would be a lie.
  */
 #include <cblas.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@
 #include "dp_cmd.h"
 #include "learn.h"
 #include "model.h"
+#include "share.h"
 #include "topk.h"
 
 #define MAX_K 100
@@ -111,11 +113,18 @@ static const struct veil_param_def params[] = {
         {"on_exhausted", VEIL_PARAM_STRING, "freeze", 0,
          "what happens when the next step would exceed the budget: freeze "
          "(stop learning, keep serving)"},
+        {"instance", VEIL_PARAM_STRING, NULL, 0,
+         "this instance's id in the model updates it shares (default: "
+         "VEIL_INSTANCE_ID, else the host name: a StatefulSet pod's name)"},
         {"accountant_file", VEIL_PARAM_STRING, NULL, 0,
          "file the accountant's state is saved to before every noisy "
          "update (required with mechanism gaussian; a persistent volume)"},
         {NULL, 0, NULL, 0, NULL}};
-static const char *const outputs[] = {"recommendations", NULL};
+/* model_updates: the noisy releases, shared with the other instances of
+ * the pipeline, which read the same topic as a side input (share.h). */
+static const char *const outputs[] = {"recommendations", "model_updates",
+                                      NULL};
+static const char *const optional_sides[] = {"model_updates", NULL};
 
 /* What the batch needs per served event. */
 struct row {
@@ -145,6 +154,9 @@ struct state {
         struct veil_dp *dp; /* NULL: mechanism none */
         double eps_budget;
         uint64_t batch_no;
+        struct veil_share *share;
+        const char *mechanism;
+        double sigma, clip;
 };
 
 static const char *tier_name(veil_tier_t t) {
@@ -470,6 +482,11 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
         s->learned_events += veil_learn_last(s->L).examples;
         if (!s->dp)
                 return 0;
+        int share = veil_out_bound(s->st, "model_updates") &&
+                    veil_dp_ready(s->dp);
+        if (share && (rc = veil_share_snapshot(s->share, s->m,
+                                               veil_dp_bias_only(s->dp))))
+                return rc;
         rc = veil_dp_release(s->dp, s->L, s->m, err, sizeof(err));
         if (rc < 0) {
                 veil_log(s->st, VEIL_LOG_ERROR, "noisy step: %s", err);
@@ -484,6 +501,21 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                          ds.epsilon, s->eps_budget, ds.delta);
         if (rc == 1)
                 veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
+        if (rc == 1 && share) {
+                struct veil_share_meta meta = {ds.epsilon, ds.delta, ds.rho,
+                                               s->clip, s->sigma,
+                                               s->mechanism, b->now_ms};
+                rc = veil_share_emit(s->share, s->st, "model_updates", s->m,
+                                     &meta);
+                if (rc < 0) {
+                        veil_log(s->st, VEIL_LOG_ERROR,
+                                 "model update not emitted (code %d)", rc);
+                        return rc;
+                }
+                veil_metric_set(s->st, "model_updates_sent",
+                                (double)veil_share_stats(s->share)
+                                        .sent_releases);
+        }
         return 0;
 }
 
@@ -493,6 +525,16 @@ static int process(void *state, struct veil_batch *b) {
         size_t d = m->d;
         if (reserve_rows(s, b->n))
                 return -VEIL_ENOMEM;
+        if (!s->batch_no) {
+                /* The checkpoint (if any) is restored: the updates read
+                 * from the other instances before it apply now. */
+                size_t n = veil_share_go_live(s->share, m);
+                if (n)
+                        veil_log(s->st, VEIL_LOG_INFO,
+                                 "%zu model update chunk(s) of other "
+                                 "instances applied",
+                                 n);
+        }
         s->batch_no++;
         /* 1. Queries. */
         size_t n_rows = 0;
@@ -594,6 +636,7 @@ static void destroy(void *state) {
         if (!s)
                 return;
         veil_dp_free(s->dp);
+        veil_share_free(s->share);
         veil_learner_free(s->L);
         veil_model_free(s->m);
         free(s->Q);
@@ -713,6 +756,35 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                          "privacy budget already exhausted: serving only");
         }
         return 0;
+}
+
+/* Model updates: only noisy releases may leave (a non-private step is
+ * the users' gradients); the instance id names this instance's updates. */
+static int share_setup(struct state *s, veil_stage_t *st,
+                       const veil_params_t *p, char *errstr,
+                       size_t errstr_size) {
+        if (veil_out_bound(st, "model_updates") && !s->dp)
+                return bad(errstr, errstr_size, p, "mechanism",
+                           "gaussian or tree when the model_updates output "
+                           "is bound (without noise an update would "
+                           "publish the users' gradients)");
+        char host[256] = "";
+        const char *inst = veil_params_has(p, "instance")
+                                   ? veil_params_str(p, "instance")
+                                   : getenv("VEIL_INSTANCE_ID");
+        if (!inst || !*inst) {
+                if (gethostname(host, sizeof(host) - 1) || !host[0])
+                        snprintf(host, sizeof(host), "veil");
+                inst = host;
+        }
+        s->sigma = veil_params_double(p, "noise_multiplier", 1.0);
+        s->clip = veil_params_double(p, "clip_norm", 1.0);
+        s->mechanism = !strcmp(veil_params_str(p, "mechanism"), "tree")
+                               ? "tree"
+                               : "gaussian";
+        /* Chunks read before the first batch wait for the restore; past
+         * 256 MiB they apply at once (and a restore may undo them). */
+        return veil_share_new(&s->share, inst, (size_t)256 << 20);
 }
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **state,
@@ -839,6 +911,10 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 destroy(s);
                 return rc;
         }
+        if ((rc = share_setup(s, st, p, errstr, errstr_size))) {
+                destroy(s);
+                return rc;
+        }
         veil_log(st, VEIL_LOG_INFO,
                  "%zu catalog items (room for %zu), d=%lld, %lld feature "
                  "rows, %lld negatives per step",
@@ -852,16 +928,52 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
  * not in it. */
 static int checkpoint(void *state, void **data, size_t *len) {
         struct state *s = state;
-        return veil_ckpt_write(s->m, s->dp ? veil_dp_accountant(s->dp) : NULL,
-                               data, len);
+        void *tab;
+        size_t n;
+        int rc = veil_share_encode(s->share, &tab, &n);
+        if (rc)
+                return rc;
+        rc = veil_ckpt_write(s->m, s->dp ? veil_dp_accountant(s->dp) : NULL,
+                             tab, n, data, len);
+        free(tab);
+        return rc;
+}
+
+static int on_side_record(void *state, const struct veil_side_record *r,
+                          char *errstr, size_t errstr_size) {
+        struct state *s = state;
+        if (!r->value) /* a tombstone: nothing to apply */
+                return 0;
+        int rc = veil_share_on_record(s->share, s->m, r->value, errstr,
+                                      errstr_size);
+        if (rc == 1) {
+                const char *inst = "?";
+                size_t n;
+                veil_rec_get_str(r->value, "instance", &inst, &n);
+                veil_log(s->st, VEIL_LOG_INFO,
+                         "applied a model update of instance '%s' (model "
+                         "version %llu)",
+                         inst, (unsigned long long)s->m->steps);
+                veil_metric_set(s->st, "model_updates_applied",
+                                (double)veil_share_stats(s->share)
+                                        .applied_chunks);
+        }
+        return rc < 0 ? rc : 0;
 }
 
 static int restore(void *state, const void *data, size_t len, char *errstr,
                    size_t errstr_size) {
         struct state *s = state;
+        const void *tab;
+        size_t n;
         int rc = veil_ckpt_read(s->m, s->dp ? veil_dp_accountant_mut(s->dp)
                                             : NULL,
-                                data, len, errstr, errstr_size);
+                                data, len, &tab, &n, errstr, errstr_size);
+        if (!rc && n && veil_share_decode(s->share, tab, n)) {
+                snprintf(errstr, errstr_size,
+                         "dp_model restore: corrupt table of model updates");
+                return -VEIL_EDECODE;
+        }
         if (rc || !s->dp)
                 return rc;
         rc = veil_dp_restored(s->dp, errstr, errstr_size);
@@ -943,6 +1055,8 @@ static const struct veil_plugin plugin = {
         .checkpoint = checkpoint,
         .restore = restore,
         .commands = veil_dp_model_commands,
+        .on_side_record = on_side_record,
+        .optional_side_inputs = optional_sides,
 };
 
 VEIL_PLUGIN_EXPORT const struct veil_plugin *veil_plugin_entry(void) {

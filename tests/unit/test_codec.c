@@ -1217,43 +1217,47 @@ static void test_rec_model_update(void **state) {
                                             VEIL_FRAMING_RAW, 0);
         struct veil_buf b = {0};
         veil_rec_t *w = veil_codec_rec_begin(c);
+        float vals[3 * 4];
+        for (int i = 0; i < 12; i++)
+                vals[i] = (float)i * 0.25f - 1.0f;
         assert_int_equal(veil_rec_set_str(w, "instance", "veil-0"), 0);
-        assert_int_equal(veil_rec_set_long(w, "model_version", 1), 0);
-        assert_int_equal(veil_rec_set_long(w, "step", 17), 0);
-        assert_int_equal(veil_rec_set_long(w, "dim", 4), 0);
-        assert_int_equal(veil_rec_set_long(w, "dim", 1ll << 40), -VEIL_EINVAL);
+        assert_int_equal(veil_rec_set_long(w, "seq", 17), 0);
+        assert_int_equal(veil_rec_set_long(w, "chunk", 1), 0);
+        assert_int_equal(veil_rec_set_long(w, "chunks", 2), 0);
+        assert_int_equal(veil_rec_set_str(w, "block", "item_vectors"), 0);
+        assert_int_equal(veil_rec_set_str(w, "block", "weights"), -VEIL_EINVAL);
+        assert_int_equal(veil_rec_set_long(w, "rows", 3), 0);
+        assert_int_equal(veil_rec_set_long(w, "width", 4), 0);
+        assert_int_equal(veil_rec_set_long(w, "width", 1ll << 40), -VEIL_EINVAL);
+        assert_int_equal(veil_rec_set_bytes(w, "values", vals, sizeof(vals)), 0);
+        assert_int_equal(veil_rec_set_bytes(w, "instance", vals, 4),
+                         -VEIL_EINVAL);
         assert_int_equal(veil_rec_set_double(w, "epsilon_spent", 1.5), 0);
         assert_int_equal(veil_rec_set_double(w, "delta", 1e-7), 0);
-        assert_int_equal(veil_rec_set_str(w, "mechanism", "gaussian/dp-ftrl-tree"),
-                         0);
+        assert_int_equal(veil_rec_set_str(w, "mechanism", "tree"), 0);
         for (int row = 0; row < 3; row++) {
-                veil_rec_t *rw = veil_rec_append(w, "rows");
                 char id[8];
                 snprintf(id, sizeof(id), "i%d", row);
-                assert_int_equal(veil_rec_set_str(rw, "item_id", id), 0);
-                for (int k = 0; k < 4; k++) {
-                        veil_rec_t *e = veil_rec_append(rw, "values");
-                        assert_non_null(e);
-                        assert_int_equal(veil_rec_set_double(e, "", row + k * 0.25),
-                                         0);
-                }
-                if (row == 1)
-                        assert_int_equal(veil_rec_set_double(rw, "bias", -0.5), 0);
+                assert_int_equal(veil_rec_set_str(veil_rec_append(w, "item_ids"),
+                                                  "", id),
+                                 0);
         }
         const veil_rec_t *r = reencode(c, &b);
-        assert_int_equal(veil_rec_array_size(r, "rows"), 3);
-        for (size_t row = 0; row < 3; row++) {
-                const veil_rec_t *rw = veil_rec_array_at(r, "rows", row);
-                double d;
-                assert_int_equal(veil_rec_array_size(rw, "values"), 4);
-                for (size_t k = 0; k < 4; k++) {
-                        const veil_rec_t *e = veil_rec_array_at(rw, "values", k);
-                        assert_int_equal(veil_rec_get_double(e, "", &d), 0);
-                        assert_true(d == (double)row + (double)k * 0.25);
-                }
-                assert_int_equal(veil_rec_get_double(rw, "bias", &d), 0);
-                assert_true(d == (row == 1 ? -0.5 : 0.0));
-        }
+        const void *got;
+        size_t n;
+        const char *s;
+        assert_int_equal(veil_rec_get_bytes(r, "values", &got, &n), 0);
+        assert_int_equal(n, sizeof(vals));
+        assert_memory_equal(got, vals, sizeof(vals));
+        assert_int_equal(veil_rec_get_bytes(r, "instance", &got, &n),
+                         -VEIL_EINVAL);
+        assert_int_equal(veil_rec_get_str(r, "block", &s, &n), 0);
+        assert_string_equal(s, "item_vectors");
+        assert_int_equal(veil_rec_array_size(r, "item_ids"), 3);
+        assert_int_equal(veil_rec_get_str(veil_rec_array_at(r, "item_ids", 2),
+                                          "", &s, &n),
+                         0);
+        assert_string_equal(s, "i2");
         mutate_rec(c, b.data, b.len, 3);
         veil_buf_free(&b);
         veil_codec_destroy(c);

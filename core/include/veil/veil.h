@@ -111,6 +111,9 @@ typedef struct veil_rec veil_rec_t;
 int veil_rec_get_str(const veil_rec_t *r, const char *path, const char **s,
                      size_t *len);
 int veil_rec_get_long(const veil_rec_t *r, const char *path, int64_t *v);
+/** Bytes: valid while the record is (a side record: during the callback). */
+int veil_rec_get_bytes(const veil_rec_t *r, const char *path,
+                       const void **data, size_t *len);
 int veil_rec_get_double(const veil_rec_t *r, const char *path, double *v);
 int veil_rec_get_bool(const veil_rec_t *r, const char *path, int *v);
 /** Arrays: the size (0 when absent) and element i (a record or a scalar
@@ -126,6 +129,9 @@ int veil_rec_map_at(const veil_rec_t *r, const char *path, size_t i,
 /** Setters: 0, or -VEIL_ENOENT (no such field) / -VEIL_EINVAL (wrong type). */
 int veil_rec_set_str(veil_rec_t *r, const char *path, const char *s);
 int veil_rec_set_long(veil_rec_t *r, const char *path, int64_t v);
+/** Copies len bytes. */
+int veil_rec_set_bytes(veil_rec_t *r, const char *path, const void *data,
+                       size_t len);
 int veil_rec_set_double(veil_rec_t *r, const char *path, double v);
 int veil_rec_set_bool(veil_rec_t *r, const char *path, int v);
 int veil_rec_set_null(veil_rec_t *r, const char *path);
@@ -402,6 +408,9 @@ struct veil_plugin {
          *  stage does with personal data (for `veil notice`). */
         void (*notice)(const veil_params_t *params, veil_notice_t *n);
         const struct veil_command *commands; /**< ends with {NULL}; or NULL */
+        /** Side inputs read when the pipeline binds them, NULL-terminated;
+         *  unlike side_inputs, leaving one unbound is not an error. */
+        const char *const *optional_side_inputs;
 };
 
 /** Every plugin defines this function (extern "C", default visibility). */

@@ -337,6 +337,8 @@ static void test_budget_freezes(void **st) {
 static void test_checkpoint_roundtrip(void **st) {
         (void)st;
         char path[256], path2[256], err[256];
+        const void *ex;
+        size_t ex_len;
         tmp_path(path, sizeof(path), "ck1");
         tmp_path(path2, sizeof(path2), "ck2");
         struct veil_model *m = new_model(6, 3, 5);
@@ -355,8 +357,8 @@ static void test_checkpoint_roundtrip(void **st) {
         }
         void *data;
         size_t len;
-        assert_int_equal(veil_ckpt_write(m, veil_dp_accountant(dp), &data,
-                                         &len),
+        assert_int_equal(veil_ckpt_write(m, veil_dp_accountant(dp), NULL, 0,
+                                         &data, &len),
                          0);
         double eps3 = veil_dp_stats(dp).epsilon;
 
@@ -378,7 +380,7 @@ static void test_checkpoint_roundtrip(void **st) {
         struct veil_dp *dp2;
         assert_int_equal(veil_dp_new(&dp2, &c2, m2, err, sizeof(err)), 0);
         assert_int_equal(veil_ckpt_read(m2, veil_dp_accountant_mut(dp2), data,
-                                        len, err, sizeof(err)),
+                                        len, &ex, &ex_len, err, sizeof(err)),
                          0);
         assert_int_equal(veil_dp_restored(dp2, err, sizeof(err)), 0);
         assert_true(veil_dp_stats(dp2).epsilon >= eps3);
@@ -404,18 +406,20 @@ static void test_checkpoint_roundtrip(void **st) {
         double eps6 = veil_dp_stats(dp2).epsilon;
         assert_true(eps6 > eps3);
         assert_int_equal(veil_ckpt_read(m2, veil_dp_accountant_mut(dp2), data,
-                                        len, err, sizeof(err)),
+                                        len, &ex, &ex_len, err, sizeof(err)),
                          0);
         assert_int_equal(veil_dp_restored(dp2, err, sizeof(err)), 0);
         assert_true(veil_dp_stats(dp2).epsilon >= eps6);
 
         /* Damaged buffers change nothing. */
         float v0 = m2->V[0];
-        assert_int_equal(veil_ckpt_read(m2, NULL, data, len - 1, err,
+        assert_int_equal(veil_ckpt_read(m2, NULL, data, len - 1, &ex, &ex_len,
+                                        err,
                                         sizeof(err)),
                          -VEIL_EDECODE);
         ((unsigned char *)data)[0] = 'X';
-        assert_int_equal(veil_ckpt_read(m2, NULL, data, len, err,
+        assert_int_equal(veil_ckpt_read(m2, NULL, data, len, &ex, &ex_len,
+                                        err,
                                         sizeof(err)),
                          -VEIL_EDECODE);
         assert_true(m2->V[0] == v0);

@@ -1,0 +1,490 @@
+#include "share.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Values per record: 256 KiB of floats, well below Kafka's default 1 MB
+ * message size with the ids beside them. */
+#define CHUNK_VALUES 65536
+
+enum block { B_BIAS, B_VEC, B_IN, B_FEAT, N_BLOCKS };
+static const char *const block_name[N_BLOCKS] = {"item_bias", "item_vectors",
+                                                 "item_inputs", "features"};
+
+struct peer {
+        char *inst;
+        int64_t seq;
+        int32_t chunk;
+};
+
+/* One chunk read from the topic, copied. */
+struct kept {
+        struct kept *next;
+        char *inst;
+        int64_t seq;
+        int32_t chunk, chunks;
+        enum block block;
+        char **ids;
+        size_t rows, width, first_row;
+        float *vals;
+        size_t bytes;
+};
+
+struct veil_share {
+        char *self;
+        int64_t seq;      /* own: the last release's, or above */
+        int live;
+        size_t keep_cap, kept_bytes;
+        struct kept *head, *tail;
+        struct peer *peers;
+        size_t n_peers;
+        float *snap[N_BLOCKS];
+        size_t snap_cap[N_BLOCKS]; /* floats allocated */
+        size_t snap_items;
+        int snap_bias_only;
+        float *tmp;
+        struct veil_share_stats st;
+};
+
+int veil_share_new(struct veil_share **out, const char *instance,
+                   size_t keep_bytes) {
+        struct veil_share *sh = calloc(1, sizeof(*sh));
+        if (!sh)
+                return -VEIL_ENOMEM;
+        sh->self = strdup(instance);
+        sh->tmp = malloc(CHUNK_VALUES * sizeof(float));
+        sh->keep_cap = keep_bytes;
+        if (!sh->self || !sh->tmp) {
+                veil_share_free(sh);
+                return -VEIL_ENOMEM;
+        }
+        *out = sh;
+        return 0;
+}
+
+static void kept_free(struct kept *k) {
+        if (!k)
+                return;
+        for (size_t i = 0; k->ids && i < k->rows; i++)
+                free(k->ids[i]);
+        free(k->ids);
+        free(k->inst);
+        free(k->vals);
+        free(k);
+}
+
+void veil_share_free(struct veil_share *sh) {
+        if (!sh)
+                return;
+        while (sh->head) {
+                struct kept *k = sh->head;
+                sh->head = k->next;
+                kept_free(k);
+        }
+        for (size_t i = 0; i < sh->n_peers; i++)
+                free(sh->peers[i].inst);
+        free(sh->peers);
+        for (int b = 0; b < N_BLOCKS; b++)
+                free(sh->snap[b]);
+        free(sh->tmp);
+        free(sh->self);
+        free(sh);
+}
+
+/* The block's rows in the model: a pointer and the row count now. */
+static float *block_of(const struct veil_model *m, enum block b, size_t *rows,
+                       size_t *width) {
+        size_t items = veil_model_items(m);
+        switch (b) {
+        case B_BIAS: *rows = items; *width = 1; return m->b;
+        case B_VEC: *rows = items; *width = m->d; return m->V;
+        case B_IN: *rows = items; *width = m->d; return m->U;
+        default: *rows = m->space; *width = m->d; return m->E;
+        }
+}
+
+int veil_share_snapshot(struct veil_share *sh, const struct veil_model *m,
+                        int bias_only) {
+        for (int b = 0; b < N_BLOCKS; b++) {
+                if (bias_only && b != B_BIAS)
+                        continue;
+                size_t rows, w;
+                const float *x = block_of(m, (enum block)b, &rows, &w);
+                size_t n = rows * w;
+                if (n > sh->snap_cap[b]) {
+                        float *p = realloc(sh->snap[b],
+                                           (n ? n : 1) * sizeof(float));
+                        if (!p)
+                                return -VEIL_ENOMEM;
+                        sh->snap[b] = p;
+                        sh->snap_cap[b] = n;
+                }
+                memcpy(sh->snap[b], x, n * sizeof(float));
+        }
+        sh->snap_items = veil_model_items(m);
+        sh->snap_bias_only = bias_only;
+        return 0;
+}
+
+/* Float32 little-endian in and out, whatever the host's byte order. */
+static void put_f32(unsigned char *p, float f) {
+        uint32_t v;
+        memcpy(&v, &f, 4);
+        for (int i = 0; i < 4; i++)
+                p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static float get_f32(const unsigned char *p) {
+        uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
+                     (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        float f;
+        memcpy(&f, &v, 4);
+        return f;
+}
+
+int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
+                    const char *output, const struct veil_model *m,
+                    const struct veil_share_meta *meta) {
+        if (!veil_out_bound(st, output))
+                return 0;
+        int64_t seq = ++sh->seq;
+        size_t total = 0, per[N_BLOCKS] = {0};
+        for (int b = 0; b < N_BLOCKS; b++) {
+                if (sh->snap_bias_only && b != B_BIAS)
+                        continue;
+                size_t rows, w;
+                block_of(m, (enum block)b, &rows, &w);
+                if (b != B_FEAT)
+                        rows = sh->snap_items;
+                per[b] = CHUNK_VALUES / w;
+                total += (rows + per[b] - 1) / per[b];
+        }
+        int32_t chunk = 0;
+        unsigned char *bytes = (unsigned char *)sh->tmp;
+        for (int b = 0; b < N_BLOCKS; b++) {
+                if (!per[b])
+                        continue;
+                size_t rows, w;
+                const float *x = block_of(m, (enum block)b, &rows, &w);
+                if (b != B_FEAT)
+                        rows = sh->snap_items;
+                for (size_t r0 = 0; r0 < rows; r0 += per[b], chunk++) {
+                        size_t n = rows - r0 < per[b] ? rows - r0 : per[b];
+                        veil_rec_t *r = veil_out_begin(st, output);
+                        if (!r)
+                                return -VEIL_EINVAL;
+                        for (size_t i = 0; i < n * w; i++)
+                                put_f32(bytes + 4 * i,
+                                        x[r0 * w + i] -
+                                                sh->snap[b][r0 * w + i]);
+                        int rc = veil_rec_set_str(r, "instance", sh->self);
+                        rc |= veil_rec_set_long(r, "seq", seq);
+                        rc |= veil_rec_set_long(r, "chunk", chunk);
+                        rc |= veil_rec_set_long(r, "chunks", (int64_t)total);
+                        rc |= veil_rec_set_str(r, "block", block_name[b]);
+                        for (size_t i = 0; b != B_FEAT && i < n && !rc; i++)
+                                rc |= veil_rec_set_str(
+                                        veil_rec_append(r, "item_ids"), "",
+                                        m->cat->id[r0 + i]);
+                        rc |= veil_rec_set_long(r, "first_row",
+                                                b == B_FEAT ? (int64_t)r0 : 0);
+                        rc |= veil_rec_set_long(r, "rows", (int64_t)n);
+                        rc |= veil_rec_set_long(r, "width", (int64_t)w);
+                        rc |= veil_rec_set_bytes(r, "values", bytes,
+                                                 n * w * 4);
+                        rc |= veil_rec_set_long(r, "model_version",
+                                                (int64_t)m->steps);
+                        rc |= veil_rec_set_double(r, "epsilon_spent",
+                                                  meta->epsilon);
+                        rc |= veil_rec_set_double(r, "delta", meta->delta);
+                        rc |= veil_rec_set_double(r, "rho", meta->rho);
+                        rc |= veil_rec_set_str(r, "mechanism",
+                                               meta->mechanism);
+                        rc |= veil_rec_set_double(r, "clip_norm", meta->clip);
+                        rc |= veil_rec_set_double(r, "noise_multiplier",
+                                                  meta->sigma);
+                        rc |= veil_rec_set_long(r, "ts", meta->ts_ms);
+                        if (rc)
+                                return -VEIL_EINVAL;
+                        if ((rc = veil_out_emit(st, output, sh->self,
+                                                strlen(sh->self))) < 0)
+                                return rc;
+                }
+        }
+        sh->st.sent_releases++;
+        sh->st.sent_chunks += (uint64_t)chunk;
+        sh->st.seq = (uint64_t)seq;
+        return chunk;
+}
+
+static struct peer *peer(struct veil_share *sh, const char *inst, int add) {
+        for (size_t i = 0; i < sh->n_peers; i++)
+                if (!strcmp(sh->peers[i].inst, inst))
+                        return &sh->peers[i];
+        if (!add)
+                return NULL;
+        struct peer *p = realloc(sh->peers, (sh->n_peers + 1) * sizeof(*p));
+        if (!p)
+                return NULL;
+        sh->peers = p;
+        p = &sh->peers[sh->n_peers];
+        if (!(p->inst = strdup(inst)))
+                return NULL;
+        p->seq = -1;
+        p->chunk = -1;
+        sh->n_peers++;
+        return p;
+}
+
+static int bad(char *errstr, size_t errstr_size, const char *what) {
+        snprintf(errstr, errstr_size, "model update: %s", what);
+        return -VEIL_EINVAL;
+}
+
+/* The record, checked and copied. */
+static int parse(const struct veil_model *m, const veil_rec_t *r,
+                 struct kept **out, char *errstr, size_t errstr_size) {
+        const char *inst, *blk;
+        int64_t seq, chunk, chunks, rows, width, first = 0;
+        const void *vals;
+        size_t n_inst, n_blk, n_vals;
+        *out = NULL;
+        if (veil_rec_get_str(r, "instance", &inst, &n_inst) ||
+            veil_rec_get_long(r, "seq", &seq) ||
+            veil_rec_get_long(r, "chunk", &chunk) ||
+            veil_rec_get_long(r, "chunks", &chunks) ||
+            veil_rec_get_str(r, "block", &blk, &n_blk) ||
+            veil_rec_get_long(r, "rows", &rows) ||
+            veil_rec_get_long(r, "width", &width) ||
+            veil_rec_get_bytes(r, "values", &vals, &n_vals))
+                return bad(errstr, errstr_size, "a required field is missing");
+        veil_rec_get_long(r, "first_row", &first);
+        int b = 0;
+        while (b < N_BLOCKS && strcmp(blk, block_name[b]))
+                b++;
+        if (b == N_BLOCKS)
+                return bad(errstr, errstr_size, "unknown block");
+        size_t want_w = b == B_BIAS ? 1 : m->d;
+        if (width != (int64_t)want_w)
+                return bad(errstr, errstr_size,
+                           "width differs from this model's (dim must be "
+                           "the same in every instance)");
+        if (rows < 0 || seq < 0 || chunk < 0 || chunk >= chunks ||
+            (uint64_t)rows * want_w * 4 != n_vals)
+                return bad(errstr, errstr_size,
+                           "rows, chunk or values are inconsistent");
+        size_t n_ids = veil_rec_array_size(r, "item_ids");
+        if (b == B_FEAT ? (first < 0 || (uint64_t)(first + rows) > m->space ||
+                           n_ids)
+                        : n_ids != (size_t)rows)
+                return bad(errstr, errstr_size,
+                           "rows do not match item_ids or feature_space");
+        struct kept *k = calloc(1, sizeof(*k));
+        if (!k)
+                return -VEIL_ENOMEM;
+        k->inst = strdup(inst);
+        k->seq = seq;
+        k->chunk = (int32_t)chunk;
+        k->chunks = (int32_t)chunks;
+        k->block = (enum block)b;
+        k->rows = (size_t)rows;
+        k->width = want_w;
+        k->first_row = (size_t)first;
+        k->vals = malloc(n_vals ? n_vals : 1);
+        k->bytes = n_vals + sizeof(*k);
+        if (n_ids)
+                k->ids = calloc(n_ids, sizeof(char *));
+        if (!k->inst || !k->vals || (n_ids && !k->ids)) {
+                kept_free(k);
+                return -VEIL_ENOMEM;
+        }
+        for (size_t i = 0; i < (size_t)rows * want_w; i++)
+                k->vals[i] = get_f32((const unsigned char *)vals + 4 * i);
+        for (size_t i = 0; i < n_ids; i++) {
+                const char *id;
+                size_t l;
+                if (veil_rec_get_str(veil_rec_array_at(r, "item_ids", i), "",
+                                     &id, &l) ||
+                    !(k->ids[i] = strdup(id))) {
+                        kept_free(k);
+                        return bad(errstr, errstr_size, "bad item_ids");
+                }
+                k->bytes += l + 1;
+        }
+        *out = k;
+        return 0;
+}
+
+/* Applies a chunk unless its sender's table has it already; 1 when it
+ * was the last of its release. */
+static int apply(struct veil_share *sh, struct veil_model *m,
+                 const struct kept *k) {
+        struct peer *p = peer(sh, k->inst, 1);
+        if (!p) /* out of memory: like a replay, it is skipped */
+                return 0;
+        if (k->seq < p->seq || (k->seq == p->seq && k->chunk <= p->chunk)) {
+                sh->st.skipped_chunks++;
+                return 0;
+        }
+        size_t rows, w;
+        float *x = block_of(m, k->block, &rows, &w);
+        for (size_t i = 0; i < k->rows; i++) {
+                size_t row = k->first_row + i;
+                if (k->ids) {
+                        int32_t j = veil_model_item(m, k->ids[i], 1);
+                        if (j < 0)
+                                continue; /* the catalog is full */
+                        row = (size_t)j;
+                }
+                for (size_t c = 0; c < w; c++)
+                        x[row * w + c] += k->vals[i * w + c];
+        }
+        p->seq = k->seq;
+        p->chunk = k->chunk;
+        sh->st.applied_chunks++;
+        if (k->chunk != k->chunks - 1)
+                return 0;
+        m->steps++;
+        return 1;
+}
+
+int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
+                         const veil_rec_t *r, char *errstr,
+                         size_t errstr_size) {
+        const char *inst;
+        size_t n;
+        int64_t seq;
+        if (!veil_rec_get_str(r, "instance", &inst, &n) &&
+            !strcmp(inst, sh->self)) {
+                /* Our own, from before a restart: only its seq matters. */
+                if (!veil_rec_get_long(r, "seq", &seq) && seq > sh->seq)
+                        sh->seq = seq;
+                return 0;
+        }
+        struct kept *k;
+        int rc = parse(m, r, &k, errstr, errstr_size);
+        if (rc)
+                return rc;
+        if (sh->live || sh->kept_bytes + k->bytes > sh->keep_cap) {
+                if (!sh->live)
+                        sh->st.kept_dropped++;
+                rc = apply(sh, m, k);
+                kept_free(k);
+                return rc;
+        }
+        sh->kept_bytes += k->bytes;
+        if (sh->tail)
+                sh->tail->next = k;
+        else
+                sh->head = k;
+        sh->tail = k;
+        return 0;
+}
+
+size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m) {
+        uint64_t before = sh->st.applied_chunks;
+        sh->live = 1;
+        while (sh->head) {
+                struct kept *k = sh->head;
+                sh->head = k->next;
+                apply(sh, m, k);
+                kept_free(k);
+        }
+        sh->tail = NULL;
+        sh->kept_bytes = 0;
+        return (size_t)(sh->st.applied_chunks - before);
+}
+
+/* Table: "VDPS", u32 entries, then per entry u16 length, the id, i64 seq,
+ * i32 chunk; this instance's own seq is an entry too. */
+static unsigned char *put(unsigned char *p, uint64_t v, int bytes) {
+        for (int i = 0; i < bytes; i++)
+                *p++ = (unsigned char)(v >> (8 * i));
+        return p;
+}
+
+static uint64_t get(const unsigned char *p, int bytes) {
+        uint64_t v = 0;
+        for (int i = 0; i < bytes; i++)
+                v |= (uint64_t)p[i] << (8 * i);
+        return v;
+}
+
+int veil_share_encode(const struct veil_share *sh, void **data, size_t *len) {
+        size_t n = 8 + 2 + strlen(sh->self) + 12;
+        for (size_t i = 0; i < sh->n_peers; i++)
+                n += 2 + strlen(sh->peers[i].inst) + 12;
+        unsigned char *buf = malloc(n), *p = buf;
+        if (!buf)
+                return -VEIL_ENOMEM;
+        memcpy(p, "VDPS", 4);
+        p = put(p + 4, sh->n_peers + 1, 4);
+        for (size_t i = 0; i <= sh->n_peers; i++) {
+                const char *id = i < sh->n_peers ? sh->peers[i].inst
+                                                 : sh->self;
+                size_t l = strlen(id);
+                if (l > 65535) {
+                        free(buf);
+                        return -VEIL_EINVAL;
+                }
+                p = put(p, l, 2);
+                memcpy(p, id, l);
+                p += l;
+                p = put(p, (uint64_t)(i < sh->n_peers ? sh->peers[i].seq
+                                                      : sh->seq),
+                        8);
+                p = put(p, (uint32_t)(i < sh->n_peers ? sh->peers[i].chunk
+                                                      : -1),
+                        4);
+        }
+        *data = buf;
+        *len = n;
+        return 0;
+}
+
+int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
+        const unsigned char *p = data, *end = p + len;
+        if (len < 8 || memcmp(p, "VDPS", 4))
+                return -VEIL_EDECODE;
+        size_t n = get(p + 4, 4);
+        /* Check it all before changing anything. */
+        const unsigned char *q = p + 8;
+        for (size_t i = 0; i < n; i++) {
+                if (end - q < 2 || (size_t)(end - q - 2) < get(q, 2) + 12)
+                        return -VEIL_EDECODE;
+                q += 2 + get(q, 2) + 12;
+        }
+        if (q != end)
+                return -VEIL_EDECODE;
+        for (size_t i = 0; i < sh->n_peers; i++)
+                free(sh->peers[i].inst);
+        sh->n_peers = 0;
+        q = p + 8;
+        char id[65536];
+        for (size_t i = 0; i < n; i++) {
+                size_t l = get(q, 2);
+                memcpy(id, q + 2, l);
+                id[l] = '\0';
+                int64_t seq = (int64_t)get(q + 2 + l, 8);
+                int32_t chunk = (int32_t)get(q + 2 + l + 8, 4);
+                q += 2 + l + 12;
+                if (!strcmp(id, sh->self)) {
+                        if (seq > sh->seq)
+                                sh->seq = seq;
+                        continue;
+                }
+                struct peer *pe = peer(sh, id, 1);
+                if (!pe)
+                        return -VEIL_ENOMEM;
+                pe->seq = seq;
+                pe->chunk = chunk;
+        }
+        return 0;
+}
+
+struct veil_share_stats veil_share_stats(const struct veil_share *sh) {
+        struct veil_share_stats s = sh->st;
+        s.seq = (uint64_t)sh->seq;
+        return s;
+}

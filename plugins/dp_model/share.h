@@ -1,0 +1,83 @@
+/*
+ * share.h — model updates between instances of one pipeline.
+ *
+ * After every noisy release an instance publishes what the release added
+ * to its parameters (params after − params before) on the model_updates
+ * output, in chunks (schemas/model_update.avsc) keyed by its instance id,
+ * and applies the updates of the other instances it reads from the same
+ * topic as a side input. A release is a function of the noisy sums only
+ * (and of earlier releases), so publishing and applying it is
+ * post-processing: it costs no privacy. Only a private mechanism may
+ * share (the plugin refuses model_updates with mechanism none).
+ *
+ * Item rows are matched by item id (instances number items added from
+ * events differently); feature rows by index.
+ *
+ * Exactly once per chunk: (seq, chunk) of every sender is tracked and
+ * saved in the plugin's checkpoint; a chunk at or below it is skipped. The
+ * host reads side inputs before it restores checkpoints, so until the
+ * first batch the chunks read are kept (up to a memory cap) and applied
+ * only then, over the restored model and table. A sender's seq grows
+ * across its restarts: it starts above the largest seq of its own seen
+ * on the topic and above its checkpoint's.
+ */
+#ifndef VEIL_DP_MODEL_SHARE_H
+#define VEIL_DP_MODEL_SHARE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <veil/veil.h>
+
+#include "model.h"
+
+struct veil_share;
+
+/** instance: this instance's id. keep_bytes: cap on chunks kept until the
+ *  first batch. */
+int veil_share_new(struct veil_share **out, const char *instance,
+                   size_t keep_bytes);
+void veil_share_free(struct veil_share *sh);
+
+/** Copies the blocks a release may change (bias_only: b alone), before
+ *  the release. */
+int veil_share_snapshot(struct veil_share *sh, const struct veil_model *m,
+                        int bias_only);
+
+/** What a release carries besides the parameters. */
+struct veil_share_meta {
+        double epsilon, delta, rho, clip, sigma;
+        const char *mechanism;
+        int64_t ts_ms;
+};
+
+/** Publishes params − snapshot on `output`. Returns the chunks emitted or
+ *  a negative code. */
+int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
+                    const char *output, const struct veil_model *m,
+                    const struct veil_share_meta *meta);
+
+/** A record of the side input: applied (or kept until the first batch),
+ *  skipped (own, or already applied), or refused with a message. Returns 1
+ *  when it completed a release of another instance, 0, or a negative
+ *  code. */
+int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
+                         const veil_rec_t *r, char *errstr,
+                         size_t errstr_size);
+
+/** The first batch: applies what was kept. Returns chunks applied. */
+size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m);
+
+/** The (seq, chunk) table for the checkpoint: a malloc'd buffer. */
+int veil_share_encode(const struct veil_share *sh, void **data, size_t *len);
+/** Replaces the table with a checkpoint's (-VEIL_EDECODE when corrupt). */
+int veil_share_decode(struct veil_share *sh, const void *data, size_t len);
+
+struct veil_share_stats {
+        uint64_t sent_releases, sent_chunks;
+        uint64_t applied_chunks, skipped_chunks, kept_dropped;
+        uint64_t seq; /**< this instance's last release */
+};
+struct veil_share_stats veil_share_stats(const struct veil_share *sh);
+
+#endif

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Model updates between instances: two `veil run` instances of one pipeline
+# (tree mechanism) in one group each publish their noisy releases on the
+# model-updates topic and apply the other's, read from the same topic as a
+# side input. A restarted instance applies every release of the other one
+# on the topic exactly once, and numbers its own releases after those it
+# made before.
+source "$(dirname "$0")/lib.sh"
+
+export VEIL_INPUT="share-in-$SUFFIX" VEIL_RECS="share-recs-$SUFFIX" \
+  VEIL_DLQ="share-dlq-$SUFFIX" VEIL_UPDATES="share-upd-$SUFFIX" VEIL_GROUP="share-$SUFFIX"
+UPD_SCHEMA="$ROOT/schemas/model_update.avsc"
+N=6000
+head -n $((N + 1)) "$ROOT/config/demo/events.csv" >"$WORK/events.csv"
+sed -n "1p;$((N + 2)),$((N + 2001))p" "$ROOT/config/demo/events.csv" >"$WORK/more.csv"
+topic "$VEIL_INPUT"
+topic "$VEIL_UPDATES"
+produce "$VEIL_INPUT" "$WORK/events.csv"
+
+PIDS=()
+for i in a b; do
+  VEIL_INSTANCE_ID=$i VEIL_ACCOUNTANT="$WORK/acc-$i" \
+    start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-$i.log"
+  PIDS+=("$VEIL_PID")
+done
+wait_count "$VEIL_RECS" $N 90 || { tail -5 "$WORK/veil-a.log"; fail "recommendations"; }
+applied() { grep -c "applied a model update of instance '$2'" "$WORK/veil-$1.log"; }
+deadline=$((SECONDS + 30))
+until [ "$(applied a b)" -gt 0 ] && [ "$(applied b a)" -gt 0 ]; do
+  [ $SECONDS -lt $deadline ] ||
+    fail "updates did not flow both ways: a applied $(applied a b) of b's, b $(applied b a) of a's"
+  sleep 0.5
+done
+for i in 0 1; do VEIL_PID=${PIDS[$i]}; stop_veil 20; done
+ok "a applied $(applied a b) releases of b, b applied $(applied b a) of a"
+
+consume "$VEIL_UPDATES" "$UPD_SCHEMA" |
+  jq -c '.value | {instance, seq, chunk, chunks, rows, eps: .epsilon_spent, m: .mechanism}' >"$WORK/upd1.json"
+[ "$(jq -r .instance "$WORK/upd1.json" | sort -u | tr '\n' ' ')" = "a b " ] ||
+  fail "the updates topic should hold releases of a and b"
+jq -e 'select(.m != "tree" or .eps <= 0)' "$WORK/upd1.json" >/dev/null &&
+  fail "an update without the tree mechanism or an epsilon"
+a_chunks=$(jq -r 'select(.instance == "a") | 1' "$WORK/upd1.json" | wc -l)
+b_max=$(jq -r 'select(.instance == "b") | .seq' "$WORK/upd1.json" | sort -n | tail -1)
+ok "$(wc -l <"$WORK/upd1.json") chunks on the topic ($a_chunks of a), b's last release $b_max"
+
+# b alone again: before its first batch it applies every chunk of a on the
+# topic (no checkpoint here), and its new releases come after b_max.
+VEIL_INSTANCE_ID=b VEIL_ACCOUNTANT="$WORK/acc-b" \
+  start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-b2.log"
+produce "$VEIL_INPUT" "$WORK/more.csv"
+wait_count "$VEIL_RECS" $((N + 2000)) 60 || fail "recommendations after the restart"
+deadline=$((SECONDS + 30))
+until [ "$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" | wc -l)" -gt "$(wc -l <"$WORK/upd1.json")" ]; do
+  [ $SECONDS -lt $deadline ] || fail "no release after the restart"
+  sleep 0.5
+done
+stop_veil 20
+got=$(sed -nE 's/.*"([0-9]+) model update chunk\(s\) of other instances applied.*/\1/p' "$WORK/veil-b2.log")
+[ "$got" = "$a_chunks" ] || fail "the restarted b applied ${got:-no} chunks of a, want $a_chunks"
+consume "$VEIL_UPDATES" "$UPD_SCHEMA" | jq -c '.value | {instance, seq, chunk}' >"$WORK/upd2.json"
+first_new=$(tail -n +$(($(wc -l <"$WORK/upd1.json") + 1)) "$WORK/upd2.json" | jq -r 'select(.instance == "b") | .seq' | head -1)
+[ -n "$first_new" ] && [ "$first_new" -gt "$b_max" ] ||
+  fail "b's first release after the restart is ${first_new:-missing}, want > $b_max"
+[ "$(jq -r 'select(.instance == "b") | "\(.seq) \(.chunk)"' "$WORK/upd2.json" | sort | uniq -d | wc -l)" -eq 0 ] ||
+  fail "b reused a (seq, chunk)"
+grep -q '"level":"error"' "$WORK/veil-b2.log" && fail "errors in the log"
+ok "restarted b applied all $a_chunks chunks of a once; its releases resume at seq $first_new"
+echo "PASS test_share"
