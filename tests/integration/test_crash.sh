@@ -2,9 +2,11 @@
 # Crash test, both guarantees: N >= 100,000 events (every 500th followed by a
 # malformed record) are produced while the host is killed with SIGKILL at
 # random moments (at least 10 times) and restarted. exactly-once: every input
-# event has exactly one output in the read_committed view; at-least-once: at
-# least one. Both: the dead-letter topic holds exactly the malformed records
-# (distinct by source offset; exactly-once: no duplicate either).
+# event has exactly one recommendation in the read_committed view;
+# at-least-once: at least one. Both: the dead-letter topic holds exactly the
+# malformed records (distinct by source offset; exactly-once: no duplicate
+# either), and the ε the model's accountant has spent, read after every
+# kill, never goes down.
 # GUARANTEES="exactly-once" or N=... narrow it down.
 source "$(dirname "$0")/lib.sh"
 
@@ -12,6 +14,12 @@ N=${N:-100000}
 CHUNKS=${CHUNKS:-20}
 GARBAGE_EVERY=500
 KCAT_OPTS=(-X isolation.level=read_committed)
+REC_SCHEMA="$ROOT/schemas/recommendation.avsc"
+# epsilon: what the accountant file says (0 before the first release).
+epsilon() {
+  [ -s "$VEIL_ACCOUNTANT" ] || { echo 0; return; }
+  "$VEIL" dp_model accountant --file "$VEIL_ACCOUNTANT" --delta 1e-8 | sed -n 's/^epsilon=//p'
+}
 # Event ids e1..eN in a column of their own, the demo events repeated.
 awk -F, -v n="$N" 'NR==1 {h="event_id," $0; next} {r[++m]=$0}
   END {print h; for (i = 1; i <= n; i++) print "e" i "," r[(i - 1) % m + 1]}' \
@@ -28,8 +36,8 @@ run_one() {
   local g=$1 tag=${1%%-*}
   export VEIL_GUARANTEE="$g" VEIL_INPUT="crash-in-$tag-$SUFFIX" \
     VEIL_OUTPUT="crash-out-$tag-$SUFFIX" VEIL_DLQ="crash-dlq-$tag-$SUFFIX" \
-    VEIL_GROUP="crash-$tag-$SUFFIX"
-  local log="$WORK/veil-$tag.log" t0=$SECONDS
+    VEIL_GROUP="crash-$tag-$SUFFIX" VEIL_ACCOUNTANT="$WORK/acc-$tag"
+  local log="$WORK/veil-$tag.log" t0=$SECONDS eps=0 e
   # The producer feeds the chunks one every 0.4 s while veil is killed.
   (
     for c in "$WORK"/chunk.???.bin; do
@@ -49,6 +57,11 @@ run_one() {
     kill -9 "$VEIL_PID"
     wait "$VEIL_PID" 2>/dev/null || true
     kills=$((kills + 1))
+    e=$(epsilon)
+    [ -n "$e" ] || fail "$g: the accountant file is unreadable after kill $kills"
+    awk -v a="$e" -v b="$eps" 'BEGIN { exit !(a + 0 >= b + 0) }' ||
+      fail "$g: epsilon went down from $eps to $e after kill $kills"
+    eps=$e
   done
   wait "$feeder" || fail "$g: the producer failed"
   local before
@@ -58,7 +71,11 @@ run_one() {
   wait_count "$VEIL_OUTPUT" "$N" 120 || fail "$g: the output never caught up"
   sleep 3
   stop_veil 30
-  consume "$VEIL_OUTPUT" "$SCHEMA" | jq -r '.value.event_id' | sort >"$WORK/seen-$tag"
+  e=$(epsilon)
+  awk -v a="$e" -v b="$eps" 'BEGIN { exit !(a + 0 >= b + 0 && a + 0 > 0) }' ||
+    fail "$g: epsilon at the end $e, after the kills $eps"
+  ok "$g: epsilon spent only grew over the $kills kills, to $e"
+  consume "$VEIL_OUTPUT" "$REC_SCHEMA" | jq -r '.value.event_id' | sort >"$WORK/seen-$tag"
   local total distinct missing dlq dlq_distinct
   total=$(wc -l <"$WORK/seen-$tag")
   distinct=$(sort -u "$WORK/seen-$tag" | wc -l)
@@ -79,7 +96,7 @@ run_one() {
   else
     ok "$g: every event has an output ($((total - N)) duplicates, $((dlq - garbage)) duplicate dead letters) after $kills kills, $((SECONDS - t0)) s"
   fi
-  echo "crash-test $g: N=$N kills=$kills outputs=$total dead_letters=$dlq malformed=$garbage" >>"$WORK/summary"
+  echo "crash-test $g: N=$N kills=$kills outputs=$total dead_letters=$dlq malformed=$garbage epsilon=$e" >>"$WORK/summary"
 }
 
 for g in ${GUARANTEES:-exactly-once at-least-once}; do run_one "$g"; done
