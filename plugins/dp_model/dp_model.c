@@ -38,6 +38,7 @@
 #include "dp_cmd.h"
 #include "learn.h"
 #include "model.h"
+#include "prior.h"
 #include "share.h"
 #include "topk.h"
 
@@ -68,6 +69,11 @@ static const struct veil_param_def params[] = {
          "events of one user learned per batch (the first ones)"},
         {"init_scale", VEIL_PARAM_DOUBLE, "0.1", 0,
          "standard deviation of the initial embeddings"},
+        {"prior", VEIL_PARAM_STRING, "none", 0,
+         "starting item vectors: none (random), or description (from the "
+         "catalog's descriptions: public data, no privacy cost)"},
+        {"prior_norm", VEIL_PARAM_DOUBLE, "3.0", 0,
+         "norm of the item vectors the description prior sets"},
         {"seed", VEIL_PARAM_INT, "1", 0,
          "seed of the initialization and of the negative sampling"},
         {"default_tier", VEIL_PARAM_STRING, "contextual", 0,
@@ -895,6 +901,22 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                             (float)init_scale, (uint64_t)seed, errstr,
                             errstr_size);
         if (rc) {
+                free(s);
+                return rc;
+        }
+        const char *prior = veil_params_str(p, "prior");
+        double pnorm = veil_params_double(p, "prior_norm", 3.0);
+        if (strcmp(prior, "none") && strcmp(prior, "description"))
+                rc = bad(errstr, errstr_size, p, "prior",
+                         "none or description");
+        else if (!(pnorm > 0 && pnorm <= 1000))
+                rc = bad(errstr, errstr_size, p, "prior_norm",
+                         "between 0 and 1000");
+        else if (!strcmp(prior, "description"))
+                rc = veil_model_prior_text(s->m, (float)pnorm,
+                                           (uint64_t)seed);
+        if (rc) {
+                veil_model_free(s->m);
                 free(s);
                 return rc;
         }

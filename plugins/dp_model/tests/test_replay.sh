@@ -41,6 +41,30 @@ diff <(grep -E "^    (pipeline|popular) " "$work/a") <(grep -E "^    (pipeline|p
   fail "mapped columns gave other answers"
 echo "ok: --column maps other headers"
 
+# The description prior through YAML: a model that never learns
+# (learning_rate 0) recommends nothing useful from a random start, and
+# items that share words with the one in hand from the catalog's text.
+frozen() { # EXTRA-LINES
+  sed -e "s|\.\./demo/|$ROOT/config/demo/|g" -e "s|\.\./\.\./schemas/|$ROOT/schemas/|g" \
+    -e "s|^      default_training: true$|      default_training: true\n      learning_rate: 0$1|" \
+    "$ROOT/config/pipelines/retail.yaml" >"$work/frozen.yaml"
+  "$VEIL" replay "$work/frozen.yaml" --events "$events" --evaluate 2>&1 |
+    sed -nE 's/^    pipeline +hit-rate@10 ([0-9.]+) .*/\1/p'
+}
+rand=$(frozen "")
+prior=$(frozen "\n      prior: description")
+[ -n "$rand" ] && [ -n "$prior" ] || fail "no hit-rates for the frozen models"
+awk -v r="$rand" -v q="$prior" -v p="$pop" 'BEGIN { exit !(q >= 3 * p && q >= 5 * r) }' ||
+  fail "description prior: hit-rate@10 $prior (random start $rand, popular $pop)"
+echo "ok: frozen model, description prior $prior, random start $rand, popular $pop"
+check_bad() { # PARAM-LINE PATTERN
+  frozen "\n      $1" >/dev/null || true
+  rc=0; "$VEIL" replay "$work/frozen.yaml" --events "$events" --limit 10 >"$work/c" 2>&1 || rc=$?
+  [ "$rc" -eq 2 ] && grep -q "$2" "$work/c" || fail "$1: exit $rc, $(cat "$work/c")"
+}
+check_bad "prior: words" "prior must be none or description"
+check_bad "prior_norm: -1" "prior_norm must be"
+
 rc=0
 "$VEIL" replay "$ROOT/config/pipelines/retail.yaml" --events "$work/renamed.csv" \
   >"$work/c" 2>&1 || rc=$?
