@@ -393,6 +393,10 @@ int veil_accountant_unit(const struct veil_accountant *acc, uint64_t *unit) {
         return 1;
 }
 
+uint64_t veil_accountant_unit_steps(const struct veil_accountant *acc) {
+        return acc->has_unit ? acc->unit_steps : 0;
+}
+
 int veil_accountant_charge_step(struct veil_accountant *acc, uint64_t unit,
                                 double *charged, char *errstr,
                                 size_t errstr_size) {

@@ -107,6 +107,8 @@ int veil_accountant_step_cost(const struct veil_accountant *acc, uint64_t unit,
  *  before any: where a plugin that starts a new tree after a restart
  *  numbers it from. */
 int veil_accountant_unit(const struct veil_accountant *acc, uint64_t *unit);
+/** Releases charged in the current unit (0 before any). */
+uint64_t veil_accountant_unit_steps(const struct veil_accountant *acc);
 /** Charges the next release of unit (the cost step_cost reports). */
 int veil_accountant_charge_step(struct veil_accountant *acc, uint64_t unit,
                                 double *charged, char *errstr,

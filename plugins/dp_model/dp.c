@@ -430,6 +430,86 @@ int veil_dp_ready(const struct veil_dp *dp) {
         return dp->st.pending >= dp->cfg.step_events && !dp->st.frozen;
 }
 
+/* Sealed tree state: "VDPT", nonce, secretbox of u64 tree, u64 position
+ * and the tree's export. The keys inside would let anyone who reads the
+ * state topic subtract the noise; sealed, they are as safe as the host's
+ * key. */
+int veil_dp_tree_save(const struct veil_dp *dp, const unsigned char key[32],
+                      void **out, size_t *len) {
+        *out = NULL;
+        *len = 0;
+        if (!dp->tree)
+                return 0;
+        unsigned char *ex, *plain, *box;
+        size_t n;
+        int rc = veil_tree_export(dp->tree, &ex, &n);
+        if (rc)
+                return rc;
+        size_t pn = 16 + n;
+        plain = malloc(pn);
+        box = malloc(4 + crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES +
+                     pn);
+        if (!plain || !box) {
+                sodium_memzero(ex, n);
+                free(ex);
+                free(plain);
+                free(box);
+                return -VEIL_ENOMEM;
+        }
+        for (int i = 0; i < 8; i++) {
+                plain[i] = (unsigned char)(dp->st.tree >> (8 * i));
+                plain[8 + i] = (unsigned char)(dp->st.tree_pos >> (8 * i));
+        }
+        memcpy(plain + 16, ex, n);
+        sodium_memzero(ex, n);
+        free(ex);
+        memcpy(box, "VDPT", 4);
+        randombytes_buf(box + 4, crypto_secretbox_NONCEBYTES);
+        crypto_secretbox_easy(box + 4 + crypto_secretbox_NONCEBYTES, plain, pn,
+                              box + 4, key);
+        sodium_memzero(plain, pn);
+        free(plain);
+        *out = box;
+        *len = 4 + crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + pn;
+        return 0;
+}
+
+int veil_dp_tree_load(struct veil_dp *dp, const unsigned char key[32],
+                      const void *data, size_t len) {
+        const unsigned char *b = data;
+        size_t head = 4 + crypto_secretbox_NONCEBYTES;
+        if (!dp->tree || len < head + crypto_secretbox_MACBYTES + 16 ||
+            memcmp(b, "VDPT", 4))
+                return 0;
+        size_t pn = len - head - crypto_secretbox_MACBYTES;
+        unsigned char *plain = malloc(pn);
+        if (!plain)
+                return -VEIL_ENOMEM;
+        int ok = !crypto_secretbox_open_easy(plain, b + head, len - head,
+                                             b + 4, key);
+        uint64_t tree = 0, pos = 0, unit;
+        for (int i = 0; ok && i < 8; i++) {
+                tree |= (uint64_t)plain[i] << (8 * i);
+                pos |= (uint64_t)plain[8 + i] << (8 * i);
+        }
+        /* Only where the accountant stands: a step released after the
+         * save used nodes this state does not have. */
+        ok = ok && veil_accountant_unit(dp->acc, &unit) && unit == tree &&
+             veil_accountant_unit_steps(dp->acc) == pos &&
+             pos < dp->cfg.tree_steps &&
+             !veil_tree_import(dp->tree, plain + 16, pn - 16) &&
+             veil_tree_position(dp->tree) == pos;
+        sodium_memzero(plain, pn);
+        free(plain);
+        if (!ok) {
+                veil_tree_reset(dp->tree);
+                return 0;
+        }
+        dp->st.tree = tree;
+        dp->st.tree_pos = pos;
+        return 1;
+}
+
 struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp) {
         return dp->st;
 }

@@ -77,6 +77,72 @@ void veil_tree_free(struct veil_tree *t) {
 
 uint64_t veil_tree_position(const struct veil_tree *t) { return t->pos; }
 
+/* Export: "VTRE", u64 pos, u64 made, then per level u8 used and, when
+ * used, the key and VEIL_TREE_MAX_BLOCKS u64 row counts; little-endian. */
+#define NODE_BYTES (1 + 32 + 8 * VEIL_TREE_MAX_BLOCKS)
+
+static unsigned char *put64(unsigned char *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                *p++ = (unsigned char)(v >> (8 * i));
+        return p;
+}
+
+static uint64_t get64(const unsigned char *p) {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; i++)
+                v |= (uint64_t)p[i] << (8 * i);
+        return v;
+}
+
+int veil_tree_export(const struct veil_tree *t, unsigned char **out,
+                     size_t *len) {
+        size_t n = 4 + 16 + LEVELS * NODE_BYTES;
+        unsigned char *b = calloc(1, n), *p = b;
+        if (!b)
+                return -VEIL_ENOMEM;
+        memcpy(p, "VTRE", 4);
+        p = put64(p + 4, t->pos);
+        p = put64(p, t->made);
+        for (int l = 0; l < LEVELS; l++, p += NODE_BYTES) {
+                const struct node *nd = &t->node[l];
+                if (!nd->used)
+                        continue;
+                p[0] = 1;
+                memcpy(p + 1, nd->key, 32);
+                for (int i = 0; i < VEIL_TREE_MAX_BLOCKS; i++)
+                        put64(p + 33 + 8 * i, nd->rows[i]);
+        }
+        *out = b;
+        *len = n;
+        return 0;
+}
+
+int veil_tree_import(struct veil_tree *t, const void *data, size_t len) {
+        const unsigned char *p = data;
+        if (len != 4 + 16 + LEVELS * NODE_BYTES || memcmp(p, "VTRE", 4))
+                return -VEIL_EDECODE;
+        uint64_t pos = get64(p + 4);
+        /* The live nodes are exactly the set bits of the position. */
+        for (int l = 0; l < LEVELS; l++) {
+                unsigned used = p[20 + (size_t)l * NODE_BYTES];
+                if (used > 1 || used != ((pos >> l) & 1))
+                        return -VEIL_EDECODE;
+        }
+        veil_tree_reset(t);
+        t->pos = pos;
+        t->made = get64(p + 12);
+        p += 20;
+        for (int l = 0; l < LEVELS; l++, p += NODE_BYTES) {
+                struct node *nd = &t->node[l];
+                if (!(nd->used = p[0]))
+                        continue;
+                memcpy(nd->key, p + 1, 32);
+                for (int i = 0; i < VEIL_TREE_MAX_BLOCKS; i++)
+                        nd->rows[i] = (size_t)get64(p + 33 + 8 * i);
+        }
+        return 0;
+}
+
 static void new_key(struct veil_tree *t, unsigned char key[32]) {
         if (!t->seeded) {
                 randombytes_buf(key, 32);

@@ -4,7 +4,8 @@
 # at its interval and on SIGTERM; a restart with an empty accountant
 # directory restores the profiles and the model, and its ε never goes below
 # what the first run had spent. A garbage record in the state topic is
-# skipped with a warning.
+# skipped with a warning. With VEIL_MECHANISM=tree (test_checkpoint_tree):
+# the tree's sealed state is restored and the tree continues where it was.
 source "$(dirname "$0")/lib.sh"
 
 export VEIL_INPUT="ckpt-in-$SUFFIX" VEIL_RECS="ckpt-recs-$SUFFIX" \
@@ -67,5 +68,10 @@ eps2=$(jq -s 'map(.value.epsilon_spent.double // 0) | min' "$WORK/recs2.json")
 jq -e -n --argjson a "$eps1" --argjson b "$eps2" '$b >= $a' >/dev/null ||
   fail "ε went down across the restart: $eps1 before, $eps2 after"
 ok "ε after the restart ($eps2) >= before ($eps1) with an empty accountant directory"
+if [ "${VEIL_MECHANISM:-gaussian}" = tree ]; then
+  grep -q '"tree 0 continues at step [1-9]' "$WORK/veil2.log" ||
+    { grep -i tree "$WORK/veil2.log" | head -3; fail "the tree did not continue from the checkpoint"; }
+  ok "$(grep -o 'tree 0 continues at step [0-9]*' "$WORK/veil2.log" | head -1) after the restart"
+fi
 grep -q '"level":"error"' "$WORK/veil1.log" "$WORK/veil2.log" && fail "errors in the log"
 echo "PASS test_checkpoint"
