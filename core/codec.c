@@ -1073,7 +1073,8 @@ struct plan {
  * every record. */
 struct scalar_def {
         avro_type_t type; /* AVRO_NULL..; AVRO_UNION: null branch `l`;
-                             -1: read the encoding */
+                             AVRO_ARRAY, AVRO_MAP: empty; -1: read the
+                             encoding */
         int64_t l;
         double d;
         char *s; /* NUL-terminated */
@@ -1125,6 +1126,10 @@ struct veil_codec {
         const char **pii_marks;
         size_t n_pii;
         struct recdefs *recdefs;
+        /* Output records in slots (recflat.c) when the schema allows:
+         * decided at the first veil_codec_rec_begin. */
+        int flat_tried, flat_off;
+        struct veil_flat_type *flat_root, *flat_types;
 };
 
 struct cctx {
@@ -2536,6 +2541,13 @@ static int scalar_def(avro_schema_t fs, const unsigned char *bin, size_t len,
                             fs, (int)v->l))) != AVRO_NULL)
                         return 0;
                 break;
+        case AVRO_ARRAY:
+        case AVRO_MAP:
+                /* The empty default ([] or {}: one zero count) is what a
+                 * container just reset or made holds: nothing to read. */
+                if (len != 1 || bin[0] != 0)
+                        return 0;
+                break;
         default:
                 return 0;
         }
@@ -2564,6 +2576,9 @@ static int set_scalar(avro_value_t *f, const struct scalar_def *v) {
                 return avro_value_set_string(f, v->s);
         case AVRO_UNION:
                 return avro_value_set_branch(f, (int)v->l, &b);
+        case AVRO_ARRAY:
+        case AVRO_MAP:
+                return avro_value_reset(f);
         default:
                 return EINVAL;
         }
@@ -2648,8 +2663,158 @@ static int fill_defaults(void *ctx, avro_value_t *v) {
         return fill_rec(ctx, v, 0);
 }
 
+/* ---- the flat plan of an output schema (recflat.c) ---------------- */
+
+static void flat_types_free(struct veil_flat_type *t) {
+        while (t) {
+                struct veil_flat_type *n = t->next;
+                for (size_t i = 0; t->f && t->init && i < t->n; i++)
+                        if (t->f[i].kind == VF_STRING && t->init[i].set)
+                                free((char *)t->init[i].v.s.p);
+                free(t->f);
+                free(t->init);
+                free(t);
+                t = n;
+        }
+}
+
+static int flat_kind(avro_schema_t s, enum veil_flat_kind *k) {
+        switch (avro_typeof(s)) {
+        case AVRO_NULL: *k = VF_NULL; return 0;
+        case AVRO_BOOLEAN: *k = VF_BOOL; return 0;
+        case AVRO_INT32: *k = VF_INT; return 0;
+        case AVRO_INT64: *k = VF_LONG; return 0;
+        case AVRO_FLOAT: *k = VF_FLOAT; return 0;
+        case AVRO_DOUBLE: *k = VF_DOUBLE; return 0;
+        case AVRO_STRING: *k = VF_STRING; return 0;
+        case AVRO_ENUM: *k = VF_ENUM; return 0;
+        default: return -1;
+        }
+}
+
+/* The plan of record schema rec; NULL when it is not flat (a map, bytes,
+ * fixed, an array of anything but records, a union of anything but
+ * scalars, a default that is not a scalar or empty) or on ENOMEM. */
+static struct veil_flat_type *flat_type(struct veil_codec *c,
+                                        avro_schema_t rec, int depth) {
+        if (depth > 8)
+                return NULL;
+        size_t n = avro_schema_record_size(rec);
+        struct veil_flat_type *t = calloc(1, sizeof(*t));
+        if (!t)
+                return NULL;
+        t->schema = rec;
+        t->n = n;
+        t->f = calloc(n ? n : 1, sizeof(*t->f));
+        t->init = calloc(n ? n : 1, sizeof(*t->init));
+        t->next = c->flat_types;
+        c->flat_types = t;
+        if (!t->f || !t->init)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                struct veil_flat_field *f = &t->f[i];
+                struct veil_flat_slot *d = &t->init[i];
+                avro_schema_t fs =
+                        deref(avro_schema_record_field_get_by_index(rec,
+                                                                    (int)i));
+                f->name = avro_schema_record_field_name(rec, (int)i);
+                f->schema = fs;
+                d->branch = -1;
+                switch (avro_typeof(fs)) {
+                case AVRO_UNION:
+                        f->kind = VF_UNION;
+                        f->nb = avro_schema_union_size(fs);
+                        if (f->nb > VEIL_FLAT_BRANCHES)
+                                return NULL;
+                        for (size_t b = 0; b < f->nb; b++) {
+                                f->bs[b] = deref(
+                                        avro_schema_union_branch(fs, (int)b));
+                                if (flat_kind(f->bs[b], &f->bk[b]))
+                                        return NULL;
+                        }
+                        break;
+                case AVRO_ARRAY: {
+                        avro_schema_t it = deref(avro_schema_array_items(fs));
+                        f->kind = VF_ARRAY;
+                        if (avro_typeof(it) != AVRO_RECORD ||
+                            !(f->rec = flat_type(c, it, depth + 1)))
+                                return NULL;
+                        break;
+                }
+                case AVRO_RECORD:
+                        f->kind = VF_RECORD;
+                        if (!(f->rec = flat_type(c, fs, depth + 1)))
+                                return NULL;
+                        break;
+                default:
+                        if (flat_kind(fs, &f->kind))
+                                return NULL;
+                }
+                const struct json *dj = field_default(c->rs, rec, f->name);
+                if (!dj)
+                        continue; /* zero, unset, empty: as Avro-C resets */
+                unsigned char *bin = NULL;
+                size_t len = 0;
+                struct scalar_def sd = {0};
+                int ok = !encode_field_default(c->rs, rec, f->name, dj, &bin,
+                                               &len, NULL, 0) &&
+                         !scalar_def(fs, bin, len, &sd) &&
+                         sd.type != (avro_type_t)-1;
+                free(bin);
+                if (!ok) {
+                        free(sd.s);
+                        return NULL;
+                }
+                switch (f->kind) {
+                case VF_FLOAT:
+                        d->v.f = (float)sd.d;
+                        break;
+                case VF_DOUBLE:
+                        d->v.d = sd.d;
+                        break;
+                case VF_STRING:
+                        d->v.s.p = sd.s;
+                        d->v.s.n = strlen(sd.s);
+                        d->set = 1;
+                        break;
+                case VF_UNION:
+                        d->branch = (int32_t)sd.l;
+                        break;
+                case VF_ARRAY:
+                case VF_NULL:
+                        break;
+                default:
+                        d->v.l = sd.l;
+                }
+        }
+        return t;
+}
+
+/* Whether output records use the flat representation; `flat` 0 turns it
+ * off for this codec (tests compare the two). */
+void veil_codec_set_flat(struct veil_codec *c, int flat) {
+        c->flat_off = !flat;
+}
+
 veil_rec_t *veil_codec_rec_begin(struct veil_codec *c) {
         veil_rec_pool_reset(&c->out_pool);
+        if (!c->flat_tried && !c->flat_off) {
+                c->flat_tried = 1;
+                if (avro_typeof(c->rs->avro) == AVRO_RECORD)
+                        c->flat_root = flat_type(c, c->rs->avro, 0);
+                if (!c->flat_root) {
+                        flat_types_free(c->flat_types);
+                        c->flat_types = NULL;
+                }
+        }
+        c->out_rec.flat = NULL;
+        if (c->flat_root && !c->flat_off) {
+                /* A fresh record: nothing of the previous one (another
+                 * person's) is reachable from it. */
+                c->out_rec.flat =
+                        veil_flat_begin(&c->out_pool.flat, c->flat_root);
+                return c->out_rec.flat ? &c->out_rec : NULL;
+        }
         /* Reset first: nothing of the previous record (another person's)
          * may leak into this one through a field left unset. */
         if (avro_value_reset(&c->out) || fill_defaults(c, &c->out))
@@ -2811,6 +2976,21 @@ int veil_codec_rec_encode(struct veil_codec *c, struct veil_buf *out,
         int rc = put_header(c, out, errstr, errstr_size);
         if (rc)
                 return rc;
+        if (c->out_rec.flat) {
+                rc = veil_flat_encode(c->out_rec.flat, out, path,
+                                      sizeof(path));
+                if (rc == 0)
+                        return 0;
+                out->len = 0;
+                if (rc == 1)
+                        return fail(errstr, errstr_size, -VEIL_EINVAL,
+                                    "record of %s: field %s was not set and "
+                                    "has no default",
+                                    c->rs->path, path[0] ? path : "(top)");
+                return fail(errstr, errstr_size, rc,
+                            "out of memory encoding a record of %s",
+                            c->rs->path);
+        }
         rc = enc_value(out, &c->out, 0);
         if (rc == 0)
                 return 0;
@@ -2953,6 +3133,7 @@ void veil_codec_destroy(struct veil_codec *c) {
                 c->recdefs = r->next;
                 recdefs_free(r);
         }
+        flat_types_free(c->flat_types);
         free(c->scratch);
         schema_free(c->rs);
         free(c);

@@ -78,6 +78,11 @@ int veil_codec_decode_rec(struct veil_codec *c, const void *buf, size_t len,
  *  its schema default (nothing of the previous record survives). Handles
  *  from veil_rec_append/veil_rec_map_add stay valid until the next begin. */
 veil_rec_t *veil_codec_rec_begin(struct veil_codec *c);
+/** Output records are kept in slots of their own when the schema is flat
+ *  (records, arrays of records, scalars and unions of scalars: see
+ *  codec_int.h), else in Avro-C values; 0 forces Avro-C values (for tests
+ *  that compare the two). Before the first veil_codec_rec_begin. */
+void veil_codec_set_flat(struct veil_codec *c, int flat);
 /** Encodes the output record (framed) into `out`. -VEIL_EINVAL naming the
  *  field when a union or string without default was never set. */
 int veil_codec_rec_encode(struct veil_codec *c, struct veil_buf *out,

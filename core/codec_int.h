@@ -7,8 +7,10 @@
 #define VEIL_CODEC_INT_H
 
 #include <avro.h>
+#include <stdint.h>
 
 struct veil_rec_pool;
+struct veil_flat_inst;
 
 #define VEIL_REC_PATH_MAX 128
 
@@ -25,6 +27,9 @@ struct veil_rec {
         size_t index;                  /* element index in the container */
         unsigned long epoch;           /* of the pool when v was cached */
         int cached;                    /* v holds the element (not root) */
+        /* Not NULL: a record of an output's flat representation (recflat.c);
+         * v, parent and path are then unused. */
+        struct veil_flat_inst *flat;
         char path[VEIL_REC_PATH_MAX];  /* container path from the parent */
 };
 
@@ -46,6 +51,122 @@ struct veil_rec_path {
         char path[VEIL_REC_PATH_KEY];
 };
 
+/* ---- flat output records (recflat.c) -------------------------------
+ *
+ * An output record whose schema is records, arrays of records and scalars
+ * (null, boolean, int, long, float, double, string, enum, unions of those)
+ * with scalar or empty defaults is built in slots of its own rather than
+ * in Avro-C values, and encoded straight from them: setting a field is a
+ * copy into a slot, an array element is slots taken from an arena, and
+ * nothing is freed or allocated per record in steady state. Every
+ * veil_rec_* function gives the same results and codes on either
+ * representation (rec.c dispatches on veil_rec.flat; tests/unit/
+ * test_rec_flat.c compares them), but that each record starts from its
+ * defaults alone: a string or union without default the record never set
+ * is refused when encoded, as veil_codec_rec_encode promises, where
+ * Avro-C writes "" for a string never set in a fresh value and keeps a
+ * union's branch from the previous record. codec.c compiles the plan from
+ * the schema and its defaults, and keeps Avro-C values for every other
+ * schema. */
+enum veil_flat_kind {
+        VF_NULL, VF_BOOL, VF_INT, VF_LONG, VF_FLOAT, VF_DOUBLE, VF_STRING,
+        VF_ENUM, VF_UNION, VF_ARRAY, VF_RECORD
+};
+
+#define VEIL_FLAT_BRANCHES 8
+
+/* A value: a field's, or a union branch's. */
+struct veil_flat_slot {
+        int32_t branch; /* VF_UNION: the branch chosen, -1 none */
+        uint32_t set;   /* VF_STRING (also as a branch): set at all */
+        union {
+                int64_t l;  /* bool, int, long, enum (symbol index) */
+                float f;
+                double d;
+                struct {
+                        const char *p;
+                        size_t n;
+                } s;
+                struct veil_flat_inst *rec;
+                struct veil_flat_list *arr;
+        } v;
+};
+
+struct veil_flat_type;
+
+struct veil_flat_field {
+        const char *name;
+        enum veil_flat_kind kind;
+        avro_schema_t schema; /* the field's (enum symbols) */
+        size_t nb;            /* VF_UNION: branches */
+        enum veil_flat_kind bk[VEIL_FLAT_BRANCHES];
+        avro_schema_t bs[VEIL_FLAT_BRANCHES];
+        struct veil_flat_type *rec; /* VF_RECORD; VF_ARRAY: its items */
+};
+
+#define VEIL_FLAT_PATH_CACHE 64 /* one-field paths by address */
+struct veil_flat_type {
+        avro_schema_t schema;
+        size_t n;
+        struct veil_flat_field *f;
+        struct veil_flat_slot *init; /* n slots: the defaults */
+        struct {
+                const char *path;
+                size_t field;
+        } by_addr[VEIL_FLAT_PATH_CACHE];
+        struct veil_flat_type *next; /* the plan's list, for freeing */
+};
+
+struct veil_flat_inst {
+        struct veil_flat_type *t;
+        struct veil_flat_slot s[];
+};
+
+struct veil_flat_list {
+        size_t n, cap;
+        struct veil_flat_inst **e;
+};
+
+/* Memory of the records under construction: chunks kept across records. */
+struct veil_flat_arena {
+        struct veil_flat_chunk *head, *cur;
+};
+
+struct veil_buf;
+
+/** A fresh root record of type t (defaults), after a reset of the arena;
+ *  NULL on ENOMEM. */
+struct veil_flat_inst *veil_flat_begin(struct veil_flat_arena *a,
+                                       struct veil_flat_type *t);
+void veil_flat_arena_free(struct veil_flat_arena *a);
+/** The record's Avro binary appended to b: 0, 1 when a string or union
+ *  without default was never set (then *path names the first such field),
+ *  or -VEIL_ENOMEM. */
+int veil_flat_encode(const struct veil_flat_inst *r, struct veil_buf *b,
+                     char *path, size_t path_size);
+
+int veil_flat_get_str(const struct veil_rec *r, const char *path,
+                      const char **s, size_t *len);
+int veil_flat_get_long(const struct veil_rec *r, const char *path,
+                       int64_t *v);
+int veil_flat_get_double(const struct veil_rec *r, const char *path,
+                         double *v);
+int veil_flat_get_bool(const struct veil_rec *r, const char *path, int *v);
+size_t veil_flat_array_size(const struct veil_rec *r, const char *path);
+const struct veil_rec *veil_flat_array_at(const struct veil_rec *r,
+                                          const char *path, size_t i);
+/** What the functions of kinds no flat record holds (maps, bytes) return
+ *  on one: the path's error, else -VEIL_EINVAL; get: the path found as
+ *  getters find it (a union unset or null is absent), else as setters. */
+int veil_flat_absent_kind(const struct veil_rec *r, const char *path,
+                          int get);
+int veil_flat_set_str(struct veil_rec *r, const char *path, const char *s);
+int veil_flat_set_long(struct veil_rec *r, const char *path, int64_t v);
+int veil_flat_set_double(struct veil_rec *r, const char *path, double v);
+int veil_flat_set_bool(struct veil_rec *r, const char *path, int v);
+int veil_flat_set_null(struct veil_rec *r, const char *path);
+struct veil_rec *veil_flat_append(struct veil_rec *r, const char *path);
+
 /* Handles are carved from fixed chunks so a handle stays where it is while
  * the pool grows; reset recycles them all at once. */
 #define VEIL_REC_POOL_CHUNK 32
@@ -56,6 +177,8 @@ struct veil_rec_pool_chunk {
 };
 struct veil_rec_pool {
         struct veil_rec_pool_chunk *head, *cur;
+        /* The slots and strings of a flat record and its elements. */
+        struct veil_flat_arena flat;
         /* Gives a record element appended by a plugin its schema defaults
          * (rec.c cannot see the schema text, codec.c can). */
         int (*fill_defaults)(void *ctx, avro_value_t *v);

@@ -4,7 +4,8 @@
  * Paths are dotted field names walked from the handle ("" is the handle
  * itself). Unions read as absent when null or never set, and are set by
  * value: the setter picks the first branch whose type can hold it, so a
- * plugin never deals with branches.
+ * plugin never deals with branches. Records of an output's flat
+ * representation (recflat.c) go there, with the same results.
  */
 #include <limits.h>
 #include <stdint.h>
@@ -43,6 +44,7 @@ struct veil_rec *veil_rec_pool_get(struct veil_rec_pool *p,
         h->parent = parent;
         h->index = index;
         h->cached = 0;
+        h->flat = NULL;
         memcpy(h->path, path, n + 1);
         return h;
 }
@@ -55,6 +57,7 @@ void veil_rec_pool_reset(struct veil_rec_pool *p) {
 }
 
 void veil_rec_pool_free(struct veil_rec_pool *p) {
+        veil_flat_arena_free(&p->flat);
         struct veil_rec_pool_chunk *c = p->head;
         while (c) {
                 struct veil_rec_pool_chunk *n = c->next;
@@ -329,6 +332,8 @@ static int get_leaf(const veil_rec_t *r, const char *path, avro_value_t *v) {
 
 int veil_rec_get_str(const veil_rec_t *r, const char *path, const char **s,
                      size_t *len) {
+        if (r && r->flat)
+                return veil_flat_get_str(r, path, s, len);
         avro_value_t v;
         int rc = get_leaf(r, path, &v);
         if (rc)
@@ -377,6 +382,8 @@ int veil_rec_get_bytes(const veil_rec_t *r, const char *path,
 }
 
 int veil_rec_get_long(const veil_rec_t *r, const char *path, int64_t *out) {
+        if (r && r->flat)
+                return veil_flat_get_long(r, path, out);
         avro_value_t v;
         int rc = get_leaf(r, path, &v);
         if (rc)
@@ -402,6 +409,8 @@ int veil_rec_get_long(const veil_rec_t *r, const char *path, int64_t *out) {
 }
 
 int veil_rec_get_double(const veil_rec_t *r, const char *path, double *out) {
+        if (r && r->flat)
+                return veil_flat_get_double(r, path, out);
         avro_value_t v;
         int rc = get_leaf(r, path, &v);
         if (rc)
@@ -437,6 +446,8 @@ int veil_rec_get_double(const veil_rec_t *r, const char *path, double *out) {
 }
 
 int veil_rec_get_bool(const veil_rec_t *r, const char *path, int *out) {
+        if (r && r->flat)
+                return veil_flat_get_bool(r, path, out);
         avro_value_t v;
         int rc = get_leaf(r, path, &v);
         if (rc)
@@ -460,6 +471,8 @@ static int get_container(const veil_rec_t *r, const char *path,
 }
 
 size_t veil_rec_array_size(const veil_rec_t *r, const char *path) {
+        if (r && r->flat)
+                return veil_flat_array_size(r, path);
         avro_value_t v;
         size_t n = 0;
         if (get_container(r, path, AVRO_ARRAY, &v) ||
@@ -470,6 +483,8 @@ size_t veil_rec_array_size(const veil_rec_t *r, const char *path) {
 
 const veil_rec_t *veil_rec_array_at(const veil_rec_t *r, const char *path,
                                     size_t i) {
+        if (r && r->flat)
+                return veil_flat_array_at(r, path, i);
         avro_value_t v;
         size_t n;
         if (get_container(r, path, AVRO_ARRAY, &v) ||
@@ -479,6 +494,8 @@ const veil_rec_t *veil_rec_array_at(const veil_rec_t *r, const char *path,
 }
 
 size_t veil_rec_map_size(const veil_rec_t *r, const char *path) {
+        if (r && r->flat)
+                return 0;
         avro_value_t v;
         size_t n = 0;
         if (get_container(r, path, AVRO_MAP, &v) ||
@@ -492,6 +509,8 @@ int veil_rec_map_at(const veil_rec_t *r, const char *path, size_t i,
         avro_value_t v, e;
         const char *k = NULL, *s = NULL;
         size_t n;
+        if (r && r->flat)
+                return veil_flat_absent_kind(r, path, 1);
         int rc = get_container(r, path, AVRO_MAP, &v);
         if (rc)
                 return rc;
@@ -517,6 +536,8 @@ static int set_leaf(veil_rec_t *r, const char *path, avro_value_t *v) {
 }
 
 int veil_rec_set_str(veil_rec_t *r, const char *path, const char *s) {
+        if (r && r->flat)
+                return veil_flat_set_str(r, path, s);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
         if (rc)
@@ -544,6 +565,8 @@ int veil_rec_set_str(veil_rec_t *r, const char *path, const char *s) {
 
 int veil_rec_set_bytes(veil_rec_t *r, const char *path, const void *data,
                        size_t len) {
+        if (r && r->flat)
+                return veil_flat_absent_kind(r, path, 0);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
         if (rc)
@@ -565,6 +588,8 @@ int veil_rec_set_bytes(veil_rec_t *r, const char *path, const void *data,
 int veil_rec_set_long(veil_rec_t *r, const char *path, int64_t l) {
         static const avro_type_t order[] = {AVRO_INT64, AVRO_INT32,
                                             AVRO_DOUBLE, AVRO_FLOAT};
+        if (r && r->flat)
+                return veil_flat_set_long(r, path, l);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
         if (rc)
@@ -598,6 +623,8 @@ int veil_rec_set_long(veil_rec_t *r, const char *path, int64_t l) {
 }
 
 int veil_rec_set_double(veil_rec_t *r, const char *path, double d) {
+        if (r && r->flat)
+                return veil_flat_set_double(r, path, d);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
         if (rc)
@@ -619,6 +646,8 @@ int veil_rec_set_double(veil_rec_t *r, const char *path, double d) {
 }
 
 int veil_rec_set_bool(veil_rec_t *r, const char *path, int b) {
+        if (r && r->flat)
+                return veil_flat_set_bool(r, path, b);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
         if (rc || (rc = want(r->pool, &v, AVRO_BOOLEAN)))
@@ -627,6 +656,8 @@ int veil_rec_set_bool(veil_rec_t *r, const char *path, int b) {
 }
 
 int veil_rec_set_null(veil_rec_t *r, const char *path) {
+        if (r && r->flat)
+                return veil_flat_set_null(r, path);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
         if (rc || (rc = want(r->pool, &v, AVRO_NULL)))
@@ -637,6 +668,8 @@ int veil_rec_set_null(veil_rec_t *r, const char *path) {
 veil_rec_t *veil_rec_append(veil_rec_t *r, const char *path) {
         avro_value_t v, e;
         size_t i;
+        if (r && r->flat)
+                return veil_flat_append(r, path);
         if (set_leaf(r, path, &v) || want(r->pool, &v, AVRO_ARRAY) ||
             strlen(path) >= VEIL_REC_PATH_MAX ||
             avro_value_append(&v, &e, &i))
@@ -653,6 +686,8 @@ veil_rec_t *veil_rec_map_add(veil_rec_t *r, const char *path,
         avro_value_t v, e;
         size_t i;
         int is_new = 0;
+        if (r && r->flat)
+                return NULL;
         if (!key || set_leaf(r, path, &v) || want(r->pool, &v, AVRO_MAP) ||
             strlen(path) >= VEIL_REC_PATH_MAX ||
             avro_value_add(&v, key, &e, &i, &is_new))
@@ -667,6 +702,8 @@ veil_rec_t *veil_rec_map_add(veil_rec_t *r, const char *path,
 int veil_rec_map_put(veil_rec_t *r, const char *path, const char *key,
                      const char *value) {
         avro_value_t v, e;
+        if (r && r->flat)
+                return veil_flat_absent_kind(r, path, 0);
         int rc = set_leaf(r, path, &v);
         if (rc || (rc = want(r->pool, &v, AVRO_MAP)))
                 return rc;

@@ -24,6 +24,9 @@
  */
 #include <cblas.h>
 #include <sodium.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 #include <unistd.h>
 #include <math.h>
 #include <stdio.h>
@@ -252,6 +255,45 @@ static float vdot(const float *a, const float *b, size_t n) {
         return s;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* vdot of n rows against one vector, the same sums in the same order (the
+ * eight partial sums are the eight lanes; no FMA, so every product is
+ * rounded before it is added), for d a multiple of 8: an explanation takes
+ * two dozen of these, and one call each was most of its time. */
+__attribute__((target("avx2"))) static void
+vdots_avx2(const float *const *rows, size_t n, const float *v, size_t d,
+           float *out) {
+        for (size_t r = 0; r < n; r++) {
+                const float *a = rows[r];
+                __m256 acc = _mm256_setzero_ps();
+                for (size_t i = 0; i < d; i += 8)
+                        acc = _mm256_add_ps(
+                                acc, _mm256_mul_ps(_mm256_loadu_ps(a + i),
+                                                   _mm256_loadu_ps(v + i)));
+                float l[8], x = 0;
+                _mm256_storeu_ps(l, acc);
+                for (size_t j = 0; j < 8; j++)
+                        x += l[j];
+                out[r] = x;
+        }
+}
+#endif
+
+static void vdots(const float *const *rows, size_t n, const float *v, size_t d,
+                  float *out) {
+#if defined(__x86_64__) && defined(__GNUC__)
+        static int avx2 = -1;
+        if (avx2 < 0)
+                avx2 = __builtin_cpu_supports("avx2");
+        if (avx2 && d % 8 == 0) {
+                vdots_avx2(rows, n, v, d, out);
+                return;
+        }
+#endif
+        for (size_t r = 0; r < n; r++)
+                out[r] = vdot(rows[r], v, d);
+}
+
 /* Appends without the cost of a printf per word (this runs per event). */
 static size_t append(char *out, size_t off, size_t size, const char *s) {
         size_t n = strlen(s);
@@ -282,11 +324,28 @@ static void explain(const struct state *s, const struct veil_event *ev,
         float item_c = 0;
         int have_item = 0;
         const char *verb = NULL, *phrase = NULL;
+        /* Every dot product first, in one pass: features, item in hand,
+         * recent items. */
+        const float *rows[VEIL_CTX_MAX_FEATURES + 1 + 64];
+        float dot[VEIL_CTX_MAX_FEATURES + 1 + 64];
+        size_t nf = info && info->kinds ? ev->n_features : 0, nr = 0;
+        if (nf > VEIL_CTX_MAX_FEATURES)
+                nf = VEIL_CTX_MAX_FEATURES;
+        size_t n_rec = rw->n_recent < 64 ? rw->n_recent : 64;
+        for (size_t i = 0; i < nf; i++)
+                rows[nr++] = m->E + (size_t)(ev->features[i] % m->space) * d;
+        if (rw->cur >= 0)
+                rows[nr++] = m->U + (size_t)rw->cur * d;
+        for (size_t j = 0; j < n_rec; j++)
+                rows[nr++] = m->U + (size_t)rw->recent[j] * d;
+        vdots(rows, nr, v, d, dot);
         for (size_t i = 0; i < ev->n_features && info && info->kinds; i++) {
                 int kind = info->kinds[i];
                 const char *w = info->words ? info->words[i] : NULL;
-                float c = vdot(m->E + (size_t)(ev->features[i] % m->space) * d,
-                               v, d);
+                float c = i < nf ? dot[i]
+                                 : vdot(m->E + (size_t)(ev->features[i] %
+                                                        m->space) * d,
+                                        v, d);
                 if (kind == VEIL_CTX_TYPE) {
                         verb = w;
                         item_c += c;
@@ -305,7 +364,7 @@ static void explain(const struct state *s, const struct veil_event *ev,
                         c, kind, {kind == VEIL_CTX_COUNTRY ? "in " : "", w, ""}};
         }
         if (rw->cur >= 0) {
-                item_c += vdot(m->U + (size_t)rw->cur * d, v, d);
+                item_c += dot[nf];
                 have_item = 1;
         }
         if (have_item || verb)
@@ -317,7 +376,10 @@ static void explain(const struct state *s, const struct veil_event *ev,
         if (rw->n_recent) {
                 /* α·mean(U[recent])·v: the recent items' share. */
                 float c = 0;
-                for (size_t j = 0; j < rw->n_recent; j++)
+                const float *rd = dot + nf + (rw->cur >= 0);
+                for (size_t j = 0; j < n_rec; j++)
+                        c += rd[j];
+                for (size_t j = n_rec; j < rw->n_recent; j++)
                         c += vdot(m->U + (size_t)rw->recent[j] * d, v, d);
                 parts[np++] = (struct part){
                         s->alpha * c / (float)rw->n_recent,
@@ -602,32 +664,63 @@ static int process(void *state, struct veil_batch *b) {
         size_t items = veil_model_items(m);
         if (reserve_scores(s, n_rows * items))
                 return -VEIL_ENOMEM;
-        /* 2. Scores: one sgemm for the batch. */
+        /* 2. Scores: one sgemm for the batch (the top-k adds the bias:
+         * writing the biases into S first for a beta-1 sgemm costs as
+         * much as it saves there). */
         veil_model_score(m, s->Q, n_rows, items, s->S, items);
-        /* 3. Top-k, from the last row to the first: the sgemm wrote the
-         * last rows last, so they are the ones still in cache. Then the
-         * records, in event order. */
+        /* 3. Top-k, row after row: the rows of S are one stream for the
+         * hardware prefetcher (the sgemm writes S by column panels, so no
+         * order of rows finds more of it in cache). Then the records, in
+         * event order. */
         uint32_t *idx = veil_batch_alloc(b, n_rows * s->k * sizeof(uint32_t) + 1);
         float *val = veil_batch_alloc(b, n_rows * s->k * sizeof(float) + 1);
         size_t *got = veil_batch_alloc(b, n_rows * sizeof(size_t) + 1);
         if (!idx || !val || !got)
                 return -VEIL_ENOMEM;
-        for (size_t r = n_rows; r-- > 0;) {
+        for (size_t r = 0; r < n_rows; r++) {
                 const struct row *rw = &s->rows[r];
                 if (!++s->stamp) {
                         memset(s->mark, 0, m->cap * sizeof(uint32_t));
                         s->stamp = 1;
                 }
-                if (rw->cur >= 0)
+                /* Excluded scores become -inf as well as marked: the
+                 * top-k's threshold pass then never counts them. */
+                float *row = s->S + r * items;
+                if (rw->cur >= 0) {
                         s->mark[rw->cur] = s->stamp;
-                for (size_t j = 0; j < rw->n_recent; j++)
+                        row[rw->cur] = -INFINITY;
+                }
+                for (size_t j = 0; j < rw->n_recent; j++) {
                         s->mark[rw->recent[j]] = s->stamp;
-                got[r] = veil_topk(s->S + r * items, m->b, items, s->mark,
+                        row[rw->recent[j]] = -INFINITY;
+                }
+                got[r] = veil_topk(row, m->b, items, s->mark,
                                    s->stamp, s->k, idx + r * s->k,
                                    val + r * s->k);
         }
         for (size_t r = 0; r < n_rows; r++) {
                 const struct row *rw = &s->rows[r];
+                /* The next explanation's rows (its top item's and the
+                 * query's), asked for while this record is built. */
+                if (r + 1 < n_rows && got[r + 1]) {
+                        const struct row *nx = &s->rows[r + 1];
+                        const struct veil_event *ne = &b->events[nx->ev];
+                        const uint32_t *ni = idx + (r + 1) * s->k;
+                        __builtin_prefetch(m->V + ni[0] * d);
+                        __builtin_prefetch(m->V + ni[0] * d + d - 1);
+                        for (size_t j = 0; j < got[r + 1]; j++)
+                                __builtin_prefetch(m->cat->id[ni[j]]);
+                        if (nx->tier != VEIL_TIER_NONE)
+                                veil_model_prefetch(m, ne->features,
+                                                    ne->n_features, nx->cur,
+                                                    nx->recent, nx->n_recent);
+                        for (size_t j = 0; nx->info && nx->info->words &&
+                                           j < ne->n_features;
+                             j++)
+                                if (nx->info->words[j])
+                                        __builtin_prefetch(
+                                                nx->info->words[j]);
+                }
                 int rc = emit(s, b, &b->events[rw->ev], rw, idx + r * s->k,
                               val + r * s->k, got[r]);
                 if (rc < 0)

@@ -1,6 +1,9 @@
 #include "learn.h"
 
 #include <cblas.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,13 +305,6 @@ static size_t build_coef(const struct veil_learner *L,
         return m;
 }
 
-static double dot(const float *a, const float *b, size_t n) {
-        double s = 0;
-        for (size_t i = 0; i < n; i++)
-                s += (double)a[i] * b[i];
-        return s;
-}
-
 /* Accumulator rows are zeroed the first time a step touches them. */
 static float *touch(float *acc, uint32_t *mark, uint32_t *rows, size_t *n,
                     uint32_t stamp, uint32_t row, size_t width) {
@@ -359,6 +355,55 @@ void veil_grad_densify(struct veil_grad *g) {
 #define VECTOR_CLONES
 #endif
 
+/* y += a·x: rows of d coordinates, in the chain's innermost loops (every
+ * coefficient of every example). Product and sum rounded apart, as the
+ * plain loop does: neither clone has FMA. */
+VECTOR_CLONES
+static void axpy(float *y, float a, const float *x, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                y[i] += a * x[i];
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* axpy into n rows (distinct) from one x, x held in registers 64
+ * coordinates at a time: an example's coefficients all take its g. */
+__attribute__((target("avx2"))) static void
+axpy_rows_avx2(float *const *ys, const float *ws, size_t n, const float *x,
+               size_t d) {
+        for (size_t k0 = 0; k0 < d; k0 += 64) {
+                size_t nc = (d - k0) / 8 < 8 ? (d - k0) / 8 : 8;
+                __m256 xv[8];
+                for (size_t c = 0; c < nc; c++)
+                        xv[c] = _mm256_loadu_ps(x + k0 + 8 * c);
+                for (size_t r = 0; r < n; r++) {
+                        float *y = ys[r] + k0;
+                        __m256 w = _mm256_set1_ps(ws[r]);
+                        for (size_t c = 0; c < nc; c++)
+                                _mm256_storeu_ps(
+                                        y + 8 * c,
+                                        _mm256_add_ps(
+                                                _mm256_loadu_ps(y + 8 * c),
+                                                _mm256_mul_ps(w, xv[c])));
+                }
+        }
+}
+#endif
+
+static void axpy_rows(float *const *ys, const float *ws, size_t n,
+                      const float *x, size_t d) {
+#if defined(__x86_64__) && defined(__GNUC__)
+        static int avx2 = -1;
+        if (avx2 < 0)
+                avx2 = __builtin_cpu_supports("avx2");
+        if (avx2 && d % 8 == 0) {
+                axpy_rows_avx2(ys, ws, n, x, d);
+                return;
+        }
+#endif
+        for (size_t r = 0; r < n; r++)
+                axpy(ys[r], ws[r], x, d);
+}
+
 VECTOR_CLONES
 static void adagrad(float *w, float *a, const float *g, size_t n, float lr) {
         for (size_t i = 0; i < n; i++) {
@@ -368,32 +413,6 @@ static void adagrad(float *w, float *a, const float *g, size_t n, float lr) {
 }
 
 /* ---- 1. per-example gradients, factored --------------------------- */
-
-/* Eight running maxima / sums: independent chains that vectorize, where
- * one running value is a serial chain of n dependent operations. */
-static float lanes_max(const float *x, size_t n, float init) {
-        float m[8] = {init, init, init, init, init, init, init, init};
-        size_t i = 0;
-        for (; i + 8 <= n; i += 8)
-                for (size_t j = 0; j < 8; j++)
-                        m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
-        for (; i < n; i++)
-                m[0] = x[i] > m[0] ? x[i] : m[0];
-        for (size_t j = 1; j < 8; j++)
-                m[0] = m[j] > m[0] ? m[j] : m[0];
-        return m[0];
-}
-
-static float lanes_sum(const float *x, size_t n) {
-        float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        size_t i = 0;
-        for (; i + 8 <= n; i += 8)
-                for (size_t j = 0; j < 8; j++)
-                        m[j] += x[i + j];
-        for (; i < n; i++)
-                m[0] += x[i];
-        return ((m[0] + m[1]) + (m[2] + m[3])) + ((m[4] + m[5]) + (m[6] + m[7]));
-}
 
 /* e^x for x <= 0 (the softmax, after the max is subtracted), to ~2e-7
  * relative: 2^k from the exponent bits, 2^r from its Taylor polynomial on
@@ -417,10 +436,101 @@ static inline float exp_nonpos(float x) {
         return p * scale;
 }
 
+/* The bias added to a row of logits and the row's maximum from init, in
+ * one pass. Eight running maxima (and sums below): independent chains
+ * that vectorize, where one running value is a serial chain of n
+ * dependent operations. */
+static float bias_max_scalar(float *r, const float *b, size_t n,
+                             float init) {
+        float m[8] = {init, init, init, init, init, init, init, init};
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                for (size_t j = 0; j < 8; j++) {
+                        float x = r[i + j] + b[i + j];
+                        r[i + j] = x;
+                        m[j] = x > m[j] ? x : m[j];
+                }
+        for (; i < n; i++) {
+                float x = r[i] + b[i];
+                r[i] = x;
+                m[0] = x > m[0] ? x : m[0];
+        }
+        for (size_t j = 1; j < 8; j++)
+                m[0] = m[j] > m[0] ? m[j] : m[0];
+        return m[0];
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The same, the eight maxima one register (max(x, m) is x > m ? x : m,
+ * NaN included); the compiler leaves the plain loop scalar. */
+__attribute__((target("avx2"))) static float
+bias_max_avx2(float *r, const float *b, size_t n, float init) {
+        __m256 m = _mm256_set1_ps(init);
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+                __m256 x = _mm256_add_ps(_mm256_loadu_ps(r + i),
+                                         _mm256_loadu_ps(b + i));
+                _mm256_storeu_ps(r + i, x);
+                m = _mm256_max_ps(x, m);
+        }
+        float l[8];
+        _mm256_storeu_ps(l, m);
+        for (; i < n; i++) {
+                float x = r[i] + b[i];
+                r[i] = x;
+                l[0] = x > l[0] ? x : l[0];
+        }
+        for (size_t j = 1; j < 8; j++)
+                l[0] = l[j] > l[0] ? l[j] : l[0];
+        return l[0];
+}
+#endif
+
+static float bias_max(float *r, const float *b, size_t n, float init) {
+#if defined(__x86_64__) && defined(__GNUC__)
+        static int avx2 = -1;
+        if (avx2 < 0)
+                avx2 = __builtin_cpu_supports("avx2");
+        if (avx2)
+                return bias_max_avx2(r, b, n, init);
+#endif
+        return bias_max_scalar(r, b, n, init);
+}
+
+/* e^(r - mx) in place and the sum of the results (eight lanes, then a
+ * fixed tree), in one pass. */
 VECTOR_CLONES
-static void softmax_exp(float *r, size_t n, float mx) {
-        for (size_t j = 0; j < n; j++)
-                r[j] = exp_nonpos(r[j] - mx);
+static float exp_sum(float *r, size_t n, float mx) {
+        float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                for (size_t j = 0; j < 8; j++) {
+                        float x = exp_nonpos(r[i + j] - mx);
+                        r[i + j] = x;
+                        m[j] += x;
+                }
+        for (; i < n; i++) {
+                r[i] = exp_nonpos(r[i] - mx);
+                m[0] += r[i];
+        }
+        return ((m[0] + m[1]) + (m[2] + m[3])) + ((m[4] + m[5]) + (m[6] + m[7]));
+}
+
+/* Four dot products in double at once: four independent chains, each a
+ * running sum in index order (one chain alone waits on every add). */
+static void dot4(const float *const *a, const float *const *b, size_t n,
+                 double *out) {
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (size_t k = 0; k < n; k++) {
+                s0 += (double)a[0][k] * b[0][k];
+                s1 += (double)a[1][k] * b[1][k];
+                s2 += (double)a[2][k] * b[2][k];
+                s3 += (double)a[3][k] * b[3][k];
+        }
+        out[0] = s0;
+        out[1] = s1;
+        out[2] = s2;
+        out[3] = s3;
 }
 
 static double forward(struct veil_learner *L, const struct veil_model *m,
@@ -432,6 +542,33 @@ static double forward(struct veil_learner *L, const struct veil_model *m,
                 veil_model_query(m, e->feat, e->n_feat, e->item, e->recent,
                                  e->n_recent, L->cfg.alpha, Q + i * d);
         }
+        /* Targets outside the support: their logit q·v (in rpos until
+         * the row below replaces it), four at a time. */
+        const float *qa[4], *va[4];
+        size_t at[4], na = 0;
+        for (size_t i = 0; i <= n_ex; i++) {
+                if (i < n_ex) {
+                        uint32_t t = (uint32_t)ex[L->order[i]].target;
+                        int in = L->colmark[t] == L->stamp;
+                        L->pos_col[i] = in ? (int32_t)L->col[t] : -1;
+                        if (in)
+                                continue;
+                        qa[na] = Q + i * d;
+                        va[na] = m->V + (size_t)t * d;
+                        at[na++] = i;
+                }
+                if (na == 4 || (i == n_ex && na)) {
+                        double o[4];
+                        for (size_t k = na; k < 4; k++) {
+                                qa[k] = qa[0];
+                                va[k] = va[0];
+                        }
+                        dot4(qa, va, d, o);
+                        for (size_t k = 0; k < na; k++)
+                                L->rpos[at[k]] = (float)o[k];
+                        na = 0;
+                }
+        }
         /* Logits over the support: one sgemm, then the bias. */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_ex,
                     (int)S, (int)d, 1.0f, Q, (int)d, L->VS, (int)d, 0.0f, R,
@@ -440,18 +577,13 @@ static double forward(struct veil_learner *L, const struct veil_model *m,
         for (size_t i = 0; i < n_ex; i++) {
                 const struct veil_example *e = &ex[L->order[i]];
                 float *r = R + i * ldr;
-                for (size_t j = 0; j < S; j++)
-                        r[j] += L->bS[j];
                 uint32_t t = (uint32_t)e->target;
-                int in = L->colmark[t] == L->stamp;
-                L->pos_col[i] = in ? (int32_t)L->col[t] : -1;
-                float lpos = in ? r[L->col[t]]
-                                : (float)dot(Q + i * d, m->V + (size_t)t * d,
-                                             d) + m->b[t];
-                float mx = lanes_max(r, S, lpos);
-                softmax_exp(r, S, mx);
+                int in = L->pos_col[i] >= 0;
+                float lpos = in ? r[L->col[t]] + L->bS[L->col[t]]
+                                : L->rpos[i] + m->b[t];
+                float mx = bias_max(r, L->bS, S, lpos);
                 double sum = (in ? 0.0 : exp((double)(lpos - mx))) +
-                             lanes_sum(r, S);
+                             exp_sum(r, S, mx);
                 float inv = (float)(1.0 / sum);
                 for (size_t j = 0; j < S; j++)
                         r[j] *= inv;
@@ -474,9 +606,7 @@ static double forward(struct veil_learner *L, const struct veil_model *m,
                 if (L->pos_col[i] >= 0)
                         continue;
                 const float *v = m->V + (size_t)ex[L->order[i]].target * d;
-                float *g = L->G + i * d;
-                for (size_t k = 0; k < d; k++)
-                        g[k] += L->rpos[i] * v[k];
+                axpy(L->G + i * d, L->rpos[i], v, d);
         }
         return loss;
 }
@@ -601,6 +731,31 @@ static int clip(struct veil_learner *L, const struct veil_example *ex,
 
 /* ---- 3. the sum over users ---------------------------------------- */
 
+/* Rows (every cache line) asked for ahead of their use: parameter and
+ * accumulator rows are scattered over tables of megabytes, and a row met
+ * for the first time in a while is a cache miss per line. */
+static inline void prefetch_row(const float *r, size_t d) {
+        for (size_t k = 0; k < d; k += 16)
+                __builtin_prefetch(r + k, 1);
+}
+
+static inline void prefetch_row_read(const float *r, size_t d) {
+        for (size_t k = 0; k < d; k += 16)
+                __builtin_prefetch(r + k);
+}
+
+/* Rows of a list asked for this many rows before their turn. */
+#define AHEAD 4
+
+/* The accumulator rows of example i's coefficients. */
+static void prefetch_coef_rows(const struct veil_learner *L, size_t i) {
+        size_t d = L->d;
+        for (size_t c = L->coef_off[i]; c < L->coef_off[i + 1]; c++)
+                prefetch_row((L->coef[c].table ? L->g.U : L->g.E) +
+                                     (size_t)L->coef[c].row * d,
+                             d);
+}
+
 static void sum(struct veil_learner *L, const struct veil_example *ex,
                 size_t n_ex) {
         size_t d = L->d, S = L->n_sup, ldr = L->cfg.negatives;
@@ -626,6 +781,8 @@ static void sum(struct veil_learner *L, const struct veil_example *ex,
         }
         for (size_t j = 0; j < S; j++) {
                 uint32_t row = L->sup[j];
+                if (j + AHEAD < S)
+                        prefetch_row(g->V + (size_t)L->sup[j + AHEAD] * d, d);
                 float *gv = touch(g->V, L->vmark, L->vrows, &g->n_v,
                                   L->gstamp, row, d);
                 memcpy(gv, L->GS + j * d, d * sizeof(float));
@@ -634,6 +791,8 @@ static void sum(struct veil_learner *L, const struct veil_example *ex,
         for (size_t i = 0; i < n_ex; i++) {
                 const struct veil_example *e = &ex[L->order[i]];
                 const float *q = L->Q + i * d, *gi = L->G + i * d;
+                if (i + 2 < n_ex)
+                        prefetch_coef_rows(L, i + 2);
                 if (L->pos_col[i] < 0) {
                         uint32_t row = (uint32_t)e->target;
                         int fresh = L->vmark[row] != L->gstamp;
@@ -641,21 +800,25 @@ static void sum(struct veil_learner *L, const struct veil_example *ex,
                                           L->gstamp, row, d);
                         if (fresh)
                                 g->b[row] = 0;
-                        for (size_t k = 0; k < d; k++)
-                                gv[k] += L->rpos[i] * q[k];
+                        axpy(gv, L->rpos[i], q, d);
                         g->b[row] += L->rpos[i];
                 }
+                float *ys[32], ws[32];
+                size_t ny = 0;
                 for (size_t c = L->coef_off[i]; c < L->coef_off[i + 1]; c++) {
                         const struct coef *cf = &L->coef[c];
-                        float *gr = cf->table == 0
-                                            ? touch(g->E, L->emark, L->erows,
-                                                    &g->n_e, L->gstamp,
-                                                    cf->row, d)
-                                            : touch(g->U, L->umark, L->urows,
-                                                    &g->n_u, L->gstamp,
-                                                    cf->row, d);
-                        for (size_t k = 0; k < d; k++)
-                                gr[k] += cf->w * gi[k];
+                        ys[ny] = cf->table == 0
+                                         ? touch(g->E, L->emark, L->erows,
+                                                 &g->n_e, L->gstamp, cf->row,
+                                                 d)
+                                         : touch(g->U, L->umark, L->urows,
+                                                 &g->n_u, L->gstamp, cf->row,
+                                                 d);
+                        ws[ny++] = cf->w;
+                        if (ny == 32 || c + 1 == L->coef_off[i + 1]) {
+                                axpy_rows(ys, ws, ny, gi, d);
+                                ny = 0;
+                        }
                 }
         }
         g->v_rows = L->vrows;
@@ -676,17 +839,34 @@ static void apply(struct veil_learner *L, struct veil_model *m,
                 adagrad(m->E, m->aE, g->E, m->space * d, lr);
                 return;
         }
+        /* The parameter rows and their sums of squares a few rows ahead:
+         * scattered rows, a miss per line otherwise. */
         for (size_t i = 0; i < g->n_v; i++) {
                 size_t r = g->v_rows[i];
+                if (i + AHEAD < g->n_v) {
+                        size_t a = g->v_rows[i + AHEAD];
+                        prefetch_row(m->V + a * d, d);
+                        prefetch_row(m->aV + a * d, d);
+                }
                 adagrad(m->V + r * d, m->aV + r * d, g->V + r * d, d, lr);
                 adagrad(m->b + r, m->ab + r, g->b + r, 1, lr);
         }
         for (size_t i = 0; i < g->n_u; i++) {
                 size_t r = g->u_rows[i];
+                if (i + AHEAD < g->n_u) {
+                        size_t a = g->u_rows[i + AHEAD];
+                        prefetch_row(m->U + a * d, d);
+                        prefetch_row(m->aU + a * d, d);
+                }
                 adagrad(m->U + r * d, m->aU + r * d, g->U + r * d, d, lr);
         }
         for (size_t i = 0; i < g->n_e; i++) {
                 size_t r = g->e_rows[i];
+                if (i + AHEAD < g->n_e) {
+                        size_t a = g->e_rows[i + AHEAD];
+                        prefetch_row(m->E + a * d, d);
+                        prefetch_row(m->aE + a * d, d);
+                }
                 adagrad(m->E + r * d, m->aE + r * d, g->E + r * d, d, lr);
         }
 }
@@ -745,6 +925,9 @@ int veil_learn_step(struct veil_learner *L, struct veil_model *m,
         size_t d = L->d;
         for (size_t j = 0; j < L->n_sup; j++) {
                 uint32_t it = L->sup[j];
+                if (j + AHEAD < L->n_sup)
+                        prefetch_row_read(m->V + (size_t)L->sup[j + AHEAD] * d,
+                                          d);
                 L->colmark[it] = L->stamp;
                 L->col[it] = (uint32_t)j;
                 memcpy(L->VS + j * d, m->V + (size_t)it * d,

@@ -56,6 +56,12 @@ void veil_model_query(const struct veil_model *m, const uint32_t *feat,
                       size_t n_feat, int32_t item, const int32_t *recent,
                       size_t n_recent, float alpha, float *q);
 
+/** Asks the cache for the rows veil_model_query (or an explanation) will
+ *  read: issued a little ahead of their use, it hides their misses. */
+void veil_model_prefetch(const struct veil_model *m, const uint32_t *feat,
+                         size_t n_feat, int32_t item, const int32_t *recent,
+                         size_t n_recent);
+
 /** S = Q · Vᵀ for the first `items` rows of V (n × items, row stride
  *  ld_s); the bias is added by the caller (topk.h fuses it). One sgemm. */
 void veil_model_score(const struct veil_model *m, const float *Q, size_t n,

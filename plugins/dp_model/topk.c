@@ -25,7 +25,7 @@ static void insert(uint32_t *idx, float *val, size_t *m, size_t k, uint32_t j,
 static inline void consider(const float *s, const float *b,
                             const uint32_t *mark, uint32_t stamp, size_t k,
                             uint32_t *idx, float *val, size_t *m, size_t j) {
-        float v = s[j] + b[j];
+        float v = b ? s[j] + b[j] : s[j];
         if (*m == k && !(v > val[k - 1]))
                 return;
         if (v != v || (mark && mark[j] == stamp))
@@ -46,18 +46,25 @@ struct scan {
 /* Items of [from, to) above the current k-th, by a vector test of blocks;
  * returns where it stopped (a block boundary). */
 #if TOPK_X86
+/* Scores at s + i (plus the bias at b + i when there is one). */
+#define LOAD4(s, b, i)                                                      \
+        ((b) ? _mm_add_ps(_mm_loadu_ps((s) + (i)), _mm_loadu_ps((b) + (i))) \
+             : _mm_loadu_ps((s) + (i)))
+#define LOAD8(s, b, i)                                                      \
+        ((b) ? _mm256_add_ps(_mm256_loadu_ps((s) + (i)),                   \
+                             _mm256_loadu_ps((b) + (i)))                    \
+             : _mm256_loadu_ps((s) + (i)))
+#define LOAD16(s, b, i)                                                     \
+        ((b) ? _mm512_add_ps(_mm512_loadu_ps((s) + (i)),                   \
+                             _mm512_loadu_ps((b) + (i)))                    \
+             : _mm512_loadu_ps((s) + (i)))
 static size_t blocks_sse(const struct scan *c, size_t from, size_t to) {
         size_t j = from;
         for (; j + 16 <= to; j += 16) {
-                const float *s = c->s + j, *b = c->b + j;
+                const float *s = c->s + j, *b = c->b ? c->b + j : NULL;
                 __m128 t = _mm_set1_ps(c->val[c->k - 1]);
-                __m128 x0 = _mm_add_ps(_mm_loadu_ps(s), _mm_loadu_ps(b));
-                __m128 x1 = _mm_add_ps(_mm_loadu_ps(s + 4),
-                                       _mm_loadu_ps(b + 4));
-                __m128 x2 = _mm_add_ps(_mm_loadu_ps(s + 8),
-                                       _mm_loadu_ps(b + 8));
-                __m128 x3 = _mm_add_ps(_mm_loadu_ps(s + 12),
-                                       _mm_loadu_ps(b + 12));
+                __m128 x0 = LOAD4(s, b, 0), x1 = LOAD4(s, b, 4),
+                       x2 = LOAD4(s, b, 8), x3 = LOAD4(s, b, 12);
                 __m128 mx = _mm_max_ps(_mm_max_ps(x0, x1), _mm_max_ps(x2, x3));
                 if (!_mm_movemask_ps(_mm_cmpgt_ps(mx, t)))
                         continue;
@@ -80,16 +87,10 @@ __attribute__((target("avx2"))) static size_t
 blocks_avx2(const struct scan *c, size_t from, size_t to) {
         size_t j = from;
         for (; j + 32 <= to; j += 32) {
-                const float *s = c->s + j, *b = c->b + j;
+                const float *s = c->s + j, *b = c->b ? c->b + j : NULL;
                 __m256 t = _mm256_set1_ps(c->val[c->k - 1]);
-                __m256 x0 = _mm256_add_ps(_mm256_loadu_ps(s),
-                                          _mm256_loadu_ps(b));
-                __m256 x1 = _mm256_add_ps(_mm256_loadu_ps(s + 8),
-                                          _mm256_loadu_ps(b + 8));
-                __m256 x2 = _mm256_add_ps(_mm256_loadu_ps(s + 16),
-                                          _mm256_loadu_ps(b + 16));
-                __m256 x3 = _mm256_add_ps(_mm256_loadu_ps(s + 24),
-                                          _mm256_loadu_ps(b + 24));
+                __m256 x0 = LOAD8(s, b, 0), x1 = LOAD8(s, b, 8),
+                       x2 = LOAD8(s, b, 16), x3 = LOAD8(s, b, 24);
                 __m256 mx = _mm256_max_ps(_mm256_max_ps(x0, x1),
                                           _mm256_max_ps(x2, x3));
                 if (!_mm256_movemask_ps(_mm256_cmp_ps(mx, t, _CMP_GT_OQ)))
@@ -114,12 +115,229 @@ blocks_avx2(const struct scan *c, size_t from, size_t to) {
 }
 #endif
 
+/* ---- two passes: a threshold, then the few items above it ------------
+ *
+ * Pass 1 keeps the running maximum of each of 32 classes of items (item j
+ * in class j mod 32, one vector lane each): branch-free, one add and one
+ * max per 8 or 16 items. If K' = k + SLACK of the 32 class maxima are ≥ t,
+ * then at least K' items are ≥ t, so t bounds the k-th score from below
+ * unless more than SLACK of those items are excluded — the end checks
+ * that (fewer than k found: the one-pass scan below decides). A caller
+ * that writes -inf over its excluded items' scores (dp_model does) never
+ * gets there. The K'-th largest class maximum leaves about 13 of 3,665
+ * random scores above it (k = 10). Pass 2 collects, in index order, the
+ * items ≥ t; their top k by the same insertion (and so the same ties) is
+ * the row's. The one-pass scan spends its time at the start of a row,
+ * while its threshold is still low and most blocks have an item to
+ * insert, one mispredicted branch each. */
+
+#define CLASSES 32
+#define SLACK 1
+#define MAX_CAND 512
+
+/* The candidates ranked by the scan's own insertion; 0 when fewer than k
+ * of them are eligible (the caller scans the row instead). */
+static size_t finish(const struct scan *c, const uint32_t *cand,
+                     size_t n_cand) {
+        for (size_t i = 0; i < n_cand; i++)
+                consider(c->s, c->b, c->mark, c->stamp, c->k, c->idx, c->val,
+                         c->m, cand[i]);
+        return *c->m == c->k ? *c->m : 0;
+}
+
+#if TOPK_X86
+/* One body for rows with and without a separate bias (b NULL: the
+ * scores already hold it), inlined into each with b known. */
+__attribute__((target("avx512f,popcnt"), always_inline)) static inline size_t
+two_pass_avx512_body(const struct scan *c, size_t n, const float *b) {
+        const float *s = c->s;
+        __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+        size_t j = 0;
+        for (; j + 32 <= n; j += 32) {
+                __m512 x0 = LOAD16(s, b, j), x1 = LOAD16(s, b, j + 16);
+                m0 = _mm512_max_ps(x0, m0); /* NaN: keeps m0 */
+                m1 = _mm512_max_ps(x1, m1);
+        }
+        size_t tail = j;
+        float cmax[CLASSES];
+        _mm512_storeu_ps(cmax, m0);
+        _mm512_storeu_ps(cmax + 16, m1);
+        for (size_t i = tail; i < n; i++) {
+                float v = b ? s[i] + b[i] : s[i];
+                if (v > cmax[i - tail])
+                        cmax[i - tail] = v;
+        }
+        m0 = _mm512_loadu_ps(cmax);
+        m1 = _mm512_loadu_ps(cmax + 16);
+        /* t: the largest class maximum that K' of them reach. */
+        float t = -INFINITY;
+        for (size_t i = 0; i < CLASSES; i++) {
+                __m512 v = _mm512_set1_ps(cmax[i]);
+                unsigned ge = (unsigned)_mm512_cmp_ps_mask(m0, v, _CMP_GE_OQ) |
+                              (unsigned)_mm512_cmp_ps_mask(m1, v, _CMP_GE_OQ)
+                                      << 16;
+                if ((size_t)__builtin_popcount(ge) >= c->k + SLACK &&
+                    cmax[i] > t)
+                        t = cmax[i];
+        }
+        if (!(t > -INFINITY))
+                return 0;
+        uint32_t cand[MAX_CAND];
+        size_t nc = 0;
+        __m512 vt = _mm512_set1_ps(t);
+        /* Four blocks at a time: their masks make one word, and only the
+         * few words with a bit set (a dozen of a row's items are at or
+         * above t) are looked into. */
+        for (j = 0; j + 64 <= n; j += 64) {
+                uint64_t bits =
+                        (uint64_t)_mm512_cmp_ps_mask(LOAD16(s, b, j), vt,
+                                                     _CMP_GE_OQ) |
+                        (uint64_t)_mm512_cmp_ps_mask(LOAD16(s, b, j + 16), vt,
+                                                     _CMP_GE_OQ)
+                                << 16 |
+                        (uint64_t)_mm512_cmp_ps_mask(LOAD16(s, b, j + 32), vt,
+                                                     _CMP_GE_OQ)
+                                << 32 |
+                        (uint64_t)_mm512_cmp_ps_mask(LOAD16(s, b, j + 48), vt,
+                                                     _CMP_GE_OQ)
+                                << 48;
+                while (bits) {
+                        if (nc == MAX_CAND)
+                                return 0;
+                        cand[nc++] =
+                                (uint32_t)(j + (size_t)__builtin_ctzll(bits));
+                        bits &= bits - 1;
+                }
+        }
+        for (; j < n; j++)
+                if ((b ? s[j] + b[j] : s[j]) >= t) {
+                        if (nc == MAX_CAND)
+                                return 0;
+                        cand[nc++] = (uint32_t)j;
+                }
+        return finish(c, cand, nc);
+}
+
+__attribute__((target("avx2,popcnt"), always_inline)) static inline size_t
+two_pass_avx2_body(const struct scan *c, size_t n, const float *b) {
+        const float *s = c->s;
+        __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+        size_t j = 0;
+        for (; j + 32 <= n; j += 32) {
+                m0 = _mm256_max_ps(LOAD8(s, b, j), m0);
+                m1 = _mm256_max_ps(LOAD8(s, b, j + 8), m1);
+                m2 = _mm256_max_ps(LOAD8(s, b, j + 16), m2);
+                m3 = _mm256_max_ps(LOAD8(s, b, j + 24), m3);
+        }
+        size_t tail = j;
+        float cmax[CLASSES];
+        _mm256_storeu_ps(cmax, m0);
+        _mm256_storeu_ps(cmax + 8, m1);
+        _mm256_storeu_ps(cmax + 16, m2);
+        _mm256_storeu_ps(cmax + 24, m3);
+        for (size_t i = tail; i < n; i++) {
+                float v = b ? s[i] + b[i] : s[i];
+                if (v > cmax[i - tail])
+                        cmax[i - tail] = v;
+        }
+        m0 = _mm256_loadu_ps(cmax);
+        m1 = _mm256_loadu_ps(cmax + 8);
+        m2 = _mm256_loadu_ps(cmax + 16);
+        m3 = _mm256_loadu_ps(cmax + 24);
+        /* t: the largest class maximum that K' of them reach. */
+        float t = -INFINITY;
+        for (size_t i = 0; i < CLASSES; i++) {
+                __m256 v = _mm256_set1_ps(cmax[i]);
+                unsigned ge =
+                        (unsigned)_mm256_movemask_ps(
+                                _mm256_cmp_ps(m0, v, _CMP_GE_OQ)) |
+                        (unsigned)_mm256_movemask_ps(
+                                _mm256_cmp_ps(m1, v, _CMP_GE_OQ)) << 8 |
+                        (unsigned)_mm256_movemask_ps(
+                                _mm256_cmp_ps(m2, v, _CMP_GE_OQ)) << 16 |
+                        (unsigned)_mm256_movemask_ps(
+                                _mm256_cmp_ps(m3, v, _CMP_GE_OQ)) << 24;
+                if ((size_t)__builtin_popcount(ge) >= c->k + SLACK &&
+                    cmax[i] > t)
+                        t = cmax[i];
+        }
+        if (!(t > -INFINITY))
+                return 0;
+        uint32_t cand[MAX_CAND];
+        size_t nc = 0;
+        __m256 vt = _mm256_set1_ps(t);
+        for (j = 0; j + 8 <= n; j += 8) {
+                unsigned bits = (unsigned)_mm256_movemask_ps(
+                        _mm256_cmp_ps(LOAD8(s, b, j), vt, _CMP_GE_OQ));
+                if (!bits)
+                        continue;
+                if (nc + 8 > MAX_CAND)
+                        return 0;
+                while (bits) {
+                        cand[nc++] = (uint32_t)(j + (size_t)__builtin_ctz(bits));
+                        bits &= bits - 1;
+                }
+        }
+        for (; j < n; j++)
+                if ((b ? s[j] + b[j] : s[j]) >= t) {
+                        if (nc == MAX_CAND)
+                                return 0;
+                        cand[nc++] = (uint32_t)j;
+                }
+        return finish(c, cand, nc);
+}
+
+__attribute__((target("avx512f,popcnt"))) static size_t
+two_pass_avx512(const struct scan *c, size_t n) {
+        return c->b ? two_pass_avx512_body(c, n, c->b)
+                    : two_pass_avx512_body(c, n, NULL);
+}
+
+__attribute__((target("avx2,popcnt"))) static size_t
+two_pass_avx2(const struct scan *c, size_t n) {
+        return c->b ? two_pass_avx2_body(c, n, c->b)
+                    : two_pass_avx2_body(c, n, NULL);
+}
+
+static int forced = -1;
+
+static int cpu_level(void) {
+        static int level = -1;
+        if (level < 0)
+                level = __builtin_cpu_supports("avx512f")  ? 2
+                        : __builtin_cpu_supports("avx2") ? 1
+                                                          : 0;
+        return forced >= 0 && forced < level ? forced : level;
+}
+#endif
+
+void veil_topk_force_isa(int level) {
+#if TOPK_X86
+        forced = level;
+#else
+        (void)level;
+#endif
+}
+
 size_t veil_topk(const float *s, const float *b, size_t n,
                  const uint32_t *mark, uint32_t stamp, size_t k,
                  uint32_t *idx, float *val) {
         size_t m = 0, j = 0;
         if (!k)
                 return 0;
+#if TOPK_X86
+        struct scan c = {s, b, mark, stamp, k, idx, val, &m};
+        /* Two passes where the classes hold enough items for the bound to
+         * be tight (16 or more each) and k + SLACK of them exist. */
+        int level = cpu_level();
+        if (level && k + SLACK <= CLASSES && n >= 16 * CLASSES) {
+                size_t got = level == 2 ? two_pass_avx512(&c, n)
+                                        : two_pass_avx2(&c, n);
+                if (got)
+                        return got;
+                m = 0;
+        }
+#endif
         /* Fill the list with the first k eligible items. */
         for (; j < n && m < k; j++)
                 consider(s, b, mark, stamp, k, idx, val, &m, j);
@@ -127,9 +345,8 @@ size_t veil_topk(const float *s, const float *b, size_t n,
          * block in vector registers decides whether any of it is looked at
          * (a handful of blocks per row: the threshold rises fast). */
 #if TOPK_X86
-        struct scan c = {s, b, mark, stamp, k, idx, val, &m};
         if (m == k) {
-                if (__builtin_cpu_supports("avx2"))
+                if (level)
                         j = blocks_avx2(&c, j, n);
                 j = blocks_sse(&c, j, n);
         }

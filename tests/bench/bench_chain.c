@@ -5,13 +5,21 @@
  * scoring sgemm alone of the same shape (batch × items × d), in the same
  * run. Numbers, not a pass/fail test.
  *
- *   bench_chain [PASSES]   passes over config/demo/events.csv (default 3)
+ *   bench_chain [PASSES]          passes over config/demo/events.csv
+ *                                 (default 3)
+ *   bench_chain PASSES profile    the whole chain alone, once: for
+ *                                 `perf record` (its other threads: the
+ *                                 OpenBLAS worker, which spins in
+ *                                 sched_yield for its first ~0.1 s and
+ *                                 then sleeps, never given work)
  *
  * The chain is timed from the first event added to the last batch run:
  * the host copying typed events into the batch, the subject pseudonyms,
  * feature extraction and profiles, the batch sgemm, top-k, explanations,
  * the Avro recommendation records (encoded, then discarded by the sink)
  * and the learning step. The CSV is read into memory first, untimed.
+ * The chain's scoring sgemm is the ceiling's call: the same shape, beta
+ * 0, one OpenBLAS thread.
  * Three rounds of each are run interleaved; the best of each is compared
  * (the machine is shared, the best round is the least disturbed one).
  * Two more chains show where the time goes: without learning, and with
@@ -96,6 +104,18 @@ static struct veil_event *load_events(size_t *n) {
         }
         veil_csv_close(c);
         return ev;
+}
+
+static void free_events(struct veil_event *ev, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free((char *)ev[i].event_id);
+                free((char *)ev[i].user_id);
+                free((char *)ev[i].type);
+                free((char *)ev[i].item_id);
+                free((char *)ev[i].ctx.session_id);
+                free((char *)ev[i].ctx.country);
+        }
+        free(ev);
 }
 
 static size_t count_items(void) {
@@ -238,6 +258,12 @@ int main(int argc, char **argv) {
         size_t n;
         struct veil_event *ev = load_events(&n);
         size_t items = count_items();
+        if (argc > 2 && !strcmp(argv[2], "profile")) {
+                printf("bench_chain: whole chain %.0f events/s\n",
+                       run_chain(ev, n, passes, 1, 1));
+                free_events(ev, n);
+                return 0;
+        }
         printf("bench_chain: context → dp_model in-process, %zu bundled "
                "events × %d passes, batch %d, d %d, %zu catalog items\n",
                n, passes, BATCH, DIM, items);
@@ -282,14 +308,6 @@ int main(int argc, char **argv) {
                "of which the recommendation records %.2f us\n",
                1e6 / best_sgemm, 1e6 / best_chain - 1e6 / best_sgemm,
                1e6 / best_chain - 1e6 / best_norec);
-        for (size_t i = 0; i < n; i++) {
-                free((char *)ev[i].event_id);
-                free((char *)ev[i].user_id);
-                free((char *)ev[i].type);
-                free((char *)ev[i].item_id);
-                free((char *)ev[i].ctx.session_id);
-                free((char *)ev[i].ctx.country);
-        }
-        free(ev);
+        free_events(ev, n);
         return 0;
 }

@@ -46,9 +46,10 @@ static struct veil_model *new_model(size_t items, size_t extra, size_t d,
 
 /* ---- scoring ---------------------------------------------------------- */
 
-static void test_score_matches_naive(void **st) {
-        (void)st;
-        const size_t items = 37, d = 13, space = 29, n = 19, ld = 41;
+/* d of 13 takes the scalar query, 24 and 72 the vector one with a partial
+ * register set, 64 the vector one whole. */
+static void score_matches_naive(size_t d) {
+        const size_t items = 37, space = 29, n = 19, ld = 41;
         struct veil_model *m = new_model(items, 4, d, space, 7);
         float *Q = calloc(n * d, sizeof(float));
         float *S = calloc(n * ld, sizeof(float));
@@ -89,6 +90,13 @@ static void test_score_matches_naive(void **st) {
         veil_model_free(m);
 }
 
+static void test_score_matches_naive(void **st) {
+        (void)st;
+        const size_t dims[] = {13, 24, 64, 72};
+        for (size_t i = 0; i < 4; i++)
+                score_matches_naive(dims[i]);
+}
+
 /* ---- top-k ------------------------------------------------------------ */
 
 struct cand {
@@ -103,11 +111,24 @@ static int by_score(const void *a, const void *b) {
         return x->j < y->j ? -1 : 1;
 }
 
+static void topk_against_sort(void);
+
+/* Every vector level the CPU has: two passes with AVX-512 or AVX2, one
+ * pass with SSE; each against the same reference. */
 static void test_topk_against_sort(void **st) {
         (void)st;
+        for (int level = 2; level >= 0; level--) {
+                veil_topk_force_isa(level);
+                topk_against_sort();
+        }
+        veil_topk_force_isa(-1);
+}
+
+static void topk_against_sort(void) {
         const size_t sizes[] = {1, 5, 15, 16, 17, 31, 32, 33, 100, 1000, 3665};
         const size_t ks[] = {1, 3, 10, 100};
         float *s = malloc(4000 * sizeof(float)), *b = malloc(4000 * sizeof(float));
+        float *sb = malloc(4000 * sizeof(float));
         uint32_t *mark = calloc(4000, sizeof(uint32_t));
         struct cand *all = malloc(4000 * sizeof(*all));
         uint32_t idx[100], stamp = 0;
@@ -138,6 +159,40 @@ static void test_topk_against_sort(void **st) {
                         assert_true(val[i] == all[i].v);
                         assert_int_not_equal(mark[idx[i]], stamp);
                 }
+                /* The bias already in the scores (b NULL): the same. */
+                for (size_t j = 0; j < n; j++)
+                        sb[j] = s[j] + b[j];
+                assert_int_equal(veil_topk(sb, NULL, n, mark, stamp, k, idx,
+                                           val),
+                                 got);
+                for (size_t i = 0; i < got; i++) {
+                        assert_int_equal(idx[i], all[i].j);
+                        assert_true(val[i] == all[i].v);
+                }
+        }
+        /* The best items excluded (the two-pass threshold then counts
+         * them, finds too few and the row is scanned again): still the
+         * best of the rest. */
+        for (int trial = 0; trial < 20; trial++) {
+                size_t n = trial % 2 ? 3665 : 1000, k = 1 + (size_t)trial % 10;
+                stamp++;
+                for (size_t j = 0; j < n; j++) {
+                        s[j] = (float)urand();
+                        b[j] = 0.0f;
+                }
+                size_t ne = 0;
+                for (size_t j = 0; j < n; j++)
+                        all[ne++] = (struct cand){s[j], (uint32_t)j};
+                qsort(all, ne, sizeof(*all), by_score);
+                for (size_t i = 0; i < 2 * k + (size_t)trial; i++)
+                        mark[all[i].j] = stamp;
+                size_t first = 2 * k + (size_t)trial;
+                assert_int_equal(veil_topk(s, b, n, mark, stamp, k, idx, val),
+                                 k);
+                for (size_t i = 0; i < k; i++) {
+                        assert_int_equal(idx[i], all[first + i].j);
+                        assert_true(val[i] == all[first + i].v);
+                }
         }
         /* Everything excluded: nothing. */
         stamp++;
@@ -155,6 +210,7 @@ static void test_topk_against_sort(void **st) {
         assert_int_equal(idx[3], 1);
         free(s);
         free(b);
+        free(sb);
         free(mark);
         free(all);
 }
