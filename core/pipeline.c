@@ -72,6 +72,9 @@ struct veil_pipeline {
         struct veil_batch batch;
         struct veil_batch_impl impl;
         size_t cap; /**< events the batch arrays hold */
+        /* The last subject pseudonym of this batch and the raw id it was
+         * computed from (both in the batch arena; NULL after begin). */
+        const char *last_uid, *last_subject;
 
         /* Subjects (raw ids) to erase or export before the next batch. */
         char **erase_queue;
@@ -601,6 +604,7 @@ struct veil_batch *veil_pipeline_batch_begin(struct veil_pipeline *p) {
         apply_exports(p);
         apply_erasures(p);
         veil_arena_reset(&p->arena);
+        p->last_uid = p->last_subject = NULL;
         p->cap = (size_t)(p->cfg->max_events > 0 ? p->cfg->max_events : 256);
         p->batch.events = veil_arena_alloc(&p->arena,
                                            p->cap * sizeof(struct veil_event));
@@ -650,16 +654,38 @@ static int ensure_room(struct veil_pipeline *p) {
         return 0;
 }
 
+/* Whether pseudonym ps ("<keyid>.<b64>") was made under key id kid. */
+static int under_key(const char *ps, const char *kid) {
+        size_t n = strlen(kid);
+        return !strncmp(ps, kid, n) && ps[n] == '.';
+}
+
 /* The subject pseudonym is computed once, by the host, so erasure and
- * export find a user's state on either side of pseudonymization. */
+ * export find a user's state on either side of pseudonymization.
+ * A user's events come in runs (a visit, an order's lines, a partition
+ * keyed by user): an event of the same user as the one before, under the
+ * same active key, takes that event's pseudonym — the same keyed hash of
+ * the same bytes — instead of two SHA-256 compressions (0.4 us). Only the
+ * previous event's id is compared, already held in this batch. */
 static void set_subject(struct veil_pipeline *p, struct veil_event *ev) {
         if (!p->keyring || !ev->user_id)
                 return;
+        const char *kid;
+        if (p->last_uid && !strcmp(p->last_uid, ev->user_id) &&
+            (kid = veil_keyring_active_id(p->keyring)) &&
+            under_key(p->last_subject, kid)) {
+                ev->subject = p->last_subject;
+                return;
+        }
         char pseudo[VEIL_PSEUDONYM_MAX];
+        p->last_uid = p->last_subject = NULL;
         if (veil_keyring_pseudonym(p->keyring, "subject", ev->user_id,
                                    strlen(ev->user_id), pseudo,
-                                   sizeof(pseudo)) > 0)
-                ev->subject = veil_batch_strdup(&p->batch, pseudo);
+                                   sizeof(pseudo)) > 0 &&
+            (ev->subject = veil_batch_strdup(&p->batch, pseudo))) {
+                p->last_uid = ev->user_id;
+                p->last_subject = ev->subject;
+        }
 }
 
 int veil_pipeline_batch_add(struct veil_pipeline *p,

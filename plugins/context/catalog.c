@@ -12,10 +12,21 @@
 #define MAX_FIELDS 64
 #define MAX_CATEGORY 40
 
-static uint64_t fnv(const char *s) {
+#define KEY_BYTES sizeof(((struct veil_catalog_slot *)0)->key)
+
+/* FNV-1a of a string, its length, and its first KEY_BYTES bytes as a
+ * slot's key holds them (NUL-padded), as one word. */
+static uint64_t fnv(const char *s, size_t *len, uint64_t *key) {
         uint64_t h = 14695981039346656037ULL;
-        for (; *s; s++)
-                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        char k[KEY_BYTES] = {0};
+        const char *p = s;
+        for (; *p; p++) {
+                h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+                if ((size_t)(p - s) < KEY_BYTES)
+                        k[p - s] = *p;
+        }
+        *len = (size_t)(p - s);
+        memcpy(key, k, sizeof(*key));
         return h;
 }
 
@@ -30,7 +41,7 @@ static int alloc_arrays(struct veil_catalog *c, size_t cap) {
         c->tab_cap = 16;
         while (c->tab_cap < 2 * cap + 2)
                 c->tab_cap *= 2;
-        c->tab = calloc(c->tab_cap, sizeof(uint32_t));
+        c->tab = calloc(c->tab_cap, sizeof(*c->tab));
         return c->id && c->category && c->description && c->phrase &&
                                c->price && c->band && c->tab
                        ? 0
@@ -56,15 +67,58 @@ void veil_catalog_free(struct veil_catalog *c) {
         free(c);
 }
 
-int32_t veil_catalog_find(const struct veil_catalog *c, const char *id) {
-        size_t mask = c->tab_cap - 1, j = fnv(id) & mask;
-        while (c->tab[j]) {
-                uint32_t i = c->tab[j] - 1;
-                if (!strcmp(c->id[i], id))
+/* The lookup of an id of length n, hash h and key word w. A short id
+ * (no NUL in its key word: the words differ for ids of other lengths)
+ * is equal to the slot's key; a long one to its first bytes and then to
+ * the rest of the stored string. */
+static int32_t probe(const struct veil_catalog *c, const char *id, size_t n,
+                     uint64_t h, uint64_t w) {
+        size_t mask = c->tab_cap - 1, j = h & mask;
+        uint32_t tag = (uint32_t)(h >> 32);
+        for (; c->tab[j].idx1; j = (j + 1) & mask) {
+                const struct veil_catalog_slot *e = &c->tab[j];
+                uint64_t k;
+                memcpy(&k, e->key, sizeof(k));
+                if (e->tag != tag || k != w)
+                        continue;
+                uint32_t i = e->idx1 - 1;
+                if (n < KEY_BYTES ||
+                    !strcmp(c->id[i] + KEY_BYTES, id + KEY_BYTES))
                         return (int32_t)i;
-                j = (j + 1) & mask;
         }
         return -1;
+}
+
+int32_t veil_catalog_find(const struct veil_catalog *c, const char *id) {
+        size_t n;
+        uint64_t w, h = fnv(id, &n, &w);
+        return probe(c, id, n, h, w);
+}
+
+void veil_catalog_prefetch(const struct veil_catalog *c, const char *id) {
+        size_t n;
+        uint64_t w;
+        __builtin_prefetch(&c->tab[fnv(id, &n, &w) & (c->tab_cap - 1)]);
+}
+
+void veil_catalog_find_many(const struct veil_catalog *c,
+                            const char *const *ids, size_t n, int32_t *out) {
+        uint64_t h[16], w[16];
+        size_t len[16];
+        for (size_t k0 = 0; k0 < n; k0 += 16) {
+                size_t m = n - k0 < 16 ? n - k0 : 16;
+                for (size_t k = 0; k < m; k++) {
+                        if (!ids[k0 + k])
+                                continue;
+                        h[k] = fnv(ids[k0 + k], &len[k], &w[k]);
+                        __builtin_prefetch(&c->tab[h[k] & (c->tab_cap - 1)]);
+                }
+                for (size_t k = 0; k < m; k++)
+                        out[k0 + k] = ids[k0 + k]
+                                              ? probe(c, ids[k0 + k], len[k],
+                                                      h[k], w[k])
+                                              : -1;
+        }
 }
 
 static char *phrase_of(const char *category) {
@@ -95,10 +149,14 @@ static int32_t add(struct veil_catalog *c, const char *id, const char *category,
         }
         c->price[i] = (float)price;
         c->band[i] = -1;
-        size_t mask = c->tab_cap - 1, j = fnv(id) & mask;
-        while (c->tab[j])
+        size_t n;
+        uint64_t w, h = fnv(id, &n, &w);
+        size_t mask = c->tab_cap - 1, j = h & mask;
+        while (c->tab[j].idx1)
                 j = (j + 1) & mask;
-        c->tab[j] = (uint32_t)i + 1;
+        c->tab[j].idx1 = (uint32_t)i + 1;
+        c->tab[j].tag = (uint32_t)(h >> 32);
+        memcpy(c->tab[j].key, &w, KEY_BYTES);
         c->n++;
         return (int32_t)i;
 }

@@ -29,6 +29,19 @@ struct veil_catalog_columns {
         const char *id, *category, *price, *description;
 };
 
+/** A slot of the id table: the index, the high half of the id's hash
+ *  (compared first: a probe that meets another id rarely reads further)
+ *  and the id itself when it is short (≤ 7 bytes, NUL-padded), else its
+ *  first 8 bytes. A lookup of a short id is then one cache line of the
+ *  table, not the table, the id pointer array and the id's string — three
+ *  dependent misses, after the batch's score matrix has gone through the
+ *  cache. */
+struct veil_catalog_slot {
+        uint32_t idx1; /**< index + 1, 0 = empty */
+        uint32_t tag;  /**< the hash's upper 32 bits */
+        char key[8];
+};
+
 struct veil_catalog {
         size_t n;        /**< items, file items first */
         size_t n_file;   /**< items read from the CSV */
@@ -41,7 +54,7 @@ struct veil_catalog {
         char **phrase;      /**< "a lantern", for explanations */
         int n_bands;
         float band_edge[VEIL_CATALOG_MAX_BANDS]; /**< lower edges of bands 1.. */
-        uint32_t *tab;      /**< open addressing: index + 1, 0 = empty */
+        struct veil_catalog_slot *tab; /**< open addressing */
         size_t tab_cap;     /**< power of two, > 2·cap */
 };
 
@@ -57,6 +70,13 @@ void veil_catalog_free(struct veil_catalog *c);
 
 /** Index of an id, or -1. */
 int32_t veil_catalog_find(const struct veil_catalog *c, const char *id);
+/** veil_catalog_find of n ids (NULL ones give -1) into out: the table
+ *  lines of all of them are asked for before the first is compared, so
+ *  their misses overlap. */
+void veil_catalog_find_many(const struct veil_catalog *c,
+                            const char *const *ids, size_t n, int32_t *out);
+/** Asks for the table line of an id ahead of its lookup. */
+void veil_catalog_prefetch(const struct veil_catalog *c, const char *id);
 /** Index of an id, adding it (no category, price or description) when
  *  there is room; -1 when the catalog is full or out of memory. */
 int32_t veil_catalog_intern(struct veil_catalog *c, const char *id);

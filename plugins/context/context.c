@@ -140,17 +140,50 @@ static void session_of(const struct state *s, const struct veil_profile *p,
         }
 }
 
+static veil_tier_t tier_of(const struct state *s,
+                           const struct veil_event *ev) {
+        return ev->tier == VEIL_TIER_UNDECIDED ? s->default_tier : ev->tier;
+}
+
 static int process(void *state, struct veil_batch *b) {
         struct state *s = state;
         veil_profiles_expire(s->prof, b->now_ms);
+        /* The items first, in event order (the order they are interned
+         * in): an item's category, phrase and band are scattered over
+         * the heap, and the next event's are asked for while this one is
+         * featurized. */
+        int32_t *items = veil_batch_alloc(b, b->n * sizeof(int32_t) + 1);
+        if (!items)
+                return -VEIL_ENOMEM;
+        for (size_t i = 0; i < b->n; i++) {
+                const struct veil_event *ev = &b->events[i];
+                items[i] = -1;
+                if (ev->status != VEIL_PASS ||
+                    tier_of(s, ev) == VEIL_TIER_NONE || !ev->item_id)
+                        continue;
+                /* The next event's table line, asked for while this
+                 * event's is compared. */
+                if (i + 1 < b->n && b->events[i + 1].item_id)
+                        veil_catalog_prefetch(s->cat,
+                                              b->events[i + 1].item_id);
+                int32_t it = items[i] = veil_catalog_intern(s->cat,
+                                                            ev->item_id);
+                if (it >= 0) {
+                        __builtin_prefetch(&s->cat->category[it]);
+                        __builtin_prefetch(&s->cat->phrase[it]);
+                        __builtin_prefetch(&s->cat->band[it]);
+                }
+        }
+        const char *last_key = NULL;
+        struct veil_profile *last_p = NULL;
         for (size_t i = 0; i < b->n; i++) {
                 struct veil_event *ev = &b->events[i];
                 if (ev->status != VEIL_PASS)
                         continue;
                 s->events++;
-                veil_tier_t tier = ev->tier == VEIL_TIER_UNDECIDED
-                                           ? s->default_tier
-                                           : ev->tier;
+                veil_tier_t tier = tier_of(s, ev);
+                if (i + 1 < b->n && items[i + 1] >= 0)
+                        __builtin_prefetch(s->cat->category[items[i + 1]]);
                 ev->features = NULL;
                 ev->n_features = 0;
                 ev->recent_items = NULL;
@@ -167,9 +200,7 @@ static int process(void *state, struct veil_batch *b) {
                 if (tier == VEIL_TIER_NONE)
                         continue; /* no personal processing at all */
 
-                int32_t item = ev->item_id ? veil_catalog_intern(s->cat,
-                                                                 ev->item_id)
-                                           : -1;
+                int32_t item = items[i];
                 int32_t off = 0;
                 if (ev->ctx.timezone &&
                     veil_tz_offset(s->tz, ev->ctx.timezone, ev->ts_ms, &off))
@@ -183,9 +214,19 @@ static int process(void *state, struct veil_batch *b) {
                         const char *key = ev->subject ? ev->subject
                                                       : ev->user_id;
                         int created = 0;
-                        if (key)
+                        /* The same subject as the event before (a run of
+                         * one user's events): nothing touched the profiles
+                         * since its touch, which made this one the most
+                         * recent, used now — touching again would find and
+                         * return it unchanged. */
+                        if (key && last_key &&
+                            (key == last_key || !strcmp(key, last_key)))
+                                p = last_p;
+                        else if (key)
                                 p = veil_profiles_touch(s->prof, key,
                                                         b->now_ms, &created);
+                        last_key = p ? key : NULL;
+                        last_p = p;
                         if (p)
                                 session_of(s, p, created, ev, &si);
                 } else {

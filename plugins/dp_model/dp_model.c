@@ -260,21 +260,50 @@ static float vdot(const float *a, const float *b, size_t n) {
  * eight partial sums are the eight lanes; no FMA, so every product is
  * rounded before it is added), for d a multiple of 8: an explanation takes
  * two dozen of these, and one call each was most of its time. */
+__attribute__((target("avx2"))) static float
+lanes_sum(__m256 acc) {
+        float l[8], x = 0;
+        _mm256_storeu_ps(l, acc);
+        for (size_t j = 0; j < 8; j++)
+                x += l[j];
+        return x;
+}
+
+/* Four rows at a time: each row's sum is a chain of dependent adds, and
+ * four independent chains keep the adder busy (one chain waits on every
+ * add); every row's own sequence of operations is unchanged. */
 __attribute__((target("avx2"))) static void
 vdots_avx2(const float *const *rows, size_t n, const float *v, size_t d,
            float *out) {
-        for (size_t r = 0; r < n; r++) {
+        size_t r = 0;
+        for (; r + 4 <= n; r += 4) {
+                const float *a0 = rows[r], *a1 = rows[r + 1],
+                            *a2 = rows[r + 2], *a3 = rows[r + 3];
+                __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+                for (size_t i = 0; i < d; i += 8) {
+                        __m256 x = _mm256_loadu_ps(v + i);
+                        c0 = _mm256_add_ps(
+                                c0, _mm256_mul_ps(_mm256_loadu_ps(a0 + i), x));
+                        c1 = _mm256_add_ps(
+                                c1, _mm256_mul_ps(_mm256_loadu_ps(a1 + i), x));
+                        c2 = _mm256_add_ps(
+                                c2, _mm256_mul_ps(_mm256_loadu_ps(a2 + i), x));
+                        c3 = _mm256_add_ps(
+                                c3, _mm256_mul_ps(_mm256_loadu_ps(a3 + i), x));
+                }
+                out[r] = lanes_sum(c0);
+                out[r + 1] = lanes_sum(c1);
+                out[r + 2] = lanes_sum(c2);
+                out[r + 3] = lanes_sum(c3);
+        }
+        for (; r < n; r++) {
                 const float *a = rows[r];
                 __m256 acc = _mm256_setzero_ps();
                 for (size_t i = 0; i < d; i += 8)
                         acc = _mm256_add_ps(
                                 acc, _mm256_mul_ps(_mm256_loadu_ps(a + i),
                                                    _mm256_loadu_ps(v + i)));
-                float l[8], x = 0;
-                _mm256_storeu_ps(l, acc);
-                for (size_t j = 0; j < 8; j++)
-                        x += l[j];
-                out[r] = x;
+                out[r] = lanes_sum(acc);
         }
 }
 #endif
@@ -294,14 +323,14 @@ static void vdots(const float *const *rows, size_t n, const float *v, size_t d,
                 out[r] = vdot(rows[r], v, d);
 }
 
-/* Appends without the cost of a printf per word (this runs per event). */
+/* Appends without the cost of a printf per word (this runs per event),
+ * nor of a strlen and a memcpy call for a word of a dozen bytes: one
+ * pass, cut to the buffer. */
 static size_t append(char *out, size_t off, size_t size, const char *s) {
-        size_t n = strlen(s);
-        if (off + n >= size)
-                n = off + 1 < size ? size - off - 1 : 0;
-        memcpy(out + off, s, n);
-        out[off + n] = '\0';
-        return off + n;
+        while (*s && off + 1 < size)
+                out[off++] = *s++;
+        out[off] = '\0';
+        return off;
 }
 
 /* The three features that pushed the top item up the most, in words:
@@ -333,7 +362,7 @@ static void explain(const struct state *s, const struct veil_event *ev,
                 nf = VEIL_CTX_MAX_FEATURES;
         size_t n_rec = rw->n_recent < 64 ? rw->n_recent : 64;
         for (size_t i = 0; i < nf; i++)
-                rows[nr++] = m->E + (size_t)(ev->features[i] % m->space) * d;
+                rows[nr++] = m->E + veil_model_erow(m, ev->features[i]) * d;
         if (rw->cur >= 0)
                 rows[nr++] = m->U + (size_t)rw->cur * d;
         for (size_t j = 0; j < n_rec; j++)
@@ -343,8 +372,9 @@ static void explain(const struct state *s, const struct veil_event *ev,
                 int kind = info->kinds[i];
                 const char *w = info->words ? info->words[i] : NULL;
                 float c = i < nf ? dot[i]
-                                 : vdot(m->E + (size_t)(ev->features[i] %
-                                                        m->space) * d,
+                                 : vdot(m->E + veil_model_erow(
+                                                       m, ev->features[i]) *
+                                                       d,
                                         v, d);
                 if (kind == VEIL_CTX_TYPE) {
                         verb = w;
@@ -497,7 +527,8 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
         if (!ex || !tab)
                 return -VEIL_ENOMEM;
         size_t n = 0;
-        uint32_t n_users = 0;
+        uint32_t n_users = 0, last_user = 0;
+        const char *last_key = NULL;
         for (size_t r = 0; r < n_rows; r++) {
                 const struct row *rw = &s->rows[r];
                 const struct veil_event *ev = &b->events[rw->ev];
@@ -537,7 +568,15 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                         e->feat = f;
                         e->n_feat = nf;
                 }
-                e->user = user_id(tab, cap, key, &n_users);
+                /* A run of one user's events: the id of the one before
+                 * (the table would give it, after a hash of the key). */
+                if (last_key && (key == last_key || !strcmp(key, last_key))) {
+                        e->user = last_user;
+                } else {
+                        e->user = user_id(tab, cap, key, &n_users);
+                        last_key = key;
+                        last_user = e->user;
+                }
                 n++;
         }
         if (!n)
@@ -588,6 +627,42 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
         return 0;
 }
 
+/* The model rows of an event's recent items, -1 for unknown ones, into
+ * full (n long). A profile's list moves by one place per event, so most
+ * of an event's items are the very strings (pointers) the event before
+ * resolved one place earlier: those take that row without a lookup, when
+ * they had one (an item found stays where it is; one not found may have
+ * been added since). The others are looked up together, so that their
+ * misses overlap. */
+static void resolve_recent(const struct veil_model *m,
+                           const char *const *ids, size_t n,
+                           const char *const *pids, const int32_t *pres,
+                           size_t pn, int32_t *full) {
+        const char *miss[16];
+        size_t at[16], nm = 0;
+        int32_t got[16];
+        for (size_t j = 0; j < n; j++) {
+                if (j && j - 1 < pn && ids[j] && ids[j] == pids[j - 1] &&
+                    pres[j - 1] >= 0) {
+                        full[j] = pres[j - 1];
+                        continue;
+                }
+                miss[nm] = ids[j];
+                at[nm++] = j;
+                if (nm == 16 || j + 1 == n) {
+                        veil_catalog_find_many(m->cat, miss, nm, got);
+                        for (size_t k = 0; k < nm; k++)
+                                full[at[k]] = got[k];
+                        nm = 0;
+                }
+        }
+        if (nm) {
+                veil_catalog_find_many(m->cat, miss, nm, got);
+                for (size_t k = 0; k < nm; k++)
+                        full[at[k]] = got[k];
+        }
+}
+
 static int process(void *state, struct veil_batch *b) {
         struct state *s = state;
         struct veil_model *m = s->m;
@@ -606,7 +681,9 @@ static int process(void *state, struct veil_batch *b) {
         }
         s->batch_no++;
         /* 1. Queries. */
-        size_t n_rows = 0;
+        size_t n_rows = 0, pn = 0;
+        const char *const *pids = NULL; /* the last recent items resolved */
+        const int32_t *pres = NULL;
         for (size_t i = 0; i < b->n; i++) {
                 struct veil_event *ev = &b->events[i];
                 if (ev->status != VEIL_PASS)
@@ -631,30 +708,49 @@ static int process(void *state, struct veil_batch *b) {
                 rw->tier = tier;
                 rw->info = info;
                 rw->cur = -1;
-                float *q = s->Q + n_rows * d;
                 n_rows++;
-                if (tier == VEIL_TIER_NONE) {
+                if (tier == VEIL_TIER_NONE)
+                        continue;
+                /* The next event's table line, asked for while this
+                 * event's ids are looked up. */
+                if (i + 1 < b->n && b->events[i + 1].item_id)
+                        veil_catalog_prefetch(m->cat,
+                                              b->events[i + 1].item_id);
+                if (ev->item_id)
+                        rw->cur = veil_model_item(m, ev->item_id, 1);
+                if (tier == VEIL_TIER_PERSONALIZED && ev->n_recent) {
+                        int32_t *full = veil_batch_alloc(
+                                b, 2 * ev->n_recent * sizeof(int32_t));
+                        if (!full)
+                                return -VEIL_ENOMEM;
+                        resolve_recent(m, ev->recent_items, ev->n_recent,
+                                       pids, pres, pn, full);
+                        pids = ev->recent_items;
+                        pres = full;
+                        pn = ev->n_recent;
+                        rw->recent = full + ev->n_recent;
+                        for (size_t j = 0; j < ev->n_recent; j++)
+                                if (full[j] >= 0)
+                                        rw->recent[rw->n_recent++] = full[j];
+                }
+        }
+        /* The queries, once every row's items are known: the next
+         * query's parameter rows are asked for while this one sums. */
+        for (size_t r = 0; r < n_rows; r++) {
+                const struct row *rw = &s->rows[r];
+                const struct veil_event *ev = &b->events[rw->ev];
+                float *q = s->Q + r * d;
+                if (rw->tier == VEIL_TIER_NONE) {
                         /* A zero query: the scores are the biases. */
                         memset(q, 0, d * sizeof(float));
                         continue;
                 }
-                if (ev->item_id)
-                        rw->cur = veil_model_item(m, ev->item_id, 1);
-                if (tier == VEIL_TIER_PERSONALIZED && ev->n_recent) {
-                        rw->recent = veil_batch_alloc(
-                                b, ev->n_recent * sizeof(int32_t));
-                        if (!rw->recent)
-                                return -VEIL_ENOMEM;
-                        for (size_t j = 0; j < ev->n_recent; j++) {
-                                int32_t r = ev->recent_items[j]
-                                                    ? veil_model_item(
-                                                              m,
-                                                              ev->recent_items[j],
-                                                              0)
-                                                    : -1;
-                                if (r >= 0)
-                                        rw->recent[rw->n_recent++] = r;
-                        }
+                if (r + 1 < n_rows && s->rows[r + 1].tier != VEIL_TIER_NONE) {
+                        const struct row *nx = &s->rows[r + 1];
+                        const struct veil_event *ne = &b->events[nx->ev];
+                        veil_model_prefetch(m, ne->features, ne->n_features,
+                                            nx->cur, nx->recent,
+                                            nx->n_recent);
                 }
                 /* A contextual query never reads the profile, even when
                  * the context stage (or a mistaken one) supplied it. */

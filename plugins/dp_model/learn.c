@@ -38,7 +38,9 @@ struct veil_learner {
         size_t cap_gram;
         float *A;    /* a user's query weights, dense: m × (rows they use) */
         size_t cap_A;
-        uint32_t *col_mark, *col_of; /* row → column of A (E rows, then U) */
+        /* Row (E rows, then U) → column of A: the stamp of the user's
+         * turn (high half) and the column (low half), one word. */
+        uint64_t *col_of;
         uint32_t col_stamp;
 
         /* The support: sampled items, their rows of V and b. */
@@ -46,16 +48,23 @@ struct veil_learner {
         size_t n_perm;
         uint32_t *sup;
         size_t n_sup;
-        float *VS, *bS, *GS, *colsum;
+        float *VS, *bS;
         uint32_t *forced;
         size_t n_forced;
         uint32_t *colmark, *col;
         uint32_t stamp;
 
-        /* The summed gradient and the rows it touched. */
+        /* The summed gradient and the rows it touched. The sums are
+         * accumulated compactly: row i of cV (cb, cU, cE) is the sum for
+         * the i-th row listed (vrows…), and a mark holds the step's stamp
+         * (high half) and that position (low half). The dense
+         * accumulators of g are only filled for a noise hook. */
         struct veil_grad g;
-        uint32_t *vmark, *umark, *emark, *vrows, *urows, *erows;
+        uint64_t *vmark, *umark, *emark;
+        uint32_t *vrows, *urows, *erows;
         uint32_t gstamp;
+        float *cV, *cb, *cU, *cE;
+        size_t cap_cv, cap_cu, cap_ce; /* rows */
 
         struct veil_learn_stats last;
 };
@@ -92,14 +101,15 @@ void veil_learner_free(struct veil_learner *L) {
         free(L->scales);
         free(L->gram);
         free(L->A);
-        free(L->col_mark);
         free(L->col_of);
         free(L->perm);
         free(L->sup);
         free(L->VS);
         free(L->bS);
-        free(L->GS);
-        free(L->colsum);
+        free(L->cV);
+        free(L->cb);
+        free(L->cU);
+        free(L->cE);
         free(L->forced);
         free(L->colmark);
         free(L->col);
@@ -136,26 +146,23 @@ int veil_learner_new(struct veil_learner **out,
         L->sup = calloc(S, sizeof(uint32_t));
         L->VS = floats64(S * d);
         L->bS = floats64(S);
-        L->GS = floats64(S * d);
-        L->colsum = floats64(S);
         L->colmark = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
         L->col = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
         L->g.V = floats64(m->cap * d);
         L->g.U = floats64(m->cap * d);
         L->g.E = floats64(m->space * d);
         L->g.b = floats64(m->cap);
-        L->vmark = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
-        L->umark = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
-        L->emark = calloc(m->space, sizeof(uint32_t));
+        L->vmark = calloc(m->cap ? m->cap : 1, sizeof(uint64_t));
+        L->umark = calloc(m->cap ? m->cap : 1, sizeof(uint64_t));
+        L->emark = calloc(m->space, sizeof(uint64_t));
         L->vrows = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
         L->urows = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
         L->erows = calloc(m->space, sizeof(uint32_t));
-        L->col_mark = calloc(m->space + m->cap, sizeof(uint32_t));
-        L->col_of = calloc(m->space + m->cap, sizeof(uint32_t));
-        if (!L->perm || !L->sup || !L->VS || !L->bS || !L->GS || !L->colsum ||
+        L->col_of = calloc(m->space + m->cap, sizeof(uint64_t));
+        if (!L->perm || !L->sup || !L->VS || !L->bS ||
             !L->colmark || !L->col || !L->g.V || !L->g.U || !L->g.E ||
             !L->g.b || !L->vmark || !L->umark || !L->emark || !L->vrows ||
-            !L->urows || !L->erows || !L->col_mark || !L->col_of) {
+            !L->urows || !L->erows || !L->col_of) {
                 veil_learner_free(L);
                 return -VEIL_ENOMEM;
         }
@@ -237,6 +244,38 @@ static int reserve(struct veil_learner *L, size_t n_ex, size_t n_users,
                         return -VEIL_ENOMEM;
                 L->cap_coef = c;
         }
+        /* Compact sums: the support and every target outside it (V, b);
+         * at most one row per coefficient, or per table row (U, E). */
+        size_t nv = S + L->cap_ex;
+        size_t nu = L->cap_coef < L->cap_items ? L->cap_coef : L->cap_items;
+        size_t ne = L->cap_coef < L->space ? L->cap_coef : L->space;
+        if (nv > L->cap_cv) {
+                free(L->cV);
+                free(L->cb);
+                L->cV = floats64(nv * d);
+                L->cb = floats64(nv);
+                if (!L->cV || !L->cb) {
+                        L->cap_cv = 0;
+                        return -VEIL_ENOMEM;
+                }
+                L->cap_cv = nv;
+        }
+        if (nu > L->cap_cu) {
+                free(L->cU);
+                if (!(L->cU = floats64(nu * d))) {
+                        L->cap_cu = 0;
+                        return -VEIL_ENOMEM;
+                }
+                L->cap_cu = nu;
+        }
+        if (ne > L->cap_ce) {
+                free(L->cE);
+                if (!(L->cE = floats64(ne * d))) {
+                        L->cap_ce = 0;
+                        return -VEIL_ENOMEM;
+                }
+                L->cap_ce = ne;
+        }
         return 0;
 }
 
@@ -273,28 +312,41 @@ static int coef_cmp(const struct coef *a, const struct coef *b) {
         return a->row < b->row ? -1 : a->row > b->row;
 }
 
+static void sort_rows(struct coef *c, size_t n) {
+        for (size_t i = 1; i < n; i++) {
+                struct coef x = c[i];
+                size_t j = i;
+                while (j > 0 && c[j - 1].row > x.row) {
+                        c[j] = c[j - 1];
+                        j--;
+                }
+                c[j] = x;
+        }
+}
+
 /* The weights of the rows in example e's query, sorted, duplicates merged
  * (two features hashed to one row count once, with the summed weight). */
 static size_t build_coef(const struct veil_learner *L,
                          const struct veil_example *e, struct coef *c) {
         size_t n = 0;
         for (size_t i = 0; i < e->n_feat; i++)
-                c[n++] = (struct coef){0, (uint32_t)(e->feat[i] % L->space),
+                c[n++] = (struct coef){0,
+                                       (uint32_t)(e->feat[i] < L->space
+                                                          ? e->feat[i]
+                                                          : e->feat[i] %
+                                                                    L->space),
                                        1.0f};
         if (e->item >= 0)
                 c[n++] = (struct coef){1, (uint32_t)e->item, 1.0f};
         for (size_t i = 0; i < e->n_recent; i++)
                 c[n++] = (struct coef){1, (uint32_t)e->recent[i],
                                        L->cfg.alpha / (float)e->n_recent};
-        for (size_t i = 1; i < n; i++) { /* insertion sort: n is small */
-                struct coef x = c[i];
-                size_t j = i;
-                while (j > 0 && coef_cmp(&c[j - 1], &x) > 0) {
-                        c[j] = c[j - 1];
-                        j--;
-                }
-                c[j] = x;
-        }
+        /* Sorted by (table, row): the E rows come first, so the two
+         * tables are sorted apart, by row (insertion: n is small; stable,
+         * as one sort of the whole would be). */
+        size_t ne = e->n_feat;
+        sort_rows(c, ne);
+        sort_rows(c + ne, n - ne);
         size_t m = 0;
         for (size_t i = 0; i < n; i++) {
                 if (m && !coef_cmp(&c[m - 1], &c[i]))
@@ -305,16 +357,19 @@ static size_t build_coef(const struct veil_learner *L,
         return m;
 }
 
-/* Accumulator rows are zeroed the first time a step touches them. */
-static float *touch(float *acc, uint32_t *mark, uint32_t *rows, size_t *n,
-                    uint32_t stamp, uint32_t row, size_t width) {
-        float *r = acc + (size_t)row * width;
-        if (mark[row] != stamp) {
-                mark[row] = stamp;
-                rows[(*n)++] = row;
-                memset(r, 0, width * sizeof(float));
-        }
-        return r;
+/* The compact accumulator row of a table row: listed and zeroed the first
+ * time a step touches it. Returns its position in the list. */
+static inline size_t touch(float *acc, uint64_t *mark, uint32_t *rows,
+                           size_t *n, uint32_t stamp, uint32_t row,
+                           size_t width) {
+        uint64_t x = mark[row];
+        if ((uint32_t)(x >> 32) == stamp)
+                return (size_t)(uint32_t)x;
+        size_t i = (*n)++;
+        mark[row] = (uint64_t)stamp << 32 | i;
+        rows[i] = row;
+        memset(acc + i * width, 0, width * sizeof(float));
+        return i;
 }
 
 void veil_grad_densify(struct veil_grad *g) {
@@ -582,8 +637,8 @@ static double forward(struct veil_learner *L, const struct veil_model *m,
                 float lpos = in ? r[L->col[t]] + L->bS[L->col[t]]
                                 : L->rpos[i] + m->b[t];
                 float mx = bias_max(r, L->bS, S, lpos);
-                double sum = (in ? 0.0 : exp((double)(lpos - mx))) +
-                             exp_sum(r, S, mx);
+                double epos = in ? 0.0 : exp((double)(lpos - mx));
+                double sum = epos + exp_sum(r, S, mx);
                 float inv = (float)(1.0 / sum);
                 for (size_t j = 0; j < S; j++)
                         r[j] *= inv;
@@ -593,7 +648,7 @@ static double forward(struct veil_learner *L, const struct veil_model *m,
                         r[L->col[t]] -= 1.0f;
                         L->rpos[i] = 0.0f;
                 } else {
-                        double p = exp((double)(lpos - mx)) / sum;
+                        double p = epos / sum;
                         loss -= log(p + 1e-30);
                         L->rpos[i] = (float)(p - 1.0);
                 }
@@ -624,18 +679,24 @@ static void gram(const float *x, size_t m, size_t k, size_t ld, float *out) {
 static int dense_weights(struct veil_learner *L, size_t s, size_t m,
                          size_t *n_cols) {
         if (!++L->col_stamp) {
-                memset(L->col_mark, 0,
-                       (L->space + L->cap_items) * sizeof(uint32_t));
+                memset(L->col_of, 0,
+                       (L->space + L->cap_items) * sizeof(uint64_t));
                 L->col_stamp = 1;
         }
+        /* The rows' words are scattered over the tables: all asked for
+         * first, so that their misses overlap. */
+        for (size_t c = L->coef_off[s]; c < L->coef_off[s + m]; c++)
+                __builtin_prefetch(L->col_of + (L->coef[c].table
+                                                        ? L->space +
+                                                                  L->coef[c].row
+                                                        : L->coef[c].row),
+                                   1);
         size_t nc = 0;
         for (size_t c = L->coef_off[s]; c < L->coef_off[s + m]; c++) {
                 size_t key = L->coef[c].table ? L->space + L->coef[c].row
                                               : L->coef[c].row;
-                if (L->col_mark[key] != L->col_stamp) {
-                        L->col_mark[key] = L->col_stamp;
-                        L->col_of[key] = (uint32_t)nc++;
-                }
+                if ((uint32_t)(L->col_of[key] >> 32) != L->col_stamp)
+                        L->col_of[key] = (uint64_t)L->col_stamp << 32 | nc++;
         }
         if (m * nc > L->cap_A) {
                 free(L->A);
@@ -653,7 +714,8 @@ static int dense_weights(struct veil_learner *L, size_t s, size_t m,
                         size_t key = L->coef[c].table
                                              ? L->space + L->coef[c].row
                                              : L->coef[c].row;
-                        L->A[i * nc + L->col_of[key]] += L->coef[c].w;
+                        L->A[i * nc + (uint32_t)L->col_of[key]] +=
+                                L->coef[c].w;
                 }
         *n_cols = nc;
         return 0;
@@ -747,15 +809,19 @@ static inline void prefetch_row_read(const float *r, size_t d) {
 /* Rows of a list asked for this many rows before their turn. */
 #define AHEAD 4
 
-/* The accumulator rows of example i's coefficients. */
-static void prefetch_coef_rows(const struct veil_learner *L, size_t i) {
-        size_t d = L->d;
+/* The marks of example i's coefficients' rows: with compact sums, the
+ * one scattered read left per coefficient (the sums themselves are
+ * consecutive rows, written in the order rows are first met). */
+static void prefetch_coef_marks(const struct veil_learner *L, size_t i) {
         for (size_t c = L->coef_off[i]; c < L->coef_off[i + 1]; c++)
-                prefetch_row((L->coef[c].table ? L->g.U : L->g.E) +
-                                     (size_t)L->coef[c].row * d,
-                             d);
+                __builtin_prefetch((L->coef[c].table ? L->umark : L->emark) +
+                                           L->coef[c].row,
+                                   1);
 }
 
+/* The sums into the compact accumulators (the dense ones of g are left
+ * alone: scatter fills them for a hook). Each row's sum is the same
+ * sequence of operations from zero as it would be in place. */
 static void sum(struct veil_learner *L, const struct veil_example *ex,
                 size_t n_ex) {
         size_t d = L->d, S = L->n_sup, ldr = L->cfg.negatives;
@@ -764,56 +830,69 @@ static void sum(struct veil_learner *L, const struct veil_example *ex,
         g->dense = 0;
         L->gstamp++;
         if (!L->gstamp) { /* wrapped: old marks could collide */
-                memset(L->vmark, 0, L->cap_items * sizeof(uint32_t));
-                memset(L->umark, 0, L->cap_items * sizeof(uint32_t));
-                memset(L->emark, 0, L->space * sizeof(uint32_t));
+                memset(L->vmark, 0, L->cap_items * sizeof(uint64_t));
+                memset(L->umark, 0, L->cap_items * sizeof(uint64_t));
+                memset(L->emark, 0, L->space * sizeof(uint64_t));
                 L->gstamp = 1;
         }
-        /* V rows of the support: Rᵀ · Q, one sgemm. */
+        /* V rows of the support: Rᵀ · Q, one sgemm, into the first S
+         * compact rows; b: the column sums of R. */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)d,
                     (int)n_ex, 1.0f, L->R, (int)ldr, L->Q, (int)d, 0.0f,
-                    L->GS, (int)d);
-        memset(L->colsum, 0, S * sizeof(float));
+                    L->cV, (int)d);
+        memset(L->cb, 0, S * sizeof(float));
         for (size_t i = 0; i < n_ex; i++) {
                 const float *r = L->R + i * ldr;
                 for (size_t j = 0; j < S; j++)
-                        L->colsum[j] += r[j];
+                        L->cb[j] += r[j];
         }
+        /* List them. A support has distinct items; a forced one (tests)
+         * may repeat one, whose later column then replaces the earlier,
+         * and the rows after it move up to stay in list order. */
         for (size_t j = 0; j < S; j++) {
                 uint32_t row = L->sup[j];
-                if (j + AHEAD < S)
-                        prefetch_row(g->V + (size_t)L->sup[j + AHEAD] * d, d);
-                float *gv = touch(g->V, L->vmark, L->vrows, &g->n_v,
-                                  L->gstamp, row, d);
-                memcpy(gv, L->GS + j * d, d * sizeof(float));
-                g->b[row] = L->colsum[j];
+                uint64_t x = L->vmark[row];
+                size_t at = (uint32_t)(x >> 32) == L->gstamp
+                                    ? (size_t)(uint32_t)x
+                                    : g->n_v;
+                if (at == g->n_v) {
+                        L->vmark[row] = (uint64_t)L->gstamp << 32 | at;
+                        L->vrows[g->n_v++] = row;
+                }
+                if (at != j) {
+                        memcpy(L->cV + at * d, L->cV + j * d,
+                               d * sizeof(float));
+                        L->cb[at] = L->cb[j];
+                }
         }
         for (size_t i = 0; i < n_ex; i++) {
                 const struct veil_example *e = &ex[L->order[i]];
                 const float *q = L->Q + i * d, *gi = L->G + i * d;
                 if (i + 2 < n_ex)
-                        prefetch_coef_rows(L, i + 2);
+                        prefetch_coef_marks(L, i + 2);
                 if (L->pos_col[i] < 0) {
                         uint32_t row = (uint32_t)e->target;
-                        int fresh = L->vmark[row] != L->gstamp;
-                        float *gv = touch(g->V, L->vmark, L->vrows, &g->n_v,
+                        size_t before = g->n_v;
+                        size_t at = touch(L->cV, L->vmark, L->vrows, &g->n_v,
                                           L->gstamp, row, d);
-                        if (fresh)
-                                g->b[row] = 0;
-                        axpy(gv, L->rpos[i], q, d);
-                        g->b[row] += L->rpos[i];
+                        if (g->n_v != before)
+                                L->cb[at] = 0;
+                        axpy(L->cV + at * d, L->rpos[i], q, d);
+                        L->cb[at] += L->rpos[i];
                 }
                 float *ys[32], ws[32];
                 size_t ny = 0;
                 for (size_t c = L->coef_off[i]; c < L->coef_off[i + 1]; c++) {
                         const struct coef *cf = &L->coef[c];
                         ys[ny] = cf->table == 0
-                                         ? touch(g->E, L->emark, L->erows,
-                                                 &g->n_e, L->gstamp, cf->row,
-                                                 d)
-                                         : touch(g->U, L->umark, L->urows,
-                                                 &g->n_u, L->gstamp, cf->row,
-                                                 d);
+                                         ? L->cE + touch(L->cE, L->emark,
+                                                         L->erows, &g->n_e,
+                                                         L->gstamp, cf->row,
+                                                         d) * d
+                                         : L->cU + touch(L->cU, L->umark,
+                                                         L->urows, &g->n_u,
+                                                         L->gstamp, cf->row,
+                                                         d) * d;
                         ws[ny++] = cf->w;
                         if (ny == 32 || c + 1 == L->coef_off[i + 1]) {
                                 axpy_rows(ys, ws, ny, gi, d);
@@ -826,7 +905,43 @@ static void sum(struct veil_learner *L, const struct veil_example *ex,
         g->e_rows = L->erows;
 }
 
+/* The compact sums into the dense accumulators of g, for a noise hook
+ * (listed rows only: the others keep stale values, as g says). */
+static void scatter(struct veil_learner *L) {
+        struct veil_grad *g = &L->g;
+        size_t d = L->d;
+        for (size_t i = 0; i < g->n_v; i++) {
+                memcpy(g->V + (size_t)g->v_rows[i] * d, L->cV + i * d,
+                       d * sizeof(float));
+                g->b[g->v_rows[i]] = L->cb[i];
+        }
+        for (size_t i = 0; i < g->n_u; i++)
+                memcpy(g->U + (size_t)g->u_rows[i] * d, L->cU + i * d,
+                       d * sizeof(float));
+        for (size_t i = 0; i < g->n_e; i++)
+                memcpy(g->E + (size_t)g->e_rows[i] * d, L->cE + i * d,
+                       d * sizeof(float));
+}
+
 /* ---- 5. apply ------------------------------------------------------ */
+
+/* Adagrad on the listed rows of one table, the i-th from row i of the
+ * compact sums c (stride cs) or, when cs is 0, from its own row of the
+ * dense accumulator c. The parameter rows and their sums of squares are
+ * asked for a few rows ahead: scattered rows, a miss per line otherwise. */
+static void apply_rows(float *w, float *a, const float *c, size_t cs,
+                       const uint32_t *rows, size_t n, size_t d, float lr) {
+        for (size_t i = 0; i < n; i++) {
+                size_t r = rows[i];
+                if (i + AHEAD < n) {
+                        size_t x = rows[i + AHEAD];
+                        prefetch_row(w + x * d, d);
+                        prefetch_row(a + x * d, d);
+                }
+                adagrad(w + r * d, a + r * d, c + (cs ? i * cs : r * d), d,
+                        lr);
+        }
+}
 
 static void apply(struct veil_learner *L, struct veil_model *m,
                   const struct veil_grad *g, size_t items) {
@@ -839,8 +954,6 @@ static void apply(struct veil_learner *L, struct veil_model *m,
                 adagrad(m->E, m->aE, g->E, m->space * d, lr);
                 return;
         }
-        /* The parameter rows and their sums of squares a few rows ahead:
-         * scattered rows, a miss per line otherwise. */
         for (size_t i = 0; i < g->n_v; i++) {
                 size_t r = g->v_rows[i];
                 if (i + AHEAD < g->n_v) {
@@ -851,24 +964,27 @@ static void apply(struct veil_learner *L, struct veil_model *m,
                 adagrad(m->V + r * d, m->aV + r * d, g->V + r * d, d, lr);
                 adagrad(m->b + r, m->ab + r, g->b + r, 1, lr);
         }
-        for (size_t i = 0; i < g->n_u; i++) {
-                size_t r = g->u_rows[i];
-                if (i + AHEAD < g->n_u) {
-                        size_t a = g->u_rows[i + AHEAD];
-                        prefetch_row(m->U + a * d, d);
-                        prefetch_row(m->aU + a * d, d);
+        apply_rows(m->U, m->aU, g->U, 0, g->u_rows, g->n_u, d, lr);
+        apply_rows(m->E, m->aE, g->E, 0, g->e_rows, g->n_e, d, lr);
+}
+
+/* The same, from the compact sums (no hook: g's dense rows unused). */
+static void apply_compact(struct veil_learner *L, struct veil_model *m) {
+        const struct veil_grad *g = &L->g;
+        size_t d = L->d;
+        float lr = L->cfg.lr;
+        for (size_t i = 0; i < g->n_v; i++) {
+                size_t r = g->v_rows[i];
+                if (i + AHEAD < g->n_v) {
+                        size_t a = g->v_rows[i + AHEAD];
+                        prefetch_row(m->V + a * d, d);
+                        prefetch_row(m->aV + a * d, d);
                 }
-                adagrad(m->U + r * d, m->aU + r * d, g->U + r * d, d, lr);
+                adagrad(m->V + r * d, m->aV + r * d, L->cV + i * d, d, lr);
+                adagrad(m->b + r, m->ab + r, L->cb + i, 1, lr);
         }
-        for (size_t i = 0; i < g->n_e; i++) {
-                size_t r = g->e_rows[i];
-                if (i + AHEAD < g->n_e) {
-                        size_t a = g->e_rows[i + AHEAD];
-                        prefetch_row(m->E + a * d, d);
-                        prefetch_row(m->aE + a * d, d);
-                }
-                adagrad(m->E + r * d, m->aE + r * d, g->E + r * d, d, lr);
-        }
+        apply_rows(m->U, m->aU, L->cU, d, g->u_rows, g->n_u, d, lr);
+        apply_rows(m->E, m->aE, L->cE, d, g->e_rows, g->n_e, d, lr);
 }
 
 void veil_learn_apply(struct veil_learner *L, struct veil_model *m,
@@ -951,15 +1067,17 @@ int veil_learn_step(struct veil_learner *L, struct veil_model *m,
         L->g.n_users = 0;
         for (size_t u = 0; u < n_users; u++)
                 L->g.n_users += L->ustart[u + 1] > L->ustart[u];
-        int deferred = 0;
         if (L->hook) {                           /* 4 */
+                scatter(L);
                 int rc = L->hook(L->hook_ctx, &L->g, errstr, errstr_size);
                 if (rc < 0)
                         return rc;
-                deferred = rc > 0;
-        }
-        if (!deferred) {
-                apply(L, m, &L->g, items);       /* 5 */
+                if (!rc) {
+                        apply(L, m, &L->g, items); /* 5 */
+                        m->steps++;
+                }
+        } else {
+                apply_compact(L, m);             /* 5 */
                 m->steps++;
         }
 

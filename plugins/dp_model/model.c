@@ -114,7 +114,7 @@ void veil_model_prefetch(const struct veil_model *m, const uint32_t *feat,
                          size_t n_recent) {
         size_t d = m->d;
         for (size_t i = 0; i < n_feat; i++) {
-                const float *r = m->E + (size_t)(feat[i] % m->space) * d;
+                const float *r = m->E + veil_model_erow(m, feat[i]) * d;
                 for (size_t k = 0; k < d; k += 16)
                         __builtin_prefetch(r + k);
         }
@@ -132,7 +132,7 @@ static void query_scalar(const struct veil_model *m, const uint32_t *feat,
         size_t d = m->d;
         memset(q, 0, d * sizeof(float));
         for (size_t i = 0; i < n_feat; i++) {
-                const float *e = m->E + (size_t)(feat[i] % m->space) * d;
+                const float *e = m->E + veil_model_erow(m, feat[i]) * d;
                 for (size_t k = 0; k < d; k++)
                         q[k] += e[k];
         }
@@ -178,7 +178,7 @@ query_avx2(const struct veil_model *m, const uint32_t *feat, size_t n_feat,
                         a[c] = _mm256_setzero_ps();
                 for (size_t i = 0; i < n_feat; i++)
                         acc_row(a, nc,
-                                m->E + (size_t)(feat[i] % m->space) * d + k0,
+                                m->E + veil_model_erow(m, feat[i]) * d + k0,
                                 0, w);
                 if (item >= 0)
                         acc_row(a, nc, m->U + (size_t)item * d + k0, 0, w);

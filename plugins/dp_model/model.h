@@ -46,6 +46,14 @@ static inline size_t veil_model_items(const struct veil_model *m) {
         return m->cat->n;
 }
 
+/** The E row of feature id f (f mod space): no division when f is
+ *  already below space — always, when the context stage hashes into the
+ *  same space; a division is tens of cycles, and there is one per
+ *  feature of every query, explanation and training example. */
+static inline size_t veil_model_erow(const struct veil_model *m, uint32_t f) {
+        return f < m->space ? f : f % m->space;
+}
+
 /** Row of an item id; with add, a new item gets a fresh row while the
  *  catalog has room. -1 when absent (or full). */
 int32_t veil_model_item(struct veil_model *m, const char *id, int add);

@@ -146,6 +146,69 @@ static size_t finish(const struct scan *c, const uint32_t *cand,
 }
 
 #if TOPK_X86
+/* Candidates ranked by counting, up to this many (two vector registers):
+ * a row's scores are new data every time, and the insertion's branches
+ * (is it in, where does it stop) were a misprediction per candidate or
+ * two — half of a row's top-k, measured on fresh scores. */
+#define RANK_MAX 32
+
+/* finish, branch-free for a few candidates: the insertion keeps the first
+ * k in the order (score descending, index ascending) — a later equal
+ * score never passes an earlier one, nor enters a full list — so each
+ * eligible candidate's place is the number of eligible ones before it in
+ * that order (a permutation of 0..ne-1): the same list. */
+__attribute__((target("avx512f,popcnt"))) static size_t
+finish_avx512(const struct scan *c, const uint32_t *cand, size_t n_cand) {
+        if (n_cand > RANK_MAX)
+                return finish(c, cand, n_cand);
+        float v[RANK_MAX] = {0}, tv[RANK_MAX];
+        uint32_t id[RANK_MAX], ti[RANK_MAX];
+        size_t ne = 0;
+        for (size_t i = 0; i < n_cand; i++) {
+                uint32_t j = cand[i];
+                float x = c->b ? c->s[j] + c->b[j] : c->s[j];
+                /* Not NaN, not excluded: kept by advancing ne. */
+                int ok = (x == x) & !(c->mark && c->mark[j] == c->stamp);
+                v[ne] = x;
+                id[ne] = j;
+                ne += (size_t)ok;
+        }
+        if (ne < c->k)
+                return 0;
+        __mmask16 ok0 = (__mmask16)(ne >= 16 ? 0xffff : (1u << ne) - 1);
+        __mmask16 ok1 = (__mmask16)(ne <= 16   ? 0
+                                    : ne >= 32 ? 0xffff
+                                               : (1u << (ne - 16)) - 1);
+        __m512 v0 = _mm512_maskz_loadu_ps(ok0, v);
+        __m512 v1 = _mm512_maskz_loadu_ps(ok1, v + 16);
+        for (size_t i = 0; i < ne; i++) {
+                __m512 x = _mm512_set1_ps(v[i]);
+                /* Before i in index order: lanes 0..i-1. */
+                __mmask16 b0 = (__mmask16)(i >= 16 ? 0xffff
+                                                   : (1u << i) - 1);
+                __mmask16 b1 = (__mmask16)(i <= 16 ? 0
+                                                   : (1u << (i - 16)) - 1);
+                unsigned r0 = (unsigned)_mm512_mask_cmp_ps_mask(
+                                      ok0, v0, x, _CMP_GT_OQ) |
+                              (unsigned)_mm512_mask_cmp_ps_mask(
+                                      ok0 & b0, v0, x, _CMP_EQ_OQ);
+                unsigned r1 = (unsigned)_mm512_mask_cmp_ps_mask(
+                                      ok1, v1, x, _CMP_GT_OQ) |
+                              (unsigned)_mm512_mask_cmp_ps_mask(
+                                      ok1 & b1, v1, x, _CMP_EQ_OQ);
+                size_t r = (size_t)(__builtin_popcount(r0) +
+                                    __builtin_popcount(r1));
+                tv[r] = v[i];
+                ti[r] = id[i];
+        }
+        for (size_t r = 0; r < c->k; r++) {
+                c->idx[r] = ti[r];
+                c->val[r] = tv[r];
+        }
+        *c->m = c->k;
+        return c->k;
+}
+
 /* One body for rows with and without a separate bias (b NULL: the
  * scores already hold it), inlined into each with b known. */
 __attribute__((target("avx512f,popcnt"), always_inline)) static inline size_t
@@ -169,45 +232,64 @@ two_pass_avx512_body(const struct scan *c, size_t n, const float *b) {
         }
         m0 = _mm512_loadu_ps(cmax);
         m1 = _mm512_loadu_ps(cmax + 16);
-        /* t: the largest class maximum that K' of them reach. */
+        /* t: the largest class maximum that K' of them reach (selected
+         * without a branch: which ones qualify is new every row). */
         float t = -INFINITY;
         for (size_t i = 0; i < CLASSES; i++) {
                 __m512 v = _mm512_set1_ps(cmax[i]);
                 unsigned ge = (unsigned)_mm512_cmp_ps_mask(m0, v, _CMP_GE_OQ) |
                               (unsigned)_mm512_cmp_ps_mask(m1, v, _CMP_GE_OQ)
                                       << 16;
-                if ((size_t)__builtin_popcount(ge) >= c->k + SLACK &&
-                    cmax[i] > t)
-                        t = cmax[i];
+                float x = (size_t)__builtin_popcount(ge) >= c->k + SLACK
+                                  ? cmax[i]
+                                  : -INFINITY;
+                t = x > t ? x : t;
         }
         if (!(t > -INFINITY))
                 return 0;
-        uint32_t cand[MAX_CAND];
+        /* Room for a whole word of candidates past MAX_CAND: a word's
+         * are written before the count is checked. */
+        uint32_t cand[MAX_CAND + 64];
         size_t nc = 0;
         __m512 vt = _mm512_set1_ps(t);
+        const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+                                               10, 11, 12, 13, 14, 15);
+        const __m512i sixteen = _mm512_set1_epi32(16);
         /* Four blocks at a time: their masks make one word, and only the
          * few words with a bit set (a dozen of a row's items are at or
-         * above t) are looked into. */
+         * above t) are looked into — each block's items at or above t
+         * compressed into the list in index order, with no branch per
+         * item. */
         for (j = 0; j + 64 <= n; j += 64) {
-                uint64_t bits =
-                        (uint64_t)_mm512_cmp_ps_mask(LOAD16(s, b, j), vt,
-                                                     _CMP_GE_OQ) |
-                        (uint64_t)_mm512_cmp_ps_mask(LOAD16(s, b, j + 16), vt,
-                                                     _CMP_GE_OQ)
-                                << 16 |
-                        (uint64_t)_mm512_cmp_ps_mask(LOAD16(s, b, j + 32), vt,
-                                                     _CMP_GE_OQ)
-                                << 32 |
-                        (uint64_t)_mm512_cmp_ps_mask(LOAD16(s, b, j + 48), vt,
-                                                     _CMP_GE_OQ)
-                                << 48;
-                while (bits) {
-                        if (nc == MAX_CAND)
-                                return 0;
-                        cand[nc++] =
-                                (uint32_t)(j + (size_t)__builtin_ctzll(bits));
-                        bits &= bits - 1;
-                }
+                __mmask16 k0 = _mm512_cmp_ps_mask(LOAD16(s, b, j), vt,
+                                                  _CMP_GE_OQ);
+                __mmask16 k1 = _mm512_cmp_ps_mask(LOAD16(s, b, j + 16), vt,
+                                                  _CMP_GE_OQ);
+                __mmask16 k2 = _mm512_cmp_ps_mask(LOAD16(s, b, j + 32), vt,
+                                                  _CMP_GE_OQ);
+                __mmask16 k3 = _mm512_cmp_ps_mask(LOAD16(s, b, j + 48), vt,
+                                                  _CMP_GE_OQ);
+                if (!(k0 | k1 | k2 | k3))
+                        continue;
+                __m512i at = _mm512_add_epi32(iota,
+                                              _mm512_set1_epi32((int)j));
+                _mm512_storeu_si512(cand + nc,
+                                    _mm512_maskz_compress_epi32(k0, at));
+                nc += (size_t)__builtin_popcount(k0);
+                at = _mm512_add_epi32(at, sixteen);
+                _mm512_storeu_si512(cand + nc,
+                                    _mm512_maskz_compress_epi32(k1, at));
+                nc += (size_t)__builtin_popcount(k1);
+                at = _mm512_add_epi32(at, sixteen);
+                _mm512_storeu_si512(cand + nc,
+                                    _mm512_maskz_compress_epi32(k2, at));
+                nc += (size_t)__builtin_popcount(k2);
+                at = _mm512_add_epi32(at, sixteen);
+                _mm512_storeu_si512(cand + nc,
+                                    _mm512_maskz_compress_epi32(k3, at));
+                nc += (size_t)__builtin_popcount(k3);
+                if (nc > MAX_CAND)
+                        return 0;
         }
         for (; j < n; j++)
                 if ((b ? s[j] + b[j] : s[j]) >= t) {
@@ -215,7 +297,7 @@ two_pass_avx512_body(const struct scan *c, size_t n, const float *b) {
                                 return 0;
                         cand[nc++] = (uint32_t)j;
                 }
-        return finish(c, cand, nc);
+        return finish_avx512(c, cand, nc);
 }
 
 __attribute__((target("avx2,popcnt"), always_inline)) static inline size_t

@@ -245,6 +245,38 @@ static void test_catalog(void **st) {
         assert_int_equal(veil_catalog_intern(c, "z"), -1);
         assert_int_equal(veil_catalog_find(c, "12"), 2);
         veil_catalog_free(c);
+        /* Ids kept whole in the table's slot (up to 7 bytes) and longer
+         * ones (8 and more: their first 8 bytes, then the string), with
+         * common prefixes on both sides of the boundary. */
+        static const char *const ids[] = {
+                "", "A", "ABCDEF", "ABCDEFG", "ABCDEFGH", "ABCDEFGHI",
+                "ABCDEFGHIJ", "ABCDEFGX", "ABCDEFGHX", "a-much-longer-id-1",
+                "a-much-longer-id-2", "ABCDEFG\xc3\xa9"};
+        size_t nid = sizeof(ids) / sizeof(*ids);
+        assert_int_equal(veil_catalog_new(&c, nid, 3, err, sizeof(err)), 0);
+        for (size_t i = 0; i < nid; i++)
+                assert_int_equal(veil_catalog_intern(c, ids[i]), (int32_t)i);
+        for (size_t i = 0; i < nid; i++)
+                assert_int_equal(veil_catalog_find(c, ids[i]), (int32_t)i);
+        static const char *const absent[] = {
+                "AB", "ABCDE", "ABCDEFGHIJK", "ABCDEFGHIJX", "ABCDEFGY",
+                "a-much-longer-id-", "a-much-longer-id-3", "ABCDEFG\xc3"};
+        for (size_t i = 0; i < sizeof(absent) / sizeof(*absent); i++)
+                assert_int_equal(veil_catalog_find(c, absent[i]), -1);
+        /* Many at once: the same answers, NULL ids give -1 (more than one
+         * group of 16). */
+        const char *many[40];
+        int32_t got[40];
+        for (size_t i = 0; i < 40; i++)
+                many[i] = i % 7 == 3 ? NULL
+                          : i % 3 == 0 ? absent[i % 8]
+                                       : ids[i % nid];
+        veil_catalog_find_many(c, many, 40, got);
+        for (size_t i = 0; i < 40; i++)
+                assert_int_equal(got[i], many[i] ? veil_catalog_find(
+                                                           c, many[i])
+                                                 : -1);
+        veil_catalog_free(c);
         /* A named column that is absent: the message names it. */
         struct veil_catalog_columns cols = {0};
         cols.category = "kind";
@@ -628,6 +660,77 @@ static void test_sessions(void **st) {
         h_close(&h);
 }
 
+/* The host gives a run of one user's events the pseudonym of the first
+ * (no second HMAC): each must still be the keyed hash under the key
+ * active when the event was added, also across a rotation inside the
+ * batch. Runs interleaved with another user keep their own profiles. */
+static void test_subject_runs(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "default_tier: personalized");
+        char dir[] = "/tmp/veil-test-keys-XXXXXX", path[64], err[512];
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/k2", dir);
+        assert_int_equal(veil_keyring_keygen(path, err, sizeof(err)), 0);
+        assert_int_equal(veil_keyring_add_file(h.kr, "k2", path, err,
+                                               sizeof(err)),
+                         0);
+        const char *first = veil_keyring_active_id(h.kr);
+        assert_string_equal(first, "eph");
+        static const struct {
+                const char *user, *item;
+                int rotate; /* make k2 active before this event */
+        } ev_spec[] = {{"alice", "85123A", 0}, {"alice", "71053", 0},
+                       {"bob", "84406B", 0},   {"alice", "22752", 0},
+                       {"alice", "21730", 1},  {"alice", "85123A", 0},
+                       {"bob", "71053", 0}};
+        size_t n = sizeof(ev_spec) / sizeof(*ev_spec);
+        const char *key_of[16];
+        struct veil_batch *b = veil_pipeline_batch_begin(h.p);
+        for (size_t i = 0; i < n; i++) {
+                if (ev_spec[i].rotate)
+                        assert_int_equal(veil_keyring_set_active(
+                                                 h.kr, "k2", err, sizeof(err)),
+                                         0);
+                key_of[i] = veil_keyring_active_id(h.kr);
+                struct veil_event ev = {0};
+                char id[16];
+                snprintf(id, sizeof(id), "r%zu", i);
+                ev.event_id = id;
+                ev.user_id = ev_spec[i].user;
+                ev.item_id = ev_spec[i].item;
+                ev.type = "view";
+                ev.ts_ms = 1000000 + (int64_t)i;
+                ev.tier = P;
+                ev.gpc = -1;
+                assert_int_equal(veil_pipeline_batch_add_event(h.p, &ev), 1);
+        }
+        assert_int_equal(veil_pipeline_batch_run(h.p, err, sizeof(err)), 0);
+        for (size_t i = 0; i < n; i++) {
+                char want[VEIL_PSEUDONYM_MAX];
+                const char *u = ev_spec[i].user;
+                assert_true(veil_keyring_pseudonym_key(h.kr, key_of[i],
+                                                       "subject", u,
+                                                       strlen(u), want,
+                                                       sizeof(want)) > 0);
+                assert_string_equal(b->events[i].subject, want);
+        }
+        assert_string_not_equal(b->events[3].subject, b->events[4].subject);
+        /* Profiles follow the users through the interleaving (and the
+         * new pseudonym starts a new one). */
+        assert_int_equal(b->events[2].n_recent, 0);
+        assert_int_equal(b->events[3].n_recent, 2);
+        assert_string_equal(b->events[3].recent_items[0], "71053");
+        assert_string_equal(b->events[3].recent_items[1], "85123A");
+        assert_int_equal(b->events[4].n_recent, 0);
+        assert_int_equal(b->events[5].n_recent, 1);
+        assert_string_equal(b->events[5].recent_items[0], "21730");
+        assert_int_equal(b->events[6].n_recent, 0);
+        h_close(&h);
+        unlink(path);
+        rmdir(dir);
+}
+
 static void test_contextual_attrs(void **st) {
         (void)st;
         struct harness h;
@@ -702,6 +805,7 @@ int main(void) {
                 cmocka_unit_test(test_profile_stress),
                 cmocka_unit_test(test_profile_checkpoint),
                 cmocka_unit_test(test_sessions),
+                cmocka_unit_test(test_subject_runs),
                 cmocka_unit_test(test_contextual_attrs),
                 cmocka_unit_test(test_erase_export_cap),
         };

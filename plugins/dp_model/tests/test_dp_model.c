@@ -194,6 +194,42 @@ static void topk_against_sort(void) {
                         assert_true(val[i] == all[first + i].v);
                 }
         }
+        /* A dozen candidates above the threshold, several of them equal
+         * (the few ranked by counting, not by insertion), some excluded,
+         * with and without a separate bias. */
+        for (int trial = 0; trial < 40; trial++) {
+                size_t n = trial % 2 ? 3665 : 777, k = 1 + (size_t)trial % 10;
+                stamp++;
+                for (size_t j = 0; j < n; j++) {
+                        s[j] = (float)urand();
+                        b[j] = trial % 4 < 2 ? 0.0f : (float)urand() * 0.01f;
+                }
+                /* Ties among the best: copies of a few top scores. */
+                for (int t = 0; t < 6; t++) {
+                        size_t best = 0;
+                        for (size_t j = 1; j < n; j++)
+                                if (s[j] + b[j] > s[best] + b[best] &&
+                                    irand(4))
+                                        best = j;
+                        size_t to = irand(n);
+                        s[to] = s[best];
+                        b[to] = b[best];
+                        if (t == 5 && trial % 3 == 0)
+                                mark[best] = stamp;
+                }
+                size_t ne = 0;
+                for (size_t j = 0; j < n; j++)
+                        if (mark[j] != stamp)
+                                all[ne++] = (struct cand){s[j] + b[j],
+                                                          (uint32_t)j};
+                qsort(all, ne, sizeof(*all), by_score);
+                assert_int_equal(veil_topk(s, b, n, mark, stamp, k, idx, val),
+                                 k);
+                for (size_t i = 0; i < k; i++) {
+                        assert_int_equal(idx[i], all[i].j);
+                        assert_true(val[i] == all[i].v);
+                }
+        }
         /* Everything excluded: nothing. */
         stamp++;
         for (size_t j = 0; j < 40; j++)
@@ -331,6 +367,95 @@ static void test_learning_beats_popular(void **st) {
         assert_true(m->steps == EVENTS / BATCH);
         veil_learner_free(L);
         veil_model_free(m);
+}
+
+/* ---- the three ways a step's sum reaches the model ------------------- */
+
+/* Without a noise hook the sums are applied from the learner's compact
+ * rows; with one they are scattered into the dense accumulators first,
+ * and applied from those (hook returns 0) or by the hook's owner through
+ * veil_learn_apply (returns 1). All three must leave the same model, bit
+ * for bit — also when a forced support repeats an item (its later column
+ * wins) and feature ids beyond the space fold onto a row. */
+static int take_hook(void *ctx, struct veil_grad *g, char *errstr,
+                     size_t errstr_size) {
+        (void)errstr, (void)errstr_size;
+        *(struct veil_grad **)ctx = g;
+        return 1;
+}
+
+static int pass_hook(void *ctx, struct veil_grad *g, char *errstr,
+                     size_t errstr_size) {
+        (void)ctx, (void)g, (void)errstr, (void)errstr_size;
+        return 0;
+}
+
+static void test_apply_paths_agree(void **st) {
+        (void)st;
+        enum { ITEMS = 60, D = 16, SPACE = 23, STEPS = 25, N = 40 };
+        struct veil_model *m[3];
+        struct veil_learner *L[3];
+        struct veil_grad *taken = NULL;
+        struct veil_learn_cfg lc = {0.2f, 0.7f, 1.0f, 12, 4};
+        for (int v = 0; v < 3; v++) {
+                uint64_t keep = rng_state;
+                m[v] = new_model(ITEMS, 0, D, SPACE, 5);
+                rng_state = keep; /* the same biases for all three */
+                assert_int_equal(veil_learner_new(&L[v], &lc, m[v], 9), 0);
+        }
+        veil_learner_set_noise(L[1], pass_hook, NULL);
+        veil_learner_set_noise(L[2], take_hook, &taken);
+        uint32_t feat[N][5];
+        int32_t recent[N][3];
+        struct veil_example ex[N];
+        char err[128];
+        for (int step = 0; step < STEPS; step++) {
+                size_t n = 5 + irand(N - 5);
+                for (size_t i = 0; i < n; i++) {
+                        for (int f = 0; f < 5; f++)
+                                feat[i][f] = (uint32_t)irand(3 * SPACE);
+                        for (int r = 0; r < 3; r++)
+                                recent[i][r] = (int32_t)irand(ITEMS);
+                        ex[i] = (struct veil_example){
+                                feat[i], 1 + irand(5),
+                                irand(3) ? (int32_t)irand(ITEMS) : -1,
+                                recent[i], irand(4), (int32_t)irand(ITEMS),
+                                (uint32_t)irand(6)};
+                }
+                if (step % 4 == 1) {
+                        uint32_t sup[6] = {3, 17, 3, 40, 17, 59};
+                        for (int v = 0; v < 3; v++)
+                                veil_learn_force_support(L[v], sup, 6);
+                } else if (step % 4 == 2) {
+                        for (int v = 0; v < 3; v++)
+                                veil_learn_force_support(L[v], NULL, 0);
+                }
+                for (int v = 0; v < 3; v++)
+                        assert_int_equal(veil_learn_step(L[v], m[v], ex, n, 6,
+                                                         err, sizeof(err)),
+                                         0);
+                assert_non_null(taken);
+                veil_learn_apply(L[2], m[2], taken);
+                taken = NULL;
+        }
+        for (int v = 1; v < 3; v++) {
+                assert_int_equal(m[v]->steps, m[0]->steps);
+                assert_memory_equal(m[v]->V, m[0]->V,
+                                    ITEMS * D * sizeof(float));
+                assert_memory_equal(m[v]->U, m[0]->U,
+                                    ITEMS * D * sizeof(float));
+                assert_memory_equal(m[v]->E, m[0]->E,
+                                    SPACE * D * sizeof(float));
+                assert_memory_equal(m[v]->b, m[0]->b, ITEMS * sizeof(float));
+        }
+        /* And the model did move. */
+        struct veil_model *fresh = new_model(ITEMS, 0, D, SPACE, 5);
+        assert_memory_not_equal(fresh->V, m[0]->V, ITEMS * D * sizeof(float));
+        veil_model_free(fresh);
+        for (int v = 0; v < 3; v++) {
+                veil_learner_free(L[v]);
+                veil_model_free(m[v]);
+        }
 }
 
 /* ---- clipping against materialized per-example gradients --------------- */
@@ -601,6 +726,7 @@ int main(void) {
                 cmocka_unit_test(test_topk_against_sort),
                 cmocka_unit_test(test_learning_beats_popular),
                 cmocka_unit_test(test_clipping_matches_materialized),
+                cmocka_unit_test(test_apply_paths_agree),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
