@@ -654,28 +654,47 @@ static int fsync_dir_of(const char *path) {
         return close(fd);
 }
 
-int veil_accountant_save(const struct veil_accountant *acc, const char *path,
-                         char *errstr, size_t errstr_size) {
-        unsigned char buf[VEIL_ACCOUNTANT_RECORD_SIZE];
+/* The state file: two slots, each a record at the start of its own 4 KiB
+ * block (so that writing one never rewrites the sector of the other), the
+ * rest zero. A save overwrites the slot with the older record and syncs
+ * it: one fdatasync, and the newest durable record is never the one being
+ * written. The file is created (or a one-record file of an older veil
+ * replaced) by the atomic path: a temporary file, fsync, rename, fsync of
+ * the directory. */
+#define SLOT 4096
+#define FILE_SIZE (2 * SLOT)
+
+static int all_zero(const unsigned char *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (p[i])
+                        return 0;
+        return 1;
+}
+
+/* Writes the whole two-slot file anew, rec in slot 0. */
+static int create_file(const unsigned char *rec, const char *path,
+                       char *errstr, size_t errstr_size) {
         size_t plen = strlen(path);
         char *tmp = malloc(plen + sizeof(".XXXXXX"));
+        unsigned char *file = calloc(1, FILE_SIZE);
         const char *step = "create a temporary file beside";
-        int fd;
+        int fd = -1;
 
-        if (!tmp) {
+        if (!tmp || !file) {
+                free(tmp);
+                free(file);
                 errf(errstr, errstr_size,
                      "dp_model accountant: out of memory saving %s", path);
                 return -VEIL_ENOMEM;
         }
         memcpy(tmp, path, plen);
         memcpy(tmp + plen, ".XXXXXX", sizeof(".XXXXXX"));
-        veil_accountant_encode(acc, buf);
-
+        memcpy(file, rec, VEIL_ACCOUNTANT_RECORD_SIZE);
         fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 goto fail;
         step = "write";
-        if (write_all(fd, buf, sizeof(buf)) < 0)
+        if (write_all(fd, file, FILE_SIZE) < 0)
                 goto fail_fd;
         step = "fsync";
         if (fsync(fd) < 0)
@@ -689,6 +708,7 @@ int veil_accountant_save(const struct veil_accountant *acc, const char *path,
         if (rename(tmp, path) < 0)
                 goto fail_tmp;
         free(tmp);
+        free(file);
         /* Without this the rename may not survive a power cut, and the
          * release that follows would outlive the record of its cost. */
         if (fsync_dir_of(path) < 0) {
@@ -718,32 +738,89 @@ fail:
              "save succeeds",
              step, path, strerror(errno));
         free(tmp);
+        free(file);
         return -VEIL_EIO;
+}
+
+/* The version in a slot's record, 0 when the slot is empty or not a
+ * record (the one to overwrite). */
+static uint64_t slot_version(const unsigned char *p) {
+        struct record r;
+        if (all_zero(p, VEIL_ACCOUNTANT_RECORD_SIZE) ||
+            decode(p, VEIL_ACCOUNTANT_RECORD_SIZE, &r, "", NULL, 0))
+                return 0;
+        return r.version + 1;
+}
+
+int veil_accountant_save(const struct veil_accountant *acc, const char *path,
+                         char *errstr, size_t errstr_size) {
+        unsigned char rec[VEIL_ACCOUNTANT_RECORD_SIZE];
+        unsigned char s0[VEIL_ACCOUNTANT_RECORD_SIZE],
+                s1[VEIL_ACCOUNTANT_RECORD_SIZE];
+        struct stat st;
+
+        veil_accountant_encode(acc, rec);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0 || st.st_size != FILE_SIZE ||
+            pread(fd, s0, sizeof(s0), 0) != (ssize_t)sizeof(s0) ||
+            pread(fd, s1, sizeof(s1), SLOT) != (ssize_t)sizeof(s1)) {
+                if (fd >= 0)
+                        close(fd);
+                return create_file(rec, path, errstr, errstr_size);
+        }
+        off_t at = slot_version(s0) <= slot_version(s1) ? 0 : SLOT;
+        ssize_t w;
+        do
+                w = pwrite(fd, rec, sizeof(rec), at);
+        while (w < 0 && errno == EINTR);
+        if (w != (ssize_t)sizeof(rec) || fdatasync(fd) < 0) {
+                int e = w < 0 || w == (ssize_t)sizeof(rec) ? errno : EIO;
+                close(fd);
+                errf(errstr, errstr_size,
+                     "dp_model accountant: cannot write and sync %s: %s; do "
+                     "not release until a save succeeds",
+                     path, strerror(e));
+                return -VEIL_EIO;
+        }
+        if (close(fd) < 0) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: cannot close %s: %s; do not "
+                     "release until a save succeeds",
+                     path, strerror(errno));
+                return -VEIL_EIO;
+        }
+        return 0;
 }
 
 int veil_accountant_load(struct veil_accountant *acc, const char *path,
                          char *errstr, size_t errstr_size) {
-        unsigned char buf[VEIL_ACCOUNTANT_RECORD_SIZE + 1];
+        unsigned char *buf = malloc(FILE_SIZE + 1);
         size_t got = 0;
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         struct record r;
-        int rc;
+        int rc = 0;
 
         if (fd < 0) {
                 int e = errno;
+                free(buf);
                 errf(errstr, errstr_size,
                      "dp_model accountant: cannot open %s: %s", path,
                      strerror(e));
                 return e == ENOENT ? -VEIL_ENOENT : -VEIL_EIO;
         }
-        /* Read one byte more than a record so a longer file is caught. */
-        while (got < sizeof(buf)) {
-                ssize_t n = read(fd, buf + got, sizeof(buf) - got);
+        if (!buf) {
+                close(fd);
+                return -VEIL_ENOMEM;
+        }
+        /* Read one byte more than a file so a longer one is caught. */
+        while (got < FILE_SIZE + 1) {
+                ssize_t n = read(fd, buf + got, FILE_SIZE + 1 - got);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0) {
                         int e = errno;
                         close(fd);
+                        free(buf);
                         errf(errstr, errstr_size,
                              "dp_model accountant: cannot read %s: %s", path,
                              strerror(e));
@@ -754,8 +831,50 @@ int veil_accountant_load(struct veil_accountant *acc, const char *path,
                 got += (size_t)n;
         }
         close(fd);
-        rc = decode(buf, got, &r, path, errstr, errstr_size);
-        if (rc)
+        if (got != FILE_SIZE) {
+                /* A one-record file (an older veil's), or not a state. */
+                rc = decode(buf, got, &r, path, errstr, errstr_size);
+                if (!rc)
+                        rc = veil_accountant_restore(acc, buf, got, errstr,
+                                                     errstr_size);
+                free(buf);
                 return rc;
-        return veil_accountant_restore(acc, buf, got, errstr, errstr_size);
+        }
+        /* Both slots are checked before either is used: a damaged one is
+         * refused, not skipped, since it may hold the newest spend (a
+         * 128-byte write within one sector does not tear). */
+        int n_rec = 0;
+        for (int i = 0; i < 2 && !rc; i++) {
+                const unsigned char *p = buf + (size_t)i * SLOT;
+                if (!all_zero(p + VEIL_ACCOUNTANT_RECORD_SIZE,
+                              SLOT - VEIL_ACCOUNTANT_RECORD_SIZE)) {
+                        errf(errstr, errstr_size,
+                             "dp_model accountant state %s: slot %d has bytes "
+                             "past its record; refusing it (not an "
+                             "accountant state file)",
+                             path, i);
+                        rc = -VEIL_EDECODE;
+                } else if (!all_zero(p, VEIL_ACCOUNTANT_RECORD_SIZE)) {
+                        rc = decode(p, VEIL_ACCOUNTANT_RECORD_SIZE, &r, path,
+                                    errstr, errstr_size);
+                        n_rec++;
+                }
+        }
+        if (!rc && !n_rec) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant state %s: both slots are empty; "
+                     "refusing it (not an accountant state file)",
+                     path);
+                rc = -VEIL_EDECODE;
+        }
+        /* Restoring both keeps the larger spend (restore never lowers). */
+        for (int i = 0; i < 2 && !rc; i++) {
+                const unsigned char *p = buf + (size_t)i * SLOT;
+                if (!all_zero(p, VEIL_ACCOUNTANT_RECORD_SIZE))
+                        rc = veil_accountant_restore(
+                                acc, p, VEIL_ACCOUNTANT_RECORD_SIZE, errstr,
+                                errstr_size);
+        }
+        free(buf);
+        return rc;
 }

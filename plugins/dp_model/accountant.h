@@ -135,13 +135,20 @@ void veil_accountant_encode(const struct veil_accountant *acc,
  *  nothing then. */
 int veil_accountant_restore(struct veil_accountant *acc, const void *data,
                             size_t len, char *errstr, size_t errstr_size);
-/** Writes the record to path atomically and durably: a temporary file in
- *  the same directory, fsync, rename over path, fsync of the directory.
- *  Call it, and check it returned 0, before a noisy release leaves. */
+/** Writes the record to path durably: the file has two slots (a record at
+ *  the start of each 4 KiB block); the one with the older record is
+ *  overwritten and synced (fdatasync), so the newest durable record is
+ *  never the one being written. A missing file, or an older veil's
+ *  one-record file, is created anew atomically (a temporary file, fsync,
+ *  rename, fsync of the directory). Call it, and check it returned 0,
+ *  before a noisy release leaves. */
 int veil_accountant_save(const struct veil_accountant *acc, const char *path,
                          char *errstr, size_t errstr_size);
-/** Reads path and restores it into acc. -VEIL_ENOENT when path does not
- *  exist (a first start), -VEIL_EDECODE when it is corrupt, -VEIL_EIO. */
+/** Reads path (two slots, or one record) and restores every record in it
+ *  into acc (the larger spend wins). -VEIL_ENOENT when path does not exist
+ *  (a first start), -VEIL_EDECODE when any record in it is corrupt (a
+ *  damaged slot may hold the newest spend: it is refused, not skipped),
+ *  -VEIL_EIO. */
 int veil_accountant_load(struct veil_accountant *acc, const char *path,
                          char *errstr, size_t errstr_size);
 

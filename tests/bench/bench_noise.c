@@ -271,7 +271,7 @@ static void bench_accountant(const char *dir) {
                t_inv * 1e3, sigma);
         printf("  charge_step               %8.3f us per call\n",
                t_step * 1e6);
-        printf("  durable save (fsync x2)   %8.1f us per call in %s%s\n",
+        printf("  durable save (fdatasync)  %8.1f us per call in %s%s\n",
                t_save * 1e6, dir, save_rc ? " (FAILED)" : "");
         veil_accountant_free(acc);
 }

@@ -695,12 +695,14 @@ static void test_save_load_roundtrip(void **state) {
                          0);
         assert_ok(veil_accountant_save(a, path, err, sizeof(err)), err);
         assert_int_equal(stat(path, &st), 0);
-        assert_int_equal(st.st_size, VEIL_ACCOUNTANT_RECORD_SIZE);
+        assert_int_equal(st.st_size, 8192); /* two 4 KiB slots */
         /* Nothing left behind by the atomic write. */
         assert_int_equal(count_entries(tmpdir), 1);
-        /* Saving again replaces the file in place. */
+        /* Saving again writes the file in place. */
         assert_ok(veil_accountant_save(a, path, err, sizeof(err)), err);
         assert_int_equal(count_entries(tmpdir), 1);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_size, 8192);
 
         assert_int_equal(veil_accountant_new(&b, &m, err, sizeof(err)), 0);
         assert_ok(veil_accountant_load(b, path, err, sizeof(err)), err);
@@ -778,6 +780,98 @@ static void test_corrupt_refused(void **state) {
         assert_non_null(strstr(err, path));
         veil_accountant_free(a);
         veil_accountant_free(b);
+}
+
+static void read_file(const char *path, unsigned char *p, size_t n) {
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        assert_int_equal(fread(p, 1, n, f), n);
+        fclose(f);
+}
+
+/* The two slots: saves alternate between them, so the newest record is
+ * never the one overwritten; a damaged slot is refused, not skipped (it
+ * may hold the newest spend); an older veil's one-record file loads and
+ * the next save turns it into two slots. */
+static void test_two_slots(void **state) {
+        struct veil_dp_mech m = gauss(1.5, 2, 4);
+        struct veil_accountant *a, *b;
+        static unsigned char f[8192], g[8192];
+        unsigned char rec[VEIL_ACCOUNTANT_RECORD_SIZE];
+        char err[768], path[600];
+        (void)state;
+        snprintf(path, sizeof(path), "%s/slots.bin", tmpdir);
+        unlink(path);
+        assert_int_equal(veil_accountant_new(&a, &m, err, sizeof(err)), 0);
+        double rho[4];
+        for (int i = 0; i < 4; i++) {
+                assert_int_equal(veil_accountant_charge(a, 0.25, 1, err,
+                                                        sizeof(err)),
+                                 0);
+                rho[i] = veil_accountant_rho(a);
+                assert_ok(veil_accountant_save(a, path, err, sizeof(err)),
+                          err);
+                read_file(path, f, sizeof(f));
+                /* Save i went to slot i % 2; the other keeps save i-1. */
+                unsigned char *mine = f + (size_t)(i % 2) * 4096,
+                              *other = f + (size_t)((i + 1) % 2) * 4096;
+                veil_accountant_encode(a, rec);
+                assert_memory_equal(mine, rec, sizeof(rec));
+                if (i)
+                        assert_memory_not_equal(other, rec, sizeof(rec));
+        }
+        /* Loads take the larger of the two. */
+        assert_int_equal(veil_accountant_new(&b, &m, err, sizeof(err)), 0);
+        assert_ok(veil_accountant_load(b, path, err, sizeof(err)), err);
+        assert_true(veil_accountant_rho(b) == rho[3]);
+        veil_accountant_free(b);
+        /* A flipped bit in either slot: refused, naming the file. */
+        for (int slot = 0; slot < 2; slot++) {
+                memcpy(g, f, sizeof(g));
+                g[(size_t)slot * 4096 + 40] ^= 4;
+                write_file(path, g, sizeof(g));
+                assert_int_equal(veil_accountant_new(&b, &m, err, sizeof(err)),
+                                 0);
+                err[0] = 0;
+                assert_int_equal(veil_accountant_load(b, path, err,
+                                                      sizeof(err)),
+                                 -VEIL_EDECODE);
+                assert_non_null(strstr(err, path));
+                veil_accountant_free(b);
+        }
+        /* An empty slot is fine (a file saved once); bytes past a record
+         * or two empty slots are not. */
+        memcpy(g, f, sizeof(g));
+        memset(g + 4096, 0, 4096);
+        write_file(path, g, sizeof(g));
+        assert_int_equal(veil_accountant_new(&b, &m, err, sizeof(err)), 0);
+        assert_ok(veil_accountant_load(b, path, err, sizeof(err)), err);
+        veil_accountant_free(b);
+        g[4096 + 200] = 1;
+        write_file(path, g, sizeof(g));
+        assert_int_equal(veil_accountant_new(&b, &m, err, sizeof(err)), 0);
+        assert_int_equal(veil_accountant_load(b, path, err, sizeof(err)),
+                         -VEIL_EDECODE);
+        veil_accountant_free(b);
+        memset(g, 0, sizeof(g));
+        write_file(path, g, sizeof(g));
+        assert_int_equal(veil_accountant_new(&b, &m, err, sizeof(err)), 0);
+        assert_int_equal(veil_accountant_load(b, path, err, sizeof(err)),
+                         -VEIL_EDECODE);
+        veil_accountant_free(b);
+        /* A one-record file of an older veil. */
+        veil_accountant_encode(a, rec);
+        write_file(path, rec, sizeof(rec));
+        assert_int_equal(veil_accountant_new(&b, &m, err, sizeof(err)), 0);
+        assert_ok(veil_accountant_load(b, path, err, sizeof(err)), err);
+        assert_true(veil_accountant_rho(b) == rho[3]);
+        assert_ok(veil_accountant_save(b, path, err, sizeof(err)), err);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_size, 8192);
+        veil_accountant_free(b);
+        veil_accountant_free(a);
+        unlink(path);
 }
 
 static void test_restore_never_lowers(void **state) {
@@ -946,6 +1040,8 @@ int main(void) {
                                                 setup_tmp, teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_corrupt_refused,
                                                 setup_tmp, teardown_tmp),
+                cmocka_unit_test_setup_teardown(test_two_slots, setup_tmp,
+                                                teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_restore_never_lowers,
                                                 setup_tmp, teardown_tmp),
                 cmocka_unit_test(test_restore_reopens_unit),
