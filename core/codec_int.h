@@ -105,6 +105,7 @@ struct veil_flat_field {
 };
 
 #define VEIL_FLAT_PATH_CACHE 64 /* one-field paths by address */
+#define VEIL_FLAT_RO_RANGES 4    /* read-only segments remembered */
 struct veil_flat_type {
         avro_schema_t schema;
         size_t n;
@@ -112,8 +113,20 @@ struct veil_flat_type {
         struct veil_flat_slot *init; /* n slots: the defaults */
         struct {
                 const char *path;
-                size_t field;
+                uint32_t field;
+                uint32_t len; /* of the path */
+                /* The path lies in a read-only segment of a loaded object
+                 * (a string literal): its text cannot have changed, so
+                 * the address alone finds the field (recflat.c). */
+                int ro;
         } by_addr[VEIL_FLAT_PATH_CACHE];
+        /* Read-only segments found so far, and how many times the loaded
+         * objects were searched in vain (a path in a buffer). */
+        struct {
+                uintptr_t lo, hi;
+        } ro[VEIL_FLAT_RO_RANGES];
+        size_t n_ro;
+        unsigned ro_misses;
         struct veil_flat_type *next; /* the plan's list, for freeing */
 };
 
@@ -204,6 +217,11 @@ struct veil_rec_pool {
 struct veil_rec *veil_rec_pool_get(struct veil_rec_pool *p,
                                    const struct veil_rec *parent,
                                    const char *path, size_t index);
+/** The same without a path, for a flat record's element (recflat.c: its
+ *  handles never walk from the parent). NULL on ENOMEM. */
+struct veil_rec *veil_rec_pool_take(struct veil_rec_pool *p,
+                                    const struct veil_rec *parent,
+                                    size_t index);
 void veil_rec_pool_reset(struct veil_rec_pool *p);
 void veil_rec_pool_free(struct veil_rec_pool *p);
 

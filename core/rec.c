@@ -23,6 +23,15 @@ struct veil_rec *veil_rec_pool_get(struct veil_rec_pool *p,
         size_t n = strlen(path);
         if (n >= VEIL_REC_PATH_MAX)
                 return NULL;
+        struct veil_rec *h = veil_rec_pool_take(p, parent, index);
+        if (h)
+                memcpy(h->path, path, n + 1);
+        return h;
+}
+
+struct veil_rec *veil_rec_pool_take(struct veil_rec_pool *p,
+                                    const struct veil_rec *parent,
+                                    size_t index) {
         struct veil_rec_pool_chunk *c = p->cur;
         if (c && c->used == VEIL_REC_POOL_CHUNK) {
                 c = c->next;
@@ -45,7 +54,7 @@ struct veil_rec *veil_rec_pool_get(struct veil_rec_pool *p,
         h->index = index;
         h->cached = 0;
         h->flat = NULL;
-        memcpy(h->path, path, n + 1);
+        h->path[0] = '\0';
         return h;
 }
 

@@ -19,6 +19,14 @@
 #include "codec.h"
 #include "codec_int.h"
 
+/* Literal paths are told from buffers by the loaded objects' segments. */
+#if defined(__linux__) && defined(__GLIBC__)
+#include <link.h>
+#define VEIL_FLAT_RO_SEGMENTS 1
+#else
+#define VEIL_FLAT_RO_SEGMENTS 0
+#endif
+
 #define SEG_MAX 128              /* path segments, as rec.c */
 #define FLAT_CHUNK (64 * 1024)   /* arena chunks */
 #define NO_FIELD SIZE_MAX        /* the path "": the record itself */
@@ -114,28 +122,123 @@ static size_t find_field(const struct veil_flat_type *t, const char *s,
         return NO_FIELD;
 }
 
+static inline size_t path_slot(const char *path) {
+        uint64_t x = (uint64_t)(uintptr_t)path;
+        return (size_t)((x ^ x >> 17) * 0x9e3779b97f4a7c15ULL >> 58) &
+               (VEIL_FLAT_PATH_CACHE - 1);
+}
+
+#if VEIL_FLAT_RO_SEGMENTS
+struct ro_query {
+        uintptr_t a, end; /* the path's bytes, NUL included: [a, end) */
+        uintptr_t lo, hi;
+        int found;
+};
+
+static int ro_segment(struct dl_phdr_info *info, size_t size, void *arg) {
+        struct ro_query *q = arg;
+        (void)size;
+        for (size_t i = 0; i < info->dlpi_phnum; i++) {
+                const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+                uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+                uintptr_t hi = lo + ph->p_memsz;
+                if (ph->p_type != PT_LOAD || q->a < lo || q->a >= hi)
+                        continue;
+                q->found = !(ph->p_flags & PF_W) && q->end <= hi;
+                q->lo = lo;
+                q->hi = hi;
+                return 1;
+        }
+        return 0;
+}
+
+/* Whether path (len bytes and its NUL) lies in a read-only segment of a
+ * loaded object: a string literal, whose text stays as long as its object
+ * is loaded. Plugins are unloaded only with their pipeline, whose codecs
+ * (and so these caches) go with it. Searching the loaded objects takes a
+ * lock and a few hundred comparisons: their segments are remembered, and
+ * after a few vain searches (paths in buffers) an address outside them is
+ * taken as writable without searching. */
+static int read_only(struct veil_flat_type *t, const char *path, size_t len) {
+        uintptr_t a = (uintptr_t)path, end = a + len + 1;
+        for (size_t i = 0; i < t->n_ro; i++)
+                if (a >= t->ro[i].lo && end <= t->ro[i].hi)
+                        return 1;
+        if (t->ro_misses >= 16)
+                return 0;
+        struct ro_query q = {a, end, 0, 0, 0};
+        dl_iterate_phdr(ro_segment, &q);
+        if (!q.found) {
+                t->ro_misses++;
+                return 0;
+        }
+        if (t->n_ro < VEIL_FLAT_RO_RANGES) {
+                t->ro[t->n_ro].lo = q.lo;
+                t->ro[t->n_ro].hi = q.hi;
+                t->n_ro++;
+        }
+        return 1;
+}
+#else
+static int read_only(struct veil_flat_type *t, const char *path, size_t len) {
+        (void)t, (void)path, (void)len;
+        return 0; /* every hit compares the text */
+}
+#endif
+
+/* The one-field path met before at this address: *fi its field, *len its
+ * length. Plugins pass the same literal every time: one compare (and for
+ * a path in a buffer, a compare of its text, which may have changed). */
+static inline int cached(const struct veil_flat_type *t, const char *path,
+                         size_t *fi, size_t *len) {
+        size_t h = path_slot(path);
+        /* Two ways: two literals of a record's fields that fall on one
+         * entry would otherwise take it in turn, a walk each time. */
+        if (t->by_addr[h].path != path && t->by_addr[h ^= 1].path != path)
+                return 0;
+        if (!t->by_addr[h].ro &&
+            !same_path(t->f[t->by_addr[h].field].name, path))
+                return 0;
+        *fi = t->by_addr[h].field;
+        if (len)
+                *len = t->by_addr[h].len;
+        return 1;
+}
+
+/* Keeps a one-field path found by walk: in the way that holds it or is
+ * free, else in the first, the first's entry moving to the second. */
+static void remember(struct veil_flat_type *t, const char *path, size_t i,
+                     size_t n) {
+        size_t h = path_slot(path);
+        /* The same address with another text: a buffer, not a literal. */
+        int was = t->by_addr[h].path == path ||
+                  t->by_addr[h ^ 1].path == path;
+        if (t->by_addr[h].path != path && t->by_addr[h].path) {
+                if (t->by_addr[h ^ 1].path == path || !t->by_addr[h ^ 1].path)
+                        h ^= 1;
+                else
+                        t->by_addr[h ^ 1] = t->by_addr[h];
+        }
+        t->by_addr[h].path = path;
+        t->by_addr[h].field = (uint32_t)i;
+        t->by_addr[h].len = (uint32_t)n;
+        t->by_addr[h].ro = !was && read_only(t, path, n);
+}
+
 /* The field `path` names from r: *in the record that holds it, *fi its
  * index (NO_FIELD for "": r itself). Segments as rec.c's walk_named: an
  * empty one, a trailing dot or a name of SEG_MAX bytes or more name
- * nothing, and only a record is walked into. */
-static int walk(struct veil_flat_inst *r, const char *path,
-                struct veil_flat_inst **in, size_t *fi) {
+ * nothing, and only a record is walked into. A one-field path is kept in
+ * the cache of r's type. */
+static __attribute__((noinline)) int walk(struct veil_flat_inst *r,
+                                          const char *path,
+                                          struct veil_flat_inst **in,
+                                          size_t *fi) {
         if (!path)
                 return -VEIL_EINVAL;
         if (!*path) {
                 *in = r;
                 *fi = NO_FIELD;
-                return 0;
-        }
-        /* Plugins pass the same literal every time: one compare. */
-        struct veil_flat_type *t = r->t;
-        uint64_t x = (uint64_t)(uintptr_t)path;
-        size_t h = (size_t)((x ^ x >> 17) * 0x9e3779b97f4a7c15ULL >> 58) &
-                   (VEIL_FLAT_PATH_CACHE - 1);
-        if (t->by_addr[h].path == path &&
-            same_path(t->f[t->by_addr[h].field].name, path)) {
-                *in = r;
-                *fi = t->by_addr[h].field;
                 return 0;
         }
         const char *p = path;
@@ -148,10 +251,8 @@ static int walk(struct veil_flat_inst *r, const char *path,
                 if (i == NO_FIELD)
                         return -VEIL_ENOENT;
                 if (!dot) {
-                        if (p == path) {
-                                r->t->by_addr[h].path = path;
-                                r->t->by_addr[h].field = i;
-                        }
+                        if (p == path)
+                                remember(r->t, path, i, n);
                         *in = r;
                         *fi = i;
                         return 0;
@@ -161,6 +262,16 @@ static int walk(struct veil_flat_inst *r, const char *path,
                 r = r->s[i].v.rec;
                 p = dot + 1;
         }
+}
+
+/* walk, with the cache asked first (inlined into every function). */
+static inline int find(struct veil_flat_inst *r, const char *path,
+                       struct veil_flat_inst **in, size_t *fi) {
+        if (path && cached(r->t, path, fi, NULL)) {
+                *in = r;
+                return 0;
+        }
+        return walk(r, path, in, fi);
 }
 
 /* A value as the functions see it: a field, or the branch a union holds. */
@@ -181,10 +292,11 @@ static void view_of(struct veil_flat_inst *in, size_t fi, struct view *v) {
 }
 
 /* For getters: a union reads as its branch; absent when unset or null. */
-static int leaf(const struct veil_rec *r, const char *path, struct view *v) {
+static inline int leaf(const struct veil_rec *r, const char *path,
+                       struct view *v) {
         struct veil_flat_inst *in;
         size_t fi;
-        int rc = walk(r->flat, path, &in, &fi);
+        int rc = find(r->flat, path, &in, &fi);
         if (rc)
                 return rc;
         view_of(in, fi, v);
@@ -222,10 +334,11 @@ static int select_branch(struct view *v, int b) {
 
 /* For setters: the field at path (a union still a union: union_pick
  * chooses its branch). */
-static int settable(struct veil_rec *r, const char *path, struct view *v) {
+static inline int settable(struct veil_rec *r, const char *path,
+                           struct view *v) {
         struct veil_flat_inst *in;
         size_t fi;
-        int rc = walk(r->flat, path, &in, &fi);
+        int rc = find(r->flat, path, &in, &fi);
         if (rc)
                 return rc;
         view_of(in, fi, v);
@@ -458,9 +571,18 @@ int veil_flat_set_null(veil_rec_t *r, const char *path) {
 }
 
 veil_rec_t *veil_flat_append(veil_rec_t *r, const char *path) {
+        struct veil_flat_inst *in;
+        size_t fi, len;
         struct view v;
-        if (settable(r, path, &v) || v.k != VF_ARRAY ||
-            strlen(path) >= VEIL_REC_PATH_MAX)
+        if (path && cached(r->flat->t, path, &fi, &len))
+                in = r->flat;
+        else if (walk(r->flat, path, &in, &fi))
+                return NULL;
+        else
+                len = strlen(path);
+        view_of(in, fi, &v);
+        /* As rec.c's handles, which hold the path: none longer. */
+        if (v.k != VF_ARRAY || len >= VEIL_REC_PATH_MAX)
                 return NULL;
         struct veil_flat_arena *a = &r->pool->flat;
         struct veil_flat_list *l = v.s->v.arr;
@@ -486,7 +608,7 @@ veil_rec_t *veil_flat_append(veil_rec_t *r, const char *path) {
         if (!x)
                 return NULL;
         l->e[l->n++] = x;
-        struct veil_rec *h = veil_rec_pool_get(r->pool, r, path, l->n - 1);
+        struct veil_rec *h = veil_rec_pool_take(r->pool, r, l->n - 1);
         if (h)
                 h->flat = x;
         return h;

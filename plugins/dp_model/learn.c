@@ -306,26 +306,12 @@ static void sample_support(struct veil_learner *L, size_t items) {
         L->n_sup = S;
 }
 
-static int coef_cmp(const struct coef *a, const struct coef *b) {
-        if (a->table != b->table)
-                return a->table < b->table ? -1 : 1;
-        return a->row < b->row ? -1 : a->row > b->row;
-}
-
-static void sort_rows(struct coef *c, size_t n) {
-        for (size_t i = 1; i < n; i++) {
-                struct coef x = c[i];
-                size_t j = i;
-                while (j > 0 && c[j - 1].row > x.row) {
-                        c[j] = c[j - 1];
-                        j--;
-                }
-                c[j] = x;
-        }
-}
-
-/* The weights of the rows in example e's query, sorted, duplicates merged
- * (two features hashed to one row count once, with the summed weight). */
+/* The weights of the rows in example e's query, in query order: E rows,
+ * then U rows. A row may appear twice (two features hashed to one row, an
+ * item among the recent ones): its parts are summed where they are used
+ * (the Gram's dense weights, the accumulator row), which is the same sum
+ * as one merged weight up to float rounding. Sorting to merge them was a
+ * mispredicted branch per coefficient, for duplicates that are rare. */
 static size_t build_coef(const struct veil_learner *L,
                          const struct veil_example *e, struct coef *c) {
         size_t n = 0;
@@ -338,23 +324,10 @@ static size_t build_coef(const struct veil_learner *L,
                                        1.0f};
         if (e->item >= 0)
                 c[n++] = (struct coef){1, (uint32_t)e->item, 1.0f};
+        float wr = e->n_recent ? L->cfg.alpha / (float)e->n_recent : 0.0f;
         for (size_t i = 0; i < e->n_recent; i++)
-                c[n++] = (struct coef){1, (uint32_t)e->recent[i],
-                                       L->cfg.alpha / (float)e->n_recent};
-        /* Sorted by (table, row): the E rows come first, so the two
-         * tables are sorted apart, by row (insertion: n is small; stable,
-         * as one sort of the whole would be). */
-        size_t ne = e->n_feat;
-        sort_rows(c, ne);
-        sort_rows(c + ne, n - ne);
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-                if (m && !coef_cmp(&c[m - 1], &c[i]))
-                        c[m - 1].w += c[i].w;
-                else
-                        c[m++] = c[i];
-        }
-        return m;
+                c[n++] = (struct coef){1, (uint32_t)e->recent[i], wr};
+        return n;
 }
 
 /* The compact accumulator row of a table row: listed and zeroed the first

@@ -65,8 +65,12 @@ static size_t blocks_sse(const struct scan *c, size_t from, size_t to) {
                 __m128 t = _mm_set1_ps(c->val[c->k - 1]);
                 __m128 x0 = LOAD4(s, b, 0), x1 = LOAD4(s, b, 4),
                        x2 = LOAD4(s, b, 8), x3 = LOAD4(s, b, 12);
-                __m128 mx = _mm_max_ps(_mm_max_ps(x0, x1), _mm_max_ps(x2, x3));
-                if (!_mm_movemask_ps(_mm_cmpgt_ps(mx, t)))
+                /* The compares, not a maximum of the block: max(x, NaN)
+                 * is NaN, which would hide x. */
+                __m128 any = _mm_or_ps(
+                        _mm_or_ps(_mm_cmpgt_ps(x0, t), _mm_cmpgt_ps(x1, t)),
+                        _mm_or_ps(_mm_cmpgt_ps(x2, t), _mm_cmpgt_ps(x3, t)));
+                if (!_mm_movemask_ps(any))
                         continue;
                 unsigned bits =
                         (unsigned)_mm_movemask_ps(_mm_cmpgt_ps(x0, t)) |
@@ -91,10 +95,13 @@ blocks_avx2(const struct scan *c, size_t from, size_t to) {
                 __m256 t = _mm256_set1_ps(c->val[c->k - 1]);
                 __m256 x0 = LOAD8(s, b, 0), x1 = LOAD8(s, b, 8),
                        x2 = LOAD8(s, b, 16), x3 = LOAD8(s, b, 24);
-                __m256 mx = _mm256_max_ps(_mm256_max_ps(x0, x1),
-                                          _mm256_max_ps(x2, x3));
-                if (!_mm256_movemask_ps(_mm256_cmp_ps(mx, t, _CMP_GT_OQ)))
-                        continue;
+                __m256 any = _mm256_or_ps(
+                        _mm256_or_ps(_mm256_cmp_ps(x0, t, _CMP_GT_OQ),
+                                     _mm256_cmp_ps(x1, t, _CMP_GT_OQ)),
+                        _mm256_or_ps(_mm256_cmp_ps(x2, t, _CMP_GT_OQ),
+                                     _mm256_cmp_ps(x3, t, _CMP_GT_OQ)));
+                if (!_mm256_movemask_ps(any))
+                        continue; /* as above: no maximum, NaN hides */
                 unsigned bits =
                         (unsigned)_mm256_movemask_ps(
                                 _mm256_cmp_ps(x0, t, _CMP_GT_OQ)) |
@@ -209,13 +216,38 @@ finish_avx512(const struct scan *c, const uint32_t *cand, size_t n_cand) {
         return c->k;
 }
 
+/* Blocks of 64 items whose maximum pass 1 keeps (one vector each, 16
+ * lanes: the maximum of the block's items with j mod 16 equal) for pass
+ * 2; rows past that many blocks test their later blocks item by item. */
+#define BLK_MAX 192
+
 /* One body for rows with and without a separate bias (b NULL: the
  * scores already hold it), inlined into each with b known. */
 __attribute__((target("avx512f,popcnt"), always_inline)) static inline size_t
 two_pass_avx512_body(const struct scan *c, size_t n, const float *b) {
         const float *s = c->s;
         __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+        /* Pass 1, 64 items at a time: the class maxima (j mod 32), and
+         * each block's maximum, so that pass 2 reads again only the few
+         * blocks that hold an item at or above t (re-reading the whole
+         * row and its biases, which L1 barely holds, cost as much as
+         * reading it the first time). */
+        __m512 blk[BLK_MAX];
+        const __m512 ninf = m0;
+        size_t nb = n / 64 < BLK_MAX ? n / 64 : BLK_MAX;
         size_t j = 0;
+        for (size_t q = 0; q < nb; q++, j += 64) {
+                __m512 x0 = LOAD16(s, b, j), x1 = LOAD16(s, b, j + 16);
+                __m512 x2 = LOAD16(s, b, j + 32), x3 = LOAD16(s, b, j + 48);
+                /* max(x, y) is y where either is NaN: y = max(x2, -inf)
+                 * is x2 without its NaNs, and every maximum below is of
+                 * the block's numbers alone, as the plain loop's. */
+                __m512 a = _mm512_max_ps(x0, _mm512_max_ps(x2, ninf));
+                __m512 e = _mm512_max_ps(x1, _mm512_max_ps(x3, ninf));
+                m0 = _mm512_max_ps(a, m0);
+                m1 = _mm512_max_ps(e, m1);
+                blk[q] = _mm512_max_ps(a, e);
+        }
         for (; j + 32 <= n; j += 32) {
                 __m512 x0 = LOAD16(s, b, j), x1 = LOAD16(s, b, j + 16);
                 m0 = _mm512_max_ps(x0, m0); /* NaN: keeps m0 */
@@ -232,19 +264,25 @@ two_pass_avx512_body(const struct scan *c, size_t n, const float *b) {
         }
         m0 = _mm512_loadu_ps(cmax);
         m1 = _mm512_loadu_ps(cmax + 16);
-        /* t: the largest class maximum that K' of them reach (selected
-         * without a branch: which ones qualify is new every row). */
-        float t = -INFINITY;
+        /* t: the largest class maximum that K' of them reach. Each
+         * class's rank (how many maxima are at or above its own) counted
+         * in lanes, one broadcast per class: no serial chain through a
+         * popcount and a select per class. */
+        __m512i r0 = _mm512_setzero_si512(), r1 = r0;
+        const __m512i one = _mm512_set1_epi32(1);
         for (size_t i = 0; i < CLASSES; i++) {
                 __m512 v = _mm512_set1_ps(cmax[i]);
-                unsigned ge = (unsigned)_mm512_cmp_ps_mask(m0, v, _CMP_GE_OQ) |
-                              (unsigned)_mm512_cmp_ps_mask(m1, v, _CMP_GE_OQ)
-                                      << 16;
-                float x = (size_t)__builtin_popcount(ge) >= c->k + SLACK
-                                  ? cmax[i]
-                                  : -INFINITY;
-                t = x > t ? x : t;
+                r0 = _mm512_mask_add_epi32(
+                        r0, _mm512_cmp_ps_mask(v, m0, _CMP_GE_OQ), r0, one);
+                r1 = _mm512_mask_add_epi32(
+                        r1, _mm512_cmp_ps_mask(v, m1, _CMP_GE_OQ), r1, one);
         }
+        const __m512i kk = _mm512_set1_epi32((int)(c->k + SLACK));
+        __m512 q0 = _mm512_mask_mov_ps(
+                ninf, _mm512_cmp_epi32_mask(r0, kk, _MM_CMPINT_NLT), m0);
+        __m512 q1 = _mm512_mask_mov_ps(
+                ninf, _mm512_cmp_epi32_mask(r1, kk, _MM_CMPINT_NLT), m1);
+        float t = _mm512_reduce_max_ps(_mm512_max_ps(q0, q1));
         if (!(t > -INFINITY))
                 return 0;
         /* Room for a whole word of candidates past MAX_CAND: a word's
@@ -255,12 +293,15 @@ two_pass_avx512_body(const struct scan *c, size_t n, const float *b) {
         const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
                                                10, 11, 12, 13, 14, 15);
         const __m512i sixteen = _mm512_set1_epi32(16);
-        /* Four blocks at a time: their masks make one word, and only the
-         * few words with a bit set (a dozen of a row's items are at or
-         * above t) are looked into — each block's items at or above t
-         * compressed into the list in index order, with no branch per
-         * item. */
+        /* Only the few blocks with an item at or above t (a dozen of a
+         * row's items are) are looked into — each block's items at or
+         * above t compressed into the list in index order, with no
+         * branch per item. */
         for (j = 0; j + 64 <= n; j += 64) {
+                size_t q = j / 64;
+                if (q < nb &&
+                    !_mm512_cmp_ps_mask(blk[q], vt, _CMP_GE_OQ))
+                        continue;
                 __mmask16 k0 = _mm512_cmp_ps_mask(LOAD16(s, b, j), vt,
                                                   _CMP_GE_OQ);
                 __mmask16 k1 = _mm512_cmp_ps_mask(LOAD16(s, b, j + 16), vt,

@@ -414,11 +414,84 @@ static void test_recommendation_agrees(void **state) {
         veil_codec_destroy(b);
 }
 
+/* A path is first looked for by its address: a literal's text cannot
+ * change, a buffer's can. The same writable address (static, heap, stack)
+ * with a new text must name the new field, the literals still theirs. */
+static char wpath[16];
+
+static void test_path_text_changes(void **state) {
+        (void)state;
+        const char *path = VEIL_SRCDIR "/schemas/recommendation.avsc";
+        struct veil_codec *c = codec_of(path, 1);
+        char *heap = malloc(16), stack[16];
+        char *bufs[] = {wpath, heap, stack};
+        const char *s = NULL;
+        for (int round = 0; round < 3; round++) {
+                veil_rec_t *r = veil_codec_rec_begin(c);
+                for (size_t k = 0; k < 3; k++) {
+                        char *w = bufs[k];
+                        /* Twice each: the second call finds it cached. */
+                        for (int twice = 0; twice < 2; twice++) {
+                                strcpy(w, "subject");
+                                assert_int_equal(
+                                        veil_rec_set_str(r, w, "s1"), 0);
+                                strcpy(w, "tier");
+                                assert_int_equal(
+                                        veil_rec_set_str(r, w, "t1"), 0);
+                                strcpy(w, "ts");
+                                assert_int_equal(veil_rec_set_long(r, w, 5),
+                                                 0);
+                                strcpy(w, "nope");
+                                assert_int_equal(veil_rec_set_long(r, w, 6),
+                                                 -VEIL_ENOENT);
+                                strcpy(w, "tier");
+                                assert_int_equal(veil_rec_get_str(r, w, &s,
+                                                                  NULL),
+                                                 0);
+                                assert_string_equal(s, "t1");
+                                strcpy(w, "items");
+                                veil_rec_t *it = veil_rec_append(r, w);
+                                assert_non_null(it);
+                                strcpy(w, "item_id");
+                                assert_int_equal(
+                                        veil_rec_set_str(it, w, "i1"), 0);
+                                strcpy(w, "score");
+                                assert_int_equal(
+                                        veil_rec_set_double(it, w, 0.5), 0);
+                        }
+                        /* The literals name their own fields still. */
+                        assert_int_equal(veil_rec_set_str(r, "tier", "t2"),
+                                         0);
+                        assert_int_equal(veil_rec_get_str(r, "subject", &s,
+                                                          NULL),
+                                         0);
+                        assert_string_equal(s, "s1");
+                        assert_int_equal(veil_rec_get_str(r, "tier", &s,
+                                                          NULL),
+                                         0);
+                        assert_string_equal(s, "t2");
+                        int64_t ts = 0;
+                        assert_int_equal(veil_rec_get_long(r, "ts", &ts), 0);
+                        assert_int_equal(ts, 5);
+                        assert_int_equal(veil_rec_get_long(r, "nope", &ts),
+                                         -VEIL_ENOENT);
+                }
+                assert_int_equal(veil_rec_array_size(r, "items"), 6);
+                const veil_rec_t *it = veil_rec_array_at(r, "items", 5);
+                assert_non_null(it);
+                assert_int_equal(veil_rec_get_str(it, "item_id", &s, NULL), 0);
+                assert_string_equal(s, "i1");
+        }
+        free(heap);
+        veil_codec_destroy(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_random_calls_agree),
                 cmocka_unit_test(test_unset_refused),
                 cmocka_unit_test(test_recommendation_agrees),
+                cmocka_unit_test(test_path_text_changes),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

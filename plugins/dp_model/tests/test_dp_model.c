@@ -230,6 +230,63 @@ static void topk_against_sort(void) {
                         assert_true(val[i] == all[i].v);
                 }
         }
+        /* NaNs in every lane of a block (the block maxima pass 2 tests
+         * skip them without hiding a number of the block), and rows longer
+         * than the blocks pass 1 keeps a maximum of (the later blocks are
+         * then tested item by item), their best items at the end. */
+        {
+                const size_t nl = 20011;
+                float *ls = malloc(nl * sizeof(float));
+                float *lb = malloc(nl * sizeof(float));
+                uint32_t *lm = calloc(nl, sizeof(uint32_t));
+                struct cand *la = malloc(nl * sizeof(*la));
+                for (int trial = 0; trial < 24; trial++) {
+                        size_t n = trial % 3 == 0 ? nl : 3665 + (size_t)trial;
+                        size_t k = 1 + (size_t)trial % 10;
+                        stamp++;
+                        for (size_t j = 0; j < n; j++) {
+                                ls[j] = (float)urand();
+                                lb[j] = trial % 2 ? 0.0f
+                                                  : (float)urand() * 0.01f;
+                                if (irand(trial % 4 ? 40 : 3) == 0)
+                                        ls[j] = NAN;
+                                if (urand() < 0.02)
+                                        lm[j] = stamp;
+                        }
+                        /* The best items one to a block, in the block's
+                         * second half, a NaN 32 items before each (the
+                         * same lane of the block's first half), in blocks
+                         * anywhere, the last ones included. */
+                        for (int t = 0; t < 14; t++) {
+                                size_t blk = t < 2 ? n / 64 - 1 - (size_t)t
+                                                   : irand(n / 64);
+                                size_t p = blk * 64 + 32 + irand(32);
+                                ls[p] = 2.0f + (float)urand();
+                                ls[p - 32] = NAN;
+                        }
+                        for (size_t j = n - 5; j < n; j++)
+                                ls[j] = 2.0f + (float)urand();
+                        size_t ne = 0;
+                        for (size_t j = 0; j < n; j++) {
+                                float v = ls[j] + lb[j];
+                                if (lm[j] != stamp && v == v)
+                                        la[ne++] = (struct cand){
+                                                v, (uint32_t)j};
+                        }
+                        qsort(la, ne, sizeof(*la), by_score);
+                        assert_int_equal(veil_topk(ls, lb, n, lm, stamp, k,
+                                                   idx, val),
+                                         k);
+                        for (size_t i = 0; i < k; i++) {
+                                assert_int_equal(idx[i], la[i].j);
+                                assert_true(val[i] == la[i].v);
+                        }
+                }
+                free(ls);
+                free(lb);
+                free(lm);
+                free(la);
+        }
         /* Everything excluded: nothing. */
         stamp++;
         for (size_t j = 0; j < 40; j++)
