@@ -35,6 +35,8 @@ struct veil_dp {
         size_t cap, used;
         uint64_t used_window;
         size_t d, space, items_cap;
+        size_t items_seen; /* item rows the sums may hold: those past it
+                            * are zero, so clear() leaves them */
         float *V, *U, *E, *b; /* the step's clipped sum */
         struct veil_tree *tree; /* tree: the aggregator's node keys */
         struct veil_dp_stats st;
@@ -260,6 +262,8 @@ int veil_dp_hook(void *ctx, struct veil_grad *g, char *errstr,
         (void)errstr;
         (void)errstr_size;
         size_t d = dp->d;
+        if (g->items > dp->items_seen)
+                dp->items_seen = g->items;
         if (g->dense) {
                 for (size_t i = 0; i < g->items * d; i++) {
                         dp->V[i] += g->V[i];
@@ -281,10 +285,11 @@ int veil_dp_hook(void *ctx, struct veil_grad *g, char *errstr,
 }
 
 static void clear(struct veil_dp *dp) {
-        memset(dp->V, 0, dp->items_cap * dp->d * sizeof(float));
-        memset(dp->U, 0, dp->items_cap * dp->d * sizeof(float));
+        size_t n = dp->items_seen;
+        memset(dp->V, 0, n * dp->d * sizeof(float));
+        memset(dp->U, 0, n * dp->d * sizeof(float));
         memset(dp->E, 0, dp->space * dp->d * sizeof(float));
-        memset(dp->b, 0, dp->items_cap * sizeof(float));
+        memset(dp->b, 0, n * sizeof(float));
         dp->st.pending = 0;
 }
 
@@ -361,6 +366,8 @@ int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
         if (rc)
                 return rc;
         size_t items = veil_model_items(m), d = dp->d;
+        if (items > dp->items_seen) /* the noise reaches these rows */
+                dp->items_seen = items;
         /* Every coordinate of every block, touched or not: which rows a
          * step touches depends on the data. With bias_only the other
          * blocks are neither noised nor released (a sub-vector of a
