@@ -56,6 +56,12 @@ struct kctx {
         int n_inflight;
         struct inflight *cur; /**< batch being produced; opaque of records */
 
+        /* At-least-once commits, one request at a time (see commit_send):
+         * the offsets acknowledged since, and the request in flight. */
+        rd_kafka_queue_t *commit_q; /**< serves commit_done */
+        rd_kafka_topic_partition_list_t *to_commit, *committing;
+        int64_t commit_retry_ms; /**< after a failure: not before then */
+
         rd_kafka_message_t **msgs; /**< input records of the open batch */
         size_t n_msgs, cap_msgs;
 
@@ -75,6 +81,12 @@ struct kctx {
         struct veil_observe *obs; /**< NULL without a registry */
         int subscribed;
         int brokers_up;           /**< from statistics; -1 unknown */
+        /* Why the loop is stuck waiting on the brokers, "" when it is not:
+         * a transactional call failing again and again, or outputs not
+         * acknowledged for a while. brokers_up cannot tell: statistics
+         * are served by polling the consumer, which these waits do not
+         * do, so it would say "up" all through an outage. */
+        char stalled[512];
         int64_t last_publish_ms, last_lag_ms;
         int lag_assigned; /**< assignment size the lag series are for */
         /* Checkpoints (the state: section): the next sequence number and
@@ -253,15 +265,121 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 /* Committing                                                         */
 /* ------------------------------------------------------------------ */
 
-static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                      rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+/* Offsets go to the group one commit request at a time; batches
+ * acknowledged meanwhile merge into the next request. librdkafka retries a
+ * commit that met a coordinator error, and with several in flight a retried
+ * older one can land after a newer one: the group's offset moves back, and
+ * nothing would move it forward again on a partition that gets no new
+ * records (not even a clean shutdown), so a restart would read those
+ * records again. */
+
+/* Raises each partition's offset in *to to at least its offset in from. */
+static void merge_offsets(rd_kafka_topic_partition_list_t **to,
+                          const rd_kafka_topic_partition_list_t *from) {
+        if (!*to)
+                *to = rd_kafka_topic_partition_list_new(from->cnt);
+        for (int i = 0; i < from->cnt; i++) {
+                const rd_kafka_topic_partition_t *s = &from->elems[i];
+                rd_kafka_topic_partition_t *d =
+                        rd_kafka_topic_partition_list_find(*to, s->topic,
+                                                           s->partition);
+                if (!d)
+                        rd_kafka_topic_partition_list_add(*to, s->topic,
+                                                          s->partition)
+                                ->offset = s->offset;
+                else if (s->offset > d->offset)
+                        d->offset = s->offset;
+        }
+}
+
+/* The outcome of the request in flight, served from commit_q. What failed
+ * goes into the next request, a second later, for the partitions still
+ * assigned (another member may own the others by now). */
+static void commit_done(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                        rd_kafka_topic_partition_list_t *offsets,
+                        void *opaque) {
         (void)rk;
-        (void)offsets;
-        (void)opaque;
-        /* A lost commit costs duplicates after a restart, never loss. */
-        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        struct kctx *k = opaque;
+        rd_kafka_topic_partition_list_t *sent = k->committing;
+        k->committing = NULL;
+        if (!sent)
+                return;
+        rd_kafka_topic_partition_list_t *a = NULL, *again = NULL;
+        for (int i = 0; i < sent->cnt; i++) {
+                rd_kafka_topic_partition_t *tp = &sent->elems[i];
+                const rd_kafka_topic_partition_t *r =
+                        offsets ? rd_kafka_topic_partition_list_find(
+                                          offsets, tp->topic, tp->partition)
+                                : NULL;
+                rd_kafka_resp_err_t e = r && r->err ? r->err : err;
+                if (!e || e == RD_KAFKA_RESP_ERR__NO_OFFSET ||
+                    e == RD_KAFKA_RESP_ERR__DESTROY)
+                        continue;
+                if (!a && rd_kafka_assignment(k->consumer, &a))
+                        a = NULL;
+                int ours = a && rd_kafka_topic_partition_list_find(
+                                        a, tp->topic, tp->partition);
+                /* A lost commit costs duplicates after a restart, never
+                 * loss. */
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "offset commit of %s [%d] failed: %s%s",
+                              tp->topic, (int)tp->partition,
+                              rd_kafka_err2str(e),
+                              ours ? "; committing it again" : "");
+                if (!ours)
+                        continue;
+                if (!again)
+                        again = rd_kafka_topic_partition_list_new(sent->cnt);
+                rd_kafka_topic_partition_list_add(again, tp->topic,
+                                                  tp->partition)
+                        ->offset = tp->offset;
+        }
+        if (again) {
+                merge_offsets(&k->to_commit, again);
+                rd_kafka_topic_partition_list_destroy(again);
+                k->commit_retry_ms = now_ms() + 1000;
+        }
+        if (a)
+                rd_kafka_topic_partition_list_destroy(a);
+        rd_kafka_topic_partition_list_destroy(sent);
+}
+
+/* Sends what is to commit, unless a request is in flight. */
+static void commit_send(struct kctx *k) {
+        rd_kafka_queue_poll_callback(k->commit_q, 0);
+        if (k->committing || !k->to_commit || now_ms() < k->commit_retry_ms)
+                return;
+        rd_kafka_resp_err_t err = rd_kafka_commit_queue(
+                k->consumer, k->to_commit, k->commit_q, commit_done, k);
+        if (err) {
                 veil_log_host(VEIL_LOG_WARN, NULL, "offset commit failed: %s",
                               rd_kafka_err2str(err));
+                rd_kafka_topic_partition_list_destroy(k->to_commit);
+        } else {
+                k->committing = k->to_commit;
+                k->st.commits++;
+        }
+        k->to_commit = NULL;
+}
+
+/* Until everything acknowledged is committed, or COMMIT_WAIT_MS. */
+#define COMMIT_WAIT_MS 10000
+static void commit_wait(struct kctx *k) {
+        int64_t deadline = now_ms() + COMMIT_WAIT_MS;
+        commit_send(k);
+        while ((k->committing || k->to_commit) && now_ms() < deadline) {
+                rd_kafka_queue_poll_callback(k->commit_q, 20);
+                commit_send(k);
+        }
+}
+
+/* Revoked partitions are no longer ours to commit. */
+static void commit_forget(struct kctx *k,
+                          const rd_kafka_topic_partition_list_t *parts) {
+        for (int i = 0; k->to_commit && i < parts->cnt; i++)
+                rd_kafka_topic_partition_list_del(k->to_commit,
+                                                  parts->elems[i].topic,
+                                                  parts->elems[i].partition);
 }
 
 /* Latencies of a batch whose outputs are all acknowledged. */
@@ -287,6 +405,8 @@ static void observe_committed(struct kctx *k, const struct inflight *f) {
                                      lat, n);
 }
 
+/* Commits the batches at the front whose outputs are all acknowledged;
+ * with `sync`, once none waits any more, also until the group has them. */
 static void commit_ready(struct kctx *k, int sync) {
         while (k->head && k->head->sealed && k->head->pending == 0) {
                 struct inflight *f = k->head;
@@ -297,17 +417,15 @@ static void commit_ready(struct kctx *k, int sync) {
                 if (k->o->metrics)
                         observe_committed(k, f);
                 if (f->offsets) {
-                        rd_kafka_resp_err_t err =
-                                rd_kafka_commit(k->consumer, f->offsets, !sync);
-                        if (err)
-                                veil_log_host(VEIL_LOG_WARN, NULL,
-                                              "offset commit failed: %s",
-                                              rd_kafka_err2str(err));
-                        k->st.commits++;
+                        merge_offsets(&k->to_commit, f->offsets);
                         rd_kafka_topic_partition_list_destroy(f->offsets);
                 }
                 free(f);
         }
+        if (sync && !k->head)
+                commit_wait(k);
+        else
+                commit_send(k);
 }
 
 /* Waits until every batch is acknowledged and committed, or the timeout. */
@@ -329,9 +447,22 @@ static int drain(struct kctx *k, int timeout_ms, int sync) {
 
 /* Per call, so that a stop request or an outage shows between retries. */
 #define TXN_CALL_MS 10000
+/* Outputs not acknowledged for this long: not ready (at-least-once). */
+#define STALL_MS 10000
+/* Too many batches unacknowledged for this long: pause the input. */
+#define PAUSE_AFTER_MS 200
 
 static int should_stop(struct kctx *k);
 static void publish(struct kctx *k, int force);
+
+/* A transactional call failed and is retried: readiness shows it. */
+static void txn_stalled(struct kctx *k, const char *what,
+                        const rd_kafka_error_t *e) {
+        snprintf(k->stalled, sizeof(k->stalled), "exactly-once: %s: %s",
+                 what, rd_kafka_error_string(e));
+        veil_log_host(VEIL_LOG_WARN, NULL, "%s; retrying", k->stalled);
+        publish(k, 1);
+}
 
 /* Serves delivery reports until the batch's records are all reported:
  * `f` is their opaque and must outlive them. */
@@ -444,21 +575,24 @@ static int eos_commit(struct kctx *k,
                         if (!e || !rd_kafka_error_is_retriable(e) ||
                             (k->o->stop && *k->o->stop))
                                 break;
+                        txn_stalled(k, "sending the offsets", e);
                         rd_kafka_error_destroy(e);
-                        publish(k, 0);
                 }
                 rd_kafka_consumer_group_metadata_destroy(md);
-                if (e)
+                if (e) {
+                        k->stalled[0] = '\0';
                         return txn_failed(k, "sending the offsets", e);
+                }
         }
         for (;;) {
                 e = rd_kafka_commit_transaction(k->producer, TXN_CALL_MS);
                 if (!e || !rd_kafka_error_is_retriable(e) ||
                     (k->o->stop && *k->o->stop))
                         break;
+                txn_stalled(k, "committing the transaction", e);
                 rd_kafka_error_destroy(e);
-                publish(k, 0);
         }
+        k->stalled[0] = '\0';
         if (e)
                 return txn_failed(k, "committing the transaction", e);
         k->txn_open = 0;
@@ -590,6 +724,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         rd_kafka_incremental_assign(rk, parts);
                 else
                         rd_kafka_assign(rk, parts);
+                /* Assigned during backpressure: paused like the others. */
+                if (k->paused)
+                        rd_kafka_pause_partitions(rk, parts);
                 k->st.assigned += parts->cnt;
                 return;
         }
@@ -614,6 +751,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 run_batch(k);
         if (!k->eos && !rd_kafka_assignment_lost(rk))
                 drain(k, k->o->shutdown_timeout_ms, 1);
+        commit_forget(k, parts);
         if (coop)
                 rd_kafka_incremental_unassign(rk, parts);
         else
@@ -1075,6 +1213,8 @@ static void publish(struct kctx *k, int force) {
                          sides[0] ? sides : "opening them");
         else if (k->brokers_up == 0)
                 snprintf(why, sizeof(why), "no connection to any broker");
+        else if (k->stalled[0])
+                snprintf(why, sizeof(why), "%s", k->stalled);
         else if (!k->subscribed)
                 snprintf(why, sizeof(why), "not consuming yet");
         else if (k->st.assigned <= 0)
@@ -1403,6 +1543,19 @@ static void add_msg(struct kctx *k, rd_kafka_message_t *m) {
         k->st.records_in++;
 }
 
+/* A record into the open batch; an error is logged (or fatal). */
+static void take_msg(struct kctx *k, rd_kafka_message_t *m) {
+        if (!m->err) {
+                add_msg(k, m);
+                return;
+        }
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+            !config_error(k, m->err, rd_kafka_message_errstr(m)))
+                veil_log_host(VEIL_LOG_WARN, NULL, "consumer: %s",
+                              rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+}
+
 /* Fills the open batch up to max_events or max_wait_ms. */
 static void form_batch(struct kctx *k) {
         int64_t deadline = now_ms() + k->cfg->max_wait_ms;
@@ -1424,17 +1577,7 @@ static void form_batch(struct kctx *k) {
                                 break;
                         continue;
                 }
-                if (m->err) {
-                        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
-                            !config_error(k, m->err,
-                                          rd_kafka_message_errstr(m)))
-                                veil_log_host(VEIL_LOG_WARN, NULL,
-                                              "consumer: %s",
-                                              rd_kafka_message_errstr(m));
-                        rd_kafka_message_destroy(m);
-                        continue;
-                }
-                add_msg(k, m);
+                take_msg(k, m);
         }
 }
 
@@ -1442,6 +1585,12 @@ static void form_batch(struct kctx *k) {
 void __lsan_ignore_object(const void *p) __attribute__((weak));
 
 static void close_all(struct kctx *k) {
+        if (k->to_commit)
+                rd_kafka_topic_partition_list_destroy(k->to_commit);
+        if (k->committing)
+                rd_kafka_topic_partition_list_destroy(k->committing);
+        if (k->commit_q)
+                rd_kafka_queue_destroy(k->commit_q);
         /* librdkafka before 2.3.0 asserts in
          * rd_kafka_sticky_assignor_state_destroy when a cooperative-sticky
          * consumer that joined a group but never received an assignment is
@@ -1621,13 +1770,13 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         if (o->metrics || o->ops)
                 rd_kafka_conf_set_stats_cb(cc, stats_cb);
         rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
-        rd_kafka_conf_set_offset_commit_cb(cc, commit_cb);
         if (!(k.consumer = new_client(RD_KAFKA_CONSUMER, cc, errstr,
                                       errstr_size))) {
                 close_all(&k);
                 return -VEIL_EINVAL;
         }
         rd_kafka_poll_set_consumer(k.consumer);
+        k.commit_q = rd_kafka_queue_new(k.consumer);
 
         if (o->metrics && (rc = veil_observe_new(&k.obs, o->metrics))) {
                 snprintf(errstr, errstr_size, "metrics: cannot declare the "
@@ -1689,15 +1838,52 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                 commit_ready(&k, 0);
                 publish(&k, 0);
                 /* Bounded memory: stop reading while too many batches wait
-                 * for acknowledgement (an output that is down). */
-                if (k.n_inflight > max_inflight)
-                        pause_input(&k, 1);
+                 * for acknowledgement (an output that is down). Not at
+                 * once: acknowledgements within PAUSE_AFTER_MS are an
+                 * output that is busy, not down, and a pause drops what the
+                 * consumer prefetched (librdkafka 2.0.2 then fetches again
+                 * about a second after the resume), which held a catching-
+                 * up host to a few thousand records a second. */
+                int64_t wait_ms = now_ms(), progress_ms = wait_ms;
+                uint64_t acked = k.st.acked;
+                int pause_tried = 0;
                 while (k.n_inflight > max_inflight && !k.fatal &&
                        !(o->stop && *o->stop)) {
-                        rd_kafka_poll(k.producer, 100);
+                        if (!pause_tried &&
+                            now_ms() - wait_ms >= PAUSE_AFTER_MS) {
+                                pause_input(&k, 1);
+                                pause_tried = 1;
+                        }
+                        rd_kafka_poll(k.producer, pause_tried ? 100 : 10);
+                        if (k.paused && k.n_msgs < (size_t)k.cfg->max_events) {
+                                /* Paused, the consumer is served too: what
+                                 * it fetched before the pause is freed (a
+                                 * pause makes it stale), the group sees it
+                                 * alive (max.poll.interval.ms) and its
+                                 * statistics reach readiness. A record of
+                                 * a partition assigned meanwhile joins the
+                                 * next batch. */
+                                rd_kafka_message_t *m =
+                                        rd_kafka_consumer_poll(k.consumer, 0);
+                                if (m)
+                                        take_msg(&k, m);
+                        }
                         commit_ready(&k, 0);
+                        if (k.st.acked != acked) {
+                                acked = k.st.acked;
+                                progress_ms = now_ms();
+                                k.stalled[0] = '\0';
+                        } else if (!k.stalled[0] &&
+                                   now_ms() - progress_ms >= STALL_MS) {
+                                snprintf(k.stalled, sizeof(k.stalled),
+                                         "input paused: no output "
+                                         "acknowledged for %d s",
+                                         STALL_MS / 1000);
+                                publish(&k, 1);
+                        }
                         publish(&k, 0);
                 }
+                k.stalled[0] = '\0';
                 pause_input(&k, 0);
                 /* A reload waits for a batch boundary: here. */
                 int want = o->reload && *o->reload;
