@@ -724,9 +724,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         rd_kafka_incremental_assign(rk, parts);
                 else
                         rd_kafka_assign(rk, parts);
-                /* Assigned during backpressure: paused like the others. */
+                /* Assigned during backpressure: paused like the others.
+                 * Otherwise resumed: librdkafka keeps a partition's pause
+                 * on its toppar across a revocation, so one revoked while
+                 * paused and assigned back later would never be read. */
                 if (k->paused)
                         rd_kafka_pause_partitions(rk, parts);
+                else
+                        rd_kafka_resume_partitions(rk, parts);
                 k->st.assigned += parts->cnt;
                 return;
         }

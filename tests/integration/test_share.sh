@@ -15,14 +15,28 @@ head -n $((N + 1)) "$ROOT/config/demo/events.csv" >"$WORK/events.csv"
 sed -n "1p;$((N + 2)),$((N + 2001))p" "$ROOT/config/demo/events.csv" >"$WORK/more.csv"
 topic "$VEIL_INPUT"
 topic "$VEIL_UPDATES"
-produce "$VEIL_INPUT" "$WORK/events.csv"
 
+# net LOG: partitions the instance holds now, from its log lines
+net() {
+  awk '/"assigned [0-9]+ partition/ {match($0, /assigned [0-9]+/); a += substr($0, RSTART + 9, RLENGTH - 9)}
+       /"revoking [0-9]+ partition/ {match($0, /revoking [0-9]+/); a -= substr($0, RSTART + 9, RLENGTH - 9)}
+       END {print a + 0}' "$1"
+}
+# Both instances hold input partitions before the events arrive, so that
+# both learn (and release) from their share of the users.
 PIDS=()
 for i in a b; do
   VEIL_INSTANCE_ID=$i VEIL_ACCOUNTANT="$WORK/acc-$i" \
     start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-$i.log"
   PIDS+=("$VEIL_PID")
 done
+deadline=$((SECONDS + 30))
+until [ "$(net "$WORK/veil-a.log")" -ge 1 ] && [ "$(net "$WORK/veil-b.log")" -ge 1 ]; do
+  [ $SECONDS -lt $deadline ] ||
+    fail "partitions not spread over the two instances: $(net "$WORK/veil-a.log") and $(net "$WORK/veil-b.log")"
+  sleep 0.5
+done
+produce "$VEIL_INPUT" "$WORK/events.csv"
 wait_count "$VEIL_RECS" $N 90 || { tail -5 "$WORK/veil-a.log"; fail "recommendations"; }
 applied() { grep -c "applied a model update of instance '$2'" "$WORK/veil-$1.log"; }
 deadline=$((SECONDS + 30))
@@ -59,7 +73,9 @@ stop_veil 20
 got=$(sed -nE 's/.*"([0-9]+) model update chunk\(s\) of other instances applied.*/\1/p' "$WORK/veil-b2.log")
 [ "$got" = "$a_chunks" ] || fail "the restarted b applied ${got:-no} chunks of a, want $a_chunks"
 consume "$VEIL_UPDATES" "$UPD_SCHEMA" | jq -c '.value | {instance, seq, chunk}' >"$WORK/upd2.json"
-first_new=$(tail -n +$(($(wc -l <"$WORK/upd1.json") + 1)) "$WORK/upd2.json" | jq -r 'select(.instance == "b") | .seq' | head -1)
+# b's releases after the restart: the seqs of b that were not there before.
+first_new=$(comm -13 <(jq -r 'select(.instance == "b") | .seq' "$WORK/upd1.json" | sort -u) \
+  <(jq -r 'select(.instance == "b") | .seq' "$WORK/upd2.json" | sort -u) | sort -n | head -1)
 [ -n "$first_new" ] && [ "$first_new" -gt "$b_max" ] ||
   fail "b's first release after the restart is ${first_new:-missing}, want > $b_max"
 [ "$(jq -r 'select(.instance == "b") | "\(.seq) \(.chunk)"' "$WORK/upd2.json" | sort | uniq -d | wc -l)" -eq 0 ] ||
