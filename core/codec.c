@@ -654,45 +654,20 @@ static int put(struct veil_buf *b, const void *p, size_t n) {
         return 0;
 }
 
-/* The scalars are written in place, room for the longest made first:
- * a memcpy call per number was a good part of encoding a record. */
-static int put_long(struct veil_buf *b, int64_t v) {
-        if (b->cap - b->len < 10 && veil_buf_reserve(b, b->len + 10))
-                return -VEIL_ENOMEM;
-        uint64_t z = ((uint64_t)v << 1) ^ (v < 0 ? ~(uint64_t)0 : 0);
-        unsigned char *o = b->data + b->len;
-        while (z > 0x7f) {
-                *o++ = (unsigned char)(0x80 | (z & 0x7f));
-                z >>= 7;
-        }
-        *o++ = (unsigned char)z;
-        b->len = (size_t)(o - b->data);
-        return 0;
-}
-
-static int put_le(struct veil_buf *b, uint64_t v, size_t n) {
-        if (b->cap - b->len < 8 && veil_buf_reserve(b, b->len + 8))
-                return -VEIL_ENOMEM;
-        for (size_t i = 0; i < n; i++)
-                b->data[b->len + i] = (unsigned char)(v >> (8 * i));
-        b->len += n;
-        return 0;
-}
-
 static int put_double(struct veil_buf *b, double d) {
         uint64_t u;
         memcpy(&u, &d, 8);
-        return put_le(b, u, 8);
+        return veil_avro_put_le(b, u, 8);
 }
 
 static int put_float(struct veil_buf *b, float f) {
         uint32_t u;
         memcpy(&u, &f, 4);
-        return put_le(b, u, 4);
+        return veil_avro_put_le(b, u, 4);
 }
 
 static int put_str(struct veil_buf *b, const void *s, size_t n) {
-        int rc = put_long(b, (int64_t)n);
+        int rc = veil_avro_put_long(b, (int64_t)n);
         return rc ? rc : put(b, s, n);
 }
 
@@ -706,7 +681,7 @@ static int put_latin1(struct veil_buf *b, const struct json *j, int64_t want) {
         }
         if (want >= 0 && (int64_t)n != want)
                 return -VEIL_EINVAL;
-        int rc = want >= 0 ? 0 : put_long(b, (int64_t)n);
+        int rc = want >= 0 ? 0 : veil_avro_put_long(b, (int64_t)n);
         for (i = 0; !rc && i < j->slen;) {
                 unsigned c = s[i];
                 if (c >= 0x80) {
@@ -748,10 +723,10 @@ static int write_default(const struct schema *sc, const struct json *j,
                 if (j->t != J_NUM || !j->is_int || j->i < INT32_MIN ||
                     j->i > INT32_MAX)
                         return -VEIL_EINVAL;
-                return put_long(b, j->i);
+                return veil_avro_put_long(b, j->i);
         case AVRO_INT64:
                 *why = "expected an integer";
-                return j->t == J_NUM && j->is_int ? put_long(b, j->i)
+                return j->t == J_NUM && j->is_int ? veil_avro_put_long(b, j->i)
                                                    : -VEIL_EINVAL;
         case AVRO_FLOAT:
                 *why = "expected a number";
@@ -777,7 +752,7 @@ static int write_default(const struct schema *sc, const struct json *j,
                 *why = "expected one of the enum's symbols";
                 int i = j->t == J_STR ? avro_schema_enum_get_by_name(s, j->s)
                                       : -1;
-                return i >= 0 ? put_long(b, i) : -VEIL_EINVAL;
+                return i >= 0 ? veil_avro_put_long(b, i) : -VEIL_EINVAL;
         }
         case AVRO_ARRAY:
         case AVRO_MAP: {
@@ -789,7 +764,7 @@ static int write_default(const struct schema *sc, const struct json *j,
                                        : avro_schema_array_items(s);
                 int rc = 0;
                 if (j->n)
-                        rc = put_long(b, (int64_t)j->n);
+                        rc = veil_avro_put_long(b, (int64_t)j->n);
                 for (size_t i = 0; !rc && i < j->n; i++) {
                         if (map)
                                 rc = put_str(b, j->k[i], strlen(j->k[i]));
@@ -797,7 +772,7 @@ static int write_default(const struct schema *sc, const struct json *j,
                                 rc = write_default(sc, j->v[i], it, b, why,
                                                    depth + 1);
                 }
-                return rc ? rc : put_long(b, 0);
+                return rc ? rc : veil_avro_put_long(b, 0);
         }
         case AVRO_RECORD: {
                 *why = "expected an object";
@@ -829,7 +804,7 @@ static int write_default(const struct schema *sc, const struct json *j,
                         *why = "empty union";
                         return -VEIL_EINVAL;
                 }
-                int rc = put_long(b, 0);
+                int rc = veil_avro_put_long(b, 0);
                 return rc ? rc : write_default(sc, j,
                                                avro_schema_union_branch(s, 0),
                                                b, why, depth + 1);
@@ -2325,10 +2300,10 @@ static int enc_fields(const struct efield *f, size_t n,
                                             "event field %s is absent and "
                                             "the schema requires it",
                                             slots[f->slot].path);
-                        rc = put_long(b, f->nb);
+                        rc = veil_avro_put_long(b, f->nb);
                         continue;
                 }
-                if (f->vb >= 0 && (rc = put_long(b, f->vb)))
+                if (f->vb >= 0 && (rc = veil_avro_put_long(b, f->vb)))
                         break;
                 switch (f->kind) {
                 case K_STR: {
@@ -2337,7 +2312,7 @@ static int enc_fields(const struct efield *f, size_t n,
                         break;
                 }
                 case K_LONG:
-                        rc = put_long(b, *(const int64_t *)p);
+                        rc = veil_avro_put_long(b, *(const int64_t *)p);
                         break;
                 case K_DOUBLE:
                         rc = f->is_float ? put_float(b, (float)*(const double *)p)
@@ -2351,7 +2326,7 @@ static int enc_fields(const struct efield *f, size_t n,
                 case K_MAP: {
                         size_t na = ev->ctx.n_attrs;
                         if (na)
-                                rc = put_long(b, (int64_t)na);
+                                rc = veil_avro_put_long(b, (int64_t)na);
                         for (size_t k = 0; k < na && !rc; k++) {
                                 const struct veil_kv *kv = &ev->ctx.attrs[k];
                                 if (!kv->key || !kv->value)
@@ -2367,7 +2342,7 @@ static int enc_fields(const struct efield *f, size_t n,
                                                      strlen(kv->value));
                         }
                         if (!rc)
-                                rc = put_long(b, 0);
+                                rc = veil_avro_put_long(b, 0);
                         break;
                 }
                 }
@@ -2903,11 +2878,11 @@ static int enc_value(struct veil_buf *b, avro_value_t *v, int depth) {
         case AVRO_INT32:
                 if (avro_value_get_int(v, &i32))
                         return -VEIL_EINVAL;
-                return put_long(b, i32);
+                return veil_avro_put_long(b, i32);
         case AVRO_INT64:
                 if (avro_value_get_long(v, &i64))
                         return -VEIL_EINVAL;
-                return put_long(b, i64);
+                return veil_avro_put_long(b, i64);
         case AVRO_FLOAT:
                 if (avro_value_get_float(v, &f))
                         return -VEIL_EINVAL;
@@ -2932,13 +2907,13 @@ static int enc_value(struct veil_buf *b, avro_value_t *v, int depth) {
         case AVRO_ENUM:
                 if (avro_value_get_enum(v, &i))
                         return -VEIL_EINVAL;
-                return put_long(b, i);
+                return veil_avro_put_long(b, i);
         case AVRO_UNION:
                 i = -1;
                 avro_value_get_discriminant(v, &i);
                 if (i < 0 || avro_value_get_current_branch(v, &child))
                         return 1;
-                return (rc = put_long(b, i)) ? rc
+                return (rc = veil_avro_put_long(b, i)) ? rc
                                              : enc_value(b, &child, depth + 1);
         case AVRO_RECORD:
         case AVRO_ARRAY:
@@ -2947,7 +2922,7 @@ static int enc_value(struct veil_buf *b, avro_value_t *v, int depth) {
                 if (avro_value_get_size(v, &n))
                         return -VEIL_EINVAL;
                 /* one block of all the items, then the empty block */
-                if (t != AVRO_RECORD && n && (rc = put_long(b, (int64_t)n)))
+                if (t != AVRO_RECORD && n && (rc = veil_avro_put_long(b, (int64_t)n)))
                         return rc;
                 for (size_t k = 0; k < n; k++) {
                         key = NULL;
@@ -2963,7 +2938,7 @@ static int enc_value(struct veil_buf *b, avro_value_t *v, int depth) {
                         if ((rc = enc_value(b, &child, depth + 1)))
                                 return rc;
                 }
-                return t == AVRO_RECORD ? 0 : put_long(b, 0);
+                return t == AVRO_RECORD ? 0 : veil_avro_put_long(b, 0);
         }
         default:
                 return -VEIL_EINVAL;

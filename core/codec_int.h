@@ -9,6 +9,9 @@
 #include <avro.h>
 #include <stdint.h>
 
+#include "codec.h"
+#include "veil/veil.h"
+
 struct veil_rec_pool;
 struct veil_flat_inst;
 
@@ -224,5 +227,32 @@ struct veil_rec *veil_rec_pool_take(struct veil_rec_pool *p,
                                     size_t index);
 void veil_rec_pool_reset(struct veil_rec_pool *p);
 void veil_rec_pool_free(struct veil_rec_pool *p);
+
+/* Avro binary writers shared by codec.c and recflat.c. The scalars are
+ * written in place, room for the longest made first: a memcpy call per
+ * number was a good part of encoding a record. */
+static inline int veil_avro_put_long(struct veil_buf *b, int64_t v) {
+        if (b->cap - b->len < 10 && veil_buf_reserve(b, b->len + 10))
+                return -VEIL_ENOMEM;
+        uint64_t z = ((uint64_t)v << 1) ^ (v < 0 ? ~(uint64_t)0 : 0);
+        unsigned char *o = b->data + b->len;
+        while (z > 0x7f) {
+                *o++ = (unsigned char)(0x80 | (z & 0x7f));
+                z >>= 7;
+        }
+        *o++ = (unsigned char)z;
+        b->len = (size_t)(o - b->data);
+        return 0;
+}
+
+/* The n low bytes of v, little-endian (float and double bits). */
+static inline int veil_avro_put_le(struct veil_buf *b, uint64_t v, size_t n) {
+        if (b->cap - b->len < 8 && veil_buf_reserve(b, b->len + 8))
+                return -VEIL_ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                b->data[b->len + i] = (unsigned char)(v >> (8 * i));
+        b->len += n;
+        return 0;
+}
 
 #endif

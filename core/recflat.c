@@ -620,31 +620,8 @@ static int reserve(struct veil_buf *b, size_t n) {
         return b->cap - b->len >= n ? 0 : veil_buf_reserve(b, b->len + n);
 }
 
-static int put_long(struct veil_buf *b, int64_t v) {
-        if (reserve(b, 10))
-                return -VEIL_ENOMEM;
-        uint64_t z = ((uint64_t)v << 1) ^ (v < 0 ? ~(uint64_t)0 : 0);
-        unsigned char *o = b->data + b->len;
-        while (z > 0x7f) {
-                *o++ = (unsigned char)(0x80 | (z & 0x7f));
-                z >>= 7;
-        }
-        *o++ = (unsigned char)z;
-        b->len = (size_t)(o - b->data);
-        return 0;
-}
-
-static int put_le(struct veil_buf *b, uint64_t v, size_t n) {
-        if (reserve(b, 8))
-                return -VEIL_ENOMEM;
-        for (size_t i = 0; i < n; i++)
-                b->data[b->len + i] = (unsigned char)(v >> (8 * i));
-        b->len += n;
-        return 0;
-}
-
 static int put_bytes(struct veil_buf *b, const void *p, size_t n) {
-        int rc = put_long(b, (int64_t)n);
+        int rc = veil_avro_put_long(b, (int64_t)n);
         if (rc || reserve(b, n))
                 return rc ? rc : -VEIL_ENOMEM;
         if (n)
@@ -667,7 +644,7 @@ static int enc(const struct veil_flat_inst *r, struct veil_buf *b,
                 if (k == VF_UNION) {
                         if (s->branch < 0)
                                 return 1;
-                        if ((rc = put_long(b, s->branch)))
+                        if ((rc = veil_avro_put_long(b, s->branch)))
                                 return rc;
                         k = f->bk[s->branch];
                 }
@@ -684,18 +661,18 @@ static int enc(const struct veil_flat_inst *r, struct veil_buf *b,
                 case VF_INT:
                 case VF_LONG:
                 case VF_ENUM:
-                        rc = put_long(b, s->v.l);
+                        rc = veil_avro_put_long(b, s->v.l);
                         break;
                 case VF_FLOAT: {
                         uint32_t u;
                         memcpy(&u, &s->v.f, 4);
-                        rc = put_le(b, u, 4);
+                        rc = veil_avro_put_le(b, u, 4);
                         break;
                 }
                 case VF_DOUBLE: {
                         uint64_t u;
                         memcpy(&u, &s->v.d, 8);
-                        rc = put_le(b, u, 8);
+                        rc = veil_avro_put_le(b, u, 8);
                         break;
                 }
                 case VF_STRING:
@@ -706,12 +683,12 @@ static int enc(const struct veil_flat_inst *r, struct veil_buf *b,
                 case VF_ARRAY: {
                         size_t n = s->v.arr ? s->v.arr->n : 0;
                         /* one block of all the items, then the empty one */
-                        if (n && (rc = put_long(b, (int64_t)n)))
+                        if (n && (rc = veil_avro_put_long(b, (int64_t)n)))
                                 return rc;
                         for (size_t j = 0; j < n; j++)
                                 if ((rc = enc(s->v.arr->e[j], b, depth + 1)))
                                         return rc;
-                        rc = put_long(b, 0);
+                        rc = veil_avro_put_long(b, 0);
                         break;
                 }
                 case VF_RECORD:
