@@ -1669,13 +1669,8 @@ static void pause_input(struct kctx *k, int pause) {
  * host name (a StatefulSet pod's name). Group generation fences the rest
  * (KIP-447): one id per instance suffices, whatever it is assigned. */
 static void transactional_id(struct kctx *k, char *buf, size_t size) {
-        const char *inst = getenv("VEIL_INSTANCE_ID");
-        char host[256] = "";
-        if (!inst || !*inst) {
-                if (gethostname(host, sizeof(host) - 1) || !host[0])
-                        snprintf(host, sizeof(host), "veil");
-                inst = host;
-        }
+        char inst[256];
+        veil_instance_id(inst, sizeof(inst));
         snprintf(buf, size, "%s-%s", k->cfg->kafka.group, inst);
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "codec.h"
@@ -258,6 +259,19 @@ int veil_request_export(veil_stage_t *st, const char *raw_id) {
 
 int veil_keygen(const char *path, char *errstr, size_t errstr_size) {
         return veil_keyring_keygen(path, errstr, errstr_size);
+}
+
+void veil_instance_id(char *out, size_t size) {
+        const char *inst = getenv("VEIL_INSTANCE_ID");
+        char host[256] = "";
+        if (!size)
+                return;
+        if (!inst || !*inst) {
+                if (gethostname(host, sizeof(host) - 1) || !host[0])
+                        snprintf(host, sizeof(host), "veil");
+                inst = host;
+        }
+        snprintf(out, size, "%s", inst);
 }
 
 int veil_pseudonym(veil_stage_t *st, const char *domain, const void *id,

@@ -964,13 +964,12 @@ static int share_setup(struct state *s, veil_stage_t *st,
                            "gaussian or tree when the model_updates output "
                            "is bound (without noise an update would "
                            "publish the users' gradients)");
-        char host[256] = "";
+        char host[256];
         const char *inst = veil_params_has(p, "instance")
                                    ? veil_params_str(p, "instance")
-                                   : getenv("VEIL_INSTANCE_ID");
-        if (!inst || !*inst) {
-                if (gethostname(host, sizeof(host) - 1) || !host[0])
-                        snprintf(host, sizeof(host), "veil");
+                                   : "";
+        if (!*inst) {
+                veil_instance_id(host, sizeof(host));
                 inst = host;
         }
         s->sigma = veil_params_double(p, "noise_multiplier", 1.0);

@@ -290,6 +290,11 @@ int veil_keygen(const char *path, char *errstr, size_t errstr_size);
  *  the length, or a negative code when no keyring is configured. */
 int veil_pseudonym(veil_stage_t *st, const char *domain, const void *id,
                    size_t id_len, char *out, size_t out_size);
+/** This instance's id, the one its transactional.id is made of:
+ *  VEIL_INSTANCE_ID, else the host name (a StatefulSet pod's name), else
+ *  "veil"; NUL terminated in out (truncated to size). */
+void veil_instance_id(char *out, size_t size);
+
 /** Size of the buffer veil_pseudonym needs, terminator included. */
 #define VEIL_PSEUDONYM_MAX 64
 
