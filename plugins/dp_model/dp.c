@@ -87,7 +87,6 @@ static void new_tree_after_restart(struct veil_dp *dp) {
         if (!dp->tree)
                 return;
         veil_tree_reset(dp->tree);
-        dp->st.tree_pos = 0;
         if (veil_accountant_unit(dp->acc, &unit) && unit + 1 > dp->st.tree)
                 dp->st.tree = unit + 1;
 }
@@ -314,14 +313,11 @@ static int tree_release(struct veil_dp *dp, size_t items, char *errstr,
         if (rc) {
                 /* The tree is reset: the next step opens another. */
                 dp->st.tree++;
-                dp->st.tree_pos = 0;
                 return rc;
         }
-        dp->st.tree_pos = veil_tree_position(dp->tree);
-        if (dp->st.tree_pos >= dp->cfg.tree_steps) {
+        if (veil_tree_position(dp->tree) >= dp->cfg.tree_steps) {
                 veil_tree_reset(dp->tree);
                 dp->st.tree++;
-                dp->st.tree_pos = 0;
         }
         return 0;
 }
@@ -437,8 +433,8 @@ int veil_dp_ready(const struct veil_dp *dp) {
         return dp->st.pending >= dp->cfg.step_events && !dp->st.frozen;
 }
 
-/* Sealed tree state: "VDPT", nonce, secretbox of u64 tree, u64 position
- * and the tree's export. The keys inside would let anyone who reads the
+/* Sealed tree state: "VDPT", nonce, secretbox of u64 tree (its number) and
+ * the tree's export (its position and node keys). The keys inside would let anyone who reads the
  * state topic subtract the noise; sealed, they are as safe as the host's
  * key. */
 int veil_dp_tree_save(const struct veil_dp *dp, const unsigned char key[32],
@@ -452,7 +448,7 @@ int veil_dp_tree_save(const struct veil_dp *dp, const unsigned char key[32],
         int rc = veil_tree_export(dp->tree, &ex, &n);
         if (rc)
                 return rc;
-        size_t pn = 16 + n;
+        size_t pn = 8 + n;
         plain = malloc(pn);
         box = malloc(4 + crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES +
                      pn);
@@ -463,11 +459,9 @@ int veil_dp_tree_save(const struct veil_dp *dp, const unsigned char key[32],
                 free(box);
                 return -VEIL_ENOMEM;
         }
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < 8; i++)
                 plain[i] = (unsigned char)(dp->st.tree >> (8 * i));
-                plain[8 + i] = (unsigned char)(dp->st.tree_pos >> (8 * i));
-        }
-        memcpy(plain + 16, ex, n);
+        memcpy(plain + 8, ex, n);
         sodium_memzero(ex, n);
         free(ex);
         memcpy(box, "VDPT", 4);
@@ -485,7 +479,7 @@ int veil_dp_tree_load(struct veil_dp *dp, const unsigned char key[32],
                       const void *data, size_t len) {
         const unsigned char *b = data;
         size_t head = 4 + crypto_secretbox_NONCEBYTES;
-        if (!dp->tree || len < head + crypto_secretbox_MACBYTES + 16 ||
+        if (!dp->tree || len < head + crypto_secretbox_MACBYTES + 8 ||
             memcmp(b, "VDPT", 4))
                 return 0;
         size_t pn = len - head - crypto_secretbox_MACBYTES;
@@ -494,18 +488,16 @@ int veil_dp_tree_load(struct veil_dp *dp, const unsigned char key[32],
                 return -VEIL_ENOMEM;
         int ok = !crypto_secretbox_open_easy(plain, b + head, len - head,
                                              b + 4, key);
-        uint64_t tree = 0, pos = 0, unit;
-        for (int i = 0; ok && i < 8; i++) {
+        uint64_t tree = 0, unit;
+        for (int i = 0; ok && i < 8; i++)
                 tree |= (uint64_t)plain[i] << (8 * i);
-                pos |= (uint64_t)plain[8 + i] << (8 * i);
-        }
         /* Only where the accountant stands: a step released after the
          * save used nodes this state does not have. */
         ok = ok && veil_accountant_unit(dp->acc, &unit) && unit == tree &&
-             veil_accountant_unit_steps(dp->acc) == pos &&
-             pos < dp->cfg.tree_steps &&
-             !veil_tree_import(dp->tree, plain + 16, pn - 16) &&
-             veil_tree_position(dp->tree) == pos;
+             !veil_tree_import(dp->tree, plain + 8, pn - 8) &&
+             veil_tree_position(dp->tree) ==
+                     veil_accountant_unit_steps(dp->acc) &&
+             veil_tree_position(dp->tree) < dp->cfg.tree_steps;
         sodium_memzero(plain, pn);
         free(plain);
         if (!ok) {
@@ -513,12 +505,13 @@ int veil_dp_tree_load(struct veil_dp *dp, const unsigned char key[32],
                 return 0;
         }
         dp->st.tree = tree;
-        dp->st.tree_pos = pos;
         return 1;
 }
 
 struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp) {
-        return dp->st;
+        struct veil_dp_stats s = dp->st;
+        s.tree_pos = dp->tree ? veil_tree_position(dp->tree) : 0;
+        return s;
 }
 
 const struct veil_accountant *veil_dp_accountant(const struct veil_dp *dp) {
