@@ -30,7 +30,8 @@ for i in a b; do
     start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-$i.log"
   PIDS+=("$VEIL_PID")
 done
-deadline=$((SECONDS + 30))
+# (A cooperative rebalance takes two rounds; on a loaded machine, seconds.)
+deadline=$((SECONDS + 90))
 until [ "$(net "$WORK/veil-a.log")" -ge 1 ] && [ "$(net "$WORK/veil-b.log")" -ge 1 ]; do
   [ $SECONDS -lt $deadline ] ||
     fail "partitions not spread over the two instances: $(net "$WORK/veil-a.log") and $(net "$WORK/veil-b.log")"
