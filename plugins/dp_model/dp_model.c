@@ -1110,7 +1110,10 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 return rc;
         }
         struct veil_learn_cfg lc = {(float)lr, (float)clip, (float)alpha,
-                                    (size_t)neg, (size_t)mue};
+                                    (size_t)neg, (size_t)mue, 0};
+        /* Only the biases are released: their part alone is clipped. */
+        lc.bias_only = strcmp(veil_params_str(p, "mechanism"), "none") &&
+                       !strcmp(veil_params_str(p, "dp_blocks"), "bias");
         s->mark = calloc(s->m->cap, sizeof(uint32_t));
         if (!s->mark ||
             veil_learner_new(&s->L, &lc, s->m, (uint64_t)seed * 7919u + 1)) {

@@ -737,8 +737,12 @@ static int clip(struct veil_learner *L, const struct veil_example *ex,
                                             ex[L->order[s + j]].target)
                                         r2 += (double)L->rpos[s + i] *
                                               L->rpos[s + j];
-                                n2 += r2 * ((double)qq[i * m + j] + 1.0) +
-                                      (double)aa[i * m + j] * gg[i * m + j];
+                                n2 += L->cfg.bias_only
+                                              ? r2
+                                              : r2 * ((double)qq[i * m + j] +
+                                                      1.0) +
+                                                        (double)aa[i * m + j] *
+                                                                gg[i * m + j];
                         }
                 }
                 double norm = sqrt(n2 > 0 ? n2 : 0);

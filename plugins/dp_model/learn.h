@@ -53,6 +53,12 @@ struct veil_learn_cfg {
         float alpha;     /**< weight of the recent items' mean */
         size_t negatives; /**< S: sampled items per batch (all when ≥ items) */
         size_t max_user_examples; /**< events of one user learned per batch */
+        /** Clip the biases' part of a contribution alone (its norm over b
+         *  is what is bounded by C): for a hook that releases only b
+         *  (dp_blocks: bias), whose other sums are dropped. Measured over
+         *  every parameter, the bias part is a tenth of the norm and the
+         *  noise drowns it. */
+        int bias_only;
 };
 
 /** The summed, clipped gradient of one step, as the noise hook sees it.

@@ -117,7 +117,7 @@ static void test_admit_bounds(void **st) {
         tmp_path(path, sizeof(path), "admit");
         struct veil_model *m = new_model(4, 2, 4);
         struct veil_learner *L;
-        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4};
+        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4, 0};
         assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
         struct veil_dp_cfg c = cfg_of(path, 1.0);
         c.step_events = 2;
@@ -187,7 +187,7 @@ static void test_hook_sum_bounded(void **st) {
         for (size_t i = 0; i < 20 * 8; i++)
                 m->V[i] *= 100; /* large gradients */
         struct veil_learner *L;
-        struct veil_learn_cfg lc = {0.1f, 0.5f, 1, 8, 4};
+        struct veil_learn_cfg lc = {0.1f, 0.5f, 1, 8, 4, 0};
         assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
         struct veil_dp_cfg c = cfg_of(path, 1.0);
         c.clip = 0.5;
@@ -226,7 +226,7 @@ static void test_charged_saved_before_apply(void **st) {
         tmp_path(path, sizeof(path), "save");
         struct veil_model *m = new_model(4, 2, 4);
         struct veil_learner *L;
-        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4};
+        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4, 0};
         assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
         struct veil_dp_cfg c = cfg_of(path, 2.0);
         struct veil_dp *dp;
@@ -291,7 +291,7 @@ static void test_budget_freezes(void **st) {
         tmp_path(path, sizeof(path), "budget");
         struct veil_model *m = new_model(4, 2, 4);
         struct veil_learner *L;
-        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4};
+        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4, 0};
         assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
         struct veil_dp_cfg c = cfg_of(path, 3.0);
         c.eps_budget = 2.0;
@@ -343,7 +343,7 @@ static void test_checkpoint_roundtrip(void **st) {
         tmp_path(path2, sizeof(path2), "ck2");
         struct veil_model *m = new_model(6, 3, 5);
         struct veil_learner *L;
-        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4};
+        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4, 0};
         assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
         struct veil_dp_cfg c = cfg_of(path, 2.0);
         struct veil_dp *dp;
@@ -446,7 +446,7 @@ static void histogram(double sigma, float x, int n, int *hist, int bins,
         tmp_path(path, sizeof(path), "emp");
         struct veil_model *m = new_model(2, 1, 1);
         struct veil_learner *L;
-        struct veil_learn_cfg lc = {0.1f, 1, 1, 2, 4};
+        struct veil_learn_cfg lc = {0.1f, 1, 1, 2, 4, 0};
         assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
         struct veil_dp_cfg c = cfg_of(path, sigma);
         /* A fixed seed: the test must not fail by chance (1 in ~400 at
@@ -526,7 +526,7 @@ static void test_tree_mechanism(void **st) {
         tmp_path(path, sizeof(path), "tree");
         struct veil_model *m = new_model(4, 2, 4);
         struct veil_learner *L;
-        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4};
+        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4, 0};
         assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
         struct veil_dp_cfg c = cfg_of(path, 2.0);
         c.mode = VEIL_DP_MODE_TREE;

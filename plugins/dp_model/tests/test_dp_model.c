@@ -319,7 +319,7 @@ static void test_learning_beats_popular(void **st) {
                BATCH = 64, K = 10 };
         struct veil_model *m = new_model(ITEMS, 0, 16, 64, 3);
         memset(m->b, 0, ITEMS * sizeof(float));
-        struct veil_learn_cfg lc = {0.1f, 1.0f, 1.0f, 64, 32};
+        struct veil_learn_cfg lc = {0.1f, 1.0f, 1.0f, 64, 32, 0};
         struct veil_learner *L;
         assert_int_equal(veil_learner_new(&L, &lc, m, 5), 0);
         int succ[ITEMS], cur[USERS], pend[USERS][K], npend[USERS];
@@ -453,7 +453,7 @@ static void test_apply_paths_agree(void **st) {
         struct veil_model *m[3];
         struct veil_learner *L[3];
         struct veil_grad *taken = NULL;
-        struct veil_learn_cfg lc = {0.2f, 0.7f, 1.0f, 12, 4};
+        struct veil_learn_cfg lc = {0.2f, 0.7f, 1.0f, 12, 4, 0};
         for (int v = 0; v < 3; v++) {
                 uint64_t keep = rng_state;
                 m[v] = new_model(ITEMS, 0, D, SPACE, 5);
@@ -671,7 +671,7 @@ static void test_clipping_matches_materialized(void **st) {
                 ref[u] = sqrt(norm2(&G[u]));
 
         /* 1. No clipping: the norms and the sum. */
-        struct veil_learn_cfg lc = {0.0f, 1e9f, alpha, 4, 32};
+        struct veil_learn_cfg lc = {0.0f, 1e9f, alpha, 4, 32, 0};
         struct veil_learner *L;
         struct probe pr = {0};
         assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
@@ -737,6 +737,45 @@ static void test_clipping_matches_materialized(void **st) {
         for (size_t i = 0; i < sizeof(want) / sizeof(double); i++)
                 assert_true(fabs(a[i] - b[i]) < 1e-5);
         veil_learner_free(L);
+
+        /* 2b. bias_only (dp_blocks: bias releases b alone): the norm
+         * clipped is the biases' part alone, and each user's b part of
+         * the sum is scaled to C exactly when above it. */
+        double refb[3], blo = INFINITY, bhi = 0;
+        for (size_t u = 0; u < n_users; u++) {
+                double q = 0;
+                for (size_t i = 0; i < CI; i++)
+                        q += G[u].b[i] * G[u].b[i];
+                refb[u] = sqrt(q);
+                assert_true(refb[u] < ref[u]); /* a strict part */
+                blo = refb[u] < blo ? refb[u] : blo;
+                bhi = refb[u] > bhi ? refb[u] : bhi;
+        }
+        lc.clip = (float)((blo + bhi) / 2);
+        lc.bias_only = 1;
+        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
+        veil_learner_set_noise(L, probe_hook, &pr);
+        veil_learn_force_support(L, sup, 4);
+        assert_int_equal(veil_learn_step(L, m, ex, n, n_users, err,
+                                         sizeof(err)),
+                         0);
+        norms = veil_learn_norms(L);
+        scale = veil_learn_scales(L);
+        double bsum[CI] = {0};
+        clipped = 0;
+        for (size_t u = 0; u < n_users; u++) {
+                assert_true(fabs(norms[u] - refb[u]) < 1e-4 * (1 + refb[u]));
+                double c = refb[u] > lc.clip ? lc.clip / refb[u] : 1.0;
+                assert_true(fabs(scale[u] - c) < 1e-5);
+                clipped += c < 1;
+                for (size_t i = 0; i < CI; i++)
+                        bsum[i] += c * G[u].b[i];
+        }
+        assert_true(clipped >= 1 && clipped < n_users);
+        for (size_t i = 0; i < CI; i++)
+                assert_true(fabs(bsum[i] - pr.sum.b[i]) < 1e-5);
+        veil_learner_free(L);
+        lc.bias_only = 0;
 
         /* 3. The per-user bound on events: at most 2 of user 0's three. */
         lc.clip = 1e9f;
