@@ -78,6 +78,13 @@ static const struct veil_param_def params[] = {
          "catalog's descriptions: public data, no privacy cost)"},
         {"prior_norm", VEIL_PARAM_DOUBLE, "3.0", 0,
          "norm of the item vectors the description prior sets"},
+        {"prior_neighbors", VEIL_PARAM_INT, "0", 0,
+         "with prior description: each item's this many nearest items by "
+         "exact description similarity (tf·idf cosine) raise their scores "
+         "when it is in hand or recent (0: off; public data, not learned)"},
+        {"prior_neighbor_weight", VEIL_PARAM_DOUBLE, "10.0", 0,
+         "score added per unit of description cosine to the neighbours of "
+         "the item in hand (α/|recent| of it for a recent item's)"},
         {"seed", VEIL_PARAM_INT, "1", 0,
          "seed of the initialization and of the negative sampling"},
         {"default_tier", VEIL_PARAM_STRING, "contextual", 0,
@@ -167,6 +174,8 @@ struct state {
         struct veil_share *share;
         const char *mechanism;
         double sigma, clip;
+        struct veil_prior_nb nb; /* empty: no neighbour term */
+        float nb_weight;
 };
 
 static const char *tier_name(veil_tier_t t) {
@@ -395,6 +404,9 @@ static void explain(const struct state *s, const struct veil_event *ev,
         }
         if (rw->cur >= 0) {
                 item_c += dot[nf];
+                if (s->nb.L)
+                        item_c += s->nb_weight *
+                                  veil_prior_nb_get(&s->nb, rw->cur, top);
                 have_item = 1;
         }
         if (have_item || verb)
@@ -411,6 +423,9 @@ static void explain(const struct state *s, const struct veil_event *ev,
                         c += rd[j];
                 for (size_t j = n_rec; j < rw->n_recent; j++)
                         c += vdot(m->U + (size_t)rw->recent[j] * d, v, d);
+                for (size_t j = 0; s->nb.L && j < rw->n_recent; j++)
+                        c += s->nb_weight * veil_prior_nb_get(
+                                                    &s->nb, rw->recent[j], top);
                 parts[np++] = (struct part){
                         s->alpha * c / (float)rw->n_recent,
                         VEIL_CTX_N_KINDS,
@@ -782,6 +797,18 @@ static int process(void *state, struct veil_batch *b) {
                 /* Excluded scores become -inf as well as marked: the
                  * top-k's threshold pass then never counts them. */
                 float *row = s->S + r * items;
+                if (s->nb.L && rw->tier != VEIL_TIER_NONE) {
+                        /* The public description neighbours, weighted as
+                         * the query weighs its items. */
+                        veil_prior_nb_add(&s->nb, rw->cur, s->nb_weight,
+                                          row);
+                        for (size_t j = 0; j < rw->n_recent; j++)
+                                veil_prior_nb_add(
+                                        &s->nb, rw->recent[j],
+                                        s->nb_weight * s->alpha /
+                                                (float)rw->n_recent,
+                                        row);
+                }
                 if (rw->cur >= 0) {
                         s->mark[rw->cur] = s->stamp;
                         row[rw->cur] = -INFINITY;
@@ -835,6 +862,7 @@ static void destroy(void *state) {
         veil_share_free(s->share);
         veil_learner_free(s->L);
         veil_model_free(s->m);
+        veil_prior_nb_free(&s->nb);
         free(s->Q);
         free(s->S);
         free(s->rows);
@@ -1104,6 +1132,26 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         else if (!strcmp(prior, "description"))
                 rc = veil_model_prior_text(s->m, (float)pnorm,
                                            (uint64_t)seed);
+        int64_t nbn = veil_params_int(p, "prior_neighbors", 0);
+        double nbw = veil_params_double(p, "prior_neighbor_weight", 10.0);
+        if (!rc && (nbn < 0 || nbn > 1024))
+                rc = bad(errstr, errstr_size, p, "prior_neighbors",
+                         "between 0 and 1024");
+        else if (!rc && nbn && strcmp(prior, "description"))
+                rc = bad(errstr, errstr_size, p, "prior_neighbors",
+                         "0 unless prior is description (the neighbours "
+                         "come from the descriptions)");
+        else if (!rc && !(nbw >= 0 && nbw <= 1e6))
+                rc = bad(errstr, errstr_size, p, "prior_neighbor_weight",
+                         "between 0 and 1e6");
+        else if (!rc && (rc = veil_prior_neighbors(s->m->cat, (size_t)nbn,
+                                                   &s->nb)))
+                snprintf(errstr, errstr_size,
+                         "%s: out of memory for %lld neighbours of %zu "
+                         "items",
+                         veil_params_where(p, "prior_neighbors"),
+                         (long long)nbn, s->m->cat->n_file);
+        s->nb_weight = (float)nbw;
         if (rc) {
                 veil_model_free(s->m);
                 free(s);

@@ -24,4 +24,32 @@
  *  without one keep their rows). Returns 0 or -VEIL_ENOMEM. */
 int veil_model_prior_text(struct veil_model *m, float norm, uint64_t seed);
 
+/** Each catalog item's nearest other items by the cosine of their
+ *  descriptions' tf·idf vectors — exact, not through the d-dimensional
+ *  projection above, whose ±1/√d error hides most of the neighbours.
+ *  Public data too: dp_model adds `prior_neighbor_weight` × cosine to the
+ *  scores of the item in hand's neighbours (and α/|recent| × cosine for
+ *  each recent item's), outside the learned and noised parameters. */
+struct veil_prior_nb {
+        size_t n, L;    /**< catalog items, neighbours kept per item */
+        uint32_t *item; /**< n × L model rows, best first; UINT32_MAX pads */
+        float *sim;     /**< n × L cosines in (0, 1] */
+};
+
+/** Fills nb with up to L neighbours of each of the catalog's file items
+ *  (ties: the lower row). L = 0 leaves it empty. Returns 0 or
+ *  -VEIL_ENOMEM (nb then empty). */
+int veil_prior_neighbors(const struct veil_catalog *c, size_t L,
+                         struct veil_prior_nb *nb);
+void veil_prior_nb_free(struct veil_prior_nb *nb);
+
+/** row[j] += wt × cos(a, j) for a's neighbours j (nothing for a < 0 or an
+ *  item not in the file). */
+void veil_prior_nb_add(const struct veil_prior_nb *nb, int32_t a, float wt,
+                       float *row);
+
+/** cos(a, j) when j is among a's neighbours, else 0. */
+float veil_prior_nb_get(const struct veil_prior_nb *nb, int32_t a,
+                        uint32_t j);
+
 #endif

@@ -57,6 +57,13 @@ prior=$(frozen "\n      prior: description")
 awk -v r="$rand" -v q="$prior" -v p="$pop" 'BEGIN { exit !(q >= 3 * p && q >= 5 * r) }' ||
   fail "description prior: hit-rate@10 $prior (random start $rand, popular $pop)"
 echo "ok: frozen model, description prior $prior, random start $rand, popular $pop"
+# The exact description neighbours on top of the projected prior: still
+# public data, still no learning, and better than the projection alone.
+nbrs=$(frozen "\n      prior: description\n      prior_neighbors: 32\n      prior_neighbor_weight: 30")
+[ -n "$nbrs" ] || fail "no hit-rate with prior_neighbors"
+awk -v n="$nbrs" -v q="$prior" 'BEGIN { exit !(n >= 1.05 * q) }' ||
+  fail "prior_neighbors: hit-rate@10 $nbrs, the prior alone $prior"
+echo "ok: frozen model with description neighbours $nbrs (prior alone $prior)"
 check_bad() { # PARAM-LINE PATTERN
   frozen "\n      $1" >/dev/null || true
   rc=0; "$VEIL" replay "$work/frozen.yaml" --events "$events" --limit 10 >"$work/c" 2>&1 || rc=$?
@@ -64,6 +71,8 @@ check_bad() { # PARAM-LINE PATTERN
 }
 check_bad "prior: words" "prior must be none or description"
 check_bad "prior_norm: -1" "prior_norm must be"
+check_bad "prior_neighbors: 8" "prior_neighbors must be 0 unless prior is description"
+check_bad "prior_neighbors: -1" "prior_neighbors must be between 0 and 1024"
 
 rc=0
 "$VEIL" replay "$ROOT/config/pipelines/retail.yaml" --events "$work/renamed.csv" \
