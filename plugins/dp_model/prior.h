@@ -38,7 +38,10 @@ struct veil_prior_nb {
 
 /** Fills nb with up to L neighbours of each of the catalog's file items
  *  (ties: the lower row). L = 0 leaves it empty. Returns 0 or
- *  -VEIL_ENOMEM (nb then empty). */
+ *  -VEIL_ENOMEM (nb then empty). Exact, through an inverted index: the
+ *  time grows with the sum over words of (items holding the word)², 20 ms
+ *  for the 3,665 Online Retail items; a catalog of millions of items with
+ *  common words would want an approximate search instead. */
 int veil_prior_neighbors(const struct veil_catalog *c, size_t L,
                          struct veil_prior_nb *nb);
 void veil_prior_nb_free(struct veil_prior_nb *nb);
