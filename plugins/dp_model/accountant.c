@@ -358,19 +358,43 @@ int veil_accountant_charge(struct veil_accountant *acc, double rho,
         return 0;
 }
 
+/* A user who joins p steps of one tree: the sensitivity² of level l of
+ * the tree (nodes of 2^l steps, each noised once) in units of C². A node
+ * holding n of the user's steps moves by up to n·C, and at most
+ * min(p, 2^l) of the p steps fit in one node, so Σ_nodes n² ≤
+ * p·min(p, 2^l). One participation: 1 per level, TensorFlow Privacy's
+ * ⌈log2(T+1)⌉ per tree. Two (a user before and after a restart that
+ * continues the tree): 2 at the leaves, 4 at every level above, where
+ * both steps may sit in one node — not 2 per level: counted as two
+ * separate paths, a continued tree would be under-charged. */
+static uint64_t level_units(uint64_t p, uint64_t l) {
+        uint64_t cap = l >= 63 ? UINT64_MAX : (uint64_t)1 << l;
+        uint64_t c = p < cap ? p : cap;
+        return c && p > UINT64_MAX / c ? UINT64_MAX : p * c;
+}
+
 /* Cost of the next release in units of 1/(2σ²). */
 static uint64_t step_units(const struct veil_accountant *acc, uint64_t unit) {
         int same = acc->has_unit && acc->unit == unit;
-        uint64_t k;
+        uint64_t k, p, d0, d1, u = 0;
 
         if (acc->mech.kind == VEIL_DP_GAUSSIAN)
                 return !same || acc->session_steps < acc->mech.max_per_user;
         if (!same)
-                return 1; /* the first leaf of a new tree: one node */
+                return level_units(1, 0); /* a new tree's first leaf */
+        /* The levels this release opens, for p participations; after a
+         * restore (pending) p grows by one and every level already open
+         * is topped up to the bound for the new p. */
         k = acc->unit_steps + 1;
-        return acc->classes * (veil_dp_tree_depth(k) -
-                               veil_dp_tree_depth(k - 1)) +
-               (acc->pending ? veil_dp_tree_depth(k) : 0);
+        p = acc->pending ? sat_add(acc->classes, 1) : acc->classes;
+        d0 = veil_dp_tree_depth(k - 1);
+        d1 = veil_dp_tree_depth(k);
+        for (uint64_t l = d0; l < d1; l++)
+                u = sat_add(u, level_units(p, l));
+        for (uint64_t l = 0; acc->pending && l < d0; l++)
+                u = sat_add(u, level_units(p, l) -
+                                       level_units(acc->classes, l));
+        return u;
 }
 
 static double units_rho(const struct veil_accountant *acc, uint64_t n) {

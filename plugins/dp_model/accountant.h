@@ -12,7 +12,10 @@
  *   tree      DP-FTRL tree aggregation (Kairouz et al. 2021), one
  *             participation per user per tree of T steps: every example is
  *             in ⌈log2(T+1)⌉ noised nodes, ρ = ⌈log2(T+1)⌉/(2σ²) per tree
- *             (TensorFlow Privacy, compute_rdp_tree_restart).
+ *             (TensorFlow Privacy, compute_rdp_tree_restart). With p
+ *             participations (a tree continued across restarts), up to
+ *             min(p, 2^l) of them share a node of level l, so the level
+ *             costs p·min(p, 2^l)/(2σ²): ρ = Σ_l p·min(p, 2^l)/(2σ²).
  *
  * (ε, δ): the tight RDP conversion (Canonne–Kamath–Steinke 2020, Prop. 12;
  * Balle et al. 2020, Thm. 21) minimized over continuous α. Every reported ε
@@ -98,9 +101,9 @@ int veil_accountant_charge(struct veil_accountant *acc, double rho,
  *
  *  After a restore the per-user bounds the plugin kept may be older than
  *  this state, so a user may contribute once more: in the current unit a
- *  new session starts — gaussian windows allow M more charged releases, a
- *  tree charges a second participation (⌈log2(k+1)⌉ at once, then its
- *  share of every new level). */
+ *  new session starts — gaussian windows allow M more charged releases; a
+ *  tree's participations p grow by one, its open levels are topped up at
+ *  once to p·min(p, 2^l) each and every new level costs that much. */
 int veil_accountant_step_cost(const struct veil_accountant *acc, uint64_t unit,
                               double *rho, char *errstr, size_t errstr_size);
 /** 1 and *unit when a release was charged (or restored) with a unit, 0

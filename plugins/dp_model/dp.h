@@ -115,17 +115,6 @@ int veil_dp_bias_only(const struct veil_dp *dp);
  *  larger spend): refreshes ε and saves the state file. */
 int veil_dp_restored(struct veil_dp *dp, char *errstr, size_t errstr_size);
 
-/** tree: the tree's state (its number, position and node keys) encrypted
- *  under key (32 bytes, XSalsa20-Poly1305), for the checkpoint. *out is
- *  NULL (and 0 returned) with another mechanism. */
-int veil_dp_tree_save(const struct veil_dp *dp, const unsigned char key[32],
-                      void **out, size_t *len);
-/** After veil_dp_restored: continues the saved tree when it decrypts under
- *  key and no step was released after it was saved (the accountant is
- *  where the tree was); else the new tree stays. Returns 1 (continued),
- *  0 (new tree) or a negative code. */
-int veil_dp_tree_load(struct veil_dp *dp, const unsigned char key[32],
-                      const void *data, size_t len);
 const struct veil_accountant *veil_dp_accountant(const struct veil_dp *dp);
 struct veil_accountant *veil_dp_accountant_mut(struct veil_dp *dp);
 

@@ -1186,23 +1186,6 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         return 0;
 }
 
-/* The model and the accountant (ckpt.h); a DP step's unreleased sums are
- * not in it. */
-/* The key that seals the tree's state in checkpoints: a keyed hash under
- * the host's active key of a name no output uses. -VEIL_ENOENT without a
- * keyring (the tree then restarts after a restart). */
-static int tree_key(struct state *s, unsigned char key[32]) {
-        char ps[VEIL_PSEUDONYM_MAX];
-        int n = veil_pseudonym(s->st, "dp_model.tree_state", "checkpoint", 10,
-                               ps, sizeof(ps));
-        if (n < 0)
-                return -VEIL_ENOENT;
-        crypto_generichash(key, 32, (const unsigned char *)ps, (size_t)n,
-                           NULL, 0);
-        sodium_memzero(ps, sizeof(ps));
-        return 0;
-}
-
 static void put_u32(unsigned char *p, size_t v) {
         for (int i = 0; i < 4; i++)
                 p[i] = (unsigned char)(v >> (8 * i));
@@ -1213,37 +1196,32 @@ static size_t get_u32(const unsigned char *p) {
                (size_t)p[3] << 24;
 }
 
-/* The checkpoint's extra section: u32 length and the table of model
- * updates applied (share.h), u32 length and the sealed tree state (dp.h,
- * empty without one). */
+/* The model and the accountant (ckpt.h; a DP step's unreleased sums are
+ * not in it), and the extra section: u32 length and the table of model
+ * updates applied (share.h), then a u32 0. The second length held the
+ * tree's sealed state when veil continued a tree after a restart; it no
+ * longer does (tree.h), and restore skips what an older checkpoint has
+ * there. */
 static int checkpoint(void *state, void **data, size_t *len) {
         struct state *s = state;
-        void *tab, *tree = NULL;
-        size_t n, nt = 0;
-        unsigned char key[32];
+        void *tab;
+        size_t n;
         int rc = veil_share_encode(s->share, &tab, &n);
         if (rc)
                 return rc;
-        if (s->dp && !tree_key(s, key)) {
-                rc = veil_dp_tree_save(s->dp, key, &tree, &nt);
-                sodium_memzero(key, sizeof(key));
-        }
-        unsigned char *x = rc ? NULL : malloc(8 + n + nt);
+        unsigned char *x = malloc(8 + n);
         if (x) {
                 put_u32(x, n);
                 memcpy(x + 4, tab, n);
-                put_u32(x + 4 + n, nt);
-                if (nt)
-                        memcpy(x + 8 + n, tree, nt);
+                put_u32(x + 4 + n, 0);
                 rc = veil_ckpt_write(s->m,
                                      s->dp ? veil_dp_accountant(s->dp) : NULL,
-                                     x, 8 + n + nt, data, len);
-        } else if (!rc) {
+                                     x, 8 + n, data, len);
+        } else {
                 rc = -VEIL_ENOMEM;
         }
         free(x);
         free(tab);
-        free(tree);
         return rc;
 }
 
@@ -1290,20 +1268,11 @@ static int restore(void *state, const void *data, size_t len, char *errstr,
         if (rc || !s->dp)
                 return rc;
         rc = veil_dp_restored(s->dp, errstr, errstr_size);
-        unsigned char key[32];
-        if (!rc && n_tree && !tree_key(s, key)) {
-                int t = veil_dp_tree_load(s->dp, key, x + 8 + n_tab, n_tree);
-                sodium_memzero(key, sizeof(key));
-                if (t < 0)
-                        return t;
+        if (!rc && s->mechanism && !strcmp(s->mechanism, "tree"))
                 veil_log(s->st, VEIL_LOG_INFO,
-                         t ? "tree %llu continues at step %llu"
-                           : "a new tree begins (tree %llu; the saved one "
-                             "is not where the accountant is, or its key "
-                             "changed)",
-                         (unsigned long long)veil_dp_stats(s->dp).tree,
-                         (unsigned long long)veil_dp_stats(s->dp).tree_pos);
-        }
+                         "restored: the next step begins tree %llu (a "
+                         "restart never continues a tree)",
+                         (unsigned long long)veil_dp_stats(s->dp).tree);
         struct veil_dp_stats ds = veil_dp_stats(s->dp);
         veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
         return rc;

@@ -21,10 +21,12 @@
  * is removed, and the key is wiped then. Memory: one key per level. Noise
  * drawn per step: the new node and, amortized, one removed node.
  *
- * Keys never leave the process in the clear (a checkpoint holding them
- * would let its reader subtract the noise): the plugin checkpoints them
- * encrypted (dp.h) and otherwise starts a new tree after a restart, which
- * the accountant charges as one (accountant.h).
+ * Keys never leave the process (a checkpoint holding them would let its
+ * reader subtract the noise), and a restart starts a new tree: the
+ * accountant charges it as one (accountant.h). Continuing the old tree
+ * would cost more: the per-user counters are gone after a restart, so a
+ * user could join it twice, in shared nodes (4 per level above the
+ * leaves, against 1 per level of a new tree).
  *
  * Parameter blocks keep their row order and only grow (items added from
  * events get new rows): a node noises the rows that existed when it was
@@ -62,14 +64,6 @@ void veil_tree_reset(struct veil_tree *t);
 
 /** Leaves (steps) released in the current tree. */
 uint64_t veil_tree_position(const struct veil_tree *t);
-
-/** The position and the live nodes' keys and rows: a malloc'd buffer
- *  holding secrets (wipe it after use). */
-int veil_tree_export(const struct veil_tree *t, unsigned char **out,
-                     size_t *len);
-/** Replaces the state with an export's; -VEIL_EDECODE (and nothing
- *  changed) when it is not one. */
-int veil_tree_import(struct veil_tree *t, const void *data, size_t len);
 
 /** Releases the next leaf: each block's x (the step's clipped sum) becomes
  *  S̃_t − S̃_{t−1} on the noise grid. n_blocks ≤ VEIL_TREE_MAX_BLOCKS, the

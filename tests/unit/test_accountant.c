@@ -940,16 +940,31 @@ static void test_restore_reopens_unit(void **state) {
         assert_int_equal(veil_accountant_restore(b, rec, sizeof(rec), err,
                                                  sizeof(err)),
                          0);
-        /* Step 6: no new level, but a second participation up to depth 3. */
+        /* Step 6: no new level, but a user of the first session may
+         * join again, in nodes the first one's step sits in: the open
+         * levels 0, 1, 2 go from 1 each to 2, 4, 4 (2·min(2, 2^l)). */
         assert_int_equal(veil_accountant_step_cost(b, 0, &c, err, sizeof(err)),
                          0);
-        assert_near(c, 3 * unit, 1e-12);
+        assert_near(c, 7 * unit, 1e-12);
         veil_accountant_charge_step(b, 0, NULL, err, sizeof(err));
         veil_accountant_charge_step(b, 0, &c, err, sizeof(err)); /* 7 */
         assert_true(c == 0);
         veil_accountant_charge_step(b, 0, &c, err, sizeof(err)); /* 8 */
-        assert_near(c, 2 * unit, 1e-12);
-        assert_near(veil_accountant_rho(b), 8 * unit, 1e-12);
+        assert_near(c, 4 * unit, 1e-12); /* level 3, two participations */
+        /* The whole tree: what two steps of one user in a tree of 8 can
+         * move the noised nodes by, squared: 2 + 4 + 4 + 4. */
+        assert_near(veil_accountant_rho(b), 14 * unit, 1e-12);
+        /* A second restore in the same tree: three participations, levels
+         * 0..3 topped up to 3, 6, 9, 9 (from 2, 4, 4, 4): 13 more. */
+        veil_accountant_encode(b, rec);
+        assert_int_equal(veil_accountant_restore(b, rec, sizeof(rec), err,
+                                                 sizeof(err)),
+                         0);
+        veil_accountant_charge_step(b, 0, &c, err, sizeof(err)); /* 9 */
+        assert_near(c, 13 * unit, 1e-12);
+        veil_accountant_charge_step(b, 0, &c, err, sizeof(err)); /* 10 */
+        assert_true(c == 0);
+        assert_near(veil_accountant_rho(b), 27 * unit, 1e-12);
         /* A new tree after the restore is a single participation. */
         veil_accountant_charge_step(b, 1, &c, err, sizeof(err));
         assert_near(c, unit, 1e-12);

@@ -580,39 +580,6 @@ static void test_tree_mechanism(void **st) {
         assert_int_equal(veil_dp_release(dp, L, m, err, sizeof(err)), 1);
         assert_true(fabs(veil_dp_stats(dp).rho - 5 / s2) < 1e-9 * rho);
 
-        /* The sealed tree state: under the right key and where the
-         * accountant stands it continues the tree (a second participation
-         * is charged: the per-user counters are gone); under another key,
-         * or once a step was released after it, a new tree begins. */
-        unsigned char key[32] = {1}, other[32] = {2};
-        void *sealed;
-        size_t sl;
-        assert_int_equal(veil_dp_tree_save(dp, key, &sealed, &sl), 0);
-        assert_non_null(sealed);
-        assert_null(memmem(sealed, sl, "VTRE", 4)); /* not in the clear */
-        veil_dp_free(dp);
-        assert_int_equal(veil_dp_new(&dp, &c, m, err, sizeof(err)), 0);
-        assert_int_equal(veil_dp_tree_load(dp, other, sealed, sl), 0);
-        assert_int_equal(veil_dp_stats(dp).tree, 3);
-        assert_int_equal(veil_dp_tree_load(dp, key, sealed, sl), 1);
-        assert_int_equal(veil_dp_stats(dp).tree, 2);
-        assert_int_equal(veil_dp_stats(dp).tree_pos, 1);
-        double before = veil_dp_stats(dp).rho;
-        assert_int_equal(veil_dp_admit(dp, "carol", ++b), 1);
-        assert_int_equal(veil_dp_hook(dp, fake_grad(&f, m, 1, 1), err,
-                                      sizeof(err)),
-                         1);
-        assert_int_equal(veil_dp_release(dp, L, m, err, sizeof(err)), 1);
-        assert_int_equal(veil_dp_stats(dp).tree_pos, 2);
-        /* Leaf 2: the first participation's new level, and the second
-         * participation's ⌈log2(3)⌉ = 2 levels at once. */
-        assert_true(fabs(veil_dp_stats(dp).rho - before - 3 / s2) <
-                    1e-9 * before);
-        veil_dp_free(dp);
-        assert_int_equal(veil_dp_new(&dp, &c, m, err, sizeof(err)), 0);
-        assert_int_equal(veil_dp_tree_load(dp, key, sealed, sl), 0);
-        assert_int_equal(veil_dp_stats(dp).tree, 3);
-        free(sealed);
         veil_dp_free(dp);
         fake_free(&f);
         veil_learner_free(L);

@@ -158,34 +158,6 @@ static void test_keys_are_fresh(void **state) {
         veil_noise_free(ns);
 }
 
-/* An export carries the live nodes' keys: a tree imported after leaf 3
- * takes out the right noise at leaf 4 ([1,4] is one node: σ², not 5σ²). */
-static void test_export_import(void **state) {
-        struct fx *f = *state;
-        for (int t = 1; t <= 3; t++)
-                step(f, t, ROWS);
-        unsigned char *ex;
-        size_t n;
-        char err[256];
-        assert_int_equal(veil_tree_export(f->z, &ex, &n), 0);
-        struct veil_tree *b;
-        assert_int_equal(veil_tree_new(&b, f->ns, NULL, err, sizeof(err)), 0);
-        assert_int_equal(veil_tree_import(b, ex, n - 1), -VEIL_EDECODE);
-        ex[4] ^= 1; /* position 2: the used levels no longer match */
-        assert_int_equal(veil_tree_import(b, ex, n), -VEIL_EDECODE);
-        ex[4] ^= 1;
-        assert_int_equal(veil_tree_import(b, ex, n), 0);
-        free(ex);
-        assert_int_equal(veil_tree_position(b), 3);
-        memset(f->y, 0, N * sizeof(float));
-        struct veil_tree_block bz = {f->y, ROWS, W};
-        assert_int_equal(veil_tree_release(b, &bz, 1, err, sizeof(err)), 0);
-        for (size_t i = 0; i < N; i++)
-                f->sum_z[i] += (double)f->y[i];
-        assert_true(fabs(variance(f->sum_z, 0, N) - 1.0) < 0.03);
-        veil_tree_free(b);
-}
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_prefix_noise_is_the_nodes,
@@ -193,8 +165,6 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_rows_added_mid_tree,
                                                 setup, teardown),
                 cmocka_unit_test(test_keys_are_fresh),
-                cmocka_unit_test_setup_teardown(test_export_import, setup,
-                                                teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
