@@ -126,11 +126,36 @@ static int check_mech(const struct veil_dp_mech *m, int need_sigma,
         return 0;
 }
 
+/* A user who joins p steps of one tree: the sensitivity² of level l of
+ * the tree (nodes of 2^l steps, each noised once) in units of C². A node
+ * holding n of the user's steps moves by up to n·C, and at most
+ * min(p, 2^l) of the p steps fit in one node, so Σ_nodes n² ≤
+ * p·min(p, 2^l). One participation: 1 per level, TensorFlow Privacy's
+ * ⌈log2(T+1)⌉ per tree. Two (a user before and after a restart that
+ * continues the tree): 2 at the leaves, 4 at every level above, where
+ * both steps may sit in one node — not 2 per level: counted as two
+ * separate paths, a continued tree would be under-charged. */
+static uint64_t level_units(uint64_t p, uint64_t l) {
+        uint64_t cap = l >= 63 ? UINT64_MAX : (uint64_t)1 << l;
+        uint64_t c = p < cap ? p : cap;
+        return c && p > UINT64_MAX / c ? UINT64_MAX : p * c;
+}
+
+/* Participations per user per tree (0, as older callers pass, is 1). */
+static uint64_t tree_k(const struct veil_dp_mech *m) {
+        return m->max_per_user ? m->max_per_user : 1;
+}
+
 static double mech_rho(const struct veil_dp_mech *m, double sigma) {
-        double per = m->kind == VEIL_DP_GAUSSIAN
-                             ? (double)m->max_per_user
-                             : (double)veil_dp_tree_depth(m->tree_steps);
-        return round_up((double)m->units * per / (2.0 * sigma * sigma));
+        uint64_t per = 0;
+        if (m->kind == VEIL_DP_GAUSSIAN)
+                per = m->max_per_user;
+        else
+                for (uint64_t l = 0; l < veil_dp_tree_depth(m->tree_steps);
+                     l++)
+                        per = sat_add(per, level_units(tree_k(m), l));
+        return round_up((double)m->units * (double)per /
+                        (2.0 * sigma * sigma));
 }
 
 int veil_dp_rho(const struct veil_dp_mech *m, double *rho, char *errstr,
@@ -358,21 +383,6 @@ int veil_accountant_charge(struct veil_accountant *acc, double rho,
         return 0;
 }
 
-/* A user who joins p steps of one tree: the sensitivity² of level l of
- * the tree (nodes of 2^l steps, each noised once) in units of C². A node
- * holding n of the user's steps moves by up to n·C, and at most
- * min(p, 2^l) of the p steps fit in one node, so Σ_nodes n² ≤
- * p·min(p, 2^l). One participation: 1 per level, TensorFlow Privacy's
- * ⌈log2(T+1)⌉ per tree. Two (a user before and after a restart that
- * continues the tree): 2 at the leaves, 4 at every level above, where
- * both steps may sit in one node — not 2 per level: counted as two
- * separate paths, a continued tree would be under-charged. */
-static uint64_t level_units(uint64_t p, uint64_t l) {
-        uint64_t cap = l >= 63 ? UINT64_MAX : (uint64_t)1 << l;
-        uint64_t c = p < cap ? p : cap;
-        return c && p > UINT64_MAX / c ? UINT64_MAX : p * c;
-}
-
 /* Cost of the next release in units of 1/(2σ²). */
 static uint64_t step_units(const struct veil_accountant *acc, uint64_t unit) {
         int same = acc->has_unit && acc->unit == unit;
@@ -380,13 +390,15 @@ static uint64_t step_units(const struct veil_accountant *acc, uint64_t unit) {
 
         if (acc->mech.kind == VEIL_DP_GAUSSIAN)
                 return !same || acc->session_steps < acc->mech.max_per_user;
-        if (!same)
-                return level_units(1, 0); /* a new tree's first leaf */
+        if (!same) /* a new tree's first leaf */
+                return level_units(tree_k(&acc->mech), 0);
         /* The levels this release opens, for p participations; after a
-         * restore (pending) p grows by one and every level already open
-         * is topped up to the bound for the new p. */
+         * restore (pending) a user may join k more steps, so p grows by k
+         * and every level already open is topped up to the bound for the
+         * new p. */
         k = acc->unit_steps + 1;
-        p = acc->pending ? sat_add(acc->classes, 1) : acc->classes;
+        p = acc->pending ? sat_add(acc->classes, tree_k(&acc->mech))
+                         : acc->classes;
         d0 = veil_dp_tree_depth(k - 1);
         d1 = veil_dp_tree_depth(k);
         for (uint64_t l = d0; l < d1; l++)
@@ -433,11 +445,16 @@ int veil_accountant_charge_step(struct veil_accountant *acc, uint64_t unit,
                 acc->unit = unit;
                 acc->unit_steps = 0;
                 acc->session_steps = 0;
-                acc->classes = 1;
+                acc->classes = acc->mech.kind == VEIL_DP_TREE
+                                       ? tree_k(&acc->mech)
+                                       : 1;
                 acc->pending = 0;
         }
         if (acc->pending) {
-                acc->classes = sat_add(acc->classes, 1);
+                acc->classes = sat_add(acc->classes,
+                                       acc->mech.kind == VEIL_DP_TREE
+                                               ? tree_k(&acc->mech)
+                                               : 1);
                 acc->pending = 0;
         }
         acc->unit_steps = sat_add(acc->unit_steps, 1);

@@ -13,9 +13,10 @@
  *             participation per user per tree of T steps: every example is
  *             in ⌈log2(T+1)⌉ noised nodes, ρ = ⌈log2(T+1)⌉/(2σ²) per tree
  *             (TensorFlow Privacy, compute_rdp_tree_restart). With p
- *             participations (a tree continued across restarts), up to
- *             min(p, 2^l) of them share a node of level l, so the level
- *             costs p·min(p, 2^l)/(2σ²): ρ = Σ_l p·min(p, 2^l)/(2σ²).
+ *             participations (P per tree by configuration, and P more
+ *             for a tree continued across a restart), up to min(p, 2^l)
+ *             of them share a node of level l, so the level costs
+ *             p·min(p, 2^l)/(2σ²): ρ = Σ_l p·min(p, 2^l)/(2σ²).
  *
  * (ε, δ): the tight RDP conversion (Canonne–Kamath–Steinke 2020, Prop. 12;
  * Balle et al. 2020, Thm. 21) minimized over continuous α. Every reported ε
@@ -41,7 +42,9 @@ enum veil_dp_kind {
 struct veil_dp_mech {
         enum veil_dp_kind kind;
         double sigma;          /**< noise multiplier, > 0 */
-        uint64_t max_per_user; /**< gaussian: M examples per user per window */
+        uint64_t max_per_user; /**< gaussian: M examples per user per
+                                *   window; tree: P steps per user per tree
+                                *   (0 is read as 1) */
         uint64_t tree_steps;   /**< tree: T steps per tree */
         uint64_t units;        /**< horizon: windows (gaussian) or trees
                                 *   (tree: the restarts) */
@@ -96,13 +99,15 @@ int veil_accountant_charge(struct veil_accountant *acc, double rho,
  *  gaussian: 1/(2σ²) for each of the first M releases of a window, 0 after
  *  (the plugin guarantees at most M examples per user per window).
  *  tree: the k-th release of a tree completes nodes up to depth
- *  ⌈log2(k+1)⌉, so it costs 1/(2σ²) when k is a power of two, else 0; a
- *  tree of T releases costs ⌈log2(T+1)⌉/(2σ²) in all.
+ *  ⌈log2(k+1)⌉, so it costs P·min(P, 2^l)/(2σ²) when it opens level l
+ *  (k a power of two), else 0; a tree of T releases costs
+ *  Σ_{l<⌈log2(T+1)⌉} P·min(P, 2^l)/(2σ²) in all, ⌈log2(T+1)⌉/(2σ²) for
+ *  P = 1.
  *
  *  After a restore the per-user bounds the plugin kept may be older than
  *  this state, so a user may contribute once more: in the current unit a
  *  new session starts — gaussian windows allow M more charged releases; a
- *  tree's participations p grow by one, its open levels are topped up at
+ *  tree's participations p grow by P, its open levels are topped up at
  *  once to p·min(p, 2^l) each and every new level costs that much. */
 int veil_accountant_step_cost(const struct veil_accountant *acc, uint64_t unit,
                               double *rho, char *errstr, size_t errstr_size);

@@ -121,9 +121,7 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
         struct veil_dp *dp = calloc(1, sizeof(*dp));
         if (!dp)
                 return -VEIL_ENOMEM;
-        dp->cfg = *cfg;
-        if (tree) /* one step per user per tree: the tree is the window */
-                dp->cfg.max_contrib = 1;
+        dp->cfg = *cfg; /* tree: the tree is the window of max_contrib */
         dp->path = strdup(cfg->acc_path);
         dp->cfg.acc_path = dp->path;
         dp->d = m->d;

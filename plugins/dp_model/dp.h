@@ -56,7 +56,8 @@ struct veil_dp_cfg {
         double clip;            /**< C */
         uint64_t step_events;   /**< user contributions summed per DP step */
         uint64_t window_steps;  /**< DP steps per accounting window */
-        uint32_t max_contrib;   /**< M: steps a user joins per window */
+        uint32_t max_contrib;   /**< M: steps a user joins per window
+                                 *   (tree: per tree) */
         size_t user_slots;      /**< size of the per-user counter table */
         double eps_budget;      /**< ε budget (≤ 0 or inf: none) */
         double delta;

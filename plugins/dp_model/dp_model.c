@@ -117,6 +117,10 @@ static const struct veil_param_def params[] = {
          "user contributions summed per noisy learning step"},
         {"max_contributions", VEIL_PARAM_INT, "4", 0,
          "M: learning steps one user may join per accounting window"},
+        {"tree_participations", VEIL_PARAM_INT, "1", 0,
+         "tree: steps of one tree a user may join; each level l of a tree "
+         "then costs p·min(p, 2^l)/(2σ²), since several of a user's steps "
+         "may share a node"},
         {"window_steps", VEIL_PARAM_INT, "1000000000", 0,
          "learning steps per accounting window (the default: one window, "
          "so M bounds a user's steps over the whole stream)"},
@@ -914,6 +918,10 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         if (m < 1 || m > 1000000)
                 return bad(errstr, errstr_size, p, "max_contributions",
                            "between 1 and 10^6");
+        int64_t tp = veil_params_int(p, "tree_participations", 1);
+        if (tp < 1 || tp > 1000000)
+                return bad(errstr, errstr_size, p, "tree_participations",
+                           "between 1 and 10^6");
         if (win < 1)
                 return bad(errstr, errstr_size, p, "window_steps", "≥ 1");
         if (slots < 64 || slots > (1 << 28))
@@ -943,7 +951,8 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                                 !strcmp(veil_params_str(p, "dp_blocks"),
                                         "bias"),
                                 clip,
-                                (uint64_t)step, (uint64_t)win, (uint32_t)m,
+                                (uint64_t)step, (uint64_t)win,
+                                (uint32_t)(tree ? tp : m),
                                 (size_t)slots, budget, delta,
                                 veil_params_str(p, "accountant_file"), NULL,
                                 (uint64_t)tsteps};
@@ -1307,12 +1316,17 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         "recommendation changes by at most a factor e^%.3g "
                         "(plus a probability %.3g) whether or not any one "
                         "person's events were used, over the whole stream. "
-                        "Each person joins at most one noisy update in every "
-                        "%lld; when the budget is spent the model stops "
+                        "Each person joins at most %lld noisy update%s in "
+                        "every %lld; when the budget is spent the model stops "
                         "learning. Every recommendation states the epsilon "
                         "spent so far.",
                         budget > 0 ? budget : INFINITY,
                         veil_params_double(p, "delta", 1e-8),
+                        (long long)veil_params_int(p, "tree_participations",
+                                                   1),
+                        veil_params_int(p, "tree_participations", 1) == 1
+                                ? ""
+                                : "s",
                         (long long)veil_params_int(p, "tree_steps", 64));
                 return;
         }

@@ -640,6 +640,55 @@ static void test_step_tree_levels(void **state) {
         veil_accountant_free(acc);
 }
 
+/* p participations per tree: level l costs p·min(p, 2^l) units, charged
+ * when the level opens; the horizon and the step charges agree, and a
+ * brute force over every placement of p steps in a tree of 8 never finds
+ * a larger Σ_nodes n² than what is charged. */
+static void test_step_tree_participations(void **state) {
+        char err[256];
+        (void)state;
+        for (uint64_t p = 1; p <= 4; p++) {
+                struct veil_dp_mech m = tree(1, 8, 1);
+                m.max_per_user = p;
+                struct veil_accountant *acc;
+                double unit = 0.5, total = 0, charged, rho;
+                assert_int_equal(veil_accountant_new(&acc, &m, err,
+                                                     sizeof(err)),
+                                 0);
+                for (int k = 1; k <= 8; k++) {
+                        veil_accountant_charge_step(acc, 0, &charged, err,
+                                                    sizeof(err));
+                        total += charged;
+                }
+                double want = 0;
+                for (int l = 0; l < 4; l++)
+                        want += (double)(p * (p < (1u << l) ? p : (1u << l)));
+                assert_near(total, want * unit, 1e-12);
+                assert_int_equal(veil_dp_rho(&m, &rho, err, sizeof(err)), 0);
+                assert_near(rho, want * unit, 1e-12);
+                /* Brute force: every set of p distinct leaves of 8. */
+                double worst = 0;
+                for (unsigned set = 0; set < 256; set++) {
+                        if ((uint64_t)__builtin_popcount(set) != p)
+                                continue;
+                        double sq = 0;
+                        for (int l = 0; l < 4; l++)
+                                for (int node = 0; node < (8 >> l); node++) {
+                                        int n = __builtin_popcount(
+                                                (set >> (node << l)) &
+                                                ((1u << (1u << l)) - 1));
+                                        sq += (double)n * n;
+                                }
+                        worst = sq > worst ? sq : worst;
+                }
+                assert_true(worst <= want + 1e-9);
+                print_message("p=%llu: charged %g units, worst placement "
+                              "%g\n",
+                              (unsigned long long)p, want, worst);
+                veil_accountant_free(acc);
+        }
+}
+
 static char tmpdir[512];
 
 static int setup_tmp(void **state) {
@@ -1060,6 +1109,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_restore_never_lowers,
                                                 setup_tmp, teardown_tmp),
                 cmocka_unit_test(test_restore_reopens_unit),
+                cmocka_unit_test(test_step_tree_participations),
                 cmocka_unit_test(test_save_failure_is_reported),
                 cmocka_unit_test(test_budget_exhaustion),
         };

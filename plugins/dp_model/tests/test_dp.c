@@ -532,6 +532,7 @@ static void test_tree_mechanism(void **st) {
         c.mode = VEIL_DP_MODE_TREE;
         c.tree_steps = 4;
         c.adagrad = 0;
+        c.max_contrib = 1; /* tree_participations */
         struct veil_dp *dp;
         assert_int_equal(veil_dp_new(&dp, &c, m, err, sizeof(err)), 0);
         double s2 = 2 * pow(veil_dp_stats(dp).sigma_acc, 2);
@@ -579,8 +580,29 @@ static void test_tree_mechanism(void **st) {
                          1);
         assert_int_equal(veil_dp_release(dp, L, m, err, sizeof(err)), 1);
         assert_true(fabs(veil_dp_stats(dp).rho - 5 / s2) < 1e-9 * rho);
-
         veil_dp_free(dp);
+        unlink(path);
+
+        /* Two participations per tree: alice joins steps 1 and 2 of a
+         * tree, not 3 or 4, and each level costs 2·min(2, 2^l): 2 at the
+         * leaves, 4 at levels 1 and 2 (both her steps in node [1,2]). */
+        c.max_contrib = 2;
+        assert_int_equal(veil_dp_new(&dp, &c, m, err, sizeof(err)), 0);
+        double want2[] = {2, 6, 6, 10};
+        for (int k = 1; k <= 4; k++) {
+                b++;
+                assert_int_equal(veil_dp_admit(dp, "alice", b), k <= 2);
+                assert_int_equal(veil_dp_hook(dp, fake_grad(&f, m, 1, 1), err,
+                                              sizeof(err)),
+                                 1);
+                assert_int_equal(veil_dp_release(dp, L, m, err, sizeof(err)),
+                                 1);
+                double r = veil_dp_stats(dp).rho;
+                assert_true(fabs(r - want2[k - 1] / s2) < 1e-9 * r);
+        }
+        assert_int_equal(veil_dp_admit(dp, "alice", ++b), 1); /* tree 1 */
+        veil_dp_free(dp);
+
         fake_free(&f);
         veil_learner_free(L);
         veil_model_free(m);

@@ -81,6 +81,25 @@ want=$("$VEIL" dp_model epsilon --mechanism tree --noise-multiplier 8 --steps 8 
 want=$(awk -v w="$want" -v f="$full" -v d="$depth" 'BEGIN { printf "%.12g", w * f + w / 4 * d }')
 ok ge "$rt" "$want"
 ok ge "$(awk -v w="$want" 'BEGIN { printf "%.12g", w * 1.005 }')" "$rt"
+# Two participations per tree (tree_participations: 2): level l of a tree
+# costs 2·min(2, 2^l) units, 14 for a tree of 8 (the calculator's
+# --participations 2), the partial last tree its open levels.
+check "epsilon tree, 2 participations" 0 "^rho=7$" -- "$VEIL" dp_model epsilon --mechanism tree --noise-multiplier 1 --steps 8 --restarts 1 --participations 2 --delta 1e-5
+sed 's|      tree_steps: 8|      tree_steps: 8\n      tree_participations: 2|' "$work/t.yaml" |
+  sed "s|$work/acct|$work/acct2|" >"$work/t2.yaml"
+"$VEIL" replay "$work/t2.yaml" --events "$events" --batch 16 --limit 4000 >"$work/runt2" 2>&1
+ok grep -q "records: *4000 recommendations" "$work/runt2"
+stt=$("$VEIL" dp_model accountant --file "$work/acct2" --delta 1e-8)
+st=$(val steps <<<"$stt"); rt=$(val rho <<<"$stt")
+ok gt "$st" 8
+full=$((st / 8)); part=$((st % 8))
+units=0; l=0; while [ $(((1 << l) - 1)) -lt "$part" ]; do
+  units=$((units + 2 * ((1 << l) < 2 ? (1 << l) : 2))); l=$((l + 1)); done
+want=$("$VEIL" dp_model epsilon --mechanism tree --noise-multiplier 8 --steps 8 --restarts 1 --participations 2 --delta 1e-8 | val rho)
+want=$(awk -v w="$want" -v f="$full" -v u="$units" 'BEGIN { printf "%.12g", w * f + w / 14 * u }')
+ok ge "$rt" "$want"
+ok ge "$(awk -v w="$want" 'BEGIN { printf "%.12g", w * 1.005 }')" "$rt"
+check "tree_participations 0" 2 "tree_participations must be between 1 and 10" -- bash -c "sed 's/tree_participations: 2/tree_participations: 0/' '$work/t2.yaml' >'$work/l2.yaml'; '$VEIL' replay '$work/l2.yaml' --events '$events' --limit 10"
 check "mechanism laplace" 2 "mechanism must be gaussian, tree or none" -- bash -c "sed 's/mechanism: tree/mechanism: laplace/' '$work/t.yaml' >'$work/l.yaml'; '$VEIL' replay '$work/l.yaml' --events '$events' --limit 10"
 
 # A budget of a few steps: frozen once, every event still answered.
