@@ -392,10 +392,10 @@ static uint64_t step_units(const struct veil_accountant *acc, uint64_t unit) {
                 return !same || acc->session_steps < acc->mech.max_per_user;
         if (!same) /* a new tree's first leaf */
                 return level_units(tree_k(&acc->mech), 0);
-        /* The levels this release opens, for p participations; after a
-         * restore (pending) a user may join k more steps, so p grows by k
-         * and every level already open is topped up to the bound for the
-         * new p. */
+        /* The levels the k-th release opens, for p participations; after
+         * a restore (pending) a user may join P more steps, so p grows by
+         * P and every level already open is topped up to the bound for
+         * the new p. */
         k = acc->unit_steps + 1;
         p = acc->pending ? sat_add(acc->classes, tree_k(&acc->mech))
                          : acc->classes;
