@@ -3,6 +3,7 @@
  * record that keeps the spend from ever going down (see accountant.h).
  */
 #include "accountant.h"
+#include "le.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -491,30 +492,6 @@ int veil_accountant_would_exceed(const struct veil_accountant *acc,
 /* The record                                                         */
 /* ---------------------------------------------------------------- */
 
-static void put32(unsigned char *p, uint32_t v) {
-        for (int i = 0; i < 4; i++)
-                p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v) {
-        for (int i = 0; i < 8; i++)
-                p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p) {
-        uint32_t v = 0;
-        for (int i = 3; i >= 0; i--)
-                v = (v << 8) | p[i];
-        return v;
-}
-
-static uint64_t get64(const unsigned char *p) {
-        uint64_t v = 0;
-        for (int i = 7; i >= 0; i--)
-                v = (v << 8) | p[i];
-        return v;
-}
-
 static uint64_t dbits(double d) {
         uint64_t v;
         memcpy(&v, &d, sizeof(v));
@@ -531,19 +508,19 @@ void veil_accountant_encode(const struct veil_accountant *acc,
                             unsigned char buf[VEIL_ACCOUNTANT_RECORD_SIZE]) {
         memset(buf, 0, VEIL_ACCOUNTANT_RECORD_SIZE);
         memcpy(buf, RECORD_MAGIC, 8);
-        put32(buf + 8, RECORD_FORMAT);
-        put32(buf + 12, (uint32_t)acc->mech.kind);
-        put64(buf + 16, acc->version);
-        put64(buf + 24, dbits(acc->rho));
-        put64(buf + 32, acc->steps);
-        put64(buf + 40, dbits(acc->mech.sigma));
-        put64(buf + 48, acc->mech.max_per_user);
-        put64(buf + 56, acc->mech.tree_steps);
-        put64(buf + 64, acc->mech.units);
-        put64(buf + 72, acc->unit);
-        put64(buf + 80, acc->unit_steps);
-        put64(buf + 88, acc->classes);
-        put32(buf + 96, (acc->has_unit ? FLAG_HAS_UNIT : 0) |
+        veil_le_put32(buf + 8, RECORD_FORMAT);
+        veil_le_put32(buf + 12, (uint32_t)acc->mech.kind);
+        veil_le_put64(buf + 16, acc->version);
+        veil_le_put64(buf + 24, dbits(acc->rho));
+        veil_le_put64(buf + 32, acc->steps);
+        veil_le_put64(buf + 40, dbits(acc->mech.sigma));
+        veil_le_put64(buf + 48, acc->mech.max_per_user);
+        veil_le_put64(buf + 56, acc->mech.tree_steps);
+        veil_le_put64(buf + 64, acc->mech.units);
+        veil_le_put64(buf + 72, acc->unit);
+        veil_le_put64(buf + 80, acc->unit_steps);
+        veil_le_put64(buf + 88, acc->classes);
+        veil_le_put32(buf + 96, (acc->has_unit ? FLAG_HAS_UNIT : 0) |
                                 (acc->pending ? FLAG_PENDING : 0));
         /* buf + 100: reserved, zero */
         crypto_generichash(buf + RECORD_BODY, RECORD_SUM, buf, RECORD_BODY,
@@ -585,25 +562,25 @@ static int decode(const unsigned char *p, size_t len, struct record *r,
                      what);
                 return -VEIL_EDECODE;
         }
-        if (get32(p + 8) != RECORD_FORMAT) {
+        if (veil_le_get32(p + 8) != RECORD_FORMAT) {
                 errf(errstr, errstr_size,
                      "dp_model accountant state %s: record format %u, this "
                      "build reads format %u",
-                     what, get32(p + 8), RECORD_FORMAT);
+                     what, veil_le_get32(p + 8), RECORD_FORMAT);
                 return -VEIL_EDECODE;
         }
-        r->kind = get32(p + 12);
-        r->version = get64(p + 16);
-        r->rho = bitsd(get64(p + 24));
-        r->steps = get64(p + 32);
-        r->unit = get64(p + 72);
-        r->unit_steps = get64(p + 80);
-        r->classes = get64(p + 88);
-        r->flags = get32(p + 96);
+        r->kind = veil_le_get32(p + 12);
+        r->version = veil_le_get64(p + 16);
+        r->rho = bitsd(veil_le_get64(p + 24));
+        r->steps = veil_le_get64(p + 32);
+        r->unit = veil_le_get64(p + 72);
+        r->unit_steps = veil_le_get64(p + 80);
+        r->classes = veil_le_get64(p + 88);
+        r->flags = veil_le_get32(p + 96);
         if ((r->kind != VEIL_DP_GAUSSIAN && r->kind != VEIL_DP_TREE) ||
             !(isfinite(r->rho) && r->rho >= 0) ||
             (r->flags & ~(FLAG_HAS_UNIT | FLAG_PENDING)) ||
-            get32(p + 100) != 0) {
+            veil_le_get32(p + 100) != 0) {
                 errf(errstr, errstr_size,
                      "dp_model accountant state %s: checksum matches but "
                      "the fields are invalid (mechanism kind %u, rho %g); "

@@ -1,4 +1,5 @@
 #include "ckpt.h"
+#include "le.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -9,29 +10,18 @@
 
 #define HEAD (4 + 4 + 4 + 4 + 4 + 8 + 1 + VEIL_ACCOUNTANT_RECORD_SIZE)
 
-static unsigned char *put32(unsigned char *p, uint32_t v) {
-        for (int i = 0; i < 4; i++)
-                *p++ = (unsigned char)(v >> (8 * i));
-        return p;
-}
-
-static uint32_t get32(const unsigned char *p) {
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-               (uint32_t)p[3] << 24;
-}
-
 static unsigned char *putf(unsigned char *p, const float *x, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 uint32_t v;
                 memcpy(&v, &x[i], 4);
-                p = put32(p, v);
+                p = veil_le_put32(p, v);
         }
         return p;
 }
 
 static const unsigned char *getf(const unsigned char *p, float *x, size_t n) {
         for (size_t i = 0; i < n; i++, p += 4) {
-                uint32_t v = get32(p);
+                uint32_t v = veil_le_get32(p);
                 memcpy(&x[i], &v, 4);
         }
         return p;
@@ -52,12 +42,12 @@ int veil_ckpt_write(const struct veil_model *m,
         if (!buf)
                 return -VEIL_ENOMEM;
         memcpy(p, "VDPM", 4);
-        p = put32(p + 4, 2);
-        p = put32(p, (uint32_t)d);
-        p = put32(p, (uint32_t)m->space);
-        p = put32(p, (uint32_t)items);
-        p = put32(p, (uint32_t)m->steps);
-        p = put32(p, (uint32_t)(m->steps >> 32));
+        p = veil_le_put32(p + 4, 2);
+        p = veil_le_put32(p, (uint32_t)d);
+        p = veil_le_put32(p, (uint32_t)m->space);
+        p = veil_le_put32(p, (uint32_t)items);
+        p = veil_le_put32(p, (uint32_t)m->steps);
+        p = veil_le_put32(p, (uint32_t)(m->steps >> 32));
         *p++ = acc != NULL;
         memset(p, 0, VEIL_ACCOUNTANT_RECORD_SIZE);
         if (acc)
@@ -82,7 +72,7 @@ int veil_ckpt_write(const struct veil_model *m,
         p = putf(p, m->aU, items * d);
         p = putf(p, m->aE, m->space * d);
         p = putf(p, m->ab, items);
-        p = put32(p, (uint32_t)extra_len);
+        p = veil_le_put32(p, (uint32_t)extra_len);
         if (extra_len)
                 memcpy(p, extra, extra_len);
         *data = buf;
@@ -108,13 +98,13 @@ int veil_ckpt_read(struct veil_model *m, struct veil_accountant *acc,
                    const void *data, size_t len, const void **extra,
                    size_t *extra_len, char *errstr, size_t errstr_size) {
         const unsigned char *p = data, *end = p + len;
-        uint32_t version = len >= HEAD ? get32(p + 4) : 0;
+        uint32_t version = len >= HEAD ? veil_le_get32(p + 4) : 0;
         *extra = NULL;
         *extra_len = 0;
         if (len < HEAD || memcmp(p, "VDPM", 4) || version < 1 || version > 2)
                 return bad(errstr, errstr_size, "not a dp_model checkpoint");
-        size_t d = get32(p + 8), space = get32(p + 12), items = get32(p + 16);
-        uint64_t steps = get32(p + 20) | (uint64_t)get32(p + 24) << 32;
+        size_t d = veil_le_get32(p + 8), space = veil_le_get32(p + 12), items = veil_le_get32(p + 16);
+        uint64_t steps = veil_le_get32(p + 20) | (uint64_t)veil_le_get32(p + 24) << 32;
         int has_acc = p[28];
         const unsigned char *rec = p + 29;
         if (d != m->d || space != m->space)
@@ -135,7 +125,7 @@ int veil_ckpt_read(struct veil_model *m, struct veil_accountant *acc,
                 return bad(errstr, errstr_size, "wrong parameter size");
         const unsigned char *x = q + 4 * nf;
         if (version == 1 ? x != end
-                         : end - x < 4 || (size_t)(end - x - 4) != get32(x))
+                         : end - x < 4 || (size_t)(end - x - 4) != veil_le_get32(x))
                 return bad(errstr, errstr_size, "wrong parameter size");
         if (has_acc && acc) {
                 int rc = veil_accountant_restore(
@@ -169,9 +159,9 @@ int veil_ckpt_read(struct veil_model *m, struct veil_accountant *acc,
         q = getf(q, m->aE, space * d);
         rows(q, m->ab, map, items, 1);
         free(map);
-        if (version == 2 && get32(x)) {
+        if (version == 2 && veil_le_get32(x)) {
                 *extra = x + 4;
-                *extra_len = get32(x);
+                *extra_len = veil_le_get32(x);
         }
         if (steps > m->steps)
                 m->steps = steps;

@@ -42,6 +42,7 @@
 #include "dp_cmd.h"
 #include "learn.h"
 #include "model.h"
+#include "le.h"
 #include "prior.h"
 #include "share.h"
 #include "topk.h"
@@ -1195,16 +1196,6 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         return 0;
 }
 
-static void put_u32(unsigned char *p, size_t v) {
-        for (int i = 0; i < 4; i++)
-                p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static size_t get_u32(const unsigned char *p) {
-        return (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 |
-               (size_t)p[3] << 24;
-}
-
 /* The model and the accountant (ckpt.h; a DP step's unreleased sums are
  * not in it), and the extra section: u32 length and the table of model
  * updates applied (share.h), then a u32 0. The second length held the
@@ -1220,9 +1211,9 @@ static int checkpoint(void *state, void **data, size_t *len) {
                 return rc;
         unsigned char *x = malloc(8 + n);
         if (x) {
-                put_u32(x, n);
+                veil_le_put32(x, (uint32_t)n);
                 memcpy(x + 4, tab, n);
-                put_u32(x + 4 + n, 0);
+                veil_le_put32(x + 4 + n, 0);
                 rc = veil_ckpt_write(s->m,
                                      s->dp ? veil_dp_accountant(s->dp) : NULL,
                                      x, 8 + n, data, len);
@@ -1265,9 +1256,9 @@ static int restore(void *state, const void *data, size_t len, char *errstr,
                                             : NULL,
                                 data, len, &tab, &n, errstr, errstr_size);
         const unsigned char *x = tab;
-        size_t n_tab = n >= 4 ? get_u32(x) : 0, n_tree = 0;
+        size_t n_tab = n >= 4 ? veil_le_get32(x) : 0, n_tree = 0;
         if (!rc && n &&
-            (n < 8 || n_tab > n - 8 || (n_tree = get_u32(x + 4 + n_tab),
+            (n < 8 || n_tab > n - 8 || (n_tree = veil_le_get32(x + 4 + n_tab),
                                         n_tree != n - 8 - n_tab) ||
              veil_share_decode(s->share, x + 4, n_tab))) {
                 snprintf(errstr, errstr_size,
