@@ -64,7 +64,7 @@ struct veil_learner {
         uint32_t *vrows, *urows, *erows;
         uint32_t gstamp;
         float *cV, *cb, *cU, *cE;
-        size_t cap_cv, cap_cu, cap_ce; /* rows */
+        size_t cap_cv, cap_cb, cap_cu, cap_ce; /* floats in each */
 
         struct veil_learn_stats last;
 };
@@ -82,6 +82,20 @@ static float *floats64(size_t n) {
                 return NULL;
         memset(p, 0, (n ? n : 1) * sizeof(float));
         return p;
+}
+
+/* A scratch buffer of floats (contents not kept): when need exceeds *cap,
+ * a fresh aligned, zeroed one of alloc ≥ need floats. */
+static int reserve_floats(float **p, size_t *cap, size_t need, size_t alloc) {
+        if (need <= *cap)
+                return 0;
+        free(*p);
+        if (!(*p = floats64(alloc))) {
+                *cap = 0;
+                return -VEIL_ENOMEM;
+        }
+        *cap = alloc;
+        return 0;
 }
 
 void veil_learner_free(struct veil_learner *L) {
@@ -249,33 +263,11 @@ static int reserve(struct veil_learner *L, size_t n_ex, size_t n_users,
         size_t nv = S + L->cap_ex;
         size_t nu = L->cap_coef < L->cap_items ? L->cap_coef : L->cap_items;
         size_t ne = L->cap_coef < L->space ? L->cap_coef : L->space;
-        if (nv > L->cap_cv) {
-                free(L->cV);
-                free(L->cb);
-                L->cV = floats64(nv * d);
-                L->cb = floats64(nv);
-                if (!L->cV || !L->cb) {
-                        L->cap_cv = 0;
-                        return -VEIL_ENOMEM;
-                }
-                L->cap_cv = nv;
-        }
-        if (nu > L->cap_cu) {
-                free(L->cU);
-                if (!(L->cU = floats64(nu * d))) {
-                        L->cap_cu = 0;
-                        return -VEIL_ENOMEM;
-                }
-                L->cap_cu = nu;
-        }
-        if (ne > L->cap_ce) {
-                free(L->cE);
-                if (!(L->cE = floats64(ne * d))) {
-                        L->cap_ce = 0;
-                        return -VEIL_ENOMEM;
-                }
-                L->cap_ce = ne;
-        }
+        if (reserve_floats(&L->cV, &L->cap_cv, nv * d, nv * d) ||
+            reserve_floats(&L->cb, &L->cap_cb, nv, nv) ||
+            reserve_floats(&L->cU, &L->cap_cu, nu * d, nu * d) ||
+            reserve_floats(&L->cE, &L->cap_ce, ne * d, ne * d))
+                return -VEIL_ENOMEM;
         return 0;
 }
 
@@ -671,15 +663,8 @@ static int dense_weights(struct veil_learner *L, size_t s, size_t m,
                 if ((uint32_t)(L->col_of[key] >> 32) != L->col_stamp)
                         L->col_of[key] = (uint64_t)L->col_stamp << 32 | nc++;
         }
-        if (m * nc > L->cap_A) {
-                free(L->A);
-                L->cap_A = 2 * m * nc;
-                L->A = floats64(L->cap_A);
-                if (!L->A) {
-                        L->cap_A = 0;
-                        return -VEIL_ENOMEM;
-                }
-        }
+        if (reserve_floats(&L->A, &L->cap_A, m * nc, 2 * m * nc))
+                return -VEIL_ENOMEM;
         memset(L->A, 0, m * nc * sizeof(float));
         for (size_t i = 0; i < m; i++)
                 for (size_t c = L->coef_off[s + i]; c < L->coef_off[s + i + 1];
@@ -703,15 +688,9 @@ static int clip(struct veil_learner *L, const struct veil_example *ex,
                 L->scales[u] = 1.0f;
                 if (!m)
                         continue;
-                if (4 * m * m > L->cap_gram) {
-                        free(L->gram);
-                        L->gram = floats64(4 * m * m);
-                        if (!L->gram) {
-                                L->cap_gram = 0;
-                                return -VEIL_ENOMEM;
-                        }
-                        L->cap_gram = 4 * m * m;
-                }
+                if (reserve_floats(&L->gram, &L->cap_gram, 4 * m * m,
+                                   4 * m * m))
+                        return -VEIL_ENOMEM;
                 float *rr = L->gram, *qq = rr + m * m, *gg = qq + m * m,
                       *aa = gg + m * m;
                 size_t nc;
