@@ -201,6 +201,11 @@ struct fault_env *fault_env_new(const struct fault_opts *o) {
         return e;
 }
 
+int fault_env_teardown(void **state) {
+        fault_env_free(*state);
+        return 0;
+}
+
 void fault_env_free(struct fault_env *e) {
         if (!e)
                 return;

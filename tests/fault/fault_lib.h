@@ -104,6 +104,8 @@ void sleep_ms(int ms);
  *  topics (in, out, recs, dlq) and builds the pipeline. */
 struct fault_env *fault_env_new(const struct fault_opts *o);
 void fault_env_free(struct fault_env *e);
+/** A cmocka teardown that frees the fault_env in *state. */
+int fault_env_teardown(void **state);
 /** The in-process cluster (NULL when it runs in a child). */
 struct rd_kafka_mock_cluster_s *fault_cluster(struct fault_env *e);
 /** Sends a command to the fault_broker child; returns its answer's

@@ -185,16 +185,12 @@ static void test_errors_exactly_once(void **state) {
         run_with(state, 1, eos, N(eos));
 }
 
-static int teardown(void **state) {
-        fault_env_free(*state);
-        return 0;
-}
-
 int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_errors_at_least_once,
-                                          teardown),
-                cmocka_unit_test_teardown(test_errors_exactly_once, teardown),
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_errors_exactly_once,
+                                          fault_env_teardown),
         };
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);

@@ -24,11 +24,6 @@ static int setup(void **state) {
         return 0;
 }
 
-static int teardown(void **state) {
-        fault_env_free(*state);
-        return 0;
-}
-
 static void check(struct fault_env *e) {
         struct fault_count c;
         fault_count_out(e, &c);
@@ -75,9 +70,9 @@ static void test_produce_errors(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_broker_down, setup,
-                                                teardown),
+                                                fault_env_teardown),
                 cmocka_unit_test_setup_teardown(test_produce_errors, setup,
-                                                teardown),
+                                                fault_env_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,7 +47,7 @@ static void outage(void **state, int exactly_once) {
                 o.message_timeout_ms = "10000";
         }
         struct fault_env *e = fault_env_new(&o);
-        *state = e; /* freed by teardown, also after a failed assertion */
+        *state = e; /* freed by fault_env_teardown, also after a failed assertion */
         char why[512] = "";
         /* A backlog: the host is busy when the brokers go, with records
          * read, outputs produced and not yet acknowledged. */
@@ -132,16 +132,12 @@ static void test_outage_exactly_once(void **state) {
         outage(state, 1);
 }
 
-static int teardown(void **state) {
-        fault_env_free(*state);
-        return 0;
-}
-
 int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_outage_at_least_once,
-                                          teardown),
-                cmocka_unit_test_teardown(test_outage_exactly_once, teardown),
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_outage_exactly_once,
+                                          fault_env_teardown),
         };
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
