@@ -16,5 +16,6 @@ set grid
 plot dat using 1:2 with linespoints lw 2 title "private, biases only", \
      dat using 1:4 with linespoints lw 2 title "private, full model", \
      dat using 1:6 with lines dt 2 lw 2 title "non-private", \
+     dat using 1:9 with lines dt 5 lw 2 title "full model, noise off (same bounds)", \
      dat using 1:8 with lines dt 4 lw 2 title "public data alone (ε = 0)", \
      dat using 1:7 with lines dt 3 lw 2 title "popular (not private)"

@@ -23,8 +23,11 @@
 # data alone (no learning at all, ε = 0). Two private variants: the full
 # model (all parameters, d = 64) and the item biases alone (dp_blocks:
 # bias, SGD; the prior's vectors stay) — with 4,339 users the full model's
-# 1.5 M noised coordinates drown the signal. Numbers, not pass/fail;
-# ~1.5 minutes.
+# 1.5 M noised coordinates drown the signal. Each private variant also
+# runs once with σ = 0.01, the smallest the plugin takes (noise practically
+# off; its ε is meaningless): the same contribution bounds and steps, to
+# tell what the bounds cost from what the noise costs. Numbers, not
+# pass/fail; about 40 seconds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$here/../.." && pwd)
@@ -70,7 +73,9 @@ for eps in 1 2 4 8; do
   variant "bias$eps" "$s" 1024 "dp_blocks: bias" "dp_optimizer: sgd" "dp_learning_rate: 30"
   variant "full$eps" "$s" 1024
 done
-names="none prior nonpriv public bias1 bias2 bias4 bias8 full1 full8"
+variant bias0 0.01 1024 "dp_blocks: bias" "dp_optimizer: sgd" "dp_learning_rate: 30"
+variant full0 0.01 1024
+names="none prior nonpriv public bias0 full0 bias1 bias2 bias4 bias8 full1 full8"
 set -- $names
 while [ $# -gt 0 ]; do # two at a time: the machine has two cores
   run "$1" & [ $# -gt 1 ] && { run "$2" & }
@@ -80,6 +85,8 @@ read -r rh rn ph pn _ <"$work/none.res"
 read -r qh qn _ _ _ <"$work/prior.res"
 read -r nh nn _ _ _ <"$work/nonpriv.res"
 read -r uh un _ _ _ <"$work/public.res"
+read -r bzh bzn _ _ _ <"$work/bias0.res"
+read -r fzh fzn _ _ _ <"$work/full0.res"
 ratio() { awk -v a="$1" -v b="$nh" 'BEGIN{printf "%.2f", a/b}'; }
 printf '| model | target ε | σ | ε spent (δ=%s) | hit-rate@10 | NDCG@10 | vs non-private |\n' "$DELTA"
 printf '|---|---|---|---|---|---|---|\n'
@@ -88,8 +95,10 @@ printf '| non-private: description prior, no neighbours | – | – | ∞ | %s |
 printf '| non-private: random start | – | – | ∞ | %s | %s | %s |\n' "$rh" "$rn" "$(ratio "$rh")"
 printf '| public data alone: prior and neighbours, no learning | 0 | – | 0 | %s | %s | %s |\n' "$uh" "$un" "$(ratio "$uh")"
 printf '| popular (exact counts, not private) | – | – | ∞ | %s | %s | %s |\n' "$ph" "$pn" "$(ratio "$ph")"
+printf '| private configuration, biases only, noise off (σ = 0.01) | – | 0.01 | ∞ | %s | %s | %s |\n' "$bzh" "$bzn" "$(ratio "$bzh")"
+printf '| private configuration, full model, noise off (σ = 0.01) | – | 0.01 | ∞ | %s | %s | %s |\n' "$fzh" "$fzn" "$(ratio "$fzh")"
 : >"$out/dp_quality.dat"
-echo "# eps bias_hit bias_ndcg full_hit full_ndcg nonprivate_hit popular_hit public_only_hit" >"$out/dp_quality.dat"
+echo "# eps bias_hit bias_ndcg full_hit full_ndcg nonprivate_hit popular_hit public_only_hit full_noise_off_hit" >"$out/dp_quality.dat"
 for eps in 1 2 4 8; do
   for kind in bias full; do
     [ -f "$work/$kind$eps.res" ] || continue
@@ -100,5 +109,5 @@ for eps in 1 2 4 8; do
   read -r bh bn _ _ _ <"$work/bias$eps.res"
   fh=NaN fn=NaN
   [ -f "$work/full$eps.res" ] && read -r fh fn _ _ _ <"$work/full$eps.res"
-  echo "$eps $bh $bn $fh $fn $nh $ph $uh" >>"$out/dp_quality.dat"
+  echo "$eps $bh $bn $fh $fn $nh $ph $uh $fzh" >>"$out/dp_quality.dat"
 done
