@@ -139,6 +139,16 @@ int veil_cmd_plugin(int argc, char **argv) {
         for (const struct veil_command *c = cmds; c && c->name; c++) {
                 if (strcmp(c->name, argv[1]))
                         continue;
+                /* Every plugin command gets --help from its own table, so
+                 * no plugin has to parse it (or can get it wrong). */
+                for (int i = 2; i < argc; i++) {
+                        if (strcmp(argv[i], "--help") && strcmp(argv[i], "-h"))
+                                continue;
+                        printf("usage: veil %s %s\n%s\n", h.def->name,
+                               c->usage, c->doc);
+                        veil_plugin_unload(&h);
+                        return VEIL_EXIT_OK;
+                }
                 rc = c->run(argc - 1, argv + 1);
                 veil_plugin_unload(&h);
                 return rc;

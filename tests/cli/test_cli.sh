@@ -39,6 +39,12 @@ check "plugins" 0 "popular .*max_items +int +default 1000000" -- bash -c "'$VEIL
 check "plugins NAME" 0 "k +int +default 10" -- "$VEIL" plugins popular
 check "plugins missing" 2 "plugin 'nosuch' not found; searched:" -- "$VEIL" plugins nosuch
 check "plugin without commands" 2 "has no command 'x'" -- "$VEIL" popular x
+check "plugin command help" 0 "^usage: veil dp_model noise --epsilon E .*smallest noise multiplier" -- bash -c "'$VEIL' dp_model noise --help | tr '\n' ' '"
+check "plugin command -h after options" 0 "^usage: veil dp_model epsilon " -- "$VEIL" dp_model epsilon --delta 1e-8 -h
+empty=$(mktemp -d); trap 'rm -rf "$empty"' EXIT
+check "plugin command help writes no key" 0 "^usage: veil pseudonymize keygen FILE.* 0 files" -- bash -c "cd '$empty' && { '$VEIL' pseudonymize keygen --help; echo \$(ls -A | wc -l) files; } | tr '\n' ' '"
+
+check "plugin command bad option" 2 "unknown option --frobnicate" -- "$VEIL" dp_model epsilon --frobnicate 1
 check "version" 0 "plugin ABI 1" -- "$VEIL" version
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
