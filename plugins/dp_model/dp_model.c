@@ -102,7 +102,7 @@ static const struct veil_param_def params[] = {
          "or none (clipping only; records then say epsilon_spent null)"},
         {"tree_steps", VEIL_PARAM_INT, "64", 0,
          "tree: steps per tree before it restarts; each user joins at most "
-         "one step of a tree"},
+         "tree_participations steps of a tree"},
         {"noise_multiplier", VEIL_PARAM_DOUBLE, "1.0", 0,
          "σ: noise standard deviation per coordinate is σ·clip_norm"},
         {"dp_blocks", VEIL_PARAM_STRING, "all", 0,
@@ -140,7 +140,8 @@ static const struct veil_param_def params[] = {
          "VEIL_INSTANCE_ID, else the host name: a StatefulSet pod's name)"},
         {"accountant_file", VEIL_PARAM_STRING, NULL, 0,
          "file the accountant's state is saved to before every noisy "
-         "update (required with mechanism gaussian; a persistent volume)"},
+         "update (required with mechanism gaussian or tree; a persistent "
+         "volume)"},
         {NULL, 0, NULL, 0, NULL}};
 /* model_updates: the noisy releases, shared with the other instances of
  * the pipeline, which read the same topic as a side input (share.h). */
