@@ -42,6 +42,12 @@ struct side_topic {
         int n_parts;
 };
 
+struct quiet {
+        int64_t last_ms;
+        uint64_t folded; /**< occurrences since the last line */
+        int logged;
+};
+
 struct kctx {
         struct veil_pipeline *p;
         const struct veil_config *cfg;
@@ -61,6 +67,8 @@ struct kctx {
         rd_kafka_queue_t *commit_q; /**< serves commit_done */
         rd_kafka_topic_partition_list_t *to_commit, *committing;
         int64_t commit_retry_ms; /**< after a failure: not before then */
+        /* Warnings an outage repeats for every record or every commit. */
+        struct quiet redeliver_warn, commit_warn;
 
         rd_kafka_message_t **msgs; /**< input records of the open batch */
         size_t n_msgs, cap_msgs;
@@ -103,6 +111,24 @@ static int64_t now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* An outage makes some warnings repeat for every record in flight (tens of
+ * thousands a round) or every partition's commit each second: logged once
+ * per QUIET_MS with how many occurrences the line stands for, so the log
+ * says what is wrong without burying everything else. The counts are in
+ * the metrics too. Returns 1 with *n when a line is due. */
+#define QUIET_MS 10000
+static int quiet_due(struct quiet *q, uint64_t *n) {
+        q->folded++;
+        int64_t t = now_ms();
+        if (q->logged && t - q->last_ms < QUIET_MS)
+                return 0;
+        *n = q->folded;
+        q->folded = 0;
+        q->last_ms = t;
+        q->logged = 1;
+        return 1;
 }
 
 static int64_t wall_ms(void) {
@@ -248,9 +274,14 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         /* The idempotent producer has already retried until
          * message.timeout.ms; a transient outage longer than that must not
          * lose the record, so it goes round again. */
-        veil_log_host(VEIL_LOG_WARN, NULL,
-                      "delivery to topic '%s' failed (%s); producing again",
-                      topic, rd_kafka_err2str(m->err));
+        uint64_t n;
+        if (quiet_due(&k->redeliver_warn, &n))
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "delivery to topic '%s' failed (%s); producing "
+                              "again (%llu record(s) since the last such "
+                              "line)",
+                              topic, rd_kafka_err2str(m->err),
+                              (unsigned long long)n);
         rd_kafka_headers_t *h = NULL, *copy = NULL;
         if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
                 copy = rd_kafka_headers_copy(h);
@@ -321,11 +352,16 @@ static void commit_done(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                         a, tp->topic, tp->partition);
                 /* A lost commit costs duplicates after a restart, never
                  * loss. */
-                veil_log_host(VEIL_LOG_WARN, NULL,
-                              "offset commit of %s [%d] failed: %s%s",
-                              tp->topic, (int)tp->partition,
-                              rd_kafka_err2str(e),
-                              ours ? "; committing it again" : "");
+                uint64_t n;
+                if (quiet_due(&k->commit_warn, &n))
+                        veil_log_host(VEIL_LOG_WARN, NULL,
+                                      "offset commit of %s [%d] failed: "
+                                      "%s%s (%llu failure(s) since the last "
+                                      "such line)",
+                                      tp->topic, (int)tp->partition,
+                                      rd_kafka_err2str(e),
+                                      ours ? "; committing it again" : "",
+                                      (unsigned long long)n);
                 if (!ours)
                         continue;
                 if (!again)
