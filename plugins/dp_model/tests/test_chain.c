@@ -357,6 +357,60 @@ static void test_learning_moves_the_model(void **st) {
         h_close(&h);
 }
 
+/* The description neighbours' score counts in the explanation's parts:
+ * in the item in hand's, and in the recent items'. The item vectors are
+ * made tiny (prior_norm) and the feature rows large and random
+ * (init_scale): the neighbour term then decides the top item, and left
+ * out of the explanation the item and recent parts would be about zero
+ * (the item's own feature row of either sign), so the context features'
+ * parts would crowd them out of the three shown. */
+static void test_explanations_count_neighbours(void **st) {
+        (void)st;
+        struct harness h;
+        const char *model = "prior: description, prior_norm: 0.001, "
+                            "init_scale: 1, prior_neighbors: 16, "
+                            "prior_neighbor_weight: 10";
+        const char *ctx = "features: [hour, weekday, device, type, item, "
+                          "category, price_band]";
+        h_open(&h, ctx, model);
+        struct spec sp[12];
+        for (int i = 0; i < 12; i++)
+                sp[i] = (struct spec){"u-nb", items[i], 1291230000 + 20 * i,
+                                      C, 0, "mobile"};
+        int first = h_run(&h, sp, 12);
+        for (int i = 0; i < 12; i++) {
+                const char *x = h.recs[first + i].explanation;
+                if (!strstr(x, "viewing a"))
+                        fail_msg("contextual, item %s: '%s', want the item",
+                                 items[i], x);
+        }
+        h_close(&h);
+        /* Personalized, six people with one item before the one in hand,
+         * the recent item weighted far above it: the top items are the
+         * recent item's neighbours, and the explanation says so. */
+        char with[256], cwith[256], user[6][16];
+        snprintf(with, sizeof(with), "%s, recent_weight: 100", model);
+        snprintf(cwith, sizeof(cwith), "%s, default_tier: personalized", ctx);
+        h_open(&h, cwith, with);
+        for (int i = 0; i < 6; i++) {
+                snprintf(user[i], sizeof(user[i]), "u-nb%d", i);
+                sp[i] = (struct spec){user[i], items[2 * i], 1291230000,
+                                      VEIL_TIER_UNDECIDED, 0, "mobile"};
+                sp[6 + i] = sp[i];
+                sp[6 + i].item = items[2 * i + 1];
+                sp[6 + i].ts_s += 20;
+        }
+        h_run(&h, sp, 6);
+        first = h_run(&h, sp + 6, 6);
+        for (int i = 0; i < 6; i++) {
+                const char *x = h.recs[first + i].explanation;
+                if (!strstr(x, "after your recent items"))
+                        fail_msg("personalized, item %s after %s: '%s'",
+                                 items[2 * i + 1], items[2 * i], x);
+        }
+        h_close(&h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_one_per_event_and_exclusions),
@@ -364,6 +418,7 @@ int main(void) {
                 cmocka_unit_test(test_tier_isolation),
                 cmocka_unit_test(test_tier_none),
                 cmocka_unit_test(test_learning_moves_the_model),
+                cmocka_unit_test(test_explanations_count_neighbours),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
