@@ -121,10 +121,18 @@ void veil_catalog_find_many(const struct veil_catalog *c,
         }
 }
 
+/* "a lantern", "an owl", and a plural without an article ("candles", not
+ * "a candles": one item name in six of the Online Retail catalog ends in
+ * a plural -s). A final -ss, -us, -is or -as is taken as singular ("a
+ * glass", "a canvas"). */
 static char *phrase_of(const char *category) {
         char buf[MAX_CATEGORY + 8];
+        size_t n = strlen(category);
+        int plural = n > 3 && category[n - 1] == 's' &&
+                     !strchr("suia", category[n - 2]);
         int vowel = strchr("aeiou", category[0]) != NULL;
-        snprintf(buf, sizeof(buf), "%s %s", vowel ? "an" : "a", category);
+        snprintf(buf, sizeof(buf), "%s%s", plural ? "" : vowel ? "an " : "a ",
+                 category);
         return strdup(buf);
 }
 

@@ -214,6 +214,31 @@ static void test_timezones(void **st) {
         veil_tz_free(tz);
 }
 
+/* The explanations' phrase for an item: an article, none for plurals. */
+static void test_catalog_phrases(void **st) {
+        (void)st;
+        char err[512];
+        char *path = write_tmp("item,median_unit_price,description\n"
+                               "1,1,SET OF 12 T-LIGHT CANDLES\n"
+                               "2,1,ORANGE WOODEN OWL\n"
+                               "3,1,DRINKING GLASS\n"
+                               "4,1,ARTIST CANVAS\n"
+                               "5,1,GIFT BOXES\n"
+                               "6,1,BUS\n");
+        struct veil_catalog *c;
+        assert_int_equal(veil_catalog_load(&c, path, NULL, 0, 3, err,
+                                           sizeof(err)),
+                         0);
+        static const char *const want[] = {"candles", "an owl",
+                                           "a glass", "a canvas",
+                                           "boxes", "a bus"};
+        for (size_t i = 0; i < 6; i++)
+                assert_string_equal(c->phrase[i], want[i]);
+        veil_catalog_free(c);
+        unlink(path);
+        free(path);
+}
+
 static void test_catalog(void **st) {
         (void)st;
         char err[512];
@@ -234,6 +259,7 @@ static void test_catalog(void **st) {
         assert_string_equal(c->category[2], "pantry");
         assert_string_equal(c->category[3], "item");
         assert_string_equal(c->phrase[0], "a globe");
+        assert_string_equal(c->phrase[1], "a holder");
         assert_true(c->price[0] > 0.84f && c->price[0] < 0.86f); /* first */
         assert_int_equal(c->band[3], -1);
         assert_int_equal(c->band[0], 0);
@@ -801,6 +827,7 @@ int main(void) {
                 cmocka_unit_test(test_normalization),
                 cmocka_unit_test(test_timezones),
                 cmocka_unit_test(test_catalog),
+                cmocka_unit_test(test_catalog_phrases),
                 cmocka_unit_test(test_profile_bounds),
                 cmocka_unit_test(test_profile_stress),
                 cmocka_unit_test(test_profile_checkpoint),

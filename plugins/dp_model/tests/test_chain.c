@@ -380,7 +380,7 @@ static void test_explanations_count_neighbours(void **st) {
         int first = h_run(&h, sp, 12);
         for (int i = 0; i < 12; i++) {
                 const char *x = h.recs[first + i].explanation;
-                if (!strstr(x, "viewing a"))
+                if (!strstr(x, "viewing "))
                         fail_msg("contextual, item %s: '%s', want the item",
                                  items[i], x);
         }
