@@ -67,16 +67,31 @@ void veil_dp_free(struct veil_dp *dp) {
         free(dp);
 }
 
-static void update_epsilon(struct veil_dp *dp) {
+/* ε of ρ, INFINITY when it cannot be computed: never under-report. */
+static double epsilon_at(double rho, double delta) {
         double eps;
         char err[128];
-        dp->st.rho = veil_accountant_rho(dp->acc);
+        return veil_dp_epsilon(rho, delta, &eps, NULL, err, sizeof(err))
+                       ? INFINITY
+                       : eps;
+}
+
+static void update_epsilon(struct veil_dp *dp) {
+        dp->st.rho_own = veil_accountant_rho(dp->acc);
         dp->st.steps = veil_accountant_steps(dp->acc);
-        if (!veil_accountant_epsilon(dp->acc, dp->cfg.delta, &eps, err,
-                                     sizeof(err)))
-                dp->st.epsilon = eps;
-        else
-                dp->st.epsilon = INFINITY; /* never under-report */
+        dp->st.epsilon_own = epsilon_at(dp->st.rho_own, dp->cfg.delta);
+        dp->st.rho = dp->st.rho_own;
+        if (dp->st.rho_others > 0) /* zCDP composes by adding ρ */
+                dp->st.rho = nextafter(dp->st.rho + dp->st.rho_others,
+                                       INFINITY);
+        dp->st.epsilon = epsilon_at(dp->st.rho, dp->cfg.delta);
+}
+
+void veil_dp_set_others(struct veil_dp *dp, double rho) {
+        if (!(rho > dp->st.rho_others)) /* it never goes down */
+                return;
+        dp->st.rho_others = rho;
+        update_epsilon(dp);
 }
 
 /* The tree's node keys are not saved (tree.h): after a restart or a
@@ -336,10 +351,14 @@ int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
         if (rc)
                 return rc;
         if (dp->cfg.eps_budget > 0 && isfinite(dp->cfg.eps_budget)) {
-                rc = veil_accountant_would_exceed(dp->acc, cost,
-                                                  dp->cfg.eps_budget,
-                                                  dp->cfg.delta, errstr,
-                                                  errstr_size);
+                /* Against the whole spend: the other instances' releases
+                 * are in this model too. */
+                double next = cost + dp->st.rho_others;
+                rc = !isfinite(next)
+                             ? 1
+                             : veil_accountant_would_exceed(
+                                       dp->acc, next, dp->cfg.eps_budget,
+                                       dp->cfg.delta, errstr, errstr_size);
                 if (rc < 0)
                         return rc;
                 if (rc == 1) {

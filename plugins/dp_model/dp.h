@@ -91,9 +91,15 @@ int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
                     struct veil_model *m, char *errstr, size_t errstr_size);
 
 struct veil_dp_stats {
+        /** What the model's releases cost a user: this instance's and, with
+         *  model updates shared, the other instances' whose releases it
+         *  applied (their ρ added: after a rebalance a user's events may be
+         *  in several instances' releases). */
         double epsilon;          /**< spent, at delta */
         double delta;
         double rho;
+        double rho_own, epsilon_own; /**< this instance's accountant alone */
+        double rho_others;           /**< veil_dp_set_others */
         uint64_t steps;          /**< noisy releases charged (ever) */
         uint64_t pending;        /**< examples accumulated, not released */
         uint64_t refused_step;   /**< user already in this step */
@@ -112,6 +118,9 @@ struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp);
 int veil_dp_ready(const struct veil_dp *dp);
 /** 1 when only the item biases are noised and released (dp_blocks). */
 int veil_dp_bias_only(const struct veil_dp *dp);
+/** The other instances' ρ (veil_share_others_rho): counted in ε and in
+ *  the budget from now on. Only ever raises it. */
+void veil_dp_set_others(struct veil_dp *dp, double rho);
 /** After the accountant was merged with a checkpoint's (which keeps the
  *  larger spend): refreshes ε and saves the state file. */
 int veil_dp_restored(struct veil_dp *dp, char *errstr, size_t errstr_size);

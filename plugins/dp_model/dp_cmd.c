@@ -14,8 +14,8 @@
 
 struct calc {
         struct veil_dp_mech m;
-        double delta, eps;
-        int have_sigma, have_eps, have_delta;
+        double delta, eps, rho;
+        int have_sigma, have_eps, have_delta, have_rho;
 };
 
 static int num(const char *s, double *out) {
@@ -66,6 +66,9 @@ static int parse(int argc, char **argv, struct calc *c) {
                         ok = num(v, &c->delta) && c->delta > 0 &&
                              c->delta < 1;
                         c->have_delta = 1;
+                } else if (!strcmp(o, "--rho") && v) {
+                        ok = num(v, &c->rho) && c->rho >= 0;
+                        c->have_rho = 1;
                 } else if (!strcmp(o, "--epsilon") && v) {
                         ok = num(v, &c->eps) && c->eps > 0;
                         c->have_eps = 1;
@@ -95,14 +98,14 @@ static int cmd_epsilon(int argc, char **argv) {
         int rc = parse(argc, argv, &c);
         if (rc)
                 return rc;
-        if (!c.have_sigma) {
-                fprintf(stderr, "dp_model epsilon: --noise-multiplier is "
-                                "required\n");
+        if (c.have_sigma == c.have_rho) {
+                fprintf(stderr, "dp_model epsilon: give --noise-multiplier "
+                                "(with the mechanism's horizon) or --rho\n");
                 return 2;
         }
-        double rho, eps, alpha;
+        double rho = c.rho, eps, alpha;
         char err[256];
-        if (veil_dp_rho(&c.m, &rho, err, sizeof(err)) ||
+        if ((!c.have_rho && veil_dp_rho(&c.m, &rho, err, sizeof(err))) ||
             veil_dp_epsilon(rho, c.delta, &eps, &alpha, err, sizeof(err))) {
                 fprintf(stderr, "%s\n", err);
                 return 1;
@@ -116,8 +119,9 @@ static int cmd_noise(int argc, char **argv) {
         int rc = parse(argc, argv, &c);
         if (rc)
                 return rc;
-        if (!c.have_eps) {
-                fprintf(stderr, "dp_model noise: --epsilon is required\n");
+        if (!c.have_eps || c.have_rho) {
+                fprintf(stderr, "dp_model noise: --epsilon is required "
+                                "(and --rho is for `epsilon`)\n");
                 return 2;
         }
         double sigma, rho, eps;
@@ -180,12 +184,14 @@ static int cmd_accountant(int argc, char **argv) {
 const struct veil_command veil_dp_model_commands[] = {
         {"epsilon",
          "epsilon --mechanism gaussian|tree --noise-multiplier S --delta D "
-         "[--participations M] [--windows W] [--steps T] [--restarts R]",
+         "[--participations M] [--windows W] [--steps T] [--restarts R] | "
+         "epsilon --rho RHO --delta D",
          "ε spent over the horizon: gaussian, M participations per user in "
          "each of W windows (ρ = W·M/(2S²)); tree, R trees of T steps, M "
          "participations per tree (default 1), each level l < ⌈log2(T+1)⌉ "
          "costing M·min(M, 2^l): ρ = R·Σ_l M·min(M, 2^l)/(2S²), "
-         "R·⌈log2(T+1)⌉/(2S²) for M = 1",
+         "R·⌈log2(T+1)⌉/(2S²) for M = 1; with --rho, the ε of a zCDP ρ "
+         "(for instance the sum of several instances' accountants)",
          cmd_epsilon},
         {"noise",
          "noise --epsilon E --delta D --mechanism gaussian|tree "

@@ -631,8 +631,10 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
         if (rc == 1)
                 veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
         if (rc == 1 && share) {
-                struct veil_share_meta meta = {ds.epsilon, ds.delta, ds.rho,
-                                               s->clip, s->sigma,
+                /* Its own spend: the others' releases are not in it, and
+                 * each reader adds every sender's. */
+                struct veil_share_meta meta = {ds.epsilon_own, ds.delta,
+                                               ds.rho_own, s->clip, s->sigma,
                                                s->mechanism, b->now_ms};
                 rc = veil_share_emit(s->share, s->st, "model_updates", s->m,
                                      &meta);
@@ -1226,6 +1228,18 @@ static int checkpoint(void *state, void **data, size_t *len) {
         return rc;
 }
 
+/* The other instances' releases are in this model: their ρ counts in the
+ * ε it reports and in its budget. */
+static void others_spent(struct state *s) {
+        if (!s->dp)
+                return;
+        double before = veil_dp_stats(s->dp).rho_others;
+        veil_dp_set_others(s->dp, veil_share_others_rho(s->share));
+        struct veil_dp_stats ds = veil_dp_stats(s->dp);
+        if (ds.rho_others > before)
+                veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
+}
+
 static int on_side_record(void *state, const struct veil_side_record *r,
                           char *errstr, size_t errstr_size) {
         struct state *s = state;
@@ -1233,6 +1247,7 @@ static int on_side_record(void *state, const struct veil_side_record *r,
                 return 0;
         int rc = veil_share_on_record(s->share, s->m, r->value, errstr,
                                       errstr_size);
+        others_spent(s);
         if (rc == 1) {
                 const char *inst = "?";
                 size_t n;
@@ -1268,6 +1283,7 @@ static int restore(void *state, const void *data, size_t len, char *errstr,
         }
         if (rc || !s->dp)
                 return rc;
+        veil_dp_set_others(s->dp, veil_share_others_rho(s->share));
         rc = veil_dp_restored(s->dp, errstr, errstr_size);
         if (!rc && s->mechanism && !strcmp(s->mechanism, "tree"))
                 veil_log(s->st, VEIL_LOG_INFO,

@@ -1,5 +1,6 @@
 #include "share.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ struct peer {
         char *inst;
         int64_t seq;
         int32_t chunk;
+        double rho; /**< the largest ρ its releases carried */
 };
 
 /* One chunk read from the topic, copied. */
@@ -233,6 +235,7 @@ static struct peer *peer(struct veil_share *sh, const char *inst, int add) {
                 return NULL;
         p->seq = -1;
         p->chunk = -1;
+        p->rho = 0;
         sh->n_peers++;
         return p;
 }
@@ -366,6 +369,18 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
         int rc = parse(m, r, &k, errstr, errstr_size);
         if (rc)
                 return rc;
+        /* The sender's spend counts whether or not the chunk is applied
+         * (a restart reads chunks applied before it again). */
+        double rho;
+        struct peer *p = peer(sh, k->inst, 1);
+        if (veil_rec_get_double(r, "rho", &rho) || !(rho >= 0))
+                rho = INFINITY; /* an unknown cost is not a small one */
+        if (!p) {
+                kept_free(k);
+                return -VEIL_ENOMEM;
+        }
+        if (rho > p->rho)
+                p->rho = rho;
         if (sh->live || sh->kept_bytes + k->bytes > sh->keep_cap) {
                 if (!sh->live)
                         sh->st.kept_dropped++;
@@ -396,8 +411,19 @@ size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m) {
         return (size_t)(sh->st.applied_chunks - before);
 }
 
-/* Table: "VDPS", u32 entries, then per entry u16 length, the id, i64 seq,
- * i32 chunk; this instance's own seq is an entry too. */
+double veil_share_others_rho(const struct veil_share *sh) {
+        double sum = 0;
+        for (size_t i = 0; i < sh->n_peers; i++)
+                sum += sh->peers[i].rho;
+        /* Rounded up, like the accountant's own sums. */
+        return sum > 0 ? nextafter(sum, INFINITY) : 0;
+}
+
+/* Table: "VDP2", u32 entries, then per entry u16 length, the id, i64 seq,
+ * i32 chunk, f64 ρ (bits); this instance's own seq is an entry too (its ρ
+ * is the accountant's, 0 here). "VDPS" tables, written before ρ was
+ * kept, have no ρ. */
+#define ENTRY_FIXED 20
 static unsigned char *put(unsigned char *p, uint64_t v, int bytes) {
         for (int i = 0; i < bytes; i++)
                 *p++ = (unsigned char)(v >> (8 * i));
@@ -412,13 +438,13 @@ static uint64_t get(const unsigned char *p, int bytes) {
 }
 
 int veil_share_encode(const struct veil_share *sh, void **data, size_t *len) {
-        size_t n = 8 + 2 + strlen(sh->self) + 12;
+        size_t n = 8 + 2 + strlen(sh->self) + ENTRY_FIXED;
         for (size_t i = 0; i < sh->n_peers; i++)
-                n += 2 + strlen(sh->peers[i].inst) + 12;
+                n += 2 + strlen(sh->peers[i].inst) + ENTRY_FIXED;
         unsigned char *buf = malloc(n), *p = buf;
         if (!buf)
                 return -VEIL_ENOMEM;
-        memcpy(p, "VDPS", 4);
+        memcpy(p, "VDP2", 4);
         p = put(p + 4, sh->n_peers + 1, 4);
         for (size_t i = 0; i <= sh->n_peers; i++) {
                 const char *id = i < sh->n_peers ? sh->peers[i].inst
@@ -437,6 +463,10 @@ int veil_share_encode(const struct veil_share *sh, void **data, size_t *len) {
                 p = put(p, (uint32_t)(i < sh->n_peers ? sh->peers[i].chunk
                                                       : -1),
                         4);
+                double rho = i < sh->n_peers ? sh->peers[i].rho : 0;
+                uint64_t bits;
+                memcpy(&bits, &rho, sizeof(bits));
+                p = put(p, bits, 8);
         }
         *data = buf;
         *len = n;
@@ -445,21 +475,25 @@ int veil_share_encode(const struct veil_share *sh, void **data, size_t *len) {
 
 int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
         const unsigned char *p = data, *end = p + len;
-        if (len < 8 || memcmp(p, "VDPS", 4))
+        if (len < 8 || (memcmp(p, "VDPS", 4) && memcmp(p, "VDP2", 4)))
                 return -VEIL_EDECODE;
+        size_t fixed = p[3] == '2' ? ENTRY_FIXED : 12;
         size_t n = get(p + 4, 4);
         /* Check it all before changing anything. */
         const unsigned char *q = p + 8;
         for (size_t i = 0; i < n; i++) {
-                if (end - q < 2 || (size_t)(end - q - 2) < get(q, 2) + 12)
+                if (end - q < 2 || (size_t)(end - q - 2) < get(q, 2) + fixed)
                         return -VEIL_EDECODE;
-                q += 2 + get(q, 2) + 12;
+                q += 2 + get(q, 2) + fixed;
         }
         if (q != end)
                 return -VEIL_EDECODE;
-        for (size_t i = 0; i < sh->n_peers; i++)
-                free(sh->peers[i].inst);
-        sh->n_peers = 0;
+        /* The checkpoint's (seq, chunk) replace the table's; a sender's ρ
+         * read from the topic before the restore stays if larger. */
+        for (size_t i = 0; i < sh->n_peers; i++) {
+                sh->peers[i].seq = -1;
+                sh->peers[i].chunk = -1;
+        }
         q = p + 8;
         char id[65536];
         for (size_t i = 0; i < n; i++) {
@@ -468,7 +502,12 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                 id[l] = '\0';
                 int64_t seq = (int64_t)get(q + 2 + l, 8);
                 int32_t chunk = (int32_t)get(q + 2 + l + 8, 4);
-                q += 2 + l + 12;
+                double rho = 0;
+                if (fixed == ENTRY_FIXED) {
+                        uint64_t bits = get(q + 2 + l + 12, 8);
+                        memcpy(&rho, &bits, sizeof(rho));
+                }
+                q += 2 + l + fixed;
                 if (!strcmp(id, sh->self)) {
                         if (seq > sh->seq)
                                 sh->seq = seq;
@@ -479,6 +518,10 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                         return -VEIL_ENOMEM;
                 pe->seq = seq;
                 pe->chunk = chunk;
+                if (!(rho >= 0))
+                        rho = INFINITY;
+                if (rho > pe->rho)
+                        pe->rho = rho;
         }
         return 0;
 }

@@ -13,6 +13,11 @@
  * Item rows are matched by item id (instances number items added from
  * events differently); feature rows by index.
  *
+ * Each update carries its sender's own ρ; the largest of every sender is
+ * tracked (also from chunks skipped as applied before) and saved, because
+ * the ε this instance reports adds it (veil_share_others_rho): a user
+ * whose partition moved is in the releases of each instance that held it.
+ *
  * Exactly once per chunk: (seq, chunk) of every sender is tracked and
  * saved in the plugin's checkpoint; a chunk at or below it is skipped. The
  * host reads side inputs before it restores checkpoints, so until the
@@ -68,7 +73,12 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
 /** The first batch: applies what was kept. Returns chunks applied. */
 size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m);
 
-/** The (seq, chunk) table for the checkpoint: a malloc'd buffer. */
+/** The sum of the largest ρ each other instance's releases carried, read
+ *  from the topic or restored from the checkpoint: what those releases
+ *  cost the users they contain (rounded up). */
+double veil_share_others_rho(const struct veil_share *sh);
+
+/** The (seq, chunk, ρ) table for the checkpoint: a malloc'd buffer. */
 int veil_share_encode(const struct veil_share *sh, void **data, size_t *len);
 /** Replaces the table with a checkpoint's (-VEIL_EDECODE when corrupt). */
 int veil_share_decode(struct veil_share *sh, const void *data, size_t len);

@@ -50,7 +50,7 @@ for i in 0 1; do VEIL_PID=${PIDS[$i]}; stop_veil 20; done
 ok "a applied $(applied a b) releases of b, b applied $(applied b a) of a"
 
 consume "$VEIL_UPDATES" "$UPD_SCHEMA" |
-  jq -c '.value | {instance, seq, chunk, chunks, rows, eps: .epsilon_spent, m: .mechanism}' >"$WORK/upd1.json"
+  jq -c '.value | {instance, seq, chunk, chunks, rows, eps: .epsilon_spent, rho, delta, m: .mechanism}' >"$WORK/upd1.json"
 [ "$(jq -r .instance "$WORK/upd1.json" | sort -u | tr '\n' ' ')" = "a b " ] ||
   fail "the updates topic should hold releases of a and b"
 jq -e 'select(.m != "tree" or .eps <= 0)' "$WORK/upd1.json" >/dev/null &&
@@ -58,6 +58,22 @@ jq -e 'select(.m != "tree" or .eps <= 0)' "$WORK/upd1.json" >/dev/null &&
 a_chunks=$(jq -r 'select(.instance == "a") | 1' "$WORK/upd1.json" | wc -l)
 b_max=$(jq -r 'select(.instance == "b") | .seq' "$WORK/upd1.json" | sort -n | tail -1)
 ok "$(wc -l <"$WORK/upd1.json") chunks on the topic ($a_chunks of a), b's last release $b_max"
+
+# A user whose partition moved is in both instances' releases, and each
+# model holds both: the ε a record reports adds the other instance's ρ to
+# the instance's own. So it exceeds every ε an instance spent alone (the
+# updates carry their sender's own), and never the ε of both ρ together.
+max_of() { jq -r "select(.instance == \"$1\") | .$2" "$WORK/upd1.json" | sort -g | tail -1; }
+own_max=$(printf '%s\n' "$(max_of a eps)" "$(max_of b eps)" | sort -g | tail -1)
+delta=$(jq -r .delta "$WORK/upd1.json" | sed -n 1p)
+both=$("$VEIL" dp_model epsilon --rho "$(awk -v a="$(max_of a rho)" -v b="$(max_of b rho)" 'BEGIN{printf "%.17g", a + b}')" \
+  --delta "$delta" | sed -n 's/^epsilon=//p')
+consume "$VEIL_RECS" "$ROOT/schemas/recommendation.avsc" |
+  jq -c '{p: .partition, o: .offset, eps: .value.epsilon_spent.double}' >"$WORK/recs1.json"
+rec_max=$(jq -r '.eps // empty' "$WORK/recs1.json" | sort -g | tail -1)
+awk -v r="$rec_max" -v o="$own_max" -v b="$both" 'BEGIN{exit !(r > o && r <= b * (1 + 1e-5))}' ||
+  fail "records report epsilon up to $rec_max; each instance alone spent up to $own_max, both together $both"
+ok "records report epsilon up to $rec_max: above either instance's own ($own_max), within both together ($both)"
 
 # b alone again: before its first batch it applies every chunk of a on the
 # topic (no checkpoint here), and its new releases come after b_max.
@@ -81,6 +97,17 @@ first_new=$(comm -13 <(jq -r 'select(.instance == "b") | .seq' "$WORK/upd1.json"
   fail "b's first release after the restart is ${first_new:-missing}, want > $b_max"
 [ "$(jq -r 'select(.instance == "b") | "\(.seq) \(.chunk)"' "$WORK/upd2.json" | sort | uniq -d | wc -l)" -eq 0 ] ||
   fail "b reused a (seq, chunk)"
+# The restarted b read a's releases before its first batch: every record
+# it made counts a's spend.
+a_eps=$(max_of a eps)
+new_min=$(consume "$VEIL_RECS" "$ROOT/schemas/recommendation.avsc" |
+  jq -nr --slurpfile old "$WORK/recs1.json" '
+    ($old | group_by(.p) | map({key: (.[0].p | tostring), value: (map(.o) | max)}) | from_entries) as $last
+    | inputs | select(.offset > ($last[.partition | tostring] // -1))
+    | .value.epsilon_spent.double // 0' | sort -g | sed -n 1p)
+awk -v n="$new_min" -v a="$a_eps" 'BEGIN{exit !(n > a)}' ||
+  fail "a record of the restarted b reports epsilon $new_min, not above a's own $a_eps"
+ok "the restarted b's records report epsilon from $new_min, above a's own $a_eps"
 grep -q '"level":"error"' "$WORK/veil-b2.log" && fail "errors in the log"
 ok "restarted b applied all $a_chunks chunks of a once; its releases resume at seq $first_new"
 echo "PASS test_share"

@@ -19,6 +19,7 @@
 #include "dp.h"
 #include "learn.h"
 #include "model.h"
+#include "share.h"
 
 #include <veil/veil.h>
 
@@ -332,6 +333,130 @@ static void test_budget_freezes(void **st) {
         unlink(path);
 }
 
+/* The other instances' ρ counts in ε and in the budget: the same stream
+ * and budget with another instance's spend beside it releases fewer steps
+ * and reports ε of both. */
+static void test_others_count(void **st) {
+        (void)st;
+        char path[2][256], err[256];
+        int released[2] = {0, 0};
+        struct veil_dp_stats ds[2];
+        for (int k = 0; k < 2; k++) {
+                tmp_path(path[k], sizeof(path[k]), k ? "others1" : "others0");
+                struct veil_model *m = new_model(4, 2, 4);
+                struct veil_learner *L;
+                struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4, 0};
+                assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
+                struct veil_dp_cfg c = cfg_of(path[k], 3.0);
+                c.eps_budget = 4.0;
+                struct veil_dp *dp;
+                assert_int_equal(veil_dp_new(&dp, &c, m, err, sizeof(err)), 0);
+                if (k) {
+                        veil_dp_set_others(dp, 0.2);
+                        veil_dp_set_others(dp, 0.1); /* never goes down */
+                        assert_true(veil_dp_stats(dp).rho_others == 0.2);
+                        assert_true(veil_dp_stats(dp).epsilon > 0);
+                }
+                struct fake f;
+                fake_init(&f, m);
+                for (int i = 0; i < 1000 && !veil_dp_stats(dp).frozen; i++) {
+                        assert_int_equal(veil_dp_admit(dp, "x", (uint64_t)i),
+                                         1);
+                        veil_dp_hook(dp, fake_grad(&f, m, 1, 1), err,
+                                     sizeof(err));
+                        released[k] += veil_dp_release(dp, L, m, err,
+                                                       sizeof(err));
+                }
+                ds[k] = veil_dp_stats(dp);
+                veil_dp_free(dp);
+                fake_free(&f);
+                veil_learner_free(L);
+                veil_model_free(m);
+                unlink(path[k]);
+        }
+        /* Each step costs 1/(2·3²) = 0.0556: 0.2 is more than three. */
+        assert_true(released[1] > 0 && released[1] + 3 <= released[0]);
+        assert_true(ds[1].epsilon <= 4.0 && ds[0].epsilon <= 4.0);
+        assert_true(ds[1].rho >= ds[1].rho_own + 0.2);
+        assert_true(ds[1].epsilon > ds[1].epsilon_own);
+        double eps;
+        assert_int_equal(veil_dp_epsilon(ds[1].rho, 1e-6, &eps, NULL, err,
+                                         sizeof(err)),
+                         0);
+        assert_true(ds[1].epsilon == eps);
+        assert_true(ds[0].rho == ds[0].rho_own);
+}
+
+/* The table of model updates in the checkpoint keeps every sender's ρ;
+ * a table of the format before it (no ρ) still reads. */
+static void put_le(unsigned char **p, uint64_t v, int bytes) {
+        for (int i = 0; i < bytes; i++)
+                *(*p)++ = (unsigned char)(v >> (8 * i));
+}
+
+static size_t table(unsigned char *buf, int with_rho, const double *rho) {
+        static const char *const ids[] = {"a", "bb", "self"};
+        unsigned char *p = buf;
+        memcpy(p, with_rho ? "VDP2" : "VDPS", 4);
+        p += 4;
+        put_le(&p, 3, 4);
+        for (int i = 0; i < 3; i++) {
+                put_le(&p, strlen(ids[i]), 2);
+                memcpy(p, ids[i], strlen(ids[i]));
+                p += strlen(ids[i]);
+                put_le(&p, (uint64_t)(7 + i), 8);
+                put_le(&p, 0, 4);
+                if (with_rho) {
+                        uint64_t bits;
+                        memcpy(&bits, &rho[i], sizeof(bits));
+                        put_le(&p, bits, 8);
+                }
+        }
+        return (size_t)(p - buf);
+}
+
+static void test_share_table_rho(void **st) {
+        (void)st;
+        unsigned char buf[256];
+        double rho[3] = {0.25, 0.5, 9.0}; /* self's is the accountant's */
+        struct veil_share *sh, *sh2;
+        assert_int_equal(veil_share_new(&sh, "self", 1 << 20), 0);
+        size_t n = table(buf, 1, rho);
+        assert_int_equal(veil_share_decode(sh, buf, n), 0);
+        assert_true(veil_share_others_rho(sh) >= 0.75 &&
+                    veil_share_others_rho(sh) < 0.75 + 1e-12);
+        /* Round trip through this build's encoder. */
+        void *enc;
+        size_t len;
+        assert_int_equal(veil_share_encode(sh, &enc, &len), 0);
+        assert_int_equal(veil_share_new(&sh2, "self", 1 << 20), 0);
+        assert_int_equal(veil_share_decode(sh2, enc, len), 0);
+        assert_true(veil_share_others_rho(sh2) == veil_share_others_rho(sh));
+        assert_int_equal(veil_share_stats(sh2).seq, 9);
+        free(enc);
+        /* A checkpoint's smaller ρ does not lower what is known. */
+        rho[1] = 0.125;
+        n = table(buf, 1, rho);
+        assert_int_equal(veil_share_decode(sh2, buf, n), 0);
+        assert_true(veil_share_others_rho(sh2) >= 0.75);
+        /* A NaN ρ is an unknown cost: infinite, never zero. */
+        rho[0] = NAN;
+        n = table(buf, 1, rho);
+        assert_int_equal(veil_share_decode(sh2, buf, n), 0);
+        assert_true(isinf(veil_share_others_rho(sh2)));
+        veil_share_free(sh2);
+        veil_share_free(sh);
+        /* The older format: no ρ, and a truncated table is refused. */
+        assert_int_equal(veil_share_new(&sh, "self", 1 << 20), 0);
+        n = table(buf, 0, rho);
+        assert_int_equal(veil_share_decode(sh, buf, n), 0);
+        assert_true(veil_share_others_rho(sh) == 0);
+        assert_int_equal(veil_share_decode(sh, buf, n - 1), -VEIL_EDECODE);
+        n = table(buf, 1, rho);
+        assert_int_equal(veil_share_decode(sh, buf, n - 8), -VEIL_EDECODE);
+        veil_share_free(sh);
+}
+
 /* ---- checkpoint and restore -------------------------------------------- */
 
 static void test_checkpoint_roundtrip(void **st) {
@@ -615,6 +740,8 @@ int main(void) {
                 cmocka_unit_test(test_hook_sum_bounded),
                 cmocka_unit_test(test_charged_saved_before_apply),
                 cmocka_unit_test(test_budget_freezes),
+                cmocka_unit_test(test_others_count),
+                cmocka_unit_test(test_share_table_rho),
                 cmocka_unit_test(test_checkpoint_roundtrip),
                 cmocka_unit_test(test_empirical_privacy),
                 cmocka_unit_test(test_tree_mechanism),

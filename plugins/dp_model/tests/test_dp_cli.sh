@@ -33,6 +33,12 @@ ok gt "$eps" 0
 sig=$("$VEIL" dp_model noise --mechanism gaussian --epsilon "$eps" --delta 1e-8 --participations 4 | val noise_multiplier)
 ok near "$sig" 2   # the inverse of epsilon, to its printed precision
 check "noise tree" 0 "^noise_multiplier=" -- "$VEIL" dp_model noise --mechanism tree --epsilon 4 --delta 1e-8 --steps 100 --restarts 3
+# --rho: the ε of a ρ (several instances' accountants added), the same as
+# the mechanism that spends it.
+ok test "$("$VEIL" dp_model epsilon --rho 0.5 --delta 1e-8 | val epsilon)" = "$eps"
+check "epsilon rho and sigma" 2 "noise-multiplier.*or --rho" -- "$VEIL" dp_model epsilon --rho 1 --noise-multiplier 2 --delta 1e-8
+check "epsilon negative rho" 2 "rho needs a valid value" -- "$VEIL" dp_model epsilon --rho -1 --delta 1e-8
+check "noise with rho" 2 "rho is for" -- "$VEIL" dp_model noise --epsilon 1 --rho 1 --delta 1e-8
 check "epsilon no delta" 2 "delta is required" -- "$VEIL" dp_model epsilon --noise-multiplier 2
 check "epsilon bad mechanism" 2 "mechanism" -- "$VEIL" dp_model epsilon --mechanism laplace --noise-multiplier 2 --delta 1e-8
 check "noise no epsilon" 2 "epsilon is required" -- "$VEIL" dp_model noise --delta 1e-8
