@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "observe.h"
 #include "metrics.h"
 #include "ops.h"
 
@@ -63,8 +64,12 @@ static enum MHD_Result text(struct MHD_Connection *c, unsigned status,
 }
 
 static enum MHD_Result metrics(struct veil_http *s, struct MHD_Connection *c) {
-        char *body;
+        char *body, why[600];
         size_t len;
+        /* veil_ready as /readyz answers it: a loop stuck in a broker call
+         * does not update the gauge itself (veil_ops_ready). */
+        if (s->ops && !veil_ops_ready(s->ops, why, sizeof(why)))
+                veil_metrics_set(s->m, VEIL_M_READY, "", 0);
         if (veil_metrics_render(s->m, &body, &len))
                 return text(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
                             "out of memory rendering the metrics");

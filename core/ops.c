@@ -12,6 +12,7 @@ struct veil_ops {
         pthread_mutex_t mu;
         pthread_cond_t cv;
         int64_t last_beat_ms; /* 0: no beat yet */
+        int64_t stale_ms;     /* ready only while the loop turns this often */
         int ready;
         char reason[512];
         int reload_wanted;
@@ -39,6 +40,7 @@ int veil_ops_new(struct veil_ops **out) {
         pthread_cond_init(&o->cv, &ca);
         pthread_condattr_destroy(&ca);
         snprintf(o->reason, sizeof(o->reason), "starting");
+        o->stale_ms = VEIL_OPS_READY_STALE_MS;
         *out = o;
         return 0;
 }
@@ -79,10 +81,29 @@ int veil_ops_live(struct veil_ops *o, int timeout_ms, char *msg,
         return 0;
 }
 
+void veil_ops_set_ready_stale(struct veil_ops *o, int stale_ms) {
+        pthread_mutex_lock(&o->mu);
+        o->stale_ms = stale_ms;
+        pthread_mutex_unlock(&o->mu);
+}
+
 int veil_ops_ready(struct veil_ops *o, char *msg, size_t msg_size) {
         pthread_mutex_lock(&o->mu);
         int r = o->ready;
-        snprintf(msg, msg_size, "%s", r ? "ready" : o->reason);
+        int64_t age = o->last_beat_ms ? mono_ms() - o->last_beat_ms : 0;
+        /* The loop says whether it is ready each time it turns, so what it
+         * said last is stale when it stopped turning: a broker call that
+         * does not return in an outage (librdkafka's commit_transaction
+         * may wait past its timeout for messages in flight). */
+        if (r && age > o->stale_ms) {
+                r = 0;
+                snprintf(msg, msg_size,
+                         "the pipeline loop has not turned for %lld ms "
+                         "(waiting on the brokers?)",
+                         (long long)age);
+        } else {
+                snprintf(msg, msg_size, "%s", r ? "ready" : o->reason);
+        }
         pthread_mutex_unlock(&o->mu);
         return r;
 }

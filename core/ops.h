@@ -26,8 +26,13 @@ void veil_ops_set_ready(struct veil_ops *o, int ready, const char *reason);
 /** 1 when the loop turned within timeout_ms, else 0 with a message. */
 int veil_ops_live(struct veil_ops *o, int timeout_ms, char *msg,
                   size_t msg_size);
-/** 1 when ready, else 0 with the reason. */
+/** 1 when ready, else 0 with the reason. Not ready either when the loop
+ *  has not turned for VEIL_OPS_READY_STALE_MS (12 s: longer than one
+ *  transactional call's 10 s timeout). */
 int veil_ops_ready(struct veil_ops *o, char *msg, size_t msg_size);
+#define VEIL_OPS_READY_STALE_MS 12000
+/** For tests: another staleness bound. */
+void veil_ops_set_ready_stale(struct veil_ops *o, int stale_ms);
 
 /** Asks the loop for a reload; returns the number of reloads finished so
  *  far, to pass to veil_ops_wait_reload(). */

@@ -22,6 +22,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "observe.h"
 #include "ops.h"
 #include "reload.h"
 
@@ -368,6 +369,8 @@ static void test_endpoints(void **st) {
         veil_metrics_declare(m, "veil_x_total", VEIL_METRIC_COUNTER, "X.",
                              NULL, 0);
         veil_metrics_add(m, "veil_x_total", "", 7);
+        veil_metrics_declare(m, VEIL_M_READY, VEIL_METRIC_GAUGE, "Ready.",
+                             NULL, 0);
         struct veil_http_config hc = {0};
         hc.enabled = 1;
         snprintf(hc.listen, sizeof(hc.listen), "127.0.0.1:0");
@@ -419,6 +422,23 @@ static void test_endpoints(void **st) {
         veil_ops_beat(ops);
         assert_int_equal(request(port, "GET", "/healthz", body, sizeof(body)),
                          200);
+        /* ready only while the loop turns: a loop stuck in a broker call
+         * cannot say it is no longer ready */
+        veil_ops_set_ready_stale(ops, 500);
+        assert_int_equal(request(port, "GET", "/readyz", body, sizeof(body)),
+                         200);
+        veil_metrics_set(m, VEIL_M_READY, "", 1); /* what the loop said */
+        usleep(700 * 1000);
+        assert_int_equal(request(port, "GET", "/readyz", body, sizeof(body)),
+                         503);
+        assert_non_null(strstr(body, "the pipeline loop has not turned for"));
+        assert_int_equal(request(port, "GET", "/metrics", body, sizeof(body)),
+                         200);
+        assert_non_null(strstr(body, "\nveil_ready 0\n"));
+        veil_ops_beat(ops);
+        assert_int_equal(request(port, "GET", "/readyz", body, sizeof(body)),
+                         200);
+        veil_ops_set_ready_stale(ops, VEIL_OPS_READY_STALE_MS);
 
         assert_int_equal(request(port, "GET", "/nope", body, sizeof(body)),
                          404);
