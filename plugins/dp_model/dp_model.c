@@ -178,6 +178,7 @@ struct state {
         double eps_budget;
         uint64_t batch_no;
         struct veil_share *share;
+        size_t senders_logged; /* other instances whose spend ε counts */
         const char *mechanism;
         double sigma, clip;
         struct veil_prior_nb nb; /* empty: no neighbour term */
@@ -1234,10 +1235,23 @@ static void others_spent(struct state *s) {
         if (!s->dp)
                 return;
         double before = veil_dp_stats(s->dp).rho_others;
-        veil_dp_set_others(s->dp, veil_share_others_rho(s->share));
+        size_t senders;
+        veil_dp_set_others(s->dp, veil_share_others_rho(s->share, &senders));
         struct veil_dp_stats ds = veil_dp_stats(s->dp);
-        if (ds.rho_others > before)
-                veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
+        if (!(ds.rho_others > before))
+                return;
+        veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
+        veil_metric_set(s->st, "rho_others", ds.rho_others);
+        /* Once per instance newly counted, not per release: why ε rose. */
+        if (senders > s->senders_logged) {
+                s->senders_logged = senders;
+                veil_log(s->st, VEIL_LOG_INFO,
+                         "epsilon %.4g at delta %.3g now counts the releases "
+                         "of %zu other instance(s) (their rho %.4g, this "
+                         "instance's %.4g)",
+                         ds.epsilon, ds.delta, senders, ds.rho_others,
+                         ds.rho_own);
+        }
 }
 
 static int on_side_record(void *state, const struct veil_side_record *r,
@@ -1283,7 +1297,7 @@ static int restore(void *state, const void *data, size_t len, char *errstr,
         }
         if (rc || !s->dp)
                 return rc;
-        veil_dp_set_others(s->dp, veil_share_others_rho(s->share));
+        veil_dp_set_others(s->dp, veil_share_others_rho(s->share, NULL));
         rc = veil_dp_restored(s->dp, errstr, errstr_size);
         if (!rc && s->mechanism && !strcmp(s->mechanism, "tree"))
                 veil_log(s->st, VEIL_LOG_INFO,

@@ -411,10 +411,15 @@ size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m) {
         return (size_t)(sh->st.applied_chunks - before);
 }
 
-double veil_share_others_rho(const struct veil_share *sh) {
+double veil_share_others_rho(const struct veil_share *sh, size_t *senders) {
         double sum = 0;
-        for (size_t i = 0; i < sh->n_peers; i++)
+        size_t n = 0;
+        for (size_t i = 0; i < sh->n_peers; i++) {
                 sum += sh->peers[i].rho;
+                n += sh->peers[i].rho > 0;
+        }
+        if (senders)
+                *senders = n;
         /* Rounded up, like the accountant's own sums. */
         return sum > 0 ? nextafter(sum, INFINITY) : 0;
 }

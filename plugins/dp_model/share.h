@@ -75,8 +75,9 @@ size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m);
 
 /** The sum of the largest ρ each other instance's releases carried, read
  *  from the topic or restored from the checkpoint: what those releases
- *  cost the users they contain (rounded up). */
-double veil_share_others_rho(const struct veil_share *sh);
+ *  cost the users they contain (rounded up). *senders (may be NULL): how
+ *  many instances' releases that is. */
+double veil_share_others_rho(const struct veil_share *sh, size_t *senders);
 
 /** The (seq, chunk, ρ) table for the checkpoint: a malloc'd buffer. */
 int veil_share_encode(const struct veil_share *sh, void **data, size_t *len);

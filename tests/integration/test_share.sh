@@ -46,6 +46,12 @@ until [ "$(applied a b)" -gt 0 ] && [ "$(applied b a)" -gt 0 ]; do
     fail "updates did not flow both ways: a applied $(applied a b) of b's, b $(applied b a) of a's"
   sleep 0.5
 done
+# The other instance's part of the spend, on a's /metrics.
+addr=$(grep -o '"address":"[^"]*"' "$WORK/veil-a.log" | sed -n '1s/.*:"\(.*\)"/\1/p')
+others=$(curl -sf "http://$addr/metrics" | sed -n 's/^veil_plugin_dp_model_rho_others{[^}]*} //p')
+awk -v r="${others:-0}" 'BEGIN{exit !(r > 0)}' ||
+  fail "a's /metrics ($addr) has no positive veil_plugin_dp_model_rho_others: '${others}'"
+ok "a's /metrics: veil_plugin_dp_model_rho_others $others"
 for i in 0 1; do VEIL_PID=${PIDS[$i]}; stop_veil 20; done
 ok "a applied $(applied a b) releases of b, b applied $(applied b a) of a"
 
@@ -74,6 +80,10 @@ rec_max=$(jq -r '.eps // empty' "$WORK/recs1.json" | sort -g | tail -1)
 awk -v r="$rec_max" -v o="$own_max" -v b="$both" 'BEGIN{exit !(r > o && r <= b * (1 + 1e-5))}' ||
   fail "records report epsilon up to $rec_max; each instance alone spent up to $own_max, both together $both"
 ok "records report epsilon up to $rec_max: above either instance's own ($own_max), within both together ($both)"
+for i in a b; do
+  grep -q "now counts the releases of 1 other instance(s)" "$WORK/veil-$i.log" ||
+    fail "$i did not log that its epsilon counts the other instance's releases"
+done
 
 # b alone again: before its first batch it applies every chunk of a on the
 # topic (no checkpoint here), and its new releases come after b_max.

@@ -423,34 +423,34 @@ static void test_share_table_rho(void **st) {
         assert_int_equal(veil_share_new(&sh, "self", 1 << 20), 0);
         size_t n = table(buf, 1, rho);
         assert_int_equal(veil_share_decode(sh, buf, n), 0);
-        assert_true(veil_share_others_rho(sh) >= 0.75 &&
-                    veil_share_others_rho(sh) < 0.75 + 1e-12);
+        assert_true(veil_share_others_rho(sh, NULL) >= 0.75 &&
+                    veil_share_others_rho(sh, NULL) < 0.75 + 1e-12);
         /* Round trip through this build's encoder. */
         void *enc;
         size_t len;
         assert_int_equal(veil_share_encode(sh, &enc, &len), 0);
         assert_int_equal(veil_share_new(&sh2, "self", 1 << 20), 0);
         assert_int_equal(veil_share_decode(sh2, enc, len), 0);
-        assert_true(veil_share_others_rho(sh2) == veil_share_others_rho(sh));
+        assert_true(veil_share_others_rho(sh2, NULL) == veil_share_others_rho(sh, NULL));
         assert_int_equal(veil_share_stats(sh2).seq, 9);
         free(enc);
         /* A checkpoint's smaller ρ does not lower what is known. */
         rho[1] = 0.125;
         n = table(buf, 1, rho);
         assert_int_equal(veil_share_decode(sh2, buf, n), 0);
-        assert_true(veil_share_others_rho(sh2) >= 0.75);
+        assert_true(veil_share_others_rho(sh2, NULL) >= 0.75);
         /* A NaN ρ is an unknown cost: infinite, never zero. */
         rho[0] = NAN;
         n = table(buf, 1, rho);
         assert_int_equal(veil_share_decode(sh2, buf, n), 0);
-        assert_true(isinf(veil_share_others_rho(sh2)));
+        assert_true(isinf(veil_share_others_rho(sh2, NULL)));
         veil_share_free(sh2);
         veil_share_free(sh);
         /* The older format: no ρ, and a truncated table is refused. */
         assert_int_equal(veil_share_new(&sh, "self", 1 << 20), 0);
         n = table(buf, 0, rho);
         assert_int_equal(veil_share_decode(sh, buf, n), 0);
-        assert_true(veil_share_others_rho(sh) == 0);
+        assert_true(veil_share_others_rho(sh, NULL) == 0);
         assert_int_equal(veil_share_decode(sh, buf, n - 1), -VEIL_EDECODE);
         n = table(buf, 1, rho);
         assert_int_equal(veil_share_decode(sh, buf, n - 8), -VEIL_EDECODE);
