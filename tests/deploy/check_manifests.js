@@ -2,7 +2,7 @@
 // Checks rendered kustomize output (deploy/k8s): every object against the
 // Kubernetes API schemas (kubernetes-models; KEDA's from
 // @kubernetes-models/keda), unknown fields refused as `kubectl apply
-// --validate=strict` would, then what veil needs of its Deployment, Service,
+// --validate=strict` would, then what veil needs of its StatefulSet, Service,
 // PodDisruptionBudget, ConfigMaps and ScaledObject.
 //
 //   node check_manifests.js --dockerfile DOCKERFILE NAME=RENDERED.yaml...
@@ -102,11 +102,11 @@ function substitute(text, env) {
   return [out, missing];
 }
 
-// What a pod's veil container is started with: the Deployment, the container,
+// What a pod's veil container is started with: the StatefulSet, the container,
 // its environment (env values and envFrom ConfigMaps), the pipeline ConfigMap
 // and its key, the pipeline text.
 function podView(docs) {
-  const dep = find(docs, 'Deployment', 'veil')[0];
+  const dep = find(docs, 'StatefulSet', 'veil')[0];
   if (!dep)
     return null;
   const pod = dep.spec.template.spec;
@@ -203,7 +203,7 @@ for (const [name, file] of renders) {
   r.check(nss.size === 1, 'every object in one namespace', [...nss].join(', '));
 
   const v = podView(docs);
-  if (!r.check(v && v.c, 'a Deployment veil with a container veil')) {
+  if (!r.check(v && v.c, 'a StatefulSet veil with a container veil')) {
     failed += r.failed;
     r.finish();
     continue;
@@ -212,12 +212,15 @@ for (const [name, file] of renders) {
   const labels = dep.spec.template.metadata.labels || {};
   const selects = (sel) => sel && Object.keys(sel).length > 0 &&
     Object.entries(sel).every(([k, val]) => labels[k] === val);
-  r.check(selects(dep.spec.selector.matchLabels), "the Deployment's selector matches its pods");
+  r.check(selects(dep.spec.selector.matchLabels), "the StatefulSet's selector matches its pods");
   // /readyz wants an assigned partition: a surge pod beyond the partitions
-  // would never be ready and would stall the rollout.
-  const ru = (dep.spec.strategy || {}).rollingUpdate || {};
-  r.check(ru.maxSurge === 0 && ru.maxUnavailable >= 1,
-    'rolling update replaces pods one by one without a surge member', JSON.stringify(ru));
+  // would never be ready and would stall the rollout (a StatefulSet never
+  // surges; OnDelete would leave old pods running).
+  const us = dep.spec.updateStrategy || {};
+  r.check(!us.type || us.type === 'RollingUpdate',
+    'rolling update replaces pods one by one without a surge member', JSON.stringify(us));
+  r.check(dep.spec.podManagementPolicy === 'Parallel',
+    'pods start and stop in parallel (group members, not an ordered quorum)', dep.spec.podManagementPolicy);
 
   // Security.
   const psc = pod.securityContext || {};
@@ -226,8 +229,8 @@ for (const [name, file] of renders) {
   if (imageUid !== null)
     r.check(psc.runAsUser === imageUid, `pod runAsUser is the image's USER ${imageUid}`, psc.runAsUser);
   r.check(psc.seccompProfile && psc.seccompProfile.type === 'RuntimeDefault', 'pod seccompProfile RuntimeDefault');
-  r.check(psc.fsGroup === undefined,
-    'no fsGroup (it would make the key files group-readable, which veil refuses)');
+  r.check(psc.fsGroup === undefined || psc.fsGroup === psc.runAsGroup,
+    "fsGroup, if any, is the pod's own group (the state volume; the key copies stay 0400)", psc.fsGroup);
   r.check(pod.automountServiceAccountToken === false, 'no service account token mounted');
   r.check(!pod.hostNetwork && !pod.hostPID && !pod.hostIPC, 'no host namespaces');
   const all = [...(pod.initContainers || []), ...pod.containers];
@@ -343,6 +346,23 @@ for (const [name, file] of renders) {
   r.check(init && /install -m 0400\b/.test(init.command.join(' ')),
     'it copies each key with mode 0400 (veil refuses group or other access)');
 
+  // Differential privacy: a private mechanism, its accountant on the pod's
+  // own volume claim (an emptyDir would restart it at zero with the pod).
+  const dpStage = (pl.plugins || []).find((p) => p.use === 'dp_model') || {};
+  const dpw = dpStage.with || {};
+  r.check(['gaussian', 'tree'].includes(dpw.mechanism), 'dp_model learns under a private mechanism (gaussian or tree)',
+    dpw.mechanism);
+  const acc = String(dpw.accountant_file || '');
+  const accMount = (c.volumeMounts || []).find((m) => acc.startsWith(`${m.mountPath}/`));
+  const claims = (dep.spec.volumeClaimTemplates || []).map((t) => t.metadata.name);
+  r.check(accMount && !accMount.readOnly && claims.includes(accMount.name) &&
+    !(pod.volumes || []).some((x) => x.name === accMount.name),
+  "the accountant_file is on a writable mount of one of the pod's volume claims", acc);
+  const upd = (pl.outputs || {}).model_updates;
+  const updIn = (pl.side_inputs || {}).model_updates;
+  r.check(upd && updIn && upd.topic === updIn.topic,
+    'model updates are shared: the model_updates output and side input are one topic');
+
   // Service, PDB.
   const svc = find(docs, 'Service')[0];
   r.check(svc, 'a Service');
@@ -376,11 +396,11 @@ for (const [name, file] of renders) {
   if (name === 'keda') {
     const so = sos[0];
     r.check(sos.length === 1 && so.apiVersion === 'keda.sh/v1alpha1', 'one ScaledObject keda.sh/v1alpha1');
-    r.check(dep.spec.replicas === undefined, 'no replicas in the Deployment: KEDA owns the count');
+    r.check(dep.spec.replicas === undefined, 'no replicas in the StatefulSet: KEDA owns the count');
     if (so) {
       const ref = so.spec.scaleTargetRef;
-      r.check(ref.name === dep.metadata.name && (!ref.kind || ref.kind === 'Deployment'),
-        'the ScaledObject scales the Deployment veil');
+      r.check(ref.name === dep.metadata.name && ref.kind === 'StatefulSet',
+        'the ScaledObject scales the StatefulSet veil (kind set: KEDA assumes a Deployment)');
       const t = (so.spec.triggers || []).find((x) => x.type === 'kafka');
       r.check(t, 'a trigger of type kafka (consumer-group lag)');
       const md = (t && t.metadata) || {};

@@ -146,6 +146,10 @@ refuse "a pod without runAsNonRoot" "$TMP/base.yaml" '/runAsNonRoot: true/d' \
   "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "a readiness probe on /healthz" "$TMP/base.yaml" 's#path: /readyz#path: /healthz#' \
   "$HERE/check_manifests.js" "base=$TMP/broken"
+refuse "a pipeline learning without noise" "$TMP/base.yaml" 's/mechanism: gaussian/mechanism: none/' \
+  "$HERE/check_manifests.js" "base=$TMP/broken"
+refuse "an accountant file on a pod's temporary volume" "$TMP/base.yaml" 's#accountant_file: /var/lib/veil/#accountant_file: /tmp/#' \
+  "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "a ScaledObject on another consumer group" "$TMP/keda.yaml" 's/consumerGroup: veil/consumerGroup: other/' \
   "$HERE/check_manifests.js" "keda=$TMP/broken"
 refuse "an image running as root" "$ROOT/deploy/Dockerfile" 's/^USER 10001:10001/USER root/' \
