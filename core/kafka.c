@@ -116,8 +116,9 @@ static int64_t now_ms(void) {
 /* An outage makes some warnings repeat for every record in flight (tens of
  * thousands a round) or every partition's commit each second: logged once
  * per QUIET_MS with how many occurrences the line stands for, so the log
- * says what is wrong without burying everything else. The counts are in
- * the metrics too. Returns 1 with *n when a line is due. */
+ * says what is wrong without burying everything else (the records produced
+ * again are also counted in veil_records_retried_total). Returns 1 with *n
+ * when a line is due. */
 #define QUIET_MS 10000
 static int quiet_due(struct quiet *q, uint64_t *n) {
         q->folded++;
