@@ -548,6 +548,25 @@ static int probe_hook(void *ctx, struct veil_grad *g, char *errstr,
         return 0;
 }
 
+/* A learner of lc on the fixed support sup (4 items) after one step over
+ * ex; with pr, the step's summed gradient goes to the probe. */
+static struct veil_learner *stepped(const struct veil_learn_cfg *lc,
+                                    struct veil_model *m, struct probe *pr,
+                                    const uint32_t *sup,
+                                    const struct veil_example *ex, size_t n,
+                                    size_t n_users) {
+        struct veil_learner *L;
+        char err[128];
+        assert_int_equal(veil_learner_new(&L, lc, m, 1), 0);
+        if (pr)
+                veil_learner_set_noise(L, probe_hook, pr);
+        veil_learn_force_support(L, sup, 4);
+        assert_int_equal(veil_learn_step(L, m, ex, n, n_users, err,
+                                         sizeof(err)),
+                         0);
+        return L;
+}
+
 static double norm2(const struct dense *x) {
         const double *p = (const double *)x;
         double s = 0;
@@ -672,15 +691,8 @@ static void test_clipping_matches_materialized(void **st) {
 
         /* 1. No clipping: the norms and the sum. */
         struct veil_learn_cfg lc = {0.0f, 1e9f, alpha, 4, 32, 0};
-        struct veil_learner *L;
         struct probe pr = {0};
-        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
-        veil_learner_set_noise(L, probe_hook, &pr);
-        veil_learn_force_support(L, sup, 4);
-        char err[128];
-        assert_int_equal(veil_learn_step(L, m, ex, n, n_users, err,
-                                         sizeof(err)),
-                         0);
+        struct veil_learner *L = stepped(&lc, m, &pr, sup, ex, n, n_users);
         assert_int_equal(pr.calls, 1);
         const float *norms = veil_learn_norms(L);
         for (size_t u = 0; u < n_users; u++) {
@@ -712,12 +724,7 @@ static void test_clipping_matches_materialized(void **st) {
         }
         const float C = (float)((lo + hi) / 2);
         lc.clip = C;
-        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
-        veil_learner_set_noise(L, probe_hook, &pr);
-        veil_learn_force_support(L, sup, 4);
-        assert_int_equal(veil_learn_step(L, m, ex, n, n_users, err,
-                                         sizeof(err)),
-                         0);
+        L = stepped(&lc, m, &pr, sup, ex, n, n_users);
         const float *scale = veil_learn_scales(L);
         memset(&want, 0, sizeof(want));
         size_t clipped = 0;
@@ -753,12 +760,7 @@ static void test_clipping_matches_materialized(void **st) {
         }
         lc.clip = (float)((blo + bhi) / 2);
         lc.bias_only = 1;
-        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
-        veil_learner_set_noise(L, probe_hook, &pr);
-        veil_learn_force_support(L, sup, 4);
-        assert_int_equal(veil_learn_step(L, m, ex, n, n_users, err,
-                                         sizeof(err)),
-                         0);
+        L = stepped(&lc, m, &pr, sup, ex, n, n_users);
         norms = veil_learn_norms(L);
         scale = veil_learn_scales(L);
         double bsum[CI] = {0};
@@ -780,11 +782,7 @@ static void test_clipping_matches_materialized(void **st) {
         /* 3. The per-user bound on events: at most 2 of user 0's three. */
         lc.clip = 1e9f;
         lc.max_user_examples = 2;
-        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
-        veil_learn_force_support(L, sup, 4);
-        assert_int_equal(veil_learn_step(L, m, ex, n, n_users, err,
-                                         sizeof(err)),
-                         0);
+        L = stepped(&lc, m, NULL, sup, ex, n, n_users);
         assert_int_equal(veil_learn_last(L).examples, 5);
         assert_int_equal(veil_learn_last(L).users, 3);
         veil_learner_free(L);
@@ -798,13 +796,9 @@ static void test_clipping_matches_materialized(void **st) {
         memset(m->aU, 0, m->cap * CD * sizeof(float));
         memset(m->aE, 0, CS * CD * sizeof(float));
         memset(m->ab, 0, m->cap * sizeof(float));
-        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
-        veil_learn_force_support(L, sup, 4);
         float v13 = m->V[1 * CD + 2], e11 = m->E[1 * CD + 1];
         uint64_t steps = m->steps;
-        assert_int_equal(veil_learn_step(L, m, ex, n, n_users, err,
-                                         sizeof(err)),
-                         0);
+        L = stepped(&lc, m, NULL, sup, ex, n, n_users);
         assert_true(fabs(m->V[1 * CD + 2] -
                          (v13 - (unclipped.V[1][2] > 0 ? 0.05f : -0.05f))) <
                     1e-5);
