@@ -86,6 +86,14 @@ static const struct veil_param_def params[] = {
         {"prior_neighbor_weight", VEIL_PARAM_DOUBLE, "10.0", 0,
          "score added per unit of description cosine to the neighbours of "
          "the item in hand (α/|recent| of it for a recent item's)"},
+        {"prior_catalog_window", VEIL_PARAM_INT, "0", 0,
+         "the items up to this many rows before and after an item in the "
+         "catalog file raise their scores when it is in hand or recent, by "
+         "1/(1 + row distance) (0: off; public data, not learned: shops "
+         "list a collection's items together)"},
+        {"prior_catalog_weight", VEIL_PARAM_DOUBLE, "10.0", 0,
+         "score added per unit of that similarity to the item in hand's "
+         "catalog neighbours (α/|recent| of it for a recent item's)"},
         {"seed", VEIL_PARAM_INT, "1", 0,
          "seed of the initialization and of the negative sampling"},
         {"default_tier", VEIL_PARAM_STRING, "contextual", 0,
@@ -181,9 +189,30 @@ struct state {
         size_t senders_logged; /* other instances whose spend ε counts */
         const char *mechanism;
         double sigma, clip;
-        struct veil_prior_nb nb; /* empty: no neighbour term */
-        float nb_weight;
+        /* The public neighbour terms, outside the learned parameters:
+         * [0] by description, [1] by catalog order (empty: off). */
+        struct veil_prior_nb nb[2];
+        float nb_weight[2];
 };
+
+/* The public neighbours' score for item j when item a is in hand. */
+static float public_get(const struct state *s, int32_t a, uint32_t j) {
+        float c = 0;
+        for (int t = 0; t < 2; t++)
+                if (s->nb[t].L)
+                        c += s->nb_weight[t] *
+                             veil_prior_nb_get(&s->nb[t], a, j);
+        return c;
+}
+
+/* row += scale × the public neighbours' scores for item a in hand. */
+static void public_add(const struct state *s, int32_t a, float scale,
+                       float *row) {
+        for (int t = 0; t < 2; t++)
+                if (s->nb[t].L)
+                        veil_prior_nb_add(&s->nb[t], a,
+                                          scale * s->nb_weight[t], row);
+}
 
 static const char *tier_name(veil_tier_t t) {
         switch (t) {
@@ -411,9 +440,7 @@ static void explain(const struct state *s, const struct veil_event *ev,
         }
         if (rw->cur >= 0) {
                 item_c += dot[nf];
-                if (s->nb.L)
-                        item_c += s->nb_weight *
-                                  veil_prior_nb_get(&s->nb, rw->cur, top);
+                item_c += public_get(s, rw->cur, top);
                 have_item = 1;
         }
         if (have_item || verb)
@@ -430,9 +457,8 @@ static void explain(const struct state *s, const struct veil_event *ev,
                         c += rd[j];
                 for (size_t j = n_rec; j < rw->n_recent; j++)
                         c += vdot(m->U + (size_t)rw->recent[j] * d, v, d);
-                for (size_t j = 0; s->nb.L && j < rw->n_recent; j++)
-                        c += s->nb_weight * veil_prior_nb_get(
-                                                    &s->nb, rw->recent[j], top);
+                for (size_t j = 0; j < rw->n_recent; j++)
+                        c += public_get(s, rw->recent[j], top);
                 parts[np++] = (struct part){
                         s->alpha * c / (float)rw->n_recent,
                         VEIL_CTX_N_KINDS,
@@ -806,17 +832,14 @@ static int process(void *state, struct veil_batch *b) {
                 /* Excluded scores become -inf as well as marked: the
                  * top-k's threshold pass then never counts them. */
                 float *row = s->S + r * items;
-                if (s->nb.L && rw->tier != VEIL_TIER_NONE) {
-                        /* The public description neighbours, weighted as
-                         * the query weighs its items. */
-                        veil_prior_nb_add(&s->nb, rw->cur, s->nb_weight,
-                                          row);
+                if (rw->tier != VEIL_TIER_NONE) {
+                        /* The public neighbours, weighted as the query
+                         * weighs its items. */
+                        public_add(s, rw->cur, 1, row);
                         for (size_t j = 0; j < rw->n_recent; j++)
-                                veil_prior_nb_add(
-                                        &s->nb, rw->recent[j],
-                                        s->nb_weight * s->alpha /
-                                                (float)rw->n_recent,
-                                        row);
+                                public_add(s, rw->recent[j],
+                                           s->alpha / (float)rw->n_recent,
+                                           row);
                 }
                 if (rw->cur >= 0) {
                         s->mark[rw->cur] = s->stamp;
@@ -871,7 +894,8 @@ static void destroy(void *state) {
         veil_share_free(s->share);
         veil_learner_free(s->L);
         veil_model_free(s->m);
-        veil_prior_nb_free(&s->nb);
+        veil_prior_nb_free(&s->nb[0]);
+        veil_prior_nb_free(&s->nb[1]);
         free(s->Q);
         free(s->S);
         free(s->rows);
@@ -1159,14 +1183,31 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 rc = bad(errstr, errstr_size, p, "prior_neighbor_weight",
                          "between 0 and 1e6");
         else if (!rc && (rc = veil_prior_neighbors(s->m->cat, (size_t)nbn,
-                                                   &s->nb)))
+                                                   &s->nb[0])))
                 snprintf(errstr, errstr_size,
                          "%s: out of memory for %lld neighbours of %zu "
                          "items",
                          veil_params_where(p, "prior_neighbors"),
                          (long long)nbn, s->m->cat->n_file);
-        s->nb_weight = (float)nbw;
+        s->nb_weight[0] = (float)nbw;
+        int64_t cow = veil_params_int(p, "prior_catalog_window", 0);
+        double cww = veil_params_double(p, "prior_catalog_weight", 10.0);
+        if (!rc && (cow < 0 || cow > 64))
+                rc = bad(errstr, errstr_size, p, "prior_catalog_window",
+                         "between 0 and 64");
+        else if (!rc && !(cww >= 0 && cww <= 1e6))
+                rc = bad(errstr, errstr_size, p, "prior_catalog_weight",
+                         "between 0 and 1e6");
+        else if (!rc && (rc = veil_prior_catalog_order(
+                                 s->m->cat, (size_t)cow, &s->nb[1])))
+                snprintf(errstr, errstr_size,
+                         "%s: out of memory for %lld rows around each of "
+                         "%zu items",
+                         veil_params_where(p, "prior_catalog_window"),
+                         (long long)cow, s->m->cat->n_file);
+        s->nb_weight[1] = (float)cww;
         if (rc) {
+                veil_prior_nb_free(&s->nb[0]);
                 veil_model_free(s->m);
                 free(s);
                 return rc;

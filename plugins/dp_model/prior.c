@@ -256,6 +256,42 @@ out:
         return rc;
 }
 
+int veil_prior_catalog_order(const struct veil_catalog *c, size_t W,
+                             struct veil_prior_nb *nb) {
+        size_t n = c->n_file, L = 2 * W;
+        memset(nb, 0, sizeof(*nb));
+        if (!W || !n)
+                return 0;
+        nb->item = malloc(n * L * sizeof(uint32_t));
+        nb->sim = malloc(n * L * sizeof(float));
+        if (!nb->item || !nb->sim) {
+                veil_prior_nb_free(nb);
+                return -VEIL_ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                uint32_t *it = nb->item + i * L;
+                float *sim = nb->sim + i * L;
+                size_t k = 0;
+                for (size_t dist = 1; dist <= W; dist++) {
+                        if (i >= dist) {
+                                it[k] = (uint32_t)(i - dist);
+                                sim[k++] = 1.0f / (float)(1 + dist);
+                        }
+                        if (i + dist < n) {
+                                it[k] = (uint32_t)(i + dist);
+                                sim[k++] = 1.0f / (float)(1 + dist);
+                        }
+                }
+                for (; k < L; k++) {
+                        it[k] = UINT32_MAX;
+                        sim[k] = 0;
+                }
+        }
+        nb->n = n;
+        nb->L = L;
+        return 0;
+}
+
 void veil_prior_nb_free(struct veil_prior_nb *nb) {
         free(nb->item);
         free(nb->sim);

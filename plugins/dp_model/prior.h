@@ -46,6 +46,16 @@ int veil_prior_neighbors(const struct veil_catalog *c, size_t L,
                          struct veil_prior_nb *nb);
 void veil_prior_nb_free(struct veil_prior_nb *nb);
 
+/** The neighbours of each of the catalog's file items by their place in
+ *  the file: the items up to W rows before and after it, with similarity
+ *  1/(1 + row distance), nearest first. Public data: a shop lists a
+ *  collection's items together (Online Retail's stock codes are numbered
+ *  by collection, and the catalog is in code order: the next purchase is
+ *  the very next or previous row of the item in hand 12 % of the time).
+ *  W = 0 leaves nb empty. Returns 0 or -VEIL_ENOMEM (nb then empty). */
+int veil_prior_catalog_order(const struct veil_catalog *c, size_t W,
+                             struct veil_prior_nb *nb);
+
 /** row[j] += wt × cos(a, j) for a's neighbours j (nothing for a < 0 or an
  *  item not in the file). */
 void veil_prior_nb_add(const struct veil_prior_nb *nb, int32_t a, float wt,

@@ -201,10 +201,62 @@ static void test_neighbors_off(void **st) {
         veil_catalog_free(c);
 }
 
+/* Catalog order against a brute force: j is a neighbour of i exactly
+ * when 1 ≤ |i − j| ≤ W, with 1/(1 + |i − j|), nearest first; the ends of
+ * the file have fewer. */
+static void test_catalog_order(void **st) {
+        (void)st;
+        const size_t n = 30, W = 4;
+        char path[] = "/tmp/veil_test_prior_XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        rng_state = 5;
+        struct item *it = calloc(n, sizeof(*it));
+        struct veil_catalog *c = make(it, n, path);
+        struct veil_prior_nb nb;
+        assert_int_equal(veil_prior_catalog_order(c, W, &nb), 0);
+        assert_int_equal(nb.n, n);
+        assert_int_equal(nb.L, 2 * W);
+        for (size_t i = 0; i < n; i++) {
+                size_t want = (i < W ? i : W) + (n - 1 - i < W ? n - 1 - i : W);
+                size_t got = 0;
+                float last = INFINITY;
+                for (; got < nb.L && nb.item[i * nb.L + got] != UINT32_MAX;
+                     got++) {
+                        assert_true(nb.sim[i * nb.L + got] <= last);
+                        last = nb.sim[i * nb.L + got];
+                }
+                assert_int_equal(got, want);
+                for (size_t j = 0; j < n; j++) {
+                        size_t dist = i > j ? i - j : j - i;
+                        float e = dist >= 1 && dist <= W
+                                          ? 1.0f / (float)(1 + dist)
+                                          : 0.0f;
+                        assert_true(veil_prior_nb_get(&nb, (int32_t)i,
+                                                      (uint32_t)j) == e);
+                }
+        }
+        veil_prior_nb_free(&nb);
+        assert_int_equal(veil_prior_catalog_order(c, 0, &nb), 0); /* off */
+        assert_int_equal(nb.L, 0);
+        assert_null(nb.item);
+        free(it);
+        veil_catalog_free(c);
+        unlink(path);
+        /* A catalog without a file has no order. */
+        char err[128];
+        assert_int_equal(veil_catalog_new(&c, 10, 5, err, sizeof(err)), 0);
+        assert_int_equal(veil_prior_catalog_order(c, 3, &nb), 0);
+        assert_int_equal(nb.L, 0);
+        veil_catalog_free(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_neighbors_brute_force),
                 cmocka_unit_test(test_neighbors_off),
+                cmocka_unit_test(test_catalog_order),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -64,6 +64,14 @@ nbrs=$(frozen "\n      prior: description\n      prior_neighbors: 32\n      prio
 awk -v n="$nbrs" -v q="$prior" 'BEGIN { exit !(n >= 1.05 * q) }' ||
   fail "prior_neighbors: hit-rate@10 $nbrs, the prior alone $prior"
 echo "ok: frozen model with description neighbours $nbrs (prior alone $prior)"
+# The catalog's order on top: the items listed next to the one in hand
+# (public too). Online Retail's stock codes number a collection's items
+# together, so this finds more of the next purchases.
+order=$(frozen "\n      prior: description\n      prior_neighbors: 32\n      prior_neighbor_weight: 30\n      prior_catalog_window: 10\n      prior_catalog_weight: 60")
+[ -n "$order" ] || fail "no hit-rate with prior_catalog_window"
+awk -v o="$order" -v n="$nbrs" 'BEGIN { exit !(o >= 1.05 * n) }' ||
+  fail "prior_catalog_window: hit-rate@10 $order, description neighbours alone $nbrs"
+echo "ok: frozen model with catalog order $order (description neighbours alone $nbrs)"
 check_bad() { # PARAM-LINE PATTERN
   frozen "\n      $1" >/dev/null || true
   rc=0; "$VEIL" replay "$work/frozen.yaml" --events "$events" --limit 10 >"$work/c" 2>&1 || rc=$?
@@ -73,6 +81,8 @@ check_bad "prior: words" "prior must be none or description"
 check_bad "prior_norm: -1" "prior_norm must be"
 check_bad "prior_neighbors: 8" "prior_neighbors must be 0 unless prior is description"
 check_bad "prior_neighbors: -1" "prior_neighbors must be between 0 and 1024"
+check_bad "prior_catalog_window: 65" "prior_catalog_window must be between 0 and 64"
+check_bad "prior_catalog_weight: -1" "prior_catalog_weight must be between 0 and 1e6"
 
 rc=0
 "$VEIL" replay "$ROOT/config/pipelines/retail.yaml" --events "$work/renamed.csv" \
