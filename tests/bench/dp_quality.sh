@@ -17,17 +17,22 @@
 # Every model but the random start begins from the description prior
 # (prior: description: item vectors from the public catalog text, no
 # privacy cost) and adds the exact description neighbours (prior_neighbors:
-# 32; public too, not learned). Their weight is each model's best on this
-# data among 1, 3, 6, 10, 30, 100: 3 for the non-private model (the
-# reference, "vs non-private"), 30 for the private ones and for the public
-# data alone (no learning at all, ε = 0). Two private variants: the full
+# 32) and the items next to the one in hand in the catalog file
+# (prior_catalog_window: 10; Online Retail's stock codes number a
+# collection's items together), both public, not learned. Their weights are
+# each model's best on this data (neighbours among 1, 3, 6, 10, 30, 100;
+# catalog order among 1, 3, 10, 20, 30 and 15, 30, 60, 100): 3 and 10 for
+# the non-private model (the reference, "vs non-private"), 30 and 60 for
+# the private ones and for the public data alone (no learning at all,
+# ε = 0). One more non-private row leaves the catalog order out, to show
+# what it adds. Two private variants: the full
 # model (all parameters, d = 64) and the item biases alone (dp_blocks:
 # bias, SGD; the prior's vectors stay) — with 4,339 users the full model's
 # 1.5 M noised coordinates drown the signal. Each private variant also
 # runs once with σ = 0.01, the smallest the plugin takes (noise practically
 # off; its ε is meaningless): the same contribution bounds and steps, to
 # tell what the bounds cost from what the noise costs. Numbers, not
-# pass/fail; about 40 seconds.
+# pass/fail; about 50 seconds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$here/../.." && pwd)
@@ -47,9 +52,11 @@ with() { # SRC DST LINE...: the pipeline with dp_model lines added
   } >"$dst"
 }
 with "$work/none.yaml" "$work/prior.yaml" "prior: description" "init_scale: 0.01"
-with "$work/prior.yaml" "$work/nonpriv.yaml" "prior_neighbors: 32" "prior_neighbor_weight: 3"
-with "$work/prior.yaml" "$work/public.yaml" "prior_neighbors: 32" "prior_neighbor_weight: 30" "learning_rate: 0"
-with "$work/prior.yaml" "$work/private.yaml" "prior_neighbors: 32" "prior_neighbor_weight: 30"
+with "$work/prior.yaml" "$work/noorder.yaml" "prior_neighbors: 32" "prior_neighbor_weight: 3"
+with "$work/noorder.yaml" "$work/nonpriv.yaml" "prior_catalog_window: 10" "prior_catalog_weight: 10"
+pub=("prior_neighbors: 32" "prior_neighbor_weight: 30" "prior_catalog_window: 10" "prior_catalog_weight: 60")
+with "$work/prior.yaml" "$work/public.yaml" "${pub[@]}" "learning_rate: 0"
+with "$work/prior.yaml" "$work/private.yaml" "${pub[@]}"
 variant() { # NAME SIGMA STEP EXTRA...
   local name=$1 sigma=$2 step=$3; shift 3
   with "$work/private.yaml" "$work/$name.yaml" "mechanism: gaussian" \
@@ -75,7 +82,7 @@ for eps in 1 2 4 8; do
 done
 variant bias0 0.01 1024 "dp_blocks: bias" "dp_optimizer: sgd" "dp_learning_rate: 30"
 variant full0 0.01 1024
-names="none prior nonpriv public bias0 full0 bias1 bias2 bias4 bias8 full1 full8"
+names="none prior noorder nonpriv public bias0 full0 bias1 bias2 bias4 bias8 full1 full8"
 set -- $names
 while [ $# -gt 0 ]; do # two at a time: the machine has two cores
   run "$1" & [ $# -gt 1 ] && { run "$2" & }
@@ -84,16 +91,18 @@ done
 read -r rh rn ph pn _ <"$work/none.res"
 read -r qh qn _ _ _ <"$work/prior.res"
 read -r nh nn _ _ _ <"$work/nonpriv.res"
+read -r oh on _ _ _ <"$work/noorder.res"
 read -r uh un _ _ _ <"$work/public.res"
 read -r bzh bzn _ _ _ <"$work/bias0.res"
 read -r fzh fzn _ _ _ <"$work/full0.res"
 ratio() { awk -v a="$1" -v b="$nh" 'BEGIN{printf "%.2f", a/b}'; }
 printf '| model | target ε | σ | ε spent (δ=%s) | hit-rate@10 | NDCG@10 | vs non-private |\n' "$DELTA"
 printf '|---|---|---|---|---|---|---|\n'
-printf '| non-private: description prior and neighbours (clipping only) | – | – | ∞ | %s | %s | 1.00 |\n' "$nh" "$nn"
+printf '| non-private: description prior, neighbours and catalog order (clipping only) | – | – | ∞ | %s | %s | 1.00 |\n' "$nh" "$nn"
+printf '| non-private: description prior and neighbours, no catalog order | – | – | ∞ | %s | %s | %s |\n' "$oh" "$on" "$(ratio "$oh")"
 printf '| non-private: description prior, no neighbours | – | – | ∞ | %s | %s | %s |\n' "$qh" "$qn" "$(ratio "$qh")"
 printf '| non-private: random start | – | – | ∞ | %s | %s | %s |\n' "$rh" "$rn" "$(ratio "$rh")"
-printf '| public data alone: prior and neighbours, no learning | 0 | – | 0 | %s | %s | %s |\n' "$uh" "$un" "$(ratio "$uh")"
+printf '| public data alone: prior, neighbours and catalog order, no learning | 0 | – | 0 | %s | %s | %s |\n' "$uh" "$un" "$(ratio "$uh")"
 printf '| popular (exact counts, not private) | – | – | ∞ | %s | %s | %s |\n' "$ph" "$pn" "$(ratio "$ph")"
 printf '| private configuration, biases only, noise off (σ = 0.01) | – | 0.01 | ∞ | %s | %s | %s |\n' "$bzh" "$bzn" "$(ratio "$bzh")"
 printf '| private configuration, full model, noise off (σ = 0.01) | – | 0.01 | ∞ | %s | %s | %s |\n' "$fzh" "$fzn" "$(ratio "$fzh")"
