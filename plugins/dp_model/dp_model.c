@@ -1167,6 +1167,11 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         else if (!(pnorm > 0 && pnorm <= 1000))
                 rc = bad(errstr, errstr_size, p, "prior_norm",
                          "between 0 and 1000");
+        else if (!strcmp(prior, "description") &&
+                 !veil_params_has(p, "catalog"))
+                rc = bad(errstr, errstr_size, p, "prior",
+                         "none without a catalog (the descriptions come "
+                         "from it): set catalog");
         else if (!strcmp(prior, "description"))
                 rc = veil_model_prior_text(s->m, (float)pnorm,
                                            (uint64_t)seed);
@@ -1195,6 +1200,10 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         if (!rc && (cow < 0 || cow > 64))
                 rc = bad(errstr, errstr_size, p, "prior_catalog_window",
                          "between 0 and 64");
+        else if (!rc && cow && !veil_params_has(p, "catalog"))
+                rc = bad(errstr, errstr_size, p, "prior_catalog_window",
+                         "0 without a catalog (the order is the catalog "
+                         "file's): set catalog");
         else if (!rc && !(cww >= 0 && cww <= 1e6))
                 rc = bad(errstr, errstr_size, p, "prior_catalog_weight",
                          "between 0 and 1e6");

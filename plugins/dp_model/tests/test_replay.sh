@@ -83,6 +83,24 @@ check_bad "prior_neighbors: 8" "prior_neighbors must be 0 unless prior is descri
 check_bad "prior_neighbors: -1" "prior_neighbors must be between 0 and 1024"
 check_bad "prior_catalog_window: 65" "prior_catalog_window must be between 0 and 64"
 check_bad "prior_catalog_weight: -1" "prior_catalog_weight must be between 0 and 1e6"
+# Without a catalog there are no descriptions and no order: refused, not
+# silently off. (dp_model's catalog line is the one without a comment.)
+nocat() { # PARAM-LINE: the pipeline without dp_model's catalog → $work/c
+  sed -e "s|\.\./demo/|$ROOT/config/demo/|g" -e "s|\.\./\.\./schemas/|$ROOT/schemas/|g" \
+    -e '/^      catalog: [^#]*$/d' \
+    -e "s|^      default_training: true$|      default_training: true\n      $1|" \
+    "$ROOT/config/pipelines/retail.yaml" >"$work/nocat.yaml"
+  "$VEIL" replay "$work/nocat.yaml" --events "$events" --limit 10 >"$work/c" 2>&1
+}
+for bad in "prior: description|prior must be none without a catalog" \
+           "prior_catalog_window: 3|prior_catalog_window must be 0 without a catalog"; do
+  rc=0; nocat "${bad%%|*}" || rc=$?
+  [ "$rc" -eq 2 ] && grep -q "${bad#*|}" "$work/c" ||
+    fail "${bad%%|*} without a catalog: exit $rc, $(cat "$work/c")"
+done
+# The same pipeline without those lines runs: the refusals are theirs.
+nocat "seed: 1" || fail "no catalog, no prior: $(cat "$work/c")"
+echo "ok: prior and catalog order refused without a catalog"
 
 rc=0
 "$VEIL" replay "$ROOT/config/pipelines/retail.yaml" --events "$work/renamed.csv" \
