@@ -1216,9 +1216,7 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                          (long long)cow, s->m->cat->n_file);
         s->nb_weight[1] = (float)cww;
         if (rc) {
-                veil_prior_nb_free(&s->nb[0]);
-                veil_model_free(s->m);
-                free(s);
+                destroy(s);
                 return rc;
         }
         struct veil_learn_cfg lc = {(float)lr, (float)clip, (float)alpha,
