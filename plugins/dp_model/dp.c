@@ -160,8 +160,8 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
         if (!rc)
                 rc = veil_noise_new(&dp->ns, std, errstr, errstr_size);
         if (!rc && tree)
-                rc = veil_tree_new(&dp->tree, dp->ns, cfg->seed, errstr,
-                                   errstr_size);
+                rc = veil_tree_new(&dp->tree, dp->ns, cfg->tree_estimator,
+                                   cfg->seed, errstr, errstr_size);
         if (rc) {
                 veil_dp_free(dp);
                 return rc;

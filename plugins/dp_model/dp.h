@@ -40,6 +40,7 @@
 #include "learn.h"
 #include "model.h"
 #include "noise.h"
+#include "tree.h"
 
 enum veil_dp_mode {
         VEIL_DP_NONE = 0,   /**< clipping only: not private */
@@ -64,6 +65,8 @@ struct veil_dp_cfg {
         const char *acc_path;   /**< accountant state file (required) */
         const unsigned char *seed; /**< 32 bytes, tests only; NULL: OS */
         uint64_t tree_steps;    /**< tree: T steps per tree */
+        enum veil_tree_estimator tree_estimator; /**< tree: plain or
+                                                   *   Honaker (tree.h) */
 };
 
 struct veil_dp;

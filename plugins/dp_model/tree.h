@@ -32,6 +32,27 @@
  * events get new rows): a node noises the rows that existed when it was
  * made — rows made later have no gradient in its leaves — and is
  * regenerated over those same rows in the same chunks.
+ *
+ * Honaker's estimator (VEIL_TREE_HONAKER; Honaker 2015, the bottom-up pass
+ * of TensorFlow Privacy's EfficientTreeAggregator): every node on a leaf's
+ * path is noised — the accountant already charges all ⌈log2(T+1)⌉ of them,
+ * while the plain tree above only makes the T nodes that prefix sums use —
+ * and a node's estimate is the variance-weighted mean of its own noisy sum
+ * y and its children's estimates:
+ *
+ *     ê_l = w_l·y + (1 − w_l)·(ê_left + ê_right),  w_l = v_l,
+ *     v_0 = 1,  v_l = 2v_{l−1}/(1 + 2v_{l−1})   (variances in σ² units)
+ *
+ * so a node of level l has variance v_l·σ² (2/3, 4/7, 8/15, … → 1/2)
+ * instead of σ², and what is applied at step t is Ŝ_t − Ŝ_{t−1} =
+ * ê(new node) − Σ ê(removed nodes). Every ê is computed from the noisy
+ * lattice sums y = round(sum/g) + k alone (exact int64 values), so it is
+ * post-processing of the noisy nodes, not a float sum of signal and noise.
+ * The price is memory: the true lattice sum (int64) and the estimate
+ * (double) of one node per level, 16 bytes per coordinate per level, kept
+ * in the process only and wiped on reset. A coordinate a node did not
+ * cover (rows added later) counts as 0 with variance 0 there; the weights
+ * stay those above, so the estimate stays unbiased, just not optimal.
  */
 #ifndef VEIL_DP_MODEL_TREE_H
 #define VEIL_DP_MODEL_TREE_H
@@ -52,10 +73,20 @@ struct veil_tree_block {
 
 struct veil_tree;
 
+enum veil_tree_estimator {
+        VEIL_TREE_PLAIN = 0,  /**< the prefix's nodes as released */
+        VEIL_TREE_HONAKER = 1 /**< Honaker's variance-reduced estimate */
+};
+
 /** seed: 32 bytes for tests (node keys then derive from it); NULL in
  *  production (node keys from randombytes_buf). */
 int veil_tree_new(struct veil_tree **out, const struct veil_noise *ns,
-                  const unsigned char *seed, char *errstr, size_t errstr_size);
+                  enum veil_tree_estimator est, const unsigned char *seed,
+                  char *errstr, size_t errstr_size);
+
+/** v_l: the variance of a level-l node's estimate in units of the node
+ *  noise's (1 for every level with VEIL_TREE_PLAIN). */
+double veil_tree_node_variance(enum veil_tree_estimator est, unsigned level);
 /** Wipes the keys. */
 void veil_tree_free(struct veil_tree *t);
 

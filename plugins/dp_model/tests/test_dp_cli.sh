@@ -87,6 +87,18 @@ want=$("$VEIL" dp_model epsilon --mechanism tree --noise-multiplier 8 --steps 8 
 want=$(awk -v w="$want" -v f="$full" -v d="$depth" 'BEGIN { printf "%.12g", w * f + w / 4 * d }')
 ok ge "$rt" "$want"
 ok ge "$(awk -v w="$want" 'BEGIN { printf "%.12g", w * 1.005 }')" "$rt"
+# Honaker's estimator (tree_estimator: honaker) is post-processing of the
+# same noised nodes: the same steps are charged the same ρ.
+sed 's|      tree_steps: 8|      tree_steps: 8\n      tree_estimator: honaker|' "$work/t.yaml" |
+  sed "s|$work/acct|$work/acch|" >"$work/th.yaml"
+VEIL_LOG_LEVEL=debug "$VEIL" replay "$work/th.yaml" --events "$events" --batch 16 --limit 4000 >"$work/runth" 2>&1
+ok grep -q "records: *4000 recommendations" "$work/runth"
+ok grep -q "Honaker's estimate" "$work/runth"
+sth=$("$VEIL" dp_model accountant --file "$work/acch" --delta 1e-8)
+ok test "$(val steps <<<"$sth")" = "$st"
+ok test "$(val rho <<<"$sth")" = "$rt"
+check "tree_estimator foo" 2 "tree_estimator must be plain or honaker" -- bash -c "sed 's/tree_estimator: honaker/tree_estimator: foo/' '$work/th.yaml' >'$work/l3.yaml'; '$VEIL' replay '$work/l3.yaml' --events '$events' --limit 10"
+check "honaker without tree" 2 "tree_estimator must be plain unless mechanism is tree" -- bash -c "sed 's/mechanism: tree/mechanism: gaussian/' '$work/th.yaml' >'$work/l4.yaml'; '$VEIL' replay '$work/l4.yaml' --events '$events' --limit 10"
 # Two participations per tree (tree_participations: 2): level l of a tree
 # costs 2·min(2, 2^l) units, 14 for a tree of 8 (the calculator's
 # --participations 2), the partial last tree its open levels.

@@ -3,7 +3,8 @@
  * is the sum of the steps' gradients plus the noise of exactly the nodes
  * that cover [1, t] — popcount(t) of them, so the variance is popcount(t)·σ²
  * and not t·σ² — with the removed nodes' noise taken out exactly, also as
- * a block gains rows.
+ * a block gains rows. With Honaker's estimator the same holds with each
+ * node's variance v_l·σ² (2/3, 4/7, 8/15, …) in place of σ².
  */
 #include <math.h>
 #include <setjmp.h>
@@ -33,12 +34,12 @@ struct fx {
         double *sum_a, *sum_z, *sum_g;
 };
 
-static int setup(void **state) {
+static int setup_with(void **state, enum veil_tree_estimator est) {
         struct fx *f = calloc(1, sizeof(*f));
         char err[256];
         if (veil_noise_new(&f->ns, 1.0, err, sizeof(err)) ||
-            veil_tree_new(&f->a, f->ns, seed, err, sizeof(err)) ||
-            veil_tree_new(&f->z, f->ns, seed, err, sizeof(err)))
+            veil_tree_new(&f->a, f->ns, est, seed, err, sizeof(err)) ||
+            veil_tree_new(&f->z, f->ns, est, seed, err, sizeof(err)))
                 return -1;
         f->x = malloc(N * sizeof(float));
         f->y = malloc(N * sizeof(float));
@@ -47,6 +48,11 @@ static int setup(void **state) {
         f->sum_g = calloc(N, sizeof(double));
         *state = f;
         return 0;
+}
+
+static int setup(void **state) { return setup_with(state, VEIL_TREE_PLAIN); }
+static int setup_honaker(void **state) {
+        return setup_with(state, VEIL_TREE_HONAKER);
 }
 
 static int teardown(void **state) {
@@ -133,14 +139,65 @@ static void test_rows_added_mid_tree(void **state) {
                              0);
 }
 
+/* Σ v_l over the levels of t's set bits: the prefix [1, t]'s nodes. */
+static double honaker_want(unsigned t) {
+        double v = 0;
+        for (unsigned l = 0; l < 32; l++)
+                if (t >> l & 1)
+                        v += veil_tree_node_variance(VEIL_TREE_HONAKER, l);
+        return v;
+}
+
+static void assert_gradients_exact(const struct fx *f) {
+        for (size_t i = 0; i < N; i++)
+                assert_true(fabs(f->sum_a[i] - f->sum_z[i] - f->sum_g[i]) <
+                            1e-3);
+}
+
+static void test_honaker_prefix_variance(void **state) {
+        struct fx *f = *state;
+        assert_true(fabs(honaker_want(8) - 8.0 / 15) < 1e-12);
+        for (int t = 1; t <= 16; t++) {
+                step(f, t, ROWS);
+                double v = variance(f->sum_z, 0, N);
+                /* 100,000 coordinates: ±1.5 % at 3 standard errors. The
+                 * plain tree's popcount(t) is 1.9× this at t = 8 and 16. */
+                assert_true(fabs(v / honaker_want((unsigned)t) - 1.0) < 0.03);
+                /* An unbiased estimate: the weights of each node sum to
+                 * one, so with the same noise the gradients come out. */
+                assert_gradients_exact(f);
+        }
+}
+
+static void test_honaker_rows_added_mid_tree(void **state) {
+        struct fx *f = *state;
+        size_t half = ROWS / 2;
+        step(f, 1, half);
+        step(f, 2, half);
+        step(f, 3, ROWS);
+        /* [1,3]: the level-1 node (old rows only, 2/3) and leaf 3 (1). */
+        assert_true(fabs(variance(f->sum_z, 0, half * W) / (5.0 / 3) - 1.0) <
+                    0.04);
+        assert_true(fabs(variance(f->sum_z, half * W, N) - 1.0) < 0.04);
+        step(f, 4, ROWS);
+        /* [1,4] = ê_2 = w·y + (1 − w)(ê_left + ê_right), w = 4/7. Old rows:
+         * 4/7. New rows: the left child never covered them (exactly 0),
+         * so w² + (1 − w)²·(2/3) = 22/49. */
+        assert_true(fabs(variance(f->sum_z, 0, half * W) / (4.0 / 7) - 1.0) <
+                    0.04);
+        assert_true(fabs(variance(f->sum_z, half * W, N) / (22.0 / 49) -
+                         1.0) < 0.04);
+        assert_gradients_exact(f);
+}
+
 static void test_keys_are_fresh(void **state) {
         (void)state;
         struct veil_noise *ns;
         struct veil_tree *a, *b;
         char err[256];
         assert_int_equal(veil_noise_new(&ns, 1.0, err, sizeof(err)), 0);
-        assert_int_equal(veil_tree_new(&a, ns, NULL, err, sizeof(err)), 0);
-        assert_int_equal(veil_tree_new(&b, ns, NULL, err, sizeof(err)), 0);
+        assert_int_equal(veil_tree_new(&a, ns, VEIL_TREE_PLAIN, NULL, err, sizeof(err)), 0);
+        assert_int_equal(veil_tree_new(&b, ns, VEIL_TREE_PLAIN, NULL, err, sizeof(err)), 0);
         float x[64] = {0}, y[64] = {0};
         struct veil_tree_block ba = {x, 1, 64}, bb = {y, 1, 64};
         assert_int_equal(veil_tree_release(a, &ba, 1, err, sizeof(err)), 0);
@@ -165,6 +222,11 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_rows_added_mid_tree,
                                                 setup, teardown),
                 cmocka_unit_test(test_keys_are_fresh),
+                cmocka_unit_test_setup_teardown(test_honaker_prefix_variance,
+                                                setup_honaker, teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_honaker_rows_added_mid_tree, setup_honaker,
+                        teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
