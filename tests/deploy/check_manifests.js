@@ -358,6 +358,16 @@ for (const [name, file] of renders) {
   r.check(accMount && !accMount.readOnly && claims.includes(accMount.name) &&
     !(pod.volumes || []).some((x) => x.name === accMount.name),
   "the accountant_file is on a writable mount of one of the pod's volume claims", acc);
+  // The catalog (public data the model starts from): every stage's catalog
+  // is a file of the operator's ConfigMap veil-catalog, mounted read-only.
+  const catalogs = (pl.plugins || []).filter((p) => p.with && p.with.catalog).map((p) => String(p.with.catalog));
+  const catalogOk = (f) => (c.volumeMounts || []).some((m) => f.startsWith(`${m.mountPath}/`) && m.readOnly === true &&
+    (pod.volumes || []).some((x) => x.name === m.name && x.configMap && x.configMap.name === 'veil-catalog'));
+  r.check(['context', 'dp_model'].every((u) => (pl.plugins || []).some((p) => p.use === u && p.with && p.with.catalog)) &&
+    catalogs.every(catalogOk),
+  'context and dp_model read the catalog from a read-only mount of the ConfigMap veil-catalog', catalogs.join(' '));
+  r.check(dpw.prior === 'description' && Number(dpw.prior_neighbors) > 0 && Number(dpw.prior_catalog_window) > 0,
+    'dp_model starts from the catalog (prior: description, prior_neighbors, prior_catalog_window)');
   const upd = (pl.outputs || {}).model_updates;
   const updIn = (pl.side_inputs || {}).model_updates;
   r.check(upd && updIn && upd.topic === updIn.topic,
