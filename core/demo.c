@@ -371,6 +371,15 @@ static void print_summary(const struct veil_cli_pipeline *cp,
                        "(request to last stage's erase: max %.1f ms, mean "
                        "%.1f ms)\n",
                        (unsigned long long)ne, emax, emean);
+        double eps, delta, eps_b, delta_b;
+        veil_pipeline_privacy_spent(p, &eps, &delta);
+        if (veil_pipeline_privacy_budget(p, &eps_b, &delta_b))
+                printf("  privacy:        epsilon %.4g spent of a budget of %.4g "
+                       "at delta %.3g (every record carries it)\n",
+                       eps, eps_b, delta_b);
+        else
+                printf("  privacy:        no stage learns under "
+                       "differential privacy\n");
         printf("  batches:        %llu, records produced and acknowledged: "
                "%llu\n",
                (unsigned long long)st->batches,

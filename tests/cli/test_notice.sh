@@ -65,7 +65,7 @@ base="$T/base.md"
 # change SED_EXPR: the copy's notice in $T/new.md
 change() { sed -E "$1" "$demo" >"$copy"; "$VEIL" notice "$copy" >"$T/new.md" 2>"$T/new.err"; }
 
-change 's/k: 10\}/k: 7}/'
+change 's/^(\s+)k: 10$/\1k: 7/'
 if grep -q "recommend the 10 items" "$base" && grep -q "recommend the 7 items" "$T/new.md" &&
    ! grep -q "recommend the 10 items" "$T/new.md"; then pass "popular's k is the notice's number"
 else failed "popular's k" "$(cat "$T/new.md" "$T/new.err")"; fi

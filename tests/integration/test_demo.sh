@@ -3,7 +3,8 @@
 # accounts for every bundled event, the garbage and the outputs read back.
 set -euo pipefail
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+export VEIL_DEMO_ACCOUNTANT=$out.acc
+trap 'rm -f "$out" "$out.acc"' EXIT
 start=$SECONDS
 timeout 90 "$VEIL" demo >"$out" 2>&1 || { cat "$out"; echo "FAIL: veil demo exited non-zero"; exit 1; }
 took=$((SECONDS - start))
@@ -36,4 +37,18 @@ grep -q '"subject": "eph\.' "$out" || fail "no decoded recommendation with a pse
 cut -d, -f2 "$ROOT/config/demo/events.csv" | sort -u | grep -v user_id >"$out.users"
 grep -oE '"subject": "[^"]*"' "$out" | grep -qFf "$out.users" && fail "a raw user id in the demo output"
 rm -f "$out.users"
-echo "PASS test_demo ($took s)"
+# The model learns under differential privacy: the summary states the ε the
+# accountant file holds, at most the ε = 1 one run may cost, and every
+# record read back carries ε and δ.
+eps=$(sed -nE 's/^  privacy: +epsilon ([0-9.e+-]+) spent of a budget of 8 at delta 1e-06 .*/\1/p' "$out")
+acc=$("$VEIL" dp_model accountant --file "$VEIL_DEMO_ACCOUNTANT" --delta 1e-6 | sed -n 's/^epsilon=//p')
+[ -n "$eps" ] && awk -v e="$eps" -v a="$acc" 'BEGIN { exit !(e > 0 && e <= 1 && (e - a) ^ 2 < 1e-6) }' ||
+  fail "privacy line '$eps' (accountant file: '$acc')"
+[ "$(grep -c '"epsilon_spent": {"double": [0-9.e-]*}, "delta": 9.99' "$out")" -eq 3 ] ||
+  fail "records without epsilon_spent and delta"
+# A second run replays the same people: the same file charges it again.
+timeout 90 "$VEIL" demo >"$out" 2>&1 || { cat "$out"; fail "second veil demo"; }
+eps2=$(sed -nE 's/^  privacy: +epsilon ([0-9.e+-]+) spent .*/\1/p' "$out")
+[ -n "$eps2" ] && awk -v a="$eps" -v b="$eps2" 'BEGIN { exit !(b > a) }' ||
+  fail "a second run did not add to epsilon ($eps, then '$eps2')"
+echo "PASS test_demo ($took s; epsilon $eps, then $eps2 after a second run)"

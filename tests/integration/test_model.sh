@@ -6,7 +6,7 @@
 # explanation in words, a pseudonymous subject and no raw id.
 source "$(dirname "$0")/lib.sh"
 
-export KAFKA_BOOTSTRAP="$BROKER" VEIL_GROUP="model-$SUFFIX"
+export KAFKA_BOOTSTRAP="$BROKER" VEIL_GROUP="model-$SUFFIX" VEIL_DEMO_ACCOUNTANT="$WORK/dp.acc"
 DEMO="$ROOT/config/pipelines/demo.yaml"
 grep -qE '^  - use: context$' "$DEMO" && grep -qE '^  - use: dp_model$' "$DEMO" ||
   fail "the demo pipeline does not end with context → dp_model"
@@ -46,10 +46,13 @@ ok "one recommendation per consented event ($kept), read back with kcat"
 jq -se 'all(.[]; .value.tier == "personalized" or .value.tier == "contextual")' \
   "$WORK/recs.json" >/dev/null || fail "a recommendation in a tier consent does not let through"
 jq -se 'all(.[]; (.value.items | length) == 10 and (.value.explanation | length) > 0
-              and .value.epsilon_spent == null and .key == .value.subject)' \
-  "$WORK/recs.json" >/dev/null || fail "items, explanation or key"
+              and .value.epsilon_spent.double >= 0 and .value.epsilon_spent.double <= 1
+              and (.value.delta - 1e-6 | fabs) < 1e-12 and .key == .value.subject)' \
+  "$WORK/recs.json" >/dev/null || fail "items, explanation, epsilon and delta, or key"
 jq -se 'map(.value.model_version) | max > 0' "$WORK/recs.json" >/dev/null ||
   fail "the model never learned"
+jq -se 'map(.value.epsilon_spent.double) | max > 0' "$WORK/recs.json" >/dev/null ||
+  fail "no record carries the epsilon its learning spent"
 jq -r '.key, .value.subject' "$WORK/recs.json" | sort -u >"$WORK/subjects"
 grep -qv '^eph\.[A-Za-z0-9_-]\{22\}$' "$WORK/subjects" && fail "a subject that is not a pseudonym"
 cut -d, -f2 "$ROOT/config/demo/events.csv" | tail -n +2 | sort -u >"$WORK/users"
