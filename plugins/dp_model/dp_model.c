@@ -1011,6 +1011,24 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         struct veil_dp_stats ds = veil_dp_stats(s->dp);
         veil_privacy_set_budget(st, budget > 0 ? budget : INFINITY, delta);
         veil_privacy_set_spent(st, ds.epsilon, ds.delta);
+        /* Honaker keeps 16 bytes per released parameter per tree level
+         * (tree.h): said at start, so a memory limit can be set by it. */
+        if (honaker) {
+                struct veil_model *m = s->m;
+                double params = c.bias_only
+                                        ? (double)m->cap
+                                        : (double)m->cap * (2 * m->d + 1) +
+                                                  (double)m->space * m->d;
+                veil_log(st, VEIL_LOG_INFO,
+                         "Honaker's estimate keeps up to %.0f MiB (%.0f "
+                         "parameters, %llu tree levels, 16 bytes each)",
+                         params * 16 * (double)veil_dp_tree_depth(
+                                                 (uint64_t)tsteps) /
+                                 (1 << 20),
+                         params,
+                         (unsigned long long)veil_dp_tree_depth(
+                                 (uint64_t)tsteps));
+        }
         if (tree)
                 veil_log(st, VEIL_LOG_INFO,
                          "tree mechanism (DP-FTRL): noise multiplier %.4g "

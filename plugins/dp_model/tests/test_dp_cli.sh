@@ -93,7 +93,8 @@ sed 's|      tree_steps: 8|      tree_steps: 8\n      tree_estimator: honaker|' 
   sed "s|$work/acct|$work/acch|" >"$work/th.yaml"
 VEIL_LOG_LEVEL=debug "$VEIL" replay "$work/th.yaml" --events "$events" --batch 16 --limit 4000 >"$work/runth" 2>&1
 ok grep -q "records: *4000 recommendations" "$work/runth"
-ok grep -q "Honaker's estimate" "$work/runth"
+ok grep -q "Honaker's estimate;" "$work/runth"
+ok grep -q "Honaker's estimate keeps up to [0-9]* MiB" "$work/runth"
 sth=$("$VEIL" dp_model accountant --file "$work/acch" --delta 1e-8)
 ok test "$(val steps <<<"$sth")" = "$st"
 ok test "$(val rho <<<"$sth")" = "$rt"
