@@ -885,9 +885,16 @@ int veil_accountant_load(struct veil_accountant *acc, const char *path,
                      path);
                 rc = -VEIL_EDECODE;
         }
-        /* Restoring both keeps the larger spend (restore never lowers). */
-        for (int i = 0; i < 2 && !rc; i++) {
-                const unsigned char *p = buf + (size_t)i * SLOT;
+        /* Restoring both keeps the larger spend (restore never lowers).
+         * The newer slot goes first: restore takes a record's unit only
+         * when it is newer than the state it merges into, and each
+         * restore makes that state one version newer, so an older slot
+         * restored first would keep its unit against a newer one only one
+         * version above it. */
+        int first = slot_version(buf + SLOT) > slot_version(buf) ? 1 : 0;
+        for (int j = 0; j < 2 && !rc; j++) {
+                const unsigned char *p = buf + (size_t)(j ? !first : first) *
+                                                       SLOT;
                 if (!all_zero(p, VEIL_ACCOUNTANT_RECORD_SIZE))
                         rc = veil_accountant_restore(
                                 acc, p, VEIL_ACCOUNTANT_RECORD_SIZE, errstr,

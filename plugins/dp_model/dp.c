@@ -180,7 +180,16 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
                 char err[256];
                 rc = veil_accountant_load(dp->acc, dp->path, err, sizeof(err));
                 if (rc == -VEIL_ENOENT) {
-                        rc = 0;
+                        /* Created now, so that a path that cannot be
+                         * written fails the start, not the first noisy
+                         * step minutes later. */
+                        rc = veil_accountant_save(dp->acc, dp->path, err,
+                                                  sizeof(err));
+                        if (rc)
+                                snprintf(errstr, errstr_size,
+                                         "dp_model: accountant_file: %s (is "
+                                         "its directory there and writable?)",
+                                         err);
                 } else if (rc) {
                         /* A corrupt or unreadable state must stop the
                          * stage: starting from zero would under-report. */

@@ -923,6 +923,40 @@ static void test_two_slots(void **state) {
         unlink(path);
 }
 
+/* A load takes the unit of the newer slot, whichever slot holds it (each
+ * save goes to the older one, so after n saves the newest is slot
+ * (n-1) % 2, one version above the other). */
+static void test_newest_slot_unit(void **state) {
+        struct veil_dp_mech m = gauss(1.5, 2, 4);
+        char err[768], path[600];
+        (void)state;
+        snprintf(path, sizeof(path), "%s/units.bin", tmpdir);
+        for (uint64_t n = 3; n <= 4; n++) {
+                struct veil_accountant *a, *b;
+                uint64_t unit = 99;
+                unlink(path);
+                assert_int_equal(veil_accountant_new(&a, &m, err, sizeof(err)),
+                                 0);
+                for (uint64_t u = 0; u < n; u++) {
+                        assert_int_equal(veil_accountant_charge_step(
+                                                 a, u, NULL, err, sizeof(err)),
+                                         0);
+                        assert_ok(veil_accountant_save(a, path, err,
+                                                       sizeof(err)),
+                                  err);
+                }
+                assert_int_equal(veil_accountant_new(&b, &m, err, sizeof(err)),
+                                 0);
+                assert_ok(veil_accountant_load(b, path, err, sizeof(err)), err);
+                assert_int_equal(veil_accountant_unit(b, &unit), 1);
+                assert_int_equal(unit, n - 1);
+                assert_true(veil_accountant_rho(b) == veil_accountant_rho(a));
+                veil_accountant_free(a);
+                veil_accountant_free(b);
+        }
+        unlink(path);
+}
+
 static void test_restore_never_lowers(void **state) {
         struct veil_dp_mech m = gauss(1, 1, 1);
         struct veil_accountant *hi, *lo;
@@ -1106,6 +1140,8 @@ int main(void) {
                                                 setup_tmp, teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_two_slots, setup_tmp,
                                                 teardown_tmp),
+                cmocka_unit_test_setup_teardown(test_newest_slot_unit,
+                                                setup_tmp, teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_restore_never_lowers,
                                                 setup_tmp, teardown_tmp),
                 cmocka_unit_test(test_restore_reopens_unit),

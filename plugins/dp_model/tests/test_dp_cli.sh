@@ -57,7 +57,11 @@ pipeline() { # ACC BUDGET STEP [MECHANISM]
 pipeline "$work/acc" 0 8 >"$work/p.yaml"
 "$VEIL" replay "$work/p.yaml" --events "$events" --batch 16 >"$work/run1" 2>&1 &
 pid=$!
-for _ in $(seq 100); do [ -s "$work/acc" ] && break; sleep 0.05; done
+# (the file exists from the start; wait for a charged step)
+for _ in $(seq 100); do
+  [ "$("$VEIL" dp_model accountant --file "$work/acc" --delta 1e-8 2>/dev/null | val steps)" -gt 0 ] 2>/dev/null && break
+  sleep 0.05
+done
 sleep 0.3
 kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 ok test -s "$work/acc"
@@ -137,6 +141,9 @@ ok test "$(val epsilon < <("$VEIL" dp_model accountant --file "$work/acc2" --del
 printf 'garbage' >"$work/acc3"
 pipeline "$work/acc3" 0 8 >"$work/c.yaml"
 check "corrupt accountant" 2 "accountant_file" -- "$VEIL" replay "$work/c.yaml" --events "$events" --limit 10
+# A path that cannot be written fails the start, not the first noisy step.
+pipeline "$work/no-such-dir/acc" 0 8 >"$work/e.yaml"
+check "accountant_file in a missing directory" 2 "accountant_file: .*no-such-dir/acc.*is its directory there and writable" -- "$VEIL" replay "$work/e.yaml" --events "$events" --limit 10
 check "no accountant_file" 2 "accountant_file" -- bash -c "sed '/accountant_file/d' '$work/c.yaml' >'$work/d.yaml'; '$VEIL' replay '$work/d.yaml' --events '$events' --limit 10"
 
 echo "$passes passed, $fails failed"
