@@ -88,20 +88,49 @@ void veil_cli_close(struct veil_cli_pipeline *cp) {
 int veil_cmd_lint(int argc, char **argv) {
         if (veil_cli_wants_help(argc, argv) || argc < 2) {
                 fprintf(argc < 2 ? stderr : stdout,
-                        "usage: veil lint PIPELINE.yaml...\n"
+                        "usage: veil lint [--start] PIPELINE.yaml...\n"
                         "Checks each pipeline without touching Kafka: the "
                         "YAML and ${VAR} substitution, the schemas, loading "
-                        "every plugin, the plugins' parameters, that "
-                        "outputs and side inputs are bound, and that no "
-                        "field an output's schema marks \"pii\" can reach "
-                        "it in the clear. Prints 'ok' per "
-                        "file; exits 2 on the first error, with "
-                        "file:line:column.\n");
+                        "every plugin, the plugins' parameters against their "
+                        "declared names and types, that outputs and side "
+                        "inputs are bound, and that no field an output's "
+                        "schema marks \"pii\" can reach it in the clear. "
+                        "Prints 'ok' per file; exits 2 on the first error, "
+                        "with file:line:column.\n"
+                        "--start: also starts every plugin and stops it "
+                        "again, as veil run does before it connects: the "
+                        "plugins' own checks of their values (ranges, "
+                        "combinations), and the files they read (catalogs, "
+                        "keys, accountant files; a missing accountant_file "
+                        "is created). Without it no plugin is started, so "
+                        "no file a plugin names is read.\n");
                 return argc < 2 ? VEIL_EXIT_USAGE : VEIL_EXIT_OK;
         }
+        int start = 0, files = 0;
         for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--start"))
+                        start = 1;
+                else if (argv[i][0] == '-') {
+                        fprintf(stderr,
+                                "veil lint: unknown option '%s' (see veil "
+                                "lint --help)\n",
+                                argv[i]);
+                        return VEIL_EXIT_USAGE;
+                } else
+                        files++;
+        }
+        if (!files) {
+                fprintf(stderr, "usage: veil lint [--start] PIPELINE.yaml...\n");
+                return VEIL_EXIT_USAGE;
+        }
+        /* Started plugins log their set-up at info: lint says only ok. */
+        if (start && veil_log_get_level() == VEIL_LOG_INFO)
+                veil_log_set_level(VEIL_LOG_WARN);
+        for (int i = 1; i < argc; i++) {
+                if (argv[i][0] == '-')
+                        continue;
                 struct veil_cli_pipeline cp;
-                int rc = veil_cli_open(&cp, argv[i], 1);
+                int rc = veil_cli_open(&cp, argv[i], !start);
                 if (rc)
                         return rc;
                 printf("%s: ok\n", argv[i]);

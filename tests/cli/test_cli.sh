@@ -25,6 +25,16 @@ done
 check "lint broken guarantee" 2 "broken.yaml:4:14: .*guarantee.*at-least-once.*exactly-once" -- "$VEIL" lint "$here/broken.yaml"
 check "lint bad parameter" 2 "bad_param.yaml:9:10: plugin 'popular' parameter 'k' must be an integer" -- "$VEIL" lint "$here/bad_param.yaml"
 check "lint missing file" 2 "nope.yaml" -- "$VEIL" lint "$here/nope.yaml"
+# A value only the plugin itself checks (dp_model's k is 1..100): lint
+# passes it, lint --start starts the plugins and refuses it as veil run does.
+tmp=$(mktemp -d)
+sed -e 's/^      k: 10$/      k: 1000/' -e "s#\.\./demo/#$root/config/demo/#g" \
+  -e "s#\.\./\.\./schemas/#$root/schemas/#g" "$root/config/pipelines/retail.yaml" >"$tmp/k.yaml"
+check "lint k 1000 (plugin not started)" 0 "k.yaml: ok" -- "$VEIL" lint "$tmp/k.yaml"
+check "lint --start k 1000" 2 "k.yaml:[0-9]+:10: k must be between 1 and 100" -- "$VEIL" lint --start "$tmp/k.yaml"
+check "lint --start shipped pipelines" 0 "retail.yaml: ok" -- env VEIL_DEMO_ACCOUNTANT="$tmp/demo.acc" "$VEIL" lint --start "$root"/config/pipelines/*.yaml
+check "lint unknown option" 2 "unknown option '--bogus'" -- "$VEIL" lint --bogus "$tmp/k.yaml"
+rm -rf "$tmp"
 check "lint unset variable" 2 "passthrough.yaml:.*VEIL_INPUT|KAFKA_BOOTSTRAP" -- env -u KAFKA_BOOTSTRAP -u VEIL_INPUT "$VEIL" lint "$root/tests/pipelines/flow.yaml"
 check "help" 0 "run PIPELINE.yaml" -- "$VEIL" --help
 check "no command" 2 "usage: veil" -- "$VEIL"
