@@ -5,8 +5,9 @@
  *
  * --evaluate scores every recommendation against the same user's next
  * event (prequential: the chain recommends, then learns, batch by batch)
- * and prints hit-rate@10 and NDCG@10 next to those of the `popular`
- * baseline on the same stream. The baseline is the popular plugin itself,
+ * and prints hit-rate@K and NDCG@K (K the pipeline's list length, at
+ * most 10) next to those of the `popular` baseline on the same stream,
+ * its lists cut to the pipeline's length event by event. The baseline is the popular plugin itself,
  * run as a second in-process pipeline in lock-step (same batches, same
  * events), and it is scored on exactly the events the pipeline answered,
  * so both numbers describe the same predictions.
@@ -15,6 +16,7 @@
  * inputs are not replayed. User ids are held in memory to find each user's
  * next event and are never printed.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +129,7 @@ struct eval {
         size_t cap_pend;
         uint64_t scored;
         double hits[2], ndcg[2];
+        int k; /* the longest list the pipeline emitted (≤ EVAL_K) */
 };
 
 struct capture {
@@ -222,6 +225,13 @@ static int eval_batch(struct eval *e) {
                         p->has = 0;
                 }
                 if (s->answered) {
+                        /* popular is scored at the pipeline's length for
+                         * the same event: a pipeline with k: 5 is not
+                         * held against popular's 10. */
+                        if (s->pop.n > s->model.n)
+                                s->pop.n = s->model.n;
+                        if (s->model.n > e->k)
+                                e->k = s->model.n;
                         p->has = 1;
                         p->model = s->model;
                         p->pop = s->pop;
@@ -285,8 +295,10 @@ static int usage(FILE *f, int rc) {
                 "customer=user_id).\n"
                 "--evaluate: prequential evaluation: every recommendation "
                 "the pipeline emits is scored against the same user's next "
-                "event; prints hit-rate@10 and NDCG@10 next to the popular "
-                "plugin's, run in lock-step on the same events.\n"
+                "event; prints hit-rate@K and NDCG@K next to the popular "
+                "plugin's, run in lock-step on the same events (K: the "
+                "length of the pipeline's lists, at most 10; popular's are "
+                "cut to the same length).\n"
                 "--limit N: the first N events only. --batch N: batches of "
                 "N events instead of max_events.\n");
         return rc;
@@ -313,7 +325,23 @@ int veil_cmd_replay(int argc, char **argv) {
                 } else if (!strcmp(a, "--column") && i + 1 < argc) {
                         cols[n_cols++] = argv[++i];
                 } else if (!strcmp(a, "--limit") && i + 1 < argc) {
-                        limit = atol(argv[++i]);
+                        char *end;
+                        errno = 0;
+                        limit = strtol(argv[++i], &end, 10);
+                        if (errno || end == argv[i] || *end || limit < 0) {
+                                fprintf(stderr, "veil replay: --limit must "
+                                                "be a number of events, 0 "
+                                                "or more\n");
+                                free(cols);
+                                return VEIL_EXIT_USAGE;
+                        }
+                } else if ((!strcmp(a, "--events") ||
+                            !strcmp(a, "--column") ||
+                            !strcmp(a, "--limit") || !strcmp(a, "--batch")) &&
+                           i + 1 == argc) {
+                        fprintf(stderr, "veil replay: %s needs a value\n", a);
+                        free(cols);
+                        return usage(stderr, VEIL_EXIT_USAGE);
                 } else if (!strcmp(a, "--batch") && i + 1 < argc) {
                         batch = atol(argv[++i]);
                         if (batch < 1 || batch > 1000000) {
@@ -487,10 +515,11 @@ int veil_cmd_replay(int argc, char **argv) {
                 printf("  evaluation:  prequential, each recommendation "
                        "against the same user's next event (%llu scored)\n",
                        (unsigned long long)ev.scored);
-                printf("    %-10s hit-rate@10 %.4f   NDCG@10 %.4f\n",
-                       "pipeline", ev.hits[0] / n, ev.ndcg[0] / n);
-                printf("    %-10s hit-rate@10 %.4f   NDCG@10 %.4f\n",
-                       "popular", ev.hits[1] / n, ev.ndcg[1] / n);
+                int k = ev.k ? ev.k : EVAL_K;
+                printf("    %-10s hit-rate@%d %.4f   NDCG@%d %.4f\n",
+                       "pipeline", k, ev.hits[0] / n, k, ev.ndcg[0] / n);
+                printf("    %-10s hit-rate@%d %.4f   NDCG@%d %.4f\n",
+                       "popular", k, ev.hits[1] / n, k, ev.ndcg[1] / n);
                 if (ev.hits[1] > 0)
                         printf("    ratio      hit-rate %.2fx   NDCG %.2fx\n",
                                ev.hits[0] / ev.hits[1],

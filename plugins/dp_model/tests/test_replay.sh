@@ -113,4 +113,24 @@ rc=0
 rc=0
 "$VEIL" replay "$ROOT/config/pipelines/retail.yaml" >"$work/c" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] || fail "missing --events: exit $rc"
+for bad in "--limit abc|--limit must be a number" "--limit -5|--limit must be a number" \
+           "--events|--events needs a value"; do
+  rc=0
+  # shellcheck disable=SC2086
+  "$VEIL" replay "$ROOT/config/pipelines/retail.yaml" ${bad%%|*} >"$work/c" 2>&1 || rc=$?
+  [ "$rc" -eq 2 ] && grep -q -- "${bad#*|}" "$work/c" || fail "${bad%%|*}: exit $rc, $(cat "$work/c")"
+done
+echo "ok: usage errors"
+
+# Lists of 5 are scored at 5, popular's cut to the same length: both
+# lines say @5, and popular scores less than at 10 on the same events.
+sed -e 's/^      k: 10$/      k: 5/' -e "s|\.\./demo/|$ROOT/config/demo/|g" \
+  -e "s|\.\./\.\./schemas/|$ROOT/schemas/|g" "$ROOT/config/pipelines/retail.yaml" >"$work/k5.yaml"
+"$VEIL" replay "$work/k5.yaml" --events "$events" --evaluate >"$work/c" 2>&1 ||
+  fail "replay with k: 5: $(cat "$work/c")"
+pop5=$(sed -nE 's/^    popular +hit-rate@5 ([0-9.]+) +NDCG@5 [0-9.]+$/\1/p' "$work/c")
+grep -qE '^    pipeline +hit-rate@5 [0-9.]+ +NDCG@5 ' "$work/c" && [ -n "$pop5" ] &&
+  awk -v a="$pop5" -v b="$pop" 'BEGIN { exit !(a < b) }' ||
+  fail "k: 5 scored at 5 (popular $pop5 against $pop at 10): $(grep hit-rate "$work/c")"
+echo "ok: k: 5 is scored at 5 (popular $pop5 against $pop at 10)"
 echo "PASS test_replay"
