@@ -252,6 +252,10 @@ int veil_cmd_notice(int argc, char **argv) {
                         format = argv[++i];
                 } else if (!strncmp(argv[i], "--format=", 9)) {
                         format = argv[i] + 9;
+                } else if (!strcmp(argv[i], "--format")) {
+                        fprintf(stderr, "veil notice: --format needs a "
+                                        "value: md or html\n");
+                        return VEIL_EXIT_USAGE;
                 } else if (argv[i][0] == '-' && strcmp(argv[i], "-h") &&
                            strcmp(argv[i], "--help")) {
                         fprintf(stderr, "veil notice: unknown option '%s'\n",

@@ -46,6 +46,12 @@ static void describe(const struct veil_plugin_handle *h, int full) {
                 printf("\n");
         }
         if (d->params && d->params[0].name) {
+                /* The names' column fits the longest name. */
+                int w = 20;
+                for (const struct veil_param_def *p = d->params; p->name;
+                     p++)
+                        if ((int)strlen(p->name) > w)
+                                w = (int)strlen(p->name);
                 printf("  parameters (with:):\n");
                 for (const struct veil_param_def *p = d->params; p->name;
                      p++) {
@@ -53,7 +59,7 @@ static void describe(const struct veil_plugin_handle *h, int full) {
                         snprintf(dflt, sizeof(dflt), "default %s",
                                  p->default_value ? p->default_value
                                                   : "(none)");
-                        printf("    %-20s %-6s %-18s %s\n", p->name,
+                        printf("    %-*s %-6s %-18s %s\n", w, p->name,
                                type_name(p->type),
                                p->required ? "required" : dflt,
                                p->doc ? p->doc : "");
@@ -61,10 +67,13 @@ static void describe(const struct veil_plugin_handle *h, int full) {
         }
         if (d->commands && d->commands[0].name) {
                 printf("  commands:\n");
-                for (const struct veil_command *c = d->commands; c->name; c++)
-                        printf("    veil %s %s\n        %s\n", d->name,
-                               c->usage ? c->usage : c->name,
-                               full && c->doc ? c->doc : "");
+                for (const struct veil_command *c = d->commands; c->name;
+                     c++) {
+                        printf("    veil %s %s\n", d->name,
+                               c->usage ? c->usage : c->name);
+                        if (full && c->doc)
+                                printf("        %s\n", c->doc);
+                }
         }
 }
 

@@ -265,6 +265,11 @@ int veil_cmd_run(int argc, char **argv) {
                         }
                         veil_log_set_level((veil_log_level_t)l);
                         r.level_fixed = 1;
+                } else if (!strcmp(argv[i], "--log-level")) {
+                        fprintf(stderr, "veil run: --log-level needs a "
+                                        "value: error, warn, info or "
+                                        "debug\n");
+                        return VEIL_EXIT_USAGE;
                 } else if (argv[i][0] == '-' && strcmp(argv[i], "-h") &&
                            strcmp(argv[i], "--help")) {
                         fprintf(stderr, "veil run: unknown option '%s'\n",

@@ -1435,6 +1435,12 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         (long long)veil_params_int(p, "tree_steps", 64));
                 return;
         }
+        int64_t win = veil_params_int(p, "window_steps", 1000000000);
+        char per[96] = "";
+        /* The default window is the whole stream: no window to name. */
+        if (win < 1000000000)
+                snprintf(per, sizeof(per), " in every window of %lld updates",
+                         (long long)win);
         veil_notice_add(
                 n, VEIL_NOTICE_PRIVACY,
                 "A shared model learns from the events of people who allowed "
@@ -1442,14 +1448,14 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                 "from the model and from every recommendation changes by at "
                 "most a factor e^%.3g (plus a probability %.3g) whether or "
                 "not any one person's events were used, over the whole "
-                "stream. Each person joins at most %lld noisy updates per "
-                "window of %lld; when the budget is spent the model stops "
-                "learning. Every recommendation states the epsilon spent so "
-                "far.",
+                "stream. Each person's events count in at most %lld noisy "
+                "updates%s, and as many again after a restart, which counts "
+                "against the same budget; when the budget is spent the model "
+                "stops learning. Every recommendation states the epsilon "
+                "spent so far.",
                 budget > 0 ? budget : INFINITY,
                 veil_params_double(p, "delta", 1e-8),
-                (long long)veil_params_int(p, "max_contributions", 4),
-                (long long)veil_params_int(p, "window_steps", 1000000000));
+                (long long)veil_params_int(p, "max_contributions", 4), per);
 }
 
 static const struct veil_plugin plugin = {

@@ -459,9 +459,12 @@ static int cmd_keygen(int argc, char **argv) {
                         "mode 0600; never overwrites.\n");
                 return 2;
         }
-        if (veil_keygen(argv[1], err, sizeof(err))) {
+        int rc = veil_keygen(argv[1], err, sizeof(err));
+        if (rc) {
                 fprintf(stderr, "veil pseudonymize keygen: %s\n", err);
-                return 1;
+                /* An existing path is the caller's to change (2); a disk
+                 * that fails is not (1). */
+                return rc == -VEIL_EINVAL ? 2 : 1;
         }
         /* The key itself is never printed: only where it is. */
         printf("wrote a new key to %s (mode 0600). Use it with\n"

@@ -34,6 +34,8 @@ check "lint k 1000 (plugin not started)" 0 "k.yaml: ok" -- "$VEIL" lint "$tmp/k.
 check "lint --start k 1000" 2 "k.yaml:[0-9]+:10: k must be between 1 and 100" -- "$VEIL" lint --start "$tmp/k.yaml"
 check "lint --start shipped pipelines" 0 "retail.yaml: ok" -- env VEIL_DEMO_ACCOUNTANT="$tmp/demo.acc" "$VEIL" lint --start "$root"/config/pipelines/*.yaml
 check "lint unknown option" 2 "unknown option '--bogus'" -- "$VEIL" lint --bogus "$tmp/k.yaml"
+check "run --log-level without a value" 2 "--log-level needs a value" -- "$VEIL" run "$tmp/k.yaml" --log-level
+check "notice --format without a value" 2 "--format needs a value" -- "$VEIL" notice "$tmp/k.yaml" --format
 rm -rf "$tmp"
 check "lint unset variable" 2 "passthrough.yaml:.*VEIL_INPUT|KAFKA_BOOTSTRAP" -- env -u KAFKA_BOOTSTRAP -u VEIL_INPUT "$VEIL" lint "$root/tests/pipelines/flow.yaml"
 check "help" 0 "run PIPELINE.yaml" -- "$VEIL" --help
@@ -48,6 +50,12 @@ check "demo help" 0 "embedded broker" -- "$VEIL" demo --help
 check "plugins" 0 "popular .*max_items +int +default 1000000" -- bash -c "'$VEIL' plugins | tr '\n' ' '"
 check "plugins NAME" 0 "k +int +default 10" -- "$VEIL" plugins popular
 check "plugins missing" 2 "plugin 'nosuch' not found; searched:" -- "$VEIL" plugins nosuch
+# No lines of blanks (a command without its doc printed one), and a parameter
+# name longer than 20 characters still leaves its type in a column.
+plist=$("$VEIL" plugins)
+if ! grep -qE '^ +$' <<<"$plist" && grep -qE '^    require_special_feature_1 bool   default false' <<<"$plist"; then
+  passes=$((passes + 1)); echo "ok plugins: no blank lines, names in their column"
+else fails=$((fails + 1)); echo "FAIL plugins: blank lines or a name out of its column"; fi
 check "plugin without commands" 2 "has no command 'x'" -- "$VEIL" popular x
 check "plugin command help" 0 "^usage: veil dp_model noise --epsilon E .*smallest noise multiplier" -- bash -c "'$VEIL' dp_model noise --help | tr '\n' ' '"
 check "plugin command -h after options" 0 "^usage: veil dp_model epsilon " -- "$VEIL" dp_model epsilon --delta 1e-8 -h

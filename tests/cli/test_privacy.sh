@@ -103,8 +103,9 @@ if [ "$(stat -c '%a %s' "$tmp/new.key")" = "600 32" ]; then
 else
   echo "FAIL keygen: $(stat -c '%a %s' "$tmp/new.key")"; fails=$((fails + 1))
 fi
-check "keygen never overwrites" 1 "already exists" -- "$VEIL" pseudonymize keygen "$tmp/new.key"
+check "keygen never overwrites (usage error: another path)" 2 "already exists" -- "$VEIL" pseudonymize keygen "$tmp/new.key"
 check "keygen usage" 2 "usage: veil pseudonymize keygen FILE" -- "$VEIL" pseudonymize keygen
+check "keygen into a missing directory (runtime error)" 1 "cannot create" -- "$VEIL" pseudonymize keygen "$tmp/no-such-dir/k"
 check "keys: a generated key rotates in" 0 ': ok$' \
   -- env VEIL_TEST_KEY2="$tmp/new.key" VEIL_TEST_ACTIVE=k2 "$VEIL" lint "$here/keyfile.yaml"
 check "plugins pseudonymize" 0 "context.ip +string +default truncate_ip" -- "$VEIL" plugins pseudonymize
