@@ -656,7 +656,7 @@ static void test_keygen_command(void **state) {
         assert_int_equal(stat(file, &st), 0);
         assert_int_equal(st.st_mode & 0777, 0600);
         assert_int_equal(st.st_size, 32);
-        assert_int_equal(c->run(2, argv), 1); /* never overwrites */
+        assert_int_equal(c->run(2, argv), 2); /* never overwrites: a usage error */
         char *usage[] = {"keygen", NULL};
         assert_int_equal(c->run(1, usage), 2);
         /* What it wrote, the keyring loads. */
