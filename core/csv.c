@@ -126,7 +126,8 @@ static int read_header(struct veil_csv *c, const char *const *map,
         if (!have_user || !have_item) {
                 snprintf(errstr, errstr_size,
                          "%s:1: the header needs the columns user_id and "
-                         "item (or item_id)",
+                         "item (or item_id); read other names as those "
+                         "with --column NAME=user_id, --column NAME=item",
                          c->path);
                 return -VEIL_EINVAL;
         }

@@ -156,6 +156,9 @@ static int cmd_accountant(int argc, char **argv) {
                         break;
         }
         if (!file || !(delta > 0 && delta < 1) || argc % 2 == 0) {
+                if (argc % 2 == 1 && file)
+                        fprintf(stderr, "dp_model: --delta is required, "
+                                        "in (0, 1)\n");
                 fprintf(stderr, "usage: veil dp_model accountant --file F "
                                 "--delta D\n");
                 return 2;
@@ -183,10 +186,10 @@ static int cmd_accountant(int argc, char **argv) {
 
 const struct veil_command veil_dp_model_commands[] = {
         {"epsilon",
-         "epsilon --mechanism gaussian|tree --noise-multiplier S --delta D "
+         "epsilon [--mechanism gaussian|tree] --noise-multiplier S --delta D "
          "[--participations M] [--windows W] [--steps T] [--restarts R] | "
          "epsilon --rho RHO --delta D",
-         "ε spent over the horizon: gaussian, M participations per user in "
+         "ε spent over the horizon: gaussian (the default), M participations per user in "
          "each of W windows (ρ = W·M/(2S²)); tree, R trees of T steps, M "
          "participations per tree (default 1), each level l < ⌈log2(T+1)⌉ "
          "costing M·min(M, 2^l): ρ = R·Σ_l M·min(M, 2^l)/(2S²), "
@@ -194,7 +197,7 @@ const struct veil_command veil_dp_model_commands[] = {
          "(for instance the sum of several instances' accountants)",
          cmd_epsilon},
         {"noise",
-         "noise --epsilon E --delta D --mechanism gaussian|tree "
+         "noise --epsilon E --delta D [--mechanism gaussian|tree] "
          "[--participations M] [--windows W] [--steps T] [--restarts R]",
          "the smallest noise multiplier S that keeps the horizon within E",
          cmd_noise},
