@@ -189,8 +189,9 @@ const struct veil_command veil_dp_model_commands[] = {
          "epsilon [--mechanism gaussian|tree] --noise-multiplier S --delta D "
          "[--participations M] [--windows W] [--steps T] [--restarts R] | "
          "epsilon --rho RHO --delta D",
-         "ε spent over the horizon: gaussian (the default), M participations per user in "
-         "each of W windows (ρ = W·M/(2S²)); tree, R trees of T steps, M "
+         "ε spent over the horizon: gaussian (the default), M "
+         "participations per user in each of W windows (ρ = W·M/(2S²)); "
+         "tree, R trees of T steps, M "
          "participations per tree (default 1), each level l < ⌈log2(T+1)⌉ "
          "costing M·min(M, 2^l): ρ = R·Σ_l M·min(M, 2^l)/(2S²), "
          "R·⌈log2(T+1)⌉/(2S²) for M = 1; with --rho, the ε of a zCDP ρ "
