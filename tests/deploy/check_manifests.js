@@ -368,6 +368,9 @@ for (const [name, file] of renders) {
   'context and dp_model read the catalog from a read-only mount of the ConfigMap veil-catalog', catalogs.join(' '));
   r.check(dpw.prior === 'description' && Number(dpw.prior_neighbors) > 0 && Number(dpw.prior_catalog_window) > 0,
     'dp_model starts from the catalog (prior: description, prior_neighbors, prior_catalog_window)');
+  r.check(dpw.max_new_items !== undefined && Number(dpw.max_new_items) === 0,
+    'dp_model makes rows for the catalog\'s items only (max_new_items: 0: which rows exist must not depend on the data)',
+    dpw.max_new_items);
   const upd = (pl.outputs || {}).model_updates;
   const updIn = (pl.side_inputs || {}).model_updates;
   r.check(upd && updIn && upd.topic === updIn.topic,

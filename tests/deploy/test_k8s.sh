@@ -181,6 +181,8 @@ refuse "a pipeline learning without noise" "$TMP/base.yaml" 's/mechanism: gaussi
   "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "an accountant file on a pod's temporary volume" "$TMP/base.yaml" 's#accountant_file: /var/lib/veil/#accountant_file: /tmp/#' \
   "$HERE/check_manifests.js" "base=$TMP/broken"
+refuse "a model that grows rows for items from events" "$TMP/base.yaml" 's/max_new_items: 0$/max_new_items: 100/' \
+  "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "a catalog from another ConfigMap" "$TMP/base.yaml" 's/name: veil-catalog$/name: some-catalog/' \
   "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "a ScaledObject on another consumer group" "$TMP/keda.yaml" 's/consumerGroup: veil/consumerGroup: other/' \
