@@ -164,14 +164,17 @@ struct run {
         int level_fixed; /* --log-level or VEIL_LOG_LEVEL beat the YAML */
 };
 
+/* The YAML's log.level, or info when it has none (a reload that removes
+ * the section goes back to the default), unless --log-level or
+ * VEIL_LOG_LEVEL fixed it. */
 static void apply_log_level(const struct run *r,
                             const struct veil_config *cfg) {
         int level;
         char err[512];
         if (!r->level_fixed &&
-            !veil_log_config_parse(cfg, &level, err, sizeof(err)) &&
-            level >= 0)
-                veil_log_set_level((veil_log_level_t)level);
+            !veil_log_config_parse(cfg, &level, err, sizeof(err)))
+                veil_log_set_level(level >= 0 ? (veil_log_level_t)level
+                                              : VEIL_LOG_INFO);
 }
 
 static int reload_open(void *ctx, const struct veil_pipeline *cur,
@@ -306,10 +309,34 @@ int veil_cmd_run(int argc, char **argv) {
                         "else VEIL_LOG_LEVEL, else the YAML's log.level.\n");
                 return help ? VEIL_EXIT_OK : VEIL_EXIT_USAGE;
         }
+        /* Signals first: a SIGTERM while the plugins start (or a broker
+         * is awaited) must stop the run cleanly, not kill it, and a SIGHUP
+         * then is a reload at the first batch boundary. */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sa.sa_handler = on_hup;
+        sigaction(SIGHUP, &sa, NULL);
+        /* The YAML's log level before the plugins start, so their set-up
+         * lines follow it; errors are left to the open below. */
+        struct veil_config *pre;
+        char perr[512];
+        if (!veil_config_load(&pre, r.file, perr, sizeof(perr))) {
+                apply_log_level(&r, pre);
+                veil_config_destroy(pre);
+        }
         int rc = veil_cli_open(&r.cur, r.file, 0);
         if (rc)
                 return rc;
-        apply_log_level(&r, r.cur.cfg);
+        if (stop_requested) {
+                veil_log_host(VEIL_LOG_INFO, NULL,
+                              "stopped before the first batch (a signal "
+                              "during start-up)");
+                veil_cli_close(&r.cur);
+                return VEIL_EXIT_OK;
+        }
 
         struct veil_mock *mock = NULL;
         const char *bootstrap = NULL;
@@ -336,14 +363,6 @@ int veil_cmd_run(int argc, char **argv) {
                 return VEIL_EXIT_RUNTIME;
         }
 
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_signal;
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        sa.sa_handler = on_hup;
-        sigaction(SIGHUP, &sa, NULL);
-
         struct veil_kafka_opts ko = {0};
         ko.bootstrap = bootstrap;
         ko.stop = &stop_requested;
@@ -360,10 +379,16 @@ int veil_cmd_run(int argc, char **argv) {
         else
                 veil_log_host(VEIL_LOG_INFO, NULL,
                               "stopped: %llu records in, %llu produced, "
-                              "%llu batches",
+                              "%llu batches; since the pipeline was (re)loaded "
+                              "%llu undecodable (input and side inputs), "
+                              "%llu dead letters",
                               (unsigned long long)st.records_in,
                               (unsigned long long)st.acked,
-                              (unsigned long long)st.batches);
+                              (unsigned long long)st.batches,
+                              (unsigned long long)
+                                      veil_pipeline_decode_errors(r.cur.p),
+                              (unsigned long long)
+                                      veil_pipeline_dead_letters(r.cur.p));
         /* The server reads the registry: it stops first. */
         ops_stop(&ops);
         veil_cli_close(&r.cur);

@@ -861,6 +861,7 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                                                src->value_len, &rec, err,
                                                sizeof(err));
                 if (rc) {
+                        p->decode_errors++;
                         rc = dead_letter(p, src, "decode", err);
                         return rc;
                 }

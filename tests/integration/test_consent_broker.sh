@@ -155,4 +155,8 @@ ok "audit ($(wc -l <"$WORK/audit.json") records) and access topics: pseudonyms o
 
 stop_veil 20
 grep -q '"level":"error"' "$WORK/veil.log" && fail "errors in the log"
+# The undecodable consent record counts among the decode errors (it did not
+# before: only the input's did), the rejected one among the dead letters.
+grep -q '"message":"stopped: .* (re)loaded 1 undecodable (input and side inputs), 2 dead letters"' "$WORK/veil.log" ||
+  fail "stop line: $(grep '"stopped' "$WORK/veil.log")"
 echo "PASS test_consent_broker"
