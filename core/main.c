@@ -83,7 +83,8 @@ void veil_cli_plugin_path(char ***dirs, size_t *n) {
                         char d[4200];
                         snprintf(d, sizeof(d), "%s/plugins", exe);
                         add_dir(dirs, n, d);
-                        snprintf(d, sizeof(d), "%s/../lib/veil/plugins", exe);
+                        snprintf(d, sizeof(d), "%s/../" VEIL_PLUGIN_RELDIR,
+                                 exe);
                         add_dir(dirs, n, d);
                 }
         }

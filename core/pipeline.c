@@ -85,6 +85,7 @@ struct veil_pipeline {
         size_t n_export, cap_export;
 
         uint64_t events_in, decode_errors, dead_letters;
+        uint64_t erase_failures; /* subjects some stage failed to erase */
         struct drop_reason drops[MAX_DROP_REASONS];
         size_t n_drops;
         uint64_t tiers[4]; /**< decoded events by tier after the chain */
@@ -155,8 +156,12 @@ static struct veil_output *find_output(struct veil_pipeline *p,
         return NULL;
 }
 
+/* dead_letter is bound in every pipeline but takes no records from
+ * plugins (a stage dead-letters an event by its status), so it has no
+ * codec and does not count as bound here. */
 int veil_out_bound(veil_stage_t *st, const char *output) {
-        return find_output(st->p, output) != NULL;
+        struct veil_output *o = find_output(st->p, output);
+        return o && o->codec;
 }
 
 veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output) {
@@ -204,6 +209,13 @@ int veil_out_event(veil_stage_t *st, const char *output,
         struct veil_output *o = find_output(st->p, output);
         if (!o)
                 return 0;
+        if (!o->codec) {
+                veil_log(st, VEIL_LOG_ERROR,
+                         "output '%s' takes no records from plugins (set "
+                         "the event's status to VEIL_DEAD_LETTER instead)",
+                         output);
+                return -VEIL_EINVAL;
+        }
         char err[256];
         int rc = veil_codec_encode_event(o->codec, ev, &o->buf, err,
                                          sizeof(err));
@@ -584,31 +596,54 @@ static void apply_exports(struct veil_pipeline *p) {
 }
 
 static void apply_erasures(struct veil_pipeline *p) {
+        uint64_t failures_before = p->erase_failures;
         for (size_t i = 0; i < p->n_erase; i++) {
                 char pseudo[VEIL_PSEUDONYM_MAX] = "";
                 const char *raw = p->erase_queue[i];
                 struct veil_subject subj = subject_of(p, raw, pseudo,
                                                       sizeof(pseudo));
+                int failed = 0;
                 for (size_t s = 0; s < p->n_stages; s++) {
                         struct veil_stage *st = &p->stages[s];
-                        if (st->inited && st->h.def->erase)
-                                st->h.def->erase(st->state, &subj);
+                        if (!st->inited || !st->h.def->erase ||
+                            st->h.def->erase(st->state, &subj) == 0)
+                                continue;
+                        /* An erasure that did not happen is never reported
+                         * as done: said (without the subject) and counted
+                         * as the stage's error. */
+                        st->stats.errors++;
+                        failed++;
+                        veil_log_host(VEIL_LOG_ERROR, st->h.def->name,
+                                      "stage %zu (%s) failed to erase a "
+                                      "subject: what it holds about them "
+                                      "was not erased",
+                                      s + 1, st->h.def->name);
                 }
+                p->erase_failures += failed > 0;
                 free(p->erase_queue[i]);
                 /* From the request (a withdrawal's arrival) to the last
                  * stage's erase. */
                 double ms = (mono_s() - p->erase_at[i]) * 1e3;
+                if (failed)
+                        continue; /* not applied in every stage */
                 p->erasures++;
                 p->erase_sum_ms += ms;
                 if (ms > p->erase_max_ms)
                         p->erase_max_ms = ms;
         }
-        if (p->n_erase)
+        if (p->n_erase && p->erase_failures == failures_before)
                 veil_log_host(VEIL_LOG_INFO, NULL,
                               "erased %zu subject(s) in every stage, %.1f ms "
                               "after the oldest request",
                               p->n_erase,
                               (mono_s() - p->erase_at[0]) * 1e3);
+        else if (p->n_erase)
+                veil_log_host(VEIL_LOG_ERROR, NULL,
+                              "erased %zu of %zu subject(s) in every stage; "
+                              "a stage failed for the others (logged above)",
+                              p->n_erase - (size_t)(p->erase_failures -
+                                                    failures_before),
+                              p->n_erase);
         p->n_erase = 0;
 }
 

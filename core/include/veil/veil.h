@@ -11,9 +11,10 @@
  * model updates…) are built with the veil_rec_* functions below and encoded by
  * the host against the output's schema.
  *
- * Functions named veil_* in this header are implemented by the host and
- * resolved when the plugin is loaded (the veil binary exports them); a plugin
- * links against nothing.
+ * Functions named veil_* in this header are implemented by the host's
+ * libveil.so and resolved when the plugin is loaded; a plugin links against
+ * nothing. Every callback of a stage runs on the pipeline's loop thread, one
+ * at a time; `lint` and `notice` run without `init` (from parameters alone).
  *
  * Conventions: functions return 0 on success or a negative VEIL_E* code, and
  * fill a caller-provided `errstr, errstr_size` buffer with a message that names
@@ -30,8 +31,12 @@
 extern "C" {
 #endif
 
-/** ABI version. Bump on any change to the layout of a struct in this header
- *  or to the meaning of a callback. The loader refuses a mismatch. */
+/** ABI version. Bump on any change that breaks a plugin already built: a
+ *  field moved or removed, a callback's meaning changed. The loader refuses
+ *  a mismatch. Fields appended to the end of struct veil_plugin keep the
+ *  version: the loader reads struct_size and treats a missing one as NULL
+ *  (it requires the struct up to optional_side_inputs, a name, and init,
+ *  process and destroy). */
 #define VEIL_ABI_VERSION 1
 
 /** The symbol the loader looks up in every plugin. */
@@ -53,9 +58,9 @@ extern "C" {
 
 typedef enum veil_param_type {
         VEIL_PARAM_STRING = 1,
-        VEIL_PARAM_INT,    /**< 64-bit signed integer */
+        VEIL_PARAM_INT,    /**< 64-bit signed integer (decimal, or 0x hex) */
         VEIL_PARAM_DOUBLE, /**< accepts integers too */
-        VEIL_PARAM_BOOL,   /**< true/false */
+        VEIL_PARAM_BOOL,   /**< true/false (also True/TRUE, False/FALSE) */
         VEIL_PARAM_LIST,   /**< a YAML sequence of scalars, read as strings */
         VEIL_PARAM_MAP     /**< a YAML mapping of scalar to scalar, as strings */
 } veil_param_type_t;
@@ -65,7 +70,9 @@ typedef enum veil_param_type {
 struct veil_param_def {
         const char *name;
         veil_param_type_t type;
-        const char *default_value; /**< as YAML text; NULL = no default */
+        /** NULL = no default. For a scalar type the scalar as it is (no
+         *  quotes); for LIST and MAP, YAML ("[a, b]", "{x: y}"). */
+        const char *default_value;
         int required;              /**< 1: must be given (default ignored) */
         const char *doc;           /**< one line, printed by `veil plugins` */
 };
@@ -95,7 +102,8 @@ const char *veil_params_map_key(const veil_params_t *p, const char *name,
                                 size_t i);
 const char *veil_params_map_value(const veil_params_t *p, const char *name,
                                   size_t i);
-/** Where the parameter was written ("pipeline.yaml:12:7"), for messages. */
+/** Where the parameter was written ("pipeline.yaml:12:7"), for messages;
+ *  for one not written (a default), where the stage's `with:` is. */
 const char *veil_params_where(const veil_params_t *p, const char *name);
 
 /* ------------------------------------------------------------------ */
@@ -107,7 +115,8 @@ const char *veil_params_where(const veil_params_t *p, const char *name);
  *  absent when null and are set by value, the host choosing the branch. */
 typedef struct veil_rec veil_rec_t;
 
-/** Getters: 0 and the value, or -VEIL_ENOENT when the field is absent/null. */
+/** Getters: 0 and the value, -VEIL_ENOENT when the field is absent/null, or
+ *  -VEIL_EINVAL when it has another type. */
 int veil_rec_get_str(const veil_rec_t *r, const char *path, const char **s,
                      size_t *len);
 int veil_rec_get_long(const veil_rec_t *r, const char *path, int64_t *v);
@@ -221,9 +230,9 @@ struct veil_batch {
 void *veil_batch_alloc(struct veil_batch *b, size_t size);
 char *veil_batch_strdup(struct veil_batch *b, const char *s);
 
-/** Marks an event; the first stage to drop or dead-letter an event wins and
- *  later stages do not see it (a process callback skips events whose status
- *  is not VEIL_PASS). `reason` is copied. */
+/** Marks an event; the first stage to drop or dead-letter an event wins.
+ *  Later stages still get it in their batch: a process callback must skip
+ *  events whose status is not VEIL_PASS. `reason` is copied. */
 void veil_event_drop(struct veil_batch *b, struct veil_event *ev,
                      const char *reason);
 void veil_event_dead_letter(struct veil_batch *b, struct veil_event *ev,
@@ -268,16 +277,19 @@ int veil_out_bound(veil_stage_t *st, const char *output);
 /** A subject whose data is being erased or exported. Both forms are given so
  *  stages on either side of pseudonymization find what they hold. */
 struct veil_subject {
-        const char *raw_id;    /**< NULL when only the pseudonym is known */
-        const char *pseudonym; /**< the keyring's subject pseudonym */
+        const char *raw_id;    /**< the id the request named; never NULL */
+        const char *pseudonym; /**< the keyring's subject pseudonym; NULL
+                                *   when the pipeline has no keys */
 };
 
 /** Asks the host to erase a subject in every stage before the next batch. */
 int veil_request_erase(veil_stage_t *st, const char *raw_id);
 /** Asks the host to collect, before the next batch, what every stage holds
- *  about a subject (their export_subject callbacks) and emit it as one
- *  record on the pipeline's `access` output (schemas/access.avsc), keyed by
- *  the subject pseudonym. */
+ *  about a subject (their export_subject callbacks, one section per stage
+ *  that has one) and emit it as one record on the pipeline's `access`
+ *  output (schemas/access.avsc), keyed by the subject pseudonym. Queuing
+ *  succeeds; a pipeline without an `access` output or keys drops the
+ *  request then, with a warning. */
 int veil_request_export(veil_stage_t *st, const char *raw_id);
 
 /** Writes a new random key file for the host keyring (mode 0600; refuses
@@ -327,8 +339,8 @@ struct veil_side_record {
  *  command name. Returns the process exit code (0, 1 runtime, 2 usage). */
 struct veil_command {
         const char *name;
-        const char *usage; /**< "decode TC_STRING" */
-        const char *doc;
+        const char *usage; /**< "decode TC_STRING"; required */
+        const char *doc;   /**< one line for `veil plugins`; required */
         int (*run)(int argc, char **argv);
 };
 
@@ -377,34 +389,52 @@ void veil_notice_add(veil_notice_t *n, veil_notice_topic_t topic,
 struct veil_plugin {
         uint32_t abi_version; /**< VEIL_ABI_VERSION; checked first */
         uint32_t struct_size; /**< sizeof(struct veil_plugin) */
-        const char *name;     /**< the name `use:` refers to */
+        const char *name;     /**< the plugin's name (`use: NAME` loads
+                               *   the file veil_NAME.so) */
         const char *version;
         const char *description;
         const struct veil_param_def *params; /**< ends with {NULL} */
         const char *const *outputs;     /**< named outputs, NULL-terminated */
         const char *const *side_inputs; /**< side inputs read, NULL-term. */
 
-        /** Creates the stage's state from validated parameters. */
+        /** Creates the stage's state from validated parameters. On a
+         *  failure it frees what it made (destroy is not called). On a
+         *  reload the new stage is initialized (and restored) while the
+         *  old one still runs; the old one is destroyed after. */
         int (*init)(veil_stage_t *st, const veil_params_t *params,
                     void **state, char *errstr, size_t errstr_size);
         /** Processes a batch. Per-event problems are statuses on events;
          *  a negative return means the stage itself failed (the host stops
          *  without committing the batch). */
         int (*process)(void *state, struct veil_batch *batch);
+        /** Frees the state of a stage whose init succeeded. */
         void (*destroy)(void *state);
 
         /* Optional (NULL when not provided). */
+        /** One record of a side input the plugin lists (side_inputs or
+         *  optional_side_inputs), after init, in the topic's order. A
+         *  non-zero return sends the record to the dead-letter topic with
+         *  errstr and the stream goes on. */
         int (*on_side_record)(void *state, const struct veil_side_record *r,
                               char *errstr, size_t errstr_size);
-        /** Deletes everything held about the subject. */
+        /** Deletes everything held about the subject. A non-zero return is
+         *  logged as the stage's error and the erasure is not counted as
+         *  applied in every stage. */
         int (*erase)(void *state, const struct veil_subject *s);
         /** Writes what is held about the subject into `out`, this stage's
          *  section of the access record: a string map, filled with
          *  veil_rec_map_put(out, "", key, value). */
         int (*export_subject)(void *state, const struct veil_subject *s,
                               veil_rec_t *out);
-        /** Serializes state to a malloc'd buffer the host frees. */
+        /** Serializes state to a malloc'd buffer the host frees. The bytes
+         *  go to the next instance on a reload and, with a `state:` section,
+         *  to the state topic, restored at a later start, perhaps by a newer
+         *  version of the plugin: a self-contained format with its own
+         *  version, no pointers. */
         int (*checkpoint)(void *state, void **data, size_t *len);
+        /** Takes the bytes a checkpoint made, after init. A refusal (a
+         *  format it cannot read) fails the start or the reload with
+         *  errstr. */
         int (*restore)(void *state, const void *data, size_t len,
                        char *errstr, size_t errstr_size);
         /** Declares field treatments for the privacy lint. */

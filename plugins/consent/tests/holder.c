@@ -19,6 +19,7 @@ struct held {
 struct state {
         struct held *h;
         size_t n, cap;
+        veil_stage_t *st;
 };
 
 static struct held *find(struct state *s, const char *subject) {
@@ -30,6 +31,13 @@ static struct held *find(struct state *s, const char *subject) {
 
 static int process(void *state, struct veil_batch *b) {
         struct state *s = state;
+        /* HOLDER_EMIT_DLQ set: tries to produce to dead_letter, which takes
+         * no records from plugins; the batch fails unless it is refused. */
+        if (getenv("HOLDER_EMIT_DLQ") && b->n &&
+            (veil_out_bound(s->st, "dead_letter") ||
+             veil_out_event(s->st, "dead_letter", &b->events[0]) !=
+                     -VEIL_EINVAL))
+                return -VEIL_EIO;
         for (size_t i = 0; i < b->n; i++) {
                 const struct veil_event *ev = &b->events[i];
                 if (ev->status != VEIL_PASS ||
@@ -55,8 +63,12 @@ static int process(void *state, struct veil_batch *b) {
         return 0;
 }
 
+/* HOLDER_FAIL_ERASE set: every erase fails, as a stage whose store is
+ * down would, so the tests see how the host reports it. */
 static int erase(void *state, const struct veil_subject *subj) {
         struct state *s = state;
+        if (getenv("HOLDER_FAIL_ERASE"))
+                return -VEIL_EIO;
         struct held *h = subj->pseudonym ? find(s, subj->pseudonym) : NULL;
         if (h) {
                 free(h->subject);
@@ -87,12 +99,15 @@ static void destroy(void *state) {
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 char *errstr, size_t errstr_size) {
-        (void)st;
         (void)p;
         (void)errstr;
         (void)errstr_size;
-        *state = calloc(1, sizeof(struct state));
-        return *state ? 0 : -VEIL_ENOMEM;
+        struct state *s = calloc(1, sizeof(struct state));
+        if (!s)
+                return -VEIL_ENOMEM;
+        s->st = st;
+        *state = s;
+        return 0;
 }
 
 static const struct veil_param_def params[] = {{NULL, 0, NULL, 0, NULL}};

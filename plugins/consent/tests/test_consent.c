@@ -169,6 +169,40 @@ static void test_narrow_erases(void **state) {
         h_close(&h);
 }
 
+/* A stage that fails to erase: the host does not count the erasure as
+ * applied in every stage, and counts the stage's error. */
+static void test_erase_failure_reported(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "bob", 1, 1, 1, T0), 0);
+        h_event(&h, "bob", NULL, -1);
+        assert_int_equal(holder_events(&h, "bob"), 1);
+        setenv("HOLDER_FAIL_ERASE", "1", 1);
+        assert_int_equal(h_grant(&h, "bob", 0, 1, 1, T0 + 10), 0);
+        h_tick(&h); /* the erasure is applied (and fails) here */
+        unsetenv("HOLDER_FAIL_ERASE");
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), 0);
+        assert_int_equal(holder_events(&h, "bob"), 1); /* still held */
+        assert_int_equal(veil_pipeline_stage_stats(h.p, 1).errors, 1);
+        assert_int_equal(veil_pipeline_stage_stats(h.p, 0).errors, 0);
+        h_close(&h);
+}
+
+/* dead_letter is bound but takes no records from plugins: refused, not a
+ * crash (it has no codec). */
+static void test_dead_letter_output_refused(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "bob", 1, 1, 1, T0), 0);
+        setenv("HOLDER_EMIT_DLQ", "1", 1);
+        const struct veil_event *ev = h_event(&h, "bob", NULL, -1);
+        unsetenv("HOLDER_EMIT_DLQ");
+        assert_int_equal(ev->status, VEIL_PASS);
+        h_close(&h);
+}
+
 static void test_withdraw_everything(void **state) {
         (void)state;
         struct harness h;
@@ -615,6 +649,8 @@ int main(void) {
                 cmocka_unit_test(test_grant),
                 cmocka_unit_test(test_no_record_is_denied),
                 cmocka_unit_test(test_narrow_erases),
+                cmocka_unit_test(test_erase_failure_reported),
+                cmocka_unit_test(test_dead_letter_output_refused),
                 cmocka_unit_test(test_withdraw_everything),
                 cmocka_unit_test(test_tombstone),
                 cmocka_unit_test(test_out_of_order),
