@@ -90,6 +90,13 @@ int veil_cmd_plugins(int argc, char **argv) {
         size_t n;
         veil_cli_plugin_path(&dirs, &n);
         int rc = VEIL_EXIT_OK;
+        if (argc > 2) {
+                fprintf(stderr, "veil plugins: one plugin name at most, got "
+                                "'%s' and '%s'\n",
+                        argv[1], argv[2]);
+                veil_cli_free_path(dirs, n);
+                return VEIL_EXIT_USAGE;
+        }
         if (argc > 1) {
                 struct veil_plugin_handle h;
                 char err[2048];

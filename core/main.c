@@ -100,8 +100,14 @@ void veil_cli_free_path(char **dirs, size_t n) {
 static int cmd_version(int argc, char **argv) {
         if (veil_cli_wants_help(argc, argv)) {
                 printf("usage: veil version\nPrints the versions of veil, "
-                       "its plugin ABI and the libraries it runs on.\n");
+                       "its plugin ABI, librdkafka and libsodium.\n");
                 return VEIL_EXIT_OK;
+        }
+        if (argc > 1) {
+                fprintf(stderr, "veil version: takes no arguments, got "
+                                "'%s'\n",
+                        argv[1]);
+                return VEIL_EXIT_USAGE;
         }
         printf("veil %s\nplugin ABI %d\nlibrdkafka %s\nlibsodium %s\n",
                VEIL_VERSION, VEIL_ABI_VERSION, rd_kafka_version_str(),
@@ -111,7 +117,14 @@ static int cmd_version(int argc, char **argv) {
 
 int main(int argc, char **argv) {
         const char *lvl = getenv("VEIL_LOG_LEVEL");
-        if (lvl && veil_log_level_parse(lvl) >= 0)
+        if (lvl && *lvl && veil_log_level_parse(lvl) < 0) {
+                /* A typo here would silently log at the default level. */
+                fprintf(stderr, "veil: VEIL_LOG_LEVEL must be error, warn, "
+                                "info or debug, got '%s'\n",
+                        lvl);
+                return VEIL_EXIT_USAGE;
+        }
+        if (lvl && *lvl)
                 veil_log_set_level((veil_log_level_t)veil_log_level_parse(lvl));
         if (sodium_init() < 0) {
                 fprintf(stderr, "veil: libsodium failed to initialize\n");

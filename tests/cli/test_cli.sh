@@ -49,6 +49,9 @@ check "lint help" 0 "file:line:column" -- "$VEIL" lint --help
 check "demo help" 0 "embedded broker" -- "$VEIL" demo --help
 check "plugins" 0 "popular .*max_items +int +default 1000000" -- bash -c "'$VEIL' plugins | tr '\n' ' '"
 check "plugins NAME" 0 "k +int +default 10" -- "$VEIL" plugins popular
+check "plugins with two names" 2 "one plugin name at most" -- "$VEIL" plugins popular context
+check "version with an argument" 2 "takes no arguments" -- "$VEIL" version --x
+check "a misspelt VEIL_LOG_LEVEL" 2 "VEIL_LOG_LEVEL must be error, warn, info or debug, got 'loud'" -- env VEIL_LOG_LEVEL=loud "$VEIL" version
 check "plugins missing" 2 "plugin 'nosuch' not found; searched:" -- "$VEIL" plugins nosuch
 # No lines of blanks (a command without its doc printed one), and a parameter
 # name longer than 20 characters still leaves its type in a column.
