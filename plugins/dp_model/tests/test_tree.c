@@ -193,26 +193,94 @@ static void test_honaker_rows_added_mid_tree(void **state) {
 static void test_keys_are_fresh(void **state) {
         (void)state;
         struct veil_noise *ns;
-        struct veil_tree *a, *b;
         char err[256];
         assert_int_equal(veil_noise_new(&ns, 1.0, err, sizeof(err)), 0);
-        assert_int_equal(veil_tree_new(&a, ns, VEIL_TREE_PLAIN, NULL, err, sizeof(err)), 0);
-        assert_int_equal(veil_tree_new(&b, ns, VEIL_TREE_PLAIN, NULL, err, sizeof(err)), 0);
-        float x[64] = {0}, y[64] = {0};
-        struct veil_tree_block ba = {x, 1, 64}, bb = {y, 1, 64};
-        assert_int_equal(veil_tree_release(a, &ba, 1, err, sizeof(err)), 0);
-        assert_int_equal(veil_tree_release(b, &bb, 1, err, sizeof(err)), 0);
-        assert_memory_not_equal(x, y, sizeof(x));
-        /* A reset tree starts at leaf 1 with new keys. */
-        float x2[64] = {0};
-        struct veil_tree_block b2 = {x2, 1, 64};
-        veil_tree_reset(a);
-        assert_int_equal(veil_tree_position(a), 0);
-        assert_int_equal(veil_tree_release(a, &b2, 1, err, sizeof(err)), 0);
-        assert_memory_not_equal(x, x2, sizeof(x));
-        veil_tree_free(a);
-        veil_tree_free(b);
+        for (int e = VEIL_TREE_PLAIN; e <= VEIL_TREE_HONAKER; e++) {
+                struct veil_tree *a, *b;
+                assert_int_equal(veil_tree_new(&a, ns, e, NULL, err,
+                                               sizeof(err)),
+                                 0);
+                assert_int_equal(veil_tree_new(&b, ns, e, NULL, err,
+                                               sizeof(err)),
+                                 0);
+                float x[64] = {0}, y[64] = {0};
+                struct veil_tree_block ba = {x, 1, 64}, bb = {y, 1, 64};
+                assert_int_equal(veil_tree_release(a, &ba, 1, err,
+                                                   sizeof(err)),
+                                 0);
+                assert_int_equal(veil_tree_release(b, &bb, 1, err,
+                                                   sizeof(err)),
+                                 0);
+                assert_memory_not_equal(x, y, sizeof(x));
+                /* A reset tree starts at leaf 1 with new keys. */
+                float x2[64] = {0};
+                struct veil_tree_block b2 = {x2, 1, 64};
+                veil_tree_reset(a);
+                assert_int_equal(veil_tree_position(a), 0);
+                assert_int_equal(veil_tree_release(a, &b2, 1, err,
+                                                   sizeof(err)),
+                                 0);
+                assert_memory_not_equal(x, x2, sizeof(x));
+                veil_tree_free(a);
+                veil_tree_free(b);
+        }
         veil_noise_free(ns);
+}
+
+/* Honaker over two blocks of other widths, across a reset: the second tree
+ * starts from nothing (its prefix variance is that of a first tree), and
+ * the gradients still come out exactly. */
+static void test_honaker_blocks_and_reset(void **state) {
+        struct fx *f = *state;
+        char err[256];
+        enum { R1 = 600, W1 = 7, R2 = 40, W2 = 100 };
+        float *g1 = malloc(R1 * W1 * sizeof(float)),
+              *g2 = malloc(R2 * W2 * sizeof(float)),
+              *z1 = malloc(R1 * W1 * sizeof(float)),
+              *z2 = malloc(R2 * W2 * sizeof(float));
+        double *s1 = calloc(R1 * W1, sizeof(double)),
+               *s2 = calloc(R2 * W2, sizeof(double));
+        for (int tree = 0; tree < 2; tree++) {
+                memset(s1, 0, R1 * W1 * sizeof(double));
+                memset(s2, 0, R2 * W2 * sizeof(double));
+                for (int t = 1; t <= 6; t++) {
+                        for (size_t i = 0; i < R1 * W1; i++) {
+                                g1[i] = (float)cos((double)i + t) * 0.25f;
+                                z1[i] = 0;
+                        }
+                        for (size_t i = 0; i < R2 * W2; i++) {
+                                g2[i] = 0;
+                                z2[i] = 0;
+                        }
+                        struct veil_tree_block a[2] = {{g1, R1, W1},
+                                                       {g2, R2, W2}},
+                                               z[2] = {{z1, R1, W1},
+                                                       {z2, R2, W2}};
+                        assert_int_equal(veil_tree_release(f->a, a, 2, err,
+                                                           sizeof(err)),
+                                         0);
+                        assert_int_equal(veil_tree_release(f->z, z, 2, err,
+                                                           sizeof(err)),
+                                         0);
+                        for (size_t i = 0; i < R1 * W1; i++) {
+                                s1[i] += (double)z1[i];
+                                assert_true(fabs((double)g1[i] - z1[i] -
+                                                 cos((double)i + t) * 0.25) <
+                                            1e-3);
+                        }
+                        for (size_t i = 0; i < R2 * W2; i++)
+                                s2[i] += (double)z2[i];
+                }
+                /* [1, 6] = levels 2 and 1: 4/7 + 2/3, in both blocks. */
+                double want = honaker_want(6);
+                assert_true(fabs(variance(s1, 0, R1 * W1) / want - 1.0) <
+                            0.08);
+                assert_true(fabs(variance(s2, 0, R2 * W2) / want - 1.0) <
+                            0.08);
+                veil_tree_reset(f->a);
+                veil_tree_reset(f->z);
+        }
+        free(g1), free(g2), free(z1), free(z2), free(s1), free(s2);
 }
 
 int main(void) {
@@ -227,6 +295,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(
                         test_honaker_rows_added_mid_tree, setup_honaker,
                         teardown),
+                cmocka_unit_test_setup_teardown(test_honaker_blocks_and_reset,
+                                                setup_honaker, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
