@@ -96,7 +96,7 @@ const char *veil_policy_field_path(enum veil_policy_field f) {
 }
 
 static const char *const kind_syntax[] = {
-        [VEIL_POLICY_KEEP] = "'keep: REASON'",
+        [VEIL_POLICY_KEEP] = "keep or 'keep: REASON'",
         [VEIL_POLICY_DROP] = "drop",
         [VEIL_POLICY_PSEUDONYM] = "pseudonym",
         [VEIL_POLICY_TRUNCATE_IP] = "truncate_ip (or truncate_ip:/V4,/V6)",
