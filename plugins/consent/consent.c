@@ -300,18 +300,16 @@ static int on_side_record(void *state, const struct veil_side_record *r,
 }
 
 /* The ledger entry is the person's current choice, which other stages rely
- * on: it goes once nothing is granted any more (every purpose withdrawn or
- * a tombstone), and stays while something still is (a withdrawal of
- * personalization alone erases the profiles, not the remaining consent). */
+ * on, and an erasure leaves it: a refusal of everything is a choice too.
+ * Kept, it stops a grant with an older ts that arrives late from undoing
+ * the refusal (the entry is gone, so the grant would be taken as a first
+ * record), keeps an event's own TC string from speaking for a person who
+ * refused (require_ledger: false), and tells "not granted" from "no
+ * record" in the drop counts. Only a tombstone removes the entry
+ * (record.c). */
 static int erase(void *state, const struct veil_subject *subj) {
-        struct veil_consent *s = state;
-        if (!subj->raw_id)
-                return 0; /* the ledger is keyed by the raw id's hash */
-        struct veil_ledger_key k;
-        veil_ledger_key(&s->ledger, subj->raw_id, strlen(subj->raw_id), &k);
-        const struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
-        if (e && !veil_consent_allowed(s, e))
-                veil_ledger_remove(&s->ledger, &k);
+        (void)state;
+        (void)subj;
         return 0;
 }
 

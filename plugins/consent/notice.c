@@ -164,9 +164,11 @@ void veil_consent_notice(const veil_params_t *params, veil_notice_t *n) {
                         "hash of the user id (never the id itself), the "
                         "purposes allowed, whether a consent string and a "
                         "GPC signal came with them, where they came from and "
-                        "when. It lives in memory, is rebuilt from the "
-                        "consent records at each start, and your entry is "
-                        "deleted when you withdraw everything.");
+                        "when. It lives in memory and is rebuilt from the "
+                        "consent records at each start. When you refuse "
+                        "everything your entry keeps that refusal, so that "
+                        "no older consent can take its place; it is deleted "
+                        "when your consent record is deleted.");
         veil_notice_add(n, VEIL_NOTICE_RETENTION,
                         "Every change of your consent is written to an "
                         "audit log that names you by a pseudonym, never by "

@@ -21,7 +21,11 @@ kept=$(sed -nE 's/^ +1\. consent +in '"$n"' +out ([0-9]+) .*/\1/p' "$out")
 grep -qE "2\. pseudonymize +in $kept +out $kept" "$out" || fail "stage counts (pseudonymize)"
 grep -qE "3\. context +in $kept +out $kept" "$out" || fail "stage counts (context)"
 grep -qE "4\. dp_model +in $kept +out $kept" "$out" || fail "stage counts (dp_model)"
-grep -qE "consent: no record +$((n - kept))$" "$out" || fail "drops by reason"
+# never answered or tombstoned (no record), refused everything (not granted)
+nr=$(sed -nE 's/^    consent: no record +([0-9]+)$/\1/p' "$out")
+ng=$(sed -nE 's/^    consent: not granted +([0-9]+)$/\1/p' "$out")
+[ -n "$nr" ] && [ -n "$ng" ] && [ "$ng" -gt 0 ] && [ $((nr + ng)) -eq $((n - kept)) ] ||
+  fail "drops by reason (no record '$nr', not granted '$ng', want $((n - kept)) in all)"
 read -r tp tc tn < <(sed -nE 's/^  tiers: +personalized ([0-9]+) +contextual ([0-9]+) +none ([0-9]+)$/\1 \2 \3/p' "$out")
 [ "$((tp + tc))" -eq "$kept" ] && [ "$tn" -eq $((n - kept)) ] && [ "$tp" -gt 0 ] && [ "$tc" -gt 0 ] || fail "tiers"
 w=$(grep -c ',true,[0-9]*$\|,app,[0-9]*,,[0-9][0-9]*$' "$ROOT/config/demo/consent.csv")
