@@ -476,6 +476,15 @@ const char *veil_keyring_active_id(const struct veil_keyring *kr) {
         return a < 0 ? NULL : kr->keys[a]->id;
 }
 
+size_t veil_keyring_n_keys(const struct veil_keyring *kr) {
+        return kr ? atomic_load_explicit(&kr->n_keys, memory_order_acquire)
+                  : 0;
+}
+
+const char *veil_keyring_key_id(const struct veil_keyring *kr, size_t i) {
+        return i < veil_keyring_n_keys(kr) ? kr->keys[i]->id : NULL;
+}
+
 /* ---- subkeys ---- */
 
 static const struct subkey *cache_find(const struct key *k,

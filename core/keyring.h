@@ -45,6 +45,10 @@ int veil_keyring_set_active(struct veil_keyring *kr, const char *key_id,
                             char *errstr, size_t errstr_size);
 /** The active key's id, or NULL when no key was added. Valid until destroy. */
 const char *veil_keyring_active_id(const struct veil_keyring *kr);
+/** The keys held, and key i's id (valid until destroy): erase and export
+ *  look for data under every key, not only the active one. */
+size_t veil_keyring_n_keys(const struct veil_keyring *kr);
+const char *veil_keyring_key_id(const struct veil_keyring *kr, size_t i);
 /** Wipes every key and derived subkey, then frees. NULL is a no-op. */
 void veil_keyring_destroy(struct veil_keyring *kr);
 

@@ -86,6 +86,8 @@ struct veil_pipeline {
 
         uint64_t events_in, decode_errors, dead_letters;
         uint64_t erase_failures; /* subjects some stage failed to erase */
+        /* an erased subject's pseudonyms under the older keys */
+        char erase_pseudo[1 + VEIL_KEYRING_MAX_KEYS][VEIL_PSEUDONYM_MAX];
         struct drop_reason drops[MAX_DROP_REASONS];
         size_t n_drops;
         uint64_t tiers[4]; /**< decoded events by tier after the chain */
@@ -554,6 +556,23 @@ static struct veil_subject subject_of(struct veil_pipeline *p, const char *raw,
         return subj;
 }
 
+/* The subject under the keyring's older key `i` (not the active one);
+ * 0 when there is none, so a caller walks i = 0, 1, … for every form. */
+static int subject_under(struct veil_pipeline *p, const char *raw, size_t i,
+                         char *pseudo, size_t pseudo_size,
+                         struct veil_subject *subj) {
+        const char *id = veil_keyring_key_id(p->keyring, i);
+        const char *active = veil_keyring_active_id(p->keyring);
+        if (!id || (active && !strcmp(id, active)))
+                return 0;
+        if (veil_keyring_pseudonym_key(p->keyring, id, "subject", raw,
+                                       strlen(raw), pseudo, pseudo_size) <= 0)
+                return 0;
+        subj->raw_id = raw;
+        subj->pseudonym = pseudo;
+        return 1;
+}
+
 /* One access record per request: each stage fills its own section. */
 static void apply_exports(struct veil_pipeline *p) {
         for (size_t i = 0; i < p->n_export; i++) {
@@ -577,9 +596,23 @@ static void apply_exports(struct veil_pipeline *p) {
                                         continue;
                                 veil_rec_t *sec = veil_rec_map_add(
                                         r, "sections", st->h.def->name);
-                                if (sec)
-                                        st->h.def->export_subject(st->state,
-                                                                  &subj, sec);
+                                if (!sec)
+                                        continue;
+                                st->h.def->export_subject(st->state, &subj,
+                                                          sec);
+                                /* And what it still holds under an older
+                                 * key's pseudonym (a rotation). */
+                                char old[VEIL_PSEUDONYM_MAX];
+                                struct veil_subject os;
+                                for (size_t k = 0;
+                                     k < veil_keyring_n_keys(p->keyring);
+                                     k++)
+                                        if (subject_under(p,
+                                                          p->export_queue[i],
+                                                          k, old, sizeof(old),
+                                                          &os))
+                                                st->h.def->export_subject(
+                                                        st->state, &os, sec);
                         }
                         char err[256];
                         if (veil_codec_rec_encode(o->codec, &o->buf, err,
@@ -603,10 +636,27 @@ static void apply_erasures(struct veil_pipeline *p) {
                 struct veil_subject subj = subject_of(p, raw, pseudo,
                                                       sizeof(pseudo));
                 int failed = 0;
+                /* Under the active key, then under every older key of the
+                 * keyring: a stage may hold data from before a rotation. */
+                struct veil_subject forms[1 + VEIL_KEYRING_MAX_KEYS];
+                size_t n_forms = 0;
+                forms[n_forms++] = subj;
+                for (size_t k = 0; k < veil_keyring_n_keys(p->keyring) &&
+                                   n_forms < 1 + VEIL_KEYRING_MAX_KEYS;
+                     k++)
+                        if (subject_under(p, raw, k, p->erase_pseudo[n_forms],
+                                          VEIL_PSEUDONYM_MAX,
+                                          &forms[n_forms]))
+                                n_forms++;
                 for (size_t s = 0; s < p->n_stages; s++) {
                         struct veil_stage *st = &p->stages[s];
-                        if (!st->inited || !st->h.def->erase ||
-                            st->h.def->erase(st->state, &subj) == 0)
+                        if (!st->inited || !st->h.def->erase)
+                                continue;
+                        int bad = 0;
+                        for (size_t f = 0; f < n_forms; f++)
+                                bad |= st->h.def->erase(st->state,
+                                                        &forms[f]) != 0;
+                        if (!bad)
                                 continue;
                         /* An erasure that did not happen is never reported
                          * as done: said (without the subject) and counted

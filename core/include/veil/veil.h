@@ -279,7 +279,10 @@ int veil_out_bound(veil_stage_t *st, const char *output);
 struct veil_subject {
         const char *raw_id;    /**< the id the request named; never NULL */
         const char *pseudonym; /**< the keyring's subject pseudonym; NULL
-                                *   when the pipeline has no keys */
+                                *   when the pipeline has no keys. erase
+                                *   and export_subject are called once per
+                                *   key in keys.files, the active key's
+                                *   pseudonym first */
 };
 
 /** Asks the host to erase a subject in every stage before the next batch. */

@@ -46,6 +46,8 @@ static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
         return 0;
 }
 
+const char *h_keys = "{ephemeral: true}";
+
 int h_try_open(struct harness *h, const char *with, char *err,
                size_t err_size) {
         memset(h, 0, sizeof(*h));
@@ -68,8 +70,8 @@ int h_try_open(struct harness *h, const char *with, char *err,
                  "  - use: consent\n"
                  "    with: %s\n"
                  "  - use: holder\n"
-                 "keys: {ephemeral: true}\n",
-                 VEIL_PLUGIN_DIR_BUILD, HOLDER_DIR, with);
+                 "keys: %s\n",
+                 VEIL_PLUGIN_DIR_BUILD, HOLDER_DIR, with, h_keys);
         int rc = veil_config_parse(&h->cfg,
                                    VEIL_SRCDIR "/plugins/consent/tests/t.yaml",
                                    yaml, strlen(yaml), err, err_size);

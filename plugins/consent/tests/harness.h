@@ -38,6 +38,9 @@ struct harness {
 /** `with` is the consent stage's with: block as YAML flow text ("{}" for
  *  the defaults). Fails the test on any error. */
 void h_open(struct harness *h, const char *with);
+/** The pipeline's keys: section for the next open; "{ephemeral: true}"
+ *  unless a test sets it. */
+extern const char *h_keys;
 /** Same, returning the host's code and message instead of failing. */
 int h_try_open(struct harness *h, const char *with, char *err,
                size_t err_size);

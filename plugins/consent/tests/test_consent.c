@@ -11,10 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
+#include "keyring.h"
 #include "notice.h"
 
 #define T0 1700000000000LL
@@ -187,6 +189,38 @@ static void test_erase_failure_reported(void **state) {
         assert_int_equal(veil_pipeline_stage_stats(h.p, 1).errors, 1);
         assert_int_equal(veil_pipeline_stage_stats(h.p, 0).errors, 0);
         h_close(&h);
+}
+
+/* A key rotation: what a stage holds under the older key's pseudonym is
+ * still exported and erased (the host tries every key of the keyring). */
+static void test_rotation_erases_under_old_key(void **state) {
+        (void)state;
+        char dir[] = "/tmp/veil-rot-XXXXXX", k1[64], k2[64], keys[256],
+             err[512];
+        assert_non_null(mkdtemp(dir));
+        snprintf(k1, sizeof(k1), "%s/k1", dir);
+        snprintf(k2, sizeof(k2), "%s/k2", dir);
+        assert_int_equal(veil_keyring_keygen(k1, err, sizeof(err)), 0);
+        assert_int_equal(veil_keyring_keygen(k2, err, sizeof(err)), 0);
+        snprintf(keys, sizeof(keys), "{active: k1, files: {k1: %s, k2: %s}}",
+                 k1, k2);
+        h_keys = keys;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "bob", 1, 1, 1, T0), 0);
+        h_event(&h, "bob", NULL, -1); /* held under k1.… */
+        assert_int_equal(veil_keyring_set_active(h.kr, "k2", err,
+                                                 sizeof(err)),
+                         0);
+        assert_int_equal(holder_events(&h, "bob"), 1); /* found */
+        assert_int_equal(h_grant(&h, "bob", 0, 1, 1, T0 + 10), 0);
+        h_tick(&h);
+        assert_int_equal(holder_events(&h, "bob"), 0); /* erased */
+        h_close(&h);
+        h_keys = "{ephemeral: true}";
+        unlink(k1);
+        unlink(k2);
+        rmdir(dir);
 }
 
 /* dead_letter is bound but takes no records from plugins: refused, not a
@@ -654,6 +688,7 @@ int main(void) {
                 cmocka_unit_test(test_no_record_is_denied),
                 cmocka_unit_test(test_narrow_erases),
                 cmocka_unit_test(test_erase_failure_reported),
+                cmocka_unit_test(test_rotation_erases_under_old_key),
                 cmocka_unit_test(test_dead_letter_output_refused),
                 cmocka_unit_test(test_withdraw_everything),
                 cmocka_unit_test(test_tombstone),
