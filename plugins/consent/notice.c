@@ -142,9 +142,10 @@ void veil_consent_notice(const veil_params_t *params, veil_notice_t *n) {
                                         : "");
         if (c.gpc_withdraws)
                 veil_notice_add(n, VEIL_NOTICE_CONSENT,
-                                "A Global Privacy Control signal, sent with "
-                                "an interaction or recorded with your "
-                                "choices, withdraws %s.",
+                                "A Global Privacy Control signal recorded "
+                                "with your choices withdraws %s; sent with "
+                                "an interaction, it does so for that "
+                                "interaction.",
                                 and_list(c.gpc_withdraws, a, sizeof(a)));
         else
                 veil_notice_add(n, VEIL_NOTICE_CONSENT,
