@@ -247,7 +247,12 @@ int veil_consent_record(struct veil_consent *s,
         int own_none = e->own == 0;
         if (!had || after != before)
                 audit(s, id, len,
-                      own_none ? "withdrawn" : had ? "changed" : "granted",
+                      /* Nothing in force (every purpose false, or a TC
+                       * string that allows none): withdrawn, also for a
+                       * first record, as schemas/audit.avsc says. */
+                      own_none || !after ? "withdrawn"
+                      : had              ? "changed"
+                                         : "granted",
                       had ? &before : NULL, &after, source, ts);
         if (!(after & VEIL_PURPOSE_PERSONALIZATION) &&
             (!had || (before & VEIL_PURPOSE_PERSONALIZATION) || !after))

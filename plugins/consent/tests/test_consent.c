@@ -401,6 +401,17 @@ static void test_ledger_tc_and_features(void **state) {
         const veil_rec_t *a = h_audit(&h, 0);
         assert_str(a, "source", "cmp");
         assert_int_equal(get_bool(a, "purposes_after.personalization"), 0);
+        /* A first record whose TC string allows nothing: audited as
+         * withdrawn (nothing in force), not as granted. */
+        m = (struct tc_model){.purposes = h_purposes(0)};
+        h_tc(&m, tc2, sizeof(tc2));
+        assert_int_equal(h_consent(&h, "hal", "hal", "consent", 1, 1, 1, -1,
+                                   tc2, "cmp", T0),
+                         0);
+        a = h_audit(&h, h_count(&h, "audit") - 1);
+        assert_str(a, "action", "withdrawn");
+        assert_int_equal(get_bool(a, "purposes_after.personalization"), 0);
+        assert_int_equal(get_bool(a, "purposes_after.training"), 0);
         h_close(&h);
 }
 
