@@ -86,8 +86,6 @@ struct veil_pipeline {
 
         uint64_t events_in, decode_errors, dead_letters;
         uint64_t erase_failures; /* subjects some stage failed to erase */
-        /* an erased subject's pseudonyms under the older keys */
-        char erase_pseudo[1 + VEIL_KEYRING_MAX_KEYS][VEIL_PSEUDONYM_MAX];
         struct drop_reason drops[MAX_DROP_REASONS];
         size_t n_drops;
         uint64_t tiers[4]; /**< decoded events by tier after the chain */
@@ -544,41 +542,47 @@ int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
 /* Batches                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Both forms of a subject, so stages before and after pseudonymization
- * find what they hold. */
-static struct veil_subject subject_of(struct veil_pipeline *p, const char *raw,
-                                      char *pseudo, size_t pseudo_size) {
-        struct veil_subject subj = {raw, NULL};
-        if (p->keyring &&
-            veil_keyring_pseudonym(p->keyring, "subject", raw, strlen(raw),
-                                   pseudo, pseudo_size) > 0)
-                subj.pseudonym = pseudo;
-        return subj;
-}
+/* A subject as the stages may hold it: the raw id with the active key's
+ * pseudonym first (NULL without keys), then the pseudonym under each older
+ * key of the keyring, since a stage may hold data from before a rotation.
+ * Both the raw id and a pseudonym are given so that stages before and after
+ * pseudonymization find what they hold. */
+struct subject_forms {
+        size_t n;
+        struct veil_subject f[1 + VEIL_KEYRING_MAX_KEYS];
+        char pseudo[1 + VEIL_KEYRING_MAX_KEYS][VEIL_PSEUDONYM_MAX];
+};
 
-/* The subject under the keyring's older key `i` (not the active one);
- * 0 when there is none, so a caller walks i = 0, 1, … for every form. */
-static int subject_under(struct veil_pipeline *p, const char *raw, size_t i,
-                         char *pseudo, size_t pseudo_size,
-                         struct veil_subject *subj) {
-        const char *id = veil_keyring_key_id(p->keyring, i);
+static void subject_forms(struct veil_pipeline *p, const char *raw,
+                          struct subject_forms *sf) {
+        sf->n = 1;
+        sf->f[0] = (struct veil_subject){raw, NULL};
+        if (!p->keyring)
+                return;
+        if (veil_keyring_pseudonym(p->keyring, "subject", raw, strlen(raw),
+                                   sf->pseudo[0], VEIL_PSEUDONYM_MAX) > 0)
+                sf->f[0].pseudonym = sf->pseudo[0];
         const char *active = veil_keyring_active_id(p->keyring);
-        if (!id || (active && !strcmp(id, active)))
-                return 0;
-        if (veil_keyring_pseudonym_key(p->keyring, id, "subject", raw,
-                                       strlen(raw), pseudo, pseudo_size) <= 0)
-                return 0;
-        subj->raw_id = raw;
-        subj->pseudonym = pseudo;
-        return 1;
+        for (size_t k = 0; k < veil_keyring_n_keys(p->keyring) &&
+                           sf->n < 1 + VEIL_KEYRING_MAX_KEYS;
+             k++) {
+                const char *id = veil_keyring_key_id(p->keyring, k);
+                if (!id || (active && !strcmp(id, active)) ||
+                    veil_keyring_pseudonym_key(p->keyring, id, "subject", raw,
+                                               strlen(raw), sf->pseudo[sf->n],
+                                               VEIL_PSEUDONYM_MAX) <= 0)
+                        continue;
+                sf->f[sf->n] = (struct veil_subject){raw, sf->pseudo[sf->n]};
+                sf->n++;
+        }
 }
 
 /* One access record per request: each stage fills its own section. */
 static void apply_exports(struct veil_pipeline *p) {
         for (size_t i = 0; i < p->n_export; i++) {
-                char pseudo[VEIL_PSEUDONYM_MAX] = "";
-                struct veil_subject subj = subject_of(p, p->export_queue[i],
-                                                      pseudo, sizeof(pseudo));
+                struct subject_forms sf;
+                subject_forms(p, p->export_queue[i], &sf);
+                const struct veil_subject subj = sf.f[0];
                 struct veil_output *o = find_output(p, "access");
                 veil_rec_t *r = o && o->codec ? veil_codec_rec_begin(o->codec)
                                               : NULL;
@@ -596,23 +600,9 @@ static void apply_exports(struct veil_pipeline *p) {
                                         continue;
                                 veil_rec_t *sec = veil_rec_map_add(
                                         r, "sections", st->h.def->name);
-                                if (!sec)
-                                        continue;
-                                st->h.def->export_subject(st->state, &subj,
-                                                          sec);
-                                /* And what it still holds under an older
-                                 * key's pseudonym (a rotation). */
-                                char old[VEIL_PSEUDONYM_MAX];
-                                struct veil_subject os;
-                                for (size_t k = 0;
-                                     k < veil_keyring_n_keys(p->keyring);
-                                     k++)
-                                        if (subject_under(p,
-                                                          p->export_queue[i],
-                                                          k, old, sizeof(old),
-                                                          &os))
-                                                st->h.def->export_subject(
-                                                        st->state, &os, sec);
+                                for (size_t f = 0; sec && f < sf.n; f++)
+                                        st->h.def->export_subject(
+                                                st->state, &sf.f[f], sec);
                         }
                         char err[256];
                         if (veil_codec_rec_encode(o->codec, &o->buf, err,
@@ -631,31 +621,17 @@ static void apply_exports(struct veil_pipeline *p) {
 static void apply_erasures(struct veil_pipeline *p) {
         uint64_t failures_before = p->erase_failures;
         for (size_t i = 0; i < p->n_erase; i++) {
-                char pseudo[VEIL_PSEUDONYM_MAX] = "";
-                const char *raw = p->erase_queue[i];
-                struct veil_subject subj = subject_of(p, raw, pseudo,
-                                                      sizeof(pseudo));
+                struct subject_forms sf;
+                subject_forms(p, p->erase_queue[i], &sf);
                 int failed = 0;
-                /* Under the active key, then under every older key of the
-                 * keyring: a stage may hold data from before a rotation. */
-                struct veil_subject forms[1 + VEIL_KEYRING_MAX_KEYS];
-                size_t n_forms = 0;
-                forms[n_forms++] = subj;
-                for (size_t k = 0; k < veil_keyring_n_keys(p->keyring) &&
-                                   n_forms < 1 + VEIL_KEYRING_MAX_KEYS;
-                     k++)
-                        if (subject_under(p, raw, k, p->erase_pseudo[n_forms],
-                                          VEIL_PSEUDONYM_MAX,
-                                          &forms[n_forms]))
-                                n_forms++;
                 for (size_t s = 0; s < p->n_stages; s++) {
                         struct veil_stage *st = &p->stages[s];
                         if (!st->inited || !st->h.def->erase)
                                 continue;
                         int bad = 0;
-                        for (size_t f = 0; f < n_forms; f++)
+                        for (size_t f = 0; f < sf.n; f++)
                                 bad |= st->h.def->erase(st->state,
-                                                        &forms[f]) != 0;
+                                                        &sf.f[f]) != 0;
                         if (!bad)
                                 continue;
                         /* An erasure that did not happen is never reported
