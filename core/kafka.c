@@ -75,6 +75,7 @@ struct kctx {
 
         int fatal;
         char err[1024];
+        int shutdown_ms; /**< o->shutdown_timeout_ms, defaulted */
 
         /* Exactly-once: one transaction at a time, opened by the first
          * record produced (or the batch's offsets) and committed with the
@@ -168,9 +169,16 @@ static int eos_begin(struct kctx *k) {
         return 0;
 }
 
-static int produce_raw(struct kctx *k, const char *topic, const void *key,
-                       size_t key_len, const void *value, size_t value_len,
-                       rd_kafka_headers_t *hdrs, struct inflight *f) {
+/* Hands one record to the producer; the error librdkafka gave, or
+ * NO_ERROR. On success the headers are librdkafka's, otherwise still the
+ * caller's. A full local queue is waited out, but not past a stop request:
+ * with an output down that wait has no end, and the batch is read again
+ * anyway, since it is never committed. */
+static rd_kafka_resp_err_t produce_try(struct kctx *k, const char *topic,
+                                       const void *key, size_t key_len,
+                                       const void *value, size_t value_len,
+                                       rd_kafka_headers_t *hdrs,
+                                       struct inflight *f) {
         for (;;) {
                 rd_kafka_resp_err_t err;
                 if (hdrs)
@@ -191,20 +199,66 @@ static int produce_raw(struct kctx *k, const char *topic, const void *key,
                 if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                         f->pending++;
                         k->st.produced++;
-                        return 0;
+                        return err;
                 }
-                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                        /* Backpressure: serve delivery reports until the
-                         * local queue has room. */
-                        rd_kafka_poll(k->producer, 50);
-                        continue;
-                }
-                if (hdrs)
-                        rd_kafka_headers_destroy(hdrs);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL ||
+                    (k->o->stop && *k->o->stop))
+                        return err;
+                /* Backpressure: serve delivery reports until the local
+                 * queue has room. */
+                rd_kafka_poll(k->producer, 50);
+        }
+}
+
+static int produce_raw(struct kctx *k, const char *topic, const void *key,
+                       size_t key_len, const void *value, size_t value_len,
+                       rd_kafka_headers_t *hdrs, struct inflight *f) {
+        rd_kafka_resp_err_t err =
+                produce_try(k, topic, key, key_len, value, value_len, hdrs, f);
+        if (!err)
+                return 0;
+        if (hdrs)
+                rd_kafka_headers_destroy(hdrs);
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+                set_fatal(k, "cannot produce a record of %zu bytes to topic "
+                          "'%s': %s (raise the producer's message.max.bytes "
+                          "in kafka.settings and the topic's "
+                          "max.message.bytes)",
+                          key_len + value_len, topic, rd_kafka_err2str(err));
+        else
                 set_fatal(k, "cannot produce to topic '%s': %s", topic,
                           rd_kafka_err2str(err));
-                return -VEIL_EIO;
-        }
+        return -VEIL_EIO;
+}
+
+/* A dead letter the topic refuses as too large (its headers come on top of
+ * a record that may have been just under the input's limit) goes again
+ * without its value: the headers still say what failed and where the
+ * record is (topic, partition, offset), and a record that can never be
+ * dead-lettered would otherwise stop the stream at every start. */
+static int produce_dl_bare(struct kctx *k, const char *topic, const void *key,
+                           size_t key_len, size_t value_len,
+                           const rd_kafka_headers_t *h, struct inflight *f) {
+        rd_kafka_headers_t *c = rd_kafka_headers_copy(h);
+        const void *v = NULL;
+        size_t vl = 0;
+        char why[1024], size[24];
+        if (rd_kafka_header_get_last(c, "veil.error", &v, &vl))
+                v = "", vl = 0;
+        snprintf(why, sizeof(why),
+                 "%.*s; the dead letter was too large for topic '%s', so "
+                 "its value (%zu bytes) is left out: read it at the source "
+                 "offset",
+                 (int)(vl < 700 ? vl : 700), (const char *)v, topic,
+                 value_len);
+        snprintf(size, sizeof(size), "%zu", value_len);
+        rd_kafka_header_remove(c, "veil.error");
+        rd_kafka_header_add(c, "veil.error", -1, why, -1);
+        rd_kafka_header_add(c, "veil.value.size", -1, size, -1);
+        veil_log_host(VEIL_LOG_WARN, NULL,
+                      "a dead letter of %zu bytes is too large for topic "
+                      "'%s': produced without its value", value_len, topic);
+        return produce_raw(k, topic, key, key_len, NULL, 0, c, f);
 }
 
 static int sink_produce(void *ctx, const char *topic, const void *key,
@@ -229,7 +283,21 @@ static int sink_produce(void *ctx, const char *topic, const void *key,
                             dl->src->topic ? dl->src->topic : "", -1);
         rd_kafka_header_add(h, "veil.source.partition", -1, part, -1);
         rd_kafka_header_add(h, "veil.source.offset", -1, off, -1);
-        return produce_raw(k, topic, key, key_len, value, value_len, h, f);
+        rd_kafka_resp_err_t err =
+                produce_try(k, topic, key, key_len, value, value_len, h, f);
+        if (!err)
+                return 0;
+        int rc = err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && value_len
+                         ? produce_dl_bare(k, topic, key, key_len, value_len,
+                                           h, f)
+                         : -1;
+        rd_kafka_headers_destroy(h);
+        if (rc == -1) {
+                set_fatal(k, "cannot produce to topic '%s': %s", topic,
+                          rd_kafka_err2str(err));
+                rc = -VEIL_EIO;
+        }
+        return rc;
 }
 
 /* Errors after which producing the same record again cannot succeed. */
@@ -259,9 +327,33 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
                 return;
         }
         const char *topic = rd_kafka_topic_name(m->rkt);
+        rd_kafka_headers_t *h = NULL;
+        if (rd_kafka_message_headers(m, &h))
+                h = NULL;
+        if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && m->len && h &&
+            !k->fatal && !rd_kafka_header_get_last(h, "veil.error", NULL,
+                                                   NULL)) {
+                /* A dead letter the broker found too large (its limit is
+                 * below the producer's): again without its value. Under
+                 * exactly-once the transaction still fails and the batch
+                 * is read again, and this time the producer's own check
+                 * (the broker's limit is learnt) cuts it. */
+                if (produce_dl_bare(k, topic, m->key, m->key_len, m->len, h,
+                                    f) == 0) {
+                        k->st.produced--;
+                        f->pending--;
+                }
+                return;
+        }
         if (k->eos) {
                 /* The transaction fails as a whole: commit_transaction()
-                 * reports it, the batch is aborted and read again. */
+                 * reports it, the batch is aborted and read again; a
+                 * permanent error would fail it again forever (and charge
+                 * the privacy budget for every pass). */
+                if (permanent(m->err))
+                        set_fatal(k, "delivery to topic '%s' failed "
+                                     "permanently: %s",
+                                  topic, rd_kafka_err2str(m->err));
                 f->pending--;
                 return;
         }
@@ -283,14 +375,16 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
                               "line)",
                               topic, rd_kafka_err2str(m->err),
                               (unsigned long long)n);
-        rd_kafka_headers_t *h = NULL, *copy = NULL;
-        if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
-                copy = rd_kafka_headers_copy(h);
-        f->pending--;
+        rd_kafka_headers_t *copy = h ? rd_kafka_headers_copy(h) : NULL;
         k->st.retried++;
-        k->st.produced--; /* counted again by produce_raw */
-        produce_raw(k, topic, m->key, m->key_len, m->payload, m->len, copy,
-                    f);
+        /* Only once it is produced again does this delivery stop counting:
+         * a record that could not be stays pending, so its batch is never
+         * committed. */
+        if (produce_raw(k, topic, m->key, m->key_len, m->payload, m->len,
+                        copy, f) == 0) {
+                f->pending--;
+                k->st.produced--; /* counted again by produce_raw */
+        }
 }
 
 /* ------------------------------------------------------------------ */
@@ -389,13 +483,17 @@ static void commit_send(struct kctx *k) {
         rd_kafka_resp_err_t err = rd_kafka_commit_queue(
                 k->consumer, k->to_commit, k->commit_q, commit_done, k);
         if (err) {
-                veil_log_host(VEIL_LOG_WARN, NULL, "offset commit failed: %s",
+                /* Kept: a partition that gets no more input would keep its
+                 * old offset otherwise. */
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "offset commit failed: %s; committing it again "
+                              "in a second",
                               rd_kafka_err2str(err));
-                rd_kafka_topic_partition_list_destroy(k->to_commit);
-        } else {
-                k->committing = k->to_commit;
-                k->st.commits++;
+                k->commit_retry_ms = now_ms() + 1000;
+                return;
         }
+        k->committing = k->to_commit;
+        k->st.commits++;
         k->to_commit = NULL;
 }
 
@@ -640,7 +738,13 @@ static int eos_commit(struct kctx *k,
  * with its offsets, or is aborted and read again. */
 static void eos_end_batch(struct kctx *k) {
         struct inflight *f = k->tail;
-        int rc = eos_commit(k, f ? f->offsets : NULL);
+        /* A failed batch (fatal) is aborted, never committed with its
+         * offsets: read again at the next start. */
+        int rc = -1;
+        if (k->fatal)
+                eos_abort(k);
+        else
+                rc = eos_commit(k, f ? f->offsets : NULL);
         if (f)
                 settle(k, f);
         settle(k, &k->side_flight);
@@ -691,7 +795,7 @@ static void run_batch(struct kctx *k) {
         k->n_inflight++;
 
         char err[1024];
-        int rc = 0;
+        int rc = 0, failed = 0;
         for (size_t i = 0; i < k->n_msgs && rc >= 0; i++) {
                 rd_kafka_message_t *m = k->msgs[i];
                 rd_kafka_timestamp_type_t tt;
@@ -706,10 +810,13 @@ static void run_batch(struct kctx *k) {
                         rd_kafka_message_timestamp(m, &tt)};
                 rc = veil_pipeline_batch_add(k->p, &src);
         }
-        if (rc < 0)
+        if (rc < 0) {
                 set_fatal(k, "cannot produce a dead letter");
-        else if (veil_pipeline_batch_run(k->p, err, sizeof(err)) < 0)
+                failed = 1;
+        } else if (veil_pipeline_batch_run(k->p, err, sizeof(err)) < 0) {
                 set_fatal(k, "%s", err);
+                failed = 1;
+        }
         if (k->o->metrics) {
                 double secs = (double)(now_ms() - f->formed_ms) / 1000.0,
                        n = (double)k->n_msgs;
@@ -723,10 +830,12 @@ static void run_batch(struct kctx *k) {
                         f->ts[f->n_ts++] = k->batch->events[i].ts_ms;
         }
 
-        /* The next offset of each partition the batch read. */
+        /* The next offset of each partition the batch read. A batch that
+         * failed has none and is never sealed: it blocks every commit
+         * after it, and its input is read again at the next start. */
         rd_kafka_topic_partition_list_t *offs =
                 rd_kafka_topic_partition_list_new(4);
-        for (size_t i = 0; i < k->n_msgs; i++) {
+        for (size_t i = 0; i < k->n_msgs && !failed; i++) {
                 rd_kafka_message_t *m = k->msgs[i];
                 const char *t = rd_kafka_topic_name(m->rkt);
                 rd_kafka_topic_partition_t *tp =
@@ -739,7 +848,7 @@ static void run_batch(struct kctx *k) {
                         tp->offset = m->offset + 1;
         }
         f->offsets = offs;
-        f->sealed = 1;
+        f->sealed = !failed;
         k->cur = NULL;
         k->st.batches++;
         for (size_t i = 0; i < k->n_msgs; i++)
@@ -784,15 +893,18 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                  * processed is dropped: the new owner reads it from the
                  * committed offsets, and partitions that stay ours
                  * (cooperative) are rewound to them before reading on. */
-                eos_commit(k, NULL);
+                if (k->fatal)
+                        eos_abort(k);
+                else
+                        eos_commit(k, NULL);
                 if (k->n_msgs)
                         k->rewind = 1;
                 settle(k, &k->side_flight);
                 k->side_flight.pending = 0;
-        } else
+        } else if (!k->fatal)
                 run_batch(k);
         if (!k->eos && !rd_kafka_assignment_lost(rk))
-                drain(k, k->o->shutdown_timeout_ms, 1);
+                drain(k, k->shutdown_ms, 1);
         commit_forget(k, parts);
         if (coop)
                 rd_kafka_incremental_unassign(rk, parts);
@@ -944,6 +1056,10 @@ static int open_sides(struct kctx *k, char *errstr, size_t errstr_size) {
         rd_kafka_poll_set_consumer(k->side);
 
         k->sides = calloc(k->n_sides, sizeof(*k->sides));
+        if (!k->sides) {
+                snprintf(errstr, errstr_size, "side inputs: out of memory");
+                return -VEIL_ENOMEM;
+        }
         rd_kafka_topic_partition_list_t *assign =
                 rd_kafka_topic_partition_list_new(8);
         for (size_t i = 0; i < k->n_sides; i++) {
@@ -998,6 +1114,14 @@ static int open_sides(struct kctx *k, char *errstr, size_t errstr_size) {
                 }
                 s->n_parts = md->topics[0].partition_cnt;
                 s->parts = calloc((size_t)s->n_parts, sizeof(*s->parts));
+                if (!s->parts) {
+                        snprintf(errstr, errstr_size, "side input '%s': out "
+                                 "of memory", k->cfg->side_inputs[i].name);
+                        rd_kafka_metadata_destroy(md);
+                        rd_kafka_topic_destroy(rkt);
+                        rd_kafka_topic_partition_list_destroy(assign);
+                        return -VEIL_ENOMEM;
+                }
                 for (int j = 0; j < s->n_parts; j++) {
                         int32_t pid = md->topics[0].partitions[j].id;
                         int64_t lo = 0, hi = 0;
@@ -1578,8 +1702,17 @@ static int should_stop(struct kctx *k) {
 
 static void add_msg(struct kctx *k, rd_kafka_message_t *m) {
         if (k->n_msgs == k->cap_msgs) {
-                k->cap_msgs = k->cap_msgs ? k->cap_msgs * 2 : 256;
-                k->msgs = realloc(k->msgs, k->cap_msgs * sizeof(*k->msgs));
+                size_t cap = k->cap_msgs ? k->cap_msgs * 2 : 256;
+                rd_kafka_message_t **n =
+                        realloc(k->msgs, cap * sizeof(*k->msgs));
+                if (!n) {
+                        /* Not committed, so read again after the restart. */
+                        rd_kafka_message_destroy(m);
+                        set_fatal(k, "out of memory reading a batch");
+                        return;
+                }
+                k->msgs = n;
+                k->cap_msgs = cap;
         }
         k->msgs[k->n_msgs++] = m;
         k->st.records_in++;
@@ -1661,7 +1794,7 @@ static void close_all(struct kctx *k) {
         for (size_t i = 0; i < k->n_msgs; i++)
                 rd_kafka_message_destroy(k->msgs[i]);
         free(k->msgs);
-        for (size_t i = 0; i < k->n_sides; i++)
+        for (size_t i = 0; k->sides && i < k->n_sides; i++)
                 free(k->sides[i].parts);
         free(k->sides);
         while (k->head) {
@@ -1747,6 +1880,7 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         int max_inflight = o->max_inflight > 0 ? o->max_inflight : 16;
         int shutdown_ms = o->shutdown_timeout_ms > 0 ? o->shutdown_timeout_ms
                                                      : 10000;
+        k.shutdown_ms = shutdown_ms;
         int rc = 0;
         k.brokers_up = -1;
 

@@ -626,3 +626,28 @@ void fault_print_count(const char *what, const struct fault_env *e,
                 (unsigned long long)e->st.retried,
                 (unsigned long long)e->st.aborted, c->secs);
 }
+
+void fault_run_join_failed(struct fault_env *e) {
+        pthread_join(e->th, NULL);
+        e->running = 0;
+        assert_int_not_equal(e->rc, 0);
+}
+
+int64_t fault_committed(struct fault_env *e, int partition) {
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        rd_kafka_conf_set(c, "bootstrap.servers", e->bootstrap, err,
+                          sizeof(err));
+        rd_kafka_conf_set(c, "group.id", e->group, err, sizeof(err));
+        rd_kafka_conf_set(c, "log_level", "0", err, sizeof(err));
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
+        assert_non_null(rk);
+        rd_kafka_topic_partition_list_t *l =
+                rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, "in", partition);
+        assert_int_equal(rd_kafka_committed(rk, l, 5000), 0);
+        int64_t off = l->elems[0].err ? -1 : l->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_destroy(rk);
+        return off;
+}

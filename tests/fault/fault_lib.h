@@ -134,6 +134,10 @@ int fault_produce_events(const char *bootstrap, const char *topic,
 void fault_run_start(struct fault_env *e, long target, double timeout_s);
 /** Waits for the run to end; asserts it ended cleanly and in time. */
 void fault_run_join(struct fault_env *e);
+/* Waits for a run that must fail: its error is in e->err. */
+void fault_run_join_failed(struct fault_env *e);
+/* The group's committed offset of "in" [partition]; negative: none. */
+int64_t fault_committed(struct fault_env *e, int partition);
 /** 1 when the host reports ready (what GET /readyz answers); `why` gets
  *  the reason otherwise. */
 int fault_ready(struct fault_env *e, char *why, size_t why_size);

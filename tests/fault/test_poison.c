@@ -1,0 +1,232 @@
+/*
+ * Records too large for a topic, on librdkafka's mock cluster (one
+ * partition, tests/fault/fault.yaml):
+ *
+ * - test_oversized_dead_letter: an undecodable record of almost 1 MB,
+ *   whose dead letter (the record plus veil's headers) is over the
+ *   producer's message.max.bytes, goes to the dead-letter topic without
+ *   its value, with the headers that say what and where it was; the events
+ *   around it all come out, and the run ends cleanly. It was a poison pill:
+ *   the host exited at every start.
+ * - test_failed_batch_not_committed: a valid event whose output is too
+ *   large fails its batch (the host exits with the topic's error) and
+ *   nothing of that batch is committed, so a restart reads it again. The
+ *   batch's offsets used to be committed anyway: the input was lost.
+ *
+ * `test_poison [NAME]` runs the tests whose name matches NAME.
+ */
+#include <librdkafka/rdkafka.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "codec.h"
+#include "csv.h"
+#include "fault_lib.h"
+
+#define BIG 999950 /* under message.max.bytes (1,000,000) by itself */
+
+/* Produces one record to "in" with a producer that allows 2 MB. */
+static void produce_big(struct fault_env *e, const char *key,
+                        const void *value, size_t len) {
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        assert_int_equal(rd_kafka_conf_set(c, "bootstrap.servers",
+                                           e->bootstrap, err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        assert_int_equal(rd_kafka_conf_set(c, "message.max.bytes", "2000000",
+                                           err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+        assert_non_null(rk);
+        assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("in"),
+                                           RD_KAFKA_V_KEY(key, strlen(key)),
+                                           RD_KAFKA_V_VALUE((void *)value,
+                                                            len),
+                                           RD_KAFKA_V_MSGFLAGS(
+                                                   RD_KAFKA_MSG_F_COPY),
+                                           RD_KAFKA_V_END),
+                         0);
+        assert_int_equal(rd_kafka_flush(rk, 30000), 0);
+        rd_kafka_destroy(rk);
+}
+
+struct dead_letter {
+        size_t key_len, len;
+        char key[64], error[1024], size[32], offset[32];
+};
+
+static void header(rd_kafka_message_t *m, const char *name, char *buf,
+                   size_t size) {
+        rd_kafka_headers_t *h = NULL;
+        const void *v;
+        size_t len;
+        buf[0] = '\0';
+        if (!rd_kafka_message_headers(m, &h) &&
+            !rd_kafka_header_get_last(h, name, &v, &len))
+                snprintf(buf, size, "%.*s", (int)len, (const char *)v);
+}
+
+/* Reads "dlq" (one partition) to its end; the first max records into out.
+ * Returns how many it holds. */
+static int read_dlq(struct fault_env *e, struct dead_letter *out, int max) {
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        rd_kafka_conf_set(c, "bootstrap.servers", e->bootstrap, err,
+                          sizeof(err));
+        rd_kafka_conf_set(c, "group.id", "dlq-checker", err, sizeof(err));
+        rd_kafka_conf_set(c, "enable.partition.eof", "true", err, sizeof(err));
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
+        assert_non_null(rk);
+        rd_kafka_topic_partition_list_t *l =
+                rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, "dlq", 0)->offset =
+                RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_assign(rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        int n = 0, eof = 0;
+        double deadline = now_s() + 30;
+        while (!eof && now_s() < deadline) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                if (!m)
+                        continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        eof = 1;
+                else if (!m->err) {
+                        if (n < max) {
+                                struct dead_letter *d = &out[n];
+                                d->key_len = m->key_len;
+                                d->len = m->len;
+                                snprintf(d->key, sizeof(d->key), "%.*s",
+                                         (int)m->key_len,
+                                         (const char *)m->key);
+                                header(m, "veil.error", d->error,
+                                       sizeof(d->error));
+                                header(m, "veil.value.size", d->size,
+                                       sizeof(d->size));
+                                header(m, "veil.source.offset", d->offset,
+                                       sizeof(d->offset));
+                        }
+                        n++;
+                }
+                rd_kafka_message_destroy(m);
+        }
+        assert_true(eof);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        return n;
+}
+
+static int setup(void **state) {
+        struct fault_opts o = {0};
+        o.partitions = 1;
+        *state = fault_env_new(&o);
+        return 0;
+}
+
+static void test_oversized_dead_letter(void **state) {
+        struct fault_env *e = *state;
+        fault_feed(e, 50, 0); /* e1..e50 at offsets 0..49 */
+        char *junk = malloc(BIG);
+        assert_non_null(junk);
+        memset(junk, 'X', BIG); /* not Avro: undecodable */
+        produce_big(e, "big", junk, BIG); /* offset 50 */
+        free(junk);
+        fault_feed(e, 50, 0); /* e51..e100 */
+        fault_run_start(e, e->fed + 1, 120);
+        fault_run_join(e); /* rc 0: the run went on and ended cleanly */
+
+        struct fault_count c;
+        fault_count_out(e, &c);
+        fault_print_count("around an oversized record", e, &c);
+        assert_int_equal(c.missing, 0);
+        assert_true(fault_all_committed(e));
+
+        struct dead_letter dl[2];
+        assert_int_equal(read_dlq(e, dl, 2), 1);
+        fprintf(stderr, "# veil.error: %s\n", dl[0].error);
+        assert_int_equal(dl[0].len, 0); /* the value is left out */
+        assert_string_equal(dl[0].key, "big");
+        assert_string_equal(dl[0].size, "999950");
+        assert_string_equal(dl[0].offset, "50");
+        assert_non_null(strstr(dl[0].error, "too large for topic 'dlq'"));
+}
+
+/* A valid event of 1.1 MB (its item id, which pseudonymize keeps): read,
+ * it cannot be produced to the output. */
+static void produce_big_event(struct fault_env *e) {
+        char err[512];
+        struct veil_csv *csv;
+        struct veil_event ev;
+        assert_int_equal(veil_csv_open(&csv,
+                                       TEST_ROOT "/config/demo/events.csv",
+                                       err, sizeof(err)),
+                         0);
+        assert_int_equal(veil_csv_next(csv, &ev, err, sizeof(err)), 1);
+        size_t n = 1100000; /* over the producer's 1,000,000 */
+        char *item = malloc(n + 1);
+        assert_non_null(item);
+        memset(item, 'u', n);
+        item[n] = '\0';
+        ev.event_id = "e1";
+        ev.item_id = item;
+        struct veil_codec *codec;
+        assert_int_equal(veil_codec_new_file(&codec,
+                                             TEST_ROOT
+                                             "/schemas/interaction.avsc",
+                                             VEIL_FRAMING_RAW, 0, err,
+                                             sizeof(err)),
+                         0);
+        struct veil_buf b = {0};
+        assert_int_equal(veil_codec_encode_event(codec, &ev, &b, err,
+                                                 sizeof(err)),
+                         0);
+        assert_true(b.len > n && b.len < 2000000);
+        produce_big(e, "e1", b.data, b.len);
+        veil_buf_free(&b);
+        veil_codec_destroy(codec);
+        veil_csv_close(csv);
+        free(item);
+        e->fed = 1;
+}
+
+static void test_failed_batch_not_committed(void **state) {
+        struct fault_env *e = *state;
+        produce_big_event(e); /* e1, the first record of the first batch */
+        fault_feed(e, 100, 0);  /* e2..e101 */
+        fault_run_start(e, 0, 15);
+        double deadline = now_s() + 15;
+        while (!e->ended && now_s() < deadline)
+                sleep_ms(20);
+        fprintf(stderr, "# %llu records in, %llu produced\n",
+                (unsigned long long)e->records_in,
+                (unsigned long long)e->produced);
+        assert_true(e->ended);
+        fault_run_join_failed(e);
+        fprintf(stderr, "# run: %s\n", e->err);
+        assert_non_null(strstr(e->err, "topic 'out'"));
+        assert_non_null(strstr(e->err, "too large"));
+        /* Nothing committed: a restart reads e1..e101 again. */
+        int64_t off = fault_committed(e, 0);
+        fprintf(stderr, "# committed offset of in [0]: %lld\n",
+                (long long)off);
+        assert_true(off <= 0);
+}
+
+int main(int argc, char **argv) {
+        if (argc > 1)
+                cmocka_set_test_filter(argv[1]);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_oversized_dead_letter,
+                                                setup, fault_env_teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_failed_batch_not_committed, setup,
+                        fault_env_teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
