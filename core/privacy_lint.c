@@ -268,6 +268,18 @@ int veil_privacy_lint_check(struct veil_pipeline *p, int has_keys,
                                   veil_pipeline_stage_params(p, s));
 
         check_declarations(&c, has_keys);
+        if (c.cfg->state && !has_keys)
+                /* Stages key what they hold about a user by the pseudonym,
+                 * or with no keys by the raw user_id (context's profiles),
+                 * and the state topic is an output like any other. */
+                report(&r,
+                       "%s:%d:%d: state: checkpoints stage state to a topic, "
+                       "and without a keys: section stages hold what they "
+                       "keep about a user under the raw user_id; add keys: "
+                       "{active: k1, files: {k1: /path/to/key}} (`veil "
+                       "pseudonymize keygen FILE` writes a key) and a "
+                       "pseudonymize stage first",
+                       c.cfg->file, c.cfg->state->line, c.cfg->state->col);
         for (size_t o = 0; o < c.cfg->n_outputs; o++)
                 check_output(&c, &c.cfg->outputs[o]);
 

@@ -127,6 +127,15 @@ int veil_ckpt_read(struct veil_model *m, struct veil_accountant *acc,
         if (version == 1 ? x != end
                          : end - x < 4 || (size_t)(end - x - 4) != veil_le_get32(x))
                 return bad(errstr, errstr_size, "wrong parameter size");
+        if (acc && !has_acc)
+                /* Its model learned from un-noised gradients: starting a
+                 * private stage from it would release that model under an
+                 * epsilon that does not count it. */
+                return bad(errstr, errstr_size,
+                           "the checkpoint is of a model learned without "
+                           "differential privacy (mechanism: none); a "
+                           "private stage cannot start from it: give this "
+                           "pipeline a new state topic (state.topic)");
         if (has_acc && acc) {
                 int rc = veil_accountant_restore(
                         acc, rec, VEIL_ACCOUNTANT_RECORD_SIZE, errstr,

@@ -1,16 +1,87 @@
 #include "dp.h"
 
 #include <cblas.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
 #include <veil/veil.h>
 
 #include "tree.h"
+
+/* The accountant files this process holds. Two processes on one file
+ * would each count only their own releases, and each save overwrites the
+ * other's: the file would say the larger spend, not the sum. So a file is
+ * locked (flock) while a stage uses it; a reload, whose new stage opens
+ * the file while the old one still runs, shares the lock. Stages are
+ * created and freed on the host's main thread. */
+static struct acc_lock {
+        dev_t dev;
+        ino_t ino;
+        int fd, refs;
+} locks[16];
+
+static int lock_file(const char *path, struct acc_lock **out, char *errstr,
+                     size_t errstr_size) {
+        struct stat st;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                snprintf(errstr, errstr_size,
+                         "dp_model: accountant_file '%s': %s", path,
+                         strerror(errno));
+                if (fd >= 0)
+                        close(fd);
+                return -VEIL_EIO;
+        }
+        struct acc_lock *free_slot = NULL;
+        for (size_t i = 0; i < sizeof(locks) / sizeof(*locks); i++) {
+                struct acc_lock *l = &locks[i];
+                if (l->refs && l->dev == st.st_dev && l->ino == st.st_ino) {
+                        close(fd);
+                        l->refs++;
+                        *out = l;
+                        return 0;
+                }
+                if (!l->refs && !free_slot)
+                        free_slot = l;
+        }
+        if (!free_slot) {
+                close(fd);
+                snprintf(errstr, errstr_size,
+                         "dp_model: more than %zu accountant files in one "
+                         "process", sizeof(locks) / sizeof(*locks));
+                return -VEIL_EINVAL;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int e = errno;
+                close(fd);
+                snprintf(errstr, errstr_size,
+                         "dp_model: accountant_file '%s' is in use by another "
+                         "process%s: two pipelines on one file would each "
+                         "count only their own releases; give each its own "
+                         "accountant_file",
+                         path, e == EWOULDBLOCK ? "" : " (cannot lock it)");
+                return -VEIL_EINVAL;
+        }
+        *free_slot = (struct acc_lock){st.st_dev, st.st_ino, fd, 1};
+        *out = free_slot;
+        return 0;
+}
+
+static void unlock_file(struct acc_lock *l) {
+        if (l && --l->refs == 0) {
+                close(l->fd); /* releases the flock */
+                l->fd = -1;
+        }
+}
 
 /* One user's counters in the current accounting window. Slots of older
  * windows count as free: within a window nothing is deleted, so a probe
@@ -39,6 +110,7 @@ struct veil_dp {
                             * are zero, so clear() leaves them */
         float *V, *U, *E, *b; /* the step's clipped sum */
         struct veil_tree *tree; /* tree: the aggregator's node keys */
+        struct acc_lock *lock;  /* held on accountant_file */
         struct veil_dp_stats st;
 };
 
@@ -53,6 +125,7 @@ static float *zfloats(size_t n) {
 void veil_dp_free(struct veil_dp *dp) {
         if (!dp)
                 return;
+        unlock_file(dp->lock);
         veil_accountant_free(dp->acc);
         veil_noise_free(dp->ns);
         veil_tree_free(dp->tree);
@@ -197,6 +270,8 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
                                  "dp_model: accountant_file: %s", err);
                 }
         }
+        if (!rc)
+                rc = lock_file(dp->path, &dp->lock, errstr, errstr_size);
         if (rc) {
                 veil_dp_free(dp);
                 return rc;

@@ -1294,7 +1294,8 @@ static int checkpoint(void *state, void **data, size_t *len) {
         struct state *s = state;
         void *tab;
         size_t n;
-        int rc = veil_share_encode(s->share, &tab, &n);
+        int rc = veil_share_encode(
+                s->share, s->dp ? veil_dp_stats(s->dp).rho_own : 0, &tab, &n);
         if (rc)
                 return rc;
         unsigned char *x = malloc(8 + n);

@@ -425,9 +425,12 @@ double veil_share_others_rho(const struct veil_share *sh, size_t *senders) {
 }
 
 /* Table: "VDP2", u32 entries, then per entry u16 length, the id, i64 seq,
- * i32 chunk, f64 ρ (bits); this instance's own seq is an entry too (its ρ
- * is the accountant's, 0 here). "VDPS" tables, written before ρ was
- * kept, have no ρ. */
+ * i32 chunk, f64 ρ (bits); the writer's own entry carries its accountant's
+ * ρ. An instance restoring its own checkpoint skips that entry (its
+ * accountant has it); one restoring another's (a state topic shared by a
+ * group: the last writer's checkpoint) counts it as that instance's
+ * releases, which the restored model contains. "VDPS" tables, written
+ * before ρ was kept, have no ρ; older VDP2 ones a writer's ρ of 0. */
 #define ENTRY_FIXED 20
 static unsigned char *put(unsigned char *p, uint64_t v, int bytes) {
         for (int i = 0; i < bytes; i++)
@@ -442,7 +445,8 @@ static uint64_t get(const unsigned char *p, int bytes) {
         return v;
 }
 
-int veil_share_encode(const struct veil_share *sh, void **data, size_t *len) {
+int veil_share_encode(const struct veil_share *sh, double rho_self,
+                      void **data, size_t *len) {
         size_t n = 8 + 2 + strlen(sh->self) + ENTRY_FIXED;
         for (size_t i = 0; i < sh->n_peers; i++)
                 n += 2 + strlen(sh->peers[i].inst) + ENTRY_FIXED;
@@ -468,7 +472,7 @@ int veil_share_encode(const struct veil_share *sh, void **data, size_t *len) {
                 p = put(p, (uint32_t)(i < sh->n_peers ? sh->peers[i].chunk
                                                       : -1),
                         4);
-                double rho = i < sh->n_peers ? sh->peers[i].rho : 0;
+                double rho = i < sh->n_peers ? sh->peers[i].rho : rho_self;
                 uint64_t bits;
                 memcpy(&bits, &rho, sizeof(bits));
                 p = put(p, bits, 8);

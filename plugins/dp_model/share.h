@@ -79,8 +79,11 @@ size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m);
  *  many instances' releases that is. */
 double veil_share_others_rho(const struct veil_share *sh, size_t *senders);
 
-/** The (seq, chunk, ρ) table for the checkpoint: a malloc'd buffer. */
-int veil_share_encode(const struct veil_share *sh, void **data, size_t *len);
+/** The (seq, chunk, ρ) table for the checkpoint: a malloc'd buffer.
+ *  rho_self: this instance's own spend (its accountant's ρ), which counts
+ *  as another instance's releases for whoever restores the checkpoint. */
+int veil_share_encode(const struct veil_share *sh, double rho_self,
+                      void **data, size_t *len);
 /** Replaces the table with a checkpoint's (-VEIL_EDECODE when corrupt). */
 int veil_share_decode(struct veil_share *sh, const void *data, size_t len);
 

@@ -64,6 +64,9 @@ check "lint context.ip kept without a reason" 2 \
 out=$("$VEIL" lint "$here/leak_ip.yaml" 2>&1)
 [ "$(grep -c "can reach output" <<<"$out")" -eq 1 ] && { passes=$((passes + 1)); echo "ok only context.ip leaks"; } ||
   { echo "FAIL only context.ip should leak:"; echo "$out"; fails=$((fails + 1)); }
+check "lint state without keys" 2 \
+  "state_nokeys.yaml:15:8: state: checkpoints stage state to a topic, and without a keys: section stages hold what they keep about a user under the raw user_id; add keys:" \
+  -- "$VEIL" lint "$here/state_nokeys.yaml"
 check "run refuses a leaking pipeline" 2 "field 'user_id' \(pii: identifier\) can reach output 'events'" \
   -- "$VEIL" run "$here/leak_user_id.yaml"
 

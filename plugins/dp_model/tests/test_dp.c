@@ -428,7 +428,7 @@ static void test_share_table_rho(void **st) {
         /* Round trip through this build's encoder. */
         void *enc;
         size_t len;
-        assert_int_equal(veil_share_encode(sh, &enc, &len), 0);
+        assert_int_equal(veil_share_encode(sh, 0.375, &enc, &len), 0);
         assert_int_equal(veil_share_new(&sh2, "self", 1 << 20), 0);
         assert_int_equal(veil_share_decode(sh2, enc, len), 0);
         assert_true(veil_share_others_rho(sh2, NULL) == veil_share_others_rho(sh, NULL));
@@ -444,6 +444,16 @@ static void test_share_table_rho(void **st) {
         n = table(buf, 1, rho);
         assert_int_equal(veil_share_decode(sh2, buf, n), 0);
         assert_true(isinf(veil_share_others_rho(sh2, NULL)));
+        veil_share_free(sh2);
+        /* Another instance restoring this checkpoint (a state topic shared
+         * by a group) holds this instance's releases too: the writer's own
+         * ρ counts among the others'. It counted as nothing, so the
+         * restorer reported the largest of the two spends, not their sum. */
+        assert_int_equal(veil_share_encode(sh, 0.375, &enc, &len), 0);
+        assert_int_equal(veil_share_new(&sh2, "other", 1 << 20), 0);
+        assert_int_equal(veil_share_decode(sh2, enc, len), 0);
+        assert_true(veil_share_others_rho(sh2, NULL) >= 0.75 + 0.375);
+        free(enc);
         veil_share_free(sh2);
         veil_share_free(sh);
         /* The older format: no ρ, and a truncated table is refused. */
@@ -535,6 +545,26 @@ static void test_checkpoint_roundtrip(void **st) {
                          0);
         assert_int_equal(veil_dp_restored(dp2, err, sizeof(err)), 0);
         assert_true(veil_dp_stats(dp2).epsilon >= eps6);
+
+        /* A model learned without DP (no accountant record) is refused
+         * by a private stage: it would be released under an ε that does
+         * not count it. A non-private stage takes it. */
+        void *plain;
+        size_t plain_len;
+        assert_int_equal(veil_ckpt_write(m, NULL, NULL, 0, &plain,
+                                         &plain_len),
+                         0);
+        float b0 = m2->b[0];
+        assert_int_equal(veil_ckpt_read(m2, veil_dp_accountant_mut(dp2),
+                                        plain, plain_len, &ex, &ex_len, err,
+                                        sizeof(err)),
+                         -VEIL_EDECODE);
+        assert_non_null(strstr(err, "without differential privacy"));
+        assert_true(m2->b[0] == b0);
+        assert_int_equal(veil_ckpt_read(m2, NULL, plain, plain_len, &ex,
+                                        &ex_len, err, sizeof(err)),
+                         0);
+        free(plain);
 
         /* Damaged buffers change nothing. */
         float v0 = m2->V[0];

@@ -144,6 +144,13 @@ check "corrupt accountant" 2 "accountant_file" -- "$VEIL" replay "$work/c.yaml" 
 # A path that cannot be written fails the start, not the first noisy step.
 pipeline "$work/no-such-dir/acc" 0 8 >"$work/e.yaml"
 check "accountant_file in a missing directory" 2 "accountant_file: .*no-such-dir/acc.*is its directory there and writable" -- "$VEIL" replay "$work/e.yaml" --events "$events" --limit 10
+# A file another process holds (this shell, through flock(1), as a second
+# veil would): refused, since each would count only its own releases.
+exec 9<"$work/acc2"
+flock -n 9
+check "accountant_file in use" 2 "accountant_file '.*acc2' is in use by another process" -- "$VEIL" replay "$work/b.yaml" --events "$events" --limit 10
+exec 9<&-
+check "accountant_file free again" 0 "recommendations" -- "$VEIL" replay "$work/b.yaml" --events "$events" --limit 10
 check "no accountant_file" 2 "accountant_file" -- bash -c "sed '/accountant_file/d' '$work/c.yaml' >'$work/d.yaml'; '$VEIL' replay '$work/d.yaml' --events '$events' --limit 10"
 
 echo "$passes passed, $fails failed"
