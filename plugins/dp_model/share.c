@@ -302,8 +302,16 @@ static int parse(const struct veil_model *m, const veil_rec_t *r,
                 kept_free(k);
                 return -VEIL_ENOMEM;
         }
-        for (size_t i = 0; i < (size_t)rows * want_w; i++)
+        for (size_t i = 0; i < (size_t)rows * want_w; i++) {
                 k->vals[i] = get_f32((const unsigned char *)vals + 4 * i);
+                if (!isfinite(k->vals[i])) {
+                        /* One NaN would spread through every score and
+                         * every later checkpoint. */
+                        kept_free(k);
+                        return bad(errstr, errstr_size,
+                                   "a value is not a finite number");
+                }
+        }
         for (size_t i = 0; i < n_ids; i++) {
                 const char *id;
                 size_t l;
@@ -361,7 +369,8 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
         if (!veil_rec_get_str(r, "instance", &inst, &n) &&
             !strcmp(inst, sh->self)) {
                 /* Our own, from before a restart: only its seq matters. */
-                if (!veil_rec_get_long(r, "seq", &seq) && seq > sh->seq)
+                if (!veil_rec_get_long(r, "seq", &seq) && seq > sh->seq &&
+                    seq < INT64_MAX / 2) /* ++seq must not overflow */
                         sh->seq = seq;
                 return 0;
         }

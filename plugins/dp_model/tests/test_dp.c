@@ -16,6 +16,7 @@
 
 #include "catalog.h"
 #include "ckpt.h"
+#include "codec.h"
 #include "dp.h"
 #include "learn.h"
 #include "model.h"
@@ -467,6 +468,73 @@ static void test_share_table_rho(void **st) {
         veil_share_free(sh);
 }
 
+/* Another instance's update of two item biases, value v for i1. */
+static void update_rec(struct veil_codec *c, struct veil_buf *b, float v) {
+        veil_rec_t *w = veil_codec_rec_begin(c);
+        float vals[2] = {0.5f, v};
+        assert_int_equal(veil_rec_set_str(w, "instance", "peer"), 0);
+        assert_int_equal(veil_rec_set_long(w, "seq", 1), 0);
+        assert_int_equal(veil_rec_set_long(w, "chunk", 0), 0);
+        assert_int_equal(veil_rec_set_long(w, "chunks", 1), 0);
+        assert_int_equal(veil_rec_set_str(w, "block", "item_bias"), 0);
+        assert_int_equal(veil_rec_set_long(w, "rows", 2), 0);
+        assert_int_equal(veil_rec_set_long(w, "width", 1), 0);
+        assert_int_equal(veil_rec_set_bytes(w, "values", vals, sizeof(vals)),
+                         0);
+        assert_int_equal(veil_rec_set_double(w, "rho", 0.25), 0);
+        assert_int_equal(veil_rec_set_str(veil_rec_append(w, "item_ids"), "",
+                                          "i0"),
+                         0);
+        assert_int_equal(veil_rec_set_str(veil_rec_append(w, "item_ids"), "",
+                                          "i1"),
+                         0);
+        char err[256];
+        assert_int_equal(veil_codec_rec_encode(c, b, err, sizeof(err)), 0);
+}
+
+/* A value that is not a finite number is refused (the record goes to the
+ * dead-letter topic): one NaN would spread through every score. */
+static void test_share_refuses_non_finite(void **st) {
+        (void)st;
+        char err[256];
+        struct veil_codec *c;
+        assert_int_equal(veil_codec_new_file(&c,
+                                             VEIL_SRCDIR
+                                             "/schemas/model_update.avsc",
+                                             VEIL_FRAMING_RAW, 0, err,
+                                             sizeof(err)),
+                         0);
+        struct veil_model *m = new_model(3, 2, 4);
+        struct veil_share *sh;
+        assert_int_equal(veil_share_new(&sh, "self", 1 << 20), 0);
+        veil_share_go_live(sh, m);
+        struct veil_buf b = {0};
+        float b0 = m->b[0], b1 = m->b[1];
+        const float bad[] = {NAN, INFINITY, -INFINITY};
+        for (int i = 0; i < 3; i++) {
+                update_rec(c, &b, bad[i]);
+                const veil_rec_t *r;
+                assert_int_equal(veil_codec_decode_rec(c, b.data, b.len, &r,
+                                                       err, sizeof(err)),
+                                 0);
+                assert_true(veil_share_on_record(sh, m, r, err,
+                                                 sizeof(err)) < 0);
+                assert_non_null(strstr(err, "not a finite number"));
+                assert_true(m->b[0] == b0 && m->b[1] == b1);
+        }
+        update_rec(c, &b, 2.0f);
+        const veil_rec_t *r;
+        assert_int_equal(veil_codec_decode_rec(c, b.data, b.len, &r, err,
+                                               sizeof(err)),
+                         0);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 1);
+        assert_true(m->b[0] == b0 + 0.5f && m->b[1] == b1 + 2.0f);
+        veil_buf_free(&b);
+        veil_share_free(sh);
+        veil_model_free(m);
+        veil_codec_destroy(c);
+}
+
 /* ---- checkpoint and restore -------------------------------------------- */
 
 static void test_checkpoint_roundtrip(void **st) {
@@ -772,6 +840,7 @@ int main(void) {
                 cmocka_unit_test(test_budget_freezes),
                 cmocka_unit_test(test_others_count),
                 cmocka_unit_test(test_share_table_rho),
+                cmocka_unit_test(test_share_refuses_non_finite),
                 cmocka_unit_test(test_checkpoint_roundtrip),
                 cmocka_unit_test(test_empirical_privacy),
                 cmocka_unit_test(test_tree_mechanism),
