@@ -337,6 +337,45 @@ static int parse_manifest(const unsigned char *v, size_t n,
         return 0;
 }
 
+static unsigned char *assemble(const struct stage_log *s,
+                               const struct manifest *m, char *why,
+                               size_t why_size);
+
+/* Once a checkpoint is complete and verified, what is older of its stage
+ * can never be restored: it is freed as the log is read. A topic that is
+ * not compacted, or the active segment of one that is, holds every
+ * checkpoint of days (12 MB a minute for a full model), and keeping them
+ * all until the restore is memory without bound at start. */
+static void prune(struct stage_log *s, const struct manifest *newest) {
+        char why[128];
+        unsigned char *blob = assemble(s, newest, why, sizeof(why));
+        if (!blob)
+                return; /* incomplete or corrupt: older ones may serve */
+        free(blob);
+        uint64_t seq = newest->seq;
+        size_t n = 0;
+        for (size_t i = 0; i < s->n_chunks; i++) {
+                if (s->chunks[i].seq < seq)
+                        free(s->chunks[i].data);
+                else
+                        s->chunks[n++] = s->chunks[i];
+        }
+        s->n_chunks = n;
+        n = 0;
+        for (size_t i = 0; i < s->n_mans; i++)
+                if (s->mans[i].seq >= seq)
+                        s->mans[n++] = s->mans[i];
+        s->n_mans = n;
+}
+
+size_t veil_checkpoint_reader_bytes(const struct veil_checkpoint_reader *r) {
+        size_t n = 0;
+        for (size_t i = 0; i < r->n_st; i++)
+                for (size_t j = 0; j < r->st[i].n_chunks; j++)
+                        n += r->st[i].chunks[j].len;
+        return n;
+}
+
 void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                                 const void *key, size_t key_len,
                                 const void *value, size_t value_len) {
@@ -380,6 +419,7 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                 s->mans[s->n_mans++] = m;
                 if (m.seq > r->max_seq)
                         r->max_seq = m.seq;
+                prune(s, &s->mans[s->n_mans - 1]);
                 return;
         }
         if (value_len < 17 || memcmp(v, "VCKC", 4) || v[4] != FORMAT ||

@@ -55,6 +55,10 @@ void veil_checkpoint_reader_free(struct veil_checkpoint_reader *r);
 void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                                 const void *key, size_t key_len,
                                 const void *value, size_t value_len);
+/** Bytes of checkpoint chunks held: a stage's chunks older than its
+ *  newest complete, verified checkpoint are freed as they are read, so
+ *  this stays near one or two checkpoints however long the log is. */
+size_t veil_checkpoint_reader_bytes(const struct veil_checkpoint_reader *r);
 /** Restores each stage from the newest checkpoint of it whose chunks are
  *  all present and whose checksum matches; an incomplete or corrupt one is
  *  skipped with a warning. *next_seq is one more than the largest sequence

@@ -225,6 +225,48 @@ static void test_older_complete(void **st) {
         close_pl(&b);
 }
 
+/* Ten checkpoints of 2 MB read in a row (a topic not yet compacted): the
+ * reader holds about one, not all ten, and restores the newest. */
+static void test_bounded_while_reading(void **st) {
+        (void)st;
+        struct pl a[2], b;
+        struct cap c = {0};
+        open_pl(&a[0], 1, "");
+        open_pl(&a[1], 3, "");
+        open_pl(&b, 2, "");
+        struct veil_checkpoint_reader *r;
+        char err[512];
+        assert_int_equal(veil_checkpoint_reader_new(&r, "g"), 0);
+        size_t most = 0;
+        for (uint64_t seq = 1; seq <= 10; seq++) {
+                save(&a[seq % 2], &c, seq);
+                for (size_t i = 0; i < c.n; i++) {
+                        veil_checkpoint_reader_add(r, c.r[i].key,
+                                                   c.r[i].key_len,
+                                                   c.r[i].value,
+                                                   c.r[i].value_len);
+                        size_t held = veil_checkpoint_reader_bytes(r);
+                        if (held > most)
+                                most = held;
+                }
+                cap_free(&c);
+        }
+        fprintf(stderr, "# most held while reading: %zu bytes\n", most);
+        assert_true(most >= BIG && most < 2 * BIG + 100);
+        uint64_t next = 0;
+        size_t restored = 0;
+        assert_int_equal(veil_checkpoint_reader_restore(r, b.p, &next,
+                                                        &restored, err,
+                                                        sizeof(err)),
+                         0);
+        assert_int_equal(next, 11);
+        assert_true(same_state(&a[0], &b)); /* checkpoint 10 */
+        veil_checkpoint_reader_free(r);
+        close_pl(&a[0]);
+        close_pl(&a[1]);
+        close_pl(&b);
+}
+
 static void test_foreign_and_refused(void **st) {
         (void)st;
         struct pl a, b;
@@ -322,6 +364,7 @@ int main(void) {
                 cmocka_unit_test(test_roundtrip),
                 cmocka_unit_test(test_partial_and_corrupt),
                 cmocka_unit_test(test_older_complete),
+                cmocka_unit_test(test_bounded_while_reading),
                 cmocka_unit_test(test_foreign_and_refused),
                 cmocka_unit_test(test_config),
         };
