@@ -719,6 +719,8 @@ static void resolve_recent(const struct veil_model *m,
         }
 }
 
+static void others_spent(struct state *s);
+
 static int process(void *state, struct veil_batch *b) {
         struct state *s = state;
         struct veil_model *m = s->m;
@@ -734,6 +736,20 @@ static int process(void *state, struct veil_batch *b) {
                                  "%zu model update chunk(s) of other "
                                  "instances applied",
                                  n);
+                double own, lost;
+                if (s->dp &&
+                    (lost = veil_share_own_unaccounted(
+                             s->share,
+                             own = veil_dp_stats(s->dp).rho_own)) > 0) {
+                        veil_log(s->st, VEIL_LOG_WARN,
+                                 "the model updates topic holds releases of "
+                                 "this instance costing rho %.4g, more than "
+                                 "accountant_file counts (%.4g): was the "
+                                 "file lost or replaced? They now count as "
+                                 "another instance's",
+                                 lost, own);
+                        others_spent(s);
+                }
         }
         s->batch_no++;
         /* 1. Queries. */

@@ -36,6 +36,7 @@ struct kept {
 struct veil_share {
         char *self;
         int64_t seq;      /* own: the last release's, or above */
+        double own_rho;   /* the largest ρ own records on the topic carry */
         int live;
         size_t keep_cap, kept_bytes;
         struct kept *head, *tail;
@@ -368,10 +369,14 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
         int64_t seq;
         if (!veil_rec_get_str(r, "instance", &inst, &n) &&
             !strcmp(inst, sh->self)) {
-                /* Our own, from before a restart: only its seq matters. */
+                /* Our own, from before a restart: its seq, and its ρ (a
+                 * lower bound of what this instance has spent). */
+                double rho;
                 if (!veil_rec_get_long(r, "seq", &seq) && seq > sh->seq &&
                     seq < INT64_MAX / 2) /* ++seq must not overflow */
                         sh->seq = seq;
+                if (!veil_rec_get_double(r, "rho", &rho) && rho > sh->own_rho)
+                        sh->own_rho = rho;
                 return 0;
         }
         struct kept *k;
@@ -418,6 +423,29 @@ size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m) {
         sh->tail = NULL;
         sh->kept_bytes = 0;
         return (size_t)(sh->st.applied_chunks - before);
+}
+
+double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc) {
+        if (!(sh->own_rho > rho_acc))
+                return 0;
+        /* The accountant is saved before every release, so this happens
+         * only when its file was lost or replaced: those releases are in
+         * the topic and in the other instances' models all the same. They
+         * count as another sender's, under a name of their own, which the
+         * checkpoint table keeps. */
+        size_t l = strlen(sh->self);
+        char *name = malloc(l + sizeof(" (before its accountant file)"));
+        if (!name)
+                return INFINITY;
+        memcpy(name, sh->self, l);
+        strcpy(name + l, " (before its accountant file)");
+        struct peer *p = peer(sh, name, 1);
+        free(name);
+        if (!p)
+                return INFINITY;
+        if (sh->own_rho > p->rho)
+                p->rho = sh->own_rho;
+        return sh->own_rho;
 }
 
 double veil_share_others_rho(const struct veil_share *sh, size_t *senders) {

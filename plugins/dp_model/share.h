@@ -73,6 +73,12 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
 /** The first batch: applies what was kept. Returns chunks applied. */
 size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m);
 
+/** Own releases read back from the topic whose ρ is above rho_acc (this
+ *  instance's accountant: its file was lost or replaced) are counted as
+ *  another sender's. Returns their ρ, or 0 when the accountant covers
+ *  them (INFINITY when memory ran out: an unknown cost). */
+double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc);
+
 /** The sum of the largest ρ each other instance's releases carried, read
  *  from the topic or restored from the checkpoint: what those releases
  *  cost the users they contain (rounded up). *senders (may be NULL): how

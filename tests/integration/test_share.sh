@@ -120,4 +120,22 @@ awk -v n="$new_min" -v a="$a_eps" 'BEGIN{exit !(n > a)}' ||
 ok "the restarted b's records report epsilon from $new_min, above a's own $a_eps"
 grep -q '"level":"error"' "$WORK/veil-b2.log" && fail "errors in the log"
 ok "restarted b applied all $a_chunks chunks of a once; its releases resume at seq $first_new"
+
+# b's accountant file lost: its releases on the topic still count, as
+# another sender's, from its first batch.
+b_rho=$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" | jq -r '.value | select(.instance == "b") | .rho' | sort -g | tail -1)
+rm -f "$WORK/acc-b"
+VEIL_INSTANCE_ID=b VEIL_ACCOUNTANT="$WORK/acc-b" \
+  start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-b3.log"
+produce "$VEIL_INPUT" "$WORK/more.csv"
+wait_count "$VEIL_RECS" $((N + 4000)) 60 || fail "recommendations after the file was lost"
+stop_veil 20
+lost=$(sed -nE 's/.*releases of this instance costing rho ([0-9.e+-]+), more than accountant_file counts \(0\).*/\1/p' "$WORK/veil-b3.log")
+[ -n "$lost" ] || fail "b did not say that the topic holds releases its new accountant file does not count"
+# The log gives 4 digits.
+awk -v l="$lost" -v b="$b_rho" 'BEGIN{exit !(l >= b * 0.999)}' ||
+  fail "b counts rho $lost of its lost releases, the topic holds up to $b_rho"
+grep -q "now counts the releases of 2 other instance(s)" "$WORK/veil-b3.log" ||
+  fail "b's lost releases do not count in its epsilon"
+ok "with its accountant file lost, b counts its earlier releases (rho $lost) as another sender's"
 echo "PASS test_share"

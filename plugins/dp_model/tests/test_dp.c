@@ -468,11 +468,12 @@ static void test_share_table_rho(void **st) {
         veil_share_free(sh);
 }
 
-/* Another instance's update of two item biases, value v for i1. */
-static void update_rec(struct veil_codec *c, struct veil_buf *b, float v) {
+/* An update of two item biases by `inst`, value v for i1. */
+static void update_rec_of(struct veil_codec *c, struct veil_buf *b,
+                          const char *inst, float v, double rho) {
         veil_rec_t *w = veil_codec_rec_begin(c);
         float vals[2] = {0.5f, v};
-        assert_int_equal(veil_rec_set_str(w, "instance", "peer"), 0);
+        assert_int_equal(veil_rec_set_str(w, "instance", inst), 0);
         assert_int_equal(veil_rec_set_long(w, "seq", 1), 0);
         assert_int_equal(veil_rec_set_long(w, "chunk", 0), 0);
         assert_int_equal(veil_rec_set_long(w, "chunks", 1), 0);
@@ -481,7 +482,7 @@ static void update_rec(struct veil_codec *c, struct veil_buf *b, float v) {
         assert_int_equal(veil_rec_set_long(w, "width", 1), 0);
         assert_int_equal(veil_rec_set_bytes(w, "values", vals, sizeof(vals)),
                          0);
-        assert_int_equal(veil_rec_set_double(w, "rho", 0.25), 0);
+        assert_int_equal(veil_rec_set_double(w, "rho", rho), 0);
         assert_int_equal(veil_rec_set_str(veil_rec_append(w, "item_ids"), "",
                                           "i0"),
                          0);
@@ -492,9 +493,14 @@ static void update_rec(struct veil_codec *c, struct veil_buf *b, float v) {
         assert_int_equal(veil_codec_rec_encode(c, b, err, sizeof(err)), 0);
 }
 
+static void update_rec(struct veil_codec *c, struct veil_buf *b, float v) {
+        update_rec_of(c, b, "peer", v, 0.25);
+}
+
 /* A value that is not a finite number is refused (the record goes to the
- * dead-letter topic): one NaN would spread through every score. */
-static void test_share_refuses_non_finite(void **st) {
+ * dead-letter topic): one NaN would spread through every score. And own
+ * records read back count when the accountant does not. */
+static void test_share_records(void **st) {
         (void)st;
         char err[256];
         struct veil_codec *c;
@@ -529,6 +535,23 @@ static void test_share_refuses_non_finite(void **st) {
                          0);
         assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 1);
         assert_true(m->b[0] == b0 + 0.5f && m->b[1] == b1 + 2.0f);
+        /* This instance's own releases read back: their ρ is a lower bound
+         * of its spend. An accountant that counts less (its file was lost)
+         * has them counted as another sender's; one that counts them, not. */
+        update_rec_of(c, &b, "self", 1.0f, 0.75);
+        assert_int_equal(veil_codec_decode_rec(c, b.data, b.len, &r, err,
+                                               sizeof(err)),
+                         0);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 0);
+        assert_true(m->b[1] == b1 + 2.0f); /* own: not applied */
+        double before = veil_share_others_rho(sh, NULL);
+        assert_true(veil_share_own_unaccounted(sh, 0.75) == 0);
+        assert_true(veil_share_others_rho(sh, NULL) == before);
+        assert_true(veil_share_own_unaccounted(sh, 0.1) == 0.75);
+        assert_true(veil_share_others_rho(sh, NULL) >= before + 0.75);
+        /* Asked again (another restart), it is not counted twice. */
+        assert_true(veil_share_own_unaccounted(sh, 0.1) == 0.75);
+        assert_true(veil_share_others_rho(sh, NULL) < before + 0.75 + 1e-9);
         veil_buf_free(&b);
         veil_share_free(sh);
         veil_model_free(m);
@@ -840,7 +863,7 @@ int main(void) {
                 cmocka_unit_test(test_budget_freezes),
                 cmocka_unit_test(test_others_count),
                 cmocka_unit_test(test_share_table_rho),
-                cmocka_unit_test(test_share_refuses_non_finite),
+                cmocka_unit_test(test_share_records),
                 cmocka_unit_test(test_checkpoint_roundtrip),
                 cmocka_unit_test(test_empirical_privacy),
                 cmocka_unit_test(test_tree_mechanism),
