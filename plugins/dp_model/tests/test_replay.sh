@@ -133,4 +133,30 @@ grep -qE '^    pipeline +hit-rate@5 [0-9.]+ +NDCG@5 ' "$work/c" && [ -n "$pop5" 
   awk -v a="$pop5" -v b="$pop" 'BEGIN { exit !(a < b) }' ||
   fail "k: 5 scored at 5 (popular $pop5 against $pop at 10): $(grep hit-rate "$work/c")"
 echo "ok: k: 5 is scored at 5 (popular $pop5 against $pop at 10)"
+
+# The pairs whose next event came at a later time (a later visit), counted
+# from the CSV: the user's next row with a greater ts.
+later=$(awk -F, 'NR>1 { if (($2 in t) && $1 > t[$2]) n++; t[$2] = $1 } END { print n }' "$events")
+grep -qE "^  later visits: $later of the pairs have their next event at a later time" "$out" ||
+  fail "later visits: want $later: $(grep 'later' "$out")"
+grep -qE '^    pipeline, later visits +hit-rate@10 [0-9.]+ +NDCG@10 [0-9.]+$' "$out" &&
+  grep -qE '^    popular, later visits +hit-rate@10 [0-9.]+ +NDCG@10 [0-9.]+$' "$out" ||
+  fail "no later-visit hit-rates"
+echo "ok: $later later visits scored on their own"
+
+# The plugins' clock follows the events' times: with profiles that expire
+# after a second, the customers' returns find no profile and score
+# differently than with profiles kept for ten years. (The replay takes well
+# under a second of wall time, so the wall clock would expire nothing.)
+for ttl in 1 315360000; do
+  sed -e "0,/^      default_tier: personalized$/s||      default_tier: personalized\n      profile_ttl_s: $ttl|" \
+    -e "s|\.\./demo/|$ROOT/config/demo/|g" -e "s|\.\./\.\./schemas/|$ROOT/schemas/|g" \
+    "$ROOT/config/pipelines/retail.yaml" >"$work/ttl$ttl.yaml"
+  grep -q "profile_ttl_s: $ttl" "$work/ttl$ttl.yaml" || fail "ttl variant"
+  "$VEIL" replay "$work/ttl$ttl.yaml" --events "$events" --evaluate 2>&1 |
+    grep 'pipeline, later visits' >"$work/later$ttl" || fail "replay with profile_ttl_s: $ttl"
+done
+! cmp -s "$work/later1" "$work/later315360000" ||
+  fail "profiles expiring after 1 s of event time changed nothing: $(cat "$work/later1")"
+echo "ok: profile expiry follows event time ($(cat "$work/later1") with a TTL of 1 s)"
 echo "PASS test_replay"
