@@ -25,6 +25,9 @@ struct veil_http {
         char address[300];
 };
 
+/* libmicrohttpd's own messages are about one client each (a bad request,
+ * a reset connection, one refused at the limit), so any client could fill
+ * the log with them, URL included: debug level. */
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
         (void)cls;
         char msg[1024];
@@ -32,7 +35,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
         size_t n = strlen(msg);
         while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
                 msg[--n] = '\0';
-        veil_log_host(VEIL_LOG_WARN, NULL, "http: %s", msg);
+        veil_log_host(VEIL_LOG_DEBUG, NULL, "http: %s", msg);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
@@ -88,6 +91,8 @@ static enum MHD_Result reload(struct veil_http *s, struct MHD_Connection *c) {
                                      sizeof(msg));
         if (r == 1)
                 return text(c, MHD_HTTP_OK, "reloaded");
+        if (r == -2)
+                return text(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
         if (r == 0) {
                 char out[1200];
                 snprintf(out, sizeof(out),
@@ -186,7 +191,10 @@ int veil_http_start(struct veil_http **out, const struct veil_http_config *hc,
                 return rc;
         }
         /* A thread per connection: a POST /reload may wait for the loop,
-         * and /metrics and the probes must still answer meanwhile. */
+         * and /metrics and the probes must still answer meanwhile. At most
+         * 8 connections per client address, idle ones closed after 10 s:
+         * one client trickling headers cannot take every slot and fail the
+         * kubelet's probes (which come from another address). */
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
                          MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
         if (ss.ss_family == AF_INET6)
@@ -196,7 +204,9 @@ int veil_http_start(struct veil_http **out, const struct veil_http_config *hc,
                                 s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                                MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                (unsigned)8,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
                                 MHD_OPTION_END);
         if (!s->d) {
                 snprintf(errstr, errstr_size,
@@ -232,6 +242,8 @@ const char *veil_http_address(const struct veil_http *s) {
 void veil_http_stop(struct veil_http *s) {
         if (!s)
                 return;
+        if (s->ops)
+                veil_ops_close(s->ops);
         MHD_stop_daemon(s->d);
         free(s);
 }

@@ -155,7 +155,11 @@ char *veil_metrics_labels(char *buf, size_t size, ...) {
                                 buf[o++] = '\\';
                                 buf[o++] = 'n';
                         } else {
-                                buf[o++] = c < 0x20 ? '?' : (char)c;
+                                /* Control bytes, and every byte of a non-
+                                 * ASCII character: a value cut in the
+                                 * middle of one would fail the scrape. */
+                                buf[o++] = c < 0x20 || c >= 0x7f ? '?'
+                                                                 : (char)c;
                         }
                 }
                 if (o + 1 < size)

@@ -19,6 +19,7 @@ struct veil_ops {
         uint64_t reloads_done;
         int last_ok;
         char last_msg[1024];
+        int closing; /* the server is stopping: waits end */
 };
 
 static int64_t mono_ms(void) {
@@ -133,6 +134,13 @@ void veil_ops_reload_done(struct veil_ops *o, int ok, const char *msg) {
         pthread_mutex_unlock(&o->mu);
 }
 
+void veil_ops_close(struct veil_ops *o) {
+        pthread_mutex_lock(&o->mu);
+        o->closing = 1;
+        pthread_cond_broadcast(&o->cv);
+        pthread_mutex_unlock(&o->mu);
+}
+
 int veil_ops_wait_reload(struct veil_ops *o, uint64_t done_before,
                          int timeout_ms, char *msg, size_t msg_size) {
         struct timespec dl;
@@ -145,10 +153,14 @@ int veil_ops_wait_reload(struct veil_ops *o, uint64_t done_before,
         }
         pthread_mutex_lock(&o->mu);
         int rc = 0;
-        while (o->reloads_done == done_before && rc == 0)
+        while (o->reloads_done == done_before && rc == 0 && !o->closing)
                 rc = pthread_cond_timedwait(&o->cv, &o->mu, &dl);
         int res;
-        if (o->reloads_done == done_before) {
+        if (o->reloads_done == done_before && o->closing) {
+                snprintf(msg, msg_size, "shutting down: the reload was not "
+                                        "applied");
+                res = -2;
+        } else if (o->reloads_done == done_before) {
                 snprintf(msg, msg_size,
                          "no reload finished within %d ms; it is still "
                          "pending (the loop reloads at a batch boundary "

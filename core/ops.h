@@ -42,8 +42,12 @@ int veil_ops_take_reload(struct veil_ops *o);
 /** For the loop: the outcome of a reload attempt (msg: the error). */
 void veil_ops_reload_done(struct veil_ops *o, int ok, const char *msg);
 /** Waits until a reload finishes after `done_before` did: 1 when it
- *  succeeded, 0 when it failed (msg: why), -1 after timeout_ms. */
+ *  succeeded, 0 when it failed (msg: why), -1 after timeout_ms, -2 once
+ *  veil_ops_close() was called. */
 int veil_ops_wait_reload(struct veil_ops *o, uint64_t done_before,
                          int timeout_ms, char *msg, size_t msg_size);
+/** Ends every wait for a reload (the server is stopping: nothing will
+ *  report one any more, and a waiting request would hold up the exit). */
+void veil_ops_close(struct veil_ops *o);
 
 #endif

@@ -2,7 +2,8 @@
 # `veil run` on the embedded broker, started and stopped as an operator
 # does: a SIGTERM or SIGHUP while the plugins start does not kill it (it
 # stops cleanly, exit 0, or reloads later), and the YAML's log level holds
-# from the first line, the plugins' set-up lines included.
+# from the first line, the plugins' set-up lines included; clients that
+# trickle their headers from one address do not shut the probes out.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -71,6 +72,36 @@ kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=
 if [ "$rc" -eq 0 ] && grep -q '"level":"info","message":"reloading' "$tmp/log"; then
   pass "a reload that removes log: goes back to info"
 else failed "reload without log: (exit $rc)" "$(cat "$tmp/log")"; fi
+
+# The ops server under clients that trickle their headers: one address
+# holds at most 8 connections, so the kubelet's probes (another address,
+# here 127.0.0.2) still get through; it took all 64 slots before.
+pipeline info # for the line that gives the address
+"$VEIL" run "$tmp/p.yaml" 2>"$tmp/log" &
+pid=$!
+addr=
+for _ in $(seq 50); do
+  addr=$(sed -nE 's/.*serving \/metrics, \/healthz and \/readyz on ([0-9.]+:[0-9]+).*/\1/p' "$tmp/log" | head -1)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+fds=()
+trap '' PIPE # the server closes the connections past its limit
+for _ in $(seq 70); do
+  if exec {fd}<>"/dev/tcp/${addr%:*}/${addr#*:}" 2>/dev/null; then
+    printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n' >&"$fd" 2>/dev/null
+    fds+=("$fd")
+  fi
+done
+sleep 1
+code=$(curl -s -o /dev/null -w '%{http_code}' --interface 127.0.0.2 --max-time 5 "http://$addr/healthz")
+for fd in "${fds[@]}"; do exec {fd}>&-; done
+trap - PIPE
+if [ -n "$addr" ] && [ "$code" = 200 ]; then
+  pass "70 slow clients from one address: /healthz from another still answers"
+else failed "slow clients: /healthz answered '$code' (server ${addr:-not found})" "$(cat "$tmp/log")"; fi
+
+kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=
 
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -232,7 +232,11 @@ char *veil_batch_strdup(struct veil_batch *b, const char *s);
 
 /** Marks an event; the first stage to drop or dead-letter an event wins.
  *  Later stages still get it in their batch: a process callback must skip
- *  events whose status is not VEIL_PASS. `reason` is copied. */
+ *  events whose status is not VEIL_PASS. `reason` is copied. It becomes a
+ *  value of the `reason` label of veil_drops_total and a word of
+ *  the stop line: a constant from a small vocabulary, never anything about
+ *  the event or its person (the host keeps 64 distinct reasons and folds
+ *  the rest into "other"; it cannot tell an identifier from a word). */
 void veil_event_drop(struct veil_batch *b, struct veil_event *ev,
                      const char *reason);
 void veil_event_dead_letter(struct veil_batch *b, struct veil_event *ev,
