@@ -330,14 +330,15 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         rd_kafka_headers_t *h = NULL;
         if (rd_kafka_message_headers(m, &h))
                 h = NULL;
+        const void *hv;
+        size_t hl;
         if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && m->len && h &&
-            !k->fatal && !rd_kafka_header_get_last(h, "veil.error", NULL,
-                                                   NULL)) {
-                /* A dead letter the broker found too large (its limit is
-                 * below the producer's): again without its value. Under
-                 * exactly-once the transaction still fails and the batch
-                 * is read again, and this time the producer's own check
-                 * (the broker's limit is learnt) cuts it. */
+            !k->eos && !k->fatal &&
+            !rd_kafka_header_get_last(h, "veil.error", &hv, &hl)) {
+                /* A dead letter the broker found too large (the topic's
+                 * limit is below the producer's): again without its value.
+                 * Under exactly-once the transaction has failed already: a
+                 * permanent error, below. */
                 if (produce_dl_bare(k, topic, m->key, m->key_len, m->len, h,
                                     f) == 0) {
                         k->st.produced--;
@@ -485,10 +486,14 @@ static void commit_send(struct kctx *k) {
         if (err) {
                 /* Kept: a partition that gets no more input would keep its
                  * old offset otherwise. */
-                veil_log_host(VEIL_LOG_WARN, NULL,
-                              "offset commit failed: %s; committing it again "
-                              "in a second",
-                              rd_kafka_err2str(err));
+                uint64_t n;
+                if (quiet_due(&k->commit_warn, &n))
+                        veil_log_host(VEIL_LOG_WARN, NULL,
+                                      "offset commit failed: %s; committing "
+                                      "it again in a second (%llu failure(s) "
+                                      "since the last such line)",
+                                      rd_kafka_err2str(err),
+                                      (unsigned long long)n);
                 k->commit_retry_ms = now_ms() + 1000;
                 return;
         }
