@@ -219,6 +219,7 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
         while (dp->cap < cfg->user_slots)
                 dp->cap *= 2;
         dp->tab = calloc(dp->cap, sizeof(*dp->tab));
+        dp->st.user_slots = dp->cap;
         dp->V = zfloats(m->cap * m->d);
         dp->U = zfloats(m->cap * m->d);
         dp->E = zfloats(m->space * m->d);
@@ -294,6 +295,31 @@ static uint64_t current_window(const struct veil_dp *dp) {
         return current_step(dp) / dp->cfg.window_steps;
 }
 
+/* Twice the slots, the current window's entries moved over. A table that
+ * refused newcomers once 3/4 full would make one user's admission depend
+ * on how many others came first: it grows instead, like the consent
+ * ledger, by 40 bytes per user of the window. */
+static int grow(struct veil_dp *dp, uint64_t win) {
+        size_t cap = dp->cap * 2;
+        struct uslot *t = calloc(cap, sizeof(*t));
+        if (!t)
+                return -VEIL_ENOMEM;
+        for (size_t i = 0; i < dp->cap; i++) {
+                const struct uslot *s = &dp->tab[i];
+                if (s->window != win)
+                        continue;
+                size_t j = s->h & (cap - 1);
+                while (t[j].window == win)
+                        j = (j + 1) & (cap - 1);
+                t[j] = *s;
+        }
+        free(dp->tab);
+        dp->tab = t;
+        dp->cap = cap;
+        dp->st.user_slots = cap;
+        return 0;
+}
+
 int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch) {
         if (dp->st.frozen) {
                 dp->st.refused_frozen++;
@@ -334,8 +360,14 @@ int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch) {
                 j = (j + 1) & (dp->cap - 1);
         }
         if (dp->used >= dp->cap / 4 * 3) {
-                dp->st.refused_full++;
-                return 0;
+                if (grow(dp, win)) {
+                        /* Out of memory: refused, and counted. */
+                        dp->st.refused_full++;
+                        return 0;
+                }
+                j = h & (dp->cap - 1);
+                while (dp->tab[j].window == win)
+                        j = (j + 1) & (dp->cap - 1);
         }
         dp->used++;
         dp->tab[j] = (struct uslot){h, win, step + 1, batch, 1};

@@ -107,7 +107,8 @@ struct veil_dp_stats {
         uint64_t pending;        /**< examples accumulated, not released */
         uint64_t refused_step;   /**< user already in this step */
         uint64_t refused_window; /**< user at M in this window */
-        uint64_t refused_full;   /**< per-user table full */
+        uint64_t refused_full;   /**< per-user table could not grow */
+        uint64_t user_slots;     /**< the per-user table's slots now */
         uint64_t refused_frozen; /**< budget exhausted */
         int frozen;
         int just_frozen;         /**< set by the release that froze */

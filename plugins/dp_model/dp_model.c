@@ -140,8 +140,8 @@ static const struct veil_param_def params[] = {
          "learning steps per accounting window (the default: one window, "
          "so M bounds a user's steps over the whole stream)"},
         {"user_slots", VEIL_PARAM_INT, "1048576", 0,
-         "users tracked per window for the bounds; users beyond 3/4 of it "
-         "are served, not learned from"},
+         "initial slots of the per-user table of the bounds (40 bytes "
+         "each); it doubles when 3/4 full"},
         {"epsilon_budget", VEIL_PARAM_DOUBLE, "8.0", 0,
          "total ε the model may spend (0: no budget)"},
         {"delta", VEIL_PARAM_DOUBLE, "1e-8", 0,

@@ -160,16 +160,26 @@ static void test_admit_bounds(void **st) {
         assert_int_equal(veil_dp_stats(dp).steps, 3);
         assert_int_equal(veil_dp_admit(dp, "alice", 5), 1);
 
-        /* A full table refuses newcomers (3/4 of 64 slots), never lets
-         * them through uncounted. */
+        /* Past 3/4 of its 64 slots the table grows: a newcomer is never
+         * refused because others came first, and everyone admitted keeps
+         * their count (a second contribution in the same step is still
+         * refused after the move). */
         int admitted = 0;
         char name[32];
-        for (int i = 0; i < 100; i++) {
+        for (int i = 0; i < 1000; i++) {
                 snprintf(name, sizeof(name), "u%d", i);
                 admitted += veil_dp_admit(dp, name, 5);
         }
-        assert_true(admitted < 64);
-        assert_true(veil_dp_stats(dp).refused_full >= 100 - 64);
+        assert_int_equal(admitted, 1000);
+        assert_int_equal(veil_dp_stats(dp).refused_full, 0);
+        assert_true(veil_dp_stats(dp).user_slots >= 1000 * 4 / 3);
+        uint64_t refused = veil_dp_stats(dp).refused_step;
+        for (int i = 0; i < 1000; i++) {
+                snprintf(name, sizeof(name), "u%d", i);
+                assert_int_equal(veil_dp_admit(dp, name, 6), 0);
+        }
+        assert_int_equal(veil_dp_admit(dp, "alice", 6), 0);
+        assert_int_equal(veil_dp_stats(dp).refused_step, refused + 1001);
 
         fake_free(&f);
         veil_dp_free(dp);
