@@ -1036,6 +1036,35 @@ static rd_kafka_t *new_client(rd_kafka_type_t type, rd_kafka_conf_t *c,
         return rk;
 }
 
+/* A partition's low and high watermarks. A topic just created, or a
+ * broker restarting, has partitions without a leader for a moment: that is
+ * waited out until deadline_ms, not taken as a reason to exit. */
+static rd_kafka_resp_err_t watermarks(rd_kafka_t *rk, const char *topic,
+                                      int32_t pid, int64_t *lo, int64_t *hi,
+                                      int64_t deadline_ms) {
+        for (;;) {
+                rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+                        rk, topic, pid, lo, hi, 10000);
+                switch (err) {
+                case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+                case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+                case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+                case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+                case RD_KAFKA_RESP_ERR__TRANSPORT:
+                case RD_KAFKA_RESP_ERR__TIMED_OUT:
+                case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+                        if (now_ms() < deadline_ms) {
+                                struct timespec ts = {0, 200 * 1000 * 1000};
+                                nanosleep(&ts, NULL);
+                                continue;
+                        }
+                        return err;
+                default:
+                        return err;
+                }
+        }
+}
+
 static int open_sides(struct kctx *k, char *errstr, size_t errstr_size) {
         k->n_sides = k->cfg->n_side_inputs;
         if (!k->n_sides) {
@@ -1130,8 +1159,8 @@ static int open_sides(struct kctx *k, char *errstr, size_t errstr_size) {
                 for (int j = 0; j < s->n_parts; j++) {
                         int32_t pid = md->topics[0].partitions[j].id;
                         int64_t lo = 0, hi = 0;
-                        err = rd_kafka_query_watermark_offsets(
-                                k->side, s->topic, pid, &lo, &hi, 10000);
+                        err = watermarks(k->side, s->topic, pid, &lo, &hi,
+                                         deadline);
                         if (err) {
                                 snprintf(errstr, errstr_size,
                                          "side input '%s': end offset of %s "
@@ -1579,9 +1608,8 @@ static int load_state(struct kctx *k, char *errstr, size_t errstr_size) {
                 for (int j = 0; j < md->topics[0].partition_cnt && !rc; j++) {
                         int32_t pid = md->topics[0].partitions[j].id;
                         int64_t lo = 0, hi = 0;
-                        rd_kafka_resp_err_t err =
-                                rd_kafka_query_watermark_offsets(
-                                        rk, topic, pid, &lo, &hi, 10000);
+                        rd_kafka_resp_err_t err = watermarks(
+                                rk, topic, pid, &lo, &hi, now_ms() + 30000);
                         if (err) {
                                 snprintf(errstr, errstr_size,
                                          "state: end offset of %s [%d]: %s",
