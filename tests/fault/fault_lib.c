@@ -499,20 +499,25 @@ int fault_ready(struct fault_env *e, char *why, size_t why_size) {
         return veil_ops_ready(e->ops, why, why_size);
 }
 
-int fault_all_committed(struct fault_env *e) {
+/* A client of the host's group that never subscribes: it only asks for
+ * the group's committed offsets. */
+static rd_kafka_t *offsets_client(struct fault_env *e) {
         char err[512];
-        rd_kafka_t *rk = e->offsets_rk;
-        if (!rk) {
-                /* Never subscribes: it only asks for the group's offsets. */
+        if (!e->offsets_rk) {
                 rd_kafka_conf_t *c = rd_kafka_conf_new();
                 rd_kafka_conf_set(c, "bootstrap.servers", e->bootstrap, err,
                                   sizeof(err));
                 rd_kafka_conf_set(c, "group.id", e->group, err, sizeof(err));
                 rd_kafka_conf_set(c, "log_level", "0", err, sizeof(err));
-                rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
-                assert_non_null(rk);
-                e->offsets_rk = rk;
+                e->offsets_rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err,
+                                             sizeof(err));
+                assert_non_null(e->offsets_rk);
         }
+        return e->offsets_rk;
+}
+
+int fault_all_committed(struct fault_env *e) {
+        rd_kafka_t *rk = offsets_client(e);
         rd_kafka_topic_partition_list_t *l =
                 rd_kafka_topic_partition_list_new(e->o.partitions);
         for (int i = 0; i < e->o.partitions; i++)
@@ -541,12 +546,13 @@ int fault_all_committed(struct fault_env *e) {
 /* Checking                                                           */
 /* ------------------------------------------------------------------ */
 
-void fault_count_out(struct fault_env *e, struct fault_count *cnt) {
+rd_kafka_t *fault_reader(struct fault_env *e, const char *topic,
+                         const char *group) {
         char err[512];
         rd_kafka_conf_t *c = rd_kafka_conf_new();
         rd_kafka_conf_set(c, "bootstrap.servers", e->bootstrap, err,
                           sizeof(err));
-        rd_kafka_conf_set(c, "group.id", "checker", err, sizeof(err));
+        rd_kafka_conf_set(c, "group.id", group, err, sizeof(err));
         rd_kafka_conf_set(c, "enable.auto.commit", "false", err, sizeof(err));
         rd_kafka_conf_set(c, "enable.partition.eof", "true", err, sizeof(err));
         rd_kafka_conf_set(c, "isolation.level", "read_committed", err,
@@ -556,10 +562,16 @@ void fault_count_out(struct fault_env *e, struct fault_count *cnt) {
         rd_kafka_topic_partition_list_t *l =
                 rd_kafka_topic_partition_list_new(e->o.partitions);
         for (int i = 0; i < e->o.partitions; i++)
-                rd_kafka_topic_partition_list_add(l, "out", i)->offset =
+                rd_kafka_topic_partition_list_add(l, topic, i)->offset =
                         RD_KAFKA_OFFSET_BEGINNING;
         rd_kafka_assign(rk, l);
         rd_kafka_topic_partition_list_destroy(l);
+        return rk;
+}
+
+void fault_count_out(struct fault_env *e, struct fault_count *cnt) {
+        char err[512];
+        rd_kafka_t *rk = fault_reader(e, "out", "checker");
         struct veil_codec *codec;
         assert_int_equal(veil_codec_new(&codec, e->cfg,
                                         veil_config_output(e->cfg, "events"),
@@ -634,20 +646,12 @@ void fault_run_join_failed(struct fault_env *e) {
 }
 
 int64_t fault_committed(struct fault_env *e, int partition) {
-        char err[512];
-        rd_kafka_conf_t *c = rd_kafka_conf_new();
-        rd_kafka_conf_set(c, "bootstrap.servers", e->bootstrap, err,
-                          sizeof(err));
-        rd_kafka_conf_set(c, "group.id", e->group, err, sizeof(err));
-        rd_kafka_conf_set(c, "log_level", "0", err, sizeof(err));
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
-        assert_non_null(rk);
+        rd_kafka_t *rk = offsets_client(e);
         rd_kafka_topic_partition_list_t *l =
                 rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, "in", partition);
         assert_int_equal(rd_kafka_committed(rk, l, 5000), 0);
         int64_t off = l->elems[0].err ? -1 : l->elems[0].offset;
         rd_kafka_topic_partition_list_destroy(l);
-        rd_kafka_destroy(rk);
         return off;
 }

@@ -134,6 +134,10 @@ int fault_produce_events(const char *bootstrap, const char *topic,
 void fault_run_start(struct fault_env *e, long target, double timeout_s);
 /** Waits for the run to end; asserts it ended cleanly and in time. */
 void fault_run_join(struct fault_env *e);
+/* A consumer (read_committed, partition EOFs on) assigned to every
+ * partition of `topic` from the beginning; the caller destroys it. */
+struct rd_kafka_s *fault_reader(struct fault_env *e, const char *topic,
+                                const char *group);
 /* Waits for a run that must fail: its error is in e->err. */
 void fault_run_join_failed(struct fault_env *e);
 /* The group's committed offset of "in" [partition]; negative: none. */

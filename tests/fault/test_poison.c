@@ -75,20 +75,7 @@ static void header(rd_kafka_message_t *m, const char *name, char *buf,
 /* Reads "dlq" (one partition) to its end; the first max records into out.
  * Returns how many it holds. */
 static int read_dlq(struct fault_env *e, struct dead_letter *out, int max) {
-        char err[512];
-        rd_kafka_conf_t *c = rd_kafka_conf_new();
-        rd_kafka_conf_set(c, "bootstrap.servers", e->bootstrap, err,
-                          sizeof(err));
-        rd_kafka_conf_set(c, "group.id", "dlq-checker", err, sizeof(err));
-        rd_kafka_conf_set(c, "enable.partition.eof", "true", err, sizeof(err));
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
-        assert_non_null(rk);
-        rd_kafka_topic_partition_list_t *l =
-                rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, "dlq", 0)->offset =
-                RD_KAFKA_OFFSET_BEGINNING;
-        rd_kafka_assign(rk, l);
-        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_t *rk = fault_reader(e, "dlq", "dlq-checker");
         int n = 0, eof = 0;
         double deadline = now_s() + 30;
         while (!eof && now_s() < deadline) {
