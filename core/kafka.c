@@ -210,15 +210,10 @@ static rd_kafka_resp_err_t produce_try(struct kctx *k, const char *topic,
         }
 }
 
-static int produce_raw(struct kctx *k, const char *topic, const void *key,
-                       size_t key_len, const void *value, size_t value_len,
-                       rd_kafka_headers_t *hdrs, struct inflight *f) {
-        rd_kafka_resp_err_t err =
-                produce_try(k, topic, key, key_len, value, value_len, hdrs, f);
-        if (!err)
-                return 0;
-        if (hdrs)
-                rd_kafka_headers_destroy(hdrs);
+/* A record the producer did not take: the run stops. */
+static int produce_failed(struct kctx *k, const char *topic,
+                          rd_kafka_resp_err_t err, size_t key_len,
+                          size_t value_len) {
         if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
                 set_fatal(k, "cannot produce a record of %zu bytes to topic "
                           "'%s': %s (raise the producer's message.max.bytes "
@@ -229,6 +224,18 @@ static int produce_raw(struct kctx *k, const char *topic, const void *key,
                 set_fatal(k, "cannot produce to topic '%s': %s", topic,
                           rd_kafka_err2str(err));
         return -VEIL_EIO;
+}
+
+static int produce_raw(struct kctx *k, const char *topic, const void *key,
+                       size_t key_len, const void *value, size_t value_len,
+                       rd_kafka_headers_t *hdrs, struct inflight *f) {
+        rd_kafka_resp_err_t err =
+                produce_try(k, topic, key, key_len, value, value_len, hdrs, f);
+        if (!err)
+                return 0;
+        if (hdrs)
+                rd_kafka_headers_destroy(hdrs);
+        return produce_failed(k, topic, err, key_len, value_len);
 }
 
 /* A dead letter the topic refuses as too large (its headers come on top of
@@ -290,13 +297,8 @@ static int sink_produce(void *ctx, const char *topic, const void *key,
         int rc = err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && value_len
                          ? produce_dl_bare(k, topic, key, key_len, value_len,
                                            h, f)
-                         : -1;
+                         : produce_failed(k, topic, err, key_len, value_len);
         rd_kafka_headers_destroy(h);
-        if (rc == -1) {
-                set_fatal(k, "cannot produce to topic '%s': %s", topic,
-                          rd_kafka_err2str(err));
-                rc = -VEIL_EIO;
-        }
         return rc;
 }
 
