@@ -111,6 +111,11 @@ struct veil_dp {
         float *V, *U, *E, *b; /* the step's clipped sum */
         struct veil_tree *tree; /* tree: the aggregator's node keys */
         struct acc_lock *lock;  /* held on accountant_file */
+        /* Steps on the clock: the open step's number (clock / step_ms);
+         * when the clock has passed it, due is set and next_step is the
+         * step the latest batch is in, which opens once it is released. */
+        int has_open, due;
+        int64_t open_step, next_step;
         struct veil_dp_stats st;
 };
 
@@ -190,6 +195,7 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
         }
         if (!(cfg->sigma > 0 && isfinite(cfg->sigma)) || !(cfg->clip > 0) ||
             !cfg->step_events || !cfg->window_steps || !cfg->max_contrib ||
+            cfg->step_ms < 0 ||
             !cfg->acc_path || !*cfg->acc_path ||
             !(cfg->delta > 0 && cfg->delta < 1)) {
                 snprintf(errstr, errstr_size,
@@ -284,15 +290,43 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
         return 0;
 }
 
+/* The step contributions join now: on the clock the open step's number,
+ * else the number of releases so far. */
 static uint64_t current_step(const struct veil_dp *dp) {
+        if (dp->cfg.step_ms)
+                return (uint64_t)dp->open_step;
         return veil_accountant_steps(dp->acc);
 }
 
-/* The accounting window: a window of window_steps steps, or the tree. */
+/* The accounting window: a window of window_steps steps (on the clock,
+ * window_steps of its steps, empty or not), or the tree. */
 static uint64_t current_window(const struct veil_dp *dp) {
         if (dp->tree)
                 return dp->st.tree;
         return current_step(dp) / dp->cfg.window_steps;
+}
+
+void veil_dp_clock(struct veil_dp *dp, int64_t now_ms) {
+        if (!dp->cfg.step_ms)
+                return;
+        int64_t k = (now_ms > 0 ? now_ms : 0) / dp->cfg.step_ms;
+        if (!dp->has_open) {
+                /* The first batch (also after a restart) opens its step:
+                 * what was pending before a restart is gone with the
+                 * process, and steps nobody ran are not released. */
+                dp->has_open = 1;
+                dp->open_step = k;
+                return;
+        }
+        if (k > dp->open_step) {
+                /* The open step goes, empty or not. The steps between it
+                 * and k had no batch, so nobody's events: they are
+                 * skipped (that no event came then is the traffic's
+                 * timing, which a release's time shows anyway). */
+                dp->due = 1;
+                if (k > dp->next_step)
+                        dp->next_step = k;
+        }
 }
 
 /* Twice the slots, the current window's entries moved over. A table that
@@ -412,7 +446,13 @@ int veil_dp_hook(void *ctx, struct veil_grad *g, char *errstr,
         return 1; /* taken: applied, noised, at the end of the DP step */
 }
 
+/* Ends the step: the sums are zeroed, and on the clock the next step
+ * opens (every path out of a due release goes through here). */
 static void clear(struct veil_dp *dp) {
+        if (dp->cfg.step_ms && dp->due) {
+                dp->open_step = dp->next_step;
+                dp->due = 0;
+        }
         size_t n = dp->items_seen;
         memset(dp->V, 0, n * dp->d * sizeof(float));
         memset(dp->U, 0, n * dp->d * sizeof(float));
@@ -451,15 +491,23 @@ static int tree_release(struct veil_dp *dp, size_t items, char *errstr,
         return 0;
 }
 
+/* A step is due: the clock passed the open one, or enough are counted. */
+static int step_due(const struct veil_dp *dp) {
+        if (dp->cfg.step_ms)
+                return dp->due > 0;
+        return dp->st.pending >= dp->cfg.step_events;
+}
+
 int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
                     struct veil_model *m, char *errstr, size_t errstr_size) {
         dp->st.just_frozen = 0;
-        if (dp->st.pending < dp->cfg.step_events)
+        if (!step_due(dp))
                 return 0;
         if (dp->st.frozen) {
-                clear(dp);
+                clear(dp); /* nothing is released any more */
                 return 0;
         }
+        int empty = !dp->st.pending;
         uint64_t unit = current_window(dp);
         double cost;
         int rc = veil_accountant_step_cost(dp->acc, unit, &cost, errstr,
@@ -541,6 +589,7 @@ int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
                 g.clip = (float)dp->cfg.clip;
                 g.dense = 1;
                 veil_learn_apply(L, m, &g);
+                dp->st.empty_steps += empty;
                 clear(dp);
                 return 1;
         }
@@ -550,6 +599,7 @@ int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
         cblas_saxpy((int)(dp->space * d), a, dp->E, 1, m->E, 1);
         cblas_saxpy((int)items, a, dp->b, 1, m->b, 1);
         m->steps++;
+        dp->st.empty_steps += empty;
         clear(dp);
         return 1;
 }
@@ -563,7 +613,7 @@ int veil_dp_restored(struct veil_dp *dp, char *errstr, size_t errstr_size) {
 int veil_dp_bias_only(const struct veil_dp *dp) { return dp->cfg.bias_only; }
 
 int veil_dp_ready(const struct veil_dp *dp) {
-        return dp->st.pending >= dp->cfg.step_events && !dp->st.frozen;
+        return step_due(dp) && !dp->st.frozen;
 }
 
 struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp) {

@@ -5,9 +5,21 @@
  * costs ~10^6 samples, too much per 256 events, and the noise-to-signal
  * ratio falls with the number of contributions summed. So the learner's
  * clipped per-batch sums are taken by the noise hook (learn.h, step 4) and
- * accumulated until step_events examples are in; then the whole block is
- * noised once, the accountant is charged and saved, and only then is the
- * noisy sum applied (veil_dp_release).
+ * accumulated over a step; then the whole block is noised once, the
+ * accountant is charged and saved, and only then is the noisy sum applied
+ * (veil_dp_release).
+ *
+ * When a step ends. On a public clock (step_ms > 0): step k holds the
+ * batches whose clock falls in [k·step_ms, (k+1)·step_ms); the first batch
+ * past its end releases it, even when nobody contributed (noise alone),
+ * and steps no batch fell in are skipped (veil_dp_clock). Which step a
+ * contribution joins, and which steps are released, then follow the clock
+ * and the batches' times, not the others' data. Counted (step_ms = 0): a
+ * step ends when
+ * step_events contributions are in; one person's contributions then move
+ * every later step boundary, so the (ε, δ) bound holds only between
+ * streams that share the schedule — kept for tests and benchmarks that
+ * need a step after a known number of events, and warned about.
  *
  * Per-user bounds, keyed by a keyed 64-bit hash of the user's pseudonym in
  * a bounded table (veil_dp_admit):
@@ -55,7 +67,10 @@ struct veil_dp_cfg {
         int adagrad;            /**< the learner's Adagrad instead of SGD */
         int bias_only;          /**< learn (noise, release) b alone */
         double clip;            /**< C */
-        uint64_t step_events;   /**< user contributions summed per DP step */
+        uint64_t step_events;   /**< counted steps: contributions per step;
+                                 *   on the clock: the SGD step's divisor
+                                 *   (the contributions a step is expected
+                                 *   to hold; a public constant) */
         uint64_t window_steps;  /**< DP steps per accounting window */
         uint32_t max_contrib;   /**< M: steps a user joins per window
                                  *   (tree: per tree) */
@@ -67,6 +82,8 @@ struct veil_dp_cfg {
         uint64_t tree_steps;    /**< tree: T steps per tree */
         enum veil_tree_estimator tree_estimator; /**< tree: plain or
                                                    *   Honaker (tree.h) */
+        int64_t step_ms;        /**< > 0: steps on the clock, this long;
+                                 *   0: counted steps of step_events */
 };
 
 struct veil_dp;
@@ -81,15 +98,24 @@ void veil_dp_free(struct veil_dp *dp);
  *  batch: a counter the caller bumps per serving batch. */
 int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch);
 
+/** Steps on the clock: the batch about to be admitted has clock now_ms.
+ *  When it is past the open step, that step is due (veil_dp_ready) even
+ *  if nobody contributed to it; once veil_dp_release has released it, the
+ *  batch's step opens (steps between, which no batch fell in, are
+ *  skipped). Call it before the batch's veil_dp_admit; a clock that goes
+ *  back changes nothing. A no-op for counted steps. */
+void veil_dp_clock(struct veil_dp *dp, int64_t now_ms);
+
 /** The noise hook to give the learner (ctx: the veil_dp). */
 int veil_dp_hook(void *ctx, struct veil_grad *g, char *errstr,
                  size_t errstr_size);
 
-/** When step_events contributions are accumulated: checks the budget,
- *  charges and saves the accountant, noises the sum and applies it to the
- *  model as an SGD step of lr on the noisy sum / step_events. Returns 1
- *  when a noisy step was released, 0 when not (not full, or frozen), or a
- *  negative code (nothing was applied then). */
+/** When a step is due (veil_dp_ready: step_events contributions are in,
+ *  or the clock passed the step's end): checks the budget, charges and
+ *  saves the accountant, noises the sum and applies it to the model as an
+ *  SGD step of lr on the noisy sum / step_events. One step per call.
+ *  Returns 1 when a noisy step was released, 0 when not (none due, or
+ *  frozen), or a negative code (nothing was applied then). */
 int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
                     struct veil_model *m, char *errstr, size_t errstr_size);
 
@@ -115,10 +141,11 @@ struct veil_dp_stats {
         double sigma_acc;        /**< the noise multiplier accounted */
         uint64_t tree;           /**< tree: the current tree (its number) */
         uint64_t tree_pos;       /**< tree: steps released in it */
+        uint64_t empty_steps;    /**< steps released as noise alone */
 };
 struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp);
-/** 1 when the next veil_dp_release will release a noisy step (enough
- *  contributions, not frozen) unless the budget stops it. */
+/** 1 when the next veil_dp_release will release a noisy step (a step is
+ *  due, not frozen) unless the budget stops it. */
 int veil_dp_ready(const struct veil_dp *dp);
 /** 1 when only the item biases are noised and released (dp_blocks). */
 int veil_dp_bias_only(const struct veil_dp *dp);

@@ -15,10 +15,11 @@
  * highest bias — the same list for everyone, computed from the model, not
  * from a count of anyone's data.
  *
- * Differential privacy (dp.h): with mechanism gaussian the learner's
- * clipped sums are accumulated over step_size user contributions, noised
- * once, charged to the accountant (saved before the update is applied) and
- * applied; every record carries the ε spent so far. With mechanism none
+ * Differential privacy (dp.h): with mechanism gaussian or tree the
+ * learner's clipped sums are accumulated over a step of the batches' clock
+ * (step_interval_s; or of step_size contributions), noised once, charged
+ * to the accountant (saved before the update is applied) and applied;
+ * every record carries the ε spent so far. With mechanism none
  * (clipping only) records say epsilon_spent null: the model is not
  * private, and 0 would be a lie.
  */
@@ -71,7 +72,9 @@ static const struct veil_param_def params[] = {
         {"clip_norm", VEIL_PARAM_DOUBLE, "1.0", 0,
          "L2 bound C on each user's gradient contribution per batch"},
         {"max_user_events", VEIL_PARAM_INT, "32", 0,
-         "events of one user learned per batch (the first ones)"},
+         "events of one user learned per batch (the first ones); 1 with a "
+         "private mechanism on the clock (step_interval_s > 0): a "
+         "person's first event in a step"},
         {"init_scale", VEIL_PARAM_DOUBLE, "0.1", 0,
          "standard deviation of the initial embeddings"},
         {"prior", VEIL_PARAM_STRING, "none", 0,
@@ -122,8 +125,19 @@ static const struct veil_param_def params[] = {
          "(dp_learning_rate times the noisy mean)"},
         {"dp_learning_rate", VEIL_PARAM_DOUBLE, "1.0", 0,
          "SGD step size on the noisy mean gradient of a step"},
+        {"step_interval_s", VEIL_PARAM_DOUBLE, "3600", 0,
+         "seconds of the batches' clock per noisy learning step (in a "
+         "replay, of the events' time): the first batch past a step's end "
+         "releases it, also when nobody contributed (noise alone), so "
+         "which step a contribution joins does not depend on anyone "
+         "else's events; a person counts with their first event of a "
+         "step. 0: a step ends after step_size contributions instead, and "
+         "one person's events then move everyone's later steps (warned; "
+         "for tests and benchmarks)"},
         {"step_size", VEIL_PARAM_INT, "4096", 0,
-         "user contributions summed per noisy learning step"},
+         "the contributions a step is expected to hold: the noisy sum is "
+         "divided by it (sgd); with step_interval_s 0 a step ends when "
+         "that many are in"},
         {"max_contributions", VEIL_PARAM_INT, "4", 0,
          "M: learning steps one user may join per accounting window"},
         {"tree_estimator", VEIL_PARAM_STRING, "plain", 0,
@@ -572,6 +586,54 @@ static uint32_t user_id(struct slot *tab, size_t cap, const char *key,
         return tab[j].id;
 }
 
+/* Releases the steps that are due, each noised, charged and (with
+ * model_updates bound) emitted on its own; an empty step is noise alone. */
+static int release_due(struct state *s, struct veil_batch *b) {
+        char err[256];
+        int share = veil_out_bound(s->st, "model_updates");
+        while (veil_dp_ready(s->dp)) {
+                int rc;
+                if (share && (rc = veil_share_snapshot(
+                                      s->share, s->m,
+                                      veil_dp_bias_only(s->dp))))
+                        return rc;
+                rc = veil_dp_release(s->dp, s->L, s->m, err, sizeof(err));
+                if (rc < 0) {
+                        veil_log(s->st, VEIL_LOG_ERROR, "noisy step: %s",
+                                 err);
+                        return rc;
+                }
+                struct veil_dp_stats ds = veil_dp_stats(s->dp);
+                if (ds.just_frozen)
+                        veil_log(s->st, VEIL_LOG_WARN,
+                                 "privacy budget exhausted: epsilon %.4g of "
+                                 "%.4g spent at delta %.3g; learning stops, "
+                                 "serving goes on",
+                                 ds.epsilon, s->eps_budget, ds.delta);
+                if (rc == 0) /* frozen */
+                        return 0;
+                veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
+                if (!share)
+                        continue;
+                /* Its own spend: the others' releases are not in it, and
+                 * each reader adds every sender's. */
+                struct veil_share_meta meta = {ds.epsilon_own, ds.delta,
+                                               ds.rho_own, s->clip, s->sigma,
+                                               s->mechanism, b->now_ms};
+                rc = veil_share_emit(s->share, s->st, "model_updates", s->m,
+                                     &meta);
+                if (rc < 0) {
+                        veil_log(s->st, VEIL_LOG_ERROR,
+                                 "model update not emitted (code %d)", rc);
+                        return rc;
+                }
+                veil_metric_set(s->st, "model_updates_sent",
+                                (double)veil_share_stats(s->share)
+                                        .sent_releases);
+        }
+        return 0;
+}
+
 static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
         struct veil_example *ex = veil_batch_alloc(b, n_rows * sizeof(*ex) + 1);
         size_t cap = 16;
@@ -642,45 +704,8 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                 return rc;
         }
         s->learned_events += veil_learn_last(s->L).examples;
-        if (!s->dp)
-                return 0;
-        int share = veil_out_bound(s->st, "model_updates") &&
-                    veil_dp_ready(s->dp);
-        if (share && (rc = veil_share_snapshot(s->share, s->m,
-                                               veil_dp_bias_only(s->dp))))
-                return rc;
-        rc = veil_dp_release(s->dp, s->L, s->m, err, sizeof(err));
-        if (rc < 0) {
-                veil_log(s->st, VEIL_LOG_ERROR, "noisy step: %s", err);
-                return rc;
-        }
-        struct veil_dp_stats ds = veil_dp_stats(s->dp);
-        if (ds.just_frozen)
-                veil_log(s->st, VEIL_LOG_WARN,
-                         "privacy budget exhausted: epsilon %.4g of %.4g "
-                         "spent at delta %.3g; learning stops, serving "
-                         "goes on",
-                         ds.epsilon, s->eps_budget, ds.delta);
-        if (rc == 1)
-                veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
-        if (rc == 1 && share) {
-                /* Its own spend: the others' releases are not in it, and
-                 * each reader adds every sender's. */
-                struct veil_share_meta meta = {ds.epsilon_own, ds.delta,
-                                               ds.rho_own, s->clip, s->sigma,
-                                               s->mechanism, b->now_ms};
-                rc = veil_share_emit(s->share, s->st, "model_updates", s->m,
-                                     &meta);
-                if (rc < 0) {
-                        veil_log(s->st, VEIL_LOG_ERROR,
-                                 "model update not emitted (code %d)", rc);
-                        return rc;
-                }
-                veil_metric_set(s->st, "model_updates_sent",
-                                (double)veil_share_stats(s->share)
-                                        .sent_releases);
-        }
-        return 0;
+        /* Counted steps: the contributions just added may complete one. */
+        return s->dp ? release_due(s, b) : 0;
 }
 
 /* The model rows of an event's recent items, -1 for unknown ones, into
@@ -752,6 +777,15 @@ static int process(void *state, struct veil_batch *b) {
                 }
         }
         s->batch_no++;
+        /* 0. Steps on the clock: the steps it has closed are released
+         * first, so that this batch is served by them and its
+         * contributions join the step now open. */
+        if (s->dp) {
+                veil_dp_clock(s->dp, b->now_ms);
+                int rc = release_due(s, b);
+                if (rc)
+                        return rc;
+        }
         /* 1. Queries. */
         size_t n_rows = 0, pn = 0;
         const char *const *pids = NULL; /* the last recent items resolved */
@@ -955,6 +989,13 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                 return bad(errstr, errstr_size, p, "dp_learning_rate",
                            "between 0 and 10^6");
         int64_t step = veil_params_int(p, "step_size", 4096);
+        double interval_s = veil_params_double(p, "step_interval_s", 3600);
+        int64_t interval = 0; /* ms, at least 1; 0: counted steps */
+        if (interval_s > 0 && interval_s <= 1e8) {
+                interval = llround(interval_s * 1000);
+                if (interval < 1)
+                        interval = 1;
+        }
         int64_t m = veil_params_int(p, "max_contributions", 4);
         int64_t win = veil_params_int(p, "window_steps", 1000000000);
         int64_t slots = veil_params_int(p, "user_slots", 1 << 20);
@@ -966,6 +1007,9 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         if (step < 1 || step > 100000000)
                 return bad(errstr, errstr_size, p, "step_size",
                            "between 1 and 10^8");
+        if (!(interval_s >= 0 && interval_s <= 1e8))
+                return bad(errstr, errstr_size, p, "step_interval_s",
+                           "between 0 and 10^8 seconds (0: counted steps)");
         if (m < 1 || m > 1000000)
                 return bad(errstr, errstr_size, p, "max_contributions",
                            "between 1 and 10^6");
@@ -1015,7 +1059,8 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                                 (size_t)slots, budget, delta,
                                 veil_params_str(p, "accountant_file"), NULL,
                                 (uint64_t)tsteps,
-                                honaker ? VEIL_TREE_HONAKER : VEIL_TREE_PLAIN};
+                                honaker ? VEIL_TREE_HONAKER : VEIL_TREE_PLAIN,
+                                interval};
         char err[512];
         int rc = veil_dp_new(&s->dp, &c, s->m, err, sizeof(err));
         if (rc) {
@@ -1046,25 +1091,39 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                          (unsigned long long)veil_dp_tree_depth(
                                  (uint64_t)tsteps));
         }
+        char sched[64];
+        if (interval)
+                snprintf(sched, sizeof(sched), "steps of %gs on the clock",
+                         interval_s);
+        else
+                snprintf(sched, sizeof(sched), "steps of %lld contributions",
+                         (long long)step);
         if (tree)
                 veil_log(st, VEIL_LOG_INFO,
                          "tree mechanism (DP-FTRL): noise multiplier %.4g "
-                         "(accounted %.6g), %lld contributions per step, "
-                         "trees of %lld steps, %lld step(s) per user per "
-                         "tree, %s estimate; epsilon %.4g spent of %.4g at "
-                         "delta %.3g",
-                         sigma, ds.sigma_acc, (long long)step,
-                         (long long)tsteps, (long long)tp,
-                         honaker ? "Honaker's" : "plain", ds.epsilon, budget,
-                         delta);
+                         "(accounted %.6g), %s, trees of %lld steps, %lld "
+                         "step(s) per user per tree, %s estimate; epsilon "
+                         "%.4g spent of %.4g at delta %.3g",
+                         sigma, ds.sigma_acc, sched, (long long)tsteps,
+                         (long long)tp, honaker ? "Honaker's" : "plain",
+                         ds.epsilon, budget, delta);
         else
                 veil_log(st, VEIL_LOG_INFO,
                          "gaussian mechanism: noise multiplier %.4g "
-                         "(accounted %.6g), %lld contributions per step, at "
-                         "most %lld steps per user per %lld-step window; "
-                         "epsilon %.4g spent of %.4g at delta %.3g",
-                         sigma, ds.sigma_acc, (long long)step, (long long)m,
+                         "(accounted %.6g), %s, at most %lld steps per user "
+                         "per %lld-step window; epsilon %.4g spent of %.4g "
+                         "at delta %.3g",
+                         sigma, ds.sigma_acc, sched, (long long)m,
                          (long long)win, ds.epsilon, budget, delta);
+        if (!interval)
+                veil_log(st, VEIL_LOG_WARN,
+                         "%s: step_interval_s is 0: a step ends after %lld "
+                         "contributions, so one person's events move the "
+                         "step every later contribution joins, and epsilon "
+                         "holds only between streams with the same steps; "
+                         "set step_interval_s for steps on the clock",
+                         veil_params_where(p, "step_interval_s"),
+                         (long long)step);
         if (budget > 0 && ds.epsilon >= budget) {
                 veil_log(st, VEIL_LOG_WARN,
                          "privacy budget already exhausted: serving only");
@@ -1137,6 +1196,13 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         if (mue < 1 || mue > 4096)
                 return bad(errstr, errstr_size, p, "max_user_events",
                            "between 1 and 4096");
+        /* Private steps on the clock: a person's contribution to a step is
+         * their first event in it. Several events of the first serving
+         * batch they appear in would depend on where the batch ends, so on
+         * the records of others around them. */
+        if (strcmp(veil_params_str(p, "mechanism"), "none") &&
+            veil_params_double(p, "step_interval_s", 3600) > 0)
+                mue = 1;
         if (!(init_scale >= 0 && init_scale <= 10))
                 return bad(errstr, errstr_size, p, "init_scale",
                            "between 0 and 10");

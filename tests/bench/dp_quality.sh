@@ -13,8 +13,9 @@
 # over the whole stream (one accounting window), and the noise multiplier
 # the calculator solves for the target ε over that horizon
 # (`veil dp_model noise`): ρ = M/(2σ²) for the whole stream, whatever the
-# number of steps. M = 12 is about the number of steps the stream fills
-# (12,500 customer-steps at 1,024 per step), so the cap costs little data.
+# number of steps. Steps are 15 days of the events' time (STEP_S), 25
+# releases over the year; a customer counts with their first purchase of a
+# step, in at most M of them.
 # Every model but the random start begins from the description prior
 # (prior: description: item vectors from the public catalog text, no
 # privacy cost) and adds the exact description neighbours (prior_neighbors:
@@ -43,6 +44,10 @@ out=${2:-.}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 DELTA=5e-8 M=${M:-12}
+# Steps on the clock, the events' time in a replay (README, "How it
+# works"): STEP_S seconds per noisy step; 1,024 (step_size) is the divisor
+# of the noisy sum, about what a step holds.
+STEP_S=${STEP_S:-1296000}
 sed -e "s|\.\./demo/|$ROOT/config/demo/|g" -e "s|\.\./\.\./schemas/|$ROOT/schemas/|g" \
   "$ROOT/config/pipelines/retail.yaml" >"$work/none.yaml"
 with() { # SRC DST LINE...: the pipeline with dp_model lines added
@@ -62,6 +67,7 @@ variant() { # NAME SIGMA STEP EXTRA...
   local name=$1 sigma=$2 step=$3; shift 3
   with "$work/private.yaml" "$work/$name.yaml" "mechanism: gaussian" \
     "noise_multiplier: $sigma" "max_contributions: $M" "step_size: $step" \
+    "step_interval_s: $STEP_S" \
     "delta: $DELTA" "epsilon_budget: 0" "accountant_file: $work/$name.acc" "$@"
 }
 run() { # NAME → "hit ndcg pop_hit pop_ndcg eps later_hit later_pop_hit"

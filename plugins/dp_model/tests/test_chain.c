@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "config.h"
@@ -36,6 +37,8 @@ struct harness {
         struct rec recs[MAX_RECS];
         int n_recs;
         long seq;
+        int private_model; /* records carry epsilon_spent */
+        int64_t now_ms;    /* > 0: the batches' clock */
 };
 
 static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
@@ -72,7 +75,7 @@ static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
         o->version = (long)v;
         double eps;
         assert_int_equal(veil_rec_get_double(r, "epsilon_spent", &eps),
-                         -VEIL_ENOENT); /* not private yet: null */
+                         h->private_model ? 0 : -VEIL_ENOENT);
         size_t n = veil_rec_array_size(r, "items");
         assert_true(n <= 10);
         for (size_t i = 0; i < n; i++) {
@@ -139,7 +142,9 @@ struct spec {
 /* Runs one batch; returns the index of its first record. */
 static int h_run(struct harness *h, const struct spec *sp, size_t n) {
         int first = h->n_recs;
-        veil_pipeline_batch_begin(h->p);
+        struct veil_batch *b = veil_pipeline_batch_begin(h->p);
+        if (h->now_ms > 0)
+                b->now_ms = h->now_ms;
         char id[32];
         for (size_t i = 0; i < n; i++) {
                 struct veil_event ev = {0};
@@ -357,6 +362,60 @@ static void test_learning_moves_the_model(void **st) {
         h_close(&h);
 }
 
+/* A private model on the clock, from the YAML through the host: the
+ * first batch past a step's end releases it before it is served, and a
+ * step whose one batch brought no contribution is released too (noise
+ * alone; the version counts both); a person's contribution is their first
+ * event of the step, so of a's three items only the first gains bias (the
+ * none tier shows the highest biases). Counted steps learn from all
+ * three. */
+static void test_private_clock_steps(void **st) {
+        (void)st;
+        char acc[64], with[512];
+        snprintf(acc, sizeof(acc), "/tmp/veil-test-chain-%d.acc",
+                 (int)getpid());
+        for (int counted = 0; counted < 2; counted++) {
+                unlink(acc);
+                snprintf(with, sizeof(with),
+                         "mechanism: gaussian, noise_multiplier: 0.01, "
+                         "dp_blocks: bias, dp_optimizer: sgd, "
+                         "dp_learning_rate: 100, step_size: 1, "
+                         "step_interval_s: %d, max_contributions: 100, "
+                         "epsilon_budget: 0, accountant_file: %s",
+                         counted ? 0 : 60, acc);
+                struct harness h;
+                h_open(&h, "", with);
+                h.private_model = 1;
+                h.now_ms = 1291191960000;
+                struct spec sp[] = {{"a", items[0], 1291191960, C, 1, NULL},
+                                    {"a", items[1], 1291191961, C, 1, NULL},
+                                    {"a", items[2], 1291191962, C, 1, NULL}};
+                h_run(&h, sp, 3);
+                struct spec none = {"z", NULL, 1291192085, N, 0, NULL};
+                h.now_ms += 65000; /* the next step: nothing to learn */
+                h_run(&h, &none, 1);
+                h.now_ms += 60000;
+                int first = h_run(&h, &none, 1);
+                struct rec *r = &h.recs[first];
+                assert_string_equal(r->tier, "none");
+                if (!counted) {
+                        assert_int_equal(r->version, 2);
+                        assert_string_equal(r->items[0], items[0]);
+                        assert_false(has_item(r, items[1]));
+                        assert_false(has_item(r, items[2]));
+                } else {
+                        /* one step (of 1 contribution), at the first batch:
+                         * the three items on top, in any order */
+                        assert_int_equal(r->version, 1);
+                        r->n_items = 3;
+                        for (int i = 0; i < 3; i++)
+                                assert_true(has_item(r, items[i]));
+                }
+                h_close(&h);
+        }
+        unlink(acc);
+}
+
 /* The description neighbours' score counts in the explanation's parts:
  * in the item in hand's, and in the recent items'. The item vectors are
  * made tiny (prior_norm) and the feature rows large and random
@@ -418,6 +477,7 @@ int main(void) {
                 cmocka_unit_test(test_tier_isolation),
                 cmocka_unit_test(test_tier_none),
                 cmocka_unit_test(test_learning_moves_the_model),
+                cmocka_unit_test(test_private_clock_steps),
                 cmocka_unit_test(test_explanations_count_neighbours),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -111,6 +111,35 @@ static void fake_free(struct fake *f) {
         free(f->b);
 }
 
+/* A 4-item model, its learner, a fake gradient and a dp of cfg c, whose
+ * state file is a fresh one named after the test. */
+struct fx {
+        char path[256];
+        struct veil_model *m;
+        struct veil_learner *L;
+        struct veil_dp *dp;
+        struct fake f;
+};
+
+static void fx_open(struct fx *x, const char *name, struct veil_dp_cfg c) {
+        char err[256];
+        tmp_path(x->path, sizeof(x->path), name);
+        x->m = new_model(4, 2, 4);
+        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4, 0};
+        assert_int_equal(veil_learner_new(&x->L, &lc, x->m, 1), 0);
+        c.acc_path = x->path;
+        assert_int_equal(veil_dp_new(&x->dp, &c, x->m, err, sizeof(err)), 0);
+        fake_init(&x->f, x->m);
+}
+
+static void fx_close(struct fx *x) {
+        fake_free(&x->f);
+        veil_dp_free(x->dp);
+        veil_learner_free(x->L);
+        veil_model_free(x->m);
+        unlink(x->path);
+}
+
 /* ---- per-user bounds --------------------------------------------------- */
 
 static void test_admit_bounds(void **st) {
@@ -186,6 +215,169 @@ static void test_admit_bounds(void **st) {
         veil_learner_free(L);
         veil_model_free(m);
         unlink(path);
+}
+
+/* ---- the step schedule --------------------------------------------------- */
+
+/* One stream of batches through admit, hook and release, as dp_model runs
+ * them; release r summed counts[r] contributions, from the batches whose
+ * bits masks[r] has. Batch i comes at clock 400·i with three of seven
+ * users, and "x" joins batch 4 when with_x. Returns the releases. */
+struct sched {
+        struct fx x;
+        uint64_t *counts, *masks, mask;
+        int n;
+};
+
+static void sched_release(struct sched *r) {
+        char err[256];
+        while (veil_dp_ready(r->x.dp)) {
+                assert_true(r->n < 64);
+                r->masks[r->n] = r->mask;
+                r->mask = 0;
+                r->counts[r->n++] = veil_dp_stats(r->x.dp).pending;
+                assert_int_equal(veil_dp_release(r->x.dp, r->x.L, r->x.m, err,
+                                                 sizeof(err)),
+                                 1);
+        }
+}
+
+static int run_schedule(int64_t step_ms, int with_x, uint64_t counts[64],
+                        uint64_t masks[64]) {
+        char err[256];
+        struct veil_dp_cfg c = cfg_of(NULL, 1.0);
+        c.step_events = 7;
+        c.step_ms = step_ms;
+        struct sched r = {.counts = counts, .masks = masks};
+        fx_open(&r.x, "sched", c);
+        struct veil_dp *dp = r.x.dp;
+        for (int i = 0; i < 20; i++) {
+                veil_dp_clock(dp, 400 * (int64_t)i);
+                sched_release(&r); /* on the clock: before the batch */
+                char name[16];
+                size_t in = 0;
+                for (int j = 0; j < 3; j++) {
+                        snprintf(name, sizeof(name), "u%d", (3 * i + j) % 7);
+                        in += (size_t)veil_dp_admit(dp, name, (uint64_t)i);
+                }
+                if (with_x && i == 4)
+                        in += (size_t)veil_dp_admit(dp, "x", (uint64_t)i);
+                if (in) {
+                        r.mask |= (uint64_t)1 << i;
+                        assert_int_equal(
+                                veil_dp_hook(dp, fake_grad(&r.x.f, r.x.m, 1, in),
+                                             err, sizeof(err)),
+                                1);
+                }
+                sched_release(&r); /* counted: after the batch's sum */
+        }
+        assert_int_equal(veil_dp_stats(dp).steps, (uint64_t)r.n);
+        fx_close(&r.x);
+        return r.n;
+}
+
+/* On the clock, one person's events change only the step they join: the
+ * same releases, each summing the same others. Counted, x's contribution
+ * moves the boundary of every later step (why step_interval_s 0 is
+ * warned about): this half shows the test can tell. */
+static void test_schedule_independent(void **st) {
+        (void)st;
+        uint64_t a[64], b[64], ma[64], mb[64];
+        int na = run_schedule(1000, 1, a, ma), nb = run_schedule(1000, 0, b, mb);
+        /* Clock 0..7600 in steps of 1 s: steps 0..6 released, 7 open. */
+        assert_int_equal(na, 7);
+        assert_int_equal(nb, 7);
+        for (int r = 0; r < na; r++) {
+                /* batch 4 (clock 1600) is in step 1 */
+                assert_int_equal(a[r], b[r] + (r == 1));
+                assert_int_equal(ma[r], mb[r]);
+        }
+        assert_int_equal(ma[1], 0x18u); /* batches 3 and 4 */
+
+        /* Counted steps of 7: without x, batches 3-5 make a step; with
+         * x, batch 4 completes one, and every later step moves. */
+        na = run_schedule(0, 1, a, ma);
+        nb = run_schedule(0, 0, b, mb);
+        int moved = 0;
+        for (int r = 0; r < na && r < nb; r++)
+                moved += ma[r] != mb[r];
+        assert_true(moved >= 3);
+}
+
+/* The first batch past a step's end releases it, also when nobody
+ * contributed to it (its absence would tell that nobody did), and steps
+ * no batch fell in are skipped; a clock going back changes nothing;
+ * windows count the clock's steps; a frozen stage lets the steps pass
+ * without releasing them. */
+static void test_clock_steps(void **st) {
+        (void)st;
+        char err[256];
+        struct veil_dp_cfg c = cfg_of(NULL, 1.0);
+        c.step_events = 4;
+        c.step_ms = 1000;
+        c.max_contrib = 1;
+        c.window_steps = 4;
+        struct fx x;
+        fx_open(&x, "clock", c);
+        struct veil_dp *dp = x.dp;
+        struct veil_grad *g1 = fake_grad(&x.f, x.m, 1, 1);
+#define RELEASE() veil_dp_release(dp, x.L, x.m, err, sizeof(err))
+
+        veil_dp_clock(dp, 10500); /* opens step 10 (window 2) */
+        assert_false(veil_dp_ready(dp));
+        assert_int_equal(veil_dp_admit(dp, "alice", 1), 1);
+        assert_int_equal(veil_dp_hook(dp, g1, err, sizeof(err)), 1);
+        veil_dp_clock(dp, 9000); /* back: nothing due */
+        assert_false(veil_dp_ready(dp));
+        veil_dp_clock(dp, 10999);
+        assert_false(veil_dp_ready(dp));
+        /* A batch in step 13: step 10 goes, 11 and 12 (no batch) do not. */
+        veil_dp_clock(dp, 13000);
+        assert_true(veil_dp_ready(dp));
+        assert_int_equal(RELEASE(), 1);
+        assert_false(veil_dp_ready(dp));
+        struct veil_dp_stats s = veil_dp_stats(dp);
+        assert_int_equal(s.steps, 1);
+        assert_int_equal(s.empty_steps, 0);
+        assert_int_equal(s.pending, 0);
+        /* Step 13 is in window 3 (steps 12..15): alice may join once
+         * more, once in the step. */
+        assert_int_equal(veil_dp_admit(dp, "alice", 2), 1);
+        assert_int_equal(veil_dp_admit(dp, "alice", 3), 0);
+        assert_int_equal(veil_dp_stats(dp).refused_step, 1);
+        assert_int_equal(veil_dp_hook(dp, g1, err, sizeof(err)), 1);
+        veil_dp_clock(dp, 14000);
+        assert_int_equal(RELEASE(), 1);
+        /* Step 14, window 3: alice is at M = 1, so the step's one batch
+         * brings nothing; it is released all the same, noise alone. */
+        assert_int_equal(veil_dp_admit(dp, "alice", 4), 0);
+        assert_int_equal(veil_dp_stats(dp).refused_window, 1);
+        veil_dp_clock(dp, 16000); /* step 16: window 4 */
+        assert_int_equal(RELEASE(), 1);
+        assert_false(veil_dp_ready(dp));
+        s = veil_dp_stats(dp);
+        assert_int_equal(s.steps, 3);
+        assert_int_equal(s.empty_steps, 1);
+        assert_int_equal(veil_dp_admit(dp, "alice", 5), 1);
+        fx_close(&x);
+
+        /* A budget below one step's cost: the first due step freezes,
+         * and the steps the clock passes after are not released. */
+        c.eps_budget = 0.5;
+        fx_open(&x, "clock", c);
+        dp = x.dp;
+        veil_dp_clock(dp, 1000);
+        veil_dp_clock(dp, 5000);
+        assert_true(veil_dp_ready(dp));
+        assert_int_equal(RELEASE(), 0);
+        assert_true(veil_dp_stats(dp).just_frozen);
+        assert_false(veil_dp_ready(dp));
+        veil_dp_clock(dp, 9000);
+        assert_false(veil_dp_ready(dp));
+        assert_int_equal(veil_dp_stats(dp).steps, 0);
+        assert_int_equal(veil_dp_admit(dp, "bob", 9), 0);
+#undef RELEASE
+        fx_close(&x);
 }
 
 /* The learner's clipping bounds each user's contribution (learn.c; its
@@ -868,6 +1060,8 @@ static void test_tree_mechanism(void **st) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_admit_bounds),
+                cmocka_unit_test(test_schedule_independent),
+                cmocka_unit_test(test_clock_steps),
                 cmocka_unit_test(test_hook_sum_bounded),
                 cmocka_unit_test(test_charged_saved_before_apply),
                 cmocka_unit_test(test_budget_freezes),

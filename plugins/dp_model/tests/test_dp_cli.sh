@@ -153,5 +153,27 @@ exec 9<&-
 check "accountant_file free again" 0 "recommendations" -- "$VEIL" replay "$work/b.yaml" --events "$events" --limit 10
 check "no accountant_file" 2 "accountant_file" -- bash -c "sed '/accountant_file/d' '$work/c.yaml' >'$work/d.yaml'; '$VEIL' replay '$work/d.yaml' --events '$events' --limit 10"
 
+# The step schedule from YAML, at most one step per person
+# (max_contributions: 1). On the clock (step_interval_s: 3600): a, b and c
+# buy at hour 0, a again at hour 2 (refused: at M), all three at hour 5.
+# The replay's clock (the events' time) releases hour 0's step (three
+# contributions) and hour 2's (none: noise alone), skips hours 1, 3 and 4
+# (no batch) and leaves hour 5's open: 2 releases. Counted
+# (step_interval_s: 0, step_size 3): 1, and a warning that names the
+# parameter.
+{ head -1 "$events"; h0=$(( $(sed -n 2p "$events" | cut -d, -f1) / 3600 * 3600 ))
+  for u in 90001 90002 90003; do echo "$h0,$u,85123A,1,1,United Kingdom"; done
+  echo "$((h0 + 2 * 3600)),90001,85123A,1,2,United Kingdom"
+  for u in 90001 90002 90003; do echo "$((h0 + 5 * 3600)),$u,85123A,1,3,United Kingdom"; done
+} >"$work/sched.csv"
+pipeline "$work/accs" 0 3 | sed -e 's|      step_size: 3|      step_size: 3\n      step_interval_s: 3600|' \
+  -e 's|max_contributions: 1000|max_contributions: 1|' >"$work/s.yaml"
+check "clock steps" 0 "gaussian mechanism: .*steps of 3600s on the clock" -- env VEIL_LOG_LEVEL=debug "$VEIL" replay "$work/s.yaml" --events "$work/sched.csv" --batch 1
+ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 1e-8 | val steps)" = 2
+sed -e 's|step_interval_s: 3600|step_interval_s: 0|' -e "s|$work/accs|$work/accc|" "$work/s.yaml" >"$work/sc.yaml"
+check "counted steps warned" 0 "sc\\.yaml:[0-9]+:[0-9]+: step_interval_s is 0: a step ends after 3 contributions" -- "$VEIL" replay "$work/sc.yaml" --events "$work/sched.csv" --batch 1
+ok test "$("$VEIL" dp_model accountant --file "$work/accc" --delta 1e-8 | val steps)" = 1
+check "step_interval_s -1" 2 "step_interval_s must be between 0 and 10\^8 seconds" -- bash -c "sed 's/step_interval_s: 3600/step_interval_s: -1/' '$work/s.yaml' >'$work/l5.yaml'; '$VEIL' replay '$work/l5.yaml' --events '$events' --limit 10"
+
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
