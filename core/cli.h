@@ -46,6 +46,9 @@ int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,
 /** 1 when the configuration's keys are {ephemeral: true}. */
 int veil_cli_config_is_ephemeral(const struct veil_config *cfg);
 void veil_cli_close(struct veil_cli_pipeline *cp);
+/** Prints each stage's gauges (veil_metric_set), one line per stage that
+ *  has any, after a label padded to `width` columns. */
+void veil_cli_print_gauges(const struct veil_pipeline *p, int width);
 
 /** 1 when argv holds -h or --help. */
 int veil_cli_wants_help(int argc, char **argv);

@@ -77,6 +77,23 @@ int veil_cli_open(struct veil_cli_pipeline *cp, const char *file,
         return VEIL_EXIT_OK;
 }
 
+void veil_cli_print_gauges(const struct veil_pipeline *p, int width) {
+        for (size_t i = 0; i < veil_pipeline_n_stages(p); i++) {
+                size_t n = veil_pipeline_stage_n_gauges(p, i);
+                if (!n)
+                        continue;
+                printf("  %-*s%s:", width, "gauges:",
+                       veil_pipeline_stage_name(p, i));
+                for (size_t j = 0; j < n; j++) {
+                        double v;
+                        const char *name =
+                                veil_pipeline_stage_gauge(p, i, j, &v);
+                        printf("%s %s %.10g", j ? "," : "", name, v);
+                }
+                printf("\n");
+        }
+}
+
 void veil_cli_close(struct veil_cli_pipeline *cp) {
         veil_pipeline_destroy(cp->p);
         if (cp->keyring)

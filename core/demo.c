@@ -380,6 +380,7 @@ static void print_summary(const struct veil_cli_pipeline *cp,
         else
                 printf("  privacy:        no stage learns under "
                        "differential privacy\n");
+        veil_cli_print_gauges(p, 16);
         printf("  batches:        %llu, records produced and acknowledged: "
                "%llu\n",
                (unsigned long long)st->batches,

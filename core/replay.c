@@ -538,6 +538,7 @@ int veil_cmd_replay(int argc, char **argv) {
                 const char *r = veil_pipeline_drop_reason(cp.p, i, &c);
                 printf("  dropped:     %llu (%s)\n", (unsigned long long)c, r);
         }
+        veil_cli_print_gauges(cp.p, 13);
         if (n_events && !cap_main.records && cp.cfg->n_side_inputs)
                 printf("  note:        replay feeds no side inputs: a consent "
                        "stage without its ledger denies every event (use a "

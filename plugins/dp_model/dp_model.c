@@ -746,6 +746,27 @@ static void resolve_recent(const struct veil_model *m,
 
 static void others_spent(struct state *s);
 
+/* What was learned and what was not, for /metrics and the summaries of
+ * veil replay and veil demo: counts of events and of steps, never about
+ * one person (DESIGN: counts are not covered by the guarantee, and say
+ * so). */
+static void gauges(struct state *s) {
+        veil_metric_set(s->st, "events_learned", (double)s->learned_events);
+        if (!s->dp)
+                return;
+        struct veil_dp_stats ds = veil_dp_stats(s->dp);
+        veil_metric_set(s->st, "not_learned_same_step",
+                        (double)ds.refused_step);
+        veil_metric_set(s->st, "not_learned_at_max",
+                        (double)ds.refused_window);
+        veil_metric_set(s->st, "not_learned_frozen",
+                        (double)ds.refused_frozen);
+        veil_metric_set(s->st, "not_learned_table_full",
+                        (double)ds.refused_full);
+        veil_metric_set(s->st, "noisy_steps", (double)ds.steps);
+        veil_metric_set(s->st, "noisy_steps_empty", (double)ds.empty_steps);
+}
+
 static int process(void *state, struct veil_batch *b) {
         struct state *s = state;
         struct veil_model *m = s->m;
@@ -939,7 +960,9 @@ static int process(void *state, struct veil_batch *b) {
                 s->served++;
         }
         /* 4. Learn from what was just served (prequential). */
-        return learn(s, b, n_rows);
+        int rc = learn(s, b, n_rows);
+        gauges(s);
+        return rc;
 }
 
 static void destroy(void *state) {

@@ -41,6 +41,11 @@ grep -q '"subject": "eph\.' "$out" || fail "no decoded recommendation with a pse
 cut -d, -f2 "$ROOT/config/demo/events.csv" | sort -u | grep -v user_id >"$out.users"
 grep -oE '"subject": "[^"]*"' "$out" | grep -qFf "$out.users" && fail "a raw user id in the demo output"
 rm -f "$out.users"
+# What the model learned, and the steps it released, from the stage's
+# gauges: some events, and as many noisy steps as the accountant charged
+# (a fresh file) or more.
+grep -qE '^  gauges: +dp_model: events_learned [1-9][0-9]*, .*, noisy_steps [1-9][0-9]*, noisy_steps_empty [0-9]+$' "$out" ||
+  fail "dp_model's gauges: $(grep 'gauges: *dp_model' "$out")"
 # The model learns under differential privacy: the summary states the ε the
 # accountant file holds, at most the ε = 1 one run may cost, and every
 # record read back carries ε and δ.

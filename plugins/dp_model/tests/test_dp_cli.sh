@@ -168,7 +168,10 @@ check "no accountant_file" 2 "accountant_file" -- bash -c "sed '/accountant_file
 } >"$work/sched.csv"
 pipeline "$work/accs" 0 3 | sed -e 's|      step_size: 3|      step_size: 3\n      step_interval_s: 3600|' \
   -e 's|max_contributions: 1000|max_contributions: 1|' >"$work/s.yaml"
-check "clock steps" 0 "gaussian mechanism: .*steps of 3600s on the clock" -- env VEIL_LOG_LEVEL=debug "$VEIL" replay "$work/s.yaml" --events "$work/sched.csv" --batch 1
+check "clock steps" 0 "gaussian mechanism: .*steps of 3600s on the clock" -- bash -c "VEIL_LOG_LEVEL=debug '$VEIL' replay '$work/s.yaml' --events '$work/sched.csv' --batch 1 2>&1 | tee '$work/runs'"
+# What was learned and not, in the summary (the stage's gauges): three
+# first purchases; four at M; two steps, hour 2's empty.
+ok grep -qE "gauges: +dp_model: events_learned 3, not_learned_same_step 0, not_learned_at_max 4, not_learned_frozen 0, not_learned_table_full 0, noisy_steps 2, noisy_steps_empty 1$" "$work/runs"
 ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 1e-8 | val steps)" = 2
 sed -e 's|step_interval_s: 3600|step_interval_s: 0|' -e "s|$work/accs|$work/accc|" "$work/s.yaml" >"$work/sc.yaml"
 check "counted steps warned" 0 "sc\\.yaml:[0-9]+:[0-9]+: step_interval_s is 0: a step ends after 3 contributions" -- "$VEIL" replay "$work/sc.yaml" --events "$work/sched.csv" --batch 1
