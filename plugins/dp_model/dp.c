@@ -290,20 +290,19 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
         return 0;
 }
 
-/* The step contributions join now: on the clock the open step's number,
- * else the number of releases so far. */
-static uint64_t current_step(const struct veil_dp *dp) {
+uint64_t veil_dp_step(const struct veil_dp *dp) {
         if (dp->cfg.step_ms)
                 return (uint64_t)dp->open_step;
         return veil_accountant_steps(dp->acc);
 }
+
 
 /* The accounting window: a window of window_steps steps (on the clock,
  * window_steps of its steps, empty or not), or the tree. */
 static uint64_t current_window(const struct veil_dp *dp) {
         if (dp->tree)
                 return dp->st.tree;
-        return current_step(dp) / dp->cfg.window_steps;
+        return veil_dp_step(dp) / dp->cfg.window_steps;
 }
 
 void veil_dp_clock(struct veil_dp *dp, int64_t now_ms) {
@@ -359,7 +358,7 @@ int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch) {
                 dp->st.refused_frozen++;
                 return 0;
         }
-        uint64_t step = current_step(dp);
+        uint64_t step = veil_dp_step(dp);
         uint64_t win = current_window(dp) + 1;
         if (dp->used_window != win) {
                 dp->used_window = win;

@@ -106,6 +106,10 @@ int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch);
  *  back changes nothing. A no-op for counted steps. */
 void veil_dp_clock(struct veil_dp *dp, int64_t now_ms);
 
+/** The step contributions join now: on the clock the open step's number,
+ *  else the number of releases so far. */
+uint64_t veil_dp_step(const struct veil_dp *dp);
+
 /** The noise hook to give the learner (ctx: the veil_dp). */
 int veil_dp_hook(void *ctx, struct veil_grad *g, char *errstr,
                  size_t errstr_size);

@@ -806,6 +806,8 @@ static int process(void *state, struct veil_batch *b) {
                 int rc = release_due(s, b);
                 if (rc)
                         return rc;
+                /* One draw of the sampled items per DP step. */
+                veil_learner_support_epoch(s->L, veil_dp_step(s->dp));
         }
         /* 1. Queries. */
         size_t n_rows = 0, pn = 0;

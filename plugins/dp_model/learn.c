@@ -51,6 +51,10 @@ struct veil_learner {
         float *VS, *bS;
         uint32_t *forced;
         size_t n_forced;
+        /* veil_learner_support_epoch: one draw per epoch (DP step). */
+        int hold;
+        uint64_t epoch, drawn_epoch;
+        size_t drawn_items;
         uint32_t *colmark, *col;
         uint32_t stamp;
 
@@ -187,6 +191,11 @@ int veil_learner_new(struct veil_learner **out,
         return 0;
 }
 
+void veil_learner_support_epoch(struct veil_learner *L, uint64_t epoch) {
+        L->hold = 1;
+        L->epoch = epoch;
+}
+
 void veil_learner_set_noise(struct veil_learner *L, veil_noise_hook hook,
                             void *ctx) {
         L->hook = hook;
@@ -284,6 +293,12 @@ static void sample_support(struct veil_learner *L, size_t items) {
                 L->n_sup = L->n_forced;
                 return;
         }
+        /* Held: the epoch's draw stays while the catalog does. */
+        if (L->hold && L->n_sup && L->drawn_epoch == L->epoch &&
+            L->drawn_items == items)
+                return;
+        L->drawn_epoch = L->epoch;
+        L->drawn_items = items;
         size_t S = L->cfg.negatives < items ? L->cfg.negatives : items;
         for (size_t t = 0; t < S; t++) {
                 size_t r = t + (size_t)(veil_model_uniform(&L->rng) *

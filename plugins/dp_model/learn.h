@@ -4,7 +4,8 @@
  * Objective: predict the item of a user's event from the state before it
  * (the previous event's features, the previous item, the items before) by
  * a sampled softmax over the target and S items drawn uniformly from the
- * catalog for the whole batch. Why this one (and not BPR or the full
+ * catalog for the whole batch (or, veil_learner_support_epoch, for a whole
+ * DP step). Why this one (and not BPR or the full
  * softmax), in the README: the logits and both gradients are three small
  * sgemms of S columns instead of three of all items, and uniform negatives
  * do not depend on anyone's data.
@@ -94,6 +95,12 @@ int veil_learner_new(struct veil_learner **out,
 void veil_learner_free(struct veil_learner *L);
 void veil_learner_set_noise(struct veil_learner *L, veil_noise_hook hook,
                             void *ctx);
+/** From now on the sampled items are drawn once per epoch (and again when
+ *  the catalog grows), not per step: a DP step names the epoch, so that a
+ *  person's contribution is computed with the step's draw whichever
+ *  serving batch it fell in (a draw per batch would tie it to the batch,
+ *  so to the records of others around it). */
+void veil_learner_support_epoch(struct veil_learner *L, uint64_t epoch);
 
 /** One step over n examples of n_users users. Returns 0 (also when there
  *  is nothing to learn), or a negative code from allocation or the hook. */

@@ -810,6 +810,62 @@ static void test_clipping_matches_materialized(void **st) {
         veil_model_free(m);
 }
 
+/* Under DP the sampled items are drawn once per step (epoch), so that a
+ * person's gradient does not depend on the batch it fell in: u's example
+ * alone, or after a batch of v's, gives the same sum when the epoch holds,
+ * and a different one when the draw is per batch or the epoch moves. */
+#define EI 50
+static int take_b(void *ctx, struct veil_grad *g, char *errstr,
+                  size_t errstr_size) {
+        (void)errstr, (void)errstr_size;
+        veil_grad_densify(g);
+        memcpy(ctx, g->b, EI * sizeof(float));
+        return 1; /* taken: the model stays as it is */
+}
+
+static void u_gradient(int hold, int v_first, uint64_t u_epoch,
+                       float out[EI]) {
+        struct veil_model *m = new_model(EI, 0, 8, 16, 3);
+        for (size_t i = 0; i < EI; i++) /* new_model's are random */
+                m->b[i] = 0.01f * (float)i;
+        struct veil_learn_cfg lc = {0.1f, 1e9f, 1.0f, 4, 32, 0};
+        static const uint32_t f[] = {1, 2};
+        const struct veil_example u = {f, 2, 3, NULL, 0, 7, 0},
+                                  v = {f, 2, 5, NULL, 0, 9, 0};
+        struct veil_learner *L;
+        char err[128];
+        float scratch[EI];
+        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
+        if (hold)
+                veil_learner_support_epoch(L, 1);
+        if (v_first) {
+                veil_learner_set_noise(L, take_b, scratch);
+                assert_int_equal(veil_learn_step(L, m, &v, 1, 1, err,
+                                                 sizeof(err)),
+                                 0);
+        }
+        if (hold)
+                veil_learner_support_epoch(L, u_epoch);
+        veil_learner_set_noise(L, take_b, out);
+        assert_int_equal(veil_learn_step(L, m, &u, 1, 1, err, sizeof(err)),
+                         0);
+        veil_learner_free(L);
+        veil_model_free(m);
+}
+
+static void test_support_per_epoch(void **st) {
+        (void)st;
+        float alone[EI], after[EI];
+        u_gradient(1, 0, 1, alone);
+        u_gradient(1, 1, 1, after);
+        assert_memory_equal(alone, after, sizeof(alone));
+        u_gradient(1, 1, 2, after); /* the next step draws again */
+        assert_memory_not_equal(alone, after, sizeof(alone));
+        u_gradient(0, 0, 1, alone); /* a draw per batch */
+        u_gradient(0, 1, 1, after);
+        assert_memory_not_equal(alone, after, sizeof(alone));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_score_matches_naive),
@@ -817,6 +873,7 @@ int main(void) {
                 cmocka_unit_test(test_learning_beats_popular),
                 cmocka_unit_test(test_clipping_matches_materialized),
                 cmocka_unit_test(test_apply_paths_agree),
+                cmocka_unit_test(test_support_per_epoch),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
