@@ -318,8 +318,12 @@ static int usage(FILE *f, int rc) {
                 "cut to the same length), then the same for the pairs whose "
                 "next event came at a later time (a later visit; in shop "
                 "data the others are the rest of the same basket).\n"
-                "The plugins' clock (profile expiry, record times) follows "
-                "the events' times, as it would in a live stream.\n"
+                "The plugins' clock (profile expiry, record times, "
+                "dp_model's steps on the clock) is the latest event time "
+                "read so far, as the wall clock would be in a live stream: "
+                "the file's order is taken as the order of arrival, so sort "
+                "it by time (the summary counts events earlier than one "
+                "before them).\n"
                 "--limit N: the first N events only. --batch N: batches of "
                 "N events instead of max_events.\n");
         return rc;
@@ -461,7 +465,7 @@ int veil_cmd_replay(int argc, char **argv) {
                              : (size_t)(cp.cfg->max_events > 0
                                                 ? cp.cfg->max_events
                                                 : 256);
-        uint64_t n_events = 0, n_batches = 0;
+        uint64_t n_events = 0, n_batches = 0, n_behind = 0;
         int64_t clock_ms = 0;
         double t0 = now_s(), chain = 0;
         int done = 0, failed = 0;
@@ -492,6 +496,8 @@ int veil_cmd_replay(int argc, char **argv) {
                         }
                         if (e.ts_ms > clock_ms)
                                 clock_ms = e.ts_ms;
+                        else if (e.ts_ms < clock_ms)
+                                n_behind++;
                         n++;
                         n_events++;
                 }
@@ -539,6 +545,15 @@ int veil_cmd_replay(int argc, char **argv) {
                 printf("  dropped:     %llu (%s)\n", (unsigned long long)c, r);
         }
         veil_cli_print_gauges(cp.p, 13);
+        /* The clock is the latest event time read: one event stamped
+         * ahead of the others moves it for everyone after (profile expiry,
+         * DP steps on the clock), as it could not in a live stream. */
+        if (n_behind)
+                printf("  clock:       %llu events earlier than one read "
+                       "before them: the replay takes the file's order as "
+                       "the order of arrival, and its clock is the latest "
+                       "event time read (sort the file by time)\n",
+                       (unsigned long long)n_behind);
         if (n_events && !cap_main.records && cp.cfg->n_side_inputs)
                 printf("  note:        replay feeds no side inputs: a consent "
                        "stage without its ledger denies every event (use a "

@@ -194,7 +194,7 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
                 return -VEIL_EINVAL;
         }
         if (!(cfg->sigma > 0 && isfinite(cfg->sigma)) || !(cfg->clip > 0) ||
-            !cfg->step_events || !cfg->window_steps || !cfg->max_contrib ||
+            !cfg->step_events || !cfg->max_contrib ||
             cfg->step_ms < 0 ||
             !cfg->acc_path || !*cfg->acc_path ||
             !(cfg->delta > 0 && cfg->delta < 1)) {
@@ -204,7 +204,7 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
                 size_t o = strlen(errstr);
                 snprintf(errstr + o, errstr_size > o ? errstr_size - o : 0,
                          "noise_multiplier > 0, clip_norm > 0, step_size, "
-                         "window_steps and max_contributions ≥ 1, delta in "
+                         "max_contributions ≥ 1, delta in "
                          "(0, 1) and an accountant_file");
                 return -VEIL_EINVAL;
         }
@@ -298,10 +298,13 @@ uint64_t veil_dp_step(const struct veil_dp *dp) {
 
 
 /* The accounting window: a window of window_steps steps (on the clock,
- * window_steps of its steps, empty or not), or the tree. */
+ * window_steps of its steps, released or not; 0: one window), or the
+ * tree. */
 static uint64_t current_window(const struct veil_dp *dp) {
         if (dp->tree)
                 return dp->st.tree;
+        if (!dp->cfg.window_steps)
+                return 0;
         return veil_dp_step(dp) / dp->cfg.window_steps;
 }
 

@@ -71,7 +71,8 @@ struct veil_dp_cfg {
                                  *   on the clock: the SGD step's divisor
                                  *   (the contributions a step is expected
                                  *   to hold; a public constant) */
-        uint64_t window_steps;  /**< DP steps per accounting window */
+        uint64_t window_steps;  /**< DP steps per accounting window (on the
+                                 *   clock, its steps); 0: one window */
         uint32_t max_contrib;   /**< M: steps a user joins per window
                                  *   (tree: per tree) */
         size_t user_slots;      /**< size of the per-user counter table */

@@ -150,9 +150,10 @@ static const struct veil_param_def params[] = {
          "tree: steps of one tree a user may join; each level l of a tree "
          "then costs p·min(p, 2^l)/(2σ²), since several of a user's steps "
          "may share a node"},
-        {"window_steps", VEIL_PARAM_INT, "1000000000", 0,
-         "learning steps per accounting window (the default: one window, "
-         "so M bounds a user's steps over the whole stream)"},
+        {"window_steps", VEIL_PARAM_INT, "0", 0,
+         "learning steps per accounting window (on the clock, steps of "
+         "step_interval_s whether released or not); 0, the default: one "
+         "window, so M bounds a user's steps over the whole stream"},
         {"user_slots", VEIL_PARAM_INT, "1048576", 0,
          "initial slots of the per-user table of the bounds (40 bytes "
          "each); it doubles when 3/4 full"},
@@ -208,6 +209,7 @@ struct state {
         struct veil_share *share;
         size_t senders_logged; /* other instances whose spend ε counts */
         const char *mechanism;
+        int clock_steps; /* step_interval_s > 0 */
         double sigma, clip;
         /* The public neighbour terms, outside the learned parameters:
          * [0] by description, [1] by catalog order (empty: off). */
@@ -806,8 +808,11 @@ static int process(void *state, struct veil_batch *b) {
                 int rc = release_due(s, b);
                 if (rc)
                         return rc;
-                /* One draw of the sampled items per DP step. */
-                veil_learner_support_epoch(s->L, veil_dp_step(s->dp));
+                /* On the clock, one draw of the sampled items per DP
+                 * step (counted steps keep a draw per batch). */
+                if (s->clock_steps)
+                        veil_learner_support_epoch(s->L,
+                                                   veil_dp_step(s->dp));
         }
         /* 1. Queries. */
         size_t n_rows = 0, pn = 0;
@@ -1022,7 +1027,7 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                         interval = 1;
         }
         int64_t m = veil_params_int(p, "max_contributions", 4);
-        int64_t win = veil_params_int(p, "window_steps", 1000000000);
+        int64_t win = veil_params_int(p, "window_steps", 0);
         int64_t slots = veil_params_int(p, "user_slots", 1 << 20);
         double budget = veil_params_double(p, "epsilon_budget", 8.0);
         double delta = veil_params_double(p, "delta", 1e-8);
@@ -1042,8 +1047,9 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         if (tp < 1 || tp > 1000000)
                 return bad(errstr, errstr_size, p, "tree_participations",
                            "between 1 and 10^6");
-        if (win < 1)
-                return bad(errstr, errstr_size, p, "window_steps", "≥ 1");
+        if (win < 0)
+                return bad(errstr, errstr_size, p, "window_steps",
+                           "≥ 0 (0: one window, the whole stream)");
         if (slots < 64 || slots > (1 << 28))
                 return bad(errstr, errstr_size, p, "user_slots",
                            "between 64 and 2^28");
@@ -1094,6 +1100,7 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                 return rc;
         }
         veil_learner_set_noise(s->L, veil_dp_hook, s->dp);
+        s->clock_steps = interval > 0;
         s->eps_budget = budget;
         struct veil_dp_stats ds = veil_dp_stats(s->dp);
         veil_privacy_set_budget(st, budget > 0 ? budget : INFINITY, delta);
@@ -1123,6 +1130,10 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         else
                 snprintf(sched, sizeof(sched), "steps of %lld contributions",
                          (long long)step);
+        char wins[64] = "over the whole stream";
+        if (win)
+                snprintf(wins, sizeof(wins), "per %lld-step window",
+                         (long long)win);
         if (tree)
                 veil_log(st, VEIL_LOG_INFO,
                          "tree mechanism (DP-FTRL): noise multiplier %.4g "
@@ -1136,10 +1147,9 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                 veil_log(st, VEIL_LOG_INFO,
                          "gaussian mechanism: noise multiplier %.4g "
                          "(accounted %.6g), %s, at most %lld steps per user "
-                         "per %lld-step window; epsilon %.4g spent of %.4g "
-                         "at delta %.3g",
-                         sigma, ds.sigma_acc, sched, (long long)m,
-                         (long long)win, ds.epsilon, budget, delta);
+                         "%s; epsilon %.4g spent of %.4g at delta %.3g",
+                         sigma, ds.sigma_acc, sched, (long long)m, wins,
+                         ds.epsilon, budget, delta);
         if (!interval)
                 veil_log(st, VEIL_LOG_WARN,
                          "%s: step_interval_s is 0: a step ends after %lld "
@@ -1544,10 +1554,17 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         (long long)veil_params_int(p, "tree_steps", 64));
                 return;
         }
-        int64_t win = veil_params_int(p, "window_steps", 1000000000);
-        char per[96] = "";
-        /* The default window is the whole stream: no window to name. */
-        if (win < 1000000000)
+        int64_t win = veil_params_int(p, "window_steps", 0);
+        double step_s = veil_params_double(p, "step_interval_s", 3600);
+        char per[128] = "";
+        /* The default window is the whole stream: no window to name. On
+         * the clock a window is a span of time, whatever it held. */
+        if (win > 0 && step_s > 0)
+                snprintf(per, sizeof(per),
+                         " in every %.6g hours (a window of %lld learning "
+                         "steps of %g seconds)",
+                         (double)win * step_s / 3600, (long long)win, step_s);
+        else if (win > 0)
                 snprintf(per, sizeof(per), " in every window of %lld updates",
                          (long long)win);
         veil_notice_add(

@@ -30,6 +30,11 @@ n_state=$(count "$VEIL_STATE")
 [ "$n_state" -ge 4 ] || fail "state topic holds $n_state records"
 ok "$n_ck checkpoints of context and dp_model, $n_state records on the state topic"
 
+if [ -n "${VEIL_STEP_S:-}" ]; then
+  grep -q "mechanism (DP-FTRL): .*steps of ${VEIL_STEP_S}s on the clock" "$WORK/veil1.log" ||
+    fail "not on the clock: $(grep -o 'mechanism[^"]*' "$WORK/veil1.log" | head -1)"
+  ok "steps of ${VEIL_STEP_S} s on the clock"
+fi
 consume "$VEIL_RECS" "$REC_SCHEMA" >"$WORK/recs1.json"
 eps1=$(jq -s 'map(.value.epsilon_spent.double // 0) | max' "$WORK/recs1.json")
 jq -e -n --argjson e "$eps1" '$e > 0' >/dev/null || fail "run 1 spent no ε ($eps1)"

@@ -358,6 +358,10 @@ static void test_clock_steps(void **st) {
         s = veil_dp_stats(dp);
         assert_int_equal(s.steps, 3);
         assert_int_equal(s.empty_steps, 1);
+        /* Charged by clock window, M = 1 each: step 10 (window 2) and 13
+         * (window 3) cost 1/(2σ²) each, step 14 (window 3 again) nothing. */
+        double unit = 1 / (2 * s.sigma_acc * s.sigma_acc);
+        assert_true(s.rho_own >= 2 * unit && s.rho_own < 2 * unit * 1.000001);
         assert_int_equal(veil_dp_admit(dp, "alice", 5), 1);
         fx_close(&x);
 

@@ -159,4 +159,15 @@ done
 ! cmp -s "$work/later1" "$work/later315360000" ||
   fail "profiles expiring after 1 s of event time changed nothing: $(cat "$work/later1")"
 echo "ok: profile expiry follows event time ($(cat "$work/later1") with a TTL of 1 s)"
+# The clock is the latest event time read: a file out of time order says
+# so, with the number of events earlier than one before them (the last
+# row first: every other row is behind it); a sorted file does not.
+{ head -1 "$events"; tail -1 "$events"; sed -n '2,200p' "$events"; } >"$work/unsorted.csv"
+behind=$(awk -F, 'NR>1 { if ($1 < m) n++; if ($1 > m) m = $1 } END { print n + 0 }' "$work/unsorted.csv")
+[ "$behind" -gt 0 ] || fail "the unsorted file is sorted"
+"$VEIL" replay "$ROOT/config/pipelines/retail.yaml" --events "$work/unsorted.csv" >"$work/u" 2>&1 || fail "replay of the unsorted file"
+grep -q "^  clock: *$behind events earlier than one read before them" "$work/u" ||
+  fail "clock line: want $behind: $(grep clock "$work/u")"
+grep -q "^  clock:" "$out" && fail "a clock line for a sorted file"
+echo "ok: $behind events out of time order counted"
 echo "PASS test_replay"
