@@ -46,6 +46,8 @@ until [ "$(applied a b)" -gt 0 ] && [ "$(applied b a)" -gt 0 ]; do
     fail "updates did not flow both ways: a applied $(applied a b) of b's, b $(applied b a) of a's"
   sleep 0.5
 done
+grep -q 'tree mechanism (DP-FTRL): .*steps of 0.001s on the clock' "$WORK/veil-a.log" ||
+  fail "not on the clock: $(grep -o 'tree mechanism[^"]*' "$WORK/veil-a.log" | head -1)"
 # The other instance's part of the spend, on a's /metrics.
 addr=$(grep -o '"address":"[^"]*"' "$WORK/veil-a.log" | sed -n '1s/.*:"\(.*\)"/\1/p')
 others=$(curl -sf "http://$addr/metrics" | sed -n 's/^veil_plugin_dp_model_rho_others{[^}]*} //p')
