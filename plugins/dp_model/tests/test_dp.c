@@ -144,21 +144,17 @@ static void fx_close(struct fx *x) {
 
 static void test_admit_bounds(void **st) {
         (void)st;
-        char path[256], err[256];
-        tmp_path(path, sizeof(path), "admit");
-        struct veil_model *m = new_model(4, 2, 4);
-        struct veil_learner *L;
-        struct veil_learn_cfg lc = {0.1f, 1, 1, 4, 4, 0};
-        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
-        struct veil_dp_cfg c = cfg_of(path, 1.0);
+        char err[256];
+        struct veil_dp_cfg c = cfg_of(NULL, 1.0);
         c.step_events = 2;
         c.max_contrib = 2;
         c.window_steps = 3;
         c.user_slots = 64;
-        struct veil_dp *dp;
-        assert_int_equal(veil_dp_new(&dp, &c, m, err, sizeof(err)), 0);
-        struct fake f;
-        fake_init(&f, m);
+        struct fx x;
+        fx_open(&x, "admit", c);
+        struct veil_dp *dp = x.dp;
+        struct veil_model *m = x.m;
+        struct veil_learner *L = x.L;
 
         /* Step 0: alice in batch 1 (twice: one contribution), again in
          * batch 2 of the same step: refused. */
@@ -167,13 +163,13 @@ static void test_admit_bounds(void **st) {
         assert_int_equal(veil_dp_admit(dp, "bob", 1), 1);
         assert_int_equal(veil_dp_admit(dp, "alice", 2), 0);
         assert_int_equal(veil_dp_stats(dp).refused_step, 1);
-        assert_int_equal(veil_dp_hook(dp, fake_grad(&f, m, 1, 2), err,
+        assert_int_equal(veil_dp_hook(dp, fake_grad(&x.f, m, 1, 2), err,
                                       sizeof(err)),
                          1);
         assert_int_equal(veil_dp_release(dp, L, m, err, sizeof(err)), 1);
         /* Step 1: alice's second and last step of the window. */
         assert_int_equal(veil_dp_admit(dp, "alice", 3), 1);
-        assert_int_equal(veil_dp_hook(dp, fake_grad(&f, m, 1, 2), err,
+        assert_int_equal(veil_dp_hook(dp, fake_grad(&x.f, m, 1, 2), err,
                                       sizeof(err)),
                          1);
         assert_int_equal(veil_dp_release(dp, L, m, err, sizeof(err)), 1);
@@ -181,7 +177,7 @@ static void test_admit_bounds(void **st) {
         assert_int_equal(veil_dp_admit(dp, "alice", 4), 0);
         assert_int_equal(veil_dp_stats(dp).refused_window, 1);
         assert_int_equal(veil_dp_admit(dp, "bob", 4), 1);
-        assert_int_equal(veil_dp_hook(dp, fake_grad(&f, m, 1, 2), err,
+        assert_int_equal(veil_dp_hook(dp, fake_grad(&x.f, m, 1, 2), err,
                                       sizeof(err)),
                          1);
         assert_int_equal(veil_dp_release(dp, L, m, err, sizeof(err)), 1);
@@ -210,11 +206,7 @@ static void test_admit_bounds(void **st) {
         assert_int_equal(veil_dp_admit(dp, "alice", 6), 0);
         assert_int_equal(veil_dp_stats(dp).refused_step, refused + 1001);
 
-        fake_free(&f);
-        veil_dp_free(dp);
-        veil_learner_free(L);
-        veil_model_free(m);
-        unlink(path);
+        fx_close(&x);
 }
 
 /* ---- the step schedule --------------------------------------------------- */
