@@ -51,6 +51,10 @@ static const struct veil_param_def params[] = {
          "a gap longer than this (event time) starts a new session"},
         {"profile_items", VEIL_PARAM_INT, "10", 0,
          "items kept per personalized profile (L)"},
+        {"history_items", VEIL_PARAM_INT, "0", 0,
+         "distinct items of a personalized person's visits kept, with the "
+         "number of visits each was in, for dp_model's history_weight "
+         "(0: none)"},
         {"max_profiles", VEIL_PARAM_INT, "100000", 0,
          "profiles kept; the least recently used one is replaced"},
         {"profile_ttl_s", VEIL_PARAM_INT, "604800", 0,
@@ -138,6 +142,27 @@ static void session_of(const struct state *s, const struct veil_profile *p,
                                             ? ev->ts_ms - p->last_ts
                                             : 0;
         }
+}
+
+/* The history's items seen before the visit that began at vstart, by id,
+ * with their visit counts, in the batch arena. */
+static int hand_history(struct veil_batch *b, const struct veil_catalog *cat,
+                        const struct veil_profile *p, int64_t vstart,
+                        struct veil_context_info *info) {
+        const char **ids = veil_batch_alloc(b, p->n_hist * sizeof(char *));
+        uint32_t *visits = veil_batch_alloc(b, p->n_hist * sizeof(uint32_t));
+        if (!ids || !visits)
+                return -VEIL_ENOMEM;
+        size_t n = 0;
+        for (uint32_t k = 0; k < p->n_hist; k++)
+                if (p->hist_ts[k] < vstart) {
+                        ids[n] = cat->id[p->hist[k]];
+                        visits[n++] = p->hist_visits[k];
+                }
+        info->history = ids;
+        info->history_visits = visits;
+        info->n_history = n;
+        return 0;
 }
 
 static veil_tier_t tier_of(const struct state *s,
@@ -264,6 +289,17 @@ static int process(void *state, struct veil_batch *b) {
                         ev->recent_items = rec;
                         ev->n_recent = p->n_items;
                 }
+                /* The visit this event is in began at its own time when
+                 * it starts one. The model gets the items of the visits
+                 * before it. */
+                int64_t vstart = si.position == 1 ? ev->ts_ms
+                                                  : p->visit_start;
+                for (uint32_t k = 0; k < p->n_items &&
+                                     p->item_ts[k] >= vstart;
+                     k++)
+                        info->n_visit++;
+                if (p->n_hist && hand_history(b, s->cat, p, vstart, info))
+                        return -VEIL_ENOMEM;
                 if (p->n_prev) {
                         uint32_t *prev = veil_batch_alloc(
                                 b, p->n_prev * sizeof(uint32_t));
@@ -274,8 +310,11 @@ static int process(void *state, struct veil_batch *b) {
                         info->prev_features = prev;
                         info->n_prev = p->n_prev;
                 }
-                if (item >= 0)
+                p->visit_start = vstart;
+                if (item >= 0) {
                         veil_profiles_push(s->prof, p, item, ev->ts_ms);
+                        veil_profiles_remember(s->prof, p, item, ev->ts_ms);
+                }
                 p->session = ev->ctx.session_id
                                      ? hash_str(ev->ctx.session_id)
                                      : 0;
@@ -308,15 +347,38 @@ static int export_subject(void *state, const struct veil_subject *subj,
                 p = veil_profiles_get(s->prof, subj->raw_id, INT64_MIN / 2);
         if (!p)
                 return 0; /* nothing held: an empty section */
-        char buf[4096];
+        /* Each item with its time (and, in the history, its visits): the
+         * whole profile, never cut, since this is what a person asked to
+         * see. An id is at most a catalog line. */
+        size_t cap = 64 + (size_t)(p->n_items + p->n_hist) * 48;
+        for (uint32_t k = 0; k < p->n_items; k++)
+                cap += strlen(s->cat->id[p->items[k]]);
+        for (uint32_t k = 0; k < p->n_hist; k++)
+                cap += strlen(s->cat->id[p->hist[k]]);
+        char *list = malloc(cap);
+        if (!list)
+                return -VEIL_ENOMEM;
         size_t off = 0;
-        buf[0] = '\0';
-        for (uint32_t k = 0; k < p->n_items && off < sizeof(buf) - 1; k++)
-                off += (size_t)snprintf(buf + off, sizeof(buf) - off,
-                                        "%s%s@%lld", k ? " " : "",
+        list[0] = '\0';
+        for (uint32_t k = 0; k < p->n_items; k++)
+                off += (size_t)snprintf(list + off, cap - off, "%s%s@%lld",
+                                        k ? " " : "",
                                         s->cat->id[p->items[k]],
                                         (long long)p->item_ts[k]);
-        int rc = veil_rec_map_put(out, "", "recent_items", buf);
+        int rc = veil_rec_map_put(out, "", "recent_items", list);
+        if (veil_profiles_history_per_user(s->prof)) {
+                off = 0;
+                list[0] = '\0';
+                for (uint32_t k = 0; k < p->n_hist; k++)
+                        off += (size_t)snprintf(
+                                list + off, cap - off, "%s%s@%lld (visits: %u)",
+                                k ? ", " : "", s->cat->id[p->hist[k]],
+                                (long long)p->hist_ts[k], p->hist_visits[k]);
+                rc = rc ? rc
+                        : veil_rec_map_put(out, "", "history_items", list);
+        }
+        free(list);
+        char buf[32];
         snprintf(buf, sizeof(buf), "%u", p->position);
         rc = rc ? rc : veil_rec_map_put(out, "", "session_position", buf);
         snprintf(buf, sizeof(buf), "%lld", (long long)p->last_ts);
@@ -354,6 +416,7 @@ static int restore(void *state, const void *data, size_t len, char *errstr,
 static void notice(const veil_params_t *p, veil_notice_t *n) {
         int64_t ttl = veil_params_int(p, "profile_ttl_s", 604800);
         int64_t L = veil_params_int(p, "profile_items", 10);
+        int64_t H = veil_params_int(p, "history_items", 0);
         veil_notice_add(n, VEIL_NOTICE_COLLECTED,
                         "To recommend items, the time of day, weekday, "
                         "device class, country or coarse area, the place in "
@@ -366,6 +429,13 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         "earlier when memory is full; otherwise nothing "
                         "about you is kept.",
                         (long long)L, (long long)((ttl + 86399) / 86400));
+        if (H > 0)
+                veil_notice_add(n, VEIL_NOTICE_RETENTION,
+                                "With it, up to %lld items of your visits are "
+                                "kept, with how many visits each was in, to "
+                                "suggest them to you again; they are deleted "
+                                "with the rest.",
+                                (long long)H);
 }
 
 static void destroy(void *state) {
@@ -393,6 +463,7 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         int64_t gh = veil_params_int(p, "geohash_precision", 4);
         int64_t gap = veil_params_int(p, "session_gap_s", 1800);
         int64_t L = veil_params_int(p, "profile_items", 10);
+        int64_t H = veil_params_int(p, "history_items", 0);
         int64_t maxp = veil_params_int(p, "max_profiles", 100000);
         int64_t ttl = veil_params_int(p, "profile_ttl_s", 604800);
         if (space < 1 || space > (1 << 28))
@@ -413,6 +484,9 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         if (L < 1 || L > 1000)
                 return bad(errstr, errstr_size, p, "profile_items",
                            "between 1 and 1000");
+        if (H < 0 || H > 1000)
+                return bad(errstr, errstr_size, p, "history_items",
+                           "between 0 and 1000");
         if (maxp < 1 || maxp > 100000000)
                 return bad(errstr, errstr_size, p, "max_profiles",
                            "between 1 and 100000000");
@@ -499,7 +573,7 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 return rc;
         }
         if ((rc = veil_profiles_new(&s->prof, (size_t)maxp, (uint32_t)L,
-                                    ttl * 1000)) ||
+                                    (uint32_t)H, ttl * 1000)) ||
             !(s->tz = veil_tz_new(veil_params_str(p, "zoneinfo"), 256))) {
                 snprintf(errstr, errstr_size, "context: out of memory");
                 destroy(s);

@@ -18,7 +18,7 @@
 #include <veil/veil.h>
 
 #define VEIL_CONTEXT_INFO_MAGIC 0x76637478u /* "vctx" */
-#define VEIL_CONTEXT_INFO_VERSION 1
+#define VEIL_CONTEXT_INFO_VERSION 2
 
 /** At most this many features per event (one per kind). */
 #define VEIL_CTX_MAX_FEATURES 16
@@ -60,6 +60,15 @@ struct veil_context_info {
          *  can learn "state before → this item". n_prev = 0 otherwise. */
         const uint32_t *prev_features;
         size_t n_prev;
+        /** Personalized only: how many of ev->recent_items (the first
+         *  ones) are of the current visit. */
+        size_t n_visit;
+        /** Personalized only, with history_items > 0: the items of the
+         *  person's earlier visits (not of this one), in no order, and in
+         *  how many visits each was; n_history = 0 otherwise. */
+        const char *const *history;
+        const uint32_t *history_visits;
+        size_t n_history;
 };
 
 #endif

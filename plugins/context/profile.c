@@ -18,11 +18,14 @@ struct entry {
 
 struct veil_profiles {
         size_t max, cap, n;
-        uint32_t L;
+        uint32_t L, H;
         int64_t ttl_ms;
         struct entry *e;
         int32_t *items;
         int64_t *item_ts;
+        int32_t *hist;         /* H per slot; NULL with H = 0 */
+        uint32_t *hist_visits;
+        int64_t *hist_ts;
         uint32_t *tab; /* open addressing: slot + 1, 0 = empty */
         size_t tab_cap;
         uint32_t head, tail, free_list; /* free slots chain through next */
@@ -36,7 +39,8 @@ static uint64_t hash_key(const char *s) {
 }
 
 int veil_profiles_new(struct veil_profiles **out, size_t max_users,
-                      uint32_t items_per_user, int64_t ttl_ms) {
+                      uint32_t items_per_user, uint32_t history_per_user,
+                      int64_t ttl_ms) {
         if (!max_users || !items_per_user || max_users >= NIL)
                 return -VEIL_EINVAL;
         struct veil_profiles *s = calloc(1, sizeof(*s));
@@ -44,6 +48,7 @@ int veil_profiles_new(struct veil_profiles **out, size_t max_users,
                 return -VEIL_ENOMEM;
         s->max = max_users;
         s->L = items_per_user;
+        s->H = history_per_user;
         s->ttl_ms = ttl_ms;
         s->head = s->tail = s->free_list = NIL;
         *out = s;
@@ -58,6 +63,9 @@ void veil_profiles_free(struct veil_profiles *s) {
         free(s->e);
         free(s->items);
         free(s->item_ts);
+        free(s->hist);
+        free(s->hist_visits);
+        free(s->hist_ts);
         free(s->tab);
         free(s);
 }
@@ -68,9 +76,18 @@ uint32_t veil_profiles_items_per_user(const struct veil_profiles *s) {
         return s->L;
 }
 
+uint32_t veil_profiles_history_per_user(const struct veil_profiles *s) {
+        return s->H;
+}
+
 static void fix_pointers(struct veil_profiles *s, uint32_t i) {
         s->e[i].p.items = s->items + (size_t)i * s->L;
         s->e[i].p.item_ts = s->item_ts + (size_t)i * s->L;
+        if (s->H) {
+                s->e[i].p.hist = s->hist + (size_t)i * s->H;
+                s->e[i].p.hist_visits = s->hist_visits + (size_t)i * s->H;
+                s->e[i].p.hist_ts = s->hist_ts + (size_t)i * s->H;
+        }
 }
 
 static void tab_insert(struct veil_profiles *s, uint32_t i) {
@@ -97,6 +114,22 @@ static int grow(struct veil_profiles *s) {
         if (!ts)
                 return -VEIL_ENOMEM;
         s->item_ts = ts;
+        if (s->H) {
+                int32_t *h = realloc(s->hist, cap * s->H * sizeof(int32_t));
+                if (!h)
+                        return -VEIL_ENOMEM;
+                s->hist = h;
+                uint32_t *hv = realloc(s->hist_visits,
+                                       cap * s->H * sizeof(uint32_t));
+                if (!hv)
+                        return -VEIL_ENOMEM;
+                s->hist_visits = hv;
+                int64_t *ht = realloc(s->hist_ts,
+                                      cap * s->H * sizeof(int64_t));
+                if (!ht)
+                        return -VEIL_ENOMEM;
+                s->hist_ts = ht;
+        }
         size_t tcap = 16;
         while (tcap < 2 * cap)
                 tcap *= 2;
@@ -191,6 +224,14 @@ static void delete_slot(struct veil_profiles *s, uint32_t i) {
         /* What was held about the person goes with the slot. */
         memset(s->items + (size_t)i * s->L, 0, s->L * sizeof(int32_t));
         memset(s->item_ts + (size_t)i * s->L, 0, s->L * sizeof(int64_t));
+        if (s->H) {
+                memset(s->hist + (size_t)i * s->H, 0,
+                       s->H * sizeof(int32_t));
+                memset(s->hist_visits + (size_t)i * s->H, 0,
+                       s->H * sizeof(uint32_t));
+                memset(s->hist_ts + (size_t)i * s->H, 0,
+                       s->H * sizeof(int64_t));
+        }
         free(s->e[i].key);
         memset(&s->e[i], 0, sizeof(s->e[i]));
         fix_pointers(s, i);
@@ -264,6 +305,32 @@ void veil_profiles_push(struct veil_profiles *s, struct veil_profile *p,
         p->n_items = n;
 }
 
+void veil_profiles_remember(struct veil_profiles *s, struct veil_profile *p,
+                            int32_t item, int64_t ts_ms) {
+        if (!s->H)
+                return;
+        uint32_t j, low = 0;
+        for (j = 0; j < p->n_hist && p->hist[j] != item; j++)
+                if (p->hist_visits[j] < p->hist_visits[low] ||
+                    (p->hist_visits[j] == p->hist_visits[low] &&
+                     p->hist_ts[j] < p->hist_ts[low]))
+                        low = j;
+        if (j < p->n_hist) {
+                /* Seen before: one visit more, unless in this one. */
+                if (p->hist_ts[j] < p->visit_start &&
+                    p->hist_visits[j] < UINT32_MAX)
+                        p->hist_visits[j]++;
+                if (ts_ms > p->hist_ts[j])
+                        p->hist_ts[j] = ts_ms;
+                return;
+        }
+        /* New: a free slot, else the one in fewest visits, then oldest. */
+        j = p->n_hist < s->H ? p->n_hist++ : low;
+        p->hist[j] = item;
+        p->hist_visits[j] = 1;
+        p->hist_ts[j] = ts_ms;
+}
+
 int veil_profiles_erase(struct veil_profiles *s, const char *key) {
         if (!key)
                 return 0;
@@ -290,8 +357,10 @@ size_t veil_profiles_expire(struct veil_profiles *s, int64_t now_ms) {
 /* "VPRF", u8 format, u32 count, then per profile (big-endian):
  * u16 key length, key, i64 last use, u64 session, i64 last event,
  * u32 position, u32 n_prev, n_prev x u32, u32 n_items,
- * n_items x (u16 id length, id, i64 time). */
-#define PRF_FORMAT 1
+ * n_items x (u16 id length, id, i64 time); format 2 adds i64 visit start,
+ * u32 n_hist, n_hist x (u16 id length, id, u32 visits, i64 time). Format 1
+ * (no history) is still read. */
+#define PRF_FORMAT 2
 
 struct wbuf {
         unsigned char *p;
@@ -325,6 +394,14 @@ static void wint(struct wbuf *w, uint64_t v, int bytes) {
         wput(w, b, (size_t)bytes);
 }
 
+static void wid(struct wbuf *w, const char *id) {
+        size_t il = id ? strlen(id) : 0;
+        if (il > UINT16_MAX)
+                il = UINT16_MAX;
+        wint(w, il, 2);
+        wput(w, id, il);
+}
+
 int veil_profiles_save(const struct veil_profiles *s,
                        const char *(*item_id)(void *ctx, int32_t item),
                        void *ctx, void **data, size_t *len) {
@@ -348,13 +425,15 @@ int veil_profiles_save(const struct veil_profiles *s,
                         wint(&w, x->p.prev_features[k], 4);
                 wint(&w, x->p.n_items, 4);
                 for (uint32_t k = 0; k < x->p.n_items; k++) {
-                        const char *id = item_id(ctx, x->p.items[k]);
-                        size_t il = id ? strlen(id) : 0;
-                        if (il > UINT16_MAX)
-                                il = UINT16_MAX;
-                        wint(&w, il, 2);
-                        wput(&w, id, il);
+                        wid(&w, item_id(ctx, x->p.items[k]));
                         wint(&w, (uint64_t)x->p.item_ts[k], 8);
+                }
+                wint(&w, (uint64_t)x->p.visit_start, 8);
+                wint(&w, x->p.n_hist, 4);
+                for (uint32_t k = 0; k < x->p.n_hist; k++) {
+                        wid(&w, item_id(ctx, x->p.hist[k]));
+                        wint(&w, x->p.hist_visits[k], 4);
+                        wint(&w, (uint64_t)x->p.hist_ts[k], 8);
                 }
         }
         if (w.oom) {
@@ -394,8 +473,24 @@ static const char *rbytes(struct rbuf *r, size_t n) {
         return q;
 }
 
+/* An item id as written by wid: NULL when the buffer ends first. */
+static const char *rd_id(struct rbuf *r, size_t *len) {
+        *len = (size_t)rd_int(r, 2);
+        return rbytes(r, *len);
+}
+
+/* The catalog index of an id read by rd_id (id: room for any id). */
+static int32_t resolve(const char *q, size_t len, char *id,
+                       int32_t (*item_index)(void *ctx, const char *id),
+                       void *ctx) {
+        memcpy(id, q, len);
+        id[len] = '\0';
+        return item_index(ctx, id);
+}
+
 /* One pass over the buffer: apply = 0 only validates. */
-static int load_pass(struct veil_profiles *s, struct rbuf *r, int apply,
+static int load_pass(struct veil_profiles *s, struct rbuf *r, int format,
+                     int apply,
                      int32_t (*item_index)(void *ctx, const char *id),
                      void *ctx, char *key, char *id) {
         uint64_t count = rd_int(r, 4);
@@ -430,22 +525,43 @@ static int load_pass(struct veil_profiles *s, struct rbuf *r, int apply,
                         memcpy(p->prev_features, prev,
                                n_prev * sizeof(uint32_t));
                         p->n_items = 0;
+                        p->n_hist = 0;
                 }
                 uint32_t n_items = (uint32_t)rd_int(r, 4);
                 for (uint32_t j = 0; j < n_items && !r->bad; j++) {
-                        size_t il = (size_t)rd_int(r, 2);
-                        const char *q = rbytes(r, il);
+                        size_t il;
+                        const char *q = rd_id(r, &il);
                         int64_t ts = (int64_t)rd_int(r, 8);
                         if (r->bad || !apply || p->n_items >= s->L)
                                 continue;
-                        memcpy(id, q, il);
-                        id[il] = '\0';
-                        int32_t item = item_index(ctx, id);
+                        int32_t item = resolve(q, il, id, item_index, ctx);
                         if (item < 0)
                                 continue;
                         p->items[p->n_items] = item;
                         p->item_ts[p->n_items] = ts;
                         p->n_items++;
+                }
+                if (format < 2)
+                        continue;
+                int64_t vstart = (int64_t)rd_int(r, 8);
+                if (apply && !r->bad)
+                        p->visit_start = vstart;
+                uint32_t n_hist = (uint32_t)rd_int(r, 4);
+                for (uint32_t j = 0; j < n_hist && !r->bad; j++) {
+                        size_t il;
+                        const char *q = rd_id(r, &il);
+                        uint32_t visits = (uint32_t)rd_int(r, 4);
+                        int64_t ts = (int64_t)rd_int(r, 8);
+                        /* A smaller history keeps the first ones. */
+                        if (r->bad || !apply || p->n_hist >= s->H)
+                                continue;
+                        int32_t item = resolve(q, il, id, item_index, ctx);
+                        if (item < 0)
+                                continue;
+                        p->hist[p->n_hist] = item;
+                        p->hist_visits[p->n_hist] = visits ? visits : 1;
+                        p->hist_ts[p->n_hist] = ts;
+                        p->n_hist++;
                 }
         }
         if (!r->bad && r->off != r->n)
@@ -457,10 +573,12 @@ int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
                        int32_t (*item_index)(void *ctx, const char *id),
                        void *ctx, char *errstr, size_t errstr_size) {
         struct rbuf r = {data, len, 0, 0};
-        if (len < 5 || memcmp(data, "VPRF", 4) ||
-            ((const unsigned char *)data)[4] != PRF_FORMAT) {
+        int format = len >= 5 ? ((const unsigned char *)data)[4] : 0;
+        if (len < 5 || memcmp(data, "VPRF", 4) || format < 1 ||
+            format > PRF_FORMAT) {
                 snprintf(errstr, errstr_size,
-                         "profiles: not a profile checkpoint of format %d",
+                         "profiles: not a profile checkpoint of format 1 "
+                         "to %d",
                          PRF_FORMAT);
                 return -VEIL_EINVAL;
         }
@@ -472,7 +590,7 @@ int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
         }
         char *id = key + UINT16_MAX + 1;
         r.off = 5;
-        if (load_pass(s, &r, 0, item_index, ctx, key, id)) {
+        if (load_pass(s, &r, format, 0, item_index, ctx, key, id)) {
                 free(key);
                 snprintf(errstr, errstr_size,
                          "profiles: checkpoint truncated or malformed at "
@@ -481,7 +599,7 @@ int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
                 return -VEIL_EINVAL;
         }
         r.off = 5;
-        int rc = load_pass(s, &r, 1, item_index, ctx, key, id);
+        int rc = load_pass(s, &r, format, 1, item_index, ctx, key, id);
         free(key);
         if (rc)
                 snprintf(errstr, errstr_size, "profiles: out of memory");

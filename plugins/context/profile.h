@@ -3,7 +3,11 @@
  *
  * A profile is keyed by the subject pseudonym and holds the user's last L
  * items with their times, the current session (a hash of its id, the last
- * event time, the position) and the feature ids of the previous event. The
+ * event time, the position) and the feature ids of the previous event;
+ * with a history of H > 0, also up to H distinct items of the user's
+ * visits, each with the number of visits it was in and the time it was
+ * last seen (when full, the item in fewest visits, then the oldest, makes
+ * room). The
  * store is bounded three ways: at most max_users profiles (the least
  * recently used one is replaced), a TTL after the last use (measured on the
  * wall clock of the batches: it is a retention period), and erase.
@@ -29,12 +33,18 @@ struct veil_profile {
         uint32_t position; /**< of the last event in its session */
         uint32_t prev_features[VEIL_CTX_MAX_FEATURES];
         uint32_t n_prev;   /**< 0: no previous event */
+        int64_t visit_start; /**< event time the current visit began (ms) */
+        int32_t *hist;     /**< catalog indices of the history (H slots) */
+        uint32_t *hist_visits; /**< visits each was in */
+        int64_t *hist_ts;  /**< event time each was last seen (ms) */
+        uint32_t n_hist;
 };
 
 struct veil_profiles;
 
 int veil_profiles_new(struct veil_profiles **out, size_t max_users,
-                      uint32_t items_per_user, int64_t ttl_ms);
+                      uint32_t items_per_user, uint32_t history_per_user,
+                      int64_t ttl_ms);
 void veil_profiles_free(struct veil_profiles *s);
 
 /** The profile of `key`, or NULL (none, or expired: then it is deleted). */
@@ -49,6 +59,11 @@ struct veil_profile *veil_profiles_touch(struct veil_profiles *s,
 /** Puts an item in front (dropping the oldest past L). */
 void veil_profiles_push(struct veil_profiles *s, struct veil_profile *p,
                         int32_t item, int64_t ts_ms);
+/** Counts an item of the visit that began at p->visit_start in the
+ *  history: one more visit unless it was already seen in this one. No-op
+ *  with H = 0. */
+void veil_profiles_remember(struct veil_profiles *s, struct veil_profile *p,
+                            int32_t item, int64_t ts_ms);
 /** Deletes the profile of `key`; 1 when there was one. */
 int veil_profiles_erase(struct veil_profiles *s, const char *key);
 /** Deletes every profile unused for longer than the TTL. */
@@ -69,5 +84,6 @@ int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
                        int32_t (*item_index)(void *ctx, const char *id),
                        void *ctx, char *errstr, size_t errstr_size);
 uint32_t veil_profiles_items_per_user(const struct veil_profiles *s);
+uint32_t veil_profiles_history_per_user(const struct veil_profiles *s);
 
 #endif

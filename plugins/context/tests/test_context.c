@@ -328,7 +328,7 @@ static void test_catalog(void **st) {
 static void test_profile_bounds(void **st) {
         (void)st;
         struct veil_profiles *s;
-        assert_int_equal(veil_profiles_new(&s, 3, 2, 1000), 0);
+        assert_int_equal(veil_profiles_new(&s, 3, 2, 0, 1000), 0);
         int created;
         struct veil_profile *p = veil_profiles_touch(s, "a", 0, &created);
         assert_true(created);
@@ -366,6 +366,48 @@ static void test_profile_bounds(void **st) {
         veil_profiles_free(s);
 }
 
+/* The history: one count per visit an item was in, the item in fewest
+ * visits (then the oldest) makes room, and erase takes it along. */
+static void test_profile_history(void **st) {
+        (void)st;
+        struct veil_profiles *s;
+        assert_int_equal(veil_profiles_new(&s, 4, 2, 3, 0), 0);
+        int created;
+        struct veil_profile *p = veil_profiles_touch(s, "a", 0, &created);
+        p->visit_start = 10; /* visit 1: items 1, 2, 1 */
+        veil_profiles_remember(s, p, 1, 10);
+        veil_profiles_remember(s, p, 2, 11);
+        veil_profiles_remember(s, p, 1, 12);
+        assert_int_equal(p->n_hist, 2);
+        assert_int_equal(p->hist[0], 1);
+        assert_int_equal(p->hist_visits[0], 1); /* twice in one visit */
+        assert_int_equal(p->hist_ts[0], 12);
+        p->visit_start = 100; /* visit 2: items 2, 3 */
+        veil_profiles_remember(s, p, 2, 100);
+        veil_profiles_remember(s, p, 3, 101);
+        assert_int_equal(p->n_hist, 3);
+        assert_int_equal(p->hist_visits[1], 2);
+        p->visit_start = 200; /* visit 3: item 4; H = 3 is full */
+        veil_profiles_remember(s, p, 4, 200);
+        /* Items 1 and 3 were in one visit each; item 1 is the older. */
+        assert_int_equal(p->n_hist, 3);
+        int32_t want[] = {4, 2, 3};
+        for (int k = 0; k < 3; k++)
+                assert_int_equal(p->hist[k], want[k]);
+        assert_int_equal(p->hist_visits[0], 1);
+        assert_int_equal(veil_profiles_erase(s, "a"), 1);
+        p = veil_profiles_touch(s, "a", 1, &created);
+        assert_true(created);
+        assert_int_equal(p->n_hist, 0);
+        veil_profiles_free(s);
+        /* H = 0: nothing is kept. */
+        assert_int_equal(veil_profiles_new(&s, 4, 2, 0, 0), 0);
+        p = veil_profiles_touch(s, "a", 0, &created);
+        veil_profiles_remember(s, p, 1, 10);
+        assert_int_equal(p->n_hist, 0);
+        veil_profiles_free(s);
+}
+
 /* Random touches and erasures against a plain list: the hash table with
  * backward-shift deletion and the LRU never lose or confuse a key. */
 static const char *const saved_ids[] = {"i0", "i1", "i2", "i3"};
@@ -391,8 +433,14 @@ static void test_profile_checkpoint(void **st) {
         struct veil_profiles *s, *t;
         int created, calls = 0;
         char err[256];
-        assert_int_equal(veil_profiles_new(&s, 10, 3, 1000), 0);
+        assert_int_equal(veil_profiles_new(&s, 10, 3, 3, 1000), 0);
         struct veil_profile *p = veil_profiles_touch(s, "ua", 100, &created);
+        p->visit_start = 5;
+        veil_profiles_remember(s, p, 2, 5);
+        veil_profiles_remember(s, p, 3, 6);
+        p->visit_start = 11;
+        veil_profiles_remember(s, p, 2, 11);
+        veil_profiles_remember(s, p, 0, 12);
         veil_profiles_push(s, p, 0, 11);
         veil_profiles_push(s, p, 3, 12);
         veil_profiles_push(s, p, 1, 13);
@@ -407,7 +455,7 @@ static void test_profile_checkpoint(void **st) {
         assert_int_equal(veil_profiles_save(s, id_of, NULL, &data, &len), 0);
 
         /* Truncated: refused as a whole, nothing added. */
-        assert_int_equal(veil_profiles_new(&t, 2, 2, 1000), 0);
+        assert_int_equal(veil_profiles_new(&t, 2, 2, 2, 1000), 0);
         assert_int_equal(veil_profiles_load(t, data, len - 1, index_of,
                                             &calls, err, sizeof(err)),
                          -VEIL_EINVAL);
@@ -431,6 +479,14 @@ static void test_profile_checkpoint(void **st) {
         assert_int_equal(q->position, 4);
         assert_int_equal(q->n_prev, 2);
         assert_int_equal(q->prev_features[1], 6);
+        /* The history (H = 2 here: the first two, i3 dropped anyway). */
+        assert_int_equal(q->visit_start, 11);
+        assert_int_equal(q->n_hist, 2);
+        assert_int_equal(q->hist[0], 12);
+        assert_int_equal(q->hist_visits[0], 2);
+        assert_int_equal(q->hist_ts[0], 11);
+        assert_int_equal(q->hist[1], 10);
+        assert_int_equal(q->hist_visits[1], 1);
         /* ua was last used at 100, ub at 500: the store is full, so a new
          * user replaces ua, the least recently used. */
         veil_profiles_touch(t, "uc", 700, &created);
@@ -443,13 +499,33 @@ static void test_profile_checkpoint(void **st) {
         veil_profiles_free(t);
         veil_profiles_free(s);
         free(data);
+        /* Format 1 (before the history) is still read. */
+        static const unsigned char v1[] = {
+                'V', 'P', 'R', 'F', 1, 0, 0, 0, 1,  /* one profile */
+                0, 1, 'u',                          /* key */
+                0, 0, 0, 0, 0, 0, 0, 5,             /* last use */
+                0, 0, 0, 0, 0, 0, 0, 0,             /* session */
+                0, 0, 0, 0, 0, 0, 0, 7,             /* last event */
+                0, 0, 0, 1, 0, 0, 0, 0,             /* position, n_prev */
+                0, 0, 0, 1, 0, 2, 'i', '1',         /* one item, i1 */
+                0, 0, 0, 0, 0, 0, 0, 9};            /* at 9 */
+        assert_int_equal(veil_profiles_new(&t, 2, 2, 2, 1000), 0);
+        assert_int_equal(veil_profiles_load(t, v1, sizeof(v1), index_of,
+                                            &calls, err, sizeof(err)),
+                         0);
+        q = veil_profiles_get(t, "u", 6);
+        assert_non_null(q);
+        assert_int_equal(q->n_items, 1);
+        assert_int_equal(q->items[0], 11);
+        assert_int_equal(q->n_hist, 0);
+        veil_profiles_free(t);
 }
 
 static void test_profile_stress(void **st) {
         (void)st;
         enum { MAX = 50, KEYS = 200, OPS = 20000 };
         struct veil_profiles *s;
-        assert_int_equal(veil_profiles_new(&s, MAX, 1, 0), 0);
+        assert_int_equal(veil_profiles_new(&s, MAX, 1, 0, 0), 0);
         int64_t last_use[KEYS];
         int held[KEYS];
         memset(held, 0, sizeof(held));
@@ -821,6 +897,83 @@ static void test_erase_export_cap(void **st) {
         h_close(&h);
 }
 
+/* The history through the host: the items of earlier visits with their
+ * visit counts, never the current visit's; how many recent items are of
+ * this visit; the export lists it and forget deletes it. */
+static const struct veil_context_info *hist_of(const struct veil_event *ev,
+                                                const char *item,
+                                                uint32_t *visits) {
+        const struct veil_context_info *i = info(ev);
+        *visits = 0;
+        for (size_t k = 0; k < i->n_history; k++)
+                if (!strcmp(i->history[k], item))
+                        *visits = i->history_visits[k];
+        return i;
+}
+
+static void test_history(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "default_tier: personalized, session_gap_s: 600, "
+                   "history_items: 4");
+        struct spec a[] = {
+                {"ann", "85123A", "s1", NULL, 1000, P},
+                {"ann", "71053", "s1", NULL, 1001, P},
+                {"ann", "85123A", "s1", NULL, 1002, P},
+                {"ann", "84406B", "s2", NULL, 5000, P}, /* visit 2 */
+                {"ann", "22752", "s2", NULL, 5001, P},
+                {"ann", "85123A", "s3", NULL, 9000, P}, /* visit 3 */
+                {"ann", "21730", "s3", NULL, 9001, P},
+                {"bob", "85123A", "s1", NULL, 1000, C},
+                {"bob", "71053", "s2", NULL, 5000, C},
+        };
+        struct veil_batch *b = h_run(&h, a, 9);
+        uint32_t v;
+        /* Visit 1: nothing earlier. */
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(info(&b->events[i])->n_history, 0);
+        assert_int_equal(info(&b->events[2])->n_visit, 2);
+        /* Visit 2 begins: visit 1's two items, once each (85123A was in
+         * it twice), and no recent item is of this visit. */
+        const struct veil_context_info *i3 = hist_of(&b->events[3],
+                                                     "85123A", &v);
+        assert_int_equal(i3->n_history, 2);
+        assert_int_equal(v, 1);
+        assert_int_equal(i3->n_visit, 0);
+        /* Its second event: 84406B is of this visit, not handed. */
+        const struct veil_context_info *i4 = hist_of(&b->events[4],
+                                                     "84406B", &v);
+        assert_int_equal(i4->n_history, 2);
+        assert_int_equal(v, 0);
+        assert_int_equal(i4->n_visit, 1);
+        /* Visit 3: 85123A is in it now, so not handed; the rest are. */
+        const struct veil_context_info *i6 = hist_of(&b->events[6],
+                                                     "85123A", &v);
+        assert_int_equal(v, 0);
+        assert_int_equal(i6->n_history, 3);
+        hist_of(&b->events[6], "22752", &v);
+        assert_int_equal(v, 1);
+        /* Contextual: nothing. */
+        assert_int_equal(info(&b->events[8])->n_history, 0);
+        /* Visit 4: 85123A was in two visits. */
+        struct spec a4[] = {{"ann", "22633", "s4", NULL, 13000, P}};
+        b = h_run(&h, a4, 1);
+        hist_of(&b->events[0], "85123A", &v);
+        assert_int_equal(v, 2);
+        assert_int_equal(info(&b->events[0])->n_history, 4);
+        /* The export lists the history; forget deletes it. */
+        struct spec ex[] = {{"ann", "x", NULL, "export", 13001, P}};
+        h_run(&h, ex, 1);
+        h_run(&h, NULL, 0);
+        assert_int_equal(h.n_access, 1);
+        assert_non_null(strstr(h.access, "85123A@9000000 (visits: 2)"));
+        struct spec f[] = {{"ann", "x", NULL, "forget", 13002, P}};
+        h_run(&h, f, 1);
+        b = h_run(&h, a4, 1);
+        assert_int_equal(info(&b->events[0])->n_history, 0);
+        h_close(&h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_feature_ids),
@@ -829,12 +982,14 @@ int main(void) {
                 cmocka_unit_test(test_catalog),
                 cmocka_unit_test(test_catalog_phrases),
                 cmocka_unit_test(test_profile_bounds),
+                cmocka_unit_test(test_profile_history),
                 cmocka_unit_test(test_profile_stress),
                 cmocka_unit_test(test_profile_checkpoint),
                 cmocka_unit_test(test_sessions),
                 cmocka_unit_test(test_subject_runs),
                 cmocka_unit_test(test_contextual_attrs),
                 cmocka_unit_test(test_erase_export_cap),
+                cmocka_unit_test(test_history),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
