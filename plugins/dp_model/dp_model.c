@@ -65,6 +65,12 @@ static const struct veil_param_def params[] = {
          "items seen in events but not in the catalog that are added"},
         {"recent_weight", VEIL_PARAM_DOUBLE, "1.0", 0,
          "weight α of the mean of a personalized user's recent items"},
+        {"history_weight", VEIL_PARAM_DOUBLE, "0", 0,
+         "score added to an item of a personalized person's earlier "
+         "visits (the context stage's history_items), times ln(1 + the "
+         "visits it was in); their own data for their own list, not "
+         "learned. With it, only the current visit's recent items are "
+         "left out of the list (0: off, and every recent item is)"},
         {"learning_rate", VEIL_PARAM_DOUBLE, "0.1", 0,
          "Adagrad step size (0 freezes the model)"},
         {"negatives", VEIL_PARAM_INT, "256", 0,
@@ -185,6 +191,10 @@ struct row {
         int32_t cur;        /* model row of the item in hand, -1 */
         int32_t *recent;    /* model rows of the recent items (arena) */
         size_t n_recent;
+        size_t n_exclude;   /* of them, left out of the list */
+        int32_t *hist;      /* model rows of the earlier visits' items */
+        float *hist_boost;  /* the score each gets (history_weight) */
+        size_t n_hist;
         const struct veil_context_info *info;
 };
 
@@ -194,6 +204,7 @@ struct state {
         struct veil_learner *L;
         size_t k;
         float alpha;
+        float hist_weight; /* history_weight; 0: off */
         veil_tier_t default_tier;
         int default_training, serve_none;
         /* Buffers of the largest batch so far. */
@@ -415,7 +426,7 @@ static void explain(const struct state *s, const struct veil_event *ev,
                 return;
         }
         const struct veil_context_info *info = rw->info;
-        struct part parts[VEIL_CTX_MAX_FEATURES + 2];
+        struct part parts[VEIL_CTX_MAX_FEATURES + 3];
         size_t np = 0;
         float item_c = 0;
         int have_item = 0;
@@ -486,6 +497,13 @@ static void explain(const struct state *s, const struct veil_event *ev,
                         VEIL_CTX_N_KINDS,
                         {"after your recent items", "", ""}};
         }
+        for (size_t j = 0; j < rw->n_hist; j++)
+                if (rw->hist[j] == (int32_t)top) {
+                        parts[np++] = (struct part){
+                                rw->hist_boost[j], VEIL_CTX_N_KINDS + 1,
+                                {"from your earlier visits", "", ""}};
+                        break;
+                }
         /* The three largest positive contributions, in sentence order. */
         int pick[3];
         size_t npick = 0;
@@ -748,6 +766,26 @@ static void resolve_recent(const struct veil_model *m,
 
 static void others_spent(struct state *s);
 
+/* The model rows of the person's earlier visits' items (those the model
+ * has; an unknown one is not added) and the score each gets. */
+static int history_of(const struct state *s, struct veil_batch *b,
+                      const struct veil_context_info *info, struct row *rw) {
+        size_t n = info->n_history;
+        rw->hist = veil_batch_alloc(b, n * sizeof(int32_t));
+        rw->hist_boost = veil_batch_alloc(b, n * sizeof(float));
+        if (!rw->hist || !rw->hist_boost)
+                return -VEIL_ENOMEM;
+        veil_catalog_find_many(s->m->cat, info->history, n, rw->hist);
+        for (size_t j = 0; j < n; j++)
+                if (rw->hist[j] >= 0) {
+                        rw->hist[rw->n_hist] = rw->hist[j];
+                        rw->hist_boost[rw->n_hist++] =
+                                s->hist_weight *
+                                logf(1.0f + (float)info->history_visits[j]);
+                }
+        return 0;
+}
+
 /* What was learned and what was not, for /metrics and the summaries of
  * veil replay and veil demo: counts of events and of steps, never about
  * one person (DESIGN: counts are not covered by the guarantee, and say
@@ -863,10 +901,22 @@ static int process(void *state, struct veil_batch *b) {
                         pres = full;
                         pn = ev->n_recent;
                         rw->recent = full + ev->n_recent;
+                        size_t n_visit = info ? info->n_visit : 0;
                         for (size_t j = 0; j < ev->n_recent; j++)
-                                if (full[j] >= 0)
+                                if (full[j] >= 0) {
                                         rw->recent[rw->n_recent++] = full[j];
+                                        if (j < n_visit)
+                                                rw->n_exclude++;
+                                }
                 }
+                /* Without the history, every recent item is left out of
+                 * the list (an item just seen); with it, the earlier
+                 * visits' items are what it suggests again. */
+                if (!s->hist_weight)
+                        rw->n_exclude = rw->n_recent;
+                else if (tier == VEIL_TIER_PERSONALIZED && info &&
+                         info->n_history && history_of(s, b, info, rw))
+                        return -VEIL_ENOMEM;
         }
         /* The queries, once every row's items are known: the next
          * query's parameter rows are asked for while this one sums. */
@@ -925,11 +975,13 @@ static int process(void *state, struct veil_batch *b) {
                                            s->alpha / (float)rw->n_recent,
                                            row);
                 }
+                for (size_t j = 0; j < rw->n_hist; j++)
+                        row[rw->hist[j]] += rw->hist_boost[j];
                 if (rw->cur >= 0) {
                         s->mark[rw->cur] = s->stamp;
                         row[rw->cur] = -INFINITY;
                 }
-                for (size_t j = 0; j < rw->n_recent; j++) {
+                for (size_t j = 0; j < rw->n_exclude; j++) {
                         s->mark[rw->recent[j]] = s->stamp;
                         row[rw->recent[j]] = -INFINITY;
                 }
@@ -1201,6 +1253,7 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         int64_t space = veil_params_int(p, "feature_space", 16384);
         int64_t max_new = veil_params_int(p, "max_new_items", 10000);
         double alpha = veil_params_double(p, "recent_weight", 1.0);
+        double hw = veil_params_double(p, "history_weight", 0);
         double lr = veil_params_double(p, "learning_rate", 0.1);
         int64_t neg = veil_params_int(p, "negatives", 256);
         double clip = veil_params_double(p, "clip_norm", 1.0);
@@ -1220,6 +1273,9 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         if (!(alpha >= 0 && alpha <= 100))
                 return bad(errstr, errstr_size, p, "recent_weight",
                            "between 0 and 100");
+        if (!(hw >= 0 && hw <= 1e6))
+                return bad(errstr, errstr_size, p, "history_weight",
+                           "between 0 and 10^6");
         if (!(lr >= 0 && lr <= 10))
                 return bad(errstr, errstr_size, p, "learning_rate",
                            "between 0 and 10");
@@ -1302,6 +1358,7 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         s->st = st;
         s->k = (size_t)k;
         s->alpha = (float)alpha;
+        s->hist_weight = (float)hw;
         s->default_tier = dt;
         s->default_training = veil_params_bool(p, "default_training", 0);
         s->serve_none = veil_params_bool(p, "serve_none", 1);
@@ -1516,9 +1573,12 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         "With every interaction we recommend the %lld items "
                         "a shared model scores highest for what you are doing "
                         "now and, if you allowed personalization, for your "
-                        "recent items; each recommendation says which of "
+                        "recent items%s; each recommendation says which of "
                         "these mattered most.",
-                        (long long)veil_params_int(p, "k", 10));
+                        (long long)veil_params_int(p, "k", 10),
+                        veil_params_double(p, "history_weight", 0) > 0
+                                ? " and the items of your earlier visits"
+                                : "");
         const char *mech = veil_params_str(p, "mechanism");
         int tree = !strcmp(mech, "tree");
         if (strcmp(mech, "gaussian") && !tree) {

@@ -63,6 +63,10 @@ with "$work/noorder.yaml" "$work/nonpriv.yaml" "prior_catalog_window: 10" "prior
 pub=("prior_neighbors: 32" "prior_neighbor_weight: 30" "prior_catalog_window: 10" "prior_catalog_weight: 60")
 with "$work/prior.yaml" "$work/public.yaml" "${pub[@]}" "learning_rate: 0"
 with "$work/prior.yaml" "$work/private.yaml" "${pub[@]}"
+# The customers' own earlier visits (retail.yaml: history_items 32, weight
+# 2, each model's best among 1, 2, 3, 5 and 10 non-private, 10, 15, 20 and
+# 30 for the public data and the private ones).
+sed -i 's/history_weight: .*/history_weight: 15/' "$work/public.yaml" "$work/private.yaml"
 variant() { # NAME SIGMA STEP EXTRA...
   local name=$1 sigma=$2 step=$3; shift 3
   with "$work/private.yaml" "$work/$name.yaml" "mechanism: gaussian" \

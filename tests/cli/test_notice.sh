@@ -70,6 +70,14 @@ if grep -q "recommend the 10 items" "$base" && grep -q "recommend the 7 items" "
    ! grep -q "recommend the 10 items" "$T/new.md"; then pass "popular's k is the notice's number"
 else failed "popular's k" "$(cat "$T/new.md" "$T/new.err")"; fi
 
+change 's/^(\s+)history_items: 32$/\1history_items: 7/'
+if grep -q "up to 32 items of your visits" "$base" && grep -q "up to 7 items of your visits" "$T/new.md" &&
+   grep -q "and the items of your earlier visits" "$base"; then pass "the history's size is the notice's number"
+else failed "history_items" "$(cat "$T/new.md" "$T/new.err")"; fi
+change 's/^(\s+)history_items: 32$/\1history_items: 0/; s/^(\s+)history_weight: 15$/\1history_weight: 0/'
+if ! grep -q "items of your visits\|earlier visits" "$T/new.md"; then pass "no history, no word of one"
+else failed "history_items 0" "$(cat "$T/new.md" "$T/new.err")"; fi
+
 change 's/topic: recommendations$/topic: recs-for-notice/'
 if grep -q "'recs-for-notice'" "$T/new.md" && ! grep -q "'recommendations'" "$T/new.md"; then
   pass "an output's topic is where the notice says results go"

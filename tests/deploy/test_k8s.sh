@@ -152,6 +152,23 @@ if [ -n "$VEIL" ]; then
     else
       not_ok "the shipped private model beats popular 3× on the demo slice: hit-rate@10 '$hit' vs '$pop'"
     fi
+    # A returning customer: the shipped block suggests their earlier
+    # visits' items again (history_weight; their own data, for them). On
+    # the slice's later visits that lifts the hit-rate several times over
+    # (0.115 against 0.020 without it, the same as popular's 0.115).
+    later=$(sed -nE 's/^    pipeline, later visits +hit-rate@10 ([0-9.]+) .*/\1/p' "$TMP/replay.out")
+    sed -e '/^      history_weight:/d' -e "s#$TMP/dp.acc#$TMP/dp0.acc#" "$TMP/replay.yaml" >"$TMP/nohist.yaml"
+    if env "${envs[@]}" "$VEIL" replay "$TMP/nohist.yaml" --events "${K8S_EVENTS:-$ROOT/config/demo/events.csv}" --evaluate \
+        >"$TMP/nohist.out" 2>&1; then
+      later0=$(sed -nE 's/^    pipeline, later visits +hit-rate@10 ([0-9.]+) .*/\1/p' "$TMP/nohist.out")
+      if [ -n "$later" ] && [ -n "$later0" ] && awk -v a="$later" -v b="$later0" 'BEGIN { exit !(a >= 2 * b && a > 0) }'; then
+        ok "the earlier visits' items at least double the later visits' hit-rate@10: $later vs $later0 without them"
+      else
+        not_ok "the earlier visits' items at least double the later visits' hit-rate@10: '$later' vs '$later0'"
+      fi
+    else
+      not_ok "veil replay runs the pipeline without history_weight: $(tail -5 "$TMP/nohist.out")"
+    fi
   else
     not_ok "veil replay runs the rendered pipeline: $(tail -5 "$TMP/replay.out")"
   fi

@@ -470,6 +470,76 @@ static void test_explanations_count_neighbours(void **st) {
         h_close(&h);
 }
 
+
+/* The earlier visits' items (context's history_items, history_weight):
+ * suggested again, with the visits they were in, never the current
+ * visit's; the explanation says where they come from. */
+static void test_history(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "default_tier: personalized, history_items: 8, "
+                   "session_gap_s: 600",
+               "history_weight: 1000");
+        const int64_t t0 = 1291191960;
+        struct spec sp[] = {
+                /* visit 1 */
+                {"u-h", items[0], t0, P, 0, "mobile"},
+                {"u-h", items[1], t0 + 1, P, 0, "mobile"},
+                {"u-h", items[2], t0 + 2, P, 0, "mobile"},
+                /* visit 2, an hour later */
+                {"u-h", items[3], t0 + 3600, P, 0, "mobile"},
+                {"u-h", items[4], t0 + 3610, P, 0, "mobile"},
+                /* visit 3: items[0] again */
+                {"u-h", items[0], t0 + 7200, P, 0, "mobile"},
+                {"u-h", items[5], t0 + 7210, P, 0, "mobile"},
+                /* visit 4 */
+                {"u-h", items[6], t0 + 10800, P, 0, "mobile"},
+                /* contextual: nothing kept, so no history */
+                {"u-c", items[0], t0, C, 0, "mobile"},
+                {"u-c", items[1], t0 + 3600, C, 0, "mobile"},
+        };
+        int first = h_run(&h, sp, sizeof(sp) / sizeof(sp[0]));
+        const struct rec *r = &h.recs[first];
+        /* Visit 1 has no earlier visit. */
+        for (int i = 0; i < 3; i++)
+                assert_null(strstr(r[i].explanation, "earlier visits"));
+        /* Visit 2: visit 1's items lead, though they are recent items. */
+        for (int j = 0; j < 3; j++)
+                assert_true(has_item(&r[3], items[j]));
+        assert_non_null(strstr(r[3].explanation,
+                               "from your earlier visits"));
+        /* ... and the current visit's item is left out. */
+        assert_false(has_item(&r[4], items[3]));
+        for (int j = 0; j < 3; j++)
+                assert_true(has_item(&r[4], items[j]));
+        /* Visit 3: items[0] is in it, so not suggested; the others are. */
+        assert_false(has_item(&r[6], items[0]));
+        assert_false(has_item(&r[6], items[5]));
+        for (int j = 1; j < 5; j++)
+                assert_true(has_item(&r[6], items[j]));
+        /* Visit 4: items[0] was in two visits, the others in one. */
+        assert_string_equal(r[7].items[0], items[0]);
+        for (int j = 1; j < 6; j++)
+                assert_true(has_item(&r[7], items[j]));
+        /* Contextual: no history. */
+        for (int i = 8; i < 10; i++)
+                assert_null(strstr(r[i].explanation, "earlier visits"));
+        h_close(&h);
+
+        /* history_weight 0: every recent item is left out, as before,
+         * though the recent items would lead the list here (their
+         * description vectors meet their own in the query). */
+        h_open(&h, "default_tier: personalized, history_items: 8, "
+                   "session_gap_s: 600",
+               "prior: description, recent_weight: 100");
+        first = h_run(&h, sp, 5);
+        r = &h.recs[first];
+        for (int j = 0; j < 3; j++)
+                assert_false(has_item(&r[3], items[j]));
+        assert_null(strstr(r[3].explanation, "earlier visits"));
+        h_close(&h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_one_per_event_and_exclusions),
@@ -479,6 +549,7 @@ int main(void) {
                 cmocka_unit_test(test_learning_moves_the_model),
                 cmocka_unit_test(test_private_clock_steps),
                 cmocka_unit_test(test_explanations_count_neighbours),
+                cmocka_unit_test(test_history),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

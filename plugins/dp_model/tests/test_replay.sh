@@ -149,7 +149,7 @@ echo "ok: $later later visits scored on their own"
 # differently than with profiles kept for ten years. (The replay takes well
 # under a second of wall time, so the wall clock would expire nothing.)
 for ttl in 1 315360000; do
-  sed -e "0,/^      default_tier: personalized$/s||      default_tier: personalized\n      profile_ttl_s: $ttl|" \
+  sed -e "s|^      profile_ttl_s: .*|      profile_ttl_s: $ttl|" \
     -e "s|\.\./demo/|$ROOT/config/demo/|g" -e "s|\.\./\.\./schemas/|$ROOT/schemas/|g" \
     "$ROOT/config/pipelines/retail.yaml" >"$work/ttl$ttl.yaml"
   grep -q "profile_ttl_s: $ttl" "$work/ttl$ttl.yaml" || fail "ttl variant"
