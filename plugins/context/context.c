@@ -53,8 +53,10 @@ static const struct veil_param_def params[] = {
          "items kept per personalized profile (L)"},
         {"history_items", VEIL_PARAM_INT, "0", 0,
          "distinct items of a personalized person's visits kept, with the "
-         "number of visits each was in, for dp_model's history_weight "
-         "(0: none)"},
+         "number of visits each was in and when it was last seen, for "
+         "dp_model's history_weight; an item not seen for profile_ttl_s "
+         "(event time) goes, and when full the one seen longest ago (0: "
+         "none)"},
         {"max_profiles", VEIL_PARAM_INT, "100000", 0,
          "profiles kept; the least recently used one is replaced"},
         {"profile_ttl_s", VEIL_PARAM_INT, "604800", 0,
@@ -74,6 +76,7 @@ struct state {
         struct veil_tz_cache *tz;
         veil_tier_t default_tier;
         int64_t gap_ms;
+        int64_t ttl_ms;    /* profile_ttl_s: also the history's reach */
         uint32_t L;
         uint64_t events, tz_unknown;
 };
@@ -144,10 +147,10 @@ static void session_of(const struct state *s, const struct veil_profile *p,
         }
 }
 
-/* The history's items seen before the visit that began at vstart, by id,
- * with their visit counts, in the batch arena. */
+/* The history's items of earlier visits (not seen in the current one), by
+ * id, with their visit counts, in the batch arena. */
 static int hand_history(struct veil_batch *b, const struct veil_catalog *cat,
-                        const struct veil_profile *p, int64_t vstart,
+                        const struct veil_profile *p,
                         struct veil_context_info *info) {
         const char **ids = veil_batch_alloc(b, p->n_hist * sizeof(char *));
         uint32_t *visits = veil_batch_alloc(b, p->n_hist * sizeof(uint32_t));
@@ -155,7 +158,7 @@ static int hand_history(struct veil_batch *b, const struct veil_catalog *cat,
                 return -VEIL_ENOMEM;
         size_t n = 0;
         for (uint32_t k = 0; k < p->n_hist; k++)
-                if (p->hist_ts[k] < vstart) {
+                if (p->hist_visit[k] != p->visit_no) {
                         ids[n] = cat->id[p->hist[k]];
                         visits[n++] = p->hist_visits[k];
                 }
@@ -221,6 +224,7 @@ static int process(void *state, struct veil_batch *b) {
                 info->version = VEIL_CONTEXT_INFO_VERSION;
                 info->space = s->fcfg.space;
                 info->tier = tier;
+                info->history_items = veil_profiles_history_per_user(s->prof);
                 ev->user = info;
                 if (tier == VEIL_TIER_NONE)
                         continue; /* no personal processing at all */
@@ -289,16 +293,15 @@ static int process(void *state, struct veil_batch *b) {
                         ev->recent_items = rec;
                         ev->n_recent = p->n_items;
                 }
-                /* The visit this event is in began at its own time when
-                 * it starts one. The model gets the items of the visits
-                 * before it. */
-                int64_t vstart = si.position == 1 ? ev->ts_ms
-                                                  : p->visit_start;
-                for (uint32_t k = 0; k < p->n_items &&
-                                     p->item_ts[k] >= vstart;
-                     k++)
-                        info->n_visit++;
-                if (p->n_hist && hand_history(b, s->cat, p, vstart, info))
+                /* The model gets the items of the visits before this
+                 * one, those seen within the TTL (event time). */
+                if (si.position == 1)
+                        veil_profiles_new_visit(p);
+                info->n_visit = p->visit_items < p->n_items ? p->visit_items
+                                                            : p->n_items;
+                if (p->n_hist)
+                        veil_profiles_age(p, ev->ts_ms - s->ttl_ms);
+                if (p->n_hist && hand_history(b, s->cat, p, info))
                         return -VEIL_ENOMEM;
                 if (p->n_prev) {
                         uint32_t *prev = veil_batch_alloc(
@@ -310,7 +313,6 @@ static int process(void *state, struct veil_batch *b) {
                         info->prev_features = prev;
                         info->n_prev = p->n_prev;
                 }
-                p->visit_start = vstart;
                 if (item >= 0) {
                         veil_profiles_push(s->prof, p, item, ev->ts_ms);
                         veil_profiles_remember(s->prof, p, item, ev->ts_ms);
@@ -360,7 +362,7 @@ static int export_subject(void *state, const struct veil_subject *subj,
                 return -VEIL_ENOMEM;
         size_t off = 0;
         list[0] = '\0';
-        for (uint32_t k = 0; k < p->n_items; k++)
+        for (uint32_t k = 0; k < p->n_items && off < cap; k++)
                 off += (size_t)snprintf(list + off, cap - off, "%s%s@%lld",
                                         k ? " " : "",
                                         s->cat->id[p->items[k]],
@@ -369,7 +371,7 @@ static int export_subject(void *state, const struct veil_subject *subj,
         if (veil_profiles_history_per_user(s->prof)) {
                 off = 0;
                 list[0] = '\0';
-                for (uint32_t k = 0; k < p->n_hist; k++)
+                for (uint32_t k = 0; k < p->n_hist && off < cap; k++)
                         off += (size_t)snprintf(
                                 list + off, cap - off, "%s%s@%lld (visits: %u)",
                                 k ? ", " : "", s->cat->id[p->hist[k]],
@@ -379,6 +381,11 @@ static int export_subject(void *state, const struct veil_subject *subj,
         }
         free(list);
         char buf[32];
+        if (veil_profiles_history_per_user(s->prof)) {
+                /* The visits counted so far (the history's numbering). */
+                snprintf(buf, sizeof(buf), "%u", p->visit_no);
+                rc = rc ? rc : veil_rec_map_put(out, "", "visits", buf);
+        }
         snprintf(buf, sizeof(buf), "%u", p->position);
         rc = rc ? rc : veil_rec_map_put(out, "", "session_position", buf);
         snprintf(buf, sizeof(buf), "%lld", (long long)p->last_ts);
@@ -431,11 +438,15 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         (long long)L, (long long)((ttl + 86399) / 86400));
         if (H > 0)
                 veil_notice_add(n, VEIL_NOTICE_RETENTION,
-                                "With it, up to %lld items of your visits are "
-                                "kept, with how many visits each was in, to "
-                                "suggest them to you again; they are deleted "
-                                "with the rest.",
-                                (long long)H);
+                                "If you allowed personalization, up to %lld "
+                                "items of your visits are also kept, with how "
+                                "many visits each was in and when you last "
+                                "chose it, to suggest them to you again; an "
+                                "item you have not chosen for %lld days is "
+                                "dropped, and all of it is deleted with the "
+                                "rest.",
+                                (long long)H,
+                                (long long)((ttl + 86399) / 86400));
 }
 
 static void destroy(void *state) {
@@ -490,6 +501,10 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         if (maxp < 1 || maxp > 100000000)
                 return bad(errstr, errstr_size, p, "max_profiles",
                            "between 1 and 100000000");
+        if ((double)maxp * (double)H * 20 > 64.0 * (1u << 30))
+                return bad(errstr, errstr_size, p, "history_items",
+                           "small enough that max_profiles x history_items "
+                           "x 20 bytes stays under 64 GiB");
         if (ttl < 1)
                 return bad(errstr, errstr_size, p, "profile_ttl_s",
                            "at least 1");
@@ -504,6 +519,7 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         s->st = st;
         s->default_tier = dt;
         s->gap_ms = gap * 1000;
+        s->ttl_ms = ttl * 1000;
         s->L = (uint32_t)L;
         s->fcfg.space = (uint32_t)space;
         s->fcfg.geohash_precision = (int)gh;

@@ -69,6 +69,8 @@ struct veil_context_info {
         const char *const *history;
         const uint32_t *history_visits;
         size_t n_history;
+        /** The context stage's history_items: 0 when it keeps none. */
+        uint32_t history_items;
 };
 
 #endif

@@ -24,7 +24,7 @@ struct veil_profiles {
         int32_t *items;
         int64_t *item_ts;
         int32_t *hist;         /* H per slot; NULL with H = 0 */
-        uint32_t *hist_visits;
+        uint32_t *hist_visits, *hist_visit;
         int64_t *hist_ts;
         uint32_t *tab; /* open addressing: slot + 1, 0 = empty */
         size_t tab_cap;
@@ -65,6 +65,7 @@ void veil_profiles_free(struct veil_profiles *s) {
         free(s->item_ts);
         free(s->hist);
         free(s->hist_visits);
+        free(s->hist_visit);
         free(s->hist_ts);
         free(s->tab);
         free(s);
@@ -86,6 +87,7 @@ static void fix_pointers(struct veil_profiles *s, uint32_t i) {
         if (s->H) {
                 s->e[i].p.hist = s->hist + (size_t)i * s->H;
                 s->e[i].p.hist_visits = s->hist_visits + (size_t)i * s->H;
+                s->e[i].p.hist_visit = s->hist_visit + (size_t)i * s->H;
                 s->e[i].p.hist_ts = s->hist_ts + (size_t)i * s->H;
         }
 }
@@ -97,45 +99,48 @@ static void tab_insert(struct veil_profiles *s, uint32_t i) {
         s->tab[j] = i + 1;
 }
 
-/* Grows the slots (doubling, up to max) and the table (twice the slots). */
+/* realloc of n elements of size each; *p keeps the old block on failure. */
+static int regrow(void *pp, size_t n, size_t size) {
+        void **p = pp;
+        void *q = realloc(*p, n * size);
+        if (!q)
+                return -VEIL_ENOMEM;
+        *p = q;
+        return 0;
+}
+
+/* Grows the slots (doubling, up to max) and the table (twice the slots).
+ * On failure the store stays as it was: every array that did move is
+ * pointed at again (a profile must never point into a freed block). */
 static int grow(struct veil_profiles *s) {
         size_t cap = s->cap ? s->cap * 2 : 64;
         if (cap > s->max)
                 cap = s->max;
-        struct entry *e = realloc(s->e, cap * sizeof(*e));
-        if (!e)
-                return -VEIL_ENOMEM;
-        s->e = e;
-        int32_t *it = realloc(s->items, cap * s->L * sizeof(int32_t));
-        if (!it)
-                return -VEIL_ENOMEM;
-        s->items = it;
-        int64_t *ts = realloc(s->item_ts, cap * s->L * sizeof(int64_t));
-        if (!ts)
-                return -VEIL_ENOMEM;
-        s->item_ts = ts;
-        if (s->H) {
-                int32_t *h = realloc(s->hist, cap * s->H * sizeof(int32_t));
-                if (!h)
-                        return -VEIL_ENOMEM;
-                s->hist = h;
-                uint32_t *hv = realloc(s->hist_visits,
-                                       cap * s->H * sizeof(uint32_t));
-                if (!hv)
-                        return -VEIL_ENOMEM;
-                s->hist_visits = hv;
-                int64_t *ht = realloc(s->hist_ts,
-                                      cap * s->H * sizeof(int64_t));
-                if (!ht)
-                        return -VEIL_ENOMEM;
-                s->hist_ts = ht;
-        }
         size_t tcap = 16;
         while (tcap < 2 * cap)
                 tcap *= 2;
         uint32_t *tab = calloc(tcap, sizeof(uint32_t));
-        if (!tab)
-                return -VEIL_ENOMEM;
+        int rc = tab ? 0 : -VEIL_ENOMEM;
+        if (!rc)
+                rc = regrow(&s->e, cap, sizeof(*s->e));
+        if (!rc)
+                rc = regrow(&s->items, cap * s->L, sizeof(int32_t));
+        if (!rc)
+                rc = regrow(&s->item_ts, cap * s->L, sizeof(int64_t));
+        if (!rc && s->H)
+                rc = regrow(&s->hist, cap * s->H, sizeof(int32_t));
+        if (!rc && s->H)
+                rc = regrow(&s->hist_visits, cap * s->H, sizeof(uint32_t));
+        if (!rc && s->H)
+                rc = regrow(&s->hist_visit, cap * s->H, sizeof(uint32_t));
+        if (!rc && s->H)
+                rc = regrow(&s->hist_ts, cap * s->H, sizeof(int64_t));
+        if (rc) {
+                free(tab);
+                for (size_t i = 0; i < s->cap; i++)
+                        fix_pointers(s, (uint32_t)i);
+                return rc;
+        }
         for (size_t i = s->cap; i < cap; i++) {
                 memset(&s->e[i], 0, sizeof(s->e[i]));
                 s->e[i].next = s->free_list;
@@ -229,6 +234,8 @@ static void delete_slot(struct veil_profiles *s, uint32_t i) {
                        s->H * sizeof(int32_t));
                 memset(s->hist_visits + (size_t)i * s->H, 0,
                        s->H * sizeof(uint32_t));
+                memset(s->hist_visit + (size_t)i * s->H, 0,
+                       s->H * sizeof(uint32_t));
                 memset(s->hist_ts + (size_t)i * s->H, 0,
                        s->H * sizeof(int64_t));
         }
@@ -303,31 +310,56 @@ void veil_profiles_push(struct veil_profiles *s, struct veil_profile *p,
         p->items[0] = item;
         p->item_ts[0] = ts_ms;
         p->n_items = n;
+        if (p->visit_items < UINT32_MAX)
+                p->visit_items++;
+}
+
+void veil_profiles_new_visit(struct veil_profile *p) {
+        p->visit_no++;
+        p->visit_items = 0;
+}
+
+void veil_profiles_age(struct veil_profile *p, int64_t min_ts) {
+        uint32_t n = 0;
+        for (uint32_t j = 0; j < p->n_hist; j++)
+                if (p->hist_ts[j] >= min_ts) {
+                        p->hist[n] = p->hist[j];
+                        p->hist_visits[n] = p->hist_visits[j];
+                        p->hist_visit[n] = p->hist_visit[j];
+                        p->hist_ts[n++] = p->hist_ts[j];
+                }
+        p->n_hist = n;
 }
 
 void veil_profiles_remember(struct veil_profiles *s, struct veil_profile *p,
                             int32_t item, int64_t ts_ms) {
         if (!s->H)
                 return;
-        uint32_t j, low = 0;
+        uint32_t j, old = 0;
         for (j = 0; j < p->n_hist && p->hist[j] != item; j++)
-                if (p->hist_visits[j] < p->hist_visits[low] ||
-                    (p->hist_visits[j] == p->hist_visits[low] &&
-                     p->hist_ts[j] < p->hist_ts[low]))
-                        low = j;
+                if (p->hist_visits[j] < p->hist_visits[old] ||
+                    (p->hist_visits[j] == p->hist_visits[old] &&
+                     p->hist_ts[j] < p->hist_ts[old]))
+                        old = j;
         if (j < p->n_hist) {
                 /* Seen before: one visit more, unless in this one. */
-                if (p->hist_ts[j] < p->visit_start &&
+                if (p->hist_visit[j] != p->visit_no &&
                     p->hist_visits[j] < UINT32_MAX)
                         p->hist_visits[j]++;
+                p->hist_visit[j] = p->visit_no;
                 if (ts_ms > p->hist_ts[j])
                         p->hist_ts[j] = ts_ms;
                 return;
         }
-        /* New: a free slot, else the one in fewest visits, then oldest. */
-        j = p->n_hist < s->H ? p->n_hist++ : low;
+        /* New: a free slot, else the one in fewest visits, then the one
+         * seen longest ago. Visits predict buying again better than
+         * recency (on Online Retail's later visits 0.062 against 0.053);
+         * a favourite no longer chosen leaves with veil_profiles_age, so
+         * old ones do not hold their slots for ever. */
+        j = p->n_hist < s->H ? p->n_hist++ : old;
         p->hist[j] = item;
         p->hist_visits[j] = 1;
+        p->hist_visit[j] = p->visit_no;
         p->hist_ts[j] = ts_ms;
 }
 
@@ -357,9 +389,10 @@ size_t veil_profiles_expire(struct veil_profiles *s, int64_t now_ms) {
 /* "VPRF", u8 format, u32 count, then per profile (big-endian):
  * u16 key length, key, i64 last use, u64 session, i64 last event,
  * u32 position, u32 n_prev, n_prev x u32, u32 n_items,
- * n_items x (u16 id length, id, i64 time); format 2 adds i64 visit start,
- * u32 n_hist, n_hist x (u16 id length, id, u32 visits, i64 time). Format 1
- * (no history) is still read. */
+ * n_items x (u16 id length, id, i64 time); format 2 adds u32 visit
+ * number, u32 items of the visit, u32 n_hist, n_hist x (u16 id length, id,
+ * u32 visits, u32 last visit, i64 time). Format 1 (no history) is still
+ * read: its recent items all count as the current visit's. */
 #define PRF_FORMAT 2
 
 struct wbuf {
@@ -428,11 +461,13 @@ int veil_profiles_save(const struct veil_profiles *s,
                         wid(&w, item_id(ctx, x->p.items[k]));
                         wint(&w, (uint64_t)x->p.item_ts[k], 8);
                 }
-                wint(&w, (uint64_t)x->p.visit_start, 8);
+                wint(&w, x->p.visit_no, 4);
+                wint(&w, x->p.visit_items, 4);
                 wint(&w, x->p.n_hist, 4);
                 for (uint32_t k = 0; k < x->p.n_hist; k++) {
                         wid(&w, item_id(ctx, x->p.hist[k]));
                         wint(&w, x->p.hist_visits[k], 4);
+                        wint(&w, x->p.hist_visit[k], 4);
                         wint(&w, (uint64_t)x->p.hist_ts[k], 8);
                 }
         }
@@ -541,27 +576,45 @@ static int load_pass(struct veil_profiles *s, struct rbuf *r, int format,
                         p->item_ts[p->n_items] = ts;
                         p->n_items++;
                 }
-                if (format < 2)
+                if (format < 2) {
+                        if (apply)
+                                p->visit_items = p->n_items;
                         continue;
-                int64_t vstart = (int64_t)rd_int(r, 8);
-                if (apply && !r->bad)
-                        p->visit_start = vstart;
+                }
+                uint32_t vno = (uint32_t)rd_int(r, 4);
+                uint32_t vitems = (uint32_t)rd_int(r, 4);
+                if (apply && !r->bad) {
+                        p->visit_no = vno;
+                        p->visit_items = vitems;
+                }
                 uint32_t n_hist = (uint32_t)rd_int(r, 4);
                 for (uint32_t j = 0; j < n_hist && !r->bad; j++) {
                         size_t il;
                         const char *q = rd_id(r, &il);
                         uint32_t visits = (uint32_t)rd_int(r, 4);
+                        uint32_t last = (uint32_t)rd_int(r, 4);
                         int64_t ts = (int64_t)rd_int(r, 8);
-                        /* A smaller history keeps the first ones. */
-                        if (r->bad || !apply || p->n_hist >= s->H)
+                        if (r->bad || !apply || !s->H)
                                 continue;
+                        /* A smaller history keeps the items seen last. */
+                        uint32_t at = p->n_hist;
+                        if (at == s->H) {
+                                at = 0;
+                                for (uint32_t k = 1; k < s->H; k++)
+                                        if (p->hist_ts[k] < p->hist_ts[at])
+                                                at = k;
+                                if (p->hist_ts[at] >= ts)
+                                        continue;
+                        }
                         int32_t item = resolve(q, il, id, item_index, ctx);
                         if (item < 0)
                                 continue;
-                        p->hist[p->n_hist] = item;
-                        p->hist_visits[p->n_hist] = visits ? visits : 1;
-                        p->hist_ts[p->n_hist] = ts;
-                        p->n_hist++;
+                        p->hist[at] = item;
+                        p->hist_visits[at] = visits ? visits : 1;
+                        p->hist_visit[at] = last;
+                        p->hist_ts[at] = ts;
+                        if (at == p->n_hist)
+                                p->n_hist++;
                 }
         }
         if (!r->bad && r->off != r->n)

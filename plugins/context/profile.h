@@ -5,9 +5,11 @@
  * items with their times, the current session (a hash of its id, the last
  * event time, the position) and the feature ids of the previous event;
  * with a history of H > 0, also up to H distinct items of the user's
- * visits, each with the number of visits it was in and the time it was
- * last seen (when full, the item in fewest visits, then the oldest, makes
- * room). The
+ * visits, each with the number of visits it was in, the last visit and the
+ * (event) time it was last seen. When the history is full the item in
+ * fewest visits (then the one seen longest ago) makes room, and an item
+ * not seen for the TTL goes (veil_profiles_age). Visits are numbered, not timed, so events out of
+ * time order do not move an item from one visit to another. The
  * store is bounded three ways: at most max_users profiles (the least
  * recently used one is replaced), a TTL after the last use (measured on the
  * wall clock of the batches: it is a retention period), and erase.
@@ -33,9 +35,11 @@ struct veil_profile {
         uint32_t position; /**< of the last event in its session */
         uint32_t prev_features[VEIL_CTX_MAX_FEATURES];
         uint32_t n_prev;   /**< 0: no previous event */
-        int64_t visit_start; /**< event time the current visit began (ms) */
+        uint32_t visit_no;    /**< the current visit's number (from 1) */
+        uint32_t visit_items; /**< items pushed in the current visit */
         int32_t *hist;     /**< catalog indices of the history (H slots) */
         uint32_t *hist_visits; /**< visits each was in */
+        uint32_t *hist_visit;  /**< the last one (a visit_no) */
         int64_t *hist_ts;  /**< event time each was last seen (ms) */
         uint32_t n_hist;
 };
@@ -56,14 +60,18 @@ struct veil_profile *veil_profiles_get(struct veil_profiles *s,
 struct veil_profile *veil_profiles_touch(struct veil_profiles *s,
                                          const char *key, int64_t now_ms,
                                          int *created);
-/** Puts an item in front (dropping the oldest past L). */
+/** Puts an item in front (dropping the oldest past L); one more item of
+ *  the current visit. */
 void veil_profiles_push(struct veil_profiles *s, struct veil_profile *p,
                         int32_t item, int64_t ts_ms);
-/** Counts an item of the visit that began at p->visit_start in the
- *  history: one more visit unless it was already seen in this one. No-op
- *  with H = 0. */
+/** A new visit begins (numbered on from the last). */
+void veil_profiles_new_visit(struct veil_profile *p);
+/** Counts an item of the current visit in the history: one more visit
+ *  unless it was already seen in this one. No-op with H = 0. */
 void veil_profiles_remember(struct veil_profiles *s, struct veil_profile *p,
                             int32_t item, int64_t ts_ms);
+/** Drops the history's items last seen before min_ts (event time). */
+void veil_profiles_age(struct veil_profile *p, int64_t min_ts);
 /** Deletes the profile of `key`; 1 when there was one. */
 int veil_profiles_erase(struct veil_profiles *s, const char *key);
 /** Deletes every profile unused for longer than the TTL. */

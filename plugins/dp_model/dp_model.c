@@ -205,6 +205,7 @@ struct state {
         size_t k;
         float alpha;
         float hist_weight; /* history_weight; 0: off */
+        int warned_history;
         veil_tier_t default_tier;
         int default_training, serve_none;
         /* Buffers of the largest batch so far. */
@@ -912,10 +913,18 @@ static int process(void *state, struct veil_batch *b) {
                 /* Without the history, every recent item is left out of
                  * the list (an item just seen); with it, the earlier
                  * visits' items are what it suggests again. */
-                if (!s->hist_weight)
+                if (!s->hist_weight || !info || !info->history_items) {
                         rw->n_exclude = rw->n_recent;
-                else if (tier == VEIL_TIER_PERSONALIZED && info &&
-                         info->n_history && history_of(s, b, info, rw))
+                        if (s->hist_weight && !s->warned_history &&
+                            tier == VEIL_TIER_PERSONALIZED) {
+                                veil_log(s->st, VEIL_LOG_WARN,
+                                         "history_weight is set but the "
+                                         "context stage keeps no history: "
+                                         "set its history_items");
+                                s->warned_history = 1;
+                        }
+                } else if (tier == VEIL_TIER_PERSONALIZED &&
+                           info->n_history && history_of(s, b, info, rw))
                         return -VEIL_ENOMEM;
         }
         /* The queries, once every row's items are known: the next

@@ -366,15 +366,16 @@ static void test_profile_bounds(void **st) {
         veil_profiles_free(s);
 }
 
-/* The history: one count per visit an item was in, the item in fewest
- * visits (then the oldest) makes room, and erase takes it along. */
+/* The history: one count per visit an item was in (visits numbered, so an
+ * event out of time order stays in its visit), the item seen longest ago
+ * makes room, items not seen since a time go, and erase wipes it. */
 static void test_profile_history(void **st) {
         (void)st;
         struct veil_profiles *s;
         assert_int_equal(veil_profiles_new(&s, 4, 2, 3, 0), 0);
         int created;
         struct veil_profile *p = veil_profiles_touch(s, "a", 0, &created);
-        p->visit_start = 10; /* visit 1: items 1, 2, 1 */
+        veil_profiles_new_visit(p); /* visit 1: items 1, 2, 1 */
         veil_profiles_remember(s, p, 1, 10);
         veil_profiles_remember(s, p, 2, 11);
         veil_profiles_remember(s, p, 1, 12);
@@ -382,23 +383,47 @@ static void test_profile_history(void **st) {
         assert_int_equal(p->hist[0], 1);
         assert_int_equal(p->hist_visits[0], 1); /* twice in one visit */
         assert_int_equal(p->hist_ts[0], 12);
-        p->visit_start = 100; /* visit 2: items 2, 3 */
+        veil_profiles_new_visit(p); /* visit 2: items 2, 3, then a late 1 */
         veil_profiles_remember(s, p, 2, 100);
         veil_profiles_remember(s, p, 3, 101);
+        veil_profiles_remember(s, p, 1, 5);
         assert_int_equal(p->n_hist, 3);
         assert_int_equal(p->hist_visits[1], 2);
-        p->visit_start = 200; /* visit 3: item 4; H = 3 is full */
+        assert_int_equal(p->hist_visits[0], 2);
+        assert_int_equal(p->hist_visit[0], 2);
+        assert_int_equal(p->hist_ts[0], 12); /* the latest time stays */
+        veil_profiles_remember(s, p, 3, 102); /* same visit: no count */
+        assert_int_equal(p->hist_visits[2], 1);
+        veil_profiles_new_visit(p); /* visit 3: item 4; H = 3 is full */
         veil_profiles_remember(s, p, 4, 200);
-        /* Items 1 and 3 were in one visit each; item 1 is the older. */
+        /* Item 3 was in one visit, 1 and 2 in two. */
         assert_int_equal(p->n_hist, 3);
-        int32_t want[] = {4, 2, 3};
+        int32_t want[] = {1, 2, 4};
         for (int k = 0; k < 3; k++)
                 assert_int_equal(p->hist[k], want[k]);
-        assert_int_equal(p->hist_visits[0], 1);
+        assert_int_equal(p->hist_visits[2], 1);
+        veil_profiles_new_visit(p); /* visit 4: item 5, full again */
+        veil_profiles_remember(s, p, 5, 300);
+        /* Items 1 and 2 were in two visits; 4, in one, goes. */
+        assert_int_equal(p->hist[2], 5);
+        /* Not seen since 100: item 1 (12) goes, then 2 (100) stays. */
+        veil_profiles_age(p, 100);
+        assert_int_equal(p->n_hist, 2);
+        assert_int_equal(p->hist[0], 2);
+        assert_int_equal(p->hist[1], 5);
+        assert_int_equal(p->hist_ts[1], 300);
+        /* Erase wipes the slot, not just its count: the next profile in
+         * it finds zeros. */
         assert_int_equal(veil_profiles_erase(s, "a"), 1);
-        p = veil_profiles_touch(s, "a", 1, &created);
+        p = veil_profiles_touch(s, "b", 1, &created);
         assert_true(created);
         assert_int_equal(p->n_hist, 0);
+        assert_int_equal(p->visit_no, 0);
+        for (int k = 0; k < 3; k++) {
+                assert_int_equal(p->hist[k], 0);
+                assert_int_equal(p->hist_visits[k], 0);
+                assert_int_equal(p->hist_ts[k], 0);
+        }
         veil_profiles_free(s);
         /* H = 0: nothing is kept. */
         assert_int_equal(veil_profiles_new(&s, 4, 2, 0, 0), 0);
@@ -435,10 +460,10 @@ static void test_profile_checkpoint(void **st) {
         char err[256];
         assert_int_equal(veil_profiles_new(&s, 10, 3, 3, 1000), 0);
         struct veil_profile *p = veil_profiles_touch(s, "ua", 100, &created);
-        p->visit_start = 5;
+        veil_profiles_new_visit(p);
         veil_profiles_remember(s, p, 2, 5);
         veil_profiles_remember(s, p, 3, 6);
-        p->visit_start = 11;
+        veil_profiles_new_visit(p);
         veil_profiles_remember(s, p, 2, 11);
         veil_profiles_remember(s, p, 0, 12);
         veil_profiles_push(s, p, 0, 11);
@@ -479,11 +504,14 @@ static void test_profile_checkpoint(void **st) {
         assert_int_equal(q->position, 4);
         assert_int_equal(q->n_prev, 2);
         assert_int_equal(q->prev_features[1], 6);
-        /* The history (H = 2 here: the first two, i3 dropped anyway). */
-        assert_int_equal(q->visit_start, 11);
+        /* The visits and the history (H = 2 here: i3 cannot be resolved,
+         * the two others fit). */
+        assert_int_equal(q->visit_no, 2);
+        assert_int_equal(q->visit_items, 3); /* the three pushes above */
         assert_int_equal(q->n_hist, 2);
         assert_int_equal(q->hist[0], 12);
         assert_int_equal(q->hist_visits[0], 2);
+        assert_int_equal(q->hist_visit[0], 2);
         assert_int_equal(q->hist_ts[0], 11);
         assert_int_equal(q->hist[1], 10);
         assert_int_equal(q->hist_visits[1], 1);
@@ -496,6 +524,15 @@ static void test_profile_checkpoint(void **st) {
          * restore. */
         assert_int_equal(veil_profiles_expire(t, 1501), 1);
         assert_null(veil_profiles_get(t, "ub", 1501));
+        veil_profiles_free(t);
+        /* A history of one keeps the item seen last (i0, at 12). */
+        assert_int_equal(veil_profiles_new(&t, 2, 2, 1, 1000), 0);
+        assert_int_equal(veil_profiles_load(t, data, len, index_of, &calls,
+                                            err, sizeof(err)),
+                         0);
+        q = veil_profiles_get(t, "ua", 600);
+        assert_int_equal(q->n_hist, 1);
+        assert_int_equal(q->hist[0], 10);
         veil_profiles_free(t);
         veil_profiles_free(s);
         free(data);
@@ -518,6 +555,7 @@ static void test_profile_checkpoint(void **st) {
         assert_int_equal(q->n_items, 1);
         assert_int_equal(q->items[0], 11);
         assert_int_equal(q->n_hist, 0);
+        assert_int_equal(q->visit_items, 1); /* all of this visit */
         veil_profiles_free(t);
 }
 
@@ -926,8 +964,14 @@ static void test_history(void **st) {
                 {"ann", "21730", "s3", NULL, 9001, P},
                 {"bob", "85123A", "s1", NULL, 1000, C},
                 {"bob", "71053", "s2", NULL, 5000, C},
+                /* An event out of time order stays in its visit. */
+                {"cat", "85123A", "s1", NULL, 1000, P},
+                {"cat", "71053", "s1", NULL, 1001, P},
+                {"cat", "84406B", "s1", NULL, 990, P},
+                {"cat", "22752", "s1", NULL, 1002, P},
+                {"cat", "21730", "s2", NULL, 5000, P},
         };
-        struct veil_batch *b = h_run(&h, a, 9);
+        struct veil_batch *b = h_run(&h, a, 14);
         uint32_t v;
         /* Visit 1: nothing earlier. */
         for (int i = 0; i < 3; i++)
@@ -955,6 +999,15 @@ static void test_history(void **st) {
         assert_int_equal(v, 1);
         /* Contextual: nothing. */
         assert_int_equal(info(&b->events[8])->n_history, 0);
+        /* cat's visit 1, late event and all: no history, every recent
+         * item of this visit; visit 2 has the three, once each. */
+        assert_int_equal(info(&b->events[12])->n_history, 0);
+        assert_int_equal(info(&b->events[12])->n_visit, 3);
+        const struct veil_context_info *i13 = hist_of(&b->events[13],
+                                                      "84406B", &v);
+        assert_int_equal(v, 1);
+        assert_int_equal(i13->n_history, 4);
+        assert_int_equal(i13->n_visit, 0);
         /* Visit 4: 85123A was in two visits. */
         struct spec a4[] = {{"ann", "22633", "s4", NULL, 13000, P}};
         b = h_run(&h, a4, 1);
@@ -967,10 +1020,28 @@ static void test_history(void **st) {
         h_run(&h, NULL, 0);
         assert_int_equal(h.n_access, 1);
         assert_non_null(strstr(h.access, "85123A@9000000 (visits: 2)"));
+        assert_non_null(strstr(h.access, "\"visits\": \"4\""));
         struct spec f[] = {{"ann", "x", NULL, "forget", 13002, P}};
         h_run(&h, f, 1);
         b = h_run(&h, a4, 1);
         assert_int_equal(info(&b->events[0])->n_history, 0);
+        h_close(&h);
+        /* The history reaches back profile_ttl_s in event time: an item
+         * last seen longer ago is not handed, nor kept. */
+        h_open(&h, "default_tier: personalized, session_gap_s: 600, "
+                   "history_items: 4, profile_ttl_s: 3600");
+        struct spec d[] = {
+                {"dan", "85123A", "s1", NULL, 1000, P},
+                {"dan", "71053", "s2", NULL, 1000 + 1800, P},
+                {"dan", "84406B", "s3", NULL, 1000 + 1800 + 3601, P},
+        };
+        b = h_run(&h, d, 3);
+        hist_of(&b->events[1], "85123A", &v);
+        assert_int_equal(v, 1);
+        const struct veil_context_info *i2 = hist_of(&b->events[2],
+                                                     "71053", &v);
+        assert_int_equal(v, 0);
+        assert_int_equal(i2->n_history, 0);
         h_close(&h);
 }
 

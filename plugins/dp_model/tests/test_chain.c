@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -224,6 +225,7 @@ static void test_explanations_in_words(void **st) {
                 "at the start of a visit", "early in a visit",
                 "well into a visit", "deep into a visit", "browsing quickly",
                 "after a pause", "after a break", "after your recent items",
+                "from your earlier visits",
                 "popular right now"};
         struct spec sp[8];
         for (int i = 0; i < 8; i++)
@@ -517,8 +519,16 @@ static void test_history(void **st) {
         assert_false(has_item(&r[6], items[5]));
         for (int j = 1; j < 5; j++)
                 assert_true(has_item(&r[6], items[j]));
-        /* Visit 4: items[0] was in two visits, the others in one. */
+        /* Visit 4: items[0] was in two visits, the others in one: the
+         * scores differ by w·(ln 3 − ln 2), the model's own part of them
+         * being small here. */
         assert_string_equal(r[7].items[0], items[0]);
+        for (int i = 1; i < r[7].n_items; i++)
+                if (!strcmp(r[7].items[i], items[1])) {
+                        double gap = r[7].scores[0] - r[7].scores[i];
+                        if (fabs(gap - 1000 * log(1.5)) > 20)
+                                fail_msg("2 visits against 1: %.1f apart", gap);
+                }
         for (int j = 1; j < 6; j++)
                 assert_true(has_item(&r[7], items[j]));
         /* Contextual: no history. */
@@ -537,6 +547,16 @@ static void test_history(void **st) {
         for (int j = 0; j < 3; j++)
                 assert_false(has_item(&r[3], items[j]));
         assert_null(strstr(r[3].explanation, "earlier visits"));
+        h_close(&h);
+        /* history_weight without a history in the context stage: as
+         * without the weight (and a warning), not "nothing excluded". */
+        h_open(&h, "default_tier: personalized, session_gap_s: 600",
+               "prior: description, recent_weight: 100, "
+               "history_weight: 1000");
+        first = h_run(&h, sp, 5);
+        r = &h.recs[first];
+        for (int j = 0; j < 3; j++)
+                assert_false(has_item(&r[3], items[j]));
         h_close(&h);
 }
 
