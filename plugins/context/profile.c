@@ -99,15 +99,17 @@ static void tab_insert(struct veil_profiles *s, uint32_t i) {
         s->tab[j] = i + 1;
 }
 
-/* realloc of n elements of size each; *p keeps the old block on failure. */
-static int regrow(void *pp, size_t n, size_t size) {
-        void **p = pp;
-        void *q = realloc(*p, n * size);
-        if (!q)
-                return -VEIL_ENOMEM;
-        *p = q;
-        return 0;
-}
+/* s->field = realloc(s->field, n elements), rc set on failure (the old
+ * block stays then). A macro, not a function taking void **, so that each
+ * pointer is written through its own type. */
+#define REGROW(field, n)                                                   \
+        do {                                                               \
+                void *q_ = realloc(s->field, (n) * sizeof(*s->field));      \
+                if (q_)                                                    \
+                        s->field = q_;                                     \
+                else                                                       \
+                        rc = -VEIL_ENOMEM;                                 \
+        } while (0)
 
 /* Grows the slots (doubling, up to max) and the table (twice the slots).
  * On failure the store stays as it was: every array that did move is
@@ -122,19 +124,19 @@ static int grow(struct veil_profiles *s) {
         uint32_t *tab = calloc(tcap, sizeof(uint32_t));
         int rc = tab ? 0 : -VEIL_ENOMEM;
         if (!rc)
-                rc = regrow(&s->e, cap, sizeof(*s->e));
+                REGROW(e, cap);
         if (!rc)
-                rc = regrow(&s->items, cap * s->L, sizeof(int32_t));
+                REGROW(items, cap * s->L);
         if (!rc)
-                rc = regrow(&s->item_ts, cap * s->L, sizeof(int64_t));
+                REGROW(item_ts, cap * s->L);
         if (!rc && s->H)
-                rc = regrow(&s->hist, cap * s->H, sizeof(int32_t));
+                REGROW(hist, cap * s->H);
         if (!rc && s->H)
-                rc = regrow(&s->hist_visits, cap * s->H, sizeof(uint32_t));
+                REGROW(hist_visits, cap * s->H);
         if (!rc && s->H)
-                rc = regrow(&s->hist_visit, cap * s->H, sizeof(uint32_t));
+                REGROW(hist_visit, cap * s->H);
         if (!rc && s->H)
-                rc = regrow(&s->hist_ts, cap * s->H, sizeof(int64_t));
+                REGROW(hist_ts, cap * s->H);
         if (rc) {
                 free(tab);
                 for (size_t i = 0; i < s->cap; i++)
