@@ -92,6 +92,8 @@ struct uslot {
         uint64_t step;   /* the DP step the user last joined */
         uint64_t batch;  /* the serving batch of that contribution */
         uint32_t count;  /* steps joined in the window */
+        uint32_t prev;   /* also joined step − 1 (event time: two steps are
+                          * open to one user at once) */
 };
 
 struct veil_dp {
@@ -116,6 +118,13 @@ struct veil_dp {
          * step the latest batch is in, which opens once it is released. */
         int has_open, due;
         int64_t open_step, next_step;
+        /* Event time: a batch came in the time of the step after the open
+         * one (within the open one's lateness), so that step is released
+         * too, not skipped: it may hold events. clock_step and clock_own:
+         * the step the latest due batch is in (its clock less the
+         * lateness) and the one its own time is in. */
+        int next_seen;
+        int64_t clock_step, clock_own;
         struct veil_dp_stats st;
 };
 
@@ -195,7 +204,9 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
         }
         if (!(cfg->sigma > 0 && isfinite(cfg->sigma)) || !(cfg->clip > 0) ||
             !cfg->step_events || !cfg->max_contrib ||
-            cfg->step_ms < 0 ||
+            cfg->step_ms < 0 || cfg->lateness_ms < 0 ||
+            (cfg->event_time &&
+             (!cfg->step_ms || cfg->lateness_ms >= cfg->step_ms)) ||
             !cfg->acc_path || !*cfg->acc_path ||
             !(cfg->delta > 0 && cfg->delta < 1)) {
                 snprintf(errstr, errstr_size,
@@ -205,7 +216,8 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
                 snprintf(errstr + o, errstr_size > o ? errstr_size - o : 0,
                          "noise_multiplier > 0, clip_norm > 0, step_size, "
                          "max_contributions ≥ 1, delta in "
-                         "(0, 1) and an accountant_file");
+                         "(0, 1), an accountant_file and, with event time, "
+                         "steps on the clock longer than the lateness");
                 return -VEIL_EINVAL;
         }
         if (sodium_init() < 0) {
@@ -300,34 +312,50 @@ uint64_t veil_dp_step(const struct veil_dp *dp) {
 /* The accounting window: a window of window_steps steps (on the clock,
  * window_steps of its steps, released or not; 0: one window), or the
  * tree. */
-static uint64_t current_window(const struct veil_dp *dp) {
+static uint64_t window_of(const struct veil_dp *dp, uint64_t step) {
         if (dp->tree)
                 return dp->st.tree;
         if (!dp->cfg.window_steps)
                 return 0;
-        return veil_dp_step(dp) / dp->cfg.window_steps;
+        return step / dp->cfg.window_steps;
+}
+
+static uint64_t current_window(const struct veil_dp *dp) {
+        return window_of(dp, veil_dp_step(dp));
 }
 
 void veil_dp_clock(struct veil_dp *dp, int64_t now_ms) {
         if (!dp->cfg.step_ms)
                 return;
-        int64_t k = (now_ms > 0 ? now_ms : 0) / dp->cfg.step_ms;
+        /* With event time, a step's batches run lateness_ms past its end,
+         * so that events of it that come a little late still join it. */
+        int64_t t = now_ms - dp->cfg.lateness_ms;
+        int64_t k = (t > 0 ? t : 0) / dp->cfg.step_ms;
+        int64_t own = (now_ms > 0 ? now_ms : 0) / dp->cfg.step_ms;
         if (!dp->has_open) {
                 /* The first batch (also after a restart) opens its step:
                  * what was pending before a restart is gone with the
                  * process, and steps nobody ran are not released. */
                 dp->has_open = 1;
                 dp->open_step = k;
+                dp->next_seen = own > k;
                 return;
         }
         if (k > dp->open_step) {
                 /* The open step goes, empty or not. The steps between it
                  * and k had no batch, so nobody's events: they are
                  * skipped (that no event came then is the traffic's
-                 * timing, which a release's time shows anyway). */
+                 * timing, which a release's time shows anyway) — but the
+                 * one after the open step is released too when a batch
+                 * came in its time (event time: it may hold events). */
                 dp->due = 1;
-                if (k > dp->next_step)
-                        dp->next_step = k;
+                dp->clock_step = k;
+                dp->clock_own = own;
+                dp->next_step = dp->next_seen && dp->open_step + 1 < k
+                                        ? dp->open_step + 1
+                                        : k;
+        } else if (own > dp->open_step) {
+                dp->next_seen = 1;
         }
 }
 
@@ -356,12 +384,14 @@ static int grow(struct veil_dp *dp, uint64_t win) {
         return 0;
 }
 
-int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch) {
+/* Admits the user to step t (the open one, or with event time the next),
+ * against one contribution per step and M per window. */
+static int admit_at(struct veil_dp *dp, const char *user, uint64_t batch,
+                    uint64_t step) {
         if (dp->st.frozen) {
                 dp->st.refused_frozen++;
                 return 0;
         }
-        uint64_t step = veil_dp_step(dp);
         uint64_t win = current_window(dp) + 1;
         if (dp->used_window != win) {
                 dp->used_window = win;
@@ -384,11 +414,24 @@ int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch) {
                                 dp->st.refused_step++;
                                 return 0;
                         }
+                        /* The step before the user's latest (event time:
+                         * a late event of the open step after one of the
+                         * next was held), or an older one: once each. */
+                        if (s->step > step + 1 &&
+                            (s->step != step + 2 || s->prev)) {
+                                dp->st.refused_step++;
+                                return 0;
+                        }
                         if (s->count >= dp->cfg.max_contrib) {
                                 dp->st.refused_window++;
                                 return 0;
                         }
                         s->count++;
+                        if (s->step == step + 2) {
+                                s->prev = 1;
+                                return 1;
+                        }
+                        s->prev = s->step == step; /* it was in step − 1 */
                         s->step = step + 1;
                         s->batch = batch;
                         return 1;
@@ -406,8 +449,40 @@ int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch) {
                         j = (j + 1) & (dp->cap - 1);
         }
         dp->used++;
-        dp->tab[j] = (struct uslot){h, win, step + 1, batch, 1};
+        dp->tab[j] = (struct uslot){h, win, step + 1, batch, 1, 0};
         return 1;
+}
+
+int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch) {
+        return admit_at(dp, user, batch, veil_dp_step(dp));
+}
+
+int veil_dp_admit_next(struct veil_dp *dp, const char *user, uint64_t batch) {
+        return admit_at(dp, user, batch, veil_dp_step(dp) + 1);
+}
+
+enum veil_dp_place veil_dp_place(struct veil_dp *dp, int64_t ts_ms) {
+        if (!dp->cfg.event_time || !dp->has_open)
+                return VEIL_DP_OPEN;
+        int64_t k = (ts_ms > 0 ? ts_ms : 0) / dp->cfg.step_ms;
+        if (k == dp->open_step)
+                return VEIL_DP_OPEN;
+        if (k < dp->open_step) {
+                dp->st.late++;
+                return VEIL_DP_LATE;
+        }
+        /* The next step, unless it begins another window or tree: the
+         * per-user table holds one at a time, and a user of the next one
+         * would be admitted to it again after the change. */
+        int new_unit = dp->tree ? veil_tree_position(dp->tree) + 1 >=
+                                          dp->cfg.tree_steps
+                                : window_of(dp, (uint64_t)k) !=
+                                          window_of(dp,
+                                                    (uint64_t)dp->open_step);
+        if (k == dp->open_step + 1 && !new_unit)
+                return VEIL_DP_NEXT;
+        dp->st.early++;
+        return VEIL_DP_EARLY;
 }
 
 static void add_rows(float *acc, const float *g, const uint32_t *rows,
@@ -453,7 +528,15 @@ int veil_dp_hook(void *ctx, struct veil_grad *g, char *errstr,
 static void clear(struct veil_dp *dp) {
         if (dp->cfg.step_ms && dp->due) {
                 dp->open_step = dp->next_step;
-                dp->due = 0;
+                if (dp->open_step < dp->clock_step) {
+                        /* The step after the old one, which a batch came
+                         * in: the latest batch's is due after it. */
+                        dp->next_step = dp->clock_step;
+                        dp->next_seen = 0;
+                } else {
+                        dp->due = 0;
+                        dp->next_seen = dp->clock_own > dp->clock_step;
+                }
         }
         size_t n = dp->items_seen;
         memset(dp->V, 0, n * dp->d * sizeof(float));

@@ -12,7 +12,13 @@
  * When a step ends. On a public clock (step_ms > 0): step k holds the
  * batches whose clock falls in [k·step_ms, (k+1)·step_ms); the first batch
  * past its end releases it, even when nobody contributed (noise alone),
- * and steps no batch fell in are skipped (veil_dp_clock). Which step a
+ * and steps no batch fell in are skipped (veil_dp_clock). With event time
+ * (event_time), step k holds the events whose own time falls in it
+ * instead, and is released by the first batch past its end plus
+ * lateness_ms: an event of step k+1 that comes before then waits for it
+ * (veil_dp_place says where an event goes; the caller holds it and learns
+ * it once step k is released), one of a released step is late, and
+ * neither kind is learned when it comes too late or too early. Which step a
  * contribution joins, and which steps are released, then follow the clock
  * and the batches' times, not the others' data. Counted (step_ms = 0): a
  * step ends when
@@ -85,6 +91,9 @@ struct veil_dp_cfg {
                                                    *   Honaker (tree.h) */
         int64_t step_ms;        /**< > 0: steps on the clock, this long;
                                  *   0: counted steps of step_events */
+        int event_time;         /**< steps of the events' own times */
+        int64_t lateness_ms;    /**< event_time: a step is released this
+                                 *   long after its end (< step_ms) */
 };
 
 struct veil_dp;
@@ -98,6 +107,23 @@ void veil_dp_free(struct veil_dp *dp);
  *  learned (they are then counted against the user's bounds), 0 when not.
  *  batch: a counter the caller bumps per serving batch. */
 int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch);
+
+/** Where an event of time ts_ms goes (steps of event time; otherwise
+ *  always VEIL_DP_OPEN): the open step, the next one (hold it and learn it
+ *  once the open one is released: veil_dp_admit_next, veil_dp_step + 1),
+ *  or nowhere, counted: late (its step was released) or early (further
+ *  ahead, or the next step is in another accounting window). */
+enum veil_dp_place {
+        VEIL_DP_OPEN = 0,
+        VEIL_DP_NEXT = 1,
+        VEIL_DP_LATE = -1,
+        VEIL_DP_EARLY = -2
+};
+enum veil_dp_place veil_dp_place(struct veil_dp *dp, int64_t ts_ms);
+
+/** veil_dp_admit for the step after the open one (a VEIL_DP_NEXT event):
+ *  a user may join both, once each, each counted against their M. */
+int veil_dp_admit_next(struct veil_dp *dp, const char *user, uint64_t batch);
 
 /** Steps on the clock: the batch about to be admitted has clock now_ms.
  *  When it is past the open step, that step is due (veil_dp_ready) even
@@ -147,6 +173,8 @@ struct veil_dp_stats {
         uint64_t tree;           /**< tree: the current tree (its number) */
         uint64_t tree_pos;       /**< tree: steps released in it */
         uint64_t empty_steps;    /**< steps released as noise alone */
+        uint64_t late;           /**< event time: events of released steps */
+        uint64_t early;          /**< event time: events ahead of the next */
 };
 struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp);
 /** 1 when the next veil_dp_release will release a noisy step (a step is

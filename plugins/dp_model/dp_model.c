@@ -132,14 +132,29 @@ static const struct veil_param_def params[] = {
         {"dp_learning_rate", VEIL_PARAM_DOUBLE, "1.0", 0,
          "SGD step size on the noisy mean gradient of a step"},
         {"step_interval_s", VEIL_PARAM_DOUBLE, "3600", 0,
-         "seconds of the batches' clock per noisy learning step (in a "
-         "replay, of the events' time): the first batch past a step's end "
-         "releases it, also when nobody contributed (noise alone), so "
-         "which step a contribution joins does not depend on anyone "
-         "else's events; a person counts with their first event of a "
-         "step. 0: a step ends after step_size contributions instead, and "
-         "one person's events then move everyone's later steps (warned; "
-         "for tests and benchmarks)"},
+         "seconds of the clock per noisy learning step (step_time says "
+         "whether an event's own time or its batch's puts it in one): the "
+         "first batch past a step's end (and lateness) releases it, also "
+         "when nobody contributed (noise alone), so which step a "
+         "contribution joins does not depend on anyone else's events; a "
+         "person counts with their first event of a step. 0: a step ends "
+         "after step_size contributions instead, and one person's events "
+         "then move everyone's later steps (warned; for tests and "
+         "benchmarks)"},
+        {"step_time", VEIL_PARAM_STRING, "event", 0,
+         "on the clock, what puts an event in a step: event (its own time; "
+         "a step is released step_lateness_s after its end, and an event "
+         "of the next step that comes before then waits for it) or batch "
+         "(the time its serving batch was closed: for replaying old events "
+         "through veil run, whose times are far behind the clock)"},
+        {"step_lateness_s", VEIL_PARAM_DOUBLE, "60", 0,
+         "step_time event: seconds past a step's end before it is "
+         "released; its events that come later are not learned (counted). "
+         "Below step_interval_s"},
+        {"step_hold", VEIL_PARAM_INT, "100000", 0,
+         "step_time event: events of the next step held at most while a "
+         "step waits for its late events (one per person, ~100 bytes "
+         "each); beyond, not learned (counted)"},
         {"step_size", VEIL_PARAM_INT, "4096", 0,
          "the contributions a step is expected to hold: the noisy sum is "
          "divided by it (sgd); with step_interval_s 0 a step ends when "
@@ -198,6 +213,26 @@ struct row {
         const struct veil_context_info *info;
 };
 
+/* Event time: the examples of the step after the open one, which wait for
+ * the open one's release (dp.h, veil_dp_place) and are learned as soon as
+ * it is out, with the model it leaves. Copies: a batch's memory goes with
+ * the batch. One per person (the first they had). */
+struct held {
+        int32_t target, item;
+        uint32_t n_feat, n_recent;
+        size_t off; /* into ids: the feature ids, then the recent rows */
+};
+
+struct hold {
+        struct held *ex;
+        size_t n, cap, max;
+        uint32_t *ids;
+        size_t n_ids, cap_ids;
+        uint64_t step;     /* the step they are for */
+        uint64_t full;     /* not held: the hold was full */
+        uint64_t dropped;  /* their step was skipped (no batch in it) */
+};
+
 struct state {
         veil_stage_t *st;
         struct veil_model *m;
@@ -222,6 +257,7 @@ struct state {
         size_t senders_logged; /* other instances whose spend ε counts */
         const char *mechanism;
         int clock_steps; /* step_interval_s > 0 */
+        struct hold hold; /* step_time event: the next step's examples */
         double sigma, clip;
         /* The public neighbour terms, outside the learned parameters:
          * [0] by description, [1] by catalog order (empty: off). */
@@ -607,6 +643,9 @@ static uint32_t user_id(struct slot *tab, size_t cap, const char *key,
         return tab[j].id;
 }
 
+static int learn_held(struct state *s);
+static void hold_clear(struct hold *h);
+
 /* Releases the steps that are due, each noised, charged and (with
  * model_updates bound) emitted on its own; an empty step is noise alone. */
 static int release_due(struct state *s, struct veil_batch *b) {
@@ -622,6 +661,7 @@ static int release_due(struct state *s, struct veil_batch *b) {
                 if (rc < 0) {
                         veil_log(s->st, VEIL_LOG_ERROR, "noisy step: %s",
                                  err);
+                        hold_clear(&s->hold);
                         return rc;
                 }
                 struct veil_dp_stats ds = veil_dp_stats(s->dp);
@@ -631,9 +671,14 @@ static int release_due(struct state *s, struct veil_batch *b) {
                                  "%.4g spent at delta %.3g; learning stops, "
                                  "serving goes on",
                                  ds.epsilon, s->eps_budget, ds.delta);
-                if (rc == 0) /* frozen */
+                if (rc == 0) { /* frozen: nothing is learned any more */
+                        hold_clear(&s->hold);
                         return 0;
+                }
                 veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
+                /* The next step is open: what waited for it goes in. */
+                if ((rc = learn_held(s)))
+                        return rc;
                 if (!share)
                         continue;
                 /* Its own spend: the others' releases are not in it, and
@@ -655,16 +700,130 @@ static int release_due(struct state *s, struct veil_batch *b) {
         return 0;
 }
 
+/* The example of a row: the state before its event, and its item. */
+static int build_example(struct veil_batch *b, const struct row *rw,
+                         const struct veil_event *ev,
+                         struct veil_example *e) {
+        memset(e, 0, sizeof(*e));
+        e->target = rw->cur;
+        e->item = -1;
+        const struct veil_context_info *info = rw->info;
+        if (rw->tier == VEIL_TIER_PERSONALIZED && info && info->n_prev &&
+            rw->n_recent) {
+                /* The state before this event: the previous event's
+                 * features, its item, the items before. */
+                e->feat = info->prev_features;
+                e->n_feat = info->n_prev;
+                e->item = rw->recent[0];
+                e->recent = rw->recent + 1;
+                e->n_recent = rw->n_recent - 1;
+                return 0;
+        }
+        /* Nothing kept: this event's context without the item itself
+         * (which is the answer). */
+        uint32_t *f = veil_batch_alloc(b, ev->n_features * sizeof(uint32_t) +
+                                                  1);
+        if (!f)
+                return -VEIL_ENOMEM;
+        size_t nf = 0;
+        for (size_t i = 0; i < ev->n_features; i++)
+                if (!info || !info->kinds ||
+                    !veil_ctx_kind_is_item(info->kinds[i]))
+                        f[nf++] = ev->features[i];
+        e->feat = f;
+        e->n_feat = nf;
+        return 0;
+}
+
+static int hold_put(struct hold *h, const struct veil_example *e) {
+        if (h->n == h->cap) {
+                size_t cap = h->cap ? 2 * h->cap : 64;
+                struct held *x = realloc(h->ex, cap * sizeof(*x));
+                if (!x)
+                        return -VEIL_ENOMEM;
+                h->ex = x;
+                h->cap = cap;
+        }
+        size_t need = e->n_feat + e->n_recent;
+        if (h->n_ids + need > h->cap_ids) {
+                size_t cap = h->cap_ids ? 2 * h->cap_ids : 1024;
+                while (cap < h->n_ids + need)
+                        cap *= 2;
+                uint32_t *ids = realloc(h->ids, cap * sizeof(*ids));
+                if (!ids)
+                        return -VEIL_ENOMEM;
+                h->ids = ids;
+                h->cap_ids = cap;
+        }
+        struct held *x = &h->ex[h->n++];
+        *x = (struct held){e->target, e->item, (uint32_t)e->n_feat,
+                           (uint32_t)e->n_recent, h->n_ids};
+        memcpy(h->ids + h->n_ids, e->feat, e->n_feat * sizeof(uint32_t));
+        memcpy(h->ids + h->n_ids + e->n_feat, e->recent,
+               e->n_recent * sizeof(int32_t));
+        h->n_ids += need;
+        return 0;
+}
+
+static void hold_clear(struct hold *h) {
+        h->n = 0;
+        h->n_ids = 0;
+}
+
+/* The examples held for the step just opened, learned with the model its
+ * predecessor's release left and the step's draw of sampled items: as if
+ * they had come after that release. Each is one person's. */
+static int learn_held(struct state *s) {
+        struct hold *h = &s->hold;
+        if (!h->n)
+                return 0;
+        uint64_t open = veil_dp_step(s->dp);
+        if (h->step != open) {
+                /* Their step was skipped: no batch came in its time. */
+                h->dropped += h->n;
+                hold_clear(h);
+                return 0;
+        }
+        veil_learner_support_epoch(s->L, open);
+        enum { CHUNK = 1024 };
+        struct veil_example *ex = malloc(CHUNK * sizeof(*ex));
+        if (!ex)
+                return -VEIL_ENOMEM;
+        char err[256];
+        int rc = 0;
+        for (size_t i = 0; i < h->n && !rc; i += CHUNK) {
+                size_t n = h->n - i < CHUNK ? h->n - i : CHUNK;
+                for (size_t j = 0; j < n; j++) {
+                        const struct held *x = &h->ex[i + j];
+                        const uint32_t *ids = h->ids + x->off;
+                        ex[j] = (struct veil_example){
+                                ids, x->n_feat, x->item,
+                                (const int32_t *)(ids + x->n_feat),
+                                x->n_recent, x->target, (uint32_t)j};
+                }
+                rc = veil_learn_step(s->L, s->m, ex, n, n, err, sizeof(err));
+                if (rc)
+                        veil_log(s->st, VEIL_LOG_ERROR, "learning step: %s",
+                                 err);
+                else
+                        s->learned_events += veil_learn_last(s->L).examples;
+        }
+        free(ex);
+        hold_clear(h);
+        return rc;
+}
+
 static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
         struct veil_example *ex = veil_batch_alloc(b, n_rows * sizeof(*ex) + 1);
         size_t cap = 16;
         while (cap < 2 * n_rows)
                 cap *= 2;
         struct slot *tab = veil_batch_alloc(b, cap * sizeof(*tab));
-        if (!ex || !tab)
+        struct slot *htab = veil_batch_alloc(b, cap * sizeof(*htab));
+        if (!ex || !tab || !htab)
                 return -VEIL_ENOMEM;
         size_t n = 0;
-        uint32_t n_users = 0, last_user = 0;
+        uint32_t n_users = 0, last_user = 0, n_held = 0;
         const char *last_key = NULL;
         for (size_t r = 0; r < n_rows; r++) {
                 const struct row *rw = &s->rows[r];
@@ -674,37 +833,39 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                                     : ev->training;
                 const char *key = ev->subject ? ev->subject : ev->user_id;
                 if (!train || rw->tier == VEIL_TIER_NONE || rw->cur < 0 ||
-                    !key || (s->dp && !veil_dp_admit(s->dp, key, s->batch_no)))
+                    !key)
+                        continue;
+                enum veil_dp_place pl = s->dp ? veil_dp_place(s->dp,
+                                                              ev->ts_ms)
+                                              : VEIL_DP_OPEN;
+                if (pl == VEIL_DP_LATE || pl == VEIL_DP_EARLY)
+                        continue;
+                if (pl == VEIL_DP_NEXT) {
+                        /* Held for the next step: the person's first
+                         * event of it, once. */
+                        uint32_t seen = n_held;
+                        if (user_id(htab, cap, key, &n_held) < seen)
+                                continue;
+                        if (s->hold.n >= s->hold.max) {
+                                s->hold.full++;
+                                continue;
+                        }
+                        if (!veil_dp_admit_next(s->dp, key, s->batch_no))
+                                continue;
+                        struct veil_example e;
+                        int rc = build_example(b, rw, ev, &e);
+                        if (!rc)
+                                rc = hold_put(&s->hold, &e);
+                        if (rc)
+                                return rc;
+                        s->hold.step = veil_dp_step(s->dp) + 1;
+                        continue;
+                }
+                if (s->dp && !veil_dp_admit(s->dp, key, s->batch_no))
                         continue;
                 struct veil_example *e = &ex[n];
-                memset(e, 0, sizeof(*e));
-                e->target = rw->cur;
-                e->item = -1;
-                const struct veil_context_info *info = rw->info;
-                if (rw->tier == VEIL_TIER_PERSONALIZED && info &&
-                    info->n_prev && rw->n_recent) {
-                        /* The state before this event: the previous
-                         * event's features, its item, the items before. */
-                        e->feat = info->prev_features;
-                        e->n_feat = info->n_prev;
-                        e->item = rw->recent[0];
-                        e->recent = rw->recent + 1;
-                        e->n_recent = rw->n_recent - 1;
-                } else {
-                        /* Nothing kept: this event's context without the
-                         * item itself (which is the answer). */
-                        uint32_t *f = veil_batch_alloc(
-                                b, ev->n_features * sizeof(uint32_t) + 1);
-                        if (!f)
-                                return -VEIL_ENOMEM;
-                        size_t nf = 0;
-                        for (size_t i = 0; i < ev->n_features; i++)
-                                if (!info || !info->kinds ||
-                                    !veil_ctx_kind_is_item(info->kinds[i]))
-                                        f[nf++] = ev->features[i];
-                        e->feat = f;
-                        e->n_feat = nf;
-                }
+                if (build_example(b, rw, ev, e))
+                        return -VEIL_ENOMEM;
                 /* A run of one user's events: the id of the one before
                  * (the table would give it, after a hash of the key). */
                 if (last_key && (key == last_key || !strcmp(key, last_key))) {
@@ -804,6 +965,12 @@ static void gauges(struct state *s) {
                         (double)ds.refused_frozen);
         veil_metric_set(s->st, "not_learned_table_full",
                         (double)ds.refused_full);
+        veil_metric_set(s->st, "not_learned_late",
+                        (double)(ds.late + s->hold.dropped));
+        veil_metric_set(s->st, "not_learned_early", (double)ds.early);
+        veil_metric_set(s->st, "not_learned_hold_full",
+                        (double)s->hold.full);
+        veil_metric_set(s->st, "held_next_step", (double)s->hold.n);
         veil_metric_set(s->st, "noisy_steps", (double)ds.steps);
         veil_metric_set(s->st, "noisy_steps_empty", (double)ds.empty_steps);
 }
@@ -1038,6 +1205,8 @@ static void destroy(void *state) {
         if (!s)
                 return;
         veil_dp_free(s->dp);
+        free(s->hold.ex);
+        free(s->hold.ids);
         veil_share_free(s->share);
         veil_learner_free(s->L);
         veil_model_free(s->m);
@@ -1087,6 +1256,10 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                 if (interval < 1)
                         interval = 1;
         }
+        const char *stime = veil_params_str(p, "step_time");
+        int event_time = !strcmp(stime, "event");
+        double late_s = veil_params_double(p, "step_lateness_s", 60);
+        int64_t hold = veil_params_int(p, "step_hold", 100000);
         int64_t m = veil_params_int(p, "max_contributions", 4);
         int64_t win = veil_params_int(p, "window_steps", 0);
         int64_t slots = veil_params_int(p, "user_slots", 1 << 20);
@@ -1104,6 +1277,17 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         if (m < 1 || m > 1000000)
                 return bad(errstr, errstr_size, p, "max_contributions",
                            "between 1 and 10^6");
+        if (!event_time && strcmp(stime, "batch"))
+                return bad(errstr, errstr_size, p, "step_time",
+                           "event or batch");
+        event_time = event_time && interval > 0;
+        if (event_time && !(late_s >= 0 && late_s * 1000 < (double)interval))
+                return bad(errstr, errstr_size, p, "step_lateness_s",
+                           "≥ 0 and below step_interval_s (the default is "
+                           "60; or set step_time: batch)");
+        if (hold < 0 || hold > 100000000)
+                return bad(errstr, errstr_size, p, "step_hold",
+                           "between 0 and 10^8");
         int64_t tp = veil_params_int(p, "tree_participations", 1);
         if (tp < 1 || tp > 1000000)
                 return bad(errstr, errstr_size, p, "tree_participations",
@@ -1152,7 +1336,8 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                                 veil_params_str(p, "accountant_file"), NULL,
                                 (uint64_t)tsteps,
                                 honaker ? VEIL_TREE_HONAKER : VEIL_TREE_PLAIN,
-                                interval};
+                                interval, event_time,
+                                event_time ? llround(late_s * 1000) : 0};
         char err[512];
         int rc = veil_dp_new(&s->dp, &c, s->m, err, sizeof(err));
         if (rc) {
@@ -1162,6 +1347,7 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         }
         veil_learner_set_noise(s->L, veil_dp_hook, s->dp);
         s->clock_steps = interval > 0;
+        s->hold.max = event_time ? (size_t)hold : 0;
         s->eps_budget = budget;
         struct veil_dp_stats ds = veil_dp_stats(s->dp);
         veil_privacy_set_budget(st, budget > 0 ? budget : INFINITY, delta);
@@ -1184,8 +1370,13 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                          (unsigned long long)veil_dp_tree_depth(
                                  (uint64_t)tsteps));
         }
-        char sched[64];
-        if (interval)
+        char sched[96];
+        if (interval && event_time)
+                snprintf(sched, sizeof(sched),
+                         "steps of %gs on the clock, by the events' times, "
+                         "released %gs late",
+                         interval_s, late_s);
+        else if (interval)
                 snprintf(sched, sizeof(sched), "steps of %gs on the clock",
                          interval_s);
         else

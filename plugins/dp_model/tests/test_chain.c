@@ -376,15 +376,21 @@ static void test_private_clock_steps(void **st) {
         char acc[64], with[512];
         snprintf(acc, sizeof(acc), "/tmp/veil-test-chain-%d.acc",
                  (int)getpid());
-        for (int counted = 0; counted < 2; counted++) {
+        /* By the events' times (10 s late), by the batches', counted. */
+        static const char *const modes[] = {"step_time: event, "
+                                            "step_lateness_s: 10",
+                                            "step_time: batch",
+                                            "step_time: event"};
+        for (int mode = 0; mode < 3; mode++) {
+                int counted = mode == 2;
                 unlink(acc);
                 snprintf(with, sizeof(with),
                          "mechanism: gaussian, noise_multiplier: 0.01, "
                          "dp_blocks: bias, dp_optimizer: sgd, "
                          "dp_learning_rate: 100, step_size: 1, "
                          "step_interval_s: %d, max_contributions: 100, "
-                         "epsilon_budget: 0, accountant_file: %s",
-                         counted ? 0 : 60, acc);
+                         "epsilon_budget: 0, accountant_file: %s, %s",
+                         counted ? 0 : 60, acc, modes[mode]);
                 struct harness h;
                 h_open(&h, "", with);
                 h.private_model = 1;
@@ -415,6 +421,79 @@ static void test_private_clock_steps(void **st) {
                 }
                 h_close(&h);
         }
+        unlink(acc);
+}
+
+/* Steps by the events' own times (step_time: event): an event of the open
+ * step joins it, also when it comes after the step's end but within the
+ * lateness; one of the next step waits for the open step's release and is
+ * learned in its own step; one of a released step, or further ahead, is
+ * not learned; and a person joins each step once, whichever came first. */
+static void test_event_time_steps(void **st) {
+        (void)st;
+        char acc[64], with[512];
+        snprintf(acc, sizeof(acc), "/tmp/veil-test-chain-e%d.acc",
+                 (int)getpid());
+        unlink(acc);
+        snprintf(with, sizeof(with),
+                 "mechanism: gaussian, noise_multiplier: 0.01, "
+                 "dp_blocks: bias, dp_optimizer: sgd, dp_learning_rate: 1, "
+                 "step_size: 1, step_interval_s: 60, step_lateness_s: 10, "
+                 "max_contributions: 100, epsilon_budget: 0, "
+                 "accountant_file: %s",
+                 acc);
+        /* A small step (learning rate 1): at 100 the first step's items
+         * would lead the softmax of the second so far that its update
+         * pushes them down again. */
+        struct harness h;
+        h_open(&h, "", with);
+        h.private_model = 1;
+        const int64_t S0 = 1291191960; /* a step begins: [S0, S0 + 60) */
+        h.now_ms = (S0 + 30) * 1000;
+        struct spec b1[] = {{"a", items[0], S0 + 20, C, 1, NULL},
+                            {"b", items[1], S0 - 5, C, 1, NULL},  /* late */
+                            {"c", items[2], S0 + 125, C, 1, NULL}}; /* early */
+        h_run(&h, b1, 3);
+        h.now_ms = (S0 + 65) * 1000; /* past the end, within the lateness */
+        struct spec b2[] = {{"d", items[3], S0 + 61, C, 1, NULL},  /* held */
+                            {"e", items[4], S0 + 55, C, 1, NULL},  /* in */
+                            {"d", items[5], S0 + 62, C, 1, NULL},  /* twice */
+                            /* g: held for the next step, then in this one
+                             * (a late event); k: in this one, then held
+                             * for the next */
+                            {"g", items[8], S0 + 61, C, 1, NULL},
+                            {"g", items[9], S0 + 58, C, 1, NULL},
+                            {"k", items[11], S0 + 50, C, 1, NULL},
+                            {"k", "22727", S0 + 61, C, 1, NULL}};
+        h_run(&h, b2, 7);
+        /* Another batch before the release: g and k in this step again
+         * (the learner's one-per-batch cap cannot hide a second one). */
+        h.now_ms = (S0 + 68) * 1000;
+        struct spec b2b[] = {{"g", items[10], S0 + 59, C, 1, NULL},
+                             {"k", "22728", S0 + 52, C, 1, NULL}};
+        h_run(&h, b2b, 2);
+        h.now_ms = (S0 + 75) * 1000; /* the step is released */
+        struct spec b3[] = {{"d", items[6], S0 + 70, C, 1, NULL}, /* again */
+                            {"f", items[7], S0 + 50, C, 1, NULL}}; /* late */
+        h_run(&h, b3, 2);
+        h.now_ms = (S0 + 135) * 1000; /* and the next */
+        struct spec none = {"z", NULL, S0 + 135, N, 0, NULL};
+        int first = h_run(&h, &none, 1);
+        struct rec *r = &h.recs[first];
+        assert_string_equal(r->tier, "none");
+        assert_int_equal(r->version, 2);
+        /* The biases learned: items 0, 4, 9 and 11 (the first step), 3, 8
+         * and 22727 (held for the second); not the late, early or second
+         * ones. */
+        r->n_items = 7;
+        assert_true(has_item(r, "22727"));
+        assert_false(has_item(r, "22728"));
+        for (int i = 0; i < 12; i++)
+                if (has_item(r, items[i]) != (i == 0 || i == 3 || i == 4 ||
+                                              i == 8 || i == 9 || i == 11))
+                        fail_msg("item %d: %s the top seven", i,
+                                 has_item(r, items[i]) ? "in" : "not in");
+        h_close(&h);
         unlink(acc);
 }
 
@@ -568,6 +647,7 @@ int main(void) {
                 cmocka_unit_test(test_tier_none),
                 cmocka_unit_test(test_learning_moves_the_model),
                 cmocka_unit_test(test_private_clock_steps),
+                cmocka_unit_test(test_event_time_steps),
                 cmocka_unit_test(test_explanations_count_neighbours),
                 cmocka_unit_test(test_history),
         };

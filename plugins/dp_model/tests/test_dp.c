@@ -1053,11 +1053,96 @@ static void test_tree_mechanism(void **st) {
         unlink(path);
 }
 
+/* Steps of event time: where an event goes against the open step (the
+ * clock less the lateness), the next step refused across a window or a
+ * tree's end, counted; and the configurations refused. */
+static void test_event_place(void **st) {
+        (void)st;
+        char err[256];
+        struct veil_dp_cfg c = cfg_of(NULL, 1.0);
+        c.step_ms = 1000;
+        c.event_time = 1;
+        c.lateness_ms = 200;
+        c.window_steps = 4;
+        c.max_contrib = 3;
+        struct fx x;
+        fx_open(&x, "place", c);
+        struct veil_dp *dp = x.dp;
+        veil_dp_clock(dp, 10100); /* 10100 − 200: step 9 is open */
+        assert_int_equal(veil_dp_step(dp), 9);
+        assert_int_equal(veil_dp_place(dp, 9999), VEIL_DP_OPEN);
+        assert_int_equal(veil_dp_place(dp, 10050), VEIL_DP_NEXT);
+        assert_int_equal(veil_dp_place(dp, 8999), VEIL_DP_LATE);
+        assert_int_equal(veil_dp_place(dp, 11000), VEIL_DP_EARLY);
+        struct veil_dp_stats s = veil_dp_stats(dp);
+        assert_int_equal(s.late, 1);
+        assert_int_equal(s.early, 1);
+        /* A user in the open step and the next, once each. */
+        assert_int_equal(veil_dp_admit_next(dp, "ann", 1), 1);
+        assert_int_equal(veil_dp_admit(dp, "ann", 1), 1);
+        assert_int_equal(veil_dp_admit(dp, "ann", 2), 0);
+        assert_int_equal(veil_dp_admit_next(dp, "ann", 2), 0);
+        veil_dp_clock(dp, 10150); /* past 9's end, within the lateness */
+        assert_false(veil_dp_ready(dp));
+        veil_dp_clock(dp, 10250); /* step 10 opens: 9 is due */
+        assert_true(veil_dp_ready(dp));
+        assert_int_equal(veil_dp_release(dp, x.L, x.m, err, sizeof(err)), 1);
+        assert_int_equal(veil_dp_step(dp), 10);
+        /* ann was admitted to 10 already (held): not again. */
+        assert_int_equal(veil_dp_admit(dp, "ann", 3), 0);
+        /* Step 11 is the last of window 2 (steps 8 to 11): 12 begins
+         * window 3, so an event of 12 is not held while 11 is open. */
+        veil_dp_clock(dp, 11250);
+        assert_int_equal(veil_dp_release(dp, x.L, x.m, err, sizeof(err)), 1);
+        assert_int_equal(veil_dp_step(dp), 11);
+        assert_int_equal(veil_dp_place(dp, 12050), VEIL_DP_EARLY);
+        assert_int_equal(veil_dp_place(dp, 11500), VEIL_DP_OPEN);
+        fx_close(&x);
+
+        /* The tree: the next step after a tree's last is another tree. */
+        c = cfg_of(NULL, 1.0);
+        c.mode = VEIL_DP_MODE_TREE;
+        c.tree_steps = 2;
+        c.max_contrib = 1;
+        c.step_ms = 1000;
+        c.event_time = 1;
+        c.lateness_ms = 200;
+        fx_open(&x, "place_tree", c);
+        dp = x.dp;
+        veil_dp_clock(dp, 5300); /* step 5, the tree's first */
+        assert_int_equal(veil_dp_place(dp, 6050), VEIL_DP_NEXT);
+        veil_dp_clock(dp, 6300);
+        assert_int_equal(veil_dp_release(dp, x.L, x.m, err, sizeof(err)), 1);
+        /* step 6 is the tree's second and last */
+        assert_int_equal(veil_dp_place(dp, 7050), VEIL_DP_EARLY);
+        fx_close(&x);
+
+        /* Refused: a lateness not below the step, event time uncounted. */
+        struct veil_dp *bad;
+        char path[256];
+        tmp_path(path, sizeof(path), "place_bad");
+        struct veil_model *m = new_model(4, 2, 4);
+        c = cfg_of(path, 1.0);
+        c.step_ms = 1000;
+        c.event_time = 1;
+        c.lateness_ms = 1000;
+        assert_int_equal(veil_dp_new(&bad, &c, m, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "longer than the lateness"));
+        c.step_ms = 0;
+        c.lateness_ms = 0;
+        assert_int_equal(veil_dp_new(&bad, &c, m, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        veil_model_free(m);
+        unlink(path);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_admit_bounds),
                 cmocka_unit_test(test_schedule_independent),
                 cmocka_unit_test(test_clock_steps),
+                cmocka_unit_test(test_event_place),
                 cmocka_unit_test(test_hook_sum_bounded),
                 cmocka_unit_test(test_charged_saved_before_apply),
                 cmocka_unit_test(test_budget_freezes),

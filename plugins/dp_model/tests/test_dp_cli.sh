@@ -46,7 +46,7 @@ check "negative sigma" 2 "noise-multiplier" -- "$VEIL" dp_model epsilon --noise-
 
 # --- runs -------------------------------------------------------------
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+[ -n "${KEEP_WORK:-}" ] && echo "work: $work" || trap 'rm -rf "$work"' EXIT
 events="$ROOT/config/demo/events.csv"
 n=$(($(wc -l <"$events") - 1))
 pipeline() { # ACC BUDGET STEP [MECHANISM]
@@ -154,25 +154,39 @@ check "accountant_file free again" 0 "recommendations" -- "$VEIL" replay "$work/
 check "no accountant_file" 2 "accountant_file" -- bash -c "sed '/accountant_file/d' '$work/c.yaml' >'$work/d.yaml'; '$VEIL' replay '$work/d.yaml' --events '$events' --limit 10"
 
 # The step schedule from YAML, at most one step per person
-# (max_contributions: 1). On the clock (step_interval_s: 3600): a, b and c
-# buy at hour 0, a again at hour 2 (refused: at M), all three at hour 5.
-# The replay's clock (the events' time) releases hour 0's step (three
-# contributions) and hour 2's (none: noise alone), skips hours 1, 3 and 4
-# (no batch) and leaves hour 5's open: 2 releases. Counted
-# (step_interval_s: 0, step_size 3): 1, and a warning that names the
-# parameter.
+# (max_contributions: 1). On the clock (step_interval_s: 3600) by the
+# batches' times (step_time: batch): a, b and c buy at hour 0, a again at
+# hour 2 (refused: at M), all three at hour 5. The replay's clock (the
+# events' time) releases hour 0's step (three contributions) and hour 2's
+# (none: noise alone), skips hours 1, 3 and 4 (no batch) and leaves hour
+# 5's open: 2 releases. Counted (step_interval_s: 0, step_size 3): 1, and a
+# warning that names the parameter.
 { head -1 "$events"; h0=$(( $(sed -n 2p "$events" | cut -d, -f1) / 3600 * 3600 ))
   for u in 90001 90002 90003; do echo "$h0,$u,85123A,1,1,United Kingdom"; done
   echo "$((h0 + 2 * 3600)),90001,85123A,1,2,United Kingdom"
   for u in 90001 90002 90003; do echo "$((h0 + 5 * 3600)),$u,85123A,1,3,United Kingdom"; done
 } >"$work/sched.csv"
-pipeline "$work/accs" 0 3 | sed -e 's|      step_size: 3|      step_size: 3\n      step_interval_s: 3600|' \
+pipeline "$work/accs" 0 3 | sed -e 's|      step_size: 3|      step_size: 3\n      step_interval_s: 3600\n      step_time: batch|' \
   -e 's|max_contributions: 1000|max_contributions: 1|' >"$work/s.yaml"
 check "clock steps" 0 "gaussian mechanism: .*steps of 3600s on the clock" -- bash -c "VEIL_LOG_LEVEL=debug '$VEIL' replay '$work/s.yaml' --events '$work/sched.csv' --batch 1 2>&1 | tee '$work/runs'"
 # What was learned and not, in the summary (the stage's gauges): three
 # first purchases; four at M; two steps, hour 2's empty.
-ok grep -qE "gauges: +dp_model: events_learned 3, not_learned_same_step 0, not_learned_at_max 4, not_learned_frozen 0, not_learned_table_full 0, noisy_steps 2, noisy_steps_empty 1$" "$work/runs"
+ok grep -qE "gauges: +dp_model: events_learned 3, not_learned_same_step 0, not_learned_at_max 4, not_learned_frozen 0, not_learned_table_full 0, not_learned_late 0, not_learned_early 0, not_learned_hold_full 0, held_next_step 0, noisy_steps 2, noisy_steps_empty 1$" "$work/runs"
 ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 1e-8 | val steps)" = 2
+# The same by the events' own times (step_time: event, the default; a
+# minute's lateness). The first batch's clock, hour 0, is within the
+# lateness of the hour before, so that step is open and hour 0's three
+# purchases wait for it. Hour 2's batch releases the hour before hour 0
+# (noise alone), then hour 0 with the three it held, and opens hour 1 (its
+# lateness runs into hour 2): a's hour-2 purchase is at M. Hour 5's batch
+# releases hours 1 and 2 (a batch came in hour 2), skips 3 and opens 4;
+# the hour-5 purchases are all at M: 4 releases, 3 of them noise alone.
+sed -e 's|      step_time: batch||' -e "s|$work/accs|$work/acce|" "$work/s.yaml" >"$work/se.yaml"
+check "event time steps" 0 "gaussian mechanism: .*steps of 3600s on the clock, by the events' times, released 60s late" -- bash -c "VEIL_LOG_LEVEL=debug '$VEIL' replay '$work/se.yaml' --events '$work/sched.csv' --batch 1 2>&1 | tee '$work/rune'"
+ok grep -qE "gauges: +dp_model: events_learned 3, not_learned_same_step 0, not_learned_at_max 4, not_learned_frozen 0, not_learned_table_full 0, not_learned_late 0, not_learned_early 0, not_learned_hold_full 0, held_next_step 0, noisy_steps 4, noisy_steps_empty 3$" "$work/rune"
+ok test "$("$VEIL" dp_model accountant --file "$work/acce" --delta 1e-8 | val steps)" = 4
+check "step_lateness_s at the step" 2 "step_lateness_s must be ≥ 0 and below step_interval_s" -- bash -c "sed 's/step_interval_s: 3600/step_interval_s: 3600\n      step_lateness_s: 3600/' '$work/se.yaml' >'$work/l6.yaml'; '$VEIL' replay '$work/l6.yaml' --events '$events' --limit 10"
+check "step_time words" 2 "step_time must be event or batch" -- bash -c "sed 's/step_interval_s: 3600/step_interval_s: 3600\n      step_time: wall/' '$work/se.yaml' >'$work/l7.yaml'; '$VEIL' replay '$work/l7.yaml' --events '$events' --limit 10"
 sed -e 's|step_interval_s: 3600|step_interval_s: 0|' -e "s|$work/accs|$work/accc|" "$work/s.yaml" >"$work/sc.yaml"
 check "counted steps warned" 0 "sc\\.yaml:[0-9]+:[0-9]+: step_interval_s is 0: a step ends after 3 contributions" -- "$VEIL" replay "$work/sc.yaml" --events "$work/sched.csv" --batch 1
 ok test "$("$VEIL" dp_model accountant --file "$work/accc" --delta 1e-8 | val steps)" = 1
