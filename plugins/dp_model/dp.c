@@ -462,7 +462,8 @@ int veil_dp_admit_next(struct veil_dp *dp, const char *user, uint64_t batch) {
 }
 
 enum veil_dp_place veil_dp_place(struct veil_dp *dp, int64_t ts_ms) {
-        if (!dp->cfg.event_time || !dp->has_open)
+        /* Frozen: the admission refuses it, counted as such. */
+        if (!dp->cfg.event_time || !dp->has_open || dp->st.frozen)
                 return VEIL_DP_OPEN;
         int64_t k = (ts_ms > 0 ? ts_ms : 0) / dp->cfg.step_ms;
         if (k == dp->open_step)

@@ -17,8 +17,9 @@
  * instead, and is released by the first batch past its end plus
  * lateness_ms: an event of step k+1 that comes before then waits for it
  * (veil_dp_place says where an event goes; the caller holds it and learns
- * it once step k is released), one of a released step is late, and
- * neither kind is learned when it comes too late or too early. Which step a
+ * it once step k is released, and places an event stamped ahead of its
+ * batch's clock at the clock), and one of a released step is late: not
+ * learned, counted. Which step a
  * contribution joins, and which steps are released, then follow the clock
  * and the batches' times, not the others' data. Counted (step_ms = 0): a
  * step ends when

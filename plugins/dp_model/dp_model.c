@@ -153,8 +153,9 @@ static const struct veil_param_def params[] = {
          "Below step_interval_s"},
         {"step_hold", VEIL_PARAM_INT, "100000", 0,
          "step_time event: events of the next step held at most while a "
-         "step waits for its late events (one per person, ~100 bytes "
-         "each); beyond, not learned (counted)"},
+         "step waits for its late events (one per person; 24 bytes and 4 "
+         "per feature and recent item each); beyond, not learned "
+         "(counted)"},
         {"step_size", VEIL_PARAM_INT, "4096", 0,
          "the contributions a step is expected to hold: the noisy sum is "
          "divided by it (sgd); with step_interval_s 0 a step ends when "
@@ -644,7 +645,7 @@ static uint32_t user_id(struct slot *tab, size_t cap, const char *key,
 }
 
 static int learn_held(struct state *s);
-static void hold_clear(struct hold *h);
+static void hold_drop(struct hold *h);
 
 /* Releases the steps that are due, each noised, charged and (with
  * model_updates bound) emitted on its own; an empty step is noise alone. */
@@ -661,7 +662,7 @@ static int release_due(struct state *s, struct veil_batch *b) {
                 if (rc < 0) {
                         veil_log(s->st, VEIL_LOG_ERROR, "noisy step: %s",
                                  err);
-                        hold_clear(&s->hold);
+                        hold_drop(&s->hold);
                         return rc;
                 }
                 struct veil_dp_stats ds = veil_dp_stats(s->dp);
@@ -672,15 +673,17 @@ static int release_due(struct state *s, struct veil_batch *b) {
                                  "serving goes on",
                                  ds.epsilon, s->eps_budget, ds.delta);
                 if (rc == 0) { /* frozen: nothing is learned any more */
-                        hold_clear(&s->hold);
+                        hold_drop(&s->hold);
                         return 0;
                 }
                 veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
-                /* The next step is open: what waited for it goes in. */
-                if ((rc = learn_held(s)))
-                        return rc;
-                if (!share)
+                /* The next step is open: what waited for it goes in,
+                 * after the release is out (its update emitted). */
+                if (!share) {
+                        if ((rc = learn_held(s)))
+                                return rc;
                         continue;
+                }
                 /* Its own spend: the others' releases are not in it, and
                  * each reader adds every sender's. */
                 struct veil_share_meta meta = {ds.epsilon_own, ds.delta,
@@ -696,6 +699,8 @@ static int release_due(struct state *s, struct veil_batch *b) {
                 veil_metric_set(s->st, "model_updates_sent",
                                 (double)veil_share_stats(s->share)
                                         .sent_releases);
+                if ((rc = learn_held(s)))
+                        return rc;
         }
         return 0;
 }
@@ -758,9 +763,13 @@ static int hold_put(struct hold *h, const struct veil_example *e) {
         struct held *x = &h->ex[h->n++];
         *x = (struct held){e->target, e->item, (uint32_t)e->n_feat,
                            (uint32_t)e->n_recent, h->n_ids};
-        memcpy(h->ids + h->n_ids, e->feat, e->n_feat * sizeof(uint32_t));
-        memcpy(h->ids + h->n_ids + e->n_feat, e->recent,
-               e->n_recent * sizeof(int32_t));
+        if (e->n_feat) /* (a NULL array of none: memcpy's arguments may
+                        * not be NULL even for 0 bytes) */
+                memcpy(h->ids + h->n_ids, e->feat,
+                       e->n_feat * sizeof(uint32_t));
+        if (e->n_recent)
+                memcpy(h->ids + h->n_ids + e->n_feat, e->recent,
+                       e->n_recent * sizeof(int32_t));
         h->n_ids += need;
         return 0;
 }
@@ -768,6 +777,13 @@ static int hold_put(struct hold *h, const struct veil_example *e) {
 static void hold_clear(struct hold *h) {
         h->n = 0;
         h->n_ids = 0;
+}
+
+/* The held examples will not be learned (a failed release, the budget
+ * spent, their step skipped): counted. */
+static void hold_drop(struct hold *h) {
+        h->dropped += h->n;
+        hold_clear(h);
 }
 
 /* The examples held for the step just opened, learned with the model its
@@ -779,9 +795,12 @@ static int learn_held(struct state *s) {
                 return 0;
         uint64_t open = veil_dp_step(s->dp);
         if (h->step != open) {
-                /* Their step was skipped: no batch came in its time. */
-                h->dropped += h->n;
-                hold_clear(h);
+                /* Their step was skipped. Events are placed no later than
+                 * their batch's clock, so the batch that brought them
+                 * marked that step as seen (veil_dp_clock) and it is
+                 * released: this is a guard, which would otherwise put
+                 * them in another step. */
+                hold_drop(h);
                 return 0;
         }
         veil_learner_support_epoch(s->L, open);
@@ -835,8 +854,11 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                 if (!train || rw->tier == VEIL_TIER_NONE || rw->cur < 0 ||
                     !key)
                         continue;
-                enum veil_dp_place pl = s->dp ? veil_dp_place(s->dp,
-                                                              ev->ts_ms)
+                /* No later than the batch's clock: an event stamped ahead
+                 * of it (a skewed clock) counts as now, so its step is
+                 * one the clock has seen and will release. */
+                int64_t ts = ev->ts_ms < b->now_ms ? ev->ts_ms : b->now_ms;
+                enum veil_dp_place pl = s->dp ? veil_dp_place(s->dp, ts)
                                               : VEIL_DP_OPEN;
                 if (pl == VEIL_DP_LATE || pl == VEIL_DP_EARLY)
                         continue;
@@ -853,11 +875,15 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                         if (!veil_dp_admit_next(s->dp, key, s->batch_no))
                                 continue;
                         struct veil_example e;
-                        int rc = build_example(b, rw, ev, &e);
-                        if (!rc)
-                                rc = hold_put(&s->hold, &e);
-                        if (rc)
-                                return rc;
+                        if (build_example(b, rw, ev, &e))
+                                return -VEIL_ENOMEM;
+                        if (hold_put(&s->hold, &e)) {
+                                /* Out of memory: not held, counted (its
+                                 * admission stays counted: over, not
+                                 * under). */
+                                s->hold.full++;
+                                continue;
+                        }
                         s->hold.step = veil_dp_step(s->dp) + 1;
                         continue;
                 }
@@ -965,8 +991,9 @@ static void gauges(struct state *s) {
                         (double)ds.refused_frozen);
         veil_metric_set(s->st, "not_learned_table_full",
                         (double)ds.refused_full);
-        veil_metric_set(s->st, "not_learned_late",
-                        (double)(ds.late + s->hold.dropped));
+        veil_metric_set(s->st, "not_learned_late", (double)ds.late);
+        veil_metric_set(s->st, "not_learned_held_dropped",
+                        (double)s->hold.dropped);
         veil_metric_set(s->st, "not_learned_early", (double)ds.early);
         veil_metric_set(s->st, "not_learned_hold_full",
                         (double)s->hold.full);

@@ -1099,6 +1099,49 @@ static void test_event_place(void **st) {
         assert_int_equal(veil_dp_place(dp, 11500), VEIL_DP_OPEN);
         fx_close(&x);
 
+        /* A batch in the next step's own time (within the open one's
+         * lateness), then none until two steps on: the next step is
+         * released too, after the open one, since it may hold events. */
+        c = cfg_of(NULL, 1.0);
+        c.step_ms = 1000;
+        c.event_time = 1;
+        c.lateness_ms = 200;
+        c.max_contrib = 1;
+        fx_open(&x, "place_chain", c);
+        dp = x.dp;
+        veil_dp_clock(dp, 9500);  /* step 9 open, in its own time */
+        veil_dp_clock(dp, 10150); /* a batch in step 10's time */
+        assert_false(veil_dp_ready(dp));
+        /* M = 1: held for 10, then not in 9 as well. */
+        assert_int_equal(veil_dp_admit_next(dp, "cy", 1), 1);
+        assert_int_equal(veil_dp_admit(dp, "cy", 1), 0);
+        assert_int_equal(veil_dp_stats(dp).refused_window, 1);
+        /* dee: in 9, then held for 10 after 9's release (prev right). */
+        assert_int_equal(veil_dp_admit(dp, "dee", 1), 1);
+        veil_dp_clock(dp, 12300); /* two steps on: 9, then 10, then 12 */
+        assert_int_equal(veil_dp_release(dp, x.L, x.m, err, sizeof(err)), 1);
+        assert_int_equal(veil_dp_step(dp), 10);
+        assert_true(veil_dp_ready(dp));
+        assert_int_equal(veil_dp_release(dp, x.L, x.m, err, sizeof(err)), 1);
+        assert_int_equal(veil_dp_step(dp), 12);
+        assert_false(veil_dp_ready(dp));
+        fx_close(&x);
+
+        /* prev: a user of step k held for k + 1 may still join k once
+         * (a late event), and not when they were in k already. */
+        c.max_contrib = 5;
+        fx_open(&x, "place_prev", c);
+        dp = x.dp;
+        veil_dp_clock(dp, 10100); /* step 9 open */
+        assert_int_equal(veil_dp_admit(dp, "eve", 1), 1);      /* 9 */
+        veil_dp_clock(dp, 10250);
+        assert_int_equal(veil_dp_release(dp, x.L, x.m, err, sizeof(err)), 1);
+        assert_int_equal(veil_dp_admit_next(dp, "eve", 2), 1); /* 11 */
+        assert_int_equal(veil_dp_admit(dp, "eve", 2), 1);      /* 10 */
+        assert_int_equal(veil_dp_admit(dp, "eve", 3), 0);      /* 10 again */
+        assert_int_equal(veil_dp_admit_next(dp, "eve", 3), 0); /* 11 again */
+        fx_close(&x);
+
         /* The tree: the next step after a tree's last is another tree. */
         c = cfg_of(NULL, 1.0);
         c.mode = VEIL_DP_MODE_TREE;
