@@ -1056,15 +1056,20 @@ static void test_tree_mechanism(void **st) {
 /* Steps of event time: where an event goes against the open step (the
  * clock less the lateness), the next step refused across a window or a
  * tree's end, counted; and the configurations refused. */
-static void test_event_place(void **st) {
-        (void)st;
-        char err[256];
-        struct veil_dp_cfg c = cfg_of(NULL, 1.0);
+static struct veil_dp_cfg event_cfg(const char *path, uint32_t max_contrib) {
+        struct veil_dp_cfg c = cfg_of(path, 1.0);
         c.step_ms = 1000;
         c.event_time = 1;
         c.lateness_ms = 200;
+        c.max_contrib = max_contrib;
+        return c;
+}
+
+static void test_event_place(void **st) {
+        (void)st;
+        char err[256];
+        struct veil_dp_cfg c = event_cfg(NULL, 3);
         c.window_steps = 4;
-        c.max_contrib = 3;
         struct fx x;
         fx_open(&x, "place", c);
         struct veil_dp *dp = x.dp;
@@ -1102,11 +1107,7 @@ static void test_event_place(void **st) {
         /* A batch in the next step's own time (within the open one's
          * lateness), then none until two steps on: the next step is
          * released too, after the open one, since it may hold events. */
-        c = cfg_of(NULL, 1.0);
-        c.step_ms = 1000;
-        c.event_time = 1;
-        c.lateness_ms = 200;
-        c.max_contrib = 1;
+        c = event_cfg(NULL, 1);
         fx_open(&x, "place_chain", c);
         dp = x.dp;
         veil_dp_clock(dp, 9500);  /* step 9 open, in its own time */
@@ -1143,13 +1144,9 @@ static void test_event_place(void **st) {
         fx_close(&x);
 
         /* The tree: the next step after a tree's last is another tree. */
-        c = cfg_of(NULL, 1.0);
+        c = event_cfg(NULL, 1);
         c.mode = VEIL_DP_MODE_TREE;
         c.tree_steps = 2;
-        c.max_contrib = 1;
-        c.step_ms = 1000;
-        c.event_time = 1;
-        c.lateness_ms = 200;
         fx_open(&x, "place_tree", c);
         dp = x.dp;
         veil_dp_clock(dp, 5300); /* step 5, the tree's first */
@@ -1165,9 +1162,7 @@ static void test_event_place(void **st) {
         char path[256];
         tmp_path(path, sizeof(path), "place_bad");
         struct veil_model *m = new_model(4, 2, 4);
-        c = cfg_of(path, 1.0);
-        c.step_ms = 1000;
-        c.event_time = 1;
+        c = event_cfg(path, 1);
         c.lateness_ms = 1000;
         assert_int_equal(veil_dp_new(&bad, &c, m, err, sizeof(err)),
                          -VEIL_EINVAL);
