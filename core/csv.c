@@ -42,6 +42,8 @@ struct veil_csv {
         char buf[MAX_LINE];
         char *fields[MAX_COLS];
         char event_id[64];
+        struct veil_event held; /* veil_csv_unread's event */
+        int has_held;
 };
 
 /* Splits buf in place into fields (RFC 4180 quoting). Returns the count or
@@ -221,6 +223,11 @@ static int num(const char *s, double *v) {
 
 int veil_csv_next(struct veil_csv *c, struct veil_event *ev, char *errstr,
                   size_t errstr_size) {
+        if (c->has_held) {
+                c->has_held = 0;
+                *ev = c->held;
+                return 1;
+        }
         int rc;
         do {
                 rc = read_line(c);
@@ -333,6 +340,11 @@ int veil_csv_next(struct veil_csv *c, struct veil_event *ev, char *errstr,
 }
 
 long veil_csv_line(const struct veil_csv *c) { return c->line; }
+
+void veil_csv_unread(struct veil_csv *c, const struct veil_event *ev) {
+        c->held = *ev;
+        c->has_held = 1;
+}
 
 void veil_csv_close(struct veil_csv *c) {
         if (!c)

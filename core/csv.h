@@ -34,6 +34,11 @@ int veil_csv_open_fd(struct veil_csv **c, int fd, const char *name,
  *  next call. */
 int veil_csv_next(struct veil_csv *c, struct veil_event *ev, char *errstr,
                   size_t errstr_size);
+/** Hands ev, the event the last call read, back: the next call returns it
+ *  again (its strings are still the reader's). One event at most: `veil
+ *  replay` reads one event past a batch cut by time and keeps it for the
+ *  next batch. */
+void veil_csv_unread(struct veil_csv *c, const struct veil_event *ev);
 /** 1-based line number of the last line read. */
 long veil_csv_line(const struct veil_csv *c);
 void veil_csv_close(struct veil_csv *c);

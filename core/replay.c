@@ -301,7 +301,7 @@ static int usage(FILE *f, int rc) {
         fprintf(f,
                 "usage: veil replay PIPELINE.yaml --events FILE.csv "
                 "[--evaluate] [--column NAME=FIELD]... [--limit N] "
-                "[--batch N]\n"
+                "[--batch N] [--batch-wait MS]\n"
                 "Runs the pipeline's plugin chain in-process over a CSV of "
                 "events (plain or gzip; no Kafka, no side inputs) in batches "
                 "of the pipeline's max_events, and prints the throughput.\n"
@@ -325,7 +325,12 @@ static int usage(FILE *f, int rc) {
                 "it by time (the summary counts events earlier than one "
                 "before them).\n"
                 "--limit N: the first N events only. --batch N: batches of "
-                "N events instead of max_events.\n");
+                "N events instead of max_events. --batch-wait MS: a batch "
+                "also closes before an event more than MS milliseconds of "
+                "event time after the batch's first, as a live host's "
+                "closes max_wait_ms after its first event arrived (use the "
+                "pipeline's max_wait_ms to replay a stream's batches; "
+                "without it a batch of a quiet hour spans the hour).\n");
         return rc;
 }
 
@@ -333,6 +338,7 @@ int veil_cmd_replay(int argc, char **argv) {
         const char *file = NULL, *events = NULL;
         int evaluate = 0;
         long limit = -1, batch = 0;
+        long long wait_ms = -1; /* --batch-wait: -1 cuts by count alone */
         const char **cols = calloc((size_t)argc + 1, sizeof(char *));
         size_t n_cols = 0;
         if (!cols)
@@ -362,7 +368,8 @@ int veil_cmd_replay(int argc, char **argv) {
                         }
                 } else if ((!strcmp(a, "--events") ||
                             !strcmp(a, "--column") ||
-                            !strcmp(a, "--limit") || !strcmp(a, "--batch")) &&
+                            !strcmp(a, "--limit") || !strcmp(a, "--batch") ||
+                            !strcmp(a, "--batch-wait")) &&
                            i + 1 == argc) {
                         fprintf(stderr, "veil replay: %s needs a value\n", a);
                         free(cols);
@@ -372,6 +379,20 @@ int veil_cmd_replay(int argc, char **argv) {
                         if (batch < 1 || batch > 1000000) {
                                 fprintf(stderr, "veil replay: --batch must "
                                                 "be 1..1000000\n");
+                                free(cols);
+                                return VEIL_EXIT_USAGE;
+                        }
+                } else if (!strcmp(a, "--batch-wait") && i + 1 < argc) {
+                        char *end;
+                        errno = 0;
+                        wait_ms = strtoll(argv[++i], &end, 10);
+                        if (errno || end == argv[i] || *end || wait_ms < 0) {
+                                fprintf(stderr, "veil replay: --batch-wait "
+                                                "must be milliseconds, 0 or "
+                                                "more (the pipeline's "
+                                                "input.batch.max_wait_ms "
+                                                "replays a live stream's "
+                                                "batches)\n");
                                 free(cols);
                                 return VEIL_EXIT_USAGE;
                         }
@@ -474,6 +495,7 @@ int veil_cmd_replay(int argc, char **argv) {
                                   *pb = pop ? veil_pipeline_batch_begin(pop)
                                             : NULL;
                 size_t n = 0;
+                int64_t first_ms = 0;
                 while (n < bsize) {
                         if (limit >= 0 && n_events >= (uint64_t)limit) {
                                 done = 1;
@@ -486,6 +508,18 @@ int veil_cmd_replay(int argc, char **argv) {
                                 done = 1;
                                 break;
                         }
+                        /* A live batch closes max_wait_ms after its first
+                         * event arrived: this event would have opened the
+                         * next one. */
+                        if (wait_ms >= 0 && n &&
+                            e.ts_ms > first_ms &&
+                            (uint64_t)e.ts_ms - (uint64_t)first_ms >
+                                    (uint64_t)wait_ms) {
+                                veil_csv_unread(csv, &e);
+                                break;
+                        }
+                        if (!n)
+                                first_ms = e.ts_ms;
                         if (veil_pipeline_batch_add_event(cp.p, &e) < 0 ||
                             (pop && veil_pipeline_batch_add_event(pop, &e) <
                                             0) ||
@@ -529,9 +563,12 @@ int veil_cmd_replay(int argc, char **argv) {
         if (failed)
                 fprintf(stderr, "veil replay: %s\n", err);
         printf("veil replay — %s over %s\n", cp.cfg->file, events);
-        printf("  events:      %llu in %llu batches of up to %zu\n",
+        printf("  events:      %llu in %llu batches of up to %zu",
                (unsigned long long)n_events, (unsigned long long)n_batches,
                bsize);
+        if (wait_ms >= 0)
+                printf(", each within %lld ms of event time", wait_ms);
+        printf("\n");
         printf("  throughput:  %.0f events/s through the chain (%.2f s in "
                "the plugins; %.2f s in all, with CSV reading%s)\n",
                chain > 0 ? (double)n_events / chain : 0.0, chain, secs,

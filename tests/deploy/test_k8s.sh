@@ -128,7 +128,7 @@ if [ -n "$VEIL" ]; then
   # consent signal, so the consent stage (and its outputs) goes and every
   # customer counts as having allowed personalization and training, as in
   # retail.yaml; the dp_model block is the shipped one (hourly steps on the
-  # events' clock: 66 releases over the slice's two weeks, each person in
+  # events' clock: 110 releases over the slice's two weeks, each person in
   # at most 4; the catalog is most of what it knows). Without the catalog
   # lines the private model scored 0.002 here (counted steps), against
   # popular's 0.047.
@@ -143,10 +143,20 @@ if [ -n "$VEIL" ]; then
       if (dp) { print "      default_training: true"; print "      accountant_file: " acc } }' \
     "$TMP/pipeline.yaml" | grep -v '^      accountant_file: /var/lib/veil/' >"$TMP/replay.yaml"
   # K8S_EVENTS=…/interactions.csv.gz replays the whole data set instead.
-  if env "${envs[@]}" "$VEIL" replay "$TMP/replay.yaml" --events "${K8S_EVENTS:-$ROOT/config/demo/events.csv}" --evaluate \
+  # Batches close as the live host's do, max_wait_ms after their first
+  # event (on the events' clock): batches cut by count alone would span
+  # hours at night, and the hourly steps would find their events late.
+  wait_ms=$(sed -nE 's/^ *batch: \{.*max_wait_ms: ([0-9]+).*/\1/p' "$TMP/pipeline.yaml")
+  [ -n "$wait_ms" ] || not_ok "the rendered pipeline states its batches' max_wait_ms"
+  if env "${envs[@]}" "$VEIL" replay "$TMP/replay.yaml" --events "${K8S_EVENTS:-$ROOT/config/demo/events.csv}" --evaluate --batch-wait "${wait_ms:-50}" \
       >"$TMP/replay.out" 2>&1; then
     hit=$(sed -nE 's/^    pipeline +hit-rate@10 ([0-9.]+) .*/\1/p' "$TMP/replay.out")
     pop=$(sed -nE 's/^    popular +hit-rate@10 ([0-9.]+) .*/\1/p' "$TMP/replay.out")
+    if grep -qE '^  gauges: .* not_learned_late 0,' "$TMP/replay.out"; then
+      ok "batches within max_wait_ms leave no purchase late for its hourly step"
+    else
+      not_ok "batches within max_wait_ms leave no purchase late: $(grep gauges "$TMP/replay.out")"
+    fi
     if [ -n "$hit" ] && [ -n "$pop" ] && awk -v h="$hit" -v p="$pop" 'BEGIN { exit !(h >= 3 * p) }'; then
       ok "the shipped private model beats popular 3× on ${K8S_EVENTS:-the demo slice}: hit-rate@10 $hit vs $pop"
     else
@@ -158,7 +168,7 @@ if [ -n "$VEIL" ]; then
     # (0.11-0.12 against about 0.02 without it; popular: 0.115).
     later=$(sed -nE 's/^    pipeline, later visits +hit-rate@10 ([0-9.]+) .*/\1/p' "$TMP/replay.out")
     sed -e '/^      history_weight:/d' -e "s#$TMP/dp.acc#$TMP/dp0.acc#" "$TMP/replay.yaml" >"$TMP/nohist.yaml"
-    if env "${envs[@]}" "$VEIL" replay "$TMP/nohist.yaml" --events "${K8S_EVENTS:-$ROOT/config/demo/events.csv}" --evaluate \
+    if env "${envs[@]}" "$VEIL" replay "$TMP/nohist.yaml" --events "${K8S_EVENTS:-$ROOT/config/demo/events.csv}" --evaluate --batch-wait "${wait_ms:-50}" \
         >"$TMP/nohist.out" 2>&1; then
       later0=$(sed -nE 's/^    pipeline, later visits +hit-rate@10 ([0-9.]+) .*/\1/p' "$TMP/nohist.out")
       if [ -n "$later" ] && [ -n "$later0" ] && awk -v a="$later" -v b="$later0" 'BEGIN { exit !(a >= 2 * b && a > 0) }'; then

@@ -59,6 +59,15 @@ static void test_retail(void **state) {
                 assert_true(ev.value == 2.5);
                 assert_null(ev.ctx.country);
                 assert_string_equal(ev.event_id, "e2");
+                /* Handed back (a batch cut by time), the same event
+                 * comes again, once, its strings intact. */
+                veil_csv_unread(c, &ev);
+                memset(&ev, 0, sizeof(ev));
+                assert_int_equal(veil_csv_next(c, &ev, err, sizeof(err)), 1);
+                assert_string_equal(ev.event_id, "e2");
+                assert_string_equal(ev.user_id, "13047");
+                assert_string_equal(ev.item_id, "22622");
+                assert_int_equal(ev.ts_ms, 1291191961000LL);
                 assert_int_equal(veil_csv_next(c, &ev, err, sizeof(err)), 0);
                 veil_csv_close(c);
                 unlink(p);

@@ -170,4 +170,43 @@ grep -q "^  clock: *$behind events earlier than one read before them" "$work/u" 
   fail "clock line: want $behind: $(grep clock "$work/u")"
 grep -q "^  clock:" "$out" && fail "a clock line for a sorted file"
 echo "ok: $behind events out of time order counted"
+
+# --batch-wait MS cuts a batch, as a live host's, before an event more than
+# MS of event time after the batch's first; the count bound (256) still
+# holds. The batches counted from the CSV by the same rule.
+for w in 0 600000; do
+  want=$(awk -F, -v w="$w" 'NR>1 { if (n == 0 || n == 256 || $1 * 1000 - f * 1000 > w) { b++; n = 0; f = $1 } n++ } END { print b }' "$events")
+  "$VEIL" replay "$ROOT/config/pipelines/retail.yaml" --events "$events" \
+    --batch-wait "$w" >"$work/w$w" 2>&1 || fail "replay with --batch-wait $w: $(cat "$work/w$w")"
+  grep -qE "^  events: +$n in $want batches of up to 256, each within $w ms of event time$" "$work/w$w" ||
+    fail "--batch-wait $w: want $want batches: $(grep events: "$work/w$w")"
+  grep -qE "^  records: +$n recommendations, 0 dead letters$" "$work/w$w" || fail "--batch-wait $w lost events"
+  echo "ok: --batch-wait $w: $want batches"
+done
+check_usage() { # ARGS... : exit 2 and a message that names the option
+  local rc=0
+  "$VEIL" replay "$ROOT/config/pipelines/retail.yaml" --events "$events" "$@" >"$work/e" 2>&1 || rc=$?
+  [ "$rc" -eq 2 ] && grep -q -- "--batch-wait" "$work/e" || fail "replay $*: exit $rc: $(cat "$work/e")"
+}
+check_usage --batch-wait -5
+check_usage --batch-wait 5s
+check_usage --batch-wait
+echo "ok: --batch-wait checks its value"
+# What it is for: with dp_model's steps by the events' own times (an hour,
+# a minute's lateness), a batch cut by count spans hours of a quiet day,
+# so its early events are late for the step they belong to and not
+# learned; batches within 50 ms of event time leave none late.
+late() { # ARGS...: not_learned_late of a private replay
+  rm -f "$work/late.acc"
+  sed -e "s|\.\./demo/|$ROOT/config/demo/|g" -e "s|\.\./\.\./schemas/|$ROOT/schemas/|g" \
+    -e "s|^      default_training: true$|      default_training: true\n      mechanism: gaussian\n      noise_multiplier: 1\n      max_contributions: 1000\n      step_interval_s: 3600\n      delta: 1e-8\n      epsilon_budget: 0\n      accountant_file: $work/late.acc|" \
+    "$ROOT/config/pipelines/retail.yaml" >"$work/late.yaml"
+  "$VEIL" replay "$work/late.yaml" --events "$events" "$@" 2>&1 |
+    sed -nE 's/^  gauges: .* not_learned_late ([0-9]+),.*/\1/p'
+}
+by_count=$(late)
+by_time=$(late --batch-wait 50)
+[ -n "$by_count" ] && [ "$by_count" -gt 1000 ] && [ "$by_time" = 0 ] ||
+  fail "late events: $by_count with count batches, $by_time within 50 ms"
+echo "ok: $by_count events late in batches cut by count, none within 50 ms"
 echo "PASS test_replay"
