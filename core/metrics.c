@@ -290,6 +290,45 @@ void veil_metrics_clear(struct veil_metrics *m, const char *name) {
         pthread_mutex_unlock(&m->mu);
 }
 
+void veil_metrics_forget(struct veil_metrics *m, const char *prefix,
+                         enum veil_metric_type type) {
+        size_t plen = strlen(prefix);
+        pthread_mutex_lock(&m->mu);
+        /* to[f]: family f's new index, or SIZE_MAX when it goes. */
+        size_t *to = malloc((m->n_fam ? m->n_fam : 1) * sizeof(*to));
+        if (!to) { /* keep everything: stale values, not a lost registry */
+                pthread_mutex_unlock(&m->mu);
+                return;
+        }
+        size_t nf = 0;
+        for (size_t f = 0; f < m->n_fam; f++) {
+                struct family *fam = &m->fam[f];
+                if (fam->type == type && !strncmp(fam->name, prefix, plen)) {
+                        free(fam->name);
+                        free(fam->help);
+                        to[f] = SIZE_MAX;
+                        continue;
+                }
+                to[f] = nf;
+                m->fam[nf++] = *fam;
+        }
+        m->n_fam = nf;
+        size_t o = 0;
+        for (size_t i = 0; i < m->n_ser; i++) {
+                struct series *s = &m->ser[i];
+                if (to[s->family] == SIZE_MAX) {
+                        free(s->labels);
+                        continue;
+                }
+                s->family = to[s->family];
+                s->hash = hash_of(s->family, s->labels);
+                m->ser[o++] = *s;
+        }
+        m->n_ser = o;
+        free(to);
+        pthread_mutex_unlock(&m->mu);
+}
+
 int veil_metrics_get(struct veil_metrics *m, const char *name,
                      const char *labels, double *v) {
         pthread_mutex_lock(&m->mu);

@@ -56,6 +56,13 @@ int veil_metrics_observe(struct veil_metrics *m, const char *name,
  *  assigned) before the current ones are set again. */
 void veil_metrics_clear(struct veil_metrics *m, const char *name);
 
+/** Removes the families of `type` whose names begin with `prefix`, and
+ *  all their series: a reload drops the plugins' gauges, so that a stage
+ *  the new pipeline lacks leaves no stale value (and the families do not
+ *  pile up over reloads); the stages there set theirs again. */
+void veil_metrics_forget(struct veil_metrics *m, const char *prefix,
+                         enum veil_metric_type type);
+
 /** Reads a counter or gauge; -VEIL_ENOENT when the series does not exist. */
 int veil_metrics_get(struct veil_metrics *m, const char *name,
                      const char *labels, double *v);

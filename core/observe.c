@@ -170,6 +170,10 @@ void veil_observe_destroy(struct veil_observe *o) {
 }
 
 void veil_observe_reset(struct veil_observe *o) {
+        /* The plugins' gauges are the old stages' state: the new ones set
+         * theirs at the next publish. (veil_plugin_errors_total is a
+         * counter and stays, as the stage counters do.) */
+        veil_metrics_forget(o->m, "veil_plugin_", VEIL_METRIC_GAUGE);
         free(o->stages);
         free(o->outputs);
         o->stages = NULL;

@@ -208,6 +208,11 @@ done
 [ "$(value veil_stage_events_in_total 'stage="popular"')" = $((N + M)) ] || fail "stage counter after the reload"
 [ "$(value veil_reloads_total)" = 1 ] || fail "veil_reloads_total"
 [ "$(value veil_records_in_total)" = $((N + M)) ] || fail "records in after the reload"
+# The plugins' gauges, forgotten at the swap (test_ops checks that a
+# removed stage's go), are set again by the new stages: the side input
+# read again from the start.
+[ "$(value veil_plugin_slow_side_side_records 'stage="slow_side"')" = $SIDE_N ] ||
+  fail "the new stage's gauge after the reload: $(grep slow_side_side_records "$WORK/metrics.txt")"
 stop_veil 20
 consume "$RECS" "$REC_SCHEMA" >"$WORK/recs.json"
 # Recommendations carry their batch's wall-clock time: before or after T.

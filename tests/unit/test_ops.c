@@ -86,6 +86,68 @@ static void test_counters_gauges(void **st) {
         veil_metrics_destroy(m);
 }
 
+/* A reload forgets the plugins' gauges (veil_observe_reset): a stage the
+ * new pipeline lacks leaves no stale value. Counters stay, other gauges
+ * stay, and the kept series are still found after the families move up. */
+static void test_forget_plugin_gauges(void **st) {
+        (void)st;
+        struct veil_metrics *m;
+        struct veil_observe *o;
+        assert_int_equal(veil_metrics_new(&m), 0);
+        assert_int_equal(veil_observe_new(&o, m), 0);
+        char lb[64], lb2[64];
+        veil_metrics_labels(lb, sizeof(lb), "stage", "dp_model", NULL);
+        veil_metrics_labels(lb2, sizeof(lb2), "stage", "gone", NULL);
+        assert_int_equal(veil_metrics_set(m, "veil_plugin_gone_size", lb2, 7),
+                         0);
+        assert_int_equal(veil_metrics_add(m, "veil_plugin_errors_total", lb,
+                                          2),
+                         0);
+        assert_int_equal(veil_metrics_set(m, "veil_plugin_dp_model_steps",
+                                          lb, 3),
+                         0);
+        assert_int_equal(veil_metrics_set(m, "veil_other_gauge", "", 1), 0);
+        veil_observe_reset(o);
+        double v;
+        assert_int_equal(veil_metrics_get(m, "veil_plugin_gone_size", lb2,
+                                          &v),
+                         -VEIL_ENOENT);
+        assert_int_equal(veil_metrics_get(m, "veil_plugin_dp_model_steps", lb,
+                                          &v),
+                         -VEIL_ENOENT);
+        char *out = render(m);
+        assert_null(strstr(out, "veil_plugin_gone_size"));
+        assert_null(strstr(out, "veil_plugin_dp_model_steps"));
+        assert_non_null(strstr(out, "veil_other_gauge 1\n"));
+        free(out);
+        /* The counter's series found again (one series, added to). */
+        assert_int_equal(veil_metrics_add(m, "veil_plugin_errors_total", lb,
+                                          1),
+                         0);
+        assert_int_equal(veil_metrics_get(m, "veil_plugin_errors_total", lb,
+                                          &v),
+                         0);
+        assert_true(v == 3);
+        /* A family declared after the forgotten ones moved up: its
+         * series is found at its new place, not made twice. */
+        assert_int_equal(veil_metrics_set(m, "veil_other_gauge", "", 2), 0);
+        /* The stage still there sets its gauge again: one family. */
+        assert_int_equal(veil_metrics_set(m, "veil_plugin_dp_model_steps",
+                                          lb, 4),
+                         0);
+        out = render(m);
+        const char *a = strstr(out, "# TYPE veil_plugin_dp_model_steps");
+        assert_non_null(a);
+        assert_null(strstr(a + 1, "# TYPE veil_plugin_dp_model_steps"));
+        assert_non_null(strstr(out, "veil_plugin_errors_total{stage=\"dp_model\"} 3\n"));
+        assert_non_null(strstr(out, "veil_plugin_dp_model_steps{stage=\"dp_model\"} 4\n"));
+        assert_non_null(strstr(out, "veil_other_gauge 2\n"));
+        assert_null(strstr(out, "veil_other_gauge 1\n"));
+        free(out);
+        veil_observe_destroy(o);
+        veil_metrics_destroy(m);
+}
+
 static void test_histogram(void **st) {
         (void)st;
         struct veil_metrics *m;
@@ -571,6 +633,7 @@ static void test_wait_timeout(void **st) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_counters_gauges),
+                cmocka_unit_test(test_forget_plugin_gauges),
                 cmocka_unit_test(test_histogram),
                 cmocka_unit_test(test_series_cap),
                 cmocka_unit_test(test_http_config),
