@@ -110,7 +110,22 @@ struct veil_dp {
         size_t d, space, items_cap;
         size_t items_seen; /* item rows the sums may hold: those past it
                             * are zero, so clear() leaves them */
-        float *V, *U, *E, *b; /* the step's clipped sum */
+        /* The step's clipped sum, in double: adding the batches' sums in
+         * float would round each by 2⁻²⁴ of the whole step's, which
+         * another person's events change (veil_learner_double_sums). */
+        double *V, *U, *E, *b;
+        float *oV, *oU, *oE, *ob; /* the noisy sum released */
+        /* Rows the step's contributions touched (b's are V's), and row
+         * pointers for the release: a touched row's sum, NULL for the
+         * others (zero: noise alone, and nothing to read or to clear). */
+        unsigned char *tV, *tU, *tE;
+        double **pV, **pU, **pE, **pb;
+        int consumed; /* the release zeroed the touched rows as it read */
+        /* Contributions admitted to the open step and the next (step + 1,
+         * 0: none yet), against VEIL_DP_STEP_MAX. */
+        struct {
+                uint64_t step, n;
+        } adm[2];
         struct veil_tree *tree; /* tree: the aggregator's node keys */
         struct acc_lock *lock;  /* held on accountant_file */
         /* Steps on the clock: the open step's number (clock / step_ms);
@@ -128,11 +143,13 @@ struct veil_dp {
         struct veil_dp_stats st;
 };
 
-static float *zfloats(size_t n) {
+/* n zeroed elements of `size` bytes, 64-byte aligned (whole cache lines
+ * for the row loops). */
+static void *zalloc(size_t n, size_t size) {
         void *p = NULL;
-        if (posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)))
+        if (posix_memalign(&p, 64, (n ? n : 1) * size))
                 return NULL;
-        memset(p, 0, (n ? n : 1) * sizeof(float));
+        memset(p, 0, (n ? n : 1) * size);
         return p;
 }
 
@@ -150,6 +167,17 @@ void veil_dp_free(struct veil_dp *dp) {
         free(dp->U);
         free(dp->E);
         free(dp->b);
+        free(dp->oV);
+        free(dp->oU);
+        free(dp->oE);
+        free(dp->ob);
+        free(dp->tV);
+        free(dp->tU);
+        free(dp->tE);
+        free(dp->pV);
+        free(dp->pU);
+        free(dp->pE);
+        free(dp->pb);
         free(dp->path);
         free(dp);
 }
@@ -238,11 +266,25 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
                 dp->cap *= 2;
         dp->tab = calloc(dp->cap, sizeof(*dp->tab));
         dp->st.user_slots = dp->cap;
-        dp->V = zfloats(m->cap * m->d);
-        dp->U = zfloats(m->cap * m->d);
-        dp->E = zfloats(m->space * m->d);
-        dp->b = zfloats(m->cap);
-        if (!dp->path || !dp->tab || !dp->V || !dp->U || !dp->E || !dp->b) {
+        dp->V = zalloc(m->cap * m->d, sizeof(double));
+        dp->U = zalloc(m->cap * m->d, sizeof(double));
+        dp->E = zalloc(m->space * m->d, sizeof(double));
+        dp->b = zalloc(m->cap, sizeof(double));
+        dp->oV = zalloc(m->cap * m->d, sizeof(float));
+        dp->oU = zalloc(m->cap * m->d, sizeof(float));
+        dp->oE = zalloc(m->space * m->d, sizeof(float));
+        dp->ob = zalloc(m->cap, sizeof(float));
+        size_t rows = m->cap ? m->cap : 1, srows = m->space ? m->space : 1;
+        dp->tV = calloc(rows, 1);
+        dp->tU = calloc(rows, 1);
+        dp->tE = calloc(srows, 1);
+        dp->pV = calloc(rows, sizeof(double *));
+        dp->pU = calloc(rows, sizeof(double *));
+        dp->pE = calloc(srows, sizeof(double *));
+        dp->pb = calloc(rows, sizeof(double *));
+        if (!dp->path || !dp->tab || !dp->V || !dp->U || !dp->E || !dp->b ||
+            !dp->oV || !dp->oU || !dp->oE || !dp->ob || !dp->tV || !dp->tU ||
+            !dp->tE || !dp->pV || !dp->pU || !dp->pE || !dp->pb) {
                 veil_dp_free(dp);
                 return -VEIL_ENOMEM;
         }
@@ -259,11 +301,14 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
                 return rc;
         }
         /* Rounding to the noise grid moves each of the n coordinates by
-         * less than g/2: the sensitivity is at most C + g√n. */
+         * less than g/2, and summing in double moves the step's sum by
+         * less than VEIL_DP_SUM_MARGIN·C (dp.h): the sensitivity is at
+         * most C·(1 + margin) + g√n. */
         double n = 2.0 * (double)m->cap * (double)m->d +
                    (double)m->space * (double)m->d + (double)m->cap;
         double g = veil_noise_grid(dp->ns);
-        dp->st.sigma_acc = std / (cfg->clip + g * sqrt(n));
+        dp->st.sigma_acc = std / (cfg->clip * (1.0 + VEIL_DP_SUM_MARGIN) +
+                                  g * sqrt(n));
         struct veil_dp_mech mech = {tree ? VEIL_DP_TREE : VEIL_DP_GAUSSIAN,
                                     dp->st.sigma_acc, dp->cfg.max_contrib,
                                     tree ? cfg->tree_steps : 0, 1};
@@ -384,14 +429,33 @@ static int grow(struct veil_dp *dp, uint64_t win) {
         return 0;
 }
 
+static uint64_t step_max(const struct veil_dp *dp) {
+        size_t m = dp->cfg.step_max;
+        return m && m < VEIL_DP_STEP_MAX ? m : VEIL_DP_STEP_MAX;
+}
+
+/* The count of contributions admitted to step t: one of the two kept,
+ * or the older one's slot, reset, for a step not seen yet. */
+static uint64_t *step_count(struct veil_dp *dp, uint64_t t) {
+        for (int i = 0; i < 2; i++)
+                if (dp->adm[i].step == t + 1)
+                        return &dp->adm[i].n;
+        int i = dp->adm[0].step <= dp->adm[1].step ? 0 : 1;
+        dp->adm[i].step = t + 1;
+        dp->adm[i].n = 0;
+        return &dp->adm[i].n;
+}
+
 /* Admits the user to step t (the open one, or with event time the next),
- * against one contribution per step and M per window. */
+ * against one contribution per step, M per window and VEIL_DP_STEP_MAX
+ * per step. */
 static int admit_at(struct veil_dp *dp, const char *user, uint64_t batch,
                     uint64_t step) {
         if (dp->st.frozen) {
                 dp->st.refused_frozen++;
                 return 0;
         }
+        uint64_t *in_step = step_count(dp, step);
         uint64_t win = current_window(dp) + 1;
         if (dp->used_window != win) {
                 dp->used_window = win;
@@ -426,6 +490,11 @@ static int admit_at(struct veil_dp *dp, const char *user, uint64_t batch,
                                 dp->st.refused_window++;
                                 return 0;
                         }
+                        if (*in_step >= step_max(dp)) {
+                                dp->st.refused_step_full++;
+                                return 0;
+                        }
+                        ++*in_step;
                         s->count++;
                         if (s->step == step + 2) {
                                 s->prev = 1;
@@ -438,6 +507,10 @@ static int admit_at(struct veil_dp *dp, const char *user, uint64_t batch,
                 }
                 j = (j + 1) & (dp->cap - 1);
         }
+        if (*in_step >= step_max(dp)) {
+                dp->st.refused_step_full++;
+                return 0;
+        }
         if (dp->used >= dp->cap / 4 * 3) {
                 if (grow(dp, win)) {
                         /* Out of memory: refused, and counted. */
@@ -449,6 +522,7 @@ static int admit_at(struct veil_dp *dp, const char *user, uint64_t batch,
                         j = (j + 1) & (dp->cap - 1);
         }
         dp->used++;
+        ++*in_step;
         dp->tab[j] = (struct uslot){h, win, step + 1, batch, 1, 0};
         return 1;
 }
@@ -486,40 +560,42 @@ enum veil_dp_place veil_dp_place(struct veil_dp *dp, int64_t ts_ms) {
         return VEIL_DP_EARLY;
 }
 
-static void add_rows(float *acc, const float *g, const uint32_t *rows,
-                     size_t n, size_t d) {
+/* a += x over n doubles (restrict: a row of the step's sum and one of
+ * the batch's never overlap, so the loop vectorizes). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void add_row(double *restrict a, const double *restrict x, size_t n) {
+        for (size_t k = 0; k < n; k++)
+                a[k] += x[k];
+}
+
+/* acc's listed rows += the compact rows c (row i of c for rows[i]),
+ * marked touched. */
+static void add_rows(double *acc, unsigned char *touched, const double *c,
+                     const uint32_t *rows, size_t n, size_t d) {
         for (size_t i = 0; i < n; i++) {
-                float *a = acc + (size_t)rows[i] * d;
-                const float *x = g + (size_t)rows[i] * d;
-                for (size_t k = 0; k < d; k++)
-                        a[k] += x[k];
+                touched[rows[i]] = 1;
+                add_row(acc + (size_t)rows[i] * d, c + i * d, d);
         }
 }
 
 int veil_dp_hook(void *ctx, struct veil_grad *g, char *errstr,
                  size_t errstr_size) {
         struct veil_dp *dp = ctx;
-        (void)errstr;
-        (void)errstr_size;
         size_t d = dp->d;
+        if (!g->sV) {
+                snprintf(errstr, errstr_size,
+                         "dp_model: the learner's sums are not in double "
+                         "(veil_learner_double_sums)");
+                return -VEIL_EINVAL;
+        }
         if (g->items > dp->items_seen)
                 dp->items_seen = g->items;
-        if (g->dense) {
-                for (size_t i = 0; i < g->items * d; i++) {
-                        dp->V[i] += g->V[i];
-                        dp->U[i] += g->U[i];
-                }
-                for (size_t i = 0; i < g->space * d; i++)
-                        dp->E[i] += g->E[i];
-                for (size_t i = 0; i < g->items; i++)
-                        dp->b[i] += g->b[i];
-        } else {
-                add_rows(dp->V, g->V, g->v_rows, g->n_v, d);
-                add_rows(dp->U, g->U, g->u_rows, g->n_u, d);
-                add_rows(dp->E, g->E, g->e_rows, g->n_e, d);
-                for (size_t i = 0; i < g->n_v; i++)
-                        dp->b[g->v_rows[i]] += g->b[g->v_rows[i]];
-        }
+        add_rows(dp->V, dp->tV, g->sV, g->v_rows, g->n_v, d);
+        add_rows(dp->U, dp->tU, g->sU, g->u_rows, g->n_u, d);
+        add_rows(dp->E, dp->tE, g->sE, g->e_rows, g->n_e, d);
+        add_rows(dp->b, dp->tV, g->sb, g->v_rows, g->n_v, 1);
         dp->st.pending += g->n_users;
         return 1; /* taken: applied, noised, at the end of the DP step */
 }
@@ -539,12 +615,44 @@ static void clear(struct veil_dp *dp) {
                         dp->next_seen = dp->clock_own > dp->clock_step;
                 }
         }
-        size_t n = dp->items_seen;
-        memset(dp->V, 0, n * dp->d * sizeof(float));
-        memset(dp->U, 0, n * dp->d * sizeof(float));
-        memset(dp->E, 0, dp->space * dp->d * sizeof(float));
-        memset(dp->b, 0, n * sizeof(float));
+        /* Only touched rows hold anything; a release that consumed them
+         * left them zero already. */
+        size_t n = dp->items_seen, d = dp->d;
+        for (size_t r = 0; r < n && !dp->consumed; r++) {
+                if (dp->tV[r]) {
+                        memset(dp->V + r * d, 0, d * sizeof(double));
+                        dp->b[r] = 0;
+                }
+                if (dp->tU[r])
+                        memset(dp->U + r * d, 0, d * sizeof(double));
+        }
+        for (size_t r = 0; r < dp->space && !dp->consumed; r++)
+                if (dp->tE[r])
+                        memset(dp->E + r * d, 0, d * sizeof(double));
+        memset(dp->tV, 0, n);
+        memset(dp->tU, 0, n);
+        memset(dp->tE, 0, dp->space);
+        dp->consumed = 0;
         dp->st.pending = 0;
+}
+
+/* The row pointers of the step's sums: touched rows, NULL for the rest. */
+static void row_pointers(struct veil_dp *dp, size_t items) {
+        size_t d = dp->d;
+        for (size_t r = 0; r < items; r++) {
+                dp->pV[r] = dp->tV[r] ? dp->V + r * d : NULL;
+                dp->pb[r] = dp->tV[r] ? dp->b + r : NULL;
+                dp->pU[r] = dp->tU[r] ? dp->U + r * d : NULL;
+        }
+        for (size_t r = 0; r < dp->space; r++)
+                dp->pE[r] = dp->tE[r] ? dp->E + r * d : NULL;
+}
+
+/* The released blocks other than the biases, zeroed (dp_blocks: bias). */
+static void zero_out(struct veil_dp *dp, size_t items) {
+        memset(dp->oV, 0, items * dp->d * sizeof(float));
+        memset(dp->oU, 0, items * dp->d * sizeof(float));
+        memset(dp->oE, 0, dp->space * dp->d * sizeof(float));
 }
 
 /* The step's sum becomes the difference of the tree's consecutive noisy
@@ -553,15 +661,13 @@ static void clear(struct veil_dp *dp) {
 static int tree_release(struct veil_dp *dp, size_t items, char *errstr,
                         size_t errstr_size) {
         size_t d = dp->d;
-        struct veil_tree_block all[4] = {{dp->b, items, 1},
-                                         {dp->V, items, d},
-                                         {dp->U, items, d},
-                                         {dp->E, dp->space, d}};
+        struct veil_tree_block all[4] = {{dp->pb, dp->ob, items, 1},
+                                         {dp->pV, dp->oV, items, d},
+                                         {dp->pU, dp->oU, items, d},
+                                         {dp->pE, dp->oE, dp->space, d}};
         size_t n = 4;
         if (dp->cfg.bias_only) {
-                memset(dp->V, 0, items * d * sizeof(float));
-                memset(dp->U, 0, items * d * sizeof(float));
-                memset(dp->E, 0, dp->space * d * sizeof(float));
+                zero_out(dp, items);
                 n = 1;
         }
         int rc = veil_tree_release(dp->tree, all, n, errstr, errstr_size);
@@ -635,40 +741,46 @@ int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
          * step touches depends on the data. With bias_only the other
          * blocks are neither noised nor released (a sub-vector of a
          * contribution has norm ≤ C too). */
+        row_pointers(dp, items);
         if (dp->tree) {
                 if ((rc = tree_release(dp, items, errstr, errstr_size))) {
                         clear(dp);
                         return rc;
                 }
         } else if (dp->cfg.bias_only) {
-                memset(dp->V, 0, items * d * sizeof(float));
-                memset(dp->U, 0, items * d * sizeof(float));
-                memset(dp->E, 0, dp->space * d * sizeof(float));
-                if ((rc = veil_noise_add(dp->ns, &dp->rng, dp->b, items,
-                                         errstr, errstr_size))) {
+                zero_out(dp, items);
+                if ((rc = veil_noise_add_rows(dp->ns, &dp->rng, dp->pb, items,
+                                              1, dp->ob, errstr,
+                                              errstr_size))) {
                         clear(dp);
                         return rc;
                 }
-        } else if ((rc = veil_noise_add(dp->ns, &dp->rng, dp->V, items * d, errstr,
-                                 errstr_size)) ||
-            (rc = veil_noise_add(dp->ns, &dp->rng, dp->U, items * d, errstr,
-                                 errstr_size)) ||
-            (rc = veil_noise_add(dp->ns, &dp->rng, dp->E, dp->space * d,
-                                 errstr, errstr_size)) ||
-            (rc = veil_noise_add(dp->ns, &dp->rng, dp->b, items, errstr,
-                                 errstr_size))) {
+        } else if ((rc = veil_noise_add_rows(dp->ns, &dp->rng, dp->pV, items,
+                                             d, dp->oV, errstr,
+                                             errstr_size)) ||
+                   (rc = veil_noise_add_rows(dp->ns, &dp->rng, dp->pU, items,
+                                             d, dp->oU, errstr,
+                                             errstr_size)) ||
+                   (rc = veil_noise_add_rows(dp->ns, &dp->rng, dp->pE,
+                                             dp->space, d, dp->oE, errstr,
+                                             errstr_size)) ||
+                   (rc = veil_noise_add_rows(dp->ns, &dp->rng, dp->pb, items,
+                                             1, dp->ob, errstr,
+                                             errstr_size))) {
                 clear(dp);
                 return rc;
+        } else {
+                dp->consumed = 1; /* every block read and zeroed */
         }
         /* Plain SGD on the noisy mean, not the learner's Adagrad: Adagrad
          * divides by the running norm, so on coordinates that hold only
          * noise it takes steps of the full learning rate whatever σ is. */
         if (dp->cfg.adagrad) {
                 struct veil_grad g = {0};
-                g.V = dp->V;
-                g.U = dp->U;
-                g.E = dp->E;
-                g.b = dp->b;
+                g.V = dp->oV;
+                g.U = dp->oU;
+                g.E = dp->oE;
+                g.b = dp->ob;
                 g.d = d;
                 g.items = items;
                 g.space = dp->space;
@@ -680,10 +792,10 @@ int veil_dp_release(struct veil_dp *dp, struct veil_learner *L,
                 return 1;
         }
         float a = -(float)(dp->cfg.lr / (double)dp->cfg.step_events);
-        cblas_saxpy((int)(items * d), a, dp->V, 1, m->V, 1);
-        cblas_saxpy((int)(items * d), a, dp->U, 1, m->U, 1);
-        cblas_saxpy((int)(dp->space * d), a, dp->E, 1, m->E, 1);
-        cblas_saxpy((int)items, a, dp->b, 1, m->b, 1);
+        cblas_saxpy((int)(items * d), a, dp->oV, 1, m->V, 1);
+        cblas_saxpy((int)(items * d), a, dp->oU, 1, m->U, 1);
+        cblas_saxpy((int)(dp->space * d), a, dp->oE, 1, m->E, 1);
+        cblas_saxpy((int)items, a, dp->ob, 1, m->b, 1);
         m->steps++;
         dp->st.empty_steps += empty;
         clear(dp);

@@ -40,7 +40,23 @@
  *
  * Gaussian mechanism: noise N(0, σ²C²) per coordinate of every block
  * (discrete Gaussian on a grid, noise.h), so that a window is
- * M/(2σ_acc²)-zCDP with σ_acc = σC/(C + g√n) (the grid's rounding).
+ * M/(2σ_acc²)-zCDP with σ_acc = σC/(C(1 + VEIL_DP_SUM_MARGIN) + g√n):
+ * g√n for the grid's rounding, the margin for the rounding of the sums.
+ *
+ * Rounding of the sums. Where a stream's batches end depends on everyone's
+ * events, so one person more or less changes the composition, and so the
+ * rounding, of every later batch of the step, not only the rounding of
+ * their own. The learner therefore sums in double (each contribution,
+ * as summed, of norm ≤ C: learn.h, veil_learner_double_sums) and so does
+ * the step: a batch of n contributions is then within γ_n·n·C of its exact
+ * sum (γ_n ≤ 1.01·n·2⁻⁵³), the B ≤ N additions of a step of N within
+ * B·2⁻⁵³·N·C, and two neighbouring streams' sums differ by at most
+ * C + 2(n_max·N + N²)·1.01·2⁻⁵³·C. With n_max ≤ 2²⁰ (max_events is at most
+ * 100,000, veil replay's --batch 10⁶, a held chunk 1,024) and
+ * N ≤ VEIL_DP_STEP_MAX = 2²⁰ that is below C(1 + 2⁻¹⁰); further
+ * contributions to a full step are refused (counted). With step_ms = 0 (counted steps, tests) a person's events of
+ * one batch are one contribution of several examples, which could cancel
+ * in the clipping norm, so the margin covers steps on the clock only.
  *
  * Tree mechanism (DP-FTRL, tree.h): the step's sum becomes the difference
  * of consecutive noisy prefix sums of a binary tree restarted every
@@ -58,6 +74,11 @@
 #include "accountant.h"
 #include "learn.h"
 #include "model.h"
+
+/** Contributions one step takes at most (the rounding bound above). */
+#define VEIL_DP_STEP_MAX (1u << 20)
+/** The sums' rounding, relative to C, that the accountant adds. */
+#define VEIL_DP_SUM_MARGIN 0x1p-10
 #include "noise.h"
 #include "tree.h"
 
@@ -95,6 +116,10 @@ struct veil_dp_cfg {
         int event_time;         /**< steps of the events' own times */
         int64_t lateness_ms;    /**< event_time: a step is released this
                                  *   long after its end (< step_ms) */
+        /** Contributions one step takes: 0 or more than VEIL_DP_STEP_MAX
+         *  mean VEIL_DP_STEP_MAX, which the rounding margin assumes (a
+         *  smaller one is for tests). */
+        size_t step_max;
 };
 
 struct veil_dp;
@@ -166,6 +191,7 @@ struct veil_dp_stats {
         uint64_t refused_step;   /**< user already in this step */
         uint64_t refused_window; /**< user at M in this window */
         uint64_t refused_full;   /**< per-user table could not grow */
+        uint64_t refused_step_full; /**< the step had VEIL_DP_STEP_MAX */
         uint64_t user_slots;     /**< the per-user table's slots now */
         uint64_t refused_frozen; /**< budget exhausted */
         int frozen;

@@ -991,6 +991,8 @@ static void gauges(struct state *s) {
                         (double)ds.refused_frozen);
         veil_metric_set(s->st, "not_learned_table_full",
                         (double)ds.refused_full);
+        veil_metric_set(s->st, "not_learned_step_full",
+                        (double)ds.refused_step_full);
         veil_metric_set(s->st, "not_learned_late", (double)ds.late);
         veil_metric_set(s->st, "not_learned_held_dropped",
                         (double)s->hold.dropped);
@@ -1364,7 +1366,8 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                                 (uint64_t)tsteps,
                                 honaker ? VEIL_TREE_HONAKER : VEIL_TREE_PLAIN,
                                 interval, event_time,
-                                event_time ? llround(late_s * 1000) : 0};
+                                event_time ? llround(late_s * 1000) : 0,
+                                VEIL_DP_STEP_MAX};
         char err[512];
         int rc = veil_dp_new(&s->dp, &c, s->m, err, sizeof(err));
         if (rc) {
@@ -1373,6 +1376,7 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                 return rc;
         }
         veil_learner_set_noise(s->L, veil_dp_hook, s->dp);
+        veil_learner_double_sums(s->L);
         s->clock_steps = interval > 0;
         s->hold.max = event_time ? (size_t)hold : 0;
         s->eps_budget = budget;

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 #endif
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,11 @@ struct veil_learner {
         uint32_t gstamp;
         float *cV, *cb, *cU, *cE;
         size_t cap_cv, cap_cb, cap_cu, cap_ce; /* floats in each */
+        /* veil_learner_double_sums: the same compact sums in double, and
+         * R and Q in double for the one dgemm. */
+        int dsum;
+        double *dV, *db, *dU, *dE, *Rd, *Qd;
+        size_t cap_dv, cap_db, cap_du, cap_de, cap_rd, cap_qd;
 
         struct veil_learn_stats last;
 };
@@ -88,18 +94,36 @@ static float *floats64(size_t n) {
         return p;
 }
 
-/* A scratch buffer of floats (contents not kept): when need exceeds *cap,
- * a fresh aligned, zeroed one of alloc ≥ need floats. */
-static int reserve_floats(float **p, size_t *cap, size_t need, size_t alloc) {
+/* A scratch buffer (contents not kept) of elements of `size` bytes: when
+ * need exceeds *cap, a fresh aligned, zeroed one of alloc ≥ need. */
+static int reserve_buf(void **p, size_t *cap, size_t need, size_t alloc,
+                       size_t size) {
         if (need <= *cap)
                 return 0;
         free(*p);
-        if (!(*p = floats64(alloc))) {
+        *p = NULL;
+        if (posix_memalign(p, 64, (alloc ? alloc : 1) * size)) {
+                *p = NULL;
                 *cap = 0;
                 return -VEIL_ENOMEM;
         }
+        memset(*p, 0, (alloc ? alloc : 1) * size);
         *cap = alloc;
         return 0;
+}
+
+static int reserve_floats(float **p, size_t *cap, size_t need, size_t alloc) {
+        void *q = *p;
+        int rc = reserve_buf(&q, cap, need, alloc, sizeof(float));
+        *p = q;
+        return rc;
+}
+
+static int reserve_doubles(double **p, size_t *cap, size_t need) {
+        void *q = *p;
+        int rc = reserve_buf(&q, cap, need, need, sizeof(double));
+        *p = q;
+        return rc;
 }
 
 void veil_learner_free(struct veil_learner *L) {
@@ -128,6 +152,12 @@ void veil_learner_free(struct veil_learner *L) {
         free(L->cb);
         free(L->cU);
         free(L->cE);
+        free(L->dV);
+        free(L->db);
+        free(L->dU);
+        free(L->dE);
+        free(L->Rd);
+        free(L->Qd);
         free(L->forced);
         free(L->colmark);
         free(L->col);
@@ -195,6 +225,8 @@ void veil_learner_support_epoch(struct veil_learner *L, uint64_t epoch) {
         L->hold = 1;
         L->epoch = epoch;
 }
+
+void veil_learner_double_sums(struct veil_learner *L) { L->dsum = 1; }
 
 void veil_learner_set_noise(struct veil_learner *L, veil_noise_hook hook,
                             void *ctx) {
@@ -277,6 +309,14 @@ static int reserve(struct veil_learner *L, size_t n_ex, size_t n_users,
             reserve_floats(&L->cU, &L->cap_cu, nu * d, nu * d) ||
             reserve_floats(&L->cE, &L->cap_ce, ne * d, ne * d))
                 return -VEIL_ENOMEM;
+        if (L->dsum && L->hook &&
+            (reserve_doubles(&L->dV, &L->cap_dv, nv * d) ||
+             reserve_doubles(&L->db, &L->cap_db, nv) ||
+             reserve_doubles(&L->dU, &L->cap_du, nu * d) ||
+             reserve_doubles(&L->dE, &L->cap_de, ne * d) ||
+             reserve_doubles(&L->Rd, &L->cap_rd, L->cap_ex * S) ||
+             reserve_doubles(&L->Qd, &L->cap_qd, L->cap_ex * d)))
+                return -VEIL_ENOMEM;
         return 0;
 }
 
@@ -339,16 +379,16 @@ static size_t build_coef(const struct veil_learner *L,
 
 /* The compact accumulator row of a table row: listed and zeroed the first
  * time a step touches it. Returns its position in the list. */
-static inline size_t touch(float *acc, uint64_t *mark, uint32_t *rows,
+static inline size_t touch(void *acc, uint64_t *mark, uint32_t *rows,
                            size_t *n, uint32_t stamp, uint32_t row,
-                           size_t width) {
+                           size_t row_bytes) {
         uint64_t x = mark[row];
         if ((uint32_t)(x >> 32) == stamp)
                 return (size_t)(uint32_t)x;
         size_t i = (*n)++;
         mark[row] = (uint64_t)stamp << 32 | i;
         rows[i] = row;
-        memset(acc + i * width, 0, width * sizeof(float));
+        memset((char *)acc + i * row_bytes, 0, row_bytes);
         return i;
 }
 
@@ -740,8 +780,19 @@ static int clip(struct veil_learner *L, const struct veil_example *ex,
                         }
                 }
                 double norm = sqrt(n2 > 0 ? n2 : 0);
-                float c = norm > L->cfg.clip ? (float)(L->cfg.clip / norm)
-                                             : 1.0f;
+                /* With double sums (DP), aim under C by the rounding bound
+                 * of the norm: float dot products of S, d and nc positive
+                 * terms, each within γ_k ≈ k·2⁻²⁴ relative, then the float
+                 * scaling; doubled for margin. So the contribution as
+                 * summed has norm ≤ C when it is one example (a person's
+                 * one event of a step on the clock); several examples of
+                 * one person could cancel, which no such bound covers. */
+                double lim = L->cfg.clip;
+                if (L->dsum && L->hook)
+                        lim /= 1.0 + ldexp((double)(L->n_sup + 2 * d + nc +
+                                                    8),
+                                           -23);
+                float c = norm > lim ? (float)(lim / norm) : 1.0f;
                 L->norms[u] = (float)norm;
                 L->scales[u] = c;
                 if (c == 1.0f)
@@ -790,13 +841,68 @@ static void prefetch_coef_marks(const struct veil_learner *L, size_t i) {
                                    1);
 }
 
+/* y += a·x in double: each product of two floats is exact in double, so
+ * only the additions round, at 2⁻⁵³. */
+VECTOR_CLONES
+static void axpy_d(double *y, float a, const float *x, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                y[i] += (double)a * (double)x[i];
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* axpy_d into n rows from one x, x held in registers 32 coordinates at a
+ * time (axpy_rows_avx2 in double). */
+__attribute__((target("avx2"))) static void
+axpy_rows_d_avx2(double *const *ys, const float *ws, size_t n,
+                 const float *x, size_t d) {
+        for (size_t k0 = 0; k0 < d; k0 += 32) {
+                size_t nc = (d - k0) / 4 < 8 ? (d - k0) / 4 : 8;
+                __m256d xv[8];
+                for (size_t c = 0; c < nc; c++)
+                        xv[c] = _mm256_cvtps_pd(_mm_loadu_ps(x + k0 + 4 * c));
+                for (size_t r = 0; r < n; r++) {
+                        double *y = ys[r] + k0;
+                        __m256d w = _mm256_set1_pd((double)ws[r]);
+                        for (size_t c = 0; c < nc; c++)
+                                _mm256_storeu_pd(
+                                        y + 4 * c,
+                                        _mm256_add_pd(
+                                                _mm256_loadu_pd(y + 4 * c),
+                                                _mm256_mul_pd(w, xv[c])));
+                }
+        }
+}
+#endif
+
+static void axpy_rows_d(double *const *ys, const float *ws, size_t n,
+                        const float *x, size_t d) {
+#if defined(__x86_64__) && defined(__GNUC__)
+        static int avx2 = -1;
+        if (avx2 < 0)
+                avx2 = __builtin_cpu_supports("avx2");
+        if (avx2 && d % 4 == 0) {
+                axpy_rows_d_avx2(ys, ws, n, x, d);
+                return;
+        }
+#endif
+        for (size_t r = 0; r < n; r++)
+                axpy_d(ys[r], ws[r], x, d);
+}
+
 /* The sums into the compact accumulators (the dense ones of g are left
  * alone: scatter fills them for a hook). Each row's sum is the same
- * sequence of operations from zero as it would be in place. */
+ * sequence of operations from zero as it would be in place. With
+ * double_sums the same rows are listed in the same order, and the sums
+ * are in double (dV, db, dU, dE) instead of float. */
 static void sum(struct veil_learner *L, const struct veil_example *ex,
                 size_t n_ex) {
         size_t d = L->d, S = L->n_sup, ldr = L->cfg.negatives;
         struct veil_grad *g = &L->g;
+        int dbl = L->dsum && L->hook;
+        size_t es = dbl ? sizeof(double) : sizeof(float);
+        void *aV = dbl ? (void *)L->dV : (void *)L->cV,
+             *aU = dbl ? (void *)L->dU : (void *)L->cU,
+             *aE = dbl ? (void *)L->dE : (void *)L->cE;
         g->n_v = g->n_u = g->n_e = 0;
         g->dense = 0;
         L->gstamp++;
@@ -806,16 +912,36 @@ static void sum(struct veil_learner *L, const struct veil_example *ex,
                 memset(L->emark, 0, L->space * sizeof(uint64_t));
                 L->gstamp = 1;
         }
-        /* V rows of the support: Rᵀ · Q, one sgemm, into the first S
-         * compact rows; b: the column sums of R. */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S, (int)d,
-                    (int)n_ex, 1.0f, L->R, (int)ldr, L->Q, (int)d, 0.0f,
-                    L->cV, (int)d);
-        memset(L->cb, 0, S * sizeof(float));
-        for (size_t i = 0; i < n_ex; i++) {
-                const float *r = L->R + i * ldr;
-                for (size_t j = 0; j < S; j++)
-                        L->cb[j] += r[j];
+        /* V rows of the support: Rᵀ · Q, one sgemm (dgemm), into the first
+         * S compact rows; b: the column sums of R. */
+        if (dbl) {
+                for (size_t i = 0; i < n_ex; i++) {
+                        const float *r = L->R + i * ldr, *q = L->Q + i * d;
+                        double *rd = L->Rd + i * ldr, *qd = L->Qd + i * d;
+                        for (size_t j = 0; j < S; j++)
+                                rd[j] = r[j];
+                        for (size_t k = 0; k < d; k++)
+                                qd[k] = q[k];
+                }
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S,
+                            (int)d, (int)n_ex, 1.0, L->Rd, (int)ldr, L->Qd,
+                            (int)d, 0.0, L->dV, (int)d);
+                memset(L->db, 0, S * sizeof(double));
+                for (size_t i = 0; i < n_ex; i++) {
+                        const double *r = L->Rd + i * ldr;
+                        for (size_t j = 0; j < S; j++)
+                                L->db[j] += r[j];
+                }
+        } else {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)S,
+                            (int)d, (int)n_ex, 1.0f, L->R, (int)ldr, L->Q,
+                            (int)d, 0.0f, L->cV, (int)d);
+                memset(L->cb, 0, S * sizeof(float));
+                for (size_t i = 0; i < n_ex; i++) {
+                        const float *r = L->R + i * ldr;
+                        for (size_t j = 0; j < S; j++)
+                                L->cb[j] += r[j];
+                }
         }
         /* List them. A support has distinct items; a forced one (tests)
          * may repeat one, whose later column then replaces the earlier,
@@ -831,9 +957,12 @@ static void sum(struct veil_learner *L, const struct veil_example *ex,
                         L->vrows[g->n_v++] = row;
                 }
                 if (at != j) {
-                        memcpy(L->cV + at * d, L->cV + j * d,
-                               d * sizeof(float));
-                        L->cb[at] = L->cb[j];
+                        memcpy((char *)aV + at * d * es,
+                               (char *)aV + j * d * es, d * es);
+                        if (dbl)
+                                L->db[at] = L->db[j];
+                        else
+                                L->cb[at] = L->cb[j];
                 }
         }
         for (size_t i = 0; i < n_ex; i++) {
@@ -844,29 +973,44 @@ static void sum(struct veil_learner *L, const struct veil_example *ex,
                 if (L->pos_col[i] < 0) {
                         uint32_t row = (uint32_t)e->target;
                         size_t before = g->n_v;
-                        size_t at = touch(L->cV, L->vmark, L->vrows, &g->n_v,
-                                          L->gstamp, row, d);
-                        if (g->n_v != before)
-                                L->cb[at] = 0;
-                        axpy(L->cV + at * d, L->rpos[i], q, d);
-                        L->cb[at] += L->rpos[i];
+                        size_t at = touch(aV, L->vmark, L->vrows, &g->n_v,
+                                          L->gstamp, row, d * es);
+                        if (dbl) {
+                                if (g->n_v != before)
+                                        L->db[at] = 0;
+                                axpy_d(L->dV + at * d, L->rpos[i], q, d);
+                                L->db[at] += L->rpos[i];
+                        } else {
+                                if (g->n_v != before)
+                                        L->cb[at] = 0;
+                                axpy(L->cV + at * d, L->rpos[i], q, d);
+                                L->cb[at] += L->rpos[i];
+                        }
                 }
                 float *ys[32], ws[32];
+                double *yd[32];
                 size_t ny = 0;
                 for (size_t c = L->coef_off[i]; c < L->coef_off[i + 1]; c++) {
                         const struct coef *cf = &L->coef[c];
-                        ys[ny] = cf->table == 0
-                                         ? L->cE + touch(L->cE, L->emark,
-                                                         L->erows, &g->n_e,
-                                                         L->gstamp, cf->row,
-                                                         d) * d
-                                         : L->cU + touch(L->cU, L->umark,
-                                                         L->urows, &g->n_u,
-                                                         L->gstamp, cf->row,
-                                                         d) * d;
+                        size_t at = cf->table == 0
+                                            ? touch(aE, L->emark, L->erows,
+                                                    &g->n_e, L->gstamp,
+                                                    cf->row, d * es)
+                                            : touch(aU, L->umark, L->urows,
+                                                    &g->n_u, L->gstamp,
+                                                    cf->row, d * es);
+                        if (dbl)
+                                yd[ny] = (cf->table == 0 ? L->dE : L->dU) +
+                                         at * d;
+                        else
+                                ys[ny] = (cf->table == 0 ? L->cE : L->cU) +
+                                         at * d;
                         ws[ny++] = cf->w;
                         if (ny == 32 || c + 1 == L->coef_off[i + 1]) {
-                                axpy_rows(ys, ws, ny, gi, d);
+                                if (dbl)
+                                        axpy_rows_d(yd, ws, ny, gi, d);
+                                else
+                                        axpy_rows(ys, ws, ny, gi, d);
                                 ny = 0;
                         }
                 }
@@ -874,13 +1018,20 @@ static void sum(struct veil_learner *L, const struct veil_example *ex,
         g->v_rows = L->vrows;
         g->u_rows = L->urows;
         g->e_rows = L->erows;
+        g->sV = dbl ? L->dV : NULL;
+        g->sb = dbl ? L->db : NULL;
+        g->sU = dbl ? L->dU : NULL;
+        g->sE = dbl ? L->dE : NULL;
 }
 
 /* The compact sums into the dense accumulators of g, for a noise hook
- * (listed rows only: the others keep stale values, as g says). */
+ * (listed rows only: the others keep stale values, as g says). Not with
+ * double sums: the hook adds up those (g->sV…) instead. */
 static void scatter(struct veil_learner *L) {
         struct veil_grad *g = &L->g;
         size_t d = L->d;
+        if (g->sV)
+                return;
         for (size_t i = 0; i < g->n_v; i++) {
                 memcpy(g->V + (size_t)g->v_rows[i] * d, L->cV + i * d,
                        d * sizeof(float));
@@ -1043,6 +1194,12 @@ int veil_learn_step(struct veil_learner *L, struct veil_model *m,
                 int rc = L->hook(L->hook_ctx, &L->g, errstr, errstr_size);
                 if (rc < 0)
                         return rc;
+                if (!rc && L->g.sV) {
+                        snprintf(errstr, errstr_size,
+                                 "a hook given double sums must take them "
+                                 "(return 1)");
+                        return -VEIL_EINVAL;
+                }
                 if (!rc) {
                         apply(L, m, &L->g, items); /* 5 */
                         m->steps++;

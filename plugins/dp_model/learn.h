@@ -20,7 +20,8 @@
  *      ‖Σ_e r_e q_eᵀ‖² = Σ_{e,e'} (r_e·r_e')(q_e·q_e') (and likewise for
  *      b and the input rows) without materializing any gradient; clipping
  *      to C is a scaling of that user's rows of R = P − Y;
- *   3. the sum over users (sgemm Rᵀ·Q for V, scatter for the rest);
+ *   3. the sum over users (sgemm Rᵀ·Q for V, scatter for the rest; in
+ *      double, a dgemm, under DP: veil_learner_double_sums);
  *   4. the noise hook: it may noise the sum in place, or take it (return
  *      1) into a larger learning step that it noises and applies itself
  *      with veil_learn_apply (dp.h: one DP step spans many batches);
@@ -72,6 +73,12 @@ struct veil_grad {
         size_t d, items, space;
         size_t n_users; /**< contributions in the sum (each of norm ≤ clip) */
         float clip;
+        /** With veil_learner_double_sums: the same sums in double,
+         *  compact (row i of sV and sb is the sum for v_rows[i], of sU for
+         *  u_rows[i], of sE for e_rows[i]); the dense float rows above are
+         *  then not written, and the hook must take the sums (return 1).
+         *  NULL otherwise. */
+        const double *sV, *sb, *sU, *sE;
         /** A hook that noises every row sets this (after
          *  veil_grad_densify) so that apply updates every row. */
         int dense;
@@ -95,6 +102,16 @@ int veil_learner_new(struct veil_learner **out,
 void veil_learner_free(struct veil_learner *L);
 void veil_learner_set_noise(struct veil_learner *L, veil_noise_hook hook,
                             void *ctx);
+/** From now on the hook gets the step's sums in double (veil_grad's sV,
+ *  sb, sU, sE), for a hook that adds them up over many batches before it
+ *  noises them (dp.h). Why: a float32 sum of n contributions is off by up
+ *  to about n²·2⁻²⁴·C, and where the batches of a stream end depends on
+ *  everyone's events, so one person more or less changes the rounding of
+ *  every later batch of a step; in double that stays below 2⁻¹⁰·C for
+ *  2²⁰ contributions per step (dp.h). The clipping also aims a little
+ *  under C (by the Gram norm's own rounding bound), so that each
+ *  contribution, as summed, has norm ≤ C. */
+void veil_learner_double_sums(struct veil_learner *L);
 /** From now on the sampled items are drawn once per epoch (and again when
  *  the catalog grows), not per step: a DP step names the epoch, so that a
  *  person's contribution is computed with the step's draw whichever

@@ -427,35 +427,73 @@ int veil_noise_fill(const struct veil_noise *ns, const struct veil_rng *rng,
         return 0;
 }
 
-int veil_noise_add(const struct veil_noise *ns, const struct veil_rng *rng,
-                   float *x, size_t n, char *errstr, size_t errstr_size) {
+/* x[i] is not finite or too far from the lattice's exact range: the
+ * message names the position only (the value is private). */
+static int out_of_range(const struct veil_noise *ns, double v, size_t i,
+                        size_t n, const char *left, char *errstr,
+                        size_t errstr_size) {
+        if (fabs(v) < X_MAX_STEPS * ns->grid)
+                return 0;
+        errf(errstr, errstr_size,
+             "dp_model noise add: element %zu of %zu is not finite or not "
+             "below %g in magnitude (2^50 grid steps at sigma %g); %s",
+             i, n, X_MAX_STEPS * ns->grid, ns->sigma, left);
+        return -VEIL_EINVAL;
+}
+
+void veil_noise_gather(double *q, double *const *rows, size_t width,
+                       size_t c0, size_t m, int consume) {
+        size_t r = c0 / width, k = c0 % width;
+        for (size_t i = 0; i < m; r++, k = 0) {
+                size_t take = width - k < m - i ? width - k : m - i;
+                if (rows[r]) {
+                        memcpy(q + i, rows[r] + k, take * sizeof(double));
+                        if (consume)
+                                memset(rows[r] + k, 0, take * sizeof(double));
+                } else {
+                        memset(q + i, 0, take * sizeof(double));
+                }
+                i += take;
+        }
+}
+
+/* out[i] = float(g·(round(x[i]/g) + k_i)) for x in float (xf) or in
+ * double by rows (xr, width); out may be xf. Rows are checked and
+ * consumed (zeroed) a chunk at a time, while in cache; a float block is
+ * checked whole first, so that a refusal leaves it unchanged. */
+static int add_lattice(const struct veil_noise *ns, const struct veil_rng *rng,
+                       const float *xf, double *const *xr, size_t width,
+                       float *out, size_t n, char *errstr,
+                       size_t errstr_size) {
         struct bits b;
-        double limit, inv_grid;
-        int rc = check_args(ns, rng, x, n, "add", errstr, errstr_size);
+        int rc = check_args(ns, rng, out, n, "add", errstr, errstr_size);
         if (rc)
                 return rc;
-        /* Validate the whole block first so a refusal leaves it intact.
-         * The message names the position only: the value is private. */
-        limit = X_MAX_STEPS * ns->grid;
-        for (size_t i = 0; i < n; i++) {
-                if (!(fabs((double)x[i]) < limit)) {
-                        errf(errstr, errstr_size,
-                             "dp_model noise add: element %zu of %zu is not "
-                             "finite or not below %g in magnitude (2^50 grid "
-                             "steps at sigma %g); the block was left "
-                             "unchanged",
-                             i, n, limit, ns->sigma);
-                        return -VEIL_EINVAL;
-                }
-        }
-        inv_grid = 1.0 / ns->grid; /* a power of two: exact */
+        for (size_t i = 0; xf && i < n; i++)
+                if ((rc = out_of_range(ns, (double)xf[i], i, n,
+                                       "the block was left unchanged",
+                                       errstr, errstr_size)))
+                        return rc;
+        double inv_grid = 1.0 / ns->grid; /* a power of two: exact */
         bits_init(&b, rng, n);
         int64_t k[CHUNK];
+        double q[CHUNK];
         /* round(x/g) + k and the product by g are exact in double, so the
          * float written is a function of round(x/g) + k alone: the low
          * bits of x cannot shape the set of reachable outputs. */
-        for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
+        for (size_t i0 = 0; i0 < n && !rc; i0 += CHUNK) {
                 size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
+                if (xr)
+                        veil_noise_gather(q, xr, width, i0, m, 1);
+                else
+                        for (size_t i = 0; i < m; i++)
+                                q[i] = (double)xf[i0 + i];
+                for (size_t i = 0; xr && i < m && !rc; i++)
+                        rc = out_of_range(ns, q[i], i0 + i, n,
+                                          "the step is dropped", errstr,
+                                          errstr_size);
+                if (rc)
+                        break;
                 /* Draw first, then add: the sampler's branches and the
                  * arithmetic below do not share one loop. */
                 for (size_t i = 0; i < m; i++, b.remaining--)
@@ -465,14 +503,34 @@ int veil_noise_add(const struct veil_noise *ns, const struct veil_rng *rng,
                          * removing 1.5·2^52 rounds it to the nearest
                          * integer (ties to even) without a libm call,
                          * exactly, since |x/g| < 2^50. */
-                        double q = (double)x[i0 + i] * inv_grid;
-                        q = (q + 0x1.8p52) - 0x1.8p52;
-                        x[i0 + i] = (float)((q + (double)k[i]) * ns->grid);
+                        double r = q[i] * inv_grid;
+                        r = (r + 0x1.8p52) - 0x1.8p52;
+                        out[i0 + i] = (float)((r + (double)k[i]) * ns->grid);
                 }
         }
         sodium_memzero(k, sizeof(k));
+        sodium_memzero(q, sizeof(q));
         bits_wipe(&b);
-        return 0;
+        return rc;
+}
+
+int veil_noise_add(const struct veil_noise *ns, const struct veil_rng *rng,
+                   float *x, size_t n, char *errstr, size_t errstr_size) {
+        return add_lattice(ns, rng, x, NULL, 1, x, n, errstr, errstr_size);
+}
+
+int veil_noise_add_rows(const struct veil_noise *ns,
+                        const struct veil_rng *rng, double *const *rows,
+                        size_t n_rows, size_t width, float *out, char *errstr,
+                        size_t errstr_size) {
+        if ((!rows || !width) && n_rows) {
+                errf(errstr, errstr_size,
+                     "dp_model noise add: %zu rows without row pointers or "
+                     "width", n_rows);
+                return -VEIL_EINVAL;
+        }
+        return add_lattice(ns, rng, NULL, rows, width, out, n_rows * width,
+                           errstr, errstr_size);
 }
 
 int veil_noise_gaussian_fill(const struct veil_rng *rng, double sigma,

@@ -90,6 +90,22 @@ int veil_noise_fill(const struct veil_noise *ns, const struct veil_rng *rng,
  *  exact in double (|x| ≥ 2^50·g, which is between 2^25·σ and 2^26·σ). */
 int veil_noise_add(const struct veil_noise *ns, const struct veil_rng *rng,
                    float *x, size_t n, char *errstr, size_t errstr_size);
+/** The same for a sum kept in double by rows (dp.c): a block of
+ *  n_rows × width values, row r's at rows[r], or zeros where rows[r] is
+ *  NULL (a row no contribution touched: noise alone, nothing read); out
+ *  gets n_rows·width floats. The sum is consumed: each row read is zeroed
+ *  (one pass over it, ready for the next step). Refuses a non-finite
+ *  value or one of magnitude ≥ 2^50·g as veil_noise_add does, but a chunk
+ *  at a time: on a refusal the rows and out are partly done, and the
+ *  caller drops the step. */
+int veil_noise_add_rows(const struct veil_noise *ns,
+                        const struct veil_rng *rng, double *const *rows,
+                        size_t n_rows, size_t width, float *out, char *errstr,
+                        size_t errstr_size);
+/** Copies values [c0, c0 + m) of such a block (row-major) into q, zeros
+ *  for NULL rows; with consume, zeroes what it read. */
+void veil_noise_gather(double *q, double *const *rows, size_t width,
+                       size_t c0, size_t m, int consume);
 /** The integers k_i themselves, for consumers that keep noise in lattice
  *  units (and for tests of the integer distribution). */
 int veil_noise_fill_lattice(const struct veil_noise *ns,

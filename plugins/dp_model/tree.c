@@ -45,6 +45,7 @@ struct veil_tree {
         struct node node[LEVELS];
         int64_t *k;
         double *acc;
+        double *xq; /* one chunk of the step's sum, gathered from its rows */
 };
 
 double veil_tree_node_variance(enum veil_tree_estimator est,
@@ -69,7 +70,8 @@ int veil_tree_new(struct veil_tree **out, const struct veil_noise *ns,
         t->k = malloc(CHUNK * sizeof(*t->k));
         t->acc = malloc(CHUNK * sizeof(*t->acc));
         t->rt = malloc(CHUNK * sizeof(*t->rt));
-        if (!t->k || !t->acc || !t->rt) {
+        t->xq = malloc(CHUNK * sizeof(*t->xq));
+        if (!t->k || !t->acc || !t->rt || !t->xq) {
                 veil_tree_free(t);
                 return -VEIL_ENOMEM;
         }
@@ -127,6 +129,7 @@ void veil_tree_free(struct veil_tree *t) {
         free(t->re);
         free(t->k);
         free(t->acc);
+        free(t->xq);
         free(t);
 }
 
@@ -161,17 +164,19 @@ static int fail(char *errstr, size_t errstr_size, const char *msg) {
         return -VEIL_EINVAL;
 }
 
-/* t->rt[j] = round(x[j]/g): the step's sum on the noise lattice. */
-static int lattice_of(struct veil_tree *t, const float *x, size_t n,
-                      char *errstr, size_t errstr_size) {
+/* t->rt[j] = round(x[j]/g) for the n values of rows from x (row
+ * pointers, NULL: zeros): the step's sum on the noise lattice. */
+static int lattice_of(struct veil_tree *t, double *const *x, size_t width,
+                      size_t n, char *errstr, size_t errstr_size) {
         /* |x| ≥ 2^50·g would leave the exact range of the lattice sums. */
         double lim = ldexp(t->g, 50);
+        veil_noise_gather(t->xq, x, width, 0, n, 0);
         for (size_t j = 0; j < n; j++) {
-                if (!(fabs((double)x[j]) < lim))
+                if (!(fabs(t->xq[j]) < lim))
                         return fail(errstr, errstr_size,
                                     "a gradient coordinate is not finite or "
                                     "too large");
-                t->rt[j] = (int64_t)nearbyint((double)x[j] / t->g);
+                t->rt[j] = (int64_t)nearbyint(t->xq[j] / t->g);
         }
         return 0;
 }
@@ -192,13 +197,15 @@ static int plain_release(struct veil_tree *t, const struct veil_tree_block *b,
                 for (size_t r0 = 0; r0 < b[i].rows && !rc; r0 += ch) {
                         size_t rows = b[i].rows - r0 < ch ? b[i].rows - r0 : ch;
                         size_t n = rows * w;
-                        float *x = b[i].x + r0 * w;
+                        double *const *x = b[i].x + r0;
+                        float *out = b[i].out + r0 * w;
                         if (n > CHUNK) { /* width > CHUNK: one row */
                                 rc = fail(errstr, errstr_size,
                                           "a block row wider than 4096");
                                 break;
                         }
-                        if ((rc = lattice_of(t, x, n, errstr, errstr_size)))
+                        if ((rc = lattice_of(t, x, w, n, errstr,
+                                             errstr_size)))
                                 break;
                         rc = veil_noise_fill_lattice(t->ns, &rng[z], t->k, n,
                                                      errstr, errstr_size);
@@ -218,7 +225,7 @@ static int plain_release(struct veil_tree *t, const struct veil_tree_block *b,
                                         t->acc[j] -= (double)t->k[j];
                         }
                         for (size_t j = 0; j < n && !rc; j++)
-                                x[j] = (float)(t->g * t->acc[j]);
+                                out[j] = (float)(t->g * t->acc[j]);
                 }
                 for (unsigned l = 0; l <= z; l++)
                         veil_rng_stream_wipe(&st[l]);
@@ -273,13 +280,14 @@ static int honaker_release(struct veil_tree *t,
                 for (size_t r0 = 0; r0 < b[i].rows && !rc; r0 += ch) {
                         size_t rows = b[i].rows - r0 < ch ? b[i].rows - r0 : ch;
                         size_t n = rows * w, off = r0 * w;
-                        float *x = b[i].x + off;
+                        double *const *x = b[i].x + r0;
+                        float *xo = b[i].out + off;
                         if (n > CHUNK) {
                                 rc = fail(errstr, errstr_size,
                                           "a block row wider than 4096");
                                 break;
                         }
-                        rc = lattice_of(t, x, n, errstr, errstr_size);
+                        rc = lattice_of(t, x, w, n, errstr, errstr_size);
                         if (!rc)
                                 rc = veil_noise_fill_lattice(
                                         t->ns, &rng, t->k, n, errstr,
@@ -322,7 +330,7 @@ static int honaker_release(struct veil_tree *t,
                                                 out -= t->h[l].est[i][c];
                                 t->h[z].tru[i][c] = rt[j];
                                 t->h[z].est[i][c] = re[j];
-                                x[j] = (float)(t->g * out);
+                                xo[j] = (float)(t->g * out);
                         }
                 }
                 veil_rng_stream_wipe(&st);
@@ -360,6 +368,7 @@ int veil_tree_release(struct veil_tree *t, const struct veil_tree_block *b,
         sodium_memzero(t->k, CHUNK * sizeof(*t->k));
         sodium_memzero(t->acc, CHUNK * sizeof(*t->acc));
         sodium_memzero(t->rt, CHUNK * sizeof(*t->rt));
+        sodium_memzero(t->xq, CHUNK * sizeof(*t->xq));
         if (rc) {
                 veil_tree_reset(t);
                 return rc;

@@ -64,9 +64,12 @@
 
 #define VEIL_TREE_MAX_BLOCKS 4
 
-/** One parameter block of the step's sum: rows × width floats. */
+/** One parameter block of the step's sum, rows × width in double (dp.h):
+ *  row r at x[r], or zeros where x[r] is NULL (a row nobody touched); and
+ *  where its release goes (rows × width floats). */
 struct veil_tree_block {
-        float *x;
+        double *const *x;
+        float *out;
         size_t rows;
         size_t width;
 };
@@ -96,11 +99,11 @@ void veil_tree_reset(struct veil_tree *t);
 /** Leaves (steps) released in the current tree. */
 uint64_t veil_tree_position(const struct veil_tree *t);
 
-/** Releases the next leaf: each block's x (the step's clipped sum) becomes
- *  S̃_t − S̃_{t−1} on the noise grid. n_blocks ≤ VEIL_TREE_MAX_BLOCKS, the
+/** Releases the next leaf: each block's out becomes S̃_t − S̃_{t−1} on
+ *  the noise grid, where S_t adds the block's x (the step's clipped sum). n_blocks ≤ VEIL_TREE_MAX_BLOCKS, the
  *  same blocks in the same order at every step of a tree, rows never
- *  fewer than before. On an error nothing is released, x is undefined and
- *  the tree must be reset. */
+ *  fewer than before. On an error nothing is released, out is undefined
+ *  and the tree must be reset. */
 int veil_tree_release(struct veil_tree *t, const struct veil_tree_block *b,
                       size_t n_blocks, char *errstr, size_t errstr_size);
 

@@ -70,6 +70,7 @@ static struct veil_dp_cfg cfg_of(const char *path, double sigma) {
  * V[0][0] = x, summed over n_users contributions. */
 struct fake {
         float *V, *U, *E, *b;
+        double *sV, sb; /* the same, compact and in double: row 0 only */
         uint32_t row0;
         struct veil_grad g;
 };
@@ -79,6 +80,8 @@ static void fake_init(struct fake *f, const struct veil_model *m) {
         f->U = calloc(m->cap * m->d, sizeof(float));
         f->E = calloc(m->space * m->d, sizeof(float));
         f->b = calloc(m->cap, sizeof(float));
+        f->sV = calloc(m->d, sizeof(double));
+        assert_non_null(f->sV);
         assert_non_null(f->V);
         assert_non_null(f->U);
         assert_non_null(f->E);
@@ -90,6 +93,12 @@ static struct veil_grad *fake_grad(struct fake *f, const struct veil_model *m,
                                    float x, size_t n_users) {
         memset(&f->g, 0, sizeof(f->g));
         f->V[0] = x;
+        f->sV[0] = x;
+        f->sb = 0;
+        f->g.sV = f->sV;
+        f->g.sb = &f->sb;
+        f->g.sU = f->sV; /* n_u = n_e = 0: not read */
+        f->g.sE = f->sV;
         f->g.V = f->V;
         f->g.U = f->U;
         f->g.E = f->E;
@@ -105,6 +114,7 @@ static struct veil_grad *fake_grad(struct fake *f, const struct veil_model *m,
 }
 
 static void fake_free(struct fake *f) {
+        free(f->sV);
         free(f->V);
         free(f->U);
         free(f->E);
@@ -141,6 +151,37 @@ static void fx_close(struct fx *x) {
 }
 
 /* ---- per-user bounds --------------------------------------------------- */
+
+/* A step takes VEIL_DP_STEP_MAX contributions, the bound the rounding
+ * margin assumes (dp.h), or fewer (step_max, tests): the next person is
+ * refused and counted, one already in is still in, and the next step
+ * takes people again. */
+static void test_step_cap(void **st) {
+        (void)st;
+        char err[256], name[32];
+        struct veil_dp_cfg c = cfg_of(NULL, 1.0);
+        c.step_events = 1000000; /* released by hand below */
+        c.step_max = 1000;
+        struct fx x;
+        fx_open(&x, "cap", c);
+        struct veil_dp *dp = x.dp;
+        for (uint32_t i = 0; i < 1000; i++) {
+                snprintf(name, sizeof(name), "p%u", i);
+                if (veil_dp_admit(dp, name, 1) != 1)
+                        fail_msg("person %u refused below the cap", i);
+        }
+        assert_int_equal(veil_dp_admit(dp, "one-more", 1), 0);
+        assert_int_equal(veil_dp_stats(dp).refused_step_full, 1);
+        assert_int_equal(veil_dp_admit(dp, "p7", 1), 1); /* already in */
+        assert_int_equal(veil_dp_stats(dp).refused_step_full, 1);
+        /* Release the step (the hook's count makes it due). */
+        assert_int_equal(veil_dp_hook(dp, fake_grad(&x.f, x.m, 1, 1000000),
+                                      err, sizeof(err)),
+                         1);
+        assert_int_equal(veil_dp_release(dp, x.L, x.m, err, sizeof(err)), 1);
+        assert_int_equal(veil_dp_admit(dp, "one-more", 2), 1);
+        fx_close(&x);
+}
 
 static void test_admit_bounds(void **st) {
         (void)st;
@@ -395,6 +436,7 @@ static void test_hook_sum_bounded(void **st) {
         struct veil_dp *dp;
         assert_int_equal(veil_dp_new(&dp, &c, m, err, sizeof(err)), 0);
         veil_learner_set_noise(L, veil_dp_hook, dp);
+        veil_learner_double_sums(L);
         uint32_t feat[3] = {1, 5, 9};
         struct veil_example ex[12];
         for (size_t i = 0; i < 12; i++)
@@ -460,9 +502,11 @@ static void test_charged_saved_before_apply(void **st) {
         }
         /* Noise reached coordinates no gradient touched. */
         assert_true(m->E[0] != e0);
-        /* ρ = steps/(2σ_acc²), σ_acc just below σ (the grid). */
+        /* ρ = steps/(2σ_acc²), σ_acc just below σ/(1 + the sums'
+         * rounding margin), by the grid. */
         struct veil_dp_stats ds = veil_dp_stats(dp);
-        assert_true(ds.sigma_acc < 2.0 && ds.sigma_acc > 1.999);
+        double top = 2.0 / (1.0 + VEIL_DP_SUM_MARGIN);
+        assert_true(ds.sigma_acc < top && ds.sigma_acc > top - 1e-3);
         assert_true(ds.rho >= 5 / (2 * ds.sigma_acc * ds.sigma_acc));
         veil_dp_free(dp);
 
@@ -1178,6 +1222,7 @@ static void test_event_place(void **st) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_admit_bounds),
+                cmocka_unit_test(test_step_cap),
                 cmocka_unit_test(test_schedule_independent),
                 cmocka_unit_test(test_clock_steps),
                 cmocka_unit_test(test_event_place),

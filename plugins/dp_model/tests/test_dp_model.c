@@ -866,6 +866,125 @@ static void test_support_per_epoch(void **st) {
         assert_memory_not_equal(alone, after, sizeof(alone));
 }
 
+/* With double sums (DP) one person more or less changes the step's sum by
+ * their own contribution alone, up to double rounding: the sum of n
+ * contributions less the same sum without person u is u's sum, whatever
+ * the others' order and magnitude. Float sums miss it by ~2⁻²⁴ of the
+ * whole, which is what a person could shift in every later batch of a
+ * step (dp.h). Each contribution, as summed, has norm ≤ C. */
+enum { NI = 60, ND = 16, NS = 23, NU = 200, NU_OUT = 57 };
+
+struct dsum {
+        double x[NI * ND * 2 + NS * ND + NI];
+};
+
+static int dsum_hook(void *ctx, struct veil_grad *g, char *errstr,
+                     size_t errstr_size) {
+        (void)errstr, (void)errstr_size;
+        struct dsum *o = ctx;
+        double *V = o->x, *U = V + NI * ND, *E = U + NI * ND,
+               *b = E + NS * ND;
+        memset(o, 0, sizeof(*o));
+        for (size_t i = 0; i < g->n_v; i++) {
+                size_t r = g->v_rows[i];
+                for (size_t k = 0; k < ND; k++)
+                        V[r * ND + k] = g->sV ? g->sV[i * ND + k]
+                                              : g->V[r * ND + k];
+                b[r] = g->sV ? g->sb[i] : g->b[r];
+        }
+        for (size_t i = 0; i < g->n_u; i++)
+                for (size_t k = 0; k < ND; k++)
+                        U[g->u_rows[i] * ND + k] =
+                                g->sU ? g->sU[i * ND + k]
+                                      : g->U[g->u_rows[i] * ND + k];
+        for (size_t i = 0; i < g->n_e; i++)
+                for (size_t k = 0; k < ND; k++)
+                        E[g->e_rows[i] * ND + k] =
+                                g->sE ? g->sE[i * ND + k]
+                                      : g->E[g->e_rows[i] * ND + k];
+        return 1;
+}
+
+/* The hook's sum of one step over the examples of the users in [0, NU)
+ * but `skip` (or only `only`), users renumbered in order. */
+static void dsum_step(int dbl, int skip, int only, struct dsum *out) {
+        static const uint32_t sup[12] = {0, 4, 9, 13, 20, 22,
+                                         31, 37, 40, 47, 51, 58};
+        uint64_t keep = rng_state;
+        rng_state = 77;
+        struct veil_model *m = new_model(NI, 0, ND, NS, 5);
+        for (size_t i = 0; i < NI * ND; i++) { /* large gradients */
+                m->V[i] *= 40;
+                m->U[i] *= 40;
+        }
+        struct veil_learn_cfg lc = {0.1f, 1.0f, 1.0f, 12, 1, 0};
+        struct veil_learner *L;
+        assert_int_equal(veil_learner_new(&L, &lc, m, 3), 0);
+        veil_learner_set_noise(L, dsum_hook, out);
+        if (dbl)
+                veil_learner_double_sums(L);
+        veil_learn_force_support(L, sup, 12);
+        static uint32_t feat[NU][4];
+        static int32_t recent[NU][2];
+        struct veil_example ex[NU];
+        size_t n = 0;
+        for (int u = 0; u < NU; u++) {
+                for (int f = 0; f < 4; f++)
+                        feat[u][f] = (uint32_t)irand(3 * NS);
+                for (int r = 0; r < 2; r++)
+                        recent[u][r] = (int32_t)irand(NI);
+                struct veil_example e = {feat[u], 1 + irand(4),
+                                         (int32_t)irand(NI), recent[u],
+                                         irand(3), (int32_t)irand(NI), 0};
+                if (u == skip || (only >= 0 && u != only))
+                        continue;
+                e.user = (uint32_t)n;
+                ex[n++] = e;
+        }
+        char err[128];
+        assert_int_equal(veil_learn_step(L, m, ex, n, n, err, sizeof(err)),
+                         0);
+        veil_learner_free(L);
+        veil_model_free(m);
+        rng_state = keep;
+}
+
+static double dsum_residual(int dbl, double *whole) {
+        static struct dsum all, without, one;
+        dsum_step(dbl, -1, -1, &all);
+        dsum_step(dbl, NU_OUT, -1, &without);
+        dsum_step(dbl, -1, NU_OUT, &one);
+        double r = 0, w = 0, o = 0;
+        for (size_t i = 0; i < sizeof(all.x) / sizeof(double); i++) {
+                double e = all.x[i] - without.x[i] - one.x[i];
+                r += e * e;
+                w += fabs(all.x[i]);
+                o += one.x[i] * one.x[i];
+        }
+        *whole = w;
+        /* The contribution as summed: within C with double sums, which
+         * aim under C by the norm's rounding bound (the float path, aimed
+         * at C itself, came out at 1 + 5·10⁻⁸ here). */
+        print_message("double sums %d: one contribution's norm %.17g\n", dbl,
+                      sqrt(o));
+        if (dbl)
+                assert_true(sqrt(o) <= 1.0);
+        assert_true(sqrt(o) > 0.99); /* large gradients: clipped to C */
+        return sqrt(r);
+}
+
+static void test_double_sums_neighbours(void **st) {
+        (void)st;
+        double wd, wf;
+        double rd = dsum_residual(1, &wd), rf = dsum_residual(0, &wf);
+        print_message("residual: double %.3g, float %.3g (sum of |x| %.3g)\n",
+                      rd, rf, wd);
+        /* 200 contributions of norm ≤ 1: double rounding is ~1e-13. */
+        assert_true(rd < 1e-10);
+        /* The float sums do miss it: the test can tell them apart. */
+        assert_true(rf > 1e3 * rd && rf > 1e-8);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_score_matches_naive),
@@ -874,6 +993,7 @@ int main(void) {
                 cmocka_unit_test(test_clipping_matches_materialized),
                 cmocka_unit_test(test_apply_paths_agree),
                 cmocka_unit_test(test_support_per_epoch),
+                cmocka_unit_test(test_double_sums_neighbours),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,6 +69,46 @@ static int teardown(void **state) {
         return 0;
 }
 
+/* A float block released in place: the tree takes the step's sum in
+ * double (dp.c keeps it so) and writes the release to floats. */
+struct fblock {
+        float *x;
+        size_t rows, width;
+};
+
+static int release_f(struct veil_tree *t, const struct fblock *fb, size_t n,
+                     char *err, size_t err_size) {
+        struct veil_tree_block b[VEIL_TREE_MAX_BLOCKS];
+        double *xd[VEIL_TREE_MAX_BLOCKS] = {0};
+        double **rp[VEIL_TREE_MAX_BLOCKS] = {0};
+        assert_true(n <= VEIL_TREE_MAX_BLOCKS);
+        for (size_t i = 0; i < n; i++) {
+                size_t m = fb[i].rows * fb[i].width;
+                xd[i] = malloc((m ? m : 1) * sizeof(double));
+                rp[i] = malloc((fb[i].rows ? fb[i].rows : 1) *
+                               sizeof(double *));
+                assert_non_null(xd[i]);
+                assert_non_null(rp[i]);
+                for (size_t j = 0; j < m; j++)
+                        xd[i][j] = fb[i].x[j];
+                /* Rows of zeros as NULL, as dp.c gives untouched rows. */
+                for (size_t r = 0; r < fb[i].rows; r++) {
+                        rp[i][r] = NULL;
+                        for (size_t k = 0; k < fb[i].width; k++)
+                                if (xd[i][r * fb[i].width + k] != 0)
+                                        rp[i][r] = xd[i] + r * fb[i].width;
+                }
+                b[i] = (struct veil_tree_block){rp[i], fb[i].x, fb[i].rows,
+                                                fb[i].width};
+        }
+        int rc = veil_tree_release(t, b, n, err, err_size);
+        for (size_t i = 0; i < n; i++) {
+                free(xd[i]);
+                free(rp[i]);
+        }
+        return rc;
+}
+
 static double variance(const double *v, size_t from, size_t to) {
         double m = 0, s = 0;
         for (size_t i = from; i < to; i++)
@@ -89,9 +129,9 @@ static void step(struct fx *f, int t, size_t rows) {
                 f->y[i] = 0.0f;
                 f->sum_g[i] += (double)f->x[i];
         }
-        struct veil_tree_block ba = {f->x, rows, W}, bz = {f->y, rows, W};
-        assert_int_equal(veil_tree_release(f->a, &ba, 1, err, sizeof(err)), 0);
-        assert_int_equal(veil_tree_release(f->z, &bz, 1, err, sizeof(err)), 0);
+        struct fblock ba = {f->x, rows, W}, bz = {f->y, rows, W};
+        assert_int_equal(release_f(f->a, &ba, 1, err, sizeof(err)), 0);
+        assert_int_equal(release_f(f->z, &bz, 1, err, sizeof(err)), 0);
         for (size_t i = 0; i < n; i++) {
                 f->sum_a[i] += (double)f->x[i];
                 f->sum_z[i] += (double)f->y[i];
@@ -134,8 +174,8 @@ static void test_rows_added_mid_tree(void **state) {
                             1e-3);
         /* Fewer rows than a live node covers is refused. */
         char err[256];
-        struct veil_tree_block b = {f->x, half, W};
-        assert_int_not_equal(veil_tree_release(f->a, &b, 1, err, sizeof(err)),
+        struct fblock b = {f->x, half, W};
+        assert_int_not_equal(release_f(f->a, &b, 1, err, sizeof(err)),
                              0);
 }
 
@@ -204,20 +244,20 @@ static void test_keys_are_fresh(void **state) {
                                                sizeof(err)),
                                  0);
                 float x[64] = {0}, y[64] = {0};
-                struct veil_tree_block ba = {x, 1, 64}, bb = {y, 1, 64};
-                assert_int_equal(veil_tree_release(a, &ba, 1, err,
+                struct fblock ba = {x, 1, 64}, bb = {y, 1, 64};
+                assert_int_equal(release_f(a, &ba, 1, err,
                                                    sizeof(err)),
                                  0);
-                assert_int_equal(veil_tree_release(b, &bb, 1, err,
+                assert_int_equal(release_f(b, &bb, 1, err,
                                                    sizeof(err)),
                                  0);
                 assert_memory_not_equal(x, y, sizeof(x));
                 /* A reset tree starts at leaf 1 with new keys. */
                 float x2[64] = {0};
-                struct veil_tree_block b2 = {x2, 1, 64};
+                struct fblock b2 = {x2, 1, 64};
                 veil_tree_reset(a);
                 assert_int_equal(veil_tree_position(a), 0);
-                assert_int_equal(veil_tree_release(a, &b2, 1, err,
+                assert_int_equal(release_f(a, &b2, 1, err,
                                                    sizeof(err)),
                                  0);
                 assert_memory_not_equal(x, x2, sizeof(x));
@@ -252,14 +292,14 @@ static void test_honaker_blocks_and_reset(void **state) {
                                 g2[i] = 0;
                                 z2[i] = 0;
                         }
-                        struct veil_tree_block a[2] = {{g1, R1, W1},
+                        struct fblock a[2] = {{g1, R1, W1},
                                                        {g2, R2, W2}},
                                                z[2] = {{z1, R1, W1},
                                                        {z2, R2, W2}};
-                        assert_int_equal(veil_tree_release(f->a, a, 2, err,
+                        assert_int_equal(release_f(f->a, a, 2, err,
                                                            sizeof(err)),
                                          0);
-                        assert_int_equal(veil_tree_release(f->z, z, 2, err,
+                        assert_int_equal(release_f(f->z, z, 2, err,
                                                            sizeof(err)),
                                          0);
                         for (size_t i = 0; i < R1 * W1; i++) {
