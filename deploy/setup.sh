@@ -17,9 +17,11 @@ PACKAGES=(build-essential cmake pkg-config
   librdkafka-dev libavro-dev libopenblas-dev libyaml-dev libcmocka-dev
   libsodium-dev zlib1g-dev libmicrohttpd-dev curl
   kcat openjdk-17-jdk-headless maven gzip shellcheck openssl jq clang
-  libclang-rt-dev valgrind)
-# libclang-rt-dev: clang's sanitizer and libFuzzer runtimes, which clang
-# itself only recommends (and --no-install-recommends leaves out).
+  valgrind)
+# clang's sanitizer and libFuzzer runtimes, for the tests' fuzz build: clang
+# only recommends them (--no-install-recommends leaves them out). A tool's
+# runtime, not a library veil links, so the image's builder goes without.
+PACKAGES+=(libclang-rt-dev)
 # tests/deploy renders the Kubernetes manifests with kubectl and checks them
 # with node. A kubectl or node installed otherwise (Cloud SDK, NodeSource) is
 # kept: Debian's packages would conflict with it.
