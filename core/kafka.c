@@ -1793,6 +1793,24 @@ static void form_batch(struct kctx *k) {
 
 /* Defined only when linked with a leak sanitizer. */
 void __lsan_ignore_object(const void *p) __attribute__((weak));
+int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
+/* A consumer left to the process exit (close_all): its threads still run. */
+static int lingering;
+
+int veil_kafka_exit(int code) {
+        if (!lingering)
+                return code;
+        /* exit() would run the exit handlers (OpenSSL's cleanup among
+         * them) while the consumer's threads may be inside TLS: an
+         * occasional crash on the way out of a failed start. Flush, let a
+         * sanitizer build check for leaks, and leave without them. */
+        fflush(NULL);
+        if (__lsan_do_recoverable_leak_check &&
+            __lsan_do_recoverable_leak_check())
+                code = 1;
+        _exit(code);
+}
 
 static void close_all(struct kctx *k) {
         if (k->to_commit)
@@ -1809,10 +1827,15 @@ static void close_all(struct kctx *k) {
          * of ours, so it is left to the process exit instead: silenced,
          * so that its threads' reconnection errors do not follow (and
          * bury) the reason veil exits with, and shown to LeakSanitizer as
-         * kept on purpose. */
-        if (k->consumer && k->ever_assigned) {
+         * kept on purpose; its threads then run on while the process
+         * exits, so veil leaves without the exit handlers that could pull
+         * the TLS library from under them (veil_kafka_exit). A consumer
+         * that never subscribed never joined a group (a side input that
+         * failed first, say): destroyed. */
+        if (k->consumer && (k->ever_assigned || !k->subscribed)) {
                 rd_kafka_destroy(k->consumer);
         } else if (k->consumer) {
+                lingering = 1;
                 veil_log_host(VEIL_LOG_DEBUG, NULL,
                               "consumer never assigned: not destroyed "
                               "(librdkafka #4312)");

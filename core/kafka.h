@@ -68,6 +68,12 @@ struct veil_kafka_opts {
  *  has caught up, as at start-up — and the old one is closed. Any failure
  *  leaves the old pipeline running; it is logged and counted. After a
  *  reload `p` is no longer the running pipeline. */
+/** The process's exit code `code`, returned as it is; or, when a run left
+ *  a consumer to the process exit (librdkafka #4312: one that joined a
+ *  group and never got an assignment cannot be destroyed), exits here with
+ *  it at once, without exit handlers, after flushing stdio. */
+int veil_kafka_exit(int code);
+
 int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                    struct veil_kafka_stats *stats, char *errstr,
                    size_t errstr_size);

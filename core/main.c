@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kafka.h"
 #include "log.h"
 #include "veil/veil.h"
 
@@ -142,10 +143,12 @@ int main(int argc, char **argv) {
         }
         argc--;
         argv++;
+        /* veil_kafka_exit: a consumer left running (kafka.h) must not
+         * meet the exit handlers. */
         if (!strcmp(cmd, "run"))
-                return veil_cmd_run(argc, argv);
+                return veil_kafka_exit(veil_cmd_run(argc, argv));
         if (!strcmp(cmd, "demo"))
-                return veil_cmd_demo(argc, argv);
+                return veil_kafka_exit(veil_cmd_demo(argc, argv));
         if (!strcmp(cmd, "lint"))
                 return veil_cmd_lint(argc, argv);
         if (!strcmp(cmd, "plugins"))
