@@ -334,11 +334,22 @@ static int usage(FILE *f, int rc) {
         return rc;
 }
 
+/* A whole decimal number, 0 or more, into *out; -1 when s is not one. */
+static int nonneg(const char *s, long long *out) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (errno || end == s || *end || v < 0)
+                return -1;
+        *out = v;
+        return 0;
+}
+
 int veil_cmd_replay(int argc, char **argv) {
         const char *file = NULL, *events = NULL;
         int evaluate = 0;
-        long limit = -1, batch = 0;
-        long long wait_ms = -1; /* --batch-wait: -1 cuts by count alone */
+        long long limit = -1, wait_ms = -1; /* wait_ms -1: by count alone */
+        long batch = 0;
         const char **cols = calloc((size_t)argc + 1, sizeof(char *));
         size_t n_cols = 0;
         if (!cols)
@@ -356,10 +367,7 @@ int veil_cmd_replay(int argc, char **argv) {
                 } else if (!strcmp(a, "--column") && i + 1 < argc) {
                         cols[n_cols++] = argv[++i];
                 } else if (!strcmp(a, "--limit") && i + 1 < argc) {
-                        char *end;
-                        errno = 0;
-                        limit = strtol(argv[++i], &end, 10);
-                        if (errno || end == argv[i] || *end || limit < 0) {
+                        if (nonneg(argv[++i], &limit)) {
                                 fprintf(stderr, "veil replay: --limit must "
                                                 "be a number of events, 0 "
                                                 "or more\n");
@@ -383,10 +391,7 @@ int veil_cmd_replay(int argc, char **argv) {
                                 return VEIL_EXIT_USAGE;
                         }
                 } else if (!strcmp(a, "--batch-wait") && i + 1 < argc) {
-                        char *end;
-                        errno = 0;
-                        wait_ms = strtoll(argv[++i], &end, 10);
-                        if (errno || end == argv[i] || *end || wait_ms < 0) {
+                        if (nonneg(argv[++i], &wait_ms)) {
                                 fprintf(stderr, "veil replay: --batch-wait "
                                                 "must be milliseconds, 0 or "
                                                 "more (the pipeline's "

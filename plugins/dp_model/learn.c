@@ -86,13 +86,16 @@ static void *grow(void *p, size_t n, size_t size) {
         return q;
 }
 
-static float *floats64(size_t n) {
+/* n zeroed elements of `size` bytes, 64-byte aligned. */
+static void *zalloc64(size_t n, size_t size) {
         void *p = NULL;
-        if (posix_memalign(&p, 64, (n ? n : 1) * sizeof(float)))
+        if (posix_memalign(&p, 64, (n ? n : 1) * size))
                 return NULL;
-        memset(p, 0, (n ? n : 1) * sizeof(float));
+        memset(p, 0, (n ? n : 1) * size);
         return p;
 }
+
+static float *floats64(size_t n) { return zalloc64(n, sizeof(float)); }
 
 /* A scratch buffer (contents not kept) of elements of `size` bytes: when
  * need exceeds *cap, a fresh aligned, zeroed one of alloc ≥ need. */
@@ -101,13 +104,10 @@ static int reserve_buf(void **p, size_t *cap, size_t need, size_t alloc,
         if (need <= *cap)
                 return 0;
         free(*p);
-        *p = NULL;
-        if (posix_memalign(p, 64, (alloc ? alloc : 1) * size)) {
-                *p = NULL;
+        if (!(*p = zalloc64(alloc, size))) {
                 *cap = 0;
                 return -VEIL_ENOMEM;
         }
-        memset(*p, 0, (alloc ? alloc : 1) * size);
         *cap = alloc;
         return 0;
 }
@@ -228,6 +228,11 @@ void veil_learner_support_epoch(struct veil_learner *L, uint64_t epoch) {
 
 void veil_learner_double_sums(struct veil_learner *L) { L->dsum = 1; }
 
+/* Sums in double: asked for, and a hook to take them. */
+static int double_sums(const struct veil_learner *L) {
+        return L->dsum && L->hook;
+}
+
 void veil_learner_set_noise(struct veil_learner *L, veil_noise_hook hook,
                             void *ctx) {
         L->hook = hook;
@@ -309,7 +314,7 @@ static int reserve(struct veil_learner *L, size_t n_ex, size_t n_users,
             reserve_floats(&L->cU, &L->cap_cu, nu * d, nu * d) ||
             reserve_floats(&L->cE, &L->cap_ce, ne * d, ne * d))
                 return -VEIL_ENOMEM;
-        if (L->dsum && L->hook &&
+        if (double_sums(L) &&
             (reserve_doubles(&L->dV, &L->cap_dv, nv * d) ||
              reserve_doubles(&L->db, &L->cap_db, nv) ||
              reserve_doubles(&L->dU, &L->cap_du, nu * d) ||
@@ -788,7 +793,7 @@ static int clip(struct veil_learner *L, const struct veil_example *ex,
                  * one event of a step on the clock); several examples of
                  * one person could cancel, which no such bound covers. */
                 double lim = L->cfg.clip;
-                if (L->dsum && L->hook)
+                if (double_sums(L))
                         lim /= 1.0 + ldexp((double)(L->n_sup + 2 * d + nc +
                                                     8),
                                            -23);
@@ -898,7 +903,7 @@ static void sum(struct veil_learner *L, const struct veil_example *ex,
                 size_t n_ex) {
         size_t d = L->d, S = L->n_sup, ldr = L->cfg.negatives;
         struct veil_grad *g = &L->g;
-        int dbl = L->dsum && L->hook;
+        int dbl = double_sums(L);
         size_t es = dbl ? sizeof(double) : sizeof(float);
         void *aV = dbl ? (void *)L->dV : (void *)L->cV,
              *aU = dbl ? (void *)L->dU : (void *)L->cU,
