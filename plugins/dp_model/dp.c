@@ -196,10 +196,12 @@ static void update_epsilon(struct veil_dp *dp) {
         dp->st.steps = veil_accountant_steps(dp->acc);
         dp->st.epsilon_own = epsilon_at(dp->st.rho_own, dp->cfg.delta);
         dp->st.rho = dp->st.rho_own;
-        if (dp->st.rho_others > 0) /* zCDP composes by adding ρ */
+        dp->st.epsilon = dp->st.epsilon_own;
+        if (dp->st.rho_others > 0) { /* zCDP composes by adding ρ */
                 dp->st.rho = nextafter(dp->st.rho + dp->st.rho_others,
                                        INFINITY);
-        dp->st.epsilon = epsilon_at(dp->st.rho, dp->cfg.delta);
+                dp->st.epsilon = epsilon_at(dp->st.rho, dp->cfg.delta);
+        }
 }
 
 void veil_dp_set_others(struct veil_dp *dp, double rho) {
