@@ -7,7 +7,8 @@
  *
  *   bench_chain [PASSES]          passes over config/demo/events.csv
  *                                 (default 3)
- *   bench_chain PASSES profile    the whole chain alone, once: for
+ *   bench_chain PASSES profile [dp]
+ *                                 the whole chain alone (with DP: dp), for
  *                                 `perf record` (its other threads: the
  *                                 OpenBLAS worker, which spins in
  *                                 sched_yield for its first ~0.1 s and
@@ -263,8 +264,12 @@ int main(int argc, char **argv) {
         struct veil_event *ev = load_events(&n);
         size_t items = count_items();
         if (argc > 2 && !strcmp(argv[2], "profile")) {
-                printf("bench_chain: whole chain %.0f events/s\n",
-                       run_chain(ev, n, passes, 1, 1));
+                /* One configuration alone, for perf: "profile dp" learns
+                 * under DP. */
+                int dp = argc > 3 && !strcmp(argv[3], "dp");
+                printf("bench_chain: whole chain%s %.0f events/s\n",
+                       dp ? " with DP" : "",
+                       run_chain(ev, n, passes, dp ? 2 : 1, 1));
                 free_events(ev, n);
                 return 0;
         }
