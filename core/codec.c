@@ -1626,8 +1626,10 @@ static void *slot_ptr(struct veil_event *ev, int slot) {
 }
 
 /* Avro strings are UTF-8. Avro-C's JSON output and most consumers refuse
- * anything else, so a record that lies is refused at the door. */
-static int utf8_ok(const unsigned char *s, size_t n) {
+ * anything else, so a record that lies is refused at the door, and a
+ * record veil writes is checked on the way out. */
+int veil_utf8_valid(const void *p, size_t n) {
+        const unsigned char *s = p;
         size_t i = 0;
         while (i < n) {
                 uint64_t w;
@@ -1678,7 +1680,7 @@ static int arena_str(struct dec *d, const unsigned char *s, size_t n,
                 return derr(d, -VEIL_EDECODE,
                             "string at byte %zu holds a NUL byte",
                             off(d, s));
-        if (!utf8_ok(s, n))
+        if (!veil_utf8_valid(s, n))
                 return not_utf8(d, s);
         if (n < d->sleft) {
                 memcpy(d->sbuf, s, n);
@@ -1902,7 +1904,7 @@ static int dec_blocks(struct dec *d, const struct pnode *n,
                         }
                         if (dst) {
                                 if (map) {
-                                        if (!utf8_ok(k, (size_t)klen))
+                                        if (!veil_utf8_valid(k, (size_t)klen))
                                                 return not_utf8(d, k);
                                         char *key = scratch(d->c, k,
                                                             (size_t)klen);
@@ -2044,7 +2046,7 @@ static int dec_node(struct dec *d, const struct pnode *n, avro_value_t *dst) {
                 const unsigned char *s = d->p;
                 d->p += len;
                 if (dst && n->rt == AVRO_STRING) {
-                        if (!utf8_ok(s, (size_t)len))
+                        if (!veil_utf8_valid(s, (size_t)len))
                                 return not_utf8(d, s);
                         /* Avro-C copies size bytes and takes the last for
                          * the terminator, so it needs one. */
@@ -2895,6 +2897,8 @@ static int enc_value(struct veil_buf *b, avro_value_t *v, int depth) {
                 /* a set string counts its terminator: size 0 is unset */
                 if (avro_value_get_string(v, &key, &n) || n == 0)
                         return 1;
+                if (!veil_utf8_valid(key, n - 1))
+                        return VEIL_ENC_NOT_UTF8;
                 return put_str(b, key, n - 1);
         case AVRO_BYTES:
                 if (avro_value_get_bytes(v, &p, &n))
@@ -2945,6 +2949,16 @@ static int enc_value(struct veil_buf *b, avro_value_t *v, int depth) {
         }
 }
 
+/* The value is not in the message: it may be anyone's text. */
+static int not_utf8_out(const struct veil_codec *c, char *errstr,
+                        size_t errstr_size) {
+        return fail(errstr, errstr_size, -VEIL_EINVAL,
+                    "record of %s: a string is not valid UTF-8, which an "
+                    "Avro string must be (the plugin that set it must "
+                    "check or cut text on character boundaries)",
+                    c->rs->path);
+}
+
 int veil_codec_rec_encode(struct veil_codec *c, struct veil_buf *out,
                           char *errstr, size_t errstr_size) {
         char path[256] = "";
@@ -2962,6 +2976,8 @@ int veil_codec_rec_encode(struct veil_codec *c, struct veil_buf *out,
                                     "record of %s: field %s was not set and "
                                     "has no default",
                                     c->rs->path, path[0] ? path : "(top)");
+                if (rc == VEIL_ENC_NOT_UTF8)
+                        return not_utf8_out(c, errstr, errstr_size);
                 return fail(errstr, errstr_size, rc,
                             "out of memory encoding a record of %s",
                             c->rs->path);
@@ -2974,6 +2990,8 @@ int veil_codec_rec_encode(struct veil_codec *c, struct veil_buf *out,
                 return fail(errstr, errstr_size, -VEIL_ENOMEM,
                             "out of memory encoding a record of %s",
                             c->rs->path);
+        if (rc == VEIL_ENC_NOT_UTF8)
+                return not_utf8_out(c, errstr, errstr_size);
         /* Naming the field costs a snprintf per field: only now. */
         if (rc == 1 && find_unset(&c->out, path, sizeof(path), 0))
                 return fail(errstr, errstr_size, -VEIL_EINVAL,

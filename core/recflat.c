@@ -678,6 +678,8 @@ static int enc(const struct veil_flat_inst *r, struct veil_buf *b,
                 case VF_STRING:
                         if (!s->set)
                                 return 1;
+                        if (!veil_utf8_valid(s->v.s.p, s->v.s.n))
+                                return VEIL_ENC_NOT_UTF8;
                         rc = put_bytes(b, s->v.s.p, s->v.s.n);
                         break;
                 case VF_ARRAY: {

@@ -439,12 +439,55 @@ static void vdots(const float *const *rows, size_t n, const float *v, size_t d,
                 out[r] = vdot(rows[r], v, d);
 }
 
-/* Appends without the cost of a printf per word (this runs per event),
- * nor of a strlen and a memcpy call for a word of a dozen bytes: one
- * pass, cut to the buffer. */
+/* The length of the UTF-8 character s starts with, 0 when s does not
+ * start a well-formed one (an Avro string must be UTF-8, and a word may be
+ * an event's text: a country from a CSV file, say). */
+static size_t utf8_char(const unsigned char *s) {
+        unsigned c = s[0];
+        size_t len;
+        uint32_t cp, min;
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf)
+                len = 2, cp = c & 0x1f, min = 0x80;
+        else if (c >= 0xe0 && c <= 0xef)
+                len = 3, cp = c & 0x0f, min = 0x800;
+        else if (c >= 0xf0 && c <= 0xf4)
+                len = 4, cp = c & 0x07, min = 0x10000;
+        else
+                return 0;
+        for (size_t k = 1; k < len; k++) {
+                if ((s[k] & 0xc0) != 0x80) /* a NUL ends it here too */
+                        return 0;
+                cp = (cp << 6) | (s[k] & 0x3f);
+        }
+        return cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)
+                       ? 0
+                       : len;
+}
+
+/* Appends without the cost of a printf per word (this runs per event):
+ * one pass, cut to the buffer on a character boundary, a byte that is
+ * not UTF-8 written as '?', so the explanation is always valid UTF-8. */
 static size_t append(char *out, size_t off, size_t size, const char *s) {
-        while (*s && off + 1 < size)
-                out[off++] = *s++;
+        const unsigned char *u = (const unsigned char *)s;
+        while (*u && off + 1 < size) {
+                if (*u < 0x80) { /* the common case: ASCII words */
+                        out[off++] = (char)*u++;
+                        continue;
+                }
+                size_t len = utf8_char(u);
+                if (!len) {
+                        out[off++] = '?';
+                        u++;
+                        continue;
+                }
+                if (off + len >= size)
+                        break;
+                memcpy(out + off, u, len);
+                off += len;
+                u += len;
+        }
         out[off] = '\0';
         return off;
 }
@@ -1219,6 +1262,16 @@ static int process(void *state, struct veil_batch *b) {
                 }
                 int rc = emit(s, b, &b->events[rw->ev], rw, idx + r * s->k,
                               val + r * s->k, got[r]);
+                if (rc == -VEIL_EINVAL) {
+                        /* The record could not be written (the host logged
+                         * why): the event goes to the dead-letter topic
+                         * and the stream goes on. */
+                        veil_event_dead_letter(
+                                b, &b->events[rw->ev],
+                                "dp_model: its recommendation record could "
+                                "not be encoded (see the log)");
+                        continue;
+                }
                 if (rc < 0)
                         return rc;
                 s->served++;

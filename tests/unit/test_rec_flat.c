@@ -78,6 +78,15 @@ static uint32_t rnd(uint32_t n) {
         return (uint32_t)(rng % n);
 }
 
+/* schema_text in a new file named after the template path. */
+static void schema_file(char *path) {
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, schema_text, strlen(schema_text)),
+                         (ssize_t)strlen(schema_text));
+        close(fd);
+}
+
 static struct veil_codec *codec_of(const char *path, int flat) {
         struct veil_codec *c = NULL;
         char err[512] = "";
@@ -295,11 +304,7 @@ static void compare(struct veil_codec *a, struct veil_codec *b, int ops,
 static void test_random_calls_agree(void **state) {
         (void)state;
         char path[] = "/tmp/test_rec_flat_XXXXXX";
-        int fd = mkstemp(path);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, schema_text, strlen(schema_text)),
-                         (ssize_t)strlen(schema_text));
-        close(fd);
+        schema_file(path);
         int encoded = 0;
         for (int trial = 0; trial < 2000; trial++) {
                 /* Fresh codecs for each record but every tenth: Avro-C
@@ -331,11 +336,7 @@ static void test_random_calls_agree(void **state) {
 static void test_unset_refused(void **state) {
         (void)state;
         char path[] = "/tmp/test_rec_flat_XXXXXX";
-        int fd = mkstemp(path);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, schema_text, strlen(schema_text)),
-                         (ssize_t)strlen(schema_text));
-        close(fd);
+        schema_file(path);
         struct veil_codec *c = codec_of(path, 1);
         struct veil_buf b = {0};
         char err[256] = "";
@@ -362,6 +363,52 @@ static void test_unset_refused(void **state) {
         assert_non_null(strstr(err, "field un was not set"));
         veil_buf_free(&b);
         veil_codec_destroy(c);
+        unlink(path);
+}
+
+/* A string that is not UTF-8 is refused on the way out, by both
+ * representations alike, and the message does not carry it. */
+static void test_not_utf8_refused(void **state) {
+        (void)state;
+        char path[] = "/tmp/test_rec_flat_XXXXXX";
+        schema_file(path);
+        static const char *const bad[] = {
+                "caf\xc3",             /* cut inside a character */
+                "\xff",                /* never in UTF-8 */
+                "\xc0\xaf",           /* an overlong '/' */
+                "\xed\xa0\x80",      /* a surrogate */
+                "\xf4\x90\x80\x80", /* above U+10FFFF */
+        };
+        static const char *const good[] = {"", "caf\xc3\xa9", "\xe2\x82\xac",
+                                           "\xf0\x9f\x8e\x84"};
+        for (int flat = 0; flat < 2; flat++) {
+                struct veil_codec *c = codec_of(path, flat);
+                struct veil_buf b = {0};
+                char err[256];
+                for (size_t k = 0; k < 5 + 4; k++) {
+                        const char *v = k < 5 ? bad[k] : good[k - 5];
+                        veil_rec_t *r = veil_codec_rec_begin(c);
+                        assert_int_equal(veil_rec_set_long(r, "un", 1), 0);
+                        assert_int_equal(veil_rec_set_bool(r, "ub", 1), 0);
+                        assert_int_equal(veil_rec_set_str(r, "s", v), 0);
+                        err[0] = '\0';
+                        int rc = veil_codec_rec_encode(c, &b, err,
+                                                       sizeof(err));
+                        if (k >= 5) {
+                                if (rc)
+                                        fail_msg("flat %d, good %zu: %s",
+                                                 flat, k - 5, err);
+                                continue;
+                        }
+                        if (rc != -VEIL_EINVAL)
+                                fail_msg("flat %d, bad %zu: rc %d", flat, k,
+                                         rc);
+                        assert_non_null(strstr(err, "not valid UTF-8"));
+                        assert_null(strstr(err, v));
+                }
+                veil_buf_free(&b);
+                veil_codec_destroy(c);
+        }
         unlink(path);
 }
 
@@ -490,6 +537,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_random_calls_agree),
                 cmocka_unit_test(test_unset_refused),
+                cmocka_unit_test(test_not_utf8_refused),
                 cmocka_unit_test(test_recommendation_agrees),
                 cmocka_unit_test(test_path_text_changes),
         };

@@ -268,7 +268,12 @@ void veil_log(veil_stage_t *st, veil_log_level_t level, const char *fmt, ...)
  *  no-op). One record per output is open at a time: emit it before starting
  *  the next one. */
 veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output);
-/** Encodes and produces the open record with the given key. */
+/** Encodes and produces the open record with the given key. Returns 0;
+ *  -VEIL_EINVAL when the record cannot be written (a field without default
+ *  never set, a string that is not UTF-8: the host logs which), and nothing
+ *  is produced; the event it answers then belongs on the dead-letter topic
+ *  (veil_event_dead_letter), not the stage's failure; or the producer's
+ *  error. */
 int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
                   size_t key_len);
 /** Encodes an event with the output's schema (the interaction schema) and
