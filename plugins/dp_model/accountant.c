@@ -692,30 +692,25 @@ static int all_zero(const unsigned char *p, size_t n) {
         return 1;
 }
 
-/* Writes the whole two-slot file anew, rec in slot 0. */
-static int create_file(const unsigned char *rec, const char *path,
-                       char *errstr, size_t errstr_size) {
+int veil_dp_file_replace(const char *path, const void *data, size_t len,
+                         char *errstr, size_t errstr_size) {
         size_t plen = strlen(path);
         char *tmp = malloc(plen + sizeof(".XXXXXX"));
-        unsigned char *file = calloc(1, FILE_SIZE);
         const char *step = "create a temporary file beside";
         int fd = -1;
 
-        if (!tmp || !file) {
-                free(tmp);
-                free(file);
+        if (!tmp) {
                 errf(errstr, errstr_size,
                      "dp_model accountant: out of memory saving %s", path);
                 return -VEIL_ENOMEM;
         }
         memcpy(tmp, path, plen);
         memcpy(tmp + plen, ".XXXXXX", sizeof(".XXXXXX"));
-        memcpy(file, rec, VEIL_ACCOUNTANT_RECORD_SIZE);
         fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 goto fail;
         step = "write";
-        if (write_all(fd, file, FILE_SIZE) < 0)
+        if (write_all(fd, data, len) < 0)
                 goto fail_fd;
         step = "fsync";
         if (fsync(fd) < 0)
@@ -729,7 +724,6 @@ static int create_file(const unsigned char *rec, const char *path,
         if (rename(tmp, path) < 0)
                 goto fail_tmp;
         free(tmp);
-        free(file);
         /* Without this the rename may not survive a power cut, and the
          * release that follows would outlive the record of its cost. */
         if (fsync_dir_of(path) < 0) {
@@ -759,8 +753,78 @@ fail:
              "save succeeds",
              step, path, strerror(errno));
         free(tmp);
-        free(file);
         return -VEIL_EIO;
+}
+
+int veil_dp_file_read(const char *path, size_t max, void **data, size_t *len,
+                      char *errstr, size_t errstr_size) {
+        struct stat st;
+        unsigned char *buf = NULL;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        *data = NULL;
+        *len = 0;
+        if (fd < 0 && errno == ENOENT)
+                return -VEIL_ENOENT;
+        if (fd < 0 || fstat(fd, &st) < 0)
+                goto fail;
+        if (st.st_size < 0 || (uint64_t)st.st_size > max) {
+                close(fd);
+                errf(errstr, errstr_size,
+                     "dp_model accountant: %s is %lld bytes, more than the "
+                     "%zu such a file can hold",
+                     path, (long long)st.st_size, max);
+                return -VEIL_EDECODE;
+        }
+        buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+        if (!buf) {
+                close(fd);
+                errf(errstr, errstr_size,
+                     "dp_model accountant: out of memory reading %s", path);
+                return -VEIL_ENOMEM;
+        }
+        for (size_t got = 0; got < (size_t)st.st_size;) {
+                ssize_t r = pread(fd, buf + got, (size_t)st.st_size - got,
+                                  (off_t)got);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0) {
+                        if (r == 0)
+                                errno = EIO; /* shorter than it said */
+                        free(buf);
+                        goto fail;
+                }
+                got += (size_t)r;
+        }
+        close(fd);
+        *data = buf;
+        *len = (size_t)st.st_size;
+        return 0;
+fail:
+        {
+                int e = errno;
+                if (fd >= 0)
+                        close(fd);
+                errf(errstr, errstr_size,
+                     "dp_model accountant: cannot read %s: %s", path,
+                     strerror(e));
+        }
+        return -VEIL_EIO;
+}
+
+/* Writes the whole two-slot file anew, rec in slot 0. */
+static int create_file(const unsigned char *rec, const char *path,
+                       char *errstr, size_t errstr_size) {
+        unsigned char *file = calloc(1, FILE_SIZE);
+        if (!file) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: out of memory saving %s", path);
+                return -VEIL_ENOMEM;
+        }
+        memcpy(file, rec, VEIL_ACCOUNTANT_RECORD_SIZE);
+        int rc = veil_dp_file_replace(path, file, FILE_SIZE, errstr,
+                                      errstr_size);
+        free(file);
+        return rc;
 }
 
 /* The version in a slot's record, 0 when the slot is empty or not a

@@ -132,6 +132,16 @@ int veil_accountant_would_exceed(const struct veil_accountant *acc,
 /* ------------------------------------------------------------------ */
 /* Persistence: a 128-byte little-endian record with a BLAKE2b checksum */
 
+/** Replaces the file at path by data, atomically and durably: a temporary
+ *  file beside it, written and fsynced, renamed over it, the directory
+ *  fsynced. 0, or -VEIL_EIO / -VEIL_ENOMEM with errstr. */
+int veil_dp_file_replace(const char *path, const void *data, size_t len,
+                         char *errstr, size_t errstr_size);
+/** The whole file, malloc'd (the caller frees *data): 0; -VEIL_ENOENT when
+ *  there is none; -VEIL_EDECODE when it is larger than max; -VEIL_EIO. */
+int veil_dp_file_read(const char *path, size_t max, void **data, size_t *len,
+                      char *errstr, size_t errstr_size);
+
 #define VEIL_ACCOUNTANT_RECORD_SIZE 128
 
 /** Writes the state into buf (VEIL_ACCOUNTANT_RECORD_SIZE bytes). */

@@ -256,6 +256,12 @@ struct state {
         uint64_t batch_no;
         struct veil_share *share;
         size_t senders_logged; /* other instances whose spend ε counts */
+        /* accountant_file + ".others": the other instances' ρ, kept so that
+         * a restart counts them even when the topic has dropped their
+         * records and no checkpoint is restored (ε never goes down). */
+        char *others_path;
+        double others_saved; /* the ρ_others that file holds */
+        int others_unsaved;  /* a save failed: the next batch retries it */
         const char *mechanism;
         int clock_steps; /* step_interval_s > 0 */
         struct hold hold; /* step_time event: the next step's examples */
@@ -995,7 +1001,10 @@ static void resolve_recent(const struct veil_model *m,
         }
 }
 
-static void others_spent(struct state *s);
+static int others_spent(struct state *s, char *errstr, size_t errstr_size);
+static int others_save(struct state *s, char *errstr, size_t errstr_size);
+static int others_load(struct state *s, const char *acc_path, char *errstr,
+                       size_t errstr_size);
 
 /* The model rows of the person's earlier visits' items (those the model
  * has; an unknown one is not added) and the score each gets. */
@@ -1074,8 +1083,19 @@ static int process(void *state, struct veil_batch *b) {
                                  "file lost or replaced? They now count as "
                                  "another instance's",
                                  lost, own);
-                        others_spent(s);
+                        char err[640];
+                        if (others_spent(s, err, sizeof(err)))
+                                s->others_unsaved = 1;
                 }
+        }
+        if (s->others_unsaved) {
+                char err[640];
+                int rc = others_save(s, err, sizeof(err));
+                if (rc) {
+                        veil_log(s->st, VEIL_LOG_ERROR, "%s", err);
+                        return rc;
+                }
+                s->others_unsaved = 0;
         }
         s->batch_no++;
         /* 0. Steps on the clock: the steps it has closed are released
@@ -1298,6 +1318,7 @@ static void destroy(void *state) {
         free(s->S);
         free(s->rows);
         free(s->mark);
+        free(s->others_path);
         free(s);
 }
 
@@ -1729,9 +1750,22 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 destroy(s);
                 return rc;
         }
-        if ((rc = share_setup(s, st, p, errstr, errstr_size))) {
+        if ((rc = share_setup(s, st, p, errstr, errstr_size)) ||
+            (s->dp && (rc = others_load(s,
+                                        veil_params_str(p, "accountant_file"),
+                                        errstr, errstr_size)))) {
                 destroy(s);
                 return rc;
+        }
+        if (s->dp && veil_dp_stats(s->dp).rho_others > 0) {
+                struct veil_dp_stats ds = veil_dp_stats(s->dp);
+                veil_privacy_set_spent(st, ds.epsilon, ds.delta);
+                veil_metric_set(st, "rho_others", ds.rho_others);
+                veil_log(st, VEIL_LOG_INFO,
+                         "epsilon %.4g at delta %.3g counts the releases of "
+                         "other instances that an earlier run applied (their "
+                         "rho %.4g, from %s)",
+                         ds.epsilon, ds.delta, ds.rho_others, s->others_path);
         }
         veil_log(st, VEIL_LOG_INFO,
                  "%zu catalog items (room for %zu), d=%lld, %lld feature "
@@ -1772,17 +1806,84 @@ static int checkpoint(void *state, void **data, size_t *len) {
         return rc;
 }
 
+/* Saves the senders' ρ beside accountant_file when it grew, before the ε
+ * that counts it is reported. */
+static int others_save(struct state *s, char *errstr, size_t errstr_size) {
+        double rho = veil_dp_stats(s->dp).rho_others;
+        if (!s->others_path || !(rho > s->others_saved))
+                return 0;
+        void *tab;
+        size_t n;
+        char err[512];
+        int rc = veil_share_rho_encode(s->share, &tab, &n);
+        if (rc) {
+                snprintf(errstr, errstr_size,
+                         "dp_model: out of memory saving %s", s->others_path);
+                return rc;
+        }
+        rc = veil_dp_file_replace(s->others_path, tab, n, err, sizeof(err));
+        free(tab);
+        if (rc) {
+                snprintf(errstr, errstr_size,
+                         "dp_model: the other instances' spend (rho %.4g) "
+                         "is not saved: %s",
+                         rho, err);
+                return rc;
+        }
+        s->others_saved = rho;
+        return 0;
+}
+
+/* The other instances' ρ that an earlier run of this one counted (the file
+ * others_save writes): a damaged file stops the start, as a damaged
+ * accountant_file does, since starting without it would under-report. */
+static int others_load(struct state *s, const char *acc_path, char *errstr,
+                       size_t errstr_size) {
+        size_t l = strlen(acc_path);
+        if (!(s->others_path = malloc(l + sizeof(".others"))))
+                return -VEIL_ENOMEM;
+        memcpy(s->others_path, acc_path, l);
+        memcpy(s->others_path + l, ".others", sizeof(".others"));
+        void *data;
+        size_t n;
+        char err[512];
+        int rc = veil_dp_file_read(s->others_path, (size_t)64 << 20, &data,
+                                   &n, err, sizeof(err));
+        if (rc == -VEIL_ENOENT)
+                return 0;
+        if (!rc) {
+                rc = veil_share_rho_merge(s->share, data, n);
+                free(data);
+                if (rc == -VEIL_EDECODE)
+                        snprintf(err, sizeof(err), "damaged (checksum or "
+                                                   "layout)");
+        }
+        if (rc) {
+                snprintf(errstr, errstr_size,
+                         "dp_model: %s: %s; it holds the spend of the other "
+                         "instances whose model updates this one applied, "
+                         "and starting without it would under-report "
+                         "epsilon: restore it from a backup",
+                         s->others_path, err);
+                return rc;
+        }
+        veil_dp_set_others(s->dp, veil_share_others_rho(s->share, NULL));
+        s->others_saved = veil_dp_stats(s->dp).rho_others;
+        return 0;
+}
+
 /* The other instances' releases are in this model: their ρ counts in the
- * ε it reports and in its budget. */
-static void others_spent(struct state *s) {
+ * ε it reports and in its budget (in memory at once), and is saved beside
+ * accountant_file for the next start. */
+static int others_spent(struct state *s, char *errstr, size_t errstr_size) {
         if (!s->dp)
-                return;
+                return 0;
         double before = veil_dp_stats(s->dp).rho_others;
         size_t senders;
         veil_dp_set_others(s->dp, veil_share_others_rho(s->share, &senders));
         struct veil_dp_stats ds = veil_dp_stats(s->dp);
         if (!(ds.rho_others > before))
-                return;
+                return 0;
         veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
         veil_metric_set(s->st, "rho_others", ds.rho_others);
         /* Once per instance newly counted, not per release: why ε rose. */
@@ -1795,6 +1896,7 @@ static void others_spent(struct state *s) {
                          ds.epsilon, ds.delta, senders, ds.rho_others,
                          ds.rho_own);
         }
+        return others_save(s, errstr, errstr_size);
 }
 
 static int on_side_record(void *state, const struct veil_side_record *r,
@@ -1804,7 +1906,13 @@ static int on_side_record(void *state, const struct veil_side_record *r,
                 return 0;
         int rc = veil_share_on_record(s->share, s->m, r->value, errstr,
                                       errstr_size);
-        others_spent(s);
+        char err[640];
+        if (others_spent(s, err, sizeof(err))) {
+                /* Counted in memory all the same; the next batch saves it
+                 * or stops the stage (the record itself was taken). */
+                veil_log(s->st, VEIL_LOG_ERROR, "%s", err);
+                s->others_unsaved = 1;
+        }
         if (rc == 1) {
                 const char *inst = "?";
                 size_t n;
@@ -1840,7 +1948,8 @@ static int restore(void *state, const void *data, size_t len, char *errstr,
         }
         if (rc || !s->dp)
                 return rc;
-        veil_dp_set_others(s->dp, veil_share_others_rho(s->share, NULL));
+        if ((rc = others_spent(s, errstr, errstr_size)))
+                return rc;
         rc = veil_dp_restored(s->dp, errstr, errstr_size);
         if (!rc && s->mechanism && !strcmp(s->mechanism, "tree"))
                 veil_log(s->st, VEIL_LOG_INFO,

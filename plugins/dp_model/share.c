@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 /* Values per record: 256 KiB of floats, well below Kafka's default 1 MB
  * message size with the ids beside them. */
 #define CHUNK_VALUES 65536
@@ -566,6 +568,81 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                 pe->chunk = chunk;
                 if (!(rho >= 0))
                         rho = INFINITY;
+                if (rho > pe->rho)
+                        pe->rho = rho;
+        }
+        return 0;
+}
+
+/* "VRH1", u32 count, per sender u16 length, the id, f64 ρ (bits), then the
+ * BLAKE2b-256 of all before it: a damaged file is refused, never read as a
+ * smaller spend. */
+#define RHO_SUM crypto_generichash_BYTES
+
+int veil_share_rho_encode(const struct veil_share *sh, void **data,
+                          size_t *len) {
+        size_t n = 8 + RHO_SUM, count = 0;
+        for (size_t i = 0; i < sh->n_peers; i++)
+                if (sh->peers[i].rho > 0) {
+                        if (strlen(sh->peers[i].inst) > 65535)
+                                return -VEIL_EINVAL;
+                        n += 2 + strlen(sh->peers[i].inst) + 8;
+                        count++;
+                }
+        unsigned char *buf = malloc(n), *p = buf;
+        if (!buf)
+                return -VEIL_ENOMEM;
+        memcpy(p, "VRH1", 4);
+        p = put(p + 4, count, 4);
+        for (size_t i = 0; i < sh->n_peers; i++) {
+                if (!(sh->peers[i].rho > 0))
+                        continue;
+                size_t l = strlen(sh->peers[i].inst);
+                uint64_t bits;
+                memcpy(&bits, &sh->peers[i].rho, sizeof(bits));
+                p = put(p, l, 2);
+                memcpy(p, sh->peers[i].inst, l);
+                p = put(p + l, bits, 8);
+        }
+        crypto_generichash(p, RHO_SUM, buf, n - RHO_SUM, NULL, 0);
+        *data = buf;
+        *len = n;
+        return 0;
+}
+
+int veil_share_rho_merge(struct veil_share *sh, const void *data,
+                         size_t len) {
+        const unsigned char *p = data, *end = p + len;
+        unsigned char sum[RHO_SUM];
+        if (len < 8 + RHO_SUM || memcmp(p, "VRH1", 4))
+                return -VEIL_EDECODE;
+        end -= RHO_SUM;
+        crypto_generichash(sum, RHO_SUM, p, len - RHO_SUM, NULL, 0);
+        if (sodium_memcmp(sum, end, RHO_SUM))
+                return -VEIL_EDECODE;
+        size_t n = get(p + 4, 4);
+        const unsigned char *q = p + 8;
+        for (size_t i = 0; i < n; i++) { /* check it all first */
+                if (end - q < 10 || (size_t)(end - q - 10) < get(q, 2))
+                        return -VEIL_EDECODE;
+                q += 2 + get(q, 2) + 8;
+        }
+        if (q != end)
+                return -VEIL_EDECODE;
+        char id[65536];
+        for (q = p + 8; q < end;) {
+                size_t l = get(q, 2);
+                memcpy(id, q + 2, l);
+                id[l] = '\0';
+                uint64_t bits = get(q + 2 + l, 8);
+                double rho;
+                memcpy(&rho, &bits, sizeof(rho));
+                q += 2 + l + 8;
+                if (!(rho >= 0)) /* an unknown cost is not a small one */
+                        rho = INFINITY;
+                struct peer *pe = peer(sh, id, 1);
+                if (!pe)
+                        return -VEIL_ENOMEM;
                 if (rho > pe->rho)
                         pe->rho = rho;
         }

@@ -93,6 +93,18 @@ int veil_share_encode(const struct veil_share *sh, double rho_self,
 /** Replaces the table with a checkpoint's (-VEIL_EDECODE when corrupt). */
 int veil_share_decode(struct veil_share *sh, const void *data, size_t len);
 
+/** The largest ρ of every sender, alone (no positions), for the file beside
+ *  accountant_file: what the instance must still count after a restart
+ *  when the topic no longer holds those senders' records and no checkpoint
+ *  is restored. A malloc'd buffer. */
+int veil_share_rho_encode(const struct veil_share *sh, void **data,
+                          size_t *len);
+/** Raises each sender's ρ to the file's where that is larger (senders not
+ *  seen yet are added). -VEIL_EDECODE when the buffer is damaged: nothing
+ *  is changed then. */
+int veil_share_rho_merge(struct veil_share *sh, const void *data,
+                         size_t len);
+
 struct veil_share_stats {
         uint64_t sent_releases, sent_chunks;
         uint64_t applied_chunks, skipped_chunks, kept_dropped;

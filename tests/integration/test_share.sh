@@ -71,6 +71,15 @@ ok "$(wc -l <"$WORK/upd1.json") chunks on the topic ($a_chunks of a), b's last r
 # model holds both: the ε a record reports adds the other instance's ρ to
 # the instance's own. So it exceeds every ε an instance spent alone (the
 # updates carry their sender's own), and never the ε of both ρ together.
+# eps_after SEEN: the ε of the records after those listed in $WORK/SEEN
+# ({p, o} per record), in increasing order.
+eps_after() {
+  consume "$VEIL_RECS" "$ROOT/schemas/recommendation.avsc" |
+    jq -nr --slurpfile old "$WORK/$1" '
+      ($old | group_by(.p) | map({key: (.[0].p | tostring), value: (map(.o) | max)}) | from_entries) as $last
+      | inputs | select(.offset > ($last[.partition | tostring] // -1))
+      | .value.epsilon_spent.double // 0' | sort -g
+}
 max_of() { jq -r "select(.instance == \"$1\") | .$2" "$WORK/upd1.json" | sort -g | tail -1; }
 own_max=$(printf '%s\n' "$(max_of a eps)" "$(max_of b eps)" | sort -g | tail -1)
 delta=$(jq -r .delta "$WORK/upd1.json" | sed -n 1p)
@@ -112,16 +121,33 @@ first_new=$(comm -13 <(jq -r 'select(.instance == "b") | .seq' "$WORK/upd1.json"
 # The restarted b read a's releases before its first batch: every record
 # it made counts a's spend.
 a_eps=$(max_of a eps)
-new_min=$(consume "$VEIL_RECS" "$ROOT/schemas/recommendation.avsc" |
-  jq -nr --slurpfile old "$WORK/recs1.json" '
-    ($old | group_by(.p) | map({key: (.[0].p | tostring), value: (map(.o) | max)}) | from_entries) as $last
-    | inputs | select(.offset > ($last[.partition | tostring] // -1))
-    | .value.epsilon_spent.double // 0' | sort -g | sed -n 1p)
+new_min=$(eps_after recs1.json | sed -n 1p)
 awk -v n="$new_min" -v a="$a_eps" 'BEGIN{exit !(n > a)}' ||
   fail "a record of the restarted b reports epsilon $new_min, not above a's own $a_eps"
 ok "the restarted b's records report epsilon from $new_min, above a's own $a_eps"
 grep -q '"level":"error"' "$WORK/veil-b2.log" && fail "errors in the log"
 ok "restarted b applied all $a_chunks chunks of a once; its releases resume at seq $first_new"
+
+# The topic has dropped a's releases (retention) and no checkpoint is
+# restored: b still counts a's spend, from the file beside its accountant
+# file, so ε never goes below what b reported before (an empty updates
+# topic stands for the dropped records).
+b2_max=$(eps_after recs1.json | tail -1)
+consume "$VEIL_RECS" "$ROOT/schemas/recommendation.avsc" | jq -c '{p: .partition, o: .offset}' >"$WORK/recs2.json"
+[ -s "$WORK/acc-b.others" ] || fail "b kept no file of the other instances' spend beside its accountant file"
+topic "share-upd-empty-$SUFFIX"
+VEIL_INSTANCE_ID=b VEIL_ACCOUNTANT="$WORK/acc-b" VEIL_UPDATES="share-upd-empty-$SUFFIX" \
+  start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-b4.log"
+produce "$VEIL_INPUT" "$WORK/more.csv"
+wait_count "$VEIL_RECS" $((N + 4000)) 60 || fail "recommendations with an empty updates topic"
+stop_veil 20
+grep -q "counts the releases of other instances that an earlier run applied" "$WORK/veil-b4.log" ||
+  fail "b did not count a's spend from its file at start"
+b4_min=$(eps_after recs2.json | sed -n 1p)
+awk -v n="$b4_min" -v o="$b2_max" 'BEGIN{exit !(n >= o && o > 0)}' ||
+  fail "with a's records gone b reports epsilon from $b4_min, below the $b2_max it reported before"
+grep -q '"level":"error"' "$WORK/veil-b4.log" && fail "errors in the log"
+ok "with a's records gone, b reports epsilon from $b4_min (before: up to $b2_max)"
 
 # b's accountant file lost: its releases on the topic still count, as
 # another sender's, from its first batch.
@@ -130,7 +156,7 @@ rm -f "$WORK/acc-b"
 VEIL_INSTANCE_ID=b VEIL_ACCOUNTANT="$WORK/acc-b" \
   start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-b3.log"
 produce "$VEIL_INPUT" "$WORK/more.csv"
-wait_count "$VEIL_RECS" $((N + 4000)) 60 || fail "recommendations after the file was lost"
+wait_count "$VEIL_RECS" $((N + 6000)) 60 || fail "recommendations after the file was lost"
 stop_veil 20
 lost=$(sed -nE 's/.*releases of this instance costing rho ([0-9.e+-]+), more than accountant_file counts \(0\).*/\1/p' "$WORK/veil-b3.log")
 [ -n "$lost" ] || fail "b did not say that the topic holds releases its new accountant file does not count"

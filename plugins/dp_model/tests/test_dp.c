@@ -739,6 +739,53 @@ static void update_rec(struct veil_codec *c, struct veil_buf *b, float v) {
         update_rec_of(c, b, "peer", v, 0.25);
 }
 
+/* The senders' ρ alone, for the file beside accountant_file: a round trip
+ * keeps every sender's largest ρ, a merge never lowers one, and a damaged
+ * or cut buffer is refused without changing anything. */
+static void test_share_rho_file(void **st) {
+        (void)st;
+        unsigned char buf[256];
+        double rho[3] = {0.25, 0.5, 9.0};
+        struct veil_share *sh, *sh2;
+        assert_int_equal(veil_share_new(&sh, "self", 1 << 20), 0);
+        size_t n = table(buf, 1, rho);
+        assert_int_equal(veil_share_decode(sh, buf, n), 0);
+        void *enc;
+        size_t len;
+        assert_int_equal(veil_share_rho_encode(sh, &enc, &len), 0);
+        /* A restart: nothing from the topic, the file alone. */
+        assert_int_equal(veil_share_new(&sh2, "self", 1 << 20), 0);
+        assert_int_equal(veil_share_rho_merge(sh2, enc, len), 0);
+        size_t senders;
+        assert_true(veil_share_others_rho(sh2, &senders) ==
+                    veil_share_others_rho(sh, NULL));
+        assert_int_equal(senders, 2);
+        /* Positions are not in it: every update on the topic still
+         * applies (the model was not restored). */
+        assert_int_equal(veil_share_stats(sh2).seq, 0);
+        /* Merged again over a larger known ρ: the larger stays. */
+        rho[0] = 3.0;
+        n = table(buf, 1, rho);
+        assert_int_equal(veil_share_decode(sh2, buf, n), 0);
+        double before = veil_share_others_rho(sh2, NULL);
+        assert_int_equal(veil_share_rho_merge(sh2, enc, len), 0);
+        assert_true(veil_share_others_rho(sh2, NULL) == before);
+        /* Damaged anywhere, or cut: refused, nothing changed. */
+        for (size_t k = 0; k < len; k += 7) {
+                ((unsigned char *)enc)[k] ^= 0x10;
+                assert_int_equal(veil_share_rho_merge(sh2, enc, len),
+                                 -VEIL_EDECODE);
+                ((unsigned char *)enc)[k] ^= 0x10;
+        }
+        assert_int_equal(veil_share_rho_merge(sh2, enc, len - 1),
+                         -VEIL_EDECODE);
+        assert_int_equal(veil_share_rho_merge(sh2, enc, 3), -VEIL_EDECODE);
+        assert_true(veil_share_others_rho(sh2, NULL) == before);
+        free(enc);
+        veil_share_free(sh2);
+        veil_share_free(sh);
+}
+
 /* A value that is not a finite number is refused (the record goes to the
  * dead-letter topic): one NaN would spread through every score. And own
  * records read back count when the accountant does not. */
@@ -1231,6 +1278,7 @@ int main(void) {
                 cmocka_unit_test(test_budget_freezes),
                 cmocka_unit_test(test_others_count),
                 cmocka_unit_test(test_share_table_rho),
+                cmocka_unit_test(test_share_rho_file),
                 cmocka_unit_test(test_share_records),
                 cmocka_unit_test(test_checkpoint_roundtrip),
                 cmocka_unit_test(test_empirical_privacy),
