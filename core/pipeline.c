@@ -38,6 +38,9 @@ struct veil_stage {
         void *state;
         int inited;
         struct veil_stage_stats stats;
+        /* veil_privacy_set_spent / _budget: the stage's own */
+        double eps_spent, delta_spent, eps_budget, delta_budget;
+        int has_spent, has_budget;
         /* veil_metric_set: read by the metrics publisher on this thread */
         struct {
                 char name[49];
@@ -91,9 +94,10 @@ struct veil_pipeline {
         uint64_t tiers[4]; /**< decoded events by tier after the chain */
         uint64_t erasures; /**< erasures applied to every stage */
         double erase_max_ms, erase_sum_ms; /**< request to last stage */
-        double eps_spent, delta;
-        double eps_budget, delta_budget;
-        int has_budget;
+        /* What the pipeline a reload replaced had spent: reported until
+         * the stages report more (ε never goes down). */
+        double eps_floor, delta_floor;
+        uint64_t id; /* veil_stage_pipeline_id */
 };
 
 /* ------------------------------------------------------------------ */
@@ -295,14 +299,17 @@ int veil_pseudonym(veil_stage_t *st, const char *domain, const void *id,
 }
 
 void veil_privacy_set_spent(veil_stage_t *st, double epsilon, double delta) {
-        st->p->eps_spent = epsilon;
-        st->p->delta = delta;
+        st->eps_spent = epsilon;
+        st->delta_spent = delta;
+        st->has_spent = 1;
 }
 
+uint64_t veil_stage_pipeline_id(const veil_stage_t *st) { return st->p->id; }
+
 void veil_privacy_set_budget(veil_stage_t *st, double epsilon, double delta) {
-        st->p->eps_budget = epsilon;
-        st->p->delta_budget = delta;
-        st->p->has_budget = 1;
+        st->eps_budget = epsilon;
+        st->delta_budget = delta;
+        st->has_budget = 1;
 }
 
 int veil_metric_set(veil_stage_t *st, const char *name, double value) {
@@ -341,9 +348,11 @@ static int stage_declares(const struct veil_plugin *def, const char *output) {
 int veil_pipeline_new(struct veil_pipeline **pp, const struct veil_config *cfg,
                       const struct veil_pipeline_opts *opts, char *errstr,
                       size_t errstr_size) {
+        static _Atomic uint64_t next_id;
         struct veil_pipeline *p = calloc(1, sizeof(*p));
         if (!p)
                 return -VEIL_ENOMEM;
+        p->id = ++next_id;
         p->cfg = cfg;
         p->keyring = opts ? opts->keyring : NULL;
         veil_arena_init(&p->arena, 1 << 20, 0);
@@ -1027,16 +1036,36 @@ uint64_t veil_pipeline_erasures(const struct veil_pipeline *p, double *max_ms,
                                        : 0.0;
         return p->erasures;
 }
+/* Several stages that spend privacy on the same people compose: their ε
+ * and δ add (basic composition, loose but never an under-report). */
 void veil_pipeline_privacy_spent(const struct veil_pipeline *p, double *eps,
                                  double *delta) {
-        *eps = p->eps_spent;
-        *delta = p->delta;
+        double e = 0, d = 0;
+        for (size_t i = 0; i < p->n_stages; i++)
+                if (p->stages[i].has_spent) {
+                        e += p->stages[i].eps_spent;
+                        d += p->stages[i].delta_spent;
+                }
+        if (e < p->eps_floor) {
+                e = p->eps_floor;
+                d = p->delta_floor;
+        }
+        *eps = e;
+        *delta = d;
 }
 int veil_pipeline_privacy_budget(const struct veil_pipeline *p, double *eps,
                                  double *delta) {
-        *eps = p->eps_budget;
-        *delta = p->delta_budget;
-        return p->has_budget;
+        double e = 0, d = 0;
+        int has = 0;
+        for (size_t i = 0; i < p->n_stages; i++)
+                if (p->stages[i].has_budget) {
+                        e += p->stages[i].eps_budget;
+                        d += p->stages[i].delta_budget;
+                        has = 1;
+                }
+        *eps = e;
+        *delta = d;
+        return has;
 }
 size_t veil_pipeline_stage_n_gauges(const struct veil_pipeline *p, size_t i) {
         return p->stages[i].n_gauges;
@@ -1094,9 +1123,8 @@ int veil_pipeline_transfer(struct veil_pipeline *to,
                         return rc < 0 ? rc : -VEIL_ESTATE;
                 }
         }
-        /* What was spent stays spent until the new stages report. */
-        to->eps_spent = from->eps_spent;
-        to->delta = from->delta;
+        /* What was spent stays spent until the new stages report more. */
+        veil_pipeline_privacy_spent(from, &to->eps_floor, &to->delta_floor);
         return 0;
 }
 struct veil_codec *veil_pipeline_input_codec(struct veil_pipeline *p) {

@@ -17,41 +17,103 @@
 
 #include "tree.h"
 
-/* The accountant files this process holds. Two processes on one file
+/* The accountant files this process holds. Two holders of one file
  * would each count only their own releases, and each save overwrites the
- * other's: the file would say the larger spend, not the sum. So a file is
- * locked (flock) while a stage uses it; a reload, whose new stage opens
- * the file while the old one still runs, shares the lock. Stages are
- * created and freed on the host's main thread. */
+ * other's: the file would say the larger spend, not the sum. So while a
+ * stage uses accountant_file it holds a lock (flock) on a file beside it,
+ * accountant_file + ".lock", which is never renamed: the accountant file
+ * itself is created (and an older veil's one-record file replaced) by
+ * renaming a temporary file over it, and a lock on the inode it replaced
+ * would guard nothing. The lock is taken before the file is read, so two
+ * processes starting at once cannot both create it. The accountant file
+ * is locked too, after the load, for an older veil that locks only it.
+ * A reload, whose new stage opens the file while the old one still runs,
+ * shares the locks; two stages of one pipeline may not (owner). Stages
+ * are created and freed on the host's main thread. */
+#define LOCK_OWNERS 4
 static struct acc_lock {
         dev_t dev;
         ino_t ino;
-        int fd, refs;
+        int fd, data_fd, refs;
+        uint64_t owner[LOCK_OWNERS]; /* of each holder; 0: not checked */
 } locks[16];
 
-static int lock_file(const char *path, struct acc_lock **out, char *errstr,
-                     size_t errstr_size) {
+static int flock_now(int fd) {
+        int rc;
+        do
+                rc = flock(fd, LOCK_EX | LOCK_NB);
+        while (rc < 0 && errno == EINTR);
+        return rc;
+}
+
+static int in_use(const char *path, int e, char *errstr, size_t errstr_size) {
+        snprintf(errstr, errstr_size,
+                 "dp_model: accountant_file '%s' is in use by another "
+                 "process%s: two pipelines on one file would each count "
+                 "only their own releases; give each its own accountant_file",
+                 path, e == EWOULDBLOCK ? "" : " (cannot lock it)");
+        return -VEIL_EINVAL;
+}
+
+/* Takes path's ".lock" for owner; *out is then held. */
+static int lock_file(const char *path, uint64_t owner, struct acc_lock **out,
+                     char *errstr, size_t errstr_size) {
         struct stat st;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        size_t l = strlen(path);
+        char *lp = malloc(l + sizeof(".lock"));
+        if (!lp)
+                return -VEIL_ENOMEM;
+        memcpy(lp, path, l);
+        memcpy(lp + l, ".lock", sizeof(".lock"));
+        int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0 || fstat(fd, &st) < 0) {
                 snprintf(errstr, errstr_size,
-                         "dp_model: accountant_file '%s': %s", path,
-                         strerror(errno));
+                         "dp_model: accountant_file: cannot open its lock "
+                         "file %s: %s (is its directory there and "
+                         "writable?)",
+                         lp, strerror(errno));
+                free(lp);
                 if (fd >= 0)
                         close(fd);
                 return -VEIL_EIO;
         }
+        free(lp);
         struct acc_lock *free_slot = NULL;
         for (size_t i = 0; i < sizeof(locks) / sizeof(*locks); i++) {
-                struct acc_lock *l = &locks[i];
-                if (l->refs && l->dev == st.st_dev && l->ino == st.st_ino) {
+                struct acc_lock *k = &locks[i];
+                if (k->refs && k->dev == st.st_dev && k->ino == st.st_ino) {
                         close(fd);
-                        l->refs++;
-                        *out = l;
+                        size_t at = LOCK_OWNERS;
+                        for (size_t j = 0; j < LOCK_OWNERS; j++) {
+                                if (owner && k->owner[j] == owner) {
+                                        snprintf(errstr, errstr_size,
+                                                 "dp_model: accountant_file "
+                                                 "'%s' is given to two "
+                                                 "dp_model stages of this "
+                                                 "pipeline: each would count "
+                                                 "only its own releases; give "
+                                                 "each its own accountant_file",
+                                                 path);
+                                        return -VEIL_EINVAL;
+                                }
+                                if (!k->owner[j] && at == LOCK_OWNERS)
+                                        at = j;
+                        }
+                        if (owner && at == LOCK_OWNERS) {
+                                snprintf(errstr, errstr_size,
+                                         "dp_model: accountant_file '%s' is "
+                                         "held by %d stages already",
+                                         path, k->refs);
+                                return -VEIL_EINVAL;
+                        }
+                        if (owner)
+                                k->owner[at] = owner;
+                        k->refs++;
+                        *out = k;
                         return 0;
                 }
-                if (!l->refs && !free_slot)
-                        free_slot = l;
+                if (!k->refs && !free_slot)
+                        free_slot = k;
         }
         if (!free_slot) {
                 close(fd);
@@ -60,26 +122,50 @@ static int lock_file(const char *path, struct acc_lock **out, char *errstr,
                          "process", sizeof(locks) / sizeof(*locks));
                 return -VEIL_EINVAL;
         }
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (flock_now(fd) < 0) {
                 int e = errno;
                 close(fd);
-                snprintf(errstr, errstr_size,
-                         "dp_model: accountant_file '%s' is in use by another "
-                         "process%s: two pipelines on one file would each "
-                         "count only their own releases; give each its own "
-                         "accountant_file",
-                         path, e == EWOULDBLOCK ? "" : " (cannot lock it)");
-                return -VEIL_EINVAL;
+                return in_use(path, e, errstr, errstr_size);
         }
-        *free_slot = (struct acc_lock){st.st_dev, st.st_ino, fd, 1};
+        *free_slot = (struct acc_lock){st.st_dev, st.st_ino, fd, -1, 1, {owner}};
         *out = free_slot;
         return 0;
 }
 
-static void unlock_file(struct acc_lock *l) {
-        if (l && --l->refs == 0) {
-                close(l->fd); /* releases the flock */
-                l->fd = -1;
+/* The accountant file itself, once it exists (loaded or created). */
+static int lock_data(struct acc_lock *k, const char *path, char *errstr,
+                     size_t errstr_size) {
+        if (k->data_fd >= 0)
+                return 0; /* a reload's predecessor holds it */
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                snprintf(errstr, errstr_size,
+                         "dp_model: accountant_file '%s': %s", path,
+                         strerror(errno));
+                return -VEIL_EIO;
+        }
+        if (flock_now(fd) < 0) {
+                int e = errno;
+                close(fd);
+                return in_use(path, e, errstr, errstr_size);
+        }
+        k->data_fd = fd;
+        return 0;
+}
+
+static void unlock_file(struct acc_lock *k, uint64_t owner) {
+        if (!k)
+                return;
+        for (size_t j = 0; owner && j < LOCK_OWNERS; j++)
+                if (k->owner[j] == owner) {
+                        k->owner[j] = 0;
+                        break;
+                }
+        if (--k->refs == 0) {
+                if (k->data_fd >= 0)
+                        close(k->data_fd);
+                close(k->fd); /* releases the flocks */
+                k->fd = k->data_fd = -1;
         }
 }
 
@@ -156,7 +242,7 @@ static void *zalloc(size_t n, size_t size) {
 void veil_dp_free(struct veil_dp *dp) {
         if (!dp)
                 return;
-        unlock_file(dp->lock);
+        unlock_file(dp->lock, dp->cfg.owner);
         veil_accountant_free(dp->acc);
         veil_noise_free(dp->ns);
         veil_tree_free(dp->tree);
@@ -315,6 +401,9 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
                                     dp->st.sigma_acc, dp->cfg.max_contrib,
                                     tree ? cfg->tree_steps : 0, 1};
         rc = veil_accountant_new(&dp->acc, &mech, errstr, errstr_size);
+        if (!rc)
+                rc = lock_file(dp->path, cfg->owner, &dp->lock, errstr,
+                               errstr_size);
         if (!rc) {
                 char err[256];
                 rc = veil_accountant_load(dp->acc, dp->path, err, sizeof(err));
@@ -337,7 +426,7 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
                 }
         }
         if (!rc)
-                rc = lock_file(dp->path, &dp->lock, errstr, errstr_size);
+                rc = lock_data(dp->lock, dp->path, errstr, errstr_size);
         if (rc) {
                 veil_dp_free(dp);
                 return rc;

@@ -120,6 +120,11 @@ struct veil_dp_cfg {
          *  mean VEIL_DP_STEP_MAX, which the rounding margin assumes (a
          *  smaller one is for tests). */
         size_t step_max;
+        /** The stage's pipeline (veil_stage_pipeline_id), or 0 (tests): two
+         *  holders of one accountant file with the same non-zero owner are
+         *  two stages of one pipeline, which is refused; different owners
+         *  are a reload and its predecessor, which share it. */
+        uint64_t owner;
 };
 
 struct veil_dp;

@@ -1441,7 +1441,7 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                                 honaker ? VEIL_TREE_HONAKER : VEIL_TREE_PLAIN,
                                 interval, event_time,
                                 event_time ? llround(late_s * 1000) : 0,
-                                VEIL_DP_STEP_MAX};
+                                VEIL_DP_STEP_MAX, veil_stage_pipeline_id(st)};
         char err[512];
         int rc = veil_dp_new(&s->dp, &c, s->m, err, sizeof(err));
         if (rc) {

@@ -191,6 +191,8 @@ static void close_chain(struct chain *c) {
         snprintf(path, sizeof(path), "/tmp/bench_chain_dp.%d.acc",
                  (int)getpid());
         unlink(path);
+        strcat(path, ".lock"); /* the accountant's lock file */
+        unlink(path);
         veil_pipeline_destroy(c->p);
         veil_keyring_destroy(c->kr);
         veil_config_destroy(c->cfg);

@@ -322,11 +322,20 @@ void veil_instance_id(char *out, size_t size);
 /** Size of the buffer veil_pseudonym needs, terminator included. */
 #define VEIL_PSEUDONYM_MAX 64
 
-/** The pipeline's current privacy spend, for records that report it. */
+/** The stage's current privacy spend (ε, δ), for the pipeline's /metrics
+ *  and the demo's summary. With several stages that report one, the
+ *  pipeline's spend is their sum: stages that learn from the same people
+ *  compose. */
 void veil_privacy_set_spent(veil_stage_t *st, double epsilon, double delta);
 /** The privacy budget the stage enforces (the total ε and δ it will spend),
- *  so the host can report what remains on /metrics. */
+ *  so the host can report what remains on /metrics (summed like the
+ *  spend). */
 void veil_privacy_set_budget(veil_stage_t *st, double epsilon, double delta);
+/** An identity of the stage's pipeline, unique in the process: the stages
+ *  of one pipeline share it, and the pipeline a reload builds has another.
+ *  For what a stage must not share with its siblings but hands over to its
+ *  successor on a reload (dp_model's accountant file). */
+uint64_t veil_stage_pipeline_id(const veil_stage_t *st);
 
 /** Sets a gauge of the stage that the host exports on /metrics as
  *  veil_plugin_<plugin>_<name>{stage="…"} (e.g. a consent ledger's size).

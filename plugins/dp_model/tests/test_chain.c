@@ -29,6 +29,7 @@ struct rec {
         double scores[10];
         int n_items;
         long version;
+        double eps; /* epsilon_spent; 0 when null */
 };
 
 struct harness {
@@ -74,9 +75,10 @@ static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
         int64_t v;
         assert_int_equal(veil_rec_get_long(r, "model_version", &v), 0);
         o->version = (long)v;
-        double eps;
+        double eps = 0;
         assert_int_equal(veil_rec_get_double(r, "epsilon_spent", &eps),
                          h->private_model ? 0 : -VEIL_ENOENT);
+        o->eps = eps;
         size_t n = veil_rec_array_size(r, "items");
         assert_true(n <= 10);
         for (size_t i = 0; i < n; i++) {
@@ -93,9 +95,19 @@ static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
         return 0;
 }
 
-static void h_open(struct harness *h, const char *ctx_with,
-                   const char *model_with) {
-        char yaml[2048], err[2048];
+/* The chain context → dp_model (→ a second dp_model stage with model2_with,
+ * when not NULL), built from YAML by the host; 0, or the host's refusal in
+ * err. */
+static int h_try(struct harness *h, const char *ctx_with,
+                 const char *model_with, const char *model2_with, char *err,
+                 size_t err_size) {
+        char yaml[4096], second[1024] = "";
+        if (model2_with)
+                snprintf(second, sizeof(second),
+                         "  - use: dp_model\n"
+                         "    with: {catalog: ../../../config/demo/items.csv, "
+                         "dim: 16, seed: 43, %s}\n",
+                         model2_with);
         snprintf(yaml, sizeof(yaml),
                  "kafka: {bootstrap: embedded, group: t}\n"
                  "input: {topic: in, schema: ../../../schemas/interaction.avsc,"
@@ -110,20 +122,33 @@ static void h_open(struct harness *h, const char *ctx_with,
                  "  - use: dp_model\n"
                  "    with: {catalog: ../../../config/demo/items.csv, dim: 16,"
                  " seed: 42%s%s}\n"
+                 "%s"
                  "keys: {ephemeral: true}\n",
                  *ctx_with ? ", " : "", ctx_with, *model_with ? ", " : "",
-                 model_with);
+                 model_with, second);
         memset(h, 0, sizeof(*h));
         char *dirs[] = {VEIL_PLUGIN_DIR_BUILD};
         if (veil_config_parse(&h->cfg,
                               VEIL_SRCDIR "/plugins/dp_model/tests/t.yaml",
-                              yaml, strlen(yaml), err, sizeof(err)) ||
-            veil_keys_load(h->cfg, &h->kr, err, sizeof(err)))
+                              yaml, strlen(yaml), err, err_size) ||
+            veil_keys_load(h->cfg, &h->kr, err, err_size))
                 fail_msg("%s", err);
         struct veil_pipeline_opts o = {dirs, 1, h->kr, 0};
-        if (veil_pipeline_new(&h->p, h->cfg, &o, err, sizeof(err)))
-                fail_msg("%s", err);
+        int rc = veil_pipeline_new(&h->p, h->cfg, &o, err, err_size);
+        if (rc) {
+                veil_keyring_destroy(h->kr);
+                veil_config_destroy(h->cfg);
+                return rc;
+        }
         veil_pipeline_set_sink(h->p, (struct veil_sink){sink, h});
+        return 0;
+}
+
+static void h_open(struct harness *h, const char *ctx_with,
+                   const char *model_with) {
+        char err[2048];
+        if (h_try(h, ctx_with, model_with, NULL, err, sizeof(err)))
+                fail_msg("%s", err);
 }
 
 static void h_close(struct harness *h) {
@@ -364,6 +389,61 @@ static void test_learning_moves_the_model(void **st) {
         h_close(&h);
 }
 
+/* An accountant file and the lock dp_model keeps beside it, removed. */
+static void unlink_acc(const char *acc) {
+        char lock[300];
+        unlink(acc);
+        snprintf(lock, sizeof(lock), "%s.lock", acc);
+        unlink(lock);
+}
+
+/* Two private stages of one pipeline, each with its own accountant file:
+ * the pipeline's spend (the /metrics gauge, the demo's line) is the sum of
+ * theirs, as their releases compose; each stage's records carry its own.
+ * One file given to both stages is refused at start. */
+static void test_two_private_stages(void **st) {
+        (void)st;
+        char acc[2][64], with[2][512], err[2048];
+        for (int k = 0; k < 2; k++) {
+                snprintf(acc[k], sizeof(acc[k]), "/tmp/veil-test-chain-2p%d-%d.acc",
+                         k, (int)getpid());
+                unlink_acc(acc[k]);
+                snprintf(with[k], sizeof(with[k]),
+                         "mechanism: gaussian, noise_multiplier: %d, "
+                         "step_size: 1, step_interval_s: 0, "
+                         "max_contributions: 100, epsilon_budget: 0, "
+                         "accountant_file: %s",
+                         k + 1, acc[k]);
+        }
+        struct harness h;
+        assert_int_equal(h_try(&h, "", with[0], with[0], err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "two dp_model stages of this pipeline"));
+        if (h_try(&h, "", with[0], with[1], err, sizeof(err)))
+                fail_msg("%s", err);
+        h.private_model = 1;
+        struct spec sp[] = {{"a", items[0], 1291191960, C, 1, NULL},
+                            {"b", items[1], 1291191961, C, 1, NULL}};
+        for (int i = 0; i < 3; i++)
+                h_run(&h, sp, 2);
+        /* The spend now, and the next batch's records (served before
+         * that batch's releases): one per event and stage, the first
+         * stage's first (its σ is smaller: it spent more). */
+        double eps, delta;
+        veil_pipeline_privacy_spent(h.p, &eps, &delta);
+        int first = h_run(&h, sp, 2);
+        assert_int_equal(h.n_recs - first, 4);
+        double e1 = h.recs[first].eps, e2 = h.recs[first + 2].eps;
+        assert_true(e1 > e2 && e2 > 0);
+        if (!(fabs(eps - (e1 + e2)) <= 1e-9 * eps))
+                fail_msg("the pipeline reports epsilon %.17g, the stages "
+                         "%.17g + %.17g",
+                         eps, e1, e2);
+        h_close(&h);
+        unlink_acc(acc[0]);
+        unlink_acc(acc[1]);
+}
+
 /* A private model on the clock, from the YAML through the host: the
  * first batch past a step's end releases it before it is served, and a
  * step whose one batch brought no contribution is released too (noise
@@ -383,7 +463,7 @@ static void test_private_clock_steps(void **st) {
                                             "step_time: event"};
         for (int mode = 0; mode < 3; mode++) {
                 int counted = mode == 2;
-                unlink(acc);
+                unlink_acc(acc);
                 snprintf(with, sizeof(with),
                          "mechanism: gaussian, noise_multiplier: 0.01, "
                          "dp_blocks: bias, dp_optimizer: sgd, "
@@ -421,7 +501,7 @@ static void test_private_clock_steps(void **st) {
                 }
                 h_close(&h);
         }
-        unlink(acc);
+        unlink_acc(acc);
 }
 
 /* Steps by the events' own times (step_time: event): an event of the open
@@ -435,7 +515,7 @@ static void test_event_time_steps(void **st) {
         char acc[64], with[512];
         snprintf(acc, sizeof(acc), "/tmp/veil-test-chain-e%d.acc",
                  (int)getpid());
-        unlink(acc);
+        unlink_acc(acc);
         snprintf(with, sizeof(with),
                  "mechanism: gaussian, noise_multiplier: 0.01, "
                  "dp_blocks: bias, dp_optimizer: sgd, dp_learning_rate: 1, "
@@ -495,7 +575,7 @@ static void test_event_time_steps(void **st) {
                         fail_msg("item %d: %s the top eight", i,
                                  has_item(r, items[i]) ? "in" : "not in");
         h_close(&h);
-        unlink(acc);
+        unlink_acc(acc);
 }
 
 /* The description neighbours' score counts in the explanation's parts:
@@ -648,6 +728,7 @@ int main(void) {
                 cmocka_unit_test(test_tier_none),
                 cmocka_unit_test(test_learning_moves_the_model),
                 cmocka_unit_test(test_private_clock_steps),
+                cmocka_unit_test(test_two_private_stages),
                 cmocka_unit_test(test_event_time_steps),
                 cmocka_unit_test(test_explanations_count_neighbours),
                 cmocka_unit_test(test_history),

@@ -42,12 +42,20 @@ static struct veil_model *new_model(size_t items, size_t d, size_t space) {
         return m;
 }
 
+/* An accountant file and the lock beside it, removed. */
+static void unlink_acc(const char *path) {
+        char lock[300];
+        unlink(path);
+        snprintf(lock, sizeof(lock), "%s.lock", path);
+        unlink(lock);
+}
+
 /* A state file in tmpfs when there is one: the tests release thousands
  * of steps, each with an fsync. */
 static void tmp_path(char *out, size_t n, const char *name) {
         const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
         snprintf(out, n, "%s/veil-test-dp-%d-%s", dir, (int)getpid(), name);
-        unlink(out);
+        unlink_acc(out);
 }
 
 static struct veil_dp_cfg cfg_of(const char *path, double sigma) {
@@ -147,7 +155,7 @@ static void fx_close(struct fx *x) {
         veil_dp_free(x->dp);
         veil_learner_free(x->L);
         veil_model_free(x->m);
-        unlink(x->path);
+        unlink_acc(x->path);
 }
 
 /* ---- per-user bounds --------------------------------------------------- */
@@ -180,6 +188,33 @@ static void test_step_cap(void **st) {
                          1);
         assert_int_equal(veil_dp_release(dp, x.L, x.m, err, sizeof(err)), 1);
         assert_int_equal(veil_dp_admit(dp, "one-more", 2), 1);
+        fx_close(&x);
+}
+
+/* One accountant file, two holders in this process: a reload's new stage
+ * (another pipeline) shares it with the one it replaces; a second stage of
+ * the same pipeline is refused; the file is free again once released. */
+static void test_file_owners(void **st) {
+        (void)st;
+        char err[256];
+        struct veil_dp_cfg c = cfg_of(NULL, 1.0);
+        c.owner = 7;
+        struct fx x;
+        fx_open(&x, "owners", c);
+        c.acc_path = x.path;
+        struct veil_dp *dp2 = NULL;
+        assert_int_equal(veil_dp_new(&dp2, &c, x.m, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "two dp_model stages of this pipeline"));
+        c.owner = 8; /* a reload's pipeline */
+        assert_int_equal(veil_dp_new(&dp2, &c, x.m, err, sizeof(err)), 0);
+        veil_dp_free(x.dp); /* the old stage goes */
+        x.dp = NULL;
+        c.owner = 7; /* its owner's place is free again */
+        struct veil_dp *dp3 = NULL;
+        assert_int_equal(veil_dp_new(&dp3, &c, x.m, err, sizeof(err)), 0);
+        veil_dp_free(dp3);
+        veil_dp_free(dp2);
         fx_close(&x);
 }
 
@@ -457,7 +492,7 @@ static void test_hook_sum_bounded(void **st) {
         veil_dp_free(dp);
         veil_learner_free(L);
         veil_model_free(m);
-        unlink(path);
+        unlink_acc(path);
 }
 
 /* ---- accounting and budget --------------------------------------------- */
@@ -526,7 +561,7 @@ static void test_charged_saved_before_apply(void **st) {
         fake_free(&f);
         veil_learner_free(L);
         veil_model_free(m);
-        unlink(path);
+        unlink_acc(path);
 }
 
 static void test_budget_freezes(void **st) {
@@ -573,7 +608,7 @@ static void test_budget_freezes(void **st) {
         fake_free(&f);
         veil_learner_free(L);
         veil_model_free(m);
-        unlink(path);
+        unlink_acc(path);
 }
 
 /* The other instances' ρ counts in ε and in the budget: the same stream
@@ -615,7 +650,7 @@ static void test_others_count(void **st) {
                 fake_free(&f);
                 veil_learner_free(L);
                 veil_model_free(m);
-                unlink(path[k]);
+                unlink_acc(path[k]);
         }
         /* Each step costs 1/(2·3²) = 0.0556: 0.2 is more than three. */
         assert_true(released[1] > 0 && released[1] + 3 <= released[0]);
@@ -965,8 +1000,8 @@ static void test_checkpoint_roundtrip(void **st) {
         veil_learner_free(L);
         veil_model_free(m);
         veil_model_free(m2);
-        unlink(path);
-        unlink(path2);
+        unlink_acc(path);
+        unlink_acc(path2);
 }
 
 /* ---- empirical privacy ------------------------------------------------- */
@@ -1011,7 +1046,7 @@ static void histogram(double sigma, float x, int n, int *hist, int bins,
         fake_free(&f);
         veil_learner_free(L);
         veil_model_free(m);
-        unlink(path);
+        unlink_acc(path);
 }
 
 /* Largest excess, over bins, of P(bin) − e^ε P'(bin) − δ beyond 4
@@ -1116,7 +1151,7 @@ static void test_tree_mechanism(void **st) {
         assert_int_equal(veil_dp_release(dp, L, m, err, sizeof(err)), 1);
         assert_true(fabs(veil_dp_stats(dp).rho - 5 / s2) < 1e-9 * rho);
         veil_dp_free(dp);
-        unlink(path);
+        unlink_acc(path);
 
         /* Two participations per tree: alice joins steps 1 and 2 of a
          * tree, not 3 or 4, and each level costs 2·min(2, 2^l): 2 at the
@@ -1141,7 +1176,7 @@ static void test_tree_mechanism(void **st) {
         fake_free(&f);
         veil_learner_free(L);
         veil_model_free(m);
-        unlink(path);
+        unlink_acc(path);
 }
 
 /* Steps of event time: where an event goes against the open step (the
@@ -1263,12 +1298,13 @@ static void test_event_place(void **st) {
         assert_int_equal(veil_dp_new(&bad, &c, m, err, sizeof(err)),
                          -VEIL_EINVAL);
         veil_model_free(m);
-        unlink(path);
+        unlink_acc(path);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_admit_bounds),
+                cmocka_unit_test(test_file_owners),
                 cmocka_unit_test(test_step_cap),
                 cmocka_unit_test(test_schedule_independent),
                 cmocka_unit_test(test_clock_steps),

@@ -151,6 +151,29 @@ flock -n 9
 check "accountant_file in use" 2 "accountant_file '.*acc2' is in use by another process" -- "$VEIL" replay "$work/b.yaml" --events "$events" --limit 10
 exec 9<&-
 check "accountant_file free again" 0 "recommendations" -- "$VEIL" replay "$work/b.yaml" --events "$events" --limit 10
+# A veil holds accountant_file.lock, which is never renamed: an older
+# veil's one-record file is replaced at the first save by renaming a new
+# file over it (another inode), and a lock on the file itself would then
+# guard nothing. The lock file keeps its inode; a holder of it is refused.
+pipeline "$work/acc5" 0 8 >"$work/f.yaml"
+"$VEIL" replay "$work/f.yaml" --events "$events" --limit 3000 >/dev/null 2>&1
+head -c 128 "$work/acc5" >"$work/acc5.old" && mv "$work/acc5.old" "$work/acc5"
+ino_lock=$(stat -c %i "$work/acc5.lock") ino_data=$(stat -c %i "$work/acc5")
+check "an older veil's file" 0 "recommendations" -- "$VEIL" replay "$work/f.yaml" --events "$events" --limit 3000
+ok test "$(stat -c %s "$work/acc5")" = 8192
+ok test "$(stat -c %i "$work/acc5")" != "$ino_data"
+ok test "$(stat -c %i "$work/acc5.lock")" = "$ino_lock"
+exec 9<"$work/acc2.lock"
+flock -n 9
+check "accountant_file's lock in use" 2 "accountant_file '.*acc2' is in use by another process" -- "$VEIL" replay "$work/b.yaml" --events "$events" --limit 10
+exec 9<&-
+# Two dp_model stages of one pipeline on one file: each would count only
+# its own releases (the lock is shared only with a reload's successor).
+# (the dp_model stage's lines, written twice)
+awk '/^  - use: dp_model/ {inb = 1} inb && !/^  - use: dp_model/ && !/^    / {inb = 0; printf "%s", blk}
+  inb {blk = blk $0 "\n"} {print} END {if (inb) printf "%s", blk}' "$work/b.yaml" >"$work/two.yaml"
+ok test "$(grep -c "use: dp_model" "$work/two.yaml")" = 2
+check "one accountant_file, two stages" 2 "accountant_file '.*acc2' is given to two dp_model stages of this pipeline" -- "$VEIL" lint --start "$work/two.yaml"
 check "no accountant_file" 2 "accountant_file" -- bash -c "sed '/accountant_file/d' '$work/c.yaml' >'$work/d.yaml'; '$VEIL' replay '$work/d.yaml' --events '$events' --limit 10"
 
 # The step schedule from YAML, at most one step per person
