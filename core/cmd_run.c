@@ -295,7 +295,12 @@ int veil_cmd_run(int argc, char **argv) {
                         fprintf(stderr, "veil run: unknown option '%s'\n",
                                 argv[i]);
                         return VEIL_EXIT_USAGE;
-                } else if (!r.file && argv[i][0] != '-') {
+                } else if (argv[i][0] != '-' && r.file) {
+                        fprintf(stderr, "veil run: one pipeline only, got "
+                                        "an extra argument '%s'\n",
+                                argv[i]);
+                        return VEIL_EXIT_USAGE;
+                } else if (argv[i][0] != '-') {
                         r.file = argv[i];
                 }
         }
@@ -313,12 +318,23 @@ int veil_cmd_run(int argc, char **argv) {
                         "kafka.bootstrap: embedded it starts an in-process "
                         "mock broker.\n"
                         "SIGINT/SIGTERM: finish the batch, flush, commit, "
-                        "leave the group, exit 0 (a second signal exits at "
-                        "once).\n"
+                        "leave the group, exit 0, within the shutdown "
+                        "timeout (10 s, plus up to 10 s for the last commit; "
+                        "with exactly-once, up to a minute for the last "
+                        "transaction's delivery reports). Outputs still not "
+                        "acknowledged then are not committed (their input is "
+                        "read again after a restart) and the exit code is 1, "
+                        "as it is when the signal ends a wait for room in "
+                        "the producer's queue (an output down). A second "
+                        "signal ends the process at once.\n"
                         "SIGHUP: reload PIPELINE.yaml at the next batch "
-                        "boundary, validated as `veil lint` does; on any "
-                        "error the running pipeline stays (logged, and "
-                        "counted in veil_reload_failures_total).\n"
+                        "boundary, validated as `veil lint --start` does "
+                        "(the new plugins are started) and refused when "
+                        "kafka.bootstrap, kafka.group, kafka.guarantee, "
+                        "kafka.settings, input.topic or http: changed (a "
+                        "restart applies those); on any error the running "
+                        "pipeline stays (logged, and counted in "
+                        "veil_reload_failures_total).\n"
                         "With an http: section: GET /metrics (Prometheus), "
                         "/healthz, /readyz, and POST /reload when "
                         "http.reload is true.\n"

@@ -392,23 +392,154 @@ static void print_summary(const struct veil_cli_pipeline *cp,
                busy > 0 ? (double)st->records_in / busy : 0.0, busy, secs);
 }
 
-int veil_cmd_demo(int argc, char **argv) {
-        if (veil_cli_wants_help(argc, argv)) {
-                printf("usage: veil demo [PIPELINE.yaml]\n"
-                       "Starts the embedded broker, replays the events named "
-                       "in the pipeline's demo: section (default pipeline: "
-                       "config/pipelines/demo.yaml, found through VEIL_HOME "
-                       "or beside the executable) while the pipeline runs, "
-                       "reads every output back and prints a summary: "
-                       "events in, per-stage counts, dead letters, "
-                       "throughput and a few decoded output records.\n");
+#define DEMO_USAGE "usage: veil demo [--configured-broker] [PIPELINE.yaml]\n"
+
+/* The ${NAME} references written in the value at line:col of `file` (the
+ * rest of that line), as "A" or "A, B"; "" when there are none. */
+static void value_vars(const char *file, int line, int col, char *out,
+                       size_t out_size) {
+        char buf[4096];
+        size_t o = 0;
+        out[0] = '\0';
+        FILE *f = fopen(file, "r");
+        if (!f)
+                return;
+        for (int l = 1; fgets(buf, sizeof(buf), f); l++) {
+                if (l != line)
+                        continue;
+                const char *p = buf + (col > 1 && (size_t)(col - 1) <
+                                                          strlen(buf)
+                                               ? col - 1
+                                               : 0);
+                while ((p = strstr(p, "${"))) {
+                        p += 2;
+                        size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                             "abcdefghijklmnopqrstuvwxyz"
+                                             "0123456789_");
+                        if (n && o < out_size)
+                                o += (size_t)snprintf(out + o, out_size - o,
+                                                      "%s%.*s", o ? ", " : "",
+                                                      (int)n, p);
+                }
+                break;
+        }
+        fclose(f);
+}
+
+/* The demo writes its events and side-input records (tombstones
+ * included) to the pipeline's topics: on the embedded broker unless the
+ * user asked for the configured one. VEIL_EXIT_OK when it may run. */
+static int check_broker(const char *file, int configured) {
+        struct veil_config *cfg;
+        char err[8192];
+        if (veil_config_load(&cfg, file, err, sizeof(err))) {
+                fprintf(stderr, "veil: %s\n", err);
+                return VEIL_EXIT_USAGE;
+        }
+        const char *bs = cfg->kafka.bootstrap;
+        if (configured || !strcmp(bs, "embedded")) {
+                veil_config_destroy(cfg);
                 return VEIL_EXIT_OK;
         }
-        char *file = argc > 1 ? strdup(argv[1]) : default_pipeline();
+        const struct veil_node *n = veil_config_get(
+                veil_config_get(cfg->root, "kafka"), "bootstrap");
+        char vars[512] = "";
+        if (n)
+                value_vars(cfg->file, n->line, n->col, vars, sizeof(vars));
+        char topics[1024];
+        size_t o = (size_t)snprintf(topics, sizeof(topics), "'%s'",
+                                    cfg->input.topic);
+        for (size_t i = 0; i < cfg->n_side_inputs && o < sizeof(topics); i++)
+                o += (size_t)snprintf(topics + o, sizeof(topics) - o,
+                                      ", '%s'", cfg->side_inputs[i].topic);
+        fprintf(stderr,
+                "veil demo: %s:%d:%d: kafka.bootstrap is '%s'%s%s%s, not "
+                "embedded: the demo would write its events%s to topic%s %s "
+                "of that cluster and run the pipeline there (group "
+                "'%s').\n",
+                cfg->file, n ? n->line : cfg->line, n ? n->col : cfg->col, bs,
+                vars[0] ? " (from " : "", vars, vars[0] ? ")" : "",
+                cfg->n_side_inputs ? " and side-input records (consent "
+                                     "changes, tombstones included)"
+                                   : "",
+                cfg->n_side_inputs ? "s" : "", topics, cfg->kafka.group);
+        if (vars[0] && !strchr(vars, ','))
+                fprintf(stderr,
+                        "To run on the embedded broker, unset %s (`env -u %s "
+                        "veil demo`); to write to that cluster, pass "
+                        "--configured-broker.\n",
+                        vars, vars);
+        else if (vars[0])
+                fprintf(stderr,
+                        "To run on the embedded broker, unset %s; to write "
+                        "to that cluster, pass --configured-broker.\n",
+                        vars);
+        else
+                fprintf(stderr,
+                        "To run on the embedded broker, set kafka.bootstrap: "
+                        "embedded; to write to that cluster, pass "
+                        "--configured-broker.\n");
+        veil_config_destroy(cfg);
+        return VEIL_EXIT_USAGE;
+}
+
+int veil_cmd_demo(int argc, char **argv) {
+        if (veil_cli_wants_help(argc, argv)) {
+                printf(DEMO_USAGE
+                       "Starts the embedded broker (librdkafka's in-process "
+                       "mock cluster), produces the events named in the "
+                       "pipeline's demo: section (default pipeline: "
+                       "config/pipelines/demo.yaml, found through VEIL_HOME "
+                       "or beside the executable), its side-input records "
+                       "(consent changes, withdrawals by tombstone) and the "
+                       "garbage records it asks for to the pipeline's "
+                       "topics while "
+                       "the pipeline runs, reads every output back and "
+                       "prints a summary: events in, per-stage counts, dead "
+                       "letters, throughput and a few decoded output "
+                       "records.\n"
+                       "The pipeline's kafka.bootstrap must be embedded "
+                       "(the demo pipeline's is ${KAFKA_BOOTSTRAP:-embedded}"
+                       "): when it names a cluster, for example through "
+                       "KAFKA_BOOTSTRAP, veil demo refuses to start (exit "
+                       "2) rather than write the demo data there.\n"
+                       "--configured-broker: run on the cluster "
+                       "kafka.bootstrap names instead, writing the demo's "
+                       "events and records to its topics (the demo's own "
+                       "producer and reader connect with bootstrap.servers "
+                       "alone, without kafka.settings).\n");
+                return VEIL_EXIT_OK;
+        }
+        const char *arg = NULL;
+        int configured = 0;
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--configured-broker")) {
+                        configured = 1;
+                } else if (argv[i][0] == '-') {
+                        fprintf(stderr,
+                                "veil demo: unknown option '%s'\n" DEMO_USAGE,
+                                argv[i]);
+                        return VEIL_EXIT_USAGE;
+                } else if (arg) {
+                        fprintf(stderr,
+                                "veil demo: one pipeline only, got an extra "
+                                "argument '%s'\n" DEMO_USAGE,
+                                argv[i]);
+                        return VEIL_EXIT_USAGE;
+                } else {
+                        arg = argv[i];
+                }
+        }
+        char *file = arg ? strdup(arg) : default_pipeline();
+        int rc = check_broker(file, configured);
+        if (rc) {
+                free(file);
+                return rc;
+        }
         if (veil_log_get_level() == VEIL_LOG_INFO)
                 veil_log_set_level(VEIL_LOG_WARN);
         struct veil_cli_pipeline cp;
-        int rc = veil_cli_open(&cp, file, 0);
+        rc = veil_cli_open(&cp, file, 0);
         free(file);
         if (rc)
                 return rc;

@@ -349,7 +349,7 @@ int veil_cmd_replay(int argc, char **argv) {
         const char *file = NULL, *events = NULL;
         int evaluate = 0;
         long long limit = -1, wait_ms = -1; /* wait_ms -1: by count alone */
-        long batch = 0;
+        long long batch = 0;
         const char **cols = calloc((size_t)argc + 1, sizeof(char *));
         size_t n_cols = 0;
         if (!cols)
@@ -383,10 +383,12 @@ int veil_cmd_replay(int argc, char **argv) {
                         free(cols);
                         return usage(stderr, VEIL_EXIT_USAGE);
                 } else if (!strcmp(a, "--batch") && i + 1 < argc) {
-                        batch = atol(argv[++i]);
-                        if (batch < 1 || batch > 1000000) {
+                        if (nonneg(argv[++i], &batch) || batch < 1 ||
+                            batch > 1000000) {
                                 fprintf(stderr, "veil replay: --batch must "
-                                                "be 1..1000000\n");
+                                                "be a number of events, "
+                                                "1..1000000, got '%s'\n",
+                                        argv[i]);
                                 free(cols);
                                 return VEIL_EXIT_USAGE;
                         }
@@ -409,7 +411,9 @@ int veil_cmd_replay(int argc, char **argv) {
                 } else if (!file) {
                         file = a;
                 } else {
-                        fprintf(stderr, "veil replay: one pipeline only\n");
+                        fprintf(stderr, "veil replay: one pipeline only, got "
+                                        "an extra argument '%s'\n",
+                                a);
                         free(cols);
                         return VEIL_EXIT_USAGE;
                 }

@@ -47,6 +47,34 @@ check "run without file" 2 "usage: veil run" -- "$VEIL" run
 check "run bad log level" 2 "log-level" -- "$VEIL" run x.yaml --log-level loud
 check "lint help" 0 "file:line:column" -- "$VEIL" lint --help
 check "demo help" 0 "embedded broker" -- "$VEIL" demo --help
+check "demo help: a configured broker is refused" 0 "refuses to start \\(exit 2\\).*--configured-broker: run on the cluster" -- bash -c "'$VEIL' demo --help | tr '\n' ' '"
+# The demo writes its events and consent records (tombstones included) to
+# the pipeline's topics: with KAFKA_BOOTSTRAP exported the demo pipeline
+# names a cluster, and veil demo refuses before it starts a plugin or
+# connects (port 9: nothing listens; the accountant file is not created).
+demo_tmp=$(mktemp -d)
+check "demo refuses a KAFKA_BOOTSTRAP cluster" 2 "demo.yaml:[0-9]+:[0-9]+: kafka.bootstrap is '127.0.0.1:9' \\(from KAFKA_BOOTSTRAP\\), not embedded.*unset KAFKA_BOOTSTRAP.*--configured-broker" -- \
+  bash -c "KAFKA_BOOTSTRAP=127.0.0.1:9 VEIL_DEMO_ACCOUNTANT='$demo_tmp/dp.acc' timeout 20 '$VEIL' demo 2>&1 | tr '\n' ' '; exit \${PIPESTATUS[0]}"
+check "demo refuses a configured bootstrap: nothing started" 0 "^no accountant file$" -- \
+  bash -c "[ -e '$demo_tmp/dp.acc' ] && echo 'accountant file created' || echo 'no accountant file'"
+check "demo unknown option" 2 "veil demo: unknown option '--fast'" -- env -u KAFKA_BOOTSTRAP VEIL_DEMO_ACCOUNTANT="$demo_tmp/dp.acc" timeout 60 "$VEIL" demo --fast
+check "demo extra argument" 2 "veil demo: one pipeline only, got an extra argument 'extra.yaml'" -- \
+  env -u KAFKA_BOOTSTRAP VEIL_DEMO_ACCOUNTANT="$demo_tmp/dp.acc" timeout 60 "$VEIL" demo "$root/config/pipelines/demo.yaml" extra.yaml
+rm -rf "$demo_tmp"
+check "help: demo's option" 0 "demo \\[--configured-broker\\] \\[PIPELINE.yaml\\]" -- "$VEIL" --help
+# veil run: a SIGTERM exits 1 when outputs are not acknowledged in time.
+check "run help: exit 1 at a stop with unacknowledged outputs" 0 "exit 0, within the shutdown timeout.*not acknowledged then are not committed.*exit code is 1" -- bash -c "'$VEIL' run --help | tr '\n' ' '"
+check "run help: a reload starts the plugins" 0 "validated as .veil lint --start. does" -- "$VEIL" run --help
+check "run extra argument" 2 "veil run: one pipeline only, got an extra argument 'b.yaml'" -- "$VEIL" run a.yaml b.yaml
+# veil replay parses every number strictly: --batch 12abc is not 12.
+for b in 12abc 0 1000001 -3 1e3; do
+  check "replay --batch $b" 2 "--batch must be a number of events, 1..1000000, got '$b'" -- \
+    "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$root/config/demo/events.csv" --limit 0 --batch "$b"
+done
+check "replay --batch 7" 0 "0 in 0 batches of up to 7$" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$root/config/demo/events.csv" --limit 0 --batch 7
+check "replay extra argument" 2 "one pipeline only, got an extra argument 'extra.yaml'" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" extra.yaml --events "$root/config/demo/events.csv" --limit 0
 check "plugins" 0 "popular .*max_items +int +default 1000000" -- bash -c "'$VEIL' plugins | tr '\n' ' '"
 check "plugins NAME" 0 "k +int +default 10" -- "$VEIL" plugins popular
 check "plugins with two names" 2 "one plugin name at most" -- "$VEIL" plugins popular context
