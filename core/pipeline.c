@@ -859,9 +859,15 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
         struct veil_batch *b = &p->batch;
         for (size_t s = 0; s < p->n_stages; s++) {
                 struct veil_stage *st = &p->stages[s];
-                uint64_t in = 0;
-                for (size_t i = 0; i < b->n; i++)
+                /* Statuses only ever leave PASS, so what this stage
+                 * dropped is the difference of the counts (two stages of
+                 * one plugin share the name that ev->stage points to). */
+                uint64_t in = 0, dropped0 = 0, dead0 = 0;
+                for (size_t i = 0; i < b->n; i++) {
                         in += b->events[i].status == VEIL_PASS;
+                        dropped0 += b->events[i].status == VEIL_DROP;
+                        dead0 += b->events[i].status == VEIL_DEAD_LETTER;
+                }
                 st->stats.in += in;
                 p->impl.cur_stage = st->h.def->name;
                 int rc = st->h.def->process(st->state, b);
@@ -878,14 +884,12 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                 for (size_t i = 0; i < b->n; i++) {
                         const struct veil_event *ev = &b->events[i];
                         out += ev->status == VEIL_PASS;
-                        if (ev->stage == st->h.def->name) {
-                                dropped += ev->status == VEIL_DROP;
-                                dead += ev->status == VEIL_DEAD_LETTER;
-                        }
+                        dropped += ev->status == VEIL_DROP;
+                        dead += ev->status == VEIL_DEAD_LETTER;
                 }
                 st->stats.out += out;
-                st->stats.dropped += dropped;
-                st->stats.dead_letters += dead;
+                st->stats.dropped += dropped > dropped0 ? dropped - dropped0 : 0;
+                st->stats.dead_letters += dead > dead0 ? dead - dead0 : 0;
                 for (const char *const *o = st->h.def->outputs; o && *o; o++) {
                         struct veil_output *op = find_output(p, *o);
                         if (op && op->open) {

@@ -47,6 +47,7 @@ static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
 }
 
 const char *h_keys = "{ephemeral: true}";
+const char *h_extra_stage = "";
 
 int h_try_open(struct harness *h, const char *with, char *err,
                size_t err_size) {
@@ -69,9 +70,11 @@ int h_try_open(struct harness *h, const char *with, char *err,
                  "plugins:\n"
                  "  - use: consent\n"
                  "    with: %s\n"
+                 "%s"
                  "  - use: holder\n"
                  "keys: %s\n",
-                 VEIL_PLUGIN_DIR_BUILD, HOLDER_DIR, with, h_keys);
+                 VEIL_PLUGIN_DIR_BUILD, HOLDER_DIR, with, h_extra_stage,
+                 h_keys);
         int rc = veil_config_parse(&h->cfg,
                                    VEIL_SRCDIR "/plugins/consent/tests/t.yaml",
                                    yaml, strlen(yaml), err, err_size);

@@ -41,6 +41,8 @@ void h_open(struct harness *h, const char *with);
 /** The pipeline's keys: section for the next open; "{ephemeral: true}"
  *  unless a test sets it. */
 extern const char *h_keys;
+/* YAML of a stage between consent and holder ("": none). */
+extern const char *h_extra_stage;
 /** Same, returning the host's code and message instead of failing. */
 int h_try_open(struct harness *h, const char *with, char *err,
                size_t err_size);

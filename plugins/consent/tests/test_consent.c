@@ -133,6 +133,24 @@ static void test_no_record_is_denied(void **state) {
         h_close(&h);
 }
 
+/* Two stages of one plugin: an event the first drops counts in the
+ * first's drops only (the host used to credit the second too, which
+ * shares the plugin's name). */
+static void test_drops_per_stage(void **state) {
+        (void)state;
+        struct harness h;
+        h_extra_stage = "  - use: consent\n    with: {}\n";
+        h_open(&h, "{}");
+        h_extra_stage = "";
+        const struct veil_event *ev = h_event(&h, "nobody", NULL, -1);
+        assert_int_equal(ev->status, VEIL_DROP);
+        h_tick(&h);
+        assert_int_equal(veil_pipeline_stage_stats(h.p, 0).dropped, 1);
+        assert_int_equal(veil_pipeline_stage_stats(h.p, 1).dropped, 0);
+        assert_int_equal(veil_pipeline_stage_stats(h.p, 1).in, 0);
+        h_close(&h);
+}
+
 static void test_narrow_erases(void **state) {
         (void)state;
         struct harness h;
@@ -697,6 +715,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_grant),
                 cmocka_unit_test(test_no_record_is_denied),
+                cmocka_unit_test(test_drops_per_stage),
                 cmocka_unit_test(test_narrow_erases),
                 cmocka_unit_test(test_erase_failure_reported),
                 cmocka_unit_test(test_rotation_erases_under_old_key),
