@@ -54,7 +54,7 @@ check "demo help: a configured broker is refused" 0 "refuses to start \\(exit 2\
 # connects (port 9: nothing listens; the accountant file is not created).
 demo_tmp=$(mktemp -d)
 check "demo refuses a KAFKA_BOOTSTRAP cluster" 2 "demo.yaml:[0-9]+:[0-9]+: kafka.bootstrap is '127.0.0.1:9' \\(from KAFKA_BOOTSTRAP\\), not embedded.*unset KAFKA_BOOTSTRAP.*--configured-broker" -- \
-  bash -c "KAFKA_BOOTSTRAP=127.0.0.1:9 VEIL_DEMO_ACCOUNTANT='$demo_tmp/dp.acc' timeout 20 '$VEIL' demo 2>&1 | tr '\n' ' '; exit \${PIPESTATUS[0]}"
+  bash -c "KAFKA_BOOTSTRAP=127.0.0.1:9 VEIL_DEMO_ACCOUNTANT='$demo_tmp/dp.acc' timeout 20 '$VEIL' demo '$root/config/pipelines/demo.yaml' 2>&1 | tr '\n' ' '; exit \${PIPESTATUS[0]}"
 check "demo refuses a configured bootstrap: nothing started" 0 "^no accountant file$" -- \
   bash -c "[ -e '$demo_tmp/dp.acc' ] && echo 'accountant file created' || echo 'no accountant file'"
 check "demo unknown option" 2 "veil demo: unknown option '--fast'" -- env -u KAFKA_BOOTSTRAP VEIL_DEMO_ACCOUNTANT="$demo_tmp/dp.acc" timeout 60 "$VEIL" demo --fast
