@@ -261,7 +261,12 @@ int veil_cmd_notice(int argc, char **argv) {
                         fprintf(stderr, "veil notice: unknown option '%s'\n",
                                 argv[i]);
                         return VEIL_EXIT_USAGE;
-                } else if (!file && argv[i][0] != '-') {
+                } else if (argv[i][0] != '-' && file) {
+                        fprintf(stderr, "veil notice: one pipeline only, got "
+                                        "an extra argument '%s'\n",
+                                argv[i]);
+                        return VEIL_EXIT_USAGE;
+                } else if (argv[i][0] != '-') {
                         file = argv[i];
                 }
         }

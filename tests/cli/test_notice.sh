@@ -129,6 +129,7 @@ check_usage() { # NAME WANT_RC PATTERN -- CMD
 check_usage "notice help" 0 "usage: veil notice PIPELINE.yaml" -- "$VEIL" notice --help
 check_usage "notice without file" 2 "usage: veil notice" -- "$VEIL" notice
 check_usage "notice bad format" 2 "--format must be md or html" -- "$VEIL" notice "$demo" --format pdf
+check_usage "notice extra argument" 2 "one pipeline only, got an extra argument 'extra.yaml'" -- "$VEIL" notice "$demo" extra.yaml
 check_usage "notice missing file" 2 "nope.yaml" -- "$VEIL" notice "$T/nope.yaml"
 check_usage "veil help lists notice" 0 "notice PIPELINE.yaml" -- "$VEIL" --help
 echo "$passes passed, $fails failed"
