@@ -48,6 +48,38 @@ struct quiet {
         int logged;
 };
 
+/* Exactly-once: a record produced between batches — a side input's dead
+ * letter, an audit or access record — into the open transaction. Nothing
+ * reads its source again when that transaction aborts (the side consumer
+ * has moved on, the stage's state has changed), so it is kept until the
+ * transaction commits and produced again in the next one after an abort.
+ * NULL key or value pointers stay NULL (a tombstone's dead letter). */
+struct kept {
+        struct kept *next;
+        const char *topic;
+        const void *key, *value;
+        size_t key_len, value_len;
+        int dl; /**< a dead letter, with what its headers say: */
+        const char *error, *stage, *src_topic;
+        int32_t partition;
+        int64_t offset, ts;
+        char data[];
+};
+
+/* Exactly-once: a dead letter the broker refused as too large, by its
+ * source and stage ("topic\npartition\noffset\nstage"). Its transaction
+ * aborts; when the batch (or the kept records) produce it again it goes
+ * without its value. */
+struct bare {
+        struct bare *next;
+        char id[];
+};
+#define BARE_MAX 1024
+/* Kept records, or how long a transaction is open, that make the
+ * catch-up of the side inputs commit (catch_up). */
+#define KEPT_MAX 10000
+#define CATCH_UP_TXN_MS 10000
+
 struct kctx {
         struct veil_pipeline *p;
         const struct veil_config *cfg;
@@ -82,6 +114,7 @@ struct kctx {
          * batch's input offsets. */
         int eos;
         int txn_open;
+        int64_t txn_begun_ms;
         int rewind; /**< dropped read records: seek back before reading */
         int paused; /**< input partitions paused (backpressure) */
 
@@ -103,6 +136,15 @@ struct kctx {
         struct veil_checkpoint_config ck;
         uint64_t ck_seq;
         int64_t ck_last_ms;
+        /* Exactly-once: what was produced between batches into the open
+         * transaction, and after an abort what is to produce again (see
+         * struct kept); records not to keep (checkpoints: the next one
+         * supersedes an aborted one). */
+        struct kept *kept, **kept_tail, *redo;
+        size_t n_kept;
+        int no_keep;
+        struct bare *bare; /**< newest first */
+        size_t n_bare;
         /* Side-input dead letters: never committed, only waited for. Last,
          * because struct inflight ends in a flexible array. */
         struct inflight side_flight;
@@ -166,6 +208,7 @@ static int eos_begin(struct kctx *k) {
                 return -VEIL_EIO;
         }
         k->txn_open = 1;
+        k->txn_begun_ms = now_ms();
         return 0;
 }
 
@@ -268,30 +311,194 @@ static int produce_dl_bare(struct kctx *k, const char *topic, const void *key,
         return produce_raw(k, topic, key, key_len, NULL, 0, c, f);
 }
 
-static int sink_produce(void *ctx, const char *topic, const void *key,
-                        size_t key_len, const void *value, size_t value_len,
-                        const struct veil_dead_letter *dl) {
-        struct kctx *k = ctx;
-        struct inflight *f = k->cur ? k->cur : &k->side_flight;
-        /* Side-input dead letters, produced between batches, commit with
-         * the next batch's transaction. */
-        if (k->eos && eos_begin(k))
-                return -VEIL_EIO;
-        if (!dl)
-                return produce_raw(k, topic, key, key_len, value, value_len,
-                                   NULL, f);
+/* ------------------------------------------------------------------ */
+/* Exactly-once: kept records and bare dead letters                   */
+/* ------------------------------------------------------------------ */
+
+static const void *kept_copy(char **at, const void *src, size_t n) {
+        if (!src)
+                return NULL;
+        char *d = *at;
+        if (n)
+                memcpy(d, src, n);
+        *at += n;
+        return d;
+}
+
+static const char *kept_str(char **at, const char *s) {
+        return kept_copy(at, s ? s : "", strlen(s ? s : "") + 1);
+}
+
+/* A copy of a record just produced between batches, until its transaction
+ * commits. */
+static int keep(struct kctx *k, const char *topic, const void *key,
+                size_t key_len, const void *value, size_t value_len,
+                const struct veil_dead_letter *dl) {
+        size_t n = strlen(topic) + 1 + key_len + value_len;
+        if (dl)
+                n += strlen(dl->error ? dl->error : "") + 1 +
+                     strlen(dl->stage ? dl->stage : "") + 1 +
+                     strlen(dl->src->topic ? dl->src->topic : "") + 1;
+        struct kept *r = calloc(1, sizeof(*r) + n);
+        if (!r) {
+                set_fatal(k, "out of memory keeping a record produced "
+                             "between batches until its transaction "
+                             "commits");
+                return -VEIL_ENOMEM;
+        }
+        char *at = r->data;
+        r->topic = kept_str(&at, topic);
+        r->key = kept_copy(&at, key, key_len);
+        r->key_len = key_len;
+        r->value = kept_copy(&at, value, value_len);
+        r->value_len = value_len;
+        if (dl) {
+                r->dl = 1;
+                r->error = kept_str(&at, dl->error);
+                r->stage = kept_str(&at, dl->stage);
+                r->src_topic = kept_str(&at, dl->src->topic);
+                r->partition = dl->src->partition;
+                r->offset = dl->src->offset;
+                r->ts = dl->src->timestamp_ms;
+        }
+        *k->kept_tail = r;
+        k->kept_tail = &r->next;
+        k->n_kept++;
+        return 0;
+}
+
+static void kept_free(struct kept *r) {
+        while (r) {
+                struct kept *next = r->next;
+                free(r);
+                r = next;
+        }
+}
+
+/* The open transaction committed (free) or aborted (to produce again). */
+static void kept_done(struct kctx *k, int committed) {
+        if (committed) {
+                kept_free(k->kept);
+        } else if (k->kept) {
+                struct kept **end = &k->redo;
+                while (*end)
+                        end = &(*end)->next;
+                *end = k->kept;
+        }
+        k->kept = NULL;
+        k->kept_tail = &k->kept;
+        k->n_kept = 0;
+}
+
+/* A dead letter's identity in the bare list: its source and stage, as its
+ * headers spell them. */
+static void dl_id(char *buf, size_t size, const char *topic, int tl,
+                  const char *part, int pl, const char *off, int ol,
+                  const char *stage, int sl) {
+        snprintf(buf, size, "%.*s\n%.*s\n%.*s\n%.*s", tl, topic, pl, part, ol,
+                 off, sl, stage);
+}
+
+static int bare_has(const struct kctx *k, const char *id) {
+        for (const struct bare *b = k->bare; b; b = b->next)
+                if (!strcmp(b->id, id))
+                        return 1;
+        return 0;
+}
+
+/* Beyond BARE_MAX the oldest entry goes: one whose record never comes back
+ * here (its partition went to another instance). Meeting it again would
+ * cost one more abort, nothing else. */
+static int bare_add(struct kctx *k, const char *id) {
+        if (bare_has(k, id))
+                return 0;
+        size_t n = strlen(id) + 1;
+        struct bare *b = malloc(sizeof(*b) + n);
+        if (!b)
+                return -1;
+        memcpy(b->id, id, n);
+        b->next = k->bare;
+        k->bare = b;
+        if (++k->n_bare > BARE_MAX) {
+                struct bare **last = &k->bare;
+                while ((*last)->next)
+                        last = &(*last)->next;
+                free(*last);
+                *last = NULL;
+                k->n_bare--;
+        }
+        return 0;
+}
+
+static const char *header_or(const rd_kafka_headers_t *h, const char *name,
+                             int *len) {
+        const void *v;
+        size_t l;
+        if (rd_kafka_header_get_last(h, name, &v, &l) || !v) {
+                *len = 0;
+                return "";
+        }
+        *len = (int)l;
+        return v;
+}
+
+/* Exactly-once: the broker refused dead letter (headers h) as too large.
+ * Its transaction has failed already (commit_transaction() reports it and
+ * the transaction is aborted, see txn_failed); the batch, read again, or
+ * the kept records produce the dead letter again, and this makes it go
+ * without its value then. Resending it bare here, as at-least-once does,
+ * would not help: nothing of an aborted transaction becomes visible. */
+static void bare_refused(struct kctx *k, const char *topic, size_t len,
+                         const rd_kafka_headers_t *h) {
+        int tl, pl, ol, sl;
+        const char *t = header_or(h, "veil.source.topic", &tl),
+                   *p = header_or(h, "veil.source.partition", &pl),
+                   *o = header_or(h, "veil.source.offset", &ol),
+                   *s = header_or(h, "veil.stage", &sl);
+        char id[1024];
+        dl_id(id, sizeof(id), t, tl, p, pl, o, ol, s, sl);
+        if (bare_add(k, id)) {
+                set_fatal(k, "out of memory after a dead letter too large "
+                             "for topic '%s'", topic);
+                return;
+        }
+        veil_log_host(VEIL_LOG_WARN, NULL,
+                      "a dead letter of %zu bytes (from %.*s [%.*s] at "
+                      "offset %.*s) is too large for topic '%s': the "
+                      "transaction is aborted and the dead letter produced "
+                      "again without its value",
+                      len, tl, t, pl, p, ol, o, topic);
+}
+
+/* A dead letter: the record as it came, with headers that say why and
+ * where from. */
+static int produce_dl(struct kctx *k, const char *topic, const void *key,
+                      size_t key_len, const void *value, size_t value_len,
+                      const struct veil_dead_letter *dl, struct inflight *f) {
         rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        const char *src_topic = dl->src->topic ? dl->src->topic : "";
         char part[16], off[24];
         snprintf(part, sizeof(part), "%d", (int)dl->src->partition);
         snprintf(off, sizeof(off), "%lld", (long long)dl->src->offset);
         rd_kafka_header_add(h, "veil.error", -1, dl->error, -1);
         rd_kafka_header_add(h, "veil.stage", -1, dl->stage, -1);
-        rd_kafka_header_add(h, "veil.source.topic", -1,
-                            dl->src->topic ? dl->src->topic : "", -1);
+        rd_kafka_header_add(h, "veil.source.topic", -1, src_topic, -1);
         rd_kafka_header_add(h, "veil.source.partition", -1, part, -1);
         rd_kafka_header_add(h, "veil.source.offset", -1, off, -1);
+        /* Refused by the broker before (exactly-once, bare_refused): as if
+         * the producer had refused it, without trying again. */
+        int refused = 0;
+        if (k->bare && value_len) {
+                char id[1024];
+                dl_id(id, sizeof(id), src_topic, (int)strlen(src_topic), part,
+                      (int)strlen(part), off, (int)strlen(off), dl->stage,
+                      (int)strlen(dl->stage));
+                refused = bare_has(k, id);
+        }
         rd_kafka_resp_err_t err =
-                produce_try(k, topic, key, key_len, value, value_len, h, f);
+                refused ? RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
+                        : produce_try(k, topic, key, key_len, value,
+                                      value_len, h, f);
         if (!err)
                 return 0;
         int rc = err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && value_len
@@ -299,6 +506,26 @@ static int sink_produce(void *ctx, const char *topic, const void *key,
                                            h, f)
                          : produce_failed(k, topic, err, key_len, value_len);
         rd_kafka_headers_destroy(h);
+        return rc;
+}
+
+static int sink_produce(void *ctx, const char *topic, const void *key,
+                        size_t key_len, const void *value, size_t value_len,
+                        const struct veil_dead_letter *dl) {
+        struct kctx *k = ctx;
+        struct inflight *f = k->cur ? k->cur : &k->side_flight;
+        /* Records produced between batches (side-input dead letters, audit
+         * and access records) commit with the next batch's transaction,
+         * and are kept until it does: the input's rewind after an abort
+         * does not bring them back. */
+        if (k->eos && eos_begin(k))
+                return -VEIL_EIO;
+        int rc = dl ? produce_dl(k, topic, key, key_len, value, value_len, dl,
+                                 f)
+                    : produce_raw(k, topic, key, key_len, value, value_len,
+                                  NULL, f);
+        if (!rc && k->eos && !k->cur && !k->no_keep)
+                rc = keep(k, topic, key, key_len, value, value_len, dl);
         return rc;
 }
 
@@ -335,14 +562,16 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         const void *hv;
         size_t hl;
         if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && m->len && h &&
-            !k->eos && !k->fatal &&
+            !k->fatal &&
             !rd_kafka_header_get_last(h, "veil.error", &hv, &hl)) {
                 /* A dead letter the broker found too large (the topic's
                  * limit is below the producer's): again without its value.
-                 * Under exactly-once the transaction has failed already: a
-                 * permanent error, below. */
-                if (produce_dl_bare(k, topic, m->key, m->key_len, m->len, h,
-                                    f) == 0) {
+                 * Under exactly-once after the abort of its transaction. */
+                if (k->eos) {
+                        bare_refused(k, topic, m->len, h);
+                        f->pending--;
+                } else if (produce_dl_bare(k, topic, m->key, m->key_len,
+                                           m->len, h, f) == 0) {
                         k->st.produced--;
                         f->pending--;
                 }
@@ -617,11 +846,13 @@ static void settle(struct kctx *k, struct inflight *f) {
 /* The records read but not committed are read again: every assigned
  * partition goes back to its committed offset (the last committed
  * transaction's). Records already read are dropped. */
+static void eos_redo(struct kctx *k);
 static void eos_rewind(struct kctx *k) {
         for (size_t i = 0; i < k->n_msgs; i++)
                 rd_kafka_message_destroy(k->msgs[i]);
         k->n_msgs = 0;
         k->rewind = 0;
+        eos_redo(k);
         rd_kafka_topic_partition_list_t *a = NULL;
         if (rd_kafka_assignment(k->consumer, &a) || !a)
                 return;
@@ -672,6 +903,7 @@ static int eos_abort(struct kctx *k) {
                 }
         }
         k->txn_open = 0;
+        kept_done(k, 0);
         return 0;
 }
 
@@ -738,7 +970,75 @@ static int eos_commit(struct kctx *k,
         if (e)
                 return txn_failed(k, "committing the transaction", e);
         k->txn_open = 0;
+        kept_done(k, 1);
         return 0;
+}
+
+/* After an abort: the records the aborted transaction held from between
+ * batches go into the next one, in their order (the batches' own records
+ * come again from the rewound input). Not rewinding the side consumer to
+ * where the last committed transaction left it instead: that consumer
+ * commits no offsets, so it would need positions tracked per transaction,
+ * and a side record applied to the ledger a second time changes nothing,
+ * so its audit record would not come again. */
+static void eos_redo(struct kctx *k) {
+        struct kept *list = k->redo;
+        k->redo = NULL;
+        size_t n = 0;
+        for (struct kept *r = list; r && !k->fatal; r = r->next) {
+                struct veil_source src = {r->key,       r->key_len,
+                                          r->value,     r->value_len,
+                                          r->src_topic, r->partition,
+                                          r->offset,    r->ts};
+                struct veil_dead_letter dl = {r->error, r->stage, &src};
+                if (sink_produce(k, r->topic, r->key, r->key_len, r->value,
+                                 r->value_len, r->dl ? &dl : NULL))
+                        break;
+                k->st.retried++;
+                n++;
+        }
+        kept_free(list);
+        if (n)
+                veil_log_host(VEIL_LOG_INFO, NULL,
+                              "exactly-once: %zu record(s) produced between "
+                              "batches (side-input dead letters, audit or "
+                              "access records) were in the aborted "
+                              "transaction; produced again",
+                              n);
+}
+
+/* Commits what is open without input offsets (records produced between
+ * batches), and produces again what an abort left. */
+static void eos_commit_between(struct kctx *k) {
+        eos_commit(k, NULL);
+        settle(k, &k->side_flight);
+        k->side_flight.pending = 0;
+        if (k->rewind)
+                eos_rewind(k);
+}
+
+/* At shutdown, after the last batch's transaction: when it aborted, what it
+ * held from between batches gets a few transactions of its own. Were it
+ * left, the next start would bring it back (the side inputs are read from
+ * their beginning at every start), but a clean shutdown leaves nothing to
+ * that. */
+static void eos_end_redo(struct kctx *k) {
+        for (int i = 0; i < 3 && k->redo && !k->fatal; i++) {
+                eos_redo(k);
+                eos_commit(k, NULL);
+                settle(k, &k->side_flight);
+                k->side_flight.pending = 0;
+        }
+        size_t n = 0;
+        for (const struct kept *r = k->redo; r; r = r->next)
+                n++;
+        if (n && !k->fatal)
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "shutdown: %zu record(s) produced between "
+                              "batches are in aborted transactions; the next "
+                              "start produces them again (it reads the side "
+                              "inputs from their beginning)",
+                              n);
 }
 
 /* After run_batch: the batch (the queue's only entry) commits atomically
@@ -824,6 +1124,11 @@ static void run_batch(struct kctx *k) {
                 set_fatal(k, "%s", err);
                 failed = 1;
         }
+        /* A record the sink could not produce fails the batch even when
+         * the stage went on (a plugin that ignores veil_out_emit's
+         * error): produce_failed() made it fatal, and the batch must not
+         * be sealed, or its offsets would commit without that output. */
+        failed |= k->fatal;
         if (k->o->metrics) {
                 double secs = (double)(now_ms() - f->formed_ms) / 1000.0,
                        n = (double)k->n_msgs;
@@ -895,11 +1200,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                       parts->cnt);
         if (k->eos) {
                 /* Exactly-once: batches commit within their loop turn, so
-                 * what is open here is at most side-input dead letters: they
-                 * commit, without input offsets. What was read but not
-                 * processed is dropped: the new owner reads it from the
-                 * committed offsets, and partitions that stay ours
-                 * (cooperative) are rewound to them before reading on. */
+                 * what is open here is at most records produced between
+                 * batches (side-input dead letters, audit and access
+                 * records): they commit, without input offsets, or after
+                 * an abort are produced again (eos_redo). What was read
+                 * but not processed is dropped: the new owner reads it
+                 * from the committed offsets, and partitions that stay
+                 * ours (cooperative) are rewound to them before reading
+                 * on. */
                 if (k->fatal)
                         eos_abort(k);
                 else
@@ -1698,9 +2006,15 @@ static void save_state(struct kctx *k, int force) {
         struct veil_sink sink = {sink_produce, k};
         char err[1024];
         size_t n = 0;
-        if (veil_checkpoint_save(k->p, &sink, k->ck.topic,
-                                 k->cfg->kafka.group, k->ck_seq, &n, err,
-                                 sizeof(err))) {
+        /* Not kept for a redo (struct kept): a checkpoint whose
+         * transaction aborts holds the aborted batch's effects, and the
+         * next one supersedes it. */
+        k->no_keep = 1;
+        int rc = veil_checkpoint_save(k->p, &sink, k->ck.topic,
+                                      k->cfg->kafka.group, k->ck_seq, &n, err,
+                                      sizeof(err));
+        k->no_keep = 0;
+        if (rc) {
                 veil_log_host(VEIL_LOG_WARN, NULL, "%s", err);
                 return;
         }
@@ -1724,6 +2038,16 @@ static void catch_up(struct kctx *k) {
                 poll_sides(k, 100, 10000);
                 rd_kafka_poll(k->producer, 0);
                 commit_ready(k, 0);
+                /* Exactly-once: no batch commits the records produced
+                 * meanwhile (audit records, dead letters); committed here
+                 * every KEPT_MAX records, so that the copies kept of them
+                 * (struct kept) stay bounded, or after CATCH_UP_TXN_MS,
+                 * well within transaction.timeout.ms (60 s), after which
+                 * the coordinator would abort the transaction. */
+                if (k->eos && k->txn_open &&
+                    (k->n_kept >= KEPT_MAX ||
+                     now_ms() - k->txn_begun_ms >= CATCH_UP_TXN_MS))
+                        eos_commit_between(k);
                 publish(k, 0);
         }
         publish(k, 1);
@@ -1862,6 +2186,13 @@ static void close_all(struct kctx *k) {
                         rd_kafka_topic_partition_list_destroy(f->offsets);
                 free(f);
         }
+        kept_free(k->kept);
+        kept_free(k->redo);
+        while (k->bare) {
+                struct bare *b = k->bare;
+                k->bare = b->next;
+                free(b);
+        }
 }
 
 /* Backpressure: with the input partitions paused the consumer stops
@@ -1943,6 +2274,7 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         k.brokers_up = -1;
 
         k.eos = k.cfg->kafka.guarantee == VEIL_EXACTLY_ONCE;
+        k.kept_tail = &k.kept;
         if ((rc = veil_checkpoint_config_parse(k.cfg, &k.ck, errstr,
                                                errstr_size)))
                 return rc;
@@ -2133,8 +2465,10 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                 run_batch(&k);
                 if (subscribed)
                         save_state(&k, 1);
-                if (k.eos)
+                if (k.eos) {
                         eos_end_batch(&k);
+                        eos_end_redo(&k);
+                }
                 if (drain(&k, shutdown_ms, 1) != 0 && !k.fatal)
                         set_fatal(&k,
                                   "shutdown: outputs not acknowledged within "

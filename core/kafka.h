@@ -5,7 +5,9 @@
  * (outputs and dead letters) is acknowledged by the broker. With
  * kafka.guarantee exactly-once the producer is transactional and each
  * batch's records commit atomically with its input offsets
- * (send_offsets_to_transaction), one batch at a time.
+ * (send_offsets_to_transaction), one batch at a time; what is produced
+ * between batches (side-input dead letters, audit and access records) is
+ * kept until its transaction commits and produced again after an abort.
  */
 #ifndef VEIL_KAFKA_H
 #define VEIL_KAFKA_H

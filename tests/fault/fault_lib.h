@@ -50,6 +50,10 @@ struct fault_opts {
         const char *message_timeout_ms; /**< default: the YAML's */
         const char *prefetch_kb; /**< queued.max.messages.kbytes */
         int max_inflight;      /**< 0: the host's default */
+        /** Exactly-once: a run goes on after an aborted transaction (by
+         *  default it stops at once, see should_stop in fault_lib.c); for
+         *  the tests whose abort is the point. */
+        int allow_aborts;
 };
 
 struct fault_env {
@@ -112,6 +116,12 @@ struct rd_kafka_mock_cluster_s *fault_cluster(struct fault_env *e);
  *  number (see fault_broker.c), negative on error. */
 long fault_child_cmd(struct fault_env *e, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
+/** In-process cluster: every partition of `topic` led by `broker`, and
+ *  the group's and the transactional id's coordinators on broker 1, so
+ *  that errors injected into one broker's requests meet that topic's
+ *  produce requests alone. */
+void fault_lead(struct fault_env *e, const char *topic, int partitions,
+                int broker);
 /** Takes a broker down or up, wherever the cluster runs. */
 void fault_broker_set(struct fault_env *e, int broker, int up);
 
