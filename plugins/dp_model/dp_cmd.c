@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "accountant.h"
+#include "share.h"
 
 struct calc {
         struct veil_dp_mech m;
@@ -142,6 +143,46 @@ static int cmd_noise(int argc, char **argv) {
         return 0;
 }
 
+/* The other instances' ρ that the stage kept beside the file (share.h):
+ * printed with the total the stage reports, when there is such a file. */
+static int others(const char *file, double rho_own, double delta) {
+        size_t l = strlen(file), n;
+        char *path = malloc(l + sizeof(".others")), err[512];
+        void *data = NULL;
+        struct veil_share *sh = NULL;
+        if (!path)
+                return 1;
+        memcpy(path, file, l);
+        memcpy(path + l, ".others", sizeof(".others"));
+        int rc = veil_dp_file_read(path, (size_t)64 << 20, &data, &n, err,
+                                   sizeof(err));
+        if (rc == -VEIL_ENOENT) {
+                free(path);
+                return 0;
+        }
+        if (!rc && (rc = veil_share_new(&sh, "", 0)) == 0 &&
+            (rc = veil_share_rho_merge(sh, data, n)) == -VEIL_EDECODE)
+                snprintf(err, sizeof(err), "%s is damaged", path);
+        if (!rc) {
+                size_t senders;
+                double ro = veil_share_others_rho(sh, &senders), eps;
+                double total = nextafter(rho_own + ro, INFINITY);
+                rc = veil_dp_epsilon(total, delta, &eps, NULL, err,
+                                     sizeof(err));
+                if (!rc)
+                        printf("rho_others=%.6g\nsenders=%zu\n"
+                               "epsilon_total=%.6g\n",
+                               ro, senders, eps);
+        }
+        if (rc)
+                fprintf(stderr, "dp_model accountant: %s\n", err);
+        if (sh)
+                veil_share_free(sh);
+        free(data);
+        free(path);
+        return rc ? 1 : 0;
+}
+
 /* What a saved accountant holds: for operators and for the restart test. */
 static int cmd_accountant(int argc, char **argv) {
         const char *file = NULL;
@@ -180,8 +221,9 @@ static int cmd_accountant(int argc, char **argv) {
         printf("epsilon=%.6g\nrho=%.6g\nsteps=%llu\ndelta=%.6g\n", eps,
                veil_accountant_rho(acc),
                (unsigned long long)veil_accountant_steps(acc), delta);
+        double rho = veil_accountant_rho(acc);
         veil_accountant_free(acc);
-        return 0;
+        return others(file, rho, delta);
 }
 
 const struct veil_command veil_dp_model_commands[] = {
@@ -203,5 +245,8 @@ const struct veil_command veil_dp_model_commands[] = {
          "the smallest noise multiplier S that keeps the horizon within E",
          cmd_noise},
         {"accountant", "accountant --file F --delta D",
-         "ε, ρ and releases a saved accountant state holds", cmd_accountant},
+         "ε, ρ and releases a saved accountant state holds; with the "
+         "other instances' ρ kept beside it (FILE.others), theirs and the "
+         "total ε the stage reports",
+         cmd_accountant},
         {NULL, NULL, NULL, NULL}};

@@ -148,6 +148,13 @@ awk -v n="$b4_min" -v o="$b2_max" 'BEGIN{exit !(n >= o && o > 0)}' ||
   fail "with a's records gone b reports epsilon from $b4_min, below the $b2_max it reported before"
 grep -q '"level":"error"' "$WORK/veil-b4.log" && fail "errors in the log"
 ok "with a's records gone, b reports epsilon from $b4_min (before: up to $b2_max)"
+# The operator's view: the accountant file and the others' ρ beside it.
+acct=$("$VEIL" dp_model accountant --file "$WORK/acc-b" --delta "$delta")
+total=$(sed -n 's/^epsilon_total=//p' <<<"$acct")
+own=$(sed -n 's/^epsilon=//p' <<<"$acct")
+awk -v t="${total:-0}" -v o="$own" -v r="$b4_min" 'BEGIN{exit !(t > o && t >= r * (1 - 1e-5))}' ||
+  fail "veil dp_model accountant: epsilon_total '${total}' (own $own), b's records report up to $b4_min: $acct"
+ok "veil dp_model accountant on b's file: epsilon $own of its own, $total with the others'"
 
 # b's accountant file lost: its releases on the topic still count, as
 # another sender's, from its first batch.
