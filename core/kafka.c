@@ -253,7 +253,8 @@ static rd_kafka_resp_err_t produce_try(struct kctx *k, const char *topic,
         }
 }
 
-/* A record the producer did not take: the run stops. */
+/* A record the producer did not take: the run stops (except an output
+ * too large, see sink_records). */
 static int produce_failed(struct kctx *k, const char *topic,
                           rd_kafka_resp_err_t err, size_t key_len,
                           size_t value_len) {
@@ -509,10 +510,19 @@ static int produce_dl(struct kctx *k, const char *topic, const void *key,
         return rc;
 }
 
-static int sink_produce(void *ctx, const char *topic, const void *key,
+/* A record of the pipeline: an output (a plugin's or the host's access
+ * record) or a dead letter. An output the producer refuses as too large
+ * (over message.max.bytes) can never be produced as it is, and it is the
+ * answer to one input: failing the batch would read that input again at
+ * every start and stop the host again, so it is not fatal here. The
+ * caller gets -VEIL_EINVAL (nothing was produced, nothing is pending) and
+ * the pipeline tells the plugin, whose event goes to the dead-letter topic
+ * (pipeline.c: a stage that goes on without doing so fails the batch).
+ * Every other refusal stays fatal. Checkpoints and the records an abort
+ * left to produce again do not come here (sink_strict). */
+static int sink_records(struct kctx *k, const char *topic, const void *key,
                         size_t key_len, const void *value, size_t value_len,
-                        const struct veil_dead_letter *dl) {
-        struct kctx *k = ctx;
+                        const struct veil_dead_letter *dl, int refusable) {
         struct inflight *f = k->cur ? k->cur : &k->side_flight;
         /* Records produced between batches (side-input dead letters, audit
          * and access records) commit with the next batch's transaction,
@@ -520,13 +530,56 @@ static int sink_produce(void *ctx, const char *topic, const void *key,
          * does not bring them back. */
         if (k->eos && eos_begin(k))
                 return -VEIL_EIO;
-        int rc = dl ? produce_dl(k, topic, key, key_len, value, value_len, dl,
-                                 f)
-                    : produce_raw(k, topic, key, key_len, value, value_len,
-                                  NULL, f);
+        int rc;
+        if (dl) {
+                rc = produce_dl(k, topic, key, key_len, value, value_len, dl,
+                                f);
+        } else {
+                rd_kafka_resp_err_t err = produce_try(
+                        k, topic, key, key_len, value, value_len, NULL, f);
+                if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && refusable)
+                        return -VEIL_EINVAL; /* logged by the pipeline */
+                rc = err ? produce_failed(k, topic, err, key_len, value_len)
+                         : 0;
+        }
         if (!rc && k->eos && !k->cur && !k->no_keep)
                 rc = keep(k, topic, key, key_len, value, value_len, dl);
         return rc;
+}
+
+static int sink_produce(void *ctx, const char *topic, const void *key,
+                        size_t key_len, const void *value, size_t value_len,
+                        const struct veil_dead_letter *dl) {
+        return sink_records(ctx, topic, key, key_len, value, value_len, dl,
+                            1);
+}
+
+/* Checkpoints, and the kept records an abort left (eos_redo): a refusal
+ * stops the host as before. A checkpoint chunk too large is the state:
+ * section's configuration (message.max.bytes below the chunk size), not
+ * an input's fault; a kept record was taken by the producer once. */
+static int sink_strict(void *ctx, const char *topic, const void *key,
+                      size_t key_len, const void *value, size_t value_len,
+                      const struct veil_dead_letter *dl) {
+        return sink_records(ctx, topic, key, key_len, value, value_len, dl,
+                            0);
+}
+
+/* The producer's largest record (message.max.bytes), for the pipeline's
+ * line about a record refused as too large; 0 when unknown. */
+static size_t producer_max_bytes(rd_kafka_t *rk) {
+        char buf[32];
+        size_t n = sizeof(buf);
+        if (!rk || rd_kafka_conf_get(rd_kafka_conf(rk), "message.max.bytes",
+                                     buf, &n) != RD_KAFKA_CONF_OK)
+                return 0;
+        return (size_t)strtoull(buf, NULL, 10);
+}
+
+/* The pipeline's records go to sink_produce. */
+static void set_sink(struct kctx *k, struct veil_pipeline *p) {
+        veil_pipeline_set_sink(p, (struct veil_sink){sink_produce, k});
+        veil_pipeline_set_max_record(p, producer_max_bytes(k->producer));
 }
 
 /* Errors after which producing the same record again cannot succeed. */
@@ -991,8 +1044,8 @@ static void eos_redo(struct kctx *k) {
                                           r->src_topic, r->partition,
                                           r->offset,    r->ts};
                 struct veil_dead_letter dl = {r->error, r->stage, &src};
-                if (sink_produce(k, r->topic, r->key, r->key_len, r->value,
-                                 r->value_len, r->dl ? &dl : NULL))
+                if (sink_strict(k, r->topic, r->key, r->key_len, r->value,
+                                r->value_len, r->dl ? &dl : NULL))
                         break;
                 k->st.retried++;
                 n++;
@@ -1127,7 +1180,10 @@ static void run_batch(struct kctx *k) {
         /* A record the sink could not produce fails the batch even when
          * the stage went on (a plugin that ignores veil_out_emit's
          * error): produce_failed() made it fatal, and the batch must not
-         * be sealed, or its offsets would commit without that output. */
+         * be sealed, or its offsets would commit without that output. A
+         * record refused as too large is not fatal (sink_records): the
+         * pipeline fails the batch itself when the stage went on without
+         * dead-lettering an event for it. */
         failed |= k->fatal;
         if (k->o->metrics) {
                 double secs = (double)(now_ms() - f->formed_ms) / 1000.0,
@@ -1825,7 +1881,7 @@ static void reload(struct kctx *k, int shutdown_ms) {
         /* The old pipeline's last counts go out before its numbers stop. */
         publish(k, 1);
         veil_pipeline_set_sink(k->p, (struct veil_sink){NULL, NULL});
-        veil_pipeline_set_sink(np, (struct veil_sink){sink_produce, k});
+        set_sink(k, np);
         k->p = np;
         k->cfg = veil_pipeline_config(np);
         /* The state section may have changed; a bad one keeps the old. */
@@ -2003,7 +2059,7 @@ static void save_state(struct kctx *k, int force) {
         if (!force && now - k->ck_last_ms < k->ck.interval_ms)
                 return;
         k->ck_last_ms = now;
-        struct veil_sink sink = {sink_produce, k};
+        struct veil_sink sink = {sink_strict, k};
         char err[1024];
         size_t n = 0;
         /* Not kept for a redo (struct kept): a checkpoint whose
@@ -2345,7 +2401,7 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                 close_all(&k);
                 return rc;
         }
-        veil_pipeline_set_sink(p, (struct veil_sink){sink_produce, &k});
+        set_sink(&k, p);
         k.batch = veil_pipeline_batch_begin(p);
 
         publish(&k, 1);

@@ -52,6 +52,12 @@ struct veil_stage {
 struct veil_batch_impl {
         struct veil_source *src; /**< parallel to events */
         const char *cur_stage;
+        /* While a stage's process runs: records it emitted that the sink
+         * refused and that no event taken out of the stream since has
+         * answered (see refused()), and the line about the first. */
+        int in_process;
+        uint64_t refused;
+        char refused_why[512];
 };
 
 struct drop_reason {
@@ -71,6 +77,7 @@ struct veil_pipeline {
         struct veil_side *sides;
         size_t n_sides;
         struct veil_sink sink;
+        size_t max_record; /**< the sink's limit, 0 unknown */
 
         struct veil_arena arena;
         struct veil_batch batch;
@@ -127,6 +134,10 @@ static void set_status(struct veil_batch *b, struct veil_event *ev,
         ev->status = st;
         ev->reason = veil_batch_strdup(b, reason ? reason : "unspecified");
         ev->stage = b->impl->cur_stage;
+        /* An event the stage takes out of the stream after one of its
+         * records was refused answers that record. */
+        if (b->impl->in_process && b->impl->refused)
+                b->impl->refused--;
 }
 
 void veil_event_drop(struct veil_batch *b, struct veil_event *ev,
@@ -176,14 +187,46 @@ veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output) {
         return veil_codec_rec_begin(o->codec);
 }
 
-static int produce(struct veil_pipeline *p, struct veil_output *o,
-                   const void *key, size_t key_len) {
+/* The sink refused a record as too large (-VEIL_EINVAL): said without
+ * the record (it may hold anything), and, during a stage's process,
+ * counted until an event taken out of the stream answers it. Between
+ * batches (a side record's audit record, the host's access record) there
+ * is no batch to hold back: the emitter decides. */
+static void refused(struct veil_pipeline *p, struct veil_stage *st,
+                    const struct veil_output *o, size_t len) {
+        char limit[128] = "over the producer's message.max.bytes";
+        if (p->max_record)
+                snprintf(limit, sizeof(limit),
+                         "the producer's message.max.bytes is %zu",
+                         p->max_record);
+        char why[512];
+        snprintf(why, sizeof(why),
+                 "output '%s': a record of %zu bytes is too large for topic "
+                 "'%s' (%s); it is not produced",
+                 o->b->name, len, o->b->topic, limit);
+        if (st)
+                veil_log(st, VEIL_LOG_ERROR, "%s", why);
+        else
+                veil_log_host(VEIL_LOG_ERROR, NULL, "%s", why);
+        struct veil_batch_impl *im = &p->impl;
+        if (st && im->in_process) {
+                if (!im->refused)
+                        snprintf(im->refused_why, sizeof(im->refused_why),
+                                 "%s", why);
+                im->refused++;
+        }
+}
+
+static int produce(struct veil_pipeline *p, struct veil_stage *st,
+                   struct veil_output *o, const void *key, size_t key_len) {
         if (!p->sink.produce)
                 return -VEIL_ESTATE;
         int rc = p->sink.produce(p->sink.ctx, o->b->topic, key, key_len,
                                  o->buf.data, o->buf.len, NULL);
         if (rc == 0)
                 o->count++;
+        else if (rc == -VEIL_EINVAL)
+                refused(p, st, o, key_len + o->buf.len);
         return rc;
 }
 
@@ -205,7 +248,7 @@ int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
                 veil_log(st, VEIL_LOG_ERROR, "output '%s': %s", output, err);
                 return rc;
         }
-        return produce(st->p, o, key, key_len);
+        return produce(st->p, st, o, key, key_len);
 }
 
 int veil_out_event(veil_stage_t *st, const char *output,
@@ -228,7 +271,7 @@ int veil_out_event(veil_stage_t *st, const char *output,
                 return rc;
         }
         const char *key = ev->user_id ? ev->user_id : "";
-        return produce(st->p, o, key, strlen(key));
+        return produce(st->p, st, o, key, strlen(key));
 }
 
 static int enqueue(char ***q, size_t *n, size_t *cap, const char *raw_id) {
@@ -489,6 +532,10 @@ void veil_pipeline_set_sink(struct veil_pipeline *p, struct veil_sink sink) {
         p->sink = sink;
 }
 
+void veil_pipeline_set_max_record(struct veil_pipeline *p, size_t max_bytes) {
+        p->max_record = max_bytes;
+}
+
 int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
                        size_t errstr_size) {
         const struct veil_config *cfg = p->cfg;
@@ -614,9 +661,13 @@ static void apply_exports(struct veil_pipeline *p) {
                                                 st->state, &sf.f[f], sec);
                         }
                         char err[256];
+                        /* A record too large is logged by produce(): the
+                         * request stays unanswered (the next start asks
+                         * again while it is on the topic), and the host
+                         * goes on rather than stopping at every start. */
                         if (veil_codec_rec_encode(o->codec, &o->buf, err,
                                                   sizeof(err)) == 0)
-                                produce(p, o, subj.pseudonym,
+                                produce(p, NULL, o, subj.pseudonym,
                                         strlen(subj.pseudonym));
                         else
                                 veil_log_host(VEIL_LOG_ERROR, NULL,
@@ -870,7 +921,10 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                 }
                 st->stats.in += in;
                 p->impl.cur_stage = st->h.def->name;
+                p->impl.refused = 0;
+                p->impl.in_process = 1;
                 int rc = st->h.def->process(st->state, b);
+                p->impl.in_process = 0;
                 if (rc < 0) {
                         st->stats.errors++;
                         snprintf(errstr, errstr_size,
@@ -879,6 +933,21 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                                  "committed",
                                  s + 1, st->h.def->name, b->n, rc);
                         return rc;
+                }
+                if (p->impl.refused) {
+                        /* The stage ignored a refusal: committing the
+                         * batch would lose that record. */
+                        st->stats.errors++;
+                        snprintf(errstr, errstr_size,
+                                 "stage %zu (%s) went on after %llu of its "
+                                 "records were refused, without "
+                                 "dead-lettering (or dropping) an event for "
+                                 "each; the batch is not committed. First "
+                                 "refused: %s",
+                                 s + 1, st->h.def->name,
+                                 (unsigned long long)p->impl.refused,
+                                 p->impl.refused_why);
+                        return -VEIL_EIO;
                 }
                 uint64_t out = 0, dropped = 0, dead = 0;
                 for (size_t i = 0; i < b->n; i++) {

@@ -36,7 +36,12 @@ struct veil_dead_letter {
 };
 
 /** Receives every record the pipeline produces. `dl` is non-NULL for dead
- *  letters (then key/value are the original bytes). */
+ *  letters (then key/value are the original bytes). Returns 0; or
+ *  -VEIL_EINVAL when the record can never be produced as it is (larger
+ *  than the producer takes): nothing was produced, the run goes on, and
+ *  the pipeline logs it and hands the error to the plugin that emitted the
+ *  record (never for a dead letter: the sink sends one too large without
+ *  its value); any other negative code: the output failed. */
 struct veil_sink {
         int (*produce)(void *ctx, const char *topic, const void *key,
                        size_t key_len, const void *value, size_t value_len,
@@ -63,6 +68,9 @@ int veil_pipeline_new(struct veil_pipeline **pp, const struct veil_config *cfg,
                       size_t errstr_size);
 void veil_pipeline_destroy(struct veil_pipeline *p);
 void veil_pipeline_set_sink(struct veil_pipeline *p, struct veil_sink sink);
+/** The largest record the sink takes (the producer's message.max.bytes),
+ *  for the line about a record it refused; 0 (the default): unknown. */
+void veil_pipeline_set_max_record(struct veil_pipeline *p, size_t max_bytes);
 
 /** Runs the checks of `veil lint` that need loaded plugins: outputs and side
  *  inputs bound and declared consistently, and the privacy lint
@@ -82,7 +90,11 @@ int veil_pipeline_batch_add(struct veil_pipeline *p,
 int veil_pipeline_batch_add_event(struct veil_pipeline *p,
                                   const struct veil_event *ev);
 /** Runs the chain over the batch and dead-letters what stages rejected.
- *  Negative when a stage or the sink failed. */
+ *  Negative when a stage or the sink failed, or when a stage went on after
+ *  records it emitted were refused (-VEIL_EINVAL from the sink) without
+ *  taking as many events out of the stream (veil_event_dead_letter or
+ *  veil_event_drop) after them: the batch would otherwise be committed
+ *  without those records. */
 int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                             size_t errstr_size);
 /** Events in the batch being formed. */

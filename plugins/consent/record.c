@@ -47,7 +47,19 @@ static void set_purposes(veil_rec_t *r, const char *path, uint8_t a) {
 
 /* One audit record, keyed and named by the "audit" pseudonym of the id. A
  * failure to emit is logged, not returned: the record has been applied,
- * and rejecting it now would dead-letter a consent that is in force. */
+ * and rejecting it now would dead-letter a consent that is in force.
+ *
+ * It is emitted between batches (from on_side_record), so there is no
+ * event to dead-letter and no batch to hold back when the host refuses it
+ * (-VEIL_EINVAL: too large for its topic, or not valid for its schema; the
+ * host logged which, without the record). Stopping the host instead would
+ * not help: the consent topic is read from its beginning at every start,
+ * so the same record would stop it again. The change stays in force,
+ * unaudited, and the record on the consent topic still says what it was
+ * (it is audited again at the next start, while it is there). Neither
+ * refusal can come from the record's size in practice: an audit record is
+ * a pseudonym, words and booleans (under 200 bytes), and librdkafka's
+ * message.max.bytes is at least 1000. Any other error stops the host. */
 static void audit(struct veil_consent *s, const char *id, size_t len,
                   const char *action, const uint8_t *before,
                   const uint8_t *after, const char *source, int64_t ts) {
@@ -75,7 +87,13 @@ static void audit(struct veil_consent *s, const char *id, size_t len,
                 veil_rec_set_null(r, "purposes_after");
         veil_rec_set_str(r, "source", source);
         veil_rec_set_long(r, "ts", ts);
-        if (veil_out_emit(s->st, "audit", subj, strlen(subj)) < 0)
+        int rc = veil_out_emit(s->st, "audit", subj, strlen(subj));
+        if (rc == -VEIL_EINVAL)
+                veil_log(s->st, VEIL_LOG_ERROR,
+                         "audit: a consent change (%s) is in force but its "
+                         "audit record could not be written (see above)",
+                         action);
+        else if (rc < 0)
                 veil_log(s->st, VEIL_LOG_ERROR,
                          "audit: a consent change could not be produced");
 }

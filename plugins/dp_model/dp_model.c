@@ -1283,13 +1283,14 @@ static int process(void *state, struct veil_batch *b) {
                 int rc = emit(s, b, &b->events[rw->ev], rw, idx + r * s->k,
                               val + r * s->k, got[r]);
                 if (rc == -VEIL_EINVAL) {
-                        /* The record could not be written (the host logged
+                        /* The record could not be written (not encodable,
+                         * or too large for the producer; the host logged
                          * why): the event goes to the dead-letter topic
                          * and the stream goes on. */
                         veil_event_dead_letter(
                                 b, &b->events[rw->ev],
                                 "dp_model: its recommendation record could "
-                                "not be encoded (see the log)");
+                                "not be written (see the log)");
                         continue;
                 }
                 if (rc < 0)

@@ -5,8 +5,9 @@
  *
  * It shows every part a plugin usually needs: a typed parameter table
  * (validated by the host, listed by `veil plugins`), init/process/destroy,
- * a named output, drops with a reason, a gauge on /metrics, and the notice
- * hook that `veil notice` asks. It includes <veil/veil.h> only and links
+ * a named output, drops with a reason, a dead letter for a record that
+ * cannot be written, a gauge on /metrics, and the notice hook that
+ * `veil notice` asks. It includes <veil/veil.h> only and links
  * nothing from veil.
  */
 #include <stdio.h>
@@ -57,8 +58,20 @@ static int process(void *state, struct veil_batch *b) {
                 /* Keyed by the event's user_id: a pseudonym, since the
                  * pipeline runs pseudonymize first (veil lint insists). */
                 int rc = veil_out_event(s->st, "events", ev);
+                if (rc == -VEIL_EINVAL) {
+                        /* This event's record cannot be written (too
+                         * large for its topic, or not valid for its
+                         * schema; the host logged which): the event goes
+                         * to the dead-letter topic, the stream goes on. */
+                        veil_event_dead_letter(
+                                b, ev,
+                                "example: the event's output record could "
+                                "not be written (see the log)");
+                        continue;
+                }
                 if (rc < 0)
-                        return rc; /* the batch is not committed */
+                        return rc; /* the output failed: the batch is not
+                                      committed */
                 s->kept++;
         }
         /* A count, never anything about one person. */

@@ -1,6 +1,7 @@
 /*
  * passthrough — emits every event that reaches it to the `events` output,
- * unchanged. The host benchmark runs it to measure the host alone.
+ * unchanged. The host benchmark runs it to measure the host alone. An
+ * event whose record cannot be written goes to the dead-letter topic.
  */
 #include <stdlib.h>
 
@@ -33,8 +34,19 @@ static int process(void *state, struct veil_batch *b) {
                 if (ev->status != VEIL_PASS)
                         continue;
                 int rc = veil_out_event(s->st, "events", ev);
+                if (rc == -VEIL_EINVAL) {
+                        /* The record cannot be written (too large for
+                         * its topic, or not valid for its schema; the host
+                         * logged which): the event goes to the
+                         * dead-letter topic and the stream goes on. */
+                        veil_event_dead_letter(
+                                b, ev,
+                                "passthrough: the event's output record "
+                                "could not be written (see the log)");
+                        continue;
+                }
                 if (rc < 0)
-                        return rc;
+                        return rc; /* the batch is not committed */
         }
         return 0;
 }

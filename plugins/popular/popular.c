@@ -160,8 +160,21 @@ static int process(void *state, struct veil_batch *b) {
                 if (ev->status != VEIL_PASS)
                         continue;
                 int rc = recommend(s, b, ev);
+                if (rc == -VEIL_EINVAL) {
+                        /* The recommendation cannot be written (too large
+                         * for its topic, or not valid for its schema; the
+                         * host logged which): the event goes to the
+                         * dead-letter topic, uncounted like any event that
+                         * stops before this stage, and the stream goes
+                         * on. */
+                        veil_event_dead_letter(
+                                b, ev,
+                                "popular: the event's recommendation record "
+                                "could not be written (see the log)");
+                        continue;
+                }
                 if (rc < 0)
-                        return rc;
+                        return rc; /* the batch is not committed */
                 if (ev->item_id)
                         count(s, ev->item_id);
                 s->events++;

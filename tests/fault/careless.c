@@ -2,7 +2,9 @@
  * careless — a test plugin (tests/fault) that emits every event to the
  * `events` output and ignores what veil_out_event returns, as a plugin
  * with a best-effort output might. The host must still not commit a batch
- * one of whose records it could not produce (test_poison).
+ * one of whose records it could not produce: a record refused as too
+ * large (-VEIL_EINVAL) that no dead letter answers fails the batch
+ * (test_poison, and tests/unit/test_refused.c).
  */
 #include <stdlib.h>
 

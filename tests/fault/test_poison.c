@@ -8,13 +8,20 @@
  *   its value, with the headers that say what and where it was; the events
  *   around it all come out, and the run ends cleanly. It was a poison pill:
  *   the host exited at every start.
- * - test_failed_batch_not_committed: a valid event whose output is too
- *   large fails its batch (the host exits with the topic's error) and
- *   nothing of that batch is committed, so a restart reads it again. The
- *   batch's offsets used to be committed anyway: the input was lost.
- * - test_ignored_output_error: the same through a stage that ignores the
- *   output's error (careless.c): the batch used to be committed, since
- *   only the stage's return code failed a batch.
+ * - test_oversized_output_{at_least_once,exactly_once}: a valid event of
+ *   1.1 MB whose output record is over the producer's message.max.bytes,
+ *   first in its batch: the producer refuses the record, passthrough gets
+ *   -VEIL_EINVAL and dead-letters the event, whose dead letter (its 1.1 MB
+ *   input) goes without its value; the other 100 events come out, the
+ *   batch commits and the run ends cleanly. The host used to exit with
+ *   the batch uncommitted, so every restart read the event and exited
+ *   again; before that, the batch was committed and the event lost.
+ * - test_ignored_output_error_{at_least_once,exactly_once}: the same event
+ *   through a stage that ignores the refusal (careless.c) and dead-letters
+ *   nothing: the batch fails (the host exits with the output's and the
+ *   topic's name) and nothing of it is committed, so a restart reads it
+ *   again. It used to be committed, since only the stage's return code
+ *   failed a batch.
  * - test_dead_letter_refused_{at_least_once,exactly_once}: the broker
  *   refuses a dead letter as too large (a topic whose max.message.bytes is
  *   below the producer's): it goes without its value in both modes. With
@@ -155,8 +162,8 @@ static void test_oversized_dead_letter(void **state) {
 }
 
 /* A valid event of 1.1 MB (its item id, which pseudonymize keeps): read,
- * it cannot be produced to the output. */
-static void produce_big_event(struct fault_env *e) {
+ * it cannot be produced to the output. Returns its size. */
+static size_t produce_big_event(struct fault_env *e) {
         char err[512];
         struct veil_csv *csv;
         struct veil_event ev;
@@ -185,41 +192,80 @@ static void produce_big_event(struct fault_env *e) {
                          0);
         assert_true(b.len > n && b.len < 2000000);
         produce_big(e, "e1", b.data, b.len);
+        size_t len = b.len;
         veil_buf_free(&b);
         veil_codec_destroy(codec);
         veil_csv_close(csv);
         free(item);
         e->fed = 1;
+        return len;
 }
 
-static void test_failed_batch_not_committed(void **state) {
-        struct fault_env *e = *state;
-        produce_big_event(e); /* e1, the first record of the first batch */
-        fault_feed(e, 100, 0);  /* e2..e101 */
-        fault_run_start(e, 0, 15);
-        double deadline = now_s() + 15;
-        while (!e->ended && now_s() < deadline)
-                sleep_ms(20);
-        fprintf(stderr, "# %llu records in, %llu produced\n",
-                (unsigned long long)e->records_in,
-                (unsigned long long)e->produced);
-        assert_true(e->ended);
-        fault_run_join_failed(e);
-        fprintf(stderr, "# run: %s\n", e->err);
-        assert_non_null(strstr(e->err, "topic 'out'"));
-        assert_non_null(strstr(e->err, "too large"));
-        /* Nothing committed: a restart reads e1..e101 again. */
-        int64_t off = fault_committed(e, 0);
-        fprintf(stderr, "# committed offset of in [0]: %lld\n",
-                (long long)off);
-        assert_true(off <= 0);
+/* e1 (1.1 MB, offset 0), then e2..e101 (offsets 1..100), read as one
+ * batch (max_events 128) by pseudonymize and passthrough. */
+static void oversized_output(void **state, int exactly_once) {
+        struct fault_opts o = {0};
+        o.partitions = 1;
+        o.exactly_once = exactly_once;
+        struct fault_env *e = fault_env_new(&o);
+        *state = e;
+        size_t big = produce_big_event(e);
+        fault_feed(e, 100, 0); /* e2..e101 */
+        fault_run_start(e, e->fed, 60);
+        fault_run_join(e); /* rc 0: the host went on and ended cleanly */
+
+        /* Every other event came out, e1 alone is missing. */
+        struct fault_count c;
+        fault_count_out(e, &c);
+        fault_print_count(exactly_once ? "exactly-once" : "at-least-once", e,
+                          &c);
+        assert_int_equal(c.missing, 1);
+        assert_int_equal(c.distinct, 100);
+        assert_int_equal(c.dups, 0);
+        /* The batch committed: its offsets (at-least-once: up to the end
+         * of "in"; the mock cluster keeps no transactional offset commits,
+         * so exactly-once counts its committed transactions). */
+        assert_int_equal(e->st.aborted, 0);
+        if (exactly_once)
+                assert_true(e->st.commits >= 1);
+        else
+                assert_true(fault_all_committed(e));
+
+        /* e1 is a dead letter: its input bytes (1.1 MB) are over the limit
+         * too, so it goes without them, with passthrough's error and
+         * where the record is. */
+        struct dead_letter dl[2];
+        assert_int_equal(read_dlq(e, dl, 2), 1);
+        fprintf(stderr, "# veil.error: %s\n", dl[0].error);
+        assert_string_equal(dl[0].key, "e1");
+        assert_int_equal(dl[0].len, 0);
+        char size[32];
+        snprintf(size, sizeof(size), "%zu", big);
+        assert_string_equal(dl[0].size, size);
+        assert_string_equal(dl[0].offset, "0");
+        assert_non_null(strstr(dl[0].error, "passthrough: the event's output "
+                                            "record could not be written"));
+        assert_non_null(strstr(dl[0].error, "too large for topic 'dlq'"));
 }
 
-/* The stage goes on after veil_out_event failed for e1, the only record of
- * the run (so nothing else of its batch is in flight when the host looks
- * at what to commit). */
-static void test_ignored_output_error(void **state) {
-        struct fault_env *e = *state;
+static void test_oversized_output_at_least_once(void **state) {
+        oversized_output(state, 0);
+}
+
+static void test_oversized_output_exactly_once(void **state) {
+        oversized_output(state, 1);
+}
+
+/* The stage goes on after veil_out_event was refused for e1, the only
+ * record of the run, and dead-letters nothing. */
+static void ignored_output_error(void **state, int exactly_once) {
+        setenv("VEIL_FAULT_PLUGINS", FAULT_PLUGINS, 1);
+        struct fault_opts o = {0};
+        o.partitions = 1;
+        o.exactly_once = exactly_once;
+        o.yaml = TEST_ROOT "/tests/fault/careless.yaml";
+        struct fault_env *e = fault_env_new(&o);
+        *state = e;
         produce_big_event(e);
         fault_run_start(e, 0, 15);
         double deadline = now_s() + 15;
@@ -228,20 +274,30 @@ static void test_ignored_output_error(void **state) {
         assert_true(e->ended);
         fault_run_join_failed(e);
         fprintf(stderr, "# run: %s\n", e->err);
+        assert_non_null(strstr(e->err, "stage 1 (careless)"));
+        assert_non_null(strstr(e->err, "output 'events'"));
         assert_non_null(strstr(e->err, "topic 'out'"));
-        int64_t off = fault_committed(e, 0);
-        fprintf(stderr, "# committed offset of in [0]: %lld\n",
-                (long long)off);
-        assert_true(off <= 0);
+        assert_non_null(strstr(e->err, "not committed"));
+        /* Nothing committed (exactly-once: the transaction aborted), and
+         * no dead letter: a restart reads e1 again. */
+        if (exactly_once) {
+                assert_int_equal(e->st.commits, 0);
+        } else {
+                int64_t off = fault_committed(e, 0);
+                fprintf(stderr, "# committed offset of in [0]: %lld\n",
+                        (long long)off);
+                assert_true(off <= 0);
+        }
+        struct dead_letter dl[1];
+        assert_int_equal(read_dlq(e, dl, 1), 0);
 }
 
-static int setup_careless(void **state) {
-        setenv("VEIL_FAULT_PLUGINS", FAULT_PLUGINS, 1);
-        struct fault_opts o = {0};
-        o.partitions = 1;
-        o.yaml = TEST_ROOT "/tests/fault/careless.yaml";
-        *state = fault_env_new(&o);
-        return 0;
+static void test_ignored_output_error_at_least_once(void **state) {
+        ignored_output_error(state, 0);
+}
+
+static void test_ignored_output_error_exactly_once(void **state) {
+        ignored_output_error(state, 1);
 }
 
 /* Reads "dlq" without waiting for a record that is not there yet. */
@@ -337,12 +393,17 @@ int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_oversized_dead_letter,
                                                 setup, fault_env_teardown),
-                cmocka_unit_test_setup_teardown(
-                        test_failed_batch_not_committed, setup,
+                cmocka_unit_test_teardown(
+                        test_oversized_output_at_least_once,
                         fault_env_teardown),
-                cmocka_unit_test_setup_teardown(test_ignored_output_error,
-                                                setup_careless,
-                                                fault_env_teardown),
+                cmocka_unit_test_teardown(test_oversized_output_exactly_once,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(
+                        test_ignored_output_error_at_least_once,
+                        fault_env_teardown),
+                cmocka_unit_test_teardown(
+                        test_ignored_output_error_exactly_once,
+                        fault_env_teardown),
                 cmocka_unit_test_teardown(
                         test_dead_letter_refused_at_least_once,
                         fault_env_teardown),

@@ -269,15 +269,24 @@ void veil_log(veil_stage_t *st, veil_log_level_t level, const char *fmt, ...)
  *  the next one. */
 veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output);
 /** Encodes and produces the open record with the given key. Returns 0;
- *  -VEIL_EINVAL when the record cannot be written (a field without default
- *  never set, a string that is not UTF-8: the host logs which), and nothing
- *  is produced; the event it answers then belongs on the dead-letter topic
- *  (veil_event_dead_letter), not the stage's failure; or the producer's
- *  error. */
+ *  -VEIL_EINVAL when this record cannot be written, and nothing is
+ *  produced: a field without default never set, a string that is not
+ *  UTF-8, or a record larger than the producer takes (message.max.bytes;
+ *  the host logs which, naming the output, the topic, the size and the
+ *  limit, never the record). The event it answers then belongs on the
+ *  dead-letter topic (veil_event_dead_letter) and the stage goes on: it is
+ *  not the stage's failure. A stage whose records the producer refused and
+ *  that returns from process without taking as many events out of the
+ *  stream after them (dead letter or drop) fails its batch, which is then
+ *  not committed. Any other negative code is the output failing (the host
+ *  stops without committing the batch): return it. A record that the
+ *  broker itself refuses later, at delivery, also stops the host. */
 int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
                   size_t key_len);
 /** Encodes an event with the output's schema (the interaction schema) and
- *  produces it, keyed by its user_id. */
+ *  produces it, keyed by its user_id. Returns as veil_out_emit: on
+ *  -VEIL_EINVAL (an event too large for the producer, say) dead-letter
+ *  the event and go on. */
 int veil_out_event(veil_stage_t *st, const char *output,
                    const struct veil_event *ev);
 /** 1 when the pipeline binds this output to a topic. */

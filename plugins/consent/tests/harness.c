@@ -21,6 +21,10 @@ static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
                 const void *value, size_t value_len,
                 const struct veil_dead_letter *dl) {
         struct harness *h = ctx;
+        if (!dl && h->refuse_topic && !strcmp(topic, h->refuse_topic)) {
+                h->refused++;
+                return -VEIL_EINVAL;
+        }
         if (h->n_out == h->cap_out) {
                 h->cap_out = h->cap_out ? h->cap_out * 2 : 64;
                 h->out = realloc(h->out, h->cap_out * sizeof(*h->out));

@@ -33,6 +33,11 @@ struct harness {
         struct captured *out;
         size_t n_out, cap_out;
         int64_t offset;
+        /* Records (not dead letters) to this topic are refused as a
+         * producer refuses one too large: -VEIL_EINVAL, nothing captured.
+         * NULL: none. */
+        const char *refuse_topic;
+        size_t refused;
 };
 
 /** `with` is the consent stage's with: block as YAML flow text ("{}" for

@@ -675,6 +675,37 @@ static void test_access_request(void **state) {
         h_close(&h);
 }
 
+/* Audit and access records come between batches: when the host refuses
+ * one (too large for its topic), there is no event to dead-letter. The
+ * consent record stays applied, nothing is dead-lettered, and the batches
+ * after it run. */
+static void test_refused_between_batches(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{require_ledger: true}");
+        h.refuse_topic = "audit";
+        assert_int_equal(h_grant(&h, "olga", 1, 1, 1, T0), 0);
+        assert_int_equal(h.refused, 1);
+        assert_int_equal(h_count(&h, "audit"), 0);
+        assert_int_equal(h_count(&h, "dlq"), 0);
+        const struct veil_event *ev = h_event(&h, "olga", NULL, -1);
+        assert_int_equal(ev->status, VEIL_PASS);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        /* The host's access record: not produced, the next batch runs. */
+        h.refuse_topic = "access";
+        assert_int_equal(h_consent(&h, "request-1", "olga", "access", 0, 0, 0,
+                                   -1, NULL, "support_desk", T0 + 1),
+                         0);
+        assert_int_equal(h_count(&h, "audit"), 1); /* action: access */
+        h_tick(&h);
+        assert_int_equal(h.refused, 2);
+        assert_int_equal(h_count(&h, "access"), 0);
+        ev = h_event(&h, "olga", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(h_count(&h, "dlq"), 0);
+        h_close(&h);
+}
+
 static void test_notice(void **state) {
         (void)state;
         struct harness h;
@@ -731,6 +762,7 @@ int main(void) {
                 cmocka_unit_test(test_serve_none),
                 cmocka_unit_test(test_rejected_records),
                 cmocka_unit_test(test_access_request),
+                cmocka_unit_test(test_refused_between_batches),
                 cmocka_unit_test(test_notice),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
