@@ -1807,8 +1807,8 @@ static int checkpoint(void *state, void **data, size_t *len) {
         return rc;
 }
 
-/* Saves the senders' ρ beside accountant_file when it grew, before the ε
- * that counts it is reported. */
+/* Saves the senders' ρ beside accountant_file when it grew, for the next
+ * start (the ε reported counts it in memory at once). */
 static int others_save(struct state *s, char *errstr, size_t errstr_size) {
         double rho = veil_dp_stats(s->dp).rho_others;
         if (!s->others_path || !(rho > s->others_saved))
@@ -1818,8 +1818,11 @@ static int others_save(struct state *s, char *errstr, size_t errstr_size) {
         char err[512];
         int rc = veil_share_rho_encode(s->share, &tab, &n);
         if (rc) {
-                snprintf(errstr, errstr_size,
-                         "dp_model: out of memory saving %s", s->others_path);
+                snprintf(errstr, errstr_size, "dp_model: cannot save %s: %s",
+                         s->others_path,
+                         rc == -VEIL_ENOMEM ? "out of memory"
+                                            : "an instance id over 65535 "
+                                              "bytes");
                 return rc;
         }
         rc = veil_dp_file_replace(s->others_path, tab, n, err, sizeof(err));
@@ -1841,8 +1844,10 @@ static int others_save(struct state *s, char *errstr, size_t errstr_size) {
 static int others_load(struct state *s, const char *acc_path, char *errstr,
                        size_t errstr_size) {
         size_t l = strlen(acc_path);
-        if (!(s->others_path = malloc(l + sizeof(".others"))))
+        if (!(s->others_path = malloc(l + sizeof(".others")))) {
+                snprintf(errstr, errstr_size, "dp_model: out of memory");
                 return -VEIL_ENOMEM;
+        }
         memcpy(s->others_path, acc_path, l);
         memcpy(s->others_path + l, ".others", sizeof(".others"));
         void *data;
