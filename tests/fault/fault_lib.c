@@ -588,6 +588,43 @@ rd_kafka_t *fault_reader(struct fault_env *e, const char *topic,
         return rk;
 }
 
+int fault_read_all(struct fault_env *e, const char *topic, const char *group,
+                   void (*each)(const rd_kafka_message_t *m, int i,
+                                void *ctx),
+                   void *ctx) {
+        rd_kafka_t *rk = fault_reader(e, topic, group);
+        int n = 0, eof = 0;
+        double deadline = now_s() + 30;
+        while (!eof && now_s() < deadline) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                if (!m)
+                        continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                        eof = 1;
+                else if (!m->err) {
+                        if (each)
+                                each(m, n, ctx);
+                        n++;
+                }
+                rd_kafka_message_destroy(m);
+        }
+        assert_true(eof);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        return n;
+}
+
+void fault_header(const rd_kafka_message_t *m, const char *name, char *buf,
+                  size_t size) {
+        rd_kafka_headers_t *h = NULL;
+        const void *v;
+        size_t len;
+        buf[0] = '\0';
+        if (!rd_kafka_message_headers(m, &h) &&
+            !rd_kafka_header_get_last(h, name, &v, &len))
+                snprintf(buf, size, "%.*s", (int)len, (const char *)v);
+}
+
 void fault_count_out(struct fault_env *e, struct fault_count *cnt) {
         char err[512];
         rd_kafka_t *rk = fault_reader(e, "out", "checker");

@@ -26,6 +26,7 @@ struct veil_pipeline;
 struct veil_mock;
 struct veil_ops;
 struct rd_kafka_mock_cluster_s;
+struct rd_kafka_message_s;
 
 /* Kafka protocol ApiKeys (rdkafka_mock.h takes them as numbers). */
 enum {
@@ -148,6 +149,16 @@ void fault_run_join(struct fault_env *e);
  * partition of `topic` from the beginning; the caller destroys it. */
 struct rd_kafka_s *fault_reader(struct fault_env *e, const char *topic,
                                 const char *group);
+/* Reads every record of `topic` (one partition) to its end with a
+ * fault_reader, calling each(m, i, ctx) for the i-th record (each may be
+ * NULL); asserts the end was reached within 30 s. Returns the count. */
+int fault_read_all(struct fault_env *e, const char *topic, const char *group,
+                   void (*each)(const struct rd_kafka_message_s *m, int i,
+                                void *ctx),
+                   void *ctx);
+/* The value of a record's last header `name` into buf ("" when none). */
+void fault_header(const struct rd_kafka_message_s *m, const char *name,
+                  char *buf, size_t size);
 /* Waits for a run that must fail: its error is in e->err. */
 void fault_run_join_failed(struct fault_env *e);
 /* The group's committed offset of "in" [partition]; negative: none. */

@@ -78,52 +78,31 @@ struct dead_letter {
         char key[64], error[1024], size[32], offset[32];
 };
 
-static void header(rd_kafka_message_t *m, const char *name, char *buf,
-                   size_t size) {
-        rd_kafka_headers_t *h = NULL;
-        const void *v;
-        size_t len;
-        buf[0] = '\0';
-        if (!rd_kafka_message_headers(m, &h) &&
-            !rd_kafka_header_get_last(h, name, &v, &len))
-                snprintf(buf, size, "%.*s", (int)len, (const char *)v);
+/* The first max records of "dlq" into out (struct dead_letter[max]). */
+struct dlq_read {
+        struct dead_letter *out;
+        int max;
+};
+
+static void keep_dead_letter(const rd_kafka_message_t *m, int i, void *ctx) {
+        struct dlq_read *r = ctx;
+        if (i >= r->max)
+                return;
+        struct dead_letter *d = &r->out[i];
+        d->key_len = m->key_len;
+        d->len = m->len;
+        snprintf(d->key, sizeof(d->key), "%.*s", (int)m->key_len,
+                 (const char *)m->key);
+        fault_header(m, "veil.error", d->error, sizeof(d->error));
+        fault_header(m, "veil.value.size", d->size, sizeof(d->size));
+        fault_header(m, "veil.source.offset", d->offset, sizeof(d->offset));
 }
 
 /* Reads "dlq" (one partition) to its end; the first max records into out.
  * Returns how many it holds. */
 static int read_dlq(struct fault_env *e, struct dead_letter *out, int max) {
-        rd_kafka_t *rk = fault_reader(e, "dlq", "dlq-checker");
-        int n = 0, eof = 0;
-        double deadline = now_s() + 30;
-        while (!eof && now_s() < deadline) {
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-                if (!m)
-                        continue;
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                        eof = 1;
-                else if (!m->err) {
-                        if (n < max) {
-                                struct dead_letter *d = &out[n];
-                                d->key_len = m->key_len;
-                                d->len = m->len;
-                                snprintf(d->key, sizeof(d->key), "%.*s",
-                                         (int)m->key_len,
-                                         (const char *)m->key);
-                                header(m, "veil.error", d->error,
-                                       sizeof(d->error));
-                                header(m, "veil.value.size", d->size,
-                                       sizeof(d->size));
-                                header(m, "veil.source.offset", d->offset,
-                                       sizeof(d->offset));
-                        }
-                        n++;
-                }
-                rd_kafka_message_destroy(m);
-        }
-        assert_true(eof);
-        rd_kafka_consumer_close(rk);
-        rd_kafka_destroy(rk);
-        return n;
+        struct dlq_read r = {out, max};
+        return fault_read_all(e, "dlq", "dlq-checker", keep_dead_letter, &r);
 }
 
 static int setup(void **state) {

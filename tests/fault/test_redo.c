@@ -79,39 +79,27 @@ static void produce_consent(struct fault_env *e, const char *user) {
         veil_codec_destroy(c);
 }
 
+/* The first record's veil.source.offset header. */
+struct first_off {
+        char *buf;
+        size_t size;
+};
+
+static void first_offset(const rd_kafka_message_t *m, int i, void *ctx) {
+        struct first_off *f = ctx;
+        if (!i)
+                fault_header(m, "veil.source.offset", f->buf, f->size);
+}
+
 /* Records in `topic` (one partition, read_committed, to its end); the
  * first one's veil.source.offset header into `src_off`. */
 static int count(struct fault_env *e, const char *topic, char *src_off,
                  size_t size) {
-        rd_kafka_t *rk = fault_reader(e, topic, "redo-checker");
-        int n = 0, eof = 0;
-        double deadline = now_s() + 30;
+        struct first_off f = {src_off, size};
         if (src_off)
                 src_off[0] = '\0';
-        while (!eof && now_s() < deadline) {
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-                if (!m)
-                        continue;
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        eof = 1;
-                } else if (!m->err) {
-                        rd_kafka_headers_t *h = NULL;
-                        const void *v;
-                        size_t l;
-                        if (!n && src_off &&
-                            !rd_kafka_message_headers(m, &h) &&
-                            !rd_kafka_header_get_last(
-                                    h, "veil.source.offset", &v, &l))
-                                snprintf(src_off, size, "%.*s", (int)l,
-                                         (const char *)v);
-                        n++;
-                }
-                rd_kafka_message_destroy(m);
-        }
-        assert_true(eof);
-        rd_kafka_consumer_close(rk);
-        rd_kafka_destroy(rk);
-        return n;
+        return fault_read_all(e, topic, "redo-checker",
+                              src_off ? first_offset : NULL, &f);
 }
 
 /* The consent topic holds an undecodable record (offset 0: a dead letter)
