@@ -15,6 +15,9 @@
 
 #define MAX_DROP_REASONS 64
 #define MAX_STAGE_GAUGES 16
+/* Erasure and access requests held between batches before they are
+ * applied anyway (veil_pipeline_side_record): ~100 bytes each. */
+#define REQUESTS_HELD_MAX 4096
 
 struct veil_output {
         const struct veil_binding *b;
@@ -733,11 +736,15 @@ static void apply_erasures(struct veil_pipeline *p) {
         p->n_erase = 0;
 }
 
-struct veil_batch *veil_pipeline_batch_begin(struct veil_pipeline *p) {
-        /* Exports first: an access request and an erasure in the same
-         * interval answer with what was held before the erasure. */
+/* Exports first: an access request and an erasure in the same interval
+ * answer with what was held before the erasure. */
+static void apply_requests(struct veil_pipeline *p) {
         apply_exports(p);
         apply_erasures(p);
+}
+
+struct veil_batch *veil_pipeline_batch_begin(struct veil_pipeline *p) {
+        apply_requests(p);
         veil_arena_reset(&p->arena);
         p->last_uid = p->last_subject = NULL;
         p->cap = (size_t)(p->cfg->max_events > 0 ? p->cfg->max_events : 256);
@@ -990,6 +997,13 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                         }
                 }
         }
+        /* The queues are otherwise drained when the next batch begins, and
+         * while the side inputs catch up no batch begins: a consent topic
+         * of millions of tombstones would queue millions of ids. Side
+         * records come between batches, so applying them here is what the
+         * next batch_begin would do, only sooner. */
+        if (p->n_erase + p->n_export >= REQUESTS_HELD_MAX)
+                apply_requests(p);
         return 0;
 }
 
@@ -1045,6 +1059,13 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                         }
                 }
         }
+        /* The queues are otherwise drained when the next batch begins, and
+         * while the side inputs catch up no batch begins: a consent topic
+         * of millions of tombstones would queue millions of ids. Side
+         * records come between batches, so applying them here is what the
+         * next batch_begin would do, only sooner. */
+        if (p->n_erase + p->n_export >= REQUESTS_HELD_MAX)
+                apply_requests(p);
         return 0;
 }
 

@@ -325,6 +325,26 @@ static void test_tombstone(void **state) {
         h_close(&h);
 }
 
+/* While the side inputs catch up no batch begins: erasures queued by a
+ * long run of tombstones are applied once 4,096 are held, not kept until
+ * the first batch (a consent topic of millions of tombstones held them
+ * all: 152 MiB for 2 M). */
+static void test_erasures_held_bounded(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        char user[32];
+        for (int i = 0; i < 5000; i++) {
+                snprintf(user, sizeof(user), "gone-%d", i);
+                assert_int_equal(h_tombstone(&h, user), 0);
+        }
+        /* No batch began since: the first 4,096 are applied already. */
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), 4096);
+        h_tick(&h);
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), 5000);
+        h_close(&h);
+}
+
 static void test_out_of_order(void **state) {
         (void)state;
         struct harness h;
@@ -753,6 +773,7 @@ int main(void) {
                 cmocka_unit_test(test_dead_letter_output_refused),
                 cmocka_unit_test(test_withdraw_everything),
                 cmocka_unit_test(test_tombstone),
+                cmocka_unit_test(test_erasures_held_bounded),
                 cmocka_unit_test(test_out_of_order),
                 cmocka_unit_test(test_event_tc_is_stricter),
                 cmocka_unit_test(test_ledger_tc_and_features),
