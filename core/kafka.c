@@ -38,9 +38,14 @@ struct side_part {
 struct side_topic {
         const char *topic;
         size_t index; /**< in the pipeline's side inputs */
-        struct side_part *parts;
+        struct side_part *parts; /**< grows: see refresh_sides */
         int n_parts;
 };
+
+/* How often the side topics' metadata is asked for partitions added since
+ * they were opened, and how long the loop waits for the answer at most. */
+#define SIDE_REFRESH_MS 10000
+#define SIDE_REFRESH_TIMEOUT_MS 500
 
 struct quiet {
         int64_t last_ms;
@@ -89,6 +94,7 @@ struct kctx {
         int ever_assigned; /**< the group gave us an assignment once */
         struct side_topic *sides;
         size_t n_sides;
+        int64_t sides_checked_ms; /**< last metadata refresh (refresh_sides) */
 
         struct inflight *head, *tail;
         int n_inflight;
@@ -1555,6 +1561,7 @@ static int open_sides(struct kctx *k, char *errstr, size_t errstr_size) {
                          rd_kafka_err2str(err));
                 return -VEIL_EIO;
         }
+        k->sides_checked_ms = now_ms();
         return 0;
 }
 
@@ -1584,11 +1591,120 @@ static void update_caught_up(struct kctx *k) {
         }
 }
 
+static int side_known(const struct side_topic *s, int32_t partition) {
+        for (int j = 0; j < s->n_parts; j++)
+                if (s->parts[j].partition == partition)
+                        return 1;
+        return 0;
+}
+
+/* Adds the partitions of `mt` that side topic `s` does not know yet: into
+ * s->parts first (poll_sides drops a record side_part does not find), then
+ * into the side consumer's assignment, from the beginning: every record of
+ * a new partition must be applied, a withdrawal most of all. A new
+ * partition counts as caught up from the start (high 0): it was not there
+ * when reading began, so readiness does not wait for it, and its records
+ * are applied as they are read, like every side record after catch-up.
+ * On failure nothing is added, and the next refresh tries again. */
+static void side_add_parts(struct kctx *k, struct side_topic *s,
+                           const struct rd_kafka_metadata_topic *mt) {
+        int n_new = 0;
+        for (int j = 0; j < mt->partition_cnt; j++)
+                n_new += !side_known(s, mt->partitions[j].id);
+        if (!n_new)
+                return;
+        const char *name = k->cfg->side_inputs[s->index].name;
+        struct side_part *parts = realloc(
+                s->parts, (size_t)(s->n_parts + n_new) * sizeof(*parts));
+        if (!parts) {
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "side input '%s': out of memory for %d new "
+                              "partition(s) of '%s'; trying again in %d s",
+                              name, n_new, s->topic, SIDE_REFRESH_MS / 1000);
+                return;
+        }
+        s->parts = parts;
+        int old_n = s->n_parts;
+        rd_kafka_topic_partition_list_t *add =
+                rd_kafka_topic_partition_list_new(n_new);
+        for (int j = 0; j < mt->partition_cnt; j++) {
+                int32_t pid = mt->partitions[j].id;
+                if (side_known(s, pid))
+                        continue;
+                s->parts[s->n_parts++] =
+                        (struct side_part){.partition = pid, .done = 1};
+                rd_kafka_topic_partition_list_add(add, s->topic, pid)
+                        ->offset = RD_KAFKA_OFFSET_BEGINNING;
+        }
+        /* The side consumer never subscribes, so it has no rebalance
+         * protocol and librdkafka takes an incremental assignment after
+         * the plain rd_kafka_assign of open_sides (rdkafka.h: "may also be
+         * used outside the context of a rebalance callback"). */
+        rd_kafka_error_t *error = rd_kafka_incremental_assign(k->side, add);
+        if (error) {
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "side input '%s': cannot assign %d new "
+                              "partition(s) of '%s': %s; trying again in "
+                              "%d s",
+                              name, n_new, s->topic,
+                              rd_kafka_error_string(error),
+                              SIDE_REFRESH_MS / 1000);
+                rd_kafka_error_destroy(error);
+                s->n_parts = old_n;
+        } else {
+                for (int j = 0; j < add->cnt; j++)
+                        veil_log_host(VEIL_LOG_INFO, NULL,
+                                      "side input '%s': new partition "
+                                      "%s [%d], reading it from the "
+                                      "beginning",
+                                      name, s->topic,
+                                      (int)add->elems[j].partition);
+        }
+        rd_kafka_topic_partition_list_destroy(add);
+}
+
+/* Partitions added to a side topic after open_sides would otherwise not be
+ * read before a restart: a withdrawal written to one would never be
+ * applied, and nothing would say so. Every SIDE_REFRESH_MS, one metadata
+ * request for the topics the side consumer knows (its assigned ones: the
+ * side topics), waited for SIDE_REFRESH_TIMEOUT_MS at most so that a slow
+ * or absent broker holds the loop up only briefly. An error is not a
+ * reason to stop: the partitions already assigned keep being read, and the
+ * next refresh tries again. */
+static void refresh_sides(struct kctx *k) {
+        if (!k->side || now_ms() - k->sides_checked_ms < SIDE_REFRESH_MS)
+                return;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(k->side, 0, NULL, &md,
+                                                    SIDE_REFRESH_TIMEOUT_MS);
+        /* From the answer (or the timeout): a refresh that waited its
+         * whole timeout is not followed by another one at once. */
+        k->sides_checked_ms = now_ms();
+        if (err) {
+                veil_log_host(VEIL_LOG_DEBUG, NULL,
+                              "side inputs: metadata refresh: %s; trying "
+                              "again in %d s",
+                              rd_kafka_err2str(err), SIDE_REFRESH_MS / 1000);
+                return;
+        }
+        for (int t = 0; t < md->topic_cnt; t++) {
+                const struct rd_kafka_metadata_topic *mt = &md->topics[t];
+                if (mt->err)
+                        continue;
+                for (size_t i = 0; i < k->n_sides; i++)
+                        if (!strcmp(k->sides[i].topic, mt->topic))
+                                side_add_parts(k, &k->sides[i], mt);
+        }
+        rd_kafka_metadata_destroy(md);
+}
+
 static void publish(struct kctx *k, int force);
 
 /* Reads side-input records; returns how many were handled. */
 static int poll_sides(struct kctx *k, int timeout_ms, int max) {
         int n = 0;
+        /* Before any side_part pointer is taken: it may grow the arrays. */
+        refresh_sides(k);
         while (k->side && n < max && !k->fatal) {
                 rd_kafka_message_t *m =
                         rd_kafka_consumer_poll(k->side, n ? 0 : timeout_ms);
