@@ -292,30 +292,44 @@ static int produce_raw(struct kctx *k, const char *topic, const void *key,
  * a record that may have been just under the input's limit) goes again
  * without its value: the headers still say what failed and where the
  * record is (topic, partition, offset), and a record that can never be
- * dead-lettered would otherwise stop the stream at every start. */
+ * dead-lettered would otherwise stop the stream at every start. A key over
+ * BARE_KEY_MAX is left out too (a key alone can be near the limit), so
+ * that a bare dead letter is always small enough to go. */
+#define BARE_KEY_MAX 1024
 static int produce_dl_bare(struct kctx *k, const char *topic, const void *key,
                            size_t key_len, size_t value_len,
                            const rd_kafka_headers_t *h, struct inflight *f) {
         rd_kafka_headers_t *c = rd_kafka_headers_copy(h);
         const void *v = NULL;
         size_t vl = 0;
-        char why[1024], size[24];
+        char why[1024], size[24], key_size[24], also[64] = "";
+        int no_key = key_len > BARE_KEY_MAX;
         if (rd_kafka_header_get_last(c, "veil.error", &v, &vl))
                 v = "", vl = 0;
+        if (no_key)
+                snprintf(also, sizeof(also), " and its key (%zu bytes)",
+                         key_len);
         snprintf(why, sizeof(why),
                  "%.*s; the dead letter was too large for topic '%s', so "
-                 "its value (%zu bytes) is left out: read it at the source "
-                 "offset",
+                 "its value (%zu bytes)%s %s left out: read it at the "
+                 "source offset",
                  (int)(vl < 700 ? vl : 700), (const char *)v, topic,
-                 value_len);
+                 value_len, also, no_key ? "are" : "is");
         snprintf(size, sizeof(size), "%zu", value_len);
         rd_kafka_header_remove(c, "veil.error");
         rd_kafka_header_add(c, "veil.error", -1, why, -1);
         rd_kafka_header_add(c, "veil.value.size", -1, size, -1);
+        if (no_key) {
+                snprintf(key_size, sizeof(key_size), "%zu", key_len);
+                rd_kafka_header_add(c, "veil.key.size", -1, key_size, -1);
+        }
         veil_log_host(VEIL_LOG_WARN, NULL,
                       "a dead letter of %zu bytes is too large for topic "
-                      "'%s': produced without its value", value_len, topic);
-        return produce_raw(k, topic, key, key_len, NULL, 0, c, f);
+                      "'%s': produced without its value%s",
+                      key_len + value_len, topic,
+                      no_key ? " and its key" : "");
+        return produce_raw(k, topic, no_key ? NULL : key, no_key ? 0 : key_len,
+                           NULL, 0, c, f);
 }
 
 /* ------------------------------------------------------------------ */
@@ -495,7 +509,7 @@ static int produce_dl(struct kctx *k, const char *topic, const void *key,
         /* Refused by the broker before (exactly-once, bare_refused): as if
          * the producer had refused it, without trying again. */
         int refused = 0;
-        if (k->bare && value_len) {
+        if (k->bare && (value_len || key_len > BARE_KEY_MAX)) {
                 char id[1024];
                 dl_id(id, sizeof(id), src_topic, (int)strlen(src_topic), part,
                       (int)strlen(part), off, (int)strlen(off), dl->stage,
@@ -508,7 +522,8 @@ static int produce_dl(struct kctx *k, const char *topic, const void *key,
                                       value_len, h, f);
         if (!err)
                 return 0;
-        int rc = err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && value_len
+        int rc = err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE &&
+                                 (value_len || key_len > BARE_KEY_MAX)
                          ? produce_dl_bare(k, topic, key, key_len, value_len,
                                            h, f)
                          : produce_failed(k, topic, err, key_len, value_len);
@@ -605,6 +620,30 @@ static int permanent(rd_kafka_resp_err_t err) {
         }
 }
 
+/* A record the broker refused for good. Too large for the topic (its
+ * max.message.bytes below the producer's message.max.bytes) is a setting
+ * to fix, not an input's fault: with the producer's limit at most the
+ * topic's, the producer itself refuses such a record, and its event is
+ * dead-lettered (sink_records); the message says so. */
+static void delivery_failed(struct kctx *k, const char *topic,
+                            const rd_kafka_message_t *m) {
+        if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+                set_fatal(k, "delivery to topic '%s' failed permanently: %s "
+                          "(the topic's max.message.bytes is below what the "
+                          "producer sends: records up to its "
+                          "message.max.bytes of %zu, in batches up to its "
+                          "batch.size): set kafka.settings "
+                          "message.max.bytes and batch.size to at most the "
+                          "topic's limit, so that a record too large is "
+                          "refused before it is sent and its event goes to "
+                          "the dead-letter topic",
+                          topic, rd_kafka_err2str(m->err),
+                          producer_max_bytes(k->producer));
+        else
+                set_fatal(k, "delivery to topic '%s' failed permanently: %s",
+                          topic, rd_kafka_err2str(m->err));
+}
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         (void)rk;
         struct kctx *k = opaque;
@@ -620,7 +659,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
                 h = NULL;
         const void *hv;
         size_t hl;
-        if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && m->len && h &&
+        if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE &&
+            (m->len || m->key_len > BARE_KEY_MAX) && h &&
             !k->fatal &&
             !rd_kafka_header_get_last(h, "veil.error", &hv, &hl)) {
                 /* A dead letter the broker found too large (the topic's
@@ -642,17 +682,14 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
                  * permanent error would fail it again forever (and charge
                  * the privacy budget for every pass). */
                 if (permanent(m->err))
-                        set_fatal(k, "delivery to topic '%s' failed "
-                                     "permanently: %s",
-                                  topic, rd_kafka_err2str(m->err));
+                        delivery_failed(k, topic, m);
                 f->pending--;
                 return;
         }
         if (permanent(m->err) || k->fatal) {
                 /* Not acknowledged, so the batch is never committed and its
                  * input is read again after the restart. */
-                set_fatal(k, "delivery to topic '%s' failed permanently: %s",
-                          topic, rd_kafka_err2str(m->err));
+                delivery_failed(k, topic, m);
                 return;
         }
         /* The idempotent producer has already retried until

@@ -8,6 +8,8 @@
  *   its value, with the headers that say what and where it was; the events
  *   around it all come out, and the run ends cleanly. It was a poison pill:
  *   the host exited at every start.
+ * - test_oversized_key_dead_letter: the same with a key of almost 1 MB:
+ *   the dead letter goes without its key as well.
  * - test_oversized_output_{at_least_once,exactly_once}: a valid event of
  *   1.1 MB whose output record is over the producer's message.max.bytes,
  *   first in its batch: the producer refuses the record, passthrough gets
@@ -28,6 +30,9 @@
  *   exactly-once the host used to exit at every start on it; now the
  *   transaction aborts and the batch is processed again with the dead
  *   letter bare.
+ * - test_output_refused_by_broker: the broker refuses an output record as
+ *   too large: the host stops, nothing committed, with a message that
+ *   names the setting to change.
  *
  * `test_poison [NAME]` runs the tests whose name matches NAME.
  */
@@ -49,8 +54,9 @@
 #define BIG 999950 /* under message.max.bytes (1,000,000) by itself */
 
 /* Produces one record to "in" with a producer that allows 2 MB. */
-static void produce_big(struct fault_env *e, const char *key,
-                        const void *value, size_t len) {
+static void produce_big_keyed(struct fault_env *e, const char *key,
+                              size_t key_len, const void *value,
+                              size_t len) {
         char err[512];
         rd_kafka_conf_t *c = rd_kafka_conf_new();
         assert_int_equal(rd_kafka_conf_set(c, "bootstrap.servers",
@@ -62,7 +68,7 @@ static void produce_big(struct fault_env *e, const char *key,
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
         assert_non_null(rk);
         assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("in"),
-                                           RD_KAFKA_V_KEY(key, strlen(key)),
+                                           RD_KAFKA_V_KEY(key, key_len),
                                            RD_KAFKA_V_VALUE((void *)value,
                                                             len),
                                            RD_KAFKA_V_MSGFLAGS(
@@ -73,9 +79,14 @@ static void produce_big(struct fault_env *e, const char *key,
         rd_kafka_destroy(rk);
 }
 
+static void produce_big(struct fault_env *e, const char *key,
+                        const void *value, size_t len) {
+        produce_big_keyed(e, key, strlen(key), value, len);
+}
+
 struct dead_letter {
         size_t key_len, len;
-        char key[64], error[1024], size[32], offset[32];
+        char key[64], error[1024], size[32], key_size[32], offset[32];
 };
 
 /* The first max records of "dlq" into out (struct dead_letter[max]). */
@@ -95,6 +106,7 @@ static void keep_dead_letter(const rd_kafka_message_t *m, int i, void *ctx) {
                  (const char *)m->key);
         fault_header(m, "veil.error", d->error, sizeof(d->error));
         fault_header(m, "veil.value.size", d->size, sizeof(d->size));
+        fault_header(m, "veil.key.size", d->key_size, sizeof(d->key_size));
         fault_header(m, "veil.source.offset", d->offset, sizeof(d->offset));
 }
 
@@ -112,32 +124,64 @@ static int setup(void **state) {
         return 0;
 }
 
-static void test_oversized_dead_letter(void **state) {
-        struct fault_env *e = *state;
+/* e1..e50, an undecodable record (key, value) at offset 50, e51..e100:
+ * the run goes on and ends cleanly, every event comes out, everything is
+ * committed, and the record is the one dead letter (into *dl). */
+static void undecodable_around(struct fault_env *e, const char *what,
+                               const char *key, size_t key_len,
+                               const char *value, size_t len,
+                               struct dead_letter *dl) {
         fault_feed(e, 50, 0); /* e1..e50 at offsets 0..49 */
-        char *junk = malloc(BIG);
-        assert_non_null(junk);
-        memset(junk, 'X', BIG); /* not Avro: undecodable */
-        produce_big(e, "big", junk, BIG); /* offset 50 */
-        free(junk);
+        produce_big_keyed(e, key, key_len, value, len); /* offset 50 */
         fault_feed(e, 50, 0); /* e51..e100 */
         fault_run_start(e, e->fed + 1, 120);
         fault_run_join(e); /* rc 0: the run went on and ended cleanly */
 
         struct fault_count c;
         fault_count_out(e, &c);
-        fault_print_count("around an oversized record", e, &c);
+        fault_print_count(what, e, &c);
         assert_int_equal(c.missing, 0);
         assert_true(fault_all_committed(e));
 
-        struct dead_letter dl[2];
-        assert_int_equal(read_dlq(e, dl, 2), 1);
-        fprintf(stderr, "# veil.error: %s\n", dl[0].error);
-        assert_int_equal(dl[0].len, 0); /* the value is left out */
-        assert_string_equal(dl[0].key, "big");
-        assert_string_equal(dl[0].size, "999950");
-        assert_string_equal(dl[0].offset, "50");
-        assert_non_null(strstr(dl[0].error, "too large for topic 'dlq'"));
+        struct dead_letter two[2];
+        assert_int_equal(read_dlq(e, two, 2), 1);
+        fprintf(stderr, "# veil.error: %s\n", two[0].error);
+        *dl = two[0];
+        assert_string_equal(dl->offset, "50");
+        assert_int_equal(dl->len, 0); /* the value is left out */
+        assert_non_null(strstr(dl->error, "too large for topic 'dlq'"));
+}
+
+static void test_oversized_dead_letter(void **state) {
+        char *junk = malloc(BIG);
+        assert_non_null(junk);
+        memset(junk, 'X', BIG); /* not Avro: undecodable */
+        struct dead_letter dl;
+        undecodable_around(*state, "around an oversized record", "big", 3,
+                           junk, BIG, &dl);
+        free(junk);
+        assert_string_equal(dl.key, "big");
+        assert_string_equal(dl.size, "999950");
+}
+
+/* An undecodable record whose key alone (999,990 bytes) leaves no room
+ * for the dead letter's headers: without its value it is still over the
+ * producer's limit, so it goes without its key too. It was still fatal at
+ * every start. */
+static void test_oversized_key_dead_letter(void **state) {
+        size_t kl = 999990;
+        char *key = malloc(kl);
+        assert_non_null(key);
+        memset(key, 'K', kl);
+        struct dead_letter dl;
+        undecodable_around(*state, "around a record with an oversized key",
+                           key, kl, "XX", 2, &dl);
+        free(key);
+        assert_int_equal(dl.key_len, 0);
+        assert_string_equal(dl.size, "2");
+        assert_string_equal(dl.key_size, "999990");
+        assert_non_null(strstr(dl.error, "and its key (999990 bytes) are "
+                                         "left out"));
 }
 
 /* A valid event of 1.1 MB (its item id, which pseudonymize keeps): read,
@@ -366,12 +410,50 @@ static void test_dead_letter_refused_exactly_once(void **state) {
         refused_by_broker(state, 1);
 }
 
+/* The broker that leads "out" (alone) refuses an output record as too
+ * large: a topic whose max.message.bytes is below the producer's. That is a
+ * setting to fix: the host stops with the batch uncommitted and says
+ * which one (the producer's limit at most the topic's, so that the
+ * producer refuses such a record and its event is dead-lettered). */
+static void test_output_refused_by_broker(void **state) {
+        struct fault_opts o = {0};
+        o.partitions = 1;
+        o.brokers = 2;
+        struct fault_env *e = fault_env_new(&o);
+        *state = e;
+        rd_kafka_mock_cluster_t *mc = fault_cluster(e);
+        fault_lead(e, "in", 1, 1);
+        fault_lead(e, "out", 1, 2);
+        fault_lead(e, "dlq", 1, 1);
+        fault_feed(e, 20, 0);
+        assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
+                                 mc, 2, API_PRODUCE, 1,
+                                 RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0),
+                         0);
+        fault_run_start(e, 0, 30);
+        double deadline = now_s() + 30;
+        while (!e->ended && now_s() < deadline)
+                sleep_ms(20);
+        assert_true(e->ended);
+        fault_run_join_failed(e);
+        fprintf(stderr, "# run: %s\n", e->err);
+        assert_non_null(strstr(e->err, "topic 'out'"));
+        assert_non_null(strstr(e->err, "message.max.bytes of 1000000"));
+        assert_non_null(strstr(e->err, "set kafka.settings "
+                                       "message.max.bytes and batch.size to "
+                                       "at most the topic's limit"));
+        assert_true(fault_committed(e, 0) <= 0);
+}
+
 int main(int argc, char **argv) {
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_oversized_dead_letter,
                                                 setup, fault_env_teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_oversized_key_dead_letter, setup,
+                        fault_env_teardown),
                 cmocka_unit_test_teardown(
                         test_oversized_output_at_least_once,
                         fault_env_teardown),
@@ -389,6 +471,8 @@ int main(int argc, char **argv) {
                 cmocka_unit_test_teardown(
                         test_dead_letter_refused_exactly_once,
                         fault_env_teardown),
+                cmocka_unit_test_teardown(test_output_refused_by_broker,
+                                          fault_env_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
