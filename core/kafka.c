@@ -2558,18 +2558,23 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         k.batch = veil_pipeline_batch_begin(p);
 
         publish(&k, 1);
+        /* Stages start from their checkpoint before the side inputs are
+         * read, as after a reload (veil_pipeline_transfer, then
+         * reopen_sides): the erasures and access requests the consent
+         * topic holds apply to the restored state. The host applies them
+         * every 4,096 while catching up, so a restore after the catch-up
+         * brought back the state of people erased in the earlier chunks,
+         * and answered their access requests without it. */
+        if (k.ck.enabled && !k.fatal && !should_stop(&k) &&
+            (rc = load_state(&k, errstr, errstr_size))) {
+                close_all(&k);
+                return rc;
+        }
         if ((rc = open_sides(&k, errstr, errstr_size))) {
                 close_all(&k);
                 return rc;
         }
         catch_up(&k);
-        /* Stages start from their checkpoint, after the side inputs (a
-         * restore may depend on them) and before the first batch. */
-        if (k.ck.enabled && k.st.side_caught_up && !k.fatal &&
-            !should_stop(&k) && (rc = load_state(&k, errstr, errstr_size))) {
-                close_all(&k);
-                return rc;
-        }
 
         int subscribed = 0;
         if (k.st.side_caught_up && !k.fatal && !should_stop(&k)) {

@@ -1547,8 +1547,9 @@ static int share_setup(struct state *s, veil_stage_t *st,
         s->mechanism = !strcmp(veil_params_str(p, "mechanism"), "tree")
                                ? "tree"
                                : "gaussian";
-        /* Chunks read before the first batch wait for the restore; past
-         * 256 MiB they apply at once (and a restore may undo them). */
+        /* Chunks read before the first batch wait for it, and so apply
+         * over a restored model whatever the host's order; past 256 MiB
+         * they apply at once. */
         return veil_share_new(&s->share, inst, (size_t)256 << 20);
 }
 
