@@ -830,6 +830,41 @@ static void set_subject(struct veil_pipeline *p, struct veil_event *ev) {
         }
 }
 
+/* What no stage should have to guard against, refused before any sees
+ * it: an id longer than VEIL_ID_MAX (stages keep ids — popular's counts,
+ * the catalogs' new items, profiles — and put them in every record: a few
+ * events with 60 KB item ids made every later recommendation too large for
+ * its topic) and a time outside [1970, 9999] (stages subtract times, which
+ * overflows near the ends of int64). Returns NULL or why, naming the field
+ * and never its value. */
+static const char *event_invalid(const struct veil_event *ev, char *buf,
+                                 size_t size) {
+        const struct {
+                const char *name, *v;
+        } ids[] = {{"event_id", ev->event_id},
+                   {"user_id", ev->user_id},
+                   {"item_id", ev->item_id},
+                   {"context.session_id", ev->ctx.session_id}};
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                size_t n = ids[i].v ? strnlen(ids[i].v, VEIL_ID_MAX + 1) : 0;
+                if (n > VEIL_ID_MAX) {
+                        snprintf(buf, size,
+                                 "field '%s' is longer than the %d bytes an "
+                                 "id may have",
+                                 ids[i].name, VEIL_ID_MAX);
+                        return buf;
+                }
+        }
+        if (ev->ts_ms < 0 || ev->ts_ms > VEIL_TS_MAX_MS) {
+                snprintf(buf, size,
+                         "field 'ts' (%lld ms) is outside 1970-01-01 to "
+                         "9999-12-31",
+                         (long long)ev->ts_ms);
+                return buf;
+        }
+        return NULL;
+}
+
 int veil_pipeline_batch_add(struct veil_pipeline *p,
                             const struct veil_source *src) {
         int rc = ensure_room(p);
@@ -839,9 +874,10 @@ int veil_pipeline_batch_add(struct veil_pipeline *p,
         char err[512];
         rc = veil_codec_decode_event(p->in_codec, src->value, src->value_len,
                                      ev, &p->arena, err, sizeof(err));
-        if (rc) {
+        const char *bad = rc ? err : event_invalid(ev, err, sizeof(err));
+        if (bad) {
                 p->decode_errors++;
-                rc = dead_letter(p, src, "decode", err);
+                rc = dead_letter(p, src, "decode", bad);
                 return rc ? rc : 0;
         }
         set_subject(p, ev);
@@ -853,6 +889,15 @@ int veil_pipeline_batch_add(struct veil_pipeline *p,
 
 int veil_pipeline_batch_add_event(struct veil_pipeline *p,
                                   const struct veil_event *in) {
+        char err[256];
+        const char *bad = event_invalid(in, err, sizeof(err));
+        if (bad) {
+                /* No record bytes: the dead letter says why only. */
+                static const struct veil_source none;
+                p->decode_errors++;
+                int rc = dead_letter(p, &none, "decode", bad);
+                return rc ? rc : 0;
+        }
         int rc = ensure_room(p);
         if (rc)
                 return rc;

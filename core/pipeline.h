@@ -81,12 +81,15 @@ int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
 /** Starts a batch: applies queued erasures and access requests, resets the
  *  arena. Records added later must stay alive until batch_run returns. */
 struct veil_batch *veil_pipeline_batch_begin(struct veil_pipeline *p);
-/** Decodes a record into the batch; an undecodable one goes to the dead-letter
- *  sink at once. Returns 1 when an event was added, 0 when dead-lettered,
- *  negative when the sink failed. */
+/** Decodes a record into the batch; an undecodable one, or one with an id
+ *  over VEIL_ID_MAX bytes or a time outside VEIL_TS_MAX_MS, goes to the
+ *  dead-letter sink at once. Returns 1 when an event was added, 0 when
+ *  dead-lettered, negative when the sink failed. */
 int veil_pipeline_batch_add(struct veil_pipeline *p,
                             const struct veil_source *src);
-/** Adds an already typed event (replay); strings are copied. */
+/** Adds an already typed event (replay); strings are copied. The same
+ *  checks; a dead letter then carries no record bytes. Returns as
+ *  veil_pipeline_batch_add. */
 int veil_pipeline_batch_add_event(struct veil_pipeline *p,
                                   const struct veil_event *ev);
 /** Runs the chain over the batch and dead-letters what stages rejected.

@@ -331,6 +331,14 @@ void veil_instance_id(char *out, size_t size);
 /** Size of the buffer veil_pseudonym needs, terminator included. */
 #define VEIL_PSEUDONYM_MAX 64
 
+/** The longest event_id, user_id, item_id or context session_id the host
+ *  hands to stages (bytes); a longer one is dead-lettered before any stage
+ *  sees the event, so that what stages keep and emit per id is bounded. */
+#define VEIL_ID_MAX 512
+/** The latest event time the host hands to stages: 9999-12-31T23:59:59.999Z
+ *  (the earliest is 0, 1970-01-01); others are dead-lettered. */
+#define VEIL_TS_MAX_MS INT64_C(253402300799999)
+
 /** The stage's current privacy spend (ε, δ), for the pipeline's /metrics
  *  and the demo's summary. With several stages that report one, the
  *  pipeline's spend is their sum: stages that learn from the same people
