@@ -466,6 +466,8 @@ static int bad(char *errstr, size_t errstr_size, const veil_params_t *p,
         return -VEIL_EINVAL;
 }
 
+#define TEN_DECADES_S INT64_C(3155760000)
+
 static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 char *errstr, size_t errstr_size) {
         int64_t space = veil_params_int(p, "hash_space", 16384);
@@ -489,9 +491,11 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         if (gh < 1 || gh > 12)
                 return bad(errstr, errstr_size, p, "geohash_precision",
                            "between 1 and 12");
-        if (gap < 1)
+        /* Both become milliseconds and are subtracted from event times:
+         * at most 100 years keeps that far from int64's ends. */
+        if (gap < 1 || gap > TEN_DECADES_S)
                 return bad(errstr, errstr_size, p, "session_gap_s",
-                           "at least 1");
+                           "between 1 and 3155760000 (100 years)");
         if (L < 1 || L > 1000)
                 return bad(errstr, errstr_size, p, "profile_items",
                            "between 1 and 1000");
@@ -505,9 +509,9 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 return bad(errstr, errstr_size, p, "history_items",
                            "small enough that max_profiles x history_items "
                            "x 20 bytes stays under 64 GiB");
-        if (ttl < 1)
+        if (ttl < 1 || ttl > TEN_DECADES_S)
                 return bad(errstr, errstr_size, p, "profile_ttl_s",
-                           "at least 1");
+                           "between 1 and 3155760000 (100 years)");
         veil_tier_t dt;
         if (parse_tier(veil_params_str(p, "default_tier"), &dt))
                 return bad(errstr, errstr_size, p, "default_tier",

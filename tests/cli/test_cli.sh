@@ -32,6 +32,11 @@ sed -e 's/^      k: 10$/      k: 1000/' -e "s#\.\./demo/#$root/config/demo/#g" \
   -e "s#\.\./\.\./schemas/#$root/schemas/#g" "$root/config/pipelines/retail.yaml" >"$tmp/k.yaml"
 check "lint k 1000 (plugin not started)" 0 "k.yaml: ok" -- "$VEIL" lint "$tmp/k.yaml"
 check "lint --start k 1000" 2 "k.yaml:[0-9]+:10: k must be between 1 and 100" -- "$VEIL" lint --start "$tmp/k.yaml"
+# context's times become milliseconds subtracted from event times: bounded.
+sed -e 's/^      profile_ttl_s: 7776000$/      profile_ttl_s: 10000000000000000/' \
+  -e "s#\.\./demo/#$root/config/demo/#g" -e "s#\.\./\.\./schemas/#$root/schemas/#g" \
+  "$root/config/pipelines/retail.yaml" >"$tmp/ttl.yaml"
+check "lint --start profile_ttl_s 1e16" 2 "ttl.yaml:[0-9]+:[0-9]+: .*profile_ttl_s.*between 1 and 3155760000" -- "$VEIL" lint --start "$tmp/ttl.yaml"
 check "lint --start shipped pipelines" 0 "retail.yaml: ok" -- env VEIL_DEMO_ACCOUNTANT="$tmp/demo.acc" "$VEIL" lint --start "$root"/config/pipelines/*.yaml
 check "lint unknown option" 2 "unknown option '--bogus'" -- "$VEIL" lint --bogus "$tmp/k.yaml"
 check "run --log-level without a value" 2 "--log-level needs a value" -- "$VEIL" run "$tmp/k.yaml" --log-level
