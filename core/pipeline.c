@@ -14,7 +14,7 @@
 #include "privacy_lint.h"
 
 #define MAX_DROP_REASONS 64
-#define MAX_STAGE_GAUGES 16
+#define MAX_STAGE_GAUGES 32
 /* Erasure and access requests held between batches before they are
  * applied anyway (veil_pipeline_side_record): ~100 bytes each. */
 #define REQUESTS_HELD_MAX 4096

@@ -460,6 +460,27 @@ static uint64_t current_window(const struct veil_dp *dp) {
         return window_of(dp, veil_dp_step(dp));
 }
 
+uint64_t veil_dp_user_hash(const struct veil_dp *dp, const char *user) {
+        unsigned char hb[crypto_shorthash_BYTES];
+        crypto_shorthash(hb, (const unsigned char *)user, strlen(user),
+                         dp->hkey);
+        uint64_t h;
+        memcpy(&h, hb, sizeof(h));
+        return h;
+}
+
+uint32_t veil_dp_user_steps(const struct veil_dp *dp, const char *user) {
+        uint64_t h = veil_dp_user_hash(dp, user);
+        uint64_t win = current_window(dp) + 1;
+        for (size_t j = h & (dp->cap - 1);; j = (j + 1) & (dp->cap - 1)) {
+                const struct uslot *s = &dp->tab[j];
+                if (s->window != win)
+                        return 0;
+                if (s->h == h)
+                        return s->count;
+        }
+}
+
 void veil_dp_clock(struct veil_dp *dp, int64_t now_ms) {
         if (!dp->cfg.step_ms)
                 return;
@@ -552,11 +573,7 @@ static int admit_at(struct veil_dp *dp, const char *user, uint64_t batch,
                 dp->used_window = win;
                 dp->used = 0;
         }
-        unsigned char hb[crypto_shorthash_BYTES];
-        crypto_shorthash(hb, (const unsigned char *)user, strlen(user),
-                         dp->hkey);
-        uint64_t h;
-        memcpy(&h, hb, sizeof(h));
+        uint64_t h = veil_dp_user_hash(dp, user);
         size_t j = h & (dp->cap - 1);
         for (;;) {
                 struct uslot *s = &dp->tab[j];

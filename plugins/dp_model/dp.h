@@ -139,6 +139,15 @@ void veil_dp_free(struct veil_dp *dp);
  *  batch: a counter the caller bumps per serving batch. */
 int veil_dp_admit(struct veil_dp *dp, const char *user, uint64_t batch);
 
+/** The keyed hash the per-user bounds are kept under (SipHash under a
+ *  per-process random key): what a stage may keep beside a user's data to
+ *  find it again on an erasure, without the id. */
+uint64_t veil_dp_user_hash(const struct veil_dp *dp, const char *user);
+/** Steps this user has joined in the current accounting window (for an
+ *  access request). Never cleared by an erasure: the bound M must hold
+ *  for a person who comes back. */
+uint32_t veil_dp_user_steps(const struct veil_dp *dp, const char *user);
+
 /** Where an event of time ts_ms goes (steps of event time; otherwise
  *  always VEIL_DP_OPEN): the open step, the next one (hold it and learn it
  *  once the open one is released: veil_dp_admit_next, veil_dp_step + 1),

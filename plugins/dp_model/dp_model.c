@@ -222,6 +222,8 @@ struct held {
         int32_t target, item;
         uint32_t n_feat, n_recent;
         size_t off; /* into ids: the feature ids, then the recent rows */
+        uint64_t who;  /* veil_dp_user_hash of the person: found on erase */
+        int erased;    /* the person was erased since: not learned */
 };
 
 struct hold {
@@ -232,6 +234,8 @@ struct hold {
         uint64_t step;     /* the step they are for */
         uint64_t full;     /* not held: the hold was full */
         uint64_t dropped;  /* their step was skipped (no batch in it) */
+        uint64_t erased;   /* their person was erased while they waited */
+        size_t n_erased;   /* of the n held now */
 };
 
 struct state {
@@ -789,7 +793,8 @@ static int build_example(struct veil_batch *b, const struct row *rw,
         return 0;
 }
 
-static int hold_put(struct hold *h, const struct veil_example *e) {
+static int hold_put(struct hold *h, const struct veil_example *e,
+                    uint64_t who) {
         if (h->n == h->cap) {
                 size_t cap = h->cap ? 2 * h->cap : 64;
                 struct held *x = realloc(h->ex, cap * sizeof(*x));
@@ -811,7 +816,7 @@ static int hold_put(struct hold *h, const struct veil_example *e) {
         }
         struct held *x = &h->ex[h->n++];
         *x = (struct held){e->target, e->item, (uint32_t)e->n_feat,
-                           (uint32_t)e->n_recent, h->n_ids};
+                           (uint32_t)e->n_recent, h->n_ids, who, 0};
         if (e->n_feat) /* (a NULL array of none: memcpy's arguments may
                         * not be NULL even for 0 bytes) */
                 memcpy(h->ids + h->n_ids, e->feat,
@@ -825,13 +830,14 @@ static int hold_put(struct hold *h, const struct veil_example *e) {
 
 static void hold_clear(struct hold *h) {
         h->n = 0;
+        h->n_erased = 0;
         h->n_ids = 0;
 }
 
 /* The held examples will not be learned (a failed release, the budget
  * spent, their step skipped): counted. */
 static void hold_drop(struct hold *h) {
-        h->dropped += h->n;
+        h->dropped += h->n - h->n_erased;
         hold_clear(h);
 }
 
@@ -859,16 +865,21 @@ static int learn_held(struct state *s) {
                 return -VEIL_ENOMEM;
         char err[256];
         int rc = 0;
-        for (size_t i = 0; i < h->n && !rc; i += CHUNK) {
-                size_t n = h->n - i < CHUNK ? h->n - i : CHUNK;
-                for (size_t j = 0; j < n; j++) {
-                        const struct held *x = &h->ex[i + j];
+        for (size_t i = 0; i < h->n && !rc;) {
+                size_t n = 0;
+                for (; i < h->n && n < CHUNK; i++) {
+                        const struct held *x = &h->ex[i];
+                        if (x->erased)
+                                continue;
                         const uint32_t *ids = h->ids + x->off;
-                        ex[j] = (struct veil_example){
+                        ex[n] = (struct veil_example){
                                 ids, x->n_feat, x->item,
                                 (const int32_t *)(ids + x->n_feat),
-                                x->n_recent, x->target, (uint32_t)j};
+                                x->n_recent, x->target, (uint32_t)n};
+                        n++;
                 }
+                if (!n)
+                        break;
                 rc = veil_learn_step(s->L, s->m, ex, n, n, err, sizeof(err));
                 if (rc)
                         veil_log(s->st, VEIL_LOG_ERROR, "learning step: %s",
@@ -926,7 +937,8 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                         struct veil_example e;
                         if (build_example(b, rw, ev, &e))
                                 return -VEIL_ENOMEM;
-                        if (hold_put(&s->hold, &e)) {
+                        if (hold_put(&s->hold, &e,
+                                     veil_dp_user_hash(s->dp, key))) {
                                 /* Out of memory: not held, counted (its
                                  * admission stays counted: over, not
                                  * under). */
@@ -1051,7 +1063,9 @@ static void gauges(struct state *s) {
         veil_metric_set(s->st, "not_learned_early", (double)ds.early);
         veil_metric_set(s->st, "not_learned_hold_full",
                         (double)s->hold.full);
-        veil_metric_set(s->st, "held_next_step", (double)s->hold.n);
+        veil_metric_set(s->st, "held_next_step",
+                        (double)(s->hold.n - s->hold.n_erased));
+        veil_metric_set(s->st, "not_learned_erased", (double)s->hold.erased);
         veil_metric_set(s->st, "noisy_steps", (double)ds.steps);
         veil_metric_set(s->st, "noisy_steps_empty", (double)ds.empty_steps);
 }
@@ -2044,6 +2058,64 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                 (long long)veil_params_int(p, "max_contributions", 4), per);
 }
 
+/* An erasure drops the person's example held for the next step (event
+ * time), found by the keyed hash it was held under: it is not learned.
+ * What is already in the open step's sum is released with it (a sum of
+ * clipped contributions, which the noise is there to hide), and the
+ * person's count of steps is kept, so that M still bounds them if they
+ * come back. */
+static int erase(void *state, const struct veil_subject *subj) {
+        struct state *s = state;
+        if (!s->dp || !s->hold.n)
+                return 0;
+        const char *forms[] = {subj->pseudonym, subj->raw_id};
+        for (size_t f = 0; f < 2; f++) {
+                if (!forms[f])
+                        continue;
+                uint64_t who = veil_dp_user_hash(s->dp, forms[f]);
+                for (size_t i = 0; i < s->hold.n; i++) {
+                        struct held *x = &s->hold.ex[i];
+                        if (x->erased || x->who != who)
+                                continue;
+                        x->erased = 1;
+                        s->hold.n_erased++;
+                        s->hold.erased++;
+                }
+        }
+        return 0;
+}
+
+/* What the stage holds about the person: an example waiting for the next
+ * step, and the steps they joined in this accounting window (counted under
+ * a keyed hash of their pseudonym). The model itself holds sums of
+ * everyone's noised contributions, nothing of one person. */
+static int export_subject(void *state, const struct veil_subject *subj,
+                          veil_rec_t *out) {
+        struct state *s = state;
+        if (!s->dp)
+                return 0;
+        const char *key = subj->pseudonym ? subj->pseudonym : subj->raw_id;
+        if (!key)
+                return 0;
+        uint64_t who = veil_dp_user_hash(s->dp, key);
+        size_t held = 0;
+        for (size_t i = 0; i < s->hold.n; i++)
+                held += !s->hold.ex[i].erased && s->hold.ex[i].who == who;
+        uint32_t steps = veil_dp_user_steps(s->dp, key);
+        char buf[64];
+        if (held)
+                veil_rec_map_put(out, "", "held_for_next_step",
+                                 "one example (the context features of an "
+                                 "event, its item and your recent items), "
+                                 "learned when the current step is "
+                                 "released");
+        if (steps) {
+                snprintf(buf, sizeof(buf), "%u", steps);
+                veil_rec_map_put(out, "", "steps_joined_this_window", buf);
+        }
+        return 0;
+}
+
 static const struct veil_plugin plugin = {
         .abi_version = VEIL_ABI_VERSION,
         .struct_size = sizeof(struct veil_plugin),
@@ -2058,6 +2130,8 @@ static const struct veil_plugin plugin = {
         .init = init,
         .process = process,
         .destroy = destroy,
+        .erase = erase,
+        .export_subject = export_subject,
         .notice = notice,
         .checkpoint = checkpoint,
         .restore = restore,

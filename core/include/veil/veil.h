@@ -356,7 +356,7 @@ uint64_t veil_stage_pipeline_id(const veil_stage_t *st);
 
 /** Sets a gauge of the stage that the host exports on /metrics as
  *  veil_plugin_<plugin>_<name>{stage="…"} (e.g. a consent ledger's size).
- *  `name`: [a-z_][a-z0-9_]*, at most 48 characters; at most 16 names per
+ *  `name`: [a-z_][a-z0-9_]*, at most 48 characters; at most 32 names per
  *  stage. A value must never describe one person. Call it from the
  *  pipeline's thread (init, process, on_side_record…). Returns 0, or
  *  -VEIL_EINVAL for a bad name or a full table. */

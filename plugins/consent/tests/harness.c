@@ -188,16 +188,21 @@ int h_tombstone(struct harness *h, const char *user) {
         return h_raw(h, user, strlen(user), NULL, 0);
 }
 
+int64_t h_event_ts_ms, h_event_now_ms;
+const char *h_event_item;
+
 const struct veil_event *h_event(struct harness *h, const char *user,
                                  const char *tc, int gpc) {
         struct veil_batch *b = veil_pipeline_batch_begin(h->p);
+        if (h_event_now_ms)
+                b->now_ms = h_event_now_ms;
         struct veil_event ev;
         memset(&ev, 0, sizeof(ev));
         ev.event_id = "e1";
         ev.user_id = user;
-        ev.ts_ms = 1700000000000LL;
+        ev.ts_ms = h_event_ts_ms ? h_event_ts_ms : 1700000000000LL;
         ev.type = "view";
-        ev.item_id = "item-1";
+        ev.item_id = h_event_item ? h_event_item : "item-1";
         ev.tc_string = tc;
         ev.gpc = gpc;
         assert_int_equal(veil_pipeline_batch_add_event(h->p, &ev), 1);

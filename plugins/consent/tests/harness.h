@@ -66,6 +66,10 @@ int h_tombstone(struct harness *h, const char *user);
 int h_raw(struct harness *h, const void *key, size_t key_len,
           const void *value, size_t value_len);
 
+/** What h_event's events carry when set (0 / NULL: 1700000000000, the
+ *  batch's real clock, "item-1"). */
+extern int64_t h_event_ts_ms, h_event_now_ms;
+extern const char *h_event_item;
 /** One event for `user` through a whole batch (begin, add, run); returns
  *  the event as the chain left it (strings valid until the next batch). */
 const struct veil_event *h_event(struct harness *h, const char *user,

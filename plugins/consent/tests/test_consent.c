@@ -345,6 +345,78 @@ static void test_erasures_held_bounded(void **state) {
         h_close(&h);
 }
 
+/* dp_model's gauge `name` (stage 1: consent, dp_model, holder). */
+static double dp_gauge(struct harness *h, const char *name) {
+        for (size_t j = 0; j < veil_pipeline_stage_n_gauges(h->p, 1); j++) {
+                double v;
+                const char *g = veil_pipeline_stage_gauge(h->p, 1, j, &v);
+                if (g && !strcmp(g, name))
+                        return v;
+        }
+        fail_msg("dp_model has no gauge %s", name);
+        return -1;
+}
+
+/* With steps of event time, dp_model holds a person's example of the next
+ * step until the open one is released. An erasure in between drops it: it
+ * is not learned. An access request lists it, and the steps the person
+ * joined. */
+static void test_erase_drops_held_example(void **state) {
+        (void)state;
+        char acc[64], stage[1024];
+        snprintf(acc, sizeof(acc), "/tmp/veil-test-consent-held%d.acc",
+                 (int)getpid());
+        snprintf(stage, sizeof(stage),
+                 "  - use: dp_model\n"
+                 "    with: {catalog: %s/config/demo/items.csv, dim: 8, "
+                 "mechanism: gaussian, noise_multiplier: 0.01, dp_blocks: "
+                 "bias, dp_optimizer: sgd, step_size: 1, step_interval_s: "
+                 "60, step_lateness_s: 10, max_contributions: 100, "
+                 "epsilon_budget: 0, accountant_file: %s}\n",
+                 VEIL_SRCDIR, acc);
+        h_extra_stage = stage;
+        h_event_item = "85123A";
+        struct harness h;
+        h_open(&h, "{}");
+        const int64_t S0 = 1291191960000LL; /* a step begins: [S0, S0+60 s) */
+        assert_int_equal(h_grant(&h, "bob", 1, 1, 1, T0), 0);
+        assert_int_equal(h_grant(&h, "carol", 1, 1, 1, T0), 0);
+        h_event_now_ms = S0 + 30000, h_event_ts_ms = S0 + 20000;
+        h_event(&h, "bob", NULL, -1); /* the open step */
+        h_event_now_ms = S0 + 65000, h_event_ts_ms = S0 + 61000;
+        h_event(&h, "bob", NULL, -1);   /* held for the next step */
+        h_event(&h, "carol", NULL, -1); /* held too */
+        assert_int_equal(dp_gauge(&h, "held_next_step"), 2);
+        h_consent(&h, "access-bob", "bob", "access", 0, 0, 0, -1, NULL,
+                  "app", T0);
+        h_tick(&h);
+        char *sec = h_section(&h, h_count(&h, "access") - 1, "dp_model");
+        assert_non_null(strstr(sec, "\"held_for_next_step\": \"one example"));
+        assert_non_null(strstr(sec, "\"steps_joined_this_window\": \"2\""));
+        free(sec);
+        assert_int_equal(h_tombstone(&h, "bob"), 0);
+        /* The erasure is applied as the next batch begins (dave has no
+         * consent: nothing of his is learned; the batch refreshes the
+         * gauges). */
+        h_event_now_ms = S0 + 66000, h_event_ts_ms = S0 + 62000;
+        h_event(&h, "dave", NULL, -1);
+        assert_int_equal(dp_gauge(&h, "held_next_step"), 1);
+        assert_int_equal(dp_gauge(&h, "not_learned_erased"), 1);
+        /* The open step is released: carol's held example is learned,
+         * bob's is not (bob's first event was in the open step). */
+        h_event_now_ms = S0 + 75000, h_event_ts_ms = S0 + 70000;
+        h_event(&h, "dave", NULL, -1); /* no consent: tier none */
+        assert_int_equal(dp_gauge(&h, "events_learned"), 2);
+        assert_int_equal(dp_gauge(&h, "held_next_step"), 0);
+        h_close(&h);
+        h_extra_stage = "";
+        h_event_item = NULL;
+        h_event_now_ms = h_event_ts_ms = 0;
+        unlink(acc);
+        strcat(acc, ".lock");
+        unlink(acc);
+}
+
 static void test_out_of_order(void **state) {
         (void)state;
         struct harness h;
@@ -774,6 +846,7 @@ int main(void) {
                 cmocka_unit_test(test_withdraw_everything),
                 cmocka_unit_test(test_tombstone),
                 cmocka_unit_test(test_erasures_held_bounded),
+                cmocka_unit_test(test_erase_drops_held_example),
                 cmocka_unit_test(test_out_of_order),
                 cmocka_unit_test(test_event_tc_is_stricter),
                 cmocka_unit_test(test_ledger_tc_and_features),

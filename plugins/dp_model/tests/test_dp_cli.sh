@@ -194,7 +194,7 @@ pipeline "$work/accs" 0 3 | sed -e 's|      step_size: 3|      step_size: 3\n   
 check "clock steps" 0 "gaussian mechanism: .*steps of 3600s on the clock" -- bash -c "VEIL_LOG_LEVEL=debug '$VEIL' replay '$work/s.yaml' --events '$work/sched.csv' --batch 1 2>&1 | tee '$work/runs'"
 # What was learned and not, in the summary (the stage's gauges): three
 # first purchases; four at M; two steps, hour 2's empty.
-ok grep -qE "gauges: +dp_model: events_learned 3, not_learned_same_step 0, not_learned_at_max 4, not_learned_frozen 0, not_learned_table_full 0, not_learned_step_full 0, not_learned_late 0, not_learned_held_dropped 0, not_learned_early 0, not_learned_hold_full 0, held_next_step 0, noisy_steps 2, noisy_steps_empty 1$" "$work/runs"
+ok grep -qE "gauges: +dp_model: events_learned 3, not_learned_same_step 0, not_learned_at_max 4, not_learned_frozen 0, not_learned_table_full 0, not_learned_step_full 0, not_learned_late 0, not_learned_held_dropped 0, not_learned_early 0, not_learned_hold_full 0, held_next_step 0, not_learned_erased 0, noisy_steps 2, noisy_steps_empty 1$" "$work/runs"
 ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 1e-8 | val steps)" = 2
 # The same by the events' own times (step_time: event, the default; a
 # minute's lateness). The first batch's clock, hour 0, is within the
@@ -206,7 +206,7 @@ ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 1e-8 | val st
 # the hour-5 purchases are all at M: 4 releases, 3 of them noise alone.
 sed -e 's|      step_time: batch||' -e "s|$work/accs|$work/acce|" "$work/s.yaml" >"$work/se.yaml"
 check "event time steps" 0 "gaussian mechanism: .*steps of 3600s on the clock, by the events' times, released 60s late" -- bash -c "VEIL_LOG_LEVEL=debug '$VEIL' replay '$work/se.yaml' --events '$work/sched.csv' --batch 1 2>&1 | tee '$work/rune'"
-ok grep -qE "gauges: +dp_model: events_learned 3, not_learned_same_step 0, not_learned_at_max 4, not_learned_frozen 0, not_learned_table_full 0, not_learned_step_full 0, not_learned_late 0, not_learned_held_dropped 0, not_learned_early 0, not_learned_hold_full 0, held_next_step 0, noisy_steps 4, noisy_steps_empty 3$" "$work/rune"
+ok grep -qE "gauges: +dp_model: events_learned 3, not_learned_same_step 0, not_learned_at_max 4, not_learned_frozen 0, not_learned_table_full 0, not_learned_step_full 0, not_learned_late 0, not_learned_held_dropped 0, not_learned_early 0, not_learned_hold_full 0, held_next_step 0, not_learned_erased 0, noisy_steps 4, noisy_steps_empty 3$" "$work/rune"
 ok test "$("$VEIL" dp_model accountant --file "$work/acce" --delta 1e-8 | val steps)" = 4
 check "step_lateness_s at the step" 2 "step_lateness_s must be ≥ 0 and below step_interval_s" -- bash -c "sed 's/step_interval_s: 3600/step_interval_s: 3600\n      step_lateness_s: 3600/' '$work/se.yaml' >'$work/l6.yaml'; '$VEIL' replay '$work/l6.yaml' --events '$events' --limit 10"
 check "step_time words" 2 "step_time must be event or batch" -- bash -c "sed 's/step_interval_s: 3600/step_interval_s: 3600\n      step_time: wall/' '$work/se.yaml' >'$work/l7.yaml'; '$VEIL' replay '$work/l7.yaml' --events '$events' --limit 10"
