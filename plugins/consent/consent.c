@@ -232,6 +232,7 @@ static void decide(struct veil_consent *s, struct veil_batch *b,
         veil_tier_t t = tier_of(a);
         ev->tier = t;
         ev->training = t != VEIL_TIER_NONE && (a & VEIL_PURPOSE_TRAINING);
+        ev->analytics = t != VEIL_TIER_NONE && (a & VEIL_PURPOSE_ANALYTICS);
         ev->special_features = t != VEIL_TIER_NONE && have_sf ? sf : 0;
         s->tiers[t]++;
         if (t == VEIL_TIER_NONE) {

@@ -6,7 +6,8 @@
  * epsilon_spent = null, and a production pipeline uses dp_model instead.
  *
  * Per event: recommend from the counts so far (prequential: recommend,
- * then learn), then count the event's item. Counts only ever grow by one, so
+ * then learn), then count the event's item — behind a consent stage only
+ * when the event's consent allows analytics. Counts only ever grow by one, so
  * a sorted top-(k+1) list kept beside the hash table stays exact.
  */
 #include <stdint.h>
@@ -37,6 +38,7 @@ struct state {
         struct item **top; /* k+1 entries sorted by count, descending */
         int n_top;
         uint64_t events;
+        uint64_t counted, not_counted; /* gauges: counts of events */
 };
 
 static uint64_t hash(const char *s) {
@@ -175,10 +177,20 @@ static int process(void *state, struct veil_batch *b) {
                 }
                 if (rc < 0)
                         return rc; /* the batch is not committed */
-                if (ev->item_id)
+                /* Counting is the analytics purpose: with a consent stage
+                 * (a decided tier), only the events whose consent allows
+                 * it count; everyone is still served. */
+                if (ev->tier != VEIL_TIER_UNDECIDED && !ev->analytics) {
+                        s->not_counted++;
+                } else if (ev->item_id) {
                         count(s, ev->item_id);
+                        s->counted++;
+                }
                 s->events++;
         }
+        veil_metric_set(s->st, "events_counted", (double)s->counted);
+        veil_metric_set(s->st, "not_counted_no_analytics",
+                        (double)s->not_counted);
         return 0;
 }
 
@@ -231,7 +243,8 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                                                          1000000);
         veil_notice_add(n, VEIL_NOTICE_COLLECTED,
                         "To rank popular items we use only which item each "
-                        "interaction is about.");
+                        "interaction is about, and only when you allowed "
+                        "analytics (where consent is asked).");
         veil_notice_add(n, VEIL_NOTICE_PURPOSE,
                         "With every interaction we recommend the %lld items "
                         "that everyone interacted with most so far; this is "

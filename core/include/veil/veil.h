@@ -37,7 +37,7 @@ extern "C" {
  *  version: the loader reads struct_size and treats a missing one as NULL
  *  (it requires the struct up to optional_side_inputs, a name, and init,
  *  process and destroy). */
-#define VEIL_ABI_VERSION 1
+#define VEIL_ABI_VERSION 2
 
 /** The symbol the loader looks up in every plugin. */
 #define VEIL_PLUGIN_ENTRY_SYMBOL "veil_plugin_entry"
@@ -203,6 +203,9 @@ struct veil_event {
         const char *subject;   /**< pseudonymous subject (host keyring) */
         veil_tier_t tier;
         int training;          /**< may contribute to the shared model */
+        int analytics;         /**< may be counted in aggregate statistics
+                                    (popular's counts); set by the consent
+                                    stage (ABI 2) */
         uint32_t special_features; /**< TCF special feature opt-ins the
                                         consent stage found (bit i-1 =
                                         feature i; 1 = precise geolocation) */

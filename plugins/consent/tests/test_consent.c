@@ -345,8 +345,8 @@ static void test_erasures_held_bounded(void **state) {
         h_close(&h);
 }
 
-/* dp_model's gauge `name` (stage 1: consent, dp_model, holder). */
-static double dp_gauge(struct harness *h, const char *name) {
+/* The gauge `name` of stage 1 (consent, the extra stage, holder). */
+static double stage_gauge(struct harness *h, const char *name) {
         for (size_t j = 0; j < veil_pipeline_stage_n_gauges(h->p, 1); j++) {
                 double v;
                 const char *g = veil_pipeline_stage_gauge(h->p, 1, j, &v);
@@ -386,7 +386,7 @@ static void test_erase_drops_held_example(void **state) {
         h_event_now_ms = S0 + 65000, h_event_ts_ms = S0 + 61000;
         h_event(&h, "bob", NULL, -1);   /* held for the next step */
         h_event(&h, "carol", NULL, -1); /* held too */
-        assert_int_equal(dp_gauge(&h, "held_next_step"), 2);
+        assert_int_equal(stage_gauge(&h, "held_next_step"), 2);
         h_consent(&h, "access-bob", "bob", "access", 0, 0, 0, -1, NULL,
                   "app", T0);
         h_tick(&h);
@@ -400,14 +400,14 @@ static void test_erase_drops_held_example(void **state) {
          * gauges). */
         h_event_now_ms = S0 + 66000, h_event_ts_ms = S0 + 62000;
         h_event(&h, "dave", NULL, -1);
-        assert_int_equal(dp_gauge(&h, "held_next_step"), 1);
-        assert_int_equal(dp_gauge(&h, "not_learned_erased"), 1);
+        assert_int_equal(stage_gauge(&h, "held_next_step"), 1);
+        assert_int_equal(stage_gauge(&h, "not_learned_erased"), 1);
         /* The open step is released: carol's held example is learned,
          * bob's is not (bob's first event was in the open step). */
         h_event_now_ms = S0 + 75000, h_event_ts_ms = S0 + 70000;
         h_event(&h, "dave", NULL, -1); /* no consent: tier none */
-        assert_int_equal(dp_gauge(&h, "events_learned"), 2);
-        assert_int_equal(dp_gauge(&h, "held_next_step"), 0);
+        assert_int_equal(stage_gauge(&h, "events_learned"), 2);
+        assert_int_equal(stage_gauge(&h, "held_next_step"), 0);
         h_close(&h);
         h_extra_stage = "";
         h_event_item = NULL;
@@ -415,6 +415,27 @@ static void test_erase_drops_held_example(void **state) {
         unlink(acc);
         strcat(acc, ".lock");
         unlink(acc);
+}
+
+/* Counting items is the analytics purpose: popular counts the events of
+ * people who allowed it, and serves everyone. */
+static void test_analytics_gates_counting(void **state) {
+        (void)state;
+        h_extra_stage = "  - use: popular\n";
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "bob", 1, 1, 0, T0), 0);   /* no */
+        assert_int_equal(h_grant(&h, "carol", 1, 1, 1, T0), 0); /* yes */
+        const struct veil_event *ev = h_event(&h, "bob", NULL, -1);
+        assert_int_equal(ev->status, VEIL_PASS);
+        assert_int_equal(ev->analytics, 0);
+        h_event(&h, "bob", NULL, -1);
+        ev = h_event(&h, "carol", NULL, -1);
+        assert_int_equal(ev->analytics, 1);
+        assert_int_equal(stage_gauge(&h, "events_counted"), 1);
+        assert_int_equal(stage_gauge(&h, "not_counted_no_analytics"), 2);
+        h_close(&h);
+        h_extra_stage = "";
 }
 
 static void test_out_of_order(void **state) {
@@ -847,6 +868,7 @@ int main(void) {
                 cmocka_unit_test(test_tombstone),
                 cmocka_unit_test(test_erasures_held_bounded),
                 cmocka_unit_test(test_erase_drops_held_example),
+                cmocka_unit_test(test_analytics_gates_counting),
                 cmocka_unit_test(test_out_of_order),
                 cmocka_unit_test(test_event_tc_is_stricter),
                 cmocka_unit_test(test_ledger_tc_and_features),
