@@ -120,6 +120,21 @@ static void erase(struct veil_consent *s, const char *id) {
                          "cannot queue an erasure (code %d)", rc);
 }
 
+/* A rejected record with a usable key: the ledger is unchanged, and a
+ * person it has no entry for has no consent, so, as for a tombstone, a
+ * stage's state restored from a checkpoint must go (when compaction left
+ * only this record, nothing else would erase it). */
+static int reject_keyed(struct veil_consent *s,
+                        const struct veil_side_record *r, const char *id,
+                        size_t len, char *errstr, size_t errstr_size,
+                        const char *what) {
+        struct veil_ledger_key k;
+        veil_ledger_key(&s->ledger, id, len, &k);
+        if (!veil_ledger_find(&s->ledger, &k))
+                erase(s, id);
+        return reject(s, r, errstr, errstr_size, what);
+}
+
 static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
                      const char *id, size_t len) {
         struct veil_ledger_key k;
@@ -178,11 +193,11 @@ int veil_consent_record(struct veil_consent *s,
             veil_rec_get_str(r->value, "user_id", &uid, &uid_len) ||
             veil_rec_get_str(r->value, "source", &src, &src_len) ||
             veil_rec_get_long(r->value, "ts", &ts))
-                return reject(s, r, errstr, errstr_size,
+                return reject_keyed(s, r, id, len, errstr, errstr_size,
                               "kind, user_id, source or ts missing");
         if (!uid_len || uid_len > VEIL_CONSENT_ID_MAX ||
             strlen(uid) != uid_len)
-                return reject(s, r, errstr, errstr_size,
+                return reject_keyed(s, r, id, len, errstr, errstr_size,
                               "user_id is empty, longer than 512 bytes or "
                               "holds a NUL byte");
         const char *source = veil_consent_sources[veil_consent_source_index(
@@ -190,12 +205,12 @@ int veil_consent_record(struct veil_consent *s,
         if (!strcmp(kind, "access"))
                 return access_request(s, uid, uid_len, source, ts);
         if (strcmp(kind, "consent"))
-                return reject(s, r, errstr, errstr_size,
+                return reject_keyed(s, r, id, len, errstr, errstr_size,
                               "kind is neither consent nor access");
         /* The key is what compaction keeps one record per: a consent
          * record under another key would outlive the person's tombstone. */
         if (uid_len != len || memcmp(uid, id, len))
-                return reject(s, r, errstr, errstr_size,
+                return reject_keyed(s, r, id, len, errstr, errstr_size,
                               "the key and user_id differ; a consent record "
                               "is keyed by its user_id");
 
@@ -203,7 +218,7 @@ int veil_consent_record(struct veil_consent *s,
         if (veil_rec_get_bool(r->value, "purposes.personalization", &pers) ||
             veil_rec_get_bool(r->value, "purposes.training", &train) ||
             veil_rec_get_bool(r->value, "purposes.analytics", &anal))
-                return reject(s, r, errstr, errstr_size,
+                return reject_keyed(s, r, id, len, errstr, errstr_size,
                               "a consent record needs purposes");
         int g;
         if (veil_rec_get_bool(r->value, "gpc", &g) == 0)
@@ -228,7 +243,8 @@ int veil_consent_record(struct veil_consent *s,
                 char e[256], msg[320];
                 if (veil_tcf_decode(tc, tc_len, &s->tcf, e, sizeof(e))) {
                         snprintf(msg, sizeof(msg), "tc_string: %s", e);
-                        return reject(s, r, errstr, errstr_size, msg);
+                        return reject_keyed(s, r, id, len, errstr,
+                                            errstr_size, msg);
                 }
                 n.tcf = veil_tiermap_eval(&s->cfg.map, &s->tcf);
                 n.sf = s->tcf.special_feature_optins;
@@ -256,7 +272,7 @@ int veil_consent_record(struct veil_consent *s,
                 int created;
                 e = veil_ledger_insert(&s->ledger, &k, &created);
                 if (!e)
-                        return reject(s, r, errstr, errstr_size,
+                        return reject_keyed(s, r, id, len, errstr, errstr_size,
                                       "out of memory for the ledger");
                 n.key = k;
                 *e = n;

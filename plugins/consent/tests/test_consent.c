@@ -438,6 +438,31 @@ static void test_analytics_gates_counting(void **state) {
         h_extra_stage = "";
 }
 
+/* A record the stage rejects changes nothing in the ledger. For a person
+ * it has no entry for (no consent), it also requests an erasure, as a
+ * tombstone does: a stage may hold their state from a checkpoint, and when
+ * compaction left only this record nothing else would erase it. For a
+ * person with consent it erases nothing. */
+static void test_rejected_unknown_erases(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "amy", 1, 1, 1, T0), 0);
+        h_tick(&h);
+        uint64_t n = veil_pipeline_erasures(h.p, NULL, NULL);
+        /* key and user_id differ: rejected, dead-lettered */
+        h_consent(&h, "ghost", "ghost-2", "consent", 1, 1, 1, -1, NULL,
+                  "app", T0);
+        h_tick(&h);
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), n + 1);
+        h_consent(&h, "amy", "amy-2", "consent", 1, 1, 1, -1, NULL, "app",
+                  T0);
+        h_tick(&h);
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), n + 1);
+        assert_int_equal(h.n_out > 0 && h.out[h.n_out - 1].dead_letter, 1);
+        h_close(&h);
+}
+
 static void test_out_of_order(void **state) {
         (void)state;
         struct harness h;
@@ -869,6 +894,7 @@ int main(void) {
                 cmocka_unit_test(test_erasures_held_bounded),
                 cmocka_unit_test(test_erase_drops_held_example),
                 cmocka_unit_test(test_analytics_gates_counting),
+                cmocka_unit_test(test_rejected_unknown_erases),
                 cmocka_unit_test(test_out_of_order),
                 cmocka_unit_test(test_event_tc_is_stricter),
                 cmocka_unit_test(test_ledger_tc_and_features),
