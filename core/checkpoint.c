@@ -21,6 +21,11 @@
 #define FORMAT 1
 #define HASH 32
 #define MAX_CHUNKS 4096 /* 3.6 GB: far beyond any stage's state */
+/* Sequence numbers count checkpoints from 1 (one every few seconds: 2^62 is
+ * never reached); a record claiming more is not ours, and would wrap the
+ * next sequence number (max_seq + 1) to 0, so that every later checkpoint
+ * lost to it at restore. */
+#define SEQ_MAX (UINT64_C(1) << 62)
 
 static void put16(unsigned char *p, uint16_t v) {
         p[0] = (unsigned char)(v >> 8);
@@ -401,7 +406,7 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
         size_t wl = (size_t)(end - slash - 1);
         if (wl == 8 && !memcmp(slash + 1, "manifest", 8)) {
                 struct manifest m;
-                if (parse_manifest(v, value_len, &m)) {
+                if (parse_manifest(v, value_len, &m) || m.seq > SEQ_MAX) {
                         r->skipped++;
                         return;
                 }
@@ -429,6 +434,10 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
         }
         uint64_t seq = get64(v + 5);
         uint32_t idx = get32(v + 13);
+        if (seq > SEQ_MAX) {
+                r->skipped++;
+                return;
+        }
         if (seq > r->max_seq)
                 r->max_seq = seq;
         /* A chunk written again for the same checkpoint (a retried
