@@ -1042,13 +1042,6 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                         }
                 }
         }
-        /* The queues are otherwise drained when the next batch begins, and
-         * while the side inputs catch up no batch begins: a consent topic
-         * of millions of tombstones would queue millions of ids. Side
-         * records come between batches, so applying them here is what the
-         * next batch_begin would do, only sooner. */
-        if (p->n_erase + p->n_export >= REQUESTS_HELD_MAX)
-                apply_requests(p);
         return 0;
 }
 
