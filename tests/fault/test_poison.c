@@ -184,8 +184,9 @@ static void test_oversized_key_dead_letter(void **state) {
                                          "left out"));
 }
 
-/* A valid event of 1.1 MB (its item id, which pseudonymize keeps): read,
- * it cannot be produced to the output. Returns its size. */
+/* A valid event of 1.1 MB (its type, which pseudonymize keeps; ids are
+ * capped at 512 bytes): read, it cannot be produced to the output.
+ * Returns its size. */
 static size_t produce_big_event(struct fault_env *e) {
         char err[512];
         struct veil_csv *csv;
@@ -196,12 +197,12 @@ static size_t produce_big_event(struct fault_env *e) {
                          0);
         assert_int_equal(veil_csv_next(csv, &ev, err, sizeof(err)), 1);
         size_t n = 1100000; /* over the producer's 1,000,000 */
-        char *item = malloc(n + 1);
-        assert_non_null(item);
-        memset(item, 'u', n);
-        item[n] = '\0';
+        char *type = malloc(n + 1);
+        assert_non_null(type);
+        memset(type, 'u', n);
+        type[n] = '\0';
         ev.event_id = "e1";
-        ev.item_id = item;
+        ev.type = type;
         struct veil_codec *codec;
         assert_int_equal(veil_codec_new_file(&codec,
                                              TEST_ROOT
@@ -219,7 +220,7 @@ static size_t produce_big_event(struct fault_env *e) {
         veil_buf_free(&b);
         veil_codec_destroy(codec);
         veil_csv_close(csv);
-        free(item);
+        free(type);
         e->fed = 1;
         return len;
 }
