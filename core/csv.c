@@ -4,11 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <zlib.h>
 
-#define MAX_COLS 32
+#define MAX_COLS 256
 #define MAX_LINE (64 * 1024)
+
+/* read_line's results besides 1 (a line) and 0 (the end). */
+enum { RL_LONG = -1, RL_NUL = -2, RL_IO = -3 };
 
 enum col {
         C_NONE = 0, C_TS_S, C_TS_MS, C_USER, C_ITEM, C_VALUE, C_SESSION,
@@ -38,21 +42,28 @@ struct veil_csv {
         long line;
         long row; /**< data rows read, for generated event ids */
         enum col cols[MAX_COLS];
+        char *col_names[MAX_COLS]; /* the header's, for messages */
         int n_cols;
         char buf[MAX_LINE];
         char *fields[MAX_COLS];
+        char in[1 << 16]; /* gzread's bytes not yet split into lines */
+        size_t in_pos, in_len;
+        int in_end; /* gzread returned the end */
         char event_id[64];
         struct veil_event held; /* veil_csv_unread's event */
         int has_held;
 };
 
-/* Splits buf in place into fields (RFC 4180 quoting). Returns the count or
- * -1 on an unterminated quote. */
+/* Splits buf in place into fields (RFC 4180 quoting). Returns the number
+ * of fields, every one counted although only the first `max` are stored
+ * in `fields`, or -1 on an unterminated quote. */
 static int split(char *buf, char **fields, int max) {
         int n = 0;
         char *r = buf, *w = buf;
-        while (n < max) {
-                fields[n++] = w;
+        for (;;) {
+                if (n < max)
+                        fields[n] = w;
+                n++;
                 if (*r == '"') {
                         r++;
                         for (;;) {
@@ -78,19 +89,92 @@ static int split(char *buf, char **fields, int max) {
                 *w++ = '\0';
                 r++;
         }
-        return n;
 }
 
+/* Reads the next line into buf, without its \n and trailing \r: 1 read,
+ * 0 at the end, RL_LONG over MAX_LINE - 2 bytes, RL_NUL when it holds a
+ * NUL byte (C strings would end it there), RL_IO on a read error (a
+ * truncated or corrupt gzip file). Lines are counted as they begin, so
+ * the errors name the line they are about. The lines are cut from bytes
+ * gzread returned, not by gzgets, whose strlen cannot tell a NUL byte from
+ * the end of what it read. */
 static int read_line(struct veil_csv *c) {
-        if (!gzgets(c->f, c->buf, sizeof(c->buf)))
-                return 0;
-        c->line++;
-        size_t l = strlen(c->buf);
-        if (l == sizeof(c->buf) - 1 && c->buf[l - 1] != '\n')
-                return -1;
-        while (l && (c->buf[l - 1] == '\n' || c->buf[l - 1] == '\r'))
-                c->buf[--l] = '\0';
+        size_t l = 0;
+        int started = 0;
+        for (;;) {
+                if (c->in_pos == c->in_len) {
+                        int r = c->in_end ? 0
+                                          : gzread(c->f, c->in,
+                                                   sizeof(c->in));
+                        int zerr = Z_OK;
+                        if (r <= 0 && !c->in_end)
+                                gzerror(c->f, &zerr);
+                        if (r < 0 || zerr != Z_OK) {
+                                /* gzread returns 0, not -1, at the end of
+                                 * a truncated gzip file: its error says. */
+                                c->in_end = 1;
+                                if (!started)
+                                        c->line++;
+                                return RL_IO;
+                        }
+                        if (r == 0) {
+                                c->in_end = 1;
+                                if (!started)
+                                        return 0;
+                                break; /* a last line without its \n */
+                        }
+                        c->in_pos = 0;
+                        c->in_len = (size_t)r;
+                }
+                if (!started) {
+                        started = 1;
+                        c->line++;
+                }
+                const char *s = c->in + c->in_pos;
+                size_t avail = c->in_len - c->in_pos;
+                const char *nl = memchr(s, '\n', avail);
+                size_t take = nl ? (size_t)(nl - s) : avail;
+                if (take > MAX_LINE - 2 - l)
+                        return RL_LONG;
+                if (memchr(s, '\0', take))
+                        return RL_NUL;
+                memcpy(c->buf + l, s, take);
+                l += take;
+                c->in_pos += take + (nl != NULL);
+                if (nl)
+                        break;
+        }
+        while (l && c->buf[l - 1] == '\r')
+                l--;
+        c->buf[l] = '\0';
         return 1;
+}
+
+/* The message for a read_line error. */
+static int line_error(struct veil_csv *c, int rc, char *errstr,
+                      size_t errstr_size) {
+        if (rc == RL_LONG)
+                snprintf(errstr, errstr_size,
+                         "%s:%ld: line longer than %d bytes", c->path,
+                         c->line, MAX_LINE - 2);
+        else if (rc == RL_NUL)
+                snprintf(errstr, errstr_size,
+                         "%s:%ld: a NUL byte in the line (not a text CSV?)",
+                         c->path, c->line);
+        else {
+                int zerr;
+                const char *m = gzerror(c->f, &zerr);
+                /* zlib puts its own name of the file first. */
+                for (const char *p = m; p && (p = strstr(p, ": ")); p += 2)
+                        m = p + 2;
+                snprintf(errstr, errstr_size, "%s:%ld: read error: %s",
+                         c->path, c->line,
+                         zerr == Z_ERRNO ? strerror(errno)
+                         : m && *m       ? m
+                                         : "unknown");
+                return -VEIL_EIO;
+        }
+        return -VEIL_EINVAL;
 }
 
 /* Reads the header and maps its columns. */
@@ -98,7 +182,9 @@ static int read_line(struct veil_csv *c) {
 static int read_header(struct veil_csv *c, const char *const *map,
                        size_t n_map, char *errstr, size_t errstr_size) {
         int rc = read_line(c);
-        if (rc <= 0) {
+        if (rc < 0)
+                return line_error(c, rc, errstr, errstr_size);
+        if (rc == 0) {
                 snprintf(errstr, errstr_size, "%s:1: no header line", c->path);
                 return -VEIL_EINVAL;
         }
@@ -108,9 +194,21 @@ static int read_header(struct veil_csv *c, const char *const *map,
                          c->path);
                 return -VEIL_EINVAL;
         }
+        if (c->n_cols > MAX_COLS) {
+                snprintf(errstr, errstr_size,
+                         "%s:1: %d columns, more than the %d a header may "
+                         "have",
+                         c->path, c->n_cols, MAX_COLS);
+                return -VEIL_EINVAL;
+        }
         int have_user = 0, have_item = 0;
         for (int i = 0; i < c->n_cols; i++) {
                 c->cols[i] = C_NONE;
+                if (!(c->col_names[i] = strdup(c->fields[i]))) {
+                        snprintf(errstr, errstr_size, "%s: out of memory",
+                                 c->path);
+                        return -VEIL_ENOMEM;
+                }
                 const char *name = c->fields[i];
                 for (size_t m = 0; m < n_map; m++) {
                         const char *eq = strchr(map[m], '=');
@@ -233,12 +331,8 @@ int veil_csv_next(struct veil_csv *c, struct veil_event *ev, char *errstr,
                 rc = read_line(c);
                 if (rc == 0)
                         return 0;
-                if (rc < 0) {
-                        snprintf(errstr, errstr_size,
-                                 "%s:%ld: line longer than %d bytes", c->path,
-                                 c->line, MAX_LINE - 2);
-                        return -VEIL_EINVAL;
-                }
+                if (rc < 0)
+                        return line_error(c, rc, errstr, errstr_size);
         } while (!c->buf[0]);
         int n = split(c->buf, c->fields, MAX_COLS);
         if (n < 0) {
@@ -289,7 +383,8 @@ int veil_csv_next(struct veil_csv *c, struct veil_event *ev, char *errstr,
                         break;
                 case C_SESSION: ev->ctx.session_id = *f ? f : NULL; break;
                 case C_COUNTRY: ev->ctx.country = *f ? f : NULL; break;
-                case C_EVENT_ID: ev->event_id = f; break;
+                /* Empty: absent, so the id is generated. */
+                case C_EVENT_ID: ev->event_id = *f ? f : NULL; break;
                 case C_TYPE: ev->type = f; break;
                 case C_DEVICE: ev->ctx.device = *f ? f : NULL; break;
                 case C_IP: ev->ctx.ip = *f ? f : NULL; break;
@@ -307,17 +402,27 @@ int veil_csv_next(struct veil_csv *c, struct veil_event *ev, char *errstr,
                         have_lon = *f != 0;
                         break;
                 case C_GPC:
-                        ev->gpc = !*f ? -1
-                                  : (!strcmp(f, "1") || !strcmp(f, "true"))
-                                          ? 1
-                                          : 0;
+                        if (!*f)
+                                ev->gpc = -1;
+                        else if (!strcasecmp(f, "1") ||
+                                 !strcasecmp(f, "true") ||
+                                 !strcasecmp(f, "yes"))
+                                ev->gpc = 1;
+                        else if (!strcasecmp(f, "0") ||
+                                 !strcasecmp(f, "false") ||
+                                 !strcasecmp(f, "no"))
+                                ev->gpc = 0;
+                        else
+                                bad = "true, false, 1, 0, yes, no or empty";
                         break;
                 case C_NONE: break;
                 }
                 if (bad) {
                         snprintf(errstr, errstr_size,
-                                 "%s:%ld: field %d must be %s", c->path,
-                                 c->line, i + 1, bad);
+                                 "%s:%ld: field %d must be %s (column "
+                                 "'%.64s')",
+                                 c->path, c->line, i + 1, bad,
+                                 c->col_names[i]);
                         return -VEIL_EINVAL;
                 }
         }
@@ -351,6 +456,8 @@ void veil_csv_close(struct veil_csv *c) {
                 return;
         if (c->f)
                 gzclose(c->f);
+        for (int i = 0; i < MAX_COLS; i++)
+                free(c->col_names[i]);
         free(c->path);
         free(c);
 }

@@ -112,6 +112,7 @@ struct rec {
 /* One event of the batch being evaluated. */
 struct slot {
         int user, item;
+        long line; /* the event's line in the CSV, for messages */
         int64_t ts; /* the event's time (ms), 0 when it has none */
         int answered; /* the pipeline emitted a recommendation */
         struct rec model, pop;
@@ -258,7 +259,25 @@ static int eval_batch(struct eval *e) {
         return 0;
 }
 
-static int eval_add(struct eval *e, const struct veil_event *ev) {
+/* Adds the batch's next event. Recommendations are matched to their
+ * event by its id, so two events of one batch may not share one: that is
+ * refused (-VEIL_EINVAL, the message in err naming both lines) rather
+ * than both scored as the first. */
+static int eval_add(struct eval *e, const struct veil_event *ev,
+                    const char *file, long line, char *err,
+                    size_t err_size) {
+        const char *id = ev->event_id ? ev->event_id : "";
+        long d = dict_slot(&e->ids, id, 0, 0);
+        if (d >= 0) {
+                snprintf(err, err_size,
+                         "%s:%ld: the same event_id as line %ld, in the "
+                         "same batch: --evaluate matches each "
+                         "recommendation to its event by id, so the events "
+                         "of a batch need ids of their own (an empty "
+                         "event_id gets a generated one)",
+                         file, line, e->slots[e->ids.val[d]].line);
+                return -VEIL_EINVAL;
+        }
         if (e->n_slots == e->cap_slots) {
                 size_t cap = e->cap_slots ? e->cap_slots * 2 : 1024;
                 struct slot *s = realloc(e->slots, cap * sizeof(*s));
@@ -272,10 +291,12 @@ static int eval_add(struct eval *e, const struct veil_event *ev) {
         long u = dict_slot(&e->users, ev->user_id, 1, (int)e->users.n);
         s->item = item_id(e, ev->item_id);
         if (u < 0 || s->item < 0 ||
-            dict_slot(&e->ids, ev->event_id ? ev->event_id : "", 1,
-                      (int)e->n_slots) < 0)
+            dict_slot(&e->ids, id, 1, (int)e->n_slots) < 0) {
+                snprintf(err, err_size, "out of memory");
                 return -VEIL_ENOMEM;
+        }
         s->user = e->users.val[u];
+        s->line = line;
         s->ts = ev->ts_ms > 0 ? ev->ts_ms : 0;
         e->n_slots++;
         return 0;
@@ -312,9 +333,12 @@ static int usage(FILE *f, int rc) {
                 "customer=user_id).\n"
                 "--evaluate: prequential evaluation: every recommendation "
                 "the pipeline emits is scored against the same user's next "
-                "event; prints hit-rate@K and NDCG@K next to the popular "
-                "plugin's, run in lock-step on the same events (K: the "
-                "length of the pipeline's lists, at most 10; popular's are "
+                "event (recommendations are matched to their events by "
+                "event_id, so the events of one batch need ids of their own; "
+                "an empty event_id gets a generated one); prints "
+                "hit-rate@K and NDCG@K next to the popular plugin's, run "
+                "in lock-step on the same events (K: the length of the "
+                "pipeline's lists, at most 10; popular's are "
                 "cut to the same length), then the same for the pairs whose "
                 "next event came at a later time (a later visit; in shop "
                 "data the others are the rest of the same basket).\n"
@@ -495,7 +519,11 @@ int veil_cmd_replay(int argc, char **argv) {
                              : (size_t)(cp.cfg->max_events > 0
                                                 ? cp.cfg->max_events
                                                 : 256);
+        /* Counted as their batch completes: a batch an error cut short
+         * (a malformed line mid-batch) is reported apart. */
         uint64_t n_events = 0, n_batches = 0, n_behind = 0;
+        uint64_t n_unfinished = 0;
+        const char *csv_name = strcmp(events, "-") ? events : "stdin";
         int64_t clock_ms = 0;
         double t0 = now_s(), chain = 0;
         int done = 0, failed = 0;
@@ -504,9 +532,10 @@ int veil_cmd_replay(int argc, char **argv) {
                                   *pb = pop ? veil_pipeline_batch_begin(pop)
                                             : NULL;
                 size_t n = 0;
+                uint64_t behind = 0;
                 int64_t first_ms = 0;
                 while (n < bsize) {
-                        if (limit >= 0 && n_events >= (uint64_t)limit) {
+                        if (limit >= 0 && n_events + n >= (uint64_t)limit) {
                                 done = 1;
                                 break;
                         }
@@ -529,10 +558,15 @@ int veil_cmd_replay(int argc, char **argv) {
                         }
                         if (!n)
                                 first_ms = e.ts_ms;
+                        if (evaluate &&
+                            eval_add(&ev, &e, csv_name,
+                                     veil_csv_line(csv), err, sizeof(err))) {
+                                failed = 1;
+                                break;
+                        }
                         if (veil_pipeline_batch_add_event(cp.p, &e) < 0 ||
                             (pop && veil_pipeline_batch_add_event(pop, &e) <
-                                            0) ||
-                            (evaluate && eval_add(&ev, &e))) {
+                                            0)) {
                                 snprintf(err, sizeof(err), "out of memory");
                                 failed = 1;
                                 break;
@@ -540,12 +574,13 @@ int veil_cmd_replay(int argc, char **argv) {
                         if (e.ts_ms > clock_ms)
                                 clock_ms = e.ts_ms;
                         else if (e.ts_ms < clock_ms)
-                                n_behind++;
+                                behind++;
                         n++;
-                        n_events++;
                 }
-                if (failed || !n)
+                if (failed || !n) {
+                        n_unfinished = n;
                         break;
+                }
                 /* The clock of a live stream is about the time its events
                  * arrive: here the latest event time so far (context's
                  * profile expiry would never fire over a year replayed in
@@ -564,9 +599,12 @@ int veil_cmd_replay(int argc, char **argv) {
                         rc = eval_batch(&ev);
                 if (rc) {
                         failed = 1;
+                        n_unfinished = n;
                         break;
                 }
                 n_batches++;
+                n_events += n;
+                n_behind += behind;
         }
         double secs = now_s() - t0;
         if (failed)
@@ -578,6 +616,10 @@ int veil_cmd_replay(int argc, char **argv) {
         if (wait_ms >= 0)
                 printf(", each within %lld ms of event time", wait_ms);
         printf("\n");
+        if (n_unfinished)
+                printf("  stopped:     by the error above; the %llu events "
+                       "read into the batch it cut short are not counted\n",
+                       (unsigned long long)n_unfinished);
         printf("  throughput:  %.0f events/s through the chain (%.2f s in "
                "the plugins; %.2f s in all, with CSV reading%s)\n",
                chain > 0 ? (double)n_events / chain : 0.0, chain, secs,

@@ -92,6 +92,43 @@ x512=$(printf 'x%.0s' $(seq 1 512))
   echo "9100000000000000,17852,85123A,6,536365,United Kingdom"; } >"$tmp/hostile.csv"
 check "replay: long ids and far times dead-lettered" 0 "31 recommendations, 3 dead letters" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/hostile.csv"
+# Hostile CSVs: each is refused at its line, or read as it says.
+H=ts,user_id,item,qty,invoice,country
+row=1291191960,17850,85123A,6,536365,UK
+# A NUL byte, here in a line over 64 KB: strlen saw a short line, and the
+# rest of the line became an event of its own.
+{ echo "$H"; echo "$row"; printf '%s\0' "$row"; head -c $((65535 - ${#row} - 1)) /dev/zero | tr '\0' x
+  echo "$row"; } >"$tmp/nul.csv"
+check "replay: a NUL byte refused at its line" 1 "nul.csv:3: a NUL byte in the line" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/nul.csv"
+# Empty event ids are generated ones (100 events of 5 users: 95 scored);
+# ids repeated within a batch are refused, as --evaluate matches by id.
+{ echo "event_id,$H"; sed -n 2,101p "$root/config/demo/events.csv" | awk -F, '{ print ",1291191960," NR % 5 "," $3 ",1,1,UK" }'; } >"$tmp/noid.csv"
+check "replay --evaluate: empty event ids generated" 0 "\\(95 scored\\)" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/noid.csv" --evaluate
+{ echo "event_id,$H"; echo "a,$row"; echo "b,$row"; echo "a,$row"; } >"$tmp/dup.csv"
+check "replay --evaluate: a repeated event id refused" 1 "dup.csv:4: the same event_id as line 2, in the same batch" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/dup.csv" --evaluate
+# Every field counts: user_id as the 34th column, a 47-field row under 40
+# columns, and more columns than the limit.
+{ printf 'c%d,' $(seq 31); echo "ts,item,user_id"; printf 'x,%.0s' $(seq 31); echo "1291191960,85123A,17850"; } >"$tmp/wide.csv"
+check "replay: the 34th column read" 0 "events: +1 in 1 batches" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/wide.csv"
+{ printf 'ts,item,user_id'; printf ',c%d' $(seq 37); echo; printf '1291191960,85123A,17850'; printf ',x%.0s' $(seq 37); echo
+  printf '1291191960,85123A,17850'; printf ',x%.0s' $(seq 44); echo; } >"$tmp/long_row.csv"
+check "replay: a row with more fields than the header refused" 1 "long_row.csv:3: 47 fields, the header has 40" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/long_row.csv"
+{ printf 'c%d,' $(seq 300); echo "ts,item,user_id"; } >"$tmp/many.csv"
+check "replay: columns past the limit refused" 2 "many.csv:1: 303 columns, more than the 256" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/many.csv"
+# gpc: true/false/1/0/yes/no in any case, or empty; anything else refused.
+printf 'ts,user_id,item,gpc\n1291191960,17850,85123A,TRUE\n1291191960,17850,85123A,No\n1291191960,17850,85123A,\n1291191960,17850,85123A,maybe\n' >"$tmp/gpc.csv"
+check "replay: a gpc value not a boolean refused" 1 "gpc.csv:5: field 4 must be true, false, 1, 0, yes, no or empty \\(column 'gpc'\\)" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/gpc.csv"
+# A malformed line mid-batch: the batch never ran, and is not counted.
+{ echo "$H"; echo "$row"; echo "$row"; echo "1291191960,17850"; } >"$tmp/cut.csv"
+check "replay: a batch cut short by an error not counted" 1 "events: +0 in 0 batches.*stopped: .*the 2 events read into the batch it cut short" -- \
+  bash -c "'$VEIL' replay '$root/config/pipelines/retail.yaml' --events '$tmp/cut.csv' 2>&1 | tr '\n' ' '; exit \${PIPESTATUS[0]}"
 rm -rf "$tmp"
 check "plugins" 0 "popular .*max_items +int +default 1000000" -- bash -c "'$VEIL' plugins | tr '\n' ' '"
 check "plugins NAME" 0 "k +int +default 10" -- "$VEIL" plugins popular
