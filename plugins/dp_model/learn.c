@@ -725,7 +725,9 @@ static int dense_weights(struct veil_learner *L, size_t s, size_t m,
         }
         if (reserve_floats(&L->A, &L->cap_A, m * nc, 2 * m * nc))
                 return -VEIL_ENOMEM;
-        memset(L->A, 0, m * nc * sizeof(float));
+        if (nc) /* none: examples without context features or recent
+                 * items (a pipeline without context); L->A may be NULL */
+                memset(L->A, 0, m * nc * sizeof(float));
         for (size_t i = 0; i < m; i++)
                 for (size_t c = L->coef_off[s + i]; c < L->coef_off[s + i + 1];
                      c++) {
@@ -760,7 +762,12 @@ static int clip(struct veil_learner *L, const struct veil_example *ex,
                 gram(L->R + s * ldr, m, L->n_sup, ldr, rr);
                 gram(L->Q + s * d, m, d, d, qq);
                 gram(L->G + s * d, m, d, d, gg);
-                gram(L->A, m, nc, nc, aa);
+                /* No E or U rows: nothing there (an sgemm of inner size
+                 * 0 and leading dimension 0 is not one to rely on). */
+                if (nc)
+                        gram(L->A, m, nc, nc, aa);
+                else
+                        memset(aa, 0, m * m * sizeof(float));
                 /* ‖user's gradient‖² = Σ_{e,e'} over its parts:
                  *   V: (r·r')(q·q')   b: r·r'   E, U rows: (a·a')(g·g') */
                 double n2 = 0;
