@@ -2021,16 +2021,25 @@ static void reload(struct kctx *k, int shutdown_ms) {
                               "reload: %d batch(es) not yet acknowledged; "
                               "they commit when they are",
                               k->n_inflight);
+        if (k->fatal) {
+                /* The host stops: nothing of the new pipeline was taken
+                 * in yet. */
+                k->o->reload_close(k->o->reload_ctx, 0);
+                reload_failed(k, "the host is stopping after an error");
+                return;
+        }
         int rc = veil_pipeline_transfer(np, k->p, err, sizeof(err));
         if (!rc)
                 rc = reopen_sides(k, veil_pipeline_config(np), err,
                                   sizeof(err));
-        if (rc || k->fatal) {
+        if (rc) {
                 k->o->reload_close(k->o->reload_ctx, 0);
-                if (!k->fatal)
-                        reload_failed(k, err);
+                reload_failed(k, err);
                 return;
         }
+        /* From here the new pipeline is taken in even if an error came up
+         * meanwhile (the loop then stops): the side inputs read its
+         * configuration now, so closing it would leave them dangling. */
         /* The old pipeline's last counts go out before its numbers stop. */
         publish(k, 1);
         veil_pipeline_set_sink(k->p, (struct veil_sink){NULL, NULL});
@@ -2042,6 +2051,19 @@ static void reload(struct kctx *k, int shutdown_ms) {
         if (veil_checkpoint_config_parse(k->cfg, &ck, err, sizeof(err)))
                 veil_log_host(VEIL_LOG_WARN, NULL, "%s; checkpoints continue "
                               "as before", err);
+        else if (ck.enabled &&
+                 (!k->ck.enabled || strcmp(ck.topic, k->ck.topic)))
+                /* Checkpoints are numbered above the newest on their topic,
+                 * which only a start reads: numbered from here, a topic
+                 * that already holds newer ones would win over them at the
+                 * next start, and the state roll back. */
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "reload: the state: section now names topic "
+                              "'%s'; checkpoints continue as before (%s%s%s) "
+                              "until a restart, which reads that topic first",
+                              ck.topic, k->ck.enabled ? "to '" : "none",
+                              k->ck.enabled ? k->ck.topic : "",
+                              k->ck.enabled ? "'" : "");
         else
                 k->ck = ck;
         k->batch = veil_pipeline_batch_begin(np);
@@ -2676,9 +2698,19 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         if (!k.fatal) {
                 if (k.rewind)
                         eos_rewind(&k);
-                run_batch(&k);
-                if (subscribed)
-                        save_state(&k, 1);
+                if (k.st.side_caught_up) {
+                        run_batch(&k);
+                        if (subscribed)
+                                save_state(&k, 1);
+                } else {
+                        /* A stop while a reload reads the side inputs
+                         * again: the consent ledger is partial, so nothing
+                         * runs against it (default deny). The records read
+                         * are not committed: the next start reads them. */
+                        for (size_t i = 0; i < k.n_msgs; i++)
+                                rd_kafka_message_destroy(k.msgs[i]);
+                        k.n_msgs = 0;
+                }
                 if (k.eos) {
                         eos_end_batch(&k);
                         eos_end_redo(&k);

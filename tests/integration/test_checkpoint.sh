@@ -49,9 +49,28 @@ export VEIL_ACCOUNTANT="$WORK/acc2/accountant"
 M=500
 { head -n 1 "$ROOT/config/demo/events.csv"; sed -n "$((N + 2)),$((N + M + 1))p" "$ROOT/config/demo/events.csv"; } >"$WORK/b.csv"
 produce "$VEIL_INPUT" "$WORK/b.csv"
-start_veil "$PIPE" "$WORK/veil2.log"
+# Run 2 from a copy of the file, so that a reload can change its state:
+# section (paths made absolute).
+sed -e "s#\.\./\.\./config/#$ROOT/config/#g" -e "s#\.\./\.\./schemas/#$ROOT/schemas/#g" \
+  "$PIPE" >"$WORK/ck.yaml"
+start_veil "$WORK/ck.yaml" "$WORK/veil2.log"
 wait_count "$VEIL_RECS" $((N + M)) 40 || { tail -20 "$WORK/veil2.log"; fail "recommendations of run 2"; }
+# A reload that names another state topic: checkpoints go on to the one
+# the start read (numbered above its newest), with a warning; numbered
+# from 1 on the other topic, they would lose to older ones there.
+sed -i "s#topic: \"\${VEIL_STATE}\"#topic: \"$VEIL_STATE-other\"#" "$WORK/ck.yaml"
+grep -q "$VEIL_STATE-other" "$WORK/ck.yaml" || fail "the state topic was not changed in the copy"
+kill -HUP "$VEIL_PID"
+for _ in $(seq 50); do grep -q 'reload: the state: section now names topic' "$WORK/veil2.log" && break; sleep 0.2; done
+grep -q "reload: the state: section now names topic '$VEIL_STATE-other'; checkpoints continue as before (to '$VEIL_STATE')" "$WORK/veil2.log" ||
+  { tail -5 "$WORK/veil2.log"; fail "the reload did not keep the state topic"; }
+sleep 3 # a checkpoint at the interval, after the reload
 stop_veil 20
+sed -n '/reload: the state: section now names topic/,$p' "$WORK/veil2.log" |
+  grep -q "state: checkpoint [0-9]* of 2 stage(s) produced to '$VEIL_STATE'" ||
+  fail "no checkpoint to '$VEIL_STATE' after the reload"
+[ "$(count "$VEIL_STATE-other")" = 0 ] || fail "checkpoints went to the new topic"
+ok "a reload naming another state topic keeps checkpointing to the one the start read"
 grep -q 'state: stage 1 (context): restored checkpoint' "$WORK/veil2.log" ||
   { grep state "$WORK/veil2.log" | head; fail "context not restored"; }
 grep -q 'state: stage 2 (dp_model): restored checkpoint' "$WORK/veil2.log" || fail "dp_model not restored"
