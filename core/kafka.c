@@ -151,6 +151,10 @@ struct kctx {
         int no_keep;
         struct bare *bare; /**< newest first */
         size_t n_bare;
+        /* Exactly-once: per partition, the first offset read into the open
+         * transaction: where eos_rewind goes back to on a partition that
+         * has no committed offset yet. */
+        rd_kafka_topic_partition_list_t *txn_from;
         /* Side-input dead letters: never committed, only waited for. Last,
          * because struct inflight ends in a flexible array. */
         struct inflight side_flight;
@@ -942,26 +946,73 @@ static void settle(struct kctx *k, struct inflight *f) {
 /* The records read but not committed are read again: every assigned
  * partition goes back to its committed offset (the last committed
  * transaction's). Records already read are dropped. */
+/* Exactly-once: m was read into the open transaction (txn_from). */
+static void txn_note(struct kctx *k, const rd_kafka_message_t *m) {
+        if (!k->txn_from)
+                k->txn_from = rd_kafka_topic_partition_list_new(4);
+        const char *t = rd_kafka_topic_name(m->rkt);
+        rd_kafka_topic_partition_t *tp =
+                rd_kafka_topic_partition_list_find(k->txn_from, t,
+                                                   m->partition);
+        if (!tp)
+                rd_kafka_topic_partition_list_add(k->txn_from, t, m->partition)
+                        ->offset = m->offset;
+        else if (m->offset < tp->offset)
+                tp->offset = m->offset;
+}
+
+static void txn_from_clear(struct kctx *k) {
+        if (k->txn_from)
+                rd_kafka_topic_partition_list_destroy(k->txn_from);
+        k->txn_from = NULL;
+}
+
 static void eos_redo(struct kctx *k);
 static void eos_rewind(struct kctx *k) {
-        for (size_t i = 0; i < k->n_msgs; i++)
+        for (size_t i = 0; i < k->n_msgs; i++) {
+                txn_note(k, k->msgs[i]);
                 rd_kafka_message_destroy(k->msgs[i]);
+        }
         k->n_msgs = 0;
         k->rewind = 0;
         eos_redo(k);
         rd_kafka_topic_partition_list_t *a = NULL;
-        if (rd_kafka_assignment(k->consumer, &a) || !a)
+        if (rd_kafka_assignment(k->consumer, &a) || !a) {
+                txn_from_clear(k);
                 return;
+        }
         if (a->cnt) {
                 rd_kafka_resp_err_t err =
                         rd_kafka_committed(k->consumer, a, TXN_CALL_MS);
-                for (int i = 0; !err && i < a->cnt; i++)
-                        if (a->elems[i].offset < 0)
-                                a->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+                /* Back to the committed offset, or on a partition with
+                 * none yet, to the first record the transaction read there
+                 * (not to the beginning: with auto.offset.reset latest the
+                 * group never read what came before). A partition it read
+                 * nothing of stays where it is. */
+                rd_kafka_topic_partition_list_t *to =
+                        rd_kafka_topic_partition_list_new(a->cnt);
+                for (int i = 0; !err && i < a->cnt; i++) {
+                        const rd_kafka_topic_partition_t *c = &a->elems[i];
+                        int64_t off = c->offset;
+                        if (off < 0) {
+                                const rd_kafka_topic_partition_t *f = NULL;
+                                if (k->txn_from)
+                                        f = rd_kafka_topic_partition_list_find(
+                                                k->txn_from, c->topic,
+                                                c->partition);
+                                if (!f)
+                                        continue;
+                                off = f->offset;
+                        }
+                        rd_kafka_topic_partition_list_add(to, c->topic,
+                                                          c->partition)
+                                ->offset = off;
+                }
                 rd_kafka_error_t *e = NULL;
-                if (!err)
-                        e = rd_kafka_seek_partitions(k->consumer, a,
+                if (!err && to->cnt)
+                        e = rd_kafka_seek_partitions(k->consumer, to,
                                                      TXN_CALL_MS);
+                rd_kafka_topic_partition_list_destroy(to);
                 if (err || e) {
                         /* Reading on would skip the aborted records. */
                         set_fatal(k, "cannot rewind the input after an "
@@ -973,6 +1024,7 @@ static void eos_rewind(struct kctx *k) {
                         rd_kafka_error_destroy(e);
         }
         rd_kafka_topic_partition_list_destroy(a);
+        txn_from_clear(k);
 }
 
 /* Aborts the open transaction: its records are never visible to
@@ -1033,8 +1085,10 @@ static int eos_commit(struct kctx *k,
                       const rd_kafka_topic_partition_list_t *offsets) {
         if (offsets && offsets->cnt && eos_begin(k))
                 return -1;
-        if (!k->txn_open)
+        if (!k->txn_open) {
+                txn_from_clear(k);
                 return 0;
+        }
         rd_kafka_error_t *e = NULL;
         if (offsets && offsets->cnt) {
                 rd_kafka_consumer_group_metadata_t *md =
@@ -1067,6 +1121,7 @@ static int eos_commit(struct kctx *k,
                 return txn_failed(k, "committing the transaction", e);
         k->txn_open = 0;
         kept_done(k, 1);
+        txn_from_clear(k);
         return 0;
 }
 
@@ -1211,6 +1266,8 @@ static void run_batch(struct kctx *k) {
                         m->partition,
                         m->offset,
                         rd_kafka_message_timestamp(m, &tt)};
+                if (k->eos)
+                        txn_note(k, m);
                 rc = veil_pipeline_batch_add(k->p, &src);
         }
         if (rc < 0) {
@@ -2368,6 +2425,7 @@ int veil_kafka_exit(int code) {
 }
 
 static void close_all(struct kctx *k) {
+        txn_from_clear(k);
         if (k->to_commit)
                 rd_kafka_topic_partition_list_destroy(k->to_commit);
         if (k->committing)

@@ -200,6 +200,10 @@ struct fault_env *fault_env_new(const struct fault_opts *o) {
                 setenv("VEIL_PREFETCH_KB", e->o.prefetch_kb, 1);
         else
                 unsetenv("VEIL_PREFETCH_KB");
+        if (e->o.offset_reset)
+                setenv("VEIL_OFFSET_RESET", e->o.offset_reset, 1);
+        else
+                unsetenv("VEIL_OFFSET_RESET");
         /* The transactional id is "<group>-<instance>". */
         setenv("VEIL_INSTANCE_ID", "fault-test", 1);
 

@@ -50,6 +50,7 @@ struct fault_opts {
         const char *session_timeout_ms; /**< default: the YAML's */
         const char *message_timeout_ms; /**< default: the YAML's */
         const char *prefetch_kb; /**< queued.max.messages.kbytes */
+        const char *offset_reset; /**< auto.offset.reset, default earliest */
         int max_inflight;      /**< 0: the host's default */
         /** Exactly-once: a run goes on after an aborted transaction (by
          *  default it stops at once, see should_stop in fault_lib.c); for

@@ -30,6 +30,9 @@
  *   exactly-once the host used to exit at every start on it; now the
  *   transaction aborts and the batch is processed again with the dead
  *   letter bare.
+ * - test_abort_fresh_group_latest: exactly-once, a new group that starts
+ *   at the end (auto.offset.reset latest): after an abort the input goes
+ *   back to the first record the transaction read, not to the beginning.
  * - test_output_refused_by_broker: the broker refuses an output record as
  *   too large: the host stops, nothing committed, with a message that
  *   names the setting to change.
@@ -330,6 +333,28 @@ static int dlq_records(struct fault_env *e) {
         return read_dlq(e, dl, 1);
 }
 
+/* Asks the run to stop once at least `in` records are read, the dead
+ * letter is there and the host has been idle for 2 s (nothing read,
+ * produced or acknowledged: the records of aborted transactions that
+ * failed are never acknowledged, so the counts cannot tell otherwise), or
+ * after 60 s. */
+static void stop_when_settled(struct fault_env *e, uint64_t in) {
+        double deadline = now_s() + 60, idle_since = now_s();
+        uint64_t last = 0;
+        while (!e->ended && now_s() < deadline) {
+                uint64_t moved = e->records_in + e->produced + e->acked;
+                if (moved != last) {
+                        last = moved;
+                        idle_since = now_s();
+                } else if (e->records_in >= in &&
+                           now_s() - idle_since >= 2 && dlq_records(e) >= 1) {
+                        break;
+                }
+                sleep_ms(200);
+        }
+        e->stop = 1;
+}
+
 /* e1..e50, an undecodable record of 9 bytes (offset 50), e51..e100; the
  * broker that leads "dlq" (alone) refuses the first produce request to it
  * as too large. The mock cluster has no topic configurations, so this is
@@ -356,24 +381,7 @@ static void refused_by_broker(void **state, int exactly_once) {
                                  RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0),
                          0);
         fault_run_start(e, 0, 90);
-        /* Done once every record is read, the dead letter is there and the
-         * host has been idle for 2 s (nothing read, produced or
-         * acknowledged: the records of aborted transactions that failed
-         * are never acknowledged, so the counts cannot tell otherwise). */
-        double deadline = now_s() + 60, idle_since = now_s();
-        uint64_t last = 0;
-        while (!e->ended && now_s() < deadline) {
-                uint64_t moved = e->records_in + e->produced + e->acked;
-                if (moved != last) {
-                        last = moved;
-                        idle_since = now_s();
-                } else if (e->records_in >= (uint64_t)e->fed + 1 &&
-                           now_s() - idle_since >= 2 && dlq_records(e) >= 1) {
-                        break;
-                }
-                sleep_ms(200);
-        }
-        e->stop = 1;
+        stop_when_settled(e, (uint64_t)e->fed + 1);
         fault_run_join(e); /* rc 0: the host went on */
         size_t left = 1;
         rd_kafka_mock_broker_error_stack_cnt(mc, 2, API_PRODUCE, &left);
@@ -409,6 +417,51 @@ static void test_dead_letter_refused_at_least_once(void **state) {
 
 static void test_dead_letter_refused_exactly_once(void **state) {
         refused_by_broker(state, 1);
+}
+
+/* Exactly-once, a group without committed offsets that starts at the end
+ * (auto.offset.reset latest) over 30 events of history: the first
+ * transaction aborts (the broker refuses its dead letter, as above), and
+ * the input goes back to the first record that transaction read, not to
+ * the topic's beginning: the history is never processed. */
+static void test_abort_fresh_group_latest(void **state) {
+        struct fault_opts o = {0};
+        o.partitions = 1;
+        o.brokers = 2;
+        o.exactly_once = 1;
+        o.allow_aborts = 1;
+        o.offset_reset = "latest";
+        struct fault_env *e = fault_env_new(&o);
+        *state = e;
+        rd_kafka_mock_cluster_t *mc = fault_cluster(e);
+        fault_lead(e, "in", 1, 1);
+        fault_lead(e, "out", 1, 1);
+        fault_lead(e, "recs", 1, 1);
+        fault_lead(e, "dlq", 1, 2);
+        fault_feed(e, 30, 0); /* e1..e30: before the group's start */
+        fault_run_start(e, 0, 90);
+        char why[256];
+        double deadline = now_s() + 30;
+        while (!e->ended && now_s() < deadline && !fault_ready(e, why,
+                                                               sizeof(why)))
+                sleep_ms(100);
+        assert_true(fault_ready(e, why, sizeof(why)));
+        sleep_ms(2000); /* the consumer has found the end by now */
+        assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
+                                 mc, 2, API_PRODUCE, 1,
+                                 RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, 0),
+                         0);
+        fault_feed(e, 10, 0); /* e31..e40 */
+        produce_big(e, "bad", "\x02\x37garbage", 9);
+        fault_feed(e, 10, 0); /* e41..e50 */
+        stop_when_settled(e, 21);
+        fault_run_join(e); /* rc 0: the host went on */
+        assert_true(e->st.aborted >= 1);
+        struct fault_count c;
+        fault_count_out(e, &c);
+        fault_print_count("latest, after an abort", e, &c);
+        assert_int_equal(c.distinct, 20); /* e31..e50 */
+        assert_int_equal(c.missing, 30);  /* e1..e30, history */
 }
 
 /* The broker that leads "out" (alone) refuses an output record as too
@@ -473,6 +526,8 @@ int main(int argc, char **argv) {
                         test_dead_letter_refused_exactly_once,
                         fault_env_teardown),
                 cmocka_unit_test_teardown(test_output_refused_by_broker,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_abort_fresh_group_latest,
                                           fault_env_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
