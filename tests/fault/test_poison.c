@@ -360,19 +360,29 @@ static void stop_when_settled(struct fault_env *e, uint64_t in) {
  * as too large. The mock cluster has no topic configurations, so this is
  * how a dead-letter topic with a smaller max.message.bytes than the
  * producer's looks to the host. */
-static void refused_by_broker(void **state, int exactly_once) {
+/* Two brokers, "dlq" led by broker 2 alone, the other topics by broker
+ * 1: a test refuses the dead letters by failing broker 2's produce
+ * requests. *state owns the environment. */
+static struct fault_env *dlq_apart(void **state, int exactly_once,
+                                   const char *offset_reset) {
         struct fault_opts o = {0};
         o.partitions = 1;
         o.brokers = 2;
         o.exactly_once = exactly_once;
         o.allow_aborts = 1;
+        o.offset_reset = offset_reset;
         struct fault_env *e = fault_env_new(&o);
         *state = e;
-        rd_kafka_mock_cluster_t *mc = fault_cluster(e);
         fault_lead(e, "in", 1, 1);
         fault_lead(e, "out", 1, 1);
         fault_lead(e, "recs", 1, 1);
         fault_lead(e, "dlq", 1, 2);
+        return e;
+}
+
+static void refused_by_broker(void **state, int exactly_once) {
+        struct fault_env *e = dlq_apart(state, exactly_once, NULL);
+        rd_kafka_mock_cluster_t *mc = fault_cluster(e);
         fault_feed(e, 50, 0);
         produce_big(e, "bad", "\x02\x37garbage", 9);
         fault_feed(e, 50, 0);
@@ -425,19 +435,8 @@ static void test_dead_letter_refused_exactly_once(void **state) {
  * the input goes back to the first record that transaction read, not to
  * the topic's beginning: the history is never processed. */
 static void test_abort_fresh_group_latest(void **state) {
-        struct fault_opts o = {0};
-        o.partitions = 1;
-        o.brokers = 2;
-        o.exactly_once = 1;
-        o.allow_aborts = 1;
-        o.offset_reset = "latest";
-        struct fault_env *e = fault_env_new(&o);
-        *state = e;
+        struct fault_env *e = dlq_apart(state, 1, "latest");
         rd_kafka_mock_cluster_t *mc = fault_cluster(e);
-        fault_lead(e, "in", 1, 1);
-        fault_lead(e, "out", 1, 1);
-        fault_lead(e, "recs", 1, 1);
-        fault_lead(e, "dlq", 1, 2);
         fault_feed(e, 30, 0); /* e1..e30: before the group's start */
         fault_run_start(e, 0, 90);
         char why[256];
