@@ -470,6 +470,8 @@ static int should_stop(void *ctx, const struct veil_kafka_stats *st) {
         e->commits = st->commits;
         if (e->stop || now_s() > e->deadline)
                 return 1;
+        if (e->hook && e->hook(e, st))
+                return 1;
         /* Exactly-once on the mock cluster: an aborted transaction's
          * records stay visible (no transaction markers there), so the
          * test fails on it at once rather than at its deadline. */
@@ -477,6 +479,51 @@ static int should_stop(void *ctx, const struct veil_kafka_stats *st) {
                 return 1;
         return e->target > 0 && st->records_in >= (uint64_t)e->target &&
                st->acked == st->produced;
+}
+
+/* A reload: the pipeline built again from the same file, as
+ * fault_env_new builds it. */
+static int reload_open(void *ctx, const struct veil_pipeline *cur,
+                       struct veil_pipeline **next, char *err,
+                       size_t err_size) {
+        struct fault_env *e = ctx;
+        (void)cur;
+        e->reloads_opened++;
+        if (e->feed_on_reload > 0) {
+                long n = e->feed_on_reload;
+                e->feed_on_reload = 0;
+                fault_feed(e, n, 0);
+        }
+        int rc = veil_config_load(&e->next_cfg, e->o.yaml, err, err_size);
+        if (rc)
+                return rc;
+        char *path[] = {TEST_PLUGIN_DIR};
+        struct veil_pipeline_opts po = {path, 1, e->kr, 0};
+        rc = veil_pipeline_new(&e->next_p, e->next_cfg, &po, err, err_size);
+        if (rc) {
+                veil_config_destroy(e->next_cfg);
+                e->next_cfg = NULL;
+                return rc;
+        }
+        *next = e->next_p;
+        return 0;
+}
+
+static void reload_close(void *ctx, int swapped) {
+        struct fault_env *e = ctx;
+        if (swapped) {
+                e->reloads_swapped++;
+                veil_pipeline_destroy(e->p);
+                veil_config_destroy(e->cfg);
+                e->p = e->next_p;
+                e->cfg = e->next_cfg;
+        } else {
+                e->reloads_kept++;
+                veil_pipeline_destroy(e->next_p);
+                veil_config_destroy(e->next_cfg);
+        }
+        e->next_p = NULL;
+        e->next_cfg = NULL;
 }
 
 static void *run(void *arg) {
@@ -488,6 +535,10 @@ static void *run(void *arg) {
         o.shutdown_timeout_ms = 60000;
         o.ops = e->ops;
         o.max_inflight = e->o.max_inflight;
+        o.reload = &e->reload;
+        o.reload_open = reload_open;
+        o.reload_close = reload_close;
+        o.reload_ctx = e;
         e->rc = veil_kafka_run(e->p, &o, &e->st, e->err, sizeof(e->err));
         e->ended = 1;
         return NULL;

@@ -93,6 +93,22 @@ struct fault_env {
         long feed_rate, feed_n;
         size_t feed_size;
         void *offsets_rk; /**< consumer that reads the committed offsets */
+
+        /* Reloads: the run's reload_open builds the replacement pipeline
+         * from o.yaml again (same keyring, as `veil run` keeps an
+         * ephemeral one); reload_close destroys the one left out and, when
+         * swapped, makes the new one e->p (and its configuration e->cfg). */
+        volatile sig_atomic_t reload; /**< set: reload at the next batch
+                                           boundary (cleared by the host) */
+        _Atomic int reloads_opened, reloads_swapped, reloads_kept;
+        long feed_on_reload; /**< >0: reload_open first feeds this many
+                                  events (they wait in the input) */
+        struct veil_config *next_cfg;
+        struct veil_pipeline *next_p;
+        /** Called on the run's thread at every should_stop with the live
+         *  stats (also during a catch-up); returning 1 ends the run. */
+        int (*hook)(struct fault_env *e, const struct veil_kafka_stats *st);
+        void *hook_ctx;
 };
 
 struct fault_count {
