@@ -766,3 +766,25 @@ int64_t fault_committed(struct fault_env *e, int partition) {
         rd_kafka_topic_partition_list_destroy(l);
         return off;
 }
+
+void fault_consent_grant(const char *user, struct veil_buf *b) {
+        static struct veil_codec *c;
+        char err[512];
+        if (!c)
+                assert_int_equal(veil_codec_new_file(&c,
+                                                     TEST_ROOT
+                                                     "/schemas/consent.avsc",
+                                                     VEIL_FRAMING_RAW, 0, err,
+                                                     sizeof(err)),
+                                 0);
+        veil_rec_t *r = veil_codec_rec_begin(c);
+        assert_int_equal(veil_rec_set_str(r, "user_id", user), 0);
+        assert_int_equal(veil_rec_set_bool(r, "purposes.personalization", 1),
+                         0);
+        assert_int_equal(veil_rec_set_bool(r, "purposes.training", 1), 0);
+        assert_int_equal(veil_rec_set_bool(r, "purposes.analytics", 1), 0);
+        assert_int_equal(veil_rec_set_str(r, "source", "cmp"), 0);
+        assert_int_equal(veil_rec_set_long(r, "ts", 1700000000000LL), 0);
+        if (veil_codec_rec_encode(c, b, err, sizeof(err)))
+                fail_msg("consent record: %s", err);
+}

@@ -174,6 +174,10 @@ int fault_read_all(struct fault_env *e, const char *topic, const char *group,
                                 void *ctx),
                    void *ctx);
 /* The value of a record's last header `name` into buf ("" when none). */
+/** A consent record (schemas/consent.avsc) that grants every purpose to
+ *  `user`, encoded into *b (raw Avro; b reused across calls). */
+struct veil_buf;
+void fault_consent_grant(const char *user, struct veil_buf *b);
 void fault_header(const struct rd_kafka_message_s *m, const char *name,
                   char *buf, size_t size);
 /* Waits for a run that must fail: its error is in e->err. */

@@ -54,29 +54,10 @@ static void produce(struct fault_env *e, const char *topic, const char *key,
 /* A consent record that grants everything to `user`: its first record, so
  * the consent stage emits an audit record ("granted"). */
 static void produce_consent(struct fault_env *e, const char *user) {
-        char err[512];
-        struct veil_codec *c;
-        assert_int_equal(veil_codec_new_file(&c,
-                                             TEST_ROOT
-                                             "/schemas/consent.avsc",
-                                             VEIL_FRAMING_RAW, 0, err,
-                                             sizeof(err)),
-                         0);
-        veil_rec_t *r = veil_codec_rec_begin(c);
-        assert_int_equal(veil_rec_set_str(r, "user_id", user), 0);
-        assert_int_equal(veil_rec_set_bool(r, "purposes.personalization", 1),
-                         0);
-        assert_int_equal(veil_rec_set_bool(r, "purposes.training", 1), 0);
-        assert_int_equal(veil_rec_set_bool(r, "purposes.analytics", 1), 0);
-        assert_int_equal(veil_rec_set_str(r, "source", "cmp"), 0);
-        assert_int_equal(veil_rec_set_long(r, "ts", 1700000000000LL), 0);
         struct veil_buf b = {0};
-        if (veil_codec_rec_encode(c, &b, err, sizeof(err)))
-                fprintf(stderr, "# consent record: %s\n", err);
-        assert_true(b.len > 0);
+        fault_consent_grant(user, &b);
         produce(e, "consent", user, b.data, b.len);
         veil_buf_free(&b);
-        veil_codec_destroy(c);
 }
 
 /* The first record's veil.source.offset header. */

@@ -38,13 +38,6 @@
 /* n consent records (users c1..cn, everything granted) into "consent". */
 static void produce_consents(struct fault_env *e, int n) {
         char err[512];
-        struct veil_codec *c;
-        assert_int_equal(veil_codec_new_file(&c,
-                                             TEST_ROOT
-                                             "/schemas/consent.avsc",
-                                             VEIL_FRAMING_RAW, 0, err,
-                                             sizeof(err)),
-                         0);
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers",
                                            e->bootstrap, err, sizeof(err)),
@@ -59,22 +52,7 @@ static void produce_consents(struct fault_env *e, int n) {
         for (int i = 1; i <= n; i++) {
                 char user[32];
                 snprintf(user, sizeof(user), "c%d", i);
-                veil_rec_t *r = veil_codec_rec_begin(c);
-                assert_int_equal(veil_rec_set_str(r, "user_id", user), 0);
-                assert_int_equal(veil_rec_set_bool(
-                                         r, "purposes.personalization", 1),
-                                 0);
-                assert_int_equal(veil_rec_set_bool(r, "purposes.training", 1),
-                                 0);
-                assert_int_equal(veil_rec_set_bool(r, "purposes.analytics",
-                                                   1),
-                                 0);
-                assert_int_equal(veil_rec_set_str(r, "source", "cmp"), 0);
-                assert_int_equal(veil_rec_set_long(r, "ts", 1700000000000LL),
-                                 0);
-                assert_int_equal(veil_codec_rec_encode(c, &b, err,
-                                                       sizeof(err)),
-                                 0);
+                fault_consent_grant(user, &b);
                 rd_kafka_resp_err_t pe;
                 while ((pe = rd_kafka_producev(
                                 rk, RD_KAFKA_V_TOPIC("consent"),
@@ -90,7 +68,6 @@ static void produce_consents(struct fault_env *e, int n) {
         assert_int_equal(rd_kafka_flush(rk, 30000), 0);
         rd_kafka_destroy(rk);
         veil_buf_free(&b);
-        veil_codec_destroy(c);
 }
 
 static struct fault_env *reload_env(int brokers) {
