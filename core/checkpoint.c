@@ -22,9 +22,9 @@
 #define HASH 32
 #define MAX_CHUNKS 4096 /* 3.6 GB: far beyond any stage's state */
 /* Sequence numbers count checkpoints from 1 (one every few seconds: 2^62 is
- * never reached); a record claiming more is not ours, and would wrap the
- * next sequence number (max_seq + 1) to 0, so that every later checkpoint
- * lost to it at restore. */
+ * never reached); a record claiming 2^62 or more is not ours. Taken in, it
+ * would make the next number (max_seq + 1) one the reader skips, or wrap it
+ * to 0, and every later checkpoint would lose to it at restore. */
 #define SEQ_MAX (UINT64_C(1) << 62)
 
 static void put16(unsigned char *p, uint16_t v) {
@@ -406,7 +406,7 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
         size_t wl = (size_t)(end - slash - 1);
         if (wl == 8 && !memcmp(slash + 1, "manifest", 8)) {
                 struct manifest m;
-                if (parse_manifest(v, value_len, &m) || m.seq > SEQ_MAX) {
+                if (parse_manifest(v, value_len, &m) || m.seq >= SEQ_MAX) {
                         r->skipped++;
                         return;
                 }
@@ -434,7 +434,7 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
         }
         uint64_t seq = get64(v + 5);
         uint32_t idx = get32(v + 13);
-        if (seq > SEQ_MAX) {
+        if (seq >= SEQ_MAX) {
                 r->skipped++;
                 return;
         }

@@ -225,9 +225,9 @@ static void test_older_complete(void **st) {
         close_pl(&b);
 }
 
-/* A record claiming the largest sequence number (not one of ours: they
- * count from 1) is skipped: it would wrap the next one to 0, and every
- * later checkpoint would lose to it at restore. */
+/* Records claiming 2^62 or more (not ours: they count from 1) are
+ * skipped: they would make the next number one the reader skips, or wrap
+ * it to 0, and every later checkpoint would lose to them at restore. */
 static void test_seq_out_of_range(void **st) {
         (void)st;
         struct pl a, a2, b;
@@ -237,10 +237,18 @@ static void test_seq_out_of_range(void **st) {
         open_pl(&b, 2, "");
         save(&a, &c, 1);
         save(&a2, &c, UINT64_MAX);
+        save(&a2, &c, UINT64_C(1) << 62);
         size_t restored = 0;
         uint64_t next = 0;
         assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
         assert_int_equal(next, 2);
+        assert_true(same_state(&a, &b));
+        /* The largest taken: the next number is still one it takes. */
+        save(&a2, &c, (UINT64_C(1) << 62) - 2);
+        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
+        assert_int_equal(next, (UINT64_C(1) << 62) - 1);
+        save(&a, &c, next);
+        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
         assert_true(same_state(&a, &b));
         cap_free(&c);
         close_pl(&a);
