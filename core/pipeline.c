@@ -15,8 +15,8 @@
 
 #define MAX_DROP_REASONS 64
 #define MAX_STAGE_GAUGES 32
-/* Erasure and access requests held between batches before they are
- * applied anyway (veil_pipeline_side_record): ~100 bytes each. */
+/* Erasure requests held between batches before they are applied anyway
+ * (veil_pipeline_side_record): ~100 bytes each. */
 #define REQUESTS_HELD_MAX 4096
 
 struct veil_output {
@@ -836,7 +836,7 @@ static void set_subject(struct veil_pipeline *p, struct veil_event *ev) {
  * events with 60 KB item ids made every later recommendation too large for
  * its topic) and a time outside [1970, 9999] (stages subtract times, which
  * overflows near the ends of int64). Returns NULL or why, naming the field
- * and never its value. */
+ * and never an id's value (a time's is given). */
 static const char *event_invalid(const struct veil_event *ev, char *buf,
                                  size_t size) {
         const struct {
@@ -1097,13 +1097,16 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                         }
                 }
         }
-        /* The queues are otherwise drained when the next batch begins, and
-         * while the side inputs catch up no batch begins: a consent topic
-         * of millions of tombstones would queue millions of ids. Side
-         * records come between batches, so applying them here is what the
-         * next batch_begin would do, only sooner. */
-        if (p->n_erase + p->n_export >= REQUESTS_HELD_MAX)
-                apply_requests(p);
+        /* The erasures are otherwise applied when the next batch begins,
+         * and while the side inputs catch up no batch begins: a consent
+         * topic of millions of tombstones would queue millions of ids.
+         * Side records come between batches, so applying them here is
+         * what the next batch_begin would do, only sooner. Not the access
+         * requests: answered now, before the ledger has caught up, they
+         * could miss a person's consent read later; they are few, and
+         * wait for the batch. */
+        if (p->n_erase >= REQUESTS_HELD_MAX)
+                apply_erasures(p);
         return 0;
 }
 

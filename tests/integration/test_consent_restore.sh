@@ -2,11 +2,10 @@
 # Erasures and access requests read from the consent topic at start apply
 # to the state restored from the checkpoint, however many there are: a
 # person tombstoned while veil was down, followed by 4,100 more erasures
-# (the host applies held requests every 4,096 while the side inputs catch
+# (the host applies held erasures every 4,096 while the side inputs catch
 # up), has no profile after the restart, and an access request read before
 # those erasures lists the restored profile of the person who asked.
-# Restoring after the catch-up brought the first person's profile back and
-# answered the access request with nothing.
+# Restoring after the catch-up brought the first person's profile back.
 source "$(dirname "$0")/lib.sh"
 RECTOOL=${RECTOOL:-$(dirname "$AVROTOOL")/rectool}
 ACCESS_SCHEMA="$ROOT/schemas/access.avsc"
@@ -47,10 +46,11 @@ grep -q 'state: checkpoint [0-9]* of 1 stage(s) produced' "$WORK/veil1.log" || f
 
 # --- while veil is down ------------------------------------------------
 # u2 asks for their data; u1 is tombstoned; 4,100 more tombstones (each an
-# erasure) follow; then u1 asks for theirs. The first 4,096 requests are
-# applied during the catch-up, u1's access request at the first batch (an
-# access request applied with an erasure of the same person answers with
-# what was held before it, so it must come in a later chunk).
+# erasure) follow; then u1 asks for theirs. The first 4,096 erasures are
+# applied during the catch-up, the access requests at the first batch,
+# with the whole ledger (an access request applied with an erasure of the
+# same person answers with what was held before it: u1's comes after a
+# chunk of erasures that held theirs).
 { echo "$HDR"
   echo "u2,access,,,,,,support_desk,$T0,access-u2,"
   echo "u1,,,,,,,,,,true"
