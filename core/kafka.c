@@ -943,9 +943,6 @@ static void settle(struct kctx *k, struct inflight *f) {
                 rd_kafka_poll(k->producer, 10);
 }
 
-/* The records read but not committed are read again: every assigned
- * partition goes back to its committed offset (the last committed
- * transaction's). Records already read are dropped. */
 /* Exactly-once: m was read into the open transaction (txn_from). */
 static void txn_note(struct kctx *k, const rd_kafka_message_t *m) {
         if (!k->txn_from)
@@ -968,6 +965,10 @@ static void txn_from_clear(struct kctx *k) {
 }
 
 static void eos_redo(struct kctx *k);
+/* The records read but not committed are read again: every assigned
+ * partition goes back to its committed offset (the last committed
+ * transaction's), or without one to the first record the transaction
+ * read there. Records already read are dropped. */
 static void eos_rewind(struct kctx *k) {
         for (size_t i = 0; i < k->n_msgs; i++) {
                 txn_note(k, k->msgs[i]);
@@ -2389,7 +2390,12 @@ static void form_batch(struct kctx *k) {
                 rd_kafka_message_t *m =
                         rd_kafka_consumer_poll(k->consumer, (int)left);
                 if (k->rewind) {
-                        /* A revocation dropped the batch (exactly-once). */
+                        /* A revocation dropped the batch (exactly-once).
+                         * This record is read again too: noted, so that
+                         * a partition without a committed offset goes
+                         * back to it (eos_rewind). */
+                        if (m && !m->err)
+                                txn_note(k, m);
                         if (m)
                                 rd_kafka_message_destroy(m);
                         break;
@@ -2764,7 +2770,9 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                         /* A stop while a reload reads the side inputs
                          * again: the consent ledger is partial, so nothing
                          * runs against it (default deny). The records read
-                         * are not committed: the next start reads them. */
+                         * are not committed: the next start reads them
+                         * (on a partition without a committed offset, only
+                         * if auto.offset.reset takes it back that far). */
                         for (size_t i = 0; i < k.n_msgs; i++)
                                 rd_kafka_message_destroy(k.msgs[i]);
                         k.n_msgs = 0;
