@@ -558,16 +558,23 @@ int veil_cmd_replay(int argc, char **argv) {
                         }
                         if (!n)
                                 first_ms = e.ts_ms;
-                        if (evaluate &&
-                            eval_add(&ev, &e, csv_name,
-                                     veil_csv_line(csv), err, sizeof(err))) {
-                                failed = 1;
-                                break;
-                        }
-                        if (veil_pipeline_batch_add_event(cp.p, &e) < 0 ||
+                        int added = veil_pipeline_batch_add_event(cp.p, &e);
+                        if (added < 0 ||
                             (pop && veil_pipeline_batch_add_event(pop, &e) <
                                             0)) {
                                 snprintf(err, sizeof(err), "out of memory");
+                                failed = 1;
+                                break;
+                        }
+                        n++;
+                        /* A dead-lettered event (an id too long, a time
+                         * out of range) is neither scored nor moves the
+                         * clock. */
+                        if (!added)
+                                continue;
+                        if (evaluate &&
+                            eval_add(&ev, &e, csv_name,
+                                     veil_csv_line(csv), err, sizeof(err))) {
                                 failed = 1;
                                 break;
                         }
@@ -575,7 +582,6 @@ int veil_cmd_replay(int argc, char **argv) {
                                 clock_ms = e.ts_ms;
                         else if (e.ts_ms < clock_ms)
                                 behind++;
-                        n++;
                 }
                 if (failed || !n) {
                         n_unfinished = n;
