@@ -736,15 +736,11 @@ static void apply_erasures(struct veil_pipeline *p) {
         p->n_erase = 0;
 }
 
-/* Exports first: an access request and an erasure in the same interval
- * answer with what was held before the erasure. */
-static void apply_requests(struct veil_pipeline *p) {
+struct veil_batch *veil_pipeline_batch_begin(struct veil_pipeline *p) {
+        /* Exports first: an access request and an erasure in the same
+         * interval answer with what was held before the erasure. */
         apply_exports(p);
         apply_erasures(p);
-}
-
-struct veil_batch *veil_pipeline_batch_begin(struct veil_pipeline *p) {
-        apply_requests(p);
         veil_arena_reset(&p->arena);
         p->last_uid = p->last_subject = NULL;
         p->cap = (size_t)(p->cfg->max_events > 0 ? p->cfg->max_events : 256);

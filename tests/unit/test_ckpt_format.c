@@ -198,31 +198,48 @@ static void test_partial_and_corrupt(void **st) {
         close_pl(&b);
 }
 
+/* Three pipelines of distinct states (a, a2 to save, b to restore into)
+ * and the records captured. */
+struct three {
+        struct pl a, a2, b;
+        struct cap c;
+};
+
+static void three_open(struct three *t) {
+        memset(&t->c, 0, sizeof(t->c));
+        open_pl(&t->a, 1, "");
+        open_pl(&t->a2, 3, "");
+        open_pl(&t->b, 2, "");
+}
+
+static void three_close(struct three *t) {
+        cap_free(&t->c);
+        close_pl(&t->a);
+        close_pl(&t->a2);
+        close_pl(&t->b);
+}
+
 static void test_older_complete(void **st) {
         (void)st;
-        struct pl a, a2, b;
-        struct cap c = {0};
-        open_pl(&a, 1, "");
-        open_pl(&a2, 3, "");
-        open_pl(&b, 2, "");
-        save(&a, &c, 1);
-        size_t first = c.n;
-        save(&a2, &c, 2);
+        struct three t;
+        three_open(&t);
+        struct pl *a = &t.a, *a2 = &t.a2, *b = &t.b;
+        struct cap *c = &t.c;
+        save(a, c, 1);
+        size_t first = c->n;
+        save(a2, c, 2);
         /* Checkpoint 2 lost its first chunk (a crash mid-write): 1 is used,
          * and the next sequence number still passes 2. */
         size_t restored = 0;
         uint64_t next = 0;
-        assert_int_equal(load(&b, &c, first, &next, &restored), 0);
+        assert_int_equal(load(b, c, first, &next, &restored), 0);
         assert_int_equal(restored, 2);
         assert_int_equal(next, 3);
-        assert_true(same_state(&a, &b));
+        assert_true(same_state(a, b));
         /* Complete: the newest wins. */
-        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
-        assert_true(same_state(&a2, &b));
-        cap_free(&c);
-        close_pl(&a);
-        close_pl(&a2);
-        close_pl(&b);
+        assert_int_equal(load(b, c, SIZE_MAX, &next, &restored), 0);
+        assert_true(same_state(a2, b));
+        three_close(&t);
 }
 
 /* Records claiming 2^62 or more (not ours: they count from 1) are
@@ -230,30 +247,26 @@ static void test_older_complete(void **st) {
  * it to 0, and every later checkpoint would lose to them at restore. */
 static void test_seq_out_of_range(void **st) {
         (void)st;
-        struct pl a, a2, b;
-        struct cap c = {0};
-        open_pl(&a, 1, "");
-        open_pl(&a2, 3, "");
-        open_pl(&b, 2, "");
-        save(&a, &c, 1);
-        save(&a2, &c, UINT64_MAX);
-        save(&a2, &c, UINT64_C(1) << 62);
+        struct three t;
+        three_open(&t);
+        struct pl *a = &t.a, *a2 = &t.a2, *b = &t.b;
+        struct cap *c = &t.c;
+        save(a, c, 1);
+        save(a2, c, UINT64_MAX);
+        save(a2, c, UINT64_C(1) << 62);
         size_t restored = 0;
         uint64_t next = 0;
-        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
+        assert_int_equal(load(b, c, SIZE_MAX, &next, &restored), 0);
         assert_int_equal(next, 2);
-        assert_true(same_state(&a, &b));
+        assert_true(same_state(a, b));
         /* The largest taken: the next number is still one it takes. */
-        save(&a2, &c, (UINT64_C(1) << 62) - 2);
-        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
+        save(a2, c, (UINT64_C(1) << 62) - 2);
+        assert_int_equal(load(b, c, SIZE_MAX, &next, &restored), 0);
         assert_int_equal(next, (UINT64_C(1) << 62) - 1);
-        save(&a, &c, next);
-        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
-        assert_true(same_state(&a, &b));
-        cap_free(&c);
-        close_pl(&a);
-        close_pl(&a2);
-        close_pl(&b);
+        save(a, c, next);
+        assert_int_equal(load(b, c, SIZE_MAX, &next, &restored), 0);
+        assert_true(same_state(a, b));
+        three_close(&t);
 }
 
 /* Ten checkpoints of 2 MB read in a row (a topic not yet compacted): the
