@@ -107,8 +107,10 @@ int veil_cmd_lint(int argc, char **argv) {
                 fprintf(argc < 2 ? stderr : stdout,
                         "usage: veil lint [--start] PIPELINE.yaml...\n"
                         "Checks each pipeline without touching Kafka: the "
-                        "YAML and ${VAR} substitution, the schemas, loading "
-                        "every plugin, the plugins' parameters against their "
+                        "YAML and ${VAR} substitution, librdkafka's check "
+                        "of kafka.settings, the schemas and the key files "
+                        "(both are read), loading every plugin, the "
+                        "plugins' parameters against their "
                         "declared names and types, that outputs and side "
                         "inputs are bound, and that no field an output's "
                         "schema marks \"pii\" can reach it in the clear. "
@@ -118,9 +120,9 @@ int veil_cmd_lint(int argc, char **argv) {
                         "again, as veil run does before it connects: the "
                         "plugins' own checks of their values (ranges, "
                         "combinations), and the files they read (catalogs, "
-                        "keys, accountant files; a missing accountant_file "
-                        "is created). Without it no plugin is started, so "
-                        "no file a plugin names is read.\n");
+                        "accountant files; a missing accountant_file is "
+                        "created). Without it no plugin is started, so no "
+                        "file a plugin names is read.\n");
                 return argc < 2 ? VEIL_EXIT_USAGE : VEIL_EXIT_OK;
         }
         int start = 0, files = 0;

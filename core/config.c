@@ -78,6 +78,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <librdkafka/rdkafka.h>
 #include <yaml.h>
 
 #define MAX_DOC_BYTES ((size_t)4 << 20)
@@ -1037,7 +1038,21 @@ static int load_kafka(struct vctx *v, const struct veil_node *n) {
                                            "give it as %s instead",
                                            reserved_settings[j].property,
                                            reserved_settings[j].instead);
-        return 0;
+        /* librdkafka's own check of names and values, here rather than when
+         * the clients are made: a misspelt TLS or SASL property is then a
+         * configuration error with its place (exit 2, also in `veil lint`),
+         * not a failed start. */
+        rd_kafka_conf_t *probe = rd_kafka_conf_new();
+        for (i = 0; i < c->kafka.n_settings && !rc; i++) {
+                char e[512];
+                if (rd_kafka_conf_set(probe, c->kafka.settings[i].key,
+                                      c->kafka.settings[i].value, e,
+                                      sizeof(e)) != RD_KAFKA_CONF_OK)
+                        rc = bad(v, x->keys[i], "kafka.settings.%s: %s",
+                                 c->kafka.settings[i].key, e);
+        }
+        rd_kafka_conf_destroy(probe);
+        return rc;
 }
 
 /* ---- bindings: input, side inputs, outputs ---- */

@@ -37,6 +37,10 @@ sed -e 's/^      profile_ttl_s: 7776000$/      profile_ttl_s: 10000000000000000/
   -e "s#\.\./demo/#$root/config/demo/#g" -e "s#\.\./\.\./schemas/#$root/schemas/#g" \
   "$root/config/pipelines/retail.yaml" >"$tmp/ttl.yaml"
 check "lint --start profile_ttl_s 1e16" 2 "ttl.yaml:[0-9]+:[0-9]+: .*profile_ttl_s.*between 1 and 3155760000" -- "$VEIL" lint --start "$tmp/ttl.yaml"
+# librdkafka's settings are checked at load, by lint and run alike.
+sed -e 's/^  group: \(.*\)$/  group: \1\n  settings: {security.protocol: SASL_SSLX}/' "$tmp/k.yaml" >"$tmp/kset.yaml"
+check "lint bad kafka setting" 2 "kset.yaml:[0-9]+:[0-9]+: kafka.settings.security.protocol: Invalid value" -- "$VEIL" lint "$tmp/kset.yaml"
+check "run bad kafka setting" 2 "kset.yaml:[0-9]+:[0-9]+: kafka.settings.security.protocol: Invalid value" -- "$VEIL" run "$tmp/kset.yaml"
 check "lint --start shipped pipelines" 0 "retail.yaml: ok" -- env VEIL_DEMO_ACCOUNTANT="$tmp/demo.acc" "$VEIL" lint --start "$root"/config/pipelines/*.yaml
 check "lint unknown option" 2 "unknown option '--bogus'" -- "$VEIL" lint --bogus "$tmp/k.yaml"
 check "run --log-level without a value" 2 "--log-level needs a value" -- "$VEIL" run "$tmp/k.yaml" --log-level

@@ -534,6 +534,16 @@ static void test_err_rules(void **state) {
                    "    bootstrap.servers: x\n" I O P,
                    "pipeline.yaml:5:5: kafka.settings.bootstrap.servers is "
                    "set by veil; give it as kafka.bootstrap instead");
+        /* librdkafka's check, at load: a misspelt name, a bad value. */
+        expect_err("kafka:\n  bootstrap: b\n  group: g\n  settings:\n"
+                   "    linger.ms: 5\n    no.such.prop: 1\n" I O P,
+                   "pipeline.yaml:6:5: kafka.settings.no.such.prop: No such "
+                   "configuration property: \"no.such.prop\"");
+        expect_err("kafka:\n  bootstrap: b\n  group: g\n  settings:\n"
+                   "    security.protocol: SASL_SSLX\n" I O P,
+                   "pipeline.yaml:5:5: kafka.settings.security.protocol: "
+                   "Invalid value \"SASL_SSLX\" for configuration property "
+                   "\"security.protocol\"");
         expect_err(K "input:\n  topic: t\n  schema: s\n"
                      "  writer_schemas: {1: a.avsc}\n" O P,
                    "pipeline.yaml:5:19: input.writer_schemas needs framing: "
@@ -720,15 +730,15 @@ static void test_substitution(void **state) {
                        "  bootstrap: ${HOST}\n"
                        "  group: ${NOPE:-fallback}\n"
                        "  settings:\n"
-                       "    a: ${EMPTY:-was-empty}\n"
-                       "    b: pre-${HOST}-mid-${PORT}-suf\n"
-                       "    c: \"cost: $$5 and $HOME and $\"\n"
-                       "    d: ${EMPTY}\n"
-                       "    e: ${GROUP:-unused}\n"
-                       "    f: 'single ${PORT}'\n"
-                       "    g: ${NOPE:-a b:c-d}\n"
-                       "    h: $${HOST}\n"
-                       "    ${GROUP}.key: ${K}\n" I O P);
+                       "    client.id: ${EMPTY:-was-empty}\n"
+                       "    client.rack: pre-${HOST}-mid-${PORT}-suf\n"
+                       "    sasl.username: \"cost: $$5 and $HOME and $\"\n"
+                       "    sasl.password: ${EMPTY}\n"
+                       "    sasl.oauthbearer.config: ${GROUP:-unused}\n"
+                       "    ssl.curves.list: 'single ${PORT}'\n"
+                       "    ssl.sigalgs.list: ${NOPE:-a b:c-d}\n"
+                       "    ssl.key.password: $${HOST}\n"
+                       "    ${NOPE:-linger}.ms: ${K}\n" I O P);
         assert_string_equal(cfg->kafka.bootstrap, "broker:9092");
         assert_string_equal(cfg->kafka.group, "fallback");
         assert_string_equal(cfg->kafka.settings[0].value, "was-empty");
@@ -741,7 +751,7 @@ static void test_substitution(void **state) {
         assert_string_equal(cfg->kafka.settings[5].value, "single 9092");
         assert_string_equal(cfg->kafka.settings[6].value, "a b:c-d");
         assert_string_equal(cfg->kafka.settings[7].value, "${HOST}");
-        assert_string_equal(cfg->kafka.settings[8].key, "team-a.key");
+        assert_string_equal(cfg->kafka.settings[8].key, "linger.ms");
         assert_string_equal(cfg->kafka.settings[8].value, "25");
         veil_config_destroy(cfg);
 
