@@ -17,6 +17,7 @@ struct calc {
         struct veil_dp_mech m;
         double delta, eps, rho;
         int have_sigma, have_eps, have_delta, have_rho;
+        int have_windows, have_steps, have_restarts, have_participations;
 };
 
 static int num(const char *s, double *out) {
@@ -57,12 +58,16 @@ static int parse(int argc, char **argv, struct calc *c) {
                         c->have_sigma = 1;
                 } else if (!strcmp(o, "--participations") && v) {
                         ok = whole(v, &c->m.max_per_user);
+                        c->have_participations = 1;
                 } else if (!strcmp(o, "--windows") && v) {
                         ok = whole(v, &c->m.units);
+                        c->have_windows = 1;
                 } else if (!strcmp(o, "--steps") && v) {
                         ok = whole(v, &c->m.tree_steps);
+                        c->have_steps = 1;
                 } else if (!strcmp(o, "--restarts") && v) {
                         ok = whole(v, &c->m.units);
+                        c->have_restarts = 1;
                 } else if (!strcmp(o, "--delta") && v) {
                         ok = num(v, &c->delta) && c->delta > 0 &&
                              c->delta < 1;
@@ -91,6 +96,29 @@ static int parse(int argc, char **argv, struct calc *c) {
                 fprintf(stderr, "dp_model: --delta is required\n");
                 return 2;
         }
+        /* An option of the other mechanism would otherwise be ignored, and
+         * the ε printed would look like an answer to the question asked. */
+        if (c->m.kind == VEIL_DP_GAUSSIAN &&
+            (c->have_steps || c->have_restarts)) {
+                fprintf(stderr, "dp_model: --steps and --restarts are for "
+                                "--mechanism tree; the gaussian mechanism's "
+                                "horizon is --participations M per window "
+                                "and --windows W\n");
+                return 2;
+        }
+        if (c->m.kind == VEIL_DP_TREE && c->have_windows) {
+                fprintf(stderr, "dp_model: --windows is for the gaussian "
+                                "mechanism; a tree's horizon is --restarts R "
+                                "trees of --steps T\n");
+                return 2;
+        }
+        if (c->have_rho && (c->have_sigma || c->have_windows ||
+                            c->have_steps || c->have_restarts ||
+                            c->have_participations)) {
+                fprintf(stderr, "dp_model: --rho is a whole horizon's ρ: "
+                                "give it with --delta alone\n");
+                return 2;
+        }
         return 0;
 }
 
@@ -99,6 +127,11 @@ static int cmd_epsilon(int argc, char **argv) {
         int rc = parse(argc, argv, &c);
         if (rc)
                 return rc;
+        if (c.have_eps) {
+                fprintf(stderr, "dp_model epsilon: --epsilon is for `noise`, "
+                                "which solves for the noise multiplier\n");
+                return 2;
+        }
         if (c.have_sigma == c.have_rho) {
                 fprintf(stderr, "dp_model epsilon: give --noise-multiplier "
                                 "(with the mechanism's horizon) or --rho\n");
@@ -120,9 +153,10 @@ static int cmd_noise(int argc, char **argv) {
         int rc = parse(argc, argv, &c);
         if (rc)
                 return rc;
-        if (!c.have_eps || c.have_rho) {
+        if (!c.have_eps || c.have_rho || c.have_sigma) {
                 fprintf(stderr, "dp_model noise: --epsilon is required "
-                                "(and --rho is for `epsilon`)\n");
+                                "(and --rho and --noise-multiplier are for "
+                                "`epsilon`)\n");
                 return 2;
         }
         double sigma, rho, eps;
@@ -232,12 +266,15 @@ const struct veil_command veil_dp_model_commands[] = {
          "[--participations M] [--windows W] [--steps T] [--restarts R] | "
          "epsilon --rho RHO --delta D",
          "ε spent over the horizon: gaussian (the default), M "
-         "participations per user in each of W windows (ρ = W·M/(2S²)); "
+         "participations per user in each of W windows (ρ = W·M/(2S²); M "
+         "and W default to 1: give M as the stage's max_contributions, "
+         "whose default is 4); "
          "tree, R trees of T steps, M "
          "participations per tree (default 1), each level l < ⌈log2(T+1)⌉ "
          "costing M·min(M, 2^l): ρ = R·Σ_l M·min(M, 2^l)/(2S²), "
          "R·⌈log2(T+1)⌉/(2S²) for M = 1; with --rho, the ε of a zCDP ρ "
-         "(for instance the sum of several instances' accountants)",
+         "(for instance the sum of several instances' accountants). An "
+         "option of the other mechanism is refused",
          cmd_epsilon},
         {"noise",
          "noise --epsilon E --delta D [--mechanism gaussian|tree] "

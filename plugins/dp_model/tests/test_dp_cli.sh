@@ -36,9 +36,16 @@ check "noise tree" 0 "^noise_multiplier=" -- "$VEIL" dp_model noise --mechanism 
 # --rho: the ε of a ρ (several instances' accountants added), the same as
 # the mechanism that spends it.
 ok test "$("$VEIL" dp_model epsilon --rho 0.5 --delta 1e-8 | val epsilon)" = "$eps"
-check "epsilon rho and sigma" 2 "noise-multiplier.*or --rho" -- "$VEIL" dp_model epsilon --rho 1 --noise-multiplier 2 --delta 1e-8
+check "epsilon rho and sigma" 2 "rho is a whole horizon's ρ: give it with --delta alone" -- "$VEIL" dp_model epsilon --rho 1 --noise-multiplier 2 --delta 1e-8
+# An option of the other mechanism, or of the other command, is refused
+# rather than ignored.
+check "gaussian with --steps" 2 "steps and --restarts are for --mechanism tree" -- "$VEIL" dp_model epsilon --noise-multiplier 2 --steps 1000 --delta 1e-8
+check "tree with --windows" 2 "windows is for the gaussian mechanism" -- "$VEIL" dp_model noise --mechanism tree --epsilon 4 --windows 2 --delta 1e-8
+check "epsilon with --epsilon" 2 "epsilon is for .noise." -- "$VEIL" dp_model epsilon --noise-multiplier 2 --epsilon 3 --delta 1e-8
+check "noise with --noise-multiplier" 2 "noise-multiplier are for .epsilon." -- "$VEIL" dp_model noise --epsilon 1 --noise-multiplier 3 --delta 1e-8
+check "rho with participations" 2 "give it with --delta alone" -- "$VEIL" dp_model epsilon --rho 1 --participations 3 --delta 1e-8
 check "epsilon negative rho" 2 "rho needs a valid value" -- "$VEIL" dp_model epsilon --rho -1 --delta 1e-8
-check "noise with rho" 2 "rho is for" -- "$VEIL" dp_model noise --epsilon 1 --rho 1 --delta 1e-8
+check "noise with rho" 2 "rho and --noise-multiplier are for .epsilon." -- "$VEIL" dp_model noise --epsilon 1 --rho 1 --delta 1e-8
 check "epsilon no delta" 2 "delta is required" -- "$VEIL" dp_model epsilon --noise-multiplier 2
 check "epsilon bad mechanism" 2 "mechanism" -- "$VEIL" dp_model epsilon --mechanism laplace --noise-multiplier 2 --delta 1e-8
 check "noise no epsilon" 2 "epsilon is required" -- "$VEIL" dp_model noise --delta 1e-8
