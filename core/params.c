@@ -30,6 +30,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,15 +380,64 @@ static int check_table(struct bctx *c, const struct veil_param_def *defs,
         return 0;
 }
 
+/* Edit distance (insertions, deletions, substitutions) between two short
+ * names, capped: only the near misses matter. */
+static size_t name_distance(const char *a, const char *b) {
+        size_t la = strlen(a), lb = strlen(b), row[65];
+        if (la > 64 || lb > 64)
+                return SIZE_MAX;
+        for (size_t j = 0; j <= lb; j++)
+                row[j] = j;
+        for (size_t i = 1; i <= la; i++) {
+                size_t diag = row[0];
+                row[0] = i;
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t up = row[j];
+                        size_t best = diag + (a[i - 1] != b[j - 1]);
+                        if (up + 1 < best)
+                                best = up + 1;
+                        if (row[j - 1] + 1 < best)
+                                best = row[j - 1] + 1;
+                        row[j] = best;
+                        diag = up;
+                }
+        }
+        return row[lb];
+}
+
+/* "did you mean 'x'? " for a near miss (a third of the name's letters at
+ * most), then every parameter: the likely typo comes first, where an
+ * error message cut short still shows it. */
 static void allowed_list(const struct veil_param_def *defs, size_t n,
-                         char *buf, size_t size) {
-        size_t i, off = 0;
+                         const char *unknown, char *buf, size_t size) {
+        size_t i, off = 0, best = SIZE_MAX, at = 0;
         buf[0] = '\0';
         for (i = 0; i < n; i++) {
-                int w = snprintf(buf + off, size - off, "%s%s",
-                                 i ? ", " : "", defs[i].name);
-                if (w < 0 || (size_t)w >= size - off)
+                size_t d = name_distance(unknown, defs[i].name);
+                if (d < best) {
+                        best = d;
+                        at = i;
+                }
+        }
+        if (best <= 1 + strlen(unknown) / 3) {
+                int w = snprintf(buf, size, "did you mean '%s'? ",
+                                 defs[at].name);
+                if (w > 0 && (size_t)w < size)
+                        off = (size_t)w;
+        }
+        int w = snprintf(buf + off, size - off, "allowed parameters: ");
+        if (w < 0 || (size_t)w >= size - off)
+                return;
+        off += (size_t)w;
+        for (i = 0; i < n; i++) {
+                w = snprintf(buf + off, size - off, "%s%s", i ? ", " : "",
+                             defs[i].name);
+                if (w < 0 || (size_t)w >= size - off) {
+                        buf[off] = '\0';
+                        if (size - off > 4)
+                                memcpy(buf + off, ", …", sizeof(", …"));
                         break;
+                }
                 off += (size_t)w;
         }
 }
@@ -405,7 +455,7 @@ int veil_params_build(veil_params_t **out, const struct veil_config *cfg,
         const struct veil_node *at;
         veil_params_t *P;
         size_t nd = 0, i, j;
-        char list[512];
+        char list[2048];
         int rc;
 
         *out = NULL;
@@ -459,10 +509,11 @@ int veil_params_build(veil_params_t **out, const struct veil_config *cfg,
                                   "the plugin takes no parameters",
                                   k->scalar, c.plugin);
                 } else {
-                        allowed_list(defs, nd, list, sizeof(list));
+                        allowed_list(defs, nd, k->scalar, list,
+                                     sizeof(list));
                         rc = fail(&c, k,
                                   "unknown parameter '%.64s' for plugin '%s'; "
-                                  "allowed parameters: %s",
+                                  "%s",
                                   k->scalar, c.plugin, list);
                 }
                 goto fail;

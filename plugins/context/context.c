@@ -55,7 +55,8 @@ static const struct veil_param_def params[] = {
          "distinct items of a personalized person's visits kept, with the "
          "number of visits each was in and when it was last seen, for "
          "dp_model's history_weight; an item not seen for profile_ttl_s "
-         "(event time) goes, and when full the one seen longest ago (0: "
+         "(event time) goes, and when full the one in the fewest visits, "
+         "then the one seen longest ago (0: "
          "none)"},
         {"max_profiles", VEIL_PARAM_INT, "100000", 0,
          "profiles kept; the least recently used one is replaced"},

@@ -182,7 +182,8 @@ static const struct veil_param_def params[] = {
         {"epsilon_budget", VEIL_PARAM_DOUBLE, "8.0", 0,
          "total ε the model may spend (0: no budget)"},
         {"delta", VEIL_PARAM_DOUBLE, "1e-8", 0,
-         "δ of every reported ε (well below 1/users)"},
+         "δ of every reported ε (below 1/users², the number of users "
+         "squared)"},
         {"on_exhausted", VEIL_PARAM_STRING, "freeze", 0,
          "what happens when the next step would exceed the budget: freeze "
          "(stop learning, keep serving)"},
@@ -1421,7 +1422,7 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                            "≥ 0 (0: no budget)");
         if (!(delta > 0 && delta < 1))
                 return bad(errstr, errstr_size, p, "delta",
-                           "in (0, 1), well below 1/users");
+                           "in (0, 1), below 1/users²");
         if (!veil_params_has(p, "accountant_file"))
                 return bad(errstr, errstr_size, p, "accountant_file",
                            "set with mechanism gaussian or tree (a file on "

@@ -41,6 +41,10 @@ check "lint --start profile_ttl_s 1e16" 2 "ttl.yaml:[0-9]+:[0-9]+: .*profile_ttl
 sed -e 's/^  group: \(.*\)$/  group: \1\n  settings: {security.protocol: SASL_SSLX}/' "$tmp/k.yaml" >"$tmp/kset.yaml"
 check "lint bad kafka setting" 2 "kset.yaml:[0-9]+:[0-9]+: kafka.settings.security.protocol: Invalid value" -- "$VEIL" lint "$tmp/kset.yaml"
 check "run bad kafka setting" 2 "kset.yaml:[0-9]+:[0-9]+: kafka.settings.security.protocol: Invalid value" -- "$VEIL" run "$tmp/kset.yaml"
+# A typo gets the near name first, and the list is whole (dp_model has
+# over 50 parameters; the last ones were cut off).
+sed -e 's/^      history_weight: 2$/      history_weight: 2\n      accountant_fle: x/' "$tmp/k.yaml" >"$tmp/typo.yaml"
+check "lint parameter typo" 2 "typo.yaml:[0-9]+:[0-9]+: unknown parameter 'accountant_fle' for plugin 'dp_model'; did you mean 'accountant_file'\? allowed parameters: k, .*, tree_participations, .*accountant_file" -- "$VEIL" lint "$tmp/typo.yaml"
 check "lint --start shipped pipelines" 0 "retail.yaml: ok" -- env VEIL_DEMO_ACCOUNTANT="$tmp/demo.acc" "$VEIL" lint --start "$root"/config/pipelines/*.yaml
 check "lint unknown option" 2 "unknown option '--bogus'" -- "$VEIL" lint --bogus "$tmp/k.yaml"
 check "run --log-level without a value" 2 "--log-level needs a value" -- "$VEIL" run "$tmp/k.yaml" --log-level

@@ -1021,6 +1021,10 @@ static void test_params_errors(void **state) {
                          "mapping;");
         expect_param_err("    with: {kk: 1}\n", defs,
                          "pipeline.yaml:6:12: unknown parameter 'kk' for "
+                         "plugin 'popular'; did you mean 'k'? allowed "
+                         "parameters: name, k, rate, on, tags, labels, none");
+        expect_param_err("    with: {zzzzz: 1}\n", defs,
+                         "pipeline.yaml:6:12: unknown parameter 'zzzzz' for "
                          "plugin 'popular'; allowed parameters: name, k, "
                          "rate, on, tags, labels, none");
         expect_param_err("    with: {k: 1}\n", none,
