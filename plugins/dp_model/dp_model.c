@@ -1461,8 +1461,10 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         char err[512];
         int rc = veil_dp_new(&s->dp, &c, s->m, err, sizeof(err));
         if (rc) {
+                /* The values were checked above: what fails here is the
+                 * accountant file (locked, unreadable, damaged, unwritable). */
                 snprintf(errstr, errstr_size, "%s: %s",
-                         veil_params_where(p, "mechanism"), err);
+                         veil_params_where(p, "accountant_file"), err);
                 return rc;
         }
         veil_learner_set_noise(s->L, veil_dp_hook, s->dp);

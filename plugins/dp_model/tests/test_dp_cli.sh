@@ -155,7 +155,8 @@ check "accountant_file in a missing directory" 2 "accountant_file: .*no-such-dir
 # veil would): refused, since each would count only its own releases.
 exec 9<"$work/acc2"
 flock -n 9
-check "accountant_file in use" 2 "accountant_file '.*acc2' is in use by another process" -- "$VEIL" replay "$work/b.yaml" --events "$events" --limit 10
+# Named at the accountant_file line, where the fix goes.
+check "accountant_file in use" 2 "b.yaml:$(grep -n 'accountant_file:' "$work/b.yaml" | cut -d: -f1):[0-9]+: .*accountant_file '.*acc2' is in use by another process" -- "$VEIL" replay "$work/b.yaml" --events "$events" --limit 10
 exec 9<&-
 check "accountant_file free again" 0 "recommendations" -- "$VEIL" replay "$work/b.yaml" --events "$events" --limit 10
 # A veil holds accountant_file.lock, which is never renamed: an older
