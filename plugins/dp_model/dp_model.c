@@ -1558,7 +1558,9 @@ static int share_setup(struct state *s, veil_stage_t *st,
         if (!*inst) {
                 veil_instance_id(host, sizeof(host));
                 inst = host;
-        }
+        } else if (strlen(inst) > VEIL_SHARE_INSTANCE_MAX)
+                return bad(errstr, errstr_size, p, "instance",
+                           "at most 255 bytes");
         s->sigma = veil_params_double(p, "noise_multiplier", 1.0);
         s->clip = veil_params_double(p, "clip_norm", 1.0);
         s->mechanism = !strcmp(veil_params_str(p, "mechanism"), "tree")

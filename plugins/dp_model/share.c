@@ -7,9 +7,13 @@
 
 #include <sodium.h>
 
-/* Values per record: 256 KiB of floats, well below Kafka's default 1 MB
- * message size with the ids beside them. */
-#define CHUNK_VALUES 65536
+/* Bytes of values and item ids per record: 256 KiB, well below Kafka's
+ * default 1 MB message size. Counted with the ids, since a chunk sized by
+ * its values alone (65,536 biases) also held 65,536 ids: a catalog of 50k
+ * items with 20-byte ids, or a few thousand of 450 bytes, made a record
+ * too large for the topic at every release. */
+#define CHUNK_BYTES (256 << 10)
+#define CHUNK_VALUES (CHUNK_BYTES / 4)
 
 enum block { B_BIAS, B_VEC, B_IN, B_FEAT, N_BLOCKS };
 static const char *const block_name[N_BLOCKS] = {"item_bias", "item_vectors",
@@ -148,13 +152,30 @@ static float get_f32(const unsigned char *p) {
         return f;
 }
 
+/* Rows from r0 in one chunk: at least one, then as many as fit in
+ * CHUNK_BYTES with their ids (each also takes a length prefix). */
+static size_t chunk_rows(const struct veil_model *m, int b, size_t r0,
+                         size_t rows, size_t w) {
+        size_t n = 0, bytes = 0;
+        while (r0 + n < rows) {
+                size_t row = 4 * w;
+                if (b != B_FEAT)
+                        row += strlen(m->cat->id[r0 + n]) + 3;
+                if (n && bytes + row > CHUNK_BYTES)
+                        break;
+                bytes += row;
+                n++;
+        }
+        return n;
+}
+
 int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
                     const char *output, const struct veil_model *m,
                     const struct veil_share_meta *meta) {
         if (!veil_out_bound(st, output))
                 return 0;
         int64_t seq = ++sh->seq;
-        size_t total = 0, per[N_BLOCKS] = {0};
+        size_t total = 0;
         for (int b = 0; b < N_BLOCKS; b++) {
                 if (sh->snap_bias_only && b != B_BIAS)
                         continue;
@@ -162,20 +183,20 @@ int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
                 block_of(m, (enum block)b, &rows, &w);
                 if (b != B_FEAT)
                         rows = sh->snap_items;
-                per[b] = CHUNK_VALUES / w;
-                total += (rows + per[b] - 1) / per[b];
+                for (size_t r0 = 0, n; r0 < rows; r0 += n, total++)
+                        n = chunk_rows(m, b, r0, rows, w);
         }
         int32_t chunk = 0;
         unsigned char *bytes = (unsigned char *)sh->tmp;
         for (int b = 0; b < N_BLOCKS; b++) {
-                if (!per[b])
+                if (sh->snap_bias_only && b != B_BIAS)
                         continue;
                 size_t rows, w;
                 const float *x = block_of(m, (enum block)b, &rows, &w);
                 if (b != B_FEAT)
                         rows = sh->snap_items;
-                for (size_t r0 = 0; r0 < rows; r0 += per[b], chunk++) {
-                        size_t n = rows - r0 < per[b] ? rows - r0 : per[b];
+                for (size_t r0 = 0, n; r0 < rows; r0 += n, chunk++) {
+                        n = chunk_rows(m, b, r0, rows, w);
                         veil_rec_t *r = veil_out_begin(st, output);
                         if (!r)
                                 return -VEIL_EINVAL;
@@ -280,6 +301,10 @@ static int parse(const struct veil_model *m, const veil_rec_t *r,
             (uint64_t)rows * want_w * 4 != n_vals)
                 return bad(errstr, errstr_size,
                            "rows, chunk or values are inconsistent");
+        if (n_inst == 0 || n_inst > VEIL_SHARE_INSTANCE_MAX)
+                return bad(errstr, errstr_size,
+                           "the instance id is empty or longer than 255 "
+                           "bytes");
         size_t n_ids = veil_rec_array_size(r, "item_ids");
         if (b == B_FEAT ? (first < 0 || (uint64_t)(first + rows) > m->space ||
                            n_ids)
@@ -320,9 +345,14 @@ static int parse(const struct veil_model *m, const veil_rec_t *r,
                 size_t l;
                 if (veil_rec_get_str(veil_rec_array_at(r, "item_ids", i), "",
                                      &id, &l) ||
+                    l == 0 || l > VEIL_ID_MAX || memchr(id, 0, l) ||
                     !(k->ids[i] = strdup(id))) {
+                        /* Ids as the host allows them in events: a longer
+                         * one, recommended to everyone, would make every
+                         * recommendation record too large. */
                         kept_free(k);
-                        return bad(errstr, errstr_size, "bad item_ids");
+                        return bad(errstr, errstr_size,
+                                   "bad item_ids (each 1 to 512 bytes)");
                 }
                 k->bytes += l + 1;
         }

@@ -38,7 +38,11 @@
 
 struct veil_share;
 
-/** instance: this instance's id. keep_bytes: cap on chunks kept until the
+/** Longest instance id, in bytes: a record naming a longer one is refused
+ *  (a Kubernetes pod name is at most 253). */
+#define VEIL_SHARE_INSTANCE_MAX 255
+
+/** instance: this instance's id (1 to VEIL_SHARE_INSTANCE_MAX bytes). keep_bytes: cap on chunks kept until the
  *  first batch. */
 int veil_share_new(struct veil_share **out, const char *instance,
                    size_t keep_bytes);

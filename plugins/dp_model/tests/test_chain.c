@@ -504,6 +504,114 @@ static void test_private_clock_steps(void **st) {
         unlink_acc(acc);
 }
 
+/* Model updates are cut by bytes, ids included: with 3,000 catalog items
+ * of 450-byte ids (the host allows 512), one item_bias chunk sized by its
+ * values alone held every id, 1.3 MB, more than Kafka's default record
+ * limit, and the release failed at every step. */
+static struct {
+        struct veil_pipeline *p;
+        size_t records, max_len, rows[4];
+        int64_t chunks;
+} mu;
+
+static int mu_sink(void *ctx, const char *topic, const void *key,
+                   size_t key_len, const void *value, size_t value_len,
+                   const struct veil_dead_letter *dl) {
+        (void)ctx, (void)key, (void)key_len;
+        assert_null(dl);
+        if (strcmp(topic, "mu"))
+                return 0;
+        const veil_rec_t *r;
+        char err[256];
+        assert_int_equal(veil_codec_decode_rec(
+                                 veil_pipeline_output_codec(mu.p,
+                                                            "model_updates"),
+                                 value, value_len, &r, err, sizeof(err)),
+                         0);
+        static const char *const blocks[] = {"item_bias", "item_vectors",
+                                             "item_inputs", "features"};
+        const char *b;
+        size_t l;
+        int64_t rows;
+        assert_int_equal(veil_rec_get_str(r, "block", &b, &l), 0);
+        assert_int_equal(veil_rec_get_long(r, "rows", &rows), 0);
+        assert_int_equal(veil_rec_get_long(r, "chunks", &mu.chunks), 0);
+        for (int i = 0; i < 4; i++)
+                if (!strcmp(b, blocks[i]))
+                        mu.rows[i] += (size_t)rows;
+        mu.records++;
+        if (value_len > mu.max_len)
+                mu.max_len = value_len;
+        return 0;
+}
+
+static void test_update_chunks_bounded(void **st) {
+        (void)st;
+        char cat[64], acc[64], yaml[2048], err[2048], id[480];
+        snprintf(cat, sizeof(cat), "/tmp/veil-test-chain-cat-%d.csv",
+                 (int)getpid());
+        snprintf(acc, sizeof(acc), "/tmp/veil-test-chain-mu-%d.acc",
+                 (int)getpid());
+        unlink_acc(acc);
+        FILE *f = fopen(cat, "w");
+        assert_non_null(f);
+        fprintf(f, "\"item\",\"median_unit_price\",\"description\"\n");
+        memset(id, 'x', 440);
+        for (int i = 0; i < 3000; i++) {
+                snprintf(id + 440, sizeof(id) - 440, "%05d", i);
+                fprintf(f, "\"%s\",1.0,\"ITEM %d\"\n", id, i);
+        }
+        assert_int_equal(fclose(f), 0);
+        snprintf(yaml, sizeof(yaml),
+                 "kafka: {bootstrap: embedded, group: t}\n"
+                 "input: {topic: in, schema: ../../../schemas/interaction.avsc}\n"
+                 "outputs:\n"
+                 "  recommendations: {topic: recs, schema: "
+                 "../../../schemas/recommendation.avsc}\n"
+                 "  model_updates: {topic: mu, schema: "
+                 "../../../schemas/model_update.avsc}\n"
+                 "  dead_letter: {topic: dlq}\n"
+                 "plugins:\n"
+                 "  - use: context\n"
+                 "  - use: dp_model\n"
+                 "    with: {catalog: %s, dim: 16, max_new_items: 0, "
+                 "default_training: true, default_tier: contextual, "
+                 "mechanism: gaussian, noise_multiplier: 1, step_size: 1, "
+                 "step_interval_s: 0, epsilon_budget: 0, "
+                 "accountant_file: %s}\n"
+                 "keys: {ephemeral: true}\n",
+                 cat, acc);
+        struct harness h;
+        memset(&h, 0, sizeof(h));
+        memset(&mu, 0, sizeof(mu));
+        char *dirs[] = {VEIL_PLUGIN_DIR_BUILD};
+        if (veil_config_parse(&h.cfg,
+                              VEIL_SRCDIR "/plugins/dp_model/tests/t.yaml",
+                              yaml, strlen(yaml), err, sizeof(err)) ||
+            veil_keys_load(h.cfg, &h.kr, err, sizeof(err)))
+                fail_msg("%s", err);
+        struct veil_pipeline_opts o = {dirs, 1, h.kr, 0};
+        if (veil_pipeline_new(&h.p, h.cfg, &o, err, sizeof(err)))
+                fail_msg("%s", err);
+        mu.p = h.p;
+        veil_pipeline_set_sink(h.p, (struct veil_sink){mu_sink, NULL});
+        id[445] = '\0';
+        memcpy(id + 440, "00007", 5);
+        struct spec sp = {"a", id, 1291191960, C, 1, NULL};
+        h_run(&h, &sp, 1);
+        h_run(&h, &sp, 1);
+        assert_true(mu.records > 0);
+        assert_true(mu.max_len <= 300 * 1024);
+        /* every item's row in each item block, the feature table too */
+        assert_true(mu.rows[0] % 3000 == 0 && mu.rows[0] > 0);
+        assert_true(mu.rows[1] == mu.rows[0] && mu.rows[2] == mu.rows[0]);
+        assert_true(mu.rows[3] > 0);
+        assert_true(mu.records == (size_t)mu.chunks * (mu.rows[0] / 3000));
+        h_close(&h);
+        unlink(cat);
+        unlink_acc(acc);
+}
+
 /* Steps by the events' own times (step_time: event): an event of the open
  * step joins it, also when it comes after the step's end but within the
  * lateness; one of the next step waits for the open step's release and is
@@ -732,6 +840,7 @@ int main(void) {
                 cmocka_unit_test(test_event_time_steps),
                 cmocka_unit_test(test_explanations_count_neighbours),
                 cmocka_unit_test(test_history),
+                cmocka_unit_test(test_update_chunks_bounded),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

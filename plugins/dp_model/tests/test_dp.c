@@ -746,8 +746,9 @@ static void test_share_table_rho(void **st) {
 }
 
 /* An update of two item biases by `inst`, value v for i1. */
-static void update_rec_of(struct veil_codec *c, struct veil_buf *b,
-                          const char *inst, float v, double rho) {
+static void update_rec_ids(struct veil_codec *c, struct veil_buf *b,
+                           const char *inst, const char *id0, float v,
+                           double rho) {
         veil_rec_t *w = veil_codec_rec_begin(c);
         float vals[2] = {0.5f, v};
         assert_int_equal(veil_rec_set_str(w, "instance", inst), 0);
@@ -761,13 +762,18 @@ static void update_rec_of(struct veil_codec *c, struct veil_buf *b,
                          0);
         assert_int_equal(veil_rec_set_double(w, "rho", rho), 0);
         assert_int_equal(veil_rec_set_str(veil_rec_append(w, "item_ids"), "",
-                                          "i0"),
+                                          id0),
                          0);
         assert_int_equal(veil_rec_set_str(veil_rec_append(w, "item_ids"), "",
                                           "i1"),
                          0);
         char err[256];
         assert_int_equal(veil_codec_rec_encode(c, b, err, sizeof(err)), 0);
+}
+
+static void update_rec_of(struct veil_codec *c, struct veil_buf *b,
+                          const char *inst, float v, double rho) {
+        update_rec_ids(c, b, inst, "i0", v, rho);
 }
 
 static void update_rec(struct veil_codec *c, struct veil_buf *b, float v) {
@@ -852,8 +858,41 @@ static void test_share_records(void **st) {
                 assert_non_null(strstr(err, "not a finite number"));
                 assert_true(m->b[0] == b0 && m->b[1] == b1);
         }
-        update_rec(c, &b, 2.0f);
+        /* An instance id over 255 bytes, an item id over 512 (the host's
+         * bound for events: recommended to everyone, a longer one made
+         * every recommendation too large), an empty one: refused. */
+        char longer[600];
+        memset(longer, 'x', sizeof(longer) - 1);
+        longer[sizeof(longer) - 1] = '\0';
         const veil_rec_t *r;
+        for (int i = 0; i < 3; i++) {
+                char inst[300] = "peer";
+                const char *id0 = "i0";
+                if (i == 0) {
+                        memset(inst, 'p', 256);
+                        inst[256] = '\0';
+                } else
+                        id0 = i == 1 ? longer + (600 - 1 - 513) : "";
+                update_rec_ids(c, &b, inst, id0, 2.0f, 0.25);
+                assert_int_equal(veil_codec_decode_rec(c, b.data, b.len, &r,
+                                                       err, sizeof(err)),
+                                 0);
+                assert_true(veil_share_on_record(sh, m, r, err,
+                                                 sizeof(err)) < 0);
+                assert_non_null(strstr(err, i ? "item_ids" : "instance id"));
+                assert_true(m->b[0] == b0 && m->b[1] == b1);
+        }
+        assert_int_equal(veil_share_stats(sh).applied_chunks, 0);
+        /* At the bounds: taken. */
+        char inst255[256];
+        memset(inst255, 'p', 255);
+        inst255[255] = '\0';
+        update_rec_ids(c, &b, inst255, longer + (600 - 1 - 512), 0.0f, 0.25);
+        assert_int_equal(veil_codec_decode_rec(c, b.data, b.len, &r, err,
+                                               sizeof(err)),
+                         0);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 1);
+        update_rec(c, &b, 2.0f);
         assert_int_equal(veil_codec_decode_rec(c, b.data, b.len, &r, err,
                                                sizeof(err)),
                          0);
