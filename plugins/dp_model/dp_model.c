@@ -1350,18 +1350,40 @@ static int bad(char *errstr, size_t errstr_size, const veil_params_t *p,
 static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                     float clip, char *errstr, size_t errstr_size) {
         const char *mech = veil_params_str(p, "mechanism");
-        if (!strcmp(mech, "none"))
-                return 0;
         int tree = !strcmp(mech, "tree");
-        if (strcmp(mech, "gaussian") && !tree)
+        if (strcmp(mech, "gaussian") && !tree && strcmp(mech, "none"))
                 return bad(errstr, errstr_size, p, "mechanism",
                            "gaussian, tree or none");
+        /* The words are checked whatever the mechanism: a typo would
+         * otherwise wait until noise is switched on. */
+        if (strcmp(veil_params_str(p, "on_exhausted"), "freeze"))
+                return bad(errstr, errstr_size, p, "on_exhausted", "freeze");
+        const char *blocks = veil_params_str(p, "dp_blocks");
+        if (strcmp(blocks, "all") && strcmp(blocks, "bias"))
+                return bad(errstr, errstr_size, p, "dp_blocks", "all or bias");
+        const char *opt = veil_params_str(p, "dp_optimizer");
+        if (strcmp(opt, "sgd") && strcmp(opt, "adagrad"))
+                return bad(errstr, errstr_size, p, "dp_optimizer",
+                           "sgd or adagrad");
+        const char *est = veil_params_str(p, "tree_estimator");
+        int honaker = !strcmp(est, "honaker");
+        if (strcmp(est, "plain") && !honaker)
+                return bad(errstr, errstr_size, p, "tree_estimator",
+                           "plain or honaker");
+        if (honaker && !tree)
+                return bad(errstr, errstr_size, p, "tree_estimator",
+                           "plain unless mechanism is tree");
+        const char *stime = veil_params_str(p, "step_time");
+        int event_time = !strcmp(stime, "event");
+        if (!event_time && strcmp(stime, "batch"))
+                return bad(errstr, errstr_size, p, "step_time",
+                           "event or batch");
+        if (!strcmp(mech, "none"))
+                return 0;
         int64_t tsteps = veil_params_int(p, "tree_steps", 64);
         if (tsteps < 1 || tsteps > (int64_t)1 << 40)
                 return bad(errstr, errstr_size, p, "tree_steps",
                            "between 1 and 2^40");
-        if (strcmp(veil_params_str(p, "on_exhausted"), "freeze"))
-                return bad(errstr, errstr_size, p, "on_exhausted", "freeze");
         double sigma = veil_params_double(p, "noise_multiplier", 1.0);
         double dlr = veil_params_double(p, "dp_learning_rate", 1.0);
         if (!(dlr >= 0 && dlr <= 1e6))
@@ -1375,8 +1397,6 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                 if (interval < 1)
                         interval = 1;
         }
-        const char *stime = veil_params_str(p, "step_time");
-        int event_time = !strcmp(stime, "event");
         double late_s = veil_params_double(p, "step_lateness_s", 60);
         int64_t hold = veil_params_int(p, "step_hold", 100000);
         int64_t m = veil_params_int(p, "max_contributions", 4);
@@ -1396,9 +1416,6 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         if (m < 1 || m > 1000000)
                 return bad(errstr, errstr_size, p, "max_contributions",
                            "between 1 and 10^6");
-        if (!event_time && strcmp(stime, "batch"))
-                return bad(errstr, errstr_size, p, "step_time",
-                           "event or batch");
         event_time = event_time && interval > 0;
         if (event_time && !(late_s >= 0 && late_s * 1000 < (double)interval))
                 return bad(errstr, errstr_size, p, "step_lateness_s",
@@ -1427,21 +1444,6 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                 return bad(errstr, errstr_size, p, "accountant_file",
                            "set with mechanism gaussian or tree (a file on "
                            "a persistent volume)");
-        const char *blocks = veil_params_str(p, "dp_blocks");
-        if (strcmp(blocks, "all") && strcmp(blocks, "bias"))
-                return bad(errstr, errstr_size, p, "dp_blocks", "all or bias");
-        const char *opt = veil_params_str(p, "dp_optimizer");
-        if (strcmp(opt, "sgd") && strcmp(opt, "adagrad"))
-                return bad(errstr, errstr_size, p, "dp_optimizer",
-                           "sgd or adagrad");
-        const char *est = veil_params_str(p, "tree_estimator");
-        int honaker = !strcmp(est, "honaker");
-        if (strcmp(est, "plain") && !honaker)
-                return bad(errstr, errstr_size, p, "tree_estimator",
-                           "plain or honaker");
-        if (honaker && !tree)
-                return bad(errstr, errstr_size, p, "tree_estimator",
-                           "plain unless mechanism is tree");
         struct veil_dp_cfg c = {tree ? VEIL_DP_MODE_TREE
                                      : VEIL_DP_MODE_GAUSSIAN,
                                 sigma, dlr,

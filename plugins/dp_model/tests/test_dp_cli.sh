@@ -110,6 +110,9 @@ sth=$("$VEIL" dp_model accountant --file "$work/acch" --delta 1e-8)
 ok test "$(val steps <<<"$sth")" = "$st"
 ok test "$(val rho <<<"$sth")" = "$rt"
 check "tree_estimator foo" 2 "tree_estimator must be plain or honaker" -- bash -c "sed 's/tree_estimator: honaker/tree_estimator: foo/' '$work/th.yaml' >'$work/l3.yaml'; '$VEIL' replay '$work/l3.yaml' --events '$events' --limit 10"
+# The words are checked without noise too: a typo would wait until the
+# mechanism is switched on.
+check "on_exhausted typo, mechanism none" 2 "on_exhausted must be freeze" -- bash -c "sed -e 's/mechanism: tree/mechanism: none/' -e 's/tree_estimator: honaker/on_exhausted: stop/' '$work/th.yaml' >'$work/l8.yaml'; '$VEIL' lint --start '$work/l8.yaml'"
 check "honaker without tree" 2 "tree_estimator must be plain unless mechanism is tree" -- bash -c "sed 's/mechanism: tree/mechanism: gaussian/' '$work/th.yaml' >'$work/l4.yaml'; '$VEIL' replay '$work/l4.yaml' --events '$events' --limit 10"
 # Two participations per tree (tree_participations: 2): level l of a tree
 # costs 2·min(2, 2^l) units, 14 for a tree of 8 (the calculator's
