@@ -3247,8 +3247,14 @@ int veil_codec_new(struct veil_codec **out, const struct veil_config *cfg,
         int rc = codec_create(&c, path, b->framing, b->schema_id, msg,
                               sizeof(msg));
         free(path);
-        if (rc)
+        if (rc) {
+                /* At the schema's line, where the fix goes. */
+                if (b->schema_line)
+                        snprintf(where, sizeof(where), "%s:%d:%d: %s %s",
+                                 file, b->schema_line, b->schema_col,
+                                 b->name ? "binding" : "input", what);
                 return fail(errstr, errstr_size, rc, "%s: %s", where, msg);
+        }
         int have_reader_id = 0;
         for (size_t i = 0; i < b->n_writer_schemas; i++) {
                 const struct veil_kvpair *kv = &b->writer_schemas[i];

@@ -1196,6 +1196,10 @@ static int load_binding(struct vctx *v, const struct veil_node *n,
                                   join_path(sub, sizeof(sub), path, "schema"),
                                   &b->schema)))
                 return rc;
+        if (x) {
+                b->schema_line = x->line;
+                b->schema_col = x->col;
+        }
         if ((x = veil_config_get(n, "partitions"))) {
                 if ((rc = get_int(v, x,
                                   join_path(sub, sizeof(sub), path,

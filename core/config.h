@@ -51,6 +51,7 @@ struct veil_binding {
         size_t n_writer_schemas;
         int partitions; /**< embedded broker: partitions to create (1) */
         int line, col;  /**< the name's key; the mapping for the input */
+        int schema_line, schema_col; /**< the schema's value (0: none) */
 };
 
 struct veil_stage_cfg {

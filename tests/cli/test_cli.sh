@@ -41,6 +41,9 @@ check "lint --start profile_ttl_s 1e16" 2 "ttl.yaml:[0-9]+:[0-9]+: .*profile_ttl
 sed -e 's/^  group: \(.*\)$/  group: \1\n  settings: {security.protocol: SASL_SSLX}/' "$tmp/k.yaml" >"$tmp/kset.yaml"
 check "lint bad kafka setting" 2 "kset.yaml:[0-9]+:[0-9]+: kafka.settings.security.protocol: Invalid value" -- "$VEIL" lint "$tmp/kset.yaml"
 check "run bad kafka setting" 2 "kset.yaml:[0-9]+:[0-9]+: kafka.settings.security.protocol: Invalid value" -- "$VEIL" run "$tmp/kset.yaml"
+# A schema that cannot be read is named at its own line.
+sed -e 's#^  schema: .*interaction.avsc$#  schema: nope.avsc#' "$tmp/k.yaml" >"$tmp/noschema.yaml"
+check "lint missing schema" 2 "noschema.yaml:$(grep -n '^  schema: nope.avsc' "$tmp/noschema.yaml" | cut -d: -f1):11: input .*nope.avsc: cannot open" -- "$VEIL" lint "$tmp/noschema.yaml"
 # A typo gets the near name first, and the list is whole (dp_model has
 # over 50 parameters; the last ones were cut off).
 sed -e 's/^      history_weight: 2$/      history_weight: 2\n      accountant_fle: x/' "$tmp/k.yaml" >"$tmp/typo.yaml"
