@@ -223,6 +223,36 @@ static int read_header(struct veil_csv *c, const char *const *map,
                 have_user |= c->cols[i] == C_USER;
                 have_item |= c->cols[i] == C_ITEM;
         }
+        /* A mapping that names no column of the header is a typo, not a
+         * no-op. */
+        for (size_t m = 0; m < n_map; m++) {
+                const char *eq = strchr(map[m], '=');
+                size_t l = eq ? (size_t)(eq - map[m]) : 0;
+                int found = 0;
+                for (int i = 0; i < c->n_cols && !found; i++)
+                        found = strlen(c->col_names[i]) == l &&
+                                !strncmp(map[m], c->col_names[i], l);
+                if (!found) {
+                        char cols[512];
+                        size_t off = 0;
+                        cols[0] = '\0';
+                        for (int i = 0; i < c->n_cols && off < sizeof(cols);
+                             i++) {
+                                int w = snprintf(cols + off,
+                                                 sizeof(cols) - off, "%s%s",
+                                                 i ? ", " : "",
+                                                 c->col_names[i]);
+                                if (w < 0)
+                                        break;
+                                off += (size_t)w;
+                        }
+                        snprintf(errstr, errstr_size,
+                                 "%s:1: --column %s: the header has no "
+                                 "column '%.*s' (it has: %s)",
+                                 c->path, map[m], (int)l, map[m], cols);
+                        return -VEIL_EINVAL;
+                }
+        }
         if (!have_user || !have_item) {
                 snprintf(errstr, errstr_size,
                          "%s:1: the header needs the columns user_id and "
@@ -285,9 +315,10 @@ int veil_csv_open_mapped(struct veil_csv **cp, const char *path,
                 if (!eq || eq == map[m] || !known) {
                         snprintf(errstr, errstr_size,
                                  "column mapping '%s': want NAME=FIELD with "
-                                 "FIELD one of ts, ts_ms, user_id, item_id, "
-                                 "value, session_id, country, event_id, "
-                                 "type, device, ip, user_agent, lat, lon, "
+                                 "FIELD one of ts, ts_ms, user_id, item "
+                                 "(item_id), value (qty), session_id "
+                                 "(invoice), country, event_id, type, "
+                                 "device, ip, user_agent, lat, lon, "
                                  "tc_string, gpc, timezone",
                                  map[m]);
                         return -VEIL_EINVAL;

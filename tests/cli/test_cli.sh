@@ -132,6 +132,13 @@ check "replay: a row with more fields than the header refused" 1 "long_row.csv:3
 { printf 'c%d,' $(seq 300); echo "ts,item,user_id"; } >"$tmp/many.csv"
 check "replay: columns past the limit refused" 2 "many.csv:1: 303 columns, more than the 256" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/many.csv"
+# --column naming no column of the header is a typo, not a no-op; one
+# that does renames it.
+check "replay: --column of no such column refused" 2 "wide.csv:1: --column customer=user_id: the header has no column 'customer' \\(it has: c1, " -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/wide.csv" --column customer=user_id
+sed 's/user_id$/customer/' "$tmp/wide.csv" >"$tmp/cust.csv"
+check "replay: --column renames" 0 "events: +1 in 1 batches" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/cust.csv" --column customer=user_id
 # gpc: true/false/1/0/yes/no in any case, or empty; anything else refused.
 printf 'ts,user_id,item,gpc\n1291191960,17850,85123A,TRUE\n1291191960,17850,85123A,No\n1291191960,17850,85123A,\n1291191960,17850,85123A,maybe\n' >"$tmp/gpc.csv"
 check "replay: a gpc value not a boolean refused" 1 "gpc.csv:5: field 4 must be true, false, 1, 0, yes, no or empty \\(column 'gpc'\\)" -- \
