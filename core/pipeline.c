@@ -15,8 +15,9 @@
 
 #define MAX_DROP_REASONS 64
 #define MAX_STAGE_GAUGES 32
-/* Erasure requests held between batches before they are applied anyway
- * (veil_pipeline_side_record): ~100 bytes each. */
+/* Erasure requests, and apart from them access requests, held between
+ * batches before they are applied anyway (veil_pipeline_side_record):
+ * ~100 bytes each, 512 + pseudonyms at most. */
 #define REQUESTS_HELD_MAX 4096
 
 struct veil_output {
@@ -96,6 +97,7 @@ struct veil_pipeline {
         double *erase_at; /**< parallel: when each was requested (mono s) */
         char **export_queue;
         size_t n_export, cap_export;
+        int exports_early_warned;
 
         uint64_t events_in, decode_errors, dead_letters;
         uint64_t erase_failures; /* subjects some stage failed to erase */
@@ -651,8 +653,14 @@ static void apply_exports(struct veil_pipeline *p) {
                                       "binds no 'access' output or has no "
                                       "keys");
                 } else {
+                        /* The wall clock: the batch's is not set yet
+                         * before the first batch (it said 1970). */
+                        struct timespec now;
+                        clock_gettime(CLOCK_REALTIME, &now);
                         veil_rec_set_str(r, "subject", subj.pseudonym);
-                        veil_rec_set_long(r, "ts", p->batch.now_ms);
+                        veil_rec_set_long(r, "ts",
+                                          (int64_t)now.tv_sec * 1000 +
+                                                  now.tv_nsec / 1000000);
                         for (size_t s = 0; s < p->n_stages; s++) {
                                 struct veil_stage *st = &p->stages[s];
                                 if (!st->inited || !st->h.def->export_subject)
@@ -1103,6 +1111,24 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
          * wait for the batch. */
         if (p->n_erase >= REQUESTS_HELD_MAX)
                 apply_erasures(p);
+        /* Unless they are not few: a topic that keeps them (keyed by
+         * request id, compaction removes none) may hold more than memory
+         * should. Past the bound they are answered now, as the next
+         * batch_begin would (before the erasures held with them), and the
+         * log says so once. */
+        if (p->n_export >= REQUESTS_HELD_MAX) {
+                if (!p->exports_early_warned)
+                        veil_log_host(VEIL_LOG_WARN, NULL,
+                                      "over %d access requests waited for "
+                                      "the side inputs to catch up: the "
+                                      "oldest are answered before the "
+                                      "catch-up ends, with the consent "
+                                      "records read so far",
+                                      REQUESTS_HELD_MAX);
+                p->exports_early_warned = 1;
+                apply_exports(p);
+                apply_erasures(p);
+        }
         return 0;
 }
 

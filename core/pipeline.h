@@ -108,7 +108,8 @@ size_t veil_pipeline_batch_size(const struct veil_pipeline *p);
  *  no event added since the last batch_begin): once 4,096 erasure requests
  *  are held, it applies them as batch_begin does, so that a long catch-up
  *  holds no more (access requests wait for the batch: answered before the
- *  ledger has caught up, they could miss consent read later). */
+ *  ledger has caught up, they could miss consent read later; only past
+ *  4,096 of them are they answered here too). */
 int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                               const struct veil_source *src, char *errstr,
                               size_t errstr_size);

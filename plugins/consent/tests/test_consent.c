@@ -342,6 +342,19 @@ static void test_erasures_held_bounded(void **state) {
         assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), 4096);
         h_tick(&h);
         assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), 5000);
+        /* Access requests wait for the batch, but not without bound: a
+         * topic that keeps them (keyed by request id) held them all. */
+        size_t n_access = h_count(&h, "access");
+        for (int i = 0; i < 5000; i++) {
+                char key[32];
+                snprintf(user, sizeof(user), "asker-%d", i);
+                snprintf(key, sizeof(key), "access-%d", i);
+                h_consent(&h, key, user, "access", 0, 0, 0, -1, NULL, "app",
+                          T0);
+        }
+        assert_int_equal(h_count(&h, "access"), n_access + 4096);
+        h_tick(&h);
+        assert_int_equal(h_count(&h, "access"), n_access + 5000);
         h_close(&h);
 }
 
