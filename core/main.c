@@ -24,15 +24,21 @@ static const char usage[] =
         "usage: veil <command> [args]\n"
         "\n"
         "Commands:\n"
-        "  run PIPELINE.yaml        run a pipeline on Kafka until SIGINT/SIGTERM\n"
+        "  run PIPELINE.yaml [--log-level L]\n"
+        "                           run a pipeline on Kafka until "
+        "SIGINT/SIGTERM\n"
         "  demo [--configured-broker] [PIPELINE.yaml]\n"
         "                           replay bundled events through the demo\n"
         "                           pipeline on the embedded broker and print "
         "a summary\n"
-        "  lint PIPELINE.yaml...    check pipelines without touching Kafka\n"
-        "  notice PIPELINE.yaml     write the privacy notice the pipeline "
+        "  lint [--start] PIPELINE.yaml...\n"
+        "                           check pipelines without touching Kafka\n"
+        "  notice PIPELINE.yaml [--format md|html]\n"
+        "                           write the privacy notice the pipeline "
         "implements\n"
-        "  replay PIPELINE.yaml --events FILE.csv [--evaluate]\n"
+        "  replay PIPELINE.yaml --events FILE.csv [--evaluate] "
+        "[--column NAME=FIELD]...\n"
+        "         [--limit N] [--batch N] [--batch-wait MS]\n"
         "                           run the plugin chain in-process over a "
         "CSV of events\n"
         "  plugins [NAME]           list plugins and their parameters\n"
@@ -45,7 +51,10 @@ static const char usage[] =
         "error.\n"
         "Environment: VEIL_PLUGIN_PATH (colon-separated plugin directories, "
         "searched after the pipeline's plugin_path), VEIL_LOG_LEVEL "
-        "(error|warn|info|debug).\n";
+        "(error|warn|info|debug), VEIL_INSTANCE_ID (this instance's id in "
+        "shared model updates and transactional ids; default: the host "
+        "name), VEIL_HOME (where `veil demo` finds config/pipelines/"
+        "demo.yaml), VEIL_DEMO_ACCOUNTANT (the demo's accountant file).\n";
 
 int veil_cli_wants_help(int argc, char **argv) {
         for (int i = 1; i < argc; i++)
