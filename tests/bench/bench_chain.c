@@ -257,9 +257,20 @@ static double run_sgemm(size_t items, double seconds) {
 }
 
 int main(int argc, char **argv) {
-        int passes = argc > 1 ? atoi(argv[1]) : 3;
-        if (passes < 1)
-                passes = 1;
+        char *end = NULL;
+        long lp = argc > 1 ? strtol(argv[1], &end, 10) : 3;
+        if (argc > 1 && (end == argv[1] || *end || lp < 1 || lp > 1000)) {
+                fprintf(stderr,
+                        "usage: bench_chain [PASSES [profile [dp]]]\n"
+                        "Per-event cost of the chain with DP on and off in "
+                        "one run (PASSES: 1 to 1000, default 3); 'profile' "
+                        "runs one configuration alone for perf, 'profile "
+                        "dp' the one with DP.\n");
+                return strcmp(argv[1], "--help") && strcmp(argv[1], "-h")
+                               ? 2
+                               : 0;
+        }
+        int passes = (int)lp;
         openblas_set_num_threads(1);
         veil_log_set_level(VEIL_LOG_WARN);
         size_t n;
