@@ -223,8 +223,18 @@ static int read_header(struct veil_csv *c, const char *const *map,
                 have_user |= c->cols[i] == C_USER;
                 have_item |= c->cols[i] == C_ITEM;
         }
+        if (!have_user || !have_item) {
+                snprintf(errstr, errstr_size,
+                         "%s:1: the header needs the columns user_id and "
+                         "item (or item_id); read other names as those "
+                         "with --column NAME=user_id, --column NAME=item",
+                         c->path);
+                return -VEIL_EINVAL;
+        }
         /* A mapping that names no column of the header is a typo, not a
-         * no-op. */
+         * no-op. Checked once the header is known to be one (it has
+         * user_id and item): the names it lists could otherwise be a first
+         * line of data, identifiers included. */
         for (size_t m = 0; m < n_map; m++) {
                 const char *eq = strchr(map[m], '=');
                 size_t l = eq ? (size_t)(eq - map[m]) : 0;
@@ -252,14 +262,6 @@ static int read_header(struct veil_csv *c, const char *const *map,
                                  c->path, map[m], (int)l, map[m], cols);
                         return -VEIL_EINVAL;
                 }
-        }
-        if (!have_user || !have_item) {
-                snprintf(errstr, errstr_size,
-                         "%s:1: the header needs the columns user_id and "
-                         "item (or item_id); read other names as those "
-                         "with --column NAME=user_id, --column NAME=item",
-                         c->path);
-                return -VEIL_EINVAL;
         }
         return 0;
 }

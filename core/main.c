@@ -54,7 +54,7 @@ static const char usage[] =
         "(error|warn|info|debug), VEIL_INSTANCE_ID (this instance's id in "
         "shared model updates and transactional ids; default: the host "
         "name), VEIL_HOME (where `veil demo` finds config/pipelines/"
-        "demo.yaml), VEIL_DEMO_ACCOUNTANT (the demo's accountant file).\n";
+        "demo.yaml); and any variable a pipeline names as ${VAR}.\n";
 
 int veil_cli_wants_help(int argc, char **argv) {
         for (int i = 1; i < argc; i++)

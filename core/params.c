@@ -434,7 +434,7 @@ static void allowed_list(const struct veil_param_def *defs, size_t n,
                              defs[i].name);
                 if (w < 0 || (size_t)w >= size - off) {
                         buf[off] = '\0';
-                        if (size - off > 4)
+                        if (size - off >= sizeof(", …"))
                                 memcpy(buf + off, ", …", sizeof(", …"));
                         break;
                 }

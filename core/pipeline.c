@@ -749,6 +749,7 @@ struct veil_batch *veil_pipeline_batch_begin(struct veil_pipeline *p) {
          * interval answer with what was held before the erasure. */
         apply_exports(p);
         apply_erasures(p);
+        p->exports_early_warned = 0; /* once per catch-up */
         veil_arena_reset(&p->arena);
         p->last_uid = p->last_subject = NULL;
         p->cap = (size_t)(p->cfg->max_events > 0 ? p->cfg->max_events : 256);
@@ -1120,10 +1121,10 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                 if (!p->exports_early_warned)
                         veil_log_host(VEIL_LOG_WARN, NULL,
                                       "over %d access requests waited for "
-                                      "the side inputs to catch up: the "
-                                      "oldest are answered before the "
-                                      "catch-up ends, with the consent "
-                                      "records read so far",
+                                      "the side inputs to catch up: they "
+                                      "are answered before the catch-up "
+                                      "ends, with the consent records read "
+                                      "so far",
                                       REQUESTS_HELD_MAX);
                 p->exports_early_warned = 1;
                 apply_exports(p);

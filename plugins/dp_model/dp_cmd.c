@@ -18,6 +18,7 @@ struct calc {
         double delta, eps, rho;
         int have_sigma, have_eps, have_delta, have_rho;
         int have_windows, have_steps, have_restarts, have_participations;
+        int have_mechanism;
 };
 
 static int num(const char *s, double *out) {
@@ -47,6 +48,7 @@ static int parse(int argc, char **argv, struct calc *c) {
                 const char *v = i + 1 < argc ? argv[i + 1] : NULL;
                 int ok = v != NULL;
                 if (!strcmp(o, "--mechanism") && v) {
+                        c->have_mechanism = 1;
                         if (!strcmp(v, "gaussian"))
                                 c->m.kind = VEIL_DP_GAUSSIAN;
                         else if (!strcmp(v, "tree"))
@@ -112,7 +114,8 @@ static int parse(int argc, char **argv, struct calc *c) {
                                 "trees of --steps T\n");
                 return 2;
         }
-        if (c->have_rho && (c->have_sigma || c->have_windows ||
+        if (c->have_rho && (c->have_sigma || c->have_mechanism ||
+                            c->have_windows ||
                             c->have_steps || c->have_restarts ||
                             c->have_participations)) {
                 fprintf(stderr, "dp_model: --rho is a whole horizon's ρ: "

@@ -1460,13 +1460,19 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                                 interval, event_time,
                                 event_time ? llround(late_s * 1000) : 0,
                                 VEIL_DP_STEP_MAX, veil_stage_pipeline_id(st)};
-        char err[512];
+        char err[512] = "";
         int rc = veil_dp_new(&s->dp, &c, s->m, err, sizeof(err));
         if (rc) {
-                /* The values were checked above: what fails here is the
-                 * accountant file (locked, unreadable, damaged, unwritable). */
+                /* Where the fix goes: the accountant file's line for its
+                 * errors (locked, unreadable, damaged, unwritable), else
+                 * the mechanism's. */
                 snprintf(errstr, errstr_size, "%s: %s",
-                         veil_params_where(p, "accountant_file"), err);
+                         veil_params_where(p, strstr(err, "accountant_file")
+                                                      ? "accountant_file"
+                                                      : "mechanism"),
+                         err[0] ? err
+                                : rc == -VEIL_ENOMEM ? "out of memory"
+                                                     : "failed");
                 return rc;
         }
         veil_learner_set_noise(s->L, veil_dp_hook, s->dp);
@@ -1557,6 +1563,13 @@ static int share_setup(struct state *s, veil_stage_t *st,
         const char *inst = veil_params_has(p, "instance")
                                    ? veil_params_str(p, "instance")
                                    : "";
+        const char *env = getenv("VEIL_INSTANCE_ID");
+        if (!*inst && env && strlen(env) > VEIL_SHARE_INSTANCE_MAX &&
+            veil_out_bound(st, "model_updates"))
+                /* Cut to 255 it could equal another instance's, whose
+                 * updates would then be skipped as this one's own. */
+                return bad(errstr, errstr_size, p, "instance",
+                           "at most 255 bytes (VEIL_INSTANCE_ID is longer)");
         if (!*inst) {
                 veil_instance_id(host, sizeof(host));
                 inst = host;
@@ -1610,8 +1623,9 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         if (neg < 1 || neg > 65536)
                 return bad(errstr, errstr_size, p, "negatives",
                            "between 1 and 65536");
-        if (!(clip > 0))
-                return bad(errstr, errstr_size, p, "clip_norm", "positive");
+        if (!(clip >= 1e-6 && clip <= 1e6)) /* σ·C stays in the sampler's range */
+                return bad(errstr, errstr_size, p, "clip_norm",
+                           "between 1e-6 and 1e6");
         if (mue < 1 || mue > 4096)
                 return bad(errstr, errstr_size, p, "max_user_events",
                            "between 1 and 4096");

@@ -44,6 +44,13 @@ check "run bad kafka setting" 2 "kset.yaml:[0-9]+:[0-9]+: kafka.settings.securit
 # A schema that cannot be read is named at its own line.
 sed -e 's#^  schema: .*interaction.avsc$#  schema: nope.avsc#' "$tmp/k.yaml" >"$tmp/noschema.yaml"
 check "lint missing schema" 2 "noschema.yaml:$(grep -n '^  schema: nope.avsc' "$tmp/noschema.yaml" | cut -d: -f1):11: input .*nope.avsc: cannot open" -- "$VEIL" lint "$tmp/noschema.yaml"
+# An instance id over 255 bytes would be cut, and could then equal
+# another instance's: refused where model updates are shared.
+shenv=(KAFKA_BOOTSTRAP=b:9092 VEIL_GROUP=g VEIL_INPUT=i VEIL_UPDATES=u VEIL_RECS=r VEIL_DLQ=d VEIL_ACCOUNTANT="$tmp/share.acc")
+check "lint --start VEIL_INSTANCE_ID of 256 bytes" 2 "share.yaml:[0-9]+:[0-9]+: instance must be at most 255 bytes \\(VEIL_INSTANCE_ID is longer\\)" -- \
+  env "${shenv[@]}" VEIL_INSTANCE_ID="$(printf 'i%.0s' $(seq 256))" "$VEIL" lint --start "$root/tests/pipelines/share.yaml"
+check "lint --start VEIL_INSTANCE_ID of 255 bytes" 0 "share.yaml: ok" -- \
+  env "${shenv[@]}" VEIL_INSTANCE_ID="$(printf 'i%.0s' $(seq 255))" "$VEIL" lint --start "$root/tests/pipelines/share.yaml"
 # A typo gets the near name first, and the list is whole (dp_model has
 # over 50 parameters; the last ones were cut off).
 sed -e 's/^      history_weight: 2$/      history_weight: 2\n      accountant_fle: x/' "$tmp/k.yaml" >"$tmp/typo.yaml"
@@ -136,6 +143,10 @@ check "replay: columns past the limit refused" 2 "many.csv:1: 303 columns, more 
 # that does renames it.
 check "replay: --column of no such column refused" 2 "wide.csv:1: --column customer=user_id: the header has no column 'customer' \\(it has: c1, " -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/wide.csv" --column customer=user_id
+# A file without a header: its first line is data, and is never echoed.
+printf '1291191960,17850,85123A,203.0.113.7\n' >"$tmp/nohdr.csv"
+check "replay: --column on a file without a header, no data echoed" 2 "nohdr.csv:1: the header needs the columns user_id and item" -- \
+  bash -c "! '$VEIL' replay '$root/config/pipelines/retail.yaml' --events '$tmp/nohdr.csv' --column customer=user_id 2>&1 | tee /dev/stderr | grep -q -e 17850 -e 203.0.113.7 && exit 2"
 sed 's/user_id$/customer/' "$tmp/wide.csv" >"$tmp/cust.csv"
 check "replay: --column renames" 0 "events: +1 in 1 batches" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/cust.csv" --column customer=user_id

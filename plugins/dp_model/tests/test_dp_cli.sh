@@ -43,6 +43,7 @@ check "gaussian with --steps" 2 "steps and --restarts are for --mechanism tree" 
 check "tree with --windows" 2 "windows is for the gaussian mechanism" -- "$VEIL" dp_model noise --mechanism tree --epsilon 4 --windows 2 --delta 1e-8
 check "epsilon with --epsilon" 2 "epsilon is for .noise." -- "$VEIL" dp_model epsilon --noise-multiplier 2 --epsilon 3 --delta 1e-8
 check "noise with --noise-multiplier" 2 "noise-multiplier are for .epsilon." -- "$VEIL" dp_model noise --epsilon 1 --noise-multiplier 3 --delta 1e-8
+check "rho with a mechanism" 2 "give it with --delta alone" -- "$VEIL" dp_model epsilon --rho 1 --mechanism tree --delta 1e-8
 check "rho with participations" 2 "give it with --delta alone" -- "$VEIL" dp_model epsilon --rho 1 --participations 3 --delta 1e-8
 check "epsilon negative rho" 2 "rho needs a valid value" -- "$VEIL" dp_model epsilon --rho -1 --delta 1e-8
 check "noise with rho" 2 "rho and --noise-multiplier are for .epsilon." -- "$VEIL" dp_model noise --epsilon 1 --rho 1 --delta 1e-8
@@ -110,6 +111,7 @@ sth=$("$VEIL" dp_model accountant --file "$work/acch" --delta 1e-8)
 ok test "$(val steps <<<"$sth")" = "$st"
 ok test "$(val rho <<<"$sth")" = "$rt"
 check "tree_estimator foo" 2 "tree_estimator must be plain or honaker" -- bash -c "sed 's/tree_estimator: honaker/tree_estimator: foo/' '$work/th.yaml' >'$work/l3.yaml'; '$VEIL' replay '$work/l3.yaml' --events '$events' --limit 10"
+check "clip_norm 1e-20" 2 "clip_norm must be between 1e-6 and 1e6" -- bash -c "sed 's/tree_estimator: honaker/clip_norm: 1e-20/' '$work/th.yaml' >'$work/l9.yaml'; '$VEIL' lint --start '$work/l9.yaml'"
 # The words are checked without noise too: a typo would wait until the
 # mechanism is switched on.
 check "on_exhausted typo, mechanism none" 2 "on_exhausted must be freeze" -- bash -c "sed -e 's/mechanism: tree/mechanism: none/' -e 's/tree_estimator: honaker/on_exhausted: stop/' '$work/th.yaml' >'$work/l8.yaml'; '$VEIL' lint --start '$work/l8.yaml'"
