@@ -99,6 +99,14 @@ struct kctx {
         struct inflight *head, *tail;
         int n_inflight;
         struct inflight *cur; /**< batch being produced; opaque of records */
+        /* Records a delivery report produces again while the producer's
+         * queue is full: waiting for room there would mean polling from
+         * inside the callback (nested, as deep as the reports queued; the
+         * librdkafka maintainers advise against it), so they wait here for
+         * the loop's next poll (produce_stashed). Counted as pending in
+         * their batch meanwhile, so it is not committed. */
+        struct stashed *stash, **stash_tail;
+        int in_dr; /**< inside dr_cb */
 
         /* At-least-once commits, one request at a time (see commit_send):
          * the offsets acknowledged since, and the request in flight. */
@@ -222,33 +230,95 @@ static int eos_begin(struct kctx *k) {
         return 0;
 }
 
+struct stashed {
+        struct stashed *next;
+        rd_kafka_headers_t *hdrs; /**< ours until produced */
+        struct inflight *f;
+        size_t key_len, value_len;
+        int has_key, has_value;
+        char *key, *value, topic[];
+};
+
+static rd_kafka_resp_err_t produce_once(struct kctx *k, const char *topic,
+                                        const void *key, size_t key_len,
+                                        const void *value, size_t value_len,
+                                        rd_kafka_headers_t *hdrs,
+                                        struct inflight *f) {
+        if (hdrs)
+                return rd_kafka_producev(
+                        k->producer, RD_KAFKA_V_TOPIC(topic),
+                        RD_KAFKA_V_KEY(key, key_len),
+                        RD_KAFKA_V_VALUE((void *)value, value_len),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(f),
+                        RD_KAFKA_V_END);
+        return rd_kafka_producev(k->producer, RD_KAFKA_V_TOPIC(topic),
+                                 RD_KAFKA_V_KEY(key, key_len),
+                                 RD_KAFKA_V_VALUE((void *)value, value_len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_OPAQUE(f), RD_KAFKA_V_END);
+}
+
+/* A copy of the record for produce_stashed; 0, or -1 out of memory. */
+static int stash(struct kctx *k, const char *topic, const void *key,
+                 size_t key_len, const void *value, size_t value_len,
+                 rd_kafka_headers_t *hdrs, struct inflight *f) {
+        size_t tl = strlen(topic) + 1;
+        struct stashed *r = calloc(1, sizeof(*r) + tl);
+        if (!r)
+                return -1;
+        memcpy(r->topic, topic, tl);
+        r->has_key = key != NULL;
+        r->has_value = value != NULL;
+        r->key_len = key_len;
+        r->value_len = value_len;
+        if ((key && !(r->key = malloc(key_len ? key_len : 1))) ||
+            (value && !(r->value = malloc(value_len ? value_len : 1)))) {
+                free(r->key);
+                free(r);
+                return -1;
+        }
+        if (key_len)
+                memcpy(r->key, key, key_len);
+        if (value_len)
+                memcpy(r->value, value, value_len);
+        r->hdrs = hdrs;
+        r->f = f;
+        *k->stash_tail = r;
+        k->stash_tail = &r->next;
+        return 0;
+}
+
+static void stashed_free(struct stashed *r) {
+        if (r->hdrs)
+                rd_kafka_headers_destroy(r->hdrs);
+        free(r->key);
+        free(r->value);
+        free(r);
+}
+
 /* Hands one record to the producer; the error librdkafka gave, or
- * NO_ERROR. On success the headers are librdkafka's, otherwise still the
- * caller's. A full local queue is waited out, but not past a stop request:
- * with an output down that wait has no end, and the batch is read again
- * anyway, since it is never committed. */
+ * NO_ERROR. On success the headers are librdkafka's (or the stash's),
+ * otherwise still the caller's. A full local queue is waited out, but not
+ * past a stop request: with an output down that wait has no end, and the
+ * batch is read again anyway, since it is never committed. Inside a
+ * delivery report the record is stashed instead (struct kctx). */
+static void produce_stashed(struct kctx *k);
 static rd_kafka_resp_err_t produce_try(struct kctx *k, const char *topic,
                                        const void *key, size_t key_len,
                                        const void *value, size_t value_len,
                                        rd_kafka_headers_t *hdrs,
                                        struct inflight *f) {
         for (;;) {
-                rd_kafka_resp_err_t err;
-                if (hdrs)
-                        err = rd_kafka_producev(
-                                k->producer, RD_KAFKA_V_TOPIC(topic),
-                                RD_KAFKA_V_KEY(key, key_len),
-                                RD_KAFKA_V_VALUE((void *)value, value_len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(f),
-                                RD_KAFKA_V_END);
-                else
-                        err = rd_kafka_producev(
-                                k->producer, RD_KAFKA_V_TOPIC(topic),
-                                RD_KAFKA_V_KEY(key, key_len),
-                                RD_KAFKA_V_VALUE((void *)value, value_len),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_OPAQUE(f), RD_KAFKA_V_END);
+                rd_kafka_resp_err_t err = produce_once(
+                        k, topic, key, key_len, value, value_len, hdrs, f);
+                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && k->in_dr) {
+                        if (stash(k, topic, key, key_len, value, value_len,
+                                  hdrs, f))
+                                return err; /* out of memory: fatal */
+                        k->st.stashed++;
+                        err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                }
                 if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                         f->pending++;
                         k->st.produced++;
@@ -260,6 +330,7 @@ static rd_kafka_resp_err_t produce_try(struct kctx *k, const char *topic,
                 /* Backpressure: serve delivery reports until the local
                  * queue has room. */
                 rd_kafka_poll(k->producer, 50);
+                produce_stashed(k);
         }
 }
 
@@ -278,6 +349,31 @@ static int produce_failed(struct kctx *k, const char *topic,
                 set_fatal(k, "cannot produce to topic '%s': %s", topic,
                           rd_kafka_err2str(err));
         return -VEIL_EIO;
+}
+
+/* The stashed records, in order, as far as the queue has room; called
+ * after the loop's polls, never from a callback. A record already counts
+ * as pending and produced (produce_try). */
+static void produce_stashed(struct kctx *k) {
+        while (k->stash && !k->in_dr && !k->fatal) {
+                struct stashed *r = k->stash;
+                rd_kafka_resp_err_t err = produce_once(
+                        k, r->topic, r->has_key ? r->key : NULL, r->key_len,
+                        r->has_value ? r->value : NULL, r->value_len,
+                        r->hdrs, r->f);
+                if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        return;
+                if (!(k->stash = r->next))
+                        k->stash_tail = &k->stash;
+                if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        r->hdrs = NULL; /* librdkafka's now */
+                } else {
+                        /* Still pending: its batch is never committed. */
+                        produce_failed(k, r->topic, err, r->key_len,
+                                       r->value_len);
+                }
+                stashed_free(r);
+        }
 }
 
 static int produce_raw(struct kctx *k, const char *topic, const void *key,
@@ -648,9 +744,16 @@ static void delivery_failed(struct kctx *k, const char *topic,
                           topic, rd_kafka_err2str(m->err));
 }
 
+static void dr_report(struct kctx *k, const rd_kafka_message_t *m);
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         (void)rk;
         struct kctx *k = opaque;
+        k->in_dr = 1;
+        dr_report(k, m);
+        k->in_dr = 0;
+}
+
+static void dr_report(struct kctx *k, const rd_kafka_message_t *m) {
         struct inflight *f = m->_private;
         if (!m->err) {
                 f->pending--;
@@ -904,6 +1007,7 @@ static int drain(struct kctx *k, int timeout_ms, int sync) {
         int64_t deadline = now_ms() + timeout_ms;
         while ((k->head || k->side_flight.pending) && !k->fatal) {
                 rd_kafka_poll(k->producer, 20);
+                produce_stashed(k);
                 commit_ready(k, sync);
                 if (now_ms() > deadline)
                         return -1;
@@ -939,8 +1043,10 @@ static void txn_stalled(struct kctx *k, const char *what,
  * `f` is their opaque and must outlive them. */
 static void settle(struct kctx *k, struct inflight *f) {
         int64_t deadline = now_ms() + 60000;
-        while (f->pending > 0 && now_ms() < deadline)
+        while (f->pending > 0 && now_ms() < deadline) {
                 rd_kafka_poll(k->producer, 10);
+                produce_stashed(k);
+        }
 }
 
 /* Exactly-once: m was read into the open transaction (txn_from). */
@@ -2326,6 +2432,7 @@ static void catch_up(struct kctx *k) {
         while (!k->st.side_caught_up && !should_stop(k) && !k->fatal) {
                 poll_sides(k, 100, 10000);
                 rd_kafka_poll(k->producer, 0);
+                produce_stashed(k);
                 commit_ready(k, 0);
                 /* Exactly-once: no batch commits the records produced
                  * meanwhile (audit records, dead letters); committed here
@@ -2468,6 +2575,13 @@ static void close_all(struct kctx *k) {
         }
         if (k->producer)
                 rd_kafka_destroy(k->producer);
+        /* Not produced: their batches were not committed either. */
+        while (k->stash) {
+                struct stashed *r = k->stash;
+                k->stash = r->next;
+                stashed_free(r);
+        }
+        k->stash_tail = &k->stash;
         for (size_t i = 0; i < k->n_msgs; i++)
                 rd_kafka_message_destroy(k->msgs[i]);
         free(k->msgs);
@@ -2570,6 +2684,7 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
 
         k.eos = k.cfg->kafka.guarantee == VEIL_EXACTLY_ONCE;
         k.kept_tail = &k.kept;
+        k.stash_tail = &k.stash;
         if ((rc = veil_checkpoint_config_parse(k.cfg, &k.ck, errstr,
                                                errstr_size)))
                 return rc;
@@ -2696,6 +2811,7 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                                 eos_rewind(&k);
                 }
                 rd_kafka_poll(k.producer, 0);
+                produce_stashed(&k);
                 commit_ready(&k, 0);
                 publish(&k, 0);
                 /* Bounded memory: stop reading while too many batches wait
@@ -2716,6 +2832,7 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                                 pause_tried = 1;
                         }
                         rd_kafka_poll(k.producer, pause_tried ? 100 : 10);
+                        produce_stashed(&k);
                         if (k.paused && k.n_msgs < (size_t)k.cfg->max_events) {
                                 /* Paused, the consumer is served too: what
                                  * it fetched before the pause is freed (a

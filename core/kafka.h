@@ -26,6 +26,8 @@ struct veil_kafka_stats {
         uint64_t produced;     /**< records handed to the producer */
         uint64_t acked;        /**< records acknowledged by the broker */
         uint64_t retried;      /**< records produced again after a failure */
+        uint64_t stashed;      /**< of those, produced again from the loop
+                                    (the queue was full in the callback) */
         uint64_t commits;      /**< offset commits issued */
         uint64_t aborted;      /**< transactions aborted (exactly-once) */
         uint64_t side_records; /**< side-input records consumed */

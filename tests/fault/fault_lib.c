@@ -200,6 +200,10 @@ struct fault_env *fault_env_new(const struct fault_opts *o) {
                 setenv("VEIL_PREFETCH_KB", e->o.prefetch_kb, 1);
         else
                 unsetenv("VEIL_PREFETCH_KB");
+        if (e->o.queue_max)
+                setenv("VEIL_QUEUE_MAX", e->o.queue_max, 1);
+        else
+                unsetenv("VEIL_QUEUE_MAX");
         if (e->o.offset_reset)
                 setenv("VEIL_OFFSET_RESET", e->o.offset_reset, 1);
         else

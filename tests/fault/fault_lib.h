@@ -50,6 +50,7 @@ struct fault_opts {
         const char *session_timeout_ms; /**< default: the YAML's */
         const char *message_timeout_ms; /**< default: the YAML's */
         const char *prefetch_kb; /**< queued.max.messages.kbytes */
+        const char *queue_max; /**< queue.buffering.max.messages */
         const char *offset_reset; /**< auto.offset.reset, default earliest */
         int max_inflight;      /**< 0: the host's default */
         /** Exactly-once: a run goes on after an aborted transaction (by

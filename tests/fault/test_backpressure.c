@@ -249,9 +249,63 @@ static void test_output_down(void **state) {
         assert_int_equal(c.missing, 0);
 }
 
+/* The producer's queue full when the records of an outage time out: each
+ * delivery report that produces its record again finds no room (the
+ * failed record still counts until its report returns). The report
+ * stashes it for the loop instead of polling from inside the callback, as
+ * deep as the reports queued; once the broker is back every event has its
+ * output. */
+static void test_queue_full_in_reports(void **state) {
+        struct bp *b = calloc(1, sizeof(*b));
+        assert_non_null(b);
+        b->saved_stderr = -1;
+        *state = b;
+        struct fault_opts o = {0};
+        o.external = 1;
+        o.brokers = 2;
+        o.partitions = 4;
+        o.message_timeout_ms = "3000";
+        o.queue_max = "200"; /* 16 batches of 128 wait for room */
+        struct fault_env *e = b->e = fault_env_new(&o);
+        assert_int_equal(fault_child_cmd(e, "leader in 1"), 0);
+        assert_int_equal(fault_child_cmd(e, "leader out 2"), 0);
+        assert_int_equal(fault_child_cmd(e, "leader dlq 2"), 0);
+        assert_int_equal(fault_child_cmd(e, "coordinator group %s 1",
+                                         e->group),
+                         0);
+        fault_run_start(e, 0, 150);
+        fault_feed(e, 500, 100);
+        double dl = now_s() + 60;
+        while (!e->ended && now_s() < dl && !fault_all_committed(e))
+                sleep_ms(100);
+        assert_true(fault_all_committed(e));
+        fault_broker_set(e, 2, 0);
+        fault_feed(e, 3000, 100);
+        sleep_ms(8000); /* two message timeouts */
+        fault_broker_set(e, 2, 1);
+        dl = now_s() + 90;
+        while (!e->ended && now_s() < dl && !fault_all_committed(e))
+                sleep_ms(200);
+        e->stop = 1;
+        fault_run_join(e);
+        fprintf(stderr, "# %llu records produced again, %llu of them from "
+                "the loop (the queue was full in the report)\n",
+                (unsigned long long)e->st.retried,
+                (unsigned long long)e->st.stashed);
+        assert_true(e->st.retried > 0);
+        assert_true(e->st.stashed > 0);
+        struct fault_count c;
+        fault_count_out(e, &c);
+        fault_print_count("queue full in reports", e, &c);
+        assert_int_equal(e->fed, 3500);
+        assert_int_equal(c.missing, 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_output_down, teardown),
+                cmocka_unit_test_teardown(test_queue_full_in_reports,
+                                          teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
