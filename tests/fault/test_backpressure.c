@@ -123,15 +123,27 @@ static double mib(long kib) {
         return (double)kib / 1024.0;
 }
 
-static void test_output_down(void **state) {
+/* The cluster in a child, two brokers: the input and the group on broker
+ * 1, the outputs on broker 2 (the one that goes down). */
+static struct fault_env *two_brokers(void **state, struct fault_opts *o) {
         struct bp *b = calloc(1, sizeof(*b));
         assert_non_null(b);
         b->saved_stderr = -1;
         *state = b;
+        o->external = 1;
+        o->brokers = 2;
+        struct fault_env *e = b->e = fault_env_new(o);
+        assert_int_equal(fault_child_cmd(e, "leader in 1"), 0);
+        assert_int_equal(fault_child_cmd(e, "leader out 2"), 0);
+        assert_int_equal(fault_child_cmd(e, "leader dlq 2"), 0);
+        assert_int_equal(fault_child_cmd(e, "coordinator group %s 1",
+                                         e->group),
+                         0);
+        return e;
+}
 
+static void test_output_down(void **state) {
         struct fault_opts o = {0};
-        o.external = 1;
-        o.brokers = 2;
         /* 16 partitions: the mock keeps about 5 MB of each. */
         o.partitions = 16;
         /* Shorter than the outage: records time out in the producer and
@@ -142,14 +154,8 @@ static void test_output_down(void **state) {
          * host holds at most: its producer queue is full at 100,000
          * records). Smaller, the host's own share shows. */
         o.prefetch_kb = "8192";
-        struct fault_env *e = b->e = fault_env_new(&o);
-        /* The input and the group on broker 1, the outputs on broker 2. */
-        assert_int_equal(fault_child_cmd(e, "leader in 1"), 0);
-        assert_int_equal(fault_child_cmd(e, "leader out 2"), 0);
-        assert_int_equal(fault_child_cmd(e, "leader dlq 2"), 0);
-        assert_int_equal(fault_child_cmd(e, "coordinator group %s 1",
-                                         e->group),
-                         0);
+        struct fault_env *e = two_brokers(state, &o);
+        struct bp *b = *state;
 
         /* The host's log, to find its pause in. */
         b->log = tmpfile();
@@ -256,23 +262,11 @@ static void test_output_down(void **state) {
  * deep as the reports queued; once the broker is back every event has its
  * output. */
 static void test_queue_full_in_reports(void **state) {
-        struct bp *b = calloc(1, sizeof(*b));
-        assert_non_null(b);
-        b->saved_stderr = -1;
-        *state = b;
         struct fault_opts o = {0};
-        o.external = 1;
-        o.brokers = 2;
         o.partitions = 4;
         o.message_timeout_ms = "3000";
         o.queue_max = "200"; /* 16 batches of 128 wait for room */
-        struct fault_env *e = b->e = fault_env_new(&o);
-        assert_int_equal(fault_child_cmd(e, "leader in 1"), 0);
-        assert_int_equal(fault_child_cmd(e, "leader out 2"), 0);
-        assert_int_equal(fault_child_cmd(e, "leader dlq 2"), 0);
-        assert_int_equal(fault_child_cmd(e, "coordinator group %s 1",
-                                         e->group),
-                         0);
+        struct fault_env *e = two_brokers(state, &o);
         fault_run_start(e, 0, 150);
         fault_feed(e, 500, 100);
         double dl = now_s() + 60;
