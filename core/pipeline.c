@@ -9,6 +9,7 @@
 
 #include "arena.h"
 #include "codec.h"
+#include "codec_int.h"
 #include "keyring.h"
 #include "log.h"
 #include "privacy_lint.h"
@@ -857,6 +858,14 @@ static const char *event_invalid(const struct veil_event *ev, char *buf,
                                  "field '%s' is longer than the %d bytes an "
                                  "id may have",
                                  ids[i].name, VEIL_ID_MAX);
+                        return buf;
+                }
+                /* Kafka's decoders check UTF-8; a CSV replay does not.
+                 * An item id that is not, once in popular's list, made
+                 * every later record fail to encode. */
+                if (n && !veil_utf8_valid(ids[i].v, n)) {
+                        snprintf(buf, size, "field '%s' is not valid UTF-8",
+                                 ids[i].name);
                         return buf;
                 }
         }

@@ -98,7 +98,8 @@ check "replay --batch 7" 0 "0 in 0 batches of up to 7$" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$root/config/demo/events.csv" --limit 0 --batch 7
 check "replay extra argument" 2 "one pipeline only, got an extra argument 'extra.yaml'" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" extra.yaml --events "$root/config/demo/events.csv" --limit 0
-# Ids over 512 bytes and times outside 1970..9999 are dead-lettered before
+# Ids over 512 bytes or not UTF-8 (a CSV is not checked as Kafka's Avro is)
+# and times outside 1970..9999 are dead-lettered before
 # any stage sees them (stages keep ids and put them in every record, and
 # subtract times); an id of exactly 512 bytes passes.
 tmp=$(mktemp -d)
@@ -107,8 +108,9 @@ x512=$(printf 'x%.0s' $(seq 1 512))
   echo "1291191960,17850,$x512,6,536365,United Kingdom"
   echo "1291191960,17850,${x512}y,6,536365,United Kingdom"
   echo "-9100000000000000,17851,85123A,6,536365,United Kingdom"
-  echo "9100000000000000,17852,85123A,6,536365,United Kingdom"; } >"$tmp/hostile.csv"
-check "replay: long ids and far times dead-lettered" 0 "31 recommendations, 3 dead letters" -- \
+  echo "9100000000000000,17852,85123A,6,536365,United Kingdom"
+  printf '1291191960,17853,BAD\377,6,536365,United Kingdom\n'; } >"$tmp/hostile.csv"
+check "replay: long ids, far times, ids not UTF-8 dead-lettered" 0 "31 recommendations, 4 dead letters" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/hostile.csv"
 # Hostile CSVs: each is refused at its line, or read as it says.
 H=ts,user_id,item,qty,invoice,country
