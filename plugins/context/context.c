@@ -130,21 +130,19 @@ static void session_from_attrs(const struct veil_event *ev,
 /* Session continuation of a personalized profile, then the profile update
  * once the features are known. */
 static void session_of(const struct state *s, const struct veil_profile *p,
-                       int created, const struct veil_event *ev,
+                       int created, const struct veil_event *ev, int64_t ts,
                        struct veil_session_info *si) {
         uint64_t sh = ev->ctx.session_id ? hash_str(ev->ctx.session_id) : 0;
         int fresh = created || p->position == 0 ||
                     (sh && sh != p->session) ||
-                    ev->ts_ms - p->last_ts > s->gap_ms ||
-                    p->last_ts - ev->ts_ms > s->gap_ms;
+                    ts - p->last_ts > s->gap_ms ||
+                    p->last_ts - ts > s->gap_ms;
         if (fresh) {
                 si->position = 1;
                 si->since_prev_ms = -1;
         } else {
                 si->position = p->position + 1;
-                si->since_prev_ms = ev->ts_ms > p->last_ts
-                                            ? ev->ts_ms - p->last_ts
-                                            : 0;
+                si->since_prev_ms = ts > p->last_ts ? ts - p->last_ts : 0;
         }
 }
 
@@ -231,6 +229,14 @@ static int process(void *state, struct veil_batch *b) {
                         continue; /* no personal processing at all */
 
                 int32_t item = items[i];
+                /* What the profile keeps is timed at most at the batch's
+                 * clock: one event stamped in year 9999 would otherwise
+                 * age the person's whole history out (the cutoff is its
+                 * time less the TTL) and keep its own item past the TTL.
+                 * The features of the hour and day use the event's own. */
+                int64_t ts = b->now_ms > 0 && ev->ts_ms > b->now_ms
+                                     ? b->now_ms
+                                     : ev->ts_ms;
                 int32_t off = 0;
                 if (ev->ctx.timezone &&
                     veil_tz_offset(s->tz, ev->ctx.timezone, ev->ts_ms, &off))
@@ -258,7 +264,7 @@ static int process(void *state, struct veil_batch *b) {
                         last_key = p ? key : NULL;
                         last_p = p;
                         if (p)
-                                session_of(s, p, created, ev, &si);
+                                session_of(s, p, created, ev, ts, &si);
                 } else {
                         session_from_attrs(ev, &si);
                 }
@@ -301,7 +307,7 @@ static int process(void *state, struct veil_batch *b) {
                 info->n_visit = p->visit_items < p->n_items ? p->visit_items
                                                             : p->n_items;
                 if (p->n_hist)
-                        veil_profiles_age(p, ev->ts_ms - s->ttl_ms);
+                        veil_profiles_age(p, ts - s->ttl_ms);
                 if (p->n_hist && hand_history(b, s->cat, p, info))
                         return -VEIL_ENOMEM;
                 if (p->n_prev) {
@@ -315,13 +321,13 @@ static int process(void *state, struct veil_batch *b) {
                         info->n_prev = p->n_prev;
                 }
                 if (item >= 0) {
-                        veil_profiles_push(s->prof, p, item, ev->ts_ms);
-                        veil_profiles_remember(s->prof, p, item, ev->ts_ms);
+                        veil_profiles_push(s->prof, p, item, ts);
+                        veil_profiles_remember(s->prof, p, item, ts);
                 }
                 p->session = ev->ctx.session_id
                                      ? hash_str(ev->ctx.session_id)
                                      : 0;
-                p->last_ts = ev->ts_ms;
+                p->last_ts = ts;
                 p->position = si.position;
                 memcpy(p->prev_features, fs.id, fs.n * sizeof(uint32_t));
                 p->n_prev = (uint32_t)fs.n;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <veil/veil.h>
 
@@ -525,11 +526,18 @@ static int32_t resolve(const char *q, size_t len, char *id,
         return item_index(ctx, id);
 }
 
+static int time_ok(int64_t t) {
+        return t >= 0 && t <= VEIL_TS_MAX_MS;
+}
+
 /* One pass over the buffer: apply = 0 only validates. */
 static int load_pass(struct veil_profiles *s, struct rbuf *r, int format,
                      int apply,
                      int32_t (*item_index)(void *ctx, const char *id),
                      void *ctx, char *key, char *id) {
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        int64_t now = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
         uint64_t count = rd_int(r, 4);
         for (uint64_t c = 0; c < count && !r->bad; c++) {
                 size_t kl = (size_t)rd_int(r, 2);
@@ -539,7 +547,11 @@ static int load_pass(struct veil_profiles *s, struct rbuf *r, int format,
                 int64_t last = (int64_t)rd_int(r, 8);
                 uint32_t pos = (uint32_t)rd_int(r, 4);
                 uint32_t n_prev = (uint32_t)rd_int(r, 4);
-                if (n_prev > VEIL_CTX_MAX_FEATURES || !kl)
+                /* Times outside 1970..9999 are from no checkpoint of ours
+                 * (events outside it are refused); later times subtract
+                 * them. */
+                if (n_prev > VEIL_CTX_MAX_FEATURES || !kl ||
+                    !time_ok(used) || !time_ok(last))
                         r->bad = 1;
                 if (r->bad)
                         break;
@@ -551,8 +563,15 @@ static int load_pass(struct veil_profiles *s, struct rbuf *r, int format,
                         memcpy(key, k, kl);
                         key[kl] = '\0';
                         int created;
-                        /* Oldest first: the LRU order comes back too. */
-                        p = veil_profiles_touch(s, key, used, &created);
+                        /* Oldest first: the LRU order comes back too. A
+                         * last use ahead of this host's clock (a host whose
+                         * clock ran fast) counts as now: expiry walks from
+                         * the least recently used and stops at the first
+                         * fresh one, so one profile in the future would
+                         * keep every other from expiring. */
+                        p = veil_profiles_touch(s, key,
+                                                used < now ? used : now,
+                                                &created);
                         if (!p)
                                 return -VEIL_ENOMEM;
                         p->session = session;
@@ -569,6 +588,8 @@ static int load_pass(struct veil_profiles *s, struct rbuf *r, int format,
                         size_t il;
                         const char *q = rd_id(r, &il);
                         int64_t ts = (int64_t)rd_int(r, 8);
+                        if (!time_ok(ts))
+                                r->bad = 1;
                         if (r->bad || !apply || p->n_items >= s->L)
                                 continue;
                         int32_t item = resolve(q, il, id, item_index, ctx);
@@ -596,6 +617,8 @@ static int load_pass(struct veil_profiles *s, struct rbuf *r, int format,
                         uint32_t visits = (uint32_t)rd_int(r, 4);
                         uint32_t last = (uint32_t)rd_int(r, 4);
                         int64_t ts = (int64_t)rd_int(r, 8);
+                        if (!time_ok(ts))
+                                r->bad = 1;
                         if (r->bad || !apply || !s->H)
                                 continue;
                         /* A smaller history keeps the items seen last. */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "catalog.h"
@@ -557,6 +558,33 @@ static void test_profile_checkpoint(void **st) {
         assert_int_equal(q->n_hist, 0);
         assert_int_equal(q->visit_items, 1); /* all of this visit */
         veil_profiles_free(t);
+        /* A last use ahead of this host's clock (2100: a host whose clock
+         * ran fast) counts as now: expiry walks from the least recently
+         * used and stopped at it, so nothing expired any more. */
+        unsigned char fut[sizeof(v1)];
+        memcpy(fut, v1, sizeof(v1));
+        static const unsigned char y2100[8] = {0, 0, 3, 187, 44, 195, 216, 0};
+        memcpy(fut + 12, y2100, 8);
+        assert_int_equal(veil_profiles_new(&t, 2, 2, 2, 1000), 0);
+        assert_int_equal(veil_profiles_load(t, fut, sizeof(fut), index_of,
+                                            &calls, err, sizeof(err)),
+                         0);
+        veil_profiles_touch(t, "later", (int64_t)time(NULL) * 1000,
+                            &created);
+        assert_int_equal(veil_profiles_expire(t, ((int64_t)time(NULL) +
+                                                  30 * 86400) * 1000),
+                         2);
+        veil_profiles_free(t);
+        /* Times outside 1970..9999 are no checkpoint of ours: refused
+         * (a later time less INT64_MIN overflowed). */
+        memcpy(fut, v1, sizeof(v1));
+        fut[28] = 0x80; /* the last event at INT64_MIN */
+        assert_int_equal(veil_profiles_new(&t, 2, 2, 2, 1000), 0);
+        assert_int_equal(veil_profiles_load(t, fut, sizeof(fut), index_of,
+                                            &calls, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_int_equal(veil_profiles_count(t), 0);
+        veil_profiles_free(t);
 }
 
 static void test_profile_stress(void **st) {
@@ -1042,6 +1070,23 @@ static void test_history(void **st) {
                                                      "71053", &v);
         assert_int_equal(v, 0);
         assert_int_equal(i2->n_history, 0);
+        /* An event stamped far ahead of the batch's clock (year 9999)
+         * counts as stamped at the clock: it does not age the history out
+         * (its time less the TTL was the cutoff), and its item ages as
+         * any other. */
+        int64_t t = (int64_t)time(NULL);
+        struct spec fut[] = {
+                {"eve", "85123A", "s1", NULL, t - 600, P},
+                {"eve", "71053", "s2", NULL, t - 300, P},
+                {"eve", "84406B", "s3", NULL, 253402300000, P},
+                {"eve", "22752", "s4", NULL, t, P},
+        };
+        b = h_run(&h, fut, 4);
+        assert_int_equal(info(&b->events[2])->n_history, 2);
+        const struct veil_context_info *i4f = hist_of(&b->events[3],
+                                                      "84406B", &v);
+        assert_int_equal(v, 1);
+        assert_int_equal(i4f->n_history, 3);
         h_close(&h);
 }
 
