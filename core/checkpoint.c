@@ -394,6 +394,14 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                 return;
         const char *name = k + gl + 1, *end = k + key_len;
         const char *slash = memchr(name, '/', (size_t)(end - name));
+        /* Another group whose name extends this one with '/' ("veil/eu"
+         * for "veil"): its keys have one more '/', or a stage part that is
+         * not "<index>-<plugin>". Not ours, so not kept: its chunks would
+         * never meet a manifest of ours, and pile up. */
+        if (slash && (memchr(slash + 1, '/', (size_t)(end - slash - 1)) ||
+                      name[0] < '0' || name[0] > '9' ||
+                      !memchr(name, '-', (size_t)(slash - name))))
+                return;
         if (!slash || slash == name || slash + 1 == end || !v) {
                 r->skipped++;
                 return;

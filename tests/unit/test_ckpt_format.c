@@ -333,6 +333,27 @@ static void test_foreign_and_refused(void **st) {
         assert_int_equal(restored, 0);
         assert_int_equal(next, 1);
         cap_free(&c);
+        /* A group whose name extends this one with '/' ("g/eu/…"): not
+         * held either (its chunks never met a manifest of ours, and piled
+         * up while reading). */
+        struct veil_checkpoint_reader *rd;
+        assert_int_equal(veil_checkpoint_reader_new(&rd, "g"), 0);
+        for (uint64_t seq = 1; seq <= 3; seq++) {
+                save(&a, &c, seq);
+                for (size_t i = 0; i < c.n; i++) {
+                        char *k = malloc(c.r[i].key_len + 3);
+                        memcpy(k, "g/eu", 4);
+                        memcpy(k + 4, c.r[i].key + 1, c.r[i].key_len - 1);
+                        veil_checkpoint_reader_add(rd, k,
+                                                   c.r[i].key_len + 3,
+                                                   c.r[i].value,
+                                                   c.r[i].value_len);
+                        free(k);
+                }
+                cap_free(&c);
+        }
+        assert_int_equal(veil_checkpoint_reader_bytes(rd), 0);
+        veil_checkpoint_reader_free(rd);
         /* A verified checkpoint the plugin refuses fails the restore. */
         close_pl(&b);
         open_pl(&b, 2, "");
