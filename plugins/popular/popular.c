@@ -253,7 +253,8 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         k);
         veil_notice_add(n, VEIL_NOTICE_RETENTION,
                         "For popularity we keep one count per item (at most "
-                        "%lld items), in memory until the service restarts; "
+                        "%lld items), in memory until the service restarts "
+                        "or reloads its configuration; "
                         "a count records no person.",
                         max_items);
         veil_notice_add(n, VEIL_NOTICE_PRIVACY,
