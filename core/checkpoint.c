@@ -162,7 +162,12 @@ static int save_stage(const struct veil_sink *sink, const char *topic,
                 put64(buf + 5, seq);
                 put32(buf + 13, (uint32_t)c);
                 memcpy(buf + 17, blob + off, n);
-                snprintf(key, sizeof(key), "%s%zu", prefix, c);
+                /* Two sets of keys, by the sequence number's parity: on
+                 * a compacted topic a checkpoint being written (its
+                 * manifest not yet) then never replaces the chunks of the
+                 * last complete one, which a crash now would need. */
+                snprintf(key, sizeof(key), seq % 2 ? "%s%zu.1" : "%s%zu",
+                         prefix, c);
                 rc = sink->produce(sink->ctx, topic, key, strlen(key), buf,
                                    17 + n, NULL);
         }
