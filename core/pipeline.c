@@ -95,6 +95,7 @@ struct veil_pipeline {
         /* Subjects (raw ids) to erase or export before the next batch. */
         char **erase_queue;
         size_t n_erase, cap_erase;
+        unsigned char *erase_only; /* per request: training only */
         double *erase_at; /**< parallel: when each was requested (mono s) */
         char **export_queue;
         size_t n_export, cap_export;
@@ -301,20 +302,35 @@ static double mono_s(void) {
         return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int veil_request_erase(veil_stage_t *st, const char *raw_id) {
+static int request_erase(veil_stage_t *st, const char *raw_id,
+                         int training_only) {
         struct veil_pipeline *p = st->p;
         int rc = enqueue(&p->erase_queue, &p->n_erase, &p->cap_erase, raw_id);
         if (rc)
                 return rc;
-        /* The request time, for the erasure latency the summary reports. */
+        /* The request time, for the erasure latency the summary reports,
+         * and its scope. */
         double *at = realloc(p->erase_at, p->cap_erase * sizeof(*at));
-        if (!at) {
+        if (at)
+                p->erase_at = at;
+        unsigned char *only = at ? realloc(p->erase_only, p->cap_erase)
+                                 : NULL;
+        if (!at || !only) {
                 free(p->erase_queue[--p->n_erase]);
                 return -VEIL_ENOMEM;
         }
-        p->erase_at = at;
+        p->erase_only = only;
         at[p->n_erase - 1] = mono_s();
+        only[p->n_erase - 1] = (unsigned char)(training_only != 0);
         return 0;
+}
+
+int veil_request_erase(veil_stage_t *st, const char *raw_id) {
+        return request_erase(st, raw_id, 0);
+}
+
+int veil_request_erase_training(veil_stage_t *st, const char *raw_id) {
+        return request_erase(st, raw_id, 1);
 }
 
 int veil_request_export(veil_stage_t *st, const char *raw_id) {
@@ -524,6 +540,7 @@ void veil_pipeline_destroy(struct veil_pipeline *p) {
         for (size_t i = 0; i < p->n_erase; i++)
                 free(p->erase_queue[i]);
         free(p->erase_queue);
+        free(p->erase_only);
         free(p->erase_at);
         for (size_t i = 0; i < p->n_export; i++)
                 free(p->export_queue[i]);
@@ -618,7 +635,7 @@ struct subject_forms {
 static void subject_forms(struct veil_pipeline *p, const char *raw,
                           struct subject_forms *sf) {
         sf->n = 1;
-        sf->f[0] = (struct veil_subject){raw, NULL};
+        sf->f[0] = (struct veil_subject){.raw_id = raw};
         if (!p->keyring)
                 return;
         if (veil_keyring_pseudonym(p->keyring, "subject", raw, strlen(raw),
@@ -634,7 +651,8 @@ static void subject_forms(struct veil_pipeline *p, const char *raw,
                                                strlen(raw), sf->pseudo[sf->n],
                                                VEIL_PSEUDONYM_MAX) <= 0)
                         continue;
-                sf->f[sf->n] = (struct veil_subject){raw, sf->pseudo[sf->n]};
+                sf->f[sf->n] = (struct veil_subject){.raw_id = raw,
+                                                    .pseudonym = sf->pseudo[sf->n]};
                 sf->n++;
         }
 }
@@ -695,6 +713,8 @@ static void apply_erasures(struct veil_pipeline *p) {
         for (size_t i = 0; i < p->n_erase; i++) {
                 struct subject_forms sf;
                 subject_forms(p, p->erase_queue[i], &sf);
+                for (size_t f = 0; f < sf.n; f++)
+                        sf.f[f].training_only = p->erase_only[i];
                 int failed = 0;
                 for (size_t s = 0; s < p->n_stages; s++) {
                         struct veil_stage *st = &p->stages[s];

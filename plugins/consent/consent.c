@@ -263,6 +263,8 @@ static void publish(struct veil_consent *s) {
         veil_metric_set(s->st, "records_rejected", (double)s->rejected);
         veil_metric_set(s->st, "records_out_of_order", (double)s->stale);
         veil_metric_set(s->st, "erasures_requested", (double)s->erasures);
+        veil_metric_set(s->st, "training_erasures_requested",
+                        (double)s->training_erasures);
 }
 
 static int process(void *state, struct veil_batch *b) {

@@ -54,6 +54,7 @@ struct veil_consent {
         uint64_t tiers[4];
         uint64_t none[VEIL_CONSENT_N_REASONS];
         uint64_t records, rejected, stale, tombstones, access, erasures;
+        uint64_t training_erasures; /**< training withdrawn alone */
 };
 
 /** Reads and checks the parameters; errors name the parameter's place. */

@@ -120,6 +120,15 @@ static void erase(struct veil_consent *s, const char *id) {
                          "cannot queue an erasure (code %d)", rc);
 }
 
+static void erase_training(struct veil_consent *s, const char *id) {
+        s->training_erasures++;
+        int rc = veil_request_erase_training(s->st, id);
+        if (rc)
+                veil_log(s->st, VEIL_LOG_ERROR,
+                         "cannot queue an erasure of training data (code %d)",
+                         rc);
+}
+
 /* A rejected record with a usable key: the ledger is unchanged, and a
  * person it has no entry for has no consent, so, as for a tombstone, a
  * stage's state restored from a checkpoint must go (when compaction left
@@ -291,5 +300,11 @@ int veil_consent_record(struct veil_consent *s,
         if (!(after & VEIL_PURPOSE_PERSONALIZATION) &&
             (!had || (before & VEIL_PURPOSE_PERSONALIZATION) || !after))
                 erase(s, id);
+        else if (had && (before & VEIL_PURPOSE_TRAINING) &&
+                 !(after & VEIL_PURPOSE_TRAINING))
+                /* Training withdrawn, personalization kept: what is held
+                 * for training goes (dp_model's example held for its next
+                 * step would otherwise be learned), the profile stays. */
+                erase_training(s, id);
         return 0;
 }

@@ -337,6 +337,10 @@ static int process(void *state, struct veil_batch *b) {
 
 static int erase(void *state, const struct veil_subject *subj) {
         struct state *s = state;
+        /* A profile serves personalization, not training: a withdrawal of
+         * training alone leaves it. */
+        if (subj->training_only)
+                return 0;
         /* Profiles are keyed by the pseudonym; by the raw id only when no
          * keyring was configured. */
         veil_profiles_erase(s->prof, subj->pseudonym);

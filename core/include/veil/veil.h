@@ -304,10 +304,21 @@ struct veil_subject {
                                 *   and export_subject are called once per
                                 *   key in keys.files, the active key's
                                 *   pseudonym first */
+        /** erase only: 1 when the subject withdrew consent to training
+         *  alone (veil_request_erase_training): delete only what is held
+         *  for training (dp_model's example held for its next step); a
+         *  stage that keeps nothing for training returns 0. A plugin built
+         *  before this field ignores it and erases everything, which is
+         *  the safe side. */
+        int training_only;
 };
 
 /** Asks the host to erase a subject in every stage before the next batch. */
 int veil_request_erase(veil_stage_t *st, const char *raw_id);
+/** The same for what is held for training alone: the subject withdrew
+ *  consent to training and kept personalization (erase's subject has
+ *  training_only set). */
+int veil_request_erase_training(veil_stage_t *st, const char *raw_id);
 /** Asks the host to collect, before the next batch, what every stage holds
  *  about a subject (their export_subject callbacks, one section per stage
  *  that has one) and emit it as one record on the pipeline's `access`

@@ -408,18 +408,24 @@ static void test_erase_drops_held_example(void **state) {
         assert_non_null(strstr(sec, "\"steps_joined_this_window\": \"2\""));
         free(sec);
         assert_int_equal(h_tombstone(&h, "bob"), 0);
-        /* The erasure is applied as the next batch begins (dave has no
+        /* carol withdraws training alone: her held example goes too, her
+         * personalization stays. */
+        assert_int_equal(h_grant(&h, "carol", 1, 0, 1, T0 + 1000), 0);
+        /* The erasures are applied as the next batch begins (dave has no
          * consent: nothing of his is learned; the batch refreshes the
          * gauges). */
         h_event_now_ms = S0 + 66000, h_event_ts_ms = S0 + 62000;
         h_event(&h, "dave", NULL, -1);
-        assert_int_equal(stage_gauge(&h, "held_next_step"), 1);
-        assert_int_equal(stage_gauge(&h, "not_learned_erased"), 1);
-        /* The open step is released: carol's held example is learned,
-         * bob's is not (bob's first event was in the open step). */
+        assert_int_equal(stage_gauge(&h, "held_next_step"), 0);
+        assert_int_equal(stage_gauge(&h, "not_learned_erased"), 2);
+        const struct veil_event *ev = h_event(&h, "carol", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->training, 0);
+        /* The open step is released: neither held example is learned,
+         * only bob's first event, of the open step. */
         h_event_now_ms = S0 + 75000, h_event_ts_ms = S0 + 70000;
         h_event(&h, "dave", NULL, -1); /* no consent: tier none */
-        assert_int_equal(stage_gauge(&h, "events_learned"), 2);
+        assert_int_equal(stage_gauge(&h, "events_learned"), 1);
         assert_int_equal(stage_gauge(&h, "held_next_step"), 0);
         h_close(&h);
         h_extra_stage = "";

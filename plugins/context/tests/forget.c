@@ -1,6 +1,7 @@
 /*
  * forget — a test stage standing in for the consent stage's requests: an
- * event of type "forget" asks the host to erase its user, one of type
+ * event of type "forget" asks the host to erase its user ("forget_training":
+ * what is held for training alone), one of type
  * "export" asks for an access record; both are dropped. Every other event
  * passes unchanged. Lets the tests reach the context stage's erase and
  * export callbacks through the host, as consent would.
@@ -23,6 +24,8 @@ static int process(void *state, struct veil_batch *b) {
                 int rc = 0;
                 if (!strcmp(ev->type, "forget"))
                         rc = veil_request_erase(s->st, ev->user_id);
+                else if (!strcmp(ev->type, "forget_training"))
+                        rc = veil_request_erase_training(s->st, ev->user_id);
                 else if (!strcmp(ev->type, "export"))
                         rc = veil_request_export(s->st, ev->user_id);
                 else

@@ -1049,6 +1049,13 @@ static void test_history(void **st) {
         assert_int_equal(h.n_access, 1);
         assert_non_null(strstr(h.access, "85123A@9000000 (visits: 2)"));
         assert_non_null(strstr(h.access, "\"visits\": \"4\""));
+        /* A withdrawal of training alone leaves the profile: it serves
+         * personalization. */
+        struct spec ft[] = {{"ann", "x", NULL, "forget_training", 13002, P}};
+        h_run(&h, ft, 1);
+        b = h_run(&h, a4, 1);
+        /* (three: 22633 is of this visit now, so not handed) */
+        assert_int_equal(info(&b->events[0])->n_history, 3);
         struct spec f[] = {{"ann", "x", NULL, "forget", 13002, P}};
         h_run(&h, f, 1);
         b = h_run(&h, a4, 1);
