@@ -163,7 +163,8 @@ static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
 }
 
 static int access_request(struct veil_consent *s, const char *uid,
-                          size_t len, const char *source, int64_t ts) {
+                          size_t len, const char *source, int64_t ts,
+                          const char *key, size_t key_len) {
         struct veil_ledger_key k;
         s->access++;
         veil_ledger_key(&s->ledger, uid, len, &k);
@@ -171,7 +172,14 @@ static int access_request(struct veil_consent *s, const char *uid,
         uint8_t now = e ? veil_consent_allowed(s, e) : 0;
         audit(s, uid, len, "access", e ? &now : NULL, e ? &now : NULL, source,
               ts);
-        return veil_request_export(s->st, uid);
+        int rc = veil_request_export(s->st, uid);
+        /* Keyed by the person's id, the request replaced their consent
+         * record at compaction: with no entry they have no consent, and
+         * state restored from a checkpoint must go, as for a tombstone
+         * (after the export, which the host applies first). */
+        if (!rc && !e && key_len == len && !memcmp(key, uid, len))
+                erase(s, uid);
+        return rc;
 }
 
 int veil_consent_record(struct veil_consent *s,
@@ -212,7 +220,7 @@ int veil_consent_record(struct veil_consent *s,
         const char *source = veil_consent_sources[veil_consent_source_index(
                 src, src_len)];
         if (!strcmp(kind, "access"))
-                return access_request(s, uid, uid_len, source, ts);
+                return access_request(s, uid, uid_len, source, ts, id, len);
         if (strcmp(kind, "consent"))
                 return reject_keyed(s, r, id, len, errstr, errstr_size,
                               "kind is neither consent nor access");

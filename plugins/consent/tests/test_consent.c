@@ -479,6 +479,17 @@ static void test_rejected_unknown_erases(void **state) {
         h_tick(&h);
         assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), n + 1);
         assert_int_equal(h.n_out > 0 && h.out[h.n_out - 1].dead_letter, 1);
+        /* An access request keyed by the person's id replaces their consent
+         * record at compaction: for someone with no entry it erases too,
+         * after the export; keyed apart, or for someone with an entry, not. */
+        h_consent(&h, "kim", "kim", "access", 0, 0, 0, -1, NULL, "app", T0);
+        h_tick(&h);
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), n + 2);
+        h_consent(&h, "access-lee", "lee", "access", 0, 0, 0, -1, NULL, "app",
+                  T0);
+        h_consent(&h, "amy", "amy", "access", 0, 0, 0, -1, NULL, "app", T0);
+        h_tick(&h);
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), n + 2);
         h_close(&h);
 }
 
