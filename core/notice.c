@@ -17,14 +17,23 @@ void veil_notice_add(veil_notice_t *n, veil_notice_topic_t topic,
                 n->l = l;
                 n->cap = cap;
         }
-        char buf[1024];
+        /* The whole text, however long: a notice cut short would misstate
+         * what is done (a list of kept attributes, a reason). */
+        char *text = NULL;
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(buf, sizeof(buf), fmt, ap);
+        int w = vasprintf(&text, fmt, ap);
         va_end(ap);
+        char *stage = strdup(n->stage ? n->stage : "");
+        if (w < 0 || !stage) {
+                if (w >= 0)
+                        free(text);
+                free(stage);
+                return;
+        }
         n->l[n->n].topic = topic;
-        n->l[n->n].stage = strdup(n->stage ? n->stage : "");
-        n->l[n->n].text = strdup(buf);
+        n->l[n->n].stage = stage;
+        n->l[n->n].text = text;
         n->n++;
 }
 

@@ -429,21 +429,21 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                                 "Other attributes sent with the event are "
                                 "discarded.");
         } else {
-                char keys[512];
-                size_t off = 0;
-                keys[0] = '\0';
-                for (size_t i = 0; i < pol->n_attrs && off < sizeof(keys);
-                     i++) {
-                        int w = snprintf(keys + off, sizeof(keys) - off,
-                                         "%s%s", i ? ", " : "", pol->attrs[i]);
-                        if (w < 0)
-                                break;
-                        off += (size_t)w;
-                }
-                veil_notice_add(n, VEIL_NOTICE_PROTECTION,
-                                "Of the attributes sent with the event, only "
-                                "%s %s kept; the others are discarded.",
-                                keys, pol->n_attrs > 1 ? "are" : "is");
+                /* Every key, however many: a list cut short would say
+                 * that the rest are discarded. */
+                char *keys = NULL;
+                size_t len = 0;
+                FILE *f = open_memstream(&keys, &len);
+                for (size_t i = 0; f && i < pol->n_attrs; i++)
+                        fprintf(f, "%s%s", i ? ", " : "", pol->attrs[i]);
+                if (f && fclose(f) == 0 && keys)
+                        veil_notice_add(n, VEIL_NOTICE_PROTECTION,
+                                        "Of the attributes sent with the "
+                                        "event, only %s %s kept; the others "
+                                        "are discarded.",
+                                        keys,
+                                        pol->n_attrs > 1 ? "are" : "is");
+                free(keys);
         }
         free(pol);
 }
