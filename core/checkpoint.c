@@ -451,8 +451,11 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                 r->skipped++;
                 return;
         }
-        if (seq > r->max_seq)
-                r->max_seq = seq;
+        /* The next number continues from the manifests alone: after a
+         * crash mid-checkpoint (chunks without their manifest) the next
+         * one takes the same number, so the same key set (see save_stage),
+         * and the one before stays whole however often that repeats. Its
+         * chunks replace the partial ones, as a retried produce's do: */
         /* A chunk written again for the same checkpoint (a retried
          * produce) replaces the earlier copy. */
         struct chunk *c = NULL;
