@@ -67,12 +67,15 @@ static int load_file(struct veil_plugin_handle *h, const char *file,
         }
         /* abi_version is the first member in every ABI version, so reading
          * it is safe whatever the plugin was built against. */
-        if (def->abi_version != VEIL_ABI_VERSION) {
+        if (def->abi_version < VEIL_ABI_MIN ||
+            def->abi_version > VEIL_ABI_VERSION) {
                 snprintf(errstr, errstr_size,
                          "plugin %s: built for plugin ABI version %u, this "
-                         "veil has ABI version %u; rebuild it against this "
-                         "veil's SDK headers",
-                         file, def->abi_version, VEIL_ABI_VERSION);
+                         "veil has ABI version %u (and loads plugins built "
+                         "for %u to %u); rebuild it against this veil's SDK "
+                         "headers",
+                         file, def->abi_version, VEIL_ABI_VERSION,
+                         VEIL_ABI_MIN, VEIL_ABI_VERSION);
                 dlclose(dl);
                 return -VEIL_EABI;
         }

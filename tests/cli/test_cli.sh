@@ -180,6 +180,6 @@ empty=$(mktemp -d); trap 'rm -rf "$empty"' EXIT
 check "plugin command help writes no key" 0 "^usage: veil pseudonymize keygen FILE.* 0 files" -- bash -c "cd '$empty' && { '$VEIL' pseudonymize keygen --help; echo \$(ls -A | wc -l) files; } | tr '\n' ' '"
 
 check "plugin command bad option" 2 "unknown option --frobnicate" -- "$VEIL" dp_model epsilon --frobnicate 1
-check "version" 0 "plugin ABI 2" -- "$VEIL" version
+check "version" 0 "plugin ABI 3" -- "$VEIL" version
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -46,6 +46,19 @@ static void test_other_abi(void **state) {
         snprintf(both, sizeof(both), "ABI version %d, this veil has ABI "
                  "version %d", VEIL_ABI_VERSION + 41, VEIL_ABI_VERSION);
         assert_non_null(strstr(err, both));
+        /* A plugin built for the oldest ABI this veil still takes loads;
+         * one built for the version before does not. */
+        rc = veil_plugin_load(&h, TEST_PLUGIN_DIR "/test_abi_min.so", NULL, 0,
+                              err, sizeof(err));
+        assert_int_equal(rc, 0);
+        assert_int_equal(h.def->abi_version, VEIL_ABI_MIN);
+        veil_plugin_unload(&h);
+        rc = veil_plugin_load(&h, TEST_PLUGIN_DIR "/test_abi_below_min.so",
+                              NULL, 0, err, sizeof(err));
+        assert_int_equal(rc, -VEIL_EABI);
+        snprintf(both, sizeof(both), "loads plugins built for %d to %d",
+                 VEIL_ABI_MIN, VEIL_ABI_VERSION);
+        assert_non_null(strstr(err, both));
 }
 
 static void test_no_entry(void **state) {

@@ -36,8 +36,16 @@ extern "C" {
  *  a mismatch. Fields appended to the end of struct veil_plugin keep the
  *  version: the loader reads struct_size and treats a missing one as NULL
  *  (it requires the struct up to optional_side_inputs, a name, and init,
- *  process and destroy). */
-#define VEIL_ABI_VERSION 2
+ *  process and destroy).
+ *
+ *  A change a plugin already built keeps working with, but a plugin built
+ *  for it must not run without (3: struct veil_subject's training_only,
+ *  read by erase; a host before it leaves the field unset), bumps the
+ *  version and keeps VEIL_ABI_MIN: this host loads plugins built for
+ *  VEIL_ABI_MIN to VEIL_ABI_VERSION, and an older host refuses the newer
+ *  ones. */
+#define VEIL_ABI_VERSION 3
+#define VEIL_ABI_MIN 2
 
 /** The symbol the loader looks up in every plugin. */
 #define VEIL_PLUGIN_ENTRY_SYMBOL "veil_plugin_entry"

@@ -1,5 +1,10 @@
-/* A plugin built for another ABI version: the loader must refuse it. */
+/* A plugin built for another ABI version: the loader must refuse it
+ * (TEST_ABI: a version to build for instead, tests/unit/CMakeLists.txt). */
 #include <veil/veil.h>
+
+#ifndef TEST_ABI
+#define TEST_ABI (VEIL_ABI_VERSION + 41)
+#endif
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **s, char *e,
                 size_t n) {
@@ -13,7 +18,7 @@ static int process(void *s, struct veil_batch *b) {
 static void destroy(void *s) { (void)s; }
 
 static const struct veil_plugin plugin = {
-        .abi_version = VEIL_ABI_VERSION + 41,
+        .abi_version = TEST_ABI,
         .struct_size = sizeof(struct veil_plugin),
         .name = "bad_abi",
         .init = init,
