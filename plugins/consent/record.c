@@ -112,21 +112,24 @@ static int reject(struct veil_consent *s, const struct veil_side_record *r,
 /* The record is applied whatever happens here: a queueing failure (out of
  * memory) is logged rather than turning an applied record into a dead
  * letter. */
-static void erase(struct veil_consent *s, const char *id) {
-        s->erasures++;
-        int rc = veil_request_erase(s->st, id);
+/* Everything held about the person, or (training_only) what is held for
+ * training alone. */
+static void request(struct veil_consent *s, const char *id,
+                    int training_only) {
+        int rc = training_only ? veil_request_erase_training(s->st, id)
+                               : veil_request_erase(s->st, id);
+        if (training_only)
+                s->training_erasures++;
+        else
+                s->erasures++;
         if (rc)
                 veil_log(s->st, VEIL_LOG_ERROR,
-                         "cannot queue an erasure (code %d)", rc);
+                         "cannot queue an erasure%s (code %d)",
+                         training_only ? " of training data" : "", rc);
 }
 
-static void erase_training(struct veil_consent *s, const char *id) {
-        s->training_erasures++;
-        int rc = veil_request_erase_training(s->st, id);
-        if (rc)
-                veil_log(s->st, VEIL_LOG_ERROR,
-                         "cannot queue an erasure of training data (code %d)",
-                         rc);
+static void erase(struct veil_consent *s, const char *id) {
+        request(s, id, 0);
 }
 
 /* A rejected record with a usable key: the ledger is unchanged, and a
@@ -313,6 +316,6 @@ int veil_consent_record(struct veil_consent *s,
                 /* Training withdrawn, personalization kept: what is held
                  * for training goes (dp_model's example held for its next
                  * step would otherwise be learned), the profile stays. */
-                erase_training(s, id);
+                request(s, id, 1);
         return 0;
 }

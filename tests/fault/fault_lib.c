@@ -149,6 +149,13 @@ void fault_lead(struct fault_env *e, const char *topic, int partitions,
                          0);
 }
 
+static void setenv_or_unset(const char *name, const char *value) {
+        if (value)
+                setenv(name, value, 1);
+        else
+                unsetenv(name);
+}
+
 struct fault_env *fault_env_new(const struct fault_opts *o) {
         struct fault_env *e = calloc(1, sizeof(*e));
         char err[1024];
@@ -188,26 +195,12 @@ struct fault_env *fault_env_new(const struct fault_opts *o) {
         setenv("VEIL_GROUP", e->group, 1);
         setenv("VEIL_GUARANTEE",
                e->o.exactly_once ? "exactly-once" : "at-least-once", 1);
-        if (e->o.session_timeout_ms)
-                setenv("VEIL_SESSION_TIMEOUT_MS", e->o.session_timeout_ms, 1);
-        else
-                unsetenv("VEIL_SESSION_TIMEOUT_MS");
-        if (e->o.message_timeout_ms)
-                setenv("VEIL_MESSAGE_TIMEOUT_MS", e->o.message_timeout_ms, 1);
-        else
-                unsetenv("VEIL_MESSAGE_TIMEOUT_MS");
-        if (e->o.prefetch_kb)
-                setenv("VEIL_PREFETCH_KB", e->o.prefetch_kb, 1);
-        else
-                unsetenv("VEIL_PREFETCH_KB");
-        if (e->o.queue_max)
-                setenv("VEIL_QUEUE_MAX", e->o.queue_max, 1);
-        else
-                unsetenv("VEIL_QUEUE_MAX");
-        if (e->o.offset_reset)
-                setenv("VEIL_OFFSET_RESET", e->o.offset_reset, 1);
-        else
-                unsetenv("VEIL_OFFSET_RESET");
+        /* An option not given falls back to the YAML's default. */
+        setenv_or_unset("VEIL_SESSION_TIMEOUT_MS", e->o.session_timeout_ms);
+        setenv_or_unset("VEIL_MESSAGE_TIMEOUT_MS", e->o.message_timeout_ms);
+        setenv_or_unset("VEIL_PREFETCH_KB", e->o.prefetch_kb);
+        setenv_or_unset("VEIL_QUEUE_MAX", e->o.queue_max);
+        setenv_or_unset("VEIL_OFFSET_RESET", e->o.offset_reset);
         /* The transactional id is "<group>-<instance>". */
         setenv("VEIL_INSTANCE_ID", "fault-test", 1);
 
