@@ -95,12 +95,18 @@ for eps in 1 2 4 8; do
 done
 variant bias0 0.01 1024 "dp_blocks: bias" "dp_optimizer: sgd" "dp_learning_rate: 30"
 variant full0 0.01 1024
-names="none prior noorder nonpriv public bias0 full0 bias1 bias2 bias4 bias8 full1 full8"
+# NAMES runs some of the models only and prints their raw results
+# ("NAME hit ndcg pop_hit pop_ndcg eps later_hit later_pop_hit"), no table.
+names=${NAMES:-none prior noorder nonpriv public bias0 full0 bias1 bias2 bias4 bias8 full1 full8}
 set -- $names
 while [ $# -gt 0 ]; do # two at a time: the machine has two cores
   run "$1" & [ $# -gt 1 ] && { run "$2" & }
   wait; shift; [ $# -gt 0 ] && shift
 done
+if [ -n "${NAMES:-}" ]; then
+  for n in $names; do echo "$n $(cat "$work/$n.res")"; done
+  exit 0
+fi
 read -r rh rn ph pn _ rl pl <"$work/none.res"
 read -r qh qn _ _ _ ql _ <"$work/prior.res"
 read -r nh nn _ _ _ nl _ <"$work/nonpriv.res"
