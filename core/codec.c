@@ -3023,9 +3023,13 @@ static int pii_add(struct veil_codec *c, const char *path, const char *mark) {
 }
 
 /* Walks a type in the JSON: records (inline, in unions, as array items or
- * map values, or named by reference) contribute their marked fields. */
+ * map values, or named by reference) contribute their marked fields. A
+ * mark other than "identifier" or "quasi" is refused (-VEIL_EINVAL, the
+ * field in err): read as no mark, `"pii": true` would turn the privacy
+ * lint off for the field and leave it out of the notice. */
 static int pii_walk(struct veil_codec *c, const struct json *t,
-                    const char *prefix, const char *ns, int depth) {
+                    const char *prefix, const char *ns, int depth,
+                    char *err, size_t err_size) {
         if (!t || depth > 16)
                 return 0;
         if (t->t == J_STR) {
@@ -3034,11 +3038,12 @@ static int pii_walk(struct veil_codec *c, const struct json *t,
                         return 0;
                 qualify(full, sizeof(full), t->s, ns);
                 return pii_walk(c, named_lookup(c->rs, full), prefix, ns,
-                                depth + 1);
+                                depth + 1, err, err_size);
         }
         if (t->t == J_ARR) {
                 for (size_t i = 0; i < t->n; i++) {
-                        int rc = pii_walk(c, t->v[i], prefix, ns, depth + 1);
+                        int rc = pii_walk(c, t->v[i], prefix, ns, depth + 1,
+                                          err, err_size);
                         if (rc)
                                 return rc;
                 }
@@ -3048,7 +3053,8 @@ static int pii_walk(struct veil_codec *c, const struct json *t,
                 return 0;
         const struct json *ty = json_get(t, "type");
         if (ty && ty->t != J_STR)
-                return pii_walk(c, ty, prefix, ns, depth + 1);
+                return pii_walk(c, ty, prefix, ns, depth + 1, err,
+                                err_size);
         const char *own = json_str(t, "namespace");
         const char *name = json_str(t, "name");
         char inner[512];
@@ -3057,13 +3063,15 @@ static int pii_walk(struct veil_codec *c, const struct json *t,
                 snprintf(inner, sizeof(inner), "%s", name);
                 *strrchr(inner, '.') = '\0';
         }
-        int rc = pii_walk(c, json_get(t, "items"), prefix, inner, depth + 1);
+        int rc = pii_walk(c, json_get(t, "items"), prefix, inner, depth + 1,
+                          err, err_size);
         if (!rc)
                 rc = pii_walk(c, json_get(t, "values"), prefix, inner,
-                              depth + 1);
+                              depth + 1, err, err_size);
         const struct json *fs = json_get(t, "fields");
         for (size_t i = 0; !rc && fs && fs->t == J_ARR && i < fs->n; i++) {
                 const char *fn = json_str(fs->v[i], "name");
+                const struct json *pj = json_get(fs->v[i], "pii");
                 const char *mark = json_str(fs->v[i], "pii");
                 char path[512];
                 if (!fn)
@@ -3072,11 +3080,21 @@ static int pii_walk(struct veil_codec *c, const struct json *t,
                         snprintf(path, sizeof(path), "%s.%s", prefix, fn);
                 else
                         snprintf(path, sizeof(path), "%s", fn);
+                if (pj && !(mark && (!strcmp(mark, "identifier") ||
+                                     !strcmp(mark, "quasi")))) {
+                        snprintf(err, err_size,
+                                 "field '%s': \"pii\" must be "
+                                 "\"identifier\" (it identifies a person) "
+                                 "or \"quasi\" (it helps to); leave it out "
+                                 "for a field that does neither",
+                                 path);
+                        return -VEIL_EINVAL;
+                }
                 if (mark)
                         rc = pii_add(c, path, mark);
                 if (!rc)
                         rc = pii_walk(c, json_get(fs->v[i], "type"), path,
-                                      inner, depth + 1);
+                                      inner, depth + 1, err, err_size);
         }
         return rc;
 }
@@ -3161,8 +3179,15 @@ static int codec_create(struct veil_codec **out, const char *path,
         c->out_rec = (struct veil_rec){.v = c->out, .pool = &c->out_pool};
         c->in_pool.fill_defaults = c->out_pool.fill_defaults = fill_defaults;
         c->in_pool.ctx = c->out_pool.ctx = c;
-        if ((rc = pii_walk(c, c->rs->json, "", NULL, 0)))
-                goto nomem;
+        char pii_err[1024];
+        if ((rc = pii_walk(c, c->rs->json, "", NULL, 0, pii_err,
+                           sizeof(pii_err)))) {
+                if (rc == -VEIL_ENOMEM)
+                        goto nomem;
+                rc = fail(errstr, errstr_size, rc, "schema %s: %s", path,
+                          pii_err);
+                goto err;
+        }
         /* An interaction schema that cannot stand for the event is a
          * configuration error; any other schema simply has no events. */
         if (check_event_schema(c->rs, c->event_err, sizeof(c->event_err)) ==

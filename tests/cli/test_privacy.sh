@@ -64,6 +64,21 @@ check "lint context.ip kept without a reason" 2 \
 out=$("$VEIL" lint "$here/leak_ip.yaml" 2>&1)
 [ "$(grep -c "can reach output" <<<"$out")" -eq 1 ] && { passes=$((passes + 1)); echo "ok only context.ip leaks"; } ||
   { echo "FAIL only context.ip should leak:"; echo "$out"; fails=$((fails + 1)); }
+# A mark the lint does not know is refused, not read as no mark: "pii":
+# true on user_id would otherwise let the raw id through and out of the
+# notice.
+sed 's/"pii": "identifier"/"pii": true/' "$root/schemas/interaction.avsc" >"$tmp/bool.avsc"
+sed 's/"pii": "quasi"/"pii": "Quasi"/' "$root/schemas/interaction.avsc" >"$tmp/case.avsc"
+grep -q '"pii": true' "$tmp/bool.avsc" && grep -q '"pii": "Quasi"' "$tmp/case.avsc" ||
+  { echo "FAIL the schema edits found no mark"; fails=$((fails + 1)); }
+for s in bool case; do
+  sed -e "s|\.\./\.\./schemas/interaction.avsc|$tmp/$s.avsc|g" "$here/leak_user_id.yaml" >"$tmp/$s.yaml"
+done
+check "lint refuses \"pii\": true" 2 \
+  "bool.yaml:4:33: input leak.in: schema .*bool.avsc: field 'user_id': \"pii\" must be \"identifier\" \(it identifies a person\) or \"quasi\"" \
+  -- "$VEIL" lint "$tmp/bool.yaml"
+check "notice refuses \"pii\": \"Quasi\"" 2 "field 'context\.[a-z_]+': \"pii\" must be" \
+  -- "$VEIL" notice "$tmp/case.yaml"
 check "lint state without keys" 2 \
   "state_nokeys.yaml:15:8: state: checkpoints stage state to a topic, and without a keys: section stages hold what they keep about a user under the raw user_id; add keys:" \
   -- "$VEIL" lint "$here/state_nokeys.yaml"
