@@ -45,8 +45,9 @@ struct veil_learner {
         uint32_t col_stamp;
 
         /* The support: sampled items, their rows of V and b. */
-        uint32_t *perm;
+        uint32_t *perm; /* the identity between draws */
         size_t n_perm;
+        size_t *swp;    /* a draw's swaps, undone after it */
         uint32_t *sup;
         size_t n_sup;
         float *VS, *bS;
@@ -54,7 +55,7 @@ struct veil_learner {
         size_t n_forced;
         /* veil_learner_support_epoch: one draw per epoch (DP step). */
         int hold;
-        uint64_t epoch, drawn_epoch;
+        uint64_t seed, epoch, drawn_epoch;
         size_t drawn_items;
         uint32_t *colmark, *col;
         uint32_t stamp;
@@ -146,6 +147,7 @@ void veil_learner_free(struct veil_learner *L) {
         free(L->col_of);
         free(L->perm);
         free(L->sup);
+        free(L->swp);
         free(L->VS);
         free(L->bS);
         free(L->cV);
@@ -185,13 +187,14 @@ int veil_learner_new(struct veil_learner **out,
                 L->cfg.negatives = 1;
         if (!L->cfg.max_user_examples)
                 L->cfg.max_user_examples = 1;
-        L->rng = seed ^ 0x5deece66dULL;
+        L->rng = L->seed = seed ^ 0x5deece66dULL;
         L->d = m->d;
         L->cap_items = m->cap;
         L->space = m->space;
         size_t d = m->d, S = L->cfg.negatives;
         L->perm = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
         L->sup = calloc(S, sizeof(uint32_t));
+        L->swp = calloc(S, sizeof(size_t));
         L->VS = floats64(S * d);
         L->bS = floats64(S);
         L->colmark = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
@@ -207,7 +210,7 @@ int veil_learner_new(struct veil_learner **out,
         L->urows = calloc(m->cap ? m->cap : 1, sizeof(uint32_t));
         L->erows = calloc(m->space, sizeof(uint32_t));
         L->col_of = calloc(m->space + m->cap, sizeof(uint64_t));
-        if (!L->perm || !L->sup || !L->VS || !L->bS ||
+        if (!L->perm || !L->sup || !L->swp || !L->VS || !L->bS ||
             !L->colmark || !L->col || !L->g.V || !L->g.U || !L->g.E ||
             !L->g.b || !L->vmark || !L->umark || !L->emark || !L->vrows ||
             !L->urows || !L->erows || !L->col_of) {
@@ -325,9 +328,21 @@ static int reserve(struct veil_learner *L, size_t n_ex, size_t n_users,
         return 0;
 }
 
-/* Uniform items without replacement: a partial Fisher–Yates shuffle of a
- * permutation kept across steps. Independent of the data, so one user's
- * example never depends on another's. */
+/* A 64-bit mix (splitmix64's finalizer): the seed of an epoch's draw. */
+static uint64_t mix64(uint64_t x) {
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+        return x ^ (x >> 31);
+}
+
+/* Uniform items without replacement: a partial Fisher–Yates shuffle of the
+ * identity permutation, undone afterwards. Independent of the data, so one
+ * user's example never depends on another's. With one draw per epoch (DP
+ * steps) the draw is a function of the seed and the epoch alone: drawn
+ * from a generator carried across steps, or from a permutation left
+ * shuffled, the draw of a step would depend on how many earlier steps had
+ * an example to learn, so one person learning alone in a step would change
+ * every later step's contributions of everyone else. */
 static void sample_support(struct veil_learner *L, size_t items) {
         while (L->n_perm < items) {
                 L->perm[L->n_perm] = (uint32_t)L->n_perm;
@@ -344,9 +359,11 @@ static void sample_support(struct veil_learner *L, size_t items) {
                 return;
         L->drawn_epoch = L->epoch;
         L->drawn_items = items;
+        uint64_t epoch_rng = mix64(L->seed ^ mix64(L->epoch + 1));
+        uint64_t *rng = L->hold ? &epoch_rng : &L->rng;
         size_t S = L->cfg.negatives < items ? L->cfg.negatives : items;
         for (size_t t = 0; t < S; t++) {
-                size_t r = t + (size_t)(veil_model_uniform(&L->rng) *
+                size_t r = t + (size_t)(veil_model_uniform(rng) *
                                         (double)(items - t));
                 if (r >= items)
                         r = items - 1;
@@ -354,6 +371,12 @@ static void sample_support(struct veil_learner *L, size_t items) {
                 L->perm[t] = L->perm[r];
                 L->perm[r] = x;
                 L->sup[t] = L->perm[t];
+                L->swp[t] = r;
+        }
+        for (size_t t = S; t-- > 0;) {
+                uint32_t x = L->perm[t];
+                L->perm[t] = L->perm[L->swp[t]];
+                L->perm[L->swp[t]] = x;
         }
         L->n_sup = S;
 }

@@ -866,6 +866,56 @@ static void test_support_per_epoch(void **st) {
         assert_memory_not_equal(alone, after, sizeof(alone));
 }
 
+/* An epoch's draw does not depend on the steps before it: whether an
+ * earlier step had an example to learn (one person alone in it, or nobody)
+ * must not change the items a later step samples, or that person would
+ * change everyone's later contributions. Without the hold (counted steps,
+ * a draw per batch) it may. */
+static void epoch_support(int hold, int learn_first, uint64_t epoch,
+                          uint32_t *out, size_t *n_out) {
+        struct veil_model *m = new_model(EI, 0, 8, 16, 3);
+        struct veil_learn_cfg lc = {0.1f, 1e9f, 1.0f, 4, 32, 0};
+        static const uint32_t f[] = {1, 2};
+        const struct veil_example u = {f, 2, 3, NULL, 0, 7, 0};
+        struct veil_learner *L;
+        char err[128];
+        float scratch[EI];
+        assert_int_equal(veil_learner_new(&L, &lc, m, 1), 0);
+        veil_learner_set_noise(L, take_b, scratch);
+        for (uint64_t e = 1; e < epoch; e++) {
+                if (hold)
+                        veil_learner_support_epoch(L, e);
+                if (learn_first)
+                        assert_int_equal(veil_learn_step(L, m, &u, 1, 1, err,
+                                                         sizeof(err)),
+                                         0);
+        }
+        if (hold)
+                veil_learner_support_epoch(L, epoch);
+        assert_int_equal(veil_learn_step(L, m, &u, 1, 1, err, sizeof(err)),
+                         0);
+        const uint32_t *sup = veil_learn_support(L, n_out);
+        memcpy(out, sup, *n_out * sizeof(uint32_t));
+        veil_learner_free(L);
+        veil_model_free(m);
+}
+
+static void test_support_history_free(void **st) {
+        (void)st;
+        uint32_t a[4], b[4], c[4];
+        size_t na, nb, nc;
+        epoch_support(1, 1, 5, a, &na); /* four steps learned before */
+        epoch_support(1, 0, 5, b, &nb); /* none */
+        assert_int_equal(na, 4);
+        assert_int_equal(nb, na);
+        assert_memory_equal(a, b, na * sizeof(uint32_t));
+        epoch_support(1, 0, 6, c, &nc); /* another epoch draws otherwise */
+        assert_memory_not_equal(a, c, na * sizeof(uint32_t));
+        epoch_support(0, 1, 5, a, &na);
+        epoch_support(0, 0, 5, b, &nb);
+        assert_memory_not_equal(a, b, na * sizeof(uint32_t));
+}
+
 /* With double sums (DP) one person more or less changes the step's sum by
  * their own contribution alone, up to double rounding: the sum of n
  * contributions less the same sum without person u is u's sum, whatever
@@ -993,6 +1043,7 @@ int main(void) {
                 cmocka_unit_test(test_clipping_matches_materialized),
                 cmocka_unit_test(test_apply_paths_agree),
                 cmocka_unit_test(test_support_per_epoch),
+                cmocka_unit_test(test_support_history_free),
                 cmocka_unit_test(test_double_sums_neighbours),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
