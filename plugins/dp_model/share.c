@@ -457,21 +457,39 @@ size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m) {
         return (size_t)(sh->st.applied_chunks - before);
 }
 
-double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc) {
-        if (!(sh->own_rho > rho_acc))
-                return 0;
-        /* The accountant is saved before every release, so this happens
-         * only when its file was lost or replaced: those releases are in
-         * the topic and in the other instances' models all the same. They
-         * count as another sender's, under a name of their own, which the
-         * checkpoint table keeps. */
+/* The pseudo-sender that stands for this instance's releases before its
+ * accountant file (malloc'd name). */
+static char *before_name(const struct veil_share *sh) {
         size_t l = strlen(sh->self);
         char *name = malloc(l + sizeof(" (before its accountant file)"));
+        if (name) {
+                memcpy(name, sh->self, l);
+                strcpy(name + l, " (before its accountant file)");
+        }
+        return name;
+}
+
+double veil_share_own_before(const struct veil_share *sh) {
+        char *name = before_name(sh);
         if (!name)
                 return INFINITY;
-        memcpy(name, sh->self, l);
-        strcpy(name + l, " (before its accountant file)");
-        struct peer *p = peer(sh, name, 1);
+        struct peer *p = peer((struct veil_share *)sh, name, 0);
+        free(name);
+        return p ? p->rho : 0;
+}
+
+double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc) {
+        if (!(sh->own_rho > rho_acc + veil_share_own_before(sh)))
+                return 0;
+        /* The accountant is saved before every release, so this happens
+         * only when its file (or the .others file) was lost or replaced:
+         * those releases are in the topic and in the other instances'
+         * models all the same. They count as another sender's, under a
+         * name of their own, which the checkpoint table keeps; how much of
+         * them the accountant's file already counts is unknown, so all
+         * of them do (a replaced file counts some twice). */
+        char *name = before_name(sh);
+        struct peer *p = name ? peer(sh, name, 1) : NULL;
         free(name);
         if (!p)
                 return INFINITY;

@@ -77,11 +77,19 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
 /** The first batch: applies what was kept. Returns chunks applied. */
 size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m);
 
-/** Own releases read back from the topic whose ρ is above rho_acc (this
- *  instance's accountant: its file was lost or replaced) are counted as
+/** Own releases read back from the topic whose ρ is above what this
+ *  instance counts as its own (rho_acc, its accountant, plus
+ *  veil_share_own_before: its file was lost or replaced) are counted as
  *  another sender's. Returns their ρ, or 0 when the accountant covers
  *  them (INFINITY when memory ran out: an unknown cost). */
 double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc);
+
+/** The ρ of this instance's releases that its accountant does not count
+ *  (veil_share_own_unaccounted), 0 when none. The ρ an update carries is
+ *  the accountant's plus this: every release of the sender, so that what
+ *  it carries never goes down when an accountant file is lost and the
+ *  others, who count a sender at the largest ρ it sent, do not lose it. */
+double veil_share_own_before(const struct veil_share *sh);
 
 /** The sum of the largest ρ each other instance's releases carried, read
  *  from the topic or restored from the checkpoint: what those releases

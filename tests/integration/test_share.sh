@@ -159,6 +159,7 @@ ok "veil dp_model accountant on b's file: epsilon $own of its own, $total with t
 # b's accountant file lost: its releases on the topic still count, as
 # another sender's, from its first batch.
 b_rho=$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" | jq -r '.value | select(.instance == "b") | .rho' | sort -g | tail -1)
+b_seq=$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" | jq -r '.value | select(.instance == "b") | .seq' | sort -n | tail -1)
 rm -f "$WORK/acc-b"
 VEIL_INSTANCE_ID=b VEIL_ACCOUNTANT="$WORK/acc-b" \
   start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-b3.log"
@@ -173,4 +174,12 @@ awk -v l="$lost" -v b="$b_rho" 'BEGIN{exit !(l >= b * 0.999)}' ||
 grep -q "now counts the releases of 2 other instance(s)" "$WORK/veil-b3.log" ||
   fail "b's lost releases do not count in its epsilon"
 ok "with its accountant file lost, b counts its earlier releases (rho $lost) as another sender's"
+# ... and so do the others: what b sends from now on carries them, since a
+# reader counts a sender at the largest rho it sent.
+new_rho=$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" |
+  jq -r --argjson s "$b_seq" '.value | select(.instance == "b" and .seq > $s) | .rho' | sort -g | head -1)
+[ -n "$new_rho" ] || fail "b released nothing after its accountant file was lost"
+awk -v n="$new_rho" -v b="$b_rho" 'BEGIN{exit !(n > b)}' ||
+  fail "b's releases after its file was lost carry rho $new_rho, not above the $b_rho it sent before"
+ok "b's releases after its file was lost carry rho from $new_rho (before: $b_rho)"
 echo "PASS test_share"

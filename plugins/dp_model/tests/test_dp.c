@@ -910,11 +910,27 @@ static void test_share_records(void **st) {
         double before = veil_share_others_rho(sh, NULL);
         assert_true(veil_share_own_unaccounted(sh, 0.75) == 0);
         assert_true(veil_share_others_rho(sh, NULL) == before);
+        assert_true(veil_share_own_before(sh) == 0);
         assert_true(veil_share_own_unaccounted(sh, 0.1) == 0.75);
         assert_true(veil_share_others_rho(sh, NULL) >= before + 0.75);
-        /* Asked again (another restart), it is not counted twice. */
-        assert_true(veil_share_own_unaccounted(sh, 0.1) == 0.75);
+        /* What this instance sends from now on carries them too (its
+         * accountant's 0.1 and these 0.75): the others count a sender at
+         * the largest ρ it sent, and would otherwise keep 0.75 while it
+         * spends more. */
+        assert_true(veil_share_own_before(sh) == 0.75);
+        /* Asked again (another restart, its records now carrying the
+         * accountant's ρ and these), they are not counted twice. */
+        update_rec_of(c, &b, "self", 1.0f, 0.1 + 0.75);
+        assert_int_equal(veil_codec_decode_rec(c, b.data, b.len, &r, err,
+                                               sizeof(err)),
+                         0);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 0);
+        assert_true(veil_share_own_unaccounted(sh, 0.1) == 0);
         assert_true(veil_share_others_rho(sh, NULL) < before + 0.75 + 1e-9);
+        /* Its file lost again: all it sent counts, once. */
+        assert_true(veil_share_own_unaccounted(sh, 0) == 0.1 + 0.75);
+        assert_true(veil_share_others_rho(sh, NULL) < before + 0.85 + 1e-9);
+        assert_true(veil_share_own_before(sh) == 0.1 + 0.75);
         veil_buf_free(&b);
         veil_share_free(sh);
         veil_model_free(m);
