@@ -20,20 +20,12 @@ static int refuse(const struct veil_config *next, char *errstr,
         return -VEIL_EINVAL;
 }
 
-static const char *setting(const struct veil_config *c, const char *key) {
+static const struct veil_kvpair *setting(const struct veil_config *c,
+                                        const char *key) {
         for (size_t i = 0; i < c->kafka.n_settings; i++)
                 if (!strcmp(c->kafka.settings[i].key, key))
-                        return c->kafka.settings[i].value;
+                        return &c->kafka.settings[i];
         return NULL;
-}
-
-/* librdkafka properties whose values are credentials (sasl.password,
- * ssl.key.password, sasl.oauthbearer.client.secret, a private key in PEM…):
- * a refusal says they changed, never what they were or became. */
-static int secret(const char *key) {
-        return strstr(key, "password") || strstr(key, "secret") ||
-               !strcmp(key, "ssl.key.pem") ||
-               !strcmp(key, "sasl.oauthbearer.config");
 }
 
 int veil_reload_check(const struct veil_config *cur,
@@ -61,21 +53,26 @@ int veil_reload_check(const struct veil_config *cur,
                 const struct veil_config *a = pair[d][0], *b = pair[d][1];
                 for (size_t i = 0; i < a->kafka.n_settings; i++) {
                         const struct veil_kvpair *kv = &a->kafka.settings[i];
-                        const char *other = setting(b, kv->key);
-                        if (other && !strcmp(other, kv->value))
+                        const struct veil_kvpair *o = setting(b, kv->key);
+                        if (o && !strcmp(o->value, kv->value))
                                 continue;
-                        char what[300];
-                        snprintf(what, sizeof(what), "kafka.settings.%s",
-                                 kv->key);
-                        const char *from = d ? other : kv->value;
-                        const char *to = d ? kv->value : other;
-                        if (secret(kv->key)) {
-                                from = from ? "(hidden)" : NULL;
-                                to = to ? "(hidden)" : NULL;
-                        }
-                        return refuse(next, errstr, errstr_size, what,
-                                      from ? from : "(unset)",
-                                      to ? to : "(unset)");
+                        /* Never their values: which settings are
+                         * credentials is an open list (sasl.username is
+                         * an API key on some clouds, a PEM is a key). */
+                        const struct veil_kvpair *at = d ? kv : o;
+                        char where[64] = "";
+                        if (at)
+                                snprintf(where, sizeof(where), ":%d:%d",
+                                         at->line, at->col);
+                        snprintf(errstr, errstr_size,
+                                 "%s%s: kafka.settings.%s %s (values not "
+                                 "shown); a running veil keeps its Kafka "
+                                 "clients, so this needs a restart (nothing "
+                                 "was changed)",
+                                 next->file, where, kv->key,
+                                 !o ? (d ? "was added" : "was removed")
+                                    : "changed");
+                        return -VEIL_EINVAL;
                 }
         }
         struct veil_http_config ha, hb;
