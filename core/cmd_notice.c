@@ -43,16 +43,24 @@ static const char *plain(const char *path) {
         return path;
 }
 
-static void list(char *buf, size_t size, const char **paths,
-                 const char **marks, size_t n, const char *mark) {
-        size_t o = 0, k = 0;
-        buf[0] = '\0';
-        for (size_t i = 0; i < n; i++) {
-                if (strcmp(marks[i], mark) || o >= size)
-                        continue;
-                o += (size_t)snprintf(buf + o, size - o, "%s%s",
-                                      k++ ? "; " : "", plain(paths[i]));
+/* The plain words of the fields marked `mark`, "; "-separated, whole
+ * (a notice line is never cut): malloc'd, "" for none, NULL without
+ * memory. */
+static char *list(const char **paths, const char **marks, size_t n,
+                  const char *mark) {
+        char *buf = NULL;
+        size_t len = 0, k = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!strcmp(marks[i], mark))
+                        fprintf(f, "%s%s", k++ ? "; " : "", plain(paths[i]));
+        if (fclose(f)) {
+                free(buf);
+                return NULL;
         }
+        return buf;
 }
 
 static int stage_said(const struct veil_notice *n, veil_notice_topic_t t) {
@@ -73,19 +81,24 @@ static void host_before(struct veil_notice *n, struct veil_pipeline *p) {
                         "with an item (which item, what you did, when), as "
                         "our services send it (Kafka topic '%s').",
                         cfg->input.topic);
-        char buf[2048];
-        list(buf, sizeof(buf), paths, marks, np, "identifier");
-        if (buf[0])
+        char *ids = list(paths, marks, np, "identifier");
+        char *quasi = list(paths, marks, np, "quasi");
+        if (!ids || !quasi) /* without memory, say that much */
+                veil_notice_add(n, VEIL_NOTICE_COLLECTED,
+                                "(The fields that identify you could not be "
+                                "listed: out of memory.)");
+        if (ids && ids[0])
                 veil_notice_add(n, VEIL_NOTICE_COLLECTED,
                                 "Of that record, this identifies you: %s.",
-                                buf);
-        list(buf, sizeof(buf), paths, marks, np, "quasi");
-        if (buf[0])
+                                ids);
+        if (quasi && quasi[0])
                 veil_notice_add(n, VEIL_NOTICE_COLLECTED,
                                 "These could help to identify you when "
                                 "combined, and are treated as personal data: "
                                 "%s.",
-                                buf);
+                                quasi);
+        free(ids);
+        free(quasi);
         for (size_t i = 0; i < cfg->n_side_inputs; i++)
                 veil_notice_add(n, VEIL_NOTICE_COLLECTED,
                                 "We also read the '%s' records (Kafka topic "
@@ -128,25 +141,31 @@ static void host_before(struct veil_notice *n, struct veil_pipeline *p) {
 
 static void host_after(struct veil_notice *n, struct veil_pipeline *p) {
         const struct veil_config *cfg = veil_pipeline_config(p);
-        char buf[2048];
-        size_t o = 0, k = 0;
-        buf[0] = '\0';
+        char *buf = NULL;
+        size_t len = 0, k = 0;
+        FILE *f = open_memstream(&buf, &len);
         const struct veil_binding *dlq = NULL;
-        for (size_t i = 0; i < cfg->n_outputs && o < sizeof(buf); i++) {
+        for (size_t i = 0; i < cfg->n_outputs; i++) {
                 const struct veil_binding *b = &cfg->outputs[i];
                 if (!strcmp(b->name, "dead_letter")) {
                         dlq = b;
                         continue;
                 }
-                o += (size_t)snprintf(buf + o, sizeof(buf) - o,
-                                      "%s%s (Kafka topic '%s')",
-                                      k++ ? ", " : "", b->name, b->topic);
+                if (f)
+                        fprintf(f, "%s%s (Kafka topic '%s')", k ? ", " : "",
+                                b->name, b->topic);
+                k++;
         }
+        if (!f || fclose(f)) {
+                free(buf);
+                buf = NULL;
+        }
+        const char *outs = buf ? buf : "(not listed: out of memory)";
         if (!stage_said(n, VEIL_NOTICE_PURPOSE))
                 veil_notice_add(n, VEIL_NOTICE_PURPOSE,
                                 "This pipeline states no purpose beyond "
                                 "producing its results: %s.",
-                                k ? buf : "none");
+                                k ? outs : "none");
         if (!stage_said(n, VEIL_NOTICE_CONSENT))
                 veil_notice_add(n, VEIL_NOTICE_CONSENT,
                                 "This pipeline does not check consent: every "
@@ -157,7 +176,7 @@ static void host_after(struct veil_notice *n, struct veil_pipeline *p) {
                                 "We write our results to %s. How long a "
                                 "topic keeps them is that topic's retention "
                                 "setting in Kafka.",
-                                buf);
+                                outs);
         if (dlq)
                 veil_notice_add(n, VEIL_NOTICE_RETENTION,
                                 "A record we cannot process is kept "
@@ -177,6 +196,7 @@ static void host_after(struct veil_notice *n, struct veil_pipeline *p) {
                                 "differential-privacy noise: nothing it "
                                 "produces comes with a differential-privacy "
                                 "guarantee.");
+        free(buf);
 }
 
 static const char *const headings[] = {
