@@ -458,6 +458,14 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                                 "rest.",
                                 (long long)H,
                                 (long long)((ttl + 86399) / 86400));
+        /* Without a consent stage every event takes the default: "if you
+         * allowed" would then promise a choice nobody is asked. */
+        if (!strcmp(veil_params_str(p, "default_tier"), "personalized"))
+                veil_notice_add(n, VEIL_NOTICE_RETENTION,
+                                "Where this pipeline knows no choice of "
+                                "yours, it treats you as allowing "
+                                "personalization, and keeps your items as "
+                                "described.");
 }
 
 static void destroy(void *state) {

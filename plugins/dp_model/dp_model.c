@@ -2023,6 +2023,13 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         veil_params_double(p, "history_weight", 0) > 0
                                 ? " and the items of your earlier visits"
                                 : "");
+        /* Without a consent stage every event takes the defaults: "if you
+         * allowed" would then promise a choice nobody is asked. */
+        if (!strcmp(veil_params_str(p, "default_tier"), "personalized"))
+                veil_notice_add(n, VEIL_NOTICE_PURPOSE,
+                                "Where this pipeline knows no choice of "
+                                "yours, your recommendations are "
+                                "personalized.");
         const char *mech = veil_params_str(p, "mechanism");
         int tree = !strcmp(mech, "tree");
         if (strcmp(mech, "gaussian") && !tree) {
@@ -2032,7 +2039,7 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                                 "contribution to each update is bounded. It "
                                 "is not differentially private: "
                                 "recommendations say so (no epsilon).");
-                return;
+                goto defaults;
         }
         double budget = veil_params_double(p, "epsilon_budget", 8.0);
         if (tree) {
@@ -2056,7 +2063,7 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                                 ? ""
                                 : "s",
                         (long long)veil_params_int(p, "tree_steps", 64));
-                return;
+                goto defaults;
         }
         int64_t win = veil_params_int(p, "window_steps", 0);
         double step_s = veil_params_double(p, "step_interval_s", 3600);
@@ -2086,6 +2093,12 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                 budget > 0 ? budget : INFINITY,
                 veil_params_double(p, "delta", 1e-8),
                 (long long)veil_params_int(p, "max_contributions", 4), per);
+defaults:
+        if (veil_params_bool(p, "default_training", 0))
+                veil_notice_add(n, VEIL_NOTICE_PRIVACY,
+                                "Where this pipeline knows no choice of "
+                                "yours, your events are used to train the "
+                                "shared model.");
 }
 
 /* An erasure drops the person's example held for the next step (event

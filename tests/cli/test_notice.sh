@@ -139,6 +139,21 @@ if section "$base" "Your consent" | grep -q "does not check consent"; then
 elif grep -q "use: consent" "$demo"; then pass "consent stage: the notice states its consent rules"
 else failed "consent" "$(cat "$base")"; fi
 
+# Without a consent stage the defaults decide, and the notice says what
+# they grant rather than "if you allowed" alone (retail.yaml: personalized,
+# training; each line goes with its setting).
+retail="$root/config/pipelines/retail.yaml" rcopy="$T/config/pipelines/retail-copy.yaml"
+"$VEIL" notice "$retail" >"$T/r.md" 2>&1
+sed -E 's/^(\s+)default_training: true$/\1default_training: false/; s/^(\s+)default_tier: personalized$/\1default_tier: contextual/' \
+  "$retail" >"$rcopy"
+"$VEIL" notice "$rcopy" >"$T/r2.md" 2>&1
+if section "$T/r.md" "Differential privacy" | grep -q "knows no choice of yours, your events are used to train" &&
+   section "$T/r.md" "Why we use it" | grep -q "knows no choice of yours, your recommendations are personalized" &&
+   section "$T/r.md" "What we keep, where, and for how long" | grep -q "knows no choice of yours, it treats you as allowing personalization" &&
+   ! grep -q "knows no choice" "$T/r2.md" && grep -q "Differential privacy" "$T/r2.md"; then
+  pass "the defaults a pipeline without consent applies are stated"
+else failed "defaults" "$(grep -i "choice" "$T/r.md" "$T/r2.md")"; fi
+
 # A pipeline the privacy lint refuses gets no notice.
 change 's/^  - use: pseudonymize$/  - use: passthrough/; s#^  dead_letter:#  events: {topic: raw-events, schema: ../../schemas/interaction.avsc}\n  dead_letter:#'
 if [ ! -s "$T/new.md" ] && grep -q "in the clear" "$T/new.err"; then
