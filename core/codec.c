@@ -932,13 +932,21 @@ static int kind_fits(enum slot_kind k, avro_schema_t s) {
         }
 }
 
-/* The schema of the field at a dotted path through plain records. */
-static avro_schema_t field_at(avro_schema_t s, const char *path) {
+/* The schema of the field at a dotted path through plain records; NULL
+ * when there is none. *in_union is set when a field on the way is a
+ * union: the decoder would fill the slots under it from the branch a
+ * record takes, and the encoder write the union's default. */
+static avro_schema_t field_at(avro_schema_t s, const char *path,
+                              int *in_union) {
         char seg[128];
+        *in_union = 0;
         while (s && *path) {
                 const char *dot = strchr(path, '.');
                 size_t n = dot ? (size_t)(dot - path) : strlen(path);
-                if (n >= sizeof(seg) || avro_typeof(s = deref(s)) != AVRO_RECORD)
+                s = deref(s);
+                if (avro_typeof(s) == AVRO_UNION)
+                        *in_union = 1;
+                if (n >= sizeof(seg) || avro_typeof(s) != AVRO_RECORD)
                         return NULL;
                 memcpy(seg, path, n);
                 seg[n] = '\0';
@@ -954,7 +962,9 @@ static avro_schema_t field_at(avro_schema_t s, const char *path) {
 }
 
 /* The branches of a union that hold null and a value of kind k (-1 when
- * there is none); a non-union is its own value branch. */
+ * there is none, or when another branch holds anything else: the decoder
+ * writes the branch a record takes into the event's typed member); a
+ * non-union is its own value branch. */
 static int slot_branches(avro_schema_t s, enum slot_kind k, int *nb, int *vb) {
         *nb = *vb = -1;
         if (avro_typeof(s) != AVRO_UNION)
@@ -962,9 +972,12 @@ static int slot_branches(avro_schema_t s, enum slot_kind k, int *nb, int *vb) {
         size_t n = avro_schema_union_size(s);
         for (size_t i = 0; i < n; i++) {
                 avro_schema_t b = deref(avro_schema_union_branch(s, i));
-                if (avro_typeof(b) == AVRO_NULL && *nb < 0)
-                        *nb = (int)i;
-                else if (kind_fits(k, b) && *vb < 0)
+                if (avro_typeof(b) == AVRO_NULL) {
+                        if (*nb < 0)
+                                *nb = (int)i;
+                } else if (!kind_fits(k, b))
+                        return -1;
+                else if (*vb < 0)
                         *vb = (int)i;
         }
         return *vb >= 0 ? 0 : -1;
@@ -983,8 +996,19 @@ static int check_event_schema(const struct schema *sc, char *why,
                 return fail(why, why_size, -VEIL_EINVAL,
                             "schema %s is not a record", sc->path);
         for (size_t i = 0; i < N_SLOTS; i++) {
-                avro_schema_t f = field_at(sc->avro, slots[i].path);
-                int nb, vb;
+                int nb, vb, in_union;
+                avro_schema_t f = field_at(sc->avro, slots[i].path, &in_union);
+                if (in_union) {
+                        const char *dot = strchr(slots[i].path, '.');
+                        return fail(why, why_size, -VEIL_EINVAL,
+                                    "schema %s: field %.*s is a union, an "
+                                    "interaction needs a record there (make "
+                                    "it the record, with \"default\": {}, "
+                                    "and its fields optional)",
+                                    sc->path,
+                                    dot ? (int)(dot - slots[i].path) : 64,
+                                    slots[i].path);
+                }
                 if (!f) {
                         if (slots[i].required)
                                 return fail(why, why_size, -VEIL_EINVAL,
@@ -1403,6 +1427,16 @@ static struct pnode *compile(struct cctx *x, avro_schema_t ws,
         if (rs && !promotes(n->wt, n->rt)) {
                 cfail(x, ": writer type %s cannot be read as %s",
                       avro_schema_type_name(ws), avro_schema_type_name(rs));
+                goto bad;
+        }
+        /* The event schema's check keeps a slot's reader branches of
+         * its kind; a branch that is not would be written into the
+         * event's typed member as another type. */
+        if (rs && n->slot >= 0 && n->rt != AVRO_NULL &&
+            !kind_fits(slots[n->slot].kind, rs)) {
+                cfail(x, ": %s cannot fill %s, which takes %s",
+                      avro_schema_type_name(rs), slots[n->slot].path,
+                      kind_name(slots[n->slot].kind));
                 goto bad;
         }
         if (rs && is_named(n->wt) && !same_name(ws, rs)) {

@@ -44,6 +44,24 @@ check "run bad kafka setting" 2 "kset.yaml:[0-9]+:[0-9]+: kafka.settings.securit
 # A schema that cannot be read is named at its own line.
 sed -e 's#^  schema: .*interaction.avsc$#  schema: nope.avsc#' "$tmp/k.yaml" >"$tmp/noschema.yaml"
 check "lint missing schema" 2 "noschema.yaml:$(grep -n '^  schema: nope.avsc' "$tmp/noschema.yaml" | cut -d: -f1):11: input .*nope.avsc: cannot open" -- "$VEIL" lint "$tmp/noschema.yaml"
+# An input schema whose event fields could decode to another type than
+# the event holds is refused: a boolean in a union of context.device was
+# written into the event's string and crashed the host on its first use;
+# a union around context left every context field out of the output.
+sed '/"name": "device"/{n;s/\["null", "string"\]/["null", "string", "boolean"]/}' \
+  "$root/schemas/interaction.avsc" >"$tmp/devbool.avsc"
+jq '.fields |= map(if .name == "context" then .type = ["null", .type] | .default = null else . end)' \
+  "$root/schemas/interaction.avsc" >"$tmp/ctxunion.avsc"
+for v in devbool ctxunion; do
+  sed -e "s#^  schema: .*interaction.avsc\$#  schema: $tmp/$v.avsc#" "$tmp/k.yaml" >"$tmp/$v.yaml"
+done
+line=$(grep -n "^  schema: $tmp/devbool.avsc" "$tmp/devbool.yaml" | cut -d: -f1)
+check "lint a union of string and boolean for context.device" 2 \
+  "devbool.yaml:$line:11: input .*: schema .*devbool.avsc: field context.device is union, an interaction needs string \(or a union of null and string\)" \
+  -- "$VEIL" lint "$tmp/devbool.yaml"
+check "lint context as a union" 2 \
+  "ctxunion.yaml:$line:11: input .*: schema .*ctxunion.avsc: field context is a union, an interaction needs a record there" \
+  -- "$VEIL" lint "$tmp/ctxunion.yaml"
 # An instance id over 255 bytes would be cut, and could then equal
 # another instance's: refused where model updates are shared.
 shenv=(KAFKA_BOOTSTRAP=b:9092 VEIL_GROUP=g VEIL_INPUT=i VEIL_UPDATES=u VEIL_RECS=r VEIL_DLQ=d VEIL_ACCOUNTANT="$tmp/share.acc")
