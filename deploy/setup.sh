@@ -16,7 +16,7 @@ BUILD=${VEIL_BUILD_DIR:-$ROOT/build}
 PACKAGES=(build-essential cmake pkg-config
   librdkafka-dev libavro-dev libopenblas-dev libyaml-dev libcmocka-dev
   libsodium-dev zlib1g-dev libmicrohttpd-dev curl
-  kcat openjdk-17-jdk-headless maven gzip shellcheck openssl jq clang
+  kcat openjdk-17-jdk-headless maven gzip shellcheck openssl jq clang python3
   valgrind)
 # clang's sanitizer and libFuzzer runtimes, for the tests' fuzz build: clang
 # only recommends them (--no-install-recommends leaves them out). A tool's
