@@ -1,6 +1,7 @@
 #include "csv.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,10 @@ static int read_header(struct veil_csv *c, const char *const *map,
                 snprintf(errstr, errstr_size, "%s:1: no header line", c->path);
                 return -VEIL_EINVAL;
         }
+        /* A byte-order mark (Excel's "CSV UTF-8") is not part of the
+         * first column's name: kept, "ts" would not be found. */
+        if (!memcmp(c->buf, "\xEF\xBB\xBF", 3))
+                memmove(c->buf, c->buf + 3, strlen(c->buf + 3) + 1);
         c->n_cols = split(c->buf, c->fields, MAX_COLS);
         if (c->n_cols < 0) {
                 snprintf(errstr, errstr_size, "%s:1: unterminated quote",
@@ -201,7 +206,7 @@ static int read_header(struct veil_csv *c, const char *const *map,
                          c->path, c->n_cols, MAX_COLS);
                 return -VEIL_EINVAL;
         }
-        int have_user = 0, have_item = 0;
+        int have_user = 0, have_item = 0, have_ts = 0;
         for (int i = 0; i < c->n_cols; i++) {
                 c->cols[i] = C_NONE;
                 if (!(c->col_names[i] = strdup(c->fields[i]))) {
@@ -222,12 +227,23 @@ static int read_header(struct veil_csv *c, const char *const *map,
                                 c->cols[i] = names[j].col;
                 have_user |= c->cols[i] == C_USER;
                 have_item |= c->cols[i] == C_ITEM;
+                have_ts |= c->cols[i] == C_TS_S || c->cols[i] == C_TS_MS;
         }
         if (!have_user || !have_item) {
                 snprintf(errstr, errstr_size,
                          "%s:1: the header needs the columns user_id and "
                          "item (or item_id); read other names as those "
                          "with --column NAME=user_id, --column NAME=item",
+                         c->path);
+                return -VEIL_EINVAL;
+        }
+        /* Without one every event would be at 1970-01-01 00:00, which
+         * the time features, steps and ages would take for real. */
+        if (!have_ts) {
+                snprintf(errstr, errstr_size,
+                         "%s:1: the header needs a time column, ts (seconds) "
+                         "or ts_ms; read another name as one with --column "
+                         "NAME=ts",
                          c->path);
                 return -VEIL_EINVAL;
         }
@@ -345,11 +361,13 @@ int veil_csv_open_mapped(struct veil_csv **cp, const char *path,
         return open_gz(cp, f, path, map, n_map, errstr, errstr_size);
 }
 
+/* A finite number: strtod takes "nan" and "inf", which no field holds
+ * (the Avro decoder refuses them too). */
 static int num(const char *s, double *v) {
         char *end;
         errno = 0;
         *v = strtod(s, &end);
-        return *s && !*end && !errno ? 0 : -1;
+        return *s && !*end && !errno && isfinite(*v) ? 0 : -1;
 }
 
 int veil_csv_next(struct veil_csv *c, struct veil_event *ev, char *errstr,

@@ -117,14 +117,36 @@ static void expect_error(const char *text, const char *want) {
         unlink(p);
 }
 
+/* A byte-order mark (Excel's "CSV UTF-8" export) before the header. */
+static void test_byte_order_mark(void **state) {
+        (void)state;
+        char *p = write_tmp("\xEF\xBB\xBFts,user_id,item\n5,u,i\n", 0);
+        struct veil_csv *c;
+        char err[256];
+        assert_int_equal(veil_csv_open(&c, p, err, sizeof(err)), 0);
+        struct veil_event ev;
+        assert_int_equal(veil_csv_next(c, &ev, err, sizeof(err)), 1);
+        assert_int_equal(ev.ts_ms, 5000);
+        assert_string_equal(ev.user_id, "u");
+        veil_csv_close(c);
+        unlink(p);
+}
+
 static void test_errors(void **state) {
         (void)state;
         expect_error("", "1: no header line");
         expect_error("ts,user,thing\n1,2,3\n", "1: the header needs");
-        expect_error("user_id,item\nu,i\nu,i,extra\n", "3: 3 fields, the header has 2");
-        expect_error("user_id,item,qty\nu,i,lots\n", "2: field 3 must be a number");
-        expect_error("user_id,item\n\"u,i\n", "2: unterminated quote");
-        expect_error("user_id,item\n,i\n", "2: user_id and item must not be empty");
+        expect_error("ts,user_id,item\n1,u,i\n1,u,i,extra\n", "3: 4 fields, the header has 3");
+        expect_error("ts,user_id,item,qty\n1,u,i,lots\n", "2: field 4 must be a number");
+        expect_error("ts,user_id,item\n1,\"u,i\n", "2: unterminated quote");
+        expect_error("ts,user_id,item\n1,,i\n", "2: user_id and item must not be empty");
+        /* every event would be at 1970-01-01 00:00 */
+        expect_error("user_id,item\nu,i\n", "1: the header needs a time column, ts (seconds) or ts_ms");
+        /* strtod reads these; no field holds them */
+        expect_error("ts,user_id,item,qty\n1,u,i,nan\n", "2: field 4 must be a number");
+        expect_error("ts,user_id,item,qty\n1,u,i,-inf\n", "2: field 4 must be a number");
+        expect_error("ts,user_id,item,lat,lon\n1,u,i,inf,1\n", "2: field 4 must be a number");
+        expect_error("ts_ms,user_id,item\nnan,u,i\n", "2: field 1 must be a number");
 }
 
 static void test_missing_file(void **state) {
@@ -141,6 +163,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_retail),
                 cmocka_unit_test(test_quoting_and_columns),
+                cmocka_unit_test(test_byte_order_mark),
                 cmocka_unit_test(test_errors),
                 cmocka_unit_test(test_missing_file),
         };
