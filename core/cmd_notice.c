@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "codec.h"
+#include "keys.h"
 #include "notice.h"
 #include "privacy_lint.h"
 
@@ -324,6 +325,9 @@ int veil_cmd_notice(int argc, char **argv) {
                 rc = veil_pipeline_new(&p, cfg, &o, err, sizeof(err));
                 veil_cli_free_path(dirs, nd);
         }
+        /* The keys as lint and run take them, key files unread. */
+        if (!rc)
+                rc = veil_keys_check(cfg, err, sizeof(err));
         if (!rc)
                 rc = veil_privacy_lint_check(p, cfg->keys != NULL, err,
                                              sizeof(err));

@@ -20,10 +20,8 @@
 #include "reload.h"
 
 int veil_cli_config_is_ephemeral(const struct veil_config *cfg) {
-        const struct veil_node *e = veil_config_get(cfg->keys, "ephemeral");
-        int on = 0;
-        return e && e->kind == VEIL_NODE_SCALAR &&
-               !veil_params_parse_bool(e->scalar, &on) && on;
+        char e[16];
+        return !veil_keys_check(cfg, e, sizeof(e)) && veil_keys_ephemeral(cfg);
 }
 
 int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,

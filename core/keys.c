@@ -37,9 +37,8 @@ static int ephemeral(struct veil_keyring *kr, char *errstr,
         return rc;
 }
 
-int veil_keys_load(const struct veil_config *cfg, struct veil_keyring **out,
-                   char *errstr, size_t errstr_size) {
-        *out = NULL;
+int veil_keys_check(const struct veil_config *cfg, char *errstr,
+                    size_t errstr_size) {
         const struct veil_node *keys = cfg->keys;
         if (!keys)
                 return 0;
@@ -63,39 +62,73 @@ int veil_keys_load(const struct veil_config *cfg, struct veil_keyring **out,
         const struct veil_node *eph = veil_config_get(keys, "ephemeral");
         const struct veil_node *files = veil_config_get(keys, "files");
         const struct veil_node *active = veil_config_get(keys, "active");
-        struct veil_keyring *kr;
-        int rc = veil_keyring_new(&kr, errstr, errstr_size);
-        if (rc)
-                return rc;
         if (eph) {
                 if (eph->kind != VEIL_NODE_SCALAR ||
-                    strcmp(eph->scalar, "true") || files || active) {
-                        veil_keyring_destroy(kr);
+                    strcmp(eph->scalar, "true") || files || active)
                         return fail(cfg, eph, errstr, errstr_size,
                                     "ephemeral must be true and stand alone "
                                     "(no files, no active)");
-                }
+                return 0;
+        }
+        if (!files || files->kind != VEIL_NODE_MAP || !files->n)
+                return fail(cfg, files ? files : keys, errstr, errstr_size,
+                            "files must map key ids to key files, e.g. "
+                            "files: {k1: /etc/veil/keys/k1}");
+        for (size_t i = 0; i < files->n; i++)
+                if (files->items[i]->kind != VEIL_NODE_SCALAR)
+                        return fail(cfg, files->items[i], errstr, errstr_size,
+                                    "each key file must be a path, e.g. "
+                                    "files: {k1: /etc/veil/keys/k1}");
+        if (!active || active->kind != VEIL_NODE_SCALAR)
+                return fail(cfg, active ? active : keys, errstr, errstr_size,
+                            "active is required: the key id new pseudonyms "
+                            "are made with");
+        char held[256] = "";
+        size_t o = 0;
+        for (size_t i = 0; i < files->n; i++) {
+                if (!strcmp(files->keys[i]->scalar, active->scalar))
+                        return 0;
+                if (o < sizeof(held))
+                        o += (size_t)snprintf(held + o, sizeof(held) - o,
+                                              "%s%s", i ? ", " : "",
+                                              files->keys[i]->scalar);
+        }
+        char m[512];
+        snprintf(m, sizeof(m),
+                 "active key '%s' is not in the keyring: the keyring holds %s",
+                 active->scalar, held);
+        return fail(cfg, active, errstr, errstr_size, m);
+}
+
+int veil_keys_ephemeral(const struct veil_config *cfg) {
+        return cfg->keys && veil_config_get(cfg->keys, "ephemeral") != NULL;
+}
+
+int veil_keys_load(const struct veil_config *cfg, struct veil_keyring **out,
+                   char *errstr, size_t errstr_size) {
+        *out = NULL;
+        int rc = veil_keys_check(cfg, errstr, errstr_size);
+        if (rc || !cfg->keys)
+                return rc;
+        const struct veil_node *keys = cfg->keys;
+        const struct veil_node *files = veil_config_get(keys, "files");
+        const struct veil_node *active = veil_config_get(keys, "active");
+        struct veil_keyring *kr;
+        if ((rc = veil_keyring_new(&kr, errstr, errstr_size)))
+                return rc;
+        if (veil_keys_ephemeral(cfg)) {
                 rc = ephemeral(kr, errstr, errstr_size);
         } else {
-                if (!files || files->kind != VEIL_NODE_MAP || !files->n) {
-                        veil_keyring_destroy(kr);
-                        return fail(cfg, files ? files : keys, errstr,
-                                    errstr_size,
-                                    "files must map key ids to key files, "
-                                    "e.g. files: {k1: /etc/veil/keys/k1}");
-                }
-                if (!active || active->kind != VEIL_NODE_SCALAR) {
-                        veil_keyring_destroy(kr);
-                        return fail(cfg, keys, errstr, errstr_size,
-                                    "active is required: the key id new "
-                                    "pseudonyms are made with");
-                }
                 for (size_t i = 0; !rc && i < files->n; i++) {
                         char e[512];
                         char *path = veil_config_path(cfg,
                                                       files->items[i]->scalar);
-                        rc = veil_keyring_add_file(kr, files->keys[i]->scalar,
-                                                   path, e, sizeof(e));
+                        rc = path ? veil_keyring_add_file(
+                                            kr, files->keys[i]->scalar, path,
+                                            e, sizeof(e))
+                                  : -VEIL_ENOMEM;
+                        if (!path)
+                                snprintf(e, sizeof(e), "out of memory");
                         free(path);
                         if (rc)
                                 fail(cfg, files->items[i], errstr,

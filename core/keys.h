@@ -14,6 +14,14 @@
 
 struct veil_keyring;
 
+/** Checks the section's shape without reading a key file (veil notice):
+ *  what veil_keys_load refuses before it reads one. 0 without a section. */
+int veil_keys_check(const struct veil_config *cfg, char *errstr,
+                    size_t errstr_size);
+
+/** Whether the section asks for a throw-away key (after veil_keys_check). */
+int veil_keys_ephemeral(const struct veil_config *cfg);
+
 /** Builds the keyring; *kr is NULL when the pipeline has no keys section. */
 int veil_keys_load(const struct veil_config *cfg, struct veil_keyring **kr,
                    char *errstr, size_t errstr_size);

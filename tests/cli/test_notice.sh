@@ -99,6 +99,16 @@ if grep -q "secret key 'k9' (2 keys configured" "$T/new.md" && ! grep -q "every 
   pass "the key id and count come from keys: (key files are not read)"
 else failed "keys" "$(cat "$T/new.md" "$T/new.err")"; fi
 
+# Keys the lint refuses get no notice either (the notice reads no key
+# file, but takes the section as lint and run do).
+for k in '{ephemeral: True}' '{active: k3, files: {k1: k1.key}}' '{active: k1, files: {k1: {a: b}}}'; do
+  change "s/^keys: \{ephemeral: true\}/keys: $k/"
+  want="ephemeral must be true|active key 'k3' is not in the keyring: the keyring holds k1|each key file must be a path"
+  if [ ! -s "$T/new.md" ] && grep -qE "demo-copy.yaml:[0-9]+:[0-9]+: keys: ($want)" "$T/new.err"; then
+    pass "no notice for keys: $k"
+  else failed "keys: $k" "$(head -3 "$T/new.md"; cat "$T/new.err")"; fi
+done
+
 # Every kept attribute is named, however many (the list was cut at 512
 # bytes, and the notice then said the rest were discarded).
 attrs=$(for i in $(seq -w 1 40); do printf 'attribute_key_number_%s, ' "$i"; done)
