@@ -162,8 +162,10 @@ static int resolve(const struct veil_http_config *hc,
                              &res);
         if (rc || !res) {
                 snprintf(errstr, errstr_size,
-                         "http: listen '%s': cannot resolve '%s': %s",
-                         hc->listen, hc->host, gai_strerror(rc));
+                         "%s: http: listen '%s': cannot resolve '%s': %s; "
+                         "give an IP address (0.0.0.0 or :: for every "
+                         "interface) or a host name this machine resolves",
+                         hc->where, hc->listen, hc->host, gai_strerror(rc));
                 if (res)
                         freeaddrinfo(res);
                 return -VEIL_EINVAL;
@@ -210,10 +212,10 @@ int veil_http_start(struct veil_http **out, const struct veil_http_config *hc,
                                 MHD_OPTION_END);
         if (!s->d) {
                 snprintf(errstr, errstr_size,
-                         "http: cannot listen on %s (address in use, or not "
-                         "an address of this host?); set http.listen to a "
-                         "free HOST:PORT",
-                         hc->listen);
+                         "%s: http: cannot listen on %s (address in use, or "
+                         "not an address of this host?); set http.listen to "
+                         "a free HOST:PORT",
+                         hc->where, hc->listen);
                 free(s);
                 return -VEIL_EIO;
         }

@@ -36,6 +36,7 @@ struct veil_http_config {
         int port;
         int reload;           /**< POST /reload enabled */
         int liveness_timeout_ms;
+        char where[300];      /**< "file:line:col" of listen, for errors */
 };
 
 /** Reads and validates cfg->http (absent: enabled = 0). Errors name

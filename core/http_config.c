@@ -81,6 +81,9 @@ int veil_http_config_parse(const struct veil_config *cfg,
                                     "'%s' must be a scalar", k);
         }
         const struct veil_node *l = veil_config_get(h, "listen");
+        const struct veil_node *at = l ? l : h;
+        snprintf(hc->where, sizeof(hc->where), "%s:%d:%d", cfg->file,
+                 at->line, at->col);
         if (l) {
                 if (strlen(l->scalar) >= sizeof(hc->listen))
                         return fail(cfg, l, errstr, errstr_size,

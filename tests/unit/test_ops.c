@@ -468,13 +468,20 @@ static void test_endpoints(void **st) {
         int port = atoi(strrchr(veil_http_address(h), ':') + 1);
         assert_true(port > 0);
         /* the port is taken now: a second server on it fails, clearly */
-        struct veil_http_config busy = hc;
+        struct veil_config *c = config("http: {listen: \"127.0.0.1:1\"}");
+        struct veil_http_config busy;
+        assert_int_equal(veil_http_config_parse(c, &busy, err, sizeof(err)),
+                         0);
+        veil_config_destroy(c);
         busy.port = port;
         struct veil_http *h2;
         assert_int_equal(veil_http_start(&h2, &busy, m, ops, err,
                                          sizeof(err)),
                          -VEIL_EIO);
-        assert_non_null(strstr(err, "cannot listen on"));
+        /* the place in the file, and the fix */
+        assert_non_null(strstr(err, "p.yaml:5:16: http: cannot listen on "
+                                    "127.0.0.1:1 (address in use"));
+        assert_non_null(strstr(err, "set http.listen to a free HOST:PORT"));
 
         assert_int_equal(request(port, "GET", "/metrics", body, sizeof(body)),
                          200);
