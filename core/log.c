@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec_int.h"
+
 /* The one piece of process-wide state outside main: a logger threshold.
  * Atomic because a reload may change it while librdkafka's and the HTTP
  * server's threads log. */
@@ -27,11 +29,26 @@ int veil_log_level_parse(const char *s) {
         return -1;
 }
 
+/* JSON text, valid UTF-8 whatever s holds: a byte that does not start a
+ * whole, valid sequence (a hostile instance name or topic in a message, one cut
+ * mid-character) becomes U+FFFD, so one bad value cannot make a log line
+ * that collectors refuse. */
 static size_t json_escape(char *out, size_t cap, const char *s) {
         size_t o = 0;
         for (; *s && o + 7 < cap; s++) {
                 unsigned char c = (unsigned char)*s;
-                if (c == '"' || c == '\\') {
+                if (c >= 0x80) {
+                        size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+                        if (strnlen(s, len) == len && o + len + 1 < cap &&
+                            veil_utf8_valid(s, len)) {
+                                memcpy(out + o, s, len);
+                                o += len;
+                                s += len - 1;
+                        } else {
+                                memcpy(out + o, "\\ufffd", 6);
+                                o += 6;
+                        }
+                } else if (c == '"' || c == '\\') {
                         out[o++] = '\\';
                         out[o++] = (char)c;
                 } else if (c == '\n') {

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "codec_int.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -312,6 +313,40 @@ static void test_log_config(void **st) {
                          -VEIL_EINVAL);
         assert_non_null(strstr(err, "unknown key 'format'"));
         veil_config_destroy(c);
+}
+
+/* ---- log lines ---- */
+
+/* A log line is valid JSON in valid UTF-8 whatever its message holds (an
+ * instance name read from a topic, a message cut mid-character): a byte
+ * that starts no whole sequence becomes U+FFFD, valid text stays. */
+static void test_log_utf8(void **st) {
+        (void)st;
+        char path[] = "/tmp/veil-test-log-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        fflush(stderr);
+        int saved = dup(2);
+        assert_true(saved >= 0 && dup2(fd, 2) == 2);
+        veil_log_host(VEIL_LOG_ERROR, "st\xff", "a \xff b \xc3\xa9 c \xe2\x82");
+        const char *fields[] = {"k", "v\xc3", NULL};
+        veil_log_fields(VEIL_LOG_ERROR, NULL, fields, "\xf0\x9f\x98\x80 ok");
+        fflush(stderr);
+        assert_true(dup2(saved, 2) == 2);
+        close(saved);
+        char buf[2048] = "";
+        assert_true(lseek(fd, 0, SEEK_SET) == 0);
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        unlink(path);
+        assert_true(n > 0);
+        buf[n] = '\0';
+        /* the bytes that start no character, replaced; the others kept */
+        assert_non_null(strstr(buf, "\"message\":\"a \\ufffd b \xc3\xa9 c \\ufffd\\ufffd\""));
+        assert_non_null(strstr(buf, "\"stage\":\"st\\ufffd\""));
+        assert_non_null(strstr(buf, "\"k\":\"v\\ufffd\""));
+        assert_non_null(strstr(buf, "\"message\":\"\xf0\x9f\x98\x80 ok\""));
+        assert_true(veil_utf8_valid(buf, strlen(buf)));
 }
 
 /* ---- reload ---- */
@@ -647,6 +682,7 @@ static void test_wait_timeout(void **st) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_log_utf8),
                 cmocka_unit_test(test_counters_gauges),
                 cmocka_unit_test(test_forget_plugin_gauges),
                 cmocka_unit_test(test_histogram),
