@@ -367,10 +367,12 @@ static void print_summary(const struct veil_cli_pipeline *cp,
         double emax, emean;
         uint64_t ne = veil_pipeline_erasures(p, &emax, &emean);
         if (ne || before || during)
-                printf("  erasures:       %llu applied in every stage "
-                       "(request to last stage's erase: max %.1f ms, mean "
-                       "%.1f ms)\n",
-                       (unsigned long long)ne, emax, emean);
+                printf("  erasures:       %llu applied in every stage, "
+                       "%llu of them from training only (request to last "
+                       "stage's erase: max %.1f ms, mean %.1f ms)\n",
+                       (unsigned long long)ne,
+                       (unsigned long long)veil_pipeline_training_erasures(p),
+                       emax, emean);
         double eps, delta, eps_b, delta_b;
         veil_pipeline_privacy_spent(p, &eps, &delta);
         if (veil_pipeline_privacy_budget(p, &eps_b, &delta_b))

@@ -107,6 +107,7 @@ struct veil_pipeline {
         size_t n_drops;
         uint64_t tiers[4]; /**< decoded events by tier after the chain */
         uint64_t erasures; /**< erasures applied to every stage */
+        uint64_t training_erasures; /**< of them, of training alone */
         double erase_max_ms, erase_sum_ms; /**< request to last stage */
         /* What the pipeline a reload replaced had spent: reported until
          * the stages report more (ε never goes down). */
@@ -710,6 +711,7 @@ static void apply_exports(struct veil_pipeline *p) {
 
 static void apply_erasures(struct veil_pipeline *p) {
         uint64_t failures_before = p->erase_failures;
+        size_t training = 0;
         for (size_t i = 0; i < p->n_erase; i++) {
                 struct subject_forms sf;
                 subject_forms(p, p->erase_queue[i], &sf);
@@ -745,15 +747,18 @@ static void apply_erasures(struct veil_pipeline *p) {
                 if (failed)
                         continue; /* not applied in every stage */
                 p->erasures++;
+                p->training_erasures += p->erase_only[i] != 0;
+                training += p->erase_only[i] != 0;
                 p->erase_sum_ms += ms;
                 if (ms > p->erase_max_ms)
                         p->erase_max_ms = ms;
         }
         if (p->n_erase && p->erase_failures == failures_before)
                 veil_log_host(VEIL_LOG_INFO, NULL,
-                              "erased %zu subject(s) in every stage, %.1f ms "
-                              "after the oldest request",
-                              p->n_erase,
+                              "erased %zu subject(s) in every stage (%zu of "
+                              "them from training only), %.1f ms after the "
+                              "oldest request",
+                              p->n_erase, training,
                               (mono_s() - p->erase_at[0]) * 1e3);
         else if (p->n_erase)
                 veil_log_host(VEIL_LOG_ERROR, NULL,
@@ -1213,6 +1218,9 @@ const char *veil_pipeline_drop_reason(const struct veil_pipeline *p, size_t i,
 uint64_t veil_pipeline_tier_count(const struct veil_pipeline *p,
                                   veil_tier_t tier) {
         return (unsigned)tier <= VEIL_TIER_PERSONALIZED ? p->tiers[tier] : 0;
+}
+uint64_t veil_pipeline_training_erasures(const struct veil_pipeline *p) {
+        return p->training_erasures;
 }
 uint64_t veil_pipeline_erasures(const struct veil_pipeline *p, double *max_ms,
                                 double *mean_ms) {

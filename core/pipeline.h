@@ -141,6 +141,9 @@ uint64_t veil_pipeline_tier_count(const struct veil_pipeline *p,
  *  from veil_request_erase to the last stage's erase (ms; may be NULL). */
 uint64_t veil_pipeline_erasures(const struct veil_pipeline *p, double *max_ms,
                                 double *mean_ms);
+/** Of those, the erasures of what was held for training alone
+ *  (veil_request_erase_training). */
+uint64_t veil_pipeline_training_erasures(const struct veil_pipeline *p);
 void veil_pipeline_privacy_spent(const struct veil_pipeline *p, double *eps,
                                  double *delta);
 /** The budget a stage declared (veil_privacy_set_budget); 0 when none. */

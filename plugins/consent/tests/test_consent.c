@@ -18,6 +18,7 @@
 #include "harness.h"
 #include "keyring.h"
 #include "notice.h"
+#include "pipeline.h"
 
 #define T0 1700000000000LL
 
@@ -418,6 +419,9 @@ static void test_erase_drops_held_example(void **state) {
         h_event(&h, "dave", NULL, -1);
         assert_int_equal(stage_gauge(&h, "held_next_step"), 0);
         assert_int_equal(stage_gauge(&h, "not_learned_erased"), 2);
+        /* The host counts both, carol's as an erasure of training alone. */
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), 2);
+        assert_int_equal(veil_pipeline_training_erasures(h.p), 1);
         const struct veil_event *ev = h_event(&h, "carol", NULL, -1);
         assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
         assert_int_equal(ev->training, 0);
