@@ -741,13 +741,12 @@ static int release_due(struct state *s, struct veil_batch *b) {
                 /* Its own spend: the others' releases are not in it, and
                  * each reader adds every sender's; its releases before
                  * its accountant file are. */
-                double before = veil_share_own_before(s->share);
-                struct veil_share_meta meta = {ds.epsilon_own, ds.delta,
-                                               ds.rho_own, s->clip, s->sigma,
-                                               s->mechanism, b->now_ms};
-                if (before > 0) {
+                struct veil_share_meta meta = {
+                        ds.epsilon_own, ds.delta,
+                        veil_share_own_rho(s->share, ds.rho_own), s->clip,
+                        s->sigma, s->mechanism, b->now_ms};
+                if (meta.rho != ds.rho_own) {
                         char e[128];
-                        meta.rho = nextafter(ds.rho_own + before, INFINITY);
                         if (veil_dp_epsilon(meta.rho, ds.delta, &meta.epsilon,
                                             NULL, e, sizeof(e)))
                                 meta.epsilon = INFINITY;

@@ -478,8 +478,20 @@ double veil_share_own_before(const struct veil_share *sh) {
         return p ? p->rho : 0;
 }
 
+double veil_share_own_rho(const struct veil_share *sh, double rho_acc) {
+        double before = veil_share_own_before(sh);
+        return before > 0 ? nextafter(rho_acc + before, INFINITY) : rho_acc;
+}
+
 double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc) {
-        if (!(sh->own_rho > rho_acc + veil_share_own_before(sh)))
+        /* What its updates carry is compared with exactly what it sends
+         * (rounded up): a sum that rounds one ulp higher would otherwise
+         * read as releases the accountant does not count, at every
+         * restart. */
+        double sent = veil_share_own_rho(sh, rho_acc);
+        if (isinf(sent))
+                return INFINITY; /* out of memory: an unknown cost */
+        if (!(sh->own_rho > sent))
                 return 0;
         /* The accountant is saved before every release, so this happens
          * only when its file (or the .others file) was lost or replaced:

@@ -91,6 +91,10 @@ double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc);
  *  others, who count a sender at the largest ρ it sent, do not lose it. */
 double veil_share_own_before(const struct veil_share *sh);
 
+/** The ρ this instance's updates carry, given its accountant's: rho_acc,
+ *  plus veil_share_own_before rounded up when there is any. */
+double veil_share_own_rho(const struct veil_share *sh, double rho_acc);
+
 /** The sum of the largest ρ each other instance's releases carried, read
  *  from the topic or restored from the checkpoint: what those releases
  *  cost the users they contain (rounded up). *senders (may be NULL): how

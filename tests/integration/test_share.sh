@@ -182,4 +182,14 @@ new_rho=$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" |
 awk -v n="$new_rho" -v b="$b_rho" 'BEGIN{exit !(n > b)}' ||
   fail "b's releases after its file was lost carry rho $new_rho, not above the $b_rho it sent before"
 ok "b's releases after its file was lost carry rho from $new_rho (before: $b_rho)"
+# A plain restart after that counts nothing twice: what b's updates carry
+# is what its accountant and the earlier releases count, to the last bit.
+VEIL_INSTANCE_ID=b VEIL_ACCOUNTANT="$WORK/acc-b" \
+  start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-b5.log"
+produce "$VEIL_INPUT" "$WORK/more.csv"
+wait_count "$VEIL_RECS" $((N + 8000)) 60 || fail "recommendations after a plain restart"
+stop_veil 20
+grep -q "releases of this instance costing" "$WORK/veil-b5.log" &&
+  fail "a plain restart took b's own releases for uncounted ones: $(grep -m1 'releases of this instance costing' "$WORK/veil-b5.log")"
+ok "a plain restart after the loss counts b's releases once"
 echo "PASS test_share"
