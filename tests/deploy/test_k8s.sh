@@ -5,7 +5,7 @@
 #  2. check_manifests.js validates every rendered object against the
 #     Kubernetes API schemas (and KEDA's) and checks what veil needs;
 #  3. check_dockerfile.js lints deploy/Dockerfile (hadolint's rules,
-#     shellcheck on each RUN) and, with a build, that the runtime stage
+#     ShellCheck on each RUN) and, with a build, that the runtime stage
 #     installs the package of every library veil and its plugins link;
 #  4. the init container's key copy runs on a Secret volume's layout;
 #  5. with a build, `veil lint` accepts the rendered pipeline with its
