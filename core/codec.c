@@ -1429,16 +1429,6 @@ static struct pnode *compile(struct cctx *x, avro_schema_t ws,
                       avro_schema_type_name(ws), avro_schema_type_name(rs));
                 goto bad;
         }
-        /* The event schema's check keeps a slot's reader branches of
-         * its kind; a branch that is not would be written into the
-         * event's typed member as another type. */
-        if (rs && n->slot >= 0 && n->rt != AVRO_NULL &&
-            !kind_fits(slots[n->slot].kind, rs)) {
-                cfail(x, ": %s cannot fill %s, which takes %s",
-                      avro_schema_type_name(rs), slots[n->slot].path,
-                      kind_name(slots[n->slot].kind));
-                goto bad;
-        }
         if (rs && is_named(n->wt) && !same_name(ws, rs)) {
                 cfail(x, ": writer %s %s is not the reader's %s",
                       avro_schema_type_name(ws), avro_schema_name(ws),

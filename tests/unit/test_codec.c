@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "codec.h"
@@ -274,6 +275,38 @@ static void test_not_an_event_schema(void **state) {
         veil_buf_free(&b);
         veil_arena_free(&a);
         veil_codec_destroy(c);
+}
+
+/* A record that is no interaction may name its fields as an event's are,
+ * with other types (an enum "type", an int "value"): read as records,
+ * they are nobody's slots. */
+static void test_event_names_other_types(void **state) {
+        (void)state;
+        char path[] = "/tmp/veil-test-order-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        static const char schema[] =
+                "{\"type\": \"record\", \"name\": \"Order\", \"fields\": ["
+                "{\"name\": \"user_id\", \"type\": \"string\"},"
+                "{\"name\": \"type\", \"type\": {\"type\": \"enum\", "
+                "\"name\": \"Kind\", \"symbols\": [\"A\", \"B\"]}},"
+                "{\"name\": \"value\", \"type\": \"int\"},"
+                "{\"name\": \"ts\", \"type\": \"long\"}]}";
+        assert_true(write(fd, schema, sizeof(schema) - 1) ==
+                    (ssize_t)(sizeof(schema) - 1));
+        close(fd);
+        struct veil_codec *c = codec_or_die(path, VEIL_FRAMING_RAW, 0);
+        /* "u", B, 5, 7 */
+        static const unsigned char rec[] = {0x02, 'u', 0x02, 0x0a, 0x0e};
+        const veil_rec_t *r;
+        char err[256] = "";
+        if (veil_codec_decode_rec(c, rec, sizeof(rec), &r, err, sizeof(err)))
+                fail_msg("%s", err);
+        int64_t ts;
+        assert_int_equal(veil_rec_get_long(r, "ts", &ts), 0);
+        assert_int_equal(ts, 7);
+        veil_codec_destroy(c);
+        unlink(path);
 }
 
 static void test_pii_fields(void **state) {
@@ -1432,6 +1465,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_schemas_load),
                 cmocka_unit_test(test_not_an_event_schema),
+                cmocka_unit_test(test_event_names_other_types),
                 cmocka_unit_test(test_pii_fields),
                 cmocka_unit_test(test_event_roundtrip),
                 cmocka_unit_test(test_event_matches_avro_c),
