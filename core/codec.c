@@ -3123,6 +3123,10 @@ static int pii_walk(struct veil_codec *c, const struct json *t,
         return rc;
 }
 
+const char *veil_codec_event_error(const struct veil_codec *c) {
+        return c->event_ok ? NULL : c->event_err;
+}
+
 size_t veil_codec_pii_fields(const struct veil_codec *c, const char ***paths,
                              const char ***marks) {
         if (paths)

@@ -62,6 +62,13 @@ check "lint a union of string and boolean for context.device" 2 \
 check "lint context as a union" 2 \
   "ctxunion.yaml:$line:11: input .*: schema .*ctxunion.avsc: field context is a union, an interaction needs a record there" \
   -- "$VEIL" lint "$tmp/ctxunion.yaml"
+# ... whatever the input schema's name (the codec refuses only one named
+# Interaction up front; another would dead-letter every event).
+jq '.name = "Click"' "$tmp/ctxunion.avsc" >"$tmp/click.avsc"
+sed -e "s#^  schema: .*interaction.avsc\$#  schema: $tmp/click.avsc#" "$tmp/k.yaml" >"$tmp/click.yaml"
+check "lint an input schema that is no event, by another name" 2 \
+  "click.yaml:$line:11: input [^:]*: schema .*click.avsc: field context is a union" \
+  -- "$VEIL" lint "$tmp/click.yaml"
 # An instance id over 255 bytes would be cut, and could then equal
 # another instance's: refused where model updates are shared.
 shenv=(KAFKA_BOOTSTRAP=b:9092 VEIL_GROUP=g VEIL_INPUT=i VEIL_UPDATES=u VEIL_RECS=r VEIL_DLQ=d VEIL_ACCOUNTANT="$tmp/share.acc")
