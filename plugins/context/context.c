@@ -462,10 +462,10 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
          * allowed" would then promise a choice nobody is asked. */
         if (!strcmp(veil_params_str(p, "default_tier"), "personalized"))
                 veil_notice_add(n, VEIL_NOTICE_RETENTION,
-                                "Where this pipeline knows no choice of "
-                                "yours, it treats you as allowing "
-                                "personalization, and keeps your items as "
-                                "described.");
+                                "Without a consent stage in this pipeline, "
+                                "everyone is treated as allowing "
+                                "personalization, and their items are kept "
+                                "as described.");
 }
 
 static void destroy(void *state) {

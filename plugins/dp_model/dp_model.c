@@ -2026,8 +2026,8 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
          * allowed" would then promise a choice nobody is asked. */
         if (!strcmp(veil_params_str(p, "default_tier"), "personalized"))
                 veil_notice_add(n, VEIL_NOTICE_PURPOSE,
-                                "Where this pipeline knows no choice of "
-                                "yours, your recommendations are "
+                                "Without a consent stage in this pipeline, "
+                                "everyone's recommendations are "
                                 "personalized.");
         const char *mech = veil_params_str(p, "mechanism");
         int tree = !strcmp(mech, "tree");
@@ -2095,8 +2095,8 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
 defaults:
         if (veil_params_bool(p, "default_training", 0))
                 veil_notice_add(n, VEIL_NOTICE_PRIVACY,
-                                "Where this pipeline knows no choice of "
-                                "yours, your events are used to train the "
+                                "Without a consent stage in this pipeline, "
+                                "everyone's events are used to train the "
                                 "shared model.");
 }
 
