@@ -74,11 +74,30 @@ int veil_keys_check(const struct veil_config *cfg, char *errstr,
                 return fail(cfg, files ? files : keys, errstr, errstr_size,
                             "files must map key ids to key files, e.g. "
                             "files: {k1: /etc/veil/keys/k1}");
-        for (size_t i = 0; i < files->n; i++)
+        if (files->n > VEIL_KEYRING_MAX_KEYS) {
+                char m[160];
+                snprintf(m, sizeof(m),
+                         "files lists %zu keys, the keyring holds at most "
+                         "%d; retire old keys first",
+                         files->n, VEIL_KEYRING_MAX_KEYS);
+                return fail(cfg, files, errstr, errstr_size, m);
+        }
+        for (size_t i = 0; i < files->n; i++) {
+                if (!veil_keyring_key_id_valid(files->keys[i]->scalar)) {
+                        char m[200];
+                        snprintf(m, sizeof(m),
+                                 "key id '%.32s' is invalid: use 1 to %d "
+                                 "characters from a-z, 0-9, '_' and '-'",
+                                 files->keys[i]->scalar,
+                                 VEIL_KEYRING_KEY_ID_MAX);
+                        return fail(cfg, files->keys[i], errstr, errstr_size,
+                                    m);
+                }
                 if (files->items[i]->kind != VEIL_NODE_SCALAR)
                         return fail(cfg, files->items[i], errstr, errstr_size,
                                     "each key file must be a path, e.g. "
                                     "files: {k1: /etc/veil/keys/k1}");
+        }
         if (!active || active->kind != VEIL_NODE_SCALAR)
                 return fail(cfg, active ? active : keys, errstr, errstr_size,
                             "active is required: the key id new pseudonyms "

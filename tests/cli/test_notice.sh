@@ -101,9 +101,9 @@ else failed "keys" "$(cat "$T/new.md" "$T/new.err")"; fi
 
 # Keys the lint refuses get no notice either (the notice reads no key
 # file, but takes the section as lint and run do).
-for k in '{ephemeral: True}' '{active: k3, files: {k1: k1.key}}' '{active: k1, files: {k1: {a: b}}}'; do
+for k in '{ephemeral: True}' '{active: k3, files: {k1: k1.key}}' '{active: k1, files: {k1: {a: b}}}' '{active: Key1, files: {Key1: k1.key}}'; do
   change "s/^keys: \{ephemeral: true\}/keys: $k/"
-  want="ephemeral must be true|active key 'k3' is not in the keyring: the keyring holds k1|each key file must be a path"
+  want="ephemeral must be true|active key 'k3' is not in the keyring: the keyring holds k1|each key file must be a path|key id 'Key1' is invalid"
   if [ ! -s "$T/new.md" ] && grep -qE "demo-copy.yaml:[0-9]+:[0-9]+: keys: ($want)" "$T/new.err"; then
     pass "no notice for keys: $k"
   else failed "keys: $k" "$(head -3 "$T/new.md"; cat "$T/new.err")"; fi
