@@ -155,9 +155,8 @@ struct veil_buf;
 struct veil_flat_inst *veil_flat_begin(struct veil_flat_arena *a,
                                        struct veil_flat_type *t);
 void veil_flat_arena_free(struct veil_flat_arena *a);
-/* 1 when s[0..n) is well-formed UTF-8 (no overlongs, no surrogates):
- * what an Avro string must be, on the way in and on the way out. */
-int veil_utf8_valid(const void *s, size_t n);
+/* veil_utf8_valid (veil.h): what an Avro string must be, on the way in
+ * and on the way out. */
 
 /* What the encoders return, besides 0 and -VEIL_E*, for a string of a
  * record that is not UTF-8 (1: a field not set, without a default). */

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,8 @@
 #include <veil/veil.h>
 
 #define MAX_FIELDS 64
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define MAX_CATEGORY 40
 
 #define KEY_BYTES sizeof(((struct veil_catalog_slot *)0)->key)
@@ -197,8 +200,9 @@ int veil_catalog_new(struct veil_catalog **out, size_t max_new, int n_bands,
         return 0;
 }
 
-/* Splits a line in place (RFC 4180 quoting). Returns the field count, or -1
- * on an unterminated quote. */
+/* Splits a line in place (RFC 4180 quoting within a line). Returns the
+ * field count, -1 on an unterminated quote (a quoted line break included:
+ * lines are read one at a time), -2 when there are more than max fields. */
 static int split(char *buf, char **f, int max) {
         int n = 0;
         char *r = buf, *w = buf;
@@ -229,7 +233,14 @@ static int split(char *buf, char **f, int max) {
                 *w++ = '\0';
                 r++;
         }
-        return n;
+        return -2;
+}
+
+/* What split's error means, for a message. */
+static const char *split_error(int rc) {
+        return rc == -1 ? "unterminated quote (a quoted field cannot hold a "
+                          "line break)"
+                        : "more than " STR(MAX_FIELDS) " fields";
 }
 
 static void chomp(char *s) {
@@ -377,10 +388,13 @@ int veil_catalog_load(struct veil_catalog **out, const char *path,
         }
         lineno = 1;
         chomp(line);
-        int nh = split(line, fld, MAX_FIELDS);
+        /* A byte-order mark (Excel's "CSV UTF-8") is not part of the first
+         * column's name. */
+        char *hdr = strncmp(line, "\xEF\xBB\xBF", 3) ? line : line + 3;
+        int nh = split(hdr, fld, MAX_FIELDS);
         if (nh < 0) {
-                snprintf(errstr, errstr_size,
-                         "catalog %s:1: unterminated quote", path);
+                snprintf(errstr, errstr_size, "catalog %s:1: %s", path,
+                         split_error(nh));
                 rc = -VEIL_EINVAL;
                 goto out;
         }
@@ -407,6 +421,12 @@ int veil_catalog_load(struct veil_catalog **out, const char *path,
                 if (!line[0])
                         continue;
                 int n = split(line, fld, MAX_FIELDS);
+                if (n < 0) {
+                        snprintf(errstr, errstr_size, "catalog %s:%ld: %s",
+                                 path, lineno, split_error(n));
+                        rc = -VEIL_EINVAL;
+                        goto out;
+                }
                 if (n != nh) {
                         snprintf(errstr, errstr_size,
                                  "catalog %s:%ld: %d fields, the header has "
@@ -416,10 +436,17 @@ int veil_catalog_load(struct veil_catalog **out, const char *path,
                         goto out;
                 }
                 const char *id = fld[ci];
-                if (!*id) {
+                size_t id_len = strlen(id);
+                /* As the host checks an event's: an item id it would
+                 * refuse in a recommendation must not be recommended. */
+                if (!id_len || id_len > VEIL_ID_MAX ||
+                    !veil_utf8_valid(id, id_len)) {
                         snprintf(errstr, errstr_size,
-                                 "catalog %s:%ld: empty item id", path,
-                                 lineno);
+                                 "catalog %s:%ld: item id %s", path, lineno,
+                                 !id_len ? "is empty"
+                                 : id_len > VEIL_ID_MAX
+                                         ? "is longer than 512 bytes"
+                                         : "is not valid UTF-8");
                         rc = -VEIL_EINVAL;
                         goto out;
                 }
@@ -430,7 +457,8 @@ int veil_catalog_load(struct veil_catalog **out, const char *path,
                         char *end;
                         errno = 0;
                         price = strtod(fld[cp], &end);
-                        if (*end || errno || !(price >= 0)) {
+                        if (*end || errno ||
+                            !(isfinite(price) && price >= 0)) {
                                 snprintf(errstr, errstr_size,
                                          "catalog %s:%ld: price must be a "
                                          "number >= 0",

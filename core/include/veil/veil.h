@@ -357,6 +357,11 @@ void veil_instance_id(char *out, size_t size);
  *  hands to stages (bytes); a longer one is dead-lettered before any stage
  *  sees the event, so that what stages keep and emit per id is bounded. */
 #define VEIL_ID_MAX 512
+/** Whether the n bytes at s are valid UTF-8 (no overlong forms, no
+ *  surrogates, nothing above U+10FFFF), as the host checks ids: a stage
+ *  that reads ids from elsewhere (a catalog file) can refuse the ones the
+ *  host would dead-letter in an event or a record. */
+int veil_utf8_valid(const void *s, size_t n);
 /** The latest event time the host hands to stages: 9999-12-31T23:59:59.999Z
  *  (the earliest is 0, 1970-01-01); others are dead-lettered. */
 #define VEIL_TS_MAX_MS INT64_C(253402300799999)

@@ -240,6 +240,55 @@ static void test_catalog_phrases(void **st) {
         free(path);
 }
 
+/* A catalog file is refused, naming its line, for what would otherwise be
+ * lost without a word: columns past 64 (the description among them), an
+ * id the host would refuse in a recommendation; a byte-order mark before
+ * the header is skipped. */
+static void catalog_refused(const char *text, const char *want) {
+        char err[512] = "";
+        char *path = write_tmp(text);
+        struct veil_catalog *c = NULL;
+        assert_int_equal(veil_catalog_load(&c, path, NULL, 0, 3, err,
+                                           sizeof(err)),
+                         -VEIL_EINVAL);
+        if (!strstr(err, want))
+                fail_msg("'%s' lacks '%s'", err, want);
+        unlink(path);
+        free(path);
+}
+
+static void test_catalog_refused(void **st) {
+        (void)st;
+        char text[4096], *w = text;
+        for (int i = 0; i < 62; i++)
+                w += sprintf(w, "extra%d,", i);
+        strcpy(w, "item,median_unit_price,description\n");
+        catalog_refused(text, ":1: more than 64 fields");
+        catalog_refused("item,description\nA\xe9,LANTERN\n",
+                        ":2: item id is not valid UTF-8");
+        w = text + sprintf(text, "item,description\n");
+        memset(w, 'x', 513);
+        strcpy(w + 513, ",LANTERN\n");
+        catalog_refused(text, ":2: item id is longer than 512 bytes");
+        catalog_refused("item,median_unit_price\nA,inf\n",
+                        ":2: price must be a number >= 0");
+        catalog_refused("item,description\nA,\"TWO\nLINES\"\n",
+                        ":2: unterminated quote (a quoted field cannot hold "
+                        "a line break)");
+        char err[512] = "";
+        char *path = write_tmp("\xEF\xBB\xBF" "description,item\n"
+                               "WHITE LANTERN,A\n");
+        struct veil_catalog *c = NULL;
+        assert_int_equal(veil_catalog_load(&c, path, NULL, 0, 3, err,
+                                           sizeof(err)),
+                         0);
+        assert_int_equal(veil_catalog_find(c, "A"), 0);
+        assert_string_equal(c->category[0], "lantern");
+        veil_catalog_free(c);
+        unlink(path);
+        free(path);
+}
+
 static void test_catalog(void **st) {
         (void)st;
         char err[512];
@@ -1103,6 +1152,7 @@ int main(void) {
                 cmocka_unit_test(test_normalization),
                 cmocka_unit_test(test_timezones),
                 cmocka_unit_test(test_catalog),
+                cmocka_unit_test(test_catalog_refused),
                 cmocka_unit_test(test_catalog_phrases),
                 cmocka_unit_test(test_profile_bounds),
                 cmocka_unit_test(test_profile_history),
