@@ -10,9 +10,6 @@
 
 #include <veil/veil.h>
 
-#define MAX_FIELDS 64
-#define STR_(x) #x
-#define STR(x) STR_(x)
 #define MAX_CATEGORY 40
 
 #define KEY_BYTES sizeof(((struct veil_catalog_slot *)0)->key)
@@ -202,7 +199,8 @@ int veil_catalog_new(struct veil_catalog **out, size_t max_new, int n_bands,
 
 /* Splits a line in place (RFC 4180 quoting within a line). Returns the
  * field count, -1 on an unterminated quote (a quoted line break included:
- * lines are read one at a time), -2 when there are more than max fields. */
+ * lines are read one at a time), -2 when there are more than max fields
+ * (f has room for max). */
 static int split(char *buf, char **f, int max) {
         int n = 0;
         char *r = buf, *w = buf;
@@ -240,7 +238,14 @@ static int split(char *buf, char **f, int max) {
 static const char *split_error(int rc) {
         return rc == -1 ? "unterminated quote (a quoted field cannot hold a "
                           "line break)"
-                        : "more than " STR(MAX_FIELDS) " fields";
+                        : "more fields than the header";
+}
+
+/* Text cut to a whole UTF-8 character (a cut may split one). */
+static void utf8_trim(char *s) {
+        size_t l = strlen(s);
+        while (l && !veil_utf8_valid(s, l))
+                s[--l] = '\0';
 }
 
 static void chomp(char *s) {
@@ -371,7 +376,8 @@ int veil_catalog_load(struct veil_catalog **out, const char *path,
         rewind(f);
         struct veil_catalog *c = calloc(1, sizeof(*c));
         int rc = 0;
-        char *fld[MAX_FIELDS];
+        char **fld = NULL;
+        int max_fields = 0;
         int ci = -1, cc = -1, cp = -1, cd = -1;
         if (!c || alloc_arrays(c, rows + max_new)) {
                 snprintf(errstr, errstr_size, "catalog %s: out of memory",
@@ -391,7 +397,18 @@ int veil_catalog_load(struct veil_catalog **out, const char *path,
         /* A byte-order mark (Excel's "CSV UTF-8") is not part of the first
          * column's name. */
         char *hdr = strncmp(line, "\xEF\xBB\xBF", 3) ? line : line + 3;
-        int nh = split(hdr, fld, MAX_FIELDS);
+        /* As many fields as the header has commas, and one: no column is
+         * lost however wide the export. */
+        max_fields = 1;
+        for (const char *q = hdr; *q; q++)
+                max_fields += *q == ',';
+        if (!(fld = calloc((size_t)max_fields, sizeof(*fld)))) {
+                snprintf(errstr, errstr_size, "catalog %s: out of memory",
+                         path);
+                rc = -VEIL_ENOMEM;
+                goto out;
+        }
+        int nh = split(hdr, fld, max_fields);
         if (nh < 0) {
                 snprintf(errstr, errstr_size, "catalog %s:1: %s", path,
                          split_error(nh));
@@ -420,7 +437,7 @@ int veil_catalog_load(struct veil_catalog **out, const char *path,
                 chomp(line);
                 if (!line[0])
                         continue;
-                int n = split(line, fld, MAX_FIELDS);
+                int n = split(line, fld, max_fields);
                 if (n < 0) {
                         snprintf(errstr, errstr_size, "catalog %s:%ld: %s",
                                  path, lineno, split_error(n));
@@ -468,6 +485,18 @@ int veil_catalog_load(struct veil_catalog **out, const char *path,
                         }
                 }
                 const char *desc = cd >= 0 ? fld[cd] : NULL;
+                /* Both reach recommendations (an explanation's words). */
+                if ((desc && !veil_utf8_valid(desc, strlen(desc))) ||
+                    (cc >= 0 && !veil_utf8_valid(fld[cc], strlen(fld[cc])))) {
+                        snprintf(errstr, errstr_size,
+                                 "catalog %s:%ld: the %s is not valid UTF-8",
+                                 path, lineno,
+                                 desc && !veil_utf8_valid(desc, strlen(desc))
+                                         ? "description"
+                                         : "category");
+                        rc = -VEIL_EINVAL;
+                        goto out;
+                }
                 char cat[MAX_CATEGORY];
                 if (cc >= 0) {
                         snprintf(cat, sizeof(cat), "%s", fld[cc]);
@@ -476,6 +505,7 @@ int veil_catalog_load(struct veil_catalog **out, const char *path,
                 } else {
                         category_of(desc, cat, sizeof(cat));
                 }
+                utf8_trim(cat);
                 if (add(c, id, cat, price, desc) < 0) {
                         snprintf(errstr, errstr_size,
                                  "catalog %s:%ld: out of memory", path,
@@ -489,6 +519,7 @@ int veil_catalog_load(struct veil_catalog **out, const char *path,
         c->cap = c->n_file + max_new;
         compute_bands(c);
 out:
+        free(fld);
         free(line);
         fclose(f);
         if (rc) {

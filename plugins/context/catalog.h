@@ -62,10 +62,10 @@ struct veil_catalog {
 int veil_catalog_new(struct veil_catalog **out, size_t max_new, int n_bands,
                      char *errstr, size_t errstr_size);
 /** Loads `path` (CSV with a header line: RFC 4180 quoting, but a quoted
- *  field cannot hold a line break; at most 64 columns; a UTF-8 byte-order
- *  mark is skipped) and leaves room for max_new more items. Item ids must
- *  be valid UTF-8 of 1 to VEIL_ID_MAX bytes, prices finite and >= 0.
- *  Errors name the file and line. */
+ *  field cannot hold a line break; a UTF-8 byte-order mark is skipped) and
+ *  leaves room for max_new more items. Item ids must be valid UTF-8 of 1
+ *  to VEIL_ID_MAX bytes, descriptions and categories valid UTF-8, prices
+ *  finite and >= 0. Errors name the file and line. */
 int veil_catalog_load(struct veil_catalog **out, const char *path,
                       const struct veil_catalog_columns *cols, size_t max_new,
                       int n_bands, char *errstr, size_t errstr_size);

@@ -241,9 +241,10 @@ static void test_catalog_phrases(void **st) {
 }
 
 /* A catalog file is refused, naming its line, for what would otherwise be
- * lost without a word: columns past 64 (the description among them), an
- * id the host would refuse in a recommendation; a byte-order mark before
- * the header is skipped. */
+ * lost or refused later without a word: an id, a description or a
+ * category the host would refuse in a recommendation; a byte-order mark
+ * before the header is skipped, and no column is lost however many there
+ * are (at 64 the description was, and every item became "item"). */
 static void catalog_refused(const char *text, const char *want) {
         char err[512] = "";
         char *path = write_tmp(text);
@@ -260,12 +261,14 @@ static void catalog_refused(const char *text, const char *want) {
 static void test_catalog_refused(void **st) {
         (void)st;
         char text[4096], *w = text;
-        for (int i = 0; i < 62; i++)
-                w += sprintf(w, "extra%d,", i);
-        strcpy(w, "item,median_unit_price,description\n");
-        catalog_refused(text, ":1: more than 64 fields");
+        catalog_refused("item,description\nA,LANTERN,extra\n",
+                        ":2: more fields than the header");
         catalog_refused("item,description\nA\xe9,LANTERN\n",
                         ":2: item id is not valid UTF-8");
+        catalog_refused("item,description\nA,LANT\xe9RN\n",
+                        ":2: the description is not valid UTF-8");
+        catalog_refused("item,category\nA,lamp\xe9\n",
+                        ":2: the category is not valid UTF-8");
         w = text + sprintf(text, "item,description\n");
         memset(w, 'x', 513);
         strcpy(w + 513, ",LANTERN\n");
@@ -284,6 +287,30 @@ static void test_catalog_refused(void **st) {
                          0);
         assert_int_equal(veil_catalog_find(c, "A"), 0);
         assert_string_equal(c->category[0], "lantern");
+        veil_catalog_free(c);
+        unlink(path);
+        free(path);
+        /* 80 columns, the description last; a category of 25 two-byte
+         * characters, cut to the longest whole ones that fit. */
+        w = text;
+        for (int i = 0; i < 77; i++)
+                w += sprintf(w, "extra%d,", i);
+        w += sprintf(w, "item,category,description\n");
+        for (int i = 0; i < 77; i++)
+                w += sprintf(w, "%d,", i);
+        w += sprintf(w, "A,");
+        for (int i = 0; i < 25; i++)
+                w += sprintf(w, "\xc3\xa9");
+        sprintf(w, ",WHITE LANTERN\n");
+        path = write_tmp(text);
+        assert_int_equal(veil_catalog_load(&c, path, NULL, 0, 3, err,
+                                           sizeof(err)),
+                         0);
+        assert_int_equal(veil_catalog_find(c, "A"), 0);
+        assert_non_null(c->description[0]);
+        assert_string_equal(c->description[0], "WHITE LANTERN");
+        assert_true(veil_utf8_valid(c->category[0], strlen(c->category[0])));
+        assert_int_equal(strlen(c->category[0]), 38);
         veil_catalog_free(c);
         unlink(path);
         free(path);
