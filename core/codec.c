@@ -1478,7 +1478,9 @@ static struct pnode *compile(struct cctx *x, avro_schema_t ws,
                                          : avro_schema_array_items(rs);
                 if (!(n->kid[0] = compile(x, wi, ri, NULL, depth + 1)))
                         goto bad;
-                if (n->slot == SLOT_ATTRS) {
+                /* Only where the reader is an event: a record that merely
+                 * names a field context.attrs is nobody's slot. */
+                if (n->slot == SLOT_ATTRS && x->c->event_ok) {
                         avro_type_t t = n->kid[0]->wt;
                         if (t != AVRO_STRING && t != AVRO_BYTES) {
                                 cfail(x, ": the writer's map values are %s, "

@@ -68,13 +68,13 @@ int veil_codec_encode_event(struct veil_codec *c, const struct veil_event *ev,
                             struct veil_buf *out, char *errstr,
                             size_t errstr_size);
 
-/** Decodes a record of any schema into the codec's reusable value; the
- *  returned record, and every handle reached from it, is valid until the
- *  next decode on this codec. */
 /** Why the codec's schema cannot stand for an event (NULL when it can):
  *  veil_codec_decode_event refuses every record with it. */
 const char *veil_codec_event_error(const struct veil_codec *c);
 
+/** Decodes a record of any schema into the codec's reusable value; the
+ *  returned record, and every handle reached from it, is valid until the
+ *  next decode on this codec. */
 int veil_codec_decode_rec(struct veil_codec *c, const void *buf, size_t len,
                           const veil_rec_t **rec, char *errstr,
                           size_t errstr_size);

@@ -278,8 +278,8 @@ static void test_not_an_event_schema(void **state) {
 }
 
 /* A record that is no interaction may name its fields as an event's are,
- * with other types (an enum "type", an int "value"): read as records,
- * they are nobody's slots. */
+ * with other types (an enum "type", an int "value", a map of long
+ * "context.attrs"): read as records, they are nobody's slots. */
 static void test_event_names_other_types(void **state) {
         (void)state;
         char path[] = "/tmp/veil-test-order-XXXXXX";
@@ -291,13 +291,16 @@ static void test_event_names_other_types(void **state) {
                 "{\"name\": \"type\", \"type\": {\"type\": \"enum\", "
                 "\"name\": \"Kind\", \"symbols\": [\"A\", \"B\"]}},"
                 "{\"name\": \"value\", \"type\": \"int\"},"
-                "{\"name\": \"ts\", \"type\": \"long\"}]}";
+                "{\"name\": \"ts\", \"type\": \"long\"},"
+                "{\"name\": \"context\", \"type\": {\"type\": \"record\", "
+                "\"name\": \"Ctx\", \"fields\": [{\"name\": \"attrs\", "
+                "\"type\": {\"type\": \"map\", \"values\": \"long\"}}]}}]}";
         assert_true(write(fd, schema, sizeof(schema) - 1) ==
                     (ssize_t)(sizeof(schema) - 1));
         close(fd);
         struct veil_codec *c = codec_or_die(path, VEIL_FRAMING_RAW, 0);
-        /* "u", B, 5, 7 */
-        static const unsigned char rec[] = {0x02, 'u', 0x02, 0x0a, 0x0e};
+        /* "u", B, 5, 7, {} */
+        static const unsigned char rec[] = {0x02, 'u', 0x02, 0x0a, 0x0e, 0x00};
         const veil_rec_t *r;
         char err[256] = "";
         if (veil_codec_decode_rec(c, rec, sizeof(rec), &r, err, sizeof(err)))
