@@ -462,10 +462,10 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
          * allowed" would then promise a choice nobody is asked. */
         if (!strcmp(veil_params_str(p, "default_tier"), "personalized"))
                 veil_notice_add(n, VEIL_NOTICE_RETENTION,
-                                "Without a consent stage in this pipeline, "
-                                "everyone is treated as allowing "
-                                "personalization, and their items are kept "
-                                "as described.");
+                                "An interaction that no consent stage has "
+                                "decided is treated as if personalization "
+                                "were allowed, and the person's items are "
+                                "kept as described.");
 }
 
 static void destroy(void *state) {

@@ -2026,8 +2026,8 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
          * allowed" would then promise a choice nobody is asked. */
         if (!strcmp(veil_params_str(p, "default_tier"), "personalized"))
                 veil_notice_add(n, VEIL_NOTICE_PURPOSE,
-                                "Without a consent stage in this pipeline, "
-                                "everyone's recommendations are "
+                                "The recommendation for an interaction that "
+                                "no consent stage has decided is "
                                 "personalized.");
         const char *mech = veil_params_str(p, "mechanism");
         int tree = !strcmp(mech, "tree");
@@ -2095,9 +2095,9 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
 defaults:
         if (veil_params_bool(p, "default_training", 0))
                 veil_notice_add(n, VEIL_NOTICE_PRIVACY,
-                                "Without a consent stage in this pipeline, "
-                                "everyone's events are used to train the "
-                                "shared model.");
+                                "Interactions that no consent stage has "
+                                "decided are used to train the shared "
+                                "model.");
 }
 
 /* An erasure drops the person's example held for the next step (event

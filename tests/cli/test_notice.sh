@@ -157,10 +157,10 @@ retail="$root/config/pipelines/retail.yaml" rcopy="$T/config/pipelines/retail-co
 sed -E 's/^(\s+)default_training: true$/\1default_training: false/; s/^(\s+)default_tier: personalized$/\1default_tier: contextual/' \
   "$retail" >"$rcopy"
 "$VEIL" notice "$rcopy" >"$T/r2.md" 2>&1
-if section "$T/r.md" "Differential privacy" | grep -q "Without a consent stage in this pipeline, everyone's events are used to train" &&
-   section "$T/r.md" "Why we use it" | grep -q "Without a consent stage in this pipeline, everyone's recommendations are personalized" &&
-   section "$T/r.md" "What we keep, where, and for how long" | grep -q "Without a consent stage in this pipeline, everyone is treated as allowing personalization" &&
-   ! grep -q "Without a consent stage" "$T/r2.md" && grep -q "Differential privacy" "$T/r2.md"; then
+if section "$T/r.md" "Differential privacy" | grep -q "Interactions that no consent stage has decided are used to train" &&
+   section "$T/r.md" "Why we use it" | grep -q "The recommendation for an interaction that no consent stage has decided is personalized" &&
+   section "$T/r.md" "What we keep, where, and for how long" | grep -q "An interaction that no consent stage has decided is treated as if personalization were allowed" &&
+   ! grep -q "no consent stage has decided" "$T/r2.md" && grep -q "Differential privacy" "$T/r2.md"; then
   pass "the defaults a pipeline without consent applies are stated"
 else failed "defaults" "$(grep -i "consent stage" "$T/r.md" "$T/r2.md")"; fi
 
