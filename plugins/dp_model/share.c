@@ -457,24 +457,23 @@ size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m) {
         return (size_t)(sh->st.applied_chunks - before);
 }
 
+#define BEFORE " (before its accountant file)"
+
 /* The pseudo-sender that stands for this instance's releases before its
- * accountant file (malloc'd name). */
-static char *before_name(const struct veil_share *sh) {
+ * accountant file: its name is the instance's and BEFORE. Found without
+ * allocating, so that the ρ an update carries never depends on memory. */
+static struct peer *before_peer(const struct veil_share *sh) {
         size_t l = strlen(sh->self);
-        char *name = malloc(l + sizeof(" (before its accountant file)"));
-        if (name) {
-                memcpy(name, sh->self, l);
-                strcpy(name + l, " (before its accountant file)");
+        for (size_t i = 0; i < sh->n_peers; i++) {
+                const char *n = sh->peers[i].inst;
+                if (!strncmp(n, sh->self, l) && !strcmp(n + l, BEFORE))
+                        return &sh->peers[i];
         }
-        return name;
+        return NULL;
 }
 
 double veil_share_own_before(const struct veil_share *sh) {
-        char *name = before_name(sh);
-        if (!name)
-                return INFINITY;
-        struct peer *p = peer((struct veil_share *)sh, name, 0);
-        free(name);
+        struct peer *p = before_peer(sh);
         return p ? p->rho : 0;
 }
 
@@ -488,10 +487,7 @@ double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc) {
          * (rounded up): a sum that rounds one ulp higher would otherwise
          * read as releases the accountant does not count, at every
          * restart. */
-        double sent = veil_share_own_rho(sh, rho_acc);
-        if (isinf(sent))
-                return INFINITY; /* out of memory: an unknown cost */
-        if (!(sh->own_rho > sent))
+        if (!(sh->own_rho > veil_share_own_rho(sh, rho_acc)))
                 return 0;
         /* The accountant is saved before every release, so this happens
          * only when its file (or the .others file) was lost or replaced:
@@ -500,9 +496,17 @@ double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc) {
          * name of their own, which the checkpoint table keeps; how much of
          * them the accountant's file already counts is unknown, so all
          * of them do (a replaced file counts some twice). */
-        char *name = before_name(sh);
-        struct peer *p = name ? peer(sh, name, 1) : NULL;
-        free(name);
+        struct peer *p = before_peer(sh);
+        if (!p) {
+                size_t l = strlen(sh->self);
+                char *name = malloc(l + sizeof(BEFORE));
+                if (name) {
+                        memcpy(name, sh->self, l);
+                        strcpy(name + l, BEFORE);
+                        p = peer(sh, name, 1);
+                        free(name);
+                }
+        }
         if (!p)
                 return INFINITY;
         if (sh->own_rho > p->rho)
