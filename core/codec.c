@@ -3125,10 +3125,6 @@ static int pii_walk(struct veil_codec *c, const struct json *t,
         return rc;
 }
 
-const char *veil_codec_event_error(const struct veil_codec *c) {
-        return c->event_ok ? NULL : c->event_err;
-}
-
 size_t veil_codec_pii_fields(const struct veil_codec *c, const char ***paths,
                              const char ***marks) {
         if (paths)
@@ -3302,6 +3298,14 @@ int veil_codec_new(struct veil_codec **out, const struct veil_config *cfg,
         int rc = codec_create(&c, path, b->framing, b->schema_id, msg,
                               sizeof(msg));
         free(path);
+        /* The input's records are events, whatever the schema's name
+         * (codec_create refuses only one named Interaction): one that
+         * cannot stand for an event would dead-letter every record. */
+        if (!rc && cfg && b == &cfg->input && !c->event_ok) {
+                snprintf(msg, sizeof(msg), "%s", c->event_err);
+                veil_codec_destroy(c);
+                rc = -VEIL_EINVAL;
+        }
         if (rc) {
                 /* At the schema's line, where the fix goes. */
                 if (b->schema_line)

@@ -68,10 +68,6 @@ int veil_codec_encode_event(struct veil_codec *c, const struct veil_event *ev,
                             struct veil_buf *out, char *errstr,
                             size_t errstr_size);
 
-/** Why the codec's schema cannot stand for an event (NULL when it can):
- *  veil_codec_decode_event refuses every record with it. */
-const char *veil_codec_event_error(const struct veil_codec *c);
-
 /** Decodes a record of any schema into the codec's reusable value; the
  *  returned record, and every handle reached from it, is valid until the
  *  next decode on this codec. */

@@ -429,21 +429,6 @@ int veil_pipeline_new(struct veil_pipeline **pp, const struct veil_config *cfg,
                             errstr_size);
         if (rc)
                 goto fail;
-        /* The input's records are events, whatever the schema's name (only
-         * one named Interaction is refused by the codec itself): one that
-         * cannot stand for an event would dead-letter every record. */
-        const char *why = veil_codec_event_error(p->in_codec);
-        if (why) {
-                snprintf(errstr, errstr_size, "%s:%d:%d: input %s: %s",
-                         cfg->file ? cfg->file : "(config)",
-                         cfg->input.schema_line ? cfg->input.schema_line
-                                                : cfg->input.line,
-                         cfg->input.schema_line ? cfg->input.schema_col
-                                                : cfg->input.col,
-                         cfg->input.topic, why);
-                rc = -VEIL_EINVAL;
-                goto fail;
-        }
 
         p->outputs = calloc(cfg->n_outputs, sizeof(*p->outputs));
         p->n_outputs = cfg->n_outputs;

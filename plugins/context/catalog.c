@@ -486,14 +486,16 @@ int veil_catalog_load(struct veil_catalog **out, const char *path,
                 }
                 const char *desc = cd >= 0 ? fld[cd] : NULL;
                 /* Both reach recommendations (an explanation's words). */
-                if ((desc && !veil_utf8_valid(desc, strlen(desc))) ||
-                    (cc >= 0 && !veil_utf8_valid(fld[cc], strlen(fld[cc])))) {
+                const char *bad =
+                        desc && !veil_utf8_valid(desc, strlen(desc))
+                                ? "description"
+                        : cc >= 0 && !veil_utf8_valid(fld[cc], strlen(fld[cc]))
+                                ? "category"
+                                : NULL;
+                if (bad) {
                         snprintf(errstr, errstr_size,
                                  "catalog %s:%ld: the %s is not valid UTF-8",
-                                 path, lineno,
-                                 desc && !veil_utf8_valid(desc, strlen(desc))
-                                         ? "description"
-                                         : "category");
+                                 path, lineno, bad);
                         rc = -VEIL_EINVAL;
                         goto out;
                 }
