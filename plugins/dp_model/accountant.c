@@ -21,7 +21,9 @@
 #include "veil/veil.h"
 
 #define RECORD_MAGIC "VEILACCT"
-#define RECORD_FORMAT 1u
+/* Format 2 keeps the lineage in what format 1 reserved (zero there, so a
+ * format-1 record reads as lineage 0). */
+#define RECORD_FORMAT 2u
 #define RECORD_BODY 104 /* bytes covered by the checksum */
 #define RECORD_SUM (VEIL_ACCOUNTANT_RECORD_SIZE - RECORD_BODY)
 #define FLAG_HAS_UNIT 1u
@@ -51,6 +53,7 @@ struct veil_accountant {
         int pending;            /* tree: a restore opened a new session */
         uint64_t session_steps; /* gaussian: releases in the unit since the
                                  * last restore; deliberately not saved */
+        uint32_t lineage;       /* the file's: drawn when it is created */
 };
 
 static void errf(char *errstr, size_t errstr_size, const char *fmt, ...)
@@ -334,7 +337,17 @@ int veil_accountant_new(struct veil_accountant **out,
                 return -VEIL_ENOMEM;
         }
         (*out)->mech = *m;
+        /* Never 0, which stands for the files of a veil before lineages;
+         * an id per new state, so that a spend begun anew after a lost
+         * file counts beside the old one, not instead of it. */
+        do
+                (*out)->lineage = randombytes_random();
+        while (!(*out)->lineage);
         return 0;
+}
+
+uint32_t veil_accountant_lineage(const struct veil_accountant *acc) {
+        return acc->lineage;
 }
 
 void veil_accountant_free(struct veil_accountant *acc) {
@@ -525,13 +538,13 @@ void veil_accountant_encode(const struct veil_accountant *acc,
         veil_le_put64(buf + 88, acc->classes);
         veil_le_put32(buf + 96, (acc->has_unit ? FLAG_HAS_UNIT : 0) |
                                 (acc->pending ? FLAG_PENDING : 0));
-        /* buf + 100: reserved, zero */
+        veil_le_put32(buf + 100, acc->lineage);
         crypto_generichash(buf + RECORD_BODY, RECORD_SUM, buf, RECORD_BODY,
                            NULL, 0);
 }
 
 struct record {
-        uint32_t kind, flags;
+        uint32_t kind, flags, lineage;
         uint64_t version, steps, unit, unit_steps, classes;
         double rho;
 };
@@ -565,11 +578,12 @@ static int decode(const unsigned char *p, size_t len, struct record *r,
                      what);
                 return -VEIL_EDECODE;
         }
-        if (veil_le_get32(p + 8) != RECORD_FORMAT) {
+        uint32_t format = veil_le_get32(p + 8);
+        if (format < 1 || format > RECORD_FORMAT) {
                 errf(errstr, errstr_size,
                      "dp_model accountant state %s: record format %u, this "
-                     "build reads format %u",
-                     what, veil_le_get32(p + 8), RECORD_FORMAT);
+                     "build reads formats 1 to %u",
+                     what, format, RECORD_FORMAT);
                 return -VEIL_EDECODE;
         }
         r->kind = veil_le_get32(p + 12);
@@ -580,10 +594,11 @@ static int decode(const unsigned char *p, size_t len, struct record *r,
         r->unit_steps = veil_le_get64(p + 80);
         r->classes = veil_le_get64(p + 88);
         r->flags = veil_le_get32(p + 96);
+        r->lineage = veil_le_get32(p + 100);
         if ((r->kind != VEIL_DP_GAUSSIAN && r->kind != VEIL_DP_TREE) ||
             !(isfinite(r->rho) && r->rho >= 0) ||
             (r->flags & ~(FLAG_HAS_UNIT | FLAG_PENDING)) ||
-            veil_le_get32(p + 100) != 0) {
+            (format == 1 && r->lineage != 0)) {
                 errf(errstr, errstr_size,
                      "dp_model accountant state %s: checksum matches but "
                      "the fields are invalid (mechanism kind %u, rho %g); "
@@ -922,6 +937,8 @@ int veil_accountant_load(struct veil_accountant *acc, const char *path,
                 if (!rc)
                         rc = veil_accountant_restore(acc, buf, got, errstr,
                                                      errstr_size);
+                if (!rc)
+                        acc->lineage = r.lineage;
                 free(buf);
                 return rc;
         }
@@ -959,6 +976,11 @@ int veil_accountant_load(struct veil_accountant *acc, const char *path,
          * restored first would keep its unit against a newer one only one
          * version above it. */
         int first = slot_version(buf + SLOT) > slot_version(buf) ? 1 : 0;
+        /* The file's lineage is its newest record's (both slots have it:
+         * saves write the lineage loaded). */
+        if (!rc && !decode(buf + (size_t)first * SLOT,
+                           VEIL_ACCOUNTANT_RECORD_SIZE, &r, path, NULL, 0))
+                acc->lineage = r.lineage;
         for (int j = 0; j < 2 && !rc; j++) {
                 const unsigned char *p = buf + (size_t)(j ? !first : first) *
                                                        SLOT;

@@ -79,6 +79,13 @@ int veil_accountant_new(struct veil_accountant **out,
 void veil_accountant_free(struct veil_accountant *acc);
 
 double veil_accountant_rho(const struct veil_accountant *acc);
+/** The state's lineage: a random id (never 0) drawn by
+ *  veil_accountant_new, replaced by the file's in veil_accountant_load
+ *  (0 for a file of a veil before lineages) and kept by every save, but
+ *  not taken from a record merged by veil_accountant_restore. A state
+ *  begun anew (its file lost) has a lineage of its own, so whoever counts
+ *  this instance's spend by lineage adds the new spend to the old. */
+uint32_t veil_accountant_lineage(const struct veil_accountant *acc);
 /** Noisy releases charged so far. */
 uint64_t veil_accountant_steps(const struct veil_accountant *acc);
 /** Bumped by every change of state; never decreases. */
@@ -130,7 +137,9 @@ int veil_accountant_would_exceed(const struct veil_accountant *acc,
                                  size_t errstr_size);
 
 /* ------------------------------------------------------------------ */
-/* Persistence: a 128-byte little-endian record with a BLAKE2b checksum */
+/* Persistence: a 128-byte little-endian record with a BLAKE2b checksum
+ * (format 2: the lineage at byte 100, where format 1 kept zero; both are
+ * read) */
 
 /** Replaces the file at path by data, atomically and durably: a temporary
  *  file beside it, written and fsynced, renamed over it, the directory

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "accountant.h"
 #include "veil/veil.h"
@@ -831,6 +832,76 @@ static void test_corrupt_refused(void **state) {
         veil_accountant_free(b);
 }
 
+/* A record of format `format` with lineage bytes lin, re-checksummed as
+ * the writer of that format would. */
+static void as_format(unsigned char *rec, uint32_t format, uint32_t lin) {
+        for (int i = 0; i < 4; i++) {
+                rec[8 + i] = (unsigned char)(format >> (8 * i));
+                rec[100 + i] = (unsigned char)(lin >> (8 * i));
+        }
+        crypto_generichash(rec + 104, VEIL_ACCOUNTANT_RECORD_SIZE - 104, rec,
+                           104, NULL, 0);
+}
+
+/* The lineage: drawn for a new state, kept by the file, not taken from a
+ * record merged in (a checkpoint's); an older veil's record (format 1,
+ * zero where the lineage is) reads as lineage 0. */
+static void test_lineage(void **state) {
+        struct veil_dp_mech m = gauss(1.5, 2, 4);
+        struct veil_accountant *a, *b, *c;
+        unsigned char rec[VEIL_ACCOUNTANT_RECORD_SIZE];
+        char err[768], path[600];
+        (void)state;
+        snprintf(path, sizeof(path), "%s/lineage.bin", tmpdir);
+        assert_int_equal(veil_accountant_new(&a, &m, err, sizeof(err)), 0);
+        assert_int_equal(veil_accountant_new(&b, &m, err, sizeof(err)), 0);
+        assert_true(veil_accountant_lineage(a) != 0);
+        /* Equal with probability 2^-32. */
+        assert_true(veil_accountant_lineage(a) != veil_accountant_lineage(b));
+        assert_int_equal(veil_accountant_charge(a, 0.5, 1, err, sizeof(err)),
+                         0);
+        assert_ok(veil_accountant_save(a, path, err, sizeof(err)), err);
+        assert_ok(veil_accountant_save(a, path, err, sizeof(err)), err);
+        assert_ok(veil_accountant_load(b, path, err, sizeof(err)), err);
+        assert_int_equal(veil_accountant_lineage(b),
+                         veil_accountant_lineage(a));
+        /* A checkpoint's record of another lineage: its spend merges in,
+         * the lineage stays. */
+        assert_int_equal(veil_accountant_new(&c, &m, err, sizeof(err)), 0);
+        uint32_t own = veil_accountant_lineage(c);
+        veil_accountant_encode(a, rec);
+        assert_ok(veil_accountant_restore(c, rec, sizeof(rec), err,
+                                          sizeof(err)),
+                  err);
+        assert_true(veil_accountant_rho(c) == veil_accountant_rho(a));
+        assert_int_equal(veil_accountant_lineage(c), own);
+        /* Format 1: lineage 0, in a one-record file and in slots. */
+        as_format(rec, 1, 0);
+        write_file(path, rec, sizeof(rec));
+        assert_ok(veil_accountant_load(c, path, err, sizeof(err)), err);
+        assert_int_equal(veil_accountant_lineage(c), 0);
+        /* ... and saved on, it keeps 0, which its updates carried. */
+        assert_ok(veil_accountant_save(c, path, err, sizeof(err)), err);
+        veil_accountant_free(c);
+        assert_int_equal(veil_accountant_new(&c, &m, err, sizeof(err)), 0);
+        assert_ok(veil_accountant_load(c, path, err, sizeof(err)), err);
+        assert_int_equal(veil_accountant_lineage(c), 0);
+        /* Format 1 with bytes where it had none, or a format from a later
+         * veil: refused. */
+        as_format(rec, 1, 7);
+        write_file(path, rec, sizeof(rec));
+        assert_int_equal(veil_accountant_load(c, path, err, sizeof(err)),
+                         -VEIL_EDECODE);
+        as_format(rec, 3, 7);
+        write_file(path, rec, sizeof(rec));
+        assert_int_equal(veil_accountant_load(c, path, err, sizeof(err)),
+                         -VEIL_EDECODE);
+        assert_non_null(strstr(err, "format 3"));
+        veil_accountant_free(a);
+        veil_accountant_free(b);
+        veil_accountant_free(c);
+}
+
 static void read_file(const char *path, unsigned char *p, size_t n) {
         FILE *f = fopen(path, "rb");
         assert_non_null(f);
@@ -1139,6 +1210,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_corrupt_refused,
                                                 setup_tmp, teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_two_slots, setup_tmp,
+                                                teardown_tmp),
+                cmocka_unit_test_setup_teardown(test_lineage, setup_tmp,
                                                 teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_newest_slot_unit,
                                                 setup_tmp, teardown_tmp),
