@@ -197,7 +197,7 @@ static int others(const char *file, double rho_own, double delta) {
                 free(path);
                 return 0;
         }
-        if (!rc && (rc = veil_share_new(&sh, "", 0)) == 0 &&
+        if (!rc && (rc = veil_share_new(&sh, "", 0, 0)) == 0 &&
             (rc = veil_share_rho_merge(sh, data, n)) == -VEIL_EDECODE)
                 snprintf(err, sizeof(err), "%s is damaged", path);
         if (!rc) {
@@ -255,9 +255,11 @@ static int cmd_accountant(int argc, char **argv) {
                 veil_accountant_free(acc);
                 return 1;
         }
-        printf("epsilon=%.6g\nrho=%.6g\nsteps=%llu\ndelta=%.6g\n", eps,
-               veil_accountant_rho(acc),
-               (unsigned long long)veil_accountant_steps(acc), delta);
+        printf("epsilon=%.6g\nrho=%.6g\nsteps=%llu\ndelta=%.6g\n"
+               "lineage=%08x\n",
+               eps, veil_accountant_rho(acc),
+               (unsigned long long)veil_accountant_steps(acc), delta,
+               (unsigned)veil_accountant_lineage(acc));
         double rho = veil_accountant_rho(acc);
         veil_accountant_free(acc);
         return others(file, rho, delta);
@@ -285,7 +287,8 @@ const struct veil_command veil_dp_model_commands[] = {
          "the smallest noise multiplier S that keeps the horizon within E",
          cmd_noise},
         {"accountant", "accountant --file F --delta D",
-         "ε, ρ and releases a saved accountant state holds; with the "
+         "ε, ρ, releases and lineage (the id its model updates carry) a "
+         "saved accountant state holds; with the "
          "other instances' ρ kept beside it (FILE.others), theirs and the "
          "total ε the stage reports",
          cmd_accountant},

@@ -1094,17 +1094,33 @@ static int process(void *state, struct veil_batch *b) {
                                  "%zu model update chunk(s) of other "
                                  "instances applied",
                                  n);
-                double own, lost;
+                double own, lost, other;
+                size_t lineages;
+                if (s->dp &&
+                    (other = veil_share_own_other(s->share, &lineages)) > 0)
+                        /* Once per start (counted since it was read),
+                         * and not a warning: it stays true at every
+                         * start after a file was lost. */
+                        veil_log(s->st, VEIL_LOG_INFO,
+                                 "this instance released updates costing "
+                                 "rho %.4g under %zu earlier accountant "
+                                 "file(s), not the one it has now (lineage "
+                                 "%08x; was a file lost?): they count as "
+                                 "another instance's",
+                                 other, lineages,
+                                 (unsigned)veil_accountant_lineage(
+                                         veil_dp_accountant(s->dp)));
                 if (s->dp &&
                     (lost = veil_share_own_unaccounted(
                              s->share,
                              own = veil_dp_stats(s->dp).rho_own)) > 0) {
                         veil_log(s->st, VEIL_LOG_WARN,
                                  "the model updates topic holds releases of "
-                                 "this instance costing rho %.4g, more than "
-                                 "accountant_file counts (%.4g): was the "
-                                 "file lost or replaced? They now count as "
-                                 "another instance's",
+                                 "this instance's accountant file costing "
+                                 "rho %.4g, more than the file counts "
+                                 "(%.4g): was it replaced by an older copy? "
+                                 "They now count again, as another "
+                                 "instance's",
                                  lost, own);
                         char err[640];
                         if (others_spent(s, err, sizeof(err)))
@@ -1592,7 +1608,11 @@ static int share_setup(struct state *s, veil_stage_t *st,
         /* Chunks read before the first batch wait for it, and so apply
          * over a restored model whatever the host's order; past 256 MiB
          * they apply at once. */
-        return veil_share_new(&s->share, inst, (size_t)256 << 20);
+        return veil_share_new(
+                &s->share, inst,
+                s->dp ? veil_accountant_lineage(veil_dp_accountant(s->dp))
+                      : 0,
+                (size_t)256 << 20);
 }
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **state,

@@ -1,6 +1,7 @@
 #include "share.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,12 @@ enum block { B_BIAS, B_VEC, B_IN, B_FEAT, N_BLOCKS };
 static const char *const block_name[N_BLOCKS] = {"item_bias", "item_vectors",
                                                  "item_inputs", "features"};
 
+/* A sender: an instance and the lineage of its accountant file
+ * (accountant.h). Spends of one sender are cumulative, so the largest
+ * seen counts; spends of different senders add up. */
 struct peer {
         char *inst;
+        uint32_t lin;
         int64_t seq;
         int32_t chunk;
         double rho; /**< the largest ρ its releases carried */
@@ -30,6 +35,7 @@ struct peer {
 struct kept {
         struct kept *next;
         char *inst;
+        uint32_t lin;
         int64_t seq;
         int32_t chunk, chunks;
         enum block block;
@@ -41,8 +47,9 @@ struct kept {
 
 struct veil_share {
         char *self;
+        uint32_t lin;     /* own lineage: its accountant file's */
         int64_t seq;      /* own: the last release's, or above */
-        double own_rho;   /* the largest ρ own records on the topic carry */
+        double own_rho;   /* the largest ρ seen for (self, lin) */
         int live;
         size_t keep_cap, kept_bytes;
         struct kept *head, *tail;
@@ -57,11 +64,12 @@ struct veil_share {
 };
 
 int veil_share_new(struct veil_share **out, const char *instance,
-                   size_t keep_bytes) {
+                   uint32_t lineage, size_t keep_bytes) {
         struct veil_share *sh = calloc(1, sizeof(*sh));
         if (!sh)
                 return -VEIL_ENOMEM;
         sh->self = strdup(instance);
+        sh->lin = lineage;
         sh->tmp = malloc(CHUNK_VALUES * sizeof(float));
         sh->keep_cap = keep_bytes;
         if (!sh->self || !sh->tmp) {
@@ -169,6 +177,31 @@ static size_t chunk_rows(const struct veil_model *m, int b, size_t r0,
         return n;
 }
 
+static int is_own_lineage(const struct veil_share *sh, const struct peer *p) {
+        return p->lin == sh->lin && !strcmp(p->inst, sh->self);
+}
+
+/* Every other sender this instance counts, in every chunk (any chunk may
+ * be the only one a reader gets): a reader that never saw a sender's
+ * records (gone by retention, or before it joined) still counts the
+ * releases that the updates it applies were computed from. The entry for
+ * (self, lineage) is in the record's own rho. */
+static int put_spent(const struct veil_share *sh, veil_rec_t *r) {
+        int rc = 0;
+        for (size_t i = 0; i < sh->n_peers && !rc; i++) {
+                const struct peer *p = &sh->peers[i];
+                if (!(p->rho > 0) || is_own_lineage(sh, p))
+                        continue;
+                veil_rec_t *e = veil_rec_append(r, "spent_by");
+                if (!e)
+                        return -VEIL_EINVAL;
+                rc |= veil_rec_set_str(e, "instance", p->inst);
+                rc |= veil_rec_set_long(e, "lineage", p->lin);
+                rc |= veil_rec_set_double(e, "rho", p->rho);
+        }
+        return rc;
+}
+
 int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
                     const char *output, const struct veil_model *m,
                     const struct veil_share_meta *meta) {
@@ -231,6 +264,8 @@ int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
                         rc |= veil_rec_set_double(r, "noise_multiplier",
                                                   meta->sigma);
                         rc |= veil_rec_set_long(r, "ts", meta->ts_ms);
+                        rc |= veil_rec_set_long(r, "lineage", sh->lin);
+                        rc |= put_spent(sh, r);
                         if (rc)
                                 return -VEIL_EINVAL;
                         if ((rc = veil_out_emit(st, output, sh->self,
@@ -244,9 +279,10 @@ int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
         return chunk;
 }
 
-static struct peer *peer(struct veil_share *sh, const char *inst, int add) {
+static struct peer *peer(struct veil_share *sh, const char *inst,
+                         uint32_t lin, int add) {
         for (size_t i = 0; i < sh->n_peers; i++)
-                if (!strcmp(sh->peers[i].inst, inst))
+                if (sh->peers[i].lin == lin && !strcmp(sh->peers[i].inst, inst))
                         return &sh->peers[i];
         if (!add)
                 return NULL;
@@ -257,6 +293,7 @@ static struct peer *peer(struct veil_share *sh, const char *inst, int add) {
         p = &sh->peers[sh->n_peers];
         if (!(p->inst = strdup(inst)))
                 return NULL;
+        p->lin = lin;
         p->seq = -1;
         p->chunk = -1;
         p->rho = 0;
@@ -267,6 +304,74 @@ static struct peer *peer(struct veil_share *sh, const char *inst, int add) {
 static int bad(char *errstr, size_t errstr_size, const char *what) {
         snprintf(errstr, errstr_size, "model update: %s", what);
         return -VEIL_EINVAL;
+}
+
+/* The lineage of a record or of a spent_by entry: 0 when absent (a veil
+ * before lineages), -1 when out of range. */
+static int64_t lineage_of(const veil_rec_t *r) {
+        int64_t lin = 0;
+        veil_rec_get_long(r, "lineage", &lin);
+        return lin >= 0 && lin <= UINT32_MAX ? lin : -1;
+}
+
+/* A ρ read from a record: an unknown cost is not a small one. */
+static double rho_of(const veil_rec_t *r) {
+        double rho;
+        if (veil_rec_get_double(r, "rho", &rho) || !(rho >= 0))
+                return INFINITY;
+        return rho;
+}
+
+/* The sender's spent_by, checked whole before anything counts. */
+static int check_spent(const veil_rec_t *r, char *errstr,
+                       size_t errstr_size) {
+        size_t n = veil_rec_array_size(r, "spent_by");
+        for (size_t i = 0; i < n; i++) {
+                const veil_rec_t *e = veil_rec_array_at(r, "spent_by", i);
+                const char *inst;
+                size_t l;
+                if (!e || veil_rec_get_str(e, "instance", &inst, &l) ||
+                    l == 0 || l > VEIL_SHARE_INSTANCE_MAX ||
+                    memchr(inst, 0, l) || lineage_of(e) < 0)
+                        return bad(errstr, errstr_size,
+                                   "a spent_by entry has an instance id "
+                                   "that is empty or longer than 255 "
+                                   "bytes, or a lineage outside 0 to "
+                                   "2^32-1");
+        }
+        return 0;
+}
+
+/* Counts a sender's ρ: the largest seen of each. (self, own lineage) is
+ * this instance's accountant's to count; what is seen for it is kept
+ * apart (veil_share_own_unaccounted). */
+static int count(struct veil_share *sh, const char *inst, uint32_t lin,
+                 double rho) {
+        if (lin == sh->lin && !strcmp(inst, sh->self)) {
+                if (rho > sh->own_rho)
+                        sh->own_rho = rho;
+                return 0;
+        }
+        struct peer *p = peer(sh, inst, lin, 1);
+        if (!p)
+                return -VEIL_ENOMEM;
+        if (rho > p->rho)
+                p->rho = rho;
+        return 0;
+}
+
+static int count_spent(struct veil_share *sh, const veil_rec_t *r) {
+        size_t n = veil_rec_array_size(r, "spent_by");
+        for (size_t i = 0; i < n; i++) {
+                const veil_rec_t *e = veil_rec_array_at(r, "spent_by", i);
+                const char *inst;
+                size_t l;
+                veil_rec_get_str(e, "instance", &inst, &l);
+                int rc = count(sh, inst, (uint32_t)lineage_of(e), rho_of(e));
+                if (rc)
+                        return rc;
+        }
+        return 0;
 }
 
 /* The record, checked and copied. */
@@ -305,6 +410,9 @@ static int parse(const struct veil_model *m, const veil_rec_t *r,
                 return bad(errstr, errstr_size,
                            "the instance id is empty or longer than 255 "
                            "bytes");
+        if (lineage_of(r) < 0)
+                return bad(errstr, errstr_size,
+                           "the lineage is outside 0 to 2^32-1");
         size_t n_ids = veil_rec_array_size(r, "item_ids");
         if (b == B_FEAT ? (first < 0 || (uint64_t)(first + rows) > m->space ||
                            n_ids)
@@ -315,6 +423,7 @@ static int parse(const struct veil_model *m, const veil_rec_t *r,
         if (!k)
                 return -VEIL_ENOMEM;
         k->inst = strdup(inst);
+        k->lin = (uint32_t)lineage_of(r);
         k->seq = seq;
         k->chunk = (int32_t)chunk;
         k->chunks = (int32_t)chunks;
@@ -364,7 +473,7 @@ static int parse(const struct veil_model *m, const veil_rec_t *r,
  * was the last of its release. */
 static int apply(struct veil_share *sh, struct veil_model *m,
                  const struct kept *k) {
-        struct peer *p = peer(sh, k->inst, 1);
+        struct peer *p = peer(sh, k->inst, k->lin, 1);
         if (!p) /* out of memory: like a replay, it is skipped */
                 return 0;
         if (k->seq < p->seq || (k->seq == p->seq && k->chunk <= p->chunk)) {
@@ -399,34 +508,38 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
         const char *inst;
         size_t n;
         int64_t seq;
+        int rc = check_spent(r, errstr, errstr_size);
+        if (rc)
+                return rc;
         if (!veil_rec_get_str(r, "instance", &inst, &n) &&
             !strcmp(inst, sh->self)) {
                 /* Our own, from before a restart: its seq, and its ρ (a
-                 * lower bound of what this instance has spent). */
-                double rho;
+                 * lower bound of what its lineage has spent), and what it
+                 * counted of the others. Another lineage's are releases of
+                 * an earlier accountant file: another sender's. */
+                int64_t lin = lineage_of(r);
                 if (!veil_rec_get_long(r, "seq", &seq) && seq > sh->seq &&
                     seq < INT64_MAX / 2) /* ++seq must not overflow */
                         sh->seq = seq;
-                if (!veil_rec_get_double(r, "rho", &rho) && rho > sh->own_rho)
-                        sh->own_rho = rho;
+                if (lin < 0)
+                        return bad(errstr, errstr_size,
+                                   "the lineage is outside 0 to 2^32-1");
+                if ((rc = count(sh, inst, (uint32_t)lin, rho_of(r))) ||
+                    (rc = count_spent(sh, r)))
+                        return rc;
                 return 0;
         }
         struct kept *k;
-        int rc = parse(m, r, &k, errstr, errstr_size);
+        rc = parse(m, r, &k, errstr, errstr_size);
         if (rc)
                 return rc;
-        /* The sender's spend counts whether or not the chunk is applied
+        /* The senders' spend counts whether or not the chunk is applied
          * (a restart reads chunks applied before it again). */
-        double rho;
-        struct peer *p = peer(sh, k->inst, 1);
-        if (veil_rec_get_double(r, "rho", &rho) || !(rho >= 0))
-                rho = INFINITY; /* an unknown cost is not a small one */
-        if (!p) {
+        if ((rc = count(sh, k->inst, k->lin, rho_of(r))) ||
+            (rc = count_spent(sh, r))) {
                 kept_free(k);
-                return -VEIL_ENOMEM;
+                return rc;
         }
-        if (rho > p->rho)
-                p->rho = rho;
         if (sh->live || sh->kept_bytes + k->bytes > sh->keep_cap) {
                 if (!sh->live)
                         sh->st.kept_dropped++;
@@ -457,18 +570,15 @@ size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m) {
         return (size_t)(sh->st.applied_chunks - before);
 }
 
-#define BEFORE " (before its accountant file)"
-
-/* The pseudo-sender that stands for this instance's releases before its
- * accountant file: its name is the instance's and BEFORE. Found without
- * allocating, so that the ρ an update carries never depends on memory. */
+/* The pseudo-sender that stands for releases of this instance's lineage
+ * that its accountant does not count (its file replaced by an older
+ * copy): the entry (self, own lineage), which only this function makes.
+ * Found without allocating, so that the ρ an update carries never
+ * depends on memory. */
 static struct peer *before_peer(const struct veil_share *sh) {
-        size_t l = strlen(sh->self);
-        for (size_t i = 0; i < sh->n_peers; i++) {
-                const char *n = sh->peers[i].inst;
-                if (!strncmp(n, sh->self, l) && !strcmp(n + l, BEFORE))
+        for (size_t i = 0; i < sh->n_peers; i++)
+                if (is_own_lineage(sh, &sh->peers[i]))
                         return &sh->peers[i];
-        }
         return NULL;
 }
 
@@ -490,28 +600,34 @@ double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc) {
         if (!(sh->own_rho > veil_share_own_rho(sh, rho_acc)))
                 return 0;
         /* The accountant is saved before every release, so this happens
-         * only when its file (or the .others file) was lost or replaced:
-         * those releases are in the topic and in the other instances'
-         * models all the same. They count as another sender's, under a
-         * name of their own, which the checkpoint table keeps; how much of
-         * them the accountant's file already counts is unknown, so all
-         * of them do (a replaced file counts some twice). */
+         * only when its file was replaced by an older copy (a lost file
+         * begins a new lineage, whose releases count apart): those
+         * releases are in the topic and in the other instances' models all
+         * the same. How much of them the file already counts is unknown,
+         * so all of them count again. */
         struct peer *p = before_peer(sh);
-        if (!p) {
-                size_t l = strlen(sh->self);
-                char *name = malloc(l + sizeof(BEFORE));
-                if (name) {
-                        memcpy(name, sh->self, l);
-                        strcpy(name + l, BEFORE);
-                        p = peer(sh, name, 1);
-                        free(name);
-                }
-        }
+        if (!p)
+                p = peer(sh, sh->self, sh->lin, 1);
         if (!p)
                 return INFINITY;
         if (sh->own_rho > p->rho)
                 p->rho = sh->own_rho;
         return sh->own_rho;
+}
+
+double veil_share_own_other(const struct veil_share *sh, size_t *lineages) {
+        double sum = 0;
+        size_t n = 0;
+        for (size_t i = 0; i < sh->n_peers; i++)
+                if (sh->peers[i].lin != sh->lin &&
+                    !strcmp(sh->peers[i].inst, sh->self) &&
+                    sh->peers[i].rho > 0) {
+                        sum += sh->peers[i].rho;
+                        n++;
+                }
+        if (lineages)
+                *lineages = n;
+        return sum > 0 ? nextafter(sum, INFINITY) : 0;
 }
 
 double veil_share_others_rho(const struct veil_share *sh, size_t *senders) {
@@ -527,14 +643,16 @@ double veil_share_others_rho(const struct veil_share *sh, size_t *senders) {
         return sum > 0 ? nextafter(sum, INFINITY) : 0;
 }
 
-/* Table: "VDP2", u32 entries, then per entry u16 length, the id, i64 seq,
- * i32 chunk, f64 ρ (bits); the writer's own entry carries its accountant's
- * ρ. An instance restoring its own checkpoint skips that entry (its
- * accountant has it); one restoring another's (a state topic shared by a
- * group: the last writer's checkpoint) counts it as that instance's
- * releases, which the restored model contains. "VDPS" tables, written
- * before ρ was kept, have no ρ; older VDP2 ones a writer's ρ of 0. */
-#define ENTRY_FIXED 20
+/* Table: "VDP3", u32 entries, then per entry u16 length, the id, u32
+ * lineage, i64 seq, i32 chunk, f64 ρ (bits); the last entry is the
+ * writer's own and carries what its updates carry (veil_share_own_rho).
+ * An instance restoring its own checkpoint skips that entry (its
+ * accountant has it) unless it is of another lineage (an earlier
+ * accountant file's spend); one restoring another's (a state topic shared
+ * by a group: the last writer's checkpoint) counts it as that instance's
+ * releases, which the restored model contains. "VDP2" tables have no lineage (0); "VDPS" ones, written
+ * before ρ was kept, no ρ either. */
+#define ENTRY_FIXED 24
 static unsigned char *put(unsigned char *p, uint64_t v, int bytes) {
         for (int i = 0; i < bytes; i++)
                 *p++ = (unsigned char)(v >> (8 * i));
@@ -548,6 +666,19 @@ static uint64_t get(const unsigned char *p, int bytes) {
         return v;
 }
 
+static unsigned char *put_rho(unsigned char *p, double rho) {
+        uint64_t bits;
+        memcpy(&bits, &rho, sizeof(bits));
+        return put(p, bits, 8);
+}
+
+static double get_rho(const unsigned char *p) {
+        uint64_t bits = get(p, 8);
+        double rho;
+        memcpy(&rho, &bits, sizeof(rho));
+        return rho >= 0 ? rho : INFINITY; /* unknown is not small */
+}
+
 int veil_share_encode(const struct veil_share *sh, double rho_self,
                       void **data, size_t *len) {
         size_t n = 8 + 2 + strlen(sh->self) + ENTRY_FIXED;
@@ -556,11 +687,12 @@ int veil_share_encode(const struct veil_share *sh, double rho_self,
         unsigned char *buf = malloc(n), *p = buf;
         if (!buf)
                 return -VEIL_ENOMEM;
-        memcpy(p, "VDP2", 4);
+        memcpy(p, "VDP3", 4);
         p = put(p + 4, sh->n_peers + 1, 4);
         for (size_t i = 0; i <= sh->n_peers; i++) {
-                const char *id = i < sh->n_peers ? sh->peers[i].inst
-                                                 : sh->self;
+                const struct peer *pe = i < sh->n_peers ? &sh->peers[i]
+                                                        : NULL;
+                const char *id = pe ? pe->inst : sh->self;
                 size_t l = strlen(id);
                 if (l > 65535) {
                         free(buf);
@@ -568,17 +700,13 @@ int veil_share_encode(const struct veil_share *sh, double rho_self,
                 }
                 p = put(p, l, 2);
                 memcpy(p, id, l);
-                p += l;
-                p = put(p, (uint64_t)(i < sh->n_peers ? sh->peers[i].seq
-                                                      : sh->seq),
-                        8);
-                p = put(p, (uint32_t)(i < sh->n_peers ? sh->peers[i].chunk
-                                                      : -1),
-                        4);
-                double rho = i < sh->n_peers ? sh->peers[i].rho : rho_self;
-                uint64_t bits;
-                memcpy(&bits, &rho, sizeof(bits));
-                p = put(p, bits, 8);
+                p = put(p + l, pe ? pe->lin : sh->lin, 4);
+                p = put(p, (uint64_t)(pe ? pe->seq : sh->seq), 8);
+                p = put(p, (uint32_t)(pe ? pe->chunk : -1), 4);
+                /* The writer's: all its lineage sent (its accountant's
+                 * and the releases it does not count), since that entry
+                 * and the one for those releases have the same key. */
+                p = put_rho(p, pe ? pe->rho : veil_share_own_rho(sh, rho_self));
         }
         *data = buf;
         *len = n;
@@ -587,15 +715,20 @@ int veil_share_encode(const struct veil_share *sh, double rho_self,
 
 int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
         const unsigned char *p = data, *end = p + len;
-        if (len < 8 || (memcmp(p, "VDPS", 4) && memcmp(p, "VDP2", 4)))
+        if (len < 8 || memcmp(p, "VDP", 3) || (p[3] != 'S' && p[3] != '2' &&
+                                               p[3] != '3'))
                 return -VEIL_EDECODE;
-        size_t fixed = p[3] == '2' ? ENTRY_FIXED : 12;
+        int has_lin = p[3] == '3';
+        size_t fixed = p[3] == 'S' ? 12 : has_lin ? ENTRY_FIXED : 20;
         size_t n = get(p + 4, 4);
         /* Check it all before changing anything. */
         const unsigned char *q = p + 8;
+        int own = 0; /* this instance wrote it: the last entry is self */
         for (size_t i = 0; i < n; i++) {
                 if (end - q < 2 || (size_t)(end - q - 2) < get(q, 2) + fixed)
                         return -VEIL_EDECODE;
+                own = get(q, 2) == strlen(sh->self) &&
+                      !memcmp(q + 2, sh->self, get(q, 2));
                 q += 2 + get(q, 2) + fixed;
         }
         if (q != end)
@@ -612,35 +745,48 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                 size_t l = get(q, 2);
                 memcpy(id, q + 2, l);
                 id[l] = '\0';
-                int64_t seq = (int64_t)get(q + 2 + l, 8);
-                int32_t chunk = (int32_t)get(q + 2 + l + 8, 4);
-                double rho = 0;
-                if (fixed == ENTRY_FIXED) {
-                        uint64_t bits = get(q + 2 + l + 12, 8);
-                        memcpy(&rho, &bits, sizeof(rho));
+                const unsigned char *f = q + 2 + l;
+                uint32_t lin = 0;
+                if (has_lin) {
+                        lin = (uint32_t)get(f, 4);
+                        f += 4;
                 }
+                int64_t seq = (int64_t)get(f, 8);
+                int32_t chunk = (int32_t)get(f + 8, 4);
+                double rho = p[3] == 'S' ? 0 : get_rho(f + 12);
                 q += 2 + l + fixed;
                 if (!strcmp(id, sh->self)) {
                         if (seq > sh->seq)
                                 sh->seq = seq;
-                        continue;
+                        /* The writer's entry of this lineage: the
+                         * accountant restored with the checkpoint has
+                         * it. Another writer's count of this lineage is
+                         * what this instance sent: its accountant's to
+                         * cover (veil_share_own_unaccounted), not
+                         * releases it does not count, as in its own
+                         * table. */
+                        if (lin == sh->lin && (i == n - 1 || !own)) {
+                                if (i != n - 1 && rho > sh->own_rho)
+                                        sh->own_rho = rho;
+                                continue;
+                        }
+                        chunk = -1;
                 }
-                struct peer *pe = peer(sh, id, 1);
+                struct peer *pe = peer(sh, id, lin, 1);
                 if (!pe)
                         return -VEIL_ENOMEM;
                 pe->seq = seq;
                 pe->chunk = chunk;
-                if (!(rho >= 0))
-                        rho = INFINITY;
                 if (rho > pe->rho)
                         pe->rho = rho;
         }
         return 0;
 }
 
-/* "VRH1", u32 count, per sender u16 length, the id, f64 ρ (bits), then the
- * BLAKE2b-256 of all before it: a damaged file is refused, never read as a
- * smaller spend. */
+/* "VRH2", u32 count, per sender u16 length, the id, u32 lineage, f64 ρ
+ * (bits), then the BLAKE2b-256 of all before it: a damaged file is
+ * refused, never read as a smaller spend. "VRH1" files have no lineage
+ * (0). */
 #define RHO_SUM crypto_generichash_BYTES
 
 int veil_share_rho_encode(const struct veil_share *sh, void **data,
@@ -650,23 +796,23 @@ int veil_share_rho_encode(const struct veil_share *sh, void **data,
                 if (sh->peers[i].rho > 0) {
                         if (strlen(sh->peers[i].inst) > 65535)
                                 return -VEIL_EINVAL;
-                        n += 2 + strlen(sh->peers[i].inst) + 8;
+                        n += 2 + strlen(sh->peers[i].inst) + 12;
                         count++;
                 }
         unsigned char *buf = malloc(n), *p = buf;
         if (!buf)
                 return -VEIL_ENOMEM;
-        memcpy(p, "VRH1", 4);
+        memcpy(p, "VRH2", 4);
         p = put(p + 4, count, 4);
         for (size_t i = 0; i < sh->n_peers; i++) {
-                if (!(sh->peers[i].rho > 0))
+                const struct peer *pe = &sh->peers[i];
+                if (!(pe->rho > 0))
                         continue;
-                size_t l = strlen(sh->peers[i].inst);
-                uint64_t bits;
-                memcpy(&bits, &sh->peers[i].rho, sizeof(bits));
+                size_t l = strlen(pe->inst);
                 p = put(p, l, 2);
-                memcpy(p, sh->peers[i].inst, l);
-                p = put(p + l, bits, 8);
+                memcpy(p, pe->inst, l);
+                p = put(p + l, pe->lin, 4);
+                p = put_rho(p, pe->rho);
         }
         crypto_generichash(p, RHO_SUM, buf, n - RHO_SUM, NULL, 0);
         *data = buf;
@@ -678,8 +824,10 @@ int veil_share_rho_merge(struct veil_share *sh, const void *data,
                          size_t len) {
         const unsigned char *p = data, *end = p + len;
         unsigned char sum[RHO_SUM];
-        if (len < 8 + RHO_SUM || memcmp(p, "VRH1", 4))
+        if (len < 8 + RHO_SUM ||
+            (memcmp(p, "VRH1", 4) && memcmp(p, "VRH2", 4)))
                 return -VEIL_EDECODE;
+        size_t fixed = p[3] == '2' ? 12 : 8;
         end -= RHO_SUM;
         crypto_generichash(sum, RHO_SUM, p, len - RHO_SUM, NULL, 0);
         if (sodium_memcmp(sum, end, RHO_SUM))
@@ -687,9 +835,10 @@ int veil_share_rho_merge(struct veil_share *sh, const void *data,
         size_t n = get(p + 4, 4);
         const unsigned char *q = p + 8;
         for (size_t i = 0; i < n; i++) { /* check it all first */
-                if (end - q < 10 || (size_t)(end - q - 10) < get(q, 2))
+                if (end - q < (ptrdiff_t)(2 + fixed) ||
+                    (size_t)(end - q - 2 - fixed) < get(q, 2))
                         return -VEIL_EDECODE;
-                q += 2 + get(q, 2) + 8;
+                q += 2 + get(q, 2) + fixed;
         }
         if (q != end)
                 return -VEIL_EDECODE;
@@ -698,13 +847,10 @@ int veil_share_rho_merge(struct veil_share *sh, const void *data,
                 size_t l = get(q, 2);
                 memcpy(id, q + 2, l);
                 id[l] = '\0';
-                uint64_t bits = get(q + 2 + l, 8);
-                double rho;
-                memcpy(&rho, &bits, sizeof(rho));
-                q += 2 + l + 8;
-                if (!(rho >= 0)) /* an unknown cost is not a small one */
-                        rho = INFINITY;
-                struct peer *pe = peer(sh, id, 1);
+                uint32_t lin = fixed == 12 ? (uint32_t)get(q + 2 + l, 4) : 0;
+                double rho = get_rho(q + 2 + l + fixed - 8);
+                q += 2 + l + fixed;
+                struct peer *pe = peer(sh, id, lin, 1);
                 if (!pe)
                         return -VEIL_ENOMEM;
                 if (rho > pe->rho)

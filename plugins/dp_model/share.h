@@ -17,6 +17,14 @@
  * tracked (also from chunks skipped as applied before) and saved, because
  * the ε this instance reports adds it (veil_share_others_rho): a user
  * whose partition moved is in the releases of each instance that held it.
+ * A sender is an instance and the lineage of its accountant file
+ * (accountant.h): one whose file was lost begins a new lineage, counted
+ * beside the old one, since the largest ρ of the two would leave out the
+ * smaller. An update also lists every other sender its sender counts
+ * (spent_by), since its model holds their releases; so a reader counts
+ * them even when their own records are gone from the topic (retention),
+ * and an instance whose file and records are both gone learns its earlier
+ * lineage's spend back from the others.
  *
  * Exactly once per chunk: (seq, chunk) of every sender is tracked and
  * saved in the plugin's checkpoint; a chunk at or below it is skipped. The
@@ -42,10 +50,11 @@ struct veil_share;
  *  (a Kubernetes pod name is at most 253). */
 #define VEIL_SHARE_INSTANCE_MAX 255
 
-/** instance: this instance's id (1 to VEIL_SHARE_INSTANCE_MAX bytes). keep_bytes: cap on chunks kept until the
- *  first batch. */
+/** instance: this instance's id (1 to VEIL_SHARE_INSTANCE_MAX bytes).
+ *  lineage: its accountant's (veil_accountant_lineage). keep_bytes: cap on
+ *  chunks kept until the first batch. */
 int veil_share_new(struct veil_share **out, const char *instance,
-                   size_t keep_bytes);
+                   uint32_t lineage, size_t keep_bytes);
 void veil_share_free(struct veil_share *sh);
 
 /** Copies the blocks a release may change (bias_only: b alone), before
@@ -77,12 +86,18 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
 /** The first batch: applies what was kept. Returns chunks applied. */
 size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m);
 
-/** Own releases read back from the topic whose ρ is above what this
- *  instance counts as its own (rho_acc, its accountant, plus
- *  veil_share_own_before: its file was lost or replaced) are counted as
- *  another sender's. Returns their ρ, or 0 when the accountant covers
- *  them (INFINITY when memory ran out: an unknown cost). */
+/** Releases of this instance's lineage seen (its own records on the
+ *  topic, or the others' spent_by) whose ρ is above what it counts as its
+ *  own (rho_acc, its accountant, plus veil_share_own_before: its file was
+ *  replaced by an older copy) are counted as another sender's. Returns
+ *  their ρ, or 0 when the accountant covers them (INFINITY when memory ran
+ *  out: an unknown cost). */
 double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc);
+
+/** The ρ of this instance's releases under other lineages than its
+ *  accountant's (earlier accountant files, lost), counted as other
+ *  senders', rounded up; *lineages (may be NULL): how many. */
+double veil_share_own_other(const struct veil_share *sh, size_t *lineages);
 
 /** The ρ of this instance's releases that its accountant does not count
  *  (veil_share_own_unaccounted), 0 when none. The ρ an update carries is

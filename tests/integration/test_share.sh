@@ -61,7 +61,8 @@ consume "$VEIL_UPDATES" "$UPD_SCHEMA" |
   jq -c '.value | {instance, seq, chunk, chunks, rows, eps: .epsilon_spent, rho, delta, m: .mechanism}' >"$WORK/upd1.json"
 [ "$(jq -r .instance "$WORK/upd1.json" | sort -u | tr '\n' ' ')" = "a b " ] ||
   fail "the updates topic should hold releases of a and b"
-jq -e 'select(.m != "tree" or .eps <= 0)' "$WORK/upd1.json" >/dev/null &&
+# (jq -e reports the last input's result alone: -s looks at them all.)
+jq -e -s 'any(.[]; .m != "tree" or .eps <= 0)' "$WORK/upd1.json" >/dev/null &&
   fail "an update without the tree mechanism or an epsilon"
 a_chunks=$(jq -r 'select(.instance == "a") | 1' "$WORK/upd1.json" | wc -l)
 b_max=$(jq -r 'select(.instance == "b") | .seq' "$WORK/upd1.json" | sort -n | tail -1)
@@ -96,12 +97,25 @@ for i in a b; do
     fail "$i did not log that its epsilon counts the other instance's releases"
 done
 
+# more ID LOG UPDATES WHAT: instance ID alone on the updates topic UPDATES
+# serves the 2,000 further events, then stops.
+served=$N
+more() {
+  VEIL_INSTANCE_ID=$1 VEIL_ACCOUNTANT="$WORK/acc-$1" VEIL_UPDATES="$3" \
+    start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/$2"
+  produce "$VEIL_INPUT" "$WORK/more.csv"
+  served=$((served + 2000))
+  wait_count "$VEIL_RECS" $served 60 || fail "recommendations $4"
+  stop_veil 20
+}
+
 # b alone again: before its first batch it applies every chunk of a on the
 # topic (no checkpoint here), and its new releases come after b_max.
 VEIL_INSTANCE_ID=b VEIL_ACCOUNTANT="$WORK/acc-b" \
   start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-b2.log"
 produce "$VEIL_INPUT" "$WORK/more.csv"
-wait_count "$VEIL_RECS" $((N + 2000)) 60 || fail "recommendations after the restart"
+served=$((served + 2000))
+wait_count "$VEIL_RECS" $served 60 || fail "recommendations after the restart"
 deadline=$((SECONDS + 30))
 until [ "$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" | wc -l)" -gt "$(wc -l <"$WORK/upd1.json")" ]; do
   [ $SECONDS -lt $deadline ] || fail "no release after the restart"
@@ -136,11 +150,7 @@ b2_max=$(eps_after recs1.json | tail -1)
 consume "$VEIL_RECS" "$ROOT/schemas/recommendation.avsc" | jq -c '{p: .partition, o: .offset}' >"$WORK/recs2.json"
 [ -s "$WORK/acc-b.others" ] || fail "b kept no file of the other instances' spend beside its accountant file"
 topic "share-upd-empty-$SUFFIX"
-VEIL_INSTANCE_ID=b VEIL_ACCOUNTANT="$WORK/acc-b" VEIL_UPDATES="share-upd-empty-$SUFFIX" \
-  start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-b4.log"
-produce "$VEIL_INPUT" "$WORK/more.csv"
-wait_count "$VEIL_RECS" $((N + 4000)) 60 || fail "recommendations with an empty updates topic"
-stop_veil 20
+more b veil-b4.log "share-upd-empty-$SUFFIX" "with an empty updates topic"
 grep -q "counts the releases of other instances that an earlier run applied" "$WORK/veil-b4.log" ||
   fail "b did not count a's spend from its file at start"
 b4_min=$(eps_after recs2.json | sed -n 1p)
@@ -161,35 +171,77 @@ ok "veil dp_model accountant on b's file: epsilon $own of its own, $total with t
 b_rho=$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" | jq -r '.value | select(.instance == "b") | .rho' | sort -g | tail -1)
 b_seq=$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" | jq -r '.value | select(.instance == "b") | .seq' | sort -n | tail -1)
 rm -f "$WORK/acc-b"
-VEIL_INSTANCE_ID=b VEIL_ACCOUNTANT="$WORK/acc-b" \
-  start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-b3.log"
-produce "$VEIL_INPUT" "$WORK/more.csv"
-wait_count "$VEIL_RECS" $((N + 6000)) 60 || fail "recommendations after the file was lost"
-stop_veil 20
-lost=$(sed -nE 's/.*releases of this instance costing rho ([0-9.e+-]+), more than accountant_file counts \(0\).*/\1/p' "$WORK/veil-b3.log")
-[ -n "$lost" ] || fail "b did not say that the topic holds releases its new accountant file does not count"
+more b veil-b3.log "$VEIL_UPDATES" "after the file was lost"
+lost=$(sed -nE 's/.*released updates costing rho ([0-9.e+-]+) under 1 earlier accountant file.*/\1/p' "$WORK/veil-b3.log")
+[ -n "$lost" ] || fail "b did not say that the topic holds releases of its earlier accountant file"
 # The log gives 4 digits.
 awk -v l="$lost" -v b="$b_rho" 'BEGIN{exit !(l >= b * 0.999)}' ||
   fail "b counts rho $lost of its lost releases, the topic holds up to $b_rho"
 grep -q "now counts the releases of 2 other instance(s)" "$WORK/veil-b3.log" ||
   fail "b's lost releases do not count in its epsilon"
 ok "with its accountant file lost, b counts its earlier releases (rho $lost) as another sender's"
-# ... and so do the others: what b sends from now on carries them, since a
-# reader counts a sender at the largest rho it sent.
-new_rho=$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" |
-  jq -r --argjson s "$b_seq" '.value | select(.instance == "b" and .seq > $s) | .rho' | sort -g | head -1)
-[ -n "$new_rho" ] || fail "b released nothing after its accountant file was lost"
-awk -v n="$new_rho" -v b="$b_rho" 'BEGIN{exit !(n > b)}' ||
-  fail "b's releases after its file was lost carry rho $new_rho, not above the $b_rho it sent before"
-ok "b's releases after its file was lost carry rho from $new_rho (before: $b_rho)"
+# ... and so do the others: a new file is a new lineage, which a reader
+# counts beside the old one (not the larger of the two), and b's releases
+# list the old one in spent_by.
+old_lin=$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" |
+  jq -r --argjson s "$b_seq" '.value | select(.instance == "b" and .seq <= $s) | .lineage' | sort -u)
+[ "$(wc -w <<<"$old_lin")" -eq 1 ] || fail "b's releases before the loss carry lineages '$old_lin', want one"
+new=$(consume "$VEIL_UPDATES" "$UPD_SCHEMA" |
+  jq -c --argjson s "$b_seq" '.value | select(.instance == "b" and .seq > $s) | {lineage, spent_by}' | sed -n 1p)
+[ -n "$new" ] || fail "b released nothing after its accountant file was lost"
+new_lin=$(jq -r .lineage <<<"$new")
+[ "$new_lin" != "$old_lin" ] || fail "b's releases after the loss carry its old lineage $old_lin"
+listed=$(jq -r --argjson l "$old_lin" '.spent_by[] | select(.instance == "b" and .lineage == $l) | .rho' <<<"$new")
+awk -v n="${listed:-0}" -v b="$b_rho" 'BEGIN{exit !(n >= b)}' ||
+  fail "b's releases after the loss list its old lineage $old_lin at rho '${listed}', the topic holds up to $b_rho: $new"
+file_lin=$("$VEIL" dp_model accountant --file "$WORK/acc-b" --delta "$delta" | sed -n 's/^lineage=//p')
+[ -n "$file_lin" ] && [ "$((16#$file_lin))" = "$new_lin" ] ||
+  fail "veil dp_model accountant says lineage '${file_lin}', b's releases carry $new_lin"
+ok "b's releases after its file was lost carry lineage $new_lin (before: $old_lin, listed at rho $listed)"
 # A plain restart after that counts nothing twice: what b's updates carry
 # is what its accountant and the earlier releases count, to the last bit.
-VEIL_INSTANCE_ID=b VEIL_ACCOUNTANT="$WORK/acc-b" \
-  start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-b5.log"
-produce "$VEIL_INPUT" "$WORK/more.csv"
-wait_count "$VEIL_RECS" $((N + 8000)) 60 || fail "recommendations after a plain restart"
-stop_veil 20
-grep -q "releases of this instance costing" "$WORK/veil-b5.log" &&
-  fail "a plain restart took b's own releases for uncounted ones: $(grep -m1 'releases of this instance costing' "$WORK/veil-b5.log")"
+more b veil-b5.log "$VEIL_UPDATES" "after a plain restart"
+grep -q "accountant file costing" "$WORK/veil-b5.log" &&
+  fail "a plain restart took b's own releases for uncounted ones: $(grep -m1 'accountant file costing' "$WORK/veil-b5.log")"
 ok "a plain restart after the loss counts b's releases once"
+
+# Lost again, with the file beside it, and the topic's records gone too
+# (an empty topic stands for retention): a, which counted b's first
+# lineage before, counts the new one beside it; and b learns its earlier
+# spend back from a's updates.
+a_before=$("$VEIL" dp_model accountant --file "$WORK/acc-a" --delta "$delta" | sed -n 's/^rho_others=//p')
+[ -n "$a_before" ] || fail "a kept no spend of b beside its accountant file"
+rm -f "$WORK/acc-b" "$WORK/acc-b.others"
+topic "share-upd-gone-$SUFFIX"
+more b veil-b6.log "share-upd-gone-$SUFFIX" "with b's state gone"
+rho_b3=$(consume "share-upd-gone-$SUFFIX" "$UPD_SCHEMA" | jq -r '.value | select(.instance == "b") | .rho' | sort -g | tail -1)
+[ -n "$rho_b3" ] || fail "b released nothing with its state gone"
+VEIL_INSTANCE_ID=a VEIL_ACCOUNTANT="$WORK/acc-a" VEIL_UPDATES="share-upd-gone-$SUFFIX" \
+  start_veil "$ROOT/tests/pipelines/share.yaml" "$WORK/veil-a2.log"
+produce "$VEIL_INPUT" "$WORK/more.csv"
+served=$((served + 2000))
+wait_count "$VEIL_RECS" $served 60 || fail "recommendations of a on the emptied topic"
+deadline=$((SECONDS + 30))
+until consume "share-upd-gone-$SUFFIX" "$UPD_SCHEMA" | jq -e -s 'any(.[]; .value.instance == "a")' >/dev/null; do
+  [ $SECONDS -lt $deadline ] || fail "a released nothing on the emptied topic"
+  sleep 0.5
+done
+stop_veil 20
+a_acct=$("$VEIL" dp_model accountant --file "$WORK/acc-a" --delta "$delta")
+a_others=$(sed -n 's/^rho_others=//p' <<<"$a_acct")
+awk -v o="${a_others:-0}" -v x="$a_before" -v y="$rho_b3" 'BEGIN{exit !(o >= (x + y) * (1 - 1e-5))}' ||
+  fail "a counts rho_others ${a_others}: b's first accountant file (as a counted it) $a_before and its new one $rho_b3: $a_acct"
+ok "a counts b's two accountant files apart: rho_others $a_others >= $a_before + $rho_b3"
+# What a's updates list of b's earlier files: b's due from them.
+b_lin=$("$VEIL" dp_model accountant --file "$WORK/acc-b" --delta "$delta" | sed -n 's/^lineage=//p')
+listed=$(consume "share-upd-gone-$SUFFIX" "$UPD_SCHEMA" |
+  jq -r --argjson l "$((16#$b_lin))" '.value | select(.instance == "a") | [.spent_by[] | select(.instance == "b" and .lineage != $l) | .rho] | add // 0' |
+  sort -g | tail -1)
+awk -v n="$listed" 'BEGIN{exit !(n > 0)}' || fail "a's updates list no earlier accountant file of b"
+more b veil-b7.log "share-upd-gone-$SUFFIX" "of b after a's releases"
+back=$(sed -nE 's/.*released updates costing rho ([0-9.e+-]+) under [0-9]+ earlier accountant file.*/\1/p' "$WORK/veil-b7.log")
+awk -v n="${back:-0}" -v x="$listed" 'BEGIN{exit !(n >= x * 0.999)}' ||
+  fail "b counts rho '${back}' of its earlier accountant files, a's updates list $listed"
+grep -q '"level":"error"' "$WORK/veil-b7.log" && fail "errors in the log"
+ok "b learned its earlier spend (rho $back) back from a's updates"
 echo "PASS test_share"

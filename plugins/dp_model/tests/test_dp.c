@@ -698,7 +698,7 @@ static void test_share_table_rho(void **st) {
         unsigned char buf[256];
         double rho[3] = {0.25, 0.5, 9.0}; /* self's is the accountant's */
         struct veil_share *sh, *sh2;
-        assert_int_equal(veil_share_new(&sh, "self", 1 << 20), 0);
+        assert_int_equal(veil_share_new(&sh, "self", 0, 1 << 20), 0);
         size_t n = table(buf, 1, rho);
         assert_int_equal(veil_share_decode(sh, buf, n), 0);
         assert_true(veil_share_others_rho(sh, NULL) >= 0.75 &&
@@ -707,7 +707,7 @@ static void test_share_table_rho(void **st) {
         void *enc;
         size_t len;
         assert_int_equal(veil_share_encode(sh, 0.375, &enc, &len), 0);
-        assert_int_equal(veil_share_new(&sh2, "self", 1 << 20), 0);
+        assert_int_equal(veil_share_new(&sh2, "self", 0, 1 << 20), 0);
         assert_int_equal(veil_share_decode(sh2, enc, len), 0);
         assert_true(veil_share_others_rho(sh2, NULL) == veil_share_others_rho(sh, NULL));
         assert_int_equal(veil_share_stats(sh2).seq, 9);
@@ -728,14 +728,14 @@ static void test_share_table_rho(void **st) {
          * ρ counts among the others'. It counted as nothing, so the
          * restorer reported the largest of the two spends, not their sum. */
         assert_int_equal(veil_share_encode(sh, 0.375, &enc, &len), 0);
-        assert_int_equal(veil_share_new(&sh2, "other", 1 << 20), 0);
+        assert_int_equal(veil_share_new(&sh2, "other", 0, 1 << 20), 0);
         assert_int_equal(veil_share_decode(sh2, enc, len), 0);
         assert_true(veil_share_others_rho(sh2, NULL) >= 0.75 + 0.375);
         free(enc);
         veil_share_free(sh2);
         veil_share_free(sh);
         /* The older format: no ρ, and a truncated table is refused. */
-        assert_int_equal(veil_share_new(&sh, "self", 1 << 20), 0);
+        assert_int_equal(veil_share_new(&sh, "self", 0, 1 << 20), 0);
         n = table(buf, 0, rho);
         assert_int_equal(veil_share_decode(sh, buf, n), 0);
         assert_true(veil_share_others_rho(sh, NULL) == 0);
@@ -746,21 +746,30 @@ static void test_share_table_rho(void **st) {
 }
 
 /* An update of two item biases by `inst`, value v for i1. */
-static void update_rec_ids(struct veil_codec *c, struct veil_buf *b,
-                           const char *inst, const char *id0, float v,
-                           double rho) {
+/* A one-chunk item_bias update of `rows` values, item ids to append. */
+static veil_rec_t *update_begin(struct veil_codec *c, const char *inst,
+                                int64_t seq, const float *vals, size_t rows,
+                                double rho) {
         veil_rec_t *w = veil_codec_rec_begin(c);
-        float vals[2] = {0.5f, v};
         assert_int_equal(veil_rec_set_str(w, "instance", inst), 0);
-        assert_int_equal(veil_rec_set_long(w, "seq", 1), 0);
+        assert_int_equal(veil_rec_set_long(w, "seq", seq), 0);
         assert_int_equal(veil_rec_set_long(w, "chunk", 0), 0);
         assert_int_equal(veil_rec_set_long(w, "chunks", 1), 0);
         assert_int_equal(veil_rec_set_str(w, "block", "item_bias"), 0);
-        assert_int_equal(veil_rec_set_long(w, "rows", 2), 0);
+        assert_int_equal(veil_rec_set_long(w, "rows", (int64_t)rows), 0);
         assert_int_equal(veil_rec_set_long(w, "width", 1), 0);
-        assert_int_equal(veil_rec_set_bytes(w, "values", vals, sizeof(vals)),
+        assert_int_equal(veil_rec_set_bytes(w, "values", vals,
+                                            rows * sizeof(float)),
                          0);
         assert_int_equal(veil_rec_set_double(w, "rho", rho), 0);
+        return w;
+}
+
+static void update_rec_ids(struct veil_codec *c, struct veil_buf *b,
+                           const char *inst, const char *id0, float v,
+                           double rho) {
+        float vals[2] = {0.5f, v};
+        veil_rec_t *w = update_begin(c, inst, 1, vals, 2, rho);
         assert_int_equal(veil_rec_set_str(veil_rec_append(w, "item_ids"), "",
                                           id0),
                          0);
@@ -788,14 +797,14 @@ static void test_share_rho_file(void **st) {
         unsigned char buf[256];
         double rho[3] = {0.25, 0.5, 9.0};
         struct veil_share *sh, *sh2;
-        assert_int_equal(veil_share_new(&sh, "self", 1 << 20), 0);
+        assert_int_equal(veil_share_new(&sh, "self", 0, 1 << 20), 0);
         size_t n = table(buf, 1, rho);
         assert_int_equal(veil_share_decode(sh, buf, n), 0);
         void *enc;
         size_t len;
         assert_int_equal(veil_share_rho_encode(sh, &enc, &len), 0);
         /* A restart: nothing from the topic, the file alone. */
-        assert_int_equal(veil_share_new(&sh2, "self", 1 << 20), 0);
+        assert_int_equal(veil_share_new(&sh2, "self", 0, 1 << 20), 0);
         assert_int_equal(veil_share_rho_merge(sh2, enc, len), 0);
         size_t senders;
         assert_true(veil_share_others_rho(sh2, &senders) ==
@@ -842,7 +851,7 @@ static void test_share_records(void **st) {
                          0);
         struct veil_model *m = new_model(3, 2, 4);
         struct veil_share *sh;
-        assert_int_equal(veil_share_new(&sh, "self", 1 << 20), 0);
+        assert_int_equal(veil_share_new(&sh, "self", 0, 1 << 20), 0);
         veil_share_go_live(sh, m);
         struct veil_buf b = {0};
         float b0 = m->b[0], b1 = m->b[1];
@@ -934,6 +943,171 @@ static void test_share_records(void **st) {
         assert_true(veil_share_own_unaccounted(sh, 0) == sent);
         assert_true(veil_share_others_rho(sh, NULL) < before + 0.85 + 1e-9);
         assert_true(veil_share_own_before(sh) == sent);
+        veil_buf_free(&b);
+        veil_share_free(sh);
+        veil_model_free(m);
+        veil_codec_destroy(c);
+}
+
+/* An update of one item bias by (inst, lin) at seq, listing spent_by:
+ * n entries of instance ids[i], lineage lins[i], ρ rhos[i]. */
+struct spent {
+        const char *inst;
+        int64_t lin;
+        double rho;
+};
+
+static const veil_rec_t *lin_rec(struct veil_codec *c, struct veil_buf *b,
+                                 const char *inst, int64_t lin, int64_t seq,
+                                 double rho, const struct spent *sp,
+                                 size_t n) {
+        float v = 1.0f;
+        char err[256];
+        veil_rec_t *w = update_begin(c, inst, seq, &v, 1, rho);
+        assert_int_equal(veil_rec_set_long(w, "lineage", lin), 0);
+        assert_int_equal(veil_rec_set_str(veil_rec_append(w, "item_ids"), "",
+                                          "i0"),
+                         0);
+        for (size_t i = 0; i < n; i++) {
+                veil_rec_t *e = veil_rec_append(w, "spent_by");
+                assert_non_null(e);
+                assert_int_equal(veil_rec_set_str(e, "instance", sp[i].inst),
+                                 0);
+                assert_int_equal(veil_rec_set_long(e, "lineage", sp[i].lin),
+                                 0);
+                assert_int_equal(veil_rec_set_double(e, "rho", sp[i].rho), 0);
+        }
+        assert_int_equal(veil_codec_rec_encode(c, b, err, sizeof(err)), 0);
+        const veil_rec_t *r;
+        assert_int_equal(veil_codec_decode_rec(c, b->data, b->len, &r, err,
+                                               sizeof(err)),
+                         0);
+        return r;
+}
+
+/* A sender is an instance and its accountant file's lineage: an instance
+ * whose file was lost counts twice (it was counted at the larger of its
+ * two spends, and its new releases, numbered from seq 1 again, were
+ * skipped as applied); spent_by counts senders whose records are gone;
+ * an instance learns its own earlier lineages back from it, and the
+ * checkpoint table and the file beside accountant_file keep lineages. */
+static void test_share_lineages(void **st) {
+        (void)st;
+        char err[256];
+        struct veil_codec *c;
+        assert_int_equal(veil_codec_new_file(&c,
+                                             VEIL_SRCDIR
+                                             "/schemas/model_update.avsc",
+                                             VEIL_FRAMING_RAW, 0, err,
+                                             sizeof(err)),
+                         0);
+        struct veil_model *m = new_model(3, 2, 4);
+        struct veil_share *sh;
+        assert_int_equal(veil_share_new(&sh, "self", 5, 1 << 20), 0);
+        veil_share_go_live(sh, m);
+        struct veil_buf b = {0};
+        float b0 = m->b[0];
+        const veil_rec_t *r = lin_rec(c, &b, "peer", 1, 1, 0.5, NULL, 0);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 1);
+        r = lin_rec(c, &b, "peer", 2, 1, 0.25, NULL, 0);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 1);
+        assert_true(m->b[0] == b0 + 2.0f);
+        size_t senders;
+        assert_true(veil_share_others_rho(sh, &senders) >= 0.75);
+        assert_int_equal(senders, 2);
+        /* spent_by: a third sender gone from the topic, this instance's
+         * earlier lineage, and its own lineage seen above its accountant
+         * (a file replaced by an older copy). */
+        struct spent sp[] = {{"third", 7, 0.125},
+                             {"self", 3, 0.5},
+                             {"self", 5, 0.9}};
+        r = lin_rec(c, &b, "peer", 2, 2, 0.375, sp, 3);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 1);
+        size_t lineages;
+        assert_true(veil_share_own_other(sh, &lineages) >= 0.5);
+        assert_int_equal(lineages, 1);
+        /* peer/1 0.5, peer/2 0.375, third 0.125, self/3 0.5 */
+        double others = veil_share_others_rho(sh, &senders);
+        assert_true(others >= 1.5 && others < 1.5 + 1e-9);
+        assert_int_equal(senders, 4);
+        assert_true(veil_share_own_unaccounted(sh, 0.1) == 0.9);
+        assert_true(veil_share_own_before(sh) == 0.9);
+        /* Own records of another lineage count as another sender's and
+         * are not applied; a lineage out of range is refused. */
+        r = lin_rec(c, &b, "self", 4, 9, 0.0625, NULL, 0);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 0);
+        assert_true(veil_share_own_other(sh, &lineages) >= 0.5625);
+        assert_int_equal(lineages, 2);
+        assert_true(m->b[0] == b0 + 3.0f);
+        r = lin_rec(c, &b, "peer", (int64_t)1 << 32, 3, 0.5, NULL, 0);
+        assert_true(veil_share_on_record(sh, m, r, err, sizeof(err)) < 0);
+        assert_non_null(strstr(err, "lineage"));
+        struct spent badsp[] = {{"", 1, 0.5}};
+        r = lin_rec(c, &b, "peer", 2, 3, 0.5, badsp, 1);
+        assert_true(veil_share_on_record(sh, m, r, err, sizeof(err)) < 0);
+        assert_non_null(strstr(err, "spent_by"));
+        assert_true(m->b[0] == b0 + 3.0f);
+        double all = veil_share_others_rho(sh, NULL);
+
+        /* The checkpoint table: read by this instance under a new lineage
+         * (its file lost), the writer's entry is an earlier lineage's
+         * spend; under the same lineage, the accountant has it. */
+        void *enc;
+        size_t len;
+        assert_int_equal(veil_share_encode(sh, 2.0, &enc, &len), 0);
+        struct veil_share *sh2;
+        assert_int_equal(veil_share_new(&sh2, "self", 6, 1 << 20), 0);
+        assert_int_equal(veil_share_decode(sh2, enc, len), 0);
+        assert_true(veil_share_others_rho(sh2, NULL) >= all + 2.0);
+        /* self/3, self/4, and self/5: its accountant's 2 and the 0.9 it
+         * did not count. */
+        assert_true(veil_share_own_other(sh2, &lineages) >= 3.4625);
+        assert_int_equal(lineages, 3);
+        veil_share_free(sh2);
+        assert_int_equal(veil_share_new(&sh2, "self", 5, 1 << 20), 0);
+        assert_int_equal(veil_share_decode(sh2, enc, len), 0);
+        assert_true(veil_share_others_rho(sh2, NULL) == all);
+        assert_true(veil_share_own_before(sh2) == 0.9);
+        /* Positions per lineage: peer/2's seq 2 is applied, peer/1's seq
+         * 2 is not yet. */
+        r = lin_rec(c, &b, "peer", 2, 2, 0.375, NULL, 0);
+        assert_int_equal(veil_share_on_record(sh2, m, r, err, sizeof(err)),
+                         0);
+        veil_share_go_live(sh2, m);
+        assert_true(m->b[0] == b0 + 3.0f);
+        r = lin_rec(c, &b, "peer", 1, 2, 0.5, NULL, 0);
+        assert_int_equal(veil_share_on_record(sh2, m, r, err, sizeof(err)),
+                         1);
+        assert_true(m->b[0] == b0 + 4.0f);
+        veil_share_free(sh2);
+        free(enc);
+        /* Another instance's checkpoint (a state topic shared by a group)
+         * that counted this lineage: what this instance sent, which its
+         * accountant covers unless it counts less. */
+        struct veil_share *sho;
+        assert_int_equal(veil_share_new(&sho, "other", 9, 1 << 20), 0);
+        veil_share_go_live(sho, m);
+        r = lin_rec(c, &b, "self", 5, 1, 0.9, NULL, 0);
+        assert_int_equal(veil_share_on_record(sho, m, r, err, sizeof(err)),
+                         1);
+        assert_int_equal(veil_share_encode(sho, 0.1, &enc, &len), 0);
+        assert_int_equal(veil_share_new(&sh2, "self", 5, 1 << 20), 0);
+        assert_int_equal(veil_share_decode(sh2, enc, len), 0);
+        assert_true(veil_share_others_rho(sh2, &senders) < 0.1 + 1e-9);
+        assert_int_equal(senders, 1);
+        assert_true(veil_share_own_unaccounted(sh2, 1.0) == 0);
+        assert_true(veil_share_own_unaccounted(sh2, 0.5) == 0.9);
+        veil_share_free(sh2);
+        veil_share_free(sho);
+        free(enc);
+        /* The file beside accountant_file keeps every sender apart. */
+        assert_int_equal(veil_share_rho_encode(sh, &enc, &len), 0);
+        assert_int_equal(veil_share_new(&sh2, "self", 5, 1 << 20), 0);
+        assert_int_equal(veil_share_rho_merge(sh2, enc, len), 0);
+        assert_true(veil_share_others_rho(sh2, &senders) == all);
+        assert_int_equal(senders, 6);
+        free(enc);
+        veil_share_free(sh2);
         veil_buf_free(&b);
         veil_share_free(sh);
         veil_model_free(m);
@@ -1374,6 +1548,7 @@ int main(void) {
                 cmocka_unit_test(test_share_table_rho),
                 cmocka_unit_test(test_share_rho_file),
                 cmocka_unit_test(test_share_records),
+                cmocka_unit_test(test_share_lineages),
                 cmocka_unit_test(test_checkpoint_roundtrip),
                 cmocka_unit_test(test_empirical_privacy),
                 cmocka_unit_test(test_tree_mechanism),
