@@ -3,7 +3,7 @@
 // Kubernetes API schemas (kubernetes-models; KEDA's from
 // @kubernetes-models/keda), unknown fields refused as `kubectl apply
 // --validate=strict` would, then what veil needs of its StatefulSet, Service,
-// PodDisruptionBudget, ConfigMaps and ScaledObject.
+// NetworkPolicy, PodDisruptionBudget, ConfigMaps and ScaledObject.
 //
 //   node check_manifests.js --dockerfile DOCKERFILE NAME=RENDERED.yaml...
 //   node check_manifests.js --print pipeline|init-script|env RENDERED.yaml
@@ -388,6 +388,21 @@ for (const [name, file] of renders) {
     r.check(sp && sp.port === METRICS_PORT && (sp.targetPort === 'metrics' || sp.targetPort === METRICS_PORT),
       'Service port metrics targets the container port metrics');
     r.check(selects(svc.spec.selector), "the Service's selector matches veil's pods");
+  }
+  // Who may connect: the metrics port only, from somewhere named. A rule
+  // without `from` admits every source, one without `ports` every port.
+  const nps = find(docs, 'NetworkPolicy');
+  r.check(nps.length === 1, 'one NetworkPolicy', nps.length);
+  if (nps.length === 1) {
+    const np = nps[0].spec;
+    const rules = np.ingress || [];
+    r.check(selects(np.podSelector.matchLabels), "the NetworkPolicy's podSelector matches veil's pods");
+    r.check((np.policyTypes || []).includes('Ingress'), 'the NetworkPolicy restricts ingress');
+    r.check(rules.length > 0 && rules.every((x) => Array.isArray(x.from) && x.from.length > 0),
+      'every ingress rule names its sources (a rule without from admits everyone)');
+    r.check(rules.length > 0 && rules.every((x) => Array.isArray(x.ports) && x.ports.length > 0 &&
+      x.ports.every((p) => (p.port === 'metrics' || p.port === METRICS_PORT) && (p.protocol || 'TCP') === 'TCP')),
+    'ingress reaches the metrics port only');
   }
   const pdb = find(docs, 'PodDisruptionBudget')[0];
   r.check(pdb && pdb.apiVersion === 'policy/v1', 'a PodDisruptionBudget (policy/v1)');

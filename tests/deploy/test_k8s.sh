@@ -214,6 +214,10 @@ refuse "a model that grows rows for items from events" "$TMP/base.yaml" 's/max_n
   "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "a catalog from another ConfigMap" "$TMP/base.yaml" 's/name: veil-catalog$/name: some-catalog/' \
   "$HERE/check_manifests.js" "base=$TMP/broken"
+refuse "a NetworkPolicy admitting every source" "$TMP/base.yaml" '/- namespaceSelector:/,+2d' \
+  "$HERE/check_manifests.js" "base=$TMP/broken"
+refuse "a NetworkPolicy opening another port" "$TMP/base.yaml" 's/- port: metrics$/- port: 8080/' \
+  "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "a ScaledObject on another consumer group" "$TMP/keda.yaml" 's/consumerGroup: veil/consumerGroup: other/' \
   "$HERE/check_manifests.js" "keda=$TMP/broken"
 refuse "an image running as root" "$ROOT/deploy/Dockerfile" 's/^USER 10001:10001/USER root/' \
