@@ -56,7 +56,7 @@ build_fuzz() {
   CC=clang cmake -S "$ROOT" -B "$BUILD-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DVEIL_FUZZ=ON -DVEIL_SANITIZE=ON -DVEIL_BENCH=OFF >/dev/null
   cmake --build "$BUILD-fuzz" -j"$(nproc)" \
-    --target fuzz_codec fuzz_config fuzz_csv fuzz_tcf
+    --target fuzz_codec fuzz_config fuzz_csv fuzz_tcf fuzz_share
 }
 
 build_asan() {

@@ -15,6 +15,8 @@
  * too large for the topic at every release. */
 #define CHUNK_BYTES (256 << 10)
 #define CHUNK_VALUES (CHUNK_BYTES / 4)
+/* The largest magnitude of a value an update may carry (see parse). */
+#define VALUE_MAX 0x1p100f
 
 enum block { B_BIAS, B_VEC, B_IN, B_FEAT, N_BLOCKS };
 static const char *const block_name[N_BLOCKS] = {"item_bias", "item_vectors",
@@ -441,12 +443,17 @@ static int parse(const struct veil_model *m, const veil_rec_t *r,
         }
         for (size_t i = 0; i < (size_t)rows * want_w; i++) {
                 k->vals[i] = get_f32((const unsigned char *)vals + 4 * i);
-                if (!isfinite(k->vals[i])) {
+                if (!(fabsf(k->vals[i]) <= VALUE_MAX)) {
                         /* One NaN would spread through every score and
-                         * every later checkpoint. */
+                         * every later checkpoint, and so would a sum of
+                         * finite values that overflows: below 2^100, that
+                         * takes 2^28 updates of a parameter at the bound,
+                         * far beyond any release (σ·C·dp_learning_rate is
+                         * at most 10^18). */
                         kept_free(k);
                         return bad(errstr, errstr_size,
-                                   "a value is not a finite number");
+                                   "a value is not a finite number below "
+                                   "2^100 in magnitude");
                 }
         }
         for (size_t i = 0; i < n_ids; i++) {

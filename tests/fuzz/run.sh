@@ -9,8 +9,8 @@ RUNS=${1:-10000000}
 B=build-fuzz
 CC=clang cmake -S . -B $B -DVEIL_FUZZ=ON -DVEIL_SANITIZE=ON -DVEIL_BENCH=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build $B -j"$(nproc)" --target fuzz_codec fuzz_config fuzz_csv fuzz_tcf
-for t in fuzz_codec fuzz_config fuzz_csv fuzz_tcf; do
+cmake --build $B -j"$(nproc)" --target fuzz_codec fuzz_config fuzz_csv fuzz_tcf fuzz_share
+for t in fuzz_codec fuzz_config fuzz_csv fuzz_tcf fuzz_share; do
   mkdir -p "$B/fuzz-corpus/$t"
   cp -n tests/fuzz/corpus/$t/* "$B/fuzz-corpus/$t/"
   echo "== $t: $RUNS runs"
