@@ -256,7 +256,7 @@ static int cmd_accountant(int argc, char **argv) {
                 return 1;
         }
         printf("epsilon=%.6g\nrho=%.6g\nsteps=%llu\ndelta=%.6g\n"
-               "lineage=%08x\n",
+               "lineage=%u\n",
                eps, veil_accountant_rho(acc),
                (unsigned long long)veil_accountant_steps(acc), delta,
                (unsigned)veil_accountant_lineage(acc));

@@ -738,13 +738,13 @@ static int release_due(struct state *s, struct veil_batch *b) {
                                 return rc;
                         continue;
                 }
-                /* Its own spend: the others' releases are not in it, and
-                 * each reader adds every sender's; its releases before
-                 * its accountant file are. */
+                /* Its own lineage's spend: the others' releases are not
+                 * in it (each reader adds every sender's); the releases of
+                 * its lineage its accountant does not count are. */
                 struct veil_share_meta meta = {
                         ds.epsilon_own, ds.delta,
                         veil_share_own_rho(s->share, ds.rho_own), s->clip,
-                        s->sigma, s->mechanism, b->now_ms};
+                        s->sigma, s->mechanism, b->now_ms, ds.steps};
                 if (meta.rho != ds.rho_own) {
                         char e[128];
                         if (veil_dp_epsilon(meta.rho, ds.delta, &meta.epsilon,
@@ -1023,6 +1023,7 @@ static void resolve_recent(const struct veil_model *m,
 }
 
 static int others_spent(struct state *s, char *errstr, size_t errstr_size);
+static void own_unaccounted(struct state *s);
 static int others_save(struct state *s, char *errstr, size_t errstr_size);
 static int others_load(struct state *s, const char *acc_path, char *errstr,
                        size_t errstr_size);
@@ -1094,7 +1095,7 @@ static int process(void *state, struct veil_batch *b) {
                                  "%zu model update chunk(s) of other "
                                  "instances applied",
                                  n);
-                double own, lost, other;
+                double other;
                 size_t lineages;
                 if (s->dp &&
                     (other = veil_share_own_other(s->share, &lineages)) > 0)
@@ -1105,27 +1106,12 @@ static int process(void *state, struct veil_batch *b) {
                                  "this instance released updates costing "
                                  "rho %.4g under %zu earlier accountant "
                                  "file(s), not the one it has now (lineage "
-                                 "%08x; was a file lost?): they count as "
-                                 "another instance's",
+                                 "%u; was a file lost?): they count as "
+                                 "another sender's",
                                  other, lineages,
                                  (unsigned)veil_accountant_lineage(
                                          veil_dp_accountant(s->dp)));
-                if (s->dp &&
-                    (lost = veil_share_own_unaccounted(
-                             s->share,
-                             own = veil_dp_stats(s->dp).rho_own)) > 0) {
-                        veil_log(s->st, VEIL_LOG_WARN,
-                                 "the model updates topic holds releases of "
-                                 "this instance's accountant file costing "
-                                 "rho %.4g, more than the file counts "
-                                 "(%.4g): was it replaced by an older copy? "
-                                 "They now count again, as another "
-                                 "instance's",
-                                 lost, own);
-                        char err[640];
-                        if (others_spent(s, err, sizeof(err)))
-                                s->others_unsaved = 1;
-                }
+                own_unaccounted(s);
         }
         if (s->others_unsaved) {
                 char err[640];
@@ -1961,12 +1947,34 @@ static int others_spent(struct state *s, char *errstr, size_t errstr_size) {
                 s->senders_logged = senders;
                 veil_log(s->st, VEIL_LOG_INFO,
                          "epsilon %.4g at delta %.3g now counts the releases "
-                         "of %zu other instance(s) (their rho %.4g, this "
+                         "of %zu other sender(s) (their rho %.4g, this "
                          "instance's %.4g)",
                          ds.epsilon, ds.delta, senders, ds.rho_others,
                          ds.rho_own);
         }
         return others_save(s, errstr, errstr_size);
+}
+
+/* Releases of this instance's lineage seen above what its accountant
+ * counts (its file replaced by an older copy) count again, as another
+ * sender's: at the first batch, over everything read before it, and at
+ * every record after it, since the others' spent_by may tell it later. */
+static void own_unaccounted(struct state *s) {
+        double own, lost;
+        if (!s->dp || !((lost = veil_share_own_unaccounted(
+                                 s->share,
+                                 own = veil_dp_stats(s->dp).rho_own)) > 0))
+                return;
+        veil_log(s->st, VEIL_LOG_WARN,
+                 "releases of this instance's accountant file costing rho "
+                 "%.4g were seen (its updates on the topic, or the others' "
+                 "count of them), more than the file counts (%.4g): was it "
+                 "replaced by an older copy? They now count again, as "
+                 "another sender's",
+                 lost, own);
+        char err[640];
+        if (others_spent(s, err, sizeof(err)))
+                s->others_unsaved = 1;
 }
 
 static int on_side_record(void *state, const struct veil_side_record *r,
@@ -1976,6 +1984,8 @@ static int on_side_record(void *state, const struct veil_side_record *r,
                 return 0;
         int rc = veil_share_on_record(s->share, s->m, r->value, errstr,
                                       errstr_size);
+        if (s->batch_no)
+                own_unaccounted(s);
         char err[640];
         if (others_spent(s, err, sizeof(err))) {
                 /* Counted in memory all the same; the next batch saves it

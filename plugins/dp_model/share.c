@@ -53,6 +53,7 @@ struct veil_share {
         int64_t seq;      /* own: the last release's, or above */
         double own_rho;   /* the largest ρ seen for (self, lin) */
         int live;
+        int lost; /* memory ran out counting a sender: ρ unknown */
         size_t keep_cap, kept_bytes;
         struct kept *head, *tail;
         struct peer *peers;
@@ -210,6 +211,8 @@ int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
         if (!veil_out_bound(st, output))
                 return 0;
         int64_t seq = ++sh->seq;
+        if (meta->steps > (uint64_t)seq && meta->steps < INT64_MAX / 2)
+                sh->seq = seq = (int64_t)meta->steps;
         size_t total = 0;
         for (int b = 0; b < N_BLOCKS; b++) {
                 if (sh->snap_bias_only && b != B_BIAS)
@@ -288,13 +291,19 @@ static struct peer *peer(struct veil_share *sh, const char *inst,
                         return &sh->peers[i];
         if (!add)
                 return NULL;
+        /* A sender that cannot be kept cannot be counted: every later ε is
+         * infinite (veil_share_others_rho), never one without it. */
         struct peer *p = realloc(sh->peers, (sh->n_peers + 1) * sizeof(*p));
-        if (!p)
+        if (!p) {
+                sh->lost = 1;
                 return NULL;
+        }
         sh->peers = p;
         p = &sh->peers[sh->n_peers];
-        if (!(p->inst = strdup(inst)))
+        if (!(p->inst = strdup(inst))) {
+                sh->lost = 1;
                 return NULL;
+        }
         p->lin = lin;
         p->seq = -1;
         p->chunk = -1;
@@ -638,7 +647,7 @@ double veil_share_own_other(const struct veil_share *sh, size_t *lineages) {
 }
 
 double veil_share_others_rho(const struct veil_share *sh, size_t *senders) {
-        double sum = 0;
+        double sum = sh->lost ? INFINITY : 0;
         size_t n = 0;
         for (size_t i = 0; i < sh->n_peers; i++) {
                 sum += sh->peers[i].rho;
@@ -671,6 +680,21 @@ static uint64_t get(const unsigned char *p, int bytes) {
         for (int i = 0; i < bytes; i++)
                 v |= (uint64_t)p[i] << (8 * i);
         return v;
+}
+
+/* A veil before lineages counted releases of an instance that its
+ * accountant file did not count as the sender "<instance> (before its
+ * accountant file)"; its updates carried them in their ρ. Read from its
+ * tables, that sender is the instance's lineage 0, which those updates
+ * were: the largest ρ of the two counts, not both. Cuts id to the
+ * instance's name and returns 1 when it is such a name. */
+#define LEGACY_BEFORE " (before its accountant file)"
+static int legacy_before(char *id, size_t l) {
+        size_t k = sizeof(LEGACY_BEFORE) - 1;
+        if (l <= k || memcmp(id + l - k, LEGACY_BEFORE, k))
+                return 0;
+        id[l - k] = '\0';
+        return 1;
 }
 
 static unsigned char *put_rho(unsigned char *p, double rho) {
@@ -762,6 +786,11 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                 int32_t chunk = (int32_t)get(f + 8, 4);
                 double rho = p[3] == 'S' ? 0 : get_rho(f + 12);
                 q += 2 + l + fixed;
+                /* No releases of its own: its positions are not the
+                 * instance's. */
+                int legacy = !has_lin && legacy_before(id, l);
+                if (legacy)
+                        seq = -1;
                 if (!strcmp(id, sh->self)) {
                         if (seq > sh->seq)
                                 sh->seq = seq;
@@ -782,8 +811,10 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                 struct peer *pe = peer(sh, id, lin, 1);
                 if (!pe)
                         return -VEIL_ENOMEM;
-                pe->seq = seq;
-                pe->chunk = chunk;
+                if (!legacy) {
+                        pe->seq = seq;
+                        pe->chunk = chunk;
+                }
                 if (rho > pe->rho)
                         pe->rho = rho;
         }
@@ -857,6 +888,8 @@ int veil_share_rho_merge(struct veil_share *sh, const void *data,
                 uint32_t lin = fixed == 12 ? (uint32_t)get(q + 2 + l, 4) : 0;
                 double rho = get_rho(q + 2 + l + fixed - 8);
                 q += 2 + l + fixed;
+                if (fixed == 8)
+                        legacy_before(id, l);
                 struct peer *pe = peer(sh, id, lin, 1);
                 if (!pe)
                         return -VEIL_ENOMEM;

@@ -67,6 +67,11 @@ struct veil_share_meta {
         double epsilon, delta, rho, clip, sigma;
         const char *mechanism;
         int64_t ts_ms;
+        /** The accountant's releases charged, this one included: the
+         *  release's seq is at least this, so that it grows across
+         *  restarts with the accountant file even when the checkpoint and
+         *  the instance's records on the topic are gone. */
+        uint64_t steps;
 };
 
 /** Publishes params − snapshot on `output`. Returns the chunks emitted or
@@ -91,7 +96,7 @@ size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m);
  *  own (rho_acc, its accountant, plus veil_share_own_before: its file was
  *  replaced by an older copy) are counted as another sender's. Returns
  *  their ρ, or 0 when the accountant covers them (INFINITY when memory ran
- *  out: an unknown cost). */
+ *  out: veil_share_others_rho is then infinite too). */
 double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc);
 
 /** The ρ of this instance's releases under other lineages than its
@@ -110,10 +115,11 @@ double veil_share_own_before(const struct veil_share *sh);
  *  plus veil_share_own_before rounded up when there is any. */
 double veil_share_own_rho(const struct veil_share *sh, double rho_acc);
 
-/** The sum of the largest ρ each other instance's releases carried, read
+/** The sum of the largest ρ each other sender's releases carried, read
  *  from the topic or restored from the checkpoint: what those releases
- *  cost the users they contain (rounded up). *senders (may be NULL): how
- *  many instances' releases that is. */
+ *  cost the users they contain (rounded up); INFINITY once memory ran out
+ *  to count one (an unknown cost is not a small one). *senders (may be
+ *  NULL): how many senders (instance and lineage) that is. */
 double veil_share_others_rho(const struct veil_share *sh, size_t *senders);
 
 /** The (seq, chunk, ρ) table for the checkpoint: a malloc'd buffer.

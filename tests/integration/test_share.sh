@@ -93,7 +93,7 @@ awk -v r="$rec_max" -v o="$own_max" -v b="$both" 'BEGIN{exit !(r > o && r <= b *
   fail "records report epsilon up to $rec_max; each instance alone spent up to $own_max, both together $both"
 ok "records report epsilon up to $rec_max: above either instance's own ($own_max), within both together ($both)"
 for i in a b; do
-  grep -q "now counts the releases of 1 other instance(s)" "$WORK/veil-$i.log" ||
+  grep -q "now counts the releases of 1 other sender(s)" "$WORK/veil-$i.log" ||
     fail "$i did not log that its epsilon counts the other instance's releases"
 done
 
@@ -151,6 +151,13 @@ consume "$VEIL_RECS" "$ROOT/schemas/recommendation.avsc" | jq -c '{p: .partition
 [ -s "$WORK/acc-b.others" ] || fail "b kept no file of the other instances' spend beside its accountant file"
 topic "share-upd-empty-$SUFFIX"
 more b veil-b4.log "share-upd-empty-$SUFFIX" "with an empty updates topic"
+# Its releases there are numbered after the ones before, from its
+# accountant file alone: a reader whose checkpoint holds b's last number
+# would skip any below it as applied.
+b4_first=$(consume "share-upd-empty-$SUFFIX" "$UPD_SCHEMA" | jq -r '.value | select(.instance == "b") | .seq' | sort -n | sed -n 1p)
+b2_last=$(jq -r 'select(.instance == "b") | .seq' "$WORK/upd2.json" | sort -n | tail -1)
+[ -n "$b4_first" ] && [ "$b4_first" -gt "$b2_last" ] ||
+  fail "b's first release on the empty topic is seq ${b4_first:-none}, its last before was $b2_last"
 grep -q "counts the releases of other instances that an earlier run applied" "$WORK/veil-b4.log" ||
   fail "b did not count a's spend from its file at start"
 b4_min=$(eps_after recs2.json | sed -n 1p)
@@ -177,7 +184,7 @@ lost=$(sed -nE 's/.*released updates costing rho ([0-9.e+-]+) under 1 earlier ac
 # The log gives 4 digits.
 awk -v l="$lost" -v b="$b_rho" 'BEGIN{exit !(l >= b * 0.999)}' ||
   fail "b counts rho $lost of its lost releases, the topic holds up to $b_rho"
-grep -q "now counts the releases of 2 other instance(s)" "$WORK/veil-b3.log" ||
+grep -q "now counts the releases of 2 other sender(s)" "$WORK/veil-b3.log" ||
   fail "b's lost releases do not count in its epsilon"
 ok "with its accountant file lost, b counts its earlier releases (rho $lost) as another sender's"
 # ... and so do the others: a new file is a new lineage, which a reader
@@ -195,7 +202,7 @@ listed=$(jq -r --argjson l "$old_lin" '.spent_by[] | select(.instance == "b" and
 awk -v n="${listed:-0}" -v b="$b_rho" 'BEGIN{exit !(n >= b)}' ||
   fail "b's releases after the loss list its old lineage $old_lin at rho '${listed}', the topic holds up to $b_rho: $new"
 file_lin=$("$VEIL" dp_model accountant --file "$WORK/acc-b" --delta "$delta" | sed -n 's/^lineage=//p')
-[ -n "$file_lin" ] && [ "$((16#$file_lin))" = "$new_lin" ] ||
+[ -n "$file_lin" ] && [ "$file_lin" = "$new_lin" ] ||
   fail "veil dp_model accountant says lineage '${file_lin}', b's releases carry $new_lin"
 ok "b's releases after its file was lost carry lineage $new_lin (before: $old_lin, listed at rho $listed)"
 # A plain restart after that counts nothing twice: what b's updates carry
@@ -235,7 +242,7 @@ ok "a counts b's two accountant files apart: rho_others $a_others >= $a_before +
 # What a's updates list of b's earlier files: b's due from them.
 b_lin=$("$VEIL" dp_model accountant --file "$WORK/acc-b" --delta "$delta" | sed -n 's/^lineage=//p')
 listed=$(consume "share-upd-gone-$SUFFIX" "$UPD_SCHEMA" |
-  jq -r --argjson l "$((16#$b_lin))" '.value | select(.instance == "a") | [.spent_by[] | select(.instance == "b" and .lineage != $l) | .rho] | add // 0' |
+  jq -r --argjson l "$b_lin" '.value | select(.instance == "a") | [.spent_by[] | select(.instance == "b" and .lineage != $l) | .rho] | add // 0' |
   sort -g | tail -1)
 awk -v n="$listed" 'BEGIN{exit !(n > 0)}' || fail "a's updates list no earlier accountant file of b"
 more b veil-b7.log "share-upd-gone-$SUFFIX" "of b after a's releases"

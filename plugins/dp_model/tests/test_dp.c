@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sodium.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1102,6 +1103,65 @@ static void test_share_lineages(void **st) {
         veil_share_free(sh2);
         veil_share_free(sho);
         free(enc);
+        /* A veil before lineages named the releases an instance's file
+         * did not count "<instance> (before its accountant file)", and
+         * carried them in the instance's updates: read from its tables,
+         * that is the instance's lineage 0, counted once (the largest),
+         * and an instance id of 227 bytes or more no longer makes a
+         * sender name that every reader refuses in spent_by. */
+        {
+                static const char *const ids[] = {
+                        "a", "a (before its accountant file)",
+                        "self (before its accountant file)", "self"};
+                static const double rhos[] = {0.25, 0.5, 0.9, 2.0};
+                unsigned char t[512], *q = t;
+                memcpy(q, "VDP2", 4);
+                q += 4;
+                put_le(&q, 4, 4);
+                for (int i = 0; i < 4; i++) {
+                        put_le(&q, strlen(ids[i]), 2);
+                        memcpy(q, ids[i], strlen(ids[i]));
+                        q += strlen(ids[i]);
+                        put_le(&q, i == 0 ? 7 : 0, 8);
+                        put_le(&q, 0, 4);
+                        uint64_t bits;
+                        memcpy(&bits, &rhos[i], sizeof(bits));
+                        put_le(&q, bits, 8);
+                }
+                assert_int_equal(veil_share_new(&sh2, "self", 0, 1 << 20), 0);
+                assert_int_equal(veil_share_decode(sh2, t, (size_t)(q - t)),
+                                 0);
+                double o = veil_share_others_rho(sh2, &senders);
+                assert_true(o >= 1.4 && o < 1.4 + 1e-9);
+                assert_int_equal(senders, 2);
+                assert_true(veil_share_own_before(sh2) == 0.9);
+                /* a's position is a's, not the legacy name's. */
+                veil_share_go_live(sh2, m);
+                r = lin_rec(c, &b, "a", 0, 7, 0.25, NULL, 0);
+                assert_int_equal(veil_share_on_record(sh2, m, r, err,
+                                                      sizeof(err)),
+                                 0);
+                veil_share_free(sh2);
+                /* And the .others file of that veil. */
+                q = t;
+                memcpy(q, "VRH1", 4);
+                q += 4;
+                put_le(&q, 1, 4);
+                put_le(&q, strlen(ids[2]), 2);
+                memcpy(q, ids[2], strlen(ids[2]));
+                q += strlen(ids[2]);
+                uint64_t bits;
+                memcpy(&bits, &rhos[2], sizeof(bits));
+                put_le(&q, bits, 8);
+                crypto_generichash(q, crypto_generichash_BYTES, t,
+                                   (size_t)(q - t), NULL, 0);
+                q += crypto_generichash_BYTES;
+                assert_int_equal(veil_share_new(&sh2, "self", 0, 1 << 20), 0);
+                assert_int_equal(veil_share_rho_merge(sh2, t, (size_t)(q - t)),
+                                 0);
+                assert_true(veil_share_own_before(sh2) == 0.9);
+                veil_share_free(sh2);
+        }
         /* The file beside accountant_file keeps every sender apart. */
         assert_int_equal(veil_share_rho_encode(sh, &enc, &len), 0);
         assert_int_equal(veil_share_new(&sh2, "self", 5, 1 << 20), 0);
