@@ -265,7 +265,7 @@ struct state {
          * a restart counts them even when the topic has dropped their
          * records and no checkpoint is restored (ε never goes down). */
         char *others_path;
-        double others_saved; /* the ρ_others that file holds */
+        uint64_t others_saved; /* veil_share_changes that file holds */
         int others_unsaved;  /* a save failed: the next batch retries it */
         const char *mechanism;
         int clock_steps; /* step_interval_s > 0 */
@@ -1857,11 +1857,15 @@ static int checkpoint(void *state, void **data, size_t *len) {
         return rc;
 }
 
-/* Saves the senders' ρ beside accountant_file when it grew, for the next
- * start (the ε reported counts it in memory at once). */
+/* Saves the senders' ρ beside accountant_file when one grew, for the next
+ * start (the ε reported counts it in memory at once). By the table's
+ * changes, not by the sum: a sum that went infinite (memory ran out)
+ * never grows again, and the senders counted after it must still be
+ * saved. */
 static int others_save(struct state *s, char *errstr, size_t errstr_size) {
         double rho = veil_dp_stats(s->dp).rho_others;
-        if (!s->others_path || !(rho > s->others_saved))
+        uint64_t changes = veil_share_changes(s->share);
+        if (!s->others_path || changes == s->others_saved)
                 return 0;
         void *tab;
         size_t n;
@@ -1884,7 +1888,7 @@ static int others_save(struct state *s, char *errstr, size_t errstr_size) {
                          rho, err);
                 return rc;
         }
-        s->others_saved = rho;
+        s->others_saved = changes;
         return 0;
 }
 
@@ -1924,7 +1928,7 @@ static int others_load(struct state *s, const char *acc_path, char *errstr,
                 return rc;
         }
         veil_dp_set_others(s->dp, veil_share_others_rho(s->share, NULL));
-        s->others_saved = veil_dp_stats(s->dp).rho_others;
+        s->others_saved = veil_share_changes(s->share);
         return 0;
 }
 
@@ -1939,7 +1943,7 @@ static int others_spent(struct state *s, char *errstr, size_t errstr_size) {
         veil_dp_set_others(s->dp, veil_share_others_rho(s->share, &senders));
         struct veil_dp_stats ds = veil_dp_stats(s->dp);
         if (!(ds.rho_others > before))
-                return 0;
+                return others_save(s, errstr, errstr_size);
         veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
         veil_metric_set(s->st, "rho_others", ds.rho_others);
         /* Once per instance newly counted, not per release: why ε rose. */

@@ -54,6 +54,7 @@ struct veil_share {
         double own_rho;   /* the largest ρ seen for (self, lin) */
         int live;
         int lost; /* memory ran out counting a sender: ρ unknown */
+        uint64_t changes; /* a sender's ρ rose (veil_share_changes) */
         size_t keep_cap, kept_bytes;
         struct kept *head, *tail;
         struct peer *peers;
@@ -312,6 +313,18 @@ static struct peer *peer(struct veil_share *sh, const char *inst,
         return p;
 }
 
+/* A sender's ρ: the largest seen. */
+static void raise_rho(struct veil_share *sh, struct peer *p, double rho) {
+        if (rho > p->rho) {
+                p->rho = rho;
+                sh->changes++;
+        }
+}
+
+uint64_t veil_share_changes(const struct veil_share *sh) {
+        return sh->changes;
+}
+
 static int bad(char *errstr, size_t errstr_size, const char *what) {
         snprintf(errstr, errstr_size, "model update: %s", what);
         return -VEIL_EINVAL;
@@ -366,8 +379,7 @@ static int count(struct veil_share *sh, const char *inst, uint32_t lin,
         struct peer *p = peer(sh, inst, lin, 1);
         if (!p)
                 return -VEIL_ENOMEM;
-        if (rho > p->rho)
-                p->rho = rho;
+        raise_rho(sh, p, rho);
         return 0;
 }
 
@@ -452,7 +464,7 @@ static int parse(const struct veil_model *m, const veil_rec_t *r,
         }
         for (size_t i = 0; i < (size_t)rows * want_w; i++) {
                 k->vals[i] = get_f32((const unsigned char *)vals + 4 * i);
-                if (!(fabsf(k->vals[i]) <= VALUE_MAX)) {
+                if (!(fabsf(k->vals[i]) < VALUE_MAX)) {
                         /* One NaN would spread through every score and
                          * every later checkpoint, and so would a sum of
                          * finite values that overflows: below 2^100, that
@@ -534,7 +546,8 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
                  * counted of the others. Another lineage's are releases of
                  * an earlier accountant file: another sender's. */
                 int64_t lin = lineage_of(r);
-                if (!veil_rec_get_long(r, "seq", &seq) && seq > sh->seq &&
+                if (lin == sh->lin && !veil_rec_get_long(r, "seq", &seq) &&
+                    seq > sh->seq &&
                     seq < INT64_MAX / 2) /* ++seq must not overflow */
                         sh->seq = seq;
                 if (lin < 0)
@@ -626,8 +639,7 @@ double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc) {
                 p = peer(sh, sh->self, sh->lin, 1);
         if (!p)
                 return INFINITY;
-        if (sh->own_rho > p->rho)
-                p->rho = sh->own_rho;
+        raise_rho(sh, p, sh->own_rho);
         return sh->own_rho;
 }
 
@@ -684,16 +696,20 @@ static uint64_t get(const unsigned char *p, int bytes) {
 
 /* A veil before lineages counted releases of an instance that its
  * accountant file did not count as the sender "<instance> (before its
- * accountant file)"; its updates carried them in their ρ. Read from its
- * tables, that sender is the instance's lineage 0, which those updates
- * were: the largest ρ of the two counts, not both. Cuts id to the
+ * accountant file)", beside the instance's own entry, which held the
+ * file's ρ alone: read from its tables, that sender is the instance under
+ * a lineage of its own, VEIL_SHARE_LEGACY_LINEAGE, so that the two still
+ * add up (taking the larger would count less than that veil did), and its
+ * name, 29 bytes longer than the instance's, never goes into spent_by
+ * (where a reader would refuse one over 255 bytes). Cuts id to the
  * instance's name and returns 1 when it is such a name. */
 #define LEGACY_BEFORE " (before its accountant file)"
-static int legacy_before(char *id, size_t l) {
+static int legacy_before(char *id, size_t l, uint32_t *lin) {
         size_t k = sizeof(LEGACY_BEFORE) - 1;
         if (l <= k || memcmp(id + l - k, LEGACY_BEFORE, k))
                 return 0;
         id[l - k] = '\0';
+        *lin = VEIL_SHARE_LEGACY_LINEAGE;
         return 1;
 }
 
@@ -788,11 +804,14 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                 q += 2 + l + fixed;
                 /* No releases of its own: its positions are not the
                  * instance's. */
-                int legacy = !has_lin && legacy_before(id, l);
+                int legacy = !has_lin && legacy_before(id, l, &lin);
                 if (legacy)
                         seq = -1;
                 if (!strcmp(id, sh->self)) {
-                        if (seq > sh->seq)
+                        /* Its own numbers: this lineage's alone (another
+                         * lineage's may have run ahead of this file's). */
+                        if (lin == sh->lin && seq > sh->seq &&
+                            seq < INT64_MAX / 2)
                                 sh->seq = seq;
                         /* The writer's entry of this lineage: the
                          * accountant restored with the checkpoint has
@@ -815,8 +834,7 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                         pe->seq = seq;
                         pe->chunk = chunk;
                 }
-                if (rho > pe->rho)
-                        pe->rho = rho;
+                raise_rho(sh, pe, rho);
         }
         return 0;
 }
@@ -889,12 +907,11 @@ int veil_share_rho_merge(struct veil_share *sh, const void *data,
                 double rho = get_rho(q + 2 + l + fixed - 8);
                 q += 2 + l + fixed;
                 if (fixed == 8)
-                        legacy_before(id, l);
+                        legacy_before(id, l, &lin);
                 struct peer *pe = peer(sh, id, lin, 1);
                 if (!pe)
                         return -VEIL_ENOMEM;
-                if (rho > pe->rho)
-                        pe->rho = rho;
+                raise_rho(sh, pe, rho);
         }
         return 0;
 }

@@ -28,11 +28,12 @@
  *
  * Exactly once per chunk: (seq, chunk) of every sender is tracked and
  * saved in the plugin's checkpoint; a chunk at or below it is skipped. The
- * host reads side inputs before it restores checkpoints, so until the
- * first batch the chunks read are kept (up to a memory cap) and applied
- * only then, over the restored model and table. A sender's seq grows
- * across its restarts: it starts above the largest seq of its own seen
- * on the topic and above its checkpoint's.
+ * host restores checkpoints before it reads side inputs; the chunks read
+ * until the first batch are still kept (up to a memory cap) and applied
+ * then, over the restored model and table. A sender's seq grows across
+ * its restarts under one lineage: it starts above the largest seq of that
+ * lineage seen on the topic and in its checkpoint, and is at least its
+ * accountant's count of releases, which its file keeps.
  */
 #ifndef VEIL_DP_MODEL_SHARE_H
 #define VEIL_DP_MODEL_SHARE_H
@@ -49,6 +50,11 @@ struct veil_share;
 /** Longest instance id, in bytes: a record naming a longer one is refused
  *  (a Kubernetes pod name is at most 253). */
 #define VEIL_SHARE_INSTANCE_MAX 255
+
+/** The lineage under which the tables of a veil before lineages count the
+ *  releases an instance's accountant file did not count; never an
+ *  accountant's (veil_accountant_new draws neither 0 nor this). */
+#define VEIL_SHARE_LEGACY_LINEAGE UINT32_MAX
 
 /** instance: this instance's id (1 to VEIL_SHARE_INSTANCE_MAX bytes).
  *  lineage: its accountant's (veil_accountant_lineage). keep_bytes: cap on
@@ -121,6 +127,10 @@ double veil_share_own_rho(const struct veil_share *sh, double rho_acc);
  *  to count one (an unknown cost is not a small one). *senders (may be
  *  NULL): how many senders (instance and lineage) that is. */
 double veil_share_others_rho(const struct veil_share *sh, size_t *senders);
+
+/** Bumped whenever a sender's ρ rises: the table beside accountant_file
+ *  needs saving when this moved since the last save. */
+uint64_t veil_share_changes(const struct veil_share *sh);
 
 /** The (seq, chunk, ρ) table for the checkpoint: a malloc'd buffer.
  *  rho_self: this instance's own spend (its accountant's ρ), which counts

@@ -627,9 +627,47 @@ static void test_update_chunks_bounded(void **st) {
  * by an older copy, its own records gone from the topic): it counts again
  * from then on, in what its next update carries. It was looked at only at
  * the first batch. */
+/* A model update of no rows from inst (lineage 7) through the host's side
+ * input, its spent_by naming (spent, spent_lin) at spent_rho when spent is
+ * not NULL. */
+static void feed_update(struct harness *h, const char *inst, double rho,
+                        const char *spent, int64_t spent_lin,
+                        double spent_rho) {
+        char err[512];
+        struct veil_codec *c = veil_pipeline_output_codec(h->p,
+                                                          "model_updates");
+        veil_rec_t *w = veil_codec_rec_begin(c);
+        assert_int_equal(veil_rec_set_str(w, "instance", inst), 0);
+        assert_int_equal(veil_rec_set_long(w, "seq", 1), 0);
+        assert_int_equal(veil_rec_set_long(w, "chunk", 0), 0);
+        assert_int_equal(veil_rec_set_long(w, "chunks", 1), 0);
+        assert_int_equal(veil_rec_set_str(w, "block", "item_bias"), 0);
+        assert_int_equal(veil_rec_set_long(w, "rows", 0), 0);
+        assert_int_equal(veil_rec_set_long(w, "width", 1), 0);
+        assert_int_equal(veil_rec_set_bytes(w, "values", "", 0), 0);
+        assert_int_equal(veil_rec_set_double(w, "rho", rho), 0);
+        assert_int_equal(veil_rec_set_str(w, "mechanism", "gaussian"), 0);
+        assert_int_equal(veil_rec_set_long(w, "lineage", 7), 0);
+        if (spent) {
+                veil_rec_t *e = veil_rec_append(w, "spent_by");
+                assert_int_equal(veil_rec_set_str(e, "instance", spent), 0);
+                assert_int_equal(veil_rec_set_long(e, "lineage", spent_lin),
+                                 0);
+                assert_int_equal(veil_rec_set_double(e, "rho", spent_rho), 0);
+        }
+        struct veil_buf b = {0};
+        assert_int_equal(veil_codec_rec_encode(c, &b, err, sizeof(err)), 0);
+        struct veil_source src = {inst, strlen(inst), b.data, b.len, "mu",
+                                  0, 0, 0};
+        assert_int_equal(veil_pipeline_side_record(h->p, 0, &src, err,
+                                                   sizeof(err)),
+                         0);
+        veil_buf_free(&b);
+}
+
 static void test_own_lineage_told_later(void **st) {
         (void)st;
-        char acc[64], yaml[2048], err[2048];
+        char acc[64], yaml[2048];
         snprintf(acc, sizeof(acc), "/tmp/veil-test-chain-own-%d.acc",
                  (int)getpid());
         unlink_acc(acc);
@@ -662,39 +700,29 @@ static void test_own_lineage_told_later(void **st) {
         assert_true(rho1 > 0 && rho1 < 1);
         /* Another instance's update: its spent_by says this lineage sent
          * rho 4. */
-        struct veil_codec *c = veil_pipeline_output_codec(h.p,
-                                                          "model_updates");
-        veil_rec_t *w = veil_codec_rec_begin(c);
-        assert_int_equal(veil_rec_set_str(w, "instance", "peer"), 0);
-        assert_int_equal(veil_rec_set_long(w, "seq", 1), 0);
-        assert_int_equal(veil_rec_set_long(w, "chunk", 0), 0);
-        assert_int_equal(veil_rec_set_long(w, "chunks", 1), 0);
-        assert_int_equal(veil_rec_set_str(w, "block", "item_bias"), 0);
-        assert_int_equal(veil_rec_set_long(w, "rows", 0), 0);
-        assert_int_equal(veil_rec_set_long(w, "width", 1), 0);
-        assert_int_equal(veil_rec_set_bytes(w, "values", "", 0), 0);
-        assert_int_equal(veil_rec_set_double(w, "rho", 0.125), 0);
-        assert_int_equal(veil_rec_set_str(w, "mechanism", "gaussian"), 0);
-        assert_int_equal(veil_rec_set_long(w, "lineage", 7), 0);
-        veil_rec_t *e = veil_rec_append(w, "spent_by");
-        assert_int_equal(veil_rec_set_str(e, "instance", "me"), 0);
-        assert_int_equal(veil_rec_set_long(e, "lineage", mu.lineage), 0);
-        assert_int_equal(veil_rec_set_double(e, "rho", 4.0), 0);
-        struct veil_buf b = {0};
-        assert_int_equal(veil_codec_rec_encode(c, &b, err, sizeof(err)), 0);
-        struct veil_source src = {"peer", 4, b.data, b.len, "mu", 0, 0, 0};
-        assert_int_equal(veil_pipeline_side_record(h.p, 0, &src, err,
-                                                   sizeof(err)),
-                         0);
-        veil_buf_free(&b);
+        feed_update(&h, "peer", 0.125, "me", mu.lineage, 4.0);
         sp.user = "b";
         h_run(&h, &sp, 1);
         assert_int_equal(mu.records, 2);
         /* Its own lineage's spend: the accountant's, and the 4 it does not
          * count. */
         assert_true(mu.rho >= 4.0 + rho1);
+        /* A sender of unknown cost (rho not a number) makes the others'
+         * spend infinite; one counted after it is still saved beside the
+         * accountant file (it was not: the saved sum could not grow). */
+        feed_update(&h, "unknown", NAN, NULL, 0, 0);
+        feed_update(&h, "later", 0.5, NULL, 0, 0);
+        char others[80], file[4096];
+        snprintf(others, sizeof(others), "%s.others", acc);
+        FILE *f = fopen(others, "rb");
+        assert_non_null(f);
+        size_t n = fread(file, 1, sizeof(file), f);
+        fclose(f);
+        assert_non_null(memmem(file, n, "unknown", 7));
+        assert_non_null(memmem(file, n, "later", 5));
         h_close(&h);
         unlink_acc(acc);
+        unlink(others);
 }
 
 /* Steps by the events' own times (step_time: event): an event of the open

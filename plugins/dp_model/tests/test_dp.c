@@ -1104,11 +1104,13 @@ static void test_share_lineages(void **st) {
         veil_share_free(sho);
         free(enc);
         /* A veil before lineages named the releases an instance's file
-         * did not count "<instance> (before its accountant file)", and
-         * carried them in the instance's updates: read from its tables,
-         * that is the instance's lineage 0, counted once (the largest),
-         * and an instance id of 227 bytes or more no longer makes a
-         * sender name that every reader refuses in spent_by. */
+         * did not count "<instance> (before its accountant file)", beside
+         * the instance's entry: read from its tables, that is the
+         * instance under VEIL_SHARE_LEGACY_LINEAGE, still added to the
+         * instance's entry (the largest of the two was less than that
+         * veil counted), and an instance id of 227 bytes or more no
+         * longer makes a sender name that every reader refuses in
+         * spent_by. */
         {
                 static const char *const ids[] = {
                         "a", "a (before its accountant file)",
@@ -1132,9 +1134,10 @@ static void test_share_lineages(void **st) {
                 assert_int_equal(veil_share_decode(sh2, t, (size_t)(q - t)),
                                  0);
                 double o = veil_share_others_rho(sh2, &senders);
-                assert_true(o >= 1.4 && o < 1.4 + 1e-9);
-                assert_int_equal(senders, 2);
-                assert_true(veil_share_own_before(sh2) == 0.9);
+                assert_true(o >= 1.65 && o < 1.65 + 1e-9);
+                assert_int_equal(senders, 3);
+                assert_true(veil_share_own_other(sh2, &lineages) >= 0.9);
+                assert_int_equal(lineages, 1);
                 /* a's position is a's, not the legacy name's. */
                 veil_share_go_live(sh2, m);
                 r = lin_rec(c, &b, "a", 0, 7, 0.25, NULL, 0);
@@ -1159,7 +1162,8 @@ static void test_share_lineages(void **st) {
                 assert_int_equal(veil_share_new(&sh2, "self", 0, 1 << 20), 0);
                 assert_int_equal(veil_share_rho_merge(sh2, t, (size_t)(q - t)),
                                  0);
-                assert_true(veil_share_own_before(sh2) == 0.9);
+                assert_true(veil_share_own_other(sh2, &lineages) >= 0.9);
+                assert_int_equal(lineages, 1);
                 veil_share_free(sh2);
         }
         /* The file beside accountant_file keeps every sender apart. */
