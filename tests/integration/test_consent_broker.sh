@@ -70,7 +70,8 @@ ok "default deny: nothing consumed before the 40,040-record ledger caught up; th
 consent "$WORK/c.csv"
 wait_count "$VEIL_ACCESS" 1 30 || fail "access record before the withdrawal"
 consume "$VEIL_ACCESS" "$ACCESS_SCHEMA" >"$WORK/access.json"
-jq -e 'select(.key|startswith("eph.")) | .value.sections.consent.personalization == "granted"' \
+# (-s: jq -e alone reports the last record's result.)
+jq -e -s 'any(.[]; (.key | startswith("eph.")) and .value.sections.consent.personalization == "granted")' \
   "$WORK/access.json" >/dev/null || fail "u1's ledger entry before the withdrawal"
 
 audits=$(count "$VEIL_AUDIT")
