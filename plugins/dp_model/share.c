@@ -285,16 +285,24 @@ int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
         return chunk;
 }
 
-static struct peer *peer(struct veil_share *sh, const char *inst,
-                         uint32_t lin, int add) {
+/* The sender (inst, lin), NULL when not seen: never allocates. */
+static struct peer *find(const struct veil_share *sh, const char *inst,
+                         uint32_t lin) {
         for (size_t i = 0; i < sh->n_peers; i++)
                 if (sh->peers[i].lin == lin && !strcmp(sh->peers[i].inst, inst))
                         return &sh->peers[i];
-        if (!add)
-                return NULL;
+        return NULL;
+}
+
+/* The sender (inst, lin), added when not seen. */
+static struct peer *peer(struct veil_share *sh, const char *inst,
+                         uint32_t lin) {
+        struct peer *p = find(sh, inst, lin);
+        if (p)
+                return p;
         /* A sender that cannot be kept cannot be counted: every later ε is
          * infinite (veil_share_others_rho), never one without it. */
-        struct peer *p = realloc(sh->peers, (sh->n_peers + 1) * sizeof(*p));
+        p = realloc(sh->peers, (sh->n_peers + 1) * sizeof(*p));
         if (!p) {
                 sh->lost = 1;
                 return NULL;
@@ -376,7 +384,7 @@ static int count(struct veil_share *sh, const char *inst, uint32_t lin,
                         sh->own_rho = rho;
                 return 0;
         }
-        struct peer *p = peer(sh, inst, lin, 1);
+        struct peer *p = peer(sh, inst, lin);
         if (!p)
                 return -VEIL_ENOMEM;
         raise_rho(sh, p, rho);
@@ -501,7 +509,7 @@ static int parse(const struct veil_model *m, const veil_rec_t *r,
  * was the last of its release. */
 static int apply(struct veil_share *sh, struct veil_model *m,
                  const struct kept *k) {
-        struct peer *p = peer(sh, k->inst, k->lin, 1);
+        struct peer *p = peer(sh, k->inst, k->lin);
         if (!p) /* out of memory: like a replay, it is skipped */
                 return 0;
         if (k->seq < p->seq || (k->seq == p->seq && k->chunk <= p->chunk)) {
@@ -601,18 +609,11 @@ size_t veil_share_go_live(struct veil_share *sh, struct veil_model *m) {
 
 /* The pseudo-sender that stands for releases of this instance's lineage
  * that its accountant does not count (its file replaced by an older
- * copy): the entry (self, own lineage), which only this function makes.
- * Found without allocating, so that the ρ an update carries never
- * depends on memory. */
-static struct peer *before_peer(const struct veil_share *sh) {
-        for (size_t i = 0; i < sh->n_peers; i++)
-                if (is_own_lineage(sh, &sh->peers[i]))
-                        return &sh->peers[i];
-        return NULL;
-}
-
+ * copy) is the entry (self, own lineage), which only
+ * veil_share_own_unaccounted makes. Found without allocating, so that the
+ * ρ an update carries never depends on memory. */
 double veil_share_own_before(const struct veil_share *sh) {
-        struct peer *p = before_peer(sh);
+        struct peer *p = find(sh, sh->self, sh->lin);
         return p ? p->rho : 0;
 }
 
@@ -634,9 +635,7 @@ double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc) {
          * releases are in the topic and in the other instances' models all
          * the same. How much of them the file already counts is unknown,
          * so all of them count again. */
-        struct peer *p = before_peer(sh);
-        if (!p)
-                p = peer(sh, sh->self, sh->lin, 1);
+        struct peer *p = peer(sh, sh->self, sh->lin);
         if (!p)
                 return INFINITY;
         raise_rho(sh, p, sh->own_rho);
@@ -827,7 +826,7 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                         }
                         chunk = -1;
                 }
-                struct peer *pe = peer(sh, id, lin, 1);
+                struct peer *pe = peer(sh, id, lin);
                 if (!pe)
                         return -VEIL_ENOMEM;
                 if (!legacy) {
@@ -908,7 +907,7 @@ int veil_share_rho_merge(struct veil_share *sh, const void *data,
                 q += 2 + l + fixed;
                 if (fixed == 8)
                         legacy_before(id, l, &lin);
-                struct peer *pe = peer(sh, id, lin, 1);
+                struct peer *pe = peer(sh, id, lin);
                 if (!pe)
                         return -VEIL_ENOMEM;
                 raise_rho(sh, pe, rho);

@@ -837,11 +837,8 @@ static void test_share_rho_file(void **st) {
         veil_share_free(sh);
 }
 
-/* A value that is not a finite number is refused (the record goes to the
- * dead-letter topic): one NaN would spread through every score. And own
- * records read back count when the accountant does not. */
-static void test_share_records(void **st) {
-        (void)st;
+/* The model-update codec (raw framing). */
+static struct veil_codec *update_codec(void) {
         char err[256];
         struct veil_codec *c;
         assert_int_equal(veil_codec_new_file(&c,
@@ -850,6 +847,16 @@ static void test_share_records(void **st) {
                                              VEIL_FRAMING_RAW, 0, err,
                                              sizeof(err)),
                          0);
+        return c;
+}
+
+/* A value that is not a finite number is refused (the record goes to the
+ * dead-letter topic): one NaN would spread through every score. And own
+ * records read back count when the accountant does not. */
+static void test_share_records(void **st) {
+        (void)st;
+        char err[256];
+        struct veil_codec *c = update_codec();
         struct veil_model *m = new_model(3, 2, 4);
         struct veil_share *sh;
         assert_int_equal(veil_share_new(&sh, "self", 0, 1 << 20), 0);
@@ -997,13 +1004,7 @@ static const veil_rec_t *lin_rec(struct veil_codec *c, struct veil_buf *b,
 static void test_share_lineages(void **st) {
         (void)st;
         char err[256];
-        struct veil_codec *c;
-        assert_int_equal(veil_codec_new_file(&c,
-                                             VEIL_SRCDIR
-                                             "/schemas/model_update.avsc",
-                                             VEIL_FRAMING_RAW, 0, err,
-                                             sizeof(err)),
-                         0);
+        struct veil_codec *c = update_codec();
         struct veil_model *m = new_model(3, 2, 4);
         struct veil_share *sh;
         assert_int_equal(veil_share_new(&sh, "self", 5, 1 << 20), 0);
