@@ -188,7 +188,9 @@ static void decide(struct veil_consent *s, struct veil_batch *b,
         uint16_t sf = 0;
         int have_sf = 0;
         int why;
-        if (!ev->user_id) {
+        if (!ev->user_id || !*ev->user_id) {
+                /* An empty id is no person either: nothing to hold a
+                 * choice, nor a profile, under. */
                 a = 0;
                 why = VEIL_CONSENT_NO_USER;
         } else if (e) {

@@ -79,6 +79,7 @@ struct state {
         int64_t gap_ms;
         int64_t ttl_ms;    /* profile_ttl_s: also the history's reach */
         uint32_t L;
+        int keyed; /* the pipeline has keys: profiles by subject only */
         uint64_t events, tz_unknown;
 };
 
@@ -247,8 +248,18 @@ static int process(void *state, struct veil_batch *b) {
                 struct veil_session_info si = {0, -1};
                 struct veil_profile *p = NULL;
                 if (tier == VEIL_TIER_PERSONALIZED) {
-                        const char *key = ev->subject ? ev->subject
-                                                      : ev->user_id;
+                        /* With keys, the subject pseudonym or nothing:
+                         * never the raw id (the host leaves subject unset
+                         * when it cannot compute it). An empty id is no
+                         * person: one profile for everyone without an id
+                         * would hand one's items to the next, and no erase
+                         * could reach it. */
+                        const char *key =
+                                s->keyed ? ev->subject
+                                         : ev->subject ? ev->subject
+                                                       : ev->user_id;
+                        if (key && !*key)
+                                key = NULL;
                         int created = 0;
                         /* The same subject as the event before (a run of
                          * one user's events): nothing touched the profiles
@@ -618,6 +629,9 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 destroy(s);
                 return rc ? rc : -VEIL_ENOMEM;
         }
+        char probe[VEIL_PSEUDONYM_MAX];
+        s->keyed = veil_pseudonym(st, "subject", "probe", 5, probe,
+                                  sizeof(probe)) > 0;
         veil_log(st, VEIL_LOG_INFO,
                  "%zu catalog items (room for %lld more), %zu feature kinds "
                  "in a space of %lld",

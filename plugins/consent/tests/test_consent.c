@@ -131,6 +131,12 @@ static void test_no_record_is_denied(void **state) {
         assert_int_equal(ev->training, 1);
         ev = h_event(&h, "nobody", NULL, -1);
         assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        /* An empty id is no person, whatever its TC string says: there is
+         * nobody to personalize for, and every such visitor would share
+         * what later stages keep under "". */
+        ev = h_event(&h, "", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_int_equal(ev->training, 0);
         h_close(&h);
 }
 

@@ -901,6 +901,18 @@ static void test_sessions(void **st) {
         b = h_run(&h, u, 2);
         assert_int_equal(info(&b->events[1])->tier, C);
         assert_int_equal(b->events[1].n_recent, 0);
+        /* An empty user id is nobody: personalized or not, these three
+         * visitors must not share one profile (the keyring gives "" no
+         * subject, and the raw id is never the key under keys). */
+        struct spec anon[] = {{"", "85123A", "a1", NULL, 3000000, P},
+                              {"", "71053", "a2", NULL, 3000001, P},
+                              {"", "84406B", "a3", NULL, 3000002, P}};
+        b = h_run(&h, anon, 3);
+        for (int i = 0; i < 3; i++) {
+                assert_null(b->events[i].subject);
+                assert_int_equal(b->events[i].n_recent, 0);
+                assert_int_equal(info(&b->events[i])->tier, P);
+        }
         h_close(&h);
 }
 
