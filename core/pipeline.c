@@ -57,11 +57,17 @@ struct veil_stage {
 struct veil_batch_impl {
         struct veil_source *src; /**< parallel to events */
         const char *cur_stage;
-        /* While a stage's process runs: records it emitted that the sink
-         * refused and that no event taken out of the stream since has
-         * answered (see refused()), and the line about the first. */
+        /* While a stage's process runs: records it could not write (the
+         * sink refused them, or they did not encode) and that no event
+         * taken out of the stream since has answered (see unwritten()),
+         * and the line about the first. A record of veil_out_event is
+         * the event's own: only that event leaving the stream answers it
+         * (`tied`, in the batch arena), not another one dropped for its
+         * own reasons. */
         int in_process;
         uint64_t refused;
+        const struct veil_event **tied;
+        size_t n_tied, cap_tied;
         char refused_why[512];
 };
 
@@ -143,9 +149,16 @@ static void set_status(struct veil_batch *b, struct veil_event *ev,
         ev->reason = veil_batch_strdup(b, reason ? reason : "unspecified");
         ev->stage = b->impl->cur_stage;
         /* An event the stage takes out of the stream after one of its
-         * records was refused answers that record. */
-        if (b->impl->in_process && b->impl->refused)
-                b->impl->refused--;
+         * records was refused answers that record, unless the event has a
+         * refused record of its own (that one it answers, at the end of
+         * process). */
+        struct veil_batch_impl *im = b->impl;
+        if (!im->in_process || !im->refused)
+                return;
+        for (size_t i = 0; i < im->n_tied; i++)
+                if (im->tied[i] == ev)
+                        return;
+        im->refused--;
 }
 
 void veil_event_drop(struct veil_batch *b, struct veil_event *ev,
@@ -195,46 +208,83 @@ veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output) {
         return veil_codec_rec_begin(o->codec);
 }
 
-/* The sink refused a record as too large (-VEIL_EINVAL): said without
- * the record (it may hold anything), and, during a stage's process,
- * counted until an event taken out of the stream answers it. Between
- * batches (a side record's audit record, the host's access record) there
- * is no batch to hold back: the emitter decides. */
-static void refused(struct veil_pipeline *p, struct veil_stage *st,
-                    const struct veil_output *o, size_t len) {
-        char limit[128] = "over the producer's message.max.bytes";
-        if (p->max_record)
-                snprintf(limit, sizeof(limit),
-                         "the producer's message.max.bytes is %zu",
-                         p->max_record);
-        char why[512];
-        snprintf(why, sizeof(why),
-                 "output '%s': a record of %zu bytes is too large for topic "
-                 "'%s' (%s); it is not produced",
-                 o->b->name, len, o->b->topic, limit);
+/* A record that could not be written (-VEIL_EINVAL: it did not encode,
+ * or the sink refused it as too large): said without the record (it may
+ * hold anything), and, during a stage's process, counted until an event
+ * taken out of the stream answers it — `ev`, when the record was that
+ * event's own. Between batches (a side record's audit record, the host's
+ * access record) there is no batch to hold back: the emitter decides. */
+static void unwritten(struct veil_pipeline *p, struct veil_stage *st,
+                      const struct veil_event *ev, const char *why) {
         if (st)
                 veil_log(st, VEIL_LOG_ERROR, "%s", why);
         else
                 veil_log_host(VEIL_LOG_ERROR, NULL, "%s", why);
         struct veil_batch_impl *im = &p->impl;
-        if (st && im->in_process) {
-                if (!im->refused)
-                        snprintf(im->refused_why, sizeof(im->refused_why),
-                                 "%s", why);
-                im->refused++;
+        if (!st || !im->in_process)
+                return;
+        if (!im->refused && !im->n_tied)
+                snprintf(im->refused_why, sizeof(im->refused_why), "%s", why);
+        /* Only an event of the batch can be answered for (a plugin may
+         * hand over a copy, gone when process returns). */
+        if (ev && (ev < p->batch.events || ev >= p->batch.events + p->batch.n))
+                ev = NULL;
+        if (ev) {
+                if (im->n_tied == im->cap_tied) {
+                        /* Out of memory: counted untied, which any event
+                         * leaving the stream answers (the old rule). */
+                        size_t c = im->cap_tied ? 2 * im->cap_tied : 16;
+                        const struct veil_event **t = veil_arena_alloc(
+                                &p->arena, c * sizeof(*t));
+                        if (t) {
+                                if (im->n_tied)
+                                        memcpy(t, im->tied,
+                                               im->n_tied * sizeof(*t));
+                                im->tied = t;
+                                im->cap_tied = c;
+                        }
+                }
+                if (im->n_tied < im->cap_tied) {
+                        im->tied[im->n_tied++] = ev;
+                        return;
+                }
         }
+        im->refused++;
 }
 
 static int produce(struct veil_pipeline *p, struct veil_stage *st,
-                   struct veil_output *o, const void *key, size_t key_len) {
+                   struct veil_output *o, const struct veil_event *ev,
+                   const void *key, size_t key_len) {
         if (!p->sink.produce)
                 return -VEIL_ESTATE;
         int rc = p->sink.produce(p->sink.ctx, o->b->topic, key, key_len,
                                  o->buf.data, o->buf.len, NULL);
-        if (rc == 0)
+        if (rc == 0) {
                 o->count++;
-        else if (rc == -VEIL_EINVAL)
-                refused(p, st, o, key_len + o->buf.len);
+        } else if (rc == -VEIL_EINVAL) {
+                char limit[128] = "over the producer's message.max.bytes";
+                if (p->max_record)
+                        snprintf(limit, sizeof(limit),
+                                 "the producer's message.max.bytes is %zu",
+                                 p->max_record);
+                char why[512];
+                snprintf(why, sizeof(why),
+                         "output '%s': a record of %zu bytes is too large "
+                         "for topic '%s' (%s); it is not produced",
+                         o->b->name, key_len + o->buf.len, o->b->topic,
+                         limit);
+                unwritten(p, st, ev, why);
+        }
+        return rc;
+}
+
+/* A record that did not encode is not written either: a stage that went
+ * on without answering it would lose it as surely as a refused one. */
+static int not_encoded(struct veil_stage *st, const struct veil_event *ev,
+                       const char *output, const char *err, int rc) {
+        char why[512];
+        snprintf(why, sizeof(why), "output '%s': %s", output, err);
+        unwritten(st->p, st, ev, why);
         return rc;
 }
 
@@ -252,11 +302,9 @@ int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
         o->open = 0;
         char err[256];
         int rc = veil_codec_rec_encode(o->codec, &o->buf, err, sizeof(err));
-        if (rc) {
-                veil_log(st, VEIL_LOG_ERROR, "output '%s': %s", output, err);
-                return rc;
-        }
-        return produce(st->p, st, o, key, key_len);
+        if (rc)
+                return not_encoded(st, NULL, output, err, rc);
+        return produce(st->p, st, o, NULL, key, key_len);
 }
 
 int veil_out_event(veil_stage_t *st, const char *output,
@@ -274,12 +322,10 @@ int veil_out_event(veil_stage_t *st, const char *output,
         char err[256];
         int rc = veil_codec_encode_event(o->codec, ev, &o->buf, err,
                                          sizeof(err));
-        if (rc) {
-                veil_log(st, VEIL_LOG_ERROR, "output '%s': %s", output, err);
-                return rc;
-        }
+        if (rc)
+                return not_encoded(st, ev, output, err, rc);
         const char *key = ev->user_id ? ev->user_id : "";
-        return produce(st->p, st, o, key, strlen(key));
+        return produce(st->p, st, o, ev, key, strlen(key));
 }
 
 static int enqueue(char ***q, size_t *n, size_t *cap, const char *raw_id) {
@@ -698,7 +744,7 @@ static void apply_exports(struct veil_pipeline *p) {
                          * goes on rather than stopping at every start. */
                         if (veil_codec_rec_encode(o->codec, &o->buf, err,
                                                   sizeof(err)) == 0)
-                                produce(p, NULL, o, subj.pseudonym,
+                                produce(p, NULL, o, NULL, subj.pseudonym,
                                         strlen(subj.pseudonym));
                         else
                                 veil_log_host(VEIL_LOG_ERROR, NULL,
@@ -1013,9 +1059,15 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                 st->stats.in += in;
                 p->impl.cur_stage = st->h.def->name;
                 p->impl.refused = 0;
+                p->impl.tied = NULL;
+                p->impl.n_tied = p->impl.cap_tied = 0;
                 p->impl.in_process = 1;
                 int rc = st->h.def->process(st->state, b);
                 p->impl.in_process = 0;
+                /* A refused record of veil_out_event is answered by its own
+                 * event alone. */
+                for (size_t i = 0; i < p->impl.n_tied; i++)
+                        p->impl.refused += p->impl.tied[i]->status == VEIL_PASS;
                 if (rc < 0) {
                         st->stats.errors++;
                         snprintf(errstr, errstr_size,
@@ -1031,10 +1083,11 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                         st->stats.errors++;
                         snprintf(errstr, errstr_size,
                                  "stage %zu (%s) went on after %llu of its "
-                                 "records were refused, without "
-                                 "dead-lettering (or dropping) an event for "
-                                 "each; the batch is not committed. First "
-                                 "refused: %s",
+                                 "records could not be written (refused as "
+                                 "too large, or not encodable), without "
+                                 "dead-lettering (or dropping) the event of "
+                                 "each; the batch is not committed. First: "
+                                 "%s",
                                  s + 1, st->h.def->name,
                                  (unsigned long long)p->impl.refused,
                                  p->impl.refused_why);

@@ -4,37 +4,60 @@
  * with a best-effort output might. The host must still not commit a batch
  * one of whose records it could not produce: a record refused as too
  * large (-VEIL_EINVAL) that no dead letter answers fails the batch
- * (test_poison, and tests/unit/test_refused.c).
+ * (test_poison, and tests/unit/test_refused.c). Two settings make it
+ * worse: `drop_last` drops the batch's last event for a reason of its own
+ * after emitting (which must not answer another event's refused record),
+ * and `garble` makes the record of every event whose id contains
+ * "oversized" not encodable (its required `type` taken away), which the host
+ * must count like a refusal.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include <veil/veil.h>
 
-static const struct veil_param_def params[] = {{NULL, 0, NULL, 0, NULL}};
+static const struct veil_param_def params[] = {
+        {"drop_last", VEIL_PARAM_BOOL, "false", 0,
+         "drop the batch's last event after emitting"},
+        {"garble", VEIL_PARAM_BOOL, "false", 0,
+         "make the records of events whose id contains \"oversized\" not "
+         "encodable"},
+        {NULL, 0, NULL, 0, NULL}};
 static const char *const outputs[] = {"events", NULL};
 
 struct state {
         veil_stage_t *st;
+        int drop_last, garble;
 };
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 char *errstr, size_t errstr_size) {
-        (void)p;
         (void)errstr;
         (void)errstr_size;
         struct state *s = calloc(1, sizeof(*s));
         if (!s)
                 return -VEIL_ENOMEM;
         s->st = st;
+        s->drop_last = veil_params_bool(p, "drop_last", 0);
+        s->garble = veil_params_bool(p, "garble", 0);
         *state = s;
         return 0;
 }
 
 static int process(void *state, struct veil_batch *b) {
         struct state *s = state;
-        for (size_t i = 0; i < b->n; i++)
-                if (b->events[i].status == VEIL_PASS)
-                        (void)veil_out_event(s->st, "events", &b->events[i]);
+        for (size_t i = 0; i < b->n; i++) {
+                struct veil_event *ev = &b->events[i];
+                if (ev->status != VEIL_PASS)
+                        continue;
+                if (s->garble && ev->event_id &&
+                    strstr(ev->event_id, "oversized"))
+                        ev->type = NULL;
+                (void)veil_out_event(s->st, "events", ev);
+        }
+        if (s->drop_last && b->n &&
+            b->events[b->n - 1].status == VEIL_PASS)
+                veil_event_drop(b, &b->events[b->n - 1], "careless: last");
         return 0; /* whatever the output said */
 }
 

@@ -197,12 +197,47 @@ static void test_ignored(void **state) {
         run_done(&r);
 }
 
+/* The refused record is e2's own (veil_out_event): the stage dropping e3
+ * for its own reasons afterwards does not answer it. */
+static void test_ignored_other_dropped(void **state) {
+        (void)state;
+        struct run r;
+        int rc = run_three(&r, FAULT_PLUGINS "/veil_careless.so",
+                           "{drop_last: true}", "events", "interaction.avsc");
+        assert_true(rc < 0);
+        fprintf(stderr, "# %s\n", r.err);
+        assert_int_equal(r.cap.refused, 1);
+        assert_non_null(strstr(r.err, "stage 1 (careless)"));
+        assert_non_null(strstr(r.err, "not committed"));
+        run_done(&r);
+}
+
+/* A record that does not encode is not written either: ignored, it fails
+ * the batch as a refused one does; dead-lettering its event would not. */
+static void test_ignored_not_encodable(void **state) {
+        (void)state;
+        struct run r;
+        int rc = run_three(&r, FAULT_PLUGINS "/veil_careless.so",
+                           "{garble: true}", "events", "interaction.avsc");
+        assert_true(rc < 0);
+        fprintf(stderr, "# %s\n", r.err);
+        assert_int_equal(r.cap.refused, 0); /* never reached the sink */
+        assert_int_equal(r.cap.records, 2);
+        assert_non_null(strstr(r.err, "stage 1 (careless)"));
+        assert_non_null(strstr(r.err, "output 'events'"));
+        assert_non_null(strstr(r.err, "not committed"));
+        assert_null(strstr(r.err, MARK));
+        run_done(&r);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_passthrough),
                 cmocka_unit_test(test_example),
                 cmocka_unit_test(test_popular),
                 cmocka_unit_test(test_ignored),
+                cmocka_unit_test(test_ignored_other_dropped),
+                cmocka_unit_test(test_ignored_not_encodable),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

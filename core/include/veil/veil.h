@@ -286,10 +286,10 @@ veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output);
  *  the host logs which, naming the output, the topic, the size and the
  *  limit, never the record). The event it answers then belongs on the
  *  dead-letter topic (veil_event_dead_letter) and the stage goes on: it is
- *  not the stage's failure. A stage whose records the producer refused and
- *  that returns from process without taking as many events out of the
- *  stream after them (dead letter or drop) fails its batch, which is then
- *  not committed. Any other negative code is the output failing (the host
+ *  not the stage's failure. A stage with records that could not be
+ *  written and that returns from process without taking as many events
+ *  out of the stream after them (dead letter or drop) fails its batch,
+ *  which is then not committed. Any other negative code is the output failing (the host
  *  stops without committing the batch): return it. A record that the
  *  broker itself refuses later, at delivery, also stops the host. */
 int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
@@ -297,7 +297,8 @@ int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
 /** Encodes an event with the output's schema (the interaction schema) and
  *  produces it, keyed by its user_id. Returns as veil_out_emit: on
  *  -VEIL_EINVAL (an event too large for the producer, say) dead-letter
- *  the event and go on. */
+ *  the event and go on: only that event leaving the stream answers its
+ *  record (another one dropped does not). */
 int veil_out_event(veil_stage_t *st, const char *output,
                    const struct veil_event *ev);
 /** 1 when the pipeline binds this output to a topic. */
