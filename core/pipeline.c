@@ -1095,7 +1095,14 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                 }
                 uint64_t out = 0, dropped = 0, dead = 0;
                 for (size_t i = 0; i < b->n; i++) {
-                        const struct veil_event *ev = &b->events[i];
+                        struct veil_event *ev = &b->events[i];
+                        /* A stage may set the status itself (the fields
+                         * are the stages'), without a reason: the drop
+                         * counts and the dead letter's headers need one. */
+                        if (ev->status != VEIL_PASS && !ev->reason)
+                                ev->reason = "unspecified";
+                        if (ev->status != VEIL_PASS && !ev->stage)
+                                ev->stage = st->h.def->name;
                         out += ev->status == VEIL_PASS;
                         dropped += ev->status == VEIL_DROP;
                         dead += ev->status == VEIL_DEAD_LETTER;

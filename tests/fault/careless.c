@@ -9,7 +9,9 @@
  * after emitting (which must not answer another event's refused record),
  * and `garble` makes the record of every event whose id contains
  * "oversized" not encodable (its required `type` taken away), which the host
- * must count like a refusal.
+ * must count like a refusal. `bare_status` sets the status of the
+ * batch's second event to VEIL_DEAD_LETTER and of its third to VEIL_DROP
+ * by hand, without a reason, before emitting.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +24,14 @@ static const struct veil_param_def params[] = {
         {"garble", VEIL_PARAM_BOOL, "false", 0,
          "make the records of events whose id contains \"oversized\" not "
          "encodable"},
+        {"bare_status", VEIL_PARAM_BOOL, "false", 0,
+         "set statuses by hand, without a reason"},
         {NULL, 0, NULL, 0, NULL}};
 static const char *const outputs[] = {"events", NULL};
 
 struct state {
         veil_stage_t *st;
-        int drop_last, garble;
+        int drop_last, garble, bare_status;
 };
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **state,
@@ -40,12 +44,17 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         s->st = st;
         s->drop_last = veil_params_bool(p, "drop_last", 0);
         s->garble = veil_params_bool(p, "garble", 0);
+        s->bare_status = veil_params_bool(p, "bare_status", 0);
         *state = s;
         return 0;
 }
 
 static int process(void *state, struct veil_batch *b) {
         struct state *s = state;
+        if (s->bare_status && b->n >= 3) {
+                b->events[1].status = VEIL_DEAD_LETTER;
+                b->events[2].status = VEIL_DROP;
+        }
         for (size_t i = 0; i < b->n; i++) {
                 struct veil_event *ev = &b->events[i];
                 if (ev->status != VEIL_PASS)

@@ -230,6 +230,25 @@ static void test_ignored_not_encodable(void **state) {
         run_done(&r);
 }
 
+/* Statuses set by hand, without a reason (the fields are the stages'):
+ * the host fills in a reason and the stage rather than crashing on them. */
+static void test_bare_status(void **state) {
+        (void)state;
+        struct run r;
+        int rc = run_three(&r, FAULT_PLUGINS "/veil_careless.so",
+                           "{bare_status: true}", "events", "interaction.avsc");
+        if (rc)
+                fail_msg("batch: %s", r.err);
+        assert_int_equal(r.cap.records, 1);
+        assert_int_equal(r.cap.dead_letters, 1);
+        assert_string_equal(r.cap.dl_error, "unspecified");
+        assert_string_equal(r.cap.dl_stage, "careless");
+        struct veil_stage_stats st = veil_pipeline_stage_stats(r.p, 0);
+        assert_int_equal(st.dropped, 1);
+        assert_int_equal(st.dead_letters, 1);
+        run_done(&r);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_passthrough),
@@ -238,6 +257,7 @@ int main(void) {
                 cmocka_unit_test(test_ignored),
                 cmocka_unit_test(test_ignored_other_dropped),
                 cmocka_unit_test(test_ignored_not_encodable),
+                cmocka_unit_test(test_bare_status),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
