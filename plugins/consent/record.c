@@ -9,10 +9,14 @@
  *              collects every stage's export for the person. Its key may be
  *              anything (the person is its user_id): a key other than the
  *              user id keeps compaction from replacing the consent record.
- *   tombstone  (null value) withdraws everything: the entry goes.
+ *   tombstone  (null value) withdraws everything: the entry goes (kept as
+ *              a refusal where events' TC strings speak for people
+ *              without a record, require_ledger: false).
  * A record that cannot be used (no key, key and user_id differ, no
- * purposes, an invalid TC string…) is rejected: the host puts it on the
- * dead-letter topic and the ledger is left exactly as it was.
+ * purposes…) is rejected: the host puts it on the dead-letter topic and
+ * the ledger is left exactly as it was. A record whose TC string alone
+ * cannot be decoded is applied as if the string allowed nothing (it can
+ * only narrow) and dead-lettered too.
  *
  * Erasure: whenever personalization is not in force after a record and it
  * was before, or everything is withdrawn, or the person had no entry (a
@@ -27,8 +31,12 @@
 const char *const veil_consent_sources[] = {
         "other", "cmp", "app", "support_desk", "import", "tombstone", NULL};
 
+/* "tombstone" is what the audit trail says of a null record; a record
+ * that names it as its source is kept as "other", as any unknown one. */
 size_t veil_consent_source_index(const char *s, size_t len) {
-        for (size_t i = 1; veil_consent_sources[i]; i++)
+        for (size_t i = 1; veil_consent_sources[i] &&
+                           strcmp(veil_consent_sources[i], "tombstone");
+             i++)
                 if (strlen(veil_consent_sources[i]) == len &&
                     !memcmp(veil_consent_sources[i], s, len))
                         return i;
@@ -109,6 +117,18 @@ static int reject(struct veil_consent *s, const struct veil_side_record *r,
         return -VEIL_EDECODE;
 }
 
+/* A record applied as far as it could be, and dead-lettered for what
+ * could not be read. */
+static int reject_applied(struct veil_consent *s,
+                          const struct veil_side_record *r, char *errstr,
+                          size_t errstr_size, const char *what) {
+        s->rejected++;
+        snprintf(errstr, errstr_size,
+                 "consent record at %s[%d]@%lld dead-lettered: %s", r->input,
+                 (int)r->partition, (long long)r->offset, what);
+        return -VEIL_EDECODE;
+}
+
 /* The record is applied whatever happens here: a queueing failure (out of
  * memory) is logged rather than turning an applied record into a dead
  * letter. */
@@ -158,6 +178,32 @@ static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
                 veil_ledger_remove(&s->ledger, &k);
                 audit(s, id, len, "withdrawn", &before, NULL, "tombstone",
                       r->timestamp_ms);
+        }
+        /* Where an event's own TC string speaks for people without a
+         * record (require_ledger: false), a removed entry would let it
+         * grant again what the tombstone withdrew: the person is kept as
+         * a refusal instead, as a record with every purpose false is
+         * (until compaction drops the tombstone; then nothing is known
+         * of them at all). */
+        if (!s->cfg.require_ledger) {
+                int created;
+                struct veil_ledger_entry *n =
+                        veil_ledger_insert(&s->ledger, &k, &created);
+                if (n) {
+                        memset(n, 0, sizeof(*n));
+                        n->key = k;
+                        n->ts_ms = r->timestamp_ms;
+                        n->tcf = VEIL_PURPOSE_ALL;
+                        /* "tombstone", the last name of the list. */
+                        n->source = (uint8_t)(sizeof(veil_consent_sources) /
+                                                      sizeof(char *) -
+                                              2);
+                } else {
+                        veil_log(s->st, VEIL_LOG_ERROR,
+                                 "out of memory keeping a tombstone as a "
+                                 "refusal: an event's TC string may speak "
+                                 "for that person again");
+                }
         }
         /* Even without an entry: a stage may hold state restored from a
          * checkpoint taken before the person's records were compacted. */
@@ -259,15 +305,26 @@ int veil_consent_record(struct veil_consent *s,
         n.source = (uint8_t)veil_consent_source_index(src, src_len);
         const char *tc;
         size_t tc_len;
+        char bad_tc[400] = "";
         if (veil_rec_get_str(r->value, "tc_string", &tc, &tc_len) == 0) {
-                char e[256], msg[320];
+                char e[256];
                 if (veil_tcf_decode(tc, tc_len, &s->tcf, e, sizeof(e))) {
-                        snprintf(msg, sizeof(msg), "tc_string: %s", e);
-                        return reject_keyed(s, r, id, len, errstr,
-                                            errstr_size, msg);
+                        /* A string that cannot be read allows nothing, as
+                         * on an event: the record still narrows (a
+                         * withdrawal whose CMP wrote a broken string is
+                         * a withdrawal, now and after a restart, when it
+                         * may be the person's only record), and goes to
+                         * the dead-letter topic to be looked at. */
+                        snprintf(bad_tc, sizeof(bad_tc),
+                                 "tc_string: %s; the record was applied as "
+                                 "if its TC string allowed nothing",
+                                 e);
+                        n.tcf = 0;
+                        n.sf = 0;
+                } else {
+                        n.tcf = veil_tiermap_eval(&s->cfg.map, &s->tcf);
+                        n.sf = s->tcf.special_feature_optins;
                 }
-                n.tcf = veil_tiermap_eval(&s->cfg.map, &s->tcf);
-                n.sf = s->tcf.special_feature_optins;
                 n.flags |= VEIL_LEDGER_HAS_TCF;
         }
 
@@ -282,9 +339,12 @@ int veil_consent_record(struct veil_consent *s,
                 s->stale++;
                 e->own &= n.own;
                 if (n.flags & VEIL_LEDGER_HAS_TCF) {
+                        /* Special features count only with a string in
+                         * force: without one the entry opted in to none,
+                         * and the older string cannot add any. */
                         int both = e->flags & VEIL_LEDGER_HAS_TCF;
                         e->tcf = both ? e->tcf & n.tcf : n.tcf;
-                        e->sf = both ? e->sf & n.sf : n.sf;
+                        e->sf = both ? e->sf & n.sf : 0;
                         e->flags |= VEIL_LEDGER_HAS_TCF;
                 }
                 e->flags |= n.flags & VEIL_LEDGER_GPC;
@@ -317,5 +377,7 @@ int veil_consent_record(struct veil_consent *s,
                  * for training goes (dp_model's example held for its next
                  * step would otherwise be learned), the profile stays. */
                 request(s, id, 1);
+        if (*bad_tc)
+                return reject_applied(s, r, errstr, errstr_size, bad_tc);
         return 0;
 }

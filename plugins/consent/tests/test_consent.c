@@ -527,6 +527,48 @@ static void test_out_of_order(void **state) {
         ev = h_event(&h, "erin", NULL, -1);
         assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
         assert_int_equal(ev->training, 1);
+        /* The record in force has no TC string, so no special feature: an
+         * older one whose string opts in to precise geolocation narrows
+         * the purposes and cannot add the feature (it did). */
+        assert_int_equal(h_grant(&h, "finn", 1, 1, 1, T0 + 2000), 0);
+        char tc[256];
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 10, 11, 0),
+                             .special = 1};
+        h_tc(&m, tc, sizeof(tc));
+        assert_int_equal(h_consent(&h, "finn", "finn", "consent", 1, 1, 1,
+                                   -1, tc, "cmp", T0 + 1000),
+                         0);
+        ev = h_event(&h, "finn", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->special_features, 0);
+        h_close(&h);
+}
+
+/* Where an event's TC string speaks for people without a record, a
+ * tombstone keeps the person as a refusal: their next event's string does
+ * not grant again what the tombstone withdrew. A record naming
+ * "tombstone" as its source is audited as "other". */
+static void test_tombstone_without_ledger_rule(void **state) {
+        (void)state;
+        struct harness h;
+        char tc[256];
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0)};
+        h_tc(&m, tc, sizeof(tc));
+        h_open(&h, "{require_ledger: false}");
+        const struct veil_event *ev = h_event(&h, "gus", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(h_tombstone(&h, "gus"), 0);
+        ev = h_event(&h, "gus", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_int_equal(ev->training, 0);
+        /* A newer grant still grants. */
+        size_t n_audit = h_count(&h, "audit");
+        assert_int_equal(h_consent(&h, "gus", "gus", "consent", 1, 0, 0, -1,
+                                   NULL, "tombstone", INT64_MAX / 4),
+                         0);
+        assert_str(h_audit(&h, n_audit), "source", "other");
+        ev = h_event(&h, "gus", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
         h_close(&h);
 }
 
@@ -770,19 +812,16 @@ static void test_rejected_records(void **state) {
         size_t n_audit = h_count(&h, "audit");
         /* Not Avro: the host's decoder refuses it. */
         assert_int_equal(h_raw(&h, "lea", 3, "\x01", 1), 0);
-        /* Valid Avro the stage refuses: a broken TC string, a key that is
-         * not the user id, an empty key. */
-        assert_int_equal(h_consent(&h, "lea", "lea", "consent", 0, 0, 0, -1,
-                                   "CPi8wgAPi8w!", "cmp", T0 + 10),
-                         0);
+        /* Valid Avro the stage refuses: a key that is not the user id, an
+         * empty key. */
         assert_int_equal(h_consent(&h, "lea", "someone-else", "consent", 0, 0,
                                    0, -1, NULL, "app", T0 + 10),
                          0);
         assert_int_equal(h_raw(&h, "", 0, NULL, 0), 0);
-        assert_int_equal(h_count(&h, "dlq"), 4);
+        assert_int_equal(h_count(&h, "dlq"), 3);
         const struct captured *d = h_at(&h, "dlq", 0);
         assert_string_equal(d->stage, "decode");
-        for (size_t i = 1; i < 4; i++) {
+        for (size_t i = 1; i < 3; i++) {
                 d = h_at(&h, "dlq", i);
                 assert_true(d->dead_letter);
                 assert_string_equal(d->stage, "consent");
@@ -790,14 +829,34 @@ static void test_rejected_records(void **state) {
                 assert_null(strstr(d->error, "lea"));
                 assert_null(strstr(d->error, "someone-else"));
         }
-        assert_non_null(strstr(h_at(&h, "dlq", 1)->error, "tc_string"));
-        assert_non_null(strstr(h_at(&h, "dlq", 2)->error, "key and user_id"));
+        assert_non_null(strstr(h_at(&h, "dlq", 1)->error, "key and user_id"));
         /* Nothing changed. */
         assert_int_equal(h_count(&h, "audit"), n_audit);
         const struct veil_event *ev = h_event(&h, "lea", NULL, -1);
         assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
         assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), 0);
-        /* A person whose only record is broken has no consent. */
+
+        /* A broken TC string allows nothing, as on an event: a withdrawal
+         * whose CMP wrote one still withdraws (after a restart it may be
+         * the only record), and goes to the dead-letter topic too. */
+        assert_int_equal(h_consent(&h, "lea", "lea", "consent", 0, 0, 0, 1,
+                                   "CPi8wgAPi8w!", "cmp", T0 + 10),
+                         0);
+        assert_int_equal(h_count(&h, "dlq"), 4);
+        d = h_at(&h, "dlq", 3);
+        assert_string_equal(d->stage, "consent");
+        assert_non_null(strstr(d->error, "tc_string"));
+        assert_non_null(strstr(d->error, "applied as if its TC string "
+                                         "allowed nothing"));
+        assert_null(strstr(d->error, "lea"));
+        assert_int_equal(h_count(&h, "audit"), n_audit + 1);
+        assert_str(h_audit(&h, n_audit), "action", "withdrawn");
+        h_tick(&h);
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), 1);
+        ev = h_event(&h, "lea", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        /* So does a grant: the string cannot be read, so it allows
+         * nothing, and neither can an older one with it. */
         assert_int_equal(h_consent(&h, "max", "max", "consent", 1, 1, 1, -1,
                                    "CPi8wgAPi8w!", "cmp", T0),
                          0);
@@ -936,6 +995,7 @@ int main(void) {
                 cmocka_unit_test(test_analytics_gates_counting),
                 cmocka_unit_test(test_rejected_unknown_erases),
                 cmocka_unit_test(test_out_of_order),
+                cmocka_unit_test(test_tombstone_without_ledger_rule),
                 cmocka_unit_test(test_event_tc_is_stricter),
                 cmocka_unit_test(test_ledger_tc_and_features),
                 cmocka_unit_test(test_gpc),
