@@ -7,7 +7,9 @@
 #     batch, and the person's state is gone from every stage (an access
 #     request after the erasure finds every section empty); the erasure
 #     latency (record produced -> last stage's erase) is measured;
-#  3. broken consent records go to the dead-letter topic and change nothing;
+#  3. broken consent records go to the dead-letter topic: one that is not
+#     Avro changes nothing, one whose TC string cannot be decoded allows
+#     nothing (a withdrawal with a broken string withdraws);
 #  4. the audit and access topics hold no raw id.
 source "$(dirname "$0")/lib.sh"
 RECTOOL=${RECTOOL:-$(dirname "$AVROTOOL")/rectool}
@@ -113,8 +115,8 @@ jq -se --arg k "$u1" 'map(select(.key != $k)) | length == 1 and (.[0].value.sect
   "$WORK/access.json" >/dev/null || fail "u2: $(cat "$WORK/access.json")"
 ok "withdrawal: erased in every stage ($(jq -sr '.[0].value.sections | keys | join(", ")' "$WORK/access.json"))"
 
-# --- 3. broken records change nothing --------------------------------
-printf 'u3%s\x01%s' "$KDELIM" "$MDELIM" |
+# --- 3. broken records ------------------------------------------------
+printf 'u4%s\x01%s' "$KDELIM" "$MDELIM" |
   kcat -b "$BROKER" -P -t "$VEIL_CONSENT" -K "$KDELIM" -D "$MDELIM" || fail "kcat"
 { echo "$HDR"; echo "u3,consent,false,false,false,CPi8w!broken,,cmp,$((T0 + 9)),,"; } >"$WORK/c.csv"
 consent "$WORK/c.csv"
@@ -122,18 +124,21 @@ wait_count "$VEIL_DLQ" 2 30 || fail "broken consent records on the dead-letter t
 kcat -b "$BROKER" -C -t "$VEIL_DLQ" -o beginning -e -q -f '%h\n' >"$WORK/dlq.h" 2>/dev/null
 grep -q 'veil.stage=decode' "$WORK/dlq.h" && grep -q 'veil.stage=consent' "$WORK/dlq.h" ||
   fail "dead letters: $(cat "$WORK/dlq.h")"
-grep -q 'veil.error=.*tc_string' "$WORK/dlq.h" || fail "the TC string error"
+grep -q 'veil.error=.*tc_string.*applied as if its TC string allowed nothing' "$WORK/dlq.h" ||
+  fail "the TC string error: $(cat "$WORK/dlq.h")"
 
-# The next batch: u1 gone (dropped), u2 contextual, u3 still personalized.
-N=5 events b u1 u2 u3
+# The next batch: u1 gone (dropped), u2 contextual, u3 withdrawn by its
+# record with a broken TC string (dropped), u4 still personalized.
+N=5 events b u1 u2 u3 u4
 wait_count "$VEIL_RECS" 360 30 || fail "recommendations of batch b"
 sleep 1
 consume "$VEIL_RECS" "$REC_SCHEMA" >"$WORK/recs.json"
 [ "$(wc -l <"$WORK/recs.json")" -eq 360 ] || fail "u1's events were not dropped"
 [ -z "$(tiers b u1)" ] || fail "u1 after the tombstone: $(tiers b u1)"
 [ "$(tiers b u2)" = " 5 contextual" ] || fail "u2 after withdrawing personalization: $(tiers b u2)"
-[ "$(tiers b u3)" = " 5 personalized" ] || fail "u3 after its broken records: $(tiers b u3)"
-ok "the next batch: personalization stopped for u1 and u2; broken records changed nothing for u3"
+[ -z "$(tiers b u3)" ] || fail "u3 after its withdrawal with a broken TC string: $(tiers b u3)"
+[ "$(tiers b u4)" = " 5 personalized" ] || fail "u4 after its record that is not Avro: $(tiers b u4)"
+ok "the next batch: personalization stopped for u1 and u2, and for u3 (a withdrawal with a broken TC string); a record that is not Avro changed nothing for u4"
 
 # --- 4. no raw id in the audit or access topics ----------------------
 consume "$VEIL_AUDIT" "$AUDIT_SCHEMA" >"$WORK/audit.json"
