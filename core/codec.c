@@ -33,6 +33,11 @@
 
 #define MAX_DEPTH 64             /* nesting of values and of schema JSON */
 #define MAX_ZERO_SIZE_ITEMS (1 << 20) /* per record: items of no bytes */
+/* An event's context.attrs entries. Each takes 16 bytes of batch arena
+ * for 2 bytes of input: without a bound one 1 MB record claiming a
+ * million empty entries took 17 MB, a batch of them more than a pod has,
+ * and the batch was read again after every restart. */
+#define MAX_ATTRS 1024
 #define MAX_SCHEMA_BYTES (1 << 20)
 #define CONFLUENT_HEADER 5
 
@@ -1887,6 +1892,11 @@ static int dec_blocks(struct dec *d, const struct pnode *n,
                                     cnt, off(d, at), left);
                 if (zero)
                         d->zero_items += (size_t)cnt;
+                if (attrs && (uint64_t)cnt > MAX_ATTRS - total)
+                        return derr(d, -VEIL_EDECODE,
+                                    "context.attrs at byte %zu has more "
+                                    "than %d entries",
+                                    off(d, at), MAX_ATTRS);
                 if (attrs && total + (size_t)cnt > cap) {
                         /* Doubling: a map split into many one-entry blocks
                          * must not cost a copy per block. */

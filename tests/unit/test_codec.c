@@ -802,12 +802,14 @@ static void test_hostile_lengths(void **state) {
                          -VEIL_EDECODE);
         assert_non_null(strstr(err, "block of 1073741824 items at byte 24 "
                                     "cannot fit in the 4 bytes left"));
-        /* attrs as 3000 one-entry blocks, every other one with a negative
-         * count and its byte size: all entries arrive, in order */
-        {
-                static unsigned char blk[24 + 3000 * 8 + 1];
+        /* attrs as 1024 one-entry blocks (the most an event may have),
+         * every other one with a negative count and its byte size: all
+         * entries arrive, in order; one more is refused */
+        for (int more = 0; more < 2; more++) {
+                static unsigned char blk[24 + 1025 * 8 + 1];
                 size_t n = 24; /* 15 fixed bytes, 9 null context unions */
-                for (int i = 0; i < 3000; i++) {
+                int entries = 1024 + more;
+                for (int i = 0; i < entries; i++) {
                         if (i & 1) {
                                 blk[n++] = 0x01; /* count -1 */
                                 blk[n++] = 0x08; /* 4 bytes follow */
@@ -821,12 +823,39 @@ static void test_hostile_lengths(void **state) {
                 }
                 blk[n++] = 0;
                 char e2[256] = "";
-                if (veil_codec_decode_event(c, blk, n, &ev, &a, e2, sizeof(e2)))
+                int rc = veil_codec_decode_event(c, blk, n, &ev, &a, e2,
+                                                 sizeof(e2));
+                veil_arena_reset(&a);
+                if (more) {
+                        assert_int_equal(rc, -VEIL_EDECODE);
+                        assert_non_null(strstr(e2, "context.attrs at byte "));
+                        assert_non_null(strstr(e2, "has more than 1024 "
+                                                   "entries"));
+                        continue;
+                }
+                if (rc)
                         fail_msg("blocks: %s", e2);
-                assert_int_equal(ev.ctx.n_attrs, 3000);
-                assert_string_equal(ev.ctx.attrs[2999].key, "j"); /* 2999 % 26 */
-                assert_string_equal(ev.ctx.attrs[2999].value, "9");
+                assert_int_equal(ev.ctx.n_attrs, 1024);
+                assert_string_equal(ev.ctx.attrs[1023].key, "j"); /* 1023 % 26 */
+                assert_string_equal(ev.ctx.attrs[1023].value, "3");
                 assert_true(a.used_total < 200 * 1024);
+        }
+        /* One block claiming an entry per byte left, as empty entries of a
+         * 1 MB record would: refused before any room is taken for them
+         * (it cost 16 bytes of arena per claimed entry). */
+        {
+                static unsigned char claim[24 + 3 + 4000];
+                size_t n = 24;
+                claim[n++] = 0xc0; /* count 4000, zigzag: 8000 */
+                claim[n++] = 0x3e;
+                n += 4000;
+                char e3[256] = "";
+                size_t before = a.used_total;
+                assert_int_equal(veil_codec_decode_event(c, claim, n, &ev, &a,
+                                                         e3, sizeof(e3)),
+                                 -VEIL_EDECODE);
+                assert_non_null(strstr(e3, "has more than 1024 entries"));
+                assert_true(a.used_total - before < 4096);
                 veil_arena_reset(&a);
         }
         /* value NaN: valid Avro, refused for the event */
