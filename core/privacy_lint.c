@@ -128,7 +128,8 @@ static int check_field(const struct ctx *c, const struct veil_binding *b,
         for (size_t t = 0; t <= s; t++) {
                 for (size_t i = 0; i < c->decl[t].n; i++) {
                         const struct veil_lint_entry *e = &c->decl[t].e[i];
-                        if (!covers(e->path, path))
+                        if (!covers(e->path, path) ||
+                            e->treatment == VEIL_FIELD_READ)
                                 continue;
                         /* Reported as it is: a leak line would only send
                          * the reader to add a stage that is there. */
@@ -222,6 +223,8 @@ static void check_declarations(const struct ctx *c, int has_keys) {
         for (size_t s = 0; s < c->n_stages; s++) {
                 for (size_t i = 0; i < c->decl[s].n; i++) {
                         const struct veil_lint_entry *e = &c->decl[s].e[i];
+                        if (e->treatment == VEIL_FIELD_READ)
+                                continue;
                         if (e->treatment < VEIL_FIELD_KEPT ||
                             e->treatment > VEIL_FIELD_DROPPED) {
                                 report(c->r, "%s: stage %zu '%s': field '%s': "
@@ -253,6 +256,73 @@ static void check_declarations(const struct ctx *c, int has_keys) {
         }
 }
 
+/* A stage that reads fields the input schema marks "pii" (what it reads
+ * may reach its outputs in its own words: context's explanation "in
+ * <country>") needs them treated by an earlier stage, as an output does.
+ * One line per stage, naming every such field. */
+static void check_reads(const struct ctx *c) {
+        struct veil_codec *in = veil_pipeline_input_codec(c->p);
+        const char **paths = NULL, **marks = NULL;
+        size_t n = in ? veil_codec_pii_fields(in, &paths, &marks) : 0;
+        for (size_t s = 0; s < c->n_stages; s++) {
+                char fields[1024] = "";
+                size_t len = 0, later = 0;
+                int all_later = 1;
+                for (size_t f = 0; f < n; f++) {
+                        int reads = 0;
+                        for (size_t i = 0; i < c->decl[s].n && !reads; i++)
+                                reads = c->decl[s].e[i].treatment ==
+                                                VEIL_FIELD_READ &&
+                                        covers(c->decl[s].e[i].path, paths[f]);
+                        if (!reads)
+                                continue;
+                        int identifier = !strcmp(marks[f], "identifier");
+                        size_t by = 0; /* 1 + the first stage treating it */
+                        for (size_t t = 0; t < c->n_stages && !by; t++)
+                                for (size_t k = 0; k < c->decl[t].n && !by;
+                                     k++)
+                                        if (covers(c->decl[t].e[k].path,
+                                                   paths[f]) &&
+                                            satisfies(&c->decl[t].e[k],
+                                                      identifier))
+                                                by = t + 1;
+                        if (by && by - 1 < s)
+                                continue;
+                        if (by && !later)
+                                later = by;
+                        all_later &= by != 0;
+                        if (len < sizeof(fields))
+                                len += (size_t)snprintf(
+                                        fields + len, sizeof(fields) - len,
+                                        "%s'%s' (pii: %s)", len ? ", " : "",
+                                        paths[f], marks[f]);
+                }
+                if (!len)
+                        continue;
+                const struct veil_stage_cfg *sc =
+                        veil_pipeline_stage_cfg(c->p, s);
+                if (all_later)
+                        report(c->r,
+                               "%s:%d:%d: stage %zu '%s' reads %s of the "
+                               "input, and what it reads can reach its "
+                               "outputs; stage %zu '%s' treats them but runs "
+                               "after: move that stage before stage %zu",
+                               c->cfg->file, sc->line, sc->col, s + 1,
+                               stage_name(c, s), fields, later,
+                               stage_name(c, later - 1), s + 1);
+                else
+                        report(c->r,
+                               "%s:%d:%d: stage %zu '%s' reads %s of the "
+                               "input, and what it reads can reach its "
+                               "outputs, but no earlier stage treats them; "
+                               "put a pseudonymize stage before it (its "
+                               "defaults treat each; keep one with "
+                               "'keep: WHY')",
+                               c->cfg->file, sc->line, sc->col, s + 1,
+                               stage_name(c, s), fields);
+        }
+}
+
 int veil_privacy_lint_check(struct veil_pipeline *p, int has_keys,
                             char *errstr, size_t errstr_size) {
         struct report r = {errstr, errstr_size, 0, 0, 0};
@@ -280,6 +350,7 @@ int veil_privacy_lint_check(struct veil_pipeline *p, int has_keys,
                        "pseudonymize keygen FILE` writes a key) and a "
                        "pseudonymize stage first",
                        c.cfg->file, c.cfg->state->line, c.cfg->state->col);
+        check_reads(&c);
         for (size_t o = 0; o < c.cfg->n_outputs; o++)
                 check_output(&c, &c.cfg->outputs[o]);
 

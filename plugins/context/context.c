@@ -640,6 +640,19 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         return 0;
 }
 
+/* What the features and the profile read of the event: raw, a country
+ * would be the word "in <country>" of the person's explanation and a
+ * session id a hash in the checkpoints, so `veil lint` wants each treated
+ * (generalized, dropped or kept with a reason) by an earlier stage. */
+static void lint(const veil_params_t *p, veil_lint_t *l) {
+        (void)p;
+        static const char *const reads[] = {
+                "context.device",  "context.user_agent", "context.country",
+                "context.geohash", "context.session_id", "context.timezone"};
+        for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++)
+                veil_lint_field(l, reads[i], VEIL_FIELD_READ, NULL);
+}
+
 static const struct veil_plugin plugin = {
         .abi_version = VEIL_ABI_VERSION,
         .struct_size = sizeof(struct veil_plugin),
@@ -657,6 +670,7 @@ static const struct veil_plugin plugin = {
         .checkpoint = checkpoint,
         .restore = restore,
         .notice = notice,
+        .lint = lint,
 };
 
 VEIL_PLUGIN_EXPORT const struct veil_plugin *veil_plugin_entry(void) {

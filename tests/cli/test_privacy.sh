@@ -51,6 +51,16 @@ for f in "$root"/tests/pipelines/flow.yaml "$root"/tests/pipelines/passthrough.y
     VEIL_INPUT=i VEIL_OUTPUT=o VEIL_RECS=r VEIL_DLQ=d VEIL_GROUP=g "$VEIL" lint "$f"
 done
 
+# A stage that reads context fields before they are treated (context
+# before pseudonymize: the raw country would be the "in <country>" of an
+# explanation), also refused by the commands that start it.
+check "lint context before pseudonymize" 2 \
+  "leak_context_order.yaml:10:5: stage 1 'context' reads .*'context.country' \(pii: quasi\).*'context.session_id' \(pii: quasi\).* of the input, and what it reads can reach its outputs; stage 2 'pseudonymize' treats them but runs after: move that stage before stage 1" \
+  -- "$VEIL" lint "$here/leak_context_order.yaml"
+printf 'ts,user_id,item,country\n1291191960,17850,85123A,ZZ-RAWCOUNTRY\n' >"$tmp/raw.csv"
+check "replay context before pseudonymize" 2 "stage 2 'pseudonymize' treats them but runs after" \
+  -- "$VEIL" replay "$here/leak_context_order.yaml" --events "$tmp/raw.csv"
+
 # Leaks: exit 2, the position, the field, the output and the fix.
 check "lint leaking user_id" 2 \
   "leak_user_id.yaml:9:5: field 'user_id' \(pii: identifier\) can reach output 'events' \(topic leak.out\) in the clear: stage 1 'passthrough' emits it and no earlier stage treats it; add a pseudonymize stage before it with user_id: pseudonym \(or drop\)" \

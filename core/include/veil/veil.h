@@ -419,7 +419,12 @@ typedef enum veil_field_treatment {
         VEIL_FIELD_KEPT = 1,      /**< passes unchanged (reason required) */
         VEIL_FIELD_PSEUDONYMIZED, /**< replaced by a keyed pseudonym */
         VEIL_FIELD_GENERALIZED,   /**< coarsened (IP prefix, geohash…) */
-        VEIL_FIELD_DROPPED        /**< removed */
+        VEIL_FIELD_DROPPED,       /**< removed */
+        /** Not a treatment: the stage reads the field and may carry what it
+         *  reads into its outputs or state (words of an explanation, a
+         *  profile), so a field the input schema marks "pii" must be
+         *  treated by an earlier stage; `veil lint` fails otherwise. */
+        VEIL_FIELD_READ
 } veil_field_treatment_t;
 
 /** Sink for a plugin's lint declarations (opaque). */
