@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <veil/veil.h>
 
@@ -80,6 +81,10 @@ struct state {
         int64_t ttl_ms;    /* profile_ttl_s: also the history's reach */
         uint32_t L;
         int keyed; /* the pipeline has keys: profiles by subject only */
+        /* The last batch's clock and when it was read (monotonic): the
+         * profiles' TTL runs on between batches too (now_of). */
+        int64_t clock_ms;
+        struct timespec clock_at;
         uint64_t events, tz_unknown;
 };
 
@@ -173,8 +178,26 @@ static veil_tier_t tier_of(const struct state *s,
         return ev->tier == VEIL_TIER_UNDECIDED ? s->default_tier : ev->tier;
 }
 
+/* The batches' clock now: the last batch's, moved on by the time since
+ * (a checkpoint or an export of an idle instance must not hold profiles
+ * past their TTL); the wall clock before the first batch. */
+static int64_t now_of(const struct state *s) {
+        struct timespec t;
+        if (!s->clock_ms) {
+                clock_gettime(CLOCK_REALTIME, &t);
+                return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int64_t ms = ((int64_t)t.tv_sec - (int64_t)s->clock_at.tv_sec) * 1000 +
+                     ((int64_t)t.tv_nsec - (int64_t)s->clock_at.tv_nsec) /
+                             1000000;
+        return s->clock_ms + (ms > 0 ? ms : 0);
+}
+
 static int process(void *state, struct veil_batch *b) {
         struct state *s = state;
+        s->clock_ms = b->now_ms;
+        clock_gettime(CLOCK_MONOTONIC, &s->clock_at);
         veil_profiles_expire(s->prof, b->now_ms);
         /* The items first, in event order (the order they are interned
          * in): an item's category, phrase and band are scattered over
@@ -362,13 +385,14 @@ static int erase(void *state, const struct veil_subject *subj) {
 static int export_subject(void *state, const struct veil_subject *subj,
                           veil_rec_t *out) {
         struct state *s = state;
-        /* Reading for an export must not expire (and so delete) what is
-         * being exported: ask with a "now" before any use. */
+        /* A profile past its TTL is one we said is deleted: the lookup
+         * deletes it rather than export it. */
+        int64_t now = now_of(s);
         struct veil_profile *p = NULL;
         if (subj->pseudonym)
-                p = veil_profiles_get(s->prof, subj->pseudonym, INT64_MIN / 2);
+                p = veil_profiles_get(s->prof, subj->pseudonym, now);
         if (!p && subj->raw_id)
-                p = veil_profiles_get(s->prof, subj->raw_id, INT64_MIN / 2);
+                p = veil_profiles_get(s->prof, subj->raw_id, now);
         if (!p)
                 return 0; /* nothing held: an empty section */
         /* Each item with its time (and, in the history, its visits): the
@@ -428,13 +452,17 @@ static int32_t item_index(void *ctx, const char *id) {
  * file at start, items learnt at run time are interned again. */
 static int checkpoint(void *state, void **data, size_t *len) {
         struct state *s = state;
+        /* An idle instance runs no batch to expire them: what is past its
+         * TTL goes before the state topic gets it. */
+        veil_profiles_expire(s->prof, now_of(s));
         return veil_profiles_save(s->prof, item_id, s->cat, data, len);
 }
 
 static int restore(void *state, const void *data, size_t len, char *errstr,
                    size_t errstr_size) {
         struct state *s = state;
-        int rc = veil_profiles_load(s->prof, data, len, item_index, s->cat,
+        int rc = veil_profiles_load(s->prof, data, len, now_of(s),
+                                    item_index, s->cat,
                                     errstr, errstr_size);
         if (!rc)
                 veil_log(s->st, VEIL_LOG_INFO, "restored %zu profiles",

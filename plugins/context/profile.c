@@ -532,12 +532,9 @@ static int time_ok(int64_t t) {
 
 /* One pass over the buffer: apply = 0 only validates. */
 static int load_pass(struct veil_profiles *s, struct rbuf *r, int format,
-                     int apply,
+                     int apply, int64_t now,
                      int32_t (*item_index)(void *ctx, const char *id),
                      void *ctx, char *key, char *id) {
-        struct timespec wall;
-        clock_gettime(CLOCK_REALTIME, &wall);
-        int64_t now = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
         uint64_t count = rd_int(r, 4);
         for (uint64_t c = 0; c < count && !r->bad; c++) {
                 size_t kl = (size_t)rd_int(r, 2);
@@ -648,6 +645,7 @@ static int load_pass(struct veil_profiles *s, struct rbuf *r, int format,
 }
 
 int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
+                       int64_t now_ms,
                        int32_t (*item_index)(void *ctx, const char *id),
                        void *ctx, char *errstr, size_t errstr_size) {
         struct rbuf r = {data, len, 0, 0};
@@ -668,7 +666,7 @@ int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
         }
         char *id = key + UINT16_MAX + 1;
         r.off = 5;
-        if (load_pass(s, &r, format, 0, item_index, ctx, key, id)) {
+        if (load_pass(s, &r, format, 0, now_ms, item_index, ctx, key, id)) {
                 free(key);
                 snprintf(errstr, errstr_size,
                          "profiles: checkpoint truncated or malformed at "
@@ -677,9 +675,15 @@ int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
                 return -VEIL_EINVAL;
         }
         r.off = 5;
-        int rc = load_pass(s, &r, format, 1, item_index, ctx, key, id);
+        int rc = load_pass(s, &r, format, 1, now_ms, item_index, ctx, key, id);
         free(key);
-        if (rc)
+        if (rc) {
                 snprintf(errstr, errstr_size, "profiles: out of memory");
-        return rc;
+                return rc;
+        }
+        /* A checkpoint may be older than the TTL (an instance down for
+         * days, or one that saved profiles already past it): those are
+         * deleted now rather than restored. */
+        veil_profiles_expire(s, now_ms);
+        return 0;
 }

@@ -87,8 +87,11 @@ int veil_profiles_save(const struct veil_profiles *s,
                        void *ctx, void **data, size_t *len);
 /** Adds the profiles of a veil_profiles_save buffer (items resolved with
  *  item_index(ctx, id); a negative index drops the item). Validates the
- *  whole buffer before changing anything. */
+ *  whole buffer before changing anything. now_ms is the clock: a last use
+ *  after it counts as now, and the profiles past the TTL at now_ms are
+ *  deleted after the load. */
 int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
+                       int64_t now_ms,
                        int32_t (*item_index)(void *ctx, const char *id),
                        void *ctx, char *errstr, size_t errstr_size);
 uint32_t veil_profiles_items_per_user(const struct veil_profiles *s);

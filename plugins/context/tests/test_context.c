@@ -558,7 +558,7 @@ static void test_profile_checkpoint(void **st) {
 
         /* Truncated: refused as a whole, nothing added. */
         assert_int_equal(veil_profiles_new(&t, 2, 2, 2, 1000), 0);
-        assert_int_equal(veil_profiles_load(t, data, len - 1, index_of,
+        assert_int_equal(veil_profiles_load(t, data, len - 1, 600, index_of,
                                             &calls, err, sizeof(err)),
                          -VEIL_EINVAL);
         assert_non_null(strstr(err, "truncated"));
@@ -566,7 +566,7 @@ static void test_profile_checkpoint(void **st) {
         assert_int_equal(calls, 0);
 
         /* L = 2 here: the two newest items survive, i3 is dropped. */
-        assert_int_equal(veil_profiles_load(t, data, len, index_of, &calls,
+        assert_int_equal(veil_profiles_load(t, data, len, 600, index_of, &calls,
                                             err, sizeof(err)),
                          0);
         assert_int_equal(veil_profiles_count(t), 2);
@@ -602,9 +602,20 @@ static void test_profile_checkpoint(void **st) {
         assert_int_equal(veil_profiles_expire(t, 1501), 1);
         assert_null(veil_profiles_get(t, "ub", 1501));
         veil_profiles_free(t);
+        /* Restored at 1101, past ua's TTL (last used at 100, TTL 1000):
+         * ua is deleted, not restored (an old checkpoint, or one saved by
+         * an idle instance); ub (500) stays. */
+        assert_int_equal(veil_profiles_new(&t, 2, 2, 2, 1000), 0);
+        assert_int_equal(veil_profiles_load(t, data, len, 1101, index_of,
+                                            &calls, err, sizeof(err)),
+                         0);
+        assert_int_equal(veil_profiles_count(t), 1);
+        assert_null(veil_profiles_get(t, "ua", 1101));
+        assert_non_null(veil_profiles_get(t, "ub", 1101));
+        veil_profiles_free(t);
         /* A history of one keeps the item seen last (i0, at 12). */
         assert_int_equal(veil_profiles_new(&t, 2, 2, 1, 1000), 0);
-        assert_int_equal(veil_profiles_load(t, data, len, index_of, &calls,
+        assert_int_equal(veil_profiles_load(t, data, len, 600, index_of, &calls,
                                             err, sizeof(err)),
                          0);
         q = veil_profiles_get(t, "ua", 600);
@@ -624,7 +635,7 @@ static void test_profile_checkpoint(void **st) {
                 0, 0, 0, 1, 0, 2, 'i', '1',         /* one item, i1 */
                 0, 0, 0, 0, 0, 0, 0, 9};            /* at 9 */
         assert_int_equal(veil_profiles_new(&t, 2, 2, 2, 1000), 0);
-        assert_int_equal(veil_profiles_load(t, v1, sizeof(v1), index_of,
+        assert_int_equal(veil_profiles_load(t, v1, sizeof(v1), 6, index_of,
                                             &calls, err, sizeof(err)),
                          0);
         q = veil_profiles_get(t, "u", 6);
@@ -642,7 +653,8 @@ static void test_profile_checkpoint(void **st) {
         static const unsigned char y2100[8] = {0, 0, 3, 187, 44, 195, 216, 0};
         memcpy(fut + 12, y2100, 8);
         assert_int_equal(veil_profiles_new(&t, 2, 2, 2, 1000), 0);
-        assert_int_equal(veil_profiles_load(t, fut, sizeof(fut), index_of,
+        assert_int_equal(veil_profiles_load(t, fut, sizeof(fut),
+                                            (int64_t)time(NULL) * 1000, index_of,
                                             &calls, err, sizeof(err)),
                          0);
         veil_profiles_touch(t, "later", (int64_t)time(NULL) * 1000,
@@ -656,7 +668,7 @@ static void test_profile_checkpoint(void **st) {
         memcpy(fut, v1, sizeof(v1));
         fut[28] = 0x80; /* the last event at INT64_MIN */
         assert_int_equal(veil_profiles_new(&t, 2, 2, 2, 1000), 0);
-        assert_int_equal(veil_profiles_load(t, fut, sizeof(fut), index_of,
+        assert_int_equal(veil_profiles_load(t, fut, sizeof(fut), 600, index_of,
                                             &calls, err, sizeof(err)),
                          -VEIL_EINVAL);
         assert_int_equal(veil_profiles_count(t), 0);
@@ -1012,6 +1024,50 @@ static void test_contextual_attrs(void **st) {
         h_close(&h);
 }
 
+/* An idle instance runs no batch to expire profiles: its checkpoint and
+ * an access export must still not hold one past the TTL (they did, and a
+ * restore brought it back). */
+static void test_idle_ttl(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "default_tier: personalized, profile_ttl_s: 1");
+        struct spec a[] = {{"alice", "85123A", "s1", NULL, 100, P},
+                           {"alice", "71053", "s1", NULL, 101, P}};
+        h_run(&h, a, 2);
+        const struct veil_plugin *def = veil_pipeline_stage_plugin(h.p, 1);
+        void *state = veil_pipeline_stage_state(h.p, 1);
+        void *data = NULL;
+        size_t len = 0;
+        assert_int_equal(def->checkpoint(state, &data, &len), 0);
+        assert_non_null(memmem(data, len, "85123A", 6)); /* still fresh */
+        free(data);
+        usleep(1300 * 1000); /* idle past the TTL */
+        assert_int_equal(def->checkpoint(state, &data, &len), 0);
+        assert_null(memmem(data, len, "85123A", 6));
+        free(data);
+        h_close(&h);
+        /* An export between batches finds nothing either. */
+        h_open(&h, "default_tier: personalized, profile_ttl_s: 1");
+        h_run(&h, a, 2);
+        def = veil_pipeline_stage_plugin(h.p, 1);
+        state = veil_pipeline_stage_state(h.p, 1);
+        char pseudo[VEIL_PSEUDONYM_MAX];
+        assert_true(veil_keyring_pseudonym(h.kr, "subject", "alice", 5,
+                                           pseudo, sizeof(pseudo)) > 0);
+        struct veil_subject subj = {.raw_id = "alice", .pseudonym = pseudo};
+        struct veil_codec *ac = veil_pipeline_output_codec(h.p, "access");
+        for (int idle = 0; idle < 2; idle++) {
+                if (idle)
+                        usleep(1300 * 1000);
+                veil_rec_t *r = veil_codec_rec_begin(ac);
+                veil_rec_t *sec = veil_rec_map_add(r, "sections", "context");
+                assert_non_null(sec);
+                assert_int_equal(def->export_subject(state, &subj, sec), 0);
+                assert_int_equal(veil_rec_map_size(sec, "") > 0, !idle);
+        }
+        h_close(&h);
+}
+
 static void test_erase_export_cap(void **st) {
         (void)st;
         struct harness h;
@@ -1201,6 +1257,7 @@ int main(void) {
                 cmocka_unit_test(test_subject_runs),
                 cmocka_unit_test(test_contextual_attrs),
                 cmocka_unit_test(test_erase_export_cap),
+                cmocka_unit_test(test_idle_ttl),
                 cmocka_unit_test(test_history),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
