@@ -395,6 +395,18 @@ static int export_subject(void *state, const struct veil_subject *subj,
                 p = veil_profiles_get(s->prof, subj->raw_id, now);
         if (!p)
                 return 0; /* nothing held: an empty section */
+        /* The host asks once per key the person may be held under (after
+         * a rotation, a profile under each): the second and later ones
+         * are named by their key, or each would overwrite the last. */
+        char sfx[96] = "";
+        if (veil_rec_map_size(out, "") > 0 && subj->pseudonym) {
+                const char *dot = strchr(subj->pseudonym, '.');
+                int kl = dot ? (int)(dot - subj->pseudonym) : 0;
+                snprintf(sfx, sizeof(sfx), " (under key %.*s)", kl,
+                         subj->pseudonym);
+        }
+        char name[128];
+#define NAME(base) (snprintf(name, sizeof(name), "%s%s", (base), sfx), name)
         /* Each item with its time (and, in the history, its visits): the
          * whole profile, never cut, since this is what a person asked to
          * see. An id is at most a catalog line. */
@@ -413,7 +425,7 @@ static int export_subject(void *state, const struct veil_subject *subj,
                                         k ? " " : "",
                                         s->cat->id[p->items[k]],
                                         (long long)p->item_ts[k]);
-        int rc = veil_rec_map_put(out, "", "recent_items", list);
+        int rc = veil_rec_map_put(out, "", NAME("recent_items"), list);
         if (veil_profiles_history_per_user(s->prof)) {
                 off = 0;
                 list[0] = '\0';
@@ -423,19 +435,20 @@ static int export_subject(void *state, const struct veil_subject *subj,
                                 k ? ", " : "", s->cat->id[p->hist[k]],
                                 (long long)p->hist_ts[k], p->hist_visits[k]);
                 rc = rc ? rc
-                        : veil_rec_map_put(out, "", "history_items", list);
+                        : veil_rec_map_put(out, "", NAME("history_items"), list);
         }
         free(list);
         char buf[32];
         if (veil_profiles_history_per_user(s->prof)) {
                 /* The visits counted so far (the history's numbering). */
                 snprintf(buf, sizeof(buf), "%u", p->visit_no);
-                rc = rc ? rc : veil_rec_map_put(out, "", "visits", buf);
+                rc = rc ? rc : veil_rec_map_put(out, "", NAME("visits"), buf);
         }
         snprintf(buf, sizeof(buf), "%u", p->position);
-        rc = rc ? rc : veil_rec_map_put(out, "", "session_position", buf);
+        rc = rc ? rc : veil_rec_map_put(out, "", NAME("session_position"), buf);
         snprintf(buf, sizeof(buf), "%lld", (long long)p->last_ts);
-        rc = rc ? rc : veil_rec_map_put(out, "", "last_event_ms", buf);
+        rc = rc ? rc : veil_rec_map_put(out, "", NAME("last_event_ms"), buf);
+#undef NAME
         return rc;
 }
 
