@@ -564,18 +564,27 @@ int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
                         continue;
                 }
                 /* Newest first; fall back to an older manifest that is still
-                 * in the log (before compaction removed it). */
+                 * in the log (before compaction removed it). Of two with one
+                 * number (two instances sharing the topic, or an older
+                 * veil's retry after a failed stage) the later in the log
+                 * first, then the other: each is tried. */
+                size_t *order = malloc(s->n_mans * sizeof(*order));
+                if (!order) {
+                        snprintf(errstr, errstr_size,
+                                 "state: out of memory");
+                        return -VEIL_ENOMEM;
+                }
+                for (size_t j = 0; j < s->n_mans; j++) {
+                        size_t k = j; /* insertion: (seq, position) down */
+                        for (; k > 0 && s->mans[order[k - 1]].seq <=
+                                                s->mans[j].seq;
+                             k--)
+                                order[k] = order[k - 1];
+                        order[k] = j;
+                }
                 int done = 0;
-                uint64_t tried = UINT64_MAX;
-                for (size_t left = s->n_mans; left && !done; left--) {
-                        const struct manifest *m = NULL;
-                        for (size_t j = 0; j < s->n_mans; j++)
-                                if (s->mans[j].seq < tried &&
-                                    (!m || s->mans[j].seq > m->seq))
-                                        m = &s->mans[j];
-                        if (!m)
-                                break;
-                        tried = m->seq;
+                for (size_t o = 0; o < s->n_mans && !done; o++) {
+                        const struct manifest *m = &s->mans[order[o]];
                         char why[128];
                         unsigned char *blob =
                                 assemble(s, m, why, sizeof(why));
@@ -598,6 +607,7 @@ int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
                                          "checkpoint %" PRIu64
                                          " (plugin version %s) failed: %s",
                                          i, pl->name, m->seq, m->version, err);
+                                free(order);
                                 return rc < 0 ? rc : -VEIL_EINVAL;
                         }
                         veil_log_host(VEIL_LOG_INFO, NULL,
@@ -608,6 +618,7 @@ int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
                         restored++;
                         done = 1;
                 }
+                free(order);
                 if (!done)
                         veil_log_host(VEIL_LOG_WARN, NULL,
                                       "state: stage %zu (%s): no complete "

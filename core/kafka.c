@@ -2410,6 +2410,10 @@ static void save_state(struct kctx *k, int force) {
                                       sizeof(err));
         k->no_keep = 0;
         if (rc) {
+                /* The stages before the failing one may have produced
+                 * theirs under this number: the next checkpoint takes the
+                 * next one, never the same number with other contents. */
+                k->ck_seq++;
                 veil_log_host(VEIL_LOG_WARN, NULL, "%s", err);
                 return;
         }

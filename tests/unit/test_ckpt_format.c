@@ -244,6 +244,29 @@ static void test_older_complete(void **st) {
         three_close(&t);
 }
 
+/* Two checkpoints under one number (two instances sharing the state
+ * topic, or a retry after a failed stage): the second's chunks replace
+ * the first's, so the first manifest no longer matches. The second is
+ * restored; the first used to be tried alone, and the stage started
+ * empty with the older ones already pruned. */
+static void test_same_seq(void **st) {
+        (void)st;
+        struct three t;
+        three_open(&t);
+        struct pl *a = &t.a, *a2 = &t.a2, *b = &t.b;
+        struct cap *c = &t.c;
+        save(a, c, 4);
+        save(a, c, 5);
+        save(a2, c, 5);
+        size_t restored = 0;
+        uint64_t next = 0;
+        assert_int_equal(load(b, c, SIZE_MAX, &next, &restored), 0);
+        assert_int_equal(restored, 2);
+        assert_int_equal(next, 6);
+        assert_true(same_state(a2, b));
+        three_close(&t);
+}
+
 /* Records claiming 2^62 or more (not ours: they count from 1) are
  * skipped: they would make the next number one the reader skips, or wrap
  * it to 0, and every later checkpoint would lose to them at restore. */
@@ -493,6 +516,7 @@ int main(void) {
                 cmocka_unit_test(test_roundtrip),
                 cmocka_unit_test(test_partial_and_corrupt),
                 cmocka_unit_test(test_older_complete),
+                cmocka_unit_test(test_same_seq),
                 cmocka_unit_test(test_seq_out_of_range),
                 cmocka_unit_test(test_bounded_while_reading),
                 cmocka_unit_test(test_compacted_crash),
