@@ -913,6 +913,11 @@ static void commit_done(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /* Sends what is to commit, unless a request is in flight. */
 static void commit_send(struct kctx *k) {
         rd_kafka_queue_poll_callback(k->commit_q, 0);
+        if (k->to_commit && !k->to_commit->cnt) {
+                /* Every partition of it was revoked (commit_forget). */
+                rd_kafka_topic_partition_list_destroy(k->to_commit);
+                k->to_commit = NULL;
+        }
         if (k->committing || !k->to_commit || now_ms() < k->commit_retry_ms)
                 return;
         rd_kafka_resp_err_t err = rd_kafka_commit_queue(
@@ -947,13 +952,22 @@ static void commit_wait(struct kctx *k) {
         }
 }
 
-/* Revoked partitions are no longer ours to commit. */
+/* Revoked partitions are no longer ours to commit: neither what waits to
+ * be committed nor what the batches still in flight (a drain that timed
+ * out, or a lost assignment) would commit when acknowledged. The
+ * coordinator checks the generation, not ownership: a late commit of ours
+ * would move back the offset their new owner committed since. */
 static void commit_forget(struct kctx *k,
                           const rd_kafka_topic_partition_list_t *parts) {
         for (int i = 0; k->to_commit && i < parts->cnt; i++)
                 rd_kafka_topic_partition_list_del(k->to_commit,
                                                   parts->elems[i].topic,
                                                   parts->elems[i].partition);
+        for (struct inflight *f = k->head; f; f = f->next)
+                for (int i = 0; f->offsets && i < parts->cnt; i++)
+                        rd_kafka_topic_partition_list_del(
+                                f->offsets, parts->elems[i].topic,
+                                parts->elems[i].partition);
 }
 
 /* Latencies of a batch whose outputs are all acknowledged. */
