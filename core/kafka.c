@@ -686,6 +686,11 @@ static int sink_strict(void *ctx, const char *topic, const void *key,
                             0);
 }
 
+/* A checkpoint record at its largest: a chunk, its 17-byte header, a key
+ * ("<group>/<stage>/<chunk>", the group at most 249 bytes) and what the
+ * producer counts around them. */
+#define CKPT_RECORD_MAX (VEIL_CKPT_CHUNK + 17 + 512 + 512)
+
 /* The producer's largest record (message.max.bytes), for the pipeline's
  * line about a record refused as too large; 0 when unknown. */
 static size_t producer_max_bytes(rd_kafka_t *rk) {
@@ -727,7 +732,15 @@ static int permanent(rd_kafka_resp_err_t err) {
  * dead-lettered (sink_records); the message says so. */
 static void delivery_failed(struct kctx *k, const char *topic,
                             const rd_kafka_message_t *m) {
-        if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+        if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && k->ck.enabled &&
+            !strcmp(topic, k->ck.topic))
+                set_fatal(k, "delivery to the state topic '%s' failed "
+                          "permanently: %s (checkpoints are written in "
+                          "records of up to %zu bytes): raise the topic's "
+                          "max.message.bytes to at least %zu",
+                          topic, rd_kafka_err2str(m->err),
+                          (size_t)CKPT_RECORD_MAX, (size_t)CKPT_RECORD_MAX);
+        else if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
                 set_fatal(k, "delivery to topic '%s' failed permanently: %s "
                           "(the topic's max.message.bytes is below what the "
                           "producer sends: records up to its "
@@ -2729,6 +2742,22 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         if (!(k.producer = new_client(RD_KAFKA_PRODUCER, pc, errstr,
                                       errstr_size)))
                 return -VEIL_EINVAL;
+        /* Checkpoint chunks are of a fixed size: a producer that cannot
+         * take them would stop the host at the first checkpoint, a minute
+         * in, and again after every restart. */
+        size_t mx = producer_max_bytes(k.producer);
+        if (k.ck.enabled && mx && mx < CKPT_RECORD_MAX) {
+                snprintf(errstr, errstr_size,
+                         "state: checkpoints go to topic '%s' in records of "
+                         "up to %zu bytes, and the producer's "
+                         "message.max.bytes is %zu: set kafka.settings "
+                         "message.max.bytes to at least %zu (and the state "
+                         "topic's max.message.bytes as high)",
+                         k.ck.topic, (size_t)CKPT_RECORD_MAX, mx,
+                         (size_t)CKPT_RECORD_MAX);
+                close_all(&k);
+                return -VEIL_EINVAL;
+        }
         if (k.eos && (rc = init_transactions(&k, errstr, errstr_size))) {
                 close_all(&k);
                 return rc;

@@ -103,5 +103,22 @@ else failed "slow clients: /healthz answered '$code' (server ${addr:-not found})
 
 kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=
 
+# A state: section with a producer that cannot take a checkpoint chunk is
+# refused at start, naming the setting and the size (it stopped the host
+# at the first checkpoint, a minute in, and after every restart).
+{ echo "kafka: {bootstrap: 127.0.0.1:1, group: g, settings: {message.max.bytes: \"500000\"}}"
+  echo "input: {topic: in, schema: $root/schemas/interaction.avsc}"
+  echo "outputs: {dead_letter: {topic: dlq}}"
+  echo "plugins:"
+  echo "  - use: pseudonymize"
+  echo "  - use: context"
+  echo "    with: {catalog: $root/config/demo/items.csv}"
+  echo "keys: {ephemeral: true}"
+  echo "state: {topic: st}"; } >"$tmp/ck.yaml"
+out=$(timeout 30 "$VEIL" run "$tmp/ck.yaml" 2>&1); rc=$?
+if [ "$rc" = 1 ] && grep -q "state: checkpoints go to topic 'st' in records of up to 901041 bytes, and the producer's message.max.bytes is 500000: set kafka.settings message.max.bytes to at least 901041" <<<"$out"; then
+  pass "a producer too small for checkpoint chunks: refused at start"
+else failed "checkpoint chunks vs message.max.bytes: exit $rc" "$out"; fi
+
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
