@@ -2345,8 +2345,17 @@ static int enc_fields(const struct efield *f, size_t n,
                         break;
                 switch (f->kind) {
                 case K_STR: {
+                        /* A stage may have set it: Avro strings are UTF-8,
+                         * and a reader (veil's own decoder too) refuses
+                         * anything else. */
                         const char *s = *(const char *const *)p;
-                        rc = put_str(b, s, strlen(s));
+                        size_t n = strlen(s);
+                        if (!veil_utf8_valid(s, n))
+                                return fail(errstr, errstr_size, -VEIL_EINVAL,
+                                            "event field %s is not valid "
+                                            "UTF-8",
+                                            slots[f->slot].path);
+                        rc = put_str(b, s, n);
                         break;
                 }
                 case K_LONG:
@@ -2374,10 +2383,19 @@ static int enc_fields(const struct efield *f, size_t n,
                                                     "entry %zu has a NULL "
                                                     "key or value",
                                                     k);
-                                rc = put_str(b, kv->key, strlen(kv->key));
+                                size_t kn = strlen(kv->key),
+                                       vn = strlen(kv->value);
+                                if (!veil_utf8_valid(kv->key, kn) ||
+                                    !veil_utf8_valid(kv->value, vn))
+                                        return fail(errstr, errstr_size,
+                                                    -VEIL_EINVAL,
+                                                    "event context.attrs "
+                                                    "entry %zu is not valid "
+                                                    "UTF-8",
+                                                    k);
+                                rc = put_str(b, kv->key, kn);
                                 if (!rc)
-                                        rc = put_str(b, kv->value,
-                                                     strlen(kv->value));
+                                        rc = put_str(b, kv->value, vn);
                         }
                         if (!rc)
                                 rc = veil_avro_put_long(b, 0);
@@ -3063,23 +3081,42 @@ static int pii_add(struct veil_codec *c, const char *path, const char *mark) {
  * mark other than "identifier" or "quasi" is refused (-VEIL_EINVAL, the
  * field in err): read as no mark, `"pii": true` would turn the privacy
  * lint off for the field and leave it out of the notice. */
+/* The named types being walked, by depth: a reference to one of them is
+ * a recursive type, whose fields were collected at its first visit. Any
+ * other nesting is followed to MAX_DEPTH, past which the walk fails
+ * rather than leave deeper marks unseen (it stopped silently at 16). */
 static int pii_walk(struct veil_codec *c, const struct json *t,
                     const char *prefix, const char *ns, int depth,
-                    char *err, size_t err_size) {
-        if (!t || depth > 16)
+                    const struct json **pii_seen, char *err,
+                    size_t err_size) {
+        if (!t)
                 return 0;
+        if (depth > MAX_DEPTH) {
+                snprintf(err, err_size,
+                         "field '%s': the schema nests deeper than %d "
+                         "levels, below which its \"pii\" marks cannot be "
+                         "checked",
+                         prefix, MAX_DEPTH);
+                return -VEIL_EINVAL;
+        }
+        pii_seen[depth] = NULL;
         if (t->t == J_STR) {
                 char full[512];
                 if (is_primitive(t->s))
                         return 0;
                 qualify(full, sizeof(full), t->s, ns);
-                return pii_walk(c, named_lookup(c->rs, full), prefix, ns,
-                                depth + 1, err, err_size);
+                const struct json *named = named_lookup(c->rs, full);
+                for (int d = 0; d < depth; d++)
+                        if (named && pii_seen[d] == named)
+                                return 0;
+                pii_seen[depth] = named;
+                return pii_walk(c, named, prefix, ns, depth + 1, pii_seen,
+                                err, err_size);
         }
         if (t->t == J_ARR) {
                 for (size_t i = 0; i < t->n; i++) {
                         int rc = pii_walk(c, t->v[i], prefix, ns, depth + 1,
-                                          err, err_size);
+                                          pii_seen, err, err_size);
                         if (rc)
                                 return rc;
                 }
@@ -3089,7 +3126,7 @@ static int pii_walk(struct veil_codec *c, const struct json *t,
                 return 0;
         const struct json *ty = json_get(t, "type");
         if (ty && ty->t != J_STR)
-                return pii_walk(c, ty, prefix, ns, depth + 1, err,
+                return pii_walk(c, ty, prefix, ns, depth + 1, pii_seen, err,
                                 err_size);
         const char *own = json_str(t, "namespace");
         const char *name = json_str(t, "name");
@@ -3100,10 +3137,10 @@ static int pii_walk(struct veil_codec *c, const struct json *t,
                 *strrchr(inner, '.') = '\0';
         }
         int rc = pii_walk(c, json_get(t, "items"), prefix, inner, depth + 1,
-                          err, err_size);
+                          pii_seen, err, err_size);
         if (!rc)
                 rc = pii_walk(c, json_get(t, "values"), prefix, inner,
-                              depth + 1, err, err_size);
+                              depth + 1, pii_seen, err, err_size);
         const struct json *fs = json_get(t, "fields");
         for (size_t i = 0; !rc && fs && fs->t == J_ARR && i < fs->n; i++) {
                 const char *fn = json_str(fs->v[i], "name");
@@ -3130,7 +3167,8 @@ static int pii_walk(struct veil_codec *c, const struct json *t,
                         rc = pii_add(c, path, mark);
                 if (!rc)
                         rc = pii_walk(c, json_get(fs->v[i], "type"), path,
-                                      inner, depth + 1, err, err_size);
+                                      inner, depth + 1, pii_seen, err,
+                                      err_size);
         }
         return rc;
 }
@@ -3216,7 +3254,8 @@ static int codec_create(struct veil_codec **out, const char *path,
         c->in_pool.fill_defaults = c->out_pool.fill_defaults = fill_defaults;
         c->in_pool.ctx = c->out_pool.ctx = c;
         char pii_err[1024];
-        if ((rc = pii_walk(c, c->rs->json, "", NULL, 0, pii_err,
+        const struct json *pii_seen[MAX_DEPTH + 1];
+        if ((rc = pii_walk(c, c->rs->json, "", NULL, 0, pii_seen, pii_err,
                            sizeof(pii_err)))) {
                 if (rc == -VEIL_ENOMEM)
                         goto nomem;

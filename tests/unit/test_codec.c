@@ -6,6 +6,7 @@
  * our encoder must produce its bytes, and our decoder must read what it
  * writes, old schema versions included.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -358,6 +359,52 @@ static void test_pii_fields(void **state) {
         assert_string_equal(paths[0], "opt.y");
         assert_string_equal(paths[1], "inners.y");
         veil_codec_destroy(c);
+
+        /* A mark under nine nested ["null", record] levels (it was left
+         * out past seven, silently), and one in a recursive type (the
+         * walk ends, the mark is listed). */
+        char deep[4096] = "", tail[1024] = "";
+        size_t dl = 0, tl = 0;
+        for (int i = 0; i < 9; i++) {
+                dl += (size_t)snprintf(deep + dl, sizeof(deep) - dl,
+                                       "{\"type\": \"record\", \"name\": "
+                                       "\"L%d\", \"fields\": [{\"name\": "
+                                       "\"n\", \"type\": [\"null\", ",
+                                       i);
+                tl += (size_t)snprintf(tail + tl, sizeof(tail) - tl, "]}]}");
+        }
+        char schema[8192];
+        snprintf(schema, sizeof(schema),
+                 "%s{\"type\": \"record\", \"name\": \"Leaf\", "
+                 "\"fields\": [{\"name\": \"who\", \"type\": "
+                 "\"string\", \"pii\": \"identifier\"}]}%s",
+                 deep, tail);
+        char dpath[] = "/tmp/veil-test-deep-XXXXXX";
+        int fd = mkstemp(dpath);
+        assert_true(fd >= 0);
+        assert_true(write(fd, schema, strlen(schema)) ==
+                    (ssize_t)strlen(schema));
+        close(fd);
+        c = codec_or_die(dpath, VEIL_FRAMING_RAW, 0);
+        assert_int_equal(veil_codec_pii_fields(c, &paths, &marks), 1);
+        assert_string_equal(paths[0], "n.n.n.n.n.n.n.n.n.who");
+        veil_codec_destroy(c);
+        static const char list[] =
+                "{\"type\": \"record\", \"name\": \"Node\", \"fields\": ["
+                "{\"name\": \"who\", \"type\": \"string\", "
+                "\"pii\": \"quasi\"},"
+                "{\"name\": \"next\", \"type\": [\"null\", \"Node\"]}]}";
+        fd = open(dpath, O_WRONLY | O_TRUNC);
+        assert_true(fd >= 0);
+        assert_true(write(fd, list, sizeof(list) - 1) ==
+                    (ssize_t)(sizeof(list) - 1));
+        close(fd);
+        c = codec_or_die(dpath, VEIL_FRAMING_RAW, 0);
+        n = veil_codec_pii_fields(c, &paths, &marks);
+        assert_true(n >= 1);
+        assert_string_equal(paths[0], "who");
+        veil_codec_destroy(c);
+        unlink(dpath);
 }
 
 /* ---- events ----------------------------------------------------------- */
@@ -393,6 +440,24 @@ static void test_event_roundtrip(void **state) {
         min_event(&ev);
         ev.gpc = 0;
         roundtrip(c, &ev);
+        /* A string a stage set that is not UTF-8 is not encoded (the
+         * bytes would be refused by any reader, this decoder too). */
+        struct veil_buf b = {0};
+        char err[256] = "";
+        full_event(&ev);
+        ev.type = "view\xff";
+        assert_int_equal(veil_codec_encode_event(c, &ev, &b, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_string_equal(err, "event field type is not valid UTF-8");
+        full_event(&ev);
+        struct veil_kv bad[] = {{"page", "\xc3"}};
+        ev.ctx.attrs = bad;
+        ev.ctx.n_attrs = 1;
+        assert_int_equal(veil_codec_encode_event(c, &ev, &b, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_string_equal(err,
+                            "event context.attrs entry 0 is not valid UTF-8");
+        veil_buf_free(&b);
         veil_codec_destroy(c);
 }
 
