@@ -19,7 +19,7 @@
 /* ---- IP (ip.c) ---- */
 
 #define VEIL_IP_V4_PREFIX 24
-#define VEIL_IP_V6_PREFIX 48
+#define VEIL_IP_V6_PREFIX 40
 #define VEIL_IP_OUT_MAX 46 /* INET6_ADDRSTRLEN */
 
 /** The network address of `ip` under the given prefix, in canonical text
@@ -27,9 +27,9 @@
  *  An IPv6 zone ("fe80::1%eth0") is dropped. IPv4-mapped IPv6
  *  (::ffff:a.b.c.d) is treated as the IPv4 address and printed as one, so a
  *  client gets the same value whether the socket was dual-stack or not.
- *  6to4 (2002::/16) carries an IPv4 address in bits 16..47, inside the
- *  default /48: its prefix is capped at 16 + v4_prefix so the embedded IPv4
- *  is cut exactly as a plain one would be. -VEIL_EINVAL on anything that is
+ *  6to4 (2002::/16) carries an IPv4 address in bits 16..47: its prefix is
+ *  capped at 16 + v4_prefix so the embedded IPv4 is cut exactly as a plain
+ *  one would be. -VEIL_EINVAL on anything that is
  *  not an address in the forms inet_pton accepts. */
 int veil_ip_truncate(const char *ip, int v4_prefix, int v6_prefix, char *out,
                      size_t out_size);

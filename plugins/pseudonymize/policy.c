@@ -65,7 +65,7 @@ const struct veil_param_def veil_policy_params[] = {
          "device_class (desktop, mobile, tablet, tv, other) | pseudonym | "
          "drop | 'keep: REASON'"},
         {"context.ip", VEIL_PARAM_STRING, "truncate_ip", 0,
-         "truncate_ip[:/V4[,/V6]] (default /24, /48; at most that long) | "
+         "truncate_ip[:/V4[,/V6]] (default /24, /40; at most that long) | "
          "pseudonym | drop | 'keep: REASON'"},
         {"context.user_agent", VEIL_PARAM_STRING, "reduce_ua", 0,
          "reduce_ua (browser family and major version, OS family, device "

@@ -367,7 +367,8 @@ static void notice_rule(const struct veil_policy *pol, veil_notice_t *n,
                                 "%s is cut to its network: the first %d "
                                 "bits of an IPv4 address and the first %d "
                                 "of an IPv6 address are kept, which names "
-                                "a network of many households, not yours.",
+                                "a network shared by many households or "
+                                "businesses, not yours.",
                                 cap, r->v4_prefix, r->v6_prefix);
                 break;
         case VEIL_POLICY_REDUCE_UA:

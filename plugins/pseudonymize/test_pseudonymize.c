@@ -278,7 +278,7 @@ static void test_defaults(void **state) {
         assert_null(b->ctx.session_id);
         /* Generalized. */
         assert_string_equal(a->ctx.ip, "203.0.113.0");
-        assert_string_equal(b->ctx.ip, "2001:db8:abcd::");
+        assert_string_equal(b->ctx.ip, "2001:db8:ab00::");
         assert_string_equal(a->ctx.user_agent, "Chrome 120 / Windows / desktop");
         assert_string_equal(b->ctx.user_agent, "Safari 17 / iOS / mobile");
         assert_false(a->ctx.has_geo);
@@ -429,7 +429,7 @@ static void test_invalid_policies(void **state) {
                 {"{context.ip: 'truncate_ip:/28'}", "context.ip",
                  "prefix of 0 to 24"},
                 {"{context.ip: 'truncate_ip:/24,/64'}", "context.ip",
-                 "IPv6 prefix of 0 to 48"},
+                 "IPv6 prefix of 0 to 40"},
                 {"{user_id: keep}", "user_id: 'keep' does not apply",
                  "pseudonym, drop"},
                 {"{ts: 'bucket_time:1.5h'}", "ts: 'bucket_time:1.5h'",
@@ -628,7 +628,7 @@ static void test_notice(void **state) {
         collect(f, "{}", NULL, &n);
         assert_true(notice_has(&n, VEIL_NOTICE_PROTECTION,
                                "first 24 bits of an IPv4 address and the "
-                               "first 48"));
+                               "first 40"));
         assert_true(notice_has(&n, VEIL_NOTICE_PROTECTION,
                                "about 4.9 km × 4.9 km"));
         assert_false(notice_has(&n, VEIL_NOTICE_CONSENT, "special feature"));

@@ -101,9 +101,9 @@ jq -e -s '
 # One event checked against its input: the /24 of its address.
 line=$(sed -n '18p' "$WORK/events.csv")
 ip17=$(python3 -c 'import csv,sys; print(next(csv.reader([sys.argv[1]]))[6])' "$line")
-want=$(python3 -c 'import ipaddress,sys; a=ipaddress.ip_address(sys.argv[1]); print(ipaddress.ip_network(f"{a}/{24 if a.version==4 else 48}", strict=False).network_address)' "$ip17")
+want=$(python3 -c 'import ipaddress,sys; a=ipaddress.ip_address(sys.argv[1]); print(ipaddress.ip_network(f"{a}/{24 if a.version==4 else 40}", strict=False).network_address)' "$ip17")
 jq -e -s --arg w "$want" 'map(select(.value.event_id=="e17")) | length==1 and .[0].value.context.ip.string==$w' \
   "$WORK/out.json" >/dev/null || fail "e17's address should be $want"
-ok "events carry pseudonyms, /24 and /48 networks, 5-character geohashes, reduced user agents"
+ok "events carry pseudonyms, /24 and /40 networks, 5-character geohashes, reduced user agents"
 grep -q '"level":"error"' "$WORK/veil.log" && fail "errors in the log"
 echo "PASS test_pseudonymize_scan"

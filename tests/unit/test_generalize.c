@@ -73,7 +73,9 @@ static void test_ip_v4_property(void **state) {
 
 static void test_ip_v6(void **state) {
         (void)state;
-        ip_ok("2001:db8:1:2:3:4:5:6", 24, VEIL_IP_V6_PREFIX, "2001:db8:1::");
+        ip_ok("2001:db8:1:2:3:4:5:6", 24, VEIL_IP_V6_PREFIX, "2001:db8::");
+        ip_ok("2001:db8:1234:2:3:4:5:6", 24, VEIL_IP_V6_PREFIX,
+              "2001:db8:1200::");
         ip_ok("2001:0DB8:0001:0002:0000:0000:0000:0001", 24, 48,
               "2001:db8:1::");
         ip_ok("2001:db8:1:2:3:4:5:6", 24, 0, "::");
