@@ -64,7 +64,8 @@ const char *veil_features_device(const char *device, const char *ua) {
          * class ("Chrome 120 / Android / mobile"); a raw one is classified
          * by the usual tokens. Tablets first: iPad and Android tablets also
          * say "Mobile" in some versions. */
-        if (has_ci(ua, "bot") || has_ci(ua, "crawler") || has_ci(ua, "spider"))
+        if (has_ci(ua, "bot") || has_ci(ua, "crawler") ||
+            has_ci(ua, "spider") || has_ci(ua, "/ other"))
                 return "other";
         if (has_ci(ua, "tablet") || has_ci(ua, "ipad"))
                 return "tablet";

@@ -367,13 +367,20 @@ const char *veil_policy_geohash_size(int precision) {
                        : size[0];
 }
 
+/* The same words as the context stage's device feature (featurize.c):
+ * a "phone" cut to "other" here would reach it as "other", not mobile. */
 const char *veil_policy_device_class(const char *device) {
-        static const char *const classes[] = {"desktop", "mobile", "tablet",
-                                              "tv"};
+        static const struct {
+                const char *in, *out;
+        } map[] = {{"desktop", "desktop"}, {"computer", "desktop"},
+                   {"pc", "desktop"},      {"laptop", "desktop"},
+                   {"mobile", "mobile"},   {"phone", "mobile"},
+                   {"smartphone", "mobile"}, {"tablet", "tablet"},
+                   {"tv", "tv"}};
         if (!device)
                 return NULL;
-        for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
-                if (!strcasecmp(device, classes[i]))
-                        return classes[i];
+        for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+                if (!strcasecmp(device, map[i].in))
+                        return map[i].out;
         return "other";
 }

@@ -236,7 +236,7 @@ static void test_defaults(void **state) {
         struct fx *f = *state;
         static struct veil_kv attrs[] = {{"page", "home"},
                                          {"email", "alice@example.org"}};
-        struct veil_event in[2];
+        struct veil_event in[4];
         in[0] = event("e1", "alice-raw-id");
         in[0].tc_string = "CPzHq4APzHq4AAGABCENAzCsAP_AAH_AAAqIHNNf";
         in[0].ctx.device = "Mobile";
@@ -255,9 +255,13 @@ static void test_defaults(void **state) {
         in[1].ctx.ip = "2001:db8:abcd:12:1::5";
         in[1].ctx.user_agent = UA_IPHONE;
         in[1].ctx.geohash = "u09tunquc";
+        in[2] = event("e3", "carol-raw-id");
+        in[2].ctx.device = "Phone";
+        in[3] = event("e4", "dan-raw-id");
+        in[3].ctx.device = "laptop";
 
         assert_int_equal(open_pipeline(f, "{}", "k1"), 0);
-        assert_int_equal(run(f, in, 2), 2);
+        assert_int_equal(run(f, in, 4), 4);
         const struct veil_event *a = &f->ev[0], *b = &f->ev[1];
         char want[VEIL_PSEUDONYM_MAX];
 
@@ -286,6 +290,10 @@ static void test_defaults(void **state) {
         assert_string_equal(b->ctx.geohash, "u09tu");
         assert_string_equal(a->ctx.device, "mobile");
         assert_string_equal(b->ctx.device, "other");
+        /* The context stage's words: a phone stays mobile, a laptop a
+         * desktop (they were cut to "other" before the context read them). */
+        assert_string_equal(f->ev[2].ctx.device, "mobile");
+        assert_string_equal(f->ev[3].ctx.device, "desktop");
         /* Dropped. */
         assert_null(a->ctx.country);
         assert_null(a->ctx.timezone);

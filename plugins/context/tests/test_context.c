@@ -149,6 +149,14 @@ static void test_normalization(void **st) {
         assert_string_equal(veil_features_device("DESKTOP", NULL), "desktop");
         assert_string_equal(veil_features_device("smartphone", NULL), "mobile");
         assert_string_equal(veil_features_device("fridge", NULL), "other");
+        /* A reduced user agent of class "other" (a bot, a console) is not
+         * a desktop. */
+        assert_string_equal(veil_features_device(NULL,
+                                                 "Googlebot 2 / Linux / other"),
+                            "other");
+        assert_string_equal(veil_features_device(NULL,
+                                                 "Nintendo 1 / Switch / other"),
+                            "other");
         assert_null(veil_features_device(NULL, NULL));
         assert_string_equal(veil_features_device(NULL,
                                                  "Chrome 120 / Android / mobile"),
