@@ -1459,6 +1459,21 @@ static void run_batch(struct kctx *k) {
         k->batch = veil_pipeline_batch_begin(k->p);
 }
 
+/* What an (incremental) assign or unassign returned: an error is logged
+ * (it leaked, unread) and makes a non-zero return. */
+static int assign_result(rd_kafka_error_t *error, rd_kafka_resp_err_t err,
+                         const char *what, int n) {
+        if (!error && !err)
+                return 0;
+        veil_log_host(VEIL_LOG_ERROR, NULL,
+                      "rebalance: cannot %s %d partition(s): %s", what, n,
+                      error ? rd_kafka_error_string(error)
+                            : rd_kafka_err2str(err));
+        if (error)
+                rd_kafka_error_destroy(error);
+        return -1;
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
@@ -1468,10 +1483,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 k->ever_assigned = 1;
                 veil_log_host(VEIL_LOG_INFO, NULL,
                               "assigned %d partition(s)", parts->cnt);
+                rd_kafka_error_t *e = NULL;
+                rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
                 if (coop)
-                        rd_kafka_incremental_assign(rk, parts);
+                        e = rd_kafka_incremental_assign(rk, parts);
                 else
-                        rd_kafka_assign(rk, parts);
+                        r = rd_kafka_assign(rk, parts);
+                if (assign_result(e, r, "assign", parts->cnt))
+                        return; /* not ours: not counted, not read */
                 /* Assigned during backpressure: paused like the others.
                  * Otherwise resumed: librdkafka keeps a partition's pause
                  * on its toppar across a revocation, so one revoked while
@@ -1511,10 +1530,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (!k->eos && !rd_kafka_assignment_lost(rk))
                 drain(k, k->shutdown_ms, 1);
         commit_forget(k, parts);
+        rd_kafka_error_t *e = NULL;
+        rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
         if (coop)
-                rd_kafka_incremental_unassign(rk, parts);
+                e = rd_kafka_incremental_unassign(rk, parts);
         else
-                rd_kafka_assign(rk, NULL);
+                r = rd_kafka_assign(rk, NULL);
+        assign_result(e, r, "unassign", parts->cnt);
         k->st.assigned -= parts->cnt;
         if (k->st.assigned < 0)
                 k->st.assigned = 0;
