@@ -963,6 +963,17 @@ static void commit_wait(struct kctx *k) {
                 rd_kafka_queue_poll_callback(k->commit_q, 20);
                 commit_send(k);
         }
+        if (k->committing || k->to_commit)
+                /* Not loss, but no clean stop either: say so. */
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "offsets of %d partition(s) were not "
+                              "committed within %d s (the group "
+                              "coordinator did not answer): the records "
+                              "after the last commit are read, and their "
+                              "outputs produced, again",
+                              (k->committing ? k->committing->cnt : 0) +
+                                      (k->to_commit ? k->to_commit->cnt : 0),
+                              COMMIT_WAIT_MS / 1000);
 }
 
 /* Revoked partitions are no longer ours to commit: neither what waits to
