@@ -1766,6 +1766,14 @@ static int open_sides(struct kctx *k, char *errstr, size_t errstr_size) {
                                 rd_kafka_topic_partition_list_destroy(assign);
                                 return -VEIL_EIO;
                         }
+                        /* A stop while waiting for the topic is a stop,
+                         * not a failure: nothing is read (the side inputs
+                         * never catch up), nothing is saved. */
+                        if (should_stop(k)) {
+                                rd_kafka_topic_destroy(rkt);
+                                rd_kafka_topic_partition_list_destroy(assign);
+                                return 0;
+                        }
                         if (now_ms() > deadline) {
                                 snprintf(errstr, errstr_size,
                                          "side input '%s': topic '%s' is not "
@@ -2357,7 +2365,12 @@ static int load_state(struct kctx *k, char *errstr, size_t errstr_size) {
                  * it where the brokers auto-create topics). */
                 if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
                         break;
-                if (now_ms() > deadline || k->fatal || should_stop(k)) {
+                /* A stop while waiting: nothing restored, and nothing
+                 * saved either (the shutdown saves only after a
+                 * subscription), so the checkpoints stay as they are. */
+                if (should_stop(k) && !k->fatal)
+                        break;
+                if (now_ms() > deadline || k->fatal) {
                         snprintf(errstr, errstr_size,
                                  "state: topic '%s' is not available: %s",
                                  topic, rd_kafka_err2str(err));

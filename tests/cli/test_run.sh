@@ -120,5 +120,19 @@ if [ "$rc" = 1 ] && grep -q "state: checkpoints go to topic 'st' in records of u
   pass "a producer too small for checkpoint chunks: refused at start"
 else failed "checkpoint chunks vs message.max.bytes: exit $rc" "$out"; fi
 
+# A SIGTERM while the start waits for the state topic (no broker answers)
+# stops it cleanly: exit 0, not "topic not available" (exit 1).
+sed -e 's/^kafka: .*/kafka: {bootstrap: "127.0.0.1:1", group: g}/' \
+  "$tmp/ck.yaml" >"$tmp/st.yaml"
+"$VEIL" run "$tmp/st.yaml" 2>"$tmp/log" &
+pid=$!
+sleep 2
+kill -TERM "$pid"
+t0=$SECONDS
+wait "$pid"; rc=$?; pid=
+if [ "$rc" = 0 ] && [ $((SECONDS - t0)) -lt 10 ] && ! grep -q "is not available" "$tmp/log"; then
+  pass "SIGTERM while waiting for the state topic: exit 0"
+else failed "SIGTERM while waiting for the state topic: exit $rc after $((SECONDS - t0)) s" "$(tail -3 "$tmp/log")"; fi
+
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
