@@ -366,6 +366,13 @@ static int process(void *state, struct veil_batch *b) {
                 memcpy(p->prev_features, fs.id, fs.n * sizeof(uint32_t));
                 p->n_prev = (uint32_t)fs.n;
         }
+        /* Counts, never about one person. An eviction makes one person's
+         * profile, so what the model learns from them, depend on how many
+         * others came (README, "Not covered"): 0 says it never happened. */
+        veil_metric_set(s->st, "profiles",
+                        (double)veil_profiles_count(s->prof));
+        veil_metric_set(s->st, "profiles_evicted",
+                        (double)veil_profiles_evicted(s->prof));
         return 0;
 }
 

@@ -30,6 +30,7 @@ struct veil_profiles {
         uint32_t *tab; /* open addressing: slot + 1, 0 = empty */
         size_t tab_cap;
         uint32_t head, tail, free_list; /* free slots chain through next */
+        uint64_t evicted; /* profiles replaced for room before their TTL */
 };
 
 static uint64_t hash_key(const char *s) {
@@ -76,6 +77,10 @@ size_t veil_profiles_count(const struct veil_profiles *s) { return s->n; }
 
 uint32_t veil_profiles_items_per_user(const struct veil_profiles *s) {
         return s->L;
+}
+
+uint64_t veil_profiles_evicted(const struct veil_profiles *s) {
+        return s->evicted;
 }
 
 uint32_t veil_profiles_history_per_user(const struct veil_profiles *s) {
@@ -280,8 +285,10 @@ struct veil_profile *veil_profiles_touch(struct veil_profiles *s,
         if (i == NIL) {
                 if (s->free_list == NIL && s->cap < s->max && grow(s))
                         return NULL;
-                if (s->free_list == NIL) /* full: replace the LRU one */
+                if (s->free_list == NIL) { /* full: replace the LRU one */
                         delete_slot(s, s->tail);
+                        s->evicted++;
+                }
                 char *k = strdup(key);
                 if (!k)
                         return NULL;

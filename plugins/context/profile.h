@@ -96,5 +96,7 @@ int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
                        void *ctx, char *errstr, size_t errstr_size);
 uint32_t veil_profiles_items_per_user(const struct veil_profiles *s);
 uint32_t veil_profiles_history_per_user(const struct veil_profiles *s);
+/** Profiles replaced for room (the store full) before their TTL, ever. */
+uint64_t veil_profiles_evicted(const struct veil_profiles *s);
 
 #endif

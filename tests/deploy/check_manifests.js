@@ -371,6 +371,10 @@ for (const [name, file] of renders) {
   r.check(dpw.max_new_items !== undefined && Number(dpw.max_new_items) === 0,
     'dp_model makes rows for the catalog\'s items only (max_new_items: 0: which rows exist must not depend on the data)',
     dpw.max_new_items);
+  const ctxw = ((pl.plugins || []).find((p) => p.use === 'context') || {}).with || {};
+  r.check(ctxw.max_new_items !== undefined && Number(ctxw.max_new_items) === 0,
+    'context keeps the catalog\'s items only (max_new_items: 0: its shared table of new items would make one person\'s profile depend on what others bought)',
+    ctxw.max_new_items);
   const upd = (pl.outputs || {}).model_updates;
   const updIn = (pl.side_inputs || {}).model_updates;
   r.check(upd && updIn && upd.topic === updIn.topic,

@@ -212,6 +212,8 @@ refuse "an accountant file on a pod's temporary volume" "$TMP/base.yaml" 's#acco
   "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "a model that grows rows for items from events" "$TMP/base.yaml" 's/max_new_items: 0$/max_new_items: 100/' \
   "$HERE/check_manifests.js" "base=$TMP/broken"
+refuse "a context stage that keeps new items from events" "$TMP/base.yaml" '0,/max_new_items: 0$/s//max_new_items: 100/' \
+  "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "a catalog from another ConfigMap" "$TMP/base.yaml" 's/name: veil-catalog$/name: some-catalog/' \
   "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "a NetworkPolicy admitting every source" "$TMP/base.yaml" '/- namespaceSelector:/,+2d' \

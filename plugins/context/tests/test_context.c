@@ -1144,6 +1144,18 @@ static void test_erase_export_cap(void **st) {
         b = h_run(&h, more, 5);
         assert_int_equal(b->events[3].n_recent, 1); /* bob kept */
         assert_int_equal(b->events[4].n_recent, 0); /* alice was the LRU */
+        /* Counted: dave replaced alice, alice then carol. */
+        double v = -1, profiles = -1;
+        for (size_t j = 0; j < veil_pipeline_stage_n_gauges(h.p, 1); j++) {
+                double x;
+                const char *name = veil_pipeline_stage_gauge(h.p, 1, j, &x);
+                if (!strcmp(name, "profiles_evicted"))
+                        v = x;
+                if (!strcmp(name, "profiles"))
+                        profiles = x;
+        }
+        assert_true(v == 2);
+        assert_true(profiles == 3);
         h_close(&h);
 }
 
