@@ -920,8 +920,11 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                                     ? s->default_training
                                     : ev->training;
                 const char *key = ev->subject ? ev->subject : ev->user_id;
+                /* An event whose record could not be written went to the
+                 * dead-letter topic (emit): not learned, so learning it
+                 * again from there never counts it twice. */
                 if (!train || rw->tier == VEIL_TIER_NONE || rw->cur < 0 ||
-                    !key)
+                    !key || ev->status != VEIL_PASS)
                         continue;
                 /* No later than the batch's clock: an event stamped ahead
                  * of it (a skewed clock) counts as now, so its step is
@@ -2085,9 +2088,10 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         "(plus a probability %.3g) whether or not any one "
                         "person's events were used, over the whole stream. "
                         "Each person joins at most %lld noisy update%s in "
-                        "every %lld; when the budget is spent the model stops "
-                        "learning. Every recommendation states the epsilon "
-                        "spent so far.",
+                        "every %lld, and as many again after a restart, "
+                        "which begins anew (the epsilon counts both); when "
+                        "the budget is spent the model stops learning. Every "
+                        "recommendation states the epsilon spent so far.",
                         budget > 0 ? budget : INFINITY,
                         veil_params_double(p, "delta", 1e-8),
                         (long long)veil_params_int(p, "tree_participations",

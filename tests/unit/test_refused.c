@@ -178,6 +178,36 @@ static void test_popular(void **state) {
                       "be written");
 }
 
+/* dp_model: the event whose recommendation was refused is dead-lettered
+ * and not learned either (learning it again from the dead-letter topic
+ * would count it twice). */
+static void test_dp_model(void **state) {
+        (void)state;
+        char with[512];
+        snprintf(with, sizeof(with),
+                 "{catalog: %s/config/demo/items.csv, dim: 8, k: 3, "
+                 "mechanism: none, default_training: true, "
+                 "default_tier: personalized}",
+                 VEIL_SRCDIR);
+        struct run r;
+        int rc = run_three(&r, "dp_model", with, "recommendations",
+                           "recommendation.avsc");
+        if (rc)
+                fail_msg("batch: %s", r.err);
+        assert_int_equal(r.cap.refused, 1);
+        assert_int_equal(r.cap.records, 2);
+        assert_int_equal(r.cap.dead_letters, 1);
+        double learned = -1;
+        for (size_t j = 0; j < veil_pipeline_stage_n_gauges(r.p, 0); j++) {
+                double x;
+                if (!strcmp(veil_pipeline_stage_gauge(r.p, 0, j, &x),
+                            "events_learned"))
+                        learned = x;
+        }
+        assert_true(learned == 2);
+        run_done(&r);
+}
+
 /* A stage that ignores the refusal and dead-letters nothing: its batch
  * fails, with the output, the topic and the stage named. */
 static void test_ignored(void **state) {
@@ -254,6 +284,7 @@ int main(void) {
                 cmocka_unit_test(test_passthrough),
                 cmocka_unit_test(test_example),
                 cmocka_unit_test(test_popular),
+                cmocka_unit_test(test_dp_model),
                 cmocka_unit_test(test_ignored),
                 cmocka_unit_test(test_ignored_other_dropped),
                 cmocka_unit_test(test_ignored_not_encodable),
