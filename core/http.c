@@ -85,9 +85,9 @@ static enum MHD_Result reload(struct veil_http *s, struct MHD_Connection *c) {
                 return text(c, MHD_HTTP_FORBIDDEN,
                             "POST /reload is disabled; enable it with "
                             "http: {reload: true} or send SIGHUP");
-        uint64_t before = veil_ops_request_reload(s->ops);
+        uint64_t ticket = veil_ops_request_reload(s->ops);
         char msg[1100];
-        int r = veil_ops_wait_reload(s->ops, before, RELOAD_WAIT_MS, msg,
+        int r = veil_ops_wait_reload(s->ops, ticket, RELOAD_WAIT_MS, msg,
                                      sizeof(msg));
         if (r == 1)
                 return text(c, MHD_HTTP_OK, "reloaded");

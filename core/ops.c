@@ -17,6 +17,12 @@ struct veil_ops {
         char reason[512];
         int reload_wanted;
         uint64_t reloads_done;
+        /* Tickets: each request takes the next; a reload the loop takes
+         * covers every ticket up to `taken` (it reads the file after
+         * them), and its outcome answers exactly those (`done_ticket`). A
+         * reload already running when a request came read the file before
+         * it, and must not answer it. */
+        uint64_t requested, taken, done_ticket;
         int last_ok;
         char last_msg[1024];
         int closing; /* the server is stopping: waits end */
@@ -112,15 +118,16 @@ int veil_ops_ready(struct veil_ops *o, char *msg, size_t msg_size) {
 uint64_t veil_ops_request_reload(struct veil_ops *o) {
         pthread_mutex_lock(&o->mu);
         o->reload_wanted = 1;
-        uint64_t done = o->reloads_done;
+        uint64_t ticket = ++o->requested;
         pthread_mutex_unlock(&o->mu);
-        return done;
+        return ticket;
 }
 
 int veil_ops_take_reload(struct veil_ops *o) {
         pthread_mutex_lock(&o->mu);
         int w = o->reload_wanted;
         o->reload_wanted = 0;
+        o->taken = o->requested;
         pthread_mutex_unlock(&o->mu);
         return w;
 }
@@ -128,6 +135,7 @@ int veil_ops_take_reload(struct veil_ops *o) {
 void veil_ops_reload_done(struct veil_ops *o, int ok, const char *msg) {
         pthread_mutex_lock(&o->mu);
         o->reloads_done++;
+        o->done_ticket = o->taken;
         o->last_ok = ok;
         snprintf(o->last_msg, sizeof(o->last_msg), "%s", msg ? msg : "");
         pthread_cond_broadcast(&o->cv);
@@ -141,7 +149,7 @@ void veil_ops_close(struct veil_ops *o) {
         pthread_mutex_unlock(&o->mu);
 }
 
-int veil_ops_wait_reload(struct veil_ops *o, uint64_t done_before,
+int veil_ops_wait_reload(struct veil_ops *o, uint64_t ticket,
                          int timeout_ms, char *msg, size_t msg_size) {
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
@@ -153,14 +161,14 @@ int veil_ops_wait_reload(struct veil_ops *o, uint64_t done_before,
         }
         pthread_mutex_lock(&o->mu);
         int rc = 0;
-        while (o->reloads_done == done_before && rc == 0 && !o->closing)
+        while (o->done_ticket < ticket && rc == 0 && !o->closing)
                 rc = pthread_cond_timedwait(&o->cv, &o->mu, &dl);
         int res;
-        if (o->reloads_done == done_before && o->closing) {
+        if (o->done_ticket < ticket && o->closing) {
                 snprintf(msg, msg_size, "shutting down: the reload was not "
                                         "applied");
                 res = -2;
-        } else if (o->reloads_done == done_before) {
+        } else if (o->done_ticket < ticket) {
                 snprintf(msg, msg_size,
                          "no reload finished within %d ms; it is still "
                          "pending (the loop reloads at a batch boundary "

@@ -34,17 +34,19 @@ int veil_ops_ready(struct veil_ops *o, char *msg, size_t msg_size);
 /** For tests: another staleness bound. */
 void veil_ops_set_ready_stale(struct veil_ops *o, int stale_ms);
 
-/** Asks the loop for a reload; returns the number of reloads finished so
- *  far, to pass to veil_ops_wait_reload(). */
+/** Asks the loop for a reload; returns its ticket, to pass to
+ *  veil_ops_wait_reload(). */
 uint64_t veil_ops_request_reload(struct veil_ops *o);
-/** For the loop: 1 when a reload was requested since the last call. */
+/** For the loop: 1 when a reload was requested since the last call; the
+ *  next veil_ops_reload_done() answers every request made before this
+ *  call. */
 int veil_ops_take_reload(struct veil_ops *o);
 /** For the loop: the outcome of a reload attempt (msg: the error). */
 void veil_ops_reload_done(struct veil_ops *o, int ok, const char *msg);
-/** Waits until a reload finishes after `done_before` did: 1 when it
- *  succeeded, 0 when it failed (msg: why), -1 after timeout_ms, -2 once
- *  veil_ops_close() was called. */
-int veil_ops_wait_reload(struct veil_ops *o, uint64_t done_before,
+/** Waits until a reload that covers `ticket` (one taken after the
+ *  request) finishes: 1 when it succeeded, 0 when it failed (msg: why), -1
+ *  after timeout_ms, -2 once veil_ops_close() was called. */
+int veil_ops_wait_reload(struct veil_ops *o, uint64_t ticket,
                          int timeout_ms, char *msg, size_t msg_size);
 /** Ends every wait for a reload (the server is stopping: nothing will
  *  report one any more, and a waiting request would hold up the exit). */

@@ -680,6 +680,33 @@ static void test_wait_timeout(void **st) {
         veil_ops_destroy(ops);
 }
 
+/* A reload the loop had already taken (it read the file before) does not
+ * answer a request made since: that one waits for the next reload, and
+ * gets its outcome. Requests made before one reload is taken share it. */
+static void test_reload_tickets(void **st) {
+        (void)st;
+        struct veil_ops *ops;
+        assert_int_equal(veil_ops_new(&ops), 0);
+        char msg[512];
+        uint64_t t1 = veil_ops_request_reload(ops);
+        assert_int_equal(veil_ops_take_reload(ops), 1); /* reload A starts */
+        uint64_t t2 = veil_ops_request_reload(ops);    /* file changed */
+        veil_ops_reload_done(ops, 1, "");               /* A succeeds */
+        assert_int_equal(veil_ops_wait_reload(ops, t1, 100, msg, sizeof(msg)),
+                         1);
+        assert_int_equal(veil_ops_wait_reload(ops, t2, 100, msg, sizeof(msg)),
+                         -1); /* not A's to answer */
+        uint64_t t3 = veil_ops_request_reload(ops);
+        assert_int_equal(veil_ops_take_reload(ops), 1); /* B covers t2, t3 */
+        veil_ops_reload_done(ops, 0, "unknown key 'bogus_key'");
+        assert_int_equal(veil_ops_wait_reload(ops, t2, 100, msg, sizeof(msg)),
+                         0);
+        assert_string_equal(msg, "unknown key 'bogus_key'");
+        assert_int_equal(veil_ops_wait_reload(ops, t3, 100, msg, sizeof(msg)),
+                         0);
+        veil_ops_destroy(ops);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_log_utf8),
@@ -692,6 +719,7 @@ int main(void) {
                 cmocka_unit_test(test_reload_check),
                 cmocka_unit_test(test_endpoints),
                 cmocka_unit_test(test_wait_timeout),
+                cmocka_unit_test(test_reload_tickets),
                 cmocka_unit_test(test_stop_with_reload_waiting),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
