@@ -327,6 +327,18 @@ static int substitute(struct yparse *ps, const struct veil_node *n,
                                      "letters, digits and '_' (not starting "
                                      "with a digit)",
                                      (int)(blen > 64 ? 64 : blen), body);
+                /* A default is literal text up to the first '}': one that
+                 * holds '$' (a nested ${…}, or $$) would be taken as it is,
+                 * not as sh reads it (a group named "${HOSTNAME}"). */
+                if (has_default && memchr(body + nlen + 2, '$',
+                                          blen - nlen - 2))
+                        return errat(ps->errstr, ps->errstr_size, ps->name,
+                                     n->line, n->col,
+                                     "the default of '${%.*s:-…}' holds a "
+                                     "'$': a default is literal text, "
+                                     "without references or $$; set the "
+                                     "variable, or write the value out",
+                                     (int)nlen, body);
                 name = strndup(body, nlen);
                 if (!name)
                         return -VEIL_ENOMEM;

@@ -597,6 +597,15 @@ static void test_err_substitution(void **state) {
                    "pipeline.yaml:2:14: invalid reference '${HOST-x}';");
         expect_err("kafka:\n  bootstrap: ${}\n" I O P,
                    "pipeline.yaml:2:14: invalid reference '${}';");
+        /* A default is literal: a nested reference or $$ in it is refused
+         * (it was kept as text: a group named "${HOSTNAME}"). */
+        expect_err("kafka:\n  bootstrap: ${VEIL_TEST_UNSET_XYZ:-${HOST}}\n" I
+                           O P,
+                   "pipeline.yaml:2:14: the default of "
+                   "'${VEIL_TEST_UNSET_XYZ:-…}' holds a '$'");
+        expect_err("kafka:\n  bootstrap: ${VEIL_TEST_UNSET_XYZ:-a$$b}\n" I O P,
+                   "pipeline.yaml:2:14: the default of "
+                   "'${VEIL_TEST_UNSET_XYZ:-…}' holds a '$'");
 }
 
 static void test_err_yaml(void **state) {
