@@ -174,6 +174,17 @@ void veil_observe_reset(struct veil_observe *o) {
          * theirs at the next publish. (veil_plugin_errors_total is a
          * counter and stays, as the stage counters do.) */
         veil_metrics_forget(o->m, "veil_plugin_", VEIL_METRIC_GAUGE);
+        /* So are the budget (a pipeline without one must not show the old
+         * one's) and the side inputs' gauges (a renamed input's series
+         * would stay): both are set again at the next publish. The spent
+         * ε stays: the transfer carries it over. */
+        veil_metrics_forget(o->m, "veil_privacy_epsilon_budget",
+                            VEIL_METRIC_GAUGE);
+        veil_metrics_forget(o->m, "veil_privacy_epsilon_remaining",
+                            VEIL_METRIC_GAUGE);
+        veil_metrics_forget(o->m, "veil_privacy_delta_budget",
+                            VEIL_METRIC_GAUGE);
+        veil_metrics_forget(o->m, "veil_side_input_", VEIL_METRIC_GAUGE);
         free(o->stages);
         free(o->outputs);
         o->stages = NULL;

@@ -110,8 +110,36 @@ static void test_forget_plugin_gauges(void **st) {
                                           lb, 3),
                          0);
         assert_int_equal(veil_metrics_set(m, "veil_other_gauge", "", 1), 0);
+        /* The budget of a pipeline reloaded away, an input renamed: gone;
+         * the ε spent (carried over) and the counters stay. */
+        assert_int_equal(veil_metrics_set(m, "veil_privacy_epsilon_budget", "",
+                                          8),
+                         0);
+        assert_int_equal(veil_metrics_set(m, "veil_privacy_epsilon_spent", "",
+                                          2),
+                         0);
+        char lbi[64];
+        veil_metrics_labels(lbi, sizeof(lbi), "input", "old", NULL);
+        assert_int_equal(veil_metrics_set(m, "veil_side_input_caught_up", lbi,
+                                          1),
+                         0);
+        assert_int_equal(veil_metrics_add(m, "veil_side_input_records_total",
+                                          lbi, 5),
+                         0);
         veil_observe_reset(o);
         double v;
+        assert_int_equal(veil_metrics_get(m, "veil_privacy_epsilon_budget", "",
+                                          &v),
+                         -VEIL_ENOENT);
+        assert_int_equal(veil_metrics_get(m, "veil_side_input_caught_up", lbi,
+                                          &v),
+                         -VEIL_ENOENT);
+        assert_int_equal(veil_metrics_get(m, "veil_privacy_epsilon_spent", "",
+                                          &v),
+                         0);
+        assert_int_equal(veil_metrics_get(m, "veil_side_input_records_total",
+                                          lbi, &v),
+                         0);
         assert_int_equal(veil_metrics_get(m, "veil_plugin_gone_size", lb2,
                                           &v),
                          -VEIL_ENOENT);
