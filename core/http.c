@@ -163,8 +163,9 @@ static int resolve(const struct veil_http_config *hc,
         if (rc || !res) {
                 snprintf(errstr, errstr_size,
                          "%s: http: listen '%s': cannot resolve '%s': %s; "
-                         "give an IP address (0.0.0.0 or :: for every "
-                         "interface) or a host name this machine resolves",
+                         "give an IP address (0.0.0.0 for every IPv4 "
+                         "interface, :: for every interface) or a host "
+                         "name this machine resolves",
                          hc->where, hc->listen, hc->host, gai_strerror(rc));
                 if (res)
                         freeaddrinfo(res);
@@ -199,8 +200,14 @@ int veil_http_start(struct veil_http **out, const struct veil_http_config *hc,
          * kubelet's probes (which come from another address). */
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
                          MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+        /* "::" is every interface, IPv4 ones too: libmicrohttpd binds an
+         * IPv6 socket IPv6-only unless asked for both (the kubelet's IPv4
+         * probes of a dual-stack pod were refused). */
         if (ss.ss_family == AF_INET6)
-                flags |= MHD_USE_IPv6;
+                flags |= IN6_IS_ADDR_UNSPECIFIED(
+                                 &((struct sockaddr_in6 *)&ss)->sin6_addr)
+                                 ? MHD_USE_DUAL_STACK
+                                 : MHD_USE_IPv6;
         /* The logger first: libmicrohttpd uses its own until it is set. */
         s->d = MHD_start_daemon(flags, (uint16_t)hc->port, NULL, NULL, handle,
                                 s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,

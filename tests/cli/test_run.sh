@@ -103,6 +103,28 @@ else failed "slow clients: /healthz answered '$code' (server ${addr:-not found})
 
 kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=
 
+# listen "[::]:PORT" is every interface, IPv4 too: a dual-stack pod's IPv4
+# probes were refused (libmicrohttpd binds IPv6-only unless asked).
+if [ -e /proc/net/if_inet6 ]; then
+  pipeline info
+  VEIL_HTTP_LISTEN='[::]:0' "$VEIL" run "$tmp/p.yaml" 2>"$tmp/log" &
+  pid=$!
+  port=
+  for _ in $(seq 50); do
+    port=$(sed -nE 's/.*serving \/metrics, \/healthz and \/readyz on \[::\]:([0-9]+).*/\1/p' "$tmp/log" | head -1)
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  c4=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/healthz")
+  c6=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://[::1]:$port/healthz")
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=
+  if [ -n "$port" ] && [ "$c4" = 200 ] && [ "$c6" = 200 ]; then
+    pass "listen [::]: /healthz over IPv4 and IPv6"
+  else failed "listen [::]:$port: IPv4 $c4, IPv6 $c6" "$(tail -3 "$tmp/log")"; fi
+else
+  echo "# no IPv6 on this machine: [::] not checked"
+fi
+
 # A state: section with a producer that cannot take a checkpoint chunk is
 # refused at start, naming the setting and the size (it stopped the host
 # at the first checkpoint, a minute in, and after every restart).
