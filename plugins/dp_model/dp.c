@@ -932,6 +932,10 @@ int veil_dp_ready(const struct veil_dp *dp) {
         return step_due(dp) && !dp->st.frozen;
 }
 
+void veil_dp_freeze(struct veil_dp *dp) {
+        dp->st.frozen = 1;
+}
+
 struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp) {
         struct veil_dp_stats s = dp->st;
         s.tree_pos = dp->tree ? veil_tree_position(dp->tree) : 0;

@@ -218,6 +218,9 @@ struct veil_dp_stats {
         uint64_t early;          /**< event time: events ahead of the next */
 };
 struct veil_dp_stats veil_dp_stats(const struct veil_dp *dp);
+/** Stops learning for good, as an exhausted budget does: a stage that
+ *  starts with its budget already spent admits nothing. */
+void veil_dp_freeze(struct veil_dp *dp);
 /** 1 when the next veil_dp_release will release a noisy step (a step is
  *  due, not frozen) unless the budget stops it. */
 int veil_dp_ready(const struct veil_dp *dp);

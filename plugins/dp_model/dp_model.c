@@ -1556,6 +1556,9 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                          veil_params_where(p, "step_interval_s"),
                          (long long)step);
         if (budget > 0 && ds.epsilon >= budget) {
+                /* Frozen now, not at the first release: until then events
+                 * were admitted, held and counted as learned. */
+                veil_dp_freeze(s->dp);
                 veil_log(st, VEIL_LOG_WARN,
                          "privacy budget already exhausted: serving only");
         }

@@ -209,6 +209,13 @@ check "clock steps" 0 "gaussian mechanism: .*steps of 3600s on the clock" -- bas
 # first purchases; four at M; two steps, hour 2's empty.
 ok grep -qE "gauges: +dp_model: events_learned 3, not_learned_same_step 0, not_learned_at_max 4, not_learned_frozen 0, not_learned_table_full 0, not_learned_step_full 0, not_learned_late 0, not_learned_held_dropped 0, not_learned_early 0, not_learned_hold_full 0, held_next_step 0, not_learned_erased 0, noisy_steps 2, noisy_steps_empty 1$" "$work/runs"
 ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 1e-8 | val steps)" = 2
+# Started again on that file with a budget below what it spent: frozen from
+# the start, so nothing is admitted, held or counted as learned (they were,
+# until the first step's release found the budget spent).
+sed -e 's|epsilon_budget: 0|epsilon_budget: 0.5|' "$work/s.yaml" >"$work/s2.yaml"
+check "budget spent at start" 0 "privacy budget already exhausted: serving only" -- bash -c "'$VEIL' replay '$work/s2.yaml' --events '$work/sched.csv' --batch 1 2>&1 | tee '$work/runf'"
+ok grep -qE "gauges: +dp_model: events_learned 0, not_learned_same_step 0, not_learned_at_max 0, not_learned_frozen 7," "$work/runf"
+ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 1e-8 | val steps)" = 2
 # The same by the events' own times (step_time: event, the default; a
 # minute's lateness). The first batch's clock, hour 0, is within the
 # lateness of the hour before, so that step is open and hour 0's three
