@@ -1129,6 +1129,7 @@ struct veil_codec {
         char **pii_paths;
         const char **pii_marks;
         size_t n_pii;
+        size_t pii_steps; /* pii_walk's budget (PII_WALK_MAX) */
         struct recdefs *recdefs;
         /* Output records in slots (recflat.c) when the schema allows:
          * decided at the first veil_codec_rec_begin. */
@@ -3085,12 +3086,26 @@ static int pii_add(struct veil_codec *c, const char *path, const char *mark) {
  * a recursive type, whose fields were collected at its first visit. Any
  * other nesting is followed to MAX_DEPTH, past which the walk fails
  * rather than leave deeper marks unseen (it stopped silently at 16). */
+/* Named types are walked again at every use, for the paths: a schema
+ * whose types each use the next twice has 2^n of them. Past this many
+ * steps the schema is refused rather than load for minutes. */
+#define PII_WALK_MAX 200000
+
 static int pii_walk(struct veil_codec *c, const struct json *t,
                     const char *prefix, const char *ns, int depth,
                     const struct json **pii_seen, char *err,
                     size_t err_size) {
         if (!t)
                 return 0;
+        if (++c->pii_steps > PII_WALK_MAX) {
+                snprintf(err, err_size,
+                         "field '%s': the schema reuses its named types so "
+                         "often that its fields take more than %d steps to "
+                         "list (for the \"pii\" marks); define fewer "
+                         "nested reuses",
+                         prefix, PII_WALK_MAX);
+                return -VEIL_EINVAL;
+        }
         if (depth > MAX_DEPTH) {
                 snprintf(err, err_size,
                          "field '%s': the schema nests deeper than %d "
