@@ -247,6 +247,7 @@ struct state {
         float alpha;
         float hist_weight; /* history_weight; 0: off */
         int warned_history;
+        int keyed; /* the pipeline has keys: people by subject only */
         veil_tier_t default_tier;
         int default_training, serve_none;
         /* Buffers of the largest batch so far. */
@@ -919,7 +920,14 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                 int train = ev->tier == VEIL_TIER_UNDECIDED
                                     ? s->default_training
                                     : ev->training;
-                const char *key = ev->subject ? ev->subject : ev->user_id;
+                /* As the context stage's profile (plugins/context): with
+                 * keys the subject or nothing, and an empty id is nobody
+                 * (a held example keyed by "" no erase could reach). */
+                const char *key = s->keyed ? ev->subject
+                                  : ev->subject ? ev->subject
+                                                : ev->user_id;
+                if (key && !*key)
+                        key = NULL;
                 /* An event whose record could not be written went to the
                  * dead-letter topic (emit): not learned, so learning it
                  * again from there never counts it twice. */
@@ -1718,6 +1726,9 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 return -VEIL_ENOMEM;
         }
         s->st = st;
+        char probe[VEIL_PSEUDONYM_MAX];
+        s->keyed = veil_pseudonym(st, "subject", "probe", 5, probe,
+                                  sizeof(probe)) > 0;
         s->k = (size_t)k;
         s->alpha = (float)alpha;
         s->hist_weight = (float)hw;
@@ -2185,16 +2196,30 @@ static int export_subject(void *state, const struct veil_subject *subj,
         for (size_t i = 0; i < s->hold.n; i++)
                 held += !s->hold.ex[i].erased && s->hold.ex[i].who == who;
         uint32_t steps = veil_dp_user_steps(s->dp, key);
-        char buf[64];
-        if (held)
-                veil_rec_map_put(out, "", "held_for_next_step",
+        char buf[64], name[128], sfx[96] = "";
+        /* Asked once per key (after a rotation the person joined steps
+         * under each): the later ones named by their key, or each would
+         * overwrite the last (as context's, plugins/context). */
+        if ((held || steps) && veil_rec_map_size(out, "") > 0 &&
+            subj->pseudonym) {
+                const char *dot = strchr(subj->pseudonym, '.');
+                snprintf(sfx, sizeof(sfx), " (under key %.*s)",
+                         dot ? (int)(dot - subj->pseudonym) : 0,
+                         subj->pseudonym);
+        }
+        if (held) {
+                snprintf(name, sizeof(name), "held_for_next_step%s", sfx);
+                veil_rec_map_put(out, "", name,
                                  "one example (the context features of an "
                                  "event, its item and your recent items), "
                                  "learned when the current step is "
                                  "released");
+        }
         if (steps) {
                 snprintf(buf, sizeof(buf), "%u", steps);
-                veil_rec_map_put(out, "", "steps_joined_this_window", buf);
+                snprintf(name, sizeof(name), "steps_joined_this_window%s",
+                         sfx);
+                veil_rec_map_put(out, "", name, buf);
         }
         return 0;
 }
