@@ -192,7 +192,10 @@ static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
                 if (n) {
                         memset(n, 0, sizeof(*n));
                         n->key = k;
-                        n->ts_ms = r->timestamp_ms;
+                        /* Older than any record: the next consent record
+                         * applies as it would with no entry (records
+                         * compare their own ts, not the topic's clock). */
+                        n->ts_ms = INT64_MIN;
                         n->tcf = VEIL_PURPOSE_ALL;
                         /* "tombstone", the last name of the list. */
                         n->source = (uint8_t)(sizeof(veil_consent_sources) /
