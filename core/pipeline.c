@@ -66,6 +66,7 @@ struct veil_batch_impl {
          * own reasons. */
         int in_process;
         uint64_t refused;
+        size_t left_api; /* events out of the stream through set_status */
         const struct veil_event **tied;
         size_t n_tied, cap_tied;
         char refused_why[512];
@@ -153,12 +154,14 @@ static void set_status(struct veil_batch *b, struct veil_event *ev,
          * refused record of its own (that one it answers, at the end of
          * process). */
         struct veil_batch_impl *im = b->impl;
-        if (!im->in_process || !im->refused)
+        if (!im->in_process)
                 return;
         for (size_t i = 0; i < im->n_tied; i++)
                 if (im->tied[i] == ev)
                         return;
-        im->refused--;
+        im->left_api++;
+        if (im->refused)
+                im->refused--;
 }
 
 void veil_event_drop(struct veil_batch *b, struct veil_event *ev,
@@ -1061,13 +1064,33 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                 p->impl.refused = 0;
                 p->impl.tied = NULL;
                 p->impl.n_tied = p->impl.cap_tied = 0;
+                p->impl.left_api = 0;
                 p->impl.in_process = 1;
                 int rc = st->h.def->process(st->state, b);
                 p->impl.in_process = 0;
                 /* A refused record of veil_out_event is answered by its own
                  * event alone. */
-                for (size_t i = 0; i < p->impl.n_tied; i++)
-                        p->impl.refused += p->impl.tied[i]->status == VEIL_PASS;
+                size_t tied_left = 0, tied_pass = 0, pass = 0;
+                for (size_t i = 0; i < p->impl.n_tied; i++) {
+                        int still = p->impl.tied[i]->status == VEIL_PASS;
+                        tied_pass += still;
+                        tied_left += !still;
+                }
+                /* An event whose status the stage set by hand (the fields
+                 * are the stages') answers an earlier refusal of a record
+                 * not tied to an event, as the API would: those are the
+                 * ones that left the stream neither through it nor as a
+                 * refused record's own. */
+                for (size_t i = 0; i < b->n; i++)
+                        pass += b->events[i].status == VEIL_PASS;
+                size_t left = in > pass ? (size_t)(in - pass) : 0;
+                size_t by_hand = left > p->impl.left_api + tied_left
+                                         ? left - p->impl.left_api - tied_left
+                                         : 0;
+                p->impl.refused -= by_hand < p->impl.refused
+                                           ? by_hand
+                                           : p->impl.refused;
+                p->impl.refused += tied_pass;
                 if (rc < 0) {
                         st->stats.errors++;
                         snprintf(errstr, errstr_size,

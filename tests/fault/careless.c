@@ -11,7 +11,9 @@
  * "oversized" not encodable (its required `type` taken away), which the host
  * must count like a refusal. `bare_status` sets the status of the
  * batch's second event to VEIL_DEAD_LETTER and of its third to VEIL_DROP
- * by hand, without a reason, before emitting.
+ * by hand, without a reason, before emitting. `by_hand` writes each event
+ * as a record of its own (veil_out_emit, tied to no event) and
+ * dead-letters one the sink refused by setting its status by hand.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +28,15 @@ static const struct veil_param_def params[] = {
          "encodable"},
         {"bare_status", VEIL_PARAM_BOOL, "false", 0,
          "set statuses by hand, without a reason"},
+        {"by_hand", VEIL_PARAM_BOOL, "false", 0,
+         "write each event as a record of its own (veil_out_emit) and "
+         "dead-letter one refused by setting its status by hand"},
         {NULL, 0, NULL, 0, NULL}};
 static const char *const outputs[] = {"events", NULL};
 
 struct state {
         veil_stage_t *st;
-        int drop_last, garble, bare_status;
+        int drop_last, garble, bare_status, by_hand;
 };
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **state,
@@ -45,6 +50,7 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         s->drop_last = veil_params_bool(p, "drop_last", 0);
         s->garble = veil_params_bool(p, "garble", 0);
         s->bare_status = veil_params_bool(p, "bare_status", 0);
+        s->by_hand = veil_params_bool(p, "by_hand", 0);
         *state = s;
         return 0;
 }
@@ -62,7 +68,26 @@ static int process(void *state, struct veil_batch *b) {
                 if (s->garble && ev->event_id &&
                     strstr(ev->event_id, "oversized"))
                         ev->type = NULL;
-                (void)veil_out_event(s->st, "events", ev);
+                if (!s->by_hand) {
+                        (void)veil_out_event(s->st, "events", ev);
+                        continue;
+                }
+                veil_rec_t *r = veil_out_begin(s->st, "events");
+                if (!r)
+                        return -VEIL_EINVAL;
+                int rc = veil_rec_set_str(r, "event_id", ev->event_id);
+                rc |= veil_rec_set_str(r, "user_id", ev->user_id);
+                rc |= veil_rec_set_long(r, "ts", ev->ts_ms);
+                rc |= veil_rec_set_str(r, "type", ev->type);
+                rc |= veil_rec_set_str(r, "item_id", ev->item_id);
+                rc |= veil_rec_set_double(r, "value", ev->value);
+                if (rc)
+                        return -VEIL_EINVAL;
+                if (veil_out_emit(s->st, "events", ev->user_id,
+                                  strlen(ev->user_id)) == -VEIL_EINVAL) {
+                        ev->status = VEIL_DEAD_LETTER;
+                        ev->reason = "careless: its record was refused";
+                }
         }
         if (s->drop_last && b->n &&
             b->events[b->n - 1].status == VEIL_PASS)

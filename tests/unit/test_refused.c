@@ -279,6 +279,24 @@ static void test_bare_status(void **state) {
         run_done(&r);
 }
 
+/* A stage of records tied to no event (veil_out_emit, as dp_model's and
+ * popular's) that answers a refusal by setting the event's status by hand
+ * (the fields are the stages'): the batch goes on (it failed, and was read
+ * again and again). */
+static void test_answered_by_hand(void **state) {
+        (void)state;
+        struct run r;
+        int rc = run_three(&r, FAULT_PLUGINS "/veil_careless.so",
+                           "{by_hand: true}", "events", "interaction.avsc");
+        if (rc)
+                fail_msg("batch: %s", r.err);
+        assert_int_equal(r.cap.refused, 1);
+        assert_int_equal(r.cap.records, 2);
+        assert_int_equal(r.cap.dead_letters, 1);
+        assert_string_equal(r.cap.dl_error, "careless: its record was refused");
+        run_done(&r);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_passthrough),
@@ -289,6 +307,7 @@ int main(void) {
                 cmocka_unit_test(test_ignored_other_dropped),
                 cmocka_unit_test(test_ignored_not_encodable),
                 cmocka_unit_test(test_bare_status),
+                cmocka_unit_test(test_answered_by_hand),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
