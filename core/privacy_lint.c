@@ -314,10 +314,11 @@ static void check_reads(const struct ctx *c) {
                         report(c->r,
                                "%s:%d:%d: stage %zu '%s' reads %s of the "
                                "input, and what it reads can reach its "
-                               "outputs, but no earlier stage treats them; "
-                               "put a pseudonymize stage before it (its "
-                               "defaults treat each; keep one with "
-                               "'keep: WHY')",
+                               "outputs, but no earlier stage treats them "
+                               "(pseudonymized, generalized, dropped, or "
+                               "kept with a reason); put a pseudonymize "
+                               "stage before it (its defaults treat each; "
+                               "keep one with 'keep: WHY')",
                                c->cfg->file, sc->line, sc->col, s + 1,
                                stage_name(c, s), fields);
         }
