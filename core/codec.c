@@ -3089,7 +3089,7 @@ static int pii_add(struct veil_codec *c, const char *path, const char *mark) {
 /* Named types are walked again at every use, for the paths: a schema
  * whose types each use the next twice has 2^n of them. Past this many
  * steps the schema is refused rather than load for minutes. */
-#define PII_WALK_MAX 200000
+#define PII_WALK_MAX 20000
 
 static int pii_walk(struct veil_codec *c, const struct json *t,
                     const char *prefix, const char *ns, int depth,

@@ -7,7 +7,6 @@
  * writes, old schema versions included.
  */
 #include <fcntl.h>
-#include <time.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -430,17 +429,13 @@ static void test_pii_fields(void **state) {
         assert_true(write(fd, twice, tw) == (ssize_t)tw);
         close(fd);
         char cerr[1024] = "";
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
         c = NULL;
         int rc = veil_codec_new_file(&c, dpath, VEIL_FRAMING_RAW, 0, cerr,
                                      sizeof(cerr));
-        clock_gettime(CLOCK_MONOTONIC, &t1);
         fprintf(stderr, "# %s\n", cerr);
         assert_int_not_equal(rc, 0);
         assert_null(c);
         assert_non_null(strstr(cerr, "reuses its named types so often"));
-        assert_true(t1.tv_sec - t0.tv_sec < 10);
         unlink(dpath);
 }
 
