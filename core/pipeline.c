@@ -1068,9 +1068,23 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                 p->impl.in_process = 1;
                 int rc = st->h.def->process(st->state, b);
                 p->impl.in_process = 0;
+                uint64_t out = 0, dropped = 0, dead = 0;
+                for (size_t i = 0; i < b->n; i++) {
+                        struct veil_event *ev = &b->events[i];
+                        /* A stage may set the status itself (the fields
+                         * are the stages'), without a reason: the drop
+                         * counts and the dead letter's headers need one. */
+                        if (ev->status != VEIL_PASS && !ev->reason)
+                                ev->reason = "unspecified";
+                        if (ev->status != VEIL_PASS && !ev->stage)
+                                ev->stage = st->h.def->name;
+                        out += ev->status == VEIL_PASS;
+                        dropped += ev->status == VEIL_DROP;
+                        dead += ev->status == VEIL_DEAD_LETTER;
+                }
                 /* A refused record of veil_out_event is answered by its own
                  * event alone. */
-                size_t tied_left = 0, tied_pass = 0, pass = 0;
+                size_t tied_left = 0, tied_pass = 0;
                 for (size_t i = 0; i < p->impl.n_tied; i++) {
                         int still = p->impl.tied[i]->status == VEIL_PASS;
                         tied_pass += still;
@@ -1081,9 +1095,7 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                  * not tied to an event, as the API would: those are the
                  * ones that left the stream neither through it nor as a
                  * refused record's own. */
-                for (size_t i = 0; i < b->n; i++)
-                        pass += b->events[i].status == VEIL_PASS;
-                size_t left = in > pass ? (size_t)(in - pass) : 0;
+                size_t left = in > out ? (size_t)(in - out) : 0;
                 size_t by_hand = left > p->impl.left_api + tied_left
                                          ? left - p->impl.left_api - tied_left
                                          : 0;
@@ -1115,20 +1127,6 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                                  (unsigned long long)p->impl.refused,
                                  p->impl.refused_why);
                         return -VEIL_EIO;
-                }
-                uint64_t out = 0, dropped = 0, dead = 0;
-                for (size_t i = 0; i < b->n; i++) {
-                        struct veil_event *ev = &b->events[i];
-                        /* A stage may set the status itself (the fields
-                         * are the stages'), without a reason: the drop
-                         * counts and the dead letter's headers need one. */
-                        if (ev->status != VEIL_PASS && !ev->reason)
-                                ev->reason = "unspecified";
-                        if (ev->status != VEIL_PASS && !ev->stage)
-                                ev->stage = st->h.def->name;
-                        out += ev->status == VEIL_PASS;
-                        dropped += ev->status == VEIL_DROP;
-                        dead += ev->status == VEIL_DEAD_LETTER;
                 }
                 st->stats.out += out;
                 st->stats.dropped += dropped > dropped0 ? dropped - dropped0 : 0;

@@ -1,5 +1,7 @@
 #include "featurize.h"
 
+#include "device_words.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,20 +46,8 @@ static int has_ci(const char *s, const char *needle) {
 }
 
 const char *veil_features_device(const char *device, const char *ua) {
-        static const struct {
-                const char *in, *out;
-        } map[] = {{"desktop", "desktop"}, {"computer", "desktop"},
-                   {"pc", "desktop"},      {"laptop", "desktop"},
-                   {"mobile", "mobile"},   {"phone", "mobile"},
-                   {"smartphone", "mobile"}, {"tablet", "tablet"},
-                   {"tv", "tv"},           {"console", "other"},
-                   {"other", "other"},     {"bot", "other"}};
-        if (device && *device) {
-                for (size_t i = 0; i < sizeof(map) / sizeof(*map); i++)
-                        if (!strcasecmp(device, map[i].in))
-                                return map[i].out;
-                return "other";
-        }
+        if (device && *device)
+                return veil_device_word_class(device);
         if (!ua || !*ua)
                 return NULL;
         /* A user agent the pseudonymize stage reduced ends with its device

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "device_words.h"
 #include "generalize.h"
 
 #define BIT(k) (1u << (k))
@@ -367,20 +368,8 @@ const char *veil_policy_geohash_size(int precision) {
                        : size[0];
 }
 
-/* The same words as the context stage's device feature (featurize.c):
- * a "phone" cut to "other" here would reach it as "other", not mobile. */
+/* The context stage's words (device_words.h): a "phone" cut to "other"
+ * here would reach its device feature as "other", not mobile. */
 const char *veil_policy_device_class(const char *device) {
-        static const struct {
-                const char *in, *out;
-        } map[] = {{"desktop", "desktop"}, {"computer", "desktop"},
-                   {"pc", "desktop"},      {"laptop", "desktop"},
-                   {"mobile", "mobile"},   {"phone", "mobile"},
-                   {"smartphone", "mobile"}, {"tablet", "tablet"},
-                   {"tv", "tv"}};
-        if (!device)
-                return NULL;
-        for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-                if (!strcasecmp(device, map[i].in))
-                        return map[i].out;
-        return "other";
+        return device ? veil_device_word_class(device) : NULL;
 }

@@ -17,6 +17,17 @@ trap '[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 export VEIL_HTTP_LISTEN=127.0.0.1:0 VEIL_DEMO_ACCOUNTANT="$tmp/dp.acc"
 unset VEIL_LOG_LEVEL KAFKA_BOOTSTRAP
 
+# served_on ERE: what its group matches in the ops server's address line
+# of $tmp/log, once it is there (up to 5 s)
+served_on() {
+  local v=
+  for _ in $(seq 50); do
+    v=$(sed -nE "s/.*serving \\/metrics, \\/healthz and \\/readyz on $1.*/\\1/p" "$tmp/log" | head -1)
+    [ -n "$v" ] && break
+    sleep 0.1
+  done
+  echo "$v"
+}
 # pipeline LEVEL: the demo pipeline (embedded broker) with log.level LEVEL
 pipeline() {
   { echo "log: {level: $1}"
@@ -79,12 +90,7 @@ else failed "reload without log: (exit $rc)" "$(cat "$tmp/log")"; fi
 pipeline info # for the line that gives the address
 "$VEIL" run "$tmp/p.yaml" 2>"$tmp/log" &
 pid=$!
-addr=
-for _ in $(seq 50); do
-  addr=$(sed -nE 's/.*serving \/metrics, \/healthz and \/readyz on ([0-9.]+:[0-9]+).*/\1/p' "$tmp/log" | head -1)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
+addr=$(served_on '([0-9.]+:[0-9]+)')
 fds=()
 trap '' PIPE # the server closes the connections past its limit
 for _ in $(seq 70); do
@@ -109,12 +115,7 @@ if [ -e /proc/net/if_inet6 ]; then
   pipeline info
   VEIL_HTTP_LISTEN='[::]:0' "$VEIL" run "$tmp/p.yaml" 2>"$tmp/log" &
   pid=$!
-  port=
-  for _ in $(seq 50); do
-    port=$(sed -nE 's/.*serving \/metrics, \/healthz and \/readyz on \[::\]:([0-9]+).*/\1/p' "$tmp/log" | head -1)
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
+  port=$(served_on '\[::\]:([0-9]+)')
   c4=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/healthz")
   c6=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://[::1]:$port/healthz")
   kill -TERM "$pid"; wait "$pid" 2>/dev/null; pid=

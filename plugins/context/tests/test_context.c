@@ -936,6 +936,17 @@ static void test_sessions(void **st) {
         h_close(&h);
 }
 
+/* A second key, k2, in the harness's keyring (not active): its file is
+ * path, in the new directory dir (a mkdtemp template). */
+static void add_k2(struct harness *h, char *dir, char *path) {
+        char err[512];
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, 64, "%s/k2", dir);
+        assert_int_equal(veil_keyring_keygen(path, err, sizeof(err)), 0);
+        assert_int_equal(
+                veil_keyring_add_file(h->kr, "k2", path, err, sizeof(err)), 0);
+}
+
 /* The host gives a run of one user's events the pseudonym of the first
  * (no second HMAC): each must still be the keyed hash under the key
  * active when the event was added, also across a rotation inside the
@@ -945,12 +956,7 @@ static void test_subject_runs(void **st) {
         struct harness h;
         h_open(&h, "default_tier: personalized");
         char dir[] = "/tmp/veil-test-keys-XXXXXX", path[64], err[512];
-        assert_non_null(mkdtemp(dir));
-        snprintf(path, sizeof(path), "%s/k2", dir);
-        assert_int_equal(veil_keyring_keygen(path, err, sizeof(err)), 0);
-        assert_int_equal(veil_keyring_add_file(h.kr, "k2", path, err,
-                                               sizeof(err)),
-                         0);
+        add_k2(&h, dir, path);
         const char *first = veil_keyring_active_id(h.kr);
         assert_string_equal(first, "eph");
         static const struct {
@@ -1083,11 +1089,7 @@ static void test_export_after_rotation(void **st) {
         struct harness h;
         h_open(&h, "default_tier: personalized");
         char dir[] = "/tmp/veil-test-keys-XXXXXX", path[64], err[512];
-        assert_non_null(mkdtemp(dir));
-        snprintf(path, sizeof(path), "%s/k2", dir);
-        assert_int_equal(veil_keyring_keygen(path, err, sizeof(err)), 0);
-        assert_int_equal(
-                veil_keyring_add_file(h.kr, "k2", path, err, sizeof(err)), 0);
+        add_k2(&h, dir, path);
         struct spec a[] = {{"alice", "85123A", "s1", NULL, 100, P}};
         h_run(&h, a, 1);
         assert_int_equal(veil_keyring_set_active(h.kr, "k2", err, sizeof(err)),
