@@ -39,9 +39,12 @@ int veil_cli_open(struct veil_cli_pipeline *cp, const char *file,
  *  instead of printing it: 0 or negative. With `ephemeral` non-NULL and a
  *  file whose keys are {ephemeral: true}, that keyring is used (and stays
  *  the caller's: a reload keeps the pseudonyms of the running process)
- *  instead of a new random key. */
+ *  instead of a new random key. With `running` non-NULL (a reload), a
+ *  change that needs a restart (veil_reload_check) is refused before keys
+ *  are read or any plugin starts. */
 int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,
-                  int lint_only, struct veil_keyring *ephemeral, char *err,
+                  int lint_only, struct veil_keyring *ephemeral,
+                  const struct veil_config *running, char *err,
                   size_t err_size);
 /** 1 when the configuration's keys are {ephemeral: true}. */
 int veil_cli_config_is_ephemeral(const struct veil_config *cfg);

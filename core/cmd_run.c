@@ -25,14 +25,21 @@ int veil_cli_config_is_ephemeral(const struct veil_config *cfg) {
 }
 
 int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,
-                  int lint_only, struct veil_keyring *ephemeral, char *err,
+                  int lint_only, struct veil_keyring *ephemeral,
+                  const struct veil_config *running, char *err,
                   size_t err_size) {
         memset(cp, 0, sizeof(*cp));
         if (veil_config_load(&cp->cfg, file, err, err_size))
                 return -VEIL_EINVAL;
         struct veil_http_config hc;
         int level;
-        int rc = veil_http_config_parse(cp->cfg, &hc, err, err_size);
+        /* Before any plugin starts: a reload refused for a restart-only
+         * change must not have run the new stages' init (files opened or
+         * created, lines logged as if they were in force). */
+        int rc = running ? veil_reload_check(running, cp->cfg, err, err_size)
+                         : 0;
+        if (!rc)
+                rc = veil_http_config_parse(cp->cfg, &hc, err, err_size);
         if (!rc)
                 rc = veil_log_config_parse(cp->cfg, &level, err, err_size);
         struct veil_checkpoint_config ck;
@@ -68,7 +75,8 @@ int veil_cli_open(struct veil_cli_pipeline *cp, const char *file,
                   int lint_only) {
         /* Room for the privacy lint's one line per problem. */
         char err[8192];
-        if (veil_cli_load(cp, file, lint_only, NULL, err, sizeof(err))) {
+        if (veil_cli_load(cp, file, lint_only, NULL, NULL, err,
+                          sizeof(err))) {
                 fprintf(stderr, "veil: %s\n", err);
                 return VEIL_EXIT_USAGE;
         }
@@ -204,14 +212,9 @@ static int reload_open(void *ctx, const struct veil_pipeline *cur,
         struct veil_keyring *eph = veil_cli_config_is_ephemeral(r->cur.cfg)
                                            ? r->cur.keyring
                                            : NULL;
-        if (veil_cli_load(&r->next, r->file, 0, eph, errstr, errstr_size))
+        if (veil_cli_load(&r->next, r->file, 0, eph, r->cur.cfg, errstr,
+                          errstr_size))
                 return -VEIL_EINVAL;
-        if (veil_reload_check(r->cur.cfg, r->next.cfg, errstr, errstr_size)) {
-                if (r->next.keyring == r->cur.keyring)
-                        r->next.keyring = NULL;
-                veil_cli_close(&r->next);
-                return -VEIL_EINVAL;
-        }
         *next = r->next.p;
         return 0;
 }

@@ -84,6 +84,21 @@ if [ "$rc" -eq 0 ] && grep -q '"level":"info","message":"reloading' "$tmp/log"; 
   pass "a reload that removes log: goes back to info"
 else failed "reload without log: (exit $rc)" "$(cat "$tmp/log")"; fi
 
+# A reload refused for a change that needs a restart (kafka.group) starts
+# none of the new stages: their set-up lines (dp_model's mechanism line)
+# appear once, from the start, and never for the refused file.
+pipeline info
+"$VEIL" run "$tmp/p.yaml" 2>"$tmp/log" &
+pid=$!
+sleep 3
+sed -i 's/^  group: .*/  group: another-group/' "$tmp/p.yaml"
+kill -HUP "$pid"; sleep 2
+kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=
+n=$(grep -c '"message":"gaussian mechanism' "$tmp/log")
+if [ "$rc" -eq 0 ] && [ "$n" -eq 1 ] && grep -q 'kafka.group changed from' "$tmp/log"; then
+  pass "a reload refused for kafka.group starts no new stage"
+else failed "refused reload: exit $rc, $n set-up lines" "$(grep -E 'gaussian|restart' "$tmp/log")"; fi
+
 # The ops server under clients that trickle their headers: one address
 # holds at most 8 connections, so the kubelet's probes (another address,
 # here 127.0.0.2) still get through; it took all 64 slots before.
