@@ -391,12 +391,15 @@ int veil_cmd_run(int argc, char **argv) {
                               "embedded broker at %s", bootstrap);
         }
         struct ops_server ops;
-        if (ops_start(&ops, r.cur.cfg, err, sizeof(err))) {
+        if ((rc = ops_start(&ops, r.cur.cfg, err, sizeof(err)))) {
                 veil_log_host(VEIL_LOG_ERROR, NULL, "%s", err);
                 ops_stop(&ops);
                 veil_cli_close(&r.cur);
                 veil_mock_destroy(mock);
-                return VEIL_EXIT_RUNTIME;
+                /* A listen address the file got wrong is a usage error,
+                 * like the rest of the file's; a port in use is not. */
+                return rc == -VEIL_EINVAL ? VEIL_EXIT_USAGE
+                                          : VEIL_EXIT_RUNTIME;
         }
 
         struct veil_kafka_opts ko = {0};

@@ -169,7 +169,10 @@ static int resolve(const struct veil_http_config *hc,
                          hc->where, hc->listen, hc->host, gai_strerror(rc));
                 if (res)
                         freeaddrinfo(res);
-                return -VEIL_EINVAL;
+                /* A name that does not exist is the file's error (exit 2);
+                 * a resolver that did not answer may answer next time. */
+                return rc == EAI_AGAIN || rc == EAI_SYSTEM ? -VEIL_EIO
+                                                           : -VEIL_EINVAL;
         }
         memcpy(ss, res->ai_addr, res->ai_addrlen);
         *len = res->ai_addrlen;

@@ -99,6 +99,15 @@ if [ "$rc" -eq 0 ] && [ "$n" -eq 1 ] && grep -q 'kafka.group changed from' "$tmp
   pass "a reload refused for kafka.group starts no new stage"
 else failed "refused reload: exit $rc, $n set-up lines" "$(grep -E 'gaussian|restart' "$tmp/log")"; fi
 
+# A listen host that cannot be a name (an empty label: no resolver is
+# asked, so no network is needed) is the file's error: exit 2, like the
+# rest of the file's; a resolver that does not answer is exit 1.
+pipeline info
+rc=0; VEIL_HTTP_LISTEN='bad..host:0' timeout 60 "$VEIL" run "$tmp/p.yaml" 2>"$tmp/log" || rc=$?
+if [ "$rc" -eq 2 ] && grep -q "p.yaml:[0-9]*:[0-9]*: http: listen 'bad..host:0': cannot resolve" "$tmp/log"; then
+  pass "an impossible listen host: exit 2, the file's place named"
+else failed "impossible listen host: exit $rc" "$(cat "$tmp/log")"; fi
+
 # The ops server under clients that trickle their headers: one address
 # holds at most 8 connections, so the kubelet's probes (another address,
 # here 127.0.0.2) still get through; it took all 64 slots before.
