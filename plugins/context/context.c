@@ -357,14 +357,19 @@ static int process(void *state, struct veil_batch *b) {
                 if (item >= 0) {
                         veil_profiles_push(s->prof, p, item, ts);
                         veil_profiles_remember(s->prof, p, item, ts);
+                        /* The features travel with the newest item
+                         * (dp_model learns "in this context, after
+                         * items[0], came the next"): an event without an
+                         * item would pair its context with an older item. */
+                        memcpy(p->prev_features, fs.id,
+                               fs.n * sizeof(uint32_t));
+                        p->n_prev = (uint32_t)fs.n;
                 }
                 p->session = ev->ctx.session_id
                                      ? hash_str(ev->ctx.session_id)
                                      : 0;
                 p->last_ts = ts;
                 p->position = si.position;
-                memcpy(p->prev_features, fs.id, fs.n * sizeof(uint32_t));
-                p->n_prev = (uint32_t)fs.n;
         }
         /* Counts, never about one person. An eviction makes one person's
          * profile, so what the model learns from them, depend on how many

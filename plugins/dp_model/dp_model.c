@@ -209,6 +209,8 @@ struct row {
         int32_t *recent;    /* model rows of the recent items (arena) */
         size_t n_recent;
         size_t n_exclude;   /* of them, left out of the list */
+        int newest_known;   /* recent[0] is the event's newest item (one
+                             * the model did not know is left out) */
         int32_t *hist;      /* model rows of the earlier visits' items */
         float *hist_boost;  /* the score each gets (history_weight) */
         size_t n_hist;
@@ -776,8 +778,11 @@ static int build_example(struct veil_batch *b, const struct row *rw,
         e->target = rw->cur;
         e->item = -1;
         const struct veil_context_info *info = rw->info;
+        /* The previous event's features belong to the newest item: with
+         * an older one in its place (the newest unknown to the model) the
+         * pair would teach a transition nobody made. */
         if (rw->tier == VEIL_TIER_PERSONALIZED && info && info->n_prev &&
-            rw->n_recent) {
+            rw->n_recent && rw->newest_known) {
                 /* The state before this event: the previous event's
                  * features, its item, the items before. */
                 e->feat = info->prev_features;
@@ -1198,6 +1203,7 @@ static int process(void *state, struct veil_batch *b) {
                         pn = ev->n_recent;
                         rw->recent = full + ev->n_recent;
                         size_t n_visit = info ? info->n_visit : 0;
+                        rw->newest_known = full[0] >= 0;
                         for (size_t j = 0; j < ev->n_recent; j++)
                                 if (full[j] >= 0) {
                                         rw->recent[rw->n_recent++] = full[j];

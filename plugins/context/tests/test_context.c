@@ -891,6 +891,20 @@ static void test_sessions(void **st) {
         assert_int_equal(i4->n_prev, b->events[3].n_features);
         assert_memory_equal(i4->prev_features, b->events[3].features,
                             i4->n_prev * sizeof(uint32_t));
+        /* An event without an item moves no item into the list, so not
+         * the features either: they stay those of the newest item's
+         * event, the one recent_items[0] came from. */
+        struct spec v[] = {{"customer-17850", NULL, "s2", NULL, 1000900, P},
+                           {"customer-17850", "85099B", "s2", NULL, 1000905,
+                            P}};
+        uint32_t f4[VEIL_CTX_MAX_FEATURES];
+        size_t n4 = b->events[4].n_features;
+        memcpy(f4, b->events[4].features, n4 * sizeof(uint32_t));
+        b = h_run(&h, v, 2);
+        const struct veil_context_info *iv = info(&b->events[1]);
+        assert_string_equal(b->events[1].recent_items[0], "21730");
+        assert_int_equal(iv->n_prev, n4);
+        assert_memory_equal(iv->prev_features, f4, n4 * sizeof(uint32_t));
         /* Subjects are pseudonyms: the profile never sees the raw id. */
         assert_non_null(b->events[0].subject);
         assert_null(strstr(b->events[0].subject, "17850"));
