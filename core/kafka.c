@@ -144,7 +144,8 @@ struct kctx {
          * do, so it would say "up" all through an outage. */
         char stalled[512];
         int64_t last_publish_ms, last_lag_ms;
-        int lag_assigned; /**< assignment size the lag series are for */
+        uint64_t rebalances;   /**< assignment changes so far */
+        uint64_t lag_rebalances; /**< the one the lag series are for */
         /* Checkpoints (the state: section): the next sequence number and
          * when the last one was produced. */
         struct veil_checkpoint_config ck;
@@ -1511,6 +1512,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 else
                         rd_kafka_resume_partitions(rk, parts);
                 k->st.assigned += parts->cnt;
+                k->rebalances++;
                 return;
         }
         /* Revocation ends the open batch here, at a batch boundary: what
@@ -1551,6 +1553,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         k->st.assigned -= parts->cnt;
         if (k->st.assigned < 0)
                 k->st.assigned = 0;
+        k->rebalances++;
 }
 
 /* ------------------------------------------------------------------ */
@@ -2056,9 +2059,11 @@ static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
  * of the family. */
 static void publish_lag(struct kctx *k) {
         struct veil_metrics *m = k->o->metrics;
-        if (k->st.assigned != k->lag_assigned) {
+        /* Any change, not the count: a cooperative swap of one partition
+         * for another keeps the count and would leave the old series. */
+        if (k->rebalances != k->lag_rebalances) {
                 veil_metrics_clear(m, VEIL_M_LAG);
-                k->lag_assigned = k->st.assigned;
+                k->lag_rebalances = k->rebalances;
         }
         rd_kafka_topic_partition_list_t *a = NULL;
         if (rd_kafka_assignment(k->consumer, &a) || !a)
