@@ -43,14 +43,49 @@ size_t veil_consent_source_index(const char *s, size_t len) {
         return 0;
 }
 
-static void set_purposes(veil_rec_t *r, const char *path, uint8_t a) {
+/* What is in force for a person, as the audit trail records it: a change
+ * of either part is a change of what the person allows. */
+struct in_force {
+        uint8_t purposes; /**< VEIL_PURPOSE_* */
+        uint16_t sf;      /**< TCF special features, bit i-1 = feature i */
+};
+
+/* Special features count only where an event would get them (consent.c,
+ * decide): with a TC string in force and a tier. Precise geolocation
+ * (feature 1) is an opt-in of its own, which pseudonymize reads, so its
+ * withdrawal must be audited even when every purpose stays the same. */
+static struct in_force in_force(const struct veil_consent *s,
+                                const struct veil_ledger_entry *e) {
+        struct in_force f = {veil_consent_allowed(s, e), 0};
+        if ((e->flags & VEIL_LEDGER_HAS_TCF) &&
+            (f.purposes &
+             (VEIL_PURPOSE_PERSONALIZATION | VEIL_PURPOSE_CONTEXTUAL)))
+                f.sf = e->sf;
+        return f;
+}
+
+static int same(const struct in_force *a, const struct in_force *b) {
+        return a->purposes == b->purposes && a->sf == b->sf;
+}
+
+static void set_in_force(veil_rec_t *r, const char *path,
+                         const struct in_force *f) {
         char p[64];
+        uint8_t a = f->purposes;
         snprintf(p, sizeof(p), "%s.personalization", path);
         veil_rec_set_bool(r, p, a & VEIL_PURPOSE_PERSONALIZATION);
         snprintf(p, sizeof(p), "%s.training", path);
         veil_rec_set_bool(r, p, (a & VEIL_PURPOSE_TRAINING) != 0);
         snprintf(p, sizeof(p), "%s.analytics", path);
         veil_rec_set_bool(r, p, (a & VEIL_PURPOSE_ANALYTICS) != 0);
+        snprintf(p, sizeof(p), "%s.special_features", path);
+        for (int i = 1; i <= VEIL_TCF_MAX_SPECIAL_FEATURE; i++) {
+                if (!(f->sf & (1u << (i - 1))))
+                        continue;
+                veil_rec_t *el = veil_rec_append(r, p);
+                if (el)
+                        veil_rec_set_long(el, "", i);
+        }
 }
 
 /* One audit record, keyed and named by the "audit" pseudonym of the id. A
@@ -66,11 +101,13 @@ static void set_purposes(veil_rec_t *r, const char *path, uint8_t a) {
  * unaudited, and the record on the consent topic still says what it was
  * (it is audited again at the next start, while it is there). Neither
  * refusal can come from the record's size in practice: an audit record is
- * a pseudonym, words and booleans (under 200 bytes), and librdkafka's
+ * a pseudonym, words, booleans and at most 24 one-byte special-feature
+ * ids (under 250 bytes), and librdkafka's
  * message.max.bytes is at least 1000. Any other error stops the host. */
 static void audit(struct veil_consent *s, const char *id, size_t len,
-                  const char *action, const uint8_t *before,
-                  const uint8_t *after, const char *source, int64_t ts) {
+                  const char *action, const struct in_force *before,
+                  const struct in_force *after, const char *source,
+                  int64_t ts) {
         if (!s->audit)
                 return;
         char subj[VEIL_PSEUDONYM_MAX];
@@ -86,11 +123,11 @@ static void audit(struct veil_consent *s, const char *id, size_t len,
         veil_rec_set_str(r, "subject", subj);
         veil_rec_set_str(r, "action", action);
         if (before)
-                set_purposes(r, "purposes_before", *before);
+                set_in_force(r, "purposes_before", before);
         else
                 veil_rec_set_null(r, "purposes_before");
         if (after)
-                set_purposes(r, "purposes_after", *after);
+                set_in_force(r, "purposes_after", after);
         else
                 veil_rec_set_null(r, "purposes_after");
         veil_rec_set_str(r, "source", source);
@@ -174,7 +211,7 @@ static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
         veil_ledger_key(&s->ledger, id, len, &k);
         const struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
         if (e) {
-                uint8_t before = veil_consent_allowed(s, e);
+                struct in_force before = in_force(s, e);
                 veil_ledger_remove(&s->ledger, &k);
                 audit(s, id, len, "withdrawn", &before, NULL, "tombstone",
                       r->timestamp_ms);
@@ -221,7 +258,9 @@ static int access_request(struct veil_consent *s, const char *uid,
         s->access++;
         veil_ledger_key(&s->ledger, uid, len, &k);
         const struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
-        uint8_t now = e ? veil_consent_allowed(s, e) : 0;
+        struct in_force now = {0, 0};
+        if (e)
+                now = in_force(s, e);
         audit(s, uid, len, "access", e ? &now : NULL, e ? &now : NULL, source,
               ts);
         int rc = veil_request_export(s->st, uid);
@@ -335,7 +374,10 @@ int veil_consent_record(struct veil_consent *s,
         veil_ledger_key(&s->ledger, id, len, &k);
         struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
         int had = e != NULL;
-        uint8_t before = had ? veil_consent_allowed(s, e) : 0;
+        struct in_force was = {0, 0};
+        if (had)
+                was = in_force(s, e);
+        uint8_t before = was.purposes;
         if (had && ts < e->ts_ms) {
                 /* Out of order: a late withdrawal still counts, a late
                  * grant cannot undo a newer refusal. */
@@ -360,9 +402,10 @@ int veil_consent_record(struct veil_consent *s,
                 n.key = k;
                 *e = n;
         }
-        uint8_t after = veil_consent_allowed(s, e);
+        struct in_force is = in_force(s, e);
+        uint8_t after = is.purposes;
         int own_none = e->own == 0;
-        if (!had || after != before)
+        if (!had || !same(&was, &is))
                 audit(s, id, len,
                       /* Nothing in force (every purpose false, or a TC
                        * string that allows none): withdrawn, also for a
@@ -370,7 +413,7 @@ int veil_consent_record(struct veil_consent *s,
                       own_none || !after ? "withdrawn"
                       : had              ? "changed"
                                          : "granted",
-                      had ? &before : NULL, &after, source, ts);
+                      had ? &was : NULL, &is, source, ts);
         if (!(after & VEIL_PURPOSE_PERSONALIZATION) &&
             (!had || (before & VEIL_PURPOSE_PERSONALIZATION) || !after))
                 erase(s, id);

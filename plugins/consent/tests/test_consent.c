@@ -655,6 +655,114 @@ static void test_ledger_tc_and_features(void **state) {
         h_close(&h);
 }
 
+/* The special features of audit record i's purposes_<side> as a mask
+ * (bit f-1 = feature f); -1 when that side is null. */
+static int audit_sf(struct harness *h, size_t i, const char *side) {
+        const veil_rec_t *a = h_audit(h, i);
+        char path[64];
+        snprintf(path, sizeof(path), "purposes_%s.personalization", side);
+        int b;
+        if (veil_rec_get_bool(a, path, &b) == -VEIL_ENOENT)
+                return -1;
+        snprintf(path, sizeof(path), "purposes_%s.special_features", side);
+        int mask = 0;
+        for (size_t k = 0; k < veil_rec_array_size(a, path); k++) {
+                int64_t f = get_long(veil_rec_array_at(a, path, k), "");
+                assert_true(f >= 1 && f <= 12);
+                mask |= 1 << (f - 1);
+        }
+        return mask;
+}
+
+/* A record that keeps every purpose and only turns precise geolocation
+ * (TCF special feature 1) off or on changes what the person allows: it is
+ * audited as a change, saying which features were in force before and
+ * after. */
+static void test_audit_special_features(void **state) {
+        (void)state;
+        struct harness h;
+        char on[512], off[512];
+        h_open(&h, "{}");
+        struct tc_model m = {.purposes = h_purposes(5, 6, 10, 11, 0),
+                             .special = 1};
+        h_tc(&m, on, sizeof(on));
+        m.special = 0;
+        h_tc(&m, off, sizeof(off));
+
+        assert_int_equal(h_consent(&h, "kim", "kim", "consent", 1, 1, 0, -1,
+                                   on, "cmp", T0),
+                         0);
+        assert_int_equal(h_count(&h, "audit"), 1);
+        assert_str(h_audit(&h, 0), "action", "granted");
+        assert_int_equal(audit_sf(&h, 0, "before"), -1);
+        assert_int_equal(audit_sf(&h, 0, "after"), 1);
+        const struct veil_event *ev = h_event(&h, "kim", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->special_features, 1);
+
+        /* Withdrawal of precise geolocation alone. */
+        assert_int_equal(h_consent(&h, "kim", "kim", "consent", 1, 1, 0, -1,
+                                   off, "cmp", T0 + 10),
+                         0);
+        assert_int_equal(h_count(&h, "audit"), 2);
+        const veil_rec_t *a = h_audit(&h, 1);
+        assert_str(a, "action", "changed");
+        assert_str(a, "source", "cmp");
+        assert_int_equal(get_long(a, "ts"), T0 + 10);
+        static const char *const purposes[] = {"personalization", "training",
+                                               "analytics"};
+        for (int p = 0; p < 3; p++) {
+                char before[64], after[64];
+                snprintf(before, sizeof(before), "purposes_before.%s",
+                         purposes[p]);
+                snprintf(after, sizeof(after), "purposes_after.%s",
+                         purposes[p]);
+                assert_int_equal(get_bool(a, before), get_bool(a, after));
+        }
+        assert_int_equal(audit_sf(&h, 1, "before"), 1);
+        assert_int_equal(audit_sf(&h, 1, "after"), 0);
+        ev = h_event(&h, "kim", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->special_features, 0);
+
+        /* Opting in again is a change too; the same choice again is not. */
+        assert_int_equal(h_consent(&h, "kim", "kim", "consent", 1, 1, 0, -1,
+                                   on, "cmp", T0 + 20),
+                         0);
+        assert_int_equal(h_count(&h, "audit"), 3);
+        assert_str(h_audit(&h, 2), "action", "changed");
+        assert_int_equal(audit_sf(&h, 2, "before"), 0);
+        assert_int_equal(audit_sf(&h, 2, "after"), 1);
+        assert_int_equal(h_consent(&h, "kim", "kim", "consent", 1, 1, 0, -1,
+                                   on, "cmp", T0 + 30),
+                         0);
+        assert_int_equal(h_count(&h, "audit"), 3);
+
+        /* A late record (older ts) can only narrow, the feature too, and
+         * that narrowing is audited. */
+        assert_int_equal(h_consent(&h, "kim", "kim", "consent", 1, 1, 0, -1,
+                                   off, "cmp", T0 + 5),
+                         0);
+        assert_int_equal(h_count(&h, "audit"), 4);
+        assert_str(h_audit(&h, 3), "action", "changed");
+        assert_int_equal(audit_sf(&h, 3, "before"), 1);
+        assert_int_equal(audit_sf(&h, 3, "after"), 0);
+        ev = h_event(&h, "kim", NULL, -1);
+        assert_int_equal(ev->special_features, 0);
+
+        /* The tombstone's record says what it took away. */
+        assert_int_equal(h_consent(&h, "kim", "kim", "consent", 1, 1, 0, -1,
+                                   on, "cmp", T0 + 40),
+                         0);
+        assert_int_equal(h_count(&h, "audit"), 5);
+        assert_int_equal(h_tombstone(&h, "kim"), 0);
+        assert_int_equal(h_count(&h, "audit"), 6);
+        assert_str(h_audit(&h, 5), "action", "withdrawn");
+        assert_int_equal(audit_sf(&h, 5, "before"), 1);
+        assert_int_equal(audit_sf(&h, 5, "after"), -1);
+        h_close(&h);
+}
+
 static void test_gpc(void **state) {
         (void)state;
         struct harness h;
@@ -1000,6 +1108,7 @@ int main(void) {
                 cmocka_unit_test(test_tombstone_without_ledger_rule),
                 cmocka_unit_test(test_event_tc_is_stricter),
                 cmocka_unit_test(test_ledger_tc_and_features),
+                cmocka_unit_test(test_audit_special_features),
                 cmocka_unit_test(test_gpc),
                 cmocka_unit_test(test_vendor_and_restrictions),
                 cmocka_unit_test(test_bad_parameters),
