@@ -162,6 +162,28 @@ int veil_consent_cfg_load(struct veil_consent_cfg *c, const veil_params_t *p,
         return 0;
 }
 
+int veil_consent_tc_decode(struct veil_consent *s, const char *tc, size_t len,
+                           char *errstr, size_t errstr_size) {
+        int rc = veil_tcf_decode(tc, len, &s->tcf, errstr, errstr_size);
+        if (rc)
+                return rc;
+        /* The decoder reads any policy version (the conformance vectors
+         * are policy 2); the grant does not: purposes 1-11 were reworded
+         * and LI for 3-6 removed in TCF 2.2, and the IAB asks for consent
+         * to be established again under a new policy version, so an older
+         * string speaks of choices our mapping does not describe. */
+        if (s->tcf.tcf_policy_version < VEIL_CONSENT_TCF_MIN_POLICY) {
+                snprintf(errstr, errstr_size,
+                         "tcfPolicyVersion %u is older than %d (TCF 2.2), "
+                         "which the purpose mapping is written for",
+                         (unsigned)s->tcf.tcf_policy_version,
+                         VEIL_CONSENT_TCF_MIN_POLICY);
+                veil_tcf_forget(&s->tcf);
+                return -VEIL_EDECODE;
+        }
+        return 0;
+}
+
 uint8_t veil_consent_allowed(const struct veil_consent *s,
                              const struct veil_ledger_entry *e) {
         uint8_t a = e->own;
@@ -215,8 +237,9 @@ static void decide(struct veil_consent *s, struct veil_batch *b,
         }
         if (ev->tc_string && tier_of(a) != VEIL_TIER_NONE) {
                 char err[256];
-                if (veil_tcf_decode(ev->tc_string, strlen(ev->tc_string),
-                                    &s->tcf, err, sizeof(err))) {
+                if (veil_consent_tc_decode(s, ev->tc_string,
+                                           strlen(ev->tc_string), err,
+                                           sizeof(err))) {
                         a = 0;
                         why = VEIL_CONSENT_EVENT_INVALID;
                 } else {
@@ -467,7 +490,8 @@ static const struct veil_plugin plugin = {
         .version = "1.0.0",
         .description = "Gives every event a tier (personalized, contextual, "
                        "none) and a training flag from a consent ledger "
-                       "(compacted topic), IAB TCF v2.2 TC strings and GPC; "
+                       "(compacted topic), IAB TCF v2.2 TC strings (policy "
+                       "version 4 or later) and GPC; "
                        "withdrawal erases the person in every stage.",
         .params = params,
         .outputs = outputs,

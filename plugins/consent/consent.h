@@ -19,6 +19,13 @@
 /** Longest user id accepted on the consent topic (bytes). */
 #define VEIL_CONSENT_ID_MAX 512
 
+/** The TCF policy version the purpose mapping (tiermap.h, README "IAB TCF
+ *  v2.2 mapping") is written for: 4 is TCF 2.2, whose purposes 1-11 and
+ *  legal-basis rules it relies on. A string of an earlier policy was
+ *  consented to under other purpose texts (and LI for 3-6) and cannot
+ *  grant under it; later ones (5, TCF 2.3) keep those purposes. */
+#define VEIL_CONSENT_TCF_MIN_POLICY 4
+
 /** Why an event got tier none (index into veil_consent_reasons). */
 enum veil_consent_reason {
         VEIL_CONSENT_NO_RECORD = 0,
@@ -65,6 +72,14 @@ int veil_consent_cfg_load(struct veil_consent_cfg *c, const veil_params_t *p,
  *  its TC string and its GPC flag. */
 uint8_t veil_consent_allowed(const struct veil_consent *s,
                              const struct veil_ledger_entry *e);
+
+/** Decodes a TC string into s->tcf and checks that it may grant under our
+ *  mapping: a policy version of at least VEIL_CONSENT_TCF_MIN_POLICY. 0, or
+ *  an error (the string's own, or the refusal) with a message that never
+ *  echoes the string; on error s->tcf holds nothing, and the caller treats
+ *  the string as one that cannot be decoded: it allows nothing. */
+int veil_consent_tc_decode(struct veil_consent *s, const char *tc, size_t len,
+                           char *errstr, size_t errstr_size);
 
 /** Applies one consent-topic record (on_side_record). */
 int veil_consent_record(struct veil_consent *s,

@@ -350,13 +350,15 @@ int veil_consent_record(struct veil_consent *s,
         char bad_tc[400] = "";
         if (veil_rec_get_str(r->value, "tc_string", &tc, &tc_len) == 0) {
                 char e[256];
-                if (veil_tcf_decode(tc, tc_len, &s->tcf, e, sizeof(e))) {
-                        /* A string that cannot be read allows nothing, as
-                         * on an event: the record still narrows (a
-                         * withdrawal whose CMP wrote a broken string is
-                         * a withdrawal, now and after a restart, when it
-                         * may be the person's only record), and goes to
-                         * the dead-letter topic to be looked at. */
+                if (veil_consent_tc_decode(s, tc, tc_len, e, sizeof(e))) {
+                        /* A string that cannot be read, or cannot grant
+                         * under our mapping (policy before TCF 2.2),
+                         * allows nothing, as on an event: the record
+                         * still narrows (a withdrawal whose CMP wrote a
+                         * broken string is a withdrawal, now and after a
+                         * restart, when it may be the person's only
+                         * record), and goes to the dead-letter topic to be
+                         * looked at. */
                         snprintf(bad_tc, sizeof(bad_tc),
                                  "tc_string: %s; the record was applied as "
                                  "if its TC string allowed nothing",

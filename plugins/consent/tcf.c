@@ -704,6 +704,11 @@ int veil_tcf_decode(const char *s, size_t len, struct veil_tcf *out,
         return 0;
 }
 
+void veil_tcf_forget(struct veil_tcf *t) {
+        if (t)
+                reset(t);
+}
+
 void veil_tcf_clear(struct veil_tcf *t) {
         if (!t)
                 return;

@@ -133,6 +133,9 @@ int veil_tcf_decode(const char *s, size_t len, struct veil_tcf *out,
                     char *errstr, size_t errstr_size);
 /** Frees every buffer and leaves t zeroed (reusable, holds nothing). */
 void veil_tcf_clear(struct veil_tcf *t);
+/** Forgets what t holds (valid 0, every query answers 0) but keeps its
+ *  buffers: for a caller that decoded a string and then refuses it. */
+void veil_tcf_forget(struct veil_tcf *t);
 
 /* Queries: 1 or 0. Ids out of range and an undecoded t answer 0. They
  * report the signal as encoded; legal-basis policy is the caller's. In

@@ -763,6 +763,74 @@ static void test_audit_special_features(void **state) {
         h_close(&h);
 }
 
+/* The purpose mapping is written for TCF 2.2 (policy version 4): a string
+ * of an earlier policy decodes (the conformance vectors are policy 2) but
+ * cannot grant under it. On an event it is treated as a string that
+ * cannot be decoded; in a ledger record it allows nothing, and the record
+ * is dead-lettered saying why. */
+static void test_tc_policy_version(void **state) {
+        (void)state;
+        struct harness h;
+        char tc[512];
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "ola", 1, 1, 1, T0), 0);
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0),
+                             .special = 1};
+        static const struct {
+                int policy, granted;
+        } cases[] = {{2, 0}, {3, 0}, {4, 1}, {5, 1}};
+        for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+                m.policy = cases[i].policy;
+                h_tc(&m, tc, sizeof(tc));
+                const struct veil_event *ev = h_event(&h, "ola", tc, -1);
+                if (cases[i].granted) {
+                        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+                        assert_int_equal(ev->special_features, 1);
+                } else {
+                        assert_int_equal(ev->status, VEIL_DROP);
+                        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+                        assert_int_equal(ev->special_features, 0);
+                        assert_string_equal(
+                                ev->reason,
+                                "consent: invalid TC string on the event");
+                }
+        }
+
+        /* In the ledger: a first record granting everything through a
+         * policy-2 string grants nothing (audited as withdrawn), and is
+         * dead-lettered; the same with a policy-4 string grants. */
+        m.policy = 2;
+        h_tc(&m, tc, sizeof(tc));
+        size_t n_audit = h_count(&h, "audit"), n_dlq = h_count(&h, "dlq");
+        assert_int_equal(h_consent(&h, "pia", "pia", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", T0),
+                         0);
+        assert_int_equal(h_count(&h, "dlq"), n_dlq + 1);
+        const struct captured *d = h_at(&h, "dlq", n_dlq);
+        assert_string_equal(d->stage, "consent");
+        assert_non_null(strstr(d->error, "tcfPolicyVersion 2 is older than "
+                                         "4 (TCF 2.2)"));
+        assert_non_null(strstr(d->error, "applied as if its TC string "
+                                         "allowed nothing"));
+        assert_null(strstr(d->error, "pia"));
+        assert_null(strstr(d->error, tc));
+        assert_int_equal(h_count(&h, "audit"), n_audit + 1);
+        assert_str(h_audit(&h, n_audit), "action", "withdrawn");
+        const struct veil_event *ev = h_event(&h, "pia", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_int_equal(ev->special_features, 0);
+        m.policy = 4;
+        h_tc(&m, tc, sizeof(tc));
+        assert_int_equal(h_consent(&h, "pia", "pia", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", T0 + 1),
+                         0);
+        assert_int_equal(h_count(&h, "dlq"), n_dlq + 1);
+        ev = h_event(&h, "pia", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->special_features, 1);
+        h_close(&h);
+}
+
 static void test_gpc(void **state) {
         (void)state;
         struct harness h;
@@ -1080,6 +1148,8 @@ static void test_notice(void **state) {
                 "every stage deletes what it holds",
                 "the interaction is not processed",
                 "never the id itself",
+                "made under TCF 2.2 or later (TCF policy version 4 or "
+                "higher); otherwise it allows nothing",
         };
         for (size_t i = 0; i < sizeof(want) / sizeof(*want); i++)
                 if (!strstr(all, want[i]))
@@ -1109,6 +1179,7 @@ int main(void) {
                 cmocka_unit_test(test_event_tc_is_stricter),
                 cmocka_unit_test(test_ledger_tc_and_features),
                 cmocka_unit_test(test_audit_special_features),
+                cmocka_unit_test(test_tc_policy_version),
                 cmocka_unit_test(test_gpc),
                 cmocka_unit_test(test_vendor_and_restrictions),
                 cmocka_unit_test(test_bad_parameters),
