@@ -49,6 +49,12 @@ static const struct veil_param_def params[] = {
          "the event's TC string alone decides"},
         {"expected_users", VEIL_PARAM_INT, "100000", 0,
          "people the ledger is sized for at start (it grows by itself)"},
+        {"tc_max_age_days", VEIL_PARAM_INT, "395", 0,
+         "a TC string whose lastUpdated is more than this many days before "
+         "its use (an event's batch clock, a ledger record's ts) allows "
+         "nothing; 395 is 13 months, the longest interval between reminders "
+         "of TCF policies before 2.2 (2.2 leaves it to each regulator: "
+         "6 to 24 months); 0: no limit"},
         {NULL, 0, NULL, 0, NULL}};
 
 static const char *const outputs[] = {"audit", "access", NULL};
@@ -159,11 +165,20 @@ int veil_consent_cfg_load(struct veil_consent_cfg *c, const veil_params_t *p,
                          veil_params_where(p, "expected_users"));
                 return -VEIL_EINVAL;
         }
+        c->tc_max_age_days = veil_params_int(p, "tc_max_age_days", 395);
+        if (c->tc_max_age_days < 0 || c->tc_max_age_days > 3660) {
+                snprintf(errstr, errstr_size,
+                         "%s: tc_max_age_days must be 1..3660 days, or 0 for "
+                         "no limit; got %lld",
+                         veil_params_where(p, "tc_max_age_days"),
+                         (long long)c->tc_max_age_days);
+                return -VEIL_EINVAL;
+        }
         return 0;
 }
 
 int veil_consent_tc_decode(struct veil_consent *s, const char *tc, size_t len,
-                           char *errstr, size_t errstr_size) {
+                           int64_t at_ms, char *errstr, size_t errstr_size) {
         int rc = veil_tcf_decode(tc, len, &s->tcf, errstr, errstr_size);
         if (rc)
                 return rc;
@@ -180,6 +195,30 @@ int veil_consent_tc_decode(struct veil_consent *s, const char *tc, size_t len,
                          VEIL_CONSENT_TCF_MIN_POLICY);
                 veil_tcf_forget(&s->tcf);
                 return -VEIL_EDECODE;
+        }
+        /* lastUpdated is when the person last chose (or confirmed) in the
+         * CMP, which must remind them of their choices (every 13 months
+         * at most before TCF 2.2; since, as their regulator says): a
+         * string older than that was not refreshed as it should have
+         * been, and may no longer be what the person wants. A string
+         * dated after at_ms is not refused: nothing signs a TC string, so
+         * whoever could post-date one could as well date it today, and a
+         * CMP may write a record's string after the record's ts. at_ms
+         * comes first in the test so that a record's ts (any int64) cannot
+         * overflow the difference. */
+        if (s->cfg.tc_max_age_days > 0) {
+                int64_t updated_ms = (int64_t)s->tcf.last_updated * 100;
+                int64_t max_ms = s->cfg.tc_max_age_days * 86400000LL;
+                if (at_ms > updated_ms && at_ms - updated_ms > max_ms) {
+                        snprintf(errstr, errstr_size,
+                                 "lastUpdated is %lld days before its use, "
+                                 "over tc_max_age_days (%lld)",
+                                 (long long)((at_ms - updated_ms) /
+                                             86400000LL),
+                                 (long long)s->cfg.tc_max_age_days);
+                        veil_tcf_forget(&s->tcf);
+                        return -VEIL_EDECODE;
+                }
         }
         return 0;
 }
@@ -237,9 +276,12 @@ static void decide(struct veil_consent *s, struct veil_batch *b,
         }
         if (ev->tc_string && tier_of(a) != VEIL_TIER_NONE) {
                 char err[256];
+                /* Judged at the batch's clock (the host's: the wall clock
+                 * live, the stream's time in a replay), not the event's
+                 * own ts, which its producer sets like the string. */
                 if (veil_consent_tc_decode(s, ev->tc_string,
-                                           strlen(ev->tc_string), err,
-                                           sizeof(err))) {
+                                           strlen(ev->tc_string), b->now_ms,
+                                           err, sizeof(err))) {
                         a = 0;
                         why = VEIL_CONSENT_EVENT_INVALID;
                 } else {
@@ -491,7 +533,8 @@ static const struct veil_plugin plugin = {
         .description = "Gives every event a tier (personalized, contextual, "
                        "none) and a training flag from a consent ledger "
                        "(compacted topic), IAB TCF v2.2 TC strings (policy "
-                       "version 4 or later) and GPC; "
+                       "version 4 or later, not older than tc_max_age_days) "
+                       "and GPC; "
                        "withdrawal erases the person in every stage.",
         .params = params,
         .outputs = outputs,

@@ -49,6 +49,7 @@ struct veil_consent_cfg {
         int serve_none;         /**< on_none: serve */
         int require_ledger;
         int64_t expected_users;
+        int64_t tc_max_age_days; /**< 0: a TC string's age is not checked */
 };
 
 struct veil_consent {
@@ -74,12 +75,14 @@ uint8_t veil_consent_allowed(const struct veil_consent *s,
                              const struct veil_ledger_entry *e);
 
 /** Decodes a TC string into s->tcf and checks that it may grant under our
- *  mapping: a policy version of at least VEIL_CONSENT_TCF_MIN_POLICY. 0, or
- *  an error (the string's own, or the refusal) with a message that never
- *  echoes the string; on error s->tcf holds nothing, and the caller treats
- *  the string as one that cannot be decoded: it allows nothing. */
+ *  mapping when used at at_ms: a policy version of at least
+ *  VEIL_CONSENT_TCF_MIN_POLICY and a lastUpdated no more than
+ *  tc_max_age_days before at_ms. 0, or an error (the string's own, or the
+ *  refusal) with a message that never echoes the string; on error s->tcf
+ *  holds nothing, and the caller treats the string as one that cannot be
+ *  decoded: it allows nothing. */
 int veil_consent_tc_decode(struct veil_consent *s, const char *tc, size_t len,
-                           char *errstr, size_t errstr_size);
+                           int64_t at_ms, char *errstr, size_t errstr_size);
 
 /** Applies one consent-topic record (on_side_record). */
 int veil_consent_record(struct veil_consent *s,

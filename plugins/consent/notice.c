@@ -110,13 +110,25 @@ void veil_consent_notice(const veil_params_t *params, veil_notice_t *n) {
                         tcf_words(&c.map, 1, b, sizeof(b)),
                         tcf_words(&c.map, 2, t, sizeof(t)),
                         tcf_words(&c.map, 3, an, sizeof(an)));
-        /* The rule of veil_consent_tc_decode, in words: people should know
-         * that a string from an older TCF no longer speaks for them. */
-        veil_notice_add(n, VEIL_NOTICE_CONSENT,
-                        "A consent string counts only when it was made under "
-                        "TCF 2.2 or later (TCF policy version %d or higher); "
-                        "otherwise it allows nothing.",
-                        VEIL_CONSENT_TCF_MIN_POLICY);
+        /* The rules of veil_consent_tc_decode, in words: people should
+         * know that a string from an older TCF, or an old one, no longer
+         * speaks for them. */
+        if (c.tc_max_age_days)
+                veil_notice_add(n, VEIL_NOTICE_CONSENT,
+                                "A consent string counts only when it was "
+                                "made under TCF 2.2 or later (TCF policy "
+                                "version %d or higher) and your choices in it "
+                                "were made or confirmed within %lld days; "
+                                "otherwise it allows nothing.",
+                                VEIL_CONSENT_TCF_MIN_POLICY,
+                                (long long)c.tc_max_age_days);
+        else
+                veil_notice_add(n, VEIL_NOTICE_CONSENT,
+                                "A consent string counts only when it was "
+                                "made under TCF 2.2 or later (TCF policy "
+                                "version %d or higher); otherwise it allows "
+                                "nothing.",
+                                VEIL_CONSENT_TCF_MIN_POLICY);
         if (c.map.li_ok) {
                 size_t off = 0;
                 a[0] = '\0';

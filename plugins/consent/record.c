@@ -350,10 +350,15 @@ int veil_consent_record(struct veil_consent *s,
         char bad_tc[400] = "";
         if (veil_rec_get_str(r->value, "tc_string", &tc, &tc_len) == 0) {
                 char e[256];
-                if (veil_consent_tc_decode(s, tc, tc_len, e, sizeof(e))) {
+                /* Judged at the record's ts, when the person chose: the
+                 * ledger is rebuilt at every start, and a judgement by
+                 * the clock of the day would change, unaudited, what a
+                 * restart finds in force. */
+                if (veil_consent_tc_decode(s, tc, tc_len, ts, e,
+                                           sizeof(e))) {
                         /* A string that cannot be read, or cannot grant
-                         * under our mapping (policy before TCF 2.2),
-                         * allows nothing, as on an event: the record
+                         * under our mapping (policy before TCF 2.2, too
+                         * old), allows nothing, as on an event: the record
                          * still narrows (a withdrawal whose CMP wrote a
                          * broken string is a withdrawal, now and after a
                          * restart, when it may be the person's only

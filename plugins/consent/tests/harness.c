@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -304,9 +305,12 @@ static void put_ids(struct bits *w, const int *ids, size_t n) {
 void h_tc(const struct tc_model *m, char *out, size_t size) {
         struct bits w;
         memset(&w, 0, sizeof(w));
-        put(&w, 2, 6);              /* version */
-        put(&w, 16000000000ULL, 36); /* created, deciseconds */
-        put(&w, 16000000000ULL, 36); /* lastUpdated */
+        int64_t day = 86400000LL;
+        int64_t at = m->updated_ms ? m->updated_ms
+                                   : (int64_t)time(NULL) * 1000 / day * day;
+        put(&w, 2, 6);                     /* version */
+        put(&w, (uint64_t)(at / 100), 36); /* created, deciseconds */
+        put(&w, (uint64_t)(at / 100), 36); /* lastUpdated */
         put(&w, 7, 12);             /* cmpId */
         put(&w, 1, 12);             /* cmpVersion */
         put(&w, 1, 6);              /* consentScreen */

@@ -106,6 +106,12 @@ struct tc_model {
         } restr[4];
         size_t n_restr;
         int policy; /* tcfPolicyVersion; 0 = 4 */
+        /* created = lastUpdated, in ms since the epoch (written in
+         * deciseconds, to the day as CMPs do); 0 = today, so that the
+         * string is fresh for records at T0 (2023) and for events at the
+         * batch's real clock alike (the stage refuses one over
+         * tc_max_age_days before its use, but not one dated after it). */
+        int64_t updated_ms;
 };
 void h_tc(const struct tc_model *m, char *out, size_t size);
 /** Purpose mask from ids, 0-terminated. */

@@ -763,6 +763,8 @@ static void test_audit_special_features(void **state) {
         h_close(&h);
 }
 
+#define DAY 86400000LL
+
 /* The purpose mapping is written for TCF 2.2 (policy version 4): a string
  * of an earlier policy decodes (the conformance vectors are policy 2) but
  * cannot grant under it. On an event it is treated as a string that
@@ -828,6 +830,76 @@ static void test_tc_policy_version(void **state) {
         ev = h_event(&h, "pia", NULL, -1);
         assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
         assert_int_equal(ev->special_features, 1);
+        h_close(&h);
+}
+
+/* A TC string whose lastUpdated is more than tc_max_age_days (395 by
+ * default) before its use allows nothing: an event's string is judged at
+ * the batch's clock, a ledger record's at the record's ts. */
+static void test_tc_max_age(void **state) {
+        (void)state;
+        struct harness h;
+        char tc[512];
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "quin", 1, 1, 1, T0), 0);
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0)};
+        h_event_now_ms = T0;
+        m.updated_ms = T0 - 395 * DAY;
+        h_tc(&m, tc, sizeof(tc));
+        const struct veil_event *ev = h_event(&h, "quin", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        m.updated_ms = T0 - 396 * DAY;
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "quin", tc, -1);
+        assert_int_equal(ev->status, VEIL_DROP);
+        assert_string_equal(ev->reason,
+                            "consent: invalid TC string on the event");
+        /* The same string a day after it was written. */
+        h_event_now_ms = T0 - 395 * DAY;
+        ev = h_event(&h, "quin", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        h_event_now_ms = 0;
+
+        /* In the ledger: the record's ts decides, whatever today's date. */
+        size_t n_dlq = h_count(&h, "dlq");
+        m.updated_ms = T0 - 30 * DAY;
+        h_tc(&m, tc, sizeof(tc));
+        assert_int_equal(h_consent(&h, "rui", "rui", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", T0),
+                         0);
+        ev = h_event(&h, "rui", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(h_count(&h, "dlq"), n_dlq);
+        m.updated_ms = T0 - 400 * DAY;
+        h_tc(&m, tc, sizeof(tc));
+        assert_int_equal(h_consent(&h, "rui", "rui", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", T0 + 1),
+                         0);
+        assert_int_equal(h_count(&h, "dlq"), n_dlq + 1);
+        const struct captured *d = h_at(&h, "dlq", n_dlq);
+        assert_non_null(strstr(d->error, "lastUpdated is 400 days before its "
+                                         "use, over tc_max_age_days (395)"));
+        assert_non_null(strstr(d->error, "allowed nothing"));
+        ev = h_event(&h, "rui", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        h_close(&h);
+
+        /* The limit is configuration; 0 turns it off. */
+        h_open(&h, "{tc_max_age_days: 30}");
+        assert_int_equal(h_grant(&h, "quin", 1, 1, 1, T0), 0);
+        h_event_now_ms = T0;
+        m.updated_ms = T0 - 31 * DAY;
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "quin", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        h_close(&h);
+        h_open(&h, "{tc_max_age_days: 0}");
+        assert_int_equal(h_grant(&h, "quin", 1, 1, 1, T0), 0);
+        m.updated_ms = T0 - 3000 * DAY;
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "quin", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        h_event_now_ms = 0;
         h_close(&h);
 }
 
@@ -945,6 +1017,8 @@ static void test_bad_parameters(void **state) {
                  "'everything' is not one of personalization"},
                 {"{on_none: ignore}", "on_none must be drop or serve"},
                 {"{vendor_id: 70000}", "vendor_id must be an IAB vendor id"},
+                {"{tc_max_age_days: -1}",
+                 "tc_max_age_days must be 1..3660 days, or 0 for no limit"},
         };
         for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
                 err[0] = '\0';
@@ -1149,7 +1223,8 @@ static void test_notice(void **state) {
                 "the interaction is not processed",
                 "never the id itself",
                 "made under TCF 2.2 or later (TCF policy version 4 or "
-                "higher); otherwise it allows nothing",
+                "higher) and your choices in it were made or confirmed "
+                "within 395 days; otherwise it allows nothing",
         };
         for (size_t i = 0; i < sizeof(want) / sizeof(*want); i++)
                 if (!strstr(all, want[i]))
@@ -1180,6 +1255,7 @@ int main(void) {
                 cmocka_unit_test(test_ledger_tc_and_features),
                 cmocka_unit_test(test_audit_special_features),
                 cmocka_unit_test(test_tc_policy_version),
+                cmocka_unit_test(test_tc_max_age),
                 cmocka_unit_test(test_gpc),
                 cmocka_unit_test(test_vendor_and_restrictions),
                 cmocka_unit_test(test_bad_parameters),

@@ -43,7 +43,8 @@ out=$("$VEIL" consent decode --help 2>&1); rc=$?
 
 out=$("$VEIL" plugins consent 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -qE "side inputs: consent" <<<"$out" && grep -qE "outputs: audit access" <<<"$out" \
-   && grep -qE "personalization +list +default \[5, 6\]" <<<"$out" && grep -q "veil consent decode TC_STRING" <<<"$out"; then
+   && grep -qE "personalization +list +default \[5, 6\]" <<<"$out" && grep -q "veil consent decode TC_STRING" <<<"$out" \
+   && grep -qE "tc_max_age_days +int +default 395 +a TC string whose lastUpdated" <<<"$out"; then
   ok "veil plugins consent documents inputs, outputs, parameters and the command"
 else bad "plugins consent: rc=$rc $out"; fi
 
