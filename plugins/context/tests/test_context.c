@@ -750,7 +750,11 @@ struct harness {
         char access[4096];
         int n_access;
         long seq;
+        int training; /* events carry training consent */
 };
+
+/* Stages after context in the next h_open's pipeline ("" for none). */
+static const char *h_after = "";
 
 static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
                 const void *value, size_t value_len,
@@ -782,8 +786,9 @@ static void h_open(struct harness *h, const char *with) {
                  "  - use: %s/veil_forget.so\n"
                  "  - use: context\n"
                  "    with: {catalog: ../../../config/demo/items.csv, %s}\n"
+                 "%s"
                  "keys: {ephemeral: true}\n",
-                 FORGET_DIR, with);
+                 FORGET_DIR, with, h_after);
         memset(h, 0, sizeof(*h));
         char *dirs[] = {VEIL_PLUGIN_DIR_BUILD};
         if (veil_config_parse(&h->cfg,
@@ -823,6 +828,7 @@ static struct veil_batch *h_run(struct harness *h, const struct spec *sp,
                 ev.ts_ms = sp[i].ts_s * 1000;
                 ev.ctx.session_id = sp[i].session;
                 ev.tier = sp[i].tier;
+                ev.training = h->training;
                 ev.gpc = -1;
                 assert_int_equal(veil_pipeline_batch_add_event(h->p, &ev), 1);
         }
@@ -1124,6 +1130,51 @@ static void test_export_after_rotation(void **st) {
         rmdir(dir);
 }
 
+/* dp_model's section of the same export: the steps a person joined under
+ * each key, the older key's named by it (each would overwrite the last),
+ * keyed by the subject, never the raw id. */
+static void test_dp_export_after_rotation(void **st) {
+        (void)st;
+        char acc[] = "/tmp/veil-test-acc-XXXXXX", yaml[1024];
+        assert_non_null(mkdtemp(acc));
+        snprintf(yaml, sizeof(yaml),
+                 "  - use: dp_model\n"
+                 "    with: {catalog: ../../../config/demo/items.csv, dim: 8,"
+                 " mechanism: gaussian, noise_multiplier: 2,"
+                 " max_contributions: 4, step_size: 1000,"
+                 " step_interval_s: 0, delta: 1e-6, epsilon_budget: 0,"
+                 " accountant_file: %s/acc}\n",
+                 acc);
+        h_after = yaml;
+        struct harness h;
+        h_open(&h, "default_tier: personalized");
+        h_after = "";
+        h.training = 1;
+        char dir[] = "/tmp/veil-test-keys-XXXXXX", path[64], err[512];
+        add_k2(&h, dir, path);
+        struct spec a[] = {{"alice", "85123A", "s1", NULL, 100, P}};
+        h_run(&h, a, 1);
+        assert_int_equal(veil_keyring_set_active(h.kr, "k2", err, sizeof(err)),
+                         0);
+        struct spec b[] = {{"alice", "71053", "s2", NULL, 200, P}};
+        h_run(&h, b, 1);
+        struct spec ex[] = {{"alice", "x", NULL, "export", 300, P}};
+        h_run(&h, ex, 1);
+        h_run(&h, NULL, 0);
+        assert_int_equal(h.n_access, 1);
+        fprintf(stderr, "# %s\n", h.access);
+        assert_non_null(strstr(h.access, "\"steps_joined_this_window\": \"1\""));
+        assert_non_null(strstr(h.access, "\"steps_joined_this_window (under "
+                                         "key eph)\": \"1\""));
+        assert_null(strstr(h.access, "alice"));
+        h_close(&h);
+        unlink(path);
+        rmdir(dir);
+        snprintf(path, sizeof(path), "%s/acc", acc);
+        unlink(path);
+        rmdir(acc);
+}
+
 static void test_erase_export_cap(void **st) {
         (void)st;
         struct harness h;
@@ -1327,6 +1378,7 @@ int main(void) {
                 cmocka_unit_test(test_erase_export_cap),
                 cmocka_unit_test(test_idle_ttl),
                 cmocka_unit_test(test_export_after_rotation),
+                cmocka_unit_test(test_dp_export_after_rotation),
                 cmocka_unit_test(test_history),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
