@@ -352,8 +352,13 @@ int veil_rec_get_str(const veil_rec_t *r, const char *path, const char **s,
         if (avro_value_get_type(&v) == AVRO_STRING) {
                 if (avro_value_get_string(&v, &p, &n))
                         return -VEIL_EINVAL;
-                /* Avro-C counts the terminator. */
-                n = n ? n - 1 : 0;
+                /* Avro-C counts the terminator; 0 is a string never set
+                 * since the reset, whose buffer holds the previous
+                 * record's text still (another person's). */
+                if (n)
+                        n--;
+                else
+                        p = "";
         } else if (avro_value_get_type(&v) == AVRO_ENUM) {
                 int i;
                 if (avro_value_get_enum(&v, &i))
@@ -383,8 +388,10 @@ int veil_rec_get_bytes(const veil_rec_t *r, const char *path,
         if (avro_value_get_type(&v) != AVRO_BYTES ||
             avro_value_get_bytes(&v, &p, &n))
                 return -VEIL_EINVAL;
+        /* Empty bytes may sit in a buffer that holds the previous
+         * record's (see veil_rec_get_str). */
         if (data)
-                *data = p;
+                *data = n ? p : "";
         if (len)
                 *len = n;
         return 0;

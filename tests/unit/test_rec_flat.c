@@ -171,6 +171,9 @@ static void step(struct pair *h, size_t *nh, size_t cap) {
                 if (!ra) {
                         assert_int_equal(la, lb);
                         assert_memory_equal(sa, sb, la);
+                        /* as C strings too: a string never set in this
+                         * record reads "", not what was in its buffer */
+                        assert_string_equal(sa, sb);
                 }
                 break;
         }
