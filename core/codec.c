@@ -1095,6 +1095,8 @@ struct recdefs { /* fill_defaults() cache, per record type */
         struct scalar_def *val;
         size_t n_sub; /* record fields without a default: recurse */
         int *sub;
+        size_t n_uni; /* union fields without a default (stale_rec) */
+        int *uni;
 };
 
 struct efield { /* how encode_event writes one field */
@@ -2499,6 +2501,7 @@ static void recdefs_free(struct recdefs *r) {
         free(r->bin);
         free(r->len);
         free(r->sub);
+        free(r->uni);
         free(r);
 }
 
@@ -2629,8 +2632,10 @@ static struct recdefs *recdefs_for(struct veil_codec *c, avro_schema_t rec) {
         r->bin = calloc(n ? n : 1, sizeof(*r->bin));
         r->len = calloc(n ? n : 1, sizeof(*r->len));
         r->sub = calloc(n ? n : 1, sizeof(*r->sub));
+        r->uni = calloc(n ? n : 1, sizeof(*r->uni));
         r->val = calloc(n ? n : 1, sizeof(*r->val));
-        if (!r->field || !r->bin || !r->len || !r->sub || !r->val)
+        if (!r->field || !r->bin || !r->len || !r->sub || !r->uni ||
+            !r->val)
                 goto nomem;
         for (size_t i = 0; i < n; i++) {
                 const char *fn = avro_schema_record_field_name(rec, (int)i);
@@ -2649,6 +2654,8 @@ static struct recdefs *recdefs_for(struct veil_codec *c, avro_schema_t rec) {
                         r->field[r->n++] = (int)i;
                 } else if (avro_typeof(fs) == AVRO_RECORD) {
                         r->sub[r->n_sub++] = (int)i;
+                } else if (avro_typeof(fs) == AVRO_UNION) {
+                        r->uni[r->n_uni++] = (int)i;
                 }
         }
         r->next = c->recdefs;
@@ -2693,6 +2700,67 @@ static int fill_rec(struct veil_codec *c, avro_value_t *v, int depth) {
 
 static int fill_defaults(void *ctx, avro_value_t *v) {
         return fill_rec(ctx, v, 0);
+}
+
+static int stale_rec(struct veil_codec *c, avro_value_t *v, int depth);
+
+/* Lists union u, which holds a branch after the output record's reset and
+ * fill_defaults(): a branch the previous record chose (no default chose
+ * it), for rec.c to take as never set. The unions without default of its
+ * record branch kept theirs too; nothing else in it can be reached before
+ * u is selected, and selecting it gives the branch its defaults. */
+static int stale_union(struct veil_codec *c, avro_value_t *u, int depth) {
+        struct veil_rec_pool *p = &c->out_pool;
+        avro_value_t b;
+        if (p->n_stale == p->cap_stale) {
+                size_t cap = p->cap_stale ? 2 * p->cap_stale : 16;
+                struct veil_rec_stale *n =
+                        realloc(p->stale, cap * sizeof(*n));
+                if (!n)
+                        return -VEIL_ENOMEM;
+                p->stale = n;
+                p->cap_stale = cap;
+        }
+        size_t k = p->n_stale++;
+        p->stale[k] = (struct veil_rec_stale){u->iface, u->self, k + 1, 1};
+        p->n_live++;
+        if (!avro_value_get_current_branch(u, &b) &&
+            avro_value_get_type(&b) == AVRO_RECORD) {
+                int rc = stale_rec(c, &b, depth + 1);
+                if (rc)
+                        return rc;
+        }
+        p->stale[k].end = p->n_stale;
+        return 0;
+}
+
+/* The unions of record v that stale_union() lists: those without default
+ * holding a branch, in v and in its fields of record type without default
+ * (fill_rec() leaves both alone). A level of depth here is one or two
+ * for the encoder: every union a record can write is looked at. */
+static int stale_rec(struct veil_codec *c, avro_value_t *v, int depth) {
+        if (depth > MAX_DEPTH)
+                return 0;
+        struct recdefs *r = recdefs_for(c, deref(avro_value_get_schema(v)));
+        if (!r)
+                return -VEIL_ENOMEM;
+        for (size_t i = 0; i < r->n_uni + r->n_sub; i++) {
+                avro_value_t f;
+                int d = -1, rc;
+                int uni = i < r->n_uni;
+                size_t fi = (size_t)(uni ? r->uni[i] : r->sub[i - r->n_uni]);
+                if (avro_value_get_by_index(v, fi, &f, NULL))
+                        return -VEIL_EINVAL;
+                if (!uni)
+                        rc = stale_rec(c, &f, depth + 1);
+                else if (avro_value_get_discriminant(&f, &d) || d < 0)
+                        continue;
+                else
+                        rc = stale_union(c, &f, depth);
+                if (rc)
+                        return rc;
+        }
+        return 0;
 }
 
 /* ---- the flat plan of an output schema (recflat.c) ---------------- */
@@ -2848,16 +2916,25 @@ veil_rec_t *veil_codec_rec_begin(struct veil_codec *c) {
                 return c->out_rec.flat ? &c->out_rec : NULL;
         }
         /* Reset first: nothing of the previous record (another person's)
-         * may leak into this one through a field left unset. */
+         * may leak into this one through a field left unset. The reset
+         * keeps the unions' branches: those are listed as never set. */
         if (avro_value_reset(&c->out) || fill_defaults(c, &c->out))
                 return NULL;
-        return &c->out_rec;
+        avro_type_t t = avro_value_get_type(&c->out);
+        int d = -1, rc = 0;
+        if (t == AVRO_RECORD)
+                rc = stale_rec(c, &c->out, 0);
+        else if (t == AVRO_UNION &&
+                 !avro_value_get_discriminant(&c->out, &d) && d >= 0)
+                rc = stale_union(c, &c->out, 0); /* a schema's: no default */
+        return rc ? NULL : &c->out_rec;
 }
 
 /* A union or string never set (and without default) cannot be written:
  * Avro-C fails on the one and would write garbage length for the other.
  * Find it so the message names the field. */
-static int find_unset(avro_value_t *v, char *path, size_t size, int depth) {
+static int find_unset(const struct veil_rec_pool *p, avro_value_t *v,
+                      char *path, size_t size, int depth) {
         size_t n = 0, len = path ? strlen(path) : 0;
         avro_value_t child;
         const char *name;
@@ -2872,10 +2949,10 @@ static int find_unset(avro_value_t *v, char *path, size_t size, int depth) {
         case AVRO_UNION: {
                 int d = -1;
                 avro_value_get_discriminant(v, &d);
-                if (d < 0)
+                if (d < 0 || veil_rec_stale(p, v))
                         return 1;
                 return !avro_value_get_current_branch(v, &child) &&
-                       find_unset(&child, path, size, depth + 1);
+                       find_unset(p, &child, path, size, depth + 1);
         }
         case AVRO_RECORD:
         case AVRO_ARRAY:
@@ -2894,7 +2971,7 @@ static int find_unset(avro_value_t *v, char *path, size_t size, int depth) {
                                 snprintf(path + len, size - len, "[%zu]", i);
                         else
                                 snprintf(path + len, size - len, "[]");
-                        if (find_unset(&child, path, size, depth + 1))
+                        if (find_unset(p, &child, path, size, depth + 1))
                                 return 1;
                         if (path)
                                 path[len] = '\0';
@@ -2910,7 +2987,8 @@ static int find_unset(avro_value_t *v, char *path, size_t size, int depth) {
  * into the buffer: Avro-C needs a walk to size the output and another to
  * write it, and the unset check was a third. 1 when a union or string was
  * never set (find_unset() then names it), -VEIL_ENOMEM, -VEIL_EINVAL. */
-static int enc_value(struct veil_buf *b, avro_value_t *v, int depth) {
+static int enc_value(struct veil_buf *b, const struct veil_rec_pool *pool,
+                     avro_value_t *v, int depth) {
         avro_value_t child;
         const char *key;
         const void *p;
@@ -2970,10 +3048,12 @@ static int enc_value(struct veil_buf *b, avro_value_t *v, int depth) {
         case AVRO_UNION:
                 i = -1;
                 avro_value_get_discriminant(v, &i);
-                if (i < 0 || avro_value_get_current_branch(v, &child))
+                if (i < 0 || veil_rec_stale(pool, v) ||
+                    avro_value_get_current_branch(v, &child))
                         return 1;
-                return (rc = veil_avro_put_long(b, i)) ? rc
-                                             : enc_value(b, &child, depth + 1);
+                return (rc = veil_avro_put_long(b, i))
+                               ? rc
+                               : enc_value(b, pool, &child, depth + 1);
         case AVRO_RECORD:
         case AVRO_ARRAY:
         case AVRO_MAP: {
@@ -2994,7 +3074,7 @@ static int enc_value(struct veil_buf *b, avro_value_t *v, int depth) {
                         if (t == AVRO_MAP &&
                             (rc = put_str(b, key, strlen(key))))
                                 return rc;
-                        if ((rc = enc_value(b, &child, depth + 1)))
+                        if ((rc = enc_value(b, pool, &child, depth + 1)))
                                 return rc;
                 }
                 return t == AVRO_RECORD ? 0 : veil_avro_put_long(b, 0);
@@ -3037,7 +3117,7 @@ int veil_codec_rec_encode(struct veil_codec *c, struct veil_buf *out,
                             "out of memory encoding a record of %s",
                             c->rs->path);
         }
-        rc = enc_value(out, &c->out, 0);
+        rc = enc_value(out, &c->out_pool, &c->out, 0);
         if (rc == 0)
                 return 0;
         out->len = 0;
@@ -3048,7 +3128,8 @@ int veil_codec_rec_encode(struct veil_codec *c, struct veil_buf *out,
         if (rc == VEIL_ENC_NOT_UTF8)
                 return not_utf8_out(c, errstr, errstr_size);
         /* Naming the field costs a snprintf per field: only now. */
-        if (rc == 1 && find_unset(&c->out, path, sizeof(path), 0))
+        if (rc == 1 &&
+            find_unset(&c->out_pool, &c->out, path, sizeof(path), 0))
                 return fail(errstr, errstr_size, -VEIL_EINVAL,
                             "record of %s: field %s was not set and has no "
                             "default",

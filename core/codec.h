@@ -75,7 +75,9 @@ int veil_codec_decode_rec(struct veil_codec *c, const void *buf, size_t len,
                           const veil_rec_t **rec, char *errstr,
                           size_t errstr_size);
 /** Resets and returns the codec's reusable output record, every field at
- *  its schema default (nothing of the previous record survives). Handles
+ *  its schema default (nothing of the previous record survives: a union
+ *  without default is never set, even where Avro-C's reset keeps its
+ *  branch, and a string reads none of the previous text). Handles
  *  from veil_rec_append/veil_rec_map_add stay valid until the next begin. */
 veil_rec_t *veil_codec_rec_begin(struct veil_codec *c);
 /** Output records are kept in slots of their own when the schema is flat

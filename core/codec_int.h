@@ -64,11 +64,10 @@ struct veil_rec_path {
  * nothing is freed or allocated per record in steady state. Every
  * veil_rec_* function gives the same results and codes on either
  * representation (rec.c dispatches on veil_rec.flat; tests/unit/
- * test_rec_flat.c compares them), but that each record starts from its
- * defaults alone: a string or union without default the record never set
- * is refused when encoded, as veil_codec_rec_encode promises, where
- * Avro-C writes "" for a string never set in a fresh value and keeps a
- * union's branch from the previous record. codec.c compiles the plan from
+ * test_rec_flat.c compares them), but that a string without default the
+ * record never set is refused when encoded, as veil_codec_rec_encode
+ * promises, also in a fresh record or element, where Avro-C writes "" for
+ * a string never set in a fresh value. codec.c compiles the plan from
  * the schema and its defaults, and keeps Avro-C values for every other
  * schema. */
 enum veil_flat_kind {
@@ -210,6 +209,21 @@ struct veil_rec_pool {
          * map add, a union switching branch, reset): cached element values
          * of an older epoch are found again. */
         unsigned long epoch;
+        /* Unions of the output record that kept the previous record's
+         * branch through its reset: Avro-C's reset keeps a union's branch
+         * (the value in it zeroed) and has no way back to none. Until this
+         * record selects one, it reads and encodes as never set, so nothing
+         * the previous record (another person's) chose is taken for this
+         * one's. veil_codec_rec_begin lists them; in pre-order, so the
+         * unions in an entry's record branch follow it, up to `end`. */
+        struct veil_rec_stale {
+                const avro_value_iface_t *iface; /* NULL: dropped */
+                const void *self;
+                size_t end;
+                int live; /* not selected yet in this record */
+        } *stale;
+        size_t n_stale, cap_stale;
+        size_t n_live; /* entries live: 0 skips every look-up */
         struct veil_rec_path paths[VEIL_REC_PATH_CACHE];
         /* Plugins pass the same string literal on every call: found by
          * its address, a path costs one strcmp instead of strlen and a
@@ -234,6 +248,19 @@ struct veil_rec *veil_rec_pool_take(struct veil_rec_pool *p,
                                     size_t index);
 void veil_rec_pool_reset(struct veil_rec_pool *p);
 void veil_rec_pool_free(struct veil_rec_pool *p);
+
+/** Whether union u kept the previous record's branch and this record has
+ *  not selected it: it is then never set, whatever its discriminant. */
+static inline int veil_rec_stale(const struct veil_rec_pool *p,
+                                 const avro_value_t *u) {
+        if (!p->n_live)
+                return 0;
+        for (size_t i = 0; i < p->n_stale; i++)
+                if (p->stale[i].self == u->self &&
+                    p->stale[i].iface == u->iface)
+                        return p->stale[i].live;
+        return 0;
+}
 
 /* Avro binary writers shared by codec.c and recflat.c. The scalars are
  * written in place, room for the longest made first: a memcpy call per

@@ -60,6 +60,7 @@ struct veil_rec *veil_rec_pool_take(struct veil_rec_pool *p,
 
 void veil_rec_pool_reset(struct veil_rec_pool *p) {
         p->epoch++;
+        p->n_stale = p->n_live = 0;
         p->cur = p->head;
         if (p->cur)
                 p->cur->used = 0;
@@ -67,6 +68,9 @@ void veil_rec_pool_reset(struct veil_rec_pool *p) {
 
 void veil_rec_pool_free(struct veil_rec_pool *p) {
         veil_flat_arena_free(&p->flat);
+        free(p->stale);
+        p->stale = NULL;
+        p->n_stale = p->cap_stale = p->n_live = 0;
         struct veil_rec_pool_chunk *c = p->head;
         while (c) {
                 struct veil_rec_pool_chunk *n = c->next;
@@ -98,13 +102,13 @@ static avro_schema_t deref(avro_schema_t s) {
 }
 
 /* A union read as its current branch; absent when unset or null. */
-static int unwrap_get(avro_value_t *v) {
+static int unwrap_get(const struct veil_rec_pool *p, avro_value_t *v) {
         if (avro_value_get_type(v) != AVRO_UNION)
                 return 0;
         int d = -1;
         avro_value_t b;
         if (avro_value_get_discriminant(v, &d) || d < 0 ||
-            avro_value_get_current_branch(v, &b))
+            veil_rec_stale(p, v) || avro_value_get_current_branch(v, &b))
                 return -VEIL_ENOENT;
         *v = b;
         return avro_value_get_type(v) == AVRO_NULL ? -VEIL_ENOENT : 0;
@@ -119,6 +123,29 @@ static int branch_of_type(const avro_value_t *u, avro_type_t t) {
         return -1;
 }
 
+/* Union u is being selected (switching: to another branch). 1 when it
+ * kept the previous record's branch: that branch is then chosen afresh. A
+ * switch frees the branch, and with it the unions listed in it, whose
+ * storage the new branch may reuse. */
+static int unstale(struct veil_rec_pool *p, const avro_value_t *u,
+                   int switching) {
+        for (size_t k = 0; k < p->n_stale; k++) {
+                struct veil_rec_stale *e = &p->stale[k];
+                if (e->self != u->self || e->iface != u->iface)
+                        continue;
+                for (size_t j = k + 1; switching && j < e->end; j++) {
+                        p->n_live -= p->stale[j].live;
+                        p->stale[j].live = 0;
+                        p->stale[j].iface = NULL;
+                }
+                int was = e->live;
+                p->n_live -= was;
+                e->live = 0;
+                return was;
+        }
+        return 0;
+}
+
 /* Selects branch i of union *v and makes *v that branch. Selecting the
  * branch already selected keeps its contents (Avro-C reuses it), which is
  * what lets "purposes.training" and "purposes.analytics" be set in turn. */
@@ -128,6 +155,10 @@ static int select_branch(struct veil_rec_pool *p, avro_value_t *v, int i) {
         if (i < 0)
                 return -VEIL_EINVAL;
         avro_value_get_discriminant(v, &cur);
+        /* The previous record's branch, kept by the reset, is new to this
+         * record: a record branch gets its defaults, not what was left. */
+        if (p->n_live && unstale(p, v, cur != i))
+                cur = -1;
         /* Switching branch frees the old one, elements and all. */
         if (cur != i)
                 p->epoch++;
@@ -162,7 +193,7 @@ static int resolve(const struct veil_rec *r, avro_value_t *out, int depth) {
         int rc = depth > 32 ? -VEIL_EINVAL
                             : resolve(r->parent, &parent, depth + 1);
         if (rc || (rc = walk_from(r->pool, parent, r->path, 0, &c)) ||
-            (rc = unwrap_get(&c)))
+            (rc = unwrap_get(r->pool, &c)))
                 return rc;
         if (avro_value_get_type(&c) != AVRO_ARRAY &&
             avro_value_get_type(&c) != AVRO_MAP)
@@ -183,7 +214,7 @@ static int resolve(const struct veil_rec *r, avro_value_t *out, int depth) {
 static int step_union(struct veil_rec_pool *pool, avro_value_t *v, int set) {
         if (avro_value_get_type(v) != AVRO_UNION)
                 return 0;
-        int rc = set ? want(pool, v, AVRO_RECORD) : unwrap_get(v);
+        int rc = set ? want(pool, v, AVRO_RECORD) : unwrap_get(pool, v);
         return rc == -VEIL_EINVAL ? -VEIL_ENOENT : rc;
 }
 
@@ -336,7 +367,7 @@ static int walk(const struct veil_rec *r, const char *path, int set,
 
 static int get_leaf(const veil_rec_t *r, const char *path, avro_value_t *v) {
         int rc = walk(r, path, 0, v);
-        return rc ? rc : unwrap_get(v);
+        return rc ? rc : unwrap_get(r->pool, v);
 }
 
 int veil_rec_get_str(const veil_rec_t *r, const char *path, const char **s,
@@ -532,7 +563,7 @@ int veil_rec_map_at(const veil_rec_t *r, const char *path, size_t i,
                 return rc;
         if (avro_value_get_by_index(&v, i, &e, &k))
                 return -VEIL_ENOENT;
-        rc = unwrap_get(&e);
+        rc = unwrap_get(r->pool, &e);
         if (rc == 0) {
                 if (avro_value_get_type(&e) != AVRO_STRING ||
                     avro_value_get_string(&e, &s, &n))

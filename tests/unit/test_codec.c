@@ -1591,6 +1591,143 @@ static void test_rec_kitchen(void **state) {
         veil_codec_destroy(c);
 }
 
+/* Whether text occurs in the bytes of b. */
+static int holds(const struct veil_buf *b, const char *text) {
+        size_t n = strlen(text);
+        for (size_t i = 0; n && i + n <= b->len; i++)
+                if (!memcmp(b->data + i, text, n))
+                        return 1;
+        return 0;
+}
+
+/* The encode of record that must be refused for its field `field`, and
+ * leaves nothing in b. */
+static void assert_unset(struct veil_codec *c, struct veil_buf *b,
+                         const char *field) {
+        char err[256] = "", want[64];
+        snprintf(want, sizeof(want), "field %s was not set", field);
+        assert_int_equal(veil_codec_rec_encode(c, b, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        if (!strstr(err, want))
+                fail_msg("want \"%s\", got \"%s\"", want, err);
+        assert_int_equal(b->len, 0);
+}
+
+/* A union without default that a record does not set is unset in it,
+ * whatever the previous record (another person's) held there: it reads as
+ * absent and the record is refused naming it, as in a codec's first record
+ * and in flat records. Avro-C's reset keeps a union's branch with its value
+ * zeroed, and a string's text in its buffer: a long never set was written
+ * as the previous record's branch holding 0, the getters read the previous
+ * record's strings, and a record branch chosen again had its fields zeroed
+ * instead of its defaults. The schema has a record branch, so these
+ * records are Avro-C values. */
+static void test_rec_union_not_carried(void **state) {
+        (void)state;
+        struct veil_codec *c = codec_or_die(DATA("unions.avsc"),
+                                            VEIL_FRAMING_RAW, 0);
+        struct veil_buf b = {0};
+        const char *s;
+        size_t n;
+        int64_t l;
+        double d;
+        int bv;
+
+        /* A: every field set, A's identifier in every string */
+        veil_rec_t *w = veil_codec_rec_begin(c);
+        assert_int_equal(veil_rec_set_str(w, "u", SECRET), 0);
+        assert_int_equal(veil_rec_set_bool(w, "nb", 1), 0);
+        assert_int_equal(veil_rec_set_str(w, "s", SECRET), 0);
+        assert_int_equal(veil_rec_set_long(w, "p.v", 4343), 0);
+        assert_int_equal(veil_rec_set_long(w, "r.x", 99), 0);
+        assert_int_equal(veil_rec_set_str(w, "r.t", SECRET), 0);
+        assert_int_equal(veil_rec_set_long(w, "r.w", 4242), 0);
+        const veil_rec_t *r = reencode(c, &b);
+        assert_int_equal(veil_rec_get_str(r, "u", &s, NULL), 0);
+        assert_string_equal(s, SECRET);
+        assert_int_equal(veil_rec_get_str(r, "r.t", &s, NULL), 0);
+        assert_string_equal(s, SECRET);
+
+        /* B sets nothing: nothing of A's reads back, and the unions
+         * without default are refused one by one */
+        w = veil_codec_rec_begin(c);
+        assert_int_equal(veil_rec_get_str(w, "u", &s, NULL), -VEIL_ENOENT);
+        assert_int_equal(veil_rec_get_bool(w, "nb", &bv), -VEIL_ENOENT);
+        assert_int_equal(veil_rec_get_long(w, "p.v", &l), -VEIL_ENOENT);
+        assert_int_equal(veil_rec_get_long(w, "r.x", &l), -VEIL_ENOENT);
+        assert_int_equal(veil_rec_get_str(w, "r.t", &s, NULL), -VEIL_ENOENT);
+        /* a string never set reads "", as in flat records */
+        s = NULL;
+        n = 99;
+        assert_int_equal(veil_rec_get_str(w, "s", &s, &n), 0);
+        assert_string_equal(s, "");
+        assert_int_equal(n, 0);
+        assert_unset(c, &b, "u");
+        assert_int_equal(veil_rec_set_null(w, "u"), 0);
+        assert_unset(c, &b, "nb");
+        assert_int_equal(veil_rec_set_double(w, "nb", 0.5), 0);
+        assert_unset(c, &b, "s");
+        assert_int_equal(veil_rec_set_str(w, "s", "b"), 0);
+        assert_unset(c, &b, "p.v");
+        assert_int_equal(veil_rec_set_null(w, "p.v"), 0);
+        assert_unset(c, &b, "r");
+        /* choosing r's record gives it its defaults, not A's x and t; its
+         * own union w is unset still */
+        assert_int_equal(veil_rec_set_long(w, "r.x", 8), 0);
+        assert_int_equal(veil_rec_get_str(w, "r.t", &s, NULL), 0);
+        assert_string_equal(s, "tee");
+        assert_int_equal(veil_rec_get_long(w, "r.w", &l), -VEIL_ENOENT);
+        assert_unset(c, &b, "r.w");
+        assert_int_equal(veil_rec_set_long(w, "r.w", 1), 0);
+        r = reencode(c, &b);
+        assert_false(holds(&b, SECRET));
+        assert_int_equal(veil_rec_get_str(r, "u", &s, NULL), -VEIL_ENOENT);
+        assert_int_equal(veil_rec_get_double(r, "nb", &d), 0);
+        assert_true(d == 0.5);
+        assert_int_equal(veil_rec_get_str(r, "s", &s, NULL), 0);
+        assert_string_equal(s, "b");
+        assert_int_equal(veil_rec_get_long(r, "r.x", &l), 0);
+        assert_int_equal(l, 8);
+        assert_int_equal(veil_rec_get_str(r, "r.t", &s, NULL), 0);
+        assert_string_equal(s, "tee");
+        assert_int_equal(veil_rec_get_long(r, "r.w", &l), 0);
+        assert_int_equal(l, 1);
+
+        /* C: a long in u, a double in nb */
+        w = veil_codec_rec_begin(c);
+        assert_int_equal(veil_rec_set_long(w, "u", 4242424242LL), 0);
+        assert_int_equal(veil_rec_set_double(w, "nb", 2.5), 0);
+        assert_int_equal(veil_rec_set_str(w, "s", "c"), 0);
+        assert_int_equal(veil_rec_set_null(w, "p.v"), 0);
+        assert_int_equal(veil_rec_set_null(w, "r"), 0);
+        r = reencode(c, &b);
+        assert_int_equal(veil_rec_get_long(r, "u", &l), 0);
+        assert_int_equal(l, 4242424242LL);
+
+        /* D sets neither: refused, not written as C's branches holding 0 */
+        w = veil_codec_rec_begin(c);
+        assert_int_equal(veil_rec_get_long(w, "u", &l), -VEIL_ENOENT);
+        assert_int_equal(veil_rec_get_double(w, "nb", &d), -VEIL_ENOENT);
+        assert_int_equal(veil_rec_set_str(w, "s", "d"), 0);
+        assert_int_equal(veil_rec_set_null(w, "p.v"), 0);
+        assert_int_equal(veil_rec_set_null(w, "r"), 0);
+        assert_unset(c, &b, "u");
+        assert_int_equal(veil_rec_set_null(w, "u"), 0);
+        assert_unset(c, &b, "nb");
+        assert_int_equal(veil_rec_set_bool(w, "nb", 0), 0);
+        r = reencode(c, &b);
+        assert_int_equal(veil_rec_get_long(r, "u", &l), -VEIL_ENOENT);
+        assert_int_equal(veil_rec_get_bool(r, "nb", &bv), 0);
+        assert_int_equal(bv, 0);
+        char *json = veil_codec_rec_json(c, b.data, b.len);
+        assert_non_null(json);
+        assert_non_null(strstr(json, "\"u\": null"));
+        assert_non_null(strstr(json, "\"nb\": {\"boolean\": false}"));
+        free(json);
+        veil_buf_free(&b);
+        veil_codec_destroy(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_schemas_load),
@@ -1614,6 +1751,7 @@ int main(void) {
                 cmocka_unit_test(test_rec_model_update),
                 cmocka_unit_test(test_rec_audit_access),
                 cmocka_unit_test(test_rec_kitchen),
+                cmocka_unit_test(test_rec_union_not_carried),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
