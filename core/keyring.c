@@ -348,15 +348,18 @@ static struct key *same_material(struct veil_keyring *kr,
         return NULL;
 }
 
-int veil_keyring_add_file(struct veil_keyring *kr, const char *key_id,
-                          const char *path, char *errstr,
-                          size_t errstr_size) {
+/* A key file's bytes (path) or, path NULL, random ones drawn here: the
+ * material never leaves locked memory (an ephemeral key). Messages name
+ * the path or the id, never a byte. */
+static int add_key(struct veil_keyring *kr, const char *key_id,
+                   const char *path, char *errstr, size_t errstr_size) {
         unsigned char *buf = NULL;
         struct key *k = NULL, *dup;
         size_t len = 0, n;
         int rc;
+        const char *name = path ? path : "(random, in memory)";
 
-        if (!kr || !path) {
+        if (!kr) {
                 seterr(errstr, errstr_size, "keyring: no keyring or path");
                 return -VEIL_EINVAL;
         }
@@ -364,7 +367,7 @@ int veil_keyring_add_file(struct veil_keyring *kr, const char *key_id,
                 seterr(errstr, errstr_size,
                        "key id '%.32s' (for key file '%s') is invalid: use "
                        "1 to %d characters from a-z, 0-9, '_' and '-'",
-                       key_id ? key_id : "", path, VEIL_KEYRING_KEY_ID_MAX);
+                       key_id ? key_id : "", name, VEIL_KEYRING_KEY_ID_MAX);
                 return -VEIL_EINVAL;
         }
         pthread_mutex_lock(&kr->lock);
@@ -373,7 +376,7 @@ int veil_keyring_add_file(struct veil_keyring *kr, const char *key_id,
                 seterr(errstr, errstr_size,
                        "key id '%s' (for key file '%s') is already in the "
                        "keyring: give every key its own id",
-                       key_id, path);
+                       key_id, name);
                 rc = -VEIL_EINVAL;
                 goto out;
         }
@@ -382,7 +385,7 @@ int veil_keyring_add_file(struct veil_keyring *kr, const char *key_id,
                        "key file '%s' (key id '%s'): the keyring already "
                        "holds %d keys, the most it holds; retire an old "
                        "key first",
-                       path, key_id, VEIL_KEYRING_MAX_KEYS);
+                       name, key_id, VEIL_KEYRING_MAX_KEYS);
                 rc = -VEIL_EINVAL;
                 goto out;
         }
@@ -390,16 +393,27 @@ int veil_keyring_add_file(struct veil_keyring *kr, const char *key_id,
         k = calloc(1, sizeof(*k));
         if (!buf || !k || !(k->purpose = sodium_malloc(KEY_BYTES))) {
                 seterr(errstr, errstr_size,
-                       "key file '%s': out of (locked) memory", path);
+                       "key file '%s': out of (locked) memory", name);
                 rc = -VEIL_ENOMEM;
                 goto out;
         }
-        rc = read_key_file(path, buf, &len, errstr, errstr_size);
-        if (rc)
-                goto out;
+        if (path) {
+                rc = read_key_file(path, buf, &len, errstr, errstr_size);
+                if (rc)
+                        goto out;
+        } else {
+                if (sodium_init() < 0) {
+                        seterr(errstr, errstr_size,
+                               "keyring: libsodium failed to initialize");
+                        rc = -VEIL_ESTATE;
+                        goto out;
+                }
+                len = KEYGEN_BYTES;
+                randombytes_buf(buf, len);
+        }
         if (derive_purpose(buf, len, k->purpose) != 0) {
                 seterr(errstr, errstr_size,
-                       "key file '%s': key derivation failed", path);
+                       "key file '%s': key derivation failed", name);
                 rc = -VEIL_ESTATE;
                 goto out;
         }
@@ -408,7 +422,7 @@ int veil_keyring_add_file(struct veil_keyring *kr, const char *key_id,
                        "key file '%s' (key id '%s') holds the same key as "
                        "key id '%s': a rotation needs a new key (veil "
                        "pseudonymize keygen)",
-                       path, key_id, dup->id);
+                       name, key_id, dup->id);
                 rc = -VEIL_EINVAL;
                 goto out;
         }
@@ -428,6 +442,21 @@ out:
                 sodium_free(buf);
         key_free(k);
         return rc;
+}
+
+int veil_keyring_add_file(struct veil_keyring *kr, const char *key_id,
+                          const char *path, char *errstr,
+                          size_t errstr_size) {
+        if (!path) {
+                seterr(errstr, errstr_size, "keyring: no key file path");
+                return -VEIL_EINVAL;
+        }
+        return add_key(kr, key_id, path, errstr, errstr_size);
+}
+
+int veil_keyring_add_random(struct veil_keyring *kr, const char *key_id,
+                            char *errstr, size_t errstr_size) {
+        return add_key(kr, key_id, NULL, errstr, errstr_size);
 }
 
 int veil_keyring_set_active(struct veil_keyring *kr, const char *key_id,

@@ -40,6 +40,11 @@ int veil_keyring_new(struct veil_keyring **kr, char *errstr,
 /** Loads a key file under `key_id`. The first key added becomes active. */
 int veil_keyring_add_file(struct veil_keyring *kr, const char *key_id,
                           const char *path, char *errstr, size_t errstr_size);
+/** Adds a key of random material drawn from libsodium's CSPRNG straight
+ *  into locked memory, never written anywhere (keys: {ephemeral: true}):
+ *  it lives and dies with the keyring. */
+int veil_keyring_add_random(struct veil_keyring *kr, const char *key_id,
+                            char *errstr, size_t errstr_size);
 /** Makes `key_id` the key new pseudonyms are computed with (rotation). */
 int veil_keyring_set_active(struct veil_keyring *kr, const char *key_id,
                             char *errstr, size_t errstr_size);

@@ -14,26 +14,13 @@ static int fail(const struct veil_config *cfg, const struct veil_node *n,
         return -VEIL_EINVAL;
 }
 
-/* A throw-away key: written to a private temporary file only long enough
- * for the keyring to read it into locked memory. */
+/* A throw-away key, drawn into locked memory: a temporary file, even
+ * deleted at once, can leave the key in a disk's freed blocks. */
 static int ephemeral(struct veil_keyring *kr, char *errstr,
                      size_t errstr_size) {
-        char dir[] = "/tmp/veil-key-XXXXXX";
-        if (!mkdtemp(dir)) {
-                snprintf(errstr, errstr_size,
-                         "keys: cannot create a temporary directory");
-                return -VEIL_EIO;
-        }
-        char path[64];
-        snprintf(path, sizeof(path), "%s/ephemeral", dir);
-        int rc = veil_keyring_keygen(path, errstr, errstr_size);
-        if (!rc)
-                rc = veil_keyring_add_file(kr, "eph", path, errstr,
-                                           errstr_size);
+        int rc = veil_keyring_add_random(kr, "eph", errstr, errstr_size);
         if (!rc)
                 rc = veil_keyring_set_active(kr, "eph", errstr, errstr_size);
-        unlink(path);
-        rmdir(dir);
         return rc;
 }
 

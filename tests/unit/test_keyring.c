@@ -434,6 +434,43 @@ static void test_determinism_and_separation(void **state) {
         veil_keyring_destroy(kr3);
 }
 
+/* keys: {ephemeral: true}: random material drawn in memory. Two draws
+ * never give the same pseudonyms, in one keyring or in two. */
+static void test_add_random(void **state) {
+        (void)state;
+        struct veil_keyring *a, *b;
+        char err[256], p1[VEIL_PSEUDONYM_MAX], p2[VEIL_PSEUDONYM_MAX];
+        assert_int_equal(veil_keyring_new(&a, err, sizeof(err)), 0);
+        assert_int_equal(veil_keyring_new(&b, err, sizeof(err)), 0);
+        assert_int_equal(veil_keyring_add_random(a, "eph", err, sizeof(err)),
+                         0);
+        assert_int_equal(veil_keyring_add_random(b, "eph", err, sizeof(err)),
+                         0);
+        assert_string_equal(veil_keyring_active_id(a), "eph");
+        assert_int_equal(veil_keyring_pseudonym(a, "subject", "u-42", 4, p1,
+                                                sizeof(p1)),
+                         26);
+        assert_int_equal(strncmp(p1, "eph.", 4), 0);
+        assert_int_equal(veil_keyring_pseudonym(b, "subject", "u-42", 4, p2,
+                                                sizeof(p2)),
+                         26);
+        assert_string_not_equal(p1, p2);
+        /* A second draw is another key, and ids stay unique. */
+        assert_int_equal(veil_keyring_add_random(a, "eph2", err, sizeof(err)),
+                         0);
+        assert_int_equal(veil_keyring_set_active(a, "eph2", err, sizeof(err)),
+                         0);
+        assert_int_equal(veil_keyring_pseudonym(a, "subject", "u-42", 4, p2,
+                                                sizeof(p2)),
+                         27);
+        assert_string_not_equal(p1 + 4, p2 + 5);
+        assert_int_equal(veil_keyring_add_random(a, "eph", err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "already in the keyring"));
+        veil_keyring_destroy(a);
+        veil_keyring_destroy(b);
+}
+
 static void test_arguments(void **state) {
         struct fx *f = *state;
         char out[VEIL_PSEUDONYM_MAX];
@@ -804,6 +841,7 @@ int main(void) {
                 T(test_key_ids),
                 T(test_key_limit),
                 T(test_determinism_and_separation),
+                T(test_add_random),
                 T(test_arguments),
                 T(test_rotation),
                 T(test_key_id_of),
