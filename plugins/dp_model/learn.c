@@ -672,10 +672,20 @@ static double forward(struct veil_learner *L, const struct veil_model *m,
                         na = 0;
                 }
         }
-        /* Logits over the support: one sgemm, then the bias. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_ex,
-                    (int)S, (int)d, 1.0f, Q, (int)d, L->VS, (int)d, 0.0f, R,
-                    (int)ldr);
+        /* Logits over the support, then the bias: one call of the same
+         * shape per example, never one sgemm over the batch. OpenBLAS
+         * picks its kernel by the call's shape, and kernels round
+         * differently (with d = 64 and 256 support items, an sgemm of
+         * up to 4 rows gives other last bits than one of 5 or more; the
+         * bound moves with the shape), so a batch's size would reach
+         * into every example's contribution: one person's events, by
+         * moving batch edges, would change the bits of others', also in
+         * steps that charge that person nothing (test_dp_model
+         * test_contribution_batch_invariant). */
+        for (size_t i = 0; i < n_ex; i++)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)S, (int)d,
+                            1.0f, L->VS, (int)d, Q + i * d, 1, 0.0f,
+                            R + i * ldr, 1);
         double loss = 0;
         for (size_t i = 0; i < n_ex; i++) {
                 const struct veil_example *e = &ex[L->order[i]];
@@ -701,10 +711,12 @@ static double forward(struct veil_learner *L, const struct veil_model *m,
                         L->rpos[i] = (float)(p - 1.0);
                 }
         }
-        /* g_e = Vᵀ r_e: the gradient of the loss at the query. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_ex,
-                    (int)d, (int)S, 1.0f, R, (int)ldr, L->VS, (int)d, 0.0f,
-                    L->G, (int)d);
+        /* g_e = Vᵀ r_e: the gradient of the loss at the query (one call
+         * per example, as above). */
+        for (size_t i = 0; i < n_ex; i++)
+                cblas_sgemv(CblasRowMajor, CblasTrans, (int)S, (int)d, 1.0f,
+                            L->VS, (int)d, R + i * ldr, 1, 0.0f, L->G + i * d,
+                            1);
         for (size_t i = 0; i < n_ex; i++) {
                 if (L->pos_col[i] >= 0)
                         continue;

@@ -1035,6 +1035,106 @@ static void test_double_sums_neighbours(void **st) {
         assert_true(rf > 1e3 * rd && rf > 1e-8);
 }
 
+/* ---- a contribution does not depend on its batch ------------------ */
+
+/* Shapes where OpenBLAS rounds small and large products differently
+ * (d = 64, a support of 256: an sgemm of M ≤ 4 rows takes another kernel
+ * than one of 5 or more). */
+enum { BI = 300, BD = 64, BS = 40, BSUP = 256, BN = 9 };
+
+struct bsum {
+        double x[BI * BD * 2 + BS * BD + BI];
+};
+
+static int bsum_hook(void *ctx, struct veil_grad *g, char *errstr,
+                     size_t errstr_size) {
+        (void)errstr, (void)errstr_size;
+        struct bsum *o = ctx;
+        double *V = o->x, *U = V + BI * BD, *E = U + BI * BD, *b = E + BS * BD;
+        memset(o, 0, sizeof(*o));
+        for (size_t i = 0; i < g->n_v; i++) {
+                for (size_t k = 0; k < BD; k++)
+                        V[g->v_rows[i] * BD + k] = g->sV[i * BD + k];
+                b[g->v_rows[i]] = g->sb[i];
+        }
+        for (size_t i = 0; i < g->n_u; i++)
+                for (size_t k = 0; k < BD; k++)
+                        U[g->u_rows[i] * BD + k] = g->sU[i * BD + k];
+        for (size_t i = 0; i < g->n_e; i++)
+                for (size_t k = 0; k < BD; k++)
+                        E[g->e_rows[i] * BD + k] = g->sE[i * BD + k];
+        return 1;
+}
+
+/* The double sum of one step over users [0, n) but `skip`, or of `only`
+ * alone. */
+static void bsum_step(size_t n_users, int skip, int only, struct bsum *out) {
+        static uint32_t sup[BSUP];
+        for (size_t j = 0; j < BSUP; j++)
+                sup[j] = (uint32_t)j;
+        uint64_t keep = rng_state;
+        rng_state = 91;
+        struct veil_model *m = new_model(BI, 0, BD, BS, 7);
+        struct veil_learn_cfg lc = {0.1f, 1.0f, 1.0f, BSUP, 1, 0};
+        struct veil_learner *L;
+        assert_int_equal(veil_learner_new(&L, &lc, m, 3), 0);
+        veil_learner_set_noise(L, bsum_hook, out);
+        veil_learner_double_sums(L);
+        veil_learn_force_support(L, sup, BSUP);
+        static uint32_t feat[BN][4];
+        static int32_t recent[BN][2];
+        struct veil_example ex[BN];
+        size_t n = 0;
+        for (int u = 0; u < (int)n_users; u++) {
+                for (int f = 0; f < 4; f++)
+                        feat[u][f] = (uint32_t)irand(BS);
+                for (int r = 0; r < 2; r++)
+                        recent[u][r] = (int32_t)irand(BI);
+                struct veil_example e = {feat[u], 4, (int32_t)irand(BI),
+                                         recent[u], 2, (int32_t)irand(BI),
+                                         0};
+                if (u == skip || (only >= 0 && u != only))
+                        continue;
+                e.user = (uint32_t)n;
+                ex[n++] = e;
+        }
+        char err[128];
+        assert_int_equal(veil_learn_step(L, m, ex, n, n, err, sizeof(err)),
+                         0);
+        veil_learner_free(L);
+        veil_model_free(m);
+        rng_state = keep;
+}
+
+/* Neighbouring batches (user 0's example in or out) differ by exactly
+ * user 0's contribution, whatever the batch size: one person's presence
+ * must not reach the bits of the others' contributions (it would, in a
+ * step that charges that person nothing, when their events move batch
+ * edges), nor its own depend on who else is in the batch. */
+static void test_contribution_batch_invariant(void **st) {
+        (void)st;
+        static struct bsum all, without, one;
+        bsum_step(BN, -1, 0, &one);
+        for (size_t n = 2; n <= BN; n++) {
+                bsum_step(n, -1, -1, &all);
+                bsum_step(n, 0, -1, &without);
+                double r = 0, o = 0;
+                for (size_t i = 0; i < sizeof(all.x) / sizeof(double); i++) {
+                        double e = all.x[i] - without.x[i] - one.x[i];
+                        r += e * e;
+                        o += one.x[i] * one.x[i];
+                }
+                print_message("batch of %zu: residual %.3g (contribution "
+                              "%.3g)\n",
+                              n, sqrt(r), sqrt(o));
+                /* Double sums of at most 9 contributions of norm ≤ 1
+                 * round at ~1e-15; a float kernel's other last bits are
+                 * ~1e-8. */
+                assert_true(sqrt(r) < 1e-12);
+                assert_true(sqrt(o) > 0.1);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_score_matches_naive),
@@ -1045,6 +1145,7 @@ int main(void) {
                 cmocka_unit_test(test_support_per_epoch),
                 cmocka_unit_test(test_support_history_free),
                 cmocka_unit_test(test_double_sums_neighbours),
+                cmocka_unit_test(test_contribution_batch_invariant),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
