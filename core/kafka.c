@@ -82,7 +82,7 @@ struct bare {
 #define BARE_MAX 1024
 /* Kept records, or how long a transaction is open, that make the
  * catch-up of the side inputs commit (catch_up). */
-#define KEPT_MAX 10000
+#define KEPT_MAX VEIL_KAFKA_HELD_MAX
 #define CATCH_UP_TXN_MS 10000
 
 struct kctx {
@@ -156,7 +156,7 @@ struct kctx {
          * struct kept); records not to keep (checkpoints: the next one
          * supersedes an aborted one). */
         struct kept *kept, **kept_tail, *redo;
-        size_t n_kept;
+        size_t n_kept, n_redo; /**< their lengths (st.held: the sum) */
         int no_keep;
         struct bare *bare; /**< newest first */
         size_t n_bare;
@@ -451,6 +451,14 @@ static const char *kept_str(char **at, const char *s) {
         return kept_copy(at, s ? s : "", strlen(s ? s : "") + 1);
 }
 
+/* How many records are held for a redo (struct kept), and the most ever:
+ * what the loop bounds them by, for the stats and /metrics. */
+static void held_note(struct kctx *k) {
+        k->st.held = k->n_kept + k->n_redo;
+        if (k->st.held > k->st.held_max)
+                k->st.held_max = k->st.held;
+}
+
 /* A copy of a record just produced between batches, until its transaction
  * commits. */
 static int keep(struct kctx *k, const char *topic, const void *key,
@@ -486,6 +494,7 @@ static int keep(struct kctx *k, const char *topic, const void *key,
         *k->kept_tail = r;
         k->kept_tail = &r->next;
         k->n_kept++;
+        held_note(k);
         return 0;
 }
 
@@ -506,10 +515,12 @@ static void kept_done(struct kctx *k, int committed) {
                 while (*end)
                         end = &(*end)->next;
                 *end = k->kept;
+                k->n_redo += k->n_kept;
         }
         k->kept = NULL;
         k->kept_tail = &k->kept;
         k->n_kept = 0;
+        held_note(k);
 }
 
 /* A dead letter's identity in the bare list: its source and stage, as its
@@ -1295,6 +1306,8 @@ static void eos_redo(struct kctx *k) {
                 n++;
         }
         kept_free(list);
+        k->n_redo = 0;
+        held_note(k);
         if (n)
                 veil_log_host(VEIL_LOG_INFO, NULL,
                               "exactly-once: %zu record(s) produced between "
@@ -1326,9 +1339,7 @@ static void eos_end_redo(struct kctx *k) {
                 settle(k, &k->side_flight);
                 k->side_flight.pending = 0;
         }
-        size_t n = 0;
-        for (const struct kept *r = k->redo; r; r = r->next)
-                n++;
+        size_t n = k->n_redo;
         if (n && !k->fatal)
                 veil_log_host(VEIL_LOG_WARN, NULL,
                               "shutdown: %zu record(s) produced between "
@@ -2154,6 +2165,7 @@ static void publish(struct kctx *k, int force) {
                                  (double)st->side_records);
                 veil_metrics_set(m, VEIL_M_ASSIGNED, "", st->assigned);
                 veil_metrics_set(m, VEIL_M_INFLIGHT, "", k->n_inflight);
+                veil_metrics_set(m, VEIL_M_HELD, "", (double)st->held);
                 veil_metrics_set(m, VEIL_M_QUEUE, "",
                                  rd_kafka_outq_len(k->producer));
                 veil_metrics_set(m, VEIL_M_BROKERS_UP, "", k->brokers_up);

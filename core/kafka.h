@@ -20,6 +20,10 @@
 struct veil_metrics;
 struct veil_ops;
 
+/** Exactly-once: records produced between batches held for a redo
+ *  (veil_kafka_stats.held) that make the side inputs' catch-up commit. */
+#define VEIL_KAFKA_HELD_MAX 10000
+
 struct veil_kafka_stats {
         uint64_t batches;
         uint64_t records_in;   /**< input records consumed */
@@ -32,6 +36,11 @@ struct veil_kafka_stats {
         uint64_t aborted;      /**< transactions aborted (exactly-once) */
         uint64_t side_records; /**< side-input records consumed */
         int side_caught_up;    /**< every side input reached its start end */
+        /** Exactly-once: records produced between batches (side-input dead
+         *  letters, audit and access records) held until a transaction
+         *  that holds them commits, to produce again after an abort; and
+         *  the most held at once. */
+        uint64_t held, held_max;
         int assigned;          /**< partitions currently assigned */
 };
 

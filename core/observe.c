@@ -101,6 +101,11 @@ static const struct family families[] = {
         {VEIL_M_INFLIGHT, VEIL_METRIC_GAUGE,
          "Micro-batches waiting for their outputs to be acknowledged.", NULL,
          0},
+        {VEIL_M_HELD, VEIL_METRIC_GAUGE,
+         "Exactly-once: records produced between batches (side-input dead "
+         "letters, audit and access records) held until a transaction that "
+         "holds them commits, to be produced again after an abort.",
+         NULL, 0},
         {VEIL_M_BROKERS_UP, VEIL_METRIC_GAUGE,
          "Brokers the consumer is connected to (from librdkafka statistics; "
          "-1 before the first report).",

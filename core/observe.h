@@ -24,6 +24,7 @@
 #define VEIL_M_LAG "veil_consumer_lag"
 #define VEIL_M_QUEUE "veil_producer_queue_depth"
 #define VEIL_M_INFLIGHT "veil_inflight_batches"
+#define VEIL_M_HELD "veil_transaction_held_records"
 #define VEIL_M_SIDE_CAUGHT_UP "veil_side_input_caught_up"
 #define VEIL_M_SIDE_POSITION "veil_side_input_position"
 #define VEIL_M_SIDE_END "veil_side_input_end_offset"
