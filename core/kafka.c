@@ -128,6 +128,10 @@ struct kctx {
          * batch's input offsets. */
         int eos;
         int txn_open;
+        /* The open transaction failed while records went into it:
+         * librdkafka refused one (ERR__STATE, see produce_try), so it must
+         * not commit; eos_commit aborts it. */
+        int txn_doomed;
         int64_t txn_begun_ms;
         int rewind; /**< dropped read records: seek back before reading */
         int paused; /**< input partitions paused (backpressure) */
@@ -227,6 +231,7 @@ static int eos_begin(struct kctx *k) {
                 return -VEIL_EIO;
         }
         k->txn_open = 1;
+        k->txn_doomed = 0;
         k->txn_begun_ms = now_ms();
         return 0;
 }
@@ -299,8 +304,9 @@ static void stashed_free(struct stashed *r) {
 }
 
 /* Hands one record to the producer; the error librdkafka gave, or
- * NO_ERROR. On success the headers are librdkafka's (or the stash's),
- * otherwise still the caller's. A full local queue is waited out, but not
+ * NO_ERROR. On success the headers are librdkafka's (or the stash's, or
+ * freed: a record for a transaction that failed already), otherwise still
+ * the caller's. A full local queue is waited out, but not
  * past a stop request: with an output down that wait has no end, and the
  * batch is read again anyway, since it is never committed. Inside a
  * delivery report the record is stashed instead (struct kctx). */
@@ -313,6 +319,26 @@ static rd_kafka_resp_err_t produce_try(struct kctx *k, const char *topic,
         for (;;) {
                 rd_kafka_resp_err_t err = produce_once(
                         k, topic, key, key_len, value, value_len, hdrs, f);
+                if (err == RD_KAFKA_RESP_ERR__STATE && k->eos &&
+                    k->txn_open) {
+                        /* Exactly-once: the open transaction has already
+                         * failed (an abortable error: a partition the
+                         * coordinator did not add to it, a delivery that
+                         * failed) and librdkafka takes no more records
+                         * into it. Nothing of it will be visible, so the
+                         * record is as good as produced into it: the
+                         * transaction is aborted instead of committed
+                         * (eos_commit) and the record comes again, a
+                         * batch's from the rewound input, one produced
+                         * between batches from its copy (struct kept).
+                         * This used to stop the host (exit 1), so that a
+                         * broker aborting transactions became a crash
+                         * loop. */
+                        if (hdrs)
+                                rd_kafka_headers_destroy(hdrs);
+                        k->txn_doomed = 1;
+                        return RD_KAFKA_RESP_ERR_NO_ERROR;
+                }
                 if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && k->in_dr) {
                         if (stash(k, topic, key, key_len, value, value_len,
                                   hdrs, f))
@@ -1208,6 +1234,7 @@ static int eos_abort(struct kctx *k) {
                 }
         }
         k->txn_open = 0;
+        k->txn_doomed = 0;
         kept_done(k, 0);
         return 0;
 }
@@ -1245,6 +1272,19 @@ static int eos_commit(struct kctx *k,
         if (!k->txn_open) {
                 txn_from_clear(k);
                 return 0;
+        }
+        if (k->txn_doomed) {
+                /* A record was refused into it (produce_try): committed,
+                 * the transaction would lack it. librdkafka would refuse
+                 * the commit anyway, the transaction having failed. */
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "the transaction failed while records were "
+                              "produced into it; aborting it and reading "
+                              "its input again");
+                k->st.aborted++;
+                int rc = eos_abort(k) ? -1 : 1;
+                k->rewind = rc == 1;
+                return rc;
         }
         rd_kafka_error_t *e = NULL;
         if (offsets && offsets->cnt) {
