@@ -1330,10 +1330,15 @@ static int eos_commit(struct kctx *k,
  * and a side record applied to the ledger a second time changes nothing,
  * so its audit record would not come again. */
 static void eos_redo(struct kctx *k) {
-        struct kept *list = k->redo;
-        k->redo = NULL;
         size_t n = 0;
-        for (struct kept *r = list; r && !k->fatal; r = r->next) {
+        /* Each record's copy moves on to the new transaction's (k->kept)
+         * once produced, rather than being copied again (sink_records'
+         * keep): the records held would otherwise be there twice until
+         * the loop ends. */
+        int no_keep = k->no_keep;
+        k->no_keep = 1;
+        while (k->redo && !k->fatal) {
+                struct kept *r = k->redo;
                 struct veil_source src = {r->key,       r->key_len,
                                           r->value,     r->value_len,
                                           r->src_topic, r->partition,
@@ -1342,10 +1347,19 @@ static void eos_redo(struct kctx *k) {
                 if (sink_strict(k, r->topic, r->key, r->key_len, r->value,
                                 r->value_len, r->dl ? &dl : NULL))
                         break;
+                k->redo = r->next;
+                k->n_redo--;
+                r->next = NULL;
+                *k->kept_tail = r;
+                k->kept_tail = &r->next;
+                k->n_kept++;
                 k->st.retried++;
                 n++;
         }
-        kept_free(list);
+        k->no_keep = no_keep;
+        /* Fatal: nothing is produced again any more. */
+        kept_free(k->redo);
+        k->redo = NULL;
         k->n_redo = 0;
         held_note(k);
         if (n)
