@@ -81,7 +81,9 @@ struct bare {
 };
 #define BARE_MAX 1024
 /* Kept records, or how long a transaction is open, that make the
- * catch-up of the side inputs commit (catch_up). */
+ * catch-up of the side inputs commit (catch_up). KEPT_MAX also bounds the
+ * records held (kept and to redo) whatever the transactions do: at it, the
+ * side inputs pause until one commits (side_hold). */
 #define KEPT_MAX VEIL_KAFKA_HELD_MAX
 #define CATCH_UP_TXN_MS 10000
 
@@ -162,6 +164,7 @@ struct kctx {
         struct kept *kept, **kept_tail, *redo;
         size_t n_kept, n_redo; /**< their lengths (st.held: the sum) */
         int no_keep;
+        int sides_paused; /**< side inputs paused: KEPT_MAX held */
         struct bare *bare; /**< newest first */
         size_t n_bare;
         /* Exactly-once: per partition, the first offset read into the open
@@ -1989,6 +1992,10 @@ static void side_add_parts(struct kctx *k, struct side_topic *s,
                 rd_kafka_error_destroy(error);
                 s->n_parts = old_n;
         } else {
+                /* Paused like the others while KEPT_MAX records are held
+                 * (side_hold); resumed with them. */
+                if (k->sides_paused)
+                        rd_kafka_pause_partitions(k->side, add);
                 for (int j = 0; j < add->cnt; j++)
                         veil_log_host(VEIL_LOG_INFO, NULL,
                                       "side input '%s': new partition "
@@ -2037,12 +2044,66 @@ static void refresh_sides(struct kctx *k) {
 
 static void publish(struct kctx *k, int force);
 
+/* Exactly-once: what a side record produces (a dead letter, an audit
+ * record, later an access record) is held until a transaction that holds
+ * it commits (struct kept), and the side consumer is not rewound after an
+ * abort. While transactions abort one after the other (a broker refusing
+ * them), every side record read adds to what is held and nothing frees
+ * it: memory grew until the pod was killed, and the restart read it all
+ * again. So, as the input pauses while too many batches wait (the loop's
+ * backpressure), the side inputs pause once KEPT_MAX records are held and
+ * resume once a transaction has committed them: the records not read
+ * wait in their topic, none is skipped, and events go on meanwhile (their
+ * batches are read again after each abort, so they hold nothing).
+ * Returns 1 while KEPT_MAX are held. */
+static int side_hold(struct kctx *k) {
+        int full = k->eos && k->n_kept + k->n_redo >= KEPT_MAX;
+        if (!k->side || full == k->sides_paused)
+                return full;
+        rd_kafka_topic_partition_list_t *a = NULL;
+        if (rd_kafka_assignment(k->side, &a) || !a)
+                return full;
+        rd_kafka_resp_err_t err = full ? rd_kafka_pause_partitions(k->side, a)
+                                       : rd_kafka_resume_partitions(k->side,
+                                                                    a);
+        if (err) {
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "cannot %s the side inputs: %s",
+                              full ? "pause" : "resume",
+                              rd_kafka_err2str(err));
+        } else {
+                k->sides_paused = full;
+                if (full)
+                        veil_log_host(VEIL_LOG_WARN, NULL,
+                                      "exactly-once: %zu record(s) produced "
+                                      "between batches wait for a "
+                                      "transaction to commit them (at most "
+                                      "%d are held): side inputs paused "
+                                      "until one does",
+                                      k->n_kept + k->n_redo, KEPT_MAX);
+                else
+                        veil_log_host(VEIL_LOG_INFO, NULL,
+                                      "exactly-once: the records held were "
+                                      "committed; side inputs resumed");
+        }
+        rd_kafka_topic_partition_list_destroy(a);
+        return full;
+}
+
 /* Reads side-input records; returns how many were handled. */
 static int poll_sides(struct kctx *k, int timeout_ms, int max) {
         int n = 0;
         /* Before any side_part pointer is taken: it may grow the arrays. */
         refresh_sides(k);
+        int full = side_hold(k);
         while (k->side && n < max && !k->fatal) {
+                /* Paused (side_hold), one poll still serves the side
+                 * consumer's callbacks (error_cb) and what it fetched
+                 * before the pause, which librdkafka drops as stale; a
+                 * record that came all the same would be applied, never
+                 * dropped. Not paused (that failed), nothing is read. */
+                if (full && !k->sides_paused)
+                        break;
                 rd_kafka_message_t *m =
                         rd_kafka_consumer_poll(k->side, n ? 0 : timeout_ms);
                 if (!m)
@@ -2081,6 +2142,8 @@ static int poll_sides(struct kctx *k, int timeout_ms, int max) {
                         publish(k, 0);
                 }
                 rd_kafka_message_destroy(m);
+                if (full || (full = side_hold(k)))
+                        break;
         }
         if (!k->st.side_caught_up)
                 update_caught_up(k);
@@ -2275,7 +2338,9 @@ static int reopen_sides(struct kctx *k, const struct veil_config *cfg,
         size_t old_n = k->n_sides;
         const struct veil_config *old_cfg = k->cfg;
         int old_caught_up = k->st.side_caught_up;
+        int old_paused = k->sides_paused;
         k->side = NULL;
+        k->sides_paused = 0; /* a new consumer: nothing paused */
         k->sides = NULL;
         k->n_sides = 0;
         k->cfg = cfg;
@@ -2288,6 +2353,7 @@ static int reopen_sides(struct kctx *k, const struct veil_config *cfg,
                 k->n_sides = old_n;
                 k->cfg = old_cfg;
                 k->st.side_caught_up = old_caught_up;
+                k->sides_paused = old_paused;
                 return rc;
         }
         free_sides(old_side, old_sides, old_n);
@@ -2584,12 +2650,12 @@ static void catch_up(struct kctx *k) {
                 commit_ready(k, 0);
                 /* Exactly-once: no batch commits the records produced
                  * meanwhile (audit records, dead letters); committed here
-                 * every KEPT_MAX records, so that the copies kept of them
-                 * (struct kept) stay bounded, or after CATCH_UP_TXN_MS,
+                 * every KEPT_MAX records (poll_sides reads no more until a
+                 * commit, see side_hold), or after CATCH_UP_TXN_MS,
                  * well within transaction.timeout.ms (60 s), after which
                  * the coordinator would abort the transaction. */
                 if (k->eos && k->txn_open &&
-                    (k->n_kept >= KEPT_MAX ||
+                    (k->n_kept + k->n_redo >= KEPT_MAX ||
                      now_ms() - k->txn_begun_ms >= CATCH_UP_TXN_MS))
                         eos_commit_between(k);
                 publish(k, 0);

@@ -21,7 +21,8 @@ struct veil_metrics;
 struct veil_ops;
 
 /** Exactly-once: records produced between batches held for a redo
- *  (veil_kafka_stats.held) that make the side inputs' catch-up commit. */
+ *  (veil_kafka_stats.held) that make the side inputs' catch-up commit,
+ *  and at which the side inputs pause until a transaction commits them. */
 #define VEIL_KAFKA_HELD_MAX 10000
 
 struct veil_kafka_stats {
