@@ -14,7 +14,15 @@
  * markers), so the records are refused rather than written and then
  * aborted: what the topics hold afterwards is what was produced again.
  *
- * `test_redo [NAME]` runs the tests whose name matches NAME.
+ * test_held_bounded_*: while transactions abort again and again, every
+ * side record read adds one such record to hold; the host holds at most
+ * VEIL_KAFKA_HELD_MAX (it pauses the side inputs until a commit), and
+ * once the aborts stop every record is there exactly once. The aborts
+ * come from refused AddPartitionsToTxn requests, so that nothing of an
+ * aborted transaction is written.
+ *
+ * `test_redo [NAME]` runs the tests whose name matches NAME (a pattern:
+ * 'test_held_bounded*').
  */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -150,11 +158,275 @@ static void test_side_records_after_abort(void **state) {
         assert_int_equal(c.missing, 0);
 }
 
+/* ------------------------------------------------------------------ */
+/* The records held for a redo are bounded                            */
+/* ------------------------------------------------------------------ */
+
+/* Side records that every transaction holds while they abort: undecodable
+ * consent records, one dead letter each (their copies are what the host
+ * holds). Over three times the bound, so that without it the host would
+ * hold them all. */
+#define N_SIDE (3 * VEIL_KAFKA_HELD_MAX + 1234)
+/* Aborted transactions in a row once the host holds VEIL_KAFKA_HELD_MAX
+ * records: without the bound, each would let it read up to 1,000 side
+ * records more (10,000 while catching up). */
+#define N_AFTER 10
+#define N_EVENTS 2000
+
+/* n undecodable records into `topic`, keys g0..g<n-1>, by one producer. */
+static void produce_garbage(struct fault_env *e, const char *topic, long n) {
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        assert_int_equal(rd_kafka_conf_set(c, "bootstrap.servers",
+                                           e->bootstrap, err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        assert_int_equal(rd_kafka_conf_set(c, "linger.ms", "20", err,
+                                           sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+        assert_non_null(rk);
+        for (long i = 0; i < n; i++) {
+                char key[32];
+                snprintf(key, sizeof(key), "g%ld", i);
+                rd_kafka_resp_err_t r;
+                while ((r = rd_kafka_producev(
+                                rk, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY(key, strlen(key)),
+                                RD_KAFKA_V_VALUE("\x02\x37garbage", 9),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_END)) ==
+                       RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        rd_kafka_poll(rk, 50);
+                assert_int_equal(r, 0);
+        }
+        assert_int_equal(rd_kafka_flush(rk, 60000), 0);
+        rd_kafka_destroy(rk);
+}
+
+/* The next n transactions' first AddPartitionsToTxn are refused (an
+ * error librdkafka aborts on). The refused partitions' records are never
+ * sent, so an aborted transaction leaves nothing on the mock cluster
+ * (which writes no transaction markers) and what the topics hold
+ * afterwards is exactly what committed. */
+static void push_aborts(rd_kafka_mock_cluster_t *mc, int n) {
+        for (int i = 0; i < n; i++)
+                assert_int_equal(
+                        rd_kafka_mock_broker_push_request_error_rtts(
+                                mc, 1, API_ADD_PARTITIONS_TO_TXN, 1,
+                                RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                0),
+                        0);
+}
+
+struct held {
+        int mid_run; /**< faults once events are committed, not at start */
+        _Atomic int injected; /**< the side records are in */
+        int faults_done;      /**< the last N_AFTER refusals are pushed */
+        _Atomic int pushed;   /**< refusals pushed */
+        _Atomic uint64_t held, side_records;
+};
+
+/* On the run's thread, at every loop turn's start (also while catching
+ * up). Every transaction aborts until the host holds VEIL_KAFKA_HELD_MAX
+ * records, and N_AFTER more after that: by a count of what it holds, not
+ * of time, so that the host reaches the bound however fast it reads. The
+ * refusals never run out meanwhile (a turn takes one or two: the one
+ * that aborts, and the redo's next one), or a transaction could add its
+ * partitions between two and commit. */
+static int held_hook(struct fault_env *e, const struct veil_kafka_stats *st) {
+        struct held *h = e->hook_ctx;
+        rd_kafka_mock_cluster_t *mc = fault_cluster(e);
+        h->held = st->held;
+        h->side_records = st->side_records;
+        if (!h->injected) {
+                /* Mid-run: once a batch has committed. The side records go
+                 * in while the host waits here, so its next turns find
+                 * them. */
+                if (!st->side_caught_up || !st->commits)
+                        return 0;
+                produce_garbage(e, "consent", N_SIDE);
+                h->injected = 1;
+        }
+        if (h->faults_done)
+                return 0;
+        if (st->held >= VEIL_KAFKA_HELD_MAX) {
+                push_aborts(mc, N_AFTER);
+                h->pushed += N_AFTER;
+                h->faults_done = 1;
+                return 0;
+        }
+        size_t left = 0;
+        rd_kafka_mock_broker_error_stack_cnt(mc, 1,
+                                             API_ADD_PARTITIONS_TO_TXN, &left);
+        if (left < N_AFTER) {
+                push_aborts(mc, N_AFTER);
+                h->pushed += N_AFTER;
+        }
+        return 0;
+}
+
+/* Each dead letter's source offset, counted. */
+struct dl_seen {
+        unsigned char *seen;
+        long n, bad;
+};
+
+static void dl_offset(const rd_kafka_message_t *m, struct dl_seen *d) {
+        char off[32];
+        fault_header(m, "veil.source.offset", off, sizeof(off));
+        long o = off[0] ? atol(off) : -1;
+        if (o < 0 || o >= d->n) {
+                d->bad++;
+                return;
+        }
+        if (d->seen[o] < 255)
+                d->seen[o]++;
+}
+
+/* Every partition of "dlq" to its end (read_committed); the count. Three
+ * partitions: the mock cluster keeps 5 MB of a partition and drops the
+ * oldest beyond, less than N_SIDE dead letters take. */
+static int read_dlq(struct fault_env *e, struct dl_seen *d) {
+        rd_kafka_t *rk = fault_reader(e, "dlq", "held-checker");
+        unsigned char eof[8] = {0};
+        int eofs = 0, n = 0;
+        assert_true(e->o.partitions <= 8);
+        double deadline = now_s() + 60;
+        while (eofs < e->o.partitions && now_s() < deadline) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+                if (!m)
+                        continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        if (m->partition >= 0 &&
+                            m->partition < e->o.partitions &&
+                            !eof[m->partition]) {
+                                eof[m->partition] = 1;
+                                eofs++;
+                        }
+                } else if (!m->err) {
+                        dl_offset(m, d);
+                        n++;
+                }
+                rd_kafka_message_destroy(m);
+        }
+        assert_int_equal(eofs, e->o.partitions);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        return n;
+}
+
+/* Transactions abort again and again while the side input brings records
+ * that each transaction holds (a dead letter each). The host holds at most
+ * VEIL_KAFKA_HELD_MAX of them: it stops reading the side input once it
+ * holds that many and goes on once a transaction commits. Once the aborts
+ * stop, every side record's dead letter and every event's output is
+ * there exactly once. */
+static void run_held(void **state, int mid_run) {
+        struct fault_opts o = {0};
+        o.partitions = 3; /* of in, out and dlq: see read_dlq */
+        o.exactly_once = 1;
+        o.allow_aborts = 1;
+        o.yaml = TEST_ROOT "/tests/fault/redo.yaml";
+        struct fault_env *e = fault_env_new(&o);
+        *state = e;
+        rd_kafka_mock_cluster_t *mc = fault_cluster(e);
+        assert_int_equal(rd_kafka_mock_topic_create(mc, "consent", 1, 1), 0);
+        assert_int_equal(rd_kafka_mock_topic_create(mc, "audit", 1, 1), 0);
+        fault_feed(e, N_EVENTS, 0);
+        struct held h = {0};
+        h.mid_run = mid_run;
+        e->hook = held_hook;
+        e->hook_ctx = &h;
+        if (!mid_run) {
+                /* Read while the side input catches up, before any
+                 * event: commits come every VEIL_KAFKA_HELD_MAX then. */
+                produce_garbage(e, "consent", N_SIDE);
+                h.injected = 1;
+        }
+        fault_run_start(e, 0, 240);
+        /* Done once every refusal met a request, every side record was
+         * read and nothing is held any more, and every event's output is
+         * there; or at the deadline (a hang guard only: the assertions
+         * below say what failed). Not "every record produced is
+         * acknowledged": an aborted transaction's never are. */
+        double deadline = now_s() + 200;
+        size_t left = 1;
+        for (;;) {
+                if (e->ended || now_s() > deadline)
+                        break;
+                sleep_ms(200);
+                if (!h.injected)
+                        continue;
+                rd_kafka_mock_broker_error_stack_cnt(
+                        mc, 1, API_ADD_PARTITIONS_TO_TXN, &left);
+                if (left || !h.faults_done ||
+                    h.side_records < (uint64_t)N_SIDE || h.held)
+                        continue;
+                struct fault_count c;
+                fault_count_out(e, &c);
+                if (!c.missing)
+                        break;
+        }
+        e->stop = 1;
+        fault_run_join(e);
+        fprintf(stderr,
+                "# %s: %d refused, %llu aborted; held at most %llu "
+                "record(s) (bound %d); %llu side records\n",
+                mid_run ? "mid-run" : "catch-up", h.pushed,
+                (unsigned long long)e->st.aborted,
+                (unsigned long long)e->st.held_max, VEIL_KAFKA_HELD_MAX,
+                (unsigned long long)e->st.side_records);
+        /* The faults happened: each refusal met a transaction and
+         * aborted it, and the last N_AFTER came with the bound reached. */
+        assert_true(h.faults_done);
+        assert_int_equal(left, 0);
+        assert_true(e->st.aborted >= (uint64_t)h.pushed);
+        /* The bound held through them: each side record here yields one
+         * record to hold (a dead letter), so it is exact. */
+        assert_true(e->st.held_max >= VEIL_KAFKA_HELD_MAX);
+        assert_true(e->st.held_max <= VEIL_KAFKA_HELD_MAX);
+        assert_int_equal(e->st.held, 0);
+        /* Nothing lost, nothing twice: each side record's dead letter
+         * and each event's output, once. */
+        struct dl_seen d = {calloc(N_SIDE, 1), N_SIDE, 0};
+        assert_non_null(d.seen);
+        int dl = read_dlq(e, &d);
+        long once = 0, twice = 0;
+        for (long i = 0; i < N_SIDE; i++) {
+                once += d.seen[i] == 1;
+                twice += d.seen[i] > 1;
+        }
+        free(d.seen);
+        fprintf(stderr, "# dlq: %d record(s), %ld of %d once, %ld more "
+                "than once, %ld foreign\n", dl, once, N_SIDE, twice, d.bad);
+        assert_int_equal(d.bad, 0);
+        assert_int_equal(twice, 0);
+        assert_int_equal(once, N_SIDE);
+        assert_int_equal(dl, N_SIDE);
+        struct fault_count c;
+        fault_count_out(e, &c);
+        fault_print_count("exactly-once", e, &c);
+        assert_int_equal(c.missing, 0);
+        assert_int_equal(c.dups, 0);
+}
+
+static void test_held_bounded_catch_up(void **state) {
+        run_held(state, 0);
+}
+
+static void test_held_bounded_mid_run(void **state) {
+        run_held(state, 1);
+}
+
 int main(int argc, char **argv) {
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_side_records_after_abort,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_held_bounded_catch_up,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_held_bounded_mid_run,
                                           fault_env_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
