@@ -1723,9 +1723,23 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                                           errstr_size))) {
                 return rc;
         }
-        if (!cat->cap)
+        if (!cat->cap) {
+                veil_catalog_free(cat);
                 return bad(errstr, errstr_size, p, "max_new_items",
                            "at least 1 when there is no catalog");
+        }
+        /* BLAS counts in int: a block of 2^31 floats or more would wrap,
+         * and the update of that block be skipped without a word. */
+        if ((uint64_t)dim * (uint64_t)cat->cap > INT32_MAX ||
+            (uint64_t)dim * (uint64_t)space > INT32_MAX) {
+                veil_catalog_free(cat);
+                return bad(errstr, errstr_size, p,
+                           (uint64_t)dim * (uint64_t)space > INT32_MAX
+                                   ? "feature_space"
+                                   : "max_new_items",
+                           "such that dim x feature_space and dim x (catalog "
+                           "items + max_new_items) stay below 2^31");
+        }
         struct state *s = calloc(1, sizeof(*s));
         if (!s) {
                 veil_catalog_free(cat);

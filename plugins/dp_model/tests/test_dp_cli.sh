@@ -111,6 +111,7 @@ sth=$("$VEIL" dp_model accountant --file "$work/acch" --delta 1e-8)
 ok test "$(val steps <<<"$sth")" = "$st"
 ok test "$(val rho <<<"$sth")" = "$rt"
 check "tree_estimator foo" 2 "tree_estimator must be plain or honaker" -- bash -c "sed 's/tree_estimator: honaker/tree_estimator: foo/' '$work/th.yaml' >'$work/l3.yaml'; '$VEIL' replay '$work/l3.yaml' --events '$events' --limit 10"
+check "dim x feature_space over 2^31" 2 "feature_space must be such that dim x feature_space" -- bash -c "sed -e 's/^\\( *\\)dim: [0-9]*/\\1dim: 1024/' -e 's/^\\( *\\)feature_space: [0-9]*/\\1feature_space: 4194304/' '$work/th.yaml' >'$work/l10.yaml'; grep -q 'feature_space: 4194304' '$work/l10.yaml' || sed -i 's/tree_estimator: honaker/feature_space: 4194304/' '$work/l10.yaml'; '$VEIL' lint --start '$work/l10.yaml'"
 check "clip_norm 1e-20" 2 "clip_norm must be between 1e-6 and 1e6" -- bash -c "sed 's/tree_estimator: honaker/clip_norm: 1e-20/' '$work/th.yaml' >'$work/l9.yaml'; '$VEIL' lint --start '$work/l9.yaml'"
 # The words are checked without noise too: a typo would wait until the
 # mechanism is switched on.
