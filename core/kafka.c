@@ -2839,7 +2839,11 @@ static void pause_input(struct kctx *k, int pause) {
                 veil_log_host(VEIL_LOG_INFO, NULL,
                               "%s %d input partition(s)%s",
                               pause ? "paused" : "resumed", a->cnt,
-                              pause ? ": outputs not acknowledged" : "");
+                              !pause ? ""
+                              : k->sides_paused
+                                      ? ": the side inputs wait for held "
+                                        "records to commit"
+                                      : ": outputs not acknowledged");
                 k->paused = pause;
         }
         rd_kafka_topic_partition_list_destroy(a);
@@ -3030,6 +3034,12 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
 
         while (subscribed && !should_stop(&k) && !k.fatal) {
                 poll_sides(&k, 0, 1000);
+                /* Side inputs paused for what they hold (side_hold): the
+                 * input waits too, or its events would run against a
+                 * consent ledger that no longer reads its topic (a
+                 * withdrawal not applied). Nothing commits meanwhile
+                 * anyway: the transactions are aborting. */
+                pause_input(&k, k.sides_paused);
                 form_batch(&k);
                 if (k.rewind)
                         eos_rewind(&k);
@@ -3092,7 +3102,7 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                         publish(&k, 0);
                 }
                 k.stalled[0] = '\0';
-                pause_input(&k, 0);
+                pause_input(&k, k.sides_paused);
                 /* A reload waits for a batch boundary: here. */
                 int want = o->reload && *o->reload;
                 if (o->ops)
