@@ -85,10 +85,18 @@ enum veil_ua_device {
         VEIL_UA_DEVICE_BOT
 };
 
+/** The largest major version kept. Real browsers are at 3 digits at most
+ *  (Chrome, Edge, Firefox and Opera at 1xx, Safari and Samsung at 2x);
+ *  a longer number is not a browser's version but something a producer
+ *  chose to send ("Chrome/99999" after a user id), up to 17 bits of it,
+ *  so it becomes no version. */
+#define VEIL_UA_MAJOR_MAX 999
+
 /** What is kept of a user agent: families and a major version. */
 struct veil_ua {
         enum veil_ua_browser browser;
-        int major; /**< browser major version, 0 when unknown */
+        int major; /**< browser major version, 1..VEIL_UA_MAJOR_MAX, 0 when
+                        unknown */
         enum veil_ua_os os;
         enum veil_ua_device device;
 };
@@ -106,7 +114,8 @@ int veil_ua_reduce(const char *ua, struct veil_ua *out);
 
 /** "Chrome 120 / Android / mobile" ("Other / Other / bot" without a
  *  version). Returns the length, or -VEIL_EINVAL when `out` is too small
- *  (VEIL_UA_OUT_MAX always suffices) or a field is out of range. */
+ *  (VEIL_UA_OUT_MAX always suffices) or a field is out of range (a major
+ *  version above VEIL_UA_MAJOR_MAX included). */
 int veil_ua_format(const struct veil_ua *ua, char *out, size_t out_size);
 
 /** Display names: "Samsung Internet", "macOS", "tablet"… */

@@ -390,6 +390,29 @@ static void test_unreadable_values(void **state) {
         close_pipeline(f);
 }
 
+/* A user agent is the producer's text: a "version" longer than any
+ * browser's is data it chose (here 17 bits after a user id) and leaves as
+ * no version; real ones are kept. */
+static void test_user_agent_version(void **state) {
+        struct fx *f = *state;
+        struct veil_event in[3];
+        in[0] = event("e1", "alice");
+        in[0].ctx.user_agent = "MyApp uid 4242 Chrome/99999";
+        in[1] = event("e2", "bob");
+        in[1].ctx.user_agent = "MyApp uid 4242 Chrome/1234.5";
+        in[2] = event("e3", "carol");
+        in[2].ctx.user_agent = UA_CHROME;
+        assert_int_equal(open_pipeline(f, "{}", "k1"), 0);
+        assert_int_equal(run(f, in, 3), 3);
+        assert_string_equal(f->ev[0].ctx.user_agent, "Chrome / Other / other");
+        assert_string_equal(f->ev[1].ctx.user_agent, "Chrome / Other / other");
+        assert_string_equal(f->ev[2].ctx.user_agent,
+                            "Chrome 120 / Windows / desktop");
+        assert_false(output_contains(f, "99999"));
+        assert_false(output_contains(f, "1234"));
+        close_pipeline(f);
+}
+
 /* ---- precise geolocation ---- */
 
 static void test_special_feature_1(void **state) {
@@ -686,6 +709,8 @@ int main(void) {
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_unreadable_values, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_user_agent_version,
+                                                setup, teardown),
                 cmocka_unit_test_setup_teardown(test_special_feature_1, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_invalid_policies, setup,

@@ -104,18 +104,21 @@ static int is_bot(const char *s, size_t n) {
 }
 
 /* Major version right after `tok` ("Chrome/" → 120 of "Chrome/120.0"),
- * 0 when absent or absurd. */
+ * 0 when absent or absurd. The producer writes the header, so every digit
+ * kept is a digit it chose: more than 3 ("Chrome/99999", "Chrome/0120")
+ * is no browser's version and would carry up to 17 bits of whatever it
+ * encodes (a user id), so it is no version at all. */
 static int major_after(const char *s, size_t n, const char *tok) {
         const char *p = find(s, n, tok);
         int v = 0, digits = 0;
         if (!p)
                 return 0;
         for (p += strlen(tok); p < s + n && *p >= '0' && *p <= '9'; p++) {
-                if (++digits > 5)
+                if (++digits > 3)
                         return 0;
                 v = v * 10 + (*p - '0');
         }
-        return v;
+        return v <= VEIL_UA_MAJOR_MAX ? v : 0;
 }
 
 struct family {
@@ -257,7 +260,9 @@ int veil_ua_format(const struct veil_ua *ua, char *out, size_t out_size) {
         b = veil_ua_browser_name(ua->browser);
         o = veil_ua_os_name(ua->os);
         d = veil_ua_device_name(ua->device);
-        if (!b || !o || !d || ua->major < 0)
+        /* A version over 3 digits is refused here too, so a struct filled
+         * by anything but veil_ua_reduce cannot carry one out. */
+        if (!b || !o || !d || ua->major < 0 || ua->major > VEIL_UA_MAJOR_MAX)
                 return -VEIL_EINVAL;
         if (ua->major > 0)
                 w = snprintf(out, out_size, "%s %d / %s / %s", b, ua->major,

@@ -399,6 +399,18 @@ static void test_ua_edges(void **state) {
                          0);
         assert_int_equal(ua.browser, VEIL_UA_BROWSER_FIREFOX);
         assert_int_equal(ua.major, 0);
+        /* ...and so is anything over 3 digits: no browser has one, and 5
+         * digits after a user id carried 17 bits the producer chose. */
+        static const char *const over[] = {
+                "MyApp uid 4242 Chrome/99999", "MyApp Chrome/1000.0.1",
+                "Mozilla/5.0 (X11; Linux x86_64) Firefox/0120.0"};
+        for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+                assert_int_equal(veil_ua_reduce(over[i], &ua), 0);
+                assert_int_not_equal(ua.browser, VEIL_UA_BROWSER_OTHER);
+                assert_int_equal(ua.major, 0);
+        }
+        assert_int_equal(veil_ua_reduce("MyApp Chrome/999.1", &ua), 0);
+        assert_int_equal(ua.major, 999);
 
         /* Only the first VEIL_UA_SCAN_MAX bytes are read. */
         memset(big, 'a', sizeof(big));
@@ -414,11 +426,11 @@ static void test_ua_edges(void **state) {
 
         /* Formatting: the longest output fits VEIL_UA_OUT_MAX; a short
          * buffer and out-of-range values are refused with an empty out. */
-        struct veil_ua lng = {VEIL_UA_BROWSER_SAMSUNG, 99999,
+        struct veil_ua lng = {VEIL_UA_BROWSER_SAMSUNG, VEIL_UA_MAJOR_MAX,
                               VEIL_UA_OS_CHROMEOS, VEIL_UA_DEVICE_DESKTOP};
         int n = veil_ua_format(&lng, out, sizeof(out));
         assert_true(n > 0 && n < VEIL_UA_OUT_MAX);
-        assert_string_equal(out, "Samsung Internet 99999 / ChromeOS / desktop");
+        assert_string_equal(out, "Samsung Internet 999 / ChromeOS / desktop");
         assert_int_equal(veil_ua_format(&lng, out, (size_t)n), -VEIL_EINVAL);
         assert_string_equal(out, "");
         assert_int_equal(veil_ua_format(&lng, out, (size_t)n + 1), n);
@@ -426,6 +438,11 @@ static void test_ua_edges(void **state) {
         bad.os = (enum veil_ua_os)99;
         assert_int_equal(veil_ua_format(&bad, out, sizeof(out)),
                          -VEIL_EINVAL);
+        bad = lng;
+        bad.major = VEIL_UA_MAJOR_MAX + 1;
+        assert_int_equal(veil_ua_format(&bad, out, sizeof(out)),
+                         -VEIL_EINVAL);
+        assert_string_equal(out, "");
         bad = lng;
         bad.major = -3;
         assert_int_equal(veil_ua_format(&bad, out, sizeof(out)),
