@@ -52,7 +52,6 @@ static const char *hint(const char *path, int identifier) {
                  {"context.lat", "geohash:5"},
                  {"context.lon", "geohash:5"},
                  {"context.geohash", "geohash:5"},
-                 {"context.session_id", "pseudonym"},
                  {"context.device", "device_class"}};
         for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
                 if (!strcmp(t[i].path, path))
@@ -67,11 +66,17 @@ static int covers(const char *decl, const char *field) {
                (field[n] == '\0' || field[n] == '.');
 }
 
+/* For a quasi-identifier a pseudonym is no treatment of its own: a keyed
+ * code keeps the value exactly as unique as it was (a user agent's code is
+ * still a fingerprint), and where values are few (a country, a time zone,
+ * a device class) it is read back by frequency or from one event whose
+ * value is known. So it needs a reason, as keeping does. */
 static int satisfies(const struct veil_lint_entry *e, int identifier) {
         switch (e->treatment) {
-        case VEIL_FIELD_PSEUDONYMIZED:
         case VEIL_FIELD_DROPPED:
                 return 1;
+        case VEIL_FIELD_PSEUDONYMIZED:
+                return identifier || e->reason;
         case VEIL_FIELD_GENERALIZED:
                 return !identifier;
         case VEIL_FIELD_KEPT:
@@ -155,6 +160,18 @@ static int check_field(const struct ctx *c, const struct veil_binding *b,
                        param_where(c, weak_stage, path, pos, sizeof(pos)),
                        head, weak_stage + 1, stage_name(c, weak_stage),
                        treatment_word(weak->treatment), path, h);
+                return 1;
+        }
+        if (weak && weak->treatment == VEIL_FIELD_PSEUDONYMIZED) {
+                report(c->r,
+                       "%s: %s: stage %zu '%s' pseudonymizes it without a "
+                       "reason, and a pseudonym keeps a quasi-identifier as "
+                       "unique as it was and, where it has few values, can "
+                       "be mapped back; write %s: 'pseudonym: WHY IT IS "
+                       "NEEDED', or %s%s instead",
+                       param_where(c, weak_stage, path, pos, sizeof(pos)),
+                       head, weak_stage + 1, stage_name(c, weak_stage), path,
+                       h, strcmp(h, "drop") ? " (or drop)" : "");
                 return 1;
         }
         if (weak) {
@@ -315,10 +332,11 @@ static void check_reads(const struct ctx *c) {
                                "%s:%d:%d: stage %zu '%s' reads %s of the "
                                "input, and what it reads can reach its "
                                "outputs, but no earlier stage treats them "
-                               "(pseudonymized, generalized, dropped, or "
-                               "kept with a reason); put a pseudonymize "
-                               "stage before it (its defaults treat each; "
-                               "keep one with 'keep: WHY')",
+                               "(generalized, dropped, or kept or "
+                               "pseudonymized with a reason); put a "
+                               "pseudonymize stage before it (its defaults "
+                               "treat each; keep or pseudonymize one with "
+                               "'keep: WHY' or 'pseudonym: WHY')",
                                c->cfg->file, sc->line, sc->col, s + 1,
                                stage_name(c, s), fields);
         }

@@ -6,8 +6,9 @@
  * pseudonymize` leaves nothing in the clear that the interaction schema
  * marks "pii": identifiers become pseudonyms, the quasi-identifiers that
  * have a generalizer are generalized, and the ones that have none (country,
- * time zone) are dropped — keeping those is an operator's decision, written
- * in the YAML with its reason. Fields the schema does not mark are kept,
+ * time zone) are dropped — keeping or pseudonymizing those is an operator's
+ * decision, written in the YAML with its reason (the session id's default
+ * pseudonym carries its own). Fields the schema does not mark are kept,
  * except the TC string, which the consent stage has read by now and which
  * is unique enough to single out a browser.
  */
@@ -63,14 +64,14 @@ const struct veil_param_def veil_policy_params[] = {
         {"tc_string", VEIL_PARAM_STRING, "drop", 0,
          "drop | keep; consent has read it before this stage"},
         {"context.device", VEIL_PARAM_STRING, "device_class", 0,
-         "device_class (desktop, mobile, tablet, tv, other) | pseudonym | "
-         "drop | 'keep: REASON'"},
+         "device_class (desktop, mobile, tablet, tv, other) | 'pseudonym: "
+         "REASON' | drop | 'keep: REASON'"},
         {"context.ip", VEIL_PARAM_STRING, "truncate_ip", 0,
          "truncate_ip[:/V4[,/V6]] (default /24, /40; at most that long) | "
-         "pseudonym | drop | 'keep: REASON'"},
+         "'pseudonym: REASON' | drop | 'keep: REASON'"},
         {"context.user_agent", VEIL_PARAM_STRING, "reduce_ua", 0,
          "reduce_ua (browser family and major version, OS family, device "
-         "class) | pseudonym | drop | 'keep: REASON'"},
+         "class) | 'pseudonym: REASON' | drop | 'keep: REASON'"},
         {"context.lat", VEIL_PARAM_STRING, "geohash:5", 0,
          "geohash:N (1..12; 7 or more needs require_special_feature_1) | "
          "drop | 'keep: REASON'; lat and lon go together"},
@@ -80,11 +81,17 @@ const struct veil_param_def veil_policy_params[] = {
          "a geohash the front end sent: geohash:N (cut to N) | drop | "
          "'keep: REASON' (default: follows context.lat)"},
         {"context.country", VEIL_PARAM_STRING, "drop", 0,
-         "drop | pseudonym | 'keep: REASON'"},
-        {"context.session_id", VEIL_PARAM_STRING, "pseudonym", 0,
-         "pseudonym | drop | 'keep: REASON'"},
+         "drop | 'pseudonym: REASON' | 'keep: REASON'"},
+        /* The one quasi-identifier pseudonymized by default, so the default
+         * states why: a session id is a random code for one visit, and its
+         * pseudonym links that visit's events (the context stage's session
+         * features), as the id itself did, and nothing more. */
+        {"context.session_id", VEIL_PARAM_STRING,
+         "pseudonym: links the events of one visit, as the random session "
+         "id does",
+         0, "'pseudonym: REASON' | drop | 'keep: REASON'"},
         {"context.timezone", VEIL_PARAM_STRING, "drop", 0,
-         "drop | pseudonym | 'keep: REASON'"},
+         "drop | 'pseudonym: REASON' | 'keep: REASON'"},
         {"context.attrs", VEIL_PARAM_LIST, "[]", 0,
          "attribute keys kept; every other attribute is dropped"},
         {"require_special_feature_1", VEIL_PARAM_BOOL, "false", 0,
@@ -99,7 +106,7 @@ const char *veil_policy_field_path(enum veil_policy_field f) {
 static const char *const kind_syntax[] = {
         [VEIL_POLICY_KEEP] = "keep or 'keep: REASON'",
         [VEIL_POLICY_DROP] = "drop",
-        [VEIL_POLICY_PSEUDONYM] = "pseudonym",
+        [VEIL_POLICY_PSEUDONYM] = "pseudonym or 'pseudonym: REASON'",
         [VEIL_POLICY_TRUNCATE_IP] = "truncate_ip (or truncate_ip:/V4,/V6)",
         [VEIL_POLICY_GEOHASH] = "geohash:N",
         [VEIL_POLICY_BUCKET_TIME] = "bucket_time:DURATION",
@@ -153,8 +160,13 @@ static int parse_rule(const char *s, struct veil_policy_rule *r, char *why,
 
         memset(r, 0, sizeof(*r));
         r->text = s;
-        if (word == 4 && !strncmp(s, "keep", 4)) {
-                r->kind = VEIL_POLICY_KEEP;
+        /* Both take a reason: a pseudonym keeps a quasi-identifier as
+         * unique as it was (a user agent's code is still a fingerprint) and
+         * is one lookup away from its value where there are few (a
+         * country), so the lint wants it argued like a kept value. */
+        if ((word == 4 && !strncmp(s, "keep", 4)) ||
+            (word == 9 && !strncmp(s, "pseudonym", 9))) {
+                r->kind = word == 4 ? VEIL_POLICY_KEEP : VEIL_POLICY_PSEUDONYM;
                 while (arg && isspace((unsigned char)*arg))
                         arg++;
                 r->reason = arg && *arg ? arg : NULL;
@@ -164,7 +176,6 @@ static int parse_rule(const char *s, struct veil_policy_rule *r, char *why,
                 const char *name;
                 enum veil_policy_kind kind;
         } bare[] = {{"drop", VEIL_POLICY_DROP},
-                    {"pseudonym", VEIL_POLICY_PSEUDONYM},
                     {"reduce_ua", VEIL_POLICY_REDUCE_UA},
                     {"device_class", VEIL_POLICY_DEVICE_CLASS}};
         for (size_t i = 0; i < sizeof(bare) / sizeof(bare[0]); i++) {

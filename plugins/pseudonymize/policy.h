@@ -5,7 +5,10 @@
  * or the error, since `veil lint` starts no plugin) and the notice hook.
  *
  * Policies (which apply to which field is in policy.c's table):
- *   pseudonym              keyed pseudonym "<keyid>.<22 base64url>"
+ *   pseudonym | 'pseudonym: REASON'
+ *                          keyed pseudonym "<keyid>.<22 base64url>"; the
+ *                          lint wants the reason for "quasi" (the code is
+ *                          as unique as the value, and few values map back)
  *   drop                   removed (a required string becomes "")
  *   keep | 'keep: REASON'  unchanged; the lint wants the reason for "pii"
  *   truncate_ip[:/V4[,/V6]] network prefix, /24 and /48 by default
@@ -64,7 +67,8 @@ enum veil_policy_field {
 struct veil_policy_rule {
         enum veil_policy_kind kind;
         const char *text;   /**< the policy as written (or defaulted) */
-        const char *reason; /**< keep: the reason, NULL when none */
+        const char *reason; /**< keep, pseudonym: the reason, NULL when
+                                 none */
         int v4_prefix, v6_prefix; /**< truncate_ip */
         int precision;            /**< geohash */
         int64_t bucket_ms;        /**< bucket_time */

@@ -294,7 +294,12 @@ static void lint(const veil_params_t *p, veil_lint_t *l) {
                         continue;
                 }
                 veil_field_treatment_t t = treatment(r->kind);
-                const char *reason = r->kind == VEIL_POLICY_KEEP
+                /* keep and pseudonym pass on the written reason only, NULL
+                 * when there is none: the lint wants one for a
+                 * quasi-identifier either way. */
+                const char *reason = r->kind == VEIL_POLICY_KEEP ||
+                                                     r->kind ==
+                                                             VEIL_POLICY_PSEUDONYM
                                              ? r->reason
                                              : r->text;
                 /* The geohash field also carries the cell computed from
@@ -354,13 +359,26 @@ static void notice_rule(const struct veil_policy *pol, veil_notice_t *n,
                                 "processing.", cap);
                 break;
         case VEIL_POLICY_PSEUDONYM:
+                /* No promise that the code cannot be turned back: it is
+                 * deterministic, so it keeps the value's uniqueness (a
+                 * user agent's code is still a fingerprint), and a value
+                 * among few (a country) is read off its code by frequency
+                 * or from one event whose value is known. */
                 veil_notice_add(n, VEIL_NOTICE_PROTECTION,
-                                "%s is replaced by a pseudonym: a keyed "
-                                "code (HMAC-SHA-256) that only the holder of "
-                                "a secret key can compute; it cannot be "
-                                "turned back into %s, and when the key is "
-                                "replaced, old and new codes can no longer "
-                                "be linked.", cap, what);
+                                "%s is replaced by a pseudonym, a code "
+                                "computed from it with a secret key "
+                                "(HMAC-SHA-256): %s itself is not passed "
+                                "on, but the same value always gives the "
+                                "same code, so the code links the events "
+                                "that share it, and whoever learns which "
+                                "value a code stands for (from how often it "
+                                "occurs, or from one event whose value they "
+                                "know) recognizes it wherever it appears. "
+                                "When the key is replaced, old and new "
+                                "codes can no longer be linked.%s%s%s",
+                                cap, what, r->reason ? " Why a pseudonym: " : "",
+                                r->reason ? r->reason : "",
+                                r->reason ? "." : "");
                 break;
         case VEIL_POLICY_TRUNCATE_IP:
                 veil_notice_add(n, VEIL_NOTICE_PROTECTION,

@@ -462,7 +462,7 @@ static void test_invalid_policies(void **state) {
                 {"{context.ip: 'truncate_ip:/24,/64'}", "context.ip",
                  "IPv6 prefix of 0 to 40"},
                 {"{user_id: keep}", "user_id: 'keep' does not apply",
-                 "pseudonym, drop"},
+                 "pseudonym or 'pseudonym: REASON', drop"},
                 {"{ts: 'bucket_time:1.5h'}", "ts: 'bucket_time:1.5h'",
                  "such as 15m, 1h or 1d"},
                 {"{ts: drop}", "ts: 'drop' does not apply",
@@ -476,8 +476,8 @@ static void test_invalid_policies(void **state) {
                  "device_class"},
                 {"{context.country: 'keeping'}", "'keeping' is not a policy",
                  "'keep: REASON'"},
-                {"{context.session_id: 'pseudonym:x'}",
-                 "pseudonym takes no argument", "context.session_id"},
+                {"{context.session_id: 'drop:x'}",
+                 "drop takes no argument", "context.session_id"},
         };
         for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
                 assert_int_not_equal(open_pipeline(f, t[i].with, "k1"), 0);
@@ -578,8 +578,14 @@ static void test_lint_declarations(void **state) {
                 &l, NULL);
         assert_int_equal(find_decl(&l, "user_id")->treatment,
                          VEIL_FIELD_PSEUDONYMIZED);
-        assert_int_equal(find_decl(&l, "context.session_id")->treatment,
-                         VEIL_FIELD_PSEUDONYMIZED);
+        /* The default pseudonym of a quasi-identifier states its reason
+         * (the lint wants one); the identifier's needs none. */
+        const struct veil_lint_entry *sid =
+                find_decl(&l, "context.session_id");
+        assert_int_equal(sid->treatment, VEIL_FIELD_PSEUDONYMIZED);
+        assert_non_null(sid->reason);
+        assert_non_null(strstr(sid->reason, "one visit"));
+        assert_null(find_decl(&l, "user_id")->reason);
         assert_int_equal(find_decl(&l, "context.user_agent")->treatment,
                          VEIL_FIELD_GENERALIZED);
         assert_int_equal(find_decl(&l, "context.lat")->treatment,
@@ -603,6 +609,21 @@ static void test_lint_declarations(void **state) {
         assert_non_null(strstr(ip->reason, "does not apply"));
         assert_int_equal(find_decl(&l, "context.attrs")->treatment,
                          VEIL_FIELD_KEPT);
+        veil_lint_free(&l);
+        close_pipeline(f);
+
+        /* A pseudonym's reason is the written one, none when bare. */
+        collect(f,
+                "{context.country: 'pseudonym: prices per country', "
+                "context.timezone: pseudonym}",
+                &l, NULL);
+        assert_int_equal(find_decl(&l, "context.country")->treatment,
+                         VEIL_FIELD_PSEUDONYMIZED);
+        assert_string_equal(find_decl(&l, "context.country")->reason,
+                            "prices per country");
+        assert_int_equal(find_decl(&l, "context.timezone")->treatment,
+                         VEIL_FIELD_PSEUDONYMIZED);
+        assert_null(find_decl(&l, "context.timezone")->reason);
         veil_lint_free(&l);
         close_pipeline(f);
 
@@ -660,6 +681,16 @@ static void test_notice(void **state) {
         assert_true(notice_has(&n, VEIL_NOTICE_PROTECTION,
                                "first 24 bits of an IPv4 address and the "
                                "first 40"));
+        /* A deterministic code is never said to be irreversible. */
+        assert_true(notice_has(&n, VEIL_NOTICE_PROTECTION,
+                               "Your session id is replaced by a "
+                               "pseudonym"));
+        assert_true(notice_has(&n, VEIL_NOTICE_PROTECTION,
+                               "recognizes it wherever it appears"));
+        assert_true(notice_has(&n, VEIL_NOTICE_PROTECTION,
+                               "Why a pseudonym: links the events of one "
+                               "visit"));
+        assert_false(notice_has(&n, VEIL_NOTICE_PROTECTION, "cannot be"));
         assert_true(notice_has(&n, VEIL_NOTICE_PROTECTION,
                                "about 4.9 km × 4.9 km"));
         assert_false(notice_has(&n, VEIL_NOTICE_CONSENT, "special feature"));

@@ -117,6 +117,20 @@ if grep -q "attribute_key_number_01, .*attribute_key_number_40 are kept; the oth
   pass "every kept attribute is named"
 else failed "kept attributes" "$(grep -i attribute "$T/new.md" | head -3; cat "$T/new.err")"; fi
 
+# A pseudonym is deterministic: the notice never says it cannot be turned
+# back (a country's code is read off by frequency), and says why it is
+# used where the pipeline gives a reason.
+change "s/^  - use: pseudonymize\$/  - use: pseudonymize\n    with: {context.country: 'pseudonym: prices differ per country'}/"
+if section "$T/new.md" "How we protect it" | grep -q "Your country is replaced by a pseudonym, .* recognizes it wherever it appears\..* Why a pseudonym: prices differ per country\.$" &&
+   ! grep -qi "cannot be turned back\|cannot be reversed" "$base" "$T/new.md"; then
+  pass "a pseudonym is not promised to be irreversible, and its reason is given"
+else failed "pseudonym sentence" "$(grep -i pseudonym "$T/new.md"; cat "$T/new.err")"; fi
+change "s/^  - use: pseudonymize\$/  - use: pseudonymize\n    with: {context.country: pseudonym}/"
+# (demo has no events output: the context stage reads the country.)
+if [ ! -s "$T/new.md" ] && grep -q "stage 3 'context' reads 'context.country' (pii: quasi) .*no earlier stage treats them (generalized, dropped, or kept or pseudonymized with a reason).*'pseudonym: WHY'" "$T/new.err"; then
+  pass "no notice for a quasi-identifier pseudonymized without a reason"
+else failed "pseudonym without a reason" "$(head -3 "$T/new.md"; cat "$T/new.err")"; fi
+
 # The schema's pii marks decide what is listed as collected.
 sed 's/"pii": "quasi",//' "$root/schemas/interaction.avsc" >"$T/nopii.avsc"
 change "s#schema: \.\./\.\./schemas/interaction\.avsc#schema: $T/nopii.avsc#"

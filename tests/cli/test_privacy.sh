@@ -89,6 +89,40 @@ check "lint refuses \"pii\": true" 2 \
   -- "$VEIL" lint "$tmp/bool.yaml"
 check "notice refuses \"pii\": \"Quasi\"" 2 "field 'context\.[a-z_]+': \"pii\" must be" \
   -- "$VEIL" notice "$tmp/case.yaml"
+# A pseudonym of a quasi-identifier keeps it as unique as it was (a user
+# agent's code is a fingerprint) and, where it has few values (a country),
+# is mapped back by frequency: like keep, it needs a reason.
+policy_yaml() { # FILE WITH: a pseudonymize -> passthrough pipeline
+  cat >"$1" <<EOF
+kafka: {bootstrap: embedded, group: policy}
+input: {topic: policy.in, schema: $root/schemas/interaction.avsc}
+outputs:
+  events: {topic: policy.out, schema: $root/schemas/interaction.avsc}
+  dead_letter: {topic: policy.dlq}
+plugins:
+  - use: pseudonymize
+    with:
+$2
+  - use: passthrough
+keys: {ephemeral: true}
+EOF
+}
+policy_yaml "$tmp/country.yaml" "      context.country: pseudonym"
+check "lint a country pseudonymized without a reason" 2 \
+  "country.yaml:9:24: field 'context.country' \(pii: quasi\) can reach output 'events' \(topic policy.out\) in the clear: stage 1 'pseudonymize' pseudonymizes it without a reason, and a pseudonym keeps a quasi-identifier as unique as it was and, where it has few values, can be mapped back; write context.country: 'pseudonym: WHY IT IS NEEDED', or drop instead" \
+  -- "$VEIL" lint "$tmp/country.yaml"
+# (timeout: a run the lint let through would consume until stopped.)
+check "run refuses it too" 2 "'context.country' \(pii: quasi\).*pseudonymizes it without a reason" \
+  -- timeout 20 "$VEIL" run "$tmp/country.yaml"
+policy_yaml "$tmp/ua.yaml" "      context.user_agent: pseudonym"
+check "lint a user agent pseudonymized without a reason" 2 \
+  "ua.yaml:9:27: field 'context.user_agent' \(pii: quasi\) .* pseudonymizes it without a reason.*; write context.user_agent: 'pseudonym: WHY IT IS NEEDED', or reduce_ua \(or drop\) instead" \
+  -- "$VEIL" lint "$tmp/ua.yaml"
+policy_yaml "$tmp/country-why.yaml" "      context.country: 'pseudonym: prices differ per country'"
+check "lint a country pseudonymized with a reason" 0 ': ok$' -- "$VEIL" lint "$tmp/country-why.yaml"
+policy_yaml "$tmp/user-id.yaml" "      user_id: pseudonym"
+check "lint an identifier pseudonymized without a reason" 0 ': ok$' -- "$VEIL" lint "$tmp/user-id.yaml"
+
 check "lint state without keys" 2 \
   "state_nokeys.yaml:15:8: state: checkpoints stage state to a topic, and without a keys: section stages hold what they keep about a user under the raw user_id; add keys:" \
   -- "$VEIL" lint "$here/state_nokeys.yaml"

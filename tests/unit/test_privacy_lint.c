@@ -164,6 +164,66 @@ static void test_ip_kept_without_reason(void **state) {
         close_all(f);
 }
 
+/* A pseudonym keeps a quasi-identifier as unique as it was and, where it
+ * has few values, is mapped back by frequency: it needs a reason, as keep
+ * does. An identifier's pseudonym needs none. */
+static void test_quasi_pseudonym_needs_reason(void **state) {
+        struct fx *f = *state;
+        assert_int_equal(lint(f,
+                              "  - use: pseudonymize\n"
+                              "    with: {context.country: pseudonym, "
+                              "context.user_agent: pseudonym}\n"
+                              "  - use: passthrough\n",
+                              1),
+                         -VEIL_EINVAL);
+        assert_int_equal(count_lines(f->err), 2);
+        has(f->err,
+            "t.yaml:8:29: field 'context.country' (pii: quasi) can reach "
+            "output 'events' (topic out) in the clear: stage 1 "
+            "'pseudonymize' pseudonymizes it without a reason, and a "
+            "pseudonym keeps a quasi-identifier as unique as it was and, "
+            "where it has few values, can be mapped back; write "
+            "context.country: 'pseudonym: WHY IT IS NEEDED', or drop "
+            "instead");
+        has(f->err, "field 'context.user_agent' (pii: quasi) can reach "
+                    "output 'events' (topic out) in the clear: stage 1 "
+                    "'pseudonymize' pseudonymizes it without a reason");
+        has(f->err, "or reduce_ua (or drop) instead");
+        close_all(f);
+        assert_int_equal(lint(f,
+                              "  - use: pseudonymize\n"
+                              "    with: {context.country: 'pseudonym: "
+                              "prices differ per country'}\n"
+                              "  - use: passthrough\n",
+                              1),
+                         0);
+        close_all(f);
+        /* The same rule for any plugin's declaration (every other marked
+         * field dropped one by one: "context: drop" would cover them all). */
+#define OTHERS                                                                \
+        "context.device: drop, context.ip: drop, context.user_agent: drop, "  \
+        "context.lat: drop, context.lon: drop, context.geohash: drop, "       \
+        "context.country: drop, context.session_id: drop"
+        assert_int_equal(lint(f,
+                              "  - use: " DECL "\n"
+                              "    with: {decl: {user_id: pseudonym, " OTHERS
+                              ", context.timezone: pseudonym}}\n",
+                              1),
+                         -VEIL_EINVAL);
+        assert_int_equal(count_lines(f->err), 1);
+        has(f->err, "field 'context.timezone' (pii: quasi)");
+        has(f->err, "'lint_decl' pseudonymizes it without a reason");
+        close_all(f);
+        assert_int_equal(lint(f,
+                              "  - use: " DECL "\n"
+                              "    with: {decl: {user_id: pseudonym, " OTHERS
+                              ", context.timezone: 'pseudonym:a reason'}}\n",
+                              1),
+                         0);
+#undef OTHERS
+        close_all(f);
+}
+
 static void test_wrong_order(void **state) {
         struct fx *f = *state;
         assert_int_equal(lint(f,
@@ -309,6 +369,7 @@ int main(void) {
                 cmocka_unit_test(test_raw_events_leak),
                 cmocka_unit_test(test_pseudonymized_passes),
                 cmocka_unit_test(test_ip_kept_without_reason),
+                cmocka_unit_test(test_quasi_pseudonym_needs_reason),
                 cmocka_unit_test(test_wrong_order),
                 cmocka_unit_test(test_no_keys),
                 cmocka_unit_test(test_invalid_policy),

@@ -1,5 +1,6 @@
 /* A plugin that declares whatever its `decl:` map says for the privacy lint
- * (path: keep | keep:REASON | pseudonym | generalize | drop | invalid) and
+ * (path: keep | keep:REASON | pseudonym | pseudonym:REASON | generalize |
+ * drop | invalid) and
  * declares an `events` output, so the host's lint is tested on
  * declarations no bundled plugin makes. It processes nothing. */
 #include <stdlib.h>
@@ -31,9 +32,9 @@ static void lint(const veil_params_t *p, veil_lint_t *l) {
                 if (!strncmp(t, "keep", 4))
                         veil_lint_field(l, path, VEIL_FIELD_KEPT,
                                         t[4] == ':' ? t + 5 : NULL);
-                else if (!strcmp(t, "pseudonym"))
+                else if (!strncmp(t, "pseudonym", 9))
                         veil_lint_field(l, path, VEIL_FIELD_PSEUDONYMIZED,
-                                        NULL);
+                                        t[9] == ':' ? t + 10 : NULL);
                 else if (!strcmp(t, "generalize"))
                         veil_lint_field(l, path, VEIL_FIELD_GENERALIZED,
                                         NULL);
