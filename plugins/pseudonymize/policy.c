@@ -73,13 +73,14 @@ const struct veil_param_def veil_policy_params[] = {
          "reduce_ua (browser family and major version, OS family, device "
          "class) | 'pseudonym: REASON' | drop | 'keep: REASON'"},
         {"context.lat", VEIL_PARAM_STRING, "geohash:5", 0,
-         "geohash:N (1..12; 7 or more needs require_special_feature_1) | "
-         "drop | 'keep: REASON'; lat and lon go together"},
+         "geohash:N (1..12) | drop | 'keep: REASON'; geohash:7 or more and "
+         "keep need require_special_feature_1; lat and lon go together"},
         {"context.lon", VEIL_PARAM_STRING, NULL, 0,
          "as context.lat, which it must equal (default: context.lat's)"},
         {"context.geohash", VEIL_PARAM_STRING, NULL, 0,
          "a geohash the front end sent: geohash:N (cut to N) | drop | "
-         "'keep: REASON' (default: follows context.lat)"},
+         "'keep: REASON' (geohash:7 or more and keep need "
+         "require_special_feature_1; default: follows context.lat)"},
         {"context.country", VEIL_PARAM_STRING, "drop", 0,
          "drop | 'pseudonym: REASON' | 'keep: REASON'"},
         /* The one quasi-identifier pseudonymized by default, so the default
@@ -95,8 +96,9 @@ const struct veil_param_def veil_policy_params[] = {
         {"context.attrs", VEIL_PARAM_LIST, "[]", 0,
          "attribute keys kept; every other attribute is dropped"},
         {"require_special_feature_1", VEIL_PARAM_BOOL, "false", 0,
-         "allow geohash:7 or finer, only for events whose TCF consent has "
-         "special feature 1 (precise geolocation); others get geohash:6"},
+         "allow geohash:7 or finer, or keep, on the location, only for "
+         "events whose TCF consent has special feature 1 (precise "
+         "geolocation); others get geohash:6"},
         {NULL, 0, NULL, 0, NULL}};
 
 const char *veil_policy_field_path(enum veil_policy_field f) {
@@ -291,21 +293,44 @@ static void read_field(struct veil_policy *pol, enum veil_policy_field f) {
         }
 }
 
-/* Cells under ~500 m only for those who consented to precise geolocation. */
+/* Cells under ~500 m only for those who consented to precise geolocation.
+ * keep is the finest of all: exact coordinates, or the front end's geohash
+ * at whatever length it was sent (up to 12 characters, about 4 cm). A
+ * reason says why it is needed, not that this person agreed, so keep falls
+ * under the same rule: refused without require_special_feature_1, and with
+ * it coarsened to geohash:6 for events without that consent (apply_geo). */
 static void check_precise(struct veil_policy *pol, enum veil_policy_field f) {
         const struct veil_policy_rule *r = &pol->rule[f];
-        if (pol->err[f][0] || r->kind != VEIL_POLICY_GEOHASH ||
-            r->precision < VEIL_POLICY_PRECISE_GEOHASH ||
-            pol->special_feature_1)
+        if (pol->err[f][0] || pol->special_feature_1)
                 return;
-        field_error(pol, f,
-                    "geohash:%d keeps cells of %s, under about 500 m: "
-                    "precise geolocation in TCF terms; set "
-                    "require_special_feature_1: true so that only events "
-                    "whose consent has special feature 1 get it (others get "
-                    "geohash:%d), or write geohash:%d or coarser",
-                    r->precision, veil_policy_geohash_size(r->precision),
-                    VEIL_POLICY_COARSE_GEOHASH, VEIL_POLICY_COARSE_GEOHASH);
+        if (r->kind == VEIL_POLICY_KEEP)
+                field_error(pol, f,
+                            "'%.60s' keeps %s, precise geolocation in TCF "
+                            "terms, for every event; set "
+                            "require_special_feature_1: true so that only "
+                            "events whose consent has special feature 1 keep "
+                            "it (others get geohash:%d), or write geohash:%d "
+                            "or coarser",
+                            r->text,
+                            f == VEIL_PF_GEOHASH
+                                    ? "the front end's geohash at any length "
+                                      "(up to 12 characters, about 4 cm)"
+                                    : "the exact coordinates",
+                            VEIL_POLICY_COARSE_GEOHASH,
+                            VEIL_POLICY_COARSE_GEOHASH);
+        else if (r->kind == VEIL_POLICY_GEOHASH &&
+                 r->precision >= VEIL_POLICY_PRECISE_GEOHASH)
+                field_error(pol, f,
+                            "geohash:%d keeps cells of %s, under about 500 "
+                            "m: precise geolocation in TCF terms; set "
+                            "require_special_feature_1: true so that only "
+                            "events whose consent has special feature 1 get "
+                            "it (others get geohash:%d), or write geohash:%d "
+                            "or coarser",
+                            r->precision,
+                            veil_policy_geohash_size(r->precision),
+                            VEIL_POLICY_COARSE_GEOHASH,
+                            VEIL_POLICY_COARSE_GEOHASH);
 }
 
 int veil_policy_parse(struct veil_policy *pol, const veil_params_t *p) {

@@ -163,36 +163,48 @@ static int geohash_valid(const char *g, size_t n) {
         return n > 0;
 }
 
+/* The cell length an event gets under a location rule: keep is the finest
+ * there is. 0: the value is dropped. */
+static int geo_precision(const struct veil_policy_rule *r, int coarse) {
+        int p = r->kind == VEIL_POLICY_GEOHASH ? r->precision
+                : r->kind == VEIL_POLICY_KEEP  ? VEIL_GEOHASH_MAX
+                                               : 0;
+        return coarse && p > VEIL_POLICY_COARSE_GEOHASH
+                       ? VEIL_POLICY_COARSE_GEOHASH
+                       : p;
+}
+
 /* lat/lon and the geohash field: one location, one decision. */
 static int apply_geo(struct state *s, struct veil_batch *b,
                      struct veil_event *ev) {
         const struct veil_policy_rule *loc = &s->pol.rule[VEIL_PF_LAT];
         const struct veil_policy_rule *gr = &s->pol.rule[VEIL_PF_GEOHASH];
-        /* Precise cells only with special feature 1 (bit 0). */
+        /* Precise locations only with special feature 1 (bit 0): cells of
+         * 7 characters or more, and keep (policy.c refuses both without
+         * require_special_feature_1). Others get geohash:6, whether the
+         * rule was a fine cell or keep. */
         int coarse = s->pol.special_feature_1 &&
                      !(ev->special_features & 1u);
 
-        if (ev->ctx.geohash && gr->kind != VEIL_POLICY_KEEP) {
+        if (ev->ctx.geohash && (gr->kind != VEIL_POLICY_KEEP || coarse)) {
                 const char *g = ev->ctx.geohash;
-                size_t n = strlen(g), p = (size_t)gr->precision;
-                if (coarse && p > VEIL_POLICY_COARSE_GEOHASH)
-                        p = VEIL_POLICY_COARSE_GEOHASH;
-                if (gr->kind != VEIL_POLICY_GEOHASH || !geohash_valid(g, n))
+                size_t n = strlen(g), p = (size_t)geo_precision(gr, coarse);
+                /* A kept geohash that is cut has to be one: what cannot be
+                 * coarsened is dropped. */
+                if (!p || !geohash_valid(g, n))
                         ev->ctx.geohash = NULL;
                 else if (n > p && !(ev->ctx.geohash = arena_copy(b, g, p)))
                         return -VEIL_ENOMEM;
         }
-        if (!ev->ctx.has_geo || loc->kind == VEIL_POLICY_KEEP)
+        if (!ev->ctx.has_geo || (loc->kind == VEIL_POLICY_KEEP && !coarse))
                 return 0;
         double lat = ev->ctx.lat, lon = ev->ctx.lon;
         ev->ctx.has_geo = 0;
         ev->ctx.lat = ev->ctx.lon = 0;
-        if (loc->kind != VEIL_POLICY_GEOHASH)
+        int p = geo_precision(loc, coarse);
+        if (!p)
                 return 0; /* drop */
         char buf[VEIL_GEOHASH_MAX + 1];
-        int p = loc->precision;
-        if (coarse && p > VEIL_POLICY_COARSE_GEOHASH)
-                p = VEIL_POLICY_COARSE_GEOHASH;
         int n = veil_geohash_encode(lat, lon, p, buf, sizeof(buf));
         if (n < 0)
                 return 0; /* out of range: the location is dropped */
@@ -303,11 +315,19 @@ static void lint(const veil_params_t *p, veil_lint_t *l) {
                                              ? r->reason
                                              : r->text;
                 /* The geohash field also carries the cell computed from
-                 * lat/lon: its treatment is the weaker of the two. */
+                 * lat/lon (kept lat/lon: the coarse cell of an event
+                 * without precise-geolocation consent): its treatment is
+                 * the weaker of the two. */
                 if (f == VEIL_PF_GEOHASH && t == VEIL_FIELD_DROPPED &&
                     pol->rule[VEIL_PF_LAT].kind == VEIL_POLICY_GEOHASH) {
                         t = VEIL_FIELD_GENERALIZED;
                         reason = pol->rule[VEIL_PF_LAT].text;
+                } else if (f == VEIL_PF_GEOHASH && t == VEIL_FIELD_DROPPED &&
+                           pol->rule[VEIL_PF_LAT].kind == VEIL_POLICY_KEEP &&
+                           pol->special_feature_1) {
+                        t = VEIL_FIELD_GENERALIZED;
+                        reason = "a coarse cell for events without "
+                                 "precise-geolocation consent";
                 }
                 if (f == VEIL_PF_ATTRS)
                         reason = pol->n_attrs ? "allow-listed keys only"
@@ -352,6 +372,20 @@ static void notice_rule(const struct veil_policy *pol, veil_notice_t *n,
                 veil_notice_add(n, VEIL_NOTICE_PROTECTION, "%s is kept as "
                                 "sent%s%s.", cap, r->reason ? ": " : "",
                                 r->reason ? r->reason : "");
+                /* A kept location is precise: policy.c allows it only
+                 * with require_special_feature_1, and apply_geo coarsens
+                 * it for everyone else. */
+                if (f == VEIL_PF_LAT || f == VEIL_PF_GEOHASH)
+                        veil_notice_add(
+                                n, VEIL_NOTICE_CONSENT,
+                                "%s as sent is precise geolocation: it is "
+                                "kept only if your consent includes precise "
+                                "geolocation (TCF special feature 1); "
+                                "otherwise it is reduced to a map cell of "
+                                "%s.",
+                                cap,
+                                veil_policy_geohash_size(
+                                        VEIL_POLICY_COARSE_GEOHASH));
                 break;
         case VEIL_POLICY_DROP:
                 veil_notice_add(n, VEIL_NOTICE_PROTECTION,

@@ -437,6 +437,40 @@ static void test_special_feature_1(void **state) {
         assert_string_equal(f->ev[1].ctx.geohash, "u09tun");
         close_pipeline(f);
 
+        /* Kept coordinates and a kept front-end geohash are as precise as
+         * a location gets: with the option, kept only for events with
+         * special feature 1, the others get the coarse cell as for
+         * geohash:8. */
+        in[0].ctx.geohash = "u09tunqu12";
+        in[1].ctx.geohash = "u09tunqu12";
+        assert_int_equal(open_pipeline(f,
+                                       "{context.lat: 'keep: store finder', "
+                                       "require_special_feature_1: true}",
+                                       "k1"),
+                         0);
+        assert_int_equal(run(f, in, 2), 2);
+        assert_true(f->ev[0].ctx.has_geo);
+        assert_true(f->ev[0].ctx.lat == 48.8584);
+        assert_true(f->ev[0].ctx.lon == 2.2945);
+        assert_string_equal(f->ev[0].ctx.geohash, "u09tunqu12");
+        assert_false(f->ev[1].ctx.has_geo);
+        assert_true(f->ev[1].ctx.lat == 0 && f->ev[1].ctx.lon == 0);
+        assert_string_equal(f->ev[1].ctx.geohash, "u09tun");
+        close_pipeline(f);
+        /* The geohash field alone kept: lat/lon as geohash:5 for everyone,
+         * the front end's cell kept with consent, cut to 6 without. */
+        in[0].ctx.has_geo = in[1].ctx.has_geo = 0;
+        assert_int_equal(open_pipeline(f,
+                                       "{context.geohash: 'keep: store "
+                                       "finder', require_special_feature_1: "
+                                       "true}",
+                                       "k1"),
+                         0);
+        assert_int_equal(run(f, in, 2), 2);
+        assert_string_equal(f->ev[0].ctx.geohash, "u09tunqu12");
+        assert_string_equal(f->ev[1].ctx.geohash, "u09tun");
+        close_pipeline(f);
+
         /* Without the option, geohash:7 and finer is refused. */
         assert_int_not_equal(open_pipeline(f, "{context.lat: 'geohash:7'}",
                                            "k1"),
@@ -478,6 +512,15 @@ static void test_invalid_policies(void **state) {
                  "'keep: REASON'"},
                 {"{context.session_id: 'drop:x'}",
                  "drop takes no argument", "context.session_id"},
+                /* A reason says why, not that this person agreed: keep
+                 * is as precise as a location gets, so it needs the
+                 * option that asks for consent. */
+                {"{context.lat: 'keep: store finder'}",
+                 "context.lat: 'keep: store finder' keeps the exact "
+                 "coordinates", "require_special_feature_1: true"},
+                {"{context.geohash: 'keep: store finder'}",
+                 "context.geohash: 'keep: store finder' keeps the front "
+                 "end's geohash at any length", "geohash:6 or coarser"},
         };
         for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
                 assert_int_not_equal(open_pipeline(f, t[i].with, "k1"), 0);
@@ -627,6 +670,19 @@ static void test_lint_declarations(void **state) {
         veil_lint_free(&l);
         close_pipeline(f);
 
+        /* Kept lat/lon with consent: the geohash field, dropped, still
+         * carries the coarse cell of events without it. */
+        collect(f,
+                "{context.lat: 'keep: store finder', context.geohash: drop, "
+                "require_special_feature_1: true}",
+                &l, NULL);
+        assert_int_equal(find_decl(&l, "context.lat")->treatment,
+                         VEIL_FIELD_KEPT);
+        assert_int_equal(find_decl(&l, "context.geohash")->treatment,
+                         VEIL_FIELD_GENERALIZED);
+        veil_lint_free(&l);
+        close_pipeline(f);
+
         /* Location dropped: lon and the geohash field follow lat. */
         collect(f, "{context.lat: drop}", &l, NULL);
         assert_int_equal(find_decl(&l, "context.lon")->treatment,
@@ -694,6 +750,22 @@ static void test_notice(void **state) {
         assert_true(notice_has(&n, VEIL_NOTICE_PROTECTION,
                                "about 4.9 km × 4.9 km"));
         assert_false(notice_has(&n, VEIL_NOTICE_CONSENT, "special feature"));
+        veil_notice_free(&n);
+        close_pipeline(f);
+
+        /* Kept coordinates are precise geolocation, said as such. */
+        collect(f,
+                "{context.lat: 'keep: store finder', "
+                "require_special_feature_1: true}",
+                NULL, &n);
+        assert_true(notice_has(&n, VEIL_NOTICE_PROTECTION,
+                               "Your location is kept as sent: store "
+                               "finder"));
+        assert_true(notice_has(&n, VEIL_NOTICE_CONSENT,
+                               "kept only if your consent includes precise "
+                               "geolocation (TCF special feature 1); "
+                               "otherwise it is reduced to a map cell of "
+                               "about 1.2 km × 0.6 km"));
         veil_notice_free(&n);
         close_pipeline(f);
 }

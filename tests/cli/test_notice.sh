@@ -131,6 +131,18 @@ if [ ! -s "$T/new.md" ] && grep -q "stage 3 'context' reads 'context.country' (p
   pass "no notice for a quasi-identifier pseudonymized without a reason"
 else failed "pseudonym without a reason" "$(head -3 "$T/new.md"; cat "$T/new.err")"; fi
 
+# Kept coordinates are precise geolocation: only with special feature 1,
+# and the notice says what everyone else gets.
+change "s/^  - use: pseudonymize\$/  - use: pseudonymize\n    with: {context.lat: 'keep: store finder', require_special_feature_1: true}/"
+if section "$T/new.md" "How we protect it" | grep -q "Your location is kept as sent: store finder\." &&
+   section "$T/new.md" "Your consent" | grep -q "Your location as sent is precise geolocation: it is kept only if your consent includes precise geolocation (TCF special feature 1); otherwise it is reduced to a map cell of about 1.2 km × 0.6 km\."; then
+  pass "kept coordinates: precise geolocation, only with consent"
+else failed "kept coordinates" "$(grep -i location "$T/new.md"; cat "$T/new.err")"; fi
+change "s/^  - use: pseudonymize\$/  - use: pseudonymize\n    with: {context.lat: 'keep: store finder'}/"
+if [ ! -s "$T/new.md" ] && grep -q "keeps the exact coordinates, precise geolocation in TCF terms" "$T/new.err"; then
+  pass "no notice for kept coordinates without require_special_feature_1"
+else failed "kept coordinates without the option" "$(head -3 "$T/new.md"; cat "$T/new.err")"; fi
+
 # The schema's pii marks decide what is listed as collected.
 sed 's/"pii": "quasi",//' "$root/schemas/interaction.avsc" >"$T/nopii.avsc"
 change "s#schema: \.\./\.\./schemas/interaction\.avsc#schema: $T/nopii.avsc#"

@@ -123,6 +123,26 @@ check "lint a country pseudonymized with a reason" 0 ': ok$' -- "$VEIL" lint "$t
 policy_yaml "$tmp/user-id.yaml" "      user_id: pseudonym"
 check "lint an identifier pseudonymized without a reason" 0 ': ok$' -- "$VEIL" lint "$tmp/user-id.yaml"
 
+# Kept coordinates, or a kept front-end geohash of any length, are precise
+# geolocation: a reason says why, not that this person agreed, so they need
+# require_special_feature_1 as geohash:7 does.
+policy_yaml "$tmp/latkeep.yaml" "      context.lat: 'keep: store finder'"
+check "lint kept lat/lon without require_special_feature_1" 2 \
+  "latkeep.yaml:9:20: stage 1 'pseudonymize': field 'context.lat': 'keep: store finder' keeps the exact coordinates, precise geolocation in TCF terms, for every event; set require_special_feature_1: true so that only events whose consent has special feature 1 keep it \(others get geohash:6\), or write geohash:6 or coarser" \
+  -- "$VEIL" lint "$tmp/latkeep.yaml"
+printf 'ts,user_id,item\n1291191960,17850,85123A\n' >"$tmp/one.csv"
+check "replay refuses kept lat/lon without require_special_feature_1" 2 \
+  "context.lat: 'keep: store finder' keeps the exact coordinates" \
+  -- "$VEIL" replay "$tmp/latkeep.yaml" --events "$tmp/one.csv"
+policy_yaml "$tmp/ghkeep.yaml" "      context.geohash: 'keep: store finder'"
+check "lint a kept front-end geohash without require_special_feature_1" 2 \
+  "ghkeep.yaml:9:24: stage 1 'pseudonymize': field 'context.geohash': 'keep: store finder' keeps the front end's geohash at any length .*set require_special_feature_1: true" \
+  -- "$VEIL" lint "$tmp/ghkeep.yaml"
+policy_yaml "$tmp/latkeep-sf1.yaml" "      context.lat: 'keep: store finder'
+      context.geohash: 'keep: store finder'
+      require_special_feature_1: true"
+check "lint kept locations with require_special_feature_1" 0 ': ok$' -- "$VEIL" lint "$tmp/latkeep-sf1.yaml"
+
 check "lint state without keys" 2 \
   "state_nokeys.yaml:15:8: state: checkpoints stage state to a topic, and without a keys: section stages hold what they keep about a user under the raw user_id; add keys:" \
   -- "$VEIL" lint "$here/state_nokeys.yaml"
