@@ -13,7 +13,7 @@
  *   keep | 'keep: REASON'  unchanged; the lint wants the reason for "pii";
  *                          on the location, precise: needs
  *                          require_special_feature_1 as geohash:7 does
- *   truncate_ip[:/V4[,/V6]] network prefix, /24 and /48 by default
+ *   truncate_ip[:/V4[,/V6]] network prefix, /24 and /40 by default
  *   geohash:N              lat/lon to a cell of N characters
  *   bucket_time:DURATION   ts rounded down (15m, 1h, 1d…)
  *   reduce_ua              "Chrome 120 / Android / mobile"
