@@ -645,22 +645,32 @@ int fault_read_all(struct fault_env *e, const char *topic, const char *group,
                                 void *ctx),
                    void *ctx) {
         rd_kafka_t *rk = fault_reader(e, topic, group);
+        rd_kafka_topic_partition_list_t *a = NULL;
+        assert_int_equal(rd_kafka_assignment(rk, &a), 0);
+        int parts = a->cnt;
+        rd_kafka_topic_partition_list_destroy(a);
+        assert_true(parts > 0 && parts <= 64);
+        unsigned char at_end[64] = {0};
         int n = 0, eof = 0;
-        double deadline = now_s() + 30;
-        while (!eof && now_s() < deadline) {
+        double deadline = now_s() + 60;
+        while (eof < parts && now_s() < deadline) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
                 if (!m)
                         continue;
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                        eof = 1;
-                else if (!m->err) {
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        if (m->partition >= 0 && m->partition < 64 &&
+                            !at_end[m->partition]) {
+                                at_end[m->partition] = 1;
+                                eof++;
+                        }
+                } else if (!m->err) {
                         if (each)
                                 each(m, n, ctx);
                         n++;
                 }
                 rd_kafka_message_destroy(m);
         }
-        assert_true(eof);
+        assert_int_equal(eof, parts);
         rd_kafka_consumer_close(rk);
         rd_kafka_destroy(rk);
         return n;

@@ -167,9 +167,9 @@ void fault_run_join(struct fault_env *e);
  * partition of `topic` from the beginning; the caller destroys it. */
 struct rd_kafka_s *fault_reader(struct fault_env *e, const char *topic,
                                 const char *group);
-/* Reads every record of `topic` (one partition) to its end with a
+/* Reads every record of `topic` (each partition) to its end with a
  * fault_reader, calling each(m, i, ctx) for the i-th record (each may be
- * NULL); asserts the end was reached within 30 s. Returns the count. */
+ * NULL); asserts every end was reached within 60 s. Returns the count. */
 int fault_read_all(struct fault_env *e, const char *topic, const char *group,
                    void (*each)(const struct rd_kafka_message_s *m, int i,
                                 void *ctx),

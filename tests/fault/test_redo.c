@@ -283,7 +283,9 @@ struct dl_seen {
         long n, bad;
 };
 
-static void dl_offset(const rd_kafka_message_t *m, struct dl_seen *d) {
+static void dl_offset(const rd_kafka_message_t *m, int i, void *ctx) {
+        struct dl_seen *d = ctx;
+        (void)i;
         char off[32];
         fault_header(m, "veil.source.offset", off, sizeof(off));
         long o = off[0] ? atol(off) : -1;
@@ -295,36 +297,11 @@ static void dl_offset(const rd_kafka_message_t *m, struct dl_seen *d) {
                 d->seen[o]++;
 }
 
-/* Every partition of "dlq" to its end (read_committed); the count. Three
- * partitions: the mock cluster keeps 5 MB of a partition and drops the
- * oldest beyond, less than N_SIDE dead letters take. */
+/* Every partition of "dlq" to its end (read_committed): three, since the
+ * mock cluster keeps 5 MB of a partition and drops the oldest beyond,
+ * less than N_SIDE dead letters take. */
 static int read_dlq(struct fault_env *e, struct dl_seen *d) {
-        rd_kafka_t *rk = fault_reader(e, "dlq", "held-checker");
-        unsigned char eof[8] = {0};
-        int eofs = 0, n = 0;
-        assert_true(e->o.partitions <= 8);
-        double deadline = now_s() + 60;
-        while (eofs < e->o.partitions && now_s() < deadline) {
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-                if (!m)
-                        continue;
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        if (m->partition >= 0 &&
-                            m->partition < e->o.partitions &&
-                            !eof[m->partition]) {
-                                eof[m->partition] = 1;
-                                eofs++;
-                        }
-                } else if (!m->err) {
-                        dl_offset(m, d);
-                        n++;
-                }
-                rd_kafka_message_destroy(m);
-        }
-        assert_int_equal(eofs, e->o.partitions);
-        rd_kafka_consumer_close(rk);
-        rd_kafka_destroy(rk);
-        return n;
+        return fault_read_all(e, "dlq", "held-checker", dl_offset, d);
 }
 
 /* Transactions abort again and again while the side input brings records
