@@ -162,25 +162,20 @@ static int check_field(const struct ctx *c, const struct veil_binding *b,
                        treatment_word(weak->treatment), path, h);
                 return 1;
         }
-        if (weak && weak->treatment == VEIL_FIELD_PSEUDONYMIZED) {
-                report(c->r,
-                       "%s: %s: stage %zu '%s' pseudonymizes it without a "
-                       "reason, and a pseudonym keeps a quasi-identifier as "
-                       "unique as it was and, where it has few values, can "
-                       "be mapped back; write %s: 'pseudonym: WHY IT IS "
-                       "NEEDED', or %s%s instead",
-                       param_where(c, weak_stage, path, pos, sizeof(pos)),
-                       head, weak_stage + 1, stage_name(c, weak_stage), path,
-                       h, strcmp(h, "drop") ? " (or drop)" : "");
-                return 1;
-        }
         if (weak) {
+                int ps = weak->treatment == VEIL_FIELD_PSEUDONYMIZED;
                 report(c->r,
-                       "%s: %s: stage %zu '%s' keeps it without a reason; "
-                       "write %s: 'keep: WHY IT IS NEEDED', or %s%s instead",
+                       "%s: %s: stage %zu '%s' %s without a reason%s; "
+                       "write %s: '%s: WHY IT IS NEEDED', or %s%s instead",
                        param_where(c, weak_stage, path, pos, sizeof(pos)),
-                       head, weak_stage + 1, stage_name(c, weak_stage), path,
-                       h, strcmp(h, "drop") ? " (or drop)" : "");
+                       head, weak_stage + 1, stage_name(c, weak_stage),
+                       ps ? "pseudonymizes it" : "keeps it",
+                       ps ? ", and a pseudonym keeps a quasi-identifier as "
+                            "unique as it was and, where it has few values, "
+                            "can be mapped back"
+                          : "",
+                       path, ps ? "pseudonym" : "keep", h,
+                       strcmp(h, "drop") ? " (or drop)" : "");
                 return 1;
         }
         const struct veil_stage_cfg *sc = veil_pipeline_stage_cfg(c->p, s);
