@@ -52,6 +52,10 @@ struct veil_stage {
                 double value;
         } gauges[MAX_STAGE_GAUGES];
         size_t n_gauges;
+        /* Per pipeline output (and, last, for any name the pipeline does
+         * not bind): 1 once a write there that the plugin does not
+         * declare was logged (refused(), once, not per event). */
+        unsigned char *undeclared_told;
 };
 
 struct veil_batch_impl {
@@ -195,15 +199,74 @@ static struct veil_output *find_output(struct veil_pipeline *p,
         return NULL;
 }
 
+static int stage_declares(const struct veil_plugin *def, const char *output) {
+        for (const char *const *o = def->outputs; o && *o; o++)
+                if (!strcmp(*o, output))
+                        return 1;
+        return 0;
+}
+
+/* A stage writes only to the outputs its plugin declares. The privacy
+ * lint checks each output at the stages that declare it, and nowhere
+ * else: a record to an output the stage never declared (a stage before
+ * pseudonymize writing the raw event to `events`) would leave unchecked.
+ * Such a write is refused here, whatever the pipeline binds: 1 when
+ * `output` is not the stage's, said once per stage and output, and
+ * counted as the stage's error every time. The name is said only when
+ * it is one the pipeline binds (from the YAML): any other is the
+ * plugin's own text, which could hold anything. Not counted among the
+ * batch's unwritten records (unwritten()): that record was never the
+ * pipeline's to write, and failing the batch over it would only stop
+ * the host at every start, on a plugin's bug the log names. */
+static int undeclared(struct veil_stage *st, const char *output,
+                      const char *call) {
+        if (output && stage_declares(st->h.def, output))
+                return 0;
+        struct veil_pipeline *p = st->p;
+        size_t slot = p->n_outputs; /* not bound */
+        for (size_t i = 0; output && i < p->n_outputs; i++)
+                if (!strcmp(p->outputs[i].b->name, output))
+                        slot = i;
+        if (st->undeclared_told && st->undeclared_told[slot]) {
+                st->stats.errors++;
+                return 1;
+        }
+        if (st->undeclared_told)
+                st->undeclared_told[slot] = 1;
+        if (slot < p->n_outputs)
+                veil_log(st, VEIL_LOG_ERROR,
+                         "stage %zu (%s): %s to output '%s', which is not "
+                         "among the plugin's outputs: refused, nothing is "
+                         "written (the privacy lint checks an output only "
+                         "at the stages that declare it); said once, every "
+                         "such write is refused",
+                         st->index + 1, st->h.def->name, call,
+                         p->outputs[slot].b->name);
+        else
+                veil_log(st, VEIL_LOG_ERROR,
+                         "stage %zu (%s): %s to an output that is not among "
+                         "the plugin's outputs and that the pipeline does "
+                         "not bind: refused, nothing is written; said once, "
+                         "every such write is refused",
+                         st->index + 1, st->h.def->name, call);
+        return 1;
+}
+
 /* dead_letter is bound in every pipeline but takes no records from
  * plugins (a stage dead-letters an event by its status), so it has no
- * codec and does not count as bound here. */
+ * codec and does not count as bound here. Nor does an output the stage's
+ * plugin does not declare: the stage may not write there (undeclared()),
+ * and asking is not writing, so it is not logged. */
 int veil_out_bound(veil_stage_t *st, const char *output) {
+        if (!output || !stage_declares(st->h.def, output))
+                return 0;
         struct veil_output *o = find_output(st->p, output);
         return o && o->codec;
 }
 
 veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output) {
+        if (undeclared(st, output, "veil_out_begin"))
+                return NULL;
         struct veil_output *o = find_output(st->p, output);
         if (!o || !o->codec)
                 return NULL;
@@ -293,6 +356,8 @@ static int not_encoded(struct veil_stage *st, const struct veil_event *ev,
 
 int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
                   size_t key_len) {
+        if (undeclared(st, output, "veil_out_emit"))
+                return -VEIL_EINVAL;
         struct veil_output *o = find_output(st->p, output);
         if (!o)
                 return 0; /* unbound output: emitting is a no-op */
@@ -312,6 +377,8 @@ int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
 
 int veil_out_event(veil_stage_t *st, const char *output,
                    const struct veil_event *ev) {
+        if (undeclared(st, output, "veil_out_event"))
+                return -VEIL_EINVAL;
         struct veil_output *o = find_output(st->p, output);
         if (!o)
                 return 0;
@@ -453,13 +520,6 @@ int veil_metric_set(veil_stage_t *st, const char *name, double value) {
 /* Construction                                                       */
 /* ------------------------------------------------------------------ */
 
-static int stage_declares(const struct veil_plugin *def, const char *output) {
-        for (const char *const *o = def->outputs; o && *o; o++)
-                if (!strcmp(*o, output))
-                        return 1;
-        return 0;
-}
-
 int veil_pipeline_new(struct veil_pipeline **pp, const struct veil_config *cfg,
                       const struct veil_pipeline_opts *opts, char *errstr,
                       size_t errstr_size) {
@@ -521,6 +581,9 @@ int veil_pipeline_new(struct veil_pipeline **pp, const struct veil_config *cfg,
                 s->p = p;
                 s->index = i;
                 s->cfg = sc;
+                /* Out of memory: every refusal is logged, rather than
+                 * none. */
+                s->undeclared_told = calloc(p->n_outputs + 1, 1);
                 char lerr[1024];
                 char *use = strchr(sc->use, '/') ? veil_config_path(cfg, sc->use)
                                                  : strdup(sc->use);
@@ -576,6 +639,7 @@ void veil_pipeline_destroy(struct veil_pipeline *p) {
                         s->h.def->destroy(s->state);
                 veil_params_destroy(s->params);
                 veil_plugin_unload(&s->h);
+                free(s->undeclared_told);
         }
         free(p->stages);
         for (size_t i = 0; i < p->n_outputs; i++) {

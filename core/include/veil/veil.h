@@ -277,7 +277,13 @@ void veil_log(veil_stage_t *st, veil_log_level_t level, const char *fmt, ...)
 /** Starts a record for the named output (one of the plugin's `outputs`), or
  *  NULL when the pipeline does not bind that output (emitting is then a
  *  no-op). One record per output is open at a time: emit it before starting
- *  the next one. */
+ *  the next one.
+ *
+ *  A stage writes only to the outputs its plugin lists in `outputs`: the
+ *  privacy lint checks an output at the stages that declare it and at no
+ *  other. For any other name veil_out_begin returns NULL and veil_out_emit
+ *  and veil_out_event return -VEIL_EINVAL and write nothing, whether or not
+ *  the pipeline binds it; the host logs it once per stage and output. */
 veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output);
 /** Encodes and produces the open record with the given key. Returns 0;
  *  -VEIL_EINVAL when this record cannot be written, and nothing is
@@ -301,7 +307,9 @@ int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
  *  record (another one dropped does not). */
 int veil_out_event(veil_stage_t *st, const char *output,
                    const struct veil_event *ev);
-/** 1 when the pipeline binds this output to a topic. */
+/** 1 when the pipeline binds this output to a topic and it is one of the
+ *  plugin's `outputs` (0 for any other name: the stage may not write
+ *  there). */
 int veil_out_bound(veil_stage_t *st, const char *output);
 
 /** A subject whose data is being erased or exported. Both forms are given so

@@ -1,0 +1,85 @@
+/* A plugin that writes to an output it does not declare (test_undeclared):
+ * it declares only `notes`, and for every event it passes calls
+ * veil_out_event, veil_out_begin/veil_out_emit and veil_out_bound on the
+ * output its `output:` parameter names (default `events`). Placed before
+ * pseudonymize, it would put the raw event on `events`, which the privacy
+ * lint checks only at the stages declaring it. What each call answered is
+ * kept in gauges for the test to read: event_rc, begin_null (1 when
+ * veil_out_begin gave NULL), emit_rc and bound, and notes_rc for
+ * veil_out_event on its own `notes` (bound or not, which must keep
+ * working as before). */
+#include <stdlib.h>
+#include <string.h>
+
+#include <veil/veil.h>
+
+static const struct veil_param_def params[] = {
+        {"output", VEIL_PARAM_STRING, "events", 0,
+         "the output it writes to without declaring it"},
+        {NULL, 0, NULL, 0, NULL}};
+static const char *const outputs[] = {"notes", NULL};
+
+struct state {
+        veil_stage_t *st;
+        const char *output;
+};
+
+static int init(veil_stage_t *st, const veil_params_t *p, void **state,
+                char *errstr, size_t errstr_size) {
+        (void)errstr, (void)errstr_size;
+        struct state *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -VEIL_ENOMEM;
+        s->st = st;
+        s->output = veil_params_str(p, "output");
+        *state = s;
+        return 0;
+}
+
+static int process(void *state, struct veil_batch *b) {
+        struct state *s = state;
+        for (size_t i = 0; i < b->n; i++) {
+                struct veil_event *ev = &b->events[i];
+                if (ev->status != VEIL_PASS)
+                        continue;
+                veil_metric_set(s->st, "event_rc",
+                                veil_out_event(s->st, s->output, ev));
+                veil_rec_t *r = veil_out_begin(s->st, s->output);
+                veil_metric_set(s->st, "begin_null", r == NULL);
+                if (r) {
+                        veil_rec_set_str(r, "event_id", ev->event_id);
+                        veil_rec_set_str(r, "user_id", ev->user_id);
+                        veil_rec_set_long(r, "ts", ev->ts_ms);
+                        veil_rec_set_str(r, "type", ev->type);
+                        veil_rec_set_str(r, "item_id", ev->item_id);
+                }
+                veil_metric_set(s->st, "emit_rc",
+                                veil_out_emit(s->st, s->output, ev->user_id,
+                                              strlen(ev->user_id)));
+                veil_metric_set(s->st, "bound",
+                                veil_out_bound(s->st, s->output));
+                veil_metric_set(s->st, "notes_rc",
+                                veil_out_event(s->st, "notes", ev));
+        }
+        return 0; /* whatever the outputs said, as a careless plugin */
+}
+
+static void destroy(void *state) { free(state); }
+
+static const struct veil_plugin plugin = {
+        .abi_version = VEIL_ABI_VERSION,
+        .struct_size = sizeof(struct veil_plugin),
+        .name = "sneaky",
+        .version = "1.0.0",
+        .description = "Test plugin: writes every event to an output it "
+                       "does not declare.",
+        .params = params,
+        .outputs = outputs,
+        .init = init,
+        .process = process,
+        .destroy = destroy,
+};
+
+VEIL_PLUGIN_EXPORT const struct veil_plugin *veil_plugin_entry(void) {
+        return &plugin;
+}

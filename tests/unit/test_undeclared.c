@@ -1,0 +1,255 @@
+/*
+ * A stage writing to an output its plugin does not declare, through the
+ * host: the privacy lint checks an output only at the stages that declare
+ * it, so `sneaky → pseudonymize → passthrough` passes the lint while
+ * sneaky (tests/unit/plugins/sneaky.c, declaring only `notes`) would put
+ * the raw event on `events`. The host refuses every such write: the
+ * calls fail, nothing of sneaky's reaches the sink, the line naming the
+ * stage and the output is said once (not per event) and holds no value,
+ * and the declared writers (sneaky's own `notes`, passthrough's `events`)
+ * work as before.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "keyring.h"
+#include "keys.h"
+#include "pipeline.h"
+
+#define SNEAKY TEST_PLUGIN_DIR "/test_sneaky.so"
+/* In the raw events: no record may carry them. */
+#define RAW_UID "raw-user-4711"
+#define RAW_IP "203.0.113.77"
+#define N_EVENTS 3
+
+struct cap {
+        int records;   /* on topic out (`events`) */
+        int notes;     /* on topic notes.t */
+        int raw;       /* records holding a raw value */
+        int other;     /* anything else */
+};
+
+static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
+                const void *value, size_t value_len,
+                const struct veil_dead_letter *dl) {
+        struct cap *c = ctx;
+        if (dl) {
+                c->other++;
+                return 0;
+        }
+        if (memmem(value, value_len, RAW_UID, strlen(RAW_UID)) ||
+            memmem(value, value_len, RAW_IP, strlen(RAW_IP)) ||
+            memmem(key, key_len, RAW_UID, strlen(RAW_UID)))
+                c->raw++;
+        if (!strcmp(topic, "out"))
+                c->records++;
+        else if (!strcmp(topic, "notes.t"))
+                c->notes++;
+        else
+                c->other++;
+        return 0;
+}
+
+struct run {
+        struct veil_config *cfg;
+        struct veil_keyring *kr;
+        struct veil_pipeline *p;
+        struct cap cap;
+        char err[2048];
+        char log[16384]; /* stderr while the batch ran */
+};
+
+/* sneaky (with `with`) → pseudonymize → passthrough, `events` bound to
+ * topic "out" and `notes` (sneaky's own) to "notes.t" when `notes`;
+ * N_EVENTS raw events. Returns what batch_run returned; the lint's
+ * answer in *lint_rc. */
+static int run(struct run *r, const char *with, int notes, int *lint_rc) {
+        char yaml[2048], err[2048];
+        memset(r, 0, sizeof(*r));
+        snprintf(yaml, sizeof(yaml),
+                 "kafka: {bootstrap: embedded, group: t}\n"
+                 "input: {topic: in, schema: ../../schemas/"
+                 "interaction.avsc}\n"
+                 "outputs:\n"
+                 "  events: {topic: out, schema: ../../schemas/"
+                 "interaction.avsc}\n"
+                 "%s"
+                 "  dead_letter: {topic: dlq}\n"
+                 "plugins:\n"
+                 "  - use: %s\n"
+                 "    with: %s\n"
+                 "  - use: pseudonymize\n"
+                 "  - use: passthrough\n"
+                 "keys: {ephemeral: true}\n",
+                 notes ? "  notes: {topic: notes.t, schema: ../../schemas/"
+                         "interaction.avsc}\n"
+                       : "",
+                 SNEAKY, with);
+        if (veil_config_parse(&r->cfg, VEIL_SRCDIR "/tests/unit/t.yaml", yaml,
+                              strlen(yaml), err, sizeof(err)) ||
+            veil_keys_load(r->cfg, &r->kr, err, sizeof(err)))
+                fail_msg("config: %s", err);
+        char *path[] = {TEST_PLUGIN_DIR};
+        struct veil_pipeline_opts o = {path, 1, r->kr, 0};
+        if (veil_pipeline_new(&r->p, r->cfg, &o, err, sizeof(err)))
+                fail_msg("pipeline: %s", err);
+        *lint_rc = veil_pipeline_lint(r->p, err, sizeof(err));
+        veil_pipeline_set_sink(r->p, (struct veil_sink){sink, &r->cap});
+        veil_pipeline_batch_begin(r->p);
+        for (int i = 0; i < N_EVENTS; i++) {
+                char id[16];
+                snprintf(id, sizeof(id), "e%d", i);
+                struct veil_event ev;
+                memset(&ev, 0, sizeof(ev));
+                ev.event_id = id;
+                ev.user_id = RAW_UID;
+                ev.ts_ms = 1700000000000LL + i;
+                ev.type = "view";
+                ev.item_id = "item-1";
+                ev.value = 1;
+                ev.gpc = -1;
+                ev.ctx.ip = RAW_IP;
+                assert_int_equal(veil_pipeline_batch_add_event(r->p, &ev), 1);
+        }
+        FILE *tmp = tmpfile();
+        assert_non_null(tmp);
+        fflush(stderr);
+        int saved = dup(2);
+        assert_true(saved >= 0);
+        assert_true(dup2(fileno(tmp), 2) >= 0);
+        int rc = veil_pipeline_batch_run(r->p, r->err, sizeof(r->err));
+        fflush(stderr);
+        dup2(saved, 2);
+        close(saved);
+        rewind(tmp);
+        size_t n = fread(r->log, 1, sizeof(r->log) - 1, tmp);
+        r->log[n] = '\0';
+        fclose(tmp);
+        fprintf(stderr, "%s", r->log);
+        return rc;
+}
+
+static void run_done(struct run *r) {
+        veil_pipeline_destroy(r->p);
+        veil_keyring_destroy(r->kr);
+        veil_config_destroy(r->cfg);
+}
+
+static double gauge(const struct run *r, size_t stage, const char *name) {
+        for (size_t j = 0; j < veil_pipeline_stage_n_gauges(r->p, stage);
+             j++) {
+                double x;
+                if (!strcmp(veil_pipeline_stage_gauge(r->p, stage, j, &x),
+                            name))
+                        return x;
+        }
+        fail_msg("no gauge %s", name);
+        return 0;
+}
+
+static int count(const char *hay, const char *needle) {
+        int n = 0;
+        for (const char *s = hay; (s = strstr(s, needle)); s++)
+                n++;
+        return n;
+}
+
+/* The reviewer's pipeline: the lint passes it (the lint need not see
+ * sneaky's write, the host refuses it), and only passthrough's
+ * pseudonymized records come out. */
+static void test_undeclared_bound(void **state) {
+        (void)state;
+        struct run r;
+        int lint_rc;
+        int rc = run(&r, "{}", 0, &lint_rc);
+        assert_int_equal(lint_rc, 0);
+        if (rc)
+                fail_msg("batch: %s", r.err);
+        assert_int_equal(r.cap.records, N_EVENTS); /* passthrough's */
+        assert_int_equal(r.cap.raw, 0);
+        assert_int_equal(r.cap.other, 0);
+        assert_int_equal(veil_pipeline_output_count(r.p, "events"), N_EVENTS);
+        /* Every call refused. */
+        assert_true(gauge(&r, 0, "event_rc") == -VEIL_EINVAL);
+        assert_true(gauge(&r, 0, "begin_null") == 1);
+        assert_true(gauge(&r, 0, "emit_rc") == -VEIL_EINVAL);
+        assert_true(gauge(&r, 0, "bound") == 0);
+        /* Its own output, unbound here: a no-op as before. */
+        assert_true(gauge(&r, 0, "notes_rc") == 0);
+        /* Once per stage and output, for each call; counted every time. */
+        assert_int_equal(count(r.log, "stage 1 (sneaky): veil_out_event to "
+                                      "output 'events', which is not among "
+                                      "the plugin's outputs: refused"),
+                         1);
+        assert_int_equal(count(r.log, "stage 1 (sneaky): veil_out_"), 1);
+        struct veil_stage_stats st = veil_pipeline_stage_stats(r.p, 0);
+        assert_int_equal(st.errors, 3 * N_EVENTS);
+        assert_int_equal(veil_pipeline_stage_stats(r.p, 2).errors, 0);
+        assert_null(strstr(r.log, RAW_UID));
+        assert_null(strstr(r.log, RAW_IP));
+        run_done(&r);
+}
+
+/* A name the pipeline does not bind either: refused too (it was a silent
+ * no-op), and the line does not repeat the plugin's text, which could be
+ * anything. */
+static void test_undeclared_unbound(void **state) {
+        (void)state;
+        struct run r;
+        int lint_rc;
+        int rc = run(&r, "{output: " RAW_UID "}", 0, &lint_rc);
+        assert_int_equal(lint_rc, 0);
+        if (rc)
+                fail_msg("batch: %s", r.err);
+        assert_int_equal(r.cap.records, N_EVENTS);
+        assert_int_equal(r.cap.raw, 0);
+        assert_true(gauge(&r, 0, "event_rc") == -VEIL_EINVAL);
+        assert_true(gauge(&r, 0, "begin_null") == 1);
+        assert_true(gauge(&r, 0, "emit_rc") == -VEIL_EINVAL);
+        assert_true(gauge(&r, 0, "bound") == 0);
+        assert_int_equal(count(r.log, "stage 1 (sneaky): veil_out_event to "
+                                      "an output that is not among the "
+                                      "plugin's outputs and that the "
+                                      "pipeline does not bind: refused"),
+                         1);
+        assert_null(strstr(r.log, RAW_UID));
+        run_done(&r);
+}
+
+/* The stage's own output, bound: written as before, while the undeclared
+ * one is still refused. */
+static void test_declared_still_written(void **state) {
+        (void)state;
+        struct run r;
+        int lint_rc;
+        int rc = run(&r, "{}", 1, &lint_rc);
+        /* Raw events to notes, by the stage that declares it: the lint
+         * sees that one. */
+        assert_int_equal(lint_rc, -VEIL_EINVAL);
+        if (rc)
+                fail_msg("batch: %s", r.err);
+        assert_int_equal(r.cap.records, N_EVENTS);
+        assert_int_equal(r.cap.notes, N_EVENTS);
+        assert_int_equal(r.cap.raw, N_EVENTS); /* the notes, all of them */
+        assert_int_equal(veil_pipeline_output_count(r.p, "notes"), N_EVENTS);
+        assert_true(gauge(&r, 0, "notes_rc") == 0);
+        assert_true(gauge(&r, 0, "event_rc") == -VEIL_EINVAL);
+        run_done(&r);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_undeclared_bound),
+                cmocka_unit_test(test_undeclared_unbound),
+                cmocka_unit_test(test_declared_still_written),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
