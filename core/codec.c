@@ -3269,6 +3269,30 @@ static int pii_walk(struct veil_codec *c, const struct json *t,
         return rc;
 }
 
+/* A record's field names are unique: each slot is filled at most once. */
+_Static_assert(N_SLOTS <= VEIL_CODEC_EVENT_FIELDS,
+               "VEIL_CODEC_EVENT_FIELDS must hold every event slot");
+
+static size_t event_fields(const struct efield *f, size_t n,
+                           const char **paths, size_t max, size_t k) {
+        for (size_t i = 0; i < n; i++) {
+                if (f[i].sub)
+                        k = event_fields(f[i].sub, f[i].n_sub, paths, max, k);
+                else if (f[i].slot >= 0 && k < max)
+                        paths[k++] = slots[f[i].slot].path;
+        }
+        return k;
+}
+
+size_t veil_codec_event_fields(const struct veil_codec *c, const char **paths,
+                               size_t max) {
+        /* A schema that cannot stand for an event takes none: encode_event
+         * refuses every event. */
+        if (!c->event_ok)
+                return 0;
+        return event_fields(c->enc, c->n_enc, paths, max, 0);
+}
+
 size_t veil_codec_pii_fields(const struct veil_codec *c, const char ***paths,
                              const char ***marks) {
         if (paths)

@@ -105,4 +105,14 @@ veil_rec_t *veil_rec_map_add(veil_rec_t *r, const char *path, const char *key);
 size_t veil_codec_pii_fields(const struct veil_codec *c, const char ***paths,
                              const char ***marks);
 
+/** The most fields an event fills (veil_codec_event_fields). */
+#define VEIL_CODEC_EVENT_FIELDS 32
+/** The fields of the codec's schema that veil_codec_encode_event fills from
+ *  the event (struct veil_event's members, by dotted path), whatever the
+ *  schema marks: at most `max` into `paths` (static strings); the count.
+ *  0 when the schema cannot stand for an event. For the privacy lint: the
+ *  input schema's marks of these fields hold in the output too. */
+size_t veil_codec_event_fields(const struct veil_codec *c, const char **paths,
+                               size_t max);
+
 #endif
