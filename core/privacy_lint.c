@@ -124,7 +124,8 @@ static const char *param_where(const struct ctx *c, size_t s,
  * Returns 1 when it leaks there (and reports it), or when a declaration of
  * it is invalid (reported on its own by check_declarations). */
 static int check_field(const struct ctx *c, const struct veil_binding *b,
-                       size_t s, const char *path, const char *mark) {
+                       size_t s, const char *path, const char *mark,
+                       int from_input) {
         int identifier = !strcmp(mark, "identifier");
         const struct veil_lint_entry *weak = NULL; /* declared, not enough */
         size_t weak_stage = 0;
@@ -148,9 +149,13 @@ static int check_field(const struct ctx *c, const struct veil_binding *b,
                 }
         }
         snprintf(head, sizeof(head),
-                 "field '%s' (pii: %s) can reach output '%s' (topic %s) in "
-                 "the clear",
-                 path, mark, b->name, b->topic);
+                 "field '%s' (pii: %s%s) can reach output '%s' (topic %s) "
+                 "in the clear",
+                 path, mark,
+                 from_input ? ", from the input schema: the output copies "
+                              "it from the event"
+                            : "",
+                 b->name, b->topic);
         const char *h = hint(path, identifier);
         if (weak && identifier) {
                 report(c->r,
@@ -215,17 +220,79 @@ static int declares(const struct veil_plugin *def, const char *output) {
         return 0;
 }
 
+/* The stricter of two marks (NULL: none). */
+static const char *stricter(const char *a, const char *b) {
+        if (!a)
+                return b;
+        if (!b)
+                return a;
+        return !strcmp(a, "identifier") ? a : b;
+}
+
+/* The input schema's mark of an event field: its own, or a marked record
+ * above it; the strictest. NULL when unmarked. */
+static const char *input_mark(const struct ctx *c, const char *path) {
+        struct veil_codec *in = veil_pipeline_input_codec(c->p);
+        const char **paths = NULL, **marks = NULL;
+        size_t n = in ? veil_codec_pii_fields(in, &paths, &marks) : 0;
+        const char *m = NULL;
+        for (size_t i = 0; i < n; i++)
+                if (covers(paths[i], path))
+                        m = stricter(m, marks[i]);
+        return m;
+}
+
+struct marked {
+        const char *path, *mark;
+        int from_input; /* the mark is the input schema's, stricter */
+};
+
+/* Once per field and output: at the first stage it leaks. */
+static void check_marked(const struct ctx *c, const struct veil_binding *b,
+                         const struct marked *m) {
+        for (size_t s = 0; s < c->n_stages; s++)
+                if (declares(veil_pipeline_stage_plugin(c->p, s), b->name) &&
+                    check_field(c, b, s, m->path, m->mark, m->from_input))
+                        break;
+}
+
+/* The fields an output must not carry in the clear: those its schema
+ * marks, and those the event encoder fills from the event (codec.c's
+ * slots, by path, whatever the output schema marks) with the input
+ * schema's mark. A copy of the interaction schema without its marks
+ * bound to an output would otherwise let user_id, the IP and the session
+ * id out raw past the lint; where both schemas mark a field, the
+ * stricter mark holds. */
 static void check_output(const struct ctx *c, const struct veil_binding *b) {
         struct veil_codec *codec = veil_pipeline_output_codec(c->p, b->name);
         const char **paths = NULL, **marks = NULL;
         size_t n = codec ? veil_codec_pii_fields(codec, &paths, &marks) : 0;
+        const char *ev[VEIL_CODEC_EVENT_FIELDS];
+        size_t n_ev = codec ? veil_codec_event_fields(
+                                      codec, ev, VEIL_CODEC_EVENT_FIELDS)
+                            : 0;
         for (size_t f = 0; f < n; f++) {
-                /* Once per field and output: at the first stage it leaks. */
-                for (size_t s = 0; s < c->n_stages; s++)
-                        if (declares(veil_pipeline_stage_plugin(c->p, s),
-                                     b->name) &&
-                            check_field(c, b, s, paths[f], marks[f]))
-                                break;
+                struct marked m = {paths[f], marks[f], 0};
+                for (size_t e = 0; e < n_ev; e++) {
+                        const char *in = input_mark(c, ev[e]);
+                        if (!strcmp(ev[e], paths[f]) && in &&
+                            strcmp(stricter(marks[f], in), marks[f])) {
+                                m.mark = in;
+                                m.from_input = 1;
+                        }
+                }
+                check_marked(c, b, &m);
+        }
+        /* Event fields the output schema does not mark itself. */
+        for (size_t e = 0; e < n_ev; e++) {
+                const char *in = input_mark(c, ev[e]);
+                int own = 0;
+                for (size_t f = 0; f < n && !own; f++)
+                        own = !strcmp(paths[f], ev[e]);
+                if (in && !own) {
+                        struct marked m = {ev[e], in, 1};
+                        check_marked(c, b, &m);
+                }
         }
 }
 

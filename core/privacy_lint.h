@@ -11,6 +11,12 @@
  *   "pii": "quasi"       pseudonymized, generalized, dropped, or kept with a
  *                        reason
  *
+ * An output field veil_out_event fills from the event (by path, whatever
+ * the output schema marks) also carries the input schema's mark of that
+ * field; where both mark it, the stricter holds. Only the stages that
+ * declare an output may write to it: the host refuses any other
+ * (pipeline.c, undeclared()), so checking the declaring stages is enough.
+ *
  * A declaration of a record ("context") covers the fields under it. The
  * dead-letter output carries the original bytes by design (an operator's
  * topic) and has no schema, so it is not checked.

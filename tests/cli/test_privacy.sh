@@ -74,6 +74,37 @@ check "lint context.ip kept without a reason" 2 \
 out=$("$VEIL" lint "$here/leak_ip.yaml" 2>&1)
 [ "$(grep -c "can reach output" <<<"$out")" -eq 1 ] && { passes=$((passes + 1)); echo "ok only context.ip leaks"; } ||
   { echo "FAIL only context.ip should leak:"; echo "$out"; fails=$((fails + 1)); }
+# An output schema without the marks hides nothing: the event encoder
+# fills its fields from the event whatever it marks, so the input schema's
+# marks hold there. interaction-unmarked.avsc must stay the interaction
+# schema minus its marks, or this would test another schema.
+if grep -v '"pii"' "$root/schemas/interaction.avsc" | cmp -s - "$here/interaction-unmarked.avsc"; then
+  passes=$((passes + 1)); echo "ok interaction-unmarked.avsc is the schema without its marks"
+else
+  echo "FAIL tests/cli/interaction-unmarked.avsc differs from schemas/interaction.avsc without its \"pii\" lines"
+  fails=$((fails + 1))
+fi
+from_input="from the input schema: the output copies it from the event"
+check "lint unmarked output schema: user_id" 2 \
+  "leak_unmarked_output.yaml:12:5: field 'user_id' \(pii: identifier, $from_input\) can reach output 'events' \(topic leak.out\) in the clear: stage 1 'passthrough' emits it and no earlier stage treats it; add a pseudonymize stage before it with user_id: pseudonym \(or drop\)" \
+  -- "$VEIL" lint "$here/leak_unmarked_output.yaml"
+check "lint unmarked output schema: context.session_id" 2 \
+  "leak_unmarked_output.yaml:12:5: field 'context.session_id' \(pii: quasi, $from_input\) can reach output 'events' \(topic leak.out\) in the clear" \
+  -- "$VEIL" lint "$here/leak_unmarked_output.yaml"
+out=$("$VEIL" lint "$here/leak_unmarked_output.yaml" 2>&1)
+# user_id and the nine context fields, as with the marked schema.
+[ "$(grep -c "can reach output 'events'" <<<"$out")" -eq 10 ] && { passes=$((passes + 1)); echo "ok every input mark holds in the unmarked output"; } ||
+  { echo "FAIL every marked field should be refused:"; echo "$out"; fails=$((fails + 1)); }
+# Bounded: a run the lint lets through would consume until stopped.
+check "run refuses the unmarked output schema" 2 "field 'context.ip' \(pii: quasi, $from_input\) can reach output 'events'" \
+  -- timeout 30 "$VEIL" run "$here/leak_unmarked_output.yaml"
+# With a pseudonymize stage first it passes: the marks are the input's,
+# and the same treatments satisfy them.
+sed -e 's|^  - use: passthrough|  - use: pseudonymize\n  - use: passthrough|' \
+  -e "s|interaction-unmarked.avsc|$here/interaction-unmarked.avsc|; s|\.\./\.\./schemas|$root/schemas|" \
+  "$here/leak_unmarked_output.yaml" >"$tmp/unmarked_ok.yaml"
+check "lint unmarked output schema after pseudonymize" 0 ': ok$' -- "$VEIL" lint "$tmp/unmarked_ok.yaml"
+
 # A mark the lint does not know is refused, not read as no mark: "pii":
 # true on user_id would otherwise let the raw id through and out of the
 # notice.

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -36,6 +37,10 @@ static void close_all(struct fx *f) {
         memset(f, 0, sizeof(*f));
 }
 
+/* The schema the next lint binds to `events` (relative to the YAML, or
+ * absolute). */
+static const char *events_schema = "../../schemas/interaction.avsc";
+
 /* The plugins: section is `plugins` (YAML lines, 2-space indented items).
  * Line 7 is the first plugin item. */
 static int lint_size(struct fx *f, const char *plugins, int keys,
@@ -45,12 +50,13 @@ static int lint_size(struct fx *f, const char *plugins, int keys,
                  "kafka: {bootstrap: embedded, group: t}\n"
                  "input: {topic: in, schema: ../../schemas/interaction.avsc}\n"
                  "outputs:\n"
-                 "  events: {topic: out, schema: ../../schemas/interaction.avsc}\n"
+                 "  events: {topic: out, schema: %s}\n"
                  "  dead_letter: {topic: dlq}\n"
                  "plugins:\n"
                  "%s"
                  "%s",
-                 plugins, keys ? "keys: {ephemeral: true}\n" : "");
+                 events_schema, plugins,
+                 keys ? "keys: {ephemeral: true}\n" : "");
         assert_int_equal(veil_config_parse(&f->cfg,
                                            VEIL_SRCDIR "/tests/pipelines/t.yaml",
                                            yaml, strlen(yaml), f->err,
@@ -342,6 +348,103 @@ static void test_declarations(void **state) {
         close_all(f);
 }
 
+/* The interaction schema with every `from` mark (NULL: any) made `to`
+ * ("" drops the mark), in a file of its own; its path in `path`. */
+static void remarked_schema(char *path, size_t size, const char *from,
+                            const char *to) {
+        FILE *in = fopen(VEIL_SRCDIR "/schemas/interaction.avsc", "r");
+        assert_non_null(in);
+        snprintf(path, size, "/tmp/veil-lint-XXXXXX.avsc");
+        int fd = mkstemps(path, 5);
+        assert_true(fd >= 0);
+        FILE *out = fdopen(fd, "w");
+        assert_non_null(out);
+        char line[1024], want[64];
+        snprintf(want, sizeof(want), "\"pii\": \"%s", from ? from : "");
+        int n = 0;
+        while (fgets(line, sizeof(line), in)) {
+                char *m = strstr(line, want);
+                if (!m) {
+                        fputs(line, out);
+                        continue;
+                }
+                n++;
+                if (*to)
+                        fprintf(out, "%.*s\"pii\": \"%s\",\n",
+                                (int)(m - line), line, to);
+        }
+        assert_true(n > 0);
+        fclose(in);
+        fclose(out);
+}
+
+/* The event encoder fills an output's fields from the event whatever the
+ * output schema marks: the input schema's marks hold there too, the
+ * stricter where both mark a field. */
+static char remarked[64]; /* the file, removed by marks_teardown */
+
+static int marks_teardown(void **state) {
+        close_all(*state);
+        if (remarked[0])
+                unlink(remarked);
+        remarked[0] = '\0';
+        events_schema = "../../schemas/interaction.avsc";
+        return 0;
+}
+
+static void test_output_marks_input(void **state) {
+        struct fx *f = *state;
+        char *path = remarked;
+        /* No marks at all: every field the input marks, as before. */
+        remarked_schema(path, sizeof(remarked), NULL, "");
+        events_schema = path;
+        assert_int_equal(lint(f, "  - use: passthrough\n", 1), -VEIL_EINVAL);
+        assert_int_equal(count_lines(f->err), 10);
+        has(f->err, "t.yaml:7:5: field 'user_id' (pii: identifier, from the "
+                    "input schema: the output copies it from the event) can "
+                    "reach output 'events' (topic out) in the clear: stage 1 "
+                    "'passthrough' emits it and no earlier stage treats it; "
+                    "add a pseudonymize stage before it with user_id: "
+                    "pseudonym (or drop)");
+        has(f->err, "field 'context.ip' (pii: quasi, from the input schema: "
+                    "the output copies it from the event) can reach");
+        close_all(f);
+        unlink(path);
+        path[0] = '\0';
+
+        /* user_id marked only "quasi" in the output: the input's
+         * "identifier" holds, so a reason does not let it out. */
+        remarked_schema(path, sizeof(remarked), "identifier", "quasi");
+        events_schema = path;
+        assert_int_equal(lint(f,
+                              "  - use: " DECL "\n"
+                              "    with: {decl: {user_id: 'keep:we need "
+                              "it', context: drop}}\n",
+                              0),
+                         -VEIL_EINVAL);
+        assert_int_equal(count_lines(f->err), 1);
+        has(f->err, "t.yaml:7:5: field 'user_id' (pii: identifier, from the "
+                    "input schema: the output copies it from the event) can "
+                    "reach output 'events' (topic out) in the clear: stage 1 "
+                    "'lint_decl' keeps it, and an identifier must be "
+                    "pseudonymized or dropped");
+        close_all(f);
+        /* ...and treated as an identifier, it passes. */
+        assert_int_equal(lint(f,
+                              "  - use: pseudonymize\n"
+                              "  - use: passthrough\n",
+                              1),
+                         0);
+        close_all(f);
+        unlink(path);
+        path[0] = '\0';
+
+        /* A schema that cannot stand for an event takes nothing from one
+         * (veil_out_event refuses every event): only its own marks. */
+        events_schema = "../../schemas/recommendation.avsc";
+        assert_int_equal(lint(f, "  - use: passthrough\n", 1), 0);
+}
+
 static void test_small_buffer(void **state) {
         struct fx *f = *state;
         assert_int_equal(lint_size(f, "  - use: passthrough\n", 1, 700),
@@ -374,6 +477,8 @@ int main(void) {
                 cmocka_unit_test(test_no_keys),
                 cmocka_unit_test(test_invalid_policy),
                 cmocka_unit_test(test_declarations),
+                cmocka_unit_test_teardown(test_output_marks_input,
+                                          marks_teardown),
                 cmocka_unit_test(test_small_buffer),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
