@@ -13,7 +13,7 @@
 #define MAX_LINE (64 * 1024)
 
 /* read_line's results besides 1 (a line) and 0 (the end). */
-enum { RL_LONG = -1, RL_NUL = -2, RL_IO = -3 };
+enum { RL_LONG = -1, RL_NUL = -2, RL_IO = -3, RL_CR = -4 };
 
 enum col {
         C_NONE = 0, C_TS_S, C_TS_MS, C_USER, C_ITEM, C_VALUE, C_SESSION,
@@ -94,7 +94,8 @@ static int split(char *buf, char **fields, int max) {
 
 /* Reads the next line into buf, without its \n and trailing \r: 1 read,
  * 0 at the end, RL_LONG over MAX_LINE - 2 bytes, RL_NUL when it holds a
- * NUL byte (C strings would end it there), RL_IO on a read error (a
+ * NUL byte (C strings would end it there), RL_CR when a CR is left inside
+ * it (CR line endings), RL_IO on a read error (a
  * truncated or corrupt gzip file). Lines are counted as they begin, so
  * the errors name the line they are about. The lines are cut from bytes
  * gzread returned, not by gzgets, whose strlen cannot tell a NUL byte from
@@ -147,6 +148,11 @@ static int read_line(struct veil_csv *c) {
         }
         while (l && c->buf[l - 1] == '\r')
                 l--;
+        /* A CR left inside: a file with old Mac line endings (CR alone)
+         * reads as one line, whose header may well pass and whose data
+         * would then be nothing at all: a replay of 0 events, exit 0. */
+        if (memchr(c->buf, '\r', l))
+                return RL_CR;
         c->buf[l] = '\0';
         return 1;
 }
@@ -161,6 +167,12 @@ static int line_error(struct veil_csv *c, int rc, char *errstr,
         else if (rc == RL_NUL)
                 snprintf(errstr, errstr_size,
                          "%s:%ld: a NUL byte in the line (not a text CSV?)",
+                         c->path, c->line);
+        else if (rc == RL_CR)
+                snprintf(errstr, errstr_size,
+                         "%s:%ld: a carriage return inside the line: lines "
+                         "must end in LF or CRLF (a file with CR line "
+                         "endings: convert it, e.g. tr '\\r' '\\n')",
                          c->path, c->line);
         else {
                 int zerr;

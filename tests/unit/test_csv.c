@@ -147,6 +147,9 @@ static void test_errors(void **state) {
         expect_error("ts,user_id,item,qty\n1,u,i,-inf\n", "2: field 4 must be a number");
         expect_error("ts,user_id,item,lat,lon\n1,u,i,inf,1\n", "2: field 4 must be a number");
         expect_error("ts_ms,user_id,item\nnan,u,i\n", "2: field 1 must be a number");
+        /* CR line endings: one long line that would pass as a header */
+        expect_error("ts,user_id,item\r1,u,i\r2,u,j\r", "1: a carriage return inside the line");
+        expect_error("ts,user_id,item\r\n1,u\r,i\r\n", "2: a carriage return inside the line");
 }
 
 static void test_missing_file(void **state) {
