@@ -134,8 +134,9 @@ x512=$(printf 'x%.0s' $(seq 1 512))
   echo "1291191960,17850,${x512}y,6,536365,United Kingdom"
   echo "-9100000000000000,17851,85123A,6,536365,United Kingdom"
   echo "9100000000000000,17852,85123A,6,536365,United Kingdom"
-  printf '1291191960,17853,BAD\377,6,536365,United Kingdom\n'; } >"$tmp/hostile.csv"
-check "replay: long ids, far times, ids not UTF-8 dead-lettered" 0 "31 recommendations, 4 dead letters" -- \
+  printf '1291191960,17853,BAD\377,6,536365,United Kingdom\n'
+  printf '1291191960,17854,85123A,6,536365,C\364te d Ivoire\n'; } >"$tmp/hostile.csv"
+check "replay: long ids, far times, ids and text not UTF-8 dead-lettered" 0 "31 recommendations, 5 dead letters" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/hostile.csv"
 # Hostile CSVs: each is refused at its line, or read as it says.
 H=ts,user_id,item,qty,invoice,country
