@@ -224,11 +224,13 @@ check "keys: a generated key rotates in" 0 ': ok$' \
 check "plugins pseudonymize" 0 "context.ip +string +default truncate_ip" -- "$VEIL" plugins pseudonymize
 
 # An ephemeral key is drawn in locked memory and never written to a file:
-# with /tmp read-only (a private mount namespace) the demo pipeline, whose
+# with /tmp read-only (a private mount namespace: /tmp bound read-only onto
+# itself, so a build or clone under /tmp still runs) the demo pipeline, whose
 # keys are {ephemeral: true}, still loads its keyring. It wrote a temporary
 # key file before, which a disk-backed /tmp could keep in freed blocks.
 check "ephemeral key: nothing written, /tmp read-only" 0 "demo.yaml: ok" -- \
-  unshare -rm sh -c 'mount -t tmpfs -o ro none /tmp && exec "$0" lint "$1"' \
+  unshare -rm sh -c 'mount --bind /tmp /tmp && mount -o remount,bind,ro /tmp &&
+    ! touch /tmp/veil-ro-probe 2>/dev/null && exec "$0" lint "$1"' \
   "$VEIL" "$root/config/pipelines/demo.yaml"
 
 for k in k1 k2 new.key; do no_key_bytes "no bytes of $k in any output" "$tmp/$k"; done
