@@ -901,6 +901,45 @@ static void test_share_records(void **st) {
                 assert_non_null(strstr(err, i ? "item_ids" : "instance id"));
                 assert_true(m->b[0] == b0 && m->b[1] == b1);
         }
+        /* An instance id holding a NUL byte, as spent_by's are: "self\0x"
+         * was taken as this instance's own record (its seq and ρ), and
+         * "peer\0x" applied as peer's. The id is written with a
+         * placeholder byte, then patched in the encoded record. */
+        static const char *const nul_ids[] = {"selfZx", "peerZx"};
+        for (int i = 0; i < 2; i++) {
+                float vals[2] = {0.5f, 2.0f};
+                veil_rec_t *w = update_begin(c, nul_ids[i], 99, vals, 2,
+                                             0.25);
+                assert_int_equal(veil_rec_set_str(veil_rec_append(w,
+                                                                  "item_ids"),
+                                                  "", "i0"),
+                                 0);
+                assert_int_equal(veil_rec_set_str(veil_rec_append(w,
+                                                                  "item_ids"),
+                                                  "", "i1"),
+                                 0);
+                assert_int_equal(veil_codec_rec_encode(c, &b, err,
+                                                       sizeof(err)),
+                                 0);
+                unsigned char *z = memmem(b.data, b.len, nul_ids[i], 6);
+                assert_non_null(z);
+                z[4] = '\0';
+                assert_int_equal(veil_codec_decode_rec(c, b.data, b.len, &r,
+                                                       err, sizeof(err)),
+                                 0);
+                const char *got;
+                size_t got_len;
+                assert_int_equal(veil_rec_get_str(r, "instance", &got,
+                                                  &got_len),
+                                 0);
+                assert_int_equal(got_len, 6); /* the NUL is in the record */
+                assert_true(veil_share_on_record(sh, m, r, err,
+                                                 sizeof(err)) < 0);
+                assert_non_null(strstr(err, "NUL"));
+                assert_true(m->b[0] == b0 && m->b[1] == b1);
+                assert_int_equal(veil_share_stats(sh).seq, 0);
+                assert_true(veil_share_own_unaccounted(sh, 0) == 0);
+        }
         assert_int_equal(veil_share_stats(sh).applied_chunks, 0);
         /* At the bounds: taken. */
         char inst255[256];
