@@ -652,6 +652,14 @@ double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc) {
         return sh->own_rho;
 }
 
+/* sum + rho rounded up, like the accountant's sums: at every addition,
+ * since n additions rounded to nearest and one nextafter at the end fall
+ * short of the exact sum by up to (n-1)/2 ulp (n - 1 terms each just
+ * under half an ulp of the sum vanish). A term of 0 adds nothing. */
+static double add_up(double sum, double rho) {
+        return rho > 0 ? nextafter(sum + rho, INFINITY) : sum;
+}
+
 double veil_share_own_other(const struct veil_share *sh, size_t *lineages) {
         double sum = 0;
         size_t n = 0;
@@ -659,25 +667,24 @@ double veil_share_own_other(const struct veil_share *sh, size_t *lineages) {
                 if (sh->peers[i].lin != sh->lin &&
                     !strcmp(sh->peers[i].inst, sh->self) &&
                     sh->peers[i].rho > 0) {
-                        sum += sh->peers[i].rho;
+                        sum = add_up(sum, sh->peers[i].rho);
                         n++;
                 }
         if (lineages)
                 *lineages = n;
-        return sum > 0 ? nextafter(sum, INFINITY) : 0;
+        return sum;
 }
 
 double veil_share_others_rho(const struct veil_share *sh, size_t *senders) {
         double sum = sh->lost ? INFINITY : 0;
         size_t n = 0;
         for (size_t i = 0; i < sh->n_peers; i++) {
-                sum += sh->peers[i].rho;
+                sum = add_up(sum, sh->peers[i].rho);
                 n += sh->peers[i].rho > 0;
         }
         if (senders)
                 *senders = n;
-        /* Rounded up, like the accountant's own sums. */
-        return sum > 0 ? nextafter(sum, INFINITY) : 0;
+        return sum;
 }
 
 /* Table: "VDP3", u32 entries, then per entry u16 length, the id, u32

@@ -1220,6 +1220,44 @@ static void test_share_lineages(void **st) {
         veil_codec_destroy(c);
 }
 
+/* The senders' ρ add up rounded up at every addition, never below the
+ * exact sum: added to nearest with one nextafter at the end, 1 and nine
+ * terms just under half an ulp of 1 summed to 1 + 1 ulp, not the 1 + 3.4
+ * ulp they are. */
+static void test_share_sums_round_up(void **st) {
+        (void)st;
+        char err[256];
+        struct veil_codec *c = update_codec();
+        struct veil_model *m = new_model(3, 2, 4);
+        struct veil_share *sh;
+        assert_int_equal(veil_share_new(&sh, "self", 5, 1 << 20), 0);
+        veil_share_go_live(sh, m);
+        struct veil_buf b = {0};
+        const double t = 0.75 * 0x1p-53; /* under half an ulp of 1 */
+        struct spent sp[20];
+        static const char *const names[] = {"a", "self"};
+        for (int k = 0; k < 2; k++)
+                for (int i = 0; i < 10; i++) /* lineages 1..10, not 5 */
+                        sp[10 * k + i] = (struct spent){
+                                names[k], i < 4 ? i + 1 : i + 2,
+                                i ? t : 1.0};
+        const veil_rec_t *r = lin_rec(c, &b, "peer", 1, 1, 0, sp, 20);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 1);
+        size_t n;
+        /* self's: 1 + 9t = 1 + 3.375 ulp(1), so at least 1 + 4 ulp. */
+        assert_true(veil_share_own_other(sh, &n) >= 1.0 + 4 * 0x1p-52);
+        assert_int_equal(n, 10);
+        /* All: 2 + 18t = 2 + 3.375 ulp(2). */
+        assert_true(veil_share_others_rho(sh, &n) >= 2.0 + 4 * 0x1p-51);
+        assert_int_equal(n, 20);
+        /* Exact sums stay within a few ulp. */
+        assert_true(veil_share_others_rho(sh, NULL) < 2.0 + 64 * 0x1p-51);
+        veil_buf_free(&b);
+        veil_share_free(sh);
+        veil_model_free(m);
+        veil_codec_destroy(c);
+}
+
 /* ---- checkpoint and restore -------------------------------------------- */
 
 static void test_checkpoint_roundtrip(void **st) {
@@ -1655,6 +1693,7 @@ int main(void) {
                 cmocka_unit_test(test_share_rho_file),
                 cmocka_unit_test(test_share_records),
                 cmocka_unit_test(test_share_lineages),
+                cmocka_unit_test(test_share_sums_round_up),
                 cmocka_unit_test(test_checkpoint_roundtrip),
                 cmocka_unit_test(test_empirical_privacy),
                 cmocka_unit_test(test_tree_mechanism),
