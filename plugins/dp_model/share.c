@@ -694,8 +694,9 @@ double veil_share_others_rho(const struct veil_share *sh, size_t *senders) {
  * accountant has it) unless it is of another lineage (an earlier
  * accountant file's spend); one restoring another's (a state topic shared
  * by a group: the last writer's checkpoint) counts it as that instance's
- * releases, which the restored model contains. "VDP2" tables have no lineage (0); "VDPS" ones, written
- * before ρ was kept, no ρ either. */
+ * releases, which the restored model contains. "VDP2" tables have no
+ * lineage (0); "VDPS" ones, written before ρ was kept, no ρ either: every
+ * sender but the reader itself counts as of unknown (infinite) cost. */
 #define ENTRY_FIXED 24
 static unsigned char *put(unsigned char *p, uint64_t v, int bytes) {
         for (int i = 0; i < bytes; i++)
@@ -816,13 +817,20 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                 }
                 int64_t seq = (int64_t)get(f, 8);
                 int32_t chunk = (int32_t)get(f + 8, 4);
-                double rho = p[3] == 'S' ? 0 : get_rho(f + 12);
                 q += 2 + l + fixed;
                 /* No releases of its own: its positions are not the
                  * instance's. */
                 int legacy = !has_lin && legacy_before(id, l, &lin);
                 if (legacy)
                         seq = -1;
+                /* A "VDPS" table has no ρ, but the model restored with it
+                 * holds its senders' releases: their cost is unknown, not
+                 * nothing (read as 0, they counted for nothing). This
+                 * instance's own entry is its accountant's, restored with
+                 * the same checkpoint. */
+                double rho = p[3] != 'S' ? get_rho(f + 12)
+                             : !legacy && !strcmp(id, sh->self) ? 0
+                                                                : INFINITY;
                 if (!strcmp(id, sh->self)) {
                         /* Its own numbers: this lineage's alone (another
                          * lineage's may have run ahead of this file's). */

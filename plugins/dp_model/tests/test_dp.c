@@ -735,11 +735,23 @@ static void test_share_table_rho(void **st) {
         free(enc);
         veil_share_free(sh2);
         veil_share_free(sh);
-        /* The older format: no ρ, and a truncated table is refused. */
+        /* The older format: no ρ. The model restored with it holds the
+         * releases of a and bb at a cost unknown, not nothing (they read
+         * as 0); self's own entry is its accountant's. A truncated table
+         * is refused. */
         assert_int_equal(veil_share_new(&sh, "self", 0, 1 << 20), 0);
         n = table(buf, 0, rho);
         assert_int_equal(veil_share_decode(sh, buf, n), 0);
-        assert_true(veil_share_others_rho(sh, NULL) == 0);
+        size_t senders;
+        assert_true(isinf(veil_share_others_rho(sh, &senders)));
+        assert_int_equal(senders, 2);
+        veil_share_free(sh);
+        /* Read by bb: a and self (the writer) are the others. */
+        assert_int_equal(veil_share_new(&sh, "bb", 0, 1 << 20), 0);
+        assert_int_equal(veil_share_decode(sh, buf, n), 0);
+        assert_true(isinf(veil_share_others_rho(sh, &senders)));
+        assert_int_equal(senders, 2);
+        assert_true(veil_share_own_unaccounted(sh, 0) == 0);
         assert_int_equal(veil_share_decode(sh, buf, n - 1), -VEIL_EDECODE);
         n = table(buf, 1, rho);
         assert_int_equal(veil_share_decode(sh, buf, n - 8), -VEIL_EDECODE);
