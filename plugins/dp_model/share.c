@@ -766,7 +766,9 @@ int veil_share_encode(const struct veil_share *sh, double rho_self,
                 memcpy(p, id, l);
                 p = put(p + l, pe ? pe->lin : sh->lin, 4);
                 p = put(p, (uint64_t)(pe ? pe->seq : sh->seq), 8);
-                p = put(p, (uint32_t)(pe ? pe->chunk : -1), 4);
+                /* The writer's model holds every chunk of its last
+                 * release (applied before any is emitted). */
+                p = put(p, (uint32_t)(pe ? pe->chunk : INT32_MAX), 4);
                 /* The writer's: all its lineage sent (its accountant's
                  * and the releases it does not count), since that entry
                  * and the one for those releases have the same key. */
@@ -850,6 +852,13 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                                 continue;
                         }
                         chunk = -1;
+                } else if (i == n - 1) {
+                        /* Another writer's own entry: the model restored
+                         * with it holds all of its releases up to seq, the
+                         * last one whole. Tables written before said chunk
+                         * -1, and a restorer applied that release's chunks
+                         * from the topic a second time. */
+                        chunk = INT32_MAX;
                 }
                 struct peer *pe = peer(sh, id, lin);
                 if (!pe)

@@ -1270,6 +1270,64 @@ static void test_share_sums_round_up(void **st) {
         veil_codec_destroy(c);
 }
 
+/* Another instance's checkpoint (a state topic shared by a group) holds
+ * the writer's releases up to its last one whole: its chunks read from the
+ * topic after the restore are not applied again (the writer's entry said
+ * chunk -1, and the last release was added twice), the next release's
+ * are. Also from a table written so before. */
+static void test_share_restore_other(void **st) {
+        (void)st;
+        char err[256];
+        struct veil_codec *c = update_codec();
+        struct veil_model *m = new_model(3, 2, 4);
+        struct veil_buf b = {0};
+        struct veil_share *a;
+        assert_int_equal(veil_share_new(&a, "A", 3, 1 << 20), 0);
+        /* A's records of before a restart: its seq is 3 now. */
+        const veil_rec_t *r = lin_rec(c, &b, "A", 3, 3, 0.5, NULL, 0);
+        assert_int_equal(veil_share_on_record(a, m, r, err, sizeof(err)), 0);
+        assert_int_equal(veil_share_stats(a).seq, 3);
+        void *enc;
+        size_t len;
+        assert_int_equal(veil_share_encode(a, 0.5, &enc, &len), 0);
+        for (int old = 0; old < 2; old++) {
+                if (old) { /* the writer's chunk as tables said: -1 */
+                        unsigned char *ch = (unsigned char *)enc + len - 12;
+                        memset(ch, 0xff, 4);
+                }
+                struct veil_share *bs;
+                assert_int_equal(veil_share_new(&bs, "B", 4, 1 << 20), 0);
+                assert_int_equal(veil_share_decode(bs, enc, len), 0);
+                assert_true(veil_share_others_rho(bs, NULL) >= 0.5);
+                veil_share_go_live(bs, m);
+                float b0 = m->b[0];
+                r = lin_rec(c, &b, "A", 3, 3, 0.5, NULL, 0);
+                assert_int_equal(veil_share_on_record(bs, m, r, err,
+                                                      sizeof(err)),
+                                 0);
+                assert_true(m->b[0] == b0);
+                assert_int_equal(veil_share_stats(bs).applied_chunks, 0);
+                r = lin_rec(c, &b, "A", 3, 4, 0.625, NULL, 0);
+                assert_int_equal(veil_share_on_record(bs, m, r, err,
+                                                      sizeof(err)),
+                                 1);
+                assert_true(m->b[0] == b0 + 1.0f);
+                veil_share_free(bs);
+        }
+        /* A restoring its own checkpoint: its seq, nothing counted. */
+        struct veil_share *a2;
+        assert_int_equal(veil_share_new(&a2, "A", 3, 1 << 20), 0);
+        assert_int_equal(veil_share_decode(a2, enc, len), 0);
+        assert_int_equal(veil_share_stats(a2).seq, 3);
+        assert_true(veil_share_others_rho(a2, NULL) == 0);
+        veil_share_free(a2);
+        free(enc);
+        veil_share_free(a);
+        veil_buf_free(&b);
+        veil_model_free(m);
+        veil_codec_destroy(c);
+}
+
 /* ---- checkpoint and restore -------------------------------------------- */
 
 static void test_checkpoint_roundtrip(void **st) {
@@ -1706,6 +1764,7 @@ int main(void) {
                 cmocka_unit_test(test_share_records),
                 cmocka_unit_test(test_share_lineages),
                 cmocka_unit_test(test_share_sums_round_up),
+                cmocka_unit_test(test_share_restore_other),
                 cmocka_unit_test(test_checkpoint_roundtrip),
                 cmocka_unit_test(test_empirical_privacy),
                 cmocka_unit_test(test_tree_mechanism),
