@@ -270,6 +270,7 @@ struct state {
         char *others_path;
         uint64_t others_saved; /* veil_share_changes that file holds */
         int others_unsaved;  /* a save failed: the next batch retries it */
+        int full_logged;     /* share_alerts said senders passed the bound */
         const char *mechanism;
         int clock_steps; /* step_interval_s > 0 */
         struct hold hold; /* step_time event: the next step's examples */
@@ -1040,6 +1041,7 @@ static void resolve_recent(const struct veil_model *m,
 
 static int others_spent(struct state *s, char *errstr, size_t errstr_size);
 static void own_unaccounted(struct state *s);
+static void share_alerts(struct state *s);
 static int others_save(struct state *s, char *errstr, size_t errstr_size);
 static int others_load(struct state *s, const char *acc_path, char *errstr,
                        size_t errstr_size);
@@ -1954,6 +1956,8 @@ static int others_load(struct state *s, const char *acc_path, char *errstr,
                 if (rc == -VEIL_EDECODE)
                         snprintf(err, sizeof(err), "damaged (checksum or "
                                                    "layout)");
+                else if (rc)
+                        snprintf(err, sizeof(err), "out of memory");
         }
         if (rc) {
                 snprintf(errstr, errstr_size,
@@ -1966,7 +1970,24 @@ static int others_load(struct state *s, const char *acc_path, char *errstr,
         }
         veil_dp_set_others(s->dp, veil_share_others_rho(s->share, NULL));
         s->others_saved = veil_share_changes(s->share);
+        share_alerts(s);
         return 0;
+}
+
+/* Once: why ε went infinite when senders passed the bound. */
+static void share_alerts(struct state *s) {
+        struct veil_share_stats ss = veil_share_stats(s->share);
+        if (ss.senders_full && !s->full_logged) {
+                s->full_logged = 1;
+                veil_log(s->st, VEIL_LOG_ERROR,
+                         "model updates: more than %d senders (instance, "
+                         "lineage) to count; one that is not kept cannot "
+                         "be counted, so epsilon is infinite from now on, "
+                         "also after a restart (learning stops, serving "
+                         "goes on). Is the updates topic written by others "
+                         "than this pipeline's instances?",
+                         VEIL_SHARE_SENDERS_MAX);
+        }
 }
 
 /* The other instances' releases are in this model: their ρ counts in the
@@ -2025,6 +2046,7 @@ static int on_side_record(void *state, const struct veil_side_record *r,
                 return 0;
         int rc = veil_share_on_record(s->share, s->m, r->value, errstr,
                                       errstr_size);
+        share_alerts(s);
         if (s->batch_no)
                 own_unaccounted(s);
         char err[640];
@@ -2069,6 +2091,7 @@ static int restore(void *state, const void *data, size_t len, char *errstr,
         }
         if (rc || !s->dp)
                 return rc;
+        share_alerts(s);
         if ((rc = others_spent(s, errstr, errstr_size)))
                 return rc;
         rc = veil_dp_restored(s->dp, errstr, errstr_size);

@@ -15,6 +15,20 @@
  * too large for the topic at every release. */
 #define CHUNK_BYTES (256 << 10)
 #define CHUNK_VALUES (CHUNK_BYTES / 4)
+/* The encoded size of a spent_by entry, at most: the id's length (a
+ * varint of 2 bytes up to 8,191) and the id (at most
+ * VEIL_SHARE_INSTANCE_MAX), the lineage (a varint of 5 bytes up to 2^32),
+ * ρ (8). Every sender kept fits in spent_by beside at least 64 KiB of
+ * values, within CHUNK_BYTES (emit counts them in it). */
+#define SPENT_ENTRY_MAX (2 + VEIL_SHARE_INSTANCE_MAX + 5 + 8)
+_Static_assert((size_t)VEIL_SHARE_SENDERS_MAX * SPENT_ENTRY_MAX + 16 <=
+                       CHUNK_BYTES - (64 << 10),
+               "spent_by must leave room for values in a chunk");
+/* Slots of the index of senders: a power of two, twice as many as kept,
+ * so that a probe always ends at an empty one. */
+#define INDEX_SLOTS (2 * VEIL_SHARE_SENDERS_MAX)
+_Static_assert((INDEX_SLOTS & (INDEX_SLOTS - 1)) == 0,
+               "INDEX_SLOTS is a power of two");
 /* The largest magnitude of a value an update may carry (see parse). */
 #define VALUE_MAX 0x1p100f
 
@@ -53,12 +67,19 @@ struct veil_share {
         int64_t seq;      /* own: the last release's, or above */
         double own_rho;   /* the largest ρ seen for (self, lin) */
         int live;
-        int lost; /* memory ran out counting a sender: ρ unknown */
+        /* A sender could not be kept (memory, or VEIL_SHARE_SENDERS_MAX
+         * were): ρ unknown. The tables keep it, so that a restart, which
+         * may no longer see that sender, still counts it. */
+        int lost;
         uint64_t changes; /* a sender's ρ rose (veil_share_changes) */
         size_t keep_cap, kept_bytes;
         struct kept *head, *tail;
         struct peer *peers;
-        size_t n_peers;
+        size_t n_peers, peers_cap;
+        /* peers by (instance, lineage): an index into peers, -1 empty.
+         * Keyed, so that records cannot pick ids that all collide. */
+        int32_t *index;
+        unsigned char index_key[crypto_shorthash_KEYBYTES];
         float *snap[N_BLOCKS];
         size_t snap_cap[N_BLOCKS]; /* floats allocated */
         size_t snap_items;
@@ -76,7 +97,17 @@ int veil_share_new(struct veil_share **out, const char *instance,
         sh->lin = lineage;
         sh->tmp = malloc(CHUNK_VALUES * sizeof(float));
         sh->keep_cap = keep_bytes;
-        if (!sh->self || !sh->tmp) {
+        sh->index = malloc(INDEX_SLOTS * sizeof(*sh->index));
+        if (sh->index) {
+                for (size_t j = 0; j < INDEX_SLOTS; j++)
+                        sh->index[j] = -1;
+        }
+        if (sodium_init() < 0) {
+                veil_share_free(sh);
+                return -VEIL_EIO;
+        }
+        randombytes_buf(sh->index_key, sizeof(sh->index_key));
+        if (!sh->self || !sh->tmp || !sh->index) {
                 veil_share_free(sh);
                 return -VEIL_ENOMEM;
         }
@@ -106,6 +137,7 @@ void veil_share_free(struct veil_share *sh) {
         for (size_t i = 0; i < sh->n_peers; i++)
                 free(sh->peers[i].inst);
         free(sh->peers);
+        free(sh->index);
         for (int b = 0; b < N_BLOCKS; b++)
                 free(sh->snap[b]);
         free(sh->tmp);
@@ -164,16 +196,16 @@ static float get_f32(const unsigned char *p) {
         return f;
 }
 
-/* Rows from r0 in one chunk: at least one, then as many as fit in
- * CHUNK_BYTES with their ids (each also takes a length prefix). */
+/* Rows from r0 in one chunk: at least one, then as many as fit in budget
+ * with their ids (each also takes a length prefix). */
 static size_t chunk_rows(const struct veil_model *m, int b, size_t r0,
-                         size_t rows, size_t w) {
+                         size_t rows, size_t w, size_t budget) {
         size_t n = 0, bytes = 0;
         while (r0 + n < rows) {
                 size_t row = 4 * w;
                 if (b != B_FEAT)
                         row += strlen(m->cat->id[r0 + n]) + 3;
-                if (n && bytes + row > CHUNK_BYTES)
+                if (n && bytes + row > budget)
                         break;
                 bytes += row;
                 n++;
@@ -190,6 +222,20 @@ static int is_own_lineage(const struct veil_share *sh, const struct peer *p) {
  * records (gone by retention, or before it joined) still counts the
  * releases that the updates it applies were computed from. The entry for
  * (self, lineage) is in the record's own rho. */
+static int put_spent(const struct veil_share *sh, veil_rec_t *r);
+
+/* The bytes put_spent adds to a record, at most (SPENT_ENTRY_MAX each,
+ * the array's block count and end): a chunk's values and ids take
+ * CHUNK_BYTES less these. Counted apart, 512 senders' 138 KB went on top
+ * of 256 KiB of values (and ~3,800, before senders were bounded, made
+ * every chunk ~1.2 MB: too large for the topic, at every release). */
+static size_t spent_bytes(const struct veil_share *sh) {
+        size_t n = 16;
+        for (size_t i = 0; i < sh->n_peers; i++)
+                n += 2 + strlen(sh->peers[i].inst) + 5 + 8;
+        return n;
+}
+
 static int put_spent(const struct veil_share *sh, veil_rec_t *r) {
         int rc = 0;
         for (size_t i = 0; i < sh->n_peers && !rc; i++) {
@@ -214,6 +260,12 @@ int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
         int64_t seq = ++sh->seq;
         if (meta->steps > (uint64_t)seq && meta->steps < INT64_MAX / 2)
                 sh->seq = seq = (int64_t)meta->steps;
+        /* Peers' ids are at most VEIL_SHARE_INSTANCE_MAX bytes (the
+         * tables refuse longer ones) and at most VEIL_SHARE_SENDERS_MAX
+         * are kept: at least 64 KiB are left (the static assertion). */
+        size_t spent = spent_bytes(sh);
+        size_t budget = spent < CHUNK_BYTES - (64 << 10) ? CHUNK_BYTES - spent
+                                                         : 64 << 10;
         size_t total = 0;
         for (int b = 0; b < N_BLOCKS; b++) {
                 if (sh->snap_bias_only && b != B_BIAS)
@@ -223,7 +275,7 @@ int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
                 if (b != B_FEAT)
                         rows = sh->snap_items;
                 for (size_t r0 = 0, n; r0 < rows; r0 += n, total++)
-                        n = chunk_rows(m, b, r0, rows, w);
+                        n = chunk_rows(m, b, r0, rows, w, budget);
         }
         int32_t chunk = 0;
         unsigned char *bytes = (unsigned char *)sh->tmp;
@@ -235,7 +287,7 @@ int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
                 if (b != B_FEAT)
                         rows = sh->snap_items;
                 for (size_t r0 = 0, n; r0 < rows; r0 += n, chunk++) {
-                        n = chunk_rows(m, b, r0, rows, w);
+                        n = chunk_rows(m, b, r0, rows, w, budget);
                         veil_rec_t *r = veil_out_begin(st, output);
                         if (!r)
                                 return -VEIL_EINVAL;
@@ -285,40 +337,100 @@ int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
         return chunk;
 }
 
+/* The first slot of (inst, lin) in the index: SipHash of the id (its
+ * first VEIL_SHARE_INSTANCE_MAX bytes; peers' ids are no longer) and the
+ * lineage, under this instance's random key. */
+static size_t slot_of(const struct veil_share *sh, const char *inst,
+                      uint32_t lin) {
+        unsigned char in[VEIL_SHARE_INSTANCE_MAX + 4], h[8];
+        size_t l = strlen(inst);
+        if (l > VEIL_SHARE_INSTANCE_MAX)
+                l = VEIL_SHARE_INSTANCE_MAX;
+        memcpy(in, inst, l);
+        for (int i = 0; i < 4; i++)
+                in[l + i] = (unsigned char)(lin >> (8 * i));
+        crypto_shorthash(h, in, l + 4, sh->index_key);
+        return ((size_t)h[0] | (size_t)h[1] << 8) & (INDEX_SLOTS - 1);
+}
+
 /* The sender (inst, lin), NULL when not seen: never allocates. */
 static struct peer *find(const struct veil_share *sh, const char *inst,
                          uint32_t lin) {
-        for (size_t i = 0; i < sh->n_peers; i++)
+        for (size_t j = slot_of(sh, inst, lin);; j = (j + 1) & (INDEX_SLOTS - 1)) {
+                int32_t i = sh->index[j];
+                if (i < 0)
+                        return NULL;
                 if (sh->peers[i].lin == lin && !strcmp(sh->peers[i].inst, inst))
                         return &sh->peers[i];
-        return NULL;
+        }
 }
 
-/* The sender (inst, lin), added when not seen. */
+/* A sender that cannot be kept cannot be counted: every later ε is
+ * infinite (veil_share_others_rho), never one without it. A change, so
+ * that the .others file is written with it. */
+static void lose(struct veil_share *sh) {
+        if (!sh->lost) {
+                sh->lost = 1;
+                sh->changes++;
+        }
+}
+
+/* The sender (inst, lin), added when not seen; NULL (and lost) when it
+ * cannot be: out of memory, or VEIL_SHARE_SENDERS_MAX kept already. */
 static struct peer *peer(struct veil_share *sh, const char *inst,
                          uint32_t lin) {
         struct peer *p = find(sh, inst, lin);
         if (p)
                 return p;
-        /* A sender that cannot be kept cannot be counted: every later ε is
-         * infinite (veil_share_others_rho), never one without it. */
-        p = realloc(sh->peers, (sh->n_peers + 1) * sizeof(*p));
-        if (!p) {
-                sh->lost = 1;
+        if (sh->n_peers >= VEIL_SHARE_SENDERS_MAX) {
+                sh->st.senders_full = 1;
+                lose(sh);
                 return NULL;
         }
-        sh->peers = p;
+        if (sh->n_peers == sh->peers_cap) {
+                size_t cap = sh->peers_cap ? 2 * sh->peers_cap : 8;
+                if (cap > VEIL_SHARE_SENDERS_MAX)
+                        cap = VEIL_SHARE_SENDERS_MAX;
+                p = realloc(sh->peers, cap * sizeof(*p));
+                if (!p) {
+                        lose(sh);
+                        return NULL;
+                }
+                sh->peers = p;
+                sh->peers_cap = cap;
+        }
         p = &sh->peers[sh->n_peers];
         if (!(p->inst = strdup(inst))) {
-                sh->lost = 1;
+                lose(sh);
                 return NULL;
         }
         p->lin = lin;
         p->seq = -1;
         p->chunk = -1;
         p->rho = 0;
+        size_t j = slot_of(sh, inst, lin);
+        while (sh->index[j] >= 0)
+                j = (j + 1) & (INDEX_SLOTS - 1);
+        sh->index[j] = (int32_t)sh->n_peers;
         sh->n_peers++;
         return p;
+}
+
+/* What a record that named a sender not kept is refused with. */
+static int not_kept(const struct veil_share *sh, char *errstr,
+                    size_t errstr_size) {
+        if (sh->st.senders_full)
+                snprintf(errstr, errstr_size,
+                         "model update: a sender (instance, lineage) past "
+                         "the %d this instance keeps; not applied, and "
+                         "epsilon is infinite from now on",
+                         VEIL_SHARE_SENDERS_MAX);
+        else
+                snprintf(errstr, errstr_size,
+                         "model update: out of memory counting a sender; "
+                         "not applied, and epsilon is infinite from now "
+                         "on");
+        return -VEIL_ENOMEM;
 }
 
 /* A sender's ρ: the largest seen. */
@@ -358,6 +470,13 @@ static double rho_of(const veil_rec_t *r) {
 static int check_spent(const veil_rec_t *r, char *errstr,
                        size_t errstr_size) {
         size_t n = veil_rec_array_size(r, "spent_by");
+        if (n > VEIL_SHARE_SENDERS_MAX) {
+                snprintf(errstr, errstr_size,
+                         "model update: spent_by lists %zu senders, more "
+                         "than the %d an instance keeps",
+                         n, VEIL_SHARE_SENDERS_MAX);
+                return -VEIL_EINVAL;
+        }
         for (size_t i = 0; i < n; i++) {
                 const veil_rec_t *e = veil_rec_array_at(r, "spent_by", i);
                 const char *inst;
@@ -573,7 +692,7 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
                                    "the lineage is outside 0 to 2^32-1");
                 if ((rc = count(sh, inst, (uint32_t)lin, rho_of(r))) ||
                     (rc = count_spent(sh, r)))
-                        return rc;
+                        return not_kept(sh, errstr, errstr_size);
                 return 0;
         }
         struct kept *k;
@@ -585,7 +704,7 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
         if ((rc = count(sh, k->inst, k->lin, rho_of(r))) ||
             (rc = count_spent(sh, r))) {
                 kept_free(k);
-                return rc;
+                return not_kept(sh, errstr, errstr_size);
         }
         if (sh->live || sh->kept_bytes + k->bytes > sh->keep_cap) {
                 if (!sh->live)
@@ -743,16 +862,44 @@ static double get_rho(const unsigned char *p) {
         return rho >= 0 ? rho : INFINITY; /* unknown is not small */
 }
 
+/* Whether a table's id (after legacy_before) may be a sender: what a
+ * record may carry (check_spent). An empty one is how the tables say that
+ * a sender was lost (LOST_ENTRY); a longer one, never written by a veil
+ * that bounds ids, could not go into spent_by (readers refuse it) nor fit
+ * in its bytes (spent_bytes). Neither is kept: both make ε infinite. */
+static int id_kept(const char *id, int nul) {
+        size_t l = strlen(id);
+        return !nul && l > 0 && l <= VEIL_SHARE_INSTANCE_MAX;
+}
+
+/* The entry that stands for a sender lost (veil_share_others_rho
+ * infinite), first in both tables: an empty id and ρ infinite, which a
+ * veil before it also reads as infinite. Without it a restart, no longer
+ * seeing the sender, counted less than before it. */
+static unsigned char *put_lost(unsigned char *p, int with_pos) {
+        p = put(p, 0, 2);
+        p = put(p, 0, 4); /* lineage */
+        if (with_pos) {
+                p = put(p, (uint64_t)-1, 8);
+                p = put(p, (uint32_t)-1, 4);
+        }
+        return put_rho(p, INFINITY);
+}
+
 int veil_share_encode(const struct veil_share *sh, double rho_self,
                       void **data, size_t *len) {
         size_t n = 8 + 2 + strlen(sh->self) + ENTRY_FIXED;
         for (size_t i = 0; i < sh->n_peers; i++)
                 n += 2 + strlen(sh->peers[i].inst) + ENTRY_FIXED;
+        if (sh->lost)
+                n += 2 + ENTRY_FIXED;
         unsigned char *buf = malloc(n), *p = buf;
         if (!buf)
                 return -VEIL_ENOMEM;
         memcpy(p, "VDP3", 4);
-        p = put(p + 4, sh->n_peers + 1, 4);
+        p = put(p + 4, sh->n_peers + 1 + (sh->lost != 0), 4);
+        if (sh->lost)
+                p = put_lost(p, 1);
         for (size_t i = 0; i <= sh->n_peers; i++) {
                 const struct peer *pe = i < sh->n_peers ? &sh->peers[i]
                                                         : NULL;
@@ -820,11 +967,16 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                 int64_t seq = (int64_t)get(f, 8);
                 int32_t chunk = (int32_t)get(f + 8, 4);
                 q += 2 + l + fixed;
+                int nul = memchr(id, 0, l) != NULL;
                 /* No releases of its own: its positions are not the
                  * instance's. */
                 int legacy = !has_lin && legacy_before(id, l, &lin);
                 if (legacy)
                         seq = -1;
+                if (!id_kept(id, nul)) {
+                        lose(sh);
+                        continue;
+                }
                 /* A "VDPS" table has no ρ, but the model restored with it
                  * holds its senders' releases: their cost is unknown, not
                  * nothing (read as 0, they counted for nothing). This
@@ -861,8 +1013,13 @@ int veil_share_decode(struct veil_share *sh, const void *data, size_t len) {
                         chunk = INT32_MAX;
                 }
                 struct peer *pe = peer(sh, id, lin);
-                if (!pe)
+                if (!pe) {
+                        /* Lost: ε is infinite, and the tables this
+                         * instance writes say so. */
+                        if (sh->n_peers >= VEIL_SHARE_SENDERS_MAX)
+                                continue;
                         return -VEIL_ENOMEM;
+                }
                 if (!legacy) {
                         pe->seq = seq;
                         pe->chunk = chunk;
@@ -888,11 +1045,17 @@ int veil_share_rho_encode(const struct veil_share *sh, void **data,
                         n += 2 + strlen(sh->peers[i].inst) + 12;
                         count++;
                 }
+        if (sh->lost) {
+                n += 2 + 12;
+                count++;
+        }
         unsigned char *buf = malloc(n), *p = buf;
         if (!buf)
                 return -VEIL_ENOMEM;
         memcpy(p, "VRH2", 4);
         p = put(p + 4, count, 4);
+        if (sh->lost)
+                p = put_lost(p, 0);
         for (size_t i = 0; i < sh->n_peers; i++) {
                 const struct peer *pe = &sh->peers[i];
                 if (!(pe->rho > 0))
@@ -939,11 +1102,22 @@ int veil_share_rho_merge(struct veil_share *sh, const void *data,
                 uint32_t lin = fixed == 12 ? (uint32_t)get(q + 2 + l, 4) : 0;
                 double rho = get_rho(q + 2 + l + fixed - 8);
                 q += 2 + l + fixed;
+                int nul = memchr(id, 0, l) != NULL;
                 if (fixed == 8)
                         legacy_before(id, l, &lin);
+                if (!id_kept(id, nul)) {
+                        lose(sh);
+                        continue;
+                }
                 struct peer *pe = peer(sh, id, lin);
-                if (!pe)
+                if (!pe) {
+                        /* Lost: ε is infinite, and the file rewritten
+                         * says so. A file of a veil that kept every
+                         * sender it was told of stops no start. */
+                        if (sh->n_peers >= VEIL_SHARE_SENDERS_MAX)
+                                continue;
                         return -VEIL_ENOMEM;
+                }
                 raise_rho(sh, pe, rho);
         }
         return 0;

@@ -51,6 +51,16 @@ struct veil_share;
  *  (a Kubernetes pod name is at most 253). */
 #define VEIL_SHARE_INSTANCE_MAX 255
 
+/** Senders (instance, lineage) an instance keeps, its own included, and
+ *  the most entries a record's spent_by may list (a sender lists at most
+ *  those it keeps). A record listing more is refused, not applied, so
+ *  its ρ need not count. A sender past the bound cannot be counted: it
+ *  is not applied and ε is infinite from then on, as when memory runs out
+ *  (veil_share_others_rho). Without it, one record naming thousands of
+ *  senders made every reader keep them all, for good (the .others file),
+ *  and list them in every update it sent, each too large for the topic. */
+#define VEIL_SHARE_SENDERS_MAX 512
+
 /** The lineage under which the tables of a veil before lineages count the
  *  releases an instance's accountant file did not count; never an
  *  accountant's (veil_accountant_new draws neither 0 nor this). */
@@ -123,9 +133,11 @@ double veil_share_own_rho(const struct veil_share *sh, double rho_acc);
 
 /** The sum of the largest ρ each other sender's releases carried, read
  *  from the topic or restored from the checkpoint: what those releases
- *  cost the users they contain (rounded up); INFINITY once memory ran out
- *  to count one (an unknown cost is not a small one). *senders (may be
- *  NULL): how many senders (instance and lineage) that is. */
+ *  cost the users they contain (rounded up); INFINITY once a sender could
+ *  not be kept (memory ran out, or VEIL_SHARE_SENDERS_MAX were kept: an
+ *  unknown cost is not a small one), also after a restart, since the
+ *  tables below keep it. *senders (may be NULL): how many senders
+ *  (instance and lineage) that is. */
 double veil_share_others_rho(const struct veil_share *sh, size_t *senders);
 
 /** Bumped whenever a sender's ρ rises: the table beside accountant_file
@@ -156,6 +168,9 @@ struct veil_share_stats {
         uint64_t sent_releases, sent_chunks;
         uint64_t applied_chunks, skipped_chunks, kept_dropped;
         uint64_t seq; /**< this instance's last release */
+        /** Set once a sender was not kept because VEIL_SHARE_SENDERS_MAX
+         *  were (ε is infinite from then on). */
+        int senders_full;
 };
 struct veil_share_stats veil_share_stats(const struct veil_share *sh);
 

@@ -507,13 +507,17 @@ static void test_private_clock_steps(void **st) {
 /* Model updates are cut by bytes, ids included: with 3,000 catalog items
  * of 450-byte ids (the host allows 512), one item_bias chunk sized by its
  * values alone held every id, 1.3 MB, more than Kafka's default record
- * limit, and the release failed at every step. */
+ * limit, and the release failed at every step. spent_by included: 500
+ * other senders of 255-byte ids, listed in every chunk, went on top of
+ * the 256 KiB of values and ids (~390 KB a chunk; with the ~3,800 senders
+ * one record could add before senders were bounded, ~1.2 MB). */
 static struct {
         struct veil_pipeline *p;
         size_t records, max_len, rows[4];
         int64_t chunks;
         int64_t lineage; /* the last record's */
         double rho;
+        size_t spent; /* the last record's spent_by entries */
 } mu;
 
 static int mu_sink(void *ctx, const char *topic, const void *key,
@@ -540,6 +544,7 @@ static int mu_sink(void *ctx, const char *topic, const void *key,
         assert_int_equal(veil_rec_get_long(r, "chunks", &mu.chunks), 0);
         assert_int_equal(veil_rec_get_long(r, "lineage", &mu.lineage), 0);
         assert_int_equal(veil_rec_get_double(r, "rho", &mu.rho), 0);
+        mu.spent = veil_rec_array_size(r, "spent_by");
         for (int i = 0; i < 4; i++)
                 if (!strcmp(b, blocks[i]))
                         mu.rows[i] += (size_t)rows;
@@ -567,6 +572,10 @@ static void mu_open(struct harness *h, const char *yaml) {
         veil_pipeline_set_sink(h->p, (struct veil_sink){mu_sink, NULL});
 }
 
+static void feed_update(struct harness *h, const char *inst, double rho,
+                        const char *spent, int64_t spent_lin,
+                        double spent_rho);
+
 static void test_update_chunks_bounded(void **st) {
         (void)st;
         char cat[64], acc[64], yaml[2048], id[480];
@@ -587,6 +596,9 @@ static void test_update_chunks_bounded(void **st) {
         snprintf(yaml, sizeof(yaml),
                  "kafka: {bootstrap: embedded, group: t}\n"
                  "input: {topic: in, schema: ../../../schemas/interaction.avsc}\n"
+                 "side_inputs:\n"
+                 "  model_updates: {topic: mu, schema: "
+                 "../../../schemas/model_update.avsc}\n"
                  "outputs:\n"
                  "  recommendations: {topic: recs, schema: "
                  "../../../schemas/recommendation.avsc}\n"
@@ -605,6 +617,12 @@ static void test_update_chunks_bounded(void **st) {
                  cat, acc);
         struct harness h;
         mu_open(&h, yaml);
+        char sender[256];
+        memset(sender, 's', 250);
+        for (int i = 0; i < 500; i++) {
+                snprintf(sender + 250, sizeof(sender) - 250, "%05d", i);
+                feed_update(&h, sender, 1e-9, NULL, 0, 0);
+        }
         id[445] = '\0';
         memcpy(id + 440, "00007", 5);
         struct spec sp = {"a", id, 1291191960, C, 1, NULL};
@@ -612,6 +630,7 @@ static void test_update_chunks_bounded(void **st) {
         h_run(&h, &sp, 1);
         assert_true(mu.records > 0);
         assert_true(mu.max_len <= 300 * 1024);
+        assert_int_equal(mu.spent, 500);
         /* every item's row in each item block, the feature table too */
         assert_true(mu.rows[0] % 3000 == 0 && mu.rows[0] > 0);
         assert_true(mu.rows[1] == mu.rows[0] && mu.rows[2] == mu.rows[0]);

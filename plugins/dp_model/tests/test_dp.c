@@ -1328,6 +1328,111 @@ static void test_share_restore_other(void **st) {
         veil_codec_destroy(c);
 }
 
+/* Senders are bounded: a record whose spent_by lists more than an instance
+ * keeps is refused (each of thousands listed became a peer of every
+ * reader, for good, and went into every update it sent, each then too
+ * large for the topic); past the bound a sender is lost, ε infinite, and
+ * the tables keep that, also from a file of a veil that kept them all,
+ * which stops no start. */
+static void spent_names(struct spent *sp, char (*names)[16], size_t n,
+                        const char *prefix, double rho) {
+        for (size_t i = 0; i < n; i++) {
+                snprintf(names[i], sizeof(names[i]), "%s%zu", prefix, i);
+                sp[i] = (struct spent){names[i], 1, rho};
+        }
+}
+
+static void test_share_senders_bounded(void **st) {
+        (void)st;
+        enum { MAX = VEIL_SHARE_SENDERS_MAX };
+        char err[256];
+        struct veil_codec *c = update_codec();
+        struct veil_model *m = new_model(3, 2, 4);
+        struct veil_share *sh;
+        assert_int_equal(veil_share_new(&sh, "self", 5, 1 << 20), 0);
+        veil_share_go_live(sh, m);
+        struct veil_buf b = {0};
+        static struct spent sp[MAX + 1];
+        static char names[MAX + 1][16];
+        float b0 = m->b[0];
+        spent_names(sp, names, MAX + 1, "s", 1e-6);
+        size_t senders;
+        const veil_rec_t *r = lin_rec(c, &b, "peer", 1, 1, 0.5, sp, MAX + 1);
+        assert_true(veil_share_on_record(sh, m, r, err, sizeof(err)) < 0);
+        assert_non_null(strstr(err, "spent_by"));
+        assert_true(veil_share_others_rho(sh, &senders) == 0);
+        assert_int_equal(senders, 0);
+        assert_true(m->b[0] == b0);
+        /* The sender and MAX - 1 others: all kept. */
+        r = lin_rec(c, &b, "peer", 1, 1, 0.5, sp, MAX - 1);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 1);
+        assert_true(isfinite(veil_share_others_rho(sh, &senders)));
+        assert_int_equal(senders, MAX);
+        assert_int_equal(veil_share_stats(sh).senders_full, 0);
+        /* One more: not kept, not applied, ε infinite. */
+        r = lin_rec(c, &b, "peer", 1, 2, 0.5, sp, MAX);
+        assert_true(veil_share_on_record(sh, m, r, err, sizeof(err)) < 0);
+        assert_non_null(strstr(err, "infinite"));
+        assert_true(m->b[0] == b0 + 1.0f);
+        assert_true(isinf(veil_share_others_rho(sh, NULL)));
+        assert_int_equal(veil_share_stats(sh).senders_full, 1);
+        /* Kept through both tables: a restart counts no less. */
+        void *enc;
+        size_t len;
+        struct veil_share *sh2;
+        assert_int_equal(veil_share_rho_encode(sh, &enc, &len), 0);
+        assert_int_equal(veil_share_new(&sh2, "self", 5, 1 << 20), 0);
+        assert_int_equal(veil_share_rho_merge(sh2, enc, len), 0);
+        assert_true(isinf(veil_share_others_rho(sh2, &senders)));
+        assert_int_equal(senders, MAX);
+        free(enc);
+        veil_share_free(sh2);
+        assert_int_equal(veil_share_encode(sh, 0.25, &enc, &len), 0);
+        assert_int_equal(veil_share_new(&sh2, "other", 9, 1 << 20), 0);
+        assert_int_equal(veil_share_decode(sh2, enc, len), 0);
+        assert_true(isinf(veil_share_others_rho(sh2, NULL)));
+        free(enc);
+        veil_share_free(sh2);
+        veil_share_free(sh);
+        /* A .others file and a checkpoint table of 2 MAX senders (a veil
+         * that kept every sender it was told of): read without stopping
+         * the start, MAX kept, ε infinite. */
+        {
+                size_t n = 2 * MAX, cap = 8 + n * 32 + 64;
+                unsigned char *t = malloc(cap), *q = t;
+                assert_non_null(t);
+                memcpy(q, "VRH2", 4);
+                q += 4;
+                put_le(&q, n, 4);
+                for (size_t i = 0; i < n; i++) {
+                        char id[16];
+                        int l = snprintf(id, sizeof(id), "x%zu", i);
+                        put_le(&q, (uint64_t)l, 2);
+                        memcpy(q, id, (size_t)l);
+                        q += l;
+                        put_le(&q, 1, 4);
+                        double rho = 1e-6;
+                        uint64_t bits;
+                        memcpy(&bits, &rho, sizeof(bits));
+                        put_le(&q, bits, 8);
+                }
+                crypto_generichash(q, crypto_generichash_BYTES, t,
+                                   (size_t)(q - t), NULL, 0);
+                q += crypto_generichash_BYTES;
+                assert_int_equal(veil_share_new(&sh2, "self", 5, 1 << 20), 0);
+                assert_int_equal(veil_share_rho_merge(sh2, t, (size_t)(q - t)),
+                                 0);
+                assert_true(isinf(veil_share_others_rho(sh2, &senders)));
+                assert_int_equal(senders, MAX);
+                assert_true(veil_share_stats(sh2).senders_full);
+                veil_share_free(sh2);
+                free(t);
+        }
+        veil_buf_free(&b);
+        veil_model_free(m);
+        veil_codec_destroy(c);
+}
+
 /* ---- checkpoint and restore -------------------------------------------- */
 
 static void test_checkpoint_roundtrip(void **st) {
@@ -1765,6 +1870,7 @@ int main(void) {
                 cmocka_unit_test(test_share_lineages),
                 cmocka_unit_test(test_share_sums_round_up),
                 cmocka_unit_test(test_share_restore_other),
+                cmocka_unit_test(test_share_senders_bounded),
                 cmocka_unit_test(test_checkpoint_roundtrip),
                 cmocka_unit_test(test_empirical_privacy),
                 cmocka_unit_test(test_tree_mechanism),
