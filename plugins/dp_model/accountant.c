@@ -338,13 +338,14 @@ int veil_accountant_new(struct veil_accountant **out,
         }
         (*out)->mech = *m;
         /* Never 0, which stands for the files of a veil before lineages,
-         * nor 2^32-1, under which their tables' uncounted releases count
-         * (share.h); an id per new state, so that a spend begun anew
-         * after a lost file counts beside the old one, not instead of
-         * it. */
+         * nor 2^32-1, under which their tables' uncounted releases count,
+         * nor 2^32-2, under which a copy of the file run by another
+         * process counts (share.h); an id per new state, so that a spend
+         * begun anew after a lost file counts beside the old one, not
+         * instead of it. */
         do
                 (*out)->lineage = randombytes_random();
-        while (!(*out)->lineage || (*out)->lineage == UINT32_MAX);
+        while (!(*out)->lineage || (*out)->lineage >= UINT32_MAX - 1);
         return 0;
 }
 

@@ -271,6 +271,7 @@ struct state {
         uint64_t others_saved; /* veil_share_changes that file holds */
         int others_unsaved;  /* a save failed: the next batch retries it */
         int full_logged;     /* share_alerts said senders passed the bound */
+        int clone_logged;    /* share_alerts said a copy of the file runs */
         const char *mechanism;
         int clock_steps; /* step_interval_s > 0 */
         struct hold hold; /* step_time event: the next step's examples */
@@ -1974,9 +1975,27 @@ static int others_load(struct state *s, const char *acc_path, char *errstr,
         return 0;
 }
 
-/* Once: why ε went infinite when senders passed the bound. */
+/* Once each: why ε went infinite when senders passed the bound; another
+ * process running as this instance on a copy of its accountant file. */
 static void share_alerts(struct state *s) {
         struct veil_share_stats ss = veil_share_stats(s->share);
+        if (ss.clone_chunks && !s->clone_logged) {
+                s->clone_logged = 1;
+                veil_log(s->st, VEIL_LOG_ERROR,
+                         "model updates: a release numbered %llu of this "
+                         "instance's own accountant file (lineage %u) was "
+                         "read, above its last (%llu): another process runs "
+                         "under this instance id with a copy of the file (a "
+                         "copied volume?). Its spend counts apart, added to "
+                         "epsilon from now on, and its releases are not "
+                         "applied; give each process its own instance id and "
+                         "its own accountant file",
+                         (unsigned long long)ss.clone_seq,
+                         s->dp ? (unsigned)veil_accountant_lineage(
+                                         veil_dp_accountant(s->dp))
+                               : 0u,
+                         (unsigned long long)ss.seq);
+        }
         if (ss.senders_full && !s->full_logged) {
                 s->full_logged = 1;
                 veil_log(s->st, VEIL_LOG_ERROR,

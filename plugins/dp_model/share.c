@@ -683,8 +683,29 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
                  * counted of the others. Another lineage's are releases of
                  * an earlier accountant file: another sender's. */
                 int64_t lin = lineage_of(r);
-                if (lin == sh->lin && !veil_rec_get_long(r, "seq", &seq) &&
-                    seq > sh->seq &&
+                int has_seq = !veil_rec_get_long(r, "seq", &seq);
+                if (lin == sh->lin && has_seq && seq > sh->seq && sh->live) {
+                        /* Live, this process has read everything on the
+                         * topic from before its start, and numbers each
+                         * release above all it read and released: what it
+                         * made comes back at or below sh->seq. This record
+                         * another process made, under the same instance
+                         * id with a copy of the same accountant file (a
+                         * copied volume). Its seq would have become this
+                         * one's (their numbers then leapfrog, and a third
+                         * instance, counting one sender, took the larger
+                         * of the two spends while applying the releases of
+                         * both): its ρ counts apart, added. Not applied,
+                         * as this instance's own are not. */
+                        if (!sh->st.clone_chunks++)
+                                sh->st.clone_seq = (uint64_t)seq;
+                        if ((rc = count(sh, inst, VEIL_SHARE_CLONE_LINEAGE,
+                                        rho_of(r))) ||
+                            (rc = count_spent(sh, r)))
+                                return not_kept(sh, errstr, errstr_size);
+                        return 0;
+                }
+                if (lin == sh->lin && has_seq && seq > sh->seq &&
                     seq < INT64_MAX / 2) /* ++seq must not overflow */
                         sh->seq = seq;
                 if (lin < 0)
@@ -784,6 +805,7 @@ double veil_share_own_other(const struct veil_share *sh, size_t *lineages) {
         size_t n = 0;
         for (size_t i = 0; i < sh->n_peers; i++)
                 if (sh->peers[i].lin != sh->lin &&
+                    sh->peers[i].lin != VEIL_SHARE_CLONE_LINEAGE &&
                     !strcmp(sh->peers[i].inst, sh->self) &&
                     sh->peers[i].rho > 0) {
                         sum = add_up(sum, sh->peers[i].rho);

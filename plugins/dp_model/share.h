@@ -66,6 +66,15 @@ struct veil_share;
  *  accountant's (veil_accountant_new draws neither 0 nor this). */
 #define VEIL_SHARE_LEGACY_LINEAGE UINT32_MAX
 
+/** The lineage under which an instance counts the releases of another
+ *  process that runs under its instance id with a copy of its accountant
+ *  file (same lineage): records of its own lineage, read after its first
+ *  batch, numbered above its last release. Counted apart from its own
+ *  and added (a reader keeps the largest ρ of a sender, and one sender
+ *  for both processes would count the larger of two spends, whose
+ *  releases its model holds both of); never an accountant's. */
+#define VEIL_SHARE_CLONE_LINEAGE (UINT32_MAX - 1)
+
 /** instance: this instance's id (1 to VEIL_SHARE_INSTANCE_MAX bytes).
  *  lineage: its accountant's (veil_accountant_lineage). keep_bytes: cap on
  *  chunks kept until the first batch. */
@@ -117,7 +126,8 @@ double veil_share_own_unaccounted(struct veil_share *sh, double rho_acc);
 
 /** The ρ of this instance's releases under other lineages than its
  *  accountant's (earlier accountant files, lost), counted as other
- *  senders', rounded up; *lineages (may be NULL): how many. */
+ *  senders', rounded up; *lineages (may be NULL): how many. Not the
+ *  copies' (VEIL_SHARE_CLONE_LINEAGE). */
 double veil_share_own_other(const struct veil_share *sh, size_t *lineages);
 
 /** The ρ of this instance's releases that its accountant does not count
@@ -171,6 +181,9 @@ struct veil_share_stats {
         /** Set once a sender was not kept because VEIL_SHARE_SENDERS_MAX
          *  were (ε is infinite from then on). */
         int senders_full;
+        /** Records of this instance's lineage that another process made
+         *  (VEIL_SHARE_CLONE_LINEAGE), and the first one's seq. */
+        uint64_t clone_chunks, clone_seq;
 };
 struct veil_share_stats veil_share_stats(const struct veil_share *sh);
 

@@ -504,6 +504,10 @@ static void test_private_clock_steps(void **st) {
         unlink_acc(acc);
 }
 
+/* share.h's VEIL_SHARE_CLONE_LINEAGE: the releases of another process
+ * running as the sender on a copy of its accountant file. */
+#define CLONE_LINEAGE ((int64_t)UINT32_MAX - 1)
+
 /* Model updates are cut by bytes, ids included: with 3,000 catalog items
  * of 450-byte ids (the host allows 512), one item_bias chunk sized by its
  * values alone held every id, 1.3 MB, more than Kafka's default record
@@ -518,6 +522,7 @@ static struct {
         int64_t lineage; /* the last record's */
         double rho;
         size_t spent; /* the last record's spent_by entries */
+        double clone_rho; /* its spent_by entry of a copy's releases, or 0 */
 } mu;
 
 static int mu_sink(void *ctx, const char *topic, const void *key,
@@ -545,6 +550,16 @@ static int mu_sink(void *ctx, const char *topic, const void *key,
         assert_int_equal(veil_rec_get_long(r, "lineage", &mu.lineage), 0);
         assert_int_equal(veil_rec_get_double(r, "rho", &mu.rho), 0);
         mu.spent = veil_rec_array_size(r, "spent_by");
+        mu.clone_rho = 0;
+        for (size_t i = 0; i < mu.spent; i++) {
+                const veil_rec_t *e = veil_rec_array_at(r, "spent_by", i);
+                int64_t lin;
+                assert_int_equal(veil_rec_get_long(e, "lineage", &lin), 0);
+                if (lin == CLONE_LINEAGE)
+                        assert_int_equal(veil_rec_get_double(e, "rho",
+                                                             &mu.clone_rho),
+                                         0);
+        }
         for (int i = 0; i < 4; i++)
                 if (!strcmp(b, blocks[i]))
                         mu.rows[i] += (size_t)rows;
@@ -649,15 +664,15 @@ static void test_update_chunks_bounded(void **st) {
 /* A model update of no rows from inst (lineage 7) through the host's side
  * input, its spent_by naming (spent, spent_lin) at spent_rho when spent is
  * not NULL. */
-static void feed_update(struct harness *h, const char *inst, double rho,
-                        const char *spent, int64_t spent_lin,
-                        double spent_rho) {
+static void feed_update_at(struct harness *h, const char *inst, int64_t lin,
+                           int64_t seq, double rho, const char *spent,
+                           int64_t spent_lin, double spent_rho) {
         char err[512];
         struct veil_codec *c = veil_pipeline_output_codec(h->p,
                                                           "model_updates");
         veil_rec_t *w = veil_codec_rec_begin(c);
         assert_int_equal(veil_rec_set_str(w, "instance", inst), 0);
-        assert_int_equal(veil_rec_set_long(w, "seq", 1), 0);
+        assert_int_equal(veil_rec_set_long(w, "seq", seq), 0);
         assert_int_equal(veil_rec_set_long(w, "chunk", 0), 0);
         assert_int_equal(veil_rec_set_long(w, "chunks", 1), 0);
         assert_int_equal(veil_rec_set_str(w, "block", "item_bias"), 0);
@@ -666,7 +681,7 @@ static void feed_update(struct harness *h, const char *inst, double rho,
         assert_int_equal(veil_rec_set_bytes(w, "values", "", 0), 0);
         assert_int_equal(veil_rec_set_double(w, "rho", rho), 0);
         assert_int_equal(veil_rec_set_str(w, "mechanism", "gaussian"), 0);
-        assert_int_equal(veil_rec_set_long(w, "lineage", 7), 0);
+        assert_int_equal(veil_rec_set_long(w, "lineage", lin), 0);
         if (spent) {
                 veil_rec_t *e = veil_rec_append(w, "spent_by");
                 assert_int_equal(veil_rec_set_str(e, "instance", spent), 0);
@@ -682,6 +697,12 @@ static void feed_update(struct harness *h, const char *inst, double rho,
                                                    sizeof(err)),
                          0);
         veil_buf_free(&b);
+}
+
+static void feed_update(struct harness *h, const char *inst, double rho,
+                        const char *spent, int64_t spent_lin,
+                        double spent_rho) {
+        feed_update_at(h, inst, 7, 1, rho, spent, spent_lin, spent_rho);
 }
 
 static void test_own_lineage_told_later(void **st) {
@@ -741,6 +762,61 @@ static void test_own_lineage_told_later(void **st) {
         assert_non_null(memmem(file, n, "later", 5));
         h_close(&h);
         unlink_acc(acc);
+        unlink(others);
+}
+
+/* Another process runs as this instance on a copy of its accountant file
+ * (a copied volume, the same pod name): a record of its lineage read after
+ * the first batch, numbered above this instance's last release, is that
+ * process's. It was taken as this instance's own (its seq jumped to it,
+ * and a third instance counted both as one sender, at the larger spend):
+ * it counts apart now, and the updates this instance sends list it (under
+ * VEIL_SHARE_CLONE_LINEAGE), beside their own ρ, not in it. */
+static void test_clone_counted_apart(void **st) {
+        (void)st;
+        char acc[64], yaml[2048];
+        snprintf(acc, sizeof(acc), "/tmp/veil-test-chain-clone-%d.acc",
+                 (int)getpid());
+        unlink_acc(acc);
+        snprintf(yaml, sizeof(yaml),
+                 "kafka: {bootstrap: embedded, group: t}\n"
+                 "input: {topic: in, schema: ../../../schemas/interaction.avsc}\n"
+                 "side_inputs:\n"
+                 "  model_updates: {topic: mu, schema: "
+                 "../../../schemas/model_update.avsc}\n"
+                 "outputs:\n"
+                 "  model_updates: {topic: mu, schema: "
+                 "../../../schemas/model_update.avsc}\n"
+                 "  dead_letter: {topic: dlq}\n"
+                 "plugins:\n"
+                 "  - use: context\n"
+                 "  - use: dp_model\n"
+                 "    with: {catalog: ../../../config/demo/items.csv, dim: 4, "
+                 "instance: me, dp_blocks: bias, default_training: true, "
+                 "default_tier: contextual, mechanism: gaussian, "
+                 "noise_multiplier: 10, step_size: 1, step_interval_s: 0, "
+                 "epsilon_budget: 0, accountant_file: %s}\n"
+                 "keys: {ephemeral: true}\n",
+                 acc);
+        struct harness h;
+        mu_open(&h, yaml);
+        struct spec sp = {"a", "85123A", 1291191960, C, 1, NULL};
+        h_run(&h, &sp, 1);
+        assert_int_equal(mu.records, 1);
+        double rho1 = mu.rho;
+        assert_true(mu.clone_rho == 0);
+        /* The copy's release 50, at rho 2. */
+        feed_update_at(&h, "me", mu.lineage, 50, 2.0, NULL, 0, 0);
+        sp.user = "b";
+        h_run(&h, &sp, 1);
+        assert_int_equal(mu.records, 2);
+        assert_true(mu.clone_rho == 2.0);
+        /* Its own: this instance's releases alone. */
+        assert_true(mu.rho > rho1 && mu.rho < 3 * rho1);
+        h_close(&h);
+        unlink_acc(acc);
+        char others[80];
+        snprintf(others, sizeof(others), "%s.others", acc);
         unlink(others);
 }
 
@@ -974,6 +1050,7 @@ int main(void) {
                 cmocka_unit_test(test_history),
                 cmocka_unit_test(test_update_chunks_bounded),
                 cmocka_unit_test(test_own_lineage_told_later),
+                cmocka_unit_test(test_clone_counted_apart),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

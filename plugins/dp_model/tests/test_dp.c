@@ -970,7 +970,12 @@ static void test_share_records(void **st) {
         assert_true(m->b[0] == b0 + 0.5f && m->b[1] == b1 + 2.0f);
         /* This instance's own releases read back: their ρ is a lower bound
          * of its spend. An accountant that counts less (its file was lost)
-         * has them counted as another sender's; one that counts them, not. */
+         * has them counted as another sender's; one that counts them, not.
+         * Read before the first batch, as records from before a restart
+         * are (after it, one above its last release is another process's:
+         * test_share_clone). */
+        veil_share_free(sh);
+        assert_int_equal(veil_share_new(&sh, "self", 0, 1 << 20), 0);
         update_rec_of(c, &b, "self", 1.0f, 0.75);
         assert_int_equal(veil_codec_decode_rec(c, b.data, b.len, &r, err,
                                                sizeof(err)),
@@ -1433,6 +1438,77 @@ static void test_share_senders_bounded(void **st) {
         veil_codec_destroy(c);
 }
 
+/* Two processes run as one instance on copies of one accountant file (a
+ * copied volume, the same pod name): each took the other's records as its
+ * own, its seq jumping to the other's, and a third instance counted both
+ * as one sender, at the larger of two spends, while applying the releases
+ * of both. Live, a record of its own lineage numbered above its last
+ * release is the other process's: counted apart and added, its seq not
+ * taken, and passed on in the tables. */
+static void test_share_clone(void **st) {
+        (void)st;
+        char err[256];
+        struct veil_codec *c = update_codec();
+        struct veil_model *m = new_model(3, 2, 4);
+        struct veil_buf b = {0};
+        struct veil_share *sh;
+        assert_int_equal(veil_share_new(&sh, "self", 5, 1 << 20), 0);
+        /* Before the first batch: its own, from before a restart. */
+        const veil_rec_t *r = lin_rec(c, &b, "self", 5, 3, 0.5, NULL, 0);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 0);
+        assert_int_equal(veil_share_stats(sh).seq, 3);
+        veil_share_go_live(sh, m);
+        float b0 = m->b[0];
+        /* At or below its last release: its own (read back). */
+        r = lin_rec(c, &b, "self", 5, 3, 0.5, NULL, 0);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 0);
+        assert_int_equal(veil_share_stats(sh).clone_chunks, 0);
+        /* Above it: the copy's. */
+        struct spent third[] = {{"third", 1, 0.125}};
+        r = lin_rec(c, &b, "self", 5, 7, 0.75, third, 1);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 0);
+        assert_int_equal(veil_share_stats(sh).clone_chunks, 1);
+        assert_int_equal(veil_share_stats(sh).clone_seq, 7);
+        assert_int_equal(veil_share_stats(sh).seq, 3);
+        assert_true(m->b[0] == b0); /* not applied */
+        size_t senders, lineages;
+        double o = veil_share_others_rho(sh, &senders);
+        assert_true(o >= 0.875 && o < 0.875 + 1e-9);
+        assert_int_equal(senders, 2);
+        /* Not its accountant's releases, nor an earlier file's. */
+        assert_true(veil_share_own_unaccounted(sh, 0.5) == 0);
+        assert_true(veil_share_own_other(sh, &lineages) == 0);
+        assert_int_equal(lineages, 0);
+        /* The copy spends on: its largest ρ counts. */
+        r = lin_rec(c, &b, "self", 5, 8, 1.0, NULL, 0);
+        assert_int_equal(veil_share_on_record(sh, m, r, err, sizeof(err)), 0);
+        assert_int_equal(veil_share_stats(sh).clone_chunks, 2);
+        assert_true(veil_share_others_rho(sh, NULL) >= 1.125);
+        /* Another instance restoring this one's checkpoint counts the
+         * writer (0.5) and the copy (1.0) apart, and third. */
+        void *enc;
+        size_t len;
+        assert_int_equal(veil_share_encode(sh, 0.5, &enc, &len), 0);
+        struct veil_share *z;
+        assert_int_equal(veil_share_new(&z, "z", 9, 1 << 20), 0);
+        assert_int_equal(veil_share_decode(z, enc, len), 0);
+        assert_true(veil_share_others_rho(z, &senders) >= 1.625);
+        assert_int_equal(senders, 3);
+        veil_share_free(z);
+        free(enc);
+        /* And a restart of this one, from the file beside the accountant. */
+        assert_int_equal(veil_share_rho_encode(sh, &enc, &len), 0);
+        assert_int_equal(veil_share_new(&z, "self", 5, 1 << 20), 0);
+        assert_int_equal(veil_share_rho_merge(z, enc, len), 0);
+        assert_true(veil_share_others_rho(z, NULL) >= 1.125);
+        veil_share_free(z);
+        free(enc);
+        veil_share_free(sh);
+        veil_buf_free(&b);
+        veil_model_free(m);
+        veil_codec_destroy(c);
+}
+
 /* ---- checkpoint and restore -------------------------------------------- */
 
 static void test_checkpoint_roundtrip(void **st) {
@@ -1871,6 +1947,7 @@ int main(void) {
                 cmocka_unit_test(test_share_sums_round_up),
                 cmocka_unit_test(test_share_restore_other),
                 cmocka_unit_test(test_share_senders_bounded),
+                cmocka_unit_test(test_share_clone),
                 cmocka_unit_test(test_checkpoint_roundtrip),
                 cmocka_unit_test(test_empirical_privacy),
                 cmocka_unit_test(test_tree_mechanism),
