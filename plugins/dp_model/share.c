@@ -217,13 +217,6 @@ static int is_own_lineage(const struct veil_share *sh, const struct peer *p) {
         return p->lin == sh->lin && !strcmp(p->inst, sh->self);
 }
 
-/* Every other sender this instance counts, in every chunk (any chunk may
- * be the only one a reader gets): a reader that never saw a sender's
- * records (gone by retention, or before it joined) still counts the
- * releases that the updates it applies were computed from. The entry for
- * (self, lineage) is in the record's own rho. */
-static int put_spent(const struct veil_share *sh, veil_rec_t *r);
-
 /* The bytes put_spent adds to a record, at most (SPENT_ENTRY_MAX each,
  * the array's block count and end): a chunk's values and ids take
  * CHUNK_BYTES less these. Counted apart, 512 senders' 138 KB went on top
@@ -236,6 +229,11 @@ static size_t spent_bytes(const struct veil_share *sh) {
         return n;
 }
 
+/* Every other sender this instance counts, in every chunk (any chunk may
+ * be the only one a reader gets): a reader that never saw a sender's
+ * records (gone by retention, or before it joined) still counts the
+ * releases that the updates it applies were computed from. The entry for
+ * (self, lineage) is in the record's own rho. */
 static int put_spent(const struct veil_share *sh, veil_rec_t *r) {
         int rc = 0;
         for (size_t i = 0; i < sh->n_peers && !rc; i++) {
@@ -419,7 +417,7 @@ static struct peer *peer(struct veil_share *sh, const char *inst,
 /* What a record that named a sender not kept is refused with. */
 static int not_kept(const struct veil_share *sh, char *errstr,
                     size_t errstr_size) {
-        if (sh->st.senders_full)
+        if (sh->n_peers >= VEIL_SHARE_SENDERS_MAX)
                 snprintf(errstr, errstr_size,
                          "model update: a sender (instance, lineage) past "
                          "the %d this instance keeps; not applied, and "
