@@ -884,7 +884,7 @@ static double get_rho(const unsigned char *p) {
 
 /* Whether a table's id (after legacy_before) may be a sender: what a
  * record may carry (check_spent). An empty one is how the tables say that
- * a sender was lost (LOST_ENTRY); a longer one, never written by a veil
+ * a sender was lost (put_lost); a longer one, never written by a veil
  * that bounds ids, could not go into spent_by (readers refuse it) nor fit
  * in its bytes (spent_bytes). Neither is kept: both make ε infinite. */
 static int id_kept(const char *id, int nul) {
