@@ -204,8 +204,16 @@ static int others(const char *file, double rho_own, double delta) {
                 size_t senders;
                 double ro = veil_share_others_rho(sh, &senders), eps;
                 double total = nextafter(rho_own + ro, INFINITY);
-                rc = veil_dp_epsilon(total, delta, &eps, NULL, err,
-                                     sizeof(err));
+                /* A sender of unknown cost (or one the stage could not
+                 * keep) makes the stage's ε infinite: say so, rather than
+                 * refuse the ρ as a calculator would. */
+                if (isinf(total)) {
+                        eps = INFINITY;
+                        rc = 0;
+                } else {
+                        rc = veil_dp_epsilon(total, delta, &eps, NULL, err,
+                                             sizeof(err));
+                }
                 if (!rc)
                         printf("rho_others=%.6g\nsenders=%zu\n"
                                "epsilon_total=%.6g\n",

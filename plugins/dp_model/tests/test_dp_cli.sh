@@ -150,6 +150,14 @@ ok gt "$e3" 0
 "$VEIL" replay "$work/b.yaml" --events "$events" --limit 500 >"$work/run4" 2>&1
 ok grep -q "records: *500 recommendations" "$work/run4"
 ok test "$(val epsilon < <("$VEIL" dp_model accountant --file "$work/acc2" --delta 1e-8))" = "$e3"
+# Its .others file saying a sender was lost (an empty id, rho infinite,
+# BLAKE2b-256 after): the total the stage reports is infinite, printed as
+# such (it was refused as a rho that is not finite).
+# VRH2, 1 entry: id length 0, lineage 0, rho +inf (f64 little-endian).
+printf 'VRH2\x01\x00\x00\x00''\x00\x00''\x00\x00\x00\x00''\x00\x00\x00\x00\x00\x00\xf0\x7f' >"$work/acc2.others"
+b2sum -l 256 "$work/acc2.others" | cut -d' ' -f1 | xxd -r -p >>"$work/acc2.others"
+check "accountant: a lost sender" 0 "^epsilon_total=inf$" -- "$VEIL" dp_model accountant --file "$work/acc2" --delta 1e-8
+rm -f "$work/acc2.others"
 # A corrupt state file stops the stage instead of starting from zero.
 printf 'garbage' >"$work/acc3"
 pipeline "$work/acc3" 0 8 >"$work/c.yaml"
