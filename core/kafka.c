@@ -2458,6 +2458,27 @@ static void reload(struct kctx *k, int shutdown_ms) {
 /* Checkpoints                                                        */
 /* ------------------------------------------------------------------ */
 
+/* How long reading the state topic may go without receiving anything.
+ * Not a limit on the whole read: a large topic takes as long as it takes.
+ * What stops records arriving is an open transaction holding the last
+ * stable offset (read_committed stops there): the broker aborts one whose
+ * producer died after its transaction.timeout.ms, so the default waits a
+ * little longer than that (one of ours under this transactional.id was
+ * aborted already, by init_transactions). */
+static int64_t state_idle_ms(struct kctx *k) {
+        if (k->o->state_idle_ms > 0)
+                return k->o->state_idle_ms;
+        char buf[32];
+        size_t n = sizeof(buf);
+        int64_t txn = 60000;
+        if (k->producer &&
+            rd_kafka_conf_get(rd_kafka_conf(k->producer),
+                              "transaction.timeout.ms", buf,
+                              &n) == RD_KAFKA_CONF_OK)
+                txn = strtoll(buf, NULL, 10);
+        return txn + 15000 > 60000 ? txn + 15000 : 60000;
+}
+
 /* Reads the state topic from its beginning to its end with an assign-only
  * consumer and restores the stages from it. read_committed: a checkpoint
  * whose transaction was aborted is never seen. */
@@ -2545,33 +2566,66 @@ static int load_state(struct kctx *k, char *errstr, size_t errstr_size) {
                 }
         }
         /* To the end: a partition is done at its end-of-partition event
-         * (the last stable offset, for read_committed). */
+         * (the last stable offset, for read_committed). However long that
+         * takes while records keep arriving; but nothing for idle_ms fails
+         * the start. Restoring from part of the log would take the newest
+         * checkpoint of that part, possibly days old (the state of people
+         * erased since back), and number the next ones after what was
+         * read, below checkpoints further on that would then win at the
+         * next full read. Failing, the host exits 1 and is restarted (by
+         * Kubernetes), by when the open transaction that held the end has
+         * been aborted. */
         uint64_t records = 0;
-        deadline = now_ms() + 60000;
+        int64_t idle_ms = state_idle_ms(k), heard_ms = now_ms();
+        int n_parts = 0; /* above the largest partition id */
+        for (int j = 0; md && j < md->topics[0].partition_cnt; j++)
+                if (md->topics[0].partitions[j].id >= n_parts)
+                        n_parts = md->topics[0].partitions[j].id + 1;
+        unsigned char *at_end = calloc(n_parts ? (size_t)n_parts : 1, 1);
+        if (!at_end && !rc) {
+                snprintf(errstr, errstr_size, "state: out of memory");
+                rc = -VEIL_ENOMEM;
+        }
         while (!rc && n_left > 0 && !k->fatal && !should_stop(k)) {
-                if (now_ms() > deadline) {
-                        veil_log_host(VEIL_LOG_WARN, NULL,
-                                      "state: '%s' not read to its end within "
-                                      "60 s (an open transaction?); restoring "
-                                      "from what was read",
-                                      topic);
+                if (now_ms() - heard_ms > idle_ms) {
+                        snprintf(errstr, errstr_size,
+                                 "state: nothing received from '%s' for "
+                                 "%.1f s with %d partition(s) not read to "
+                                 "their end (%llu record(s) read): an open "
+                                 "transaction holding its last stable "
+                                 "offset, or a broker not answering; not "
+                                 "restoring from part of the checkpoints",
+                                 topic, (double)idle_ms / 1000, n_left,
+                                 (unsigned long long)records);
+                        rc = -VEIL_EIO;
                         break;
                 }
+                /* A long read is the loop alive, not stuck (liveness). */
+                publish(k, 0);
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
                 if (!m)
                         continue;
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                        n_left--;
-                else if (m->err)
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        /* Once per partition: a partition written to
+                         * meanwhile reports its end again. */
+                        if (m->partition >= 0 && m->partition < n_parts &&
+                            !at_end[m->partition]) {
+                                at_end[m->partition] = 1;
+                                n_left--;
+                        }
+                        heard_ms = now_ms();
+                } else if (m->err) {
                         veil_log_host(VEIL_LOG_WARN, NULL, "state: %s: %s",
                                       topic, rd_kafka_message_errstr(m));
-                else {
+                } else {
                         veil_checkpoint_reader_add(r, m->key, m->key_len,
                                                    m->payload, m->len);
                         records++;
+                        heard_ms = now_ms();
                 }
                 rd_kafka_message_destroy(m);
         }
+        free(at_end);
         if (!rc && k->fatal) {
                 snprintf(errstr, errstr_size, "state: %s", k->err);
                 rc = -VEIL_EIO;

@@ -53,6 +53,11 @@ struct veil_kafka_opts {
         void *ctx;
         int shutdown_timeout_ms; /**< flush and commit at most this long */
         int max_inflight;        /**< unacknowledged batches, default 16 */
+        /** Reading the state topic at start fails once nothing has
+         *  arrived for this long (ms); 0: the default, the larger of 60 s
+         *  and the producer's transaction.timeout.ms plus 15 s. For
+         *  tests. */
+        int state_idle_ms;
 
         /* Operations (all optional). */
         struct veil_metrics *metrics; /**< registry the loop publishes to */

@@ -532,6 +532,7 @@ static void *run(void *arg) {
         o.shutdown_timeout_ms = 60000;
         o.ops = e->ops;
         o.max_inflight = e->o.max_inflight;
+        o.state_idle_ms = e->o.state_idle_ms;
         o.reload = &e->reload;
         o.reload_open = reload_open;
         o.reload_close = reload_close;

@@ -57,6 +57,8 @@ struct fault_opts {
          *  default it stops at once, see should_stop in fault_lib.c); for
          *  the tests whose abort is the point. */
         int allow_aborts;
+        /** veil_kafka_opts.state_idle_ms (0: the host's default). */
+        int state_idle_ms;
 };
 
 struct fault_env {

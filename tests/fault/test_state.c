@@ -1,0 +1,136 @@
+/*
+ * Reading the state topic at start (the state: section) on the mock
+ * cluster: slow but moving, it is read to its end however long that takes,
+ * and restored; stalled (nothing arriving), the start fails rather than
+ * restore from part of the checkpoints.
+ */
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "fault_lib.h"
+#include "mock.h"
+#include "pipeline.h"
+
+/* How long the test's host waits without receiving anything (the real
+ * default is a minute or more). */
+#define IDLE_MS 1500
+
+static struct fault_env *state_env(void) {
+        setenv("VEIL_PLUGIN_DIR", TEST_PLUGIN_DIR, 1);
+        setenv("VEIL_BLOB_SEED", "1", 1);
+        struct fault_opts o = {0};
+        o.yaml = TEST_ROOT "/tests/fault/state.yaml";
+        o.partitions = 1;
+        o.state_idle_ms = IDLE_MS;
+        struct fault_env *e = fault_env_new(&o);
+        char err[512];
+        assert_int_equal(veil_mock_create_topic(e->mock, "state", 1, err,
+                                                sizeof(err)),
+                         0);
+        return e;
+}
+
+/* The state of the checkpointing stage (plugins[1]). */
+static unsigned char *blob_of(struct veil_pipeline *p, size_t *len) {
+        const struct veil_plugin *pl = veil_pipeline_stage_plugin(p, 1);
+        void *d = NULL;
+        assert_non_null(pl->checkpoint);
+        assert_int_equal(pl->checkpoint(veil_pipeline_stage_state(p, 1), &d,
+                                        len),
+                         0);
+        return d;
+}
+
+/* A first run leaves a checkpoint (at its shutdown) of a 2 MB state: three
+ * chunks and a manifest. Returns that state; the pipeline is then built
+ * again with another one, for the next run to restore into. */
+static unsigned char *first_run(struct fault_env *e, size_t *len) {
+        char err[1024];
+        fault_feed(e, 10, 0);
+        fault_run_start(e, 10, 60);
+        fault_run_join(e);
+        unsigned char *saved = blob_of(e->p, len);
+        veil_pipeline_destroy(e->p);
+        veil_config_destroy(e->cfg);
+        setenv("VEIL_BLOB_SEED", "2", 1);
+        assert_int_equal(veil_config_load(&e->cfg, e->o.yaml, err,
+                                          sizeof(err)),
+                         0);
+        char *path[] = {TEST_PLUGIN_DIR};
+        struct veil_pipeline_opts po = {path, 1, e->kr, 0};
+        assert_int_equal(veil_pipeline_new(&e->p, e->cfg, &po, err,
+                                           sizeof(err)),
+                         0);
+        size_t n;
+        unsigned char *other = blob_of(e->p, &n);
+        assert_false(n == *len && !memcmp(other, saved, n));
+        free(other);
+        return saved;
+}
+
+/* Every fetch answered after 0.7 s, one record each: the state topic takes
+ * several times IDLE_MS to read, with something arriving well within it
+ * each time. The read used to have a total deadline (60 s) after which it
+ * restored from what it had: on a large topic, an old checkpoint. */
+static void test_slow_read_restores(void **state) {
+        struct fault_env *e = state_env();
+        *state = e;
+        size_t len;
+        unsigned char *saved = first_run(e, &len);
+        rd_kafka_mock_broker_push_request_error_rtts(
+                fault_cluster(e), 1, API_FETCH, 8, 0, 700, 0, 700, 0, 700, 0,
+                700, 0, 700, 0, 700, 0, 700, 0, 700);
+        fault_feed(e, 1, 0);
+        double t0 = now_s();
+        fault_run_start(e, 1, 60);
+        fault_run_join(e);
+        double secs = now_s() - t0;
+        fprintf(stderr, "# second run (reading the state slowly): %.1f s\n",
+                secs);
+        assert_true(secs > 2.0 * IDLE_MS / 1000);
+        size_t n;
+        unsigned char *got = blob_of(e->p, &n);
+        assert_int_equal(n, len);
+        assert_memory_equal(got, saved, n);
+        free(got);
+        free(saved);
+}
+
+/* A fetch answered only after four times IDLE_MS: nothing arrives, as
+ * behind an open transaction that holds the last stable offset. The start
+ * fails (exit 1: Kubernetes restarts the host) instead of restoring from
+ * part of the log. */
+static void test_stalled_read_fails(void **state) {
+        struct fault_env *e = state_env();
+        *state = e;
+        size_t len;
+        free(first_run(e, &len));
+        rd_kafka_mock_broker_push_request_error_rtts(fault_cluster(e), 1,
+                                                     API_FETCH, 1, 0,
+                                                     4 * IDLE_MS);
+        fault_feed(e, 1, 0);
+        fault_run_start(e, 1, 60);
+        fault_run_join_failed(e);
+        fprintf(stderr, "# run: %s\n", e->err);
+        assert_non_null(strstr(e->err, "nothing received from 'state'"));
+        assert_non_null(strstr(e->err, "not restoring"));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_teardown(test_slow_read_restores,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_stalled_read_fails,
+                                          fault_env_teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
