@@ -124,6 +124,76 @@ int veil_checkpoint_config_parse(const struct veil_config *cfg,
         return 0;
 }
 
+/* ---- the writer ---- */
+
+/* A stage's key sets, by parity: -1 unknown or none. */
+struct writer_stage {
+        char *name; /* "<index>-<plugin>" */
+        int durable; /* of its newest checkpoint known complete in the log */
+        int pending; /* of the one saved since, not yet settled */
+};
+
+struct veil_checkpoint_writer {
+        uint64_t next;
+        struct writer_stage *st;
+        size_t n_st;
+};
+
+int veil_checkpoint_writer_new(struct veil_checkpoint_writer **out) {
+        struct veil_checkpoint_writer *w = calloc(1, sizeof(*w));
+        if (!w)
+                return -VEIL_ENOMEM;
+        w->next = 1;
+        *out = w;
+        return 0;
+}
+
+void veil_checkpoint_writer_free(struct veil_checkpoint_writer *w) {
+        if (!w)
+                return;
+        for (size_t i = 0; i < w->n_st; i++)
+                free(w->st[i].name);
+        free(w->st);
+        free(w);
+}
+
+uint64_t veil_checkpoint_writer_next(const struct veil_checkpoint_writer *w) {
+        return w->next;
+}
+
+void veil_checkpoint_writer_raise(struct veil_checkpoint_writer *w,
+                                  uint64_t seq) {
+        if (seq > w->next)
+                w->next = seq;
+}
+
+void veil_checkpoint_writer_settled(struct veil_checkpoint_writer *w,
+                                    int in_log) {
+        for (size_t i = 0; i < w->n_st; i++) {
+                if (w->st[i].pending >= 0 && in_log)
+                        w->st[i].durable = w->st[i].pending;
+                w->st[i].pending = -1;
+        }
+}
+
+/* The entry of stage `name`, added when new; NULL out of memory. */
+static struct writer_stage *writer_stage(struct veil_checkpoint_writer *w,
+                                         const char *name) {
+        for (size_t i = 0; i < w->n_st; i++)
+                if (!strcmp(w->st[i].name, name))
+                        return &w->st[i];
+        struct writer_stage *st = realloc(w->st, (w->n_st + 1) * sizeof(*st));
+        if (!st)
+                return NULL;
+        w->st = st;
+        struct writer_stage *e = &st[w->n_st];
+        if (!(e->name = strdup(name)))
+                return NULL;
+        e->durable = e->pending = -1;
+        w->n_st++;
+        return e;
+}
+
 /* ---- saving ---- */
 
 static int stage_prefix(char *buf, size_t size, const char *group, size_t i,
@@ -162,10 +232,12 @@ static int save_stage(const struct veil_sink *sink, const char *topic,
                 put64(buf + 5, seq);
                 put32(buf + 13, (uint32_t)c);
                 memcpy(buf + 17, blob + off, n);
-                /* Two sets of keys, by the sequence number's parity: on
-                 * a compacted topic a checkpoint being written (its
-                 * manifest not yet) then never replaces the chunks of the
-                 * last complete one, which a crash now would need. */
+                /* Two sets of keys, by the sequence number's parity (the
+                 * writer gives each stage a number of the set its newest
+                 * complete checkpoint does not use): on a compacted topic
+                 * a checkpoint being written (its manifest not yet) then
+                 * never replaces the chunks of that one, which a crash
+                 * now would need. */
                 snprintf(key, sizeof(key), seq % 2 ? "%s%zu.1" : "%s%zu",
                          prefix, c);
                 rc = sink->produce(sink->ctx, topic, key, strlen(key), buf,
@@ -207,21 +279,37 @@ static int save_stage(const struct veil_sink *sink, const char *topic,
 }
 
 int veil_checkpoint_save(struct veil_pipeline *p, const struct veil_sink *sink,
-                         const char *topic, const char *group, uint64_t seq,
-                         size_t *n_saved, char *errstr, size_t errstr_size) {
+                         const char *topic, const char *group,
+                         struct veil_checkpoint_writer *w, size_t *n_saved,
+                         char *errstr, size_t errstr_size) {
         size_t saved = 0;
+        /* Used up whatever happens: a stage before a failing one may have
+         * produced its checkpoint under this number already. */
+        uint64_t base = w->next;
+        w->next = base + 2;
         for (size_t i = 0; i < veil_pipeline_n_stages(p); i++) {
                 const struct veil_plugin *pl = veil_pipeline_stage_plugin(p, i);
                 void *state = veil_pipeline_stage_state(p, i);
                 if (!pl || !pl->checkpoint || !pl->restore)
                         continue;
-                char prefix[512];
+                char prefix[512], name[512];
                 if (stage_prefix(prefix, sizeof(prefix), group, i, pl->name) <
                     0) {
                         snprintf(errstr, errstr_size,
                                  "state: kafka.group is too long for a key");
                         return -VEIL_EINVAL;
                 }
+                snprintf(name, sizeof(name), "%zu-%s", i, pl->name);
+                struct writer_stage *ws = writer_stage(w, name);
+                if (!ws) {
+                        snprintf(errstr, errstr_size, "state: out of memory");
+                        return -VEIL_ENOMEM;
+                }
+                /* The key set its newest complete checkpoint does not
+                 * use, whatever the other stages' are. */
+                uint64_t seq = base;
+                if (ws->durable >= 0 && (int)(seq % 2) == ws->durable)
+                        seq++;
                 void *data = NULL;
                 size_t len = 0;
                 int rc = pl->checkpoint(state, &data, &len);
@@ -238,6 +326,7 @@ int veil_checkpoint_save(struct veil_pipeline *p, const struct veil_sink *sink,
                 free(data);
                 if (rc)
                         return rc;
+                ws->pending = (int)(seq % 2);
                 saved++;
         }
         if (n_saved)
@@ -451,13 +540,9 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                 r->skipped++;
                 return;
         }
-        /* The next number continues from the manifests alone: after a
-         * crash mid-checkpoint (chunks without their manifest) the next
-         * one takes the same number, so the same key set (see save_stage),
-         * and the one before stays whole however often that repeats. Its
-         * chunks replace the partial ones, as a retried produce's do: */
-        /* A chunk written again for the same checkpoint (a retried
-         * produce) replaces the earlier copy. */
+        /* The next number continues from the manifests alone. A chunk
+         * written again for the same checkpoint (a retried produce)
+         * replaces the earlier copy. */
         struct chunk *c = NULL;
         for (size_t i = 0; i < s->n_chunks; i++)
                 if (s->chunks[i].seq == seq && s->chunks[i].index == idx)
@@ -537,7 +622,8 @@ static unsigned char *assemble(const struct stage_log *s,
 }
 
 int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
-                                   struct veil_pipeline *p, uint64_t *next_seq,
+                                   struct veil_pipeline *p,
+                                   struct veil_checkpoint_writer *w,
                                    size_t *n_restored, char *errstr,
                                    size_t errstr_size) {
         size_t restored = 0;
@@ -615,6 +701,18 @@ int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
                                       "checkpoint %" PRIu64 " (%" PRIu64
                                       " bytes)",
                                       i, pl->name, m->seq, m->len);
+                        /* Its chunks are the ones the next checkpoint of
+                         * this stage must not replace. */
+                        struct writer_stage *ws =
+                                w ? writer_stage(w, name) : NULL;
+                        if (w && !ws) {
+                                snprintf(errstr, errstr_size,
+                                         "state: out of memory");
+                                free(order);
+                                return -VEIL_ENOMEM;
+                        }
+                        if (ws)
+                                ws->durable = (int)(m->seq % 2);
                         restored++;
                         done = 1;
                 }
@@ -625,8 +723,8 @@ int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
                                       "checkpoint, starting empty",
                                       i, pl->name);
         }
-        if (next_seq)
-                *next_seq = r->max_seq + 1;
+        if (w)
+                veil_checkpoint_writer_raise(w, r->max_seq + 1);
         if (n_restored)
                 *n_restored = restored;
         return 0;

@@ -11,6 +11,11 @@
  *   <group>/<stage-index>-<plugin>/manifest     the manifest
  * With compaction only the newest value per key stays; every value carries
  * its sequence number, so a chunk of another checkpoint is recognised.
+ * Chunk keys come in two sets, "<chunk>" for even sequence numbers and
+ * "<chunk>.1" for odd ones. Each stage writes to the set its newest
+ * complete checkpoint does not use (struct veil_checkpoint_writer), so a
+ * checkpoint cut short by a crash never replaces the chunks a restart
+ * needs.
  *
  * This module knows nothing of Kafka: records leave through a sink and come
  * back through veil_checkpoint_reader_add (kafka.c reads the topic).
@@ -38,12 +43,43 @@ int veil_checkpoint_config_parse(const struct veil_config *cfg,
                                  struct veil_checkpoint_config *cc,
                                  char *errstr, size_t errstr_size);
 
-/** Saves every stage that has the hooks as checkpoint `seq`, producing
- *  chunks then manifests to `topic` through `sink` (dl = NULL). *n_saved
- *  (may be NULL) counts the stages saved. */
+/* Where the next checkpoints go: their sequence number, and per stage
+ * (by its key, "<index>-<plugin>") the key set of its newest checkpoint
+ * known to be complete in the log. A checkpoint takes the writer's next
+ * number n, and each stage n or n + 1, whichever has the parity of the
+ * other set; the next checkpoint takes n + 2. The sequence number is
+ * global but the key set is per stage: a crash or a failed checkpoint
+ * hook after some stages' manifests leaves the stages at different sets,
+ * and a parity taken from the number alone then had the next checkpoint
+ * of a lagging stage overwrite the chunks of its last complete one. */
+struct veil_checkpoint_writer;
+
+int veil_checkpoint_writer_new(struct veil_checkpoint_writer **out);
+void veil_checkpoint_writer_free(struct veil_checkpoint_writer *w);
+/** The number the next checkpoint takes (its stages take it or the one
+ *  after). 1 for a new writer. */
+uint64_t veil_checkpoint_writer_next(const struct veil_checkpoint_writer *w);
+/** Raises the next number to at least `seq`. */
+void veil_checkpoint_writer_raise(struct veil_checkpoint_writer *w,
+                                  uint64_t seq);
+/** What the saves since the last call produced is now in the log (in_log
+ *  = 1: their transaction committed, or their records were all
+ *  acknowledged), or never will be (0: their transaction aborted). Until
+ *  this is called with 1, further checkpoints keep to the same key sets:
+ *  a stage's checkpoint whose records may not be in the log never counts
+ *  as its newest complete one. */
+void veil_checkpoint_writer_settled(struct veil_checkpoint_writer *w,
+                                    int in_log);
+
+/** Saves every stage that has the hooks as the writer's next checkpoint,
+ *  producing chunks then manifests to `topic` through `sink` (dl = NULL).
+ *  *n_saved (may be NULL) counts the stages saved. The number is used up
+ *  even when this fails (a stage before the failing one may have produced
+ *  its checkpoint under it). */
 int veil_checkpoint_save(struct veil_pipeline *p, const struct veil_sink *sink,
-                         const char *topic, const char *group, uint64_t seq,
-                         size_t *n_saved, char *errstr, size_t errstr_size);
+                         const char *topic, const char *group,
+                         struct veil_checkpoint_writer *w, size_t *n_saved,
+                         char *errstr, size_t errstr_size);
 
 struct veil_checkpoint_reader;
 
@@ -61,11 +97,14 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
 size_t veil_checkpoint_reader_bytes(const struct veil_checkpoint_reader *r);
 /** Restores each stage from the newest checkpoint of it whose chunks are
  *  all present and whose checksum matches; an incomplete or corrupt one is
- *  skipped with a warning. *next_seq is one more than the largest sequence
- *  number seen (1 when none); *n_restored counts restored stages. A stage
- *  whose restore hook refuses a verified checkpoint fails the call. */
+ *  skipped with a warning. The writer w (may be NULL) gets, for each stage
+ *  restored, the key set of that checkpoint, and a next number above the
+ *  largest sequence number seen; *n_restored counts restored stages. A
+ *  stage whose restore hook refuses a verified checkpoint fails the
+ *  call. */
 int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
-                                   struct veil_pipeline *p, uint64_t *next_seq,
+                                   struct veil_pipeline *p,
+                                   struct veil_checkpoint_writer *w,
                                    size_t *n_restored, char *errstr,
                                    size_t errstr_size);
 

@@ -152,10 +152,14 @@ struct kctx {
         int64_t last_publish_ms, last_lag_ms;
         uint64_t rebalances;   /**< assignment changes so far */
         uint64_t lag_rebalances; /**< the one the lag series are for */
-        /* Checkpoints (the state: section): the next sequence number and
-         * when the last one was produced. */
+        /* Checkpoints (the state: section): their numbers and key sets,
+         * and when the last one was produced. At-least-once, their records
+         * count in ck_flight (while ck_producing): a checkpoint is in the
+         * log once they are all acknowledged (save_state). */
         struct veil_checkpoint_config ck;
-        uint64_t ck_seq;
+        struct veil_checkpoint_writer *ckw;
+        struct inflight *ck_flight;
+        int ck_producing;
         int64_t ck_last_ms;
         /* Exactly-once: what was produced between batches into the open
          * transaction, and after an abort what is to produce again (see
@@ -685,7 +689,9 @@ static int produce_dl(struct kctx *k, const char *topic, const void *key,
 static int sink_records(struct kctx *k, const char *topic, const void *key,
                         size_t key_len, const void *value, size_t value_len,
                         const struct veil_dead_letter *dl, int refusable) {
-        struct inflight *f = k->cur ? k->cur : &k->side_flight;
+        struct inflight *f = k->cur ? k->cur
+                           : k->ck_producing && k->ck_flight ? k->ck_flight
+                                                              : &k->side_flight;
         /* Records produced between batches (side-input dead letters, audit
          * and access records) commit with the next batch's transaction,
          * and are kept until it does: the input's rewind after an abort
@@ -1084,7 +1090,10 @@ static void commit_ready(struct kctx *k, int sync) {
 /* Waits until every batch is acknowledged and committed, or the timeout. */
 static int drain(struct kctx *k, int timeout_ms, int sync) {
         int64_t deadline = now_ms() + timeout_ms;
-        while ((k->head || k->side_flight.pending) && !k->fatal) {
+        int64_t ck = 0;
+        while ((k->head || k->side_flight.pending ||
+                (ck = k->ck_flight ? k->ck_flight->pending : 0)) &&
+               !k->fatal) {
                 rd_kafka_poll(k->producer, 20);
                 produce_stashed(k);
                 commit_ready(k, sync);
@@ -1092,7 +1101,8 @@ static int drain(struct kctx *k, int timeout_ms, int sync) {
                         return -1;
         }
         commit_ready(k, sync);
-        return k->head || k->side_flight.pending ? -1 : 0;
+        ck = k->ck_flight ? k->ck_flight->pending : 0;
+        return k->head || k->side_flight.pending || ck ? -1 : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1239,6 +1249,10 @@ static int eos_abort(struct kctx *k) {
         k->txn_open = 0;
         k->txn_doomed = 0;
         kept_done(k, 0);
+        /* A checkpoint in it never reaches the log: its stages keep to the
+         * key sets of their last complete ones' other. */
+        if (k->ckw)
+                veil_checkpoint_writer_settled(k->ckw, 0);
         return 0;
 }
 
@@ -1321,6 +1335,8 @@ static int eos_commit(struct kctx *k,
                 return txn_failed(k, "committing the transaction", e);
         k->txn_open = 0;
         kept_done(k, 1);
+        if (k->ckw)
+                veil_checkpoint_writer_settled(k->ckw, 1);
         txn_from_clear(k);
         return 0;
 }
@@ -2632,7 +2648,7 @@ static int load_state(struct kctx *k, char *errstr, size_t errstr_size) {
         }
         size_t restored = 0;
         if (!rc && !should_stop(k))
-                rc = veil_checkpoint_reader_restore(r, k->p, &k->ck_seq,
+                rc = veil_checkpoint_reader_restore(r, k->p, k->ckw,
                                                     &restored, errstr,
                                                     errstr_size);
         if (!rc)
@@ -2661,23 +2677,39 @@ static void save_state(struct kctx *k, int force) {
         int64_t now = now_ms();
         if (!force && now - k->ck_last_ms < k->ck.interval_ms)
                 return;
+        /* At-least-once: the last checkpoint is complete in the log once
+         * its records are all acknowledged; only then do its stages' next
+         * ones go to the other key set (exactly-once: when its transaction
+         * commits, eos_commit). Until then the next one is put off to a
+         * later batch boundary: written to the same keys meanwhile, a
+         * record of the earlier one produced again after a failed
+         * delivery could land after it and leave neither whole. At
+         * shutdown it goes anyway, to those same keys, which hold no
+         * checkpoint known complete. */
+        if (k->ck_flight) {
+                if (k->ck_flight->pending > 0 && !force)
+                        return;
+                if (k->ck_flight->pending <= 0)
+                        veil_checkpoint_writer_settled(k->ckw, 1);
+        }
         k->ck_last_ms = now;
         struct veil_sink sink = {sink_strict, k};
         char err[1024];
         size_t n = 0;
+        uint64_t seq = veil_checkpoint_writer_next(k->ckw);
         /* Not kept for a redo (struct kept): a checkpoint whose
          * transaction aborts holds the aborted batch's effects, and the
          * next one supersedes it. */
         k->no_keep = 1;
+        k->ck_producing = 1;
         int rc = veil_checkpoint_save(k->p, &sink, k->ck.topic,
-                                      k->cfg->kafka.group, k->ck_seq, &n, err,
+                                      k->cfg->kafka.group, k->ckw, &n, err,
                                       sizeof(err));
+        k->ck_producing = 0;
         k->no_keep = 0;
         if (rc) {
-                /* The stages before the failing one may have produced
-                 * theirs under this number: the next checkpoint takes the
-                 * next one, never the same number with other contents. */
-                k->ck_seq++;
+                /* The writer has used up the number: the next checkpoint
+                 * never reuses it with other contents. */
                 veil_log_host(VEIL_LOG_WARN, NULL, "%s", err);
                 return;
         }
@@ -2685,8 +2717,7 @@ static void save_state(struct kctx *k, int force) {
                 veil_log_host(VEIL_LOG_INFO, NULL,
                               "state: checkpoint %llu of %zu stage(s) "
                               "produced to '%s'",
-                              (unsigned long long)k->ck_seq, n, k->ck.topic);
-        k->ck_seq++;
+                              (unsigned long long)seq, n, k->ck.topic);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2865,6 +2896,11 @@ static void close_all(struct kctx *k) {
         }
         kept_free(k->kept);
         kept_free(k->redo);
+        /* After the producer: no delivery report comes any more. */
+        free(k->ck_flight);
+        k->ck_flight = NULL;
+        veil_checkpoint_writer_free(k->ckw);
+        k->ckw = NULL;
         while (k->bare) {
                 struct bare *b = k->bare;
                 k->bare = b->next;
@@ -2960,7 +2996,6 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         if ((rc = veil_checkpoint_config_parse(k.cfg, &k.ck, errstr,
                                                errstr_size)))
                 return rc;
-        k.ck_seq = 1;
         k.ck_last_ms = now_ms();
 
         /* The last pair is the transactional.id, exactly-once only (a
@@ -3045,6 +3080,13 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         }
         set_sink(&k, p);
         k.batch = veil_pipeline_batch_begin(p);
+        if (veil_checkpoint_writer_new(&k.ckw) ||
+            (k.ck.enabled && !k.eos &&
+             !(k.ck_flight = calloc(1, sizeof(*k.ck_flight))))) {
+                snprintf(errstr, errstr_size, "out of memory");
+                close_all(&k);
+                return -VEIL_ENOMEM;
+        }
 
         publish(&k, 1);
         /* Stages start from their checkpoint before the side inputs are

@@ -61,8 +61,11 @@ struct pl {
         struct veil_pipeline *p;
 };
 
-static void open_pl_with(struct pl *x, int seed, const char *extra,
-                         const char *refuse) {
+/* Two ckpt_blob stages: plugins[0] of size0 bytes from seed0, plugins[1]
+ * of size1 from seed1 whose checkpoint hook fails at its call fail1. */
+static void open_stages(struct pl *x, int size0, int seed0, int size1,
+                        int seed1, int fail1, const char *extra,
+                        const char *refuse) {
         char yaml[2048], err[1024];
         snprintf(yaml, sizeof(yaml),
                  "kafka: {bootstrap: embedded, group: g}\n"
@@ -72,15 +75,21 @@ static void open_pl_with(struct pl *x, int seed, const char *extra,
                  "  - use: %s/test_ckpt_blob.so\n"
                  "    with: {size: %d, seed: %d, refuse: %s}\n"
                  "  - use: %s/test_ckpt_blob.so\n"
-                 "    with: {size: 0}\n"
+                 "    with: {size: %d, seed: %d, fail_checkpoint: %d}\n"
                  "state: {topic: st, interval_ms: 1000}\n%s",
-                 TEST_PLUGIN_DIR, BIG, seed, refuse, TEST_PLUGIN_DIR, extra);
+                 TEST_PLUGIN_DIR, size0, seed0, refuse, TEST_PLUGIN_DIR, size1,
+                 seed1, fail1, extra);
         if (veil_config_parse(&x->cfg, VEIL_SRCDIR "/tests/pipelines/t.yaml",
                               yaml, strlen(yaml), err, sizeof(err)))
                 fail_msg("%s", err);
         struct veil_pipeline_opts o = {NULL, 0, NULL, 0};
         if (veil_pipeline_new(&x->p, x->cfg, &o, err, sizeof(err)))
                 fail_msg("%s", err);
+}
+
+static void open_pl_with(struct pl *x, int seed, const char *extra,
+                         const char *refuse) {
+        open_stages(x, BIG, seed, 0, 1, 0, extra, refuse);
 }
 
 static void open_pl(struct pl *x, int seed, const char *extra) {
@@ -96,30 +105,49 @@ static void close_pl(struct pl *x) {
         veil_config_destroy(x->cfg);
 }
 
-static unsigned char *state_of(struct pl *x, size_t *len) {
+/* Through the checkpoint hook (which counts the call for
+ * fail_checkpoint). */
+static unsigned char *stage_state(struct pl *x, size_t stage, size_t *len) {
         void *d = NULL;
-        const struct veil_plugin *pl = veil_pipeline_stage_plugin(x->p, 0);
-        assert_int_equal(pl->checkpoint(veil_pipeline_stage_state(x->p, 0), &d,
-                                        len),
+        const struct veil_plugin *pl = veil_pipeline_stage_plugin(x->p, stage);
+        assert_int_equal(pl->checkpoint(veil_pipeline_stage_state(x->p, stage),
+                                        &d, len),
                          0);
         return d;
 }
 
-static void save(struct pl *x, struct cap *c, uint64_t seq) {
+/* Saves x as the next checkpoint of w. */
+static int save_w(struct pl *x, struct cap *c,
+                  struct veil_checkpoint_writer *w, size_t *n) {
         char err[512];
         struct veil_sink s = {cap_produce, c};
-        size_t n = 0;
-        assert_int_equal(veil_checkpoint_save(x->p, &s, "st", "g", seq, &n,
-                                              err, sizeof(err)),
-                         0);
-        assert_int_equal(n, 2);
+        return veil_checkpoint_save(x->p, &s, "st", "g", w, n, err,
+                                    sizeof(err));
 }
 
-/* Feeds c (skipping record `skip`) to a fresh reader and restores x. */
-static int load(struct pl *x, const struct cap *c, size_t skip,
-                uint64_t *next, size_t *restored) {
+/* Saves x as checkpoint seq, as a new writer (every stage under seq). */
+static void save(struct pl *x, struct cap *c, uint64_t seq) {
+        struct veil_checkpoint_writer *w;
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        veil_checkpoint_writer_raise(w, seq);
+        size_t n = 0;
+        assert_int_equal(save_w(x, c, w, &n), 0);
+        assert_int_equal(n, 2);
+        veil_checkpoint_writer_free(w);
+}
+
+/* Feeds c (skipping record `skip`) to a fresh reader and restores x into
+ * w (may be NULL: a writer of its own, for *next). */
+static int load_w(struct pl *x, const struct cap *c, size_t skip,
+                  struct veil_checkpoint_writer *w, uint64_t *next,
+                  size_t *restored) {
         struct veil_checkpoint_reader *r;
+        struct veil_checkpoint_writer *own = NULL;
         char err[512];
+        if (!w) {
+                assert_int_equal(veil_checkpoint_writer_new(&own), 0);
+                w = own;
+        }
         assert_int_equal(veil_checkpoint_reader_new(&r, "g"), 0);
         for (size_t i = 0; i < c->n; i++)
                 if (i != skip)
@@ -127,19 +155,60 @@ static int load(struct pl *x, const struct cap *c, size_t skip,
                                                    c->r[i].key_len,
                                                    c->r[i].value,
                                                    c->r[i].value_len);
-        int rc = veil_checkpoint_reader_restore(r, x->p, next, restored, err,
+        int rc = veil_checkpoint_reader_restore(r, x->p, w, restored, err,
                                                 sizeof(err));
+        if (next)
+                *next = veil_checkpoint_writer_next(w);
         veil_checkpoint_reader_free(r);
+        veil_checkpoint_writer_free(own);
         return rc;
 }
 
-static int same_state(struct pl *a, struct pl *b) {
+static int load(struct pl *x, const struct cap *c, size_t skip,
+                uint64_t *next, size_t *restored) {
+        return load_w(x, c, skip, NULL, next, restored);
+}
+
+static int same_stage(struct pl *a, struct pl *b, size_t stage) {
         size_t la, lb;
-        unsigned char *da = state_of(a, &la), *db = state_of(b, &lb);
+        unsigned char *da = stage_state(a, stage, &la),
+                      *db = stage_state(b, stage, &lb);
         int same = la == lb && !memcmp(da, db, la);
         free(da);
         free(db);
         return same;
+}
+
+static int same_state(struct pl *a, struct pl *b) {
+        return same_stage(a, b, 0);
+}
+
+/* Drops the records from n on (a crash: they were never produced). */
+static void cap_cut(struct cap *c, size_t n) {
+        for (size_t i = n; i < c->n; i++) {
+                free(c->r[i].key);
+                free(c->r[i].value);
+        }
+        c->n = n;
+}
+
+/* Compaction: only the last record of each key stays. */
+static void cap_compact(struct cap *c) {
+        size_t n = 0;
+        for (size_t i = 0; i < c->n; i++) {
+                int later = 0;
+                for (size_t j = i + 1; j < c->n && !later; j++)
+                        later = c->r[j].key_len == c->r[i].key_len &&
+                                !memcmp(c->r[j].key, c->r[i].key,
+                                        c->r[i].key_len);
+                if (later) {
+                        free(c->r[i].key);
+                        free(c->r[i].value);
+                } else {
+                        c->r[n++] = c->r[i];
+                }
+        }
+        c->n = n;
 }
 
 static void test_roundtrip(void **st) {
@@ -324,10 +393,13 @@ static void test_bounded_while_reading(void **st) {
         assert_true(most >= BIG && most < 2 * BIG + 100);
         uint64_t next = 0;
         size_t restored = 0;
-        assert_int_equal(veil_checkpoint_reader_restore(r, b.p, &next,
-                                                        &restored, err,
-                                                        sizeof(err)),
+        struct veil_checkpoint_writer *w;
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        assert_int_equal(veil_checkpoint_reader_restore(r, b.p, w, &restored,
+                                                        err, sizeof(err)),
                          0);
+        next = veil_checkpoint_writer_next(w);
+        veil_checkpoint_writer_free(w);
         assert_int_equal(next, 11);
         assert_true(same_state(&a[0], &b)); /* checkpoint 10 */
         veil_checkpoint_reader_free(r);
@@ -357,30 +429,8 @@ static void test_compacted_crash(void **st) {
                 for (int crash = 0; crash < 2; crash++) {
                         size_t first = c.n;
                         save(&a2, &c, next);
-                        for (size_t i = first + 1; i < c.n; i++) {
-                                free(c.r[i].key);
-                                free(c.r[i].value);
-                        }
-                        c.n = first + 1;
-                        /* Compaction: the last record of each key. */
-                        size_t n = 0;
-                        for (size_t i = 0; i < c.n; i++) {
-                                int later = 0;
-                                for (size_t j = i + 1; j < c.n && !later;
-                                     j++)
-                                        later = c.r[j].key_len ==
-                                                        c.r[i].key_len &&
-                                                !memcmp(c.r[j].key,
-                                                        c.r[i].key,
-                                                        c.r[i].key_len);
-                                if (later) {
-                                        free(c.r[i].key);
-                                        free(c.r[i].value);
-                                } else {
-                                        c.r[n++] = c.r[i];
-                                }
-                        }
-                        c.n = n;
+                        cap_cut(&c, first + 1);
+                        cap_compact(&c);
                         size_t restored = 0;
                         assert_int_equal(load(&b, &c, SIZE_MAX, &next,
                                               &restored),
@@ -396,6 +446,115 @@ static void test_compacted_crash(void **st) {
         close_pl(&a);
         close_pl(&a2);
         close_pl(&b);
+}
+
+/* A small stage 0 and a large stage 1 (BIG: three chunks), whose stage 1
+ * fails its checkpoint hook at call fail1. */
+static void open_small_large(struct pl *x, int seed, int fail1) {
+        open_stages(x, 1000, seed, BIG, seed + 100, fail1, "", "false");
+}
+
+/* Saves x as w's next checkpoint; returns where its records begin. */
+static size_t save_next(struct pl *x, struct cap *c,
+                        struct veil_checkpoint_writer *w, int ok) {
+        size_t first = c->n, n = 0;
+        assert_int_equal(save_w(x, c, w, &n) == 0, ok);
+        return first;
+}
+
+/* Restores a fresh pipeline from c after compaction: stage 1 must be
+ * `want`'s (its last complete checkpoint), not empty. */
+static void check_stage1(struct cap *c, struct pl *want) {
+        struct pl b;
+        open_small_large(&b, 50, 0);
+        cap_compact(c);
+        size_t restored = 0;
+        assert_int_equal(load(&b, c, SIZE_MAX, NULL, &restored), 0);
+        assert_int_equal(restored, 2);
+        assert_true(same_stage(want, &b, 1));
+        close_pl(&b);
+}
+
+/* The key set is per stage while the sequence number is global. Stage 0
+ * small, stage 1 large; checkpoint 6 complete; a crash during 7 after
+ * stage 0's manifest; the next start takes 8, whose stage-1 chunks went
+ * to the even keys of stage 1's last complete checkpoint (6): a second
+ * crash after its first chunk, and compaction, left stage 1 with no
+ * complete checkpoint (it started empty). Each stage now writes to the
+ * set its newest complete checkpoint does not use. */
+static void test_key_sets_per_stage(void **st) {
+        (void)st;
+        struct pl a, a2, a3, b;
+        struct cap c = {0};
+        open_small_large(&a, 1, 0);
+        open_small_large(&a2, 2, 0);
+        open_small_large(&a3, 3, 0);
+        /* 6 and 7 as numbered one after the other (an older veil): 7's
+         * stage 0 chunk and manifest, then the crash. */
+        save(&a, &c, 6);
+        size_t first = c.n;
+        save(&a2, &c, 7);
+        cap_cut(&c, first + 2);
+        /* The restart: stage 0 from 7, stage 1 from 6. */
+        struct veil_checkpoint_writer *w;
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        open_small_large(&b, 50, 0);
+        size_t restored = 0;
+        assert_int_equal(load_w(&b, &c, SIZE_MAX, w, NULL, &restored), 0);
+        assert_int_equal(restored, 2);
+        assert_true(same_stage(&a2, &b, 0));
+        assert_true(same_stage(&a, &b, 1));
+        close_pl(&b);
+        assert_int_equal(veil_checkpoint_writer_next(w), 8);
+        /* Its first checkpoint (8, stage 1 at 9): stage 0's chunk and
+         * manifest, stage 1's first chunk, then the second crash. */
+        cap_cut(&c, save_next(&a3, &c, w, 1) + 3);
+        veil_checkpoint_writer_free(w);
+        check_stage1(&c, &a);
+        cap_free(&c);
+        close_pl(&a);
+        close_pl(&a2);
+        close_pl(&a3);
+}
+
+/* The same within one run: stage 1's hook fails at checkpoint 8 after
+ * stage 0 saved (the number used to go up by one, to 9, whose parity was
+ * stage 1's last complete one's), then a crash during the next one; and an
+ * aborted transaction (exactly-once) holding a checkpoint, then a crash
+ * during the next: the aborted one is not in the log, so the next must
+ * not go to the keys of the one before it either. */
+static void test_key_sets_failed_and_aborted(void **st) {
+        (void)st;
+        struct pl a, twin;
+        struct cap c = {0};
+        /* Stage 1's hook: call 1 saves, call 2 fails. */
+        open_small_large(&a, 1, 2);
+        open_small_large(&twin, 1, 0);
+        struct veil_checkpoint_writer *w;
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        veil_checkpoint_writer_raise(w, 6);
+        save_next(&a, &c, w, 1);
+        veil_checkpoint_writer_settled(w, 1);
+        save_next(&a, &c, w, 0); /* stage 0 saved, stage 1 failed */
+        veil_checkpoint_writer_settled(w, 1);
+        cap_cut(&c, save_next(&a, &c, w, 1) + 3);
+        veil_checkpoint_writer_free(w);
+        check_stage1(&c, &twin);
+        cap_free(&c);
+
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        veil_checkpoint_writer_raise(w, 6);
+        save_next(&twin, &c, w, 1);
+        veil_checkpoint_writer_settled(w, 1);
+        /* Aborted: read_committed never sees its records. */
+        cap_cut(&c, save_next(&a, &c, w, 1));
+        veil_checkpoint_writer_settled(w, 0);
+        cap_cut(&c, save_next(&a, &c, w, 1) + 3);
+        veil_checkpoint_writer_free(w);
+        check_stage1(&c, &twin);
+        cap_free(&c);
+        close_pl(&a);
+        close_pl(&twin);
 }
 
 static void test_foreign_and_refused(void **st) {
@@ -520,6 +679,8 @@ int main(void) {
                 cmocka_unit_test(test_seq_out_of_range),
                 cmocka_unit_test(test_bounded_while_reading),
                 cmocka_unit_test(test_compacted_crash),
+                cmocka_unit_test(test_key_sets_per_stage),
+                cmocka_unit_test(test_key_sets_failed_and_aborted),
                 cmocka_unit_test(test_foreign_and_refused),
                 cmocka_unit_test(test_config),
         };

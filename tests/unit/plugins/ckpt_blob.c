@@ -12,12 +12,15 @@ static const struct veil_param_def params[] = {
         {"size", VEIL_PARAM_INT, "1000", 0, "bytes of state"},
         {"seed", VEIL_PARAM_INT, "1", 0, "seed of the bytes"},
         {"refuse", VEIL_PARAM_BOOL, "false", 0, "restore refuses anything"},
+        {"fail_checkpoint", VEIL_PARAM_INT, "0", 0,
+         "the checkpoint hook's call of this number (from 1) fails"},
         {NULL, 0, NULL, 0, NULL}};
 
 struct blob {
         unsigned char *p;
         size_t n;
         int refuse;
+        long fail_at, calls;
 };
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **s, char *e,
@@ -26,6 +29,7 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **s, char *e,
         struct blob *b = calloc(1, sizeof(*b));
         b->n = (size_t)veil_params_int(p, "size", 1000);
         b->refuse = veil_params_bool(p, "refuse", 0);
+        b->fail_at = (long)veil_params_int(p, "fail_checkpoint", 0);
         b->p = malloc(b->n ? b->n : 1);
         if (!b->p) {
                 snprintf(e, n, "out of memory");
@@ -49,8 +53,12 @@ static void destroy(void *s) {
         free(b->p);
         free(b);
 }
+/* With fail_checkpoint: N, its N-th call fails, as a plugin's hook may
+ * (out of memory): the stages after it are not saved that time. */
 static int checkpoint(void *s, void **data, size_t *len) {
         struct blob *b = s;
+        if (++b->calls == b->fail_at)
+                return -VEIL_ENOMEM;
         if (!(*data = malloc(b->n ? b->n : 1)))
                 return -VEIL_ENOMEM;
         memcpy(*data, b->p, b->n);
