@@ -167,6 +167,13 @@ void veil_checkpoint_writer_raise(struct veil_checkpoint_writer *w,
                 w->next = seq;
 }
 
+void veil_checkpoint_writer_floor(struct veil_checkpoint_writer *w,
+                                  int64_t wall_ms) {
+        /* A clock beyond the ceiling is wrong, not a number to take. */
+        if (wall_ms > 0 && (uint64_t)wall_ms < SEQ_MAX - 2)
+                veil_checkpoint_writer_raise(w, (uint64_t)wall_ms);
+}
+
 void veil_checkpoint_writer_settled(struct veil_checkpoint_writer *w,
                                     int in_log) {
         for (size_t i = 0; i < w->n_st; i++) {
@@ -540,9 +547,12 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                 r->skipped++;
                 return;
         }
-        /* The next number continues from the manifests alone. A chunk
-         * written again for the same checkpoint (a retried produce)
-         * replaces the earlier copy. */
+        /* The next number passes chunks too: one of a checkpoint cut short
+         * is never taken again for other contents. A chunk written again
+         * for the same checkpoint (a retried produce) replaces the earlier
+         * copy. */
+        if (seq > r->max_seq)
+                r->max_seq = seq;
         struct chunk *c = NULL;
         for (size_t i = 0; i < s->n_chunks; i++)
                 if (s->chunks[i].seq == seq && s->chunks[i].index == idx)

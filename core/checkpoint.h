@@ -62,6 +62,17 @@ uint64_t veil_checkpoint_writer_next(const struct veil_checkpoint_writer *w);
 /** Raises the next number to at least `seq`. */
 void veil_checkpoint_writer_raise(struct veil_checkpoint_writer *w,
                                   uint64_t seq);
+/** Raises the next number to at least the wall clock in ms (ignored when
+ *  not below the ceiling of sequence numbers). The start reads the state
+ *  topic to its end, but a record it could not see then (beyond the last
+ *  stable offset: another instance's transaction that commits later) may
+ *  hold a larger number than it read; numbers from the clock are above any
+ *  a checkpoint got before (they go up by two a checkpoint, at most one a
+ *  second, the clock by a thousand), so the newest checkpoint still wins
+ *  at restore, which takes the largest number. The largest number read
+ *  plus one still applies when larger (a clock set back). */
+void veil_checkpoint_writer_floor(struct veil_checkpoint_writer *w,
+                                  int64_t wall_ms);
 /** What the saves since the last call produced is now in the log (in_log
  *  = 1: their transaction committed, or their records were all
  *  acknowledged), or never will be (0: their transaction aborted). Until

@@ -2651,11 +2651,13 @@ static int load_state(struct kctx *k, char *errstr, size_t errstr_size) {
                 rc = veil_checkpoint_reader_restore(r, k->p, k->ckw,
                                                     &restored, errstr,
                                                     errstr_size);
-        if (!rc)
+        if (!rc) {
+                veil_checkpoint_writer_floor(k->ckw, wall_ms());
                 veil_log_host(VEIL_LOG_INFO, NULL,
                               "state: read %llu record(s) of '%s', restored "
                               "%zu stage(s)",
                               (unsigned long long)records, topic, restored);
+        }
         if (md)
                 rd_kafka_metadata_destroy(md);
         if (assign)

@@ -136,6 +136,14 @@ static void save(struct pl *x, struct cap *c, uint64_t seq) {
         veil_checkpoint_writer_free(w);
 }
 
+/* Saves x as w's next checkpoint; returns where its records begin. */
+static size_t save_next(struct pl *x, struct cap *c,
+                        struct veil_checkpoint_writer *w, int ok) {
+        size_t first = c->n, n = 0;
+        assert_int_equal(save_w(x, c, w, &n) == 0, ok);
+        return first;
+}
+
 /* Feeds c (skipping record `skip`) to a fresh reader and restores x into
  * w (may be NULL: a writer of its own, for *next). */
 static int load_w(struct pl *x, const struct cap *c, size_t skip,
@@ -421,25 +429,31 @@ static void test_compacted_crash(void **st) {
         open_pl(&b, 2, "");
         for (uint64_t seq = 6; seq <= 7; seq++) { /* both parities */
                 save(&a, &c, seq);
-                uint64_t next = seq + 1;
-                /* Two crashes in a row, each after the next checkpoint's
-                 * first chunk; the number after a crash continues from the
-                 * manifests (it was one more each time: the second crash
-                 * then reused the complete one's keys). */
-                for (int crash = 0; crash < 2; crash++) {
-                        size_t first = c.n;
-                        save(&a2, &c, next);
-                        cap_cut(&c, first + 1);
-                        cap_compact(&c);
+                /* Two crashes in a row, each after the first chunk of the
+                 * first checkpoint of a start that restored the complete
+                 * one. The next number passes the cut one's chunk (never
+                 * taken again for other contents): seq + 1, then seq + 2
+                 * whose stage 0 takes seq + 3 (the other key set than seq),
+                 * then seq + 4. */
+                const uint64_t want[] = {seq + 1, seq + 2, seq + 4};
+                for (int start = 0; start < 3; start++) {
+                        struct veil_checkpoint_writer *w;
+                        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
                         size_t restored = 0;
-                        assert_int_equal(load(&b, &c, SIZE_MAX, &next,
-                                              &restored),
+                        uint64_t next = 0;
+                        assert_int_equal(load_w(&b, &c, SIZE_MAX, w, &next,
+                                                &restored),
                                          0);
                         assert_int_equal(restored, 2); /* and the empty one */
                         assert_true(same_state(&a, &b));
-                        assert_int_equal(next, seq + 1);
+                        assert_int_equal(next, want[start]);
                         close_pl(&b);
                         open_pl(&b, 2, "");
+                        if (start < 2) {
+                                cap_cut(&c, save_next(&a2, &c, w, 1) + 1);
+                                cap_compact(&c);
+                        }
+                        veil_checkpoint_writer_free(w);
                 }
                 cap_free(&c);
         }
@@ -448,18 +462,61 @@ static void test_compacted_crash(void **st) {
         close_pl(&b);
 }
 
+/* The clock as a floor of the numbers. A start that did not see the
+ * newest records (beyond the last stable offset then: another instance's
+ * transaction, committed later) numbered its checkpoints after the
+ * largest it read, below those records, which then won at the next
+ * restore: an older state. From the clock in ms, a later start's numbers
+ * are above any earlier checkpoint's (they go up by two a checkpoint). */
+static void test_seq_floor(void **st) {
+        (void)st;
+        struct pl a, a2, a3, b;
+        struct cap c = {0};
+        open_pl(&a, 1, "");
+        open_pl(&a2, 3, "");
+        open_pl(&a3, 4, "");
+        open_pl(&b, 2, "");
+        /* An instance started at t = 1,000,000 ms checkpoints twice. */
+        struct veil_checkpoint_writer *wa, *wb;
+        assert_int_equal(veil_checkpoint_writer_new(&wa), 0);
+        veil_checkpoint_writer_floor(wa, 1000000);
+        assert_int_equal(veil_checkpoint_writer_next(wa), 1000000);
+        save_next(&a, &c, wa, 1);
+        veil_checkpoint_writer_settled(wa, 1);
+        struct cap seen = c; /* what the other start read: the first */
+        save_next(&a2, &c, wa, 1);
+        veil_checkpoint_writer_settled(wa, 1);
+        /* Another starts 5 s later having read only the first. */
+        assert_int_equal(veil_checkpoint_writer_new(&wb), 0);
+        uint64_t next = 0;
+        size_t restored = 0;
+        assert_int_equal(load_w(&b, &seen, SIZE_MAX, wb, &next, &restored),
+                         0);
+        assert_int_equal(next, 1000001);
+        veil_checkpoint_writer_floor(wb, 1005000);
+        save_next(&a3, &c, wb, 1);
+        /* Its checkpoint, the newest, is the one restored. */
+        close_pl(&b);
+        open_pl(&b, 2, "");
+        assert_int_equal(load(&b, &c, SIZE_MAX, &next, &restored), 0);
+        assert_true(same_state(&a3, &b));
+        /* A clock behind the numbers read changes nothing. */
+        veil_checkpoint_writer_floor(wb, 5);
+        veil_checkpoint_writer_floor(wb, INT64_MAX);
+        assert_int_equal(veil_checkpoint_writer_next(wb), 1005002);
+        veil_checkpoint_writer_free(wa);
+        veil_checkpoint_writer_free(wb);
+        cap_free(&c);
+        close_pl(&a);
+        close_pl(&a2);
+        close_pl(&a3);
+        close_pl(&b);
+}
+
 /* A small stage 0 and a large stage 1 (BIG: three chunks), whose stage 1
  * fails its checkpoint hook at call fail1. */
 static void open_small_large(struct pl *x, int seed, int fail1) {
         open_stages(x, 1000, seed, BIG, seed + 100, fail1, "", "false");
-}
-
-/* Saves x as w's next checkpoint; returns where its records begin. */
-static size_t save_next(struct pl *x, struct cap *c,
-                        struct veil_checkpoint_writer *w, int ok) {
-        size_t first = c->n, n = 0;
-        assert_int_equal(save_w(x, c, w, &n) == 0, ok);
-        return first;
 }
 
 /* Restores a fresh pipeline from c after compaction: stage 1 must be
@@ -679,6 +736,7 @@ int main(void) {
                 cmocka_unit_test(test_seq_out_of_range),
                 cmocka_unit_test(test_bounded_while_reading),
                 cmocka_unit_test(test_compacted_crash),
+                cmocka_unit_test(test_seq_floor),
                 cmocka_unit_test(test_key_sets_per_stage),
                 cmocka_unit_test(test_key_sets_failed_and_aborted),
                 cmocka_unit_test(test_foreign_and_refused),
