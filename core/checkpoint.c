@@ -358,29 +358,50 @@ struct manifest {
         char version[256];
 };
 
-/* Everything read for one stage key prefix "<idx>-<plugin>". */
+/* Everything read for one stage key prefix "<idx>-<plugin>": the chunks
+ * and manifests of its newest verified checkpoint (complete, checksum
+ * matching) and of the numbers above it, "pending". */
 struct stage_log {
         char *name;
         struct chunk *chunks;
         size_t n_chunks, cap_chunks;
         struct manifest *mans;
         size_t n_mans, cap_mans;
+        uint64_t verified;     /* its number; 0: none yet */
+        uint64_t verified_len; /* its length */
 };
 
 struct veil_checkpoint_reader {
         char *group;
-        struct stage_log *st;
+        struct stage_log *st; /* one per stage of the pipeline that saves */
         size_t n_st;
         uint64_t max_seq;
-        uint64_t skipped;
+        uint64_t skipped;      /* unrecognisable */
+        uint64_t other_stages; /* of stages this pipeline does not have */
+        uint64_t dropped;      /* pending numbers dropped over the bound */
 };
 
 int veil_checkpoint_reader_new(struct veil_checkpoint_reader **out,
-                               const char *group) {
+                               const char *group,
+                               const struct veil_pipeline *p) {
         struct veil_checkpoint_reader *r = calloc(1, sizeof(*r));
-        if (!r || !(r->group = strdup(group))) {
-                free(r);
+        size_t n = veil_pipeline_n_stages(p);
+        if (!r || !(r->group = strdup(group)) ||
+            !(r->st = calloc(n ? n : 1, sizeof(*r->st)))) {
+                veil_checkpoint_reader_free(r);
                 return -VEIL_ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const struct veil_plugin *pl = veil_pipeline_stage_plugin(p, i);
+                if (!pl || !pl->checkpoint || !pl->restore)
+                        continue;
+                char name[512];
+                snprintf(name, sizeof(name), "%zu-%s", i, pl->name);
+                if (!(r->st[r->n_st].name = strdup(name))) {
+                        veil_checkpoint_reader_free(r);
+                        return -VEIL_ENOMEM;
+                }
+                r->n_st++;
         }
         *out = r;
         return 0;
@@ -401,22 +422,14 @@ void veil_checkpoint_reader_free(struct veil_checkpoint_reader *r) {
         free(r);
 }
 
+/* The log of stage `name`: NULL when the pipeline has no such stage. */
 static struct stage_log *stage_log(struct veil_checkpoint_reader *r,
                                    const char *name, size_t len) {
         for (size_t i = 0; i < r->n_st; i++)
                 if (strlen(r->st[i].name) == len &&
                     !memcmp(r->st[i].name, name, len))
                         return &r->st[i];
-        struct stage_log *st = realloc(r->st, (r->n_st + 1) * sizeof(*st));
-        if (!st)
-                return NULL;
-        r->st = st;
-        struct stage_log *s = &st[r->n_st];
-        memset(s, 0, sizeof(*s));
-        if (!(s->name = strndup(name, len)))
-                return NULL;
-        r->n_st++;
-        return s;
+        return NULL;
 }
 
 static int parse_manifest(const unsigned char *v, size_t n,
@@ -443,6 +456,23 @@ static int parse_manifest(const unsigned char *v, size_t n,
         return 0;
 }
 
+/* The chunk index a key's last part names ("<index>" for an even sequence
+ * number, "<index>.1" for an odd one, as save_stage writes them), or -1. */
+static long key_index(const char *w, size_t n, int *odd) {
+        *odd = n > 2 && !memcmp(w + n - 2, ".1", 2);
+        if (*odd)
+                n -= 2;
+        if (!n || n > 4 || (n > 1 && w[0] == '0'))
+                return -1;
+        long idx = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (w[i] < '0' || w[i] > '9')
+                        return -1;
+                idx = idx * 10 + (w[i] - '0');
+        }
+        return idx < MAX_CHUNKS ? idx : -1;
+}
+
 static unsigned char *assemble(const struct stage_log *s,
                                const struct manifest *m, char *why,
                                size_t why_size);
@@ -459,6 +489,8 @@ static void prune(struct stage_log *s, const struct manifest *newest) {
                 return; /* incomplete or corrupt: older ones may serve */
         free(blob);
         uint64_t seq = newest->seq;
+        s->verified = seq;
+        s->verified_len = newest->len;
         size_t n = 0;
         for (size_t i = 0; i < s->n_chunks; i++) {
                 if (s->chunks[i].seq < seq)
@@ -474,6 +506,71 @@ static void prune(struct stage_log *s, const struct manifest *newest) {
         s->n_mans = n;
 }
 
+/* Frees everything of number seq. */
+static void drop_seq(struct stage_log *s, uint64_t seq) {
+        size_t n = 0;
+        for (size_t i = 0; i < s->n_chunks; i++) {
+                if (s->chunks[i].seq == seq)
+                        free(s->chunks[i].data);
+                else
+                        s->chunks[n++] = s->chunks[i];
+        }
+        s->n_chunks = n;
+        n = 0;
+        for (size_t i = 0; i < s->n_mans; i++)
+                if (s->mans[i].seq != seq)
+                        s->mans[n++] = s->mans[i];
+        s->n_mans = n;
+}
+
+/* What is held for the numbers above the verified checkpoint is bounded:
+ * at most VEIL_CKPT_PENDING_SEQS numbers, and VEIL_CKPT_PENDING_MIN bytes
+ * or twice the verified checkpoint, whichever is more (a checkpoint being
+ * read, and one to fall back on if it turns out incomplete). Past that the
+ * oldest pending numbers go: chunks of a checkpoint that never gets its
+ * manifest (a crash, a stray record) used to stay until the end, as many
+ * as the log held. The number `cur` just added stays whatever its size
+ * (a checkpoint's chunks come before its manifest; MAX_CHUNKS bounds it). */
+static void bound(struct veil_checkpoint_reader *r, struct stage_log *s,
+                  uint64_t cur) {
+        uint64_t cap = 2 * s->verified_len;
+        if (cap < VEIL_CKPT_PENDING_MIN)
+                cap = VEIL_CKPT_PENDING_MIN;
+        for (;;) {
+                uint64_t seqs[VEIL_CKPT_PENDING_SEQS + 1], cost = 0,
+                                                           lowest = 0;
+                size_t n_seqs = 0, over = 0;
+                for (size_t i = 0; i < s->n_chunks + s->n_mans; i++) {
+                        int is_chunk = i < s->n_chunks;
+                        uint64_t seq = is_chunk
+                                               ? s->chunks[i].seq
+                                               : s->mans[i - s->n_chunks].seq;
+                        if (seq <= s->verified)
+                                continue;
+                        cost += is_chunk ? sizeof(struct chunk) +
+                                                   s->chunks[i].len
+                                         : sizeof(struct manifest);
+                        if (seq != cur && (!lowest || seq < lowest))
+                                lowest = seq;
+                        size_t j = 0;
+                        while (j < n_seqs && seqs[j] != seq)
+                                j++;
+                        if (j == n_seqs) {
+                                if (n_seqs <= VEIL_CKPT_PENDING_SEQS)
+                                        seqs[n_seqs++] = seq;
+                                else
+                                        over = 1;
+                        }
+                }
+                if ((cost <= cap && n_seqs <= VEIL_CKPT_PENDING_SEQS &&
+                     !over) ||
+                    !lowest)
+                        return;
+                drop_seq(s, lowest);
+                r->dropped++;
+        }
+}
+
 size_t veil_checkpoint_reader_bytes(const struct veil_checkpoint_reader *r) {
         size_t n = 0;
         for (size_t i = 0; i < r->n_st; i++)
@@ -481,6 +578,10 @@ size_t veil_checkpoint_reader_bytes(const struct veil_checkpoint_reader *r) {
                         n += r->st[i].chunks[j].len;
         return n;
 }
+
+/* Up to this many manifests of one number are kept, the latest (two
+ * instances sharing the topic, or a retry): each is tried at restore. */
+#define MANS_PER_SEQ 4
 
 void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                                 const void *key, size_t key_len,
@@ -507,17 +608,39 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                 r->skipped++;
                 return;
         }
+        /* A stage this pipeline does not have (reordered, removed, or
+         * another pipeline's under the same group): never restored, so
+         * not kept either. */
         struct stage_log *s = stage_log(r, name, (size_t)(slash - name));
         if (!s) {
-                r->skipped++;
+                r->other_stages++;
                 return;
         }
-        size_t wl = (size_t)(end - slash - 1);
-        if (wl == 8 && !memcmp(slash + 1, "manifest", 8)) {
+        const char *what = slash + 1;
+        size_t wl = (size_t)(end - what);
+        if (wl == 8 && !memcmp(what, "manifest", 8)) {
                 struct manifest m;
-                if (parse_manifest(v, value_len, &m) || m.seq >= SEQ_MAX) {
+                if (parse_manifest(v, value_len, &m) || !m.seq ||
+                    m.seq >= SEQ_MAX) {
                         r->skipped++;
                         return;
+                }
+                if (m.seq > r->max_seq)
+                        r->max_seq = m.seq;
+                /* Older than the verified one: never restored. */
+                if (m.seq < s->verified)
+                        return;
+                size_t same = 0, oldest = SIZE_MAX;
+                for (size_t i = 0; i < s->n_mans; i++)
+                        if (s->mans[i].seq == m.seq) {
+                                same++;
+                                if (oldest == SIZE_MAX)
+                                        oldest = i;
+                        }
+                if (same >= MANS_PER_SEQ) {
+                        memmove(&s->mans[oldest], &s->mans[oldest + 1],
+                                (s->n_mans - oldest - 1) * sizeof(*s->mans));
+                        s->n_mans--;
                 }
                 if (s->n_mans == s->cap_mans) {
                         size_t cap = s->cap_mans ? s->cap_mans * 2 : 4;
@@ -531,28 +654,35 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                         s->cap_mans = cap;
                 }
                 s->mans[s->n_mans++] = m;
-                if (m.seq > r->max_seq)
-                        r->max_seq = m.seq;
                 prune(s, &s->mans[s->n_mans - 1]);
+                bound(r, s, m.seq);
                 return;
         }
-        if (value_len < 17 || memcmp(v, "VCKC", 4) || v[4] != FORMAT ||
-            value_len - 17 > VEIL_CKPT_CHUNK) {
+        int odd;
+        long kidx = key_index(what, wl, &odd);
+        if (kidx < 0 || value_len < 17 || memcmp(v, "VCKC", 4) ||
+            v[4] != FORMAT || value_len - 17 > VEIL_CKPT_CHUNK) {
                 r->skipped++;
                 return;
         }
         uint64_t seq = get64(v + 5);
         uint32_t idx = get32(v + 13);
-        if (seq >= SEQ_MAX) {
+        /* The key must be the one save_stage gives this chunk: its index,
+         * and the key set of its number's parity. Anything else is not a
+         * chunk of ours (and, kept, would be memory for nothing). */
+        if (!seq || seq >= SEQ_MAX || idx != (uint32_t)kidx ||
+            (int)(seq % 2) != odd) {
                 r->skipped++;
                 return;
         }
         /* The next number passes chunks too: one of a checkpoint cut short
-         * is never taken again for other contents. A chunk written again
-         * for the same checkpoint (a retried produce) replaces the earlier
-         * copy. */
+         * is never taken again for other contents. */
         if (seq > r->max_seq)
                 r->max_seq = seq;
+        if (seq < s->verified)
+                return; /* older than the verified one: never restored */
+        /* A chunk written again for the same checkpoint (a retried
+         * produce) replaces the earlier copy. */
         struct chunk *c = NULL;
         for (size_t i = 0; i < s->n_chunks; i++)
                 if (s->chunks[i].seq == seq && s->chunks[i].index == idx)
@@ -583,6 +713,7 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                 return;
         }
         memcpy(c->data, v + 17, c->len);
+        bound(r, s, seq);
 }
 
 static const struct chunk *find_chunk(const struct stage_log *s, uint64_t seq,
@@ -642,6 +773,17 @@ int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
                               "state: %" PRIu64 " unrecognisable record(s) of "
                               "group '%s' skipped",
                               r->skipped, r->group);
+        if (r->other_stages)
+                veil_log_host(VEIL_LOG_INFO, NULL,
+                              "state: %" PRIu64 " record(s) of stages this "
+                              "pipeline does not have skipped",
+                              r->other_stages);
+        if (r->dropped)
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "state: %" PRIu64 " incomplete checkpoint(s) "
+                              "dropped while reading (more than %d pending "
+                              "for a stage, or over its memory bound)",
+                              r->dropped, VEIL_CKPT_PENDING_SEQS);
         for (size_t i = 0; i < veil_pipeline_n_stages(p); i++) {
                 const struct veil_plugin *pl = veil_pipeline_stage_plugin(p, i);
                 if (!pl || !pl->checkpoint || !pl->restore)

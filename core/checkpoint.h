@@ -30,6 +30,12 @@
 #include "pipeline.h"
 
 #define VEIL_CKPT_CHUNK 900000
+/* While the state topic is read, what is held per stage beyond its newest
+ * verified checkpoint (numbers above it, not complete yet): at most this
+ * many numbers, and this many bytes or twice the verified checkpoint,
+ * whichever is more, besides the number being read. */
+#define VEIL_CKPT_PENDING_SEQS 8
+#define VEIL_CKPT_PENDING_MIN (64u << 20)
 
 struct veil_checkpoint_config {
         int enabled;        /**< a state: section is present */
@@ -94,17 +100,23 @@ int veil_checkpoint_save(struct veil_pipeline *p, const struct veil_sink *sink,
 
 struct veil_checkpoint_reader;
 
+/** A reader of the checkpoints of `group` for the stages of p that save
+ *  (records of other stages are skipped, not kept). */
 int veil_checkpoint_reader_new(struct veil_checkpoint_reader **out,
-                               const char *group);
+                               const char *group,
+                               const struct veil_pipeline *p);
 void veil_checkpoint_reader_free(struct veil_checkpoint_reader *r);
 /** Takes one record of the state topic, in log order; records of other
- *  groups and unrecognisable values are ignored (counted as skipped). */
+ *  groups and unrecognisable values are ignored (counted as skipped), as
+ *  is a chunk under a key other than the one its index and number give
+ *  it. */
 void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                                 const void *key, size_t key_len,
                                 const void *value, size_t value_len);
 /** Bytes of checkpoint chunks held: a stage's chunks older than its
- *  newest complete, verified checkpoint are freed as they are read, so
- *  this stays near one or two checkpoints however long the log is. */
+ *  newest complete, verified checkpoint are freed as they are read, and
+ *  those above it are bounded (VEIL_CKPT_PENDING_*), so this stays near
+ *  one or two checkpoints however long the log is. */
 size_t veil_checkpoint_reader_bytes(const struct veil_checkpoint_reader *r);
 /** Restores each stage from the newest checkpoint of it whose chunks are
  *  all present and whose checksum matches; an incomplete or corrupt one is

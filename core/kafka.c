@@ -2520,7 +2520,7 @@ static int load_state(struct kctx *k, char *errstr, size_t errstr_size) {
         rd_kafka_topic_partition_list_t *assign = NULL;
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-        int rc = veil_checkpoint_reader_new(&r, k->cfg->kafka.group);
+        int rc = veil_checkpoint_reader_new(&r, k->cfg->kafka.group, k->p);
         int64_t deadline = now_ms() + 30000;
         int n_left = 0;
         while (!rc) {
