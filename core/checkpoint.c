@@ -21,10 +21,15 @@
 #define FORMAT 1
 #define HASH 32
 #define MAX_CHUNKS 4096 /* 3.6 GB: far beyond any stage's state */
-/* Sequence numbers count checkpoints from 1 (one every few seconds: 2^62 is
- * never reached); a record claiming 2^62 or more is not ours. Taken in, it
+/* Sequence numbers are 1 to SEQ_MAX - 1, for the writer and the reader
+ * alike: from 1 or the clock in ms, two a checkpoint, 2^62 is never
+ * reached. A record claiming 0 or 2^62 or more is not ours. Taken in, it
  * would make the next number (max_seq + 1) one the reader skips, or wrap it
- * to 0, and every later checkpoint would lose to it at restore. */
+ * to 0, and every later checkpoint would lose to it at restore. The writer
+ * refuses a number the reader would skip (a checkpoint written but never
+ * restored: the one before it restored at every start), and a restore
+ * whose largest number leaves none for the next checkpoint (n and n + 1)
+ * fails rather than start on a state no checkpoint can supersede. */
 #define SEQ_MAX (UINT64_C(1) << 62)
 
 static void put16(unsigned char *p, uint16_t v) {
@@ -317,6 +322,14 @@ int veil_checkpoint_save(struct veil_pipeline *p, const struct veil_sink *sink,
                 uint64_t seq = base;
                 if (ws->durable >= 0 && (int)(seq % 2) == ws->durable)
                         seq++;
+                if (!seq || seq >= SEQ_MAX) {
+                        snprintf(errstr, errstr_size,
+                                 "state: stage %zu (%s): no checkpoint "
+                                 "number left (%" PRIu64 " is not below "
+                                 "2^62)",
+                                 i, pl->name, seq);
+                        return -VEIL_EINVAL;
+                }
                 void *data = NULL;
                 size_t len = 0;
                 int rc = pl->checkpoint(state, &data, &len);
@@ -768,6 +781,16 @@ int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
                                    size_t *n_restored, char *errstr,
                                    size_t errstr_size) {
         size_t restored = 0;
+        if (r->max_seq >= SEQ_MAX - 2) {
+                snprintf(errstr, errstr_size,
+                         "state: the checkpoints of group '%s' are numbered "
+                         "up to %" PRIu64 ", which leaves no number below "
+                         "2^62 for the next one (veil numbers them from 1 "
+                         "or the clock in ms: not its own); remove the "
+                         "group's records from the state topic",
+                         r->group, r->max_seq);
+                return -VEIL_EINVAL;
+        }
         if (r->skipped)
                 veil_log_host(VEIL_LOG_WARN, NULL,
                               "state: %" PRIu64 " unrecognisable record(s) of "

@@ -344,30 +344,73 @@ static void test_same_seq(void **st) {
         three_close(&t);
 }
 
-/* Records claiming 2^62 or more (not ours: they count from 1) are
- * skipped: they would make the next number one the reader skips, or wrap
- * it to 0, and every later checkpoint would lose to them at restore. */
+/* Sets the sequence number of records [from, c->n) to seq: records no
+ * veil writes (it refuses such numbers). */
+static void reseq(struct cap *c, size_t from, uint64_t seq) {
+        for (size_t i = from; i < c->n; i++)
+                for (int j = 0; j < 8; j++)
+                        c->r[i].value[5 + j] =
+                                (unsigned char)(seq >> (56 - 8 * j));
+}
+
+/* Sequence numbers are 1 to 2^62 - 1. Records claiming 0, 2^62 or more
+ * are not ours and skipped: they would make the next number one the
+ * reader skips, or wrap it to 0, and every later checkpoint would lose to
+ * them at restore. A checkpoint numbered 2^62 - 1 was taken in and the
+ * next one numbered 2^62, which the reader skipped: 2^62 - 1 was restored
+ * at every start, silently. Now the writer refuses numbers the reader
+ * would skip, and a restore that leaves no number for the next checkpoint
+ * (n and n + 1) fails, before any stage is restored. */
 static void test_seq_out_of_range(void **st) {
         (void)st;
         struct three t;
         three_open(&t);
         struct pl *a = &t.a, *a2 = &t.a2, *b = &t.b;
         struct cap *c = &t.c;
+        const uint64_t max = (UINT64_C(1) << 62) - 1;
         save(a, c, 1);
-        save(a2, c, UINT64_MAX);
-        save(a2, c, UINT64_C(1) << 62);
+        size_t from = c->n;
+        save(a2, c, 5); /* odd keys, as UINT64_MAX's */
+        reseq(c, from, UINT64_MAX);
+        from = c->n;
+        save(a2, c, 4); /* even keys, as 2^62's and 0's */
+        reseq(c, from, max + 1);
+        from = c->n;
+        save(a2, c, 4);
+        reseq(c, from, 0);
         size_t restored = 0;
         uint64_t next = 0;
         assert_int_equal(load(b, c, SIZE_MAX, &next, &restored), 0);
         assert_int_equal(next, 2);
         assert_true(same_state(a, b));
-        /* The largest taken: the next number is still one it takes. */
-        save(a2, c, (UINT64_C(1) << 62) - 2);
+        /* The writer refuses 2^62, and a stage that would take n + 1 =
+         * 2^62: nothing produced. */
+        struct veil_checkpoint_writer *w;
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        veil_checkpoint_writer_raise(w, max + 1);
+        from = c->n;
+        save_next(a2, c, w, 0);
+        assert_int_equal(c->n, from);
+        veil_checkpoint_writer_free(w);
+        /* The largest that leaves a pair (n, n + 1) for the next. */
+        save(a2, c, max - 2);
         assert_int_equal(load(b, c, SIZE_MAX, &next, &restored), 0);
-        assert_int_equal(next, (UINT64_C(1) << 62) - 1);
-        save(a, c, next);
-        assert_int_equal(load(b, c, SIZE_MAX, &next, &restored), 0);
-        assert_true(same_state(a, b));
+        assert_int_equal(next, max - 1);
+        assert_true(same_state(a2, b));
+        /* One more, and none is left: the start fails, restoring
+         * nothing. */
+        save(a, c, max - 1);
+        close_pl(b);
+        open_pl(b, 2, "");
+        assert_int_equal(load(b, c, SIZE_MAX, &next, &restored),
+                         -VEIL_EINVAL);
+        assert_false(same_state(a, b));
+        assert_false(same_state(a2, b));
+        /* 2^62 - 1 itself (the largest the reader takes) fails too. */
+        cap_free(c);
+        save(a, c, max);
+        assert_int_equal(load(b, c, SIZE_MAX, &next, &restored),
+                         -VEIL_EINVAL);
         three_close(&t);
 }
 
