@@ -749,6 +749,24 @@ static size_t producer_max_bytes(rd_kafka_t *rk) {
         return (size_t)strtoull(buf, NULL, 10);
 }
 
+/* What the state topic's max.message.bytes must allow. Kafka applies that
+ * limit to a whole record batch, not to each record, and librdkafka fills
+ * a batch up to the smaller of batch.size and message.max.bytes (a record
+ * larger than that goes alone): a manifest or another stage's last chunk
+ * beside a full chunk made a batch above the largest record (1,000,000
+ * bytes with librdkafka's defaults), which a topic set to that record's
+ * size refused. */
+static size_t state_topic_min(rd_kafka_t *rk) {
+        size_t mx = producer_max_bytes(rk), bs = 0;
+        char buf[32];
+        size_t n = sizeof(buf);
+        if (rk && rd_kafka_conf_get(rd_kafka_conf(rk), "batch.size", buf,
+                                    &n) == RD_KAFKA_CONF_OK)
+                bs = (size_t)strtoull(buf, NULL, 10);
+        size_t batch = mx && bs ? (mx < bs ? mx : bs) : mx ? mx : bs;
+        return batch > CKPT_RECORD_MAX ? batch : CKPT_RECORD_MAX;
+}
+
 /* The pipeline's records go to sink_produce. */
 static void set_sink(struct kctx *k, struct veil_pipeline *p) {
         veil_pipeline_set_sink(p, (struct veil_sink){sink_produce, k});
@@ -783,10 +801,14 @@ static void delivery_failed(struct kctx *k, const char *topic,
             !strcmp(topic, k->ck.topic))
                 set_fatal(k, "delivery to the state topic '%s' failed "
                           "permanently: %s (checkpoints are written in "
-                          "records of up to %zu bytes): raise the topic's "
-                          "max.message.bytes to at least %zu",
+                          "records of up to %zu bytes, sent in batches of "
+                          "up to %zu, the smaller of the producer's "
+                          "batch.size and message.max.bytes): raise the "
+                          "topic's max.message.bytes to at least %zu",
                           topic, rd_kafka_err2str(m->err),
-                          (size_t)CKPT_RECORD_MAX, (size_t)CKPT_RECORD_MAX);
+                          (size_t)CKPT_RECORD_MAX,
+                          state_topic_min(k->producer),
+                          state_topic_min(k->producer));
         else if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
                 set_fatal(k, "delivery to topic '%s' failed permanently: %s "
                           "(the topic's max.message.bytes is below what the "
@@ -3030,7 +3052,9 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                          "up to %zu bytes, and the producer's "
                          "message.max.bytes is %zu: set kafka.settings "
                          "message.max.bytes to at least %zu (and the state "
-                         "topic's max.message.bytes as high)",
+                         "topic's max.message.bytes at least the smaller of "
+                         "message.max.bytes and batch.size: it limits "
+                         "whole batches)",
                          k.ck.topic, (size_t)CKPT_RECORD_MAX, mx,
                          (size_t)CKPT_RECORD_MAX);
                 close_all(&k);
