@@ -1109,13 +1109,17 @@ static void commit_ready(struct kctx *k, int sync) {
                 commit_send(k);
 }
 
+/* Records not acknowledged yet besides the batches': between batches, and
+ * checkpoints (at-least-once). */
+static int unacked_between(const struct kctx *k) {
+        return k->side_flight.pending != 0 ||
+               (k->ck_flight && k->ck_flight->pending != 0);
+}
+
 /* Waits until every batch is acknowledged and committed, or the timeout. */
 static int drain(struct kctx *k, int timeout_ms, int sync) {
         int64_t deadline = now_ms() + timeout_ms;
-        int64_t ck = 0;
-        while ((k->head || k->side_flight.pending ||
-                (ck = k->ck_flight ? k->ck_flight->pending : 0)) &&
-               !k->fatal) {
+        while ((k->head || unacked_between(k)) && !k->fatal) {
                 rd_kafka_poll(k->producer, 20);
                 produce_stashed(k);
                 commit_ready(k, sync);
@@ -1123,8 +1127,7 @@ static int drain(struct kctx *k, int timeout_ms, int sync) {
                         return -1;
         }
         commit_ready(k, sync);
-        ck = k->ck_flight ? k->ck_flight->pending : 0;
-        return k->head || k->side_flight.pending || ck ? -1 : 0;
+        return k->head || unacked_between(k) ? -1 : 0;
 }
 
 /* ------------------------------------------------------------------ */
