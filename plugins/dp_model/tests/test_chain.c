@@ -705,10 +705,13 @@ static void feed_update(struct harness *h, const char *inst, double rho,
         feed_update_at(h, inst, 7, 1, rho, spent, spent_lin, spent_rho);
 }
 
-static void test_own_lineage_told_later(void **st) {
-        (void)st;
-        char acc[64], yaml[2048];
-        snprintf(acc, sizeof(acc), "/tmp/veil-test-chain-own-%d.acc",
+/* Instance "me", learning the biases alone from every event (steps of one
+ * contribution), its updates to and from topic mu; its accountant file
+ * acc (tag names it), removed first. */
+static void me_open(struct harness *h, char *acc, size_t acc_size,
+                    const char *tag) {
+        char yaml[2048];
+        snprintf(acc, acc_size, "/tmp/veil-test-chain-%s-%d.acc", tag,
                  (int)getpid());
         unlink_acc(acc);
         snprintf(yaml, sizeof(yaml),
@@ -731,8 +734,14 @@ static void test_own_lineage_told_later(void **st) {
                  "epsilon_budget: 0, accountant_file: %s}\n"
                  "keys: {ephemeral: true}\n",
                  acc);
+        mu_open(h, yaml);
+}
+
+static void test_own_lineage_told_later(void **st) {
+        (void)st;
+        char acc[64];
         struct harness h;
-        mu_open(&h, yaml);
+        me_open(&h, acc, sizeof(acc), "own");
         struct spec sp = {"a", "85123A", 1291191960, C, 1, NULL};
         h_run(&h, &sp, 1);
         assert_int_equal(mu.records, 1);
@@ -774,32 +783,9 @@ static void test_own_lineage_told_later(void **st) {
  * VEIL_SHARE_CLONE_LINEAGE), beside their own ρ, not in it. */
 static void test_clone_counted_apart(void **st) {
         (void)st;
-        char acc[64], yaml[2048];
-        snprintf(acc, sizeof(acc), "/tmp/veil-test-chain-clone-%d.acc",
-                 (int)getpid());
-        unlink_acc(acc);
-        snprintf(yaml, sizeof(yaml),
-                 "kafka: {bootstrap: embedded, group: t}\n"
-                 "input: {topic: in, schema: ../../../schemas/interaction.avsc}\n"
-                 "side_inputs:\n"
-                 "  model_updates: {topic: mu, schema: "
-                 "../../../schemas/model_update.avsc}\n"
-                 "outputs:\n"
-                 "  model_updates: {topic: mu, schema: "
-                 "../../../schemas/model_update.avsc}\n"
-                 "  dead_letter: {topic: dlq}\n"
-                 "plugins:\n"
-                 "  - use: context\n"
-                 "  - use: dp_model\n"
-                 "    with: {catalog: ../../../config/demo/items.csv, dim: 4, "
-                 "instance: me, dp_blocks: bias, default_training: true, "
-                 "default_tier: contextual, mechanism: gaussian, "
-                 "noise_multiplier: 10, step_size: 1, step_interval_s: 0, "
-                 "epsilon_budget: 0, accountant_file: %s}\n"
-                 "keys: {ephemeral: true}\n",
-                 acc);
+        char acc[64];
         struct harness h;
-        mu_open(&h, yaml);
+        me_open(&h, acc, sizeof(acc), "clone");
         struct spec sp = {"a", "85123A", 1291191960, C, 1, NULL};
         h_run(&h, &sp, 1);
         assert_int_equal(mu.records, 1);
