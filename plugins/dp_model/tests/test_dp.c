@@ -1339,10 +1339,10 @@ static void test_share_restore_other(void **st) {
  * large for the topic); past the bound a sender is lost, ε infinite, and
  * the tables keep that, also from a file of a veil that kept them all,
  * which stops no start. */
-static void spent_names(struct spent *sp, char (*names)[16], size_t n,
+static void spent_names(struct spent *sp, char (*names)[32], size_t n,
                         const char *prefix, double rho) {
         for (size_t i = 0; i < n; i++) {
-                snprintf(names[i], sizeof(names[i]), "%s%zu", prefix, i);
+                snprintf(names[i], sizeof(names[i]), "%.8s%zu", prefix, i);
                 sp[i] = (struct spent){names[i], 1, rho};
         }
 }
@@ -1358,7 +1358,7 @@ static void test_share_senders_bounded(void **st) {
         veil_share_go_live(sh, m);
         struct veil_buf b = {0};
         static struct spent sp[MAX + 1];
-        static char names[MAX + 1][16];
+        static char names[MAX + 1][32];
         float b0 = m->b[0];
         spent_names(sp, names, MAX + 1, "s", 1e-6);
         size_t senders;
@@ -1410,7 +1410,7 @@ static void test_share_senders_bounded(void **st) {
                 q += 4;
                 put_le(&q, n, 4);
                 for (size_t i = 0; i < n; i++) {
-                        char id[16];
+                        char id[32];
                         int l = snprintf(id, sizeof(id), "x%zu", i);
                         put_le(&q, (uint64_t)l, 2);
                         memcpy(q, id, (size_t)l);
