@@ -271,26 +271,26 @@ static void check_output(const struct ctx *c, const struct veil_binding *b) {
         size_t n_ev = codec ? veil_codec_event_fields(
                                       codec, ev, VEIL_CODEC_EVENT_FIELDS)
                             : 0;
+        const char *in[VEIL_CODEC_EVENT_FIELDS];
+        for (size_t e = 0; e < n_ev; e++)
+                in[e] = input_mark(c, ev[e]);
         for (size_t f = 0; f < n; f++) {
                 struct marked m = {paths[f], marks[f], 0};
-                for (size_t e = 0; e < n_ev; e++) {
-                        const char *in = input_mark(c, ev[e]);
-                        if (!strcmp(ev[e], paths[f]) && in &&
-                            strcmp(stricter(marks[f], in), marks[f])) {
-                                m.mark = in;
+                for (size_t e = 0; e < n_ev; e++)
+                        if (!strcmp(ev[e], paths[f]) && in[e] &&
+                            strcmp(stricter(marks[f], in[e]), marks[f])) {
+                                m.mark = in[e];
                                 m.from_input = 1;
                         }
-                }
                 check_marked(c, b, &m);
         }
         /* Event fields the output schema does not mark itself. */
         for (size_t e = 0; e < n_ev; e++) {
-                const char *in = input_mark(c, ev[e]);
                 int own = 0;
                 for (size_t f = 0; f < n && !own; f++)
                         own = !strcmp(paths[f], ev[e]);
-                if (in && !own) {
-                        struct marked m = {ev[e], in, 1};
+                if (in[e] && !own) {
+                        struct marked m = {ev[e], in[e], 1};
                         check_marked(c, b, &m);
                 }
         }

@@ -554,11 +554,7 @@ static int parse(const struct veil_model *m, const veil_rec_t *r,
             (uint64_t)rows * want_w * 4 != n_vals)
                 return bad(errstr, errstr_size,
                            "rows, chunk or values are inconsistent");
-        if (n_inst == 0 || n_inst > VEIL_SHARE_INSTANCE_MAX ||
-            memchr(inst, 0, n_inst))
-                return bad(errstr, errstr_size,
-                           "the instance id is empty, longer than 255 "
-                           "bytes, or holds a NUL byte");
+        /* The instance id was checked by veil_share_on_record. */
         if (lineage_of(r) < 0)
                 return bad(errstr, errstr_size,
                            "the lineage is outside 0 to 2^32-1");
@@ -669,13 +665,13 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
          * compared equal (strcmp stops at the NUL) and was taken as this
          * instance's own record, and "peer\0x" was kept as "peer" (strdup),
          * another sender's positions. */
-        if (!veil_rec_get_str(r, "instance", &inst, &n) &&
+        int has_inst = !veil_rec_get_str(r, "instance", &inst, &n);
+        if (has_inst &&
             (n == 0 || n > VEIL_SHARE_INSTANCE_MAX || memchr(inst, 0, n)))
                 return bad(errstr, errstr_size,
                            "the instance id is empty, longer than 255 "
                            "bytes, or holds a NUL byte");
-        if (!veil_rec_get_str(r, "instance", &inst, &n) &&
-            !strcmp(inst, sh->self)) {
+        if (has_inst && !strcmp(inst, sh->self)) {
                 /* Our own, from before a restart: its seq, and its ρ (a
                  * lower bound of what its lineage has spent), and what it
                  * counted of the others. Another lineage's are releases of
