@@ -37,6 +37,7 @@ static const char *plain(const char *path) {
                 {"context.country", "your country"},
                 {"context.session_id", "your session id"},
                 {"context.timezone", "your time zone"},
+                {"tc_string", "the consent string (TCF) your browser sent"},
         };
         for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
                 if (!strcmp(words[i][0], path))

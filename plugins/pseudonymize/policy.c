@@ -8,9 +8,9 @@
  * have a generalizer are generalized, and the ones that have none (country,
  * time zone) are dropped — keeping or pseudonymizing those is an operator's
  * decision, written in the YAML with its reason (the session id's default
- * pseudonym carries its own). Fields the schema does not mark are kept,
- * except the TC string, which the consent stage has read by now and which
- * is unique enough to single out a browser.
+ * pseudonym carries its own). Fields the schema does not mark are kept.
+ * The TC string is marked quasi and dropped by default: the consent stage
+ * has read it by now, and it is unique enough to single out a browser.
  */
 #include "policy.h"
 
@@ -62,7 +62,7 @@ const struct veil_param_def veil_policy_params[] = {
         {"ts", VEIL_PARAM_STRING, "keep", 0,
          "keep | bucket_time:DURATION (15m, 1h, 1d: rounded down)"},
         {"tc_string", VEIL_PARAM_STRING, "drop", 0,
-         "drop | keep; consent has read it before this stage"},
+         "drop | 'keep: REASON'; consent has read it before this stage"},
         {"context.device", VEIL_PARAM_STRING, "device_class", 0,
          "device_class (desktop, mobile, tablet, tv, other) | 'pseudonym: "
          "REASON' | drop | 'keep: REASON'"},

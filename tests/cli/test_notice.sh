@@ -54,6 +54,11 @@ for f in "$root"/config/pipelines/*.yaml; do
     "$VEIL" notice "$T/config/pipelines/$name" 2>&1 | grep -q '0.000123' ||
       { failed "notice $name: changing $key does not show"; ok=0; }
   done
+  # Every marked field is named in plain words, never by its schema path.
+  grep -E '^- These could help to identify you' "$md" | grep -qE '(^|[ ;:])(tc_string|context\.[a-z_]+|user_id)([;.]|$)' &&
+    { failed "notice $name names a field by its path" "$(grep -E '^- These could help' "$md")"; ok=0; }
+  grep -qE '^- These could help to identify you.*the consent string \(TCF\)' "$md" ||
+    { failed "notice $name does not list the consent string as identifying" "$(cat "$md")"; ok=0; }
   [ $ok = 1 ] && pass "notice $name: six points, md and html, topics and privacy numbers from the file"
 done
 

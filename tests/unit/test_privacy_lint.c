@@ -94,7 +94,7 @@ static void test_raw_events_leak(void **state) {
         struct fx *f = *state;
         assert_int_equal(lint(f, "  - use: passthrough\n", 1), -VEIL_EINVAL);
         /* One line per marked field of the interaction schema. */
-        assert_int_equal(count_lines(f->err), 10);
+        assert_int_equal(count_lines(f->err), 11);
         has(f->err,
             VEIL_SRCDIR "/tests/pipelines/t.yaml:7:5: field 'user_id' (pii: "
             "identifier) can reach output 'events' (topic out) in the clear: "
@@ -205,11 +205,11 @@ static void test_quasi_pseudonym_needs_reason(void **state) {
                          0);
         close_all(f);
         /* The same rule for any plugin's declaration (every other marked
-         * field dropped one by one: "context: drop" would cover them all). */
+         * field dropped one by one: "context: drop" would cover all but tc_string). */
 #define OTHERS                                                                \
         "context.device: drop, context.ip: drop, context.user_agent: drop, "  \
         "context.lat: drop, context.lon: drop, context.geohash: drop, "       \
-        "context.country: drop, context.session_id: drop"
+        "context.country: drop, context.session_id: drop, tc_string: drop"
         assert_int_equal(lint(f,
                               "  - use: " DECL "\n"
                               "    with: {decl: {user_id: pseudonym, " OTHERS
@@ -306,10 +306,10 @@ static void test_declarations(void **state) {
         assert_int_equal(lint(f,
                               "  - use: " DECL "\n"
                               "    with: {decl: {user_id: 'keep:we need it', "
-                              "context: drop}}\n",
+                              "context: drop, tc_string: drop}}\n",
                               0),
                          -VEIL_EINVAL);
-        assert_int_equal(count_lines(f->err), 1); /* context covers all */
+        assert_int_equal(count_lines(f->err), 1); /* context covers nine */
         has(f->err, "t.yaml:7:5: field 'user_id' (pii: identifier) can reach "
                     "output 'events' (topic out) in the clear: stage 1 "
                     "'lint_decl' keeps it, and an identifier must be "
@@ -320,7 +320,7 @@ static void test_declarations(void **state) {
         assert_int_equal(lint(f,
                               "  - use: " DECL "\n"
                               "    with: {decl: {user_id: generalize, "
-                              "context: generalize}}\n",
+                              "context: generalize, tc_string: drop}}\n",
                               0),
                          -VEIL_EINVAL);
         assert_int_equal(count_lines(f->err), 1);
@@ -333,13 +333,13 @@ static void test_declarations(void **state) {
                               "drop}}\n",
                               0),
                          -VEIL_EINVAL);
-        assert_int_equal(count_lines(f->err), 9);
+        assert_int_equal(count_lines(f->err), 10);
         close_all(f);
         /* A declaration without a known treatment fails with the field. */
         assert_int_equal(lint(f,
                               "  - use: " DECL "\n"
                               "    with: {decl: {user_id: bogus, context: "
-                              "drop}}\n",
+                              "drop, tc_string: drop}}\n",
                               0),
                          -VEIL_EINVAL);
         assert_int_equal(count_lines(f->err), 1);
@@ -399,7 +399,7 @@ static void test_output_marks_input(void **state) {
         remarked_schema(path, sizeof(remarked), NULL, "");
         events_schema = path;
         assert_int_equal(lint(f, "  - use: passthrough\n", 1), -VEIL_EINVAL);
-        assert_int_equal(count_lines(f->err), 10);
+        assert_int_equal(count_lines(f->err), 11);
         has(f->err, "t.yaml:7:5: field 'user_id' (pii: identifier, from the "
                     "input schema: the output copies it from the event) can "
                     "reach output 'events' (topic out) in the clear: stage 1 "
@@ -419,7 +419,7 @@ static void test_output_marks_input(void **state) {
         assert_int_equal(lint(f,
                               "  - use: " DECL "\n"
                               "    with: {decl: {user_id: 'keep:we need "
-                              "it', context: drop}}\n",
+                              "it', context: drop, tc_string: drop}}\n",
                               0),
                          -VEIL_EINVAL);
         assert_int_equal(count_lines(f->err), 1);
