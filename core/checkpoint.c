@@ -136,13 +136,40 @@ struct writer_stage {
         char *name; /* "<index>-<plugin>" */
         int durable; /* of its newest checkpoint known complete in the log */
         int pending; /* of the one saved since, not yet settled */
+        /* Per key set, the chunk keys from top[] up hold nothing: below it
+         * a key may hold a chunk of an older, larger checkpoint. A
+         * compacted topic keeps the last value of every key, so such a
+         * chunk (profiles of people erased since, or expired) stayed for
+         * good: a save tombstones the keys from its chunk count up to
+         * top[], and top[] comes down to that count once those records
+         * are in the log (pending_top, -1: none). */
+        uint32_t top[2];
+        int64_t pending_top[2];
+};
+
+/* A stage prefix of the group that this pipeline has no stage for
+ * (reordered, removed): no stage can restore it, nor erase a person from
+ * it, so its keys are tombstoned with the next checkpoint. */
+struct orphan {
+        char *name;      /* "<index>-<plugin>" */
+        int manifest;    /* its manifest key holds a value */
+        uint32_t top[2]; /* per key set, 1 + its highest live chunk key */
 };
 
 struct veil_checkpoint_writer {
         uint64_t next;
         struct writer_stage *st;
         size_t n_st;
+        struct orphan *orphans;
+        size_t n_orphans;
+        int orphans_sent; /* by a save not settled yet */
 };
+
+static void orphans_free(struct orphan *o, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(o[i].name);
+        free(o);
+}
 
 int veil_checkpoint_writer_new(struct veil_checkpoint_writer **out) {
         struct veil_checkpoint_writer *w = calloc(1, sizeof(*w));
@@ -159,6 +186,7 @@ void veil_checkpoint_writer_free(struct veil_checkpoint_writer *w) {
         for (size_t i = 0; i < w->n_st; i++)
                 free(w->st[i].name);
         free(w->st);
+        orphans_free(w->orphans, w->n_orphans);
         free(w);
 }
 
@@ -182,10 +210,22 @@ void veil_checkpoint_writer_floor(struct veil_checkpoint_writer *w,
 void veil_checkpoint_writer_settled(struct veil_checkpoint_writer *w,
                                     int in_log) {
         for (size_t i = 0; i < w->n_st; i++) {
-                if (w->st[i].pending >= 0 && in_log)
-                        w->st[i].durable = w->st[i].pending;
-                w->st[i].pending = -1;
+                struct writer_stage *e = &w->st[i];
+                if (e->pending >= 0 && in_log)
+                        e->durable = e->pending;
+                e->pending = -1;
+                for (int k = 0; k < 2; k++) {
+                        if (e->pending_top[k] >= 0 && in_log)
+                                e->top[k] = (uint32_t)e->pending_top[k];
+                        e->pending_top[k] = -1;
+                }
         }
+        if (w->orphans_sent && in_log) {
+                orphans_free(w->orphans, w->n_orphans);
+                w->orphans = NULL;
+                w->n_orphans = 0;
+        }
+        w->orphans_sent = 0;
 }
 
 /* The entry of stage `name`, added when new; NULL out of memory. */
@@ -202,6 +242,8 @@ static struct writer_stage *writer_stage(struct veil_checkpoint_writer *w,
         if (!(e->name = strdup(name)))
                 return NULL;
         e->durable = e->pending = -1;
+        e->top[0] = e->top[1] = 0;
+        e->pending_top[0] = e->pending_top[1] = -1;
         w->n_st++;
         return e;
 }
@@ -290,6 +332,57 @@ static int save_stage(const struct veil_sink *sink, const char *topic,
         return rc;
 }
 
+/* Tombstones (null values: compaction then removes the key) for the chunk
+ * keys from..to-1 of one key set under prefix. */
+static int tombstone_chunks(const struct veil_sink *sink, const char *topic,
+                            const char *prefix, int odd, uint32_t from,
+                            uint32_t to) {
+        char key[600];
+        for (uint32_t c = from; c < to; c++) {
+                snprintf(key, sizeof(key), odd ? "%s%" PRIu32 ".1"
+                                               : "%s%" PRIu32,
+                         prefix, c);
+                int rc = sink->produce(sink->ctx, topic, key, strlen(key),
+                                       NULL, 0, NULL);
+                if (rc)
+                        return rc;
+        }
+        return 0;
+}
+
+/* The keys of the stages this pipeline does not have, as null values. */
+static int tombstone_orphans(struct veil_checkpoint_writer *w,
+                             const struct veil_sink *sink, const char *topic,
+                             const char *group, char *errstr,
+                             size_t errstr_size) {
+        for (size_t i = 0; i < w->n_orphans; i++) {
+                const struct orphan *o = &w->orphans[i];
+                char prefix[512], key[600];
+                int n = snprintf(prefix, sizeof(prefix), "%s/%s/", group,
+                                 o->name);
+                int rc = n < 0 || (size_t)n >= sizeof(prefix) ? -VEIL_EINVAL
+                                                              : 0;
+                if (!rc && o->manifest) {
+                        snprintf(key, sizeof(key), "%smanifest", prefix);
+                        rc = sink->produce(sink->ctx, topic, key, strlen(key),
+                                           NULL, 0, NULL);
+                }
+                for (int k = 0; k < 2 && !rc; k++)
+                        rc = tombstone_chunks(sink, topic, prefix, k, 0,
+                                              o->top[k]);
+                if (rc) {
+                        snprintf(errstr, errstr_size,
+                                 "state: cannot delete the records of stage "
+                                 "'%s', which this pipeline does not have, "
+                                 "from '%s'",
+                                 o->name, topic);
+                        return rc;
+                }
+        }
+        w->orphans_sent = w->n_orphans > 0;
+        return 0;
+}
+
 int veil_checkpoint_save(struct veil_pipeline *p, const struct veil_sink *sink,
                          const char *topic, const char *group,
                          struct veil_checkpoint_writer *w, size_t *n_saved,
@@ -346,8 +439,31 @@ int veil_checkpoint_save(struct veil_pipeline *p, const struct veil_sink *sink,
                 free(data);
                 if (rc)
                         return rc;
-                ws->pending = (int)(seq % 2);
+                /* The chunks of an older, larger checkpoint in this key
+                 * set, past this one's last, are removed. */
+                int k = (int)(seq % 2);
+                uint32_t n_chunks =
+                        (uint32_t)((len + VEIL_CKPT_CHUNK - 1) /
+                                   VEIL_CKPT_CHUNK);
+                if (ws->top[k] < n_chunks)
+                        ws->top[k] = n_chunks;
+                if ((rc = tombstone_chunks(sink, topic, prefix, k, n_chunks,
+                                           ws->top[k]))) {
+                        snprintf(errstr, errstr_size,
+                                 "state: stage %zu (%s): cannot produce the "
+                                 "tombstones of its older chunks to '%s'",
+                                 i, pl->name, topic);
+                        return rc;
+                }
+                ws->pending_top[k] = n_chunks;
+                ws->pending = k;
                 saved++;
+        }
+        if (w->n_orphans) {
+                int rc = tombstone_orphans(w, sink, topic, group, errstr,
+                                           errstr_size);
+                if (rc)
+                        return rc;
         }
         if (n_saved)
                 *n_saved = saved;
@@ -382,6 +498,17 @@ struct stage_log {
         size_t n_mans, cap_mans;
         uint64_t verified;     /* its number; 0: none yet */
         uint64_t verified_len; /* its length */
+        unsigned char live[2][MAX_CHUNKS / 8]; /* chunk keys holding a value */
+};
+
+/* A stage prefix of the group the pipeline has no stage for. At most
+ * ORPHANS_MAX are kept (the rest counted): each start deletes these many
+ * more. */
+#define ORPHANS_MAX 64
+struct reader_orphan {
+        char *name;
+        int manifest;
+        unsigned char live[2][MAX_CHUNKS / 8];
 };
 
 struct veil_checkpoint_reader {
@@ -392,7 +519,29 @@ struct veil_checkpoint_reader {
         uint64_t skipped;      /* unrecognisable */
         uint64_t other_stages; /* of stages this pipeline does not have */
         uint64_t dropped;      /* pending numbers dropped over the bound */
+        struct reader_orphan *orphans;
+        size_t n_orphans;
+        uint64_t orphans_over; /* records of orphans past ORPHANS_MAX */
 };
+
+static void mark(unsigned char live[2][MAX_CHUNKS / 8], int odd, long idx,
+                 int on) {
+        unsigned char bit = (unsigned char)(1u << (idx % 8));
+        if (on)
+                live[odd][idx / 8] |= bit;
+        else
+                live[odd][idx / 8] &= (unsigned char)~bit;
+}
+
+/* 1 + the highest chunk key of a key set holding a value; 0 for none. */
+static uint32_t live_top(const unsigned char bits[MAX_CHUNKS / 8]) {
+        for (uint32_t i = MAX_CHUNKS / 8; i-- > 0;)
+                if (bits[i])
+                        for (int b = 7; b >= 0; b--)
+                                if (bits[i] & (1u << b))
+                                        return i * 8 + (uint32_t)b + 1;
+        return 0;
+}
 
 int veil_checkpoint_reader_new(struct veil_checkpoint_reader **out,
                                const char *group,
@@ -430,9 +579,47 @@ void veil_checkpoint_reader_free(struct veil_checkpoint_reader *r) {
                 free(r->st[i].mans);
                 free(r->st[i].name);
         }
+        for (size_t i = 0; i < r->n_orphans; i++)
+                free(r->orphans[i].name);
+        free(r->orphans);
         free(r->st);
         free(r->group);
         free(r);
+}
+
+/* A record of stage `name`, which the pipeline does not have: what of it
+ * holds a value, for the writer to delete. */
+static void orphan_note(struct veil_checkpoint_reader *r, const char *name,
+                        size_t len, int is_manifest, long kidx, int odd,
+                        int has_value) {
+        struct reader_orphan *o = NULL;
+        for (size_t i = 0; i < r->n_orphans && !o; i++)
+                if (strlen(r->orphans[i].name) == len &&
+                    !memcmp(r->orphans[i].name, name, len))
+                        o = &r->orphans[i];
+        if (!o) {
+                if (!has_value || (!is_manifest && kidx < 0))
+                        return;
+                if (len > 255 || r->n_orphans == ORPHANS_MAX) {
+                        r->orphans_over++;
+                        return;
+                }
+                if (!r->orphans &&
+                    !(r->orphans = calloc(ORPHANS_MAX, sizeof(*r->orphans)))) {
+                        r->orphans_over++;
+                        return;
+                }
+                o = &r->orphans[r->n_orphans];
+                if (!(o->name = strndup(name, len))) {
+                        r->orphans_over++;
+                        return;
+                }
+                r->n_orphans++;
+        }
+        if (is_manifest)
+                o->manifest = has_value;
+        else if (kidx >= 0)
+                mark(o->live, odd, kidx, has_value);
 }
 
 /* The log of stage `name`: NULL when the pipeline has no such stage. */
@@ -617,21 +804,30 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                       name[0] < '0' || name[0] > '9' ||
                       !memchr(name, '-', (size_t)(slash - name))))
                 return;
-        if (!slash || slash == name || slash + 1 == end || !v) {
-                r->skipped++;
-                return;
-        }
-        /* A stage this pipeline does not have (reordered, removed, or
-         * another pipeline's under the same group): never restored, so
-         * not kept either. */
-        struct stage_log *s = stage_log(r, name, (size_t)(slash - name));
-        if (!s) {
-                r->other_stages++;
+        if (!slash || slash == name || slash + 1 == end) {
+                if (v)
+                        r->skipped++;
                 return;
         }
         const char *what = slash + 1;
         size_t wl = (size_t)(end - what);
-        if (wl == 8 && !memcmp(what, "manifest", 8)) {
+        int is_manifest = wl == 8 && !memcmp(what, "manifest", 8), odd = 0;
+        long kidx = is_manifest ? -1 : key_index(what, wl, &odd);
+        /* A stage this pipeline does not have (reordered, removed): never
+         * restored, so not kept either; its keys are noted for deletion. */
+        struct stage_log *s = stage_log(r, name, (size_t)(slash - name));
+        if (!s) {
+                orphan_note(r, name, (size_t)(slash - name), is_manifest,
+                            kidx, odd, v != NULL);
+                if (v)
+                        r->other_stages++;
+                return;
+        }
+        if (kidx >= 0)
+                mark(s->live, odd, kidx, v != NULL);
+        if (!v)
+                return; /* a tombstone: the key holds nothing now */
+        if (is_manifest) {
                 struct manifest m;
                 if (parse_manifest(v, value_len, &m) || !m.seq ||
                     m.seq >= SEQ_MAX) {
@@ -671,8 +867,6 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                 bound(r, s, m.seq);
                 return;
         }
-        int odd;
-        long kidx = key_index(what, wl, &odd);
         if (kidx < 0 || value_len < 17 || memcmp(v, "VCKC", 4) ||
             v[4] != FORMAT || value_len - 17 > VEIL_CKPT_CHUNK) {
                 r->skipped++;
@@ -773,6 +967,57 @@ static unsigned char *assemble(const struct stage_log *s,
                 return NULL;
         }
         return blob;
+}
+
+/* What the log holds that the next checkpoints must delete: per stage,
+ * chunk keys above the next checkpoint's last (a larger one of before,
+ * restored or not), and the keys of the stages this pipeline does not
+ * have. Neither is ever restored again, and no erasure reaches them: on a
+ * compacted topic they stayed for good, with the profiles of people
+ * erased or expired since. */
+static int seed_writer(struct veil_checkpoint_reader *r,
+                       struct veil_checkpoint_writer *w) {
+        for (size_t i = 0; i < r->n_st; i++) {
+                struct writer_stage *ws = writer_stage(w, r->st[i].name);
+                if (!ws)
+                        return -VEIL_ENOMEM;
+                for (int k = 0; k < 2; k++) {
+                        uint32_t t = live_top(r->st[i].live[k]);
+                        if (ws->top[k] < t)
+                                ws->top[k] = t;
+                }
+        }
+        struct orphan *o = r->n_orphans ? calloc(r->n_orphans, sizeof(*o))
+                                        : NULL;
+        if (r->n_orphans && !o)
+                return -VEIL_ENOMEM;
+        size_t n = 0;
+        for (size_t i = 0; i < r->n_orphans; i++) {
+                struct reader_orphan *ro = &r->orphans[i];
+                uint32_t t0 = live_top(ro->live[0]), t1 = live_top(ro->live[1]);
+                if (!ro->manifest && !t0 && !t1)
+                        continue; /* deleted already */
+                o[n] = (struct orphan){ro->name, ro->manifest, {t0, t1}};
+                ro->name = NULL;
+                n++;
+        }
+        orphans_free(w->orphans, w->n_orphans);
+        w->orphans = o;
+        w->n_orphans = n;
+        w->orphans_sent = 0;
+        if (n)
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "state: group '%s' has checkpoints of %zu "
+                              "stage(s) this pipeline does not have "
+                              "(first '%s'%s): they are deleted with the "
+                              "next checkpoint, since no stage can restore "
+                              "them or erase a person from them",
+                              r->group, n, o[0].name,
+                              r->orphans_over ? "; more than the 64 deleted "
+                                                "per start: the rest at the "
+                                                "next start"
+                                              : "");
+        return 0;
 }
 
 int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
@@ -898,8 +1143,14 @@ int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
                                       "checkpoint, starting empty",
                                       i, pl->name);
         }
-        if (w)
+        if (w) {
+                int rc = seed_writer(r, w);
+                if (rc) {
+                        snprintf(errstr, errstr_size, "state: out of memory");
+                        return rc;
+                }
                 veil_checkpoint_writer_raise(w, r->max_seq + 1);
+        }
         if (n_restored)
                 *n_restored = restored;
         return 0;

@@ -50,18 +50,12 @@ static unsigned char *blob_of(struct veil_pipeline *p, size_t *len) {
         return d;
 }
 
-/* A first run leaves a checkpoint (at its shutdown) of a 2 MB state: three
- * chunks and a manifest. Returns that state; the pipeline is then built
- * again with another one, for the next run to restore into. */
-static unsigned char *first_run(struct fault_env *e, size_t *len) {
+/* The pipeline built again from the file, with the environment now set
+ * (VEIL_BLOB_SEED, VEIL_BLOB_KEEP), for the next run. */
+static void rebuild(struct fault_env *e) {
         char err[1024];
-        fault_feed(e, 10, 0);
-        fault_run_start(e, 10, 60);
-        fault_run_join(e);
-        unsigned char *saved = blob_of(e->p, len);
         veil_pipeline_destroy(e->p);
         veil_config_destroy(e->cfg);
-        setenv("VEIL_BLOB_SEED", "2", 1);
         assert_int_equal(veil_config_load(&e->cfg, e->o.yaml, err,
                                           sizeof(err)),
                          0);
@@ -70,6 +64,33 @@ static unsigned char *first_run(struct fault_env *e, size_t *len) {
         assert_int_equal(veil_pipeline_new(&e->p, e->cfg, &po, err,
                                            sizeof(err)),
                          0);
+}
+
+/* A run of n input records, to its clean end (a checkpoint at shutdown). */
+static void run_n(struct fault_env *e, long n) {
+        fault_feed(e, n, 0);
+        fault_run_start(e, n, 60);
+        fault_run_join(e);
+}
+
+/* The checkpointing stage holds exactly want[0..len). */
+static void check_blob(struct fault_env *e, const unsigned char *want,
+                       size_t len) {
+        size_t n;
+        unsigned char *got = blob_of(e->p, &n);
+        assert_int_equal(n, len);
+        assert_memory_equal(got, want, n);
+        free(got);
+}
+
+/* A first run leaves a checkpoint (at its shutdown) of a 2 MB state: three
+ * chunks and a manifest. Returns that state; the pipeline is then built
+ * again with another one, for the next run to restore into. */
+static unsigned char *first_run(struct fault_env *e, size_t *len) {
+        run_n(e, 10);
+        unsigned char *saved = blob_of(e->p, len);
+        setenv("VEIL_BLOB_SEED", "2", 1);
+        rebuild(e);
         size_t n;
         unsigned char *other = blob_of(e->p, &n);
         assert_false(n == *len && !memcmp(other, saved, n));
@@ -89,19 +110,13 @@ static void test_slow_read_restores(void **state) {
         rd_kafka_mock_broker_push_request_error_rtts(
                 fault_cluster(e), 1, API_FETCH, 8, 0, 700, 0, 700, 0, 700, 0,
                 700, 0, 700, 0, 700, 0, 700, 0, 700);
-        fault_feed(e, 1, 0);
         double t0 = now_s();
-        fault_run_start(e, 1, 60);
-        fault_run_join(e);
+        run_n(e, 1);
         double secs = now_s() - t0;
         fprintf(stderr, "# second run (reading the state slowly): %.1f s\n",
                 secs);
         assert_true(secs > 2.0 * IDLE_MS / 1000);
-        size_t n;
-        unsigned char *got = blob_of(e->p, &n);
-        assert_int_equal(n, len);
-        assert_memory_equal(got, saved, n);
-        free(got);
+        check_blob(e, saved, len);
         free(saved);
 }
 
@@ -125,11 +140,81 @@ static void test_stalled_read_fails(void **state) {
         assert_non_null(strstr(e->err, "not restoring"));
 }
 
+/* The state topic's keys of the checkpointing stage, by chunk: whether
+ * the last record of "…/<n>" (even key set) and "…/<n>.1" (odd) holds a
+ * value (1), is a tombstone (0), or was never written (-1). */
+struct last_values {
+        int even[4], odd[4];
+};
+
+static void note_last(const rd_kafka_message_t *m, int i, void *ctx) {
+        (void)i;
+        struct last_values *lv = ctx;
+        const char *k = m->key, *at;
+        char key[256];
+        snprintf(key, sizeof(key), "%.*s", (int)m->key_len, k ? k : "");
+        if (!(at = strstr(key, "-ckpt_blob/")))
+                return;
+        at += strlen("-ckpt_blob/");
+        if (at[0] < '0' || at[0] > '3')
+                return;
+        int *slot = !strcmp(at + 1, ".1") ? &lv->odd[at[0] - '0']
+                    : !at[1]              ? &lv->even[at[0] - '0']
+                                          : NULL;
+        if (slot)
+                *slot = m->payload != NULL;
+}
+
+/* Two runs checkpoint a 2 MB state (three chunks, one run in each key
+ * set), then two a 1 KB one (the stage keeps 1 KB of what it restores):
+ * the chunk keys past the small state's one
+ * end in tombstones through the host's producer (null values), so
+ * compaction removes them and the profiles they held. They used to keep
+ * the large state's chunks for good. A run after that restores the small
+ * state. */
+static void test_shrunk_state_tombstoned(void **state) {
+        struct fault_env *e = state_env();
+        *state = e;
+        for (int run = 0; run < 4; run++) {
+                if (run == 2) { /* it restores only 1 KB of it */
+                        setenv("VEIL_BLOB_KEEP", "1000", 1);
+                        rebuild(e);
+                }
+                run_n(e, 2);
+        }
+        size_t len;
+        unsigned char *saved = blob_of(e->p, &len);
+        assert_int_equal(len, 1000);
+        struct last_values lv;
+        for (int i = 0; i < 4; i++)
+                lv.even[i] = lv.odd[i] = -1;
+        fault_read_all(e, "state", "state-reader", note_last, &lv);
+        fprintf(stderr, "# last values: even %d %d %d %d, odd %d %d %d %d\n",
+                lv.even[0], lv.even[1], lv.even[2], lv.even[3], lv.odd[0],
+                lv.odd[1], lv.odd[2], lv.odd[3]);
+        assert_int_equal(lv.even[0], 1);
+        assert_int_equal(lv.odd[0], 1);
+        for (int c = 1; c <= 2; c++) {
+                assert_int_equal(lv.even[c], 0);
+                assert_int_equal(lv.odd[c], 0);
+        }
+        assert_int_equal(lv.even[3], -1);
+        assert_int_equal(lv.odd[3], -1);
+        setenv("VEIL_BLOB_SEED", "3", 1);
+        rebuild(e);
+        run_n(e, 1);
+        check_blob(e, saved, len);
+        free(saved);
+        unsetenv("VEIL_BLOB_KEEP");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_slow_read_restores,
                                           fault_env_teardown),
                 cmocka_unit_test_teardown(test_stalled_read_fails,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_shrunk_state_tombstoned,
                                           fault_env_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,7 +26,7 @@ struct rec {
 };
 
 struct cap {
-        struct rec r[64];
+        struct rec r[256];
         size_t n;
 };
 
@@ -37,12 +37,15 @@ static int cap_produce(void *ctx, const char *topic, const void *key,
         assert_null(dl);
         assert_string_equal(topic, "st");
         assert_true(value_len <= VEIL_CKPT_CHUNK + 17);
-        assert_true(c->n < 64);
+        assert_true(c->n < 256);
         struct rec *r = &c->r[c->n++];
         r->key = malloc(key_len);
-        r->value = malloc(value_len);
         memcpy(r->key, key, key_len);
-        memcpy(r->value, value, value_len);
+        r->value = NULL; /* a tombstone */
+        if (value) {
+                r->value = malloc(value_len ? value_len : 1);
+                memcpy(r->value, value, value_len);
+        }
         r->key_len = key_len;
         r->value_len = value_len;
         return 0;
@@ -61,12 +64,22 @@ struct pl {
         struct veil_pipeline *p;
 };
 
+static void open_yaml(struct pl *x, const char *yaml) {
+        char err[1024];
+        if (veil_config_parse(&x->cfg, VEIL_SRCDIR "/tests/pipelines/t.yaml",
+                              yaml, strlen(yaml), err, sizeof(err)))
+                fail_msg("%s", err);
+        struct veil_pipeline_opts o = {NULL, 0, NULL, 0};
+        if (veil_pipeline_new(&x->p, x->cfg, &o, err, sizeof(err)))
+                fail_msg("%s", err);
+}
+
 /* Two ckpt_blob stages: plugins[0] of size0 bytes from seed0, plugins[1]
  * of size1 from seed1 whose checkpoint hook fails at its call fail1. */
 static void open_stages(struct pl *x, int size0, int seed0, int size1,
                         int seed1, int fail1, const char *extra,
                         const char *refuse) {
-        char yaml[2048], err[1024];
+        char yaml[2048];
         snprintf(yaml, sizeof(yaml),
                  "kafka: {bootstrap: embedded, group: g}\n"
                  "input: {topic: in, schema: ../../schemas/interaction.avsc}\n"
@@ -79,12 +92,7 @@ static void open_stages(struct pl *x, int size0, int seed0, int size1,
                  "state: {topic: st, interval_ms: 1000}\n%s",
                  TEST_PLUGIN_DIR, size0, seed0, refuse, TEST_PLUGIN_DIR, size1,
                  seed1, fail1, extra);
-        if (veil_config_parse(&x->cfg, VEIL_SRCDIR "/tests/pipelines/t.yaml",
-                              yaml, strlen(yaml), err, sizeof(err)))
-                fail_msg("%s", err);
-        struct veil_pipeline_opts o = {NULL, 0, NULL, 0};
-        if (veil_pipeline_new(&x->p, x->cfg, &o, err, sizeof(err)))
-                fail_msg("%s", err);
+        open_yaml(x, yaml);
 }
 
 static void open_pl_with(struct pl *x, int seed, const char *extra,
@@ -200,7 +208,8 @@ static void cap_cut(struct cap *c, size_t n) {
         c->n = n;
 }
 
-/* Compaction: only the last record of each key stays. */
+/* Compaction: only the last record of each key stays, and none of a key
+ * whose last record is a tombstone (once delete.retention.ms passed). */
 static void cap_compact(struct cap *c) {
         size_t n = 0;
         for (size_t i = 0; i < c->n; i++) {
@@ -209,7 +218,7 @@ static void cap_compact(struct cap *c) {
                         later = c->r[j].key_len == c->r[i].key_len &&
                                 !memcmp(c->r[j].key, c->r[i].key,
                                         c->r[i].key_len);
-                if (later) {
+                if (later || !c->r[i].value) {
                         free(c->r[i].key);
                         free(c->r[i].value);
                 } else {
@@ -769,6 +778,150 @@ static void test_key_sets_failed_and_aborted(void **st) {
         close_pl(&twin);
 }
 
+/* How many records of c have a key starting with prefix; with `value`
+ * set, only those holding a value. */
+static size_t count_keys(const struct cap *c, const char *prefix,
+                         int value) {
+        size_t n = 0, pl = strlen(prefix);
+        for (size_t i = 0; i < c->n; i++)
+                n += c->r[i].key_len >= pl &&
+                     !memcmp(c->r[i].key, prefix, pl) &&
+                     (!value || c->r[i].value);
+        return n;
+}
+
+/* Saves x as w's next checkpoint and settles it (in the log or not). */
+static void save_settled(struct pl *x, struct cap *c,
+                         struct veil_checkpoint_writer *w, int in_log) {
+        save_next(x, c, w, 1);
+        veil_checkpoint_writer_settled(w, in_log);
+}
+
+/* A state that shrinks leaves no chunk of before on a compacted topic.
+ * Compaction keeps the last value of every key, and the chunk keys past a
+ * smaller checkpoint's last were never written again: a 2 MB state (three
+ * chunks per key set) that became 1 KB kept two chunks of each set for
+ * good, with the profiles of people erased since. The keys are
+ * tombstoned: by the writer that wrote them, by a restarted one from what
+ * it read, and again after a checkpoint whose transaction aborted. */
+static void test_shrunk_chunks_deleted(void **st) {
+        (void)st;
+        struct pl big, small, b;
+        struct cap c = {0};
+        open_stages(&big, BIG, 1, 0, 1, 0, "", "false");
+        open_stages(&small, 1000, 2, 0, 1, 0, "", "false");
+        for (int how = 0; how < 3; how++) {
+                struct veil_checkpoint_writer *w;
+                assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+                veil_checkpoint_writer_raise(w, 10);
+                save_settled(&big, &c, w, 1); /* both key sets */
+                save_settled(&big, &c, w, 1);
+                cap_compact(&c);
+                assert_int_equal(count_keys(&c, "g/0-ckpt_blob/", 1), 7);
+                if (how == 1) { /* a restart: the reader's view seeds it */
+                        veil_checkpoint_writer_free(w);
+                        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+                        open_stages(&b, 1000, 9, 0, 1, 0, "", "false");
+                        assert_int_equal(
+                                load_w(&b, &c, SIZE_MAX, w, NULL, NULL), 0);
+                        close_pl(&b);
+                }
+                if (how == 2) { /* aborted: its records never visible */
+                        size_t first = c.n;
+                        save_settled(&small, &c, w, 0);
+                        cap_cut(&c, first);
+                }
+                save_settled(&small, &c, w, 1);
+                save_settled(&small, &c, w, 1);
+                cap_compact(&c);
+                /* A chunk in each key set and the manifest. */
+                assert_int_equal(count_keys(&c, "g/0-ckpt_blob/", 1), 3);
+                open_stages(&b, 1000, 9, 0, 1, 0, "", "false");
+                size_t restored = 0;
+                assert_int_equal(load(&b, &c, SIZE_MAX, NULL, &restored), 0);
+                assert_int_equal(restored, 2);
+                assert_true(same_state(&small, &b));
+                close_pl(&b);
+                /* Once deleted, the next checkpoints delete nothing more. */
+                size_t first = c.n;
+                save_settled(&small, &c, w, 1);
+                assert_int_equal(c.n - first, 3); /* a chunk, 2 manifests */
+                veil_checkpoint_writer_free(w);
+                cap_free(&c);
+        }
+        close_pl(&big);
+        close_pl(&small);
+}
+
+/* One ckpt_blob stage of `size` bytes. */
+static void open_one(struct pl *x, int size, int seed) {
+        char yaml[1024];
+        snprintf(yaml, sizeof(yaml),
+                 "kafka: {bootstrap: embedded, group: g}\n"
+                 "input: {topic: in, schema: ../../schemas/interaction.avsc}\n"
+                 "outputs: {dead_letter: {topic: dlq}}\n"
+                 "plugins:\n"
+                 "  - use: %s/test_ckpt_blob.so\n"
+                 "    with: {size: %d, seed: %d}\n"
+                 "state: {topic: st, interval_ms: 1000}\n",
+                 TEST_PLUGIN_DIR, size, seed);
+        open_yaml(x, yaml);
+}
+
+/* A stage the pipeline no longer has (removed, or moved to another
+ * position) is never restored, and no erasure reaches its checkpoint: its
+ * records are deleted with the first checkpoint after the restart, and
+ * only once that is in the log. */
+static void test_removed_stage_deleted(void **st) {
+        (void)st;
+        struct pl two, one, b;
+        struct cap c = {0};
+        open_stages(&two, BIG, 1, 5000, 2, 0, "", "false");
+        open_one(&one, 3000, 3);
+        struct veil_checkpoint_writer *w;
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        save_settled(&two, &c, w, 1);
+        save_settled(&two, &c, w, 1);
+        veil_checkpoint_writer_free(w);
+        cap_compact(&c);
+        assert_int_equal(count_keys(&c, "g/1-ckpt_blob/", 1), 3);
+        /* The restart without stage 1: stage 0 restored, 1 noted. (Into
+         * b: a restore replaces the state, and `one` saves its own.) */
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        size_t restored = 0;
+        open_one(&b, 3000, 9);
+        assert_int_equal(load_w(&b, &c, SIZE_MAX, w, NULL, &restored), 0);
+        assert_int_equal(restored, 1);
+        close_pl(&b);
+        /* An aborted checkpoint deletes nothing; the next one does. */
+        size_t first = c.n;
+        save_settled(&one, &c, w, 0);
+        assert_true(count_keys(&c, "g/1-ckpt_blob/", 0) > 3);
+        cap_cut(&c, first);
+        save_settled(&one, &c, w, 1);
+        cap_compact(&c);
+        assert_int_equal(count_keys(&c, "g/1-ckpt_blob/", 0), 0);
+        /* Stage 0 shrank from 3 chunks to 1 in this key set. */
+        assert_int_equal(count_keys(&c, "g/0-ckpt_blob/", 1), 5);
+        save_settled(&one, &c, w, 1);
+        cap_compact(&c);
+        assert_int_equal(count_keys(&c, "g/0-ckpt_blob/", 1), 3);
+        /* Sent once: the next checkpoint has no tombstone. */
+        first = c.n;
+        save_settled(&one, &c, w, 1);
+        assert_int_equal(count_keys(&c, "g/1-ckpt_blob/", 0), 0);
+        assert_int_equal(c.n - first, 2); /* stage 0's chunk, manifest */
+        veil_checkpoint_writer_free(w);
+        open_one(&b, 3000, 9);
+        assert_int_equal(load(&b, &c, SIZE_MAX, NULL, &restored), 0);
+        assert_int_equal(restored, 1);
+        assert_true(same_state(&one, &b));
+        close_pl(&b);
+        cap_free(&c);
+        close_pl(&two);
+        close_pl(&one);
+}
+
 static void test_foreign_and_refused(void **st) {
         (void)st;
         struct pl a, b;
@@ -895,6 +1048,8 @@ int main(void) {
                 cmocka_unit_test(test_seq_floor),
                 cmocka_unit_test(test_key_sets_per_stage),
                 cmocka_unit_test(test_key_sets_failed_and_aborted),
+                cmocka_unit_test(test_shrunk_chunks_deleted),
+                cmocka_unit_test(test_removed_stage_deleted),
                 cmocka_unit_test(test_foreign_and_refused),
                 cmocka_unit_test(test_config),
         };

@@ -14,6 +14,9 @@ static const struct veil_param_def params[] = {
         {"refuse", VEIL_PARAM_BOOL, "false", 0, "restore refuses anything"},
         {"fail_checkpoint", VEIL_PARAM_INT, "0", 0,
          "the checkpoint hook's call of this number (from 1) fails"},
+        {"keep", VEIL_PARAM_INT, "0", 0,
+         "restore keeps at most this many bytes (0: all), as a state that "
+         "shrank since its checkpoint (profiles expired, people erased)"},
         {NULL, 0, NULL, 0, NULL}};
 
 struct blob {
@@ -21,6 +24,7 @@ struct blob {
         size_t n;
         int refuse;
         long fail_at, calls;
+        size_t keep;
 };
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **s, char *e,
@@ -30,6 +34,7 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **s, char *e,
         b->n = (size_t)veil_params_int(p, "size", 1000);
         b->refuse = veil_params_bool(p, "refuse", 0);
         b->fail_at = (long)veil_params_int(p, "fail_checkpoint", 0);
+        b->keep = (size_t)veil_params_int(p, "keep", 0);
         b->p = malloc(b->n ? b->n : 1);
         if (!b->p) {
                 snprintf(e, n, "out of memory");
@@ -72,6 +77,8 @@ static int restore(void *s, const void *data, size_t len, char *e, size_t n) {
                 snprintf(e, n, "refused");
                 return -VEIL_EINVAL;
         }
+        if (b->keep && len > b->keep)
+                len = b->keep;
         unsigned char *p = malloc(len ? len : 1);
         if (!p)
                 return -VEIL_ENOMEM;
