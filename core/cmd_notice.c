@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "codec.h"
 #include "keys.h"
@@ -187,6 +188,20 @@ static void host_after(struct veil_notice *n, struct veil_pipeline *p) {
                                 "inspect, for as long as that topic's "
                                 "retention setting keeps it.",
                                 dlq->topic);
+        struct veil_checkpoint_config cc;
+        char cerr[256];
+        if (!veil_checkpoint_config_parse(cfg, &cc, cerr, sizeof(cerr)) &&
+            cc.enabled)
+                veil_notice_add(n, VEIL_NOTICE_RETENTION,
+                                "What our stages keep, as stated here, is "
+                                "also copied every %.6g seconds to Kafka "
+                                "topic '%s', so that a restart resumes it. "
+                                "What is deleted (when you withdraw, ask to "
+                                "be erased, or it expires) leaves the copies "
+                                "with the next copy and Kafka's compaction of "
+                                "the older ones, as that topic's settings "
+                                "allow.",
+                                (double)cc.interval_ms / 1000, cc.topic);
         veil_notice_add(n, VEIL_NOTICE_RETENTION,
                         "Apart from what is stated above, an interaction is "
                         "held in memory only while its batch (at most %d "

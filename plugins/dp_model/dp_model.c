@@ -2206,6 +2206,30 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                 budget > 0 ? budget : INFINITY,
                 veil_params_double(p, "delta", 1e-8),
                 (long long)veil_params_int(p, "max_contributions", 4), per);
+        /* What learning holds about a person, beyond the batch: the one
+         * example of theirs waiting for its step (the event's own time
+         * puts it there), and their count of steps, which an erasure
+         * keeps so that the bound still holds if they come back. */
+        if (step_s > 0 && !strcmp(veil_params_str(p, "step_time"), "event"))
+                veil_notice_add(n, VEIL_NOTICE_RETENTION,
+                                "To learn, the shared model holds at most "
+                                "one interaction of yours (the item, your "
+                                "recent items and the context, under a keyed "
+                                "hash) until its next update, at most %.6g "
+                                "hours later.",
+                                step_s / 3600 +
+                                        veil_params_double(
+                                                p, "step_lateness_s", 0) /
+                                                3600);
+        veil_notice_add(n, VEIL_NOTICE_RETENTION,
+                        "For the privacy bound, the shared model counts the "
+                        "updates your events joined, under a keyed hash, "
+                        "%s; deleting what we hold about you keeps that "
+                        "count, which only limits how much more of yours "
+                        "can be learned.",
+                        win > 0 ? "until the window ends or the service "
+                                  "restarts"
+                                : "until the service restarts");
 defaults:
         if (veil_params_bool(p, "default_training", 0))
                 veil_notice_add(n, VEIL_NOTICE_PRIVACY,

@@ -104,6 +104,24 @@ if grep -q "secret key 'k9' (2 keys configured" "$T/new.md" && ! grep -q "every 
   pass "the key id and count come from keys: (key files are not read)"
 else failed "keys" "$(cat "$T/new.md" "$T/new.err")"; fi
 
+# Checkpoints copy what the stages keep to a topic: the notice names it,
+# with the interval, and says how deleted data leaves the copies.
+change 's/^keys: \{ephemeral: true\}/keys: {ephemeral: true}\nstate: {topic: state-for-notice, interval_ms: 90000}/'
+if section "$T/new.md" "What we keep, where, and for how long" | grep -q "also copied every 90 seconds to Kafka topic 'state-for-notice'.*leaves the copies" &&
+   ! grep -q "also copied" "$base"; then
+  pass "the state topic is named with its interval"
+else failed "state topic" "$(cat "$T/new.md" "$T/new.err")"; fi
+
+# Learning holds one example per person until its step when the event's
+# own time places it (a live shop's setting), and a count of steps that
+# an erasure keeps.
+change 's/^(\s+)step_time: batch$/\1step_time: event/'
+held="holds at most one interaction of yours .* until its next update, at most"
+if section "$T/new.md" "What we keep, where, and for how long" | grep -q "$held" && ! grep -q "$held" "$base" &&
+   grep -q "counts the updates your events joined, under a keyed hash, .*keeps that count" "$base"; then
+  pass "what learning holds about a person is stated"
+else failed "learning's held example" "$(cat "$T/new.md" "$T/new.err")"; fi
+
 # Keys the lint refuses get no notice either (the notice reads no key
 # file, but takes the section as lint and run do).
 for k in '{ephemeral: True}' '{active: k3, files: {k1: k1.key}}' '{active: k1, files: {k1: {a: b}}}' '{active: Key1, files: {Key1: k1.key}}'; do
