@@ -67,6 +67,10 @@ static size_t json_escape(char *out, size_t cap, const char *s) {
 /* `fields`: NULL-terminated key/value pairs, or NULL. */
 static void vlog(veil_log_level_t level, const char *stage,
                  const char *const *fields, const char *fmt, va_list ap) {
+        /* A plugin passes its own value: one outside the enum is logged as
+         * an error rather than read past names[]. */
+        if ((unsigned)level > VEIL_LOG_DEBUG)
+                level = VEIL_LOG_ERROR;
         if ((int)level > atomic_load_explicit(&threshold, memory_order_relaxed))
                 return;
         char msg[2048], esc[4096], st[256] = "", fl[2048] = "";

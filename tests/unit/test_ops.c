@@ -359,6 +359,9 @@ static void test_log_utf8(void **st) {
         veil_log_host(VEIL_LOG_ERROR, "st\xff", "a \xff b \xc3\xa9 c \xe2\x82");
         const char *fields[] = {"k", "v\xc3", NULL};
         veil_log_fields(VEIL_LOG_ERROR, NULL, fields, "\xf0\x9f\x98\x80 ok");
+        /* A level outside the enum (a plugin's) is an error, not a read
+         * past the names. */
+        veil_log_host((veil_log_level_t)-7, NULL, "odd level");
         fflush(stderr);
         assert_true(dup2(saved, 2) == 2);
         close(saved);
@@ -374,6 +377,7 @@ static void test_log_utf8(void **st) {
         assert_non_null(strstr(buf, "\"stage\":\"st\\ufffd\""));
         assert_non_null(strstr(buf, "\"k\":\"v\\ufffd\""));
         assert_non_null(strstr(buf, "\"message\":\"\xf0\x9f\x98\x80 ok\""));
+        assert_non_null(strstr(buf, "\"level\":\"error\",\"message\":\"odd level\""));
         assert_true(veil_utf8_valid(buf, strlen(buf)));
 }
 
