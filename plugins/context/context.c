@@ -381,16 +381,22 @@ static int process(void *state, struct veil_batch *b) {
         return 0;
 }
 
+/* The key a subject's profile is held under: the pseudonym with keys,
+ * the raw id only without (as process keys them). Never the raw id where
+ * there are keys: profiles are held under pseudonyms then, so a request
+ * naming another person's pseudonym as its "raw id" would read or erase
+ * that person's profile. */
+static const char *subject_key(const struct veil_subject *subj) {
+        return subj->pseudonym ? subj->pseudonym : subj->raw_id;
+}
+
 static int erase(void *state, const struct veil_subject *subj) {
         struct state *s = state;
         /* A profile serves personalization, not training: a withdrawal of
          * training alone leaves it. */
         if (subj->training_only)
                 return 0;
-        /* Profiles are keyed by the pseudonym; by the raw id only when no
-         * keyring was configured. */
-        veil_profiles_erase(s->prof, subj->pseudonym);
-        veil_profiles_erase(s->prof, subj->raw_id);
+        veil_profiles_erase(s->prof, subject_key(subj));
         return 0;
 }
 
@@ -400,11 +406,9 @@ static int export_subject(void *state, const struct veil_subject *subj,
         /* A profile past its TTL is one we said is deleted: the lookup
          * deletes it rather than export it. */
         int64_t now = now_of(s);
-        struct veil_profile *p = NULL;
-        if (subj->pseudonym)
-                p = veil_profiles_get(s->prof, subj->pseudonym, now);
-        if (!p && subj->raw_id)
-                p = veil_profiles_get(s->prof, subj->raw_id, now);
+        const char *key = subject_key(subj);
+        struct veil_profile *p = key ? veil_profiles_get(s->prof, key, now)
+                                     : NULL;
         if (!p)
                 return 0; /* nothing held: an empty section */
         /* The host asks once per key the person may be held under (after

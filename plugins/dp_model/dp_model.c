@@ -2248,19 +2248,20 @@ static int erase(void *state, const struct veil_subject *subj) {
         struct state *s = state;
         if (!s->dp || !s->hold.n)
                 return 0;
-        const char *forms[] = {subj->pseudonym, subj->raw_id};
-        for (size_t f = 0; f < 2; f++) {
-                if (!forms[f])
+        /* Held under the pseudonym with keys, never the raw id then: a
+         * request naming another person's pseudonym as its raw id would
+         * drop that person's example. */
+        const char *key = subj->pseudonym ? subj->pseudonym : subj->raw_id;
+        if (!key)
+                return 0;
+        uint64_t who = veil_dp_user_hash(s->dp, key);
+        for (size_t i = 0; i < s->hold.n; i++) {
+                struct held *x = &s->hold.ex[i];
+                if (x->erased || x->who != who)
                         continue;
-                uint64_t who = veil_dp_user_hash(s->dp, forms[f]);
-                for (size_t i = 0; i < s->hold.n; i++) {
-                        struct held *x = &s->hold.ex[i];
-                        if (x->erased || x->who != who)
-                                continue;
-                        x->erased = 1;
-                        s->hold.n_erased++;
-                        s->hold.erased++;
-                }
+                x->erased = 1;
+                s->hold.n_erased++;
+                s->hold.erased++;
         }
         return 0;
 }
