@@ -318,12 +318,13 @@ static void test_pii_fields(void **state) {
         static const char *const want_quasi[] = {
                 "context.device",  "context.ip",      "context.user_agent",
                 "context.lat",     "context.lon",     "context.geohash",
-                "context.country", "context.session_id", "context.timezone"};
+                "context.country", "context.session_id", "context.timezone",
+                "tc_string"};
         struct veil_codec *c = codec_or_die(SCHEMA("interaction.avsc"),
                                             VEIL_FRAMING_RAW, 0);
         const char **paths, **marks;
         size_t n = veil_codec_pii_fields(c, &paths, &marks);
-        assert_int_equal(n, 10);
+        assert_int_equal(n, 11);
         size_t found = 0;
         for (size_t i = 0; i < n; i++) {
                 if (!strcmp(paths[i], "user_id")) {
@@ -332,16 +333,18 @@ static void test_pii_fields(void **state) {
                         continue;
                 }
                 assert_string_equal(marks[i], "quasi");
-                for (size_t k = 0; k < 9; k++)
+                for (size_t k = 0; k < 10; k++)
                         found += !strcmp(paths[i], want_quasi[k]);
         }
-        assert_int_equal(found, 10);
+        assert_int_equal(found, 11);
         veil_codec_destroy(c);
 
         c = codec_or_die(SCHEMA("consent.avsc"), VEIL_FRAMING_RAW, 0);
-        assert_int_equal(veil_codec_pii_fields(c, &paths, &marks), 1);
+        assert_int_equal(veil_codec_pii_fields(c, &paths, &marks), 2);
         assert_string_equal(paths[0], "user_id");
         assert_string_equal(marks[0], "identifier");
+        assert_string_equal(paths[1], "tc_string");
+        assert_string_equal(marks[1], "quasi");
         veil_codec_destroy(c);
 
         static const char *const none[] = {
