@@ -7,7 +7,8 @@
  * event's own TC string and GPC signal (the stricter wins), gives the tier
  * (personalized, contextual, none), the training flag and the TCF special
  * features. Records that withdraw ask the host to erase the person in
- * every stage before the next batch (record.c).
+ * every stage before the next batch (record.c), and so does the lapse of a
+ * recorded TC string, which each event judges at its batch's clock.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,11 +51,13 @@ static const struct veil_param_def params[] = {
         {"expected_users", VEIL_PARAM_INT, "100000", 0,
          "people the ledger is sized for at start (it grows by itself)"},
         {"tc_max_age_days", VEIL_PARAM_INT, "395", 0,
-         "a TC string whose lastUpdated is more than this many days before "
-         "its use (an event's batch clock, a ledger record's ts) allows "
-         "nothing; 395 is 13 months, the longest interval between reminders "
-         "of TCF policies before 2.2 (2.2 leaves it to each regulator: "
-         "6 to 24 months); 0: no limit"},
+         "a TC string whose lastUpdated (its UTC day) is more than this many "
+         "days before its use allows nothing: an event's at its batch's "
+         "clock; a ledger record's at the record's ts and again at every "
+         "later batch, its lapse audited (withdrawn, source expired) and "
+         "erased as a withdrawal; 395 is 13 months, the longest interval "
+         "between reminders of TCF policies before 2.2 (2.2 leaves it to "
+         "each regulator: 6 to 24 months); 0: no limit"},
         {NULL, 0, NULL, 0, NULL}};
 
 static const char *const outputs[] = {"audit", "access", NULL};
@@ -203,31 +206,53 @@ int veil_consent_tc_decode(struct veil_consent *s, const char *tc, size_t len,
          * been, and may no longer be what the person wants. A string
          * dated after at_ms is not refused: nothing signs a TC string, so
          * whoever could post-date one could as well date it today, and a
-         * CMP may write a record's string after the record's ts. at_ms
-         * comes first in the test so that a record's ts (any int64) cannot
-         * overflow the difference. */
-        if (s->cfg.tc_max_age_days > 0) {
-                int64_t updated_ms = (int64_t)s->tcf.last_updated * 100;
-                int64_t max_ms = s->cfg.tc_max_age_days * 86400000LL;
-                if (at_ms > updated_ms && at_ms - updated_ms > max_ms) {
-                        snprintf(errstr, errstr_size,
-                                 "lastUpdated is %lld days before its use, "
-                                 "over tc_max_age_days (%lld)",
-                                 (long long)((at_ms - updated_ms) /
-                                             86400000LL),
-                                 (long long)s->cfg.tc_max_age_days);
-                        veil_tcf_forget(&s->tcf);
-                        return -VEIL_EDECODE;
-                }
+         * CMP may write a record's string after the record's ts (such a
+         * record is judged as of the string's day, and at every later
+         * use: consent.c decide, veil_consent_lapse). Its day counts, as
+         * the ledger keeps it, so that an event's string and a ledger's
+         * follow one rule. */
+        uint16_t day = veil_consent_tc_day(s->tcf.last_updated);
+        if (at_ms > veil_consent_tc_until(s, day)) {
+                snprintf(errstr, errstr_size,
+                         "lastUpdated is %lld days before its use, "
+                         "over tc_max_age_days (%lld)",
+                         (long long)((at_ms - day * VEIL_CONSENT_DAY_MS) /
+                                     VEIL_CONSENT_DAY_MS),
+                         (long long)s->cfg.tc_max_age_days);
+                veil_tcf_forget(&s->tcf);
+                return -VEIL_EDECODE;
         }
         return 0;
 }
 
+uint16_t veil_consent_tc_day(uint64_t last_updated_ds) {
+        uint64_t day = last_updated_ds / 864000u; /* deciseconds a day */
+        return day > UINT16_MAX ? UINT16_MAX : (uint16_t)day;
+}
+
+/* The day's start: CMPs write lastUpdated to the day (the harness and the
+ * IAB's encoders do), and for one written to the hour the day grants less,
+ * never more. Below 6.2e12 ms: no overflow for any at_ms compared. */
+int64_t veil_consent_tc_until(const struct veil_consent *s, uint16_t day) {
+        if (!s->cfg.tc_max_age_days)
+                return INT64_MAX;
+        return ((int64_t)day + s->cfg.tc_max_age_days) * VEIL_CONSENT_DAY_MS;
+}
+
+int veil_consent_tc_lapsed(const struct veil_consent *s,
+                           const struct veil_ledger_entry *e, int64_t at_ms) {
+        if (!(e->flags & VEIL_LEDGER_HAS_TCF))
+                return 0;
+        return (e->flags & VEIL_LEDGER_LAPSED) ||
+               at_ms > veil_consent_tc_until(s, e->tc_day);
+}
+
 uint8_t veil_consent_allowed(const struct veil_consent *s,
-                             const struct veil_ledger_entry *e) {
+                             const struct veil_ledger_entry *e,
+                             int64_t at_ms) {
         uint8_t a = e->own;
         if (e->flags & VEIL_LEDGER_HAS_TCF)
-                a &= e->tcf;
+                a &= veil_consent_tc_lapsed(s, e, at_ms) ? 0 : e->tcf;
         if (e->flags & VEIL_LEDGER_GPC)
                 a &= (uint8_t)~s->cfg.gpc_withdraws;
         return a;
@@ -257,8 +282,13 @@ static void decide(struct veil_consent *s, struct veil_batch *b,
         } else if (e) {
                 a = e->own;
                 if (e->flags & VEIL_LEDGER_HAS_TCF) {
-                        a &= e->tcf;
-                        sf = e->sf;
+                        /* The ledger's string is judged at the batch's
+                         * clock, as the event's is: a record written when
+                         * the person chose would otherwise grant forever
+                         * after. */
+                        int lapsed = veil_consent_tc_lapsed(s, e, b->now_ms);
+                        a &= lapsed ? 0 : e->tcf;
+                        sf = lapsed ? 0 : e->sf;
                         have_sf = 1;
                 }
                 why = VEIL_CONSENT_NOT_GRANTED;
@@ -336,6 +366,8 @@ static void publish(struct veil_consent *s) {
 
 static int process(void *state, struct veil_batch *b) {
         struct veil_consent *s = state;
+        if (b->now_ms > s->clock_ms)
+                s->clock_ms = b->now_ms;
         if (!b->n)
                 return 0;
         /* Hash every id first and start the loads, then decide: the
@@ -355,9 +387,33 @@ static int process(void *state, struct veil_batch *b) {
                 struct veil_event *ev = &b->events[i];
                 if (ev->status != VEIL_PASS)
                         continue;
-                const struct veil_ledger_entry *e =
+                struct veil_ledger_entry *e =
                         ev->user_id ? veil_ledger_find(&s->ledger, &keys[i])
                                     : NULL;
+                /* The person is at hand (the ledger keeps no id): a lapse
+                 * of their TC string is applied now, audited and erased
+                 * as a withdrawal. */
+                int rc = e ? veil_consent_lapse(s, e, ev->user_id,
+                                                strlen(ev->user_id),
+                                                b->now_ms)
+                           : 0;
+                if (rc == -VEIL_EINVAL) {
+                        /* Its audit record was refused: the event leaves
+                         * the stream, as the host asks of a stage whose
+                         * record could not be written (served, it would
+                         * not; the lapse is in force all the same). */
+                        ev->tier = VEIL_TIER_NONE;
+                        ev->training = ev->analytics = 0;
+                        ev->special_features = 0;
+                        veil_event_dead_letter(
+                                b, ev,
+                                "consent: the audit record of a lapsed TC "
+                                "string could not be written (see the log); "
+                                "the lapse is in force");
+                        continue;
+                }
+                if (rc < 0)
+                        return rc;
                 decide(s, b, ev, e);
         }
         publish(s);
@@ -408,7 +464,16 @@ static int export_subject(void *state, const struct veil_subject *subj,
         if (!e)
                 return 0; /* holds nothing: an empty section */
         char buf[128];
-        uint8_t a = veil_consent_allowed(s, e);
+        /* What is in force when the answer is collected, between batches:
+         * the string may have lapsed since the person's last event or
+         * record. The wall clock, as the next batch's will be when live;
+         * a batch clock ahead of it (a test's) counts too. */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t at = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        if (s->clock_ms > at)
+                at = s->clock_ms;
+        uint8_t a = veil_consent_allowed(s, e, at);
         veil_rec_map_put(out, "", "held_as",
                          "a keyed hash of your user id (the id itself is "
                          "not kept)");
@@ -420,7 +485,17 @@ static int export_subject(void *state, const struct veil_subject *subj,
                          yes(e->own & VEIL_PURPOSE_ANALYTICS));
         veil_rec_map_put(out, "", "gpc",
                          e->flags & VEIL_LEDGER_GPC ? "true" : "false");
-        if (e->flags & VEIL_LEDGER_HAS_TCF) {
+        if (veil_consent_tc_lapsed(s, e, at)) {
+                char since[40], text[200];
+                iso8601(veil_consent_tc_until(s, e->tc_day) + 1, since,
+                        sizeof(since));
+                snprintf(text, sizeof(text),
+                         "nothing since %s, %lld days after your choices in "
+                         "it were last made or confirmed",
+                         since, (long long)s->cfg.tc_max_age_days);
+                veil_rec_map_put(out, "", "tc_string_allows", text);
+                veil_rec_map_put(out, "", "special_features", "none");
+        } else if (e->flags & VEIL_LEDGER_HAS_TCF) {
                 veil_rec_map_put(out, "", "tc_string_allows",
                                  veil_consent_purpose_names(e->tcf, buf,
                                                             sizeof(buf)));

@@ -58,6 +58,7 @@ struct veil_consent {
         struct veil_ledger ledger;
         struct veil_tcf tcf; /**< decode scratch, reused (no allocation) */
         int audit;           /**< the audit output is bound (keys checked) */
+        int64_t clock_ms; /**< the latest batch clock seen */
         /* counters, for the log at shutdown and the tests */
         uint64_t tiers[4];
         uint64_t none[VEIL_CONSENT_N_REASONS];
@@ -69,20 +70,48 @@ struct veil_consent {
 int veil_consent_cfg_load(struct veil_consent_cfg *c, const veil_params_t *p,
                           char *errstr, size_t errstr_size);
 
-/** Our purposes in force for a ledger entry: its own grants, narrowed by
- *  its TC string and its GPC flag. */
+#define VEIL_CONSENT_DAY_MS 86400000LL
+
+/** The UTC day (since the epoch) of a TC string's lastUpdated, given in
+ *  deciseconds, as the ledger keeps it: 65535 (year 2149) at most, a string
+ *  dated later being judged as if of that day. */
+uint16_t veil_consent_tc_day(uint64_t last_updated_ds);
+/** The last millisecond at which a TC string last updated on `day` may
+ *  grant: the start of that day plus tc_max_age_days. INT64_MAX when
+ *  tc_max_age_days is 0 (no limit). */
+int64_t veil_consent_tc_until(const struct veil_consent *s, uint16_t day);
+/** 1 when the entry's TC string allows nothing at at_ms: its lapse was
+ *  applied, or at_ms is past veil_consent_tc_until. INT64_MIN asks about
+ *  the applied lapse alone. 0 for an entry without a TC string. */
+int veil_consent_tc_lapsed(const struct veil_consent *s,
+                           const struct veil_ledger_entry *e, int64_t at_ms);
+
+/** Our purposes in force for a ledger entry at at_ms: its own grants,
+ *  narrowed by its TC string (nothing once lapsed, veil_consent_tc_lapsed)
+ *  and its GPC flag. */
 uint8_t veil_consent_allowed(const struct veil_consent *s,
-                             const struct veil_ledger_entry *e);
+                             const struct veil_ledger_entry *e, int64_t at_ms);
 
 /** Decodes a TC string into s->tcf and checks that it may grant under our
  *  mapping when used at at_ms: a policy version of at least
- *  VEIL_CONSENT_TCF_MIN_POLICY and a lastUpdated no more than
- *  tc_max_age_days before at_ms. 0, or an error (the string's own, or the
+ *  VEIL_CONSENT_TCF_MIN_POLICY and at_ms not past veil_consent_tc_until of
+ *  its lastUpdated's day. 0, or an error (the string's own, or the
  *  refusal) with a message that never echoes the string; on error s->tcf
  *  holds nothing, and the caller treats the string as one that cannot be
  *  decoded: it allows nothing. */
 int veil_consent_tc_decode(struct veil_consent *s, const char *tc, size_t len,
                            int64_t at_ms, char *errstr, size_t errstr_size);
+
+/** When at_ms is past the limit of the entry's TC string and its lapse is
+ *  not applied yet, applies it as a withdrawal: the string allows nothing
+ *  from then on, and if anything was in force, the change is audited
+ *  (withdrawn, source "expired", ts = the first millisecond past the
+ *  limit, so that a restart that finds the lapse again writes the same
+ *  record) and the person's erasure is requested. `id` is the raw user id
+ *  (the ledger keeps none). Returns 0, or the audit's failure to emit
+ *  (-VEIL_EINVAL: refused, the lapse is in force all the same). */
+int veil_consent_lapse(struct veil_consent *s, struct veil_ledger_entry *e,
+                       const char *id, size_t len, int64_t at_ms);
 
 /** Applies one consent-topic record (on_side_record). */
 int veil_consent_record(struct veil_consent *s,

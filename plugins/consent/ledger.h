@@ -33,6 +33,10 @@
 /* Entry flags. */
 #define VEIL_LEDGER_HAS_TCF 0x01u /**< the record carried a TC string */
 #define VEIL_LEDGER_GPC 0x02u     /**< the record carried GPC = true */
+/** Its TC string outgrew tc_max_age_days: it allows nothing now, and the
+ *  lapse has been audited and the person's erasure requested (consent.c,
+ *  veil_consent_lapse). A newer record clears it. */
+#define VEIL_LEDGER_LAPSED 0x04u
 
 struct veil_ledger_key {
         uint64_t k0, k1; /**< never both zero: that marks an empty slot */
@@ -47,8 +51,12 @@ struct veil_ledger_entry {
         uint8_t tcf;      /**< purposes its TC string allows (ALL if none) */
         uint8_t flags;    /**< VEIL_LEDGER_* */
         uint8_t source;   /**< index into the plugin's source names */
-        uint8_t pad[2];
+        uint16_t tc_day;  /**< its TC string's lastUpdated, in whole days
+                               since the epoch (UTC): when it stops granting
+                               (the day's start plus tc_max_age_days) */
 };
+_Static_assert(sizeof(struct veil_ledger_entry) == 32,
+               "two ledger entries per cache line");
 
 struct veil_ledger {
         struct veil_ledger_entry *slots;

@@ -110,16 +110,23 @@ void veil_consent_notice(const veil_params_t *params, veil_notice_t *n) {
                         tcf_words(&c.map, 1, b, sizeof(b)),
                         tcf_words(&c.map, 2, t, sizeof(t)),
                         tcf_words(&c.map, 3, an, sizeof(an)));
-        /* The rules of veil_consent_tc_decode, in words: people should
-         * know that a string from an older TCF, or an old one, no longer
-         * speaks for them. */
+        /* The rules of veil_consent_tc_decode and veil_consent_lapse, in
+         * words: people should know that a string from an older TCF, or
+         * an old one, no longer speaks for them, also once recorded, and
+         * what then happens to what is held. */
         if (c.tc_max_age_days)
                 veil_notice_add(n, VEIL_NOTICE_CONSENT,
                                 "A consent string counts only when it was "
                                 "made under TCF 2.2 or later (TCF policy "
-                                "version %d or higher) and your choices in it "
-                                "were made or confirmed within %lld days; "
-                                "otherwise it allows nothing.",
+                                "version %d or higher), and only for %lld "
+                                "days after the day you last made or "
+                                "confirmed your choices in it, whether it "
+                                "comes with an interaction or with your "
+                                "recorded choices. After that it allows "
+                                "nothing: every stage deletes what it holds "
+                                "about you, as when you withdraw, and nothing "
+                                "personal happens until you confirm your "
+                                "choices again.",
                                 VEIL_CONSENT_TCF_MIN_POLICY,
                                 (long long)c.tc_max_age_days);
         else
@@ -183,8 +190,9 @@ void veil_consent_notice(const veil_params_t *params, veil_notice_t *n) {
                         "The consent ledger keeps, for each person, a keyed "
                         "hash of the user id (never the id itself), the "
                         "purposes allowed, whether a consent string and a "
-                        "GPC signal came with them, where they came from and "
-                        "when. It lives in memory and is rebuilt from the "
+                        "GPC signal came with them (and the day the consent "
+                        "string was last updated, to know when it stops "
+                        "counting), where they came from and when. It lives in memory and is rebuilt from the "
                         "consent records at each start. When you refuse "
                         "everything your entry keeps that refusal, so that "
                         "no older consent can take its place; it is deleted "

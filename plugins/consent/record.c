@@ -21,7 +21,10 @@
  * Erasure: whenever personalization is not in force after a record and it
  * was before, or everything is withdrawn, or the person had no entry (a
  * stage may have restored a profile from a checkpoint older than the
- * withdrawal), the host is asked to erase the person in every stage.
+ * withdrawal), the host is asked to erase the person in every stage. The
+ * lapse of a recorded TC string past tc_max_age_days is a withdrawal too
+ * (veil_consent_lapse), applied whenever the person is at hand: their
+ * event (consent.c), record or access request.
  */
 #include <stdio.h>
 #include <string.h>
@@ -53,10 +56,14 @@ struct in_force {
 /* Special features count only where an event would get them (consent.c,
  * decide): with a TC string in force and a tier. Precise geolocation
  * (feature 1) is an opt-in of its own, which pseudonymize reads, so its
- * withdrawal must be audited even when every purpose stays the same. */
+ * withdrawal must be audited even when every purpose stays the same.
+ *
+ * As applied: a TC string's lapse counts once veil_consent_lapse has
+ * applied it (at a clock of its caller's), so that a record's own change
+ * is judged as of the record, the same at every restart. */
 static struct in_force in_force(const struct veil_consent *s,
                                 const struct veil_ledger_entry *e) {
-        struct in_force f = {veil_consent_allowed(s, e), 0};
+        struct in_force f = {veil_consent_allowed(s, e, INT64_MIN), 0};
         if ((e->flags & VEIL_LEDGER_HAS_TCF) &&
             (f.purposes &
              (VEIL_PURPOSE_PERSONALIZATION | VEIL_PURPOSE_CONTEXTUAL)))
@@ -104,22 +111,22 @@ static void set_in_force(veil_rec_t *r, const char *path,
  * a pseudonym, words, booleans and at most 24 one-byte special-feature
  * ids (under 250 bytes), and librdkafka's
  * message.max.bytes is at least 1000. Any other error stops the host. */
-static void audit(struct veil_consent *s, const char *id, size_t len,
-                  const char *action, const struct in_force *before,
-                  const struct in_force *after, const char *source,
-                  int64_t ts) {
+static int audit(struct veil_consent *s, const char *id, size_t len,
+                 const char *action, const struct in_force *before,
+                 const struct in_force *after, const char *source,
+                 int64_t ts) {
         if (!s->audit)
-                return;
+                return 0;
         char subj[VEIL_PSEUDONYM_MAX];
         if (veil_pseudonym(s->st, "audit", id, len, subj, sizeof(subj)) < 0) {
                 veil_log(s->st, VEIL_LOG_ERROR,
                          "audit: no pseudonym (keys unavailable); a consent "
                          "change is not audited");
-                return;
+                return 0;
         }
         veil_rec_t *r = veil_out_begin(s->st, "audit");
         if (!r)
-                return;
+                return 0;
         veil_rec_set_str(r, "subject", subj);
         veil_rec_set_str(r, "action", action);
         if (before)
@@ -141,6 +148,7 @@ static void audit(struct veil_consent *s, const char *id, size_t len,
         else if (rc < 0)
                 veil_log(s->st, VEIL_LOG_ERROR,
                          "audit: a consent change could not be produced");
+        return rc < 0 ? rc : 0;
 }
 
 static int reject(struct veil_consent *s, const struct veil_side_record *r,
@@ -189,6 +197,28 @@ static void erase(struct veil_consent *s, const char *id) {
         request(s, id, 0);
 }
 
+/* A lapse leaves nothing in force (the string allows nothing, and the
+ * record's own purposes count only as far as its string allows), so it is
+ * a withdrawal of everything or no change at all. */
+int veil_consent_lapse(struct veil_consent *s, struct veil_ledger_entry *e,
+                       const char *id, size_t len, int64_t at_ms) {
+        if (!(e->flags & VEIL_LEDGER_HAS_TCF) ||
+            (e->flags & VEIL_LEDGER_LAPSED) ||
+            !veil_consent_tc_lapsed(s, e, at_ms))
+                return 0;
+        struct in_force before = in_force(s, e);
+        e->flags |= VEIL_LEDGER_LAPSED;
+        struct in_force after = in_force(s, e);
+        if (same(&before, &after))
+                return 0;
+        /* ts is when the lapse took effect, not when it was found: the
+         * same record whichever event or restart finds it. */
+        int rc = audit(s, id, len, "withdrawn", &before, &after, "expired",
+                       veil_consent_tc_until(s, e->tc_day) + 1);
+        erase(s, id);
+        return rc;
+}
+
 /* A rejected record with a usable key: the ledger is unchanged, and a
  * person it has no entry for has no consent, so, as for a tombstone, a
  * stage's state restored from a checkpoint must go (when compaction left
@@ -209,8 +239,10 @@ static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
         struct veil_ledger_key k;
         s->tombstones++;
         veil_ledger_key(&s->ledger, id, len, &k);
-        const struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
+        struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
         if (e) {
+                /* A lapse that came first is audited first. */
+                veil_consent_lapse(s, e, id, len, r->timestamp_ms);
                 struct in_force before = in_force(s, e);
                 veil_ledger_remove(&s->ledger, &k);
                 audit(s, id, len, "withdrawn", &before, NULL, "tombstone",
@@ -251,16 +283,19 @@ static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
         return 0;
 }
 
-static int access_request(struct veil_consent *s, const char *uid,
+static int access_request(struct veil_consent *s,
+                          const struct veil_side_record *r, const char *uid,
                           size_t len, const char *source, int64_t ts,
                           const char *key, size_t key_len) {
         struct veil_ledger_key k;
         s->access++;
         veil_ledger_key(&s->ledger, uid, len, &k);
-        const struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
+        struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
         struct in_force now = {0, 0};
-        if (e)
+        if (e) {
+                veil_consent_lapse(s, e, uid, len, r->timestamp_ms);
                 now = in_force(s, e);
+        }
         audit(s, uid, len, "access", e ? &now : NULL, e ? &now : NULL, source,
               ts);
         int rc = veil_request_export(s->st, uid);
@@ -311,7 +346,8 @@ int veil_consent_record(struct veil_consent *s,
         const char *source = veil_consent_sources[veil_consent_source_index(
                 src, src_len)];
         if (!strcmp(kind, "access"))
-                return access_request(s, uid, uid_len, source, ts, id, len);
+                return access_request(s, r, uid, uid_len, source, ts, id,
+                                      len);
         if (strcmp(kind, "consent"))
                 return reject_keyed(s, r, id, len, errstr, errstr_size,
                               "kind is neither consent nor access");
@@ -350,10 +386,12 @@ int veil_consent_record(struct veil_consent *s,
         char bad_tc[400] = "";
         if (veil_rec_get_str(r->value, "tc_string", &tc, &tc_len) == 0) {
                 char e[256];
-                /* Judged at the record's ts, when the person chose: the
-                 * ledger is rebuilt at every start, and a judgement by
-                 * the clock of the day would change, unaudited, what a
-                 * restart finds in force. */
+                /* Judged at the record's ts, when the person chose (a ts
+                 * before the string's lastUpdated, as of the string's
+                 * day): what the record put in force then, the same at
+                 * every restart. Every later use judges it again at its
+                 * own clock, and its lapse is a change of its own
+                 * (veil_consent_lapse). */
                 if (veil_consent_tc_decode(s, tc, tc_len, ts, e,
                                            sizeof(e))) {
                         /* A string that cannot be read, or cannot grant
@@ -373,6 +411,7 @@ int veil_consent_record(struct veil_consent *s,
                 } else {
                         n.tcf = veil_tiermap_eval(&s->cfg.map, &s->tcf);
                         n.sf = s->tcf.special_feature_optins;
+                        n.tc_day = veil_consent_tc_day(s->tcf.last_updated);
                 }
                 n.flags |= VEIL_LEDGER_HAS_TCF;
         }
@@ -382,8 +421,13 @@ int veil_consent_record(struct veil_consent *s,
         struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
         int had = e != NULL;
         struct in_force was = {0, 0};
-        if (had)
+        if (had) {
+                /* What was in force when the record came (its Kafka time,
+                 * so that a restart reading the topic again judges it the
+                 * same): a lapse before it is audited first. */
+                veil_consent_lapse(s, e, id, len, r->timestamp_ms);
                 was = in_force(s, e);
+        }
         uint8_t before = was.purposes;
         if (had && ts < e->ts_ms) {
                 /* Out of order: a late withdrawal still counts, a late
@@ -397,6 +441,10 @@ int veil_consent_record(struct veil_consent *s,
                         int both = e->flags & VEIL_LEDGER_HAS_TCF;
                         e->tcf = both ? e->tcf & n.tcf : n.tcf;
                         e->sf = both ? e->sf & n.sf : 0;
+                        /* The stricter of the two limits, too (a lapse
+                         * applied stays). */
+                        e->tc_day = both && e->tc_day < n.tc_day ? e->tc_day
+                                                                 : n.tc_day;
                         e->flags |= VEIL_LEDGER_HAS_TCF;
                 }
                 e->flags |= n.flags & VEIL_LEDGER_GPC;
@@ -430,6 +478,11 @@ int veil_consent_record(struct veil_consent *s,
                  * for training goes (dp_model's example held for its next
                  * step would otherwise be learned), the profile stays. */
                 request(s, id, 1);
+        /* A string fit at the record's ts may be past its limit by the
+         * time the record is read (a record read again at a restart, a
+         * backfill): that lapse is applied now, after the record's own
+         * change, and audited as of its own time. */
+        veil_consent_lapse(s, e, id, len, r->timestamp_ms);
         if (*bad_tc)
                 return reject_applied(s, r, errstr, errstr_size, bad_tc);
         return 0;

@@ -138,11 +138,15 @@ void h_close(struct harness *h) {
         memset(h, 0, sizeof(*h));
 }
 
+int64_t h_side_ts_ms;
+
 int h_raw(struct harness *h, const void *key, size_t key_len,
           const void *value, size_t value_len) {
-        struct veil_source src = {key,      key_len,   value, value_len,
-                                  "consent", 0,        h->offset++,
-                                  1700000000000LL + h->offset};
+        int64_t offset = h->offset++;
+        int64_t ts = h_side_ts_ms ? h_side_ts_ms
+                                  : 1700000000000LL + offset + 1;
+        struct veil_source src = {key,       key_len,   value,  value_len,
+                                  "consent", 0,         offset, ts};
         char err[1024];
         return veil_pipeline_side_record(h->p, 0, &src, err, sizeof(err));
 }

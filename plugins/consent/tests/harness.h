@@ -62,6 +62,9 @@ int h_consent(struct harness *h, const char *key, const char *user,
 int h_grant(struct harness *h, const char *user, int pers, int train,
             int anal, int64_t ts);
 int h_tombstone(struct harness *h, const char *user);
+/** The Kafka timestamp of the side records that follow (0: 1700000000000
+ *  plus the record's offset, as by default). */
+extern int64_t h_side_ts_ms;
 /** Raw bytes as a consent-topic record (NULL value: tombstone). */
 int h_raw(struct harness *h, const void *key, size_t key_len,
           const void *value, size_t value_len);

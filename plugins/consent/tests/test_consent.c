@@ -834,71 +834,291 @@ static void test_tc_policy_version(void **state) {
 }
 
 /* A TC string whose lastUpdated is more than tc_max_age_days (395 by
- * default) before its use allows nothing: an event's string is judged at
- * the batch's clock, a ledger record's at the record's ts. */
+ * default) before its use allows nothing. Its age counts from the UTC day
+ * of its lastUpdated (CMPs write the day), so one rule serves the event's
+ * string and the ledger's, which keeps only the day. An event's string is
+ * judged at the batch's clock; a ledger record's string at the record's
+ * ts too, and a record it does not fit is dead-lettered. */
 static void test_tc_max_age(void **state) {
         (void)state;
         struct harness h;
         char tc[512];
+        const int64_t D0 = T0 / DAY * DAY;
         h_open(&h, "{}");
         assert_int_equal(h_grant(&h, "quin", 1, 1, 1, T0), 0);
         struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0)};
-        h_event_now_ms = T0;
-        m.updated_ms = T0 - 395 * DAY;
+        h_event_now_ms = D0;
+        m.updated_ms = D0 - 395 * DAY;
         h_tc(&m, tc, sizeof(tc));
         const struct veil_event *ev = h_event(&h, "quin", tc, -1);
         assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
-        m.updated_ms = T0 - 396 * DAY;
+        m.updated_ms = D0 - 396 * DAY;
         h_tc(&m, tc, sizeof(tc));
         ev = h_event(&h, "quin", tc, -1);
         assert_int_equal(ev->status, VEIL_DROP);
         assert_string_equal(ev->reason,
                             "consent: invalid TC string on the event");
         /* The same string a day after it was written. */
-        h_event_now_ms = T0 - 395 * DAY;
+        h_event_now_ms = D0 - 395 * DAY;
         ev = h_event(&h, "quin", tc, -1);
         assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        /* The day counts, not the hour: a string of 23:00 on the day 395
+         * days ago expires with the day. */
+        m.updated_ms = D0 - 395 * DAY + 23 * 3600000LL;
+        h_tc(&m, tc, sizeof(tc));
+        h_event_now_ms = D0 + 1;
+        ev = h_event(&h, "quin", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
         h_event_now_ms = 0;
 
-        /* In the ledger: the record's ts decides, whatever today's date. */
+        /* A ledger record's string is judged at the record's ts as well:
+         * one already too old then grants nothing and is dead-lettered. */
         size_t n_dlq = h_count(&h, "dlq");
-        m.updated_ms = T0 - 30 * DAY;
+        m.updated_ms = D0 - 400 * DAY;
         h_tc(&m, tc, sizeof(tc));
         assert_int_equal(h_consent(&h, "rui", "rui", "consent", 1, 1, 1, -1,
-                                   tc, "cmp", T0),
-                         0);
-        ev = h_event(&h, "rui", NULL, -1);
-        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
-        assert_int_equal(h_count(&h, "dlq"), n_dlq);
-        m.updated_ms = T0 - 400 * DAY;
-        h_tc(&m, tc, sizeof(tc));
-        assert_int_equal(h_consent(&h, "rui", "rui", "consent", 1, 1, 1, -1,
-                                   tc, "cmp", T0 + 1),
+                                   tc, "cmp", D0 + 1),
                          0);
         assert_int_equal(h_count(&h, "dlq"), n_dlq + 1);
         const struct captured *d = h_at(&h, "dlq", n_dlq);
         assert_non_null(strstr(d->error, "lastUpdated is 400 days before its "
                                          "use, over tc_max_age_days (395)"));
         assert_non_null(strstr(d->error, "allowed nothing"));
+        h_event_now_ms = D0 + 1;
         ev = h_event(&h, "rui", NULL, -1);
         assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        h_event_now_ms = 0;
         h_close(&h);
 
-        /* The limit is configuration; 0 turns it off. */
+        /* The limit is configuration; 0 turns it off, for the ledger's
+         * strings too. */
         h_open(&h, "{tc_max_age_days: 30}");
         assert_int_equal(h_grant(&h, "quin", 1, 1, 1, T0), 0);
-        h_event_now_ms = T0;
-        m.updated_ms = T0 - 31 * DAY;
+        h_event_now_ms = D0;
+        m.updated_ms = D0 - 31 * DAY;
         h_tc(&m, tc, sizeof(tc));
         ev = h_event(&h, "quin", tc, -1);
         assert_int_equal(ev->tier, VEIL_TIER_NONE);
         h_close(&h);
         h_open(&h, "{tc_max_age_days: 0}");
         assert_int_equal(h_grant(&h, "quin", 1, 1, 1, T0), 0);
-        m.updated_ms = T0 - 3000 * DAY;
+        m.updated_ms = D0 - 3000 * DAY;
         h_tc(&m, tc, sizeof(tc));
         ev = h_event(&h, "quin", tc, -1);
         assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(h_consent(&h, "rui", "rui", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", D0 - 3000 * DAY),
+                         0);
+        ev = h_event(&h, "rui", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        h_event_now_ms = 0;
+        h_close(&h);
+}
+
+/* The audit record of a lapse: withdrawn, by source "expired", at the
+ * first millisecond past the limit, from personalization (and the rest)
+ * to nothing. */
+static void assert_lapse(struct harness *h, size_t i, int64_t at) {
+        const veil_rec_t *a = h_audit(h, i);
+        assert_str(a, "action", "withdrawn");
+        assert_str(a, "source", "expired");
+        assert_int_equal(get_long(a, "ts"), at);
+        assert_int_equal(get_bool(a, "purposes_before.personalization"), 1);
+        assert_int_equal(get_bool(a, "purposes_before.training"), 1);
+        assert_int_equal(get_bool(a, "purposes_after.personalization"), 0);
+        assert_int_equal(get_bool(a, "purposes_after.training"), 0);
+        assert_int_equal(get_bool(a, "purposes_after.analytics"), 0);
+        assert_int_equal(audit_sf(h, i, "before"), 1);
+        assert_int_equal(audit_sf(h, i, "after"), 0);
+}
+
+/* A TC string in the ledger grants for tc_max_age_days after the day of
+ * its lastUpdated and not a day longer, however long ago its record was
+ * written: each event is judged at its batch's clock, as an event's own
+ * string is. The lapse is a withdrawal: audited once (source expired, ts
+ * the first millisecond past the limit, the same after a restart), and
+ * every stage erases the person. A record whose ts is before its string's
+ * lastUpdated (a ts in seconds, say) cannot skip the check. */
+static void test_tc_expires_in_ledger(void **state) {
+        (void)state;
+        struct harness h;
+        char tc[512], fresh[512];
+        const int64_t D0 = T0 / DAY * DAY, LAPSE = D0 + 30 * DAY + 1;
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0),
+                             .special = 1,
+                             .updated_ms = D0};
+        h_tc(&m, tc, sizeof(tc));
+        for (int run = 0; run < 2; run++) {
+                /* The second run is a restart: the same record, read
+                 * again, gives the same audit records. */
+                h_open(&h, "{tc_max_age_days: 30}");
+                assert_int_equal(h_consent(&h, "rui", "rui", "consent", 1, 1,
+                                           1, -1, tc, "cmp", D0),
+                                 0);
+                /* The last millisecond it counts. */
+                h_event_now_ms = LAPSE - 1;
+                const struct veil_event *ev = h_event(&h, "rui", NULL, -1);
+                assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+                assert_int_equal(ev->training, 1);
+                assert_int_equal(ev->special_features, 1);
+                assert_int_equal(holder_events(&h, "rui"), 1);
+                size_t n_audit = h_count(&h, "audit");
+                /* A millisecond later it grants nothing. */
+                h_event_now_ms = LAPSE;
+                ev = h_event(&h, "rui", NULL, -1);
+                assert_int_equal(ev->status, VEIL_DROP);
+                assert_int_equal(ev->tier, VEIL_TIER_NONE);
+                assert_int_equal(ev->training, 0);
+                assert_int_equal(ev->special_features, 0);
+                assert_string_equal(ev->reason, "consent: not granted");
+                assert_int_equal(h_count(&h, "audit"), n_audit + 1);
+                assert_lapse(&h, n_audit, LAPSE);
+                h_tick(&h);
+                assert_int_equal(holder_events(&h, "rui"), 0);
+                /* Audited once; years later it still grants nothing. */
+                n_audit = h_count(&h, "audit");
+                h_event_now_ms = D0 + 3000 * DAY;
+                ev = h_event(&h, "rui", NULL, -1);
+                assert_int_equal(ev->tier, VEIL_TIER_NONE);
+                assert_int_equal(h_count(&h, "audit"), n_audit);
+                /* The access record says what is in force now. */
+                h_consent(&h, "access-rui", "rui", "access", 0, 0, 0, -1, NULL,
+                          "app", T0);
+                h_tick(&h);
+                char *sec = h_section(&h, h_count(&h, "access") - 1,
+                                      "consent");
+                assert_non_null(strstr(sec, "\"in_force\": \"nothing\""));
+                assert_non_null(strstr(sec, "\"tc_string_allows\": \"nothing "
+                                            "since 2023-12-14T00:00:00.001Z"));
+                free(sec);
+                h_event_now_ms = 0;
+                h_close(&h);
+        }
+
+        h_open(&h, "{tc_max_age_days: 30}");
+        /* A ts before the string's lastUpdated (here in seconds): judged
+         * at the batch's clock all the same. */
+        assert_int_equal(h_consent(&h, "sam", "sam", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", T0 / 1000),
+                         0);
+        h_event_now_ms = LAPSE;
+        const struct veil_event *ev = h_event(&h, "sam", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_lapse(&h, h_count(&h, "audit") - 1, LAPSE);
+
+        /* No event: a record read after the limit applies the lapse first,
+         * at the record's (Kafka) time. A tombstone then withdraws what is
+         * left, nothing; a new choice with a fresh string is a change from
+         * nothing. */
+        assert_int_equal(h_consent(&h, "tia", "tia", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", D0),
+                         0);
+        assert_int_equal(h_consent(&h, "uma", "uma", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", D0),
+                         0);
+        size_t n_audit = h_count(&h, "audit");
+        h_side_ts_ms = D0 + 40 * DAY;
+        assert_int_equal(h_tombstone(&h, "tia"), 0);
+        assert_int_equal(h_count(&h, "audit"), n_audit + 2);
+        assert_lapse(&h, n_audit, LAPSE);
+        const veil_rec_t *a = h_audit(&h, n_audit + 1);
+        assert_str(a, "source", "tombstone");
+        assert_int_equal(get_bool(a, "purposes_before.personalization"), 0);
+        m.updated_ms = D0 + 40 * DAY;
+        h_tc(&m, fresh, sizeof(fresh));
+        assert_int_equal(h_consent(&h, "uma", "uma", "consent", 1, 1, 1, -1,
+                                   fresh, "cmp", D0 + 40 * DAY),
+                         0);
+        assert_int_equal(h_count(&h, "audit"), n_audit + 4);
+        assert_lapse(&h, n_audit + 2, LAPSE);
+        a = h_audit(&h, n_audit + 3);
+        assert_str(a, "action", "changed");
+        assert_int_equal(get_bool(a, "purposes_before.personalization"), 0);
+        assert_int_equal(get_bool(a, "purposes_after.personalization"), 1);
+        /* An access request too; and the access record says what is in
+         * force at the latest time the stage has seen. */
+        h_side_ts_ms = 0;
+        assert_int_equal(h_consent(&h, "wes", "wes", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", D0),
+                         0);
+        n_audit = h_count(&h, "audit");
+        h_side_ts_ms = D0 + 40 * DAY;
+        assert_int_equal(h_consent(&h, "access-wes", "wes", "access", 0, 0, 0,
+                                   -1, NULL, "app", D0 + 40 * DAY),
+                         0);
+        assert_int_equal(h_count(&h, "audit"), n_audit + 2);
+        assert_lapse(&h, n_audit, LAPSE);
+        a = h_audit(&h, n_audit + 1);
+        assert_str(a, "action", "access");
+        assert_int_equal(get_bool(a, "purposes_after.personalization"), 0);
+        h_tick(&h);
+        char *sec = h_section(&h, h_count(&h, "access") - 1, "consent");
+        assert_non_null(strstr(sec, "\"in_force\": \"nothing\""));
+        free(sec);
+        /* A record read only after its string's limit (a restart long
+         * after, a backfill): granted as of its ts, then lapsed. */
+        n_audit = h_count(&h, "audit");
+        uint64_t erased = veil_pipeline_erasures(h.p, NULL, NULL);
+        assert_int_equal(h_consent(&h, "val", "val", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", D0),
+                         0);
+        assert_int_equal(h_count(&h, "audit"), n_audit + 2);
+        assert_str(h_audit(&h, n_audit), "action", "granted");
+        assert_lapse(&h, n_audit + 1, LAPSE);
+        h_tick(&h);
+        assert_int_equal(veil_pipeline_erasures(h.p, NULL, NULL), erased + 1);
+        h_side_ts_ms = 0;
+        h_event_now_ms = D0 + 41 * DAY;
+        ev = h_event(&h, "uma", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        ev = h_event(&h, "val", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        h_event_now_ms = 0;
+        /* An older record that arrives late narrows the limit too: the
+         * earlier of the two strings' limits holds. */
+        m.updated_ms = D0 + 20 * DAY;
+        h_tc(&m, fresh, sizeof(fresh));
+        assert_int_equal(h_consent(&h, "xia", "xia", "consent", 1, 1, 1, -1,
+                                   fresh, "cmp", D0 + 20 * DAY),
+                         0);
+        assert_int_equal(h_consent(&h, "xia", "xia", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", D0 + 10 * DAY),
+                         0);
+        h_event_now_ms = LAPSE;
+        ev = h_event(&h, "xia", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        h_event_now_ms = 0;
+        /* Asked for before the limit (the request's time) and answered
+         * after it (the clock of a batch since): the answer says what is
+         * in force when it is collected. */
+        assert_int_equal(h_consent(&h, "yan", "yan", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", D0),
+                         0);
+        assert_int_equal(h_consent(&h, "access-yan", "yan", "access", 0, 0, 0,
+                                   -1, NULL, "app", D0),
+                         0);
+        h_tick(&h);
+        sec = h_section(&h, h_count(&h, "access") - 1, "consent");
+        assert_non_null(strstr(sec, "\"in_force\": \"nothing\""));
+        assert_non_null(strstr(sec, "\"special_features\": \"none\""));
+        free(sec);
+        h_close(&h);
+
+        /* Served rather than dropped, an event whose person's string lapsed
+         * leaves the stream when the lapse's audit record cannot be
+         * written, so that the batch is still committed. */
+        h_open(&h, "{tc_max_age_days: 30, on_none: serve}");
+        assert_int_equal(h_consent(&h, "rui", "rui", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", D0),
+                         0);
+        h.refuse_topic = "audit";
+        h_event_now_ms = LAPSE;
+        ev = h_event(&h, "rui", NULL, -1);
+        assert_int_equal(ev->status, VEIL_DEAD_LETTER);
+        assert_int_equal(h.refused, 1);
+        ev = h_event(&h, "rui", NULL, -1);
+        assert_int_equal(ev->status, VEIL_PASS);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
         h_event_now_ms = 0;
         h_close(&h);
 }
@@ -1223,8 +1443,12 @@ static void test_notice(void **state) {
                 "the interaction is not processed",
                 "never the id itself",
                 "made under TCF 2.2 or later (TCF policy version 4 or "
-                "higher) and your choices in it were made or confirmed "
-                "within 395 days; otherwise it allows nothing",
+                "higher), and only for 395 days after the day you last made "
+                "or confirmed your choices in it, whether it comes with an "
+                "interaction or with your recorded choices. After that it "
+                "allows nothing: every stage deletes what it holds about "
+                "you, as when you withdraw",
+                "the day the consent string was last updated",
         };
         for (size_t i = 0; i < sizeof(want) / sizeof(*want); i++)
                 if (!strstr(all, want[i]))
@@ -1256,6 +1480,7 @@ int main(void) {
                 cmocka_unit_test(test_audit_special_features),
                 cmocka_unit_test(test_tc_policy_version),
                 cmocka_unit_test(test_tc_max_age),
+                cmocka_unit_test(test_tc_expires_in_ledger),
                 cmocka_unit_test(test_gpc),
                 cmocka_unit_test(test_vendor_and_restrictions),
                 cmocka_unit_test(test_bad_parameters),
