@@ -19,8 +19,13 @@
 # (analytics kept).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-FULL=CMBjtYAMBjtYAAHABBENBkEIAP_gAEPgAAwIAAAAAAAA
-CTX=CMBjtYAMBjtYAAHABBENBkEAAIGgAEJgAAwIAAAAAAAA
+# The TC strings carry a publisher TC segment (after the dot) with the same
+# purposes as their core: the shop processes for itself, as the publisher
+# (consent's default vendor_id 0), and only that segment speaks for a
+# publisher's own processing. FULL: purposes 1-11 consented, LI for 2 and
+# 7-11, special feature 1; CTX: 1, 8, 9, 11 consented, LI for 2, 7, 10, 11.
+FULL=CMBjtYAMBjtYAAHABBENBkEIAP_gAEPgAAwIAAAAAAAA.f_wACHwAAAA
+CTX=CMBjtYAMBjtYAAHABBENBkEAAIGgAEJgAAwIAAAAAAAA.cDQACEwAAAA
 awk -F, -v FULL="$FULL" -v CTX="$CTX" '
 FNR == 1 { next }
 FNR == NR { total[$2]++; next }

@@ -35,10 +35,14 @@ static const struct veil_param_def params[] = {
          "TCF purposes for which legitimate interest counts instead of "
          "consent (never 1, 3, 4, 5, 6: TCF 2.2 forbids it)"},
         {"vendor_id", VEIL_PARAM_INT, "0", 0,
-         "our IAB vendor id: when set, a TC string must also give it vendor "
-         "consent (or LI); 0: no vendor check"},
+         "our IAB vendor id: a TC string grants through its core purposes "
+         "and its vendor consent (or LI) for us; 0: we are the publisher, "
+         "and a TC string grants through its publisher TC segment alone "
+         "(PubPurposesConsent, PubPurposesLITransparency), nothing without "
+         "one"},
         {"publisher_restrictions", VEIL_PARAM_BOOL, "true", 0,
-         "apply the publisher restrictions that name vendor_id"},
+         "apply the publisher restrictions that name vendor_id (none apply "
+         "to the publisher itself, vendor_id 0)"},
         {"gpc_withdraws", VEIL_PARAM_LIST, "[personalization, training]", 0,
          "purposes a GPC signal (event or ledger) withdraws: "
          "personalization, contextual, training, analytics"},
@@ -132,7 +136,7 @@ int veil_consent_cfg_load(struct veil_consent_cfg *c, const veil_params_t *p,
         if (vendor < 0 || vendor > 65535) {
                 snprintf(errstr, errstr_size,
                          "%s: vendor_id must be an IAB vendor id 1..65535, or "
-                         "0 for no vendor check; got %lld",
+                         "0 when we are the publisher; got %lld",
                          veil_params_where(p, "vendor_id"), (long long)vendor);
                 return -VEIL_EINVAL;
         }

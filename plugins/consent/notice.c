@@ -166,6 +166,14 @@ void veil_consent_notice(const veil_params_t *params, veil_notice_t *n) {
                                         ? ", and the site's restrictions on "
                                           "our vendor are applied"
                                         : "");
+        else
+                /* tiermap.h: without a vendor id we are the publisher. */
+                veil_notice_add(n, VEIL_NOTICE_CONSENT,
+                                "A consent string counts only through the "
+                                "choices you made for this site itself (the "
+                                "publisher's purposes in TCF), not those for "
+                                "advertising vendors; a consent string "
+                                "without them allows nothing.");
         if (c.gpc_withdraws)
                 veil_notice_add(n, VEIL_NOTICE_CONSENT,
                                 "A Global Privacy Control signal recorded "

@@ -85,25 +85,35 @@ uint32_t veil_tiermap_tcf_allowed(const struct veil_tiermap *m,
                                   const struct veil_tcf *t) {
         if (!t->valid)
                 return 0;
+        if (m->vendor_id == 0) {
+                /* We are the publisher: the core segment's purposes are
+                 * what the person allowed vendors (each then needs its
+                 * own vendor consent), not the site; TCF's signal for a
+                 * publisher's own processing is the publisher TC segment.
+                 * Without one, the string says nothing for us. Publisher
+                 * restrictions are the publisher's terms for vendors, and
+                 * do not apply to it. */
+                if (!t->has_publisher_tc)
+                        return 0;
+                return t->pub_purpose_consents |
+                       (t->pub_purpose_li & m->li_ok & ~VEIL_TIERMAP_NO_LI);
+        }
         uint32_t consent = t->purpose_consents;
         uint32_t li = t->purpose_li & m->li_ok & ~VEIL_TIERMAP_NO_LI;
-        if (m->vendor_id > 0) {
-                if (!veil_tcf_vendor_consent(t, m->vendor_id))
-                        consent = 0;
-                if (!veil_tcf_vendor_li(t, m->vendor_id))
-                        li = 0;
-                if (m->restrictions && t->num_restrictions) {
-                        for (int p = 1; p <= VEIL_TCF_MAX_PURPOSE; p++) {
-                                unsigned r = veil_tcf_restrictions(
-                                        t, p, m->vendor_id);
-                                uint32_t bit = 1u << (p - 1);
-                                if (r & (1u << VEIL_TCF_NOT_ALLOWED))
-                                        consent &= ~bit, li &= ~bit;
-                                if (r & (1u << VEIL_TCF_REQUIRE_CONSENT))
-                                        li &= ~bit;
-                                if (r & (1u << VEIL_TCF_REQUIRE_LI))
-                                        consent &= ~bit;
-                        }
+        if (!veil_tcf_vendor_consent(t, m->vendor_id))
+                consent = 0;
+        if (!veil_tcf_vendor_li(t, m->vendor_id))
+                li = 0;
+        if (m->restrictions && t->num_restrictions) {
+                for (int p = 1; p <= VEIL_TCF_MAX_PURPOSE; p++) {
+                        unsigned r = veil_tcf_restrictions(t, p, m->vendor_id);
+                        uint32_t bit = 1u << (p - 1);
+                        if (r & (1u << VEIL_TCF_NOT_ALLOWED))
+                                consent &= ~bit, li &= ~bit;
+                        if (r & (1u << VEIL_TCF_REQUIRE_CONSENT))
+                                li &= ~bit;
+                        if (r & (1u << VEIL_TCF_REQUIRE_LI))
+                                consent &= ~bit;
                 }
         }
         return consent | li;

@@ -3,18 +3,26 @@
  *
  * Each of our purposes (personalization, contextual, training, analytics)
  * is a conjunction of groups, each group a disjunction of TCF purposes:
- * the YAML list [5, 6] means "5 and 6", ["11|1"] means "11 or 1". A TCF
- * purpose counts as allowed for us when
- *   - it has purpose consent (and, when vendor_id is set, our vendor has
- *     vendor consent), or
+ * the YAML list [5, 6] means "5 and 6", ["11|1"] means "11 or 1".
+ *
+ * With vendor_id set we are that IAB vendor, and a TCF purpose counts as
+ * allowed for us when
+ *   - it has purpose consent and our vendor has vendor consent, or
  *   - the operator accepts legitimate interest for it, TCF 2.2 allows
  *     legitimate interest for it at all (never for 1, 3, 4, 5, 6, whatever
- *     the string's LI bit says), the string signals it (and, with
- *     vendor_id, our vendor's LI bit does too);
- * and, with vendor_id and publisher restrictions on, a restriction naming
- * our vendor for that purpose can only take away: "not allowed" removes
- * the purpose, "require consent" removes the LI path, "require legitimate
- * interest" removes the consent path (several types at once: all apply).
+ *     the string's LI bit says), and the string signals it for the purpose
+ *     and for our vendor;
+ * and, with publisher restrictions on, a restriction naming our vendor for
+ * that purpose can only take away: "not allowed" removes the purpose,
+ * "require consent" removes the LI path, "require legitimate interest"
+ * removes the consent path (several types at once: all apply).
+ *
+ * With vendor_id 0 we are the publisher, processing for ourselves, and
+ * only the publisher TC segment speaks for that (the core segment's
+ * purposes are the person's choices for vendors, who each also need vendor
+ * consent): a purpose counts when its PubPurposesConsent bit is set, or
+ * under the same legitimate-interest rules, its PubPurposesLITransparency
+ * bit. A string without a publisher TC segment allows nothing.
  */
 #ifndef VEIL_CONSENT_TIERMAP_H
 #define VEIL_CONSENT_TIERMAP_H
@@ -37,7 +45,7 @@ struct veil_tiermap {
         uint32_t groups[VEIL_TIERMAP_PURPOSES][VEIL_TIERMAP_MAX_GROUPS];
         unsigned n_groups[VEIL_TIERMAP_PURPOSES];
         uint32_t li_ok;    /**< purposes legitimate interest may cover */
-        int vendor_id;     /**< 0: no vendor check */
+        int vendor_id;     /**< 0: we are the publisher (its TC segment) */
         int restrictions;  /**< apply publisher restrictions (needs vendor) */
 };
 

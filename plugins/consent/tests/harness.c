@@ -306,6 +306,27 @@ static void put_ids(struct bits *w, const int *ids, size_t n) {
         }
 }
 
+/* base64url without padding, as TC strings are written; the length. */
+static size_t b64(const struct bits *w, char *out, size_t size) {
+        static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs"
+                                "tuvwxyz0123456789-_";
+        size_t bytes = (w->n + 7) / 8, chars = (bytes * 8 + 5) / 6, o = 0;
+        assert_true(chars < size);
+        for (size_t c = 0; c < chars; c++) {
+                unsigned v = 0;
+                for (int k = 0; k < 6; k++) {
+                        size_t bit = c * 6 + (size_t)k;
+                        v = (v << 1) |
+                            (bit < bytes * 8
+                                     ? (w->b[bit >> 3] >> (7 - (bit & 7))) & 1
+                                     : 0);
+                }
+                out[o++] = a[v];
+        }
+        out[o] = '\0';
+        return o;
+}
+
 void h_tc(const struct tc_model *m, char *out, size_t size) {
         struct bits w;
         memset(&w, 0, sizeof(w));
@@ -343,22 +364,24 @@ void h_tc(const struct tc_model *m, char *out, size_t size) {
                 put(&w, 0, 1);  /* a single id */
                 put(&w, (uint64_t)m->restr[i].vendor, 16);
         }
-        static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs"
-                                "tuvwxyz0123456789-_";
-        size_t bytes = (w.n + 7) / 8, chars = (bytes * 8 + 5) / 6, o = 0;
-        assert_true(chars < size);
-        for (size_t c = 0; c < chars; c++) {
-                unsigned v = 0;
-                for (int k = 0; k < 6; k++) {
-                        size_t bit = c * 6 + (size_t)k;
-                        v = (v << 1) |
-                            (bit < bytes * 8
-                                     ? (w.b[bit >> 3] >> (7 - (bit & 7))) & 1
-                                     : 0);
-                }
-                out[o++] = a[v];
+        size_t o = b64(&w, out, size);
+        if (m->pub) {
+                /* SegmentType 3, PubPurposesConsent,
+                 * PubPurposesLITransparency, NumCustomPurposes 0. */
+                uint32_t c = m->pub == 1 ? m->purposes : m->pub_purposes;
+                uint32_t li = m->pub == 1 ? m->purposes_li
+                                          : m->pub_purposes_li;
+                memset(&w, 0, sizeof(w));
+                put(&w, 3, 3);
+                for (int i = 0; i < 24; i++)
+                        put(&w, (c >> i) & 1, 1);
+                for (int i = 0; i < 24; i++)
+                        put(&w, (li >> i) & 1, 1);
+                put(&w, 0, 6);
+                assert_true(o + 1 < size);
+                out[o++] = '.';
+                b64(&w, out + o, size - o);
         }
-        out[o] = '\0';
 }
 
 uint32_t h_purposes(int first, ...) {

@@ -95,8 +95,9 @@ char *h_section(struct harness *h, size_t i, const char *stage);
 
 /** A minimal TC string builder (test-only, independent of the decoder):
  *  purposes consented, purposes LI, special features, vendor consents
- *  (bitfield up to max vendor), vendor LI, and optional publisher
- *  restrictions (purpose, type, one vendor each). */
+ *  (bitfield up to max vendor), vendor LI, optional publisher
+ *  restrictions (purpose, type, one vendor each), and an optional
+ *  publisher TC segment (what grants with the default vendor_id 0). */
 struct tc_model {
         uint32_t purposes, purposes_li;
         uint16_t special;
@@ -109,6 +110,10 @@ struct tc_model {
         } restr[4];
         size_t n_restr;
         int policy; /* tcfPolicyVersion; 0 = 4 */
+        /* The publisher TC segment: 0 none, 1 the core's purposes (consent
+         * and LI) again, 2 pub_purposes and pub_purposes_li. */
+        int pub;
+        uint32_t pub_purposes, pub_purposes_li;
         /* created = lastUpdated, in ms since the epoch (written in
          * deciseconds, to the day as CMPs do); 0 = today, so that the
          * string is fresh for records at T0 (2023) and for events at the

@@ -118,7 +118,8 @@ static void test_no_record_is_denied(void **state) {
         assert_int_equal(veil_pipeline_tier_count(h.p, VEIL_TIER_NONE), 1);
         /* A TC string on the event alone does not grant by default. */
         char tc[256];
-        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 10, 11, 0)};
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 10, 11, 0),
+                             .pub = 1};
         h_tc(&m, tc, sizeof(tc));
         ev = h_event(&h, "nobody", tc, -1);
         assert_int_equal(ev->tier, VEIL_TIER_NONE);
@@ -533,6 +534,7 @@ static void test_out_of_order(void **state) {
         assert_int_equal(h_grant(&h, "finn", 1, 1, 1, T0 + 2000), 0);
         char tc[256];
         struct tc_model m = {.purposes = h_purposes(1, 5, 6, 10, 11, 0),
+                             .pub = 1,
                              .special = 1};
         h_tc(&m, tc, sizeof(tc));
         assert_int_equal(h_consent(&h, "finn", "finn", "consent", 1, 1, 1,
@@ -552,7 +554,8 @@ static void test_tombstone_without_ledger_rule(void **state) {
         (void)state;
         struct harness h;
         char tc[256];
-        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0)};
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0),
+                             .pub = 1};
         h_tc(&m, tc, sizeof(tc));
         h_open(&h, "{require_ledger: false}");
         const struct veil_event *ev = h_event(&h, "gus", tc, -1);
@@ -581,7 +584,7 @@ static void test_event_tc_is_stricter(void **state) {
         h_open(&h, "{}");
         assert_int_equal(h_grant(&h, "fay", 1, 1, 1, T0), 0);
         /* 5 and 6 consented, no 10: personalized without training. */
-        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 11, 0),
+        struct tc_model m = {.pub = 1, .purposes = h_purposes(1, 5, 6, 11, 0),
                              .special = 1};
         h_tc(&m, tc, sizeof(tc));
         const struct veil_event *ev = h_event(&h, "fay", tc, -1);
@@ -589,20 +592,20 @@ static void test_event_tc_is_stricter(void **state) {
         assert_int_equal(ev->training, 0);
         assert_int_equal(ev->special_features, 1);
         /* 5 without 6: contextual (11 by legitimate interest is enough). */
-        m = (struct tc_model){.purposes = h_purposes(5, 10, 0),
+        m = (struct tc_model){.pub = 1, .purposes = h_purposes(5, 10, 0),
                               .purposes_li = h_purposes(11, 0)};
         h_tc(&m, tc, sizeof(tc));
         ev = h_event(&h, "fay", tc, -1);
         assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
         assert_int_equal(ev->training, 1);
         /* LI for 5 and 6 is ignored under TCF 2.2, whatever the bits say. */
-        m = (struct tc_model){.purposes = h_purposes(11, 0),
+        m = (struct tc_model){.pub = 1, .purposes = h_purposes(11, 0),
                               .purposes_li = h_purposes(5, 6, 0)};
         h_tc(&m, tc, sizeof(tc));
         ev = h_event(&h, "fay", tc, -1);
         assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
         /* Nothing: none, counted by reason. */
-        m = (struct tc_model){0};
+        m = (struct tc_model){.pub = 1};
         h_tc(&m, tc, sizeof(tc));
         ev = h_event(&h, "fay", tc, -1);
         assert_int_equal(ev->status, VEIL_DROP);
@@ -622,7 +625,7 @@ static void test_ledger_tc_and_features(void **state) {
         char tc[512], tc2[512];
         h_open(&h, "{}");
         /* The record's own purposes say yes, its TC string lacks 6. */
-        struct tc_model m = {.purposes = h_purposes(5, 10, 11, 0),
+        struct tc_model m = {.pub = 1, .purposes = h_purposes(5, 10, 11, 0),
                              .special = 3};
         h_tc(&m, tc, sizeof(tc));
         assert_int_equal(h_consent(&h, "gil", "gil", "consent", 1, 1, 0, -1,
@@ -633,7 +636,8 @@ static void test_ledger_tc_and_features(void **state) {
         assert_int_equal(ev->training, 1);
         assert_int_equal(ev->special_features, 3);
         /* Both strings: the features both opted in to. */
-        m = (struct tc_model){.purposes = h_purposes(11, 0), .special = 2};
+        m = (struct tc_model){.purposes = h_purposes(11, 0), .special = 2,
+                              .pub = 1};
         h_tc(&m, tc2, sizeof(tc2));
         ev = h_event(&h, "gil", tc2, -1);
         assert_int_equal(ev->special_features, 2);
@@ -643,7 +647,7 @@ static void test_ledger_tc_and_features(void **state) {
         assert_int_equal(get_bool(a, "purposes_after.personalization"), 0);
         /* A first record whose TC string allows nothing: audited as
          * withdrawn (nothing in force), not as granted. */
-        m = (struct tc_model){.purposes = h_purposes(0)};
+        m = (struct tc_model){.pub = 1, .purposes = h_purposes(0)};
         h_tc(&m, tc2, sizeof(tc2));
         assert_int_equal(h_consent(&h, "hal", "hal", "consent", 1, 1, 1, -1,
                                    tc2, "cmp", T0),
@@ -683,7 +687,7 @@ static void test_audit_special_features(void **state) {
         struct harness h;
         char on[512], off[512];
         h_open(&h, "{}");
-        struct tc_model m = {.purposes = h_purposes(5, 6, 10, 11, 0),
+        struct tc_model m = {.pub = 1, .purposes = h_purposes(5, 6, 10, 11, 0),
                              .special = 1};
         h_tc(&m, on, sizeof(on));
         m.special = 0;
@@ -777,6 +781,7 @@ static void test_tc_policy_version(void **state) {
         h_open(&h, "{}");
         assert_int_equal(h_grant(&h, "ola", 1, 1, 1, T0), 0);
         struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0),
+                             .pub = 1,
                              .special = 1};
         static const struct {
                 int policy, granted;
@@ -846,7 +851,8 @@ static void test_tc_max_age(void **state) {
         const int64_t D0 = T0 / DAY * DAY;
         h_open(&h, "{}");
         assert_int_equal(h_grant(&h, "quin", 1, 1, 1, T0), 0);
-        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0)};
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0),
+                             .pub = 1};
         h_event_now_ms = D0;
         m.updated_ms = D0 - 395 * DAY;
         h_tc(&m, tc, sizeof(tc));
@@ -945,6 +951,7 @@ static void test_tc_expires_in_ledger(void **state) {
         char tc[512], fresh[512];
         const int64_t D0 = T0 / DAY * DAY, LAPSE = D0 + 30 * DAY + 1;
         struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0),
+                             .pub = 1,
                              .special = 1,
                              .updated_ms = D0};
         h_tc(&m, tc, sizeof(tc));
@@ -1342,7 +1349,8 @@ static void test_access_request(void **state) {
         struct harness h;
         char tc[256];
         h_open(&h, "{}");
-        struct tc_model m = {.purposes = h_purposes(5, 6, 11, 0), .special = 1};
+        struct tc_model m = {.purposes = h_purposes(5, 6, 11, 0), .special = 1,
+                             .pub = 1};
         h_tc(&m, tc, sizeof(tc));
         assert_int_equal(h_consent(&h, "nia", "nia", "consent", 1, 0, 1, 0, tc,
                                    "cmp", T0),
@@ -1415,10 +1423,10 @@ static void test_refused_between_batches(void **state) {
         h_close(&h);
 }
 
-static void test_notice(void **state) {
-        (void)state;
+/* The consent stage's notice for a with: block, one line per point. */
+static char *notice_of(const char *with) {
         struct harness h;
-        h_open(&h, "{contextual: [\"11|1\"], vendor_id: 755}");
+        h_open(&h, with);
         struct veil_notice n;
         memset(&n, 0, sizeof(n));
         veil_notice_collect(&n, veil_pipeline_stage_plugin(h.p, 0),
@@ -1432,6 +1440,14 @@ static void test_notice(void **state) {
                 strcat(all, "\n");
                 assert_string_equal(n.l[i].stage, "consent");
         }
+        veil_notice_free(&n);
+        h_close(&h);
+        return all;
+}
+
+static void test_notice(void **state) {
+        (void)state;
+        char *all = notice_of("{contextual: [\"11|1\"], vendor_id: 755}");
         static const char *const want[] = {
                 "personalization needs TCF purposes 5 and 6",
                 "contextual recommendations need TCF purposes 1 or 11",
@@ -1453,8 +1469,96 @@ static void test_notice(void **state) {
         for (size_t i = 0; i < sizeof(want) / sizeof(*want); i++)
                 if (!strstr(all, want[i]))
                         fail_msg("notice lacks '%s':\n%s", want[i], all);
+        assert_null(strstr(all, "choices for this site itself"));
         free(all);
-        veil_notice_free(&n);
+        /* The default: we are the publisher. */
+        all = notice_of("{}");
+        if (!strstr(all, "A consent string counts only through the choices "
+                         "you made for this site itself (the publisher's "
+                         "purposes in TCF), not those for advertising "
+                         "vendors; a consent string without them allows "
+                         "nothing."))
+                fail_msg("notice lacks the publisher's rule:\n%s", all);
+        assert_null(strstr(all, "our vendor"));
+        free(all);
+}
+
+/* With the default vendor_id 0 we are the publisher: a TC string grants
+ * through its publisher TC segment alone (PubPurposesConsent, and
+ * PubPurposesLITransparency under the same legitimate-interest rules), not
+ * through the purposes the person allowed vendors in the core segment,
+ * which each vendor may use only with its own vendor consent. A string
+ * without a publisher segment grants nothing. */
+static void test_publisher_segment(void **state) {
+        (void)state;
+        struct harness h;
+        char tc[512];
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "zoe", 1, 1, 1, T0), 0);
+        /* Every purpose consented for vendors, every vendor refused, no
+         * publisher segment: nothing for us. */
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0),
+                             .purposes_li = h_purposes(11, 0),
+                             .special = 1};
+        h_tc(&m, tc, sizeof(tc));
+        const struct veil_event *ev = h_event(&h, "zoe", tc, -1);
+        assert_int_equal(ev->status, VEIL_DROP);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_string_equal(ev->reason,
+                            "consent: refused by the event's TC string");
+        /* The publisher segment decides, whatever the core says. */
+        m.pub = 2;
+        m.pub_purposes = h_purposes(5, 6, 0);
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "zoe", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->training, 0);
+        assert_int_equal(ev->analytics, 0);
+        m.purposes = m.purposes_li = 0;
+        m.pub_purposes = h_purposes(5, 6, 8, 10, 0);
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "zoe", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->training, 1);
+        assert_int_equal(ev->analytics, 1);
+        /* Legitimate interest in the publisher segment: for 11 (accepted
+         * by default), yes; for 5 and 6, never. */
+        m.pub_purposes = h_purposes(10, 0);
+        m.pub_purposes_li = h_purposes(5, 6, 11, 0);
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "zoe", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        assert_int_equal(ev->training, 1);
+        /* In the ledger the same: a record whose string allows vendors
+         * everything and the publisher nothing grants nothing. */
+        m = (struct tc_model){.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0)};
+        h_tc(&m, tc, sizeof(tc));
+        assert_int_equal(h_consent(&h, "amo", "amo", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", T0),
+                         0);
+        assert_str(h_audit(&h, h_count(&h, "audit") - 1), "action",
+                   "withdrawn");
+        ev = h_event(&h, "amo", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        h_close(&h);
+
+        /* With vendor_id set, our vendor's consent and the core purposes
+         * grant, as before; the publisher segment does not stand in for
+         * them. */
+        static const int us[] = {755};
+        h_open(&h, "{vendor_id: 755}");
+        assert_int_equal(h_grant(&h, "zoe", 1, 1, 1, T0), 0);
+        m = (struct tc_model){.vendors = us, .n_vendors = 1, .pub = 2,
+                              .pub_purposes = h_purposes(1, 5, 6, 8, 10, 11,
+                                                         0)};
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "zoe", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        m.purposes = h_purposes(5, 6, 0);
+        m.pub = 0;
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "zoe", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
         h_close(&h);
 }
 
@@ -1483,6 +1587,7 @@ int main(void) {
                 cmocka_unit_test(test_tc_expires_in_ledger),
                 cmocka_unit_test(test_gpc),
                 cmocka_unit_test(test_vendor_and_restrictions),
+                cmocka_unit_test(test_publisher_segment),
                 cmocka_unit_test(test_bad_parameters),
                 cmocka_unit_test(test_serve_none),
                 cmocka_unit_test(test_rejected_records),

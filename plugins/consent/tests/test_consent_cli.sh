@@ -44,7 +44,8 @@ out=$("$VEIL" consent decode --help 2>&1); rc=$?
 out=$("$VEIL" plugins consent 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -qE "side inputs: consent" <<<"$out" && grep -qE "outputs: audit access" <<<"$out" \
    && grep -qE "personalization +list +default \[5, 6\]" <<<"$out" && grep -q "veil consent decode TC_STRING" <<<"$out" \
-   && grep -qE "tc_max_age_days +int +default 395 +a TC string whose lastUpdated" <<<"$out"; then
+   && grep -qE "tc_max_age_days +int +default 395 +a TC string whose lastUpdated" <<<"$out" \
+   && grep -qE "vendor_id +int +default 0 +our IAB vendor id: .*0: we are the publisher, and a TC string grants through its publisher TC segment alone" <<<"$out"; then
   ok "veil plugins consent documents inputs, outputs, parameters and the command"
 else bad "plugins consent: rc=$rc $out"; fi
 

@@ -69,7 +69,8 @@ static size_t make_samples(struct harness *h, struct sample *s, size_t max) {
         for (int i = 0; i < USERS && n < max; i++) {
                 struct tc_model m = {.purposes = h_purposes(1, 5, 6, 10, 11,
                                                             0),
-                                     .special = (uint16_t)(i & 3)};
+                                     .special = (uint16_t)(i & 3),
+                                     .pub = 1};
                 h_tc(&m, tc, sizeof(tc));
                 for (int shape = 0; shape < 4 && n < max; shape++) {
                         veil_rec_t *r = veil_codec_rec_begin(h->consent);
