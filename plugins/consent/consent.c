@@ -262,6 +262,12 @@ uint8_t veil_consent_allowed(const struct veil_consent *s,
         return a;
 }
 
+struct veil_ledger_entry *veil_consent_find(const struct veil_consent *s,
+                                            const struct veil_ledger_key *k) {
+        struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, k);
+        return e && !(e->flags & VEIL_LEDGER_ACCESS_KEY) ? e : NULL;
+}
+
 static veil_tier_t tier_of(uint8_t a) {
         if (a & VEIL_PURPOSE_PERSONALIZATION)
                 return VEIL_TIER_PERSONALIZED;
@@ -392,8 +398,7 @@ static int process(void *state, struct veil_batch *b) {
                 if (ev->status != VEIL_PASS)
                         continue;
                 struct veil_ledger_entry *e =
-                        ev->user_id ? veil_ledger_find(&s->ledger, &keys[i])
-                                    : NULL;
+                        ev->user_id ? veil_consent_find(s, &keys[i]) : NULL;
                 /* The person is at hand (the ledger keeps no id): a lapse
                  * of their TC string is applied now, audited and erased
                  * as a withdrawal. */
@@ -464,7 +469,7 @@ static int export_subject(void *state, const struct veil_subject *subj,
                 return 0;
         struct veil_ledger_key k;
         veil_ledger_key(&s->ledger, subj->raw_id, strlen(subj->raw_id), &k);
-        const struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
+        const struct veil_ledger_entry *e = veil_consent_find(s, &k);
         if (!e)
                 return 0; /* holds nothing: an empty section */
         char buf[128];

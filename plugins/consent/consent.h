@@ -66,6 +66,11 @@ struct veil_consent {
         uint64_t training_erasures; /**< training withdrawn alone */
 };
 
+/** The person's ledger entry for the key, or NULL: an access request's key
+ *  (VEIL_LEDGER_ACCESS_KEY) is nobody's. */
+struct veil_ledger_entry *veil_consent_find(const struct veil_consent *s,
+                                            const struct veil_ledger_key *k);
+
 /** Reads and checks the parameters; errors name the parameter's place. */
 int veil_consent_cfg_load(struct veil_consent_cfg *c, const veil_params_t *p,
                           char *errstr, size_t errstr_size);

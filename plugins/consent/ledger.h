@@ -37,6 +37,11 @@
  *  lapse has been audited and the person's erasure requested (consent.c,
  *  veil_consent_lapse). A newer record clears it. */
 #define VEIL_LEDGER_LAPSED 0x04u
+/** Not a person: the key of an access request keyed apart from its person
+ *  (access/<id>), held until its tombstone so that the tombstone is not
+ *  kept as a person's refusal (require_ledger: false). Lookups of people
+ *  skip it (veil_consent_find). */
+#define VEIL_LEDGER_ACCESS_KEY 0x08u
 
 struct veil_ledger_key {
         uint64_t k0, k1; /**< never both zero: that marks an empty slot */

@@ -229,7 +229,7 @@ static int reject_keyed(struct veil_consent *s,
                         const char *what) {
         struct veil_ledger_key k;
         veil_ledger_key(&s->ledger, id, len, &k);
-        if (!veil_ledger_find(&s->ledger, &k))
+        if (!veil_consent_find(s, &k))
                 erase(s, id);
         return reject(s, r, errstr, errstr_size, what);
 }
@@ -240,6 +240,15 @@ static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
         s->tombstones++;
         veil_ledger_key(&s->ledger, id, len, &k);
         struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
+        if (e && (e->flags & VEIL_LEDGER_ACCESS_KEY)) {
+                /* An answered access request's key: kept as a refusal it
+                 * would stay for good, one entry per request. It names
+                 * nobody, unless an operator keyed the request by another
+                 * person's id: the erasure below is for them. */
+                veil_ledger_remove(&s->ledger, &k);
+                erase(s, id);
+                return 0;
+        }
         if (e) {
                 /* A lapse that came first is audited first. */
                 veil_consent_lapse(s, e, id, len, r->timestamp_ms);
@@ -283,6 +292,25 @@ static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
         return 0;
 }
 
+/* Where a tombstone is kept as a refusal (require_ledger: false), the
+ * tombstone that ends an access request keyed apart from its person would
+ * leave one entry per request for good: the key is remembered until then,
+ * as nobody's, and its tombstone removes it. A key that is someone's entry
+ * already stays theirs. Without memory the tombstone is kept as a refusal,
+ * as before: an entry too many, never a grant. */
+static void hold_access_key(struct veil_consent *s, const char *key,
+                            size_t key_len) {
+        struct veil_ledger_key k;
+        veil_ledger_key(&s->ledger, key, key_len, &k);
+        int created;
+        struct veil_ledger_entry *e =
+                veil_ledger_insert(&s->ledger, &k, &created);
+        if (!e || !created)
+                return;
+        e->ts_ms = INT64_MIN; /* any record for the key replaces it */
+        e->flags = VEIL_LEDGER_ACCESS_KEY;
+}
+
 static int access_request(struct veil_consent *s,
                           const struct veil_side_record *r, const char *uid,
                           size_t len, const char *source, int64_t ts,
@@ -290,7 +318,7 @@ static int access_request(struct veil_consent *s,
         struct veil_ledger_key k;
         s->access++;
         veil_ledger_key(&s->ledger, uid, len, &k);
-        struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
+        struct veil_ledger_entry *e = veil_consent_find(s, &k);
         struct in_force now = {0, 0};
         if (e) {
                 veil_consent_lapse(s, e, uid, len, r->timestamp_ms);
@@ -305,6 +333,9 @@ static int access_request(struct veil_consent *s,
          * (after the export, which the host applies first). */
         if (!rc && !e && key_len == len && !memcmp(key, uid, len))
                 erase(s, uid);
+        else if (!s->cfg.require_ledger &&
+                 (key_len != len || memcmp(key, uid, len)))
+                hold_access_key(s, key, key_len);
         return rc;
 }
 
@@ -418,7 +449,7 @@ int veil_consent_record(struct veil_consent *s,
 
         struct veil_ledger_key k;
         veil_ledger_key(&s->ledger, id, len, &k);
-        struct veil_ledger_entry *e = veil_ledger_find(&s->ledger, &k);
+        struct veil_ledger_entry *e = veil_consent_find(s, &k);
         int had = e != NULL;
         struct in_force was = {0, 0};
         if (had) {

@@ -366,16 +366,23 @@ static void test_erasures_held_bounded(void **state) {
         h_close(&h);
 }
 
-/* The gauge `name` of stage 1 (consent, the extra stage, holder). */
-static double stage_gauge(struct harness *h, const char *name) {
-        for (size_t j = 0; j < veil_pipeline_stage_n_gauges(h->p, 1); j++) {
+/* The gauge `name` of a stage (0 consent, 1 the extra stage, then
+ * holder), as its last batch published it. */
+static double gauge(struct harness *h, size_t stage, const char *name) {
+        for (size_t j = 0; j < veil_pipeline_stage_n_gauges(h->p, stage);
+             j++) {
                 double v;
-                const char *g = veil_pipeline_stage_gauge(h->p, 1, j, &v);
+                const char *g = veil_pipeline_stage_gauge(h->p, stage, j, &v);
                 if (g && !strcmp(g, name))
                         return v;
         }
-        fail_msg("dp_model has no gauge %s", name);
+        fail_msg("stage %zu has no gauge %s", stage, name);
         return -1;
+}
+
+/* The gauge `name` of the extra stage. */
+static double stage_gauge(struct harness *h, const char *name) {
+        return gauge(h, 1, name);
 }
 
 /* With steps of event time, dp_model holds a person's example of the next
@@ -574,6 +581,43 @@ static void test_tombstone_without_ledger_rule(void **state) {
         assert_str(h_audit(&h, n_audit), "source", "other");
         ev = h_event(&h, "gus", tc, -1);
         assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        h_close(&h);
+}
+
+/* Access requests keyed apart from their person (access/<id>, as the
+ * README asks), each tombstoned once answered: with require_ledger: false
+ * the tombstone of such a key is not taken for a person's, so it leaves
+ * no refusal in the ledger (each request used to leave one for good). The
+ * key is nobody's meanwhile: an event whose user id it is gets no
+ * record's answer. A person's own tombstone still keeps a refusal. */
+static void test_access_keys_leave_nothing(void **state) {
+        (void)state;
+        struct harness h;
+        char tc[256], key[32], user[32];
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0),
+                             .pub = 1};
+        h_tc(&m, tc, sizeof(tc));
+        h_open(&h, "{require_ledger: false}");
+        for (int i = 0; i < 100; i++) {
+                snprintf(key, sizeof(key), "access/%d", i);
+                snprintf(user, sizeof(user), "user-%d", i);
+                assert_int_equal(h_consent(&h, key, user, "access", 0, 0, 0,
+                                           -1, NULL, "support_desk", T0),
+                                 0);
+        }
+        const struct veil_event *ev = h_event(&h, "access/7", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        for (int i = 0; i < 100; i++) {
+                snprintf(key, sizeof(key), "access/%d", i);
+                assert_int_equal(h_tombstone(&h, key), 0);
+        }
+        ev = h_event(&h, "someone", NULL, -1);
+        assert_int_equal(gauge(&h, 0, "ledger_people"), 0);
+        /* A tombstone for a key no request used is a person's: refused. */
+        assert_int_equal(h_tombstone(&h, "access/100"), 0);
+        ev = h_event(&h, "access/100", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_int_equal(gauge(&h, 0, "ledger_people"), 1);
         h_close(&h);
 }
 
@@ -1579,6 +1623,7 @@ int main(void) {
                 cmocka_unit_test(test_rejected_unknown_erases),
                 cmocka_unit_test(test_out_of_order),
                 cmocka_unit_test(test_tombstone_without_ledger_rule),
+                cmocka_unit_test(test_access_keys_leave_nothing),
                 cmocka_unit_test(test_event_tc_is_stricter),
                 cmocka_unit_test(test_ledger_tc_and_features),
                 cmocka_unit_test(test_audit_special_features),
