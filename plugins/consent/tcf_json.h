@@ -10,13 +10,17 @@
  * purposeOneTreatment, publisherCountryCode, vendorConsents,
  * vendorLegitimateInterests, publisherRestrictions (array of {"purposeId",
  * "restrictionType" (0 not allowed, 1 require consent, 2 require LI),
- * "vendors"}), disclosedVendors, allowedVendors, publisherConsents,
+ * "vendorRanges"}), disclosedVendors, allowedVendors, publisherConsents,
  * publisherLegitimateInterests, numCustomPurposes, customPurposeConsents,
  * customPurposeLegitimateInterests.
  *
- * Every id set is a JSON array of numbers in ascending order. Every key is
- * always present so consumers see one shape: the keys of an absent optional
- * segment (disclosed, allowed, publisher TC) are null.
+ * Every id set is a JSON array of numbers in ascending order, but for a
+ * restriction's vendors: "vendorRanges" is an array of inclusive [first,
+ * last] pairs, ascending, disjoint and merged ([[7,7],[20,30]]), as TC
+ * strings encode them; one id each, a few bytes of string could name
+ * 65,535 vendors thousands of times over. Every key is always present so
+ * consumers see one shape: the keys of an absent optional segment
+ * (disclosed, allowed, publisher TC) are null.
  */
 #ifndef VEIL_CONSENT_TCF_JSON_H
 #define VEIL_CONSENT_TCF_JSON_H

@@ -437,7 +437,8 @@ static void test_v7_duplicate_vendor(void **state) {
         assert_non_null(json);
         assert_non_null(strstr(json,
                                "{\"purposeId\":1,\"restrictionType\":1,"
-                               "\"vendors\":[7,20,71,122,140,183]}"));
+                               "\"vendorRanges\":[[7,7],[20,20],[71,71],"
+                               "[122,122],[140,140],[183,183]]}"));
         free(json);
         assert_int_equal(veil_tcf_restrictions(&t, 1, 7),
                          1u << VEIL_TCF_REQUIRE_CONSENT);
@@ -1425,9 +1426,10 @@ static void test_json(void **state) {
         j = veil_tcf_to_json(&f->t);
         assert_non_null(j);
         expect_in(j, "\"publisherRestrictions\":[{\"purposeId\":1,"
-                     "\"restrictionType\":1,\"vendors\":[]},{\"purposeId\":"
-                     "2,\"restrictionType\":0,\"vendors\":[]},{\"purposeId\""
-                     ":3,\"restrictionType\":2,\"vendors\":[]}]");
+                     "\"restrictionType\":1,\"vendorRanges\":[]},"
+                     "{\"purposeId\":2,\"restrictionType\":0,"
+                     "\"vendorRanges\":[]},{\"purposeId\":3,"
+                     "\"restrictionType\":2,\"vendorRanges\":[]}]");
         free(j);
 
         /* a big set lists every id once, in order */
