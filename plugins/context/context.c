@@ -134,15 +134,16 @@ static void session_from_attrs(const struct veil_event *ev,
 }
 
 /* Session continuation of a personalized profile, then the profile update
- * once the features are known. */
+ * once the features are known. Only a gap forward in time ends a visit: an
+ * event that arrives late (stamped before the visit's last one) belongs to
+ * this visit or an earlier one, never to a new one, and starting one would
+ * hand the visit in progress on as "earlier visits". */
 static void session_of(const struct state *s, const struct veil_profile *p,
                        int created, const struct veil_event *ev, int64_t ts,
                        struct veil_session_info *si) {
         uint64_t sh = ev->ctx.session_id ? hash_str(ev->ctx.session_id) : 0;
         int fresh = created || p->position == 0 ||
-                    (sh && sh != p->session) ||
-                    ts - p->last_ts > s->gap_ms ||
-                    p->last_ts - ts > s->gap_ms;
+                    (sh && sh != p->session) || ts - p->last_ts > s->gap_ms;
         if (fresh) {
                 si->position = 1;
                 si->since_prev_ms = -1;
@@ -368,7 +369,11 @@ static int process(void *state, struct veil_batch *b) {
                 p->session = ev->ctx.session_id
                                      ? hash_str(ev->ctx.session_id)
                                      : 0;
-                p->last_ts = ts;
+                /* A late event in the visit leaves its end where it was:
+                 * the next event's gap is measured from the visit's latest
+                 * time, or one late event would split the visit. */
+                if (si.position == 1 || ts > p->last_ts)
+                        p->last_ts = ts;
                 p->position = si.position;
         }
         /* Counts, never about one person. An eviction makes one person's

@@ -1373,6 +1373,54 @@ static void test_history(void **st) {
         h_close(&h);
 }
 
+/* An event that arrives late (stamped before the visit's last one) stays
+ * in the visit in progress, and the next event's gap is measured from the
+ * visit's latest time: the late event's older time used to become the
+ * visit's end, so the next event, 700 s after it but 200 s after the
+ * visit's latest, began a new visit and the visit in progress was handed
+ * on as earlier visits. Nor does an event late by more than the gap begin
+ * a visit (it began two: its own and, again, the next event's). */
+static void test_late_event(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "default_tier: personalized, session_gap_s: 600, "
+                   "history_items: 8");
+        const uint32_t S = 16384;
+        struct spec a[] = {
+                {"ann", "85123A", "s1", NULL, 10000, P},
+                {"ann", "71053", "s1", NULL, 10500, P},
+                {"ann", "84406B", "s1", NULL, 10000, P}, /* late */
+                {"ann", "22752", "s1", NULL, 10700, P},
+        };
+        struct veil_batch *b = h_run(&h, a, 4);
+        const struct veil_event *e3 = &b->events[3];
+        assert_int_equal(feature(e3, VEIL_CTX_SESSION_POSITION),
+                         expect_id(S, "session_position", "4-5"));
+        assert_int_equal(feature(e3, VEIL_CTX_SINCE_PREVIOUS),
+                         expect_id(S, "since_previous", "1-5m"));
+        assert_int_equal(info(e3)->n_visit, 3);
+        assert_int_equal(info(e3)->n_history, 0);
+        /* Late by more than the gap: still this visit, and so is the
+         * event after it. */
+        struct spec c[] = {
+                {"cy", "85123A", "s1", NULL, 10000, P},
+                {"cy", "71053", "s1", NULL, 20000, P}, /* visit 2 */
+                {"cy", "84406B", "s1", NULL, 10100, P}, /* late */
+                {"cy", "22752", "s1", NULL, 20100, P},
+        };
+        b = h_run(&h, c, 4);
+        assert_int_equal(feature(&b->events[2], VEIL_CTX_SESSION_POSITION),
+                         expect_id(S, "session_position", "2"));
+        assert_int_equal(feature(&b->events[3], VEIL_CTX_SESSION_POSITION),
+                         expect_id(S, "session_position", "3"));
+        uint32_t v;
+        hist_of(&b->events[3], "85123A", &v);
+        assert_int_equal(v, 1);
+        assert_int_equal(info(&b->events[3])->n_history, 1);
+        assert_int_equal(info(&b->events[3])->n_visit, 2);
+        h_close(&h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_feature_ids),
@@ -1393,6 +1441,7 @@ int main(void) {
                 cmocka_unit_test(test_idle_ttl),
                 cmocka_unit_test(test_export_after_rotation),
                 cmocka_unit_test(test_history),
+                cmocka_unit_test(test_late_event),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
