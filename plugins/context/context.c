@@ -416,6 +416,9 @@ static int export_subject(void *state, const struct veil_subject *subj,
                                      : NULL;
         if (!p)
                 return 0; /* nothing held: an empty section */
+        /* Nor history items past it: they are aged on the person's next
+         * event, which may never come. */
+        veil_profiles_age(p, now - s->ttl_ms);
         /* The host asks once per key the person may be held under (after
          * a rotation, a profile under each): the second and later ones
          * are named by their key, or each would overwrite the last. */
@@ -486,9 +489,10 @@ static int32_t item_index(void *ctx, const char *id) {
  * file at start, items learnt at run time are interned again. */
 static int checkpoint(void *state, void **data, size_t *len) {
         struct state *s = state;
-        /* An idle instance runs no batch to expire them: what is past its
-         * TTL goes before the state topic gets it. */
-        veil_profiles_expire(s->prof, now_of(s));
+        /* An idle instance runs no batch to expire them, and a history is
+         * aged only on its person's next event: what is past its TTL goes
+         * before the state topic gets it. */
+        veil_profiles_trim(s->prof, now_of(s));
         return veil_profiles_save(s->prof, item_id, s->cat, data, len);
 }
 

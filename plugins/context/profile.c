@@ -394,6 +394,14 @@ size_t veil_profiles_expire(struct veil_profiles *s, int64_t now_ms) {
         return n;
 }
 
+void veil_profiles_trim(struct veil_profiles *s, int64_t now_ms) {
+        veil_profiles_expire(s, now_ms);
+        if (!s->H || s->ttl_ms <= 0)
+                return;
+        for (uint32_t i = s->head; i != NIL; i = s->e[i].next)
+                veil_profiles_age(&s->e[i].p, now_ms - s->ttl_ms);
+}
+
 /* ---- checkpoint ---- */
 
 /* "VPRF", u8 format, u32 count, then per profile (big-endian):
@@ -689,8 +697,8 @@ int veil_profiles_load(struct veil_profiles *s, const void *data, size_t len,
                 return rc;
         }
         /* A checkpoint may be older than the TTL (an instance down for
-         * days, or one that saved profiles already past it): those are
-         * deleted now rather than restored. */
-        veil_profiles_expire(s, now_ms);
+         * days, or one that saved profiles already past it): what is past
+         * it now is deleted rather than restored. */
+        veil_profiles_trim(s, now_ms);
         return 0;
 }

@@ -76,6 +76,11 @@ void veil_profiles_age(struct veil_profile *p, int64_t min_ts);
 int veil_profiles_erase(struct veil_profiles *s, const char *key);
 /** Deletes every profile unused for longer than the TTL. */
 size_t veil_profiles_expire(struct veil_profiles *s, int64_t now_ms);
+/** What is past the TTL at now_ms leaves, for what goes out of the process
+ *  (a checkpoint) or comes back in (a restore): the expired profiles, and
+ *  the history items of the others not seen since now_ms - TTL (the history
+ *  is otherwise aged only on the person's next event). */
+void veil_profiles_trim(struct veil_profiles *s, int64_t now_ms);
 size_t veil_profiles_count(const struct veil_profiles *s);
 
 /** Serializes every profile, least recently used first, with its last-use

@@ -814,9 +814,12 @@ struct spec {
         veil_tier_t tier;
 };
 
-static struct veil_batch *h_run(struct harness *h, const struct spec *sp,
-                                size_t n) {
+/* A batch whose clock is now_ms (0: the wall clock, as the host's). */
+static struct veil_batch *h_run_at(struct harness *h, const struct spec *sp,
+                                   size_t n, int64_t now_ms) {
         struct veil_batch *b = veil_pipeline_batch_begin(h->p);
+        if (now_ms)
+                b->now_ms = now_ms;
         char id[32];
         for (size_t i = 0; i < n; i++) {
                 struct veil_event ev = {0};
@@ -835,6 +838,11 @@ static struct veil_batch *h_run(struct harness *h, const struct spec *sp,
         char err[512];
         assert_int_equal(veil_pipeline_batch_run(h->p, err, sizeof(err)), 0);
         return b;
+}
+
+static struct veil_batch *h_run(struct harness *h, const struct spec *sp,
+                                size_t n) {
+        return h_run_at(h, sp, n, 0);
 }
 
 static const struct veil_context_info *info(const struct veil_event *ev) {
@@ -1318,10 +1326,12 @@ static void test_history(void **st) {
         hist_of(&b->events[0], "85123A", &v);
         assert_int_equal(v, 2);
         assert_int_equal(info(&b->events[0])->n_history, 4);
-        /* The export lists the history; forget deletes it. */
+        /* The export lists the history; forget deletes it. (On a clock
+         * of these events' times, as a replay's: by the wall clock they
+         * are decades past the TTL, and an export leaves them out.) */
         struct spec ex[] = {{"ann", "x", NULL, "export", 13001, P}};
-        h_run(&h, ex, 1);
-        h_run(&h, NULL, 0);
+        h_run_at(&h, ex, 1, 13001000);
+        h_run_at(&h, NULL, 0, 13001000);
         assert_int_equal(h.n_access, 1);
         assert_non_null(strstr(h.access, "85123A@9000000 (visits: 2)"));
         assert_non_null(strstr(h.access, "\"visits\": \"4\""));
@@ -1421,6 +1431,72 @@ static void test_late_event(void **st) {
         h_close(&h);
 }
 
+/* The context stage's checkpoint, as the host takes it. */
+static void h_checkpoint(struct harness *h, void **data, size_t *len) {
+        const struct veil_plugin *def = veil_pipeline_stage_plugin(h->p, 1);
+        assert_int_equal(def->checkpoint(veil_pipeline_stage_state(h->p, 1),
+                                         data, len),
+                         0);
+}
+
+/* A history item not seen for the TTL is dropped on the person's next
+ * event; one who comes back no more kept it until the whole profile
+ * expired, a TTL after their last event, and a checkpoint, a restore and
+ * an access export held it until then: almost twice the TTL, against the
+ * notice's "an item you have not chosen for N days is dropped". */
+static void test_history_ttl(void **st) {
+        (void)st;
+        const char *with = "default_tier: personalized, session_gap_s: 600, "
+                           "history_items: 4, profile_items: 1, "
+                           "profile_ttl_s: 3600";
+        struct harness h, h2;
+        h_open(&h, with);
+        /* The batch 700 s ago: 85123A was then 3000 s old (kept), now it
+         * is 3700 s old; 71053 is 800 s old. */
+        int64_t t0 = (int64_t)time(NULL) - 700;
+        struct spec a[] = {{"ann", "85123A", "s1", NULL, t0 - 3000, P},
+                           {"ann", "71053", "s2", NULL, t0 - 100, P}};
+        h_run_at(&h, a, 2, t0 * 1000);
+        void *then = NULL, *data = NULL;
+        size_t then_len = 0, len = 0;
+        h_checkpoint(&h, &then, &then_len);
+        assert_non_null(memmem(then, then_len, "85123A", 6));
+        /* Now (a batch of someone else's, or none at all): an export,
+         * then a checkpoint. */
+        struct spec ex[] = {{"ann", "x", NULL, "export", t0 + 700, P}};
+        h_run(&h, ex, 1);
+        h_run(&h, NULL, 0);
+        assert_int_equal(h.n_access, 1);
+        assert_null(strstr(h.access, "85123A"));
+        assert_non_null(strstr(h.access, "71053@"));
+        h_open(&h2, with);
+        h_run_at(&h2, a, 2, t0 * 1000);
+        h_run(&h2, NULL, 0);
+        h_checkpoint(&h2, &data, &len);
+        assert_null(memmem(data, len, "85123A", 6));
+        assert_non_null(memmem(data, len, "71053", 5));
+        free(data);
+        h_close(&h2);
+        /* The checkpoint of 700 s ago, restored now (over the profile, in
+         * the same keyring): without the item, so ann's next event, even
+         * one stamped a little back, does not get it from her earlier
+         * visits. */
+        const struct veil_plugin *def = veil_pipeline_stage_plugin(h.p, 1);
+        char err[256];
+        assert_int_equal(def->restore(veil_pipeline_stage_state(h.p, 1),
+                                      then, then_len, err, sizeof(err)),
+                         0);
+        free(then);
+        struct spec next[] = {{"ann", "84406B", "s3", NULL, t0 - 50, P}};
+        struct veil_batch *b = h_run(&h, next, 1);
+        uint32_t v;
+        hist_of(&b->events[0], "85123A", &v);
+        assert_int_equal(v, 0);
+        hist_of(&b->events[0], "71053", &v);
+        assert_int_equal(v, 1);
+        h_close(&h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_feature_ids),
@@ -1442,6 +1518,7 @@ int main(void) {
                 cmocka_unit_test(test_export_after_rotation),
                 cmocka_unit_test(test_history),
                 cmocka_unit_test(test_late_event),
+                cmocka_unit_test(test_history_ttl),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
