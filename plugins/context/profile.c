@@ -395,11 +395,21 @@ size_t veil_profiles_expire(struct veil_profiles *s, int64_t now_ms) {
 }
 
 void veil_profiles_trim(struct veil_profiles *s, int64_t now_ms) {
-        veil_profiles_expire(s, now_ms);
-        if (!s->H || s->ttl_ms <= 0)
-                return;
-        for (uint32_t i = s->head; i != NIL; i = s->e[i].next)
-                veil_profiles_age(&s->e[i].p, now_ms - s->ttl_ms);
+        /* Every profile, not veil_profiles_expire's walk from the least
+         * recently used: last uses are stamped with the batches' clock,
+         * and after it stepped back the profiles used since carry earlier
+         * stamps than older ones, so the walk stopped at a fresh profile
+         * with expired ones behind it (for as long as the step), and they
+         * were checkpointed and restored. */
+        uint32_t i = s->head;
+        while (i != NIL) {
+                uint32_t next = s->e[i].next;
+                if (expired(s, i, now_ms))
+                        delete_slot(s, i);
+                else if (s->H && s->ttl_ms > 0)
+                        veil_profiles_age(&s->e[i].p, now_ms - s->ttl_ms);
+                i = next;
+        }
 }
 
 /* ---- checkpoint ---- */

@@ -77,9 +77,11 @@ int veil_profiles_erase(struct veil_profiles *s, const char *key);
 /** Deletes every profile unused for longer than the TTL. */
 size_t veil_profiles_expire(struct veil_profiles *s, int64_t now_ms);
 /** What is past the TTL at now_ms leaves, for what goes out of the process
- *  (a checkpoint) or comes back in (a restore): the expired profiles, and
- *  the history items of the others not seen since now_ms - TTL (the history
- *  is otherwise aged only on the person's next event). */
+ *  (a checkpoint) or comes back in (a restore): the expired profiles, all
+ *  of them (a scan, where veil_profiles_expire assumes last uses in LRU
+ *  order, which a clock stepped back breaks), and the history items of the
+ *  others not seen since now_ms - TTL (the history is otherwise aged only
+ *  on the person's next event). */
 void veil_profiles_trim(struct veil_profiles *s, int64_t now_ms);
 size_t veil_profiles_count(const struct veil_profiles *s);
 

@@ -1439,6 +1439,15 @@ static void h_checkpoint(struct harness *h, void **data, size_t *len) {
                          0);
 }
 
+/* Restores the context stage from a checkpoint, as the host does. */
+static void h_restore(struct harness *h, const void *data, size_t len) {
+        const struct veil_plugin *def = veil_pipeline_stage_plugin(h->p, 1);
+        char err[256];
+        if (def->restore(veil_pipeline_stage_state(h->p, 1), data, len, err,
+                         sizeof(err)))
+                fail_msg("%s", err);
+}
+
 /* A history item not seen for the TTL is dropped on the person's next
  * event; one who comes back no more kept it until the whole profile
  * expired, a TTL after their last event, and a checkpoint, a restore and
@@ -1481,11 +1490,7 @@ static void test_history_ttl(void **st) {
          * the same keyring): without the item, so ann's next event, even
          * one stamped a little back, does not get it from her earlier
          * visits. */
-        const struct veil_plugin *def = veil_pipeline_stage_plugin(h.p, 1);
-        char err[256];
-        assert_int_equal(def->restore(veil_pipeline_stage_state(h.p, 1),
-                                      then, then_len, err, sizeof(err)),
-                         0);
+        h_restore(&h, then, then_len);
         free(then);
         struct spec next[] = {{"ann", "84406B", "s3", NULL, t0 - 50, P}};
         struct veil_batch *b = h_run(&h, next, 1);
@@ -1495,6 +1500,51 @@ static void test_history_ttl(void **st) {
         hist_of(&b->events[0], "71053", &v);
         assert_int_equal(v, 1);
         h_close(&h);
+}
+
+/* The stage's gauge `name`. */
+static double h_gauge(struct harness *h, const char *name) {
+        for (size_t j = 0; j < veil_pipeline_stage_n_gauges(h->p, 1); j++) {
+                double x;
+                if (!strcmp(veil_pipeline_stage_gauge(h->p, 1, j, &x), name))
+                        return x;
+        }
+        fail_msg("no gauge %s", name);
+        return -1;
+}
+
+/* Last uses are stamped with the batches' clock (the wall clock live).
+ * After it stepped back, bob, used since, has an earlier stamp than
+ * alice, used before: expiry walked from the least recently used (alice),
+ * stopped at her as fresh, and bob, past his TTL, went into checkpoints
+ * and came back from them for as long as the step. */
+static void test_clock_step_back(void **st) {
+        (void)st;
+        const char *with = "default_tier: personalized, profile_ttl_s: 86400";
+        struct harness h, h2;
+        h_open(&h, with);
+        int64_t w = (int64_t)time(NULL);
+        struct spec al[] = {{"alice", "85123A", "s1", NULL, w, P}};
+        struct spec bo[] = {{"bob", "71053", "s1", NULL, w - 2 * 86400, P}};
+        h_run_at(&h, al, 1, (w + 3600) * 1000); /* a clock running fast */
+        h_run_at(&h, bo, 1, (w - 2 * 86400) * 1000); /* set back, too far */
+        void *then = NULL, *data = NULL;
+        size_t then_len = 0, len = 0;
+        h_checkpoint(&h, &then, &then_len);
+        assert_non_null(memmem(then, then_len, "71053", 5));
+        h_run(&h, NULL, 0); /* now: bob's last use is two days old */
+        h_checkpoint(&h, &data, &len);
+        assert_null(memmem(data, len, "71053", 5));
+        assert_non_null(memmem(data, len, "85123A", 6));
+        free(data);
+        h_close(&h);
+        /* The checkpoint of then, restored now: alice alone. */
+        h_open(&h2, with);
+        h_restore(&h2, then, then_len);
+        free(then);
+        h_run(&h2, NULL, 0);
+        assert_true(h_gauge(&h2, "profiles") == 1);
+        h_close(&h2);
 }
 
 int main(void) {
@@ -1519,6 +1569,7 @@ int main(void) {
                 cmocka_unit_test(test_history),
                 cmocka_unit_test(test_late_event),
                 cmocka_unit_test(test_history_ttl),
+                cmocka_unit_test(test_clock_step_back),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
