@@ -365,6 +365,9 @@ static int process(void *state, struct veil_batch *b) {
                         memcpy(p->prev_features, fs.id,
                                fs.n * sizeof(uint32_t));
                         p->n_prev = (uint32_t)fs.n;
+                        p->prev_kinds = 0;
+                        for (size_t k = 0; k < fs.n; k++)
+                                p->prev_kinds |= 1u << fs.kind[k];
                 }
                 p->session = ev->ctx.session_id
                                      ? hash_str(ev->ctx.session_id)
@@ -403,6 +406,50 @@ static int erase(void *state, const struct veil_subject *subj) {
                 return 0;
         veil_profiles_erase(s->prof, subject_key(subj));
         return 0;
+}
+
+/* The previous event's features as the profile keeps them, for the
+ * person: "kind=value" where the value can be told back from its id (the
+ * item and its category from the newest item, the one they were taken
+ * with), else "kind=#id" (a country, an area: only the id is kept; it is
+ * FNV-1a of "kind=value" mod hash_space, which anyone can compute for a
+ * value to compare), and "#id" alone when the kind is not known (a profile
+ * restored from a checkpoint older than the kinds). A malloc'd string. */
+static char *previous_features(const struct state *s,
+                               const struct veil_profile *p) {
+        int32_t item = p->n_items ? p->items[0] : -1;
+        /* Kind names and short values, besides the item and category. */
+        size_t cap = 64 + (size_t)p->n_prev * 40, off = 0;
+        if (item >= 0)
+                cap += strlen(s->cat->id[item]) +
+                       strlen(s->cat->category[item]);
+        char *out = malloc(cap);
+        if (!out)
+                return NULL;
+        out[0] = '\0';
+        uint32_t kinds = p->prev_kinds;
+        for (uint32_t k = 0; k < p->n_prev && off < cap; k++) {
+                const char *sep = k ? ", " : "";
+                uint32_t id = p->prev_features[k];
+                if (!kinds) {
+                        off += (size_t)snprintf(out + off, cap - off,
+                                                "%s#%u", sep, id);
+                        continue;
+                }
+                /* The k-th feature is of the lowest kind left. */
+                int kind = __builtin_ctz(kinds);
+                kinds &= kinds - 1;
+                const char *v = veil_features_value(&s->fcfg, s->cat, kind, id,
+                                                    item);
+                char num[16];
+                if (!v) {
+                        snprintf(num, sizeof(num), "#%u", id);
+                        v = num;
+                }
+                off += (size_t)snprintf(out + off, cap - off, "%s%s=%s", sep,
+                                        veil_features_kind_name(kind), v);
+        }
+        return out;
 }
 
 static int export_subject(void *state, const struct veil_subject *subj,
@@ -463,15 +510,33 @@ static int export_subject(void *state, const struct veil_subject *subj,
         }
         free(list);
         char buf[32];
-        if (veil_profiles_history_per_user(s->prof)) {
-                /* The visits counted so far (the history's numbering). */
-                snprintf(buf, sizeof(buf), "%u", p->visit_no);
-                rc = rc ? rc : veil_rec_map_put(out, "", NAME("visits"), buf);
-        }
+        /* The visits counted so far (the history's numbering, kept with or
+         * without a history) and how many recent items are of this one. */
+        snprintf(buf, sizeof(buf), "%u", p->visit_no);
+        rc = rc ? rc : veil_rec_map_put(out, "", NAME("visits"), buf);
+        snprintf(buf, sizeof(buf), "%u", p->visit_items);
+        rc = rc ? rc
+                : veil_rec_map_put(out, "", NAME("items_this_visit"), buf);
         snprintf(buf, sizeof(buf), "%u", p->position);
         rc = rc ? rc : veil_rec_map_put(out, "", NAME("session_position"), buf);
         snprintf(buf, sizeof(buf), "%lld", (long long)p->last_ts);
         rc = rc ? rc : veil_rec_map_put(out, "", NAME("last_event_ms"), buf);
+        if (p->session) {
+                /* What is kept of the session id: its hash (hash_str). */
+                snprintf(buf, sizeof(buf), "%016llx",
+                         (unsigned long long)p->session);
+                rc = rc ? rc
+                        : veil_rec_map_put(out, "", NAME("session_id_hash"),
+                                           buf);
+        }
+        if (p->n_prev && !rc) {
+                char *prev = previous_features(s, p);
+                rc = prev ? veil_rec_map_put(out, "",
+                                             NAME("previous_event_features"),
+                                             prev)
+                          : -VEIL_ENOMEM;
+                free(prev);
+        }
 #undef NAME
         return rc;
 }
@@ -508,22 +573,59 @@ static int restore(void *state, const void *data, size_t len, char *errstr,
         return rc;
 }
 
+/* The configured feature kinds in words, "a, b and c", into buf. */
+static void feature_words(const veil_params_t *p, char *buf, size_t size) {
+        static const char *const words[VEIL_CTX_N_KINDS] = {
+                [VEIL_CTX_HOUR] = "time of day",
+                [VEIL_CTX_WEEKDAY] = "weekday",
+                [VEIL_CTX_DEVICE] = "device class",
+                [VEIL_CTX_COUNTRY] = "country",
+                [VEIL_CTX_GEOHASH] = "coarse area",
+                [VEIL_CTX_SESSION_POSITION] = "place in the visit",
+                [VEIL_CTX_SINCE_PREVIOUS] = "time since the interaction "
+                                            "before",
+                [VEIL_CTX_TYPE] = "kind of interaction",
+                [VEIL_CTX_ITEM] = "item",
+                [VEIL_CTX_CATEGORY] = "category",
+                [VEIL_CTX_PRICE_BAND] = "price band"};
+        size_t nf = veil_params_list_size(p, "features"), off = 0, done = 0;
+        buf[0] = '\0';
+        for (size_t i = 0; i < nf && off < size; i++) {
+                int k = veil_features_kind(veil_params_list_at(p, "features",
+                                                               i));
+                if (k < 0)
+                        continue;
+                off += (size_t)snprintf(buf + off, size - off, "%s%s",
+                                        !done++ ? ""
+                                        : i + 1 == nf ? " and "
+                                                      : ", ",
+                                        words[k]);
+        }
+}
+
 static void notice(const veil_params_t *p, veil_notice_t *n) {
         int64_t ttl = veil_params_int(p, "profile_ttl_s", 604800);
         int64_t L = veil_params_int(p, "profile_items", 10);
         int64_t H = veil_params_int(p, "history_items", 0);
+        char kinds[512];
+        feature_words(p, kinds, sizeof(kinds));
         veil_notice_add(n, VEIL_NOTICE_COLLECTED,
-                        "To recommend items, the time of day, weekday, "
-                        "device class, country or coarse area, the place in "
-                        "the visit and the item in hand are turned into "
-                        "anonymous feature numbers.");
+                        "To recommend items, the %s of each interaction "
+                        "are turned into feature numbers.",
+                        kinds);
+        /* All the profile keeps (the access export reports each). */
         veil_notice_add(n, VEIL_NOTICE_RETENTION,
-                        "If you allowed personalization, your last %lld "
-                        "items are kept under a pseudonym and deleted after "
-                        "%lld days without activity, when you withdraw, or "
+                        "If you allowed personalization, we keep under a "
+                        "pseudonym your last %lld items with their times, "
+                        "a code of your visit's session id, how many visits "
+                        "you made and your place in the current one, and "
+                        "the feature numbers of your last interaction with "
+                        "an item (its %s); all of it is deleted after %lld "
+                        "days without activity, when you withdraw, or "
                         "earlier when memory is full; otherwise nothing "
                         "about you is kept.",
-                        (long long)L, (long long)((ttl + 86399) / 86400));
+                        (long long)L, kinds,
+                        (long long)((ttl + 86399) / 86400));
         if (H > 0)
                 veil_notice_add(n, VEIL_NOTICE_RETENTION,
                                 "If you allowed personalization, up to %lld "

@@ -7,6 +7,10 @@
 #include <string.h>
 #include <strings.h>
 
+static const char *const digits[] = {
+        "0",  "1",  "2",  "3",  "4",  "5",  "6",  "7",  "8",  "9",  "10", "11",
+        "12", "13", "14", "15", "16", "17", "18", "19", "20", "21", "22", "23"};
+
 static const char *const kind_names[VEIL_CTX_N_KINDS] = {
         "hour",   "weekday",          "device",         "country",
         "geohash", "session_position", "since_previous", "type",
@@ -68,27 +72,76 @@ const char *veil_features_device(const char *device, const char *ua) {
         return "desktop";
 }
 
+static const char *const types[] = {"view",     "click",  "add_to_cart",
+                                     "remove_from_cart", "purchase",
+                                     "rating",   "search", "share"};
+
 const char *veil_features_type(const char *type) {
-        static const char *const known[] = {"view",   "click",
-                                            "add_to_cart",
-                                            "remove_from_cart",
-                                            "purchase", "rating",
-                                            "search", "share"};
         if (type)
-                for (size_t i = 0; i < sizeof(known) / sizeof(*known); i++)
-                        if (!strcasecmp(type, known[i]))
-                                return known[i];
+                for (size_t i = 0; i < sizeof(types) / sizeof(*types); i++)
+                        if (!strcasecmp(type, types[i]))
+                                return types[i];
         return "view"; /* the schema: unknown types are treated as a view */
 }
 
+static const char *const positions[] = {"1",    "2",     "3",  "4-5",
+                                        "6-10", "11-20", "21+"};
+
 const char *veil_features_position_bucket(uint32_t p) {
-        return p <= 1 ? "1" : p == 2 ? "2" : p == 3 ? "3" : p <= 5 ? "4-5"
-               : p <= 10 ? "6-10" : p <= 20 ? "11-20" : "21+";
+        return positions[p <= 3 ? (p ? p - 1 : 0) : p <= 5 ? 3 : p <= 10 ? 4
+                         : p <= 20 ? 5 : 6];
 }
 
+static const char *const gaps[] = {"0-10s", "10-60s", "1-5m", "5-30m",
+                                   "30m+"};
+
 const char *veil_features_gap_bucket(int64_t ms) {
-        return ms < 10000 ? "0-10s" : ms < 60000 ? "10-60s"
-               : ms < 300000 ? "1-5m" : ms < 1800000 ? "5-30m" : "30m+";
+        return gaps[ms < 10000 ? 0 : ms < 60000 ? 1 : ms < 300000 ? 2
+                    : ms < 1800000 ? 3 : 4];
+}
+
+static const char *const devices[] = {"desktop", "mobile", "tablet", "tv",
+                                      "other"};
+
+/* The one value of vals[0..n) whose id of `kind` is `id`; NULL for none
+ * or several. */
+static const char *one_of(uint32_t space, int kind, uint32_t id,
+                          const char *const *vals, size_t n) {
+        const char *found = NULL;
+        for (size_t i = 0; i < n; i++) {
+                if (!vals[i] ||
+                    veil_features_hash(space, kind_names[kind], vals[i]) != id)
+                        continue;
+                if (found)
+                        return NULL;
+                found = vals[i];
+        }
+        return found;
+}
+
+const char *veil_features_value(const struct veil_features_cfg *cfg,
+                                const struct veil_catalog *cat, int kind,
+                                uint32_t id, int32_t item) {
+        int known = item >= 0 && cat && (size_t)item < cat->n;
+        const char *it[1] = {known ? cat->id[item] : NULL};
+        const char *cg[1] = {known && (size_t)item < cat->n_file
+                                     ? cat->category[item]
+                                     : NULL};
+#define ONE_OF(vals, n) one_of(cfg->space, kind, id, (vals), (n))
+        switch (kind) {
+        case VEIL_CTX_HOUR: return ONE_OF(digits, 24);
+        case VEIL_CTX_WEEKDAY: return ONE_OF(digits + 1, 7);
+        case VEIL_CTX_DEVICE: return ONE_OF(devices, 5);
+        case VEIL_CTX_SESSION_POSITION: return ONE_OF(positions, 7);
+        case VEIL_CTX_SINCE_PREVIOUS: return ONE_OF(gaps, 5);
+        case VEIL_CTX_TYPE: return ONE_OF(types, 8);
+        case VEIL_CTX_PRICE_BAND:
+                return ONE_OF(digits, cat ? (size_t)cat->n_bands : 0);
+        case VEIL_CTX_ITEM: return ONE_OF(it, 1);
+        case VEIL_CTX_CATEGORY: return ONE_OF(cg, 1);
+        default: return NULL; /* country, area: not kept, too many */
+        }
+#undef ONE_OF
 }
 
 static const char *hour_word(int h) {
@@ -181,10 +234,6 @@ void veil_features_extract(const struct veil_features_cfg *cfg,
                            int hour, int weekday,
                            const struct veil_session_info *si,
                            struct veil_feature_set *out) {
-        static const char *const digits[] = {
-                "0",  "1",  "2",  "3",  "4",  "5",  "6",  "7",  "8",
-                "9",  "10", "11", "12", "13", "14", "15", "16", "17",
-                "18", "19", "20", "21", "22", "23"};
         out->n = 0;
         if (hour >= 0 && hour < 24)
                 push(cfg, out, VEIL_CTX_HOUR, digits[hour], hour_word(hour));

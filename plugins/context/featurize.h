@@ -55,6 +55,17 @@ const char *veil_features_type(const char *type);
 const char *veil_features_position_bucket(uint32_t position);
 const char *veil_features_gap_bucket(int64_t since_prev_ms);
 
+/** The value that feature `id` of `kind` hashes, where it can be told
+ *  back (for the access export): one of the kind's few values (hour,
+ *  weekday, device, place in the visit, time since the previous event,
+ *  type, price band), or for the item and its category those of catalog
+ *  item `item`, the one the features were taken with. NULL when no value
+ *  or more than one gives the id, and always for the country and the
+ *  area: their values are not kept and too many to try. */
+const char *veil_features_value(const struct veil_features_cfg *cfg,
+                                const struct veil_catalog *cat, int kind,
+                                uint32_t id, int32_t item);
+
 /** Extracts the enabled features. `item` is the catalog index of the event's
  *  item (-1 when not in the catalog: then only the item id feature);
  *  hour/weekday are local (tz.h); `si` may be NULL. */

@@ -416,12 +416,13 @@ void veil_profiles_trim(struct veil_profiles *s, int64_t now_ms) {
 
 /* "VPRF", u8 format, u32 count, then per profile (big-endian):
  * u16 key length, key, i64 last use, u64 session, i64 last event,
- * u32 position, u32 n_prev, n_prev x u32, u32 n_items,
- * n_items x (u16 id length, id, i64 time); format 2 adds u32 visit
- * number, u32 items of the visit, u32 n_hist, n_hist x (u16 id length, id,
- * u32 visits, u32 last visit, i64 time). Format 1 (no history) is still
- * read: its recent items all count as the current visit's. */
-#define PRF_FORMAT 2
+ * u32 position, u32 n_prev, n_prev x u32, [format 3: u32 their kinds,]
+ * u32 n_items, n_items x (u16 id length, id, i64 time); format 2 adds u32
+ * visit number, u32 items of the visit, u32 n_hist, n_hist x (u16 id
+ * length, id, u32 visits, u32 last visit, i64 time). Formats 1 (no
+ * history: its recent items all count as the current visit's) and 2 (the
+ * previous features' kinds not known) are still read. */
+#define PRF_FORMAT 3
 
 struct wbuf {
         unsigned char *p;
@@ -484,6 +485,7 @@ int veil_profiles_save(const struct veil_profiles *s,
                 wint(&w, x->p.n_prev, 4);
                 for (uint32_t k = 0; k < x->p.n_prev; k++)
                         wint(&w, x->p.prev_features[k], 4);
+                wint(&w, x->p.prev_kinds, 4);
                 wint(&w, x->p.n_items, 4);
                 for (uint32_t k = 0; k < x->p.n_items; k++) {
                         wid(&w, item_id(ctx, x->p.items[k]));
@@ -580,6 +582,13 @@ static int load_pass(struct veil_profiles *s, struct rbuf *r, int format,
                 uint32_t prev[VEIL_CTX_MAX_FEATURES];
                 for (uint32_t j = 0; j < n_prev; j++)
                         prev[j] = (uint32_t)rd_int(r, 4);
+                uint32_t kinds = format >= 3 ? (uint32_t)rd_int(r, 4) : 0;
+                /* Known kinds are one per feature, of kinds there are. */
+                if (kinds && ((uint32_t)__builtin_popcount(kinds) != n_prev ||
+                              kinds >> VEIL_CTX_N_KINDS))
+                        r->bad = 1;
+                if (r->bad)
+                        break;
                 struct veil_profile *p = NULL;
                 if (apply) {
                         memcpy(key, k, kl);
@@ -600,6 +609,7 @@ static int load_pass(struct veil_profiles *s, struct rbuf *r, int format,
                         p->last_ts = last;
                         p->position = pos;
                         p->n_prev = n_prev;
+                        p->prev_kinds = kinds;
                         memcpy(p->prev_features, prev,
                                n_prev * sizeof(uint32_t));
                         p->n_items = 0;

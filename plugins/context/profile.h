@@ -35,6 +35,11 @@ struct veil_profile {
         uint32_t position; /**< of the last event in its session */
         uint32_t prev_features[VEIL_CTX_MAX_FEATURES];
         uint32_t n_prev;   /**< 0: no previous event */
+        /** The kinds of prev_features, a bit (1 << kind) each: features
+         *  come in kind order, one per kind, so the set names each id's
+         *  kind (for the access export). 0: not known (a checkpoint of
+         *  format 2 or older). */
+        uint32_t prev_kinds;
         uint32_t visit_no;    /**< the current visit's number (from 1) */
         uint32_t visit_items; /**< items pushed in the current visit */
         int32_t *hist;     /**< catalog indices of the history (H slots) */

@@ -83,6 +83,16 @@ change 's/^(\s+)history_items: 32$/\1history_items: 0/; s/^(\s+)history_weight: 
 if ! grep -q "items of your visits\|earlier visits" "$T/new.md"; then pass "no history, no word of one"
 else failed "history_items 0" "$(cat "$T/new.md" "$T/new.err")"; fi
 
+# Everything a profile keeps is named, the previous interaction's features
+# by the kinds the pipeline extracts.
+change 's/^(\s+)history_items: 32$/\1history_items: 32\n\1features: [hour, type]/'
+kept="your last 10 items with their times, a code of your visit's session id, how many visits you made and your place in the current one, and the feature numbers of your last interaction with an item"
+if grep -qF "$kept (its time of day, weekday, device class, country, coarse area, " "$base" &&
+   grep -qF "$kept (its time of day and kind of interaction);" "$T/new.md" &&
+   grep -qF "the time of day and kind of interaction of each interaction are turned into feature numbers" "$T/new.md"; then
+  pass "the profile's previous features are named, by the configured kinds"
+else failed "context features" "$(cat "$T/new.md" "$T/new.err")"; fi
+
 change 's/topic: recommendations$/topic: recs-for-notice/'
 if grep -q "'recs-for-notice'" "$T/new.md" && ! grep -q "'recommendations'" "$T/new.md"; then
   pass "an output's topic is where the notice says results go"

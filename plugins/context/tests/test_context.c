@@ -559,6 +559,7 @@ static void test_profile_checkpoint(void **st) {
         p->n_prev = 2;
         p->prev_features[0] = 5;
         p->prev_features[1] = 6;
+        p->prev_kinds = 1u << VEIL_CTX_HOUR | 1u << VEIL_CTX_ITEM;
         veil_profiles_touch(s, "ub", 500, &created);
         void *data = NULL;
         size_t len = 0;
@@ -589,6 +590,7 @@ static void test_profile_checkpoint(void **st) {
         assert_int_equal(q->position, 4);
         assert_int_equal(q->n_prev, 2);
         assert_int_equal(q->prev_features[1], 6);
+        assert_int_equal(q->prev_kinds, 1u << VEIL_CTX_HOUR | 1u << VEIL_CTX_ITEM);
         /* The visits and the history (H = 2 here: i3 cannot be resolved,
          * the two others fit). */
         assert_int_equal(q->visit_no, 2);
@@ -652,7 +654,39 @@ static void test_profile_checkpoint(void **st) {
         assert_int_equal(q->items[0], 11);
         assert_int_equal(q->n_hist, 0);
         assert_int_equal(q->visit_items, 1); /* all of this visit */
+        assert_int_equal(q->prev_kinds, 0);  /* not known */
         veil_profiles_free(t);
+        /* Format 3: the previous features' kinds, one per feature. */
+        static const unsigned char v3[] = {
+                'V', 'P', 'R', 'F', 3, 0, 0, 0, 1,  /* one profile */
+                0, 1, 'u',                          /* key */
+                0, 0, 0, 0, 0, 0, 0, 5,             /* last use */
+                0, 0, 0, 0, 0, 0, 0, 0,             /* session */
+                0, 0, 0, 0, 0, 0, 0, 7,             /* last event */
+                0, 0, 0, 1, 0, 0, 0, 1,             /* position, n_prev */
+                0, 0, 0, 9, 0, 0, 1, 0,             /* id 9, kind item */
+                0, 0, 0, 0,                         /* no items */
+                0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}; /* visit 1, no history */
+        assert_int_equal(veil_profiles_new(&t, 2, 2, 2, 1000), 0);
+        assert_int_equal(veil_profiles_load(t, v3, sizeof(v3), 6, index_of,
+                                            &calls, err, sizeof(err)),
+                         0);
+        q = veil_profiles_get(t, "u", 6);
+        assert_int_equal(q->prev_kinds, 1u << VEIL_CTX_ITEM);
+        veil_profiles_free(t);
+        /* Two kinds for one feature, or a kind there is not: refused. */
+        for (int bad = 0; bad < 2; bad++) {
+                unsigned char b3[sizeof(v3)];
+                memcpy(b3, v3, sizeof(v3));
+                b3[50] = bad ? 8 : 1;  /* 1 << 11, or 1 << 8 | 1 << 0 */
+                b3[51] = bad ? 0 : 1;
+                assert_int_equal(veil_profiles_new(&t, 2, 2, 2, 1000), 0);
+                assert_int_equal(veil_profiles_load(t, b3, sizeof(b3), 6,
+                                                    index_of, &calls, err,
+                                                    sizeof(err)),
+                                 -VEIL_EINVAL);
+                veil_profiles_free(t);
+        }
         /* A last use ahead of this host's clock (2100: a host whose clock
          * ran fast) counts as now: expiry walks from the least recently
          * used and stopped at it, so nothing expired any more. */
@@ -1547,6 +1581,69 @@ static void test_clock_step_back(void **st) {
         h_close(&h2);
 }
 
+/* An access export reports all the profile keeps: besides the items,
+ * the previous event's features (kind=value where the value can be told
+ * back from its id, kind=#id where only the id is kept) and the hash of
+ * the session id, also after a checkpoint and a restore. They were kept
+ * and checkpointed but not reported. */
+static void test_export_whole_profile(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "default_tier: personalized");
+        /* 2024-01-15T20:30:00Z, a Monday. */
+        struct veil_event ev = {0};
+        ev.event_id = "w1";
+        ev.user_id = "ann";
+        ev.item_id = "85123A";
+        ev.type = "Purchase";
+        ev.ts_ms = 1705350600000LL;
+        ev.ctx.session_id = "s1";
+        ev.ctx.device = "phone";
+        ev.ctx.country = "FR";
+        ev.ctx.geohash = "u09tvw0f";
+        ev.tier = P;
+        ev.gpc = -1;
+        veil_pipeline_batch_begin(h.p);
+        assert_int_equal(veil_pipeline_batch_add_event(h.p, &ev), 1);
+        char err[256];
+        assert_int_equal(veil_pipeline_batch_run(h.p, err, sizeof(err)), 0);
+        char want[512];
+        snprintf(want, sizeof(want),
+                 "\"previous_event_features\": \"hour=20, weekday=1, "
+                 "device=mobile, country=#%u, geohash=#%u, "
+                 "session_position=1, type=purchase, item=85123A, "
+                 "category=",
+                 expect_id(16384, "country", "FR"),
+                 expect_id(16384, "geohash", "u09t"));
+        uint64_t sh = 0xcbf29ce484222325ULL;
+        for (const char *c = "s1"; *c; c++)
+                sh = (sh ^ (unsigned char)*c) * 0x100000001b3ULL;
+        char want_session[64];
+        snprintf(want_session, sizeof(want_session),
+                 "\"session_id_hash\": \"%016llx\"", (unsigned long long)sh);
+        struct spec ex[] = {{"ann", "x", NULL, "export", 1705350601, P}};
+        for (int restored = 0; restored < 2; restored++) {
+                if (restored) {
+                        void *data = NULL;
+                        size_t len = 0;
+                        h_checkpoint(&h, &data, &len);
+                        h_restore(&h, data, len);
+                        free(data);
+                }
+                h_run(&h, ex, 1);
+                h_run(&h, NULL, 0);
+                assert_int_equal(h.n_access, 1 + restored);
+                fprintf(stderr, "# %s\n", h.access);
+                assert_non_null(strstr(h.access, want));
+                assert_non_null(strstr(h.access, "price_band="));
+                assert_non_null(strstr(h.access, want_session));
+                assert_non_null(strstr(h.access, "\"visits\": \"1\""));
+                assert_non_null(
+                        strstr(h.access, "\"items_this_visit\": \"1\""));
+        }
+        h_close(&h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_feature_ids),
@@ -1570,6 +1667,7 @@ int main(void) {
                 cmocka_unit_test(test_late_event),
                 cmocka_unit_test(test_history_ttl),
                 cmocka_unit_test(test_clock_step_back),
+                cmocka_unit_test(test_export_whole_profile),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
