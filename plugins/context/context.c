@@ -386,6 +386,10 @@ static int process(void *state, struct veil_batch *b) {
                         (double)veil_profiles_count(s->prof));
         veil_metric_set(s->st, "profiles_evicted",
                         (double)veil_profiles_evicted(s->prof));
+        /* Events whose time zone is not a zone of `zoneinfo` (a name no
+         * zone has, or no tzdata in the image): their hour and weekday are
+         * UTC's, which only this count shows. */
+        veil_metric_set(s->st, "timezone_unknown", (double)s->tz_unknown);
         return 0;
 }
 

@@ -7,6 +7,16 @@
 #define MAX_ZONE_NAME 64
 #define MAX_TZFILE (1 << 20)
 
+/* A date of a POSIX TZ rule: Jn (day 1..365 of the year, February 29
+ * never counted), n (day 0..365, counted) or Mm.w.d (day d, 0 = Sunday, of
+ * week w of month m, 5 = the last), and the time of day of the change, in
+ * the local time then in force (from -167 to 167 hours, RFC 8536 §3.3.1). */
+struct rule_date {
+        char form; /* 'J', 'D' (n) or 'M' */
+        int m, w, d;
+        int32_t time;
+};
+
 struct zone {
         char name[MAX_ZONE_NAME + 1];
         int valid;
@@ -14,6 +24,14 @@ struct zone {
         int64_t *at;     /* transition times, s since the epoch, ascending */
         int32_t *off;    /* UTC offset from at[i] on */
         int32_t initial; /* offset before the first transition */
+        /* The footer's rule (TZif v2+), for times after the last
+         * transition: the files list a zone's changes up to some year
+         * (2037 in Debian's, earlier in "slim" ones) and leave the rest to
+         * it. footer 0: none (v1, or a footer not understood), the last
+         * transition's offset holds on. */
+        int footer, has_dst;
+        int32_t std_off, dst_off; /* UTC offsets, east positive */
+        struct rule_date start, end;
 };
 
 struct veil_tz_cache {
@@ -122,6 +140,186 @@ static long parse_block(const unsigned char *buf, size_t len, size_t pos,
         return (long)(pos + 44 + body);
 }
 
+/* ---- the footer: a POSIX TZ string (RFC 8536 §3.3) ---- */
+
+/* A zone abbreviation, "CET" or "<+0330>": skipped, veil wants offsets. */
+static const char *tz_name(const char *s) {
+        const char *p = s;
+        if (*p == '<') {
+                while (*++p && *p != '>')
+                        if (!((*p >= 'A' && *p <= 'Z') ||
+                              (*p >= 'a' && *p <= 'z') ||
+                              (*p >= '0' && *p <= '9') || *p == '+' ||
+                              *p == '-'))
+                                return NULL;
+                return *p == '>' && p - s >= 4 ? p + 1 : NULL;
+        }
+        while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z'))
+                p++;
+        return p - s >= 3 ? p : NULL;
+}
+
+/* [+-]hh[:mm[:ss]] with hh up to max_h, into *out seconds. */
+static const char *tz_hms(const char *p, int max_h, int32_t *out) {
+        int sign = 1;
+        if (*p == '+' || *p == '-')
+                sign = *p++ == '-' ? -1 : 1;
+        int32_t v[3] = {0, 0, 0};
+        for (int i = 0; i < 3; i++) {
+                if (i && *p != ':')
+                        break;
+                if (i)
+                        p++;
+                if (*p < '0' || *p > '9')
+                        return NULL;
+                int x = 0, digits = 0;
+                while (*p >= '0' && *p <= '9' && digits < 3) {
+                        x = x * 10 + (*p++ - '0');
+                        digits++;
+                }
+                if (x > (i ? 59 : max_h))
+                        return NULL;
+                v[i] = x;
+        }
+        *out = sign * (v[0] * 3600 + v[1] * 60 + v[2]);
+        return p;
+}
+
+static const char *tz_num(const char *p, int lo, int hi, int *out) {
+        if (*p < '0' || *p > '9')
+                return NULL;
+        int x = 0;
+        while (*p >= '0' && *p <= '9' && x <= hi)
+                x = x * 10 + (*p++ - '0');
+        if (x < lo || x > hi)
+                return NULL;
+        *out = x;
+        return p;
+}
+
+/* ,date[/time] */
+static const char *tz_date(const char *p, struct rule_date *r) {
+        if (*p++ != ',')
+                return NULL;
+        if (*p == 'M') {
+                r->form = 'M';
+                if (!(p = tz_num(p + 1, 1, 12, &r->m)) || *p != '.' ||
+                    !(p = tz_num(p + 1, 1, 5, &r->w)) || *p != '.' ||
+                    !(p = tz_num(p + 1, 0, 6, &r->d)))
+                        return NULL;
+        } else if (*p == 'J') {
+                r->form = 'J';
+                if (!(p = tz_num(p + 1, 1, 365, &r->d)))
+                        return NULL;
+        } else {
+                r->form = 'D';
+                if (!(p = tz_num(p, 0, 365, &r->d)))
+                        return NULL;
+        }
+        r->time = 7200; /* 02:00 when not given */
+        if (*p == '/' && !(p = tz_hms(p + 1, 167, &r->time)))
+                return NULL;
+        return p;
+}
+
+/* Parses the footer's TZ string (between its newlines) into z; 0 when it
+ * is not understood, and the last transition's offset then holds on. */
+static int parse_footer(const char *tz, size_t len, struct zone *z) {
+        char buf[128];
+        if (len >= sizeof(buf))
+                return 0;
+        memcpy(buf, tz, len);
+        buf[len] = '\0';
+        const char *p = tz_name(buf);
+        int32_t off;
+        if (!p || !(p = tz_hms(p, 24, &off)))
+                return 0;
+        /* POSIX offsets count west: "CET-1" is UTC+1. */
+        z->std_off = -off;
+        z->has_dst = 0;
+        if (*p) {
+                if (!(p = tz_name(p)))
+                        return 0;
+                z->dst_off = z->std_off + 3600;
+                if (*p && *p != ',') {
+                        if (!(p = tz_hms(p, 24, &off)))
+                                return 0;
+                        z->dst_off = -off;
+                }
+                /* Without a rule POSIX leaves the dates to each reader
+                 * (glibc reads another file for them); zic always writes
+                 * one, so a footer without is not understood. */
+                if (!(p = tz_date(p, &z->start)) ||
+                    !(p = tz_date(p, &z->end)))
+                        return 0;
+                z->has_dst = 1;
+        }
+        return *p == '\0';
+}
+
+static int is_leap(int64_t y) {
+        return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's
+ * days_from_civil). */
+static int64_t days_of(int64_t y, int m, int d) {
+        y -= m <= 2;
+        int64_t era = (y >= 0 ? y : y - 399) / 400;
+        int64_t yoe = y - era * 400;
+        int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+        int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + doe - 719468;
+}
+
+/* The year (proleptic Gregorian) of day `days` since 1970-01-01. */
+static int64_t year_of(int64_t days) {
+        int64_t z = days + 719468;
+        int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+        int64_t doe = z - era * 146097;
+        int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        int64_t mp = (5 * doy + 2) / 153;
+        return yoe + era * 400 + (mp >= 10);
+}
+
+/* The local time (s since the epoch) of a rule date in year y. */
+static int64_t rule_local(const struct rule_date *r, int64_t y) {
+        static const int mdays[] = {31, 28, 31, 30, 31, 30,
+                                    31, 31, 30, 31, 30, 31};
+        int64_t day;
+        if (r->form == 'J') {
+                day = days_of(y, 1, 1) + r->d - 1 + (is_leap(y) && r->d >= 60);
+        } else if (r->form == 'D') {
+                day = days_of(y, 1, 1) + r->d;
+        } else {
+                int64_t first = days_of(y, r->m, 1);
+                int wd = (int)(((first + 4) % 7 + 7) % 7); /* 0 = Sunday */
+                int len = mdays[r->m - 1] + (r->m == 2 && is_leap(y));
+                int64_t dd = (r->d - wd + 7) % 7 + (int64_t)(r->w - 1) * 7;
+                while (dd >= len)
+                        dd -= 7;
+                day = first + dd;
+        }
+        return day * 86400 + r->time;
+}
+
+/* The footer's offset at t (s since the epoch, UTC). The year is that of
+ * t in standard time; start is in standard time, end in daylight time.
+ * When start comes after end in the year (the southern hemisphere, or
+ * Dublin's winter "daylight" time), daylight time spans the new year. */
+static int32_t footer_offset(const struct zone *z, int64_t t) {
+        if (!z->has_dst)
+                return z->std_off;
+        int64_t ls = t + z->std_off;
+        int64_t y = year_of(ls >= 0 ? ls / 86400 : -((-ls + 86399) / 86400));
+        int64_t start = rule_local(&z->start, y) - z->std_off;
+        int64_t end = rule_local(&z->end, y) - z->dst_off;
+        int dst = start < end ? t >= start && t < end
+                              : !(t >= end && t < start);
+        return dst ? z->dst_off : z->std_off;
+}
+
 static void load(struct veil_tz_cache *c, struct zone *z, const char *name) {
         snprintf(z->name, sizeof(z->name), "%s", name);
         z->valid = 0;
@@ -142,11 +340,21 @@ static void load(struct veil_tz_cache *c, struct zone *z, const char *name) {
         struct zone tmp = {0};
         long next = parse_block(buf, len, 0, 4, &tmp);
         if (next > 0 && buf[4] >= '2') {
-                /* The v2+ block has 64-bit times; prefer it. */
+                /* The v2+ block has 64-bit times; prefer it, and its
+                 * footer, "\nTZ\n", for the times after it. */
                 struct zone v2 = {0};
-                if (parse_block(buf, len, (size_t)next, 8, &v2) > 0) {
+                long end = parse_block(buf, len, (size_t)next, 8, &v2);
+                if (end > 0) {
                         zone_clear(&tmp);
                         tmp = v2;
+                        const char *f = (const char *)buf + end;
+                        const char *nl = (size_t)end + 1 < len
+                                                 ? memchr(f + 1, '\n',
+                                                          len - (size_t)end - 1)
+                                                 : NULL;
+                        tmp.footer = *f == '\n' && nl &&
+                                     parse_footer(f + 1, (size_t)(nl - f - 1),
+                                                  &tmp);
                 } else {
                         zone_clear(&v2);
                 }
@@ -156,11 +364,9 @@ static void load(struct veil_tz_cache *c, struct zone *z, const char *name) {
                 zone_clear(&tmp);
                 return;
         }
-        z->at = tmp.at;
-        z->off = tmp.off;
-        z->n = tmp.n;
-        z->initial = tmp.initial;
-        z->valid = 1;
+        snprintf(tmp.name, sizeof(tmp.name), "%s", name);
+        tmp.valid = 1;
+        *z = tmp;
 }
 
 int veil_tz_offset(struct veil_tz_cache *c, const char *zone, int64_t ts_ms,
@@ -192,6 +398,12 @@ int veil_tz_offset(struct veil_tz_cache *c, const char *zone, int64_t ts_ms,
         if (!z->valid)
                 return -1;
         int64_t t = ts_ms >= 0 ? ts_ms / 1000 : -((-ts_ms + 999) / 1000);
+        /* The footer from the last transition on (RFC 8536 §3.3), and for
+         * all times in a file without transitions. */
+        if (z->footer && (!z->n || t >= z->at[z->n - 1])) {
+                *offset_s = footer_offset(z, t);
+                return 0;
+        }
         if (!z->n || t < z->at[0]) {
                 *offset_s = z->initial;
                 return 0;

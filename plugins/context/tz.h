@@ -7,8 +7,10 @@
  * once and kept in a bounded cache; a name that is not a valid zone is
  * remembered as such, so a producer cannot make us read files per event.
  *
- * Times after a zone's last transition use the last offset (the files
- * Debian ships list transitions to 2037).
+ * Times after a zone's last listed transition follow the rule in the file's
+ * footer (TZif v2+: a POSIX TZ string such as "CET-1CEST,M3.5.0,M10.5.0/3"):
+ * the files list transitions to some year only (2037 in Debian's, earlier
+ * in "slim" ones). A file without a footer keeps its last offset.
  */
 #ifndef VEIL_CONTEXT_TZ_H
 #define VEIL_CONTEXT_TZ_H

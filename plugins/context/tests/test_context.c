@@ -224,6 +224,142 @@ static void test_timezones(void **st) {
 }
 
 /* The explanations' phrase for an item: an article, none for plurals. */
+/* ---- time zones after the last listed transition ---------------------- */
+
+/* The offset glibc's localtime_r gives for `tz` (a TZ value) at t: the
+ * reference, read from the same files by another implementation. */
+static long glibc_offset(time_t t) {
+        struct tm tm;
+        assert_non_null(localtime_r(&t, &tm));
+        return tm.tm_gmtoff;
+}
+
+/* Every 30 minutes of [from, to) years, and the zone's offset by veil and
+ * by glibc (TZ set for the test only: veil never touches it). */
+static void compare_years(struct veil_tz_cache *c, const char *zone,
+                          const char *tz, int from, int to) {
+        setenv("TZ", tz, 1);
+        tzset();
+        int64_t t0 = (int64_t)(from - 1970) * 31556952 - 86400;
+        int64_t t1 = (int64_t)(to - 1970) * 31556952 + 86400;
+        for (int64_t t = t0; t < t1; t += 1800) {
+                int32_t off;
+                assert_int_equal(veil_tz_offset(c, zone, t * 1000, &off), 0);
+                if (off != glibc_offset((time_t)t))
+                        fail_msg("%s at %lld: veil %d, glibc %ld", zone,
+                                 (long long)t, off,
+                                 glibc_offset((time_t)t));
+        }
+}
+
+/* A TZif v2 file in dir/name: one transition (2000-01-01) to a type of
+ * offset `off` and the footer `rule`, as a "slim" file (zic -b slim) lists
+ * only the transitions the rule does not give. */
+static void write_tzif(const char *dir, const char *name, int32_t off,
+                       const char *rule) {
+        unsigned char b[256];
+        size_t n = 0;
+#define BE(v, k)                                                   \
+        for (int i_ = (k) - 1; i_ >= 0; i_--)                      \
+                b[n++] = (unsigned char)((uint64_t)(v) >> (8 * i_));
+        for (int v = 0; v < 2; v++) {
+                memcpy(b + n, "TZif2", 5);
+                memset(b + n + 5, 0, 15);
+                n += 20;
+                uint32_t counts[6] = {0, 0, 0, v ? 1 : 0, 1, 4};
+                for (int i = 0; i < 6; i++) {
+                        BE(counts[i], 4);
+                }
+                if (v) {
+                        BE(946684800, 8);
+                        b[n++] = 0;
+                }
+                BE(off, 4);
+                b[n++] = 0;
+                b[n++] = 0;
+                memcpy(b + n, "ZZZ", 4);
+                n += 4;
+        }
+#undef BE
+        n += (size_t)snprintf((char *)b + n, sizeof(b) - n, "\n%s\n", rule);
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(b, 1, n, f), n);
+        fclose(f);
+}
+
+/* The footer's rule (TZif v2+) gives the offsets after the last listed
+ * transition: Debian's files list them to 2037 and the last one (winter
+ * time) held for ever after, so Paris was an hour off every summer from
+ * 2038; "slim" files list much less. Against glibc: northern and southern
+ * zones, daylight time in winter (Dublin), times of change past 24 h or
+ * negative, half and quarter hours, and the Jn and n forms. */
+static void test_tz_footer(void **st) {
+        (void)st;
+        char *saved = getenv("TZ") ? strdup(getenv("TZ")) : NULL;
+        struct veil_tz_cache *c = veil_tz_new(NULL, 4);
+        static const char *const zones[] = {
+                "Europe/Paris",      "America/New_York", "Australia/Sydney",
+                "America/Santiago",  "Pacific/Auckland", "America/Nuuk",
+                "Europe/Dublin",     "Asia/Jerusalem",   "America/St_Johns",
+                "Australia/Lord_Howe", "Pacific/Chatham", "Asia/Tokyo",
+                "Africa/Casablanca", "America/Sao_Paulo"};
+        for (size_t i = 0; i < sizeof(zones) / sizeof(*zones); i++) {
+                char tz[80];
+                snprintf(tz, sizeof(tz), ":%s", zones[i]);
+                compare_years(c, zones[i], tz, 2030, 2046);
+                compare_years(c, zones[i], tz, 2096, 2101);
+                compare_years(c, zones[i], tz, 1995, 1997); /* the table */
+        }
+        int32_t off;
+        /* 2040-07-01T12:00Z in Paris: summer time. */
+        assert_int_equal(veil_tz_offset(c, "Europe/Paris", 2224756800000LL,
+                                        &off),
+                         0);
+        assert_int_equal(off, 7200);
+        veil_tz_free(c);
+        /* Slim files: the rule from 2000 on, in every form. */
+        char dir[] = "/tmp/veil-test-tz-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        static const struct {
+                int32_t off;
+                const char *rule;
+        } slim[] = {
+                {3600, "CET-1CEST,M3.5.0,M10.5.0/3"},
+                {-10800, "<-03>3<-02>,J60/2,J300/2"},
+                {-10800, "<-03>3<-02>,59,299/1:30"},
+                {19800, "<+0530>-5:30<+0630>,M4.5.6/-1:30,M9.5.0/26"},
+                {43200, "<+12>-12<+13>-13:00:00,M9.5.0/2:45:30,M4.1.0/3"},
+                {-18000, "<-05>5"},
+        };
+        c = veil_tz_new(dir, 2);
+        for (size_t i = 0; i < sizeof(slim) / sizeof(*slim); i++) {
+                char name[16], tz[600];
+                snprintf(name, sizeof(name), "Slim%zu", i);
+                write_tzif(dir, name, slim[i].off, slim[i].rule);
+                snprintf(tz, sizeof(tz), ":%s/%s", dir, name);
+                compare_years(c, name, tz, 2000, 2006);
+                compare_years(c, name, tz, 2038, 2042);
+        }
+        /* (Removed only now: glibc takes a file of the inode and time of
+         * the one it read last for that one.) */
+        for (size_t i = 0; i < sizeof(slim) / sizeof(*slim); i++) {
+                char path[600];
+                snprintf(path, sizeof(path), "%s/Slim%zu", dir, i);
+                unlink(path);
+        }
+        veil_tz_free(c);
+        rmdir(dir);
+        if (saved)
+                setenv("TZ", saved, 1);
+        else
+                unsetenv("TZ");
+        free(saved);
+        tzset();
+}
+
 static void test_catalog_phrases(void **st) {
         (void)st;
         char err[512];
@@ -1644,11 +1780,51 @@ static void test_export_whole_profile(void **st) {
         h_close(&h);
 }
 
+/* The hour and weekday of an event in its time zone, through the stage:
+ * in 2040 Paris keeps summer time (the zone file lists changes to 2037,
+ * its footer the rule after), and a zone the stage does not know is
+ * counted in the gauge timezone_unknown (its hour is UTC's). */
+static void test_event_timezone(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "default_tier: contextual");
+        static const char *const zones[] = {"Europe/Paris", "Mars/Olympus",
+                                            "Australia/Sydney"};
+        /* 2040-07-01T12:00Z (a Sunday), 2040-01-01T00:00Z (a Sunday). */
+        static const int64_t ts[] = {2224756800000LL, 2224756800000LL,
+                                     2208988800000LL};
+        struct veil_batch *b = veil_pipeline_batch_begin(h.p);
+        for (int i = 0; i < 3; i++) {
+                struct veil_event ev = {0};
+                char id[8];
+                snprintf(id, sizeof(id), "z%d", i);
+                ev.event_id = id;
+                ev.user_id = "ann";
+                ev.item_id = "85123A";
+                ev.type = "view";
+                ev.ts_ms = ts[i];
+                ev.ctx.timezone = zones[i];
+                ev.gpc = -1;
+                assert_int_equal(veil_pipeline_batch_add_event(h.p, &ev), 1);
+        }
+        char err[256];
+        assert_int_equal(veil_pipeline_batch_run(h.p, err, sizeof(err)), 0);
+        assert_int_equal(feature(&b->events[0], VEIL_CTX_HOUR),
+                         expect_id(16384, "hour", "14"));
+        assert_int_equal(feature(&b->events[1], VEIL_CTX_HOUR),
+                         expect_id(16384, "hour", "12"));
+        assert_int_equal(feature(&b->events[2], VEIL_CTX_HOUR),
+                         expect_id(16384, "hour", "11"));
+        assert_true(h_gauge(&h, "timezone_unknown") == 1);
+        h_close(&h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_feature_ids),
                 cmocka_unit_test(test_normalization),
                 cmocka_unit_test(test_timezones),
+                cmocka_unit_test(test_tz_footer),
                 cmocka_unit_test(test_catalog),
                 cmocka_unit_test(test_catalog_refused),
                 cmocka_unit_test(test_catalog_phrases),
@@ -1668,6 +1844,7 @@ int main(void) {
                 cmocka_unit_test(test_history_ttl),
                 cmocka_unit_test(test_clock_step_back),
                 cmocka_unit_test(test_export_whole_profile),
+                cmocka_unit_test(test_event_timezone),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
