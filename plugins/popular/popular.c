@@ -20,7 +20,8 @@
 static const struct veil_param_def params[] = {
         {"k", VEIL_PARAM_INT, "10", 0, "items per recommendation (1..100)"},
         {"max_items", VEIL_PARAM_INT, "1000000", 0,
-         "distinct items counted; further new items are ignored"},
+         "distinct items counted; interactions with further new items are "
+         "not counted (gauge items_ignored)"},
         {NULL, 0, NULL, 0, NULL}};
 static const char *const outputs[] = {"recommendations", NULL};
 
@@ -39,6 +40,7 @@ struct state {
         int n_top;
         uint64_t events;
         uint64_t counted, not_counted; /* gauges: counts of events */
+        uint64_t ignored; /* gauge: events whose item found no room */
 };
 
 static uint64_t hash(const char *s) {
@@ -90,10 +92,12 @@ static struct item *lookup(struct state *s, const char *id, int insert) {
         return &s->tab[j];
 }
 
-static void count(struct state *s, const char *id) {
+/* 0 when the item is not counted: a new one with max_items counted
+ * already (or no memory for it). */
+static int count(struct state *s, const char *id) {
         struct item *it = lookup(s, id, 1);
         if (!it)
-                return;
+                return 0;
         it->count++;
         int pos = -1;
         for (int t = 0; t < s->n_top; t++)
@@ -105,7 +109,7 @@ static void count(struct state *s, const char *id) {
                 else if (it->count > s->top[s->k]->count)
                         pos = s->k;
                 else
-                        return;
+                        return 1;
                 s->top[pos] = it;
         }
         /* Ties keep their older rank: a stable, reproducible order. */
@@ -113,6 +117,7 @@ static void count(struct state *s, const char *id) {
                 s->top[pos] = s->top[pos - 1];
                 s->top[--pos] = it;
         }
+        return 1;
 }
 
 static const char *tier_name(veil_tier_t t) {
@@ -183,14 +188,20 @@ static int process(void *state, struct veil_batch *b) {
                 if (ev->tier != VEIL_TIER_UNDECIDED && !ev->analytics) {
                         s->not_counted++;
                 } else if (ev->item_id) {
-                        count(s, ev->item_id);
-                        s->counted++;
+                        /* The table is full once max_items ids are in:
+                         * items first seen later are never counted, which
+                         * only this gauge shows (raise max_items). */
+                        if (count(s, ev->item_id))
+                                s->counted++;
+                        else
+                                s->ignored++;
                 }
                 s->events++;
         }
         veil_metric_set(s->st, "events_counted", (double)s->counted);
         veil_metric_set(s->st, "not_counted_no_analytics",
                         (double)s->not_counted);
+        veil_metric_set(s->st, "items_ignored", (double)s->ignored);
         return 0;
 }
 
@@ -253,15 +264,27 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                         k);
         veil_notice_add(n, VEIL_NOTICE_RETENTION,
                         "For popularity we keep one count per item (at most "
-                        "%lld items), in memory until the service restarts "
+                        "%lld items; interactions with further items are not "
+                        "counted), in memory until the service restarts "
                         "or reloads its configuration; "
                         "a count records no person.",
                         max_items);
+        /* The counts go out with every list, each list keyed by the
+         * pseudonym of the person it answers: the next list's counts
+         * show the item of the interaction before (prequential: recommend,
+         * then count), so together they tie that item to that pseudonym.
+         * Ranks instead of counts would not close it: a count that goes up
+         * moves its item past others, and a person's own list leaves out
+         * the item in hand. */
         veil_notice_add(n, VEIL_NOTICE_PRIVACY,
                         "The popularity counts are exact, not "
-                        "differentially private: one interaction changes a "
-                        "count by one, so a recommended list can reveal "
-                        "that someone interacted with an item.");
+                        "differentially private, and every list shows them: "
+                        "an interaction we count raises its item's count by "
+                        "one in the lists that follow, and the list made for "
+                        "an interaction, sent under the person's pseudonym, "
+                        "leaves out the item it is about, so whoever can "
+                        "read the recommendations can often tell which item "
+                        "the person behind a pseudonym interacted with.");
 }
 
 static const struct veil_plugin plugin = {

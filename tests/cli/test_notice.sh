@@ -93,6 +93,14 @@ if grep -qF "$kept (its time of day, weekday, device class, country, coarse area
   pass "the profile's previous features are named, by the configured kinds"
 else failed "context features" "$(cat "$T/new.md" "$T/new.err")"; fi
 
+# popular's exact counts: the notice says its lists tie an item to a
+# pseudonym, and that items past max_items are not counted.
+change 's/^  - use: dp_model$/  - use: popular\n    with: {max_items: 77}\n  - use: dp_model/'
+if grep -q "at most 77 items; interactions with further items are not counted" "$T/new.md" &&
+   grep -q "exact, not differentially private, .*sent under the person's pseudonym, .*can often tell which item the person behind a pseudonym interacted with" "$T/new.md"; then
+  pass "popular: what its counts reveal, and its bound"
+else failed "popular notice" "$(grep -i popular "$T/new.md"; cat "$T/new.err")"; fi
+
 change 's/topic: recommendations$/topic: recs-for-notice/'
 if grep -q "'recs-for-notice'" "$T/new.md" && ! grep -q "'recommendations'" "$T/new.md"; then
   pass "an output's topic is where the notice says results go"
