@@ -214,6 +214,10 @@ const runtimePkgs = runtime.body.filter((i) => i.keyword === 'RUN').flatMap(aptP
 r.check(!runtimePkgs.some((p) => /-dev$/.test(p) || p === 'build-essential'),
   'the runtime stage installs no -dev package or compiler', runtimePkgs.join(' '));
 r.check(runtimePkgs.includes('ca-certificates'), 'ca-certificates (TLS to the brokers)');
+// Named, not left to the base image: without the zone files every event's
+// time zone is unknown and its hour and weekday are UTC's (the context
+// stage counts them in its gauge timezone_unknown).
+r.check(runtimePkgs.includes('tzdata'), 'tzdata (the time zones the context stage reads)');
 const setup = fs.readFileSync(setupPath, 'utf8');
 const pm = /^PACKAGES=\(([\s\S]*?)\)/m.exec(setup);
 const setupPkgs = pm ? pm[1].replace(/#.*$/gm, '').split(/\s+/).filter(Boolean) : [];

@@ -224,6 +224,8 @@ refuse "a ScaledObject on another consumer group" "$TMP/keda.yaml" 's/consumerGr
   "$HERE/check_manifests.js" "keda=$TMP/broken"
 refuse "an image running as root" "$ROOT/deploy/Dockerfile" 's/^USER 10001:10001/USER root/' \
   "$HERE/check_dockerfile.js" "$TMP/broken" "$ROOT/deploy/setup.sh"
+refuse "an image without the time zone files" "$ROOT/deploy/Dockerfile" 's/ tzdata \\$/ \\/' \
+  "$HERE/check_dockerfile.js" "$TMP/broken" "$ROOT/deploy/setup.sh"
 refuse "apt lists left in the image" "$ROOT/deploy/Dockerfile" 's# && rm -rf /var/lib/apt/lists/\*##' \
   "$HERE/check_dockerfile.js" "$TMP/broken" "$ROOT/deploy/setup.sh"
 
