@@ -352,7 +352,8 @@ static void load(struct veil_tz_cache *c, struct zone *z, const char *name) {
                                                  ? memchr(f + 1, '\n',
                                                           len - (size_t)end - 1)
                                                  : NULL;
-                        tmp.footer = *f == '\n' && nl &&
+                        /* nl first: it is set only when f is in buf. */
+                        tmp.footer = nl && *f == '\n' &&
                                      parse_footer(f + 1, (size_t)(nl - f - 1),
                                                   &tmp);
                 } else {
