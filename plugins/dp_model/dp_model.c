@@ -761,6 +761,9 @@ static int release_due(struct state *s, struct veil_batch *b) {
                 if (rc < 0) {
                         veil_log(s->st, VEIL_LOG_ERROR,
                                  "model update not emitted (code %d)", rc);
+                        /* Not learned: kept, they would go into a later
+                         * step under its number (learn, hold_put). */
+                        hold_drop(&s->hold);
                         return rc;
                 }
                 veil_metric_set(s->st, "model_updates_sent",
@@ -878,8 +881,10 @@ static int learn_held(struct state *s) {
         veil_learner_support_epoch(s->L, open);
         enum { CHUNK = 1024 };
         struct veil_example *ex = malloc(CHUNK * sizeof(*ex));
-        if (!ex)
+        if (!ex) {
+                hold_drop(h);
                 return -VEIL_ENOMEM;
+        }
         char err[256];
         int rc = 0;
         for (size_t i = 0; i < h->n && !rc;) {
@@ -955,6 +960,14 @@ static int learn(struct state *s, struct veil_batch *b, size_t n_rows) {
                         uint32_t seen = n_held;
                         if (user_id(htab, cap, key, &n_held) < seen)
                                 continue;
+                        /* What is held is for the step after the open
+                         * one, or it goes: relabelled by the put below, a
+                         * person's example of an older step would be
+                         * learned beside their new one, two in one step
+                         * (after a failure that left the hold). */
+                        if (s->hold.n &&
+                            s->hold.step != veil_dp_step(s->dp) + 1)
+                                hold_drop(&s->hold);
                         if (s->hold.n >= s->hold.max) {
                                 s->hold.full++;
                                 continue;
@@ -1375,6 +1388,23 @@ static int bad(char *errstr, size_t errstr_size, const veil_params_t *p,
         return -VEIL_EINVAL;
 }
 
+/* Frozen now, not at the first release: until then events were admitted,
+ * held and counted as learned. Wherever epsilon may have grown with no
+ * release of this run: the accountant file, the other instances' rho, a
+ * restored checkpoint. */
+static void freeze_if_spent(struct state *s, veil_stage_t *st) {
+        if (!s->dp || s->eps_budget <= 0)
+                return;
+        struct veil_dp_stats ds = veil_dp_stats(s->dp);
+        if (ds.frozen || ds.epsilon < s->eps_budget)
+                return;
+        veil_dp_freeze(s->dp);
+        veil_log(st, VEIL_LOG_WARN,
+                 "privacy budget already exhausted: epsilon %.4g of %.4g "
+                 "spent at delta %.3g; serving only",
+                 ds.epsilon, s->eps_budget, ds.delta);
+}
+
 /* The mechanism's parameters; with gaussian, the accountant is loaded
  * (a restart resumes at its saved spend) and the budget reported. */
 static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
@@ -1443,6 +1473,13 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         if (!(interval_s >= 0 && interval_s <= 1e8))
                 return bad(errstr, errstr_size, p, "step_interval_s",
                            "between 0 and 10^8 seconds (0: counted steps)");
+        /* A counted step ends when step_size contributions are in, and a
+         * step takes at most VEIL_DP_STEP_MAX: a larger one never ended,
+         * and learning stopped for good with every event refused. */
+        if (interval_s == 0 && step > VEIL_DP_STEP_MAX)
+                return bad(errstr, errstr_size, p, "step_size",
+                           "at most 1048576 (2^20, the contributions a step "
+                           "takes) with step_interval_s 0");
         if (m < 1 || m > 1000000)
                 return bad(errstr, errstr_size, p, "max_contributions",
                            "between 1 and 10^6");
@@ -1572,13 +1609,7 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                          "set step_interval_s for steps on the clock",
                          veil_params_where(p, "step_interval_s"),
                          (long long)step);
-        if (budget > 0 && ds.epsilon >= budget) {
-                /* Frozen now, not at the first release: until then events
-                 * were admitted, held and counted as learned. */
-                veil_dp_freeze(s->dp);
-                veil_log(st, VEIL_LOG_WARN,
-                         "privacy budget already exhausted: serving only");
-        }
+        freeze_if_spent(s, st);
         return 0;
 }
 
@@ -1848,6 +1879,15 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 destroy(s);
                 return rc;
         }
+        freeze_if_spent(s, st);
+        if (s->dp && veil_params_int(p, "max_new_items", 10000) > 0)
+                veil_log(st, VEIL_LOG_WARN,
+                         "%s: items first seen in events get model rows, so "
+                         "which rows exist, and what anyone is recommended, "
+                         "depends on one person's events: the guarantee "
+                         "does not cover it (README, \"Not covered\"); set "
+                         "max_new_items: 0 here and in the context stage",
+                         veil_params_where(p, "max_new_items"));
         if (s->dp && veil_dp_stats(s->dp).rho_others > 0) {
                 struct veil_dp_stats ds = veil_dp_stats(s->dp);
                 veil_privacy_set_spent(st, ds.epsilon, ds.delta);
@@ -2119,6 +2159,8 @@ static int restore(void *state, const void *data, size_t len, char *errstr,
                          "restored: the next step begins tree %llu (a "
                          "restart never continues a tree)",
                          (unsigned long long)veil_dp_stats(s->dp).tree);
+        if (!rc)
+                freeze_if_spent(s, s->st);
         struct veil_dp_stats ds = veil_dp_stats(s->dp);
         veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
         return rc;
@@ -2259,6 +2301,12 @@ static int erase(void *state, const struct veil_subject *subj) {
                 struct held *x = &s->hold.ex[i];
                 if (x->erased || x->who != who)
                         continue;
+                /* Its contents too, not only the mark: the buffers are
+                 * reused, never freed, and "erased" should mean gone from
+                 * memory, not skipped. */
+                memset(s->hold.ids + x->off, 0,
+                       (x->n_feat + x->n_recent) * sizeof(*s->hold.ids));
+                x->target = x->item = -1;
                 x->erased = 1;
                 s->hold.n_erased++;
                 s->hold.erased++;

@@ -78,6 +78,13 @@ e1=$(val epsilon <<<"$st1"); s1=$(val steps <<<"$st1")
 ok gt "$s1" 0
 ok gt "$e1" 0
 "$VEIL" replay "$work/p.yaml" --events "$events" --batch 16 --limit 2000 >"$work/run2" 2>&1
+# A private model that adds rows for items first seen in events says the
+# guarantee does not cover that; with max_new_items: 0 it says nothing.
+ok grep -q "items first seen in events get model rows.*set max_new_items: 0" "$work/run2"
+sed -e 's|      accountant_file: |      max_new_items: 0\n      accountant_file: |' -e "s|$work/acc|$work/acc0|" "$work/p.yaml" >"$work/p0.yaml"
+"$VEIL" replay "$work/p0.yaml" --events "$events" --batch 16 --limit 100 >"$work/run0" 2>&1
+ok grep -q "dp_model: " "$work/run0"
+ok bash -c "! grep -q 'items first seen in events get model rows' '$work/run0'"
 ok grep -q "records: *2000 recommendations" "$work/run2"
 st2=$("$VEIL" dp_model accountant --file "$work/acc" --delta 1e-8)
 ok gt "$(val steps <<<"$st2")" "$s1"   # resumed from the saved state
@@ -222,7 +229,7 @@ ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 1e-8 | val st
 # the start, so nothing is admitted, held or counted as learned (they were,
 # until the first step's release found the budget spent).
 sed -e 's|epsilon_budget: 0|epsilon_budget: 0.5|' "$work/s.yaml" >"$work/s2.yaml"
-check "budget spent at start" 0 "privacy budget already exhausted: serving only" -- bash -c "'$VEIL' replay '$work/s2.yaml' --events '$work/sched.csv' --batch 1 2>&1 | tee '$work/runf'"
+check "budget spent at start" 0 "privacy budget already exhausted: epsilon [0-9.]+ of 0.5 spent at delta 1e-08; serving only" -- bash -c "'$VEIL' replay '$work/s2.yaml' --events '$work/sched.csv' --batch 1 2>&1 | tee '$work/runf'"
 ok grep -qE "gauges: +dp_model: events_learned 0, not_learned_same_step 0, not_learned_at_max 0, not_learned_frozen 7," "$work/runf"
 ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 1e-8 | val steps)" = 2
 # The same by the events' own times (step_time: event, the default; a
@@ -237,6 +244,9 @@ sed -e 's|      step_time: batch||' -e "s|$work/accs|$work/acce|" "$work/s.yaml"
 check "event time steps" 0 "gaussian mechanism: .*steps of 3600s on the clock, by the events' times, released 60s late" -- bash -c "VEIL_LOG_LEVEL=debug '$VEIL' replay '$work/se.yaml' --events '$work/sched.csv' --batch 1 2>&1 | tee '$work/rune'"
 ok grep -qE "gauges: +dp_model: events_learned 3, not_learned_same_step 0, not_learned_at_max 4, not_learned_frozen 0, not_learned_table_full 0, not_learned_step_full 0, not_learned_late 0, not_learned_held_dropped 0, not_learned_early 0, not_learned_hold_full 0, held_next_step 0, not_learned_erased 0, noisy_steps 4, noisy_steps_empty 3$" "$work/rune"
 ok test "$("$VEIL" dp_model accountant --file "$work/acce" --delta 1e-8 | val steps)" = 4
+# A counted step takes at most 2^20 contributions: a larger step_size
+# never ended, and every later event was refused.
+check "step_size over a step's take" 2 "step_size must be at most 1048576 \(2\^20, the contributions a step takes\) with step_interval_s 0" -- bash -c "sed 's/step_size: 3$/step_size: 2000000/' '$work/s.yaml' | sed 's/step_interval_s: 3600/step_interval_s: 0/' >'$work/big.yaml'; '$VEIL' lint --start '$work/big.yaml'"
 check "step_lateness_s at the step" 2 "step_lateness_s must be ≥ 0 and below step_interval_s" -- bash -c "sed 's/step_interval_s: 3600/step_interval_s: 3600\n      step_lateness_s: 3600/' '$work/se.yaml' >'$work/l6.yaml'; '$VEIL' replay '$work/l6.yaml' --events '$events' --limit 10"
 check "step_time words" 2 "step_time must be event or batch" -- bash -c "sed 's/step_interval_s: 3600/step_interval_s: 3600\n      step_time: wall/' '$work/se.yaml' >'$work/l7.yaml'; '$VEIL' replay '$work/l7.yaml' --events '$events' --limit 10"
 sed -e 's|step_interval_s: 3600|step_interval_s: 0|' -e "s|$work/accs|$work/accc|" "$work/s.yaml" >"$work/sc.yaml"
