@@ -1326,6 +1326,8 @@ static void test_export_after_rotation(void **st) {
         rmdir(dir);
         snprintf(path, sizeof(path), "%s/acc", acc);
         unlink(path);
+        snprintf(path, sizeof(path), "%s/acc.lock", acc);
+        unlink(path);
         rmdir(acc);
 }
 

@@ -389,12 +389,16 @@ static void test_learning_moves_the_model(void **st) {
         h_close(&h);
 }
 
-/* An accountant file and the lock dp_model keeps beside it, removed. */
+/* An accountant file and what dp_model keeps beside it (the lock, the
+ * other instances' spend), removed. The names hold the pid: a .others left
+ * by an earlier run under the same pid would be loaded at start. */
 static void unlink_acc(const char *acc) {
-        char lock[300];
+        char side[300];
         unlink(acc);
-        snprintf(lock, sizeof(lock), "%s.lock", acc);
-        unlink(lock);
+        snprintf(side, sizeof(side), "%s.lock", acc);
+        unlink(side);
+        snprintf(side, sizeof(side), "%s.others", acc);
+        unlink(side);
 }
 
 /* Two private stages of one pipeline, each with its own accountant file:
