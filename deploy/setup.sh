@@ -5,7 +5,9 @@
 #   deploy/setup.sh demo    install, build, run `veil demo`
 #   deploy/setup.sh test    install, build, fetch the test broker, run every
 #                           test (unit, fault, integration; ASan+UBSan unit run;
-#                           each libFuzzer target briefly)
+#                           each libFuzzer target briefly), then one line with
+#                           each phase's result; the first failing phase ends
+#                           the run with its exit status
 #   deploy/setup.sh build   install and build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,29 @@ command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
 command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 
 log() { printf '\n== %s\n' "$*"; }
+
+# phase NAME CMD...: CMD as one phase of `test`, under set -e (functions
+# too: a subshell outside any || or if, where bash would ignore -e), its
+# result and time noted for the last line; the first failure prints that
+# line and ends the run with the phase's exit status.
+results=()
+phase() {
+  local name=$1 start=$SECONDS rc
+  shift
+  log "$name"
+  set +e
+  (set -e; "$@")
+  rc=$?
+  set -e
+  if [ "$rc" -ne 0 ]; then
+    results+=("$name FAILED (exit $rc)")
+    echo
+    echo "deploy/setup.sh test: FAILED in $((SECONDS / 60)) min $((SECONDS % 60)) s, later phases not run: $(summary)"
+    exit "$rc"
+  fi
+  results+=("$name ok $((SECONDS - start)) s")
+}
+summary() { local s; s=$(printf '%s; ' "${results[@]}"); echo "${s%; }"; }
 
 install_packages() {
   local missing=()
@@ -75,28 +100,33 @@ case "$cmd" in
     exec "$BUILD/veil" demo
     ;;
   test)
-    install_packages
-    build
-    log "fetching the test broker (Apache Kafka from Maven Central)"
-    deploy/local/kafka/kafka.sh fetch
-    log "npm packages of the deploy test (tests/deploy/package-lock.json)"
-    npm ci --prefix tests/deploy --no-audit --no-fund
-    log "test suite"
-    ctest --test-dir "$BUILD" --output-on-failure --timeout 600
-    build_asan
-    log "unit tests under AddressSanitizer and UBSan"
-    ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$BUILD-asan" -L unit \
-      --output-on-failure
+    # The unit tests (no broker; each with its own mkstemp/mkdtemp files and
+    # port-0 sockets) and the fuzz targets run two at a time, valgrind's
+    # runs too (tests/valgrind/memcheck.sh); the rest one at a time: the
+    # fault tests are timing-bound and the integration tests share one
+    # broker.
+    phase "packages" install_packages
+    phase "build" build
+    phase "broker jars" deploy/local/kafka/kafka.sh fetch
+    phase "npm ci" npm ci --prefix tests/deploy --no-audit --no-fund
+    phase "unit" ctest --test-dir "$BUILD" -L unit -j2 --output-on-failure \
+      --timeout 600
+    phase "fault+integration+deploy" ctest --test-dir "$BUILD" -LE unit \
+      --output-on-failure --timeout 600
+    phase "ASan build" build_asan
+    phase "ASan unit" env ASAN_OPTIONS=detect_leaks=1 \
+      ctest --test-dir "$BUILD-asan" -L unit -j2 --output-on-failure
     # The integration suite too, on the real broker; the crash test (long,
     # timing-bound) and the SDK test (an install, no new code) only once.
-    log "integration tests under AddressSanitizer and UBSan"
-    ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$BUILD-asan" -L integration \
-      -E 'test_crash|test_sdk' --output-on-failure --timeout 600
-    log "unit tests under valgrind memcheck"
-    tests/valgrind/memcheck.sh "$BUILD"
-    build_fuzz
-    log "each fuzz target for a short run (tests/fuzz/run.sh runs them long)"
-    ctest --test-dir "$BUILD-fuzz" -L fuzz --output-on-failure
+    phase "ASan integration" env ASAN_OPTIONS=detect_leaks=1 \
+      ctest --test-dir "$BUILD-asan" -L integration -E 'test_crash|test_sdk' \
+      --output-on-failure --timeout 600
+    phase "memcheck" tests/valgrind/memcheck.sh "$BUILD"
+    phase "fuzz build" build_fuzz
+    # Each target for VEIL_FUZZ_SECONDS (tests/fuzz/run.sh runs them long).
+    phase "fuzz" ctest --test-dir "$BUILD-fuzz" -L fuzz -j2 --output-on-failure
+    echo
+    echo "deploy/setup.sh test: passed in $((SECONDS / 60)) min $((SECONDS % 60)) s: $(summary)"
     ;;
   build)
     install_packages
