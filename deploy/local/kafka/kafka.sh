@@ -4,7 +4,10 @@
 # come from Maven Central through pom.xml beside this script and java runs
 # them directly.
 #
-#   kafka.sh fetch                 copy the broker's runtime jars into the cache
+#   kafka.sh fetch                 copy the broker's runtime jars into the cache,
+#                                  checked against jars.sha256 beside this script
+#   kafka.sh sums                  print the sha256 lines of a fresh copy of the
+#                                  jars (to write jars.sha256 after a version bump)
 #   kafka.sh start                 fresh data dir, format, start in the background
 #   kafka.sh wait-ready [secs]     until kcat -L sees the broker (default 60)
 #   kafka.sh stop                  SIGTERM, wait, SIGKILL after a timeout
@@ -37,6 +40,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 pom="$here/pom.xml"
+# The jars the pom resolves to, by name and SHA-256: what Maven fetched is
+# compared with what was committed, not only with checksums from the same
+# server as the jars.
+sums="$here/jars.sha256"
 
 # The pom is the one place the version is pinned; the cache dir is named
 # after it so two versions can sit side by side.
@@ -71,17 +78,65 @@ check_port() {
 
 pom_sum() { sha256sum "$pom" | cut -d' ' -f1; }
 
-fetched() { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(pom_sum)" ]; }
+# jars_ok DIR: DIR holds exactly the jars that jars.sha256 names (the
+# broker's classpath is DIR/*: one more would be loaded too), each with its
+# hash; what differs is told on stderr.
+jars_ok() {
+        [ -s "$sums" ] || { echo "kafka.sh: $sums is missing or empty: run '$0 sums >$sums', check the hashes, commit" >&2; return 1; }
+        local want have
+        want=$(sed -E 's/^[0-9a-f]{64} [ *]//' "$sums" | sort)
+        have=$(cd "$1" && shopt -s nullglob && printf '%s\n' *.jar | sort)
+        if [ "$want" != "$have" ]; then
+                echo "kafka.sh: the jars in $1 are not those of $sums (< listed only, > present only):" >&2
+                diff <(echo "$want") <(echo "$have") | grep '^[<>]' >&2
+                return 1
+        fi
+        (cd "$1" && sha256sum --quiet --strict -c "$sums" >&2)
+}
+
+# The stamp (the pom's hash) and the jars themselves, each time: a cache
+# changed after the fetch is not used.
+fetched() { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(pom_sum)" ] && jars_ok "$libs" 2>/dev/null; }
+
+# copy_jars DIR: the pom's runtime jars into DIR, from ~/.m2 if they are
+# there (no network), else from Maven Central. -C: a jar whose checksum
+# does not match the repository's fails (Maven 3.8 only warns by default,
+# and -q would hide the warning).
+copy_jars() {
+        command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: apt-get install maven)"
+        local mlog="$home/fetch.log"
+        local args=(-B -q -C -f "$pom" dependency:copy-dependencies
+                    -DincludeScope=runtime -DoutputDirectory="$1")
+        mkdir -p "$home"
+        if ! mvn -o "${args[@]}" >"$mlog" 2>&1; then
+                echo "kafka $version: fetching jars from Maven Central..." >&2
+                if ! mvn "${args[@]}" >"$mlog" 2>&1; then
+                        tail -n 30 "$mlog" >&2
+                        rm -rf "$1"
+                        die "could not fetch kafka $version jars (Maven log: $mlog)"
+                fi
+        fi
+        [ -f "$1/kafka_2.13-$version.jar" ] ||
+                die "Maven finished but $1 has no kafka_2.13-$version.jar (log: $mlog)"
+}
+
+cmd_sums() {
+        local tmp
+        tmp=$(mktemp -d)
+        copy_jars "$tmp"
+        (cd "$tmp" && sha256sum -- *.jar)
+        rm -rf "$tmp"
+}
 
 cmd_fetch() {
-        # The stamp (the pom's hash) is written last, after an atomic rename,
-        # so an interrupted fetch is never mistaken for a complete one, and a
-        # warm fetch needs neither Maven nor the network.
+        # The stamp (the pom's hash) is written last, after the jars are
+        # checked and an atomic rename, so an interrupted fetch is never
+        # mistaken for a complete one, and a warm fetch needs neither Maven
+        # nor the network.
         if fetched; then
                 echo "kafka $version: jars already in $libs"
                 return 0
         fi
-        command -v mvn >/dev/null || die "mvn not found: install Maven (Debian: apt-get install maven)"
         mkdir -p "$home"
         exec 9>"$home/.lock"
         flock 9
@@ -89,21 +144,13 @@ cmd_fetch() {
                 echo "kafka $version: jars already in $libs"
                 return 0
         fi
-        local tmp="$home/libs.tmp.$$" mlog="$home/fetch.log"
+        local tmp="$home/libs.tmp.$$"
         rm -rf "$tmp"
-        local args=(-B -q -f "$pom" dependency:copy-dependencies
-                    -DincludeScope=runtime -DoutputDirectory="$tmp")
-        # Offline first: once ~/.m2 holds the jars this works with no network.
-        if ! mvn -o "${args[@]}" >"$mlog" 2>&1; then
-                echo "kafka $version: fetching jars from Maven Central..."
-                if ! mvn "${args[@]}" >"$mlog" 2>&1; then
-                        tail -n 30 "$mlog" >&2
-                        rm -rf "$tmp"
-                        die "could not fetch kafka $version jars (Maven log: $mlog)"
-                fi
+        copy_jars "$tmp"
+        if ! jars_ok "$tmp"; then
+                rm -rf "$tmp"
+                die "kafka $version: the jars Maven gave (from ~/.m2 or Maven Central) do not match $sums: not used. After a version change, write the new list with '$0 sums'."
         fi
-        [ -f "$tmp/kafka_2.13-$version.jar" ] ||
-                die "Maven finished but $tmp has no kafka_2.13-$version.jar (log: $mlog)"
         rm -rf "$libs"
         mv "$tmp" "$libs"
         pom_sum >"$stamp"
@@ -393,10 +440,11 @@ EOF
 
 case "${1:-}" in
 fetch)          cmd_fetch;;
+sums)           cmd_sums;;
 start)          cmd_start;;
 wait-ready)     cmd_wait_ready "${2:-60}";;
 stop)           cmd_stop;;
 status)         cmd_status;;
 env)            cmd_env;;
-*)              echo "usage: $0 fetch|start|wait-ready [timeout_s]|stop|status|env" >&2; exit 2;;
+*)              echo "usage: $0 fetch|sums|start|wait-ready [timeout_s]|stop|status|env" >&2; exit 2;;
 esac
