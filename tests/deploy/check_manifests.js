@@ -180,9 +180,14 @@ if (dockerfile) {
   imageUid = users.length ? Number(users[users.length - 1][1]) : null;
 }
 
-// veil's shutdown bound on SIGTERM (core/kafka.c: finish the batch, flush,
-// commit, within shutdown_timeout_ms, 10 s by default).
-const VEIL_SHUTDOWN_S = 10;
+// veil's shutdown bounds on SIGTERM (core/kafka.c), by kafka.guarantee:
+// at-least-once drains the outputs for up to 10 s (shutdown_timeout_ms) and
+// waits up to 10 s more for the last commit (COMMIT_WAIT_MS); exactly-once
+// waits up to 60 s for the last transaction's delivery reports, then two
+// transactional calls of up to 10 s (TXN_CALL_MS). Leaving the group comes
+// after either, hence the 10 s of room on top.
+const VEIL_SHUTDOWN_S = { 'at-least-once': 20, 'exactly-once': 80 };
+const SHUTDOWN_ROOM_S = 10;
 const METRICS_PORT = 9464;
 const CHAIN = ['consent', 'pseudonymize', 'context', 'dp_model'];
 
@@ -271,9 +276,6 @@ for (const [name, file] of renders) {
   } else if (pre && pre.sleep)
     preS = pre.sleep.seconds;
   r.check(preS > 0, 'preStop sleeps before SIGTERM', JSON.stringify(pre));
-  const grace = pod.terminationGracePeriodSeconds;
-  r.check(grace >= preS + VEIL_SHUTDOWN_S + 5,
-    `terminationGracePeriodSeconds (${grace}) covers preStop (${preS} s) + veil's shutdown (${VEIL_SHUTDOWN_S} s) + 5 s`);
 
   // The pipeline from its ConfigMap.
   r.check(v.cm && /^veil-pipeline-/.test(v.cm.metadata.name),
@@ -302,6 +304,13 @@ for (const [name, file] of renders) {
   r.check(missing.length === 0, "every ${VAR} of the pipeline is in the container's environment",
     `unset: ${missing.join(' ')}`);
   pl = pl || { kafka: {}, input: {}, plugins: [], outputs: {}, keys: {} };
+  // The grace period, by the pipeline's guarantee (the default:
+  // at-least-once).
+  const guarantee = pl.kafka.guarantee || 'at-least-once';
+  const shutdownS = VEIL_SHUTDOWN_S[guarantee] || VEIL_SHUTDOWN_S['exactly-once'];
+  const grace = pod.terminationGracePeriodSeconds;
+  r.check(grace >= preS + shutdownS + SHUTDOWN_ROOM_S,
+    `terminationGracePeriodSeconds (${grace}) covers preStop (${preS} s) + veil's ${guarantee} shutdown (${shutdownS} s) + ${SHUTDOWN_ROOM_S} s`);
   r.check(pl.kafka.bootstrap && pl.kafka.bootstrap !== 'embedded', 'kafka.bootstrap names real brokers', pl.kafka.bootstrap);
   r.check(/\$\{KAFKA_BOOTSTRAP\}/.test(v.text || ''), 'kafka.bootstrap comes from KAFKA_BOOTSTRAP (no default)');
   const uses = (pl.plugins || []).map((p) => p.use);

@@ -220,6 +220,10 @@ refuse "a NetworkPolicy admitting every source" "$TMP/base.yaml" '/- namespaceSe
   "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "a NetworkPolicy opening another port" "$TMP/base.yaml" 's/- port: metrics$/- port: 8080/' \
   "$HERE/check_manifests.js" "base=$TMP/broken"
+refuse "a grace period shorter than veil's shutdown" "$TMP/base.yaml" 's/terminationGracePeriodSeconds: 60$/terminationGracePeriodSeconds: 30/' \
+  "$HERE/check_manifests.js" "base=$TMP/broken"
+refuse "exactly-once with the grace period of at-least-once" "$TMP/base.yaml" 's/guarantee: at-least-once/guarantee: exactly-once/' \
+  "$HERE/check_manifests.js" "base=$TMP/broken"
 refuse "a ScaledObject on another consumer group" "$TMP/keda.yaml" 's/consumerGroup: veil/consumerGroup: other/' \
   "$HERE/check_manifests.js" "keda=$TMP/broken"
 refuse "an image running as root" "$ROOT/deploy/Dockerfile" 's/^USER 10001:10001/USER root/' \
