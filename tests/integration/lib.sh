@@ -65,6 +65,20 @@ wait_count() {
   return 1
 }
 
+# wait_log LOG PATTERN SECONDS: until a line of LOG matches PATTERN (grep's
+# basic syntax); else its last lines on stderr and status 1
+wait_log() {
+  local deadline=$((SECONDS + $3))
+  until grep -q -- "$2" "$1" 2>/dev/null; do
+    if [ $SECONDS -ge "$deadline" ]; then
+      echo "no line matching '$2' in $1 after $3 s:" >&2
+      tail -n 5 "$1" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
 # start_veil PIPELINE LOG: in the background; the pid lands in VEIL_PID
 start_veil() {
   KAFKA_BOOTSTRAP="$BROKER" "$VEIL" run "$1" --log-level info 2>>"$2" &

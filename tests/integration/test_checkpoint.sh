@@ -21,7 +21,9 @@ head -n $((N + 1)) "$ROOT/config/demo/events.csv" >"$WORK/a.csv"
 produce "$VEIL_INPUT" "$WORK/a.csv"
 start_veil "$PIPE" "$WORK/veil1.log"
 wait_count "$VEIL_RECS" $N 40 || { tail -20 "$WORK/veil1.log"; fail "recommendations of run 1"; }
-sleep 3 # at least one checkpoint at the 2 s interval
+# At least one checkpoint at the 2 s interval before the one on SIGTERM.
+wait_log "$WORK/veil1.log" 'state: checkpoint [0-9]* of 2 stage(s) produced' 30 ||
+  fail "run 1 wrote no checkpoint at its 2 s interval"
 stop_veil 20
 grep -q 'state: stage 1 (context): no checkpoint, starting empty' "$WORK/veil1.log" || fail "run 1 should start without a checkpoint"
 n_ck=$(grep -c 'state: checkpoint [0-9]* of 2 stage(s) produced' "$WORK/veil1.log" || true)

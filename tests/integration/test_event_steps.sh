@@ -9,11 +9,7 @@ export VEIL_INPUT="evs-in-$SUFFIX" VEIL_RECS="evs-recs-$SUFFIX" \
   VEIL_DLQ="evs-dlq-$SUFFIX" VEIL_GROUP="evs-$SUFFIX" VEIL_ACCOUNTANT="$WORK/acc"
 topic "$VEIL_INPUT"
 start_veil "$ROOT/tests/pipelines/event_steps.yaml" "$WORK/veil.log"
-deadline=$((SECONDS + 60))
-until grep -q '"assigned [0-9]* partition' "$WORK/veil.log"; do
-  [ $SECONDS -lt $deadline ] || { tail -5 "$WORK/veil.log"; fail "no partitions assigned"; }
-  sleep 0.5
-done
+wait_log "$WORK/veil.log" '"assigned [0-9]* partition' 60 || fail "no partitions assigned"
 grep -q "steps of 6s on the clock, by the events' times, released 3s late" "$WORK/veil.log" ||
   fail "not by the events' times: $(grep -o 'gaussian mechanism[^"]*' "$WORK/veil.log" | head -1)"
 
@@ -27,8 +23,17 @@ events() {
       echo "$2,u$(($4 + i)),${items[$((i % 50))]},1,$(($4 + i)),United Kingdom"
     done; } >"$1"
 }
+# step_start: the current second, once it is the first of a 6 s step
+# (steps are epoch-aligned: time / 6 s). Events stamped then stay in an open
+# step for 9 s (6 + 3 s of lateness); stamped in a step's last second they
+# had as little as 3 s to be read, and a loaded machine made them late.
+step_start() {
+  local t
+  until t=$(date +%s); [ $((t % 6)) -eq 0 ]; do sleep 0.1; done
+  echo "$t"
+}
 events "$WORK/old.csv" "$(($(date +%s) - 3600))" 50 2000
-events "$WORK/fresh.csv" "$(date +%s)" 200 1000
+events "$WORK/fresh.csv" "$(step_start)" 200 1000
 produce "$VEIL_INPUT" "$WORK/fresh.csv"
 produce "$VEIL_INPUT" "$WORK/old.csv"
 wait_count "$VEIL_RECS" 250 60 || fail "recommendations"

@@ -70,7 +70,12 @@ ok "3 garbage records on the dead-letter topic with error, stage and source"
 # Offsets were committed on shutdown: a restart in the same group reads nothing.
 before=$(count "$VEIL_OUTPUT")
 start_veil "$ROOT/tests/pipelines/flow.yaml" "$WORK/veil2.log"
-sleep 8
+# Once it has the partitions, a few seconds to read from the committed
+# offsets (a fixed 8 s could end before it joined the group on a slow
+# machine: nothing read, and the check below passed without a test).
+wait_log "$WORK/veil2.log" '"assigned [0-9]* partition' 60 ||
+  fail "the restarted veil got no partitions"
+sleep 3
 stop_veil 20
 after=$(count "$VEIL_OUTPUT")
 [ "$before" -eq "$after" ] || fail "restart re-processed $((after - before)) events"
