@@ -108,7 +108,13 @@ struct kctx {
          * the loop's next poll (produce_stashed). Counted as pending in
          * their batch meanwhile, so it is not committed. */
         struct stashed *stash, **stash_tail;
+        size_t n_stash;
         int in_dr; /**< inside dr_cb */
+        /* At-least-once: a topic the cluster says does not exist (and
+         * will not create), "" when none. Its records wait in the stash
+         * like an output that is down, and every record after them too
+         * (in order), until it is created; readiness names it. */
+        char missing[256];
 
         /* At-least-once commits, one request at a time (see commit_send):
          * the offsets acknowledged since, and the request in flight. */
@@ -299,7 +305,40 @@ static int stash(struct kctx *k, const char *topic, const void *key,
         r->f = f;
         *k->stash_tail = r;
         k->stash_tail = &r->next;
+        k->n_stash++;
         return 0;
+}
+
+/* The topic does not exist and the cluster does not create it
+ * (auto.create.topics.enable=false): librdkafka fails what it queued for
+ * the topic after topic.metadata.propagation.max.ms (in the delivery
+ * report, as ERR_UNKNOWN_TOPIC_OR_PART or ERR__UNKNOWN_TOPIC), and then
+ * refuses new records for it at once (ERR__UNKNOWN_TOPIC). */
+static int unknown_topic(rd_kafka_resp_err_t err) {
+        return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+               err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+}
+
+/* Out of memory for a record that would wait: the host stops (the batch
+ * is not committed). */
+static rd_kafka_resp_err_t stash_failed(struct kctx *k, const char *topic) {
+        set_fatal(k, "out of memory keeping a record for topic '%s' until "
+                  "it can be produced", topic);
+        return RD_KAFKA_RESP_ERR__FAIL;
+}
+
+/* A record refused for a topic that does not exist: said once, until the
+ * topic's records go again. */
+static void missing_topic(struct kctx *k, const char *topic) {
+        if (!strcmp(k->missing, topic))
+                return;
+        snprintf(k->missing, sizeof(k->missing), "%s", topic);
+        veil_log_host(VEIL_LOG_WARN, NULL,
+                      "topic '%s' does not exist: its records wait and are "
+                      "produced again, and nothing is committed past them, "
+                      "until it is created (create it, or let the cluster "
+                      "create topics: auto.create.topics.enable)",
+                      topic);
 }
 
 static void stashed_free(struct stashed *r) {
@@ -324,6 +363,20 @@ static rd_kafka_resp_err_t produce_try(struct kctx *k, const char *topic,
                                        rd_kafka_headers_t *hdrs,
                                        struct inflight *f) {
         for (;;) {
+                /* Behind records that wait for their topic, in order
+                 * (two records of one key must not swap), unless the
+                 * topic has come since. */
+                if (k->missing[0]) {
+                        produce_stashed(k);
+                        if (k->stash) {
+                                if (stash(k, topic, key, key_len, value,
+                                          value_len, hdrs, f))
+                                        return stash_failed(k, topic);
+                                f->pending++;
+                                k->st.produced++;
+                                return RD_KAFKA_RESP_ERR_NO_ERROR;
+                        }
+                }
                 rd_kafka_resp_err_t err = produce_once(
                         k, topic, key, key_len, value, value_len, hdrs, f);
                 if (err == RD_KAFKA_RESP_ERR__STATE && k->eos &&
@@ -351,6 +404,15 @@ static rd_kafka_resp_err_t produce_try(struct kctx *k, const char *topic,
                                   hdrs, f))
                                 return err; /* out of memory: fatal */
                         k->st.stashed++;
+                        err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                } else if (unknown_topic(err) && !k->eos) {
+                        /* At-least-once: an output that is down, not a
+                         * reason to stop. Pending in its batch, so the
+                         * batch is not committed while it waits. */
+                        missing_topic(k, topic);
+                        if (stash(k, topic, key, key_len, value, value_len,
+                                  hdrs, f))
+                                return stash_failed(k, topic);
                         err = RD_KAFKA_RESP_ERR_NO_ERROR;
                 }
                 if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -397,8 +459,21 @@ static void produce_stashed(struct kctx *k) {
                         r->hdrs, r->f);
                 if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
                         return;
+                if (unknown_topic(err) && !k->eos) {
+                        /* Still missing: again at the next poll. */
+                        missing_topic(k, r->topic);
+                        return;
+                }
                 if (!(k->stash = r->next))
                         k->stash_tail = &k->stash;
+                k->n_stash--;
+                if (k->missing[0] && !strcmp(r->topic, k->missing)) {
+                        veil_log_host(VEIL_LOG_INFO, NULL,
+                                      "topic '%s' exists now: its records "
+                                      "are produced",
+                                      k->missing);
+                        k->missing[0] = '\0';
+                }
                 if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                         r->hdrs = NULL; /* librdkafka's now */
                 } else {
@@ -2339,6 +2414,11 @@ static void publish(struct kctx *k, int force) {
                          sides[0] ? sides : "opening them");
         else if (k->brokers_up == 0)
                 snprintf(why, sizeof(why), "no connection to any broker");
+        else if (k->missing[0])
+                snprintf(why, sizeof(why),
+                         "topic '%s' does not exist: %zu record(s) wait "
+                         "for it to be created",
+                         k->missing, k->n_stash);
         else if (k->stalled[0])
                 snprintf(why, sizeof(why), "%s", k->stalled);
         else if (!k->subscribed)
@@ -2908,6 +2988,7 @@ static void close_all(struct kctx *k) {
                 stashed_free(r);
         }
         k->stash_tail = &k->stash;
+        k->n_stash = 0;
         for (size_t i = 0; i < k->n_msgs; i++)
                 rd_kafka_message_destroy(k->msgs[i]);
         free(k->msgs);

@@ -180,12 +180,27 @@ struct fault_env *fault_env_new(const struct fault_opts *o) {
                 snprintf(e->bootstrap, sizeof(e->bootstrap), "%s",
                          veil_mock_bootstrap(e->mock));
                 for (size_t i = 0; i < sizeof(topics) / sizeof(*topics); i++)
-                        assert_int_equal(veil_mock_create_topic(
-                                                 e->mock, topics[i],
-                                                 e->o.partitions, err,
-                                                 sizeof(err)),
+                        if (!e->o.missing_topic ||
+                            strcmp(topics[i], e->o.missing_topic))
+                                assert_int_equal(veil_mock_create_topic(
+                                                         e->mock, topics[i],
+                                                         e->o.partitions, err,
+                                                         sizeof(err)),
+                                                 0);
+                /* The mock cluster answers Metadata up to v2 by default,
+                 * which has no AllowAutoTopicCreation field, so it creates
+                 * every topic a client asks for. From v4 it heeds the
+                 * field, which the host's producer then sends as false
+                 * (VEIL_AUTO_CREATE): a missing topic is answered
+                 * UNKNOWN_TOPIC_OR_PART, as by a cluster with
+                 * auto.create.topics.enable=false. */
+                if (e->o.missing_topic)
+                        assert_int_equal(rd_kafka_mock_set_apiversion(
+                                                 veil_mock_cluster(e->mock),
+                                                 3 /* Metadata */, 0, 4),
                                          0);
         }
+        assert_true(!e->o.missing_topic || !e->o.external);
 
         setenv("KAFKA_BOOTSTRAP", e->bootstrap, 1);
         setenv("VEIL_INPUT", "in", 1);
@@ -201,6 +216,9 @@ struct fault_env *fault_env_new(const struct fault_opts *o) {
         setenv_or_unset("VEIL_PREFETCH_KB", e->o.prefetch_kb);
         setenv_or_unset("VEIL_QUEUE_MAX", e->o.queue_max);
         setenv_or_unset("VEIL_OFFSET_RESET", e->o.offset_reset);
+        setenv_or_unset("VEIL_AUTO_CREATE",
+                        e->o.missing_topic ? "false" : NULL);
+        setenv_or_unset("VEIL_PROPAGATION_MS", e->o.propagation_ms);
         /* The transactional id is "<group>-<instance>". */
         setenv("VEIL_INSTANCE_ID", "fault-test", 1);
 
@@ -744,6 +762,35 @@ void fault_count_out(struct fault_env *e, struct fault_count *cnt) {
         veil_arena_free(&arena);
         veil_codec_destroy(codec);
         rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+}
+
+void fault_out_once(struct fault_env *e, const char *what) {
+        struct fault_count c;
+        fault_count_out(e, &c);
+        fault_print_count(what, e, &c);
+        assert_int_equal(c.missing, 0);
+        assert_int_equal(c.dups, 0);
+}
+
+void fault_produce(struct fault_env *e, const char *topic, const char *key,
+                   const void *value, size_t len) {
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        assert_int_equal(rd_kafka_conf_set(c, "bootstrap.servers",
+                                           e->bootstrap, err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+        assert_non_null(rk);
+        assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                           RD_KAFKA_V_KEY(key, strlen(key)),
+                                           RD_KAFKA_V_VALUE((void *)value,
+                                                            len),
+                                           RD_KAFKA_V_MSGFLAGS(
+                                                   RD_KAFKA_MSG_F_COPY),
+                                           RD_KAFKA_V_END),
+                         0);
+        assert_int_equal(rd_kafka_flush(rk, 30000), 0);
         rd_kafka_destroy(rk);
 }
 

@@ -59,6 +59,13 @@ struct fault_opts {
         int allow_aborts;
         /** veil_kafka_opts.state_idle_ms (0: the host's default). */
         int state_idle_ms;
+        /** A topic of in, out, recs, dlq not created at start, on a
+         *  cluster that does not create topics when asked for them
+         *  (in-process cluster only; the test creates it later with
+         *  rd_kafka_mock_topic_create). */
+        const char *missing_topic;
+        /** topic.metadata.propagation.max.ms (default: the YAML's). */
+        const char *propagation_ms;
 };
 
 struct fault_env {
@@ -196,6 +203,12 @@ int fault_all_committed(struct fault_env *e);
 /** Reads "out" from the beginning (read_committed) and counts every event
  *  id of e1..e<fed>. */
 void fault_count_out(struct fault_env *e, struct fault_count *c);
+/** fault_count_out, printed as `what`; asserts every event is there
+ *  exactly once. */
+void fault_out_once(struct fault_env *e, const char *what);
+/** Produces one record (key: a string) to `topic` and waits for it. */
+void fault_produce(struct fault_env *e, const char *topic, const char *key,
+                   const void *value, size_t len);
 void fault_print_count(const char *what, const struct fault_env *e,
                        const struct fault_count *c);
 

@@ -38,33 +38,12 @@
 #include "codec.h"
 #include "fault_lib.h"
 
-static void produce(struct fault_env *e, const char *topic, const char *key,
-                    const void *value, size_t len) {
-        char err[512];
-        rd_kafka_conf_t *c = rd_kafka_conf_new();
-        assert_int_equal(rd_kafka_conf_set(c, "bootstrap.servers",
-                                           e->bootstrap, err, sizeof(err)),
-                         RD_KAFKA_CONF_OK);
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
-        assert_non_null(rk);
-        assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                           RD_KAFKA_V_KEY(key, strlen(key)),
-                                           RD_KAFKA_V_VALUE((void *)value,
-                                                            len),
-                                           RD_KAFKA_V_MSGFLAGS(
-                                                   RD_KAFKA_MSG_F_COPY),
-                                           RD_KAFKA_V_END),
-                         0);
-        assert_int_equal(rd_kafka_flush(rk, 30000), 0);
-        rd_kafka_destroy(rk);
-}
-
 /* A consent record that grants everything to `user`: its first record, so
  * the consent stage emits an audit record ("granted"). */
 static void produce_consent(struct fault_env *e, const char *user) {
         struct veil_buf b = {0};
         fault_consent_grant(user, &b);
-        produce(e, "consent", user, b.data, b.len);
+        fault_produce(e, "consent", user, b.data, b.len);
         veil_buf_free(&b);
 }
 
@@ -111,7 +90,7 @@ static void test_side_records_after_abort(void **state) {
         fault_lead(e, "consent", 1, 1);
         fault_lead(e, "dlq", 1, 2);
         fault_lead(e, "audit", 1, 2);
-        produce(e, "consent", "u9", "\x02\x37garbage", 9);
+        fault_produce(e, "consent", "u9", "\x02\x37garbage", 9);
         produce_consent(e, "u1");
         fault_feed(e, 20, 0);
         /* Two, in case the two records go in two requests: each is
@@ -398,11 +377,7 @@ static void run_held(void **state, int mid_run) {
         assert_int_equal(twice, 0);
         assert_int_equal(once, N_SIDE);
         assert_int_equal(dl, N_SIDE);
-        struct fault_count c;
-        fault_count_out(e, &c);
-        fault_print_count("exactly-once", e, &c);
-        assert_int_equal(c.missing, 0);
-        assert_int_equal(c.dups, 0);
+        fault_out_once(e, "exactly-once");
 }
 
 static void test_held_bounded_catch_up(void **state) {

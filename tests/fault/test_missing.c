@@ -1,0 +1,130 @@
+/*
+ * A topic that does not exist, on a cluster that does not create topics
+ * (auto.create.topics.enable=false), is an output that is down: its
+ * records wait and are produced again, the input pauses once too many
+ * batches wait, readiness says which topic is missing, nothing is
+ * committed past them, and once the topic is created every record
+ * arrives. The host used to stop (exit 1): librdkafka fails the records
+ * queued for an unknown topic after topic.metadata.propagation.max.ms
+ * (30 s by default; 2 s here), and producing them again was refused at
+ * once (ERR__UNKNOWN_TOPIC), which stopped the host.
+ *
+ * On librdkafka's mock cluster (fault.yaml), which creates any topic a
+ * client asks for unless the client says not to: fault_lib makes it heed
+ * that (Metadata v4) and the host's producer say it (VEIL_AUTO_CREATE).
+ *
+ * - test_missing_output_at_least_once: "out" missing; every event's
+ *   output waits for it.
+ * - test_missing_dead_letter_at_least_once: "dlq" missing; the events'
+ *   outputs are acknowledged, but the batches whose dead letters wait are
+ *   not committed, nor any after them.
+ *
+ * `test_missing [NAME]` runs the tests whose name matches NAME.
+ */
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fault_lib.h"
+
+static struct fault_env *missing_env(void **state, const char *topic,
+                                     int partitions) {
+        struct fault_opts o = {0};
+        o.partitions = partitions;
+        o.missing_topic = topic;
+        /* The records queued for the topic fail after 2 s, not 30. */
+        o.propagation_ms = "2000";
+        struct fault_env *e = fault_env_new(&o);
+        *state = e;
+        return e;
+}
+
+/* Waits (up to 30 s) until readiness says `topic` is missing, then 4 s
+ * more: the host runs on, and nothing is committed. */
+static void wait_missing(struct fault_env *e, const char *topic) {
+        char what[128], why[512] = "";
+        snprintf(what, sizeof(what), "topic '%s' does not exist", topic);
+        double deadline = now_s() + 30;
+        while (!e->ended && now_s() < deadline &&
+               (fault_ready(e, why, sizeof(why)) || !strstr(why, what)))
+                sleep_ms(50);
+        fprintf(stderr, "# not ready: %s\n", why);
+        assert_non_null(strstr(why, what));
+        double until = now_s() + 4;
+        while (!e->ended && now_s() < until)
+                sleep_ms(100);
+        assert_false(e->ended);
+        assert_int_equal(e->commits, 0);
+        for (int i = 0; i < e->o.partitions; i++)
+                assert_true(fault_committed(e, i) < 0);
+        assert_true(e->retried > 0);
+}
+
+/* Creates `topic`, then waits until every input record is committed and
+ * every record produced is acknowledged; ends the run cleanly. */
+static void create_and_finish(struct fault_env *e, const char *topic) {
+        assert_int_equal(rd_kafka_mock_topic_create(fault_cluster(e), topic,
+                                                    e->o.partitions, 1),
+                         0);
+        double deadline = now_s() + 60;
+        while (!e->ended && now_s() < deadline &&
+               !(e->acked == e->produced && fault_all_committed(e)))
+                sleep_ms(100);
+        /* Readiness is published four times a second. */
+        char why[512] = "";
+        while (!e->ended && now_s() < deadline &&
+               !fault_ready(e, why, sizeof(why)))
+                sleep_ms(50);
+        if (!fault_ready(e, why, sizeof(why)))
+                fprintf(stderr, "# not ready after: %s\n", why);
+        assert_true(fault_ready(e, why, sizeof(why)));
+        e->stop = 1;
+        fault_run_join(e);
+        assert_true(fault_all_committed(e));
+}
+
+static void test_missing_output_at_least_once(void **state) {
+        struct fault_env *e = missing_env(state, "out", 3);
+        fault_feed(e, 500, 0);
+        fault_run_start(e, 0, 120);
+        wait_missing(e, "out");
+        create_and_finish(e, "out");
+        /* Nothing was written before the topic existed: none twice. */
+        fault_out_once(e, "output topic created late");
+}
+
+static void test_missing_dead_letter_at_least_once(void **state) {
+        /* One partition, an undecodable record first: the first batch
+         * waits for its dead letter, and every batch after it. */
+        struct fault_env *e = missing_env(state, "dlq", 1);
+        fault_produce(e, "in", "g1", "\x02\x37garbage", 9);
+        fault_feed(e, 150, 0);
+        fault_produce(e, "in", "g2", "\x02\x37garbage", 9);
+        fault_feed(e, 150, 0);
+        fault_run_start(e, 0, 120);
+        wait_missing(e, "dlq");
+        create_and_finish(e, "dlq");
+        assert_int_equal(fault_read_all(e, "dlq", "dlq-checker", NULL, NULL),
+                         2);
+        fault_out_once(e, "dead-letter topic created late");
+}
+
+int main(int argc, char **argv) {
+        if (argc > 1)
+                cmocka_set_test_filter(argv[1]);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_teardown(test_missing_output_at_least_once,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(
+                        test_missing_dead_letter_at_least_once,
+                        fault_env_teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
