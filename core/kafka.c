@@ -334,11 +334,14 @@ static void missing_topic(struct kctx *k, const char *topic) {
                 return;
         snprintf(k->missing, sizeof(k->missing), "%s", topic);
         veil_log_host(VEIL_LOG_WARN, NULL,
-                      "topic '%s' does not exist: its records wait and are "
-                      "produced again, and nothing is committed past them, "
-                      "until it is created (create it, or let the cluster "
-                      "create topics: auto.create.topics.enable)",
-                      topic);
+                      "topic '%s' does not exist: %s, until it is created "
+                      "(create it, or let the cluster create topics: "
+                      "auto.create.topics.enable)",
+                      topic,
+                      k->eos ? "the transaction is aborted, and the input "
+                               "waits"
+                             : "its records wait and are produced again, "
+                               "and nothing is committed past them");
 }
 
 static void stashed_free(struct stashed *r) {
@@ -394,6 +397,18 @@ static rd_kafka_resp_err_t produce_try(struct kctx *k, const char *topic,
                          * This used to stop the host (exit 1), so that a
                          * broker aborting transactions became a crash
                          * loop. */
+                        if (hdrs)
+                                rd_kafka_headers_destroy(hdrs);
+                        k->txn_doomed = 1;
+                        return RD_KAFKA_RESP_ERR_NO_ERROR;
+                }
+                if (unknown_topic(err) && k->eos && k->txn_open) {
+                        /* Exactly-once: the transaction cannot commit
+                         * without the record, so, as above, it is aborted
+                         * and the record comes again; the loop then waits
+                         * for the topic (eos_wait_topic) rather than
+                         * process the input again into one more abort. */
+                        missing_topic(k, topic);
                         if (hdrs)
                                 rd_kafka_headers_destroy(hdrs);
                         k->txn_doomed = 1;
@@ -947,6 +962,8 @@ static void dr_report(struct kctx *k, const rd_kafka_message_t *m) {
                  * the privacy budget for every pass). */
                 if (permanent(m->err))
                         delivery_failed(k, topic, m);
+                else if (unknown_topic(m->err))
+                        missing_topic(k, topic);
                 f->pending--;
                 return;
         }
@@ -1450,6 +1467,10 @@ static int eos_commit(struct kctx *k,
  * so its audit record would not come again. */
 static void eos_redo(struct kctx *k) {
         size_t n = 0;
+        /* A topic missing: they would only fail the transaction again.
+         * eos_topic_check produces them once it exists. */
+        if (k->missing[0])
+                return;
         /* Each record's copy moves on to the new transaction's (k->kept)
          * once produced, rather than being copied again (sink_records'
          * keep): the records held would otherwise be there twice until
@@ -1498,6 +1519,33 @@ static void eos_commit_between(struct kctx *k) {
         k->side_flight.pending = 0;
         if (k->rewind)
                 eos_rewind(k);
+}
+
+/* Exactly-once, a topic missing (k->missing): at most once a second, asks
+ * the cluster whether it exists now, which also tells the producer (it
+ * refuses records for a topic it has found missing until its metadata
+ * says otherwise); once it does, what the aborts left is produced again. */
+static void eos_topic_check(struct kctx *k, int64_t *next_ms) {
+        if (!k->missing[0] || now_ms() < *next_ms)
+                return;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->producer, k->missing,
+                                                   NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        if (rkt && !rd_kafka_metadata(k->producer, 0, rkt, &md, 1000) &&
+            md->topic_cnt == 1 && !md->topics[0].err &&
+            md->topics[0].partition_cnt > 0) {
+                veil_log_host(VEIL_LOG_INFO, NULL,
+                              "topic '%s' exists now: the input is read "
+                              "again", k->missing);
+                k->missing[0] = '\0';
+        }
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        if (rkt)
+                rd_kafka_topic_destroy(rkt);
+        *next_ms = now_ms() + 1000;
+        if (!k->missing[0])
+                eos_redo(k);
 }
 
 /* At shutdown, after the last batch's transaction: when it aborted, what it
@@ -2414,6 +2462,11 @@ static void publish(struct kctx *k, int force) {
                          sides[0] ? sides : "opening them");
         else if (k->brokers_up == 0)
                 snprintf(why, sizeof(why), "no connection to any broker");
+        else if (k->missing[0] && k->eos)
+                snprintf(why, sizeof(why),
+                         "topic '%s' does not exist: the input waits for it "
+                         "to be created",
+                         k->missing);
         else if (k->missing[0])
                 snprintf(why, sizeof(why),
                          "topic '%s' does not exist: %zu record(s) wait "
@@ -2835,6 +2888,7 @@ static void save_state(struct kctx *k, int force) {
  * ledger) has caught up with the end it had when reading began. */
 static int should_stop(struct kctx *k);
 static void catch_up(struct kctx *k) {
+        int64_t topic_ms = 0;
         while (!k->st.side_caught_up && !should_stop(k) && !k->fatal) {
                 poll_sides(k, 100, 10000);
                 rd_kafka_poll(k->producer, 0);
@@ -2850,6 +2904,10 @@ static void catch_up(struct kctx *k) {
                     (k->n_kept + k->n_redo >= KEPT_MAX ||
                      now_ms() - k->txn_begun_ms >= CATCH_UP_TXN_MS))
                         eos_commit_between(k);
+                /* What the side inputs produced to a missing topic: held
+                 * (eos_redo) until it exists. */
+                if (k->eos)
+                        eos_topic_check(k, &topic_ms);
                 publish(k, 0);
         }
         publish(k, 1);
@@ -3035,16 +3093,43 @@ static void pause_input(struct kctx *k, int pause) {
                               rd_kafka_err2str(err));
         else {
                 veil_log_host(VEIL_LOG_INFO, NULL,
-                              "%s %d input partition(s)%s",
+                              "%s %d input partition(s)%s%s%s",
                               pause ? "paused" : "resumed", a->cnt,
                               !pause ? ""
                               : k->sides_paused
                                       ? ": the side inputs wait for held "
                                         "records to commit"
-                                      : ": outputs not acknowledged");
+                              : k->missing[0] ? ": topic '"
+                                              : ": outputs not acknowledged",
+                              pause && !k->sides_paused ? k->missing : "",
+                              pause && !k->sides_paused && k->missing[0]
+                                      ? "' does not exist"
+                                      : "");
                 k->paused = pause;
         }
         rd_kafka_topic_partition_list_destroy(a);
+}
+
+/* Exactly-once, a topic missing: the transaction that met it has been
+ * aborted (or is, here), and processing the input again would only abort
+ * again, charging the privacy budget every time. So the input pauses
+ * (its consumer still polled: the group sees it alive) until the topic
+ * exists, with no transaction open: the coordinator aborts one open past
+ * transaction.timeout.ms. */
+static void eos_wait_topic(struct kctx *k) {
+        if (k->txn_open)
+                eos_commit_between(k);
+        pause_input(k, 1);
+        int64_t next_ms = 0;
+        while (k->missing[0] && !k->fatal && !should_stop(k)) {
+                eos_topic_check(k, &next_ms);
+                rd_kafka_poll(k->producer, 100);
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(k->consumer, 0);
+                if (m)
+                        take_msg(k, m);
+                publish(k, 0);
+        }
+        pause_input(k, k->sides_paused);
 }
 
 /* "<group>-<instance>": stable per instance, so that a restarted instance
@@ -3246,6 +3331,8 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                  * withdrawal not applied). Nothing commits meanwhile
                  * anyway: the transactions are aborting. */
                 pause_input(&k, k.sides_paused);
+                if (k.eos && k.missing[0])
+                        eos_wait_topic(&k);
                 form_batch(&k);
                 if (k.rewind)
                         eos_rewind(&k);
