@@ -126,6 +126,7 @@ struct kctx {
 
         rd_kafka_message_t **msgs; /**< input records of the open batch */
         size_t n_msgs, cap_msgs;
+        int64_t first_ms; /**< when the open batch's first record came */
 
         int fatal;
         char err[1024];
@@ -2933,6 +2934,8 @@ static void add_msg(struct kctx *k, rd_kafka_message_t *m) {
                 k->msgs = n;
                 k->cap_msgs = cap;
         }
+        if (!k->n_msgs)
+                k->first_ms = now_ms();
         k->msgs[k->n_msgs++] = m;
         k->st.records_in++;
 }
@@ -2950,12 +2953,30 @@ static void take_msg(struct kctx *k, rd_kafka_message_t *m) {
         rd_kafka_message_destroy(m);
 }
 
-/* Fills the open batch up to max_events or max_wait_ms. */
+/* How long a loop turn waits for a batch's first record: max_wait_ms,
+ * within these bounds. At least TURN_MIN_MS, so that an idle host sleeps in
+ * the consumer's poll rather than spin (with max_wait_ms 0 every poll of
+ * the loop returned at once: a core's worth of CPU doing nothing); at most
+ * TURN_MAX_MS, since what else the loop serves (side inputs, delivery
+ * reports, commits, reloads, readiness) waits that long. */
+#define TURN_MIN_MS 20
+#define TURN_MAX_MS 250
+
+/* Fills the open batch up to max_events, or until max_wait_ms after its
+ * first record arrived (it used to be after the turn began, which closed
+ * a quiet input's batch anywhere from at once to max_wait_ms after its
+ * record). */
 static void form_batch(struct kctx *k) {
-        int64_t deadline = now_ms() + k->cfg->max_wait_ms;
         size_t max = (size_t)k->cfg->max_events;
+        int turn = k->cfg->max_wait_ms;
+        turn = turn < TURN_MIN_MS ? TURN_MIN_MS
+             : turn > TURN_MAX_MS ? TURN_MAX_MS
+                                  : turn;
+        int64_t idle_end = now_ms() + turn;
         while (k->n_msgs < max && !k->fatal) {
-                int64_t left = deadline - now_ms();
+                int64_t end = k->n_msgs ? k->first_ms + k->cfg->max_wait_ms
+                                        : idle_end;
+                int64_t left = end - now_ms();
                 if (left < 0)
                         left = 0;
                 rd_kafka_message_t *m =

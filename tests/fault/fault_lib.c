@@ -219,6 +219,7 @@ struct fault_env *fault_env_new(const struct fault_opts *o) {
         setenv_or_unset("VEIL_AUTO_CREATE",
                         e->o.missing_topic ? "false" : NULL);
         setenv_or_unset("VEIL_PROPAGATION_MS", e->o.propagation_ms);
+        setenv_or_unset("VEIL_MAX_WAIT_MS", e->o.max_wait_ms);
         /* The transactional id is "<group>-<instance>". */
         setenv("VEIL_INSTANCE_ID", "fault-test", 1);
 

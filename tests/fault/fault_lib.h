@@ -66,6 +66,8 @@ struct fault_opts {
         const char *missing_topic;
         /** topic.metadata.propagation.max.ms (default: the YAML's). */
         const char *propagation_ms;
+        /** input.batch.max_wait_ms (default: the YAML's). */
+        const char *max_wait_ms;
 };
 
 struct fault_env {
