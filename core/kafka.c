@@ -142,6 +142,7 @@ struct kctx {
          * not commit; eos_commit aborts it. */
         int txn_doomed;
         int64_t txn_begun_ms;
+        int64_t stop_ms; /**< when a stop request was first seen (txn_retry) */
         int rewind; /**< dropped read records: seek back before reading */
         int paused; /**< input partitions paused (backpressure) */
 
@@ -1341,6 +1342,20 @@ static void eos_rewind(struct kctx *k) {
         txn_from_clear(k);
 }
 
+/* Whether a retriable transactional call is made again. While running,
+ * always (readiness shows it); after a stop request, until SHUTDOWN_TXN_MS
+ * after it, as settle() waits for the last delivery reports: giving up at
+ * the first timeout made a coordinator slow for a moment at shutdown an
+ * exit 1 with the transaction left open. */
+#define SHUTDOWN_TXN_MS 60000
+static int txn_retry(struct kctx *k) {
+        if (!(k->o->stop && *k->o->stop))
+                return 1;
+        if (!k->stop_ms)
+                k->stop_ms = now_ms();
+        return now_ms() - k->stop_ms < SHUTDOWN_TXN_MS;
+}
+
 /* Aborts the open transaction: its records are never visible to
  * read_committed consumers. Returns 0, or -1 after a fatal error. */
 static int eos_abort(struct kctx *k) {
@@ -1358,9 +1373,11 @@ static int eos_abort(struct kctx *k) {
                 rd_kafka_error_destroy(e);
                 if (!again)
                         return -1;
-                if (k->o->stop && *k->o->stop) {
-                        set_fatal(k, "stopped while aborting a transaction; "
-                                     "the next start aborts it");
+                if (!txn_retry(k)) {
+                        set_fatal(k, "shutdown: aborting the transaction did "
+                                     "not complete within %d s; the next "
+                                     "start aborts it",
+                                  SHUTDOWN_TXN_MS / 1000);
                         return -1;
                 }
         }
@@ -1398,6 +1415,19 @@ static int txn_failed(struct kctx *k, const char *what, rd_kafka_error_t *e) {
         return rc;
 }
 
+/* The stop's deadline passed while `what` was retried: not a fatal error
+ * of the producer, so it is said as it is. */
+static int txn_late(struct kctx *k, const char *what, rd_kafka_error_t *e) {
+        set_fatal(k, "shutdown: %s did not complete within %d s (%s); the "
+                  "transaction stays open until the next start with this "
+                  "transactional.id aborts it, or the coordinator does "
+                  "after transaction.timeout.ms, and its input is read "
+                  "again",
+                  what, SHUTDOWN_TXN_MS / 1000, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return -1;
+}
+
 /* Commits the open transaction with the batch's input offsets (NULL: none).
  * Returns 0 committed, 1 aborted, -1 fatal. */
 static int eos_commit(struct kctx *k,
@@ -1429,7 +1459,7 @@ static int eos_commit(struct kctx *k,
                         e = rd_kafka_send_offsets_to_transaction(
                                 k->producer, offsets, md, TXN_CALL_MS);
                         if (!e || !rd_kafka_error_is_retriable(e) ||
-                            (k->o->stop && *k->o->stop))
+                            !txn_retry(k))
                                 break;
                         txn_stalled(k, "sending the offsets", e);
                         rd_kafka_error_destroy(e);
@@ -1437,18 +1467,22 @@ static int eos_commit(struct kctx *k,
                 rd_kafka_consumer_group_metadata_destroy(md);
                 if (e) {
                         k->stalled[0] = '\0';
-                        return txn_failed(k, "sending the offsets", e);
+                        return rd_kafka_error_is_retriable(e)
+                                       ? txn_late(k, "sending the offsets", e)
+                                       : txn_failed(k, "sending the offsets",
+                                                    e);
                 }
         }
         for (;;) {
                 e = rd_kafka_commit_transaction(k->producer, TXN_CALL_MS);
-                if (!e || !rd_kafka_error_is_retriable(e) ||
-                    (k->o->stop && *k->o->stop))
+                if (!e || !rd_kafka_error_is_retriable(e) || !txn_retry(k))
                         break;
                 txn_stalled(k, "committing the transaction", e);
                 rd_kafka_error_destroy(e);
         }
         k->stalled[0] = '\0';
+        if (e && rd_kafka_error_is_retriable(e))
+                return txn_late(k, "committing the transaction", e);
         if (e)
                 return txn_failed(k, "committing the transaction", e);
         k->txn_open = 0;

@@ -546,6 +546,7 @@ static void *run(void *arg) {
         struct fault_env *e = arg;
         struct veil_kafka_opts o = {0};
         o.bootstrap = e->bootstrap;
+        o.stop = &e->sigterm;
         o.should_stop = should_stop;
         o.ctx = e;
         o.shutdown_timeout_ms = 60000;

@@ -89,6 +89,10 @@ struct fault_env {
         _Atomic long target;    /**< >0: stop once this many records are
                                      read and all produced acknowledged */
         _Atomic int stop;       /**< set by the test: end the run */
+        /** Set by the test as veil's SIGTERM handler sets its flag
+         *  (veil_kafka_opts.stop): the calls that wait on the brokers see
+         *  it too, not only the loop. */
+        volatile sig_atomic_t sigterm;
         _Atomic int ended;      /**< veil_kafka_run returned */
         _Atomic uint64_t records_in, produced, acked, retried, aborted,
                 commits;

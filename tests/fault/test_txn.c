@@ -1,0 +1,77 @@
+/*
+ * Exactly-once: the transaction coordinator slow or failing at awkward
+ * moments, on librdkafka's mock cluster (fault.yaml, one broker, one
+ * partition).
+ *
+ * - test_stop_during_slow_commit: SIGTERM (the flag veil's handler sets)
+ *   arrives while the commit of a transaction waits for a slow EndTxn
+ *   (its answer after 25 s: each 10 s call times out, a retriable error).
+ *   The host used to give up at the first retriable error after the
+ *   signal: "committing the transaction failed fatally", exit 1, the
+ *   transaction left open. It now retries until the shutdown's deadline
+ *   (a minute), the transaction commits, and the run ends cleanly.
+ *
+ * `test_txn [NAME]` runs the tests whose name matches NAME.
+ */
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fault_lib.h"
+
+static struct fault_env *txn_env(void **state) {
+        struct fault_opts o = {0};
+        o.partitions = 1;
+        o.exactly_once = 1;
+        struct fault_env *e = fault_env_new(&o);
+        *state = e;
+        return e;
+}
+
+/* Waits up to `secs` until readiness gives a reason that holds `what`. */
+static int wait_reason(struct fault_env *e, const char *what, double secs) {
+        char why[512] = "";
+        double deadline = now_s() + secs;
+        while (!e->ended && now_s() < deadline) {
+                if (!fault_ready(e, why, sizeof(why)) && strstr(why, what)) {
+                        fprintf(stderr, "# not ready: %s\n", why);
+                        return 1;
+                }
+                sleep_ms(50);
+        }
+        return 0;
+}
+
+static void test_stop_during_slow_commit(void **state) {
+        struct fault_env *e = txn_env(state);
+        /* The first EndTxn is answered after 25 s. */
+        assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
+                                 fault_cluster(e), 1, API_END_TXN, 1,
+                                 RD_KAFKA_RESP_ERR_NO_ERROR, 25000),
+                         0);
+        fault_feed(e, 100, 0);
+        fault_run_start(e, 0, 90);
+        /* The first 10 s call has timed out and is retried: the signal
+         * comes while the second one waits. */
+        assert_true(wait_reason(e, "committing the transaction", 20));
+        e->sigterm = 1;
+        fault_run_join(e);
+        assert_true(e->st.commits >= 1);
+        fault_out_once(e, "stopped during a slow commit");
+}
+
+int main(int argc, char **argv) {
+        if (argc > 1)
+                cmocka_set_test_filter(argv[1]);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_teardown(test_stop_during_slow_commit,
+                                          fault_env_teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
