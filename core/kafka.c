@@ -1299,6 +1299,23 @@ static void eos_rewind(struct kctx *k) {
         if (a->cnt) {
                 rd_kafka_resp_err_t err =
                         rd_kafka_committed(k->consumer, a, TXN_CALL_MS);
+                if (err) {
+                        /* The group coordinator slow or moving. The first
+                         * records the transaction read are where the
+                         * committed offsets are (a commit clears them, and
+                         * a partition that read nothing since stays at its
+                         * committed offset), so the rewind goes there
+                         * rather than stop the host (exit 1, as it did). */
+                        veil_log_host(VEIL_LOG_WARN, NULL,
+                                      "exactly-once: cannot read the "
+                                      "committed offsets after an aborted "
+                                      "transaction (%s); rewinding the input "
+                                      "to the first record the transaction "
+                                      "read on each partition",
+                                      rd_kafka_err2str(err));
+                        for (int i = 0; i < a->cnt; i++)
+                                a->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+                }
                 /* Back to the committed offset, or on a partition with
                  * none yet, to the first record the transaction read there
                  * (not to the beginning: with auto.offset.reset latest the
@@ -1306,7 +1323,7 @@ static void eos_rewind(struct kctx *k) {
                  * nothing of stays where it is. */
                 rd_kafka_topic_partition_list_t *to =
                         rd_kafka_topic_partition_list_new(a->cnt);
-                for (int i = 0; !err && i < a->cnt; i++) {
+                for (int i = 0; i < a->cnt; i++) {
                         const rd_kafka_topic_partition_t *c = &a->elems[i];
                         int64_t off = c->offset;
                         if (off < 0) {
@@ -1324,19 +1341,17 @@ static void eos_rewind(struct kctx *k) {
                                 ->offset = off;
                 }
                 rd_kafka_error_t *e = NULL;
-                if (!err && to->cnt)
+                if (to->cnt)
                         e = rd_kafka_seek_partitions(k->consumer, to,
                                                      TXN_CALL_MS);
                 rd_kafka_topic_partition_list_destroy(to);
-                if (err || e) {
+                if (e) {
                         /* Reading on would skip the aborted records. */
                         set_fatal(k, "cannot rewind the input after an "
                                      "aborted transaction: %s",
-                                  err ? rd_kafka_err2str(err)
-                                      : rd_kafka_error_string(e));
-                }
-                if (e)
+                                  rd_kafka_error_string(e));
                         rd_kafka_error_destroy(e);
+                }
         }
         rd_kafka_topic_partition_list_destroy(a);
         txn_from_clear(k);

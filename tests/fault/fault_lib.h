@@ -33,6 +33,7 @@ enum {
         API_PRODUCE = 0,
         API_FETCH = 1,
         API_OFFSET_COMMIT = 8,
+        API_OFFSET_FETCH = 9,
         API_JOIN_GROUP = 11,
         API_INIT_PRODUCER_ID = 22,
         API_ADD_PARTITIONS_TO_TXN = 24,

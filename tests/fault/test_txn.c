@@ -10,6 +10,13 @@
  *   signal: "committing the transaction failed fatally", exit 1, the
  *   transaction left open. It now retries until the shutdown's deadline
  *   (a minute), the transaction commits, and the run ends cleanly.
+ * - test_rewind_without_offset_fetch: a transaction aborts (its
+ *   AddPartitionsToTxn refused, so nothing of it is written) while the
+ *   group coordinator answers OffsetFetch after 12 s, past the 10 s the
+ *   rewind asks for the committed offsets. The host used to stop (exit 1:
+ *   "cannot rewind the input after an aborted transaction"); it now goes
+ *   back to the first record the transaction read on each partition, and
+ *   every event comes out once.
  *
  * `test_txn [NAME]` runs the tests whose name matches NAME.
  */
@@ -29,6 +36,11 @@ static struct fault_env *txn_env(void **state) {
         struct fault_opts o = {0};
         o.partitions = 1;
         o.exactly_once = 1;
+        /* A slow answer holds the coordinator's connection up, heartbeats
+         * included: longer than that, so the group does not rebalance
+         * (the mock cluster keeps no transactional offset commits, so a
+         * rejoin reads the input from its start). */
+        o.session_timeout_ms = "30000";
         struct fault_env *e = fault_env_new(&o);
         *state = e;
         return e;
@@ -66,11 +78,51 @@ static void test_stop_during_slow_commit(void **state) {
         fault_out_once(e, "stopped during a slow commit");
 }
 
+static void test_rewind_without_offset_fetch(void **state) {
+        struct fault_env *e = txn_env(state);
+        e->o.allow_aborts = 1;
+        rd_kafka_mock_cluster_t *mc = fault_cluster(e);
+        fault_feed(e, 50, 0);
+        fault_run_start(e, 0, 90);
+        /* The first transaction commits (its OffsetFetch, at the
+         * assignment, answered at once). */
+        double deadline = now_s() + 30;
+        while (!e->ended && now_s() < deadline &&
+               !(e->commits >= 1 && e->acked >= 50))
+                sleep_ms(50);
+        assert_true(e->commits >= 1);
+        /* Not fault_committed here: it asks for the offsets itself. */
+        assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
+                                 mc, 1, API_OFFSET_FETCH, 1,
+                                 RD_KAFKA_RESP_ERR_NO_ERROR, 12000),
+                         0);
+        assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
+                                 mc, 1, API_ADD_PARTITIONS_TO_TXN, 1,
+                                 RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                 0),
+                         0);
+        fault_feed(e, 50, 0);
+        deadline = now_s() + 60;
+        while (!e->ended && now_s() < deadline && e->acked < 100)
+                sleep_ms(50);
+        e->stop = 1;
+        fault_run_join(e);
+        fprintf(stderr, "# %llu aborted\n",
+                (unsigned long long)e->st.aborted);
+        assert_int_equal(e->st.aborted, 1);
+        size_t left = 1;
+        rd_kafka_mock_broker_error_stack_cnt(mc, 1, API_OFFSET_FETCH, &left);
+        assert_int_equal(left, 0);
+        fault_out_once(e, "rewound without the committed offsets");
+}
+
 int main(int argc, char **argv) {
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_stop_during_slow_commit,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_rewind_without_offset_fetch,
                                           fault_env_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
