@@ -1820,8 +1820,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         k->rewind = 1;
                 settle(k, &k->side_flight);
                 k->side_flight.pending = 0;
-        } else if (!k->fatal)
+        } else if (!k->fatal && k->st.side_caught_up) {
+                /* Not while the side inputs catch up (a stop during a
+                 * reload's re-read reaches here from the consumer's
+                 * close): even an empty batch's start applies the queued
+                 * access requests and erasures, which would answer them
+                 * from a partly read consent ledger. No input record
+                 * waits then (the stop dropped them), and the next start
+                 * reads the requests again. */
                 run_batch(k);
+        }
         if (!k->eos && !rd_kafka_assignment_lost(rk))
                 drain(k, k->shutdown_ms, 1);
         commit_forget(k, parts);

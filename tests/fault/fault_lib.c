@@ -824,24 +824,46 @@ int64_t fault_committed(struct fault_env *e, int partition) {
         return off;
 }
 
-void fault_consent_grant(const char *user, struct veil_buf *b) {
-        static struct veil_codec *c;
+/* A record of schemas/consent.avsc for `user`, to fill; one codec for
+ * the process (never freed). */
+static veil_rec_t *consent_rec(struct veil_codec **c, const char *user) {
+        static struct veil_codec *codec;
         char err[512];
-        if (!c)
-                assert_int_equal(veil_codec_new_file(&c,
+        if (!codec)
+                assert_int_equal(veil_codec_new_file(&codec,
                                                      TEST_ROOT
                                                      "/schemas/consent.avsc",
                                                      VEIL_FRAMING_RAW, 0, err,
                                                      sizeof(err)),
                                  0);
-        veil_rec_t *r = veil_codec_rec_begin(c);
+        *c = codec;
+        veil_rec_t *r = veil_codec_rec_begin(codec);
         assert_int_equal(veil_rec_set_str(r, "user_id", user), 0);
+        assert_int_equal(veil_rec_set_long(r, "ts", 1700000000000LL), 0);
+        return r;
+}
+
+static void consent_encode(struct veil_codec *c, struct veil_buf *b) {
+        char err[512];
+        if (veil_codec_rec_encode(c, b, err, sizeof(err)))
+                fail_msg("consent record: %s", err);
+}
+
+void fault_consent_grant(const char *user, struct veil_buf *b) {
+        struct veil_codec *c;
+        veil_rec_t *r = consent_rec(&c, user);
         assert_int_equal(veil_rec_set_bool(r, "purposes.personalization", 1),
                          0);
         assert_int_equal(veil_rec_set_bool(r, "purposes.training", 1), 0);
         assert_int_equal(veil_rec_set_bool(r, "purposes.analytics", 1), 0);
         assert_int_equal(veil_rec_set_str(r, "source", "cmp"), 0);
-        assert_int_equal(veil_rec_set_long(r, "ts", 1700000000000LL), 0);
-        if (veil_codec_rec_encode(c, b, err, sizeof(err)))
-                fail_msg("consent record: %s", err);
+        consent_encode(c, b);
+}
+
+void fault_consent_access(const char *user, struct veil_buf *b) {
+        struct veil_codec *c;
+        veil_rec_t *r = consent_rec(&c, user);
+        assert_int_equal(veil_rec_set_str(r, "kind", "access"), 0);
+        assert_int_equal(veil_rec_set_str(r, "source", "support_desk"), 0);
+        consent_encode(c, b);
 }

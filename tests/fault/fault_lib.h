@@ -195,6 +195,8 @@ int fault_read_all(struct fault_env *e, const char *topic, const char *group,
  *  `user`, encoded into *b (raw Avro; b reused across calls). */
 struct veil_buf;
 void fault_consent_grant(const char *user, struct veil_buf *b);
+/** A right-of-access request (kind access) for `user`, into *b. */
+void fault_consent_access(const char *user, struct veil_buf *b);
 void fault_header(const struct rd_kafka_message_s *m, const char *name,
                   char *buf, size_t size);
 /* Waits for a run that must fail: its error is in e->err. */

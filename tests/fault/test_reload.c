@@ -11,6 +11,12 @@
  *   committed; the events that arrived as the reload began are neither
  *   read, nor output, nor committed (default deny: nothing runs against a
  *   partial ledger).
+ * - stop_during_catch_up_access: the same stop, once the reload has read
+ *   again an access request at the start of the consent topic but not
+ *   the consent records after it. The stop used to answer the request at
+ *   the consumer's close (the revocation ran an empty batch, whose start
+ *   applies the queued requests) with the partly read ledger; now nothing
+ *   runs, and the one answer is the first start's.
  * - fatal_during_drain: the output's broker refuses every produce request
  *   for good (TOPIC_AUTHORIZATION_FAILED, answered after 2 s) and a reload
  *   is asked for while the first batch waits for it: the reload's drain
@@ -35,8 +41,11 @@
 #include "codec.h"
 #include "fault_lib.h"
 
-/* n consent records (users c1..cn, everything granted) into "consent". */
-static void produce_consents(struct fault_env *e, int n) {
+/* n consent records (users c1..cn, everything granted) into "consent";
+ * each in a request of its own when `one_by_one`, so that they come back
+ * a few at a time (the mock cluster answers a fetch with one request's
+ * records). */
+static void produce_consents(struct fault_env *e, int n, int one_by_one) {
         char err[512];
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers",
@@ -64,6 +73,8 @@ static void produce_consents(struct fault_env *e, int n) {
                         rd_kafka_poll(rk, 50);
                 assert_int_equal(pe, 0);
                 rd_kafka_poll(rk, 0);
+                if (one_by_one)
+                        assert_int_equal(rd_kafka_flush(rk, 30000), 0);
         }
         assert_int_equal(rd_kafka_flush(rk, 30000), 0);
         rd_kafka_destroy(rk);
@@ -78,12 +89,25 @@ static struct fault_env *reload_env(int brokers) {
         struct fault_env *e = fault_env_new(&o);
         rd_kafka_mock_cluster_t *mc = fault_cluster(e);
         assert_int_equal(rd_kafka_mock_topic_create(mc, "consent", 1, 1), 0);
+        assert_int_equal(rd_kafka_mock_topic_create(mc, "access", 1, 1), 0);
         return e;
 }
 
+/* A right-of-access request for `user` into "consent". */
+static void produce_access(struct fault_env *e, const char *user) {
+        char key[64];
+        struct veil_buf b = {0};
+        fault_consent_access(user, &b);
+        snprintf(key, sizeof(key), "access/%s", user);
+        fault_produce(e, "consent", key, b.data, b.len);
+        veil_buf_free(&b);
+}
+
 /* Ends the run once a reload swapped pipelines and its side consumer has
- * not caught up yet: the first should_stop of its catch-up. */
+ * not caught up yet: the first should_stop of its catch-up after it has
+ * read `side_records` side records in all (0: at once). */
 struct catch_up_stop {
+        uint64_t side_records;
         int stopped;
         uint64_t records_in; /**< when it stopped */
 };
@@ -91,7 +115,8 @@ struct catch_up_stop {
 static int stop_in_catch_up(struct fault_env *e,
                             const struct veil_kafka_stats *st) {
         struct catch_up_stop *s = e->hook_ctx;
-        if (e->reloads_swapped && !st->side_caught_up) {
+        if (e->reloads_swapped && !st->side_caught_up &&
+            st->side_records >= s->side_records) {
                 if (!s->stopped) {
                         s->stopped = 1;
                         s->records_in = st->records_in;
@@ -104,7 +129,7 @@ static int stop_in_catch_up(struct fault_env *e,
 static void test_stop_during_catch_up(void **state) {
         struct fault_env *e = reload_env(1);
         *state = e;
-        produce_consents(e, 1000);
+        produce_consents(e, 1000, 0);
         fault_feed(e, 300, 0);
         struct catch_up_stop s = {0};
         e->hook = stop_in_catch_up;
@@ -143,6 +168,42 @@ static void test_stop_during_catch_up(void **state) {
         assert_int_equal(c.missing, 200);
 }
 
+static void test_stop_during_catch_up_access(void **state) {
+        struct fault_env *e = reload_env(1);
+        *state = e;
+        /* The request first, then c1's consent and 499 more, one fetch
+         * each: the re-read stops between them. */
+        produce_access(e, "c1");
+        produce_consents(e, 500, 1);
+        fault_feed(e, 100, 0);
+        struct catch_up_stop s = {0};
+        s.side_records = 501 + 1; /* the first read, and one of the re-read */
+        e->hook = stop_in_catch_up;
+        e->hook_ctx = &s;
+        fault_run_start(e, 0, 60);
+        /* The first start answers the request with the whole ledger. */
+        double deadline = now_s() + 30;
+        while (!e->ended && now_s() < deadline &&
+               !(e->records_in >= 100 && e->acked == e->produced &&
+                 fault_committed(e, 0) >= 100))
+                sleep_ms(100);
+        assert_int_equal(fault_read_all(e, "access", "access-checker", NULL,
+                                        NULL),
+                         1);
+        e->reload = 1;
+        fault_run_join(e);
+        fprintf(stderr, "# stopped in the catch-up: %d, after %llu side "
+                "record(s) in all\n", s.stopped,
+                (unsigned long long)e->st.side_records);
+        assert_int_equal(s.stopped, 1);
+        assert_int_equal(e->st.side_caught_up, 0);
+        assert_true(e->st.side_records < 2 * 501);
+        /* No second answer, from the partial ledger. */
+        assert_int_equal(fault_read_all(e, "access", "access-checker", NULL,
+                                        NULL),
+                         1);
+}
+
 /* Asks for a reload once the first batch is produced (its delivery is
  * refused, 2 s later). */
 static int reload_after_produce(struct fault_env *e,
@@ -163,7 +224,7 @@ static void test_fatal_during_drain(void **state) {
         fault_lead(e, "dlq", 1, 1);
         fault_lead(e, "consent", 1, 1);
         fault_lead(e, "out", 1, 2);
-        produce_consents(e, 10);
+        produce_consents(e, 10, 0);
         fault_feed(e, 50, 0);
         for (int i = 0; i < 5; i++)
                 assert_int_equal(
@@ -194,6 +255,8 @@ int main(int argc, char **argv) {
                 cmocka_set_test_filter(argv[1]);
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_stop_during_catch_up,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_stop_during_catch_up_access,
                                           fault_env_teardown),
                 cmocka_unit_test_teardown(test_fatal_during_drain,
                                           fault_env_teardown),
