@@ -110,10 +110,11 @@ struct kctx {
         struct stashed *stash, **stash_tail;
         size_t n_stash;
         int in_dr; /**< inside dr_cb */
-        /* At-least-once: a topic the cluster says does not exist (and
-         * will not create), "" when none. Its records wait in the stash
-         * like an output that is down, and every record after them too
-         * (in order), until it is created; readiness names it. */
+        /* A topic the cluster says does not exist (and will not
+         * create), "" when none; readiness names it. At-least-once, its
+         * records wait in the stash like an output that is down, and
+         * every record after them too (in order), until it is created;
+         * exactly-once, the input waits (eos_wait_topic). */
         char missing[256];
 
         /* At-least-once commits, one request at a time (see commit_send):
