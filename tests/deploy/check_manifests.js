@@ -183,10 +183,11 @@ if (dockerfile) {
 // veil's shutdown bounds on SIGTERM (core/kafka.c), by kafka.guarantee:
 // at-least-once drains the outputs for up to 10 s (shutdown_timeout_ms) and
 // waits up to 10 s more for the last commit (COMMIT_WAIT_MS); exactly-once
-// waits up to 60 s for the last transaction's delivery reports, then two
-// transactional calls of up to 10 s (TXN_CALL_MS). Leaving the group comes
-// after either, hence the 10 s of room on top.
-const VEIL_SHUTDOWN_S = { 'at-least-once': 20, 'exactly-once': 80 };
+// waits up to 60 s for the last transaction's delivery reports (settle),
+// then retries the retriable transactional calls for up to 60 s after the
+// stop (SHUTDOWN_TXN_MS), the last of them up to 10 s (TXN_CALL_MS).
+// Leaving the group comes after either, hence the 10 s of room on top.
+const VEIL_SHUTDOWN_S = { 'at-least-once': 20, 'exactly-once': 130 };
 const SHUTDOWN_ROOM_S = 10;
 const METRICS_PORT = 9464;
 const CHAIN = ['consent', 'pseudonymize', 'context', 'dp_model'];
