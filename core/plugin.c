@@ -3,44 +3,93 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* A plugin file anyone else can write to would let them run code as us. */
-static int check_file(const char *file, char *errstr, size_t errstr_size) {
+/* Who may change `path` (a file or a directory): only its owner, root or
+ * us, and not group or others, or they could replace the code veil runs.
+ * A sticky directory (/tmp) lets no one rename or remove another's
+ * entries, so its write bits are fine. */
+static int check_owner(const char *path, const char *plugin, int is_dir,
+                       char *errstr, size_t errstr_size) {
         struct stat st;
-        if (stat(file, &st) != 0) {
-                snprintf(errstr, errstr_size, "plugin %s: %s", file,
-                         strerror(errno));
+        if (stat(path, &st) != 0) {
+                snprintf(errstr, errstr_size, "plugin %s: %s: %s", plugin,
+                         path, strerror(errno));
                 return -VEIL_ENOENT;
         }
-        if (!S_ISREG(st.st_mode)) {
+        const char *what = is_dir ? "its directory " : "";
+        if (st.st_uid != 0 && st.st_uid != geteuid()) {
                 snprintf(errstr, errstr_size,
-                         "plugin %s: not a regular file", file);
+                         "plugin %s: refused: %s%s is owned by uid %u, "
+                         "neither root nor this process's user, who could "
+                         "replace the code veil runs; fix with chown",
+                         plugin, what, path, (unsigned)st.st_uid);
                 return -VEIL_EINVAL;
         }
-        if (st.st_mode & S_IWOTH) {
+        mode_t w = st.st_mode & (S_IWGRP | S_IWOTH);
+        if (is_dir && (st.st_mode & S_ISVTX))
+                w = 0;
+        if (w) {
                 snprintf(errstr, errstr_size,
-                         "plugin %s: refused, writable by others (mode %04o); "
-                         "fix with chmod o-w",
-                         file, (unsigned)(st.st_mode & 07777));
+                         "plugin %s: refused: %s%s is writable by %s (mode "
+                         "%04o), who could replace the code veil runs; fix "
+                         "with chmod %s %s",
+                         plugin, what, path,
+                         w & S_IWOTH ? "others" : "its group",
+                         (unsigned)(st.st_mode & 07777),
+                         w & S_IWOTH ? (w & S_IWGRP ? "go-w" : "o-w") : "g-w",
+                         path);
                 return -VEIL_EINVAL;
         }
         return 0;
 }
 
+/* A plugin runs as us from its first instruction (dlopen runs its
+ * constructors): the file, after symlinks, and every directory above it
+ * must be ours or root's and writable by no one else, or someone else
+ * could put their code in its place. The path returned (resolved, into
+ * `real`) is the one to load: a link changed after the check cannot take
+ * it elsewhere without writing a directory checked here. */
+static int check_file(const char *file, char *real, char *errstr,
+                      size_t errstr_size) {
+        if (!realpath(file, real)) {
+                snprintf(errstr, errstr_size, "plugin %s: %s", file,
+                         strerror(errno));
+                return -VEIL_ENOENT;
+        }
+        struct stat st;
+        if (stat(real, &st) != 0 || !S_ISREG(st.st_mode)) {
+                snprintf(errstr, errstr_size,
+                         "plugin %s: not a regular file", file);
+                return -VEIL_EINVAL;
+        }
+        int rc = check_owner(real, file, 0, errstr, errstr_size);
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s", real);
+        for (char *slash; !rc && (slash = strrchr(dir, '/'));) {
+                slash[slash == dir] = '\0'; /* "/x" -> "/" */
+                rc = check_owner(dir, file, 1, errstr, errstr_size);
+                if (slash == dir)
+                        break;
+        }
+        return rc;
+}
+
 static int load_file(struct veil_plugin_handle *h, const char *file,
                      char *errstr, size_t errstr_size) {
-        int rc = check_file(file, errstr, errstr_size);
+        char real[PATH_MAX];
+        int rc = check_file(file, real, errstr, errstr_size);
         if (rc)
                 return rc;
         /* RTLD_NOW: an unresolved symbol fails here, with a message, rather
          * than in the middle of a batch. RTLD_LOCAL: plugins cannot see or
          * interpose on each other's symbols. */
-        void *dl = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+        void *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
         if (!dl) {
                 snprintf(errstr, errstr_size, "plugin %s: cannot load: %s",
                          file, dlerror());
@@ -92,6 +141,20 @@ static int load_file(struct veil_plugin_handle *h, const char *file,
                 dlclose(dl);
                 return -VEIL_EINVAL;
         }
+        /* A command's usage, doc and run are required (veil.h): `veil
+         * PLUGIN CMD` would call a NULL run, and --help print NULL. */
+        for (const struct veil_command *c = def->commands; c && c->name;
+             c++)
+                if (!c->usage || !c->doc || !c->run) {
+                        snprintf(errstr, errstr_size,
+                                 "plugin %s: command '%s' lacks its %s (a "
+                                 "command needs a usage, a doc and run)",
+                                 file, c->name,
+                                 !c->run ? "run" : !c->usage ? "usage"
+                                                             : "doc");
+                        dlclose(dl);
+                        return -VEIL_EINVAL;
+                }
         h->def = def;
         h->dl = dl;
         h->path = strdup(file);

@@ -84,6 +84,19 @@ static void test_missing(void **state) {
         assert_non_null(strstr(err, "/opt/b/veil_nosuch.so"));
 }
 
+/* A command lacking its run would be called as NULL by `veil PLUGIN
+ * CMD`: refused at load. */
+static void test_bad_command(void **state) {
+        (void)state;
+        struct veil_plugin_handle h;
+        char err[1024] = "";
+        assert_int_equal(veil_plugin_load(&h, TEST_PLUGIN_DIR
+                                          "/test_abi_bad_cmd.so",
+                                          NULL, 0, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "command 'probe' lacks its run"));
+}
+
 static void test_bad_name(void **state) {
         (void)state;
         struct veil_plugin_handle h;
@@ -112,8 +125,29 @@ static void test_writable_by_others(void **state) {
         assert_int_equal(rc, -VEIL_EINVAL);
         assert_non_null(strstr(err, "writable by others"));
         assert_int_equal(chmod(dst, 0644), 0);
+        /* Its directory too: whoever may write it may put another file in
+         * the plugin's place. (/tmp above it is sticky: no one replaces
+         * another's entries there.) */
+        assert_int_equal(chmod(tmp, 0775), 0);
         rc = veil_plugin_load(&h, "passthrough", path, 1, err, sizeof(err));
-        assert_int_equal(rc, 0);
+        assert_int_equal(rc, -VEIL_EINVAL);
+        assert_non_null(strstr(err, "its directory"));
+        assert_non_null(strstr(err, "writable by its group (mode 0775)"));
+        assert_non_null(strstr(err, "fix with chmod g-w"));
+        assert_int_equal(chmod(tmp, 0755), 0);
+        /* Owned by someone else, who may change it whatever its mode (only
+         * root can give a file away: CI runs as root). */
+        if (geteuid() == 0) {
+                assert_int_equal(chown(dst, 65534, (gid_t)-1), 0);
+                rc = veil_plugin_load(&h, "passthrough", path, 1, err,
+                                      sizeof(err));
+                assert_int_equal(rc, -VEIL_EINVAL);
+                assert_non_null(strstr(err, "is owned by uid 65534"));
+                assert_int_equal(chown(dst, 0, (gid_t)-1), 0);
+        }
+        rc = veil_plugin_load(&h, "passthrough", path, 1, err, sizeof(err));
+        if (rc)
+                fail_msg("%s", err);
         veil_plugin_unload(&h);
         unlink(dst);
         rmdir(tmp);
@@ -142,6 +176,7 @@ int main(void) {
                 cmocka_unit_test(test_no_entry),
                 cmocka_unit_test(test_missing),
                 cmocka_unit_test(test_bad_name),
+                cmocka_unit_test(test_bad_command),
                 cmocka_unit_test(test_writable_by_others),
                 cmocka_unit_test(test_list),
         };

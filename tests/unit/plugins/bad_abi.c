@@ -1,5 +1,7 @@
 /* A plugin built for another ABI version: the loader must refuse it
- * (TEST_ABI: a version to build for instead, tests/unit/CMakeLists.txt). */
+ * (TEST_ABI: a version to build for instead, tests/unit/CMakeLists.txt).
+ * With TEST_BAD_COMMAND, a command without its run, which the loader must
+ * refuse too. */
 #include <veil/veil.h>
 
 #ifndef TEST_ABI
@@ -17,7 +19,15 @@ static int process(void *s, struct veil_batch *b) {
 }
 static void destroy(void *s) { (void)s; }
 
+#ifdef TEST_BAD_COMMAND
+static const struct veil_command commands[] = {
+        {"probe", "probe", "a command without run", NULL}, {NULL, NULL, NULL, NULL}};
+#endif
+
 static const struct veil_plugin plugin = {
+#ifdef TEST_BAD_COMMAND
+        .commands = commands,
+#endif
         .abi_version = TEST_ABI,
         .struct_size = sizeof(struct veil_plugin),
         .name = "bad_abi",
