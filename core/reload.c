@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "keys.h"
 
 static int differs(const char *a, const char *b) {
         return strcmp(a ? a : "", b ? b : "") != 0;
@@ -26,6 +27,54 @@ static const struct veil_kvpair *setting(const struct veil_config *c,
                 if (!strcmp(c->kafka.settings[i].key, key))
                         return &c->kafka.settings[i];
         return NULL;
+}
+
+/* The key ids a `keys:` section names ("eph" for an ephemeral key, none
+ * without a section), in its files map. */
+static const struct veil_node *key_files(const struct veil_config *c) {
+        const struct veil_node *f =
+                c->keys ? veil_config_get(c->keys, "files") : NULL;
+        return f && f->kind == VEIL_NODE_MAP ? f : NULL;
+}
+
+static int has_key(const struct veil_node *files, const char *id) {
+        for (size_t i = 0; files && i < files->n; i++)
+                if (!strcmp(files->keys[i]->scalar, id))
+                        return 1;
+        return 0;
+}
+
+/* The stages go on with their state across a reload, held under the
+ * running keyring's pseudonyms: a key they may hold data under must stay,
+ * or erase and export could no longer compute the pseudonyms to find it
+ * (a withdrawal would erase nothing). Adding keys and changing the active
+ * one are fine. */
+static int keys_check(const struct veil_config *cur,
+                      const struct veil_config *next, char *errstr,
+                      size_t errstr_size) {
+        int ce = cur->keys && veil_keys_ephemeral(cur),
+            ne = next->keys && veil_keys_ephemeral(next);
+        const struct veil_node *cf = key_files(cur), *nf = key_files(next);
+        const char *why = NULL, *id = "";
+        if (!!cur->keys != !!next->keys)
+                why = cur->keys ? "the keys: section was removed"
+                                : "a keys: section was added";
+        else if (ce != ne)
+                why = ce ? "the ephemeral key was replaced by key files"
+                         : "the key files were replaced by an ephemeral key";
+        for (size_t i = 0; !why && cf && i < cf->n; i++)
+                if (!has_key(nf, cf->keys[i]->scalar)) {
+                        why = "a key was removed from keys.files: ";
+                        id = cf->keys[i]->scalar;
+                }
+        if (!why)
+                return 0;
+        snprintf(errstr, errstr_size,
+                 "%s: %s%s; the stages' state, which a reload keeps, is held "
+                 "under the running keys, and erase and export could no "
+                 "longer find it: restart instead (nothing was changed)",
+                 next->file, why, id);
+        return -VEIL_EINVAL;
 }
 
 int veil_reload_check(const struct veil_config *cur,
@@ -75,6 +124,8 @@ int veil_reload_check(const struct veil_config *cur,
                         return -VEIL_EINVAL;
                 }
         }
+        if (keys_check(cur, next, errstr, errstr_size))
+                return -VEIL_EINVAL;
         struct veil_http_config ha, hb;
         char e[512];
         if (veil_http_config_parse(cur, &ha, e, sizeof(e)) ||

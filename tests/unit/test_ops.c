@@ -406,6 +406,25 @@ static void test_reload_check(void **st) {
                     "http changed from 'off, reload off");
         reload_case("http: {reload: false}", "http: {reload: true}",
                     "needs a restart");
+        /* keys: the stages keep their state, held under the running keys:
+         * adding one and changing the active one are fine, dropping one
+         * or switching between ephemeral and files is not. */
+#define K1 "keys: {active: k1, files: {k1: /k/1}}"
+#define K12 "keys: {active: k2, files: {k1: /k/1, k2: /k/2}}"
+        reload_case(K1, K12, NULL);
+        reload_case(K12, "keys: {active: k2, files: {k2: /k/2}}",
+                    "a key was removed from keys.files: k1; the stages' "
+                    "state, which a reload keeps, is held under the running "
+                    "keys");
+        reload_case("keys: {ephemeral: true}", K1,
+                    "the ephemeral key was replaced by key files");
+        reload_case(K1, "keys: {ephemeral: true}",
+                    "the key files were replaced by an ephemeral key");
+        reload_case(K1, "", "the keys: section was removed");
+        reload_case("keys: {ephemeral: true}", "keys: {ephemeral: true}",
+                    NULL);
+#undef K1
+#undef K12
         /* kafka settings: changed, added, removed */
         struct veil_config *a = config(""), *b = config("");
         char err[1024];
