@@ -329,6 +329,20 @@ static int set_value(struct bctx *c, struct param *p,
         return 0;
 }
 
+static void param_free(struct param *p) {
+        for (size_t j = 0; j < p->n_items; j++) {
+                if (p->items)
+                        free(p->items[j]);
+                if (p->values)
+                        free(p->values[j]);
+        }
+        free(p->items);
+        free(p->values);
+        free(p->name);
+        free(p->where);
+        free(p->str);
+}
+
 static int apply_default(struct bctx *c, struct param *p,
                          const struct veil_param_def *def) {
         struct veil_node *n = NULL, scalar;
@@ -376,6 +390,17 @@ static int check_table(struct bctx *c, const struct veil_param_def *defs,
                                             "'%s' twice; fix the plugin's "
                                             "parameter table",
                                             c->plugin, defs[i].name);
+                /* Every default is read, used or not: one that breaks its
+                 * type would otherwise pass every pipeline that sets the
+                 * parameter, and fail the first that leaves it out (and
+                 * `veil plugins` would document it). */
+                if (defs[i].default_value) {
+                        struct param scratch = {0};
+                        int rc = apply_default(c, &scratch, &defs[i]);
+                        param_free(&scratch);
+                        if (rc)
+                                return rc;
+                }
         }
         return 0;
 }
@@ -552,23 +577,10 @@ fail:
 }
 
 void veil_params_destroy(veil_params_t *P) {
-        size_t i, j;
         if (!P)
                 return;
-        for (i = 0; i < P->n; i++) {
-                struct param *p = &P->p[i];
-                for (j = 0; j < p->n_items; j++) {
-                        if (p->items)
-                                free(p->items[j]);
-                        if (p->values)
-                                free(p->values[j]);
-                }
-                free(p->items);
-                free(p->values);
-                free(p->name);
-                free(p->where);
-                free(p->str);
-        }
+        for (size_t i = 0; i < P->n; i++)
+                param_free(&P->p[i]);
         free(P->p);
         free(P->plugin);
         free(P->where);

@@ -1072,6 +1072,12 @@ static void test_params_bad_table(void **state) {
                          "plugin 'popular' default for parameter 'k' must be "
                          "an integer, got 'ten'; fix the plugin's parameter "
                          "table");
+        /* Given a value, the broken default is still refused: it would
+         * fail the first pipeline that leaves the parameter out. */
+        expect_param_err("    with: {k: 3}\n", bad_int,
+                         "plugin 'popular' default for parameter 'k' must be "
+                         "an integer, got 'ten'; fix the plugin's parameter "
+                         "table");
         expect_param_err("", bad_list,
                          "plugin 'popular' default for parameter 'l' is not "
                          "YAML (default:");
