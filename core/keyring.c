@@ -39,6 +39,7 @@
  * without a lock and cannot be toggled the same way.
  */
 #include "keyring.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -310,6 +311,23 @@ static int read_key_file(const char *path, unsigned char *buf, size_t *len,
                 goto out;
         }
         *len = total;
+        /* Text of fewer than 43 characters cannot hold 256 bits even at six
+         * a character (base64): likely a passphrase, which anyone who
+         * knows a user id and sees its pseudonym can test guesses
+         * against. Warned, not refused: a strong one exists too. Its
+         * length only, never a byte. */
+        size_t text = 0;
+        while (text < total && buf[text] >= 0x20 && buf[text] < 0x7f)
+                text++;
+        if (text + (text < total && buf[text] == '\n') == total &&
+            text < 43)
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "key file '%s' is %zu characters of text, "
+                              "too few for 256 bits: if it is a passphrase, "
+                              "pseudonyms of known ids let anyone test "
+                              "guesses of it; make keys with `veil "
+                              "pseudonymize keygen PATH` (32 random bytes)",
+                              path, text);
 out:
         close(fd);
         return rc;

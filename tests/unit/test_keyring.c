@@ -307,6 +307,50 @@ static void test_length(void **state) {
         veil_keyring_destroy(kr);
 }
 
+/* A key file of short text (a passphrase, likely) is warned about, by
+ * path and length, never content; 44 base64 characters (256 bits) and
+ * binary keys are not. */
+static void test_passphrase_warned(void **state) {
+        struct fx *f = *state;
+        struct veil_keyring *kr;
+        char p1[128], p2[128], p3[128], log[4096] = "";
+        static const char pass[] = "correcthorsebatterystaplexyzzy42";
+        static const char b64[] =
+                "q3J0bLpKz0Y9c2Vt8bXlR1o4dHk2WnJ0eVhQc0k5bTA=\n";
+        put_file(f, p1, sizeof(p1), "pass", pass, 32, 0600);
+        put_file(f, p2, sizeof(p2), "b64", b64, sizeof(b64) - 1, 0600);
+        put_file(f, p3, sizeof(p3), "bin", key_a, 32, 0600);
+        char lp[] = "/tmp/veil-test-keylog-XXXXXX";
+        int fd = mkstemp(lp);
+        assert_true(fd >= 0);
+        fflush(stderr);
+        int saved = dup(2);
+        assert_true(saved >= 0 && dup2(fd, 2) == 2);
+        assert_int_equal(veil_keyring_new(&kr, f->err, sizeof(f->err)), 0);
+        int r1 = veil_keyring_add_file(kr, "p", p1, f->err, sizeof(f->err));
+        int r2 = veil_keyring_add_file(kr, "b", p2, f->err, sizeof(f->err));
+        int r3 = veil_keyring_add_file(kr, "k", p3, f->err, sizeof(f->err));
+        fflush(stderr);
+        assert_true(dup2(saved, 2) == 2);
+        close(saved);
+        assert_true(lseek(fd, 0, SEEK_SET) == 0);
+        ssize_t n = read(fd, log, sizeof(log) - 1);
+        close(fd);
+        unlink(lp);
+        veil_keyring_destroy(kr);
+        assert_int_equal(r1, 0);
+        assert_int_equal(r2, 0);
+        assert_int_equal(r3, 0);
+        assert_true(n > 0);
+        fprintf(stderr, "# %s", log);
+        assert_non_null(strstr(log, p1));
+        assert_non_null(strstr(log, "is 32 characters of text, too few for "
+                                    "256 bits"));
+        assert_null(strstr(log, p2));
+        assert_null(strstr(log, p3));
+        assert_null(strstr(log, "horse"));
+}
+
 /* ---- key ids ---- */
 
 static void test_key_ids(void **state) {
@@ -838,6 +882,7 @@ int main(void) {
                 T(test_permissions),
                 T(test_file_type),
                 T(test_length),
+                T(test_passphrase_warned),
                 T(test_key_ids),
                 T(test_key_limit),
                 T(test_determinism_and_separation),
