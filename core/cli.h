@@ -36,12 +36,14 @@ void veil_cli_free_path(char **dirs, size_t n);
 int veil_cli_open(struct veil_cli_pipeline *cp, const char *file,
                   int lint_only);
 /** The same steps (plus the http: and log: sections) returning the message
- *  instead of printing it: 0 or negative. With `ephemeral` non-NULL and a
- *  file whose keys are {ephemeral: true}, that keyring is used (and stays
- *  the caller's: a reload keeps the pseudonyms of the running process)
- *  instead of a new random key. With `running` non-NULL (a reload), a
- *  change that needs a restart (veil_reload_check) is refused before keys
- *  are read or any plugin starts. */
+ *  instead of printing it: 0 or negative. With `running` non-NULL (a
+ *  reload), a change that needs a restart (veil_reload_check) is refused
+ *  before keys are read or any plugin starts, and `running_kr` is the
+ *  running process's keyring (may be NULL): for a file whose keys are
+ *  {ephemeral: true} that keyring is used (and stays the caller's: a
+ *  reload keeps the pseudonyms of the running process); otherwise every
+ *  running key must be read back from its file unchanged, before any
+ *  plugin starts. */
 int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,
                   int lint_only, struct veil_keyring *ephemeral,
                   const struct veil_config *running, char *err,

@@ -24,8 +24,38 @@ int veil_cli_config_is_ephemeral(const struct veil_config *cfg) {
         return !veil_keys_check(cfg, e, sizeof(e)) && veil_keys_ephemeral(cfg);
 }
 
+/* A reload keeps the stages' state, held under the running keys'
+ * pseudonyms: each running key must come back from the files unchanged
+ * (its id listed is veil_reload_check's; the bytes, a Secret rotated in
+ * place, are this one's), or erase and export could no longer find that
+ * state. Compared by a pseudonym of a fixed probe under each key. */
+static int same_keys(const struct veil_keyring *run,
+                     const struct veil_keyring *next, const char *file,
+                     char *err, size_t err_size) {
+        for (size_t i = 0; i < veil_keyring_n_keys(run); i++) {
+                const char *id = veil_keyring_key_id(run, i);
+                char a[VEIL_PSEUDONYM_MAX], b[VEIL_PSEUDONYM_MAX];
+                if (veil_keyring_pseudonym_key(run, id, "reload", "probe", 5,
+                                               a, sizeof(a)) < 0 ||
+                    veil_keyring_pseudonym_key(next, id, "reload", "probe", 5,
+                                               b, sizeof(b)) < 0 ||
+                    strcmp(a, b)) {
+                        snprintf(err, err_size,
+                                 "%s: key '%s' is not the running one (its "
+                                 "file changed); the stages' state, which a "
+                                 "reload keeps, is held under the running "
+                                 "key, and erase and export could no longer "
+                                 "find it: restart instead, with the key "
+                                 "under a new id (nothing was changed)",
+                                 file, id);
+                        return -VEIL_EINVAL;
+                }
+        }
+        return 0;
+}
+
 int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,
-                  int lint_only, struct veil_keyring *ephemeral,
+                  int lint_only, struct veil_keyring *running_kr,
                   const struct veil_config *running, char *err,
                   size_t err_size) {
         memset(cp, 0, sizeof(*cp));
@@ -46,10 +76,13 @@ int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,
         if (!rc)
                 rc = veil_checkpoint_config_parse(cp->cfg, &ck, err,
                                                   err_size);
-        if (!rc && ephemeral && veil_cli_config_is_ephemeral(cp->cfg))
-                cp->keyring = ephemeral;
+        if (!rc && running_kr && veil_cli_config_is_ephemeral(cp->cfg))
+                cp->keyring = running_kr;
         else if (!rc)
                 rc = veil_keys_load(cp->cfg, &cp->keyring, err, err_size);
+        if (!rc && running_kr && cp->keyring != running_kr)
+                rc = same_keys(running_kr, cp->keyring, cp->cfg->file, err,
+                               err_size);
         if (rc) {
                 veil_cli_close(cp);
                 return rc;
@@ -63,7 +96,7 @@ int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,
         if (!rc)
                 rc = veil_pipeline_lint(cp->p, err, err_size);
         if (rc) {
-                if (cp->keyring == ephemeral)
+                if (cp->keyring == running_kr)
                         cp->keyring = NULL; /* still the caller's */
                 veil_cli_close(cp);
                 return rc;
@@ -207,13 +240,11 @@ static int reload_open(void *ctx, const struct veil_pipeline *cur,
                        size_t errstr_size) {
         struct run *r = ctx;
         (void)cur;
-        /* An ephemeral key lives only in this process: keep it, or every
-         * pseudonym would change with the reload. */
-        struct veil_keyring *eph = veil_cli_config_is_ephemeral(r->cur.cfg)
-                                           ? r->cur.keyring
-                                           : NULL;
-        if (veil_cli_load(&r->next, r->file, 0, eph, r->cur.cfg, errstr,
-                          errstr_size))
+        /* An ephemeral key lives only in this process: kept, or every
+         * pseudonym would change with the reload; key files are read again
+         * and must give the running keys back. */
+        if (veil_cli_load(&r->next, r->file, 0, r->cur.keyring, r->cur.cfg,
+                          errstr, errstr_size))
                 return -VEIL_EINVAL;
         *next = r->next.p;
         return 0;

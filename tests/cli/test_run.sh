@@ -99,6 +99,28 @@ if [ "$rc" -eq 0 ] && [ "$n" -eq 1 ] && grep -q 'kafka.group changed from' "$tmp
   pass "a reload refused for kafka.group starts no new stage"
 else failed "refused reload: exit $rc, $n set-up lines" "$(grep -E 'gaussian|restart' "$tmp/log")"; fi
 
+# Key files are read again at a reload and must give the running keys
+# back: the stages keep their state, held under them. An unchanged key and
+# an added one reload; a key whose file changed in place (a Secret rotated
+# under the same id) is refused, and the process runs on.
+pipeline info
+"$VEIL" pseudonymize keygen "$tmp/k1" >/dev/null 2>&1
+sed -i "s#^keys: {ephemeral: true}#keys: {active: k1, files: {k1: $tmp/k1}}#" "$tmp/p.yaml"
+"$VEIL" run "$tmp/p.yaml" 2>"$tmp/log" &
+pid=$!
+sleep 3
+"$VEIL" pseudonymize keygen "$tmp/k2" >/dev/null 2>&1
+sed -i "s#^keys: .*#keys: {active: k2, files: {k1: $tmp/k1, k2: $tmp/k2}}#" "$tmp/p.yaml"
+kill -HUP "$pid"; sleep 2
+rm -f "$tmp/k1"; "$VEIL" pseudonymize keygen "$tmp/k1" >/dev/null 2>&1
+kill -HUP "$pid"; sleep 2
+alive=0; kill -0 "$pid" 2>/dev/null && alive=1
+kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=
+if [ "$alive" = 1 ] && [ "$rc" -eq 0 ] && [ "$(grep -c '"message":"reloaded' "$tmp/log")" -eq 1 ] &&
+   grep -q "reload failed, the running pipeline stays: .*p.yaml: key 'k1' is not the running one (its file changed)" "$tmp/log"; then
+  pass "a reload keeps the running keys: one added reloads, one changed in place is refused"
+else failed "reload of key files: alive $alive, exit $rc" "$(grep -E 'reload|key' "$tmp/log")"; fi
+
 # A listen host that cannot be a name (an empty label: no resolver is
 # asked, so no network is needed) is the file's error: exit 2, like the
 # rest of the file's; a resolver that does not answer is exit 1.
