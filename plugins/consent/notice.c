@@ -123,10 +123,13 @@ void veil_consent_notice(const veil_params_t *params, veil_notice_t *n) {
                                 "confirmed your choices in it, whether it "
                                 "comes with an interaction or with your "
                                 "recorded choices. After that it allows "
-                                "nothing: every stage deletes what it holds "
-                                "about you, as when you withdraw, and nothing "
-                                "personal happens until you confirm your "
-                                "choices again.",
+                                "nothing, and nothing personal happens until "
+                                "you confirm your choices again; what the "
+                                "stages hold about you is deleted, as when "
+                                "you withdraw, when you next interact with "
+                                "us (we keep no id to find you by before), "
+                                "or else when each stage's own retention, "
+                                "stated here, ends.",
                                 VEIL_CONSENT_TCF_MIN_POLICY,
                                 (long long)c.tc_max_age_days);
         else

@@ -1506,8 +1506,11 @@ static void test_notice(void **state) {
                 "higher), and only for 395 days after the day you last made "
                 "or confirmed your choices in it, whether it comes with an "
                 "interaction or with your recorded choices. After that it "
-                "allows nothing: every stage deletes what it holds about "
-                "you, as when you withdraw",
+                "allows nothing, and nothing personal happens until you "
+                "confirm your choices again; what the stages hold about you "
+                "is deleted, as when you withdraw, when you next interact "
+                "with us (we keep no id to find you by before), or else when "
+                "each stage's own retention, stated here, ends.",
                 "the day the consent string was last updated",
         };
         for (size_t i = 0; i < sizeof(want) / sizeof(*want); i++)
