@@ -142,8 +142,13 @@ static void session_of(const struct state *s, const struct veil_profile *p,
                        int created, const struct veil_event *ev, int64_t ts,
                        struct veil_session_info *si) {
         uint64_t sh = ev->ctx.session_id ? hash_str(ev->ctx.session_id) : 0;
+        /* A late event of another session (an earlier visit's, buffered by
+         * a mobile client) joins this visit too: a new visit for it would
+         * hand this one on as history, and the next event of this session
+         * would start yet another. */
         int fresh = created || p->position == 0 ||
-                    (sh && sh != p->session) || ts - p->last_ts > s->gap_ms;
+                    (ts >= p->last_ts &&
+                     ((sh && sh != p->session) || ts - p->last_ts > s->gap_ms));
         if (fresh) {
                 si->position = 1;
                 si->since_prev_ms = -1;
@@ -369,9 +374,14 @@ static int process(void *state, struct veil_batch *b) {
                         for (size_t k = 0; k < fs.n; k++)
                                 p->prev_kinds |= 1u << fs.kind[k];
                 }
-                p->session = ev->ctx.session_id
-                                     ? hash_str(ev->ctx.session_id)
-                                     : 0;
+                /* The visit's session is its first event's: an event of
+                 * the visit without one, or a late one of another, leaves
+                 * it (a session id of 0 would make the visit's next event
+                 * a new visit). */
+                if (si.position == 1)
+                        p->session = ev->ctx.session_id
+                                             ? hash_str(ev->ctx.session_id)
+                                             : 0;
                 /* A late event in the visit leaves its end where it was:
                  * the next event's gap is measured from the visit's latest
                  * time, or one late event would split the visit. */

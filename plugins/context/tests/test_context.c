@@ -1544,7 +1544,9 @@ static void test_history(void **st) {
                 {"eve", "85123A", "s1", NULL, t - 600, P},
                 {"eve", "71053", "s2", NULL, t - 300, P},
                 {"eve", "84406B", "s3", NULL, 253402300000, P},
-                {"eve", "22752", "s4", NULL, t, P},
+                /* at the clock too (t, in seconds, is up to a second
+                 * before it: late, so in visit 3) */
+                {"eve", "22752", "s4", NULL, t + 1, P},
         };
         b = h_run(&h, fut, 4);
         assert_int_equal(info(&b->events[2])->n_history, 2);
@@ -1556,7 +1558,7 @@ static void test_history(void **st) {
 }
 
 /* An event that arrives late (stamped before the visit's last one) stays
- * in the visit in progress, and the next event's gap is measured from the
+ * in the visit in progress, whatever its session id, and the next event's gap is measured from the
  * visit's latest time: the late event's older time used to become the
  * visit's end, so the next event, 700 s after it but 200 s after the
  * visit's latest, began a new visit and the visit in progress was handed
@@ -1600,6 +1602,20 @@ static void test_late_event(void **st) {
         assert_int_equal(v, 1);
         assert_int_equal(info(&b->events[3])->n_history, 1);
         assert_int_equal(info(&b->events[3])->n_visit, 2);
+        /* A late event of another session (an earlier visit's, buffered)
+         * joins the visit in progress: no new visit, and the next event
+         * of this session is still in it. */
+        struct spec d[] = {
+                {"dee", "85123A", "s1", NULL, 10000, P},
+                {"dee", "71053", "s2", NULL, 20000, P}, /* visit 2 */
+                {"dee", "84406B", "s1", NULL, 10100, P}, /* late, s1 */
+                {"dee", "22752", "s2", NULL, 20100, P},
+        };
+        b = h_run(&h, d, 4);
+        assert_int_equal(feature(&b->events[3], VEIL_CTX_SESSION_POSITION),
+                         expect_id(S, "session_position", "3"));
+        assert_int_equal(info(&b->events[3])->n_visit, 2);
+        assert_int_equal(info(&b->events[3])->n_history, 1);
         h_close(&h);
 }
 
