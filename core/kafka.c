@@ -3410,8 +3410,14 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                  * withdrawal not applied). Nothing commits meanwhile
                  * anyway: the transactions are aborting. */
                 pause_input(&k, k.sides_paused);
-                if (k.eos && k.missing[0])
+                if (k.eos && k.missing[0]) {
                         eos_wait_topic(&k);
+                        /* Stopped while it waited: a batch now could only
+                         * abort (the topic still missing), after learning
+                         * and perhaps a charged release. */
+                        if (k.missing[0])
+                                continue;
+                }
                 form_batch(&k);
                 if (k.rewind)
                         eos_rewind(&k);
