@@ -2304,8 +2304,10 @@ static int erase(void *state, const struct veil_subject *subj) {
                 /* Its contents too, not only the mark: the buffers are
                  * reused, never freed, and "erased" should mean gone from
                  * memory, not skipped. */
-                memset(s->hold.ids + x->off, 0,
-                       (x->n_feat + x->n_recent) * sizeof(*s->hold.ids));
+                if (x->n_feat + x->n_recent) /* (ids NULL when none) */
+                        memset(s->hold.ids + x->off, 0,
+                               (x->n_feat + x->n_recent) *
+                                       sizeof(*s->hold.ids));
                 x->target = x->item = -1;
                 x->erased = 1;
                 s->hold.n_erased++;
