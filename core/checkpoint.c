@@ -677,6 +677,23 @@ static unsigned char *assemble(const struct stage_log *s,
                                const struct manifest *m, char *why,
                                size_t why_size);
 
+/* Frees everything of the numbers lo to hi. */
+static void drop_seqs(struct stage_log *s, uint64_t lo, uint64_t hi) {
+        size_t n = 0;
+        for (size_t i = 0; i < s->n_chunks; i++) {
+                if (s->chunks[i].seq >= lo && s->chunks[i].seq <= hi)
+                        free(s->chunks[i].data);
+                else
+                        s->chunks[n++] = s->chunks[i];
+        }
+        s->n_chunks = n;
+        n = 0;
+        for (size_t i = 0; i < s->n_mans; i++)
+                if (s->mans[i].seq < lo || s->mans[i].seq > hi)
+                        s->mans[n++] = s->mans[i];
+        s->n_mans = n;
+}
+
 /* Once a checkpoint is complete and verified, what is older of its stage
  * can never be restored: it is freed as the log is read. A topic that is
  * not compacted, or the active segment of one that is, holds every
@@ -688,39 +705,9 @@ static void prune(struct stage_log *s, const struct manifest *newest) {
         if (!blob)
                 return; /* incomplete or corrupt: older ones may serve */
         free(blob);
-        uint64_t seq = newest->seq;
-        s->verified = seq;
+        s->verified = newest->seq;
         s->verified_len = newest->len;
-        size_t n = 0;
-        for (size_t i = 0; i < s->n_chunks; i++) {
-                if (s->chunks[i].seq < seq)
-                        free(s->chunks[i].data);
-                else
-                        s->chunks[n++] = s->chunks[i];
-        }
-        s->n_chunks = n;
-        n = 0;
-        for (size_t i = 0; i < s->n_mans; i++)
-                if (s->mans[i].seq >= seq)
-                        s->mans[n++] = s->mans[i];
-        s->n_mans = n;
-}
-
-/* Frees everything of number seq. */
-static void drop_seq(struct stage_log *s, uint64_t seq) {
-        size_t n = 0;
-        for (size_t i = 0; i < s->n_chunks; i++) {
-                if (s->chunks[i].seq == seq)
-                        free(s->chunks[i].data);
-                else
-                        s->chunks[n++] = s->chunks[i];
-        }
-        s->n_chunks = n;
-        n = 0;
-        for (size_t i = 0; i < s->n_mans; i++)
-                if (s->mans[i].seq != seq)
-                        s->mans[n++] = s->mans[i];
-        s->n_mans = n;
+        drop_seqs(s, 0, newest->seq - 1);
 }
 
 /* What is held for the numbers above the verified checkpoint is bounded:
@@ -766,7 +753,7 @@ static void bound(struct veil_checkpoint_reader *r, struct stage_log *s,
                      !over) ||
                     !lowest)
                         return;
-                drop_seq(s, lowest);
+                drop_seqs(s, lowest, lowest);
                 r->dropped++;
         }
 }
