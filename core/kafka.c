@@ -3308,6 +3308,13 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                 close_all(&k);
                 return -VEIL_EINVAL;
         }
+        if (k.ck.enabled &&
+            (rc = veil_kafka_state_topic_check(k.producer, k.ck.topic,
+                                               state_topic_min(k.producer),
+                                               10000, errstr, errstr_size))) {
+                close_all(&k);
+                return rc;
+        }
         if (k.eos && (rc = init_transactions(&k, errstr, errstr_size))) {
                 close_all(&k);
                 return rc;

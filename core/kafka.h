@@ -19,6 +19,7 @@
 
 struct veil_metrics;
 struct veil_ops;
+struct rd_kafka_s; /* rd_kafka_t */
 
 /** Exactly-once: records produced between batches held for a redo
  *  (veil_kafka_stats.held) that make the side inputs' catch-up commit,
@@ -76,6 +77,22 @@ struct veil_kafka_opts {
         void *reload_ctx;
 };
 
+/** The process's exit code `code`, returned as it is; or, when a run left
+ *  a consumer to the process exit (librdkafka #4312: one that joined a
+ *  group and never got an assignment cannot be destroyed), exits here with
+ *  it at once, without exit handlers, after flushing stdio. */
+int veil_kafka_exit(int code);
+
+/** Checks, once at start, that the state topic `topic` is compacted and
+ *  takes batches of `min_bytes`, through the client `rk`: creates it
+ *  compacted when it does not exist, warns when it is not compacted, and
+ *  fails with a message naming the fix when its max.message.bytes is
+ *  below `min_bytes`. A cluster that cannot answer within `timeout_ms` is
+ *  logged and not checked. (state_topic.c) */
+int veil_kafka_state_topic_check(struct rd_kafka_s *rk, const char *topic,
+                                 size_t min_bytes, int timeout_ms,
+                                 char *errstr, size_t errstr_size);
+
 /** Runs until *stop, should_stop or a fatal error. Returns 0 after a clean
  *  shutdown (batch finished, outputs flushed, offsets committed, group
  *  left), negative with a message otherwise. `stats` may be NULL.
@@ -87,12 +104,6 @@ struct veil_kafka_opts {
  *  has caught up, as at start-up — and the old one is closed. Any failure
  *  leaves the old pipeline running; it is logged and counted. After a
  *  reload `p` is no longer the running pipeline. */
-/** The process's exit code `code`, returned as it is; or, when a run left
- *  a consumer to the process exit (librdkafka #4312: one that joined a
- *  group and never got an assignment cannot be destroyed), exits here with
- *  it at once, without exit handlers, after flushing stdio. */
-int veil_kafka_exit(int code);
-
 int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                    struct veil_kafka_stats *stats, char *errstr,
                    size_t errstr_size);

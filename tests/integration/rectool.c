@@ -8,12 +8,14 @@
  *     _tombstone=true has an empty value, which -Z sends as a tombstone.
  *     The CSV format is core/reccsv.h's (columns are field paths).
  *
- *   rectool create-topic BOOTSTRAP TOPIC PARTITIONS
+ *   rectool create-topic BOOTSTRAP TOPIC PARTITIONS [NAME=VALUE...]
  *   rectool add-partitions BOOTSTRAP TOPIC TOTAL
- *     the two admin calls kcat does not have: a topic with a partition
- *     count other than the broker's num.partitions, and more partitions
- *     for an existing topic (TOTAL is the count afterwards). Both wait for
- *     the broker's answer (30 s at most) and exit 1 with its error.
+ *   rectool topic-config BOOTSTRAP TOPIC NAME
+ *     the admin calls kcat does not have: a topic with a partition count
+ *     other than the broker's num.partitions (and topic settings), more
+ *     partitions for an existing topic (TOTAL is the count afterwards),
+ *     and one setting of a topic, printed. Each waits for the broker's
+ *     answer (30 s at most) and exits 1 with its error.
  */
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -30,8 +32,10 @@
 static int usage(void) {
         fprintf(stderr,
                 "usage: rectool encode SCHEMA.avsc RECORDS.csv\n"
-                "       rectool create-topic BOOTSTRAP TOPIC PARTITIONS\n"
-                "       rectool add-partitions BOOTSTRAP TOPIC TOTAL\n");
+                "       rectool create-topic BOOTSTRAP TOPIC PARTITIONS "
+                "[NAME=VALUE...]\n"
+                "       rectool add-partitions BOOTSTRAP TOPIC TOTAL\n"
+                "       rectool topic-config BOOTSTRAP TOPIC NAME\n");
         return 2;
 }
 
@@ -85,13 +89,51 @@ static int admin_result(rd_kafka_queue_t *q, const char *what,
         return rc;
 }
 
+/* topic-config: the value of the setting `name` of `topic`, printed. */
+static int print_config(rd_kafka_queue_t *q, const char *topic,
+                        const char *name) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, ADMIN_TIMEOUT_MS + 5000);
+        if (!ev || rd_kafka_event_error(ev)) {
+                fprintf(stderr, "rectool: topic-config '%s': %s\n", topic,
+                        ev ? rd_kafka_event_error_string(ev) : "no answer");
+                if (ev)
+                        rd_kafka_event_destroy(ev);
+                return 1;
+        }
+        size_t n = 0, nc = 0;
+        const rd_kafka_ConfigResource_t **rs =
+                rd_kafka_DescribeConfigs_result_resources(
+                        rd_kafka_event_DescribeConfigs_result(ev), &n);
+        int rc = 1;
+        if (n && rd_kafka_ConfigResource_error(rs[0]))
+                fprintf(stderr, "rectool: topic-config '%s': %s\n", topic,
+                        rd_kafka_err2str(rd_kafka_ConfigResource_error(rs[0])));
+        else if (n) {
+                const rd_kafka_ConfigEntry_t **ce =
+                        rd_kafka_ConfigResource_configs(rs[0], &nc);
+                for (size_t i = 0; i < nc; i++)
+                        if (!strcmp(rd_kafka_ConfigEntry_name(ce[i]), name)) {
+                                const char *v =
+                                        rd_kafka_ConfigEntry_value(ce[i]);
+                                printf("%s\n", v ? v : "");
+                                rc = 0;
+                        }
+                if (rc)
+                        fprintf(stderr, "rectool: topic '%s' has no setting "
+                                        "'%s'\n", topic, name);
+        }
+        rd_kafka_event_destroy(ev);
+        return rc;
+}
+
 /* create-topic and add-partitions: one admin request on a producer handle
  * (no group, no records), its result waited for. */
 static int admin(const char *cmd, const char *bootstrap, const char *topic,
-                 const char *count) {
+                 const char *count, char **configs, int n_configs) {
         char *end;
         long cnt = strtol(count, &end, 10);
-        if (*end || cnt < 1 || cnt > 100000) {
+        int describe = !strcmp(cmd, "topic-config");
+        if (!describe && (*end || cnt < 1 || cnt > 100000)) {
                 fprintf(stderr, "rectool %s: '%s' is not a partition count "
                                 "(1 or more)\n",
                         cmd, count);
@@ -131,9 +173,29 @@ static int admin(const char *cmd, const char *bootstrap, const char *topic,
                         rc = 2;
                         goto out;
                 }
+                for (int i = 0; i < n_configs; i++) {
+                        char *eq = strchr(configs[i], '=');
+                        if (eq)
+                                *eq = 0;
+                        if (!eq || rd_kafka_NewTopic_set_config(
+                                           nt, configs[i], eq + 1)) {
+                                fprintf(stderr, "rectool create-topic: "
+                                                "'%s' is not NAME=VALUE\n",
+                                        configs[i]);
+                                rd_kafka_NewTopic_destroy(nt);
+                                rc = 2;
+                                goto out;
+                        }
+                }
                 rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
                 rc = admin_result(q, "create-topic", topic);
                 rd_kafka_NewTopic_destroy(nt);
+        } else if (describe) {
+                rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(
+                        RD_KAFKA_RESOURCE_TOPIC, topic);
+                rd_kafka_DescribeConfigs(rk, &res, 1, opts, q);
+                rc = print_config(q, topic, count);
+                rd_kafka_ConfigResource_destroy(res);
         } else {
                 rd_kafka_NewPartitions_t *np = rd_kafka_NewPartitions_new(
                         topic, (size_t)cnt, errstr, sizeof(errstr));
@@ -155,9 +217,11 @@ out:
 }
 
 int main(int argc, char **argv) {
-        if (argc == 5 && (!strcmp(argv[1], "create-topic") ||
-                          !strcmp(argv[1], "add-partitions")))
-                return admin(argv[1], argv[2], argv[3], argv[4]);
+        if ((argc >= 5 && !strcmp(argv[1], "create-topic")) ||
+            (argc == 5 && (!strcmp(argv[1], "add-partitions") ||
+                           !strcmp(argv[1], "topic-config"))))
+                return admin(argv[1], argv[2], argv[3], argv[4], argv + 5,
+                             argc - 5);
         if (argc != 4 || strcmp(argv[1], "encode"))
                 return usage();
         char err[1024];

@@ -5,8 +5,11 @@
 # directory restores the profiles and the model, and its ε never goes below
 # what the first run had spent. A garbage record in the state topic is
 # skipped with a warning. With VEIL_MECHANISM=tree (test_checkpoint_tree):
-# the restart begins a new tree, and ε still never goes down.
+# the restart begins a new tree, and ε still never goes down. The state
+# topic: created compacted at start when missing; one too small for a
+# checkpoint's batches refused at start; one not compacted warned about.
 source "$(dirname "$0")/lib.sh"
+RECTOOL=${RECTOOL:-$(dirname "$AVROTOOL")/rectool}
 
 export VEIL_INPUT="ckpt-in-$SUFFIX" VEIL_RECS="ckpt-recs-$SUFFIX" \
   VEIL_DLQ="ckpt-dlq-$SUFFIX" VEIL_GROUP="ckpt-$SUFFIX" VEIL_STATE="ckpt-state-$SUFFIX"
@@ -26,6 +29,13 @@ wait_log "$WORK/veil1.log" 'state: checkpoint [0-9]* of 2 stage(s) produced' 30 
   fail "run 1 wrote no checkpoint at its 2 s interval"
 stop_veil 20
 grep -q 'state: stage 1 (context): no checkpoint, starting empty' "$WORK/veil1.log" || fail "run 1 should start without a checkpoint"
+# Created by the host, compacted: broker auto-creation would have made it
+# with cleanup.policy=delete, where tombstones delete nothing.
+grep -q "state: created topic '$VEIL_STATE' (1 partition, cleanup.policy=compact" "$WORK/veil1.log" ||
+  { grep state: "$WORK/veil1.log" | head -3; fail "the state topic was not created at start"; }
+[ "$("$RECTOOL" topic-config "$BROKER" "$VEIL_STATE" cleanup.policy)" = compact ] ||
+  fail "the state topic is not compacted"
+ok "the state topic was created compacted at start"
 n_ck=$(grep -c 'state: checkpoint [0-9]* of 2 stage(s) produced' "$WORK/veil1.log" || true)
 [ "$n_ck" -ge 2 ] || fail "run 1 wrote $n_ck checkpoints, want one at the interval and one on SIGTERM"
 n_state=$(count "$VEIL_STATE")
@@ -102,4 +112,30 @@ if [ "${VEIL_MECHANISM:-gaussian}" = tree ]; then
   ok "the restart begins tree 1"
 fi
 grep -q '"level":"error"' "$WORK/veil1.log" "$WORK/veil2.log" && fail "errors in the log"
+
+if [ "${VEIL_MECHANISM:-gaussian}" = gaussian ]; then
+  # A state topic whose max.message.bytes cannot take a checkpoint's batch
+  # (1,000,000 bytes with librdkafka's defaults): refused at start, with
+  # the command that fixes it, instead of at the first checkpoint.
+  export VEIL_STATE="ckpt-small-$SUFFIX" VEIL_ACCOUNTANT="$WORK/acc3/accountant"
+  mkdir -p "$WORK/acc3"
+  "$RECTOOL" create-topic "$BROKER" "$VEIL_STATE" 1 max.message.bytes=500000 ||
+    fail "create the small state topic"
+  rc=0
+  KAFKA_BOOTSTRAP="$BROKER" timeout 60 "$VEIL" run "$PIPE" 2>"$WORK/veil3.log" || rc=$?
+  [ "$rc" = 1 ] || { tail -3 "$WORK/veil3.log"; fail "a too small state topic: exit $rc, want 1"; }
+  grep -q "topic '$VEIL_STATE' has max.message.bytes=500000 and checkpoints are sent in batches of up to 1000000 bytes.*--add-config max.message.bytes=1000000" "$WORK/veil3.log" ||
+    { tail -3 "$WORK/veil3.log"; fail "the refusal does not name the setting and its fix"; }
+  ok "a state topic too small for the checkpoints is refused at start"
+
+  # Not compacted: runs, with a warning that names the fix.
+  export VEIL_STATE="ckpt-delete-$SUFFIX"
+  "$RECTOOL" create-topic "$BROKER" "$VEIL_STATE" 1 cleanup.policy=delete ||
+    fail "create the non-compacted state topic"
+  start_veil "$PIPE" "$WORK/veil4.log"
+  wait_log "$WORK/veil4.log" "state: topic '$VEIL_STATE' has cleanup.policy=delete, not compact" 30 ||
+    { tail -3 "$WORK/veil4.log"; fail "no warning about a state topic that is not compacted"; }
+  stop_veil 20
+  ok "a state topic that is not compacted is warned about"
+fi
 echo "PASS test_checkpoint"
