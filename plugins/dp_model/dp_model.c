@@ -848,7 +848,15 @@ static int hold_put(struct hold *h, const struct veil_example *e,
         return 0;
 }
 
+/* Emptied once learned or dropped, and wiped: the buffers are reused,
+ * never freed, so a person's keyed hash, features and items stayed in
+ * memory until a larger hold overwrote them, where a later erasure could
+ * not find them (it looks only at what is held). */
 static void hold_clear(struct hold *h) {
+        if (h->n)
+                memset(h->ex, 0, h->n * sizeof(*h->ex));
+        if (h->n_ids)
+                memset(h->ids, 0, h->n_ids * sizeof(*h->ids));
         h->n = 0;
         h->n_erased = 0;
         h->n_ids = 0;
