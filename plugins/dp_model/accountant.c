@@ -91,6 +91,36 @@ uint64_t veil_dp_tree_depth(uint64_t t) {
         return d; /* floor(log2 t) + 1 = ⌈log2(t+1)⌉ */
 }
 
+void veil_dp_format_up(char *buf, size_t size, double x, int digits) {
+        char m[64];
+        if (!(isfinite(x) && x > 0 && digits >= 1 && digits <= 15)) {
+                snprintf(buf, size, "%.*g", digits, x);
+                return;
+        }
+        /* Rounded to nearest; if that reads back below x, add one unit of
+         * the last digit: the decimal is then above x, and reads back at
+         * or above it. */
+        snprintf(m, sizeof(m), "%.*e", digits - 1, x);
+        if (strtod(m, NULL) < x) {
+                char *e = strchr(m, 'e'), *p = e - 1;
+                int exp = atoi(e + 1);
+                for (;; p--) {
+                        if (*p == '.')
+                                continue;
+                        if (*p != '9') {
+                                (*p)++;
+                                break;
+                        }
+                        *p = '0';
+                        if (p == m) { /* 9.99…e+N → 1e+N+1 */
+                                snprintf(m, sizeof(m), "1e%d", exp + 1);
+                                break;
+                        }
+                }
+        }
+        snprintf(buf, size, "%.*g", digits, strtod(m, NULL));
+}
+
 static int check_mech(const struct veil_dp_mech *m, int need_sigma,
                       char *errstr, size_t errstr_size) {
         if (!m) {

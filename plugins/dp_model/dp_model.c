@@ -2203,29 +2203,46 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                                 "recommendations say so (no epsilon).");
                 goto defaults;
         }
+        /* The guarantee is the budget, and only with one: a budget of 0
+         * is none, and the loss then has no bound at all (it said e^inf
+         * and that learning stops when the budget is spent). The numbers
+         * are rounded up: a notice never states less loss than the
+         * configuration allows (12.345 said 12.3). */
         double budget = veil_params_double(p, "epsilon_budget", 8.0);
+        char eps_s[32], delta_s[32], bound[512];
+        veil_dp_format_up(eps_s, sizeof(eps_s), budget, 3);
+        veil_dp_format_up(delta_s, sizeof(delta_s),
+                          veil_params_double(p, "delta", 1e-8), 3);
+        if (budget > 0)
+                snprintf(bound, sizeof(bound),
+                         "with differential privacy: whatever anyone can "
+                         "learn from the model and from every "
+                         "recommendation changes by at most a factor e^%s "
+                         "(plus a probability %s) whether or not any one "
+                         "person's events were used, over the whole stream",
+                         eps_s, delta_s);
+        else
+                snprintf(bound, sizeof(bound),
+                         "with the noise of differential privacy but "
+                         "without a privacy budget: there is no bound on "
+                         "the privacy loss, which grows with every update "
+                         "over the whole stream, and the model never stops "
+                         "learning");
+        const char *stop = budget > 0 ? "; when the budget is spent the "
+                                         "model stops learning"
+                                       : "";
         if (tree) {
+                int64_t tp = veil_params_int(p, "tree_participations", 1);
                 veil_notice_add(
                         n, VEIL_NOTICE_PRIVACY,
                         "A shared model learns from the events of people who "
-                        "allowed it, with differential privacy: whatever "
-                        "anyone can learn from the model and from every "
-                        "recommendation changes by at most a factor e^%.3g "
-                        "(plus a probability %.3g) whether or not any one "
-                        "person's events were used, over the whole stream. "
-                        "Each person joins at most %lld noisy update%s in "
-                        "every %lld, and as many again after a restart, "
-                        "which begins anew (the epsilon counts both); when "
-                        "the budget is spent the model stops learning. Every "
-                        "recommendation states the epsilon spent so far.",
-                        budget > 0 ? budget : INFINITY,
-                        veil_params_double(p, "delta", 1e-8),
-                        (long long)veil_params_int(p, "tree_participations",
-                                                   1),
-                        veil_params_int(p, "tree_participations", 1) == 1
-                                ? ""
-                                : "s",
-                        (long long)veil_params_int(p, "tree_steps", 64));
+                        "allowed it, %s. Each person joins at most %lld "
+                        "noisy update%s in every %lld, and as many again "
+                        "after a restart, which begins anew (the epsilon "
+                        "counts both)%s. Every recommendation states the "
+                        "epsilon spent so far.",
+                        bound, (long long)tp, tp == 1 ? "" : "s",
+                        (long long)veil_params_int(p, "tree_steps", 64), stop);
                 goto defaults;
         }
         int64_t win = veil_params_int(p, "window_steps", 0);
@@ -2244,18 +2261,12 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
         veil_notice_add(
                 n, VEIL_NOTICE_PRIVACY,
                 "A shared model learns from the events of people who allowed "
-                "it, with differential privacy: whatever anyone can learn "
-                "from the model and from every recommendation changes by at "
-                "most a factor e^%.3g (plus a probability %.3g) whether or "
-                "not any one person's events were used, over the whole "
-                "stream. Each person's events count in at most %lld noisy "
-                "updates%s, and as many again after a restart, which counts "
-                "against the same budget; when the budget is spent the model "
-                "stops learning. Every recommendation states the epsilon "
-                "spent so far.",
-                budget > 0 ? budget : INFINITY,
-                veil_params_double(p, "delta", 1e-8),
-                (long long)veil_params_int(p, "max_contributions", 4), per);
+                "it, %s. Each person's events count in at most %lld noisy "
+                "updates%s, and as many again after a restart%s%s. Every "
+                "recommendation states the epsilon spent so far.",
+                bound, (long long)veil_params_int(p, "max_contributions", 4),
+                per, budget > 0 ? ", which counts against the same budget" : "",
+                stop);
         /* What learning holds about a person, beyond the batch: the one
          * example of theirs waiting for its step (the event's own time
          * puts it there), and their count of steps, which an erasure

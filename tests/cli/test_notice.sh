@@ -93,6 +93,24 @@ if grep -qF "$kept (its time of day, weekday, device class, country, coarse area
   pass "the profile's previous features are named, by the configured kinds"
 else failed "context features" "$(cat "$T/new.md" "$T/new.err")"; fi
 
+# The guarantee is the budget, rounded up at the printed precision (never
+# less loss than configured: 12.345 was stated as 12.3); with no budget
+# (0) there is no bound, and learning never stops (it said "e^inf" and
+# that learning stops when the budget is spent).
+change 's/^(\s+)epsilon_budget: 8$/\1epsilon_budget: 12.345/; s/^(\s+)delta: 1e-6$/\1delta: 1.2349e-6/'
+if section "$T/new.md" "Differential privacy" | grep -qF "at most a factor e^12.4 (plus a probability 1.24e-06)"; then
+  pass "the budget and delta are rounded up"
+else failed "budget rounding" "$(section "$T/new.md" "Differential privacy"; cat "$T/new.err")"; fi
+for mech in gaussian tree; do
+  change "s/^(\s+)epsilon_budget: 8\$/\1epsilon_budget: 0/; s/^(\s+)mechanism: gaussian\$/\1mechanism: $mech/"
+  dp=$(section "$T/new.md" "Differential privacy")
+  if grep -q "mechanism: $mech" "$copy" && grep -q "epsilon_budget: 0$" "$copy" &&
+     grep -q "there is no bound on the privacy loss, .*the model never stops learning" <<<"$dp" &&
+     ! grep -qiE "e\^|\binf\b|model stops learning|budget is spent|same budget" <<<"$dp"; then
+    pass "no budget ($mech): no bound, and learning never stops"
+  else failed "no budget ($mech)" "$dp$(cat "$T/new.err")"; fi
+done
+
 # popular's exact counts: the notice says its lists tie an item to a
 # pseudonym, and that items past max_items are not counted.
 change 's/^  - use: dp_model$/  - use: popular\n    with: {max_items: 77}\n  - use: dp_model/'
