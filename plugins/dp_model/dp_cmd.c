@@ -5,6 +5,7 @@
  */
 #include "dp_cmd.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,81 +22,171 @@ struct calc {
         int have_mechanism;
 };
 
+/* Numbers are decimal and whole: a sign only where a real may carry one,
+ * no hex, no "inf" or "nan", no spaces, nothing after the number; a value
+ * a double cannot hold (1e-400, 1e400) or a whole number past 2^64 is out
+ * of range rather than read as 0, inf or UINT64_MAX. */
+static int decimal(const char *s) {
+        if (*s == '+' || *s == '-')
+                s++;
+        size_t digits = strspn(s, "0123456789");
+        s += digits;
+        if (*s == '.') {
+                size_t frac = strspn(s + 1, "0123456789");
+                digits += frac;
+                s += 1 + frac;
+        }
+        if (!digits)
+                return 0;
+        if (*s == 'e' || *s == 'E') {
+                s++;
+                if (*s == '+' || *s == '-')
+                        s++;
+                size_t e = strspn(s, "0123456789");
+                if (!e)
+                        return 0;
+                s += e;
+        }
+        return !*s;
+}
+
 static int num(const char *s, double *out) {
-        char *end;
-        *out = strtod(s, &end);
-        return end != s && !*end && isfinite(*out);
+        if (!decimal(s))
+                return 0;
+        errno = 0;
+        *out = strtod(s, NULL);
+        return errno != ERANGE && isfinite(*out);
 }
 
 static int whole(const char *s, uint64_t *out) {
-        char *end;
-        if (*s == '-')
+        if (!*s || s[strspn(s, "0123456789")])
                 return 0;
-        unsigned long long v = strtoull(s, &end, 10);
+        errno = 0;
+        unsigned long long v = strtoull(s, NULL, 10);
         *out = v;
-        return end != s && !*end && v > 0;
+        return errno != ERANGE;
+}
+
+/* The options' ranges. σ: where `noise` searches (10^-12..10^12); with
+ * the horizons below, ρ = W·M/(2σ²) is then a normal double, neither 0
+ * (σ = 1e308 made ρ 0, and ε 0, for a positive ρ) nor inf. Participations:
+ * what the stage takes (max_contributions, tree_participations); windows,
+ * restarts and steps: the accountant's 2^53. */
+#define SIGMA_MIN 1e-12
+#define SIGMA_MAX 1e12
+#define PART_MAX 1000000ull
+#define UNITS_MAX (1ull << 53)
+
+static int bad_whole(const char *cmd, const char *o, const char *v,
+                     const char *range) {
+        fprintf(stderr,
+                "dp_model %s: %s must be a whole number in %s, got '%s'\n",
+                cmd, o, range, v);
+        return 2;
+}
+
+static int bad_real(const char *cmd, const char *o, const char *v,
+                    const char *range) {
+        double x;
+        int far = decimal(v) && !num(v, &x);
+        fprintf(stderr,
+                "dp_model %s: %s must be a decimal number %s, got '%s'%s\n",
+                cmd, o, range, v,
+                far ? " (outside a double's normal range)" : "");
+        return 2;
 }
 
 /* Parses the shared options; returns 0 or 2 (usage) after a message. */
-static int parse(int argc, char **argv, struct calc *c) {
+static int parse(const char *cmd, int argc, char **argv, struct calc *c) {
         memset(c, 0, sizeof(*c));
         c->m.kind = VEIL_DP_GAUSSIAN;
         c->m.max_per_user = 1;
         c->m.tree_steps = 1;
         c->m.units = 1;
+        static const char *const known[] = {
+                "--mechanism", "--noise-multiplier", "--participations",
+                "--windows",   "--steps",            "--restarts",
+                "--delta",     "--rho",              "--epsilon"};
         for (int i = 1; i < argc; i++) {
                 const char *o = argv[i];
-                const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-                int ok = v != NULL;
-                if (!strcmp(o, "--mechanism") && v) {
+                size_t k = 0;
+                while (k < sizeof(known) / sizeof(*known) &&
+                       strcmp(o, known[k]))
+                        k++;
+                if (k == sizeof(known) / sizeof(*known)) {
+                        fprintf(stderr, "dp_model %s: unknown option %s\n",
+                                cmd, o);
+                        return 2;
+                }
+                if (i + 1 >= argc) {
+                        fprintf(stderr, "dp_model %s: %s needs a value\n", cmd,
+                                o);
+                        return 2;
+                }
+                const char *v = argv[++i];
+                if (!strcmp(o, "--mechanism")) {
                         c->have_mechanism = 1;
                         if (!strcmp(v, "gaussian"))
                                 c->m.kind = VEIL_DP_GAUSSIAN;
                         else if (!strcmp(v, "tree"))
                                 c->m.kind = VEIL_DP_TREE;
-                        else
-                                ok = 0;
-                } else if (!strcmp(o, "--noise-multiplier") && v) {
-                        ok = num(v, &c->m.sigma) && c->m.sigma > 0;
+                        else {
+                                fprintf(stderr,
+                                        "dp_model %s: --mechanism must be "
+                                        "gaussian or tree, got '%s'\n",
+                                        cmd, v);
+                                return 2;
+                        }
+                } else if (!strcmp(o, "--noise-multiplier")) {
+                        if (!num(v, &c->m.sigma) || c->m.sigma < SIGMA_MIN ||
+                            c->m.sigma > SIGMA_MAX)
+                                return bad_real(cmd, o, v,
+                                                "in [1e-12, 1e12]");
                         c->have_sigma = 1;
-                } else if (!strcmp(o, "--participations") && v) {
-                        ok = whole(v, &c->m.max_per_user);
+                } else if (!strcmp(o, "--participations")) {
+                        if (!whole(v, &c->m.max_per_user) ||
+                            c->m.max_per_user < 1 ||
+                            c->m.max_per_user > PART_MAX)
+                                return bad_whole(cmd, o, v, "[1, 10^6]");
                         c->have_participations = 1;
-                } else if (!strcmp(o, "--windows") && v) {
-                        ok = whole(v, &c->m.units);
-                        c->have_windows = 1;
-                } else if (!strcmp(o, "--steps") && v) {
-                        ok = whole(v, &c->m.tree_steps);
+                } else if (!strcmp(o, "--windows") ||
+                           !strcmp(o, "--restarts")) {
+                        if (!whole(v, &c->m.units) || c->m.units < 1 ||
+                            c->m.units > UNITS_MAX)
+                                return bad_whole(cmd, o, v, "[1, 2^53]");
+                        if (o[2] == 'w')
+                                c->have_windows = 1;
+                        else
+                                c->have_restarts = 1;
+                } else if (!strcmp(o, "--steps")) {
+                        if (!whole(v, &c->m.tree_steps) ||
+                            c->m.tree_steps < 1 ||
+                            c->m.tree_steps > UNITS_MAX)
+                                return bad_whole(cmd, o, v, "[1, 2^53]");
                         c->have_steps = 1;
-                } else if (!strcmp(o, "--restarts") && v) {
-                        ok = whole(v, &c->m.units);
-                        c->have_restarts = 1;
-                } else if (!strcmp(o, "--delta") && v) {
-                        ok = num(v, &c->delta) && c->delta > 0 &&
-                             c->delta < 1;
+                } else if (!strcmp(o, "--delta")) {
+                        if (!num(v, &c->delta) || !(c->delta > 0) ||
+                            !(c->delta < 1))
+                                return bad_real(cmd, o, v, "in (0, 1)");
                         c->have_delta = 1;
-                } else if (!strcmp(o, "--rho") && v) {
-                        ok = num(v, &c->rho) && c->rho >= 0;
+                } else if (!strcmp(o, "--rho")) {
+                        if (!num(v, &c->rho) ||
+                            !(c->rho == 0 ||
+                              (c->rho >= 1e-307 && c->rho <= 1e308)))
+                                return bad_real(
+                                        cmd, o, v,
+                                        "equal to 0 or in [1e-307, 1e308]");
                         c->have_rho = 1;
-                } else if (!strcmp(o, "--epsilon") && v) {
-                        ok = num(v, &c->eps) && c->eps > 0;
+                } else { /* --epsilon */
+                        if (!num(v, &c->eps) ||
+                            !(c->eps >= 1e-307 && c->eps <= 1e308))
+                                return bad_real(cmd, o, v,
+                                                "in [1e-307, 1e308]");
                         c->have_eps = 1;
-                } else {
-                        fprintf(stderr, "dp_model: unknown option %s\n", o);
-                        return 2;
                 }
-                if (!ok) {
-                        fprintf(stderr,
-                                "dp_model: %s needs a valid value (mechanism: "
-                                "gaussian or tree; numbers > 0; delta in "
-                                "(0, 1))\n",
-                                o);
-                        return 2;
-                }
-                i++;
         }
         if (!c->have_delta) {
-                fprintf(stderr, "dp_model: --delta is required\n");
+                fprintf(stderr, "dp_model %s: --delta is required\n", cmd);
                 return 2;
         }
         /* An option of the other mechanism would otherwise be ignored, and
@@ -127,7 +218,7 @@ static int parse(int argc, char **argv, struct calc *c) {
 
 static int cmd_epsilon(int argc, char **argv) {
         struct calc c;
-        int rc = parse(argc, argv, &c);
+        int rc = parse("epsilon", argc, argv, &c);
         if (rc)
                 return rc;
         if (c.have_eps) {
@@ -153,7 +244,7 @@ static int cmd_epsilon(int argc, char **argv) {
 
 static int cmd_noise(int argc, char **argv) {
         struct calc c;
-        int rc = parse(argc, argv, &c);
+        int rc = parse("noise", argc, argv, &c);
         if (rc)
                 return rc;
         if (!c.have_eps || c.have_rho || c.have_sigma) {

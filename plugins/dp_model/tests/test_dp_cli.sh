@@ -45,12 +45,49 @@ check "epsilon with --epsilon" 2 "epsilon is for .noise." -- "$VEIL" dp_model ep
 check "noise with --noise-multiplier" 2 "noise-multiplier are for .epsilon." -- "$VEIL" dp_model noise --epsilon 1 --noise-multiplier 3 --delta 1e-8
 check "rho with a mechanism" 2 "give it with --delta alone" -- "$VEIL" dp_model epsilon --rho 1 --mechanism tree --delta 1e-8
 check "rho with participations" 2 "give it with --delta alone" -- "$VEIL" dp_model epsilon --rho 1 --participations 3 --delta 1e-8
-check "epsilon negative rho" 2 "rho needs a valid value" -- "$VEIL" dp_model epsilon --rho -1 --delta 1e-8
+check "epsilon negative rho" 2 "dp_model epsilon: --rho must be a decimal number equal to 0 or in \\[1e-307, 1e308\\], got '-1'" -- "$VEIL" dp_model epsilon --rho -1 --delta 1e-8
 check "noise with rho" 2 "rho and --noise-multiplier are for .epsilon." -- "$VEIL" dp_model noise --epsilon 1 --rho 1 --delta 1e-8
 check "epsilon no delta" 2 "delta is required" -- "$VEIL" dp_model epsilon --noise-multiplier 2
 check "epsilon bad mechanism" 2 "mechanism" -- "$VEIL" dp_model epsilon --mechanism laplace --noise-multiplier 2 --delta 1e-8
 check "noise no epsilon" 2 "epsilon is required" -- "$VEIL" dp_model noise --delta 1e-8
 check "negative sigma" 2 "noise-multiplier" -- "$VEIL" dp_model epsilon --noise-multiplier -1 --delta 1e-8
+# Numbers are read strictly (decimal, the whole argument, finite, in range):
+# a usage error (exit 2) naming the option and its range, never a value
+# read as something else (" -1" and 10^23 became 2^64-1 participations,
+# and an ε of 2.3e18 printed with exit 0; 0x2 was read as 2).
+E="--noise-multiplier 2 --delta 1e-8"
+re() { sed 's/[][\\.*^$+?(){}|]/\\&/g' <<<"$1"; } # a value, literally, in a pattern
+for v in " -1" "-1" 0 1000001 99999999999999999999999 "+3" "3 " "1e3" "0x10" ""; do
+  check "--participations '$v'" 2 "^dp_model epsilon: --participations must be a whole number in \\[1, 10\\^6\\], got '$(re "$v")'$" -- \
+    "$VEIL" dp_model epsilon $E --participations "$v"
+done
+for v in 0x2 " 2" "2 " inf nan 1e-13 2e12 1e-320 1e308 "2,5" . 1e; do
+  check "--noise-multiplier '$v'" 2 "^dp_model epsilon: --noise-multiplier must be a decimal number in \\[1e-12, 1e12\\], got '$(re "$v")'" -- \
+    "$VEIL" dp_model epsilon --noise-multiplier "$v" --delta 1e-8
+done
+for o in --windows "--mechanism tree --restarts" "--mechanism tree --steps"; do
+  for v in 18446744073709551615 9007199254740993 0; do
+    check "$o $v" 2 "^dp_model epsilon: ${o##* } must be a whole number in \\[1, 2\\^53\\], got '$v'$" -- \
+      "$VEIL" dp_model epsilon $E $o "$v"
+  done
+done
+check "--windows 2^53" 0 "^rho=1.1259e\\+15$" -- "$VEIL" dp_model epsilon $E --windows 9007199254740992
+for v in 0 1 -1e-8 0x1p-20 1e-400 " 1e-8"; do
+  check "--delta '$v'" 2 "^dp_model epsilon: --delta must be a decimal number in \\(0, 1\\), got '$(re "$v")'" -- \
+    "$VEIL" dp_model epsilon --noise-multiplier 2 --delta "$v"
+done
+check "--rho 1e-400 (not read as 0)" 2 "--rho must be a decimal number equal to 0 or in \\[1e-307, 1e308\\], got '1e-400' \\(outside a double's normal range\\)" -- \
+  "$VEIL" dp_model epsilon --rho 1e-400 --delta 1e-8
+check "noise --epsilon 0x1" 2 "^dp_model noise: --epsilon must be a decimal number in \\[1e-307, 1e308\\], got '0x1'" -- \
+  "$VEIL" dp_model noise --epsilon 0x1 --delta 1e-8
+# The largest σ still has a positive ρ (σ = 1e308 made ρ 0, so epsilon=0
+# and rho=0 for a positive loss).
+check "--noise-multiplier 1e12: rho above 0" 0 "^rho=5e-25$" -- "$VEIL" dp_model epsilon --noise-multiplier 1e12 --delta 0.1
+check "forms of a decimal" 0 "^rho=2$" -- "$VEIL" dp_model epsilon --noise-multiplier .5 --delta 1E-8
+# A missing value is named as such (it was "unknown option --delta").
+check "--delta without a value" 2 "^dp_model epsilon: --delta needs a value$" -- "$VEIL" dp_model epsilon --noise-multiplier 2 --delta
+check "noise --epsilon without a value" 2 "^dp_model noise: --epsilon needs a value$" -- "$VEIL" dp_model noise --delta 1e-8 --epsilon
+check "a stray argument" 2 "^dp_model epsilon: unknown option extra$" -- "$VEIL" dp_model epsilon $E extra
 
 # --- runs -------------------------------------------------------------
 work=$(mktemp -d)
