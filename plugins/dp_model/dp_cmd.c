@@ -321,25 +321,38 @@ static int others(const char *file, double rho_own, double delta) {
 
 /* What a saved accountant holds: for operators and for the restart test. */
 static int cmd_accountant(int argc, char **argv) {
-        const char *file = NULL;
+        const char *file = NULL, *dv = NULL;
         double delta = 0;
-        for (int i = 1; i + 1 < argc; i += 2) {
-                if (!strcmp(argv[i], "--file"))
+        /* Every argument is read: one this command does not take (the
+         * calculator's --windows, a typo) is refused, not skipped. */
+        for (int i = 1; i < argc; i += 2) {
+                const char *o = argv[i];
+                if (strcmp(o, "--file") && strcmp(o, "--delta")) {
+                        fprintf(stderr,
+                                "dp_model accountant: unknown option %s (it "
+                                "takes --file F and --delta D)\n",
+                                o);
+                        return 2;
+                }
+                if (i + 1 >= argc) {
+                        fprintf(stderr,
+                                "dp_model accountant: %s needs a value\n", o);
+                        return 2;
+                }
+                if (o[2] == 'f')
                         file = argv[i + 1];
-                else if (!strcmp(argv[i], "--delta") &&
-                         num(argv[i + 1], &delta))
-                        ;
                 else
-                        break;
+                        dv = argv[i + 1];
         }
-        if (!file || !(delta > 0 && delta < 1) || argc % 2 == 0) {
-                if (argc % 2 == 1 && file)
-                        fprintf(stderr, "dp_model: --delta is required, "
-                                        "in (0, 1)\n");
-                fprintf(stderr, "usage: veil dp_model accountant --file F "
-                                "--delta D\n");
+        if (!file || !dv) {
+                fprintf(stderr,
+                        "dp_model accountant: %s is required\n"
+                        "usage: veil dp_model accountant --file F --delta D\n",
+                        file ? "--delta" : "--file");
                 return 2;
         }
+        if (!num(dv, &delta) || !(delta > 0 && delta < 1))
+                return bad_real("accountant", "--delta", dv, "in (0, 1)");
         struct veil_dp_mech m = {VEIL_DP_GAUSSIAN, 1, 1, 0, 1};
         struct veil_accountant *acc;
         char err[256];

@@ -110,6 +110,16 @@ done
 sleep 0.3
 kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 ok test -s "$work/acc"
+# Every argument of `accountant` is read: the calculator's --windows is
+# refused, not skipped (it printed the file's ε, exit 0), and an unknown
+# option is named (it said "--delta is required" with --delta given).
+A=(dp_model accountant --file "$work/acc")
+check "accountant --windows" 2 "^dp_model accountant: unknown option --windows \\(it takes --file F and --delta D\\)$" -- "$VEIL" "${A[@]}" --delta 1e-6 --windows 5
+check "accountant --bogus" 2 "^dp_model accountant: unknown option --bogus " -- "$VEIL" "${A[@]}" --bogus 1 --delta 1e-8
+check "accountant --delta without a value" 2 "^dp_model accountant: --delta needs a value$" -- "$VEIL" "${A[@]}" --delta
+check "accountant without --delta" 2 "^dp_model accountant: --delta is required$" -- "$VEIL" "${A[@]}"
+check "accountant without --file" 2 "^dp_model accountant: --file is required$" -- "$VEIL" dp_model accountant --delta 1e-8
+check "accountant --delta 0x1p-20" 2 "^dp_model accountant: --delta must be a decimal number in \\(0, 1\\), got '0x1p-20'$" -- "$VEIL" "${A[@]}" --delta 0x1p-20
 st1=$("$VEIL" dp_model accountant --file "$work/acc" --delta 1e-8)
 e1=$(val epsilon <<<"$st1"); s1=$(val steps <<<"$st1")
 ok gt "$s1" 0
