@@ -216,6 +216,13 @@ static int parse(const char *cmd, int argc, char **argv, struct calc *c) {
         return 0;
 }
 
+/* ε as printed: 6 digits, rounded up (to nearest, 4.0000000008 was
+ * printed as 4), so what is read back is never less loss than computed. */
+static const char *eps_text(char buf[32], double eps) {
+        veil_dp_format_up(buf, 32, eps, 6);
+        return buf;
+}
+
 static int cmd_epsilon(int argc, char **argv) {
         struct calc c;
         int rc = parse("epsilon", argc, argv, &c);
@@ -238,7 +245,9 @@ static int cmd_epsilon(int argc, char **argv) {
                 fprintf(stderr, "%s\n", err);
                 return 1;
         }
-        printf("epsilon=%.6g\nrho=%.6g\ndelta=%.6g\n", eps, rho, c.delta);
+        char e[32];
+        printf("epsilon=%s\nrho=%.6g\ndelta=%.6g\n", eps_text(e, eps), rho,
+               c.delta);
         return 0;
 }
 
@@ -266,8 +275,9 @@ static int cmd_noise(int argc, char **argv) {
                 fprintf(stderr, "%s\n", err);
                 return 1;
         }
-        printf("noise_multiplier=%.9g\nepsilon=%.6g\nrho=%.6g\n", sigma, eps,
-               rho);
+        char e[32];
+        printf("noise_multiplier=%.9g\nepsilon=%s\nrho=%.6g\n", sigma,
+               eps_text(e, eps), rho);
         return 0;
 }
 
@@ -305,10 +315,11 @@ static int others(const char *file, double rho_own, double delta) {
                         rc = veil_dp_epsilon(total, delta, &eps, NULL, err,
                                              sizeof(err));
                 }
+                char e[32];
                 if (!rc)
                         printf("rho_others=%.6g\nsenders=%zu\n"
-                               "epsilon_total=%.6g\n",
-                               ro, senders, eps);
+                               "epsilon_total=%s\n",
+                               ro, senders, eps_text(e, eps));
         }
         if (rc)
                 fprintf(stderr, "dp_model accountant: %s\n", err);
@@ -367,9 +378,10 @@ static int cmd_accountant(int argc, char **argv) {
                 veil_accountant_free(acc);
                 return 1;
         }
-        printf("epsilon=%.6g\nrho=%.6g\nsteps=%llu\ndelta=%.6g\n"
+        char e[32];
+        printf("epsilon=%s\nrho=%.6g\nsteps=%llu\ndelta=%.6g\n"
                "lineage=%u\n",
-               eps, veil_accountant_rho(acc),
+               eps_text(e, eps), veil_accountant_rho(acc),
                (unsigned long long)veil_accountant_steps(acc), delta,
                (unsigned)veil_accountant_lineage(acc));
         double rho = veil_accountant_rho(acc);

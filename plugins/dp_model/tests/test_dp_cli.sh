@@ -33,6 +33,10 @@ ok gt "$eps" 0
 sig=$("$VEIL" dp_model noise --mechanism gaussian --epsilon "$eps" --delta 1e-8 --participations 4 | val noise_multiplier)
 ok near "$sig" 2   # the inverse of epsilon, to its printed precision
 check "noise tree" 0 "^noise_multiplier=" -- "$VEIL" dp_model noise --mechanism tree --epsilon 4 --delta 1e-8 --steps 100 --restarts 3
+# ε is printed rounded up at its 6 digits (to nearest, 4.0000000008 was
+# printed as 4); the accountant's and the total's too (same function).
+check "epsilon rounded up" 0 "^epsilon=4.00001$" -- "$VEIL" dp_model epsilon --noise-multiplier 5.59888786 --delta 5e-8 --participations 16
+check "epsilon exact stays" 0 "^epsilon=6.08616$" -- "$VEIL" dp_model epsilon --noise-multiplier 2 --participations 4 --delta 1e-8
 # --rho: the ε of a ρ (several instances' accountants added), the same as
 # the mechanism that spends it.
 ok test "$("$VEIL" dp_model epsilon --rho 0.5 --delta 1e-8 | val epsilon)" = "$eps"
