@@ -263,20 +263,38 @@ static int cmd_noise(int argc, char **argv) {
                 return 2;
         }
         double sigma, rho, eps;
-        char err[256];
+        char err[256], text[32];
         if (veil_dp_noise_for_epsilon(&c.m, c.eps, c.delta, &sigma, err,
                                       sizeof(err))) {
                 fprintf(stderr, "%s\n", err);
                 return 1;
         }
-        c.m.sigma = sigma;
-        if (veil_dp_rho(&c.m, &rho, err, sizeof(err)) ||
-            veil_dp_epsilon(rho, c.delta, &eps, NULL, err, sizeof(err))) {
-                fprintf(stderr, "%s\n", err);
-                return 1;
+        /* What is printed is what an operator configures: rounded up at
+         * the printed precision (rounded to nearest, half the S printed
+         * spent more than E), and checked as `epsilon` would compute it,
+         * one more unit of the last digit while it is not within E. */
+        for (int tries = 0;; tries++) {
+                veil_dp_format_up(text, sizeof(text), sigma, 9);
+                c.m.sigma = strtod(text, NULL);
+                if (veil_dp_rho(&c.m, &rho, err, sizeof(err)) ||
+                    veil_dp_epsilon(rho, c.delta, &eps, NULL, err,
+                                    sizeof(err))) {
+                        fprintf(stderr, "%s\n", err);
+                        return 1;
+                }
+                if (eps <= c.eps)
+                        break;
+                if (tries == 100) {
+                        fprintf(stderr,
+                                "dp_model noise: no noise multiplier of 9 "
+                                "digits above %s keeps epsilon within %g\n",
+                                text, c.eps);
+                        return 1;
+                }
+                sigma = nextafter(c.m.sigma, INFINITY);
         }
         char e[32];
-        printf("noise_multiplier=%.9g\nepsilon=%s\nrho=%.6g\n", sigma,
+        printf("noise_multiplier=%s\nepsilon=%s\nrho=%.6g\n", text,
                eps_text(e, eps), rho);
         return 0;
 }
@@ -408,7 +426,9 @@ const struct veil_command veil_dp_model_commands[] = {
         {"noise",
          "noise --epsilon E --delta D [--mechanism gaussian|tree] "
          "[--participations M] [--windows W] [--steps T] [--restarts R]",
-         "the smallest noise multiplier S that keeps the horizon within E",
+         "the smallest noise multiplier S that keeps the horizon within E, "
+         "at the 9 digits printed: rounded up, so that `epsilon` of the "
+         "printed S is within E",
          cmd_noise},
         {"accountant", "accountant --file F --delta D",
          "ε, ρ, releases and lineage (the id its model updates carry) a "

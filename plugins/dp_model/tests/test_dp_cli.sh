@@ -37,6 +37,27 @@ check "noise tree" 0 "^noise_multiplier=" -- "$VEIL" dp_model noise --mechanism 
 # printed as 4); the accountant's and the total's too (same function).
 check "epsilon rounded up" 0 "^epsilon=4.00001$" -- "$VEIL" dp_model epsilon --noise-multiplier 5.59888786 --delta 5e-8 --participations 16
 check "epsilon exact stays" 0 "^epsilon=6.08616$" -- "$VEIL" dp_model epsilon --noise-multiplier 2 --participations 4 --delta 1e-8
+# `noise` prints the smallest S, at its 9 digits, that keeps the horizon
+# within E: rounded up, and within E as `epsilon` computes it from the
+# printed S (rounded to nearest, about half of them spent a little more:
+# 5.59888786 below, ε 4.0000000008). `epsilon` prints ε rounded up, so
+# an ε even slightly above E shows.
+noise_within() { # E DELTA MECHANISM-OPTIONS...
+  local e=$1 d=$2; shift 2
+  local s back
+  s=$("$VEIL" dp_model noise --epsilon "$e" --delta "$d" "$@" | val noise_multiplier)
+  back=$("$VEIL" dp_model epsilon --noise-multiplier "$s" --delta "$d" "$@" | val epsilon)
+  if [ -n "$s" ] && [ -n "$back" ] && awk -v b="$back" -v e="$e" 'BEGIN { exit !(b + 0 <= e + 0) }'; then
+    passes=$((passes + 1)); echo "ok noise $e $d $*: S=$s, epsilon $back"
+  else fails=$((fails + 1)); echo "FAIL noise $e $d $*: S=$s gives epsilon $back, above $e"; fi
+}
+noise_within 4 5e-8 --participations 16
+check "noise: the example, rounded up" 0 "^noise_multiplier=5.59888787$" -- "$VEIL" dp_model noise --epsilon 4 --delta 5e-8 --participations 16
+for e in 0.5 1 3 8; do
+  for m in 1 4 12; do noise_within "$e" 1e-8 --participations "$m"; done
+  noise_within "$e" 1e-6 --participations 4 --windows 10
+  noise_within "$e" 1e-5 --mechanism tree --steps 100 --restarts 3 --participations 2
+done
 # --rho: the ε of a ρ (several instances' accountants added), the same as
 # the mechanism that spends it.
 ok test "$("$VEIL" dp_model epsilon --rho 0.5 --delta 1e-8 | val epsilon)" = "$eps"
