@@ -354,7 +354,13 @@ static int usage(FILE *f, int rc) {
                 "event time after the batch's first, as a live host's "
                 "closes max_wait_ms after its first event arrived (use the "
                 "pipeline's max_wait_ms to replay a stream's batches; "
-                "without it a batch of a quiet hour spans the hour).\n");
+                "without it a batch of a quiet hour spans the hour).\n"
+                "Privacy: a private dp_model stage (mechanism gaussian or "
+                "tree) charges its accountant_file as a live run does, and "
+                "the spend is never given back: replaying the production "
+                "pipeline spends its real budget. Replay a copy whose "
+                "accountant_file is a scratch file (for demo.yaml, "
+                "VEIL_DEMO_ACCOUNTANT=/tmp/scratch.acc).\n");
         return rc;
 }
 

@@ -114,6 +114,8 @@ check "help: demo's option" 0 "demo \\[--configured-broker\\] \\[PIPELINE.yaml\\
 check "run help: exit 1 at a stop with unacknowledged outputs" 0 "exit 0, within the shutdown timeout.*not acknowledged then are not committed.*exit code is 1" -- bash -c "'$VEIL' run --help | tr '\n' ' '"
 check "run help: a reload starts the plugins" 0 "validated as .veil lint --start. does" -- "$VEIL" run --help
 check "run extra argument" 2 "veil run: one pipeline only, got an extra argument 'b.yaml'" -- "$VEIL" run a.yaml b.yaml
+# A replay spends the pipeline's real privacy budget: its help says so.
+check "replay help: the accountant file is charged" 0 "charges its accountant_file as a live run does.*Replay a copy whose accountant_file is a scratch file" -- bash -c "'$VEIL' replay --help | tr '\n' ' '"
 # veil replay parses every number strictly: --batch 12abc is not 12.
 for b in 12abc 0 1000001 -3 1e3; do
   check "replay --batch $b" 2 "--batch must be a number of events, 1..1000000, got '$b'" -- \
