@@ -83,7 +83,10 @@ int veil_cmd_plugins(int argc, char **argv) {
                        "Lists every plugin on the plugin path "
                        "(VEIL_PLUGIN_PATH, then the plugins installed with "
                        "veil) with its outputs, parameters (type, default, "
-                       "doc) and commands; with NAME, that plugin only.\n");
+                       "doc) and commands; with NAME, that plugin only.\n"
+                       "Exits 1 when a file on the path fails to load (the "
+                       "others are still listed, the error is on stderr); 2 "
+                       "when NAME is not found.\n");
                 return VEIL_EXIT_OK;
         }
         char **dirs;
@@ -114,9 +117,13 @@ int veil_cmd_plugins(int argc, char **argv) {
                         struct veil_plugin_handle h;
                         char err[2048];
                         if (veil_plugin_load(&h, files[i], NULL, 0, err,
-                                             sizeof(err)))
+                                             sizeof(err))) {
+                                /* The others are still listed; the exit
+                                 * code says that one did not load (a
+                                 * pipeline using it would not start). */
                                 fprintf(stderr, "veil: %s\n", err);
-                        else {
+                                rc = VEIL_EXIT_RUNTIME;
+                        } else {
                                 describe(&h, 0);
                                 printf("\n");
                                 veil_plugin_unload(&h);

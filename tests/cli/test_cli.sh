@@ -194,6 +194,12 @@ check "plugins NAME" 0 "k +int +default 10" -- "$VEIL" plugins popular
 check "plugins with two names" 2 "one plugin name at most" -- "$VEIL" plugins popular context
 check "version with an argument" 2 "takes no arguments" -- "$VEIL" version --x
 check "a misspelt VEIL_LOG_LEVEL" 2 "VEIL_LOG_LEVEL must be error, warn, info or debug, got 'loud'" -- env VEIL_LOG_LEVEL=loud "$VEIL" version
+# A plugin file that does not load is reported and the others still
+# listed, but the exit code says so: a pipeline using it would not start.
+broken=$(mktemp -d); echo "not a shared object" >"$broken/veil_broken.so"
+check "plugins: a broken plugin file exits 1" 1 "veil_broken.so: cannot load" -- env VEIL_PLUGIN_PATH="$broken" "$VEIL" plugins
+check "plugins: the others listed despite a broken one" 0 "^popular " -- bash -c "VEIL_PLUGIN_PATH='$broken' '$VEIL' plugins 2>/dev/null; true"
+rm -rf "$broken"
 check "plugins missing" 2 "plugin 'nosuch' not found; searched:" -- "$VEIL" plugins nosuch
 # No lines of blanks (a command without its doc printed one), and a parameter
 # name longer than 20 characters still leaves its type in a column.
