@@ -21,29 +21,31 @@ static const char *type_name(veil_param_type_t t) {
         return "?";
 }
 
-static void describe(const struct veil_plugin_handle *h, int full) {
+static void describe(FILE *out, const struct veil_plugin_handle *h,
+                     int full) {
         const struct veil_plugin *d = h->def;
-        printf("%s %s — %s\n", d->name, d->version ? d->version : "",
-               d->description ? d->description : "");
-        printf("  file: %s\n", h->path);
+        fprintf(out, "%s %s — %s\n", d->name,
+                d->version ? d->version : "",
+                d->description ? d->description : "");
+        fprintf(out, "  file: %s\n", h->path);
         if (d->outputs && d->outputs[0]) {
-                printf("  outputs:");
+                fprintf(out, "  outputs:");
                 for (const char *const *o = d->outputs; *o; o++)
-                        printf(" %s", *o);
-                printf("\n");
+                        fprintf(out, " %s", *o);
+                fprintf(out, "\n");
         }
         if (d->side_inputs && d->side_inputs[0]) {
-                printf("  side inputs:");
+                fprintf(out, "  side inputs:");
                 for (const char *const *o = d->side_inputs; *o; o++)
-                        printf(" %s", *o);
-                printf("\n");
+                        fprintf(out, " %s", *o);
+                fprintf(out, "\n");
         }
         const char *const *opt = veil_plugin_optional_sides(d);
         if (opt && opt[0]) {
-                printf("  optional side inputs:");
+                fprintf(out, "  optional side inputs:");
                 for (const char *const *o = opt; *o; o++)
-                        printf(" %s", *o);
-                printf("\n");
+                        fprintf(out, " %s", *o);
+                fprintf(out, "\n");
         }
         if (d->params && d->params[0].name) {
                 /* The names' column fits the longest name. */
@@ -52,27 +54,27 @@ static void describe(const struct veil_plugin_handle *h, int full) {
                      p++)
                         if ((int)strlen(p->name) > w)
                                 w = (int)strlen(p->name);
-                printf("  parameters (with:):\n");
+                fprintf(out, "  parameters (with:):\n");
                 for (const struct veil_param_def *p = d->params; p->name;
                      p++) {
                         char dflt[128];
                         snprintf(dflt, sizeof(dflt), "default %s",
                                  p->default_value ? p->default_value
                                                   : "(none)");
-                        printf("    %-*s %-6s %-18s %s\n", w, p->name,
-                               type_name(p->type),
-                               p->required ? "required" : dflt,
-                               p->doc ? p->doc : "");
+                        fprintf(out, "    %-*s %-6s %-18s %s\n", w,
+                                p->name, type_name(p->type),
+                                p->required ? "required" : dflt,
+                                p->doc ? p->doc : "");
                 }
         }
         if (d->commands && d->commands[0].name) {
-                printf("  commands:\n");
+                fprintf(out, "  commands:\n");
                 for (const struct veil_command *c = d->commands; c->name;
                      c++) {
-                        printf("    veil %s %s\n", d->name,
-                               c->usage ? c->usage : c->name);
+                        fprintf(out, "    veil %s %s\n", d->name,
+                                c->usage ? c->usage : c->name);
                         if (full && c->doc)
-                                printf("        %s\n", c->doc);
+                                fprintf(out, "        %s\n", c->doc);
                 }
         }
 }
@@ -107,7 +109,7 @@ int veil_cmd_plugins(int argc, char **argv) {
                         fprintf(stderr, "veil: %s\n", err);
                         rc = VEIL_EXIT_USAGE;
                 } else {
-                        describe(&h, 1);
+                        describe(stdout, &h, 1);
                         veil_plugin_unload(&h);
                 }
         } else {
@@ -124,7 +126,7 @@ int veil_cmd_plugins(int argc, char **argv) {
                                 fprintf(stderr, "veil: %s\n", err);
                                 rc = VEIL_EXIT_RUNTIME;
                         } else {
-                                describe(&h, 0);
+                                describe(stdout, &h, 0);
                                 printf("\n");
                                 veil_plugin_unload(&h);
                         }
@@ -154,10 +156,29 @@ int veil_cmd_plugin(int argc, char **argv) {
                 return VEIL_EXIT_USAGE;
         }
         const struct veil_command *cmds = h.def->commands;
-        if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-                describe(&h, 1);
+        if (argc >= 2 &&
+            (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+                describe(stdout, &h, 1);
                 veil_plugin_unload(&h);
-                return argc < 2 ? VEIL_EXIT_USAGE : VEIL_EXIT_OK;
+                return VEIL_EXIT_OK;
+        }
+        if (argc < 2) {
+                /* A usage error: the description goes with it, to stderr,
+                 * so that stdout stays empty for a script. */
+                if (cmds && cmds[0].name)
+                        fprintf(stderr,
+                                "veil %s: a command is needed: veil %s "
+                                "COMMAND ... (`veil %s COMMAND --help` "
+                                "describes one)\n",
+                                h.def->name, h.def->name, h.def->name);
+                else
+                        fprintf(stderr,
+                                "veil %s: this plugin has no commands; it is "
+                                "used from a pipeline's plugins: list\n",
+                                h.def->name);
+                describe(stderr, &h, 1);
+                veil_plugin_unload(&h);
+                return VEIL_EXIT_USAGE;
         }
         for (const struct veil_command *c = cmds; c && c->name; c++) {
                 if (strcmp(c->name, argv[1]))

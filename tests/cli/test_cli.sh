@@ -208,6 +208,12 @@ if ! grep -qE '^ +$' <<<"$plist" && grep -qE '^    require_special_feature_1 boo
   passes=$((passes + 1)); echo "ok plugins: no blank lines, names in their column"
 else fails=$((fails + 1)); echo "FAIL plugins: blank lines or a name out of its column"; fi
 check "plugin without commands" 2 "has no command 'x'" -- "$VEIL" popular x
+# A plugin named without a command is a usage error: the description goes
+# to stderr (stdout stays empty), exit 2; with --help it is the answer,
+# on stdout, exit 0.
+check "plugin without a command: exit 2, stdout empty" 2 "^stdout: 0 bytes$" -- bash -c "out=\$('$VEIL' dp_model 2>/dev/null); rc=\$?; echo stdout: \${#out} bytes; exit \$rc"
+check "plugin without a command: the commands on stderr" 2 "a command is needed: veil dp_model COMMAND.* commands: +veil dp_model epsilon" -- bash -c "'$VEIL' dp_model 2>&1 >/dev/null | tr '\n' ' '; exit \${PIPESTATUS[0]}"
+check "plugin --help on stdout" 0 "^dp_model .* commands: +veil dp_model epsilon" -- bash -c "'$VEIL' dp_model --help 2>/dev/null | tr '\n' ' '; exit \${PIPESTATUS[0]}"
 check "plugin command help" 0 "^usage: veil dp_model noise --epsilon E .*smallest noise multiplier" -- bash -c "'$VEIL' dp_model noise --help | tr '\n' ' '"
 check "plugin command -h after options" 0 "^usage: veil dp_model epsilon " -- "$VEIL" dp_model epsilon --delta 1e-8 -h
 empty=$(mktemp -d); trap 'rm -rf "$empty"' EXIT
