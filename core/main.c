@@ -51,7 +51,8 @@ static const char usage[] =
         "error.\n"
         "Environment: VEIL_PLUGIN_PATH (colon-separated plugin directories, "
         "searched after the pipeline's plugin_path), VEIL_LOG_LEVEL "
-        "(error|warn|info|debug), VEIL_INSTANCE_ID (this instance's id in "
+        "(error|warn|info|debug; another value is refused, exit 2, except "
+        "by --help and version, which warn and answer), VEIL_INSTANCE_ID (this instance's id in "
         "shared model updates and transactional ids; default: the host "
         "name), VEIL_HOME (where `veil demo` finds config/pipelines/"
         "demo.yaml); and any variable a pipeline names as ${VAR}.\n";
@@ -129,11 +130,24 @@ static int cmd_version(int argc, char **argv) {
 int main(int argc, char **argv) {
         const char *lvl = getenv("VEIL_LOG_LEVEL");
         if (lvl && *lvl && veil_log_level_parse(lvl) < 0) {
-                /* A typo here would silently log at the default level. */
+                /* A typo here would silently log at the default level, so
+                 * a command is refused; --help and version log nothing
+                 * and still answer (the help is how to find the valid
+                 * values), with the warning. */
+                const char *c = argc > 1 ? argv[1] : "";
+                int answers = !strcmp(c, "version") ||
+                              !strcmp(c, "--version") ||
+                              !strcmp(c, "help") ||
+                              veil_cli_wants_help(argc, argv);
                 fprintf(stderr, "veil: VEIL_LOG_LEVEL must be error, warn, "
-                                "info or debug, got '%s'\n",
-                        lvl);
-                return VEIL_EXIT_USAGE;
+                                "info or debug, got '%s'%s\n",
+                        lvl,
+                        answers ? " (ignored by --help and version; any "
+                                  "other command refuses it)"
+                                : "; set one of those or unset it");
+                if (!answers)
+                        return VEIL_EXIT_USAGE;
+                lvl = NULL;
         }
         if (lvl && *lvl)
                 veil_log_set_level((veil_log_level_t)veil_log_level_parse(lvl));

@@ -193,7 +193,13 @@ check "plugins" 0 "popular .*max_items +int +default 1000000" -- bash -c "'$VEIL
 check "plugins NAME" 0 "k +int +default 10" -- "$VEIL" plugins popular
 check "plugins with two names" 2 "one plugin name at most" -- "$VEIL" plugins popular context
 check "version with an argument" 2 "takes no arguments" -- "$VEIL" version --x
-check "a misspelt VEIL_LOG_LEVEL" 2 "VEIL_LOG_LEVEL must be error, warn, info or debug, got 'loud'" -- env VEIL_LOG_LEVEL=loud "$VEIL" version
+check "a misspelt VEIL_LOG_LEVEL" 2 "VEIL_LOG_LEVEL must be error, warn, info or debug, got 'loud'; set one of those or unset it" -- env VEIL_LOG_LEVEL=loud "$VEIL" lint "$root/config/pipelines/retail.yaml"
+# ... but help and the versions, which log nothing, still answer (with a
+# warning on stderr): the help is where the valid values are found.
+check "a misspelt VEIL_LOG_LEVEL: --help answers" 0 "usage: veil <command>" -- env VEIL_LOG_LEVEL=verbose "$VEIL" --help
+check "a misspelt VEIL_LOG_LEVEL: --help warns on stderr" 0 "got 'verbose' \(ignored by --help and version" -- bash -c "VEIL_LOG_LEVEL=verbose '$VEIL' --help 2>&1 >/dev/null"
+check "a misspelt VEIL_LOG_LEVEL: version answers" 0 "^plugin ABI" -- env VEIL_LOG_LEVEL=verbose "$VEIL" version
+check "a misspelt VEIL_LOG_LEVEL: run --help answers" 0 "usage: veil run" -- env VEIL_LOG_LEVEL=verbose "$VEIL" run --help
 # A plugin file that does not load is reported and the others still
 # listed, but the exit code says so: a pipeline using it would not start.
 broken=$(mktemp -d); echo "not a shared object" >"$broken/veil_broken.so"
