@@ -55,6 +55,12 @@ void veil_cli_close(struct veil_cli_pipeline *cp);
  *  has any, after a label padded to `width` columns. */
 void veil_cli_print_gauges(const struct veil_pipeline *p, int width);
 
+/** Logs at warn unless VEIL_LOG_LEVEL is set: the quieter default of the
+ *  commands whose output is a summary (lint --start, replay, demo), which
+ *  the plugins' set-up lines at info would bury. An explicit level,
+ *  info included, is kept. */
+void veil_cli_quiet_by_default(void);
+
 /** 1 when argv holds -h or --help. */
 int veil_cli_wants_help(int argc, char **argv);
 

@@ -19,6 +19,14 @@
 #include "ops.h"
 #include "reload.h"
 
+void veil_cli_quiet_by_default(void) {
+        /* main applied a valid VEIL_LOG_LEVEL already: an explicit info
+         * stays info. */
+        const char *env = getenv("VEIL_LOG_LEVEL");
+        if (!env || !*env)
+                veil_log_set_level(VEIL_LOG_WARN);
+}
+
 int veil_cli_config_is_ephemeral(const struct veil_config *cfg) {
         char e[16];
         return !veil_keys_check(cfg, e, sizeof(e)) && veil_keys_ephemeral(cfg);
@@ -161,7 +169,9 @@ int veil_cmd_lint(int argc, char **argv) {
                         "combinations), and the files they read (catalogs, "
                         "accountant files; a missing accountant_file is "
                         "created). Without it no plugin is started, so no "
-                        "file a plugin names is read.\n");
+                        "file a plugin names is read. The plugins' set-up "
+                        "lines (info) are not logged unless VEIL_LOG_LEVEL "
+                        "asks for them.\n");
                 return argc < 2 ? VEIL_EXIT_USAGE : VEIL_EXIT_OK;
         }
         int start = 0, files = 0;
@@ -182,8 +192,8 @@ int veil_cmd_lint(int argc, char **argv) {
                 return VEIL_EXIT_USAGE;
         }
         /* Started plugins log their set-up at info: lint says only ok. */
-        if (start && veil_log_get_level() == VEIL_LOG_INFO)
-                veil_log_set_level(VEIL_LOG_WARN);
+        if (start)
+                veil_cli_quiet_by_default();
         for (int i = 1; i < argc; i++) {
                 if (argv[i][0] == '-')
                         continue;

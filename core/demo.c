@@ -499,7 +499,8 @@ int veil_cmd_demo(int argc, char **argv) {
                        "the pipeline runs, reads every output back and "
                        "prints a summary: events in, per-stage counts, dead "
                        "letters, throughput and a few decoded output "
-                       "records.\n"
+                       "records. Logs warnings and errors only, unless "
+                       "VEIL_LOG_LEVEL sets the level.\n"
                        "The pipeline's kafka.bootstrap must be embedded "
                        "(the demo pipeline's is ${KAFKA_BOOTSTRAP:-embedded}"
                        "): when it names a cluster, for example through "
@@ -538,8 +539,7 @@ int veil_cmd_demo(int argc, char **argv) {
                 free(file);
                 return rc;
         }
-        if (veil_log_get_level() == VEIL_LOG_INFO)
-                veil_log_set_level(VEIL_LOG_WARN);
+        veil_cli_quiet_by_default();
         struct veil_cli_pipeline cp;
         rc = veil_cli_open(&cp, file, 0);
         free(file);

@@ -452,8 +452,7 @@ int veil_cmd_replay(int argc, char **argv) {
                 free(cols);
                 return usage(stderr, VEIL_EXIT_USAGE);
         }
-        if (veil_log_get_level() == VEIL_LOG_INFO)
-                veil_log_set_level(VEIL_LOG_WARN);
+        veil_cli_quiet_by_default();
         struct veil_cli_pipeline cp;
         int rc = veil_cli_open(&cp, file, 0);
         if (rc) {

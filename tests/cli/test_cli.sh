@@ -189,6 +189,17 @@ check "replay: a gpc value not a boolean refused" 1 "gpc.csv:5: field 4 must be 
 check "replay: a batch cut short by an error not counted" 1 "events: +0 in 0 batches.*stopped: .*the 2 events read into the batch it cut short" -- \
   bash -c "'$VEIL' replay '$root/config/pipelines/retail.yaml' --events '$tmp/cut.csv' 2>&1 | tr '\n' ' '; exit \${PIPESTATUS[0]}"
 rm -rf "$tmp"
+# lint --start, replay and demo log at warn by default (their summary is
+# the output), but an explicit VEIL_LOG_LEVEL, info included, is honoured:
+# it was taken for the default and lowered to warn.
+retail=$root/config/pipelines/retail.yaml
+check "lint --start: quiet by default" 0 "^[^{]*$" -- bash -c "'$VEIL' lint --start '$retail' 2>&1 | tr '\n' ' '"
+check "lint --start: VEIL_LOG_LEVEL=info honoured" 0 '"level":"info","message":"3665 catalog items' -- env VEIL_LOG_LEVEL=info "$VEIL" lint --start "$retail"
+check "replay: VEIL_LOG_LEVEL=info honoured" 0 '"level":"info","message":"3665 catalog items' -- \
+  env VEIL_LOG_LEVEL=info "$VEIL" replay "$retail" --events "$root/config/demo/events.csv" --limit 0
+# (retail.yaml has no demo: section: the demo stops once its plugins started.)
+check "demo: VEIL_LOG_LEVEL=info honoured" 2 '"level":"info","message":"3665 catalog items' -- \
+  env -u KAFKA_BOOTSTRAP VEIL_LOG_LEVEL=info "$VEIL" demo "$retail"
 check "plugins" 0 "popular .*max_items +int +default 1000000" -- bash -c "'$VEIL' plugins | tr '\n' ' '"
 check "plugins NAME" 0 "k +int +default 10" -- "$VEIL" plugins popular
 check "plugins with two names" 2 "one plugin name at most" -- "$VEIL" plugins popular context
