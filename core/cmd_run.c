@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "checkpoint.h"
+#include "demo_side.h"
 #include "http.h"
 #include "kafka.h"
 #include "keyring.h"
@@ -80,6 +81,11 @@ int veil_cli_load(struct veil_cli_pipeline *cp, const char *file,
                 rc = veil_http_config_parse(cp->cfg, &hc, err, err_size);
         if (!rc)
                 rc = veil_log_config_parse(cp->cfg, &level, err, err_size);
+        const struct veil_node *demo_events;
+        long demo_garbage;
+        if (!rc)
+                rc = veil_demo_config_parse(cp->cfg, &demo_events,
+                                            &demo_garbage, err, err_size);
         struct veil_checkpoint_config ck;
         if (!rc)
                 rc = veil_checkpoint_config_parse(cp->cfg, &ck, err,

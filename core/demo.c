@@ -4,7 +4,8 @@
  *
  * The pipeline's `demo:` section names the data:
  *   demo: {events: ../demo/events.csv, garbage: 3}
- * `garbage` undecodable records are mixed in to show the dead-letter path.
+ * `garbage` undecodable records are mixed in to show the dead-letter path
+ * (veil_demo_config_parse checks the section: demo_side.h).
  *
  * The feeder produces while the pipeline consumes, because the mock cluster
  * keeps only the newest ~5 MB of each partition.
@@ -547,9 +548,13 @@ int veil_cmd_demo(int argc, char **argv) {
                 return rc;
         struct feeder f = {0};
         f.cfg = cp.cfg;
-        const struct veil_node *ev = veil_config_get(cp.cfg->demo, "events");
-        const struct veil_node *g = veil_config_get(cp.cfg->demo, "garbage");
-        if (!ev || ev->kind != VEIL_NODE_SCALAR) {
+        /* The section was checked as the pipeline loaded. */
+        const struct veil_node *ev;
+        char derr[1024];
+        if (veil_demo_config_parse(cp.cfg, &ev, &f.garbage, derr,
+                                   sizeof(derr)))
+                ev = NULL;
+        if (!ev) {
                 fprintf(stderr,
                         "veil demo: %s: the pipeline needs a demo: section "
                         "with events: PATH (a CSV of events)\n",
@@ -558,7 +563,6 @@ int veil_cmd_demo(int argc, char **argv) {
                 return VEIL_EXIT_USAGE;
         }
         f.events_path = veil_config_path(cp.cfg, ev->scalar);
-        f.garbage = g && g->kind == VEIL_NODE_SCALAR ? atol(g->scalar) : 0;
 
         char err[2048];
         struct veil_mock *mock = NULL;

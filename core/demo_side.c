@@ -24,6 +24,96 @@ struct veil_demo_side {
         long before, during;
 };
 
+/* A path: a scalar that is not empty. */
+static int is_path(const struct veil_node *n) {
+        return n->kind == VEIL_NODE_SCALAR && n->scalar[0];
+}
+
+int veil_demo_config_parse(const struct veil_config *cfg,
+                           const struct veil_node **events, long *garbage,
+                           char *errstr, size_t errstr_size) {
+        *events = NULL;
+        *garbage = 0;
+        const struct veil_node *d = cfg->demo;
+        if (!d)
+                return 0;
+        for (size_t i = 0; i < d->n; i++) {
+                const struct veil_node *k = d->keys[i], *v = d->items[i];
+                const char *name = k->scalar;
+                int side = 0;
+                for (size_t j = 0; j < cfg->n_side_inputs && !side; j++)
+                        side = !strcmp(name, cfg->side_inputs[j].name);
+                if (!strcmp(name, "events") || side) {
+                        if (is_path(v))
+                                continue;
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d:%d: demo.%s must be the path of a "
+                                 "CSV file (relative to the pipeline "
+                                 "file), such as %s",
+                                 cfg->file, v->line, v->col, name,
+                                 side ? "../demo/consent.csv"
+                                      : "../demo/events.csv");
+                        return -VEIL_EINVAL;
+                }
+                if (!strcmp(name, "garbage")) {
+                        /* strtol alone took "2x" for 2 and "lots" for 0. */
+                        const char *s = v->kind == VEIL_NODE_SCALAR
+                                                ? v->scalar
+                                                : "";
+                        char *end;
+                        long g = strtol(s, &end, 10);
+                        if (v->kind == VEIL_NODE_SCALAR && *s >= '0' &&
+                            *s <= '9' && !*end && g >= 0 &&
+                            g <= VEIL_DEMO_MAX_GARBAGE) {
+                                *garbage = g;
+                                continue;
+                        }
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d:%d: demo.garbage must be a whole "
+                                 "number of undecodable records to mix in, "
+                                 "0..%d, got %s%s%s; write it in digits, "
+                                 "such as garbage: 3",
+                                 cfg->file, v->line, v->col,
+                                 VEIL_DEMO_MAX_GARBAGE,
+                                 v->kind == VEIL_NODE_SCALAR ? "'" : "",
+                                 v->kind == VEIL_NODE_SCALAR ? s
+                                 : v->kind == VEIL_NODE_MAP  ? "a mapping"
+                                                             : "a sequence",
+                                 v->kind == VEIL_NODE_SCALAR ? "'" : "");
+                        return -VEIL_EINVAL;
+                }
+                char allowed[1024];
+                size_t o = (size_t)snprintf(allowed, sizeof(allowed),
+                                            "events, garbage");
+                for (size_t j = 0; j < cfg->n_side_inputs &&
+                                   o < sizeof(allowed);
+                     j++)
+                        o += (size_t)snprintf(allowed + o,
+                                              sizeof(allowed) - o, ", %s",
+                                              cfg->side_inputs[j].name);
+                snprintf(errstr, errstr_size,
+                         "%s:%d:%d: demo: unknown key '%s'; allowed keys: "
+                         "%s (%s)",
+                         cfg->file, k->line, k->col, name, allowed,
+                         cfg->n_side_inputs
+                                 ? "a side input's name names the CSV of "
+                                   "its records"
+                                 : "a side input's name, when the pipeline "
+                                   "binds one, names the CSV of its "
+                                   "records");
+                return -VEIL_EINVAL;
+        }
+        if (!(*events = veil_config_get(d, "events"))) {
+                snprintf(errstr, errstr_size,
+                         "%s:%d:%d: demo: events is missing: name the CSV "
+                         "of events the demo replays, such as events: "
+                         "../demo/events.csv",
+                         cfg->file, d->line, d->col);
+                return -VEIL_EINVAL;
+        }
+        return 0;
+}
+
 static int by_after(const void *a, const void *b) {
         const struct row *x = a, *y = b;
         return (x->after > y->after) - (x->after < y->after);

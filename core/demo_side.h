@@ -16,6 +16,19 @@
 
 struct veil_demo_side;
 
+/** The most garbage records `demo.garbage` may ask for. */
+#define VEIL_DEMO_MAX_GARBAGE 1000000
+
+/** Checks the pipeline's demo: section (none: *events NULL, *garbage 0):
+ *  its keys are events (the CSV of events, required), garbage (a whole
+ *  number of undecodable records to mix in, 0..VEIL_DEMO_MAX_GARBAGE) and
+ *  the side inputs' names (their record CSVs); any other key is refused.
+ *  `veil lint`, `run` and `demo` check it alike. Errors name
+ *  file:line:column and the fix. */
+int veil_demo_config_parse(const struct veil_config *cfg,
+                           const struct veil_node **events, long *garbage,
+                           char *errstr, size_t errstr_size);
+
 /** Reads every side input's CSV named in cfg->demo (none: an empty set).
  *  Errors name file:line. */
 int veil_demo_side_load(struct veil_demo_side **s,

@@ -108,6 +108,27 @@ check "demo refuses a configured bootstrap: nothing started" 0 "^no accountant f
 check "demo unknown option" 2 "veil demo: unknown option '--fast'" -- env -u KAFKA_BOOTSTRAP VEIL_DEMO_ACCOUNTANT="$demo_tmp/dp.acc" timeout 60 "$VEIL" demo --fast
 check "demo extra argument" 2 "veil demo: one pipeline only, got an extra argument 'extra.yaml'" -- \
   env -u KAFKA_BOOTSTRAP VEIL_DEMO_ACCOUNTANT="$demo_tmp/dp.acc" timeout 60 "$VEIL" demo "$root/config/pipelines/demo.yaml" extra.yaml
+# The demo: section is checked by lint (and run, and demo) like any other:
+# garbage was read with atol, so "2x" gave 2 and "lots" 0, and an unknown
+# key passed.
+sed -e "s#\.\./demo/#$root/config/demo/#g" -e "s#\.\./\.\./schemas/#$root/schemas/#g" \
+  "$root/config/pipelines/demo.yaml" >"$demo_tmp/demo.yaml"
+gline=$(grep -n '^  garbage: 3$' "$demo_tmp/demo.yaml" | cut -d: -f1)
+for g in 2x lots -1 1000001 "{n: 3}"; do
+  sed "s/^  garbage: 3\$/  garbage: $g/" "$demo_tmp/demo.yaml" >"$demo_tmp/g.yaml"
+  check "lint demo.garbage: $g" 2 "g.yaml:$gline:12: demo.garbage must be a whole number of undecodable records to mix in, 0..1000000, got .*; write it in digits" -- \
+    "$VEIL" lint "$demo_tmp/g.yaml"
+done
+sed "s/^  garbage: 3\$/  garbage: 1000000/" "$demo_tmp/demo.yaml" >"$demo_tmp/g.yaml"
+check "lint demo.garbage: 1000000" 0 "g.yaml: ok" -- "$VEIL" lint "$demo_tmp/g.yaml"
+sed "s/^  garbage: 3\$/  garbage: 2x/" "$demo_tmp/demo.yaml" >"$demo_tmp/g.yaml"
+check "demo refuses demo.garbage: 2x before it starts" 2 "g.yaml:$gline:12: demo.garbage must be a whole number" -- \
+  env -u KAFKA_BOOTSTRAP VEIL_DEMO_ACCOUNTANT="$demo_tmp/dp.acc" timeout 60 "$VEIL" demo "$demo_tmp/g.yaml"
+sed "s/^  garbage: 3\$/  garbag: 3/" "$demo_tmp/demo.yaml" >"$demo_tmp/g.yaml"
+check "lint demo: unknown key" 2 "g.yaml:$gline:3: demo: unknown key 'garbag'; allowed keys: events, garbage, consent" -- \
+  "$VEIL" lint "$demo_tmp/g.yaml"
+sed '/^  events: /d' "$demo_tmp/demo.yaml" >"$demo_tmp/g.yaml"
+check "lint demo: events missing" 2 "g.yaml:[0-9]+:3: demo: events is missing" -- "$VEIL" lint "$demo_tmp/g.yaml"
 rm -rf "$demo_tmp"
 check "help: demo's option" 0 "demo \\[--configured-broker\\] \\[PIPELINE.yaml\\]" -- "$VEIL" --help
 # veil run: a SIGTERM exits 1 when outputs are not acknowledged in time.
