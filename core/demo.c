@@ -268,7 +268,9 @@ static long read_back(const char *bootstrap, const struct veil_config *cfg,
 static char *default_pipeline(void) {
         const char *home = getenv("VEIL_HOME");
         char exe[4096], p[4400];
-        if (home) {
+        /* Empty counts as unset, as for every VEIL_ variable: it named
+         * /config/pipelines/demo.yaml. */
+        if (home && *home) {
                 snprintf(p, sizeof(p), "%s/config/pipelines/demo.yaml", home);
                 return strdup(p);
         }

@@ -105,6 +105,13 @@ check "demo refuses a KAFKA_BOOTSTRAP cluster" 2 "demo.yaml:[0-9]+:[0-9]+: kafka
   bash -c "KAFKA_BOOTSTRAP=127.0.0.1:9 VEIL_DEMO_ACCOUNTANT='$demo_tmp/dp.acc' timeout 20 '$VEIL' demo '$root/config/pipelines/demo.yaml' 2>&1 | tr '\n' ' '; exit \${PIPESTATUS[0]}"
 check "demo refuses a configured bootstrap: nothing started" 0 "^no accountant file$" -- \
   bash -c "[ -e '$demo_tmp/dp.acc' ] && echo 'accountant file created' || echo 'no accountant file'"
+# An empty VEIL_HOME counts as unset, as for the other VEIL_ variables:
+# it named /config/pipelines/demo.yaml. (The default pipeline is then the
+# one beside the executable, refused here for its KAFKA_BOOTSTRAP.)
+check "demo: an empty VEIL_HOME counts as unset" 2 "^veil demo: /[^ ]+/config/pipelines/demo.yaml:[0-9]+:[0-9]+: kafka.bootstrap is '127.0.0.1:9'" -- \
+  env VEIL_HOME= KAFKA_BOOTSTRAP=127.0.0.1:9 VEIL_DEMO_ACCOUNTANT="$demo_tmp/dp.acc" timeout 20 "$VEIL" demo
+check "demo: VEIL_HOME names the directory" 2 "^veil: $demo_tmp/config/pipelines/demo.yaml: cannot open" -- \
+  env VEIL_HOME="$demo_tmp" KAFKA_BOOTSTRAP=127.0.0.1:9 timeout 20 "$VEIL" demo
 check "demo unknown option" 2 "veil demo: unknown option '--fast'" -- env -u KAFKA_BOOTSTRAP VEIL_DEMO_ACCOUNTANT="$demo_tmp/dp.acc" timeout 60 "$VEIL" demo --fast
 check "demo extra argument" 2 "veil demo: one pipeline only, got an extra argument 'extra.yaml'" -- \
   env -u KAFKA_BOOTSTRAP VEIL_DEMO_ACCOUNTANT="$demo_tmp/dp.acc" timeout 60 "$VEIL" demo "$root/config/pipelines/demo.yaml" extra.yaml
