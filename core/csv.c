@@ -226,13 +226,19 @@ static int read_header(struct veil_csv *c, const char *const *map,
                                  c->path);
                         return -VEIL_ENOMEM;
                 }
+                /* Every rename against the header as written, all at
+                 * once: applied in turn, --column user_id=item --column
+                 * item=user_id (a swap) renamed user_id to item and then
+                 * back. Each NAME is mapped once (veil_csv_open_mapped). */
                 const char *name = c->fields[i];
                 for (size_t m = 0; m < n_map; m++) {
                         const char *eq = strchr(map[m], '=');
                         size_t l = eq ? (size_t)(eq - map[m]) : 0;
-                        if (eq && strlen(name) == l &&
-                            !strncmp(map[m], name, l))
+                        if (eq && strlen(c->fields[i]) == l &&
+                            !strncmp(map[m], c->fields[i], l)) {
                                 name = eq + 1;
+                                break;
+                        }
                 }
                 for (size_t j = 0; j < sizeof(names) / sizeof(*names); j++)
                         if (!strcmp(name, names[j].name))
@@ -352,6 +358,18 @@ int veil_csv_open_mapped(struct veil_csv **cp, const char *path,
                                  "tc_string, gpc, timezone",
                                  map[m]);
                         return -VEIL_EINVAL;
+                }
+                /* One column is read as one field. */
+                for (size_t o = 0; o < m; o++) {
+                        size_t l = (size_t)(eq - map[m]);
+                        if (!strncmp(map[o], map[m], l) && map[o][l] == '=') {
+                                snprintf(errstr, errstr_size,
+                                         "--column %s and --column %s both "
+                                         "rename column '%.*s': give one "
+                                         "--column per column",
+                                         map[o], map[m], (int)l, map[m]);
+                                return -VEIL_EINVAL;
+                        }
                 }
         }
         if (!strcmp(path, "-")) {

@@ -208,6 +208,19 @@ check "replay: --column on a file without a header, no data echoed" 2 "nohdr.csv
 sed 's/user_id$/customer/' "$tmp/wide.csv" >"$tmp/cust.csv"
 check "replay: --column renames" 0 "events: +1 in 1 batches" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/cust.csv" --column customer=user_id
+# Renames apply together, against the header as written: two --column
+# swap two columns (applied in turn, the second undid the first and the
+# header lacked user_id). Here the user ids are under "item": swapped, one
+# user has two events, and one pair is scored.
+printf 'ts,user_id,item\n1291191960,85123A,17850\n1291191961,71053,17850\n1291191962,84406B,17851\n' >"$tmp/swapped.csv"
+check "replay: --column swaps two columns" 0 "\(1 scored\)" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/swapped.csv" --column user_id=item --column item=user_id --evaluate
+check "replay: one --column per column" 2 "--column user_id=item and --column user_id=ts both rename column 'user_id': give one --column per column" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/swapped.csv" --column user_id=item --column user_id=ts
+# --events - reads the CSV from stdin (and says so in the help).
+check "replay --events - reads stdin" 0 "events: +3 in 1 batches" -- \
+  bash -c "'$VEIL' replay '$root/config/pipelines/retail.yaml' --events - --column user_id=item --column item=user_id <'$tmp/swapped.csv'"
+check "replay help: --events -" 0 "--events - reads it from stdin" -- "$VEIL" replay --help
 # gpc: true/false/1/0/yes/no in any case, or empty; anything else refused.
 printf 'ts,user_id,item,gpc\n1291191960,17850,85123A,TRUE\n1291191960,17850,85123A,No\n1291191960,17850,85123A,\n1291191960,17850,85123A,maybe\n' >"$tmp/gpc.csv"
 check "replay: a gpc value not a boolean refused" 1 "gpc.csv:5: field 4 must be true, false, 1, 0, yes, no or empty \\(column 'gpc'\\)" -- \
