@@ -140,6 +140,7 @@ rm -rf "$demo_tmp"
 check "help: demo's option" 0 "demo \\[--configured-broker\\] \\[PIPELINE.yaml\\]" -- "$VEIL" --help
 # veil run: a SIGTERM exits 1 when outputs are not acknowledged in time.
 check "run help: exit 1 at a stop with unacknowledged outputs" 0 "exit 0, within the shutdown timeout.*not acknowledged then are not committed.*exit code is 1" -- bash -c "'$VEIL' run --help | tr '\n' ' '"
+check "run help: a reload refused when a running key goes" 0 "refused too when keys: drops a running key: a key id removed from keys.files, a key file changed in place .*a switch between ephemeral and key files" -- bash -c "'$VEIL' run --help | tr '\n' ' '"
 check "run help: a reload starts the plugins" 0 "validated as .veil lint --start. does" -- "$VEIL" run --help
 check "run extra argument" 2 "veil run: one pipeline only, got an extra argument 'b.yaml'" -- "$VEIL" run a.yaml b.yaml
 # A replay spends the pipeline's real privacy budget: its help says so.
