@@ -519,11 +519,38 @@ static int cmd_keygen(int argc, char **argv) {
                  * that fails is not (1). */
                 return rc == -VEIL_EINVAL ? 2 : 1;
         }
-        /* The key itself is never printed: only where it is. */
+        /* The key itself is never printed: only where it is. The snippet
+         * gives the absolute path: a relative one would be read relative
+         * to the pipeline file, not to where keygen ran. */
+        char *abs = realpath(argv[1], NULL);
+        const char *path = abs ? abs : argv[1];
+        /* Quoted when a plain YAML scalar could not hold it (a ':', a ','
+         * or a brace in a flow mapping, spaces). */
+        int plain = strspn(path, "abcdefghijklmnopqrstuvwxyz"
+                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                 "/._-+@") == strlen(path);
         printf("wrote a new key to %s (mode 0600). Use it with\n"
-               "  keys: {active: ID, files: {ID: %s}}\n"
-               "choosing a new ID (a-z, 0-9, '_', '-') for every key.\n",
-               argv[1], argv[1]);
+               "  keys: {active: ID, files: {ID: ",
+               argv[1]);
+        if (plain) {
+                fputs(path, stdout);
+        } else {
+                putchar('"');
+                for (const char *c = path; *c; c++) {
+                        if (*c == '"' || *c == '\\')
+                                putchar('\\');
+                        if (*c == '$') /* ${VAR} is substituted in quotes
+                                        * too: $$ is a '$' */
+                                putchar('$');
+                        putchar(*c);
+                }
+                putchar('"');
+        }
+        printf("}}\n"
+               "choosing a new ID (a-z, 0-9, '_', '-') for every key (the "
+               "path is absolute: a relative one is read relative to the "
+               "pipeline file).\n");
+        free(abs);
         return 0;
 }
 

@@ -228,6 +228,16 @@ fi
 check "keygen never overwrites (usage error: another path)" 2 "already exists" -- "$VEIL" pseudonymize keygen "$tmp/new.key"
 check "keygen usage" 2 "usage: veil pseudonymize keygen FILE" -- "$VEIL" pseudonymize keygen
 check "keygen into a missing directory (runtime error)" 1 "cannot create" -- "$VEIL" pseudonymize keygen "$tmp/no-such-dir/k"
+# keygen's keys: snippet names the file by its absolute path: a pipeline
+# reads a relative key path relative to its own directory, not to where
+# keygen ran. The snippet, pasted as printed into a pipeline elsewhere,
+# lints (a path YAML could not hold plain is quoted, '$' doubled).
+mkdir -p "$tmp/cwd/keys" "$tmp/cwd/odd dir:\$x" "$tmp/pipe"
+for k in keys/k1 'odd dir:$x/k1'; do
+  snippet=$(cd "$tmp/cwd" && "$VEIL" pseudonymize keygen "$k" | sed -n 's/^  keys: {active: ID, files: {ID: /keys: {active: k1, files: {k1: /p')
+  { sed -e '/^keys:/,$d' -e "s#\.\./\.\./schemas/#$root/schemas/#g" "$here/keyfile.yaml"; echo "$snippet"; } >"$tmp/pipe/p.yaml"
+  check "keygen's snippet, pasted into a pipeline elsewhere ($k)" 0 "p.yaml: ok" -- "$VEIL" lint "$tmp/pipe/p.yaml"
+done
 check "keys: a generated key rotates in" 0 ': ok$' \
   -- env VEIL_TEST_KEY2="$tmp/new.key" VEIL_TEST_ACTIVE=k2 "$VEIL" lint "$here/keyfile.yaml"
 check "plugins pseudonymize" 0 "context.ip +string +default truncate_ip" -- "$VEIL" plugins pseudonymize
