@@ -530,11 +530,30 @@ int veil_cmd_replay(int argc, char **argv) {
          * (a malformed line mid-batch) is reported apart. */
         uint64_t n_events = 0, n_batches = 0, n_behind = 0;
         uint64_t n_unfinished = 0;
+        /* What the counters held before the batch now running: a batch
+         * cut short is left out whole, its dead letters (made as its
+         * events were added) and any records and drops included. */
+        uint64_t records0 = 0, dead0 = 0, *drops0 = NULL;
+        size_t n_drops0 = 0;
         const char *csv_name = strcmp(events, "-") ? events : "stdin";
         int64_t clock_ms = 0;
         double t0 = now_s(), chain = 0;
         int done = 0, failed = 0;
         while (!done && !failed) {
+                records0 = cap_main.records;
+                dead0 = cap_main.dead_letters;
+                n_drops0 = veil_pipeline_n_drop_reasons(cp.p);
+                uint64_t *d0 = n_drops0 ? realloc(drops0, n_drops0 *
+                                                          sizeof(*d0))
+                                        : drops0;
+                if (n_drops0 && !d0) {
+                        snprintf(err, sizeof(err), "out of memory");
+                        failed = 1;
+                        break;
+                }
+                drops0 = d0;
+                for (size_t i = 0; i < n_drops0; i++)
+                        veil_pipeline_drop_reason(cp.p, i, &drops0[i]);
                 struct veil_batch *mb = veil_pipeline_batch_begin(cp.p),
                                   *pb = pop ? veil_pipeline_batch_begin(pop)
                                             : NULL;
@@ -629,22 +648,34 @@ int veil_cmd_replay(int argc, char **argv) {
         if (wait_ms >= 0)
                 printf(", each within %lld ms of event time", wait_ms);
         printf("\n");
-        if (n_unfinished)
+        uint64_t cut_records = 0, cut_dead = 0;
+        if (n_unfinished) {
+                cut_records = cap_main.records - records0;
+                cut_dead = cap_main.dead_letters - dead0;
                 printf("  stopped:     by the error above; the %llu events "
-                       "read into the batch it cut short are not counted\n",
-                       (unsigned long long)n_unfinished);
+                       "read into the batch it cut short are not counted, "
+                       "nor its outputs (%llu recommendations, %llu dead "
+                       "letters)\n",
+                       (unsigned long long)n_unfinished,
+                       (unsigned long long)cut_records,
+                       (unsigned long long)cut_dead);
+        }
         printf("  throughput:  %.0f events/s through the chain (%.2f s in "
                "the plugins; %.2f s in all, with CSV reading%s)\n",
                chain > 0 ? (double)n_events / chain : 0.0, chain, secs,
                evaluate ? " and the baseline" : "");
         printf("  records:     %llu recommendations, %llu dead letters\n",
-               (unsigned long long)cap_main.records,
-               (unsigned long long)cap_main.dead_letters);
+               (unsigned long long)(cap_main.records - cut_records),
+               (unsigned long long)(cap_main.dead_letters - cut_dead));
         for (size_t i = 0; i < veil_pipeline_n_drop_reasons(cp.p); i++) {
                 uint64_t c;
                 const char *r = veil_pipeline_drop_reason(cp.p, i, &c);
-                printf("  dropped:     %llu (%s)\n", (unsigned long long)c, r);
+                if (n_unfinished && !(c = i < n_drops0 ? drops0[i] : 0))
+                        continue;
+                printf("  dropped:     %llu (%s)\n", (unsigned long long)c,
+                       r);
         }
+        free(drops0);
         veil_cli_print_gauges(cp.p, 13);
         /* The clock is the latest event time read: one event stamped
          * ahead of the others moves it for everyone after (profile expiry,

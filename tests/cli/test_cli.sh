@@ -230,6 +230,11 @@ check "replay: a gpc value not a boolean refused" 1 "gpc.csv:5: field 4 must be 
 { echo "$H"; echo "$row"; echo "$row"; echo "1291191960,17850"; } >"$tmp/cut.csv"
 check "replay: a batch cut short by an error not counted" 1 "events: +0 in 0 batches.*stopped: .*the 2 events read into the batch it cut short" -- \
   bash -c "'$VEIL' replay '$root/config/pipelines/retail.yaml' --events '$tmp/cut.csv' 2>&1 | tr '\n' ' '; exit \${PIPESTATUS[0]}"
+# ... nor its dead letters: an id over 512 bytes is dead-lettered as it is
+# added, and was counted while its batch's events were not.
+{ echo "$H"; echo "1291191960,17850,${x512}y,6,536365,UK"; echo "$row"; echo "1291191960,17850"; } >"$tmp/cut_dl.csv"
+check "replay: a cut batch's dead letters not counted either" 1 "events: +0 in 0 batches.*stopped: .*the 2 events read into the batch it cut short are not counted, nor its outputs \(0 recommendations, 1 dead letters\).*records: +0 recommendations, 0 dead letters" -- \
+  bash -c "'$VEIL' replay '$root/config/pipelines/retail.yaml' --events '$tmp/cut_dl.csv' 2>&1 | tr '\n' ' '; exit \${PIPESTATUS[0]}"
 rm -rf "$tmp"
 # lint --start, replay and demo log at warn by default (their summary is
 # the output), but an explicit VEIL_LOG_LEVEL, info included, is honoured:
