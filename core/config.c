@@ -72,6 +72,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1031,6 +1032,66 @@ static const struct {
 } reserved_settings[] = {{"bootstrap.servers", "kafka.bootstrap"},
                          {"group.id", "kafka.group"}};
 
+/* The type librdkafka's own table of properties gives `key` ("integer",
+ * "float", "string"…: the "*Type: …*" note that ends its row in
+ * rd_kafka_conf_properties_show), into out; "" when the table does not
+ * say (another format: no stricter check is made then). */
+static void property_type(const char *table, const char *key, char *out,
+                          size_t size) {
+        size_t kl = strlen(key);
+        out[0] = '\0';
+        for (const char *l = table; l && *l;) {
+                const char *eol = strchr(l, '\n');
+                size_t len = eol ? (size_t)(eol - l) : strlen(l);
+                if (len > kl && !strncmp(l, key, kl) &&
+                    (l[kl] == ' ' || l[kl] == '|')) {
+                        const char *t = memmem(l, len, "*Type: ", 7);
+                        if (t) {
+                                t += 7;
+                                const char *e = memchr(t, '*',
+                                                       (size_t)(l + len - t));
+                                if (e && (size_t)(e - t) < size) {
+                                        memcpy(out, t, (size_t)(e - t));
+                                        out[e - t] = '\0';
+                                }
+                        }
+                        return;
+                }
+                l = eol ? eol + 1 : NULL;
+        }
+}
+
+/* librdkafka reads a number leniently, with strtol(…, 0) and strtod:
+ * "20000x" as 20000, " 5" as 5, "0x10" as 16, and "020000" as octal 8192.
+ * A value of a property its table types as integer must be a whole
+ * decimal number without a leading zero, one typed as float a decimal
+ * number; a value that does not start as a number at all passed only as
+ * one of the property's names (acks: all), read whole. NULL when `value`
+ * is fine, else what it should be. */
+static const char *number_needed(const char *type, const char *value) {
+        char *end;
+        if (!strcmp(type, "integer")) {
+                (void)strtol(value, &end, 0);
+                const char *d = value + (value[0] == '-');
+                if (end == value ||
+                    (*d && strspn(d, "0123456789") == strlen(d) &&
+                     (d[0] != '0' || !d[1])))
+                        return NULL;
+                return "a whole number in decimal digits, without a "
+                       "leading zero";
+        }
+        if (!strcmp(type, "float")) {
+                errno = 0;
+                double x = strtod(value, &end);
+                if (end == value ||
+                    (!isspace((unsigned char)*value) && !*end && !errno &&
+                     isfinite(x) && !strpbrk(value, "xX")))
+                        return NULL;
+                return "a decimal number";
+        }
+        return NULL;
+}
+
 static int load_kafka(struct vctx *v, const struct veil_node *n) {
         struct veil_config *c = v->cfg;
         const struct veil_node *x;
@@ -1071,19 +1132,45 @@ static int load_kafka(struct vctx *v, const struct veil_node *n) {
          * configuration error with its place (exit 2, also in `veil lint`),
          * not a failed start. */
         rd_kafka_conf_t *probe = rd_kafka_conf_new();
+        char *table = NULL;
+        size_t table_len = 0;
+        FILE *tf = open_memstream(&table, &table_len);
+        if (tf) {
+                rd_kafka_conf_properties_show(tf);
+                if (fclose(tf)) {
+                        free(table);
+                        table = NULL;
+                }
+        }
         for (i = 0; i < c->kafka.n_settings && !rc; i++) {
-                char e[512];
+                char e[512], type[64];
+                const char *key = c->kafka.settings[i].key,
+                           *value = c->kafka.settings[i].value, *want;
                 /* Setting it loads and runs the libraries: not here (lint
                  * starts nothing); they are checked when the clients are
                  * made. */
-                if (!strcmp(c->kafka.settings[i].key, "plugin.library.paths"))
+                if (!strcmp(key, "plugin.library.paths"))
                         continue;
-                if (rd_kafka_conf_set(probe, c->kafka.settings[i].key,
-                                      c->kafka.settings[i].value, e,
-                                      sizeof(e)) != RD_KAFKA_CONF_OK)
-                        rc = bad(v, x->keys[i], "kafka.settings.%s: %s",
-                                 c->kafka.settings[i].key, e);
+                if (rd_kafka_conf_set(probe, key, value, e, sizeof(e)) !=
+                    RD_KAFKA_CONF_OK) {
+                        rc = bad(v, x->keys[i], "kafka.settings.%s: %s", key,
+                                 e);
+                        break;
+                }
+                property_type(table ? table : "", key, type, sizeof(type));
+                if ((want = number_needed(type, value))) {
+                        char got[64] = "?";
+                        size_t got_size = sizeof(got);
+                        rd_kafka_conf_get(probe, key, got, &got_size);
+                        rc = bad(v, x->keys[i],
+                                 "kafka.settings.%s: '%s' is not %s: "
+                                 "librdkafka, which types the property %s, "
+                                 "would read it as %s; write the number "
+                                 "meant in digits",
+                                 key, value, want, type, got);
+                }
         }
+        free(table);
         rd_kafka_conf_destroy(probe);
         return rc;
 }

@@ -41,6 +41,17 @@ check "lint --start profile_ttl_s 1e16" 2 "ttl.yaml:[0-9]+:[0-9]+: .*profile_ttl
 sed -e 's/^  group: \(.*\)$/  group: \1\n  settings: {security.protocol: SASL_SSLX}/' "$tmp/k.yaml" >"$tmp/kset.yaml"
 check "lint bad kafka setting" 2 "kset.yaml:[0-9]+:[0-9]+: kafka.settings.security.protocol: Invalid value" -- "$VEIL" lint "$tmp/kset.yaml"
 check "run bad kafka setting" 2 "kset.yaml:[0-9]+:[0-9]+: kafka.settings.security.protocol: Invalid value" -- "$VEIL" run "$tmp/kset.yaml"
+# librdkafka reads numbers leniently (20000x as 20000, 020000 as octal
+# 8192): a property it types as integer or float needs a number written
+# whole; a name it maps to a number (acks: all) passes.
+sline=$(grep -n '^  group: ' "$tmp/k.yaml" | cut -d: -f1); sline=$((sline + 1))
+for kv in "socket.timeout.ms: 20000x|integer, would read it as 20000" "socket.timeout.ms: '020000'|integer, would read it as 8192" \
+          "request.required.acks: 0x1|integer, would read it as 1" "linger.ms: 5x|float, would read it as 5"; do
+  sed -e "s/^  group: \(.*\)\$/  group: \1\n  settings: {${kv%%|*}}/" "$tmp/k.yaml" >"$tmp/knum.yaml"
+  check "lint kafka setting ${kv%%|*}" 2 "knum.yaml:$sline:14: kafka.settings.${kv%%:*}: .* is not a (whole|decimal) number.*types the property ${kv#*|}; write the number meant in digits" -- "$VEIL" lint "$tmp/knum.yaml"
+done
+sed -e "s/^  group: \(.*\)\$/  group: \1\n  settings: {socket.timeout.ms: 20000, acks: all, linger.ms: 0.5, topic.metadata.refresh.interval.ms: -1}/" "$tmp/k.yaml" >"$tmp/knum.yaml"
+check "lint kafka settings written whole" 0 "knum.yaml: ok" -- "$VEIL" lint "$tmp/knum.yaml"
 # A schema that cannot be read is named at its own line.
 sed -e 's#^  schema: .*interaction.avsc$#  schema: nope.avsc#' "$tmp/k.yaml" >"$tmp/noschema.yaml"
 check "lint missing schema" 2 "noschema.yaml:$(grep -n '^  schema: nope.avsc' "$tmp/noschema.yaml" | cut -d: -f1):11: input .*nope.avsc: cannot open" -- "$VEIL" lint "$tmp/noschema.yaml"
