@@ -51,6 +51,7 @@ for kv in "socket.timeout.ms: 20000x|integer, would read it as 20000" "socket.ti
   check "lint kafka setting ${kv%%|*}" 2 "knum.yaml:$sline:14: kafka.settings.${kv%%:*}: .* is not a (whole|decimal) number.*types the property ${kv#*|}; write the number meant in digits" -- "$VEIL" lint "$tmp/knum.yaml"
 done
 sed -e "s/^  group: \(.*\)\$/  group: \1\n  settings: {socket.timeout.ms: 20000, acks: all, linger.ms: 0.5, topic.metadata.refresh.interval.ms: -1}/" "$tmp/k.yaml" >"$tmp/knum.yaml"
+check "lint help: numeric settings and the demo: section" 0 "a numeric setting is a number written whole.*demo:" -- bash -c "'$VEIL' lint --help | tr '\n' ' '"
 check "lint kafka settings written whole" 0 "knum.yaml: ok" -- "$VEIL" lint "$tmp/knum.yaml"
 # A schema that cannot be read is named at its own line.
 sed -e 's#^  schema: .*interaction.avsc$#  schema: nope.avsc#' "$tmp/k.yaml" >"$tmp/noschema.yaml"
