@@ -9,6 +9,8 @@
  *              collects every stage's export for the person. Its key may be
  *              anything (the person is its user_id): a key other than the
  *              user id keeps compaction from replacing the consent record.
+ *   unknown    what a kind the schema lacks reads as (a newer writer's,
+ *              e.g. an objection): rejected, never applied.
  *   tombstone  (null value) withdraws everything: the entry goes (kept as
  *              a refusal where events' TC strings speak for people
  *              without a record, require_ledger: false).
@@ -379,6 +381,14 @@ int veil_consent_record(struct veil_consent *s,
         if (!strcmp(kind, "access"))
                 return access_request(s, r, uid, uid_len, source, ts, id,
                                       len);
+        /* "unknown" is what a kind the reader schema lacks reads as (the
+         * enum's default): a newer writer's kind, an objection say, is
+         * never taken for a grant. */
+        if (!strcmp(kind, "unknown"))
+                return reject_keyed(s, r, id, len, errstr, errstr_size,
+                              "kind unknown: the writer used a kind this "
+                              "consent schema does not have; only consent "
+                              "and access records are applied");
         if (strcmp(kind, "consent"))
                 return reject_keyed(s, r, id, len, errstr, errstr_size,
                               "kind is neither consent nor access");

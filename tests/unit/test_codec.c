@@ -1252,20 +1252,30 @@ static void test_rec_consent(void **state) {
 
 static void test_rec_consent_enum_default(void **state) {
         (void)state;
-        /* kind "erasure" from a newer writer reads as the reader enum's
-         * default, "consent" */
+        /* kind "objection" from a newer writer, with training true, reads
+         * as the reader enum's default: "unknown", which the consent stage
+         * rejects; never "consent", which would record a grant. */
         avro_schema_t s = avroc_schema(DATA("consent_v2.avsc"));
         avro_value_iface_t *cls = avro_generic_class_from_schema(s);
-        avro_value_t v, f, br;
+        avro_value_t v, f, br, t;
         assert_int_equal(avro_generic_value_new(cls, &v), 0);
         set_str(&v, "user_id", "u3");
         set_str(&v, "source", "app");
         assert_int_equal(avro_value_get_by_name(&v, "kind", &f, NULL), 0);
         assert_int_equal(avro_value_set_enum(&f, 2), 0);
-        static const char *const unions[] = {"purposes", "tc_string", "gpc"};
-        for (int i = 0; i < 3; i++) {
+        static const char *const unions[] = {"tc_string", "gpc"};
+        for (int i = 0; i < 2; i++) {
                 assert_int_equal(avro_value_get_by_name(&v, unions[i], &f, NULL), 0);
                 assert_int_equal(avro_value_set_branch(&f, 0, &br), 0);
+        }
+        assert_int_equal(avro_value_get_by_name(&v, "purposes", &f, NULL), 0);
+        assert_int_equal(avro_value_set_branch(&f, 1, &br), 0);
+        static const char *const purposes[] = {"personalization", "training",
+                                               "analytics"};
+        for (int i = 0; i < 3; i++) {
+                assert_int_equal(avro_value_get_by_name(&br, purposes[i], &t,
+                                                        NULL), 0);
+                assert_int_equal(avro_value_set_boolean(&t, i == 1), 0);
         }
         char buf[256];
         avro_writer_t w = avro_writer_memory(buf, sizeof(buf));
@@ -1290,10 +1300,13 @@ static void test_rec_consent_enum_default(void **state) {
                 fail_msg("%s", err);
         const veil_rec_t *r;
         const char *str;
+        int train = 0;
         if (veil_codec_decode_rec(c, buf, n, &r, err, sizeof(err)))
                 fail_msg("%s", err);
         assert_int_equal(veil_rec_get_str(r, "kind", &str, NULL), 0);
-        assert_string_equal(str, "consent");
+        assert_string_equal(str, "unknown");
+        assert_int_equal(veil_rec_get_bool(r, "purposes.training", &train), 0);
+        assert_int_equal(train, 1);
         assert_int_equal(veil_rec_get_str(r, "user_id", &str, NULL), 0);
         assert_string_equal(str, "u3");
         veil_codec_destroy(c);

@@ -1327,6 +1327,57 @@ static void test_serve_none(void **state) {
         h_close(&h);
 }
 
+/* A kind the reader schema lacks (a newer writer's objection, say) reads
+ * as the enum default "unknown": rejected, whatever purposes it carries,
+ * never applied as a grant (schemas/consent.avsc). */
+static int unknown_kind(struct harness *h, const char *user) {
+        veil_rec_t *r = veil_codec_rec_begin(h->consent);
+        assert_non_null(r);
+        assert_int_equal(veil_rec_set_str(r, "user_id", user), 0);
+        assert_int_equal(veil_rec_set_str(r, "kind", "unknown"), 0);
+        assert_int_equal(veil_rec_set_bool(r, "purposes.personalization", 1),
+                         0);
+        assert_int_equal(veil_rec_set_bool(r, "purposes.training", 1), 0);
+        assert_int_equal(veil_rec_set_bool(r, "purposes.analytics", 1), 0);
+        assert_int_equal(veil_rec_set_str(r, "source", "cmp"), 0);
+        assert_int_equal(veil_rec_set_long(r, "ts", T0 + 5), 0);
+        struct veil_buf buf = {0};
+        char err[512];
+        assert_int_equal(veil_codec_rec_encode(h->consent, &buf, err,
+                                               sizeof(err)),
+                         0);
+        int rc = h_raw(h, user, strlen(user), buf.data, buf.len);
+        veil_buf_free(&buf);
+        return rc;
+}
+
+static void test_unknown_kind_rejected(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "ola", 0, 0, 1, T0), 0);
+        size_t n_audit = h_count(&h, "audit");
+        assert_int_equal(unknown_kind(&h, "ola"), 0);
+        assert_int_equal(unknown_kind(&h, "pia"), 0);
+        assert_int_equal(h_count(&h, "dlq"), 2);
+        for (size_t i = 0; i < 2; i++) {
+                const struct captured *d = h_at(&h, "dlq", i);
+                assert_string_equal(d->stage, "consent");
+                assert_non_null(strstr(d->error, "kind unknown"));
+                assert_non_null(strstr(d->error, "ledger is unchanged"));
+                assert_null(strstr(d->error, "ola"));
+                assert_null(strstr(d->error, "pia"));
+        }
+        assert_int_equal(h_count(&h, "audit"), n_audit);
+        const struct veil_event *ev = h_event(&h, "ola", NULL, -1);
+        assert_int_equal(ev->training, 0);
+        assert_int_not_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        ev = h_event(&h, "pia", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_int_equal(ev->training, 0);
+        h_close(&h);
+}
+
 static void test_rejected_records(void **state) {
         (void)state;
         struct harness h;
@@ -1639,6 +1690,7 @@ int main(void) {
                 cmocka_unit_test(test_bad_parameters),
                 cmocka_unit_test(test_serve_none),
                 cmocka_unit_test(test_rejected_records),
+                cmocka_unit_test(test_unknown_kind_rejected),
                 cmocka_unit_test(test_access_request),
                 cmocka_unit_test(test_refused_between_batches),
                 cmocka_unit_test(test_notice),
