@@ -1547,6 +1547,7 @@ struct dec {
         struct veil_codec *c;
         struct veil_event *ev; /* event mode */
         struct veil_arena *arena;
+        size_t arena_base;     /* arena->used_total before this record */
         char *sbuf;            /* event strings, packed; see decode() */
         size_t sleft;
         unsigned geo;          /* bit 0: lat seen, bit 1: lon seen */
@@ -1706,6 +1707,31 @@ static int not_utf8(struct dec *d, const unsigned char *at) {
                     off(d, at));
 }
 
+/* The batch arena refused `need` bytes at byte `at`. A record that alone
+ * needs more than a capped arena holds would never fit in any batch: its
+ * own fault, a decode error (dead-letter topic). Anything else — a batch
+ * grown to the cap, malloc failing — is out of memory, no fault of the
+ * record: -VEIL_ENOMEM, on which the host fails the batch (it is read
+ * again) instead of dead-lettering a valid record. */
+static int arena_refused(struct dec *d, size_t need, size_t at) {
+        const struct veil_arena *a = d->arena;
+        size_t own = a->used_total - d->arena_base + ((need + 63) & ~(size_t)63);
+        if (a->cap && own > a->cap)
+                return derr(d, -VEIL_EDECODE,
+                            "record needs %zu bytes of the batch arena at "
+                            "byte %zu, more than its cap of %zu: it would "
+                            "never fit",
+                            own, at, a->cap);
+        if (a->cap)
+                return derr(d, -VEIL_ENOMEM,
+                            "batch arena full at byte %zu (cap %zu bytes)",
+                            at, a->cap);
+        return derr(d, -VEIL_ENOMEM,
+                    "out of memory: the batch arena cannot grow by %zu "
+                    "bytes at byte %zu",
+                    need, at);
+}
+
 /* Event strings are C strings: one with a NUL inside would be cut short,
  * and two different ids could then pseudonymize alike. */
 static int arena_str(struct dec *d, const unsigned char *s, size_t n,
@@ -1725,9 +1751,7 @@ static int arena_str(struct dec *d, const unsigned char *s, size_t n,
                 return 0;
         }
         if (!(*out = veil_arena_strndup(d->arena, (const char *)s, n)))
-                return derr(d, -VEIL_ENOMEM,
-                            "batch arena full at byte %zu (cap %zu bytes)",
-                            off(d, s), d->arena->cap);
+                return arena_refused(d, n + 1, off(d, s));
         return 0;
 }
 
@@ -1782,7 +1806,8 @@ static int ev_default(struct dec *d, int slot, const struct json *j) {
                 struct veil_kv *kv =
                         veil_arena_alloc(d->arena, j->n * sizeof(*kv));
                 if (!kv)
-                        return derr(d, -VEIL_ENOMEM, "batch arena full");
+                        return arena_refused(d, j->n * sizeof(*kv),
+                                             off(d, d->p));
                 for (size_t i = 0; i < j->n; i++) {
                         kv[i].key = veil_arena_strndup(d->arena, j->k[i],
                                                        strlen(j->k[i]));
@@ -1793,8 +1818,9 @@ static int ev_default(struct dec *d, int slot, const struct json *j) {
                                                              j->v[i]->slen)
                                         : NULL;
                         if (!kv[i].key || !kv[i].value)
-                                return derr(d, -VEIL_ENOMEM,
-                                            "batch arena full");
+                                return arena_refused(
+                                        d, strlen(j->k[i]) + 1,
+                                        off(d, d->p));
                 }
                 d->ev->ctx.attrs = kv;
                 d->ev->ctx.n_attrs = j->n;
@@ -1909,9 +1935,8 @@ static int dec_blocks(struct dec *d, const struct pnode *n,
                         struct veil_kv *nkv =
                                 veil_arena_alloc(d->arena, cap * sizeof(*nkv));
                         if (!nkv)
-                                return derr(d, -VEIL_ENOMEM,
-                                            "batch arena full at byte %zu",
-                                            off(d, at));
+                                return arena_refused(d, cap * sizeof(*nkv),
+                                                     off(d, at));
                         if (total)
                                 memcpy(nkv, kv, total * sizeof(*kv));
                         kv = nkv;
@@ -2217,8 +2242,9 @@ static int decode(struct veil_codec *c, const void *buf, size_t len,
         if (rc)
                 return rc;
         struct dec d = {.p = p + hdr, .end = p + len, .start = p, .c = c,
-                        .ev = ev, .arena = arena, .errstr = errstr,
-                        .errstr_size = errstr_size};
+                        .ev = ev, .arena = arena,
+                        .arena_base = arena ? arena->used_total : 0,
+                        .errstr = errstr, .errstr_size = errstr_size};
         if (ev) {
                 /* Every string in the datum has a length byte before it, so
                  * the datum's size bounds its strings with their NULs: one
@@ -2226,9 +2252,7 @@ static int decode(struct veil_codec *c, const void *buf, size_t len,
                  * in the datum; arena_str falls back for those.) */
                 d.sleft = len - hdr + 1;
                 if (!(d.sbuf = veil_arena_alloc(arena, d.sleft)))
-                        return fail(errstr, errstr_size, -VEIL_ENOMEM,
-                                    "batch arena full (cap %zu bytes)",
-                                    arena->cap);
+                        return arena_refused(&d, d.sleft, hdr);
         }
         if ((rc = dec_node(&d, pl->root, dst)))
                 return rc;

@@ -1700,7 +1700,7 @@ static void run_batch(struct kctx *k) {
                 rc = veil_pipeline_batch_add(k->p, &src);
         }
         if (rc < 0) {
-                set_fatal(k, "cannot produce a dead letter");
+                set_fatal(k, "%s", veil_pipeline_add_error(k->p));
                 failed = 1;
         } else if (veil_pipeline_batch_run(k->p, err, sizeof(err)) < 0) {
                 set_fatal(k, "%s", err);

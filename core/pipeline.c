@@ -113,6 +113,8 @@ struct veil_pipeline {
         int exports_early_warned;
 
         uint64_t events_in, decode_errors, dead_letters;
+        /* Why the last batch_add returned negative (no value, no id). */
+        char add_err[768];
         uint64_t erase_failures; /* subjects some stage failed to erase */
         struct drop_reason drops[MAX_DROP_REASONS];
         size_t n_drops;
@@ -1020,16 +1022,34 @@ static const char *event_invalid(const struct veil_event *ev, char *buf,
 int veil_pipeline_batch_add(struct veil_pipeline *p,
                             const struct veil_source *src) {
         int rc = ensure_room(p);
-        if (rc)
+        if (rc) {
+                snprintf(p->add_err, sizeof(p->add_err),
+                         "out of memory growing the batch");
                 return rc;
+        }
         struct veil_event *ev = &p->batch.events[p->batch.n];
         char err[512];
         rc = veil_codec_decode_event(p->in_codec, src->value, src->value_len,
                                      ev, &p->arena, err, sizeof(err));
+        /* Out of memory is no fault of the record: dead-lettered, a valid
+         * event would leave the stream. The batch fails instead (not
+         * committed, read again after the restart). A record too large
+         * ever to fit is a decode error (codec.c, arena_refused). */
+        if (rc == -VEIL_ENOMEM) {
+                snprintf(p->add_err, sizeof(p->add_err),
+                         "decoding the record at %s[%d]@%lld: %s",
+                         src->topic ? src->topic : "?", (int)src->partition,
+                         (long long)src->offset, err);
+                return rc;
+        }
         const char *bad = rc ? err : event_invalid(ev, err, sizeof(err));
         if (bad) {
                 p->decode_errors++;
                 rc = dead_letter(p, src, "decode", bad);
+                if (rc)
+                        snprintf(p->add_err, sizeof(p->add_err),
+                                 "cannot produce a dead letter (code %d)",
+                                 rc);
                 return rc ? rc : 0;
         }
         set_subject(p, ev);
@@ -1274,9 +1294,25 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                 int rc = veil_codec_decode_rec(sd->codec, src->value,
                                                src->value_len, &rec, err,
                                                sizeof(err));
+                /* Out of memory: not the record's fault, and a consent
+                 * withdrawal dead-lettered for it would be lost. The host
+                 * stops; side inputs are read from the start again. */
+                if (rc == -VEIL_ENOMEM) {
+                        snprintf(errstr, errstr_size,
+                                 "decoding the record at %s[%d]@%lld: %s",
+                                 src->topic ? src->topic : "?",
+                                 (int)src->partition, (long long)src->offset,
+                                 err);
+                        return rc;
+                }
                 if (rc) {
                         p->decode_errors++;
                         rc = dead_letter(p, src, "decode", err);
+                        if (rc)
+                                snprintf(errstr, errstr_size,
+                                         "dead-letter output failed (code "
+                                         "%d)",
+                                         rc);
                         return rc;
                 }
         }
@@ -1357,6 +1393,10 @@ const struct veil_config *veil_pipeline_config(const struct veil_pipeline *p) {
 size_t veil_pipeline_n_stages(const struct veil_pipeline *p) {
         return p->n_stages;
 }
+const char *veil_pipeline_add_error(const struct veil_pipeline *p) {
+        return p->add_err;
+}
+
 const char *veil_pipeline_stage_name(const struct veil_pipeline *p, size_t i) {
         return p->stages[i].h.def->name;
 }

@@ -84,9 +84,13 @@ struct veil_batch *veil_pipeline_batch_begin(struct veil_pipeline *p);
 /** Decodes a record into the batch; an undecodable one, or one with an id
  *  over VEIL_ID_MAX bytes or a time outside VEIL_TS_MAX_MS, goes to the
  *  dead-letter sink at once. Returns 1 when an event was added, 0 when
- *  dead-lettered, negative when the sink failed. */
+ *  dead-lettered, negative when the sink failed or memory ran out
+ *  (-VEIL_ENOMEM: the record is not dead-lettered, the batch must fail);
+ *  then veil_pipeline_add_error says why. */
 int veil_pipeline_batch_add(struct veil_pipeline *p,
                             const struct veil_source *src);
+/** Why the last veil_pipeline_batch_add returned negative. */
+const char *veil_pipeline_add_error(const struct veil_pipeline *p);
 /** Adds an already typed event (replay); strings are copied. The same
  *  checks; a dead letter then carries no record bytes. Returns as
  *  veil_pipeline_batch_add. */
@@ -104,7 +108,8 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
 size_t veil_pipeline_batch_size(const struct veil_pipeline *p);
 
 /** Hands a side-input record to the plugins that read that input. Decode
- *  failures go to the dead-letter sink. Called between batches only (with
+ *  failures go to the dead-letter sink; running out of memory does not
+ *  (-VEIL_ENOMEM and errstr: the caller must stop, not skip the record). Called between batches only (with
  *  no event added since the last batch_begin): once 4,096 erasure requests
  *  are held, it applies them as batch_begin does, so that a long catch-up
  *  holds no more (access requests wait for the batch: answered before the

@@ -257,6 +257,49 @@ static void test_schemas_load(void **state) {
         assert_non_null(strstr(err, "nope.avsc"));
 }
 
+/* A capped batch arena refusing a record: one that alone needs more than
+ * the cap would never fit, a decode error (dead-letter topic); one that
+ * would fit in an emptier batch is out of memory (-VEIL_ENOMEM: the host
+ * fails the batch rather than dead-letter a valid event). */
+static void test_decode_arena_cap(void **state) {
+        (void)state;
+        struct veil_codec *c = codec_or_die(SCHEMA("interaction.avsc"),
+                                            VEIL_FRAMING_RAW, 0);
+        struct veil_event ev;
+        struct veil_buf big = {0}, small = {0};
+        char err[256] = "", ua[6000];
+        memset(ua, 'a', sizeof(ua) - 1);
+        ua[sizeof(ua) - 1] = '\0';
+        full_event(&ev);
+        ev.ctx.user_agent = ua;
+        assert_int_equal(veil_codec_encode_event(c, &ev, &big, err,
+                                                 sizeof(err)),
+                         0);
+        full_event(&ev);
+        assert_int_equal(veil_codec_encode_event(c, &ev, &small, err,
+                                                 sizeof(err)),
+                         0);
+        struct veil_arena a;
+        veil_arena_init(&a, 1024, 4096);
+        assert_int_equal(veil_codec_decode_event(c, big.data, big.len, &ev, &a,
+                                                 err, sizeof(err)),
+                         -VEIL_EDECODE);
+        assert_non_null(strstr(err, "never fit"));
+        veil_arena_reset(&a);
+        int rc, n = 0;
+        while ((rc = veil_codec_decode_event(c, small.data, small.len, &ev, &a,
+                                             err, sizeof(err))) == 0)
+                n++;
+        assert_true(n > 1);
+        assert_int_equal(rc, -VEIL_ENOMEM);
+        assert_non_null(strstr(err, "batch arena full"));
+        assert_null(strstr(err, SECRET));
+        veil_arena_free(&a);
+        veil_buf_free(&big);
+        veil_buf_free(&small);
+        veil_codec_destroy(c);
+}
+
 static void test_not_an_event_schema(void **state) {
         (void)state;
         struct veil_codec *c = codec_or_die(SCHEMA("consent.avsc"),
@@ -1763,6 +1806,7 @@ int main(void) {
                 cmocka_unit_test(test_mutations),
                 cmocka_unit_test(test_rec_consent),
                 cmocka_unit_test(test_rec_consent_enum_default),
+                cmocka_unit_test(test_decode_arena_cap),
                 cmocka_unit_test(test_rec_recommendation),
                 cmocka_unit_test(test_rec_model_update),
                 cmocka_unit_test(test_rec_audit_access),
