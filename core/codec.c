@@ -2149,13 +2149,15 @@ static int dec_node(struct dec *d, const struct pnode *n, avro_value_t *dst) {
                 if (!dst)
                         return 0;
                 int ri = n->map[i];
+                /* The index, not the symbol: a symbol is a value, and
+                 * the enum may be a "quasi" one (a country). */
                 if (ri < 0)
                         return derr(d, -VEIL_EDECODE,
-                                    "enum symbol %s at byte %zu is not in "
-                                    "the reader's enum, which has no "
+                                    "enum index %" PRId64 " at byte %zu "
+                                    "(the writer's enum %s) has no symbol "
+                                    "in the reader's enum, which has no "
                                     "default",
-                                    avro_schema_enum_get(n->ws, (int)i),
-                                    off(d, at));
+                                    i, off(d, at), avro_schema_name(n->ws));
                 return (rc = avro_value_set_enum(dst, ri)) ? avro_err(d, rc)
                                                            : 0;
         }

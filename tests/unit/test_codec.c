@@ -1355,6 +1355,49 @@ static void test_rec_consent_enum_default(void **state) {
         veil_codec_destroy(c);
 }
 
+/* A writer enum symbol the reader lacks (no default) is a decode error
+ * that names the symbol's index, never the symbol: it is a value, here a
+ * quasi-identifying one. */
+static void test_rec_enum_error_no_symbol(void **state) {
+        (void)state;
+        avro_schema_t s = avroc_schema(DATA("place_w.avsc"));
+        avro_value_iface_t *cls = avro_generic_class_from_schema(s);
+        avro_value_t v, f;
+        assert_int_equal(avro_generic_value_new(cls, &v), 0);
+        set_str(&v, "id", "p1");
+        assert_int_equal(avro_value_get_by_name(&v, "country", &f, NULL), 0);
+        assert_int_equal(avro_value_set_enum(&f, 2), 0);
+        char buf[64];
+        avro_writer_t w = avro_writer_memory(buf, sizeof(buf));
+        assert_int_equal(avro_value_write(w, &v), 0);
+        size_t n = (size_t)avro_writer_tell(w);
+        avro_writer_free(w);
+        avro_value_decref(&v);
+        avro_value_iface_decref(cls);
+        avro_schema_decref(s);
+
+        struct veil_config cfg = {0};
+        char dir[] = VEIL_SRCDIR, k[] = "",
+             wp[] = "tests/unit/data/codec/place_w.avsc",
+             rp[] = "tests/unit/data/codec/place_r.avsc";
+        struct veil_kvpair ws = {.key = k, .value = wp};
+        struct veil_binding b = {.topic = "places", .schema = rp,
+                                 .writer_schemas = &ws, .n_writer_schemas = 1};
+        cfg.dir = dir;
+        struct veil_codec *c = NULL;
+        char err[512] = "";
+        if (veil_codec_new(&c, &cfg, &b, err, sizeof(err)))
+                fail_msg("%s", err);
+        const veil_rec_t *r = NULL;
+        assert_int_equal(veil_codec_decode_rec(c, buf, n, &r, err,
+                                               sizeof(err)),
+                         -VEIL_EDECODE);
+        assert_non_null(strstr(err, "enum index 2"));
+        assert_non_null(strstr(err, "country"));
+        assert_null(strstr(err, "XQ_RARE"));
+        veil_codec_destroy(c);
+}
+
 static void test_rec_recommendation(void **state) {
         (void)state;
         struct veil_codec *c = codec_or_die(SCHEMA("recommendation.avsc"),
@@ -1807,6 +1850,7 @@ int main(void) {
                 cmocka_unit_test(test_rec_consent),
                 cmocka_unit_test(test_rec_consent_enum_default),
                 cmocka_unit_test(test_decode_arena_cap),
+                cmocka_unit_test(test_rec_enum_error_no_symbol),
                 cmocka_unit_test(test_rec_recommendation),
                 cmocka_unit_test(test_rec_model_update),
                 cmocka_unit_test(test_rec_audit_access),
