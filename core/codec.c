@@ -3097,9 +3097,16 @@ static int enc_value(struct veil_buf *b, const struct veil_rec_pool *pool,
                                                     t == AVRO_MAP ? &key
                                                                   : NULL))
                                 return -VEIL_EINVAL;
-                        if (t == AVRO_MAP &&
-                            (rc = put_str(b, key, strlen(key))))
-                                return rc;
+                        if (t == AVRO_MAP) {
+                                /* A key is an Avro string too: one that
+                                 * is not UTF-8 makes a record no reader
+                                 * (veil's own included) takes back. */
+                                size_t kn = strlen(key);
+                                if (!veil_utf8_valid(key, kn))
+                                        return VEIL_ENC_NOT_UTF8;
+                                if ((rc = put_str(b, key, kn)))
+                                        return rc;
+                        }
                         if ((rc = enc_value(b, pool, &child, depth + 1)))
                                 return rc;
                 }
@@ -3114,9 +3121,9 @@ static int enc_value(struct veil_buf *b, const struct veil_rec_pool *pool,
 static int not_utf8_out(const struct veil_codec *c, char *errstr,
                         size_t errstr_size) {
         return fail(errstr, errstr_size, -VEIL_EINVAL,
-                    "record of %s: a string is not valid UTF-8, which an "
-                    "Avro string must be (the plugin that set it must "
-                    "check or cut text on character boundaries)",
+                    "record of %s: a string or map key is not valid UTF-8, "
+                    "which an Avro string must be (the plugin that set it "
+                    "must check or cut text on character boundaries)",
                     c->rs->path);
 }
 

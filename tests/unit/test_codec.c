@@ -1568,6 +1568,36 @@ static void test_rec_audit_access(void **state) {
         veil_codec_destroy(c);
 }
 
+/* A map key is an Avro string: one that is not UTF-8 is refused on the
+ * way out, as a value is, and the message names neither. */
+static void test_rec_map_key_not_utf8(void **state) {
+        (void)state;
+        struct veil_codec *c = codec_or_die(SCHEMA("access.avsc"),
+                                            VEIL_FRAMING_RAW, 0);
+        struct veil_buf b = {0};
+        char err[256] = "";
+        for (int where = 0; where < 2; where++) {
+                veil_rec_t *w = veil_codec_rec_begin(c);
+                assert_int_equal(veil_rec_set_str(w, "subject", "k1.s"), 0);
+                assert_int_equal(veil_rec_set_long(w, "ts", 1), 0);
+                veil_rec_t *sec = veil_rec_map_add(
+                        w, "sections", where ? "caf\xe9" : "consent");
+                assert_non_null(sec);
+                assert_int_equal(veil_rec_map_put(sec, "",
+                                                  where ? "k" : "caf\xe9",
+                                                  "v"),
+                                 0);
+                assert_int_equal(veil_codec_rec_encode(c, &b, err,
+                                                       sizeof(err)),
+                                 -VEIL_EINVAL);
+                assert_non_null(strstr(err, "UTF-8"));
+                assert_null(strstr(err, "caf"));
+                assert_int_equal(b.len, 0);
+        }
+        veil_buf_free(&b);
+        veil_codec_destroy(c);
+}
+
 static void test_rec_kitchen(void **state) {
         (void)state;
         struct veil_codec *c = codec_or_die(DATA("kitchen.avsc"),
@@ -1851,6 +1881,7 @@ int main(void) {
                 cmocka_unit_test(test_rec_consent_enum_default),
                 cmocka_unit_test(test_decode_arena_cap),
                 cmocka_unit_test(test_rec_enum_error_no_symbol),
+                cmocka_unit_test(test_rec_map_key_not_utf8),
                 cmocka_unit_test(test_rec_recommendation),
                 cmocka_unit_test(test_rec_model_update),
                 cmocka_unit_test(test_rec_audit_access),

@@ -287,8 +287,8 @@ void veil_log(veil_stage_t *st, veil_log_level_t level, const char *fmt, ...)
 veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output);
 /** Encodes and produces the open record with the given key. Returns 0;
  *  -VEIL_EINVAL when this record cannot be written, and nothing is
- *  produced: a field without default never set, a string that is not
- *  UTF-8, or a record larger than the producer takes (message.max.bytes;
+ *  produced: a field without default never set, a string or map key
+ *  that is not UTF-8, or a record larger than the producer takes (message.max.bytes;
  *  the host logs which, naming the output, the topic, the size and the
  *  limit, never the record). The event it answers then belongs on the
  *  dead-letter topic (veil_event_dead_letter) and the stage goes on: it is
