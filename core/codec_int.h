@@ -224,6 +224,14 @@ struct veil_rec_pool {
         } *stale;
         size_t n_stale, cap_stale;
         size_t n_live; /* entries live: 0 skips every look-up */
+        /* Unions the setter being run switched (rec.c), with the branch
+         * each had (-1: none, or one kept stale), so that a setter that
+         * fails switches them back: it leaves the record as it was. */
+        struct veil_rec_undo {
+                avro_value_t u;
+                int prev;
+        } undo[8];
+        size_t n_undo;
         struct veil_rec_path paths[VEIL_REC_PATH_CACHE];
         /* Plugins pass the same string literal on every call: found by
          * its address, a path costs one strcmp instead of strlen and a

@@ -114,6 +114,14 @@ static int unwrap_get(const struct veil_rec_pool *p, avro_value_t *v) {
         return avro_value_get_type(v) == AVRO_NULL ? -VEIL_ENOENT : 0;
 }
 
+static int has_branch_of_type(avro_schema_t u, avro_type_t t) {
+        size_t n = avro_schema_union_size(u);
+        for (size_t i = 0; i < n; i++)
+                if (avro_typeof(deref(avro_schema_union_branch(u, i))) == t)
+                        return 1;
+        return 0;
+}
+
 static int branch_of_type(const avro_value_t *u, avro_type_t t) {
         avro_schema_t s = deref(avro_value_get_schema(u));
         size_t n = avro_schema_union_size(s);
@@ -160,8 +168,11 @@ static int select_branch(struct veil_rec_pool *p, avro_value_t *v, int i) {
         if (p->n_live && unstale(p, v, cur != i))
                 cur = -1;
         /* Switching branch frees the old one, elements and all. */
-        if (cur != i)
+        if (cur != i) {
                 p->epoch++;
+                if (p->n_undo < sizeof(p->undo) / sizeof(p->undo[0]))
+                        p->undo[p->n_undo++] = (struct veil_rec_undo){*v, cur};
+        }
         if (avro_value_set_branch(v, i, &b))
                 return -VEIL_ENOMEM;
         /* A record branch just chosen starts from its schema defaults, as
@@ -171,6 +182,37 @@ static int select_branch(struct veil_rec_pool *p, avro_value_t *v, int i) {
                 return -VEIL_ENOMEM;
         *v = b;
         return 0;
+}
+
+/* A setter begins: no union switched yet. */
+static struct veil_rec_pool *undo_begin(veil_rec_t *r) {
+        if (!r)
+                return NULL;
+        r->pool->n_undo = 0;
+        return r->pool;
+}
+
+/* A setter failed with rc: the unions it switched on the way (a nullable
+ * record made a record) or at the end go back to the branch they had, the
+ * last first. A branch switched away from had nothing worth keeping in
+ * the unions setters walk through (null, or never set), except a record
+ * branch given up for another record type: that one comes back with its
+ * defaults. */
+static int undo(struct veil_rec_pool *p, int rc) {
+        if (!p)
+                return rc;
+        while (p->n_undo) {
+                struct veil_rec_undo *u = &p->undo[--p->n_undo];
+                avro_value_t b;
+                if (avro_value_set_branch(&u->u, u->prev,
+                                          u->prev >= 0 ? &b : NULL))
+                        continue;
+                if (u->prev >= 0 && avro_value_get_type(&b) == AVRO_RECORD &&
+                    p->fill_defaults)
+                        p->fill_defaults(p->ctx, &b);
+        }
+        p->epoch++;
+        return rc;
 }
 
 /* For setters: a union becomes its first branch of type t. */
@@ -582,53 +624,71 @@ static int set_leaf(veil_rec_t *r, const char *path, avro_value_t *v) {
         return walk(r, path, 1, v);
 }
 
+/* The branch a setter would select in union *v (the first of type t1,
+ * else of t2), its schema in *bs; -1 when none. */
+static int peek_branch(const avro_value_t *v, avro_type_t t1, avro_type_t t2,
+                       avro_schema_t *bs) {
+        int b = branch_of_type(v, t1);
+        if (b < 0 && t2 != t1)
+                b = branch_of_type(v, t2);
+        if (b >= 0)
+                *bs = deref(avro_schema_union_branch(
+                        deref(avro_value_get_schema(v)), (size_t)b));
+        return b;
+}
+
 int veil_rec_set_str(veil_rec_t *r, const char *path, const char *s) {
         if (r && r->flat)
                 return veil_flat_set_str(r, path, s);
+        struct veil_rec_pool *p = undo_begin(r);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
         if (rc)
-                return rc;
+                return undo(p, rc);
         if (!s)
-                return -VEIL_EINVAL;
-        if (avro_value_get_type(&v) == AVRO_UNION) {
-                int b = branch_of_type(&v, AVRO_STRING);
-                if (b < 0)
-                        b = branch_of_type(&v, AVRO_ENUM);
-                if ((rc = select_branch(r->pool, &v, b)))
-                        return rc;
+                return undo(p, -VEIL_EINVAL);
+        /* The symbol is checked before a union's branch is chosen. */
+        avro_type_t lt = avro_value_get_type(&v);
+        avro_schema_t ls = NULL;
+        int b = -2, i = 0;
+        if (lt == AVRO_UNION) {
+                if ((b = peek_branch(&v, AVRO_STRING, AVRO_ENUM, &ls)) < 0)
+                        return undo(p, -VEIL_EINVAL);
+                lt = avro_typeof(ls);
+        } else if (lt == AVRO_ENUM) {
+                ls = deref(avro_value_get_schema(&v));
         }
-        if (avro_value_get_type(&v) == AVRO_STRING)
-                return avro_value_set_string(&v, s) ? -VEIL_ENOMEM : 0;
-        if (avro_value_get_type(&v) == AVRO_ENUM) {
-                int i = avro_schema_enum_get_by_name(
-                        deref(avro_value_get_schema(&v)), s);
-                if (i < 0)
-                        return -VEIL_EINVAL;
-                return avro_value_set_enum(&v, i) ? -VEIL_EINVAL : 0;
-        }
-        return -VEIL_EINVAL;
+        if (lt == AVRO_ENUM && (i = avro_schema_enum_get_by_name(ls, s)) < 0)
+                return undo(p, -VEIL_EINVAL);
+        if (lt != AVRO_STRING && lt != AVRO_ENUM)
+                return undo(p, -VEIL_EINVAL);
+        if (b >= 0 && (rc = select_branch(p, &v, b)))
+                return undo(p, rc);
+        if (lt == AVRO_STRING)
+                return avro_value_set_string(&v, s) ? undo(p, -VEIL_ENOMEM)
+                                                    : 0;
+        return avro_value_set_enum(&v, i) ? undo(p, -VEIL_EINVAL) : 0;
 }
 
 int veil_rec_set_bytes(veil_rec_t *r, const char *path, const void *data,
                        size_t len) {
         if (r && r->flat)
                 return veil_flat_absent_kind(r, path, 0);
+        struct veil_rec_pool *p = undo_begin(r);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
         if (rc)
-                return rc;
+                return undo(p, rc);
         if (!data && len)
-                return -VEIL_EINVAL;
+                return undo(p, -VEIL_EINVAL);
         if (avro_value_get_type(&v) == AVRO_UNION &&
-            (rc = select_branch(r->pool, &v,
-                                branch_of_type(&v, AVRO_BYTES))))
-                return rc;
+            (rc = select_branch(p, &v, branch_of_type(&v, AVRO_BYTES))))
+                return undo(p, rc);
         if (avro_value_get_type(&v) != AVRO_BYTES)
-                return -VEIL_EINVAL;
+                return undo(p, -VEIL_EINVAL);
         /* Avro-C copies the bytes. */
         return avro_value_set_bytes(&v, (void *)(data ? data : ""), len)
-                       ? -VEIL_ENOMEM
+                       ? undo(p, -VEIL_ENOMEM)
                        : 0;
 }
 
@@ -637,24 +697,31 @@ int veil_rec_set_long(veil_rec_t *r, const char *path, int64_t l) {
                                             AVRO_DOUBLE, AVRO_FLOAT};
         if (r && r->flat)
                 return veil_flat_set_long(r, path, l);
+        struct veil_rec_pool *p = undo_begin(r);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
         if (rc)
-                return rc;
-        if (avro_value_get_type(&v) == AVRO_UNION) {
-                int b = -1;
+                return undo(p, rc);
+        avro_type_t lt = avro_value_get_type(&v);
+        int b = -2;
+        if (lt == AVRO_UNION) {
+                avro_schema_t bs = NULL;
                 for (size_t k = 0; k < 4 && b < 0; k++)
-                        b = branch_of_type(&v, order[k]);
-                if ((rc = select_branch(r->pool, &v, b)))
-                        return rc;
+                        b = peek_branch(&v, order[k], order[k], &bs);
+                if (b < 0)
+                        return undo(p, -VEIL_EINVAL);
+                lt = avro_typeof(bs);
         }
+        /* Checked before a union's branch is chosen. */
+        if (lt == AVRO_INT32 && (l < INT32_MIN || l > INT32_MAX))
+                return undo(p, -VEIL_EINVAL);
+        if (b >= 0 && (rc = select_branch(p, &v, b)))
+                return undo(p, rc);
         switch (avro_value_get_type(&v)) {
         case AVRO_INT64:
                 rc = avro_value_set_long(&v, l);
                 break;
         case AVRO_INT32:
-                if (l < INT32_MIN || l > INT32_MAX)
-                        return -VEIL_EINVAL;
                 rc = avro_value_set_int(&v, (int32_t)l);
                 break;
         case AVRO_DOUBLE:
@@ -664,52 +731,55 @@ int veil_rec_set_long(veil_rec_t *r, const char *path, int64_t l) {
                 rc = avro_value_set_float(&v, (float)l);
                 break;
         default:
-                return -VEIL_EINVAL;
+                return undo(p, -VEIL_EINVAL);
         }
-        return rc ? -VEIL_EINVAL : 0;
+        return rc ? undo(p, -VEIL_EINVAL) : 0;
 }
 
 int veil_rec_set_double(veil_rec_t *r, const char *path, double d) {
         if (r && r->flat)
                 return veil_flat_set_double(r, path, d);
+        struct veil_rec_pool *p = undo_begin(r);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
         if (rc)
-                return rc;
+                return undo(p, rc);
         if (avro_value_get_type(&v) == AVRO_UNION) {
                 int b = branch_of_type(&v, AVRO_DOUBLE);
                 if (b < 0)
                         b = branch_of_type(&v, AVRO_FLOAT);
-                if ((rc = select_branch(r->pool, &v, b)))
-                        return rc;
+                if ((rc = select_branch(p, &v, b)))
+                        return undo(p, rc);
         }
         if (avro_value_get_type(&v) == AVRO_DOUBLE)
                 rc = avro_value_set_double(&v, d);
         else if (avro_value_get_type(&v) == AVRO_FLOAT)
                 rc = avro_value_set_float(&v, (float)d);
         else
-                return -VEIL_EINVAL;
-        return rc ? -VEIL_EINVAL : 0;
+                return undo(p, -VEIL_EINVAL);
+        return rc ? undo(p, -VEIL_EINVAL) : 0;
 }
 
 int veil_rec_set_bool(veil_rec_t *r, const char *path, int b) {
         if (r && r->flat)
                 return veil_flat_set_bool(r, path, b);
+        struct veil_rec_pool *p = undo_begin(r);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
-        if (rc || (rc = want(r->pool, &v, AVRO_BOOLEAN)))
-                return rc;
-        return avro_value_set_boolean(&v, b != 0) ? -VEIL_EINVAL : 0;
+        if (rc || (rc = want(p, &v, AVRO_BOOLEAN)))
+                return undo(p, rc);
+        return avro_value_set_boolean(&v, b != 0) ? undo(p, -VEIL_EINVAL) : 0;
 }
 
 int veil_rec_set_null(veil_rec_t *r, const char *path) {
         if (r && r->flat)
                 return veil_flat_set_null(r, path);
+        struct veil_rec_pool *p = undo_begin(r);
         avro_value_t v;
         int rc = set_leaf(r, path, &v);
-        if (rc || (rc = want(r->pool, &v, AVRO_NULL)))
-                return rc;
-        return avro_value_set_null(&v) ? -VEIL_EINVAL : 0;
+        if (rc || (rc = want(p, &v, AVRO_NULL)))
+                return undo(p, rc);
+        return avro_value_set_null(&v) ? undo(p, -VEIL_EINVAL) : 0;
 }
 
 veil_rec_t *veil_rec_append(veil_rec_t *r, const char *path) {
@@ -717,11 +787,13 @@ veil_rec_t *veil_rec_append(veil_rec_t *r, const char *path) {
         size_t i;
         if (r && r->flat)
                 return veil_flat_append(r, path);
-        if (set_leaf(r, path, &v) || want(r->pool, &v, AVRO_ARRAY) ||
-            strlen(path) >= VEIL_REC_PATH_MAX ||
-            avro_value_append(&v, &e, &i))
+        struct veil_rec_pool *p = undo_begin(r);
+        if (!path || strlen(path) >= VEIL_REC_PATH_MAX ||
+            set_leaf(r, path, &v) || want(p, &v, AVRO_ARRAY) ||
+            avro_value_append(&v, &e, &i)) {
+                undo(p, 0);
                 return NULL;
-        struct veil_rec_pool *p = r->pool;
+        }
         p->epoch++; /* the array may have grown into new storage */
         if (p->fill_defaults && p->fill_defaults(p->ctx, &e))
                 return NULL;
@@ -735,11 +807,13 @@ veil_rec_t *veil_rec_map_add(veil_rec_t *r, const char *path,
         int is_new = 0;
         if (r && r->flat)
                 return NULL;
-        if (!key || set_leaf(r, path, &v) || want(r->pool, &v, AVRO_MAP) ||
-            strlen(path) >= VEIL_REC_PATH_MAX ||
-            avro_value_add(&v, key, &e, &i, &is_new))
+        struct veil_rec_pool *p = undo_begin(r);
+        if (!key || !path || strlen(path) >= VEIL_REC_PATH_MAX ||
+            set_leaf(r, path, &v) || want(p, &v, AVRO_MAP) ||
+            avro_value_add(&v, key, &e, &i, &is_new)) {
+                undo(p, 0);
                 return NULL;
-        struct veil_rec_pool *p = r->pool;
+        }
         p->epoch++; /* the map may have grown into new storage */
         if (is_new && p->fill_defaults && p->fill_defaults(p->ctx, &e))
                 return NULL;
@@ -751,15 +825,29 @@ int veil_rec_map_put(veil_rec_t *r, const char *path, const char *key,
         avro_value_t v, e;
         if (r && r->flat)
                 return veil_flat_absent_kind(r, path, 0);
+        struct veil_rec_pool *p = undo_begin(r);
         int rc = set_leaf(r, path, &v);
-        if (rc || (rc = want(r->pool, &v, AVRO_MAP)))
-                return rc;
-        if (!key || !value)
-                return -VEIL_EINVAL;
-        r->pool->epoch++; /* the map may grow into new storage */
+        if (rc)
+                return undo(p, rc);
+        /* Checked before a union's branch is chosen or an entry added. */
+        avro_schema_t ms = deref(avro_value_get_schema(&v));
+        if (avro_value_get_type(&v) == AVRO_UNION &&
+            peek_branch(&v, AVRO_MAP, AVRO_MAP, &ms) < 0)
+                return undo(p, -VEIL_EINVAL);
+        avro_schema_t vs = avro_typeof(ms) == AVRO_MAP
+                                   ? deref(avro_schema_map_values(ms))
+                                   : NULL;
+        if (!key || !value || !vs ||
+            (avro_typeof(vs) != AVRO_STRING &&
+             (avro_typeof(vs) != AVRO_UNION ||
+              !has_branch_of_type(vs, AVRO_STRING))))
+                return undo(p, -VEIL_EINVAL);
+        if ((rc = want(p, &v, AVRO_MAP)))
+                return undo(p, rc);
+        p->epoch++; /* the map may grow into new storage */
         if (avro_value_add(&v, key, &e, NULL, NULL))
-                return -VEIL_ENOMEM;
-        if ((rc = want(r->pool, &e, AVRO_STRING)))
-                return rc;
-        return avro_value_set_string(&e, value) ? -VEIL_ENOMEM : 0;
+                return undo(p, -VEIL_ENOMEM);
+        if ((rc = want(p, &e, AVRO_STRING)))
+                return undo(p, rc);
+        return avro_value_set_string(&e, value) ? undo(p, -VEIL_ENOMEM) : 0;
 }

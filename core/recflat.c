@@ -345,13 +345,29 @@ static inline int settable(struct veil_rec *r, const char *path,
         return 0;
 }
 
-/* The union's first branch of the first kind in want (rec.c's order). */
-static int union_pick(struct view *v, const enum veil_flat_kind *want,
-                      size_t n) {
+/* The union's first branch of the first kind in want (rec.c's order), or
+ * -1; *t is *v as that branch, for the value to be checked against before
+ * select_branch makes it current: a setter that fails leaves the union as
+ * it was. Not a union: -2, *t is *v. */
+static int union_peek(const struct view *v, const enum veil_flat_kind *want,
+                      size_t n, struct view *t) {
+        *t = *v;
+        if (v->k != VF_UNION)
+                return -2;
         int b = -1;
         for (size_t i = 0; i < n && b < 0; i++)
                 b = branch_of(v->f, want[i]);
-        return select_branch(v, b);
+        if (b >= 0) {
+                t->k = v->f->bk[b];
+                t->schema = v->f->bs[b];
+        }
+        return b;
+}
+
+static int union_pick(struct view *v, const enum veil_flat_kind *want,
+                      size_t n) {
+        struct view t;
+        return select_branch(v, union_peek(v, want, n, &t));
 }
 
 /* ---- getters ---------------------------------------------------------- */
@@ -476,27 +492,30 @@ int veil_flat_set_str(veil_rec_t *r, const char *path, const char *s) {
                 return rc;
         if (!s)
                 return -VEIL_EINVAL;
-        if (v.k == VF_UNION && (rc = union_pick(&v, want, 2)))
-                return rc;
-        if (v.k == VF_STRING) {
-                size_t n = strlen(s);
-                char *p = arena_alloc(&r->pool->flat, n + 1);
-                if (!p)
+        /* Checked and allocated before a union's branch is chosen. */
+        struct view t;
+        int b = union_peek(&v, want, 2, &t), i = 0;
+        char *p = NULL;
+        size_t n = 0;
+        if (t.k == VF_STRING) {
+                n = strlen(s);
+                if (!(p = arena_alloc(&r->pool->flat, n + 1)))
                         return -VEIL_ENOMEM;
                 memcpy(p, s, n + 1);
+        } else if (t.k != VF_ENUM ||
+                   (i = avro_schema_enum_get_by_name(t.schema, s)) < 0) {
+                return -VEIL_EINVAL;
+        }
+        if (b != -2 && (rc = select_branch(&v, b)))
+                return rc;
+        if (v.k == VF_STRING) {
                 v.s->v.s.p = p;
                 v.s->v.s.n = n;
                 v.s->set = 1;
-                return 0;
-        }
-        if (v.k == VF_ENUM) {
-                int i = avro_schema_enum_get_by_name(v.schema, s);
-                if (i < 0)
-                        return -VEIL_EINVAL;
+        } else {
                 v.s->v.l = i;
-                return 0;
         }
-        return -VEIL_EINVAL;
+        return 0;
 }
 
 int veil_flat_set_long(veil_rec_t *r, const char *path, int64_t l) {
@@ -506,7 +525,11 @@ int veil_flat_set_long(veil_rec_t *r, const char *path, int64_t l) {
         int rc = settable(r, path, &v);
         if (rc)
                 return rc;
-        if (v.k == VF_UNION && (rc = union_pick(&v, want, 4)))
+        struct view t;
+        int b = union_peek(&v, want, 4, &t);
+        if (t.k == VF_INT && (l < INT32_MIN || l > INT32_MAX))
+                return -VEIL_EINVAL; /* before a union's branch is chosen */
+        if (b != -2 && (rc = select_branch(&v, b)))
                 return rc;
         switch (v.k) {
         case VF_LONG:

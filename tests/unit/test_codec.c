@@ -1598,6 +1598,67 @@ static void test_rec_map_key_not_utf8(void **state) {
         veil_codec_destroy(c);
 }
 
+/* A setter that fails (an enum symbol the schema lacks, a long out of an
+ * int's range, a NULL key) returns an error and leaves the record as it
+ * was: no union switched to a branch it then leaves zeroed, on the way
+ * (sub) or at the end (tier, n, m). Flat and Avro-C records alike. */
+static void test_rec_failed_set_keeps_union(void **state) {
+        (void)state;
+        static const char *const schemas[] = {DATA("setfail_flat.avsc"),
+                                              DATA("setfail_tree.avsc")};
+        for (int t = 0; t < 2; t++) {
+                struct veil_codec *c = codec_or_die(schemas[t],
+                                                    VEIL_FRAMING_RAW, 0);
+                struct veil_buf b = {0};
+                char err[256];
+                for (int set_first = 0; set_first < 2; set_first++) {
+                        veil_rec_t *w = veil_codec_rec_begin(c);
+                        if (set_first) {
+                                assert_int_equal(
+                                        veil_rec_set_str(w, "tier", "gold"), 0);
+                                assert_int_equal(veil_rec_set_long(w, "n", 5),
+                                                 0);
+                        }
+                        assert_int_equal(veil_rec_set_str(w, "tier", "bogus"),
+                                         -VEIL_EINVAL);
+                        assert_int_equal(
+                                veil_rec_set_long(w, "n", (int64_t)1 << 40),
+                                -VEIL_EINVAL);
+                        if (t) {
+                                assert_int_equal(
+                                        veil_rec_set_str(w, "sub.e", "bogus"),
+                                        -VEIL_EINVAL);
+                                assert_int_equal(
+                                        veil_rec_set_long(w, "sub.k",
+                                                          (int64_t)1 << 40),
+                                        -VEIL_EINVAL);
+                                assert_int_equal(
+                                        veil_rec_map_put(w, "m", NULL, "v"),
+                                        -VEIL_EINVAL);
+                        }
+                        if (veil_codec_rec_encode(c, &b, err, sizeof(err)))
+                                fail_msg("%s", err);
+                        char *json = veil_codec_rec_json(c, b.data, b.len);
+                        assert_non_null(json);
+                        const char *want_tier =
+                                set_first ? "\"tier\": {\"T\": "
+                                            "\"gold\"}"
+                                          : "\"tier\": null";
+                        const char *want_n = set_first
+                                                     ? "\"n\": {\"int\": 5}"
+                                                     : "\"n\": null";
+                        if (!strstr(json, want_tier) || !strstr(json, want_n) ||
+                            (t && (!strstr(json, "\"sub\": null") ||
+                                   !strstr(json, "\"m\": null"))))
+                                fail_msg("schema %d, set first %d: %s", t,
+                                         set_first, json);
+                        free(json);
+                }
+                veil_buf_free(&b);
+                veil_codec_destroy(c);
+        }
+}
+
 static void test_rec_kitchen(void **state) {
         (void)state;
         struct veil_codec *c = codec_or_die(DATA("kitchen.avsc"),
@@ -1882,6 +1943,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_arena_cap),
                 cmocka_unit_test(test_rec_enum_error_no_symbol),
                 cmocka_unit_test(test_rec_map_key_not_utf8),
+                cmocka_unit_test(test_rec_failed_set_keeps_union),
                 cmocka_unit_test(test_rec_recommendation),
                 cmocka_unit_test(test_rec_model_update),
                 cmocka_unit_test(test_rec_audit_access),

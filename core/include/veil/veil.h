@@ -143,7 +143,10 @@ size_t veil_rec_map_size(const veil_rec_t *r, const char *path);
 int veil_rec_map_at(const veil_rec_t *r, const char *path, size_t i,
                     const char **key, const char **value);
 
-/** Setters: 0, or -VEIL_ENOENT (no such field) / -VEIL_EINVAL (wrong type). */
+/** Setters: 0, or -VEIL_ENOENT (no such field) / -VEIL_EINVAL (wrong type,
+ *  an enum symbol the schema lacks, a number out of an int's range). A
+ *  setter that fails leaves the record as it was: no union on the path
+ *  switches branch. */
 int veil_rec_set_str(veil_rec_t *r, const char *path, const char *s);
 int veil_rec_set_long(veil_rec_t *r, const char *path, int64_t v);
 /** Copies len bytes. */
