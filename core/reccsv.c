@@ -18,6 +18,7 @@ struct veil_reccsv {
         char *line;
         size_t line_cap;
         long lineno;
+        int header_read; /* after it, a line starting with '#' is data */
         char *names[MAX_COLS];
         size_t n_cols;
         int key_col, user_col, tomb_col, after_col; /* -1 when absent */
@@ -40,6 +41,10 @@ static size_t split(char *s, char **cells, size_t max) {
         }
 }
 
+/* The next line that is not blank; before the header, not a comment
+ * either. After the header a line starting with '#' is a row: a user id
+ * may start with '#', and that record (a withdrawal, say) skipped as a
+ * comment would be lost without a word. */
 static int read_line(struct veil_reccsv *c) {
         for (;;) {
                 ssize_t n = getline(&c->line, &c->line_cap, c->f);
@@ -49,7 +54,8 @@ static int read_line(struct veil_reccsv *c) {
                 char *p = c->line;
                 while (*p == ' ' || *p == '\t')
                         p++;
-                if (*p == '#' || *p == '\n' || *p == '\r' || !*p)
+                if ((*p == '#' && !c->header_read) || *p == '\n' ||
+                    *p == '\r' || !*p)
                         continue;
                 return 1;
         }
@@ -86,6 +92,7 @@ int veil_reccsv_open(struct veil_reccsv **cp, const char *path, char *errstr,
                 veil_reccsv_close(c);
                 return -VEIL_EINVAL;
         }
+        c->header_read = 1;
         char *cells[MAX_COLS];
         size_t n = split(c->line, cells, MAX_COLS);
         if (n > MAX_COLS) {

@@ -12,8 +12,10 @@
  *   _tombstone  true: the record has no value (a Kafka tombstone)
  *   _after      produce the record once this many events have been fed
  *               (the demo's mid-stream withdrawals); empty: before them
- * Lines starting with '#' and blank lines are skipped. Cells are not
- * quoted: no field of such a file may hold a comma.
+ * Blank lines are skipped, and so are lines starting with '#' before the
+ * header (comments); after the header every line is a row, one whose
+ * first cell starts with '#' too. Cells are not quoted: no field of such
+ * a file may hold a comma.
  */
 #ifndef VEIL_RECCSV_H
 #define VEIL_RECCSV_H
