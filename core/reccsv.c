@@ -80,7 +80,11 @@ int veil_reccsv_open(struct veil_reccsv **cp, const char *path, char *errstr,
         if (!c)
                 return -VEIL_ENOMEM;
         c->key_col = c->user_col = c->tomb_col = c->after_col = -1;
-        c->path = strdup(path);
+        if (!(c->path = strdup(path))) {
+                snprintf(errstr, errstr_size, "%s: out of memory", path);
+                veil_reccsv_close(c);
+                return -VEIL_ENOMEM;
+        }
         if (!(c->f = fopen(path, "r"))) {
                 snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
                 veil_reccsv_close(c);
@@ -102,7 +106,12 @@ int veil_reccsv_open(struct veil_reccsv **cp, const char *path, char *errstr,
                 return -VEIL_EINVAL;
         }
         for (size_t i = 0; i < n; i++) {
-                c->names[i] = strdup(cells[i]);
+                if (!(c->names[i] = strdup(cells[i]))) {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%ld: out of memory", path, c->lineno);
+                        veil_reccsv_close(c);
+                        return -VEIL_ENOMEM;
+                }
                 c->n_cols++;
                 if (!strcmp(cells[i], "_key"))
                         c->key_col = (int)i;
@@ -191,12 +200,23 @@ int veil_reccsv_next(struct veil_reccsv *c, struct veil_codec *codec,
         if (row->tombstone)
                 return 1;
         veil_rec_t *r = veil_codec_rec_begin(codec);
-        if (!r)
+        if (!r) {
+                snprintf(errstr, errstr_size,
+                         "%s:%ld: out of memory for the record", c->path,
+                         c->lineno);
                 return -VEIL_ENOMEM;
+        }
         for (size_t i = 0; i < n; i++) {
                 if (c->names[i][0] == '_' || !cells[i][0])
                         continue;
-                if (set_cell(r, c->names[i], cells[i])) {
+                int rc = set_cell(r, c->names[i], cells[i]);
+                if (rc == -VEIL_ENOMEM) {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%ld: column '%s': out of memory",
+                                 c->path, c->lineno, c->names[i]);
+                        return rc;
+                }
+                if (rc) {
                         snprintf(errstr, errstr_size,
                                  "%s:%ld: column '%s': no such field in the "
                                  "schema, or the cell does not fit its type",
@@ -205,10 +225,11 @@ int veil_reccsv_next(struct veil_reccsv *c, struct veil_codec *codec,
                 }
         }
         char e[512];
-        if (veil_codec_rec_encode(codec, &c->buf, e, sizeof(e))) {
+        int rc = veil_codec_rec_encode(codec, &c->buf, e, sizeof(e));
+        if (rc) {
                 snprintf(errstr, errstr_size, "%s:%ld: %s", c->path,
                          c->lineno, e);
-                return -VEIL_EINVAL;
+                return rc == -VEIL_ENOMEM ? rc : -VEIL_EINVAL;
         }
         row->value = c->buf.data;
         row->value_len = c->buf.len;

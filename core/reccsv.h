@@ -39,7 +39,8 @@ int veil_reccsv_open(struct veil_reccsv **c, const char *path, char *errstr,
                      size_t errstr_size);
 /** Encodes the next row with `codec` (its schema is the records'): 1 when
  *  read, 0 at the end, negative with "file:line: column 'x': …" on a cell
- *  the field cannot take (the message never quotes a cell). */
+ *  the field cannot take (the message never quotes a cell), or
+ *  -VEIL_ENOMEM with "file:line: …out of memory". */
 int veil_reccsv_next(struct veil_reccsv *c, struct veil_codec *codec,
                      struct veil_reccsv_row *row, char *errstr,
                      size_t errstr_size);
