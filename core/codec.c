@@ -1732,14 +1732,17 @@ static int arena_refused(struct dec *d, size_t need, size_t at) {
                     need, at);
 }
 
+static int has_nul(struct dec *d, const unsigned char *at) {
+        return derr(d, -VEIL_EDECODE, "string at byte %zu holds a NUL byte",
+                    off(d, at));
+}
+
 /* Event strings are C strings: one with a NUL inside would be cut short,
  * and two different ids could then pseudonymize alike. */
 static int arena_str(struct dec *d, const unsigned char *s, size_t n,
                      const char **out) {
         if (memchr(s, 0, n))
-                return derr(d, -VEIL_EDECODE,
-                            "string at byte %zu holds a NUL byte",
-                            off(d, s));
+                return has_nul(d, s);
         if (!veil_utf8_valid(s, n))
                 return not_utf8(d, s);
         if (n < d->sleft) {
@@ -1968,6 +1971,10 @@ static int dec_blocks(struct dec *d, const struct pnode *n,
                         }
                         if (dst) {
                                 if (map) {
+                                        /* Avro-C takes keys as C strings:
+                                         * "a\0x" and "a\0y" would be one. */
+                                        if (memchr(k, 0, (size_t)klen))
+                                                return has_nul(d, k);
                                         if (!veil_utf8_valid(k, (size_t)klen))
                                                 return not_utf8(d, k);
                                         char *key = scratch(d->c, k,
@@ -2110,6 +2117,10 @@ static int dec_node(struct dec *d, const struct pnode *n, avro_value_t *dst) {
                 const unsigned char *s = d->p;
                 d->p += len;
                 if (dst && n->rt == AVRO_STRING) {
+                        /* As for events (arena_str): plugins read strings
+                         * as C strings, cut short at a NUL. */
+                        if (memchr(s, 0, (size_t)len))
+                                return has_nul(d, s);
                         if (!veil_utf8_valid(s, (size_t)len))
                                 return not_utf8(d, s);
                         /* Avro-C copies size bytes and takes the last for

@@ -1398,6 +1398,39 @@ static void test_rec_enum_error_no_symbol(void **state) {
         veil_codec_destroy(c);
 }
 
+/* A record read for a side input refuses a NUL inside a string or a map
+ * key, as an event does: plugins read them as C strings ("u1\0x" would
+ * be u1), and Avro-C stores keys as C strings ("a\0x" and "a\0y" would
+ * be one key). */
+static void test_rec_nul_refused(void **state) {
+        (void)state;
+        struct veil_codec *c = codec_or_die(SCHEMA("access.avsc"),
+                                            VEIL_FRAMING_RAW, 0);
+        /* subject, ts 1, sections */
+        static const unsigned char in_str[] = {6, 'u', 0, 'x', 2, 0};
+        static const unsigned char in_key[] = {2, 's', 2, 4,
+                                               6, 'a', 0, 'x', 0,
+                                               6, 'a', 0, 'y', 0, 0};
+        static const unsigned char fine[] = {2, 's', 2, 2, 6, 'a', 'b', 'x',
+                                             0, 0};
+        const veil_rec_t *r = NULL;
+        char err[256] = "";
+        assert_int_equal(veil_codec_decode_rec(c, in_str, sizeof(in_str), &r,
+                                               err, sizeof(err)),
+                         -VEIL_EDECODE);
+        assert_non_null(strstr(err, "NUL"));
+        assert_non_null(strstr(err, "subject"));
+        assert_int_equal(veil_codec_decode_rec(c, in_key, sizeof(in_key), &r,
+                                               err, sizeof(err)),
+                         -VEIL_EDECODE);
+        assert_non_null(strstr(err, "NUL"));
+        assert_non_null(strstr(err, "sections"));
+        if (veil_codec_decode_rec(c, fine, sizeof(fine), &r, err, sizeof(err)))
+                fail_msg("%s", err);
+        assert_int_equal(veil_rec_map_size(r, "sections"), 1);
+        veil_codec_destroy(c);
+}
+
 static void test_rec_recommendation(void **state) {
         (void)state;
         struct veil_codec *c = codec_or_die(SCHEMA("recommendation.avsc"),
@@ -1944,6 +1977,7 @@ int main(void) {
                 cmocka_unit_test(test_rec_enum_error_no_symbol),
                 cmocka_unit_test(test_rec_map_key_not_utf8),
                 cmocka_unit_test(test_rec_failed_set_keeps_union),
+                cmocka_unit_test(test_rec_nul_refused),
                 cmocka_unit_test(test_rec_recommendation),
                 cmocka_unit_test(test_rec_model_update),
                 cmocka_unit_test(test_rec_audit_access),
