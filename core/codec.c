@@ -3035,8 +3035,8 @@ static int enc_value(struct veil_buf *b, const struct veil_rec_pool *pool,
         int64_t i64;
         double d;
         float f;
-        if (depth > MAX_DEPTH)
-                return -VEIL_EINVAL;
+        if (depth > VEIL_ENC_MAX_DEPTH)
+                return VEIL_ENC_TOO_DEEP;
         switch (avro_value_get_type(v)) {
         case AVRO_NULL:
                 return 0;
@@ -3128,6 +3128,14 @@ static int enc_value(struct veil_buf *b, const struct veil_rec_pool *pool,
         }
 }
 
+static int too_deep_out(const struct veil_codec *c, char *errstr,
+                        size_t errstr_size) {
+        return fail(errstr, errstr_size, -VEIL_EINVAL,
+                    "record of %s: a value is nested deeper than %d levels, "
+                    "which veil does not write",
+                    c->rs->path, VEIL_ENC_MAX_DEPTH);
+}
+
 /* The value is not in the message: it may be anyone's text. */
 static int not_utf8_out(const struct veil_codec *c, char *errstr,
                         size_t errstr_size) {
@@ -3157,8 +3165,15 @@ int veil_codec_rec_encode(struct veil_codec *c, struct veil_buf *out,
                                     c->rs->path, path[0] ? path : "(top)");
                 if (rc == VEIL_ENC_NOT_UTF8)
                         return not_utf8_out(c, errstr, errstr_size);
-                return fail(errstr, errstr_size, rc,
-                            "out of memory encoding a record of %s",
+                if (rc == VEIL_ENC_TOO_DEEP)
+                        return too_deep_out(c, errstr, errstr_size);
+                if (rc == -VEIL_ENOMEM)
+                        return fail(errstr, errstr_size, rc,
+                                    "out of memory encoding a record of %s",
+                                    c->rs->path);
+                return fail(errstr, errstr_size, -VEIL_EINVAL,
+                            "record of %s: it cannot be written as Avro: a "
+                            "value does not match its schema",
                             c->rs->path);
         }
         rc = enc_value(out, &c->out_pool, &c->out, 0);
@@ -3171,6 +3186,8 @@ int veil_codec_rec_encode(struct veil_codec *c, struct veil_buf *out,
                             c->rs->path);
         if (rc == VEIL_ENC_NOT_UTF8)
                 return not_utf8_out(c, errstr, errstr_size);
+        if (rc == VEIL_ENC_TOO_DEEP)
+                return too_deep_out(c, errstr, errstr_size);
         /* Naming the field costs a snprintf per field: only now. */
         if (rc == 1 &&
             find_unset(&c->out_pool, &c->out, path, sizeof(path), 0))

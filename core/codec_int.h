@@ -160,10 +160,14 @@ void veil_flat_arena_free(struct veil_flat_arena *a);
 /* What the encoders return, besides 0 and -VEIL_E*, for a string of a
  * record that is not UTF-8 (1: a field not set, without a default). */
 #define VEIL_ENC_NOT_UTF8 2
+/* ... and for a value nested deeper than VEIL_ENC_MAX_DEPTH. */
+#define VEIL_ENC_TOO_DEEP 3
+#define VEIL_ENC_MAX_DEPTH 64
 
 /** The record's Avro binary appended to b: 0, 1 when a string or union
  *  without default was never set (then *path names the first such field),
- *  VEIL_ENC_NOT_UTF8 for a string that is not UTF-8, or -VEIL_ENOMEM. */
+ *  VEIL_ENC_NOT_UTF8 for a string that is not UTF-8, VEIL_ENC_TOO_DEEP,
+ *  -VEIL_EINVAL or -VEIL_ENOMEM. */
 int veil_flat_encode(const struct veil_flat_inst *r, struct veil_buf *b,
                      char *path, size_t path_size);
 

@@ -657,8 +657,8 @@ static int put_bytes(struct veil_buf *b, const void *p, size_t n) {
  * Avro-C): 1 when a string or union was never set. */
 static int enc(const struct veil_flat_inst *r, struct veil_buf *b,
                int depth) {
-        if (depth > 64)
-                return -VEIL_EINVAL;
+        if (depth > VEIL_ENC_MAX_DEPTH)
+                return VEIL_ENC_TOO_DEEP;
         for (size_t i = 0; i < r->t->n; i++) {
                 const struct veil_flat_field *f = &r->t->f[i];
                 const struct veil_flat_slot *s = &r->s[i];

@@ -1431,6 +1431,41 @@ static void test_rec_nul_refused(void **state) {
         veil_codec_destroy(c);
 }
 
+/* A value nested deeper than the encoder goes (a recursive schema lets a
+ * plugin build one) is refused naming that limit, not as a mismatch. */
+static void test_rec_too_deep(void **state) {
+        (void)state;
+        char path[] = "/tmp/veil-test-tree-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        static const char schema[] =
+                "{\"type\": \"record\", \"name\": \"Tree\", \"fields\": ["
+                "{\"name\": \"kids\", \"type\": {\"type\": \"array\", "
+                "\"items\": \"Tree\"}, \"default\": []}]}";
+        assert_true(write(fd, schema, sizeof(schema) - 1) ==
+                    (ssize_t)(sizeof(schema) - 1));
+        close(fd);
+        struct veil_codec *c = codec_or_die(path, VEIL_FRAMING_RAW, 0);
+        struct veil_buf b = {0};
+        char err[256] = "";
+        for (int levels = 10; levels <= 80; levels += 70) {
+                veil_rec_t *h = veil_codec_rec_begin(c);
+                for (int i = 0; i < levels; i++)
+                        assert_non_null(h = veil_rec_append(h, "kids"));
+                int rc = veil_codec_rec_encode(c, &b, err, sizeof(err));
+                if (levels == 10) {
+                        if (rc)
+                                fail_msg("%s", err);
+                        continue;
+                }
+                assert_int_equal(rc, -VEIL_EINVAL);
+                assert_non_null(strstr(err, "nested deeper than 64"));
+        }
+        veil_buf_free(&b);
+        veil_codec_destroy(c);
+        unlink(path);
+}
+
 static void test_rec_recommendation(void **state) {
         (void)state;
         struct veil_codec *c = codec_or_die(SCHEMA("recommendation.avsc"),
@@ -1978,6 +2013,7 @@ int main(void) {
                 cmocka_unit_test(test_rec_map_key_not_utf8),
                 cmocka_unit_test(test_rec_failed_set_keeps_union),
                 cmocka_unit_test(test_rec_nul_refused),
+                cmocka_unit_test(test_rec_too_deep),
                 cmocka_unit_test(test_rec_recommendation),
                 cmocka_unit_test(test_rec_model_update),
                 cmocka_unit_test(test_rec_audit_access),
