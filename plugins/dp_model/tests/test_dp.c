@@ -936,17 +936,12 @@ static void test_share_records(void **st) {
                 unsigned char *z = memmem(b.data, b.len, nul_ids[i], 6);
                 assert_non_null(z);
                 z[4] = '\0';
+                /* The host's decoder refuses it (side records as events:
+                 * no NUL in a string), so the record is dead-lettered
+                 * before the share sees it. */
                 assert_int_equal(veil_codec_decode_rec(c, b.data, b.len, &r,
                                                        err, sizeof(err)),
-                                 0);
-                const char *got;
-                size_t got_len;
-                assert_int_equal(veil_rec_get_str(r, "instance", &got,
-                                                  &got_len),
-                                 0);
-                assert_int_equal(got_len, 6); /* the NUL is in the record */
-                assert_true(veil_share_on_record(sh, m, r, err,
-                                                 sizeof(err)) < 0);
+                                 -VEIL_EDECODE);
                 assert_non_null(strstr(err, "NUL"));
                 assert_true(m->b[0] == b0 && m->b[1] == b1);
                 assert_int_equal(veil_share_stats(sh).seq, 0);
