@@ -27,13 +27,21 @@ void veil_arena_init(struct veil_arena *a, size_t chunk_size, size_t cap) {
 }
 
 void *veil_arena_alloc(struct veil_arena *a, size_t size) {
+        /* A size near SIZE_MAX (a plugin's own n * d * sizeof overflow)
+         * wrapped `need` to 0, and the memset below ran past the chunk;
+         * above SIZE_MAX / 2 the doubling wrapped to 0 and never ended. */
+        if (size > SIZE_MAX - 63)
+                return NULL;
         size_t need = (size + 63) & ~(size_t)63;
         if (a->cap && a->used_total + need > a->cap)
                 return NULL;
         if (!a->head || a->head->size - a->head->used < need) {
                 size_t sz = a->chunk_size;
-                while (sz < need)
+                while (sz < need) {
+                        if (sz > SIZE_MAX / 2)
+                                return NULL;
                         sz *= 2;
+                }
                 struct veil_arena_chunk *c = chunk_new(sz);
                 if (!c)
                         return NULL;

@@ -56,6 +56,7 @@ struct veil_stage {
          * not bind): 1 once a write there that the plugin does not
          * declare was logged (refused(), once, not per event). */
         unsigned char *undeclared_told;
+        int dropped_told; /* veil_out_event of an event out of the stream */
 };
 
 struct veil_batch_impl {
@@ -133,8 +134,14 @@ struct veil_pipeline {
 /* ------------------------------------------------------------------ */
 
 void *veil_batch_alloc(struct veil_batch *b, size_t size) {
-        struct veil_pipeline *p = (struct veil_pipeline *)((char *)b -
-                                    offsetof(struct veil_pipeline, batch));
+        /* Found through impl, not through b's own address: a plugin may
+         * pass a copy of the batch (a sub-range of its events), and the
+         * offset from a copy on its stack pointed into that stack. */
+        if (!b || !b->impl)
+                return NULL;
+        struct veil_pipeline *p =
+                (struct veil_pipeline *)((char *)b->impl -
+                                         offsetof(struct veil_pipeline, impl));
         return veil_arena_alloc(&p->arena, size);
 }
 
@@ -150,7 +157,7 @@ char *veil_batch_strdup(struct veil_batch *b, const char *s) {
 
 static void set_status(struct veil_batch *b, struct veil_event *ev,
                        veil_status_t st, const char *reason) {
-        if (ev->status != VEIL_PASS)
+        if (!b || !b->impl || !ev || ev->status != VEIL_PASS)
                 return;
         ev->status = st;
         ev->reason = veil_batch_strdup(b, reason ? reason : "unspecified");
@@ -381,6 +388,24 @@ int veil_out_event(veil_stage_t *st, const char *output,
                    const struct veil_event *ev) {
         if (undeclared(st, output, "veil_out_event"))
                 return -VEIL_EINVAL;
+        /* An event out of the stream (dropped, by consent too, or
+         * dead-lettered) is not written: emitted after its drop, it
+         * reached the output with its raw ids. */
+        if (!ev || ev->status != VEIL_PASS) {
+                /* veil_log counts an error itself. */
+                if (st->dropped_told)
+                        st->stats.errors++;
+                else
+                        veil_log(st, VEIL_LOG_ERROR,
+                                 "stage %zu (%s): veil_out_event of an "
+                                 "event taken out of the stream (dropped or "
+                                 "dead-lettered): refused, nothing is "
+                                 "written; said once, every such write is "
+                                 "refused",
+                                 st->index + 1, st->h.def->name);
+                st->dropped_told = 1;
+                return -VEIL_EINVAL;
+        }
         struct veil_output *o = find_output(st->p, output);
         if (!o)
                 return 0;
@@ -802,9 +827,27 @@ static void apply_exports(struct veil_pipeline *p) {
                                         continue;
                                 veil_rec_t *sec = veil_rec_map_add(
                                         r, "sections", st->h.def->name);
+                                int bad = 0;
                                 for (size_t f = 0; sec && f < sf.n; f++)
-                                        st->h.def->export_subject(
-                                                st->state, &sf.f[f], sec);
+                                        bad |= st->h.def->export_subject(
+                                                       st->state, &sf.f[f],
+                                                       sec) != 0;
+                                /* A stage that could not say everything
+                                 * it holds: the answer says so, rather
+                                 * than passing for complete. */
+                                if (bad && sec) {
+                                        veil_rec_map_put(
+                                                sec, "", "_incomplete",
+                                                "this stage failed to "
+                                                "export all it holds; ask "
+                                                "again or contact the "
+                                                "operator");
+                                        veil_log(st, VEIL_LOG_ERROR,
+                                                 "access request: the "
+                                                 "stage's export failed; "
+                                                 "its section is marked "
+                                                 "_incomplete");
+                                }
                         }
                         char err[256];
                         /* A record too large is logged by produce(): the

@@ -7,7 +7,9 @@
  * calls fail, nothing of sneaky's reaches the sink, the line naming the
  * stage and the output is said once (not per event) and holds no value,
  * and the declared writers (sneaky's own `notes`, passthrough's `events`)
- * work as before.
+ * work as before. An event out of the stream is never written, even to
+ * the stage's own output, and the batch arena survives a copy of the
+ * batch and sizes that overflow (test_dropped_not_written).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +36,8 @@ struct cap {
         int records;   /* on topic out (`events`) */
         int notes;     /* on topic notes.t */
         int raw;       /* records holding a raw value */
+        int access;    /* on topic access.t */
+        int incomplete; /* access records marking a section _incomplete */
         int other;     /* anything else */
 };
 
@@ -53,6 +57,11 @@ static int sink(void *ctx, const char *topic, const void *key, size_t key_len,
                 c->records++;
         else if (!strcmp(topic, "notes.t"))
                 c->notes++;
+        else if (!strcmp(topic, "access.t")) {
+                c->access++;
+                c->incomplete += memmem(value, value_len, "_incomplete",
+                                        11) != NULL;
+        }
         else
                 c->other++;
         return 0;
@@ -68,7 +77,8 @@ struct run {
 };
 
 /* sneaky (with `with`) → pseudonymize → passthrough, `events` bound to
- * topic "out" and `notes` (sneaky's own) to "notes.t" when `notes`;
+ * topic "out", `notes` (sneaky's own) to "notes.t" when `notes` & 1 and
+ * `access` to "access.t" when `notes` & 2;
  * N_EVENTS raw events. Returns what batch_run returned; the lint's
  * answer in *lint_rc. */
 static int run(struct run *r, const char *with, int notes, int *lint_rc) {
@@ -81,7 +91,7 @@ static int run(struct run *r, const char *with, int notes, int *lint_rc) {
                  "outputs:\n"
                  "  events: {topic: out, schema: ../../schemas/"
                  "interaction.avsc}\n"
-                 "%s"
+                 "%s%s"
                  "  dead_letter: {topic: dlq}\n"
                  "plugins:\n"
                  "  - use: %s\n"
@@ -89,9 +99,12 @@ static int run(struct run *r, const char *with, int notes, int *lint_rc) {
                  "  - use: pseudonymize\n"
                  "  - use: passthrough\n"
                  "keys: {ephemeral: true}\n",
-                 notes ? "  notes: {topic: notes.t, schema: ../../schemas/"
-                         "interaction.avsc}\n"
-                       : "",
+                 notes & 1 ? "  notes: {topic: notes.t, schema: ../../schemas/"
+                             "interaction.avsc}\n"
+                           : "",
+                 notes & 2 ? "  access: {topic: access.t, schema: ../../"
+                             "schemas/access.avsc}\n"
+                           : "",
                  SNEAKY, with);
         if (veil_config_parse(&r->cfg, VEIL_SRCDIR "/tests/unit/t.yaml", yaml,
                               strlen(yaml), err, sizeof(err)) ||
@@ -245,11 +258,57 @@ static void test_declared_still_written(void **state) {
         run_done(&r);
 }
 
+/* Events the stage dropped, written to its own bound output afterwards:
+ * refused (they reached notes.t raw), said once; and the arena through a
+ * copy of the batch (pointed into the plugin's stack) and with sizes that
+ * overflow (a memset past the chunk; a doubling that never ended). */
+static void test_dropped_not_written(void **state) {
+        (void)state;
+        struct run r;
+        int lint_rc;
+        int rc = run(&r, "{drop_first: true}", 1, &lint_rc);
+        if (rc)
+                fail_msg("batch: %s", r.err);
+        assert_int_equal(r.cap.notes, 0);
+        assert_int_equal(r.cap.records, 0);
+        assert_int_equal(r.cap.raw, 0);
+        assert_true(gauge(&r, 0, "dropped_rc") == -VEIL_EINVAL);
+        assert_int_equal(count(r.log, "veil_out_event of an event taken out "
+                                      "of the stream"),
+                         1);
+        assert_true(gauge(&r, 0, "copy_ok") == 1);
+        assert_true(gauge(&r, 0, "huge_null") == 1);
+        assert_null(strstr(r.log, RAW_UID));
+        run_done(&r);
+}
+
+/* A stage whose export fails: the access record still goes out, with the
+ * stage's section marked _incomplete (it passed for complete), the
+ * failure counted and logged. */
+static void test_export_failure_marked(void **state) {
+        (void)state;
+        struct run r;
+        int lint_rc;
+        int rc = run(&r, "{export_fails: true}", 2, &lint_rc);
+        if (rc)
+                fail_msg("batch: %s", r.err);
+        uint64_t errors = veil_pipeline_stage_stats(r.p, 0).errors;
+        veil_pipeline_batch_begin(r.p); /* answers the access request */
+        assert_int_equal(r.cap.access, 1);
+        assert_int_equal(r.cap.incomplete, 1);
+        assert_int_equal(r.cap.raw, 0);
+        assert_int_equal(veil_pipeline_stage_stats(r.p, 0).errors,
+                         errors + 1);
+        run_done(&r);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_undeclared_bound),
                 cmocka_unit_test(test_undeclared_unbound),
                 cmocka_unit_test(test_declared_still_written),
+                cmocka_unit_test(test_dropped_not_written),
+                cmocka_unit_test(test_export_failure_marked),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -239,8 +239,10 @@ struct veil_batch {
         struct veil_batch_impl *impl; /**< host-private */
 };
 
-/** Arena allocation, 64-byte aligned, valid until the end of the batch.
- *  Dense per-batch matrices (features n×d, scores n×k) are carved here. */
+/** Arena allocation, 64-byte aligned, zeroed, valid until the end of the
+ *  batch; NULL when out of memory or for a size no allocation can have.
+ *  Dense per-batch matrices (features n×d, scores n×k) are carved here.
+ *  `b` may be a copy of the batch the stage was given. */
 void *veil_batch_alloc(struct veil_batch *b, size_t size);
 char *veil_batch_strdup(struct veil_batch *b, const char *s);
 
@@ -307,7 +309,10 @@ int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
  *  produces it, keyed by its user_id. Returns as veil_out_emit: on
  *  -VEIL_EINVAL (an event too large for the producer, say) dead-letter
  *  the event and go on: only that event leaving the stream answers its
- *  record (another one dropped does not). */
+ *  record (another one dropped does not). An event already out of the
+ *  stream (status not VEIL_PASS: dropped or dead-lettered, by this stage
+ *  or an earlier one) is never written: -VEIL_EINVAL, logged once per
+ *  stage. */
 int veil_out_event(veil_stage_t *st, const char *output,
                    const struct veil_event *ev);
 /** 1 when the pipeline binds this output to a topic and it is one of the
@@ -505,7 +510,10 @@ struct veil_plugin {
         int (*erase)(void *state, const struct veil_subject *s);
         /** Writes what is held about the subject into `out`, this stage's
          *  section of the access record: a string map, filled with
-         *  veil_rec_map_put(out, "", key, value). */
+         *  veil_rec_map_put(out, "", key, value). Returns 0, or non-zero
+         *  when it could not export everything: the host then marks the
+         *  section with the key "_incomplete", logs it and counts it as
+         *  the stage's error; the record is still sent. */
         int (*export_subject)(void *state, const struct veil_subject *s,
                               veil_rec_t *out);
         /** Serializes state to a malloc'd buffer the host frees. The bytes

@@ -8,6 +8,7 @@
  * veil_out_begin gave NULL), emit_rc and bound, and notes_rc for
  * veil_out_event on its own `notes` (bound or not, which must keep
  * working as before). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,12 +17,20 @@
 static const struct veil_param_def params[] = {
         {"output", VEIL_PARAM_STRING, "events", 0,
          "the output it writes to without declaring it"},
+        {"drop_first", VEIL_PARAM_BOOL, "false", 0,
+         "drop every event, then write it to notes; and misuse the arena "
+         "(a copy of the batch, sizes no allocation can have)"},
+        {"export_fails", VEIL_PARAM_BOOL, "false", 0,
+         "ask for the first event's subject's access record, and fail to "
+         "export it"},
         {NULL, 0, NULL, 0, NULL}};
 static const char *const outputs[] = {"notes", NULL};
 
 struct state {
         veil_stage_t *st;
         const char *output;
+        int drop_first;
+        int export_fails, export_asked;
 };
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **state,
@@ -32,12 +41,38 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 return -VEIL_ENOMEM;
         s->st = st;
         s->output = veil_params_str(p, "output");
+        s->drop_first = veil_params_bool(p, "drop_first", 0);
+        s->export_fails = veil_params_bool(p, "export_fails", 0);
         *state = s;
+        return 0;
+}
+
+/* Emits events it dropped, and calls the arena as a careless plugin
+ * could: through a copy of the batch, and with sizes that overflow. */
+static int drop_then_emit(struct state *s, struct veil_batch *b) {
+        for (size_t i = 0; i < b->n; i++) {
+                veil_event_drop(b, &b->events[i], "sneaky");
+                veil_metric_set(s->st, "dropped_rc",
+                                veil_out_event(s->st, "notes",
+                                               &b->events[i]));
+        }
+        struct veil_batch copy = *b;
+        const char *x = veil_batch_strdup(&copy, "copied");
+        veil_metric_set(s->st, "copy_ok", x && !strcmp(x, "copied"));
+        veil_metric_set(s->st, "huge_null",
+                        !veil_batch_alloc(b, SIZE_MAX - 10) &&
+                                !veil_batch_alloc(b, SIZE_MAX / 2 + 2));
         return 0;
 }
 
 static int process(void *state, struct veil_batch *b) {
         struct state *s = state;
+        if (s->drop_first)
+                return drop_then_emit(s, b);
+        if (s->export_fails && !s->export_asked && b->n) {
+                veil_request_export(s->st, b->events[0].user_id);
+                s->export_asked = 1;
+        }
         for (size_t i = 0; i < b->n; i++) {
                 struct veil_event *ev = &b->events[i];
                 if (ev->status != VEIL_PASS)
@@ -64,6 +99,16 @@ static int process(void *state, struct veil_batch *b) {
         return 0; /* whatever the outputs said, as a careless plugin */
 }
 
+/* Says something, then fails (export_fails): the host must not pass the
+ * section off as complete. */
+static int export_subject(void *state, const struct veil_subject *subj,
+                          veil_rec_t *out) {
+        struct state *s = state;
+        (void)subj;
+        veil_rec_map_put(out, "", "seen", "1");
+        return s->export_fails ? -1 : 0;
+}
+
 static void destroy(void *state) { free(state); }
 
 static const struct veil_plugin plugin = {
@@ -77,6 +122,7 @@ static const struct veil_plugin plugin = {
         .outputs = outputs,
         .init = init,
         .process = process,
+        .export_subject = export_subject,
         .destroy = destroy,
 };
 
