@@ -1030,7 +1030,45 @@ static const char *const guarantees[] = {"at-least-once", "exactly-once",
 static const struct {
         const char *property, *instead;
 } reserved_settings[] = {{"bootstrap.servers", "kafka.bootstrap"},
+                         {"metadata.broker.list", "kafka.bootstrap"},
                          {"group.id", "kafka.group"}};
+
+/* Properties the delivery guarantees rest on (kafka.c sets them): a
+ * setting may repeat the host's value, never change it, since settings
+ * are applied after the host's. Compared as librdkafka reads them
+ * (acks: all reads as -1, a boolean 1 as true). */
+static const struct {
+        const char *property, *value, *why;
+} guarded_settings[] = {
+        {"acks", "-1", "every record acknowledged by all in-sync replicas"},
+        {"request.required.acks", "-1",
+         "every record acknowledged by all in-sync replicas"},
+        {"enable.idempotence", "true",
+         "the producer's retries neither duplicate nor reorder records"},
+        {"enable.auto.commit", "false",
+         "offsets are committed only after a batch's outputs are "
+         "acknowledged"},
+        {"enable.auto.offset.store", "false",
+         "offsets are committed only after a batch's outputs are "
+         "acknowledged"},
+        {"isolation.level", "read_committed",
+         "an aborted transaction's records never become input"}};
+
+/* What `key`, as the probe read it, would break; NULL when nothing. */
+static const char *weakens(rd_kafka_conf_t *probe, const char *key) {
+        for (size_t j = 0;
+             j < sizeof(guarded_settings) / sizeof(guarded_settings[0]); j++) {
+                if (strcmp(key, guarded_settings[j].property))
+                        continue;
+                char got[64];
+                size_t n = sizeof(got);
+                if (rd_kafka_conf_get(probe, key, got, &n) !=
+                            RD_KAFKA_CONF_OK ||
+                    strcmp(got, guarded_settings[j].value))
+                        return guarded_settings[j].why;
+        }
+        return NULL;
+}
 
 /* The type librdkafka's own table of properties gives `key` ("integer",
  * "float", "string"…: the "*Type: …*" note that ends its row in
@@ -1168,7 +1206,12 @@ static int load_kafka(struct vctx *v, const struct veil_node *n) {
                                  "would read it as %s; write the number "
                                  "meant in digits",
                                  key, value, want, type, got);
-                }
+                } else if ((want = weakens(probe, key)))
+                        rc = bad(v, x->keys[i],
+                                 "kafka.settings.%s: '%s' would break what "
+                                 "the delivery guarantee rests on (%s); "
+                                 "leave it out: veil sets it",
+                                 key, value, want);
         }
         free(table);
         rd_kafka_conf_destroy(probe);
@@ -1497,6 +1540,41 @@ static int load_plugin_path(struct vctx *v, const struct veil_node *n) {
         return 0;
 }
 
+/* A topic the pipeline writes and reads back as input: every output
+ * record on the input topic comes back as an event (events multiply), and
+ * a dead letter on the input or a side input is read again, refused again
+ * and written again, without end. (An output beside a side input of the
+ * same topic is how instances share model updates: allowed.) */
+static int check_loops(struct vctx *v) {
+        const struct veil_config *c = v->cfg;
+        for (size_t i = 0; i < c->n_outputs; i++) {
+                const struct veil_binding *o = &c->outputs[i];
+                const struct veil_binding *r = NULL;
+                if (!o->topic)
+                        continue;
+                if (c->input.topic && !strcmp(o->topic, c->input.topic))
+                        r = &c->input;
+                for (size_t j = 0; !r && !strcmp(o->name, "dead_letter") &&
+                                   j < c->n_side_inputs;
+                     j++)
+                        if (c->side_inputs[j].topic &&
+                            !strcmp(o->topic, c->side_inputs[j].topic))
+                                r = &c->side_inputs[j];
+                if (r)
+                        return errat(v->errstr, v->errstr_size, c->file,
+                                     o->line, o->col,
+                                     "output '%s' writes to topic '%s', "
+                                     "which the pipeline also reads (%s%s, "
+                                     "line %d): its records would come back "
+                                     "as input without end; give it a topic "
+                                     "of its own",
+                                     o->name, o->topic,
+                                     r->name ? "side input " : "the input",
+                                     r->name ? r->name : "", r->line);
+        }
+        return 0;
+}
+
 /* ---- the top level ---- */
 
 static const struct keydef top_keys[] = {
@@ -1545,7 +1623,7 @@ static int validate(struct vctx *v) {
                                                      row->node_off) = val;
                 }
         }
-        return 0;
+        return check_loops(v);
 }
 
 /* ------------------------------------------------------------------ */

@@ -753,6 +753,72 @@ int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
                         }
                 }
         }
+        /* The consent stage decides each event's tier and drops those of
+         * people who allowed nothing. A stage before it that writes
+         * outputs or keeps what it learns about people (it can erase,
+         * export or checkpoint) sees everyone undecided, which context and
+         * dp_model treat as their default tier: recommendations and
+         * profiles for people whose consent is none. (By the plugin's
+         * name: the host knows no other way to tell which stage decides.) */
+        for (size_t c = 0; c < p->n_stages; c++) {
+                if (strcmp(p->stages[c].h.def->name, "consent"))
+                        continue;
+                for (size_t s = 0; s < c; s++) {
+                        const struct veil_plugin *def = p->stages[s].h.def;
+                        if (!(def->outputs && def->outputs[0]) &&
+                            !def->erase && !def->export_subject &&
+                            !def->checkpoint)
+                                continue;
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d:%d: stage %zu (%s) comes before the "
+                                 "consent stage (line %d): it writes outputs "
+                                 "or keeps what it learns about people, and "
+                                 "would do so for people whose consent is "
+                                 "not decided yet; move `- use: consent` "
+                                 "above it",
+                                 cfg->file, p->stages[s].cfg->line,
+                                 p->stages[s].cfg->col, s + 1, def->name,
+                                 p->stages[c].cfg->line);
+                        return -VEIL_EINVAL;
+                }
+                break;
+        }
+        /* A side input no plugin reads is a typo (model_update for
+         * model_updates): the exchange it was meant for is off, silently,
+         * and the topic is still read to its end before the host is ready. */
+        for (size_t k = 0; k < p->n_sides; k++) {
+                const char *name = p->sides[k].b->name;
+                int found = 0;
+                char names[512] = "";
+                size_t off = 0;
+                for (size_t s = 0; s < p->n_stages; s++) {
+                        const struct veil_plugin *def = p->stages[s].h.def;
+                        for (int opt = 0; opt < 2; opt++)
+                                for (const char *const *si =
+                                             opt ? veil_plugin_optional_sides(
+                                                           def)
+                                                 : def->side_inputs;
+                                     si && *si; si++) {
+                                        found |= !strcmp(*si, name);
+                                        if (off < sizeof(names))
+                                                off += (size_t)snprintf(
+                                                        names + off,
+                                                        sizeof(names) - off,
+                                                        "%s%s", off ? ", " : "",
+                                                        *si);
+                                }
+                }
+                if (!found) {
+                        snprintf(errstr, errstr_size,
+                                 "%s:%d:%d: side input '%s' is read by no "
+                                 "plugin of the pipeline; the plugins read: "
+                                 "%s",
+                                 cfg->file, p->sides[k].b->line,
+                                 p->sides[k].b->col, name,
+                                 off ? names : "(none)");
+                        return -VEIL_EINVAL;
+                }
+        }
         /* No field the output schemas mark "pii" reaches them raw. */
         return veil_privacy_lint_check(p, p->keyring != NULL, errstr,
                                        errstr_size);

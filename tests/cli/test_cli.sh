@@ -50,7 +50,30 @@ for kv in "socket.timeout.ms: 20000x|integer, would read it as 20000" "socket.ti
   sed -e "s/^  group: \(.*\)\$/  group: \1\n  settings: {${kv%%|*}}/" "$tmp/k.yaml" >"$tmp/knum.yaml"
   check "lint kafka setting ${kv%%|*}" 2 "knum.yaml:$sline:14: kafka.settings.${kv%%:*}: .* is not a (whole|decimal) number.*types the property ${kv#*|}; write the number meant in digits" -- "$VEIL" lint "$tmp/knum.yaml"
 done
-sed -e "s/^  group: \(.*\)\$/  group: \1\n  settings: {socket.timeout.ms: 20000, acks: all, linger.ms: 0.5, topic.metadata.refresh.interval.ms: -1}/" "$tmp/k.yaml" >"$tmp/knum.yaml"
+# Settings are applied after the host's: one the delivery guarantee rests
+# on may repeat the host's value (acks: all, read as -1), never change it.
+for kv in "enable.auto.commit: true|offsets are committed only after" "enable.auto.offset.store: 'true'|offsets are committed only after" \
+          "isolation.level: read_uncommitted|an aborted transaction" "acks: 1|all in-sync replicas" \
+          "request.required.acks: 0|all in-sync replicas" "enable.idempotence: false|neither duplicate nor reorder"; do
+  sed -e "s/^  group: \(.*\)\$/  group: \1\n  settings: {${kv%%|*}}/" "$tmp/k.yaml" >"$tmp/kguard.yaml"
+  check "lint kafka setting ${kv%%|*}" 2 "kguard.yaml:$sline:14: kafka.settings.${kv%%:*}: .* would break what the delivery guarantee rests on \\(.*${kv#*|}.*leave it out" -- "$VEIL" lint "$tmp/kguard.yaml"
+done
+sed -e "s/^  group: \(.*\)\$/  group: \1\n  settings: {metadata.broker.list: 'b:9092'}/" "$tmp/k.yaml" >"$tmp/kguard.yaml"
+check "lint kafka setting metadata.broker.list" 2 "kguard.yaml:$sline:14: kafka.settings.metadata.broker.list is set by veil; give it as kafka.bootstrap" -- "$VEIL" lint "$tmp/kguard.yaml"
+sed -e "s/^  group: \(.*\)\$/  group: \1\n  settings: {socket.timeout.ms: 20000, acks: all, linger.ms: 0.5, topic.metadata.refresh.interval.ms: -1, enable.idempotence: true, isolation.level: read_committed, enable.auto.commit: false}/" "$tmp/k.yaml" >"$tmp/knum.yaml"
+# An output on the topic the pipeline reads: records would come back as
+# input without end.
+check "lint dead letters on the input topic" 2 "k.yaml:[0-9]+:[0-9]+: output 'dead_letter' writes to topic 'retail-interactions', which the pipeline also reads \\(the input, line [0-9]+\\).*give it a topic of its own" -- env VEIL_DLQ=retail-interactions "$VEIL" lint "$tmp/k.yaml"
+check "lint recommendations on the input topic" 2 "output 'recommendations' writes to topic 'retail-interactions', which the pipeline also reads" -- env VEIL_RECS=retail-interactions "$VEIL" lint "$tmp/k.yaml"
+# A side input no plugin reads (dp_model's is model_updates): a typo that
+# left the exchange off, silently.
+sed -e "s#^outputs:\$#side_inputs:\n  model_update: {topic: upd, schema: $root/schemas/model_update.avsc}\noutputs:#" "$tmp/k.yaml" >"$tmp/kside.yaml"
+check "lint side input no plugin reads" 2 "kside.yaml:[0-9]+:3: side input 'model_update' is read by no plugin of the pipeline; the plugins read: .*model_updates" -- "$VEIL" lint "$tmp/kside.yaml"
+# A stage that writes outputs or keeps state before the consent stage
+# would serve and profile people whose consent is not decided yet.
+sed -e "s#\.\./demo/#$root/config/demo/#g" -e "s#\.\./\.\./schemas/#$root/schemas/#g" \
+  -e 's/^  - use: consent$/  - use: popular\n  - use: consent/' "$root/config/pipelines/demo.yaml" >"$tmp/order.yaml"
+check "lint a stage before consent" 2 "order.yaml:[0-9]+:[0-9]+: stage 1 \\(popular\\) comes before the consent stage \\(line [0-9]+\\).*move \`- use: consent\` above it" -- "$VEIL" lint "$tmp/order.yaml"
 check "lint help: numeric settings and the demo: section" 0 "a numeric setting is a number written whole.*demo:" -- bash -c "'$VEIL' lint --help | tr '\n' ' '"
 check "lint kafka settings written whole" 0 "knum.yaml: ok" -- "$VEIL" lint "$tmp/knum.yaml"
 # A schema that cannot be read is named at its own line.
