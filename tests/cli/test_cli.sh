@@ -74,7 +74,7 @@ check "lint side input no plugin reads" 2 "kside.yaml:[0-9]+:3: side input 'mode
 sed -e "s#\.\./demo/#$root/config/demo/#g" -e "s#\.\./\.\./schemas/#$root/schemas/#g" \
   -e 's/^  - use: consent$/  - use: popular\n  - use: consent/' "$root/config/pipelines/demo.yaml" >"$tmp/order.yaml"
 check "lint a stage before consent" 2 "order.yaml:[0-9]+:[0-9]+: stage 1 \\(popular\\) comes before the consent stage \\(line [0-9]+\\).*move \`- use: consent\` above it" -- "$VEIL" lint "$tmp/order.yaml"
-check "lint help: numeric settings and the demo: section" 0 "a numeric setting is a number written whole.*demo:" -- bash -c "'$VEIL' lint --help | tr '\n' ' '"
+check "lint help: numeric and guarded settings, the demo: section, side inputs read, consent first" 0 "a numeric setting is a number written whole.*no setting weakens the delivery guarantee.*demo:.*every side input is read.*before the consent stage" -- bash -c "'$VEIL' lint --help | tr '\n' ' '"
 check "lint kafka settings written whole" 0 "knum.yaml: ok" -- "$VEIL" lint "$tmp/knum.yaml"
 # A schema that cannot be read is named at its own line.
 sed -e 's#^  schema: .*interaction.avsc$#  schema: nope.avsc#' "$tmp/k.yaml" >"$tmp/noschema.yaml"
