@@ -48,6 +48,18 @@
 #include "share.h"
 #include "topk.h"
 
+/* ε and δ spent as log lines state them: rounded up, never to nearest (a
+ * line that read 8 for 8.0004 under-reported the spend). */
+struct spent_text {
+        char eps[32], delta[32];
+};
+static struct spent_text spent_text(double eps, double delta) {
+        struct spent_text t;
+        veil_dp_format_up(t.eps, sizeof(t.eps), eps, 4);
+        veil_dp_format_up(t.delta, sizeof(t.delta), delta, 3);
+        return t;
+}
+
 #define MAX_K 100
 
 static const struct veil_param_def params[] = {
@@ -725,12 +737,15 @@ static int release_due(struct state *s, struct veil_batch *b) {
                         return rc;
                 }
                 struct veil_dp_stats ds = veil_dp_stats(s->dp);
-                if (ds.just_frozen)
+                if (ds.just_frozen) {
+                        struct spent_text t = spent_text(ds.epsilon,
+                                                         ds.delta);
                         veil_log(s->st, VEIL_LOG_WARN,
-                                 "privacy budget exhausted: epsilon %.4g of "
-                                 "%.4g spent at delta %.3g; learning stops, "
+                                 "privacy budget exhausted: epsilon %s of "
+                                 "%.4g spent at delta %s; learning stops, "
                                  "serving goes on",
-                                 ds.epsilon, s->eps_budget, ds.delta);
+                                 t.eps, s->eps_budget, t.delta);
+                }
                 if (rc == 0) { /* frozen: nothing is learned any more */
                         hold_drop(&s->hold);
                         return 0;
@@ -1138,19 +1153,22 @@ static int process(void *state, struct veil_batch *b) {
                 double other;
                 size_t lineages;
                 if (s->dp &&
-                    (other = veil_share_own_other(s->share, &lineages)) > 0)
+                    (other = veil_share_own_other(s->share, &lineages)) > 0) {
                         /* Once per start (counted since it was read),
                          * and not a warning: it stays true at every
                          * start after a file was lost. */
+                        char rho_s[32];
+                        veil_dp_format_up(rho_s, sizeof(rho_s), other, 4);
                         veil_log(s->st, VEIL_LOG_INFO,
                                  "this instance released updates costing "
-                                 "rho %.4g under %zu earlier accountant "
+                                 "rho %s under %zu earlier accountant "
                                  "file(s), not the one it has now (lineage "
                                  "%u; was a file lost?): they count as "
                                  "another sender's",
-                                 other, lineages,
+                                 rho_s, lineages,
                                  (unsigned)veil_accountant_lineage(
                                          veil_dp_accountant(s->dp)));
+                }
                 own_unaccounted(s);
         }
         if (s->others_unsaved) {
@@ -1407,10 +1425,11 @@ static void freeze_if_spent(struct state *s, veil_stage_t *st) {
         if (ds.frozen || ds.epsilon < s->eps_budget)
                 return;
         veil_dp_freeze(s->dp);
+        struct spent_text t = spent_text(ds.epsilon, ds.delta);
         veil_log(st, VEIL_LOG_WARN,
-                 "privacy budget already exhausted: epsilon %.4g of %.4g "
-                 "spent at delta %.3g; serving only",
-                 ds.epsilon, s->eps_budget, ds.delta);
+                 "privacy budget already exhausted: epsilon %s of %.4g "
+                 "spent at delta %s; serving only",
+                 t.eps, s->eps_budget, t.delta);
 }
 
 /* The mechanism's parameters; with gaussian, the accountant is loaded
@@ -1592,22 +1611,23 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         if (win)
                 snprintf(wins, sizeof(wins), "per %lld-step window",
                          (long long)win);
+        struct spent_text t = spent_text(ds.epsilon, delta);
         if (tree)
                 veil_log(st, VEIL_LOG_INFO,
                          "tree mechanism (DP-FTRL): noise multiplier %.4g "
                          "(accounted %.6g), %s, trees of %lld steps, %lld "
                          "step(s) per user per tree, %s estimate; epsilon "
-                         "%.4g spent of %.4g at delta %.3g",
+                         "%s spent of %.4g at delta %s",
                          sigma, ds.sigma_acc, sched, (long long)tsteps,
                          (long long)tp, honaker ? "Honaker's" : "plain",
-                         ds.epsilon, budget, delta);
+                         t.eps, budget, t.delta);
         else
                 veil_log(st, VEIL_LOG_INFO,
                          "gaussian mechanism: noise multiplier %.4g "
                          "(accounted %.6g), %s, at most %lld steps per user "
-                         "%s; epsilon %.4g spent of %.4g at delta %.3g",
+                         "%s; epsilon %s spent of %.4g at delta %s",
                          sigma, ds.sigma_acc, sched, (long long)m, wins,
-                         ds.epsilon, budget, delta);
+                         t.eps, budget, t.delta);
         if (!interval)
                 veil_log(st, VEIL_LOG_WARN,
                          "%s: step_interval_s is 0: a step ends after %lld "
@@ -1900,11 +1920,14 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 struct veil_dp_stats ds = veil_dp_stats(s->dp);
                 veil_privacy_set_spent(st, ds.epsilon, ds.delta);
                 veil_metric_set(st, "rho_others", ds.rho_others);
+                struct spent_text t = spent_text(ds.epsilon, ds.delta);
+                char rho_s[32];
+                veil_dp_format_up(rho_s, sizeof(rho_s), ds.rho_others, 4);
                 veil_log(st, VEIL_LOG_INFO,
-                         "epsilon %.4g at delta %.3g counts the releases of "
+                         "epsilon %s at delta %s counts the releases of "
                          "other instances that an earlier run applied (their "
-                         "rho %.4g, from %s)",
-                         ds.epsilon, ds.delta, ds.rho_others, s->others_path);
+                         "rho %s, from %s)",
+                         t.eps, t.delta, rho_s, s->others_path);
         }
         veil_log(st, VEIL_LOG_INFO,
                  "%zu catalog items (room for %zu), d=%lld, %lld feature "
@@ -2074,12 +2097,16 @@ static int others_spent(struct state *s, char *errstr, size_t errstr_size) {
         /* Once per instance newly counted, not per release: why ε rose. */
         if (senders > s->senders_logged) {
                 s->senders_logged = senders;
+                struct spent_text t = spent_text(ds.epsilon, ds.delta);
+                char others_s[32], own_s[32];
+                veil_dp_format_up(others_s, sizeof(others_s),
+                                  ds.rho_others, 4);
+                veil_dp_format_up(own_s, sizeof(own_s), ds.rho_own, 4);
                 veil_log(s->st, VEIL_LOG_INFO,
-                         "epsilon %.4g at delta %.3g now counts the releases "
-                         "of %zu other sender(s) (their rho %.4g, this "
-                         "instance's %.4g)",
-                         ds.epsilon, ds.delta, senders, ds.rho_others,
-                         ds.rho_own);
+                         "epsilon %s at delta %s now counts the releases "
+                         "of %zu other sender(s) (their rho %s, this "
+                         "instance's %s)",
+                         t.eps, t.delta, senders, others_s, own_s);
         }
         return others_save(s, errstr, errstr_size);
 }

@@ -303,6 +303,12 @@ ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 1e-8 | val st
 sed -e 's|epsilon_budget: 0|epsilon_budget: 0.5|' "$work/s.yaml" >"$work/s2.yaml"
 check "budget spent at start" 0 "privacy budget already exhausted: epsilon [0-9.]+ of 0.5 spent at delta 1e-08; serving only" -- bash -c "'$VEIL' replay '$work/s2.yaml' --events '$work/sched.csv' --batch 1 2>&1 | tee '$work/runf'"
 ok grep -qE "gauges: +dp_model: events_learned 0, not_learned_same_step 0, not_learned_at_max 0, not_learned_frozen 7," "$work/runf"
+# The ε that line states is rounded up, never to nearest: at or above what
+# the accountant says (its 6 digits are rounded up too, so above the
+# exact). At delta 2e-8 this file's ε is 0.646126, to nearest 0.6461.
+sed -e 's|      delta: 1e-8|      delta: 2e-8|' "$work/s2.yaml" >"$work/s3.yaml"
+check "budget spent at start: epsilon rounded up" 0 "privacy budget already exhausted: epsilon 0.6462 of 0.5 spent at delta 2e-08; serving only" -- bash -c "'$VEIL' replay '$work/s3.yaml' --events '$work/sched.csv' --batch 1 2>&1"
+ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 2e-8 | val epsilon)" = 0.646126
 ok test "$("$VEIL" dp_model accountant --file "$work/accs" --delta 1e-8 | val steps)" = 2
 # The same by the events' own times (step_time: event, the default; a
 # minute's lateness). The first batch's clock, hour 0, is within the
