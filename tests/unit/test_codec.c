@@ -1569,7 +1569,7 @@ static void test_rec_model_update(void **state) {
         assert_int_equal(veil_rec_set_double(w, "delta", 1e-7), 0);
         assert_int_equal(veil_rec_set_str(w, "mechanism", "tree"), 0);
         for (int row = 0; row < 3; row++) {
-                char id[8];
+                char id[16];
                 snprintf(id, sizeof(id), "i%d", row);
                 assert_int_equal(veil_rec_set_str(veil_rec_append(w, "item_ids"),
                                                   "", id),

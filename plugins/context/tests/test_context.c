@@ -1816,7 +1816,7 @@ static void test_event_timezone(void **st) {
         struct veil_batch *b = veil_pipeline_batch_begin(h.p);
         for (int i = 0; i < 3; i++) {
                 struct veil_event ev = {0};
-                char id[8];
+                char id[16];
                 snprintf(id, sizeof(id), "z%d", i);
                 ev.event_id = id;
                 ev.user_id = "ann";

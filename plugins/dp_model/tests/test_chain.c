@@ -636,7 +636,7 @@ static void test_update_chunks_bounded(void **st) {
                  cat, acc);
         struct harness h;
         mu_open(&h, yaml);
-        char sender[256];
+        char sender[262]; /* 255 characters; room for any int */
         memset(sender, 's', 250);
         for (int i = 0; i < 500; i++) {
                 snprintf(sender + 250, sizeof(sender) - 250, "%05d", i);

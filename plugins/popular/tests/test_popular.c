@@ -86,7 +86,7 @@ static void test_items_ignored(void **st) {
         veil_pipeline_batch_begin(h.p);
         for (int i = 0; i < 6; i++) {
                 struct veil_event ev = {0};
-                char id[8];
+                char id[16];
                 snprintf(id, sizeof(id), "e%d", i);
                 ev.event_id = id;
                 ev.user_id = "u";
