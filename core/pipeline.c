@@ -200,6 +200,18 @@ void veil_log(veil_stage_t *st, veil_log_level_t level, const char *fmt, ...) {
                 st->stats.errors++;
 }
 
+/* 1 when the plugin reads side input `name`, required or optional. */
+static int plugin_reads_side(const struct veil_plugin *def, const char *name) {
+        for (const char *const *si = def->side_inputs; si && *si; si++)
+                if (!strcmp(*si, name))
+                        return 1;
+        for (const char *const *si = veil_plugin_optional_sides(def); si && *si;
+             si++)
+                if (!strcmp(*si, name))
+                        return 1;
+        return 0;
+}
+
 static struct veil_output *find_output(struct veil_pipeline *p,
                                        const char *name) {
         for (size_t i = 0; i < p->n_outputs; i++)
@@ -789,26 +801,28 @@ int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
         for (size_t k = 0; k < p->n_sides; k++) {
                 const char *name = p->sides[k].b->name;
                 int found = 0;
-                char names[512] = "";
-                size_t off = 0;
-                for (size_t s = 0; s < p->n_stages; s++) {
-                        const struct veil_plugin *def = p->stages[s].h.def;
-                        for (int opt = 0; opt < 2; opt++)
-                                for (const char *const *si =
-                                             opt ? veil_plugin_optional_sides(
-                                                           def)
-                                                 : def->side_inputs;
-                                     si && *si; si++) {
-                                        found |= !strcmp(*si, name);
-                                        if (off < sizeof(names))
+                for (size_t s = 0; s < p->n_stages; s++)
+                        found |= plugin_reads_side(p->stages[s].h.def, name);
+                if (!found) {
+                        /* What the plugins do read, for the message. */
+                        char names[512] = "";
+                        size_t off = 0;
+                        for (size_t s = 0; s < p->n_stages; s++) {
+                                const struct veil_plugin *def =
+                                        p->stages[s].h.def;
+                                const char *const *lists[2] = {
+                                        def->side_inputs,
+                                        veil_plugin_optional_sides(def)};
+                                for (int l = 0; l < 2; l++)
+                                        for (const char *const *si = lists[l];
+                                             si && *si && off < sizeof(names);
+                                             si++)
                                                 off += (size_t)snprintf(
                                                         names + off,
                                                         sizeof(names) - off,
                                                         "%s%s", off ? ", " : "",
                                                         *si);
-                                }
-                }
-                if (!found) {
+                        }
                         snprintf(errstr, errstr_size,
                                  "%s:%d:%d: side input '%s' is read by no "
                                  "plugin of the pipeline; the plugins read: "
@@ -1434,13 +1448,7 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                 const struct veil_plugin *def = st->h.def;
                 if (!def->on_side_record || !st->inited)
                         continue;
-                int reads = 0;
-                for (const char *const *si = def->side_inputs; si && *si; si++)
-                        reads |= !strcmp(*si, sd->b->name);
-                for (const char *const *si = veil_plugin_optional_sides(def);
-                     si && *si; si++)
-                        reads |= !strcmp(*si, sd->b->name);
-                if (!reads)
+                if (!plugin_reads_side(def, sd->b->name))
                         continue;
                 err[0] = '\0';
                 int rc = def->on_side_record(st->state, &r, err, sizeof(err));
