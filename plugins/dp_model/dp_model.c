@@ -48,15 +48,16 @@
 #include "share.h"
 #include "topk.h"
 
-/* ε and δ spent as log lines state them: rounded up, never to nearest (a
- * line that read 8 for 8.0004 under-reported the spend). */
-struct spent_text {
-        char eps[32], delta[32];
+/* A privacy loss (ε, δ, ρ) as log lines state it: rounded up, never to
+ * nearest (a line that read 8 for 8.0004 under-reported the spend). The
+ * text lives until the end of the full expression: up(x, 4).s as a
+ * veil_log argument. */
+struct up_text {
+        char s[32];
 };
-static struct spent_text spent_text(double eps, double delta) {
-        struct spent_text t;
-        veil_dp_format_up(t.eps, sizeof(t.eps), eps, 4);
-        veil_dp_format_up(t.delta, sizeof(t.delta), delta, 3);
+static struct up_text up(double x, int digits) {
+        struct up_text t;
+        veil_dp_format_up(t.s, sizeof(t.s), x, digits);
         return t;
 }
 
@@ -737,15 +738,13 @@ static int release_due(struct state *s, struct veil_batch *b) {
                         return rc;
                 }
                 struct veil_dp_stats ds = veil_dp_stats(s->dp);
-                if (ds.just_frozen) {
-                        struct spent_text t = spent_text(ds.epsilon,
-                                                         ds.delta);
+                if (ds.just_frozen)
                         veil_log(s->st, VEIL_LOG_WARN,
                                  "privacy budget exhausted: epsilon %s of "
                                  "%.4g spent at delta %s; learning stops, "
                                  "serving goes on",
-                                 t.eps, s->eps_budget, t.delta);
-                }
+                                 up(ds.epsilon, 4).s, s->eps_budget,
+                                 up(ds.delta, 3).s);
                 if (rc == 0) { /* frozen: nothing is learned any more */
                         hold_drop(&s->hold);
                         return 0;
@@ -1153,22 +1152,19 @@ static int process(void *state, struct veil_batch *b) {
                 double other;
                 size_t lineages;
                 if (s->dp &&
-                    (other = veil_share_own_other(s->share, &lineages)) > 0) {
+                    (other = veil_share_own_other(s->share, &lineages)) > 0)
                         /* Once per start (counted since it was read),
                          * and not a warning: it stays true at every
                          * start after a file was lost. */
-                        char rho_s[32];
-                        veil_dp_format_up(rho_s, sizeof(rho_s), other, 4);
                         veil_log(s->st, VEIL_LOG_INFO,
                                  "this instance released updates costing "
                                  "rho %s under %zu earlier accountant "
                                  "file(s), not the one it has now (lineage "
                                  "%u; was a file lost?): they count as "
                                  "another sender's",
-                                 rho_s, lineages,
+                                 up(other, 4).s, lineages,
                                  (unsigned)veil_accountant_lineage(
                                          veil_dp_accountant(s->dp)));
-                }
                 own_unaccounted(s);
         }
         if (s->others_unsaved) {
@@ -1425,11 +1421,10 @@ static void freeze_if_spent(struct state *s, veil_stage_t *st) {
         if (ds.frozen || ds.epsilon < s->eps_budget)
                 return;
         veil_dp_freeze(s->dp);
-        struct spent_text t = spent_text(ds.epsilon, ds.delta);
         veil_log(st, VEIL_LOG_WARN,
                  "privacy budget already exhausted: epsilon %s of %.4g "
                  "spent at delta %s; serving only",
-                 t.eps, s->eps_budget, t.delta);
+                 up(ds.epsilon, 4).s, s->eps_budget, up(ds.delta, 3).s);
 }
 
 /* The mechanism's parameters; with gaussian, the accountant is loaded
@@ -1611,7 +1606,6 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         if (win)
                 snprintf(wins, sizeof(wins), "per %lld-step window",
                          (long long)win);
-        struct spent_text t = spent_text(ds.epsilon, delta);
         if (tree)
                 veil_log(st, VEIL_LOG_INFO,
                          "tree mechanism (DP-FTRL): noise multiplier %.4g "
@@ -1620,14 +1614,14 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                          "%s spent of %.4g at delta %s",
                          sigma, ds.sigma_acc, sched, (long long)tsteps,
                          (long long)tp, honaker ? "Honaker's" : "plain",
-                         t.eps, budget, t.delta);
+                         up(ds.epsilon, 4).s, budget, up(delta, 3).s);
         else
                 veil_log(st, VEIL_LOG_INFO,
                          "gaussian mechanism: noise multiplier %.4g "
                          "(accounted %.6g), %s, at most %lld steps per user "
                          "%s; epsilon %s spent of %.4g at delta %s",
                          sigma, ds.sigma_acc, sched, (long long)m, wins,
-                         t.eps, budget, t.delta);
+                         up(ds.epsilon, 4).s, budget, up(delta, 3).s);
         if (!interval)
                 veil_log(st, VEIL_LOG_WARN,
                          "%s: step_interval_s is 0: a step ends after %lld "
@@ -1920,14 +1914,12 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 struct veil_dp_stats ds = veil_dp_stats(s->dp);
                 veil_privacy_set_spent(st, ds.epsilon, ds.delta);
                 veil_metric_set(st, "rho_others", ds.rho_others);
-                struct spent_text t = spent_text(ds.epsilon, ds.delta);
-                char rho_s[32];
-                veil_dp_format_up(rho_s, sizeof(rho_s), ds.rho_others, 4);
                 veil_log(st, VEIL_LOG_INFO,
                          "epsilon %s at delta %s counts the releases of "
                          "other instances that an earlier run applied (their "
                          "rho %s, from %s)",
-                         t.eps, t.delta, rho_s, s->others_path);
+                         up(ds.epsilon, 4).s, up(ds.delta, 3).s,
+                         up(ds.rho_others, 4).s, s->others_path);
         }
         veil_log(st, VEIL_LOG_INFO,
                  "%zu catalog items (room for %zu), d=%lld, %lld feature "
@@ -2097,16 +2089,12 @@ static int others_spent(struct state *s, char *errstr, size_t errstr_size) {
         /* Once per instance newly counted, not per release: why ε rose. */
         if (senders > s->senders_logged) {
                 s->senders_logged = senders;
-                struct spent_text t = spent_text(ds.epsilon, ds.delta);
-                char others_s[32], own_s[32];
-                veil_dp_format_up(others_s, sizeof(others_s),
-                                  ds.rho_others, 4);
-                veil_dp_format_up(own_s, sizeof(own_s), ds.rho_own, 4);
                 veil_log(s->st, VEIL_LOG_INFO,
                          "epsilon %s at delta %s now counts the releases "
                          "of %zu other sender(s) (their rho %s, this "
                          "instance's %s)",
-                         t.eps, t.delta, senders, others_s, own_s);
+                         up(ds.epsilon, 4).s, up(ds.delta, 3).s, senders,
+                         up(ds.rho_others, 4).s, up(ds.rho_own, 4).s);
         }
         return others_save(s, errstr, errstr_size);
 }
