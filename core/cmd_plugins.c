@@ -47,6 +47,11 @@ static void describe(FILE *out, const struct veil_plugin_handle *h,
                         fprintf(out, " %s", *o);
                 fprintf(out, "\n");
         }
+        /* The order `veil lint` checks: stages that write outputs or
+         * keep state come after this one. */
+        if (veil_plugin_flags(d) & VEIL_PLUGIN_DECIDES_CONSENT)
+                fprintf(out, "  decides consent: stages with outputs or "
+                             "state go after it\n");
         if (d->params && d->params[0].name) {
                 /* The names' column fits the longest name. */
                 int w = 20;

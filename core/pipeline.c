@@ -770,10 +770,11 @@ int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
          * outputs or keeps what it learns about people (it can erase,
          * export or checkpoint) sees everyone undecided, which context and
          * dp_model treat as their default tier: recommendations and
-         * profiles for people whose consent is none. (By the plugin's
-         * name: the host knows no other way to tell which stage decides.) */
+         * profiles for people whose consent is none. The plugin says it
+         * decides (VEIL_PLUGIN_DECIDES_CONSENT), whatever its name. */
         for (size_t c = 0; c < p->n_stages; c++) {
-                if (strcmp(p->stages[c].h.def->name, "consent"))
+                if (!(veil_plugin_flags(p->stages[c].h.def) &
+                      VEIL_PLUGIN_DECIDES_CONSENT))
                         continue;
                 for (size_t s = 0; s < c; s++) {
                         const struct veil_plugin *def = p->stages[s].h.def;
@@ -786,11 +787,12 @@ int veil_pipeline_lint(struct veil_pipeline *p, char *errstr,
                                  "consent stage (line %d): it writes outputs "
                                  "or keeps what it learns about people, and "
                                  "would do so for people whose consent is "
-                                 "not decided yet; move `- use: consent` "
-                                 "above it",
+                                 "not decided yet; move `- use: %s` above "
+                                 "it",
                                  cfg->file, p->stages[s].cfg->line,
                                  p->stages[s].cfg->col, s + 1, def->name,
-                                 p->stages[c].cfg->line);
+                                 p->stages[c].cfg->line,
+                                 p->stages[c].h.def->name);
                         return -VEIL_EINVAL;
                 }
                 break;

@@ -12,8 +12,6 @@
 
 #include "veil/veil.h"
 
-#include <stddef.h>
-
 /** The plugin's optional side inputs; NULL for a plugin built before the
  *  field existed (its struct ends before it). */
 static inline const char *const *
@@ -23,6 +21,15 @@ veil_plugin_optional_sides(const struct veil_plugin *d) {
                                          sizeof(d->optional_side_inputs)
                        ? d->optional_side_inputs
                        : NULL;
+}
+
+/** The plugin's VEIL_PLUGIN_* flags; 0 for a plugin built before the
+ *  field existed. */
+static inline uint32_t veil_plugin_flags(const struct veil_plugin *d) {
+        return d->struct_size >= offsetof(struct veil_plugin, flags) +
+                                         sizeof(d->flags)
+                       ? d->flags
+                       : 0;
 }
 
 struct veil_plugin_handle {

@@ -631,6 +631,7 @@ static const struct veil_plugin plugin = {
         .export_subject = export_subject,
         .notice = veil_consent_notice,
         .commands = commands,
+        .flags = VEIL_PLUGIN_DECIDES_CONSENT,
 };
 
 VEIL_PLUGIN_EXPORT const struct veil_plugin *veil_plugin_entry(void) {

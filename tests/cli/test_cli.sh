@@ -283,6 +283,7 @@ check "replay: VEIL_LOG_LEVEL=info honoured" 0 '"level":"info","message":"3665 c
 check "demo: VEIL_LOG_LEVEL=info honoured" 2 '"level":"info","message":"3665 catalog items' -- \
   env -u KAFKA_BOOTSTRAP VEIL_LOG_LEVEL=info "$VEIL" demo "$retail"
 check "plugins" 0 "popular .*max_items +int +default 1000000" -- bash -c "'$VEIL' plugins | tr '\n' ' '"
+check "plugins: the consent stage says it decides" 0 "decides consent: stages with outputs or state go after it" -- "$VEIL" plugins consent
 check "plugins NAME" 0 "k +int +default 10" -- "$VEIL" plugins popular
 check "plugins with two names" 2 "one plugin name at most" -- "$VEIL" plugins popular context
 check "version with an argument" 2 "takes no arguments" -- "$VEIL" version --x

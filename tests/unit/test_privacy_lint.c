@@ -22,6 +22,7 @@
 
 /* The test plugin, by path: test plugins are not named veil_*.so. */
 #define DECL TEST_PLUGIN_DIR "/test_lint_decl.so"
+#define GATE TEST_PLUGIN_DIR "/test_gate.so"
 
 struct fx {
         struct veil_config *cfg;
@@ -456,6 +457,34 @@ static void test_small_buffer(void **state) {
         close_all(f);
 }
 
+/* The stage that decides consent is the one whose plugin says so, by
+ * any name: a stage with an output before it is refused, after it not. */
+#define ALL_DROPPED                                                           \
+        "    with: {decl: {user_id: drop, context.device: drop, context.ip: " \
+        "drop, context.user_agent: drop, context.lat: drop, context.lon: "    \
+        "drop, context.geohash: drop, context.country: drop, "                \
+        "context.session_id: drop, context.timezone: drop, tc_string: "       \
+        "drop}}\n"
+static void test_consent_stage_by_flag(void **state) {
+        struct fx *f = *state;
+        assert_int_equal(lint(f,
+                              "  - use: " DECL "\n" ALL_DROPPED
+                              "  - use: " GATE "\n",
+                              1),
+                         -VEIL_EINVAL);
+        has(f->err, "t.yaml:7:5: stage 1 (lint_decl) comes before the "
+                    "consent stage (line 9): it writes outputs");
+        has(f->err, "move `- use: gate` above it");
+        close_all(f);
+        assert_int_equal(lint(f,
+                              "  - use: " GATE "\n"
+                              "  - use: " DECL "\n" ALL_DROPPED,
+                              1),
+                         0);
+        close_all(f);
+}
+#undef ALL_DROPPED
+
 static int setup(void **state) {
         *state = calloc(1, sizeof(struct fx));
         return 0;
@@ -480,6 +509,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_output_marks_input,
                                           marks_teardown),
                 cmocka_unit_test(test_small_buffer),
+                cmocka_unit_test(test_consent_stage_by_flag),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -536,7 +536,16 @@ struct veil_plugin {
         /** Side inputs read when the pipeline binds them, NULL-terminated;
          *  unlike side_inputs, leaving one unbound is not an error. */
         const char *const *optional_side_inputs;
+        /** VEIL_PLUGIN_* flags (0 for a plugin built before the field). */
+        uint32_t flags;
 };
+
+/** The stage decides each event's consent: it sets the tier and the
+ *  purposes and drops the events of people who allowed nothing. `veil
+ *  lint` refuses a stage that writes outputs or keeps state (erase,
+ *  export_subject or checkpoint) before the first stage with this flag:
+ *  it would serve and profile people whose consent is not decided yet. */
+#define VEIL_PLUGIN_DECIDES_CONSENT (1u << 0)
 
 /** Every plugin defines this function (extern "C", default visibility). */
 const struct veil_plugin *veil_plugin_entry(void);
