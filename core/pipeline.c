@@ -1454,6 +1454,21 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                         continue;
                 err[0] = '\0';
                 int rc = def->on_side_record(st->state, &r, err, sizeof(err));
+                /* Out of memory, as in decoding above: the record is not
+                 * at fault, and dead-lettered it would be missing until
+                 * the next start (a consent withdrawal, a model update).
+                 * The host stops and reads the side inputs again. */
+                if (rc == -VEIL_ENOMEM) {
+                        st->stats.errors++;
+                        snprintf(errstr, errstr_size,
+                                 "stage %zu (%s), the record at %s[%d]@%lld: "
+                                 "out of memory%s%s",
+                                 s + 1, def->name,
+                                 src->topic ? src->topic : "?",
+                                 (int)src->partition, (long long)src->offset,
+                                 err[0] ? ": " : "", err);
+                        return rc;
+                }
                 if (rc) {
                         st->stats.errors++;
                         /* A record the plugin rejects changes nothing and is

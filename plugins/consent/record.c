@@ -237,7 +237,8 @@ static int reject_keyed(struct veil_consent *s,
 }
 
 static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
-                     const char *id, size_t len) {
+                     const char *id, size_t len, char *errstr,
+                     size_t errstr_size) {
         struct veil_ledger_key k;
         s->tombstones++;
         veil_ledger_key(&s->ledger, id, len, &k);
@@ -282,10 +283,15 @@ static int tombstone(struct veil_consent *s, const struct veil_side_record *r,
                                                       sizeof(char *) -
                                               2);
                 } else {
-                        veil_log(s->st, VEIL_LOG_ERROR,
-                                 "out of memory keeping a tombstone as a "
-                                 "refusal: an event's TC string may speak "
-                                 "for that person again");
+                        /* Without the refusal an event's TC string would
+                         * speak for the person again: the host stops, and
+                         * reads the topic again at the next start. */
+                        snprintf(errstr, errstr_size,
+                                 "out of memory for the consent ledger "
+                                 "(%zu entries), keeping a tombstone as a "
+                                 "refusal",
+                                 s->ledger.n);
+                        return -VEIL_ENOMEM;
                 }
         }
         /* Even without an entry: a stage may hold state restored from a
@@ -360,7 +366,7 @@ int veil_consent_record(struct veil_consent *s,
         memcpy(id, r->key, len);
         id[len] = '\0';
         if (!r->value)
-                return tombstone(s, r, id, len);
+                return tombstone(s, r, id, len, errstr, errstr_size);
 
         const char *kind, *uid, *src;
         size_t kind_len, uid_len, src_len;
@@ -492,9 +498,15 @@ int veil_consent_record(struct veil_consent *s,
         } else {
                 int created;
                 e = veil_ledger_insert(&s->ledger, &k, &created);
-                if (!e)
-                        return reject_keyed(s, r, id, len, errstr, errstr_size,
-                                      "out of memory for the ledger");
+                if (!e) {
+                        /* Not the record's fault: the host stops rather
+                         * than dead-letter it. */
+                        snprintf(errstr, errstr_size,
+                                 "out of memory for the consent ledger "
+                                 "(%zu entries)",
+                                 s->ledger.n);
+                        return -VEIL_ENOMEM;
+                }
                 n.key = k;
                 *e = n;
         }

@@ -501,7 +501,9 @@ struct veil_plugin {
         /** One record of a side input the plugin lists (side_inputs or
          *  optional_side_inputs), after init, in the topic's order. A
          *  non-zero return sends the record to the dead-letter topic with
-         *  errstr and the stream goes on. */
+         *  errstr and the stream goes on; -VEIL_ENOMEM instead stops the
+         *  host with errstr (the record is not at fault: side inputs are
+         *  read from their start again at the next start). */
         int (*on_side_record)(void *state, const struct veil_side_record *r,
                               char *errstr, size_t errstr_size);
         /** Deletes everything held about the subject. A non-zero return is

@@ -52,6 +52,32 @@ int posix_memalign(void **p, size_t align, size_t size) {
         return real(p, align, size);
 }
 
+/* Interposed for the ledger's table (plugins/consent/ledger.c), which
+ * callocs its slots, 32 bytes each, until it maps big tables. The first
+ * calls may come from dlsym itself: they get a zeroed static block. */
+static int starve_ledger; /* refuse calloc(n, 32) */
+void *calloc(size_t n, size_t size) {
+        static void *(*real)(size_t, size_t);
+        static int resolving;
+        static char early[4096];
+        static size_t early_used;
+        if (!real) {
+                if (resolving) {
+                        size_t want = (n * size + 15) & ~(size_t)15;
+                        if (want > sizeof(early) - early_used)
+                                return NULL;
+                        early_used += want;
+                        return early + early_used - want;
+                }
+                resolving = 1;
+                real = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+                resolving = 0;
+        }
+        if (starve_ledger && size == 32)
+                return NULL;
+        return real(n, size);
+}
+
 static char *big_text(void) {
         char *s = malloc(BIG + 1);
         assert_non_null(s);
@@ -60,24 +86,35 @@ static char *big_text(void) {
         return s;
 }
 
-/* A withdrawal (every purpose false) whose source is 2 MiB long. */
-static void withdrawal(struct harness *h, const char *user,
-                       struct veil_buf *buf) {
-        char *src = big_text();
+/* A consent record for user (every purpose `allowed`), as the topic
+ * holds it. */
+static void consent_record(struct harness *h, const char *user, int allowed,
+                           const char *source, int64_t ts,
+                           struct veil_buf *buf) {
         veil_rec_t *r = veil_codec_rec_begin(h->consent);
         assert_non_null(r);
         assert_int_equal(veil_rec_set_str(r, "user_id", user), 0);
         assert_int_equal(veil_rec_set_str(r, "kind", "consent"), 0);
-        assert_int_equal(veil_rec_set_bool(r, "purposes.personalization", 0),
+        assert_int_equal(veil_rec_set_bool(r, "purposes.personalization",
+                                           allowed),
                          0);
-        assert_int_equal(veil_rec_set_bool(r, "purposes.training", 0), 0);
-        assert_int_equal(veil_rec_set_bool(r, "purposes.analytics", 0), 0);
-        assert_int_equal(veil_rec_set_str(r, "source", src), 0);
-        assert_int_equal(veil_rec_set_long(r, "ts", T0 + 10), 0);
+        assert_int_equal(veil_rec_set_bool(r, "purposes.training", allowed),
+                         0);
+        assert_int_equal(veil_rec_set_bool(r, "purposes.analytics", allowed),
+                         0);
+        assert_int_equal(veil_rec_set_str(r, "source", source), 0);
+        assert_int_equal(veil_rec_set_long(r, "ts", ts), 0);
         char err[512];
         assert_int_equal(veil_codec_rec_encode(h->consent, buf, err,
                                                sizeof(err)),
                          0);
+}
+
+/* A withdrawal (every purpose false) whose source is 2 MiB long. */
+static void withdrawal(struct harness *h, const char *user,
+                       struct veil_buf *buf) {
+        char *src = big_text();
+        consent_record(h, user, 0, src, T0 + 10, buf);
         free(src);
 }
 
@@ -110,6 +147,72 @@ static void test_side_record_out_of_memory(void **state) {
         assert_int_equal(ev->tier, VEIL_TIER_NONE);
         assert_int_equal(ev->training, 0);
         veil_buf_free(&buf);
+        h_close(&h);
+}
+
+/* The side record at offset 7 with memory for the ledger refused; it must
+ * stop the host (-VEIL_ENOMEM, named), never be dead-lettered. */
+static void starved_record(struct harness *h, const char *user,
+                           const struct veil_buf *buf) {
+        struct veil_source src = {user, strlen(user),
+                                  buf ? buf->data : NULL,
+                                  buf ? buf->len : 0, "consent", 0, 7, T0};
+        char err[1024] = "";
+        starve_ledger = 1;
+        int rc = veil_pipeline_side_record(h->p, 0, &src, err, sizeof(err));
+        starve_ledger = 0;
+        assert_int_equal(rc, -VEIL_ENOMEM);
+        if (!strstr(err, "stage 1 (consent), the record at consent[0]@7: "
+                         "out of memory: out of memory for the consent "
+                         "ledger (12 entries)"))
+                fail_msg("%s", err);
+        assert_null(strstr(err, user));
+        assert_int_equal(h_count(h, "dlq"), 0);
+        /* Read again (the restart), it applies. */
+        assert_int_equal(veil_pipeline_side_record(h->p, 0, &src, err,
+                                                   sizeof(err)),
+                         0);
+        assert_int_equal(h_count(h, "dlq"), 0);
+}
+
+/* The ledger cannot grow: a first record of a person (a grant), or a
+ * tombstone for someone without an entry kept as a refusal. 16 slots,
+ * grown at the 13th person. */
+static void test_ledger_out_of_memory(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{expected_users: 0}");
+        char user[16];
+        for (int i = 0; i < 12; i++) {
+                snprintf(user, sizeof(user), "u%d", i);
+                assert_int_equal(h_grant(&h, user, 1, 1, 1, T0), 0);
+        }
+        struct veil_buf buf = {0};
+        consent_record(&h, "newcomer", 1, "app", T0, &buf);
+        starved_record(&h, "newcomer", &buf);
+        veil_buf_free(&buf);
+        const struct veil_event *ev = h_event(&h, "newcomer", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        h_close(&h);
+
+        /* Kept as a refusal, the tombstone stops the person's own TC
+         * string from granting; lost, it would not. */
+        h_open(&h, "{expected_users: 0, require_ledger: false}");
+        for (int i = 0; i < 12; i++) {
+                snprintf(user, sizeof(user), "u%d", i);
+                assert_int_equal(h_grant(&h, user, 1, 1, 1, T0), 0);
+        }
+        char tc[256];
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 10, 11, 0),
+                             .pub = 1};
+        h_tc(&m, tc, sizeof(tc));
+        ev = h_event(&h, "stranger", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        starved_record(&h, "other", NULL);
+        ev = h_event(&h, "other", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        ev = h_event(&h, "stranger", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
         h_close(&h);
 }
 
@@ -168,6 +271,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_side_record_out_of_memory),
                 cmocka_unit_test(test_event_out_of_memory),
+                cmocka_unit_test(test_ledger_out_of_memory),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
