@@ -75,6 +75,9 @@ uint64_t veil_dp_tree_depth(uint64_t t);
  *  multiplier that must reach its target. Anything else is printed as
  *  "%.*g" does. */
 void veil_dp_format_up(char *buf, size_t size, double x, int digits);
+/** The same, rounded down: the text never reads above x. For a noise
+ *  multiplier that states what was accounted (a lower bound). */
+void veil_dp_format_down(char *buf, size_t size, double x, int digits);
 
 /* ------------------------------------------------------------------ */
 

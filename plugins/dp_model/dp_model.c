@@ -52,12 +52,20 @@
  * nearest (a line that read 8 for 8.0004 under-reported the spend). The
  * text lives until the end of the full expression: up(x, 4).s as a
  * veil_log argument. */
-struct up_text {
+struct num_text {
         char s[32];
 };
-static struct up_text up(double x, int digits) {
-        struct up_text t;
+static struct num_text up(double x, int digits) {
+        struct num_text t;
         veil_dp_format_up(t.s, sizeof(t.s), x, digits);
+        return t;
+}
+
+/* The noise accounted, which a reader may put into the calculator:
+ * rounded down, so the epsilon it gives is never below the one spent. */
+static struct num_text down(double x, int digits) {
+        struct num_text t;
+        veil_dp_format_down(t.s, sizeof(t.s), x, digits);
         return t;
 }
 
@@ -1609,18 +1617,20 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
         if (tree)
                 veil_log(st, VEIL_LOG_INFO,
                          "tree mechanism (DP-FTRL): noise multiplier %.4g "
-                         "(accounted %.6g), %s, trees of %lld steps, %lld "
+                         "(accounted %s), %s, trees of %lld steps, %lld "
                          "step(s) per user per tree, %s estimate; epsilon "
                          "%s spent of %.4g at delta %s",
-                         sigma, ds.sigma_acc, sched, (long long)tsteps,
+                         sigma, down(ds.sigma_acc, 6).s, sched,
+                         (long long)tsteps,
                          (long long)tp, honaker ? "Honaker's" : "plain",
                          up(ds.epsilon, 4).s, budget, up(delta, 3).s);
         else
                 veil_log(st, VEIL_LOG_INFO,
                          "gaussian mechanism: noise multiplier %.4g "
-                         "(accounted %.6g), %s, at most %lld steps per user "
+                         "(accounted %s), %s, at most %lld steps per user "
                          "%s; epsilon %s spent of %.4g at delta %s",
-                         sigma, ds.sigma_acc, sched, (long long)m, wins,
+                         sigma, down(ds.sigma_acc, 6).s, sched, (long long)m,
+                         wins,
                          up(ds.epsilon, 4).s, budget, up(delta, 3).s);
         if (!interval)
                 veil_log(st, VEIL_LOG_WARN,

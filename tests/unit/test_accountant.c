@@ -5,6 +5,7 @@
  * Gaussian computed here.
  */
 #include <dirent.h>
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -381,6 +382,46 @@ static void test_rounds_up(void **state) {
                         assert_true((long double)eps >= f);
                 /* And not wastefully: within 1e-9 relative. */
                 assert_true((long double)eps <= f + 1e-9L * (1 + fabsl(f)));
+        }
+}
+
+/* Printed bounds: up never reads below x, down never above, and each is
+ * the nearest such decimal of its digits. */
+static void test_format_directions(void **state) {
+        (void)state;
+        char b[64];
+        veil_dp_format_up(b, sizeof(b), 0.646126, 4);
+        assert_string_equal(b, "0.6462");
+        veil_dp_format_down(b, sizeof(b), 0.646126, 4);
+        assert_string_equal(b, "0.6461");
+        veil_dp_format_down(b, sizeof(b), 2.60399, 4);
+        assert_string_equal(b, "2.603");
+        veil_dp_format_down(b, sizeof(b), 0.99999, 4); /* not "1" */
+        assert_string_equal(b, "0.9999");
+        veil_dp_format_up(b, sizeof(b), 0.99999, 4);
+        assert_string_equal(b, "1");
+        veil_dp_format_down(b, sizeof(b), 2.5, 6); /* exact stays */
+        assert_string_equal(b, "2.5");
+        uint64_t r = 88172645463325252ull;
+        for (int i = 0; i < 100000; i++) {
+                r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                double x = ldexp((double)(r >> 11), -53) *
+                           pow(10, (double)(int)(r % 13) - 6);
+                int d = 1 + (int)(r % 15);
+                if (!(x > 0))
+                        continue;
+                char up[64], dn[64];
+                veil_dp_format_up(up, sizeof(up), x, d);
+                veil_dp_format_down(dn, sizeof(dn), x, d);
+                double u = strtod(up, NULL), w = strtod(dn, NULL);
+                if (!(w <= x && x <= u))
+                        fail_msg("%.17g at %d digits: %s .. %s", x, d, dn,
+                                 up);
+                /* At most one unit of the last digit apart. */
+                double unit = pow(10, floor(log10(x)) - (d - 1));
+                if (!(u - w <= unit + 8 * DBL_EPSILON * x)) /* u - w rounds */
+                        fail_msg("%.17g at %d digits: %s .. %s", x, d, dn,
+                                 up);
         }
 }
 
@@ -1198,6 +1239,7 @@ int main(void) {
                 cmocka_unit_test(test_conformance_tree),
                 cmocka_unit_test(test_never_below_exact),
                 cmocka_unit_test(test_rounds_up),
+                cmocka_unit_test(test_format_directions),
                 cmocka_unit_test(test_epsilon_edges),
                 cmocka_unit_test(test_tree_depth),
                 cmocka_unit_test(test_noise_for_epsilon),
