@@ -13,6 +13,7 @@
  * and it must pass the privacy lint: a notice never describes a pipeline
  * that would leak what it promises to protect.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,27 @@ static void host_after(struct veil_notice *n, struct veil_pipeline *p) {
                         "held in memory only while its batch (at most %d "
                         "interactions) is processed.",
                         cfg->max_events);
+        /* Each stage states its own bound; a reader would take the
+         * largest for the whole, and the whole is their sum. */
+        if (n->bounds >= 2 && isfinite(n->epsilon) && n->delta < 1) {
+                char eps[32], delta[32];
+                veil_format_up(eps, sizeof(eps), n->epsilon, 3);
+                veil_format_up(delta, sizeof(delta), n->delta, 3);
+                veil_notice_add(n, VEIL_NOTICE_PRIVACY,
+                                "The %zu guarantees above add up: together, "
+                                "whatever anyone can learn from everything "
+                                "these stages produce changes by at most a "
+                                "factor e^%s (plus a probability %s) "
+                                "whether or not any one person's events "
+                                "were used.",
+                                n->bounds, eps, delta);
+        } else if (n->bounds >= 2) {
+                veil_notice_add(n, VEIL_NOTICE_PRIVACY,
+                                "Taken together, these %zu stages give no "
+                                "bound on the privacy loss: at least one of "
+                                "them has none.",
+                                n->bounds);
+        }
         if (!stage_said(n, VEIL_NOTICE_PRIVACY))
                 veil_notice_add(n, VEIL_NOTICE_PRIVACY,
                                 "No stage of this pipeline adds "

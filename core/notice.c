@@ -1,5 +1,6 @@
 #include "notice.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,15 @@ void veil_notice_add(veil_notice_t *n, veil_notice_topic_t topic,
         n->l[n->n].stage = stage;
         n->l[n->n].text = text;
         n->n++;
+}
+
+void veil_notice_bound(veil_notice_t *n, double epsilon, double delta) {
+        if (!n)
+                return;
+        n->bounds++;
+        /* A NaN or a negative value is no bound either. */
+        n->epsilon += epsilon >= 0 ? epsilon : INFINITY;
+        n->delta += delta >= 0 ? delta : INFINITY;
 }
 
 void veil_notice_collect(struct veil_notice *n, const struct veil_plugin *def,

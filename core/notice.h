@@ -19,6 +19,10 @@ struct veil_notice {
         const char *stage; /**< set while a plugin is asked */
         struct veil_notice_line *l;
         size_t n, cap;
+        /* veil_notice_bound: how many stages declared a bound, and the
+         * sums (epsilon INFINITY once one has none). */
+        size_t bounds;
+        double epsilon, delta;
 };
 
 /** Asks a plugin for its statements (none when it has no notice hook). */

@@ -69,15 +69,6 @@ int veil_dp_noise_for_epsilon(const struct veil_dp_mech *m, double eps,
 /** ⌈log2(t+1)⌉: the nodes of a tree of t steps that cover one leaf. */
 uint64_t veil_dp_tree_depth(uint64_t t);
 
-/** x (finite, ≥ 0) as "%.*g" with digits significant digits (1..15) would
- *  print it, but rounded up: the text, read back as a double, is never
- *  below x. For whatever states a privacy loss (ε, δ, ρ) or a noise
- *  multiplier that must reach its target. Anything else is printed as
- *  "%.*g" does. */
-void veil_dp_format_up(char *buf, size_t size, double x, int digits);
-/** The same, rounded down: the text never reads above x. For a noise
- *  multiplier that states what was accounted (a lower bound). */
-void veil_dp_format_down(char *buf, size_t size, double x, int digits);
 
 /* ------------------------------------------------------------------ */
 

@@ -219,7 +219,7 @@ static int parse(const char *cmd, int argc, char **argv, struct calc *c) {
 /* ε as printed: 6 digits, rounded up (to nearest, 4.0000000008 was
  * printed as 4), so what is read back is never less loss than computed. */
 static const char *eps_text(char buf[32], double eps) {
-        veil_dp_format_up(buf, 32, eps, 6);
+        veil_format_up(buf, 32, eps, 6);
         return buf;
 }
 
@@ -274,7 +274,7 @@ static int cmd_noise(int argc, char **argv) {
          * spent more than E), and checked as `epsilon` would compute it,
          * one more unit of the last digit while it is not within E. */
         for (int tries = 0;; tries++) {
-                veil_dp_format_up(text, sizeof(text), sigma, 9);
+                veil_format_up(text, sizeof(text), sigma, 9);
                 c.m.sigma = strtod(text, NULL);
                 if (veil_dp_rho(&c.m, &rho, err, sizeof(err)) ||
                     veil_dp_epsilon(rho, c.delta, &eps, NULL, err,

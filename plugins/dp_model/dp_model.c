@@ -57,7 +57,7 @@ struct num_text {
 };
 static struct num_text up(double x, int digits) {
         struct num_text t;
-        veil_dp_format_up(t.s, sizeof(t.s), x, digits);
+        veil_format_up(t.s, sizeof(t.s), x, digits);
         return t;
 }
 
@@ -65,7 +65,7 @@ static struct num_text up(double x, int digits) {
  * rounded down, so the epsilon it gives is never below the one spent. */
 static struct num_text down(double x, int digits) {
         struct num_text t;
-        veil_dp_format_down(t.s, sizeof(t.s), x, digits);
+        veil_format_down(t.s, sizeof(t.s), x, digits);
         return t;
 }
 
@@ -2226,6 +2226,7 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
                                 "contribution to each update is bounded. It "
                                 "is not differentially private: "
                                 "recommendations say so (no epsilon).");
+                veil_notice_bound(n, INFINITY, 0);
                 goto defaults;
         }
         /* The guarantee is the budget, and only with one: a budget of 0
@@ -2234,10 +2235,11 @@ static void notice(const veil_params_t *p, veil_notice_t *n) {
          * are rounded up: a notice never states less loss than the
          * configuration allows (12.345 said 12.3). */
         double budget = veil_params_double(p, "epsilon_budget", 8.0);
+        double delta = veil_params_double(p, "delta", 1e-8);
         char eps_s[32], delta_s[32], bound[512];
-        veil_dp_format_up(eps_s, sizeof(eps_s), budget, 3);
-        veil_dp_format_up(delta_s, sizeof(delta_s),
-                          veil_params_double(p, "delta", 1e-8), 3);
+        veil_format_up(eps_s, sizeof(eps_s), budget, 3);
+        veil_format_up(delta_s, sizeof(delta_s), delta, 3);
+        veil_notice_bound(n, budget > 0 ? budget : INFINITY, delta);
         if (budget > 0)
                 snprintf(bound, sizeof(bound),
                          "with differential privacy: whatever anyone can "

@@ -111,6 +111,34 @@ for mech in gaussian tree; do
   else failed "no budget ($mech)" "$dp$(cat "$T/new.err")"; fi
 done
 
+# Two private stages: each states its own bound, and the notice states
+# their sum, the bound for both together (a reader would otherwise take
+# the larger for the whole). A second stage without a budget leaves none.
+# twice BUDGET: the demo with a copy of its dp_model stage (the last one)
+# at epsilon_budget BUDGET and delta 1e-7, notice in $T/new.md
+twice() {
+  awk -v eps="$1" '/^  - use: dp_model$/ {on = 1}
+    on && /^keys:/ {on = 0; printf "%s", blk}
+    on {b = $0; sub(/epsilon_budget: 8$/, "epsilon_budget: " eps, b)
+        sub(/delta: 1e-6$/, "delta: 1e-7", b)
+        sub(/accountant_file: .*/, "accountant_file: /tmp/veil-notice-second.acc", b)
+        blk = blk b "\n"}
+    {print}' "$demo" >"$copy"
+  "$VEIL" notice "$copy" >"$T/new.md" 2>"$T/new.err"
+}
+twice 2.3456
+dp=$(section "$T/new.md" "Differential privacy")
+if [ "$(grep -c "^- A shared model learns" <<<"$dp")" = 2 ] && grep -q "factor e^2.35 (plus a probability 1e-07)" <<<"$dp" &&
+   grep -q "^- The 2 guarantees above add up: together, whatever anyone can learn from everything these stages produce changes by at most a factor e^10.4 (plus a probability 1.1e-06)" <<<"$dp" &&
+   ! grep -q "add up\|Taken together" "$base"; then
+  pass "two private stages: the notice states their sum, rounded up"
+else failed "two private stages" "$dp$(cat "$T/new.err")"; fi
+twice 0
+dp=$(section "$T/new.md" "Differential privacy")
+if grep -q "^- Taken together, these 2 stages give no bound on the privacy loss" <<<"$dp" && ! grep -q "add up" <<<"$dp"; then
+  pass "two private stages, one without a budget: no bound together"
+else failed "two private stages, one unbounded" "$dp$(cat "$T/new.err")"; fi
+
 # popular's exact counts: the notice says its lists tie an item to a
 # pseudonym, and that items past max_items are not counted.
 change 's/^  - use: dp_model$/  - use: popular\n    with: {max_items: 77}\n  - use: dp_model/'

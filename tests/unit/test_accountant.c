@@ -390,17 +390,17 @@ static void test_rounds_up(void **state) {
 static void test_format_directions(void **state) {
         (void)state;
         char b[64];
-        veil_dp_format_up(b, sizeof(b), 0.646126, 4);
+        veil_format_up(b, sizeof(b), 0.646126, 4);
         assert_string_equal(b, "0.6462");
-        veil_dp_format_down(b, sizeof(b), 0.646126, 4);
+        veil_format_down(b, sizeof(b), 0.646126, 4);
         assert_string_equal(b, "0.6461");
-        veil_dp_format_down(b, sizeof(b), 2.60399, 4);
+        veil_format_down(b, sizeof(b), 2.60399, 4);
         assert_string_equal(b, "2.603");
-        veil_dp_format_down(b, sizeof(b), 0.99999, 4); /* not "1" */
+        veil_format_down(b, sizeof(b), 0.99999, 4); /* not "1" */
         assert_string_equal(b, "0.9999");
-        veil_dp_format_up(b, sizeof(b), 0.99999, 4);
+        veil_format_up(b, sizeof(b), 0.99999, 4);
         assert_string_equal(b, "1");
-        veil_dp_format_down(b, sizeof(b), 2.5, 6); /* exact stays */
+        veil_format_down(b, sizeof(b), 2.5, 6); /* exact stays */
         assert_string_equal(b, "2.5");
         uint64_t r = 88172645463325252ull;
         for (int i = 0; i < 100000; i++) {
@@ -411,8 +411,8 @@ static void test_format_directions(void **state) {
                 if (!(x > 0))
                         continue;
                 char up[64], dn[64];
-                veil_dp_format_up(up, sizeof(up), x, d);
-                veil_dp_format_down(dn, sizeof(dn), x, d);
+                veil_format_up(up, sizeof(up), x, d);
+                veil_format_down(dn, sizeof(dn), x, d);
                 double u = strtod(up, NULL), w = strtod(dn, NULL);
                 if (!(w <= x && x <= u))
                         fail_msg("%.17g at %d digits: %s .. %s", x, d, dn,

@@ -379,6 +379,14 @@ void veil_instance_id(char *out, size_t size);
  *  that reads ids from elsewhere (a catalog file) can refuse the ones the
  *  host would dead-letter in an event or a record. */
 int veil_utf8_valid(const void *s, size_t n);
+/** x as "%.*g" with `digits` significant digits (1..15) would print it,
+ *  but rounded up: the text, read back as a double, is never below x. For
+ *  whatever states a privacy loss (ε, δ, ρ), which must never read less
+ *  than it is. Anything but a finite x > 0 prints as "%.*g" does. */
+void veil_format_up(char *buf, size_t size, double x, int digits);
+/** The same, rounded down: the text never reads above x. For what was
+ *  accounted for (a noise multiplier), a lower bound. */
+void veil_format_down(char *buf, size_t size, double x, int digits);
 /** The latest event time the host hands to stages: 9999-12-31T23:59:59.999Z
  *  (the earliest is 0, 1970-01-01); others are dead-lettered. */
 #define VEIL_TS_MAX_MS INT64_C(253402300799999)
@@ -468,6 +476,14 @@ void veil_notice_add(veil_notice_t *n, veil_notice_topic_t topic,
         __attribute__((format(printf, 3, 4)))
 #endif
         ;
+/** Declares the differential-privacy bound the stage's statements promise
+ *  over the whole stream: (epsilon, delta), epsilon INFINITY when it has
+ *  none (noise without a budget, or learning without noise). Where two or
+ *  more stages declare one, `veil notice` also states the bound for all of
+ *  them together: the epsilons and the deltas add up (basic composition,
+ *  which holds whatever each stage sees of the others), and a stage
+ *  without a bound leaves none. */
+void veil_notice_bound(veil_notice_t *n, double epsilon, double delta);
 
 /* ------------------------------------------------------------------ */
 /* The plugin                                                         */
