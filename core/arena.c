@@ -4,6 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Under AddressSanitizer the memory not handed out is poisoned: a stage
+ * that keeps a pointer from veil_batch_alloc past its batch, or writes
+ * past what it asked for, is reported where it does it, instead of
+ * reading the next batch's events. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 struct veil_arena_chunk {
         struct veil_arena_chunk *next;
         size_t size, used;
@@ -17,6 +30,7 @@ static struct veil_arena_chunk *chunk_new(size_t size) {
         c->next = NULL;
         c->size = size;
         c->used = 0;
+        POISON(c->data, size);
         return c;
 }
 
@@ -54,6 +68,7 @@ void *veil_arena_alloc(struct veil_arena *a, size_t size) {
         void *p = a->head->data + a->head->used;
         a->head->used += need;
         a->used_total += need;
+        UNPOISON(p, size);
         memset(p, 0, size);
         return p;
 }
@@ -85,8 +100,10 @@ void veil_arena_reset(struct veil_arena *a) {
                 free(a->head);
                 a->head = chunk_new(sz);
         }
-        if (a->head)
+        if (a->head) {
+                POISON(a->head->data, a->head->used);
                 a->head->used = 0;
+        }
         a->used_total = 0;
 }
 
