@@ -141,6 +141,18 @@ static int load_file(struct veil_plugin_handle *h, const char *file,
                 dlclose(dl);
                 return -VEIL_EINVAL;
         }
+        /* The host calls checkpoint only where restore can take the
+         * bytes back: one without the other would drop the stage's state
+         * at every reload and start without a word. */
+        if (!def->checkpoint != !def->restore) {
+                snprintf(errstr, errstr_size,
+                         "plugin %s: %s without %s (a stage that keeps "
+                         "state provides both, or neither)",
+                         file, def->checkpoint ? "checkpoint" : "restore",
+                         def->checkpoint ? "restore" : "checkpoint");
+                dlclose(dl);
+                return -VEIL_EINVAL;
+        }
         /* A command's usage, doc and run are required (veil.h): `veil
          * PLUGIN CMD` would call a NULL run, and --help print NULL. */
         for (const struct veil_command *c = def->commands; c && c->name;

@@ -97,6 +97,20 @@ static void test_bad_command(void **state) {
         assert_non_null(strstr(err, "command 'probe' lacks its run"));
 }
 
+/* A checkpoint without its restore (or the reverse) would have its state
+ * dropped at every reload and start, silently: refused at load. */
+static void test_half_state(void **state) {
+        (void)state;
+        struct veil_plugin_handle h;
+        char err[1024] = "";
+        assert_int_equal(veil_plugin_load(&h, TEST_PLUGIN_DIR
+                                          "/test_abi_half_state.so",
+                                          NULL, 0, err, sizeof(err)),
+                         -VEIL_EINVAL);
+        assert_non_null(strstr(err, "test_abi_half_state.so: checkpoint "
+                                    "without restore"));
+}
+
 static void test_bad_name(void **state) {
         (void)state;
         struct veil_plugin_handle h;
@@ -177,6 +191,7 @@ int main(void) {
                 cmocka_unit_test(test_missing),
                 cmocka_unit_test(test_bad_name),
                 cmocka_unit_test(test_bad_command),
+                cmocka_unit_test(test_half_state),
                 cmocka_unit_test(test_writable_by_others),
                 cmocka_unit_test(test_list),
         };

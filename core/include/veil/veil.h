@@ -538,7 +538,8 @@ struct veil_plugin {
          *  go to the next instance on a reload and, with a `state:` section,
          *  to the state topic, restored at a later start, perhaps by a newer
          *  version of the plugin: a self-contained format with its own
-         *  version, no pointers. */
+         *  version, no pointers. Comes with restore: the loader refuses a
+         *  plugin with one and not the other. */
         int (*checkpoint)(void *state, void **data, size_t *len);
         /** Takes the bytes a checkpoint made, after init. A refusal (a
          *  format it cannot read) fails the start or the reload with

@@ -1,6 +1,7 @@
 /* A plugin built for another ABI version: the loader must refuse it
  * (TEST_ABI: a version to build for instead, tests/unit/CMakeLists.txt).
- * With TEST_BAD_COMMAND, a command without its run, which the loader must
+ * With TEST_BAD_COMMAND, a command without its run, and with
+ * TEST_HALF_STATE, a checkpoint without its restore, which the loader must
  * refuse too. */
 #include <veil/veil.h>
 
@@ -24,9 +25,19 @@ static const struct veil_command commands[] = {
         {"probe", "probe", "a command without run", NULL}, {NULL, NULL, NULL, NULL}};
 #endif
 
+#ifdef TEST_HALF_STATE
+static int checkpoint(void *s, void **data, size_t *len) {
+        (void)s, (void)data, (void)len;
+        return 0;
+}
+#endif
+
 static const struct veil_plugin plugin = {
 #ifdef TEST_BAD_COMMAND
         .commands = commands,
+#endif
+#ifdef TEST_HALF_STATE
+        .checkpoint = checkpoint,
 #endif
         .abi_version = TEST_ABI,
         .struct_size = sizeof(struct veil_plugin),
