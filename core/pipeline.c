@@ -1634,8 +1634,33 @@ static struct veil_stage *same_stage(struct veil_pipeline *p, const char *name,
         return NULL;
 }
 
+#define SWAP(a, b)                                                             \
+        do {                                                                   \
+                __typeof__(a) t_ = (a);                                        \
+                (a) = (b);                                                     \
+                (b) = t_;                                                      \
+        } while (0)
+
+/* The erase and access requests queued since the last batch began (side
+ * records read between batches) are applied when the next batch begins:
+ * with a reload, by the new pipeline, which holds the state by then. Left
+ * with the old one they were freed unapplied, and the person's data went
+ * on in the new stages. `to` is new: its queues are empty, and go with
+ * `from`. */
+static void take_requests(struct veil_pipeline *to,
+                          struct veil_pipeline *from) {
+        SWAP(to->erase_queue, from->erase_queue);
+        SWAP(to->n_erase, from->n_erase);
+        SWAP(to->cap_erase, from->cap_erase);
+        SWAP(to->erase_only, from->erase_only);
+        SWAP(to->erase_at, from->erase_at);
+        SWAP(to->export_queue, from->export_queue);
+        SWAP(to->n_export, from->n_export);
+        SWAP(to->cap_export, from->cap_export);
+}
+
 int veil_pipeline_transfer(struct veil_pipeline *to,
-                           const struct veil_pipeline *from, char *errstr,
+                           struct veil_pipeline *from, char *errstr,
                            size_t errstr_size) {
         for (size_t i = 0; i < to->n_stages; i++) {
                 struct veil_stage *t = &to->stages[i];
@@ -1643,8 +1668,7 @@ int veil_pipeline_transfer(struct veil_pipeline *to,
                 for (size_t j = 0; j < i; j++)
                         nth += !strcmp(to->stages[j].h.def->name,
                                        t->h.def->name);
-                struct veil_stage *f = same_stage((struct veil_pipeline *)from,
-                                                  t->h.def->name, nth);
+                struct veil_stage *f = same_stage(from, t->h.def->name, nth);
                 if (!f || !f->inited || !t->inited ||
                     !f->h.def->checkpoint || !t->h.def->restore)
                         continue;
@@ -1674,6 +1698,7 @@ int veil_pipeline_transfer(struct veil_pipeline *to,
         }
         /* What was spent stays spent until the new stages report more. */
         veil_pipeline_privacy_spent(from, &to->eps_floor, &to->delta_floor);
+        take_requests(to, from);
         return 0;
 }
 struct veil_codec *veil_pipeline_input_codec(struct veil_pipeline *p) {

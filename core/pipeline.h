@@ -163,9 +163,11 @@ const char *veil_pipeline_stage_gauge(const struct veil_pipeline *p, size_t i,
  *  reload): each stage of `to` restores the checkpoint of the stage of
  *  `from` that runs the same plugin at the same occurrence, when both have
  *  the hooks. A refused restore fails the whole transfer, so a stage never
- *  silently starts from nothing (a privacy accountant must not). */
+ *  silently starts from nothing (a privacy accountant must not). The
+ *  erase and access requests `from` holds for its next batch move to
+ *  `to`, which applies them when its first batch begins. */
 int veil_pipeline_transfer(struct veil_pipeline *to,
-                           const struct veil_pipeline *from, char *errstr,
+                           struct veil_pipeline *from, char *errstr,
                            size_t errstr_size);
 /** The input codec (the demo encodes its replayed events with it). */
 struct veil_codec *veil_pipeline_input_codec(struct veil_pipeline *p);

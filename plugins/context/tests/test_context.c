@@ -1419,6 +1419,44 @@ static void test_erase_export_cap(void **st) {
         h_close(&h);
 }
 
+/* A reload between a request and the batch that applies it: the new
+ * pipeline takes the requests over with the state (they were dropped with
+ * the old pipeline, and the person's profile went on in the new one). */
+static void test_requests_survive_reload(void **st) {
+        (void)st;
+        struct harness h;
+        h_open(&h, "default_tier: personalized");
+        struct spec a[] = {{"alice", "85123A", "s1", NULL, 100, P},
+                           {"bob", "71053", "s2", NULL, 101, P}};
+        h_run(&h, a, 2);
+        struct spec req[] = {{"alice", "x", NULL, "export", 102, P},
+                             {"bob", "x", NULL, "forget", 102, P}};
+        h_run(&h, req, 2);
+        assert_int_equal(h.n_access, 0); /* queued for the next batch */
+
+        /* The reload, as the host makes it (core/kafka.c, reload()). */
+        struct veil_pipeline *np = NULL;
+        char err[1024];
+        char *dirs[] = {VEIL_PLUGIN_DIR_BUILD};
+        struct veil_pipeline_opts o = {dirs, 1, h.kr, 0};
+        if (veil_pipeline_new(&np, h.cfg, &o, err, sizeof(err)) ||
+            veil_pipeline_transfer(np, h.p, err, sizeof(err)))
+                fail_msg("%s", err);
+        veil_pipeline_destroy(h.p);
+        h.p = np;
+        veil_pipeline_set_sink(h.p, (struct veil_sink){sink, &h});
+
+        h_run(&h, NULL, 0);
+        assert_int_equal(h.n_access, 1);
+        assert_non_null(strstr(h.access, "85123A@100000"));
+        struct spec b2[] = {{"bob", "84406B", "s2", NULL, 103, P},
+                            {"alice", "84406B", "s1", NULL, 103, P}};
+        struct veil_batch *b = h_run(&h, b2, 2);
+        assert_int_equal(b->events[0].n_recent, 0); /* bob was erased */
+        assert_int_equal(b->events[1].n_recent, 1); /* alice was not */
+        h_close(&h);
+}
+
 /* The history through the host: the items of earlier visits with their
  * visit counts, never the current visit's; how many recent items are of
  * this visit; the export lists it and forget deletes it. */
@@ -1856,6 +1894,7 @@ int main(void) {
                 cmocka_unit_test(test_subject_runs),
                 cmocka_unit_test(test_contextual_attrs),
                 cmocka_unit_test(test_erase_export_cap),
+                cmocka_unit_test(test_requests_survive_reload),
                 cmocka_unit_test(test_request_by_pseudonym),
                 cmocka_unit_test(test_idle_ttl),
                 cmocka_unit_test(test_export_after_rotation),
