@@ -2631,9 +2631,11 @@ static void reload(struct kctx *k, int shutdown_ms) {
                 return;
         }
         int rc = veil_pipeline_transfer(np, k->p, err, sizeof(err));
-        if (!rc)
-                rc = reopen_sides(k, veil_pipeline_config(np), err,
-                                  sizeof(err));
+        if (!rc && (rc = reopen_sides(k, veil_pipeline_config(np), err,
+                                      sizeof(err))))
+                /* The old pipeline stays: the requests it handed over
+                 * come back to it. */
+                veil_pipeline_take_requests(k->p, np);
         if (rc) {
                 k->o->reload_close(k->o->reload_ctx, 0);
                 reload_failed(k, err);

@@ -1645,10 +1645,11 @@ static struct veil_stage *same_stage(struct veil_pipeline *p, const char *name,
  * records read between batches) are applied when the next batch begins:
  * with a reload, by the new pipeline, which holds the state by then. Left
  * with the old one they were freed unapplied, and the person's data went
- * on in the new stages. `to` is new: its queues are empty, and go with
- * `from`. */
-static void take_requests(struct veil_pipeline *to,
-                          struct veil_pipeline *from) {
+ * on in the new stages. The queues are swapped: `to`'s (a new
+ * pipeline's, empty) go with `from`, and a reload that fails after the
+ * transfer takes them back the same way. */
+void veil_pipeline_take_requests(struct veil_pipeline *to,
+                                 struct veil_pipeline *from) {
         SWAP(to->erase_queue, from->erase_queue);
         SWAP(to->n_erase, from->n_erase);
         SWAP(to->cap_erase, from->cap_erase);
@@ -1698,7 +1699,7 @@ int veil_pipeline_transfer(struct veil_pipeline *to,
         }
         /* What was spent stays spent until the new stages report more. */
         veil_pipeline_privacy_spent(from, &to->eps_floor, &to->delta_floor);
-        take_requests(to, from);
+        veil_pipeline_take_requests(to, from);
         return 0;
 }
 struct veil_codec *veil_pipeline_input_codec(struct veil_pipeline *p) {

@@ -169,6 +169,11 @@ const char *veil_pipeline_stage_gauge(const struct veil_pipeline *p, size_t i,
 int veil_pipeline_transfer(struct veil_pipeline *to,
                            struct veil_pipeline *from, char *errstr,
                            size_t errstr_size);
+/** Swaps the erase and access requests waiting for the next batch of `to`
+ *  and `from` (veil_pipeline_transfer gives `from`'s to `to`; a reload that
+ *  fails after it gives them back). */
+void veil_pipeline_take_requests(struct veil_pipeline *to,
+                                 struct veil_pipeline *from);
 /** The input codec (the demo encodes its replayed events with it). */
 struct veil_codec *veil_pipeline_input_codec(struct veil_pipeline *p);
 /** A stage's validated parameters and its YAML entry (for the lint). */
