@@ -1462,11 +1462,11 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                         st->stats.errors++;
                         snprintf(errstr, errstr_size,
                                  "stage %zu (%s), the record at %s[%d]@%lld: "
-                                 "out of memory%s%s",
+                                 "%s",
                                  s + 1, def->name,
                                  src->topic ? src->topic : "?",
                                  (int)src->partition, (long long)src->offset,
-                                 err[0] ? ": " : "", err);
+                                 err[0] ? err : "out of memory");
                         return rc;
                 }
                 if (rc) {
