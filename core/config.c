@@ -82,6 +82,8 @@
 #include <librdkafka/rdkafka.h>
 #include <yaml.h>
 
+#include "kafka_guard.h"
+
 #define MAX_DOC_BYTES ((size_t)4 << 20)
 #define MAX_DEPTH 64
 #define MAX_NODES 100000
@@ -1033,43 +1035,6 @@ static const struct {
                          {"metadata.broker.list", "kafka.bootstrap"},
                          {"group.id", "kafka.group"}};
 
-/* Properties the delivery guarantees rest on (kafka.c sets them): a
- * setting may repeat the host's value, never change it, since settings
- * are applied after the host's. Compared as librdkafka reads them
- * (acks: all reads as -1, a boolean 1 as true). */
-static const struct {
-        const char *property, *value, *why;
-} guarded_settings[] = {
-        {"acks", "-1", "every record acknowledged by all in-sync replicas"},
-        {"request.required.acks", "-1",
-         "every record acknowledged by all in-sync replicas"},
-        {"enable.idempotence", "true",
-         "the producer's retries neither duplicate nor reorder records"},
-        {"enable.auto.commit", "false",
-         "offsets are committed only after a batch's outputs are "
-         "acknowledged"},
-        {"enable.auto.offset.store", "false",
-         "offsets are committed only after a batch's outputs are "
-         "acknowledged"},
-        {"isolation.level", "read_committed",
-         "an aborted transaction's records never become input"}};
-
-/* What `key`, as the probe read it, would break; NULL when nothing. */
-static const char *weakens(rd_kafka_conf_t *probe, const char *key) {
-        for (size_t j = 0;
-             j < sizeof(guarded_settings) / sizeof(guarded_settings[0]); j++) {
-                if (strcmp(key, guarded_settings[j].property))
-                        continue;
-                char got[64];
-                size_t n = sizeof(got);
-                if (rd_kafka_conf_get(probe, key, got, &n) !=
-                            RD_KAFKA_CONF_OK ||
-                    strcmp(got, guarded_settings[j].value))
-                        return guarded_settings[j].why;
-        }
-        return NULL;
-}
-
 /* The type librdkafka's own table of properties gives `key` ("integer",
  * "float", "string"…: the "*Type: …*" note that ends its row in
  * rd_kafka_conf_properties_show), into out; "" when the table does not
@@ -1206,7 +1171,7 @@ static int load_kafka(struct vctx *v, const struct veil_node *n) {
                                  "would read it as %s; write the number "
                                  "meant in digits",
                                  key, value, want, type, got);
-                } else if ((want = weakens(probe, key)))
+                } else if ((want = veil_kafka_guard_weakens(probe, key)))
                         rc = bad(v, x->keys[i],
                                  "kafka.settings.%s: '%s' would break what "
                                  "the delivery guarantee rests on (%s); "

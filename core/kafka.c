@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "kafka_guard.h"
 #include "log.h"
 #include "metrics.h"
 #include "observe.h"
@@ -1918,9 +1919,12 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason,
 }
 
 /* Defaults first, then the YAML's settings, so an operator can override any
- * of them (TLS, SASL, timeouts…). */
-static rd_kafka_conf_t *base_conf(struct kctx *k, const char *const *defaults,
-                                  char *errstr, size_t errstr_size) {
+ * of them (TLS, SASL, timeouts…); then the properties the delivery
+ * guarantees rest on, for a `client` (VEIL_KAFKA_*), which the settings may
+ * only repeat (config.c). */
+static rd_kafka_conf_t *base_conf(struct kctx *k, unsigned client,
+                                  const char *const *defaults, char *errstr,
+                                  size_t errstr_size) {
         rd_kafka_conf_t *c = rd_kafka_conf_new();
         const char *bs = k->o->bootstrap ? k->o->bootstrap
                                          : k->cfg->kafka.bootstrap;
@@ -1941,6 +1945,8 @@ static rd_kafka_conf_t *base_conf(struct kctx *k, const char *const *defaults,
                         goto fail;
                 }
         }
+        if (veil_kafka_guard_apply(c, client, errstr, errstr_size))
+                goto fail;
         rd_kafka_conf_set_log_cb(c, log_cb);
         rd_kafka_conf_set_error_cb(c, error_cb);
         rd_kafka_conf_set_opaque(c, k);
@@ -2001,13 +2007,13 @@ static int open_sides(struct kctx *k, char *errstr, size_t errstr_size) {
         char group[512];
         snprintf(group, sizeof(group), "%s.side", k->cfg->kafka.group);
         static const char *const defaults[] = {
-                "group.id", NULL, "enable.auto.commit", "false",
-                "enable.partition.eof", "true", "auto.offset.reset",
-                "earliest", NULL};
+                "group.id", NULL, "enable.partition.eof", "true",
+                "auto.offset.reset", "earliest", NULL};
         const char *d[sizeof(defaults) / sizeof(*defaults)];
         memcpy(d, defaults, sizeof(defaults));
         d[1] = group;
-        rd_kafka_conf_t *c = base_conf(k, d, errstr, errstr_size);
+        rd_kafka_conf_t *c =
+                base_conf(k, VEIL_KAFKA_READER, d, errstr, errstr_size);
         if (!c)
                 return -VEIL_EINVAL;
         if (!(k->side = new_client(RD_KAFKA_CONSUMER, c, errstr,
@@ -2722,13 +2728,13 @@ static int load_state(struct kctx *k, char *errstr, size_t errstr_size) {
         char group[512];
         snprintf(group, sizeof(group), "%s.state", k->cfg->kafka.group);
         static const char *const defaults[] = {
-                "group.id", NULL, "enable.auto.commit", "false",
-                "enable.partition.eof", "true", "auto.offset.reset",
-                "earliest", "isolation.level", "read_committed", NULL};
+                "group.id", NULL, "enable.partition.eof", "true",
+                "auto.offset.reset", "earliest", NULL};
         const char *d[sizeof(defaults) / sizeof(*defaults)];
         memcpy(d, defaults, sizeof(defaults));
         d[1] = group;
-        rd_kafka_conf_t *c = base_conf(k, d, errstr, errstr_size);
+        rd_kafka_conf_t *c =
+                base_conf(k, VEIL_KAFKA_READER, d, errstr, errstr_size);
         if (!c)
                 return -VEIL_EINVAL;
         rd_kafka_t *rk = new_client(RD_KAFKA_CONSUMER, c, errstr, errstr_size);
@@ -3275,17 +3281,17 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         /* The last pair is the transactional.id, exactly-once only (a
          * kafka.settings entry overrides it). */
         static const char *const pdefaults[] = {
-                "enable.idempotence", "true", "acks", "all", "linger.ms", "5",
-                "transactional.id", NULL, NULL};
+                "linger.ms", "5", "transactional.id", NULL, NULL};
         const char *pd[sizeof(pdefaults) / sizeof(*pdefaults)];
         memcpy(pd, pdefaults, sizeof(pdefaults));
         char tid[512];
         if (k.eos) {
                 transactional_id(&k, tid, sizeof(tid));
-                pd[7] = tid;
+                pd[3] = tid;
         } else
-                pd[6] = NULL;
-        rd_kafka_conf_t *pc = base_conf(&k, pd, errstr, errstr_size);
+                pd[2] = NULL;
+        rd_kafka_conf_t *pc =
+                base_conf(&k, VEIL_KAFKA_PRODUCER, pd, errstr, errstr_size);
         if (!pc)
                 return -VEIL_EINVAL;
         rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
@@ -3325,21 +3331,16 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
         /* Statistics (for readiness: is any broker up?) only when someone
          * asks; the last pair is cut off otherwise. */
         static const char *const cdefaults[] = {
-                "group.id", NULL, "enable.auto.commit", "false",
-                "enable.auto.offset.store", "false", "auto.offset.reset",
-                "earliest", "partition.assignment.strategy",
-                "cooperative-sticky", "isolation.level", NULL,
+                "group.id", NULL, "auto.offset.reset", "earliest",
+                "partition.assignment.strategy", "cooperative-sticky",
                 "statistics.interval.ms", "5000", NULL};
         const char *cd[sizeof(cdefaults) / sizeof(*cdefaults)];
         memcpy(cd, cdefaults, sizeof(cdefaults));
         cd[1] = k.cfg->kafka.group;
-        /* Only committed records (librdkafka's default, explicit because
-         * exactly-once depends on it): an upstream transaction that is
-         * aborted never becomes input. */
-        cd[11] = "read_committed";
         if (!o->metrics && !o->ops)
-                cd[12] = NULL;
-        rd_kafka_conf_t *cc = base_conf(&k, cd, errstr, errstr_size);
+                cd[6] = NULL;
+        rd_kafka_conf_t *cc =
+                base_conf(&k, VEIL_KAFKA_CONSUMER, cd, errstr, errstr_size);
         if (!cc) {
                 close_all(&k);
                 return -VEIL_EINVAL;

@@ -71,6 +71,35 @@ if [ "$rc" -eq 0 ] && ! grep -q '"level":"info"' "$tmp/log"; then
   pass "log.level warn: no info line, the plugins' set-up included"
 else failed "log.level warn: exit $rc" "$(grep '"level":"info"' "$tmp/log")"; fi
 
+# The properties the delivery guarantees rest on are in effect on every
+# client the host makes (kafka_guard.c), as librdkafka's own dump of each
+# client's configuration (debug: conf) shows them.
+pipeline debug
+sed -i 's/^  guarantee: at-least-once$/&\n  settings: {debug: conf}/' "$tmp/p.yaml"
+echo "state: {topic: st}" >>"$tmp/p.yaml"
+run TERM 5
+# One line per client: its group (or "producer") and its non-default
+# properties, from the dump's "Client configuration:" and "Default topic
+# configuration:" blocks.
+clients=$(sed -n 's/.*librdkafka CONF: \[thrd:[a-z]*\]: \(.*\)"}$/\1/p' "$tmp/log" |
+  awk '/^Client configuration:/ { if (c) print c; c = "" ; next }
+       /^Topic / { if (c) print c; c = ""; next }
+       /^  group.id = / { c = $3 " " c; next }
+       /^  dr_msg_cb = / { c = "producer " c; next }
+       /^  / { c = c " " $1 "=" $3 }
+       END { if (c) print c }')
+guards_ok=1
+for want in "producer .*enable.idempotence=true" "producer .*request.required.acks=-1" \
+            "veil-demo .*enable.auto.commit=false" "veil-demo .*enable.auto.offset.store=false" \
+            "veil-demo .*isolation.level=read_committed" \
+            "veil-demo.side .*enable.auto.commit=false" "veil-demo.side .*isolation.level=read_committed" \
+            "veil-demo.state .*enable.auto.commit=false" "veil-demo.state .*isolation.level=read_committed"; do
+  grep -qE "^$want( |$)" <<<"$clients" || { guards_ok=0; echo "  missing: $want"; }
+done
+if [ "$guards_ok" = 1 ] && [ "$(grep -c . <<<"$clients")" -ge 4 ]; then
+  pass "the guarded properties on the producer and the three consumers"
+else failed "guarded properties: exit $rc" "$clients"; fi
+
 # A reload to a file without a log: section goes back to info.
 pipeline warn
 "$VEIL" run "$tmp/p.yaml" 2>"$tmp/log" &
