@@ -161,8 +161,17 @@ static double mech_rho(const struct veil_dp_mech *m, double sigma) {
                 for (uint64_t l = 0; l < veil_dp_tree_depth(m->tree_steps);
                      l++)
                         per = sat_add(per, level_units(tree_k(m), l));
-        return round_up((double)m->units * (double)per /
-                        (2.0 * sigma * sigma));
+        /* Rounded up unless every step was exact (σ = 2: ρ is 0.5, and
+         * would otherwise be printed as 0.500001 by a calculator that
+         * rounds its statements up). */
+        double num = (double)m->units * (double)per, s2 = sigma * sigma,
+               den = 2.0 * s2, q = num / den;
+        int exact = m->units <= (UINT64_C(1) << 53) &&
+                    per <= (UINT64_C(1) << 53) &&
+                    fma((double)m->units, (double)per, -num) == 0 &&
+                    fma(sigma, sigma, -s2) == 0 && isfinite(den) &&
+                    fma(q, den, -num) == 0;
+        return exact ? q : round_up(q);
 }
 
 int veil_dp_rho(const struct veil_dp_mech *m, double *rho, char *errstr,

@@ -216,10 +216,11 @@ static int parse(const char *cmd, int argc, char **argv, struct calc *c) {
         return 0;
 }
 
-/* ε as printed: 6 digits, rounded up (to nearest, 4.0000000008 was
- * printed as 4), so what is read back is never less loss than computed. */
-static const char *eps_text(char buf[32], double eps) {
-        veil_format_up(buf, 32, eps, 6);
+/* ε and ρ as printed: 6 digits, rounded up (to nearest, 4.0000000008 was
+ * printed as 4, and a ρ of 0.41322314 as 0.413223), so what is read back
+ * is never less loss than computed. */
+static const char *loss_text(char buf[32], double loss) {
+        veil_format_up(buf, 32, loss, 6);
         return buf;
 }
 
@@ -245,9 +246,9 @@ static int cmd_epsilon(int argc, char **argv) {
                 fprintf(stderr, "%s\n", err);
                 return 1;
         }
-        char e[32];
-        printf("epsilon=%s\nrho=%.6g\ndelta=%.6g\n", eps_text(e, eps), rho,
-               c.delta);
+        char e[32], r[32];
+        printf("epsilon=%s\nrho=%s\ndelta=%.6g\n", loss_text(e, eps),
+               loss_text(r, rho), c.delta);
         return 0;
 }
 
@@ -293,9 +294,9 @@ static int cmd_noise(int argc, char **argv) {
                 }
                 sigma = nextafter(c.m.sigma, INFINITY);
         }
-        char e[32];
-        printf("noise_multiplier=%s\nepsilon=%s\nrho=%.6g\n", text,
-               eps_text(e, eps), rho);
+        char e[32], r[32];
+        printf("noise_multiplier=%s\nepsilon=%s\nrho=%s\n", text,
+               loss_text(e, eps), loss_text(r, rho));
         return 0;
 }
 
@@ -333,11 +334,11 @@ static int others(const char *file, double rho_own, double delta) {
                         rc = veil_dp_epsilon(total, delta, &eps, NULL, err,
                                              sizeof(err));
                 }
-                char e[32];
+                char e[32], r[32];
                 if (!rc)
-                        printf("rho_others=%.6g\nsenders=%zu\n"
+                        printf("rho_others=%s\nsenders=%zu\n"
                                "epsilon_total=%s\n",
-                               ro, senders, eps_text(e, eps));
+                               loss_text(r, ro), senders, loss_text(e, eps));
         }
         if (rc)
                 fprintf(stderr, "dp_model accountant: %s\n", err);
@@ -396,10 +397,10 @@ static int cmd_accountant(int argc, char **argv) {
                 veil_accountant_free(acc);
                 return 1;
         }
-        char e[32];
-        printf("epsilon=%s\nrho=%.6g\nsteps=%llu\ndelta=%.6g\n"
+        char e[32], r[32];
+        printf("epsilon=%s\nrho=%s\nsteps=%llu\ndelta=%.6g\n"
                "lineage=%u\n",
-               eps_text(e, eps), veil_accountant_rho(acc),
+               loss_text(e, eps), loss_text(r, veil_accountant_rho(acc)),
                (unsigned long long)veil_accountant_steps(acc), delta,
                (unsigned)veil_accountant_lineage(acc));
         double rho = veil_accountant_rho(acc);

@@ -107,8 +107,14 @@ check "noise --epsilon 0x1" 2 "^dp_model noise: --epsilon must be a decimal numb
   "$VEIL" dp_model noise --epsilon 0x1 --delta 1e-8
 # The largest σ still has a positive ρ (σ = 1e308 made ρ 0, so epsilon=0
 # and rho=0 for a positive loss).
-check "--noise-multiplier 1e12: rho above 0" 0 "^rho=5e-25$" -- "$VEIL" dp_model epsilon --noise-multiplier 1e12 --delta 0.1
+# (1e24 is not a double: the ρ computed is rounded up, and so is its text.)
+check "--noise-multiplier 1e12: rho above 0" 0 "^rho=5.00001e-25$" -- "$VEIL" dp_model epsilon --noise-multiplier 1e12 --delta 0.1
 check "forms of a decimal" 0 "^rho=2$" -- "$VEIL" dp_model epsilon --noise-multiplier .5 --delta 1E-8
+# ρ is a statement of loss like ε: its text is rounded up, never to
+# nearest (1/(2 · 1.1²) = 0.41322314… was printed 0.413223, and for
+# σ = 1.09999845, 0.41322430… as 0.413224).
+check "rho rounded up" 0 "^rho=0.413224$" -- "$VEIL" dp_model epsilon --noise-multiplier 1.1 --delta 1e-5
+check "noise: rho rounded up" 0 "^rho=0.413225$" -- "$VEIL" dp_model noise --epsilon 4.23948 --delta 1e-5
 # A missing value is named as such (it was "unknown option --delta").
 check "--delta without a value" 2 "^dp_model epsilon: --delta needs a value$" -- "$VEIL" dp_model epsilon --noise-multiplier 2 --delta
 check "noise --epsilon without a value" 2 "^dp_model noise: --epsilon needs a value$" -- "$VEIL" dp_model noise --delta 1e-8 --epsilon
