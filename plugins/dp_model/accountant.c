@@ -4,6 +4,7 @@
  */
 #include "accountant.h"
 #include "le.h"
+#include "noise.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,10 +23,12 @@
 
 #define RECORD_MAGIC "VEILACCT"
 /* Format 2 keeps the lineage in what format 1 reserved (zero there, so a
- * format-1 record reads as lineage 0). */
-#define RECORD_FORMAT 2u
-#define RECORD_BODY 104 /* bytes covered by the checksum */
-#define RECORD_SUM (VEIL_ACCOUNTANT_RECORD_SIZE - RECORD_BODY)
+ * format-1 record reads as lineage 0). Format 3 adds draws_per_rho and
+ * takes its 8 bytes from the checksum (BLAKE2b-128 still finds any
+ * corruption a disk makes). */
+#define RECORD_FORMAT 3u
+/* Bytes covered by the checksum, which fills the rest of the record. */
+#define RECORD_BODY(format) ((format) >= 3 ? 112u : 104u)
 #define FLAG_HAS_UNIT 1u
 #define FLAG_PENDING 2u
 
@@ -54,6 +57,8 @@ struct veil_accountant {
         uint64_t session_steps; /* gaussian: releases in the unit since the
                                  * last restore; deliberately not saved */
         uint32_t lineage;       /* the file's: drawn when it is created */
+        double draws;           /* draws_per_rho: the mechanism's, or a
+                                 * restored record's when larger */
 };
 
 static void errf(char *errstr, size_t errstr_size, const char *fmt, ...)
@@ -272,6 +277,62 @@ int veil_dp_epsilon(double rho, double delta, double *eps, double *alpha,
         return 0;
 }
 
+/* See accountant.h for the bound. In logarithms, so that e^ε cannot
+ * overflow: the exact mechanism gets δ_c = δ/(1+η)^N - N·τ·(1 +
+ * e^ε_c·(1-η)^-N), its ε_c is first bounded by ε at δ/(1+η)^N plus one
+ * (more than the N·τ share can cost while it is far below δ), and that
+ * bound is checked afterwards. */
+static double epsilon_sampled(double rho, double delta, double per_rho) {
+        double n = rho * per_rho;
+        if (!(n > 0))
+                return epsilon_of(rho, delta, NULL);
+        n = nextafter(n, INFINITY);
+        const double eta = VEIL_NOISE_PMF_ERR, tau = VEIL_NOISE_TAIL_TV;
+        double up = n * log1p(eta), down = -n * log1p(-eta); /* ≥ 0 */
+        double d0 = exp(log(delta) - up);
+        if (!(d0 > 0))
+                return INFINITY;
+        double cap = epsilon_of(rho, d0, NULL) + 1;
+        /* log(N·τ·(1 + e^cap·(1-η)^-N)) */
+        double x = cap + down;
+        /* log(1 + e^x) ≤ x + e^-x: no overflow, never below */
+        double l_tail = log(n) + log(tau) +
+                        (x > 30 ? x + exp(-x) : log1p(exp(x)));
+        /* The tail taken with 10^-12 to spare (its logarithm is near 78
+         * at most while it is below δ: a few 10^-14 of rounding), and
+         * what is left rounded down past exp's and log's own error. */
+        double tail = exp(l_tail), dc = d0 - tail * (1 + 1e-12);
+        dc = nextafter(dc * (1 - 4 * DBL_EPSILON), 0);
+        if (!(dc > 0))
+                return INFINITY;
+        double e = epsilon_of(rho, dc, NULL);
+        if (!(e <= cap))
+                return INFINITY;
+        /* N·ln((1+η)/(1-η)), rounded up */
+        return nextafter(e + (up + down) * (1 + 8 * DBL_EPSILON), INFINITY);
+}
+
+int veil_dp_epsilon_sampled(double rho, double delta, double draws_per_rho,
+                            double *eps, char *errstr, size_t errstr_size) {
+        int rc = check_rho_delta(rho, delta, errstr, errstr_size);
+        if (rc)
+                return rc;
+        if (!(draws_per_rho >= 0)) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: draws per unit of rho must be "
+                     ">= 0, got %g",
+                     draws_per_rho);
+                return -VEIL_EINVAL;
+        }
+        *eps = epsilon_sampled(rho, delta, draws_per_rho);
+        return 0;
+}
+
+double veil_dp_draws_per_rho(const struct veil_dp_mech *m) {
+        double d = (double)m->coords * 2.0 * m->sigma * m->sigma;
+        return d > 0 ? round_up(d) : 0;
+}
+
 int veil_dp_noise_for_epsilon(const struct veil_dp_mech *m, double eps,
                               double delta, double *sigma, char *errstr,
                               size_t errstr_size) {
@@ -346,6 +407,7 @@ int veil_accountant_new(struct veil_accountant **out,
                 return -VEIL_ENOMEM;
         }
         (*out)->mech = *m;
+        (*out)->draws = veil_dp_draws_per_rho(m);
         /* Never 0, which stands for the files of a veil before lineages,
          * nor 2^32-1, under which their tables' uncounted releases count,
          * nor 2^32-2, under which a copy of the file run by another
@@ -385,8 +447,12 @@ veil_accountant_mech(const struct veil_accountant *acc) {
 
 int veil_accountant_epsilon(const struct veil_accountant *acc, double delta,
                             double *eps, char *errstr, size_t errstr_size) {
-        return veil_dp_epsilon(acc->rho, delta, eps, NULL, errstr,
-                               errstr_size);
+        return veil_dp_epsilon_sampled(acc->rho, delta, acc->draws, eps,
+                                       errstr, errstr_size);
+}
+
+double veil_accountant_draws_per_rho(const struct veil_accountant *acc) {
+        return acc->draws;
 }
 
 static void add_rho(struct veil_accountant *acc, double rho) {
@@ -513,7 +579,7 @@ int veil_accountant_would_exceed(const struct veil_accountant *acc,
         total = acc->rho + rho_next;
         if (rho_next > 0)
                 total = nextafter(total, INFINITY);
-        return epsilon_of(total, delta, NULL) > eps_budget;
+        return epsilon_sampled(total, delta, acc->draws) > eps_budget;
 }
 
 /* ---------------------------------------------------------------- */
@@ -551,19 +617,22 @@ void veil_accountant_encode(const struct veil_accountant *acc,
         veil_le_put32(buf + 96, (acc->has_unit ? FLAG_HAS_UNIT : 0) |
                                 (acc->pending ? FLAG_PENDING : 0));
         veil_le_put32(buf + 100, acc->lineage);
-        crypto_generichash(buf + RECORD_BODY, RECORD_SUM, buf, RECORD_BODY,
-                           NULL, 0);
+        veil_le_put64(buf + 104, dbits(acc->draws));
+        crypto_generichash(buf + RECORD_BODY(RECORD_FORMAT),
+                           VEIL_ACCOUNTANT_RECORD_SIZE -
+                                   RECORD_BODY(RECORD_FORMAT),
+                           buf, RECORD_BODY(RECORD_FORMAT), NULL, 0);
 }
 
 struct record {
         uint32_t kind, flags, lineage;
         uint64_t version, steps, unit, unit_steps, classes;
-        double rho;
+        double rho, draws;
 };
 
 static int decode(const unsigned char *p, size_t len, struct record *r,
                   const char *what, char *errstr, size_t errstr_size) {
-        unsigned char sum[RECORD_SUM];
+        unsigned char sum[VEIL_ACCOUNTANT_RECORD_SIZE];
 
         if (len != VEIL_ACCOUNTANT_RECORD_SIZE) {
                 errf(errstr, errstr_size,
@@ -580,8 +649,13 @@ static int decode(const unsigned char *p, size_t len, struct record *r,
                      what);
                 return -VEIL_EDECODE;
         }
-        crypto_generichash(sum, sizeof(sum), p, RECORD_BODY, NULL, 0);
-        if (sodium_memcmp(sum, p + RECORD_BODY, sizeof(sum)) != 0) {
+        /* The format says how much the checksum covers; a corrupt format
+         * field makes the checksum fail like any other corruption. */
+        uint32_t format = veil_le_get32(p + 8);
+        size_t body = RECORD_BODY(format),
+               sum_len = VEIL_ACCOUNTANT_RECORD_SIZE - body;
+        crypto_generichash(sum, sum_len, p, body, NULL, 0);
+        if (sodium_memcmp(sum, p + body, sum_len) != 0) {
                 errf(errstr, errstr_size,
                      "dp_model accountant state %s: checksum mismatch, the "
                      "record is corrupt; refusing it. The spend it held "
@@ -590,7 +664,6 @@ static int decode(const unsigned char *p, size_t len, struct record *r,
                      what);
                 return -VEIL_EDECODE;
         }
-        uint32_t format = veil_le_get32(p + 8);
         if (format < 1 || format > RECORD_FORMAT) {
                 errf(errstr, errstr_size,
                      "dp_model accountant state %s: record format %u, this "
@@ -607,8 +680,10 @@ static int decode(const unsigned char *p, size_t len, struct record *r,
         r->classes = veil_le_get64(p + 88);
         r->flags = veil_le_get32(p + 96);
         r->lineage = veil_le_get32(p + 100);
+        r->draws = format >= 3 ? bitsd(veil_le_get64(p + 104)) : 0;
         if ((r->kind != VEIL_DP_GAUSSIAN && r->kind != VEIL_DP_TREE) ||
             !(isfinite(r->rho) && r->rho >= 0) ||
+            !(isfinite(r->draws) && r->draws >= 0) ||
             (r->flags & ~(FLAG_HAS_UNIT | FLAG_PENDING)) ||
             (format == 1 && r->lineage != 0)) {
                 errf(errstr, errstr_size,
@@ -629,6 +704,10 @@ int veil_accountant_restore(struct veil_accountant *acc, const void *data,
                 return rc;
         if (r.rho > acc->rho)
                 acc->rho = r.rho;
+        /* The larger rate counts the whole spend: an upper bound whichever
+         * configuration charged which part. */
+        if (r.draws > acc->draws)
+                acc->draws = r.draws;
         if (r.steps > acc->steps)
                 acc->steps = r.steps;
         /* Unit bookkeeping only carries over within one kind of

@@ -48,6 +48,9 @@ struct veil_dp_mech {
         uint64_t tree_steps;   /**< tree: T steps per tree */
         uint64_t units;        /**< horizon: windows (gaussian) or trees
                                 *   (tree: the restarts) */
+        uint64_t coords;       /**< coordinates noised per release, for
+                                *   the sampler's own error (below); 0:
+                                *   an exact sampler (the calculator) */
 };
 
 /** ρ of the mechanism over its whole horizon (units windows or trees),
@@ -58,6 +61,25 @@ int veil_dp_rho(const struct veil_dp_mech *m, double *rho, char *errstr,
 /** ε of ρ-zCDP at δ, rounded up; *alpha (may be NULL) gets the order used. */
 int veil_dp_epsilon(double rho, double delta, double *eps, double *alpha,
                     char *errstr, size_t errstr_size);
+
+/** The sampler of noise.h is not the discrete Gaussian exactly: its pmf is
+ *  within a relative η = VEIL_NOISE_PMF_ERR of it, and within
+ *  τ = VEIL_NOISE_TAIL_TV in total variation where that does not hold.
+ *  Of N draws a user can move (the coordinates of the releases they are
+ *  in), any output set's probability is then within (1 ± η)^N of the exact
+ *  mechanism's, plus N·τ, so (ε, δ) of the exact mechanism becomes
+ *  (ε + N·ln((1+η)/(1-η)), (1+η)^N·(δ + N·τ·(1 + e^ε·(1-η)^-N))). A release
+ *  a user is in costs at least 1/(2σ²) and moves at most `coords`
+ *  coordinates, so N ≤ ρ·draws_per_rho with draws_per_rho = coords·2σ².
+ *
+ *  ε at δ (the whole δ, the sampler's share included) of ρ charged under
+ *  such a sampler; draws_per_rho 0 is veil_dp_epsilon. INFINITY when no
+ *  part of δ is left for the exact mechanism. */
+int veil_dp_epsilon_sampled(double rho, double delta, double draws_per_rho,
+                            double *eps, char *errstr, size_t errstr_size);
+
+/** coords·2σ², rounded up: the draws_per_rho of a mechanism. */
+double veil_dp_draws_per_rho(const struct veil_dp_mech *m);
 
 /** The smallest σ (to a relative 1e-9) for which the mechanism, over its
  *  horizon, spends at most eps at delta; the σ returned always does. The
@@ -93,8 +115,13 @@ uint64_t veil_accountant_steps(const struct veil_accountant *acc);
 uint64_t veil_accountant_version(const struct veil_accountant *acc);
 const struct veil_dp_mech *
 veil_accountant_mech(const struct veil_accountant *acc);
+/** ε at delta of the spend, the sampler's error included
+ *  (veil_dp_epsilon_sampled with the larger draws_per_rho of the
+ *  mechanism's and every restored record's). */
 int veil_accountant_epsilon(const struct veil_accountant *acc, double delta,
                             double *eps, char *errstr, size_t errstr_size);
+/** That draws_per_rho, for ε of this spend and others' together. */
+double veil_accountant_draws_per_rho(const struct veil_accountant *acc);
 
 /** Adds rho (finite, ≥ 0) and steps. The sum is rounded up. */
 int veil_accountant_charge(struct veil_accountant *acc, double rho,
@@ -139,8 +166,9 @@ int veil_accountant_would_exceed(const struct veil_accountant *acc,
 
 /* ------------------------------------------------------------------ */
 /* Persistence: a 128-byte little-endian record with a BLAKE2b checksum
- * (format 2: the lineage at byte 100, where format 1 kept zero; both are
- * read) */
+ * (format 2: the lineage at byte 100, where format 1 kept zero; format 3:
+ * draws_per_rho at byte 104, and a 16-byte checksum instead of 24; all
+ * three are read) */
 
 /** Replaces the file at path by data, atomically and durably: a temporary
  *  file beside it, written and fsynced, renamed over it, the directory

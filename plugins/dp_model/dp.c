@@ -268,11 +268,12 @@ void veil_dp_free(struct veil_dp *dp) {
         free(dp);
 }
 
-/* ε of ρ, INFINITY when it cannot be computed: never under-report. */
-static double epsilon_at(double rho, double delta) {
+double veil_dp_epsilon_of(const struct veil_dp *dp, double rho) {
         double eps;
         char err[128];
-        return veil_dp_epsilon(rho, delta, &eps, NULL, err, sizeof(err))
+        return veil_dp_epsilon_sampled(rho, dp->cfg.delta,
+                                       veil_accountant_draws_per_rho(dp->acc),
+                                       &eps, err, sizeof(err))
                        ? INFINITY
                        : eps;
 }
@@ -280,13 +281,13 @@ static double epsilon_at(double rho, double delta) {
 static void update_epsilon(struct veil_dp *dp) {
         dp->st.rho_own = veil_accountant_rho(dp->acc);
         dp->st.steps = veil_accountant_steps(dp->acc);
-        dp->st.epsilon_own = epsilon_at(dp->st.rho_own, dp->cfg.delta);
+        dp->st.epsilon_own = veil_dp_epsilon_of(dp, dp->st.rho_own);
         dp->st.rho = dp->st.rho_own;
         dp->st.epsilon = dp->st.epsilon_own;
         if (dp->st.rho_others > 0) { /* zCDP composes by adding ρ */
                 dp->st.rho = nextafter(dp->st.rho + dp->st.rho_others,
                                        INFINITY);
-                dp->st.epsilon = epsilon_at(dp->st.rho, dp->cfg.delta);
+                dp->st.epsilon = veil_dp_epsilon_of(dp, dp->st.rho);
         }
 }
 
@@ -397,9 +398,12 @@ int veil_dp_new(struct veil_dp **out, const struct veil_dp_cfg *cfg,
         double g = veil_noise_grid(dp->ns);
         dp->st.sigma_acc = std / (cfg->clip * (1.0 + VEIL_DP_SUM_MARGIN) +
                                   g * sqrt(n));
+        /* n counts every coordinate a release can noise (the sampler's
+         * error, accountant.h), whichever blocks a step releases. */
         struct veil_dp_mech mech = {tree ? VEIL_DP_TREE : VEIL_DP_GAUSSIAN,
                                     dp->st.sigma_acc, dp->cfg.max_contrib,
-                                    tree ? cfg->tree_steps : 0, 1};
+                                    tree ? cfg->tree_steps : 0, 1,
+                                    (uint64_t)ceil(n)};
         rc = veil_accountant_new(&dp->acc, &mech, errstr, errstr_size);
         if (!rc)
                 rc = lock_file(dp->path, cfg->owner, &dp->lock, errstr,

@@ -229,6 +229,11 @@ int veil_dp_bias_only(const struct veil_dp *dp);
 /** The other instances' ρ (veil_share_others_rho): counted in ε and in
  *  the budget from now on. Only ever raises it. */
 void veil_dp_set_others(struct veil_dp *dp, double rho);
+/** ε at the configured δ of a spend ρ of this pipeline's releases (its
+ *  own and other instances'; they run the same configuration), the
+ *  sampler's error included (accountant.h); INFINITY when it cannot be
+ *  computed. */
+double veil_dp_epsilon_of(const struct veil_dp *dp, double rho);
 /** After the accountant was merged with a checkpoint's (which keeps the
  *  larger spend): refreshes ε and saves the state file. */
 int veil_dp_restored(struct veil_dp *dp, char *errstr, size_t errstr_size);

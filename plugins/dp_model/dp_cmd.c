@@ -16,8 +16,8 @@
 
 struct calc {
         struct veil_dp_mech m;
-        double delta, eps, rho;
-        int have_sigma, have_eps, have_delta, have_rho;
+        double delta, eps, rho, draws;
+        int have_sigma, have_eps, have_delta, have_rho, have_draws;
         int have_windows, have_steps, have_restarts, have_participations;
         int have_mechanism;
 };
@@ -106,7 +106,8 @@ static int parse(const char *cmd, int argc, char **argv, struct calc *c) {
         static const char *const known[] = {
                 "--mechanism", "--noise-multiplier", "--participations",
                 "--windows",   "--steps",            "--restarts",
-                "--delta",     "--rho",              "--epsilon"};
+                "--delta",     "--rho",              "--epsilon",
+                "--draws-per-rho"};
         for (int i = 1; i < argc; i++) {
                 const char *o = argv[i];
                 size_t k = 0;
@@ -169,14 +170,16 @@ static int parse(const char *cmd, int argc, char **argv, struct calc *c) {
                             !(c->delta < 1))
                                 return bad_real(cmd, o, v, "in (0, 1)");
                         c->have_delta = 1;
-                } else if (!strcmp(o, "--rho")) {
-                        if (!num(v, &c->rho) ||
-                            !(c->rho == 0 ||
-                              (c->rho >= 1e-307 && c->rho <= 1e308)))
+                } else if (!strcmp(o, "--rho") ||
+                           !strcmp(o, "--draws-per-rho")) {
+                        int rho = !strcmp(o, "--rho");
+                        double *x = rho ? &c->rho : &c->draws;
+                        if (!num(v, x) ||
+                            !(*x == 0 || (*x >= 1e-307 && *x <= 1e308)))
                                 return bad_real(
                                         cmd, o, v,
                                         "equal to 0 or in [1e-307, 1e308]");
-                        c->have_rho = 1;
+                        *(rho ? &c->have_rho : &c->have_draws) = 1;
                 } else { /* --epsilon */
                         if (!num(v, &c->eps) ||
                             !(c->eps >= 1e-307 && c->eps <= 1e308))
@@ -210,7 +213,16 @@ static int parse(const char *cmd, int argc, char **argv, struct calc *c) {
                             c->have_steps || c->have_restarts ||
                             c->have_participations)) {
                 fprintf(stderr, "dp_model: --rho is a whole horizon's ρ: "
-                                "give it with --delta alone\n");
+                                "give it with --delta alone (and "
+                                "--draws-per-rho)\n");
+                return 2;
+        }
+        /* The rate is a stage's (its accountant file's), which only a ρ
+         * from such files goes with. */
+        if (c->have_draws && !c->have_rho) {
+                fprintf(stderr, "dp_model: --draws-per-rho goes with --rho: "
+                                "it is the rate `dp_model accountant` "
+                                "prints for an accountant file's ρ\n");
                 return 2;
         }
         return 0;
@@ -242,7 +254,11 @@ static int cmd_epsilon(int argc, char **argv) {
         double rho = c.rho, eps, alpha;
         char err[256];
         if ((!c.have_rho && veil_dp_rho(&c.m, &rho, err, sizeof(err))) ||
-            veil_dp_epsilon(rho, c.delta, &eps, &alpha, err, sizeof(err))) {
+            (c.have_draws
+                     ? veil_dp_epsilon_sampled(rho, c.delta, c.draws, &eps,
+                                               err, sizeof(err))
+                     : veil_dp_epsilon(rho, c.delta, &eps, &alpha, err,
+                                       sizeof(err)))) {
                 fprintf(stderr, "%s\n", err);
                 return 1;
         }
@@ -301,8 +317,11 @@ static int cmd_noise(int argc, char **argv) {
 }
 
 /* The other instances' ρ that the stage kept beside the file (share.h):
- * printed with the total the stage reports, when there is such a file. */
-static int others(const char *file, double rho_own, double delta) {
+ * printed with the total the stage reports, when there is such a file
+ * (their releases counted at the file's rate of sampler draws, as the
+ * stage counts them). */
+static int others(const char *file, double rho_own, double draws,
+                  double delta) {
         size_t l = strlen(file), n;
         char *path = malloc(l + sizeof(".others")), err[512];
         void *data = NULL;
@@ -331,8 +350,8 @@ static int others(const char *file, double rho_own, double delta) {
                         eps = INFINITY;
                         rc = 0;
                 } else {
-                        rc = veil_dp_epsilon(total, delta, &eps, NULL, err,
-                                             sizeof(err));
+                        rc = veil_dp_epsilon_sampled(total, delta, draws,
+                                                     &eps, err, sizeof(err));
                 }
                 char e[32], r[32];
                 if (!rc)
@@ -383,7 +402,7 @@ static int cmd_accountant(int argc, char **argv) {
         }
         if (!num(dv, &delta) || !(delta > 0 && delta < 1))
                 return bad_real("accountant", "--delta", dv, "in (0, 1)");
-        struct veil_dp_mech m = {VEIL_DP_GAUSSIAN, 1, 1, 0, 1};
+        struct veil_dp_mech m = {VEIL_DP_GAUSSIAN, 1, 1, 0, 1, 0};
         struct veil_accountant *acc;
         char err[256];
         double eps;
@@ -397,22 +416,24 @@ static int cmd_accountant(int argc, char **argv) {
                 veil_accountant_free(acc);
                 return 1;
         }
-        char e[32], r[32];
+        char e[32], r[32], dr[32];
         printf("epsilon=%s\nrho=%s\nsteps=%llu\ndelta=%.6g\n"
-               "lineage=%u\n",
+               "lineage=%u\ndraws_per_rho=%s\n",
                loss_text(e, eps), loss_text(r, veil_accountant_rho(acc)),
                (unsigned long long)veil_accountant_steps(acc), delta,
-               (unsigned)veil_accountant_lineage(acc));
-        double rho = veil_accountant_rho(acc);
+               (unsigned)veil_accountant_lineage(acc),
+               loss_text(dr, veil_accountant_draws_per_rho(acc)));
+        double rho = veil_accountant_rho(acc),
+               draws = veil_accountant_draws_per_rho(acc);
         veil_accountant_free(acc);
-        return others(file, rho, delta);
+        return others(file, rho, draws, delta);
 }
 
 const struct veil_command veil_dp_model_commands[] = {
         {"epsilon",
          "epsilon [--mechanism gaussian|tree] --noise-multiplier S --delta D "
          "[--participations M] [--windows W] [--steps T] [--restarts R] | "
-         "epsilon --rho RHO --delta D",
+         "epsilon --rho RHO --delta D [--draws-per-rho N]",
          "ε spent over the horizon: gaussian (the default), M "
          "participations per user in each of W windows (ρ = W·M/(2S²); M "
          "and W default to 1: give M as the stage's max_contributions, "
@@ -421,7 +442,12 @@ const struct veil_command veil_dp_model_commands[] = {
          "participations per tree (default 1), each level l < ⌈log2(T+1)⌉ "
          "costing M·min(M, 2^l): ρ = R·Σ_l M·min(M, 2^l)/(2S²), "
          "R·⌈log2(T+1)⌉/(2S²) for M = 1; with --rho, the ε of a zCDP ρ "
-         "(for instance the sum of several instances' accountants). An "
+         "(for instance the sum of several instances' accountants; with "
+         "--draws-per-rho, the rate `accountant` prints, the noise "
+         "sampler's own error added as the stages add it). All of these "
+         "are for an exact sampler unless --draws-per-rho is given: a "
+         "stage's ε is higher by about 2^-54 per coordinate draw a user "
+         "can move (10^-9 for the shipped pipeline). An "
          "option of the other mechanism is refused",
          cmd_epsilon},
         {"noise",
@@ -432,7 +458,8 @@ const struct veil_command veil_dp_model_commands[] = {
          "printed S is within E",
          cmd_noise},
         {"accountant", "accountant --file F --delta D",
-         "ε, ρ, releases and lineage (the id its model updates carry) a "
+         "ε, ρ, releases, lineage (the id its model updates carry) and the "
+         "rate of noise draws per unit of ρ a "
          "saved accountant state holds; with the "
          "other instances' ρ kept beside it (FILE.others), theirs and the "
          "total ε the stage reports",

@@ -772,12 +772,8 @@ static int release_due(struct state *s, struct veil_batch *b) {
                         ds.epsilon_own, ds.delta,
                         veil_share_own_rho(s->share, ds.rho_own), s->clip,
                         s->sigma, s->mechanism, b->now_ms, ds.steps};
-                if (meta.rho != ds.rho_own) {
-                        char e[128];
-                        if (veil_dp_epsilon(meta.rho, ds.delta, &meta.epsilon,
-                                            NULL, e, sizeof(e)))
-                                meta.epsilon = INFINITY;
-                }
+                if (meta.rho != ds.rho_own)
+                        meta.epsilon = veil_dp_epsilon_of(s->dp, meta.rho);
                 rc = veil_share_emit(s->share, s->st, "model_updates", s->m,
                                      &meta);
                 if (rc < 0) {

@@ -30,9 +30,10 @@
  * cases these do not decide, expl(). One 64-bit random word per sample.
  * The sampled pmf is within a relative 2^-55 of the discrete Gaussian for
  * |k| ≤ 9s (long double table, 64-bit acceptance) and within 10^-35 in
- * total mass beyond: n coordinates released S times cost about 2^-54·n·S
- * more in ε and 10^-35·n·S more in δ — both negligible (n·S = 2^40 adds
- * 6·10^-5 to ε).
+ * total variation beyond (VEIL_NOISE_PMF_ERR, VEIL_NOISE_TAIL_TV). The
+ * accountant adds what that costs (veil_dp_epsilon_sampled): about
+ * 2^-54 in ε per coordinate draw a user can move, 10^-9 for the
+ * shipped pipeline's 12 releases of 1.5 M coordinates.
  *
  * Random bits: struct veil_rng. Production uses libsodium — either
  * randombytes_buf directly (veil_rng_system; one getrandom call per 256
@@ -46,6 +47,15 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/** The sampler's pmf is within a relative VEIL_NOISE_PMF_ERR of the
+ *  discrete Gaussian's where it is compared that way (|k| ≤ 9s), and its
+ *  total variation from it beyond is at most VEIL_NOISE_TAIL_TV: each of
+ *  the ≤ 1,024 buckets of |k| between 9s and 13s is within 2^-127 (the
+ *  128-bit table), 2^-117 in all, and the mass cut off beyond 13s is below
+ *  10^-37; 10^-34 leaves a factor of 10. */
+#define VEIL_NOISE_PMF_ERR 0x1p-55
+#define VEIL_NOISE_TAIL_TV 1e-34
 
 /** A source of uniformly random bytes. fill never fails (libsodium aborts
  *  the process rather than return predictable bytes). */

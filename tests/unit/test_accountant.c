@@ -204,12 +204,12 @@ static double eps_of(double rho, double delta) {
 }
 
 static struct veil_dp_mech gauss(double sigma, uint64_t m, uint64_t units) {
-        struct veil_dp_mech g = {VEIL_DP_GAUSSIAN, sigma, m, 0, units};
+        struct veil_dp_mech g = {VEIL_DP_GAUSSIAN, sigma, m, 0, units, 0};
         return g;
 }
 
 static struct veil_dp_mech tree(double sigma, uint64_t t, uint64_t units) {
-        struct veil_dp_mech g = {VEIL_DP_TREE, sigma, 0, t, units};
+        struct veil_dp_mech g = {VEIL_DP_TREE, sigma, 0, t, units, 0};
         return g;
 }
 
@@ -876,12 +876,13 @@ static void test_corrupt_refused(void **state) {
 /* A record of format `format` with lineage bytes lin, re-checksummed as
  * the writer of that format would. */
 static void as_format(unsigned char *rec, uint32_t format, uint32_t lin) {
+        size_t body = format >= 3 ? 112 : 104; /* what the checksum covers */
         for (int i = 0; i < 4; i++) {
                 rec[8 + i] = (unsigned char)(format >> (8 * i));
                 rec[100 + i] = (unsigned char)(lin >> (8 * i));
         }
-        crypto_generichash(rec + 104, VEIL_ACCOUNTANT_RECORD_SIZE - 104, rec,
-                           104, NULL, 0);
+        crypto_generichash(rec + body, VEIL_ACCOUNTANT_RECORD_SIZE - body, rec,
+                           body, NULL, 0);
 }
 
 /* The lineage: drawn for a new state, kept by the file, not taken from a
@@ -933,13 +934,104 @@ static void test_lineage(void **state) {
         write_file(path, rec, sizeof(rec));
         assert_int_equal(veil_accountant_load(c, path, err, sizeof(err)),
                          -VEIL_EDECODE);
-        as_format(rec, 3, 7);
+        as_format(rec, 4, 7);
         write_file(path, rec, sizeof(rec));
         assert_int_equal(veil_accountant_load(c, path, err, sizeof(err)),
                          -VEIL_EDECODE);
-        assert_non_null(strstr(err, "format 3"));
+        assert_non_null(strstr(err, "format 4"));
         veil_accountant_free(a);
         veil_accountant_free(b);
+        veil_accountant_free(c);
+}
+
+/* The sampler is not the exact discrete Gaussian (noise.h): a stage's ε
+ * adds N·ln((1+η)/(1-η)) for the N = ρ·coords·2σ² coordinate draws a user
+ * can move, and the budget check counts it; the rate goes into the record
+ * (format 3), and a format-2 record, which has none, still loads. */
+static void test_sampler_error(void **state) {
+        struct veil_dp_mech m = gauss(1.5, 2, 4), ideal = m;
+        struct veil_accountant *a, *c;
+        unsigned char rec[VEIL_ACCOUNTANT_RECORD_SIZE];
+        char err[768], path[600];
+        const double delta = 1e-8, eta = 0x1p-55;
+        double e, e0, ec;
+        (void)state;
+        m.coords = 1500000;
+        double per = veil_dp_draws_per_rho(&m);
+        assert_true(per >= 1500000.0 * 2 * 1.5 * 1.5);
+        assert_true(veil_dp_draws_per_rho(&ideal) == 0);
+        assert_int_equal(veil_accountant_new(&a, &m, err, sizeof(err)), 0);
+        assert_int_equal(veil_accountant_charge(a, 0.8, 2, err, sizeof(err)),
+                         0);
+        double rho = veil_accountant_rho(a);
+        assert_ok(veil_accountant_epsilon(a, delta, &e, err, sizeof(err)),
+                  err);
+        e0 = eps_of(rho, delta);
+        double n = rho * per, add = n * (log1p(eta) - log1p(-eta));
+        print_message("ideal %.17g, sampled %.17g: +%.3g (N %.3g: +%.3g)\n",
+                      e0, e, e - e0, n, add);
+        assert_true(e - e0 >= add);
+        /* Beyond that only δ/(1+η)^N (a relative N·η less δ, worth
+         * N·η/(α-1) in ε) and the tail's ~10^-27 of δ. */
+        assert_true(e - e0 <= 1.5 * add);
+        /* No coordinates: the exact sampler's ε, to the bit. */
+        assert_ok(veil_dp_epsilon_sampled(rho, delta, 0, &ec, err,
+                                          sizeof(err)),
+                  err);
+        assert_true(ec == e0);
+        /* A budget between the two is exceeded. */
+        assert_int_equal(veil_accountant_would_exceed(a, 0, e0 + add / 2,
+                                                      delta, err, sizeof(err)),
+                         1);
+        assert_int_equal(veil_accountant_would_exceed(a, 0, e, delta, err,
+                                                      sizeof(err)),
+                         0);
+        /* So many draws that (1+η)^N leaves nothing of δ: no bound. */
+        assert_ok(veil_dp_epsilon_sampled(rho, delta, 1e30, &ec, err,
+                                          sizeof(err)),
+                  err);
+        assert_true(isinf(ec));
+        assert_int_equal(veil_dp_epsilon_sampled(rho, delta, -1, &ec, err,
+                                                 sizeof(err)),
+                         -VEIL_EINVAL);
+        /* The rate travels with the record: a state without coordinates
+         * (the operator's `dp_model accountant`) reports the stage's ε. */
+        assert_int_equal(veil_accountant_new(&c, &ideal, err, sizeof(err)),
+                         0);
+        veil_accountant_encode(a, rec);
+        assert_ok(veil_accountant_restore(c, rec, sizeof(rec), err,
+                                          sizeof(err)),
+                  err);
+        assert_true(veil_accountant_draws_per_rho(c) == per);
+        assert_ok(veil_accountant_epsilon(c, delta, &ec, err, sizeof(err)),
+                  err);
+        assert_true(ec == e);
+        snprintf(path, sizeof(path), "%s/sampler.bin", tmpdir);
+        assert_ok(veil_accountant_save(a, path, err, sizeof(err)), err);
+        veil_accountant_free(c);
+        assert_int_equal(veil_accountant_new(&c, &ideal, err, sizeof(err)),
+                         0);
+        assert_ok(veil_accountant_load(c, path, err, sizeof(err)), err);
+        assert_true(veil_accountant_draws_per_rho(c) == per);
+        /* A format-2 record: no rate, the spend alone. */
+        veil_accountant_free(c);
+        assert_int_equal(veil_accountant_new(&c, &ideal, err, sizeof(err)),
+                         0);
+        as_format(rec, 2, veil_accountant_lineage(a));
+        assert_ok(veil_accountant_restore(c, rec, sizeof(rec), err,
+                                          sizeof(err)),
+                  err);
+        assert_true(veil_accountant_rho(c) == rho);
+        assert_true(veil_accountant_draws_per_rho(c) == 0);
+        /* A format-3 record whose rate is not a number: refused. */
+        veil_accountant_encode(a, rec);
+        for (int i = 0; i < 8; i++)
+                rec[104 + i] = 0xff; /* a NaN */
+        as_format(rec, 3, veil_accountant_lineage(a));
+        assert_int_equal(veil_accountant_restore(c, rec, sizeof(rec), err,
+                                                 sizeof(err)),
+                         -VEIL_EDECODE);
+        veil_accountant_free(a);
         veil_accountant_free(c);
 }
 
@@ -1254,6 +1346,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_two_slots, setup_tmp,
                                                 teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_lineage, setup_tmp,
+                                                teardown_tmp),
+                cmocka_unit_test_setup_teardown(test_sampler_error, setup_tmp,
                                                 teardown_tmp),
                 cmocka_unit_test_setup_teardown(test_newest_slot_unit,
                                                 setup_tmp, teardown_tmp),

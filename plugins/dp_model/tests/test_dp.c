@@ -525,7 +525,7 @@ static void test_charged_saved_before_apply(void **st) {
                 last = ds.epsilon;
                 /* The file holds this release already. */
                 struct veil_accountant *a2;
-                struct veil_dp_mech mech = {VEIL_DP_GAUSSIAN, 2.0, 1, 0, 1};
+                struct veil_dp_mech mech = {VEIL_DP_GAUSSIAN, 2.0, 1, 0, 1, 0};
                 assert_int_equal(veil_accountant_new(&a2, &mech, err,
                                                      sizeof(err)),
                                  0);
@@ -620,6 +620,7 @@ static void test_others_count(void **st) {
         char path[2][256], err[256];
         int released[2] = {0, 0};
         struct veil_dp_stats ds[2];
+        double draws = 0;
         for (int k = 0; k < 2; k++) {
                 tmp_path(path[k], sizeof(path[k]), k ? "others1" : "others0");
                 struct veil_model *m = new_model(4, 2, 4);
@@ -647,6 +648,7 @@ static void test_others_count(void **st) {
                                                        sizeof(err));
                 }
                 ds[k] = veil_dp_stats(dp);
+                draws = veil_accountant_draws_per_rho(veil_dp_accountant(dp));
                 veil_dp_free(dp);
                 fake_free(&f);
                 veil_learner_free(L);
@@ -658,11 +660,20 @@ static void test_others_count(void **st) {
         assert_true(ds[1].epsilon <= 4.0 && ds[0].epsilon <= 4.0);
         assert_true(ds[1].rho >= ds[1].rho_own + 0.2);
         assert_true(ds[1].epsilon > ds[1].epsilon_own);
-        double eps;
-        assert_int_equal(veil_dp_epsilon(ds[1].rho, 1e-6, &eps, NULL, err,
-                                         sizeof(err)),
+        /* Both spends at the stage's rate of sampler draws (every noised
+         * coordinate, at least 2·4·2 + 4·2 + 4 = 28 for 4 items, d = 2 and
+         * 4 feature rows, per 1/(2σ_acc²) of ρ, σ_acc just under 3):
+         * above the exact sampler's ε. */
+        double eps, exact;
+        assert_true(draws >= 28 * 2 * 3 * 3 * 0.99);
+        assert_int_equal(veil_dp_epsilon_sampled(ds[1].rho, 1e-6, draws, &eps,
+                                                 err, sizeof(err)),
                          0);
         assert_true(ds[1].epsilon == eps);
+        assert_int_equal(veil_dp_epsilon(ds[1].rho, 1e-6, &exact, NULL, err,
+                                         sizeof(err)),
+                         0);
+        assert_true(ds[1].epsilon > exact);
         assert_true(ds[0].rho == ds[0].rho_own);
 }
 

@@ -155,6 +155,16 @@ st1=$("$VEIL" dp_model accountant --file "$work/acc" --delta 1e-8)
 e1=$(val epsilon <<<"$st1"); s1=$(val steps <<<"$st1")
 ok gt "$s1" 0
 ok gt "$e1" 0
+# The file keeps the stage's rate of noise draws per unit of ρ (every
+# coordinate a release noises, times 2σ²: the sampler's own error,
+# accountant.h), and the calculator converts a ρ at that rate as the stage
+# does: from the printed ρ and rate (both rounded up), never below.
+d1=$(val draws_per_rho <<<"$st1"); r1=$(val rho <<<"$st1")
+ok gt "$d1" 1000000
+ok ge "$("$VEIL" dp_model epsilon --rho "$r1" --delta 1e-8 --draws-per-rho "$d1" | val epsilon)" "$e1"
+check "epsilon --draws-per-rho: no bound left" 0 "^epsilon=inf$" -- "$VEIL" dp_model epsilon --rho 1 --delta 1e-8 --draws-per-rho 1e30
+check "--draws-per-rho without --rho" 2 "^dp_model: --draws-per-rho goes with --rho" -- "$VEIL" dp_model epsilon --noise-multiplier 2 --delta 1e-8 --draws-per-rho 5
+check "--draws-per-rho -1" 2 "^dp_model epsilon: --draws-per-rho must be a decimal number equal to 0 or in" -- "$VEIL" dp_model epsilon --rho 1 --delta 1e-8 --draws-per-rho -1
 "$VEIL" replay "$work/p.yaml" --events "$events" --batch 16 --limit 2000 >"$work/run2" 2>&1
 # A private model that adds rows for items first seen in events says the
 # guarantee does not cover that; with max_new_items: 0 it says nothing.
