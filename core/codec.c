@@ -39,6 +39,17 @@
  * and the batch was read again after every restart. */
 #define MAX_ATTRS 1024
 #define MAX_SCHEMA_BYTES (1 << 20)
+/* A record read into an Avro-C generic value (side inputs, model updates)
+ * may take at most GEN_FACTOR times its size plus GEN_SLACK, by the costs
+ * of gen_cost(). Without a bound one 1 MB record of a million empty
+ * strings took 80 MB, held until the next record, and ten times that with
+ * a topic's larger max.message.bytes: a way for anyone who can write to a
+ * side topic to take the host's memory. Real records take far less (a
+ * model update's floats 8 per 4 bytes, its item ids ~11 per byte). The
+ * slack takes the 2^20 items that take no bytes a record may hold (nulls:
+ * 8 MiB). */
+#define GEN_FACTOR 16
+#define GEN_SLACK ((size_t)16 << 20)
 #define CONFLUENT_HEADER 5
 
 static int fail(char *errstr, size_t errstr_size, int code, const char *fmt,
@@ -1552,6 +1563,7 @@ struct dec {
         size_t sleft;
         unsigned geo;          /* bit 0: lat seen, bit 1: lon seen */
         size_t zero_items;     /* items that took no bytes, whole record */
+        size_t gen, gen_max;   /* generic value: bytes taken, the bound */
         int depth;
         size_t nn;
         const char *names[MAX_DEPTH + 2];
@@ -1836,6 +1848,37 @@ static int ev_default(struct dec *d, int slot, const struct json *j) {
 
 static int dec_node(struct dec *d, const struct pnode *n, avro_value_t *dst);
 
+/* Memory an Avro-C generic value takes for a value, at least what
+ * libavro 1.11.1 takes for one in an array (an empty string 80 bytes, an
+ * empty array 33, an int 4.7, a null 4.8, a record of one int 4.8, a
+ * union of null and an int 8.7); a map entry's key costs a string more. */
+static size_t gen_cost(avro_type_t t) {
+        switch (t) {
+        case AVRO_STRING:
+        case AVRO_BYTES:
+        case AVRO_FIXED:
+                return 96;
+        case AVRO_ARRAY:
+        case AVRO_MAP:
+                return 48;
+        default:
+                return 8;
+        }
+}
+
+static int gen_charge(struct dec *d, size_t cost, const unsigned char *at) {
+        d->gen += cost;
+        if (d->gen <= d->gen_max)
+                return 0;
+        return derr(d, -VEIL_EDECODE,
+                    "record of %zu bytes would take more than %zu bytes of "
+                    "memory decoded (at byte %zu): a record read whole may "
+                    "take %d times its size plus 16 MiB, and items of few "
+                    "bytes, such as empty strings, take ~100 bytes each",
+                    (size_t)(d->end - d->start), d->gen_max, off(d, at),
+                    GEN_FACTOR);
+}
+
 static int dec_num(struct dec *d, const struct pnode *n, avro_value_t *dst,
                    int64_t l, double x) {
         int rc = 0;
@@ -1977,6 +2020,10 @@ static int dec_blocks(struct dec *d, const struct pnode *n,
                                                 return has_nul(d, k);
                                         if (!veil_utf8_valid(k, (size_t)klen))
                                                 return not_utf8(d, k);
+                                        if ((rc = gen_charge(
+                                                     d, gen_cost(AVRO_STRING),
+                                                     k)))
+                                                return rc;
                                         char *key = scratch(d->c, k,
                                                             (size_t)klen);
                                         if (!key)
@@ -2050,6 +2097,8 @@ static int dec_node(struct dec *d, const struct pnode *n, avro_value_t *dst) {
                 dst = &br;
         }
         const unsigned char *at = d->p;
+        if (dst && (rc = gen_charge(d, gen_cost(n->wt), at)))
+                return rc;
         switch (n->wt) {
         case AVRO_NULL:
                 if (dst)
@@ -2257,6 +2306,7 @@ static int decode(struct veil_codec *c, const void *buf, size_t len,
         struct dec d = {.p = p + hdr, .end = p + len, .start = p, .c = c,
                         .ev = ev, .arena = arena,
                         .arena_base = arena ? arena->used_total : 0,
+                        .gen_max = len * GEN_FACTOR + GEN_SLACK,
                         .errstr = errstr, .errstr_size = errstr_size};
         if (ev) {
                 /* Every string in the datum has a length byte before it, so

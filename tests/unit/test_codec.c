@@ -1050,6 +1050,58 @@ static void test_zero_size_items(void **state) {
         veil_codec_destroy(c);
 }
 
+/* A record read whole (side inputs, model updates) may take 16 times its
+ * size plus 16 MiB in memory: a million empty strings in 1 MB took 80 MB
+ * before, a million small ints take 5 MB and still read. */
+static size_t small_items(unsigned char *buf, size_t strings, size_t ints) {
+        size_t n = 0;
+        for (int a = 0; a < 2; a++) {
+                uint64_t z = (uint64_t)(a ? ints : strings) << 1;
+                if (!z) {
+                        buf[n++] = 0; /* an empty array */
+                        continue;
+                }
+                while (z >= 0x80) {
+                        buf[n++] = (unsigned char)(z | 0x80);
+                        z >>= 7;
+                }
+                buf[n++] = (unsigned char)z;
+                memset(buf + n, 0, a ? ints : strings); /* "" or 0 */
+                n += a ? ints : strings;
+                buf[n++] = 0; /* end of the array */
+        }
+        return n;
+}
+
+static void test_generic_memory_bound(void **state) {
+        (void)state;
+        struct veil_codec *c = codec_or_die(DATA("small_items.avsc"),
+                                            VEIL_FRAMING_RAW, 0);
+        const veil_rec_t *r;
+        char err[512] = "";
+        unsigned char *buf = malloc(2100000);
+        assert_non_null(buf);
+        size_t n = small_items(buf, 0, 1000000);
+        if (veil_codec_decode_rec(c, buf, n, &r, err, sizeof(err)))
+                fail_msg("%s", err);
+        assert_int_equal(veil_rec_array_size(r, "i"), 1000000);
+        /* 200,000 empty strings: 19 MB by the decoder's count, within
+         * 16 · 200 KB + 16 MiB */
+        n = small_items(buf, 200000, 0);
+        if (veil_codec_decode_rec(c, buf, n, &r, err, sizeof(err)))
+                fail_msg("%s", err);
+        assert_int_equal(veil_rec_array_size(r, "s"), 200000);
+        n = small_items(buf, 2000000, 0);
+        assert_int_equal(veil_codec_decode_rec(c, buf, n, &r, err,
+                                               sizeof(err)),
+                         -VEIL_EDECODE);
+        assert_non_null(strstr(err, "record of 2000006 bytes would take "
+                                    "more than 48777312 bytes of memory"));
+        assert_non_null(strstr(err, "16 times its size plus 16 MiB"));
+        free(buf);
+        veil_codec_destroy(c);
+}
+
 static uint64_t xorshift(uint64_t *s) {
         *s ^= *s << 13;
         *s ^= *s >> 7;
@@ -2004,6 +2056,7 @@ int main(void) {
                 cmocka_unit_test(test_truncated),
                 cmocka_unit_test(test_hostile_lengths),
                 cmocka_unit_test(test_zero_size_items),
+                cmocka_unit_test(test_generic_memory_bound),
                 cmocka_unit_test(test_garbage),
                 cmocka_unit_test(test_mutations),
                 cmocka_unit_test(test_rec_consent),
