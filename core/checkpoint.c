@@ -425,7 +425,9 @@ int veil_checkpoint_save(struct veil_pipeline *p, const struct veil_sink *sink,
                 }
                 void *data = NULL;
                 size_t len = 0;
+                struct veil_pipeline *was = veil_pipeline_enter(p);
                 int rc = pl->checkpoint(state, &data, &len);
+                veil_pipeline_leave(was);
                 if (rc) {
                         free(data);
                         snprintf(errstr, errstr_size,
@@ -1090,9 +1092,11 @@ int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
                                 continue;
                         }
                         char err[512] = "";
+                        struct veil_pipeline *was = veil_pipeline_enter(p);
                         int rc = pl->restore(veil_pipeline_stage_state(p, i),
                                              blob, (size_t)m->len, err,
                                              sizeof(err));
+                        veil_pipeline_leave(was);
                         free(blob);
                         if (rc) {
                                 snprintf(errstr, errstr_size,

@@ -57,6 +57,7 @@ struct veil_stage {
          * declare was logged (refused(), once, not per event). */
         unsigned char *undeclared_told;
         int dropped_told; /* veil_out_event of an event out of the stream */
+        int outside_told; /* a call outside its callbacks (atomic) */
 };
 
 struct veil_batch_impl {
@@ -83,6 +84,7 @@ struct drop_reason {
 };
 
 struct veil_pipeline {
+        int outside_told; /* a batch function outside a callback (atomic) */
         const struct veil_config *cfg;
         struct veil_keyring *keyring;
         struct veil_stage *stages;
@@ -130,29 +132,95 @@ struct veil_pipeline {
 };
 
 /* ------------------------------------------------------------------ */
+/* SDK: where it may be called                                        */
+/* ------------------------------------------------------------------ */
+
+/* The pipeline whose stage callback this thread is running, if any
+ * (veil_pipeline_enter). The host's functions that take a stage or a
+ * batch work only inside one: from a thread of the plugin's own they
+ * would race the loop (an output's record, the arena, the erase queue),
+ * and after the callback returned the batch or the pipeline they name
+ * may be gone. Thread-local, so checking it needs no lock. */
+static __thread struct veil_pipeline *in_callback;
+
+struct veil_pipeline *veil_pipeline_enter(struct veil_pipeline *p) {
+        struct veil_pipeline *prev = in_callback;
+        in_callback = p;
+        return prev;
+}
+
+void veil_pipeline_leave(struct veil_pipeline *prev) { in_callback = prev; }
+
+/* 1, said once per stage (or pipeline, for a batch's functions), when
+ * `call` comes from outside p's callbacks. Only the log (line-atomic) and
+ * an atomic flag are touched: this may be another thread. */
+static int outside(struct veil_pipeline *p, int *told, const char *who,
+                   const char *call) {
+        if (p && in_callback == p)
+                return 0;
+        if (told && !__atomic_exchange_n(told, 1, __ATOMIC_RELAXED))
+                veil_log_host(VEIL_LOG_ERROR, who,
+                              "%s called outside the stage's callbacks (from "
+                              "a thread of the plugin's own, or after a "
+                              "callback returned): refused. The host's "
+                              "functions that take a stage or a batch work "
+                              "only inside init, process, on_side_record, "
+                              "erase, export_subject, checkpoint and "
+                              "restore, on the thread that runs them; said "
+                              "once",
+                              call);
+        return 1;
+}
+
+static int stage_outside(struct veil_stage *st, const char *call) {
+        return outside(st ? st->p : NULL, st ? &st->outside_told : NULL,
+                       st ? st->cfg->use : NULL, call);
+}
+
+/* ------------------------------------------------------------------ */
 /* SDK: batches and events                                            */
 /* ------------------------------------------------------------------ */
 
-void *veil_batch_alloc(struct veil_batch *b, size_t size) {
-        /* Found through impl, not through b's own address: a plugin may
-         * pass a copy of the batch (a sub-range of its events), and the
-         * offset from a copy on its stack pointed into that stack. */
+/* Found through impl, not through b's own address: a plugin may pass a
+ * copy of the batch (a sub-range of its events), and the offset from a
+ * copy on its stack pointed into that stack. */
+static struct veil_pipeline *batch_pipeline(const struct veil_batch *b) {
         if (!b || !b->impl)
                 return NULL;
-        struct veil_pipeline *p =
-                (struct veil_pipeline *)((char *)b->impl -
-                                         offsetof(struct veil_pipeline, impl));
-        return veil_arena_alloc(&p->arena, size);
+        return (struct veil_pipeline *)((char *)b->impl -
+                                        offsetof(struct veil_pipeline, impl));
 }
 
-char *veil_batch_strdup(struct veil_batch *b, const char *s) {
+static int batch_outside(struct veil_batch *b, const char *call) {
+        struct veil_pipeline *p = batch_pipeline(b);
+        return outside(p, p ? &p->outside_told : NULL,
+                       p ? b->impl->cur_stage : NULL, call);
+}
+
+/* The host's own: it fills batches outside any callback. */
+static void *batch_alloc(struct veil_batch *b, size_t size) {
+        struct veil_pipeline *p = batch_pipeline(b);
+        return p ? veil_arena_alloc(&p->arena, size) : NULL;
+}
+
+static char *batch_strdup(struct veil_batch *b, const char *s) {
         if (!s)
                 return NULL;
         size_t n = strlen(s);
-        char *d = veil_batch_alloc(b, n + 1);
+        char *d = batch_alloc(b, n + 1);
         if (d)
                 memcpy(d, s, n + 1);
         return d;
+}
+
+void *veil_batch_alloc(struct veil_batch *b, size_t size) {
+        return batch_outside(b, "veil_batch_alloc") ? NULL
+                                                    : batch_alloc(b, size);
+}
+
+char *veil_batch_strdup(struct veil_batch *b, const char *s) {
+        return batch_outside(b, "veil_batch_strdup") ? NULL
+                                                     : batch_strdup(b, s);
 }
 
 static void set_status(struct veil_batch *b, struct veil_event *ev,
@@ -160,7 +228,7 @@ static void set_status(struct veil_batch *b, struct veil_event *ev,
         if (!b || !b->impl || !ev || ev->status != VEIL_PASS)
                 return;
         ev->status = st;
-        ev->reason = veil_batch_strdup(b, reason ? reason : "unspecified");
+        ev->reason = batch_strdup(b, reason ? reason : "unspecified");
         ev->stage = b->impl->cur_stage;
         /* An event the stage takes out of the stream after one of its
          * records was refused answers that record, unless the event has a
@@ -179,12 +247,14 @@ static void set_status(struct veil_batch *b, struct veil_event *ev,
 
 void veil_event_drop(struct veil_batch *b, struct veil_event *ev,
                      const char *reason) {
-        set_status(b, ev, VEIL_DROP, reason);
+        if (!batch_outside(b, "veil_event_drop"))
+                set_status(b, ev, VEIL_DROP, reason);
 }
 
 void veil_event_dead_letter(struct veil_batch *b, struct veil_event *ev,
                             const char *error) {
-        set_status(b, ev, VEIL_DEAD_LETTER, error);
+        if (!batch_outside(b, "veil_event_dead_letter"))
+                set_status(b, ev, VEIL_DEAD_LETTER, error);
 }
 
 /* ------------------------------------------------------------------ */
@@ -196,8 +266,21 @@ void veil_log(veil_stage_t *st, veil_log_level_t level, const char *fmt, ...) {
         va_start(ap, fmt);
         veil_log_vhost(level, st ? st->cfg->use : NULL, fmt, ap);
         va_end(ap);
-        if (st && level == VEIL_LOG_ERROR)
+        /* Any thread may log; the count is the loop's. */
+        if (st && level == VEIL_LOG_ERROR && in_callback == st->p)
                 st->stats.errors++;
+}
+
+/* The host's own error about a stage, on the loop thread: logged under the
+ * stage's name and counted among its errors. */
+static void stage_error(struct veil_stage *st, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static void stage_error(struct veil_stage *st, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        veil_log_vhost(VEIL_LOG_ERROR, st->cfg->use, fmt, ap);
+        va_end(ap);
+        st->stats.errors++;
 }
 
 /* 1 when the plugin reads side input `name`, required or optional. */
@@ -255,21 +338,21 @@ static int undeclared(struct veil_stage *st, const char *output,
         if (st->undeclared_told)
                 st->undeclared_told[slot] = 1;
         if (slot < p->n_outputs)
-                veil_log(st, VEIL_LOG_ERROR,
-                         "stage %zu (%s): %s to output '%s', which is not "
-                         "among the plugin's outputs: refused, nothing is "
-                         "written (the privacy lint checks an output only "
-                         "at the stages that declare it); said once, every "
-                         "such write is refused",
-                         st->index + 1, st->h.def->name, call,
-                         p->outputs[slot].b->name);
+                stage_error(st,
+                            "stage %zu (%s): %s to output '%s', which is not "
+                            "among the plugin's outputs: refused, nothing is "
+                            "written (the privacy lint checks an output only "
+                            "at the stages that declare it); said once, every "
+                            "such write is refused",
+                            st->index + 1, st->h.def->name, call,
+                            p->outputs[slot].b->name);
         else
-                veil_log(st, VEIL_LOG_ERROR,
-                         "stage %zu (%s): %s to an output that is not among "
-                         "the plugin's outputs and that the pipeline does "
-                         "not bind: refused, nothing is written; said once, "
-                         "every such write is refused",
-                         st->index + 1, st->h.def->name, call);
+                stage_error(st,
+                            "stage %zu (%s): %s to an output that is not among "
+                            "the plugin's outputs and that the pipeline does "
+                            "not bind: refused, nothing is written; said once, "
+                            "every such write is refused",
+                            st->index + 1, st->h.def->name, call);
         return 1;
 }
 
@@ -279,6 +362,8 @@ static int undeclared(struct veil_stage *st, const char *output,
  * plugin does not declare: the stage may not write there (undeclared()),
  * and asking is not writing, so it is not logged. */
 int veil_out_bound(veil_stage_t *st, const char *output) {
+        if (stage_outside(st, "veil_out_bound"))
+                return 0;
         if (!output || !stage_declares(st->h.def, output))
                 return 0;
         struct veil_output *o = find_output(st->p, output);
@@ -286,7 +371,8 @@ int veil_out_bound(veil_stage_t *st, const char *output) {
 }
 
 veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output) {
-        if (undeclared(st, output, "veil_out_begin"))
+        if (stage_outside(st, "veil_out_begin") ||
+            undeclared(st, output, "veil_out_begin"))
                 return NULL;
         struct veil_output *o = find_output(st->p, output);
         if (!o || !o->codec)
@@ -304,7 +390,7 @@ veil_rec_t *veil_out_begin(veil_stage_t *st, const char *output) {
 static void unwritten(struct veil_pipeline *p, struct veil_stage *st,
                       const struct veil_event *ev, const char *why) {
         if (st)
-                veil_log(st, VEIL_LOG_ERROR, "%s", why);
+                stage_error(st, "%s", why);
         else
                 veil_log_host(VEIL_LOG_ERROR, NULL, "%s", why);
         struct veil_batch_impl *im = &p->impl;
@@ -377,15 +463,17 @@ static int not_encoded(struct veil_stage *st, const struct veil_event *ev,
 
 int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
                   size_t key_len) {
+        if (stage_outside(st, "veil_out_emit"))
+                return -VEIL_ESTATE;
         if (undeclared(st, output, "veil_out_emit"))
                 return -VEIL_EINVAL;
         struct veil_output *o = find_output(st->p, output);
         if (!o)
                 return 0; /* unbound output: emitting is a no-op */
         if (!o->open) {
-                veil_log(st, VEIL_LOG_ERROR,
-                         "emit to output '%s' without veil_out_begin",
-                         output);
+                stage_error(st,
+                            "emit to output '%s' without veil_out_begin",
+                            output);
                 return -VEIL_ESTATE;
         }
         o->open = 0;
@@ -398,6 +486,8 @@ int veil_out_emit(veil_stage_t *st, const char *output, const void *key,
 
 int veil_out_event(veil_stage_t *st, const char *output,
                    const struct veil_event *ev) {
+        if (stage_outside(st, "veil_out_event"))
+                return -VEIL_ESTATE;
         if (undeclared(st, output, "veil_out_event"))
                 return -VEIL_EINVAL;
         /* An event out of the stream (dropped, by consent too, or
@@ -408,13 +498,13 @@ int veil_out_event(veil_stage_t *st, const char *output,
                 if (st->dropped_told)
                         st->stats.errors++;
                 else
-                        veil_log(st, VEIL_LOG_ERROR,
-                                 "stage %zu (%s): veil_out_event of an "
-                                 "event taken out of the stream (dropped or "
-                                 "dead-lettered): refused, nothing is "
-                                 "written; said once, every such write is "
-                                 "refused",
-                                 st->index + 1, st->h.def->name);
+                        stage_error(st,
+                                    "stage %zu (%s): veil_out_event of an "
+                                    "event taken out of the stream (dropped or "
+                                    "dead-lettered): refused, nothing is "
+                                    "written; said once, every such write is "
+                                    "refused",
+                                    st->index + 1, st->h.def->name);
                 st->dropped_told = 1;
                 return -VEIL_EINVAL;
         }
@@ -422,10 +512,10 @@ int veil_out_event(veil_stage_t *st, const char *output,
         if (!o)
                 return 0;
         if (!o->codec) {
-                veil_log(st, VEIL_LOG_ERROR,
-                         "output '%s' takes no records from plugins (set "
-                         "the event's status to VEIL_DEAD_LETTER instead)",
-                         output);
+                stage_error(st,
+                            "output '%s' takes no records from plugins (set "
+                            "the event's status to VEIL_DEAD_LETTER instead)",
+                            output);
                 return -VEIL_EINVAL;
         }
         char err[256];
@@ -482,14 +572,20 @@ static int request_erase(veil_stage_t *st, const char *raw_id,
 }
 
 int veil_request_erase(veil_stage_t *st, const char *raw_id) {
+        if (stage_outside(st, "veil_request_erase"))
+                return -VEIL_ESTATE;
         return request_erase(st, raw_id, 0);
 }
 
 int veil_request_erase_training(veil_stage_t *st, const char *raw_id) {
+        if (stage_outside(st, "veil_request_erase_training"))
+                return -VEIL_ESTATE;
         return request_erase(st, raw_id, 1);
 }
 
 int veil_request_export(veil_stage_t *st, const char *raw_id) {
+        if (stage_outside(st, "veil_request_export"))
+                return -VEIL_ESTATE;
         struct veil_pipeline *p = st->p;
         return enqueue(&p->export_queue, &p->n_export, &p->cap_export, raw_id);
 }
@@ -513,6 +609,9 @@ void veil_instance_id(char *out, size_t size) {
 
 int veil_pseudonym(veil_stage_t *st, const char *domain, const void *id,
                    size_t id_len, char *out, size_t out_size) {
+        /* A reload replaces the keyring under a thread of its own. */
+        if (stage_outside(st, "veil_pseudonym"))
+                return -VEIL_ESTATE;
         if (!st->p->keyring)
                 return -VEIL_ESTATE;
         return veil_keyring_pseudonym(st->p->keyring, domain, id, id_len, out,
@@ -520,6 +619,8 @@ int veil_pseudonym(veil_stage_t *st, const char *domain, const void *id,
 }
 
 void veil_privacy_set_spent(veil_stage_t *st, double epsilon, double delta) {
+        if (stage_outside(st, "veil_privacy_set_spent"))
+                return;
         st->eps_spent = epsilon;
         st->delta_spent = delta;
         st->has_spent = 1;
@@ -528,12 +629,16 @@ void veil_privacy_set_spent(veil_stage_t *st, double epsilon, double delta) {
 uint64_t veil_stage_pipeline_id(const veil_stage_t *st) { return st->p->id; }
 
 void veil_privacy_set_budget(veil_stage_t *st, double epsilon, double delta) {
+        if (stage_outside(st, "veil_privacy_set_budget"))
+                return;
         st->eps_budget = epsilon;
         st->delta_budget = delta;
         st->has_budget = 1;
 }
 
 int veil_metric_set(veil_stage_t *st, const char *name, double value) {
+        if (stage_outside(st, "veil_metric_set"))
+                return -VEIL_ESTATE;
         size_t n = name ? strlen(name) : 0;
         int ok = n > 0 && n < sizeof(st->gauges[0].name) &&
                  !(name[0] >= '0' && name[0] <= '9');
@@ -648,8 +753,10 @@ int veil_pipeline_new(struct veil_pipeline **pp, const struct veil_config *cfg,
                 for (size_t i = 0; i < p->n_stages; i++) {
                         struct veil_stage *s = &p->stages[i];
                         char ierr[1024] = "";
+                        struct veil_pipeline *was = veil_pipeline_enter(p);
                         rc = s->h.def->init(s, s->params, &s->state, ierr,
                                             sizeof(ierr));
+                        veil_pipeline_leave(was);
                         if (rc) {
                                 snprintf(errstr, errstr_size,
                                          "%s:%d:%d: plugin '%s' failed to "
@@ -674,8 +781,11 @@ void veil_pipeline_destroy(struct veil_pipeline *p) {
                 return;
         for (size_t i = p->n_stages; i-- > 0;) {
                 struct veil_stage *s = &p->stages[i];
-                if (s->inited)
+                if (s->inited) {
+                        struct veil_pipeline *was = veil_pipeline_enter(p);
                         s->h.def->destroy(s->state);
+                        veil_pipeline_leave(was);
+                }
                 veil_params_destroy(s->params);
                 veil_plugin_unload(&s->h);
                 free(s->undeclared_told);
@@ -910,10 +1020,13 @@ static void apply_exports(struct veil_pipeline *p) {
                                 veil_rec_t *sec = veil_rec_map_add(
                                         r, "sections", st->h.def->name);
                                 int bad = 0;
+                                struct veil_pipeline *was =
+                                        veil_pipeline_enter(p);
                                 for (size_t f = 0; sec && f < sf.n; f++)
                                         bad |= st->h.def->export_subject(
                                                        st->state, &sf.f[f],
                                                        sec) != 0;
+                                veil_pipeline_leave(was);
                                 /* A stage that could not say everything
                                  * it holds: the answer says so, rather
                                  * than passing for complete. */
@@ -924,11 +1037,11 @@ static void apply_exports(struct veil_pipeline *p) {
                                                 "export all it holds; ask "
                                                 "again or contact the "
                                                 "operator");
-                                        veil_log(st, VEIL_LOG_ERROR,
-                                                 "access request: the "
-                                                 "stage's export failed; "
-                                                 "its section is marked "
-                                                 "_incomplete");
+                                        stage_error(st,
+                                                    "access request: the "
+                                                    "stage's export failed; "
+                                                    "its section is marked "
+                                                    "_incomplete");
                                 }
                         }
                         char err[256];
@@ -963,9 +1076,11 @@ static void apply_erasures(struct veil_pipeline *p) {
                         if (!st->inited || !st->h.def->erase)
                                 continue;
                         int bad = 0;
+                        struct veil_pipeline *was = veil_pipeline_enter(p);
                         for (size_t f = 0; f < sf.n; f++)
                                 bad |= st->h.def->erase(st->state,
                                                         &sf.f[f]) != 0;
+                        veil_pipeline_leave(was);
                         if (!bad)
                                 continue;
                         /* An erasure that did not happen is never reported
@@ -1095,7 +1210,7 @@ static void set_subject(struct veil_pipeline *p, struct veil_event *ev) {
         if (veil_keyring_pseudonym(p->keyring, "subject", ev->user_id,
                                    strlen(ev->user_id), pseudo,
                                    sizeof(pseudo)) > 0 &&
-            (ev->subject = veil_batch_strdup(&p->batch, pseudo))) {
+            (ev->subject = batch_strdup(&p->batch, pseudo))) {
                 p->last_uid = ev->user_id;
                 p->last_subject = ev->subject;
         }
@@ -1236,29 +1351,29 @@ int veil_pipeline_batch_add_event(struct veil_pipeline *p,
         struct veil_batch *b = &p->batch;
         struct veil_event *ev = &b->events[b->n];
         *ev = *in;
-        ev->event_id = veil_batch_strdup(b, in->event_id);
-        ev->user_id = veil_batch_strdup(b, in->user_id);
-        ev->type = veil_batch_strdup(b, in->type);
-        ev->item_id = veil_batch_strdup(b, in->item_id);
-        ev->tc_string = veil_batch_strdup(b, in->tc_string);
-        ev->ctx.device = veil_batch_strdup(b, in->ctx.device);
-        ev->ctx.ip = veil_batch_strdup(b, in->ctx.ip);
-        ev->ctx.user_agent = veil_batch_strdup(b, in->ctx.user_agent);
-        ev->ctx.geohash = veil_batch_strdup(b, in->ctx.geohash);
-        ev->ctx.country = veil_batch_strdup(b, in->ctx.country);
-        ev->ctx.session_id = veil_batch_strdup(b, in->ctx.session_id);
-        ev->ctx.timezone = veil_batch_strdup(b, in->ctx.timezone);
+        ev->event_id = batch_strdup(b, in->event_id);
+        ev->user_id = batch_strdup(b, in->user_id);
+        ev->type = batch_strdup(b, in->type);
+        ev->item_id = batch_strdup(b, in->item_id);
+        ev->tc_string = batch_strdup(b, in->tc_string);
+        ev->ctx.device = batch_strdup(b, in->ctx.device);
+        ev->ctx.ip = batch_strdup(b, in->ctx.ip);
+        ev->ctx.user_agent = batch_strdup(b, in->ctx.user_agent);
+        ev->ctx.geohash = batch_strdup(b, in->ctx.geohash);
+        ev->ctx.country = batch_strdup(b, in->ctx.country);
+        ev->ctx.session_id = batch_strdup(b, in->ctx.session_id);
+        ev->ctx.timezone = batch_strdup(b, in->ctx.timezone);
         ev->ctx.attrs = NULL;
         if (in->ctx.n_attrs) {
-                ev->ctx.attrs = veil_batch_alloc(
+                ev->ctx.attrs = batch_alloc(
                         b, in->ctx.n_attrs * sizeof(struct veil_kv));
                 if (!ev->ctx.attrs)
                         return -VEIL_ENOMEM;
                 for (size_t i = 0; i < in->ctx.n_attrs; i++) {
                         ev->ctx.attrs[i].key =
-                                veil_batch_strdup(b, in->ctx.attrs[i].key);
+                                batch_strdup(b, in->ctx.attrs[i].key);
                         ev->ctx.attrs[i].value =
-                                veil_batch_strdup(b, in->ctx.attrs[i].value);
+                                batch_strdup(b, in->ctx.attrs[i].value);
                 }
         }
         ev->status = VEIL_PASS;
@@ -1310,7 +1425,9 @@ int veil_pipeline_batch_run(struct veil_pipeline *p, char *errstr,
                 p->impl.n_tied = p->impl.cap_tied = 0;
                 p->impl.left_api = 0;
                 p->impl.in_process = 1;
+                struct veil_pipeline *was = veil_pipeline_enter(p);
                 int rc = st->h.def->process(st->state, b);
+                veil_pipeline_leave(was);
                 p->impl.in_process = 0;
                 uint64_t out = 0, dropped = 0, dead = 0;
                 for (size_t i = 0; i < b->n; i++) {
@@ -1453,7 +1570,9 @@ int veil_pipeline_side_record(struct veil_pipeline *p, size_t side,
                 if (!plugin_reads_side(def, sd->b->name))
                         continue;
                 err[0] = '\0';
+                struct veil_pipeline *was = veil_pipeline_enter(p);
                 int rc = def->on_side_record(st->state, &r, err, sizeof(err));
+                veil_pipeline_leave(was);
                 /* Out of memory, as in decoding above: the record is not
                  * at fault, and dead-lettered it would be missing until
                  * the next start (a consent withdrawal, a model update).
@@ -1675,7 +1794,9 @@ int veil_pipeline_transfer(struct veil_pipeline *to,
                         continue;
                 void *data = NULL;
                 size_t len = 0;
+                struct veil_pipeline *was = veil_pipeline_enter(from);
                 int rc = f->h.def->checkpoint(f->state, &data, &len);
+                veil_pipeline_leave(was);
                 if (rc) {
                         snprintf(errstr, errstr_size,
                                  "stage %zu (%s): checkpoint of the running "
@@ -1685,7 +1806,9 @@ int veil_pipeline_transfer(struct veil_pipeline *to,
                         return rc < 0 ? rc : -VEIL_ESTATE;
                 }
                 char err[1024] = "";
+                was = veil_pipeline_enter(to);
                 rc = t->h.def->restore(t->state, data, len, err, sizeof(err));
+                veil_pipeline_leave(was);
                 free(data);
                 if (rc) {
                         snprintf(errstr, errstr_size,

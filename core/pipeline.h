@@ -129,6 +129,12 @@ struct veil_stage_stats veil_pipeline_stage_stats(const struct veil_pipeline *p,
                                                   size_t i);
 /** A stage's state, for its checkpoint and restore hooks (checkpoint.c). */
 void *veil_pipeline_stage_state(struct veil_pipeline *p, size_t i);
+/** Marks this thread as running a callback of p's stages, until
+ *  veil_pipeline_leave(the value returned): the SDK's functions that take
+ *  a stage or a batch refuse calls from anywhere else. The host calls it
+ *  around every plugin hook it calls (checkpoint.c too). */
+struct veil_pipeline *veil_pipeline_enter(struct veil_pipeline *p);
+void veil_pipeline_leave(struct veil_pipeline *prev);
 uint64_t veil_pipeline_events_in(const struct veil_pipeline *p);
 uint64_t veil_pipeline_decode_errors(const struct veil_pipeline *p);
 uint64_t veil_pipeline_dead_letters(const struct veil_pipeline *p);

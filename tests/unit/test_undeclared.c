@@ -302,6 +302,47 @@ static void test_export_failure_marked(void **state) {
         run_done(&r);
 }
 
+/* The host's functions called from a thread of the plugin's own: each
+ * refused (it would race the loop on the output's record, the arena, the
+ * erase queue; the keyring a reload replaces), said once for the stage and
+ * once for the batch; nothing written, queued or changed; logging works. */
+static void test_off_thread_refused(void **state) {
+        (void)state;
+        struct run r;
+        int lint_rc;
+        int rc = run(&r, "{off_thread: true}", 1, &lint_rc);
+        if (rc)
+                fail_msg("batch: %s", r.err);
+        static const char *const refused[] = {
+                "off_metric_rc", "off_emit_rc", "off_erase_rc",
+                "off_export_rc", "off_pseudonym_rc"};
+        for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++)
+                if (gauge(&r, 0, refused[i]) != -VEIL_ESTATE)
+                        fail_msg("%s: %g", refused[i],
+                                 gauge(&r, 0, refused[i]));
+        assert_true(gauge(&r, 0, "off_begin_null") == 1);
+        assert_true(gauge(&r, 0, "off_alloc_null") == 1);
+        assert_true(gauge(&r, 0, "off_drop_ignored") == 1);
+        for (size_t j = 0; j < veil_pipeline_stage_n_gauges(r.p, 0); j++) {
+                double x;
+                assert_string_not_equal(
+                        veil_pipeline_stage_gauge(r.p, 0, j, &x),
+                        "from_thread");
+        }
+        assert_int_equal(count(r.log, "called outside the stage's "
+                                      "callbacks"),
+                         2);
+        assert_int_equal(count(r.log, "veil_metric_set called outside"), 1);
+        assert_int_equal(count(r.log, "veil_batch_alloc called outside"), 1);
+        assert_int_equal(count(r.log, "a line from the plugin's thread"), 1);
+        /* Nothing written from the thread; every event through the rest
+         * of the pipeline (the drop was refused too). */
+        assert_int_equal(r.cap.notes, 0);
+        assert_int_equal(r.cap.records, N_EVENTS); /* passthrough's */
+        assert_int_equal(r.cap.raw, 0);
+        run_done(&r);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_undeclared_bound),
@@ -309,6 +350,7 @@ int main(void) {
                 cmocka_unit_test(test_declared_still_written),
                 cmocka_unit_test(test_dropped_not_written),
                 cmocka_unit_test(test_export_failure_marked),
+                cmocka_unit_test(test_off_thread_refused),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,13 @@
  * libveil.so and resolved when the plugin is loaded; a plugin links against
  * nothing. Every callback of a stage runs on the pipeline's loop thread, one
  * at a time; `lint` and `notice` run without `init` (from parameters alone).
+ * The functions below that take a stage or a batch (veil_out_*,
+ * veil_request_*, veil_pseudonym, veil_metric_set, veil_privacy_set_*,
+ * veil_batch_*, veil_event_*) work only inside one of the stage's
+ * callbacks, on the thread that runs it: from a thread of the plugin's own,
+ * or after the callback returned, they are refused (-VEIL_ESTATE, NULL, or
+ * nothing done) and the host logs it once. veil_log may be called from any
+ * thread.
  *
  * Conventions: functions return 0 on success or a negative VEIL_E* code, and
  * fill a caller-provided `errstr, errstr_size` buffer with a message that names
@@ -410,8 +417,9 @@ uint64_t veil_stage_pipeline_id(const veil_stage_t *st);
  *  veil_plugin_<plugin>_<name>{stage="…"} (e.g. a consent ledger's size).
  *  `name`: [a-z_][a-z0-9_]*, at most 48 characters; at most 32 names per
  *  stage. A value must never describe one person. Call it from the
- *  pipeline's thread (init, process, on_side_record…). Returns 0, or
- *  -VEIL_EINVAL for a bad name or a full table. */
+ *  stage's callbacks (init, process, on_side_record…). Returns 0,
+ *  -VEIL_EINVAL for a bad name or a full table, or -VEIL_ESTATE outside
+ *  the callbacks. */
 int veil_metric_set(veil_stage_t *st, const char *name, double value);
 
 /** A record from a side-input topic (e.g. the consent topic). */

@@ -7,7 +7,10 @@
  * kept in gauges for the test to read: event_rc, begin_null (1 when
  * veil_out_begin gave NULL), emit_rc and bound, and notes_rc for
  * veil_out_event on its own `notes` (bound or not, which must keep
- * working as before). */
+ * working as before). With off_thread it makes those calls, and the
+ * batch's, from a thread of its own instead, and keeps what they answered
+ * in off_* gauges. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,8 @@ static const struct veil_param_def params[] = {
         {"export_fails", VEIL_PARAM_BOOL, "false", 0,
          "ask for the first event's subject's access record, and fail to "
          "export it"},
+        {"off_thread", VEIL_PARAM_BOOL, "false", 0,
+         "call the host's functions from a thread of its own"},
         {NULL, 0, NULL, 0, NULL}};
 static const char *const outputs[] = {"notes", NULL};
 
@@ -31,6 +36,7 @@ struct state {
         const char *output;
         int drop_first;
         int export_fails, export_asked;
+        int off_thread;
 };
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **state,
@@ -43,6 +49,7 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
         s->output = veil_params_str(p, "output");
         s->drop_first = veil_params_bool(p, "drop_first", 0);
         s->export_fails = veil_params_bool(p, "export_fails", 0);
+        s->off_thread = veil_params_bool(p, "off_thread", 0);
         *state = s;
         return 0;
 }
@@ -65,10 +72,55 @@ static int drop_then_emit(struct state *s, struct veil_batch *b) {
         return 0;
 }
 
+/* What the host answered a thread of the plugin's own. */
+struct off {
+        struct state *s;
+        struct veil_batch *b;
+        int metric_rc, emit_rc, erase_rc, export_rc, pseudonym_rc;
+        int begin_null, alloc_null;
+};
+
+static void *off_calls(void *arg) {
+        struct off *o = arg;
+        veil_stage_t *st = o->s->st;
+        char out[128];
+        o->metric_rc = veil_metric_set(st, "from_thread", 1);
+        o->begin_null = veil_out_begin(st, "notes") == NULL;
+        o->emit_rc = veil_out_emit(st, "notes", "k", 1);
+        o->erase_rc = veil_request_erase(st, o->b->events[0].user_id);
+        o->export_rc = veil_request_export(st, o->b->events[0].user_id);
+        o->pseudonym_rc = veil_pseudonym(st, "user", "x", 1, out, sizeof(out));
+        o->alloc_null = veil_batch_alloc(o->b, 16) == NULL;
+        veil_event_drop(o->b, &o->b->events[0], "from a thread");
+        veil_privacy_set_spent(st, 99, 0.5);
+        veil_log(st, VEIL_LOG_INFO, "a line from the plugin's thread");
+        return NULL;
+}
+
+static int off_thread(struct state *s, struct veil_batch *b) {
+        struct off o = {s, b, 0, 0, 0, 0, 0, 0, 0};
+        pthread_t th;
+        if (!b->n || pthread_create(&th, NULL, off_calls, &o))
+                return -VEIL_EINVAL;
+        pthread_join(th, NULL);
+        veil_metric_set(s->st, "off_metric_rc", o.metric_rc);
+        veil_metric_set(s->st, "off_begin_null", o.begin_null);
+        veil_metric_set(s->st, "off_emit_rc", o.emit_rc);
+        veil_metric_set(s->st, "off_erase_rc", o.erase_rc);
+        veil_metric_set(s->st, "off_export_rc", o.export_rc);
+        veil_metric_set(s->st, "off_pseudonym_rc", o.pseudonym_rc);
+        veil_metric_set(s->st, "off_alloc_null", o.alloc_null);
+        veil_metric_set(s->st, "off_drop_ignored",
+                        b->events[0].status == VEIL_PASS);
+        return 0;
+}
+
 static int process(void *state, struct veil_batch *b) {
         struct state *s = state;
         if (s->drop_first)
                 return drop_then_emit(s, b);
+        if (s->off_thread)
+                return off_thread(s, b);
         if (s->export_fails && !s->export_asked && b->n) {
                 veil_request_export(s->st, b->events[0].user_id);
                 s->export_asked = 1;
