@@ -277,7 +277,11 @@ if (buildDir) {
     for (const so of sonames) {
       if (/^libveil\.so/.test(so))
         continue;
-      const lm = new RegExp(`^\\s*${so.replace(/[.+]/g, '\\$&')} => (\\S+)`, 'm').exec(ldd);
+      const esc = so.replace(/[.+]/g, '\\$&');
+      // The dynamic loader (NEEDED once libveil has thread-local data:
+      // __tls_get_addr) is listed by its path, without "=>".
+      const lm = new RegExp(`^\\s*${esc} => (\\S+)`, 'm').exec(ldd) ||
+        new RegExp(`^\\s*(/\\S*/${esc}) \\(0x`, 'm').exec(ldd);
       if (!lm) {
         unknown.push(`${path.basename(elf)}: ${so} not found`);
         continue;
