@@ -77,7 +77,16 @@ else failed "log.level warn: exit $rc" "$(grep '"level":"info"' "$tmp/log")"; fi
 pipeline debug
 sed -i 's/^  guarantee: at-least-once$/&\n  settings: {debug: conf}/' "$tmp/p.yaml"
 echo "state: {topic: st}" >>"$tmp/p.yaml"
-run TERM 5
+"$VEIL" run "$tmp/p.yaml" 2>"$tmp/log" &
+pid=$!
+# The side reader is the last client made: wait for its dump (up to 20 s;
+# a build under AddressSanitizer starts slowly), then stop.
+for _ in $(seq 200); do
+  grep -q 'group.id = veil-demo.side' "$tmp/log" && break
+  sleep 0.1
+done
+sleep 0.5
+kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=
 # One line per client: its group (or "producer") and its non-default
 # properties, from the dump's "Client configuration:" and "Default topic
 # configuration:" blocks.
