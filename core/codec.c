@@ -1873,10 +1873,10 @@ static int gen_charge(struct dec *d, size_t cost, const unsigned char *at) {
         return derr(d, -VEIL_EDECODE,
                     "record of %zu bytes would take more than %zu bytes of "
                     "memory decoded (at byte %zu): a record read whole may "
-                    "take %d times its size plus 16 MiB, and items of few "
+                    "take %d times its size plus %zu MiB, and items of few "
                     "bytes, such as empty strings, take ~100 bytes each",
                     (size_t)(d->end - d->start), d->gen_max, off(d, at),
-                    GEN_FACTOR);
+                    GEN_FACTOR, GEN_SLACK >> 20);
 }
 
 static int dec_num(struct dec *d, const struct pnode *n, avro_value_t *dst,

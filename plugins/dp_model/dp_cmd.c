@@ -447,7 +447,7 @@ const struct veil_command veil_dp_model_commands[] = {
          "sampler's own error added as the stages add it). All of these "
          "are for an exact sampler unless --draws-per-rho is given: a "
          "stage's ε is higher by about 2^-54 per coordinate draw a user "
-         "can move (10^-9 for the shipped pipeline). An "
+         "can move (10^-9 for the retail evaluation's model). An "
          "option of the other mechanism is refused",
          cmd_epsilon},
         {"noise",

@@ -33,7 +33,8 @@
  * total variation beyond (VEIL_NOISE_PMF_ERR, VEIL_NOISE_TAIL_TV). The
  * accountant adds what that costs (veil_dp_epsilon_sampled): about
  * 2^-54 in ε per coordinate draw a user can move, 10^-9 for the
- * shipped pipeline's 12 releases of 1.5 M coordinates.
+ * retail evaluation's model, a customer in 12 releases of 1.5 M
+ * coordinates.
  *
  * Random bits: struct veil_rng. Production uses libsodium — either
  * randombytes_buf directly (veil_rng_system; one getrandom call per 256

@@ -257,9 +257,10 @@ static void bench_accountant(const char *dir) {
                 veil_dp_epsilon(rho, 1e-6, &eps, NULL, err, sizeof(err));
                 rho *= 1.0000001;
         });
-        /* A stage's ε: the sampler's error on 2^20 coordinates added. */
+        /* A stage's ε: the sampler's error on m's 2^20 coordinates added. */
+        double per = veil_dp_draws_per_rho(&m);
         TIME_IT(t_samp, 0.5, {
-                veil_dp_epsilon_sampled(rho, 1e-6, 1e7, &eps, err,
+                veil_dp_epsilon_sampled(rho, 1e-6, per, &eps, err,
                                         sizeof(err));
                 rho *= 1.0000001;
         });
