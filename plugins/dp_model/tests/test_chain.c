@@ -199,6 +199,14 @@ static int has_item(const struct rec *r, const char *item) {
         return 0;
 }
 
+/* The item's score in r, -INFINITY when it is not listed. */
+static double score_of(const struct rec *r, const char *item) {
+        for (int i = 0; i < r->n_items; i++)
+                if (!strcmp(r->items[i], item))
+                        return r->scores[i];
+        return -INFINITY;
+}
+
 #define P VEIL_TIER_PERSONALIZED
 #define C VEIL_TIER_CONTEXTUAL
 #define N VEIL_TIER_NONE
@@ -493,8 +501,18 @@ static void test_private_clock_steps(void **st) {
                 if (!counted) {
                         assert_int_equal(r->version, 2);
                         assert_string_equal(r->items[0], items[0]);
-                        assert_false(has_item(r, items[1]));
-                        assert_false(has_item(r, items[2]));
+                        /* The others learned nothing: at most noise (the
+                         * largest of ~13,000 noisy biases, about 5, may
+                         * list one of them at random, 1 run in ~50, and
+                         * failed the test; learned, as counted steps
+                         * learn all three, each scores about 58). */
+                        for (int i = 1; i < 3; i++)
+                                if (!(score_of(r, items[i]) <
+                                      r->scores[0] / 4))
+                                        fail_msg("item %d scores %g, the "
+                                                 "first %g",
+                                                 i, score_of(r, items[i]),
+                                                 r->scores[0]);
                 } else {
                         /* one step (of 1 contribution), at the first batch:
                          * the three items on top, in any order */
