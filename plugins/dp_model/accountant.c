@@ -650,8 +650,21 @@ static int decode(const unsigned char *p, size_t len, struct record *r,
                 return -VEIL_EDECODE;
         }
         /* The format says how much the checksum covers; a corrupt format
-         * field makes the checksum fail like any other corruption. */
+         * field makes the checksum fail like any other corruption. One
+         * above this build's is named before the checksum, which a later
+         * format may lay out otherwise: a downgrade is told what it is
+         * (an older veil said only "checksum mismatch"). */
         uint32_t format = veil_le_get32(p + 8);
+        if (format > RECORD_FORMAT && format < 256) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant state %s: record format %u, this "
+                     "build reads formats 1 to %u; refusing it. It was "
+                     "written by a newer veil (run that version: this one "
+                     "cannot count its spend), or it is corrupt. Never "
+                     "reset it",
+                     what, format, RECORD_FORMAT);
+                return -VEIL_EDECODE;
+        }
         size_t body = RECORD_BODY(format),
                sum_len = VEIL_ACCOUNTANT_RECORD_SIZE - body;
         crypto_generichash(sum, sum_len, p, body, NULL, 0);

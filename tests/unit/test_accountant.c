@@ -939,6 +939,12 @@ static void test_lineage(void **state) {
         assert_int_equal(veil_accountant_load(c, path, err, sizeof(err)),
                          -VEIL_EDECODE);
         assert_non_null(strstr(err, "format 4"));
+        /* A later format is named whatever its checksum covers. */
+        rec[120] ^= 1;
+        write_file(path, rec, sizeof(rec));
+        assert_int_equal(veil_accountant_load(c, path, err, sizeof(err)),
+                         -VEIL_EDECODE);
+        assert_non_null(strstr(err, "written by a newer veil"));
         veil_accountant_free(a);
         veil_accountant_free(b);
         veil_accountant_free(c);
