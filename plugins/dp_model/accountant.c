@@ -58,7 +58,8 @@ struct veil_accountant {
                                  * last restore; deliberately not saved */
         uint32_t lineage;       /* the file's: drawn when it is created */
         double draws;           /* draws_per_rho: the mechanism's, or a
-                                 * restored record's when larger */
+                                 * restored record's or another sender's
+                                 * when larger */
 };
 
 static void errf(char *errstr, size_t errstr_size, const char *fmt, ...)
@@ -453,6 +454,22 @@ int veil_accountant_epsilon(const struct veil_accountant *acc, double delta,
 
 double veil_accountant_draws_per_rho(const struct veil_accountant *acc) {
         return acc->draws;
+}
+
+int veil_accountant_raise_draws(struct veil_accountant *acc, double draws,
+                                char *errstr, size_t errstr_size) {
+        if (!(isfinite(draws) && draws >= 0)) {
+                errf(errstr, errstr_size,
+                     "dp_model accountant: draws per unit of rho must be a "
+                     "finite number >= 0, got %g",
+                     draws);
+                return -VEIL_EINVAL;
+        }
+        if (!(draws > acc->draws))
+                return 0;
+        acc->draws = draws;
+        acc->version++;
+        return 1;
 }
 
 static void add_rho(struct veil_accountant *acc, double rho) {

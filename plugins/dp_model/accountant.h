@@ -116,12 +116,21 @@ uint64_t veil_accountant_version(const struct veil_accountant *acc);
 const struct veil_dp_mech *
 veil_accountant_mech(const struct veil_accountant *acc);
 /** ε at delta of the spend, the sampler's error included
- *  (veil_dp_epsilon_sampled with the larger draws_per_rho of the
- *  mechanism's and every restored record's). */
+ *  (veil_dp_epsilon_sampled with the largest draws_per_rho of the
+ *  mechanism's, every restored record's and every other sender's raised
+ *  to, veil_accountant_raise_draws). */
 int veil_accountant_epsilon(const struct veil_accountant *acc, double delta,
                             double *eps, char *errstr, size_t errstr_size);
 /** That draws_per_rho, for ε of this spend and others' together. */
 double veil_accountant_draws_per_rho(const struct veil_accountant *acc);
+/** Raises draws_per_rho to `draws` when that is larger, never lowers it:
+ *  the rate of another instance whose ρ is added to this spend (share.h),
+ *  so that the one rate counts the sampler's error of every release in
+ *  the sum, theirs too, whatever their configuration. Saved with the state
+ *  (a save is the caller's). Returns 1 when it rose, 0 when not,
+ *  -VEIL_EINVAL when draws is not a finite number ≥ 0. */
+int veil_accountant_raise_draws(struct veil_accountant *acc, double draws,
+                                char *errstr, size_t errstr_size);
 
 /** Adds rho (finite, ≥ 0) and steps. The sum is rounded up. */
 int veil_accountant_charge(struct veil_accountant *acc, double rho,

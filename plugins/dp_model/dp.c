@@ -186,6 +186,7 @@ struct veil_dp {
         struct veil_dp_cfg cfg;
         char *path;
         struct veil_accountant *acc;
+        int draws_unsaved; /* a raised rate whose save failed */
         struct veil_noise *ns;
         struct veil_rng_stream rs;
         struct veil_rng rng;
@@ -289,6 +290,25 @@ static void update_epsilon(struct veil_dp *dp) {
                                        INFINITY);
                 dp->st.epsilon = veil_dp_epsilon_of(dp, dp->st.rho);
         }
+}
+
+int veil_dp_raise_draws(struct veil_dp *dp, double draws, char *errstr,
+                        size_t errstr_size) {
+        int rc = veil_accountant_raise_draws(dp->acc, draws, errstr,
+                                             errstr_size);
+        if (rc < 0)
+                return rc;
+        if (rc == 1) {
+                dp->draws_unsaved = 1;
+                update_epsilon(dp);
+        }
+        if (dp->draws_unsaved) {
+                if ((rc = veil_accountant_save(dp->acc, dp->path, errstr,
+                                               errstr_size)))
+                        return rc;
+                dp->draws_unsaved = 0;
+        }
+        return 0;
 }
 
 void veil_dp_set_others(struct veil_dp *dp, double rho) {

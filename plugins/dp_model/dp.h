@@ -229,10 +229,17 @@ int veil_dp_bias_only(const struct veil_dp *dp);
 /** The other instances' ρ (veil_share_others_rho): counted in ε and in
  *  the budget from now on. Only ever raises it. */
 void veil_dp_set_others(struct veil_dp *dp, double rho);
+/** The other instances' sampler rate (veil_share_draws_per_rho): when it
+ *  is above the accountant's draws_per_rho, raises that and saves the
+ *  accountant file at once, before the ε it raises is reported, so that a
+ *  restart never reports less. Returns 0 or a negative code (the rate is
+ *  raised in memory all the same; a later call saves it). */
+int veil_dp_raise_draws(struct veil_dp *dp, double draws, char *errstr,
+                        size_t errstr_size);
 /** ε at the configured δ of a spend ρ of this pipeline's releases (its
- *  own and other instances'; they run the same configuration), the
- *  sampler's error included (accountant.h); INFINITY when it cannot be
- *  computed. */
+ *  own and other instances'), the sampler's error included at the
+ *  largest rate of any of them (accountant.h, veil_dp_raise_draws);
+ *  INFINITY when it cannot be computed. */
 double veil_dp_epsilon_of(const struct veil_dp *dp, double rho);
 /** After the accountant was merged with a checkpoint's (which keeps the
  *  larger spend): refreshes ε and saves the state file. */

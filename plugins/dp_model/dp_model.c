@@ -769,9 +769,16 @@ static int release_due(struct state *s, struct veil_batch *b) {
                  * in it (each reader adds every sender's); the releases of
                  * its lineage its accountant does not count are. */
                 struct veil_share_meta meta = {
-                        ds.epsilon_own, ds.delta,
-                        veil_share_own_rho(s->share, ds.rho_own), s->clip,
-                        s->sigma, s->mechanism, b->now_ms, ds.steps};
+                        .epsilon = ds.epsilon_own,
+                        .delta = ds.delta,
+                        .rho = veil_share_own_rho(s->share, ds.rho_own),
+                        .clip = s->clip,
+                        .sigma = s->sigma,
+                        .mechanism = s->mechanism,
+                        .draws_per_rho = veil_accountant_draws_per_rho(
+                                veil_dp_accountant(s->dp)),
+                        .ts_ms = b->now_ms,
+                        .steps = ds.steps};
                 if (meta.rho != ds.rho_own)
                         meta.epsilon = veil_dp_epsilon_of(s->dp, meta.rho);
                 rc = veil_share_emit(s->share, s->st, "model_updates", s->m,
@@ -2084,13 +2091,35 @@ static void share_alerts(struct state *s) {
 static int others_spent(struct state *s, char *errstr, size_t errstr_size) {
         if (!s->dp)
                 return 0;
+        /* Their sampler's rate first, saved in the accountant file before
+         * the .others file holds a ρ that needs it; raised in memory even
+         * when that save fails (the next call, or the next release, saves
+         * it). */
+        const struct veil_accountant *acc = veil_dp_accountant(s->dp);
+        double eps_before = veil_dp_stats(s->dp).epsilon,
+               rate_before = veil_accountant_draws_per_rho(acc);
+        int rc = veil_dp_raise_draws(s->dp,
+                                     veil_share_draws_per_rho(s->share),
+                                     errstr, errstr_size);
+        double rate = veil_accountant_draws_per_rho(acc);
+        if (rate > rate_before)
+                veil_log(s->st, VEIL_LOG_INFO,
+                         "the sampler's error now counts at %s noise draws "
+                         "per unit of rho, another sender's (this "
+                         "instance's mechanism: %s)",
+                         up(rate, 4).s,
+                         up(veil_dp_draws_per_rho(veil_accountant_mech(acc)),
+                            4).s);
         double before = veil_dp_stats(s->dp).rho_others;
         size_t senders;
         veil_dp_set_others(s->dp, veil_share_others_rho(s->share, &senders));
         struct veil_dp_stats ds = veil_dp_stats(s->dp);
+        if (ds.epsilon != eps_before)
+                veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
+        if (rc)
+                return rc;
         if (!(ds.rho_others > before))
                 return others_save(s, errstr, errstr_size);
-        veil_privacy_set_spent(s->st, ds.epsilon, ds.delta);
         veil_metric_set(s->st, "rho_others", ds.rho_others);
         /* Once per instance newly counted, not per release: why ε rose. */
         if (senders > s->senders_logged) {

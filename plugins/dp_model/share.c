@@ -66,6 +66,8 @@ struct veil_share {
         uint32_t lin;     /* own lineage: its accountant file's */
         int64_t seq;      /* own: the last release's, or above */
         double own_rho;   /* the largest ρ seen for (self, lin) */
+        double draws;     /* the largest draws_per_rho a counted record
+                           * carried (veil_share_draws_per_rho) */
         int live;
         /* A sender could not be kept (memory, or VEIL_SHARE_SENDERS_MAX
          * were): ρ unknown. The tables keep it, so that a restart, which
@@ -321,6 +323,8 @@ int veil_share_emit(struct veil_share *sh, veil_stage_t *st,
                                                   meta->sigma);
                         rc |= veil_rec_set_long(r, "ts", meta->ts_ms);
                         rc |= veil_rec_set_long(r, "lineage", sh->lin);
+                        rc |= veil_rec_set_double(r, "draws_per_rho",
+                                                  meta->draws_per_rho);
                         rc |= put_spent(sh, r);
                         if (rc)
                                 return -VEIL_EINVAL;
@@ -439,6 +443,10 @@ static void raise_rho(struct veil_share *sh, struct peer *p, double rho) {
         }
 }
 
+double veil_share_draws_per_rho(const struct veil_share *sh) {
+        return sh->draws;
+}
+
 uint64_t veil_share_changes(const struct veil_share *sh) {
         return sh->changes;
 }
@@ -462,6 +470,23 @@ static double rho_of(const veil_rec_t *r) {
         if (veil_rec_get_double(r, "rho", &rho) || !(rho >= 0))
                 return INFINITY;
         return rho;
+}
+
+/* The record's draws_per_rho: 0 when absent (a veil before it, whose
+ * releases count at this instance's own rate), -1 when it is not a finite
+ * number ≥ 0 (the record is refused). */
+static double draws_of(const veil_rec_t *r) {
+        double d;
+        if (veil_rec_get_double(r, "draws_per_rho", &d))
+                return 0;
+        return isfinite(d) && d >= 0 ? d : -1;
+}
+
+/* A counted record's rate raises the one the sum is counted at. */
+static void take_draws(struct veil_share *sh, const veil_rec_t *r) {
+        double d = draws_of(r);
+        if (d > sh->draws)
+                sh->draws = d;
 }
 
 /* The sender's spent_by, checked whole before anything counts. */
@@ -661,6 +686,9 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
         int rc = check_spent(r, errstr, errstr_size);
         if (rc)
                 return rc;
+        if (draws_of(r) < 0)
+                return bad(errstr, errstr_size,
+                           "draws_per_rho is not a finite number >= 0");
         /* Checked before it is compared with this instance's: "self\0x"
          * compared equal (strcmp stops at the NUL) and was taken as this
          * instance's own record, and "peer\0x" was kept as "peer" (strdup),
@@ -693,6 +721,7 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
                          * as this instance's own are not. */
                         if (!sh->st.clone_chunks++)
                                 sh->st.clone_seq = (uint64_t)seq;
+                        take_draws(sh, r);
                         if ((rc = count(sh, inst, VEIL_SHARE_CLONE_LINEAGE,
                                         rho_of(r))) ||
                             (rc = count_spent(sh, r)))
@@ -705,6 +734,7 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
                 if (lin < 0)
                         return bad(errstr, errstr_size,
                                    "the lineage is outside 0 to 2^32-1");
+                take_draws(sh, r);
                 if ((rc = count(sh, inst, (uint32_t)lin, rho_of(r))) ||
                     (rc = count_spent(sh, r)))
                         return not_kept(sh, errstr, errstr_size);
@@ -716,6 +746,7 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
                 return rc;
         /* The senders' spend counts whether or not the chunk is applied
          * (a restart reads chunks applied before it again). */
+        take_draws(sh, r);
         if ((rc = count(sh, k->inst, k->lin, rho_of(r))) ||
             (rc = count_spent(sh, r))) {
                 kept_free(k);

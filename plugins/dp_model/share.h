@@ -91,6 +91,9 @@ int veil_share_snapshot(struct veil_share *sh, const struct veil_model *m,
 struct veil_share_meta {
         double epsilon, delta, rho, clip, sigma;
         const char *mechanism;
+        /** The sender's accountant's draws_per_rho (accountant.h): the
+         *  largest of its own mechanism's and every sender's it counts. */
+        double draws_per_rho;
         int64_t ts_ms;
         /** The accountant's releases charged, this one included: the
          *  release's seq is at least this, so that it grows across
@@ -149,6 +152,14 @@ double veil_share_own_rho(const struct veil_share *sh, double rho_acc);
  *  tables below keep it. *senders (may be NULL): how many senders
  *  (instance and lineage) that is. */
 double veil_share_others_rho(const struct veil_share *sh, size_t *senders);
+
+/** The largest draws_per_rho the records counted so far carried (0 when
+ *  none did): the noise draws per unit of ρ of their senders' sampler,
+ *  itself the largest of what those senders counted. The ε of a sum of
+ *  senders' ρ counts their sampler's error at this rate when it is above
+ *  this instance's own (veil_accountant_raise_draws). A record whose
+ *  draws_per_rho is not a finite number ≥ 0 is refused. */
+double veil_share_draws_per_rho(const struct veil_share *sh);
 
 /** Bumped whenever a sender's ρ rises: the table beside accountant_file
  *  needs saving when this moved since the last save. */

@@ -139,6 +139,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         veil_share_on_record(kept, m, r, err, sizeof(err));
                         veil_share_go_live(kept, m);
                         finite_or_abort(m);
+                        /* The rate raises the accountant's, which keeps
+                         * only a finite number ≥ 0. */
+                        double dr = veil_share_draws_per_rho(sh);
+                        if (!(isfinite(dr) && dr >= 0))
+                                abort();
                         round_trip(sh);
                         veil_share_free(kept);
                         veil_model_free(m); /* and its catalog */

@@ -1037,6 +1037,35 @@ static void test_sampler_error(void **state) {
         assert_int_equal(veil_accountant_restore(c, rec, sizeof(rec), err,
                                                  sizeof(err)),
                          -VEIL_EDECODE);
+        /* Another sender's larger rate raises it (a new version, saved
+         * with the state); a smaller one, or one that is not a finite
+         * number ≥ 0, does not lower or change it. */
+        uint64_t v = veil_accountant_version(a);
+        assert_int_equal(veil_accountant_raise_draws(a, per / 2, err,
+                                                     sizeof(err)),
+                         0);
+        assert_true(veil_accountant_draws_per_rho(a) == per);
+        assert_int_equal(veil_accountant_version(a), v);
+        const double not_rates[] = {NAN, -1, INFINITY};
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(veil_accountant_raise_draws(a, not_rates[i],
+                                                             err, sizeof(err)),
+                                 -VEIL_EINVAL);
+        assert_true(veil_accountant_draws_per_rho(a) == per);
+        assert_int_equal(veil_accountant_raise_draws(a, per * 1e6, err,
+                                                     sizeof(err)),
+                         1);
+        assert_true(veil_accountant_version(a) > v);
+        double e_raised;
+        assert_ok(veil_accountant_epsilon(a, delta, &e_raised, err,
+                                          sizeof(err)),
+                  err);
+        assert_true(e_raised - e0 >= add * 1e6 * 0.99);
+        assert_ok(veil_accountant_save(a, path, err, sizeof(err)), err);
+        veil_accountant_free(c);
+        assert_int_equal(veil_accountant_new(&c, &m, err, sizeof(err)), 0);
+        assert_ok(veil_accountant_load(c, path, err, sizeof(err)), err);
+        assert_true(veil_accountant_draws_per_rho(c) == per * 1e6);
         veil_accountant_free(a);
         veil_accountant_free(c);
 }

@@ -543,6 +543,7 @@ static struct {
         int64_t chunks;
         int64_t lineage; /* the last record's */
         double rho;
+        double draws; /* the last record's draws_per_rho */
         size_t spent; /* the last record's spent_by entries */
         double clone_rho; /* its spent_by entry of a copy's releases, or 0 */
 } mu;
@@ -571,6 +572,8 @@ static int mu_sink(void *ctx, const char *topic, const void *key,
         assert_int_equal(veil_rec_get_long(r, "chunks", &mu.chunks), 0);
         assert_int_equal(veil_rec_get_long(r, "lineage", &mu.lineage), 0);
         assert_int_equal(veil_rec_get_double(r, "rho", &mu.rho), 0);
+        assert_int_equal(veil_rec_get_double(r, "draws_per_rho", &mu.draws),
+                         0);
         mu.spent = veil_rec_array_size(r, "spent_by");
         mu.clone_rho = 0;
         for (size_t i = 0; i < mu.spent; i++) {
@@ -683,6 +686,9 @@ static void test_update_chunks_bounded(void **st) {
  * by an older copy, its own records gone from the topic): it counts again
  * from then on, in what its next update carries. It was looked at only at
  * the first batch. */
+/* The draws_per_rho of the updates fed (0: the field's default). */
+static double feed_draws;
+
 /* A model update of no rows from inst (lineage 7) through the host's side
  * input, its spent_by naming (spent, spent_lin) at spent_rho when spent is
  * not NULL. */
@@ -704,6 +710,10 @@ static void feed_update_at(struct harness *h, const char *inst, int64_t lin,
         assert_int_equal(veil_rec_set_double(w, "rho", rho), 0);
         assert_int_equal(veil_rec_set_str(w, "mechanism", "gaussian"), 0);
         assert_int_equal(veil_rec_set_long(w, "lineage", lin), 0);
+        if (feed_draws != 0)
+                assert_int_equal(veil_rec_set_double(w, "draws_per_rho",
+                                                     feed_draws),
+                                 0);
         if (spent) {
                 veil_rec_t *e = veil_rec_append(w, "spent_by");
                 assert_int_equal(veil_rec_set_str(e, "instance", spent), 0);
@@ -730,12 +740,18 @@ static void feed_update(struct harness *h, const char *inst, double rho,
 /* Instance "me", learning the biases alone from every event (steps of one
  * contribution), its updates to and from topic mu; its accountant file
  * acc (tag names it), removed first. */
+static void me_reopen(struct harness *h, const char *acc);
 static void me_open(struct harness *h, char *acc, size_t acc_size,
                     const char *tag) {
-        char yaml[2048];
         snprintf(acc, acc_size, "/tmp/veil-test-chain-%s-%d.acc", tag,
                  (int)getpid());
         unlink_acc(acc);
+        me_reopen(h, acc);
+}
+
+/* The same, its accountant file (and .others) kept: a restart. */
+static void me_reopen(struct harness *h, const char *acc) {
+        char yaml[2048];
         snprintf(yaml, sizeof(yaml),
                  "kafka: {bootstrap: embedded, group: t}\n"
                  "input: {topic: in, schema: ../../../schemas/interaction.avsc}\n"
@@ -757,6 +773,65 @@ static void me_open(struct harness *h, char *acc, size_t acc_size,
                  "keys: {ephemeral: true}\n",
                  acc);
         mu_open(h, yaml);
+}
+
+/* Another instance's sampler draws more noise per unit of ρ than this
+ * one's (a larger model, or more noise): the rate its updates carry counts
+ * the sampler's error of the whole sum of ρ here, is kept across a
+ * restart that no longer reads it (the accountant file), and goes on in
+ * this instance's updates, so that whoever reads them counts it too. It
+ * was counted at this instance's own rate. */
+static void test_other_sampler_rate(void **st) {
+        (void)st;
+        char acc[2][64], others[256];
+        double eps[2], later, delta, own = 0, big = 0;
+        struct spec sp = {"a", "85123A", 1291191960, C, 1, NULL};
+        struct harness h;
+        for (int k = 0; k < 2; k++) {
+                me_open(&h, acc[k], sizeof(acc[k]), k ? "rate1" : "rate0");
+                h_run(&h, &sp, 1);
+                assert_int_equal(mu.records, 1);
+                own = mu.draws; /* this instance's mechanism's */
+                assert_true(own > 1000);
+                big = own * 1e6;
+                /* run 0: the peer's rate unknown (a veil before it) */
+                feed_draws = k ? big : 0;
+                feed_update(&h, "peer", 0.5, NULL, 0, 0);
+                feed_draws = 0;
+                veil_pipeline_privacy_spent(h.p, &eps[k], &delta);
+                h_close(&h);
+                if (!k) {
+                        unlink_acc(acc[k]);
+                        snprintf(others, sizeof(others), "%s.others",
+                                 acc[k]);
+                        unlink(others);
+                }
+        }
+        /* The same spends (one release, then the peer's 0.5): ε differs
+         * by the sampler's error of the peer's draws, at least
+         * 0.5·big·ln((1+η)/(1-η)) with η = 2^-55, here ~3·10^-4. */
+        assert_true(eps[1] - eps[0] >= 0.5 * big * 0x1p-54 * 0.99);
+        /* A restart with no release since, reading no update: the
+         * accountant file kept the rate, ε does not go down, and this
+         * instance's next update carries the rate on. */
+        me_reopen(&h, acc[1]);
+        sp.user = "b";
+        h_run(&h, &sp, 1);
+        assert_int_equal(mu.records, 1);
+        assert_true(mu.draws == big);
+        veil_pipeline_privacy_spent(h.p, &later, &delta);
+        assert_true(later >= eps[1]);
+        /* A lower rate read later does not lower it. */
+        feed_draws = own;
+        feed_update(&h, "peer2", 0.01, NULL, 0, 0);
+        feed_draws = 0;
+        sp.user = "c";
+        h_run(&h, &sp, 1);
+        assert_true(mu.draws == big);
+        h_close(&h);
+        unlink_acc(acc[1]);
+        snprintf(others, sizeof(others), "%s.others", acc[1]);
+        unlink(others);
 }
 
 static void test_own_lineage_told_later(void **st) {
@@ -1058,6 +1133,7 @@ int main(void) {
                 cmocka_unit_test(test_history),
                 cmocka_unit_test(test_update_chunks_bounded),
                 cmocka_unit_test(test_own_lineage_told_later),
+                cmocka_unit_test(test_other_sampler_rate),
                 cmocka_unit_test(test_clone_counted_apart),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

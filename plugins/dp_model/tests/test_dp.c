@@ -789,6 +789,16 @@ static veil_rec_t *update_begin(struct veil_codec *c, const char *inst,
         return w;
 }
 
+/* item_ids i0 and i1, for an update of two rows. */
+static void ids_i0_i1(veil_rec_t *w) {
+        assert_int_equal(veil_rec_set_str(veil_rec_append(w, "item_ids"), "",
+                                          "i0"),
+                         0);
+        assert_int_equal(veil_rec_set_str(veil_rec_append(w, "item_ids"), "",
+                                          "i1"),
+                         0);
+}
+
 static void update_rec_ids(struct veil_codec *c, struct veil_buf *b,
                            const char *inst, const char *id0, float v,
                            double rho) {
@@ -873,6 +883,57 @@ static struct veil_codec *update_codec(void) {
         return c;
 }
 
+/* The sampler rate updates carry (draws_per_rho): the largest counted is
+ * kept; a record whose rate is not a finite number ≥ 0 is refused whole,
+ * its ρ not counted and its values not applied. */
+static void test_share_draws(void **st) {
+        (void)st;
+        char err[256];
+        struct veil_codec *c = update_codec();
+        struct veil_model *m = new_model(3, 2, 4);
+        struct veil_share *sh;
+        assert_int_equal(veil_share_new(&sh, "self", 0, 1 << 20), 0);
+        veil_share_go_live(sh, m);
+        assert_true(veil_share_draws_per_rho(sh) == 0);
+        /* The first raises it; none after it lowers or changes it. */
+        const double rates[] = {5e9, 1e3, 0, NAN, -1, INFINITY};
+        for (int i = 0; i < 6; i++) {
+                float vals[2] = {0.5f, 1.0f};
+                char inst[16];
+                snprintf(inst, sizeof(inst), "peer%d", i);
+                veil_rec_t *w = update_begin(c, inst, 1, vals, 2, 0.25);
+                assert_int_equal(veil_rec_set_double(w, "draws_per_rho",
+                                                     rates[i]),
+                                 0);
+                ids_i0_i1(w);
+                struct veil_buf b = {0};
+                assert_int_equal(veil_codec_rec_encode(c, &b, err,
+                                                       sizeof(err)),
+                                 0);
+                const veil_rec_t *r;
+                assert_int_equal(veil_codec_decode_rec(c, b.data, b.len, &r,
+                                                       err, sizeof(err)),
+                                 0);
+                double rho = veil_share_others_rho(sh, NULL);
+                float b0 = m->b[0];
+                int rc = veil_share_on_record(sh, m, r, err, sizeof(err));
+                if (i < 3) {
+                        assert_int_equal(rc, 1);
+                        assert_true(veil_share_others_rho(sh, NULL) > rho);
+                } else {
+                        assert_true(rc < 0);
+                        assert_non_null(strstr(err, "draws_per_rho"));
+                        assert_true(veil_share_others_rho(sh, NULL) == rho);
+                        assert_true(m->b[0] == b0);
+                }
+                assert_true(veil_share_draws_per_rho(sh) == 5e9);
+                veil_buf_free(&b);
+        }
+        veil_share_free(sh);
+        veil_model_free(m);
+        veil_codec_destroy(c);
+}
+
 /* A value that is not a finite number is refused (the record goes to the
  * dead-letter topic): one NaN would spread through every score. And own
  * records read back count when the accountant does not. */
@@ -933,14 +994,7 @@ static void test_share_records(void **st) {
                 float vals[2] = {0.5f, 2.0f};
                 veil_rec_t *w = update_begin(c, nul_ids[i], 99, vals, 2,
                                              0.25);
-                assert_int_equal(veil_rec_set_str(veil_rec_append(w,
-                                                                  "item_ids"),
-                                                  "", "i0"),
-                                 0);
-                assert_int_equal(veil_rec_set_str(veil_rec_append(w,
-                                                                  "item_ids"),
-                                                  "", "i1"),
-                                 0);
+                ids_i0_i1(w);
                 assert_int_equal(veil_codec_rec_encode(c, &b, err,
                                                        sizeof(err)),
                                  0);
@@ -1949,6 +2003,7 @@ int main(void) {
                 cmocka_unit_test(test_share_table_rho),
                 cmocka_unit_test(test_share_rho_file),
                 cmocka_unit_test(test_share_records),
+                cmocka_unit_test(test_share_draws),
                 cmocka_unit_test(test_share_lineages),
                 cmocka_unit_test(test_share_sums_round_up),
                 cmocka_unit_test(test_share_restore_other),
