@@ -58,7 +58,7 @@ for i in 0 1; do VEIL_PID=${PIDS[$i]}; stop_veil 20; done
 ok "a applied $(applied a b) releases of b, b applied $(applied b a) of a"
 
 consume "$VEIL_UPDATES" "$UPD_SCHEMA" |
-  jq -c '.value | {instance, seq, chunk, chunks, rows, eps: .epsilon_spent, rho, delta, m: .mechanism}' >"$WORK/upd1.json"
+  jq -c '.value | {instance, seq, chunk, chunks, rows, eps: .epsilon_spent, rho, delta, m: .mechanism, d: .draws_per_rho}' >"$WORK/upd1.json"
 [ "$(jq -r .instance "$WORK/upd1.json" | sort -u | tr '\n' ' ')" = "a b " ] ||
   fail "the updates topic should hold releases of a and b"
 # (jq -e reports the last input's result alone: -s looks at them all.)
@@ -67,6 +67,15 @@ jq -e -s 'any(.[]; .m != "tree" or .eps <= 0)' "$WORK/upd1.json" >/dev/null &&
 a_chunks=$(jq -r 'select(.instance == "a") | 1' "$WORK/upd1.json" | wc -l)
 b_max=$(jq -r 'select(.instance == "b") | .seq' "$WORK/upd1.json" | sort -n | tail -1)
 ok "$(wc -l <"$WORK/upd1.json") chunks on the topic ($a_chunks of a), b's last release $b_max"
+# Each update carries its sender's sampler rate, which its readers count
+# the sum of ρ at: its accountant file's (the same configuration here).
+for i in a b; do
+  file_d=$("$VEIL" dp_model accountant --file "$WORK/acc-$i" --delta 1e-8 | sed -n 's/^draws_per_rho=//p')
+  topic_d=$(jq -r "select(.instance == \"$i\") | .d" "$WORK/upd1.json" | sort -gu | tr '\n' ' ')
+  awk -v f="$file_d" -v t="$topic_d" 'BEGIN{split(t, x, " "); exit !(f > 0 && length(x) == 1 && x[1] >= f * (1 - 1e-4) && x[1] <= f * (1 + 1e-9))}' ||
+    fail "$i's updates carry draws_per_rho '$topic_d', its accountant file says '$file_d'"
+done
+ok "the updates carry their sender's draws_per_rho ($file_d)"
 
 # A user whose partition moved is in both instances' releases, and each
 # model holds both: the ε a record reports adds the other instance's ρ to
