@@ -1179,8 +1179,10 @@ static int process(void *state, struct veil_batch *b) {
                 own_unaccounted(s);
         }
         if (s->others_unsaved) {
+                /* others_spent: a raised sampler rate whose save failed
+                 * is saved first, as when it was read. */
                 char err[640];
-                int rc = others_save(s, err, sizeof(err));
+                int rc = others_spent(s, err, sizeof(err));
                 if (rc) {
                         veil_log(s->st, VEIL_LOG_ERROR, "%s", err);
                         return rc;
