@@ -810,6 +810,9 @@ static void test_other_sampler_rate(void **st) {
         /* The same spends (one release, then the peer's 0.5): ε differs
          * by the sampler's error of the peer's draws, at least
          * 0.5·big·ln((1+η)/(1-η)) with η = 2^-55, here ~3·10^-4. */
+        print_message("own rate %.6g, the peer's %.6g: epsilon %.10g at "
+                      "the own rate, %.10g at the peer's (+%.3g)\n",
+                      own, big, eps[0], eps[1], eps[1] - eps[0]);
         assert_true(eps[1] - eps[0] >= 0.5 * big * 0x1p-54 * 0.99);
         /* A restart with no release since, reading no update: the
          * accountant file kept the rate, ε does not go down, and this
