@@ -191,10 +191,13 @@ static struct veil_pipeline *batch_pipeline(const struct veil_batch *b) {
                                         offsetof(struct veil_pipeline, impl));
 }
 
+/* Said without a stage: every stage is handed the same batch, and which
+ * one runs now is the loop thread's to know (a plugin's thread read it
+ * while the loop wrote it, and could name the stage that happened to run,
+ * under its plugin name where the other lines say its `use:`). */
 static int batch_outside(struct veil_batch *b, const char *call) {
         struct veil_pipeline *p = batch_pipeline(b);
-        return outside(p, p ? &p->outside_told : NULL,
-                       p ? b->impl->cur_stage : NULL, call);
+        return outside(p, p ? &p->outside_told : NULL, NULL, call);
 }
 
 /* The host's own: it fills batches outside any callback. */

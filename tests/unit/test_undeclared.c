@@ -306,6 +306,24 @@ static void test_export_failure_marked(void **state) {
  * refused (it would race the loop on the output's record, the arena, the
  * erase queue; the keyring a reload replaces), said once for the stage and
  * once for the batch; nothing written, queued or changed; logging works. */
+/* The log line holding `what`, in a static copy ("" when none). */
+static const char *line_of(const char *log, const char *what) {
+        static char line[4096];
+        const char *at = strstr(log, what);
+        line[0] = '\0';
+        if (!at)
+                return line;
+        const char *b = at, *e = strchr(at, '\n');
+        while (b > log && b[-1] != '\n')
+                b--;
+        size_t n = (size_t)((e ? e : at + strlen(at)) - b);
+        if (n >= sizeof(line))
+                n = sizeof(line) - 1;
+        memcpy(line, b, n);
+        line[n] = '\0';
+        return line;
+}
+
 static void test_off_thread_refused(void **state) {
         (void)state;
         struct run r;
@@ -334,6 +352,16 @@ static void test_off_thread_refused(void **state) {
                          2);
         assert_int_equal(count(r.log, "veil_metric_set called outside"), 1);
         assert_int_equal(count(r.log, "veil_batch_alloc called outside"), 1);
+        /* The stage's line names it by its `use:`; the batch's names none
+         * (the loop's current stage is not the calling thread's to read,
+         * and need not be the caller). */
+        char stage_field[600];
+        snprintf(stage_field, sizeof(stage_field), "\"stage\":\"%s\"",
+                 SNEAKY);
+        assert_non_null(strstr(line_of(r.log, "veil_metric_set called"),
+                               stage_field));
+        assert_null(strstr(line_of(r.log, "veil_batch_alloc called"),
+                           "\"stage\""));
         assert_int_equal(count(r.log, "a line from the plugin's thread"), 1);
         /* Nothing written from the thread; every event through the rest
          * of the pipeline (the drop was refused too). */
