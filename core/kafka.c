@@ -915,6 +915,11 @@ static void delivery_failed(struct kctx *k, const char *topic,
                           "the dead-letter topic",
                           topic, rd_kafka_err2str(m->err),
                           producer_max_bytes(k->producer));
+        else if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+                set_fatal(k, "delivery to topic '%s' failed permanently: %s; "
+                          "grant veil's principal Write and Describe on it "
+                          "(README, \"Who may read and write each topic\")",
+                          topic, rd_kafka_err2str(m->err));
         else
                 set_fatal(k, "delivery to topic '%s' failed permanently: %s",
                           topic, rd_kafka_err2str(m->err));
@@ -1874,6 +1879,18 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
         veil_log_host(l, NULL, "librdkafka %s: %s", fac, buf);
 }
 
+/* What exactly-once needs of the ACLs: its transactional.id is
+ * "<group>-<instance>" (transactional_id). */
+static const char *txn_acl_hint(struct kctx *k, char *hint, size_t size) {
+        snprintf(hint, size,
+                 "grant veil's principal Write and Describe on the "
+                 "transactional ids that begin with '%s-' (--transactional-id "
+                 "'%s-' --resource-pattern-type prefixed; README, \"Who may "
+                 "read and write each topic\")",
+                 k->cfg->kafka.group, k->cfg->kafka.group);
+        return hint;
+}
+
 /* Errors that retrying cannot cure: librdkafka would reconnect with the
  * same credentials or certificates forever while veil waits, unready, with
  * nothing but log lines to show. Fatal instead: exit 1 with the reason, for
@@ -1895,6 +1912,40 @@ static int config_error(struct kctx *k, rd_kafka_resp_err_t err,
                           "the brokers' certificates) and that "
                           "kafka.bootstrap names a TLS listener",
                           reason);
+        /* An ACL that is missing: the broker refuses again at every retry
+         * (the consumer logged it once and waited, unready, for good). */
+        else if (err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED)
+                set_fatal(k,
+                          "Kafka authorization failed: %s; grant veil's "
+                          "principal Read on the consumer group '%s' and on "
+                          "the groups that begin with it (its side readers "
+                          "use '%s.side' and '%s.state'): one ACL with "
+                          "--resource-pattern-type prefixed (README, \"Who "
+                          "may read and write each topic\")",
+                          reason, k->cfg->kafka.group, k->cfg->kafka.group,
+                          k->cfg->kafka.group);
+        else if (err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+                set_fatal(k,
+                          "Kafka authorization failed: %s; grant veil's "
+                          "principal Read and Describe on the topics it "
+                          "reads (input, side_inputs, state) and Write and "
+                          "Describe on those it writes (outputs, state) "
+                          "(README, \"Who may read and write each topic\")",
+                          reason);
+        else if (err ==
+                 RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED) {
+                char hint[512];
+                set_fatal(k, "Kafka authorization failed: %s; %s", reason,
+                          txn_acl_hint(k, hint, sizeof(hint)));
+        }
+        else if (err == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED)
+                set_fatal(k,
+                          "Kafka authorization failed: %s; grant veil's "
+                          "principal Write on the topics it writes (brokers "
+                          "from Kafka 2.8 on take it for the idempotent "
+                          "producer), or IdempotentWrite on the cluster "
+                          "(README, \"Who may read and write each topic\")",
+                          reason);
         else
                 return 0;
         return 1;
@@ -1907,9 +1958,13 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason,
         if (err == RD_KAFKA_RESP_ERR__FATAL) {
                 /* E.g. fenced by a newer instance with the same
                  * transactional.id: this one is a zombie and must stop. */
-                char why[512];
-                rd_kafka_fatal_error(rk, why, sizeof(why));
-                set_fatal(opaque, "Kafka fatal error: %s", why);
+                char why[512], hint[512];
+                if (rd_kafka_fatal_error(rk, why, sizeof(why)) ==
+                    RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                        set_fatal(opaque, "Kafka fatal error: %s; %s", why,
+                                  txn_acl_hint(opaque, hint, sizeof(hint)));
+                else
+                        set_fatal(opaque, "Kafka fatal error: %s", why);
                 return;
         }
         if (!config_error(opaque, (rd_kafka_resp_err_t)err, reason))
@@ -3232,13 +3287,22 @@ static void transactional_id(struct kctx *k, char *buf, size_t size) {
 
 static int init_transactions(struct kctx *k, char *errstr,
                              size_t errstr_size) {
+        char hint[512];
         for (;;) {
                 rd_kafka_error_t *e =
                         rd_kafka_init_transactions(k->producer, 30000);
                 if (!e)
                         return 0;
                 int again = rd_kafka_error_is_retriable(e) && !should_stop(k);
-                if (!again)
+                if (!again &&
+                    rd_kafka_error_code(e) ==
+                            RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                        snprintf(errstr, errstr_size,
+                                 "kafka.guarantee exactly-once: cannot "
+                                 "initialise transactions: %s; %s",
+                                 rd_kafka_error_string(e),
+                                 txn_acl_hint(k, hint, sizeof(hint)));
+                else if (!again)
                         snprintf(errstr, errstr_size,
                                  "kafka.guarantee exactly-once: cannot "
                                  "initialise transactions: %s (the brokers "

@@ -20,7 +20,7 @@ stop_broker() {
 trap stop_broker EXIT
 
 rand() { od -An -N8 -tx1 /dev/urandom | tr -d ' \n'; }
-SECRET="pw-$(rand)" WRONG="pw-$(rand)"
+SECRET="pw-$(rand)" WRONG="pw-$(rand)" VSECRET="pw-$(rand)"
 
 # A CA, the broker's certificate signed by it for 127.0.0.1 and localhost
 # (subjectAltName: librdkafka checks the host name by default), and an
@@ -46,7 +46,7 @@ ok "CA, broker certificate for 127.0.0.1, PKCS12 keystore and truststore"
 
 export VEIL_KAFKA_SSL_KEYSTORE="$T/broker.p12" VEIL_KAFKA_SSL_KEYSTORE_PASSWORD="$KS_PASS" \
   VEIL_KAFKA_SSL_TRUSTSTORE="$T/trust.p12" VEIL_KAFKA_SSL_TRUSTSTORE_PASSWORD="$TS_PASS" \
-  VEIL_KAFKA_SCRAM_USERS="alice:$SECRET"
+  VEIL_KAFKA_SCRAM_USERS="alice:$SECRET veil:$VSECRET" VEIL_KAFKA_SUPER_USERS=alice
 "$KAFKA_SH" start >"$WORK/kafka-start.out" 2>&1 && "$KAFKA_SH" wait-ready 120 >/dev/null ||
   { cat "$WORK/kafka-start.out" >&2; fail "the SASL_SSL broker did not start"; }
 
@@ -117,9 +117,89 @@ last_error badca | grep -q 'Kafka TLS handshake failed: .*certificate verify fai
   { tail -3 "$WORK/badca.err" >&2; fail "wrong CA: the error does not name the certificate check"; }
 ok "untrusted CA: exit 1 after $took s, 'Kafka TLS handshake failed ... certificate verify failed'"
 
-# 4. No password in anything veil printed, right or wrong.
-for f in veil.log badpw.out badpw.err badpw-side.out badpw-side.err badca.out badca.err; do
-  grep -qF -e "$SECRET" -e "$WRONG" "$WORK/$f" && fail "a password in veil's $f"
+# 4. Least privilege: the broker authorizes (alice, the harness, may do
+# anything). User veil holds only the ACLs the README lists ("Who may read
+# and write each topic"), on topics created beforehand, and runs the
+# production pipeline's shape under exactly-once: consent and model
+# updates read; recommendations, audit, access, model updates, dead letters
+# and checkpoints written.
+RECTOOL=${RECTOOL:-$(dirname "$AVROTOOL")/rectool}
+PLAIN="127.0.0.1:$VEIL_KAFKA_PORT"  # the loopback listener: the operator's
+export VEIL_INPUT="acl-in-$SUFFIX" VEIL_CONSENT="acl-consent-$SUFFIX" \
+  VEIL_UPDATES="acl-updates-$SUFFIX" VEIL_RECS="acl-recs-$SUFFIX" \
+  VEIL_AUDIT="acl-audit-$SUFFIX" VEIL_ACCESS="acl-access-$SUFFIX" \
+  VEIL_DLQ="acl-dlq-$SUFFIX" VEIL_STATE="acl-state-$SUFFIX" \
+  VEIL_GROUP="acl-$SUFFIX" VEIL_ACCOUNTANT="$WORK/acl.acc"
+for t in "$VEIL_INPUT" "$VEIL_UPDATES" "$VEIL_RECS" "$VEIL_AUDIT" "$VEIL_ACCESS" "$VEIL_DLQ"; do
+  "$RECTOOL" create-topic "$PLAIN" "$t" 3 || fail "create-topic $t"
+done
+"$RECTOOL" create-topic "$PLAIN" "$VEIL_CONSENT" 3 cleanup.policy=compact || fail "create-topic consent"
+"$RECTOOL" create-topic "$PLAIN" "$VEIL_STATE" 1 cleanup.policy=compact max.message.bytes=1048576 ||
+  fail "create-topic state"
+acl() {
+  "$KAFKA_SH" acls --add --allow-principal User:veil "$@" >>"$WORK/acls.out" 2>&1 ||
+    { tail -20 "$WORK/acls.out" >&2; fail "kafka.sh acls $*"; }
+}
+acl --operation Read --operation Describe --topic "$VEIL_INPUT" \
+  --topic "$VEIL_CONSENT" --topic "$VEIL_UPDATES" --topic "$VEIL_STATE"
+acl --operation Write --operation Describe --topic "$VEIL_RECS" --topic "$VEIL_AUDIT" \
+  --topic "$VEIL_ACCESS" --topic "$VEIL_UPDATES" --topic "$VEIL_DLQ" --topic "$VEIL_STATE"
+acl --operation DescribeConfigs --topic "$VEIL_STATE"
+acl --operation Read --group "$VEIL_GROUP" --resource-pattern-type prefixed
+acl --operation Write --operation Describe --transactional-id "$VEIL_GROUP-" \
+  --resource-pattern-type prefixed
+ok "topics created; user veil holds the README's ACLs"
+# Consent (the consent platform's records: here alice's) for every person
+# of the events, and an access request for the first.
+N=200
+head -n $((N + 1)) "$ROOT/config/demo/events.csv" >"$WORK/acl-events.csv"
+T0=1291191960000
+{ echo "user_id,kind,purposes.personalization,purposes.training,purposes.analytics,tc_string,gpc,source,ts,_key,_tombstone"
+  awk -F, 'NR > 1 && !s[$2]++ {print $2}' "$WORK/acl-events.csv" |
+    while read -r u; do echo "$u,consent,true,true,true,,,app,$T0,,"; done
+  u1=$(awk -F, 'NR == 2 {print $2}' "$WORK/acl-events.csv")
+  echo "$u1,access,,,,,,support_desk,$T0,access-$u1,"; } >"$WORK/acl-consent.csv"
+"$RECTOOL" encode "$ROOT/schemas/consent.avsc" "$WORK/acl-consent.csv" >"$WORK/acl-consent.bin" ||
+  fail "rectool encode consent"
+kcat -b "$BROKER" "${KCAT_OPTS[@]}" -P -Z -t "$VEIL_CONSENT" -K "$KDELIM" -D "$MDELIM" \
+  <"$WORK/acl-consent.bin" 2>"$WORK/kcat.err" || { cat "$WORK/kcat.err" >&2; fail "kcat consent"; }
+produce "$VEIL_INPUT" "$WORK/acl-events.csv" 100   # 2 garbage records
+KAFKA_USERNAME=veil KAFKA_PASSWORD="$VSECRET" start_veil "$ROOT/tests/pipelines/acl.yaml" "$WORK/acl.log"
+wait_count "$VEIL_RECS" $N 60 || { tail -20 "$WORK/acl.log"; fail "recommendations as user veil"; }
+wait_count "$VEIL_DLQ" 2 20 || fail "dead letters as user veil"
+wait_count "$VEIL_ACCESS" 1 20 || fail "the access answer as user veil"
+wait_count "$VEIL_STATE" 1 20 || fail "a checkpoint as user veil"
+stop_veil 30
+for t in "$VEIL_AUDIT" "$VEIL_UPDATES"; do
+  [ "$(count "$t")" -gt 0 ] || fail "nothing on $t as user veil"
+done
+grep -q '"level":"error"' "$WORK/acl.log" && { grep '"level":"error"' "$WORK/acl.log" | head -5; fail "errors in the log"; }
+grep -qi 'authoriz' "$WORK/acl.log" && { grep -i 'authoriz' "$WORK/acl.log" | head -5; fail "an authorization message"; }
+ok "user veil, with the README's ACLs alone: $N recommendations, dead letters, the access answer, audit records, model updates and checkpoints; no error"
+# An ACL missing is fatal, with the ACL to grant: the consumer used to log
+# the refusal once and wait, unready, for good.
+V=(KAFKA_USERNAME=veil "KAFKA_PASSWORD=$VSECRET")
+took=$(must_fail noacl-group sasl_side.yaml "${V[@]}" VEIL_GROUP="other-$SUFFIX")
+last_error noacl-group | grep -q "Kafka authorization failed: .*Group authorization failed.*grant veil's principal Read on the consumer group 'other-$SUFFIX'" ||
+  { tail -3 "$WORK/noacl-group.err" >&2; fail "no group ACL: the error does not name the ACL"; }
+ok "no ACL for the group: exit 1 after $took s, naming the group ACL"
+took=$(must_fail noacl-topic sasl_side.yaml "${V[@]}" VEIL_GROUP="$VEIL_GROUP-t" VEIL_INPUT="other-in-$SUFFIX")
+last_error noacl-topic | grep -q "Kafka authorization failed: .*Topic authorization failed.*grant veil's principal Read and Describe on the topics it reads" ||
+  { tail -3 "$WORK/noacl-topic.err" >&2; fail "no topic ACL: the error does not name the ACL"; }
+ok "no ACL for the input topic: exit 1 after $took s, naming the topic ACLs"
+took=$(must_fail noacl-write sasl_side.yaml "${V[@]}" VEIL_GROUP="$VEIL_GROUP-w" VEIL_RECS="other-recs-$SUFFIX")
+last_error noacl-write | grep -q "other-recs-$SUFFIX.*Topic authorization failed.*grant veil's principal Write and Describe on it" ||
+  { tail -3 "$WORK/noacl-write.err" >&2; fail "no write ACL for an output: the error does not name the ACL"; }
+ok "no ACL to write an output: exit 1 after $took s, naming the topic"
+took=$(must_fail noacl-txn acl.yaml "${V[@]}" VEIL_GROUP="other-$SUFFIX")
+last_error noacl-txn | grep -q "Transactional Id authorization failed.*grant veil's principal Write and Describe on the transactional ids that begin with 'other-$SUFFIX-'" ||
+  { tail -3 "$WORK/noacl-txn.err" >&2; fail "no transactional id ACL: the error does not name the ACL"; }
+ok "no ACL for the transactional id: exit 1 after $took s, naming it"
+
+# 5. No password in anything veil printed, right or wrong.
+for f in veil.log badpw.out badpw.err badpw-side.out badpw-side.err badca.out badca.err acl.log \
+  noacl-group.err noacl-topic.err noacl-write.err noacl-txn.err; do
+  grep -qF -e "$SECRET" -e "$WRONG" -e "$VSECRET" "$WORK/$f" && fail "a password in veil's $f"
 done
 ok "no password in veil's logs or output"
 echo "PASS test_sasl"

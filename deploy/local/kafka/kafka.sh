@@ -13,6 +13,8 @@
 #   kafka.sh stop                  SIGTERM, wait, SIGKILL after a timeout
 #   kafka.sh status                exit 0 if running, 3 if not
 #   kafka.sh env                   print the settings in force
+#   kafka.sh acls ARGS...          kafka.admin.AclCommand on the loopback
+#                                  listener (ACLs of an authorizing broker)
 #
 # Environment:
 #   VEIL_KAFKA_HOME             jar cache root        (~/.cache/veil-kafka)
@@ -36,6 +38,12 @@
 #                                         separated; letters, digits, . _ -)
 #                                         written into the fresh cluster at
 #                                         format time (StorageTool --add-scram)
+#   VEIL_KAFKA_SUPER_USERS                'name ...': with it set, the broker
+#                                         authorizes (StandardAuthorizer):
+#                                         these SCRAM users and the loopback
+#                                         PLAINTEXT listener may do anything,
+#                                         every other user only what ACLs
+#                                         allow (`kafka.sh acls ...`)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -241,6 +249,17 @@ ssl.keystore.location=$VEIL_KAFKA_SSL_KEYSTORE
 ssl.keystore.password=$VEIL_KAFKA_SSL_KEYSTORE_PASSWORD
 ssl.key.password=$VEIL_KAFKA_SSL_KEYSTORE_PASSWORD
 EOF
+        if [ -n "${VEIL_KAFKA_SUPER_USERS:-}" ]; then
+                # The loopback PLAINTEXT and controller listeners are
+                # ANONYMOUS: the broker, the controller, wait-ready and
+                # `kafka.sh acls` keep every right there.
+                local supers="User:ANONYMOUS" u
+                for u in $VEIL_KAFKA_SUPER_USERS; do supers="$supers;User:$u"; done
+                cat >>"$data/server.properties" <<EOF
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=$supers
+EOF
+        fi
         [ -n "${VEIL_KAFKA_SSL_TRUSTSTORE:-}" ] || return 0
         cat >>"$data/server.properties" <<EOF
 ssl.truststore.type=PKCS12
@@ -283,6 +302,9 @@ check_sasl() {
         done
         [ ${#scram_args[@]} -gt 0 ] ||
                 die "VEIL_KAFKA_SASL_PORT is set but VEIL_KAFKA_SCRAM_USERS is empty: give at least one name:password"
+        for u in ${VEIL_KAFKA_SUPER_USERS:-}; do
+                case "$u" in *[!A-Za-z0-9._-]*) die "VEIL_KAFKA_SUPER_USERS: user name '$u' must be letters, digits, '.', '_' or '-'";; esac
+        done
 }
 
 # A KRaft cluster id is 16 random bytes in URL-safe base64 without padding;
@@ -424,6 +446,16 @@ cmd_status() {
         echo "kafka $version running (pid $pid) on 127.0.0.1:$port, answers metadata: $answers, data $data"
 }
 
+# kafka.admin.AclCommand on the loopback PLAINTEXT listener (a super user
+# when the broker authorizes): `kafka.sh acls --add --allow-principal
+# User:veil --operation Read --topic in`.
+cmd_acls() {
+        [ -n "$(broker_pid)" ] || die "acls: no broker of kafka.sh runs on 127.0.0.1:$port: run kafka.sh start first"
+        "$java" -Xmx256m -cp "$libs/*" \
+                -Dlog4j.configuration="file:$data/log4j.properties" \
+                kafka.admin.AclCommand --bootstrap-server "127.0.0.1:$port" "$@"
+}
+
 cmd_env() {
         cat <<EOF
 version=$version
@@ -446,5 +478,6 @@ wait-ready)     cmd_wait_ready "${2:-60}";;
 stop)           cmd_stop;;
 status)         cmd_status;;
 env)            cmd_env;;
-*)              echo "usage: $0 fetch|sums|start|wait-ready [timeout_s]|stop|status|env" >&2; exit 2;;
+acls)           shift; cmd_acls "$@";;
+*)              echo "usage: $0 fetch|sums|start|wait-ready [timeout_s]|stop|status|env|acls ARGS..." >&2; exit 2;;
 esac
