@@ -1937,8 +1937,7 @@ static int config_error(struct kctx *k, rd_kafka_resp_err_t err,
                 char hint[512];
                 set_fatal(k, "Kafka authorization failed: %s; %s", reason,
                           txn_acl_hint(k, hint, sizeof(hint)));
-        }
-        else if (err == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED)
+        } else if (err == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED)
                 set_fatal(k,
                           "Kafka authorization failed: %s; grant veil's "
                           "principal Write on the topics it writes (brokers "
