@@ -482,13 +482,6 @@ static double draws_of(const veil_rec_t *r) {
         return isfinite(d) && d >= 0 ? d : -1;
 }
 
-/* A counted record's rate raises the one the sum is counted at. */
-static void take_draws(struct veil_share *sh, const veil_rec_t *r) {
-        double d = draws_of(r);
-        if (d > sh->draws)
-                sh->draws = d;
-}
-
 /* The sender's spent_by, checked whole before anything counts. */
 static int check_spent(const veil_rec_t *r, char *errstr,
                        size_t errstr_size) {
@@ -545,6 +538,18 @@ static int count_spent(struct veil_share *sh, const veil_rec_t *r) {
                         return rc;
         }
         return 0;
+}
+
+/* What a record counts, as sender (inst, lin): its ρ, the senders its
+ * spent_by lists, and its rate, which raises the one the sum is counted
+ * at. */
+static int count_record(struct veil_share *sh, const char *inst,
+                        uint32_t lin, const veil_rec_t *r) {
+        double d = draws_of(r);
+        if (d > sh->draws)
+                sh->draws = d;
+        int rc = count(sh, inst, lin, rho_of(r));
+        return rc ? rc : count_spent(sh, r);
 }
 
 /* The record, checked and copied. */
@@ -721,10 +726,8 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
                          * as this instance's own are not. */
                         if (!sh->st.clone_chunks++)
                                 sh->st.clone_seq = (uint64_t)seq;
-                        take_draws(sh, r);
-                        if ((rc = count(sh, inst, VEIL_SHARE_CLONE_LINEAGE,
-                                        rho_of(r))) ||
-                            (rc = count_spent(sh, r)))
+                        if (count_record(sh, inst, VEIL_SHARE_CLONE_LINEAGE,
+                                         r))
                                 return not_kept(sh, errstr, errstr_size);
                         return 0;
                 }
@@ -734,9 +737,7 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
                 if (lin < 0)
                         return bad(errstr, errstr_size,
                                    "the lineage is outside 0 to 2^32-1");
-                take_draws(sh, r);
-                if ((rc = count(sh, inst, (uint32_t)lin, rho_of(r))) ||
-                    (rc = count_spent(sh, r)))
+                if (count_record(sh, inst, (uint32_t)lin, r))
                         return not_kept(sh, errstr, errstr_size);
                 return 0;
         }
@@ -746,9 +747,7 @@ int veil_share_on_record(struct veil_share *sh, struct veil_model *m,
                 return rc;
         /* The senders' spend counts whether or not the chunk is applied
          * (a restart reads chunks applied before it again). */
-        take_draws(sh, r);
-        if ((rc = count(sh, k->inst, k->lin, rho_of(r))) ||
-            (rc = count_spent(sh, r))) {
+        if (count_record(sh, k->inst, k->lin, r)) {
                 kept_free(k);
                 return not_kept(sh, errstr, errstr_size);
         }
