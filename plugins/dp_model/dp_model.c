@@ -28,6 +28,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #endif
+#include <sys/stat.h>
 #include <unistd.h>
 #include <math.h>
 #include <stdio.h>
@@ -214,7 +215,7 @@ static const struct veil_param_def params[] = {
         {"accountant_file", VEIL_PARAM_STRING, NULL, 0,
          "file the accountant's state is saved to before every noisy "
          "update (required with mechanism gaussian or tree; a persistent "
-         "volume)"},
+         "volume; a relative path is read beside the pipeline file)"},
         {NULL, 0, NULL, 0, NULL}};
 /* model_updates: the noisy releases, shared with the other instances of
  * the pipeline, which read the same topic as a side input (share.h). */
@@ -289,6 +290,7 @@ struct state {
          * a restart counts them even when the topic has dropped their
          * records and no checkpoint is restored (ε never goes down). */
         char *others_path;
+        char *acc_path; /* accountant_file, resolved once (acc_path_of) */
         uint64_t others_saved; /* veil_share_changes that file holds */
         int others_unsaved;  /* a save failed: the next batch retries it */
         int full_logged;     /* share_alerts said senders passed the bound */
@@ -1413,6 +1415,7 @@ static void destroy(void *state) {
         free(s->rows);
         free(s->mark);
         free(s->others_path);
+        free(s->acc_path);
         free(s);
 }
 
@@ -1442,6 +1445,43 @@ static void freeze_if_spent(struct state *s, veil_stage_t *st) {
 
 /* The mechanism's parameters; with gaussian, the accountant is loaded
  * (a restart resumes at its saved spend) and the budget reported. */
+/* accountant_file, resolved as every path in a pipeline is: a relative
+ * one against the pipeline file's directory. Against the directory veil
+ * happened to start in, a start from another one (a service manager's
+ * working directory, a manual cd) found no file there, began a new
+ * accountant at ε = 0, and the spend so far was never reported again.
+ * Veils before this one did resolve it against the working directory: a
+ * file found only there is refused by name, never replaced by a new one
+ * beside the pipeline. */
+static int acc_path_of(const veil_params_t *p, char **out, char *errstr,
+                       size_t errstr_size) {
+        const char *raw = veil_params_str(p, "accountant_file");
+        const char *where = veil_params_where(p, "accountant_file");
+        char *path = veil_catalog_path(where, raw);
+        if (!path) {
+                snprintf(errstr, errstr_size, "dp_model: out of memory");
+                return -VEIL_ENOMEM;
+        }
+        struct stat here, there;
+        if (raw[0] != '/' && strcmp(path, raw) &&
+            stat(raw, &here) == 0 && S_ISREG(here.st_mode) &&
+            (stat(path, &there) != 0 || here.st_dev != there.st_dev ||
+             here.st_ino != there.st_ino)) {
+                snprintf(errstr, errstr_size,
+                         "%s: accountant_file '%s' is read beside the "
+                         "pipeline file, as '%s', but an accountant file "
+                         "'%s' is in the directory veil started in (where "
+                         "earlier veils read it): move it to '%s', or "
+                         "give accountant_file as an absolute path; veil "
+                         "will not start a second accountant beside it",
+                         where, raw, path, raw, path);
+                free(path);
+                return -VEIL_EINVAL;
+        }
+        *out = path;
+        return 0;
+}
+
 static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                     float clip, char *errstr, size_t errstr_size) {
         const char *mech = veil_params_str(p, "mechanism");
@@ -1546,6 +1586,9 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                 return bad(errstr, errstr_size, p, "accountant_file",
                            "set with mechanism gaussian or tree (a file on "
                            "a persistent volume)");
+        int rc = acc_path_of(p, &s->acc_path, errstr, errstr_size);
+        if (rc)
+                return rc;
         struct veil_dp_cfg c = {tree ? VEIL_DP_MODE_TREE
                                      : VEIL_DP_MODE_GAUSSIAN,
                                 sigma, dlr,
@@ -1556,14 +1599,14 @@ static int dp_setup(struct state *s, veil_stage_t *st, const veil_params_t *p,
                                 (uint64_t)step, (uint64_t)win,
                                 (uint32_t)(tree ? tp : m),
                                 (size_t)slots, budget, delta,
-                                veil_params_str(p, "accountant_file"), NULL,
+                                s->acc_path, NULL,
                                 (uint64_t)tsteps,
                                 honaker ? VEIL_TREE_HONAKER : VEIL_TREE_PLAIN,
                                 interval, event_time,
                                 event_time ? llround(late_s * 1000) : 0,
                                 VEIL_DP_STEP_MAX, veil_stage_pipeline_id(st)};
         char err[512] = "";
-        int rc = veil_dp_new(&s->dp, &c, s->m, err, sizeof(err));
+        rc = veil_dp_new(&s->dp, &c, s->m, err, sizeof(err));
         if (rc) {
                 /* Where the fix goes: the accountant file's line for its
                  * errors (locked, unreadable, damaged, unwritable), else
@@ -1910,9 +1953,8 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **state,
                 return rc;
         }
         if ((rc = share_setup(s, st, p, errstr, errstr_size)) ||
-            (s->dp && (rc = others_load(s,
-                                        veil_params_str(p, "accountant_file"),
-                                        errstr, errstr_size)))) {
+            (s->dp &&
+             (rc = others_load(s, s->acc_path, errstr, errstr_size)))) {
                 destroy(s);
                 return rc;
         }

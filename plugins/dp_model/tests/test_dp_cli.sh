@@ -348,5 +348,22 @@ check "counted steps warned" 0 "sc\\.yaml:[0-9]+:[0-9]+: step_interval_s is 0: a
 ok test "$("$VEIL" dp_model accountant --file "$work/accc" --delta 1e-8 | val steps)" = 1
 check "step_interval_s -1" 2 "step_interval_s must be between 0 and 10\^8 seconds" -- bash -c "sed 's/step_interval_s: 3600/step_interval_s: -1/' '$work/s.yaml' >'$work/l5.yaml'; '$VEIL' replay '$work/l5.yaml' --events '$events' --limit 10"
 
+# A relative accountant_file is read beside the pipeline file: run from
+# another directory, it found no file there and began a new accountant at
+# ε = 0, the spend so far never reported again.
+mkdir -p "$work/pl" "$work/cwd"
+pipeline rel.acc 0 8 >"$work/pl/r.yaml"
+check "accountant_file beside the pipeline" 0 "" -- bash -c "cd '$work/cwd' && '$VEIL' replay ../pl/r.yaml --events '$events' --limit 2000"
+ok test -s "$work/pl/rel.acc"
+ok test ! -e "$work/cwd/rel.acc"
+r1=$("$VEIL" dp_model accountant --file "$work/pl/rel.acc" --delta 1e-8 | val rho)
+check "accountant_file from another directory" 0 "" -- bash -c "cd '$work' && '$VEIL' replay pl/r.yaml --events '$events' --limit 2000"
+ok gt "$("$VEIL" dp_model accountant --file "$work/pl/rel.acc" --delta 1e-8 | val rho)" "$r1"
+# An earlier veil's file in the working directory is refused by name, not
+# replaced by a new accountant beside the pipeline.
+mv "$work/pl/rel.acc" "$work/cwd/rel.acc"
+check "accountant_file left in the working directory" 2 "r\\.yaml:[0-9]+:[0-9]+: accountant_file 'rel.acc' is read beside the pipeline file, as '\\.\\./pl/rel.acc', but an accountant file 'rel.acc' is in the directory veil started in .*move it to '\\.\\./pl/rel.acc', or give accountant_file as an absolute path" -- bash -c "cd '$work/cwd' && '$VEIL' replay ../pl/r.yaml --events '$events' --limit 10"
+ok test ! -e "$work/pl/rel.acc"
+
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
