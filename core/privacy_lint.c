@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "keys.h"
 #include "lint.h"
 #include "pipeline.h"
 
@@ -430,6 +431,21 @@ int veil_privacy_lint_check(struct veil_pipeline *p, int has_keys,
                        "{active: k1, files: {k1: /path/to/key}} (`veil "
                        "pseudonymize keygen FILE` writes a key) and a "
                        "pseudonymize stage first",
+                       c.cfg->file, c.cfg->state->line, c.cfg->state->col);
+        else if (c.cfg->state && veil_keys_ephemeral(c.cfg))
+                /* An ephemeral key is drawn anew at every start, and the
+                 * state restored after one is held under the old run's
+                 * pseudonyms, which no erasure or access request can
+                 * name again: the person's profile would stay, and be
+                 * checkpointed again, until it expired. */
+                report(&r,
+                       "%s:%d:%d: state: checkpoints what stages hold about "
+                       "a person under their pseudonym, and keys: "
+                       "{ephemeral: true} draws a new key at every start, "
+                       "so after a restart no erasure or access request "
+                       "could reach the restored state; use key files: "
+                       "keys: {active: k1, files: {k1: /path/to/key}} "
+                       "(`veil pseudonymize keygen FILE` writes a key)",
                        c.cfg->file, c.cfg->state->line, c.cfg->state->col);
         check_reads(&c);
         for (size_t o = 0; o < c.cfg->n_outputs; o++)

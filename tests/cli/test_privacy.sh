@@ -186,6 +186,12 @@ check "lint kept locations with require_special_feature_1" 0 ': ok$' -- "$VEIL" 
 check "lint state without keys" 2 \
   "state_nokeys.yaml:15:8: state: checkpoints stage state to a topic, and without a keys: section stages hold what they keep about a user under the raw user_id; add keys:" \
   -- "$VEIL" lint "$here/state_nokeys.yaml"
+# An ephemeral key is drawn anew at every start: state restored after one
+# is under pseudonyms no erasure or access request can name again.
+{ sed "s|\.\./\.\./|$here/../../|g" "$here/state_nokeys.yaml"; echo 'keys: {ephemeral: true}'; } >"$tmp/state_eph.yaml"
+check "lint state with an ephemeral key" 2 \
+  "state_eph.yaml:15:8: state: checkpoints what stages hold about a person under their pseudonym, and keys: \{ephemeral: true\} draws a new key at every start, so after a restart no erasure or access request could reach the restored state; use key files" \
+  -- "$VEIL" lint "$tmp/state_eph.yaml"
 check "run refuses a leaking pipeline" 2 "field 'user_id' \(pii: identifier\) can reach output 'events'" \
   -- "$VEIL" run "$here/leak_user_id.yaml"
 

@@ -129,7 +129,9 @@ export VEIL_INPUT="acl-in-$SUFFIX" VEIL_CONSENT="acl-consent-$SUFFIX" \
   VEIL_UPDATES="acl-updates-$SUFFIX" VEIL_RECS="acl-recs-$SUFFIX" \
   VEIL_AUDIT="acl-audit-$SUFFIX" VEIL_ACCESS="acl-access-$SUFFIX" \
   VEIL_DLQ="acl-dlq-$SUFFIX" VEIL_STATE="acl-state-$SUFFIX" \
-  VEIL_GROUP="acl-$SUFFIX" VEIL_ACCOUNTANT="$WORK/acl.acc"
+  VEIL_GROUP="acl-$SUFFIX" VEIL_ACCOUNTANT="$WORK/acl.acc" \
+  VEIL_KEYFILE="$WORK/acl.key"
+"$VEIL" pseudonymize keygen "$VEIL_KEYFILE" >/dev/null || fail "keygen"
 for t in "$VEIL_INPUT" "$VEIL_UPDATES" "$VEIL_RECS" "$VEIL_AUDIT" "$VEIL_ACCESS" "$VEIL_DLQ"; do
   "$RECTOOL" create-topic "$PLAIN" "$t" 3 || fail "create-topic $t"
 done
