@@ -310,9 +310,17 @@ static int cmd_noise(int argc, char **argv) {
                 }
                 sigma = nextafter(c.m.sigma, INFINITY);
         }
+        /* ε is within E; rounded up at 6 digits its text could read
+         * above E (E = 4.728507 printed 4.72851), so it gets the digits
+         * that keep the text within E, as the value is. */
         char e[32], r[32];
-        printf("noise_multiplier=%s\nepsilon=%s\nrho=%s\n", text,
-               loss_text(e, eps), loss_text(r, rho));
+        for (int d = 6; d <= 17; d++) {
+                veil_format_up(e, sizeof(e), eps, d);
+                if (strtod(e, NULL) <= c.eps)
+                        break;
+        }
+        printf("noise_multiplier=%s\nepsilon=%s\nrho=%s\n", text, e,
+               loss_text(r, rho));
         return 0;
 }
 

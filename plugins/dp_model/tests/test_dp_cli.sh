@@ -114,6 +114,11 @@ check "forms of a decimal" 0 "^rho=2$" -- "$VEIL" dp_model epsilon --noise-multi
 # nearest (1/(2 · 1.1²) = 0.41322314… was printed 0.413223, and for
 # σ = 1.09999845, 0.41322430… as 0.413224).
 check "rho rounded up" 0 "^rho=0.413224$" -- "$VEIL" dp_model epsilon --noise-multiplier 1.1 --delta 1e-5
+# The ε printed is within the E asked for: at 6 digits, rounded up, it
+# read 4.72851 for E = 4.728507.
+for target in 4.728507 1.0000001; do
+  ok ge "$target" "$("$VEIL" dp_model noise --epsilon $target --delta 1e-5 | val epsilon)"
+done
 check "noise: rho rounded up" 0 "^rho=0.413225$" -- "$VEIL" dp_model noise --epsilon 4.23948 --delta 1e-5
 # A missing value is named as such (it was "unknown option --delta").
 check "--delta without a value" 2 "^dp_model epsilon: --delta needs a value$" -- "$VEIL" dp_model epsilon --noise-multiplier 2 --delta
