@@ -143,6 +143,19 @@ static void host_before(struct veil_notice *n, struct veil_pipeline *p) {
                                 "compute no pseudonyms of your user id.");
 }
 
+/* A topic the pipeline writes and reads back: how its instances share
+ * what they learn (dp_model's model_updates). Each instance stops at its
+ * own view of the total spent, which the others' releases reach late, so
+ * only the sum of the instances' bounds holds for them all. */
+static const char *shared_topic(const struct veil_config *cfg) {
+        for (size_t i = 0; i < cfg->n_outputs; i++)
+                for (size_t j = 0; j < cfg->n_side_inputs; j++)
+                        if (!strcmp(cfg->outputs[i].topic,
+                                    cfg->side_inputs[j].topic))
+                                return cfg->outputs[i].topic;
+        return NULL;
+}
+
 static void host_after(struct veil_notice *n, struct veil_pipeline *p) {
         const struct veil_config *cfg = veil_pipeline_config(p);
         char *buf = NULL;
@@ -229,6 +242,15 @@ static void host_after(struct veil_notice *n, struct veil_pipeline *p) {
                                 "them has none.",
                                 n->bounds);
         }
+        const char *shared = shared_topic(cfg);
+        if (n->bounds && shared)
+                veil_notice_add(n, VEIL_NOTICE_PRIVACY,
+                                "When this service runs as several "
+                                "instances, they share what they learn "
+                                "through Kafka topic '%s', and the guarantee "
+                                "above holds for each instance: taken "
+                                "together, the instances' guarantees add up.",
+                                shared);
         if (!stage_said(n, VEIL_NOTICE_PRIVACY))
                 veil_notice_add(n, VEIL_NOTICE_PRIVACY,
                                 "No stage of this pipeline adds "

@@ -111,6 +111,15 @@ for mech in gaussian tree; do
   else failed "no budget ($mech)" "$dp$(cat "$T/new.err")"; fi
 done
 
+# Model updates shared through a topic the pipeline writes and reads back:
+# each instance stops at its own view of the total, so the notice says the
+# instances' guarantees add up.
+change 's|^side_inputs:$|side_inputs:\n  model_updates: {topic: demo.updates, schema: ../../schemas/model_update.avsc}|; s|^outputs:$|outputs:\n  model_updates: {topic: demo.updates, schema: ../../schemas/model_update.avsc}|'
+if section "$T/new.md" "Differential privacy" | grep -qF "When this service runs as several instances, they share what they learn through Kafka topic 'demo.updates', and the guarantee above holds for each instance: taken together, the instances' guarantees add up." &&
+   ! grep -q "several instances" "$base"; then
+  pass "shared model updates: the instances' guarantees add up"
+else failed "shared model updates" "$(section "$T/new.md" "Differential privacy"; cat "$T/new.err")"; fi
+
 # Two private stages: each states its own bound, and the notice states
 # their sum, the bound for both together (a reader would otherwise take
 # the larger for the whole). A second stage without a budget leaves none.
@@ -170,7 +179,7 @@ else failed "keys" "$(cat "$T/new.md" "$T/new.err")"; fi
 
 # Checkpoints copy what the stages keep to a topic: the notice names it,
 # with the interval, and says how deleted data leaves the copies.
-change 's/^keys: \{ephemeral: true\}/keys: {ephemeral: true}\nstate: {topic: state-for-notice, interval_ms: 90000}/'
+change 's/^keys: \{ephemeral: true\}/keys: {active: k1, files: {k1: \/nonexistent\/k1}}\nstate: {topic: state-for-notice, interval_ms: 90000}/'
 if section "$T/new.md" "What we keep, where, and for how long" | grep -q "also copied every 90 seconds to Kafka topic 'state-for-notice'.*leaves the copies" &&
    ! grep -q "also copied" "$base"; then
   pass "the state topic is named with its interval"
