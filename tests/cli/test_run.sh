@@ -76,6 +76,9 @@ else failed "log.level warn: exit $rc" "$(grep '"level":"info"' "$tmp/log")"; fi
 # client's configuration (debug: conf) shows them.
 pipeline debug
 sed -i 's/^  guarantee: at-least-once$/&\n  settings: {debug: conf}/' "$tmp/p.yaml"
+# (state: needs key files: the privacy lint refuses an ephemeral key)
+"$VEIL" pseudonymize keygen "$tmp/kst" >/dev/null 2>&1
+sed -i "s#^keys: {ephemeral: true}#keys: {active: k1, files: {k1: $tmp/kst}}#" "$tmp/p.yaml"
 echo "state: {topic: st}" >>"$tmp/p.yaml"
 "$VEIL" run "$tmp/p.yaml" 2>"$tmp/log" &
 pid=$!
@@ -220,7 +223,7 @@ fi
   echo "  - use: pseudonymize"
   echo "  - use: context"
   echo "    with: {catalog: $root/config/demo/items.csv}"
-  echo "keys: {ephemeral: true}"
+  echo "keys: {active: k1, files: {k1: $tmp/kst}}"
   echo "state: {topic: st}"; } >"$tmp/ck.yaml"
 out=$(timeout 30 "$VEIL" run "$tmp/ck.yaml" 2>&1); rc=$?
 if [ "$rc" = 1 ] && grep -q "state: checkpoints go to topic 'st' in records of up to 901041 bytes, and the producer's message.max.bytes is 500000: set kafka.settings message.max.bytes to at least 901041" <<<"$out"; then
