@@ -277,8 +277,11 @@ static veil_tier_t tier_of(uint8_t a) {
 }
 
 /* One event: start from the ledger, let each further signal only narrow,
- * and remember which one took the last tier away. */
-static void decide(struct veil_consent *s, struct veil_batch *b,
+ * and remember which one took the last tier away. 0, or -VEIL_ENOMEM when
+ * the event's TC string could not be decoded for want of memory: no fault
+ * of the event, which would leave the stream for it; the host stops
+ * without committing the batch. */
+static int decide(struct veil_consent *s, struct veil_batch *b,
                    struct veil_event *ev, const struct veil_ledger_entry *e) {
         uint8_t a;
         uint16_t sf = 0;
@@ -319,9 +322,15 @@ static void decide(struct veil_consent *s, struct veil_batch *b,
                 /* Judged at the batch's clock (the host's: the wall clock
                  * live, the stream's time in a replay), not the event's
                  * own ts, which its producer sets like the string. */
-                if (veil_consent_tc_decode(s, ev->tc_string,
-                                           strlen(ev->tc_string), b->now_ms,
-                                           err, sizeof(err))) {
+                int rc = veil_consent_tc_decode(s, ev->tc_string,
+                                                strlen(ev->tc_string),
+                                                b->now_ms, err, sizeof(err));
+                if (rc == -VEIL_ENOMEM) {
+                        veil_log(s->st, VEIL_LOG_ERROR,
+                                 "an event's TC string: %s", err);
+                        return rc;
+                }
+                if (rc) {
                         a = 0;
                         why = VEIL_CONSENT_EVENT_INVALID;
                 } else {
@@ -347,6 +356,7 @@ static void decide(struct veil_consent *s, struct veil_batch *b,
                 if (!s->cfg.serve_none)
                         veil_event_drop(b, ev, veil_consent_reasons[why]);
         }
+        return 0;
 }
 
 /* Gauges on /metrics: sizes and counts, never about one person. */
@@ -423,7 +433,9 @@ static int process(void *state, struct veil_batch *b) {
                 }
                 if (rc < 0)
                         return rc;
-                decide(s, b, ev, e);
+                rc = decide(s, b, ev, e);
+                if (rc < 0)
+                        return rc;
         }
         publish(s);
         return 0;

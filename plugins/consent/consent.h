@@ -103,7 +103,8 @@ uint8_t veil_consent_allowed(const struct veil_consent *s,
  *  its lastUpdated's day. 0, or an error (the string's own, or the
  *  refusal) with a message that never echoes the string; on error s->tcf
  *  holds nothing, and the caller treats the string as one that cannot be
- *  decoded: it allows nothing. */
+ *  decoded: it allows nothing. But -VEIL_ENOMEM (the decoder's buffers
+ *  could not grow) is no fault of the string: the caller returns it. */
 int veil_consent_tc_decode(struct veil_consent *s, const char *tc, size_t len,
                            int64_t at_ms, char *errstr, size_t errstr_size);
 

@@ -18,7 +18,9 @@
  * purposes…) is rejected: the host puts it on the dead-letter topic and
  * the ledger is left exactly as it was. A record whose TC string alone
  * cannot be decoded is applied as if the string allowed nothing (it can
- * only narrow) and dead-lettered too.
+ * only narrow) and dead-lettered too. Out of memory (the ledger's, the TC
+ * decoder's) is no fault of the record: -VEIL_ENOMEM stops the host, the
+ * ledger unchanged.
  *
  * Erasure: whenever personalization is not in force after a record and it
  * was before, or everything is withdrawn, or the person had no entry (a
@@ -439,8 +441,17 @@ int veil_consent_record(struct veil_consent *s,
                  * every restart. Every later use judges it again at its
                  * own clock, and its lapse is a change of its own
                  * (veil_consent_lapse). */
-                if (veil_consent_tc_decode(s, tc, tc_len, ts, e,
-                                           sizeof(e))) {
+                int rc = veil_consent_tc_decode(s, tc, tc_len, ts, e,
+                                                sizeof(e));
+                if (rc == -VEIL_ENOMEM) {
+                        /* Not the string's fault: applied as one that
+                         * allows nothing, a valid grant would be lost and
+                         * dead-lettered. The host stops before the ledger
+                         * is touched, and reads the record again. */
+                        snprintf(errstr, errstr_size, "tc_string: %s", e);
+                        return rc;
+                }
+                if (rc) {
                         /* A string that cannot be read, or cannot grant
                          * under our mapping (policy before TCF 2.2, too
                          * old), allows nothing, as on an event: the record

@@ -8,7 +8,8 @@
  * Memory runs out on request: realloc (side inputs decode into Avro-C
  * values through a scratch buffer) and posix_memalign (the batch arena's
  * chunks), for blocks over 1 MiB only, so that the host itself goes on
- * working; and calloc for the ledger's slots.
+ * working; calloc for the ledger's slots; and realloc called from the
+ * consent plugin itself, the TC decoder's buffers (plugins/consent/tcf.c).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -27,17 +28,25 @@
 #define BIG (2u << 20)
 #define LIMIT (1u << 20)
 
-static int starve; /* refuse blocks over LIMIT */
+static int starve;     /* refuse blocks over LIMIT */
+static int starve_tcf; /* refuse the consent plugin's reallocs */
 
 /* Interposed for the codec's scratch buffer (core/codec.c), which
  * terminates strings for Avro-C. (Not Avro-C's own allocator: Avro-C
  * 1.11's avro_raw_string_set_length ignores a failed allocation and
- * copies anyway, so its running out of memory cannot be reported.) */
+ * copies anyway, so its running out of memory cannot be reported.) And
+ * for the TC decoder's buffers, the only reallocs of veil_consent.so a
+ * record or an event reaches: they grow once, at a stage's first
+ * string, so a test starves a fresh stage. */
 void *realloc(void *ptr, size_t size) {
         static void *(*real)(void *, size_t);
         if (!real)
                 real = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
         if (starve && size > LIMIT)
+                return NULL;
+        Dl_info di;
+        if (starve_tcf && dladdr(__builtin_return_address(0), &di) &&
+            di.dli_fname && strstr(di.dli_fname, "veil_consent.so"))
                 return NULL;
         return real(ptr, size);
 }
@@ -90,7 +99,7 @@ static char *big_text(void) {
 /* A consent record for user (every purpose `allowed`), as the topic
  * holds it. */
 static void consent_record(struct harness *h, const char *user, int allowed,
-                           const char *source, int64_t ts,
+                           const char *tc, const char *source, int64_t ts,
                            struct veil_buf *buf) {
         veil_rec_t *r = veil_codec_rec_begin(h->consent);
         assert_non_null(r);
@@ -103,6 +112,8 @@ static void consent_record(struct harness *h, const char *user, int allowed,
                          0);
         assert_int_equal(veil_rec_set_bool(r, "purposes.analytics", allowed),
                          0);
+        if (tc)
+                assert_int_equal(veil_rec_set_str(r, "tc_string", tc), 0);
         assert_int_equal(veil_rec_set_str(r, "source", source), 0);
         assert_int_equal(veil_rec_set_long(r, "ts", ts), 0);
         char err[512];
@@ -115,7 +126,7 @@ static void consent_record(struct harness *h, const char *user, int allowed,
 static void withdrawal(struct harness *h, const char *user,
                        struct veil_buf *buf) {
         char *src = big_text();
-        consent_record(h, user, 0, src, T0 + 10, buf);
+        consent_record(h, user, 0, NULL, src, T0 + 10, buf);
         free(src);
 }
 
@@ -189,7 +200,7 @@ static void test_ledger_out_of_memory(void **state) {
                 assert_int_equal(h_grant(&h, user, 1, 1, 1, T0), 0);
         }
         struct veil_buf buf = {0};
-        consent_record(&h, "newcomer", 1, "app", T0, &buf);
+        consent_record(&h, "newcomer", 1, NULL, "app", T0, &buf);
         starved_record(&h, "newcomer", &buf);
         veil_buf_free(&buf);
         const struct veil_event *ev = h_event(&h, "newcomer", NULL, -1);
@@ -268,11 +279,98 @@ static void test_event_out_of_memory(void **state) {
         h_close(&h);
 }
 
+/* A TC string that grants everything (the publisher segment repeats the
+ * core's purposes, as vendor_id 0 reads them). */
+static void granting_tc(char *tc, size_t size) {
+        struct tc_model m = {.purposes = h_purposes(1, 5, 6, 8, 10, 11, 0),
+                             .pub = 1};
+        h_tc(&m, tc, size);
+}
+
+/* The TC decoder cannot grow its buffers while a record's string is
+ * decoded: read as a string that allows nothing, a grant would be lost
+ * (and narrow what is in force) and the record dead-lettered. */
+static void test_record_tc_out_of_memory(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{}");
+        assert_int_equal(h_grant(&h, "una", 1, 1, 1, T0), 0);
+        size_t audits = h_count(&h, "audit");
+        char tc[256];
+        granting_tc(tc, sizeof(tc));
+        struct veil_buf buf = {0};
+        consent_record(&h, "una", 1, tc, "cmp", T0 + 10, &buf);
+        struct veil_source src = {"una", 3, buf.data, buf.len, "consent",
+                                  0, 7, T0 + 10};
+        char err[1024] = "";
+        starve_tcf = 1;
+        int rc = veil_pipeline_side_record(h.p, 0, &src, err, sizeof(err));
+        starve_tcf = 0;
+        assert_int_equal(rc, -VEIL_ENOMEM);
+        if (!strstr(err, "stage 1 (consent), the record at consent[0]@7: "
+                         "tc_string: out of memory"))
+                fail_msg("%s", err);
+        assert_int_equal(h_count(&h, "dlq"), 0);
+        /* The ledger is as it was: nothing audited, nothing erased. */
+        assert_int_equal(h_count(&h, "audit"), audits);
+        const struct veil_event *ev = h_event(&h, "una", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->training, 1);
+
+        /* Read again (the restart), it applies. */
+        assert_int_equal(veil_pipeline_side_record(h.p, 0, &src, err,
+                                                   sizeof(err)),
+                         0);
+        assert_int_equal(h_count(&h, "dlq"), 0);
+        ev = h_event(&h, "una", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        assert_int_equal(ev->training, 1);
+        veil_buf_free(&buf);
+        h_close(&h);
+}
+
+/* Same for an event's own string: dropped as invalid, a valid event would
+ * leave the stream. The batch fails instead, uncommitted. */
+static void test_event_tc_out_of_memory(void **state) {
+        (void)state;
+        struct harness h;
+        h_open(&h, "{require_ledger: false}");
+        char tc[256];
+        granting_tc(tc, sizeof(tc));
+        struct veil_batch *b = veil_pipeline_batch_begin(h.p);
+        struct veil_event in;
+        memset(&in, 0, sizeof(in));
+        in.event_id = "e1";
+        in.user_id = "vic";
+        in.ts_ms = T0;
+        in.type = "view";
+        in.item_id = "item-1";
+        in.tc_string = tc;
+        in.gpc = -1;
+        assert_int_equal(veil_pipeline_batch_add_event(h.p, &in), 1);
+        char err[1024] = "";
+        starve_tcf = 1;
+        int rc = veil_pipeline_batch_run(h.p, err, sizeof(err));
+        starve_tcf = 0;
+        assert_int_equal(rc, -VEIL_ENOMEM);
+        if (!strstr(err, "stage 1 (consent) failed"))
+                fail_msg("%s", err);
+        assert_int_equal(b->events[0].status, VEIL_PASS);
+        assert_int_equal(h_count(&h, "dlq"), 0);
+
+        /* With memory, the same event is personalized. */
+        const struct veil_event *ev = h_event(&h, "vic", tc, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
+        h_close(&h);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_side_record_out_of_memory),
                 cmocka_unit_test(test_event_out_of_memory),
                 cmocka_unit_test(test_ledger_out_of_memory),
+                cmocka_unit_test(test_record_tc_out_of_memory),
+                cmocka_unit_test(test_event_tc_out_of_memory),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
