@@ -65,7 +65,7 @@ static const char *and_list(uint8_t mask, char *buf, size_t size) {
 
 void veil_consent_notice(const veil_params_t *params, veil_notice_t *n) {
         struct veil_consent_cfg c;
-        char err[256], a[160], b[160], t[160], an[160];
+        char err[256], a[160], b[160], t[160], an[160], li[160] = "";
         if (veil_consent_cfg_load(&c, params, err, sizeof(err))) {
                 veil_notice_add(n, VEIL_NOTICE_CONSENT,
                                 "The consent stage is misconfigured (%s); "
@@ -141,11 +141,10 @@ void veil_consent_notice(const veil_params_t *params, veil_notice_t *n) {
                                 VEIL_CONSENT_TCF_MIN_POLICY);
         if (c.map.li_ok) {
                 size_t off = 0;
-                a[0] = '\0';
                 for (int i = 0; i < VEIL_TCF_MAX_PURPOSE; i++)
-                        if ((c.map.li_ok & (1u << i)) && off < sizeof(a))
-                                off += (size_t)snprintf(a + off,
-                                                        sizeof(a) - off,
+                        if ((c.map.li_ok & (1u << i)) && off < sizeof(li))
+                                off += (size_t)snprintf(li + off,
+                                                        sizeof(li) - off,
                                                         "%s%d",
                                                         off ? ", " : "",
                                                         i + 1);
@@ -154,17 +153,22 @@ void veil_consent_notice(const veil_params_t *params, veil_notice_t *n) {
                                 "interest instead of consent; you can object "
                                 "to it in the consent dialog, and an "
                                 "objection counts as a refusal.",
-                                a);
+                                li);
         } else {
                 veil_notice_add(n, VEIL_NOTICE_CONSENT,
                                 "Legitimate interest is never accepted "
                                 "instead of consent.");
         }
+        /* tiermap.c: for a purpose taken on legitimate interest our
+         * vendor's LI counts without its consent (the contextual tier, by
+         * default). */
         if (c.map.vendor_id)
                 veil_notice_add(n, VEIL_NOTICE_CONSENT,
                                 "A consent string counts only when it also "
-                                "gives our vendor (IAB id %d) consent%s.",
+                                "gives our vendor (IAB id %d) consent%s%s%s%s.",
                                 c.map.vendor_id,
+                                *li ? " or, for TCF purpose(s) " : "", li,
+                                *li ? ", legitimate interest" : "",
                                 c.map.restrictions
                                         ? ", and the site's restrictions on "
                                           "our vendor are applied"

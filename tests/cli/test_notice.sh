@@ -239,6 +239,16 @@ if [ ! -s "$T/new.md" ] && grep -q "keeps the exact coordinates, precise geoloca
   pass "no notice for kept coordinates without require_special_feature_1"
 else failed "kept coordinates without the option" "$(head -3 "$T/new.md"; cat "$T/new.err")"; fi
 
+# As IAB vendor, our vendor's legitimate interest alone counts for the
+# purposes taken on LI (default [11]: the contextual tier); without them,
+# vendor consent alone.
+change 's/^(\s+)tc_max_age_days: 0$/\1tc_max_age_days: 0\n\1vendor_id: 755/'
+if section "$T/new.md" "Your consent" | grep -qF "A consent string counts only when it also gives our vendor (IAB id 755) consent or, for TCF purpose(s) 11, legitimate interest, and the site's restrictions on our vendor are applied." &&
+   change 's/^(\s+)tc_max_age_days: 0$/\1tc_max_age_days: 0\n\1vendor_id: 755\n\1legitimate_interest: []/' &&
+   section "$T/new.md" "Your consent" | grep -qF "A consent string counts only when it also gives our vendor (IAB id 755) consent, and the site's restrictions on our vendor are applied."; then
+  pass "vendor_id: the notice names the paths through our vendor, LI included"
+else failed "vendor_id" "$(grep -i "our vendor" "$T/new.md"; cat "$T/new.err")"; fi
+
 # The schema's pii marks decide what is listed as collected.
 sed 's/"pii": "quasi",//' "$root/schemas/interaction.avsc" >"$T/nopii.avsc"
 change "s#schema: \.\./\.\./schemas/interaction\.avsc#schema: $T/nopii.avsc#"

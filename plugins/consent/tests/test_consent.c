@@ -1548,7 +1548,12 @@ static void test_notice(void **state) {
                 "contextual recommendations need TCF purposes 1 or 11",
                 "contributing to the shared model needs TCF purpose 10",
                 "For TCF purpose(s) 11 we accept legitimate interest",
-                "our vendor (IAB id 755)",
+                /* Our vendor's LI alone grants purpose 11, the
+                 * contextual tier (test_vendor_and_restrictions). */
+                "A consent string counts only when it also gives our "
+                "vendor (IAB id 755) consent or, for TCF purpose(s) 11, "
+                "legitimate interest, and the site's restrictions on our "
+                "vendor are applied.",
                 "withdraws personalization and contributing to the shared model",
                 "every stage deletes what it holds",
                 "the interaction is not processed",
@@ -1568,6 +1573,13 @@ static void test_notice(void **state) {
                 if (!strstr(all, want[i]))
                         fail_msg("notice lacks '%s':\n%s", want[i], all);
         assert_null(strstr(all, "choices for this site itself"));
+        free(all);
+        /* Without legitimate interest, vendor consent alone counts. */
+        all = notice_of("{vendor_id: 755, legitimate_interest: [], "
+                        "publisher_restrictions: false}");
+        if (!strstr(all, "A consent string counts only when it also gives "
+                         "our vendor (IAB id 755) consent.\n"))
+                fail_msg("notice lacks the vendor's rule:\n%s", all);
         free(all);
         /* The default: we are the publisher. */
         all = notice_of("{}");
