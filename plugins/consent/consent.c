@@ -245,7 +245,10 @@ int64_t veil_consent_tc_until(const struct veil_consent *s, uint16_t day) {
 
 int veil_consent_tc_lapsed(const struct veil_consent *s,
                            const struct veil_ledger_entry *e, int64_t at_ms) {
-        if (!(e->flags & VEIL_LEDGER_HAS_TCF))
+        /* A string that could not be used allows nothing already, and has
+         * no day to lapse from (its tc_day would date it to 1970). */
+        if (!(e->flags & VEIL_LEDGER_HAS_TCF) ||
+            (e->flags & VEIL_LEDGER_TC_UNUSABLE))
                 return 0;
         return (e->flags & VEIL_LEDGER_LAPSED) ||
                at_ms > veil_consent_tc_until(s, e->tc_day);
@@ -506,7 +509,20 @@ static int export_subject(void *state, const struct veil_subject *subj,
                          yes(e->own & VEIL_PURPOSE_ANALYTICS));
         veil_rec_map_put(out, "", "gpc",
                          e->flags & VEIL_LEDGER_GPC ? "true" : "false");
-        if (veil_consent_tc_lapsed(s, e, at)) {
+        if (e->flags & VEIL_LEDGER_TC_UNUSABLE) {
+                /* Not a lapse: it never allowed anything (record.c). */
+                char text[200], age[64] = "";
+                if (s->cfg.tc_max_age_days)
+                        snprintf(age, sizeof(age),
+                                 ", or over %lld days old when recorded",
+                                 (long long)s->cfg.tc_max_age_days);
+                snprintf(text, sizeof(text),
+                         "nothing (the TC string could not be used: not a "
+                         "valid TC string, made before TCF 2.2%s)",
+                         age);
+                veil_rec_map_put(out, "", "tc_string_allows", text);
+                veil_rec_map_put(out, "", "special_features", "none");
+        } else if (veil_consent_tc_lapsed(s, e, at)) {
                 char since[40], text[200];
                 iso8601(veil_consent_tc_until(s, e->tc_day) + 1, since,
                         sizeof(since));

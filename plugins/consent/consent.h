@@ -87,7 +87,9 @@ uint16_t veil_consent_tc_day(uint64_t last_updated_ds);
 int64_t veil_consent_tc_until(const struct veil_consent *s, uint16_t day);
 /** 1 when the entry's TC string allows nothing at at_ms: its lapse was
  *  applied, or at_ms is past veil_consent_tc_until. INT64_MIN asks about
- *  the applied lapse alone. 0 for an entry without a TC string. */
+ *  the applied lapse alone. 0 for an entry without a TC string, or with
+ *  one that could not be used (VEIL_LEDGER_TC_UNUSABLE: it allows nothing
+ *  anyway, and has no day to lapse from). */
 int veil_consent_tc_lapsed(const struct veil_consent *s,
                            const struct veil_ledger_entry *e, int64_t at_ms);
 

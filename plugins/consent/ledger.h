@@ -42,6 +42,14 @@
  *  kept as a person's refusal (require_ledger: false). Lookups of people
  *  skip it (veil_consent_find). */
 #define VEIL_LEDGER_ACCESS_KEY 0x08u
+/** Its TC string could not be used (not a valid TC string, a policy before
+ *  TCF 2.2, or past tc_max_age_days at the record's ts; record.c): it
+ *  allows nothing (tcf and sf are 0), tc_day holds no date, and it never
+ *  lapses (veil_consent_tc_lapsed), so that nothing reports a lapse date
+ *  for it. A newer record clears it; an older one can only set it. The
+ *  ledger lives in memory alone (rebuilt from the consent topic at every
+ *  start), so its flags are in no stored format. */
+#define VEIL_LEDGER_TC_UNUSABLE 0x10u
 
 struct veil_ledger_key {
         uint64_t k0, k1; /**< never both zero: that marks an empty slot */

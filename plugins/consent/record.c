@@ -466,6 +466,7 @@ int veil_consent_record(struct veil_consent *s,
                                  e);
                         n.tcf = 0;
                         n.sf = 0;
+                        n.flags |= VEIL_LEDGER_TC_UNUSABLE;
                 } else {
                         n.tcf = veil_tiermap_eval(&s->cfg.map, &s->tcf);
                         n.sf = s->tcf.special_feature_optins;
@@ -505,7 +506,8 @@ int veil_consent_record(struct veil_consent *s,
                                                                  : n.tc_day;
                         e->flags |= VEIL_LEDGER_HAS_TCF;
                 }
-                e->flags |= n.flags & VEIL_LEDGER_GPC;
+                e->flags |= n.flags &
+                            (VEIL_LEDGER_GPC | VEIL_LEDGER_TC_UNUSABLE);
         } else {
                 int created;
                 e = veil_ledger_insert(&s->ledger, &k, &created);

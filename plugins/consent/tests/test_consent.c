@@ -43,15 +43,22 @@ static void assert_str(const veil_rec_t *r, const char *path,
         assert_memory_equal(s, want, n);
 }
 
-/* A personalized event leaves per-person state in the holder stage. */
-static size_t holder_events(struct harness *h, const char *user) {
+/* An access request for user, answered: its section of `stage` (freed
+ * by the caller). */
+static char *access_section(struct harness *h, const char *user,
+                            const char *stage) {
         size_t before = h_count(h, "access");
         assert_int_equal(h_consent(h, "access-req", user, "access", 0, 0, 0,
                                    -1, NULL, "support_desk", T0),
                          0);
         h_tick(h);
         assert_int_equal(h_count(h, "access"), before + 1);
-        char *sec = h_section(h, before, "holder");
+        return h_section(h, before, stage);
+}
+
+/* A personalized event leaves per-person state in the holder stage. */
+static size_t holder_events(struct harness *h, const char *user) {
+        char *sec = access_section(h, user, "holder");
         const char *at = strstr(sec, "\"personalized_events\": \"");
         size_t n = at ? (size_t)atol(at + 24) : 0;
         free(sec);
@@ -818,6 +825,19 @@ static void test_audit_special_features(void **state) {
  * cannot grant under it. On an event it is treated as a string that
  * cannot be decoded; in a ledger record it allows nothing, and the record
  * is dead-lettered saying why. */
+/* The consent section of the access record answering a request for user
+ * says that its TC string allows `allows`, and nothing is in force. */
+static void assert_access_tc(struct harness *h, const char *user,
+                             const char *allows) {
+        char want[256];
+        char *sec = access_section(h, user, "consent");
+        snprintf(want, sizeof(want), "\"tc_string_allows\": \"%s\"",
+                 allows);
+        if (!strstr(sec, want) || !strstr(sec, "\"in_force\": \"nothing\""))
+                fail_msg("access record lacks '%s':\n%s", want, sec);
+        free(sec);
+}
+
 static void test_tc_policy_version(void **state) {
         (void)state;
         struct harness h;
@@ -870,6 +890,12 @@ static void test_tc_policy_version(void **state) {
         const struct veil_event *ev = h_event(&h, "pia", NULL, -1);
         assert_int_equal(ev->tier, VEIL_TIER_NONE);
         assert_int_equal(ev->special_features, 0);
+        /* The access record says the string could not be used, not that
+         * it lapsed (it has no date: not a lapse "since 1971"). */
+        assert_access_tc(&h, "pia",
+                         "nothing (the TC string could not be used: not a "
+                         "valid TC string, made before TCF 2.2, or over 395 "
+                         "days old when recorded)");
         m.policy = 4;
         h_tc(&m, tc, sizeof(tc));
         assert_int_equal(h_consent(&h, "pia", "pia", "consent", 1, 1, 1, -1,
@@ -879,6 +905,19 @@ static void test_tc_policy_version(void **state) {
         ev = h_event(&h, "pia", NULL, -1);
         assert_int_equal(ev->tier, VEIL_TIER_PERSONALIZED);
         assert_int_equal(ev->special_features, 1);
+        /* Late (older ts), the policy-2 string still narrows to nothing,
+         * and is still no lapse. */
+        m.policy = 2;
+        h_tc(&m, tc, sizeof(tc));
+        assert_int_equal(h_consent(&h, "pia", "pia", "consent", 1, 1, 1, -1,
+                                   tc, "cmp", T0),
+                         0);
+        ev = h_event(&h, "pia", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_access_tc(&h, "pia",
+                         "nothing (the TC string could not be used: not a "
+                         "valid TC string, made before TCF 2.2, or over 395 "
+                         "days old when recorded)");
         h_close(&h);
 }
 
@@ -937,6 +976,10 @@ static void test_tc_max_age(void **state) {
         h_event_now_ms = D0 + 1;
         ev = h_event(&h, "rui", NULL, -1);
         assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_access_tc(&h, "rui",
+                         "nothing (the TC string could not be used: not a "
+                         "valid TC string, made before TCF 2.2, or over 395 "
+                         "days old when recorded)");
         h_event_now_ms = 0;
         h_close(&h);
 
