@@ -262,6 +262,11 @@ uint8_t veil_consent_allowed(const struct veil_consent *s,
                 a &= veil_consent_tc_lapsed(s, e, at_ms) ? 0 : e->tcf;
         if (e->flags & VEIL_LEDGER_GPC)
                 a &= (uint8_t)~s->cfg.gpc_withdraws;
+        /* As an event gets them (decide): training and analytics ride on
+         * a tier, and without one the event is dropped, so nothing is in
+         * force (the audit and the access export say what events get). */
+        if (!(a & (VEIL_PURPOSE_PERSONALIZATION | VEIL_PURPOSE_CONTEXTUAL)))
+                a = 0;
         return a;
 }
 

@@ -95,7 +95,8 @@ int veil_consent_tc_lapsed(const struct veil_consent *s,
 
 /** Our purposes in force for a ledger entry at at_ms: its own grants,
  *  narrowed by its TC string (nothing once lapsed, veil_consent_tc_lapsed)
- *  and its GPC flag. */
+ *  and its GPC flag; nothing when that leaves neither personalization nor
+ *  contextual (no tier: an event gets no training or analytics either). */
 uint8_t veil_consent_allowed(const struct veil_consent *s,
                              const struct veil_ledger_entry *e, int64_t at_ms);
 

@@ -89,6 +89,10 @@ static void set_in_force(veil_rec_t *r, const char *path,
         veil_rec_set_bool(r, p, (a & VEIL_PURPOSE_TRAINING) != 0);
         snprintf(p, sizeof(p), "%s.analytics", path);
         veil_rec_set_bool(r, p, (a & VEIL_PURPOSE_ANALYTICS) != 0);
+        /* The contextual tier alone is something in force too: without
+         * it a grant of it, or its withdrawal, would read as no change. */
+        snprintf(p, sizeof(p), "%s.contextual", path);
+        veil_rec_set_bool(r, p, (a & VEIL_PURPOSE_CONTEXTUAL) != 0);
         snprintf(p, sizeof(p), "%s.special_features", path);
         for (int i = 1; i <= VEIL_TCF_MAX_SPECIAL_FEATURE; i++) {
                 if (!(f->sf & (1u << (i - 1))))

@@ -17,6 +17,7 @@
 
 #include "harness.h"
 #include "keyring.h"
+#include "ledger.h" /* VEIL_PURPOSE_* */
 #include "notice.h"
 #include "pipeline.h"
 
@@ -836,6 +837,84 @@ static void assert_access_tc(struct harness *h, const char *user,
         if (!strstr(sec, want) || !strstr(sec, "\"in_force\": \"nothing\""))
                 fail_msg("access record lacks '%s':\n%s", want, sec);
         free(sec);
+}
+
+/* Audit record i's purposes on one side ("purposes_before" or
+ * "purposes_after") are exactly `want` (VEIL_PURPOSE_* bits). */
+static void assert_audit_purposes(struct harness *h, size_t i,
+                                  const char *side, uint8_t want) {
+        static const struct {
+                const char *name;
+                uint8_t bit;
+        } f[] = {{"personalization", VEIL_PURPOSE_PERSONALIZATION},
+                 {"contextual", VEIL_PURPOSE_CONTEXTUAL},
+                 {"training", VEIL_PURPOSE_TRAINING},
+                 {"analytics", VEIL_PURPOSE_ANALYTICS}};
+        const veil_rec_t *a = h_audit(h, i);
+        char p[64];
+        for (size_t k = 0; k < sizeof(f) / sizeof(*f); k++) {
+                snprintf(p, sizeof(p), "%s.%s", side, f[k].name);
+                if (get_bool(a, p) != !!(want & f[k].bit))
+                        fail_msg("audit %zu: %s is %d", i, p, !(want & f[k].bit));
+        }
+}
+
+/* The contextual tier alone is in force, and audited: a grant of it, its
+ * withdrawal. Training and analytics count only with a tier, as events get
+ * them (an event without one is dropped): the audit and the access export
+ * say so too. */
+static void test_audit_contextual(void **state) {
+        (void)state;
+        struct harness h;
+        char tc[512];
+        h_open(&h, "{}");
+        /* The person allows analytics; the string contextual use (11). */
+        struct tc_model m = {.pub = 2, .pub_purposes = h_purposes(11, 0)};
+        h_tc(&m, tc, sizeof(tc));
+        assert_int_equal(h_consent(&h, "lou", "lou", "consent", 0, 0, 1, -1,
+                                   tc, "cmp", T0),
+                         0);
+        const struct veil_event *ev = h_event(&h, "lou", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        assert_int_equal(h_count(&h, "audit"), 1);
+        assert_str(h_audit(&h, 0), "action", "granted");
+        assert_audit_purposes(&h, 0, "purposes_after",
+                              VEIL_PURPOSE_CONTEXTUAL);
+
+        /* Analytics too (8). */
+        m.pub_purposes = h_purposes(8, 11, 0);
+        h_tc(&m, tc, sizeof(tc));
+        assert_int_equal(h_consent(&h, "lou", "lou", "consent", 0, 0, 1, -1,
+                                   tc, "cmp", T0 + 1),
+                         0);
+        ev = h_event(&h, "lou", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_CONTEXTUAL);
+        assert_int_equal(ev->analytics, 1);
+        assert_int_equal(h_count(&h, "audit"), 2);
+        assert_str(h_audit(&h, 1), "action", "changed");
+        assert_audit_purposes(&h, 1, "purposes_after",
+                              VEIL_PURPOSE_CONTEXTUAL |
+                                      VEIL_PURPOSE_ANALYTICS);
+
+        /* Contextual use withdrawn: no tier, so no analytics either. */
+        m.pub_purposes = h_purposes(8, 0);
+        h_tc(&m, tc, sizeof(tc));
+        assert_int_equal(h_consent(&h, "lou", "lou", "consent", 0, 0, 1, -1,
+                                   tc, "cmp", T0 + 2),
+                         0);
+        ev = h_event(&h, "lou", NULL, -1);
+        assert_int_equal(ev->tier, VEIL_TIER_NONE);
+        assert_int_equal(h_count(&h, "audit"), 3);
+        assert_str(h_audit(&h, 2), "action", "withdrawn");
+        assert_audit_purposes(&h, 2, "purposes_before",
+                              VEIL_PURPOSE_CONTEXTUAL |
+                                      VEIL_PURPOSE_ANALYTICS);
+        assert_audit_purposes(&h, 2, "purposes_after", 0);
+        char *sec = access_section(&h, "lou", "consent");
+        if (!strstr(sec, "\"in_force\": \"nothing\""))
+                fail_msg("access: %s", sec);
+        free(sec);
+        h_close(&h);
 }
 
 static void test_tc_policy_version(void **state) {
@@ -1736,6 +1815,7 @@ int main(void) {
                 cmocka_unit_test(test_event_tc_is_stricter),
                 cmocka_unit_test(test_ledger_tc_and_features),
                 cmocka_unit_test(test_audit_special_features),
+                cmocka_unit_test(test_audit_contextual),
                 cmocka_unit_test(test_tc_policy_version),
                 cmocka_unit_test(test_tc_max_age),
                 cmocka_unit_test(test_tc_expires_in_ledger),
