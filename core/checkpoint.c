@@ -696,6 +696,34 @@ static void drop_seqs(struct stage_log *s, uint64_t lo, uint64_t hi) {
         s->n_mans = n;
 }
 
+/* A tombstone on the manifest key: no manifest read so far can be
+ * restored, as none would be once compaction ran. */
+static void forget_manifests(struct stage_log *s) {
+        s->n_mans = 0;
+        s->verified = 0;
+        s->verified_len = 0;
+}
+
+/* A tombstone on chunk key `idx` of key set `odd`: the chunks read under
+ * it are gone, and a verified checkpoint with them is not complete any
+ * more. */
+static void forget_chunks(struct stage_log *s, long idx, int odd) {
+        size_t n = 0;
+        for (size_t i = 0; i < s->n_chunks; i++) {
+                struct chunk *c = &s->chunks[i];
+                if (c->index != (uint32_t)idx || (int)(c->seq % 2) != odd) {
+                        s->chunks[n++] = *c;
+                        continue;
+                }
+                if (c->seq == s->verified) {
+                        s->verified = 0;
+                        s->verified_len = 0;
+                }
+                free(c->data);
+        }
+        s->n_chunks = n;
+}
+
 /* Once a checkpoint is complete and verified, what is older of its stage
  * can never be restored: it is freed as the log is read. A topic that is
  * not compacted, or the active segment of one that is, holds every
@@ -814,8 +842,23 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
         }
         if (kidx >= 0)
                 mark(s->live, odd, kidx, v != NULL);
-        if (!v)
-                return; /* a tombstone: the key holds nothing now */
+        if (!v) {
+                /* A tombstone: the key holds nothing now, and what was
+                 * read under it is dropped, as compaction will drop it.
+                 * Kept, a restart before the log cleaner ran (it never
+                 * cleans the active segment, which holds days) restored a
+                 * checkpoint deleted by an operator or by veil (a stage
+                 * the pipeline no longer has), and the next checkpoint
+                 * wrote it back for good. A value later in the log counts
+                 * again. */
+                if (is_manifest) {
+                        forget_manifests(s);
+                        bound(r, s, 0);
+                } else if (kidx >= 0) {
+                        forget_chunks(s, kidx, odd);
+                }
+                return;
+        }
         if (is_manifest) {
                 struct manifest m;
                 if (parse_manifest(v, value_len, &m) || !m.seq ||

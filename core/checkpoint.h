@@ -109,7 +109,9 @@ void veil_checkpoint_reader_free(struct veil_checkpoint_reader *r);
 /** Takes one record of the state topic, in log order; records of other
  *  groups and unrecognisable values are ignored (counted as skipped), as
  *  is a chunk under a key other than the one its index and number give
- *  it. */
+ *  it. A tombstone drops what was read under its key, as compaction
+ *  will: the manifests of its stage, or the chunks of its index and key
+ *  set. */
 void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
                                 const void *key, size_t key_len,
                                 const void *value, size_t value_len);

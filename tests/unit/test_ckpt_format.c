@@ -922,6 +922,128 @@ static void test_removed_stage_deleted(void **st) {
         close_pl(&one);
 }
 
+/* Appends a record of key k (len bytes) holding value v (a copy; NULL: a
+ * tombstone). */
+static void cap_add(struct cap *c, const char *k, size_t len,
+                    const unsigned char *v, size_t v_len) {
+        assert_true(c->n < 256);
+        struct rec *r = &c->r[c->n++];
+        r->key = malloc(len);
+        memcpy(r->key, k, len);
+        r->key_len = len;
+        r->value = NULL;
+        r->value_len = v ? v_len : 0;
+        if (v) {
+                r->value = malloc(v_len ? v_len : 1);
+                memcpy(r->value, v, v_len);
+        }
+}
+
+/* A tombstone for every key of records from..to-1 holding a value (the
+ * README's deletion of a group's checkpoints by hand). */
+static void tombstone_keys(struct cap *c, size_t from, size_t to) {
+        for (size_t i = from; i < to; i++)
+                if (c->r[i].value)
+                        cap_add(c, c->r[i].key, c->r[i].key_len, NULL, 0);
+}
+
+/* Restores c into a pipeline of seed 9 and checks how many stages were
+ * restored and that stage 0 holds want's state (NULL: its own). The log
+ * compacted (a copy) must give the same. */
+static void check_restore(const struct cap *c, size_t n, struct pl *want) {
+        struct cap *k = calloc(1, sizeof(*k));
+        for (size_t i = 0; i < c->n; i++)
+                cap_add(k, c->r[i].key, c->r[i].key_len, c->r[i].value,
+                        c->r[i].value_len);
+        cap_compact(k);
+        struct pl own;
+        open_pl(&own, 9, "");
+        for (int compacted = 0; compacted < 2; compacted++) {
+                struct pl b;
+                size_t restored = 9;
+                open_pl(&b, 9, "");
+                assert_int_equal(load(&b, compacted ? k : c, SIZE_MAX, NULL,
+                                      &restored),
+                                 0);
+                assert_int_equal(restored, n);
+                assert_true(same_state(want ? want : &own, &b));
+                close_pl(&b);
+        }
+        close_pl(&own);
+        cap_free(k);
+        free(k);
+}
+
+/* A tombstone deletes what was read under its key, as compaction will.
+ * The reader only cleared the key's live bit: a restart before the log
+ * cleaner ran (never on the active segment, which holds days) restored a
+ * checkpoint an operator had deleted with a tombstone per key, or one of
+ * a stage veil deleted because the pipeline no longer had it, and the
+ * next checkpoint wrote it back for good. */
+static void test_tombstones_read(void **st) {
+        (void)st;
+        struct pl a, a2;
+        struct cap c = {0};
+        open_pl(&a, 1, "");
+        open_pl(&a2, 2, "");
+        struct veil_checkpoint_writer *w;
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        /* Every key deleted: nothing is restored, stage 1's empty state
+         * (a manifest alone) included. */
+        save_settled(&a, &c, w, 1);
+        tombstone_keys(&c, 0, c.n);
+        check_restore(&c, 0, NULL);
+        /* A checkpoint after the tombstones counts: log order. */
+        save_settled(&a2, &c, w, 1);
+        save_settled(&a, &c, w, 1);
+        size_t first = c.n;
+        save_settled(&a2, &c, w, 1);
+        check_restore(&c, 2, &a2);
+        /* One chunk key of the newest checkpoint deleted: it is not
+         * complete, and the one before it was superseded (its manifest
+         * key holds the newest's). */
+        size_t last = first;
+        for (size_t i = first; i < c.n; i++)
+                if (c.r[i].value && c.r[i].key_len > 14 &&
+                    !memcmp(c.r[i].key, "g/0-ckpt_blob/", 14) &&
+                    c.r[i].key[14] >= '0' && c.r[i].key[14] <= '9')
+                        last = i;
+        cap_add(&c, c.r[last].key, c.r[last].key_len, NULL, 0);
+        check_restore(&c, 1, NULL);
+        /* Deleted then written again: the value counts. */
+        cap_add(&c, c.r[last].key, c.r[last].key_len, c.r[last].value,
+                c.r[last].value_len);
+        check_restore(&c, 2, &a2);
+        veil_checkpoint_writer_free(w);
+        cap_free(&c);
+        /* veil's own deletion of a stage a pipeline no longer has, then a
+         * rollback to the two stages before compaction ran: stage 1 starts
+         * empty, as after compaction (README). */
+        struct pl two, one, b;
+        open_stages(&two, 1000, 1, 5000, 2, 0, "", "false");
+        open_one(&one, 3000, 3);
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        save_settled(&two, &c, w, 1);
+        veil_checkpoint_writer_free(w);
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        open_one(&b, 3000, 9);
+        assert_int_equal(load_w(&b, &c, SIZE_MAX, w, NULL, NULL), 0);
+        close_pl(&b);
+        save_settled(&one, &c, w, 1);
+        veil_checkpoint_writer_free(w);
+        size_t restored = 0;
+        open_stages(&b, 10, 7, 10, 8, 0, "", "false");
+        assert_int_equal(load(&b, &c, SIZE_MAX, NULL, &restored), 0);
+        assert_int_equal(restored, 1);
+        assert_false(same_stage(&two, &b, 1));
+        close_pl(&b);
+        cap_free(&c);
+        close_pl(&two);
+        close_pl(&one);
+        close_pl(&a);
+        close_pl(&a2);
+}
+
 static void test_foreign_and_refused(void **st) {
         (void)st;
         struct pl a, b;
@@ -1050,6 +1172,7 @@ int main(void) {
                 cmocka_unit_test(test_key_sets_failed_and_aborted),
                 cmocka_unit_test(test_shrunk_chunks_deleted),
                 cmocka_unit_test(test_removed_stage_deleted),
+                cmocka_unit_test(test_tombstones_read),
                 cmocka_unit_test(test_foreign_and_refused),
                 cmocka_unit_test(test_config),
         };
