@@ -675,6 +675,27 @@ static long key_index(const char *w, size_t n, int *odd) {
         return idx < MAX_CHUNKS ? idx : -1;
 }
 
+/* A stage part "<index>-<plugin>": plugin names are what `use: NAME`
+ * takes, [a-z0-9_-] (a plugin loaded by path declares its own; upper case
+ * is let through). Anything else (a NUL, a '.') is no stage of veil's:
+ * noted as one, the name written back was another's, a NUL cutting
+ * "0-ckpt_blob\0x" to a stage this pipeline has, whose manifest the next
+ * checkpoint then deleted. */
+static int stage_name_ok(const char *n, size_t len) {
+        size_t i = 0;
+        while (i < len && n[i] >= '0' && n[i] <= '9')
+                i++;
+        if (!i || i + 1 >= len || n[i] != '-')
+                return 0;
+        for (i++; i < len; i++)
+                if (!((n[i] >= 'a' && n[i] <= 'z') ||
+                      (n[i] >= 'A' && n[i] <= 'Z') ||
+                      (n[i] >= '0' && n[i] <= '9') || n[i] == '_' ||
+                      n[i] == '-'))
+                        return 0;
+        return 1;
+}
+
 static unsigned char *assemble(const struct stage_log *s,
                                const struct manifest *m, char *why,
                                size_t why_size);
@@ -834,6 +855,11 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
          * restored, so not kept either; its keys are noted for deletion. */
         struct stage_log *s = stage_log(r, name, (size_t)(slash - name));
         if (!s) {
+                if (!stage_name_ok(name, (size_t)(slash - name))) {
+                        if (v)
+                                r->skipped++;
+                        return;
+                }
                 orphan_note(r, name, (size_t)(slash - name), is_manifest,
                             kidx, odd, v != NULL);
                 if (v)

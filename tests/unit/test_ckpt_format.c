@@ -1044,6 +1044,57 @@ static void test_tombstones_read(void **st) {
         close_pl(&a2);
 }
 
+/* A key whose stage part is not "<index>-<plugin>" is no stage's. Its
+ * name was kept up to a NUL: "g/0-ckpt_blob\0x/manifest" made stage 0 of
+ * the running pipeline one to delete, and the next checkpoint tombstoned
+ * its manifest. A stage this pipeline does not have whose plugin name has
+ * a '-' (`use:` names may) is still deleted. */
+static void test_stray_stage_names(void **st) {
+        (void)st;
+        struct pl a, b;
+        struct cap c = {0};
+        open_pl(&a, 1, "");
+        save(&a, &c, 1);
+        static const char nul[] = "g/0-ckpt_blob\0x/manifest",
+                          dot[] = "g/0-ckpt.blob/manifest",
+                          dash[] = "g/7-old-plugin/manifest";
+        unsigned char x = 'x';
+        cap_add(&c, nul, sizeof(nul) - 1, &x, 1);
+        cap_add(&c, dot, sizeof(dot) - 1, &x, 1);
+        cap_add(&c, dash, sizeof(dash) - 1, &x, 1);
+        struct veil_checkpoint_writer *w;
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        open_pl(&b, 2, "");
+        size_t restored = 0;
+        assert_int_equal(load_w(&b, &c, SIZE_MAX, w, NULL, &restored), 0);
+        assert_int_equal(restored, 2);
+        close_pl(&b);
+        size_t first = c.n;
+        open_pl(&b, 3, "");
+        save_settled(&b, &c, w, 1);
+        veil_checkpoint_writer_free(w);
+        /* Only the real stage's keys are deleted. */
+        size_t tomb = 0;
+        for (size_t i = first; i < c.n; i++)
+                if (!c.r[i].value) {
+                        assert_int_equal(c.r[i].key_len, sizeof(dash) - 1);
+                        assert_memory_equal(c.r[i].key, dash,
+                                            sizeof(dash) - 1);
+                        tomb++;
+                }
+        assert_int_equal(tomb, 1);
+        cap_compact(&c);
+        struct pl r;
+        open_pl(&r, 4, "");
+        assert_int_equal(load(&r, &c, SIZE_MAX, NULL, &restored), 0);
+        assert_int_equal(restored, 2);
+        assert_true(same_state(&b, &r));
+        close_pl(&r);
+        close_pl(&b);
+        cap_free(&c);
+        close_pl(&a);
+}
+
 static void test_foreign_and_refused(void **st) {
         (void)st;
         struct pl a, b;
@@ -1173,6 +1224,7 @@ int main(void) {
                 cmocka_unit_test(test_shrunk_chunks_deleted),
                 cmocka_unit_test(test_removed_stage_deleted),
                 cmocka_unit_test(test_tombstones_read),
+                cmocka_unit_test(test_stray_stage_names),
                 cmocka_unit_test(test_foreign_and_refused),
                 cmocka_unit_test(test_config),
         };
