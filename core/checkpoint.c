@@ -501,6 +501,10 @@ struct stage_log {
         uint64_t verified;     /* its number; 0: none yet */
         uint64_t verified_len; /* its length */
         unsigned char live[2][MAX_CHUNKS / 8]; /* chunk keys holding a value */
+        /* Its manifest key holds a manifest of a framing format this veil
+         * does not read (a newer veil's): format and number. */
+        int other_format; /* -1: none */
+        uint64_t other_seq;
 };
 
 /* A stage prefix of the group the pipeline has no stage for. At most
@@ -565,6 +569,7 @@ int veil_checkpoint_reader_new(struct veil_checkpoint_reader **out,
                         veil_checkpoint_reader_free(r);
                         return -VEIL_ENOMEM;
                 }
+                r->st[r->n_st].other_format = -1;
                 r->n_st++;
         }
         *out = r;
@@ -723,6 +728,7 @@ static void forget_manifests(struct stage_log *s) {
         s->n_mans = 0;
         s->verified = 0;
         s->verified_len = 0;
+        s->other_format = -1;
 }
 
 /* A tombstone on chunk key `idx` of key set `odd`: the chunks read under
@@ -887,11 +893,21 @@ void veil_checkpoint_reader_add(struct veil_checkpoint_reader *r,
         }
         if (is_manifest) {
                 struct manifest m;
+                /* A newer veil's manifest: noted, to fail the restore
+                 * rather than start the stage empty (or from an older
+                 * checkpoint) for a format this veil cannot read. */
+                if (value_len >= 5 && !memcmp(v, "VCKM", 4) &&
+                    v[4] != FORMAT) {
+                        s->other_format = v[4];
+                        s->other_seq = value_len >= 13 ? get64(v + 5) : 0;
+                        return;
+                }
                 if (parse_manifest(v, value_len, &m) || !m.seq ||
                     m.seq >= SEQ_MAX) {
                         r->skipped++;
                         return;
                 }
+                s->other_format = -1;
                 if (m.seq > r->max_seq)
                         r->max_seq = m.seq;
                 /* Older than the verified one: never restored. */
@@ -1079,7 +1095,7 @@ static int seed_writer(struct veil_checkpoint_reader *r,
 }
 
 int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
-                                   struct veil_pipeline *p,
+                                   struct veil_pipeline *p, const char *topic,
                                    struct veil_checkpoint_writer *w,
                                    size_t *n_restored, char *errstr,
                                    size_t errstr_size) {
@@ -1120,6 +1136,20 @@ int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
                 for (size_t j = 0; j < r->n_st; j++)
                         if (!strcmp(r->st[j].name, name))
                                 s = &r->st[j];
+                /* A downgrade: skipped, the stage started empty (the
+                 * newer veil's checkpoints unread) with only the warning
+                 * of unrecognisable records. */
+                if (s && s->other_format >= 0) {
+                        snprintf(errstr, errstr_size,
+                                 "state: stage %zu (%s): checkpoint %" PRIu64
+                                 " is of format %d, this veil reads %d: run "
+                                 "a veil that reads it, or delete the "
+                                 "stage's keys ('%s/%s/...', a tombstone "
+                                 "each) from '%s' to start it empty",
+                                 i, pl->name, s->other_seq, s->other_format,
+                                 FORMAT, r->group, name, topic);
+                        return -VEIL_EINVAL;
+                }
                 if (!s || !s->n_mans) {
                         veil_log_host(VEIL_LOG_INFO, NULL,
                                       "state: stage %zu (%s): no checkpoint, "

@@ -126,9 +126,10 @@ size_t veil_checkpoint_reader_bytes(const struct veil_checkpoint_reader *r);
  *  restored, the key set of that checkpoint, and a next number above the
  *  largest sequence number seen; *n_restored counts restored stages. A
  *  stage whose restore hook refuses a verified checkpoint fails the
- *  call. */
+ *  call, as does one whose manifest key holds a manifest of a format this
+ *  veil does not read (topic, the state topic, is named in the message). */
 int veil_checkpoint_reader_restore(struct veil_checkpoint_reader *r,
-                                   struct veil_pipeline *p,
+                                   struct veil_pipeline *p, const char *topic,
                                    struct veil_checkpoint_writer *w,
                                    size_t *n_restored, char *errstr,
                                    size_t errstr_size);

@@ -2927,9 +2927,9 @@ static int load_state(struct kctx *k, char *errstr, size_t errstr_size) {
         }
         size_t restored = 0;
         if (!rc && !should_stop(k))
-                rc = veil_checkpoint_reader_restore(r, k->p, k->ckw,
-                                                    &restored, errstr,
-                                                    errstr_size);
+                rc = veil_checkpoint_reader_restore(r, k->p, topic,
+                                                    k->ckw, &restored,
+                                                    errstr, errstr_size);
         if (!rc) {
                 veil_checkpoint_writer_floor(k->ckw, wall_ms());
                 veil_log_host(VEIL_LOG_INFO, NULL,
