@@ -154,6 +154,7 @@ struct orphan {
         char *name;      /* "<index>-<plugin>" */
         int manifest;    /* its manifest key holds a value */
         uint32_t top[2]; /* per key set, 1 + its highest live chunk key */
+        int sent;        /* by a save not settled yet */
 };
 
 struct veil_checkpoint_writer {
@@ -162,7 +163,6 @@ struct veil_checkpoint_writer {
         size_t n_st;
         struct orphan *orphans;
         size_t n_orphans;
-        int orphans_sent; /* by a save not settled yet */
 };
 
 static void orphans_free(struct orphan *o, size_t n) {
@@ -220,12 +220,18 @@ void veil_checkpoint_writer_settled(struct veil_checkpoint_writer *w,
                         e->pending_top[k] = -1;
                 }
         }
-        if (w->orphans_sent && in_log) {
-                orphans_free(w->orphans, w->n_orphans);
-                w->orphans = NULL;
-                w->n_orphans = 0;
+        /* Per orphan: a reload may have added some since the save. */
+        size_t n = 0;
+        for (size_t i = 0; i < w->n_orphans; i++) {
+                struct orphan *o = &w->orphans[i];
+                if (o->sent && in_log) {
+                        free(o->name);
+                        continue;
+                }
+                o->sent = 0;
+                w->orphans[n++] = *o;
         }
-        w->orphans_sent = 0;
+        w->n_orphans = n;
 }
 
 /* The entry of stage `name`, added when new; NULL out of memory. */
@@ -246,6 +252,82 @@ static struct writer_stage *writer_stage(struct veil_checkpoint_writer *w,
         e->pending_top[0] = e->pending_top[1] = -1;
         w->n_st++;
         return e;
+}
+
+/* Whether p has a stage that saves under key `name`. */
+static int has_stage(const struct veil_pipeline *p, const char *name) {
+        for (size_t i = 0; i < veil_pipeline_n_stages(p); i++) {
+                const struct veil_plugin *pl = veil_pipeline_stage_plugin(p, i);
+                char n[512];
+                if (!pl || !pl->checkpoint || !pl->restore)
+                        continue;
+                snprintf(n, sizeof(n), "%zu-%s", i, pl->name);
+                if (!strcmp(n, name))
+                        return 1;
+        }
+        return 0;
+}
+
+int veil_checkpoint_writer_retarget(struct veil_checkpoint_writer *w,
+                                    const struct veil_pipeline *p) {
+        /* Both lists are built before anything changes: out of memory
+         * leaves the writer as it was. */
+        size_t cap = w->n_st + w->n_orphans;
+        struct writer_stage *st = calloc(cap ? cap : 1, sizeof(*st));
+        struct orphan *o = calloc(cap ? cap : 1, sizeof(*o));
+        if (!st || !o) {
+                free(st);
+                free(o);
+                return -VEIL_ENOMEM;
+        }
+        size_t n_st = 0, n_o = 0, gone = 0;
+        for (size_t i = 0; i < w->n_st; i++) {
+                struct writer_stage *e = &w->st[i];
+                if (has_stage(p, e->name)) {
+                        st[n_st++] = *e; /* its key sets as they were */
+                        continue;
+                }
+                /* Whether its manifest key holds a value is not known
+                 * here (a stage with no checkpoint yet): a tombstone of
+                 * an empty key costs one record. */
+                o[n_o++] = (struct orphan){e->name, 1,
+                                           {e->top[0], e->top[1]}, 0};
+                gone++;
+        }
+        for (size_t i = 0; i < w->n_orphans; i++) {
+                struct orphan *x = &w->orphans[i];
+                if (!has_stage(p, x->name)) {
+                        o[n_o++] = *x;
+                        continue;
+                }
+                /* Back in the pipeline: deleting its keys now would
+                 * delete the stage's own next checkpoint. Its chunk keys
+                 * past that checkpoint's are deleted as a shrunk state's
+                 * are. */
+                struct writer_stage *e = &st[n_st++];
+                e->name = x->name;
+                e->durable = e->pending = -1;
+                for (int k = 0; k < 2; k++) {
+                        e->top[k] = x->top[k];
+                        e->pending_top[k] = -1;
+                }
+        }
+        if (gone)
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "state: the reloaded pipeline has no stage "
+                              "under the checkpoint key of %zu stage(s) "
+                              "(first '%s'; keys are <index>-<plugin>): "
+                              "they are deleted with the next checkpoint, "
+                              "since no stage can restore them or erase a "
+                              "person from them",
+                              gone, o[0].name);
+        free(w->st);
+        free(w->orphans);
+        w->st = st;
+        w->n_st = n_st;
+        w->orphans = o;
+        w->n_orphans = n_o;
+        return 0;
 }
 
 /* ---- saving ---- */
@@ -379,7 +461,8 @@ static int tombstone_orphans(struct veil_checkpoint_writer *w,
                         return rc;
                 }
         }
-        w->orphans_sent = w->n_orphans > 0;
+        for (size_t i = 0; i < w->n_orphans; i++)
+                w->orphans[i].sent = 1;
         return 0;
 }
 
@@ -1071,14 +1154,14 @@ static int seed_writer(struct veil_checkpoint_reader *r,
                 uint32_t t0 = live_top(ro->live[0]), t1 = live_top(ro->live[1]);
                 if (!ro->manifest && !t0 && !t1)
                         continue; /* deleted already */
-                o[n] = (struct orphan){ro->name, ro->manifest, {t0, t1}};
+                o[n] = (struct orphan){ro->name, ro->manifest, {t0, t1},
+                                       0};
                 ro->name = NULL;
                 n++;
         }
         orphans_free(w->orphans, w->n_orphans);
         w->orphans = o;
         w->n_orphans = n;
-        w->orphans_sent = 0;
         if (n)
                 veil_log_host(VEIL_LOG_WARN, NULL,
                               "state: group '%s' has checkpoints of %zu "

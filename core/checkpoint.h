@@ -88,6 +88,17 @@ void veil_checkpoint_writer_floor(struct veil_checkpoint_writer *w,
 void veil_checkpoint_writer_settled(struct veil_checkpoint_writer *w,
                                     int in_log);
 
+/** The pipeline is now p (a reload). Stage state moves across a reload
+ *  by plugin, but checkpoint keys are "<index>-<plugin>": the keys of
+ *  stages p does not have (removed, moved) are deleted with the next
+ *  checkpoint, as at a start; otherwise they kept the last checkpoint
+ *  before the reload for good, which no erasure reaches. A key to be
+ *  deleted that p has a stage for again is not (its fresh checkpoint was
+ *  deleted by the next one). Stages whose key p keeps keep their key
+ *  sets. Out of memory (-VEIL_ENOMEM) changes nothing. */
+int veil_checkpoint_writer_retarget(struct veil_checkpoint_writer *w,
+                                    const struct veil_pipeline *p);
+
 /** Saves every stage that has the hooks as the writer's next checkpoint,
  *  producing chunks then manifests to `topic` through `sink` (dl = NULL).
  *  *n_saved (may be NULL) counts the stages saved. The number is used up

@@ -2710,6 +2710,15 @@ static void reload(struct kctx *k, int shutdown_ms) {
         set_sink(k, np);
         k->p = np;
         k->cfg = veil_pipeline_config(np);
+        /* The state moved by plugin, the checkpoint keys are by position:
+         * the keys of stages np does not have are deleted with the next
+         * checkpoint (no erasure reaches them any more). */
+        if (veil_checkpoint_writer_retarget(k->ckw, np))
+                veil_log_host(VEIL_LOG_WARN, NULL,
+                              "reload: out of memory: the checkpoints of "
+                              "stages the new pipeline no longer has stay "
+                              "on the state topic until the next start "
+                              "deletes them");
         /* The state section may have changed; a bad one keeps the old. */
         struct veil_checkpoint_config ck;
         if (veil_checkpoint_config_parse(k->cfg, &ck, err, sizeof(err)))

@@ -978,6 +978,108 @@ static void check_restore(const struct cap *c, size_t n, struct pl *want) {
         free(k);
 }
 
+/* A hot reload moves stage state by plugin, but checkpoint keys are
+ * "<index>-<plugin>". The writer never heard of the reload: the key of a
+ * stage the reload removed (or moved) kept its last checkpoint from
+ * before for good, which no erasure reached; and a stage a reload put
+ * back at a key the start had found without a stage had its first
+ * checkpoint's manifest deleted by that same checkpoint. */
+static void test_reload_retarget(void **st) {
+        (void)st;
+        struct pl two, one, b;
+        struct cap c = {0};
+        open_stages(&two, 1000, 1, BIG, 2, 0, "", "false");
+        open_one(&one, 3000, 3);
+        struct veil_checkpoint_writer *w;
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        /* Numbers 1, 4, 5: both key sets of both stages, the newest
+         * complete in the odd one. */
+        for (int i = 0; i < 3; i++)
+                save_settled(&two, &c, w, 1);
+        assert_int_equal(veil_checkpoint_writer_retarget(w, one.p), 0);
+        /* Stage 0 keeps its key sets: 8, even, not 7 over its newest. */
+        size_t first = c.n;
+        save_settled(&one, &c, w, 0); /* aborted: deletes nothing */
+        assert_int_equal(c.r[first].key_len, 15);
+        assert_memory_equal(c.r[first].key, "g/0-ckpt_blob/0", 15);
+        assert_true(count_keys(&c, "g/1-ckpt_blob/", 0) > 7);
+        cap_cut(&c, first);
+        save_settled(&one, &c, w, 1);
+        cap_compact(&c);
+        assert_int_equal(count_keys(&c, "g/1-ckpt_blob/", 0), 0);
+        /* Sent once. */
+        first = c.n;
+        save_settled(&one, &c, w, 1);
+        assert_int_equal(count_keys(&c, "g/1-ckpt_blob/", 0), 0);
+        veil_checkpoint_writer_free(w);
+        cap_free(&c);
+        /* A start without stage 1 notes its keys for deletion; a reload
+         * adds it back before the first checkpoint. */
+        struct pl two2;
+        open_stages(&two2, 1000, 4, 5000, 5, 0, "", "false");
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        save_settled(&two, &c, w, 1); /* stage 1: 3 chunks, odd set */
+        veil_checkpoint_writer_free(w);
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        open_one(&b, 3000, 9);
+        assert_int_equal(load_w(&b, &c, SIZE_MAX, w, NULL, NULL), 0);
+        close_pl(&b);
+        assert_int_equal(veil_checkpoint_writer_retarget(w, two2.p), 0);
+        first = c.n;
+        save_settled(&two2, &c, w, 1);
+        for (size_t i = first; i < c.n; i++)
+                assert_non_null(c.r[i].value);
+        /* The odd set's chunks past its one are still deleted, at its
+         * first checkpoint there. */
+        save_settled(&two2, &c, w, 1);
+        veil_checkpoint_writer_free(w);
+        cap_compact(&c);
+        assert_int_equal(count_keys(&c, "g/1-ckpt_blob/", 1), 3);
+        size_t restored = 0;
+        open_stages(&b, 10, 9, 10, 9, 0, "", "false");
+        assert_int_equal(load(&b, &c, SIZE_MAX, NULL, &restored), 0);
+        assert_int_equal(restored, 2);
+        assert_true(same_stage(&two2, &b, 1));
+        close_pl(&b);
+        cap_free(&c);
+        /* A reload between a checkpoint that deletes a stage's keys and
+         * its settling: the stage the reload drops is deleted by the
+         * checkpoint after (settling the first dropped every orphan). */
+        struct pl third;
+        char yaml[1024];
+        snprintf(yaml, sizeof(yaml),
+                 "kafka: {bootstrap: embedded, group: g}\n"
+                 "input: {topic: in, schema: ../../schemas/interaction.avsc}\n"
+                 "outputs: {dead_letter: {topic: dlq}}\n"
+                 "plugins:\n"
+                 "  - use: %s/veil_passthrough.so\n"
+                 "  - use: %s/veil_passthrough.so\n"
+                 "  - use: %s/test_ckpt_blob.so\n"
+                 "state: {topic: st, interval_ms: 1000}\n",
+                 TEST_PLUGIN_DIR, TEST_PLUGIN_DIR, TEST_PLUGIN_DIR);
+        open_yaml(&third, yaml);
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        save_settled(&two, &c, w, 1);
+        veil_checkpoint_writer_free(w);
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        assert_int_equal(load_w(&third, &c, SIZE_MAX, w, NULL, NULL), 0);
+        save_next(&third, &c, w, 1); /* deletes 0- and 1-ckpt_blob */
+        assert_int_equal(veil_checkpoint_writer_retarget(w, one.p), 0);
+        veil_checkpoint_writer_settled(w, 1);
+        first = c.n;
+        save_settled(&one, &c, w, 1);
+        assert_int_equal(count_keys(&c, "g/2-ckpt_blob/manifest", 0) -
+                                 count_keys(&c, "g/2-ckpt_blob/manifest", 1),
+                         1);
+        assert_null(c.r[c.n - 1].value);
+        veil_checkpoint_writer_free(w);
+        cap_free(&c);
+        close_pl(&third);
+        close_pl(&two);
+        close_pl(&two2);
+        close_pl(&one);
+}
+
 /* A tombstone deletes what was read under its key, as compaction will.
  * The reader only cleared the key's live bit: a restart before the log
  * cleaner ran (never on the active segment, which holds days) restored a
@@ -1283,6 +1385,7 @@ int main(void) {
                 cmocka_unit_test(test_key_sets_failed_and_aborted),
                 cmocka_unit_test(test_shrunk_chunks_deleted),
                 cmocka_unit_test(test_removed_stage_deleted),
+                cmocka_unit_test(test_reload_retarget),
                 cmocka_unit_test(test_tombstones_read),
                 cmocka_unit_test(test_stray_stage_names),
                 cmocka_unit_test(test_other_format),
