@@ -348,8 +348,11 @@ static int save_stage(const struct veil_sink *sink, const char *topic,
         if (n_chunks > MAX_CHUNKS) {
                 snprintf(errstr, errstr_size,
                          "state: stage %zu (%s): checkpoint of %zu bytes "
-                         "exceeds %d chunks",
-                         idx, pl->name, len, MAX_CHUNKS);
+                         "exceeds %d chunks of %d bytes, the most a "
+                         "checkpoint holds: lower the stage's parameters "
+                         "that bound its state (context: max_profiles; "
+                         "dp_model: dim, feature_space, max_new_items)",
+                         idx, pl->name, len, MAX_CHUNKS, VEIL_CKPT_CHUNK);
                 return -VEIL_EINVAL;
         }
         char key[600];
@@ -483,8 +486,19 @@ int veil_checkpoint_save(struct veil_pipeline *p, const struct veil_sink *sink,
                 char prefix[512], name[512];
                 if (stage_prefix(prefix, sizeof(prefix), group, i, pl->name) <
                     0) {
+                        /* "<group>/<index>-<plugin>/" must fit prefix. */
+                        int rest = snprintf(NULL, 0, "/%zu-%s/", i, pl->name);
+                        size_t most = (size_t)rest < sizeof(prefix) - 1
+                                              ? sizeof(prefix) - 1 -
+                                                        (size_t)rest
+                                              : 0;
                         snprintf(errstr, errstr_size,
-                                 "state: kafka.group is too long for a key");
+                                 "state: stage %zu (%s): kafka.group (%zu "
+                                 "bytes) is too long for its checkpoint keys "
+                                 "('<group>/%zu-%s/<chunk>'): use a "
+                                 "kafka.group of at most %zu bytes",
+                                 i, pl->name, strlen(group), i, pl->name,
+                                 most);
                         return -VEIL_EINVAL;
                 }
                 snprintf(name, sizeof(name), "%zu-%s", i, pl->name);
@@ -513,10 +527,20 @@ int veil_checkpoint_save(struct veil_pipeline *p, const struct veil_sink *sink,
                 veil_pipeline_leave(was);
                 if (rc) {
                         free(data);
+                        /* The hook has no message of its own (veil.h). */
+                        int oom = rc == -VEIL_ENOMEM;
                         snprintf(errstr, errstr_size,
-                                 "state: stage %zu (%s): checkpoint failed "
-                                 "(%d)",
-                                 i, pl->name, rc);
+                                 "state: stage %zu (%s): its checkpoint "
+                                 "hook failed (code %d%s): it and the "
+                                 "stages after it are not saved this time, "
+                                 "the next checkpoint tries again; %s",
+                                 i, pl->name, rc,
+                                 oom ? ", out of memory" : "",
+                                 oom ? "give the host more memory (a "
+                                       "checkpoint copies the stage's "
+                                       "state)"
+                                     : "the stage's log lines before this "
+                                       "one say why");
                         return rc < 0 ? rc : -VEIL_EIO;
                 }
                 rc = save_stage(sink, topic, prefix, i, pl, seq, data, len,

@@ -107,9 +107,17 @@ int veil_ckpt_read(struct veil_model *m, struct veil_accountant *acc,
         uint64_t steps = veil_le_get32(p + 20) | (uint64_t)veil_le_get32(p + 24) << 32;
         int has_acc = p[28];
         const unsigned char *rec = p + 29;
-        if (d != m->d || space != m->space)
-                return bad(errstr, errstr_size,
-                           "dim or feature_space differ from the checkpoint's");
+        if (d != m->d || space != m->space) {
+                char what[256];
+                snprintf(what, sizeof(what),
+                         "the checkpoint's model has dim %zu and "
+                         "feature_space %zu, this stage %zu and %zu: set "
+                         "them back, or, to start the model empty, give the "
+                         "pipeline a new state topic (state.topic) and "
+                         "restart",
+                         d, space, m->d, m->space);
+                return bad(errstr, errstr_size, what);
+        }
         /* Check the whole buffer before touching anything. */
         const unsigned char *q = p + HEAD;
         for (size_t i = 0; i < items; i++) {

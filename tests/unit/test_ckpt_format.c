@@ -124,13 +124,21 @@ static unsigned char *stage_state(struct pl *x, size_t stage, size_t *len) {
         return d;
 }
 
+/* The error of the last save that failed. */
+static char save_err[1024];
+
+/* Saves x as the next checkpoint of w, under group g. */
+static int save_group(struct pl *x, struct cap *c, const char *g,
+                      struct veil_checkpoint_writer *w, size_t *n) {
+        struct veil_sink s = {cap_produce, c};
+        return veil_checkpoint_save(x->p, &s, "st", g, w, n, save_err,
+                                    sizeof(save_err));
+}
+
 /* Saves x as the next checkpoint of w. */
 static int save_w(struct pl *x, struct cap *c,
                   struct veil_checkpoint_writer *w, size_t *n) {
-        char err[512];
-        struct veil_sink s = {cap_produce, c};
-        return veil_checkpoint_save(x->p, &s, "st", "g", w, n, err,
-                                    sizeof(err));
+        return save_group(x, c, "g", w, n);
 }
 
 /* Saves x as checkpoint seq, as a new writer (every stage under seq). */
@@ -761,6 +769,13 @@ static void test_key_sets_failed_and_aborted(void **st) {
         save_next(&a, &c, w, 1);
         veil_checkpoint_writer_settled(w, 1);
         save_next(&a, &c, w, 0); /* stage 0 saved, stage 1 failed */
+        /* The hook has no message: the code, and what to do. */
+        if (!strstr(save_err, "state: stage 1 (ckpt_blob): its checkpoint "
+                              "hook failed (code -3, out of memory): it and "
+                              "the stages after it are not saved this time, "
+                              "the next checkpoint tries again; give the "
+                              "host more memory"))
+                fail_msg("got '%s'", save_err);
         veil_checkpoint_writer_settled(w, 1);
         cap_cut(&c, save_next(&a, &c, w, 1) + 3);
         veil_checkpoint_writer_free(w);
@@ -1309,6 +1324,23 @@ static void test_foreign_and_refused(void **st) {
         assert_true(load(&r, &c, SIZE_MAX, &next, &restored) < 0);
         cap_free(&c);
         close_pl(&r);
+        /* A group too long for the keys: the message gives its limit,
+         * 511 bytes less "/0-ckpt_blob/". */
+        char group[600];
+        memset(group, 'g', sizeof(group));
+        group[499] = '\0';
+        struct veil_checkpoint_writer *w;
+        assert_int_equal(veil_checkpoint_writer_new(&w), 0);
+        assert_int_equal(save_group(&a, &c, group, w, NULL), -VEIL_EINVAL);
+        if (!strstr(save_err, "state: stage 0 (ckpt_blob): kafka.group (499 "
+                              "bytes) is too long for its checkpoint keys "
+                              "('<group>/0-ckpt_blob/<chunk>'): use a "
+                              "kafka.group of at most 498 bytes"))
+                fail_msg("got '%s'", save_err);
+        group[498] = '\0';
+        assert_int_equal(save_group(&a, &c, group, w, NULL), 0);
+        veil_checkpoint_writer_free(w);
+        cap_free(&c);
         close_pl(&a);
         close_pl(&b);
 }

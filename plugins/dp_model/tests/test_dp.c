@@ -1668,6 +1668,25 @@ static void test_checkpoint_roundtrip(void **st) {
                          0);
         free(plain);
 
+        /* Another dim: refused, with the two ways on. */
+        struct veil_catalog *cat4;
+        assert_int_equal(veil_catalog_new(&cat4, 6, 5, ierr, sizeof(ierr)),
+                         0);
+        struct veil_model *m4;
+        assert_int_equal(veil_model_new(&m4, cat4, 4, 5, 0.1f, 99, ierr,
+                                        sizeof(ierr)),
+                         0);
+        assert_int_equal(veil_ckpt_read(m4, NULL, data, len, &ex, &ex_len,
+                                        err, sizeof(err)),
+                         -VEIL_EDECODE);
+        if (!strstr(err, "the checkpoint's model has dim 3 and "
+                         "feature_space 5, this stage 4 and 5: set them "
+                         "back, or, to start the model empty, give the "
+                         "pipeline a new state topic (state.topic) and "
+                         "restart"))
+                fail_msg("got '%s'", err);
+        veil_model_free(m4);
+
         /* Damaged buffers change nothing. */
         float v0 = m2->V[0];
         assert_int_equal(veil_ckpt_read(m2, NULL, data, len - 1, &ex, &ex_len,
