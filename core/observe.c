@@ -181,15 +181,17 @@ void veil_observe_reset(struct veil_observe *o) {
         veil_metrics_forget(o->m, "veil_plugin_", VEIL_METRIC_GAUGE);
         /* So are the budget (a pipeline without one must not show the old
          * one's) and the side inputs' gauges (a renamed input's series
-         * would stay): both are set again at the next publish. The spent
-         * ε stays: the transfer carries it over. */
-        veil_metrics_forget(o->m, "veil_privacy_epsilon_budget",
-                            VEIL_METRIC_GAUGE);
-        veil_metrics_forget(o->m, "veil_privacy_epsilon_remaining",
-                            VEIL_METRIC_GAUGE);
-        veil_metrics_forget(o->m, "veil_privacy_delta_budget",
-                            VEIL_METRIC_GAUGE);
-        veil_metrics_forget(o->m, "veil_side_input_", VEIL_METRIC_GAUGE);
+         * would stay): both are set again at the next publish. Only their
+         * series go: forgotten, the families were declared again by the
+         * next set as a plugin's gauge, with its help text, at the end of
+         * the page. The spent ε stays: the transfer carries it over. */
+        static const char *const host_gauges[] = {
+                "veil_privacy_epsilon_budget",
+                "veil_privacy_epsilon_remaining", "veil_privacy_delta_budget",
+                VEIL_M_SIDE_CAUGHT_UP, VEIL_M_SIDE_POSITION, VEIL_M_SIDE_END};
+        for (size_t i = 0; i < sizeof(host_gauges) / sizeof(*host_gauges);
+             i++)
+                veil_metrics_clear(o->m, host_gauges[i]);
         free(o->stages);
         free(o->outputs);
         o->stages = NULL;

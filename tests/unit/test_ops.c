@@ -91,7 +91,8 @@ static void test_counters_gauges(void **st) {
 
 /* A reload forgets the plugins' gauges (veil_observe_reset): a stage the
  * new pipeline lacks leaves no stale value. Counters stay, other gauges
- * stay, and the kept series are still found after the families move up. */
+ * stay, and the kept series are still found after the families move up.
+ * The host's budget and side-input gauges lose their series only. */
 static void test_forget_plugin_gauges(void **st) {
         (void)st;
         struct veil_metrics *m;
@@ -174,6 +175,30 @@ static void test_forget_plugin_gauges(void **st) {
         assert_non_null(strstr(out, "veil_plugin_dp_model_steps{stage=\"dp_model\"} 4\n"));
         assert_non_null(strstr(out, "veil_other_gauge 2\n"));
         assert_null(strstr(out, "veil_other_gauge 1\n"));
+        free(out);
+        /* The host's gauges set again by the new pipeline keep their own
+         * help and their place (before the reload counters declared after
+         * them), not a plugin gauge's at the end of the page. */
+        assert_int_equal(veil_metrics_set(m, "veil_privacy_epsilon_budget", "",
+                                          9),
+                         0);
+        assert_int_equal(veil_metrics_set(m, "veil_side_input_caught_up", lbi,
+                                          0),
+                         0);
+        out = render(m);
+        const char *budget = strstr(out, "# HELP veil_privacy_epsilon_budget "
+                                         "The epsilon budget the pipeline "
+                                         "enforces.\n"
+                                         "# TYPE veil_privacy_epsilon_budget "
+                                         "gauge\n"
+                                         "veil_privacy_epsilon_budget 9\n");
+        const char *side = strstr(out, "# HELP veil_side_input_caught_up 1 "
+                                       "when a side input");
+        const char *reloads = strstr(out, "# HELP veil_reloads_total");
+        assert_non_null(budget);
+        assert_non_null(side);
+        assert_non_null(reloads);
+        assert_true(side < budget && budget < reloads);
         free(out);
         veil_observe_destroy(o);
         veil_metrics_destroy(m);
