@@ -1756,6 +1756,23 @@ static struct veil_stage *same_stage(struct veil_pipeline *p, const char *name,
         return NULL;
 }
 
+/* The gauges of `f` that `t` has not set (a restore may set its own) go to
+ * `t`, whose state `f`'s became: they describe that state. Left behind,
+ * /metrics lost them at a reload until the new stage's first batch, which
+ * waits for the side inputs to be read again (on an idle instance,
+ * indefinitely); the new stage updates them from then on. */
+static void take_gauges(struct veil_stage *t, const struct veil_stage *f) {
+        for (size_t j = 0; j < f->n_gauges && t->n_gauges < MAX_STAGE_GAUGES;
+             j++) {
+                size_t k = 0;
+                while (k < t->n_gauges &&
+                       strcmp(t->gauges[k].name, f->gauges[j].name))
+                        k++;
+                if (k == t->n_gauges)
+                        t->gauges[t->n_gauges++] = f->gauges[j];
+        }
+}
+
 #define SWAP(a, b)                                                             \
         do {                                                                   \
                 __typeof__(a) t_ = (a);                                        \
@@ -1822,6 +1839,7 @@ int veil_pipeline_transfer(struct veil_pipeline *to,
                                  err[0] ? err : "(no message)");
                         return rc < 0 ? rc : -VEIL_ESTATE;
                 }
+                take_gauges(t, f);
         }
         /* What was spent stays spent until the new stages report more. */
         veil_pipeline_privacy_spent(from, &to->eps_floor, &to->delta_floor);

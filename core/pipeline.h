@@ -169,7 +169,9 @@ const char *veil_pipeline_stage_gauge(const struct veil_pipeline *p, size_t i,
  *  reload): each stage of `to` restores the checkpoint of the stage of
  *  `from` that runs the same plugin at the same occurrence, when both have
  *  the hooks. A refused restore fails the whole transfer, so a stage never
- *  silently starts from nothing (a privacy accountant must not). The
+ *  silently starts from nothing (a privacy accountant must not). Such a
+ *  stage of `to` also takes the gauges of its predecessor that it has not
+ *  set, until it sets them itself (/metrics keeps showing them). The
  *  erase and access requests `from` holds for its next batch move to
  *  `to`, which applies them when its first batch begins. */
 int veil_pipeline_transfer(struct veil_pipeline *to,

@@ -2,7 +2,8 @@
  * test plugin: a state of 2 MB is framed, chunked, read back and restored
  * byte for byte; missing, corrupted and foreign records never reach a
  * restore hook; an older complete checkpoint is used when the newest is
- * partial; the state: section's errors name file, line and column. */
+ * partial; the state: section's errors name file, line and column. A
+ * reload's transfer of the state hands the stages' gauges on with it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,8 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "metrics.h"
+#include "observe.h"
 #include "pipeline.h"
 
 #define BIG 2000000
@@ -1345,6 +1348,96 @@ static void test_foreign_and_refused(void **st) {
         close_pl(&b);
 }
 
+/* ckpt_blob stages, one per `with` (NULL-terminated). */
+static void open_blobs(struct pl *x, const char *const *with) {
+        char yaml[2048];
+        int o = snprintf(yaml, sizeof(yaml),
+                         "kafka: {bootstrap: embedded, group: g}\n"
+                         "input: {topic: in, schema: "
+                         "../../schemas/interaction.avsc}\n"
+                         "outputs: {dead_letter: {topic: dlq}}\n"
+                         "plugins:\n");
+        for (; *with; with++)
+                o += snprintf(yaml + o, sizeof(yaml) - (size_t)o,
+                              "  - use: %s/test_ckpt_blob.so\n"
+                              "    with: {%s}\n",
+                              TEST_PLUGIN_DIR, *with);
+        open_yaml(x, yaml);
+}
+
+static void run_empty_batch(struct pl *x) {
+        char err[512];
+        veil_pipeline_batch_begin(x->p);
+        if (veil_pipeline_batch_run(x->p, err, sizeof(err)))
+                fail_msg("%s", err);
+}
+
+/* Gauge `name` of stage i, or -1 when the stage has none of that name. */
+static double gauge(struct pl *x, size_t i, const char *name) {
+        for (size_t j = 0; j < veil_pipeline_stage_n_gauges(x->p, i); j++) {
+                double v;
+                if (!strcmp(veil_pipeline_stage_gauge(x->p, i, j, &v), name))
+                        return v;
+        }
+        return -1;
+}
+
+/* A reload hands each stage's state to its successor, and the gauges that
+ * describe it go along: /metrics keeps them from the reload on, where they
+ * were missing until the new stage's first batch (which waits for the side
+ * inputs to be read again). The new stage's own values replace them; a
+ * stage with no predecessor has none until it sets its own. */
+static void test_transfer_gauges(void **st) {
+        (void)st;
+        struct pl a, b;
+        open_blobs(&a, (const char *const[]){"size: 100", "size: 50", NULL});
+        open_blobs(&b, (const char *const[]){"size: 10, keep: 30",
+                                              "size: 20", "size: 7", NULL});
+        run_empty_batch(&a);
+        assert_true(gauge(&a, 0, "state_bytes") == 100);
+        struct veil_metrics *m;
+        struct veil_observe *o;
+        assert_int_equal(veil_metrics_new(&m), 0);
+        assert_int_equal(veil_observe_new(&o, m), 0);
+        veil_observe_pipeline(o, a.p);
+        char err[512];
+        assert_int_equal(veil_pipeline_transfer(b.p, a.p, err, sizeof(err)),
+                         0);
+        assert_true(gauge(&b, 0, "state_bytes") == 100);
+        assert_true(gauge(&b, 1, "state_bytes") == 50);
+        assert_true(gauge(&b, 2, "state_bytes") == -1);
+        /* What the publisher shows right after the reload. */
+        veil_observe_reset(o);
+        veil_observe_pipeline(o, b.p);
+        double v;
+        assert_int_equal(veil_metrics_get(m, "veil_plugin_ckpt_blob_state_bytes",
+                                          "stage=\"ckpt_blob\"", &v),
+                         0);
+        assert_true(v == 100);
+        assert_int_equal(veil_metrics_get(m, "veil_plugin_ckpt_blob_state_bytes",
+                                          "stage=\"ckpt_blob#2\"", &v),
+                         0);
+        assert_true(v == 50);
+        assert_int_equal(veil_metrics_get(m, "veil_plugin_ckpt_blob_state_bytes",
+                                          "stage=\"ckpt_blob#3\"", &v),
+                         -VEIL_ENOENT);
+        /* The new stages' first batch: their own values (stage 0 kept 30
+         * of the 100 bytes), one gauge each. */
+        run_empty_batch(&b);
+        assert_true(gauge(&b, 0, "state_bytes") == 30);
+        assert_true(gauge(&b, 2, "state_bytes") == 7);
+        assert_int_equal(veil_pipeline_stage_n_gauges(b.p, 0), 1);
+        veil_observe_pipeline(o, b.p);
+        assert_int_equal(veil_metrics_get(m, "veil_plugin_ckpt_blob_state_bytes",
+                                          "stage=\"ckpt_blob\"", &v),
+                         0);
+        assert_true(v == 30);
+        veil_observe_destroy(o);
+        veil_metrics_destroy(m);
+        close_pl(&a);
+        close_pl(&b);
+}
+
 static void test_config(void **st) {
         (void)st;
         struct {
@@ -1422,6 +1515,7 @@ int main(void) {
                 cmocka_unit_test(test_stray_stage_names),
                 cmocka_unit_test(test_other_format),
                 cmocka_unit_test(test_foreign_and_refused),
+                cmocka_unit_test(test_transfer_gauges),
                 cmocka_unit_test(test_config),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,7 @@
 /* A plugin whose whole state is `size` bytes drawn from `seed`, saved and
  * restored verbatim: the host's checkpoint framing, chunking and
- * reassembly are tested on states of any size (test_checkpoint). */
+ * reassembly are tested on states of any size (test_checkpoint). Each
+ * batch reports the state's size in the gauge state_bytes. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ static const struct veil_param_def params[] = {
         {NULL, 0, NULL, 0, NULL}};
 
 struct blob {
+        veil_stage_t *st;
         unsigned char *p;
         size_t n;
         int refuse;
@@ -29,8 +31,8 @@ struct blob {
 
 static int init(veil_stage_t *st, const veil_params_t *p, void **s, char *e,
                 size_t n) {
-        (void)st;
         struct blob *b = calloc(1, sizeof(*b));
+        b->st = st;
         b->n = (size_t)veil_params_int(p, "size", 1000);
         b->refuse = veil_params_bool(p, "refuse", 0);
         b->fail_at = (long)veil_params_int(p, "fail_checkpoint", 0);
@@ -50,7 +52,9 @@ static int init(veil_stage_t *st, const veil_params_t *p, void **s, char *e,
         return 0;
 }
 static int process(void *s, struct veil_batch *b) {
-        (void)s, (void)b;
+        (void)b;
+        struct blob *x = s;
+        veil_metric_set(x->st, "state_bytes", (double)x->n);
         return 0;
 }
 static void destroy(void *s) {
