@@ -246,6 +246,7 @@ struct run {
         const char *file;
         struct veil_cli_pipeline cur, next;
         int level_fixed; /* --log-level or VEIL_LOG_LEVEL beat the YAML */
+        veil_log_level_t level_before; /* during a reload: the running one */
 };
 
 /* The YAML's log.level, or info when it has none (a reload that removes
@@ -261,17 +262,33 @@ static void apply_log_level(const struct run *r,
                                               : VEIL_LOG_INFO);
 }
 
+/* The file's log level before its plugins start (at start-up and at a
+ * reload), so their set-up lines follow it; the file's errors are left to
+ * veil_cli_load. */
+static void apply_file_log_level(const struct run *r, const char *file) {
+        struct veil_config *pre;
+        char err[512];
+        if (!veil_config_load(&pre, file, err, sizeof(err))) {
+                apply_log_level(r, pre);
+                veil_config_destroy(pre);
+        }
+}
+
 static int reload_open(void *ctx, const struct veil_pipeline *cur,
                        struct veil_pipeline **next, char *errstr,
                        size_t errstr_size) {
         struct run *r = ctx;
         (void)cur;
+        r->level_before = veil_log_get_level();
+        apply_file_log_level(r, r->file);
         /* An ephemeral key lives only in this process: kept, or every
          * pseudonym would change with the reload; key files are read again
          * and must give the running keys back. */
         if (veil_cli_load(&r->next, r->file, 0, r->cur.keyring, r->cur.cfg,
-                          errstr, errstr_size))
+                          errstr, errstr_size)) {
+                veil_log_set_level(r->level_before);
                 return -VEIL_EINVAL;
+        }
         *next = r->next.p;
         return 0;
 }
@@ -290,6 +307,7 @@ static void reload_close(void *ctx, int swapped) {
                 if (shared)
                         r->next.keyring = NULL;
                 veil_cli_close(&r->next);
+                veil_log_set_level(r->level_before);
         }
 }
 
@@ -419,14 +437,7 @@ int veil_cmd_run(int argc, char **argv) {
         sigaction(SIGTERM, &sa, NULL);
         sa.sa_handler = on_hup;
         sigaction(SIGHUP, &sa, NULL);
-        /* The YAML's log level before the plugins start, so their set-up
-         * lines follow it; errors are left to the open below. */
-        struct veil_config *pre;
-        char perr[512];
-        if (!veil_config_load(&pre, r.file, perr, sizeof(perr))) {
-                apply_log_level(&r, pre);
-                veil_config_destroy(pre);
-        }
+        apply_file_log_level(&r, r.file);
         int rc = veil_cli_open(&r.cur, r.file, 0);
         if (rc)
                 return rc;

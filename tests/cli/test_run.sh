@@ -121,9 +121,35 @@ sed -i '/^log: /d' "$tmp/p.yaml"
 kill -HUP "$pid"; sleep 2
 kill -HUP "$pid"; sleep 2
 kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=
-if [ "$rc" -eq 0 ] && grep -q '"level":"info","message":"reloading' "$tmp/log"; then
-  pass "a reload that removes log: goes back to info"
+# The new stages start under the new file's level: their set-up lines
+# (dp_model's mechanism line) are logged at both reloads, the first from
+# warn included.
+if [ "$rc" -eq 0 ] && grep -q '"level":"info","message":"reloading' "$tmp/log" &&
+   [ "$(grep -c '"level":"info","message":"gaussian mechanism' "$tmp/log")" -eq 2 ]; then
+  pass "a reload that removes log: goes back to info, the new stages' set-up included"
 else failed "reload without log: (exit $rc)" "$(cat "$tmp/log")"; fi
+
+# A reload to log.level error starts its stages under it: none of their
+# info set-up lines. One refused (kafka.group) puts the running level
+# back: the next reload's "reloading" line is still logged.
+pipeline info
+"$VEIL" run "$tmp/p.yaml" 2>"$tmp/log" &
+pid=$!
+addr=$(served_on '([0-9.]+:[0-9]+)')
+sleep 2
+sed -i -e 's/^log: .*/log: {level: error}/' -e 's/^  group: .*/  group: another-group/' "$tmp/p.yaml"
+kill -HUP "$pid"; sleep 2
+pipeline error
+kill -HUP "$pid"; sleep 2
+metrics=$(curl -s --max-time 5 "http://$addr/metrics")
+kill -TERM "$pid"; rc=0; wait "$pid" || rc=$?; pid=
+n=$(grep -c '"message":"gaussian mechanism' "$tmp/log")
+r=$(grep -c '"level":"info","message":"reloading' "$tmp/log")
+if [ "$rc" -eq 0 ] && [ "$n" -eq 1 ] && [ "$r" -eq 2 ] &&
+   grep -q '^veil_reloads_total 1$' <<<"$metrics" &&
+   grep -q '^veil_reload_failures_total 1$' <<<"$metrics"; then
+  pass "a reload to log.level error: the new stages start under it; a refused one keeps the level"
+else failed "reload to error: exit $rc, $n set-up lines, $r reloading lines" "$(grep -E 'gaussian|reload' "$tmp/log"; grep reload <<<"$metrics")"; fi
 
 # A reload refused for a change that needs a restart (kafka.group) starts
 # none of the new stages: their set-up lines (dp_model's mechanism line)
