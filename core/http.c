@@ -58,7 +58,9 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
 
 static enum MHD_Result text(struct MHD_Connection *c, unsigned status,
                             const char *msg) {
-        char body[1200];
+        /* A failed reload's whole error, the privacy lint's lines
+         * included, with reload()'s words before it. */
+        char body[VEIL_OPS_MSG_MAX + 128];
         int n = snprintf(body, sizeof(body), "%s\n", msg);
         if (n < 0 || (size_t)n >= sizeof(body))
                 n = (int)sizeof(body) - 1;
@@ -86,7 +88,7 @@ static enum MHD_Result reload(struct veil_http *s, struct MHD_Connection *c) {
                             "POST /reload is disabled; enable it with "
                             "http: {reload: true} or send SIGHUP");
         uint64_t ticket = veil_ops_request_reload(s->ops);
-        char msg[1100];
+        char msg[VEIL_OPS_MSG_MAX];
         int r = veil_ops_wait_reload(s->ops, ticket, RELOAD_WAIT_MS, msg,
                                      sizeof(msg));
         if (r == 1)
@@ -94,7 +96,7 @@ static enum MHD_Result reload(struct veil_http *s, struct MHD_Connection *c) {
         if (r == -2)
                 return text(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
         if (r == 0) {
-                char out[1200];
+                char out[VEIL_OPS_MSG_MAX + 64];
                 snprintf(out, sizeof(out),
                          "reload failed, the previous pipeline keeps "
                          "running: %s",

@@ -2665,7 +2665,7 @@ static void reload_failed(struct kctx *k, const char *err) {
 
 /* Between two batches (the open one has just run). */
 static void reload(struct kctx *k, int shutdown_ms) {
-        char err[8192] = ""; /* room for the privacy lint's lines */
+        char err[VEIL_OPS_MSG_MAX] = "";
         struct veil_pipeline *np = NULL;
         veil_log_host(VEIL_LOG_INFO, NULL, "reloading %s", k->cfg->file);
         if (!k->o->reload_open) {

@@ -32,8 +32,9 @@ int veil_log_level_parse(const char *s) {
 /* JSON text, valid UTF-8 whatever s holds: a byte that does not start a
  * whole, valid sequence (a hostile instance name or topic in a message, one cut
  * mid-character) becomes U+FFFD, so one bad value cannot make a log line
- * that collectors refuse. */
-static size_t json_escape(char *out, size_t cap, const char *s) {
+ * that collectors refuse. 0 when s did not fit in cap (cut between two
+ * characters), else 1. */
+static int json_escape(char *out, size_t cap, const char *s) {
         size_t o = 0;
         for (; *s && o + 7 < cap; s++) {
                 unsigned char c = (unsigned char)*s;
@@ -61,8 +62,25 @@ static size_t json_escape(char *out, size_t cap, const char *s) {
                 }
         }
         out[o] = '\0';
-        return o;
+        return !*s;
 }
+
+/* The length of s[0..n) without a UTF-8 sequence that it ends inside of:
+ * vsnprintf cuts a long message at a byte, maybe mid-character. */
+static size_t whole_chars(const char *s, size_t n) {
+        size_t i = n;
+        while (i > 0 && n - i < 3 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+                i--;
+        if (i == 0)
+                return n;
+        unsigned char c = (unsigned char)s[i - 1];
+        size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+        return n - (i - 1) < len ? i - 1 : n;
+}
+
+/* Ends a message that did not fit: a line cut silently reads as whole (a
+ * reload error's later problems, missing with no sign). */
+static const char cut_mark[] = " \xe2\x80\xa6 (truncated)";
 
 /* `fields`: NULL-terminated key/value pairs, or NULL. */
 static void vlog(veil_log_level_t level, const char *stage,
@@ -73,9 +91,14 @@ static void vlog(veil_log_level_t level, const char *stage,
                 level = VEIL_LOG_ERROR;
         if ((int)level > atomic_load_explicit(&threshold, memory_order_relaxed))
                 return;
-        char msg[2048], esc[4096], st[256] = "", fl[2048] = "";
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        json_escape(esc, sizeof(esc), msg);
+        char msg[2048], esc[4096 + sizeof(cut_mark)];
+        char st[256] = "", fl[2048] = "";
+        int cut = vsnprintf(msg, sizeof(msg), fmt, ap) >= (int)sizeof(msg);
+        if (cut)
+                msg[whole_chars(msg, strlen(msg))] = '\0';
+        if (!json_escape(esc, sizeof(esc) - (sizeof(cut_mark) - 1), msg) ||
+            cut)
+                strcat(esc, cut_mark);
         if (stage) {
                 char s2[128];
                 json_escape(s2, sizeof(s2), stage);

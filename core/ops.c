@@ -24,7 +24,7 @@ struct veil_ops {
          * it, and must not answer it. */
         uint64_t requested, taken, done_ticket;
         int last_ok;
-        char last_msg[1024];
+        char last_msg[VEIL_OPS_MSG_MAX];
         int closing; /* the server is stopping: waits end */
 };
 

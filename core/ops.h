@@ -41,7 +41,12 @@ uint64_t veil_ops_request_reload(struct veil_ops *o);
  *  next veil_ops_reload_done() answers every request made before this
  *  call. */
 int veil_ops_take_reload(struct veil_ops *o);
-/** For the loop: the outcome of a reload attempt (msg: the error). */
+/** A reload's error, whole: room for the privacy lint's one line per
+ *  problem (the loop builds it this long, and POST /reload answers with
+ *  all of it). */
+#define VEIL_OPS_MSG_MAX 8192
+/** For the loop: the outcome of a reload attempt (msg: the error, up to
+ *  VEIL_OPS_MSG_MAX bytes with its NUL). */
 void veil_ops_reload_done(struct veil_ops *o, int ok, const char *msg);
 /** Waits until a reload that covers `ticket` (one taken after the
  *  request) finishes: 1 when it succeeded, 0 when it failed (msg: why), -1

@@ -406,6 +406,61 @@ static void test_log_utf8(void **st) {
         assert_true(veil_utf8_valid(buf, strlen(buf)));
 }
 
+/* A message longer than a log line holds ends with a visible mark, cut
+ * between two characters (a reload's error with many lint problems lost
+ * its later ones with no sign); a line that fits has none. */
+static void test_log_truncated(void **st) {
+        (void)st;
+        char path[] = "/tmp/veil-test-log-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        fflush(stderr);
+        int saved = dup(2);
+        assert_true(saved >= 0 && dup2(fd, 2) == 2);
+        static char a[3000], e[2100], q[2200];
+        memset(a, 'a', sizeof(a) - 1);
+        /* "é" across the 2048th byte: vsnprintf keeps its first byte */
+        memset(e, 'e', sizeof(e) - 1);
+        memcpy(e + 2046, "\xc3\xa9", 2);
+        /* fits before escaping, not after (6 bytes each) */
+        memset(q, '\x01', sizeof(q) - 1);
+        q[0] = 'q';
+        veil_log_host(VEIL_LOG_ERROR, NULL, "%s", a);
+        veil_log_host(VEIL_LOG_ERROR, NULL, "%s", e);
+        veil_log_fields(VEIL_LOG_ERROR, NULL,
+                        (const char *[]){"file", "p.yaml", NULL}, "%.1000s",
+                        q);
+        veil_log_host(VEIL_LOG_ERROR, NULL, "short");
+        fflush(stderr);
+        assert_true(dup2(saved, 2) == 2);
+        close(saved);
+        static char buf[32768];
+        assert_true(lseek(fd, 0, SEEK_SET) == 0);
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        unlink(path);
+        assert_true(n > 0);
+        buf[n] = '\0';
+        assert_true(veil_utf8_valid(buf, (size_t)n));
+        char *line = strtok(buf, "\n");
+        assert_non_null(line);
+        assert_non_null(strstr(line, "aaaa \xe2\x80\xa6 (truncated)\""));
+        line = strtok(NULL, "\n");
+        assert_non_null(line);
+        /* the cut character left out whole, not replaced */
+        assert_null(strstr(line, "\\ufffd"));
+        assert_non_null(strstr(line, "eeee \xe2\x80\xa6 (truncated)\""));
+        line = strtok(NULL, "\n");
+        assert_non_null(line);
+        assert_non_null(strstr(line, "\"message\":\"q\\u0001"));
+        assert_non_null(strstr(line, "\\u0001 \xe2\x80\xa6 (truncated)\","
+                                     "\"fields\":{\"file\":\"p.yaml\"}}"));
+        line = strtok(NULL, "\n");
+        assert_non_null(line);
+        assert_non_null(strstr(line, "\"message\":\"short\"}"));
+        assert_null(strtok(NULL, "\n"));
+}
+
 /* ---- reload ---- */
 
 static void reload_case(const char *a, const char *b, const char *want) {
@@ -532,6 +587,7 @@ struct loop {
         struct veil_ops *ops;
         int ok;
         int served;
+        const char *err;
 };
 
 /* Plays the pipeline loop: takes a reload request and reports on it. */
@@ -540,7 +596,7 @@ static void *loop(void *arg) {
         for (int i = 0; i < 500 && !l->served; i++) {
                 if (veil_ops_take_reload(l->ops)) {
                         veil_ops_reload_done(l->ops, l->ok,
-                                             l->ok ? "" : "p.yaml:3:1: bad");
+                                             l->ok ? "" : l->err);
                         l->served = 1;
                 }
                 usleep(10000);
@@ -648,9 +704,19 @@ static void test_endpoints(void **st) {
         assert_int_equal(request(port, "GET", "/reload", body, sizeof(body)),
                          405);
 
-        /* POST /reload waits for the loop's outcome */
+        /* POST /reload waits for the loop's outcome; a failure is told
+         * whole, up to the privacy lint's last line (it was cut at 1 KiB,
+         * with no sign). */
+        static char lint[VEIL_OPS_MSG_MAX];
+        int o = snprintf(lint, sizeof(lint), "p.yaml:3:1: bad");
+        while (o < 6000)
+                o += snprintf(lint + o, sizeof(lint) - (size_t)o,
+                              "\np.yaml:%d:5: privacy problem", o);
+        snprintf(lint + o, sizeof(lint) - (size_t)o,
+                 "\n(3 more privacy problems; fix these and run veil lint "
+                 "again)");
         for (int ok = 1; ok >= 0; ok--) {
-                struct loop l = {ops, ok, 0};
+                struct loop l = {ops, ok, 0, lint};
                 pthread_t t;
                 pthread_create(&t, NULL, loop, &l);
                 int status = request(port, "POST", "/reload", body,
@@ -662,7 +728,13 @@ static void test_endpoints(void **st) {
                         assert_string_equal(body, "reloaded\n");
                 } else {
                         assert_int_equal(status, 422);
-                        assert_non_null(strstr(body, "p.yaml:3:1: bad"));
+                        assert_non_null(strstr(body, "reload failed, the "
+                                                     "previous pipeline keeps "
+                                                     "running: p.yaml:3:1: "
+                                                     "bad"));
+                        assert_non_null(strstr(body, lint));
+                        assert_non_null(strstr(body, "run veil lint "
+                                                     "again)\n"));
                 }
         }
         veil_http_stop(h);
@@ -786,6 +858,7 @@ static void test_reload_tickets(void **st) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_log_utf8),
+                cmocka_unit_test(test_log_truncated),
                 cmocka_unit_test(test_counters_gauges),
                 cmocka_unit_test(test_forget_plugin_gauges),
                 cmocka_unit_test(test_histogram),
