@@ -38,9 +38,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
         veil_log_host(VEIL_LOG_DEBUG, NULL, "http: %s", msg);
 }
 
+/* `allow`: the methods a 405 names (RFC 9110 requires the header), or
+ * NULL. */
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
                              const char *type, char *body, size_t len,
-                             int owned) {
+                             int owned, const char *allow) {
         struct MHD_Response *r = MHD_create_response_from_buffer(
                 len, body, owned ? MHD_RESPMEM_MUST_FREE
                                  : MHD_RESPMEM_MUST_COPY);
@@ -51,13 +53,15 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
         }
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        if (allow)
+                MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
         enum MHD_Result rc = MHD_queue_response(c, status, r);
         MHD_destroy_response(r);
         return rc;
 }
 
-static enum MHD_Result text(struct MHD_Connection *c, unsigned status,
-                            const char *msg) {
+static enum MHD_Result text_allow(struct MHD_Connection *c, unsigned status,
+                                  const char *msg, const char *allow) {
         /* A failed reload's whole error, the privacy lint's lines
          * included, with reload()'s words before it. */
         char body[VEIL_OPS_MSG_MAX + 128];
@@ -65,7 +69,12 @@ static enum MHD_Result text(struct MHD_Connection *c, unsigned status,
         if (n < 0 || (size_t)n >= sizeof(body))
                 n = (int)sizeof(body) - 1;
         return reply(c, status, "text/plain; charset=utf-8", body, (size_t)n,
-                     0);
+                     0, allow);
+}
+
+static enum MHD_Result text(struct MHD_Connection *c, unsigned status,
+                            const char *msg) {
+        return text_allow(c, status, msg, NULL);
 }
 
 static enum MHD_Result metrics(struct veil_http *s, struct MHD_Connection *c) {
@@ -79,7 +88,7 @@ static enum MHD_Result metrics(struct veil_http *s, struct MHD_Connection *c) {
                 return text(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
                             "out of memory rendering the metrics");
         return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-                     body, len, 1);
+                     body, len, 1, NULL);
 }
 
 static enum MHD_Result reload(struct veil_http *s, struct MHD_Connection *c) {
@@ -143,9 +152,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c,
                 return reload(s, c);
         if (!strcmp(url, "/metrics") || !strcmp(url, "/healthz") ||
             !strcmp(url, "/readyz") || !strcmp(url, "/reload"))
-                return text(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-                            "method not allowed: GET /metrics, /healthz, "
-                            "/readyz; POST /reload");
+                return text_allow(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                                  "method not allowed: GET /metrics, "
+                                  "/healthz, /readyz; POST /reload",
+                                  strcmp(url, "/reload") ? "GET, HEAD"
+                                                         : "POST");
         return text(c, MHD_HTTP_NOT_FOUND,
                     "not found; endpoints: /metrics, /healthz, /readyz, "
                     "POST /reload");

@@ -553,6 +553,9 @@ static void test_reload_check(void **st) {
 
 /* ---- the endpoints over a socket ---- */
 
+/* The last response, headers included. */
+static char resp[1 << 16];
+
 /* One request; returns the status and fills body. */
 static int request(int port, const char *method, const char *path,
                    char *body, size_t body_size) {
@@ -569,7 +572,6 @@ static int request(int port, const char *method, const char *path,
                          "close\r\nContent-Length: 0\r\n\r\n",
                          method, path);
         assert_int_equal(write(fd, req, (size_t)n), n);
-        static char resp[1 << 16];
         size_t got = 0;
         ssize_t r;
         while ((r = read(fd, resp + got, sizeof(resp) - 1 - got)) > 0)
@@ -699,10 +701,18 @@ static void test_endpoints(void **st) {
 
         assert_int_equal(request(port, "GET", "/nope", body, sizeof(body)),
                          404);
+        assert_null(strstr(resp, "\r\nAllow:"));
+        /* 405 names the methods that are (RFC 9110: Allow) */
         assert_int_equal(request(port, "POST", "/metrics", body, sizeof(body)),
                          405);
+        assert_non_null(strstr(resp, "\r\nAllow: GET, HEAD\r\n"));
+        assert_int_equal(request(port, "DELETE", "/healthz", body,
+                                 sizeof(body)),
+                         405);
+        assert_non_null(strstr(resp, "\r\nAllow: GET, HEAD\r\n"));
         assert_int_equal(request(port, "GET", "/reload", body, sizeof(body)),
                          405);
+        assert_non_null(strstr(resp, "\r\nAllow: POST\r\n"));
 
         /* POST /reload waits for the loop's outcome; a failure is told
          * whole, up to the privacy lint's last line (it was cut at 1 KiB,
