@@ -559,7 +559,12 @@ int veil_cmd_replay(int argc, char **argv) {
                                             : NULL;
                 size_t n = 0;
                 uint64_t behind = 0;
+                /* The time of the batch's first event added: a
+                 * dead-lettered one (a time in ms under ts: year 33658)
+                 * opened no batch, and as first it held every later event
+                 * in its batch, cut by count alone. */
                 int64_t first_ms = 0;
+                int opened = 0;
                 while (n < bsize) {
                         if (limit >= 0 && n_events + n >= (uint64_t)limit) {
                                 done = 1;
@@ -575,15 +580,13 @@ int veil_cmd_replay(int argc, char **argv) {
                         /* A live batch closes max_wait_ms after its first
                          * event arrived: this event would have opened the
                          * next one. */
-                        if (wait_ms >= 0 && n &&
+                        if (wait_ms >= 0 && opened &&
                             e.ts_ms > first_ms &&
                             (uint64_t)e.ts_ms - (uint64_t)first_ms >
                                     (uint64_t)wait_ms) {
                                 veil_csv_unread(csv, &e);
                                 break;
                         }
-                        if (!n)
-                                first_ms = e.ts_ms;
                         int added = veil_pipeline_batch_add_event(cp.p, &e);
                         if (added < 0 ||
                             (pop && veil_pipeline_batch_add_event(pop, &e) <
@@ -598,6 +601,10 @@ int veil_cmd_replay(int argc, char **argv) {
                          * clock. */
                         if (!added)
                                 continue;
+                        if (!opened) {
+                                opened = 1;
+                                first_ms = e.ts_ms;
+                        }
                         if (evaluate &&
                             eval_add(&ev, &e, csv_name,
                                      veil_csv_line(csv), err, sizeof(err))) {

@@ -270,6 +270,13 @@ check "replay: a batch cut short by an error not counted" 1 "events: +0 in 0 bat
 { echo "$H"; echo "1291191960,17850,${x512}y,6,536365,UK"; echo "$row"; echo "1291191960,17850"; } >"$tmp/cut_dl.csv"
 check "replay: a cut batch's dead letters not counted either" 1 "events: +0 in 0 batches.*stopped: .*the 2 events read into the batch it cut short are not counted, nor its outputs \(0 recommendations, 1 dead letters\).*records: +0 recommendations, 0 dead letters" -- \
   bash -c "'$VEIL' replay '$root/config/pipelines/retail.yaml' --events '$tmp/cut_dl.csv' 2>&1 | tr '\n' ' '; exit \${PIPESTATUS[0]}"
+# A dead-lettered event opens no batch: first in its batch (a time in ms
+# under ts, year 33658), it set the --batch-wait window, no later event
+# was past it, and six events a minute apart shared one batch.
+{ echo ts,user_id,item; echo 1000000000000,bad,85123A
+  for i in 0 1 2 3 4 5; do echo "$((1291191960 + 60 * i)),u$i,85123A"; done; } >"$tmp/gaps.csv"
+check "replay --batch-wait: a dead letter first in its batch sets no window" 0 "events: +7 in 6 batches of up to 256, each within 1000 ms" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/gaps.csv" --batch-wait 1000
 rm -rf "$tmp"
 # lint --start, replay and demo log at warn by default (their summary is
 # the output), but an explicit VEIL_LOG_LEVEL, info included, is honoured:
