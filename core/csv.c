@@ -37,6 +37,18 @@ static const struct {
         {"gpc", C_GPC},           {"timezone", C_TZ},
 };
 
+/* The field a column is read as: ts and ts_ms are the one time. */
+static enum col field_of(enum col c) { return c == C_TS_MS ? C_TS_S : c; }
+
+/* The column a header name is read as, C_NONE for none (and for "-",
+ * --column's "not read"). */
+static enum col col_named(const char *name) {
+        for (size_t j = 0; j < sizeof(names) / sizeof(*names); j++)
+                if (!strcmp(name, names[j].name))
+                        return names[j].col;
+        return C_NONE;
+}
+
 struct veil_csv {
         gzFile f; /* zlib reads plain and gzip-compressed files alike */
         char *path;
@@ -190,6 +202,59 @@ static int line_error(struct veil_csv *c, int rc, char *errstr,
         return -VEIL_EINVAL;
 }
 
+/* Refuses two columns read as one field: aliases (item and item_id, ts and
+ * ts_ms, qty and value, invoice and session_id) or a --column onto a name
+ * the header has too. Each column set the field in turn and the last one
+ * won, without a word. The names printed are the header's, and both are
+ * names of the field or a --column's NAME: never a cell of data. */
+static int two_columns(struct veil_csv *c, char *errstr, size_t errstr_size) {
+        for (int i = 0; i < c->n_cols; i++) {
+                for (int j = 0; j < i && c->cols[i] != C_NONE; j++) {
+                        if (field_of(c->cols[j]) != field_of(c->cols[i]))
+                                continue;
+                        const char *a = c->col_names[j], *b = c->col_names[i];
+                        if (!strcmp(a, b)) {
+                                snprintf(errstr, errstr_size,
+                                         "%s:1: columns %d and %d are both "
+                                         "named '%s': rename one in the "
+                                         "header (--column finds a column "
+                                         "by its name and cannot tell them "
+                                         "apart)",
+                                         c->path, j + 1, i + 1, a);
+                                return -VEIL_EINVAL;
+                        }
+                        char fields[64];
+                        size_t off = 0;
+                        fields[0] = '\0';
+                        for (size_t k = 0; k < sizeof(names) / sizeof(*names);
+                             k++)
+                                if (field_of(names[k].col) ==
+                                            field_of(c->cols[i]) &&
+                                    off < sizeof(fields))
+                                        off += (size_t)snprintf(
+                                                fields + off,
+                                                sizeof(fields) - off, "%s%s",
+                                                off ? ", " : "",
+                                                names[k].name);
+                        /* The one to leave out: the column read by its
+                         * own name, not the one a --column renamed. */
+                        const char *drop =
+                                field_of(col_named(b)) == field_of(c->cols[i])
+                                        ? b
+                                        : a;
+                        snprintf(errstr, errstr_size,
+                                 "%s:1: columns %d '%s' and %d '%s' are both "
+                                 "read as one field (%s): read one as "
+                                 "another field with --column NAME=FIELD, "
+                                 "or not at all with --column NAME=- (e.g. "
+                                 "--column %s=-)",
+                                 c->path, j + 1, a, i + 1, b, fields, drop);
+                        return -VEIL_EINVAL;
+                }
+        }
+        return 0;
+}
+
 /* Reads the header and maps its columns. */
 /* `map` renames columns ("NAME=FIELD": column NAME is read as FIELD). */
 static int read_header(struct veil_csv *c, const char *const *map,
@@ -240,9 +305,7 @@ static int read_header(struct veil_csv *c, const char *const *map,
                                 break;
                         }
                 }
-                for (size_t j = 0; j < sizeof(names) / sizeof(*names); j++)
-                        if (!strcmp(name, names[j].name))
-                                c->cols[i] = names[j].col;
+                c->cols[i] = col_named(name);
                 have_user |= c->cols[i] == C_USER;
                 have_item |= c->cols[i] == C_ITEM;
                 have_ts |= c->cols[i] == C_TS_S || c->cols[i] == C_TS_MS;
@@ -265,6 +328,9 @@ static int read_header(struct veil_csv *c, const char *const *map,
                          c->path);
                 return -VEIL_EINVAL;
         }
+        rc = two_columns(c, errstr, errstr_size);
+        if (rc)
+                return rc;
         /* A mapping that names no column of the header is a typo, not a
          * no-op. Checked once the header is known to be one (it has
          * user_id and item): the names it lists could otherwise be a first
@@ -344,10 +410,11 @@ int veil_csv_open_mapped(struct veil_csv **cp, const char *path,
                          size_t errstr_size) {
         for (size_t m = 0; m < n_map; m++) {
                 const char *eq = strchr(map[m], '=');
-                int known = 0;
-                for (size_t j = 0; eq && j < sizeof(names) / sizeof(*names);
-                     j++)
-                        known |= !strcmp(eq + 1, names[j].name);
+                /* FIELD "-": column NAME is not read, so that of two
+                 * columns of one field (item and item_id) one can be
+                 * chosen. */
+                int known = eq && (col_named(eq + 1) != C_NONE ||
+                                   !strcmp(eq + 1, "-"));
                 if (!eq || eq == map[m] || !known) {
                         snprintf(errstr, errstr_size,
                                  "column mapping '%s': want NAME=FIELD with "
@@ -355,7 +422,8 @@ int veil_csv_open_mapped(struct veil_csv **cp, const char *path,
                                  "(item_id), value (qty), session_id "
                                  "(invoice), country, event_id, type, "
                                  "device, ip, user_agent, lat, lon, "
-                                 "tc_string, gpc, timezone",
+                                 "tc_string, gpc, timezone, or - (not "
+                                 "read)",
                                  map[m]);
                         return -VEIL_EINVAL;
                 }

@@ -28,9 +28,10 @@ struct veil_csv;
 int veil_csv_open(struct veil_csv **c, const char *path, char *errstr,
                   size_t errstr_size);
 /** Same, with columns renamed: map[i] is "NAME=FIELD" (column NAME is
- *  read as the field FIELD, one of the names above). Every NAME is a
- *  column of the header as written (renames do not chain, so two can swap
- *  columns), and is named once. */
+ *  read as the field FIELD, one of the names above, or not read when
+ *  FIELD is "-"). Every NAME is a column of the header as written (renames
+ *  do not chain, so two can swap columns), and is named once. Two columns
+ *  read as one field (item and item_id, ts and ts_ms, ...) are refused. */
 int veil_csv_open_mapped(struct veil_csv **c, const char *path,
                          const char *const *map, size_t n_map, char *errstr,
                          size_t errstr_size);

@@ -253,6 +253,14 @@ check "replay: --column swaps two columns" 0 "\(1 scored\)" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/swapped.csv" --column user_id=item --column item=user_id --evaluate
 check "replay: one --column per column" 2 "--column user_id=item and --column user_id=ts both rename column 'user_id': give one --column per column" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/swapped.csv" --column user_id=item --column user_id=ts
+# Two columns read as one field (here a --column onto a name the header
+# has too) are refused, naming both: the last one won, without a word.
+# --column NAME=- leaves one out.
+printf 'customer,ts,user_id,item\n17850,1291191960,x,85123A\n' >"$tmp/onto.csv"
+check "replay: two columns read as one field refused" 2 "onto.csv:1: columns 1 'customer' and 3 'user_id' are both read as one field \(user_id\).*--column NAME=- \(e.g. --column user_id=-\)" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/onto.csv" --column customer=user_id
+check "replay: --column NAME=- leaves a column out" 0 "events: +1 in 1 batches" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/onto.csv" --column customer=user_id --column user_id=-
 # --events - reads the CSV from stdin (and says so in the help).
 check "replay --events - reads stdin" 0 "events: +3 in 1 batches" -- \
   bash -c "'$VEIL' replay '$root/config/pipelines/retail.yaml' --events - --column user_id=item --column item=user_id <'$tmp/swapped.csv'"

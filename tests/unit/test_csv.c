@@ -152,6 +152,47 @@ static void test_errors(void **state) {
         expect_error("ts,user_id,item\r\n1,u\r,i\r\n", "2: a carriage return inside the line");
 }
 
+/* Two columns read as one field: each set it in turn and the last won
+ * without a word. Refused, naming both; --column NAME=- leaves one out. */
+static void test_two_columns_one_field(void **state) {
+        (void)state;
+        expect_error("ts,user_id,item,item_id\n1,u,i,j\n",
+                     "1: columns 3 'item' and 4 'item_id' are both read as "
+                     "one field (item, item_id): read one as another field "
+                     "with --column NAME=FIELD, or not at all with --column "
+                     "NAME=- (e.g. --column item_id=-)");
+        expect_error("ts,ts_ms,user_id,item\n1,1000,u,i\n",
+                     "1: columns 1 'ts' and 2 'ts_ms' are both read as one "
+                     "field (ts, ts_ms)");
+        expect_error("qty,ts,user_id,item,value\n1,1,u,i,2\n",
+                     "1: columns 1 'qty' and 5 'value' are both read as one "
+                     "field (qty, value)");
+        expect_error("ts,user_id,item,user_id\n1,u,i,v\n",
+                     "1: columns 2 and 4 are both named 'user_id': rename "
+                     "one in the header");
+        char *p = write_tmp("customer,ts,user_id,item\nc,1,u,i\n", 0);
+        struct veil_csv *c;
+        char err[512] = "";
+        const char *onto[] = {"customer=user_id"};
+        assert_int_equal(veil_csv_open_mapped(&c, p, onto, 1, err,
+                                              sizeof(err)),
+                         -VEIL_EINVAL);
+        if (!strstr(err, ":1: columns 1 'customer' and 3 'user_id' are both "
+                         "read as one field (user_id): read one as another "
+                         "field with --column NAME=FIELD, or not at all with "
+                         "--column NAME=- (e.g. --column user_id=-)"))
+                fail_msg("error '%s'", err);
+        const char *left_out[] = {"customer=user_id", "user_id=-"};
+        assert_int_equal(veil_csv_open_mapped(&c, p, left_out, 2, err,
+                                              sizeof(err)),
+                         0);
+        struct veil_event ev;
+        assert_int_equal(veil_csv_next(c, &ev, err, sizeof(err)), 1);
+        assert_string_equal(ev.user_id, "c");
+        veil_csv_close(c);
+        unlink(p);
+}
+
 static void test_missing_file(void **state) {
         (void)state;
         struct veil_csv *c;
@@ -168,6 +209,7 @@ int main(void) {
                 cmocka_unit_test(test_quoting_and_columns),
                 cmocka_unit_test(test_byte_order_mark),
                 cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_two_columns_one_field),
                 cmocka_unit_test(test_missing_file),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
