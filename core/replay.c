@@ -147,7 +147,30 @@ struct capture {
         struct eval *ev; /* NULL: count only */
         int which;       /* 0 the pipeline, 1 popular */
         uint64_t records, dead_letters, other;
+        /* The pipeline's dead letters are shown (the baseline's are the
+         * same events'): `file` the CSV's name, NULL for none; `line` the
+         * line of the event being added, 0 outside veil_pipeline_batch_
+         * add_event (a stage's are shown once its batch ran). */
+        const char *file;
+        long line;
+        uint64_t shown;
 };
+
+/* The first few dead letters, each with its line, stage and error: the
+ * count alone told neither why nor where (a file with ms in its ts column
+ * dead-letters every event). The errors name fields, never their ids or
+ * text (a time out of range is given in ms): the host writes them to the
+ * dead-letter topic's headers too. */
+#define DEAD_LETTERS_SHOWN 5
+
+static void show_dead_letter(struct capture *c, long line, const char *stage,
+                             const char *error) {
+        if (c->shown++ < DEAD_LETTERS_SHOWN)
+                fprintf(stderr, "veil replay: %s:%ld: dead letter (stage "
+                                "'%s'): %s\n",
+                        c->file, line, stage ? stage : "?",
+                        error ? error : "no reason given");
+}
 
 static int item_id(struct eval *e, const char *id) {
         long j = dict_slot(&e->items, id, 1, (int)e->items.n);
@@ -162,6 +185,8 @@ static int produce(void *ctx, const char *topic, const void *key,
         (void)key_len;
         if (dl) {
                 c->dead_letters++;
+                if (c->file && c->line)
+                        show_dead_letter(c, c->line, dl->stage, dl->error);
                 return 0;
         }
         if (!c->topic || strcmp(topic, c->topic)) {
@@ -346,6 +371,11 @@ static int usage(FILE *f, int rc) {
                 "cut to the same length), then the same for the pairs whose "
                 "next event came at a later time (a later visit; in shop "
                 "data the others are the rest of the same basket).\n"
+                "Dead letters (events refused: an id too long, a time out "
+                "of range such as ms in a ts column) are shown on stderr "
+                "with their line, stage and error, the first five, then "
+                "counted; --evaluate exits 1 when every event was "
+                "dead-lettered.\n"
                 "The plugins' clock (profile expiry, record times, "
                 "dp_model's steps on the clock) is the latest event time "
                 "read so far, as the wall clock would be in a live stream: "
@@ -478,9 +508,11 @@ int veil_cmd_replay(int argc, char **argv) {
                 veil_config_output(cp.cfg, "recommendations");
         struct eval ev;
         memset(&ev, 0, sizeof(ev));
+        const char *csv_name = strcmp(events, "-") ? events : "stdin";
         struct capture cap_main = {
                 veil_pipeline_output_codec(cp.p, "recommendations"),
-                recb ? recb->topic : NULL, evaluate ? &ev : NULL, 0, 0, 0, 0};
+                recb ? recb->topic : NULL, evaluate ? &ev : NULL, 0, 0, 0, 0,
+                csv_name, 0, 0};
         veil_pipeline_set_sink(cp.p, (struct veil_sink){produce, &cap_main});
 
         /* The baseline: the same configuration with popular as its only
@@ -490,7 +522,7 @@ int veil_cmd_replay(int argc, char **argv) {
         char use[] = "popular";
         struct veil_stage_cfg pstage = {use, NULL, 1, 1};
         struct capture cap_pop = {NULL, recb ? recb->topic : NULL, &ev, 1,
-                                  0, 0, 0};
+                                  0, 0, 0, NULL, 0, 0};
         if (evaluate) {
                 if (!recb) {
                         fprintf(stderr,
@@ -536,11 +568,17 @@ int veil_cmd_replay(int argc, char **argv) {
          * cut short is left out whole, its dead letters (made as its
          * events were added) and any records and drops included. */
         uint64_t records0 = 0, dead0 = 0, *drops0 = NULL;
+        int done = 0, failed = 0;
         size_t n_drops0 = 0;
-        const char *csv_name = strcmp(events, "-") ? events : "stdin";
+        /* The line of each event of the batch, to show a stage's dead
+         * letters at theirs. */
+        long *lines = calloc(bsize, sizeof(*lines));
+        if (!lines) {
+                snprintf(err, sizeof(err), "out of memory");
+                failed = 1;
+        }
         int64_t clock_ms = 0;
         double t0 = now_s(), chain = 0;
-        int done = 0, failed = 0;
         while (!done && !failed) {
                 records0 = cap_main.records;
                 dead0 = cap_main.dead_letters;
@@ -589,7 +627,12 @@ int veil_cmd_replay(int argc, char **argv) {
                                 veil_csv_unread(csv, &e);
                                 break;
                         }
+                        size_t at = mb->n;
+                        cap_main.line = veil_csv_line(csv);
                         int added = veil_pipeline_batch_add_event(cp.p, &e);
+                        cap_main.line = 0;
+                        if (added > 0)
+                                lines[at] = veil_csv_line(csv);
                         if (added < 0 ||
                             (pop && veil_pipeline_batch_add_event(pop, &e) <
                                             0)) {
@@ -646,8 +689,21 @@ int veil_cmd_replay(int argc, char **argv) {
                 n_batches++;
                 n_events += n;
                 n_behind += behind;
+                for (size_t i = 0; i < mb->n; i++)
+                        if (mb->events[i].status == VEIL_DEAD_LETTER)
+                                show_dead_letter(&cap_main, lines[i],
+                                                 mb->events[i].stage,
+                                                 mb->events[i].reason);
         }
         double secs = now_s() - t0;
+        free(lines);
+        if (cap_main.shown > DEAD_LETTERS_SHOWN)
+                fprintf(stderr,
+                        "veil replay: %llu more dead letters not shown (%llu "
+                        "in all)\n",
+                        (unsigned long long)(cap_main.shown -
+                                             DEAD_LETTERS_SHOWN),
+                        (unsigned long long)cap_main.shown);
         if (failed)
                 fprintf(stderr, "veil replay: %s\n", err);
         printf("veil replay — %s over %s\n", cp.cfg->file, events);
@@ -700,7 +756,18 @@ int veil_cmd_replay(int argc, char **argv) {
                        "stage without its ledger denies every event (use a "
                        "pipeline without one, such as "
                        "config/pipelines/retail.yaml)\n");
-        if (evaluate && !failed) {
+        /* Every event dead-lettered (ms in a ts column, say): an
+         * evaluation of nothing printed hit-rate 0.0000 and exit 0, as if
+         * the model had been measured. */
+        int all_dead = evaluate && !failed && n_events &&
+                       cap_main.dead_letters >= n_events;
+        if (all_dead)
+                fprintf(stderr,
+                        "veil replay: --evaluate: nothing to evaluate: every "
+                        "one of the %llu events was dead-lettered (the "
+                        "first ones are above)\n",
+                        (unsigned long long)n_events);
+        if (evaluate && !failed && !all_dead) {
                 double n = ev.scored ? (double)ev.scored : 1.0;
                 printf("  evaluation:  prequential, each recommendation "
                        "against the same user's next event (%llu scored)\n",
@@ -731,5 +798,5 @@ int veil_cmd_replay(int argc, char **argv) {
         veil_csv_close(csv);
         veil_pipeline_destroy(pop);
         veil_cli_close(&cp);
-        return failed ? VEIL_EXIT_RUNTIME : VEIL_EXIT_OK;
+        return failed || all_dead ? VEIL_EXIT_RUNTIME : VEIL_EXIT_OK;
 }

@@ -204,6 +204,27 @@ x512=$(printf 'x%.0s' $(seq 1 512))
   printf '1291191960,17854,85123A,6,536365,C\364te d Ivoire\n'; } >"$tmp/hostile.csv"
 check "replay: long ids, far times, ids and text not UTF-8 dead-lettered" 0 "31 recommendations, 5 dead letters" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/hostile.csv"
+# Each dead letter is shown with its line, stage and error (the first
+# five), never with the values: the count alone said neither why nor where.
+check "replay: dead letters shown at their lines" 0 "hostile.csv:33: dead letter \(stage 'decode'\): field 'item_id' is longer than the 512 bytes.*hostile.csv:36: dead letter \(stage 'decode'\): field 'item_id' is not valid UTF-8" -- \
+  bash -c "'$VEIL' replay '$root/config/pipelines/retail.yaml' --events '$tmp/hostile.csv' 2>&1 | tr '\n' ' '"
+check "replay: dead letters shown without their values" 0 "" -- \
+  bash -c "! '$VEIL' replay '$root/config/pipelines/retail.yaml' --events '$tmp/hostile.csv' 2>&1 | grep -e 17853 -e xxxxxxxx -e BAD -e 'te d Ivoire'"
+# ... past five, counted; and --evaluate of events all dead-lettered (ms
+# in the ts column: year 42885) is no evaluation: it printed hit-rate
+# 0.0000 "(0 scored)", exit 0.
+{ echo "ts,user_id,item"; for i in 1 2 3 4 5 6 7; do echo "129119196000$i,1785$i,85123A"; done; } >"$tmp/ms.csv"
+check "replay: dead letters past five counted" 0 "ms.csv:6: dead letter \(stage 'decode'\): field 'ts' .*veil replay: 2 more dead letters not shown \(7 in all\)" -- \
+  bash -c "'$VEIL' replay '$root/config/pipelines/retail.yaml' --events '$tmp/ms.csv' 2>&1 | tr '\n' ' '"
+check "replay --evaluate: every event dead-lettered is an error" 1 "--evaluate: nothing to evaluate: every one of the 7 events was dead-lettered" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/ms.csv" --evaluate
+# A stage's dead letters (here: passthrough's output schema cannot hold
+# an interaction) are shown at their events' lines too.
+sed -e "s#schema: interaction-unmarked.avsc#schema: $root/schemas/recommendation.avsc#" \
+  -e "s#\.\./\.\./schemas/#$root/schemas/#" "$here/leak_unmarked_output.yaml" >"$tmp/stage_dl.yaml"
+{ echo "ts,user_id,item"; echo "1291191960,17850,85123A"; echo "1291191961,17850,71053"; } >"$tmp/two.csv"
+check "replay: a stage's dead letters shown at their lines" 0 "two.csv:3: dead letter \(stage 'passthrough'\): passthrough: the event's output record could not be written" -- \
+  "$VEIL" replay "$tmp/stage_dl.yaml" --events "$tmp/two.csv"
 # Hostile CSVs: each is refused at its line, or read as it says.
 H=ts,user_id,item,qty,invoice,country
 row=1291191960,17850,85123A,6,536365,UK
