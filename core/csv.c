@@ -67,6 +67,11 @@ struct veil_csv {
         int has_held;
 };
 
+/* Lines are read one at a time, so a quoted field holding a line break
+ * ends its line inside the quotes: said as the catalog reader says it. */
+#define UNTERMINATED_QUOTE \
+        "unterminated quote (a quoted field cannot hold a line break)"
+
 /* Splits buf in place into fields (RFC 4180 quoting). Returns the number
  * of fields, every one counted although only the first `max` are stored
  * in `fields`, or -1 on an unterminated quote. */
@@ -272,8 +277,8 @@ static int read_header(struct veil_csv *c, const char *const *map,
                 memmove(c->buf, c->buf + 3, strlen(c->buf + 3) + 1);
         c->n_cols = split(c->buf, c->fields, MAX_COLS);
         if (c->n_cols < 0) {
-                snprintf(errstr, errstr_size, "%s:1: unterminated quote",
-                         c->path);
+                snprintf(errstr, errstr_size,
+                         "%s:1: " UNTERMINATED_QUOTE, c->path);
                 return -VEIL_EINVAL;
         }
         if (c->n_cols > MAX_COLS) {
@@ -485,8 +490,8 @@ int veil_csv_next(struct veil_csv *c, struct veil_event *ev, char *errstr,
         } while (!c->buf[0]);
         int n = split(c->buf, c->fields, MAX_COLS);
         if (n < 0) {
-                snprintf(errstr, errstr_size, "%s:%ld: unterminated quote",
-                         c->path, c->line);
+                snprintf(errstr, errstr_size,
+                         "%s:%ld: " UNTERMINATED_QUOTE, c->path, c->line);
                 return -VEIL_EINVAL;
         }
         if (n != c->n_cols) {

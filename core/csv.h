@@ -8,7 +8,8 @@
  * too (event_id, type, device, ip, user_agent, lat, lon, tc_string, gpc…).
  *
  * A header has at most 256 columns and every row as many fields as the
- * header; a line is at most 65,534 bytes and holds no NUL byte. An empty
+ * header; a line is at most 65,534 bytes and holds no NUL byte, and a
+ * quoted field holds no line break (the line ends inside it). An empty
  * event_id is absent: the event gets the generated id "e<N>", N its data
  * row's number (as when there is no event_id column). gpc is true, false,
  * 1, 0, yes or no in any case, or empty for no signal. Anything else is a

@@ -139,6 +139,13 @@ static void test_errors(void **state) {
         expect_error("ts,user_id,item\n1,u,i\n1,u,i,extra\n", "3: 4 fields, the header has 3");
         expect_error("ts,user_id,item,qty\n1,u,i,lots\n", "2: field 4 must be a number");
         expect_error("ts,user_id,item\n1,\"u,i\n", "2: unterminated quote");
+        /* read a line at a time: the field's line break ends its line */
+        expect_error("ts,user_id,item\n1,u,\"85\n123A\"\n",
+                     "2: unterminated quote (a quoted field cannot hold a "
+                     "line break)");
+        expect_error("ts,\"user\nid\",item\n",
+                     "1: unterminated quote (a quoted field cannot hold a "
+                     "line break)");
         expect_error("ts,user_id,item\n1,,i\n", "2: user_id and item must not be empty");
         /* every event would be at 1970-01-01 00:00 */
         expect_error("user_id,item\nu,i\n", "1: the header needs a time column, ts (seconds) or ts_ms");
