@@ -51,6 +51,11 @@ static int read_line(struct veil_reccsv *c) {
                 if (n < 0)
                         return 0;
                 c->lineno++;
+                /* A byte-order mark (Excel's "CSV UTF-8") is not part of
+                 * the first line: kept, the first column was named
+                 * "\xEF\xBB\xBFuser_id", a field of no schema. */
+                if (c->lineno == 1 && !strncmp(c->line, "\xEF\xBB\xBF", 3))
+                        memmove(c->line, c->line + 3, (size_t)n - 2);
                 char *p = c->line;
                 while (*p == ' ' || *p == '\t')
                         p++;

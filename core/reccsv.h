@@ -15,7 +15,8 @@
  * Blank lines are skipped, and so are lines starting with '#' before the
  * header (comments); after the header every line is a row, one whose
  * first cell starts with '#' too. Cells are not quoted: no field of such
- * a file may hold a comma.
+ * a file may hold a comma. A byte-order mark before the first line
+ * (Excel's "CSV UTF-8") is skipped.
  */
 #ifndef VEIL_RECCSV_H
 #define VEIL_RECCSV_H

@@ -117,6 +117,32 @@ static void test_hash_row_after_header(void **state) {
         unlink(path);
 }
 
+/* A byte-order mark (Excel's "CSV UTF-8") before the first line, here a
+ * comment, then before the header itself. */
+static void test_byte_order_mark(void **state) {
+        (void)state;
+        static const char *const texts[] = {
+                "\xEF\xBB\xBF# exported\nuser_id,source,kind,ts\nu1,app,"
+                "consent,1\n",
+                "\xEF\xBB\xBFuser_id,source,kind,ts\nu1,app,consent,1\n",
+        };
+        struct veil_codec *c = codec_or_die(SCHEMA("consent.avsc"));
+        for (size_t t = 0; t < sizeof(texts) / sizeof(*texts); t++) {
+                char *path = write_csv(texts[t]);
+                struct veil_reccsv *csv = NULL;
+                char err[512] = "";
+                if (veil_reccsv_open(&csv, path, err, sizeof(err)))
+                        fail_msg("text %zu: %s", t, err);
+                struct veil_reccsv_row row;
+                if (veil_reccsv_next(csv, c, &row, err, sizeof(err)) != 1)
+                        fail_msg("text %zu: %s", t, err);
+                assert_string_equal(row.key, "u1");
+                veil_reccsv_close(csv);
+                unlink(path);
+        }
+        veil_codec_destroy(c);
+}
+
 static void test_out_of_memory(void **state) {
         (void)state;
         char path[64];
@@ -164,6 +190,7 @@ static void test_out_of_memory(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_hash_row_after_header),
+                cmocka_unit_test(test_byte_order_mark),
                 cmocka_unit_test(test_out_of_memory),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
