@@ -564,6 +564,9 @@ int veil_cmd_replay(int argc, char **argv) {
          * (a malformed line mid-batch) is reported apart. */
         uint64_t n_events = 0, n_batches = 0, n_behind = 0;
         uint64_t n_unfinished = 0;
+        /* The last line of the last batch that ran: an error after it
+         * leaves their evaluation standing, up to there. */
+        long ran_to_line = 0;
         /* What the counters held before the batch now running: a batch
          * cut short is left out whole, its dead letters (made as its
          * events were added) and any records and drops included. */
@@ -605,6 +608,7 @@ int veil_cmd_replay(int argc, char **argv) {
                  * in its batch, cut by count alone. */
                 int64_t first_ms = 0;
                 int opened = 0;
+                long last_line = 0;
                 while (n < bsize) {
                         if (limit >= 0 && n_events + n >= (uint64_t)limit) {
                                 done = 1;
@@ -641,6 +645,7 @@ int veil_cmd_replay(int argc, char **argv) {
                                 break;
                         }
                         n++;
+                        last_line = veil_csv_line(csv);
                         /* A dead-lettered event (an id too long, a time
                          * out of range) is neither scored nor moves the
                          * clock. */
@@ -687,6 +692,7 @@ int veil_cmd_replay(int argc, char **argv) {
                         break;
                 }
                 n_batches++;
+                ran_to_line = last_line;
                 n_events += n;
                 n_behind += behind;
                 for (size_t i = 0; i < mb->n; i++)
@@ -767,11 +773,19 @@ int veil_cmd_replay(int argc, char **argv) {
                         "one of the %llu events was dead-lettered (the "
                         "first ones are above)\n",
                         (unsigned long long)n_events);
-        if (evaluate && !failed && !all_dead) {
+        /* Stopped by an error (a malformed line), the batches before it
+         * were evaluated all the same: one bad line at the end of a year
+         * threw their evaluation away. */
+        if (evaluate && !all_dead && (!failed || ev.scored)) {
                 double n = ev.scored ? (double)ev.scored : 1.0;
                 printf("  evaluation:  prequential, each recommendation "
-                       "against the same user's next event (%llu scored)\n",
+                       "against the same user's next event (%llu scored",
                        (unsigned long long)ev.scored);
+                if (failed)
+                        printf("; only up to %s:%ld, the last line of the "
+                               "last batch that ran",
+                               csv_name, ran_to_line);
+                printf(")\n");
                 int k = ev.k ? ev.k : EVAL_K;
                 printf("    %-10s hit-rate@%d %.4f   NDCG@%d %.4f\n",
                        "pipeline", k, ev.hits[0] / n, k, ev.ndcg[0] / n);

@@ -239,6 +239,12 @@ check "replay: a NUL byte refused at its line" 1 "nul.csv:3: a NUL byte in the l
 { echo "event_id,$H"; sed -n 2,101p "$root/config/demo/events.csv" | awk -F, '{ print ",1291191960," NR % 5 "," $3 ",1,1,UK" }'; } >"$tmp/noid.csv"
 check "replay --evaluate: empty event ids generated" 0 "\\(95 scored\\)" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/noid.csv" --evaluate
+# A malformed line after batches that ran leaves their evaluation, marked
+# as up to their last line (it was thrown away: one bad line at the end
+# of a year, no evaluation at all).
+{ cat "$tmp/noid.csv"; echo ",1291191960,1"; } >"$tmp/noid_bad.csv"
+check "replay --evaluate: the batches before an error evaluated" 1 "\\(95 scored; only up to .*noid_bad.csv:101, the last line of the last batch that ran\\)" -- \
+  "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/noid_bad.csv" --evaluate --batch 50
 { echo "event_id,$H"; echo "a,$row"; echo "b,$row"; echo "a,$row"; } >"$tmp/dup.csv"
 check "replay --evaluate: a repeated event id refused" 1 "dup.csv:4: the same event_id as line 2, in the same batch" -- \
   "$VEIL" replay "$root/config/pipelines/retail.yaml" --events "$tmp/dup.csv" --evaluate
