@@ -149,8 +149,8 @@ struct capture {
         uint64_t records, dead_letters, other;
         /* The pipeline's dead letters are shown (the baseline's are the
          * same events'): `file` the CSV's name, NULL for none; `line` the
-         * line of the event being added, 0 outside veil_pipeline_batch_
-         * add_event (a stage's are shown once its batch ran). */
+         * line of the event being added, 0 outside the call that adds it
+         * (a stage's dead letters are shown once their batch ran). */
         const char *file;
         long line;
         uint64_t shown;
@@ -632,11 +632,12 @@ int veil_cmd_replay(int argc, char **argv) {
                                 break;
                         }
                         size_t at = mb->n;
-                        cap_main.line = veil_csv_line(csv);
+                        long line = veil_csv_line(csv);
+                        cap_main.line = line;
                         int added = veil_pipeline_batch_add_event(cp.p, &e);
                         cap_main.line = 0;
                         if (added > 0)
-                                lines[at] = veil_csv_line(csv);
+                                lines[at] = line;
                         if (added < 0 ||
                             (pop && veil_pipeline_batch_add_event(pop, &e) <
                                             0)) {
@@ -645,7 +646,7 @@ int veil_cmd_replay(int argc, char **argv) {
                                 break;
                         }
                         n++;
-                        last_line = veil_csv_line(csv);
+                        last_line = line;
                         /* A dead-lettered event (an id too long, a time
                          * out of range) is neither scored nor moves the
                          * clock. */
