@@ -262,6 +262,11 @@ char *veil_batch_strdup(struct veil_batch *b, const char *s);
  *  the rest into "other"; it cannot tell an identifier from a word). */
 void veil_event_drop(struct veil_batch *b, struct veil_event *ev,
                      const char *reason);
+/** Marks an event for the dead-letter topic, which keeps its original
+ *  bytes. `error` (copied) says why, for the operator: it becomes the
+ *  record's veil.error header, and `veil replay` prints it on stderr: as
+ *  in a log line, name fields and positions, never their values (an
+ *  identifier, a TC string). */
 void veil_event_dead_letter(struct veil_batch *b, struct veil_event *ev,
                             const char *error);
 
