@@ -267,8 +267,10 @@ static int read_key_file(const char *path, unsigned char *buf, size_t *len,
                 seterr(errstr, errstr_size,
                        "key file '%s' has mode %04o: it is readable or "
                        "writable by group or others; run `chmod 600 %s` "
-                       "(in Kubernetes, mount the secret with "
-                       "defaultMode: 0400)",
+                       "(in Kubernetes, copy the Secret's files into an "
+                       "emptyDir owned by veil's user with mode 0400, as "
+                       "deploy/k8s's init container `keys` does: a Secret "
+                       "volume's files belong to root)",
                        path, (unsigned)(st.st_mode & 07777), path);
                 rc = -VEIL_EINVAL;
                 goto out;

@@ -85,10 +85,14 @@ int veil_keys_check(const struct veil_config *cfg, char *errstr,
                                     "each key file must be a path, e.g. "
                                     "files: {k1: /etc/veil/keys/k1}");
         }
-        if (!active || active->kind != VEIL_NODE_SCALAR)
-                return fail(cfg, active ? active : keys, errstr, errstr_size,
+        if (!active)
+                return fail(cfg, keys, errstr, errstr_size,
                             "active is required: the key id new pseudonyms "
                             "are made with");
+        if (active->kind != VEIL_NODE_SCALAR)
+                return fail(cfg, active, errstr, errstr_size,
+                            "active must be one key id, e.g. active: k1 "
+                            "(new pseudonyms are made with one key)");
         char held[256] = "";
         size_t o = 0;
         for (size_t i = 0; i < files->n; i++) {

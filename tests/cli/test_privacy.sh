@@ -204,10 +204,15 @@ export VEIL_TEST_KEY1="$tmp/k1" VEIL_TEST_KEY2="$tmp/k2"
 check "keys: lint with two keys" 0 ': ok$' -- "$VEIL" lint "$here/keyfile.yaml"
 chmod 644 "$tmp/k1"
 check "keys: a 0644 key file refused by lint" 2 \
-  "keyfile.yaml:14:9: keys: key file '$tmp/k1' has mode 0644: it is readable or writable by group or others; run \`chmod 600 $tmp/k1\`" \
+  "keyfile.yaml:14:9: keys: key file '$tmp/k1' has mode 0644: it is readable or writable by group or others; run \`chmod 600 $tmp/k1\` \(in Kubernetes, copy the Secret's files into an emptyDir owned by veil's user with mode 0400" \
   -- "$VEIL" lint "$here/keyfile.yaml"
 check "keys: a 0644 key file refused by run" 2 "key file '$tmp/k1' has mode 0644.*chmod 600" \
   -- "$VEIL" run "$here/keyfile.yaml"
+chmod 600 "$tmp/k1"
+# active: given as a list is the wrong shape, not missing.
+sed -e "s|\.\./\.\./|$here/../../|g" -e 's|^  active: .*|  active: [k1]|' "$here/keyfile.yaml" >"$tmp/active_list.yaml"
+check "keys: active as a list" 2 "active_list.yaml:[0-9]+:[0-9]+: keys: active must be one key id, e.g. active: k1" \
+  -- "$VEIL" lint "$tmp/active_list.yaml"
 chmod 640 "$tmp/k1"
 check "keys: a 0640 key file refused" 2 "key file '$tmp/k1' has mode 0640" -- "$VEIL" lint "$here/keyfile.yaml"
 chmod 600 "$tmp/k1"
