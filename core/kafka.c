@@ -356,6 +356,34 @@ static void stashed_free(struct stashed *r) {
         free(r);
 }
 
+/* The size librdkafka holds a record to against message.max.bytes
+ * (rd_kafka_msg_new0, before it queues it): key, value, each header's name
+ * and value with their lengths as zigzag varints, and the most a v2 record
+ * adds around them (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD, 36 bytes). */
+static size_t varint_len(size_t n) {
+        uint64_t z = (uint64_t)n << 1; /* zigzag of a length */
+        size_t len = 1;
+        while (z >= 0x80) {
+                z >>= 7;
+                len++;
+        }
+        return len;
+}
+
+static size_t record_size(const void *key, size_t key_len, const void *value,
+                          size_t value_len, const rd_kafka_headers_t *hdrs) {
+        size_t n = 36 + (key ? key_len : 0) + (value ? value_len : 0);
+        const char *name;
+        const void *v;
+        size_t vl;
+        for (size_t i = 0;
+             hdrs && !rd_kafka_header_get_all(hdrs, i, &name, &v, &vl); i++)
+                n += strlen(name) + vl + varint_len(strlen(name)) +
+                     varint_len(vl);
+        return n;
+}
+
+static size_t producer_max_bytes(rd_kafka_t *rk);
 /* Hands one record to the producer; the error librdkafka gave, or
  * NO_ERROR. On success the headers are librdkafka's (or the stash's, or
  * freed: a record for a transaction that failed already), otherwise still
@@ -376,6 +404,16 @@ static rd_kafka_resp_err_t produce_try(struct kctx *k, const char *topic,
                 if (k->missing[0]) {
                         produce_stashed(k);
                         if (k->stash) {
+                                /* Refused now if too large, as librdkafka
+                                 * would: the callers then leave a dead
+                                 * letter's value out or tell the plugin
+                                 * (-VEIL_EINVAL). Found only once the topic
+                                 * exists (produce_stashed), it was too late
+                                 * for either and stopped the host. */
+                                size_t mx = producer_max_bytes(k->producer);
+                                if (mx && record_size(key, key_len, value,
+                                                      value_len, hdrs) > mx)
+                                        return RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
                                 if (stash(k, topic, key, key_len, value,
                                           value_len, hdrs, f))
                                         return stash_failed(k, topic);
@@ -466,6 +504,20 @@ static int produce_failed(struct kctx *k, const char *topic,
         return -VEIL_EIO;
 }
 
+static int produce_dl_bare(struct kctx *k, const char *topic, const void *key,
+                           size_t key_len, size_t value_len,
+                           const rd_kafka_headers_t *h, struct inflight *f);
+/* Whether a record is a dead letter whose value (or key) can be left out:
+ * it carries veil.error (produce_dl). */
+#define BARE_KEY_MAX 1024
+static int dl_can_bare(const rd_kafka_headers_t *h, size_t key_len,
+                       size_t value_len) {
+        const void *v;
+        size_t l;
+        return h && (value_len || key_len > BARE_KEY_MAX) &&
+               !rd_kafka_header_get_last(h, "veil.error", &v, &l);
+}
+
 /* The stashed records, in order, as far as the queue has room; called
  * after the loop's polls, never from a callback. A record already counts
  * as pending and produced (produce_try). */
@@ -495,6 +547,17 @@ static void produce_stashed(struct kctx *k) {
                 }
                 if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                         r->hdrs = NULL; /* librdkafka's now */
+                } else if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE &&
+                           dl_can_bare(r->hdrs, r->key_len, r->value_len)) {
+                        /* A dead letter too large: without its value, as
+                         * produce_dl sends one (counted again there). */
+                        if (produce_dl_bare(k, r->topic,
+                                            r->has_key ? r->key : NULL,
+                                            r->key_len, r->value_len, r->hdrs,
+                                            r->f) == 0) {
+                                k->st.produced--;
+                                r->f->pending--;
+                        }
                 } else {
                         /* Still pending: its batch is never committed. */
                         produce_failed(k, r->topic, err, r->key_len,
@@ -523,7 +586,6 @@ static int produce_raw(struct kctx *k, const char *topic, const void *key,
  * dead-lettered would otherwise stop the stream at every start. A key over
  * BARE_KEY_MAX is left out too (a key alone can be near the limit), so
  * that a bare dead letter is always small enough to go. */
-#define BARE_KEY_MAX 1024
 static int produce_dl_bare(struct kctx *k, const char *topic, const void *key,
                            size_t key_len, size_t value_len,
                            const rd_kafka_headers_t *h, struct inflight *f) {
@@ -945,12 +1007,8 @@ static void dr_report(struct kctx *k, const rd_kafka_message_t *m) {
         rd_kafka_headers_t *h = NULL;
         if (rd_kafka_message_headers(m, &h))
                 h = NULL;
-        const void *hv;
-        size_t hl;
-        if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE &&
-            (m->len || m->key_len > BARE_KEY_MAX) && h &&
-            !k->fatal &&
-            !rd_kafka_header_get_last(h, "veil.error", &hv, &hl)) {
+        if (m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && !k->fatal &&
+            dl_can_bare(h, m->key_len, m->len)) {
                 /* A dead letter the broker found too large (the topic's
                  * limit is below the producer's): again without its value.
                  * Under exactly-once after the abort of its transaction. */

@@ -796,6 +796,69 @@ void fault_produce(struct fault_env *e, const char *topic, const char *key,
         rd_kafka_destroy(rk);
 }
 
+void fault_produce_big(struct fault_env *e, const char *key, size_t key_len,
+                       const void *value, size_t len) {
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        assert_int_equal(rd_kafka_conf_set(c, "bootstrap.servers",
+                                           e->bootstrap, err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        assert_int_equal(rd_kafka_conf_set(c, "message.max.bytes", "2000000",
+                                           err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+        assert_non_null(rk);
+        assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("in"),
+                                           RD_KAFKA_V_KEY(key, key_len),
+                                           RD_KAFKA_V_VALUE((void *)value,
+                                                            len),
+                                           RD_KAFKA_V_MSGFLAGS(
+                                                   RD_KAFKA_MSG_F_COPY),
+                                           RD_KAFKA_V_END),
+                         0);
+        assert_int_equal(rd_kafka_flush(rk, 30000), 0);
+        rd_kafka_destroy(rk);
+}
+
+size_t fault_big_event(struct fault_env *e) {
+        char err[512], id[32];
+        struct veil_csv *csv;
+        struct veil_event ev;
+        assert_int_equal(veil_csv_open(&csv,
+                                       TEST_ROOT "/config/demo/events.csv",
+                                       err, sizeof(err)),
+                         0);
+        assert_int_equal(veil_csv_next(csv, &ev, err, sizeof(err)), 1);
+        size_t n = 1100000; /* over the producer's 1,000,000 */
+        char *type = malloc(n + 1);
+        assert_non_null(type);
+        memset(type, 'u', n);
+        type[n] = '\0';
+        snprintf(id, sizeof(id), "e%ld", e->fed + 1);
+        ev.event_id = id;
+        ev.type = type;
+        struct veil_codec *codec;
+        assert_int_equal(veil_codec_new_file(&codec,
+                                             TEST_ROOT
+                                             "/schemas/interaction.avsc",
+                                             VEIL_FRAMING_RAW, 0, err,
+                                             sizeof(err)),
+                         0);
+        struct veil_buf b = {0};
+        assert_int_equal(veil_codec_encode_event(codec, &ev, &b, err,
+                                                 sizeof(err)),
+                         0);
+        assert_true(b.len > n && b.len < 2000000);
+        fault_produce_big(e, id, strlen(id), b.data, b.len);
+        size_t len = b.len;
+        veil_buf_free(&b);
+        veil_codec_destroy(codec);
+        veil_csv_close(csv);
+        free(type);
+        e->fed++;
+        return len;
+}
+
 void fault_print_count(const char *what, const struct fault_env *e,
                        const struct fault_count *c) {
         fprintf(stderr,

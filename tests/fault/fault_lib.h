@@ -218,6 +218,13 @@ void fault_out_once(struct fault_env *e, const char *what);
 /** Produces one record (key: a string) to `topic` and waits for it. */
 void fault_produce(struct fault_env *e, const char *topic, const char *key,
                    const void *value, size_t len);
+/** Produces one record to "in" with a producer that allows 2 MB. */
+void fault_produce_big(struct fault_env *e, const char *key, size_t key_len,
+                       const void *value, size_t len);
+/** Produces event e<fed+1>, valid and of 1.1 MB (its type, which
+ *  pseudonymize keeps; ids are capped at 512 bytes): read, its output is
+ *  over the producer's message.max.bytes. Returns its size. */
+size_t fault_big_event(struct fault_env *e);
 void fault_print_count(const char *what, const struct fault_env *e,
                        const struct fault_count *c);
 

@@ -22,6 +22,17 @@
  *   aborted and the input waits (it is not processed again and again
  *   meanwhile: that took 33 aborts in this test), then every event once.
  *
+ * - test_missing_big_dead_letter_at_least_once: "dlq" missing, an
+ *   undecodable record of almost 1 MB read meanwhile: its dead letter
+ *   (over the producer's message.max.bytes with veil's headers) waits
+ *   without its value and arrives so. It used to wait whole, be refused
+ *   once the topic existed, and stop the host (exit 1) with advice to
+ *   raise message.max.bytes.
+ * - test_missing_big_output_at_least_once: "out" missing, an event whose
+ *   output is over message.max.bytes read meanwhile: passthrough is told
+ *   and dead-letters it (without its value), as when the topic exists;
+ *   the other events all arrive. It used to stop the host the same way.
+ *
  * `test_missing [NAME]` runs the tests whose name matches NAME.
  */
 #include <librdkafka/rdkafka.h>
@@ -151,6 +162,78 @@ static void test_missing_output_exactly_once(void **state) {
         fault_out_once(e, "exactly-once, output topic created late");
 }
 
+#define BIG 999950 /* under message.max.bytes (1,000,000) by itself */
+
+/* Waits (up to 30 s) until `n` input records are read. */
+static void wait_read(struct fault_env *e, uint64_t n) {
+        double deadline = now_s() + 30;
+        while (!e->ended && now_s() < deadline && e->records_in < n)
+                sleep_ms(50);
+        assert_true(e->records_in >= n);
+}
+
+/* Counts the dead letters without their value whose veil.error says
+ * `why` (ctx: struct bare_count). */
+struct bare_count {
+        const char *why;
+        int n;
+};
+
+static void count_bare(const rd_kafka_message_t *m, int i, void *ctx) {
+        (void)i;
+        struct bare_count *c = ctx;
+        char error[1024];
+        fault_header(m, "veil.error", error, sizeof(error));
+        if (!m->len && strstr(error, "too large for topic 'dlq'") &&
+            strstr(error, c->why))
+                c->n++;
+}
+
+static void test_missing_big_dead_letter_at_least_once(void **state) {
+        struct fault_env *e = missing_env(state, "dlq", 1, 0);
+        fault_produce(e, "in", "g1", "\x02\x37garbage", 9);
+        fault_feed(e, 20, 0);
+        fault_run_start(e, 0, 120);
+        wait_missing(e, "dlq");
+        char *junk = malloc(BIG);
+        assert_non_null(junk);
+        memset(junk, 'X', BIG); /* not Avro: undecodable */
+        fault_produce_big(e, "big", 3, junk, BIG);
+        free(junk);
+        fault_feed(e, 20, 0);
+        wait_read(e, 42);
+        create_and_finish(e, "dlq");
+        struct bare_count c = {"999950 bytes", 0};
+        assert_int_equal(fault_read_all(e, "dlq", "dlq-checker", count_bare,
+                                        &c),
+                         2);
+        assert_int_equal(c.n, 1);
+        fault_out_once(e, "dead-letter topic created late, one too large");
+}
+
+static void test_missing_big_output_at_least_once(void **state) {
+        struct fault_env *e = missing_env(state, "out", 1, 0);
+        fault_feed(e, 20, 0);
+        fault_run_start(e, 0, 120);
+        wait_missing(e, "out");
+        fault_big_event(e); /* e21 */
+        fault_feed(e, 20, 0);
+        wait_read(e, 41);
+        create_and_finish(e, "out");
+        struct fault_count cnt;
+        fault_count_out(e, &cnt);
+        fault_print_count("output topic created late, one too large", e,
+                          &cnt);
+        assert_int_equal(cnt.missing, 1);
+        assert_int_equal(cnt.dups, 0);
+        struct bare_count c = {"the event's output record could not be "
+                               "written", 0};
+        assert_int_equal(fault_read_all(e, "dlq", "dlq-checker", count_bare,
+                                        &c),
+                         1);
+        assert_int_equal(c.n, 1);
+}
+
 int main(int argc, char **argv) {
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
@@ -162,6 +245,12 @@ int main(int argc, char **argv) {
                         fault_env_teardown),
                 cmocka_unit_test_teardown(test_missing_output_exactly_once,
                                           fault_env_teardown),
+                cmocka_unit_test_teardown(
+                        test_missing_big_dead_letter_at_least_once,
+                        fault_env_teardown),
+                cmocka_unit_test_teardown(
+                        test_missing_big_output_at_least_once,
+                        fault_env_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

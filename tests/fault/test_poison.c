@@ -50,41 +50,13 @@
 
 #include <cmocka.h>
 
-#include "codec.h"
-#include "csv.h"
 #include "fault_lib.h"
 
 #define BIG 999950 /* under message.max.bytes (1,000,000) by itself */
 
-/* Produces one record to "in" with a producer that allows 2 MB. */
-static void produce_big_keyed(struct fault_env *e, const char *key,
-                              size_t key_len, const void *value,
-                              size_t len) {
-        char err[512];
-        rd_kafka_conf_t *c = rd_kafka_conf_new();
-        assert_int_equal(rd_kafka_conf_set(c, "bootstrap.servers",
-                                           e->bootstrap, err, sizeof(err)),
-                         RD_KAFKA_CONF_OK);
-        assert_int_equal(rd_kafka_conf_set(c, "message.max.bytes", "2000000",
-                                           err, sizeof(err)),
-                         RD_KAFKA_CONF_OK);
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
-        assert_non_null(rk);
-        assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("in"),
-                                           RD_KAFKA_V_KEY(key, key_len),
-                                           RD_KAFKA_V_VALUE((void *)value,
-                                                            len),
-                                           RD_KAFKA_V_MSGFLAGS(
-                                                   RD_KAFKA_MSG_F_COPY),
-                                           RD_KAFKA_V_END),
-                         0);
-        assert_int_equal(rd_kafka_flush(rk, 30000), 0);
-        rd_kafka_destroy(rk);
-}
-
 static void produce_big(struct fault_env *e, const char *key,
                         const void *value, size_t len) {
-        produce_big_keyed(e, key, strlen(key), value, len);
+        fault_produce_big(e, key, strlen(key), value, len);
 }
 
 struct dead_letter {
@@ -135,7 +107,7 @@ static void undecodable_around(struct fault_env *e, const char *what,
                                const char *value, size_t len,
                                struct dead_letter *dl) {
         fault_feed(e, 50, 0); /* e1..e50 at offsets 0..49 */
-        produce_big_keyed(e, key, key_len, value, len); /* offset 50 */
+        fault_produce_big(e, key, key_len, value, len); /* offset 50 */
         fault_feed(e, 50, 0); /* e51..e100 */
         fault_run_start(e, e->fed + 1, 120);
         fault_run_join(e); /* rc 0: the run went on and ended cleanly */
@@ -187,47 +159,6 @@ static void test_oversized_key_dead_letter(void **state) {
                                          "left out"));
 }
 
-/* A valid event of 1.1 MB (its type, which pseudonymize keeps; ids are
- * capped at 512 bytes): read, it cannot be produced to the output.
- * Returns its size. */
-static size_t produce_big_event(struct fault_env *e) {
-        char err[512];
-        struct veil_csv *csv;
-        struct veil_event ev;
-        assert_int_equal(veil_csv_open(&csv,
-                                       TEST_ROOT "/config/demo/events.csv",
-                                       err, sizeof(err)),
-                         0);
-        assert_int_equal(veil_csv_next(csv, &ev, err, sizeof(err)), 1);
-        size_t n = 1100000; /* over the producer's 1,000,000 */
-        char *type = malloc(n + 1);
-        assert_non_null(type);
-        memset(type, 'u', n);
-        type[n] = '\0';
-        ev.event_id = "e1";
-        ev.type = type;
-        struct veil_codec *codec;
-        assert_int_equal(veil_codec_new_file(&codec,
-                                             TEST_ROOT
-                                             "/schemas/interaction.avsc",
-                                             VEIL_FRAMING_RAW, 0, err,
-                                             sizeof(err)),
-                         0);
-        struct veil_buf b = {0};
-        assert_int_equal(veil_codec_encode_event(codec, &ev, &b, err,
-                                                 sizeof(err)),
-                         0);
-        assert_true(b.len > n && b.len < 2000000);
-        produce_big(e, "e1", b.data, b.len);
-        size_t len = b.len;
-        veil_buf_free(&b);
-        veil_codec_destroy(codec);
-        veil_csv_close(csv);
-        free(type);
-        e->fed = 1;
-        return len;
-}
-
 /* e1 (1.1 MB, offset 0), then e2..e101 (offsets 1..100), read as one
  * batch (max_events 128) by pseudonymize and passthrough. */
 static void oversized_output(void **state, int exactly_once) {
@@ -236,7 +167,7 @@ static void oversized_output(void **state, int exactly_once) {
         o.exactly_once = exactly_once;
         struct fault_env *e = fault_env_new(&o);
         *state = e;
-        size_t big = produce_big_event(e);
+        size_t big = fault_big_event(e);
         fault_feed(e, 100, 0); /* e2..e101 */
         fault_run_start(e, e->fed, 60);
         fault_run_join(e); /* rc 0: the host went on and ended cleanly */
@@ -293,7 +224,7 @@ static void ignored_output_error(void **state, int exactly_once) {
         o.yaml = TEST_ROOT "/tests/fault/careless.yaml";
         struct fault_env *e = fault_env_new(&o);
         *state = e;
-        produce_big_event(e);
+        fault_big_event(e);
         fault_run_start(e, 0, 15);
         double deadline = now_s() + 15;
         while (!e->ended && now_s() < deadline)
