@@ -84,7 +84,8 @@ struct bare {
 /* Kept records, or how long a transaction is open, that make the
  * catch-up of the side inputs commit (catch_up). KEPT_MAX also bounds the
  * records held (kept and to redo) whatever the transactions do: at it, the
- * side inputs pause until one commits (side_hold). */
+ * side inputs pause until one commits (side_hold); at-least-once, the
+ * records stashed likewise. */
 #define KEPT_MAX VEIL_KAFKA_HELD_MAX
 #define CATCH_UP_TXN_MS 10000
 
@@ -178,7 +179,8 @@ struct kctx {
         struct kept *kept, **kept_tail, *redo;
         size_t n_kept, n_redo; /**< their lengths (st.held: the sum) */
         int no_keep;
-        int sides_paused; /**< side inputs paused: KEPT_MAX held */
+        int sides_paused; /**< side inputs paused: KEPT_MAX held (kept
+                              and to redo, or stashed) */
         struct bare *bare; /**< newest first */
         size_t n_bare;
         /* Exactly-once: per partition, the first offset read into the open
@@ -2396,9 +2398,13 @@ static void publish(struct kctx *k, int force);
  * resume once a transaction has committed them: the records not read
  * wait in their topic, none is skipped, and events go on meanwhile (their
  * batches are read again after each abort, so they hold nothing).
+ * At-least-once, a topic missing (or a full local queue in a delivery
+ * report) makes the stash hold what side records produce, without end as
+ * well: the side inputs pause once it holds KEPT_MAX, until it drains.
  * Returns 1 while KEPT_MAX are held. */
 static int side_hold(struct kctx *k) {
-        int full = k->eos && k->n_kept + k->n_redo >= KEPT_MAX;
+        size_t held = k->eos ? k->n_kept + k->n_redo : k->n_stash;
+        int full = held >= KEPT_MAX;
         if (!k->side || full == k->sides_paused)
                 return full;
         rd_kafka_topic_partition_list_t *a = NULL;
@@ -2414,18 +2420,31 @@ static int side_hold(struct kctx *k) {
                               rd_kafka_err2str(err));
         } else {
                 k->sides_paused = full;
-                if (full)
+                if (full && k->eos)
                         veil_log_host(VEIL_LOG_WARN, NULL,
                                       "exactly-once: %zu record(s) produced "
                                       "between batches wait for a "
                                       "transaction to commit them (at most "
                                       "%d are held): side inputs paused "
                                       "until one does",
-                                      k->n_kept + k->n_redo, KEPT_MAX);
+                                      held, KEPT_MAX);
+                else if (full)
+                        veil_log_host(VEIL_LOG_WARN, NULL,
+                                      "%zu record(s) wait to be produced%s%s%s "
+                                      "(at most %d are held): side inputs "
+                                      "paused until they are",
+                                      held, k->missing[0] ? " to topic '" : "",
+                                      k->missing,
+                                      k->missing[0] ? "', which does not exist"
+                                                    : "",
+                                      KEPT_MAX);
                 else
                         veil_log_host(VEIL_LOG_INFO, NULL,
-                                      "exactly-once: the records held were "
-                                      "committed; side inputs resumed");
+                                      "%s; side inputs resumed",
+                                      k->eos ? "exactly-once: the records "
+                                               "held were committed"
+                                             : "the records held were "
+                                               "produced");
         }
         rd_kafka_topic_partition_list_destroy(a);
         return full;
@@ -3305,8 +3324,10 @@ static void pause_input(struct kctx *k, int pause) {
                               pause ? "paused" : "resumed", a->cnt,
                               !pause ? ""
                               : k->sides_paused
-                                      ? ": the side inputs wait for held "
-                                        "records to commit"
+                                      ? k->eos ? ": the side inputs wait for "
+                                                 "held records to commit"
+                                               : ": the side inputs wait for "
+                                                 "held records to be produced"
                               : k->missing[0] ? ": topic '"
                                               : ": outputs not acknowledged",
                               pause && !k->sides_paused ? k->missing : "",
@@ -3548,7 +3569,8 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                  * input waits too, or its events would run against a
                  * consent ledger that no longer reads its topic (a
                  * withdrawal not applied). Nothing commits meanwhile
-                 * anyway: the transactions are aborting. */
+                 * anyway: the transactions are aborting, or (at-least-once)
+                 * the records stashed are not produced yet. */
                 pause_input(&k, k.sides_paused);
                 if (k.eos && k.missing[0]) {
                         eos_wait_topic(&k);

@@ -859,6 +859,36 @@ size_t fault_big_event(struct fault_env *e) {
         return len;
 }
 
+void fault_produce_garbage(struct fault_env *e, const char *topic,
+                           long n) {
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        assert_int_equal(rd_kafka_conf_set(c, "bootstrap.servers",
+                                           e->bootstrap, err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        assert_int_equal(rd_kafka_conf_set(c, "linger.ms", "20", err,
+                                           sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+        assert_non_null(rk);
+        for (long i = 0; i < n; i++) {
+                char key[32];
+                snprintf(key, sizeof(key), "g%ld", i);
+                rd_kafka_resp_err_t r;
+                while ((r = rd_kafka_producev(
+                                rk, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY(key, strlen(key)),
+                                RD_KAFKA_V_VALUE("\x02\x37garbage", 9),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_END)) ==
+                       RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        rd_kafka_poll(rk, 50);
+                assert_int_equal(r, 0);
+        }
+        assert_int_equal(rd_kafka_flush(rk, 60000), 0);
+        rd_kafka_destroy(rk);
+}
+
 void fault_print_count(const char *what, const struct fault_env *e,
                        const struct fault_count *c) {
         fprintf(stderr,

@@ -225,6 +225,9 @@ void fault_produce_big(struct fault_env *e, const char *key, size_t key_len,
  *  pseudonymize keeps; ids are capped at 512 bytes): read, its output is
  *  over the producer's message.max.bytes. Returns its size. */
 size_t fault_big_event(struct fault_env *e);
+/** n undecodable records into `topic`, keys g0..g<n-1>, by one
+ *  producer. */
+void fault_produce_garbage(struct fault_env *e, const char *topic, long n);
 void fault_print_count(const char *what, const struct fault_env *e,
                        const struct fault_count *c);
 

@@ -32,6 +32,11 @@
  *   output is over message.max.bytes read meanwhile: passthrough is told
  *   and dead-letters it (without its value), as when the topic exists;
  *   the other events all arrive. It used to stop the host the same way.
+ * - test_missing_side_bounded_at_least_once: "dlq" missing, a side input
+ *   (tests/fault/redo.yaml) of undecodable consent records read meanwhile:
+ *   their dead letters wait, at most VEIL_KAFKA_HELD_MAX (the side inputs
+ *   pause there), then all arrive. They used to wait without bound (40,000
+ *   records: 50 MB more).
  *
  * `test_missing [NAME]` runs the tests whose name matches NAME.
  */
@@ -85,14 +90,17 @@ static void wait_missing(struct fault_env *e, const char *topic) {
 }
 
 /* Creates `topic`, then waits until every input record is committed and
- * every record produced is acknowledged; ends the run cleanly. */
-static void create_and_finish(struct fault_env *e, const char *topic) {
+ * every record produced (at least `acked`) is acknowledged; ends the run
+ * cleanly. */
+static void create_and_finish_n(struct fault_env *e, const char *topic,
+                                uint64_t acked) {
         assert_int_equal(rd_kafka_mock_topic_create(fault_cluster(e), topic,
                                                     e->o.partitions, 1),
                          0);
         double deadline = now_s() + 60;
         while (!e->ended && now_s() < deadline &&
-               !(e->acked == e->produced && fault_all_committed(e)))
+               !(e->acked == e->produced && e->acked >= acked &&
+                 fault_all_committed(e)))
                 sleep_ms(100);
         /* Readiness is published four times a second. */
         char why[512] = "";
@@ -105,6 +113,10 @@ static void create_and_finish(struct fault_env *e, const char *topic) {
         e->stop = 1;
         fault_run_join(e);
         assert_true(fault_all_committed(e));
+}
+
+static void create_and_finish(struct fault_env *e, const char *topic) {
+        create_and_finish_n(e, topic, 0);
 }
 
 static void test_missing_output_at_least_once(void **state) {
@@ -234,6 +246,57 @@ static void test_missing_big_output_at_least_once(void **state) {
         assert_int_equal(c.n, 1);
 }
 
+/* The number readiness says wait for the missing topic, or -1. */
+static long waiting(struct fault_env *e) {
+        char why[512] = "";
+        const char *n;
+        if (fault_ready(e, why, sizeof(why)) ||
+            !(n = strstr(why, "does not exist: ")))
+                return -1;
+        return atol(n + strlen("does not exist: "));
+}
+
+#define N_SIDE (VEIL_KAFKA_HELD_MAX + 5000)
+static void test_missing_side_bounded_at_least_once(void **state) {
+        struct fault_opts o = {0};
+        o.partitions = 1;
+        o.yaml = TEST_ROOT "/tests/fault/redo.yaml";
+        o.missing_topic = "dlq";
+        o.propagation_ms = "2000";
+        struct fault_env *e = fault_env_new(&o);
+        *state = e;
+        rd_kafka_mock_cluster_t *mc = fault_cluster(e);
+        assert_int_equal(rd_kafka_mock_topic_create(mc, "consent", 1, 1), 0);
+        assert_int_equal(rd_kafka_mock_topic_create(mc, "audit", 1, 1), 0);
+        /* "dlq" known missing first, so that every side dead letter after
+         * it waits in veil, none in librdkafka's queue. */
+        fault_produce(e, "in", "g1", "\x02\x37garbage", 9);
+        fault_feed(e, 20, 0);
+        fault_run_start(e, 0, 180);
+        wait_missing(e, "dlq");
+        fault_produce_garbage(e, "consent", N_SIDE);
+        /* Until the number waiting holds still for 3 s. */
+        long n = -1, most = -1;
+        double still = now_s(), deadline = still + 60;
+        while (!e->ended && now_s() < deadline && now_s() - still < 3) {
+                long w = waiting(e);
+                if (w != n)
+                        still = now_s();
+                n = w;
+                most = w > most ? w : most;
+                sleep_ms(50);
+        }
+        fprintf(stderr, "# %ld record(s) wait for 'dlq' (at most %ld; bound "
+                "%d)\n", n, most, VEIL_KAFKA_HELD_MAX);
+        assert_true(most >= VEIL_KAFKA_HELD_MAX);
+        assert_true(most <= VEIL_KAFKA_HELD_MAX);
+        /* The side records not read yet come once the stash drains. */
+        create_and_finish_n(e, "dlq", 20 + N_SIDE + 1);
+        assert_int_equal(fault_read_all(e, "dlq", "dlq-checker", NULL, NULL),
+                         N_SIDE + 1);
+        fault_out_once(e, "side dead letters bounded");
+}
+
 int main(int argc, char **argv) {
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
@@ -250,6 +313,9 @@ int main(int argc, char **argv) {
                         fault_env_teardown),
                 cmocka_unit_test_teardown(
                         test_missing_big_output_at_least_once,
+                        fault_env_teardown),
+                cmocka_unit_test_teardown(
+                        test_missing_side_bounded_at_least_once,
                         fault_env_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

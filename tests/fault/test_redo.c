@@ -152,36 +152,6 @@ static void test_side_records_after_abort(void **state) {
 #define N_AFTER 10
 #define N_EVENTS 2000
 
-/* n undecodable records into `topic`, keys g0..g<n-1>, by one producer. */
-static void produce_garbage(struct fault_env *e, const char *topic, long n) {
-        char err[512];
-        rd_kafka_conf_t *c = rd_kafka_conf_new();
-        assert_int_equal(rd_kafka_conf_set(c, "bootstrap.servers",
-                                           e->bootstrap, err, sizeof(err)),
-                         RD_KAFKA_CONF_OK);
-        assert_int_equal(rd_kafka_conf_set(c, "linger.ms", "20", err,
-                                           sizeof(err)),
-                         RD_KAFKA_CONF_OK);
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
-        assert_non_null(rk);
-        for (long i = 0; i < n; i++) {
-                char key[32];
-                snprintf(key, sizeof(key), "g%ld", i);
-                rd_kafka_resp_err_t r;
-                while ((r = rd_kafka_producev(
-                                rk, RD_KAFKA_V_TOPIC(topic),
-                                RD_KAFKA_V_KEY(key, strlen(key)),
-                                RD_KAFKA_V_VALUE("\x02\x37garbage", 9),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_END)) ==
-                       RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                        rd_kafka_poll(rk, 50);
-                assert_int_equal(r, 0);
-        }
-        assert_int_equal(rd_kafka_flush(rk, 60000), 0);
-        rd_kafka_destroy(rk);
-}
-
 /* The next n transactions' first AddPartitionsToTxn are refused (an
  * error librdkafka aborts on). The refused partitions' records are never
  * sent, so an aborted transaction leaves nothing on the mock cluster
@@ -235,7 +205,7 @@ static int held_hook(struct fault_env *e, const struct veil_kafka_stats *st) {
                  * them. */
                 if (!st->side_caught_up || !st->commits)
                         return 0;
-                produce_garbage(e, "consent", N_SIDE);
+                fault_produce_garbage(e, "consent", N_SIDE);
                 h->injected = 1;
         }
         if (h->faults_done)
@@ -308,7 +278,7 @@ static void run_held(void **state, int mid_run) {
         if (!mid_run) {
                 /* Read while the side input catches up, before any
                  * event: commits come every VEIL_KAFKA_HELD_MAX then. */
-                produce_garbage(e, "consent", N_SIDE);
+                fault_produce_garbage(e, "consent", N_SIDE);
                 h.injected = 1;
         }
         fault_run_start(e, 0, 240);
