@@ -3372,16 +3372,33 @@ static void transactional_id(struct kctx *k, char *buf, size_t size) {
         snprintf(buf, size, "%s-%s", k->cfg->kafka.group, inst);
 }
 
+/* Per call of rd_kafka_init_transactions, which goes on where the last
+ * one timed out: a stop request (SIGTERM) is seen between calls. One call
+ * of 30 s held a SIGTERM for up to 30 s (Kubernetes' default grace
+ * period) and then exited 1 blaming the brokers' version. */
+#define TXN_INIT_CALL_MS 2000
+/* Returns 0 ready, 1 stopped before (nothing read: a clean exit), or a
+ * negative error. */
 static int init_transactions(struct kctx *k, char *errstr,
                              size_t errstr_size) {
         char hint[512];
+        struct quiet warn = {0};
         for (;;) {
-                rd_kafka_error_t *e =
-                        rd_kafka_init_transactions(k->producer, 30000);
+                rd_kafka_error_t *e = rd_kafka_init_transactions(
+                        k->producer, TXN_INIT_CALL_MS);
                 if (!e)
                         return 0;
-                int again = rd_kafka_error_is_retriable(e) && !should_stop(k);
-                if (!again &&
+                int retriable = rd_kafka_error_is_retriable(e);
+                uint64_t n;
+                if (retriable && should_stop(k)) {
+                        veil_log_host(VEIL_LOG_INFO, NULL,
+                                      "stopped while initialising "
+                                      "transactions (%s): nothing was read",
+                                      rd_kafka_error_string(e));
+                        rd_kafka_error_destroy(e);
+                        return 1;
+                }
+                if (!retriable &&
                     rd_kafka_error_code(e) ==
                             RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
                         snprintf(errstr, errstr_size,
@@ -3389,19 +3406,21 @@ static int init_transactions(struct kctx *k, char *errstr,
                                  "initialise transactions: %s; %s",
                                  rd_kafka_error_string(e),
                                  txn_acl_hint(k, hint, sizeof(hint)));
-                else if (!again)
+                else if (!retriable)
                         snprintf(errstr, errstr_size,
                                  "kafka.guarantee exactly-once: cannot "
                                  "initialise transactions: %s (the brokers "
                                  "must support transactions, Kafka >= 2.5)",
                                  rd_kafka_error_string(e));
-                else
+                else if (quiet_due(&warn, &n))
                         veil_log_host(VEIL_LOG_WARN, NULL,
                                       "initialising transactions: %s; "
-                                      "retrying",
-                                      rd_kafka_error_string(e));
+                                      "retrying (%llu time(s) since the last "
+                                      "such line)",
+                                      rd_kafka_error_string(e),
+                                      (unsigned long long)n);
                 rd_kafka_error_destroy(e);
-                if (!again)
+                if (!retriable)
                         return -VEIL_EIO;
         }
 }
@@ -3475,8 +3494,10 @@ int veil_kafka_run(struct veil_pipeline *p, const struct veil_kafka_opts *o,
                 return rc;
         }
         if (k.eos && (rc = init_transactions(&k, errstr, errstr_size))) {
+                if (rc > 0 && stats) /* stopped: nothing was read */
+                        *stats = k.st;
                 close_all(&k);
-                return rc;
+                return rc > 0 ? 0 : rc;
         }
 
         /* Statistics (for readiness: is any broker up?) only when someone

@@ -17,6 +17,11 @@
  *   "cannot rewind the input after an aborted transaction"); it now goes
  *   back to the first record the transaction read on each partition, and
  *   every event comes out once.
+ * - test_stop_during_init: SIGTERM while the transactions are being
+ *   initialised (InitProducerId answered COORDINATOR_LOAD_IN_PROGRESS
+ *   again and again): the run ends within seconds with rc 0, nothing
+ *   read. The host used to wait out a 30 s call, then exit 1 blaming the
+ *   brokers' version ("Kafka >= 2.5").
  *
  * `test_txn [NAME]` runs the tests whose name matches NAME.
  */
@@ -116,6 +121,28 @@ static void test_rewind_without_offset_fetch(void **state) {
         fault_out_once(e, "rewound without the committed offsets");
 }
 
+static void test_stop_during_init(void **state) {
+        struct fault_env *e = txn_env(state);
+        /* First: the feeder's idempotent producer asks for a producer id
+         * too. */
+        fault_feed(e, 10, 0);
+        rd_kafka_resp_err_t errs[50];
+        for (size_t i = 0; i < sizeof(errs) / sizeof(*errs); i++)
+                errs[i] = RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+        rd_kafka_mock_push_request_errors_array(
+                fault_cluster(e), API_INIT_PRODUCER_ID,
+                sizeof(errs) / sizeof(*errs), errs);
+        fault_run_start(e, 0, 60);
+        sleep_ms(1500);
+        assert_false(e->ended);
+        double t = now_s();
+        e->sigterm = 1; /* as veil's SIGTERM handler does */
+        fault_run_join(e);
+        fprintf(stderr, "# ended %.1f s after the signal\n", now_s() - t);
+        assert_true(now_s() - t < 5);
+        assert_int_equal(e->st.records_in, 0);
+}
+
 int main(int argc, char **argv) {
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
@@ -123,6 +150,8 @@ int main(int argc, char **argv) {
                 cmocka_unit_test_teardown(test_stop_during_slow_commit,
                                           fault_env_teardown),
                 cmocka_unit_test_teardown(test_rewind_without_offset_fetch,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_stop_during_init,
                                           fault_env_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
