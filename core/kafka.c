@@ -1452,17 +1452,19 @@ static int eos_abort(struct kctx *k) {
                 if (!again)
                         set_fatal(k, "cannot abort the transaction: %s",
                                   rd_kafka_error_string(e));
-                rd_kafka_error_destroy(e);
-                if (!again)
-                        return -1;
-                if (!txn_retry(k)) {
+                else if (!txn_retry(k))
                         set_fatal(k, "shutdown: aborting the transaction did "
-                                     "not complete within %d s; the next "
-                                     "start aborts it",
-                                  SHUTDOWN_TXN_MS / 1000);
+                                     "not complete within %d s (%s); the "
+                                     "next start aborts it",
+                                  SHUTDOWN_TXN_MS / 1000,
+                                  rd_kafka_error_string(e));
+                else /* as eos_commit's: in the log and readiness */
+                        txn_stalled(k, "aborting the transaction", e);
+                rd_kafka_error_destroy(e);
+                if (k->fatal)
                         return -1;
-                }
         }
+        k->stalled[0] = '\0';
         k->txn_open = 0;
         k->txn_doomed = 0;
         kept_done(k, 0);

@@ -22,6 +22,11 @@
  *   again and again): the run ends within seconds with rc 0, nothing
  *   read. The host used to wait out a 30 s call, then exit 1 blaming the
  *   brokers' version ("Kafka >= 2.5").
+ * - test_slow_abort: a transaction aborts (its AddPartitionsToTxn
+ *   refused) while the coordinator answers EndTxn with
+ *   COORDINATOR_LOAD_IN_PROGRESS for about 15 s: readiness says the abort
+ *   is retried, and once it completes the host is ready again and every
+ *   event comes out once. The abort used to be retried without a word.
  *
  * `test_txn [NAME]` runs the tests whose name matches NAME.
  */
@@ -143,6 +148,56 @@ static void test_stop_during_init(void **state) {
         assert_int_equal(e->st.records_in, 0);
 }
 
+/* After the first commit: the next transaction aborts, and its abort's
+ * EndTxn meets N_END_ERRORS retriable errors (librdkafka retries each
+ * after 100 ms: about 15 s, past the first 10 s call). */
+#define N_END_ERRORS 150
+static int slow_abort_hook(struct fault_env *e,
+                           const struct veil_kafka_stats *st) {
+        int *pushed = e->hook_ctx;
+        if (*pushed || st->commits < 1)
+                return 0;
+        rd_kafka_mock_cluster_t *mc = fault_cluster(e);
+        assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
+                                 mc, 1, API_ADD_PARTITIONS_TO_TXN, 1,
+                                 RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                 0),
+                         0);
+        rd_kafka_resp_err_t errs[N_END_ERRORS];
+        for (int i = 0; i < N_END_ERRORS; i++)
+                errs[i] = RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+        rd_kafka_mock_push_request_errors_array(mc, API_END_TXN, N_END_ERRORS,
+                                                errs);
+        *pushed = 1;
+        return 0;
+}
+
+static void test_slow_abort(void **state) {
+        struct fault_env *e = txn_env(state);
+        e->o.allow_aborts = 1;
+        int pushed = 0;
+        e->hook = slow_abort_hook;
+        e->hook_ctx = &pushed;
+        fault_feed(e, 100, 0);
+        fault_run_start(e, 0, 120);
+        double deadline = now_s() + 30;
+        while (!e->ended && now_s() < deadline && !pushed)
+                sleep_ms(50);
+        assert_true(pushed);
+        fault_feed(e, 100, 0);
+        assert_true(wait_reason(e, "aborting the transaction", 30));
+        deadline = now_s() + 60;
+        char why[512] = "";
+        while (!e->ended && now_s() < deadline &&
+               !(e->acked >= 200 && fault_ready(e, why, sizeof(why))))
+                sleep_ms(100);
+        assert_true(fault_ready(e, why, sizeof(why)));
+        e->stop = 1;
+        fault_run_join(e);
+        assert_true(e->st.aborted >= 1);
+        fault_out_once(e, "after a slow abort");
+}
+
 int main(int argc, char **argv) {
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
@@ -152,6 +207,8 @@ int main(int argc, char **argv) {
                 cmocka_unit_test_teardown(test_rewind_without_offset_fetch,
                                           fault_env_teardown),
                 cmocka_unit_test_teardown(test_stop_during_init,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_slow_abort,
                                           fault_env_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
