@@ -540,13 +540,6 @@ static void produce_stashed(struct kctx *k) {
                 if (!(k->stash = r->next))
                         k->stash_tail = &k->stash;
                 k->n_stash--;
-                if (k->missing[0] && !strcmp(r->topic, k->missing)) {
-                        veil_log_host(VEIL_LOG_INFO, NULL,
-                                      "topic '%s' exists now: its records "
-                                      "are produced",
-                                      k->missing);
-                        k->missing[0] = '\0';
-                }
                 if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                         r->hdrs = NULL; /* librdkafka's now */
                 } else if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE &&
@@ -1003,6 +996,20 @@ static void dr_report(struct kctx *k, const rd_kafka_message_t *m) {
         if (!m->err) {
                 f->pending--;
                 k->st.acked++;
+                /* At-least-once, the topic exists once a record of it is
+                 * delivered: librdkafka taking one into its queue
+                 * (produce_stashed) is not enough, it queues records for
+                 * a missing topic again after a metadata refresh, and
+                 * fails them once more. Exactly-once asks the cluster
+                 * (eos_topic_check). */
+                if (!k->eos && k->missing[0] &&
+                    !strcmp(rd_kafka_topic_name(m->rkt), k->missing)) {
+                        veil_log_host(VEIL_LOG_INFO, NULL,
+                                      "topic '%s' exists now: its records "
+                                      "are produced",
+                                      k->missing);
+                        k->missing[0] = '\0';
+                }
                 return;
         }
         const char *topic = rd_kafka_topic_name(m->rkt);
