@@ -183,6 +183,7 @@ struct kctx {
                               and to redo, or stashed) */
         struct bare *bare; /**< newest first */
         size_t n_bare;
+        size_t bare_txn; /**< refused as too large in the open transaction */
         /* Exactly-once: per partition, the first offset read into the open
          * transaction: where eos_rewind goes back to on a partition that
          * has no committed offset yet. */
@@ -251,6 +252,7 @@ static int eos_begin(struct kctx *k) {
         }
         k->txn_open = 1;
         k->txn_doomed = 0;
+        k->bare_txn = 0;
         k->txn_begun_ms = now_ms();
         return 0;
 }
@@ -725,7 +727,8 @@ static int bare_has(const struct kctx *k, const char *id) {
 
 /* Beyond BARE_MAX the oldest entry goes: one whose record never comes back
  * here (its partition went to another instance). Meeting it again would
- * cost one more abort, nothing else. */
+ * cost one more abort, nothing else. One transaction refusing more than
+ * BARE_MAX is fatal (bare_refused). */
 static int bare_add(struct kctx *k, const char *id) {
         if (bare_has(k, id))
                 return 0;
@@ -774,6 +777,23 @@ static void bare_refused(struct kctx *k, const char *topic, size_t len,
                    *s = header_or(h, "veil.stage", &sl);
         char id[1024];
         dl_id(id, sizeof(id), t, tl, p, pl, o, ol, s, sl);
+        /* More than the list holds, in one transaction: its first ones
+         * would be evicted by the last, go with their value again in the
+         * next pass, be refused again, and the batch abort for ever (the
+         * privacy budget charged every pass). A topic that refuses that
+         * many is a setting to fix. */
+        if (++k->bare_txn > BARE_MAX) {
+                set_fatal(k, "exactly-once: more than %d dead letters in "
+                          "one transaction were refused as too large for "
+                          "topic '%s' (its max.message.bytes is below the "
+                          "producer's message.max.bytes of %zu): raise the "
+                          "topic's max.message.bytes to at least that, or "
+                          "set kafka.settings message.max.bytes to at most "
+                          "the topic's limit, so that the producer sends "
+                          "such dead letters without their value at once",
+                          BARE_MAX, topic, producer_max_bytes(k->producer));
+                return;
+        }
         if (bare_add(k, id)) {
                 set_fatal(k, "out of memory after a dead letter too large "
                              "for topic '%s'", topic);

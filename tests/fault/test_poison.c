@@ -36,6 +36,13 @@
  * - test_output_refused_by_broker: the broker refuses an output record as
  *   too large: the host stops, nothing committed, with a message that
  *   names the setting to change.
+ * - test_dead_letters_refused_beyond_bare_max: exactly-once, the broker
+ *   refuses 1,100 side-input dead letters of one transaction as too
+ *   large (tests/fault/redo.yaml, undecodable consent records read while
+ *   catching up): more than the 1,024 the host remembers to send without
+ *   their value, so it stops (exit 1) naming the topic's
+ *   max.message.bytes. It used to forget the first ones, send them whole
+ *   again, and abort for ever.
  *
  * `test_poison [NAME]` runs the tests whose name matches NAME.
  */
@@ -429,6 +436,37 @@ static void test_output_refused_by_broker(void **state) {
         assert_true(fault_committed(e, 0) <= 0);
 }
 
+static void test_dead_letters_refused_beyond_bare_max(void **state) {
+        struct fault_opts o = {0};
+        o.partitions = 1;
+        o.brokers = 2;
+        o.exactly_once = 1;
+        o.allow_aborts = 1;
+        o.yaml = TEST_ROOT "/tests/fault/redo.yaml";
+        struct fault_env *e = fault_env_new(&o);
+        *state = e;
+        rd_kafka_mock_cluster_t *mc = fault_cluster(e);
+        assert_int_equal(rd_kafka_mock_topic_create(mc, "consent", 1, 1), 0);
+        assert_int_equal(rd_kafka_mock_topic_create(mc, "audit", 1, 1), 0);
+        fault_lead(e, "in", 1, 1);
+        fault_lead(e, "out", 1, 1);
+        fault_lead(e, "consent", 1, 1);
+        fault_lead(e, "dlq", 1, 2);
+        fault_produce_garbage(e, "consent", 1100);
+        /* Every produce request of the first pass (and more). */
+        for (int i = 0; i < 50; i++)
+                assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
+                                         mc, 2, API_PRODUCE, 1,
+                                         RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+                                         0),
+                                 0);
+        fault_run_start(e, 0, 60);
+        fault_run_join_failed(e);
+        fprintf(stderr, "# run: %s\n", e->err);
+        assert_non_null(strstr(e->err, "more than 1024 dead letters"));
+        assert_non_null(strstr(e->err, "max.message.bytes"));
+}
+
 int main(int argc, char **argv) {
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
@@ -459,6 +497,9 @@ int main(int argc, char **argv) {
                                           fault_env_teardown),
                 cmocka_unit_test_teardown(test_abort_fresh_group_latest,
                                           fault_env_teardown),
+                cmocka_unit_test_teardown(
+                        test_dead_letters_refused_beyond_bare_max,
+                        fault_env_teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
