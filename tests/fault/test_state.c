@@ -2,7 +2,9 @@
  * Reading the state topic at start (the state: section) on the mock
  * cluster: slow but moving, it is read to its end however long that takes,
  * and restored; stalled (nothing arriving), the start fails rather than
- * restore from part of the checkpoints.
+ * restore from part of the checkpoints. Writing it: a shrunk state's
+ * chunk keys past its end, and after a hot reload that moved the
+ * checkpointing stage, the keys of its old position, end in tombstones.
  */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -140,22 +142,36 @@ static void test_stalled_read_fails(void **state) {
         assert_non_null(strstr(e->err, "not restoring"));
 }
 
-/* The state topic's keys of the checkpointing stage, by chunk: whether
- * the last record of "…/<n>" (even key set) and "…/<n>.1" (odd) holds a
- * value (1), is a tombstone (0), or was never written (-1). */
+/* The state topic's keys of the checkpointing stage under `stage`
+ * ("<index>-ckpt_blob"), by chunk: whether the last record of "…/<n>"
+ * (even key set) and "…/<n>.1" (odd), and of "…/manifest", holds a value
+ * (1), is a tombstone (0), or was never written (-1). */
 struct last_values {
-        int even[4], odd[4];
+        const char *stage;
+        int even[4], odd[4], manifest;
 };
+
+static void last_values_init(struct last_values *lv, const char *stage) {
+        lv->stage = stage;
+        lv->manifest = -1;
+        for (int i = 0; i < 4; i++)
+                lv->even[i] = lv->odd[i] = -1;
+}
 
 static void note_last(const rd_kafka_message_t *m, int i, void *ctx) {
         (void)i;
         struct last_values *lv = ctx;
         const char *k = m->key, *at;
-        char key[256];
+        char key[256], stage[64];
         snprintf(key, sizeof(key), "%.*s", (int)m->key_len, k ? k : "");
-        if (!(at = strstr(key, "-ckpt_blob/")))
+        snprintf(stage, sizeof(stage), "/%s/", lv->stage);
+        if (!(at = strstr(key, stage)))
                 return;
-        at += strlen("-ckpt_blob/");
+        at += strlen(stage);
+        if (!strcmp(at, "manifest")) {
+                lv->manifest = m->payload != NULL;
+                return;
+        }
         if (at[0] < '0' || at[0] > '3')
                 return;
         int *slot = !strcmp(at + 1, ".1") ? &lv->odd[at[0] - '0']
@@ -163,6 +179,13 @@ static void note_last(const rd_kafka_message_t *m, int i, void *ctx) {
                                           : NULL;
         if (slot)
                 *slot = m->payload != NULL;
+}
+
+static void print_last(const struct last_values *lv) {
+        fprintf(stderr, "# last values of %s: manifest %d, even %d %d %d %d, "
+                "odd %d %d %d %d\n", lv->stage, lv->manifest, lv->even[0],
+                lv->even[1], lv->even[2], lv->even[3], lv->odd[0], lv->odd[1],
+                lv->odd[2], lv->odd[3]);
 }
 
 /* Two runs checkpoint a 2 MB state (three chunks, one run in each key
@@ -186,12 +209,9 @@ static void test_shrunk_state_tombstoned(void **state) {
         unsigned char *saved = blob_of(e->p, &len);
         assert_int_equal(len, 1000);
         struct last_values lv;
-        for (int i = 0; i < 4; i++)
-                lv.even[i] = lv.odd[i] = -1;
+        last_values_init(&lv, "1-ckpt_blob");
         fault_read_all(e, "state", "state-reader", note_last, &lv);
-        fprintf(stderr, "# last values: even %d %d %d %d, odd %d %d %d %d\n",
-                lv.even[0], lv.even[1], lv.even[2], lv.even[3], lv.odd[0],
-                lv.odd[1], lv.odd[2], lv.odd[3]);
+        print_last(&lv);
         assert_int_equal(lv.even[0], 1);
         assert_int_equal(lv.odd[0], 1);
         for (int c = 1; c <= 2; c++) {
@@ -208,11 +228,68 @@ static void test_shrunk_state_tombstoned(void **state) {
         unsetenv("VEIL_BLOB_KEEP");
 }
 
+/* Asks for a reload once the run's records are processed, and ends the
+ * run once it swapped pipelines: its checkpoint at shutdown is the first
+ * after the reload. */
+static int reload_then_stop(struct fault_env *e,
+                            const struct veil_kafka_stats *st) {
+        int *asked = e->hook_ctx;
+        if (e->reloads_swapped)
+                return 1;
+        if (!*asked && st->records_in >= 2 && st->acked == st->produced) {
+                *asked = 1;
+                e->reload = 1;
+        }
+        return 0;
+}
+
+/* A run checkpoints the stage at index 1 (a manifest and three chunks in
+ * one key set); the next restores it, is hot-reloaded to state_moved.yaml
+ * (the stage now at index 0; its state moves by plugin name) and stops:
+ * the checkpoint at its shutdown writes the state under "0-ckpt_blob/"
+ * and tombstones every key under "1-ckpt_blob/". Those keys used to keep
+ * the last checkpoint before the reload for good, out of reach of any
+ * erasure, until a start found them. */
+static void test_reload_moved_tombstoned(void **state) {
+        struct fault_env *e = state_env();
+        *state = e;
+        run_n(e, 2);
+        /* The run's reloads build from this file (reload_open); read on
+         * the run's thread, so set before it starts. */
+        e->o.yaml = TEST_ROOT "/tests/fault/state_moved.yaml";
+        int asked = 0;
+        e->hook = reload_then_stop;
+        e->hook_ctx = &asked;
+        fault_feed(e, 2, 0);
+        fault_run_start(e, 0, 60);
+        fault_run_join(e);
+        assert_int_equal(e->reloads_swapped, 1);
+        struct last_values old, moved;
+        last_values_init(&old, "1-ckpt_blob");
+        last_values_init(&moved, "0-ckpt_blob");
+        fault_read_all(e, "state", "state-reader", note_last, &old);
+        fault_read_all(e, "state", "state-reader", note_last, &moved);
+        print_last(&old);
+        print_last(&moved);
+        assert_int_equal(old.manifest, 0);
+        assert_int_equal(moved.manifest, 1);
+        for (int c = 0; c < 3; c++) {
+                /* Written in one key set, never in the other. */
+                assert_true(old.even[c] == 0 || old.odd[c] == 0);
+                assert_true(old.even[c] != 1 && old.odd[c] != 1);
+                assert_true(moved.even[c] == 1 || moved.odd[c] == 1);
+        }
+        assert_int_equal(old.even[3], -1);
+        assert_int_equal(old.odd[3], -1);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_teardown(test_slow_read_restores,
                                           fault_env_teardown),
                 cmocka_unit_test_teardown(test_stalled_read_fails,
+                                          fault_env_teardown),
+                cmocka_unit_test_teardown(test_reload_moved_tombstoned,
                                           fault_env_teardown),
                 cmocka_unit_test_teardown(test_shrunk_state_tombstoned,
                                           fault_env_teardown),
